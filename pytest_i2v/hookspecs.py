@@ -1,0 +1,25 @@
+"""Hooks users can implement in a conftest.py to swap parts of pytest-i2v."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec(firstresult=True)
+def pytest_i2v_load_pipeline(key: Any, work_dir: Path) -> Any:
+    """Load the pipeline for ``key`` (a ``PipelineKey``) and return a ``LoadedPipeline``.
+
+    Called once per key per session; the first non-None result wins (the plugin's default
+    loads from ``key.source``)."""
+
+
+@hookspec
+def pytest_i2v_environment(environment: dict[str, Any]) -> None:
+    """Add or change entries of the environment fingerprint in place (e.g. a container image tag).
+
+    Keep it free of serial numbers and host names: it is stored in baselines."""

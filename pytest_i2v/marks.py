@@ -1,0 +1,187 @@
+"""The ``i2v`` marker as a typed function: its signature is the validation and the help text.
+
+A mark describes one generation (the study's knobs). ``GenerationSpec`` is what the runner
+measures; ``scaled`` applies a profile's scaling (the CPU profile shrinks the study).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+from pytest_i2v.errors import I2VUsageError
+
+# The study's square presets (the article's 256p/512p/768p/1024p are W = H).
+RESOLUTION_PRESETS: dict[str, int] = {"256p": 256, "512p": 512, "768p": 768, "1024p": 1024}
+DTYPES = ("fp16", "bf16", "fp32")
+# Toggles applied to a loaded pipeline per test and undone afterwards.
+TOGGLE_MEMORY_OPTIONS = ("vae_slicing", "vae_tiling", "forward_chunking", "attention_slicing", "sdpa", "eager_attention")
+# Offload changes where weights live, so an offloaded pipeline is a separate cached pipeline.
+OFFLOAD_MEMORY_OPTIONS = ("model_cpu_offload", "sequential_cpu_offload")
+MEMORY_OPTIONS = OFFLOAD_MEMORY_OPTIONS + TOGGLE_MEMORY_OPTIONS
+# Options that only make sense with a CUDA device (they move weights between host and GPU).
+CUDA_ONLY_MEMORY_OPTIONS = frozenset(OFFLOAD_MEMORY_OPTIONS)
+DEFAULT_PROMPT = "A person slowly turning head to the right"  # the study's prompt
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How a profile shrinks the study (the ``cpu`` profile: tiny model, small sizes, few steps)."""
+
+    size_divisor: int = 1
+    steps_divisor: int = 1
+    min_size: int = 8
+
+    @property
+    def is_identity(self) -> bool:
+        return self.size_divisor == 1 and self.steps_divisor == 1
+
+    def size(self, pixels: int) -> int:
+        # Keep sizes multiples of 8 (the VAE's scale factor) after dividing.
+        return max(self.min_size, (pixels // self.size_divisor) // 8 * 8)
+
+    def steps(self, steps: int) -> int:
+        return max(1, math.ceil(steps / self.steps_divisor))
+
+    def describe(self) -> str:
+        if self.is_identity:
+            return "none (the study's sizes and steps)"
+        sizes = ", ".join(f"{k}->{self.size(v)}x{self.size(v)}" for k, v in RESOLUTION_PRESETS.items())
+        return f"sizes /{self.size_divisor} ({sizes}); steps /{self.steps_divisor} (50->{self.steps(50)})"
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scaling:
+        return cls(**{k: int(v) for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """One generation as the study describes it (before or after a profile's scaling)."""
+
+    width: int
+    height: int
+    frames: int = 16
+    steps: int = 50
+    guidance: float = 9.0
+    fps: int = 8
+    dtype: str | None = None
+    memory: tuple[str, ...] = ()
+    prompt: str = DEFAULT_PROMPT
+    seed: int = 0
+    resolution: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.resolution or f"{self.width}x{self.height}"
+
+    @property
+    def offload(self) -> str | None:
+        found = [m for m in self.memory if m in OFFLOAD_MEMORY_OPTIONS]
+        return found[0] if found else None
+
+    @property
+    def toggles(self) -> tuple[str, ...]:
+        return tuple(m for m in self.memory if m in TOGGLE_MEMORY_OPTIONS)
+
+    def scaled(self, scaling: Scaling) -> GenerationSpec:
+        if scaling.is_identity:
+            return self
+        return replace(
+            self,
+            width=scaling.size(self.width),
+            height=scaling.size(self.height),
+            steps=scaling.steps(self.steps),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["memory"] = list(self.memory)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationSpec:
+        fields = dict(data)
+        fields["memory"] = tuple(fields.get("memory", ()))
+        return cls(**fields)
+
+
+def _require_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise I2VUsageError(f"{name}={value!r} must be an integer >= {minimum}")
+    if value < minimum:
+        raise I2VUsageError(f"{name}={value!r} must be >= {minimum}")
+    return value
+
+
+def _require_size(name: str, value: Any) -> int:
+    _require_int(name, value, minimum=8)
+    if value % 8:
+        raise I2VUsageError(f"{name}={value!r} must be a multiple of 8 (the VAE downsamples by 8); try {value // 8 * 8 or 8}")
+    return value
+
+
+def i2v(
+    resolution: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    frames: int = 16,
+    steps: int = 50,
+    guidance: float = 9.0,
+    fps: int = 8,
+    dtype: str | None = None,
+    memory: tuple[str, ...] | list[str] | str = (),
+    prompt: str = DEFAULT_PROMPT,
+    seed: int = 0,
+) -> GenerationSpec:
+    """Describe one I2VGen-XL generation; defaults are the study's (16 frames, 50 steps, guidance 9.0, fps 8)."""
+    if resolution is not None:
+        if width is not None or height is not None:
+            raise I2VUsageError(f"give resolution={resolution!r} or width/height, not both")
+        if resolution not in RESOLUTION_PRESETS:
+            raise I2VUsageError(f"resolution={resolution!r} is not a preset; use one of {', '.join(RESOLUTION_PRESETS)} or width=/height=")
+        width = height = RESOLUTION_PRESETS[resolution]
+    elif width is None and height is None:
+        resolution, width, height = "512p", 512, 512
+    elif width is None or height is None:
+        raise I2VUsageError("give both width= and height= (or a resolution preset such as '512p')")
+    _require_size("width", width)
+    _require_size("height", height)
+    _require_int("frames", frames)
+    _require_int("steps", steps)
+    _require_int("fps", fps)
+    _require_int("seed", seed, minimum=0)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
+        raise I2VUsageError(f"guidance={guidance!r} must be a finite number >= 0")
+    if dtype is not None and dtype not in DTYPES:
+        raise I2VUsageError(f"dtype={dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+    if not isinstance(prompt, str) or not prompt:
+        raise I2VUsageError(f"prompt={prompt!r} must be a non-empty string")
+    options = (memory,) if isinstance(memory, str) else tuple(memory)
+    for option in options:
+        if option not in MEMORY_OPTIONS:
+            raise I2VUsageError(f"memory option {option!r} is unknown; use any of {', '.join(MEMORY_OPTIONS)}")
+    if len([o for o in options if o in OFFLOAD_MEMORY_OPTIONS]) > 1:
+        raise I2VUsageError("memory options model_cpu_offload and sequential_cpu_offload exclude each other; pick one")
+    return GenerationSpec(
+        width=width, height=height, frames=frames, steps=steps, guidance=float(guidance), fps=fps,
+        dtype=dtype, memory=options, prompt=prompt, seed=seed, resolution=resolution,
+    )
+
+
+def marker_help(func: Any, summary: str) -> str:
+    """The ``--markers`` line, generated from the marker function's signature."""
+    return f"{func.__name__}{inspect.signature(func)}: {summary}"
+
+
+def call_marker(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """Call a marker function with a mark's arguments; a wrong signature is a usage error."""
+    try:
+        inspect.signature(func).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise I2VUsageError(f"@pytest.mark.{func.__name__}: {exc}") from None
+    return func(*args, **kwargs)

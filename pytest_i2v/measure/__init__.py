@@ -1,0 +1,1 @@
+"""GPU-correct measurement: stage/step timing, peak memory, the warm-up + repeats runner."""

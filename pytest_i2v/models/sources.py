@@ -1,0 +1,168 @@
+"""Resolve ``--i2v-model`` and load the pipeline: hub id / local directory (the real
+``from_pretrained`` path), ``random`` (full-size, random weights) or ``tiny`` (built, saved,
+loaded back through ``from_pretrained``). Also applies and undoes per-test memory toggles."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pytest_i2v.errors import I2VUsageError, ModelSourceError
+from pytest_i2v.models.compat import alias_clip_text_model
+
+TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+BUILTIN_SOURCES = ("tiny", "random")
+# What the numbers mean, recorded with every result.
+PROVENANCE = {"tiny": "tiny-random-weights", "random": "full-size-random-weights"}
+
+
+@dataclass(frozen=True)
+class PipelineKey:
+    """One loaded pipeline is shared by every test with the same key."""
+
+    source: str
+    dtype: str
+    device: str
+    offload: str | None = None
+
+    def describe(self) -> str:
+        offload = f", {self.offload}" if self.offload else ""
+        return f"{self.source} ({self.dtype}, {self.device}{offload})"
+
+
+@dataclass
+class LoadedPipeline:
+    key: PipelineKey
+    pipe: Any
+    load_s: float
+    provenance: str
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or os.sep in source and Path(source).exists()
+
+
+def check_model_source(source: str) -> str:
+    """Validate a source early (at configure time), so a typo is a usage error, not a test error."""
+    if source in BUILTIN_SOURCES:
+        return source
+    path = Path(source).expanduser()
+    if _looks_like_path(source) or path.exists():
+        if not path.is_dir():
+            raise I2VUsageError(
+                f"--i2v-model {source}: no such directory; point it at a diffusers I2VGen-XL directory "
+                f"(huggingface-cli download ali-vilab/i2vgen-xl --local-dir DIR) or use 'random' / 'tiny'"
+            )
+        if not (path / "model_index.json").is_file():
+            raise I2VUsageError(
+                f"--i2v-model {source}: not a diffusers pipeline directory (no model_index.json); "
+                f"point it at the folder that holds model_index.json"
+            )
+        return str(path)
+    if source.count("/") != 1:
+        raise I2VUsageError(
+            f"--i2v-model {source!r} is neither a local directory, a hub id (owner/name), 'random' nor 'tiny'"
+        )
+    return source
+
+
+def _has_fp16_variant(source: str) -> bool:
+    path = Path(source)
+    if path.is_dir():
+        return any(".fp16." in p.name for p in path.glob("*/*"))
+    return True  # the hub checkpoint ships an fp16 variant; a missing one falls back below
+
+
+def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: bool = False) -> Any:
+    """The real loading path: ``I2VGenXLPipeline.from_pretrained`` (safetensors, fp16 variant where present)."""
+    from diffusers import I2VGenXLPipeline
+
+    from diffusers.pipelines import pipeline_utils
+
+    # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.
+    dtype_kwarg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
+    kwargs: dict[str, Any] = {dtype_kwarg: TORCH_DTYPES[dtype], "use_safetensors": not allow_pickle}
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or Path(source).is_dir()
+    if offline:
+        kwargs["local_files_only"] = True
+    variant = "fp16" if dtype == "fp16" and _has_fp16_variant(source) else None
+    try:
+        try:
+            pipe = I2VGenXLPipeline.from_pretrained(source, variant=variant, **kwargs)
+        except (OSError, ValueError):
+            if variant is None:
+                raise
+            pipe = I2VGenXLPipeline.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        where = f"the local directory {source}" if Path(source).is_dir() else (
+            f"the hub id {source} in the local cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
+            + (" with HF_HUB_OFFLINE set" if offline else "")
+        )
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSourceError(
+            f"could not load I2VGen-XL from {where}: {first_line}. Download it once "
+            f"(huggingface-cli download {source if not Path(source).is_dir() else 'ali-vilab/i2vgen-xl'} --local-dir DIR) "
+            f"and pass --i2v-model DIR, or use --i2v-model random for the full-size architecture with random weights"
+        ) from None
+    return pipe
+
+
+def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False) -> LoadedPipeline:
+    start = time.perf_counter()
+    if key.source == "tiny":
+        from pytest_i2v.models.tiny import save_tiny_pipeline
+
+        pipe = load_from_pretrained(str(save_tiny_pipeline(work_dir)), key.dtype, key.device)
+        provenance = PROVENANCE["tiny"]
+    elif key.source == "random":
+        from pytest_i2v.models.fullsize import build_fullsize_pipeline
+
+        pipe = build_fullsize_pipeline(key.device, TORCH_DTYPES[key.dtype], work_dir)
+        provenance = PROVENANCE["random"]
+    else:
+        pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle)
+        provenance = "real-weights"
+    alias_clip_text_model(pipe)
+    pipe.set_progress_bar_config(disable=True)
+    if key.offload == "model_cpu_offload":
+        pipe.enable_model_cpu_offload(device=key.device)
+    elif key.offload == "sequential_cpu_offload":
+        pipe.enable_sequential_cpu_offload(device=key.device)
+    else:
+        pipe.to(key.device)
+    if key.device.startswith("cuda"):
+        torch.cuda.synchronize(key.device)
+    return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start, provenance=provenance)
+
+
+def apply_toggles(pipe: Any, toggles: tuple[str, ...]) -> None:
+    """Per-test memory options that do not need a reload; ``reset_toggles`` undoes them."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    for toggle in toggles:
+        if toggle == "vae_slicing":
+            pipe.vae.enable_slicing()
+        elif toggle == "vae_tiling":
+            pipe.vae.enable_tiling()
+        elif toggle == "forward_chunking":
+            pipe.unet.enable_forward_chunking(chunk_size=1, dim=1)
+        elif toggle == "attention_slicing":
+            pipe.unet.set_attention_slice("auto")
+        elif toggle == "sdpa":
+            pipe.unet.set_attn_processor(AttnProcessor2_0())
+        elif toggle == "eager_attention":
+            pipe.unet.set_attn_processor(AttnProcessor())
+
+
+def reset_toggles(pipe: Any) -> None:
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe.vae.disable_slicing()
+    pipe.vae.disable_tiling()
+    pipe.unet.disable_forward_chunking()
+    pipe.unet.set_attn_processor(AttnProcessor2_0())

@@ -1,0 +1,294 @@
+"""pytest hooks and fixtures for pytest-i2v. Thin: the work happens in the pure modules."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Generator
+
+import pytest
+
+from pytest_i2v import hookspecs
+from pytest_i2v.errors import I2VUsageError, ModelSourceError
+from pytest_i2v.marks import CUDA_ONLY_MEMORY_OPTIONS, GenerationSpec, call_marker, i2v, marker_help
+from pytest_i2v.results import GenerationRecord, write_json_atomic
+from pytest_i2v.settings import OPTIONS, resolve_settings
+
+SESSION_KEY = pytest.StashKey["I2VSession"]()
+SPEC_KEY = pytest.StashKey[GenerationSpec]()
+RECORD_KEY = pytest.StashKey[GenerationRecord]()
+I2V_MARK_HELP = marker_help(i2v, "describe an I2VGen-XL generation measured by the i2v_run fixture.")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register pytest-i2v's own hooks."""
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the --i2v-* options, each with a matching ini key and the same help text."""
+    group = parser.getgroup("i2v", "image-to-video performance (pytest-i2v)")
+    for spec in OPTIONS:
+        if spec.is_flag:
+            group.addoption(spec.flag, action="store_true", default=None, dest=spec.dest, help=spec.help)
+            parser.addini(spec.ini, spec.help, type="bool", default=False)
+        else:
+            group.addoption(spec.flag, action="store", default=None, dest=spec.dest, metavar=spec.metavar, help=spec.help)
+            parser.addini(spec.ini, spec.help, default=None)
+
+
+def _usage_error(exc: I2VUsageError) -> pytest.UsageError:
+    return pytest.UsageError(str(exc))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve settings and the GPU profile once; keep the session object in config.stash."""
+    config.addinivalue_line("markers", I2V_MARK_HELP)
+    if getattr(config.option, "help", False) or getattr(config.option, "markers", False):
+        return  # --help and --markers must work whatever the machine or the ini says
+    from pytest_i2v.fingerprint import collect_environment, detect_gpu
+    from pytest_i2v.profiles import load_profiles
+    from pytest_i2v.session import I2VSession, plan_run
+
+    import torch
+
+    inipath = config.inipath
+    try:
+        settings = resolve_settings(
+            lambda dest: config.getoption(dest),
+            lambda key: config.getini(key),
+            invocation_dir=config.invocation_params.dir,
+            ini_dir=inipath.parent if inipath else config.rootpath,
+        )
+        profiles = load_profiles(settings.profile_dir)
+        gpu_name, gpu_memory_gib = detect_gpu()
+        plan = plan_run(settings, profiles, gpu_name, gpu_memory_gib, torch.cuda.is_available())
+    except I2VUsageError as exc:
+        raise _usage_error(exc) from None
+    environment = collect_environment(plan.device)
+    environment["profile"] = plan.profile.name
+    config.hook.pytest_i2v_environment(environment=environment)
+    work_dir = Path(tempfile.mkdtemp(prefix="pytest-i2v-"))
+    session = I2VSession(settings, plan, environment, work_dir,
+                         loader=lambda key, path: config.hook.pytest_i2v_load_pipeline(key=key, work_dir=path))
+    config.stash[SESSION_KEY] = session
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(session), "i2v-xdist")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's temporary model directory."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        import shutil
+
+        shutil.rmtree(session.work_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_i2v_load_pipeline(key: Any, work_dir: Path) -> Any:
+    """Default pipeline factory: the model source named in the key."""
+    from pytest_i2v.models.sources import load_pipeline
+
+    return load_pipeline(key, work_dir)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say which profile, device, model and scaling this run uses."""
+    session = config.stash.get(SESSION_KEY, None)
+    return session.plan.describe() if session else []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Validate every i2v mark at collection: a bad one is a usage error naming the test."""
+    for item in items:
+        marks = list(item.iter_markers("i2v"))
+        if not marks:
+            continue
+        mark = marks[0]  # the closest one wins (function over class over module)
+        try:
+            item.stash[SPEC_KEY] = call_marker(i2v, mark.args, mark.kwargs)
+        except I2VUsageError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+
+
+def _session(request: pytest.FixtureRequest) -> Any:
+    session = request.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        pytest.skip("pytest-i2v is not configured in this run")
+    return session
+
+
+@pytest.fixture(scope="session")
+def i2v_profile(request: pytest.FixtureRequest) -> Any:
+    """The GpuProfile this session measures against."""
+    return _session(request).plan.profile
+
+
+@pytest.fixture
+def i2v_spec(request: pytest.FixtureRequest) -> GenerationSpec:
+    """This test's generation as it will run (its i2v mark, scaled by the profile)."""
+    session = _session(request)
+    return session.resolve_spec(request.node.stash.get(SPEC_KEY, None) or i2v())
+
+
+@pytest.fixture
+def i2v_input_image(request: pytest.FixtureRequest) -> Any:
+    """The conditioning image (deterministic synthetic portrait, or i2v_input_image from the ini)."""
+    try:
+        return _session(request).input_image()
+    except I2VUsageError as exc:
+        raise _usage_error(exc) from None
+
+
+@pytest.fixture
+def _i2v_loaded(request: pytest.FixtureRequest, i2v_spec: GenerationSpec) -> Generator[Any, None, None]:
+    session = _session(request)
+    needs_cuda = sorted(set(i2v_spec.memory) & CUDA_ONLY_MEMORY_OPTIONS)
+    if needs_cuda and not session.plan.device.startswith("cuda"):
+        pytest.skip(f"memory option {', '.join(needs_cuda)} needs a CUDA device (this run is on {session.plan.device})")
+    try:
+        loaded = session.prepare(i2v_spec)
+    except ModelSourceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield loaded
+    session.release(loaded)
+
+
+@pytest.fixture
+def i2v_pipeline(_i2v_loaded: Any) -> Any:
+    """The loaded diffusers I2VGenXLPipeline for this test's config (loaded once per session)."""
+    return _i2v_loaded.pipe
+
+
+@pytest.fixture
+def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: GenerationSpec,
+            i2v_input_image: Any) -> Callable[..., GenerationRecord]:
+    """Call it to warm up, then measure the repeats; returns the GenerationRecord."""
+    session = _session(request)
+    progress = ProgressLine(request.config, request.node.nodeid)
+    study_spec = request.node.stash.get(SPEC_KEY, None)
+
+    def run(repeats: int | None = None, warmup: int | None = None) -> GenerationRecord:
+        try:
+            record = session.measure(request.node.nodeid, i2v_spec, _i2v_loaded, i2v_input_image,
+                                     progress=progress if progress.enabled else None,
+                                     repeats=repeats, warmup=warmup, study_spec=study_spec)
+        finally:
+            progress.clear()
+        request.node.stash[RECORD_KEY] = record
+        for name, value in record.user_properties():
+            request.node.user_properties.append((name, value))
+        return record
+
+    return run
+
+
+class ProgressLine:
+    """One rewritten terminal line (repeat r/R, step i/N, elapsed) while a generation runs."""
+
+    MIN_INTERVAL_S = 0.5
+
+    def __init__(self, config: pytest.Config, nodeid: str):
+        self._reporter = config.pluginmanager.get_plugin("terminalreporter")
+        self._capture = config.pluginmanager.get_plugin("capturemanager")
+        self._nodeid = nodeid
+        self._started = time.perf_counter()
+        self._last = 0.0
+        self._shown = False
+        self.enabled = bool(self._reporter and self._reporter.isatty and config.get_verbosity() >= 0
+                            and not hasattr(config, "workerinput"))
+
+    def __call__(self, phase: str, repeat: int, repeats: int, step: int, steps: int) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.MIN_INTERVAL_S and step != steps:
+            return
+        self._last = now
+        line = f"i2v {self._nodeid}: {phase} {repeat}/{repeats}, step {step}/{steps}, {now - self._started:.0f}s"
+        with self._capture.global_and_fixture_disabled():
+            self._reporter.rewrite(line, erase=True)
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            with self._capture.global_and_fixture_disabled():
+                self._reporter.rewrite("", erase=True)
+            self._shown = False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """An OOM fails the test that hit it, with the stage and memory at that moment."""
+    report = yield
+    record = item.stash.get(RECORD_KEY, None)
+    if record is None or report.when != "call":
+        return report
+    report.sections.append(("i2v", _describe_record(record)))
+    if record.outcome == "oom" and report.passed:
+        oom = record.oom or {}
+        where = f"step {oom.get('step')}" if oom.get("step") else oom.get("stage")
+        allocated = oom.get("allocated_bytes")
+        memory = f", {allocated / 2**30:.2f} GiB allocated" if allocated else ""
+        report.outcome = "failed"
+        report.longrepr = (
+            f"i2v: out of memory during {where} ({record.config['width']}x{record.config['height']}, "
+            f"{record.config['frames']} frames{memory}): {oom.get('message')}. Memory was freed; the session goes on."
+        )
+    return report
+
+
+def _describe_record(record: GenerationRecord) -> str:
+    if record.outcome != "ok":
+        return f"outcome {record.outcome}"
+    peak = record.peak_memory
+    memory = peak.get("allocated_bytes") or peak.get("host_rss_bytes")
+    kind = "allocated" if peak.get("allocated_bytes") else "host RSS"
+    return (f"median {record.time_s:.3f} s over {record.repeats} repeats, {record.gen_fps:.2f} frames/s, "
+            f"step {record.stages['step_s'] * 1000:.1f} ms, peak {kind} {memory / 2**20:.0f} MiB")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the results document (on xdist, workers hand theirs to the controller)."""
+    config = session.config
+    i2v_session = config.stash.get(SESSION_KEY, None)
+    if i2v_session is None or exitstatus == pytest.ExitCode.USAGE_ERROR:
+        return
+    if hasattr(config, "workerinput"):
+        config.workeroutput["i2v_records"] = [r.to_dict() for r in i2v_session.records.values()]
+        config.workeroutput["i2v_loads"] = i2v_session.loads
+        return
+    path = i2v_session.settings.json_path
+    if path is not None and i2v_session.records:
+        write_json_atomic(path, i2v_session.document())
+        i2v_session.written.append(path)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """A short table of the measured generations and the files written. Never raises."""
+    i2v_session = config.stash.get(SESSION_KEY, None)
+    if i2v_session is None or not i2v_session.records:
+        return
+    try:
+        terminalreporter.write_sep("-", "i2v results")
+        for record in i2v_session.records.values():
+            terminalreporter.write_line(f"{record.nodeid}: {_describe_record(record)}")
+        for path in i2v_session.written:
+            terminalreporter.write_line(f"i2v results written to {path}")
+    except Exception as exc:  # a summary must never turn a run red
+        terminalreporter.write_line(f"i2v summary unavailable: {type(exc).__name__}: {exc}")
+
+
+class XdistHooks:
+    """Registered only when pytest-xdist is installed: merge the workers' records on the controller."""
+
+    def __init__(self, session: Any):
+        self._session = session
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Collect a finished worker's records."""
+        output = getattr(node, "workeroutput", {}) or {}
+        for data in output.get("i2v_records", []):
+            record = GenerationRecord.from_dict(data)
+            self._session.records[record.nodeid] = record
+        self._session.loads.extend(output.get("i2v_loads", []))

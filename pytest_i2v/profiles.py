@@ -1,0 +1,163 @@
+"""GPU profiles: which GPU a run is on, how much memory it has, and how the study runs there.
+
+Profiles are YAML files shipped under ``pytest_i2v/profiles`` (plus a user directory). Each
+names how to recognise its device from the NVML/torch device name. ``auto`` picks the profile
+matching the detected GPU, or ``cpu`` when there is none.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.marks import DTYPES, Scaling
+
+PROFILE_SCHEMA_VERSION = 1
+SHIPPED_PROFILE_DIR = Path(__file__).parent / "profiles"
+# Marketed GB vs the GiB torch/NVML report, minus driver-reserved memory.
+MEMORY_MATCH_TOLERANCE = 0.15
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class GpuProfile:
+    name: str
+    description: str
+    memory_gb: float
+    device: str  # "cuda" or "cpu"
+    match: tuple[str, ...]  # case-insensitive substrings of the device name
+    model: str
+    dtype: str
+    scaling: Scaling = field(default_factory=Scaling)
+    source: str = ""  # the file it came from
+
+    def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
+        """Length of the longest pattern that names this device (0 = no match).
+
+        Memory disambiguates cards that share a name (A100 40 vs 80 GB, L4 vs L40)."""
+        if self.device == "cpu":
+            return 1 if device_name is None else 0
+        if device_name is None:
+            return 0
+        if device_memory_gb is not None and abs(device_memory_gb - self.memory_gb) > MEMORY_MATCH_TOLERANCE * self.memory_gb:
+            return 0
+        lowered = device_name.lower()
+        return max((len(p) for p in self.match if p.lower() in lowered), default=0)
+
+    def matches(self, device_name: str | None, device_memory_gb: float | None = None) -> bool:
+        return self.match_length(device_name, device_memory_gb) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "memory_gb": self.memory_gb,
+            "device": self.device, "match": list(self.match), "model": self.model, "dtype": self.dtype,
+            "scaling": self.scaling.to_dict(),
+        }
+
+
+def validate_profile_name(name: str) -> str:
+    """Profile names become file names: refuse anything that could leave the directory."""
+    if not _NAME_RE.match(name) or ".." in name:
+        raise I2VUsageError(
+            f"profile name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.' (no '/' or '..')"
+        )
+    return name
+
+
+def _profile_from_yaml(path: Path) -> GpuProfile:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise I2VUsageError(f"profile file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix or remove it") from None
+    if not isinstance(data, dict):
+        raise I2VUsageError(f"profile file {path} must hold a mapping (name, memory_gb, device, match, model, dtype)")
+    version = data.get("schema_version", PROFILE_SCHEMA_VERSION)
+    if version != PROFILE_SCHEMA_VERSION:
+        raise I2VUsageError(f"profile file {path} has schema_version {version!r}; this plugin reads {PROFILE_SCHEMA_VERSION}")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or name != path.stem:
+        raise I2VUsageError(f"profile file {path}: name {name!r} must equal the file name {path.stem!r}")
+    validate_profile_name(name)
+    memory = data.get("memory_gb")
+    if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory <= 0:
+        raise I2VUsageError(f"profile file {path}: memory_gb must be a positive number of GB, got {memory!r}")
+    device = data.get("device", "cuda")
+    if device not in ("cuda", "cpu"):
+        raise I2VUsageError(f"profile file {path}: device must be 'cuda' or 'cpu', got {device!r}")
+    match = data.get("match", [])
+    if isinstance(match, str):
+        match = [match]
+    if device == "cuda" and (not match or not all(isinstance(m, str) and m for m in match)):
+        raise I2VUsageError(f"profile file {path}: match must list device-name substrings such as ['RTX 4090']")
+    dtype = data.get("dtype", "fp16")
+    if dtype not in DTYPES:
+        raise I2VUsageError(f"profile file {path}: dtype {dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+    model = data.get("model", "ali-vilab/i2vgen-xl")
+    if not isinstance(model, str) or not model:
+        raise I2VUsageError(f"profile file {path}: model must be a model source string")
+    scaling_data = data.get("scaling") or {}
+    try:
+        scaling = Scaling.from_dict(scaling_data)
+    except (TypeError, ValueError):
+        raise I2VUsageError(f"profile file {path}: scaling must map size_divisor/steps_divisor/min_size to integers") from None
+    if scaling.size_divisor < 1 or scaling.steps_divisor < 1:
+        raise I2VUsageError(f"profile file {path}: scaling divisors must be >= 1")
+    return GpuProfile(
+        name=name, description=str(data.get("description", name)), memory_gb=float(memory), device=device,
+        match=tuple(match), model=model, dtype=dtype, scaling=scaling, source=str(path),
+    )
+
+
+def load_profiles(extra_dir: Path | None = None) -> dict[str, GpuProfile]:
+    """All profiles by name; a user directory's file overrides a shipped one of the same name."""
+    directories = [SHIPPED_PROFILE_DIR]
+    if extra_dir is not None:
+        if not extra_dir.is_dir():
+            raise I2VUsageError(f"--i2v-profile-dir {extra_dir} is not a directory; create it or drop the option")
+        directories.append(extra_dir)
+    profiles: dict[str, GpuProfile] = {}
+    for directory in directories:
+        for path in sorted(directory.glob("*.yaml")):
+            profile = _profile_from_yaml(path)
+            profiles[profile.name] = profile
+    return profiles
+
+
+def pick_profile(
+    requested: str,
+    profiles: Mapping[str, GpuProfile],
+    device_name: str | None,
+    device_memory_gb: float | None = None,
+    allow_mismatch: bool = False,
+) -> GpuProfile:
+    """Resolve ``--gpu-profile`` against the detected device (``None`` = no GPU)."""
+    if requested == "auto":
+        if device_name is None:
+            return profiles["cpu"]
+        ranked = sorted(
+            (p.match_length(device_name, device_memory_gb), p.name) for p in profiles.values() if p.device == "cuda"
+        )
+        if ranked and ranked[-1][0] > 0:
+            return profiles[ranked[-1][1]]
+        raise I2VUsageError(
+            f"no GPU profile matches the detected GPU {device_name!r}; add a profile file with "
+            f"match: [{device_name!r}] to --i2v-profile-dir, or pass --gpu-profile NAME --i2v-allow-profile-mismatch"
+        )
+    validate_profile_name(requested)
+    if requested not in profiles:
+        raise I2VUsageError(f"unknown GPU profile {requested!r}; known profiles: {', '.join(sorted(profiles))}")
+    profile = profiles[requested]
+    if not allow_mismatch and not profile.matches(device_name, device_memory_gb):
+        found = f"GPU {device_name!r} ({device_memory_gb:.0f} GB)" if device_name and device_memory_gb else (
+            f"GPU {device_name!r}" if device_name else "no GPU")
+        wanted = f"a {profile.memory_gb:.0f} GB GPU named like {' or '.join(repr(m) for m in profile.match)}" if profile.device == "cuda" else "no GPU"
+        raise I2VUsageError(
+            f"--gpu-profile {requested} expects {wanted} but this machine has {found}; "
+            f"pick the matching profile (or 'auto'), or pass --i2v-allow-profile-mismatch to measure anyway"
+        )
+    return profile

@@ -1,0 +1,129 @@
+"""One record per measured test and the schema-versioned results document (``--i2v-json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.measure.runner import Measurement
+
+RESULTS_SCHEMA = "pytest-i2v/results"
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    nodeid: str
+    config: dict[str, Any]
+    outcome: str
+    repeats: int
+    warmup: int
+    time_s: float | None
+    time_samples_s: list[float]
+    gen_fps: float | None
+    stages: dict[str, Any]
+    peak_memory: dict[str, int | None]
+    load_s: float | None
+    oom: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    wall_s: float | None = None
+
+    @classmethod
+    def from_measurement(
+        cls, nodeid: str, measurement: Measurement, model: Mapping[str, Any], load_s: float | None
+    ) -> GenerationRecord:
+        config = measurement.spec.to_dict()
+        config.update(model)  # source, provenance, dtype actually used, device
+        notes = [measurement.nvml_note] if measurement.nvml_note else []
+        return cls(
+            nodeid=nodeid, config=config, outcome=measurement.outcome, repeats=len(measurement.samples),
+            warmup=measurement.warmup, time_s=measurement.time_s,
+            time_samples_s=[s.total_s for s in measurement.samples], gen_fps=measurement.gen_fps,
+            stages=measurement.stages_dict(), peak_memory=measurement.peak.to_dict(), load_s=load_s,
+            oom=measurement.oom.to_dict() if measurement.oom else None, notes=notes, wall_s=measurement.wall_s,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid, "config": self.config, "outcome": self.outcome, "repeats": self.repeats,
+            "warmup": self.warmup, "time_s": self.time_s, "time_samples_s": self.time_samples_s,
+            "gen_fps": self.gen_fps, "stages": self.stages, "peak_memory": self.peak_memory,
+            "load_s": self.load_s, "oom": self.oom, "notes": self.notes, "wall_s": self.wall_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationRecord:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})  # type: ignore[arg-type]
+
+    def user_properties(self) -> list[tuple[str, Any]]:
+        """The key figures for JUnit XML (``record_property``-style)."""
+        props: list[tuple[str, Any]] = [("i2v_outcome", self.outcome)]
+        for name, value in (
+            ("i2v_time_s", self.time_s), ("i2v_gen_fps", self.gen_fps), ("i2v_step_s", self.stages.get("step_s")),
+            ("i2v_peak_allocated_bytes", self.peak_memory.get("allocated_bytes")),
+            ("i2v_peak_reserved_bytes", self.peak_memory.get("reserved_bytes")),
+            ("i2v_peak_device_bytes", self.peak_memory.get("device_bytes")),
+            ("i2v_peak_host_rss_bytes", self.peak_memory.get("host_rss_bytes")),
+        ):
+            if value is not None:
+                props.append((name, round(value, 6) if isinstance(value, float) else value))
+        return props
+
+
+def build_document(
+    environment: Mapping[str, Any],
+    profile: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    records: list[GenerationRecord],
+    pipelines: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "schema": RESULTS_SCHEMA,
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": dict(environment),
+        "profile": dict(profile),
+        "settings": dict(settings),
+        "pipelines": pipelines,
+        "records": [r.to_dict() for r in records],  # in the order the tests ran
+    }
+
+
+def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over the target:
+    a reader sees the old file or the new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise I2VUsageError(f"results file {path} does not exist; run pytest with --i2v-json {path} first") from None
+    except json.JSONDecodeError as exc:
+        raise I2VUsageError(f"results file {path} is not valid JSON (line {exc.lineno}); regenerate it") from None
+    if not isinstance(document, dict) or document.get("schema") != RESULTS_SCHEMA:
+        raise I2VUsageError(f"{path} is not a pytest-i2v results file (schema {RESULTS_SCHEMA!r} missing)")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or version > RESULTS_SCHEMA_VERSION:
+        raise I2VUsageError(
+            f"{path} has results schema_version {version!r}, newer than this plugin reads ({RESULTS_SCHEMA_VERSION}); upgrade pytest-i2v"
+        )
+    return document

@@ -1,0 +1,136 @@
+"""The run-time state of one pytest session: the resolved plan, cached pipelines, records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.inputs import load_input_image, synthetic_portrait
+from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.measure.memory import free_device_memory
+from pytest_i2v.measure.runner import GenerationRunner, ProgressCallback
+from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, check_model_source, reset_toggles
+from pytest_i2v.profiles import GpuProfile, pick_profile
+from pytest_i2v.results import GenerationRecord, build_document
+from pytest_i2v.settings import Settings
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What this session measures with: the profile, device, default dtype and model source."""
+
+    profile: GpuProfile
+    device: str
+    dtype: str
+    model: str
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"i2v: profile {self.profile.name} ({self.profile.description}), device {self.device}, "
+            f"model {self.model}, dtype {self.dtype}"
+        ]
+        if not self.profile.scaling.is_identity:
+            lines.append(f"i2v: {self.profile.name} profile scales the study down: {self.profile.scaling.describe()}")
+        return lines
+
+
+def plan_run(settings: Settings, profiles: dict[str, GpuProfile], gpu_name: str | None, gpu_memory_gib: float | None,
+             cuda_available: bool) -> RunPlan:
+    profile = pick_profile(settings.gpu_profile, profiles, gpu_name, gpu_memory_gib, settings.allow_profile_mismatch)
+    device = settings.device or ("cuda" if profile.device == "cuda" and cuda_available else "cpu")
+    if device.startswith("cuda") and not cuda_available:
+        raise I2VUsageError(f"--i2v-device {device}: CUDA is not available here (torch {_torch_build()}); use --i2v-device cpu")
+    dtype = settings.dtype or profile.dtype
+    if dtype == "fp16" and device == "cpu" and not settings.dtype:
+        dtype = "fp32"  # a GPU profile forced onto the CPU: its fp16 default is impractical there
+    if dtype == "fp16" and device == "cpu":
+        raise I2VUsageError("--i2v-dtype fp16 on the CPU: many fp16 kernels are missing or very slow there; use fp32 or bf16")
+    model = check_model_source(settings.model or profile.model)
+    return RunPlan(profile=profile, device=device, dtype=dtype, model=model)
+
+
+def _torch_build() -> str:
+    import torch
+
+    return torch.__version__
+
+
+Loader = Callable[[PipelineKey, Path], LoadedPipeline]
+
+
+class I2VSession:
+    def __init__(self, settings: Settings, plan: RunPlan, environment: dict[str, Any], work_dir: Path, loader: Loader):
+        self.settings = settings
+        self.plan = plan
+        self.environment = environment
+        self.work_dir = work_dir
+        self._loader = loader
+        self._pipelines: dict[PipelineKey, LoadedPipeline] = {}
+        self.loads: list[dict[str, Any]] = []
+        self.records: dict[str, GenerationRecord] = {}
+        self._image: Any = None
+        self.written: list[Path] = []
+
+    # -- specs and pipelines -------------------------------------------------------------
+    def resolve_spec(self, spec: GenerationSpec) -> GenerationSpec:
+        """The generation this session actually runs: scaled by the profile (the mark stays the study's)."""
+        return spec.scaled(self.plan.profile.scaling)
+
+    def key_for(self, spec: GenerationSpec) -> PipelineKey:
+        dtype = spec.dtype or self.plan.dtype
+        if dtype == "fp16" and self.plan.device == "cpu":
+            dtype = "fp32"  # a mark asking for fp16 runs in fp32 on the CPU; recorded in the config
+        return PipelineKey(source=self.plan.model, dtype=dtype, device=self.plan.device, offload=spec.offload)
+
+    def pipeline(self, key: PipelineKey) -> LoadedPipeline:
+        if key not in self._pipelines:
+            if self.plan.device.startswith("cuda"):
+                # One full-size pipeline fills a consumer GPU: drop the others before loading.
+                self._pipelines.clear()
+                free_device_memory(self.plan.device)
+            loaded = self._loader(key, self.work_dir)
+            self._pipelines[key] = loaded
+            self.loads.append({"key": key.describe(), "load_s": loaded.load_s, "provenance": loaded.provenance})
+        return self._pipelines[key]
+
+    def prepare(self, spec: GenerationSpec) -> LoadedPipeline:
+        loaded = self.pipeline(self.key_for(spec))
+        reset_toggles(loaded.pipe)
+        apply_toggles(loaded.pipe, spec.toggles)
+        return loaded
+
+    def release(self, loaded: LoadedPipeline) -> None:
+        reset_toggles(loaded.pipe)
+
+    def input_image(self) -> Any:
+        if self._image is None:
+            path = self.settings.input_image
+            self._image = load_input_image(path) if path else synthetic_portrait()
+        return self._image
+
+    # -- measuring ---------------------------------------------------------------------
+    def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
+                progress: ProgressCallback | None = None, repeats: int | None = None,
+                warmup: int | None = None, study_spec: GenerationSpec | None = None) -> GenerationRecord:
+        runner = GenerationRunner(loaded.pipe, self.plan.device, progress)
+        measurement = runner.measure(
+            spec, image,
+            warmup=self.settings.warmup if warmup is None else warmup,
+            repeats=self.settings.repeats if repeats is None else repeats,
+        )
+        model: dict[str, Any] = {"source": loaded.key.source, "provenance": loaded.provenance,
+                                 "dtype": loaded.key.dtype, "device": loaded.key.device}
+        if study_spec is not None and study_spec != spec:
+            model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
+        record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
+        self.records[nodeid] = record
+        return record
+
+    def document(self, extra_records: list[GenerationRecord] | None = None,
+                 extra_loads: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        records = list(self.records.values()) + list(extra_records or [])
+        profile = self.plan.profile.to_dict()
+        return build_document(self.environment, profile, self.settings.to_dict(), records,
+                              self.loads + list(extra_loads or []))

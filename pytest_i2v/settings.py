@@ -1,0 +1,139 @@
+"""Command-line options and ini keys -> one frozen ``Settings``; the help text is shared by both.
+
+Precedence: command line > ini file > default. A bad value is an ``I2VUsageError`` that says
+where it came from (``--i2v-repeats 0`` or ``ini i2v_repeats = 0``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.marks import DTYPES
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+def _dtype(text: str) -> str:
+    if text not in DTYPES:
+        raise ValueError(f"use one of {', '.join(DTYPES)}")
+    return text
+
+
+def _device(text: str) -> str:
+    if text != "cpu" and text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise ValueError("use cpu, cuda or cuda:N")
+    return text
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("use true or false")
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    flag: str  # command-line flag
+    ini: str  # ini key
+    dest: str  # Settings field
+    help: str
+    parse: Callable[[str], Any]
+    default: Any = None
+    metavar: str | None = None
+    is_flag: bool = False  # store_true on the command line
+    is_path: bool = False  # relative ini values resolve against the ini file's directory
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("--gpu-profile", "i2v_gpu_profile", "gpu_profile",
+               "GPU profile to measure against: a name (rtx4090, a100-80gb, cpu, ...) or 'auto' for the detected GPU (default: auto)",
+               _text, "auto", "NAME|auto"),
+    OptionSpec("--i2v-model", "i2v_model", "model",
+               "model source: a hub id, a local diffusers directory, 'random' (full-size, random weights) or 'tiny' (default: the profile's)",
+               _text, None, "SOURCE"),
+    OptionSpec("--i2v-device", "i2v_device", "device", "device to run on: cpu, cuda or cuda:N (default: the profile's, cuda when available)",
+               _device, None, "DEVICE"),
+    OptionSpec("--i2v-dtype", "i2v_dtype", "dtype", "weights dtype: fp16, bf16 or fp32 (default: the profile's; a mark's dtype wins)",
+               _dtype, None, "fp16|bf16|fp32"),
+    OptionSpec("--i2v-repeats", "i2v_repeats", "repeats", "measured repeats per generation (default: 5, like the study)",
+               _positive_int, 5, "N"),
+    OptionSpec("--i2v-warmup", "i2v_warmup", "warmup", "unmeasured warm-up generations before the repeats (default: 1)",
+               _non_negative_int, 1, "N"),
+    OptionSpec("--i2v-json", "i2v_json", "json_path", "write the results document (schema-versioned JSON) to PATH",
+               _text, None, "PATH", is_path=True),
+    OptionSpec("--i2v-profile-dir", "i2v_profile_dir", "profile_dir",
+               "directory of extra GPU profile YAML files (override shipped ones of the same name)",
+               _text, None, "DIR", is_path=True),
+    OptionSpec("--i2v-allow-profile-mismatch", "i2v_allow_profile_mismatch", "allow_profile_mismatch",
+               "measure with --gpu-profile even when it does not match the detected GPU", _bool, False, is_flag=True),
+    OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
+               "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    gpu_profile: str = "auto"
+    model: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    repeats: int = 5
+    warmup: int = 1
+    json_path: Path | None = None
+    profile_dir: Path | None = None
+    allow_profile_mismatch: bool = False
+    input_image: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def resolve_settings(
+    cli_value: Callable[[str], Any], ini_value: Callable[[str], Any], invocation_dir: Path, ini_dir: Path
+) -> Settings:
+    """``cli_value(dest)`` and ``ini_value(key)`` return None (or '') when unset."""
+    values: dict[str, Any] = {}
+    for spec in OPTIONS:
+        raw = cli_value(spec.dest)
+        origin, base = f"{spec.flag}", invocation_dir
+        if spec.is_flag and raw is False:
+            raw = None
+        if raw is None:
+            raw = ini_value(spec.ini)
+            origin, base = f"ini {spec.ini}", ini_dir
+            if raw in (None, "") or (isinstance(raw, list) and not raw):
+                values[spec.dest] = spec.default
+                continue
+        text = "true" if raw is True else str(raw)
+        try:
+            value = spec.parse(text)
+        except ValueError as exc:
+            detail = str(exc) if "invalid literal" not in str(exc) else "must be an integer"
+            raise I2VUsageError(f"{origin} = {text!r}: {detail}") from None
+        if spec.is_path:
+            value = (base / Path(value).expanduser()).resolve() if not Path(value).expanduser().is_absolute() else Path(value).expanduser()
+        values[spec.dest] = value
+    return Settings(**values)
