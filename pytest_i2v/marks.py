@@ -183,5 +183,5 @@ def call_marker(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
     try:
         inspect.signature(func).bind(*args, **kwargs)
     except TypeError as exc:
-        raise I2VUsageError(f"@pytest.mark.{func.__name__}: {exc}") from None
+        raise I2VUsageError(f"@pytest.mark.{func.__name__}: {exc}; see pytest --markers for its arguments") from None
     return func(*args, **kwargs)

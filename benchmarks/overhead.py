@@ -1,0 +1,73 @@
+"""Harness overhead: a measured repeat (hooks, RSS reset, NVML sampling where present) vs a bare
+pipeline call, same process, same pipeline, interleaved so drift hits both alike.
+
+    python benchmarks/overhead.py [--rounds 30] [--model tiny|random] [--device cpu|cuda]
+
+Prints the median of both and the overhead ratio (target <= 1 %)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytest_i2v.inputs import synthetic_portrait  # noqa: E402
+from pytest_i2v.marks import i2v  # noqa: E402
+from pytest_i2v.measure.runner import GenerationRunner, generate  # noqa: E402
+from pytest_i2v.measure.timing import synchronize  # noqa: E402
+from pytest_i2v.models.sources import PipelineKey, load_pipeline  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--size", type=int, default=64, help="square output size (64 = the cpu profile's 512p)")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as work:
+        loaded = load_pipeline(PipelineKey(args.model, args.dtype, args.device), Path(work))
+        spec = i2v(width=args.size, height=args.size, frames=args.frames, steps=args.steps)
+        image = synthetic_portrait()
+        runner = GenerationRunner(loaded.pipe, args.device)
+
+        def bare() -> float:
+            synchronize(args.device)
+            started = time.perf_counter()
+            generate(loaded.pipe, spec, image)
+            synchronize(args.device)
+            return time.perf_counter() - started
+
+        def harness() -> float:
+            started = time.perf_counter()
+            runner.measure(spec, image, warmup=0, repeats=1)
+            return time.perf_counter() - started
+
+        for _ in range(3):  # warm-up both paths
+            bare(), harness()
+        bare_s, harness_s = [], []
+        for index in range(args.rounds):
+            # alternate which goes first so neither always runs on a warmer cache
+            pair = (bare, harness) if index % 2 == 0 else (harness, bare)
+            for func in pair:
+                (bare_s if func is bare else harness_s).append(func())
+        bare_median, harness_median = statistics.median(bare_s), statistics.median(harness_s)
+        paired = statistics.median(h / b for h, b in zip(harness_s, bare_s))
+        print(f"model {args.model} ({loaded.provenance}), device {args.device}, {args.size}x{args.size}, "
+              f"{args.frames} frames, {args.steps} steps, {args.rounds} interleaved rounds, NVML: {runner._nvml.unavailable_reason or 'sampling'}")
+        print(f"{'bare pipeline call':<28}{bare_median * 1000:10.1f} ms (median)")
+        print(f"{'measured repeat (i2v_run)':<28}{harness_median * 1000:10.1f} ms (median)")
+        print(f"overhead ratio (median of paired ratios): {(paired - 1) * 100:+.2f} %   target <= 1 %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# The tests never reach a model hub: everything they load is built here.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny I2VGen-XL saved with save_pretrained, built once for the test session."""
+    from pytest_i2v.models.tiny import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    from pytest_i2v.models.sources import PipelineKey, load_pipeline
+
+    return load_pipeline(PipelineKey(source=str(tiny_model_dir), dtype="fp32", device="cpu"), tiny_model_dir.parent).pipe
+
+
+@pytest.fixture(scope="session")
+def warm_imports(tiny_pipe) -> None:  # type: ignore[no-untyped-def]
+    """Run one generation in this process first: pytester's in-process runs drop the modules a run
+    imported, and torch refuses to import some of its operator libraries twice."""
+    from pytest_i2v.inputs import synthetic_portrait
+    from pytest_i2v.marks import i2v
+    from pytest_i2v.measure.runner import GenerationRunner
+
+    GenerationRunner(tiny_pipe, "cpu").measure(i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64), 0, 1)
+
+
+@pytest.fixture
+def i2v_project(pytester: pytest.Pytester, warm_imports: None) -> pytest.Pytester:
+    """A pytester project whose runs are quick: one repeat, no warm-up, the cpu profile."""
+    pytester.makeini(
+        """
+        [pytest]
+        i2v_repeats = 1
+        i2v_warmup = 0
+        filterwarnings = ignore::FutureWarning
+        """
+    )
+    return pytester

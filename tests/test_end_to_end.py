@@ -1,0 +1,56 @@
+"""The README's main job in a subprocess, and results from pytest-xdist workers merged into one file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "suites", tmp_path / "suites", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "results.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/test_resolution_sweep.py", "-p", "no:cacheprovider",
+         "--i2v-repeats", "2", "--i2v-json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    document = json.loads(out.read_text())
+    records = {r["config"]["resolution"]: r for r in document["records"]}
+    assert set(records) == {"256p", "512p", "768p", "1024p"}
+    for label, size in (("256p", 32), ("512p", 64), ("768p", 96), ("1024p", 128)):
+        record = records[label]
+        assert record["outcome"] == "ok" and record["config"]["width"] == size
+        assert record["config"]["study"]["steps"] == 50 and record["config"]["steps"] == 10
+        assert all(len(steps) == 10 and all(s > 0 for s in steps) for steps in record["stages"]["step_samples_s"])
+        assert record["peak_memory"]["host_rss_bytes"] > 0
+    # bigger frames cost more per step: the measurement sees the work, not just overhead
+    assert records["1024p"]["stages"]["step_s"] > records["256p"]["stages"]["step_s"]
+
+
+def test_xdist_workers_results_end_up_in_one_file(i2v_project: pytest.Pytester) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
+    i2v_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(4)])
+        def test_gen(n, i2v_run, i2v_spec):
+            assert i2v_spec.seed == n
+            assert i2v_run().outcome == "ok"
+        """
+    )
+    result = i2v_project.runpytest("-n", "2", "--i2v-json", "r.json")
+    result.assert_outcomes(passed=4)
+    document = json.loads((i2v_project.path / "r.json").read_text())
+    assert sorted(r["nodeid"].split("[")[1] for r in document["records"]) == ["0]", "1]", "2]", "3]"]
+    assert len(document["pipelines"]) == 2  # one load per worker
