@@ -40,6 +40,44 @@ def _driver_version() -> str | None:
         return None
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+# Keys of the environment that decide whether two runs are comparable.
+FINGERPRINT_KEYS = ("gpu_name", "gpu_memory_gib", "driver", "cuda", "cudnn", "torch", "diffusers", "transformers",
+                    "python", "plugin")
+CPU_FINGERPRINT_KEYS = ("cpu_model", "cpu_threads")
+
+
+def attention_backend(memory_options: list[str] | tuple[str, ...]) -> str:
+    if "eager_attention" in memory_options:
+        return "eager"
+    if "attention_slicing" in memory_options:
+        return "sliced"
+    return "sdpa"
+
+
+def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The environment fingerprint of one measured test: the machine and libraries, plus the
+    dtype and attention backend it ran with. Keys added through the environment hook count too."""
+    keys = list(FINGERPRINT_KEYS)
+    if environment.get("gpu_name") is None:
+        keys += CPU_FINGERPRINT_KEYS  # on the CPU the processor is the "GPU"
+    extra = [k for k in environment if k not in _BASE_ENVIRONMENT_KEYS]
+    fingerprint = {key: environment.get(key) for key in keys + extra}
+    fingerprint["dtype"] = config.get("dtype")
+    fingerprint["attention"] = attention_backend(config.get("memory") or ())
+    return fingerprint
+
+
 def collect_environment(device: str) -> dict[str, Any]:
     gpu_name, gpu_memory_gib = detect_gpu(device) if device.startswith("cuda") else (None, None)
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
@@ -50,11 +88,19 @@ def collect_environment(device: str) -> dict[str, Any]:
         "driver": _driver_version() if gpu_name else None,
         "cuda": torch.version.cuda,
         "cudnn": str(cudnn) if cudnn else None,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "diffusers": _version("diffusers"),
         "transformers": _version("transformers"),
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "plugin": pytest_i2v.__version__,
     }
+
+
+# Everything collect_environment reports; other keys come from pytest_i2v_environment hooks.
+_BASE_ENVIRONMENT_KEYS = frozenset({
+    "device", "gpu_name", "gpu_memory_gib", "driver", "cuda", "cudnn", "torch", "diffusers", "transformers",
+    "python", "machine", "cpu_model", "cpu_threads", "plugin", "profile",
+})

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.gate import GateSettings
 from pytest_i2v.marks import DTYPES, Scaling
 
 PROFILE_SCHEMA_VERSION = 1
@@ -34,6 +35,7 @@ class GpuProfile:
     model: str
     dtype: str
     scaling: Scaling = field(default_factory=Scaling)
+    gate: GateSettings = field(default_factory=GateSettings)
     source: str = ""  # the file it came from
 
     def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
@@ -56,7 +58,7 @@ class GpuProfile:
         return {
             "name": self.name, "description": self.description, "memory_gb": self.memory_gb,
             "device": self.device, "match": list(self.match), "model": self.model, "dtype": self.dtype,
-            "scaling": self.scaling.to_dict(),
+            "scaling": self.scaling.to_dict(), "gate": self.gate.to_dict(),
         }
 
 
@@ -107,9 +109,16 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
         raise I2VUsageError(f"profile file {path}: scaling must map size_divisor/steps_divisor/min_size to integers") from None
     if scaling.size_divisor < 1 or scaling.steps_divisor < 1:
         raise I2VUsageError(f"profile file {path}: scaling divisors must be >= 1")
+    gate_data = data.get("gate") or {}
+    try:
+        gate = GateSettings.from_mapping(gate_data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise I2VUsageError(f"profile file {path}: gate: {exc}") from None
+    if gate.min_effect < 0 or gate.tolerance < 0 or not 0 < gate.alpha < 0.5 or gate.min_history < 2:
+        raise I2VUsageError(f"profile file {path}: gate needs min_effect, tolerance >= 0, 0 < alpha < 0.5, min_history >= 2")
     return GpuProfile(
         name=name, description=str(data.get("description", name)), memory_gb=float(memory), device=device,
-        match=tuple(match), model=model, dtype=dtype, scaling=scaling, source=str(path),
+        match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate, source=str(path),
     )
 
 

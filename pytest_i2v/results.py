@@ -33,6 +33,9 @@ class GenerationRecord:
     oom: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     wall_s: float | None = None
+    config_id: str | None = None
+    fingerprint: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None  # gate.RegressionVerdict.to_dict()
 
     @classmethod
     def from_measurement(
@@ -55,6 +58,7 @@ class GenerationRecord:
             "warmup": self.warmup, "time_s": self.time_s, "time_samples_s": self.time_samples_s,
             "gen_fps": self.gen_fps, "stages": self.stages, "peak_memory": self.peak_memory,
             "load_s": self.load_s, "oom": self.oom, "notes": self.notes, "wall_s": self.wall_s,
+            "config_id": self.config_id, "fingerprint": self.fingerprint, "verdict": self.verdict,
         }
 
     @classmethod
@@ -64,6 +68,8 @@ class GenerationRecord:
     def user_properties(self) -> list[tuple[str, Any]]:
         """The key figures for JUnit XML (``record_property``-style)."""
         props: list[tuple[str, Any]] = [("i2v_outcome", self.outcome)]
+        if self.verdict:
+            props.append(("i2v_verdict", self.verdict["verdict"]))
         for name, value in (
             ("i2v_time_s", self.time_s), ("i2v_gen_fps", self.gen_fps), ("i2v_step_s", self.stages.get("step_s")),
             ("i2v_peak_allocated_bytes", self.peak_memory.get("allocated_bytes")),
@@ -82,6 +88,7 @@ def build_document(
     settings: Mapping[str, Any],
     records: list[GenerationRecord],
     pipelines: list[dict[str, Any]],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": RESULTS_SCHEMA,
@@ -92,6 +99,7 @@ def build_document(
         "settings": dict(settings),
         "pipelines": pipelines,
         "records": [r.to_dict() for r in records],  # in the order the tests ran
+        **dict(extra or {}),
     }
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import subprocess
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from pytest_i2v.baseline_store import (AcceptedRun, UpdateSummary, baseline_path, config_id, read_baseline,
+                                      run_from_record, update_baseline)
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.fingerprint import fingerprint_for
+from pytest_i2v.explain import verdict_section
+from pytest_i2v.gate import RegressionVerdict, fails, fingerprint_changes, judge
 from pytest_i2v.inputs import load_input_image, synthetic_portrait
 from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.measure.memory import free_device_memory
@@ -61,7 +67,8 @@ Loader = Callable[[PipelineKey, Path], LoadedPipeline]
 
 
 class I2VSession:
-    def __init__(self, settings: Settings, plan: RunPlan, environment: dict[str, Any], work_dir: Path, loader: Loader):
+    def __init__(self, settings: Settings, plan: RunPlan, environment: dict[str, Any], work_dir: Path, loader: Loader,
+                 baseline_dir: Path):
         self.settings = settings
         self.plan = plan
         self.environment = environment
@@ -72,6 +79,17 @@ class I2VSession:
         self.records: dict[str, GenerationRecord] = {}
         self._image: Any = None
         self.written: list[Path] = []
+        gate = plan.profile.gate
+        if settings.env_policy:
+            gate = replace(gate, env_policy=settings.env_policy)
+        if settings.confirm is not None:
+            gate = replace(gate, confirm=settings.confirm)
+        self.gate = gate
+        self.baseline_path = baseline_path(baseline_dir, plan.profile.name)
+        self.baseline = read_baseline(self.baseline_path, plan.profile.name)  # bad files fail at configure
+        self._pooled = self.baseline.pooled()
+        self.accepted: list[AcceptedRun] = []
+        self.baseline_updates: list[UpdateSummary] = []
 
     # -- specs and pipelines -------------------------------------------------------------
     def resolve_spec(self, spec: GenerationSpec) -> GenerationSpec:
@@ -125,12 +143,87 @@ class I2VSession:
         if study_spec is not None and study_spec != spec:
             model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
+        record = replace(record, config_id=config_id(record.config),
+                         fingerprint=fingerprint_for(self.environment, record.config))
+        record = replace(record, verdict=self.judge(record).to_dict())
         self.records[nodeid] = record
         return record
+
+    # -- the gate ----------------------------------------------------------------------
+    def judge(self, record: GenerationRecord) -> RegressionVerdict:
+        if record.outcome == "oom":
+            return RegressionVerdict("oom")
+        entry = self.baseline.entries.get(record.nodeid)
+        where = self.baseline_path.name
+        if entry is None:
+            same_config = [n for n in self.baseline.find_by_config(record.config_id or "") if n not in self.records]
+            note = f"no baseline for this test in {where}; record one with --i2v-update-baselines"
+            if same_config:
+                note = (f"no baseline under this test id, but {where} has the same generation config under "
+                        f"{same_config[0]} (renamed test?); re-baseline to carry it over")
+            return RegressionVerdict("new", notes=(note,))
+        if entry.config_id != record.config_id:
+            changed = sorted(k for k in entry.config if entry.config.get(k) != record.config.get(k))
+            return RegressionVerdict("new", notes=(
+                f"the generation config changed since the baseline ({', '.join(changed) or 'config'}); "
+                f"not compared: re-baseline with --i2v-update-baselines",))
+        segment = entry.current
+        if segment is None or not segment.runs:
+            return RegressionVerdict("new", notes=(f"{where} has no accepted runs for this test yet",))
+        changes = fingerprint_changes(segment.fingerprint, record.fingerprint or {})
+        current = {"time_s": record.time_s, "step_s": record.stages.get("step_s"),
+                   "decode_s": record.stages.get("decode_s"), **record.peak_memory}
+        return judge(segment.runs, current, self.gate, self._pooled, env_changes=changes)
+
+    def gate_fails(self, record: GenerationRecord) -> bool:
+        """Whether the gate fails this record's test (never while updating baselines)."""
+        if record.verdict is None or self.settings.update_baselines:
+            return False
+        return fails(RegressionVerdict.from_dict(record.verdict), self.gate)
+
+    def note(self, record: GenerationRecord, text: str) -> GenerationRecord:
+        noted = replace(record, notes=[*record.notes, text])
+        self.records[record.nodeid] = noted
+        return noted
+
+    def explain(self, record: GenerationRecord) -> str:
+        if record.verdict is None or record.outcome != "ok":
+            return ""
+        return verdict_section(RegressionVerdict.from_dict(record.verdict), record.nodeid, self.plan.profile.name,
+                               str(self.baseline_path), record.notes)
+
+    def accept(self, record: GenerationRecord) -> None:
+        """Queue a passing run for the baseline (written once, at the end of the session)."""
+        if record.outcome == "ok" and record.fingerprint is not None:
+            self.accepted.append(AcceptedRun(record.nodeid, record.config, record.fingerprint, run_from_record(record.to_dict(), None)))
+
+    def write_baselines(self, root: Path) -> UpdateSummary | None:
+        if not self.accepted or not self.settings.update_baselines:
+            return None
+        commit = git_commit(root)
+        runs = [replace(a, run={**a.run, "commit": commit}) for a in self.accepted]
+        summary = update_baseline(self.baseline_path, self.plan.profile.name, runs, mode=self.settings.update_baselines)
+        self.baseline_updates.append(summary)
+        return summary
 
     def document(self, extra_records: list[GenerationRecord] | None = None,
                  extra_loads: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         records = list(self.records.values()) + list(extra_records or [])
         profile = self.plan.profile.to_dict()
         return build_document(self.environment, profile, self.settings.to_dict(), records,
-                              self.loads + list(extra_loads or []))
+                              self.loads + list(extra_loads or []),
+                              extra={"baseline": {"path": str(self.baseline_path), "gate": self.gate.to_dict()}})
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit being measured: $GITHUB_SHA in Actions, else git's HEAD, else None."""
+    import os
+
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"][:12]
+    try:
+        completed = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                                   text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None if completed.returncode == 0 else None

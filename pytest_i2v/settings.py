@@ -48,6 +48,21 @@ def _bool(text: str) -> bool:
     raise ValueError("use true or false")
 
 
+def _update_mode(text: str) -> str | None:
+    lowered = text.strip().lower()
+    if lowered in ("", "off", "false", "no", "0"):
+        return None
+    if lowered in ("append", "reset"):
+        return lowered
+    raise ValueError("use append (record this run in the history) or reset (drop the old history)")
+
+
+def _env_policy(text: str) -> str:
+    if text not in ("warn", "fail", "ignore"):
+        raise ValueError("use warn (compare and report), fail, or ignore")
+    return text
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -64,6 +79,7 @@ class OptionSpec:
     default: Any = None
     metavar: str | None = None
     is_flag: bool = False  # store_true on the command line
+    const: str | None = None  # the value of a bare flag whose value is optional
     is_path: bool = False  # relative ini values resolve against the ini file's directory
 
 
@@ -89,6 +105,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
                _text, None, "DIR", is_path=True),
     OptionSpec("--i2v-allow-profile-mismatch", "i2v_allow_profile_mismatch", "allow_profile_mismatch",
                "measure with --gpu-profile even when it does not match the detected GPU", _bool, False, is_flag=True),
+    OptionSpec("--i2v-baseline-dir", "i2v_baseline_dir", "baseline_dir",
+               "directory of per-profile baseline YAML files (default: baselines/ next to the ini file)",
+               _text, None, "DIR", is_path=True),
+    OptionSpec("--i2v-update-baselines", "i2v_update_baselines", "update_baselines",
+               "record this run's passing results as accepted baseline runs: append (the bare flag) or reset "
+               "(drop the old history of the tests that ran); the gate reports but does not fail",
+               _update_mode, None, "append|reset", const="append"),
+    OptionSpec("--i2v-env-policy", "i2v_env_policy", "env_policy",
+               "when the environment differs from the baseline's (driver, CUDA, torch...): warn (compare and report, "
+               "do not fail; default), fail, or ignore (gate as usual)", _env_policy, None, "warn|fail|ignore"),
+    OptionSpec("--i2v-confirm", "i2v_confirm", "confirm",
+               "re-measure a test the gate flags this many times before it fails (default: the profile's, 1)",
+               _non_negative_int, None, "N"),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -106,6 +135,10 @@ class Settings:
     profile_dir: Path | None = None
     allow_profile_mismatch: bool = False
     input_image: Path | None = None
+    baseline_dir: Path | None = None
+    update_baselines: str | None = None
+    env_policy: str | None = None
+    confirm: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}

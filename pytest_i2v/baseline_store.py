@@ -1,0 +1,246 @@
+"""Per-profile baselines: ``baselines/<profile>.yaml``, one entry per test, each a history of
+accepted runs split into segments by environment fingerprint (a new driver starts a new segment,
+so the gate never mixes drivers).
+
+Reviewed in pull requests, so: stable key order, rounded figures, one run per flow-style line.
+Writes are atomic (temporary file + rename) and serialised by a lock file, and each write
+re-reads the file under the lock and merges, so concurrent writers never lose an entry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from filelock import FileLock
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
+from pytest_i2v.profiles import validate_profile_name
+
+BASELINE_SCHEMA = "pytest-i2v/baseline"
+BASELINE_SCHEMA_VERSION = 1
+MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
+RUN_FIELDS = ("date", "commit", "repeats") + TIME_METRICS + ("encode_s",) + MEMORY_METRICS
+# What defines a generation: a change here means the old numbers no longer apply.
+CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed")
+
+
+def config_id(config: Mapping[str, Any]) -> str:
+    canonical = json.dumps({k: config.get(k) for k in CONFIG_ID_FIELDS}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.5g}")  # 5 significant digits: finer than any noise we can see
+    return value
+
+
+def run_from_record(record: Mapping[str, Any], commit: str | None, date: str | None = None) -> dict[str, Any]:
+    """The figures of one accepted run, as stored in a history."""
+    stages = record.get("stages") or {}
+    peak = record.get("peak_memory") or {}
+    run: dict[str, Any] = {
+        "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
+        "repeats": record.get("repeats"),
+        "time_s": record.get("time_s"),
+        "step_s": stages.get("step_s"),
+        "decode_s": stages.get("decode_s"),
+        "encode_s": stages.get("encode_s"),
+    }
+    for metric in MEMORY_METRICS:
+        run[metric] = peak.get(metric)
+    return {k: _round(run[k]) for k in RUN_FIELDS if run.get(k) is not None or k in ("commit",)}
+
+
+@dataclass
+class Segment:
+    fingerprint: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": dict(sorted(self.fingerprint.items())), "runs": self.runs}
+
+
+@dataclass
+class BaselineEntry:
+    nodeid: str
+    config_id: str
+    config: dict[str, Any]
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def current(self) -> Segment | None:
+        return self.segments[-1] if self.segments else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config_id": self.config_id, "config": {k: self.config.get(k) for k in CONFIG_ID_FIELDS if k in self.config},
+                "segments": [s.to_dict() for s in self.segments]}
+
+
+@dataclass
+class BaselineFile:
+    profile: str
+    entries: dict[str, BaselineEntry] = field(default_factory=dict)
+
+    def pooled(self) -> dict[str, Noise | None]:
+        """Run-to-run noise per time metric, pooled over every entry's current segment."""
+        return {
+            metric: pooled_noise([[r.get(metric) for r in e.current.runs] for e in self.entries.values() if e.current])
+            for metric in TIME_METRICS
+        }
+
+    def find_by_config(self, cid: str) -> list[str]:
+        return [nodeid for nodeid, entry in self.entries.items() if entry.config_id == cid]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": BASELINE_SCHEMA,
+            "schema_version": BASELINE_SCHEMA_VERSION,
+            "profile": self.profile,
+            "entries": {nodeid: self.entries[nodeid].to_dict() for nodeid in sorted(self.entries)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str, profile: str | None = None) -> BaselineFile:
+        if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
+            raise I2VUsageError(f"{where} is not a pytest-i2v baseline file (schema {BASELINE_SCHEMA!r} missing)")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version > BASELINE_SCHEMA_VERSION:
+            raise I2VUsageError(
+                f"{where} has baseline schema_version {version!r}, newer than this plugin reads "
+                f"({BASELINE_SCHEMA_VERSION}); upgrade pytest-i2v"
+            )
+        stored_profile = data.get("profile")
+        if profile is not None and stored_profile != profile:
+            raise I2VUsageError(f"{where} holds baselines for profile {stored_profile!r}, not {profile!r}; "
+                                f"rename or move it, or pass --gpu-profile {stored_profile}")
+        entries: dict[str, BaselineEntry] = {}
+        try:
+            for nodeid, entry in (data.get("entries") or {}).items():
+                segments = [Segment(dict(s.get("fingerprint") or {}), [dict(r) for r in s.get("runs") or []])
+                            for s in entry.get("segments") or []]
+                entries[nodeid] = BaselineEntry(nodeid, str(entry["config_id"]), dict(entry.get("config") or {}), segments)
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise I2VUsageError(f"{where}: malformed entry ({type(exc).__name__}: {exc}); restore it from version control") from None
+        return cls(str(stored_profile), entries)
+
+
+class _BaselineDumper(yaml.SafeDumper):
+    """Runs (flat mappings of figures) one per line: a re-baseline shows as added lines in a diff."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # no &id001 anchors: every entry reads on its own
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> Any:
+    flow = bool(data) and all(not isinstance(v, (dict, list)) for v in data.values()) and "date" in data
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
+
+
+_BaselineDumper.add_representer(dict, _represent_dict)
+
+
+def dump_yaml(document: Mapping[str, Any]) -> str:
+    header = "# pytest-i2v baselines: measured runs only. Update with --i2v-update-baselines; review the diff.\n"
+    return header + yaml.dump(dict(document), Dumper=_BaselineDumper, sort_keys=False, width=200, allow_unicode=True)
+
+
+def baseline_path(directory: Path, profile: str) -> Path:
+    validate_profile_name(profile)
+    path = (directory / f"{profile}.yaml").resolve()
+    if path.parent != directory.resolve():
+        raise I2VUsageError(f"baseline for profile {profile!r} would leave {directory}")
+    return path
+
+
+def read_baseline(path: Path, profile: str | None = None) -> BaselineFile:
+    """The stored file, or an empty one when there is none yet."""
+    if not path.exists():
+        return BaselineFile(profile or path.stem)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise I2VUsageError(f"baseline file {path} is not valid YAML ({first}); restore it from version control") from None
+    return BaselineFile.from_dict(data, str(path), profile)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass(frozen=True)
+class AcceptedRun:
+    nodeid: str
+    config: dict[str, Any]
+    fingerprint: dict[str, Any]
+    run: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UpdateSummary:
+    path: Path
+    appended: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()
+    new_segments: tuple[str, ...] = ()
+    reset: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"{len(self.appended) + len(self.created)} run(s) recorded"]
+        for label, items in (("new entries", self.created), ("new fingerprint segments", self.new_segments),
+                             ("history reset", self.reset)):
+            if items:
+                parts.append(f"{label}: {len(items)}")
+        return f"{self.path}: " + ", ".join(parts)
+
+
+def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], mode: str = "append") -> UpdateSummary:
+    """Merge accepted runs into the file under its lock (read, merge, atomic write)."""
+    accepted = list(accepted)
+    appended, created, segmented, reset = [], [], [], []
+    with FileLock(str(path) + ".lock", timeout=120):
+        baseline = read_baseline(path, profile)
+        for item in accepted:
+            cid = config_id(item.config)
+            entry = baseline.entries.get(item.nodeid)
+            if entry is None or entry.config_id != cid or mode == "reset":
+                if entry is not None:
+                    reset.append(item.nodeid)
+                entry = BaselineEntry(item.nodeid, cid, dict(item.config))
+                baseline.entries[item.nodeid] = entry
+                created.append(item.nodeid)
+            elif entry.current is None or entry.current.fingerprint != item.fingerprint:
+                segmented.append(item.nodeid)
+                appended.append(item.nodeid)
+            else:
+                appended.append(item.nodeid)
+            if entry.current is None or entry.current.fingerprint != item.fingerprint:
+                entry.segments.append(Segment(dict(item.fingerprint)))
+            current = entry.current
+            assert current is not None
+            current.runs.append(item.run)
+            del current.runs[:-MAX_RUNS_PER_SEGMENT]
+        write_text_atomic(path, dump_yaml(baseline.to_dict()))
+    return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))

@@ -1,0 +1,61 @@
+"""Readable text for verdicts: the failure section of a regressed test and one-line summaries."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any, Mapping
+
+from pytest_i2v.gate import METRIC_LABELS, MetricVerdict, RegressionVerdict
+
+
+def format_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if metric.endswith("_bytes"):
+        return f"{value / 2**20:,.0f} MiB"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def rebaseline_command(nodeid: str, profile: str, mode: str = "") -> str:
+    flag = "--i2v-update-baselines" + (f"={mode}" if mode else "")
+    return f"python -m pytest {shlex.quote(nodeid)} --gpu-profile {profile} {flag}"
+
+
+def metric_line(m: MetricVerdict) -> str:
+    interval = ""
+    if m.interval:
+        interval = f", pass band {format_value(m.metric, m.interval[0])} .. {format_value(m.metric, m.interval[1])}"
+    delta = f"{m.delta_pct:+.1f} %" if m.delta_pct is not None else "n/a"
+    return (f"{METRIC_LABELS.get(m.metric, m.metric)}: {m.verdict.upper()} {delta}: current {format_value(m.metric, m.current)} "
+            f"vs baseline median {format_value(m.metric, m.baseline)} ({m.runs} run{'s' if m.runs != 1 else ''}{interval}); "
+            f"bar: {m.threshold}")
+
+
+def verdict_section(verdict: RegressionVerdict, nodeid: str, profile: str, baseline_file: str,
+                    notes: list[str] | tuple[str, ...] = ()) -> str:
+    lines = [f"i2v gate: {verdict.verdict} (profile {profile}, baseline {baseline_file})"]
+    shown = [m for m in verdict.metrics if m.verdict in ("regressed", "improved")] or list(verdict.metrics)
+    for metric in shown:
+        lines.append("  " + metric_line(metric) + ("" if metric.gating else " [reported only]"))
+    if verdict.env_changes:
+        lines.append("  environment changed since the baseline: " + "; ".join(verdict.env_changes))
+    for note in list(verdict.notes) + list(notes):
+        lines.append(f"  note: {note}")
+    if verdict.verdict in ("regressed", "env-changed", "new"):
+        lines.append(f"  if this change is intended, re-baseline: {rebaseline_command(nodeid, profile)}")
+    return "\n".join(lines)
+
+
+def short_verdict(record: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(verdict, time delta, memory delta) for the terminal table."""
+    verdict = record.get("verdict") or {}
+    metrics = {m["metric"]: m for m in verdict.get("metrics", [])}
+
+    def delta(*names: str) -> str:
+        for name in names:
+            m = metrics.get(name)
+            if m and m.get("delta_pct") is not None and m.get("current") is not None:
+                return f"{m['delta_pct']:+.1f}%"
+        return "-"
+
+    return verdict.get("verdict", "-"), delta("time_s"), delta("allocated_bytes", "host_rss_bytes")

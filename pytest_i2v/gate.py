@@ -1,0 +1,262 @@
+"""The regression rule: history of accepted runs + the current run -> a verdict per metric and test.
+
+Time metrics (total, per step, decode) are judged on the log scale, because timing noise is
+multiplicative. With at least ``min_history`` accepted runs the bar is a one-sided prediction
+interval for one new run (it contains run-to-run noise, not only the noise inside this run):
+
+    upper = mean(log history) + t(1 - alpha, df) * s * sqrt(1 + 1/n)
+
+where ``s`` is the entry's own spread moderated towards the spread pooled over every entry of
+the baseline file (empirical Bayes, as limma does for few replicates): a test with three runs
+borrows the machine's noise level instead of trusting three numbers. A change must also exceed
+the minimum effect size (default 5 %), so a very quiet history cannot flag a 1 % blip. With less
+history the profile's fixed tolerance applies. Memory is nearly deterministic: peak allocated
+may exceed the baseline by ``memory_rel`` + ``memory_abs`` at most.
+
+Pure: no pytest, no I/O. ``benchmarks/gate_power.py`` simulates this code's error rates.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+from scipy import stats
+
+TIME_METRICS = ("time_s", "step_s", "decode_s")
+MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
+METRIC_LABELS = {
+    "time_s": "total time", "step_s": "per-step time", "decode_s": "decode time",
+    "allocated_bytes": "peak allocated", "reserved_bytes": "peak reserved", "device_bytes": "device peak (NVML)",
+    "host_rss_bytes": "peak host RSS",
+}
+VERDICTS = ("pass", "regressed", "improved", "new", "env-changed", "oom")
+ENV_POLICIES = ("warn", "fail", "ignore")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    min_effect: float = 0.05  # smallest change worth failing a PR for (relative)
+    tolerance: float = 0.10  # the bar while history is short (relative)
+    alpha: float = 0.001  # one-sided false-alarm rate per metric of the interval rule
+    min_history: int = 3  # runs needed before the interval rule is used
+    prior_noise: float = 0.02  # log-scale run-to-run noise assumed before any history is pooled
+    prior_df: int = 4  # how much that assumption weighs (degrees of freedom)
+    max_pooled_df: int = 30  # cap on what the pooled file-wide noise weighs against an entry's own
+    memory_rel: float = 0.03  # peak allocated may grow by this much ...
+    memory_abs_bytes: int = 64 * 2**20  # ... plus this
+    env_policy: str = "warn"
+    confirm: int = 1  # re-measurements a flagged test gets before it fails
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base: GateSettings | None = None) -> GateSettings:
+        base = base or cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "memory_abs_mib" in data:
+            known["memory_abs_bytes"] = int(float(data["memory_abs_mib"]) * 2**20)
+        unknown = set(data) - set(cls.__dataclass_fields__) - {"memory_abs_mib"}
+        if unknown:
+            raise ValueError(f"unknown gate setting(s): {', '.join(sorted(unknown))}")
+        return replace(base, **known)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A log-scale spread with its degrees of freedom."""
+
+    variance: float
+    df: int
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    metric: str
+    verdict: str  # pass / regressed / improved / new
+    current: float | None
+    baseline: float | None  # median of the history
+    runs: int
+    interval: tuple[float, float] | None  # pass band in the metric's units
+    delta_pct: float | None
+    rule: str  # "prediction-interval", "tolerance", "memory-tolerance", "report-only", "none"
+    threshold: str  # the bar that was (or would have been) crossed, in words
+    gating: bool  # whether this metric can fail the test
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["interval"] = list(self.interval) if self.interval else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricVerdict:
+        values = dict(data)
+        values["interval"] = tuple(values["interval"]) if values.get("interval") else None
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RegressionVerdict:
+    verdict: str
+    metrics: tuple[MetricVerdict, ...] = ()
+    env_changes: tuple[str, ...] = ()  # "driver 550.54 -> 560.35"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def regressions(self) -> list[MetricVerdict]:
+        return [m for m in self.metrics if m.verdict == "regressed" and m.gating]
+
+    @property
+    def improvements(self) -> list[MetricVerdict]:
+        return [m for m in self.metrics if m.verdict == "improved"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "metrics": [m.to_dict() for m in self.metrics],
+                "env_changes": list(self.env_changes), "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RegressionVerdict:
+        return cls(verdict=data["verdict"], metrics=tuple(MetricVerdict.from_dict(m) for m in data.get("metrics", [])),
+                   env_changes=tuple(data.get("env_changes", [])), notes=tuple(data.get("notes", [])))
+
+
+def _log_noise(values: Sequence[float]) -> Noise | None:
+    logs = [math.log(v) for v in values if v and v > 0]
+    if len(logs) < 2:
+        return None
+    return Noise(statistics.variance(logs), len(logs) - 1)
+
+
+def pooled_noise(histories: Iterable[Sequence[float]]) -> Noise | None:
+    """Spread pooled over many entries' histories of one metric (each contributes n - 1 df)."""
+    total, df = 0.0, 0
+    for history in histories:
+        noise = _log_noise(history)
+        if noise is not None:
+            total += noise.variance * noise.df
+            df += noise.df
+    return Noise(total / df, df) if df else None
+
+
+def _moderated(history_noise: Noise | None, prior: Noise) -> Noise:
+    if history_noise is None:
+        return prior
+    df = prior.df + history_noise.df
+    return Noise((prior.variance * prior.df + history_noise.variance * history_noise.df) / df, df)
+
+
+def prior_for(settings: GateSettings, pooled: Noise | None) -> Noise:
+    if pooled is not None and pooled.df >= settings.prior_df:
+        return Noise(pooled.variance, min(pooled.df, settings.max_pooled_df))
+    return Noise(settings.prior_noise**2, settings.prior_df)
+
+
+def _pct(current: float, baseline: float) -> float:
+    return (current / baseline - 1.0) * 100.0
+
+
+def judge_time(metric: str, history: Sequence[float], current: float | None, settings: GateSettings,
+               pooled: Noise | None = None) -> MetricVerdict:
+    history = [h for h in history if h is not None and h > 0]
+    if current is None or current <= 0:
+        return MetricVerdict(metric, "pass", current, None, len(history), None, None, "none", "not measured", False)
+    if not history:
+        return MetricVerdict(metric, "new", current, None, 0, None, None, "none", "no baseline yet", True)
+    baseline = float(statistics.median(history))
+    delta = _pct(current, baseline)
+    effect = math.log1p(settings.min_effect)
+    if len(history) < settings.min_history:
+        up, down = math.log1p(settings.tolerance), -math.log1p(settings.tolerance)
+        centre = math.log(baseline)
+        rule = "tolerance"
+        threshold = f"+/-{settings.tolerance:.0%} tolerance ({len(history)} run{'s' if len(history) != 1 else ''} < {settings.min_history} for the interval rule)"
+    else:
+        logs = [math.log(h) for h in history]
+        n = len(logs)
+        centre = statistics.fmean(logs)
+        noise = _moderated(_log_noise(history), prior_for(settings, pooled))
+        half = stats.t.ppf(1.0 - settings.alpha, noise.df) * math.sqrt(noise.variance * (1.0 + 1.0 / n))
+        up, down = max(half, effect), -max(half, effect)
+        rule = "prediction-interval"
+        threshold = (f"one-sided {1 - settings.alpha:.1%} prediction interval from {n} runs "
+                     f"(+{math.expm1(half):.1%}, df {noise.df}) and the {settings.min_effect:.0%} minimum effect")
+    interval = (math.exp(centre + down), math.exp(centre + up))
+    value = math.log(current)
+    verdict = "regressed" if value > centre + up else "improved" if value < centre + down else "pass"
+    return MetricVerdict(metric, verdict, current, baseline, len(history), interval, delta, rule, threshold, True)
+
+
+def judge_memory(metric: str, history: Sequence[float], current: float | None, settings: GateSettings,
+                 gating: bool) -> MetricVerdict:
+    history = [h for h in history if h is not None]
+    if current is None:
+        return MetricVerdict(metric, "pass", None, None, len(history), None, None, "none", "not measured", False)
+    if not history:
+        return MetricVerdict(metric, "new", current, None, 0, None, None, "none", "no baseline yet", gating)
+    baseline = float(statistics.median(history))
+    allowance = baseline * settings.memory_rel + settings.memory_abs_bytes
+    interval = (baseline - allowance, baseline + allowance)
+    verdict = "regressed" if current > interval[1] else "improved" if current < interval[0] else "pass"
+    threshold = f"+{settings.memory_rel:.0%} + {settings.memory_abs_bytes / 2**20:.0f} MiB over the baseline"
+    return MetricVerdict(metric, verdict, current, baseline, len(history), interval,
+                         _pct(current, baseline) if baseline else None,
+                         "memory-tolerance" if gating else "report-only", threshold, gating)
+
+
+def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+    """What changed between two environment fingerprints, as ``key old -> new``."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            changes.append(f"{key} {old.get(key)} -> {new.get(key)}")
+    return tuple(changes)
+
+
+def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], settings: GateSettings,
+          pooled: Mapping[str, Noise | None] | None = None, env_changes: Sequence[str] = ()) -> RegressionVerdict:
+    """``history``: accepted runs of one segment (dicts of metric -> value); ``current``: this run's figures."""
+    pooled = pooled or {}
+    if not history:
+        return RegressionVerdict("new", notes=("no baseline yet: passes; record one with --i2v-update-baselines",))
+    metrics: list[MetricVerdict] = []
+    for metric in TIME_METRICS:
+        metrics.append(judge_time(metric, [h.get(metric) for h in history], current.get(metric), settings, pooled.get(metric)))
+    # Peak allocated gates on a GPU; on the CPU (no allocator figures) the host RSS peak does.
+    gate_memory = "allocated_bytes" if current.get("allocated_bytes") is not None else "host_rss_bytes"
+    for metric in MEMORY_METRICS:
+        metrics.append(judge_memory(metric, [h.get(metric) for h in history], current.get(metric), settings,
+                                    gating=metric == gate_memory))
+    metrics = [m for m in metrics if m.current is not None]
+    regressed = any(m.verdict == "regressed" and m.gating for m in metrics)
+    if env_changes and settings.env_policy != "ignore":
+        verdict = "env-changed"
+    elif regressed:
+        verdict = "regressed"
+    elif any(m.verdict == "improved" and m.gating for m in metrics):
+        verdict = "improved"
+    else:
+        verdict = "pass"
+    return RegressionVerdict(verdict, tuple(metrics), tuple(env_changes))
+
+
+def fails(verdict: RegressionVerdict, settings: GateSettings) -> bool:
+    """Whether a verdict fails its test: a regression, or an environment change under policy ``fail``."""
+    if verdict.verdict == "regressed":
+        return True
+    if verdict.verdict == "env-changed":
+        return settings.env_policy == "fail"
+    return False
+
+
+@dataclass(frozen=True)
+class FixedPercentRule:
+    """pytest-benchmark's ``--benchmark-compare-fail=mean:5%``: one saved run, a fixed percentage."""
+
+    percent: float = 5.0
+
+    def regressed(self, saved: float, current: float) -> bool:
+        return current > saved * (1.0 + self.percent / 100.0)
+
