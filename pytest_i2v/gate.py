@@ -40,11 +40,11 @@ ENV_POLICIES = ("warn", "fail", "ignore")
 class GateSettings:
     min_effect: float = 0.05  # smallest change worth failing a PR for (relative)
     tolerance: float = 0.10  # the bar while history is short (relative)
-    alpha: float = 0.001  # one-sided false-alarm rate per metric of the interval rule
+    alpha: float = 0.0015  # one-sided false-alarm rate per metric per measurement (a flag is re-measured)
     min_history: int = 3  # runs needed before the interval rule is used
     prior_noise: float = 0.02  # log-scale run-to-run noise assumed before any history is pooled
     prior_df: int = 4  # how much that assumption weighs (degrees of freedom)
-    max_pooled_df: int = 30  # cap on what the pooled file-wide noise weighs against an entry's own
+    max_pooled_df: int = 200  # cap on what the pooled file-wide noise weighs against an entry's own
     memory_rel: float = 0.03  # peak allocated may grow by this much ...
     memory_abs_bytes: int = 64 * 2**20  # ... plus this
     env_policy: str = "warn"

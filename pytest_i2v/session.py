@@ -212,7 +212,16 @@ class I2VSession:
         profile = self.plan.profile.to_dict()
         return build_document(self.environment, profile, self.settings.to_dict(), records,
                               self.loads + list(extra_loads or []),
-                              extra={"baseline": {"path": str(self.baseline_path), "gate": self.gate.to_dict()}})
+                              extra={"baseline": {"path": str(self.baseline_path), "gate": self.gate.to_dict()},
+                                     "published_reference": self._published([r.to_dict() for r in records])})
+
+    @staticmethod
+    def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        from pytest_i2v.reference import SHIPPED_REFERENCE, compare_published, load_reference
+
+        if not SHIPPED_REFERENCE.is_file():  # an installed wheel without the repository's baselines/
+            return None
+        return compare_published(records, load_reference(SHIPPED_REFERENCE))
 
 
 def git_commit(root: Path) -> str | None:

@@ -58,7 +58,7 @@ def test_interval_matches_the_formula() -> None:
     variance = (0.02**2 * 4 + own * 4) / 8
     from scipy import stats
 
-    half = stats.t.ppf(0.999, 8) * math.sqrt(variance * (1 + 1 / 5))
+    half = stats.t.ppf(1 - settings.alpha, 8) * math.sqrt(variance * (1 + 1 / 5))
     m = judge_time("time_s", HISTORY, 10.0, settings)
     assert m.interval[1] == pytest.approx(math.exp(mean + half))
 
@@ -68,7 +68,7 @@ def test_pooled_noise_weights_by_degrees_of_freedom() -> None:
     assert pooled.df == 1 + 2
     assert pooled.variance == pytest.approx(0.5 / 3)
     assert pooled_noise([[1.0]]) is None
-    assert prior_for(SETTINGS, Noise(0.001, 100)).df == SETTINGS.max_pooled_df
+    assert prior_for(SETTINGS, Noise(0.001, 10_000)).df == SETTINGS.max_pooled_df
     assert prior_for(SETTINGS, Noise(0.001, 2)) == Noise(SETTINGS.prior_noise**2, SETTINGS.prior_df)
 
 

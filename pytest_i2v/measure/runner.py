@@ -167,5 +167,5 @@ class GenerationRunner:
             raise RuntimeError(f"the pipeline returned frames of shape {shape}, expected {expected}")
         return Measurement(
             spec=spec, outcome="oom" if oom else "ok", warmup=warmup, samples=tuple(samples), oom=oom,
-            nvml_note=self._nvml.unavailable_reason, output_shape=shape, wall_s=time.perf_counter() - started,
+            nvml_note=self._nvml.unavailable_reason if self.device.startswith("cuda") else None, output_shape=shape, wall_s=time.perf_counter() - started,
         )

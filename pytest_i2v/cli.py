@@ -1,0 +1,156 @@
+"""``python -m pytest_i2v``: review baselines and results outside a test run.
+
+    python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
+    python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from pytest_i2v.baseline_store import BaselineFile, baseline_path, read_baseline
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.explain import format_value
+from pytest_i2v.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
+from pytest_i2v.profiles import load_profiles
+from pytest_i2v.results import read_results
+
+USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
+
+
+def _median(runs: list[dict[str, Any]], metric: str) -> float | None:
+    values = [r[metric] for r in runs if r.get(metric) is not None]
+    return float(statistics.median(values)) if values else None
+
+
+def _memory_metric(runs: list[dict[str, Any]]) -> str:
+    return "allocated_bytes" if any(r.get("allocated_bytes") is not None for r in runs) else "host_rss_bytes"
+
+
+def _baseline_from_arg(arg: str, directory: Path) -> BaselineFile:
+    path = Path(arg)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise I2VUsageError(f"baseline file {path} does not exist")
+        return read_baseline(path)
+    path = baseline_path(directory, arg)
+    if not path.is_file():
+        raise I2VUsageError(f"no baseline for profile {arg!r} in {directory} ({path.name} missing); "
+                            f"record one with pytest --gpu-profile {arg} --i2v-update-baselines")
+    return read_baseline(path, arg)
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
+    """A Markdown table: readable in a terminal, pastes into a pull request as is."""
+    def escape(cell: str) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def show(baseline: BaselineFile) -> str:
+    rows = []
+    for nodeid, entry in sorted(baseline.entries.items()):
+        runs = entry.current.runs if entry.current else []
+        memory = _memory_metric(runs)
+        fp = entry.current.fingerprint if entry.current else {}
+        rows.append([nodeid, f"{entry.config.get('width')}x{entry.config.get('height')}x{entry.config.get('frames')}f "
+                     f"{entry.config.get('steps')} steps", str(len(entry.segments)), str(len(runs)),
+                     format_value("time_s", _median(runs, "time_s")), format_value("step_s", _median(runs, "step_s")),
+                     format_value(memory, _median(runs, memory)),
+                     ", ".join(f"{k} {fp[k]}" for k in ("gpu_name", "driver", "torch") if fp.get(k)) or "-"])
+    header = ["test", "config", "segments", "runs", "median time", "median step", "peak memory", "environment"]
+    return f"profile {baseline.profile}: {len(rows)} entries\n\n" + _table(header, rows)
+
+
+def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
+    rows = []
+    for nodeid in sorted(set(old.entries) | set(new.entries)):
+        a, b = old.entries.get(nodeid), new.entries.get(nodeid)
+        if a is None or b is None:
+            rows.append([nodeid, "added" if a is None else "removed", "-", "-", "-"])
+            continue
+        ra = a.current.runs if a.current else []
+        rb = b.current.runs if b.current else []
+        ta, tb = _median(ra, "time_s"), _median(rb, "time_s")
+        metric = _memory_metric(rb)
+        ma, mb = _median(ra, metric), _median(rb, metric)
+        changes = fingerprint_changes(a.current.fingerprint if a.current else {}, b.current.fingerprint if b.current else {})
+        delta = f"{(tb / ta - 1) * 100:+.1f} %" if ta and tb else "-"
+        mdelta = f"{(mb / ma - 1) * 100:+.1f} %" if ma and mb else "-"
+        status = "config changed" if a.config_id != b.config_id else f"{len(ra)} -> {len(rb)} runs"
+        rows.append([nodeid, status, f"{format_value('time_s', ta)} -> {format_value('time_s', tb)} ({delta})",
+                     f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})", "; ".join(changes) or "-"])
+    return _table(["test", "entry", "median time", "peak memory", "environment change"], rows)
+
+
+def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
+    """What the gate would say about a results file against a baseline."""
+    rows = []
+    pooled = baseline.pooled()
+    profiles = load_profiles()
+    gate = profiles[baseline.profile].gate if baseline.profile in profiles else GateSettings()
+    for record in document.get("records", []):
+        entry = baseline.entries.get(record["nodeid"])
+        if record.get("outcome") != "ok":
+            rows.append([record["nodeid"], record.get("outcome", "?"), "-", "-", "-"])
+            continue
+        if entry is None or entry.current is None:
+            rows.append([record["nodeid"], "new", format_value("time_s", record.get("time_s")), "-", "-"])
+            continue
+        current = {"time_s": record.get("time_s"), "step_s": record["stages"].get("step_s"),
+                   "decode_s": record["stages"].get("decode_s"), **record.get("peak_memory", {})}
+        changes = fingerprint_changes(entry.current.fingerprint, record.get("fingerprint") or {})
+        verdict: RegressionVerdict = judge(entry.current.runs, current, gate, pooled, changes)
+        by_metric = {m.metric: m for m in verdict.metrics}
+        time_m = by_metric.get("time_s")
+        memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
+        rows.append([record["nodeid"], verdict.verdict,
+                     f"{format_value('time_s', time_m.current)} ({time_m.delta_pct:+.1f} %)" if time_m and time_m.delta_pct is not None else "-",
+                     f"{format_value(memory_m.metric, memory_m.current)} ({memory_m.delta_pct:+.1f} %)" if memory_m and memory_m.delta_pct is not None else "-",
+                     "; ".join(changes) or "-"])
+    return _table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change"], rows)
+
+
+def _cmd_baseline(args: argparse.Namespace) -> str:
+    directory = Path(args.dir)
+    if args.action == "show":
+        return show(_baseline_from_arg(args.target, directory))
+    old_arg, new_arg = args.target, args.other
+    if new_arg is None:
+        raise I2VUsageError("baseline diff needs two arguments: OLD NEW (baseline files/profiles, or a baseline and a results JSON)")
+    old = _baseline_from_arg(old_arg, directory)
+    if new_arg.endswith(".json"):
+        return diff_results(old, read_results(Path(new_arg)))
+    return diff_baselines(old, _baseline_from_arg(new_arg, directory))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
+    commands = parser.add_subparsers(dest="command", required=True)
+    baseline = commands.add_parser("baseline", help="print or compare per-profile baselines")
+    baseline.add_argument("action", choices=("show", "diff"))
+    baseline.add_argument("target", help="a profile name (looked up in --dir) or a baseline YAML file")
+    baseline.add_argument("other", nargs="?", help="diff: the newer baseline (profile or YAML) or a results JSON")
+    baseline.add_argument("--dir", default="baselines", help="baseline directory (default: baselines)")
+    baseline.set_defaults(handler=_cmd_baseline)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        output = args.handler(args)
+    except I2VUsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    if output:
+        print(output)
+    return 0

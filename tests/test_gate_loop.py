@@ -1,0 +1,182 @@
+"""The whole loop on the tiny model: record a baseline, re-run, inject a slowdown / extra memory /
+a driver change, and update baselines under xdist."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+CONFTEST = """
+import os
+import time
+
+import pytest
+import torch
+
+
+def pytest_i2v_environment(environment):
+    environment["driver"] = os.environ.get("FAKE_DRIVER", "550.54")
+
+
+@pytest.fixture(autouse=True)
+def inject(request):
+    what, _, target = os.environ.get("INJECT", "").partition(":")
+    if not what or request.node.name != target:
+        yield
+        return
+    pipe = request.getfixturevalue("i2v_pipeline")
+
+    def slow(module, args):
+        time.sleep(0.06)
+
+    def hungry(module, args):
+        block = torch.ones(100_000_000)  # 400 MB, touched, freed when the hook returns
+        del block
+
+    handle = pipe.unet.register_forward_pre_hook(slow if what == "slow" else hungry)
+    yield
+    handle.remove()
+"""
+
+TESTS = """
+import pytest
+
+SMALL = dict(resolution="256p", frames=2, steps=10)
+
+@pytest.mark.i2v(**SMALL, seed=1)
+def test_a(i2v_run):
+    assert i2v_run().outcome == "ok"
+
+@pytest.mark.i2v(**SMALL, seed=2)
+def test_b(i2v_run):
+    assert i2v_run().outcome == "ok"
+"""
+
+ARGS = ("--i2v-repeats", "3", "--i2v-warmup", "1", "--i2v-baseline-dir", "bl", "--i2v-json", "r.json", "-p", "no:randomly")
+
+
+@pytest.fixture
+def loop(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.delenv("INJECT", raising=False)
+    monkeypatch.delenv("FAKE_DRIVER", raising=False)
+    i2v_project.makeconftest(CONFTEST)
+    i2v_project.makepyfile(test_loop=TESTS)
+    result = i2v_project.runpytest(*ARGS, "--i2v-update-baselines")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["i2v baselines written: */bl/cpu.yaml: 2 run(s) recorded, new entries: 2"])
+    return i2v_project
+
+
+def verdicts(pytester: pytest.Pytester) -> dict[str, str]:
+    records = json.loads((pytester.path / "r.json").read_text())["records"]
+    return {r["nodeid"].split("::")[1]: r["verdict"]["verdict"] for r in records}
+
+
+def test_recorded_baseline_then_unchanged_rerun_passes(loop: pytest.Pytester) -> None:
+    stored = yaml.safe_load((loop.path / "bl" / "cpu.yaml").read_text())
+    assert sorted(stored["entries"]) == ["test_loop.py::test_a", "test_loop.py::test_b"]
+    run = stored["entries"]["test_loop.py::test_a"]["segments"][0]["runs"][0]
+    assert run["time_s"] > 0 and run["step_s"] > 0 and run["host_rss_bytes"] > 0
+    assert stored["entries"]["test_loop.py::test_a"]["segments"][0]["fingerprint"]["driver"] == "550.54"
+    result = loop.runpytest(*ARGS)
+    result.assert_outcomes(passed=2)
+    # unchanged: nothing regressed (a noisy tiny stage may read as "improved", which never fails)
+    assert set(verdicts(loop).values()) <= {"pass", "improved"}
+
+
+def test_slowdown_fails_exactly_that_test_with_the_section(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INJECT", "slow:test_b")
+    result = loop.runpytest(*ARGS, "--junitxml", "junit.xml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*i2v gate: regressed (profile cpu, baseline */bl/cpu.yaml)*",
+        "*total time: REGRESSED +*: current * vs baseline median * (1 run, pass band *); bar: +/-35% tolerance*",
+        "*note: re-measured (1/1) after a regressed verdict with median * s: confirmed*",
+        "*re-baseline: python -m pytest test_loop.py::test_b --gpu-profile cpu --i2v-update-baselines*",
+        "FAILED test_loop.py::test_b - i2v gate: regressed*",
+    ])
+    assert "FAILED test_loop.py::test_a" not in result.stdout.str()
+    assert verdicts(loop)["test_b"] == "regressed" and verdicts(loop)["test_a"] != "regressed"
+    junit = (loop.path / "junit.xml").read_text()
+    assert 'failures="1"' in junit  # JUnit counts the regression (pytest-benchmark's gate shows 0)
+
+
+def test_extra_memory_is_a_memory_regression(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INJECT", "hungry:test_a")
+    result = loop.runpytest(*ARGS)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*peak host RSS: REGRESSED +*bar: +5% + 96 MiB over the baseline*"])
+    assert verdicts(loop)["test_a"] == "regressed"
+
+
+@pytest.mark.parametrize(("policy", "outcome"), [("warn", {"passed": 2}), ("fail", {"failed": 2}), ("ignore", {"passed": 2})])
+def test_driver_change_follows_the_policy(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, policy: str,
+                                          outcome: dict[str, int]) -> None:
+    monkeypatch.setenv("FAKE_DRIVER", "560.35")
+    result = loop.runpytest(*ARGS, "--i2v-env-policy", policy)
+    result.assert_outcomes(**outcome)
+    expected = {"pass", "improved"} if policy == "ignore" else {"env-changed"}
+    assert set(verdicts(loop).values()) <= expected
+    if policy == "fail":
+        result.stdout.fnmatch_lines(["*environment changed since the baseline: driver 550.54 -> 560.35*"])
+
+
+def test_update_after_driver_change_starts_a_new_segment(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DRIVER", "560.35")
+    result = loop.runpytest(*ARGS, "--i2v-update-baselines")
+    result.stdout.fnmatch_lines(["*: 2 run(s) recorded, new fingerprint segments: 2"])
+    stored = yaml.safe_load((loop.path / "bl" / "cpu.yaml").read_text())
+    segments = stored["entries"]["test_loop.py::test_a"]["segments"]
+    assert [s["fingerprint"]["driver"] for s in segments] == ["550.54", "560.35"]
+    loop.runpytest(*ARGS).assert_outcomes(passed=2)
+    assert set(verdicts(loop).values()) <= {"pass", "improved"}
+
+
+def test_renamed_test_and_changed_config_are_reported_not_compared(loop: pytest.Pytester) -> None:
+    loop.makepyfile(test_loop=TESTS.replace("def test_a", "def test_a_renamed").replace("seed=2", "seed=3"))
+    result = loop.runpytest(*ARGS, "-rA")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*has the same generation config under test_loop.py::test_a (renamed test?)*",
+                                 "*the generation config changed since the baseline (seed)*"])
+    assert verdicts(loop) == {"test_a_renamed": "new", "test_b": "new"}
+
+
+def test_failed_or_oom_runs_are_never_recorded(i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.i2v(resolution="256p", frames=2, steps=10)
+        def test_fails_after_measuring(i2v_run):
+            i2v_run()
+            assert False, "a real failure"
+
+        @pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=5)
+        def test_ok(i2v_run):
+            i2v_run()
+        """
+    )
+    i2v_project.runpytest("--i2v-baseline-dir", "bl", "--i2v-update-baselines").assert_outcomes(passed=1, failed=1)
+    stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
+    assert list(stored["entries"]) == ["test_failed_or_oom_runs_are_never_recorded.py::test_ok"]
+
+
+def test_update_baselines_under_xdist_writes_once(i2v_project: pytest.Pytester) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
+    i2v_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(4)])
+        def test_gen(n, i2v_run):
+            i2v_run()
+        """
+    )
+    result = i2v_project.runpytest("-n", "2", "--i2v-baseline-dir", "bl", "--i2v-update-baselines")
+    result.assert_outcomes(passed=4)
+    assert result.stdout.str().count("i2v baselines written") == 1
+    stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
+    assert len(stored["entries"]) == 4
+    assert all(len(e["segments"][0]["runs"]) == 1 for e in stored["entries"].values())
