@@ -2,6 +2,7 @@
 
     python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
     python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
+    python -m pytest_i2v recommend results.json     (the recommendation matrix and its fit error)
 """
 
 from __future__ import annotations
@@ -131,6 +132,22 @@ def _cmd_baseline(args: argparse.Namespace) -> str:
     return diff_baselines(old, _baseline_from_arg(new_arg, directory))
 
 
+def _cmd_recommend(args: argparse.Namespace) -> str:
+    from pytest_i2v.marks import Scaling
+    from pytest_i2v.study import format_recommendation, recommend
+
+    document = read_results(Path(args.results))
+    try:
+        classes = [float(c) for c in args.memory_classes.split(",")]
+    except ValueError:
+        raise I2VUsageError(f"--memory-classes {args.memory_classes!r}: use comma-separated GB, e.g. 8,12,16,24") from None
+    scaling = Scaling.from_dict((document.get("profile") or {}).get("scaling") or {})
+    thresholds = tuple((document.get("settings") or {}).get("latency_thresholds") or (30.0, 60.0))
+    matrix = recommend(document.get("records", []), scaling, steps=args.steps, memory_classes_gb=classes,
+                       margin_gb=args.margin, thresholds=thresholds)
+    return format_recommendation(matrix)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("other", nargs="?", help="diff: the newer baseline (profile or YAML) or a results JSON")
     baseline.add_argument("--dir", default="baselines", help="baseline directory (default: baselines)")
     baseline.set_defaults(handler=_cmd_baseline)
+    rec = commands.add_parser("recommend", help="the recommendation matrix fitted on a results JSON")
+    rec.add_argument("results", help="a results JSON written by --i2v-json")
+    rec.add_argument("--memory-classes", default="8,12,16,24,40,48,80", help="GPU memory classes in GB")
+    rec.add_argument("--steps", type=int, default=50, help="study steps to predict the time for (default 50)")
+    rec.add_argument("--margin", type=float, default=2.0, help="GB kept free (default 2, as the study advises)")
+    rec.set_defaults(handler=_cmd_recommend)
     return parser
 
 

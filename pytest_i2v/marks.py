@@ -175,7 +175,13 @@ def i2v(
 
 def marker_help(func: Any, summary: str) -> str:
     """The ``--markers`` line, generated from the marker function's signature."""
-    return f"{func.__name__}{inspect.signature(func)}: {summary}"
+    params = []
+    for param in inspect.signature(func).parameters.values():
+        text = f"{param.name}: {param.annotation}" if param.annotation is not param.empty else param.name
+        if param.default is not param.empty:
+            text += f" = {param.default!r}"
+        params.append(text)
+    return f"{func.__name__}({', '.join(params)}): {summary}"
 
 
 def call_marker(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
@@ -185,3 +191,27 @@ def call_marker(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
     except TypeError as exc:
         raise I2VUsageError(f"@pytest.mark.{func.__name__}: {exc}; see pytest --markers for its arguments") from None
     return func(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A test's declared limits: peak VRAM in GB (1e9 bytes, as GPUs are sold) and median time."""
+
+    vram_gb: float | None = None
+    time_s: float | None = None
+
+
+def _require_positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise I2VUsageError(f"{name}({value!r}): the budget must be a positive number")
+    return float(value)
+
+
+def vram_budget(gb: float) -> float:
+    """Fail when the peak memory exceeds ``gb`` GB; skip before running when it cannot fit the profile."""
+    return _require_positive_number("vram_budget", gb)
+
+
+def time_budget(seconds: float) -> float:
+    """Fail when the median generation time exceeds ``seconds``."""
+    return _require_positive_number("time_budget", seconds)

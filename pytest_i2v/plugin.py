@@ -11,14 +11,20 @@ import pytest
 
 from pytest_i2v import hookspecs
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
-from pytest_i2v.marks import CUDA_ONLY_MEMORY_OPTIONS, GenerationSpec, call_marker, i2v, marker_help
+from pytest_i2v.marks import (CUDA_ONLY_MEMORY_OPTIONS, Budget, GenerationSpec, call_marker, i2v, marker_help,
+                              time_budget, vram_budget)
 from pytest_i2v.results import GenerationRecord, write_json_atomic
 from pytest_i2v.settings import OPTIONS, resolve_settings
 
 SESSION_KEY = pytest.StashKey["I2VSession"]()
 SPEC_KEY = pytest.StashKey[GenerationSpec]()
 RECORD_KEY = pytest.StashKey[GenerationRecord]()
-I2V_MARK_HELP = marker_help(i2v, "describe an I2VGen-XL generation measured by the i2v_run fixture.")
+BUDGET_KEY = pytest.StashKey[Budget]()
+MARKER_HELP = (
+    marker_help(i2v, "describe an I2VGen-XL generation measured by the i2v_run fixture."),
+    marker_help(vram_budget, "fail when the peak memory exceeds gb GB; skip when it cannot fit the profile minus the safety margin."),
+    marker_help(time_budget, "fail when the median generation time exceeds seconds."),
+)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -48,7 +54,8 @@ def _usage_error(exc: I2VUsageError) -> pytest.UsageError:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Resolve settings and the GPU profile once; keep the session object in config.stash."""
-    config.addinivalue_line("markers", I2V_MARK_HELP)
+    for line in MARKER_HELP:
+        config.addinivalue_line("markers", line)
     if getattr(config.option, "help", False) or getattr(config.option, "markers", False):
         return  # --help and --markers must work whatever the machine or the ini says
     from pytest_i2v.fingerprint import collect_environment, detect_gpu
@@ -108,12 +115,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate every i2v mark at collection: a bad one is a usage error naming the test."""
     for item in items:
-        marks = list(item.iter_markers("i2v"))
-        if not marks:
-            continue
-        mark = marks[0]  # the closest one wins (function over class over module)
         try:
-            item.stash[SPEC_KEY] = call_marker(i2v, mark.args, mark.kwargs)
+            # The closest mark wins (function over class over module).
+            mark = item.get_closest_marker("i2v")
+            if mark is not None:
+                item.stash[SPEC_KEY] = call_marker(i2v, mark.args, mark.kwargs)
+            vram, seconds = item.get_closest_marker("vram_budget"), item.get_closest_marker("time_budget")
+            if vram is not None or seconds is not None:
+                item.stash[BUDGET_KEY] = Budget(
+                    vram_gb=call_marker(vram_budget, vram.args, vram.kwargs) if vram else None,
+                    time_s=call_marker(time_budget, seconds.args, seconds.kwargs) if seconds else None,
+                )
         except I2VUsageError as exc:
             raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
 
@@ -153,6 +165,11 @@ def _i2v_loaded(request: pytest.FixtureRequest, i2v_spec: GenerationSpec) -> Gen
     needs_cuda = sorted(set(i2v_spec.memory) & CUDA_ONLY_MEMORY_OPTIONS)
     if needs_cuda and not session.plan.device.startswith("cuda"):
         pytest.skip(f"memory option {', '.join(needs_cuda)} needs a CUDA device (this run is on {session.plan.device})")
+    if i2v_spec.dtype == "fp16" and session.plan.device == "cpu":
+        pytest.skip("fp16 on the CPU: many fp16 kernels are missing or very slow there, so its time would say nothing")
+    unfit = session.unfit_budget(request.node.stash.get(BUDGET_KEY, None))
+    if unfit:
+        pytest.skip(unfit)
     try:
         loaded = session.prepare(i2v_spec)
     except ModelSourceError as exc:
@@ -175,27 +192,33 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
     progress = ProgressLine(request.config, request.node.nodeid)
     study_spec = request.node.stash.get(SPEC_KEY, None)
 
-    def measure() -> GenerationRecord:
+    def measure(spec: GenerationSpec, study: GenerationSpec | None, image: Any,
+                repeats: int | None, warmup: int | None) -> GenerationRecord:
         try:
-            return session.measure(request.node.nodeid, i2v_spec, _i2v_loaded, i2v_input_image,
+            return session.measure(request.node.nodeid, spec, _i2v_loaded, image,
                                    progress=progress if progress.enabled else None,
-                                   repeats=repeats, warmup=warmup, study_spec=study_spec)
+                                   repeats=repeats, warmup=warmup, study_spec=study,
+                                   budget=request.node.stash.get(BUDGET_KEY, None))
         finally:
             progress.clear()
 
-    repeats: int | None = None
-    warmup: int | None = None
-
-    def run(repeats_: int | None = None, warmup_: int | None = None) -> GenerationRecord:
-        nonlocal repeats, warmup
-        repeats, warmup = repeats_, warmup_
-        record = measure()
+    def run(repeats: int | None = None, warmup: int | None = None, *, spec: GenerationSpec | None = None,
+            image: Any = None) -> GenerationRecord:
+        """``spec``: a generation decided at run time (e.g. from the input image), instead of the mark's;
+        it must share the mark's dtype and offload mode (the loaded pipeline)."""
+        run_spec, study = i2v_spec, study_spec
+        if spec is not None:
+            run_spec, study = session.resolve_spec(spec), spec
+            if session.key_for(run_spec) != _i2v_loaded.key:
+                raise ValueError("i2v_run(spec=...) needs the same dtype and offload mode as the test's i2v mark")
+        image = i2v_input_image if image is None else image
+        record = measure(run_spec, study, image, repeats, warmup)
         # A flagged test is measured again before it fails: a one-off stall should not block a PR.
         for attempt in range(session.gate.confirm):
             if not session.gate_fails(record):
                 break
             first = record
-            record = measure()
+            record = measure(run_spec, study, image, repeats, warmup)
             confirmed = "confirmed" if session.gate_fails(record) else "not confirmed"
             record = session.note(record, f"re-measured ({attempt + 1}/{session.gate.confirm}) after a "
                                           f"{first.verdict['verdict']} verdict with median {first.time_s:.4g} s: {confirmed}")
@@ -251,7 +274,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     section = session.explain(record)
     if section:
         report.sections.append(("i2v gate", section))
-    if record.outcome == "ok" and report.passed and session.gate_fails(record):
+    over_budget = session.budget_failures(record)
+    if record.outcome == "ok" and report.passed and over_budget:
+        report.outcome = "failed"
+        report.longrepr = "\n".join(f"i2v: {line}" for line in over_budget)
+    elif record.outcome == "ok" and report.passed and session.gate_fails(record):
         report.outcome = "failed"
         report.longrepr = section
     elif record.outcome == "ok" and report.passed and session.settings.update_baselines:
@@ -275,8 +302,8 @@ def _describe_record(record: GenerationRecord) -> str:
     peak = record.peak_memory
     memory = peak.get("allocated_bytes") or peak.get("host_rss_bytes")
     kind = "allocated" if peak.get("allocated_bytes") else "host RSS"
-    return (f"median {record.time_s:.3f} s over {record.repeats} repeats, {record.gen_fps:.2f} frames/s, "
-            f"step {record.stages['step_s'] * 1000:.1f} ms, peak {kind} {memory / 2**20:.0f} MiB")
+    return (f"median {record.time_s:.3f} s over {record.repeats} repeats ({record.latency_class}), "
+            f"{record.gen_fps:.2f} frames/s, step {record.stages['step_s'] * 1000:.1f} ms, peak {kind} {memory / 2**20:.0f} MiB")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

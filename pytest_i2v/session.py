@@ -14,13 +14,14 @@ from pytest_i2v.fingerprint import fingerprint_for
 from pytest_i2v.explain import verdict_section
 from pytest_i2v.gate import RegressionVerdict, fails, fingerprint_changes, judge
 from pytest_i2v.inputs import load_input_image, synthetic_portrait
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.marks import Budget, GenerationSpec
 from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.measure.runner import GenerationRunner, ProgressCallback
 from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, check_model_source, reset_toggles
 from pytest_i2v.profiles import GpuProfile, pick_profile
 from pytest_i2v.results import GenerationRecord, build_document
 from pytest_i2v.settings import Settings
+from pytest_i2v.study import budget_failures, fits_profile, latency_class, recommend
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,6 @@ class I2VSession:
 
     def key_for(self, spec: GenerationSpec) -> PipelineKey:
         dtype = spec.dtype or self.plan.dtype
-        if dtype == "fp16" and self.plan.device == "cpu":
-            dtype = "fp32"  # a mark asking for fp16 runs in fp32 on the CPU; recorded in the config
         return PipelineKey(source=self.plan.model, dtype=dtype, device=self.plan.device, offload=spec.offload)
 
     def pipeline(self, key: PipelineKey) -> LoadedPipeline:
@@ -131,7 +130,8 @@ class I2VSession:
     # -- measuring ---------------------------------------------------------------------
     def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
                 progress: ProgressCallback | None = None, repeats: int | None = None,
-                warmup: int | None = None, study_spec: GenerationSpec | None = None) -> GenerationRecord:
+                warmup: int | None = None, study_spec: GenerationSpec | None = None,
+                budget: Budget | None = None) -> GenerationRecord:
         runner = GenerationRunner(loaded.pipe, self.plan.device, progress)
         measurement = runner.measure(
             spec, image,
@@ -144,7 +144,9 @@ class I2VSession:
             model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
         record = replace(record, config_id=config_id(record.config),
-                         fingerprint=fingerprint_for(self.environment, record.config))
+                         fingerprint=fingerprint_for(self.environment, record.config),
+                         latency_class=latency_class(record.time_s, self.settings.latency_thresholds),
+                         budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None)
         record = replace(record, verdict=self.judge(record).to_dict())
         self.records[nodeid] = record
         return record
@@ -192,6 +194,17 @@ class I2VSession:
         return verdict_section(RegressionVerdict.from_dict(record.verdict), record.nodeid, self.plan.profile.name,
                                str(self.baseline_path), record.notes)
 
+    def unfit_budget(self, budget: Budget | None) -> str | None:
+        if budget is None or budget.vram_gb is None:
+            return None
+        return fits_profile(budget.vram_gb, self.plan.profile.memory_gb, self.settings.safety_margin_gb)
+
+    @staticmethod
+    def budget_failures(record: GenerationRecord) -> list[str]:
+        if not record.budget or record.outcome != "ok":
+            return []
+        return budget_failures(record.to_dict(), record.budget.get("vram_gb"), record.budget.get("time_s"))
+
     def accept(self, record: GenerationRecord) -> None:
         """Queue a passing run for the baseline (written once, at the end of the session)."""
         if record.outcome == "ok" and record.fingerprint is not None:
@@ -213,7 +226,16 @@ class I2VSession:
         return build_document(self.environment, profile, self.settings.to_dict(), records,
                               self.loads + list(extra_loads or []),
                               extra={"baseline": {"path": str(self.baseline_path), "gate": self.gate.to_dict()},
-                                     "published_reference": self._published([r.to_dict() for r in records])})
+                                     "published_reference": self._published([r.to_dict() for r in records]),
+                                     "recommendation": self.recommendation([r.to_dict() for r in records])})
+
+    def recommendation(self, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The matrix from this run's own measurements, when they span at least two sizes."""
+        try:
+            return recommend(records, self.plan.profile.scaling, margin_gb=self.settings.safety_margin_gb,
+                             thresholds=self.settings.latency_thresholds)
+        except (I2VUsageError, ValueError):
+            return None
 
     @staticmethod
     def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -63,6 +63,19 @@ def _env_policy(text: str) -> str:
     return text
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _thresholds(text: str) -> tuple[float, float]:
+    from pytest_i2v.study import parse_thresholds
+
+    return parse_thresholds(text)
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -118,6 +131,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--i2v-confirm", "i2v_confirm", "confirm",
                "re-measure a test the gate flags this many times before it fails (default: the profile's, 1)",
                _non_negative_int, None, "N"),
+    OptionSpec("--i2v-safety-margin", "i2v_safety_margin", "safety_margin_gb",
+               "GB of the profile's memory kept free: a test whose vram_budget does not fit memory - margin is skipped "
+               "instead of run into an OOM (default: 2, as the study advises)", _non_negative_float, 2.0, "GB"),
+    OptionSpec("--i2v-latency-thresholds", "i2v_latency_thresholds", "latency_thresholds",
+               "seconds separating the latency classes good / acceptable / too-slow (default: 30,60, the study's)",
+               _thresholds, (30.0, 60.0), "GOOD,ACCEPTABLE"),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -139,6 +158,8 @@ class Settings:
     update_baselines: str | None = None
     env_policy: str | None = None
     confirm: int | None = None
+    safety_margin_gb: float = 2.0
+    latency_thresholds: tuple[float, float] = (30.0, 60.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -164,7 +185,11 @@ def resolve_settings(
         try:
             value = spec.parse(text)
         except ValueError as exc:
-            detail = str(exc) if "invalid literal" not in str(exc) else "must be an integer"
+            detail = str(exc)
+            if "invalid literal" in detail:
+                detail = "must be an integer"
+            elif "could not convert" in detail:
+                detail = "must be a number"
             raise I2VUsageError(f"{origin} = {text!r}: {detail}") from None
         if spec.is_path:
             value = (base / Path(value).expanduser()).resolve() if not Path(value).expanduser().is_absolute() else Path(value).expanduser()

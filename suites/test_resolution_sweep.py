@@ -1,16 +1,24 @@
-"""The study's main table: 256p, 512p, 768p and 1024p at 16 frames, 50 steps, guidance 9.0, fps 8.
+"""The study's main table: 256p, 512p, 768p and 1024p at 16 frames, 50 steps, guidance 9.0, fps 8."""
 
-On the `cpu` profile the sizes and steps are scaled down (see the report header)."""
+from pathlib import Path
 
 import pytest
 
-RESOLUTIONS = ["256p", "512p", "768p", "1024p"]
+from pytest_i2v.study import Study
+
+STUDY = Study.load(Path(__file__).with_name("study.yaml"))
+
+pytestmark = pytest.mark.sweep
 
 
-@pytest.mark.parametrize(
-    "resolution",
-    [pytest.param(r, marks=pytest.mark.i2v(resolution=r, frames=16, steps=50, guidance=9.0, fps=8), id=r) for r in RESOLUTIONS],
-)
+def _case(resolution: str):
+    marks = [pytest.mark.i2v(resolution=resolution, **STUDY.defaults)]
+    if resolution in STUDY.vram_budgets_gb:
+        marks.append(pytest.mark.vram_budget(STUDY.vram_budgets_gb[resolution]))
+    return pytest.param(resolution, marks=marks, id=resolution)
+
+
+@pytest.mark.parametrize("resolution", [_case(r) for r in STUDY.resolution_sweep])
 def test_resolution_sweep(resolution, i2v_run):
     result = i2v_run()
     assert result.outcome == "ok"

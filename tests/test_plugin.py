@@ -248,7 +248,7 @@ def test_terminal_summary_lists_results_and_the_json_path(i2v_project: pytest.Py
     )
     result = i2v_project.runpytest("--i2v-json", "r.json")
     result.stdout.fnmatch_lines(["*- i2v results (profile cpu) -*",
-                                 "*::test_one: median * s over 1 repeats, * frames/s, step * ms, peak host RSS * MiB | time -, memory - | new",
+                                 "*::test_one: median * s over 1 repeats (good), * frames/s, step * ms, peak host RSS * MiB | time -, memory - | new",
                                  "i2v results written to */r.json"])
 
 

@@ -152,7 +152,11 @@ def apply_toggles(pipe: Any, toggles: tuple[str, ...]) -> None:
         elif toggle == "forward_chunking":
             pipe.unet.enable_forward_chunking(chunk_size=1, dim=1)
         elif toggle == "attention_slicing":
-            pipe.unet.set_attention_slice("auto")
+            # I2VGenXLUNet has no set_attention_slice of its own; its Attention blocks do.
+            # "auto" as diffusers means it: half the heads per slice.
+            for module in pipe.unet.modules():
+                if hasattr(module, "set_attention_slice") and hasattr(module, "sliceable_head_dim"):
+                    module.set_attention_slice(max(1, module.sliceable_head_dim // 2))
         elif toggle == "sdpa":
             pipe.unet.set_attn_processor(AttnProcessor2_0())
         elif toggle == "eager_attention":

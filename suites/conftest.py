@@ -1,0 +1,15 @@
+"""The study's suites: select them with -m (sweep, tradeoffs, precision, memory_options, dynamic_resolution)."""
+
+SUITE_MARKERS = {
+    "sweep": "the study's resolution sweep (256p-1024p)",
+    "tradeoffs": "frames/steps trade-offs at 768p and the frames sweep",
+    "precision": "fp32 vs fp16 vs bf16 at 512p",
+    "memory_options": "memory-saving options at 768p, each against the plain run",
+    "dynamic_resolution": "output resolution picked from the input image size and the memory",
+}
+
+
+def pytest_configure(config):
+    for name, text in SUITE_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
