@@ -3,6 +3,8 @@
     python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
     python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
     python -m pytest_i2v recommend results.json     (the recommendation matrix and its fit error)
+    python -m pytest_i2v report results.json -o report.html
+    python -m pytest_i2v compare a.json b.json [-o comparison.html]
 """
 
 from __future__ import annotations
@@ -148,6 +150,28 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
     return format_recommendation(matrix)
 
 
+def _cmd_report(args: argparse.Namespace) -> str:
+    from pytest_i2v.baseline_store import write_text_atomic
+    from pytest_i2v.report.html import render_html
+    from pytest_i2v.report.markdown import render_markdown
+
+    document = read_results(Path(args.results))
+    write_text_atomic(Path(args.output), render_html(document))
+    if args.markdown:
+        write_text_atomic(Path(args.markdown), render_markdown(document))
+    return f"report written to {args.output}" + (f" and {args.markdown}" if args.markdown else "")
+
+
+def _cmd_compare(args: argparse.Namespace) -> str:
+    from pytest_i2v.baseline_store import write_text_atomic
+    from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
+
+    comparison = compare_documents(read_results(Path(args.a)), read_results(Path(args.b)))
+    if args.output:
+        write_text_atomic(Path(args.output), render_compare_html(comparison, args.a, args.b))
+    return compare_markdown(comparison) + (f"\n\ncomparison written to {args.output}" if args.output else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--steps", type=int, default=50, help="study steps to predict the time for (default 50)")
     rec.add_argument("--margin", type=float, default=2.0, help="GB kept free (default 2, as the study advises)")
     rec.set_defaults(handler=_cmd_recommend)
+    report = commands.add_parser("report", help="render the HTML (and Markdown) report from a results JSON")
+    report.add_argument("results", help="a results JSON written by --i2v-json")
+    report.add_argument("-o", "--output", default="i2v-report.html", help="HTML file to write (default i2v-report.html)")
+    report.add_argument("--markdown", help="also write the Markdown summary here")
+    report.set_defaults(handler=_cmd_report)
+    compare = commands.add_parser("compare", help="the difference between two results JSONs (branches, drivers, GPUs)")
+    compare.add_argument("a", help="results JSON A (e.g. the target branch)")
+    compare.add_argument("b", help="results JSON B (e.g. the pull request)")
+    compare.add_argument("-o", "--output", help="also write an HTML comparison here")
+    compare.set_defaults(handler=_cmd_compare)
     return parser
 
 

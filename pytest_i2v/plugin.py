@@ -13,7 +13,7 @@ from pytest_i2v import hookspecs
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
 from pytest_i2v.marks import (CUDA_ONLY_MEMORY_OPTIONS, Budget, GenerationSpec, call_marker, i2v, marker_help,
                               time_budget, vram_budget)
-from pytest_i2v.results import GenerationRecord, write_json_atomic
+from pytest_i2v.results import GenerationRecord
 from pytest_i2v.settings import OPTIONS, resolve_settings
 
 SESSION_KEY = pytest.StashKey["I2VSession"]()
@@ -223,11 +223,34 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
             record = session.note(record, f"re-measured ({attempt + 1}/{session.gate.confirm}) after a "
                                           f"{first.verdict['verdict']} verdict with median {first.time_s:.4g} s: {confirmed}")
         request.node.stash[RECORD_KEY] = record
+        record_in_pytest_benchmark(request, record, session)
         for name, value in record.user_properties():
             request.node.user_properties.append((name, value))
         return record
 
     return run
+
+
+def record_in_pytest_benchmark(request: pytest.FixtureRequest, record: GenerationRecord, session: Any) -> None:
+    """When pytest-benchmark is active, hand it the same numbers, so --benchmark-json,
+    --benchmark-autosave, pytest-benchmark compare and the services that read its JSON see them."""
+    benchmark_session = getattr(request.config, "_benchmarksession", None)  # where pytest-benchmark keeps it
+    if benchmark_session is None or benchmark_session.disabled or benchmark_session.skip or not record.time_samples_s:
+        return
+    fixture = request.getfixturevalue("benchmark")
+    if fixture._mode:  # the test itself used the benchmark fixture: leave it alone
+        return
+    fixture._mode = "pytest-i2v"  # marks the fixture as used
+    stats = fixture._make_stats(1)
+    for seconds in record.time_samples_s:  # the synchronised repeat times are the samples
+        stats.update(seconds)
+    verdict = (record.verdict or {}).get("verdict")
+    fixture.extra_info.update({
+        "i2v_profile": session.plan.profile.name, "i2v_config": record.config, "i2v_outcome": record.outcome,
+        "i2v_verdict": verdict, "i2v_gen_fps": record.gen_fps, "i2v_step_s": record.stages.get("step_s"),
+        "i2v_encode_s": record.stages.get("encode_s"), "i2v_decode_s": record.stages.get("decode_s"),
+        "i2v_peak_memory": record.peak_memory, "i2v_latency_class": record.latency_class,
+    })
 
 
 class ProgressLine:
@@ -267,6 +290,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Fail the test that regressed or hit OOM (never the summary); queue passing runs for the baseline."""
     report = yield
     record = item.stash.get(RECORD_KEY, None)
+    if report.skipped and SPEC_KEY in item.stash and item.config.stash.get(SESSION_KEY, None) is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        item.config.stash[SESSION_KEY].skipped.append({"nodeid": item.nodeid, "reason": reason.removeprefix("Skipped: ")})
     if record is None or report.when != "call":
         return report
     session = item.config.stash[SESSION_KEY]
@@ -316,13 +342,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.workeroutput["i2v_records"] = [r.to_dict() for r in i2v_session.records.values()]
         config.workeroutput["i2v_loads"] = i2v_session.loads
         config.workeroutput["i2v_accepted"] = [r.nodeid for r in i2v_session.accepted]
+        config.workeroutput["i2v_skipped"] = i2v_session.skipped
         return
     if exitstatus != pytest.ExitCode.INTERRUPTED:
         i2v_session.write_baselines(config.rootpath)  # once, on the controller, under a file lock
-    path = i2v_session.settings.json_path
-    if path is not None and i2v_session.records:
-        write_json_atomic(path, i2v_session.document())
-        i2v_session.written.append(path)
+    if i2v_session.records or i2v_session.skipped:
+        i2v_session.write_outputs()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -359,5 +384,6 @@ class XdistHooks:
             record = GenerationRecord.from_dict(data)
             self._session.records[record.nodeid] = record
         self._session.loads.extend(output.get("i2v_loads", []))
+        self._session.skipped.extend(output.get("i2v_skipped", []))
         for nodeid in output.get("i2v_accepted", []):
             self._session.accept(self._session.records[nodeid])

@@ -38,6 +38,7 @@ class GenerationRecord:
     verdict: dict[str, Any] | None = None  # gate.RegressionVerdict.to_dict()
     latency_class: str | None = None  # good / acceptable / too-slow (the study's patience thresholds)
     budget: dict[str, float | None] | None = None  # declared vram_gb / time_s
+    baseline_history: list[float] | None = None  # the baseline's last accepted total times (for charts)
 
     @classmethod
     def from_measurement(
@@ -61,7 +62,7 @@ class GenerationRecord:
             "gen_fps": self.gen_fps, "stages": self.stages, "peak_memory": self.peak_memory,
             "load_s": self.load_s, "oom": self.oom, "notes": self.notes, "wall_s": self.wall_s,
             "config_id": self.config_id, "fingerprint": self.fingerprint, "verdict": self.verdict,
-            "latency_class": self.latency_class, "budget": self.budget,
+            "latency_class": self.latency_class, "budget": self.budget, "baseline_history": self.baseline_history,
         }
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.measure.runner import GenerationRunner, ProgressCallback
 from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, check_model_source, reset_toggles
 from pytest_i2v.profiles import GpuProfile, pick_profile
-from pytest_i2v.results import GenerationRecord, build_document
+from pytest_i2v.results import GenerationRecord, build_document, write_json_atomic
 from pytest_i2v.settings import Settings
 from pytest_i2v.study import budget_failures, fits_profile, latency_class, recommend
 
@@ -80,6 +81,7 @@ class I2VSession:
         self.records: dict[str, GenerationRecord] = {}
         self._image: Any = None
         self.written: list[Path] = []
+        self.skipped: list[dict[str, str]] = []
         gate = plan.profile.gate
         if settings.env_policy:
             gate = replace(gate, env_policy=settings.env_policy)
@@ -147,11 +149,17 @@ class I2VSession:
                          fingerprint=fingerprint_for(self.environment, record.config),
                          latency_class=latency_class(record.time_s, self.settings.latency_thresholds),
                          budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None)
-        record = replace(record, verdict=self.judge(record).to_dict())
+        record = replace(record, verdict=self.judge(record).to_dict(), baseline_history=self._history(record))
         self.records[nodeid] = record
         return record
 
     # -- the gate ----------------------------------------------------------------------
+    def _history(self, record: GenerationRecord) -> list[float] | None:
+        entry = self.baseline.entries.get(record.nodeid)
+        if entry is None or entry.current is None or entry.config_id != record.config_id:
+            return None
+        return [r["time_s"] for r in entry.current.runs[-10:] if r.get("time_s")] or None
+
     def judge(self, record: GenerationRecord) -> RegressionVerdict:
         if record.outcome == "oom":
             return RegressionVerdict("oom")
@@ -219,6 +227,29 @@ class I2VSession:
         self.baseline_updates.append(summary)
         return summary
 
+    def write_outputs(self) -> None:
+        """The JSON, HTML and Markdown outputs that were asked for, each written atomically."""
+        document = self.document()
+        if self.settings.json_path is not None:
+            write_json_atomic(self.settings.json_path, document)
+            self.written.append(self.settings.json_path)
+        if self.settings.report_path is not None:
+            from pytest_i2v.report.html import write_html
+
+            write_html(self.settings.report_path, document)
+            self.written.append(self.settings.report_path)
+        if self.settings.markdown_path is not None:
+            from pytest_i2v.baseline_store import write_text_atomic
+            from pytest_i2v.report.markdown import render_markdown
+
+            if self.settings.markdown_path.exists() and self.settings.markdown_path.stat().st_size and \
+                    str(self.settings.markdown_path) == os.environ.get("GITHUB_STEP_SUMMARY"):
+                with open(self.settings.markdown_path, "a", encoding="utf-8") as handle:  # the step summary is shared
+                    handle.write(render_markdown(document))
+            else:
+                write_text_atomic(self.settings.markdown_path, render_markdown(document))
+            self.written.append(self.settings.markdown_path)
+
     def document(self, extra_records: list[GenerationRecord] | None = None,
                  extra_loads: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         records = list(self.records.values()) + list(extra_records or [])
@@ -227,7 +258,8 @@ class I2VSession:
                               self.loads + list(extra_loads or []),
                               extra={"baseline": {"path": str(self.baseline_path), "gate": self.gate.to_dict()},
                                      "published_reference": self._published([r.to_dict() for r in records]),
-                                     "recommendation": self.recommendation([r.to_dict() for r in records])})
+                                     "recommendation": self.recommendation([r.to_dict() for r in records]),
+                                     "skipped": self.skipped})
 
     def recommendation(self, records: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The matrix from this run's own measurements, when they span at least two sizes."""
@@ -248,8 +280,6 @@ class I2VSession:
 
 def git_commit(root: Path) -> str | None:
     """The commit being measured: $GITHUB_SHA in Actions, else git's HEAD, else None."""
-    import os
-
     if os.environ.get("GITHUB_SHA"):
         return os.environ["GITHUB_SHA"][:12]
     try:

@@ -113,6 +113,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
                _non_negative_int, 1, "N"),
     OptionSpec("--i2v-json", "i2v_json", "json_path", "write the results document (schema-versioned JSON) to PATH",
                _text, None, "PATH", is_path=True),
+    OptionSpec("--i2v-report", "i2v_report", "report_path",
+               "write the self-contained HTML report (inline CSS and SVG charts, no network) to PATH",
+               _text, None, "PATH", is_path=True),
+    OptionSpec("--i2v-markdown", "i2v_markdown", "markdown_path",
+               "write a compact Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY)", _text, None, "PATH", is_path=True),
     OptionSpec("--i2v-profile-dir", "i2v_profile_dir", "profile_dir",
                "directory of extra GPU profile YAML files (override shipped ones of the same name)",
                _text, None, "DIR", is_path=True),
@@ -151,6 +156,8 @@ class Settings:
     repeats: int = 5
     warmup: int = 1
     json_path: Path | None = None
+    report_path: Path | None = None
+    markdown_path: Path | None = None
     profile_dir: Path | None = None
     allow_profile_mismatch: bool = False
     input_image: Path | None = None

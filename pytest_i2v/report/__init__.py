@@ -1,0 +1,1 @@
+"""Rendering results: HTML (Jinja2 + inline SVG charts), Markdown, comparisons."""

@@ -1,0 +1,249 @@
+"""Charts as inline SVG strings (matplotlib, Agg backend): no files, no network.
+
+One figure per chart kind, whatever the number of tests (a 200-test report stays fast): per-test
+views put every test on one axis."""
+
+from __future__ import annotations
+
+import io
+import statistics
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from pytest_i2v.marks import RESOLUTION_PRESETS  # noqa: E402
+
+plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                     "svg.hashsalt": "pytest-i2v"})  # text stays text; stable ids for golden comparisons
+STAGE_COLOURS = {"encode": "#8da0cb", "denoise": "#fc8d62", "decode": "#66c2a5"}
+
+
+def _svg(fig: Any, title: str) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]  # drop the XML prolog and doctype: it is inlined in HTML
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{_attr(title)}" class="chart" ', 1)
+
+
+def _attr(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    nodeid = record["nodeid"]
+    return nodeid.split("::", 1)[-1][:48]
+
+
+def _peak_gb(record: Mapping[str, Any]) -> tuple[float | None, str]:
+    peak = record.get("peak_memory") or {}
+    for key, name in (("device_bytes", "device (NVML)"), ("reserved_bytes", "reserved"), ("allocated_bytes", "allocated"),
+                      ("host_rss_bytes", "host RSS")):
+        if peak.get(key):
+            return peak[key] / 1e9, name
+    return None, "-"
+
+
+def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Plain runs at the preset resolutions with the study's clip (one per resolution, first wins)."""
+    seen: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        config = record["config"]
+        if (record.get("outcome") == "ok" and config.get("resolution") in RESOLUTION_PRESETS and not config.get("memory")
+                and config.get("frames") == 16 and (config.get("study") or config).get("steps", config["steps"]) == 50):
+            seen.setdefault(config["resolution"], record)
+    return [seen[r] for r in RESOLUTION_PRESETS if r in seen]
+
+
+def time_vs_resolution(records: Sequence[Mapping[str, Any]], thresholds: Sequence[float]) -> str | None:
+    sweep = sweep_records(records)
+    if len(sweep) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    labels = [r["config"]["resolution"] for r in sweep]
+    times = [r["time_s"] for r in sweep]
+    ax.plot(labels, times, marker="o", color="#fc8d62", label="median time")
+    if max(times) >= thresholds[0] / 3:  # the patience lines only where they are on the data's scale
+        for value, name in zip(thresholds, ("good", "acceptable")):
+            ax.axhline(value, color="#999", linestyle=":", linewidth=1)
+            ax.annotate(f"{name} < {value:g} s", (0, value), textcoords="offset points", xytext=(2, 2), fontsize=7, color="#666")
+    else:
+        ax.set_ylim(bottom=0)
+        ax.annotate(f"latency classes at {thresholds[0]:g} s / {thresholds[1]:g} s are off this scale",
+                    (0.01, 0.95), xycoords="axes fraction", fontsize=7, color="#666")
+    ax.set_xlabel("resolution (16 frames, study steps)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Generation time vs resolution")
+    return _svg(fig, "Generation time vs resolution")
+
+
+def memory_vs_resolution(records: Sequence[Mapping[str, Any]], profile_memory_gb: float | None,
+                         margin_gb: float) -> str | None:
+    sweep = [r for r in sweep_records(records) if _peak_gb(r)[0] is not None]
+    if len(sweep) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    labels = [r["config"]["resolution"] for r in sweep]
+    peaks = [_peak_gb(r)[0] or 0.0 for r in sweep]
+    ax.plot(labels, peaks, marker="s", color="#8da0cb", label=f"peak ({_peak_gb(sweep[0])[1]})")
+    if profile_memory_gb and max(peaks) >= (profile_memory_gb - margin_gb) / 4:
+        ax.axhline(profile_memory_gb, color="#d62728", linewidth=1, label=f"profile memory {profile_memory_gb:g} GB")
+        ax.axhline(profile_memory_gb - margin_gb, color="#d62728", linestyle="--", linewidth=1,
+                   label=f"minus {margin_gb:g} GB safety margin")
+    elif profile_memory_gb:
+        ax.set_ylim(bottom=0, top=max(peaks) * 1.3)
+        ax.annotate(f"profile memory {profile_memory_gb:g} GB (- {margin_gb:g} GB margin) is off this scale",
+                    (0.01, 0.95), xycoords="axes fraction", fontsize=7, color="#d62728")
+    ax.set_xlabel("resolution (16 frames)")
+    ax.set_ylabel("GB")
+    ax.set_title("Peak memory vs resolution")
+    ax.legend(fontsize=7, loc="best")
+    return _svg(fig, "Peak memory vs resolution")
+
+
+PER_TEST_LIMIT = 60  # rows in a per-test chart: beyond that a chart is unreadable (and slow to draw)
+
+
+def _most_interesting(records: Sequence[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
+    """Regressions and improvements first, then the slowest: the tests a reviewer looks at."""
+    rank = {"regressed": 0, "env-changed": 1, "improved": 2}
+    order = sorted(range(len(records)), key=lambda i: (rank.get((records[i].get("verdict") or {}).get("verdict"), 3),
+                                                       -(records[i].get("time_s") or 0)))
+    return [records[i] for i in sorted(order[:limit])]
+
+
+def _shown(title: str, shown: int, total: int) -> str:
+    return title if shown == total else f"{title} ({shown} of {total}: changed and slowest first)"
+
+
+def stage_breakdown(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST_LIMIT) -> str | None:
+    all_ok = [r for r in records if r.get("outcome") == "ok" and r.get("stages", {}).get("denoise_s")]
+    if not all_ok:
+        return None
+    ok = _most_interesting(all_ok, limit)
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 + 0.22 * len(ok)))
+    names = [_label(r) for r in ok]
+    left = [0.0] * len(ok)
+    for stage, key in (("encode", "encode_s"), ("denoise", "denoise_s"), ("decode", "decode_s")):
+        values = [r["stages"].get(key) or 0.0 for r in ok]
+        ax.barh(names, values, left=left, color=STAGE_COLOURS[stage], label=stage)
+        left = [a + b for a, b in zip(left, values)]
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds (medians)")
+    ax.set_title(_shown("Stage breakdown per test", len(ok), len(all_ok)))
+    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    return _svg(fig, "Stage breakdown per test")
+
+
+def step_traces(records: Sequence[Mapping[str, Any]], limit: int = 40) -> str | None:
+    """Per-step time through the schedule, per test (median over repeats at each step index):
+    a rising trace is throttling, a high first step is warm-up leaking into the measurement."""
+    ok = [r for r in records if r.get("outcome") == "ok" and r.get("stages", {}).get("step_samples_s")][:limit]
+    if not ok:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for record in ok:
+        runs = [run for run in record["stages"]["step_samples_s"] if run]
+        length = min(len(run) for run in runs)
+        trace = [statistics.median(run[i] for run in runs) * 1000 for i in range(length)]
+        ax.plot(range(1, length + 1), trace, linewidth=1, label=_label(record))
+    ax.set_xlabel("denoising step")
+    ax.set_ylabel("ms per step (median over repeats)")
+    ax.set_yscale("log")
+    ax.set_title("Per-step time trace")
+    if len(ok) <= 12:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _svg(fig, "Per-step time trace")
+
+
+def baseline_history(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST_LIMIT) -> str | None:
+    """Each test's accepted runs and the current run, relative to the baseline median."""
+    all_with_history = [r for r in records if r.get("baseline_history") and r.get("time_s")]
+    if not all_with_history:
+        return None
+    with_history = _most_interesting(all_with_history, limit)
+    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.22 * len(with_history)))
+    past_x: list[float] = []
+    past_y: list[int] = []
+    now_x, colours = [], []
+    for index, record in enumerate(with_history):
+        history = record["baseline_history"]
+        median = statistics.median(history)
+        past_x += [h / median for h in history]
+        past_y += [index] * len(history)
+        now_x.append(record["time_s"] / median)
+        verdict = (record.get("verdict") or {}).get("verdict")
+        colours.append({"regressed": "#d62728", "improved": "#2ca02c"}.get(verdict, "#1f77b4"))
+    ax.scatter(past_x, past_y, s=10, color="#999", label="accepted runs")
+    ax.scatter(now_x, range(len(with_history)), s=30, marker="D", c=colours, label="this run")
+    ax.axvline(1.0, color="#666", linewidth=0.8)
+    ax.set_yticks(range(len(with_history)), [_label(r) for r in with_history])
+    ax.invert_yaxis()
+    ax.set_xlabel("time / baseline median")
+    ax.set_title(_shown("Baseline history (last runs) and this run", len(with_history), len(all_with_history)))
+    ax.legend(fontsize=7, loc="lower right")
+    return _svg(fig, "Baseline history")
+
+
+def frames_tradeoff(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """Time and peak memory against the number of frames at one resolution (the frames sweep)."""
+    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    for record in records:
+        config = record["config"]
+        if record.get("outcome") == "ok" and not config.get("memory"):
+            groups.setdefault((config["width"], config["steps"]), []).append(record)
+    best = max(groups.values(), key=lambda g: len({r["config"]["frames"] for r in g}), default=[])
+    by_frames = {r["config"]["frames"]: r for r in best}
+    if len(by_frames) < 3:
+        return None
+    frames = sorted(by_frames)
+    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    ax.plot(frames, [by_frames[f]["time_s"] for f in frames], marker="o", color="#fc8d62", label="median time (s)")
+    ax.set_xlabel("frames")
+    ax.set_ylabel("seconds")
+    peaks = [_peak_gb(by_frames[f])[0] for f in frames]
+    if all(p is not None for p in peaks):
+        twin = ax.twinx()
+        twin.plot(frames, peaks, marker="s", color="#8da0cb", label="peak (GB)")
+        twin.set_ylabel("GB")
+    label = by_frames[frames[0]]["config"].get("resolution") or f"{by_frames[frames[0]]['config']['width']}px"
+    ax.set_title(f"Frames trade-off at {label}")
+    return _svg(fig, "Frames trade-off")
+
+
+def precision_chart(records: Sequence[Mapping[str, Any]]) -> str | None:
+    by_dtype: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        config = record["config"]
+        if record.get("outcome") == "ok" and config.get("resolution") == "512p" and not config.get("memory"):
+            by_dtype.setdefault(config["dtype"], record)
+    if len(by_dtype) < 2:
+        return None
+    dtypes = [d for d in ("fp32", "bf16", "fp16") if d in by_dtype]
+    fig, ax = plt.subplots(figsize=(4.5, 2.6))
+    ax.bar(dtypes, [by_dtype[d]["time_s"] for d in dtypes], color=["#8da0cb", "#66c2a5", "#fc8d62"][: len(dtypes)])
+    ax.set_ylabel("median seconds")
+    ax.set_title("Precision at 512p")
+    return _svg(fig, "Precision at 512p")
+
+
+def memory_options_chart(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Memory saved vs time added, each option against the plain run."""
+    points = [r for r in rows if r.get("memory_saved_pct") is not None and r.get("time_added_pct") is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    for row in points:
+        ax.scatter(row["time_added_pct"], row["memory_saved_pct"], color="#1f77b4")
+        ax.annotate(row["option"], (row["time_added_pct"], row["memory_saved_pct"]), textcoords="offset points",
+                    xytext=(4, 3), fontsize=7)
+    ax.axhline(0, color="#999", linewidth=0.8)
+    ax.axvline(0, color="#999", linewidth=0.8)
+    ax.set_xlabel("time added vs plain run (%)")
+    ax.set_ylabel("memory saved vs plain run (%)")
+    ax.set_title("Memory options: memory saved vs time added")
+    return _svg(fig, "Memory options")

@@ -1,0 +1,67 @@
+"""The difference between two results documents (two branches, two drivers, two GPUs)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from pytest_i2v.explain import format_value
+from pytest_i2v.gate import fingerprint_changes
+
+
+def _memory(record: Mapping[str, Any]) -> tuple[float | None, str]:
+    peak = record.get("peak_memory") or {}
+    key = "allocated_bytes" if peak.get("allocated_bytes") is not None else "host_rss_bytes"
+    return peak.get(key), key
+
+
+def _pct(a: float | None, b: float | None) -> float | None:
+    return (b / a - 1) * 100 if a and b else None
+
+
+def compare_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    records_a = {r["nodeid"]: r for r in a.get("records", [])}
+    records_b = {r["nodeid"]: r for r in b.get("records", [])}
+    rows = []
+    for nodeid in list(records_a) + [n for n in records_b if n not in records_a]:
+        ra, rb = records_a.get(nodeid), records_b.get(nodeid)
+        row: dict[str, Any] = {"nodeid": nodeid, "only": "a" if rb is None else "b" if ra is None else None}
+        if ra and rb:
+            ma, key = _memory(ra)
+            mb, _ = _memory(rb)
+            row.update({
+                "time_a": ra.get("time_s"), "time_b": rb.get("time_s"), "time_pct": _pct(ra.get("time_s"), rb.get("time_s")),
+                "step_a": (ra.get("stages") or {}).get("step_s"), "step_b": (rb.get("stages") or {}).get("step_s"),
+                "step_pct": _pct((ra.get("stages") or {}).get("step_s"), (rb.get("stages") or {}).get("step_s")),
+                "memory_a": ma, "memory_b": mb, "memory_pct": _pct(ma, mb), "memory_key": key,
+                "outcome": f"{ra.get('outcome')} -> {rb.get('outcome')}" if ra.get("outcome") != rb.get("outcome") else ra.get("outcome"),
+                "config_changed": ra.get("config_id") != rb.get("config_id"),
+            })
+        rows.append(row)
+    return {"a": a, "b": b, "rows": rows,
+            "environment_changes": fingerprint_changes(a.get("environment") or {}, b.get("environment") or {})}
+
+
+def compare_markdown(comparison: Mapping[str, Any]) -> str:
+    from pytest_i2v.report.markdown import md
+
+    lines = ["| test | time A | time B | delta | step delta | peak memory A | peak memory B | delta |", "|---|---|---|---|---|---|---|---|"]
+    for row in comparison["rows"]:
+        if row["only"]:
+            lines.append(f"| {md(row['nodeid'])} | only in {row['only'].upper()} | | | | | | |")
+            continue
+        def pct(value: float | None) -> str:
+            return f"{value:+.1f} %" if value is not None else "-"
+        lines.append(f"| {md(row['nodeid'])} | {format_value('time_s', row['time_a'])} | {format_value('time_s', row['time_b'])} | "
+                     f"{pct(row['time_pct'])} | {pct(row['step_pct'])} | {format_value(row['memory_key'], row['memory_a'])} | "
+                     f"{format_value(row['memory_key'], row['memory_b'])} | {pct(row['memory_pct'])} |")
+    changes = comparison["environment_changes"]
+    lines += ["", "Environment: " + ("; ".join(md(c) for c in changes) if changes else "identical")]
+    return "\n".join(lines)
+
+
+def render_compare_html(comparison: Mapping[str, Any], label_a: str, label_b: str) -> str:
+    env = Environment(loader=PackageLoader("pytest_i2v.report", "templates"), autoescape=select_autoescape(default=True))
+    env.filters["value"] = lambda v, metric: format_value(metric, v)
+    return env.get_template("compare.html.j2").render(comparison=comparison, label_a=label_a, label_b=label_b)

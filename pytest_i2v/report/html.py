@@ -1,0 +1,50 @@
+"""The self-contained HTML report: Jinja2 (autoescaped), inline CSS, inline SVG charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from pytest_i2v.explain import format_value
+from pytest_i2v.gate import METRIC_LABELS
+from pytest_i2v.report import charts
+from pytest_i2v.report.context import build_context, verdict_of
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("pytest_i2v.report", "templates"),
+                      autoescape=select_autoescape(["html", "j2"], default=True), keep_trailing_newline=True)
+    env.filters["value"] = lambda v, metric: format_value(metric, v)
+    env.filters["metric_label"] = lambda m: METRIC_LABELS.get(m, m)
+    env.filters["verdict"] = verdict_of
+    return env
+
+
+def build_charts(context: Mapping[str, Any]) -> list[tuple[str, str]]:
+    records = context["records"]
+    profile = context["profile"]
+    candidates = [
+        ("Time vs resolution", charts.time_vs_resolution(records, context["thresholds"])),
+        ("Peak memory vs resolution", charts.memory_vs_resolution(records, profile.get("memory_gb"), context["margin_gb"])),
+        ("Stage breakdown", charts.stage_breakdown(records)),
+        ("Per-step time trace", charts.step_traces(records)),
+        ("Baseline history", charts.baseline_history(records)),
+        ("Frames trade-off", charts.frames_tradeoff(records)),
+        ("Precision", charts.precision_chart(records)),
+        ("Memory options", charts.memory_options_chart(context["memory_options"])),
+    ]
+    return [(title, svg) for title, svg in candidates if svg]
+
+
+def render_html(document: Mapping[str, Any]) -> str:
+    context = build_context(document)
+    context["charts"] = build_charts(context)
+    return _environment().get_template("report.html.j2").render(**context)
+
+
+def write_html(path: Path, document: Mapping[str, Any]) -> None:
+    from pytest_i2v.baseline_store import write_text_atomic
+
+    write_text_atomic(path, render_html(document))

@@ -1,0 +1,66 @@
+"""A compact Markdown summary for $GITHUB_STEP_SUMMARY or a PR comment."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from pytest_i2v.explain import format_value
+from pytest_i2v.gate import METRIC_LABELS
+from pytest_i2v.report.context import build_context, verdict_of
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md(text: Any) -> str:
+    """Escape a value for a Markdown table cell: no table breaks, no HTML, no formatting."""
+    value = str(text)
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    value = _SPECIAL.sub(r"\\\1", value)
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+def render_markdown(document: Mapping[str, Any]) -> str:
+    context = build_context(document)
+    counts = context["counts"]
+    profile = context["profile"].get("name", "?")
+    env = context["environment"]
+    device = env.get("gpu_name") or "CPU"
+    status = "❌ the gate fails" if context["failed"] else "✅ the gate passes"
+    summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
+    lines = [f"## pytest-i2v: {status} ({md(profile)} on {md(device)})", "", f"**{summary or 'no results'}**", ""]
+    if context["regressions"]:
+        lines += ["### Regressions", "", "| test | metric | baseline | current | delta | bar |", "|---|---|---|---|---|---|"]
+        for item in context["regressions"]:
+            record = item["record"]
+            if not item["metrics"]:
+                reason = "out of memory" if record.get("outcome") == "oom" else "; ".join(item["env_changes"]) or verdict_of(record)
+                lines.append(f"| {md(record['nodeid'])} | {md(reason)} | - | - | - | - |")
+            for m in item["metrics"]:
+                delta = f"{m['delta_pct']:+.1f} %" if m.get("delta_pct") is not None else "-"
+                lines.append(f"| {md(record['nodeid'])} | {md(METRIC_LABELS.get(m['metric'], m['metric']))} | "
+                             f"{md(format_value(m['metric'], m['baseline']))} ({m['runs']} runs) | "
+                             f"{md(format_value(m['metric'], m['current']))} | {delta} | {md(m['threshold'])} |")
+        lines += ["", "Re-baseline an intended change:", ""]
+        lines += [f"    {item['command']}" for item in context["regressions"]]
+        lines.append("")
+    lines += ["### Results", "", "| test | time | step | peak memory | latency | verdict |", "|---|---|---|---|---|---|"]
+    for record in context["records"]:
+        peak = record.get("peak_memory") or {}
+        memory_key = "allocated_bytes" if peak.get("allocated_bytes") is not None else "host_rss_bytes"
+        lines.append(f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
+                     f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
+                     f"{md(format_value(memory_key, peak.get(memory_key)))} | {md(record.get('latency_class') or '-')} | "
+                     f"{md(verdict_of(record))} |")
+    recommendation = context["recommendation"]
+    if recommendation:
+        lines += ["", "### Recommendation matrix", "",
+                  f"Fitted on these measurements: peak max error {recommendation['fits']['peak_gb']['max_error_pct']:.1f} %, "
+                  f"step max error {recommendation['fits']['step_s']['max_error_pct']:.1f} %.", "",
+                  "| GPU memory | resolution | frames | expected time | cell |", "|---|---|---|---|---|"]
+        for cell in recommendation["cells"]:
+            lines.append(f"| {cell['memory_gb']:g} GB | {md(cell['resolution'] or 'nothing fits')} | {cell['frames'] or '-'} | "
+                         f"{md(format_value('time_s', cell['time_s']))} | {'measured' if cell['measured'] else 'extrapolated'} |")
+    lines += ["", f"<sub>pytest-i2v {md(env.get('plugin'))} · torch {md(env.get('torch'))} · diffusers "
+                  f"{md(env.get('diffusers'))} · {md(', '.join(context['provenance']))}</sub>", ""]
+    return "\n".join(lines)

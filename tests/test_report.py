@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from pytest_i2v.cli import main
+from pytest_i2v.report.html import render_html
+from pytest_i2v.report.markdown import md, render_markdown
+from tests.report_fixtures import XSS, document
+
+GOLDEN_MD = Path(__file__).parent / "golden" / "summary.md"
+
+
+class Structure(HTMLParser):
+    """Collects ids, table rows, scripts and external references of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.rows: dict[str, int] = {}
+        self.scripts: list[str] = []
+        self.external: list[str] = []
+        self.svgs = 0
+        self._table: list[str] = []
+        self._in_script = False
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"] or "")
+        if tag == "table":
+            self._table.append(values.get("id") or "")
+        if tag == "tr" and self._table and values.get("data-verdict"):
+            self.rows[self._table[-1]] = self.rows.get(self._table[-1], 0) + 1
+        if tag == "script":
+            self._in_script = True
+        if tag == "svg":
+            self.svgs += 1
+        for name in ("src", "href"):
+            if values.get(name) and "://" in (values[name] or ""):
+                self.external.append(values[name] or "")
+        if tag == "link":
+            self.external.append(str(values))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table" and self._table:
+            self._table.pop()
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+        else:
+            self.text.append(data)
+
+
+def parse(html: str) -> Structure:
+    parser = Structure()
+    parser.feed(html)
+    return parser
+
+
+def test_html_report_structure_and_self_containment() -> None:
+    html = render_html(document())
+    page = parse(html)
+    for section in ("verdict-line", "counts", "environment", "regressions", "results", "charts", "study", "published",
+                    "recommendation", "provenance", "results-table"):
+        assert section in page.ids, section
+    assert page.rows["results-table"] == 6
+    assert page.external == [], "no CDN, no network"
+    assert page.svgs >= 6  # time, memory, stages, step trace, history, memory options
+    assert len(page.scripts) == 1 and "sort" in page.scripts[0]
+    text = " ".join(page.text)
+    assert "1 regressed, 1 out of memory: the gate fails." in text
+    assert "regressed: 1" in text and "oom: 1" in text and "pass: 4" in text and "skipped: 1" in text
+    assert "python -m pytest 'suites/test_resolution_sweep.py::test_resolution_sweep[512p]' --gpu-profile h100-80gb --i2v-update-baselines" in text
+    assert "published, not measured here" in text and "36.5 s" in text
+    assert "full-size-random-weights" in text  # provenance in the footer
+
+
+def test_html_escapes_hostile_strings() -> None:
+    html = render_html(document())
+    assert XSS not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    page = parse(html)
+    assert all("alert" not in script for script in page.scripts)
+    assert any(XSS in chunk for chunk in page.text)  # shown as text
+
+
+def test_markdown_golden() -> None:
+    text = render_markdown(document())
+    if os.environ.get("I2V_REGOLD"):
+        GOLDEN_MD.write_text(text)
+    assert text == GOLDEN_MD.read_text()
+
+
+def test_markdown_cannot_break_tables_or_inject_html() -> None:
+    assert md("a|b") == "a\\|b"
+    assert md("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert\\(1\\)&gt;"
+    assert md("line\nbreak") == "line break"
+    text = render_markdown(document())
+    evil = next(line for line in text.splitlines() if "test\\_evil" in line and line.startswith("| suites"))
+    assert evil.count(" | ") == 5  # six cells: the payload's | did not add one
+    assert "<script>" not in text
+
+
+def test_report_and_compare_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(document()))
+    slower = document()
+    for record in slower["records"]:
+        record["time_s"] *= 1.5
+    slower["environment"]["driver"] = "570.10"
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(slower))
+    assert main(["report", str(a), "-o", str(tmp_path / "r.html"), "--markdown", str(tmp_path / "r.md")]) == 0
+    assert parse((tmp_path / "r.html").read_text()).rows["results-table"] == 6
+    assert (tmp_path / "r.md").read_text() == render_markdown(document())
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "c.html")]) == 0
+    out = capsys.readouterr().out
+    assert "+50.0 %" in out and "driver 560.35 -&gt; 570.10" in out  # Markdown: renders as ->
+    html = (tmp_path / "c.html").read_text()
+    assert "driver 560.35 -&gt; 570.10" in html and XSS not in html
+
+
+def test_report_of_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "none.json")]) == 4
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_plugin_writes_html_and_markdown(i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("r", [pytest.param(r, marks=pytest.mark.i2v(resolution=r, frames=2, steps=10)) for r in ("256p", "512p")])
+        def test_gen(r, i2v_run):
+            i2v_run()
+        """
+    )
+    result = i2v_project.runpytest("--i2v-report", "out/r.html", "--i2v-markdown", "out/s.md")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["i2v results written to */out/r.html", "i2v results written to */out/s.md"])
+    page = parse((i2v_project.path / "out/r.html").read_text())
+    assert page.rows["results-table"] == 2 and page.svgs >= 2  # stage breakdown, step trace (no 16-frame sweep here)
+    assert "No regression" in (i2v_project.path / "out/r.html").read_text()
+    assert "| test\\_plugin\\_writes\\_html\\_and\\_markdown.py::test\\_gen\\[256p\\] |" in (i2v_project.path / "out/s.md").read_text()
+
+
+def test_xdist_controller_writes_the_merged_report(i2v_project: pytest.Pytester) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
+    i2v_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(3)])
+        def test_gen(n, i2v_run):
+            i2v_run()
+        """
+    )
+    result = i2v_project.runpytest("-n", "2", "--i2v-report", "r.html")
+    result.assert_outcomes(passed=3)
+    assert result.stdout.str().count("i2v results written to") == 1
+    assert parse((i2v_project.path / "r.html").read_text()).rows["results-table"] == 3
+
+
+def test_pytest_benchmark_sees_the_same_numbers(i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.i2v(resolution="256p", frames=2, steps=10)
+        def test_gen(i2v_run):
+            i2v_run()
+        """
+    )
+    result = i2v_project.runpytest("--i2v-repeats", "3", "--benchmark-json", "bench.json", "--i2v-json", "r.json")
+    result.assert_outcomes(passed=1)
+    bench = json.loads((i2v_project.path / "bench.json").read_text())
+    (entry,) = bench["benchmarks"]
+    record = json.loads((i2v_project.path / "r.json").read_text())["records"][0]
+    assert entry["fullname"] == record["nodeid"]
+    assert sorted(entry["stats"]["data"]) == sorted(record["time_samples_s"])
+    assert entry["stats"]["rounds"] == 3
+    info = entry["extra_info"]
+    assert info["i2v_step_s"] == record["stages"]["step_s"] and info["i2v_peak_memory"] == record["peak_memory"]
+    assert info["i2v_config"]["width"] == 32 and info["i2v_verdict"] == "new"
+    # and pytest-benchmark's own comparison tool reads it
+    from pytest_benchmark.cli import main as benchmark_main  # noqa: F401  (importable: the CLI exists)
+
+
+def test_render_time_of_a_large_report_is_reported(tmp_path: Path) -> None:
+    """Not a timed test (CI machines are noisy): it proves 200 results render; benchmarks/report_render.py times it."""
+    doc = document()
+    doc["records"] = [dict(r, nodeid=f"{r['nodeid']}-{i}") for i in range(34) for r in doc["records"]][:200]
+    html = render_html(doc)
+    assert parse(html).rows["results-table"] == 200
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                    reason="needs Chromium (Debian package 'chromium'); .ci/run installs it")
+def test_report_in_a_real_browser(tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    assert CHROMIUM, "CI must have Chromium: .ci/run installs the Debian package"
+    path = tmp_path / "report.html"
+    path.write_text(render_html(document()))
+    messages: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(path.as_uri())
+        sizes = page.eval_on_selector_all("svg.chart", "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])")
+        page.click("#results-table th:nth-child(4)")  # sort by median time
+        first = page.eval_on_selector("#results-table tbody tr td code", "e => e.textContent")
+        shot = Path(os.environ.get("I2V_SCREENSHOT_DIR", tmp_path)) / "report-screenshot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert messages == []
+    assert [r for r in requests if not r.startswith("file://")] == []
+    assert len(sizes) >= 6 and all(w > 100 and h > 100 for w, h in sizes)
+    assert first.endswith("[256p]")  # the fastest first
+    assert shot.stat().st_size > 10_000
