@@ -75,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
         profiles = load_profiles(settings.profile_dir)
         gpu_name, gpu_memory_gib = detect_gpu()
         plan = plan_run(settings, profiles, gpu_name, gpu_memory_gib, torch.cuda.is_available())
+        plan = _one_gpu_per_worker(config, settings, plan)
         environment = collect_environment(plan.device)
         environment["profile"] = plan.profile.name
         config.hook.pytest_i2v_environment(environment=environment)
@@ -87,6 +88,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(session), "i2v-xdist")
+
+
+def _one_gpu_per_worker(config: pytest.Config, settings: Any, plan: Any) -> Any:
+    """Under pytest-xdist on CUDA: each worker gets its own GPU; too many workers is refused."""
+    import dataclasses
+
+    import torch
+
+    from pytest_i2v.gpus import check_workers, worker_device
+
+    if not plan.device.startswith("cuda"):
+        return plan
+    gpus = settings.gpus or tuple(range(torch.cuda.device_count()))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return dataclasses.replace(plan, device=worker_device(workerinput["workerid"], gpus, settings.allow_shared_gpu))
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, int) and workers > 0:
+        check_workers(workers, gpus, settings.allow_shared_gpu)
+    return plan
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -76,6 +76,12 @@ def _thresholds(text: str) -> tuple[float, float]:
     return parse_thresholds(text)
 
 
+def _gpus(text: str) -> tuple[int, ...]:
+    from pytest_i2v.gpus import parse_gpu_list
+
+    return parse_gpu_list(text)
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -142,6 +148,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--i2v-latency-thresholds", "i2v_latency_thresholds", "latency_thresholds",
                "seconds separating the latency classes good / acceptable / too-slow (default: 30,60, the study's)",
                _thresholds, (30.0, 60.0), "GOOD,ACCEPTABLE"),
+    OptionSpec("--i2v-gpus", "i2v_gpus", "gpus",
+               "CUDA devices for pytest-xdist workers, one each: worker gwN measures on the N-th listed GPU "
+               "(default: every visible GPU)", _gpus, None, "0,1,..."),
+    OptionSpec("--i2v-allow-shared-gpu", "i2v_allow_shared_gpu", "allow_shared_gpu",
+               "let more xdist workers than GPUs share them (VRAM adds up and times interfere)", _bool, False, is_flag=True),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -166,6 +177,8 @@ class Settings:
     env_policy: str | None = None
     confirm: int | None = None
     safety_margin_gb: float = 2.0
+    gpus: tuple[int, ...] | None = None
+    allow_shared_gpu: bool = False
     latency_thresholds: tuple[float, float] = (30.0, 60.0)
 
     def to_dict(self) -> dict[str, Any]:

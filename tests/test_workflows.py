@@ -1,0 +1,147 @@
+"""The GitHub workflows: actionlint-clean, every command they run exists and accepts its options,
+and the gate and re-baseline steps run end to end on the CPU."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_i2v.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+NAMES = ("tests.yml", "gpu-gate.yml", "rebaseline.yml", "nightly.yml")
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def steps(name: str) -> list[dict[str, Any]]:
+    return [step for job in load(name)["jobs"].values() for step in job["steps"]]
+
+
+def step(name: str, title: str) -> dict[str, Any]:
+    return next(s for s in steps(name) if s.get("name") == title)
+
+
+def commands(script: str) -> list[list[str]]:
+    """The python -m pytest / pytest_i2v command lines of a run script, as argument lists."""
+    joined = re.sub(r"\\\n\s*", " ", script)
+    found = []
+    for line in joined.splitlines():
+        line = line.split(" | ")[0].split(" > ")[0].strip()
+        if re.search(r"python -m (pytest|pytest_i2v)\b", line) and not line.startswith(("#", "echo")):
+            found.append(shlex.split(line.replace('"$', '"X').replace("$(", "(")))
+    return found
+
+
+def test_all_workflows_exist() -> None:
+    assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == sorted(NAMES)
+
+
+def test_workflows_pass_actionlint() -> None:
+    actionlint = shutil.which("actionlint") or str(Path(sys.executable).with_name("actionlint"))
+    assert Path(actionlint).exists(), "actionlint comes with the test extra (pip install -e '.[test]')"
+    completed = subprocess.run([actionlint, *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))],
+                               capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+@pytest.fixture(scope="module")
+def pytest_help() -> str:
+    return subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, check=True,
+                          cwd=ROOT).stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_pytest_option_in_the_workflows_exists(name: str, pytest_help: str) -> None:
+    runs = [s["run"] for s in steps(name) if "run" in s]
+    lines = [c for script in runs for c in commands(script)]
+    assert lines, f"{name} runs no python -m pytest / pytest_i2v command"
+    for argv in lines:
+        module = argv[argv.index("-m") + 1]
+        rest = argv[argv.index("-m") + 2:]
+        if module == "pytest_i2v":
+            build_parser().parse_args(rest)  # exits (and fails the test) on an unknown command or option
+            continue
+        for token in rest:
+            if token.startswith("--"):
+                flag = token.split("=", 1)[0]
+                assert re.search(rf"(^|[\s,]){re.escape(flag)}([=\s,]|$)", pytest_help, re.M), f"{name}: unknown option {flag}"
+
+
+def test_tests_workflow_runs_the_readme_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    scripts = " ".join(s.get("run", "") for s in steps("tests.yml"))
+    for command in ("python -m pytest tests/ -q", "python -m pytest suites/"):
+        assert command in scripts and command in readme
+    matrix = load("tests.yml")["jobs"]["tests"]["strategy"]["matrix"]["include"]
+    assert {"diffusers": "0.42.1", "transformers": "5.5.4"} in matrix
+    assert {"diffusers": "0.39.0", "transformers": "4.57.6"} in matrix
+
+
+def test_gate_runs_one_job_per_profile_on_gpu_runners() -> None:
+    job = load("gpu-gate.yml")["jobs"]["gate"]
+    assert job["runs-on"] == ["self-hosted", "linux", "gpu-${{ matrix.profile }}"]
+    assert set(job["strategy"]["matrix"]["profile"]) >= {"rtx4090", "a100-80gb", "h100-80gb"}
+    assert job["timeout-minutes"] <= 60 and job["env"]["HF_HUB_OFFLINE"] == "1"
+    assert load("gpu-gate.yml")["concurrency"]["cancel-in-progress"] is True
+
+
+def _sandbox(tmp_path: Path) -> Path:
+    """A copy of what the workflow steps touch, with .venv/bin/python running this interpreter."""
+    work = tmp_path / "repo"
+    for part in ("suites", "baselines"):
+        shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__", "*.lock"))
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    python = work / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    return work
+
+
+def _run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, timeout=900, check=False)
+
+
+def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
+    work = _sandbox(tmp_path)
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("")
+    completed = _run(step("gpu-gate.yml", "Run the gate")["run"], work, {
+        "PROFILE": "cpu", "I2V_MODEL": "tiny", "GITHUB_STEP_SUMMARY": str(summary),
+        "PYTEST_ADDOPTS": "-k 256p --i2v-repeats 1 --i2v-warmup 0",
+    })
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    for produced in ("results.json", "report.html", "junit.xml"):
+        assert (work / "out" / produced).stat().st_size > 0
+    assert "pytest-i2v: ✅ the gate passes" in summary.read_text()
+
+
+def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
+    work = _sandbox(tmp_path)
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("")
+    env = {"PROFILE": "cpu", "I2V_MODEL": "tiny", "RUNS": "2", "MODE": "append", "REASON": "driver 550 -> 560",
+           "GITHUB_RUN_ID": "1", "GITHUB_STEP_SUMMARY": str(summary),
+           "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0"}
+    for title in ("Record new baseline runs", "Describe the change"):
+        completed = _run(step("rebaseline.yml", title)["run"], work, env)
+        assert completed.returncode == 0, title + completed.stdout[-3000:] + completed.stderr[-2000:]
+    body = (work / "out" / "pr-body.md").read_text()
+    assert body.startswith("Re-baseline `cpu`: driver 550 -> 560")
+    assert "suites/test\\_resolution\\_sweep.py::test\\_resolution\\_sweep\\[256p\\]" in body or \
+        "test_resolution_sweep[256p] | 5 -> 7 runs" in body
+    assert "| suites/test_resolution_sweep.py::test_resolution_sweep[256p] | 5 -> 7 runs |" in body
