@@ -74,6 +74,7 @@ class GenerationSpec:
     prompt: str = DEFAULT_PROMPT
     seed: int = 0
     resolution: str | None = None
+    fast: bool = False  # measure a few steps and predict the total (see measure.runner)
 
     @property
     def label(self) -> str:
@@ -137,6 +138,7 @@ def i2v(
     memory: tuple[str, ...] | list[str] | str = (),
     prompt: str = DEFAULT_PROMPT,
     seed: int = 0,
+    fast: bool = False,
 ) -> GenerationSpec:
     """Describe one I2VGen-XL generation; defaults are the study's (16 frames, 50 steps, guidance 9.0, fps 8)."""
     if resolution is not None:
@@ -159,6 +161,8 @@ def i2v(
         raise I2VUsageError(f"guidance={guidance!r} must be a finite number >= 0")
     if dtype is not None and dtype not in DTYPES:
         raise I2VUsageError(f"dtype={dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+    if not isinstance(fast, bool):
+        raise I2VUsageError(f"fast={fast!r} must be True or False")
     if not isinstance(prompt, str) or not prompt:
         raise I2VUsageError(f"prompt={prompt!r} must be a non-empty string")
     options = (memory,) if isinstance(memory, str) else tuple(memory)
@@ -169,7 +173,7 @@ def i2v(
         raise I2VUsageError("memory options model_cpu_offload and sequential_cpu_offload exclude each other; pick one")
     return GenerationSpec(
         width=width, height=height, frames=frames, steps=steps, guidance=float(guidance), fps=fps,
-        dtype=dtype, memory=options, prompt=prompt, seed=seed, resolution=resolution,
+        dtype=dtype, memory=options, prompt=prompt, seed=seed, resolution=resolution, fast=fast,
     )
 
 

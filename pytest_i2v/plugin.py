@@ -37,15 +37,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("i2v", "image-to-video performance (pytest-i2v)")
     for spec in OPTIONS:
         if spec.is_flag:
-            group.addoption(spec.flag, action="store_true", default=None, dest=spec.dest, help=spec.help)
+            group.addoption(spec.flag, action="store_true", default=None, dest=spec.dest, help=_argparse_help(spec.help))
             parser.addini(spec.ini, spec.help, type="bool", default=False)
         elif spec.const is not None:
             group.addoption(spec.flag, action="store", nargs="?", const=spec.const, default=None, dest=spec.dest,
-                            metavar=spec.metavar, help=spec.help)
+                            metavar=spec.metavar, help=_argparse_help(spec.help))
             parser.addini(spec.ini, spec.help, default=None)
         else:
-            group.addoption(spec.flag, action="store", default=None, dest=spec.dest, metavar=spec.metavar, help=spec.help)
+            group.addoption(spec.flag, action="store", default=None, dest=spec.dest, metavar=spec.metavar,
+                            help=_argparse_help(spec.help))
             parser.addini(spec.ini, spec.help, default=None)
+
+
+def _argparse_help(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help strings with %
 
 
 def _usage_error(exc: I2VUsageError) -> pytest.UsageError:
@@ -349,7 +354,10 @@ def _describe_record(record: GenerationRecord) -> str:
     peak = record.peak_memory
     memory = peak.get("allocated_bytes") or peak.get("host_rss_bytes")
     kind = "allocated" if peak.get("allocated_bytes") else "host RSS"
-    return (f"median {record.time_s:.3f} s over {record.repeats} repeats ({record.latency_class}), "
+    predicted = ""
+    if record.fast:
+        predicted = f" predicted from {record.fast['measured_steps']} of {record.fast['steps']} steps"
+    return (f"median {record.time_s:.3f} s{predicted} over {record.repeats} repeats ({record.latency_class}), "
             f"{record.gen_fps:.2f} frames/s, step {record.stages['step_s'] * 1000:.1f} ms, peak {kind} {memory / 2**20:.0f} MiB")
 
 

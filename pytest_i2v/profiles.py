@@ -36,6 +36,10 @@ class GpuProfile:
     dtype: str
     scaling: Scaling = field(default_factory=Scaling)
     gate: GateSettings = field(default_factory=GateSettings)
+    # Published datasheet figures (dense, no sparsity), per dtype, and memory bandwidth.
+    peak_tflops: dict[str, float] = field(default_factory=dict)
+    memory_bandwidth_gbs: float | None = None
+    datasheet: str | None = None
     source: str = ""  # the file it came from
 
     def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
@@ -58,7 +62,8 @@ class GpuProfile:
         return {
             "name": self.name, "description": self.description, "memory_gb": self.memory_gb,
             "device": self.device, "match": list(self.match), "model": self.model, "dtype": self.dtype,
-            "scaling": self.scaling.to_dict(), "gate": self.gate.to_dict(),
+            "scaling": self.scaling.to_dict(), "gate": self.gate.to_dict(), "peak_tflops": self.peak_tflops,
+            "memory_bandwidth_gbs": self.memory_bandwidth_gbs, "datasheet": self.datasheet,
         }
 
 
@@ -116,9 +121,18 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
         raise I2VUsageError(f"profile file {path}: gate: {exc}") from None
     if gate.min_effect < 0 or gate.tolerance < 0 or not 0 < gate.alpha < 0.5 or gate.min_history < 2:
         raise I2VUsageError(f"profile file {path}: gate needs min_effect, tolerance >= 0, 0 < alpha < 0.5, min_history >= 2")
+    peak = data.get("peak_tflops") or {}
+    if not isinstance(peak, dict) or any(k not in DTYPES or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0
+                                         for k, v in peak.items()):
+        raise I2VUsageError(f"profile file {path}: peak_tflops must map fp16/bf16/fp32 to positive TFLOP/s")
+    bandwidth = data.get("memory_bandwidth_gbs")
+    if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or bandwidth <= 0):
+        raise I2VUsageError(f"profile file {path}: memory_bandwidth_gbs must be a positive number")
     return GpuProfile(
         name=name, description=str(data.get("description", name)), memory_gb=float(memory), device=device,
-        match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate, source=str(path),
+        match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate,
+        peak_tflops={k: float(v) for k, v in peak.items()}, memory_bandwidth_gbs=float(bandwidth) if bandwidth else None,
+        datasheet=data.get("datasheet"), source=str(path),
     )
 
 

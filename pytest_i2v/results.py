@@ -39,6 +39,11 @@ class GenerationRecord:
     latency_class: str | None = None  # good / acceptable / too-slow (the study's patience thresholds)
     budget: dict[str, float | None] | None = None  # declared vram_gb / time_s
     baseline_history: list[float] | None = None  # the baseline's last accepted total times (for charts)
+    mode: str = "full"  # "fast": time_s and gen_fps are predicted from measured steps
+    fast: dict[str, Any] | None = None  # fast mode: measured_steps, measured_time_s, measured_time_samples_s
+    ci_pct: float | None = None  # 95 % CI width of the median time, % of the median
+    adaptive: dict[str, Any] | None = None  # adaptive repeats: target, repeats needed, how it stopped
+    roofline: dict[str, Any] | None = None  # achieved TFLOP/s of the denoising loop vs the datasheet peak
 
     @classmethod
     def from_measurement(
@@ -47,12 +52,24 @@ class GenerationRecord:
         config = measurement.spec.to_dict()
         config.update(model)  # source, provenance, dtype actually used, device
         notes = [measurement.nvml_note] if measurement.nvml_note else []
+        fast = None
+        if measurement.predicted:
+            fast = {"predicted": True, "measured_steps": measurement.measured_steps, "steps": measurement.spec.steps,
+                    "measured_time_s": measurement.measured_time_s,
+                    "measured_time_samples_s": [s.total_s for s in measurement.samples]}
+        adaptive = None
+        if measurement.adaptive is not None:
+            a = measurement.adaptive
+            adaptive = {"target_ci_pct": a.target_pct, "min_repeats": a.minimum, "max_repeats": a.maximum,
+                        "repeats_needed": len(measurement.samples),
+                        "stopped": "converged" if (measurement.ci_pct or 1e9) <= a.target_pct else "max-repeats"}
         return cls(
             nodeid=nodeid, config=config, outcome=measurement.outcome, repeats=len(measurement.samples),
             warmup=measurement.warmup, time_s=measurement.time_s,
-            time_samples_s=[s.total_s for s in measurement.samples], gen_fps=measurement.gen_fps,
+            time_samples_s=measurement.time_samples_s, gen_fps=measurement.gen_fps,
             stages=measurement.stages_dict(), peak_memory=measurement.peak.to_dict(), load_s=load_s,
             oom=measurement.oom.to_dict() if measurement.oom else None, notes=notes, wall_s=measurement.wall_s,
+            mode="fast" if fast else "full", fast=fast, ci_pct=measurement.ci_pct, adaptive=adaptive,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +80,7 @@ class GenerationRecord:
             "load_s": self.load_s, "oom": self.oom, "notes": self.notes, "wall_s": self.wall_s,
             "config_id": self.config_id, "fingerprint": self.fingerprint, "verdict": self.verdict,
             "latency_class": self.latency_class, "budget": self.budget, "baseline_history": self.baseline_history,
+            "mode": self.mode, "fast": self.fast, "ci_pct": self.ci_pct, "adaptive": self.adaptive, "roofline": self.roofline,
         }
 
     @classmethod

@@ -17,7 +17,8 @@ from pytest_i2v.gate import RegressionVerdict, fails, fingerprint_changes, judge
 from pytest_i2v.inputs import load_input_image, synthetic_portrait
 from pytest_i2v.marks import Budget, GenerationSpec
 from pytest_i2v.measure.memory import free_device_memory
-from pytest_i2v.measure.runner import GenerationRunner, ProgressCallback
+from pytest_i2v.measure.flops import FlopCount, count_flops, roofline
+from pytest_i2v.measure.runner import OOM_ERRORS, AdaptiveRepeats, GenerationRunner, ProgressCallback
 from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, check_model_source, reset_toggles
 from pytest_i2v.profiles import GpuProfile, pick_profile
 from pytest_i2v.results import GenerationRecord, build_document, write_json_atomic
@@ -56,6 +57,11 @@ def plan_run(settings: Settings, profiles: dict[str, GpuProfile], gpu_name: str 
     if dtype == "fp16" and device == "cpu":
         raise I2VUsageError("--i2v-dtype fp16 on the CPU: many fp16 kernels are missing or very slow there; use fp32 or bf16")
     model = check_model_source(settings.model or profile.model)
+    if settings.fast and settings.update_baselines:
+        raise I2VUsageError("--i2v-update-baselines with --i2v-fast: baselines hold measured runs, and fast mode predicts "
+                            "the total; re-baseline without --i2v-fast")
+    if settings.target_ci_pct is not None and settings.min_repeats > settings.max_repeats:
+        raise I2VUsageError(f"--i2v-min-repeats {settings.min_repeats} is more than --i2v-max-repeats {settings.max_repeats}")
     return RunPlan(profile=profile, device=device, dtype=dtype, model=model)
 
 
@@ -82,6 +88,7 @@ class I2VSession:
         self._image: Any = None
         self.written: list[Path] = []
         self.skipped: list[dict[str, str]] = []
+        self._flop_cache: dict[Any, FlopCount | None] = {}
         gate = plan.profile.gate
         if settings.env_policy:
             gate = replace(gate, env_policy=settings.env_policy)
@@ -135,16 +142,25 @@ class I2VSession:
                 warmup: int | None = None, study_spec: GenerationSpec | None = None,
                 budget: Budget | None = None) -> GenerationRecord:
         runner = GenerationRunner(loaded.pipe, self.plan.device, progress)
+        fast = self.settings.fast or spec.fast
+        adaptive = None
+        if self.settings.target_ci_pct is not None and repeats is None:
+            adaptive = AdaptiveRepeats(self.settings.target_ci_pct, self.settings.min_repeats, self.settings.max_repeats)
+        flops = self._flops(loaded, spec, image)
         measurement = runner.measure(
             spec, image,
             warmup=self.settings.warmup if warmup is None else warmup,
             repeats=self.settings.repeats if repeats is None else repeats,
+            fast_steps=self.settings.fast_steps if fast else None,
+            adaptive=adaptive,
         )
         model: dict[str, Any] = {"source": loaded.key.source, "provenance": loaded.provenance,
                                  "dtype": loaded.key.dtype, "device": loaded.key.device}
         if study_spec is not None and study_spec != spec:
             model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
+        peak = self.plan.profile.peak_tflops.get(loaded.key.dtype)
+        record = replace(record, roofline=roofline(flops, record.stages.get("step_s"), record.stages.get("decode_s"), peak))
         record = replace(record, config_id=config_id(record.config),
                          fingerprint=fingerprint_for(self.environment, record.config),
                          latency_class=latency_class(record.time_s, self.settings.latency_thresholds),
@@ -152,6 +168,17 @@ class I2VSession:
         record = replace(record, verdict=self.judge(record).to_dict(), baseline_history=self._history(record))
         self.records[nodeid] = record
         return record
+
+    def _flops(self, loaded: LoadedPipeline, spec: GenerationSpec, image: Any) -> FlopCount | None:
+        """Counted once per pipeline and generation shape, on an unmeasured one-step generation."""
+        key = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles)
+        if key not in self._flop_cache:
+            try:
+                self._flop_cache[key] = count_flops(loaded.pipe, spec, image)
+            except OOM_ERRORS:
+                self._flop_cache[key] = None  # the measurement will report the OOM itself
+                free_device_memory(self.plan.device)
+        return self._flop_cache[key]
 
     # -- the gate ----------------------------------------------------------------------
     def _history(self, record: GenerationRecord) -> list[float] | None:
@@ -214,8 +241,9 @@ class I2VSession:
         return budget_failures(record.to_dict(), record.budget.get("vram_gb"), record.budget.get("time_s"))
 
     def accept(self, record: GenerationRecord) -> None:
-        """Queue a passing run for the baseline (written once, at the end of the session)."""
-        if record.outcome == "ok" and record.fingerprint is not None:
+        """Queue a passing run for the baseline (written once, at the end of the session).
+        Fast-mode runs are predicted, not measured: never a baseline."""
+        if record.outcome == "ok" and record.fingerprint is not None and record.mode == "full":
             self.accepted.append(AcceptedRun(record.nodeid, record.config, record.fingerprint, run_from_record(record.to_dict(), None)))
 
     def write_baselines(self, root: Path) -> UpdateSummary | None:

@@ -70,6 +70,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a number > 0")
+    return value
+
+
 def _thresholds(text: str) -> tuple[float, float]:
     from pytest_i2v.study import parse_thresholds
 
@@ -153,6 +160,18 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "(default: every visible GPU)", _gpus, None, "0,1,..."),
     OptionSpec("--i2v-allow-shared-gpu", "i2v_allow_shared_gpu", "allow_shared_gpu",
                "let more xdist workers than GPUs share them (VRAM adds up and times interfere)", _bool, False, is_flag=True),
+    OptionSpec("--i2v-fast", "i2v_fast", "fast",
+               "fast mode: measure encode, decode and only --i2v-fast-steps denoising steps, then predict the full "
+               "run (labelled predicted); the gate compares per-step time and the predicted total", _bool, False, is_flag=True),
+    OptionSpec("--i2v-fast-steps", "i2v_fast_steps", "fast_steps",
+               "denoising steps measured per repeat in fast mode (default: 5)", _positive_int, 5, "K"),
+    OptionSpec("--i2v-target-ci", "i2v_target_ci", "target_ci_pct",
+               "adaptive repeats: stop once the 95 % confidence interval of the median time is narrower than this "
+               "percentage of the median (default: off, fixed --i2v-repeats)", _positive_float, None, "PCT"),
+    OptionSpec("--i2v-min-repeats", "i2v_min_repeats", "min_repeats",
+               "adaptive repeats: at least this many (default: 3)", _positive_int, 3, "N"),
+    OptionSpec("--i2v-max-repeats", "i2v_max_repeats", "max_repeats",
+               "adaptive repeats: at most this many (default: 15)", _positive_int, 15, "N"),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -178,6 +197,11 @@ class Settings:
     confirm: int | None = None
     safety_margin_gb: float = 2.0
     gpus: tuple[int, ...] | None = None
+    fast: bool = False
+    fast_steps: int = 5
+    target_ci_pct: float | None = None
+    min_repeats: int = 3
+    max_repeats: int = 15
     allow_shared_gpu: bool = False
     latency_thresholds: tuple[float, float] = (30.0, 60.0)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
+from scipy import stats
 
 from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.measure.memory import AllocatorPeak, HostRssPeak, NvmlSampler, PeakMemory, free_device_memory
@@ -42,6 +44,31 @@ def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
+def median_ci_pct(times: list[float]) -> float | None:
+    """Full width of the 95 % confidence interval of the median, in % of the median: the
+    log-scale spread with the median's asymptotic efficiency (sd * 1.2533 / sqrt(n))."""
+    if len(times) < 2 or min(times) <= 0:
+        return None
+    logs = [math.log(t) for t in times]
+    half = stats.t.ppf(0.975, len(logs) - 1) * 1.2533 * statistics.stdev(logs) / math.sqrt(len(logs))
+    return (math.exp(half) - math.exp(-half)) * 100.0
+
+
+@dataclass(frozen=True)
+class AdaptiveRepeats:
+    """Repeat until the median is known to ``target_pct`` (95 % CI width), within [minimum, maximum]."""
+
+    target_pct: float
+    minimum: int = 3
+    maximum: int = 15
+
+    def done(self, times: list[float]) -> bool:
+        if len(times) < max(self.minimum, 2):
+            return False
+        width = median_ci_pct(times)
+        return len(times) >= self.maximum or (width is not None and width <= self.target_pct)
+
+
 @dataclass(frozen=True)
 class Measurement:
     spec: GenerationSpec
@@ -52,11 +79,36 @@ class Measurement:
     nvml_note: str | None = None
     output_shape: tuple[int, ...] | None = None
     wall_s: float = 0.0  # the whole measurement, warm-up included (what the gate costs)
+    measured_steps: int | None = None  # fewer than spec.steps in fast mode
+    adaptive: AdaptiveRepeats | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def time_s(self) -> float | None:
+    def predicted(self) -> bool:
+        """Fast mode: the total is encode + N x median step + decode, predicted from K measured steps."""
+        return self.measured_steps is not None and self.measured_steps < self.spec.steps
+
+    def _total(self, sample: RepeatSample) -> float:
+        if not self.predicted or not sample.step_s:
+            return sample.total_s
+        return (sample.encode_s or 0.0) + self.spec.steps * float(statistics.median(sample.step_s)) + (sample.decode_s or 0.0)
+
+    @property
+    def time_samples_s(self) -> list[float]:
+        """Per repeat: the synchronised total, or in fast mode the predicted total."""
+        return [self._total(s) for s in self.samples]
+
+    @property
+    def measured_time_s(self) -> float | None:
         return _median([s.total_s for s in self.samples])
+
+    @property
+    def time_s(self) -> float | None:
+        return _median(self.time_samples_s)
+
+    @property
+    def ci_pct(self) -> float | None:
+        return median_ci_pct(self.time_samples_s)
 
     @property
     def gen_fps(self) -> float | None:
@@ -73,9 +125,12 @@ class Measurement:
         return PeakMemory.max_of([s.peak for s in self.samples])
 
     def stages_dict(self) -> dict[str, Any]:
+        measured_denoise = _median([sum(s.step_s) for s in self.samples if s.step_s])
+        step = self.step_s
         return {
             "encode_s": _median([s.encode_s for s in self.samples if s.encode_s is not None]),
-            "denoise_s": _median([sum(s.step_s) for s in self.samples if s.step_s]),
+            # fast mode: N x the median measured step (predicted); else the measured loop
+            "denoise_s": self.spec.steps * step if self.predicted and step else measured_denoise,
             "step_s": self.step_s,
             "step_samples_s": [list(s.step_s) for s in self.samples],
             "decode_s": _median([s.decode_s for s in self.samples if s.decode_s is not None]),
@@ -140,20 +195,27 @@ class GenerationRunner:
         )
         return sample, frames
 
-    def measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int) -> Measurement:
+    def measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None = None,
+                adaptive: AdaptiveRepeats | None = None) -> Measurement:
+        """``fast_steps``: run only that many denoising steps (fast mode); ``adaptive``: repeat until the
+        median is known well enough instead of exactly ``repeats`` times."""
         samples: list[RepeatSample] = []
         shape: tuple[int, ...] | None = None
         oom: OomInfo | None = None
         started = time.perf_counter()
         self._last_stage: tuple[str, int | None] = ("encode", None)
+        run_spec = replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
+        count = adaptive.maximum if adaptive else repeats
         try:
             for index in range(warmup):
-                self._one(spec, image, "warm-up", index + 1, warmup)
-            for index in range(repeats):
-                sample, frames = self._one(spec, image, "repeat", index + 1, repeats)
+                self._one(run_spec, image, "warm-up", index + 1, warmup)
+            for index in range(count):
+                sample, frames = self._one(run_spec, image, "repeat", index + 1, count)
                 shape = tuple(frames.shape)
                 del frames
                 samples.append(sample)
+                if adaptive is not None and adaptive.done([s.total_s for s in samples]):
+                    break
         except OOM_ERRORS as exc:
             stage, step = self._last_stage
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -167,5 +229,6 @@ class GenerationRunner:
             raise RuntimeError(f"the pipeline returned frames of shape {shape}, expected {expected}")
         return Measurement(
             spec=spec, outcome="oom" if oom else "ok", warmup=warmup, samples=tuple(samples), oom=oom,
-            nvml_note=self._nvml.unavailable_reason if self.device.startswith("cuda") else None, output_shape=shape, wall_s=time.perf_counter() - started,
+            nvml_note=self._nvml.unavailable_reason if self.device.startswith("cuda") else None, output_shape=shape,
+            wall_s=time.perf_counter() - started, measured_steps=run_spec.steps, adaptive=adaptive,
         )
