@@ -221,6 +221,9 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
     accepted = list(accepted)
     appended, created, segmented, reset = [], [], [], []
     with FileLock(str(path) + ".lock", timeout=120):
+        # Under the lock no other writer is running: temporary files here are from killed writers.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         baseline = read_baseline(path, profile)
         for item in accepted:
             cid = config_id(item.config)

@@ -11,8 +11,9 @@ hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec(firstresult=True)
-def pytest_i2v_load_pipeline(key: Any, work_dir: Path) -> Any:
-    """Load the pipeline for ``key`` (a ``PipelineKey``) and return a ``LoadedPipeline``.
+def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> Any:
+    """Load the pipeline for ``key`` (a ``PipelineKey``) and return a ``LoadedPipeline``;
+    ``allow_pickle``: whether pickle weights may be loaded (--i2v-allow-pickle).
 
     Called once per key per session; the first non-None result wins (the plugin's default
     loads from ``key.source``)."""

@@ -63,6 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if getattr(config.option, "help", False) or getattr(config.option, "markers", False):
         return  # --help and --markers must work whatever the machine or the ini says
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the plugin never phones home
     from pytest_i2v.fingerprint import collect_environment, detect_gpu
     from pytest_i2v.profiles import load_profiles
     from pytest_i2v.session import I2VSession, plan_run
@@ -86,7 +89,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.hook.pytest_i2v_environment(environment=environment)
         baseline_dir = settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
         session = I2VSession(settings, plan, environment, Path(tempfile.mkdtemp(prefix="pytest-i2v-")),
-                             loader=lambda key, path: config.hook.pytest_i2v_load_pipeline(key=key, work_dir=path),
+                             loader=lambda key, path: config.hook.pytest_i2v_load_pipeline(
+                                 key=key, work_dir=path, allow_pickle=settings.allow_pickle),
                              baseline_dir=baseline_dir)
     except I2VUsageError as exc:
         raise _usage_error(exc) from None
@@ -125,11 +129,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_i2v_load_pipeline(key: Any, work_dir: Path) -> Any:
+def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> Any:
     """Default pipeline factory: the model source named in the key."""
     from pytest_i2v.models.sources import load_pipeline
 
-    return load_pipeline(key, work_dir)
+    return load_pipeline(key, work_dir, allow_pickle=allow_pickle)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -373,8 +377,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.workeroutput["i2v_accepted"] = [r.nodeid for r in i2v_session.accepted]
         config.workeroutput["i2v_skipped"] = i2v_session.skipped
         return
-    if exitstatus != pytest.ExitCode.INTERRUPTED:
-        i2v_session.write_baselines(config.rootpath)  # once, on the controller, under a file lock
+    # Once, on the controller, under a file lock. After Ctrl-C too: only tests that passed were
+    # queued, so the interrupted one is never recorded.
+    i2v_session.write_baselines(config.rootpath)
     if i2v_session.records or i2v_session.skipped:
         i2v_session.write_outputs()
 

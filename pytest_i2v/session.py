@@ -56,7 +56,7 @@ def plan_run(settings: Settings, profiles: dict[str, GpuProfile], gpu_name: str 
         dtype = "fp32"  # a GPU profile forced onto the CPU: its fp16 default is impractical there
     if dtype == "fp16" and device == "cpu":
         raise I2VUsageError("--i2v-dtype fp16 on the CPU: many fp16 kernels are missing or very slow there; use fp32 or bf16")
-    model = check_model_source(settings.model or profile.model)
+    model = check_model_source(settings.model or profile.model, settings.allow_pickle)
     if settings.fast and settings.update_baselines:
         raise I2VUsageError("--i2v-update-baselines with --i2v-fast: baselines hold measured runs, and fast mode predicts "
                             "the total; re-baseline without --i2v-fast")
@@ -83,9 +83,11 @@ class I2VSession:
         self.work_dir = work_dir
         self._loader = loader
         self._pipelines: dict[PipelineKey, LoadedPipeline] = {}
+        if settings.input_image is not None:
+            self._image = load_input_image(settings.input_image)  # a bad file is a usage error before any test
         self.loads: list[dict[str, Any]] = []
         self.records: dict[str, GenerationRecord] = {}
-        self._image: Any = None
+        self._image: Any = getattr(self, "_image", None)
         self.written: list[Path] = []
         self.skipped: list[dict[str, str]] = []
         self._flop_cache: dict[Any, FlopCount | None] = {}

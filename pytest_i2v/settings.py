@@ -172,6 +172,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "adaptive repeats: at least this many (default: 3)", _positive_int, 3, "N"),
     OptionSpec("--i2v-max-repeats", "i2v_max_repeats", "max_repeats",
                "adaptive repeats: at most this many (default: 15)", _positive_int, 15, "N"),
+    OptionSpec("--i2v-allow-pickle", "i2v_allow_pickle", "allow_pickle",
+               "let from_pretrained load pickle weights (.bin/.pt/.ckpt), which can run code; safetensors only otherwise",
+               _bool, False, is_flag=True),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -197,6 +200,7 @@ class Settings:
     confirm: int | None = None
     safety_margin_gb: float = 2.0
     gpus: tuple[int, ...] | None = None
+    allow_pickle: bool = False
     fast: bool = False
     fast_steps: int = 5
     target_ci_pct: float | None = None

@@ -5,12 +5,46 @@ from pathlib import Path
 
 import pytest
 
+import socket
+
 pytest_plugins = ["pytester"]
 
 # The tests never reach a model hub: everything they load is built here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class NetworkAccessError(RuntimeError):
+    """A test tried to reach beyond this machine."""
+
+
+def _is_local(address: object) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0] if isinstance(address, tuple) and address else ""
+    return str(host) in ("localhost", "::1", "0.0.0.0") or str(host).startswith("127.")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network() -> object:
+    """No test reaches the network (the plugin must work offline): non-loopback connects raise."""
+    original_connect, original_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded_connect(self: socket.socket, address: object) -> object:
+        if not _is_local(address):
+            raise NetworkAccessError(f"test tried to connect to {address!r}")
+        return original_connect(self, address)  # type: ignore[arg-type]
+
+    def guarded_connect_ex(self: socket.socket, address: object) -> int:
+        if not _is_local(address):
+            raise NetworkAccessError(f"test tried to connect to {address!r}")
+        return original_connect_ex(self, address)  # type: ignore[arg-type]
+
+    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect, socket.socket.connect_ex = original_connect, original_connect_ex  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,15 @@ class HostRssPeak:
         except OSError:
             self.resettable = False
 
+    @staticmethod
+    def current() -> int | None:
+        try:
+            with open("/proc/self/status") as handle:
+                found = re.search(r"VmRSS:\s+(\d+)\s+kB", handle.read())
+            return int(found.group(1)) * 1024 if found else None
+        except OSError:
+            return None
+
     def read(self) -> int:
         try:
             with open("/proc/self/status") as handle:
@@ -87,17 +96,23 @@ class HostRssPeak:
 class NvmlSampler:
     """Samples device memory every 10 ms on a background thread while a repeat runs."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, nvml: Any = None):
+        """``nvml``: the pynvml module (tests pass a fake one); imported here when None."""
         self._handle: Any = None
         self._nvml: Any = None
         self.unavailable_reason: str | None = None
         self._peak = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if not cuda_in_use(device):
+        if not cuda_in_use(device) and nvml is None:
             self.unavailable_reason = "no CUDA device"
             return
         try:
+            if nvml is not None:
+                self._nvml = nvml
+                nvml.nvmlInit()
+                self._handle = nvml.nvmlDeviceGetHandleByIndex(0)
+                return
             import pynvml
 
             pynvml.nvmlInit()
@@ -155,7 +170,8 @@ class NvmlSampler:
                 self._peak = max(self._peak, self._sample())
             except Exception:
                 pass
-        return self._peak or None if self.available else None
+        # What was sampled before a mid-run failure still counts.
+        return self._peak or None
 
 
 def free_device_memory(device: str) -> None:

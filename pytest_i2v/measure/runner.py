@@ -35,9 +35,12 @@ class OomInfo:
     step: int | None  # the denoising step (1-based) when the stage is "denoise"
     message: str
     allocated_bytes: int | None  # allocator state at the moment of the error
+    before_bytes: int | None = None  # allocated (GPU) or RSS (CPU) before the measurement
+    after_free_bytes: int | None = None  # the same once caches were freed: back near "before"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "step": self.step, "message": self.message, "allocated_bytes": self.allocated_bytes}
+        return {"stage": self.stage, "step": self.step, "message": self.message, "allocated_bytes": self.allocated_bytes,
+                "before_bytes": self.before_bytes, "after_free_bytes": self.after_free_bytes}
 
 
 def _median(values: list[float]) -> float | None:
@@ -182,7 +185,8 @@ class GenerationRunner:
                 recorder.finish()
                 synchronize(self.device)
                 total = time.perf_counter() - started
-        except OOM_ERRORS:
+        except BaseException:
+            # OOM, a failing step, Ctrl-C: stop the sampler thread and remember where it happened
             self._nvml.stop()
             self._last_stage = (recorder.stage, len(recorder.step_marks) or None)
             raise
@@ -195,6 +199,11 @@ class GenerationRunner:
         )
         return sample, frames
 
+    def _memory_now(self) -> int | None:
+        """Allocated device memory on a GPU, resident host memory on the CPU."""
+        allocated = self._allocator.current_allocated()
+        return allocated if allocated is not None else self._rss.current()
+
     def measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None = None,
                 adaptive: AdaptiveRepeats | None = None) -> Measurement:
         """``fast_steps``: run only that many denoising steps (fast mode); ``adaptive``: repeat until the
@@ -206,6 +215,7 @@ class GenerationRunner:
         self._last_stage: tuple[str, int | None] = ("encode", None)
         run_spec = replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
         count = adaptive.maximum if adaptive else repeats
+        before = self._memory_now()
         try:
             for index in range(warmup):
                 self._one(run_spec, image, "warm-up", index + 1, warmup)
@@ -224,6 +234,7 @@ class GenerationRunner:
         if oom is not None:
             # Outside the except block, so the traceback (and the tensors its frames hold) is gone.
             free_device_memory(self.device)
+            oom = replace(oom, before_bytes=before, after_free_bytes=self._memory_now())
         expected = (1, spec.frames, spec.height, spec.width, 3)
         if shape is not None and shape != expected:
             raise RuntimeError(f"the pipeline returned frames of shape {shape}, expected {expected}")

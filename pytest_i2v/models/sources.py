@@ -47,7 +47,10 @@ def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or os.sep in source and Path(source).exists()
 
 
-def check_model_source(source: str) -> str:
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_model_source(source: str, allow_pickle: bool = False) -> str:
     """Validate a source early (at configure time), so a typo is a usage error, not a test error."""
     if source in BUILTIN_SOURCES:
         return source
@@ -62,6 +65,15 @@ def check_model_source(source: str) -> str:
             raise I2VUsageError(
                 f"--i2v-model {source}: not a diffusers pipeline directory (no model_index.json); "
                 f"point it at the folder that holds model_index.json"
+            )
+        # A component (unet/, vae/, ...) whose weights exist only as pickle would be unpickled on load.
+        pickled = [p for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.is_file()
+                   and not any(q.suffix == ".safetensors" for q in p.parent.iterdir())]
+        if pickled and not allow_pickle:
+            raise I2VUsageError(
+                f"--i2v-model {source}: only pickle weights for {pickled[0].parent.name} ({pickled[0].name}), which can run "
+                f"code when loaded; "
+                f"convert them to safetensors, or pass --i2v-allow-pickle if you trust the files"
             )
         return str(path)
     if source.count("/") != 1:
@@ -86,7 +98,8 @@ def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: boo
 
     # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.
     dtype_kwarg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
-    kwargs: dict[str, Any] = {dtype_kwarg: TORCH_DTYPES[dtype], "use_safetensors": not allow_pickle}
+    # safetensors only; with the opt-in, safetensors where present and pickle otherwise (None)
+    kwargs: dict[str, Any] = {dtype_kwarg: TORCH_DTYPES[dtype], "use_safetensors": None if allow_pickle else True}
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or Path(source).is_dir()
     if offline:
         kwargs["local_files_only"] = True

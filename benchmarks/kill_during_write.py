@@ -1,0 +1,81 @@
+"""SIGKILL a baseline writer at random moments; every file afterwards must parse and be either the
+old or the new version, never partial.
+
+    python benchmarks/kill_during_write.py [--trials 200] [--entries 300]"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytest_i2v.baseline_store import AcceptedRun, read_baseline, run_from_record, update_baseline  # noqa: E402
+
+CONFIG = {"width": 64, "height": 64, "frames": 16, "steps": 10, "guidance": 9.0, "fps": 8, "dtype": "fp32",
+          "memory": [], "source": "tiny", "prompt": "p", "seed": 0}
+
+
+def accepted(nodeid: str, time_s: float) -> AcceptedRun:
+    record = {"repeats": 5, "time_s": time_s, "stages": {"step_s": time_s / 10}, "peak_memory": {"host_rss_bytes": 1}}
+    return AcceptedRun(nodeid, CONFIG, {"torch": "x"}, run_from_record(record, "abc", date="2026-11-25T00:00:00+00:00"))
+
+
+def writer(path: str, entries: int, version: int) -> None:
+    update_baseline(Path(path), "cpu", [accepted(f"t::{n}", float(version)) for n in range(entries)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--entries", type=int, default=300)
+    parser.add_argument("--dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = Path(args.dir or tempfile.mkdtemp())
+    path = work / "cpu.yaml"
+    writer(str(path), args.entries, 0)
+    context = multiprocessing.get_context("fork")
+    old_runs = len(read_baseline(path).entries["t::0"].current.runs)
+    corrupt = killed_mid_write = completed = 0
+    durations = []
+    started = time.perf_counter()
+    writer(str(path), args.entries, -1)
+    durations.append(time.perf_counter() - started)
+    for trial in range(1, args.trials + 1):
+        process = context.Process(target=writer, args=(str(path), args.entries, trial))
+        process.start()
+        time.sleep(rng.uniform(0, durations[0] * 1.2))
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+        try:
+            baseline = read_baseline(path, "cpu")
+            runs = len(baseline.entries["t::0"].current.runs)
+            if len(baseline.entries) != args.entries or runs not in (old_runs, old_runs + 1) or \
+                    any(len(e.current.runs) != runs for e in baseline.entries.values()):
+                corrupt += 1  # a mix of old and new would be corrupt too
+            elif runs == old_runs:
+                killed_mid_write += 1
+            else:
+                completed += 1
+            old_runs = runs
+        except Exception as exc:  # noqa: BLE001 - any failure to read is what we count
+            corrupt += 1
+            print(f"trial {trial}: unreadable: {type(exc).__name__}: {exc}")
+    leftovers = len([p for p in work.iterdir() if p.name.endswith(".tmp")])
+    print(f"{args.trials} trials: {corrupt} corrupt, {killed_mid_write} left the old version, {completed} the new one; "
+          f"{leftovers} temporary files left behind by killed writers (never read); one write takes "
+          f"{durations[0] * 1000:.0f} ms for {args.entries} entries")
+    sys.exit(1 if corrupt else 0)
+
+
+if __name__ == "__main__":
+    main()
