@@ -44,29 +44,30 @@ def main() -> None:
     path = work / "cpu.yaml"
     writer(str(path), args.entries, 0)
     context = multiprocessing.get_context("fork")
-    old_runs = len(read_baseline(path).entries["t::0"].current.runs)
+    version = 0.0  # each write stamps its trial number on every entry's newest run
     corrupt = killed_mid_write = completed = 0
     durations = []
     started = time.perf_counter()
-    writer(str(path), args.entries, -1)
+    writer(str(path), args.entries, 0)
     durations.append(time.perf_counter() - started)
     for trial in range(1, args.trials + 1):
         process = context.Process(target=writer, args=(str(path), args.entries, trial))
         process.start()
-        time.sleep(rng.uniform(0, durations[0] * 1.2))
+        # from before the write starts to well past its end: both outcomes must be seen
+        time.sleep(rng.uniform(0, durations[0] * 2.5))
         os.kill(process.pid, signal.SIGKILL)
         process.join()
         try:
             baseline = read_baseline(path, "cpu")
-            runs = len(baseline.entries["t::0"].current.runs)
-            if len(baseline.entries) != args.entries or runs not in (old_runs, old_runs + 1) or \
-                    any(len(e.current.runs) != runs for e in baseline.entries.values()):
-                corrupt += 1  # a mix of old and new would be corrupt too
-            elif runs == old_runs:
+            newest = {e.current.runs[-1]["time_s"] for e in baseline.entries.values()}
+            if len(baseline.entries) != args.entries or len(newest) != 1 or newest.pop() not in (version, float(trial)):
+                corrupt += 1  # missing entries, or a mix of old and new
+                print(f"trial {trial}: inconsistent: {len(baseline.entries)} entries, newest runs {sorted(newest)[:5]}")
+            elif baseline.entries["t::0"].current.runs[-1]["time_s"] == version:
                 killed_mid_write += 1
             else:
                 completed += 1
-            old_runs = runs
+                version = float(trial)
         except Exception as exc:  # noqa: BLE001 - any failure to read is what we count
             corrupt += 1
             print(f"trial {trial}: unreadable: {type(exc).__name__}: {exc}")

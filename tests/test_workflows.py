@@ -118,6 +118,9 @@ def _run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
     work = _sandbox(tmp_path)
+    # One cold repeat is no measurement to gate on: start without a baseline (verdicts "new"); the
+    # regression path itself is covered by test_gate_loop.py.
+    (work / "baselines" / "cpu.yaml").unlink()
     summary = tmp_path / "step-summary.md"
     summary.write_text("")
     completed = _run(step("gpu-gate.yml", "Run the gate")["run"], work, {
@@ -142,6 +145,6 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
         assert completed.returncode == 0, title + completed.stdout[-3000:] + completed.stderr[-2000:]
     body = (work / "out" / "pr-body.md").read_text()
     assert body.startswith("Re-baseline `cpu`: driver 550 -> 560")
-    assert "suites/test\\_resolution\\_sweep.py::test\\_resolution\\_sweep\\[256p\\]" in body or \
-        "test_resolution_sweep[256p] | 5 -> 7 runs" in body
-    assert "| suites/test_resolution_sweep.py::test_resolution_sweep[256p] | 5 -> 7 runs |" in body
+    # two runs recorded: appended to the shipped cpu baseline's 5, or a new segment where this machine's
+    # fingerprint differs from the one the shipped baseline was measured on
+    assert re.search(r"\| suites/test_resolution_sweep.py::test_resolution_sweep\[256p\] \| 5 -> (7|2) runs \|", body), body
