@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +21,7 @@ from filelock import FileLock
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
 from pytest_i2v.profiles import validate_profile_name
+from pytest_i2v.storage import check_schema, write_text_atomic
 
 BASELINE_SCHEMA = "pytest-i2v/baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -111,14 +110,7 @@ class BaselineFile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str, profile: str | None = None) -> BaselineFile:
-        if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
-            raise I2VUsageError(f"{where} is not a pytest-i2v baseline file (schema {BASELINE_SCHEMA!r} missing)")
-        version = data.get("schema_version")
-        if not isinstance(version, int) or version > BASELINE_SCHEMA_VERSION:
-            raise I2VUsageError(
-                f"{where} has baseline schema_version {version!r}, newer than this plugin reads "
-                f"({BASELINE_SCHEMA_VERSION}); upgrade pytest-i2v"
-            )
+        check_schema(data, BASELINE_SCHEMA, BASELINE_SCHEMA_VERSION, where, "baseline")
         stored_profile = data.get("profile")
         if profile is not None and stored_profile != profile:
             raise I2VUsageError(f"{where} holds baselines for profile {stored_profile!r}, not {profile!r}; "
@@ -172,23 +164,6 @@ def read_baseline(path: Path, profile: str | None = None) -> BaselineFile:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise I2VUsageError(f"baseline file {path} is not valid YAML ({first}); restore it from version control") from None
     return BaselineFile.from_dict(data, str(path), profile)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> str:
-    from pytest_i2v.baseline_store import write_text_atomic
+    from pytest_i2v.storage import write_text_atomic
     from pytest_i2v.report.html import render_html
     from pytest_i2v.report.markdown import render_markdown
 
@@ -163,7 +163,7 @@ def _cmd_report(args: argparse.Namespace) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> str:
-    from pytest_i2v.baseline_store import write_text_atomic
+    from pytest_i2v.storage import write_text_atomic
     from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
 
     comparison = compare_documents(read_results(Path(args.a)), read_results(Path(args.b)))

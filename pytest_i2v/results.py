@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any, Mapping
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.measure.runner import Measurement
+from pytest_i2v.storage import check_schema, write_text_atomic
 
 RESULTS_SCHEMA = "pytest-i2v/results"
 RESULTS_SCHEMA_VERSION = 1
@@ -126,20 +125,7 @@ def build_document(
 
 
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target:
-    a reader sees the old file or the new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n")
 
 
 def read_results(path: Path) -> dict[str, Any]:
@@ -149,11 +135,5 @@ def read_results(path: Path) -> dict[str, Any]:
         raise I2VUsageError(f"results file {path} does not exist; run pytest with --i2v-json {path} first") from None
     except json.JSONDecodeError as exc:
         raise I2VUsageError(f"results file {path} is not valid JSON (line {exc.lineno}); regenerate it") from None
-    if not isinstance(document, dict) or document.get("schema") != RESULTS_SCHEMA:
-        raise I2VUsageError(f"{path} is not a pytest-i2v results file (schema {RESULTS_SCHEMA!r} missing)")
-    version = document.get("schema_version")
-    if not isinstance(version, int) or version > RESULTS_SCHEMA_VERSION:
-        raise I2VUsageError(
-            f"{path} has results schema_version {version!r}, newer than this plugin reads ({RESULTS_SCHEMA_VERSION}); upgrade pytest-i2v"
-        )
+    check_schema(document, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, str(path), "results")
     return document

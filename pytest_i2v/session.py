@@ -269,7 +269,7 @@ class I2VSession:
             write_html(self.settings.report_path, document)
             self.written.append(self.settings.report_path)
         if self.settings.markdown_path is not None:
-            from pytest_i2v.baseline_store import write_text_atomic
+            from pytest_i2v.storage import write_text_atomic
             from pytest_i2v.report.markdown import render_markdown
 
             if self.settings.markdown_path.exists() and self.settings.markdown_path.stat().st_size and \

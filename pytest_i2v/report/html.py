@@ -45,6 +45,6 @@ def render_html(document: Mapping[str, Any]) -> str:
 
 
 def write_html(path: Path, document: Mapping[str, Any]) -> None:
-    from pytest_i2v.baseline_store import write_text_atomic
+    from pytest_i2v.storage import write_text_atomic
 
     write_text_atomic(path, render_html(document))

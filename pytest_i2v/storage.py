@@ -1,0 +1,36 @@
+"""What every file pytest-i2v writes or reads shares: atomic writes and schema checks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pytest_i2v.errors import I2VUsageError
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a temporary file in the same directory, fsync, then rename over the target: a reader
+    (or a process killed mid-write) sees the old file or the new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_schema(document: Any, schema: str, version: int, where: str, kind: str) -> None:
+    """A file of ours, of a schema version this plugin reads (never a newer one)."""
+    if not isinstance(document, dict) or document.get("schema") != schema:
+        raise I2VUsageError(f"{where} is not a pytest-i2v {kind} file (schema {schema!r} missing)")
+    found = document.get("schema_version")
+    if not isinstance(found, int) or found > version:
+        raise I2VUsageError(f"{where} has {kind} schema_version {found!r}, newer than this plugin reads ({version}); "
+                            f"upgrade pytest-i2v")
