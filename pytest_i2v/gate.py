@@ -49,6 +49,7 @@ class GateSettings:
     memory_abs_bytes: int = 64 * 2**20  # ... plus this
     env_policy: str = "warn"
     confirm: int = 1  # re-measurements a flagged test gets before it fails
+    enforce: bool = True  # False: verdicts are computed and reported, but never fail a test
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,7 +244,10 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
 
 
 def fails(verdict: RegressionVerdict, settings: GateSettings) -> bool:
-    """Whether a verdict fails its test: a regression, or an environment change under policy ``fail``."""
+    """Whether a verdict fails its test: a regression, or an environment change under policy ``fail``
+    (never on a report-only profile)."""
+    if not settings.enforce:
+        return False
     if verdict.verdict == "regressed":
         return True
     if verdict.verdict == "env-changed":

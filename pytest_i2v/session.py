@@ -96,6 +96,8 @@ class I2VSession:
             gate = replace(gate, env_policy=settings.env_policy)
         if settings.confirm is not None:
             gate = replace(gate, confirm=settings.confirm)
+        if settings.gate_mode is not None:
+            gate = replace(gate, enforce=settings.gate_mode == "enforce")
         self.gate = gate
         self.baseline_path = baseline_path(baseline_dir, plan.profile.name)
         self.baseline = read_baseline(self.baseline_path, plan.profile.name)  # bad files fail at configure
@@ -228,8 +230,11 @@ class I2VSession:
     def explain(self, record: GenerationRecord) -> str:
         if record.verdict is None or record.outcome != "ok":
             return ""
+        notes = list(record.notes)
+        if not self.gate.enforce and record.verdict.get("verdict") in ("regressed", "env-changed"):
+            notes.append(f"profile {self.plan.profile.name} reports only (--i2v-gate-mode enforce to fail on it)")
         return verdict_section(RegressionVerdict.from_dict(record.verdict), record.nodeid, self.plan.profile.name,
-                               str(self.baseline_path), record.notes)
+                               str(self.baseline_path), notes)
 
     def unfit_budget(self, budget: Budget | None) -> str | None:
         if budget is None or budget.vram_gb is None:

@@ -57,6 +57,12 @@ def _update_mode(text: str) -> str | None:
     raise ValueError("use append (record this run in the history) or reset (drop the old history)")
 
 
+def _gate_mode(text: str) -> str:
+    if text not in ("enforce", "report"):
+        raise ValueError("use enforce (a regression fails its test) or report (verdicts only)")
+    return text
+
+
 def _env_policy(text: str) -> str:
     if text not in ("warn", "fail", "ignore"):
         raise ValueError("use warn (compare and report), fail, or ignore")
@@ -146,6 +152,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--i2v-env-policy", "i2v_env_policy", "env_policy",
                "when the environment differs from the baseline's (driver, CUDA, torch...): warn (compare and report, "
                "do not fail; default), fail, or ignore (gate as usual)", _env_policy, None, "warn|fail|ignore"),
+    OptionSpec("--i2v-gate-mode", "i2v_gate_mode", "gate_mode",
+               "enforce (a regression fails its test) or report (verdicts only); default: the profile's -- GPU "
+               "profiles enforce, the cpu profile reports, since a loaded CPU swings its times by several x",
+               _gate_mode, None, "enforce|report"),
     OptionSpec("--i2v-confirm", "i2v_confirm", "confirm",
                "re-measure a test the gate flags this many times before it fails (default: the profile's, 1)",
                _non_negative_int, None, "N"),
@@ -197,6 +207,7 @@ class Settings:
     baseline_dir: Path | None = None
     update_baselines: str | None = None
     env_policy: str | None = None
+    gate_mode: str | None = None
     confirm: int | None = None
     safety_margin_gb: float = 2.0
     gpus: tuple[int, ...] | None = None

@@ -83,6 +83,7 @@ CASES = [
     ("update-with-fast", {}, GOOD_TEST, ["--i2v-fast", "--i2v-update-baselines"],
      "--i2v-update-baselines with --i2v-fast: baselines hold measured runs*re-baseline without --i2v-fast"),
     ("update-mode-unknown", {}, GOOD_TEST, ["--i2v-update-baselines=replace"], "--i2v-update-baselines = 'replace': use append*or reset*"),
+    ("gate-mode-unknown", {}, GOOD_TEST, ["--i2v-gate-mode", "strict"], "--i2v-gate-mode = 'strict': use enforce*or report*"),
     ("env-policy-unknown", {}, GOOD_TEST, ["--i2v-env-policy", "panic"], "--i2v-env-policy = 'panic': use warn*fail, or ignore"),
     ("latency-thresholds-reversed", {}, GOOD_TEST, ["--i2v-latency-thresholds", "60,30"],
      "--i2v-latency-thresholds = '60,30': use two increasing positive numbers of seconds*"),

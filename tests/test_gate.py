@@ -124,3 +124,9 @@ def test_gate_settings_from_profile_mapping() -> None:
 
 def test_fixed_percent_rule_is_what_pytest_benchmark_does() -> None:
     assert FixedPercentRule(5).regressed(1.0, 1.051) and not FixedPercentRule(5).regressed(1.0, 1.049)
+
+
+def test_report_only_profiles_never_fail() -> None:
+    settings = GateSettings(enforce=False)
+    verdict = judge([{"time_s": 1.0}] * 5, {"time_s": 9.0}, settings)
+    assert verdict.verdict == "regressed" and not fails(verdict, settings)

@@ -194,3 +194,20 @@ def test_update_baselines_under_xdist_writes_once(i2v_project: pytest.Pytester) 
     stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
     assert len(stored["entries"]) == 4
     assert all(len(e["segments"][0]["runs"]) == 1 for e in stored["entries"].values())
+
+
+def test_the_shipped_cpu_profile_reports_and_enforces_on_request(i2v_project: pytest.Pytester,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAKE_DRIVER", raising=False)
+    i2v_project.makeconftest(CONFTEST)
+    i2v_project.makepyfile(test_loop=TESTS)
+    args = ("--i2v-repeats", "3", "--i2v-warmup", "1", "--i2v-baseline-dir", "bl", "--i2v-json", "r.json")
+    monkeypatch.delenv("INJECT", raising=False)
+    i2v_project.runpytest(*args, "--i2v-update-baselines").assert_outcomes(passed=2)
+    monkeypatch.setenv("INJECT", "slow:test_b")
+    result = i2v_project.runpytest(*args, "--i2v-confirm", "0", "-rA")
+    result.assert_outcomes(passed=2)  # the cpu profile reports only: a loaded CPU must not fail the main job
+    assert verdicts(i2v_project)["test_b"] == "regressed"
+    result.stdout.fnmatch_lines(["*note: profile cpu reports only (--i2v-gate-mode enforce to fail on it)*"])
+    result = i2v_project.runpytest(*args, "--i2v-confirm", "0", "--i2v-gate-mode", "enforce")
+    result.assert_outcomes(passed=1, failed=1)

@@ -55,6 +55,7 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
     if skipped:
         verdicts["skipped"] = len(skipped)
     profile = document.get("profile") or {}
+    enforce = ((document.get("baseline") or {}).get("gate") or {}).get("enforce", True)
     regressions = []
     for record in records:
         verdict = record.get("verdict") or {}
@@ -73,7 +74,8 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
         "document": document,
         "records": records,
         "counts": {v: verdicts.get(v, 0) for v in VERDICT_ORDER},
-        "failed": verdicts.get("regressed", 0) + verdicts.get("oom", 0),
+        "failed": verdicts.get("oom", 0) + (verdicts.get("regressed", 0) if enforce else 0),
+        "report_only": not enforce,
         "profile": profile,
         "environment": env,
         "changed_keys": changed_keys,

@@ -27,6 +27,8 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     env = context["environment"]
     device = env.get("gpu_name") or "CPU"
     status = "❌ the gate fails" if context["failed"] else "✅ the gate passes"
+    if context["report_only"] and counts.get("regressed"):
+        status += f" (report only: {counts['regressed']} regressed)"
     summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     lines = [f"## pytest-i2v: {status} ({md(profile)} on {md(device)})", "", f"**{summary or 'no results'}**", ""]
     if context["regressions"]:
