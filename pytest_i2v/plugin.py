@@ -183,10 +183,7 @@ def i2v_spec(request: pytest.FixtureRequest) -> GenerationSpec:
 @pytest.fixture
 def i2v_input_image(request: pytest.FixtureRequest) -> Any:
     """The conditioning image (deterministic synthetic portrait, or i2v_input_image from the ini)."""
-    try:
-        return _session(request).input_image()
-    except I2VUsageError as exc:
-        raise _usage_error(exc) from None
+    return _session(request).input_image()
 
 
 @pytest.fixture

@@ -83,11 +83,10 @@ class I2VSession:
         self.work_dir = work_dir
         self._loader = loader
         self._pipelines: dict[PipelineKey, LoadedPipeline] = {}
-        if settings.input_image is not None:
-            self._image = load_input_image(settings.input_image)  # a bad file is a usage error before any test
+        # A bad image file is a usage error before any test runs.
+        self._image: Any = load_input_image(settings.input_image) if settings.input_image is not None else None
         self.loads: list[dict[str, Any]] = []
         self.records: dict[str, GenerationRecord] = {}
-        self._image: Any = getattr(self, "_image", None)
         self.written: list[Path] = []
         self.skipped: list[dict[str, str]] = []
         self._flop_cache: dict[Any, FlopCount | None] = {}
@@ -135,9 +134,8 @@ class I2VSession:
         reset_toggles(loaded.pipe)
 
     def input_image(self) -> Any:
-        if self._image is None:
-            path = self.settings.input_image
-            self._image = load_input_image(path) if path else synthetic_portrait()
+        if self._image is None:  # no user image (that one is loaded at configure): the synthetic portrait
+            self._image = synthetic_portrait()
         return self._image
 
     # -- measuring ---------------------------------------------------------------------

@@ -3,7 +3,6 @@ recommendation matrix computed from measurements (never written by hand)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence

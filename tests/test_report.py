@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
