@@ -27,6 +27,7 @@ from scipy import stats
 
 TIME_METRICS = ("time_s", "step_s", "decode_s")
 MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
+DEVICE_SCOPES = ("process", "device")  # comparable NVML scopes ("mixed" and "unavailable" are not)
 METRIC_LABELS = {
     "time_s": "total time", "step_s": "per-step time", "decode_s": "decode time",
     "allocated_bytes": "peak allocated", "reserved_bytes": "peak reserved", "device_bytes": "device peak (NVML)",
@@ -227,8 +228,17 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
         metrics.append(judge_time(metric, [h.get(metric) for h in history], current.get(metric), settings, pooled.get(metric)))
     # Peak allocated gates on a GPU; on the CPU (no allocator figures) the host RSS peak does.
     gate_memory = "allocated_bytes" if current.get("allocated_bytes") is not None else "host_rss_bytes"
+    notes: list[str] = []
     for metric in MEMORY_METRICS:
-        metrics.append(judge_memory(metric, [h.get(metric) for h in history], current.get(metric), settings,
+        runs = list(history)
+        if metric == "device_bytes" and current.get(metric) is not None:
+            # A per-process NVML figure and a device-wide one measure different things.
+            scope = current.get("device_scope")
+            runs = [h for h in history if h.get("device_scope") == scope and scope in DEVICE_SCOPES]
+            if len(runs) < len(history):
+                notes.append(f"NVML device memory not compared with {len(history) - len(runs)} baseline run(s) "
+                             f"of another scope (this run: {scope or 'unknown'})")
+        metrics.append(judge_memory(metric, [h.get(metric) for h in runs], current.get(metric), settings,
                                     gating=metric == gate_memory))
     metrics = [m for m in metrics if m.current is not None]
     regressed = any(m.verdict == "regressed" and m.gating for m in metrics)
@@ -240,7 +250,7 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
         verdict = "improved"
     else:
         verdict = "pass"
-    return RegressionVerdict(verdict, tuple(metrics), tuple(env_changes))
+    return RegressionVerdict(verdict, tuple(metrics), tuple(env_changes), notes=tuple(notes))
 
 
 def fails(verdict: RegressionVerdict, settings: GateSettings) -> bool:

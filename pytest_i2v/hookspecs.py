@@ -24,3 +24,10 @@ def pytest_i2v_environment(environment: dict[str, Any]) -> None:
     """Add or change entries of the environment fingerprint in place (e.g. a container image tag).
 
     Keep it free of serial numbers and host names: it is stored in baselines."""
+
+
+@hookspec(firstresult=True)
+def pytest_i2v_device_runtime() -> Any:
+    """Return the ``DeviceRuntime`` that opens devices (``pytest_i2v.measure.device``).
+
+    The plugin's default is the real machine through torch.cuda; the tests return a simulated one."""

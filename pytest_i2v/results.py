@@ -43,6 +43,7 @@ class GenerationRecord:
     ci_pct: float | None = None  # 95 % CI width of the median time, % of the median
     adaptive: dict[str, Any] | None = None  # adaptive repeats: target, repeats needed, how it stopped
     roofline: dict[str, Any] | None = None  # achieved TFLOP/s of the denoising loop vs the datasheet peak
+    memory_start: dict[str, Any] | None = None  # measure.memory.MemoryLevel: where the measurement started
 
     @classmethod
     def from_measurement(
@@ -69,6 +70,7 @@ class GenerationRecord:
             stages=measurement.stages_dict(), peak_memory=measurement.peak.to_dict(), load_s=load_s,
             oom=measurement.oom.to_dict() if measurement.oom else None, notes=notes, wall_s=measurement.wall_s,
             mode="fast" if fast else "full", fast=fast, ci_pct=measurement.ci_pct, adaptive=adaptive,
+            memory_start=measurement.start.to_dict() if measurement.start else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class GenerationRecord:
             "config_id": self.config_id, "fingerprint": self.fingerprint, "verdict": self.verdict,
             "latency_class": self.latency_class, "budget": self.budget, "baseline_history": self.baseline_history,
             "mode": self.mode, "fast": self.fast, "ci_pct": self.ci_pct, "adaptive": self.adaptive, "roofline": self.roofline,
+            "memory_start": self.memory_start,
         }
 
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_i2v.measure.device import CpuDevice, NvmlHandle, NvmlReading, NvmlWarning
 from pytest_i2v.measure.memory import NvmlSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,25 +125,40 @@ class FakeNvml:
         return type("Info", (), {"used": 1000 * self.samples})()
 
 
+class NvmlOnlyDevice(CpuDevice):
+    """A device whose only CUDA part is NVML, through a given pynvml stand-in."""
+
+    is_cuda = True
+
+    def __init__(self, nvml: FakeNvml):
+        self.handle = NvmlHandle(nvml, None, 0)
+
+    def nvml_memory(self) -> NvmlReading:
+        return self.handle.read()
+
+
 def test_nvml_failing_mid_run_keeps_what_was_sampled() -> None:
     import time
 
-    sampler = NvmlSampler("cpu", nvml=FakeNvml(fail_after=3))
-    assert sampler.available
+    device = NvmlOnlyDevice(FakeNvml(fail_after=3))
+    assert device.handle.available
+    sampler = NvmlSampler(device)
     sampler.start()
     time.sleep(0.2)
-    peak = sampler.stop()
-    assert peak == 3000  # the samples before the failure
-    assert sampler.unavailable_reason == "NVML failed mid-run: NVMLError"
+    peak, scope = sampler.stop()
+    assert peak == 3000 and scope == "device"  # the samples before the failure; no per-process figures here
+    assert device.handle.note == "NVML failed mid-run (NVMLError): later samples are missing"
     sampler.start()  # later repeats go on without NVML
-    assert sampler.stop() == 3000 or sampler.stop() is None
+    assert sampler.stop() == (None, "unavailable")
 
 
-def test_nvml_missing_is_a_note_not_an_error() -> None:
-    sampler = NvmlSampler("cpu", nvml=FakeNvml(missing=True))
-    assert not sampler.available and sampler.unavailable_reason == "NVML unavailable: NVMLError"
+def test_nvml_missing_is_a_warning_not_an_error() -> None:
+    with pytest.warns(NvmlWarning, match=r"NVML unavailable \(NVMLError\): device memory not measured"):
+        device = NvmlOnlyDevice(FakeNvml(missing=True))
+    assert not device.handle.available
+    sampler = NvmlSampler(device)
     sampler.start()
-    assert sampler.stop() is None
+    assert sampler.stop() == (None, "unavailable")
 
 
 INTERRUPT_TESTS = """

@@ -5,8 +5,9 @@ import time
 
 import torch
 
-from pytest_i2v.measure.memory import AllocatorPeak, HostRssPeak, NvmlSampler, PeakMemory
-from pytest_i2v.measure.timing import HostClock, StageRecorder, clock_for, synchronize
+from pytest_i2v.measure.device import CpuDevice, HostClock, TorchRuntime
+from pytest_i2v.measure.memory import HostRssPeak, NvmlSampler, PeakMemory, start_level
+from pytest_i2v.measure.timing import StageRecorder
 
 
 class FakeVae(torch.nn.Module):
@@ -61,15 +62,19 @@ def test_stage_is_encode_before_the_first_step() -> None:
 
 
 def test_cpu_guards_do_not_raise() -> None:
-    synchronize("cpu")
-    assert isinstance(clock_for("cpu"), HostClock)
-    allocator = AllocatorPeak("cpu")
-    allocator.reset()
-    assert allocator.read() == (None, None)
-    sampler = NvmlSampler("cpu")
-    assert not sampler.available and sampler.unavailable_reason
+    device = TorchRuntime().open("cpu")
+    assert isinstance(device, CpuDevice) and not device.is_cuda
+    device.synchronize()
+    device.empty_cache()
+    device.reset_peak_stats()
+    assert isinstance(device.clock(), HostClock)
+    assert (device.peak_allocated_bytes(), device.peak_reserved_bytes(), device.allocated_bytes()) == (None, None, None)
+    assert device.nvml_memory().scope == "unavailable"
+    sampler = NvmlSampler(device)
     sampler.start()
-    assert sampler.stop() is None
+    assert sampler.stop() == (None, None)
+    level = start_level(device)
+    assert level.allocated_bytes is None and level.host_rss_bytes and level.host_rss_bytes > 0
 
 
 def test_host_rss_peak_sees_a_large_allocation() -> None:
@@ -85,6 +90,8 @@ def test_host_rss_peak_sees_a_large_allocation() -> None:
 def test_peak_memory_max_of_ignores_missing_values() -> None:
     merged = PeakMemory.max_of([PeakMemory(1, None, None, 5), PeakMemory(3, None, None, 2)])
     assert merged == PeakMemory(3, None, None, 5)
+    scoped = PeakMemory.max_of([PeakMemory(None, None, 7, None, "process"), PeakMemory(None, None, 9, None, "device")])
+    assert scoped.device_bytes == 9 and scoped.device_scope == "mixed"  # never compared with either scope
     assert PeakMemory.max_of([]) == PeakMemory()
 
 

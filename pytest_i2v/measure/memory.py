@@ -1,29 +1,36 @@
-"""Peak memory: the torch CUDA allocator, NVML device memory (sampled by a thread) and host RSS.
+"""Peak memory: the torch CUDA allocator, NVML (sampled by a thread, with its scope) and host RSS.
 
-Every CUDA/NVML call is guarded: on a CPU-only machine the CUDA figures are ``None``."""
+Every figure comes through a ``Device`` (``measure.device``): on the CPU the CUDA figures are
+``None``, and a ``cuda:N`` device answers for GPU N, never for the current one."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import resource
+import sys
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
+from pytest_i2v.measure.device import Device
 
 NVML_SAMPLE_PERIOD_S = 0.01
+MEMORY_FIELDS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
 
 
 @dataclass(frozen=True)
 class PeakMemory:
     allocated_bytes: int | None = None  # torch allocator max_memory_allocated
     reserved_bytes: int | None = None  # torch allocator max_memory_reserved
-    device_bytes: int | None = None  # NVML, this process where the driver tells, else the device
+    device_bytes: int | None = None  # NVML; what it covers is in device_scope
     host_rss_bytes: int | None = None  # host resident-set high-water mark
+    # "process" (this process), "device" (the whole GPU, other processes included) or "unavailable";
+    # figures of different scopes are never compared.
+    device_scope: str | None = None
 
-    def to_dict(self) -> dict[str, int | None]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @staticmethod
@@ -32,29 +39,57 @@ class PeakMemory:
             values = [getattr(p, name) for p in peaks if getattr(p, name) is not None]
             return max(values) if values else None
 
-        return PeakMemory(*(largest(n) for n in ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")))
+        scopes = {p.device_scope for p in peaks if p.device_scope is not None}
+        scope = scopes.pop() if len(scopes) == 1 else ("mixed" if scopes else None)
+        return PeakMemory(*(largest(n) for n in MEMORY_FIELDS), device_scope=scope)
 
 
-def cuda_in_use(device: str) -> bool:
-    return device.startswith("cuda") and torch.cuda.is_available()
+@dataclass(frozen=True)
+class MemoryLevel:
+    """Where a test's measurement started, after the cache was freed and the peaks reset."""
+
+    allocated_bytes: int | None
+    reserved_bytes: int | None
+    device_bytes: int | None
+    device_scope: str | None
+    host_rss_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-class AllocatorPeak:
-    def __init__(self, device: str):
-        self._device = device
-        self._active = cuda_in_use(device)
+def drop_failed_test_references() -> None:
+    """A failed test's traceback keeps its frames, and their tensors, alive: drop what Python keeps
+    of the last error (``sys.last_*``) so the next test starts from the pipeline's own memory."""
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            try:
+                delattr(sys, name)
+            except AttributeError:
+                pass
 
-    def reset(self) -> None:
-        if self._active:
-            torch.cuda.reset_peak_memory_stats(self._device)
 
-    def read(self) -> tuple[int | None, int | None]:
-        if not self._active:
-            return None, None
-        return torch.cuda.max_memory_allocated(self._device), torch.cuda.max_memory_reserved(self._device)
+def release_traceback(tb: Any) -> None:
+    """Drop the locals of a finished traceback's frames (a failed test's tensors). ``frame.clear()``
+    alone leaves the ``f_locals`` snapshot that traceback formatting made (CPython 3.11/3.12)."""
+    while tb is not None:
+        frame = tb.tb_frame
+        try:
+            frame.clear()
+        except RuntimeError:  # still executing (a generator or this very call): leave it
+            tb = tb.tb_next
+            continue
+        try:
+            frame.f_locals.clear()
+        except (AttributeError, TypeError, ValueError):
+            pass  # 3.13's write-through proxy: clear() already dropped them
+        tb = tb.tb_next
 
-    def current_allocated(self) -> int | None:
-        return torch.cuda.memory_allocated(self._device) if self._active else None
+
+def free_device_memory(device: Device) -> None:
+    """Collect garbage (tensors in reference cycles), then return the allocator's cache."""
+    gc.collect()
+    device.empty_cache()
 
 
 class HostRssPeak:
@@ -93,90 +128,68 @@ class HostRssPeak:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-class NvmlSampler:
-    """Samples device memory every 10 ms on a background thread while a repeat runs."""
+def start_level(device: Device) -> MemoryLevel:
+    """Free what the previous test left (its cache, its traceback), reset the peak counters and read
+    where this test starts. Without it, a 1024p test's reserved and NVML peaks reappear in the next."""
+    drop_failed_test_references()
+    free_device_memory(device)
+    device.reset_peak_stats()
+    reading = device.nvml_memory()
+    return MemoryLevel(device.allocated_bytes(), device.reserved_bytes(), reading.used_bytes,
+                       reading.scope if device.is_cuda else None, HostRssPeak.current())
 
-    def __init__(self, device: str, nvml: Any = None):
-        """``nvml``: the pynvml module (tests pass a fake one); imported here when None."""
-        self._handle: Any = None
-        self._nvml: Any = None
-        self.unavailable_reason: str | None = None
+
+class NvmlSampler:
+    """Samples the device's NVML memory every 10 ms on a background thread while a repeat runs."""
+
+    def __init__(self, device: Device):
+        self._device = device
         self._peak = 0
+        self._scope: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if not cuda_in_use(device) and nvml is None:
-            self.unavailable_reason = "no CUDA device"
-            return
-        try:
-            if nvml is not None:
-                self._nvml = nvml
-                nvml.nvmlInit()
-                self._handle = nvml.nvmlDeviceGetHandleByIndex(0)
-                return
-            import pynvml
-
-            pynvml.nvmlInit()
-            index = torch.device(device).index or 0
-            uuid = str(torch.cuda.get_device_properties(index).uuid)
-            try:
-                self._handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
-            except pynvml.NVMLError:
-                self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            self._nvml = pynvml
-        except Exception as exc:  # NVML missing or failing must not stop a measurement
-            self.unavailable_reason = f"NVML unavailable: {type(exc).__name__}"
-
-    @property
-    def available(self) -> bool:
-        return self._handle is not None
-
-    def _sample(self) -> int:
-        nvml = self._nvml
-        pid = os.getpid()
-        try:
-            for process in nvml.nvmlDeviceGetComputeRunningProcesses(self._handle):
-                if process.pid == pid and process.usedGpuMemory:
-                    return int(process.usedGpuMemory)
-        except nvml.NVMLError:
-            pass  # per-process figures need driver support (not in some containers)
-        return int(nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
+        self.failure: str | None = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._peak = max(self._peak, self._sample())
-            except Exception as exc:
-                self.unavailable_reason = f"NVML failed mid-run: {type(exc).__name__}"
-                self._handle = None
-                return
+            self._take()
             self._stop.wait(NVML_SAMPLE_PERIOD_S)
 
-    def start(self) -> None:
-        if not self.available:
+    def _take(self) -> None:
+        try:
+            reading = self._device.nvml_memory()
+        except Exception as exc:  # a failing NVML must never stop a measurement
+            self.failure = f"NVML failed mid-run: {type(exc).__name__}"
             return
-        self._peak = 0
+        if reading.used_bytes is None:
+            return
+        if self._scope is not None and reading.scope != self._scope:
+            self._scope = "mixed"  # per-process figures came and went: not comparable
+        elif self._scope is None:
+            self._scope = reading.scope
+        self._peak = max(self._peak, reading.used_bytes)
+
+    def start(self) -> None:
+        if not self._device.is_cuda:
+            return
+        self._peak, self._scope = 0, None
         self._stop.clear()
+        self._take()
         self._thread = threading.Thread(target=self._loop, name="i2v-nvml-sampler", daemon=True)
         self._thread.start()
 
-    def stop(self) -> int | None:
+    def stop(self) -> tuple[int | None, str | None]:
+        """(peak bytes, scope); (None, "unavailable") where NVML gave nothing."""
         if self._thread is None:
-            return None
+            return None, None
         self._stop.set()
         self._thread.join()
         self._thread = None
-        if self.available:
-            try:
-                self._peak = max(self._peak, self._sample())
-            except Exception:
-                pass
-        # What was sampled before a mid-run failure still counts.
-        return self._peak or None
+        self._take()
+        if not self._peak:
+            return None, "unavailable"
+        return self._peak, self._scope
 
 
-def free_device_memory(device: str) -> None:
-    import gc
-
-    gc.collect()
-    if cuda_in_use(device):
-        torch.cuda.empty_cache()
+def device_peak(device: Device, nvml: tuple[int | None, str | None], rss: int) -> PeakMemory:
+    return PeakMemory(device.peak_allocated_bytes(), device.peak_reserved_bytes(), nvml[0], rss, nvml[1])

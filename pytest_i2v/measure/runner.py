@@ -12,12 +12,37 @@ import torch
 from scipy import stats
 
 from pytest_i2v.marks import GenerationSpec
-from pytest_i2v.measure.memory import AllocatorPeak, HostRssPeak, NvmlSampler, PeakMemory, free_device_memory
-from pytest_i2v.measure.timing import StageRecorder, clock_for, synchronize
+from pytest_i2v.measure.device import Device, TorchRuntime
+from pytest_i2v.measure.memory import HostRssPeak, MemoryLevel, NvmlSampler, PeakMemory, device_peak, free_device_memory, start_level
+from pytest_i2v.measure.timing import StageRecorder
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
 ProgressCallback = Callable[[str, int, int, int, int], None]
-OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
+
+# Allocation failures that do not arrive as torch.cuda.OutOfMemoryError: cuBLAS and cuDNN failing to
+# get workspace, and the driver's own "out of memory" (a RuntimeError, or torch.AcceleratorError).
+_OOM_MESSAGES = (
+    ("CUBLAS_STATUS_ALLOC_FAILED", "cublas"),
+    ("CUDNN_STATUS_ALLOC_FAILED", "cudnn"),
+    ("CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", "cudnn"),
+    ("CUDA error: out of memory", "cuda-driver"),
+    ("CUDA out of memory", "allocator"),
+)
+
+
+def oom_form(exc: BaseException) -> str | None:
+    """Which out-of-memory form ``exc`` is ("allocator", "cublas", "cudnn", "cuda-driver", "host"),
+    or None when it is not one."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "allocator"
+    if isinstance(exc, MemoryError):
+        return "host"
+    if isinstance(exc, RuntimeError):
+        text = str(exc)
+        for needle, form in _OOM_MESSAGES:
+            if needle in text:
+                return form
+    return None
 
 
 @dataclass(frozen=True)
@@ -37,10 +62,11 @@ class OomInfo:
     allocated_bytes: int | None  # allocator state at the moment of the error
     before_bytes: int | None = None  # allocated (GPU) or RSS (CPU) before the measurement
     after_free_bytes: int | None = None  # the same once caches were freed: back near "before"
+    form: str = "allocator"  # see oom_form
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "step": self.step, "message": self.message, "allocated_bytes": self.allocated_bytes,
-                "before_bytes": self.before_bytes, "after_free_bytes": self.after_free_bytes}
+                "before_bytes": self.before_bytes, "after_free_bytes": self.after_free_bytes, "form": self.form}
 
 
 def _median(values: list[float]) -> float | None:
@@ -85,6 +111,7 @@ class Measurement:
     measured_steps: int | None = None  # fewer than spec.steps in fast mode
     adaptive: AdaptiveRepeats | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    start: MemoryLevel | None = None  # the memory level this test's measurement started from
 
     @property
     def predicted(self) -> bool:
@@ -153,16 +180,16 @@ def generate(pipe: Any, spec: GenerationSpec, image: Any) -> Any:
 
 
 class GenerationRunner:
-    """Runs and measures one spec on one loaded pipeline."""
+    """Runs and measures one spec on one loaded pipeline, on one device (named in every CUDA call)."""
 
-    def __init__(self, pipe: Any, device: str, progress: ProgressCallback | None = None):
+    def __init__(self, pipe: Any, device: Device | str, progress: ProgressCallback | None = None):
         self.pipe = pipe
-        self.device = device
+        self.device: Device = TorchRuntime().open(device) if isinstance(device, str) else device
         self.progress = progress
-        self._clock = clock_for(device)
-        self._allocator = AllocatorPeak(device)
+        self._clock = self.device.clock()
         self._rss = HostRssPeak()
-        self._nvml = NvmlSampler(device)
+        self._nvml = NvmlSampler(self.device)
+        self._last_stage: tuple[str, int | None] = ("encode", None)
 
     def _one(self, spec: GenerationSpec, image: Any, phase: str, index: int, count: int) -> tuple[RepeatSample, Any]:
         on_step = None
@@ -173,8 +200,9 @@ class GenerationRunner:
                 progress(phase, index, count, step, spec.steps)
 
         recorder = StageRecorder(self.pipe, self._clock, on_step)
-        synchronize(self.device)
-        self._allocator.reset()
+        device = self.device
+        device.synchronize()
+        device.reset_peak_stats()
         self._rss.reset()
         self._nvml.start()
         try:
@@ -183,38 +211,43 @@ class GenerationRunner:
                 recorder.begin()
                 frames = generate(self.pipe, spec, image)
                 recorder.finish()
-                synchronize(self.device)
+                device.synchronize()
                 total = time.perf_counter() - started
         except BaseException:
             # OOM, a failing step, Ctrl-C: stop the sampler thread and remember where it happened
             self._nvml.stop()
             self._last_stage = (recorder.stage, len(recorder.step_marks) or None)
             raise
-        device_peak = self._nvml.stop()
-        allocated, reserved = self._allocator.read()
+        nvml = self._nvml.stop()
         stages = recorder.times()
         sample = RepeatSample(
             total_s=total, encode_s=stages.encode_s, step_s=stages.step_s, decode_s=stages.decode_s,
-            peak=PeakMemory(allocated, reserved, device_peak, self._rss.read()),
+            peak=device_peak(device, nvml, self._rss.read()),
         )
         return sample, frames
 
     def _memory_now(self) -> int | None:
         """Allocated device memory on a GPU, resident host memory on the CPU."""
-        allocated = self._allocator.current_allocated()
+        allocated = self.device.allocated_bytes()
         return allocated if allocated is not None else self._rss.current()
 
     def measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None = None,
                 adaptive: AdaptiveRepeats | None = None) -> Measurement:
         """``fast_steps``: run only that many denoising steps (fast mode); ``adaptive``: repeat until the
         median is known well enough instead of exactly ``repeats`` times."""
+        with self.device.activate():
+            return self._measure(spec, image, warmup, repeats, fast_steps, adaptive)
+
+    def _measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None,
+                 adaptive: AdaptiveRepeats | None) -> Measurement:
         samples: list[RepeatSample] = []
         shape: tuple[int, ...] | None = None
         oom: OomInfo | None = None
         started = time.perf_counter()
-        self._last_stage: tuple[str, int | None] = ("encode", None)
+        self._last_stage = ("encode", None)
         run_spec = replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
         count = adaptive.maximum if adaptive else repeats
+        start = start_level(self.device)
         before = self._memory_now()
         try:
             for index in range(warmup):
@@ -226,13 +259,17 @@ class GenerationRunner:
                 samples.append(sample)
                 if adaptive is not None and adaptive.done([s.total_s for s in samples]):
                     break
-        except OOM_ERRORS as exc:
+        except Exception as exc:
+            form = oom_form(exc)
+            if form is None:
+                raise
             stage, step = self._last_stage
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             oom = OomInfo(stage=stage, step=step if stage == "denoise" else None, message=message,
-                          allocated_bytes=self._allocator.current_allocated())
+                          allocated_bytes=self.device.allocated_bytes(), form=form)
         if oom is not None:
-            # Outside the except block, so the traceback (and the tensors its frames hold) is gone.
+            # Outside the except block: the exception, its traceback and the tensors its frames hold
+            # are gone, so this frees them too (inside the block it could not).
             free_device_memory(self.device)
             oom = replace(oom, before_bytes=before, after_free_bytes=self._memory_now())
         expected = (1, spec.frames, spec.height, spec.width, 3)
@@ -240,6 +277,6 @@ class GenerationRunner:
             raise RuntimeError(f"the pipeline returned frames of shape {shape}, expected {expected}")
         return Measurement(
             spec=spec, outcome="oom" if oom else "ok", warmup=warmup, samples=tuple(samples), oom=oom,
-            nvml_note=self._nvml.unavailable_reason if self.device.startswith("cuda") else None, output_shape=shape,
-            wall_s=time.perf_counter() - started, measured_steps=run_spec.steps, adaptive=adaptive,
+            nvml_note=self.device.nvml_note if self.device.is_cuda else None, output_shape=shape,
+            wall_s=time.perf_counter() - started, measured_steps=run_spec.steps, adaptive=adaptive, start=start,
         )

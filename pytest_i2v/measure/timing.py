@@ -1,44 +1,15 @@
 """Stage and per-step timing through module hooks (I2VGen-XL has no step callbacks).
 
-On CUDA each mark records an event on the current stream, so timing adds no host/device
-sync inside the loop; the events are read once after the final synchronise. On CPU a mark is
-a ``perf_counter`` reading (the work is synchronous)."""
+The marks come from the device's clock (``measure.device``): on CUDA an event recorded on the
+device's stream, so timing adds no host/device sync inside the loop and the events are read once
+after the final synchronise; on the CPU a ``perf_counter`` reading (the work is synchronous)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch
-
-
-class HostClock:
-    def mark(self) -> float:
-        return time.perf_counter()
-
-    def seconds_between(self, start: Any, end: Any) -> float:
-        return float(end - start)
-
-
-class CudaEventClock:
-    def mark(self) -> Any:
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    def seconds_between(self, start: Any, end: Any) -> float:
-        return float(start.elapsed_time(end)) / 1000.0
-
-
-def clock_for(device: str) -> HostClock | CudaEventClock:
-    return CudaEventClock() if device.startswith("cuda") and torch.cuda.is_available() else HostClock()
-
-
-def synchronize(device: str) -> None:
-    """Wait for queued device work; a no-op without CUDA (CPU torch raises otherwise)."""
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.synchronize(device)
+from pytest_i2v.measure.device import Clock
 
 
 @dataclass(frozen=True)
@@ -57,7 +28,7 @@ class StageRecorder:
     first VAE-decoder call. A step spans one UNet forward to the next, so it includes the guidance
     arithmetic and the scheduler update; the last step ends where decoding starts."""
 
-    def __init__(self, pipe: Any, clock: HostClock | CudaEventClock, on_step: Callable[[int], None] | None = None):
+    def __init__(self, pipe: Any, clock: Clock, on_step: Callable[[int], None] | None = None):
         self._pipe = pipe
         self._clock = clock
         self._on_step = on_step
