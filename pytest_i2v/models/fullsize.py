@@ -14,8 +14,17 @@ import torch
 CONFIG_DIR = Path(__file__).parent / "configs" / "i2vgen-xl"
 
 
+# The shipped encoder configs record the checkpoint's dtype (``torch_dtype: float16``), and
+# transformers builds (parts of) a model in that dtype whatever the default dtype says: an
+# fp16 image encoder in an fp32 pipeline fails in ``_encode_image`` with ``Half != float``.
+# The requested dtype decides, so these keys are dropped before a config is used.
+_DTYPE_KEYS = ("torch_dtype", "dtype")
+
+
 def _config(component: str, filename: str = "config.json") -> dict[str, Any]:
     data: dict[str, Any] = json.loads((CONFIG_DIR / component / filename).read_text(encoding="utf-8"))
+    for key in _DTYPE_KEYS:
+        data.pop(key, None)
     return data
 
 
@@ -37,12 +46,24 @@ def build_fullsize_modules(device: str | torch.device, dtype: torch.dtype) -> di
 
     torch.manual_seed(0)
     with torch.device(device), _default_dtype(dtype):
-        return {
+        modules: dict[str, torch.nn.Module] = {
             "unet": I2VGenXLUNet.from_config(_config("unet")),
             "vae": AutoencoderKL.from_config(_config("vae")),
             "text_encoder": CLIPTextModel(CLIPTextConfig(**_config("text_encoder"))),
             "image_encoder": CLIPVisionModelWithProjection(CLIPVisionConfig(**_config("image_encoder"))),
         }
+    # Belt and braces: a library release that still picks a dtype of its own for a submodule is
+    # overruled. Only then: diffusers warns on every ``.to(dtype)`` of a model (integer buffers,
+    # such as CLIP's position ids, are not weights and keep their dtype either way).
+    for name, module in modules.items():
+        if any(t.is_floating_point() and t.dtype != dtype for t in _tensors(module)):
+            modules[name] = module.to(dtype)
+    return modules
+
+
+def _tensors(module: torch.nn.Module) -> Iterator[torch.Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()
 
 
 def build_fullsize_pipeline(device: str, dtype: torch.dtype, work_dir: Path) -> Any:

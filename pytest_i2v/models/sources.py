@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
+from pytest_i2v.marks import OFFLOAD_MEMORY_OPTIONS
 from pytest_i2v.models.compat import alias_clip_text_model
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -125,6 +126,24 @@ def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: boo
     return pipe
 
 
+def build_device_for(key: PipelineKey) -> str:
+    """Where the weights are first built: offload configs exist for cards that cannot hold the
+    model, so an offload key builds on the CPU and lets the offload hooks move it; otherwise
+    the weights are built straight on the device (no host copy of 2.5 B parameters)."""
+    return "cpu" if key.offload in OFFLOAD_MEMORY_OPTIONS else key.device
+
+
+def place_pipeline(pipe: Any, offload: str | None, device: str) -> None:
+    """Put a built pipeline where the option says: offload hooks that move each component to
+    ``device`` when it runs, or the whole pipeline on ``device``."""
+    if offload == "model_cpu_offload":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential_cpu_offload":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+
+
 def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False) -> LoadedPipeline:
     start = time.perf_counter()
     if key.source == "tiny":
@@ -133,22 +152,19 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False) 
         pipe = load_from_pretrained(str(save_tiny_pipeline(work_dir)), key.dtype, key.device)
         provenance = PROVENANCE["tiny"]
     elif key.source == "random":
-        from pytest_i2v.models.fullsize import build_fullsize_pipeline
+        # Looked up on the module at call time, so tests can replace the 2.5 B-parameter build.
+        from pytest_i2v.models import fullsize
 
-        pipe = build_fullsize_pipeline(key.device, TORCH_DTYPES[key.dtype], work_dir)
+        pipe = fullsize.build_fullsize_pipeline(build_device_for(key), TORCH_DTYPES[key.dtype], work_dir)
         provenance = PROVENANCE["random"]
     else:
         pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle)
         provenance = "real-weights"
     alias_clip_text_model(pipe)
     pipe.set_progress_bar_config(disable=True)
-    if key.offload == "model_cpu_offload":
-        pipe.enable_model_cpu_offload(device=key.device)
-    elif key.offload == "sequential_cpu_offload":
-        pipe.enable_sequential_cpu_offload(device=key.device)
-    else:
-        pipe.to(key.device)
-    if key.device.startswith("cuda"):
+    place_pipeline(pipe, key.offload, key.device)
+    # Only a CUDA build can synchronise (CPU-only torch raises even for a "cuda:N" key).
+    if key.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize(key.device)
     return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start, provenance=provenance)
 
