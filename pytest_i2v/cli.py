@@ -5,6 +5,7 @@
     python -m pytest_i2v recommend results.json     (the recommendation matrix and its fit error)
     python -m pytest_i2v report results.json -o report.html
     python -m pytest_i2v compare a.json b.json [-o comparison.html]
+    python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run] [--model random|tiny|DIR]
 """
 
 from __future__ import annotations
@@ -172,6 +173,16 @@ def _cmd_compare(args: argparse.Namespace) -> str:
     return compare_markdown(comparison) + (f"\n\ncomparison written to {args.output}" if args.output else "")
 
 
+def _cmd_gpu_check(args: argparse.Namespace) -> str:
+    from pytest_i2v.gpu_check import main as gpu_check
+
+    # It prints its own lines (a run takes minutes); a failed check exits 1, as a failed test would.
+    code = gpu_check(args.out, args.device, args.dry_run, args.model)
+    if code:
+        raise SystemExit(code)
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", help="results JSON B (e.g. the pull request)")
     compare.add_argument("-o", "--output", help="also write an HTML comparison here")
     compare.set_defaults(handler=_cmd_compare)
+    gpu = commands.add_parser("gpu-check", help="run the study on this GPU through the plugin and cross-check the "
+                                                "measurements (about 8 minutes; --dry-run: the CPU, about a minute)")
+    gpu.add_argument("--out", default="gpu-check-out", help="directory for results.json, report.html and gpu-check.md "
+                                                            "(default gpu-check-out)")
+    gpu.add_argument("--device", default="cuda:0", help="the CUDA device to check (default cuda:0)")
+    gpu.add_argument("--dry-run", action="store_true", help="the same runs and checks on the CPU: tiny model, simulated GPUs")
+    gpu.add_argument("--model", help="random (full-size random weights, the default), tiny (the --dry-run default) "
+                                     "or a local diffusers directory")
+    gpu.set_defaults(handler=_cmd_gpu_check)
     return parser
 
 

@@ -164,6 +164,9 @@ class Measurement:
             "step_s": self.step_s,
             "step_samples_s": [list(s.step_s) for s in self.samples],
             "decode_s": _median([s.decode_s for s in self.samples if s.decode_s is not None]),
+            # per repeat, so each repeat's stages can be checked against its own synchronised total
+            "encode_samples_s": [s.encode_s for s in self.samples],
+            "decode_samples_s": [s.decode_s for s in self.samples],
         }
 
 
