@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytest_i2v.inputs import synthetic_portrait  # noqa: E402
 from pytest_i2v.marks import i2v  # noqa: E402
 from pytest_i2v.measure.runner import GenerationRunner, generate  # noqa: E402
-from pytest_i2v.measure.timing import synchronize  # noqa: E402
 from pytest_i2v.models.sources import PipelineKey, load_pipeline  # noqa: E402
 
 
@@ -42,17 +41,18 @@ def main() -> None:
         spec = i2v(width=args.size, height=args.size, frames=args.frames, steps=args.steps)
         image = synthetic_portrait()
         runner = GenerationRunner(loaded.pipe, args.device)
-        nvml = runner._nvml.unavailable_reason or "sampling every 10 ms"
+        device = runner.device
+        nvml = "sampling every 10 ms" if device.is_cuda and device.nvml_memory().used_bytes else "unavailable"
         print(f"model {args.model} ({loaded.provenance}), device {args.device}, {args.size}x{args.size}, "
               f"{args.frames} frames, {args.steps} steps, {args.rounds} interleaved rounds, NVML: {nvml}")
         for mode, fast_steps in (("full", None), ("fast", args.fast_steps)):
             bare_spec = i2v(width=args.size, height=args.size, frames=args.frames, steps=fast_steps or args.steps)
 
             def bare() -> float:
-                synchronize(args.device)
+                device.synchronize()
                 started = time.perf_counter()
                 generate(loaded.pipe, bare_spec, image)
-                synchronize(args.device)
+                device.synchronize()
                 return time.perf_counter() - started
 
             def harness() -> float:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 import pytest_i2v
+from pytest_i2v.measure.device import DeviceInfo
 
 
 def _version(distribution: str) -> str | None:
@@ -18,15 +19,6 @@ def _version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
-
-
-def detect_gpu(device: str | None = None) -> tuple[str | None, float | None]:
-    """(device name, memory in GiB) of the CUDA device, or (None, None) without one."""
-    if not torch.cuda.is_available():
-        return None, None
-    index = torch.device(device).index if device and device.startswith("cuda") else None
-    properties = torch.cuda.get_device_properties(index or 0)
-    return str(properties.name), properties.total_memory / 2**30
 
 
 def _driver_version() -> str | None:
@@ -38,6 +30,16 @@ def _driver_version() -> str | None:
         return version.decode() if isinstance(version, bytes) else str(version)
     except Exception:  # no driver, no NVML: the fingerprint just lacks it
         return None
+
+
+def _cudnn_version() -> str | None:
+    """cuDNN's version, or None: a build can report cuDNN available and still fail (or return
+    None) when asked its version, e.g. a mismatched libcudnn; the fingerprint must not crash."""
+    try:
+        version = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    except Exception:
+        return None
+    return str(version) if version else None
 
 
 def _cpu_model() -> str | None:
@@ -78,16 +80,16 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
     return fingerprint
 
 
-def collect_environment(device: str) -> dict[str, Any]:
-    gpu_name, gpu_memory_gib = detect_gpu(device) if device.startswith("cuda") else (None, None)
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+def collect_environment(device: str, gpu: DeviceInfo | None = None) -> dict[str, Any]:
+    """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU."""
+    gpu_name, gpu_memory_gib = (gpu.name, gpu.total_bytes / 2**30) if gpu is not None else (None, None)
     return {
         "device": device,
         "gpu_name": gpu_name,
         "gpu_memory_gib": round(gpu_memory_gib, 2) if gpu_memory_gib else None,
         "driver": _driver_version() if gpu_name else None,
         "cuda": torch.version.cuda,
-        "cudnn": str(cudnn) if cudnn else None,
+        "cudnn": _cudnn_version(),
         "torch": str(torch.__version__),
         "diffusers": _version("diffusers"),
         "transformers": _version("transformers"),

@@ -66,11 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
     import os
 
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the plugin never phones home
-    from pytest_i2v.fingerprint import collect_environment, detect_gpu
+    from pytest_i2v.fingerprint import collect_environment
     from pytest_i2v.profiles import load_profiles
     from pytest_i2v.session import I2VSession, plan_run
-
-    import torch
 
     inipath = config.inipath
     try:
@@ -81,17 +79,17 @@ def pytest_configure(config: pytest.Config) -> None:
             ini_dir=inipath.parent if inipath else config.rootpath,
         )
         profiles = load_profiles(settings.profile_dir)
-        gpu_name, gpu_memory_gib = detect_gpu()
-        plan = plan_run(settings, profiles, gpu_name, gpu_memory_gib, torch.cuda.is_available())
-        plan = _one_gpu_per_worker(config, settings, plan)
-        environment = collect_environment(plan.device)
+        runtime = config.hook.pytest_i2v_device_runtime()
+        plan = plan_run(settings, profiles, runtime, _worker_device(config, settings, runtime))
+        device = runtime.open(plan.device)
+        environment = collect_environment(plan.device, plan.gpu)
         environment["profile"] = plan.profile.name
         config.hook.pytest_i2v_environment(environment=environment)
         baseline_dir = settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
         session = I2VSession(settings, plan, environment, Path(tempfile.mkdtemp(prefix="pytest-i2v-")),
                              loader=lambda key, path: config.hook.pytest_i2v_load_pipeline(
                                  key=key, work_dir=path, allow_pickle=settings.allow_pickle),
-                             baseline_dir=baseline_dir)
+                             baseline_dir=baseline_dir, device=device)
     except I2VUsageError as exc:
         raise _usage_error(exc) from None
     config.stash[SESSION_KEY] = session
@@ -99,24 +97,28 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(session), "i2v-xdist")
 
 
-def _one_gpu_per_worker(config: pytest.Config, settings: Any, plan: Any) -> Any:
+def _worker_device(config: pytest.Config, settings: Any, runtime: Any) -> str | None:
     """Under pytest-xdist on CUDA: each worker gets its own GPU; too many workers is refused."""
-    import dataclasses
-
-    import torch
-
     from pytest_i2v.gpus import check_workers, worker_device
 
-    if not plan.device.startswith("cuda"):
-        return plan
-    gpus = settings.gpus or tuple(range(torch.cuda.device_count()))
+    if settings.device == "cpu" or runtime.cuda_count() == 0:
+        return None  # (a cpu profile on a GPU machine ignores the worker's GPU in plan_run)
+    gpus = settings.gpus or tuple(range(runtime.cuda_count()))
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
-        return dataclasses.replace(plan, device=worker_device(workerinput["workerid"], gpus, settings.allow_shared_gpu))
+        return worker_device(workerinput["workerid"], gpus, settings.allow_shared_gpu)
     workers = getattr(config.option, "numprocesses", None)
     if isinstance(workers, int) and workers > 0:
         check_workers(workers, gpus, settings.allow_shared_gpu)
-    return plan
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_i2v_device_runtime() -> Any:
+    """Default device runtime: the real machine, through torch.cuda."""
+    from pytest_i2v.measure.device import TorchRuntime
+
+    return TorchRuntime()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -316,6 +318,11 @@ class ProgressLine:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Fail the test that regressed or hit OOM (never the summary); queue passing runs for the baseline."""
     report = yield
+    if call.excinfo is not None and SPEC_KEY in item.stash:
+        # The report holds the formatted text; the frames would keep the failed test's tensors alive.
+        from pytest_i2v.measure.memory import release_traceback
+
+        release_traceback(call.excinfo.tb)
     record = item.stash.get(RECORD_KEY, None)
     if report.skipped and SPEC_KEY in item.stash and item.config.stash.get(SESSION_KEY, None) is not None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)

@@ -8,7 +8,7 @@ matching the detected GPU, or ``cpu`` when there is none.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +23,8 @@ SHIPPED_PROFILE_DIR = Path(__file__).parent / "profiles"
 # Marketed GB vs the GiB torch/NVML report, minus driver-reserved memory.
 MEMORY_MATCH_TOLERANCE = 0.15
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# peak_tflops keys: the dtypes, plus "tf32" (fp32 matmuls on tensor cores; see measure.flops.peak_key_for).
+PEAK_KEYS = (*DTYPES, "tf32")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class GpuProfile:
     memory_bandwidth_gbs: float | None = None
     datasheet: str | None = None
     source: str = ""  # the file it came from
+    # Substrings that rule a device out although a match pattern is in its name: "NVIDIA H200"
+    # (SXM) is in "NVIDIA H200 NVL", whose peaks are lower.
+    exclude: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # other names this profile answers to (old names, kept for baselines)
+    alias_of: str | None = None  # set on the copy registered under an alias: the profile it stands for
 
     def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
         """Length of the longest pattern that names this device (0 = no match).
@@ -53,6 +60,8 @@ class GpuProfile:
         if device_memory_gb is not None and abs(device_memory_gb - self.memory_gb) > MEMORY_MATCH_TOLERANCE * self.memory_gb:
             return 0
         lowered = device_name.lower()
+        if any(x.lower() in lowered for x in self.exclude):
+            return 0
         return max((len(p) for p in self.match if p.lower() in lowered), default=0)
 
     def matches(self, device_name: str | None, device_memory_gb: float | None = None) -> bool:
@@ -64,6 +73,7 @@ class GpuProfile:
             "device": self.device, "match": list(self.match), "model": self.model, "dtype": self.dtype,
             "scaling": self.scaling.to_dict(), "gate": self.gate.to_dict(), "peak_tflops": self.peak_tflops,
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs, "datasheet": self.datasheet,
+            "alias_of": self.alias_of,
         }
 
 
@@ -122,17 +132,26 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
     if gate.min_effect < 0 or gate.tolerance < 0 or not 0 < gate.alpha < 0.5 or gate.min_history < 2:
         raise I2VUsageError(f"profile file {path}: gate needs min_effect, tolerance >= 0, 0 < alpha < 0.5, min_history >= 2")
     peak = data.get("peak_tflops") or {}
-    if not isinstance(peak, dict) or any(k not in DTYPES or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0
+    if not isinstance(peak, dict) or any(k not in PEAK_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0
                                          for k, v in peak.items()):
-        raise I2VUsageError(f"profile file {path}: peak_tflops must map fp16/bf16/fp32 to positive TFLOP/s")
+        raise I2VUsageError(f"profile file {path}: peak_tflops must map fp16/bf16/fp32/tf32 to positive TFLOP/s")
     bandwidth = data.get("memory_bandwidth_gbs")
     if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or bandwidth <= 0):
         raise I2VUsageError(f"profile file {path}: memory_bandwidth_gbs must be a positive number")
+    exclude, aliases = data.get("exclude", []), data.get("aliases", [])
+    exclude = [exclude] if isinstance(exclude, str) else exclude
+    aliases = [aliases] if isinstance(aliases, str) else aliases
+    if not isinstance(exclude, list) or not all(isinstance(x, str) and x for x in exclude):
+        raise I2VUsageError(f"profile file {path}: exclude must list device-name substrings such as ['NVL']")
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise I2VUsageError(f"profile file {path}: aliases must list profile names")
+    for alias in aliases:
+        validate_profile_name(alias)
     return GpuProfile(
         name=name, description=str(data.get("description", name)), memory_gb=float(memory), device=device,
         match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate,
         peak_tflops={k: float(v) for k, v in peak.items()}, memory_bandwidth_gbs=float(bandwidth) if bandwidth else None,
-        datasheet=data.get("datasheet"), source=str(path),
+        datasheet=data.get("datasheet"), source=str(path), exclude=tuple(exclude), aliases=tuple(aliases),
     )
 
 
@@ -148,6 +167,13 @@ def load_profiles(extra_dir: Path | None = None) -> dict[str, GpuProfile]:
         for path in sorted(directory.glob("*.yaml")):
             profile = _profile_from_yaml(path)
             profiles[profile.name] = profile
+    # An alias is the profile under its old name (so its baselines file keeps its name); a real
+    # file of that name wins. Aliases are never picked by "auto".
+    for profile in list(profiles.values()):
+        for alias in profile.aliases:
+            if alias not in profiles:
+                profiles[alias] = replace(profile, name=alias, aliases=(), alias_of=profile.name,
+                                          description=f"{profile.description} (alias of {profile.name})")
     return profiles
 
 
@@ -163,7 +189,8 @@ def pick_profile(
         if device_name is None:
             return profiles["cpu"]
         ranked = sorted(
-            (p.match_length(device_name, device_memory_gb), p.name) for p in profiles.values() if p.device == "cuda"
+            (p.match_length(device_name, device_memory_gb), p.name) for p in profiles.values()
+            if p.device == "cuda" and p.alias_of is None
         )
         if ranked and ranked[-1][0] > 0:
             return profiles[ranked[-1][1]]
@@ -179,6 +206,8 @@ def pick_profile(
         found = f"GPU {device_name!r} ({device_memory_gb:.0f} GB)" if device_name and device_memory_gb else (
             f"GPU {device_name!r}" if device_name else "no GPU")
         wanted = f"a {profile.memory_gb:.0f} GB GPU named like {' or '.join(repr(m) for m in profile.match)}" if profile.device == "cuda" else "no GPU"
+        if profile.device == "cuda" and profile.exclude:
+            wanted += f" (without {' or '.join(repr(x) for x in profile.exclude)})"
         raise I2VUsageError(
             f"--gpu-profile {requested} expects {wanted} but this machine has {found}; "
             f"pick the matching profile (or 'auto'), or pass --i2v-allow-profile-mismatch to measure anyway"

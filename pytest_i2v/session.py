@@ -16,9 +16,11 @@ from pytest_i2v.explain import verdict_section
 from pytest_i2v.gate import RegressionVerdict, fails, fingerprint_changes, judge
 from pytest_i2v.inputs import load_input_image, synthetic_portrait
 from pytest_i2v.marks import Budget, GenerationSpec
+from pytest_i2v.measure.device import Device, DeviceInfo, DeviceRuntime, TorchRuntime, parse_device
 from pytest_i2v.measure.memory import free_device_memory
-from pytest_i2v.measure.flops import FlopCount, count_flops, roofline
-from pytest_i2v.measure.runner import OOM_ERRORS, AdaptiveRepeats, GenerationRunner, ProgressCallback
+from pytest_i2v.measure.flops import FlopCount, count_flops, matmul_precision_state, roofline, roofline_peak
+from pytest_i2v.memory_options import no_effect_notes
+from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, oom_form
 from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, check_model_source, reset_toggles
 from pytest_i2v.profiles import GpuProfile, pick_profile
 from pytest_i2v.results import GenerationRecord, build_document, write_json_atomic
@@ -31,13 +33,15 @@ class RunPlan:
     """What this session measures with: the profile, device, default dtype and model source."""
 
     profile: GpuProfile
-    device: str
+    device: str  # "cpu" or "cuda:N", always with its index
     dtype: str
     model: str
+    gpu: DeviceInfo | None = None  # the device measured on, as it describes itself
 
     def describe(self) -> list[str]:
+        gpu = f" ({self.gpu.name}, {self.gpu.total_bytes / 2**30:.1f} GiB)" if self.gpu else ""
         lines = [
-            f"i2v: profile {self.profile.name} ({self.profile.description}), device {self.device}, "
+            f"i2v: profile {self.profile.name} ({self.profile.description}), device {self.device}{gpu}, "
             f"model {self.model}, dtype {self.dtype}"
         ]
         if not self.profile.scaling.is_identity:
@@ -45,12 +49,26 @@ class RunPlan:
         return lines
 
 
-def plan_run(settings: Settings, profiles: dict[str, GpuProfile], gpu_name: str | None, gpu_memory_gib: float | None,
-             cuda_available: bool) -> RunPlan:
+def plan_run(settings: Settings, profiles: dict[str, GpuProfile], runtime: DeviceRuntime,
+             worker_device: str | None = None) -> RunPlan:
+    """Resolve the device first (a bad ``cuda:N`` is a usage error), then detect the profile from
+    that device, not from GPU 0. ``worker_device``: an xdist worker's own GPU, used whenever the run
+    is on CUDA."""
+    cuda_count = runtime.cuda_count()
+    if settings.device is not None:
+        parse_device(settings.device, cuda_count)
+    if settings.device == "cpu":
+        detect_on = None
+    else:
+        detect_on = worker_device or settings.device or ("cuda" if cuda_count else None)
+    info = runtime.open(detect_on).info() if detect_on else None
+    gpu_name, gpu_memory_gib = (info.name, info.total_bytes / 2**30) if info else (None, None)
     profile = pick_profile(settings.gpu_profile, profiles, gpu_name, gpu_memory_gib, settings.allow_profile_mismatch)
-    device = settings.device or ("cuda" if profile.device == "cuda" and cuda_available else "cpu")
-    if device.startswith("cuda") and not cuda_available:
-        raise I2VUsageError(f"--i2v-device {device}: CUDA is not available here (torch {_torch_build()}); use --i2v-device cpu")
+    device = settings.device or ("cuda" if profile.device == "cuda" and cuda_count else "cpu")
+    if device != "cpu" and worker_device is not None:
+        device = worker_device
+    kind, index = parse_device(device, cuda_count)
+    device = f"cuda:{index}" if kind == "cuda" else "cpu"
     dtype = settings.dtype or profile.dtype
     if dtype == "fp16" and device == "cpu" and not settings.dtype:
         dtype = "fp32"  # a GPU profile forced onto the CPU: its fp16 default is impractical there
@@ -62,13 +80,7 @@ def plan_run(settings: Settings, profiles: dict[str, GpuProfile], gpu_name: str 
                             "the total; re-baseline without --i2v-fast")
     if settings.target_ci_pct is not None and settings.min_repeats > settings.max_repeats:
         raise I2VUsageError(f"--i2v-min-repeats {settings.min_repeats} is more than --i2v-max-repeats {settings.max_repeats}")
-    return RunPlan(profile=profile, device=device, dtype=dtype, model=model)
-
-
-def _torch_build() -> str:
-    import torch
-
-    return torch.__version__
+    return RunPlan(profile=profile, device=device, dtype=dtype, model=model, gpu=info if device != "cpu" else None)
 
 
 Loader = Callable[[PipelineKey, Path], LoadedPipeline]
@@ -76,9 +88,10 @@ Loader = Callable[[PipelineKey, Path], LoadedPipeline]
 
 class I2VSession:
     def __init__(self, settings: Settings, plan: RunPlan, environment: dict[str, Any], work_dir: Path, loader: Loader,
-                 baseline_dir: Path):
+                 baseline_dir: Path, device: Device | None = None):
         self.settings = settings
         self.plan = plan
+        self.device: Device = device if device is not None else TorchRuntime().open(plan.device)
         self.environment = environment
         self.work_dir = work_dir
         self._loader = loader
@@ -111,15 +124,16 @@ class I2VSession:
 
     def key_for(self, spec: GenerationSpec) -> PipelineKey:
         dtype = spec.dtype or self.plan.dtype
-        return PipelineKey(source=self.plan.model, dtype=dtype, device=self.plan.device, offload=spec.offload)
+        return PipelineKey(source=self.plan.model, dtype=dtype, device=self.device.placement, offload=spec.offload)
 
     def pipeline(self, key: PipelineKey) -> LoadedPipeline:
         if key not in self._pipelines:
-            if self.plan.device.startswith("cuda"):
+            if self.device.is_cuda:
                 # One full-size pipeline fills a consumer GPU: drop the others before loading.
                 self._pipelines.clear()
-                free_device_memory(self.plan.device)
-            loaded = self._loader(key, self.work_dir)
+                free_device_memory(self.device)
+            with self.device.activate():
+                loaded = self._loader(key, self.work_dir)
             self._pipelines[key] = loaded
             self.loads.append({"key": key.describe(), "load_s": loaded.load_s, "provenance": loaded.provenance})
         return self._pipelines[key]
@@ -133,6 +147,11 @@ class I2VSession:
     def release(self, loaded: LoadedPipeline) -> None:
         reset_toggles(loaded.pipe)
 
+    def evict(self, key: PipelineKey) -> None:
+        """Drop a cached pipeline (reloaded when a test needs it again) and free its memory."""
+        self._pipelines.pop(key, None)
+        free_device_memory(self.device)
+
     def input_image(self) -> Any:
         if self._image is None:  # no user image (that one is loaded at configure): the synthetic portrait
             self._image = synthetic_portrait()
@@ -143,8 +162,14 @@ class I2VSession:
                 progress: ProgressCallback | None = None, repeats: int | None = None,
                 warmup: int | None = None, study_spec: GenerationSpec | None = None,
                 budget: Budget | None = None) -> GenerationRecord:
-        runner = GenerationRunner(loaded.pipe, self.plan.device, progress)
+        runner = GenerationRunner(loaded.pipe, self.device, progress)
         fast = self.settings.fast or spec.fast
+        notes: list[str] = []
+        if fast and spec.offload:
+            # The first and last steps carry the offload transfers: K sampled steps would not extrapolate.
+            fast = False
+            notes.append(f"fast mode refused for {spec.offload}: its first and last steps carry the module transfers, "
+                         f"so a few sampled steps do not predict the run; measured in full")
         adaptive = None
         if self.settings.target_ci_pct is not None and repeats is None:
             adaptive = AdaptiveRepeats(self.settings.target_ci_pct, self.settings.min_repeats, self.settings.max_repeats)
@@ -157,12 +182,21 @@ class I2VSession:
             adaptive=adaptive,
         )
         model: dict[str, Any] = {"source": loaded.key.source, "provenance": loaded.provenance,
-                                 "dtype": loaded.key.dtype, "device": loaded.key.device}
+                                 "dtype": loaded.key.dtype, "device": self.device.name}
         if study_spec is not None and study_spec != spec:
             model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
+        if measurement.outcome == "oom" and spec.offload:
+            # An OOM mid-forward leaves offloaded modules on the GPU: reload rather than trust the placement.
+            self.evict(loaded.key)
+            notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
-        peak = self.plan.profile.peak_tflops.get(loaded.key.dtype)
-        record = replace(record, roofline=roofline(flops, record.stages.get("step_s"), record.stages.get("decode_s"), peak))
+        notes += no_effect_notes("i2vgen-xl", spec.memory)
+        if notes:
+            record = replace(record, notes=[*record.notes, *notes])
+        precision, allow_tf32 = matmul_precision_state()
+        peak, peak_kind = roofline_peak(self.plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32)
+        record = replace(record, roofline=roofline(flops, record.stages.get("step_s"), record.stages.get("decode_s"), peak,
+                                                   peak_kind=peak_kind))
         record = replace(record, config_id=config_id(record.config),
                          fingerprint=fingerprint_for(self.environment, record.config),
                          latency_class=latency_class(record.time_s, self.settings.latency_thresholds),
@@ -175,11 +209,17 @@ class I2VSession:
         """Counted once per pipeline and generation shape, on an unmeasured one-step generation."""
         key = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles)
         if key not in self._flop_cache:
+            failed = False
             try:
-                self._flop_cache[key] = count_flops(loaded.pipe, spec, image)
-            except OOM_ERRORS:
+                with self.device.activate():
+                    self._flop_cache[key] = count_flops(loaded.pipe, spec, image)
+            except Exception as exc:
+                if oom_form(exc) is None:
+                    raise
                 self._flop_cache[key] = None  # the measurement will report the OOM itself
-                free_device_memory(self.plan.device)
+                failed = True
+            if failed:  # outside the handler, so the traceback's tensors can go
+                free_device_memory(self.device)
         return self._flop_cache[key]
 
     # -- the gate ----------------------------------------------------------------------

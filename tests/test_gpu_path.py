@@ -269,3 +269,14 @@ def test_offload_oom_reloads_and_fast_mode_is_refused(i2v_project: pytest.Pytest
     # defect 7: fast mode is refused for offload, with the reason, and the run is measured in full
     assert fast["mode"] == "full" and len(fast["stages"]["step_samples_s"][0]) == 4
     assert any("fast mode refused for model_cpu_offload" in n for n in fast["notes"])
+
+
+def test_the_report_shows_the_nvml_scope() -> None:
+    from pytest_i2v.report.html import render_html
+    from tests.report_fixtures import document
+
+    doc = document()
+    doc["records"][0]["peak_memory"]["device_scope"] = "device"
+    doc["records"][1]["peak_memory"]["device_scope"] = "process"
+    html = render_html(doc)
+    assert "(whole device)" in html and "(this process)" in html

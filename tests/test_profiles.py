@@ -8,7 +8,7 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.profiles import load_profiles, pick_profile, validate_profile_name
 
 REQUIRED = {"rtx4090", "rtx3060-12gb", "rtx4070-12gb", "rtx4080-16gb", "l4", "a10g", "a100-40gb", "a100-80gb",
-            "h100-80gb", "h200", "cpu"}
+            "h100-sxm", "h100-pcie", "h100-nvl", "h100-80gb", "h200", "h200-nvl", "cpu"}
 
 
 def test_shipped_profiles_are_all_there_and_valid() -> None:
@@ -26,7 +26,7 @@ def test_shipped_profiles_are_all_there_and_valid() -> None:
         ("NVIDIA GeForce RTX 4090", 23.6, "rtx4090"),
         ("NVIDIA A100-SXM4-40GB", 39.4, "a100-40gb"),
         ("NVIDIA A100-SXM4-80GB", 79.2, "a100-80gb"),
-        ("NVIDIA H100 80GB HBM3", 79.2, "h100-80gb"),
+        ("NVIDIA H100 80GB HBM3", 79.2, "h100-sxm"),  # h100-80gb is its alias, never picked by auto
         ("NVIDIA L4", 22.0, "l4"),
         ("NVIDIA A10G", 22.0, "a10g"),
         ("NVIDIA H200", 139.8, "h200"),

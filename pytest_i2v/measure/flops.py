@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Mapping
 
 from pytest_i2v.marks import GenerationSpec
 
@@ -44,9 +44,49 @@ def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
     return FlopCount(unet_step=int(unet), decode=int(decode))
 
 
+# fp32 matmuls run on TF32 tensor cores under these precisions (PyTorch's default, "highest", keeps IEEE fp32).
+TF32_MATMUL_PRECISIONS = ("high", "medium")
+
+
+def peak_key_for(dtype: str, float32_matmul_precision: str, allow_tf32: bool) -> str:
+    """The ``peak_tflops`` key that bounds a run: "tf32" for fp32 with TF32 matmuls on, else the dtype."""
+    if dtype == "fp32" and (allow_tf32 or float32_matmul_precision in TF32_MATMUL_PRECISIONS):
+        return "tf32"
+    return dtype
+
+
+def matmul_precision_state() -> tuple[str, bool]:
+    """(``torch.get_float32_matmul_precision()``, TF32 allowed for CUDA matmuls), read without
+    raising: an odd build or a renamed API must not fail a measurement ("highest", False = IEEE)."""
+    import torch
+
+    try:
+        precision = str(torch.get_float32_matmul_precision())
+    except Exception:
+        precision = "highest"
+    try:
+        matmul = torch.backends.cuda.matmul
+        # allow_tf32 is the older switch; fp32_precision ("tf32"/"ieee") the newer one.
+        allow = bool(matmul.allow_tf32) or getattr(matmul, "fp32_precision", None) == "tf32"
+    except Exception:
+        allow = False
+    return precision, allow
+
+
+def roofline_peak(peak_tflops: Mapping[str, float], dtype: str, float32_matmul_precision: str,
+                  allow_tf32: bool) -> tuple[float | None, str]:
+    """(peak, its key) for a run: the TF32 peak for fp32 with TF32 on, falling back to the plain
+    fp32 figure where a profile publishes none."""
+    key = peak_key_for(dtype, float32_matmul_precision, allow_tf32)
+    if key == "tf32" and key not in peak_tflops:
+        key = dtype
+    return peak_tflops.get(key), key
+
+
 def roofline(flops: FlopCount | None, step_s: float | None, decode_s: float | None,
-             peak_tflops: float | None) -> dict[str, Any] | None:
-    """Achieved throughput of the denoising loop (and the decode) against the GPU's datasheet peak."""
+             peak_tflops: float | None, peak_kind: str | None = None) -> dict[str, Any] | None:
+    """Achieved throughput of the denoising loop (and the decode) against the GPU's datasheet peak;
+    ``peak_kind``: the ``peak_tflops`` key it came from (fp16, bf16, fp32 or tf32)."""
     if flops is None or not step_s:
         return None
     achieved = flops.unet_step / step_s / 1e12
@@ -56,5 +96,6 @@ def roofline(flops: FlopCount | None, step_s: float | None, decode_s: float | No
         "denoise_tflops": achieved,
         "decode_tflops": flops.decode / decode_s / 1e12 if decode_s else None,
         "peak_tflops": peak_tflops,
+        "peak_kind": peak_kind,
         "efficiency": achieved / peak_tflops if peak_tflops else None,
     }

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any, Mapping
 
 from pytest_i2v.explain import rebaseline_command
+from pytest_i2v.memory_options import no_effect_reasons
 
 VERDICT_ORDER = ("regressed", "oom", "env-changed", "improved", "new", "pass", "skipped")
 
@@ -26,7 +27,10 @@ def peak_figure(record: Mapping[str, Any]) -> tuple[int | None, str]:
 
 
 def memory_option_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each memory option against the plain run of the same generation: memory saved, time added."""
+    """Each memory option against the plain run of the same generation: memory saved, time added.
+
+    Options the record's notes declare without effect for the pipeline get ``no_effect`` (the
+    reason) and no saving or cost: the difference from the plain run is noise."""
     def key(config: Mapping[str, Any]) -> tuple[Any, ...]:
         return (config["width"], config["height"], config["frames"], config["steps"], config["dtype"])
 
@@ -39,11 +43,16 @@ def memory_option_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]
             continue
         peak, label = peak_figure(record)
         base_peak, _ = peak_figure(base)
+        reasons = no_effect_reasons(record.get("notes") or [])
+        inert = [o for o in options if o in reasons]
+        no_effect = reasons[inert[0]] if inert and len(inert) == len(options) else None
         rows.append({
             "option": "+".join(options), "nodeid": record["nodeid"], "time_s": record["time_s"],
-            "time_added_pct": (record["time_s"] / base["time_s"] - 1) * 100 if base.get("time_s") else None,
-            "memory_saved_pct": (1 - peak / base_peak) * 100 if peak and base_peak else None,
+            "time_added_pct": (record["time_s"] / base["time_s"] - 1) * 100 if base.get("time_s") and not no_effect else None,
+            "memory_saved_pct": (1 - peak / base_peak) * 100 if peak and base_peak and not no_effect else None,
             "memory_figure": label,
+            "no_effect": no_effect,  # every option of the row does nothing here
+            "no_effect_options": inert,  # some do (the saving is the others')
         })
     return rows
 

@@ -1,0 +1,87 @@
+"""What a measured test comes to: decided once, here, and read by every output.
+
+The terminal summary, JUnit properties, the JSON, the Markdown, the HTML and the exit code
+(through the test's pass/fail in ``pytest_runtest_makereport``) all read ``Outcome``; none of them
+decides again."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+OutcomeKind = Literal["passed", "regressed", "improved", "over-budget", "out-of-memory", "env-changed",
+                      "not-enforced", "recorded"]
+GateMode = Literal["enforce", "report", "update"]
+OUTCOME_KINDS: tuple[OutcomeKind, ...] = ("passed", "regressed", "improved", "over-budget", "out-of-memory",
+                                          "env-changed", "not-enforced", "recorded")
+# Worst first: the order of the report's and the summary's lists.
+SEVERITY: tuple[OutcomeKind, ...] = ("out-of-memory", "over-budget", "regressed", "env-changed", "not-enforced",
+                                     "improved", "recorded", "passed")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    fails: bool  # the test fails (and so pytest exits 1)
+    reason: str  # one line: why
+    would_have: str | None = None  # not enforced: the gate verdict it would have failed on
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        return cls(kind=data["kind"], fails=bool(data["fails"]), reason=str(data.get("reason", "")),
+                   would_have=data.get("would_have"))
+
+
+def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, env_policy: str, mode: GateMode,
+           profile: str, confirmed: bool | None = None) -> Outcome:
+    """``measured``: the record's "ok" or "oom"; ``verdict``: the gate's (after any re-measurement);
+    ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured)."""
+    if measured == "oom":
+        return Outcome("out-of-memory", True, "out of memory")
+    if budget_failures:
+        return Outcome("over-budget", True, "; ".join(budget_failures))
+    if mode == "update":
+        return Outcome("recorded", False, "recorded as a baseline run (the gate does not fail while updating)")
+    again = " (confirmed by re-measuring)" if confirmed else ""
+    if verdict == "regressed":
+        if mode == "report":
+            return Outcome("not-enforced", False, f"would have regressed; the {profile} profile reports only",
+                           would_have="regressed")
+        return Outcome("regressed", True, f"slower or hungrier than the baseline{again}")
+    if verdict == "env-changed":
+        if env_policy == "fail" and mode == "report":
+            return Outcome("not-enforced", False, f"the environment changed; the {profile} profile reports only",
+                           would_have="env-changed")
+        fails = env_policy == "fail"
+        policy = "fails under --i2v-env-policy fail" if fails else f"not compared for a verdict (--i2v-env-policy {env_policy})"
+        return Outcome("env-changed", fails, f"the environment differs from the baseline's: {policy}")
+    if verdict == "improved":
+        return Outcome("improved", False, "faster or leaner than the baseline: re-baseline to keep the gain")
+    if confirmed is False:
+        return Outcome("passed", False, "flagged once, not confirmed by re-measuring")
+    return Outcome("passed", False, "no baseline yet" if verdict == "new" else "within the baseline's bar")
+
+
+def headline(outcomes: Sequence[Outcome], profile: str, mode: GateMode) -> tuple[bool, str]:
+    """(fails, one line) for a whole run, worded so a report-only run cannot be read as a pass."""
+    counts = {kind: sum(1 for o in outcomes if o.kind == kind) for kind in OUTCOME_KINDS}
+    failing = sum(1 for o in outcomes if o.fails)
+    would = sum(1 for o in outcomes if o.kind == "not-enforced")
+    if failing:
+        parts = [f"{counts[k]} {k}" for k in SEVERITY if counts[k] and any(o.fails for o in outcomes if o.kind == k)]
+        return True, f"the gate fails: {', '.join(parts)}"
+    if would:
+        return False, f"not enforced on the {profile} profile: {would} would have failed ({_would(outcomes)})"
+    if mode == "update":
+        return False, f"baselines recorded ({counts['recorded']} runs); the gate was not applied"
+    if not outcomes:
+        return False, "no measured generations"
+    return True if failing else False, "the gate passes"
+
+
+def _would(outcomes: Sequence[Outcome]) -> str:
+    kinds = [o.would_have for o in outcomes if o.kind == "not-enforced" and o.would_have]
+    return ", ".join(f"{kinds.count(k)} {'would have regressed' if k == 'regressed' else k}" for k in sorted(set(kinds)))
