@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.inputs import synthetic_portrait  # noqa: E402
-from pytest_i2v.marks import i2v  # noqa: E402
-from pytest_i2v.measure.runner import GenerationRunner  # noqa: E402
-from pytest_i2v.models.sources import PipelineKey, load_pipeline  # noqa: E402
+from pytest_i2v.inputs import synthetic_portrait
+from pytest_i2v.marks import i2v
+from pytest_i2v.measure.runner import GenerationRunner
+from pytest_i2v.models.sources import PipelineKey, load_pipeline
 
 
 def peak_figure(measurement) -> tuple[int | None, str]:  # type: ignore[no-untyped-def]

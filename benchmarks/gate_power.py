@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.gate import FixedPercentRule, GateSettings, judge_time, pooled_noise  # noqa: E402
+from pytest_i2v.gate import FixedPercentRule, GateSettings, judge_time, pooled_noise
 
 METRICS_PER_PR = 50
 EFFECTS = (0.05, 0.10, 0.20)
@@ -51,10 +51,10 @@ def simulate(rng: np.random.Generator, within: float, between: float, history_ru
 
         def gate_flags(history: list[float], effect: float) -> bool:
             offset = rng.normal(0, between)  # this PR's job
-            first = judge_time("time_s", history, run_figure(rng, offset, within, repeats, effect), settings, pooled)
+            first = judge_time("time_s", history, run_figure(rng, offset, within, repeats, effect), settings, pooled)  # noqa: B023 (called only in this iteration)
             if first.verdict != "regressed":
                 return False
-            again = judge_time("time_s", history, run_figure(rng, offset, within, repeats, effect), settings, pooled)
+            again = judge_time("time_s", history, run_figure(rng, offset, within, repeats, effect), settings, pooled)  # noqa: B023 (called only in this iteration)
             return again.verdict == "regressed"
 
         def fixed_flags(history: list[float], effect: float) -> bool:

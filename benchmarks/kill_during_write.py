@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.baseline_store import AcceptedRun, read_baseline, run_from_record, update_baseline  # noqa: E402
+from pytest_i2v.baseline_store import AcceptedRun, read_baseline, run_from_record, update_baseline
 
 CONFIG = {"width": 64, "height": 64, "frames": 16, "steps": 10, "guidance": 9.0, "fps": 8, "dtype": "fp32",
           "memory": [], "source": "tiny", "prompt": "p", "seed": 0}
@@ -68,7 +68,7 @@ def main() -> None:
             else:
                 completed += 1
                 version = float(trial)
-        except Exception as exc:  # noqa: BLE001 - any failure to read is what we count
+        except Exception as exc:  # any failure to read is what we count
             corrupt += 1
             print(f"trial {trial}: unreadable: {type(exc).__name__}: {exc}")
     leftovers = len([p for p in work.iterdir() if p.name.endswith(".tmp")])

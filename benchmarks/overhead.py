@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.inputs import synthetic_portrait  # noqa: E402
-from pytest_i2v.marks import i2v  # noqa: E402
-from pytest_i2v.measure.runner import GenerationRunner, generate  # noqa: E402
-from pytest_i2v.models.sources import PipelineKey, load_pipeline  # noqa: E402
+from pytest_i2v.inputs import synthetic_portrait
+from pytest_i2v.marks import i2v
+from pytest_i2v.measure.runner import GenerationRunner, generate
+from pytest_i2v.models.sources import PipelineKey, load_pipeline
 
 
 def main() -> None:
@@ -51,13 +51,13 @@ def main() -> None:
             def bare() -> float:
                 device.synchronize()
                 started = time.perf_counter()
-                generate(loaded.pipe, bare_spec, image)
+                generate(loaded.pipe, bare_spec, image)  # noqa: B023 (called only in this iteration)
                 device.synchronize()
                 return time.perf_counter() - started
 
             def harness() -> float:
                 started = time.perf_counter()
-                runner.measure(spec, image, warmup=0, repeats=1, fast_steps=fast_steps)
+                runner.measure(spec, image, warmup=0, repeats=1, fast_steps=fast_steps)  # noqa: B023 (called only in this iteration)
                 return time.perf_counter() - started
 
             for _ in range(3):  # warm-up both paths
@@ -68,7 +68,7 @@ def main() -> None:
                 pair = (bare, harness) if index % 2 == 0 else (harness, bare)
                 for func in pair:
                     (bare_s if func is bare else harness_s).append(func())
-            paired = statistics.median(h / b for h, b in zip(harness_s, bare_s))
+            paired = statistics.median(h / b for h, b in zip(harness_s, bare_s, strict=True))
             steps = fast_steps or args.steps
             print(f"{mode:<5} ({steps:>2} steps): bare call {statistics.median(bare_s) * 1000:8.1f} ms, measured repeat "
                   f"{statistics.median(harness_s) * 1000:8.1f} ms, overhead (median of paired ratios) {(paired - 1) * 100:+.2f} %"

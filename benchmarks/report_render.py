@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.report.html import render_html  # noqa: E402
-from pytest_i2v.report.markdown import render_markdown  # noqa: E402
-from tests.report_fixtures import document  # noqa: E402
+from pytest_i2v.report.html import render_html
+from pytest_i2v.report.markdown import render_markdown
+from tests.report_fixtures import document
 
 
 def main() -> None:

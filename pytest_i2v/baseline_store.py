@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 from filelock import FileLock
@@ -26,7 +27,7 @@ from pytest_i2v.storage import check_schema, write_text_atomic
 BASELINE_SCHEMA = "pytest-i2v/baseline"
 BASELINE_SCHEMA_VERSION = 1
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
-RUN_FIELDS = ("date", "commit", "repeats") + TIME_METRICS + ("encode_s",) + MEMORY_METRICS + ("device_scope",)
+RUN_FIELDS = ("date", "commit", "repeats", *TIME_METRICS, "encode_s", *MEMORY_METRICS, "device_scope")
 # What defines a generation: a change here means the old numbers no longer apply.
 CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed")
 

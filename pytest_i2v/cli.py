@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pytest_i2v.baseline_store import BaselineFile, baseline_path, read_baseline
 from pytest_i2v.errors import I2VUsageError
@@ -32,7 +33,9 @@ def _median(runs: list[dict[str, Any]], metric: str) -> float | None:
 
 
 def _memory_metric(runs: list[dict[str, Any]]) -> str:
-    return "allocated_bytes" if any(r.get("allocated_bytes") is not None for r in runs) else "host_rss_bytes"
+    from pytest_i2v.peak import headline_peak
+
+    return headline_peak(runs[-1] if runs else {}).key or "host_rss_bytes"
 
 
 def _baseline_from_arg(arg: str, directory: Path) -> BaselineFile:
@@ -48,7 +51,7 @@ def _baseline_from_arg(arg: str, directory: Path) -> BaselineFile:
     return read_baseline(path, arg)
 
 
-def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table: readable in a terminal, pastes into a pull request as is."""
     def escape(cell: str) -> str:
         return str(cell).replace("|", "\\|").replace("\n", " ")
@@ -152,9 +155,9 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> str:
-    from pytest_i2v.storage import write_text_atomic
     from pytest_i2v.report.html import render_html
     from pytest_i2v.report.markdown import render_markdown
+    from pytest_i2v.storage import write_text_atomic
 
     document = read_results(Path(args.results))
     write_text_atomic(Path(args.output), render_html(document))
@@ -164,8 +167,8 @@ def _cmd_report(args: argparse.Namespace) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> str:
-    from pytest_i2v.storage import write_text_atomic
     from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
+    from pytest_i2v.storage import write_text_atomic
 
     comparison = compare_documents(read_results(Path(args.a)), read_results(Path(args.b)))
     if args.output:

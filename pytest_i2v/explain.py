@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pytest_i2v.gate import METRIC_LABELS, MetricVerdict, RegressionVerdict
 
@@ -46,8 +47,10 @@ def verdict_section(verdict: RegressionVerdict, nodeid: str, profile: str, basel
     return "\n".join(lines)
 
 
-def short_verdict(record: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(verdict, time delta, memory delta) for the terminal table."""
+def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
+    """(time delta, headline-peak delta) against the baseline, for the terminal table."""
+    from pytest_i2v.peak import record_peak
+
     verdict = record.get("verdict") or {}
     metrics = {m["metric"]: m for m in verdict.get("metrics", [])}
 
@@ -58,4 +61,5 @@ def short_verdict(record: Mapping[str, Any]) -> tuple[str, str, str]:
                 return f"{m['delta_pct']:+.1f}%"
         return "-"
 
-    return verdict.get("verdict", "-"), delta("time_s"), delta("allocated_bytes", "host_rss_bytes")
+    peak = record_peak(record)
+    return delta("time_s"), delta(peak.key) if peak.key else "-"

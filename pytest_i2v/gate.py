@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from scipy import stats
+
+from pytest_i2v.peak import headline_peak
 
 TIME_METRICS = ("time_s", "step_s", "decode_s")
 MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
@@ -33,8 +36,6 @@ METRIC_LABELS = {
     "allocated_bytes": "peak allocated", "reserved_bytes": "peak reserved", "device_bytes": "device peak (NVML)",
     "host_rss_bytes": "peak host RSS",
 }
-VERDICTS = ("pass", "regressed", "improved", "new", "env-changed", "oom")
-ENV_POLICIES = ("warn", "fail", "ignore")
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,14 @@ class RegressionVerdict:
                    env_changes=tuple(data.get("env_changes", [])), notes=tuple(data.get("notes", [])))
 
 
-def _log_noise(values: Sequence[float]) -> Noise | None:
+def _log_noise(values: Sequence[float | None]) -> Noise | None:
     logs = [math.log(v) for v in values if v and v > 0]
     if len(logs) < 2:
         return None
     return Noise(statistics.variance(logs), len(logs) - 1)
 
 
-def pooled_noise(histories: Iterable[Sequence[float]]) -> Noise | None:
+def pooled_noise(histories: Iterable[Sequence[float | None]]) -> Noise | None:
     """Spread pooled over many entries' histories of one metric (each contributes n - 1 df)."""
     total, df = 0.0, 0
     for history in histories:
@@ -160,26 +161,26 @@ def _pct(current: float, baseline: float) -> float:
     return (current / baseline - 1.0) * 100.0
 
 
-def judge_time(metric: str, history: Sequence[float], current: float | None, settings: GateSettings,
+def judge_time(metric: str, history: Sequence[float | None], current: float | None, settings: GateSettings,
                pooled: Noise | None = None) -> MetricVerdict:
-    history = [h for h in history if h is not None and h > 0]
+    runs = [h for h in history if h is not None and h > 0]
     if current is None or current <= 0:
-        return MetricVerdict(metric, "pass", current, None, len(history), None, None, "none", "not measured", False)
-    if not history:
+        return MetricVerdict(metric, "pass", current, None, len(runs), None, None, "none", "not measured", False)
+    if not runs:
         return MetricVerdict(metric, "new", current, None, 0, None, None, "none", "no baseline yet", True)
-    baseline = float(statistics.median(history))
+    baseline = float(statistics.median(runs))
     delta = _pct(current, baseline)
     effect = math.log1p(settings.min_effect)
-    if len(history) < settings.min_history:
+    if len(runs) < settings.min_history:
         up, down = math.log1p(settings.tolerance), -math.log1p(settings.tolerance)
         centre = math.log(baseline)
         rule = "tolerance"
-        threshold = f"+/-{settings.tolerance:.0%} tolerance ({len(history)} run{'s' if len(history) != 1 else ''} < {settings.min_history} for the interval rule)"
+        threshold = f"+/-{settings.tolerance:.0%} tolerance ({len(runs)} run{'s' if len(runs) != 1 else ''} < {settings.min_history} for the interval rule)"
     else:
-        logs = [math.log(h) for h in history]
+        logs = [math.log(h) for h in runs]
         n = len(logs)
         centre = statistics.fmean(logs)
-        noise = _moderated(_log_noise(history), prior_for(settings, pooled))
+        noise = _moderated(_log_noise(runs), prior_for(settings, pooled))
         half = stats.t.ppf(1.0 - settings.alpha, noise.df) * math.sqrt(noise.variance * (1.0 + 1.0 / n))
         up, down = max(half, effect), -max(half, effect)
         rule = "prediction-interval"
@@ -188,22 +189,22 @@ def judge_time(metric: str, history: Sequence[float], current: float | None, set
     interval = (math.exp(centre + down), math.exp(centre + up))
     value = math.log(current)
     verdict = "regressed" if value > centre + up else "improved" if value < centre + down else "pass"
-    return MetricVerdict(metric, verdict, current, baseline, len(history), interval, delta, rule, threshold, True)
+    return MetricVerdict(metric, verdict, current, baseline, len(runs), interval, delta, rule, threshold, True)
 
 
-def judge_memory(metric: str, history: Sequence[float], current: float | None, settings: GateSettings,
+def judge_memory(metric: str, history: Sequence[float | None], current: float | None, settings: GateSettings,
                  gating: bool) -> MetricVerdict:
-    history = [h for h in history if h is not None]
+    runs = [h for h in history if h is not None]
     if current is None:
-        return MetricVerdict(metric, "pass", None, None, len(history), None, None, "none", "not measured", False)
-    if not history:
+        return MetricVerdict(metric, "pass", None, None, len(runs), None, None, "none", "not measured", False)
+    if not runs:
         return MetricVerdict(metric, "new", current, None, 0, None, None, "none", "no baseline yet", gating)
-    baseline = float(statistics.median(history))
+    baseline = float(statistics.median(runs))
     allowance = baseline * settings.memory_rel + settings.memory_abs_bytes
     interval = (baseline - allowance, baseline + allowance)
     verdict = "regressed" if current > interval[1] else "improved" if current < interval[0] else "pass"
     threshold = f"+{settings.memory_rel:.0%} + {settings.memory_abs_bytes / 2**20:.0f} MiB over the baseline"
-    return MetricVerdict(metric, verdict, current, baseline, len(history), interval,
+    return MetricVerdict(metric, verdict, current, baseline, len(runs), interval,
                          _pct(current, baseline) if baseline else None,
                          "memory-tolerance" if gating else "report-only", threshold, gating)
 
@@ -227,7 +228,7 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
     for metric in TIME_METRICS:
         metrics.append(judge_time(metric, [h.get(metric) for h in history], current.get(metric), settings, pooled.get(metric)))
     # Peak allocated gates on a GPU; on the CPU (no allocator figures) the host RSS peak does.
-    gate_memory = "allocated_bytes" if current.get("allocated_bytes") is not None else "host_rss_bytes"
+    gate_memory = headline_peak(current).key  # the one memory figure that stands for a test (peak.py)
     notes: list[str] = []
     for metric in MEMORY_METRICS:
         runs = list(history)

@@ -20,15 +20,17 @@ GPU; its stage-sum checks are judged (exact per repeat), the fast-mode check is 
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.marks import RESOLUTION_PRESETS
@@ -37,7 +39,6 @@ from pytest_i2v.storage import write_text_atomic
 MiB = 2**20
 GiB = 2**30
 PASS, FAIL, NOT_APPLICABLE = "PASS", "FAIL", "N/A"
-CHECK_KEYS = ("a", "b", "c", "d", "e", "f", "g", "h")
 USAGE_ERROR = 4  # pytest's exit code for usage errors (a child's bad --i2v-* value is ours too)
 
 # The temporary test module and its tests; the runs select them by node id, in the order given.
@@ -230,7 +231,7 @@ def check_memory_order(records: Sequence[Mapping[str, Any]], total_bytes: int | 
         chain = [("allocated", allocated)] + ([("reserved", reserved)] if reserved is not None else [])
         chain += [(f"NVML ({scope})", nvml)] + ([("total", total_bytes)] if total_bytes else [])
         text = " <= ".join(f"{name} {fmt_bytes(value)}" for name, value in chain)
-        broken = [f"{a[0]} > {b[0]}" for a, b in zip(chain, chain[1:])
+        broken = [f"{a[0]} > {b[0]}" for a, b in itertools.pairwise(chain)
                   if a[1] > b[1] + (slack if b[0] == "total" else 0)]
         if broken:
             failures.append(f"{_name(record)}: {text} broken ({', '.join(broken)})")
@@ -294,7 +295,7 @@ def check_event_total(records: Sequence[Mapping[str, Any]], tolerance_pct: float
             missing.append(f"{_name(record)} lacks stage timings")
             continue
         totals, steps, encodes, decodes = samples
-        for index, (total, repeat, encode, decode) in enumerate(zip(totals, steps, encodes, decodes)):
+        for index, (total, repeat, encode, decode) in enumerate(zip(totals, steps, encodes, decodes, strict=True)):
             events = encode + sum(repeat) + decode
             deviations.append((pct(events, total), f"{_name(record)} repeat {index + 1}: events "
                                                    f"{fmt_seconds(events)} vs wall {fmt_seconds(total)}"))
@@ -313,7 +314,7 @@ def check_step_sum(records: Sequence[Mapping[str, Any]], tolerance_pct: float | 
             missing.append(f"{_name(record)} lacks stage timings")
             continue
         totals, steps, encodes, decodes = samples
-        for index, (total, repeat, encode, decode) in enumerate(zip(totals, steps, encodes, decodes)):
+        for index, (total, repeat, encode, decode) in enumerate(zip(totals, steps, encodes, decodes, strict=True)):
             denoise = total - encode - decode
             if denoise <= 0:
                 missing.append(f"{_name(record)} repeat {index + 1}: encode + decode exceed the total")

@@ -35,6 +35,7 @@ def load_input_image(path: Path) -> Image.Image:
         raise I2VUsageError(f"i2v_input_image {path}: no such file; give a PNG/JPEG path or drop the setting")
     try:
         with Image.open(path) as opened:
-            return opened.convert("RGB")
+            rgb: Image.Image = opened.convert("RGB")  # Pillow's __enter__ returns Self: Any to mypy on 3.10
+            return rgb
     except (UnidentifiedImageError, OSError) as exc:
         raise I2VUsageError(f"i2v_input_image {path}: not an image Pillow can read ({type(exc).__name__}); give a PNG or JPEG") from None

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 
@@ -120,10 +121,10 @@ def _require_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def _require_size(name: str, value: Any) -> int:
-    _require_int(name, value, minimum=8)
-    if value % 8:
-        raise I2VUsageError(f"{name}={value!r} must be a multiple of 8 (the VAE downsamples by 8); try {value // 8 * 8 or 8}")
-    return value
+    size = _require_int(name, value, minimum=8)
+    if size % 8:
+        raise I2VUsageError(f"{name}={size!r} must be a multiple of 8 (the VAE downsamples by 8); try {size // 8 * 8 or 8}")
+    return size
 
 
 def i2v(

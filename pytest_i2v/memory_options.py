@@ -5,7 +5,7 @@ and the report shows "no effect for this pipeline" instead of a saving. Pure dat
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 NO_EFFECT_MARK = "no effect for this pipeline"
 

@@ -6,8 +6,9 @@ decides again."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 OutcomeKind = Literal["passed", "regressed", "improved", "over-budget", "out-of-memory", "env-changed",
                       "not-enforced", "recorded"]

@@ -14,8 +14,9 @@ The order, first available wins:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 LABELS = {"device_bytes": "NVML, this process", "reserved_bytes": "peak reserved",
           "allocated_bytes": "peak allocated", "host_rss_bytes": "peak host RSS"}

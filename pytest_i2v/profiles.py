@@ -8,9 +8,10 @@ matching the detected GPU, or ``cpu`` when there is none.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -175,6 +176,18 @@ def load_profiles(extra_dir: Path | None = None) -> dict[str, GpuProfile]:
                 profiles[alias] = replace(profile, name=alias, aliases=(), alias_of=profile.name,
                                           description=f"{profile.description} (alias of {profile.name})")
     return profiles
+
+
+def check_profile_name(requested: str, extra_dir: Path | None = None) -> None:
+    """An explicit ``--gpu-profile`` that names no profile is a usage error at configure time. Cheap:
+    a file of that name settles it; only an unknown name reads the files (for aliases)."""
+    validate_profile_name(requested)
+    directories = [SHIPPED_PROFILE_DIR] + ([extra_dir] if extra_dir is not None and extra_dir.is_dir() else [])
+    if any((directory / f"{requested}.yaml").is_file() for directory in directories):
+        return
+    profiles = load_profiles(extra_dir)
+    if requested not in profiles:
+        raise I2VUsageError(f"unknown GPU profile {requested!r}; known profiles: {', '.join(sorted(profiles))}")
 
 
 def pick_profile(

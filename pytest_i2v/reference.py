@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable, Mapping
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.peak import record_peak
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:  # the same protocol, at its 3.10 address
+        from importlib.abc import Traversable
 
 REFERENCE_SCHEMA = "pytest-i2v/published-reference"
-SHIPPED_REFERENCE = Path(__file__).resolve().parents[1] / "baselines" / "reference" / "rtx4090-published.yaml"
+# Package data, read through importlib.resources, so a non-editable install (or a zipped one) finds it.
+SHIPPED_REFERENCE: Traversable = files("pytest_i2v") / "data" / "rtx4090-published.yaml"
 
 
-def load_reference(path: Path) -> dict[str, Any]:
+def shipped_reference() -> dict[str, Any]:
+    """The published RTX 4090 figures that ship with the package."""
+    return load_reference(SHIPPED_REFERENCE)
+
+
+def load_reference(path: Path | Traversable) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -44,8 +60,7 @@ def compare_published(records: Iterable[Mapping[str, Any]], reference: Mapping[s
                                "published_peak_vram_gb": ref.get("peak_vram_gb"), "measured": None}
         if matches:
             record = matches[0]
-            peak = record.get("peak_memory") or {}
-            measured_peak = peak.get("device_bytes") or peak.get("reserved_bytes") or peak.get("allocated_bytes")
+            measured_peak = record_peak(record).bytes
             row["measured"] = {
                 "nodeid": record["nodeid"], "time_s": record.get("time_s"), "provenance": record["config"].get("provenance"),
                 "peak_gb": measured_peak / 1e9 if measured_peak else None,

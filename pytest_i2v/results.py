@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.measure.runner import Measurement
 from pytest_i2v.storage import check_schema, write_text_atomic
+
+if TYPE_CHECKING:  # the review CLI reads results without torch
+    from pytest_i2v.measure.runner import Measurement
 
 RESULTS_SCHEMA = "pytest-i2v/results"
 RESULTS_SCHEMA_VERSION = 1
@@ -44,6 +47,7 @@ class GenerationRecord:
     adaptive: dict[str, Any] | None = None  # adaptive repeats: target, repeats needed, how it stopped
     roofline: dict[str, Any] | None = None  # achieved TFLOP/s of the denoising loop vs the datasheet peak
     memory_start: dict[str, Any] | None = None  # measure.memory.MemoryLevel: where the measurement started
+    decision: dict[str, Any] | None = None  # outcome.Outcome: what the test comes to, decided once
 
     @classmethod
     def from_measurement(
@@ -82,7 +86,7 @@ class GenerationRecord:
             "config_id": self.config_id, "fingerprint": self.fingerprint, "verdict": self.verdict,
             "latency_class": self.latency_class, "budget": self.budget, "baseline_history": self.baseline_history,
             "mode": self.mode, "fast": self.fast, "ci_pct": self.ci_pct, "adaptive": self.adaptive, "roofline": self.roofline,
-            "memory_start": self.memory_start,
+            "memory_start": self.memory_start, "decision": self.decision,
         }
 
     @classmethod
@@ -91,7 +95,8 @@ class GenerationRecord:
 
     def user_properties(self) -> list[tuple[str, Any]]:
         """The key figures for JUnit XML (``record_property``-style)."""
-        props: list[tuple[str, Any]] = [("i2v_outcome", self.outcome)]
+        props: list[tuple[str, Any]] = [("i2v_outcome", (self.decision or {}).get("kind", self.outcome)),
+                                        ("i2v_measured", self.outcome)]
         if self.verdict:
             props.append(("i2v_verdict", self.verdict["verdict"]))
         for name, value in (
@@ -139,4 +144,4 @@ def read_results(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise I2VUsageError(f"results file {path} is not valid JSON (line {exc.lineno}); regenerate it") from None
     check_schema(document, RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, str(path), "results")
-    return document
+    return dict(document)

@@ -5,9 +5,10 @@ where it came from (``--i2v-repeats 0`` or ``ini i2v_repeats = 0``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.marks import DTYPES
@@ -253,4 +254,15 @@ def resolve_settings(
         if spec.is_path:
             value = (base / Path(value).expanduser()).resolve() if not Path(value).expanduser().is_absolute() else Path(value).expanduser()
         values[spec.dest] = value
-    return Settings(**values)
+    return checked(Settings(**values))
+
+
+def checked(settings: Settings) -> Settings:
+    """Options that contradict each other: usage errors, whatever the tests."""
+    if settings.fast and settings.update_baselines:
+        raise I2VUsageError("--i2v-update-baselines with --i2v-fast: baselines hold measured runs, and fast mode predicts "
+                            "the total; re-baseline without --i2v-fast")
+    if settings.target_ci_pct is not None and settings.min_repeats > settings.max_repeats:
+        raise I2VUsageError(f"--i2v-min-repeats {settings.min_repeats} is more than --i2v-max-repeats {settings.max_repeats}")
+    return settings
+

@@ -3,15 +3,17 @@ recommendation matrix computed from measurements (never written by hand)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.marks import RESOLUTION_PRESETS, Scaling
+from pytest_i2v.peak import record_peak
 
 # The study's user-patience thresholds (20 testers): < 30 s 85 % satisfied, 30-60 s 60 %, > 60 s 25 %.
 DEFAULT_LATENCY_THRESHOLDS_S = (30.0, 60.0)
@@ -68,11 +70,9 @@ def pick_resolution(width: int, height: int, available_gb: float | None = None,
 
 # ---------------------------------------------------------------------------- budgets
 def budget_peak(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    """The figure a VRAM budget is checked against: the NVML device peak (what nvidia-smi shows,
-    as in the study), else the allocator's reserved, else allocated; on the CPU the host RSS peak."""
-    peak, kind = _peak_bytes(record)
-    return peak, {"device_bytes": "device peak (NVML)", "reserved_bytes": "peak reserved",
-                  "allocated_bytes": "peak allocated", "host_rss_bytes": "peak host RSS"}.get(kind, kind)
+    """The figure a VRAM budget is checked against: the headline peak (``peak.headline_peak``)."""
+    peak = record_peak(record)
+    return (float(peak.bytes) if peak.bytes is not None else None), peak.label
 
 
 def budget_failures(record: Mapping[str, Any], vram_gb: float | None, time_s: float | None) -> list[str]:
@@ -138,10 +138,10 @@ class CostModel:
     points: int
 
     def __call__(self, pixels: float, frames: float) -> float:
-        return float(sum(c * _TERMS[t](pixels, frames) for t, c in zip(self.terms, self.coefficients)))
+        return float(sum(c * _TERMS[t](pixels, frames) for t, c in zip(self.terms, self.coefficients, strict=True)))  # type: ignore[no-untyped-call]  # _TERMS holds lambdas
 
     def describe(self) -> str:
-        return " + ".join(f"{c:.3g}*{t}" if t != "1" else f"{c:.3g}" for t, c in zip(self.terms, self.coefficients))
+        return " + ".join(f"{c:.3g}*{t}" if t != "1" else f"{c:.3g}" for t, c in zip(self.terms, self.coefficients, strict=True))
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.describe(), "terms": list(self.terms), "coefficients": list(self.coefficients),
@@ -162,7 +162,7 @@ def fit_cost(points: Sequence[tuple[float, float]], ys: Sequence[float], terms: 
 
     if len({p for p in points}) < 2:
         raise ValueError("a fit needs at least two different sizes x frames")
-    columns = np.array([[_TERMS[t](p, f) for t in terms] for p, f in points], float)
+    columns = np.array([[float(_TERMS[t](p, f)) for t in terms] for p, f in points], dtype=np.float64)  # type: ignore[no-untyped-call]
     scale = columns.max(axis=0)
     scale[scale == 0] = 1.0
     coefficients, _ = nnls(columns / scale, np.asarray(ys, float))
@@ -173,11 +173,8 @@ def fit_cost(points: Sequence[tuple[float, float]], ys: Sequence[float], terms: 
 
 
 def _peak_bytes(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    peak = record.get("peak_memory") or {}
-    for key in ("device_bytes", "reserved_bytes", "allocated_bytes", "host_rss_bytes"):
-        if peak.get(key):
-            return float(peak[key]), key
-    return None, "none"
+    peak = record_peak(record)
+    return (float(peak.bytes) if peak.bytes is not None else None), peak.key or "none"
 
 
 @dataclass(frozen=True)
@@ -207,13 +204,13 @@ def recommend(records: Iterable[Mapping[str, Any]], scaling: Scaling, steps: int
     if not plain:
         raise I2VUsageError("no successful plain (no memory options) results to fit; run the resolution sweep first")
     dtypes = sorted({r["config"]["dtype"] for r in plain}, key=lambda d: -sum(r["config"]["dtype"] == d for r in plain))
-    plain = [r for r in plain if r["config"]["dtype"] == dtypes[0]]
+    plain = [r for r in plain if r["config"]["dtype"] == dtypes[0] and _peak_bytes(r)[0] is not None]
     points = [(float(r["config"]["width"] * r["config"]["height"]), float(r["config"]["frames"])) for r in plain]
     peaks = [_peak_bytes(r) for r in plain]
     kinds = {kind for _, kind in peaks}
     if len(set(points)) < 2:
         raise I2VUsageError("the results hold fewer than two different sizes x frames; run the resolution sweep")
-    memory_fit = fit_cost(points, [p / 1e9 for p, _ in peaks], ("1", "pixels*frames"))
+    memory_fit = fit_cost(points, [(p or 0.0) / 1e9 for p, _ in peaks], ("1", "pixels*frames"))
     step_fit = fit_cost(points, [r["stages"]["step_s"] for r in plain], ("1", "pixels*frames", "pixels^2*frames"))
     fixed_fit = fit_cost(points, [r["stages"]["encode_s"] + r["stages"]["decode_s"] for r in plain],
                          ("1", "pixels*frames"))
@@ -222,7 +219,7 @@ def recommend(records: Iterable[Mapping[str, Any]], scaling: Scaling, steps: int
     def total(pixels: float, frames: float) -> float:
         return fixed_fit(pixels, frames) + run_steps * step_fit(pixels, frames)
 
-    total_errors = [abs(total(*pt) / r["time_s"] - 1) * 100 for pt, r in zip(points, plain)
+    total_errors = [abs(total(*pt) / r["time_s"] - 1) * 100 for pt, r in zip(points, plain, strict=True)
                     if r["config"]["steps"] == run_steps]
     measured = {(r["config"].get("resolution"), r["config"]["frames"]) for r in plain
                 if (r["config"].get("study") or {}).get("steps", r["config"]["steps"]) == steps}

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
-
-import socket
 
 pytest_plugins = ["pytester"]
 
@@ -71,6 +70,9 @@ def warm_imports(tiny_pipe) -> None:  # type: ignore[no-untyped-def]
     from pytest_i2v.measure.runner import GenerationRunner
 
     GenerationRunner(tiny_pipe, "cpu").measure(i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64), 0, 1)
+    # matplotlib cannot be imported twice in one process either (the report's charts)
+    import pytest_i2v.report.charts
+    import pytest_i2v.report.html  # noqa: F401
 
 
 @pytest.fixture

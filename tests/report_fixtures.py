@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_i2v.outcome import Outcome, decide, headline
+
 XSS = '<script>alert("x")</script>'
 
 
@@ -27,6 +29,7 @@ def record(nodeid: str, resolution: str | None, size: int, frames: int, time_s: 
         "latency_class": "good" if time_s < 30 else "acceptable" if time_s <= 60 else "too-slow",
         "baseline_history": [time_s / 1.2] * 5 if verdict == "regressed" else [time_s * 0.99, time_s, time_s * 1.01],
         "config_id": "abc", "fingerprint": {}, "budget": None,
+        "decision": decide(outcome, [], None if outcome == "oom" else verdict, "warn", "enforce", "h100-80gb").to_dict(),
     }
 
 
@@ -40,8 +43,10 @@ def document() -> dict[str, Any]:
         record(f"suites/test_x.py::test_evil[{XSS}|col]", "512p", 512, 16, 18.5, 8 * gib, dtype="fp32"),
         record("suites/test_memory_options.py::test_memory_option[vae_tiling]", "512p", 512, 16, 20.0, 7 * gib, memory=["vae_tiling"]),
     ]
+    fails, line = headline([Outcome.from_dict(r["decision"]) for r in records], "h100-80gb", "enforce")
     return {
         "schema": "pytest-i2v/results", "schema_version": 1, "created": "2026-11-25T12:00:00+00:00",
+        "gate": {"mode": "enforce", "fails": fails, "headline": line},
         "environment": {"device": "cuda", "gpu_name": f"NVIDIA H100 {XSS}", "gpu_memory_gib": 79.2, "driver": "560.35",
                         "cuda": "12.8", "cudnn": "91002", "torch": "2.11.0", "diffusers": "0.42.1", "transformers": "5.5.4",
                         "python": "3.12.3", "plugin": "0.1.0", "profile": "h100-80gb"},

@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_i2v.baseline_store import (MAX_RUNS_PER_SEGMENT, AcceptedRun, BaselineFile, baseline_path, config_id,
-                                       dump_yaml, read_baseline, run_from_record, update_baseline)
+from pytest_i2v.baseline_store import (
+    MAX_RUNS_PER_SEGMENT,
+    AcceptedRun,
+    BaselineFile,
+    baseline_path,
+    config_id,
+    dump_yaml,
+    read_baseline,
+    run_from_record,
+    update_baseline,
+)
 from pytest_i2v.errors import I2VUsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "baseline.yaml"

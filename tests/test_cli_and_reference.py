@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_i2v.baseline_store import update_baseline
 from pytest_i2v.cli import main
 from pytest_i2v.reference import SHIPPED_REFERENCE, compare_published, load_reference
 from tests.test_baseline_store import CONFIG, accepted
-from pytest_i2v.baseline_store import update_baseline
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ calculation, and fast mode through pytest."""
 from __future__ import annotations
 
 import json
-
 from types import SimpleNamespace
 
 import numpy as np
@@ -58,7 +57,7 @@ def test_median_ci_and_adaptive_repeats() -> None:
     assert not policy.done([1.0, 1.0])  # fewer than the minimum
     assert policy.done([1.0, 1.0, 1.0])  # converged
     assert not policy.done(noisy)
-    assert policy.done(noisy + [1.1, 0.9])  # the maximum
+    assert policy.done([*noisy, 1.1, 0.9])  # the maximum
 
 
 def test_adaptive_repeats_stop_early_on_a_quiet_measurement(tiny_pipe) -> None:

@@ -4,8 +4,19 @@ import math
 
 import pytest
 
-from pytest_i2v.gate import (FixedPercentRule, GateSettings, Noise, RegressionVerdict, fails, fingerprint_changes, judge,
-                             judge_memory, judge_time, pooled_noise, prior_for)
+from pytest_i2v.gate import (
+    FixedPercentRule,
+    GateSettings,
+    Noise,
+    RegressionVerdict,
+    fails,
+    fingerprint_changes,
+    judge,
+    judge_memory,
+    judge_time,
+    pooled_noise,
+    prior_for,
+)
 
 SETTINGS = GateSettings()
 HISTORY = [10.0, 10.2, 9.9, 10.1, 10.0]

@@ -15,9 +15,25 @@ import pytest
 from pytest_i2v import gpu_check
 from pytest_i2v.cli import main
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.gpu_check import (FAIL, NOT_APPLICABLE, PASS, CheckPlan, RunResult, Tolerances, check_event_total,
-                                  check_fast_prediction, check_memory_order, check_offload_peak, check_oom_recovery,
-                                  check_same_peak, check_second_gpu, check_step_sum, evaluate, make_plan, render_summary)
+from pytest_i2v.gpu_check import (
+    FAIL,
+    NOT_APPLICABLE,
+    PASS,
+    CheckPlan,
+    RunResult,
+    Tolerances,
+    check_event_total,
+    check_fast_prediction,
+    check_memory_order,
+    check_offload_peak,
+    check_oom_recovery,
+    check_same_peak,
+    check_second_gpu,
+    check_step_sum,
+    evaluate,
+    make_plan,
+    render_summary,
+)
 
 GiB = 2**30
 CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-h])\) ")

@@ -21,8 +21,8 @@ from pytest_i2v.marks import i2v
 from pytest_i2v.measure.device import NvmlHandle, NvmlWarning, parse_device
 from pytest_i2v.measure.runner import GenerationRunner, oom_form
 from pytest_i2v.measure.simulated import GiB, SimulatedCudaDevice, SimulatedGpu, SimulatedRuntime
+from pytest_i2v.plan import plan_run
 from pytest_i2v.profiles import load_profiles
-from pytest_i2v.session import plan_run
 from pytest_i2v.settings import Settings
 
 SMALL = i2v(width=32, height=32, frames=2, steps=2)
@@ -105,7 +105,7 @@ def test_a_bad_device_index_is_one_usage_line(name: str, count: int, message: st
 
 def test_a_bad_device_index_exits_4(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTEST_I2V_SIMULATED_GPUS", json.dumps([{"name": "NVIDIA H200"}]))
-    i2v_project.makepyfile("def test_x():\n    pass\n")
+    i2v_project.makepyfile("def test_x(i2v_spec):\n    pass\n")
     result = i2v_project.runpytest_subprocess("-p", "pytest_i2v.simulated_plugin", "--i2v-device", "cuda:3",
                                               "--i2v-model", "tiny")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -13,7 +13,7 @@ def test_each_worker_gets_its_own_gpu() -> None:
 
 
 def test_two_workers_on_one_gpu_are_refused_unless_forced() -> None:
-    with pytest.raises(I2VUsageError, match="5 xdist workers for 4 GPU\\(s\\).*use -n 4.*--i2v-allow-shared-gpu"):
+    with pytest.raises(I2VUsageError, match=r"5 xdist workers for 4 GPU\(s\).*use -n 4.*--i2v-allow-shared-gpu"):
         check_workers(5, (0, 1, 2, 3), False)
     with pytest.raises(I2VUsageError):
         worker_device("gw4", (0, 1, 2, 3), False)

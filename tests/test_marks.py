@@ -48,7 +48,7 @@ def test_bad_marks_name_the_value(kwargs: dict, message: str) -> None:
 
 
 def test_call_marker_turns_a_wrong_signature_into_a_usage_error() -> None:
-    with pytest.raises(I2VUsageError, match="i2v: .*unexpected keyword argument 'frame'"):
+    with pytest.raises(I2VUsageError, match=r"i2v: .*unexpected keyword argument 'frame'"):
         call_marker(i2v, (), {"frame": 16})
     assert call_marker(i2v, ("256p",), {}).width == 256
 

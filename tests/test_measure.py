@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import time
 
-
 import torch
 
 from pytest_i2v.measure.device import CpuDevice, HostClock, TorchRuntime

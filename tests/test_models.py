@@ -8,7 +8,14 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
 from pytest_i2v.models.compat import alias_clip_text_model
-from pytest_i2v.models.sources import PipelineKey, apply_toggles, check_model_source, load_from_pretrained, load_pipeline, reset_toggles
+from pytest_i2v.models.sources import (
+    PipelineKey,
+    apply_toggles,
+    check_model_source,
+    load_from_pretrained,
+    load_pipeline,
+    reset_toggles,
+)
 
 
 def test_tiny_pipeline_round_trips_through_save_and_from_pretrained(tiny_model_dir: Path, tiny_pipe) -> None:
@@ -62,7 +69,7 @@ def test_model_source_checks(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert check_model_source(str(tiny_model_dir)) == str(tiny_model_dir)
     with pytest.raises(I2VUsageError, match="no such directory"):
         check_model_source(str(tmp_path / "missing"))
-    with pytest.raises(I2VUsageError, match="no model_index.json"):
+    with pytest.raises(I2VUsageError, match=r"no model_index\.json"):
         check_model_source(str(tmp_path))
     with pytest.raises(I2VUsageError, match="neither a local directory, a hub id"):
         check_model_source("just-a-name")

@@ -22,7 +22,7 @@ def test_markers_text_comes_from_the_mark_signature(pytester: pytest.Pytester) -
 
 
 def test_header_names_profile_model_and_scaling(i2v_project: pytest.Pytester) -> None:
-    i2v_project.makepyfile("def test_nothing(): pass")
+    i2v_project.makepyfile("def test_nothing(i2v_profile): pass")
     result = i2v_project.runpytest()
     result.stdout.fnmatch_lines([
         "i2v: profile cpu (*), device cpu, model tiny, dtype fp32",
@@ -67,7 +67,8 @@ def test_example_from_the_readme_runs_and_writes_json(i2v_project: pytest.Pytest
     assert document["profile"]["scaling"] == {"size_divisor": 8, "steps_divisor": 5, "min_size": 8}
     junit = ET.parse(i2v_project.path / "junit.xml")
     props = {p.get("name"): p.get("value") for p in junit.iter("property")}
-    assert props["i2v_outcome"] == "ok" and float(props["i2v_time_s"]) > 0 and "i2v_step_s" in props
+    assert props["i2v_outcome"] == "passed" and props["i2v_measured"] == "ok"
+    assert float(props["i2v_time_s"]) > 0 and "i2v_step_s" in props
 
 
 def test_pipeline_is_loaded_once_for_many_tests(i2v_project: pytest.Pytester) -> None:
@@ -148,10 +149,25 @@ def test_bad_marks_are_usage_errors_naming_the_test(i2v_project: pytest.Pytester
     ],
 )
 def test_bad_options_are_usage_errors(i2v_project: pytest.Pytester, args: list[str], message: str) -> None:
-    i2v_project.makepyfile("def test_nothing(): pass")
+    i2v_project.makepyfile("def test_nothing(i2v_spec): pass")
     result = i2v_project.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(("args", "usage_error"), [
+    (["--i2v-repeats", "0"], True),  # a bad value: whatever the tests
+    (["--gpu-profile", "rtx9090"], True),  # an explicit profile that does not exist
+    (["--gpu-profile", "rtx4090"], False),  # matching it to the GPU needs the device: only for i2v tests
+    (["--i2v-model", "./no/such/dir"], False),
+])
+def test_a_run_without_i2v_tests_only_checks_what_is_cheap(i2v_project: pytest.Pytester, args: list[str],
+                                                           usage_error: bool) -> None:
+    i2v_project.makepyfile("def test_nothing(): pass")
+    (i2v_project.path / "baselines").mkdir()
+    (i2v_project.path / "baselines" / "cpu.yaml").write_text("{not: yaml: [")  # never read without i2v tests
+    result = i2v_project.runpytest_subprocess(*args)
+    assert (result.ret == pytest.ExitCode.USAGE_ERROR) is usage_error, result.stderr.str()
 
 
 def test_fixtures_give_profile_spec_image_and_pipeline(i2v_project: pytest.Pytester) -> None:
@@ -249,7 +265,7 @@ def test_terminal_summary_lists_results_and_the_json_path(i2v_project: pytest.Py
     )
     result = i2v_project.runpytest("--i2v-json", "r.json")
     result.stdout.fnmatch_lines(["*- i2v results (profile cpu) -*",
-                                 "*::test_one: median * s over 1 repeats (good), * frames/s, step * ms, peak host RSS * MiB | time -, memory - | new",
+                                 "*::test_one: median * s over 1 repeats (good), * frames/s, step * ms, peak * MiB (peak host RSS) | time -, memory - | passed",
                                  "i2v results written to */r.json"])
 
 

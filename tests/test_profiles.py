@@ -43,7 +43,7 @@ def test_auto_with_an_unknown_gpu_says_how_to_add_a_profile() -> None:
 
 def test_mismatch_is_a_usage_error_unless_allowed() -> None:
     profiles = load_profiles()
-    with pytest.raises(I2VUsageError, match="--gpu-profile rtx4090 expects a 24 GB GPU .* has no GPU.*--i2v-allow-profile-mismatch"):
+    with pytest.raises(I2VUsageError, match=r"--gpu-profile rtx4090 expects a 24 GB GPU .* has no GPU.*--i2v-allow-profile-mismatch"):
         pick_profile("rtx4090", profiles, None)
     assert pick_profile("rtx4090", profiles, None, allow_mismatch=True).name == "rtx4090"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_i2v.inputs import load_input_image, synthetic_portrait
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.inputs import load_input_image, synthetic_portrait
 from pytest_i2v.marks import i2v
 from pytest_i2v.measure.runner import GenerationRunner, generate
 

@@ -6,8 +6,17 @@ import pytest
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.marks import Scaling, time_budget, vram_budget
-from pytest_i2v.study import (Study, budget_failures, fit_cost, fits_profile, format_recommendation, latency_class,
-                              parse_thresholds, pick_resolution, recommend)
+from pytest_i2v.study import (
+    Study,
+    budget_failures,
+    fit_cost,
+    fits_profile,
+    format_recommendation,
+    latency_class,
+    parse_thresholds,
+    pick_resolution,
+    recommend,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_PEAKS = {"256p": 9.4, "512p": 13.6, "768p": 17.9, "1024p": 21.3}
@@ -56,9 +65,9 @@ def test_budgets_validate_and_report() -> None:
     for bad in (0, -1, "14", True, float("inf")):
         with pytest.raises(I2VUsageError, match="positive number"):
             vram_budget(bad)
-    record = {"time_s": 2.0, "peak_memory": {"device_bytes": 15_200_000_000, "reserved_bytes": 14e9}}
+    record = {"time_s": 2.0, "peak_memory": {"device_bytes": 15_200_000_000, "reserved_bytes": 14e9, "device_scope": "process"}}
     failures = budget_failures(record, vram_gb=14, time_s=1.5)
-    assert failures[0] == "VRAM budget 14 GB exceeded: measured 15.20 GB (device peak (NVML)), over by 1.20 GB (+8.6%)"
+    assert failures[0] == "VRAM budget 14 GB exceeded: measured 15.20 GB (NVML, this process), over by 1.20 GB (+8.6%)"
     assert failures[1] == "time budget 1.5 s exceeded: median 2.000 s, over by 0.500 s (+33.3%)"
     assert budget_failures(record, vram_gb=16, time_s=3) == []
     assert fits_profile(22, 24, 2) is None
@@ -81,7 +90,7 @@ def _record(size: int, frames: int, step_s: float, peak_gb: float, steps: int = 
             "config": {"width": size, "height": size, "frames": frames, "steps": steps, "dtype": "fp16", "memory": [],
                        "resolution": resolution, "provenance": "full-size-random-weights"},
             "stages": {"step_s": step_s, "encode_s": 0.5, "decode_s": 0.5 + 0 * pixels},
-            "peak_memory": {"device_bytes": peak_gb * 1e9}}
+            "peak_memory": {"device_bytes": peak_gb * 1e9, "device_scope": "process"}}
 
 
 def test_recommendation_matrix_is_computed_from_measurements() -> None:

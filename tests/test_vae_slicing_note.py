@@ -62,7 +62,7 @@ def test_html_report_shows_no_effect_instead_of_a_saving() -> None:
     assert "no effect for this pipeline" in row
     assert "%" not in row  # neither a memory saving nor a time cost made of noise
     tiling = next(r for r in re.findall(r"<tr>.*?</tr>", study, re.S) if "<td>vae_tiling</td>" in r)
-    assert "+12.5 %" in tiling  # a real option keeps its saving
+    assert "+11.1 %" in tiling  # a real option keeps its saving (of the headline peak, here reserved)
     charts = html[html.index('<section id="charts">'):html.index('<section id="study">')]
     assert "vae_slicing" not in charts.split('data-chart="Memory options"')[-1].split("</figure>")[0]
     results = html[html.index('<section id="results">'):html.index('<section id="charts">')]
@@ -80,4 +80,4 @@ def test_a_combination_keeps_the_saving_of_the_option_that_works() -> None:
     html = render_html(doc)
     study = html[html.index('<section id="study">'):html.index('id="published"')]
     (shown,) = [r for r in re.findall(r"<tr>.*?</tr>", study, re.S) if "vae_slicing+vae_tiling" in r]
-    assert "+12.5 %" in shown and "(vae_slicing: no effect for this pipeline)" in shown
+    assert "+11.1 %" in shown and "(vae_slicing: no effect for this pipeline)" in shown

@@ -41,7 +41,8 @@ class PeakMemory:
 
         scopes = {p.device_scope for p in peaks if p.device_scope is not None}
         scope = scopes.pop() if len(scopes) == 1 else ("mixed" if scopes else None)
-        return PeakMemory(*(largest(n) for n in MEMORY_FIELDS), device_scope=scope)
+        return PeakMemory(allocated_bytes=largest("allocated_bytes"), reserved_bytes=largest("reserved_bytes"),
+                          device_bytes=largest("device_bytes"), host_rss_bytes=largest("host_rss_bytes"), device_scope=scope)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,6 @@ class NvmlSampler:
         self._scope: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.failure: str | None = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -158,8 +158,7 @@ class NvmlSampler:
     def _take(self) -> None:
         try:
             reading = self._device.nvml_memory()
-        except Exception as exc:  # a failing NVML must never stop a measurement
-            self.failure = f"NVML failed mid-run: {type(exc).__name__}"
+        except Exception:  # a failing NVML must never stop a measurement (the device keeps the note)
             return
         if reading.used_bytes is None:
             return

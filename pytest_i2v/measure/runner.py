@@ -5,15 +5,24 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from scipy import stats
 
 from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.measure.device import Device, TorchRuntime
-from pytest_i2v.measure.memory import HostRssPeak, MemoryLevel, NvmlSampler, PeakMemory, device_peak, free_device_memory, start_level
+from pytest_i2v.measure.memory import (
+    HostRssPeak,
+    MemoryLevel,
+    NvmlSampler,
+    PeakMemory,
+    device_peak,
+    free_device_memory,
+    start_level,
+)
 from pytest_i2v.measure.timing import StageRecorder
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".

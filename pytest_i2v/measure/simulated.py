@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from pytest_i2v.measure.device import Clock, DeviceInfo, HostClock, NvmlReading, parse_device
 
 MiB = 2**20
 GiB = 2**30
 
-# The forms an allocation failure takes in torch: the allocator's own error, and cuBLAS / cuDNN
-# failing to get workspace, which arrive as plain RuntimeErrors.
-OOM_FORMS = ("allocator", "cublas", "cudnn")
 
 
 def simulated_oom(form: str, wanted: int) -> BaseException:
@@ -83,7 +81,6 @@ class SimulatedCudaDevice:
         self.limit_bytes = gpu.total_bytes - gpu.context_bytes
         self.weights: dict[str, Block] = {}
         self._live: list[Block] = []
-        self._nvml_warned = False
 
     # -- the simulated allocator ------------------------------------------------------
     def _release(self, size: int) -> None:
@@ -128,7 +125,7 @@ class SimulatedCudaDevice:
                 handle.remove()
 
     def _pre_hook(self, module: Any, args: Any) -> None:
-        sample = args[0] if args else None
+        sample: Any = args[0] if args else None
         elements = int(sample.numel()) if hasattr(sample, "numel") else 1
         self._live.append(self.allocate(elements * self.gpu.bytes_per_element))
 

@@ -6,8 +6,9 @@ after the final synchronise; on the CPU a ``perf_counter`` reading (the work is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pytest_i2v.measure.device import Clock
 
@@ -79,7 +80,7 @@ class StageRecorder:
         marks = self.step_marks
         if not marks:
             return StageTimes(encode_s=None, step_s=(), decode_s=None)
-        ends = marks[1:] + [self.decode_mark if self.decode_mark is not None else self.end]
-        steps = tuple(seconds(a, b) for a, b in zip(marks, ends))
+        ends = [*marks[1:], self.decode_mark if self.decode_mark is not None else self.end]
+        steps = tuple(seconds(a, b) for a, b in zip(marks, ends, strict=True))
         decode = seconds(self.decode_mark, self.end) if self.decode_mark is not None else None
         return StageTimes(encode_s=seconds(self.start, marks[0]), step_s=steps, decode_s=decode)

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
+from collections.abc import Iterator
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-CONFIG_DIR = Path(__file__).parent / "configs" / "i2vgen-xl"
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:  # Python 3.10
+        from importlib.abc import Traversable
+
+# Package data, read through importlib.resources, so a non-editable install (or a zipped one) finds it.
+CONFIG_DIR: Traversable = files("pytest_i2v") / "models" / "configs" / "i2vgen-xl"
 
 
 # The shipped encoder configs record the checkpoint's dtype (``torch_dtype: float16``), and

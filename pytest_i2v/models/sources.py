@@ -45,7 +45,7 @@ class LoadedPipeline:
 
 
 def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or os.sep in source and Path(source).exists()
+    return source.startswith((".", "/", "~")) or (os.sep in source and Path(source).exists())
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -94,7 +94,6 @@ def _has_fp16_variant(source: str) -> bool:
 def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: bool = False) -> Any:
     """The real loading path: ``I2VGenXLPipeline.from_pretrained`` (safetensors, fp16 variant where present)."""
     from diffusers import I2VGenXLPipeline
-
     from diffusers.pipelines import pipeline_utils
 
     # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.

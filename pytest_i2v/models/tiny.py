@@ -12,7 +12,13 @@ import torch
 
 def build_tiny_pipeline(work_dir: Path) -> Any:
     from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline, I2VGenXLUNet
-    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     from pytest_i2v.models.tokenizer import load_byte_level_clip_tokenizer
 
@@ -31,12 +37,14 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
         latent_channels=4, sample_size=32, norm_num_groups=2,
     )
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
+    # transformers 5 declares config fields through huggingface_hub's @strict dataclass, which mypy
+    # does not read: it sees only PreTrainedConfig's arguments (4.x spelled them out, hence unused-ignore).
+    text_encoder = CLIPTextModel(CLIPTextConfig(  # type: ignore[call-arg, unused-ignore]
         bos_token_id=0, eos_token_id=2, hidden_size=text_dim, intermediate_size=16, layer_norm_eps=1e-05,
         num_attention_heads=2, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, hidden_act="gelu", projection_dim=32,
     ))
     torch.manual_seed(0)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(  # type: ignore[call-arg, unused-ignore]
         hidden_size=4, projection_dim=text_dim, num_hidden_layers=2, num_attention_heads=2,
         image_size=32, intermediate_size=16, patch_size=1,
     ))

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import io
 import statistics
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from pytest_i2v.marks import RESOLUTION_PRESETS  # noqa: E402
+from pytest_i2v.marks import RESOLUTION_PRESETS
+from pytest_i2v.peak import record_peak
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.hashsalt": "pytest-i2v"})  # text stays text; stable ids for golden comparisons
@@ -35,17 +37,13 @@ def _attr(text: str) -> str:
 
 
 def _label(record: Mapping[str, Any]) -> str:
-    nodeid = record["nodeid"]
+    nodeid = str(record["nodeid"])
     return nodeid.split("::", 1)[-1][:48]
 
 
 def _peak_gb(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    peak = record.get("peak_memory") or {}
-    for key, name in (("device_bytes", "device (NVML)"), ("reserved_bytes", "reserved"), ("allocated_bytes", "allocated"),
-                      ("host_rss_bytes", "host RSS")):
-        if peak.get(key):
-            return peak[key] / 1e9, name
-    return None, "-"
+    peak = record_peak(record)
+    return peak.gb, peak.label
 
 
 def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -68,7 +66,7 @@ def time_vs_resolution(records: Sequence[Mapping[str, Any]], thresholds: Sequenc
     times = [r["time_s"] for r in sweep]
     ax.plot(labels, times, marker="o", color="#fc8d62", label="median time")
     if max(times) >= thresholds[0] / 3:  # the patience lines only where they are on the data's scale
-        for value, name in zip(thresholds, ("good", "acceptable")):
+        for value, name in zip(thresholds, ("good", "acceptable"), strict=False):
             ax.axhline(value, color="#999", linestyle=":", linewidth=1)
             ax.annotate(f"{name} < {value:g} s", (0, value), textcoords="offset points", xytext=(2, 2), fontsize=7, color="#666")
     else:
@@ -111,7 +109,7 @@ PER_TEST_LIMIT = 60  # rows in a per-test chart: beyond that a chart is unreadab
 def _most_interesting(records: Sequence[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
     """Regressions and improvements first, then the slowest: the tests a reviewer looks at."""
     rank = {"regressed": 0, "env-changed": 1, "improved": 2}
-    order = sorted(range(len(records)), key=lambda i: (rank.get((records[i].get("verdict") or {}).get("verdict"), 3),
+    order = sorted(range(len(records)), key=lambda i: (rank.get(str((records[i].get("verdict") or {}).get("verdict")), 3),
                                                        -(records[i].get("time_s") or 0)))
     return [records[i] for i in sorted(order[:limit])]
 
@@ -131,7 +129,7 @@ def stage_breakdown(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST_
     for stage, key in (("encode", "encode_s"), ("denoise", "denoise_s"), ("decode", "decode_s")):
         values = [r["stages"].get(key) or 0.0 for r in ok]
         ax.barh(names, values, left=left, color=STAGE_COLOURS[stage], label=stage)
-        left = [a + b for a, b in zip(left, values)]
+        left = [a + b for a, b in zip(left, values, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("seconds (medians)")
     ax.set_title(_shown("Stage breakdown per test", len(ok), len(all_ok)))
@@ -176,7 +174,7 @@ def baseline_history(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST
         past_x += [h / median for h in history]
         past_y += [index] * len(history)
         now_x.append(record["time_s"] / median)
-        verdict = (record.get("verdict") or {}).get("verdict")
+        verdict = str((record.get("verdict") or {}).get("verdict"))
         colours.append({"regressed": "#d62728", "improved": "#2ca02c"}.get(verdict, "#1f77b4"))
     ax.scatter(past_x, past_y, s=10, color="#999", label="accepted runs")
     ax.scatter(now_x, range(len(with_history)), s=30, marker="D", c=colours, label="this run")
@@ -205,8 +203,8 @@ def frames_tradeoff(records: Sequence[Mapping[str, Any]]) -> str | None:
     ax.plot(frames, [by_frames[f]["time_s"] for f in frames], marker="o", color="#fc8d62", label="median time (s)")
     ax.set_xlabel("frames")
     ax.set_ylabel("seconds")
-    peaks = [_peak_gb(by_frames[f])[0] for f in frames]
-    if all(p is not None for p in peaks):
+    peaks = [_peak_gb(by_frames[f])[0] or 0.0 for f in frames]
+    if all(_peak_gb(by_frames[f])[0] is not None for f in frames):
         twin = ax.twinx()
         twin.plot(frames, peaks, marker="s", color="#8da0cb", label="peak (GB)")
         twin.set_ylabel("GB")

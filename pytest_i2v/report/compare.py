@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import fingerprint_changes
+from pytest_i2v.peak import record_peak
 
 
 def _memory(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    peak = record.get("peak_memory") or {}
-    key = "allocated_bytes" if peak.get("allocated_bytes") is not None else "host_rss_bytes"
-    return peak.get(key), key
+    peak = record_peak(record)
+    return peak.bytes, peak.key or "host_rss_bytes"
 
 
 def _pct(a: float | None, b: float | None) -> float | None:

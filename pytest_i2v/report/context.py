@@ -4,26 +4,28 @@ study sections. Shared by the HTML, Markdown and terminal renderings."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pytest_i2v.explain import rebaseline_command
 from pytest_i2v.memory_options import no_effect_reasons
+from pytest_i2v.outcome import SEVERITY
+from pytest_i2v.peak import record_peak
 
-VERDICT_ORDER = ("regressed", "oom", "env-changed", "improved", "new", "pass", "skipped")
+OUTCOME_ORDER = (*SEVERITY, "skipped")
 
 
-def verdict_of(record: Mapping[str, Any]) -> str:
-    if record.get("outcome") == "oom":
-        return "oom"
-    return (record.get("verdict") or {}).get("verdict") or "new"
+def outcome_of(record: Mapping[str, Any]) -> str:
+    """The record's outcome kind, as decided when it was measured (``outcome.decide``)."""
+    decision = record.get("decision") or {}
+    if decision.get("kind"):
+        return str(decision["kind"])
+    return "out-of-memory" if record.get("outcome") == "oom" else "passed"  # a document from before decisions
 
 
 def peak_figure(record: Mapping[str, Any]) -> tuple[int | None, str]:
-    peak = record.get("peak_memory") or {}
-    for key, label in (("allocated_bytes", "allocated"), ("host_rss_bytes", "host RSS")):
-        if peak.get(key) is not None:
-            return peak[key], label
-    return None, "-"
+    peak = record_peak(record)
+    return peak.bytes, peak.label
 
 
 def memory_option_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -59,32 +61,35 @@ def memory_option_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     records = list(document.get("records", []))
-    verdicts = Counter(verdict_of(r) for r in records)
+    kinds = Counter(outcome_of(r) for r in records)
     skipped = skipped if skipped is not None else list(document.get("skipped", []))
     if skipped:
-        verdicts["skipped"] = len(skipped)
+        kinds["skipped"] = len(skipped)
     profile = document.get("profile") or {}
-    enforce = ((document.get("baseline") or {}).get("gate") or {}).get("enforce", True)
+    gate = document.get("gate") or {}
     regressions = []
     for record in records:
         verdict = record.get("verdict") or {}
-        if verdict.get("verdict") in ("regressed", "env-changed") or record.get("outcome") == "oom":
+        if outcome_of(record) in ("regressed", "out-of-memory", "over-budget", "env-changed", "not-enforced"):
             regressions.append({
                 "record": record,
+                "kind": outcome_of(record),
+                "reason": (record.get("decision") or {}).get("reason", ""),
                 "metrics": [m for m in verdict.get("metrics", []) if m["verdict"] == "regressed"],
                 "env_changes": verdict.get("env_changes", []),
                 "command": rebaseline_command(record["nodeid"], profile.get("name", "PROFILE")),
             })
     env = document.get("environment") or {}
-    baseline_fp = next((r.get("verdict", {}).get("env_changes") for r in records if (r.get("verdict") or {}).get("env_changes")), [])
+    baseline_fp: list[str] = next((r["verdict"]["env_changes"] for r in records if (r.get("verdict") or {}).get("env_changes")), [])
     changed_keys = {c.split(" ", 1)[0] for c in baseline_fp}
     provenance = sorted({r["config"].get("provenance", "?") for r in records})
     return {
         "document": document,
         "records": records,
-        "counts": {v: verdicts.get(v, 0) for v in VERDICT_ORDER},
-        "failed": verdicts.get("oom", 0) + (verdicts.get("regressed", 0) if enforce else 0),
-        "report_only": not enforce,
+        "counts": {k: kinds.get(k, 0) for k in OUTCOME_ORDER},
+        "failed": bool(gate.get("fails", any((r.get("decision") or {}).get("fails") for r in records))),
+        "headline": gate.get("headline") or "",
+        "mode": gate.get("mode"),
         "profile": profile,
         "environment": env,
         "changed_keys": changed_keys,

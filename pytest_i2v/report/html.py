@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -11,7 +12,7 @@ from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
 from pytest_i2v.memory_options import no_effect_options
 from pytest_i2v.report import charts
-from pytest_i2v.report.context import build_context, verdict_of
+from pytest_i2v.report.context import build_context, outcome_of
 
 
 def _environment() -> Environment:
@@ -19,7 +20,7 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(["html", "j2"], default=True), keep_trailing_newline=True)
     env.filters["value"] = lambda v, metric: format_value(metric, v)
     env.filters["metric_label"] = lambda m: METRIC_LABELS.get(m, m)
-    env.filters["verdict"] = verdict_of
+    env.filters["verdict"] = outcome_of
     env.filters["no_effect"] = lambda notes: no_effect_options(notes or [])
     return env
 

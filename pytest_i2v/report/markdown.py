@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
-from pytest_i2v.report.context import build_context, verdict_of
+from pytest_i2v.peak import record_peak
+from pytest_i2v.report.context import build_context, outcome_of
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
@@ -26,9 +28,9 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     profile = context["profile"].get("name", "?")
     env = context["environment"]
     device = env.get("gpu_name") or "CPU"
-    status = "❌ the gate fails" if context["failed"] else "✅ the gate passes"
-    if context["report_only"] and counts.get("regressed"):
-        status += f" (report only: {counts['regressed']} regressed)"
+    # The headline was decided with the outcomes (outcome.headline): a report-only run never reads as a pass.
+    headline = md(context["headline"] or "no gate decision")
+    status = f"❌ {headline}" if context["failed"] else (f"⚠️ {headline}" if counts.get("not-enforced") else f"✅ {headline}")
     summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     lines = [f"## pytest-i2v: {status} ({md(profile)} on {md(device)})", "", f"**{summary or 'no results'}**", ""]
     if context["regressions"]:
@@ -36,7 +38,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
         for item in context["regressions"]:
             record = item["record"]
             if not item["metrics"]:
-                reason = "out of memory" if record.get("outcome") == "oom" else "; ".join(item["env_changes"]) or verdict_of(record)
+                reason = "; ".join(item["env_changes"]) or item["reason"] or item["kind"]
                 lines.append(f"| {md(record['nodeid'])} | {md(reason)} | - | - | - | - |")
             for m in item["metrics"]:
                 delta = f"{m['delta_pct']:+.1f} %" if m.get("delta_pct") is not None else "-"
@@ -46,14 +48,13 @@ def render_markdown(document: Mapping[str, Any]) -> str:
         lines += ["", "Re-baseline an intended change:", ""]
         lines += [f"    {item['command']}" for item in context["regressions"]]
         lines.append("")
-    lines += ["### Results", "", "| test | time | step | peak memory | latency | verdict |", "|---|---|---|---|---|---|"]
+    lines += ["### Results", "", "| test | time | step | peak memory | latency | outcome |", "|---|---|---|---|---|---|"]
     for record in context["records"]:
-        peak = record.get("peak_memory") or {}
-        memory_key = "allocated_bytes" if peak.get("allocated_bytes") is not None else "host_rss_bytes"
+        peak = record_peak(record)
         lines.append(f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
                      f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
-                     f"{md(format_value(memory_key, peak.get(memory_key)))} | {md(record.get('latency_class') or '-')} | "
-                     f"{md(verdict_of(record))} |")
+                     f"{md(format_value(peak.key or 'host_rss_bytes', peak.bytes))} ({md(peak.label)}) | "
+                     f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |")
     recommendation = context["recommendation"]
     if recommendation:
         lines += ["", "### Recommendation matrix", "",

@@ -1,0 +1,164 @@
+"""The gate around one test: its verdict against the baseline, the re-measurement of a flagged
+run, the outcome (decided once, by ``outcome.decide``) and the runs queued for the baseline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from pytest_i2v.baseline_store import (
+    AcceptedRun,
+    UpdateSummary,
+    baseline_path,
+    read_baseline,
+    run_from_record,
+    update_baseline,
+)
+from pytest_i2v.explain import verdict_section
+from pytest_i2v.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
+from pytest_i2v.marks import Budget
+from pytest_i2v.outcome import GateMode, Outcome, decide
+from pytest_i2v.plan import RunPlan
+from pytest_i2v.results import GenerationRecord
+from pytest_i2v.settings import Settings
+from pytest_i2v.study import budget_failures, fits_profile
+
+
+def gate_settings(plan: RunPlan, settings: Settings) -> GateSettings:
+    """The profile's gate with the command line's and ini's overrides."""
+    gate = plan.profile.gate
+    if settings.env_policy:
+        gate = replace(gate, env_policy=settings.env_policy)
+    if settings.confirm is not None:
+        gate = replace(gate, confirm=settings.confirm)
+    if settings.gate_mode is not None:
+        gate = replace(gate, enforce=settings.gate_mode == "enforce")
+    return gate
+
+
+class GateLoop:
+    def __init__(self, settings: Settings, plan: RunPlan, baseline_dir: Path):
+        self._settings = settings
+        self._plan = plan
+        self.gate = gate_settings(plan, settings)
+        self.mode: GateMode = "update" if settings.update_baselines else "enforce" if self.gate.enforce else "report"
+        self.baseline_path = baseline_path(baseline_dir, plan.profile.name)
+        self.baseline = read_baseline(self.baseline_path, plan.profile.name)
+        self._pooled = self.baseline.pooled()
+        self.accepted: list[AcceptedRun] = []
+        self.updates: list[UpdateSummary] = []
+
+    # -- one test ---------------------------------------------------------------------------
+    def run(self, measure: Callable[[], GenerationRecord], seen: set[str]) -> GenerationRecord:
+        """Measure, judge, re-measure a flagged run (a one-off stall should not block a PR), decide."""
+        record = self.judged(measure(), seen)
+        confirmed: bool | None = None
+        for attempt in range(self.gate.confirm):
+            if not self._flagged(record):
+                break
+            first = record
+            record = self.judged(measure(), seen)
+            confirmed = self._flagged(record)
+            verdict = (first.verdict or {}).get("verdict")
+            record = replace(record, notes=[*record.notes, (
+                f"re-measured ({attempt + 1}/{self.gate.confirm}) after a {verdict} verdict with median "
+                f"{first.time_s:.4g} s: {'confirmed' if confirmed else 'not confirmed'}")])
+        return self.decided(record, confirmed)
+
+    def judged(self, record: GenerationRecord, seen: set[str]) -> GenerationRecord:
+        return replace(record, verdict=self.judge(record, seen).to_dict(), baseline_history=self._history(record))
+
+    def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
+        outcome = decide(record.outcome, self.budget_failures(record), (record.verdict or {}).get("verdict"),
+                         self.gate.env_policy, self.mode, self._plan.profile.name, confirmed)
+        return replace(record, decision=outcome.to_dict())
+
+    def _flagged(self, record: GenerationRecord) -> bool:
+        """Whether the gate would fail this record, before budgets and modes (what re-measuring is for)."""
+        verdict = (record.verdict or {}).get("verdict")
+        return self.mode == "enforce" and (verdict == "regressed" or (verdict == "env-changed" and self.gate.env_policy == "fail"))
+
+    def judge(self, record: GenerationRecord, seen: set[str] | None = None) -> RegressionVerdict:
+        if record.outcome == "oom":
+            return RegressionVerdict("oom")
+        entry = self.baseline.entries.get(record.nodeid)
+        where = self.baseline_path.name
+        if entry is None:
+            same_config = [n for n in self.baseline.find_by_config(record.config_id or "") if n not in (seen or set())]
+            note = f"no baseline for this test in {where}; record one with --i2v-update-baselines"
+            if same_config:
+                note = (f"no baseline under this test id, but {where} has the same generation config under "
+                        f"{same_config[0]} (renamed test?); re-baseline to carry it over")
+            return RegressionVerdict("new", notes=(note,))
+        if entry.config_id != record.config_id:
+            changed = sorted(k for k in entry.config if entry.config.get(k) != record.config.get(k))
+            return RegressionVerdict("new", notes=(
+                f"the generation config changed since the baseline ({', '.join(changed) or 'config'}); "
+                f"not compared: re-baseline with --i2v-update-baselines",))
+        segment = entry.current
+        if segment is None or not segment.runs:
+            return RegressionVerdict("new", notes=(f"{where} has no accepted runs for this test yet",))
+        changes = fingerprint_changes(segment.fingerprint, record.fingerprint or {})
+        current = {"time_s": record.time_s, "step_s": record.stages.get("step_s"),
+                   "decode_s": record.stages.get("decode_s"), **record.peak_memory}
+        return judge(segment.runs, current, self.gate, self._pooled, env_changes=changes)
+
+    def _history(self, record: GenerationRecord) -> list[float] | None:
+        entry = self.baseline.entries.get(record.nodeid)
+        if entry is None or entry.current is None or entry.config_id != record.config_id:
+            return None
+        return [r["time_s"] for r in entry.current.runs[-10:] if r.get("time_s")] or None
+
+    @staticmethod
+    def budget_failures(record: GenerationRecord) -> list[str]:
+        if not record.budget or record.outcome != "ok":
+            return []
+        return budget_failures(record.to_dict(), record.budget.get("vram_gb"), record.budget.get("time_s"))
+
+    def unfit_budget(self, budget: Budget | None) -> str | None:
+        if budget is None or budget.vram_gb is None:
+            return None
+        return fits_profile(budget.vram_gb, self._plan.profile.memory_gb, self._settings.safety_margin_gb)
+
+    def explain(self, record: GenerationRecord) -> str:
+        """The readable section of a test's report: baseline, current, delta, bar, what to do."""
+        if record.verdict is None or record.outcome != "ok":
+            return ""
+        notes = list(record.notes)
+        decision = Outcome.from_dict(record.decision) if record.decision else None
+        if decision is not None and decision.kind == "not-enforced":
+            notes.append(f"profile {self._plan.profile.name} reports only (--i2v-gate-mode enforce to fail on it)")
+        return verdict_section(RegressionVerdict.from_dict(record.verdict), record.nodeid, self._plan.profile.name,
+                               str(self.baseline_path), notes)
+
+    # -- the baseline file ------------------------------------------------------------------
+    def accept(self, record: GenerationRecord) -> None:
+        """Queue a passing run for the baseline (written once, at the end of the session).
+        Fast-mode runs are predicted, not measured: never a baseline."""
+        if record.outcome == "ok" and record.fingerprint is not None and record.mode == "full":
+            self.accepted.append(AcceptedRun(record.nodeid, record.config, record.fingerprint,
+                                             run_from_record(record.to_dict(), None)))
+
+    def write_baselines(self, root: Path) -> UpdateSummary | None:
+        if not self.accepted or not self._settings.update_baselines:
+            return None
+        commit = git_commit(root)
+        runs = [replace(a, run={**a.run, "commit": commit}) for a in self.accepted]
+        summary = update_baseline(self.baseline_path, self._plan.profile.name, runs, mode=self._settings.update_baselines)
+        self.updates.append(summary)
+        return summary
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit being measured: $GITHUB_SHA in Actions, else git's HEAD, else None."""
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"][:12]
+    try:
+        completed = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                                   text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None if completed.returncode == 0 else None

@@ -1,0 +1,91 @@
+"""The session's results: the records in run order, the skips, and the JSON, HTML and Markdown
+documents built from them (each written atomically)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.gate import GateSettings
+from pytest_i2v.outcome import GateMode, Outcome, headline
+from pytest_i2v.plan import RunPlan
+from pytest_i2v.results import GenerationRecord, build_document, write_json_atomic
+from pytest_i2v.settings import Settings
+from pytest_i2v.study import recommend
+
+
+class Outputs:
+    def __init__(self, settings: Settings, plan: RunPlan, environment: dict[str, Any], gate: GateSettings,
+                 mode: GateMode, baseline_path: Path):
+        self._settings = settings
+        self._plan = plan
+        self._environment = environment
+        self._gate = gate
+        self._mode = mode
+        self._baseline_path = baseline_path
+        self.records: dict[str, GenerationRecord] = {}
+        self.skipped: list[dict[str, str]] = []
+        self.loads: list[dict[str, Any]] = []
+        self.written: list[Path] = []
+
+    def add(self, record: GenerationRecord) -> None:
+        self.records[record.nodeid] = record
+
+    def headline(self) -> tuple[bool, str]:
+        outcomes = [Outcome.from_dict(r.decision) for r in self.records.values() if r.decision]
+        return headline(outcomes, self._plan.profile.name, self._mode)
+
+    def document(self) -> dict[str, Any]:
+        records = list(self.records.values())
+        dicts = [r.to_dict() for r in records]
+        fails, line = self.headline()
+        return build_document(self._environment, self._plan.profile.to_dict(), self._settings.to_dict(), records,
+                              self.loads,
+                              extra={"baseline": {"path": str(self._baseline_path), "gate": self._gate.to_dict()},
+                                     "gate": {"mode": self._mode, "fails": fails, "headline": line},
+                                     "published_reference": _published(dicts),
+                                     "recommendation": self._recommendation(dicts),
+                                     "skipped": self.skipped})
+
+    def write(self) -> None:
+        """The JSON, HTML and Markdown outputs that were asked for."""
+        if not self.records and not self.skipped:
+            return
+        document = self.document()
+        settings = self._settings
+        if settings.json_path is not None:
+            write_json_atomic(settings.json_path, document)
+            self.written.append(settings.json_path)
+        if settings.report_path is not None:
+            from pytest_i2v.report.html import write_html
+
+            write_html(settings.report_path, document)
+            self.written.append(settings.report_path)
+        if settings.markdown_path is not None:
+            from pytest_i2v.report.markdown import render_markdown
+            from pytest_i2v.storage import write_text_atomic
+
+            path = settings.markdown_path
+            if path.exists() and path.stat().st_size and str(path) == os.environ.get("GITHUB_STEP_SUMMARY"):
+                with open(path, "a", encoding="utf-8") as handle:  # the step summary is shared
+                    handle.write(render_markdown(document))
+            else:
+                write_text_atomic(path, render_markdown(document))
+            self.written.append(path)
+
+    def _recommendation(self, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The matrix from this run's own measurements, when they span at least two sizes."""
+        try:
+            return recommend(records, self._plan.profile.scaling, margin_gb=self._settings.safety_margin_gb,
+                             thresholds=self._settings.latency_thresholds)
+        except (I2VUsageError, ValueError):
+            return None
+
+
+def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    from pytest_i2v.reference import compare_published, shipped_reference
+
+    reference = shipped_reference()
+    return compare_published(records, reference) if reference is not None else None

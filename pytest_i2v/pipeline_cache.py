@@ -1,0 +1,57 @@
+"""Loaded pipelines, one per (source, dtype, placement, offload), shared by the tests that need them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.measure.device import Device
+from pytest_i2v.measure.memory import free_device_memory
+from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, reset_toggles
+
+Loader = Callable[[PipelineKey, Path], LoadedPipeline]
+
+
+class PipelineCache:
+    def __init__(self, loader: Loader, device: Device, model: str, default_dtype: str, work_dir: Path):
+        self._loader = loader
+        self._device = device
+        self._model = model
+        self._default_dtype = default_dtype
+        self._work_dir = work_dir
+        self._pipelines: dict[PipelineKey, LoadedPipeline] = {}
+        self.loads: list[dict[str, Any]] = []  # each load, for the results document
+
+    def key_for(self, spec: GenerationSpec) -> PipelineKey:
+        return PipelineKey(source=self._model, dtype=spec.dtype or self._default_dtype, device=self._device.placement,
+                           offload=spec.offload)
+
+    def get(self, key: PipelineKey) -> LoadedPipeline:
+        if key not in self._pipelines:
+            if self._device.is_cuda:
+                # One full-size pipeline fills a consumer GPU: drop the others before loading.
+                self._pipelines.clear()
+                free_device_memory(self._device)
+            with self._device.activate():
+                loaded = self._loader(key, self._work_dir)
+            self._pipelines[key] = loaded
+            self.loads.append({"key": key.describe(), "load_s": loaded.load_s, "provenance": loaded.provenance})
+        return self._pipelines[key]
+
+    def prepare(self, spec: GenerationSpec) -> LoadedPipeline:
+        """The pipeline for ``spec`` with its per-test memory toggles applied (``release`` undoes them)."""
+        loaded = self.get(self.key_for(spec))
+        reset_toggles(loaded.pipe)
+        apply_toggles(loaded.pipe, spec.toggles)
+        return loaded
+
+    @staticmethod
+    def release(loaded: LoadedPipeline) -> None:
+        reset_toggles(loaded.pipe)
+
+    def evict(self, key: PipelineKey) -> None:
+        """Drop a cached pipeline (reloaded when a test needs it again) and free its memory."""
+        self._pipelines.pop(key, None)
+        free_device_memory(self._device)

@@ -1,0 +1,64 @@
+"""What a session measures with: the GPU profile, the device, the default dtype and model source.
+
+Resolved once, when the first i2v test is collected; a bad device, profile or model source is a
+usage error naming the culprit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.measure.device import DeviceInfo, DeviceRuntime, parse_device
+from pytest_i2v.models.sources import check_model_source
+from pytest_i2v.profiles import GpuProfile, pick_profile
+from pytest_i2v.settings import Settings
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What this session measures with: the profile, device, default dtype and model source."""
+
+    profile: GpuProfile
+    device: str  # "cpu" or "cuda:N", always with its index
+    dtype: str
+    model: str
+    gpu: DeviceInfo | None = None  # the device measured on, as it describes itself
+
+    def describe(self) -> list[str]:
+        gpu = f" ({self.gpu.name}, {self.gpu.total_bytes / 2**30:.1f} GiB)" if self.gpu else ""
+        lines = [
+            f"i2v: profile {self.profile.name} ({self.profile.description}), device {self.device}{gpu}, "
+            f"model {self.model}, dtype {self.dtype}"
+        ]
+        if not self.profile.scaling.is_identity:
+            lines.append(f"i2v: {self.profile.name} profile scales the study down: {self.profile.scaling.describe()}")
+        return lines
+
+
+def plan_run(settings: Settings, profiles: dict[str, GpuProfile], runtime: DeviceRuntime,
+             worker_device: str | None = None) -> RunPlan:
+    """Resolve the device first (a bad ``cuda:N`` is a usage error), then detect the profile from
+    that device, not from GPU 0. ``worker_device``: an xdist worker's own GPU, used whenever the run
+    is on CUDA."""
+    cuda_count = runtime.cuda_count()
+    if settings.device is not None:
+        parse_device(settings.device, cuda_count)
+    if settings.device == "cpu":
+        detect_on = None
+    else:
+        detect_on = worker_device or settings.device or ("cuda" if cuda_count else None)
+    info = runtime.open(detect_on).info() if detect_on else None
+    gpu_name, gpu_memory_gib = (info.name, info.total_bytes / 2**30) if info else (None, None)
+    profile = pick_profile(settings.gpu_profile, profiles, gpu_name, gpu_memory_gib, settings.allow_profile_mismatch)
+    device = settings.device or ("cuda" if profile.device == "cuda" and cuda_count else "cpu")
+    if device != "cpu" and worker_device is not None:
+        device = worker_device
+    kind, index = parse_device(device, cuda_count)
+    device = f"cuda:{index}" if kind == "cuda" else "cpu"
+    dtype = settings.dtype or profile.dtype
+    if dtype == "fp16" and device == "cpu" and not settings.dtype:
+        dtype = "fp32"  # a GPU profile forced onto the CPU: its fp16 default is impractical there
+    if dtype == "fp16" and device == "cpu":
+        raise I2VUsageError("--i2v-dtype fp16 on the CPU: many fp16 kernels are missing or very slow there; use fp32 or bf16")
+    model = check_model_source(settings.model or profile.model, settings.allow_pickle)
+    return RunPlan(profile=profile, device=device, dtype=dtype, model=model, gpu=info if device != "cpu" else None)

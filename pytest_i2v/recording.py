@@ -1,0 +1,95 @@
+"""One measured generation -> one ``GenerationRecord``: runs the runner, counts FLOPs once per
+shape, and adds what the record carries besides the figures (roofline, notes, fingerprint,
+latency class, budget). The gate's verdict and the outcome are added by ``gate_loop``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from pytest_i2v.baseline_store import config_id
+from pytest_i2v.fingerprint import fingerprint_for
+from pytest_i2v.marks import Budget, GenerationSpec
+from pytest_i2v.measure.device import Device
+from pytest_i2v.measure.flops import FlopCount, count_flops, matmul_precision_state, roofline, roofline_peak
+from pytest_i2v.measure.memory import free_device_memory
+from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, oom_form
+from pytest_i2v.memory_options import no_effect_notes
+from pytest_i2v.models.sources import LoadedPipeline
+from pytest_i2v.pipeline_cache import PipelineCache
+from pytest_i2v.plan import RunPlan
+from pytest_i2v.results import GenerationRecord
+from pytest_i2v.settings import Settings
+from pytest_i2v.study import latency_class
+
+
+class Recorder:
+    def __init__(self, settings: Settings, plan: RunPlan, device: Device, environment: dict[str, Any],
+                 pipelines: PipelineCache):
+        self._settings = settings
+        self._plan = plan
+        self._device = device
+        self._environment = environment
+        self._pipelines = pipelines
+        self._flop_cache: dict[Any, FlopCount | None] = {}
+
+    def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
+                progress: ProgressCallback | None = None, repeats: int | None = None,
+                warmup: int | None = None, study_spec: GenerationSpec | None = None,
+                budget: Budget | None = None) -> GenerationRecord:
+        settings = self._settings
+        runner = GenerationRunner(loaded.pipe, self._device, progress)
+        fast = settings.fast or spec.fast
+        notes: list[str] = []
+        if fast and spec.offload:
+            # The first and last steps carry the offload transfers: K sampled steps would not extrapolate.
+            fast = False
+            notes.append(f"fast mode refused for {spec.offload}: its first and last steps carry the module transfers, "
+                         f"so a few sampled steps do not predict the run; measured in full")
+        adaptive = None
+        if settings.target_ci_pct is not None and repeats is None:
+            adaptive = AdaptiveRepeats(settings.target_ci_pct, settings.min_repeats, settings.max_repeats)
+        flops = self._flops(loaded, spec, image)
+        measurement = runner.measure(
+            spec, image,
+            warmup=settings.warmup if warmup is None else warmup,
+            repeats=settings.repeats if repeats is None else repeats,
+            fast_steps=settings.fast_steps if fast else None,
+            adaptive=adaptive,
+        )
+        model: dict[str, Any] = {"source": loaded.key.source, "provenance": loaded.provenance,
+                                 "dtype": loaded.key.dtype, "device": self._device.name}
+        if study_spec is not None and study_spec != spec:
+            model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
+        if measurement.outcome == "oom" and spec.offload:
+            # An OOM mid-forward leaves offloaded modules on the GPU: reload rather than trust the placement.
+            self._pipelines.evict(loaded.key)
+            notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
+        record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
+        notes += no_effect_notes("i2vgen-xl", spec.memory)
+        precision, allow_tf32 = matmul_precision_state()
+        peak, peak_kind = roofline_peak(self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32)
+        return replace(
+            record, notes=[*record.notes, *notes],
+            roofline=roofline(flops, record.stages.get("step_s"), record.stages.get("decode_s"), peak, peak_kind=peak_kind),
+            config_id=config_id(record.config), fingerprint=fingerprint_for(self._environment, record.config),
+            latency_class=latency_class(record.time_s, settings.latency_thresholds),
+            budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
+        )
+
+    def _flops(self, loaded: LoadedPipeline, spec: GenerationSpec, image: Any) -> FlopCount | None:
+        """Counted once per pipeline and generation shape, on an unmeasured one-step generation."""
+        key = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles)
+        if key not in self._flop_cache:
+            failed = False
+            try:
+                with self._device.activate():
+                    self._flop_cache[key] = count_flops(loaded.pipe, spec, image)
+            except Exception as exc:
+                if oom_form(exc) is None:
+                    raise
+                self._flop_cache[key] = None  # the measurement will report the OOM itself
+                failed = True
+            if failed:  # outside the handler, so the traceback's tensors can go
+                free_device_memory(self._device)
+        return self._flop_cache[key]

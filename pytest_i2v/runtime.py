@@ -1,0 +1,197 @@
+"""The plugin at work: built and registered only once an i2v test is collected (pytest-xdist's
+``DSession`` is the model), so a run without i2v tests imports no torch and reads no baseline.
+
+``I2VRun`` composes the parts, each with one job: the plan, the device, the pipeline cache, the
+recorder, the gate loop and the outputs; its hooks report what they decided."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.explain import short_deltas
+from pytest_i2v.gate_loop import GateLoop
+from pytest_i2v.inputs import load_input_image, synthetic_portrait
+from pytest_i2v.measure.device import Device, DeviceRuntime
+from pytest_i2v.outcome import Outcome
+from pytest_i2v.outputs import Outputs
+from pytest_i2v.peak import record_peak
+from pytest_i2v.pipeline_cache import PipelineCache
+from pytest_i2v.plan import RunPlan, plan_run
+from pytest_i2v.plugin import RECORD_KEY, uses_i2v
+from pytest_i2v.recording import Recorder
+from pytest_i2v.results import GenerationRecord
+from pytest_i2v.settings import Settings
+
+
+class I2VRun:
+    def __init__(self, config: pytest.Config, settings: Settings, plan: RunPlan, device: Device,
+                 environment: dict[str, Any], baseline_dir: Path):
+        self.config = config
+        self.settings = settings
+        self.plan = plan
+        self.device = device
+        self.work_dir = Path(tempfile.mkdtemp(prefix="pytest-i2v-"))
+        self.pipelines = PipelineCache(
+            lambda key, path: config.hook.pytest_i2v_load_pipeline(key=key, work_dir=path, allow_pickle=settings.allow_pickle),
+            device, plan.model, plan.dtype, self.work_dir)
+        self.recorder = Recorder(settings, plan, device, environment, self.pipelines)
+        self.gate = GateLoop(settings, plan, baseline_dir)
+        self.outputs = Outputs(settings, plan, environment, self.gate.gate, self.gate.mode, self.gate.baseline_path)
+        self.outputs.loads = self.pipelines.loads
+        # A bad image file is a usage error before any test runs.
+        self._image: Any = load_input_image(settings.input_image) if settings.input_image is not None else None
+
+    def input_image(self) -> Any:
+        if self._image is None:
+            self._image = synthetic_portrait()
+        return self._image
+
+    # -- hooks ------------------------------------------------------------------------------
+    def pytest_report_collectionfinish(self) -> list[str]:
+        """Say which profile, device, model and scaling this run uses."""
+        return self.plan.describe()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        """Fail the test whose outcome fails (never the summary); queue recorded runs for the baseline."""
+        report = yield
+        if call.excinfo is not None and uses_i2v(item):
+            from pytest_i2v.measure.memory import release_traceback
+
+            # The report holds the formatted text; the frames would keep the failed test's tensors alive.
+            release_traceback(call.excinfo.tb)
+        if report.skipped and uses_i2v(item) and item.get_closest_marker("i2v") is not None:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            self.outputs.skipped.append({"nodeid": item.nodeid, "reason": reason.removeprefix("Skipped: ")})
+        record = item.stash.get(RECORD_KEY, None)
+        if record is None or report.when != "call" or record.decision is None:
+            return report
+        outcome = Outcome.from_dict(record.decision)
+        report.sections.append(("i2v", f"{describe(record)} -> {outcome.kind}: {outcome.reason}"))
+        section = self.gate.explain(record)
+        if section:
+            report.sections.append(("i2v gate", section))
+        if report.passed and outcome.fails:
+            report.outcome = "failed"
+            report.longrepr = failure_text(record, outcome, section)
+        if report.passed and outcome.kind == "recorded":
+            self.gate.accept(record)
+        return report
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the baselines and the results documents (on xdist, workers hand theirs over)."""
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            return
+        config = session.config
+        if hasattr(config, "workerinput"):
+            config.workeroutput["i2v_records"] = [r.to_dict() for r in self.outputs.records.values()]  # type: ignore[attr-defined]
+            config.workeroutput["i2v_loads"] = self.pipelines.loads  # type: ignore[attr-defined]
+            config.workeroutput["i2v_accepted"] = [a.nodeid for a in self.gate.accepted]  # type: ignore[attr-defined]
+            config.workeroutput["i2v_skipped"] = self.outputs.skipped  # type: ignore[attr-defined]
+            return
+        # After Ctrl-C too: only tests that passed were queued, so the interrupted one is never recorded.
+        self.gate.write_baselines(config.rootpath)
+        self.outputs.write()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """A short table of the measured generations and the files written. Never raises."""
+        if not self.outputs.records:
+            return
+        try:
+            terminalreporter.write_sep("-", f"i2v results (profile {self.plan.profile.name})")
+            for record in self.outputs.records.values():
+                kind = (record.decision or {}).get("kind", "-")
+                time_delta, memory_delta = short_deltas(record.to_dict())
+                terminalreporter.write_line(f"{record.nodeid}: {describe(record)} | time {time_delta}, "
+                                            f"memory {memory_delta} | {kind}")
+            terminalreporter.write_line(f"i2v: {self.outputs.headline()[1]}")
+            for summary in self.gate.updates:
+                terminalreporter.write_line(f"i2v baselines written: {summary.describe()}")
+            for path in self.outputs.written:
+                terminalreporter.write_line(f"i2v results written to {path}")
+        except Exception as exc:  # a summary must never turn a run red
+            terminalreporter.write_line(f"i2v summary unavailable: {type(exc).__name__}: {exc}")
+
+    def pytest_unconfigure(self) -> None:
+        """Remove the temporary model directory."""
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    # -- xdist: the controller merges what the workers measured --------------------------------
+    def merge_worker(self, output: dict[str, Any]) -> None:
+        for data in output.get("i2v_records", []):
+            self.outputs.add(GenerationRecord.from_dict(data))
+        self.pipelines.loads.extend(output.get("i2v_loads", []))
+        self.outputs.skipped.extend(output.get("i2v_skipped", []))
+        for nodeid in output.get("i2v_accepted", []):
+            self.gate.accept(self.outputs.records[nodeid])
+
+
+def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
+    """Resolve the plan, open the device, read the baseline: the first time torch is imported."""
+    import os
+
+    from pytest_i2v.fingerprint import collect_environment
+    from pytest_i2v.profiles import load_profiles
+
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the plugin never phones home
+    runtime: DeviceRuntime = config.hook.pytest_i2v_device_runtime()
+    try:
+        plan = plan_run(settings, load_profiles(settings.profile_dir), runtime, _worker_device(config, settings, runtime))
+        device = runtime.open(plan.device)
+        environment = collect_environment(plan.device, plan.gpu)
+        environment["profile"] = plan.profile.name
+        config.hook.pytest_i2v_environment(environment=environment)
+        inipath = config.inipath
+        baseline_dir = settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
+        return I2VRun(config, settings, plan, device, environment, baseline_dir)
+    except I2VUsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRuntime) -> str | None:
+    """Under pytest-xdist on CUDA: each worker gets its own GPU; too many workers is refused."""
+    from pytest_i2v.gpus import check_workers, worker_device
+
+    if settings.device == "cpu":
+        return None
+    if runtime.cuda_count() == 0:
+        return None
+    gpus = settings.gpus or tuple(range(runtime.cuda_count()))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return worker_device(workerinput["workerid"], gpus, settings.allow_shared_gpu)
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, int) and workers > 0:
+        check_workers(workers, gpus, settings.allow_shared_gpu)
+    return None
+
+
+def describe(record: GenerationRecord) -> str:
+    if record.outcome != "ok" or record.time_s is None:
+        return f"outcome {record.outcome}"
+    peak = record_peak(record.to_dict())
+    memory = f"{peak.bytes / 2**20:.0f} MiB" if peak.bytes is not None else "-"
+    predicted = f" predicted from {record.fast['measured_steps']} of {record.fast['steps']} steps" if record.fast else ""
+    step = record.stages.get("step_s")
+    return (f"median {record.time_s:.3f} s{predicted} over {record.repeats} repeats ({record.latency_class}), "
+            f"{record.gen_fps or 0:.2f} frames/s, step {(step or 0) * 1000:.1f} ms, peak {memory} ({peak.label})")
+
+
+def failure_text(record: GenerationRecord, outcome: Outcome, section: str) -> str:
+    if outcome.kind == "out-of-memory":
+        oom = record.oom or {}
+        where = f"step {oom.get('step')}" if oom.get("step") else oom.get("stage")
+        allocated = oom.get("allocated_bytes")
+        memory = f", {allocated / 2**30:.2f} GiB allocated" if allocated else ""
+        return (f"i2v: out of memory during {where} ({record.config['width']}x{record.config['height']}, "
+                f"{record.config['frames']} frames{memory}): {oom.get('message')}. Memory was freed; the session goes on.")
+    if outcome.kind == "over-budget":
+        return "\n".join(f"i2v: {line}" for line in outcome.reason.split("; "))
+    return section or f"i2v: {outcome.kind}: {outcome.reason}"
