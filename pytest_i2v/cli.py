@@ -22,6 +22,7 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
 from pytest_i2v.profiles import load_profiles
+from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.results import read_results
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
@@ -51,16 +52,6 @@ def _baseline_from_arg(arg: str, directory: Path) -> BaselineFile:
     return read_baseline(path, arg)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table: readable in a terminal, pastes into a pull request as is."""
-    def escape(cell: str) -> str:
-        return str(cell).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def show(baseline: BaselineFile) -> str:
     rows = []
     for nodeid, entry in sorted(baseline.entries.items()):
@@ -73,7 +64,7 @@ def show(baseline: BaselineFile) -> str:
                      format_value(memory, _median(runs, memory)),
                      ", ".join(f"{k} {fp[k]}" for k in ("gpu_name", "driver", "torch") if fp.get(k)) or "-"])
     header = ["test", "config", "segments", "runs", "median time", "median step", "peak memory", "environment"]
-    return f"profile {baseline.profile}: {len(rows)} entries\n\n" + _table(header, rows)
+    return f"profile {baseline.profile}: {len(rows)} entries\n\n" + markdown_table(header, rows)
 
 
 def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
@@ -94,7 +85,7 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
         status = "config changed" if a.config_id != b.config_id else f"{len(ra)} -> {len(rb)} runs"
         rows.append([nodeid, status, f"{format_value('time_s', ta)} -> {format_value('time_s', tb)} ({delta})",
                      f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})", "; ".join(changes) or "-"])
-    return _table(["test", "entry", "median time", "peak memory", "environment change"], rows)
+    return markdown_table(["test", "entry", "median time", "peak memory", "environment change"], rows)
 
 
 def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
@@ -122,7 +113,7 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
                      f"{format_value('time_s', time_m.current)} ({time_m.delta_pct:+.1f} %)" if time_m and time_m.delta_pct is not None else "-",
                      f"{format_value(memory_m.metric, memory_m.current)} ({memory_m.delta_pct:+.1f} %)" if memory_m and memory_m.delta_pct is not None else "-",
                      "; ".join(changes) or "-"])
-    return _table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change"], rows)
+    return markdown_table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change"], rows)
 
 
 def _cmd_baseline(args: argparse.Namespace) -> str:

@@ -27,13 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.marks import RESOLUTION_PRESETS
+from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.storage import write_text_atomic
 
 MiB = 2**20
@@ -282,13 +283,10 @@ def _judge_worst(key: str, title: str, deviations: list[tuple[float, str]], tole
     return CheckResult(key, title, PASS, figures)
 
 
-def check_event_total(records: Sequence[Mapping[str, Any]], tolerance_pct: float | None, key: str = "b") -> CheckResult:
-    """(b) encode + sum(steps) + decode (device-clock marks) against the repeat's total measured
-    with perf_counter around a synchronise, repeat by repeat."""
-    bar = f"{tolerance_pct:g} %" if tolerance_pct is not None else "2 %"
-    title = f"CUDA-event stage total within {bar} of the synchronised wall clock, per repeat"
-    deviations: list[tuple[float, str]] = []
-    missing: list[str] = []
+def _repeats(records: Sequence[Mapping[str, Any]], missing: list[str]
+             ) -> Iterator[tuple[str, int, float, list[float], float, float]]:
+    """(test, repeat number, synchronised total, step times, encode, decode) of every repeat; a record
+    without per-repeat stage timings is listed in ``missing``."""
     for record in _ok(records):
         samples = _timing_samples(record)
         if samples is None:
@@ -296,9 +294,20 @@ def check_event_total(records: Sequence[Mapping[str, Any]], tolerance_pct: float
             continue
         totals, steps, encodes, decodes = samples
         for index, (total, repeat, encode, decode) in enumerate(zip(totals, steps, encodes, decodes, strict=True)):
-            events = encode + sum(repeat) + decode
-            deviations.append((pct(events, total), f"{_name(record)} repeat {index + 1}: events "
-                                                   f"{fmt_seconds(events)} vs wall {fmt_seconds(total)}"))
+            yield _name(record), index + 1, total, repeat, encode, decode
+
+
+def check_event_total(records: Sequence[Mapping[str, Any]], tolerance_pct: float | None, key: str = "b") -> CheckResult:
+    """(b) encode + sum(steps) + decode (device-clock marks) against the repeat's total measured
+    with perf_counter around a synchronise, repeat by repeat."""
+    bar = f"{tolerance_pct:g} %" if tolerance_pct is not None else "2 %"
+    title = f"CUDA-event stage total within {bar} of the synchronised wall clock, per repeat"
+    deviations: list[tuple[float, str]] = []
+    missing: list[str] = []
+    for name, index, total, repeat, encode, decode in _repeats(records, missing):
+        events = encode + sum(repeat) + decode
+        deviations.append((pct(events, total), f"{name} repeat {index}: events "
+                                               f"{fmt_seconds(events)} vs wall {fmt_seconds(total)}"))
     return _judge_worst(key, title, deviations, tolerance_pct, "from the wall clock", missing)
 
 
@@ -308,19 +317,13 @@ def check_step_sum(records: Sequence[Mapping[str, Any]], tolerance_pct: float | 
     title = f"per-step times sum to the denoise time within {bar}, per repeat"
     deviations: list[tuple[float, str]] = []
     missing: list[str] = []
-    for record in _ok(records):
-        samples = _timing_samples(record)
-        if samples is None:
-            missing.append(f"{_name(record)} lacks stage timings")
+    for name, index, total, repeat, encode, decode in _repeats(records, missing):
+        denoise = total - encode - decode
+        if denoise <= 0:
+            missing.append(f"{name} repeat {index}: encode + decode exceed the total")
             continue
-        totals, steps, encodes, decodes = samples
-        for index, (total, repeat, encode, decode) in enumerate(zip(totals, steps, encodes, decodes, strict=True)):
-            denoise = total - encode - decode
-            if denoise <= 0:
-                missing.append(f"{_name(record)} repeat {index + 1}: encode + decode exceed the total")
-                continue
-            deviations.append((pct(sum(repeat), denoise), f"{_name(record)} repeat {index + 1}: {len(repeat)} steps "
-                                                          f"{fmt_seconds(sum(repeat))} vs denoise {fmt_seconds(denoise)}"))
+        deviations.append((pct(sum(repeat), denoise), f"{name} repeat {index}: {len(repeat)} steps "
+                                                      f"{fmt_seconds(sum(repeat))} vs denoise {fmt_seconds(denoise)}"))
     return _judge_worst(key, title, deviations, tolerance_pct, "from the denoise time", missing)
 
 
@@ -477,20 +480,11 @@ def _row_label(test: str, plan: CheckPlan) -> str:
             OFFLOAD: f"{plan.middle} model_cpu_offload (g)"}.get(test, test)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def escape(cell: str) -> str:
-        return str(cell).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def render_summary(plan: CheckPlan, main: RunResult, checks: Sequence[CheckResult], runs: Sequence[RunResult]) -> str:
     """gpu-check.md: the environment, one row per generation of the main run, one line per check."""
     env = (main.document or {}).get("environment", {})
     lines = ["# pytest-i2v gpu-check", ""]
-    lines.append(_table(["GPU", "memory", "driver", "CUDA", "torch", "diffusers"], [[
+    lines.append(markdown_table(["GPU", "memory", "driver", "CUDA", "torch", "diffusers"], [[
         str(env.get("gpu_name") or "-"), f"{env['gpu_memory_gib']:.1f} GiB" if env.get("gpu_memory_gib") else "-",
         str(env.get("driver") or "-"), str(env.get("cuda") or "-"), str(env.get("torch") or "-"),
         str(env.get("diffusers") or "-")]]))
@@ -510,7 +504,7 @@ def render_summary(plan: CheckPlan, main: RunResult, checks: Sequence[CheckResul
                      fmt_bytes(peak.get("allocated_bytes")), fmt_bytes(peak.get("reserved_bytes")), nvml,
                      f"{efficiency * 100:.3g} %" if isinstance(efficiency, (int, float)) else "-"])
     if rows:
-        lines.append(_table(["generation", "config", "outcome", "time", "step", "peak allocated", "peak reserved",
+        lines.append(markdown_table(["generation", "config", "outcome", "time", "step", "peak allocated", "peak reserved",
                              "peak NVML (scope)", "% of peak FLOP/s"], rows))
     else:
         lines.append(f"No results from the main run: {main.problem}")

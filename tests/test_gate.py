@@ -95,9 +95,11 @@ def test_memory_tolerance() -> None:
 
 def test_test_verdict_combines_metrics_and_gates_only_gating_memory() -> None:
     history = [{"time_s": 10.0, "step_s": 0.2, "decode_s": 1.0, "allocated_bytes": 2**30, "reserved_bytes": 2**30}] * 4
-    current = {"time_s": 10.0, "step_s": 0.2, "decode_s": 1.0, "allocated_bytes": 2**30, "reserved_bytes": 3 * 2**30}
+    current = {"time_s": 10.0, "step_s": 0.2, "decode_s": 1.0, "allocated_bytes": 3 * 2**30, "reserved_bytes": 2**30}
     verdict = judge(history, current, SETTINGS)
-    assert verdict.verdict == "pass"  # reserved grew, but it is reported only
+    assert verdict.verdict == "pass"  # allocated grew, but only the headline peak (here reserved) gates
+    hungry = judge(history, {**current, "reserved_bytes": 3 * 2**30}, SETTINGS)
+    assert hungry.verdict == "regressed" and [m.metric for m in hungry.regressions] == ["reserved_bytes"]
     assert {m.metric for m in verdict.metrics} == {"time_s", "step_s", "decode_s", "allocated_bytes", "reserved_bytes"}
     slow = judge(history, {**current, "step_s": 0.3}, SETTINGS)
     assert slow.verdict == "regressed" and [m.metric for m in slow.regressions] == ["step_s"]
