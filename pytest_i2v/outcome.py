@@ -80,7 +80,9 @@ def headline(outcomes: Sequence[Outcome], profile: str, mode: GateMode) -> tuple
         return False, f"baselines recorded ({counts['recorded']} runs); the gate was not applied"
     if not outcomes:
         return False, "no measured generations"
-    return True if failing else False, "the gate passes"
+    if mode == "report":
+        return False, f"not enforced on the {profile} profile: nothing would have failed"
+    return False, "the gate passes"
 
 
 def _would(outcomes: Sequence[Outcome]) -> str:

@@ -40,7 +40,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     device = env.get("gpu_name") or "CPU"
     # The headline was decided with the outcomes (outcome.headline): a report-only run never reads as a pass.
     headline = md(context["headline"] or "no gate decision")
-    status = f"❌ {headline}" if context["failed"] else (f"⚠️ {headline}" if counts.get("not-enforced") else f"✅ {headline}")
+    status = f"❌ {headline}" if context["failed"] else (f"⚠️ {headline}" if context["mode"] == "report" else f"✅ {headline}")
     summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     lines = [f"## pytest-i2v: {status} ({md(profile)} on {md(device)})", "", f"**{summary or 'no results'}**", ""]
     if context["regressions"]:
