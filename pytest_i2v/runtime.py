@@ -67,7 +67,7 @@ class I2VRun:
 
             # The report holds the formatted text; the frames would keep the failed test's tensors alive.
             release_traceback(call.excinfo.tb)
-        if report.skipped and uses_i2v(item) and item.get_closest_marker("i2v") is not None:
+        if report.skipped and item.get_closest_marker("i2v") is not None:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             self.outputs.skipped.append({"nodeid": item.nodeid, "reason": reason.removeprefix("Skipped: ")})
         record = item.stash.get(RECORD_KEY, None)
