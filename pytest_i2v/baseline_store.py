@@ -29,11 +29,17 @@ BASELINE_SCHEMA_VERSION = 1
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
 RUN_FIELDS = ("date", "commit", "repeats", *TIME_METRICS, "encode_s", *MEMORY_METRICS, "device_scope")
 # What defines a generation: a change here means the old numbers no longer apply.
-CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed")
+CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed",
+                    "pipeline", "attention")
+# Fields added after baselines existed, with the value every older record implies: left out of the
+# id at that value, so an I2VGen-XL baseline written before pipelines existed keeps its id.
+CONFIG_ID_IMPLIED = {"pipeline": "i2vgen-xl", "attention": None}
 
 
 def config_id(config: Mapping[str, Any]) -> str:
-    canonical = json.dumps({k: config.get(k) for k in CONFIG_ID_FIELDS}, sort_keys=True, separators=(",", ":"))
+    fields = {k: config.get(k, CONFIG_ID_IMPLIED.get(k)) for k in CONFIG_ID_FIELDS}
+    fields = {k: v for k, v in fields.items() if not (k in CONFIG_ID_IMPLIED and v == CONFIG_ID_IMPLIED[k])}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -121,6 +121,10 @@ class GateLoop:
     def unfit_budget(self, budget: Budget | None) -> str | None:
         if budget is None or budget.vram_gb is None:
             return None
+        if not self._plan.profile.scaling.is_identity:
+            # A budget describes the generation as marked; a scaling profile (cpu) measures a smaller
+            # one, so the budget's size is no reason to skip it there (exceeding it still fails).
+            return None
         return fits_profile(budget.vram_gb, self._plan.profile.memory_gb, self._settings.safety_margin_gb)
 
     def explain(self, record: GenerationRecord) -> str:

@@ -13,15 +13,18 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.pipelines import DEFAULT_PIPELINE, LOAD_OPTIONS, OFFLOAD_OPTIONS, PIPELINES, TOGGLE_OPTIONS, check_pipeline_name
 
 # The study's square presets (the article's 256p/512p/768p/1024p are W = H).
 RESOLUTION_PRESETS: dict[str, int] = {"256p": 256, "512p": 512, "768p": 768, "1024p": 1024}
 DTYPES = ("fp16", "bf16", "fp32")
 # Toggles applied to a loaded pipeline per test and undone afterwards.
-TOGGLE_MEMORY_OPTIONS = ("vae_slicing", "vae_tiling", "forward_chunking", "attention_slicing", "sdpa", "eager_attention")
+TOGGLE_MEMORY_OPTIONS = TOGGLE_OPTIONS
 # Offload changes where weights live, so an offloaded pipeline is a separate cached pipeline.
-OFFLOAD_MEMORY_OPTIONS = ("model_cpu_offload", "sequential_cpu_offload")
-MEMORY_OPTIONS = OFFLOAD_MEMORY_OPTIONS + TOGGLE_MEMORY_OPTIONS
+OFFLOAD_MEMORY_OPTIONS = OFFLOAD_OPTIONS
+# Recast or compiled weights cannot be undone: also a separate cached pipeline.
+LOAD_MEMORY_OPTIONS = LOAD_OPTIONS
+MEMORY_OPTIONS = OFFLOAD_MEMORY_OPTIONS + LOAD_MEMORY_OPTIONS + TOGGLE_MEMORY_OPTIONS
 # Options that only make sense with a CUDA device (they move weights between host and GPU).
 CUDA_ONLY_MEMORY_OPTIONS = frozenset(OFFLOAD_MEMORY_OPTIONS)
 DEFAULT_PROMPT = "A person slowly turning head to the right"  # the study's prompt
@@ -39,9 +42,9 @@ class Scaling:
     def is_identity(self) -> bool:
         return self.size_divisor == 1 and self.steps_divisor == 1
 
-    def size(self, pixels: int) -> int:
-        # Keep sizes multiples of 8 (the VAE's scale factor) after dividing.
-        return max(self.min_size, (pixels // self.size_divisor) // 8 * 8)
+    def size(self, pixels: int, multiple: int = 8) -> int:
+        # Keep sizes multiples of the pipeline's size rule (8, the VAE's scale factor, at least) after dividing.
+        return max(self.min_size, multiple, (pixels // self.size_divisor) // multiple * multiple)
 
     def steps(self, steps: int) -> int:
         return max(1, math.ceil(steps / self.steps_divisor))
@@ -76,6 +79,8 @@ class GenerationSpec:
     seed: int = 0
     resolution: str | None = None
     fast: bool = False  # measure a few steps and predict the total (see measure.runner)
+    pipeline: str = DEFAULT_PIPELINE
+    attention: str | None = None  # a diffusers attention backend (denoiser.set_attention_backend)
 
     @property
     def label(self) -> str:
@@ -90,13 +95,18 @@ class GenerationSpec:
     def toggles(self) -> tuple[str, ...]:
         return tuple(m for m in self.memory if m in TOGGLE_MEMORY_OPTIONS)
 
+    @property
+    def load_options(self) -> tuple[str, ...]:
+        return tuple(m for m in self.memory if m in LOAD_MEMORY_OPTIONS)
+
     def scaled(self, scaling: Scaling) -> GenerationSpec:
         if scaling.is_identity:
             return self
+        multiple = PIPELINES[self.pipeline].constraints.size_multiple
         return replace(
             self,
-            width=scaling.size(self.width),
-            height=scaling.size(self.height),
+            width=scaling.size(self.width, multiple),
+            height=scaling.size(self.height, multiple),
             steps=scaling.steps(self.steps),
         )
 
@@ -131,17 +141,22 @@ def i2v(
     resolution: str | None = None,
     width: int | None = None,
     height: int | None = None,
-    frames: int = 16,
-    steps: int = 50,
-    guidance: float = 9.0,
-    fps: int = 8,
+    frames: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    fps: int | None = None,
     dtype: str | None = None,
     memory: tuple[str, ...] | list[str] | str = (),
     prompt: str = DEFAULT_PROMPT,
     seed: int = 0,
     fast: bool = False,
+    pipeline: str | None = None,
+    attention: str | None = None,
 ) -> GenerationSpec:
-    """Describe one I2VGen-XL generation; defaults are the study's (16 frames, 50 steps, guidance 9.0, fps 8)."""
+    """Describe one generation; unset sizes, frames, steps, guidance and fps are the pipeline's native
+    ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8)."""
+    info = check_pipeline_name(DEFAULT_PIPELINE if pipeline is None else pipeline)
+    native = info.native
     if resolution is not None:
         if width is not None or height is not None:
             raise I2VUsageError(f"give resolution={resolution!r} or width/height, not both")
@@ -149,9 +164,13 @@ def i2v(
             raise I2VUsageError(f"resolution={resolution!r} is not a preset; use one of {', '.join(RESOLUTION_PRESETS)} or width=/height=")
         width = height = RESOLUTION_PRESETS[resolution]
     elif width is None and height is None:
-        resolution, width, height = "512p", 512, 512
+        resolution, width, height = native.resolution, native.width, native.height
     elif width is None or height is None:
         raise I2VUsageError("give both width= and height= (or a resolution preset such as '512p')")
+    frames = native.frames if frames is None else frames
+    steps = native.steps if steps is None else steps
+    guidance = native.guidance if guidance is None else guidance
+    fps = native.fps if fps is None else fps
     _require_size("width", width)
     _require_size("height", height)
     _require_int("frames", frames)
@@ -166,16 +185,32 @@ def i2v(
         raise I2VUsageError(f"fast={fast!r} must be True or False")
     if not isinstance(prompt, str) or not prompt:
         raise I2VUsageError(f"prompt={prompt!r} must be a non-empty string")
+    if attention is not None and (not isinstance(attention, str) or not attention):
+        raise I2VUsageError(f"attention={attention!r} must name a diffusers attention backend, e.g. 'native' or 'flash'")
     options = (memory,) if isinstance(memory, str) else tuple(memory)
     for option in options:
         if option not in MEMORY_OPTIONS:
             raise I2VUsageError(f"memory option {option!r} is unknown; use any of {', '.join(MEMORY_OPTIONS)}")
-    if len([o for o in options if o in OFFLOAD_MEMORY_OPTIONS]) > 1:
-        raise I2VUsageError("memory options model_cpu_offload and sequential_cpu_offload exclude each other; pick one")
+    offloads = [o for o in options if o in OFFLOAD_MEMORY_OPTIONS]
+    if len(offloads) > 1:
+        raise I2VUsageError(f"memory options {' and '.join(offloads)} exclude each other; pick one")
+    broken = info.constraints.violation(width, height, frames)
+    if broken is not None:
+        raise I2VUsageError(f"{broken}: {info.name} needs sizes divisible by {info.constraints.size_multiple} "
+                            f"and {info.constraints.frames_rule()}")
     return GenerationSpec(
         width=width, height=height, frames=frames, steps=steps, guidance=float(guidance), fps=fps,
         dtype=dtype, memory=options, prompt=prompt, seed=seed, resolution=resolution, fast=fast,
+        pipeline=info.name, attention=attention,
     )
+
+
+def mark_spec(args: tuple[Any, ...], kwargs: Mapping[str, Any], default_pipeline: str) -> GenerationSpec:
+    """The spec of an ``i2v`` mark, with the session's default pipeline where the mark names none."""
+    if kwargs.get("pipeline") is None:
+        kwargs = {**kwargs, "pipeline": default_pipeline}
+    spec: GenerationSpec = call_marker(i2v, args, kwargs)
+    return spec
 
 
 def marker_help(func: Any, summary: str) -> str:

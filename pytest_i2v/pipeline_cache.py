@@ -1,4 +1,4 @@
-"""Loaded pipelines, one per (source, dtype, placement, offload), shared by the tests that need them."""
+"""Loaded pipelines, one per (pipeline, source, dtype, placement, load-time options), shared by the tests that need them."""
 
 from __future__ import annotations
 
@@ -10,23 +10,35 @@ from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, reset_toggles
+from pytest_i2v.pipelines import PIPELINES, unsupported_reason
 
 Loader = Callable[[PipelineKey, Path], LoadedPipeline]
 
 
 class PipelineCache:
-    def __init__(self, loader: Loader, device: Device, model: str, default_dtype: str, work_dir: Path):
+    def __init__(self, loader: Loader, device: Device, source_for: Callable[[str], str], default_dtype: str,
+                 work_dir: Path):
         self._loader = loader
         self._device = device
-        self._model = model
+        self._source_for = source_for
         self._default_dtype = default_dtype
         self._work_dir = work_dir
         self._pipelines: dict[PipelineKey, LoadedPipeline] = {}
         self.loads: list[dict[str, Any]] = []  # each load, for the results document
 
     def key_for(self, spec: GenerationSpec) -> PipelineKey:
-        return PipelineKey(source=self._model, dtype=spec.dtype or self._default_dtype, device=self._device.placement,
-                           offload=spec.offload)
+        return PipelineKey(source=self._source_for(spec.pipeline), dtype=spec.dtype or self._default_dtype,
+                           device=self._device.placement, offload=spec.offload, pipeline=spec.pipeline,
+                           load_options=spec.load_options)
+
+    @staticmethod
+    def unsupported(spec: GenerationSpec) -> str | None:
+        """Why ``spec`` cannot run here: a pipeline the installed diffusers lacks, or an option its pipeline lacks."""
+        import diffusers
+
+        info = PIPELINES[spec.pipeline]
+        return unsupported_reason(info, spec.memory, spec.attention, diffusers.__version__,
+                                  hasattr(diffusers, info.pipeline_class))
 
     def get(self, key: PipelineKey) -> LoadedPipeline:
         if key not in self._pipelines:
@@ -43,13 +55,13 @@ class PipelineCache:
     def prepare(self, spec: GenerationSpec) -> LoadedPipeline:
         """The pipeline for ``spec`` with its per-test memory toggles applied (``release`` undoes them)."""
         loaded = self.get(self.key_for(spec))
-        reset_toggles(loaded.pipe)
-        apply_toggles(loaded.pipe, spec.toggles)
+        reset_toggles(loaded.pipe, spec.pipeline)
+        apply_toggles(loaded.pipe, spec.toggles, spec.pipeline, spec.attention)
         return loaded
 
     @staticmethod
     def release(loaded: LoadedPipeline) -> None:
-        reset_toggles(loaded.pipe)
+        reset_toggles(loaded.pipe, loaded.key.pipeline)
 
     def evict(self, key: PipelineKey) -> None:
         """Drop a cached pipeline (reloaded when a test needs it again) and free its memory."""

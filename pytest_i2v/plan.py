@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.measure.device import DeviceInfo, DeviceRuntime, parse_device
 from pytest_i2v.models.sources import check_model_source
+from pytest_i2v.pipelines import parse_model_sources, session_pipeline, source_for
 from pytest_i2v.profiles import GpuProfile, pick_profile
 from pytest_i2v.settings import Settings
 
@@ -21,14 +22,21 @@ class RunPlan:
     profile: GpuProfile
     device: str  # "cpu" or "cuda:N", always with its index
     dtype: str
-    model: str
+    model: str  # the bare model source (--i2v-model or the profile's)
     gpu: DeviceInfo | None = None  # the device measured on, as it describes itself
+    pipeline: str = "i2vgen-xl"  # the pipeline of tests whose mark names none
+    model_sources: tuple[tuple[str, str], ...] = ()  # --i2v-model NAME=SOURCE entries
+
+    def source_for(self, pipeline: str) -> str:
+        """The model source ``pipeline`` loads from (see pipelines.source_for)."""
+        return source_for(pipeline, self.pipeline, self.model, dict(self.model_sources), self.profile.model,
+                          self.profile.pipeline)
 
     def describe(self) -> list[str]:
         gpu = f" ({self.gpu.name}, {self.gpu.total_bytes / 2**30:.1f} GiB)" if self.gpu else ""
         lines = [
             f"i2v: profile {self.profile.name} ({self.profile.description}), device {self.device}{gpu}, "
-            f"model {self.model}, dtype {self.dtype}"
+            f"pipeline {self.pipeline}, model {self.source_for(self.pipeline)}, dtype {self.dtype}"
         ]
         if not self.profile.scaling.is_identity:
             lines.append(f"i2v: {self.profile.name} profile scales the study down: {self.profile.scaling.describe()}")
@@ -60,5 +68,9 @@ def plan_run(settings: Settings, profiles: dict[str, GpuProfile], runtime: Devic
         dtype = "fp32"  # a GPU profile forced onto the CPU: its fp16 default is impractical there
     if dtype == "fp16" and device == "cpu":
         raise I2VUsageError("--i2v-dtype fp16 on the CPU: many fp16 kernels are missing or very slow there; use fp32 or bf16")
-    model = check_model_source(settings.model or profile.model, settings.allow_pickle)
-    return RunPlan(profile=profile, device=device, dtype=dtype, model=model, gpu=info if device != "cpu" else None)
+    bare, per_pipeline = parse_model_sources(settings.model) if settings.model else (None, {})
+    model = check_model_source(bare or profile.model, settings.allow_pickle)
+    sources = tuple((name, check_model_source(source, settings.allow_pickle)) for name, source in per_pipeline.items())
+    pipeline = session_pipeline(settings.pipeline, bare, profile.pipeline)
+    return RunPlan(profile=profile, device=device, dtype=dtype, model=model, gpu=info if device != "cpu" else None,
+                   pipeline=pipeline, model_sources=sources)

@@ -17,10 +17,12 @@ from pytest_i2v.marks import (
     GenerationSpec,
     call_marker,
     i2v,
+    mark_spec,
     marker_help,
     time_budget,
     vram_budget,
 )
+from pytest_i2v.pipelines import DEFAULT_PIPELINE, marker_help_line
 from pytest_i2v.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:
@@ -34,7 +36,8 @@ BUDGET_KEY = pytest.StashKey[Budget]()
 RECORD_KEY = pytest.StashKey["GenerationRecord"]()
 I2V_FIXTURES = frozenset({"i2v_run", "i2v_pipeline", "i2v_spec", "i2v_input_image", "i2v_profile"})
 MARKER_HELP = (
-    marker_help(i2v, "describe an I2VGen-XL generation measured by the i2v_run fixture."),
+    marker_help(i2v, "describe a generation measured by the i2v_run fixture; unset sizes, frames, steps, guidance and "
+                     "fps are the pipeline's native ones; " + marker_help_line() + "."),
     marker_help(vram_budget, "fail when the peak memory exceeds gb GB; skip when it cannot fit the profile minus the safety margin."),
     marker_help(time_budget, "fail when the median generation time exceeds seconds."),
 )
@@ -102,13 +105,17 @@ def pytest_i2v_device_runtime() -> Any:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate every i2v mark (a bad one is a usage error naming the test); wake up if any is used."""
-    used = False
+    """Wake up if any test uses i2v, then validate every i2v mark against its pipeline (a bad one is
+    a usage error naming the test, the value and the rule)."""
+    if any(uses_i2v(item) for item in items) and SETTINGS_KEY in config.stash and RUN_KEY not in config.stash:
+        activate(config)
+    run = config.stash.get(RUN_KEY, None)
+    default_pipeline = run.plan.pipeline if run is not None else DEFAULT_PIPELINE
     for item in items:
         try:
             mark = item.get_closest_marker("i2v")  # the closest wins: function over class over module
             if mark is not None:
-                item.stash[SPEC_KEY] = call_marker(i2v, mark.args, mark.kwargs)
+                item.stash[SPEC_KEY] = mark_spec(mark.args, mark.kwargs, default_pipeline)
             vram, seconds = item.get_closest_marker("vram_budget"), item.get_closest_marker("time_budget")
             if vram is not None or seconds is not None:
                 item.stash[BUDGET_KEY] = Budget(
@@ -117,9 +124,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 )
         except I2VUsageError as exc:
             raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
-        used = used or uses_i2v(item)
-    if used and SETTINGS_KEY in config.stash and RUN_KEY not in config.stash:
-        activate(config)
 
 
 def uses_i2v(item: pytest.Item) -> bool:
@@ -157,7 +161,8 @@ def i2v_profile(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def i2v_spec(request: pytest.FixtureRequest) -> GenerationSpec:
     """This test's generation as it will run (its i2v mark, scaled by the profile)."""
-    return (request.node.stash.get(SPEC_KEY, None) or i2v()).scaled(_run(request).plan.profile.scaling)
+    run = _run(request)
+    return (request.node.stash.get(SPEC_KEY, None) or i2v(pipeline=run.plan.pipeline)).scaled(run.plan.profile.scaling)
 
 
 @pytest.fixture
@@ -174,6 +179,9 @@ def _i2v_loaded(request: pytest.FixtureRequest, i2v_spec: GenerationSpec) -> Gen
         pytest.skip(f"memory option {', '.join(needs_cuda)} needs a CUDA device (this run is on {run.plan.device})")
     if i2v_spec.dtype == "fp16" and run.plan.device == "cpu":
         pytest.skip("fp16 on the CPU: many fp16 kernels are missing or very slow there, so its time would say nothing")
+    unsupported = run.pipelines.unsupported(i2v_spec)
+    if unsupported:
+        pytest.skip(unsupported)
     unfit = run.gate.unfit_budget(request.node.stash.get(BUDGET_KEY, None))
     if unfit:
         pytest.skip(unfit)
@@ -187,7 +195,8 @@ def _i2v_loaded(request: pytest.FixtureRequest, i2v_spec: GenerationSpec) -> Gen
 
 @pytest.fixture
 def i2v_pipeline(_i2v_loaded: Any) -> Any:
-    """The loaded diffusers I2VGenXLPipeline for this test's config (loaded once per session)."""
+    """The loaded diffusers pipeline for this test's config (loaded once per session per pipeline, source,
+    dtype, placement and load-time options)."""
     return _i2v_loaded.pipe
 
 

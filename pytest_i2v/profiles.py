@@ -18,6 +18,7 @@ import yaml
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gate import GateSettings
 from pytest_i2v.marks import DTYPES, Scaling
+from pytest_i2v.pipelines import PIPELINES
 
 PROFILE_SCHEMA_VERSION = 1
 SHIPPED_PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -49,6 +50,7 @@ class GpuProfile:
     exclude: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # other names this profile answers to (old names, kept for baselines)
     alias_of: str | None = None  # set on the copy registered under an alias: the profile it stands for
+    pipeline: str | None = None  # the pipeline of unmarked tests (None: --i2v-pipeline's default, i2vgen-xl)
 
     def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
         """Length of the longest pattern that names this device (0 = no match).
@@ -74,7 +76,7 @@ class GpuProfile:
             "device": self.device, "match": list(self.match), "model": self.model, "dtype": self.dtype,
             "scaling": self.scaling.to_dict(), "gate": self.gate.to_dict(), "peak_tflops": self.peak_tflops,
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs, "datasheet": self.datasheet,
-            "alias_of": self.alias_of,
+            "alias_of": self.alias_of, "pipeline": self.pipeline,
         }
 
 
@@ -118,6 +120,9 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
     model = data.get("model", "ali-vilab/i2vgen-xl")
     if not isinstance(model, str) or not model:
         raise I2VUsageError(f"profile file {path}: model must be a model source string")
+    pipeline = data.get("pipeline")
+    if pipeline is not None and pipeline not in PIPELINES:
+        raise I2VUsageError(f"profile file {path}: pipeline {pipeline!r} is unknown; use one of {', '.join(PIPELINES)}")
     scaling_data = data.get("scaling") or {}
     try:
         scaling = Scaling.from_dict(scaling_data)
@@ -153,6 +158,7 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
         match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate,
         peak_tflops={k: float(v) for k, v in peak.items()}, memory_bandwidth_gbs=float(bandwidth) if bandwidth else None,
         datasheet=data.get("datasheet"), source=str(path), exclude=tuple(exclude), aliases=tuple(aliases),
+        pipeline=pipeline,
     )
 
 

@@ -66,7 +66,7 @@ class Recorder:
             self._pipelines.evict(loaded.key)
             notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
-        notes += no_effect_notes("i2vgen-xl", spec.memory)
+        notes += no_effect_notes(spec.pipeline, spec.memory)
         precision, allow_tf32 = matmul_precision_state()
         peak, peak_kind = roofline_peak(self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32)
         return replace(
@@ -79,7 +79,7 @@ class Recorder:
 
     def _flops(self, loaded: LoadedPipeline, spec: GenerationSpec, image: Any) -> FlopCount | None:
         """Counted once per pipeline and generation shape, on an unmeasured one-step generation."""
-        key = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles)
+        key = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles, spec.attention)
         if key not in self._flop_cache:
             failed = False
             try:

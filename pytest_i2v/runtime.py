@@ -40,7 +40,7 @@ class I2VRun:
         self.work_dir = Path(tempfile.mkdtemp(prefix="pytest-i2v-"))
         self.pipelines = PipelineCache(
             lambda key, path: config.hook.pytest_i2v_load_pipeline(key=key, work_dir=path, allow_pickle=settings.allow_pickle),
-            device, plan.model, plan.dtype, self.work_dir)
+            device, plan.source_for, plan.dtype, self.work_dir)
         self.recorder = Recorder(settings, plan, device, environment, self.pipelines)
         self.gate = GateLoop(settings, plan, baseline_dir)
         self.outputs = Outputs(settings, plan, environment, self.gate.gate, self.gate.mode, self.gate.baseline_path)

@@ -34,6 +34,21 @@ def _dtype(text: str) -> str:
     return text
 
 
+def _pipeline(text: str) -> str:
+    from pytest_i2v.pipelines import PIPELINES
+
+    if text.strip() not in PIPELINES:
+        raise ValueError(f"unknown pipeline; use one of {', '.join(PIPELINES)}")
+    return text.strip()
+
+
+def _model(text: str) -> str:
+    from pytest_i2v.pipelines import parse_model_sources
+
+    parse_model_sources(text.strip())  # a malformed NAME=SOURCE list is a usage error at configure
+    return text.strip()
+
+
 def _device(text: str) -> str:
     if text != "cpu" and text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
         raise ValueError("use cpu, cuda or cuda:N")
@@ -121,8 +136,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "GPU profile to measure against: a name (rtx4090, a100-80gb, cpu, ...) or 'auto' for the detected GPU (default: auto)",
                _text, "auto", "NAME|auto"),
     OptionSpec("--i2v-model", "i2v_model", "model",
-               "model source: a hub id, a local diffusers directory, 'random' (full-size, random weights) or 'tiny' (default: the profile's)",
-               _text, None, "SOURCE"),
+               "model source: a hub id, a local diffusers directory, 'random' (full-size, random weights) or 'tiny'; "
+               "per pipeline as NAME=SOURCE entries, e.g. 'random,svd=/models/svd' (default: the profile's; a "
+               "pipeline the source is not for loads its published hub id)",
+               _model, None, "SOURCE"),
+    OptionSpec("--i2v-pipeline", "i2v_pipeline", "pipeline",
+               "pipeline of tests whose i2v mark names none: i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, "
+               "cogvideox-i2v or hunyuanvideo-i2v (default: the --i2v-model directory's, else the profile's, else i2vgen-xl)",
+               _pipeline, None, "NAME"),
     OptionSpec("--i2v-device", "i2v_device", "device", "device to run on: cpu, cuda or cuda:N (default: the profile's, cuda when available)",
                _device, None, "DEVICE"),
     OptionSpec("--i2v-dtype", "i2v_dtype", "dtype", "weights dtype: fp16, bf16 or fp32 (default: the profile's; a mark's dtype wins)",
@@ -195,6 +216,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
 class Settings:
     gpu_profile: str = "auto"
     model: str | None = None
+    pipeline: str | None = None
     device: str | None = None
     dtype: str | None = None
     repeats: int = 5

@@ -41,6 +41,11 @@ def test_tight_budgets_fail_with_the_figures(i2v_project: pytest.Pytester) -> No
 
 
 def test_budget_that_cannot_fit_the_profile_is_skipped_before_running(i2v_project: pytest.Pytester) -> None:
+    # A profile that runs the generation as marked (no scaling): there the budget's size decides.
+    i2v_project.mkdir("profiles")
+    i2v_project.path.joinpath("profiles", "cpu-unscaled.yaml").write_text(
+        "schema_version: 1\nname: cpu-unscaled\ndescription: the CPU, sizes as marked\nmemory_gb: 24\n"
+        "device: cpu\nmatch: []\nmodel: tiny\ndtype: fp32\n", encoding="utf-8")
     i2v_project.makepyfile(
         f"""
         import pytest
@@ -51,10 +56,14 @@ def test_budget_that_cannot_fit_the_profile_is_skipped_before_running(i2v_projec
             i2v_run()  # runs only where 23 GB fits the profile's memory minus the margin
         """
     )
-    result = i2v_project.runpytest("-rs")
+    unscaled = ("--i2v-profile-dir", "profiles", "--gpu-profile", "cpu-unscaled")
+    result = i2v_project.runpytest("-rs", *unscaled)
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*VRAM budget 23 GB does not fit this profile's 24 GB minus the 2 GB safety margin*"])
-    result = i2v_project.runpytest("-rs", "--i2v-safety-margin", "0.5", "--i2v-repeats", "1")
+    result = i2v_project.runpytest("-rs", *unscaled, "--i2v-safety-margin", "0.5", "--i2v-repeats", "1")
+    result.assert_outcomes(passed=1)
+    # The cpu profile scales the study down: the marked size is not what it measures, so no skip.
+    result = i2v_project.runpytest("-rs", "--i2v-repeats", "1")
     result.assert_outcomes(passed=1)
 
 

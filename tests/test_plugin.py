@@ -18,14 +18,16 @@ def test_plugin_loads_through_its_entry_point(pytester: pytest.Pytester) -> None
 
 def test_markers_text_comes_from_the_mark_signature(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.i2v(resolution: *frames: *= 16*steps: *= 50*describe an I2VGen-XL generation*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.i2v(resolution: *frames: *= None*pipeline: *= None*unset sizes, frames, steps, guidance and fps are "
+                                 "the pipeline's native ones; pipeline names: i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, "
+                                 "cogvideox-i2v, hunyuanvideo-i2v (default i2vgen-xl*"])
 
 
 def test_header_names_profile_model_and_scaling(i2v_project: pytest.Pytester) -> None:
     i2v_project.makepyfile("def test_nothing(i2v_profile): pass")
     result = i2v_project.runpytest()
     result.stdout.fnmatch_lines([
-        "i2v: profile cpu (*), device cpu, model tiny, dtype fp32",
+        "i2v: profile cpu (*), device cpu, pipeline i2vgen-xl, model tiny, dtype fp32",
         "i2v: cpu profile scales the study down: sizes /8 (256p->32x32*1024p->128x128); steps /5 (50->10)",
     ])
 
@@ -95,7 +97,7 @@ def test_pipeline_is_loaded_once_for_many_tests(i2v_project: pytest.Pytester) ->
     result.assert_outcomes(passed=5)
     document = json.loads((i2v_project.path / "r.json").read_text())
     assert len(document["records"]) == 4
-    assert [p["key"] for p in document["pipelines"]] == ["tiny (fp32, cpu)"]
+    assert [p["key"] for p in document["pipelines"]] == ["i2vgen-xl: tiny (fp32, cpu)"]
 
 
 def test_cli_overrides_ini(i2v_project: pytest.Pytester) -> None:

@@ -12,7 +12,7 @@ from pytest_i2v.marks import GenerationSpec
 
 @dataclass(frozen=True)
 class FlopCount:
-    unet_step: int  # one denoising step (the UNet call; classifier-free guidance is batched into it)
+    unet_step: int  # one denoising step: every denoiser call in it (I2VGen-XL batches guidance into one)
     decode: int  # the VAE decoder over all frames
 
 
@@ -40,8 +40,12 @@ def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
     with counter:
         generate(pipe, replace(spec, steps=1), image)
     by_module = counter.get_flop_counts()
-    unet = sum(by_module.get(type(pipe.unet).__name__, {}).values())
-    decode = sum(by_module.get(type(pipe.vae.decoder).__name__, {}).values())
+    from pytest_i2v.pipelines.base import adapter_for
+
+    adapter = adapter_for(spec.pipeline)
+    # Every denoiser call of the one step (guidance may make two; Wan 2.2's experts share one architecture).
+    unet = sum(sum(by_module.get(name, {}).values()) for name in {type(m).__name__ for m in adapter.denoisers(pipe)})
+    decode = sum(by_module.get(type(adapter.vae_decoder(pipe)).__name__, {}).values())
     return FlopCount(unet_step=int(unet), decode=int(decode))
 
 

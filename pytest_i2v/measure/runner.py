@@ -24,6 +24,7 @@ from pytest_i2v.measure.memory import (
     start_level,
 )
 from pytest_i2v.measure.timing import StageRecorder
+from pytest_i2v.pipelines.base import adapter_for
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
 ProgressCallback = Callable[[str, int, int, int, int], None]
@@ -179,16 +180,16 @@ class Measurement:
         }
 
 
-def generate(pipe: Any, spec: GenerationSpec, image: Any) -> Any:
-    """One generation with reproducible inputs: ``generator=`` alone is not enough because
-    ``vae.encode(...).latent_dist.sample()`` ignores it, so the global torch RNG is seeded too."""
-    torch.manual_seed(spec.seed)
-    generator = torch.Generator("cpu").manual_seed(spec.seed)
-    return pipe(
-        prompt=spec.prompt, image=image, height=spec.height, width=spec.width, num_frames=spec.frames,
-        num_inference_steps=spec.steps, guidance_scale=spec.guidance, target_fps=spec.fps,
-        generator=generator, output_type="np",
-    ).frames
+def generate(pipe: Any, spec: GenerationSpec, image: Any, step_end: Callable[[int], None] | None = None) -> Any:
+    """One generation of ``spec`` through its pipeline's adapter (reproducible inputs, numpy frames)."""
+    return adapter_for(spec.pipeline).generate(pipe, spec, image, step_end)
+
+
+def stage_recorder(pipe: Any, spec: GenerationSpec, clock: Any, on_step: Callable[[int], None] | None) -> StageRecorder:
+    """Hooks on the pipeline's denoiser(s) and VAE decoder; step ends from callbacks where it has them."""
+    adapter = adapter_for(spec.pipeline)
+    return StageRecorder(pipe, clock, on_step, denoisers=adapter.denoisers(pipe), decoder=adapter.vae_decoder(pipe),
+                         callback_steps=adapter.info.step_callbacks)
 
 
 class GenerationRunner:
@@ -211,7 +212,7 @@ class GenerationRunner:
             def on_step(step: int) -> None:
                 progress(phase, index, count, step, spec.steps)
 
-        recorder = StageRecorder(self.pipe, self._clock, on_step)
+        recorder = stage_recorder(self.pipe, spec, self._clock, on_step)
         device = self.device
         device.synchronize()
         device.reset_peak_stats()
@@ -221,14 +222,14 @@ class GenerationRunner:
             with recorder:
                 started = time.perf_counter()
                 recorder.begin()
-                frames = generate(self.pipe, spec, image)
+                frames = generate(self.pipe, spec, image, recorder.step_end)
                 recorder.finish()
                 device.synchronize()
                 total = time.perf_counter() - started
         except BaseException:
             # OOM, a failing step, Ctrl-C: stop the sampler thread and remember where it happened
             self._nvml.stop()
-            self._last_stage = (recorder.stage, len(recorder.step_marks) or None)
+            self._last_stage = (recorder.stage, recorder.current_step)
             raise
         nvml = self._nvml.stop()
         stages = recorder.times()

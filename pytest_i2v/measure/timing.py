@@ -1,4 +1,7 @@
-"""Stage and per-step timing through module hooks (I2VGen-XL has no step callbacks).
+"""Stage and per-step timing: a forward pre-hook on the denoiser(s) marks where denoising starts,
+and each step ends either at the next denoiser call (I2VGen-XL, which has no step callbacks and
+batches guidance into one UNet call) or at the pipeline's ``callback_on_step_end`` (the others:
+one step is one step even when guidance makes two denoiser calls or two experts take turns).
 
 The marks come from the device's clock (``measure.device``): on CUDA an event recorded on the
 device's stream, so timing adds no host/device sync inside the loop and the events are read once
@@ -25,24 +28,34 @@ class StageTimes:
 
 
 class StageRecorder:
-    """Marks the start of each UNet forward (one per denoising step, CFG is batched) and the
-    first VAE-decoder call. A step spans one UNet forward to the next, so it includes the guidance
-    arithmetic and the scheduler update; the last step ends where decoding starts."""
+    """Marks the start of denoising, the end of each step and the start of decoding.
 
-    def __init__(self, pipe: Any, clock: Clock, on_step: Callable[[int], None] | None = None):
+    Hook mode (``callback_steps=False``): every denoiser forward starts a step; a step spans one
+    forward to the next, so it includes the guidance arithmetic and the scheduler update, and the
+    last step ends where decoding starts. Callback mode: the first denoiser forward starts the
+    first step and ``step_end`` (called from ``callback_on_step_end``) ends each one; decoding is
+    what follows the last step. Either way encode + steps + decode is the whole call."""
+
+    def __init__(self, pipe: Any, clock: Clock, on_step: Callable[[int], None] | None = None,
+                 denoisers: list[Any] | None = None, decoder: Any = None, callback_steps: bool = False):
         self._pipe = pipe
         self._clock = clock
         self._on_step = on_step
+        self._denoisers = denoisers if denoisers is not None else [pipe.unet]
+        self._decoder = decoder if decoder is not None else pipe.vae.decoder
+        self._callback_steps = callback_steps
         self._handles: list[Any] = []
         self.start: Any = None
         self.end: Any = None
-        self.step_marks: list[Any] = []
+        self.step_marks: list[Any] = []  # hook mode: each step's start; callback mode: denoising's start
+        self.step_end_marks: list[Any] = []  # callback mode: each step's end
         self.decode_mark: Any = None
 
     def __enter__(self) -> StageRecorder:
-        self._handles.append(self._pipe.unet.register_forward_pre_hook(self._unet_pre_hook))
+        for model in self._denoisers:
+            self._handles.append(model.register_forward_pre_hook(self._denoiser_pre_hook))
         vae = self._pipe.vae
-        for module in (getattr(vae, "post_quant_conv", None), vae.decoder):
+        for module in (getattr(vae, "post_quant_conv", None), self._decoder):
             if module is not None:
                 self._handles.append(module.register_forward_pre_hook(self._decode_pre_hook))
         return self
@@ -52,10 +65,20 @@ class StageRecorder:
             handle.remove()
         self._handles.clear()
 
-    def _unet_pre_hook(self, module: Any, args: Any) -> None:
+    def _denoiser_pre_hook(self, module: Any, args: Any) -> None:
+        if self._callback_steps:
+            if not self.step_marks:
+                self.step_marks.append(self._clock.mark())
+            return
         self.step_marks.append(self._clock.mark())
         if self._on_step is not None:
             self._on_step(len(self.step_marks))
+
+    def step_end(self, step: int) -> None:
+        """``callback_on_step_end``: step ``step`` (1-based) has finished, scheduler update included."""
+        self.step_end_marks.append(self._clock.mark())
+        if self._on_step is not None:
+            self._on_step(step)
 
     def _decode_pre_hook(self, module: Any, args: Any) -> None:
         if self.decode_mark is None and self.step_marks:
@@ -74,12 +97,25 @@ class StageRecorder:
             return "decode"
         return "denoise" if self.step_marks else "encode"
 
+    @property
+    def current_step(self) -> int | None:
+        """The denoising step in progress (1-based), or None before denoising."""
+        if not self.step_marks:
+            return None
+        return len(self.step_end_marks) + 1 if self._callback_steps else len(self.step_marks)
+
     def times(self) -> StageTimes:
         """Read after a device synchronise."""
         seconds = self._clock.seconds_between
-        marks = self.step_marks
-        if not marks:
+        if not self.step_marks:
             return StageTimes(encode_s=None, step_s=(), decode_s=None)
+        if self._callback_steps:
+            bounds = [self.step_marks[0], *self.step_end_marks]
+            steps = tuple(seconds(a, b) for a, b in zip(bounds, bounds[1:]))
+            last = bounds[-1]
+            decode = seconds(last, self.end) if len(bounds) > 1 else None
+            return StageTimes(encode_s=seconds(self.start, bounds[0]), step_s=steps, decode_s=decode)
+        marks = self.step_marks
         ends = [*marks[1:], self.decode_mark if self.decode_mark is not None else self.end]
         steps = tuple(seconds(a, b) for a, b in zip(marks, ends, strict=True))
         decode = seconds(self.decode_mark, self.end) if self.decode_mark is not None else None

@@ -14,7 +14,8 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
 from pytest_i2v.marks import OFFLOAD_MEMORY_OPTIONS
-from pytest_i2v.models.compat import alias_clip_text_model
+from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
+from pytest_i2v.pipelines.base import adapter_for
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 BUILTIN_SOURCES = ("tiny", "random")
@@ -30,10 +31,12 @@ class PipelineKey:
     dtype: str
     device: str
     offload: str | None = None
+    pipeline: str = DEFAULT_PIPELINE
+    load_options: tuple[str, ...] = ()  # layerwise_fp8, torch_compile: applied at load, not undoable
 
     def describe(self) -> str:
-        offload = f", {self.offload}" if self.offload else ""
-        return f"{self.source} ({self.dtype}, {self.device}{offload})"
+        options = "".join(f", {o}" for o in (self.offload, *self.load_options) if o)
+        return f"{self.pipeline}: {self.source} ({self.dtype}, {self.device}{options})"
 
 
 @dataclass
@@ -91,10 +94,13 @@ def _has_fp16_variant(source: str) -> bool:
     return True  # the hub checkpoint ships an fp16 variant; a missing one falls back below
 
 
-def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: bool = False) -> Any:
-    """The real loading path: ``I2VGenXLPipeline.from_pretrained`` (safetensors, fp16 variant where present)."""
-    from diffusers import I2VGenXLPipeline
+def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: bool = False,
+                         pipeline: str = DEFAULT_PIPELINE) -> Any:
+    """The real loading path: ``<PipelineClass>.from_pretrained`` (safetensors, fp16 variant where present)."""
     from diffusers.pipelines import pipeline_utils
+
+    pipeline_class = adapter_for(pipeline).pipeline_class()
+    info = PIPELINES[pipeline]
 
     # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.
     dtype_kwarg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
@@ -106,11 +112,11 @@ def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: boo
     variant = "fp16" if dtype == "fp16" and _has_fp16_variant(source) else None
     try:
         try:
-            pipe = I2VGenXLPipeline.from_pretrained(source, variant=variant, **kwargs)
+            pipe = pipeline_class.from_pretrained(source, variant=variant, **kwargs)
         except (OSError, ValueError):
             if variant is None:
                 raise
-            pipe = I2VGenXLPipeline.from_pretrained(source, **kwargs)
+            pipe = pipeline_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         where = f"the local directory {source}" if Path(source).is_dir() else (
             f"the hub id {source} in the local cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
@@ -118,8 +124,8 @@ def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: boo
         )
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSourceError(
-            f"could not load I2VGen-XL from {where}: {first_line}. Download it once "
-            f"(huggingface-cli download {source if not Path(source).is_dir() else 'ali-vilab/i2vgen-xl'} --local-dir DIR) "
+            f"could not load {info.pipeline_class} ({info.name}) from {where}: {first_line}. Download it once "
+            f"(huggingface-cli download {source if not Path(source).is_dir() else info.hub_id} --local-dir DIR) "
             f"and pass --i2v-model DIR, or use --i2v-model random for the full-size architecture with random weights"
         ) from None
     return pipe
@@ -132,69 +138,32 @@ def build_device_for(key: PipelineKey) -> str:
     return "cpu" if key.offload in OFFLOAD_MEMORY_OPTIONS else key.device
 
 
-def place_pipeline(pipe: Any, offload: str | None, device: str) -> None:
-    """Put a built pipeline where the option says: offload hooks that move each component to
-    ``device`` when it runs, or the whole pipeline on ``device``."""
-    if offload == "model_cpu_offload":
-        pipe.enable_model_cpu_offload(device=device)
-    elif offload == "sequential_cpu_offload":
-        pipe.enable_sequential_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-
-
 def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False) -> LoadedPipeline:
     start = time.perf_counter()
+    adapter = adapter_for(key.pipeline)
     if key.source == "tiny":
-        from pytest_i2v.models.tiny import save_tiny_pipeline
-
-        pipe = load_from_pretrained(str(save_tiny_pipeline(work_dir)), key.dtype, key.device)
+        pipe = load_from_pretrained(str(adapter.save_tiny(work_dir)), key.dtype, key.device, pipeline=key.pipeline)
         provenance = PROVENANCE["tiny"]
     elif key.source == "random":
-        # Looked up on the module at call time, so tests can replace the 2.5 B-parameter build.
-        from pytest_i2v.models import fullsize
-
-        pipe = fullsize.build_fullsize_pipeline(build_device_for(key), TORCH_DTYPES[key.dtype], work_dir)
+        pipe = adapter.build_fullsize(build_device_for(key), TORCH_DTYPES[key.dtype], work_dir)
         provenance = PROVENANCE["random"]
     else:
-        pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle)
+        pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle, pipeline=key.pipeline)
         provenance = "real-weights"
-    alias_clip_text_model(pipe)
+    adapter.after_load(pipe)
     pipe.set_progress_bar_config(disable=True)
-    place_pipeline(pipe, key.offload, key.device)
+    adapter.apply_load_options(pipe, key.load_options, TORCH_DTYPES[key.dtype])
+    adapter.place(pipe, key.offload, key.device)
     # Only a CUDA build can synchronise (CPU-only torch raises even for a "cuda:N" key).
     if key.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize(key.device)
     return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start, provenance=provenance)
 
 
-def apply_toggles(pipe: Any, toggles: tuple[str, ...]) -> None:
+def apply_toggles(pipe: Any, toggles: tuple[str, ...], pipeline: str = DEFAULT_PIPELINE, attention: str | None = None) -> None:
     """Per-test memory options that do not need a reload; ``reset_toggles`` undoes them."""
-    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-
-    for toggle in toggles:
-        if toggle == "vae_slicing":
-            pipe.vae.enable_slicing()
-        elif toggle == "vae_tiling":
-            pipe.vae.enable_tiling()
-        elif toggle == "forward_chunking":
-            pipe.unet.enable_forward_chunking(chunk_size=1, dim=1)
-        elif toggle == "attention_slicing":
-            # I2VGenXLUNet has no set_attention_slice of its own; its Attention blocks do.
-            # "auto" as diffusers means it: half the heads per slice.
-            for module in pipe.unet.modules():
-                if hasattr(module, "set_attention_slice") and hasattr(module, "sliceable_head_dim"):
-                    module.set_attention_slice(max(1, module.sliceable_head_dim // 2))
-        elif toggle == "sdpa":
-            pipe.unet.set_attn_processor(AttnProcessor2_0())
-        elif toggle == "eager_attention":
-            pipe.unet.set_attn_processor(AttnProcessor())
+    adapter_for(pipeline).apply_toggles(pipe, toggles, attention)
 
 
-def reset_toggles(pipe: Any) -> None:
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    pipe.vae.disable_slicing()
-    pipe.vae.disable_tiling()
-    pipe.unet.disable_forward_chunking()
-    pipe.unet.set_attn_processor(AttnProcessor2_0())
+def reset_toggles(pipe: Any, pipeline: str = DEFAULT_PIPELINE) -> None:
+    adapter_for(pipeline).reset_toggles(pipe)

@@ -1,0 +1,284 @@
+"""The pipelines the plugin measures, as pure data: names, diffusers classes, the real models'
+constraints, native settings and the memory options each supports.
+
+No torch and no diffusers here (marks are validated at collection with this table); the code
+that builds, loads and calls a pipeline lives in one adapter module per pipeline
+(``pytest_i2v.pipelines.<module>``, see ``base.PipelineAdapter``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_i2v.errors import I2VUsageError
+
+DEFAULT_PIPELINE = "i2vgen-xl"
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the real model accepts: ``frames = frames_step * k + frames_offset`` and sizes that are
+    multiples of ``size_multiple`` (the VAE's downsampling times the denoiser's patch or depth)."""
+
+    size_multiple: int = 8
+    frames_step: int = 1
+    frames_offset: int = 0
+    min_frames: int = 1
+
+    def frames_rule(self) -> str:
+        if self.frames_step == 1:
+            return f"frames >= {self.min_frames}"
+        return f"frames = {self.frames_step}k+{self.frames_offset}"
+
+    def frames_ok(self, frames: int) -> bool:
+        return frames >= self.min_frames and (frames - self.frames_offset) % self.frames_step == 0
+
+    def nearest_frames(self, frames: int) -> tuple[int, int]:
+        """The valid frame counts at or just below ``frames`` and just above it."""
+        smallest = self.round_up_frames(self.min_frames)
+        below = max(smallest, (frames - self.frames_offset) // self.frames_step * self.frames_step + self.frames_offset)
+        return below, below + self.frames_step if below <= frames else below
+
+    def round_up_frames(self, frames: int) -> int:
+        k = -(-(frames - self.frames_offset) // self.frames_step)
+        return max(k, 0) * self.frames_step + self.frames_offset
+
+    def round_size(self, pixels: int) -> int:
+        """Down to a multiple (never below one multiple): how a profile's scaling keeps sizes valid."""
+        return max(self.size_multiple, pixels // self.size_multiple * self.size_multiple)
+
+    def round_frames(self, frames: int) -> int:
+        """Down to the nearest valid frame count (never below the smallest)."""
+        return self.nearest_frames(frames)[0]
+
+    def violation(self, width: int, height: int, frames: int) -> str | None:
+        """The first rule a generation breaks, as "value: rule (try ...)", or None."""
+        for name, size in (("width", width), ("height", height)):
+            if size % self.size_multiple:
+                lower = self.round_size(size)
+                return (f"{name}={size} is not a multiple of {self.size_multiple} "
+                        f"(try {lower} or {lower + self.size_multiple})")
+        if not self.frames_ok(frames):
+            below, above = self.nearest_frames(frames)
+            return f"frames={frames} breaks {self.frames_rule()} (try {below} or {above})"
+        return None
+
+
+@dataclass(frozen=True)
+class Native:
+    """The model's own generation settings (its model card / pipeline defaults)."""
+
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float
+    fps: int
+    resolution: str | None = None  # a preset label for i2vgen-xl's square sizes
+
+
+# Options every adapter understands; each adapter lists the subset its pipeline supports.
+TOGGLE_OPTIONS = ("vae_slicing", "vae_tiling", "forward_chunking", "attention_slicing", "sdpa", "eager_attention")
+OFFLOAD_OPTIONS = ("model_cpu_offload", "sequential_cpu_offload", "group_offload")
+# Applied at load time and not undoable (weights recast, modules compiled): part of the pipeline's cache key.
+LOAD_OPTIONS = ("layerwise_fp8", "torch_compile")
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    name: str
+    pipeline_class: str  # the diffusers class, as model_index.json names it
+    module: str  # adapter module under pytest_i2v.pipelines
+    hub_id: str  # the published checkpoint (the source on GPU profiles)
+    native: Native
+    constraints: Constraints
+    memory_options: frozenset[str]
+    min_diffusers: str = "0.30.0"
+    step_callbacks: bool = True  # callback_on_step_end (I2VGen-XL predates it)
+    attention_backends: bool = True  # denoiser.set_attention_backend(...)
+    uses_prompt: bool = True
+    uses_fps: bool = False
+    model_index_hint: dict[str, Any] = field(default_factory=dict)  # model_index.json keys that tell pipelines of one class apart
+    description: str = ""
+
+
+_COMMON = frozenset({"model_cpu_offload", "sequential_cpu_offload", "group_offload", "layerwise_fp8", "torch_compile",
+                     "vae_slicing", "vae_tiling"})
+
+PIPELINES: dict[str, PipelineInfo] = {p.name: p for p in (
+    PipelineInfo(
+        name="i2vgen-xl", pipeline_class="I2VGenXLPipeline", module="i2vgen_xl", hub_id="ali-vilab/i2vgen-xl",
+        native=Native(512, 512, 16, 50, 9.0, 8, resolution="512p"), constraints=Constraints(size_multiple=8),
+        memory_options=frozenset({"model_cpu_offload", "sequential_cpu_offload", "group_offload", "layerwise_fp8",
+                                  "torch_compile", *TOGGLE_OPTIONS}),
+        min_diffusers="0.26.0", step_callbacks=False, attention_backends=False, uses_fps=True,
+        description="I2VGen-XL (deprecated upstream; UNet 1.4 B)"),
+    PipelineInfo(
+        name="svd", pipeline_class="StableVideoDiffusionPipeline", module="svd",
+        hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
+        native=Native(1024, 576, 25, 25, 3.0, 7), constraints=Constraints(size_multiple=64),
+        memory_options=(_COMMON - {"vae_tiling", "vae_slicing"}) | {"forward_chunking"},
+        min_diffusers="0.24.0", attention_backends=False, uses_prompt=False, uses_fps=True,
+        description="Stable Video Diffusion img2vid-xt (UNet 1.5 B)"),
+    PipelineInfo(
+        name="wan2.1-i2v", pipeline_class="WanImageToVideoPipeline", module="wan",
+        hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        native=Native(832, 480, 81, 40, 5.0, 16), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+        memory_options=_COMMON, min_diffusers="0.33.0", model_index_hint={"transformer_2": None},
+        description="Wan 2.1 I2V 14B (480P)"),
+    PipelineInfo(
+        name="wan2.2-i2v", pipeline_class="WanImageToVideoPipeline", module="wan",
+        hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+        native=Native(832, 480, 81, 40, 3.5, 16), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+        memory_options=_COMMON, min_diffusers="0.35.0", model_index_hint={"transformer_2": "WanTransformer3DModel"},
+        description="Wan 2.2 I2V A14B (two 14 B experts)"),
+    PipelineInfo(
+        name="ltx-video", pipeline_class="LTXImageToVideoPipeline", module="ltx_video", hub_id="Lightricks/LTX-Video",
+        native=Native(768, 512, 121, 50, 3.0, 24), constraints=Constraints(size_multiple=32, frames_step=8, frames_offset=1),
+        memory_options=_COMMON, min_diffusers="0.32.0", uses_fps=True,
+        description="LTX-Video 0.9 (2 B)"),
+    PipelineInfo(
+        name="cogvideox-i2v", pipeline_class="CogVideoXImageToVideoPipeline", module="cogvideox",
+        hub_id="THUDM/CogVideoX-5b-I2V",
+        native=Native(720, 480, 49, 50, 6.0, 8), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+        memory_options=_COMMON, min_diffusers="0.30.3",
+        description="CogVideoX-5B-I2V"),
+    PipelineInfo(
+        name="hunyuanvideo-i2v", pipeline_class="HunyuanVideoImageToVideoPipeline", module="hunyuan_video",
+        hub_id="hunyuanvideo-community/HunyuanVideo-I2V",
+        native=Native(1280, 720, 129, 50, 1.0, 24), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+        memory_options=_COMMON, min_diffusers="0.33.0",
+        description="HunyuanVideo-I2V (13 B)"),
+)}
+
+
+def pipeline_names() -> list[str]:
+    return list(PIPELINES)
+
+
+def check_pipeline_name(name: str, origin: str = "pipeline") -> PipelineInfo:
+    if not isinstance(name, str) or name not in PIPELINES:
+        raise I2VUsageError(f"{origin}={name!r} is not a known pipeline; use one of {', '.join(PIPELINES)}")
+    return PIPELINES[name]
+
+
+def pipeline_from_model_index(index: dict[str, Any]) -> str | None:
+    """The pipeline a diffusers ``model_index.json`` describes (its ``_class_name``, then the hint
+    keys that tell pipelines of one class apart, e.g. Wan 2.2's second expert), or None."""
+    candidates = [p for p in PIPELINES.values() if p.pipeline_class == index.get("_class_name")]
+    for info in candidates:
+        matches = all(_component_class(index.get(key)) == want for key, want in info.model_index_hint.items())
+        if matches:
+            return info.name
+    return candidates[0].name if candidates else None
+
+
+def _component_class(entry: Any) -> str | None:
+    """model_index.json lists a component as [library, class] or [null, null] when absent."""
+    if isinstance(entry, list) and len(entry) == 2:
+        return entry[1] if isinstance(entry[1], str) else None
+    return None
+
+
+def pipeline_of_directory(path: Path) -> str | None:
+    index_file = path / "model_index.json"
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return pipeline_from_model_index(index) if isinstance(index, dict) else None
+
+
+def pipeline_of_hub_id(source: str) -> str | None:
+    return next((p.name for p in PIPELINES.values() if p.hub_id.lower() == source.lower()), None)
+
+
+def marker_help_line() -> str:
+    return f"pipeline names: {', '.join(PIPELINES)} (default {DEFAULT_PIPELINE}; --i2v-pipeline / ini i2v_pipeline)"
+
+
+BUILTIN_SOURCES = ("tiny", "random")
+
+
+def parse_model_sources(text: str) -> tuple[str | None, dict[str, str]]:
+    """``--i2v-model``: one source (``tiny``, ``random``, a directory or a hub id), or per-pipeline
+    ``NAME=SOURCE`` entries separated by commas, optionally after a bare default:
+    ``random,svd=/models/svd``. Returns (the bare source or None, {pipeline: source})."""
+    default: str | None = None
+    per_pipeline: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            raise I2VUsageError(f"--i2v-model {text!r}: an empty entry; separate NAME=SOURCE entries with single commas")
+        name, sep, source = part.partition("=")
+        if not sep:
+            if default is not None:
+                raise I2VUsageError(f"--i2v-model {text!r}: two sources without a pipeline name ({default}, {part}); "
+                                    f"name the second one, e.g. svd={part}")
+            default = part
+            continue
+        check_pipeline_name(name.strip(), origin="--i2v-model entry")
+        if not source.strip():
+            raise I2VUsageError(f"--i2v-model {part!r}: no source after '='")
+        per_pipeline[name.strip()] = source.strip()
+    return default, per_pipeline
+
+
+def pipeline_of_source(source: str) -> str | None:
+    """The pipeline a directory's model_index.json or a known hub id belongs to (None for builtins)."""
+    if source in BUILTIN_SOURCES:
+        return None
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return pipeline_of_directory(path)
+    return pipeline_of_hub_id(source)
+
+
+def session_pipeline(option: str | None, default_source: str | None, profile_pipeline: str | None) -> str:
+    """The pipeline of unmarked tests: ``--i2v-pipeline``/ini, else the one a ``--i2v-model``
+    directory or known hub id is, else the profile's, else I2VGen-XL."""
+    if option is not None:
+        return option
+    owner = pipeline_of_source(default_source) if default_source else None
+    return owner or profile_pipeline or DEFAULT_PIPELINE
+
+
+def source_for(pipeline: str, session: str, default: str | None, per_pipeline: dict[str, str], profile_model: str,
+               profile_pipeline: str | None = None) -> str:
+    """The model source a pipeline loads from: its own ``NAME=SOURCE`` entry; else the bare source
+    when it is a builtin or belongs to this pipeline (a source we cannot place belongs to the
+    session's pipeline); else the profile's model likewise (a profile's model is its own pipeline's,
+    I2VGen-XL's unless it says); else the pipeline's published hub id."""
+    if pipeline in per_pipeline:
+        return per_pipeline[pipeline]
+    for candidate, unknown_owner in ((default, session), (profile_model, profile_pipeline or DEFAULT_PIPELINE)):
+        if candidate is None:
+            continue
+        owner = pipeline_of_source(candidate) or unknown_owner
+        if candidate in BUILTIN_SOURCES or owner == pipeline:
+            return candidate
+    return PIPELINES[pipeline].hub_id
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def unsupported_reason(info: PipelineInfo, memory: tuple[str, ...], attention: str | None,
+                       diffusers_version: str | None, has_class: bool) -> str | None:
+    """Why a generation cannot run on this pipeline here (a skip reason that names the pipeline), or None."""
+    if diffusers_version is None or not has_class or _version_tuple(diffusers_version) < _version_tuple(info.min_diffusers):
+        installed = f"installed: {diffusers_version}" if diffusers_version else "diffusers is not installed"
+        return (f"pipeline {info.name} needs diffusers >= {info.min_diffusers} with {info.pipeline_class} ({installed}); "
+                f"pip install -U diffusers")
+    missing = [m for m in memory if m not in info.memory_options]
+    if missing:
+        return f"memory option {', '.join(missing)} is not supported by pipeline {info.name}"
+    if attention is not None and not info.attention_backends:
+        return f"attention={attention!r}: pipeline {info.name}'s denoiser has no set_attention_backend (use memory sdpa/eager_attention)"
+    return None

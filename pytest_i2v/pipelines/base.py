@@ -1,0 +1,208 @@
+"""The adapter interface: what the plugin needs to know to build, load, call and time one pipeline.
+
+One subclass per pipeline, in ``pytest_i2v.pipelines.<module>``; ``adapter_for(name)`` imports it
+lazily, so collecting tests never imports a pipeline's code. Defaults here cover the diffusers
+conventions the video pipelines share (``transformer`` denoiser, ``callback_on_step_end``,
+``enable_group_offload``, ``enable_layerwise_casting``, ``set_attention_backend``)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.pipelines import PIPELINES, PipelineInfo
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:  # Python 3.10
+        from importlib.abc import Traversable
+
+# Published configs record the checkpoint's dtype, and transformers builds (parts of) a model in
+# it whatever the default dtype says; the requested dtype decides, so these keys are dropped.
+_DTYPE_KEYS = ("torch_dtype", "dtype")
+# Where each pipeline's published component configs live (package data, no weights).
+CONFIG_ROOT: Traversable = files("pytest_i2v") / "pipelines" / "configs"
+# diffusers' float8 storage for enable_layerwise_casting (compute stays in the run's dtype).
+FP8_STORAGE = torch.float8_e4m3fn
+
+
+def read_config(directory: Traversable, component: str, filename: str = "config.json") -> dict[str, Any]:
+    """A shipped component config without its dtype keys."""
+    data: dict[str, Any] = json.loads((directory / component / filename).read_text(encoding="utf-8"))
+    for key in _DTYPE_KEYS:
+        data.pop(key, None)
+    return data
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@contextlib.contextmanager
+def building(device: str | torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Build modules straight on ``device`` (``meta``: shapes only) in ``dtype``, with fixed seeds."""
+    torch.manual_seed(0)
+    with torch.device(device), default_dtype(dtype):
+        yield
+
+
+def cast_floating(modules: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    """Overrule a library that still picks a dtype of its own for a submodule (only then: diffusers
+    warns on every ``.to(dtype)``); integer buffers such as position ids are left alone."""
+    for name, module in modules.items():
+        if isinstance(module, torch.nn.Module) and any(
+                t.is_floating_point() and t.dtype != dtype for t in (*module.parameters(), *module.buffers())):
+            modules[name] = module.to(dtype)
+    return modules
+
+
+def parameter_count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class PipelineAdapter:
+    """Subclasses set ``name`` and implement ``build_tiny``, ``build_fullsize`` and ``call_kwargs``."""
+
+    name: str = ""
+
+    @property
+    def info(self) -> PipelineInfo:
+        return PIPELINES[self.name]
+
+    # ------------------------------------------------------------------ building and loading
+    def pipeline_class(self) -> Any:
+        import diffusers
+
+        return getattr(diffusers, self.info.pipeline_class)
+
+    def build_tiny(self, work_dir: Path) -> Any:
+        """A tiny random pipeline on the CPU (well under 1 s per 64x64, few-frame, 2-step generation)."""
+        raise NotImplementedError
+
+    def save_tiny(self, work_dir: Path) -> Path:
+        """Build the tiny pipeline and ``save_pretrained`` it; returns the diffusers directory."""
+        target = work_dir / f"tiny-{self.name}"
+        if not (target / "model_index.json").is_file():
+            self.build_tiny(work_dir).save_pretrained(str(target), safe_serialization=True)
+        return target
+
+    def build_fullsize(self, device: str | torch.device, dtype: torch.dtype, work_dir: Path) -> Any:
+        """The full-size architecture with random weights from the shipped configs (``device="meta"``:
+        shapes only, for parameter counts)."""
+        raise NotImplementedError
+
+    def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16) -> list[Any]:
+        """The full-size denoiser(s) alone (what a model card's parameter count describes)."""
+        return self.denoisers(self.build_fullsize(device, dtype, Path("/nonexistent-tokenizer-dir")))
+
+    def after_load(self, pipe: Any) -> None:
+        """Guarded compatibility fixes for the installed libraries (none by default)."""
+
+    # ------------------------------------------------------------------ calling and timing
+    def denoisers(self, pipe: Any) -> list[Any]:
+        """The denoising model(s), in call order (Wan 2.2: the high-noise expert, then the low-noise one)."""
+        found = [getattr(pipe, attr, None) for attr in ("transformer", "transformer_2", "unet")]
+        return [m for m in found if m is not None]
+
+    def vae_decoder(self, pipe: Any) -> Any:
+        return pipe.vae.decoder
+
+    def call_kwargs(self, spec: GenerationSpec, image: Any, generator: torch.Generator) -> dict[str, Any]:
+        """The pipeline's own arguments for ``spec`` (never ``output_type`` or callbacks)."""
+        raise NotImplementedError
+
+    def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
+        """One generation with reproducible inputs; returns frames as (1, F, H, W, 3) numpy.
+
+        ``generator=`` alone is not enough: ``vae.encode(...).latent_dist.sample()`` ignores it in some
+        pipelines, so the global torch RNG is seeded too. ``step_end(step)`` is called at the end of
+        every denoising step through ``callback_on_step_end`` (one call per step, whatever the number
+        of denoiser calls)."""
+        torch.manual_seed(spec.seed)
+        generator = torch.Generator("cpu").manual_seed(spec.seed)
+        kwargs = self.call_kwargs(spec, image, generator)
+        if step_end is not None and self.info.step_callbacks:
+            def callback(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+                step_end(step + 1)
+                return callback_kwargs
+
+            kwargs["callback_on_step_end"] = callback
+        return pipe(**kwargs, output_type="np").frames
+
+    # ------------------------------------------------------------------ memory options
+    def place(self, pipe: Any, offload: str | None, device: str) -> None:
+        """Offload hooks that move each component to ``device`` when it runs, or the whole pipeline on it."""
+        if offload == "model_cpu_offload":
+            pipe.enable_model_cpu_offload(device=device)
+        elif offload == "sequential_cpu_offload":
+            pipe.enable_sequential_cpu_offload(device=device)
+        elif offload == "group_offload":
+            # Leaf-level groups with a CUDA stream: diffusers' recommended trade-off (transfers overlap compute).
+            pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                                      offload_type="leaf_level", use_stream=True)
+        else:
+            pipe.to(device)
+
+    def apply_load_options(self, pipe: Any, options: tuple[str, ...], dtype: torch.dtype) -> None:
+        """Options that change the loaded weights or modules for good (part of the cache key)."""
+        for option in options:
+            if option == "layerwise_fp8":
+                for model in self.denoisers(pipe):
+                    model.enable_layerwise_casting(storage_dtype=FP8_STORAGE, compute_dtype=dtype)
+            elif option == "torch_compile":
+                for model in self.denoisers(pipe):
+                    # Regional compilation where the model declares its repeated blocks: the same
+                    # steady-state speed as whole-model compile, a fraction of the compile time.
+                    if getattr(model, "_repeated_blocks", None):
+                        model.compile_repeated_blocks(fullgraph=True)
+                    else:
+                        model.compile()
+
+    def apply_toggles(self, pipe: Any, toggles: tuple[str, ...], attention: str | None) -> None:
+        """Per-test options that ``reset_toggles`` undoes."""
+        for toggle in toggles:
+            if toggle == "vae_slicing":
+                pipe.vae.enable_slicing()
+            elif toggle == "vae_tiling":
+                pipe.vae.enable_tiling()
+            elif toggle == "forward_chunking":
+                for model in self.denoisers(pipe):
+                    model.enable_forward_chunking(chunk_size=1, dim=1)
+        if attention is not None:
+            for model in self.denoisers(pipe):
+                model.set_attention_backend(attention)
+
+    def reset_toggles(self, pipe: Any) -> None:
+        vae = pipe.vae
+        for method in ("disable_slicing", "disable_tiling"):
+            if hasattr(vae, method):
+                getattr(vae, method)()
+        for model in self.denoisers(pipe):
+            if "forward_chunking" in self.info.memory_options and hasattr(model, "disable_forward_chunking"):
+                model.disable_forward_chunking()
+            if self.info.attention_backends and hasattr(model, "reset_attention_backend"):
+                model.reset_attention_backend()
+
+
+def adapter_for(name: str) -> PipelineAdapter:
+    """The adapter of a registered pipeline (its module is imported on first use)."""
+    info = PIPELINES[name]
+    module = importlib.import_module(f"pytest_i2v.pipelines.{info.module}")
+    adapter: PipelineAdapter = module.ADAPTERS[name]
+    return adapter
