@@ -26,6 +26,10 @@ class Constraints:
     frames_step: int = 1
     frames_offset: int = 0
     min_frames: int = 1
+    min_steps: int = 1  # LTX-Video's flow-match schedule fails with a single step
+    # The only (width, height) the real model accepts: CogVideoX-5B-I2V 1.0's learned positional
+    # embeddings exist for 720x480 alone. Checked on marks; a profile's scaled, tiny run may differ.
+    fixed_size: tuple[int, int] | None = None
 
     def frames_rule(self) -> str:
         if self.frames_step == 1:
@@ -35,11 +39,14 @@ class Constraints:
     def frames_ok(self, frames: int) -> bool:
         return frames >= self.min_frames and (frames - self.frames_offset) % self.frames_step == 0
 
-    def nearest_frames(self, frames: int) -> tuple[int, int]:
-        """The valid frame counts at or just below ``frames`` and just above it."""
+    def nearest_frames(self, frames: int) -> tuple[int, ...]:
+        """The valid frame counts around ``frames``: at or just below it and just above it (only the
+        smallest valid count when ``frames`` is below it)."""
         smallest = self.round_up_frames(self.min_frames)
-        below = max(smallest, (frames - self.frames_offset) // self.frames_step * self.frames_step + self.frames_offset)
-        return below, below + self.frames_step if below <= frames else below
+        below = (frames - self.frames_offset) // self.frames_step * self.frames_step + self.frames_offset
+        if below < smallest:
+            return (smallest,)
+        return below, below + self.frames_step
 
     def round_up_frames(self, frames: int) -> int:
         k = -(-(frames - self.frames_offset) // self.frames_step)
@@ -53,16 +60,25 @@ class Constraints:
         """Down to the nearest valid frame count (never below the smallest)."""
         return self.nearest_frames(frames)[0]
 
-    def violation(self, width: int, height: int, frames: int) -> str | None:
+    def round_steps(self, steps: int) -> int:
+        return max(self.min_steps, steps)
+
+    def violation(self, width: int, height: int, frames: int, steps: int = 50) -> str | None:
         """The first rule a generation breaks, as "value: rule (try ...)", or None."""
+        if self.fixed_size is not None and (width, height) != self.fixed_size:
+            fixed_width, fixed_height = self.fixed_size
+            return (f"width={width}, height={height} is not the model's only size {fixed_width}x{fixed_height} "
+                    f"(its learned positional embeddings exist for that size alone)")
         for name, size in (("width", width), ("height", height)):
             if size % self.size_multiple:
                 lower = self.round_size(size)
                 return (f"{name}={size} is not a multiple of {self.size_multiple} "
                         f"(try {lower} or {lower + self.size_multiple})")
         if not self.frames_ok(frames):
-            below, above = self.nearest_frames(frames)
-            return f"frames={frames} breaks {self.frames_rule()} (try {below} or {above})"
+            suggestions = " or ".join(str(n) for n in self.nearest_frames(frames))
+            return f"frames={frames} breaks {self.frames_rule()} (try {suggestions})"
+        if steps < self.min_steps:
+            return f"steps={steps} breaks steps >= {self.min_steps}"
         return None
 
 
@@ -101,6 +117,8 @@ class PipelineInfo:
     uses_prompt: bool = True
     uses_fps: bool = False
     model_index_hint: dict[str, Any] = field(default_factory=dict)  # model_index.json keys that tell pipelines of one class apart
+    # Other pipeline classes whose checkpoints this pipeline loads (LTX-Video's hub repo names LTXPipeline).
+    also_loads: tuple[str, ...] = ()
     description: str = ""
 
 
@@ -118,7 +136,11 @@ PIPELINES: dict[str, PipelineInfo] = {p.name: p for p in (
     PipelineInfo(
         name="svd", pipeline_class="StableVideoDiffusionPipeline", module="svd",
         hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
-        native=Native(1024, 576, 25, 25, 3.0, 7), constraints=Constraints(size_multiple=64),
+        native=Native(1024, 576, 25, 25, 3.0, 7),
+        # The pipeline checks multiples of 8; the UNet forwards skip sizes to its upsamplers, so odd latents work.
+        # One frame fails: its guidance ramp is [min_guidance_scale] = 1.0, which turns guidance off after the
+        # image latents were already doubled for it.
+        constraints=Constraints(size_multiple=8, min_frames=2),
         memory_options=(_COMMON - {"vae_tiling", "vae_slicing"}) | {"forward_chunking"},
         min_diffusers="0.24.0", attention_backends=False, uses_prompt=False, uses_fps=True,
         description="Stable Video Diffusion img2vid-xt (UNet 1.5 B)"),
@@ -127,30 +149,38 @@ PIPELINES: dict[str, PipelineInfo] = {p.name: p for p in (
         hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
         native=Native(832, 480, 81, 40, 5.0, 16), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
         memory_options=_COMMON, min_diffusers="0.33.0", model_index_hint={"transformer_2": None},
-        description="Wan 2.1 I2V 14B (480P)"),
+        description="Wan 2.1 I2V 14B (480P; the transformer is 16.4 B with its image cross-attention)"),
     PipelineInfo(
         name="wan2.2-i2v", pipeline_class="WanImageToVideoPipeline", module="wan",
         hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
         native=Native(832, 480, 81, 40, 3.5, 16), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
         memory_options=_COMMON, min_diffusers="0.35.0", model_index_hint={"transformer_2": "WanTransformer3DModel"},
-        description="Wan 2.2 I2V A14B (two 14 B experts)"),
+        description="Wan 2.2 I2V A14B (two 14.3 B experts)"),
     PipelineInfo(
         name="ltx-video", pipeline_class="LTXImageToVideoPipeline", module="ltx_video", hub_id="Lightricks/LTX-Video",
-        native=Native(768, 512, 121, 50, 3.0, 24), constraints=Constraints(size_multiple=32, frames_step=8, frames_offset=1),
-        memory_options=_COMMON, min_diffusers="0.32.0", uses_fps=True,
-        description="LTX-Video 0.9 (2 B)"),
+        native=Native(768, 512, 121, 50, 3.0, 24),
+        constraints=Constraints(size_multiple=32, frames_step=8, frames_offset=1, min_steps=2),
+        memory_options=_COMMON, min_diffusers="0.32.0", uses_fps=True, also_loads=("LTXPipeline",),
+        description="LTX-Video 0.9.1 (transformer 1.9 B)"),
     PipelineInfo(
         name="cogvideox-i2v", pipeline_class="CogVideoXImageToVideoPipeline", module="cogvideox",
         hub_id="THUDM/CogVideoX-5b-I2V",
-        native=Native(720, 480, 49, 50, 6.0, 8), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
-        memory_options=_COMMON, min_diffusers="0.30.3",
-        description="CogVideoX-5B-I2V"),
+        # Frames 8k+1: the VAE decodes latent frames in pairs (after a first odd one), so an even number
+        # of latent frames L comes back as 4L frames, not the 4(L-1)+1 asked for (5 frames -> 8).
+        # Its learned positional embeddings fix the size at 720x480 (on marks here; on the loaded model at
+        # generation, see cogvideox.py); its attention processor calls SDPA itself, so set_attention_backend
+        # would change nothing.
+        native=Native(720, 480, 49, 50, 6.0, 8),
+        constraints=Constraints(size_multiple=16, frames_step=8, frames_offset=1, fixed_size=(720, 480)),
+        memory_options=_COMMON, min_diffusers="0.30.3", attention_backends=False,
+        description="CogVideoX-5B-I2V (transformer 5.6 B; 720x480 only)"),
     PipelineInfo(
         name="hunyuanvideo-i2v", pipeline_class="HunyuanVideoImageToVideoPipeline", module="hunyuan_video",
         hub_id="hunyuanvideo-community/HunyuanVideo-I2V",
-        native=Native(1280, 720, 129, 50, 1.0, 24), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+        # guidance 6.0 is the checkpoint's embedded guidance (README --embedded-cfg-scale 6.0; diffusers example)
+        native=Native(1280, 720, 129, 50, 6.0, 24), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
         memory_options=_COMMON, min_diffusers="0.33.0",
-        description="HunyuanVideo-I2V (13 B)"),
+        description="HunyuanVideo-I2V (13 B, token_replace, embedded guidance)"),
 )}
 
 
@@ -167,7 +197,8 @@ def check_pipeline_name(name: str, origin: str = "pipeline") -> PipelineInfo:
 def pipeline_from_model_index(index: dict[str, Any]) -> str | None:
     """The pipeline a diffusers ``model_index.json`` describes (its ``_class_name``, then the hint
     keys that tell pipelines of one class apart, e.g. Wan 2.2's second expert), or None."""
-    candidates = [p for p in PIPELINES.values() if p.pipeline_class == index.get("_class_name")]
+    class_name = index.get("_class_name")
+    candidates = [p for p in PIPELINES.values() if class_name == p.pipeline_class or class_name in p.also_loads]
     for info in candidates:
         matches = all(_component_class(index.get(key)) == want for key, want in info.model_index_hint.items())
         if matches:

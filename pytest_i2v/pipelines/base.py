@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import json
 import sys
+import tempfile
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pytest_i2v.errors import I2VUsageError, OptionUnavailable
 from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.pipelines import PIPELINES, PipelineInfo
 
@@ -109,10 +111,15 @@ class PipelineAdapter:
 
     def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16) -> list[Any]:
         """The full-size denoiser(s) alone (what a model card's parameter count describes)."""
-        return self.denoisers(self.build_fullsize(device, dtype, Path("/nonexistent-tokenizer-dir")))
+        with tempfile.TemporaryDirectory(prefix="pytest-i2v-") as work_dir:  # the offline tokenizers are written there
+            return self.denoisers(self.build_fullsize(device, dtype, Path(work_dir)))
 
     def after_load(self, pipe: Any) -> None:
         """Guarded compatibility fixes for the installed libraries (none by default)."""
+
+    def tune_tiny(self, pipe: Any) -> None:
+        """Runtime switches for the tiny model only, where a real-size default costs the CPU far more
+        than it saves (none by default; the full-size and real models keep diffusers' defaults)."""
 
     # ------------------------------------------------------------------ calling and timing
     def denoisers(self, pipe: Any) -> list[Any]:
@@ -186,7 +193,12 @@ class PipelineAdapter:
                     model.enable_forward_chunking(chunk_size=1, dim=1)
         if attention is not None:
             for model in self.denoisers(pipe):
-                model.set_attention_backend(attention)
+                try:
+                    model.set_attention_backend(attention)
+                except (RuntimeError, ImportError) as exc:  # e.g. flash-attn or sageattention not installed
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise OptionUnavailable(f"attention={attention!r} is not usable for pipeline {self.name} "
+                                            f"here: {reason}") from None
 
     def reset_toggles(self, pipe: Any) -> None:
         vae = pipe.vae
@@ -198,6 +210,15 @@ class PipelineAdapter:
                 model.disable_forward_chunking()
             if self.info.attention_backends and hasattr(model, "reset_attention_backend"):
                 model.reset_attention_backend()
+
+
+def check_attention_backend(name: str) -> None:
+    """A mark's ``attention=``: one of the installed diffusers' backend names (a usage error otherwise)."""
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    known = [backend.value for backend in AttentionBackendName]
+    if name not in known:
+        raise I2VUsageError(f"attention={name!r} is not a diffusers attention backend; use one of {', '.join(known)}")
 
 
 def adapter_for(name: str) -> PipelineAdapter:
