@@ -2,10 +2,10 @@
 
     python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
     python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
-    python -m pytest_i2v recommend results.json     (the recommendation matrix and its fit error)
+    python -m pytest_i2v recommend results.json [--pipeline NAME]  (a recommendation matrix per pipeline, with its fit error)
     python -m pytest_i2v report results.json -o report.html
     python -m pytest_i2v compare a.json b.json [-o comparison.html]
-    python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run] [--model random|tiny|DIR]
+    python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run] [--model random|tiny|DIR] [--pipeline NAME]
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def _cmd_baseline(args: argparse.Namespace) -> str:
 
 def _cmd_recommend(args: argparse.Namespace) -> str:
     from pytest_i2v.marks import Scaling
-    from pytest_i2v.study import format_recommendation, recommend
+    from pytest_i2v.report.grouping import group_by_pipeline
+    from pytest_i2v.study import format_recommendation, recommend_per_pipeline
 
     document = read_results(Path(args.results))
     try:
@@ -140,9 +141,24 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
         raise I2VUsageError(f"--memory-classes {args.memory_classes!r}: use comma-separated GB, e.g. 8,12,16,24") from None
     scaling = Scaling.from_dict((document.get("profile") or {}).get("scaling") or {})
     thresholds = tuple((document.get("settings") or {}).get("latency_thresholds") or (30.0, 60.0))
-    matrix = recommend(document.get("records", []), scaling, steps=args.steps, memory_classes_gb=classes,
-                       margin_gb=args.margin, thresholds=thresholds)
-    return format_recommendation(matrix)
+    records = group_by_pipeline(document.get("records", []))
+    if args.pipeline is not None:
+        if args.pipeline not in records:
+            raise I2VUsageError(f"--pipeline {args.pipeline!r}: no results for it in {args.results}; "
+                                f"pipelines present: {', '.join(records) or 'none'}")
+        records = {args.pipeline: records[args.pipeline]}
+    unfitted: dict[str, str] = {}
+    matrices = recommend_per_pipeline([r for group in records.values() for r in group], scaling, steps=args.steps,
+                                      memory_classes_gb=classes, margin_gb=args.margin, thresholds=thresholds,
+                                      unfitted=unfitted)
+    if not matrices:  # nothing to show: the reason is a usage error, as it was with one pipeline
+        reasons = [f"{name}: {why}" if len(records) > 1 else why for name, why in unfitted.items()]
+        raise I2VUsageError("; ".join(reasons) or "no results to fit; run the resolution sweep first")
+    sections = []
+    for name in records:  # one matrix per pipeline: never fitted across two models
+        body = format_recommendation(matrices[name]) if name in matrices else f"not fitted: {unfitted[name]}"
+        sections.append(f"## {name}\n\n{body}")
+    return "\n\n".join(sections)
 
 
 def _cmd_report(args: argparse.Namespace) -> str:
@@ -171,7 +187,7 @@ def _cmd_gpu_check(args: argparse.Namespace) -> str:
     from pytest_i2v.gpu_check import main as gpu_check
 
     # It prints its own lines (a run takes minutes); a failed check exits 1, as a failed test would.
-    code = gpu_check(args.out, args.device, args.dry_run, args.model)
+    code = gpu_check(args.out, args.device, args.dry_run, args.model, args.pipeline)
     if code:
         raise SystemExit(code)
     return ""
@@ -191,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--memory-classes", default="8,12,16,24,40,48,80", help="GPU memory classes in GB")
     rec.add_argument("--steps", type=int, default=50, help="study steps to predict the time for (default 50)")
     rec.add_argument("--margin", type=float, default=2.0, help="GB kept free (default 2, as the study advises)")
+    rec.add_argument("--pipeline", metavar="NAME", help="only this pipeline's matrix (default: one per pipeline in the results)")
     rec.set_defaults(handler=_cmd_recommend)
     report = commands.add_parser("report", help="render the HTML (and Markdown) report from a results JSON")
     report.add_argument("results", help="a results JSON written by --i2v-json")
@@ -210,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     gpu.add_argument("--dry-run", action="store_true", help="the same runs and checks on the CPU: tiny model, simulated GPUs")
     gpu.add_argument("--model", help="random (full-size random weights, the default), tiny (the --dry-run default) "
                                      "or a local diffusers directory")
+    gpu.add_argument("--pipeline", metavar="NAME", help="the pipeline to check (default i2vgen-xl): sizes up to its "
+                                                        "native one, its native frames, steps and guidance")
     gpu.set_defaults(handler=_cmd_gpu_check)
     return parser
 

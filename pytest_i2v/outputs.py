@@ -7,13 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gate import GateSettings
 from pytest_i2v.outcome import GateMode, Outcome, headline
+from pytest_i2v.pipelines import DEFAULT_PIPELINE
 from pytest_i2v.plan import RunPlan
+from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.results import GenerationRecord, build_document, write_json_atomic
 from pytest_i2v.settings import Settings
-from pytest_i2v.study import recommend
+from pytest_i2v.study import recommend_per_pipeline
 
 
 class Outputs:
@@ -45,8 +46,9 @@ class Outputs:
                               self.loads,
                               extra={"baseline": {"path": str(self._baseline_path), "gate": self._gate.to_dict()},
                                      "gate": {"mode": self._mode, "fails": fails, "headline": line},
-                                     "published_reference": _published(dicts),
-                                     "recommendation": self._recommendation(dicts),
+                                     # The published figures are I2VGen-XL's: another model's run is no match.
+                                     "published_reference": _published([r for r in dicts if pipeline_of(r) == DEFAULT_PIPELINE]),
+                                     "recommendations": self._recommendations(dicts),
                                      "skipped": self.skipped})
 
     def write(self) -> None:
@@ -75,13 +77,11 @@ class Outputs:
                 write_text_atomic(path, render_markdown(document))
             self.written.append(path)
 
-    def _recommendation(self, records: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The matrix from this run's own measurements, when they span at least two sizes."""
-        try:
-            return recommend(records, self._plan.profile.scaling, margin_gb=self._settings.safety_margin_gb,
-                             thresholds=self._settings.latency_thresholds)
-        except (I2VUsageError, ValueError):
-            return None
+    def _recommendations(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """A matrix per pipeline from this run's own measurements, for each pipeline whose records
+        span at least two sizes (the others have none: too little to fit)."""
+        return recommend_per_pipeline(records, self._plan.profile.scaling, margin_gb=self._settings.safety_margin_gb,
+                                      thresholds=self._settings.latency_thresholds)
 
 
 def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:

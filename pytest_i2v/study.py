@@ -4,7 +4,7 @@ recommendation matrix computed from measurements (never written by hand)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.marks import RESOLUTION_PRESETS, Scaling
 from pytest_i2v.peak import record_peak
+from pytest_i2v.report.grouping import group_by_pipeline
 
 # The study's user-patience thresholds (20 testers): < 30 s 85 % satisfied, 30-60 s 60 %, > 60 s 25 %.
 DEFAULT_LATENCY_THRESHOLDS_S = (30.0, 60.0)
@@ -108,6 +109,10 @@ class Study:
     precision: dict[str, Any]
     memory_options: dict[str, Any]
     dynamic_resolution: dict[str, Any]
+    # The newer pipelines at their native settings ({case: mark arguments + vram_gb}) and their
+    # memory-options suite; optional, so a study file from before pipelines still loads.
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pipeline_memory_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Study:
@@ -121,6 +126,8 @@ class Study:
                 vram_budgets_gb={str(k): float(v) for k, v in (data.get("vram_budgets_gb") or {}).items()},
                 tradeoffs=dict(data["tradeoffs"]), precision=dict(data["precision"]),
                 memory_options=dict(data["memory_options"]), dynamic_resolution=dict(data["dynamic_resolution"]),
+                pipelines={str(k): dict(v) for k, v in (data.get("pipelines") or {}).items()},
+                pipeline_memory_options=dict(data.get("pipeline_memory_options") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise I2VUsageError(f"study file {path}: missing or malformed section {exc}") from None
@@ -256,6 +263,25 @@ def recommend(records: Iterable[Mapping[str, Any]], scaling: Scaling, steps: int
         "note": None if plain[0]["config"].get("provenance") != "tiny-random-weights" else
         "fitted on the tiny model (scaled study): shows the method, not what a GPU will do",
     }
+
+
+def recommend_per_pipeline(records: Iterable[Mapping[str, Any]], scaling: Scaling, steps: int = 50,
+                           memory_classes_gb: Sequence[float] = DEFAULT_MEMORY_CLASSES_GB,
+                           margin_gb: float = DEFAULT_SAFETY_MARGIN_GB,
+                           thresholds: Sequence[float] = DEFAULT_LATENCY_THRESHOLDS_S,
+                           unfitted: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """One ``recommend`` matrix per pipeline, each fitted on that pipeline's records only (two
+    models' costs have nothing in common). A pipeline whose records cannot be fitted (too few
+    sizes, no plain runs) is left out, and why goes into ``unfitted`` when one is given."""
+    matrices: dict[str, dict[str, Any]] = {}
+    for pipeline, group in group_by_pipeline(records).items():
+        try:
+            matrices[pipeline] = recommend(group, scaling, steps=steps, memory_classes_gb=memory_classes_gb,
+                                           margin_gb=margin_gb, thresholds=thresholds)
+        except (I2VUsageError, ValueError) as exc:
+            if unfitted is not None:
+                unfitted[pipeline] = str(exc)
+    return matrices
 
 
 def format_recommendation(matrix: Mapping[str, Any]) -> str:

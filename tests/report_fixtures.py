@@ -10,11 +10,13 @@ XSS = '<script>alert("x")</script>'
 
 
 def record(nodeid: str, resolution: str | None, size: int, frames: int, time_s: float, peak: int, verdict: str = "pass",
-           dtype: str = "fp16", memory: list[str] | None = None, outcome: str = "ok", steps: int = 50) -> dict[str, Any]:
+           dtype: str = "fp16", memory: list[str] | None = None, outcome: str = "ok", steps: int = 50,
+           pipeline: str | None = "i2vgen-xl") -> dict[str, Any]:
+    """One result; ``pipeline=None`` leaves the key out, as records written before pipelines were named."""
     metrics = [{"metric": "time_s", "verdict": verdict, "current": time_s, "baseline": time_s / 1.2 if verdict == "regressed" else time_s,
                 "runs": 5, "interval": [time_s * 0.9, time_s * 1.06], "delta_pct": 20.0 if verdict == "regressed" else 0.0,
                 "rule": "prediction-interval", "threshold": "one-sided 99.8% prediction interval from 5 runs", "gating": True}]
-    return {
+    result = {
         "nodeid": nodeid, "outcome": outcome, "repeats": 5, "warmup": 1, "time_s": time_s, "time_samples_s": [time_s] * 5,
         "gen_fps": frames / time_s, "load_s": 12.5, "notes": [], "wall_s": time_s * 6,
         "config": {"width": size, "height": size, "frames": frames, "steps": steps, "guidance": 9.0, "fps": 8, "dtype": dtype,
@@ -31,6 +33,9 @@ def record(nodeid: str, resolution: str | None, size: int, frames: int, time_s: 
         "config_id": "abc", "fingerprint": {}, "budget": None,
         "decision": decide(outcome, [], None if outcome == "oom" else verdict, "warn", "enforce", "h100-80gb").to_dict(),
     }
+    if pipeline is not None:
+        result["config"]["pipeline"] = pipeline
+    return result
 
 
 def document() -> dict[str, Any]:
@@ -58,5 +63,21 @@ def document() -> dict[str, Any]:
                                 "rows": [{"label": "512p", "published_time_s": 36.5, "published_peak_vram_gb": 13.6,
                                           "measured": {"nodeid": "x", "time_s": 18.0, "time_ratio": 0.49, "peak_gb": 10.7,
                                                        "provenance": "full-size-random-weights"}}]},
-        "recommendation": None,
+        "recommendations": {},
     }
+
+
+def two_pipeline_document() -> dict[str, Any]:
+    """The fixed document plus SVD results: a plain sweep at two sizes, an option with its own plain
+    run (512), and one whose only plain run at that size is I2VGen-XL's (768): never its base."""
+    gib = 2**30
+    doc = document()
+    doc["records"] += [
+        record("suites/test_svd.py::test_sweep[256p]", "256p", 256, 16, 4.0, 2 * gib, pipeline="svd"),
+        record("suites/test_svd.py::test_sweep[512p]", "512p", 512, 16, 8.0, 4 * gib, pipeline="svd"),
+        record("suites/test_svd.py::test_option[model_cpu_offload]", "512p", 512, 16, 12.0, 1 * gib,
+               memory=["model_cpu_offload"], pipeline="svd"),
+        record("suites/test_svd.py::test_option[forward_chunking]", "768p", 768, 16, 30.0, 5 * gib,
+               memory=["forward_chunking"], pipeline="svd"),
+    ]
+    return doc

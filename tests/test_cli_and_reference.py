@@ -10,6 +10,7 @@ import pytest
 from pytest_i2v.baseline_store import update_baseline
 from pytest_i2v.cli import main
 from pytest_i2v.reference import SHIPPED_REFERENCE, compare_published, load_reference
+from tests.report_fixtures import document, two_pipeline_document
 from tests.test_baseline_store import CONFIG, accepted
 
 
@@ -64,6 +65,48 @@ def test_cli_usage_errors_exit_4(argv: list[str], message: str, tmp_path: Path, 
     assert main([*argv, "--dir", str(tmp_path)]) == 4
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.fixture
+def two_pipeline_results(tmp_path: Path) -> Path:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(two_pipeline_document()))
+    return path
+
+
+def test_recommend_prints_one_matrix_per_pipeline(two_pipeline_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", str(two_pipeline_results)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("## i2vgen-xl\n") < out.index("## svd\n")
+    i2vgen, svd = out.split("## svd\n")
+    # Each fitted on its own plain runs: I2VGen-XL's three sizes, svd's two.
+    assert "over 3 points" in i2vgen and "over 2 points" not in i2vgen
+    assert "over 2 points" in svd and "over 3 points" not in svd
+
+
+def test_recommend_for_one_pipeline(two_pipeline_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", str(two_pipeline_results), "--pipeline", "svd"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## svd\n") and "i2vgen-xl" not in out and "over 2 points" in out
+
+
+@pytest.mark.parametrize("name", ["nope", "ltx-video"])  # unknown, and known but not in these results
+def test_recommend_for_a_pipeline_without_results_is_a_one_line_usage_error(
+        name: str, two_pipeline_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", str(two_pipeline_results), "--pipeline", name]) == 4
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"error: --pipeline {name!r}") and "pipelines present: i2vgen-xl, svd" in captured.err
+
+
+def test_recommend_on_a_document_from_before_pipelines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = document()
+    for record in old["records"]:
+        del record["config"]["pipeline"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert main(["recommend", str(path), "--pipeline", "i2vgen-xl"]) == 0
+    assert capsys.readouterr().out.startswith("## i2vgen-xl\n")
 
 
 def test_results_from_a_newer_plugin_are_refused(tmp_path: Path, two_baselines: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,13 +6,19 @@ import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_i2v.cli import main
+from pytest_i2v.marks import Scaling
+from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
+from pytest_i2v.report.context import build_context
+from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.report.html import render_html
 from pytest_i2v.report.markdown import md, render_markdown
-from tests.report_fixtures import XSS, document
+from pytest_i2v.study import recommend, recommend_per_pipeline
+from tests.report_fixtures import XSS, document, two_pipeline_document
 
 GOLDEN_MD = Path(__file__).parent / "golden" / "summary.md"
 
@@ -130,6 +136,120 @@ def test_report_and_compare_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "+50.0 %" in out and "driver 560.35 -&gt; 570.10" in out  # Markdown: renders as ->
     html = (tmp_path / "c.html").read_text()
     assert "driver 560.35 -&gt; 570.10" in html and XSS not in html
+
+
+def _with_recommendations(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["recommendations"] = recommend_per_pipeline(doc["records"], Scaling())
+    return doc
+
+
+def _section(html: str, section: str) -> str:
+    start = html.index(f'<section id="{section}">')
+    return html[start:html.index("</section>", start)]
+
+
+def test_a_single_pipeline_report_names_its_pipeline_once() -> None:
+    text = render_markdown(document())
+    assert text.count("i2vgen-xl") == 1 and "### Results (i2vgen-xl)\n" in text and "####" not in text
+    html = render_html(document())
+    assert "<h2>All results (i2vgen-xl)</h2>" in html and 'class="pipeline-group"' not in html
+
+
+def test_two_pipelines_render_a_group_each_in_markdown() -> None:
+    text = render_markdown(_with_recommendations(two_pipeline_document()))
+    assert "### Results\n" in text and "(i2vgen-xl)\n\n|" not in text
+    i2vgen, svd = text.index("#### i2vgen-xl\n"), text.index("#### svd\n")
+    assert i2vgen < svd  # the registry's order
+    first, second = text[i2vgen:svd], text[svd:text.index("### Recommendation matrix")]
+    assert "test\\_resolution\\_sweep\\[256p\\]" in first and "test\\_svd" not in first
+    assert second.count("| suites/test\\_svd.py::") == 4 and "test\\_resolution\\_sweep" not in second
+    assert all(line.count(" | ") == 5 for line in (first + second).splitlines() if line.startswith("| suites"))  # no pipeline column
+    assert text.index("### Recommendation matrix (i2vgen-xl)") < text.index("### Recommendation matrix (svd)")
+
+
+def test_two_pipelines_render_a_group_each_in_html() -> None:
+    html = render_html(_with_recommendations(two_pipeline_document()))
+    page = parse(html)
+    assert page.rows == {"results-table-i2vgen-xl": 6, "results-table-svd": 4}
+    results = _section(html, "results")
+    assert results.index("<h3>i2vgen-xl</h3>") < results.index("<h3>svd</h3>")
+    svd_table = results[results.index("<h3>svd</h3>"):]
+    assert "test_svd.py" in svd_table and "test_resolution_sweep" not in svd_table
+    charts = _section(html, "charts")
+    groups = re.findall(r'data-pipeline="([^"]+)">\s*<h3>([^<]+)</h3>', charts)
+    assert groups == [("i2vgen-xl", "i2vgen-xl"), ("svd", "svd")]
+    svd_charts = charts[charts.index('data-pipeline="svd"'):]
+    assert "Time vs resolution" in svd_charts and svd_charts.count("<svg") >= 4  # its own sweep, not the other model's
+    study = _section(html, "study")
+    assert re.findall(r"<h4>([^<]+)</h4>", study) == ["i2vgen-xl", "svd"]
+    assert XSS not in html  # autoescape still on in the per-pipeline sections
+
+
+def test_memory_options_compare_with_the_plain_run_of_their_own_pipeline() -> None:
+    rows = {row["option"]: row for row in build_context(two_pipeline_document())["memory_options"]}
+    # svd's forward_chunking ran at 768 where only I2VGen-XL has a plain run: no base, no row.
+    assert set(rows) == {"vae_tiling", "model_cpu_offload"}
+    assert rows["model_cpu_offload"]["pipeline"] == "svd"
+    # 1 GiB + 1 GiB reserved vs svd's plain 4 + 1 GiB: 60 % saved (I2VGen-XL's plain 512 would say 78 %).
+    assert rows["model_cpu_offload"]["memory_saved_pct"] == pytest.approx(60.0)
+    assert rows["model_cpu_offload"]["time_added_pct"] == pytest.approx(50.0)
+    # I2VGen-XL's vae_tiling keeps its own base although svd has a plain run of the same shape.
+    assert rows["vae_tiling"]["pipeline"] == "i2vgen-xl" and rows["vae_tiling"]["memory_saved_pct"] == pytest.approx(100 / 9)
+
+
+def test_a_document_from_before_pipelines_reads_as_i2vgen_xl() -> None:
+    doc = document()
+    for record in doc["records"]:
+        del record["config"]["pipeline"]
+    del doc["recommendations"]
+    doc["recommendation"] = recommend(doc["records"], Scaling())  # the old single-matrix key
+    assert {pipeline_of(r) for r in doc["records"]} == {"i2vgen-xl"}
+    context = build_context(doc)
+    assert [g["name"] for g in context["pipeline_groups"]] == ["i2vgen-xl"] and not context["multi_pipeline"]
+    assert context["recommendations"] == {"i2vgen-xl": doc["recommendation"]}
+    text = render_markdown(doc)
+    assert "### Results (i2vgen-xl)\n" in text and "### Recommendation matrix\n" in text
+    html = render_html(doc)
+    assert "All results (i2vgen-xl)" in html and parse(html).rows["results-table"] == 6
+    assert "Not enough plain results" not in html and "max fit error" in html
+    # Paired with a new document's I2VGen-XL records, an old one compares as before.
+    comparison = compare_documents(doc, document())
+    assert not any(row["not_comparable"] for row in comparison["rows"])
+    assert all(row.get("time_pct") == 0 for row in comparison["rows"])
+
+
+def test_compare_refuses_to_diff_across_pipelines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = document()
+    b = document()
+    moved = b["records"][0]
+    moved["config"]["pipeline"] = "svd"
+    moved["time_s"] *= 1.5
+    comparison = compare_documents(a, b)
+    row = next(r for r in comparison["rows"] if r["nodeid"] == moved["nodeid"])
+    assert row["not_comparable"] == "not comparable (pipeline i2vgen-xl vs svd)"
+    assert row["only"] is None and "time_pct" not in row
+    assert len(comparison["rows"]) == 6  # one row for the test, not "only in A" plus "only in B"
+    text = compare_markdown(comparison)
+    line = next(line for line in text.splitlines() if "test\\_resolution\\_sweep\\[256p\\]" in line)
+    assert "not comparable (pipeline i2vgen-xl vs svd)" in line and "%" not in line
+    html = render_compare_html(comparison, "a.json", "b.json")
+    assert "not comparable (pipeline i2vgen-xl vs svd)" in html and "+50.0 %" not in html
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "not comparable (pipeline i2vgen-xl vs svd)" in out and "+50.0 %" not in out
+
+
+def test_compare_pairs_a_test_run_on_two_pipelines_with_its_own_pipeline() -> None:
+    """The same nodeid on two pipelines in both documents: each pairs with its own, never across."""
+    a, b = two_pipeline_document(), two_pipeline_document()
+    for doc in (a, b):
+        twin = dict(doc["records"][0], config=dict(doc["records"][0]["config"], pipeline="svd"), time_s=100.0)
+        doc["records"].append(twin)
+    b["records"][-1]["time_s"] = 200.0
+    rows = [r for r in compare_documents(a, b)["rows"] if r["nodeid"] == a["records"][0]["nodeid"]]
+    assert [(r["pipeline"], r["time_pct"]) for r in rows] == [("i2vgen-xl", 0.0), ("svd", pytest.approx(100.0))]
 
 
 def test_report_of_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ from pytest_i2v.study import (
     parse_thresholds,
     pick_resolution,
     recommend,
+    recommend_per_pipeline,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,11 +85,13 @@ def test_cost_fit_recovers_known_coefficients() -> None:
         fit_cost([(1.0, 1.0)], [1.0], ("1",))
 
 
-def _record(size: int, frames: int, step_s: float, peak_gb: float, steps: int = 50, resolution: str | None = None) -> dict:
+def _record(size: int, frames: int, step_s: float, peak_gb: float, steps: int = 50, resolution: str | None = None,
+            pipeline: str | None = None) -> dict:
     pixels = size * size
     return {"outcome": "ok", "time_s": 1.0 + steps * step_s, "nodeid": f"t[{size}-{frames}]",
             "config": {"width": size, "height": size, "frames": frames, "steps": steps, "dtype": "fp16", "memory": [],
-                       "resolution": resolution, "provenance": "full-size-random-weights"},
+                       "resolution": resolution, "provenance": "full-size-random-weights",
+                       **({"pipeline": pipeline} if pipeline else {})},
             "stages": {"step_s": step_s, "encode_s": 0.5, "decode_s": 0.5 + 0 * pixels},
             "peak_memory": {"device_bytes": peak_gb * 1e9, "device_scope": "process"}}
 
@@ -115,6 +118,23 @@ def test_recommendation_needs_two_sizes() -> None:
         recommend([_record(512, 16, 0.1, 10), _record(512, 16, 0.1, 10)], Scaling())
     with pytest.raises(I2VUsageError, match="no successful plain"):
         recommend([], Scaling())
+
+
+def test_recommendation_is_fitted_per_pipeline_never_across() -> None:
+    # Two models of different costs measured at the same sizes: one fit over both would land between them.
+    i2vgen = [_record(s, 16, 0.01 * s * s / 2**14, 5 + 1e-6 * s * s * 16, resolution=f"{s}p") for s in (256, 512, 768)]
+    svd = [_record(s, 16, 0.002 * s * s / 2**14, 2 + 3e-6 * s * s * 16, resolution=f"{s}p", pipeline="svd") for s in (256, 512)]
+    old = [dict(r, config={k: v for k, v in r["config"].items() if k != "pipeline"}) for r in i2vgen[:1]]  # no "pipeline": I2VGen-XL
+    lone = [_record(512, 16, 0.1, 10, pipeline="ltx-video")]  # one size: too few to fit
+    unfitted: dict[str, str] = {}
+    matrices = recommend_per_pipeline([svd[0], *lone, *old, *i2vgen[1:], svd[1]], Scaling(), unfitted=unfitted)
+    assert list(matrices) == ["i2vgen-xl", "svd"]  # the registry's order, whatever the records' order
+    assert matrices["i2vgen-xl"] == recommend(i2vgen, Scaling()) and matrices["svd"] == recommend(svd, Scaling())
+    assert matrices["i2vgen-xl"]["fits"]["peak_gb"]["points"] == 3 and matrices["svd"]["fits"]["peak_gb"]["points"] == 2
+    assert matrices["svd"]["fits"]["peak_gb"]["max_error_pct"] < 1e-3  # its own law exactly: nothing of the other mixed in
+    assert matrices["svd"]["fits"]["peak_gb"]["coefficients"] == pytest.approx([2.0, 3e-6], rel=1e-3)
+    assert "fewer than two" in unfitted["ltx-video"] and "ltx-video" not in matrices
+    assert recommend_per_pipeline([], Scaling()) == {}
 
 
 def test_shipped_study_file_loads() -> None:

@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import fingerprint_changes
 from pytest_i2v.peak import record_peak
+from pytest_i2v.report.grouping import pipeline_of
 
 
 def _memory(record: Mapping[str, Any]) -> tuple[float | None, str]:
@@ -21,14 +22,36 @@ def _pct(a: float | None, b: float | None) -> float | None:
     return (b / a - 1) * 100 if a and b else None
 
 
+def _pair(records_a: list[Mapping[str, Any]], records_b: list[Mapping[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """(nodeid, record in A or None, record in B or None), A's order first, then B's leftovers.
+
+    Records pair by nodeid and pipeline. A nodeid still unpaired on both sides ran on another
+    pipeline in each document (e.g. ``--i2v-pipeline`` changed): it comes as one pair whose
+    pipelines differ, so the comparison can say so instead of calling the test added and removed."""
+    by_key_b = {(r["nodeid"], pipeline_of(r)): r for r in records_b}
+    pairs: list[tuple[str, Any, Any]] = []
+    for record in records_a:
+        pairs.append((record["nodeid"], record, by_key_b.pop((record["nodeid"], pipeline_of(record)), None)))
+    unpaired_b: dict[str, list[Mapping[str, Any]]] = {}
+    for (nodeid, _), record in by_key_b.items():
+        unpaired_b.setdefault(nodeid, []).append(record)
+    for index, (nodeid, ra, rb) in enumerate(pairs):
+        if rb is None and unpaired_b.get(nodeid):
+            pairs[index] = (nodeid, ra, unpaired_b[nodeid].pop(0))
+    pairs += [(nodeid, None, record) for nodeid, records in unpaired_b.items() for record in records]
+    return pairs
+
+
 def compare_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    records_a = {r["nodeid"]: r for r in a.get("records", [])}
-    records_b = {r["nodeid"]: r for r in b.get("records", [])}
     rows = []
-    for nodeid in list(records_a) + [n for n in records_b if n not in records_a]:
-        ra, rb = records_a.get(nodeid), records_b.get(nodeid)
-        row: dict[str, Any] = {"nodeid": nodeid, "only": "a" if rb is None else "b" if ra is None else None}
-        if ra and rb:
+    for nodeid, ra, rb in _pair(list(a.get("records", [])), list(b.get("records", []))):
+        row: dict[str, Any] = {"nodeid": nodeid, "only": "a" if rb is None else "b" if ra is None else None,
+                               "pipeline": pipeline_of(ra if ra is not None else rb), "not_comparable": None}
+        if ra is not None and rb is not None and pipeline_of(ra) != pipeline_of(rb):
+            # Two models' times differ by design: a delta would read as a regression or a win.
+            row["pipelines"] = (pipeline_of(ra), pipeline_of(rb))
+            row["not_comparable"] = "not comparable (pipeline {} vs {})".format(*row["pipelines"])
+        elif ra is not None and rb is not None:
             ma, key = _memory(ra)
             mb, _ = _memory(rb)
             row.update({
@@ -51,6 +74,10 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
     for row in comparison["rows"]:
         if row["only"]:
             lines.append(f"| {md(row['nodeid'])} | only in {row['only'].upper()} | | | | | | |")
+            continue
+        if row["not_comparable"]:
+            pipeline_a, pipeline_b = (md(name) for name in row["pipelines"])  # the names escaped, the words kept readable
+            lines.append(f"| {md(row['nodeid'])} | not comparable (pipeline {pipeline_a} vs {pipeline_b}) | | | | | | |")
             continue
         def pct(value: float | None) -> str:
             return f"{value:+.1f} %" if value is not None else "-"

@@ -11,6 +11,7 @@ from pytest_i2v.explain import rebaseline_command
 from pytest_i2v.memory_options import no_effect_reasons
 from pytest_i2v.outcome import SEVERITY
 from pytest_i2v.peak import record_peak
+from pytest_i2v.report.grouping import group_by_pipeline, pipeline_of, pipeline_order
 
 OUTCOME_ORDER = (*SEVERITY, "skipped")
 
@@ -29,18 +30,20 @@ def peak_figure(record: Mapping[str, Any]) -> tuple[int | None, str]:
 
 
 def memory_option_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each memory option against the plain run of the same generation: memory saved, time added.
+    """Each memory option against the plain run of the same generation on the same pipeline:
+    memory saved, time added (another model's plain run says nothing about this one's options).
 
     Options the record's notes declare without effect for the pipeline get ``no_effect`` (the
     reason) and no saving or cost: the difference from the plain run is noise."""
-    def key(config: Mapping[str, Any]) -> tuple[Any, ...]:
-        return (config["width"], config["height"], config["frames"], config["steps"], config["dtype"])
+    def key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+        config = record["config"]
+        return (pipeline_of(record), config["width"], config["height"], config["frames"], config["steps"], config["dtype"])
 
-    plain = {key(r["config"]): r for r in records if r.get("outcome") == "ok" and not r["config"].get("memory")}
+    plain = {key(r): r for r in records if r.get("outcome") == "ok" and not r["config"].get("memory")}
     rows = []
     for record in records:
         options = record["config"].get("memory") or []
-        base = plain.get(key(record["config"]))
+        base = plain.get(key(record))
         if not options or base is None or record.get("outcome") != "ok":
             continue
         peak, label = peak_figure(record)
@@ -49,7 +52,7 @@ def memory_option_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]
         inert = [o for o in options if o in reasons]
         no_effect = reasons[inert[0]] if inert and len(inert) == len(options) else None
         rows.append({
-            "option": "+".join(options), "nodeid": record["nodeid"], "time_s": record["time_s"],
+            "option": "+".join(options), "nodeid": record["nodeid"], "pipeline": pipeline_of(record), "time_s": record["time_s"],
             "time_added_pct": (record["time_s"] / base["time_s"] - 1) * 100 if base.get("time_s") and not no_effect else None,
             "memory_saved_pct": (1 - peak / base_peak) * 100 if peak and base_peak and not no_effect else None,
             "memory_figure": label,
@@ -57,6 +60,27 @@ def memory_option_rows(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]
             "no_effect_options": inert,  # some do (the saving is the others')
         })
     return rows
+
+
+def recommendations_of(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The document's matrices by pipeline. A document from before per-pipeline matrices holds one
+    ``recommendation``, fitted on I2VGen-XL's records (the only pipeline then)."""
+    if "recommendations" in document:
+        matrices = dict(document.get("recommendations") or {})
+    else:
+        old = document.get("recommendation")
+        matrices = {pipeline_of({}): old} if old else {}  # pipeline_of({}): a record naming none
+    return {name: matrices[name] for name in pipeline_order(matrices)}
+
+
+def pipeline_groups(records: list[Mapping[str, Any]], memory_options: list[dict[str, Any]],
+                    recommendations: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per pipeline present (in its records or its matrices): what each section shows of it."""
+    by_pipeline = group_by_pipeline(records)
+    names = pipeline_order([*by_pipeline, *recommendations])
+    return [{"name": name, "records": by_pipeline.get(name, []),
+             "memory_options": [row for row in memory_options if row["pipeline"] == name],
+             "recommendation": recommendations.get(name)} for name in names]
 
 
 def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -83,6 +107,9 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
     baseline_fp: list[str] = next((r["verdict"]["env_changes"] for r in records if (r.get("verdict") or {}).get("env_changes")), [])
     changed_keys = {c.split(" ", 1)[0] for c in baseline_fp}
     provenance = sorted({r["config"].get("provenance", "?") for r in records})
+    memory_options = memory_option_rows(records)
+    recommendations = recommendations_of(document)
+    groups = pipeline_groups(records, memory_options, recommendations)
     return {
         "document": document,
         "records": records,
@@ -95,9 +122,12 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
         "changed_keys": changed_keys,
         "regressions": regressions,
         "skipped": skipped,
-        "memory_options": memory_option_rows(records),
+        "memory_options": memory_options,
+        # Sections split by pipeline when there is more than one; a single pipeline is only named.
+        "pipeline_groups": groups,
+        "multi_pipeline": len(groups) > 1,
         "published": document.get("published_reference"),
-        "recommendation": document.get("recommendation"),
+        "recommendations": recommendations,
         "provenance": provenance,
         "thresholds": (document.get("settings") or {}).get("latency_thresholds") or [30, 60],
         "margin_gb": (document.get("settings") or {}).get("safety_margin_gb") or 2.0,

@@ -25,8 +25,11 @@ def _environment() -> Environment:
     return env
 
 
-def build_charts(context: Mapping[str, Any]) -> list[tuple[str, str]]:
-    records = context["records"]
+def build_charts(context: Mapping[str, Any], records: list[Mapping[str, Any]] | None = None,
+                 memory_options: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    """The charts of ``records`` (all the context's by default): one pipeline's, when a report holds several."""
+    records = context["records"] if records is None else records
+    memory_options = context["memory_options"] if memory_options is None else memory_options
     profile = context["profile"]
     candidates = [
         ("Time vs resolution", charts.time_vs_resolution(records, context["thresholds"])),
@@ -36,14 +39,20 @@ def build_charts(context: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Baseline history", charts.baseline_history(records)),
         ("Frames trade-off", charts.frames_tradeoff(records)),
         ("Precision", charts.precision_chart(records)),
-        ("Memory options", charts.memory_options_chart(context["memory_options"])),
+        ("Memory options", charts.memory_options_chart(memory_options)),
     ]
     return [(title, svg) for title, svg in candidates if svg]
 
 
 def render_html(document: Mapping[str, Any]) -> str:
     context = build_context(document)
-    context["charts"] = build_charts(context)
+    # Two models' times on one axis compare nothing: with several pipelines, each gets its own charts.
+    if context["multi_pipeline"]:
+        for group in context["pipeline_groups"]:
+            group["charts"] = build_charts(context, group["records"], group["memory_options"])
+        context["charts"] = [chart for group in context["pipeline_groups"] for chart in group["charts"]]
+    else:
+        context["charts"] = build_charts(context)
     return _environment().get_template("report.html.j2").render(**context)
 
 

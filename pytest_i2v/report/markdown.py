@@ -32,6 +32,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _result_row(record: Mapping[str, Any]) -> str:
+    peak = record_peak(record)
+    return (f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
+            f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
+            f"{md(format_value(peak.key or 'host_rss_bytes', peak.bytes))} ({md(peak.label)}) | "
+            f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |")
+
+
 def render_markdown(document: Mapping[str, Any]) -> str:
     context = build_context(document)
     counts = context["counts"]
@@ -58,16 +66,19 @@ def render_markdown(document: Mapping[str, Any]) -> str:
         lines += ["", "Re-baseline an intended change:", ""]
         lines += [f"    {item['command']}" for item in context["regressions"]]
         lines.append("")
-    lines += ["### Results", "", "| test | time | step | peak memory | latency | outcome |", "|---|---|---|---|---|---|"]
-    for record in context["records"]:
-        peak = record_peak(record)
-        lines.append(f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
-                     f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
-                     f"{md(format_value(peak.key or 'host_rss_bytes', peak.bytes))} ({md(peak.label)}) | "
-                     f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |")
-    recommendation = context["recommendation"]
-    if recommendation:
-        lines += ["", "### Recommendation matrix", "",
+    groups = context["pipeline_groups"]
+    # One pipeline: today's single table, the pipeline named in its heading. Several: a table each.
+    results_heading = f"### Results ({md(groups[0]['name'])})" if len(groups) == 1 else "### Results"
+    lines += [results_heading]
+    tables = [(g["name"], g["records"]) for g in groups if g["records"]] if context["multi_pipeline"] else [(None, context["records"])]
+    for name, records in tables:
+        if name is not None:
+            lines += ["", f"#### {md(name)}"]
+        lines += ["", "| test | time | step | peak memory | latency | outcome |", "|---|---|---|---|---|---|"]
+        lines += [_result_row(record) for record in records]
+    for name, recommendation in context["recommendations"].items():
+        heading = f"### Recommendation matrix ({md(name)})" if context["multi_pipeline"] else "### Recommendation matrix"
+        lines += ["", heading, "",
                   f"Fitted on these measurements: peak max error {recommendation['fits']['peak_gb']['max_error_pct']:.1f} %, "
                   f"step max error {recommendation['fits']['step_s']['max_error_pct']:.1f} %.", "",
                   "| GPU memory | resolution | frames | expected time | cell |", "|---|---|---|---|---|"]

@@ -1,0 +1,34 @@
+"""Which pipeline a result belongs to, and results grouped by pipeline.
+
+The one place that reads a record's pipeline: every view (report, recommendation, comparison) goes
+through ``pipeline_of``, so a document written before records named their pipeline reads the same
+everywhere. Pure: no torch, no pytest (the review CLI imports it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
+
+RecordT = TypeVar("RecordT", bound=Mapping[str, Any])
+
+
+def pipeline_of(record: Mapping[str, Any]) -> str:
+    """The record's pipeline; records from before pipelines were recorded are I2VGen-XL's (the only one then)."""
+    config = record.get("config") or {}
+    return str(config.get("pipeline") or DEFAULT_PIPELINE)
+
+
+def pipeline_order(names: Iterable[str]) -> list[str]:
+    """The registry's order first, then names it does not know, in the order they came."""
+    seen = list(dict.fromkeys(names))
+    return [name for name in PIPELINES if name in seen] + [name for name in seen if name not in PIPELINES]
+
+
+def group_by_pipeline(records: Iterable[RecordT]) -> dict[str, list[RecordT]]:
+    """The records of each pipeline, in run order within a pipeline; pipelines in ``pipeline_order``."""
+    groups: dict[str, list[RecordT]] = {}
+    for record in records:
+        groups.setdefault(pipeline_of(record), []).append(record)
+    return {name: groups[name] for name in pipeline_order(groups)}
