@@ -2,6 +2,7 @@
 GPU and cross-checks what the plugin measured (about 8 minutes on an RTX 4090 or an H200).
 
     python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run] [--model random|tiny|DIR]
+                                   [--pipeline NAME]
 
 It writes a temporary test module, runs pytest on it in subprocesses (a fresh process is part of
 check (d), and an induced OOM must not take the checking process down), reads the results JSONs
@@ -15,6 +16,17 @@ and judges them with the pure functions below (no pytest or torch import at modu
 ``--dry-run`` runs the same code on the CPU: the tiny model on simulated GPUs
 (``pytest_i2v.simulated_plugin``), at the cpu profile's sizes. Its memory checks are judged as on a
 GPU; its stage-sum checks are judged (exact per repeat), the fast-mode check is shown, not judged (CPU noise).
+
+``--pipeline NAME`` (default i2vgen-xl) checks another adapter: four sizes from about half to all of
+its native width and height (each valid for the pipeline), its native frames, steps and guidance;
+on the dry run the same 32-128 pixel sizes, rounded to its size multiple. I2VGen-XL keeps the
+study's 256p..1024p presets. Check (g) is not applicable to a pipeline without model_cpu_offload.
+
+A pipeline whose model accepts one size only (``Constraints.fixed_size``: cogvideox-i2v, 720x480) is
+checked at that size alone, on a GPU and on the dry run: check (d), which needs a smaller size after
+the largest, is not applicable (and its fresh-process run is not made). Its dry-run marks name the
+fixed size too (a mark at another size is refused at collection); a profile written for the dry run
+(the simulated GPU's, with the cpu profile's size scaling) runs the tiny model at 1/8 of it.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.marks import RESOLUTION_PRESETS
+from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo, pipeline_of_directory
 from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.storage import write_text_atomic
 
@@ -57,6 +70,21 @@ EXTRA_RESULTS = {"fresh": "results-fresh.json", "oom": "results-oom.json", "seco
 
 SIMULATED_H200 = {"name": "NVIDIA H200", "total_bytes": 141_000_000_000}
 
+# The GPU sizes of a pipeline other than I2VGen-XL: these fractions of its native width and height,
+# smallest first (the study's presets are I2VGen-XL's own: 1/2 to 2x its native 512p).
+LADDER_FRACTIONS = ((1, 2), (2, 3), (5, 6), (1, 1))
+# The dry run's sizes (the cpu profile's /8 scaling of the presets): the tiny models stay fast at these.
+DRY_RUN_PIXELS = (32, 64, 96, 128)
+DRY_RUN_MIN_FRAMES = 3  # enough frames for the temporal layers to do something
+# A fixed-size pipeline's dry run: its marks name the fixed size (the collection-time rule) and a profile
+# written for the run scales them by the cpu profile's size divisor (720x480 -> 80x48), steps unscaled.
+DRY_RUN_SIZE_DIVISOR = 8
+DRY_RUN_PROFILE = "gpu-check-dry-run"  # the profile's name and file stem, in the run's temporary directory
+PROFILE_DIR = "profiles"
+# The published checkpoints' dtypes: the UNets ship fp16; the video transformers bf16 (fp16 overflows in them).
+GPU_DTYPES = {"i2vgen-xl": "fp16", "svd": "fp16"}
+OFFLOAD_OPTION = "model_cpu_offload"  # what check (g) measures
+
 
 @dataclass(frozen=True)
 class Tolerances:
@@ -67,14 +95,16 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class CheckPlan:
-    """What one gpu-check runs: the study's sizes on a GPU, the cpu profile's on the dry run."""
+    """What one gpu-check runs: the study's sizes on a GPU, the cpu profile's on the dry run (for
+    another pipeline: a ladder up to its native size, and the dry run's sizes rounded to its multiple)."""
 
     dry_run: bool
     device: str  # "cuda:N"
     other_device: str | None  # (h): a second GPU, when the machine has one
     model: str
     dtype: str
-    sizes: tuple[tuple[str, int], ...]  # (label, pixels): the four resolutions, smallest first
+    # (label, pixels) for a square size, (label, width, height) otherwise: the four sizes, smallest first
+    sizes: tuple[tuple[str, int] | tuple[str, int, int], ...]
     frames: int
     steps: int
     guidance: float
@@ -86,10 +116,26 @@ class CheckPlan:
     timeout_s: float  # per pytest subprocess
     tolerances: Tolerances = field(default_factory=Tolerances)
     simulated_gpus: tuple[Mapping[str, Any], ...] = ()  # dry run: PYTEST_I2V_SIMULATED_GPUS
+    pipeline: str = DEFAULT_PIPELINE
+    offload_supported: bool = True  # the pipeline supports model_cpu_offload; else (g) is not applicable
+    fixed_size: bool = False  # the model accepts one size only: one rung, and (d) is not applicable
+    # > 1: the marks' sizes are scaled by a profile written for the run (a fixed-size pipeline's dry run)
+    size_divisor: int = 1
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return tuple(label for label, _ in self.sizes)
+        return tuple(size[0] for size in self.sizes)
+
+    @property
+    def dimensions(self) -> tuple[tuple[str, int, int], ...]:
+        """(label, width, height) of every size, smallest first."""
+        return tuple((size[0], size[1], size[-1]) for size in self.sizes)
+
+    @property
+    def uses_presets(self) -> bool:
+        """The marks name the study's presets (I2VGen-XL on a GPU) rather than width and height."""
+        return not self.dry_run and all(RESOLUTION_PRESETS.get(label) == width == height
+                                        for label, width, height in self.dimensions)
 
     @property
     def smallest(self) -> str:
@@ -107,11 +153,32 @@ class CheckPlan:
     def device_index(self) -> int:
         return int(self.device.split(":")[1])
 
+    @property
+    def one_size_reason(self) -> str | None:
+        """Why checks that compare sizes are not applicable (the pipeline generates at one size), or None."""
+        if not self.fixed_size:
+            return None
+        return f"{self.pipeline} generates at one size only ({self.largest})"
+
+    def run_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a mark of ``width x height`` runs at: scaled by the run's profile as the plugin scales it."""
+        if self.size_divisor == 1:
+            return width, height
+        from pytest_i2v.marks import Scaling
+
+        scaling, multiple = Scaling(size_divisor=self.size_divisor), PIPELINES[self.pipeline].constraints.size_multiple
+        return scaling.size(width, multiple), scaling.size(height, multiple)
+
     def describe_mode(self) -> str:
         mode = (f"fast mode: {self.fast_steps} of {self.steps} denoising steps measured per repeat, the totals "
                 f"predicted (the full run of check (f) excepted); {self.repeats} repeats after {self.warmup} warm-up")
         if self.dry_run:
-            mode = (f"DRY RUN on the CPU: model {self.model}, simulated GPUs, the cpu profile's sizes; the fast-mode "
+            sizes = "the cpu profile's sizes" if self.pipeline == DEFAULT_PIPELINE else f"sizes {', '.join(self.labels)}"
+            if self.size_divisor > 1:
+                shown = ", ".join("{}x{}".format(*self.run_size(width, height)) for _, width, height in self.dimensions)
+                sizes = (f"size{'s' if len(self.sizes) > 1 else ''} {', '.join(self.labels)} on the marks, run at "
+                         f"{shown} (the profile scales sizes /{self.size_divisor})")
+            mode = (f"DRY RUN on the CPU: model {self.model}, simulated GPUs, {sizes}; the fast-mode "
                     f"check (f) shown, not judged (CPU noise); " + mode)
         return mode
 
@@ -433,8 +500,10 @@ def check_second_gpu(device: str | None, run_problem: str | None, records: Seque
     return CheckResult(key, title, status, " | ".join(f"({p.key}) {p.status}: {p.detail}" for p in parts))
 
 
-def evaluate(plan: CheckPlan, main: RunResult, fresh: RunResult, oom: RunResult, second: RunResult | None) -> list[CheckResult]:
-    """All eight checks over the runs' results, in order."""
+def evaluate(plan: CheckPlan, main: RunResult, fresh: RunResult | None, oom: RunResult,
+             second: RunResult | None) -> list[CheckResult]:
+    """All eight checks over the runs' results, in order (``fresh`` is None for a fixed-size pipeline:
+    check (d) is not applicable and its run was not made)."""
     tol = plan.tolerances
     records = list((main.document or {}).get("records", []))
     total = device_total_bytes(main.document)
@@ -449,22 +518,34 @@ def evaluate(plan: CheckPlan, main: RunResult, fresh: RunResult, oom: RunResult,
     else:
         checks += [check_memory_order(records, total), check_event_total(records, tol.timing_pct),
                    check_step_sum(records, tol.timing_pct)]
-    after = main.record(AFTER_LARGEST)
-    fresh_record = fresh.record(sweep_id(plan.middle))
-    if main.problem or fresh.problem:
+    one_size = plan.one_size_reason
+    if one_size is not None:  # nothing was run for it: not judged, whatever the main run did
+        checks.append(CheckResult("d", "a smaller size after the largest reports the fresh-process peak",
+                                  NOT_APPLICABLE, f"not applicable: {one_size}, no smaller size to measure after it"))
+    elif fresh is None:
+        checks.append(CheckResult("d", f"{plan.middle} after {plan.largest} reports the fresh-process peak", FAIL,
+                                  "no fresh-process run"))
+    elif main.problem or fresh.problem:
         checks.append(CheckResult("d", f"{plan.middle} after {plan.largest} reports the fresh-process peak", FAIL,
                                   str(main.problem or fresh.problem)))
     else:
-        checks.append(check_same_peak(after, fresh_record, tol.memory_pct, plan.middle, plan.largest))
+        checks.append(check_same_peak(main.record(AFTER_LARGEST), fresh.record(sweep_id(plan.middle)), tol.memory_pct,
+                                      plan.middle, plan.largest))
     if oom.problem:
         checks.append(CheckResult("e", "an induced OOM is recorded as OOM and the next test passes", FAIL, oom.problem))
     else:
         checks.append(check_oom_recovery(oom.record(OOM), oom.record(AFTER_OOM), plan.largest, plan.smallest))
     if main.problem:
-        checks += [failed["f"], failed["g"]]
+        checks.append(failed["f"])
     else:
         checks.append(check_fast_prediction(main.record(sweep_id(plan.smallest)), main.record(FULL),
                                             tol.fast_pct, plan.smallest))
+    if not plan.offload_supported:  # nothing was run for it: not judged, whatever the main run did
+        checks.append(CheckResult("g", f"{OFFLOAD_OPTION} lowers the {plan.middle} allocated peak", NOT_APPLICABLE,
+                                  f"not applicable to {plan.pipeline} (it does not support {OFFLOAD_OPTION})"))
+    elif main.problem:
+        checks.append(failed["g"])
+    else:
         checks.append(check_offload_peak(main.record(OFFLOAD), main.record(sweep_id(plan.middle)), plan.middle))
     second_records = list((second.document or {}).get("records", [])) if second else []
     checks.append(check_second_gpu(plan.other_device, second.problem if second else None, second_records,
@@ -483,12 +564,13 @@ def _row_label(test: str, plan: CheckPlan) -> str:
 def render_summary(plan: CheckPlan, main: RunResult, checks: Sequence[CheckResult], runs: Sequence[RunResult]) -> str:
     """gpu-check.md: the environment, one row per generation of the main run, one line per check."""
     env = (main.document or {}).get("environment", {})
-    lines = ["# pytest-i2v gpu-check", ""]
+    lines = [f"# pytest-i2v gpu-check: {plan.pipeline}", ""]
     lines.append(markdown_table(["GPU", "memory", "driver", "CUDA", "torch", "diffusers"], [[
         str(env.get("gpu_name") or "-"), f"{env['gpu_memory_gib']:.1f} GiB" if env.get("gpu_memory_gib") else "-",
         str(env.get("driver") or "-"), str(env.get("cuda") or "-"), str(env.get("torch") or "-"),
         str(env.get("diffusers") or "-")]]))
-    lines += ["", f"Model `{plan.model}` ({plan.dtype}) on {plan.device}; {plan.describe_mode()}.", ""]
+    lines += ["", f"Pipeline {plan.pipeline}, model `{plan.model}` ({plan.dtype}) on {plan.device}; "
+                  f"{plan.describe_mode()}.", ""]
     rows: list[list[str]] = []
     for test, record in records_by_test(main.document).items():
         config = record.get("config") or {}
@@ -550,7 +632,13 @@ def _parse_device(name: str, count: int) -> str:
     return name
 
 
-def _model_source(model: str | None, dry_run: bool) -> str:
+def _pipeline_info(name: str) -> PipelineInfo:
+    if name not in PIPELINES:
+        raise I2VUsageError(f"--pipeline {name!r}: not a known pipeline; use one of {', '.join(PIPELINES)}")
+    return PIPELINES[name]
+
+
+def _model_source(model: str | None, dry_run: bool, pipeline: str = DEFAULT_PIPELINE) -> str:
     if model is None:
         return "tiny" if dry_run else "random"
     if model in ("random", "tiny"):
@@ -558,30 +646,94 @@ def _model_source(model: str | None, dry_run: bool) -> str:
     path = Path(model).expanduser()
     if not path.is_dir():
         raise I2VUsageError(f"--model {model!r}: use random, tiny or a local diffusers directory ({path} is not a directory)")
+    # Another pipeline's directory would not be loaded for these marks (the plugin would fall back on
+    # the hub checkpoint or the profile's model): say so rather than measure something else.
+    owner = pipeline_of_directory(path)
+    if owner is not None and owner != pipeline:
+        raise I2VUsageError(f"--model {model!r} holds a {owner} pipeline (model_index.json), not {pipeline}; "
+                            f"pass --pipeline {owner}")
     return str(path.resolve())
 
 
-def make_plan(dry_run: bool = False, device: str = "cuda:0", model: str | None = None) -> CheckPlan:
-    """The runs' sizes and settings; a bad --device or --model, or no CUDA, is one usage line."""
+def size_ladder(info: PipelineInfo) -> tuple[tuple[str, int, int], ...]:
+    """About 1/2, 2/3, 5/6 and 1x the native width and height, each rounded down to a size the
+    pipeline accepts; labelled ``WIDTHxHEIGHT``, smallest first (a rung that rounds onto another is kept once).
+    A pipeline whose model accepts one size only has that one rung."""
+    if info.constraints.fixed_size is not None:
+        width, height = info.constraints.fixed_size
+        return ((f"{width}x{height}", width, height),)
+    rungs: dict[str, tuple[str, int, int]] = {}
+    for numerator, denominator in LADDER_FRACTIONS:
+        width = info.constraints.round_size(info.native.width * numerator // denominator)
+        height = info.constraints.round_size(info.native.height * numerator // denominator)
+        rungs.setdefault(f"{width}x{height}", (f"{width}x{height}", width, height))
+    return tuple(rungs.values())
+
+
+def dry_run_sizes(info: PipelineInfo) -> tuple[tuple[str, int, int], ...]:
+    """The dry run's square sizes rounded to the pipeline's size multiple, labelled ``WIDTHxHEIGHT``; for a
+    pipeline whose model accepts one size only, that size (which the run's profile scales down)."""
+    if info.constraints.fixed_size is not None:
+        return size_ladder(info)
+    sizes = dict.fromkeys(info.constraints.round_size(pixels) for pixels in DRY_RUN_PIXELS)
+    return tuple((f"{pixels}x{pixels}", pixels, pixels) for pixels in sizes)
+
+
+def dry_run_frames(info: PipelineInfo) -> int:
+    """The smallest valid frame count of at least DRY_RUN_MIN_FRAMES (3, 5 or 9 for the 1, 4k+1, 8k+1 rules)."""
+    return info.constraints.round_up_frames(max(DRY_RUN_MIN_FRAMES, info.constraints.min_frames))
+
+
+def plan_for(info: PipelineInfo, *, dry_run: bool, device: str, other_device: str | None, model: str,
+             simulated_gpus: tuple[Mapping[str, Any], ...] = ()) -> CheckPlan:
+    """The runs' sizes and settings for one pipeline (pure: the device and model are checked already)."""
+    sizes: tuple[tuple[str, int] | tuple[str, int, int], ...]
+    fixed = info.constraints.fixed_size is not None
+    if dry_run:
+        # The cpu profile's scaling of the study (/8: 32..128 pixels), few frames, 3 steps, no warm-up (the
+        # checks judged here are memory figures, which a warm-up does not change): about a minute on 2 cores.
+        if info.name == DEFAULT_PIPELINE:
+            sizes, frames, guidance = tuple((label, pixels // 8) for label, pixels in RESOLUTION_PRESETS.items()), 4, 9.0
+            headroom = 8 * MiB
+        else:
+            sizes, frames, guidance = dry_run_sizes(info), dry_run_frames(info), info.native.guidance
+            # The tiny transformers' simulated activations are a few KiB (LTX-Video packs its latents into
+            # 128-channel tokens), so any headroom at all would let the induced OOM run finish.
+            headroom = 0
+        return CheckPlan(dry_run=True, device=device, other_device=other_device, model=model, dtype="fp32",
+                         sizes=sizes, frames=frames, steps=3, guidance=guidance, fast_steps=2, repeats=2, warmup=0,
+                         offload_steps=3, oom_headroom_bytes=headroom, timeout_s=300.0,
+                         tolerances=Tolerances(fast_pct=None), simulated_gpus=simulated_gpus, pipeline=info.name,
+                         offload_supported=OFFLOAD_OPTION in info.memory_options, fixed_size=fixed,
+                         size_divisor=DRY_RUN_SIZE_DIVISOR if fixed else 1)
+    if info.name == DEFAULT_PIPELINE:
+        # The study's generation; fast mode keeps the four sizes within the budget (8 minutes on a 4090).
+        return CheckPlan(dry_run=False, device=device, other_device=other_device, model=model, dtype="fp16",
+                         sizes=tuple(RESOLUTION_PRESETS.items()), frames=16, steps=50, guidance=9.0, fast_steps=5,
+                         repeats=2, warmup=1, offload_steps=10, oom_headroom_bytes=GiB, timeout_s=600.0,
+                         pipeline=info.name, offload_supported=OFFLOAD_OPTION in info.memory_options)
+    # The pipeline's native generation, up to its native size. The timeout guards against a hang, not a
+    # budget: the largest pipelines' native runs (HunyuanVideo's 1280x720x129) take many minutes each.
+    native = info.native
+    return CheckPlan(dry_run=False, device=device, other_device=other_device, model=model,
+                     dtype=GPU_DTYPES.get(info.name, "bf16"), sizes=size_ladder(info), frames=native.frames,
+                     steps=native.steps, guidance=native.guidance, fast_steps=min(5, native.steps), repeats=2, warmup=1,
+                     offload_steps=min(10, native.steps), oom_headroom_bytes=GiB, timeout_s=3600.0,
+                     pipeline=info.name, offload_supported=OFFLOAD_OPTION in info.memory_options, fixed_size=fixed)
+
+
+def make_plan(dry_run: bool = False, device: str = "cuda:0", model: str | None = None,
+              pipeline: str = DEFAULT_PIPELINE) -> CheckPlan:
+    """The runs' sizes and settings; a bad --pipeline, --device or --model, or no CUDA, is one usage line."""
+    info = _pipeline_info(pipeline)  # first: a typo is reported on a machine without CUDA too
     simulated: tuple[Mapping[str, Any], ...] = (dict(SIMULATED_H200), dict(SIMULATED_H200)) if dry_run else ()
     count = _cuda_count(dry_run, simulated)
     device = _parse_device(device, count)
     other = None
     if count > 1:
         other = "cuda:1" if device != "cuda:1" else "cuda:0"
-    source = _model_source(model, dry_run)
-    if dry_run:
-        # The cpu profile's scaling of the study (/8: 32..128 pixels), 4 frames, 3 steps, no warm-up (the
-        # checks judged here are memory figures, which a warm-up does not change): about a minute on 2 cores.
-        return CheckPlan(dry_run=True, device=device, other_device=other, model=source, dtype="fp32",
-                         sizes=tuple((label, pixels // 8) for label, pixels in RESOLUTION_PRESETS.items()),
-                         frames=4, steps=3, guidance=9.0, fast_steps=2, repeats=2, warmup=0, offload_steps=3,
-                         oom_headroom_bytes=8 * MiB, timeout_s=300.0, tolerances=Tolerances(fast_pct=None),
-                         simulated_gpus=simulated)
-    # The study's generation; fast mode keeps the four sizes within the budget (8 minutes on a 4090).
-    return CheckPlan(dry_run=False, device=device, other_device=other, model=source, dtype="fp16",
-                     sizes=tuple(RESOLUTION_PRESETS.items()), frames=16, steps=50, guidance=9.0, fast_steps=5,
-                     repeats=2, warmup=1, offload_steps=10, oom_headroom_bytes=GiB, timeout_s=600.0)
+    source = _model_source(model, dry_run, info.name)
+    return plan_for(info, dry_run=dry_run, device=device, other_device=other, model=source, simulated_gpus=simulated)
 
 
 # -- the temporary test module and the pytest subprocesses -----------------------------------------
@@ -593,14 +745,16 @@ import json
 import pytest
 
 CONFIG = json.loads({config!r})
-SIZES = dict(CONFIG["sizes"])
+SIZES = {{label: (width, height) for label, width, height in CONFIG["sizes"]}}
 SMALLEST, MIDDLE, LARGEST = CONFIG["smallest"], CONFIG["middle"], CONFIG["largest"]
 
 
 def spec(label, **extra):
-    """The mark's arguments: the study's preset on a GPU, explicit pixels on the dry run."""
-    size = {{"resolution": label}} if CONFIG["presets"] else {{"width": SIZES[label], "height": SIZES[label]}}
-    args = dict(frames=CONFIG["frames"], steps=CONFIG["steps"], guidance=CONFIG["guidance"], fast=True)
+    """The mark's arguments: the study's preset (I2VGen-XL on a GPU), else explicit pixels."""
+    width, height = SIZES[label]
+    size = {{"resolution": label}} if CONFIG["presets"] else {{"width": width, "height": height}}
+    args = dict(pipeline=CONFIG["pipeline"], frames=CONFIG["frames"], steps=CONFIG["steps"],
+                guidance=CONFIG["guidance"], fast=True)
     args.update(extra)
     return {{**size, **args}}
 
@@ -642,14 +796,16 @@ def test_full_smallest(i2v_run):
     assert i2v_run(warmup=0).outcome == "ok"
 
 
-@pytest.mark.i2v(**spec(MIDDLE))
-def test_after_largest(i2v_run):
-    assert i2v_run().outcome == "ok"
+if CONFIG["after_largest"]:  # (d) only where the pipeline generates at more than one size
+    @pytest.mark.i2v(**spec(MIDDLE))
+    def test_after_largest(i2v_run):
+        assert i2v_run().outcome == "ok"
 
 
-@pytest.mark.i2v(**spec(MIDDLE, fast=False, steps=CONFIG["offload_steps"], memory=("model_cpu_offload",)))
-def test_offload(i2v_run):
-    assert i2v_run(repeats=1, warmup=0).outcome == "ok"
+if CONFIG["offload"]:  # (g) only where the pipeline supports model_cpu_offload
+    @pytest.mark.i2v(**spec(MIDDLE, fast=False, steps=CONFIG["offload_steps"], memory=("model_cpu_offload",)))
+    def test_offload(i2v_run):
+        assert i2v_run(repeats=1, warmup=0).outcome == "ok"
 
 
 @pytest.mark.i2v(**spec(LARGEST))
@@ -667,7 +823,8 @@ def test_after_oom(i2v_run):
 
 
 def suite_source(plan: CheckPlan) -> str:
-    config = {"sizes": [list(s) for s in plan.sizes], "presets": not plan.dry_run, "simulated": plan.dry_run,
+    config = {"sizes": [list(s) for s in plan.dimensions], "presets": plan.uses_presets, "simulated": plan.dry_run,
+              "pipeline": plan.pipeline, "offload": plan.offload_supported, "after_largest": not plan.fixed_size,
               "smallest": plan.smallest, "middle": plan.middle, "largest": plan.largest, "frames": plan.frames,
               "steps": plan.steps, "guidance": plan.guidance, "offload_steps": plan.offload_steps,
               "oom_headroom_bytes": plan.oom_headroom_bytes, "device_index": plan.device_index}
@@ -677,9 +834,15 @@ def suite_source(plan: CheckPlan) -> str:
 def run_selections(plan: CheckPlan) -> dict[str, tuple[str, list[str]]]:
     """Run name -> (device, tests in the order they run)."""
     sweep = [sweep_id(label) for label in plan.labels]
-    main = [sweep[0], FULL, *sweep[1:], AFTER_LARGEST, OFFLOAD]  # (d): AFTER_LARGEST right after the largest
-    runs = {"main": (plan.device, main), "fresh": (plan.device, [sweep_id(plan.middle)]),
-            "oom": (plan.device, [OOM, AFTER_OOM])}
+    main = [sweep[0], FULL, *sweep[1:]]
+    if not plan.fixed_size:
+        main.append(AFTER_LARGEST)  # (d): right after the largest
+    if plan.offload_supported:
+        main.append(OFFLOAD)
+    runs = {"main": (plan.device, main)}
+    if not plan.fixed_size:
+        runs["fresh"] = (plan.device, [sweep_id(plan.middle)])  # (d) only
+    runs["oom"] = (plan.device, [OOM, AFTER_OOM])
     if plan.other_device:
         runs["second"] = (plan.other_device, sweep)  # (a)-(c) need the sweep only
     return runs
@@ -693,15 +856,34 @@ def plugin_args() -> list[str]:
     return [] if registered else ["-p", "pytest_i2v.plugin"]
 
 
+def dry_run_profile_yaml(plan: CheckPlan) -> str:
+    """The profile a scaled dry run selects: the one ``auto`` picks for the simulated GPU, renamed,
+    with the marks' sizes divided by ``plan.size_divisor`` (steps unscaled: the plan's are few already)."""
+    import yaml
+
+    from pytest_i2v.profiles import load_profiles, pick_profile
+
+    gpu: Mapping[str, Any] = plan.simulated_gpus[plan.device_index] if plan.simulated_gpus else SIMULATED_H200
+    picked = pick_profile("auto", load_profiles(), str(gpu["name"]), float(gpu["total_bytes"]) / GiB)
+    data = yaml.safe_load(Path(picked.source).read_text(encoding="utf-8"))
+    data.pop("aliases", None)
+    data.update(name=DRY_RUN_PROFILE, scaling={"size_divisor": plan.size_divisor, "steps_divisor": 1},
+                description=f"{picked.description}, sizes /{plan.size_divisor} (written by gpu-check --dry-run)")
+    return str(yaml.safe_dump(data, sort_keys=False))
+
+
 def pytest_command(plan: CheckPlan, workdir: Path, name: str, device: str, tests: Sequence[str]) -> list[str]:
     command = [sys.executable, "-m", "pytest", *plugin_args()]
     if plan.dry_run:
         command += ["-p", "pytest_i2v.simulated_plugin"]
+    profile = ["--gpu-profile", "auto"]
+    if plan.size_divisor > 1:
+        profile = ["--i2v-profile-dir", str(workdir / PROFILE_DIR), "--gpu-profile", DRY_RUN_PROFILE]
     command += [
         "-c", str(workdir / "pytest.ini"), "--rootdir", str(workdir), "-p", "no:cacheprovider", "-p", "no:benchmark",
         "-q", "-rA",
-        "--i2v-json", str(workdir / f"{name}.json"), "--gpu-profile", "auto", "--i2v-allow-profile-mismatch",
-        "--i2v-device", device, "--i2v-model", plan.model, "--i2v-dtype", plan.dtype,
+        "--i2v-json", str(workdir / f"{name}.json"), *profile, "--i2v-allow-profile-mismatch",
+        "--i2v-device", device, "--i2v-pipeline", plan.pipeline, "--i2v-model", plan.model, "--i2v-dtype", plan.dtype,
         "--i2v-repeats", str(plan.repeats), "--i2v-warmup", str(plan.warmup), "--i2v-fast-steps", str(plan.fast_steps),
         "--i2v-baseline-dir", str(workdir / "baselines"),  # never the user's baselines: every verdict is "new"
     ]
@@ -768,12 +950,15 @@ def _progress(text: str) -> None:
 def run_gpu_check(plan: CheckPlan, out: Path) -> GpuCheckReport:
     if out.exists() and not out.is_dir():
         raise I2VUsageError(f"--out {out}: exists and is not a directory")
-    _progress(plan.describe_mode())
+    _progress(f"pipeline {plan.pipeline}: {plan.describe_mode()}")
     selections = run_selections(plan)
     results: dict[str, RunResult] = {}
     with tempfile.TemporaryDirectory(prefix="pytest-i2v-gpu-check-") as tmp:
         workdir = Path(tmp)
         (workdir / SUITE_FILE).write_text(suite_source(plan), encoding="utf-8")
+        if plan.size_divisor > 1:
+            (workdir / PROFILE_DIR).mkdir()
+            (workdir / PROFILE_DIR / f"{DRY_RUN_PROFILE}.yaml").write_text(dry_run_profile_yaml(plan), encoding="utf-8")
         (workdir / "pytest.ini").write_text(
             "[pytest]\nfilterwarnings =\n    ignore:.*I2VGenXLPipeline has been deprecated.*\n", encoding="utf-8")
         for index, (name, (device, tests)) in enumerate(selections.items(), start=1):
@@ -784,7 +969,7 @@ def run_gpu_check(plan: CheckPlan, out: Path) -> GpuCheckReport:
             results[name] = result
         report_html = (workdir / "main.html").read_text(encoding="utf-8") if (workdir / "main.html").is_file() else None
     runs = tuple(results.values())
-    checks = evaluate(plan, results["main"], results["fresh"], results["oom"], results.get("second"))
+    checks = evaluate(plan, results["main"], results.get("fresh"), results["oom"], results.get("second"))
     write_outputs(out, plan, results, report_html, checks)
     return GpuCheckReport(plan=plan, checks=tuple(checks), runs=runs, out=out)
 
@@ -811,11 +996,12 @@ def write_outputs(out: Path, plan: CheckPlan, results: Mapping[str, RunResult], 
             write_text_atomic(out / filename, text)
 
 
-def main(out: str, device: str, dry_run: bool, model: str | None) -> int:
+def main(out: str, device: str, dry_run: bool, model: str | None, pipeline: str | None = None) -> int:
     """The CLI's entry: prints one line per check and a final line; 1 when a check failed."""
-    plan = make_plan(dry_run=dry_run, device=device, model=model)
+    plan = make_plan(dry_run=dry_run, device=device, model=model, pipeline=pipeline or DEFAULT_PIPELINE)
     report = run_gpu_check(plan, Path(out))
     for check in report.checks:
         print(check.line)
-    print(f"{final_line(report.checks, plan)}; {RESULTS_FILE}, {REPORT_FILE} and {SUMMARY_FILE} in {report.out}")
+    print(f"{final_line(report.checks, plan)} for pipeline {plan.pipeline}; {RESULTS_FILE}, {REPORT_FILE} and "
+          f"{SUMMARY_FILE} in {report.out}")
     return 1 if report.failed else 0

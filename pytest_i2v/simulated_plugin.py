@@ -52,5 +52,8 @@ def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> An
     device.remove_weights()  # a reload replaces the previous pipeline's weights
     if key.offload is None:
         device.place_weights(loaded.pipe)
-    device.attach(loaded.pipe)  # for the pipeline's lifetime
+    from pytest_i2v.pipelines.base import adapter_for
+
+    adapter = adapter_for(key.pipeline)
+    device.attach(loaded.pipe, [*adapter.denoisers(loaded.pipe), adapter.vae_decoder(loaded.pipe)])  # for its lifetime
     return replace(loaded, key=key)

@@ -1,5 +1,6 @@
 """``python -m pytest_i2v gpu-check``: the pure checks on hand-made records (a pass and a fail each),
-the command's bad input, and one end-to-end dry run on the simulated GPUs."""
+the command's bad input, one end-to-end dry run on the simulated GPUs, and the plans of the other
+pipelines (``--pipeline``; their dry runs are not run here, to spare CI time)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ast
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,11 @@ from pytest_i2v.gpu_check import (
     check_step_sum,
     evaluate,
     make_plan,
+    plan_for,
     render_summary,
+    run_selections,
 )
+from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo
 
 GiB = 2**30
 CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-h])\) ")
@@ -295,3 +300,214 @@ def test_dry_run_passes(tmp_path: Path) -> None:
     assert len(list(out.iterdir())) <= 8
     summary = (out / "gpu-check.md").read_text()
     assert "DRY RUN" in summary and "| 1024p | 128x128, 4 frames, 3 steps | ok |" in summary
+
+
+# -- --pipeline: another adapter's plan ------------------------------------------------------------
+OTHER_PIPELINES = [name for name in PIPELINES if name != DEFAULT_PIPELINE]
+# Pipelines whose model accepts any size the constraints allow (a ladder of sizes; cogvideox-i2v has one).
+LADDER_PIPELINES = [name for name in OTHER_PIPELINES if PIPELINES[name].constraints.fixed_size is None]
+FIXED = "cogvideox-i2v"
+
+
+def gpu_plan(info: PipelineInfo) -> CheckPlan:
+    return plan_for(info, dry_run=False, device="cuda:0", other_device=None, model="random")
+
+
+def test_i2vgen_xl_keeps_the_studys_plan() -> None:
+    assert gpu_plan(PIPELINES[DEFAULT_PIPELINE]) == plan()
+    assert make_plan(dry_run=True, pipeline=DEFAULT_PIPELINE) == make_plan(dry_run=True)
+    assert plan().uses_presets and not make_plan(dry_run=True).uses_presets
+
+
+@pytest.mark.parametrize("name", LADDER_PIPELINES)
+def test_a_pipelines_gpu_plan_is_a_valid_ladder_up_to_its_native_generation(name: str) -> None:
+    info = PIPELINES[name]
+    checked = gpu_plan(info)
+    assert checked.pipeline == name and not checked.uses_presets
+    assert len(checked.dimensions) == 4
+    for label, width, height in checked.dimensions:
+        assert info.constraints.violation(width, height, checked.frames) is None, label
+        assert label == f"{width}x{height}"
+    widths = [width for _, width, _ in checked.dimensions]
+    assert widths == sorted(widths) and widths[0] <= info.native.width // 2
+    assert checked.dimensions[-1][1:] == (info.native.width, info.native.height)
+    assert (checked.frames, checked.steps, checked.guidance) == (info.native.frames, info.native.steps, info.native.guidance)
+    assert checked.fast_steps < checked.steps and checked.offload_steps <= checked.steps
+
+
+def test_the_svd_plan_in_figures() -> None:
+    svd = gpu_plan(PIPELINES["svd"])
+    assert svd.labels == ("512x288", "680x384", "848x480", "1024x576")
+    assert (svd.smallest, svd.middle, svd.largest) == ("512x288", "848x480", "1024x576")
+    assert (svd.frames, svd.steps, svd.guidance, svd.dtype) == (25, 25, 3.0, "fp16")
+    assert gpu_plan(PIPELINES["wan2.1-i2v"]).labels == ("416x240", "544x320", "688x400", "832x480")
+    assert gpu_plan(PIPELINES["ltx-video"]).labels == ("384x256", "512x320", "640x416", "768x512")  # multiples of 32
+
+
+@pytest.mark.parametrize(("name", "frames"), [("svd", 3), ("wan2.1-i2v", 5), ("ltx-video", 9), ("hunyuanvideo-i2v", 5)])
+def test_a_pipelines_dry_run_plan_keeps_the_small_sizes_and_the_fewest_frames(name: str, frames: int) -> None:
+    info = PIPELINES[name]
+    dry = make_plan(dry_run=True, pipeline=name)
+    assert dry.frames == frames and dry.steps == 3 and dry.model == "tiny" and dry.guidance == info.native.guidance
+    assert dry.labels == ("32x32", "64x64", "96x96", "128x128")
+    for label, width, height in dry.dimensions:
+        assert info.constraints.violation(width, height, dry.frames) is None, label
+
+
+def test_the_generated_suite_and_the_runs_name_the_pipeline(tmp_path: Path) -> None:
+    svd = make_plan(dry_run=True, pipeline="svd")
+    suite: dict[str, Any] = {}
+    exec(compile(gpu_check.suite_source(svd), gpu_check.SUITE_FILE, "exec"), suite)
+    assert suite["test_full_smallest"].pytestmark[0].kwargs["pipeline"] == "svd"
+    assert {(m.kwargs["width"], m.kwargs["height"]) for m in suite["test_after_largest"].pytestmark} == {(96, 96)}
+    command = gpu_check.pytest_command(svd, tmp_path, "main", "cuda:0", [gpu_check.FULL])
+    assert command[command.index("--i2v-pipeline") + 1] == "svd"
+
+
+def without_offload(name: str) -> PipelineInfo:
+    info = PIPELINES[name]
+    return replace(info, memory_options=info.memory_options - {"model_cpu_offload"})
+
+
+def test_offload_is_neither_run_nor_judged_for_a_pipeline_without_model_cpu_offload() -> None:
+    checked = gpu_plan(without_offload("svd"))
+    assert not checked.offload_supported and gpu_plan(PIPELINES["svd"]).offload_supported
+    assert gpu_check.OFFLOAD not in run_selections(checked)["main"][1]
+    suite: dict[str, Any] = {}
+    exec(compile(gpu_check.suite_source(checked), gpu_check.SUITE_FILE, "exec"), suite)
+    assert "test_offload" not in suite and "test_sweep" in suite
+
+    main_run, fresh, oom = good_runs()
+    assert main_run.document is not None
+    records = [r for r in main_run.document["records"] if not r["nodeid"].endswith("::test_offload")]
+    main_run = run("main", records)
+    no_offload = replace(plan(), pipeline="svd", offload_supported=False)
+    checks = evaluate(no_offload, main_run, fresh, oom, None)
+    assert [c.status for c in checks] == [PASS] * 6 + [NOT_APPLICABLE] * 2
+    assert checks[6].line == ("N/A (g) model_cpu_offload lowers the 512p allocated peak: "
+                              "not applicable to svd (it does not support model_cpu_offload)")
+    # Not a failure even when the main run has no results: nothing was run for it.
+    broken = evaluate(no_offload, run("main", None, returncode=2), fresh, oom, None)
+    assert broken[6].status == NOT_APPLICABLE
+    summary = render_summary(no_offload, main_run, checks, [main_run, fresh, oom])
+    assert summary.startswith("# pytest-i2v gpu-check: svd\n") and "Pipeline svd, model `random` (fp16)" in summary
+    assert summary.rstrip().endswith("gpu-check passed: 6 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
+
+
+@pytest.mark.parametrize("argv", [["gpu-check", "--dry-run", "--pipeline", "sdxl"], ["gpu-check", "--pipeline", "sdxl"]])
+def test_an_unknown_pipeline_is_one_usage_line_listing_the_names(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 4
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: --pipeline 'sdxl': not a known pipeline; use one of {', '.join(PIPELINES)}"
+
+
+def test_a_model_directory_of_another_pipeline_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "model_index.json").write_text('{"_class_name": "StableVideoDiffusionPipeline"}')
+    assert main(["gpu-check", "--dry-run", "--model", str(tmp_path)]) == 4
+    err = capsys.readouterr().err
+    assert "holds a svd pipeline (model_index.json), not i2vgen-xl; pass --pipeline svd" in err
+    assert len(err.strip().splitlines()) == 1
+    assert make_plan(dry_run=True, model=str(tmp_path), pipeline="svd").model == str(tmp_path.resolve())
+
+
+# -- a fixed-size pipeline: one size, (d) not applicable -------------------------------------------
+def suite_marks(checked: CheckPlan) -> dict[str, list[dict[str, Any]]]:
+    """The generated suite's tests -> their i2v marks' arguments."""
+    suite: dict[str, Any] = {}
+    exec(compile(gpu_check.suite_source(checked), gpu_check.SUITE_FILE, "exec"), suite)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, test in suite.items():
+        if not name.startswith("test_"):
+            continue
+        marks = list(getattr(test, "pytestmark", []))
+        for mark in [m for m in marks if m.name == "parametrize"]:
+            marks += [m for param in mark.args[1] for m in param.marks]  # the sweep's marks, one per size
+        found[name] = [dict(m.kwargs) for m in marks if m.name == "i2v"]
+    return found
+
+
+def test_a_fixed_size_pipelines_gpu_plan_is_its_one_size_and_skips_the_fresh_run() -> None:
+    info = PIPELINES[FIXED]
+    assert info.constraints.fixed_size == (720, 480) and FIXED not in LADDER_PIPELINES
+    checked = gpu_plan(info)
+    assert checked.labels == ("720x480",) and checked.fixed_size and checked.size_divisor == 1
+    assert checked.smallest == checked.middle == checked.largest == "720x480"
+    assert (checked.frames, checked.steps, checked.guidance) == (info.native.frames, info.native.steps, info.native.guidance)
+    assert checked.one_size_reason == "cogvideox-i2v generates at one size only (720x480)"
+    runs = run_selections(checked)
+    assert list(runs) == ["main", "oom"]  # no fresh-process run: it serves (d) only
+    assert runs["main"][1] == ["test_sweep[720x480]", gpu_check.FULL, gpu_check.OFFLOAD]
+    marks = suite_marks(checked)
+    assert gpu_check.AFTER_LARGEST not in marks and gpu_check.OFFLOAD in marks and len(marks[gpu_check.SWEEP]) == 1
+    # The GPU marks ask for the fixed size itself, which the collection-time rule accepts.
+    assert {(m["width"], m["height"]) for test in marks.values() for m in test} == {(720, 480)}
+    assert info.constraints.violation(720, 480, checked.frames) is None
+    # Every other pipeline keeps its ladder, its fresh run and (d).
+    ladder = gpu_plan(PIPELINES["wan2.1-i2v"])
+    assert not ladder.fixed_size and ladder.one_size_reason is None and len(ladder.labels) == 4
+    assert list(run_selections(ladder)) == ["main", "fresh", "oom"]
+    assert gpu_check.AFTER_LARGEST in run_selections(ladder)["main"][1]
+
+
+def test_a_fixed_size_pipelines_dry_run_marks_the_fixed_size_and_a_profile_scales_it(tmp_path: Path) -> None:
+    from pytest_i2v.marks import Scaling, i2v
+    from pytest_i2v.profiles import _profile_from_yaml, load_profiles
+
+    dry = make_plan(dry_run=True, pipeline=FIXED)
+    assert dry.labels == ("720x480",) and dry.fixed_size and dry.frames == 9 and dry.steps == 3
+    # The cpu profile's size scaling: the marks name 720x480, the tiny model runs at 80x48.
+    assert dry.size_divisor == load_profiles()["cpu"].scaling.size_divisor == gpu_check.DRY_RUN_SIZE_DIVISOR
+    spec = i2v(pipeline=FIXED, width=720, height=480, frames=dry.frames, steps=dry.steps)  # accepted at collection
+    assert dry.run_size(720, 480) == (80, 48)
+    scaled = spec.scaled(Scaling(size_divisor=dry.size_divisor))
+    assert (scaled.width, scaled.height, scaled.steps) == (80, 48, 3)
+    with pytest.raises(I2VUsageError, match="only size 720x480"):  # the rule is not weakened
+        i2v(pipeline=FIXED, width=80, height=48, frames=dry.frames)
+    assert "size 720x480 on the marks, run at 80x48 (the profile scales sizes /8)" in dry.describe_mode()
+    marks = suite_marks(dry)
+    assert len(marks[gpu_check.SWEEP]) == 1 and gpu_check.AFTER_LARGEST not in marks
+    assert {(m["width"], m["height"]) for test in marks.values() for m in test} == {(720, 480)}
+
+    command = gpu_check.pytest_command(dry, tmp_path, "main", "cuda:0", [gpu_check.FULL])
+    assert command[command.index("--gpu-profile") + 1] == gpu_check.DRY_RUN_PROFILE
+    assert command[command.index("--i2v-profile-dir") + 1] == str(tmp_path / gpu_check.PROFILE_DIR)
+    path = tmp_path / f"{gpu_check.DRY_RUN_PROFILE}.yaml"
+    path.write_text(gpu_check.dry_run_profile_yaml(dry), encoding="utf-8")
+    profile = _profile_from_yaml(path)
+    assert profile.device == "cuda" and profile.matches("NVIDIA H200", 131.3)
+    assert profile.scaling == Scaling(size_divisor=8, steps_divisor=1)
+    # The other pipelines' dry runs keep explicit small pixels under the auto-picked profile.
+    svd = make_plan(dry_run=True, pipeline="svd")
+    assert svd.size_divisor == 1 and not svd.fixed_size
+    other = gpu_check.pytest_command(svd, tmp_path, "main", "cuda:0", [gpu_check.FULL])
+    assert other[other.index("--gpu-profile") + 1] == "auto" and "--i2v-profile-dir" not in other
+
+
+def fixed_size_runs() -> tuple[RunResult, RunResult]:
+    main_records = [record("test_sweep[720x480]", mode="fast", time_s=20.0), record("test_full_smallest", time_s=20.1),
+                    record("test_offload", allocated=6.0, reserved=7.0, nvml=8.0)]
+    oom = [record("test_oom_largest", outcome="oom", oom={"stage": "denoise", "step": 1}), record("test_after_oom")]
+    return run("main", main_records), run("oom", oom, 1)
+
+
+def test_a_fixed_size_pipeline_reports_d_not_applicable_and_judges_the_other_checks() -> None:
+    checked = gpu_plan(PIPELINES[FIXED])
+    main_run, oom = fixed_size_runs()
+    checks = evaluate(checked, main_run, None, oom, None)
+    assert [c.key for c in checks] == list("abcdefgh")
+    assert [c.status for c in checks] == [PASS] * 3 + [NOT_APPLICABLE] + [PASS] * 3 + [NOT_APPLICABLE]
+    assert checks[3].line == ("N/A (d) a smaller size after the largest reports the fresh-process peak: not applicable: "
+                              "cogvideox-i2v generates at one size only (720x480), no smaller size to measure after it")
+    assert "720x480 OOM" in checks[4].detail and "720x480" in checks[6].title
+    # Not a failure even when the main run has no results: nothing was run for it.
+    broken = evaluate(checked, run("main", None, returncode=2), None, oom, None)
+    assert broken[3].status == NOT_APPLICABLE and broken[0].status == FAIL
+    summary = render_summary(checked, main_run, checks, [main_run, oom])
+    assert "- N/A (d) a smaller size after the largest" in summary
+    assert summary.rstrip().endswith("gpu-check passed: 6 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
+
+
+def test_without_its_fresh_run_a_ladder_pipeline_fails_d() -> None:
+    main_run, _, oom = good_runs()
+    checks = evaluate(plan(), main_run, None, oom, None)
+    assert checks[3].status == FAIL and checks[3].detail == "no fresh-process run"

@@ -104,14 +104,15 @@ class SimulatedCudaDevice:
         """``torch.cuda.set_per_process_memory_fraction``: allocations past it fail."""
         self.limit_bytes = int(self.gpu.total_bytes * fraction)
 
-    def attach(self, pipe: Any) -> list[Any]:
-        """From now on, each denoiser or decoder forward holds activations sized by its input;
-        returns the hook handles (``handle.remove()`` detaches)."""
+    def attach(self, pipe: Any, models: list[Any] | None = None) -> list[Any]:
+        """From now on, each forward of ``models`` (default: the UNet and the VAE decoder; a pipeline's
+        adapter names its denoisers) holds activations sized by its input; returns the hook handles
+        (``handle.remove()`` detaches)."""
         handles = []
-        for model in (pipe.unet, pipe.vae.decoder):
+        for model in models if models is not None else [pipe.unet, pipe.vae.decoder]:
             # Inside the forward (its first layer), as a real allocation fails after the model's own hooks ran.
             module = getattr(model, "conv_in", model)
-            handles.append(module.register_forward_pre_hook(self._pre_hook))
+            handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             handles.append(model.register_forward_hook(self._post_hook))
         return handles
 
@@ -124,8 +125,9 @@ class SimulatedCudaDevice:
             for handle in handles:
                 handle.remove()
 
-    def _pre_hook(self, module: Any, args: Any) -> None:
-        sample: Any = args[0] if args else None
+    def _pre_hook(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        # Transformers are called with keywords only (hidden_states=...), UNets positionally.
+        sample: Any = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
         elements = int(sample.numel()) if hasattr(sample, "numel") else 1
         self._live.append(self.allocate(elements * self.gpu.bytes_per_element))
 
@@ -133,7 +135,8 @@ class SimulatedCudaDevice:
         if self._live:
             self._live.pop().free()
 
-    def place_weights(self, pipe: Any, components: tuple[str, ...] = ("unet", "vae", "text_encoder", "image_encoder")) -> None:
+    def place_weights(self, pipe: Any, components: tuple[str, ...] = (
+            "unet", "transformer", "transformer_2", "vae", "text_encoder", "text_encoder_2", "image_encoder")) -> None:
         """Count the named components' weights as resident on the device."""
         for name in components:
             module = getattr(pipe, name, None)
