@@ -9,3 +9,8 @@ class I2VUsageError(ValueError):
 
 class ModelSourceError(RuntimeError):
     """A model source that cannot be loaded (missing directory, not in the offline cache...)."""
+
+
+class OptionUnavailable(RuntimeError):
+    """An option this machine cannot apply (an attention backend whose package is missing): the test
+    is skipped with this reason, which names the pipeline."""

@@ -76,7 +76,8 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
     extra = [k for k in environment if k not in _BASE_ENVIRONMENT_KEYS]
     fingerprint = {key: environment.get(key) for key in keys + extra}
     fingerprint["dtype"] = config.get("dtype")
-    fingerprint["attention"] = attention_backend(config.get("memory") or ())
+    # a diffusers attention backend named by the mark (attention=...), else the one the memory options imply
+    fingerprint["attention"] = config.get("attention") or attention_backend(config.get("memory") or ())
     return fingerprint
 
 

@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.pipelines import DEFAULT_PIPELINE, LOAD_OPTIONS, OFFLOAD_OPTIONS, PIPELINES, TOGGLE_OPTIONS, check_pipeline_name
+from pytest_i2v.pipelines import (
+    DEFAULT_PIPELINE,
+    LOAD_OPTIONS,
+    OFFLOAD_OPTIONS,
+    PIPELINES,
+    TOGGLE_OPTIONS,
+    check_pipeline_name,
+)
 
 # The study's square presets (the article's 256p/512p/768p/1024p are W = H).
 RESOLUTION_PRESETS: dict[str, int] = {"256p": 256, "512p": 512, "768p": 768, "1024p": 1024}
@@ -37,10 +44,11 @@ class Scaling:
     size_divisor: int = 1
     steps_divisor: int = 1
     min_size: int = 8
+    frames_divisor: int = 1
 
     @property
     def is_identity(self) -> bool:
-        return self.size_divisor == 1 and self.steps_divisor == 1
+        return self.size_divisor == 1 and self.steps_divisor == 1 and self.frames_divisor == 1
 
     def size(self, pixels: int, multiple: int = 8) -> int:
         # Keep sizes multiples of the pipeline's size rule (8, the VAE's scale factor, at least) after dividing.
@@ -49,11 +57,17 @@ class Scaling:
     def steps(self, steps: int) -> int:
         return max(1, math.ceil(steps / self.steps_divisor))
 
+    def frames(self, frames: int) -> int:
+        """Divided, but never below 2 frames (or the marked count when it is smaller), so a frames
+        sweep keeps distinct points; the caller rounds up to the pipeline's frame rule."""
+        return max(min(frames, 2), math.ceil(frames / self.frames_divisor))
+
     def describe(self) -> str:
         if self.is_identity:
             return "none (the study's sizes and steps)"
         sizes = ", ".join(f"{k}->{self.size(v)}x{self.size(v)}" for k, v in RESOLUTION_PRESETS.items())
-        return f"sizes /{self.size_divisor} ({sizes}); steps /{self.steps_divisor} (50->{self.steps(50)})"
+        frames = f"; frames /{self.frames_divisor} (16->{self.frames(16)})" if self.frames_divisor > 1 else ""
+        return f"sizes /{self.size_divisor} ({sizes}); steps /{self.steps_divisor} (50->{self.steps(50)}){frames}"
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -102,12 +116,13 @@ class GenerationSpec:
     def scaled(self, scaling: Scaling) -> GenerationSpec:
         if scaling.is_identity:
             return self
-        multiple = PIPELINES[self.pipeline].constraints.size_multiple
+        rules = PIPELINES[self.pipeline].constraints
         return replace(
             self,
-            width=scaling.size(self.width, multiple),
-            height=scaling.size(self.height, multiple),
-            steps=scaling.steps(self.steps),
+            width=scaling.size(self.width, rules.size_multiple),
+            height=scaling.size(self.height, rules.size_multiple),
+            frames=rules.round_up_frames(max(rules.min_frames, scaling.frames(self.frames))),
+            steps=rules.round_steps(scaling.steps(self.steps)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,10 +209,13 @@ def i2v(
     offloads = [o for o in options if o in OFFLOAD_MEMORY_OPTIONS]
     if len(offloads) > 1:
         raise I2VUsageError(f"memory options {' and '.join(offloads)} exclude each other; pick one")
-    broken = info.constraints.violation(width, height, frames)
+    broken = info.constraints.violation(width, height, frames, steps)
     if broken is not None:
-        raise I2VUsageError(f"{broken}: {info.name} needs sizes divisible by {info.constraints.size_multiple} "
-                            f"and {info.constraints.frames_rule()}")
+        rules = info.constraints
+        steps_rule = f" and steps >= {rules.min_steps}" if rules.min_steps > 1 else ""
+        sizes = (f"{rules.fixed_size[0]}x{rules.fixed_size[1]}" if rules.fixed_size
+                 else f"sizes divisible by {rules.size_multiple}")
+        raise I2VUsageError(f"{broken}: {info.name} needs {sizes}, {rules.frames_rule()}{steps_rule}")
     return GenerationSpec(
         width=width, height=height, frames=frames, steps=steps, guidance=float(guidance), fps=fps,
         dtype=dtype, memory=options, prompt=prompt, seed=seed, resolution=resolution, fast=fast,

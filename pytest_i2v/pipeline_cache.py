@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_i2v.errors import OptionUnavailable
 from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.memory import free_device_memory
@@ -56,7 +57,11 @@ class PipelineCache:
         """The pipeline for ``spec`` with its per-test memory toggles applied (``release`` undoes them)."""
         loaded = self.get(self.key_for(spec))
         reset_toggles(loaded.pipe, spec.pipeline)
-        apply_toggles(loaded.pipe, spec.toggles, spec.pipeline, spec.attention)
+        try:
+            apply_toggles(loaded.pipe, spec.toggles, spec.pipeline, spec.attention)
+        except OptionUnavailable:
+            reset_toggles(loaded.pipe, spec.pipeline)  # the shared pipeline stays as the next test expects
+            raise
         return loaded
 
     @staticmethod

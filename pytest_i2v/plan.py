@@ -26,6 +26,7 @@ class RunPlan:
     gpu: DeviceInfo | None = None  # the device measured on, as it describes itself
     pipeline: str = "i2vgen-xl"  # the pipeline of tests whose mark names none
     model_sources: tuple[tuple[str, str], ...] = ()  # --i2v-model NAME=SOURCE entries
+    repeats: int = 5  # --i2v-repeats, else the profile's
 
     def source_for(self, pipeline: str) -> str:
         """The model source ``pipeline`` loads from (see pipelines.source_for)."""
@@ -73,4 +74,4 @@ def plan_run(settings: Settings, profiles: dict[str, GpuProfile], runtime: Devic
     sources = tuple((name, check_model_source(source, settings.allow_pickle)) for name, source in per_pipeline.items())
     pipeline = session_pipeline(settings.pipeline, bare, profile.pipeline)
     return RunPlan(profile=profile, device=device, dtype=dtype, model=model, gpu=info if device != "cpu" else None,
-                   pipeline=pipeline, model_sources=sources)
+                   pipeline=pipeline, model_sources=sources, repeats=settings.repeats or profile.repeats)

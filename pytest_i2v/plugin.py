@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_i2v import hookspecs
-from pytest_i2v.errors import I2VUsageError, ModelSourceError
+from pytest_i2v.errors import I2VUsageError, ModelSourceError, OptionUnavailable
 from pytest_i2v.marks import (
     CUDA_ONLY_MEMORY_OPTIONS,
     Budget,
@@ -115,7 +115,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         try:
             mark = item.get_closest_marker("i2v")  # the closest wins: function over class over module
             if mark is not None:
-                item.stash[SPEC_KEY] = mark_spec(mark.args, mark.kwargs, default_pipeline)
+                spec = item.stash[SPEC_KEY] = mark_spec(mark.args, mark.kwargs, default_pipeline)
+                if spec.attention is not None:
+                    from pytest_i2v.pipelines.base import check_attention_backend
+
+                    check_attention_backend(spec.attention)
             vram, seconds = item.get_closest_marker("vram_budget"), item.get_closest_marker("time_budget")
             if vram is not None or seconds is not None:
                 item.stash[BUDGET_KEY] = Budget(
@@ -189,6 +193,8 @@ def _i2v_loaded(request: pytest.FixtureRequest, i2v_spec: GenerationSpec) -> Gen
         loaded = run.pipelines.prepare(i2v_spec)
     except ModelSourceError as exc:
         pytest.fail(str(exc), pytrace=False)
+    except OptionUnavailable as exc:
+        pytest.skip(str(exc))
     yield loaded
     run.pipelines.release(loaded)
 

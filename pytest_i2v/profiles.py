@@ -51,6 +51,7 @@ class GpuProfile:
     aliases: tuple[str, ...] = ()  # other names this profile answers to (old names, kept for baselines)
     alias_of: str | None = None  # set on the copy registered under an alias: the profile it stands for
     pipeline: str | None = None  # the pipeline of unmarked tests (None: --i2v-pipeline's default, i2vgen-xl)
+    repeats: int = 5  # measured repeats per generation unless --i2v-repeats says (the study's 5)
 
     def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
         """Length of the longest pattern that names this device (0 = no match).
@@ -76,7 +77,7 @@ class GpuProfile:
             "device": self.device, "match": list(self.match), "model": self.model, "dtype": self.dtype,
             "scaling": self.scaling.to_dict(), "gate": self.gate.to_dict(), "peak_tflops": self.peak_tflops,
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs, "datasheet": self.datasheet,
-            "alias_of": self.alias_of, "pipeline": self.pipeline,
+            "alias_of": self.alias_of, "pipeline": self.pipeline, "repeats": self.repeats,
         }
 
 
@@ -120,6 +121,9 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
     model = data.get("model", "ali-vilab/i2vgen-xl")
     if not isinstance(model, str) or not model:
         raise I2VUsageError(f"profile file {path}: model must be a model source string")
+    repeats = data.get("repeats", 5)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise I2VUsageError(f"profile file {path}: repeats must be a positive integer")
     pipeline = data.get("pipeline")
     if pipeline is not None and pipeline not in PIPELINES:
         raise I2VUsageError(f"profile file {path}: pipeline {pipeline!r} is unknown; use one of {', '.join(PIPELINES)}")
@@ -127,8 +131,8 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
     try:
         scaling = Scaling.from_dict(scaling_data)
     except (TypeError, ValueError):
-        raise I2VUsageError(f"profile file {path}: scaling must map size_divisor/steps_divisor/min_size to integers") from None
-    if scaling.size_divisor < 1 or scaling.steps_divisor < 1:
+        raise I2VUsageError(f"profile file {path}: scaling must map size_divisor/steps_divisor/frames_divisor/min_size to integers") from None
+    if scaling.size_divisor < 1 or scaling.steps_divisor < 1 or scaling.frames_divisor < 1:
         raise I2VUsageError(f"profile file {path}: scaling divisors must be >= 1")
     gate_data = data.get("gate") or {}
     try:
@@ -158,7 +162,7 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
         match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate,
         peak_tflops={k: float(v) for k, v in peak.items()}, memory_bandwidth_gbs=float(bandwidth) if bandwidth else None,
         datasheet=data.get("datasheet"), source=str(path), exclude=tuple(exclude), aliases=tuple(aliases),
-        pipeline=pipeline,
+        pipeline=pipeline, repeats=repeats,
     )
 
 

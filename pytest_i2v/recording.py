@@ -53,7 +53,7 @@ class Recorder:
         measurement = runner.measure(
             spec, image,
             warmup=settings.warmup if warmup is None else warmup,
-            repeats=settings.repeats if repeats is None else repeats,
+            repeats=self._plan.repeats if repeats is None else repeats,
             fast_steps=settings.fast_steps if fast else None,
             adaptive=adaptive,
         )

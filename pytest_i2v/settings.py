@@ -148,8 +148,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                _device, None, "DEVICE"),
     OptionSpec("--i2v-dtype", "i2v_dtype", "dtype", "weights dtype: fp16, bf16 or fp32 (default: the profile's; a mark's dtype wins)",
                _dtype, None, "fp16|bf16|fp32"),
-    OptionSpec("--i2v-repeats", "i2v_repeats", "repeats", "measured repeats per generation (default: 5, like the study)",
-               _positive_int, 5, "N"),
+    OptionSpec("--i2v-repeats", "i2v_repeats", "repeats",
+               "measured repeats per generation (default: the profile's: 5 like the study on GPU profiles, 3 on the cpu profile)",
+               _positive_int, None, "N"),
     OptionSpec("--i2v-warmup", "i2v_warmup", "warmup", "unmeasured warm-up generations before the repeats (default: 1)",
                _non_negative_int, 1, "N"),
     OptionSpec("--i2v-json", "i2v_json", "json_path", "write the results document (schema-versioned JSON) to PATH",
@@ -219,7 +220,7 @@ class Settings:
     pipeline: str | None = None
     device: str | None = None
     dtype: str | None = None
-    repeats: int = 5
+    repeats: int | None = None  # None: the profile's
     warmup: int = 1
     json_path: Path | None = None
     report_path: Path | None = None

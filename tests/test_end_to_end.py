@@ -33,8 +33,13 @@ def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
         assert record["config"]["study"]["steps"] == 50 and record["config"]["steps"] == 10
         assert all(len(steps) == 10 and all(s > 0 for s in steps) for steps in record["stages"]["step_samples_s"])
         assert record["peak_memory"]["host_rss_bytes"] > 0
-    # bigger frames cost more per step: the measurement sees the work, not just overhead
-    assert records["1024p"]["stages"]["step_s"] > records["256p"]["stages"]["step_s"]
+    # Bigger frames cost more per step (the measurement sees the work, not just overhead). The fastest
+    # step of each, the least disturbed by another process on the 2 cores, says it even when a
+    # repeat of the small one was held up.
+    def fastest_step(label: str) -> float:
+        return min(min(steps) for steps in records[label]["stages"]["step_samples_s"])
+
+    assert fastest_step("1024p") > fastest_step("256p")
 
 
 def test_xdist_workers_results_end_up_in_one_file(i2v_project: pytest.Pytester) -> None:

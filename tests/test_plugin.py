@@ -28,7 +28,8 @@ def test_header_names_profile_model_and_scaling(i2v_project: pytest.Pytester) ->
     result = i2v_project.runpytest()
     result.stdout.fnmatch_lines([
         "i2v: profile cpu (*), device cpu, pipeline i2vgen-xl, model tiny, dtype fp32",
-        "i2v: cpu profile scales the study down: sizes /8 (256p->32x32*1024p->128x128); steps /5 (50->10)",
+        "i2v: cpu profile scales the study down: sizes /8 (256p->32x32*1024p->128x128); steps /5 (50->10); "
+        "frames /4 (16->4)",
     ])
 
 
@@ -66,7 +67,7 @@ def test_example_from_the_readme_runs_and_writes_json(i2v_project: pytest.Pytest
     peak = record["peak_memory"]
     assert peak["host_rss_bytes"] > 0 and peak["allocated_bytes"] is None and peak["device_bytes"] is None
     assert record["load_s"] > 0
-    assert document["profile"]["scaling"] == {"size_divisor": 8, "steps_divisor": 5, "min_size": 8}
+    assert document["profile"]["scaling"] == {"size_divisor": 8, "steps_divisor": 5, "min_size": 8, "frames_divisor": 4}
     junit = ET.parse(i2v_project.path / "junit.xml")
     props = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert props["i2v_outcome"] == "passed" and props["i2v_measured"] == "ok"
@@ -180,7 +181,7 @@ def test_fixtures_give_profile_spec_image_and_pipeline(i2v_project: pytest.Pytes
         @pytest.mark.i2v(resolution="768p", frames=4)
         def test_fixtures(i2v_profile, i2v_spec, i2v_input_image, i2v_pipeline):
             assert i2v_profile.name == "cpu"
-            assert (i2v_spec.width, i2v_spec.steps, i2v_spec.frames) == (96, 10, 4)
+            assert (i2v_spec.width, i2v_spec.steps, i2v_spec.frames) == (96, 10, 2)  # frames /4, never below 2
             assert i2v_input_image.size == (768, 768)
             assert type(i2v_pipeline).__name__ == "I2VGenXLPipeline"
         """

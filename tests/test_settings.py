@@ -16,7 +16,8 @@ def resolve(cli: dict[str, Any] | None = None, ini: dict[str, Any] | None = None
 
 def test_defaults_follow_the_study() -> None:
     settings = resolve()
-    assert (settings.gpu_profile, settings.repeats, settings.warmup, settings.json_path) == ("auto", 5, 1, None)
+    # repeats: None = the profile's (5, the study's, unless a profile says otherwise; see test_profiles)
+    assert (settings.gpu_profile, settings.repeats, settings.warmup, settings.json_path) == ("auto", None, 1, None)
 
 
 def test_cli_wins_over_ini_and_ini_over_default() -> None:

@@ -146,6 +146,9 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
         assert completed.returncode == 0, title + completed.stdout[-3000:] + completed.stderr[-2000:]
     body = (work / "out" / "pr-body.md").read_text()
     assert body.startswith("Re-baseline `cpu`: driver 550 -> 560")
-    # two runs recorded: appended to the shipped cpu baseline's 5, or a new segment where this machine's
+    # two runs recorded: appended to the shipped cpu baseline's N, or a new segment where this machine's
     # fingerprint differs from the one the shipped baseline was measured on
-    assert re.search(r"\| suites/test_resolution_sweep.py::test_resolution_sweep\[256p\] \| 5 -> (7|2) runs \|", body), body
+    found = re.search(r"\| suites/test_resolution_sweep.py::test_resolution_sweep\[256p\] \| (\d+) -> (\d+) runs \|", body)
+    assert found, body
+    before, after = int(found.group(1)), int(found.group(2))
+    assert before >= 3 and after in (before + 2, 2), body

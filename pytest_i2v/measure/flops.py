@@ -32,21 +32,24 @@ def _cpu_attention_formulas() -> dict[Any, Any]:
 
 
 def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
+    """Counted on an unmeasured generation of as few steps as the pipeline allows (one, or LTX-Video's
+    two), divided per step."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from pytest_i2v.measure.runner import generate
-
-    counter = FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
-    with counter:
-        generate(pipe, replace(spec, steps=1), image)
-    by_module = counter.get_flop_counts()
+    from pytest_i2v.pipelines import PIPELINES
     from pytest_i2v.pipelines.base import adapter_for
 
+    steps = PIPELINES[spec.pipeline].constraints.min_steps
+    counter = FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
+    with counter:
+        generate(pipe, replace(spec, steps=steps), image)
+    by_module = counter.get_flop_counts()
     adapter = adapter_for(spec.pipeline)
-    # Every denoiser call of the one step (guidance may make two; Wan 2.2's experts share one architecture).
-    unet = sum(sum(by_module.get(name, {}).values()) for name in {type(m).__name__ for m in adapter.denoisers(pipe)})
+    # Every denoiser call of a step (guidance may make two; Wan 2.2's experts share one architecture).
+    denoise = sum(sum(by_module.get(name, {}).values()) for name in {type(m).__name__ for m in adapter.denoisers(pipe)})
     decode = sum(by_module.get(type(adapter.vae_decoder(pipe)).__name__, {}).values())
-    return FlopCount(unet_step=int(unet), decode=int(decode))
+    return FlopCount(unet_step=int(denoise) // steps, decode=int(decode))
 
 
 # fp32 matmuls run on TF32 tensor cores under these precisions (PyTorch's default, "highest", keeps IEEE fp32).

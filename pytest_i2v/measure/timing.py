@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from pytest_i2v.measure.device import Clock
@@ -111,7 +112,7 @@ class StageRecorder:
             return StageTimes(encode_s=None, step_s=(), decode_s=None)
         if self._callback_steps:
             bounds = [self.step_marks[0], *self.step_end_marks]
-            steps = tuple(seconds(a, b) for a, b in zip(bounds, bounds[1:]))
+            steps = tuple(seconds(a, b) for a, b in pairwise(bounds))
             last = bounds[-1]
             decode = seconds(last, self.end) if len(bounds) > 1 else None
             return StageTimes(encode_s=seconds(self.start, bounds[0]), step_s=steps, decode_s=decode)

@@ -143,6 +143,7 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False) 
     adapter = adapter_for(key.pipeline)
     if key.source == "tiny":
         pipe = load_from_pretrained(str(adapter.save_tiny(work_dir)), key.dtype, key.device, pipeline=key.pipeline)
+        adapter.tune_tiny(pipe)
         provenance = PROVENANCE["tiny"]
     elif key.source == "random":
         pipe = adapter.build_fullsize(build_device_for(key), TORCH_DTYPES[key.dtype], work_dir)

@@ -1,0 +1,212 @@
+"""Every pipeline end to end through the plugin on the CPU: the tiny model built, saved and loaded
+back, measured by the i2v_run fixture, recorded with its pipeline, its baseline written and read
+back, and a mark that breaks the real model's rules refused at collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_i2v.pipelines import PIPELINES
+
+# Per pipeline: a mark that is valid for the real model and small on the cpu profile (sizes / 8,
+# steps / 5 -> 2 steps), and a frame count the real model refuses.
+CASES: dict[str, dict[str, Any]] = {
+    "i2vgen-xl": {"mark": "width=256, height=256, frames=2, steps=10", "bad": "frames=0"},
+    "svd": {"mark": "width=512, height=512, frames=3, steps=10", "bad": "frames=1"},
+    "wan2.1-i2v": {"mark": "width=256, height=256, frames=5, steps=10", "bad": "frames=16"},
+    "wan2.2-i2v": {"mark": "width=256, height=256, frames=5, steps=10", "bad": "frames=16"},
+    "ltx-video": {"mark": "width=256, height=256, frames=9, steps=10", "bad": "frames=16"},
+    "cogvideox-i2v": {"mark": "width=720, height=480, frames=9, steps=10", "bad": "frames=5"},
+    "hunyuanvideo-i2v": {"mark": "width=256, height=256, frames=5, steps=10", "bad": "frames=16"},
+}
+NEW_PIPELINES = [name for name in PIPELINES if name != "i2vgen-xl"]
+
+
+def test_every_registered_pipeline_has_a_case() -> None:
+    assert sorted(CASES) == sorted(PIPELINES)
+
+
+@pytest.fixture(scope="module")
+def warm(warm_imports: None, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One generation per pipeline in this process first, before pytester snapshots the imported
+    modules (module scope): its in-process runs drop the modules a run imported, and torch and
+    transformers refuse to import some of theirs twice."""
+    from pytest_i2v.inputs import synthetic_portrait
+    from pytest_i2v.marks import i2v
+    from pytest_i2v.measure.runner import generate
+    from pytest_i2v.models.sources import PipelineKey, load_pipeline
+
+    for name in NEW_PIPELINES:
+        loaded = load_pipeline(PipelineKey("tiny", "fp32", "cpu", pipeline=name), tmp_path_factory.mktemp(name))
+        spec = i2v(pipeline=name, **_mark_kwargs(CASES[name]["mark"])).scaled(_cpu_scaling())
+        generate(loaded.pipe, spec, synthetic_portrait(64, 64))
+
+
+def _mark_kwargs(text: str) -> dict[str, Any]:
+    return dict(eval(f"dict({text})"))  # the CASES strings are this file's own literals
+
+
+def _cpu_scaling() -> Any:
+    from pytest_i2v.profiles import load_profiles
+
+    return load_profiles()["cpu"].scaling
+
+
+@pytest.mark.parametrize("name", [*NEW_PIPELINES, "i2vgen-xl"])
+def test_pipeline_end_to_end_through_the_plugin(name: str, warm: None, i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        test_gen=f"""
+        import pytest
+
+        @pytest.mark.i2v(pipeline={name!r}, {CASES[name]["mark"]})
+        def test_gen(i2v_run, i2v_spec):
+            assert i2v_spec.pipeline == {name!r}
+            assert i2v_run().outcome == "ok"
+        """
+    )
+    result = i2v_project.runpytest("--i2v-json", "first.json", "--i2v-update-baselines", "--i2v-repeats", "2")
+    result.assert_outcomes(passed=1)
+    record = json.loads(Path(i2v_project.path, "first.json").read_text())["records"][0]
+    assert record["config"]["pipeline"] == name
+    steps = record["config"]["steps"]
+    stages = record["stages"]
+    assert [len(s) for s in stages["step_samples_s"]] == [steps] * 2  # one time per step, whatever the denoiser calls
+    for repeat, total in enumerate(record["time_samples_s"]):
+        parts = stages["encode_samples_s"][repeat] + sum(stages["step_samples_s"][repeat]) + stages["decode_samples_s"][repeat]
+        assert parts == pytest.approx(total, rel=0.02)
+
+    # The baseline was written under this pipeline's config and is found again by the next run.
+    baseline = yaml.safe_load(Path(i2v_project.path, "baselines", "cpu.yaml").read_text())
+    (entry,) = baseline["entries"].values()
+    assert entry["config"]["pipeline"] == name
+    assert entry["config_id"] == record["config_id"]
+    result = i2v_project.runpytest("--i2v-json", "second.json")
+    result.assert_outcomes(passed=1)
+    second = json.loads(Path(i2v_project.path, "second.json").read_text())["records"][0]
+    assert second["config_id"] == record["config_id"]
+    assert second["verdict"]["verdict"] != "new"  # compared with the stored run, not recorded as a first one
+
+
+@pytest.mark.parametrize("name", NEW_PIPELINES)
+def test_a_mark_that_breaks_the_models_rule_is_one_usage_error(name: str, i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        test_bad=f"""
+        import pytest
+
+        @pytest.mark.i2v(pipeline={name!r}, {CASES[name]["bad"]})
+        def test_bad(i2v_run):
+            pass
+        """
+    )
+    result = i2v_project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1
+    rule = PIPELINES[name].constraints
+    assert errors[0].startswith("ERROR: test_bad.py::test_bad: ")
+    assert name in errors[0]
+    assert (rule.frames_rule() in errors[0]) or f"multiple of {rule.size_multiple}" in errors[0]
+    assert not Path(i2v_project.path, "baselines").exists()
+
+
+def test_an_unknown_pipeline_is_a_usage_error_listing_the_names(i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.i2v(pipeline="sora")
+        def test_bad(i2v_run):
+            pass
+        """
+    )
+    result = i2v_project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_bad: pipeline='sora' is not a known pipeline; use one of "
+                                 "i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, cogvideox-i2v, hunyuanvideo-i2v"])
+    result = i2v_project.runpytest("--i2v-pipeline", "sora")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --i2v-pipeline = 'sora': unknown pipeline; use one of i2vgen-xl, svd, *"])
+
+
+def test_the_default_pipeline_comes_from_the_option(warm: None, i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        test_default="""
+        import pytest
+
+        @pytest.mark.i2v(width=256, height=256, frames=5, steps=10)
+        def test_default(i2v_spec):
+            assert i2v_spec.pipeline == "wan2.1-i2v"
+        """
+    )
+    result = i2v_project.runpytest("--i2v-pipeline", "wan2.1-i2v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["i2v: profile cpu *pipeline wan2.1-i2v, model tiny*"])
+
+
+def test_a_model_directory_picks_its_pipeline(warm: None, i2v_project: pytest.Pytester, tmp_path: Path) -> None:
+    from pytest_i2v.pipelines.base import adapter_for
+
+    directory = adapter_for("svd").save_tiny(tmp_path)
+    i2v_project.makepyfile(
+        test_dir="""
+        import pytest
+
+        @pytest.mark.i2v(width=512, height=512, frames=3, steps=10)
+        def test_dir(i2v_spec, i2v_run):
+            assert i2v_spec.pipeline == "svd"
+            assert i2v_run().config["source"].endswith("tiny-svd")
+        """
+    )
+    result = i2v_project.runpytest("--i2v-model", str(directory))
+    result.assert_outcomes(passed=1)
+
+
+def test_attention_backends_run_skip_or_refuse(warm: None, i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        test_attention="""
+        import pytest
+
+        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10, attention="native")
+        def test_native(i2v_run):
+            record = i2v_run()
+            assert record.config["attention"] == "native" and record.fingerprint["attention"] == "native"
+
+        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10, attention="flash")
+        def test_flash(i2v_run):
+            i2v_run()  # flash-attn is not installed here: skipped with the reason
+
+        @pytest.mark.i2v(pipeline="i2vgen-xl", attention="native")
+        def test_unet(i2v_run):
+            i2v_run()  # I2VGen-XL's UNet has no set_attention_backend
+
+        def test_after(i2v_pipeline):
+            pass
+        """
+    )
+    result = i2v_project.runpytest("-rs", "--i2v-pipeline", "wan2.1-i2v")
+    result.assert_outcomes(passed=2, skipped=2)
+    result.stdout.fnmatch_lines_random([
+        "*attention='flash' is not usable for pipeline wan2.1-i2v here: *flash-attn*",
+        "*attention='native': pipeline i2vgen-xl's denoiser has no set_attention_backend*",
+    ])
+
+
+def test_an_unknown_attention_backend_is_a_usage_error(i2v_project: pytest.Pytester) -> None:
+    i2v_project.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.i2v(pipeline="wan2.1-i2v", attention="fastest")
+        def test_bad(i2v_run):
+            pass
+        """
+    )
+    result = i2v_project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_bad: attention='fastest' is not a diffusers attention "
+                                 "backend; use one of flash, *"])
