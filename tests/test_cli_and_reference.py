@@ -61,7 +61,11 @@ def test_baseline_diff_against_results(two_baselines: tuple[Path, Path], tmp_pat
         (["baseline", "diff", "cpu"], "needs two arguments"),
     ],
 )
-def test_cli_usage_errors_exit_4(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_usage_errors_exit_4(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # "../x" must not exist (an existing path is read as a baseline file): run from an empty directory
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     assert main([*argv, "--dir", str(tmp_path)]) == 4
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
