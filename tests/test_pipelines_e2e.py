@@ -73,6 +73,8 @@ def test_pipeline_end_to_end_through_the_plugin(name: str, warm: None, i2v_proje
     result.assert_outcomes(passed=1)
     record = json.loads(Path(i2v_project.path, "first.json").read_text())["records"][0]
     assert record["config"]["pipeline"] == name
+    # FLOPs counted for every denoiser call of a step (the roofline's numerator), and the decode's
+    assert record["roofline"]["unet_step_tflop"] > 0 and record["roofline"]["decode_tflop"] > 0
     steps = record["config"]["steps"]
     stages = record["stages"]
     assert [len(s) for s in stages["step_samples_s"]] == [steps] * 2  # one time per step, whatever the denoiser calls
