@@ -42,8 +42,9 @@ def test_a_config_dtype_that_slips_through_is_still_overruled(monkeypatch: pytes
     """The second guard: with the config's ``torch_dtype: float16`` kept, the image encoder
     comes out partly fp16 from transformers, and the build casts it to the requested dtype."""
     import pytest_i2v.models.fullsize as fullsize
+    import pytest_i2v.pipelines.base as base
 
-    monkeypatch.setattr(fullsize, "_DTYPE_KEYS", ())
+    monkeypatch.setattr(base, "_DTYPE_KEYS", ())  # read_config, shared by every pipeline, keeps them
     modules = fullsize.build_fullsize_modules("meta", torch.float32)
     for name, module in modules.items():
         assert not _wrong_dtypes(module, torch.float32), name

@@ -17,15 +17,15 @@ import torch
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.inputs import synthetic_portrait
 from pytest_i2v.marks import GenerationSpec, i2v
-from pytest_i2v.measure.runner import GenerationRunner, Measurement, generate
+from pytest_i2v.measure.runner import generate
 from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count, read_config
+from tests.pipeline_support import load_tiny, require_pipeline
+from tests.pipeline_support import measure_once as _measure
 
 NAME = "cogvideox-i2v"
-diffusers = pytest.importorskip("diffusers")
-if not hasattr(diffusers, PIPELINES[NAME].pipeline_class):
-    pytest.skip(f"this diffusers has no {PIPELINES[NAME].pipeline_class}", allow_module_level=True)
+diffusers = require_pipeline(NAME)
 
 # Small and valid: 4x4 latents (sizes multiples of 16), 3 latent frames (8k+1), 2 steps. 64x64 is
 # also larger than the tiny VAE's 48x40 tiles, so vae_tiling really tiles.
@@ -47,11 +47,8 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_pipe(work_dir: Path) -> Any:
-    return load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME), work_dir).pipe
+    return load_tiny(NAME, work_dir)
 
-
-def _measure(pipe: Any, spec: GenerationSpec) -> Measurement:
-    return GenerationRunner(pipe, "cpu").measure(spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1)
 
 
 def test_fullsize_transformer_parameter_count_matches_the_checkpoint() -> None:

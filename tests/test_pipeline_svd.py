@@ -12,16 +12,15 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import GenerationSpec, i2v
-from pytest_i2v.measure.runner import GenerationRunner, Measurement
+from pytest_i2v.marks import i2v
 from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count
+from tests.pipeline_support import load_tiny, require_pipeline
+from tests.pipeline_support import measure_once as _measure
 
 NAME = "svd"
-diffusers = pytest.importorskip("diffusers")
-if not hasattr(diffusers, PIPELINES[NAME].pipeline_class):
-    pytest.skip(f"this diffusers has no {PIPELINES[NAME].pipeline_class}", allow_module_level=True)
+diffusers = require_pipeline(NAME)
 
 # Smallest valid generation: sizes are multiples of 8, 2 frames, 2 steps.
 SMALL = {"width": 64, "height": 64, "frames": 2, "steps": 2}
@@ -34,11 +33,8 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_pipe(work_dir: Path) -> Any:
-    return load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME), work_dir).pipe
+    return load_tiny(NAME, work_dir)
 
-
-def _measure(pipe: Any, spec: GenerationSpec) -> Measurement:
-    return GenerationRunner(pipe, "cpu").measure(spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1)
 
 
 def test_fullsize_unet_parameter_count_matches_the_published_checkpoint() -> None:

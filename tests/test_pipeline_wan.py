@@ -16,11 +16,11 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import GenerationSpec, i2v
-from pytest_i2v.measure.runner import GenerationRunner, Measurement
+from pytest_i2v.marks import i2v
 from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count
+from tests.pipeline_support import measure_once as _measure
 
 NAMES = ("wan2.1-i2v", "wan2.2-i2v")
 # The smallest valid generation: one 16-pixel multiple twice over, 4k+1 frames with k=1.
@@ -40,9 +40,6 @@ def tiny_pipes(work_dir: Path) -> dict[str, Any]:
     return {name: load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=name), work_dir).pipe
             for name in NAMES}
 
-
-def _measure(pipe: Any, spec: GenerationSpec) -> Measurement:
-    return GenerationRunner(pipe, "cpu").measure(spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1)
 
 
 def _within(count: int, published: float) -> float:

@@ -7,6 +7,7 @@ conventions the video pipelines share (``transformer`` denoiser, ``callback_on_s
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import importlib
 import json
@@ -65,8 +66,9 @@ def building(device: str | torch.device, dtype: torch.dtype) -> Iterator[None]:
 
 
 def cast_floating(modules: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
-    """Overrule a library that still picks a dtype of its own for a submodule (only then: diffusers
-    warns on every ``.to(dtype)``); integer buffers such as position ids are left alone."""
+    """Overrule a library that still picks a dtype of its own for a submodule. Only then: diffusers
+    warns on every ``.to(dtype)`` of a model; integer buffers (CLIP's position ids) are not weights
+    and keep their dtype either way."""
     for name, module in modules.items():
         if isinstance(module, torch.nn.Module) and any(
                 t.is_floating_point() and t.dtype != dtype for t in (*module.parameters(), *module.buffers())):
@@ -78,7 +80,7 @@ def parameter_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class PipelineAdapter:
+class PipelineAdapter(abc.ABC):
     """Subclasses set ``name`` and implement ``build_tiny``, ``build_fullsize`` and ``call_kwargs``."""
 
     name: str = ""
@@ -93,9 +95,9 @@ class PipelineAdapter:
 
         return getattr(diffusers, self.info.pipeline_class)
 
+    @abc.abstractmethod
     def build_tiny(self, work_dir: Path) -> Any:
         """A tiny random pipeline on the CPU (well under 1 s per 64x64, few-frame, 2-step generation)."""
-        raise NotImplementedError
 
     def save_tiny(self, work_dir: Path) -> Path:
         """Build the tiny pipeline and ``save_pretrained`` it; returns the diffusers directory."""
@@ -104,20 +106,20 @@ class PipelineAdapter:
             self.build_tiny(work_dir).save_pretrained(str(target), safe_serialization=True)
         return target
 
+    @abc.abstractmethod
     def build_fullsize(self, device: str | torch.device, dtype: torch.dtype, work_dir: Path) -> Any:
         """The full-size architecture with random weights from the shipped configs (``device="meta"``:
         shapes only, for parameter counts)."""
-        raise NotImplementedError
 
     def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16) -> list[Any]:
         """The full-size denoiser(s) alone (what a model card's parameter count describes)."""
         with tempfile.TemporaryDirectory(prefix="pytest-i2v-") as work_dir:  # the offline tokenizers are written there
             return self.denoisers(self.build_fullsize(device, dtype, Path(work_dir)))
 
-    def after_load(self, pipe: Any) -> None:
+    def after_load(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
         """Guarded compatibility fixes for the installed libraries (none by default)."""
 
-    def tune_tiny(self, pipe: Any) -> None:
+    def tune_tiny(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
         """Runtime switches for the tiny model only, where a real-size default costs the CPU far more
         than it saves (none by default; the full-size and real models keep diffusers' defaults)."""
 
@@ -130,9 +132,9 @@ class PipelineAdapter:
     def vae_decoder(self, pipe: Any) -> Any:
         return pipe.vae.decoder
 
+    @abc.abstractmethod
     def call_kwargs(self, spec: GenerationSpec, image: Any, generator: torch.Generator) -> dict[str, Any]:
         """The pipeline's own arguments for ``spec`` (never ``output_type`` or callbacks)."""
-        raise NotImplementedError
 
     def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
         """One generation with reproducible inputs; returns frames as (1, F, H, W, 3) numpy.

@@ -1,0 +1,34 @@
+"""What the per-pipeline test files share: skip a pipeline the installed diffusers lacks, load its
+tiny model through the real from_pretrained path, and measure one generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_i2v.inputs import synthetic_portrait
+from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.measure.runner import GenerationRunner, Measurement
+from pytest_i2v.models.sources import PipelineKey, load_pipeline
+from pytest_i2v.pipelines import PIPELINES
+
+
+def require_pipeline(name: str) -> Any:
+    """The diffusers module, or a module-level skip naming the class this diffusers lacks."""
+    diffusers = pytest.importorskip("diffusers")
+    if not hasattr(diffusers, PIPELINES[name].pipeline_class):
+        pytest.skip(f"this diffusers has no {PIPELINES[name].pipeline_class}", allow_module_level=True)
+    return diffusers
+
+
+def load_tiny(name: str, work_dir: Path, load_options: tuple[str, ...] = ()) -> Any:
+    """The tiny pipeline built, saved and loaded back (load_pipeline with source "tiny")."""
+    key = PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=name, load_options=load_options)
+    return load_pipeline(key, work_dir).pipe
+
+
+def measure_once(pipe: Any, spec: GenerationSpec) -> Measurement:
+    """One measured generation, no warm-up."""
+    return GenerationRunner(pipe, "cpu").measure(spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1)
