@@ -32,3 +32,15 @@ def load_tiny(name: str, work_dir: Path, load_options: tuple[str, ...] = ()) -> 
 def measure_once(pipe: Any, spec: GenerationSpec) -> Measurement:
     """One measured generation, no warm-up."""
     return GenerationRunner(pipe, "cpu").measure(spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1)
+
+
+def assert_timed_step_by_step(result: Measurement, spec: GenerationSpec) -> None:
+    """One measured repeat: the frames asked for, one time per step, and encode + steps + decode
+    within 2 % of the synchronised total."""
+    assert result.outcome == "ok"
+    assert result.output_shape == (1, spec.frames, spec.height, spec.width, 3)
+    (sample,) = result.samples
+    assert len(sample.step_s) == spec.steps
+    assert sample.encode_s is not None and sample.decode_s is not None
+    stages = sample.encode_s + sum(sample.step_s) + sample.decode_s
+    assert stages == pytest.approx(sample.total_s, rel=0.02)

@@ -16,9 +16,10 @@ from pytest_i2v.measure.runner import GenerationRunner, Measurement
 from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count
+from tests.pipeline_support import require_pipeline
 
-pytest.importorskip("diffusers")
 NAME = "hunyuanvideo-i2v"
+require_pipeline(NAME)
 # The published transformer size: "13B" (HunyuanVideo paper, arXiv 2412.03603, and the model card).
 PUBLISHED_TRANSFORMER_PARAMS = 13e9
 

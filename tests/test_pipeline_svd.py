@@ -16,7 +16,7 @@ from pytest_i2v.marks import i2v
 from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count
-from tests.pipeline_support import load_tiny, require_pipeline
+from tests.pipeline_support import assert_timed_step_by_step, load_tiny, require_pipeline
 from tests.pipeline_support import measure_once as _measure
 
 NAME = "svd"
@@ -72,14 +72,7 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tm
 
 def test_tiny_generation_is_timed_step_by_step(tiny_pipe: Any) -> None:
     spec = i2v(pipeline=NAME, **SMALL)
-    result = _measure(tiny_pipe, spec)
-    assert result.outcome == "ok"
-    assert result.output_shape == (1, spec.frames, spec.height, spec.width, 3)
-    (sample,) = result.samples
-    assert len(sample.step_s) == spec.steps
-    assert sample.encode_s is not None and sample.decode_s is not None
-    stages = sample.encode_s + sum(sample.step_s) + sample.decode_s
-    assert stages == pytest.approx(sample.total_s, rel=0.02)
+    assert_timed_step_by_step(_measure(tiny_pipe, spec), spec)
 
 
 def test_sizes_need_not_be_multiples_of_64(tiny_pipe: Any) -> None:
