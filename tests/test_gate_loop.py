@@ -209,5 +209,7 @@ def test_the_shipped_cpu_profile_reports_and_enforces_on_request(i2v_project: py
     result.assert_outcomes(passed=2)  # the cpu profile reports only: a loaded CPU must not fail the main job
     assert verdicts(i2v_project)["test_b"] == "regressed"
     result.stdout.fnmatch_lines(["*note: profile cpu reports only (--i2v-gate-mode enforce to fail on it)*"])
-    result = i2v_project.runpytest(*args, "--i2v-confirm", "0", "--i2v-gate-mode", "enforce")
+    # one re-measurement before failing: a lone noisy run of the unchanged test_a (against a single
+    # stored run, on a shared 2-core machine) must not fail it; the injected slowdown stays
+    result = i2v_project.runpytest(*args, "--i2v-confirm", "1", "--i2v-gate-mode", "enforce")
     result.assert_outcomes(passed=1, failed=1)
