@@ -1,0 +1,334 @@
+"""The A/B decision: paired rounds of base and head processes -> a verdict per test and metric.
+
+Round ``i`` runs one fresh base process and one fresh head process back to back (ABBA order: AB,
+BA, AB, ...), so slow drift of the machine cancels within a round. Each process contributes one
+figure per test and metric (the median of its repeats). The paired log-ratios
+
+    d_i = log(head_i) - log(base_i)
+
+carry the effect plus the two processes' own offsets; their mean is the log of the geometric-mean
+ratio head/base, and a two-sided Student-t interval at ``confidence`` bounds it:
+
+    mean(d) +/- t(1 - (1 - confidence) / 2, df) * s / sqrt(n)
+
+With ``L = log(1 + min_effect)``, the band ``[-L, L]`` is "too small to matter". The rule, in order:
+
+- **unchanged**: the whole interval lies inside ``[-L, L]`` (equivalence shown);
+- **regressed**: the whole interval lies above 0 (slower, at the one-sided level
+  ``(1 - confidence) / 2``) and its upper end reaches past ``L`` (a change that matters is not
+  ruled out);
+- **improved**: the mirror image;
+- **inconclusive**: the interval straddles 0 and reaches past the band; ``rounds_needed`` is the
+  total rounds at which the observed spread would make the interval either clear 0 or fit
+  inside the band, whichever comes first.
+
+Why "interval above 0" and not the stricter "interval above L": a true +5 % change sits *on* the
+minimum effect, so demanding the whole interval beyond it catches it at most half the time,
+however many rounds. The power target (90 % at +5 %, ``benchmarks/ab_power.py``) needs the test
+of "slower at all", and the equivalence band keeps a proven-small change (``[+0.5 %, +3 %]``)
+from failing anyone. With ``confidence`` 0.999 each direction of each metric errs 0.05 % of the
+time; a test's two time metrics (total and per step, strongly correlated) stay within 0.1 %.
+
+Zero spread (memory figures are usually identical in every process) needs no special case: the
+interval is the point itself, so equal figures are unchanged and a constant shift beyond the
+minimum effect is regressed or improved. Fewer than two rounds: inconclusive.
+
+``compare_rounds`` moderates each time metric's spread towards the spread pooled over the job's
+other tests (as the baseline gate does over a baseline file), with at most ``PRIOR_MAX_DF``
+degrees of freedom: with four rounds a test's own 3 df give t = 12.9 at 0.999, the pool brings
+it to about 4.4. Memory is not pooled: one test's noisy host RSS must not borrow another's zero.
+
+Pure: no pytest, no torch, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scipy import stats
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.gate import Noise
+from pytest_i2v.peak import record_peak
+
+DEFAULT_ROUNDS = 16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2 % between-process noise
+DEFAULT_MIN_EFFECT = 0.05
+DEFAULT_CONFIDENCE = 0.999
+PRIOR_MAX_DF = 8  # the most the job's pooled spread weighs against a test's own rounds
+MAX_ROUNDS_NEEDED = 10_000  # "run more rounds: ~K" is capped here (a change this small is not worth it)
+
+VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not-comparable")
+TIME_METRICS = ("time_s", "step_s")
+SEVERITY = ("regressed", "not-comparable", "inconclusive", "improved", "unchanged")  # worst first
+
+
+@dataclass(frozen=True)
+class PairedVerdict:
+    metric: str  # time_s, step_s, the headline peak's key (host_rss_bytes, reserved_bytes, ...) or "outcome"
+    verdict: str  # one of VERDICTS
+    ratio: float | None  # head / base: the geometric mean of the paired ratios
+    low: float | None  # the ratio's confidence interval
+    high: float | None
+    rounds: int
+    rounds_needed: int | None  # inconclusive only: the total rounds that would likely decide it
+    reason: str  # one line
+    base: float | None = None  # median of base's per-round figures (for the tables)
+    head: float | None = None  # median of head's per-round figures
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PairedVerdict:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class ABTestResult:
+    nodeid: str
+    pipeline: str
+    verdicts: list[PairedVerdict] = field(default_factory=list)
+    overall: str = "unchanged"
+
+    @property
+    def regressions(self) -> list[PairedVerdict]:
+        return [v for v in self.verdicts if v.verdict == "regressed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodeid": self.nodeid, "pipeline": self.pipeline, "overall": self.overall,
+                "verdicts": [v.to_dict() for v in self.verdicts]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ABTestResult:
+        return cls(data["nodeid"], data["pipeline"], [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
+                   data["overall"])
+
+
+def overall_verdict(verdicts: Sequence[PairedVerdict]) -> str:
+    """The test's verdict: regressed if any metric regressed, else not-comparable, else inconclusive,
+    else improved, else unchanged (a regression is never hidden behind another metric's gain)."""
+    found = {v.verdict for v in verdicts}
+    return next((name for name in SEVERITY if name in found), "unchanged")
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """The two-sided interval's t factor."""
+    return float(stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, df))
+
+
+def decide(mean: float, half: float, min_effect: float) -> str:
+    """The rule on the log scale (module docstring); shared with benchmarks/ab_power.py's numpy copy."""
+    band = math.log1p(min_effect)
+    low, high = mean - half, mean + half
+    if -band <= low and high <= band:
+        return "unchanged"
+    if low > 0 and high > band:
+        return "regressed"
+    if high < 0 and low < -band:
+        return "improved"
+    return "inconclusive"
+
+
+def _rounds_needed(mean: float, sd: float, min_effect: float, confidence: float, rounds: int, prior_df: int) -> int:
+    """Total rounds at which an interval of this spread clears 0 or fits inside the band."""
+    band = math.log1p(min_effect)
+    target = max(abs(mean), band - abs(mean))  # either way decides it; the easier one comes first
+    for n in range(rounds + 1, MAX_ROUNDS_NEEDED + 1):
+        if t_quantile(confidence, n - 1 + prior_df) * sd / math.sqrt(n) <= target:
+            return n
+    return MAX_ROUNDS_NEEDED
+
+
+def _validate(min_effect: float, confidence: float) -> None:
+    if not min_effect > 0:
+        raise I2VUsageError(f"minimum effect {min_effect} must be > 0 (e.g. 0.05 for 5 %)")
+    if not 0 < confidence < 1:
+        raise I2VUsageError(f"confidence {confidence} must lie strictly between 0 and 1 (e.g. 0.999)")
+
+
+def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], min_effect: float = DEFAULT_MIN_EFFECT,
+                   confidence: float = DEFAULT_CONFIDENCE, prior: Noise | None = None) -> PairedVerdict:
+    """``base[i]``, ``head[i]``: round i's per-process figures (> 0). ``prior``: a pooled log-ratio
+    spread to moderate towards (its df capped at ``PRIOR_MAX_DF``)."""
+    _validate(min_effect, confidence)
+    if len(base) != len(head):
+        raise I2VUsageError(f"{metric}: {len(base)} base figures but {len(head)} head figures; pair them by round")
+    bad = [v for v in (*base, *head) if not v > 0]
+    if bad:
+        raise I2VUsageError(f"{metric}: figures must be > 0 to take ratios (got {bad[0]!r})")
+    n = len(base)
+    middle = {"base": float(statistics.median(base)) if n else None, "head": float(statistics.median(head)) if n else None}
+    if n < 2:
+        ratio = head[0] / base[0] if n else None
+        return PairedVerdict(metric, "inconclusive", ratio, None, None, n, max(DEFAULT_ROUNDS, 2),
+                             f"{n} round{'s' if n != 1 else ''}: at least 2 are needed for an interval", **middle)
+    diffs = [math.log(h) - math.log(b) for b, h in zip(base, head, strict=True)]
+    mean = statistics.fmean(diffs)
+    variance, df = statistics.variance(diffs), n - 1
+    prior_df = 0
+    if prior is not None and prior.df > 0:
+        prior_df = min(prior.df, PRIOR_MAX_DF)
+        variance = (variance * df + prior.variance * prior_df) / (df + prior_df)
+    sd = math.sqrt(variance)
+    half = t_quantile(confidence, df + prior_df) * sd / math.sqrt(n)
+    verdict = decide(mean, half, min_effect)
+    low, high = math.exp(mean - half), math.exp(mean + half)
+    interval = f"{confidence:.1%} interval of head/base {low:.3f}..{high:.3f}"
+    needed = None
+    if verdict == "unchanged":
+        reason = f"{interval} lies within +/-{min_effect:.0%}"
+    elif verdict == "regressed":
+        reason = f"slower: {interval} lies above 1 and reaches past +{min_effect:.0%}"
+    elif verdict == "improved":
+        reason = f"faster/smaller: {interval} lies below 1 and reaches past -{min_effect:.0%}"
+    else:
+        needed = _rounds_needed(mean, sd, min_effect, confidence, n, prior_df)
+        reason = f"{interval} straddles 1 and reaches past +/-{min_effect:.0%}: run more rounds (~{needed} in all)"
+    if prior_df:
+        reason += f"; spread moderated with the job's pooled spread ({prior_df} df)"
+    return PairedVerdict(metric, verdict, math.exp(mean), low, high, n, needed, reason, **middle)
+
+
+# --- results documents -> per-test verdicts ---------------------------------------------------
+
+
+def _pipeline(record: Mapping[str, Any]) -> str:
+    return str((record.get("config") or {}).get("pipeline") or "unknown")
+
+
+def _index(docs: Sequence[Mapping[str, Any]], side: str) -> list[dict[str, Mapping[str, Any]]]:
+    rounds = []
+    for number, doc in enumerate(docs, start=1):
+        by_nodeid: dict[str, Mapping[str, Any]] = {}
+        for record in doc.get("records") or []:
+            if record["nodeid"] in by_nodeid:
+                raise I2VUsageError(f"test {record['nodeid']} appears twice in {side}'s round {number}; "
+                                    f"select each test once")
+            by_nodeid[record["nodeid"]] = record
+        rounds.append(by_nodeid)
+    return rounds
+
+
+def _figures(record: Mapping[str, Any]) -> dict[str, float | None]:
+    peak = record_peak(record)
+    return {"time_s": record.get("time_s"), "step_s": (record.get("stages") or {}).get("step_s"),
+            "memory": float(peak.bytes) if peak.bytes else None}
+
+
+def _outcome_verdict(nodeid: str, base: list[Mapping[str, Any]], head: list[Mapping[str, Any]]) -> PairedVerdict | None:
+    """None when every round is ok on both sides; else the verdict on the outcomes alone.
+
+    A head that runs out of memory in every round where the base never did is a regression (the
+    worst kind: the generation no longer fits); the mirror is an improvement; anything mixed
+    (an OOM in some rounds) is not comparable: the figures of the rounds that ran are not
+    the same population."""
+    base_bad = [str(r.get("outcome")) for r in base if r.get("outcome") != "ok"]
+    head_bad = [str(r.get("outcome")) for r in head if r.get("outcome") != "ok"]
+    if not base_bad and not head_bad:
+        return None
+    n = len(base)
+    if not base_bad and len(head_bad) == n and set(head_bad) == {"oom"}:
+        return PairedVerdict("outcome", "regressed", None, None, None, n, None,
+                             f"head ran out of memory in all {n} rounds; base ran in every one")
+    if not head_bad and len(base_bad) == n and set(base_bad) == {"oom"}:
+        return PairedVerdict("outcome", "improved", None, None, None, n, None,
+                             f"head ran in all {n} rounds; base ran out of memory in every one")
+    parts = [f"{side} {'/'.join(sorted(set(bad)))} in {len(bad)} of {n} rounds" for side, bad in
+             (("base", base_bad), ("head", head_bad)) if bad]
+    return PairedVerdict("outcome", "not-comparable", None, None, None, n, None, "; ".join(parts))
+
+
+def _metric_series(records: list[Mapping[str, Any]]) -> tuple[dict[str, list[float | None]], set[str | None]]:
+    series: dict[str, list[float | None]] = {"time_s": [], "step_s": [], "memory": []}
+    keys: set[str | None] = set()
+    for record in records:
+        figures = _figures(record)
+        for name in series:
+            series[name].append(figures[name])
+        keys.add(record_peak(record).key)
+    return series, keys
+
+
+def _pooled(diffs: Sequence[Sequence[float]]) -> Noise | None:
+    total, df = 0.0, 0
+    for series in diffs:
+        if len(series) >= 2:
+            total += statistics.variance(series) * (len(series) - 1)
+            df += len(series) - 1
+    return Noise(total / df, df) if df else None
+
+
+def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[Mapping[str, Any]],
+                   min_effect: float = DEFAULT_MIN_EFFECT, confidence: float = DEFAULT_CONFIDENCE) -> list[ABTestResult]:
+    """``base_docs[i]``/``head_docs[i]``: round i's results documents (``--i2v-json``). One result per
+    test, in base's first-round order. A test missing from a side (or a round) is a usage error."""
+    _validate(min_effect, confidence)
+    if len(base_docs) != len(head_docs):
+        raise I2VUsageError(f"{len(base_docs)} base rounds but {len(head_docs)} head rounds; pair every base process "
+                            f"with a head process")
+    if not base_docs:
+        raise I2VUsageError("no rounds to compare; run at least 2 (--rounds 2)")
+    base_rounds, head_rounds = _index(base_docs, "base"), _index(head_docs, "head")
+    nodeids = list(dict.fromkeys(nodeid for rounds in (base_rounds, head_rounds) for r in rounds for nodeid in r))
+    for nodeid in nodeids:
+        for side, rounds in (("base", base_rounds), ("head", head_rounds)):
+            missing = [number for number, r in enumerate(rounds, start=1) if nodeid not in r]
+            if missing:
+                where = "any round" if len(missing) == len(rounds) else f"round {missing[0]}"
+                raise I2VUsageError(f"test {nodeid} did not run on {side} ({where}); deselect it or make it exist "
+                                    f"on both revisions")
+    pending: list[tuple[str, str, list[PairedVerdict], dict[str, tuple[list[float], list[float]]], set[str | None]]] = []
+    for nodeid in nodeids:
+        base = [r[nodeid] for r in base_rounds]
+        head = [r[nodeid] for r in head_rounds]
+        pipeline = _pipeline(base[0])
+        fixed: list[PairedVerdict] = []
+        pipelines = {_pipeline(r) for r in base + head}
+        outcome = _outcome_verdict(nodeid, base, head)
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        keys: set[str | None] = set()
+        if len(pipelines) > 1:
+            fixed.append(PairedVerdict("pipeline", "not-comparable", None, None, None, len(base), None,
+                                       f"pipeline differs: {', '.join(sorted(pipelines))}"))
+        elif outcome is not None:
+            fixed.append(outcome)
+        else:
+            base_series, base_keys = _metric_series(base)
+            head_series, head_keys = _metric_series(head)
+            keys = base_keys | head_keys
+            for name in base_series:
+                b, h = base_series[name], head_series[name]
+                if all(v is None for v in b + h):
+                    continue  # not measured on either side (step_s in an old record): nothing to say
+                if any(v is None or v <= 0 for v in b + h):
+                    label = next(iter(keys)) if name == "memory" and len(keys) == 1 else name
+                    fixed.append(PairedVerdict(str(label), "not-comparable", None, None, None, len(b), None,
+                                               "measured in some rounds only"))
+                    continue
+                if name == "memory" and len(keys) > 1:
+                    fixed.append(PairedVerdict("memory", "not-comparable", None, None, None, len(b), None,
+                                               "peak memory measured differently: " + " vs ".join(sorted(map(str, keys)))))
+                    continue
+                series[name] = ([float(v) for v in b if v is not None], [float(v) for v in h if v is not None])
+        pending.append((nodeid, pipeline, fixed, series, keys))
+    # The job's pooled spread of each time metric's log-ratios, leaving the judged test out.
+    diffs = {metric: {nodeid: [math.log(h) - math.log(b) for b, h in zip(*s[metric], strict=True)]
+                      for nodeid, _, _, s, _ in pending if metric in s} for metric in TIME_METRICS}
+    results = []
+    for nodeid, pipeline, fixed, series, keys in pending:
+        verdicts = list(fixed)
+        for name, (base_figures, head_figures) in series.items():
+            prior = _pooled([d for other, d in diffs[name].items() if other != nodeid]) if name in diffs else None
+            label = next(iter(keys)) if name == "memory" else name
+            verdicts.append(paired_verdict(str(label), base_figures, head_figures, min_effect, confidence, prior))
+        results.append(ABTestResult(nodeid, pipeline, verdicts, overall_verdict(verdicts)))
+    return results
+
+
+def summary_counts(results: Sequence[ABTestResult]) -> dict[str, int]:
+    """Tests per overall verdict, in severity order (every verdict present, zeros included)."""
+    return {name: sum(r.overall == name for r in results) for name in SEVERITY}

@@ -1,0 +1,121 @@
+"""The A/B outputs: a Markdown PR comment, the JSON document and the HTML comparison page.
+
+``meta`` is a plain dict; every key is optional except where noted:
+
+- ``base``, ``head`` (str, required): the refs as the user named them (``HEAD~1``, ``working tree``);
+- ``base_commit``, ``head_commit`` (str): the resolved commits;
+- ``rounds`` (int): rounds run; ``order`` (str): the process order, e.g. ``"ABBA"``;
+- ``min_effect`` (float, relative), ``confidence`` (float): the decision settings used;
+- ``machine`` (str or dict): what ran it (GPU/CPU name, fingerprint);
+- ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record.
+
+Pure: no pytest, no torch, no I/O (the orchestrator writes the files atomically).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from pytest_i2v.ab_stats import SEVERITY, ABTestResult, PairedVerdict, summary_counts
+from pytest_i2v.explain import format_value
+from pytest_i2v.gate import METRIC_LABELS
+from pytest_i2v.report.markdown import md
+
+AB_SCHEMA = "pytest-i2v/ab"
+AB_SCHEMA_VERSION = 1
+META_KEYS = ("base", "head", "base_commit", "head_commit", "rounds", "order", "min_effect", "confidence", "machine",
+             "created", "pytest_args")
+
+
+def _sorted(results: Sequence[ABTestResult]) -> list[ABTestResult]:
+    """Regressions first, then not-comparable, inconclusive, improved, unchanged; stable within each."""
+    return sorted(results, key=lambda r: SEVERITY.index(r.overall) if r.overall in SEVERITY else len(SEVERITY))
+
+
+def headline(results: Sequence[ABTestResult]) -> str:
+    counts = summary_counts(results)
+    return "A/B: " + ", ".join(f"{count} {name}" for name, count in counts.items() if count or name == "regressed")
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def ratio_text(verdict: PairedVerdict) -> str:
+    if verdict.ratio is None:
+        return "-"
+    if verdict.low is None or verdict.high is None:
+        return f"{verdict.ratio:.3f}"
+    return f"{verdict.ratio:.3f} [{verdict.low:.3f}, {verdict.high:.3f}]"
+
+
+def verdict_text(verdict: PairedVerdict) -> str:
+    if verdict.verdict == "inconclusive" and verdict.rounds_needed:
+        return f"inconclusive: run more rounds: ~{verdict.rounds_needed}"
+    if verdict.verdict == "not-comparable":
+        return f"not comparable: {verdict.reason}"
+    return verdict.verdict
+
+
+def _settings_line(meta: Mapping[str, Any]) -> str:
+    parts = [f"base {md(meta['base'])}", f"head {md(meta['head'])}"]
+    if meta.get("rounds") is not None:
+        parts.append(f"{meta['rounds']} rounds" + (f" ({md(meta['order'])})" if meta.get("order") else ""))
+    if meta.get("min_effect") is not None:
+        parts.append(f"min effect {float(meta['min_effect']):.0%}")
+    if meta.get("confidence") is not None:
+        parts.append(f"confidence {float(meta['confidence']):.1%}")
+    machine = _machine_text(meta)
+    if machine:
+        parts.append(f"on {md(machine)}")
+    return ", ".join(parts)
+
+
+def _machine_text(meta: Mapping[str, Any]) -> str:
+    machine = meta.get("machine")
+    if isinstance(machine, Mapping):
+        return str(machine.get("name") or machine)
+    return str(machine) if machine else ""
+
+
+def _markdown_verdict(verdict: PairedVerdict) -> str:
+    if verdict.verdict == "not-comparable":
+        return "not comparable: " + md(verdict.reason)  # the reason may carry pipeline names
+    return verdict_text(verdict)  # our own words only ("run more rounds: ~K" keeps its tilde)
+
+
+def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
+    """A PR comment: the headline, the settings, then one row per test and metric, regressions first."""
+    lines = [f"### {headline(results)}", "", _settings_line(meta), "",
+             "| test | metric | base | head | ratio [low, high] | verdict |", "|---|---|---|---|---|---|"]
+    for result in _sorted(results):
+        for verdict in result.verdicts:
+            lines.append(f"| {md(result.nodeid)} | {md(metric_label(verdict.metric))} | "
+                         f"{format_value(verdict.metric, verdict.base)} | {format_value(verdict.metric, verdict.head)} | "
+                         f"{ratio_text(verdict)} | {_markdown_verdict(verdict)} |")
+        if not result.verdicts:
+            lines.append(f"| {md(result.nodeid)} | - | - | - | - | {md(result.overall)} |")
+    return "\n".join(lines) + "\n"
+
+
+def ab_document(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document (schema ``pytest-i2v/ab`` version 1)."""
+    known = {key: meta.get(key) for key in META_KEYS}
+    known["created"] = known["created"] or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {"schema": AB_SCHEMA, "schema_version": AB_SCHEMA_VERSION, "meta": known,
+            "summary": summary_counts(results), "results": [r.to_dict() for r in results]}
+
+
+def render_ab_html(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
+    """The compare page's A/B variant (``templates/ab.html.j2``: same look, autoescaped, no network)."""
+    env = Environment(loader=PackageLoader("pytest_i2v.report", "templates"), autoescape=select_autoescape(default=True))
+    env.filters["value"] = lambda v, metric: format_value(metric, v)
+    env.filters["label"] = metric_label
+    env.filters["ratio"] = ratio_text
+    env.filters["verdict_text"] = verdict_text
+    return env.get_template("ab.html.j2").render(results=_sorted(results), meta=meta, headline=headline(results),
+                                                 machine=_machine_text(meta))

@@ -1,0 +1,204 @@
+"""The A/B decision (pytest_i2v.ab_stats), its outputs (pytest_i2v.report.ab) and a quick power check."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytest_i2v.ab_stats import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_ROUNDS,
+    ABTestResult,
+    PairedVerdict,
+    compare_rounds,
+    overall_verdict,
+    paired_verdict,
+)
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.report.ab import ab_document, render_ab_html, render_ab_markdown
+
+BASE = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.01, 1.00]
+JITTER = [1.0, 0.995, 1.004, 0.998, 1.003, 1.0, 0.997, 1.002]  # +-0.5 % per round
+
+
+def test_clear_regression() -> None:
+    head = [b * 1.20 * j for b, j in zip(BASE, JITTER, strict=True)]
+    verdict = paired_verdict("time_s", BASE, head)
+    assert verdict.verdict == "regressed"
+    assert verdict.ratio is not None and verdict.low is not None and verdict.high is not None
+    assert 1.15 < verdict.ratio < 1.25 and 1.0 < verdict.low < verdict.ratio < verdict.high
+    assert verdict.rounds == len(BASE) and verdict.rounds_needed is None
+
+
+def test_clear_improvement() -> None:
+    head = [b * 0.80 * j for b, j in zip(BASE, JITTER, strict=True)]
+    verdict = paired_verdict("step_s", BASE, head)
+    assert verdict.verdict == "improved"
+    assert verdict.high is not None and verdict.high < 1.0
+
+
+def test_equal_is_unchanged() -> None:
+    head = [b * j for b, j in zip(BASE, JITTER, strict=True)]
+    verdict = paired_verdict("time_s", BASE, head)
+    assert verdict.verdict == "unchanged"
+    assert verdict.low is not None and verdict.high is not None
+    assert 1 / (1 + DEFAULT_MIN_EFFECT) <= verdict.low and verdict.high <= 1 + DEFAULT_MIN_EFFECT
+
+
+def test_small_significant_change_inside_the_band_is_unchanged() -> None:
+    head = [b * 1.02 * j for b, j in zip(BASE, JITTER, strict=True)]
+    assert paired_verdict("time_s", BASE, head).verdict == "unchanged"
+
+
+def test_straddling_is_inconclusive_with_rounds_needed() -> None:
+    base = [1.0, 1.0, 1.0, 1.0]
+    head = [1.10, 0.92, 1.08, 0.95]  # spread ~8 %, mean ~+1 %
+    verdict = paired_verdict("time_s", base, head)
+    assert verdict.verdict == "inconclusive"
+    assert verdict.rounds_needed is not None and verdict.rounds_needed > verdict.rounds
+    assert "run more rounds" in verdict.reason
+
+
+def test_zero_variance_memory() -> None:
+    same = [4e9] * 4
+    assert paired_verdict("reserved_bytes", same, same).verdict == "unchanged"
+    assert paired_verdict("reserved_bytes", same, [4.4e9] * 4).verdict == "regressed"
+    assert paired_verdict("reserved_bytes", same, [3.6e9] * 4).verdict == "improved"
+    assert paired_verdict("reserved_bytes", same, [4.04e9] * 4).verdict == "unchanged"  # +1 %: within 5 %
+
+
+def test_one_round_is_inconclusive() -> None:
+    verdict = paired_verdict("time_s", [1.0], [2.0])
+    assert verdict.verdict == "inconclusive"
+    assert verdict.rounds == 1 and verdict.rounds_needed is not None and verdict.rounds_needed >= 2
+
+
+def test_verdict_round_trips() -> None:
+    verdict = paired_verdict("time_s", BASE, BASE)
+    assert PairedVerdict.from_dict(json.loads(json.dumps(verdict.to_dict()))) == verdict
+
+
+def _record(nodeid: str, time_s: float, step_s: float, memory: int = 2**30, outcome: str = "ok",
+            pipeline: str = "i2vgen-xl") -> dict[str, Any]:
+    return {"nodeid": nodeid, "config": {"pipeline": pipeline}, "outcome": outcome,
+            "time_s": time_s if outcome == "ok" else None, "stages": {"step_s": step_s if outcome == "ok" else None},
+            "peak_memory": {"host_rss_bytes": memory}}
+
+
+def _docs(slow: float = 1.0, rounds: int = 6, drop: str | None = None, oom_head: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    base_docs, head_docs = [], []
+    for r in range(rounds):
+        wobble = JITTER[r % len(JITTER)]
+        base_docs.append({"records": [_record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
+                                      _record("tests/a.py::test_slow", 2.0 / wobble, 0.2 / wobble)]})
+        head = [_record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
+                _record("tests/a.py::test_slow", 2.0 * slow, 0.2 * slow,
+                        outcome="oom" if oom_head == "tests/a.py::test_slow" else "ok")]
+        head_docs.append({"records": [rec for rec in head if rec["nodeid"] != drop]})
+    return base_docs, head_docs
+
+
+def test_compare_rounds_names_only_the_regressed_test() -> None:
+    results = compare_rounds(*_docs(slow=1.4))
+    by_id = {r.nodeid: r for r in results}
+    assert by_id["tests/a.py::test_slow"].overall == "regressed"
+    assert by_id["tests/a.py::test_fast"].overall == "unchanged"
+    slow_metrics = {v.metric: v.verdict for v in by_id["tests/a.py::test_slow"].verdicts}
+    assert slow_metrics == {"time_s": "regressed", "step_s": "regressed", "host_rss_bytes": "unchanged"}
+
+
+def test_missing_test_is_a_usage_error_naming_test_and_side() -> None:
+    with pytest.raises(I2VUsageError, match=r"tests/a.py::test_slow.*head"):
+        compare_rounds(*_docs(drop="tests/a.py::test_slow"))
+
+
+def test_head_oom_in_every_round_is_a_regression_mixed_is_not_comparable() -> None:
+    results = {r.nodeid: r for r in compare_rounds(*_docs(oom_head="tests/a.py::test_slow"))}
+    assert results["tests/a.py::test_slow"].overall == "regressed"
+    assert "out of memory" in results["tests/a.py::test_slow"].verdicts[0].reason
+    base_docs, head_docs = _docs()
+    head_docs[0]["records"][1] = _record("tests/a.py::test_slow", 0, 0, outcome="oom")
+    results = {r.nodeid: r for r in compare_rounds(base_docs, head_docs)}
+    assert results["tests/a.py::test_slow"].overall == "not-comparable"
+    assert "1 of 6" in results["tests/a.py::test_slow"].verdicts[0].reason
+
+
+def _v(verdict: str) -> PairedVerdict:
+    return PairedVerdict("time_s", verdict, None, None, None, 4, None, "")
+
+
+@pytest.mark.parametrize(("verdicts", "overall"), [
+    (["unchanged", "improved", "regressed"], "regressed"),
+    (["improved", "inconclusive"], "inconclusive"),
+    (["improved", "unchanged"], "improved"),
+    (["unchanged", "unchanged"], "unchanged"),
+    (["inconclusive", "not-comparable"], "not-comparable"),
+])
+def test_overall_rule(verdicts: list[str], overall: str) -> None:
+    assert overall_verdict([_v(v) for v in verdicts]) == overall
+
+
+META = {"base": "HEAD~1", "head": "HEAD", "rounds": 6, "order": "ABBA", "min_effect": DEFAULT_MIN_EFFECT,
+        "confidence": DEFAULT_CONFIDENCE, "machine": "CPU test box"}
+
+
+def test_markdown_headline_and_regressions_first() -> None:
+    text = render_ab_markdown(compare_rounds(*_docs(slow=1.4)), META)
+    assert text.startswith("### A/B: 1 regressed")
+    rows = [line for line in text.splitlines() if line.startswith("| tests")]
+    assert "test\\_slow" in rows[0] and rows[0].endswith("| regressed |")
+    inconclusive = ABTestResult("t::x", "svd", [PairedVerdict("time_s", "inconclusive", 1.01, 0.9, 1.1, 4, 23, "r")],
+                                "inconclusive")
+    assert "run more rounds: ~23" in render_ab_markdown([inconclusive], META)
+
+
+def test_json_document_schema() -> None:
+    results = compare_rounds(*_docs(slow=1.4))
+    document = json.loads(json.dumps(ab_document(results, META)))
+    assert document["schema"] == "pytest-i2v/ab" and document["schema_version"] == 1
+    assert {"base", "head", "rounds", "order", "min_effect", "confidence", "machine"} <= set(document["meta"])
+    assert document["summary"]["regressed"] == 1
+    assert [ABTestResult.from_dict(r) for r in document["results"]] == results
+
+
+def test_html_names_the_regression_and_escapes_a_hostile_nodeid() -> None:
+    base_docs, head_docs = _docs(slow=1.4)
+    hostile = "tests/a.py::test_x[<script>alert(1)</script>]"
+    for doc in (*base_docs, *head_docs):
+        doc["records"].append(_record(hostile, 1.0, 0.1))
+    page = render_ab_html(compare_rounds(base_docs, head_docs), {**META, "head": "<b>evil</b>"})
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert "<b>evil</b>" not in page
+    assert 'class="regressed"' in page and "tests/a.py::test_slow" in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+    markdown = render_ab_markdown(compare_rounds(base_docs, head_docs), META)
+    assert "<script>" not in markdown
+
+
+def _power_module() -> Any:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ab_power.py"
+    spec = importlib.util.spec_from_file_location("ab_power", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ab_power"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_power_of_the_default_design() -> None:
+    power = _power_module()
+    rng = np.random.default_rng(1)
+    noise = power.Noise3(within=0.02, between=0.02, drift=0.05, repeats=5)
+    rates = power.ab_rates(rng, 1500, DEFAULT_ROUNDS, noise, DEFAULT_MIN_EFFECT, DEFAULT_CONFIDENCE)
+    assert rates[0.0] <= 0.004  # target 0.1 %; 1,500 trials only resolve a few per mille
+    assert rates[0.10] >= 0.95
+    assert rates[0.05] >= 0.85
+    assert math.isclose(sum(rates.values()) - rates[0.0] - rates[0.05], rates[0.10])
