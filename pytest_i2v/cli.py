@@ -6,6 +6,7 @@
     python -m pytest_i2v report results.json -o report.html
     python -m pytest_i2v compare a.json b.json [-o comparison.html]
     python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run] [--model random|tiny|DIR] [--pipeline NAME]
+    python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR] [-- pytest args]
 """
 
 from __future__ import annotations
@@ -193,6 +194,29 @@ def _cmd_gpu_check(args: argparse.Namespace) -> str:
     return ""
 
 
+def _cmd_ab(args: argparse.Namespace) -> str:
+    from pytest_i2v.ab import ABOptions, ABProcessFailed, run_ab
+
+    pytest_args = list(args.pytest_args)
+    if pytest_args[:1] == ["--"]:  # argparse keeps the separator on some Python versions
+        pytest_args = pytest_args[1:]
+    options = ABOptions(base=args.base, head=args.head, rounds=args.rounds, min_effect_pct=args.min_effect,
+                        out=Path(args.out), pytest_args=tuple(pytest_args))
+    try:
+        outcome = run_ab(options)
+    except ABProcessFailed as exc:  # the failed process's log tail, then the one error line
+        print(exc.log_tail, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("error: interrupted; the A/B worktrees and temporary files were removed", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(outcome.markdown)
+    if outcome.exit_code:  # a regression fails the job, as a failed test would
+        raise SystemExit(outcome.exit_code)
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     gpu.add_argument("--pipeline", metavar="NAME", help="the pipeline to check (default i2vgen-xl): sizes up to its "
                                                         "native one, its native frames, steps and guidance")
     gpu.set_defaults(handler=_cmd_gpu_check)
+    ab = commands.add_parser("ab", help="compare two revisions measured interleaved (ABBA) in one job on this machine; "
+                                        "exit 1 when a test regressed")
+    ab.add_argument("--base", required=True, metavar="REF", help="the revision to compare against (branch, tag or SHA)")
+    ab.add_argument("--head", metavar="REF", help="the revision to measure (default: the working tree as it is, "
+                                                  "uncommitted changes included)")
+    ab.add_argument("--rounds", type=int, metavar="N", help="ABBA rounds: one process per side each (default: "
+                                                            "pytest_i2v.ab_stats.DEFAULT_ROUNDS)")
+    ab.add_argument("--min-effect", type=float, metavar="PCT", help="the smallest change that counts, in per cent "
+                                                                    "(default: pytest_i2v.ab_stats.DEFAULT_MIN_EFFECT)")
+    ab.add_argument("--out", default="i2v-ab", metavar="DIR", help="directory for ab.json, ab.md, ab.html, each run's "
+                                                                   "results and logs/ (default i2v-ab)")
+    ab.add_argument("pytest_args", nargs="*", metavar="-- pytest args", help="passed unchanged to every pytest process")
+    ab.set_defaults(handler=_cmd_ab)
     return parser
 
 

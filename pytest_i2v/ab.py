@@ -1,0 +1,414 @@
+"""``python -m pytest_i2v ab``: base and head measured interleaved in one job, on one machine.
+
+    python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR] [-- pytest args]
+
+Why: a stored baseline comes from other days, processes and machine states; between processes the
+times move by several per cent. Running base and head alternately in the same job lets slow drift
+cancel out, and pairing the rounds removes what the two sides share.
+
+How it runs:
+
+- The base is checked out with ``git worktree add --detach`` in a temporary directory; so is the
+  head when ``--head`` names a ref. Without ``--head`` the head is the working tree as it is.
+- A quick ``pytest --collect-only`` per side first: an i2v test (an ``i2v`` mark or the ``i2v_run``
+  fixture) that only one side has is a usage error that names it.
+- Round r runs one fresh pytest process per side: (base, head) when r is even, (head, base) when r
+  is odd (ABBA), each with ``PYTHONPATH=<its tree>`` first, so that each side imports its own
+  pytest_i2v and its own tests. Both get the same pytest args, hence the same profile and device.
+- The runs never read or write the project's baselines (an empty ``--i2v-baseline-dir`` per
+  process; ``--i2v-update-baselines`` is refused) and write their reports into the temporary directory.
+- ``ab_stats.compare_rounds`` pairs the rounds; ``<out>/ab.json``, ``ab.md`` and ``ab.html`` are
+  written, the Markdown is printed, and the exit code is 1 when a test regressed, else 0.
+- Each process's output is kept in ``<out>/logs/``; its results JSON in ``<out>/<side>-<round>.json``.
+  A process that exits with anything but 0 or 1 (a usage or internal error) stops the job.
+
+The dirty-worktree rule: without ``--head`` uncommitted changes to tracked files are measured as
+the head (the meta says so). With ``--head`` the working tree is not measured at all, so a dirty
+one is ambiguous (the user may expect their edits to count): that is a usage error; commit or
+stash the changes, or drop ``--head``. Untracked files do not count as changes.
+
+Whatever happens (a usage error after the worktrees exist, a failed process, Ctrl-C) the worktrees
+are removed (``git worktree remove --force``, then ``git worktree prune``) and the temporary
+directory deleted. Nothing is written to ``--out`` before the collection pass agrees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.storage import write_text_atomic
+
+if TYPE_CHECKING:  # the statistics import scipy: only when the rounds are done
+    from pytest_i2v.ab_stats import ABTestResult
+
+SIDES = ("base", "head")
+DEFAULT_OUT = "i2v-ab"
+LOG_TAIL_LINES = 25
+# pytest's exit codes that still mean "the tests ran": 0 all passed, 1 some failed
+RAN_EXIT_CODES = (0, 1)
+COLLECT_NOTHING = 5  # pytest: no tests collected
+COLLECT_ENV = "PYTEST_I2V_AB_COLLECT_OUT"
+# Written into the temporary directory for the collection pass: the base may predate this module,
+# so the plugin that lists the i2v tests cannot live in the package under test.
+COLLECT_PLUGIN = '''"""pytest-i2v ab: lists the collected i2v tests (written by pytest_i2v.ab)."""
+import json
+import os
+
+
+def pytest_collection_finish(session):
+    nodeids = [item.nodeid for item in session.items
+               if item.get_closest_marker("i2v") is not None or "i2v_run" in getattr(item, "fixturenames", ())]
+    with open(os.environ["{env}"], "w", encoding="utf-8") as handle:
+        json.dump(nodeids, handle)
+'''.replace("{env}", COLLECT_ENV)
+COLLECT_PLUGIN_NAME = "_pytest_i2v_ab_collect"
+# pytest args the A/B job sets itself (or forbids): the user's would break the comparison
+FORBIDDEN_ARGS = {
+    "--i2v-update-baselines": "A/B runs never write baselines; record them with a normal pytest run",
+    "--i2v-json": "ab writes each run's results into --out itself",
+    "--i2v-baseline-dir": "A/B runs never read baselines; they compare base with head",
+}
+
+# One pytest process: argv, working directory, environment, log file -> exit code.
+ProcessRunner = Callable[[Sequence[str], Path, Mapping[str, str], Path], int]
+
+
+@dataclass(frozen=True)
+class ABOptions:
+    base: str
+    head: str | None = None  # None: the working tree as it is
+    rounds: int | None = None  # None: ab_stats.DEFAULT_ROUNDS
+    min_effect_pct: float | None = None  # None: ab_stats.DEFAULT_MIN_EFFECT
+    out: Path = Path(DEFAULT_OUT)
+    pytest_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One side of the comparison and where its files are."""
+
+    side: str  # "base" or "head"
+    ref: str | None  # as the user gave it; None: the working tree
+    sha: str
+    root: Path  # a temporary worktree, or the repository itself for the working tree
+    dirty: bool = False  # the working tree with uncommitted changes to tracked files
+
+    @property
+    def label(self) -> str:
+        """The revision as the user named it; the working tree says whether it has uncommitted changes."""
+        if self.ref is not None:
+            return self.ref
+        return "working tree" + (" (uncommitted changes included)" if self.dirty else "")
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    side: str
+    round: int  # -1: the collection pass
+    exit_code: int
+    wall_s: float
+    log: Path
+
+
+@dataclass(frozen=True)
+class ABOutcome:
+    markdown: str
+    exit_code: int  # 1: a test regressed
+    results: list[ABTestResult]
+    meta: dict[str, Any]
+    runs: list[ProcessRun] = field(default_factory=list)
+
+
+class ABProcessFailed(Exception):
+    """A pytest process that did not get to run the tests (exit code other than 0 or 1)."""
+
+    def __init__(self, message: str, exit_code: int, log_tail: str):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.log_tail = log_tail
+
+
+def machine_name(environment: Mapping[str, Any]) -> str:
+    """The device under the numbers, from a results document's environment (its fingerprint)."""
+    if environment.get("gpu_name"):
+        return str(environment["gpu_name"])
+    name = str(environment.get("cpu_model") or platform.processor() or platform.machine() or "unknown CPU")
+    if environment.get("cpu_threads"):
+        name += f", {environment['cpu_threads']} torch threads"
+    return name
+
+
+def abba_order(rounds: int) -> list[tuple[str, str]]:
+    """(base, head) on even rounds, (head, base) on odd ones: a drift across the job hits both sides alike."""
+    return [SIDES if r % 2 == 0 else (SIDES[1], SIDES[0]) for r in range(rounds)]
+
+
+def run_logged(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
+    """The real process runner: stdout and stderr together into the log file."""
+    with log.open("w", encoding="utf-8") as handle:
+        return subprocess.run(list(argv), cwd=cwd, env=dict(env), stdout=handle, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, check=False).returncode
+
+
+def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+
+
+def repository_root(cwd: Path) -> Path:
+    done = _git(cwd, "rev-parse", "--show-toplevel")
+    if done.returncode != 0:
+        raise I2VUsageError(f"{cwd} is not inside a git repository; run ab from the repository to compare")
+    return Path(done.stdout.strip())
+
+
+def resolve_commit(repo: Path, ref: str, flag: str) -> str:
+    done = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if done.returncode != 0 or not done.stdout.strip():
+        raise I2VUsageError(f"{flag} {ref!r} is not a commit in {repo}; use a branch, tag or SHA "
+                            f"(fetch it first in a shallow clone: git fetch origin {ref})")
+    return done.stdout.strip()
+
+
+def has_uncommitted_changes(repo: Path) -> bool:
+    """Changes to tracked files, staged or not; untracked files are not the code under test."""
+    done = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    if done.returncode != 0:
+        raise I2VUsageError(f"git status failed in {repo}: {done.stderr.strip()}")
+    return bool(done.stdout.strip())
+
+
+def check_options(options: ABOptions, default_rounds: int) -> tuple[int, float | None]:
+    rounds = default_rounds if options.rounds is None else options.rounds
+    if rounds < 2:
+        raise I2VUsageError(f"--rounds {rounds}: an A/B comparison needs at least 2 rounds (one ABBA pair); "
+                            f"the default is {default_rounds}")
+    if options.min_effect_pct is not None and not 0 < options.min_effect_pct < 100:
+        raise I2VUsageError(f"--min-effect {options.min_effect_pct}: use a percentage between 0 and 100, e.g. 3")
+    for arg in options.pytest_args:
+        flag = arg.split("=", 1)[0]
+        if flag in FORBIDDEN_ARGS:
+            raise I2VUsageError(f"pytest arg {flag}: {FORBIDDEN_ARGS[flag]}; drop it")
+    return rounds, options.min_effect_pct
+
+
+class Workspace:
+    """The temporary directory and the worktrees in it; ``close`` leaves nothing behind."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.path = Path(tempfile.mkdtemp(prefix="i2v-ab-"))
+        self.worktrees: list[Path] = []
+
+    def add_worktree(self, name: str, sha: str) -> Path:
+        path = self.path / name
+        self.worktrees.append(path)  # before git creates it: an interrupted add is cleaned up too
+        done = _git(self.repo, "worktree", "add", "--detach", str(path), sha)
+        if done.returncode != 0:
+            raise I2VUsageError(f"git worktree add {sha[:12]} failed: {done.stderr.strip().splitlines()[-1:]}")
+        return path
+
+    def close(self) -> None:
+        for path in self.worktrees:
+            _git(self.repo, "worktree", "remove", "--force", str(path))
+        if self.worktrees:
+            _git(self.repo, "worktree", "prune")
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _side_env(root: Path, extra_paths: Sequence[Path] = (), extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This side's tree first on the import path: its pytest_i2v, its conftest helpers."""
+    env = dict(os.environ)
+    paths = [str(root), *(str(p) for p in extra_paths)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.update(extra or {})
+    return env
+
+
+def _pytest_argv(args: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
+
+
+def _failed(run: ProcessRun, what: str) -> ABProcessFailed:
+    code = 4 if run.exit_code == 4 else 3  # the pytest args were bad (4), or something broke (3)
+    return ABProcessFailed(f"{what}: pytest exited with {run.exit_code}; see {run.log}", code, log_tail(run.log))
+
+
+class ABJob:
+    """One ``ab`` invocation, from resolving the refs to the written comparison."""
+
+    def __init__(self, options: ABOptions, runner: ProcessRunner | None = None, cwd: Path | None = None,
+                 progress: Callable[[str], None] | None = None):
+        self.options = options
+        self.runner = runner
+        self.cwd = (cwd or Path.cwd()).resolve()
+        self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.runs: list[ProcessRun] = []
+
+    def _run(self, side: str, round_index: int, argv: Sequence[str], cwd: Path, env: Mapping[str, str],
+             log: Path) -> ProcessRun:
+        runner = self.runner or run_logged  # looked up now: a test can patch run_logged
+        log.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        code = runner(argv, cwd, env, log)
+        run = ProcessRun(side, round_index, code, time.perf_counter() - started, log)
+        self.runs.append(run)
+        return run
+
+    def run(self) -> ABOutcome:
+        from pytest_i2v import ab_stats
+
+        rounds, min_effect_pct = check_options(self.options, ab_stats.DEFAULT_ROUNDS)
+        repo = repository_root(self.cwd)
+        subdir = self.cwd.relative_to(repo.resolve())  # the user's pytest args are relative to it
+        base_sha = resolve_commit(repo, self.options.base, "--base")
+        dirty = has_uncommitted_changes(repo)
+        if self.options.head is not None:
+            head_sha = resolve_commit(repo, self.options.head, "--head")
+            if dirty:
+                raise I2VUsageError(f"--head {self.options.head!r} with uncommitted changes in {repo}: they would not "
+                                    f"be measured; commit or stash them, or drop --head to measure the working tree")
+        else:
+            head_sha = resolve_commit(repo, "HEAD", "HEAD")
+        out = (self.cwd / self.options.out).resolve()
+        workspace = Workspace(repo)
+        try:
+            base = Revision("base", self.options.base, base_sha, workspace.add_worktree("base", base_sha))
+            head = Revision("head", self.options.head, head_sha, workspace.add_worktree("head", head_sha)) \
+                if self.options.head is not None else Revision("head", None, head_sha, repo, dirty=dirty)
+            revisions = {"base": base, "head": head}
+            for revision in revisions.values():
+                if not (revision.root / subdir).is_dir():
+                    raise I2VUsageError(f"{subdir} does not exist on the {revision.side} side "
+                                        f"({revision.label}); run ab from a directory both have")
+            selected = self._collect(revisions, subdir, workspace.path)
+            self.progress(f"ab: {len(selected)} i2v tests, {rounds} rounds, base {base.label} ({base.sha[:12]}), "
+                          f"head {head.label} ({head.sha[:12]})")
+            (out / "logs").mkdir(parents=True, exist_ok=True)
+            for run in self.runs:  # the collection pass agreed: its logs join the others
+                if run.log.is_file():
+                    shutil.copyfile(run.log, out / "logs" / run.log.name)
+            docs = self._rounds(revisions, subdir, rounds, out, workspace.path)
+        finally:
+            workspace.close()
+        min_effect = ab_stats.DEFAULT_MIN_EFFECT if min_effect_pct is None else min_effect_pct / 100  # a fraction
+        meta = self._meta(revisions, rounds, min_effect, ab_stats.DEFAULT_CONFIDENCE, docs)
+        results = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
+                                          confidence=ab_stats.DEFAULT_CONFIDENCE)
+        return self._write(results, meta, out)
+
+    def _collect(self, revisions: Mapping[str, Revision], subdir: Path, tmp: Path) -> list[str]:
+        """The i2v tests each side selects with the user's args; both must have the same ones."""
+        plugin_dir = tmp / "collect-plugin"
+        plugin_dir.mkdir()
+        (plugin_dir / f"{COLLECT_PLUGIN_NAME}.py").write_text(COLLECT_PLUGIN, encoding="utf-8")
+        selected: dict[str, list[str]] = {}
+        for side, revision in revisions.items():
+            listing = tmp / f"collect-{side}.json"
+            argv = _pytest_argv([*self.options.pytest_args, "--collect-only", "-q", "-p", COLLECT_PLUGIN_NAME])
+            env = _side_env(revision.root, [plugin_dir], {COLLECT_ENV: str(listing)})
+            run = self._run(side, -1, argv, revision.root / subdir, env, tmp / "logs" / f"{side}-collect.log")
+            if run.exit_code not in (*RAN_EXIT_CODES, COLLECT_NOTHING):
+                raise _failed(run, f"collecting the tests on the {side} side ({revision.label})")
+            selected[side] = json.loads(listing.read_text(encoding="utf-8")) if listing.is_file() else []
+        if not selected["base"] and not selected["head"]:
+            raise I2VUsageError("the pytest args select no i2v test on either side; pass the tests to compare after --")
+        for side, other in (("head", "base"), ("base", "head")):
+            only = [n for n in selected[side] if n not in set(selected[other])]
+            if only:
+                more = f" (and {len(only) - 1} more)" if len(only) > 1 else ""
+                raise I2VUsageError(f"test {only[0]}{more} exists on the {side} side only "
+                                    f"({revisions[side].label}); deselect it after -- (e.g. "
+                                    f"--deselect {only[0]}) so that both sides run the same tests")
+        return selected["base"]
+
+    def _rounds(self, revisions: Mapping[str, Revision], subdir: Path, rounds: int, out: Path,
+                tmp: Path) -> dict[str, list[dict[str, Any]]]:
+        from pytest_i2v.results import read_results
+
+        docs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+        for round_index, order in enumerate(abba_order(rounds)):
+            for side in order:
+                revision = revisions[side]
+                name = f"{side}-{round_index}"
+                results = out / f"{name}.json"
+                results.unlink(missing_ok=True)  # never read a stale file from an earlier job
+                argv = _pytest_argv([
+                    *self.options.pytest_args,
+                    "--i2v-json", str(results),
+                    # empty, and new for each process: never the project's baselines, and an ini that
+                    # records baselines cannot make a later round gate (and re-measure) against an earlier one
+                    "--i2v-baseline-dir", str(tmp / f"baselines-{name}"),
+                    # the ini may send these into the working tree; keep them out of the user's files
+                    "--i2v-report", str(tmp / "reports" / f"{name}.html"),
+                    "--i2v-markdown", str(tmp / "reports" / f"{name}.md"),
+                ])
+                run = self._run(side, round_index, argv, revision.root / subdir, _side_env(revision.root),
+                                out / "logs" / f"{name}.log")
+                if run.exit_code not in RAN_EXIT_CODES:
+                    raise _failed(run, f"round {round_index + 1} on the {side} side ({revision.label})")
+                if not results.is_file():
+                    raise _failed(run, f"round {round_index + 1} on the {side} side wrote no results")
+                self.progress(f"ab: round {round_index + 1}/{rounds} {side}: {run.wall_s:.1f} s "
+                              f"(pytest exit {run.exit_code})")
+                docs[side].append(read_results(results))
+        return docs
+
+    def _meta(self, revisions: Mapping[str, Revision], rounds: int, min_effect: float, confidence: float,
+              docs: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """``report.ab``'s meta: what was compared, how, and on what."""
+        environment = dict((docs["base"][0].get("environment") or {}) if docs["base"] else {})
+        return {
+            "base": revisions["base"].label,
+            "head": revisions["head"].label,
+            "base_commit": revisions["base"].sha,
+            "head_commit": revisions["head"].sha,
+            "rounds": rounds,
+            "order": " ".join("".join("A" if side == "base" else "B" for side in pair) for pair in abba_order(rounds)),
+            "min_effect": min_effect,
+            "confidence": confidence,
+            "machine": {"name": machine_name(environment), "host": platform.node(), "environment": environment},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "pytest_args": list(self.options.pytest_args),
+        }
+
+    def _write(self, results: list[ABTestResult], meta: dict[str, Any], out: Path) -> ABOutcome:
+        from pytest_i2v.report.ab import ab_document, render_ab_html, render_ab_markdown
+
+        markdown = render_ab_markdown(results, meta)
+        document = ab_document(results, meta)
+        # every process of the job, in the order they ran: the files behind the verdicts
+        document["runs"] = [{"side": r.side, "round": r.round, "exit_code": r.exit_code, "wall_s": round(r.wall_s, 3),
+                             "log": f"logs/{r.log.name}",
+                             "results": f"{r.side}-{r.round}.json" if r.round >= 0 else None} for r in self.runs]
+        write_text_atomic(out / "ab.json", json.dumps(document, indent=2) + "\n")
+        write_text_atomic(out / "ab.md", markdown)
+        write_text_atomic(out / "ab.html", render_ab_html(results, meta))
+        regressed = any(r.overall == "regressed" for r in results)
+        return ABOutcome(markdown, 1 if regressed else 0, results, meta, list(self.runs))
+
+
+def run_ab(options: ABOptions, runner: ProcessRunner | None = None, cwd: Path | None = None) -> ABOutcome:
+    return ABJob(options, runner, cwd).run()

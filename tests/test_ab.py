@@ -1,0 +1,342 @@
+"""``python -m pytest_i2v ab``: refs, worktrees, the ABBA order, cleanup, and the job end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_i2v import ab
+from pytest_i2v.cli import main as cli_main
+from pytest_i2v.results import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PYTEST_INI = """\
+[pytest]
+i2v_gpu_profile = cpu
+i2v_allow_profile_mismatch = true
+i2v_repeats = 3
+i2v_warmup = 1
+filterwarnings = ignore::FutureWarning
+"""
+
+SUITE = """\
+import pytest
+
+
+@pytest.mark.i2v(width=256, height=256, frames=2, steps=10)
+def test_steady(i2v_run):
+    assert i2v_run().outcome == "ok"
+
+
+@pytest.mark.i2v(width=256, height=256, frames=2, steps=10)
+def test_slowed(slow_unet, i2v_run):
+    assert i2v_run().outcome == "ok"
+
+
+def test_plain_unit():
+    assert 1 + 1 == 2
+"""
+
+CONFTEST_BASE = """\
+import pytest
+
+
+@pytest.fixture
+def slow_unet():
+    yield
+"""
+
+# The head commit of the done-when test: 20 ms before each UNet call, for test_slowed only.
+CONFTEST_SLOW = """\
+import time
+
+import pytest
+
+
+@pytest.fixture
+def slow_unet(i2v_pipeline):
+    handle = i2v_pipeline.unet.register_forward_pre_hook(lambda module, args: time.sleep(0.02))
+    yield
+    handle.remove()
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=ab-test", "-c", "user.email=ab@test", "-c", "commit.gpgsign=false",
+                           *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def worktree_count(repo: Path) -> int:
+    return len(git(repo, "worktree", "list").strip().splitlines())
+
+
+@pytest.fixture
+def suite_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throwaway git repository holding the tiny suite, committed; the job's temporary files go to
+    tmp_path/tmp (checked empty afterwards), and the children import this checkout's pytest_i2v."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "pytest.ini").write_text(PYTEST_INI)
+    (repo / "test_suite.py").write_text(SUITE)
+    (repo / "conftest.py").write_text(CONFTEST_BASE)
+    git(repo, "init", "-q")
+    commit_all(repo, "the tiny suite")
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+    # One torch thread per process: on a shared 2-core machine two threads that wait for each other
+    # made each time swing several-fold under load (measured: 7x and 3x spreads), one thread kept 2 %.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def left_behind(repo: Path) -> list[str]:
+    """What a finished job must not leave: extra worktrees, temporary directories."""
+    leftovers = [f"{worktree_count(repo) - 1} worktrees"] if worktree_count(repo) != 1 else []
+    return leftovers + [p.name for p in Path(tempfile.gettempdir()).iterdir()]
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = cli_main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+class FakePytest:
+    """Stands in for the pytest processes: lists the tests when collecting, writes a results document
+    when measuring, and records what it was asked to run."""
+
+    def __init__(self, tests: Mapping[str, list[str]] | None = None, interrupt_at: int | None = None):
+        self.tests = tests or {}
+        self.interrupt_at = interrupt_at
+        self.calls: list[dict[str, Any]] = []
+
+    def side_of(self, cwd: Path) -> str:
+        return "base" if cwd.name == "base" or cwd.parent.name == "base" else "head"
+
+    def __call__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
+        side = self.side_of(cwd)
+        baselines = argv[argv.index("--i2v-baseline-dir") + 1] if "--i2v-baseline-dir" in argv else None
+        self.calls.append({"argv": list(argv), "cwd": cwd, "env": dict(env), "side": side, "log": log,
+                           "files": sorted(p.name for p in cwd.iterdir()),  # the tree as the process sees it
+                           "baselines_exist": baselines is not None and Path(baselines).exists()})
+        log.write_text(f"fake pytest on the {side} side\n")
+        if "--collect-only" in argv:
+            Path(env[ab.COLLECT_ENV]).write_text(json.dumps(self.tests.get(side, ["test_suite.py::test_steady"])))
+            return 0
+        if self.interrupt_at is not None and len(self.measuring_calls()) > self.interrupt_at:
+            raise KeyboardInterrupt
+        results = Path(argv[argv.index("--i2v-json") + 1])
+        results.write_text(json.dumps({"schema": RESULTS_SCHEMA, "schema_version": RESULTS_SCHEMA_VERSION,
+                                       "environment": {}, "records": [], "run": results.stem}))
+        return 0
+
+    def measuring_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls if "--collect-only" not in c["argv"]]
+
+
+# --- usage errors: one line, exit 4, nothing left behind ---------------------------------------
+
+
+def test_a_bad_ref_is_one_line_and_leaves_nothing(suite_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["ab", "--base", "no-such-branch", "--rounds", "2"], capsys)
+    assert code == 4
+    assert err.strip().splitlines() == error_lines(err) and len(error_lines(err)) == 1
+    assert "--base 'no-such-branch' is not a commit" in err
+    assert left_behind(suite_repo) == []
+    assert not (suite_repo / "i2v-ab").exists()
+
+
+def test_head_with_a_dirty_tree_is_a_usage_error(suite_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (suite_repo / "conftest.py").write_text(CONFTEST_SLOW)  # an edit the user might expect to be measured
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "2"], capsys)
+    assert code == 4 and len(err.strip().splitlines()) == 1
+    assert "uncommitted changes" in err and "drop --head" in err
+    assert left_behind(suite_repo) == []
+
+
+def test_without_head_a_dirty_tree_is_the_head(suite_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (suite_repo / "conftest.py").write_text(CONFTEST_SLOW)
+    fake = FakePytest()
+    monkeypatch.setattr(ab, "run_logged", fake)
+    monkeypatch.setattr("pytest_i2v.ab_stats.compare_rounds", lambda base, head, **kw: [])
+    outcome = ab.run_ab(ab.ABOptions(base="HEAD", rounds=2))
+    assert outcome.meta["head"] == "working tree (uncommitted changes included)"
+    assert {c["cwd"] for c in fake.calls if c["side"] == "head"} == {suite_repo.resolve()}
+    assert left_behind(suite_repo) == []
+
+
+def test_a_test_on_one_side_only_is_named(suite_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real collection pass: head adds an i2v test the base lacks (a new plain test does not count)."""
+    (suite_repo / "test_suite.py").write_text(SUITE + """
+
+@pytest.mark.i2v(width=256, height=256, frames=2, steps=10)
+def test_new_on_head(i2v_run):
+    i2v_run()
+
+
+def test_new_plain():
+    pass
+""")
+    commit_all(suite_repo, "a new test")
+    code, _, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "2"], capsys)
+    assert code == 4
+    assert error_lines(err) == err.strip().splitlines() and len(error_lines(err)) == 1
+    assert "test_suite.py::test_new_on_head exists on the head side only" in err
+    assert "test_new_plain" not in err
+    assert left_behind(suite_repo) == []
+    assert not (suite_repo / "i2v-ab").exists()  # nothing written before the sides agree
+
+
+def test_pytest_args_that_would_touch_baselines_are_refused(suite_repo: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--", "--i2v-update-baselines"], capsys)
+    assert code == 4 and "--i2v-update-baselines" in err and len(err.strip().splitlines()) == 1
+    assert left_behind(suite_repo) == []
+
+
+def test_a_failing_process_stops_the_job_with_its_log_tail(suite_repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    def internal_error(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
+        if "--collect-only" in argv:
+            Path(env[ab.COLLECT_ENV]).write_text(json.dumps(["test_suite.py::test_steady"]))
+            return 0
+        log.write_text("INTERNALERROR> something broke\n")
+        return 3
+
+    monkeypatch.setattr(ab, "run_logged", internal_error)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "2"], capsys)
+    assert code == 3
+    assert "INTERNALERROR> something broke" in err
+    assert len(error_lines(err)) == 1 and err.strip().splitlines()[-1].startswith("error: round 1 on the base side")
+    assert left_behind(suite_repo) == []
+    assert (suite_repo / "i2v-ab" / "logs" / "base-0.log").is_file()
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interrupt_at", [0, 3])
+def test_ctrl_c_removes_the_worktrees(suite_repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str], interrupt_at: int) -> None:
+    fake = FakePytest(interrupt_at=interrupt_at)
+    monkeypatch.setattr(ab, "run_logged", fake)
+    with pytest.raises(KeyboardInterrupt):
+        ab.run_ab(ab.ABOptions(base="HEAD", head="HEAD", rounds=4))
+    assert len(fake.measuring_calls()) == interrupt_at + 1  # it was running when interrupted
+    assert left_behind(suite_repo) == []
+    # the command line says so in one line
+    fake = FakePytest(interrupt_at=interrupt_at)
+    monkeypatch.setattr(ab, "run_logged", fake)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4"], capsys)
+    assert code == 130 and error_lines(err) == ["error: interrupted; the A/B worktrees and temporary files were removed"]
+    assert left_behind(suite_repo) == []
+
+
+# --- the ABBA order, and what each process is given ----------------------------------------------
+
+
+def test_abba_order() -> None:
+    assert ab.abba_order(4) == [("base", "head"), ("head", "base"), ("base", "head"), ("head", "base")]
+
+
+def test_the_job_runs_abba_each_side_on_its_own_tree(suite_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    git(suite_repo, "tag", "base-tag")
+    (suite_repo / "marker.txt").write_text("head\n")
+    commit_all(suite_repo, "head")
+    fake = FakePytest()
+    monkeypatch.setattr(ab, "run_logged", fake)
+    compared: dict[str, list[str]] = {}
+
+    def compare_rounds(base: list[dict[str, Any]], head: list[dict[str, Any]], **kwargs: Any) -> list[Any]:
+        compared.update(base=[d["run"] for d in base], head=[d["run"] for d in head])
+        return []
+
+    monkeypatch.setattr("pytest_i2v.ab_stats.compare_rounds", compare_rounds)
+    outcome = ab.run_ab(ab.ABOptions(base="base-tag", head="HEAD", rounds=4, pytest_args=("-k", "steady")))
+    runs = [Path(c["argv"][c["argv"].index("--i2v-json") + 1]).stem for c in fake.measuring_calls()]
+    assert runs == ["base-0", "head-0", "head-1", "base-1", "base-2", "head-2", "head-3", "base-3"]
+    assert outcome.meta["order"] == "AB BA AB BA"
+    assert compared == {"base": ["base-0", "base-1", "base-2", "base-3"], "head": ["head-0", "head-1", "head-2", "head-3"]}
+    for call in fake.calls:
+        tree = call["cwd"]
+        # each side imports its own tree first, and its tree is its revision's
+        assert call["env"]["PYTHONPATH"].split(os.pathsep)[0] == str(tree)
+        assert ("marker.txt" in call["files"]) == (call["side"] == "head")
+        assert tree != suite_repo.resolve()  # --head given: a worktree, not the working tree
+        argv = call["argv"]
+        assert argv[:3] == [sys.executable, "-m", "pytest"] and argv[3:5] == ["-k", "steady"]
+        assert "-p" in argv and "no:cacheprovider" in argv and "--i2v-update-baselines" not in argv
+        if "--collect-only" not in argv:
+            baselines = Path(argv[argv.index("--i2v-baseline-dir") + 1])
+            assert baselines.parent == tree.parent and not call["baselines_exist"]  # the job's own, empty
+    assert (outcome.meta["base"], outcome.meta["head"]) == ("base-tag", "HEAD")
+    assert outcome.meta["base_commit"] == git(suite_repo, "rev-parse", "base-tag").strip()
+    assert outcome.meta["head_commit"] == git(suite_repo, "rev-parse", "HEAD").strip()
+    document = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())
+    assert [(r["side"], r["round"]) for r in document["runs"] if r["round"] >= 0] == [
+        ("base", 0), ("head", 0), ("head", 1), ("base", 1), ("base", 2), ("head", 2), ("head", 3), ("base", 3)]
+    assert sorted(p.name for p in (suite_repo / "i2v-ab" / "logs").iterdir()) == sorted(
+        [f"{side}-collect.log" for side in ("base", "head")] + [f"{r}.log" for r in runs])
+    assert {"ab.json", "ab.md", "ab.html"} <= {p.name for p in (suite_repo / "i2v-ab").iterdir()}
+    assert outcome.exit_code == 0
+    assert left_behind(suite_repo) == []
+
+
+# --- done when: the tiny suite end to end ----------------------------------------------------
+
+
+def test_ab_end_to_end_on_the_tiny_suite(suite_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No change: exit 0, every test unchanged or inconclusive. Then a head commit adds 20 ms to each
+    UNet call of test_slowed only: exit 1, and that test, only that one, regressed."""
+    started = time.perf_counter()
+    code, out, err = run_cli(["ab", "--base", "HEAD", "--rounds", "2", "--out", "same"], capsys)
+    assert code == 0, out + err[-3000:]
+    document = json.loads((suite_repo / "same" / "ab.json").read_text())
+    overall = {t["nodeid"]: t["overall"] for t in document["results"]}
+    assert set(overall) == {"test_suite.py::test_steady", "test_suite.py::test_slowed"}  # the plain test is no i2v test
+    assert set(overall.values()) <= {"unchanged", "inconclusive"}, out
+    unchanged_s = time.perf_counter() - started
+
+    (suite_repo / "conftest.py").write_text(CONFTEST_SLOW)
+    commit_all(suite_repo, "20 ms more per UNet call in test_slowed")
+    code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "4", "--out", "slowed"], capsys)
+    assert code == 1, out + err[-3000:]
+    document = json.loads((suite_repo / "slowed" / "ab.json").read_text())
+    overall = {t["nodeid"]: t["overall"] for t in document["results"]}
+    assert overall["test_suite.py::test_slowed"] == "regressed", document
+    assert overall["test_suite.py::test_steady"] != "regressed", document
+    markdown = (suite_repo / "slowed" / "ab.md").read_text()
+    assert markdown.strip() in out
+    rows = [line.replace("\\", "") for line in markdown.splitlines() if line.startswith("| test")]  # Markdown escapes _
+    regressed_lines = [row for row in rows if row.rstrip(" |").endswith("regressed")]
+    assert markdown.startswith("### A/B: 1 regressed")
+    assert regressed_lines and all("test_slowed" in line and "test_steady" not in line for line in regressed_lines)
+    assert left_behind(suite_repo) == []
+    print(f"\nunchanged job {unchanged_s:.0f} s, slowed job {time.perf_counter() - started - unchanged_s:.0f} s")
+    print(markdown)
