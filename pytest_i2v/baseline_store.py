@@ -1,6 +1,7 @@
 """Per-profile baselines: ``baselines/<profile>.yaml``, one entry per test, each a history of
 accepted runs split into segments by environment fingerprint (a new driver starts a new segment,
-so the gate never mixes drivers).
+so the gate never mixes drivers). The gate reads the newest segment of the measuring machine
+(``fingerprint.MACHINE_KEYS``): runners of two kinds each keep their own history in one file.
 
 Reviewed in pull requests, so: stable key order, rounded figures, one run per flow-style line.
 Writes are atomic (temporary file + rename) and serialised by a lock file, and each write
@@ -20,6 +21,7 @@ import yaml
 from filelock import FileLock
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.fingerprint import same_machine, software_changes
 from pytest_i2v.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
 from pytest_i2v.profiles import validate_profile_name
 from pytest_i2v.storage import check_schema, write_text_atomic
@@ -88,6 +90,19 @@ class BaselineEntry:
     @property
     def current(self) -> Segment | None:
         return self.segments[-1] if self.segments else None
+
+    def segment_for(self, fingerprint: Mapping[str, Any]) -> Segment | None:
+        """The newest segment measured on this machine, None if every one is another machine's.
+        A machine key a segment lacks (written before the key existed) is unknown and matches."""
+        return next((s for s in reversed(self.segments) if same_machine(s.fingerprint, fingerprint)), None)
+
+    def segment_to_extend(self, fingerprint: Mapping[str, Any]) -> Segment | None:
+        """Where an accepted run with this fingerprint goes: this machine's newest segment if its
+        software is the same too, else None (a new segment)."""
+        segment = self.segment_for(fingerprint)
+        if segment is None or software_changes(segment.fingerprint, fingerprint):
+            return None
+        return segment
 
     def to_dict(self) -> dict[str, Any]:
         return {"config_id": self.config_id, "config": {k: self.config.get(k) for k in CONFIG_ID_FIELDS if k in self.config},
@@ -212,22 +227,26 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
         for item in accepted:
             cid = config_id(item.config)
             entry = baseline.entries.get(item.nodeid)
-            if entry is None or entry.config_id != cid or mode == "reset":
+            fresh = entry is None or entry.config_id != cid or mode == "reset"
+            if entry is None or fresh:
                 if entry is not None:
                     reset.append(item.nodeid)
                 entry = BaselineEntry(item.nodeid, cid, dict(item.config))
                 baseline.entries[item.nodeid] = entry
                 created.append(item.nodeid)
-            elif entry.current is None or entry.current.fingerprint != item.fingerprint:
-                segmented.append(item.nodeid)
-                appended.append(item.nodeid)
             else:
                 appended.append(item.nodeid)
-            if entry.current is None or entry.current.fingerprint != item.fingerprint:
-                entry.segments.append(Segment(dict(item.fingerprint)))
-            current = entry.current
-            assert current is not None
-            current.runs.append(item.run)
-            del current.runs[:-MAX_RUNS_PER_SEGMENT]
+            target = entry.segment_to_extend(item.fingerprint)
+            if target is None:  # a new machine, or new software on this one
+                if not fresh:
+                    segmented.append(item.nodeid)
+                target = Segment(dict(item.fingerprint))
+                entry.segments.append(target)
+            else:
+                # Machine keys the segment lacked (an older baseline) are now known: pin it to this machine.
+                target.fingerprint.update({k: v for k, v in item.fingerprint.items()
+                                           if v is not None and target.fingerprint.get(k) is None})
+            target.runs.append(item.run)
+            del target.runs[:-MAX_RUNS_PER_SEGMENT]
         write_text_atomic(path, dump_yaml(baseline.to_dict()))
     return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))

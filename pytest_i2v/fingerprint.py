@@ -1,17 +1,43 @@
-"""The environment a measurement was taken in: GPU, driver, CUDA, library versions.
+"""The environment a measurement was taken in: the machine (CPU, GPU) and the software on it.
 
-No serial numbers, UUIDs or host names. Extended through the ``pytest_i2v_environment`` hook."""
+No serial numbers, UUIDs or host names. Extended through the ``pytest_i2v_environment`` hook.
+
+The fingerprint has two halves. MACHINE keys say which machine measured (CPU model, the ISA flags
+that pick torch's kernels, cores and threads; GPU name, memory, SM count, power limit, form): a
+baseline from another machine is never compared ("no baseline for this machine, recorded as new").
+SOFTWARE keys (driver, CUDA, torch, ...) say what ran on it: a change follows the env policy.
+
+Importing this module imports neither torch nor NVML (the review CLI reads baselines without them)."""
 
 from __future__ import annotations
 
+import os
 import platform
+import re
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-import torch
-
 import pytest_i2v
+from pytest_i2v.gate import fingerprint_changes
 from pytest_i2v.measure.device import DeviceInfo
+
+# x86 ISA extensions that change which kernels torch (oneDNN, FBGEMM, its vectorised ops) runs:
+# two CPUs that both say "AMD EPYC" can differ here, and their timings do.
+KERNEL_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+NO_KERNEL_ISA = "none"  # a flags line without any of them (as opposed to None: not known)
+
+# Which machine measured. A key unknown on either side (None, or absent from a baseline written
+# before the key existed) is not a difference: old baselines keep comparing.
+GPU_MACHINE_KEYS = ("gpu_name", "gpu_memory_gib", "gpu_sm_count", "gpu_power_limit_w", "gpu_form")
+CPU_MACHINE_KEYS = ("cpu_model", "cpu_isa", "cpu_physical_cores", "cpu_threads")
+MACHINE_KEYS = GPU_MACHINE_KEYS + CPU_MACHINE_KEYS
+# What ran on it: a change is judged by the env policy (warn | fail | ignore).
+SOFTWARE_KEYS = ("driver", "cuda", "cudnn", "torch", "diffusers", "transformers", "python", "plugin")
+
+# Keys of the environment that decide whether two runs are comparable.
+FINGERPRINT_KEYS = GPU_MACHINE_KEYS + SOFTWARE_KEYS
+CPU_FINGERPRINT_KEYS = CPU_MACHINE_KEYS  # added on the CPU, where the processor is the "GPU"
 
 
 def _version(distribution: str) -> str | None:
@@ -35,6 +61,8 @@ def _driver_version() -> str | None:
 def _cudnn_version() -> str | None:
     """cuDNN's version, or None: a build can report cuDNN available and still fail (or return
     None) when asked its version, e.g. a mismatched libcudnn; the fingerprint must not crash."""
+    import torch
+
     try:
         version = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     except Exception:
@@ -42,21 +70,92 @@ def _cudnn_version() -> str | None:
     return str(version) if version else None
 
 
-def _cpu_model() -> str | None:
+# -- /proc/cpuinfo (pure parsers: the text in, the figure out) --------------------------------
+def _cpuinfo_blocks(text: str) -> list[dict[str, str]]:
+    """One ``key: value`` mapping per logical processor (blocks are separated by blank lines)."""
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            current = {}
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            current.setdefault(key.strip(), value.strip())
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def parse_cpu_model(text: str) -> str | None:
+    return next((block["model name"] for block in _cpuinfo_blocks(text) if block.get("model name")), None)
+
+
+def parse_cpu_isa(text: str) -> str | None:
+    """The kernel-relevant ISA flags of the first processor's ``flags`` line, sorted and
+    space-separated ("avx2 avx512f"); ``"none"`` when it has none of them; None without a flags
+    line (not x86, or no /proc)."""
+    for block in _cpuinfo_blocks(text):
+        if "flags" in block:
+            present = set(block["flags"].split())
+            found = sorted(flag for flag in KERNEL_ISA_FLAGS if flag in present)
+            return " ".join(found) or NO_KERNEL_ISA
+    return None
+
+
+def parse_physical_cores(text: str) -> int | None:
+    """Distinct (physical id, core id) pairs: hyper-threads share a core. None when the text
+    names no cores (some VMs and non-x86 kernels)."""
+    cores = {(block.get("physical id", "0"), block["core id"]) for block in _cpuinfo_blocks(text) if "core id" in block}
+    return len(cores) or None
+
+
+def _read_cpuinfo() -> str | None:
     try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            return handle.read()
     except OSError:
-        pass
-    return platform.processor() or None
+        return None
 
 
-# Keys of the environment that decide whether two runs are comparable.
-FINGERPRINT_KEYS = ("gpu_name", "gpu_memory_gib", "driver", "cuda", "cudnn", "torch", "diffusers", "transformers",
-                    "python", "plugin")
-CPU_FINGERPRINT_KEYS = ("cpu_model", "cpu_threads")
+def gpu_form_from_name(name: str | None) -> str | None:
+    """PCIe, SXM or NVL from the board name, as NVML and torch report it. NVML has no form-factor
+    query for these boards, but the names carry it ("NVIDIA H100 PCIe", "NVIDIA H100 NVL",
+    "Tesla V100-SXM2-16GB"); the HGX-only boards whose names say nothing ("NVIDIA H100 80GB HBM3",
+    "NVIDIA H200", B100/B200) are SXM, as the GPU profiles assume. Anything else: None (unknown)."""
+    if not name:
+        return None
+    tokens = set(re.split(r"[\s\-_]+", name.upper()))
+    if "NVL" in tokens:
+        return "NVL"
+    if any(token.startswith("PCIE") for token in tokens):
+        return "PCIe"
+    if any(token.startswith("SXM") for token in tokens):
+        return "SXM"
+    if re.search(r"\b(H100 80GB HBM3|H200|B100|B200)\b", name.upper()):
+        return "SXM"
+    return None
+
+
+# -- machine vs software --------------------------------------------------------------------
+def machine_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+    """Machine keys known on both sides that differ (``cpu_isa avx2 -> avx2 avx512f``). A key
+    missing or None on either side is unknown, and unknown is not a difference."""
+    return tuple(f"{key} {old[key]} -> {new[key]}" for key in MACHINE_KEYS
+                 if old.get(key) is not None and new.get(key) is not None and old[key] != new[key])
+
+
+def software_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every other fingerprint key that differs (libraries, dtype, attention, hook-added keys),
+    as today: a key added or removed counts."""
+    return fingerprint_changes({k: v for k, v in old.items() if k not in MACHINE_KEYS},
+                               {k: v for k, v in new.items() if k not in MACHINE_KEYS})
+
+
+def same_machine(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return not machine_changes(old, new)
 
 
 def attention_backend(memory_options: list[str] | tuple[str, ...]) -> str:
@@ -81,13 +180,21 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
     return fingerprint
 
 
-def collect_environment(device: str, gpu: DeviceInfo | None = None) -> dict[str, Any]:
-    """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU."""
+def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str | None = None) -> dict[str, Any]:
+    """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU;
+    ``cpuinfo``: the text of /proc/cpuinfo (read here when not given)."""
+    import torch
+
+    cpuinfo = cpuinfo if cpuinfo is not None else _read_cpuinfo()
     gpu_name, gpu_memory_gib = (gpu.name, gpu.total_bytes / 2**30) if gpu is not None else (None, None)
+    power_limit = gpu.power_limit_w if gpu is not None else None
     return {
         "device": device,
         "gpu_name": gpu_name,
         "gpu_memory_gib": round(gpu_memory_gib, 2) if gpu_memory_gib else None,
+        "gpu_sm_count": gpu.sm_count if gpu is not None else None,
+        "gpu_power_limit_w": round(power_limit) if power_limit else None,  # whole watts: limits are set in W
+        "gpu_form": (gpu.form or gpu_form_from_name(gpu.name)) if gpu is not None else None,
         "driver": _driver_version() if gpu_name else None,
         "cuda": torch.version.cuda,
         "cudnn": _cudnn_version(),
@@ -96,7 +203,9 @@ def collect_environment(device: str, gpu: DeviceInfo | None = None) -> dict[str,
         "transformers": _version("transformers"),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": (parse_cpu_model(cpuinfo) if cpuinfo else None) or platform.processor() or None,
+        "cpu_isa": parse_cpu_isa(cpuinfo) if cpuinfo else None,
+        "cpu_physical_cores": (parse_physical_cores(cpuinfo) if cpuinfo else None) or os.cpu_count(),
         "cpu_threads": torch.get_num_threads(),
         "plugin": pytest_i2v.__version__,
     }
@@ -104,6 +213,5 @@ def collect_environment(device: str, gpu: DeviceInfo | None = None) -> dict[str,
 
 # Everything collect_environment reports; other keys come from pytest_i2v_environment hooks.
 _BASE_ENVIRONMENT_KEYS = frozenset({
-    "device", "gpu_name", "gpu_memory_gib", "driver", "cuda", "cudnn", "torch", "diffusers", "transformers",
-    "python", "machine", "cpu_model", "cpu_threads", "plugin", "profile",
+    "device", *FINGERPRINT_KEYS, *CPU_FINGERPRINT_KEYS, "machine", "profile",
 })

@@ -26,6 +26,7 @@ from typing import Any
 
 from scipy import stats
 
+from pytest_i2v.outcome import NO_MACHINE_BASELINE
 from pytest_i2v.peak import headline_peak
 
 TIME_METRICS = ("time_s", "step_s", "decode_s")
@@ -107,6 +108,7 @@ class RegressionVerdict:
     metrics: tuple[MetricVerdict, ...] = ()
     env_changes: tuple[str, ...] = ()  # "driver 550.54 -> 560.35"
     notes: tuple[str, ...] = ()
+    machine_changes: tuple[str, ...] = ()  # set: the baseline is another machine's, so nothing was compared
 
     @property
     def regressions(self) -> list[MetricVerdict]:
@@ -118,12 +120,14 @@ class RegressionVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "metrics": [m.to_dict() for m in self.metrics],
-                "env_changes": list(self.env_changes), "notes": list(self.notes)}
+                "env_changes": list(self.env_changes), "notes": list(self.notes),
+                "machine_changes": list(self.machine_changes)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RegressionVerdict:
         return cls(verdict=data["verdict"], metrics=tuple(MetricVerdict.from_dict(m) for m in data.get("metrics", [])),
-                   env_changes=tuple(data.get("env_changes", [])), notes=tuple(data.get("notes", [])))
+                   env_changes=tuple(data.get("env_changes", [])), notes=tuple(data.get("notes", [])),
+                   machine_changes=tuple(data.get("machine_changes", [])))
 
 
 def _log_noise(values: Sequence[float | None]) -> Noise | None:
@@ -219,9 +223,16 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple
 
 
 def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], settings: GateSettings,
-          pooled: Mapping[str, Noise | None] | None = None, env_changes: Sequence[str] = ()) -> RegressionVerdict:
-    """``history``: accepted runs of one segment (dicts of metric -> value); ``current``: this run's figures."""
+          pooled: Mapping[str, Noise | None] | None = None, env_changes: Sequence[str] = (),
+          machine_changes: Sequence[str] = ()) -> RegressionVerdict:
+    """``history``: accepted runs of one segment (dicts of metric -> value); ``current``: this run's figures;
+    ``env_changes``: software changes since the segment (judged by the env policy); ``machine_changes``:
+    the segment is another machine's (``fingerprint.machine_changes``), so it is not compared at all."""
     pooled = pooled or {}
+    if machine_changes:
+        # Another CPU or GPU measures other numbers: no bar from it is honest, whatever the delta.
+        return RegressionVerdict("new", machine_changes=tuple(machine_changes), notes=(
+            f"{NO_MACHINE_BASELINE} ({'; '.join(machine_changes)}); not compared",))
     if not history:
         return RegressionVerdict("new", notes=("no baseline yet: passes; record one with --i2v-update-baselines",))
     metrics: list[MetricVerdict] = []

@@ -18,7 +18,8 @@ from pytest_i2v.baseline_store import (
     update_baseline,
 )
 from pytest_i2v.explain import verdict_section
-from pytest_i2v.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
+from pytest_i2v.fingerprint import machine_changes, software_changes
+from pytest_i2v.gate import GateSettings, RegressionVerdict, judge
 from pytest_i2v.marks import Budget
 from pytest_i2v.outcome import GateMode, Outcome, decide
 from pytest_i2v.plan import RunPlan
@@ -72,8 +73,10 @@ class GateLoop:
         return replace(record, verdict=self.judge(record, seen).to_dict(), baseline_history=self._history(record))
 
     def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
-        outcome = decide(record.outcome, self.budget_failures(record), (record.verdict or {}).get("verdict"),
-                         self.gate.env_policy, self.mode, self._plan.profile.name, confirmed)
+        verdict = record.verdict or {}
+        outcome = decide(record.outcome, self.budget_failures(record), verdict.get("verdict"),
+                         self.gate.env_policy, self.mode, self._plan.profile.name, confirmed,
+                         machine_changes=tuple(verdict.get("machine_changes") or ()))
         return replace(record, decision=outcome.to_dict())
 
     def _flagged(self, record: GenerationRecord) -> bool:
@@ -98,19 +101,29 @@ class GateLoop:
             return RegressionVerdict("new", notes=(
                 f"the generation config changed since the baseline ({', '.join(changed) or 'config'}); "
                 f"not compared: re-baseline with --i2v-update-baselines",))
-        segment = entry.current
-        if segment is None or not segment.runs:
+        if entry.current is None or not entry.current.runs:
             return RegressionVerdict("new", notes=(f"{where} has no accepted runs for this test yet",))
-        changes = fingerprint_changes(segment.fingerprint, record.fingerprint or {})
+        fingerprint = record.fingerprint or {}
         current = {"time_s": record.time_s, "step_s": record.stages.get("step_s"),
                    "decode_s": record.stages.get("decode_s"), **record.peak_memory}
+        segment = entry.segment_for(fingerprint)
+        if segment is None:  # every segment is another machine's: judge() says "new", compares nothing
+            newest = entry.current
+            return judge(newest.runs, current, self.gate, self._pooled,
+                         machine_changes=machine_changes(newest.fingerprint, fingerprint))
+        if not segment.runs:
+            return RegressionVerdict("new", notes=(f"{where} has no accepted runs for this test on this machine yet",))
+        changes = software_changes(segment.fingerprint, fingerprint)
         return judge(segment.runs, current, self.gate, self._pooled, env_changes=changes)
 
     def _history(self, record: GenerationRecord) -> list[float] | None:
         entry = self.baseline.entries.get(record.nodeid)
-        if entry is None or entry.current is None or entry.config_id != record.config_id:
+        if entry is None or entry.config_id != record.config_id:
             return None
-        return [r["time_s"] for r in entry.current.runs[-10:] if r.get("time_s")] or None
+        segment = entry.segment_for(record.fingerprint or {})  # another machine's history is no trend
+        if segment is None:
+            return None
+        return [r["time_s"] for r in segment.runs[-10:] if r.get("time_s")] or None
 
     @staticmethod
     def budget_failures(record: GenerationRecord) -> list[str]:

@@ -18,6 +18,8 @@ OUTCOME_KINDS: tuple[OutcomeKind, ...] = ("passed", "regressed", "improved", "ov
 # Worst first: the order of the report's and the summary's lists.
 SEVERITY: tuple[OutcomeKind, ...] = ("out-of-memory", "over-budget", "regressed", "env-changed", "not-enforced",
                                      "improved", "recorded", "passed")
+# A baseline measured on another machine (fingerprint.MACHINE_KEYS differ) is never compared.
+NO_MACHINE_BASELINE = "no baseline for this machine, recorded as new"
 
 
 @dataclass(frozen=True)
@@ -37,15 +39,19 @@ class Outcome:
 
 
 def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, env_policy: str, mode: GateMode,
-           profile: str, confirmed: bool | None = None) -> Outcome:
+           profile: str, confirmed: bool | None = None, machine_changes: Sequence[str] = ()) -> Outcome:
     """``measured``: the record's "ok" or "oom"; ``verdict``: the gate's (after any re-measurement);
-    ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured)."""
+    ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured);
+    ``machine_changes``: the baseline is another machine's (then the verdict is "new", never compared)."""
     if measured == "oom":
         return Outcome("out-of-memory", True, "out of memory")
     if budget_failures:
         return Outcome("over-budget", True, "; ".join(budget_failures))
     if mode == "update":
         return Outcome("recorded", False, "recorded as a baseline run (the gate does not fail while updating)")
+    if machine_changes:
+        # Checked before the verdict: another machine's numbers never make a regression or an env change.
+        return Outcome("passed", False, f"{NO_MACHINE_BASELINE}: {'; '.join(machine_changes)}")
     again = " (confirmed by re-measuring)" if confirmed else ""
     if verdict == "regressed":
         if mode == "report":

@@ -28,10 +28,14 @@ class NvmlWarning(UserWarning):
 
 @dataclass(frozen=True)
 class DeviceInfo:
+    """The device as it describes itself: what the machine half of the fingerprint is made of."""
+
     name: str
     total_bytes: int
     index: int | None = None
-    sm_count: int | None = None
+    sm_count: int | None = None  # streaming multiprocessors (a cut-down board has fewer)
+    power_limit_w: float | None = None  # the enforced power limit: a capped card is a slower machine
+    form: str | None = None  # "PCIe", "SXM", "NVL"; None: read from the name (fingerprint.gpu_form_from_name)
 
 
 @dataclass(frozen=True)
@@ -262,8 +266,26 @@ class CudaDevice:
         import torch
 
         properties = torch.cuda.get_device_properties(self.index)
+        # form=None: NVML has no form-factor query for these boards; the fingerprint reads the name.
         return DeviceInfo(name=str(properties.name), total_bytes=int(properties.total_memory), index=self.index,
-                          sm_count=getattr(properties, "multi_processor_count", None))
+                          sm_count=getattr(properties, "multi_processor_count", None),
+                          power_limit_w=self._power_limit_w())
+
+    def _power_limit_w(self) -> float | None:
+        """NVML's enforced power limit (what the board is held to), else the management limit, in W;
+        None where NVML cannot say (its opening already warned once)."""
+        handle = self._handle()
+        if not handle.available:
+            return None
+        nvml = self._nvml_module
+        if nvml is None:
+            import pynvml
+
+            nvml = pynvml
+        for query in ("nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetPowerManagementLimit"):
+            with contextlib.suppress(Exception):  # not supported on this board or driver: try the next
+                return float(getattr(nvml, query)(handle.handle)) / 1000.0  # NVML reports milliwatts
+        return None
 
     def _handle(self) -> NvmlHandle:
         if self._nvml is None:

@@ -39,6 +39,8 @@ class SimulatedGpu:
     name: str = "NVIDIA H200"
     total_bytes: int = 141 * 10**9
     sm_count: int = 132
+    power_limit_w: float | None = 700.0  # the H200 SXM board's default limit; None: NVML cannot say
+    form: str | None = None  # "PCIe", "SXM", "NVL"; None: read from the name, as on a real card
     context_bytes: int = 512 * MiB  # the CUDA context: NVML counts it, the allocator does not
     other_process_bytes: int = 0  # neighbours: only a device-wide NVML figure sees them
     nvml: str = "process"  # "process", "device" (no per-process figures), "unavailable", "mismatch"
@@ -192,7 +194,10 @@ class SimulatedCudaDevice:
 
     def info(self) -> DeviceInfo | None:
         self._log("info")
-        return DeviceInfo(name=self.gpu.name, total_bytes=self.gpu.total_bytes, index=self.index, sm_count=self.gpu.sm_count)
+        return DeviceInfo(name=self.gpu.name, total_bytes=self.gpu.total_bytes, index=self.index, sm_count=self.gpu.sm_count,
+                          # the power limit comes from NVML: without it, unknown (as on a real card)
+                          power_limit_w=self.gpu.power_limit_w if self.gpu.nvml in ("process", "device") else None,
+                          form=self.gpu.form)
 
     def nvml_memory(self) -> NvmlReading:
         mode = self.gpu.nvml
