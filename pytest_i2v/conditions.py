@@ -1,0 +1,146 @@
+"""The hardware's conditions under each repeat: clocks, temperature, power and NVML's throttle
+reasons, and what they come to for a run ("stable" or "throttled (thermal, 3 of 5 repeats)").
+
+Pure: no torch, no NVML, no pytest. ``measure.device`` reads a ``RepeatConditions`` per repeat;
+``assess`` marks the repeats to distrust; ``gate_loop`` asks ``throttled_explain_slowness`` whether a
+regression is only the throttled repeats being slow (then the gate says "unreliable")."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# NVML's clocks-event (formerly "throttle") reason bits that mean the card was held back. Idle (0x1),
+# application clocks (0x2), sync boost (0x10) and display clocks (0x100) are settings or idling, not
+# a slowdown of the work being measured, and are ignored.
+THROTTLE_BITS: Mapping[int, str] = {
+    0x4: "power",          # SW power cap: the board is at its power limit
+    0x8: "hw-slowdown",    # HW slowdown (thermal or power brake, asserted by the board)
+    0x20: "thermal",       # SW thermal slowdown
+    0x40: "thermal",       # HW thermal slowdown
+    0x80: "power",         # HW power brake (external power supply signal)
+}
+# A repeat whose SM clock is further than this from the run's median ran on another clock.
+CLOCK_TOLERANCE = 0.03
+
+
+def throttle_reasons(mask: int | None) -> tuple[str, ...]:
+    """The throttling reasons in an NVML reasons bitmask, each named once, in a fixed order."""
+    if not mask:
+        return ()
+    names: list[str] = []
+    for bit, name in THROTTLE_BITS.items():
+        if mask & bit and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class RepeatConditions:
+    """What NVML said during one repeat: the SM and memory clocks (median of the samples), the
+    hottest temperature and highest power draw seen, the power limit, and every throttle reason
+    seen at any sample."""
+
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+    power_limit_w: float | None = None
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sm_clock_mhz": self.sm_clock_mhz, "mem_clock_mhz": self.mem_clock_mhz,
+                "temperature_c": self.temperature_c, "power_w": self.power_w, "power_limit_w": self.power_limit_w,
+                "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RepeatConditions:
+        return cls(sm_clock_mhz=data.get("sm_clock_mhz"), mem_clock_mhz=data.get("mem_clock_mhz"),
+                   temperature_c=data.get("temperature_c"), power_w=data.get("power_w"),
+                   power_limit_w=data.get("power_limit_w"), reasons=tuple(data.get("reasons") or ()))
+
+    @property
+    def read(self) -> bool:
+        """Whether NVML said anything at all (on the CPU or without NVML, nothing is read)."""
+        return self.sm_clock_mhz is not None or bool(self.reasons)
+
+
+@dataclass(frozen=True)
+class RunConditions:
+    """A run's repeats with the marks they got: ``marks[i]`` says why repeat i is not to be trusted
+    (empty: it ran under stable conditions)."""
+
+    repeats: tuple[RepeatConditions, ...]
+    marks: tuple[tuple[str, ...], ...]
+    median_sm_clock_mhz: float | None
+    locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks: the clock the GPU was held at
+
+    @property
+    def marked(self) -> tuple[bool, ...]:
+        return tuple(bool(m) for m in self.marks)
+
+    @property
+    def stable(self) -> bool:
+        return not any(self.marked)
+
+    @property
+    def summary(self) -> str:
+        """``stable``, or ``throttled (thermal, power, 3 of 5 repeats)``, or ``clock off the median
+        (2 of 5 repeats)``; ``not read`` when NVML gave nothing."""
+        if not any(r.read for r in self.repeats):
+            return "not read"
+        count = sum(self.marked)
+        if not count:
+            return "stable"
+        reasons: list[str] = []
+        for mark in self.marks:
+            for reason in mark:
+                if reason != "clock" and reason not in reasons:
+                    reasons.append(reason)
+        of = f"{count} of {len(self.repeats)} repeats"
+        if reasons:
+            return f"throttled ({', '.join(reasons)}, {of})"
+        return f"clock off the median ({of})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary, "median_sm_clock_mhz": self.median_sm_clock_mhz,
+                "locked_sm_clock_mhz": self.locked_sm_clock_mhz,
+                "repeats": [r.to_dict() for r in self.repeats], "marks": [list(m) for m in self.marks]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConditions:
+        return cls(repeats=tuple(RepeatConditions.from_dict(r) for r in data.get("repeats") or ()),
+                   marks=tuple(tuple(m) for m in data.get("marks") or ()),
+                   median_sm_clock_mhz=data.get("median_sm_clock_mhz"),
+                   locked_sm_clock_mhz=data.get("locked_sm_clock_mhz"))
+
+
+def assess(repeats: Sequence[RepeatConditions], locked_sm_clock_mhz: float | None = None,
+           tolerance: float = CLOCK_TOLERANCE) -> RunConditions:
+    """Mark each repeat taken under a throttle reason, or with its SM clock more than ``tolerance``
+    off the run's median SM clock ("clock")."""
+    clocks = [r.sm_clock_mhz for r in repeats if r.sm_clock_mhz]
+    median = float(statistics.median(clocks)) if clocks else None
+    marks: list[tuple[str, ...]] = []
+    for repeat in repeats:
+        mark = list(repeat.reasons)
+        if median and repeat.sm_clock_mhz and abs(repeat.sm_clock_mhz / median - 1.0) > tolerance:
+            mark.append("clock")
+        marks.append(tuple(mark))
+    return RunConditions(tuple(repeats), tuple(marks), median, locked_sm_clock_mhz)
+
+
+def stable_values(values: Sequence[float | None], marked: Sequence[bool]) -> list[float]:
+    """The values of the repeats that were not marked (``values`` and ``marked`` align by repeat)."""
+    return [v for v, m in zip(values, marked, strict=True) if not m and v is not None]
+
+
+def throttled_explain_slowness(values: Sequence[float | None], marked: Sequence[bool], bar: float) -> bool:
+    """Whether a run over the gate's ``bar`` is slow only because of its marked repeats: some repeats
+    are marked, and the unmarked ones, judged alone, are under the bar (or there are none)."""
+    if len(values) != len(marked) or not any(marked):
+        return False
+    stable = stable_values(values, marked)
+    return not stable or statistics.median(stable) < bar
