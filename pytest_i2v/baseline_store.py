@@ -114,10 +114,12 @@ class BaselineFile:
     profile: str
     entries: dict[str, BaselineEntry] = field(default_factory=dict)
 
-    def pooled(self) -> dict[str, Noise | None]:
-        """Run-to-run noise per time metric, pooled over every entry's current segment."""
+    def pooled(self, fingerprint: Mapping[str, Any] | None = None) -> dict[str, Noise | None]:
+        """Run-to-run noise per time metric, pooled over every entry's newest segment from the machine
+        of ``fingerprint`` (another machine's noise is not this one's); without one, the newest segments."""
+        segments = [e.current if fingerprint is None else e.segment_for(fingerprint) for e in self.entries.values()]
         return {
-            metric: pooled_noise([[r.get(metric) for r in e.current.runs] for e in self.entries.values() if e.current])
+            metric: pooled_noise([[r.get(metric) for r in s.runs] for s in segments if s is not None])
             for metric in TIME_METRICS
         }
 

@@ -21,7 +21,9 @@ from typing import Any
 from pytest_i2v.baseline_store import BaselineFile, baseline_path, read_baseline
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.explain import format_value
+from pytest_i2v.fingerprint import machine_changes, software_changes
 from pytest_i2v.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
+from pytest_i2v.outcome import NO_MACHINE_BASELINE
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.results import read_results
@@ -80,10 +82,14 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
         ta, tb = _median(ra, "time_s"), _median(rb, "time_s")
         metric = _memory_metric(rb)
         ma, mb = _median(ra, metric), _median(rb, metric)
-        changes = fingerprint_changes(a.current.fingerprint if a.current else {}, b.current.fingerprint if b.current else {})
-        delta = f"{(tb / ta - 1) * 100:+.1f} %" if ta and tb else "-"
-        mdelta = f"{(mb / ma - 1) * 100:+.1f} %" if ma and mb else "-"
-        status = "config changed" if a.config_id != b.config_id else f"{len(ra)} -> {len(rb)} runs"
+        fa, fb = a.current.fingerprint if a.current else {}, b.current.fingerprint if b.current else {}
+        other_machine = machine_changes(fa, fb)
+        changes = fingerprint_changes(fa, fb)
+        # Another machine's figures are shown, never subtracted: the difference would be the machine's.
+        delta = f"{(tb / ta - 1) * 100:+.1f} %" if ta and tb and not other_machine else "-"
+        mdelta = f"{(mb / ma - 1) * 100:+.1f} %" if ma and mb and not other_machine else "-"
+        status = ("config changed" if a.config_id != b.config_id else
+                  "another machine" if other_machine else f"{len(ra)} -> {len(rb)} runs")
         rows.append([nodeid, status, f"{format_value('time_s', ta)} -> {format_value('time_s', tb)} ({delta})",
                      f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})", "; ".join(changes) or "-"])
     return markdown_table(["test", "entry", "median time", "peak memory", "environment change"], rows)
@@ -92,7 +98,6 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
 def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
     """What the gate would say about a results file against a baseline."""
     rows = []
-    pooled = baseline.pooled()
     profiles = load_profiles()
     gate = profiles[baseline.profile].gate if baseline.profile in profiles else GateSettings()
     for record in document.get("records", []):
@@ -105,12 +110,19 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
             continue
         current = {"time_s": record.get("time_s"), "step_s": record["stages"].get("step_s"),
                    "decode_s": record["stages"].get("decode_s"), **record.get("peak_memory", {})}
-        changes = fingerprint_changes(entry.current.fingerprint, record.get("fingerprint") or {})
-        verdict: RegressionVerdict = judge(entry.current.runs, current, gate, pooled, changes)
+        fingerprint = record.get("fingerprint") or {}
+        segment = entry.segment_for(fingerprint)  # as the gate does: this machine's newest segment
+        verdict: RegressionVerdict
+        if segment is None:
+            changes = machine_changes(entry.current.fingerprint, fingerprint)
+            verdict = judge(entry.current.runs, current, gate, machine_changes=changes)
+        else:
+            changes = software_changes(segment.fingerprint, fingerprint)
+            verdict = judge(segment.runs, current, gate, baseline.pooled(fingerprint), changes)
         by_metric = {m.metric: m for m in verdict.metrics}
         time_m = by_metric.get("time_s")
         memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
-        rows.append([record["nodeid"], verdict.verdict,
+        rows.append([record["nodeid"], f"new ({NO_MACHINE_BASELINE})" if verdict.machine_changes else verdict.verdict,
                      f"{format_value('time_s', time_m.current)} ({time_m.delta_pct:+.1f} %)" if time_m and time_m.delta_pct is not None else "-",
                      f"{format_value(memory_m.metric, memory_m.current)} ({memory_m.delta_pct:+.1f} %)" if memory_m and memory_m.delta_pct is not None else "-",
                      "; ".join(changes) or "-"])

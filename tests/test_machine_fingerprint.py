@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_i2v.baseline_store import AcceptedRun, BaselineEntry, Segment, read_baseline, update_baseline
+from pytest_i2v.baseline_store import AcceptedRun, BaselineEntry, BaselineFile, Segment, read_baseline, update_baseline
+from pytest_i2v.cli import diff_baselines, diff_results
 from pytest_i2v.fingerprint import (
     MACHINE_KEYS,
     SOFTWARE_KEYS,
@@ -182,6 +183,54 @@ def test_the_gate_reads_the_newest_segment_of_this_machine() -> None:
     assert entry.segment_for(avx2) is entry.segments[0]  # a runner of the other kind recorded last
     assert entry.segment_for(avx512) is entry.segments[1]
     assert entry.segment_for(stored("avx2 avx512f amx_tile")) is None
+
+
+def test_the_pooled_noise_comes_from_this_machines_segments_only() -> None:
+    quiet, noisy = stored("avx2"), stored("avx2 avx512_bf16 avx512f")
+    entries = {f"t.py::test_{i}": BaselineEntry(f"t.py::test_{i}", "abc", {}, [
+        Segment(quiet, [{"time_s": 1.0}, {"time_s": 1.01}, {"time_s": 0.99}]),
+        Segment(noisy, [{"time_s": 1.0}, {"time_s": 2.0}, {"time_s": 0.5}]),  # recorded last: the "current"
+    ]) for i in range(3)}
+    baseline = BaselineFile("cpu", entries)
+    on_quiet, on_noisy = baseline.pooled(quiet)["time_s"], baseline.pooled(noisy)["time_s"]
+    assert on_quiet is not None and on_noisy is not None
+    assert on_quiet.variance < 0.001 < on_noisy.variance  # the quiet machine does not borrow the other's noise
+    assert baseline.pooled()["time_s"] == on_noisy  # without a fingerprint: the newest segments, as before
+    assert baseline.pooled(stored("avx2 amx_tile"))["time_s"] is None  # a third machine has no history
+
+
+def test_baseline_diff_against_results_reads_this_machines_segment(tmp_path: Path) -> None:
+    avx2, avx512 = stored("avx2"), stored("avx2 avx512_bf16 avx512f")
+    path = tmp_path / "cpu.yaml"
+    config = {"width": 64, "steps": 2, "dtype": "fp32"}
+    update_baseline(path, "cpu", [AcceptedRun("t.py::test_a", config, avx2, {"time_s": t, "commit": None})
+                                  for t in (1.0, 1.01, 0.99)])
+    update_baseline(path, "cpu", [AcceptedRun("t.py::test_a", config, avx512, {"time_s": t, "commit": None})
+                                  for t in (4.0, 4.04, 3.96)])  # a faster-to-regress history, last
+    baseline = read_baseline(path, "cpu")
+
+    def results(fingerprint: dict[str, Any], time_s: float) -> dict[str, Any]:
+        return {"records": [{"nodeid": "t.py::test_a", "outcome": "ok", "time_s": time_s, "stages": {},
+                             "peak_memory": {}, "fingerprint": fingerprint}]}
+
+    # on the avx2 machine, 4.0 s is judged against the avx2 runs (1.0 s), not the newest segment
+    assert "| t.py::test_a | regressed |" in diff_results(baseline, results(avx2, 4.0))
+    assert "| t.py::test_a | pass |" in diff_results(baseline, results(avx512, 4.0))
+    other = diff_results(baseline, results(stored("avx2 amx_tile"), 40.0))
+    assert f"| t.py::test_a | new ({NO_MACHINE_BASELINE}) |" in other and "cpu_isa" in other
+
+
+def test_baseline_diff_of_two_files_never_subtracts_two_machines(tmp_path: Path) -> None:
+    config = {"width": 64, "steps": 2, "dtype": "fp32"}
+    files = {}
+    for name, fingerprint, time_s in (("old", stored("avx2"), 1.0), ("same", stored("avx2"), 1.5),
+                                      ("other", stored("avx2 avx512f"), 3.0)):
+        update_baseline(tmp_path / f"{name}.yaml", "cpu", [AcceptedRun("t.py::test_a", config, fingerprint,
+                                                                        {"time_s": time_s, "commit": None})])
+        files[name] = read_baseline(tmp_path / f"{name}.yaml", "cpu")
+    assert "(+50.0 %)" in diff_baselines(files["old"], files["same"])
+    table = diff_baselines(files["old"], files["other"])
+    assert "| t.py::test_a | another machine | 1.00 s -> 3.00 s (-) |" in table and "cpu_isa avx2 -> avx2 avx512f" in table
 
 
 # -- the baseline store --------------------------------------------------------------------------------
