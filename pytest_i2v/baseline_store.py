@@ -21,7 +21,7 @@ import yaml
 from filelock import FileLock
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.fingerprint import same_machine, software_changes
+from pytest_i2v.fingerprint import machine_changes, same_machine, software_changes
 from pytest_i2v.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
 from pytest_i2v.profiles import validate_profile_name
 from pytest_i2v.storage import check_schema, write_text_atomic
@@ -122,6 +122,14 @@ class BaselineFile:
             metric: pooled_noise([[r.get(metric) for r in s.runs] for s in segments if s is not None])
             for metric in TIME_METRICS
         }
+
+    def machine_coverage(self, environment: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]]:
+        """(the tests with runs measured on the machine of ``environment``, and how the newest
+        segment's machine differs when none has any): what CI's gate reads to choose its mode."""
+        covered = [nodeid for nodeid, entry in sorted(self.entries.items())
+                   if (segment := entry.segment_for(environment)) is not None and segment.runs]
+        newest = [e.current.fingerprint for e in self.entries.values() if e.current]
+        return covered, (() if covered or not newest else machine_changes(newest[0], environment))
 
     def find_by_config(self, cid: str) -> list[str]:
         return [nodeid for nodeid, entry in self.entries.items() if entry.config_id == cid]

@@ -2,6 +2,7 @@
 
     python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
     python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
+    python -m pytest_i2v baseline match PROFILE|FILE [--device cuda:N]  (exit 0: it has runs from this machine)
     python -m pytest_i2v recommend results.json [--pipeline NAME]  (a recommendation matrix per pipeline, with its fit error)
     python -m pytest_i2v report results.json -o report.html
     python -m pytest_i2v compare a.json b.json [-o comparison.html]
@@ -129,10 +130,37 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
     return markdown_table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change"], rows)
 
 
+def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tuple[bool, str]:
+    """(whether ``baseline`` has runs from this machine, one line saying so)."""
+    covered, differences = baseline.machine_coverage(environment)
+    if covered:
+        return True, f"{where}: {len(covered)} of {len(baseline.entries)} tests have runs from this machine: gate on the baseline"
+    why = f" ({'; '.join(differences)})" if differences else ""
+    return False, (f"{where}: no runs from this machine{why}; compare base and head with "
+                   f"python -m pytest_i2v ab instead")
+
+
+def _this_machine(device: str) -> dict[str, Any]:
+    from pytest_i2v.fingerprint import collect_environment
+    from pytest_i2v.measure.device import TorchRuntime
+
+    runtime = TorchRuntime()
+    name = device if device != "auto" else "cuda:0" if runtime.cuda_count() else "cpu"
+    return collect_environment(name, runtime.open(name).info())
+
+
 def _cmd_baseline(args: argparse.Namespace) -> str:
     directory = Path(args.dir)
     if args.action == "show":
         return show(_baseline_from_arg(args.target, directory))
+    if args.action == "match":
+        path = Path(args.target) if Path(args.target).suffix in (".yaml", ".yml") else baseline_path(directory, args.target)
+        if path.is_file():
+            matched, line = match(read_baseline(path), str(path), _this_machine(args.device))
+        else:  # a missing file is an answer here (no baseline matches), not a usage error
+            matched, line = False, f"{path}: no baseline file; compare base and head with python -m pytest_i2v ab instead"
+        print(line)
+        raise SystemExit(0 if matched else 1)
     old_arg, new_arg = args.target, args.other
     if new_arg is None:
         raise I2VUsageError("baseline diff needs two arguments: OLD NEW (baseline files/profiles, or a baseline and a results JSON)")
@@ -233,10 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
     commands = parser.add_subparsers(dest="command", required=True)
     baseline = commands.add_parser("baseline", help="print or compare per-profile baselines")
-    baseline.add_argument("action", choices=("show", "diff"))
+    baseline.add_argument("action", choices=("show", "diff", "match"),
+                          help="match: exit 0 when the baseline has runs from this machine, 1 when not (CI picks "
+                               "the A/B mode then)")
     baseline.add_argument("target", help="a profile name (looked up in --dir) or a baseline YAML file")
     baseline.add_argument("other", nargs="?", help="diff: the newer baseline (profile or YAML) or a results JSON")
     baseline.add_argument("--dir", default="baselines", help="baseline directory (default: baselines)")
+    baseline.add_argument("--device", default="auto", help="match: the device whose machine to look for "
+                                                           "(default: cuda:0 where there is one, else cpu)")
     baseline.set_defaults(handler=_cmd_baseline)
     rec = commands.add_parser("recommend", help="the recommendation matrix fitted on a results JSON")
     rec.add_argument("results", help="a results JSON written by --i2v-json")

@@ -20,6 +20,7 @@ from pytest_i2v.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
 NAMES = ("tests.yml", "gpu-gate.yml", "rebaseline.yml", "nightly.yml")
+NUMERIC_VARIABLES = {"AB_ROUNDS", "RUNS"}  # shell variables the commands pass to integer options
 
 
 def load(name: str) -> dict[str, Any]:
@@ -39,8 +40,9 @@ def commands(script: str) -> list[list[str]]:
     joined = re.sub(r"\\\n\s*", " ", script)
     found = []
     for line in joined.splitlines():
-        line = line.split(" | ")[0].split(" > ")[0].strip()
+        line = line.split(" || ")[0].split(" | ")[0].split(" > ")[0].strip()
         if re.search(r"python -m (pytest|pytest_i2v)\b", line) and not line.startswith(("#", "echo")):
+            line = re.sub(r'"\$(\w+)"', lambda m: '"1"' if m.group(1) in NUMERIC_VARIABLES else f'"X{m.group(1)}"', line)
             found.append(shlex.split(line.replace('"$', '"X').replace("$(", "(")))
     return found
 
@@ -94,8 +96,70 @@ def test_gate_runs_one_job_per_profile_on_gpu_runners() -> None:
     job = load("gpu-gate.yml")["jobs"]["gate"]
     assert job["runs-on"] == ["self-hosted", "linux", "gpu-${{ matrix.profile }}"]
     assert set(job["strategy"]["matrix"]["profile"]) >= {"rtx4090", "a100-80gb", "h100-80gb"}
-    assert job["timeout-minutes"] <= 60 and job["env"]["HF_HUB_OFFLINE"] == "1"
+    assert step("gpu-gate.yml", "Run the gate")["timeout-minutes"] <= 60 and job["env"]["HF_HUB_OFFLINE"] == "1"
+    ab = step("gpu-gate.yml", "Run A/B against the target branch")
+    assert ab["timeout-minutes"] < job["timeout-minutes"] <= 180
     assert load("gpu-gate.yml")["concurrency"]["cancel-in-progress"] is True
+
+
+def test_gate_has_a_mode_input_and_runs_one_of_the_two() -> None:
+    workflow: dict[Any, Any] = load("gpu-gate.yml")
+    triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads "on" as true
+    mode = triggers["workflow_dispatch"]["inputs"]["mode"]
+    assert mode["options"] == ["auto", "baseline", "ab"] and mode["default"] == "auto"
+    assert "pull_request" in triggers
+    assert step("gpu-gate.yml", "Run the gate")["if"] == "steps.mode.outputs.mode == 'baseline'"
+    assert step("gpu-gate.yml", "Run A/B against the target branch")["if"] == "steps.mode.outputs.mode == 'ab'"
+    from pytest_i2v.ab_stats import DEFAULT_ROUNDS
+
+    assert f"'{DEFAULT_ROUNDS}'" in load("gpu-gate.yml")["jobs"]["gate"]["env"]["AB_ROUNDS"]
+
+
+def _this_machines_baseline(path: Path, isa: str | None = None) -> None:
+    """A one-test baseline for ``path``'s profile with this machine's fingerprint (``isa``: another CPU's flags)."""
+    from pytest_i2v.baseline_store import AcceptedRun, update_baseline
+    from pytest_i2v.fingerprint import collect_environment
+
+    environment = collect_environment("cpu")
+    if isa is not None:
+        environment["cpu_isa"] = isa
+    update_baseline(path, path.stem, [AcceptedRun("suites/t.py::test_a", {"width": 64}, environment,
+                                                  {"time_s": 1.0, "commit": None})])
+
+
+@pytest.mark.parametrize(("requested", "baseline", "expected"), [
+    ("auto", "this machine", "baseline"),
+    ("auto", "another cpu", "ab"),
+    ("auto", "none", "ab"),
+    ("ab", "this machine", "ab"),
+    ("baseline", "none", "baseline"),
+])
+def test_the_gate_chooses_its_mode_per_runner(tmp_path: Path, requested: str, baseline: str, expected: str) -> None:
+    work = _sandbox(tmp_path)
+    path = work / "baselines" / "cpu.yaml"
+    path.unlink()
+    if baseline != "none":
+        _this_machines_baseline(path, None if baseline == "this machine" else "avx512_bf16 amx_tile")
+    output, summary = tmp_path / "output", tmp_path / "summary.md"
+    completed = _run(step("gpu-gate.yml", "Choose the mode")["run"], work, {
+        "PROFILE": "cpu", "REQUESTED": requested, "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)})
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert output.read_text() == f"mode={expected}\n"
+    assert summary.read_text() == f"pytest-i2v gate mode on cpu: {expected}\n"
+    if requested == "auto":  # the one line saying why
+        assert ("runs from this machine: gate on the baseline" if expected == "baseline"
+                else "python -m pytest_i2v ab instead") in completed.stdout
+    if baseline == "another cpu":
+        assert "cpu_isa" in completed.stdout
+
+
+def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(tmp_path: Path) -> None:
+    work = _sandbox(tmp_path)
+    (work / "baselines" / "cpu.yaml").write_text("schema: something-else\n")  # unreadable: exit 4, not 1
+    output = tmp_path / "output"
+    completed = _run(step("gpu-gate.yml", "Choose the mode")["run"], work, {
+        "PROFILE": "cpu", "REQUESTED": "auto", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(tmp_path / "s")})
+    assert completed.returncode == 4 and not output.exists(), completed.stdout + completed.stderr
 
 
 def _sandbox(tmp_path: Path) -> Path:
@@ -152,3 +216,26 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
     assert found, body
     before, after = int(found.group(1)), int(found.group(2))
     assert before >= 3 and after in (before + 2, 2), body
+
+
+def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
+    """The A/B step as the workflow runs it: a checkout whose target branch is origin/main, the
+    target's baselines copied in (then put back), two ABBA rounds of one sweep test."""
+    work = _sandbox(tmp_path)
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"], ["update-ref", "refs/remotes/origin/main", "HEAD"]):
+        subprocess.run([*git, *argv], cwd=work, check=True, capture_output=True)
+    (work / "baselines" / "cpu.yaml").write_text("copied from the target branch\n")  # dirty, as after that step
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("")
+    completed = _run(step("gpu-gate.yml", "Run A/B against the target branch")["run"], work, {
+        "PROFILE": "cpu", "I2V_MODEL": "tiny", "BASE_REF": "main", "AB_ROUNDS": "2", "GITHUB_STEP_SUMMARY": str(summary),
+        "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0", "OMP_NUM_THREADS": "1",
+    })
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    written = (work / "out" / "ab" / "ab.md").read_text()
+    assert "### A/B: 0 regressed" in written and r"resolution\_sweep\[256p\]" in written  # Markdown-escaped
+    assert written in summary.read_text()
+    assert (work / "baselines" / "cpu.yaml").read_text() != "copied from the target branch\n"  # put back
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=work, capture_output=True, text=True, check=True)
+    assert len(worktrees.stdout.splitlines()) == 1  # the A/B worktrees are gone
