@@ -24,6 +24,7 @@ from pytest_i2v.ab_stats import (
 )
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.report.ab import ab_document, render_ab_html, render_ab_markdown
+from pytest_i2v.report.compare import render_compare_html
 
 BASE = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.01, 1.00]
 JITTER = [1.0, 0.995, 1.004, 0.998, 1.003, 1.0, 0.997, 1.002]  # +-0.5 % per round
@@ -179,6 +180,11 @@ def test_html_names_the_regression_and_escapes_a_hostile_nodeid() -> None:
     assert "<b>evil</b>" not in page
     assert 'class="regressed"' in page and "tests/a.py::test_slow" in page
     assert "http://" not in page and "https://" not in page  # self-contained
+    # the compare page extended: its layout and styles, the paired table as the body
+    compare_page = render_compare_html({"a": {"environment": {}, "profile": {}}, "b": {"environment": {}, "profile": {}},
+                                        "environment_changes": [], "rows": []}, "a.json", "b.json")
+    style = compare_page[compare_page.index("<style>"):compare_page.index("</style>")]
+    assert style in page and "<title>pytest-i2v A/B: HEAD~1 vs &lt;b&gt;evil&lt;/b&gt;</title>" in page
     markdown = render_ab_markdown(compare_rounds(base_docs, head_docs), META)
     assert "<script>" not in markdown
 
