@@ -74,8 +74,9 @@ class RunConditions:
 
     repeats: tuple[RepeatConditions, ...]
     marks: tuple[tuple[str, ...], ...]
-    median_sm_clock_mhz: float | None
+    median_sm_clock_mhz: float | None  # over every repeat: the clock under the run's median time
     locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks: the clock the GPU was held at
+    reference_sm_clock_mhz: float | None = None  # what "off the median" is measured from (see assess)
 
     @property
     def marked(self) -> tuple[bool, ...]:
@@ -106,7 +107,7 @@ class RunConditions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary, "median_sm_clock_mhz": self.median_sm_clock_mhz,
-                "locked_sm_clock_mhz": self.locked_sm_clock_mhz,
+                "locked_sm_clock_mhz": self.locked_sm_clock_mhz, "reference_sm_clock_mhz": self.reference_sm_clock_mhz,
                 "repeats": [r.to_dict() for r in self.repeats], "marks": [list(m) for m in self.marks]}
 
     @classmethod
@@ -114,22 +115,44 @@ class RunConditions:
         return cls(repeats=tuple(RepeatConditions.from_dict(r) for r in data.get("repeats") or ()),
                    marks=tuple(tuple(m) for m in data.get("marks") or ()),
                    median_sm_clock_mhz=data.get("median_sm_clock_mhz"),
-                   locked_sm_clock_mhz=data.get("locked_sm_clock_mhz"))
+                   locked_sm_clock_mhz=data.get("locked_sm_clock_mhz"),
+                   reference_sm_clock_mhz=data.get("reference_sm_clock_mhz"))
+
+
+def clock_label(conditions: Mapping[str, Any] | None) -> str | None:
+    """What the report and the terminal print beside the time: the median SM clock over the run, the
+    lock, and the conditions when they were not stable ("1410 MHz, throttled (thermal, 2 of 5
+    repeats)"); None for a record without conditions (the CPU)."""
+    if not conditions:
+        return None
+    run = RunConditions.from_dict(conditions)
+    parts = []
+    if run.median_sm_clock_mhz:
+        parts.append(f"{run.median_sm_clock_mhz:.0f} MHz")
+    if run.locked_sm_clock_mhz:
+        parts.append(f"locked at {run.locked_sm_clock_mhz:.0f} MHz")
+    if run.summary != "stable":
+        parts.append(run.summary)
+    return ", ".join(parts) or None
 
 
 def assess(repeats: Sequence[RepeatConditions], locked_sm_clock_mhz: float | None = None,
            tolerance: float = CLOCK_TOLERANCE) -> RunConditions:
     """Mark each repeat taken under a throttle reason, or with its SM clock more than ``tolerance``
-    off the run's median SM clock ("clock")."""
+    off the reference clock ("clock"): the median SM clock of the repeats without a throttle reason
+    where there are any, so that when most repeats ran throttled the card's own clock is the
+    reference and the stable minority is not marked for being off the throttled majority."""
     clocks = [r.sm_clock_mhz for r in repeats if r.sm_clock_mhz]
-    median = float(statistics.median(clocks)) if clocks else None
+    unthrottled = [r.sm_clock_mhz for r in repeats if r.sm_clock_mhz and not r.reasons]
+    reference = float(statistics.median(unthrottled or clocks)) if clocks else None
     marks: list[tuple[str, ...]] = []
     for repeat in repeats:
         mark = list(repeat.reasons)
-        if median and repeat.sm_clock_mhz and abs(repeat.sm_clock_mhz / median - 1.0) > tolerance:
+        if reference and repeat.sm_clock_mhz and abs(repeat.sm_clock_mhz / reference - 1.0) > tolerance:
             mark.append("clock")
         marks.append(tuple(mark))
-    return RunConditions(tuple(repeats), tuple(marks), median, locked_sm_clock_mhz)
+    median = float(statistics.median(clocks)) if clocks else None
+    return RunConditions(tuple(repeats), tuple(marks), median, locked_sm_clock_mhz, reference)
 
 
 def stable_values(values: Sequence[float | None], marked: Sequence[bool]) -> list[float]:

@@ -35,6 +35,11 @@ MACHINE_KEYS = GPU_MACHINE_KEYS + CPU_MACHINE_KEYS
 # What ran on it: a change is judged by the env policy (warn | fail | ignore).
 SOFTWARE_KEYS = ("driver", "cuda", "cudnn", "torch", "diffusers", "transformers", "python", "plugin")
 
+# --i2v-lock-clocks: "locked <SM clock> MHz". A software key present only when the clocks were locked, so a
+# locked run against an unlocked baseline is an environment change, and runs without the lock (every
+# baseline written before it existed) compare as before.
+GPU_CLOCKS_KEY = "gpu_clocks"
+
 # Keys of the environment that decide whether two runs are comparable.
 FINGERPRINT_KEYS = GPU_MACHINE_KEYS + SOFTWARE_KEYS
 CPU_FINGERPRINT_KEYS = CPU_MACHINE_KEYS  # added on the CPU, where the processor is the "GPU"
@@ -174,20 +179,25 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
         keys += CPU_FINGERPRINT_KEYS  # on the CPU the processor is the "GPU"
     extra = [k for k in environment if k not in _BASE_ENVIRONMENT_KEYS]
     fingerprint = {key: environment.get(key) for key in keys + extra}
+    if environment.get(GPU_CLOCKS_KEY) is not None:
+        fingerprint[GPU_CLOCKS_KEY] = environment[GPU_CLOCKS_KEY]
     fingerprint["dtype"] = config.get("dtype")
     # a diffusers attention backend named by the mark (attention=...), else the one the memory options imply
     fingerprint["attention"] = config.get("attention") or attention_backend(config.get("memory") or ())
     return fingerprint
 
 
-def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str | None = None) -> dict[str, Any]:
+def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str | None = None,
+                        gpu_clocks: str | None = None) -> dict[str, Any]:
     """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU;
-    ``cpuinfo``: the text of /proc/cpuinfo (read here when not given)."""
+    ``cpuinfo``: the text of /proc/cpuinfo (read here when not given); ``gpu_clocks``: the clocks
+    --i2v-lock-clocks holds (``LockedClocks.label``), None when not locked (the key is then absent)."""
     import torch
 
     cpuinfo = cpuinfo if cpuinfo is not None else _read_cpuinfo()
     gpu_name, gpu_memory_gib = (gpu.name, gpu.total_bytes / 2**30) if gpu is not None else (None, None)
     power_limit = gpu.power_limit_w if gpu is not None else None
+    locked = {GPU_CLOCKS_KEY: gpu_clocks} if gpu_clocks is not None else {}
     return {
         "device": device,
         "gpu_name": gpu_name,
@@ -208,10 +218,11 @@ def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str
         "cpu_physical_cores": (parse_physical_cores(cpuinfo) if cpuinfo else None) or os.cpu_count(),
         "cpu_threads": torch.get_num_threads(),
         "plugin": pytest_i2v.__version__,
+        **locked,
     }
 
 
 # Everything collect_environment reports; other keys come from pytest_i2v_environment hooks.
 _BASE_ENVIRONMENT_KEYS = frozenset({
-    "device", *FINGERPRINT_KEYS, *CPU_FINGERPRINT_KEYS, "machine", "profile",
+    "device", *FINGERPRINT_KEYS, *CPU_FINGERPRINT_KEYS, GPU_CLOCKS_KEY, "machine", "profile",
 })

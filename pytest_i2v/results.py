@@ -48,6 +48,7 @@ class GenerationRecord:
     roofline: dict[str, Any] | None = None  # achieved TFLOP/s of the denoising loop vs the datasheet peak
     memory_start: dict[str, Any] | None = None  # measure.memory.MemoryLevel: where the measurement started
     decision: dict[str, Any] | None = None  # outcome.Outcome: what the test comes to, decided once
+    conditions: dict[str, Any] | None = None  # conditions.RunConditions: the GPU per repeat (None on the CPU)
 
     @classmethod
     def from_measurement(
@@ -56,6 +57,7 @@ class GenerationRecord:
         config = measurement.spec.to_dict()
         config.update(model)  # source, provenance, dtype actually used, device
         notes = [measurement.nvml_note] if measurement.nvml_note else []
+        conditions = measurement.conditions
         fast = None
         if measurement.predicted:
             fast = {"predicted": True, "measured_steps": measurement.measured_steps, "steps": measurement.spec.steps,
@@ -75,6 +77,7 @@ class GenerationRecord:
             oom=measurement.oom.to_dict() if measurement.oom else None, notes=notes, wall_s=measurement.wall_s,
             mode="fast" if fast else "full", fast=fast, ci_pct=measurement.ci_pct, adaptive=adaptive,
             memory_start=measurement.start.to_dict() if measurement.start else None,
+            conditions=conditions.to_dict() if conditions is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +89,7 @@ class GenerationRecord:
             "config_id": self.config_id, "fingerprint": self.fingerprint, "verdict": self.verdict,
             "latency_class": self.latency_class, "budget": self.budget, "baseline_history": self.baseline_history,
             "mode": self.mode, "fast": self.fast, "ci_pct": self.ci_pct, "adaptive": self.adaptive, "roofline": self.roofline,
-            "memory_start": self.memory_start, "decision": self.decision,
+            "memory_start": self.memory_start, "decision": self.decision, "conditions": self.conditions,
         }
 
     @classmethod
@@ -99,6 +102,8 @@ class GenerationRecord:
                                         ("i2v_measured", self.outcome)]
         if self.verdict:
             props.append(("i2v_verdict", self.verdict["verdict"]))
+        if self.conditions:
+            props.append(("i2v_conditions", self.conditions["summary"]))
         for name, value in (
             ("i2v_time_s", self.time_s), ("i2v_gen_fps", self.gen_fps), ("i2v_step_s", self.stages.get("step_s")),
             ("i2v_peak_allocated_bytes", self.peak_memory.get("allocated_bytes")),

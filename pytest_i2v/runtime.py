@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from pytest_i2v.conditions import clock_label
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.explain import short_deltas
 from pytest_i2v.gate_loop import GateLoop
 from pytest_i2v.inputs import load_input_image, synthetic_portrait
+from pytest_i2v.measure.clocks import LockedClocks, lock_clocks
 from pytest_i2v.measure.device import Device, DeviceRuntime
 from pytest_i2v.outcome import Outcome
 from pytest_i2v.outputs import Outputs
@@ -145,7 +147,8 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
     try:
         plan = plan_run(settings, load_profiles(settings.profile_dir), runtime, _worker_device(config, settings, runtime))
         device = runtime.open(plan.device)
-        environment = collect_environment(plan.device, plan.gpu)
+        locked = _lock_clocks(config, settings, device)
+        environment = collect_environment(plan.device, plan.gpu, gpu_clocks=locked.label if locked else None)
         environment["profile"] = plan.profile.name
         config.hook.pytest_i2v_environment(environment=environment)
         inipath = config.inipath
@@ -153,6 +156,22 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
         return I2VRun(config, settings, plan, device, environment, baseline_dir)
     except I2VUsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _lock_clocks(config: pytest.Config, settings: Settings, device: Device) -> LockedClocks | None:
+    """--i2v-lock-clocks, in the process that measures (an xdist worker, not the controller): lock the
+    device's clocks and restore them when pytest unconfigures, which it does after a failure or Ctrl-C too."""
+    if not settings.lock_clocks or _is_xdist_controller(config):
+        return None
+    clocks = lock_clocks(device)
+    if clocks is None:
+        return None
+    config.add_cleanup(clocks.restore)
+    return clocks.locked
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
 
 
 def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRuntime) -> str | None:
@@ -180,7 +199,9 @@ def describe(record: GenerationRecord) -> str:
     memory = f"{peak.bytes / 2**20:.0f} MiB" if peak.bytes is not None else "-"
     predicted = f" predicted from {record.fast['measured_steps']} of {record.fast['steps']} steps" if record.fast else ""
     step = record.stages.get("step_s")
-    return (f"median {record.time_s:.3f} s{predicted} over {record.repeats} repeats ({record.latency_class}), "
+    clock = clock_label(record.conditions)
+    return (f"median {record.time_s:.3f} s{predicted} over {record.repeats} repeats ({record.latency_class})"
+            f"{f', SM clock {clock}' if clock else ''}, "
             f"{record.gen_fps or 0:.2f} frames/s, step {(step or 0) * 1000:.1f} ms, peak {memory} ({peak.label})")
 
 

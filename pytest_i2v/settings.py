@@ -208,6 +208,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--i2v-allow-pickle", "i2v_allow_pickle", "allow_pickle",
                "let from_pretrained load pickle weights (.bin/.pt/.ckpt), which can run code; safetensors only otherwise",
                _bool, False, is_flag=True),
+    OptionSpec("--i2v-lock-clocks", "i2v_lock_clocks", "lock_clocks",
+               "lock the GPU's SM clock (and memory clock where supported) at its default applications clock through "
+               "NVML for the session, restored at its end; needs root (else one warning, and the run goes on unlocked)",
+               _bool, False, is_flag=True),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -236,6 +240,7 @@ class Settings:
     safety_margin_gb: float = 2.0
     gpus: tuple[int, ...] | None = None
     allow_pickle: bool = False
+    lock_clocks: bool = False
     fast: bool = False
     fast_steps: int = 5
     target_ci_pct: float | None = None

@@ -2,9 +2,10 @@
 
 Only for the tests and ``gpu-check --dry-run``: ``pytest -p pytest_i2v.simulated_plugin``. The
 cards come from ``PYTEST_I2V_SIMULATED_GPUS`` (a JSON list of ``SimulatedGpu`` fields; one H200
-when unset). Pipelines compute on the CPU; their weights count as resident on the simulated GPU
-unless an offload mode keeps them on the host, and each denoiser/decoder forward holds
-activations sized by its input."""
+when unset); throttling is driven there too: ``[{"throttled": {"2": {"reasons_mask": 32}}}]``
+throttles the device's second generation (see ``SimulatedGpu``). Pipelines compute on the CPU;
+their weights count as resident on the simulated GPU unless an offload mode keeps them on the
+host, and each denoiser/decoder forward holds activations sized by its input."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ ENV_MEMORY_FRACTION = "PYTEST_I2V_SIMULATED_MEMORY_FRACTION"
 
 def runtime_from_env() -> SimulatedRuntime:
     raw = os.environ.get(ENV_GPUS, "")
-    gpus = [SimulatedGpu(**g) for g in json.loads(raw)] if raw.strip() else [SimulatedGpu()]
+    gpus = [SimulatedGpu.from_dict(g) for g in json.loads(raw)] if raw.strip() else [SimulatedGpu()]
     return SimulatedRuntime(gpus=gpus)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.measure.clocks import NvmlClocks
 
 # Where an NVML memory figure comes from: this process (per-process accounting), the whole device
 # (containers, MIG, old drivers hide per-process figures), or nowhere.
@@ -89,6 +90,11 @@ class Device(Protocol):
 
     def nvml_memory(self) -> NvmlReading: ...
 
+    def nvml_clocks(self) -> NvmlClocks | None:
+        """The clocks and conditions through NVML (one object per device, which holds a lock); None
+        without NVML."""
+        ...
+
     @property
     def nvml_note(self) -> str | None: ...
 
@@ -133,6 +139,9 @@ class CpuDevice:
 
     def nvml_memory(self) -> NvmlReading:
         return NvmlReading(None, "unavailable")
+
+    def nvml_clocks(self) -> NvmlClocks | None:
+        return None
 
 
 class CudaEventClock:
@@ -217,6 +226,7 @@ class CudaDevice:
         self._torch_device = torch.device("cuda", index)
         self._nvml_module = nvml
         self._nvml: NvmlHandle | None = None
+        self._clocks: NvmlClocks | None = None
 
     def activate(self) -> contextlib.AbstractContextManager[None]:
         import torch
@@ -277,31 +287,38 @@ class CudaDevice:
         handle = self._handle()
         if not handle.available:
             return None
-        nvml = self._nvml_module
-        if nvml is None:
-            import pynvml
-
-            nvml = pynvml
+        nvml = self._nvml_library()
         for query in ("nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetPowerManagementLimit"):
             with contextlib.suppress(Exception):  # not supported on this board or driver: try the next
                 return float(getattr(nvml, query)(handle.handle)) / 1000.0  # NVML reports milliwatts
         return None
 
+    def _nvml_library(self) -> Any:
+        """The NVML module given (a stand-in in tests), else pynvml."""
+        if self._nvml_module is None:
+            import pynvml
+
+            self._nvml_module = pynvml
+        return self._nvml_module
+
     def _handle(self) -> NvmlHandle:
         if self._nvml is None:
             import torch
 
-            nvml = self._nvml_module
-            if nvml is None:
-                import pynvml
-
-                nvml = pynvml
             uuid = getattr(torch.cuda.get_device_properties(self.index), "uuid", None)
-            self._nvml = NvmlHandle(nvml, str(uuid) if uuid else None, self.index)
+            self._nvml = NvmlHandle(self._nvml_library(), str(uuid) if uuid else None, self.index)
         return self._nvml
 
     def nvml_memory(self) -> NvmlReading:
         return self._handle().read()
+
+    def nvml_clocks(self) -> NvmlClocks | None:
+        handle = self._handle()
+        if not handle.available:
+            return None
+        if self._clocks is None:
+            self._clocks = NvmlClocks(self._nvml_library(), handle.handle, self.name)
+        return self._clocks
 
     @property
     def nvml_note(self) -> str | None:

@@ -14,6 +14,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pytest_i2v.conditions import RepeatConditions
+from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_conditions
 from pytest_i2v.measure.device import Device
 
 NVML_SAMPLE_PERIOD_S = 0.01
@@ -141,12 +143,15 @@ def start_level(device: Device) -> MemoryLevel:
 
 
 class NvmlSampler:
-    """Samples the device's NVML memory every 10 ms on a background thread while a repeat runs."""
+    """Samples the device's NVML memory, and its conditions (clocks, temperature, power, throttle
+    reasons), every 10 ms on a background thread while a repeat runs."""
 
     def __init__(self, device: Device):
         self._device = device
         self._peak = 0
         self._scope: str | None = None
+        self._clocks: NvmlClocks | None = None
+        self._readings: list[ConditionsReading] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -156,6 +161,11 @@ class NvmlSampler:
             self._stop.wait(NVML_SAMPLE_PERIOD_S)
 
     def _take(self) -> None:
+        if self._clocks is not None:
+            try:
+                self._readings.append(self._clocks.read())
+            except Exception:  # read() does not raise; a stand-in might, and must not stop the measurement
+                pass
         try:
             reading = self._device.nvml_memory()
         except Exception:  # a failing NVML must never stop a measurement (the device keeps the note)
@@ -169,9 +179,14 @@ class NvmlSampler:
         self._peak = max(self._peak, reading.used_bytes)
 
     def start(self) -> None:
+        self._readings = []
         if not self._device.is_cuda:
             return
         self._peak, self._scope = 0, None
+        try:
+            self._clocks = self._device.nvml_clocks()
+        except Exception:
+            self._clocks = None
         self._stop.clear()
         self._take()
         self._thread = threading.Thread(target=self._loop, name="i2v-nvml-sampler", daemon=True)
@@ -188,6 +203,13 @@ class NvmlSampler:
         if not self._peak:
             return None, "unavailable"
         return self._peak, self._scope
+
+    def conditions(self) -> RepeatConditions | None:
+        """The last repeat's conditions (after ``stop``): None on the CPU; on a GPU without NVML, a
+        ``RepeatConditions`` that read nothing."""
+        if not self._device.is_cuda:
+            return None
+        return repeat_conditions(self._readings)
 
 
 def device_peak(device: Device, nvml: tuple[int | None, str | None], rss: int) -> PeakMemory:

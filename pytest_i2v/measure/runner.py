@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from scipy import stats
 
+from pytest_i2v.conditions import RepeatConditions, RunConditions, assess
 from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.measure.device import Device, TorchRuntime
 from pytest_i2v.measure.memory import (
@@ -62,6 +63,7 @@ class RepeatSample:
     step_s: tuple[float, ...]
     decode_s: float | None
     peak: PeakMemory
+    conditions: RepeatConditions | None = None  # the GPU under this repeat (None on the CPU)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,14 @@ class Measurement:
     adaptive: AdaptiveRepeats | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     start: MemoryLevel | None = None  # the memory level this test's measurement started from
+    locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks held the SM clock here
+
+    @property
+    def conditions(self) -> RunConditions | None:
+        """The GPU's conditions per repeat and the repeats to distrust; None on the CPU."""
+        if all(s.conditions is None for s in self.samples):
+            return None
+        return assess([s.conditions or RepeatConditions() for s in self.samples], self.locked_sm_clock_mhz)
 
     @property
     def predicted(self) -> bool:
@@ -235,7 +245,7 @@ class GenerationRunner:
         stages = recorder.times()
         sample = RepeatSample(
             total_s=total, encode_s=stages.encode_s, step_s=stages.step_s, decode_s=stages.decode_s,
-            peak=device_peak(device, nvml, self._rss.read()),
+            peak=device_peak(device, nvml, self._rss.read()), conditions=self._nvml.conditions(),
         )
         return sample, frames
 
@@ -285,6 +295,8 @@ class GenerationRunner:
             # are gone, so this frees them too (inside the block it could not).
             free_device_memory(self.device)
             oom = replace(oom, before_bytes=before, after_free_bytes=self._memory_now())
+        clocks = self.device.nvml_clocks() if self.device.is_cuda else None
+        locked = clocks.locked if clocks is not None else None
         expected = (1, spec.frames, spec.height, spec.width, 3)
         if shape is not None and shape != expected:
             raise RuntimeError(f"the pipeline returned frames of shape {shape}, expected {expected}")
@@ -292,4 +304,5 @@ class GenerationRunner:
             spec=spec, outcome="oom" if oom else "ok", warmup=warmup, samples=tuple(samples), oom=oom,
             nvml_note=self.device.nvml_note if self.device.is_cuda else None, output_shape=shape,
             wall_s=time.perf_counter() - started, measured_steps=run_spec.steps, adaptive=adaptive, start=start,
+            locked_sm_clock_mhz=locked.sm_clock_mhz if locked is not None else None,
         )

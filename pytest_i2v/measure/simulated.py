@@ -4,22 +4,25 @@ The model computes on the CPU; memory is modelled like torch's caching allocator
 reserved that only ``empty_cache`` returns, peaks reset by ``reset_peak_stats``) plus what NVML
 adds (the CUDA context, other processes). Activations are blocks owned by Python objects, so a
 traceback that keeps frames alive keeps their memory allocated, as real tensors do. An allocation
-past the limit raises one of the real OOM forms. Used by the tests and ``gpu-check --dry-run``;
-a measurement run never uses it."""
+past the limit raises one of the real OOM forms. NVML's clocks, temperature, power and throttle
+reasons come from a ``SimulatedNvml`` that the real reading and locking code (``measure.clocks``)
+calls; a throttled generation reads throttled and runs slower. Used by the tests and
+``gpu-check --dry-run``; a measurement run never uses it."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_i2v.measure.clocks import NVML_CLOCK_MEM, NvmlClocks
 from pytest_i2v.measure.device import Clock, DeviceInfo, HostClock, NvmlReading, parse_device
 
 MiB = 2**20
 GiB = 2**30
-
 
 
 def simulated_oom(form: str, wanted: int) -> BaseException:
@@ -32,9 +35,27 @@ def simulated_oom(form: str, wanted: int) -> BaseException:
     return torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {wanted / MiB:.2f} MiB (simulated)")
 
 
+@dataclass(frozen=True)
+class SimulatedThrottle:
+    """How a throttled generation runs: NVML's reasons bitmask (0x20: SW thermal slowdown, 0x4: SW power
+    cap; see ``conditions.THROTTLE_BITS``), the SM clock it drops to, and what NVML reads meanwhile. Its
+    denoiser and decoder forwards take ``card clock / sm_clock_mhz`` times as long."""
+
+    reasons_mask: int = 0x20
+    sm_clock_mhz: float = 990.0
+    temperature_c: float | None = 90.0  # None: the card's nominal reading
+    power_w: float | None = None
+
+
 @dataclass
 class SimulatedGpu:
-    """The card being simulated and how its NVML behaves."""
+    """The card being simulated and how its NVML behaves.
+
+    Clocks, temperature and power are a simulated card's figures, not a datasheet's. ``throttled`` drives
+    throttling: generation number -> ``SimulatedThrottle``, where generations are counted per device
+    from 1, each warm-up and repeat the runner measures being one (a test with ``warmup=1`` and five
+    repeats throttles its 2nd and 4th repeats with ``{3: ..., 5: ...}``). ``clock_lock`` says what NVML
+    answers to a clock lock: "allowed", "no-permission" (not root) or "not-supported"."""
 
     name: str = "NVIDIA H200"
     total_bytes: int = 141 * 10**9
@@ -47,6 +68,94 @@ class SimulatedGpu:
     oom_form: str = "allocator"
     bytes_per_element: int = 4096  # scales the tiny model's activations to GPU-like sizes
     weight_scale: int = 4  # scales the tiny model's weights likewise (activations dominate, as at 1024p)
+    sm_clock_mhz: float = 1980.0  # the clock it runs at unlocked; the CPU's compute stands for work at it
+    # GPU time each denoiser/decoder forward adds at that clock: 0 keeps the tests quick; a test of timing
+    # under throttling sets it, so that the clock and not the CPU's noise decides the slow repeats.
+    forward_kernel_s: float = 0.0
+    base_clock_mhz: float = 1590.0  # NVML's default applications clock: what --i2v-lock-clocks locks at
+    mem_clock_mhz: float = 2619.0
+    temperature_c: float = 45.0
+    power_w: float = 350.0
+    throttled: dict[int, SimulatedThrottle] = field(default_factory=dict)
+    clock_lock: str = "allowed"
+    memory_clock_lock: bool = True  # whether NVML can lock the memory clock (NotSupported otherwise)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimulatedGpu:
+        """From JSON (``PYTEST_I2V_SIMULATED_GPUS``): ``throttled`` maps generation numbers (as strings)
+        to ``SimulatedThrottle`` fields."""
+        throttled = {int(k): SimulatedThrottle(**v) for k, v in (data.get("throttled") or {}).items()}
+        return cls(**{**data, "throttled": throttled})
+
+
+class NVMLError_NoPermission(Exception):  # pynvml's name, which the lock warning shows
+    """What pynvml raises when a call needs root."""
+
+
+class NVMLError_NotSupported(Exception):
+    """What pynvml raises when the board or driver cannot do it."""
+
+
+class SimulatedNvml:
+    """The pynvml functions ``measure.clocks`` calls, answered by a simulated device (the handle is the
+    device). Reads describe the generation under way; clock locks and resets are logged."""
+
+    def __init__(self, device: SimulatedCudaDevice):
+        self._device = device
+
+    def _refuse(self, kind: str) -> None:
+        if kind == "no-permission":
+            raise NVMLError_NoPermission("Insufficient Permissions")
+        if kind == "not-supported":
+            raise NVMLError_NotSupported("Not Supported")
+
+    def nvmlDeviceGetClockInfo(self, handle: Any, clock_type: int) -> int:
+        device = self._device
+        if clock_type == NVML_CLOCK_MEM:
+            return int(device.locked_mem_clock_mhz or device.gpu.mem_clock_mhz)
+        return int(device.sm_clock_now())
+
+    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
+        throttle = self._device.throttle_now()
+        hot = throttle.temperature_c if throttle is not None else None
+        return int(hot if hot is not None else self._device.gpu.temperature_c)
+
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        throttle = self._device.throttle_now()
+        drawn = throttle.power_w if throttle is not None else None
+        return int((drawn if drawn is not None else self._device.gpu.power_w) * 1000)  # milliwatts, as NVML
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
+        limit = self._device.gpu.power_limit_w
+        if limit is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return int(limit * 1000)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
+        throttle = self._device.throttle_now()
+        return throttle.reasons_mask if throttle is not None else 0
+
+    def nvmlDeviceGetDefaultApplicationsClock(self, handle: Any, clock_type: int) -> int:
+        gpu = self._device.gpu
+        return int(gpu.mem_clock_mhz if clock_type == NVML_CLOCK_MEM else gpu.base_clock_mhz)
+
+    def nvmlDeviceSetGpuLockedClocks(self, handle: Any, low: int, high: int) -> None:
+        self._device._log("nvmlDeviceSetGpuLockedClocks")
+        self._refuse(self._device.gpu.clock_lock)
+        self._device.locked_sm_clock_mhz = float(high)
+
+    def nvmlDeviceSetMemoryLockedClocks(self, handle: Any, low: int, high: int) -> None:
+        self._device._log("nvmlDeviceSetMemoryLockedClocks")
+        self._refuse(self._device.gpu.clock_lock if self._device.gpu.memory_clock_lock else "not-supported")
+        self._device.locked_mem_clock_mhz = float(high)
+
+    def nvmlDeviceResetGpuLockedClocks(self, handle: Any) -> None:
+        self._device._log("nvmlDeviceResetGpuLockedClocks")
+        self._device.locked_sm_clock_mhz = None
+
+    def nvmlDeviceResetMemoryLockedClocks(self, handle: Any) -> None:
+        self._device._log("nvmlDeviceResetMemoryLockedClocks")
+        self._device.locked_mem_clock_mhz = None
 
 
 class Block:
@@ -83,6 +192,24 @@ class SimulatedCudaDevice:
         self.limit_bytes = gpu.total_bytes - gpu.context_bytes
         self.weights: dict[str, Block] = {}
         self._live: list[Block] = []
+        self._started: list[float] = []  # when each forward under way began (to slow it down when throttled)
+        self.generation = 0  # generations run so far (see SimulatedGpu.throttled)
+        self._next_generation = False  # peaks were reset: the next forward starts a generation
+        self.locked_sm_clock_mhz: float | None = None
+        self.locked_mem_clock_mhz: float | None = None
+        self._clocks: NvmlClocks | None = None
+
+    # -- the simulated clocks -----------------------------------------------------------
+    def throttle_now(self) -> SimulatedThrottle | None:
+        """The throttle of the generation under way, or of the one about to start (the runner resets
+        the peaks, then starts sampling NVML, then generates)."""
+        return self.gpu.throttled.get(self.generation + (1 if self._next_generation else 0))
+
+    def sm_clock_now(self) -> float:
+        throttle = self.throttle_now()
+        if throttle is not None:
+            return throttle.sm_clock_mhz
+        return self.locked_sm_clock_mhz or self.gpu.sm_clock_mhz
 
     # -- the simulated allocator ------------------------------------------------------
     def _release(self, size: int) -> None:
@@ -95,6 +222,7 @@ class SimulatedCudaDevice:
             # allocated until the traceback is dropped.
             pending = list(self._live)  # noqa: F841 (kept alive by this frame, as tensors are)
             self._live.clear()
+            self._started.clear()
             raise simulated_oom(self.gpu.oom_form, size)
         memory.allocated += size
         memory.reserved = max(memory.reserved, memory.allocated)  # the cache grows and keeps its blocks
@@ -131,11 +259,21 @@ class SimulatedCudaDevice:
         # Transformers are called with keywords only (hidden_states=...), UNets positionally.
         sample: Any = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
         elements = int(sample.numel()) if hasattr(sample, "numel") else 1
+        if self._next_generation:
+            self.generation += 1
+            self._next_generation = False
         self._live.append(self.allocate(elements * self.gpu.bytes_per_element))
+        self._started.append(time.perf_counter())
 
     def _post_hook(self, module: Any, args: Any, output: Any) -> None:
         if self._live:
             self._live.pop().free()
+        if self._started:
+            # A forward's work is its CPU time plus the simulated kernel time, both at the card's clock; at a
+            # lower clock the same work takes proportionally longer.
+            elapsed = time.perf_counter() - self._started.pop()
+            work = elapsed + self.gpu.forward_kernel_s
+            time.sleep(max(work * self.gpu.sm_clock_mhz / self.sm_clock_now() - elapsed, 0.0))
 
     def place_weights(self, pipe: Any, components: tuple[str, ...] = (
             "unet", "transformer", "transformer_2", "vae", "text_encoder", "text_encoder_2", "image_encoder")) -> None:
@@ -173,6 +311,7 @@ class SimulatedCudaDevice:
 
     def reset_peak_stats(self) -> None:
         self._log("reset_peak_stats")
+        self._next_generation = True
         self.memory.peak_allocated = self.memory.allocated
         self.memory.peak_reserved = self.memory.reserved
 
@@ -207,6 +346,13 @@ class SimulatedCudaDevice:
         if mode == "device":
             return NvmlReading(process + self.gpu.other_process_bytes, "device")
         return NvmlReading(None, "unavailable")
+
+    def nvml_clocks(self) -> NvmlClocks | None:
+        if self.gpu.nvml not in ("process", "device"):
+            return None
+        if self._clocks is None:
+            self._clocks = NvmlClocks(SimulatedNvml(self), self, self.name)
+        return self._clocks
 
     @property
     def nvml_note(self) -> str | None:
