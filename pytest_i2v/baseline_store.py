@@ -29,7 +29,8 @@ from pytest_i2v.storage import check_schema, write_text_atomic
 BASELINE_SCHEMA = "pytest-i2v/baseline"
 BASELINE_SCHEMA_VERSION = 1
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
-RUN_FIELDS = ("date", "commit", "repeats", *TIME_METRICS, "encode_s", *MEMORY_METRICS, "device_scope")
+RUN_FIELDS = ("date", "commit", "repeats", *TIME_METRICS, "encode_s", *MEMORY_METRICS, "device_scope", "sm_clock_mhz",
+              "conditions")
 # What defines a generation: a change here means the old numbers no longer apply.
 CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed",
                     "pipeline", "attention")
@@ -68,6 +69,11 @@ def run_from_record(record: Mapping[str, Any], commit: str | None, date: str | N
         run[metric] = peak.get(metric)
     if peak.get("device_bytes") is not None:
         run["device_scope"] = peak.get("device_scope")  # NVML figures of different scopes are never compared
+    conditions = record.get("conditions") or {}  # a GPU's: the clock under the time, and any throttling
+    run["sm_clock_mhz"] = conditions.get("median_sm_clock_mhz")
+    if conditions.get("summary") not in (None, "stable", "not read"):
+        # Kept, not refused: a re-baseline on a hot runner must still record; the reviewer sees why.
+        run["conditions"] = conditions["summary"]
     return {k: _round(run[k]) for k in RUN_FIELDS if run.get(k) is not None or k in ("commit",)}
 
 

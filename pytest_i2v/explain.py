@@ -6,7 +6,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_i2v.gate import METRIC_LABELS, MetricVerdict, RegressionVerdict
+from pytest_i2v.gate import METRIC_LABELS, MetricVerdict, RegressionVerdict, ThrottlingExcuse
+from pytest_i2v.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -32,9 +33,23 @@ def metric_line(m: MetricVerdict) -> str:
             f"bar: {m.threshold}")
 
 
+def unreliable_line(excuse: ThrottlingExcuse) -> str:
+    """One line: which repeats were slow and under what conditions, and the stable ones against the bar."""
+    ran = excuse.summary if excuse.summary.startswith("throttled") else f"with the {excuse.summary}"
+    if not excuse.within:
+        return f"every repeat ran {ran}: none ran under stable conditions to judge by"
+    figures = ", ".join(f"{METRIC_LABELS.get(metric, metric)} median {format_value(metric, median)} "
+                        f"under the bar {format_value(metric, bar)}" for metric, median, bar in excuse.within)
+    n = excuse.stable_repeats
+    stable = f"the {n} stable repeat{'s are' if n != 1 else ' is'}"
+    return f"the slow repeats ran {ran}; {stable} within the bar ({figures})"
+
+
 def verdict_section(verdict: RegressionVerdict, nodeid: str, profile: str, baseline_file: str,
                     notes: list[str] | tuple[str, ...] = ()) -> str:
-    lines = [f"i2v gate: {verdict.verdict} (profile {profile}, baseline {baseline_file})"]
+    # A regression excused by throttling is named for what it is, not "regressed".
+    shown_verdict = f"unreliable ({UNRELIABLE_MEANING})" if verdict.unreliable else verdict.verdict
+    lines = [f"i2v gate: {shown_verdict} (profile {profile}, baseline {baseline_file})"]
     shown = [m for m in verdict.metrics if m.verdict in ("regressed", "improved")] or list(verdict.metrics)
     for metric in shown:
         lines.append("  " + metric_line(metric) + ("" if metric.gating else " [reported only]"))
@@ -42,7 +57,11 @@ def verdict_section(verdict: RegressionVerdict, nodeid: str, profile: str, basel
         lines.append("  environment changed since the baseline: " + "; ".join(verdict.env_changes))
     for note in list(verdict.notes) + list(notes):
         lines.append(f"  note: {note}")
-    if verdict.verdict in ("regressed", "env-changed", "new"):
+    if verdict.unreliable:
+        lines.append(f"  unreliable: {verdict.unreliable}")
+        # A throttled run is no baseline either: re-baselining from it would hide the next real regression.
+        lines.append(f"  {STABLE_GPU_ADVICE}; do not re-baseline from this run")
+    elif verdict.verdict in ("regressed", "env-changed", "new"):
         lines.append(f"  if this change is intended, re-baseline: {rebaseline_command(nodeid, profile)}")
     return "\n".join(lines)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from scipy import stats
 
+from pytest_i2v.conditions import RunConditions, stable_values, throttled_explain_slowness
 from pytest_i2v.outcome import NO_MACHINE_BASELINE
 from pytest_i2v.peak import headline_peak
 
@@ -109,6 +110,7 @@ class RegressionVerdict:
     env_changes: tuple[str, ...] = ()  # "driver 550.54 -> 560.35"
     notes: tuple[str, ...] = ()
     machine_changes: tuple[str, ...] = ()  # set: the baseline is another machine's, so nothing was compared
+    unreliable: str | None = None  # set: the regression is only the throttled repeats (throttling_excuse)
 
     @property
     def regressions(self) -> list[MetricVerdict]:
@@ -121,13 +123,13 @@ class RegressionVerdict:
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "metrics": [m.to_dict() for m in self.metrics],
                 "env_changes": list(self.env_changes), "notes": list(self.notes),
-                "machine_changes": list(self.machine_changes)}
+                "machine_changes": list(self.machine_changes), "unreliable": self.unreliable}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RegressionVerdict:
         return cls(verdict=data["verdict"], metrics=tuple(MetricVerdict.from_dict(m) for m in data.get("metrics", [])),
                    env_changes=tuple(data.get("env_changes", [])), notes=tuple(data.get("notes", [])),
-                   machine_changes=tuple(data.get("machine_changes", [])))
+                   machine_changes=tuple(data.get("machine_changes", [])), unreliable=data.get("unreliable"))
 
 
 def _log_noise(values: Sequence[float | None]) -> Noise | None:
@@ -263,6 +265,39 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
     else:
         verdict = "pass"
     return RegressionVerdict(verdict, tuple(metrics), tuple(env_changes), notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class ThrottlingExcuse:
+    """A regression that is only its throttled repeats being slow (worded by ``explain.unreliable_line``)."""
+
+    summary: str  # RunConditions.summary: "throttled (thermal, 2 of 5 repeats)"
+    stable_repeats: int  # the unmarked repeats (0: every repeat was marked)
+    within: tuple[tuple[str, float, float], ...]  # per regressed metric: (metric, stable repeats' median, bar)
+
+
+def throttling_excuse(verdict: RegressionVerdict, per_repeat: Mapping[str, Sequence[float | None]],
+                      conditions: RunConditions | None) -> ThrottlingExcuse | None:
+    """Whether a "regressed" verdict is only the throttled repeats being slow; None when it is not.
+
+    ``per_repeat``: each time metric's value per repeat (aligned with ``conditions.repeats``). Every
+    gating regression must be a time metric (throttling slows the clock, it never adds bytes) whose
+    unmarked repeats, judged alone, are under that metric's upper bar."""
+    regressions = verdict.regressions
+    if conditions is None or verdict.verdict != "regressed" or not regressions:
+        return None
+    marked = conditions.marked
+    within: list[tuple[str, float, float]] = []
+    for m in regressions:
+        values = per_repeat.get(m.metric)
+        if m.metric not in TIME_METRICS or m.interval is None or values is None:
+            return None
+        if not throttled_explain_slowness(values, marked, m.interval[1]):
+            return None
+        stable = stable_values(values, marked)
+        if stable:
+            within.append((m.metric, float(statistics.median(stable)), m.interval[1]))
+    return ThrottlingExcuse(conditions.summary, len(marked) - sum(marked), tuple(within))
 
 
 def fails(verdict: RegressionVerdict, settings: GateSettings) -> bool:

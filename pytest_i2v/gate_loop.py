@@ -4,10 +4,12 @@ run, the outcome (decided once, by ``outcome.decide``) and the runs queued for t
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pytest_i2v.baseline_store import (
     AcceptedRun,
@@ -17,9 +19,10 @@ from pytest_i2v.baseline_store import (
     run_from_record,
     update_baseline,
 )
-from pytest_i2v.explain import verdict_section
-from pytest_i2v.fingerprint import machine_changes, software_changes
-from pytest_i2v.gate import GateSettings, RegressionVerdict, judge
+from pytest_i2v.conditions import RunConditions
+from pytest_i2v.explain import unreliable_line, verdict_section
+from pytest_i2v.fingerprint import MACHINE_KEYS, machine_changes, software_changes
+from pytest_i2v.gate import GateSettings, Noise, RegressionVerdict, judge, throttling_excuse
 from pytest_i2v.marks import Budget
 from pytest_i2v.outcome import GateMode, Outcome, decide
 from pytest_i2v.plan import RunPlan
@@ -48,7 +51,7 @@ class GateLoop:
         self.mode: GateMode = "update" if settings.update_baselines else "enforce" if self.gate.enforce else "report"
         self.baseline_path = baseline_path(baseline_dir, plan.profile.name)
         self.baseline = read_baseline(self.baseline_path, plan.profile.name)
-        self._pooled = self.baseline.pooled()
+        self._pooled: dict[tuple[Any, ...], dict[str, Noise | None]] = {}  # per machine (fingerprint.MACHINE_KEYS)
         self.accepted: list[AcceptedRun] = []
         self.updates: list[UpdateSummary] = []
 
@@ -70,13 +73,19 @@ class GateLoop:
         return self.decided(record, confirmed)
 
     def judged(self, record: GenerationRecord, seen: set[str]) -> GenerationRecord:
-        return replace(record, verdict=self.judge(record, seen).to_dict(), baseline_history=self._history(record))
+        verdict = self.judge(record, seen)
+        conditions = RunConditions.from_dict(record.conditions) if record.conditions else None  # None on the CPU
+        excuse = throttling_excuse(verdict, per_repeat(record), conditions)
+        if excuse is not None:
+            verdict = replace(verdict, unreliable=unreliable_line(excuse))
+        return replace(record, verdict=verdict.to_dict(), baseline_history=self._history(record))
 
     def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
         verdict = record.verdict or {}
         outcome = decide(record.outcome, self.budget_failures(record), verdict.get("verdict"),
                          self.gate.env_policy, self.mode, self._plan.profile.name, confirmed,
-                         machine_changes=tuple(verdict.get("machine_changes") or ()))
+                         machine_changes=tuple(verdict.get("machine_changes") or ()),
+                         unreliable=verdict.get("unreliable"))
         return replace(record, decision=outcome.to_dict())
 
     def _flagged(self, record: GenerationRecord) -> bool:
@@ -109,12 +118,18 @@ class GateLoop:
         segment = entry.segment_for(fingerprint)
         if segment is None:  # every segment is another machine's: judge() says "new", compares nothing
             newest = entry.current
-            return judge(newest.runs, current, self.gate, self._pooled,
-                         machine_changes=machine_changes(newest.fingerprint, fingerprint))
+            return judge(newest.runs, current, self.gate, machine_changes=machine_changes(newest.fingerprint, fingerprint))
         if not segment.runs:
             return RegressionVerdict("new", notes=(f"{where} has no accepted runs for this test on this machine yet",))
         changes = software_changes(segment.fingerprint, fingerprint)
-        return judge(segment.runs, current, self.gate, self._pooled, env_changes=changes)
+        return judge(segment.runs, current, self.gate, self._pooled_for(fingerprint), env_changes=changes)
+
+    def _pooled_for(self, fingerprint: Mapping[str, Any]) -> dict[str, Noise | None]:
+        """The noise pooled over this machine's segments of the file (another machine's is not this one's)."""
+        machine = tuple(fingerprint.get(key) for key in MACHINE_KEYS)
+        if machine not in self._pooled:
+            self._pooled[machine] = self.baseline.pooled(fingerprint)
+        return self._pooled[machine]
 
     def _history(self, record: GenerationRecord) -> list[float] | None:
         entry = self.baseline.entries.get(record.nodeid)
@@ -167,6 +182,15 @@ class GateLoop:
         summary = update_baseline(self.baseline_path, self._plan.profile.name, runs, mode=self._settings.update_baselines)
         self.updates.append(summary)
         return summary
+
+
+def per_repeat(record: GenerationRecord) -> dict[str, list[float | None]]:
+    """Each time metric per repeat, as the gate judges it over the run: the total, the median step
+    (step_s is the median of the steps), the decode."""
+    steps = record.stages.get("step_samples_s") or []
+    return {"time_s": list(record.time_samples_s),
+            "step_s": [float(statistics.median(s)) if s else None for s in steps],
+            "decode_s": list(record.stages.get("decode_samples_s") or [])}
 
 
 def git_commit(root: Path) -> str | None:

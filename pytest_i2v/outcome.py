@@ -10,16 +10,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-OutcomeKind = Literal["passed", "regressed", "improved", "over-budget", "out-of-memory", "env-changed",
+OutcomeKind = Literal["passed", "regressed", "unreliable", "improved", "over-budget", "out-of-memory", "env-changed",
                       "not-enforced", "recorded"]
 GateMode = Literal["enforce", "report", "update"]
-OUTCOME_KINDS: tuple[OutcomeKind, ...] = ("passed", "regressed", "improved", "over-budget", "out-of-memory",
-                                          "env-changed", "not-enforced", "recorded")
+OUTCOME_KINDS: tuple[OutcomeKind, ...] = ("passed", "regressed", "unreliable", "improved", "over-budget",
+                                          "out-of-memory", "env-changed", "not-enforced", "recorded")
 # Worst first: the order of the report's and the summary's lists.
-SEVERITY: tuple[OutcomeKind, ...] = ("out-of-memory", "over-budget", "regressed", "env-changed", "not-enforced",
-                                     "improved", "recorded", "passed")
+SEVERITY: tuple[OutcomeKind, ...] = ("out-of-memory", "over-budget", "regressed", "unreliable", "env-changed",
+                                     "not-enforced", "improved", "recorded", "passed")
 # A baseline measured on another machine (fingerprint.MACHINE_KEYS differ) is never compared.
 NO_MACHINE_BASELINE = "no baseline for this machine, recorded as new"
+# What to do about an "unreliable" outcome: a slowdown seen only under throttling says nothing of the PR.
+STABLE_GPU_ADVICE = "re-run on a stable GPU (--i2v-lock-clocks)"
+UNRELIABLE_MEANING = "slow only in throttled repeats"
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,13 @@ class Outcome:
 
 
 def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, env_policy: str, mode: GateMode,
-           profile: str, confirmed: bool | None = None, machine_changes: Sequence[str] = ()) -> Outcome:
+           profile: str, confirmed: bool | None = None, machine_changes: Sequence[str] = (),
+           unreliable: str | None = None) -> Outcome:
     """``measured``: the record's "ok" or "oom"; ``verdict``: the gate's (after any re-measurement);
     ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured);
-    ``machine_changes``: the baseline is another machine's (then the verdict is "new", never compared)."""
+    ``machine_changes``: the baseline is another machine's (then the verdict is "new", never compared);
+    ``unreliable``: why a "regressed" verdict is only the throttled repeats being slow
+    (``gate.throttling_excuse``; None: it is not)."""
     if measured == "oom":
         return Outcome("out-of-memory", True, "out of memory")
     if budget_failures:
@@ -53,6 +59,10 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
         # Checked before the verdict: another machine's numbers never make a regression or an env change.
         return Outcome("passed", False, f"{NO_MACHINE_BASELINE}: {'; '.join(machine_changes)}")
     again = " (confirmed by re-measuring)" if confirmed else ""
+    if verdict == "regressed" and unreliable:
+        # Not the PR's fault, so it does not fail; not a pass either: the headline counts it. Report
+        # mode says the same, since enforcing would not have failed it either.
+        return Outcome("unreliable", False, f"{unreliable}: {STABLE_GPU_ADVICE}")
     if verdict == "regressed":
         if mode == "report":
             return Outcome("not-enforced", False, f"would have regressed; the {profile} profile reports only",
@@ -73,19 +83,26 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
 
 
 def headline(outcomes: Sequence[Outcome], profile: str, mode: GateMode) -> tuple[bool, str]:
-    """(fails, one line) for a whole run, worded so a report-only run cannot be read as a pass."""
+    """(fails, one line) for a whole run, worded so that neither a report-only run nor one with
+    unreliable (throttled) measurements can be read as a pass."""
     counts = {kind: sum(1 for o in outcomes if o.kind == kind) for kind in OUTCOME_KINDS}
     failing = sum(1 for o in outcomes if o.fails)
     would = sum(1 for o in outcomes if o.kind == "not-enforced")
+    unsure = (f"{counts['unreliable']} unreliable ({UNRELIABLE_MEANING}: {STABLE_GPU_ADVICE})"
+              if counts["unreliable"] else "")
     if failing:
         parts = [f"{counts[k]} {k}" for k in SEVERITY if counts[k] and any(o.fails for o in outcomes if o.kind == k)]
-        return True, f"the gate fails: {', '.join(parts)}"
+        return True, f"the gate fails: {', '.join(parts)}" + (f"; also {unsure}" if unsure else "")
     if would:
-        return False, f"not enforced on the {profile} profile: {would} would have failed ({_would(outcomes)})"
+        return False, (f"not enforced on the {profile} profile: {would} would have failed ({_would(outcomes)})"
+                       + (f"; also {unsure}" if unsure else ""))
     if mode == "update":
         return False, f"baselines recorded ({counts['recorded']} runs); the gate was not applied"
     if not outcomes:
         return False, "no measured generations"
+    if unsure:
+        where = f"not enforced on the {profile} profile" if mode == "report" else "the gate cannot tell"
+        return False, f"{where}: {unsure}"
     if mode == "report":
         return False, f"not enforced on the {profile} profile: nothing would have failed"
     return False, "the gate passes"

@@ -40,6 +40,8 @@ def test_every_kind_is_reachable() -> None:
     for verdict in ("pass", "regressed", "improved", "env-changed"):
         for mode in ("enforce", "report", "update"):
             reached.add(decide("ok", [], verdict, "fail", mode, "p").kind)  # type: ignore[arg-type]
+    # a regression that only the throttled repeats show (gate.throttling_excuse)
+    reached.add(decide("ok", [], "regressed", "warn", "enforce", "p", unreliable="the slow repeats ran throttled").kind)
     assert reached == set(OUTCOME_KINDS)
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_i2v.conditions import clock_label
 from pytest_i2v.explain import rebaseline_command
 from pytest_i2v.memory_options import no_effect_reasons
 from pytest_i2v.outcome import SEVERITY
@@ -22,6 +23,18 @@ def outcome_of(record: Mapping[str, Any]) -> str:
     if decision.get("kind"):
         return str(decision["kind"])
     return "out-of-memory" if record.get("outcome") == "oom" else "passed"  # a document from before decisions
+
+
+def clock_of(record: Mapping[str, Any]) -> str:
+    """``conditions.clock_label`` of a results record; "-" for a record without conditions (CPU)."""
+    return clock_label(record.get("conditions")) or "-"
+
+
+def banner(failed: bool, mode: str | None, unreliable: int) -> str:
+    """"bad", "warn" or "good": how the headline is shown (HTML class, Markdown emoji)."""
+    if failed:
+        return "bad"
+    return "warn" if mode == "report" or unreliable else "good"
 
 
 def peak_figure(record: Mapping[str, Any]) -> tuple[int | None, str]:
@@ -91,7 +104,7 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
         kinds["skipped"] = len(skipped)
     profile = document.get("profile") or {}
     gate = document.get("gate") or {}
-    regressions = []
+    regressions, unreliable = [], []
     for record in records:
         verdict = record.get("verdict") or {}
         if outcome_of(record) in ("regressed", "out-of-memory", "over-budget", "env-changed", "not-enforced"):
@@ -103,6 +116,14 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
                 "env_changes": verdict.get("env_changes", []),
                 "command": rebaseline_command(record["nodeid"], profile.get("name", "PROFILE")),
             })
+        elif outcome_of(record) == "unreliable":
+            # Listed apart: neither a failure nor a pass, and never a run to re-baseline from.
+            unreliable.append({
+                "record": record,
+                "reason": (record.get("decision") or {}).get("reason", ""),
+                "clock": clock_of(record),
+                "metrics": [m for m in verdict.get("metrics", []) if m["verdict"] == "regressed"],
+            })
     env = document.get("environment") or {}
     baseline_fp: list[str] = next((r["verdict"]["env_changes"] for r in records if (r.get("verdict") or {}).get("env_changes")), [])
     changed_keys = {c.split(" ", 1)[0] for c in baseline_fp}
@@ -110,17 +131,23 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
     memory_options = memory_option_rows(records)
     recommendations = recommendations_of(document)
     groups = pipeline_groups(records, memory_options, recommendations)
+    failed = bool(gate.get("fails", any((r.get("decision") or {}).get("fails") for r in records)))
     return {
         "document": document,
         "records": records,
         "counts": {k: kinds.get(k, 0) for k in OUTCOME_ORDER},
-        "failed": bool(gate.get("fails", any((r.get("decision") or {}).get("fails") for r in records))),
+        "failed": failed,
+        # The headline's colour: a report-only run or an unreliable measurement is never shown as a pass.
+        "banner": banner(failed, gate.get("mode"), kinds.get("unreliable", 0)),
         "headline": gate.get("headline") or "",
         "mode": gate.get("mode"),
         "profile": profile,
         "environment": env,
         "changed_keys": changed_keys,
         "regressions": regressions,
+        "unreliable": unreliable,
+        # The clock column only where some record has a GPU's conditions: a CPU-only report stays as it was.
+        "show_clock": any(r.get("conditions") for r in records),
         "skipped": skipped,
         "memory_options": memory_options,
         # Sections split by pipeline when there is more than one; a single pipeline is only named.

@@ -12,7 +12,7 @@ from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
 from pytest_i2v.memory_options import no_effect_options
 from pytest_i2v.report import charts
-from pytest_i2v.report.context import build_context, outcome_of
+from pytest_i2v.report.context import build_context, clock_of, outcome_of
 
 
 def _environment() -> Environment:
@@ -21,6 +21,7 @@ def _environment() -> Environment:
     env.filters["value"] = lambda v, metric: format_value(metric, v)
     env.filters["metric_label"] = lambda m: METRIC_LABELS.get(m, m)
     env.filters["verdict"] = outcome_of
+    env.filters["clock"] = clock_of
     env.filters["no_effect"] = lambda notes: no_effect_options(notes or [])
     return env
 

@@ -9,8 +9,9 @@ from typing import Any
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
 from pytest_i2v.peak import record_peak
-from pytest_i2v.report.context import build_context, outcome_of
+from pytest_i2v.report.context import build_context, clock_of, outcome_of
 
+_BANNER_MARK = {"bad": "❌", "warn": "⚠️", "good": "✅"}  # context.banner
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
 
@@ -32,9 +33,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _result_row(record: Mapping[str, Any]) -> str:
+def _result_row(record: Mapping[str, Any], show_clock: bool) -> str:
     peak = record_peak(record)
-    return (f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
+    clock = f"{md(clock_of(record))} | " if show_clock else ""  # beside the time: a throttled GPU is slower
+    return (f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | {clock}"
             f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
             f"{md(format_value(peak.key or 'host_rss_bytes', peak.bytes))} ({md(peak.label)}) | "
             f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |")
@@ -48,7 +50,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     device = env.get("gpu_name") or "CPU"
     # The headline was decided with the outcomes (outcome.headline): a report-only run never reads as a pass.
     headline = md(context["headline"] or "no gate decision")
-    status = f"❌ {headline}" if context["failed"] else (f"⚠️ {headline}" if context["mode"] == "report" else f"✅ {headline}")
+    status = f"{_BANNER_MARK[context['banner']]} {headline}"
     summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
     lines = [f"## pytest-i2v: {status} ({md(profile)} on {md(device)})", "", f"**{summary or 'no results'}**", ""]
     if context["regressions"]:
@@ -66,6 +68,15 @@ def render_markdown(document: Mapping[str, Any]) -> str:
         lines += ["", "Re-baseline an intended change:", ""]
         lines += [f"    {item['command']}" for item in context["regressions"]]
         lines.append("")
+    if context["unreliable"]:
+        lines += ["### Unreliable (slow only under throttling)", "", "| test | SM clock, conditions | slow metrics | why |",
+                  "|---|---|---|---|"]
+        for item in context["unreliable"]:
+            slow = ", ".join(f"{METRIC_LABELS.get(m['metric'], m['metric'])} {m['delta_pct']:+.1f} %"
+                             if m.get("delta_pct") is not None else METRIC_LABELS.get(m["metric"], m["metric"])
+                             for m in item["metrics"]) or "-"
+            lines.append(f"| {md(item['record']['nodeid'])} | {md(item['clock'])} | {md(slow)} | {md(item['reason'])} |")
+        lines.append("")
     groups = context["pipeline_groups"]
     # One pipeline: today's single table, the pipeline named in its heading. Several: a table each.
     results_heading = f"### Results ({md(groups[0]['name'])})" if len(groups) == 1 else "### Results"
@@ -74,8 +85,10 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     for name, records in tables:
         if name is not None:
             lines += ["", f"#### {md(name)}"]
-        lines += ["", "| test | time | step | peak memory | latency | outcome |", "|---|---|---|---|---|---|"]
-        lines += [_result_row(record) for record in records]
+        clock = ["SM clock"] if context["show_clock"] else []
+        header = ["test", "time", *clock, "step", "peak memory", "latency", "outcome"]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += [_result_row(record, context["show_clock"]) for record in records]
     for name, recommendation in context["recommendations"].items():
         heading = f"### Recommendation matrix ({md(name)})" if context["multi_pipeline"] else "### Recommendation matrix"
         lines += ["", heading, "",
