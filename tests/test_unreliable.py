@@ -25,7 +25,7 @@ from pytest_i2v.report.html import render_html
 from pytest_i2v.report.markdown import md, render_markdown
 from pytest_i2v.results import GenerationRecord
 from pytest_i2v.settings import Settings
-from tests import report_fixtures
+from tests import report_fixtures, test_outcomes
 from tests.test_outcomes import check_agreement
 
 PROFILE = "h100-sxm"
@@ -316,19 +316,9 @@ def test_regresses(i2v_run):
 def test_steady(i2v_run):
     i2v_run()
 """
-# The shipped cpu profile with one re-measurement of a flagged test.
-CPU_PROFILE = """
-name: cpu
-memory_gb: 24
-device: cpu
-model: tiny
-dtype: fp32
-scaling: {size_divisor: 8, steps_divisor: 5}
-gate: {min_effect: 1.0, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 96, confirm: 1}
-"""
-ARGS = ("--i2v-repeats", "3", "--i2v-warmup", "1", "--i2v-baseline-dir", "bl", "--i2v-profile-dir", "profiles",
-        "--i2v-json", "r.json", "--i2v-markdown", "r.md", "--i2v-report", "r.html", "--junitxml", "junit.xml",
-        "-p", "no:randomly")
+# test_outcomes' profile and arguments, with one re-measurement of a flagged test and three repeats.
+CPU_PROFILE = test_outcomes.CPU_PROFILE.replace("confirm: 0", "confirm: 1")
+ARGS = ("--i2v-repeats", "3", *test_outcomes.ARGS[2:])
 E2E_CLOCK = "1410 MHz, throttled (thermal, 2 of 3 repeats)"
 
 
