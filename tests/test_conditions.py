@@ -5,6 +5,7 @@ simulated device whose 2nd and 4th repeats run throttled."""
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Any
 
 import pynvml
@@ -15,8 +16,8 @@ from pytest_i2v.inputs import synthetic_portrait
 from pytest_i2v.marks import i2v
 from pytest_i2v.measure import clocks
 from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_conditions
-from pytest_i2v.measure.device import CpuDevice
-from pytest_i2v.measure.memory import NvmlSampler
+from pytest_i2v.measure.device import CpuDevice, NvmlReading
+from pytest_i2v.measure.memory import CONDITIONS_EVERY_N_SAMPLES, NvmlSampler
 from pytest_i2v.measure.runner import GenerationRunner
 from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedThrottle
 from pytest_i2v.results import GenerationRecord
@@ -193,6 +194,36 @@ def test_a_failing_nvml_does_not_break_the_sampler() -> None:
     assert sampler.stop() == (None, "unavailable")
     conditions = sampler.conditions()
     assert conditions == RepeatConditions() and not conditions.read
+
+
+class CountingDevice(CpuDevice):
+    """A CUDA device whose NVML answers, counting memory samples and condition samples."""
+
+    is_cuda = True
+
+    def __init__(self) -> None:
+        self.nvml = FakeNvml()
+        self.memory_samples = 0
+
+    def nvml_memory(self) -> NvmlReading:
+        self.memory_samples += 1
+        return NvmlReading(1 << 30, "process")
+
+    def nvml_clocks(self) -> NvmlClocks | None:
+        return NvmlClocks(self.nvml, "handle")
+
+
+def test_the_conditions_are_read_every_tenth_memory_sample_and_at_both_ends() -> None:
+    device = CountingDevice()
+    sampler = NvmlSampler(device)
+    sampler.start()
+    time.sleep(0.35)  # about 35 memory samples at 10 ms
+    sampler.stop()
+    condition_samples = device.nvml.calls.count("nvmlDeviceGetTemperature")
+    assert device.memory_samples >= 12  # the thread ran (a loaded machine samples less often)
+    # start and stop read them once each; the thread every 10th tick
+    assert condition_samples == 2 + (device.memory_samples - 2) // CONDITIONS_EVERY_N_SAMPLES
+    assert sampler.conditions() == RepeatConditions(1755.0, 2619.0, 83.0, 612.345, 700.0, ("thermal",))
 
 
 def test_the_cpu_has_no_conditions() -> None:

@@ -19,6 +19,9 @@ from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_cond
 from pytest_i2v.measure.device import Device
 
 NVML_SAMPLE_PERIOD_S = 0.01
+# The conditions take six NVML calls a sample; clocks and throttle states last far longer than 10 ms,
+# so every 10th memory sample reads them (and the first and last of each repeat always do).
+CONDITIONS_EVERY_N_SAMPLES = 10
 MEMORY_FIELDS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
 
 
@@ -156,12 +159,14 @@ class NvmlSampler:
         self._thread: threading.Thread | None = None
 
     def _loop(self) -> None:
+        tick = 0
         while not self._stop.is_set():
-            self._take()
+            tick += 1
+            self._take(conditions=tick % CONDITIONS_EVERY_N_SAMPLES == 0)
             self._stop.wait(NVML_SAMPLE_PERIOD_S)
 
-    def _take(self) -> None:
-        if self._clocks is not None:
+    def _take(self, conditions: bool = True) -> None:
+        if conditions and self._clocks is not None:
             try:
                 self._readings.append(self._clocks.read())
             except Exception:  # read() does not raise; a stand-in might, and must not stop the measurement
