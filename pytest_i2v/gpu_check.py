@@ -12,6 +12,7 @@ and judges them with the pure functions below (no pytest or torch import at modu
     (b) CUDA-event stage total vs synchronised total    (f) fast mode predicts a full run
     (c) per-step times sum to the denoise time          (g) model_cpu_offload lowers the allocated peak
     (d) 512p after 1024p == 512p in a fresh process     (h) (a)-(c) on a second GPU
+                                                        (i) NVML read the clocks under every repeat
 
 ``--dry-run`` runs the same code on the CPU: the tiny model on simulated GPUs
 (``pytest_i2v.simulated_plugin``), at the cpu profile's sizes. Its memory checks are judged as on a
@@ -500,9 +501,32 @@ def check_second_gpu(device: str | None, run_problem: str | None, records: Seque
     return CheckResult(key, title, status, " | ".join(f"({p.key}) {p.status}: {p.detail}" for p in parts))
 
 
+def check_conditions(records: Sequence[Mapping[str, Any]], run_problem: str | None = None,
+                     key: str = "i") -> CheckResult:
+    """(i) every measured repeat has its SM clock from NVML (the conditions the gate's "unreliable"
+    rests on); throttled or clock-drifting repeats are reported, not failed: they are the card's state."""
+    title = "NVML read the clocks under every repeat"
+    if run_problem is not None:
+        return CheckResult(key, title, FAIL, run_problem)
+    measured = _ok(records)
+    if not measured:
+        return CheckResult(key, title, NOT_APPLICABLE, "no measured generation")
+    unread = [_name(r) for r in measured
+              if not r.get("conditions") or any(rep.get("sm_clock_mhz") is None for rep in r["conditions"].get("repeats") or [{}])]
+    if unread:
+        return CheckResult(key, title, FAIL, f"no SM clock from NVML for: {', '.join(unread)}")
+    clocks = [rep["sm_clock_mhz"] for r in measured for rep in r["conditions"]["repeats"]]
+    unstable = [f"{_name(r)}: {r['conditions']['summary']}" for r in measured if r["conditions"].get("summary") != "stable"]
+    locked = {r["conditions"].get("locked_sm_clock_mhz") for r in measured} - {None}
+    detail = (f"SM clock {min(clocks):.0f}-{max(clocks):.0f} MHz over {len(clocks)} repeats of {len(measured)} tests"
+              + (f", locked at {', '.join(f'{c:.0f}' for c in sorted(locked))} MHz" if locked else "")
+              + (f"; not stable: {'; '.join(unstable)}" if unstable else "; every test stable"))
+    return CheckResult(key, title, PASS, detail)
+
+
 def evaluate(plan: CheckPlan, main: RunResult, fresh: RunResult | None, oom: RunResult,
              second: RunResult | None) -> list[CheckResult]:
-    """All eight checks over the runs' results, in order (``fresh`` is None for a fixed-size pipeline:
+    """All nine checks over the runs' results, in order (``fresh`` is None for a fixed-size pipeline:
     check (d) is not applicable and its run was not made)."""
     tol = plan.tolerances
     records = list((main.document or {}).get("records", []))
@@ -550,6 +574,7 @@ def evaluate(plan: CheckPlan, main: RunResult, fresh: RunResult | None, oom: Run
     second_records = list((second.document or {}).get("records", [])) if second else []
     checks.append(check_second_gpu(plan.other_device, second.problem if second else None, second_records,
                                    device_total_bytes(second.document) if second else None, tol))
+    checks.append(check_conditions(records, main.problem))
     return checks
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from pytest_i2v import gpu_check
 from pytest_i2v.cli import main
+from pytest_i2v.conditions import RepeatConditions, assess
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gpu_check import (
     FAIL,
@@ -24,6 +25,7 @@ from pytest_i2v.gpu_check import (
     CheckPlan,
     RunResult,
     Tolerances,
+    check_conditions,
     check_event_total,
     check_fast_prediction,
     check_memory_order,
@@ -41,14 +43,17 @@ from pytest_i2v.gpu_check import (
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo
 
 GiB = 2**30
-CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-h])\) ")
+CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-i])\) ")
 
 
 def record(name: str = "test_sweep[512p]", *, outcome: str = "ok", allocated: float = 10.0, reserved: float = 11.0,
            nvml: float | None = 12.0, scope: str = "process", encode: float = 1.0, steps: tuple[float, ...] = (1.0, 1.0, 1.0),
            decode: float = 1.0, totals: tuple[float, ...] = (5.0, 5.0), mode: str = "full", time_s: float = 5.0,
-           device: str = "cuda:0", **extra: Any) -> dict[str, Any]:
-    """A results record as the plugin writes it; memory in GiB, times in seconds."""
+           device: str = "cuda:0", clocks: tuple[float | None, ...] | None = None, **extra: Any) -> dict[str, Any]:
+    """A results record as the plugin writes it; memory in GiB, times in seconds; ``clocks``: each
+    repeat's SM clock (default 1980 MHz each), an entry None where NVML read none."""
+    clocks = clocks if clocks is not None else (1980.0,) * len(totals)
+    extra.setdefault("conditions", assess([RepeatConditions(sm_clock_mhz=c) for c in clocks]).to_dict())
     fast = {"predicted": True, "measured_steps": len(steps), "steps": 50, "measured_time_s": totals[0],
             "measured_time_samples_s": list(totals)} if mode == "fast" else None
     return {
@@ -206,18 +211,39 @@ def good_runs() -> tuple[RunResult, RunResult, RunResult]:
     return run("main", main_records), run("fresh", [record("test_sweep[512p]", mode="fast")]), run("oom", oom, 1)
 
 
-def test_evaluate_gives_eight_checks_in_order() -> None:
+def test_evaluate_gives_nine_checks_in_order() -> None:
     main_run, fresh, oom = good_runs()
     checks = evaluate(plan(), main_run, fresh, oom, None)
-    assert [c.key for c in checks] == list("abcdefgh")
-    assert [c.status for c in checks] == [PASS] * 7 + [NOT_APPLICABLE]
+    assert [c.key for c in checks] == list("abcdefghi")
+    assert [c.status for c in checks] == [PASS] * 7 + [NOT_APPLICABLE, PASS]
+
+
+# -- (i) --------------------------------------------------------------------------------------
+def test_conditions_pass_with_every_clock_and_report_throttling() -> None:
+    hot = record("test_sweep[1024p]", totals=(5.0, 6.0, 5.0), clocks=(1980.0, 1410.0, 1980.0))
+    hot["conditions"] = assess([RepeatConditions(1980.0), RepeatConditions(1410.0, reasons=("thermal",)),
+                                RepeatConditions(1980.0)]).to_dict()
+    result = check_conditions([record(), hot, record("test_oom_largest", outcome="oom")])
+    assert result.status == PASS
+    assert result.detail == ("SM clock 1410-1980 MHz over 5 repeats of 2 tests; not stable: "
+                             "test_sweep[1024p]: throttled (thermal, 1 of 3 repeats)")
+    assert check_conditions([record()]).detail.endswith("every test stable")
+
+
+def test_conditions_fail_where_nvml_read_no_clock() -> None:
+    result = check_conditions([record(), record("test_sweep[768p]", clocks=(1980.0, None)),
+                               record("test_full_smallest", conditions=None)])
+    assert result.status == FAIL
+    assert result.detail == "no SM clock from NVML for: test_sweep[768p], test_full_smallest"
+    assert check_conditions([]).status == NOT_APPLICABLE
+    assert check_conditions([record()], "the main run exited 2").status == FAIL
 
 
 def test_evaluate_fails_the_checks_of_a_run_without_results() -> None:
     _, fresh, oom = good_runs()
     checks = evaluate(plan(), run("main", None, returncode=2), fresh, oom, None)
     failed = {c.key for c in checks if c.status == FAIL}
-    assert failed == {"a", "b", "c", "d", "f", "g"}
+    assert failed == {"a", "b", "c", "d", "f", "g", "i"}
     assert "the main run exited 2 without a results file" in checks[0].detail and "something broke" in checks[0].detail
 
 
@@ -229,7 +255,7 @@ def test_summary_has_the_environment_the_generations_and_the_checks() -> None:
     assert "| 512p | 512x512, 16 frames, 50 steps | ok | 40.00 s (predicted) |" in text and "| 41 % |" in text
     assert "fast mode: 5 of 50 denoising steps measured" in text
     assert "- N/A (h) (a)-(c) on a second GPU: one GPU" in text
-    assert text.rstrip().endswith("gpu-check passed: 7 passed, 0 failed, 1 not applicable (fast mode, 5 of 50 steps measured)")
+    assert text.rstrip().endswith("gpu-check passed: 8 passed, 0 failed, 1 not applicable (fast mode, 5 of 50 steps measured)")
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -288,13 +314,13 @@ def test_dry_run_passes(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     lines = [line for line in completed.stdout.splitlines() if CHECK_LINE.match(line)]
-    assert [CHECK_LINE.match(line).group(2) for line in lines] == list("abcdefgh"), completed.stdout  # type: ignore[union-attr]
+    assert [CHECK_LINE.match(line).group(2) for line in lines] == list("abcdefghi"), completed.stdout  # type: ignore[union-attr]
     statuses = {CHECK_LINE.match(line).group(2): CHECK_LINE.match(line).group(1) for line in lines}  # type: ignore[union-attr]
     # The simulated memory is judged as on a GPU, and so are the stage sums (exact per repeat);
     # fast mode against a full run is shown, not judged (two runs on a shared CPU differ by more).
-    assert all(statuses[k] == PASS for k in "abcdegh"), completed.stdout
+    assert all(statuses[k] == PASS for k in "abcdeghi"), completed.stdout
     assert statuses["f"] == NOT_APPLICABLE, completed.stdout
-    assert completed.stdout.strip().splitlines()[-1].startswith("gpu-check passed: 7 passed, 0 failed, 1 not applicable")
+    assert completed.stdout.strip().splitlines()[-1].startswith("gpu-check passed: 8 passed, 0 failed, 1 not applicable")
     for name in ("results.json", "report.html", "gpu-check.md"):
         assert (out / name).is_file(), name
     assert len(list(out.iterdir())) <= 8
@@ -383,7 +409,7 @@ def test_offload_is_neither_run_nor_judged_for_a_pipeline_without_model_cpu_offl
     main_run = run("main", records)
     no_offload = replace(plan(), pipeline="svd", offload_supported=False)
     checks = evaluate(no_offload, main_run, fresh, oom, None)
-    assert [c.status for c in checks] == [PASS] * 6 + [NOT_APPLICABLE] * 2
+    assert [c.status for c in checks] == [PASS] * 6 + [NOT_APPLICABLE] * 2 + [PASS]
     assert checks[6].line == ("N/A (g) model_cpu_offload lowers the 512p allocated peak: "
                               "not applicable to svd (it does not support model_cpu_offload)")
     # Not a failure even when the main run has no results: nothing was run for it.
@@ -391,7 +417,7 @@ def test_offload_is_neither_run_nor_judged_for_a_pipeline_without_model_cpu_offl
     assert broken[6].status == NOT_APPLICABLE
     summary = render_summary(no_offload, main_run, checks, [main_run, fresh, oom])
     assert summary.startswith("# pytest-i2v gpu-check: svd\n") and "Pipeline svd, model `random` (fp16)" in summary
-    assert summary.rstrip().endswith("gpu-check passed: 6 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
+    assert summary.rstrip().endswith("gpu-check passed: 7 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
 
 
 @pytest.mark.parametrize("argv", [["gpu-check", "--dry-run", "--pipeline", "sdxl"], ["gpu-check", "--pipeline", "sdxl"]])
@@ -494,8 +520,8 @@ def test_a_fixed_size_pipeline_reports_d_not_applicable_and_judges_the_other_che
     checked = gpu_plan(PIPELINES[FIXED])
     main_run, oom = fixed_size_runs()
     checks = evaluate(checked, main_run, None, oom, None)
-    assert [c.key for c in checks] == list("abcdefgh")
-    assert [c.status for c in checks] == [PASS] * 3 + [NOT_APPLICABLE] + [PASS] * 3 + [NOT_APPLICABLE]
+    assert [c.key for c in checks] == list("abcdefghi")
+    assert [c.status for c in checks] == [PASS] * 3 + [NOT_APPLICABLE] + [PASS] * 3 + [NOT_APPLICABLE, PASS]
     assert checks[3].line == ("N/A (d) a smaller size after the largest reports the fresh-process peak: not applicable: "
                               "cogvideox-i2v generates at one size only (720x480), no smaller size to measure after it")
     assert "720x480 OOM" in checks[4].detail and "720x480" in checks[6].title
@@ -504,7 +530,7 @@ def test_a_fixed_size_pipeline_reports_d_not_applicable_and_judges_the_other_che
     assert broken[3].status == NOT_APPLICABLE and broken[0].status == FAIL
     summary = render_summary(checked, main_run, checks, [main_run, oom])
     assert "- N/A (d) a smaller size after the largest" in summary
-    assert summary.rstrip().endswith("gpu-check passed: 6 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
+    assert summary.rstrip().endswith("gpu-check passed: 7 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
 
 
 def test_without_its_fresh_run_a_ladder_pipeline_fails_d() -> None:
