@@ -151,6 +151,20 @@ def machine_name(environment: Mapping[str, Any]) -> str:
     return name
 
 
+def unstable_conditions(docs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """Each process record whose GPU was not stable under its repeats, as ``base round 2: <test>:
+    throttled (thermal, 2 of 5 repeats)``: the hardware under the numbers, for the summary. The paired
+    statistics already carry what it did to the times; this says why a spread is wide."""
+    lines = []
+    for side in SIDES:
+        for round_index, document in enumerate(docs.get(side, ())):
+            for record in document.get("records", []):
+                summary = (record.get("conditions") or {}).get("summary")
+                if summary not in (None, "stable", "not read"):
+                    lines.append(f"{side} round {round_index + 1}: {record.get('nodeid')}: {summary}")
+    return lines
+
+
 def abba_order(rounds: int) -> list[tuple[str, str]]:
     """(base, head) on even rounds, (head, base) on odd ones: a drift across the job hits both sides alike."""
     return [SIDES if r % 2 == 0 else (SIDES[1], SIDES[0]) for r in range(rounds)]
@@ -392,6 +406,7 @@ class ABJob:
             "machine": {"name": machine_name(environment), "host": platform.node(), "environment": environment},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "pytest_args": list(self.options.pytest_args),
+            "conditions": unstable_conditions(docs),
         }
 
     def _write(self, results: list[ABTestResult], meta: dict[str, Any], out: Path) -> ABOutcome:

@@ -208,3 +208,28 @@ def test_quick_power_of_the_default_design() -> None:
     assert rates[0.10] >= 0.95
     assert rates[0.05] >= 0.85
     assert math.isclose(sum(rates.values()) - rates[0.0] - rates[0.05], rates[0.10])
+
+
+def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
+    from pytest_i2v.ab import unstable_conditions
+
+    base_docs, head_docs = _docs(slow=1.0, rounds=8)
+    base_docs[1]["records"][0]["conditions"] = {"summary": "throttled (thermal, 2 of 5 repeats)"}
+    head_docs[0]["records"][1]["conditions"] = {"summary": "stable"}
+    head_docs[2]["records"][1]["conditions"] = {"summary": "not read"}
+    for round_index in range(3, 8):
+        head_docs[round_index]["records"][1]["conditions"] = {"summary": "clock off the median (1 of 5 repeats)"}
+    lines = unstable_conditions({"base": base_docs, "head": head_docs})
+    assert lines[0] == "base round 2: tests/a.py::test_fast: throttled (thermal, 2 of 5 repeats)"
+    assert lines[1:] == [f"head round {r}: tests/a.py::test_slow: clock off the median (1 of 5 repeats)" for r in range(4, 9)]
+    results = compare_rounds(base_docs, head_docs)
+    meta = {**META, "conditions": lines}
+    markdown = render_ab_markdown(results, meta)
+    assert "Hardware not stable under 6 measured run(s): base round 2: tests/a.py::test\\_fast: throttled" in markdown
+    assert markdown.count("clock off the median") == 4 and "; and 1 more (ab.json)" in markdown
+    page = render_ab_html(results, meta)
+    assert page.count("<li>") == 6 and "head round 8: tests/a.py::test_slow" in page
+    assert ab_document(results, meta)["meta"]["conditions"] == lines
+    # a CPU job, or a stable GPU: nothing said
+    assert unstable_conditions({"base": _docs()[0], "head": _docs()[1]}) == []
+    assert "Hardware" not in render_ab_markdown(results, {**META, "conditions": []})

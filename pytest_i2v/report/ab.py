@@ -7,7 +7,8 @@
 - ``rounds`` (int): rounds run; ``order`` (str): the process order, e.g. ``"ABBA"``;
 - ``min_effect`` (float, relative), ``confidence`` (float): the decision settings used;
 - ``machine`` (str or dict): what ran it (GPU/CPU name, fingerprint);
-- ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record.
+- ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record;
+- ``conditions`` (list of str): the process records whose GPU was not stable (``ab.unstable_conditions``).
 
 Pure: no pytest, no torch, no I/O (the orchestrator writes the files atomically).
 """
@@ -28,7 +29,8 @@ from pytest_i2v.report.markdown import md
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1
 META_KEYS = ("base", "head", "base_commit", "head_commit", "rounds", "order", "min_effect", "confidence", "machine",
-             "created", "pytest_args")
+             "created", "pytest_args", "conditions")
+CONDITIONS_SHOWN = 5  # the Markdown lists this many unstable runs, then counts the rest (the JSON has all)
 
 
 def _sorted(results: Sequence[ABTestResult]) -> list[ABTestResult]:
@@ -90,8 +92,13 @@ def _markdown_verdict(verdict: PairedVerdict) -> str:
 
 def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
     """A PR comment: the headline, the settings, then one row per test and metric, regressions first."""
-    lines = [f"### {headline(results)}", "", _settings_line(meta), "",
-             "| test | metric | base | head | ratio [low, high] | verdict |", "|---|---|---|---|---|---|"]
+    lines = [f"### {headline(results)}", "", _settings_line(meta), ""]
+    unstable = list(meta.get("conditions") or ())
+    if unstable:
+        more = f"; and {len(unstable) - CONDITIONS_SHOWN} more (ab.json)" if len(unstable) > CONDITIONS_SHOWN else ""
+        lines += [f"Hardware not stable under {len(unstable)} measured run(s): "
+                  f"{'; '.join(md(u) for u in unstable[:CONDITIONS_SHOWN])}{more}", ""]
+    lines += ["| test | metric | base | head | ratio [low, high] | verdict |", "|---|---|---|---|---|---|"]
     for result in _sorted(results):
         for verdict in result.verdicts:
             lines.append(f"| {md(result.nodeid)} | {md(metric_label(verdict.metric))} | "
