@@ -24,6 +24,8 @@ THROTTLE_BITS: Mapping[int, str] = {
 }
 # A repeat whose SM clock is further than this from the run's median ran on another clock.
 CLOCK_TOLERANCE = 0.03
+# A slowdown is excused as throttling only with at least this many stable repeats to judge by.
+MIN_STABLE_REPEATS = 2
 
 
 def throttle_reasons(mask: int | None) -> tuple[str, ...]:
@@ -161,9 +163,11 @@ def stable_values(values: Sequence[float | None], marked: Sequence[bool]) -> lis
 
 
 def throttled_explain_slowness(values: Sequence[float | None], marked: Sequence[bool], bar: float) -> bool:
-    """Whether a run over the gate's ``bar`` is slow only because of its marked repeats: some repeats
-    are marked, and the unmarked ones, judged alone, are under the bar (or there are none)."""
+    """Whether a run over the gate's ``bar`` is slow only because of its marked repeats: at least
+    ``MIN_STABLE_REPEATS`` repeats are unmarked, and judged alone they are under the bar. With fewer,
+    nothing stable shows what the change costs: a change that throttles every repeat (more power
+    drawn, a power cap reached) is still the change's, and one stable repeat is not a measurement."""
     if len(values) != len(marked) or not any(marked):
         return False
     stable = stable_values(values, marked)
-    return not stable or statistics.median(stable) < bar
+    return len(stable) >= MIN_STABLE_REPEATS and statistics.median(stable) < bar

@@ -294,9 +294,7 @@ def throttling_excuse(verdict: RegressionVerdict, per_repeat: Mapping[str, Seque
             return None
         if not throttled_explain_slowness(values, marked, m.interval[1]):
             return None
-        stable = stable_values(values, marked)
-        if stable:
-            within.append((m.metric, float(statistics.median(stable)), m.interval[1]))
+        within.append((m.metric, float(statistics.median(stable_values(values, marked))), m.interval[1]))
     return ThrottlingExcuse(conditions.summary, len(marked) - sum(marked), tuple(within))
 
 
