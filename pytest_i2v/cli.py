@@ -2,7 +2,7 @@
 
     python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
     python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
-    python -m pytest_i2v baseline match PROFILE|FILE [--device cuda:N]  (exit 0: it has runs from this machine)
+    python -m pytest_i2v baseline match PROFILE|FILE [--device cuda:N]  (exit 0: runs from this machine; 10: not)
     python -m pytest_i2v recommend results.json [--pipeline NAME]  (a recommendation matrix per pipeline, with its fit error)
     python -m pytest_i2v report results.json -o report.html
     python -m pytest_i2v compare a.json b.json [-o comparison.html]
@@ -30,6 +30,9 @@ from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.results import read_results
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
+# baseline match: no baseline for this machine. Not 1, which is also what a crash exits with: CI must
+# not read a crash as "use the A/B mode".
+NO_MATCH = 10
 
 
 def _median(runs: list[dict[str, Any]], metric: str) -> float | None:
@@ -131,13 +134,17 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
 
 
 def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tuple[bool, str]:
-    """(whether ``baseline`` has runs from this machine, one line saying so)."""
+    """(whether every test of ``baseline`` has runs from this machine, one line saying so). A test
+    without them would only be recorded as new: then the A/B mode is the one that compares."""
     covered, differences = baseline.machine_coverage(environment)
+    total = len(baseline.entries)
+    if covered and len(covered) == total:
+        return True, f"{where}: all {total} tests have runs from this machine: gate on the baseline"
+    ab = "compare base and head with python -m pytest_i2v ab instead"
     if covered:
-        return True, f"{where}: {len(covered)} of {len(baseline.entries)} tests have runs from this machine: gate on the baseline"
+        return False, f"{where}: only {len(covered)} of {total} tests have runs from this machine; {ab}"
     why = f" ({'; '.join(differences)})" if differences else ""
-    return False, (f"{where}: no runs from this machine{why}; compare base and head with "
-                   f"python -m pytest_i2v ab instead")
+    return False, f"{where}: no runs from this machine{why}; {ab}"
 
 
 def _this_machine(device: str) -> dict[str, Any]:
@@ -160,7 +167,7 @@ def _cmd_baseline(args: argparse.Namespace) -> str:
         else:  # a missing file is an answer here (no baseline matches), not a usage error
             matched, line = False, f"{path}: no baseline file; compare base and head with python -m pytest_i2v ab instead"
         print(line)
-        raise SystemExit(0 if matched else 1)
+        raise SystemExit(0 if matched else NO_MATCH)
     old_arg, new_arg = args.target, args.other
     if new_arg is None:
         raise I2VUsageError("baseline diff needs two arguments: OLD NEW (baseline files/profiles, or a baseline and a results JSON)")
@@ -262,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     baseline = commands.add_parser("baseline", help="print or compare per-profile baselines")
     baseline.add_argument("action", choices=("show", "diff", "match"),
-                          help="match: exit 0 when the baseline has runs from this machine, 1 when not (CI picks "
-                               "the A/B mode then)")
+                          help="match: exit 0 when every test of the baseline has runs from this machine, 10 "
+                               "when not (CI picks the A/B mode then)")
     baseline.add_argument("target", help="a profile name (looked up in --dir) or a baseline YAML file")
     baseline.add_argument("other", nargs="?", help="diff: the newer baseline (profile or YAML) or a results JSON")
     baseline.add_argument("--dir", default="baselines", help="baseline directory (default: baselines)")

@@ -3,6 +3,7 @@ and the gate and re-baseline steps run end to end on the CPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -147,19 +148,42 @@ def test_the_gate_chooses_its_mode_per_runner(tmp_path: Path, requested: str, ba
     assert output.read_text() == f"mode={expected}\n"
     assert summary.read_text() == f"pytest-i2v gate mode on cpu: {expected}\n"
     if requested == "auto":  # the one line saying why
-        assert ("runs from this machine: gate on the baseline" if expected == "baseline"
+        assert ("all 1 tests have runs from this machine: gate on the baseline" if expected == "baseline"
                 else "python -m pytest_i2v ab instead") in completed.stdout
     if baseline == "another cpu":
         assert "cpu_isa" in completed.stdout
 
 
-def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("break_it", "code"), [("unreadable", 4), ("crash", 1)])
+def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(tmp_path: Path, break_it: str, code: int) -> None:
     work = _sandbox(tmp_path)
-    (work / "baselines" / "cpu.yaml").write_text("schema: something-else\n")  # unreadable: exit 4, not 1
-    output = tmp_path / "output"
-    completed = _run(step("gpu-gate.yml", "Choose the mode")["run"], work, {
-        "PROFILE": "cpu", "REQUESTED": "auto", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(tmp_path / "s")})
-    assert completed.returncode == 4 and not output.exists(), completed.stdout + completed.stderr
+    env = {"PROFILE": "cpu", "REQUESTED": "auto", "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "s")}
+    if break_it == "unreadable":
+        (work / "baselines" / "cpu.yaml").write_text("schema: something-else\n")  # a usage error: exit 4
+    else:  # torch or NVML failing while the machine is read: a traceback, exit 1
+        (work / "sitecustomize.py").write_text(
+            "import pytest_i2v.cli\n"
+            "def _broken(device):\n    raise RuntimeError('NVML: GPU is lost')\n"
+            "pytest_i2v.cli._this_machine = _broken\n")
+        env["PYTHONPATH"] = str(work)
+    completed = _run(step("gpu-gate.yml", "Choose the mode")["run"], work, env)
+    assert completed.returncode == code and not (tmp_path / "output").exists(), completed.stdout + completed.stderr
+    assert ("RuntimeError: NVML: GPU is lost" if break_it == "crash" else "error: ") in completed.stderr
+
+
+def test_a_baseline_that_covers_some_tests_only_is_no_match(tmp_path: Path) -> None:
+    from pytest_i2v.baseline_store import AcceptedRun, read_baseline, update_baseline
+    from pytest_i2v.cli import match
+    from pytest_i2v.fingerprint import collect_environment
+
+    path = tmp_path / "cpu.yaml"
+    here = collect_environment("cpu")
+    other = {**here, "cpu_isa": "avx512_bf16 amx_tile"}
+    update_baseline(path, "cpu", [AcceptedRun("t.py::test_a", {"width": 64}, here, {"time_s": 1.0, "commit": None}),
+                                  AcceptedRun("t.py::test_b", {"width": 96}, other, {"time_s": 1.0, "commit": None})])
+    matched, line = match(read_baseline(path, "cpu"), "cpu.yaml", here)
+    assert not matched and line.startswith("cpu.yaml: only 1 of 2 tests have runs from this machine;")
 
 
 def _sandbox(tmp_path: Path) -> Path:
@@ -219,23 +243,41 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
 
 
 def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
-    """The A/B step as the workflow runs it: a checkout whose target branch is origin/main, the
-    target's baselines copied in (then put back), two ABBA rounds of one sweep test."""
+    """The A/B step as a pull request runs it: the checkout is the merge commit, its first parent the
+    base (origin/main has moved on since), the target's baselines copied in (then put back), two
+    ABBA rounds of one sweep test."""
     work = _sandbox(tmp_path)
-    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
-    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"], ["update-ref", "refs/remotes/origin/main", "HEAD"]):
-        subprocess.run([*git, *argv], cwd=work, check=True, capture_output=True)
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "-c", "commit.gpgsign=false"]
+
+    def run_git(*argv: str) -> str:
+        return subprocess.run([*git, *argv], cwd=work, check=True, capture_output=True, text=True).stdout.strip()
+
+    run_git("init", "-q", "-b", "main")
+    run_git("add", "-A")
+    run_git("commit", "-qm", "base")
+    base = run_git("rev-parse", "HEAD")
+    run_git("checkout", "-qb", "pr")
+    (work / "CHANGES").write_text("the pull request\n")
+    run_git("add", "-A")
+    run_git("commit", "-qm", "the change")
+    run_git("checkout", "-q", "--detach", base)
+    run_git("merge", "-q", "--no-ff", "-m", "merge pr", "pr")  # the merge commit actions/checkout gives
+    run_git("commit", "-q", "--allow-empty", "-m", "main moved on")
+    run_git("update-ref", "refs/remotes/origin/main", "HEAD")
+    run_git("reset", "-q", "--hard", "HEAD~1")
     (work / "baselines" / "cpu.yaml").write_text("copied from the target branch\n")  # dirty, as after that step
     summary = tmp_path / "step-summary.md"
     summary.write_text("")
     completed = _run(step("gpu-gate.yml", "Run A/B against the target branch")["run"], work, {
         "PROFILE": "cpu", "I2V_MODEL": "tiny", "BASE_REF": "main", "AB_ROUNDS": "2", "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_EVENT_NAME": "pull_request",
         "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0", "OMP_NUM_THREADS": "1",
     })
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
     written = (work / "out" / "ab" / "ab.md").read_text()
     assert "### A/B: 0 regressed" in written and r"resolution\_sweep\[256p\]" in written  # Markdown-escaped
     assert written in summary.read_text()
+    meta = json.loads((work / "out" / "ab" / "ab.json").read_text())["meta"]
+    assert meta["base_commit"] == base  # the merge's first parent, not origin/main
     assert (work / "baselines" / "cpu.yaml").read_text() != "copied from the target branch\n"  # put back
-    worktrees = subprocess.run(["git", "worktree", "list"], cwd=work, capture_output=True, text=True, check=True)
-    assert len(worktrees.stdout.splitlines()) == 1  # the A/B worktrees are gone
+    assert len(run_git("worktree", "list").splitlines()) == 1  # the A/B worktrees are gone
