@@ -240,13 +240,21 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
         baseline = read_baseline(path, profile)
+        reset_here: set[str] = set()  # reset once per test and call: its later runs append to the new history
         for item in accepted:
             cid = config_id(item.config)
             entry = baseline.entries.get(item.nodeid)
-            fresh = entry is None or entry.config_id != cid or mode == "reset"
+            resetting = mode == "reset" and item.nodeid not in reset_here
+            if entry is not None and entry.config_id == cid and resetting:
+                # Only this machine's history: other machines' segments in the same profile file stay.
+                reset_here.add(item.nodeid)
+                reset.append(item.nodeid)
+                entry.segments = [s for s in entry.segments if not same_machine(s.fingerprint, item.fingerprint)]
+            fresh = entry is None or entry.config_id != cid
             if entry is None or fresh:
                 if entry is not None:
                     reset.append(item.nodeid)
+                reset_here.add(item.nodeid)
                 entry = BaselineEntry(item.nodeid, cid, dict(item.config))
                 baseline.entries[item.nodeid] = entry
                 created.append(item.nodeid)

@@ -301,3 +301,15 @@ def test_a_baseline_from_another_cpu_is_new_end_to_end(i2v_project: pytest.Pytes
     i2v_project.runpytest(*ARGS, "--i2v-update-baselines").assert_outcomes(passed=1)
     segments = yaml.safe_load(path.read_text())["entries"]["test_m.py::test_a"]["segments"]
     assert len(segments) == 2 and segments[0]["fingerprint"]["cpu_isa"].endswith("(another cpu)")
+
+
+def test_a_reset_drops_only_this_machines_history_and_keeps_all_its_new_runs(tmp_path: Path) -> None:
+    path = tmp_path / "cpu.yaml"
+    avx2, avx512 = stored("avx2"), stored("avx2 avx512_bf16 avx512f")
+    update_baseline(path, "cpu", [accepted(avx2, 1.0), accepted(avx2, 1.1)])
+    update_baseline(path, "cpu", [accepted(avx512, 2.0)])
+    summary = update_baseline(path, "cpu", [accepted(avx2, 3.0), accepted(avx2, 3.1), accepted(avx2, 3.2)], mode="reset")
+    assert summary.reset == ("t.py::test_a",)
+    entry = read_baseline(path, "cpu").entries["t.py::test_a"]
+    # the other machine's segment stays; this machine's history is the three new runs, not the last one
+    assert [[r["time_s"] for r in s.runs] for s in entry.segments] == [[2.0], [3.0, 3.1, 3.2]]
