@@ -19,6 +19,10 @@ How it runs:
   process; ``--i2v-update-baselines`` is refused) and write their reports into the temporary directory.
 - ``ab_stats.compare_rounds`` pairs the rounds; ``<out>/ab.json``, ``ab.md`` and ``ab.html`` are
   written, the Markdown is printed, and the exit code is 1 when a test regressed, else 0.
+- From the second round on, each completed round rewrites those three files (atomically) from the
+  rounds so far, marked "partial: 3 of 16 rounds done": a job killed at a CI time limit, or stopped
+  by a failed process, still leaves the verdicts of its complete rounds. The final write replaces
+  them. An earlier job's files in the same ``--out`` are removed first: never taken for this job's.
 - Each process's output is kept in ``<out>/logs/``; its results JSON in ``<out>/<side>-<round>.json``.
   A process that exits with anything but 0 or 1 (a usage or internal error) stops the job.
 
@@ -57,6 +61,8 @@ if TYPE_CHECKING:  # the statistics import scipy: only when the rounds are done
 SIDES = ("base", "head")
 DEFAULT_OUT = "i2v-ab"
 LOG_TAIL_LINES = 25
+OUTPUTS = ("ab.json", "ab.md", "ab.html")  # the comparison, rewritten after each round from the second on
+PARTIAL_FROM_ROUNDS = 2  # fewer rounds give no interval: nothing worth writing yet
 # pytest's exit codes that still mean "the tests ran": 0 all passed, 1 some failed
 RAN_EXIT_CODES = (0, 1)
 COLLECT_NOTHING = 5  # pytest: no tests collected
@@ -265,9 +271,9 @@ def _pytest_argv(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
 
 
-def _failed(run: ProcessRun, what: str) -> ABProcessFailed:
+def _failed(run: ProcessRun, what: str, kept: str = "") -> ABProcessFailed:
     code = 4 if run.exit_code == 4 else 3  # the pytest args were bad (4), or something broke (3)
-    return ABProcessFailed(f"{what}: pytest exited with {run.exit_code}; see {run.log}", code, log_tail(run.log))
+    return ABProcessFailed(f"{what}: pytest exited with {run.exit_code}; see {run.log}{kept}", code, log_tail(run.log))
 
 
 class ABJob:
@@ -318,17 +324,26 @@ class ABJob:
                     raise I2VUsageError(f"{subdir} does not exist on the {revision.side} side "
                                         f"({revision.label}); run ab from a directory both have")
             selected = self._collect(revisions, subdir, workspace.path)
+            min_effect = ab_stats.DEFAULT_MIN_EFFECT if min_effect_pct is None else min_effect_pct / 100  # a fraction
             self.progress(f"ab: {len(selected)} i2v tests, {rounds} rounds, base {base.label} ({base.sha[:12]}), "
                           f"head {head.label} ({head.sha[:12]})")
             (out / "logs").mkdir(parents=True, exist_ok=True)
+            for name in OUTPUTS:  # an earlier job's verdict must not pass for this one's if this one stops early
+                (out / name).unlink(missing_ok=True)
             for run in self.runs:  # the collection pass agreed: its logs join the others
                 if run.log.is_file():
                     shutil.copyfile(run.log, out / "logs" / run.log.name)
-            docs = self._rounds(revisions, subdir, rounds, out, workspace.path)
+            docs = self._rounds(revisions, subdir, rounds, min_effect, out, workspace.path)
         finally:
             workspace.close()
-        min_effect = ab_stats.DEFAULT_MIN_EFFECT if min_effect_pct is None else min_effect_pct / 100  # a fraction
-        meta = self._meta(revisions, rounds, min_effect, ab_stats.DEFAULT_CONFIDENCE, docs)
+        return self._compare_and_write(revisions, docs, rounds, min_effect, out)
+
+    def _compare_and_write(self, revisions: Mapping[str, Revision], docs: Mapping[str, list[dict[str, Any]]],
+                           rounds_planned: int, min_effect: float, out: Path) -> ABOutcome:
+        """The verdicts of the rounds in ``docs`` (all of them, or those done so far), written to ``out``."""
+        from pytest_i2v import ab_stats
+
+        meta = self._meta(revisions, rounds_planned, min_effect, ab_stats.DEFAULT_CONFIDENCE, docs)
         results = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
                                           confidence=ab_stats.DEFAULT_CONFIDENCE)
         return self._write(results, meta, out)
@@ -358,8 +373,10 @@ class ABJob:
                                     f"--deselect {only[0]}) so that both sides run the same tests")
         return selected["base"]
 
-    def _rounds(self, revisions: Mapping[str, Revision], subdir: Path, rounds: int, out: Path,
+    def _rounds(self, revisions: Mapping[str, Revision], subdir: Path, rounds: int, min_effect: float, out: Path,
                 tmp: Path) -> dict[str, list[dict[str, Any]]]:
+        """Every round's results documents per side. After each complete round from
+        ``PARTIAL_FROM_ROUNDS`` on, but the last (the caller writes the final files), the partial files."""
         from pytest_i2v.results import read_results
 
         docs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
@@ -381,25 +398,31 @@ class ABJob:
                 ])
                 run = self._run(side, round_index, argv, revision.root / subdir, _side_env(revision.root),
                                 out / "logs" / f"{name}.log")
+                kept = f"; {out / 'ab.md'} has the verdicts of the {round_index} rounds done" \
+                    if round_index >= PARTIAL_FROM_ROUNDS else ""  # round_index: the complete rounds before this one
                 if run.exit_code not in RAN_EXIT_CODES:
-                    raise _failed(run, f"round {round_index + 1} on the {side} side ({revision.label})")
+                    raise _failed(run, f"round {round_index + 1} on the {side} side ({revision.label})", kept)
                 if not results.is_file():
-                    raise _failed(run, f"round {round_index + 1} on the {side} side wrote no results")
+                    raise _failed(run, f"round {round_index + 1} on the {side} side wrote no results", kept)
                 self.progress(f"ab: round {round_index + 1}/{rounds} {side}: {run.wall_s:.1f} s "
                               f"(pytest exit {run.exit_code})")
                 docs[side].append(read_results(results))
+            if PARTIAL_FROM_ROUNDS <= round_index + 1 < rounds:
+                self._compare_and_write(revisions, docs, rounds, min_effect, out)
         return docs
 
-    def _meta(self, revisions: Mapping[str, Revision], rounds: int, min_effect: float, confidence: float,
+    def _meta(self, revisions: Mapping[str, Revision], rounds_planned: int, min_effect: float, confidence: float,
               docs: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
-        """``report.ab``'s meta: what was compared, how, and on what."""
+        """``report.ab``'s meta: what was compared, how, and on what; ``rounds`` counts those in ``docs``."""
         environment = dict((docs["base"][0].get("environment") or {}) if docs["base"] else {})
+        rounds = len(docs["base"])
         return {
             "base": revisions["base"].label,
             "head": revisions["head"].label,
             "base_commit": revisions["base"].sha,
             "head_commit": revisions["head"].sha,
             "rounds": rounds,
+            "rounds_planned": rounds_planned,
             "order": " ".join("".join("A" if side == "base" else "B" for side in pair) for pair in abba_order(rounds)),
             "min_effect": min_effect,
             "confidence": confidence,

@@ -29,6 +29,11 @@ of "slower at all", and the equivalence band keeps a proven-small change (``[+0.
 from failing anyone. With ``confidence`` 0.999 each direction of each metric errs 0.05 % of the
 time; a test's two time metrics (total and per step, strongly correlated) stay within 0.1 %.
 
+A test that ran out of memory is judged on its outcomes, not its figures: out of memory in any
+head round and in no base round is **regressed** (a runner would hit it some of the time), the
+mirror **improved**; out of memory on both sides in some rounds, or a round that failed
+otherwise, is **not-comparable**.
+
 Zero spread (memory figures are usually identical in every process) needs no special case: the
 interval is the point itself, so equal figures are unchanged and a constant shift beyond the
 minimum effect is regressed or improved. Fewer than two rounds: inconclusive.
@@ -219,27 +224,35 @@ def _figures(record: Mapping[str, Any]) -> dict[str, float | None]:
             "memory": float(peak.bytes) if peak.bytes else None}
 
 
-def _outcome_verdict(nodeid: str, base: list[Mapping[str, Any]], head: list[Mapping[str, Any]]) -> PairedVerdict | None:
+def _outcome_verdict(base: list[Mapping[str, Any]], head: list[Mapping[str, Any]]) -> PairedVerdict | None:
     """None when every round is ok on both sides; else the verdict on the outcomes alone.
 
-    A head that runs out of memory in every round where the base never did is a regression (the
-    worst kind: the generation no longer fits); the mirror is an improvement; anything mixed
-    (an OOM in some rounds) is not comparable: the figures of the rounds that ran are not
-    the same population."""
-    base_bad = [str(r.get("outcome")) for r in base if r.get("outcome") != "ok"]
-    head_bad = [str(r.get("outcome")) for r in head if r.get("outcome") != "ok"]
-    if not base_bad and not head_bad:
-        return None
+    Running out of memory is the worst regression (the generation no longer fits), and one round is
+    enough: a head that runs out of memory in some rounds where the base never does would fail a CI
+    runner some of the time, so it is regressed; the mirror is improved. When both sides run out of
+    memory in some rounds, or a round ended otherwise (failed, skipped), the figures of the rounds
+    that ran are not the same population: not comparable."""
     n = len(base)
-    if not base_bad and len(head_bad) == n and set(head_bad) == {"oom"}:
-        return PairedVerdict("outcome", "regressed", None, None, None, n, None,
-                             f"head ran out of memory in all {n} rounds; base ran in every one")
-    if not head_bad and len(base_bad) == n and set(base_bad) == {"oom"}:
-        return PairedVerdict("outcome", "improved", None, None, None, n, None,
-                             f"head ran in all {n} rounds; base ran out of memory in every one")
-    parts = [f"{side} {'/'.join(sorted(set(bad)))} in {len(bad)} of {n} rounds" for side, bad in
-             (("base", base_bad), ("head", head_bad)) if bad]
-    return PairedVerdict("outcome", "not-comparable", None, None, None, n, None, "; ".join(parts))
+    base_oom = sum(r.get("outcome") == "oom" for r in base)
+    head_oom = sum(r.get("outcome") == "oom" for r in head)
+    others = []  # rounds that ended neither ok nor out of memory
+    for side, records in (("base", base), ("head", head)):
+        bad = [str(r.get("outcome")) for r in records if r.get("outcome") not in ("ok", "oom")]
+        if bad:
+            others.append(f"{side} {'/'.join(sorted(set(bad)))} in {len(bad)} of {n} rounds")
+    if not base_oom and not head_oom and not others:
+        return None
+    if head_oom and not base_oom:
+        verdict, reason = "regressed", f"out of memory in {head_oom} of {n} head rounds, never in base"
+    elif base_oom and not head_oom:
+        verdict, reason = "improved", f"out of memory in {base_oom} of {n} base rounds, never in head"
+    elif base_oom and head_oom:
+        verdict = "not-comparable"
+        reason = (f"both sides ran out of memory in some rounds (base {base_oom} of {n}, head {head_oom} of {n}); "
+                  f"the rounds that ran are not the same population")
+    else:
+        verdict, reason = "not-comparable", ""
+    return PairedVerdict("outcome", verdict, None, None, None, n, None, "; ".join(filter(None, [reason, *others])))
 
 
 def _metric_series(records: list[Mapping[str, Any]]) -> tuple[dict[str, list[float | None]], set[str | None]]:
@@ -288,7 +301,7 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
         pipeline = _pipeline(base[0])
         fixed: list[PairedVerdict] = []
         pipelines = {_pipeline(r) for r in base + head}
-        outcome = _outcome_verdict(nodeid, base, head)
+        outcome = _outcome_verdict(base, head)
         series: dict[str, tuple[list[float], list[float]]] = {}
         keys: set[str | None] = set()
         if len(pipelines) > 1:

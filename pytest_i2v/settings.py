@@ -70,7 +70,7 @@ def _update_mode(text: str) -> str | None:
         return None
     if lowered in ("append", "reset"):
         return lowered
-    raise ValueError("use append (record this run in the history) or reset (drop the old history)")
+    raise ValueError("use append (record this run in the history) or reset (drop this machine's old history)")
 
 
 def _gate_mode(text: str) -> str:
@@ -170,7 +170,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
                _text, None, "DIR", is_path=True),
     OptionSpec("--i2v-update-baselines", "i2v_update_baselines", "update_baselines",
                "record this run's passing results as accepted baseline runs: append (the bare flag) or reset "
-               "(drop the old history of the tests that ran); the gate reports but does not fail",
+               "(drop this machine's old history of the tests that ran); the gate reports but does not fail",
                _update_mode, None, "append|reset", const="append"),
     OptionSpec("--i2v-env-policy", "i2v_env_policy", "env_policy",
                "when the environment differs from the baseline's (driver, CUDA, torch...): warn (compare and report, "

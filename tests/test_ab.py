@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 from pytest_i2v import ab
 from pytest_i2v.cli import main as cli_main
+from pytest_i2v.report.ab import metric_label
 from pytest_i2v.results import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,14 +128,23 @@ def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("error:")]
 
 
+# (side, round index) -> the records of that process's results document
+Records = Callable[[str, int], list[dict[str, Any]]]
+
+
 class FakePytest:
     """Stands in for the pytest processes: lists the tests when collecting, writes a results document
-    when measuring, and records what it was asked to run."""
+    when measuring (``records``: none by default), and records what it was asked to run and which
+    "partial" line ``ab.md`` had when it started. ``fail_at``: that measuring call exits 3."""
 
-    def __init__(self, tests: Mapping[str, list[str]] | None = None, interrupt_at: int | None = None):
+    def __init__(self, tests: Mapping[str, list[str]] | None = None, interrupt_at: int | None = None,
+                 records: Records | None = None, fail_at: int | None = None):
         self.tests = tests or {}
         self.interrupt_at = interrupt_at
+        self.records = records
+        self.fail_at = fail_at
         self.calls: list[dict[str, Any]] = []
+        self.partial_seen: list[str | None] = []
 
     def side_of(self, cwd: Path) -> str:
         return "base" if cwd.name == "base" or cwd.parent.name == "base" else "head"
@@ -152,8 +162,16 @@ class FakePytest:
         if self.interrupt_at is not None and len(self.measuring_calls()) > self.interrupt_at:
             raise KeyboardInterrupt
         results = Path(argv[argv.index("--i2v-json") + 1])
+        markdown = results.parent / "ab.md"
+        self.partial_seen.append(next((line.split("**")[1] for line in markdown.read_text().splitlines()
+                                       if "partial" in line), "no partial line") if markdown.is_file() else None)
+        if self.fail_at is not None and len(self.measuring_calls()) > self.fail_at:
+            log.write_text("INTERNALERROR> the runner's time ran out\n")
+            return 3
+        round_index = int(results.stem.split("-")[1])
+        records = self.records(side, round_index) if self.records else []
         results.write_text(json.dumps({"schema": RESULTS_SCHEMA, "schema_version": RESULTS_SCHEMA_VERSION,
-                                       "environment": {}, "records": [], "run": results.stem}))
+                                       "environment": {}, "records": records, "run": results.stem}))
         return 0
 
     def measuring_calls(self) -> list[dict[str, Any]]:
@@ -230,12 +248,76 @@ def test_a_failing_process_stops_the_job_with_its_log_tail(suite_repo: Path, mon
         return 3
 
     monkeypatch.setattr(ab, "run_logged", internal_error)
+    (suite_repo / "i2v-ab").mkdir()
+    for name in ab.OUTPUTS:  # a complete earlier job's: it must not pass for this job's verdict
+        (suite_repo / "i2v-ab" / name).write_text("### A/B: 0 regressed, 1 unchanged\n")
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "2"], capsys)
     assert code == 3
     assert "INTERNALERROR> something broke" in err
     assert len(error_lines(err)) == 1 and err.strip().splitlines()[-1].startswith("error: round 1 on the base side")
+    assert "verdicts" not in err  # no round was complete: no partial files to point at
     assert left_behind(suite_repo) == []
     assert (suite_repo / "i2v-ab" / "logs" / "base-0.log").is_file()
+    assert [name for name in ab.OUTPUTS if (suite_repo / "i2v-ab" / name).exists()] == []
+
+
+STEADY = "test_suite.py::test_steady"
+
+
+def steady_records(side: str, round_index: int, oom: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    """test_steady as a results document records it: the same figures on both sides, a little noise
+    per round; out of memory instead on the ``oom`` (side, round index)."""
+    wobble = [1.0, 0.99, 1.01, 1.0][round_index % 4]
+    if (side, round_index) == oom:
+        return [{"nodeid": STEADY, "config": {"pipeline": "tiny"}, "outcome": "oom", "time_s": None,
+                 "stages": {"step_s": None}, "peak_memory": {"host_rss_bytes": 2**30}}]
+    return [{"nodeid": STEADY, "config": {"pipeline": "tiny"}, "outcome": "ok", "time_s": 1.0 * wobble,
+             "stages": {"step_s": 0.1 * wobble}, "peak_memory": {"host_rss_bytes": 2**30}}]
+
+
+def test_a_job_stopped_in_its_last_round_leaves_the_verdicts_of_the_rounds_done(
+        suite_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A process fails in round 4 of 4 (as a job killed at its time limit would stop): ab.md, ab.json
+    and ab.html hold rounds 1-3 and say so; each complete round from the second on had rewritten them."""
+    fake = FakePytest(records=steady_records, fail_at=6)  # calls 0-5: rounds 1-3; round 4 starts with head
+    monkeypatch.setattr(ab, "run_logged", fake)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4"], capsys)
+    out = suite_repo / "i2v-ab"
+    assert code == 3 and "INTERNALERROR> the runner's time ran out" in err
+    assert error_lines(err)[-1].startswith("error: round 4 on the head side")
+    assert error_lines(err)[-1].endswith(f"{out.resolve() / 'ab.md'} has the verdicts of the 3 rounds done")
+    assert fake.partial_seen == [None] * 4 + ["partial: 2 of 4 rounds done"] * 2 + ["partial: 3 of 4 rounds done"]
+    markdown = (out / "ab.md").read_text()
+    assert "partial: 3 of 4 rounds done" in markdown and "3 rounds (AB BA AB)" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| test\\_suite.py::test\\_steady")]
+    assert [row.split(" | ")[1] for row in rows] == [metric_label(m) for m in ("time_s", "step_s", "host_rss_bytes")]
+    assert all(row.endswith("| unchanged |") for row in rows), markdown
+    document = json.loads((out / "ab.json").read_text())
+    assert (document["meta"]["rounds"], document["meta"]["rounds_planned"]) == (3, 4)
+    assert [r["nodeid"] for r in document["results"]] == [STEADY]
+    assert [(r["side"], r["round"]) for r in document["runs"] if r["round"] >= 0] == [
+        ("base", 0), ("head", 0), ("head", 1), ("base", 1), ("base", 2), ("head", 2)]  # the failed one came later
+    assert "partial: 3 of 4 rounds done" in (out / "ab.html").read_text()
+    assert left_behind(suite_repo) == []
+
+
+def test_a_complete_job_says_nothing_partial_and_one_oom_round_fails_it(
+        suite_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The final write replaces the partial files; head out of memory in 1 of 4 rounds exits 1."""
+    fake = FakePytest(records=lambda side, r: steady_records(side, r, oom=("head", 2)))
+    monkeypatch.setattr(ab, "run_logged", fake)
+    code, printed, _ = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4"], capsys)
+    out = suite_repo / "i2v-ab"
+    assert fake.partial_seen[-1] == "partial: 3 of 4 rounds done"  # the job wrote them on its way
+    assert code == 1
+    markdown = (out / "ab.md").read_text()
+    assert markdown.strip() in printed and markdown.startswith("### A/B: 1 regressed")
+    assert "regressed: out of memory in 1 of 4 head rounds, never in base" in markdown
+    for name in ab.OUTPUTS:
+        assert "partial" not in (out / name).read_text(), name
+    document = json.loads((out / "ab.json").read_text())
+    assert (document["meta"]["rounds"], document["meta"]["rounds_planned"]) == (4, 4)
+    assert left_behind(suite_repo) == []
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------

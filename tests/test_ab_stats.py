@@ -121,15 +121,71 @@ def test_missing_test_is_a_usage_error_naming_test_and_side() -> None:
         compare_rounds(*_docs(drop="tests/a.py::test_slow"))
 
 
-def test_head_oom_in_every_round_is_a_regression_mixed_is_not_comparable() -> None:
-    results = {r.nodeid: r for r in compare_rounds(*_docs(oom_head="tests/a.py::test_slow"))}
-    assert results["tests/a.py::test_slow"].overall == "regressed"
-    assert "out of memory" in results["tests/a.py::test_slow"].verdicts[0].reason
+def _set_outcome(docs: list[dict[str, Any]], rounds: list[int], outcome: str,
+                 nodeid: str = "tests/a.py::test_slow") -> None:
+    """``nodeid``'s record in each of ``rounds`` (0-based) ends with ``outcome`` instead of ok."""
+    for round_index in rounds:
+        records = docs[round_index]["records"]
+        at = next(i for i, record in enumerate(records) if record["nodeid"] == nodeid)
+        records[at] = _record(nodeid, 0, 0, outcome=outcome)
+
+
+def _slow(base_docs: list[dict[str, Any]], head_docs: list[dict[str, Any]]) -> ABTestResult:
+    return {r.nodeid: r for r in compare_rounds(base_docs, head_docs)}["tests/a.py::test_slow"]
+
+
+def test_head_oom_in_every_round_is_a_regression() -> None:
+    result = _slow(*_docs(oom_head="tests/a.py::test_slow"))
+    assert result.overall == "regressed"
+    assert [v.reason for v in result.verdicts] == ["out of memory in 6 of 6 head rounds, never in base"]
+
+
+def test_head_oom_in_one_round_of_six_is_a_regression_that_fails_the_job() -> None:
+    """A runner would hit it one time in six: that is no "not comparable" a CI job may pass."""
     base_docs, head_docs = _docs()
-    head_docs[0]["records"][1] = _record("tests/a.py::test_slow", 0, 0, outcome="oom")
-    results = {r.nodeid: r for r in compare_rounds(base_docs, head_docs)}
-    assert results["tests/a.py::test_slow"].overall == "not-comparable"
-    assert "1 of 6" in results["tests/a.py::test_slow"].verdicts[0].reason
+    _set_outcome(head_docs, [3], "oom")
+    results = compare_rounds(base_docs, head_docs)
+    slow = {r.nodeid: r for r in results}["tests/a.py::test_slow"]
+    assert slow.overall == "regressed"
+    assert [(v.metric, v.verdict, v.reason) for v in slow.verdicts] == [
+        ("outcome", "regressed", "out of memory in 1 of 6 head rounds, never in base")]
+    assert {r.nodeid: r.overall for r in results}["tests/a.py::test_fast"] == "unchanged"
+    markdown = render_ab_markdown(results, META)
+    assert markdown.startswith("### A/B: 1 regressed")
+    row = next(line for line in markdown.splitlines() if "test\\_slow" in line)
+    assert row.endswith("| regressed: out of memory in 1 of 6 head rounds, never in base |")
+    page = render_ab_html(results, META)
+    assert "regressed: out of memory in 1 of 6 head rounds, never in base" in page
+
+
+def test_base_oom_in_some_rounds_head_never_is_an_improvement() -> None:
+    base_docs, head_docs = _docs()
+    _set_outcome(base_docs, [0, 4], "oom")
+    result = _slow(base_docs, head_docs)
+    assert result.overall == "improved"
+    assert [v.reason for v in result.verdicts] == ["out of memory in 2 of 6 base rounds, never in head"]
+
+
+def test_oom_on_both_sides_or_another_failure_is_not_comparable() -> None:
+    base_docs, head_docs = _docs()
+    _set_outcome(base_docs, [1], "oom")
+    _set_outcome(head_docs, [2, 5], "oom")
+    result = _slow(base_docs, head_docs)
+    assert result.overall == "not-comparable"
+    assert result.verdicts[0].reason.startswith("both sides ran out of memory in some rounds (base 1 of 6, head 2 of 6)")
+    assert "not comparable: both sides ran out of memory" in render_ab_markdown([result], META)
+    # not out of memory: the rounds that ran are not the same population, whichever side
+    base_docs, head_docs = _docs()
+    _set_outcome(head_docs, [0], "failed")
+    result = _slow(base_docs, head_docs)
+    assert (result.overall, result.verdicts[0].reason) == ("not-comparable", "head failed in 1 of 6 rounds")
+    # head out of memory is a regression even when the base also failed a round otherwise; both are named
+    _set_outcome(head_docs, [1], "oom")
+    _set_outcome(base_docs, [2], "failed")
+    result = _slow(base_docs, head_docs)
+    assert (result.overall, result.verdicts[0].reason) == (
+        "regressed", "out of memory in 1 of 6 head rounds, never in base; base failed in 1 of 6 rounds; "
+                     "head failed in 1 of 6 rounds")
 
 
 def _v(verdict: str) -> PairedVerdict:

@@ -274,6 +274,9 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
         "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0", "OMP_NUM_THREADS": "1",
     })
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    assert summary.read_text() == ""  # the summary step says it, also after a step stopped at its limit
+    assert _run(step("gpu-gate.yml", "Summarise A/B")["run"], work, {"GITHUB_STEP_SUMMARY": str(summary)}).returncode == 0
+    assert step("gpu-gate.yml", "Summarise A/B")["if"] == "always() && steps.mode.outputs.mode == 'ab'"
     written = (work / "out" / "ab" / "ab.md").read_text()
     assert "### A/B: 0 regressed" in written and r"resolution\_sweep\[256p\]" in written  # Markdown-escaped
     assert written in summary.read_text()

@@ -5,6 +5,8 @@
 - ``base``, ``head`` (str, required): the refs as the user named them (``HEAD~1``, ``working tree``);
 - ``base_commit``, ``head_commit`` (str): the resolved commits;
 - ``rounds`` (int): rounds run; ``order`` (str): the process order, e.g. ``"ABBA"``;
+- ``rounds_planned`` (int): the rounds the job was asked for; more than ``rounds`` while it runs
+  (or after it stopped early): the outputs then say "partial: 3 of 16 rounds done";
 - ``min_effect`` (float, relative), ``confidence`` (float): the decision settings used;
 - ``machine`` (str or dict): what ran it (GPU/CPU name, fingerprint);
 - ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record;
@@ -28,8 +30,8 @@ from pytest_i2v.report.markdown import md
 
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1
-META_KEYS = ("base", "head", "base_commit", "head_commit", "rounds", "order", "min_effect", "confidence", "machine",
-             "created", "pytest_args", "conditions")
+META_KEYS = ("base", "head", "base_commit", "head_commit", "rounds", "rounds_planned", "order", "min_effect",
+             "confidence", "machine", "created", "pytest_args", "conditions")
 CONDITIONS_SHOWN = 5  # the Markdown lists this many unstable runs, then counts the rest (the JSON has all)
 
 
@@ -55,11 +57,21 @@ def ratio_text(verdict: PairedVerdict) -> str:
     return f"{verdict.ratio:.3f} [{verdict.low:.3f}, {verdict.high:.3f}]"
 
 
+def partial_text(meta: Mapping[str, Any]) -> str:
+    """"partial: 3 of 16 rounds done" while the job runs or after it stopped early; "" when complete."""
+    done, planned = meta.get("rounds"), meta.get("rounds_planned")
+    if done is None or planned is None or done >= planned:
+        return ""
+    return f"partial: {done} of {planned} rounds done"
+
+
 def verdict_text(verdict: PairedVerdict) -> str:
     if verdict.verdict == "inconclusive" and verdict.rounds_needed:
         return f"inconclusive: run more rounds: ~{verdict.rounds_needed}"
     if verdict.verdict == "not-comparable":
         return f"not comparable: {verdict.reason}"
+    if verdict.metric == "outcome":  # no figures to show (out of memory): the reason is the finding
+        return f"{verdict.verdict}: {verdict.reason}"
     return verdict.verdict
 
 
@@ -85,14 +97,18 @@ def _machine_text(meta: Mapping[str, Any]) -> str:
 
 
 def _markdown_verdict(verdict: PairedVerdict) -> str:
-    if verdict.verdict == "not-comparable":
-        return "not comparable: " + md(verdict.reason)  # the reason may carry pipeline names
+    if verdict.verdict == "not-comparable" or verdict.metric == "outcome":
+        return md(verdict_text(verdict))  # the reason may carry pipeline names
     return verdict_text(verdict)  # our own words only ("run more rounds: ~K" keeps its tilde)
 
 
 def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
     """A PR comment: the headline, the settings, then one row per test and metric, regressions first."""
-    lines = [f"### {headline(results)}", "", _settings_line(meta), ""]
+    lines = [f"### {headline(results)}", ""]
+    if partial_text(meta):
+        lines += [f"**{partial_text(meta)}**: the verdicts use these rounds only; the job is still running "
+                  f"or stopped early", ""]
+    lines += [_settings_line(meta), ""]
     unstable = list(meta.get("conditions") or ())
     if unstable:
         more = f"; and {len(unstable) - CONDITIONS_SHOWN} more (ab.json)" if len(unstable) > CONDITIONS_SHOWN else ""
@@ -125,4 +141,4 @@ def render_ab_html(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> 
     env.filters["ratio"] = ratio_text
     env.filters["verdict_text"] = verdict_text
     return env.get_template("ab.html.j2").render(results=_sorted(results), meta=meta, headline=headline(results),
-                                                 machine=_machine_text(meta))
+                                                 machine=_machine_text(meta), partial=partial_text(meta))
