@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_i2v.baseline_store import BaselineFile, baseline_path, read_baseline
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.explain import format_value
+from pytest_i2v.explain import excuse_throttling, format_value
 from pytest_i2v.fingerprint import machine_changes, software_changes
 from pytest_i2v.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
 from pytest_i2v.outcome import NO_MACHINE_BASELINE
@@ -122,11 +122,13 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
             verdict = judge(entry.current.runs, current, gate, machine_changes=changes)
         else:
             changes = software_changes(segment.fingerprint, fingerprint)
-            verdict = judge(segment.runs, current, gate, baseline.pooled(fingerprint), changes)
+            verdict = excuse_throttling(judge(segment.runs, current, gate, baseline.pooled(fingerprint), changes), record)
         by_metric = {m.metric: m for m in verdict.metrics}
         time_m = by_metric.get("time_s")
         memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
-        rows.append([record["nodeid"], f"new ({NO_MACHINE_BASELINE})" if verdict.machine_changes else verdict.verdict,
+        shown = (f"new ({NO_MACHINE_BASELINE})" if verdict.machine_changes else
+                 f"unreliable ({verdict.unreliable})" if verdict.unreliable else verdict.verdict)
+        rows.append([record["nodeid"], shown,
                      f"{format_value('time_s', time_m.current)} ({time_m.delta_pct:+.1f} %)" if time_m and time_m.delta_pct is not None else "-",
                      f"{format_value(memory_m.metric, memory_m.current)} ({memory_m.delta_pct:+.1f} %)" if memory_m and memory_m.delta_pct is not None else "-",
                      "; ".join(changes) or "-"])

@@ -21,6 +21,8 @@ THROTTLE_BITS: Mapping[int, str] = {
     0x20: "thermal",       # SW thermal slowdown
     0x40: "thermal",       # HW thermal slowdown
     0x80: "power",         # HW power brake (external power supply signal)
+    0x200: "board-limit",  # board limit (the older throttle-reasons query only)
+    0x400: "reliability",  # reliability (likewise)
 }
 # A repeat whose SM clock is further than this from the run's median ran on another clock.
 CLOCK_TOLERANCE = 0.03

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from pytest_i2v.gate import METRIC_LABELS, MetricVerdict, RegressionVerdict, ThrottlingExcuse
+from pytest_i2v.conditions import RunConditions
+from pytest_i2v.gate import (
+    METRIC_LABELS,
+    MetricVerdict,
+    RegressionVerdict,
+    ThrottlingExcuse,
+    per_repeat,
+    throttling_excuse,
+)
 from pytest_i2v.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
 
 
@@ -31,6 +40,14 @@ def metric_line(m: MetricVerdict) -> str:
     return (f"{METRIC_LABELS.get(m.metric, m.metric)}: {m.verdict.upper()} {delta}: current {format_value(m.metric, m.current)} "
             f"vs baseline median {format_value(m.metric, m.baseline)} ({m.runs} run{'s' if m.runs != 1 else ''}{interval}); "
             f"bar: {m.threshold}")
+
+
+def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> RegressionVerdict:
+    """``verdict`` with ``unreliable`` set where ``gate.throttling_excuse`` excuses it, for a results
+    record (``GenerationRecord.to_dict()``): the gate and ``baseline diff`` both ask here."""
+    conditions = RunConditions.from_dict(record["conditions"]) if record.get("conditions") else None  # CPU: None
+    excuse = throttling_excuse(verdict, per_repeat(record), conditions)
+    return replace(verdict, unreliable=unreliable_line(excuse)) if excuse is not None else verdict
 
 
 def unreliable_line(excuse: ThrottlingExcuse) -> str:

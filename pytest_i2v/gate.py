@@ -276,6 +276,15 @@ class ThrottlingExcuse:
     within: tuple[tuple[str, float, float], ...]  # per regressed metric: (metric, stable repeats' median, bar)
 
 
+def per_repeat(record: Mapping[str, Any]) -> dict[str, list[float | None]]:
+    """Each time metric per repeat of a results record, as the gate judges it over the run: the total,
+    the median step (step_s is the median of the steps), the decode."""
+    stages = record.get("stages") or {}
+    return {"time_s": list(record.get("time_samples_s") or []),
+            "step_s": [float(statistics.median(s)) if s else None for s in stages.get("step_samples_s") or []],
+            "decode_s": list(stages.get("decode_samples_s") or [])}
+
+
 def throttling_excuse(verdict: RegressionVerdict, per_repeat: Mapping[str, Sequence[float | None]],
                       conditions: RunConditions | None) -> ThrottlingExcuse | None:
     """Whether a "regressed" verdict is only the throttled repeats being slow; None when it is not.

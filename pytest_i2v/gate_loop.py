@@ -4,7 +4,6 @@ run, the outcome (decided once, by ``outcome.decide``) and the runs queued for t
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -19,10 +18,9 @@ from pytest_i2v.baseline_store import (
     run_from_record,
     update_baseline,
 )
-from pytest_i2v.conditions import RunConditions
-from pytest_i2v.explain import unreliable_line, verdict_section
+from pytest_i2v.explain import excuse_throttling, verdict_section
 from pytest_i2v.fingerprint import MACHINE_KEYS, machine_changes, software_changes
-from pytest_i2v.gate import GateSettings, Noise, RegressionVerdict, judge, throttling_excuse
+from pytest_i2v.gate import GateSettings, Noise, RegressionVerdict, judge
 from pytest_i2v.marks import Budget
 from pytest_i2v.outcome import GateMode, Outcome, decide
 from pytest_i2v.plan import RunPlan
@@ -73,11 +71,7 @@ class GateLoop:
         return self.decided(record, confirmed)
 
     def judged(self, record: GenerationRecord, seen: set[str]) -> GenerationRecord:
-        verdict = self.judge(record, seen)
-        conditions = RunConditions.from_dict(record.conditions) if record.conditions else None  # None on the CPU
-        excuse = throttling_excuse(verdict, per_repeat(record), conditions)
-        if excuse is not None:
-            verdict = replace(verdict, unreliable=unreliable_line(excuse))
+        verdict = excuse_throttling(self.judge(record, seen), record.to_dict())
         return replace(record, verdict=verdict.to_dict(), baseline_history=self._history(record))
 
     def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
@@ -182,15 +176,6 @@ class GateLoop:
         summary = update_baseline(self.baseline_path, self._plan.profile.name, runs, mode=self._settings.update_baselines)
         self.updates.append(summary)
         return summary
-
-
-def per_repeat(record: GenerationRecord) -> dict[str, list[float | None]]:
-    """Each time metric per repeat, as the gate judges it over the run: the total, the median step
-    (step_s is the median of the steps), the decode."""
-    steps = record.stages.get("step_samples_s") or []
-    return {"time_s": list(record.time_samples_s),
-            "step_s": [float(statistics.median(s)) if s else None for s in steps],
-            "decode_s": list(record.stages.get("decode_samples_s") or [])}
 
 
 def git_commit(root: Path) -> str | None:

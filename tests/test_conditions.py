@@ -40,6 +40,8 @@ def repeat(sm: float = 1980.0, reasons: tuple[str, ...] = ()) -> RepeatCondition
     (0x8, ("hw-slowdown",)),
     (GPU_IDLE | APPLICATIONS_CLOCKS | SYNC_BOOST | DISPLAY_CLOCKS, ()),  # settings and idling: not a slowdown
     (GPU_IDLE | SW_THERMAL, ("thermal",)),
+    (pynvml.nvmlClocksThrottleReasonBoardLimit | pynvml.nvmlClocksThrottleReasonReliability,
+     ("board-limit", "reliability")),  # the older query's extra reasons
 ])
 def test_throttle_reasons_names_only_the_bits_that_slow_the_work(mask: int | None, reasons: tuple[str, ...]) -> None:
     assert throttle_reasons(mask) == reasons

@@ -95,15 +95,17 @@ def simulated_device(**gpu: Any) -> Any:
     return SimulatedRuntime(gpus=[SimulatedGpu(**gpu)]).open("cuda:0")
 
 
-@pytest.mark.parametrize(("mode", "error"), [("no-permission", "NVMLError_NoPermission"),
-                                             ("not-supported", "NVMLError_NotSupported")])
-def test_a_refused_lock_is_one_warning_and_leaves_the_clocks_alone(mode: str, error: str) -> None:
+@pytest.mark.parametrize(("mode", "error", "fix"), [
+    ("no-permission", "NVMLError_NoPermission", "run as root, or lock them beforehand with `sudo nvidia-smi -lgc`"),
+    ("not-supported", "NVMLError_NotSupported", "this board reports no default applications clock; lock them "
+                                                "beforehand at a clock of your choice with `sudo nvidia-smi -lgc MHZ,MHZ`"),
+])
+def test_a_refused_lock_is_one_warning_and_leaves_the_clocks_alone(mode: str, error: str, fix: str) -> None:
     device = simulated_device(clock_lock=mode)
     with pytest.warns(ClockLockWarning) as caught:
         assert lock_clocks(device) is None
     assert [str(w.message) for w in caught] == [
-        f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of cuda:0 ({error}), so they run unlocked; "
-        f"run as root, or lock them beforehand with `sudo nvidia-smi -lgc`"]
+        f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of cuda:0 ({error}), so they run unlocked; {fix}"]
     assert device.locked_sm_clock_mhz is None and device.nvml_clocks().locked is None
 
 

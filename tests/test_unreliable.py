@@ -162,6 +162,18 @@ def test_without_two_stable_repeats_a_slowdown_still_regresses(baseline_dir: Pat
     assert (decided.verdict or {})["unreliable"] is None
 
 
+def test_baseline_diff_says_unreliable_where_the_gate_does(baseline_dir: Path) -> None:
+    from pytest_i2v.baseline_store import read_baseline
+    from pytest_i2v.cli import diff_results
+
+    baseline = read_baseline(baseline_path(baseline_dir, PROFILE), PROFILE)
+    hot = throttled(record(SLOW_MIDDLE), marked=(1, 2, 3)).to_dict()
+    steady_but_slow = throttled(record((1.5, 1.6, 1.6, 1.5, 1.0)), marked=(1, 2)).to_dict()
+    assert f"| {NODEID} | unreliable (the slow repeats ran throttled (thermal, 3 of 5 repeats);" in diff_results(
+        baseline, {"records": [hot]})
+    assert f"| {NODEID} | regressed |" in diff_results(baseline, {"records": [steady_but_slow]})
+
+
 def test_a_cpu_record_without_conditions_is_judged_as_before(baseline_dir: Path) -> None:
     loop = gate_loop(baseline_dir)
     decided, measurements = run(loop, record(SLOW_MIDDLE))

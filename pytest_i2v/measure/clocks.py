@@ -172,8 +172,13 @@ def lock_clocks(device: Device) -> NvmlClocks | None:
         clocks.lock()
     except Exception as exc:
         clocks.restore()  # nothing is held, or at most a half-made lock
+        kind = type(exc).__name__
+        # NotSupported: no default applications clock to lock at (GeForce boards), which root cannot fix.
+        fix = ("this board reports no default applications clock; lock them beforehand at a clock of your choice "
+               "with `sudo nvidia-smi -lgc MHZ,MHZ`" if "NotSupported" in kind else
+               "run as root, or lock them beforehand with `sudo nvidia-smi -lgc`")
         warnings.warn(ClockLockWarning(
-            f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of {device.name} ({type(exc).__name__}), "
-            f"so they run unlocked; run as root, or lock them beforehand with `sudo nvidia-smi -lgc`"), stacklevel=2)
+            f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of {device.name} ({kind}), "
+            f"so they run unlocked; {fix}"), stacklevel=2)
         return None
     return clocks
