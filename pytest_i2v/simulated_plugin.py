@@ -5,31 +5,48 @@ cards come from ``PYTEST_I2V_SIMULATED_GPUS`` (a JSON list of ``SimulatedGpu`` f
 when unset); throttling is driven there too: ``[{"throttled": {"2": {"reasons_mask": 32}}}]``
 throttles the device's second generation (see ``SimulatedGpu``). Pipelines compute on the CPU;
 their weights count as resident on the simulated GPU unless an offload mode keeps them on the
-host, and each denoiser/decoder forward holds activations sized by its input."""
+host, and each denoiser/decoder forward holds activations sized by its input.
+
+``PYTEST_I2V_VIRTUAL_TIME=1`` (or a JSON object of ``VirtualWork`` fields) times every device it
+opens, the CPU included, on the deterministic virtual clock; a test's conftest injects work with
+``add_work(seconds)`` (virtual seconds there, a real sleep otherwise). With
+``PYTEST_I2V_SIMULATED_GPUS='[]'`` the machine has no GPU: the CPU profiles on virtual time."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
+from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime, VirtualCpuDevice, VirtualWork
 
 ENV_GPUS = "PYTEST_I2V_SIMULATED_GPUS"
 ENV_MEMORY_FRACTION = "PYTEST_I2V_SIMULATED_MEMORY_FRACTION"
+ENV_VIRTUAL_TIME = "PYTEST_I2V_VIRTUAL_TIME"
 
 
 def runtime_from_env() -> SimulatedRuntime:
     raw = os.environ.get(ENV_GPUS, "")
     gpus = [SimulatedGpu.from_dict(g) for g in json.loads(raw)] if raw.strip() else [SimulatedGpu()]
-    return SimulatedRuntime(gpus=gpus)
+    return SimulatedRuntime(gpus=gpus, work=VirtualWork.from_env(os.environ.get(ENV_VIRTUAL_TIME, "")))
 
 
 RUNTIME = runtime_from_env()
+
+
+def add_work(seconds: float) -> None:
+    """Work a test injects into the generation under way (e.g. from a forward pre-hook): virtual
+    seconds on the device being measured when the clock is virtual, else a real sleep."""
+    device = RUNTIME.last_opened
+    if device is None:
+        time.sleep(seconds)
+    else:
+        device.add_work(seconds)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -42,10 +59,16 @@ def pytest_i2v_device_runtime() -> Any:
 def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> Any:
     """Load on the CPU, then count the weights on the simulated device and start its workload."""
     from pytest_i2v.models.sources import load_pipeline
+    from pytest_i2v.pipelines.base import adapter_for
 
     loaded = load_pipeline(replace(key, offload=None), work_dir, allow_pickle=allow_pickle)
     device = RUNTIME.last_opened
     if device is None:
+        return replace(loaded, key=key)
+    adapter = adapter_for(key.pipeline)
+    timed = [*adapter.denoisers(loaded.pipe), adapter.vae_decoder(loaded.pipe)]
+    if isinstance(device, VirtualCpuDevice):
+        device.attach(loaded.pipe, timed)  # for its lifetime
         return replace(loaded, key=key)
     fraction = os.environ.get(ENV_MEMORY_FRACTION)
     if fraction:
@@ -53,8 +76,5 @@ def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> An
     device.remove_weights()  # a reload replaces the previous pipeline's weights
     if key.offload is None:
         device.place_weights(loaded.pipe)
-    from pytest_i2v.pipelines.base import adapter_for
-
-    adapter = adapter_for(key.pipeline)
-    device.attach(loaded.pipe, [*adapter.denoisers(loaded.pipe), adapter.vae_decoder(loaded.pipe)])  # for its lifetime
+    device.attach(loaded.pipe, timed)  # for its lifetime
     return replace(loaded, key=key)

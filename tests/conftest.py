@@ -87,3 +87,17 @@ def i2v_project(pytester: pytest.Pytester, warm_imports: None) -> pytest.Pyteste
         """
     )
     return pytester
+
+
+# The pytest arguments and environment of a run timed on the virtual clock (``measure.simulated``):
+# a CPU machine with no GPU whose generations take deterministic times, so a verdict test decides
+# exactly what it injects (``pytest_i2v.simulated_plugin.add_work``) and never the machine's noise.
+VIRTUAL_TIME_ARGS = ("-p", "pytest_i2v.simulated_plugin")
+
+
+@pytest.fixture
+def virtual_time(monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
+    """Runs started from this test time on the virtual clock; returns the arguments that say so."""
+    monkeypatch.setenv("PYTEST_I2V_SIMULATED_GPUS", "[]")
+    monkeypatch.setenv("PYTEST_I2V_VIRTUAL_TIME", "1")
+    return VIRTUAL_TIME_ARGS

@@ -19,7 +19,7 @@ from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_cond
 from pytest_i2v.measure.device import CpuDevice, NvmlReading
 from pytest_i2v.measure.memory import CONDITIONS_EVERY_N_SAMPLES, NvmlSampler
 from pytest_i2v.measure.runner import GenerationRunner
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedThrottle
+from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedThrottle, VirtualWork
 from pytest_i2v.results import GenerationRecord
 from tests.test_gpu_path import gpu_device
 
@@ -219,7 +219,9 @@ def test_the_conditions_are_read_every_tenth_memory_sample_and_at_both_ends() ->
     device = CountingDevice()
     sampler = NvmlSampler(device)
     sampler.start()
-    time.sleep(0.35)  # about 35 memory samples at 10 ms
+    deadline = time.monotonic() + 30.0  # about 35 samples in 0.35 s; a loaded machine samples less often
+    while device.memory_samples < 35 and time.monotonic() < deadline:
+        time.sleep(0.01)
     sampler.stop()
     condition_samples = device.nvml.calls.count("nvmlDeviceGetTemperature")
     assert device.memory_samples >= 12  # the thread ran (a loaded machine samples less often)
@@ -240,9 +242,10 @@ SPEC = i2v(width=32, height=32, frames=2, steps=2)
 
 
 def test_throttled_repeats_are_marked_and_are_the_slow_ones(tiny_pipe: Any) -> None:
-    # No warm-up: generation n is repeat n. The throttled repeats run at a quarter of the card's clock.
+    # No warm-up: generation n is repeat n. The throttled repeats run at a quarter of the card's clock,
+    # timed on the virtual clock: exactly four times as long, whatever the machine does meanwhile.
     throttle = SimulatedThrottle(reasons_mask=SW_THERMAL, sm_clock_mhz=495.0, temperature_c=91.0)
-    device = gpu_device(tiny_pipe, SimulatedGpu(forward_kernel_s=0.05, throttled={2: throttle, 4: throttle}))
+    device = gpu_device(tiny_pipe, SimulatedGpu(throttled={2: throttle, 4: throttle}), work=VirtualWork())
     with device.workload(tiny_pipe):
         measurement = GenerationRunner(tiny_pipe, device).measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=5)
     record = GenerationRecord.from_measurement("test_x", measurement, {"device": "cuda:0"}, None)
@@ -255,6 +258,7 @@ def test_throttled_repeats_are_marked_and_are_the_slow_ones(tiny_pipe: Any) -> N
     times = record.time_samples_s
     throttled, stable = [times[1], times[3]], [times[0], times[2], times[4]]
     assert min(throttled) > statistics.median(stable), times
+    assert throttled == pytest.approx([4 * times[0]] * 2) and stable == pytest.approx([times[0]] * 3), times
     # the per-step times the report shows beside the clocks follow them too
     steps = record.stages["step_samples_s"]
     assert min(min(steps[1]), min(steps[3])) > statistics.median([min(steps[0]), min(steps[2]), min(steps[4])]), steps

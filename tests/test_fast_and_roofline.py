@@ -15,6 +15,7 @@ from pytest_i2v.marks import i2v
 from pytest_i2v.measure.flops import FlopCount, count_flops, roofline
 from pytest_i2v.measure.memory import PeakMemory
 from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, Measurement, RepeatSample, median_ci_pct
+from pytest_i2v.measure.simulated import VirtualCpuDevice, VirtualWork
 
 
 def sample(total: float, encode: float, steps: list[float], decode: float) -> RepeatSample:
@@ -35,16 +36,23 @@ def test_fast_mode_predicts_encode_plus_n_median_steps_plus_decode() -> None:
 
 
 def test_fast_mode_on_the_tiny_model_runs_k_steps_and_keeps_the_peak(tiny_pipe) -> None:
-    runner = GenerationRunner(tiny_pipe, "cpu")
-    spec = i2v(width=32, height=32, frames=4, steps=20)
-    image = synthetic_portrait(64, 64)
-    fast = runner.measure(spec, image, warmup=1, repeats=3, fast_steps=4)
-    assert fast.predicted and all(len(s.step_s) == 4 for s in fast.samples)
-    full = runner.measure(spec, image, warmup=1, repeats=3)
+    device = VirtualCpuDevice(VirtualWork())  # the cost is compared on the virtual clock, not the machine's
+    handles = device.attach(tiny_pipe, [tiny_pipe.unet, tiny_pipe.vae.decoder])
+    try:
+        runner = GenerationRunner(tiny_pipe, device)
+        spec = i2v(width=32, height=32, frames=4, steps=20)
+        image = synthetic_portrait(64, 64)
+        fast = runner.measure(spec, image, warmup=1, repeats=3, fast_steps=4)
+        assert fast.predicted and all(len(s.step_s) == 4 for s in fast.samples)
+        full = runner.measure(spec, image, warmup=1, repeats=3)
+    finally:
+        for handle in handles:
+            handle.remove()
     assert all(len(s.step_s) == 20 for s in full.samples)
     # the peak does not depend on the number of steps (checked here on host RSS; on a GPU on the allocator)
     assert abs(fast.peak.host_rss_bytes - full.peak.host_rss_bytes) < 32 * 2**20
     assert fast.wall_s < full.wall_s
+    assert fast.time_s == pytest.approx(full.time_s)  # 4 measured steps predict the 20-step total exactly here
 
 
 def test_median_ci_and_adaptive_repeats() -> None:

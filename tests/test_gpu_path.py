@@ -20,7 +20,7 @@ from pytest_i2v.inputs import synthetic_portrait
 from pytest_i2v.marks import i2v
 from pytest_i2v.measure.device import NvmlHandle, NvmlWarning, parse_device
 from pytest_i2v.measure.runner import GenerationRunner, oom_form
-from pytest_i2v.measure.simulated import GiB, SimulatedCudaDevice, SimulatedGpu, SimulatedRuntime
+from pytest_i2v.measure.simulated import GiB, SimulatedCudaDevice, SimulatedGpu, SimulatedRuntime, VirtualWork
 from pytest_i2v.plan import plan_run
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.settings import Settings
@@ -30,8 +30,10 @@ LARGE = i2v(width=96, height=96, frames=2, steps=2)
 IMAGE = synthetic_portrait(64, 64)
 
 
-def gpu_device(tiny_pipe: Any, gpu: SimulatedGpu | None = None, index: int = 0) -> SimulatedCudaDevice:
-    runtime = SimulatedRuntime(gpus=[gpu or SimulatedGpu()] * (index + 1))
+def gpu_device(tiny_pipe: Any, gpu: SimulatedGpu | None = None, index: int = 0,
+               work: VirtualWork | None = None) -> SimulatedCudaDevice:
+    """``work``: time on the virtual clock (exact times), else the real one."""
+    runtime = SimulatedRuntime(gpus=[gpu or SimulatedGpu()] * (index + 1), work=work)
     device: SimulatedCudaDevice = runtime.open(f"cuda:{index}")
     device.place_weights(tiny_pipe)
     return device

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 
 from pytest_i2v.measure.device import CpuDevice, HostClock, TorchRuntime
 from pytest_i2v.measure.memory import HostRssPeak, NvmlSampler, PeakMemory, start_level
+from pytest_i2v.measure.simulated import VirtualClock, VirtualTime
 from pytest_i2v.measure.timing import StageRecorder
 
 
@@ -17,41 +19,48 @@ class FakeVae(torch.nn.Module):
 
 
 class FakePipe:
-    """Calls a 'UNet' per step and a 'decoder' per frame chunk, sleeping known times."""
+    """Calls a 'UNet' per step and a 'decoder' per frame chunk, each taking known virtual seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, time: VirtualTime | None = None) -> None:
         self.unet = torch.nn.Identity()
         self.vae = FakeVae()
+        self.time = time or VirtualTime()
 
     def __call__(self, steps: int, chunks: int) -> None:
-        time.sleep(0.02)  # encoding
+        self.time.advance(0.02)  # encoding
         for _ in range(steps):
             self.unet(torch.zeros(1))
-            time.sleep(0.01)
+            self.time.advance(0.01)
         for _ in range(chunks):
             self.vae.post_quant_conv(torch.zeros(1))
             self.vae.decoder(torch.zeros(1))
-            time.sleep(0.015)
+            self.time.advance(0.015)
 
 
 def test_stage_recorder_splits_encode_steps_decode() -> None:
     pipe = FakePipe()
     seen: list[int] = []
-    recorder = StageRecorder(pipe, HostClock(), on_step=seen.append)
+    recorder = StageRecorder(pipe, VirtualClock(pipe.time), on_step=seen.append)
     with recorder:
         recorder.begin()
         pipe(steps=4, chunks=2)
         recorder.finish()
     times = recorder.times()
     assert seen == [1, 2, 3, 4]
-    assert len(times.step_s) == 4
-    assert 0.018 < times.encode_s < 0.05
-    assert all(0.009 < s < 0.03 for s in times.step_s)
-    assert 0.028 < times.decode_s < 0.06  # both chunks, timed from the first decoder call
+    assert times.encode_s == pytest.approx(0.02)
+    assert times.step_s == pytest.approx((0.01,) * 4)
+    assert times.decode_s == pytest.approx(0.03)  # both chunks, timed from the first decoder call
     assert recorder.stage == "decode"
     # hooks are removed on exit: a later call records nothing
     pipe(steps=1, chunks=0)
     assert len(recorder.step_marks) == 4
+
+
+def test_the_host_clock_reads_real_seconds() -> None:
+    clock = HostClock()
+    start = clock.mark()
+    time.sleep(0.01)
+    assert clock.seconds_between(start, clock.mark()) >= 0.01  # a sleep never returns early
 
 
 def test_stage_is_encode_before_the_first_step() -> None:

@@ -56,10 +56,11 @@ def test_a_report_only_headline_cannot_be_read_as_a_pass() -> None:
 # -- the six outputs, through the plugin ----------------------------------------------------------
 CONFTEST = """
 import os
-import time
 
 import pytest
 import torch
+
+from pytest_i2v.simulated_plugin import add_work
 
 
 def pytest_i2v_environment(environment):
@@ -77,7 +78,7 @@ def inject(request):
     def hook(module, args):
         if request.node.name == "test_oom":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        time.sleep(0.08)
+        add_work(0.08)  # virtual seconds: the verdict follows the injection, not the machine
 
     handle = pipe.unet.register_forward_pre_hook(hook)
     yield
@@ -163,30 +164,31 @@ def decide_fails(kind: str) -> bool:
     return kind in ("regressed", "over-budget", "out-of-memory", "env-changed")  # env-changed: under policy fail here
 
 
-def test_six_outputs_agree_with_the_exit_code_in_every_kind(i2v_project: pytest.Pytester,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_six_outputs_agree_with_the_exit_code_in_every_kind(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                            virtual_time: tuple[str, ...]) -> None:
+    """On the virtual clock: the regression and the improvement are exactly what was injected."""
     i2v_project.makeconftest(CONFTEST)
     i2v_project.makepyfile(test_kinds=TESTS)
     (i2v_project.path / "profiles").mkdir()
     (i2v_project.path / "profiles" / "cpu.yaml").write_text(CPU_PROFILE)
     monkeypatch.setenv("SLOW", "test_improves")  # recorded slow: a normal run later is an improvement
-    result = i2v_project.runpytest(*ARGS, "--i2v-update-baselines")
+    result = i2v_project.runpytest(*ARGS, *virtual_time, "--i2v-update-baselines")
     check_agreement(i2v_project, result, {"test_regresses": "recorded", "test_improves": "recorded",
                                           "test_steady": "recorded", "test_over_budget": "over-budget",
                                           "test_oom": "out-of-memory"})
 
     monkeypatch.setenv("SLOW", "test_regresses")
-    result = i2v_project.runpytest(*ARGS, "--i2v-gate-mode", "enforce")
+    result = i2v_project.runpytest(*ARGS, *virtual_time, "--i2v-gate-mode", "enforce")
     check_agreement(i2v_project, result, {"test_regresses": "regressed", "test_improves": "improved",
                                           "test_steady": "passed", "test_over_budget": "over-budget",
                                           "test_oom": "out-of-memory"})
 
-    result = i2v_project.runpytest(*ARGS, "--i2v-gate-mode", "report", "-k", "regresses or steady")
+    result = i2v_project.runpytest(*ARGS, *virtual_time, "--i2v-gate-mode", "report", "-k", "regresses or steady")
     check_agreement(i2v_project, result, {"test_regresses": "not-enforced", "test_steady": "passed"})
     assert json.loads((i2v_project.path / "r.json").read_text())["gate"]["headline"] == (
         "not enforced on the cpu profile: 1 would have failed (1 would have regressed)")
 
     monkeypatch.setenv("SLOW", "")
     monkeypatch.setenv("FAKE_DRIVER", "560.35")
-    result = i2v_project.runpytest(*ARGS, "--i2v-gate-mode", "enforce", "--i2v-env-policy", "fail", "-k", "steady")
+    result = i2v_project.runpytest(*ARGS, *virtual_time, "--i2v-gate-mode", "enforce", "--i2v-env-policy", "fail", "-k", "steady")
     check_agreement(i2v_project, result, {"test_steady": "env-changed"})

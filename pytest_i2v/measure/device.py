@@ -74,6 +74,11 @@ class Device(Protocol):
 
     def clock(self) -> Clock: ...
 
+    def now(self) -> float:
+        """Host seconds for a generation's synchronised total (``perf_counter``; a simulated device's
+        virtual time)."""
+        ...
+
     def empty_cache(self) -> None: ...
 
     def reset_peak_stats(self) -> None: ...
@@ -115,6 +120,9 @@ class CpuDevice:
 
     def clock(self) -> Clock:
         return HostClock()
+
+    def now(self) -> float:
+        return time.perf_counter()
 
     def empty_cache(self) -> None:
         pass
@@ -240,6 +248,9 @@ class CudaDevice:
 
     def clock(self) -> Clock:
         return CudaEventClock(self._torch_device)
+
+    def now(self) -> float:
+        return time.perf_counter()
 
     def empty_cache(self) -> None:
         import torch

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -230,12 +229,12 @@ class GenerationRunner:
         self._nvml.start()
         try:
             with recorder:
-                started = time.perf_counter()
+                started = device.now()
                 recorder.begin()
                 frames = generate(self.pipe, spec, image, recorder.step_end)
                 recorder.finish()
                 device.synchronize()
-                total = time.perf_counter() - started
+                total = device.now() - started
         except BaseException:
             # OOM, a failing step, Ctrl-C: stop the sampler thread and remember where it happened
             self._nvml.stop()
@@ -266,7 +265,7 @@ class GenerationRunner:
         samples: list[RepeatSample] = []
         shape: tuple[int, ...] | None = None
         oom: OomInfo | None = None
-        started = time.perf_counter()
+        started = self.device.now()
         self._last_stage = ("encode", None)
         run_spec = replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
         count = adaptive.maximum if adaptive else repeats
@@ -303,6 +302,6 @@ class GenerationRunner:
         return Measurement(
             spec=spec, outcome="oom" if oom else "ok", warmup=warmup, samples=tuple(samples), oom=oom,
             nvml_note=self.device.nvml_note if self.device.is_cuda else None, output_shape=shape,
-            wall_s=time.perf_counter() - started, measured_steps=run_spec.steps, adaptive=adaptive, start=start,
+            wall_s=self.device.now() - started, measured_steps=run_spec.steps, adaptive=adaptive, start=start,
             locked_sm_clock_mhz=locked.sm_clock_mhz if locked is not None else None,
         )

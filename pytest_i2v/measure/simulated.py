@@ -7,11 +7,18 @@ traceback that keeps frames alive keeps their memory allocated, as real tensors 
 past the limit raises one of the real OOM forms. NVML's clocks, temperature, power and throttle
 reasons come from a ``SimulatedNvml`` that the real reading and locking code (``measure.clocks``)
 calls; a throttled generation reads throttled and runs slower. Used by the tests and
-``gpu-check --dry-run``; a measurement run never uses it."""
+``gpu-check --dry-run``; a measurement run never uses it.
+
+Virtual time (``VirtualWork``): the tests whose assertion is a verdict must not bet on the CPU's
+speed, so a simulated device (and ``VirtualCpuDevice``, the host under the same rule) can time
+generations on a deterministic clock instead: each encoder, denoiser and decoder forward advances
+it by a fixed cost (scaled by the clock ratio when throttled), and ``add_work`` stands for work a
+test injects. Two processes that run the same work read the same times, to the last digit."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import weakref
 from collections.abc import Iterator
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_i2v.measure.clocks import NVML_CLOCK_MEM, NvmlClocks
-from pytest_i2v.measure.device import Clock, DeviceInfo, HostClock, NvmlReading, parse_device
+from pytest_i2v.measure.device import Clock, CpuDevice, DeviceInfo, HostClock, NvmlReading, parse_device
 
 MiB = 2**20
 GiB = 2**30
@@ -33,6 +40,112 @@ def simulated_oom(form: str, wanted: int) -> BaseException:
     if form == "cudnn":
         return RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")
     return torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {wanted / MiB:.2f} MiB (simulated)")
+
+
+@dataclass(frozen=True)
+class VirtualWork:
+    """What each forward costs on the virtual clock, in seconds (sizes matter: a forward also costs
+    ``per_element_s`` per element of its input, so a larger generation takes longer)."""
+
+    encoder_s: float = 0.002  # each text/image encoder and VAE encoder forward
+    denoiser_s: float = 0.010  # each UNet/transformer forward
+    decoder_s: float = 0.005  # each VAE decoder forward
+    per_element_s: float = 1e-9
+
+    @classmethod
+    def from_env(cls, raw: str) -> VirtualWork | None:
+        """``PYTEST_I2V_VIRTUAL_TIME``: empty or "0" for real time, "1" for the defaults, or a JSON
+        object of these fields."""
+        raw = raw.strip()
+        if raw in ("", "0"):
+            return None
+        if raw == "1":
+            return cls()
+        return cls(**json.loads(raw))
+
+
+class VirtualTime:
+    """The deterministic seconds of one device: they move only when simulated work is done."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+class VirtualClock:
+    """A ``Clock`` whose marks are virtual seconds: the work is synchronous, as on the CPU."""
+
+    def __init__(self, time: VirtualTime):
+        self._time = time
+
+    def mark(self) -> float:
+        return self._time.now
+
+    def seconds_between(self, start: Any, end: Any) -> float:
+        return float(end - start)
+
+
+def _elements(args: Any, kwargs: dict[str, Any]) -> int:
+    # Transformers are called with keywords only (hidden_states=...), UNets positionally.
+    sample: Any = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
+    return int(sample.numel()) if hasattr(sample, "numel") else 1
+
+
+def _encoders(pipe: Any) -> list[Any]:
+    """The modules that encode a prompt or an image, whichever the pipeline has."""
+    vae = getattr(pipe, "vae", None)
+    found = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2", "image_encoder")]
+    found.append(getattr(vae, "encoder", None))
+    return [module for module in found if module is not None and hasattr(module, "register_forward_hook")]
+
+
+class _VirtualWorkHooks:
+    """Advances a ``VirtualTime`` on each forward of a pipeline's encoders, denoisers and decoder."""
+
+    def __init__(self, time: VirtualTime, work: VirtualWork, slowdown: Any = lambda: 1.0):
+        self.time = time
+        self.work = work
+        self._slowdown = slowdown  # the clock ratio now (a throttled card does the same work slower)
+
+    def attach(self, pipe: Any, denoisers: list[Any], decoder: Any) -> list[Any]:
+        handles = []
+        for model in _encoders(pipe):
+            handles.append(model.register_forward_hook(self._cost(self.work.encoder_s), with_kwargs=True))
+        for model in denoisers:
+            handles.append(model.register_forward_hook(self._cost(self.work.denoiser_s), with_kwargs=True))
+        handles.append(decoder.register_forward_hook(self._cost(self.work.decoder_s), with_kwargs=True))
+        return handles
+
+    def _cost(self, fixed_s: float) -> Any:
+        # After the forward: the stage recorder's pre-hook has marked the start of this call's stage.
+        def advance(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+            seconds = fixed_s + _elements(args, kwargs) * self.work.per_element_s
+            self.time.advance(seconds * self._slowdown())
+
+        return advance
+
+
+class VirtualCpuDevice(CpuDevice):
+    """The host, timed on the virtual clock (see the module docstring): memory stays the real RSS."""
+
+    def __init__(self, work: VirtualWork):
+        self.time = VirtualTime()
+        self._hooks = _VirtualWorkHooks(self.time, work)
+
+    def clock(self) -> Clock:
+        return VirtualClock(self.time)
+
+    def now(self) -> float:
+        return self.time.now
+
+    def add_work(self, seconds: float) -> None:
+        self.time.advance(seconds)
+
+    def attach(self, pipe: Any, models: list[Any]) -> list[Any]:
+        """``models``: the denoisers, then the decoder (as the adapter names them)."""
+        return self._hooks.attach(pipe, models[:-1], models[-1])
 
 
 @dataclass(frozen=True)
@@ -183,8 +296,10 @@ class SimulatedCudaDevice:
     is_cuda = True
     placement = "cpu"
 
-    def __init__(self, index: int, gpu: SimulatedGpu, log: list[tuple[str, int]]):
+    def __init__(self, index: int, gpu: SimulatedGpu, log: list[tuple[str, int]], work: VirtualWork | None = None):
         self.index = index
+        self.time = VirtualTime() if work is not None else None  # None: real time (the CPU's, slowed when throttled)
+        self._virtual = _VirtualWorkHooks(self.time, work, self._slowdown) if self.time is not None and work else None
         self.name = f"cuda:{index}"
         self.gpu = gpu
         self.calls = log
@@ -204,6 +319,19 @@ class SimulatedCudaDevice:
         """The throttle of the generation under way, or of the one about to start (the runner resets
         the peaks, then starts sampling NVML, then generates)."""
         return self.gpu.throttled.get(self.generation + (1 if self._next_generation else 0))
+
+    def _slowdown(self) -> float:
+        return self.gpu.sm_clock_mhz / self.sm_clock_now()
+
+    def now(self) -> float:
+        return self.time.now if self.time is not None else time.perf_counter()
+
+    def add_work(self, seconds: float) -> None:
+        """Work a test injects (as if it ran on this device at its clock now)."""
+        if self.time is not None:
+            self.time.advance(seconds * self._slowdown())
+        else:
+            time.sleep(seconds)
 
     def sm_clock_now(self) -> float:
         throttle = self.throttle_now()
@@ -244,6 +372,9 @@ class SimulatedCudaDevice:
             module = getattr(model, "conv_in", model)
             handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             handles.append(model.register_forward_hook(self._post_hook))
+        if self._virtual is not None:
+            listed = models if models is not None else [pipe.unet, pipe.vae.decoder]
+            handles += self._virtual.attach(pipe, listed[:-1], listed[-1])
         return handles
 
     @contextlib.contextmanager
@@ -256,9 +387,7 @@ class SimulatedCudaDevice:
                 handle.remove()
 
     def _pre_hook(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
-        # Transformers are called with keywords only (hidden_states=...), UNets positionally.
-        sample: Any = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
-        elements = int(sample.numel()) if hasattr(sample, "numel") else 1
+        elements = _elements(args, kwargs)
         if self._next_generation:
             self.generation += 1
             self._next_generation = False
@@ -268,7 +397,7 @@ class SimulatedCudaDevice:
     def _post_hook(self, module: Any, args: Any, output: Any) -> None:
         if self._live:
             self._live.pop().free()
-        if self._started:
+        if self._started and self.time is None:
             # A forward's work is its CPU time plus the simulated kernel time, both at the card's clock; at a
             # lower clock the same work takes proportionally longer.
             elapsed = time.perf_counter() - self._started.pop()
@@ -303,7 +432,8 @@ class SimulatedCudaDevice:
 
     def clock(self) -> Clock:
         self._log("clock")
-        return HostClock()  # the work runs synchronously on the CPU
+        # the work runs synchronously on the CPU
+        return VirtualClock(self.time) if self.time is not None else HostClock()
 
     def empty_cache(self) -> None:
         self._log("empty_cache")
@@ -370,19 +500,23 @@ class SimulatedRuntime:
     gpus: list[SimulatedGpu] = field(default_factory=lambda: [SimulatedGpu()])
     calls: list[tuple[str, int]] = field(default_factory=list)
     devices: dict[int, SimulatedCudaDevice] = field(default_factory=dict)
-    last_opened: SimulatedCudaDevice | None = None
+    last_opened: SimulatedCudaDevice | VirtualCpuDevice | None = None
+    work: VirtualWork | None = None  # set: every device it opens, the CPU too, times on the virtual clock
+    cpu: VirtualCpuDevice | None = None
 
     def cuda_count(self) -> int:
         return len(self.gpus)
 
     def open(self, name: str) -> Any:
-        from pytest_i2v.measure.device import CpuDevice
-
         kind, index = parse_device(name, self.cuda_count())
         if kind == "cpu" or index is None:
-            return CpuDevice()
+            if self.work is None:
+                return CpuDevice()
+            self.cpu = self.cpu or VirtualCpuDevice(self.work)
+            self.last_opened = self.cpu
+            return self.cpu
         if index not in self.devices:
-            self.devices[index] = SimulatedCudaDevice(index, self.gpus[index], self.calls)
+            self.devices[index] = SimulatedCudaDevice(index, self.gpus[index], self.calls, self.work)
         self.last_opened = self.devices[index]
         return self.last_opened
 
