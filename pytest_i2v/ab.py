@@ -271,6 +271,36 @@ def _pytest_argv(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
 
 
+# Where pytest reads its configuration from (its rootdir/inifile rules), with the section it needs.
+PYTEST_CONFIG_FILES = (("pytest.ini", ""), (".pytest.ini", ""), ("pyproject.toml", "[tool.pytest"),
+                       ("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]"))
+
+
+def has_pytest_config(root: Path, subdir: Path) -> bool:
+    """Whether a pytest configuration file lies in this tree, from ``subdir`` up to its root."""
+    for directory in [root / subdir, *(root / subdir).parents]:
+        for name, section in PYTEST_CONFIG_FILES:
+            path = directory / name
+            if path.is_file() and (not section or section in path.read_text(encoding="utf-8", errors="replace")):
+                return True
+        if directory == root:
+            break
+    return False
+
+
+def _config_args(root: Path, subdir: Path, tmp: Path) -> list[str]:
+    """Both sides get their own tree as rootdir, so that their node ids agree. A tree without a pytest
+    configuration file gets an empty one: otherwise the working tree's pytest would climb out of the
+    repository to a parent directory's (another project's) while the base's worktree finds none."""
+    args = ["--rootdir", str(root)]
+    if not has_pytest_config(root, subdir):
+        empty = tmp / "pytest-empty.ini"
+        if not empty.is_file():
+            empty.write_text("[pytest]\n", encoding="utf-8")
+        args += ["-c", str(empty), "--confcutdir", str(root)]  # conftests still load from the tree
+    return args
+
+
 def _failed(run: ProcessRun, what: str, kept: str = "") -> ABProcessFailed:
     code = 4 if run.exit_code == 4 else 3  # the pytest args were bad (4), or something broke (3)
     return ABProcessFailed(f"{what}: pytest exited with {run.exit_code}; see {run.log}{kept}", code, log_tail(run.log))
@@ -356,7 +386,8 @@ class ABJob:
         selected: dict[str, list[str]] = {}
         for side, revision in revisions.items():
             listing = tmp / f"collect-{side}.json"
-            argv = _pytest_argv([*self.options.pytest_args, "--collect-only", "-q", "-p", COLLECT_PLUGIN_NAME])
+            argv = _pytest_argv([*self.options.pytest_args, *_config_args(revision.root, subdir, tmp),
+                                 "--collect-only", "-q", "-p", COLLECT_PLUGIN_NAME])
             env = _side_env(revision.root, [plugin_dir], {COLLECT_ENV: str(listing)})
             run = self._run(side, -1, argv, revision.root / subdir, env, tmp / "logs" / f"{side}-collect.log")
             if run.exit_code not in (*RAN_EXIT_CODES, COLLECT_NOTHING):
@@ -388,6 +419,7 @@ class ABJob:
                 results.unlink(missing_ok=True)  # never read a stale file from an earlier job
                 argv = _pytest_argv([
                     *self.options.pytest_args,
+                    *_config_args(revision.root, subdir, tmp),
                     "--i2v-json", str(results),
                     # empty, and new for each process: never the project's baselines, and an ini that
                     # records baselines cannot make a later round gate (and re-measure) against an earlier one

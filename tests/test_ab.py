@@ -19,6 +19,7 @@ from pytest_i2v.report.ab import metric_label
 from pytest_i2v.results import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
+REAL_RUN_LOGGED = ab.run_logged
 
 PYTEST_INI = """\
 [pytest]
@@ -230,6 +231,36 @@ def test_new_plain():
     assert "test_new_plain" not in err
     assert left_behind(suite_repo) == []
     assert not (suite_repo / "i2v-ab").exists()  # nothing written before the sides agree
+
+
+def test_a_repository_without_a_pytest_config_compares_the_same_node_ids(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """No pytest.ini / [tool.pytest.ini_options] in the repository, which sits below a directory that has
+    one (a user's checkout inside another project): both sides pick the same rootdir, their tree, so the
+    real collection pass finds the same node ids and the job runs."""
+    outer = tmp_path / "outer"
+    repo = outer / "repo"
+    repo.mkdir(parents=True)
+    (outer / "pytest.ini").write_text("[pytest]\n")  # outside the repository: the head's tree would find it
+    (repo / "test_user.py").write_text(SUITE)
+    (repo / "conftest.py").write_text(CONFTEST_BASE)
+    git(repo, "init", "-q")
+    commit_all(repo, "a suite with no pytest configuration file")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(repo)
+    fake = FakePytest()
+
+    def real_collection(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
+        return REAL_RUN_LOGGED(argv, cwd, env, log) if "--collect-only" in argv else fake(argv, cwd, env, log)
+
+    monkeypatch.setattr(ab, "run_logged", real_collection)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--rounds", "2", "--", "test_user.py", "--gpu-profile", "cpu"], capsys)
+    assert code == 0, err
+    assert "exists on the" not in err
+    for call in fake.measuring_calls():
+        argv = call["argv"]
+        assert argv[argv.index("--rootdir") + 1] == str(call["cwd"])  # each side's own tree
 
 
 def test_pytest_args_that_would_touch_baselines_are_refused(suite_repo: Path,

@@ -180,15 +180,16 @@ def test_the_gate_never_compares_nvml_figures_of_different_scopes() -> None:
 
 
 class MismatchedNvml:
-    class NVMLError_LibraryVersionMismatch(Exception):
-        pass
+    """nvmlInit fails as pynvml itself fails on a driver older than the library: its own error class."""
 
     def nvmlInit(self) -> None:
-        raise self.NVMLError_LibraryVersionMismatch("RM has detected an NVML/RM version mismatch.")
+        import pynvml
+
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)  # pynvml picks the subclass
 
 
 def test_a_driver_library_mismatch_is_one_warning() -> None:
-    with pytest.warns(NvmlWarning, match="NVML driver/library version mismatch") as caught:
+    with pytest.warns(NvmlWarning, match=r"NVML driver/library version mismatch \(NVMLError_LibRmVersionMismatch\)") as caught:
         handle = NvmlHandle(MismatchedNvml(), "GPU-123", 0)
     assert len(caught) == 1
     assert handle.read().scope == "unavailable"

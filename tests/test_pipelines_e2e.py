@@ -188,10 +188,28 @@ def test_attention_backends_run_skip_or_refuse(warm: None, i2v_project: pytest.P
 
         def test_after(i2v_pipeline):
             pass
+
+        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10, attention="_native_math")
+        def test_math(i2v_run):
+            from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+            i2v_run()
+            assert _AttentionBackendRegistry.get_active_backend()[0].value == "_native_math"  # during the test
+
+        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10)
+        def test_default_after_math(i2v_pipeline, i2v_run):
+            from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+            record = i2v_run()
+            # diffusers' process-wide backend is the default again, as this test's record says
+            assert _AttentionBackendRegistry.get_active_backend()[0].value == "native"
+            processors = [m.processor for m in i2v_pipeline.transformer.modules() if hasattr(m, "processor")]
+            assert processors and all(getattr(p, "_attention_backend", None) is None for p in processors)
+            assert record.config.get("attention") is None and record.fingerprint["attention"] == "sdpa"
         """
     )
-    result = i2v_project.runpytest("-rs", "--i2v-pipeline", "wan2.1-i2v")
-    result.assert_outcomes(passed=2, skipped=2)
+    result = i2v_project.runpytest("-rs", "--i2v-pipeline", "wan2.1-i2v", "-p", "no:randomly")
+    result.assert_outcomes(passed=4, skipped=2)
     result.stdout.fnmatch_lines_random([
         "*attention='flash' is not usable for pipeline wan2.1-i2v here: *flash-attn*",
         "*attention='native': pipeline i2vgen-xl's denoiser has no set_attention_backend*",

@@ -187,7 +187,8 @@ class NvmlHandle:
             self._handle = handle if handle is not None else nvml.nvmlDeviceGetHandleByIndex(index)
         except Exception as exc:  # no driver, or a driver older than the library
             kind = type(exc).__name__
-            if "LibraryVersionMismatch" in kind or "Mismatch" in str(exc):
+            # pynvml: NVMLError_LibRmVersionMismatch, "RM has detected an NVML/RM version mismatch."
+            if "VersionMismatch" in kind or "version mismatch" in str(exc).lower():
                 self.note = f"NVML driver/library version mismatch ({kind}): device memory not measured"
             else:
                 self.note = f"NVML unavailable ({kind}): device memory not measured"

@@ -487,7 +487,7 @@ class SimulatedCudaDevice:
     @property
     def nvml_note(self) -> str | None:
         if self.gpu.nvml == "mismatch":
-            return "NVML driver/library version mismatch (NVMLError_LibraryVersionMismatch): device memory not measured"
+            return "NVML driver/library version mismatch (NVMLError_LibRmVersionMismatch): device memory not measured"
         if self.gpu.nvml == "unavailable":
             return "NVML unavailable (NVMLError_LibraryNotFound): device memory not measured"
         return None

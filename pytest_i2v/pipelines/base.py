@@ -84,6 +84,8 @@ class PipelineAdapter(abc.ABC):
     """Subclasses set ``name`` and implement ``build_tiny``, ``build_fullsize`` and ``call_kwargs``."""
 
     name: str = ""
+    # diffusers' process-wide attention backend before this test's attention= (apply_toggles)
+    _saved_backend: Any = None
 
     @property
     def info(self) -> PipelineInfo:
@@ -194,6 +196,9 @@ class PipelineAdapter(abc.ABC):
                 for model in self.denoisers(pipe):
                     model.enable_forward_chunking(chunk_size=1, dim=1)
         if attention is not None:
+            # set_attention_backend also sets diffusers' process-wide active backend, which
+            # reset_attention_backend leaves alone: remember it, so that reset_toggles puts it back.
+            self._saved_backend = self._saved_backend or _active_attention_backend()
             for model in self.denoisers(pipe):
                 try:
                     model.set_attention_backend(attention)
@@ -212,6 +217,29 @@ class PipelineAdapter(abc.ABC):
                 model.disable_forward_chunking()
             if self.info.attention_backends and hasattr(model, "reset_attention_backend"):
                 model.reset_attention_backend()
+        if self._saved_backend is not None:
+            _restore_attention_backend(self._saved_backend)
+            self._saved_backend = None
+
+
+def _attention_registry() -> Any:
+    """diffusers' process-wide attention backend registry (None where this diffusers has none)."""
+    try:
+        from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+    except ImportError:
+        return None
+    return _AttentionBackendRegistry
+
+
+def _active_attention_backend() -> Any:
+    registry = _attention_registry()
+    return registry.get_active_backend()[0] if registry is not None else None
+
+
+def _restore_attention_backend(backend: Any) -> None:
+    registry = _attention_registry()
+    if registry is not None:
+        registry.set_active_backend(backend)
 
 
 def check_attention_backend(name: str) -> None:
