@@ -34,6 +34,9 @@ LOAD_MEMORY_OPTIONS = LOAD_OPTIONS
 MEMORY_OPTIONS = OFFLOAD_MEMORY_OPTIONS + LOAD_MEMORY_OPTIONS + TOGGLE_MEMORY_OPTIONS
 # Options that only make sense with a CUDA device (they move weights between host and GPU).
 CUDA_ONLY_MEMORY_OPTIONS = frozenset(OFFLOAD_MEMORY_OPTIONS)
+# Offloads whose hooks live inside the denoiser's blocks (diffusers marks group offload's onload with
+# torch.compiler.disable, accelerate's hooks likewise): compiled blocks around them cannot be traced.
+COMPILE_EXCLUDES = frozenset({"sequential_cpu_offload", "group_offload"})
 DEFAULT_PROMPT = "A person slowly turning head to the right"  # the study's prompt
 
 
@@ -209,6 +212,11 @@ def i2v(
     offloads = [o for o in options if o in OFFLOAD_MEMORY_OPTIONS]
     if len(offloads) > 1:
         raise I2VUsageError(f"memory options {' and '.join(offloads)} exclude each other; pick one")
+    hooked = [o for o in offloads if o in COMPILE_EXCLUDES]
+    if "torch_compile" in options and hooked:
+        raise I2VUsageError(f"memory options torch_compile and {hooked[0]} cannot be combined: {hooked[0]}'s hooks run "
+                            f"inside the compiled blocks, where Dynamo cannot follow them; measure them in separate "
+                            f"tests, or pair torch_compile with model_cpu_offload")
     broken = info.constraints.violation(width, height, frames, steps)
     if broken is not None:
         rules = info.constraints

@@ -32,6 +32,7 @@ class Recorder:
         self._environment = environment
         self._pipelines = pipelines
         self._flop_cache: dict[Any, FlopCount | None] = {}
+        self._compiled_shape: tuple[Any, ...] | None = None  # the last (pipeline, shape) compiled code ran
 
     def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
                 progress: ProgressCallback | None = None, repeats: int | None = None,
@@ -49,6 +50,7 @@ class Recorder:
         adaptive = None
         if settings.target_ci_pct is not None and repeats is None:
             adaptive = AdaptiveRepeats(settings.target_ci_pct, settings.min_repeats, settings.max_repeats)
+        self._fresh_compile(loaded, spec)
         flops = self._flops(loaded, spec, image)
         measurement = runner.measure(
             spec, image,
@@ -77,6 +79,20 @@ class Recorder:
             budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
         )
 
+    def _fresh_compile(self, loaded: LoadedPipeline, spec: GenerationSpec) -> None:
+        """A compiled pipeline (dynamic=False) keeps one static graph per shape, up to Dynamo's recompile
+        limit, past which it silently runs eager. So that no test's kernels depend on what ran before
+        it, a test of another shape than the last compiled one starts from an empty Dynamo cache; its
+        warm-up pays the compile."""
+        if "torch_compile" not in loaded.key.load_options:
+            return
+        shape = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles, spec.attention)
+        if needs_fresh_compile(self._compiled_shape, shape):
+            import torch._dynamo
+
+            torch._dynamo.reset()
+        self._compiled_shape = shape
+
     def _flops(self, loaded: LoadedPipeline, spec: GenerationSpec, image: Any) -> FlopCount | None:
         """Counted once per pipeline and generation shape, on an unmeasured one-step generation."""
         key = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles, spec.attention)
@@ -93,3 +109,9 @@ class Recorder:
             if failed:  # outside the handler, so the traceback's tensors can go
                 free_device_memory(self._device)
         return self._flop_cache[key]
+
+
+def needs_fresh_compile(last: tuple[Any, ...] | None, shape: tuple[Any, ...]) -> bool:
+    """Whether compiled code must be dropped before running ``shape``: compiled code of another shape (or
+    pipeline) ran last. The first compiled test compiles from scratch anyway."""
+    return last is not None and last != shape

@@ -71,3 +71,12 @@ def test_marker_help_comes_from_the_signature() -> None:
     text = marker_help(i2v, "x")
     assert text.startswith("i2v(resolution: 'str | None' = None") or text.startswith("i2v(resolution: str | None = None")
     assert "frames" in text and "memory" in text
+
+
+@pytest.mark.parametrize("offload", ["group_offload", "sequential_cpu_offload"])
+def test_torch_compile_with_hooks_inside_the_blocks_is_one_usage_line(offload: str) -> None:
+    """Issue 21, defect 1: those offloads' hooks cannot be traced inside compiled blocks."""
+    with pytest.raises(I2VUsageError, match=rf"^memory options torch_compile and {offload} cannot be combined: .*"
+                                            r"pair torch_compile with model_cpu_offload$"):
+        i2v(pipeline="wan2.1-i2v", memory=("torch_compile", offload))
+    i2v(pipeline="wan2.1-i2v", memory=("torch_compile", "model_cpu_offload"))  # hooks around the model: fine

@@ -254,3 +254,67 @@ def test_torch_compile_compiles_the_repeated_blocks_and_runs(tmp_path: Path) -> 
     assert GenerationRunner(loaded.pipe, "cpu").measure(spec, synthetic_portrait(64, 64), 1, 1).outcome == "ok"
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
     assert loaded.key.describe() == "ltx-video: tiny (fp32, cpu, torch_compile)"
+
+
+def test_layerwise_fp8_with_torch_compile_runs_on_the_tiny_wan(tmp_path: Path) -> None:
+    """Issue 21, defect 1: the mark's order (compile first) used to compile with fullgraph=True and then
+    add the casting hooks, whose nn.Parameter inside forward made Dynamo raise Unsupported in the
+    warm-up. Casting first and compiling without fullgraph runs (about a minute of inductor on 2 cores)."""
+    from dataclasses import replace
+
+    import torch
+
+    from pytest_i2v.inputs import synthetic_portrait
+    from pytest_i2v.marks import i2v
+    from pytest_i2v.measure.runner import GenerationRunner
+    from pytest_i2v.models.sources import PipelineKey, load_pipeline
+
+    key = PipelineKey("tiny", "fp32", "cpu", pipeline="wan2.1-i2v", load_options=("torch_compile", "layerwise_fp8"))
+    loaded = load_pipeline(key, tmp_path)
+    transformer = loaded.pipe.transformer
+    assert all(block._compiled_call_impl is not None for block in transformer.blocks)
+    assert transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn  # stored in fp8
+    spec = replace(i2v(pipeline="wan2.1-i2v"), width=64, height=64, frames=5, steps=2)
+    assert GenerationRunner(loaded.pipe, "cpu").measure(spec, synthetic_portrait(64, 64), 1, 1).outcome == "ok"
+
+
+def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21, defect 3: the project's compile call, with a backend that records each graph's inputs.
+    Without dynamic=False the second shape compiled with symbolic sizes (automatic dynamic shapes): a
+    test's kernels depended on the shapes before it. Now the second shape's graph is static, as alone."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch._dynamo
+
+    from pytest_i2v.pipelines.base import adapter_for
+    from pytest_i2v.recording import needs_fresh_compile
+
+    graphs: list[list[object]] = []
+
+    def recording_backend(gm: torch.fx.GraphModule, inputs: list[object]) -> object:
+        graphs.append([type(i).__name__ if isinstance(i, torch.SymInt) else tuple(i.shape) for i in inputs])  # type: ignore[attr-defined]
+        return gm.forward
+
+    original = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: original(self, backend=recording_backend, **kw))
+
+    class Denoiser(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.proj(x)) * 2
+
+    torch._dynamo.reset()
+    pipe = SimpleNamespace(transformer=Denoiser())
+    adapter_for("wan2.1-i2v").apply_load_options(pipe, ("torch_compile",), torch.float32)
+    with torch.no_grad():
+        pipe.transformer(torch.randn(2, 8))
+        pipe.transformer(torch.randn(3, 8))  # a later test's shape
+    torch._dynamo.reset()
+    assert graphs == [[(8, 8), (8,), (2, 8)], [(8, 8), (8,), (3, 8)]]  # no SymInt: static, as when run alone
+    # and the plugin drops compiled code between shapes (the recompile limit would fall back to eager)
+    assert not needs_fresh_compile(None, ("p", 64)) and not needs_fresh_compile(("p", 64), ("p", 64))
+    assert needs_fresh_compile(("p", 64), ("p", 128))

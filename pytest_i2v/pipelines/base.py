@@ -171,19 +171,23 @@ class PipelineAdapter(abc.ABC):
             pipe.to(device)
 
     def apply_load_options(self, pipe: Any, options: tuple[str, ...], dtype: torch.dtype) -> None:
-        """Options that change the loaded weights or modules for good (part of the cache key)."""
-        for option in options:
-            if option == "layerwise_fp8":
-                for model in self.denoisers(pipe):
-                    model.enable_layerwise_casting(storage_dtype=FP8_STORAGE, compute_dtype=dtype)
-            elif option == "torch_compile":
-                for model in self.denoisers(pipe):
-                    # Regional compilation where the model declares its repeated blocks: the same
-                    # steady-state speed as whole-model compile, a fraction of the compile time.
-                    if getattr(model, "_repeated_blocks", None):
-                        model.compile_repeated_blocks(fullgraph=True)
-                    else:
-                        model.compile()
+        """Options that change the loaded weights or modules for good (part of the cache key).
+
+        Layerwise casting first, whatever the mark's order: its hooks build ``nn.Parameter``s inside
+        forward, which Dynamo can only step around (a graph break), so compile comes after them and
+        without ``fullgraph`` when they are there (with it, each break is fatal)."""
+        if "layerwise_fp8" in options:
+            for model in self.denoisers(pipe):
+                model.enable_layerwise_casting(storage_dtype=FP8_STORAGE, compute_dtype=dtype)
+        if "torch_compile" in options:
+            fullgraph = "layerwise_fp8" not in options
+            for model in self.denoisers(pipe):
+                # Regional compilation where the model declares its repeated blocks: the same
+                # steady-state speed as whole-model compile, a fraction of the compile time.
+                if getattr(model, "_repeated_blocks", None):
+                    model.compile_repeated_blocks(fullgraph=fullgraph, dynamic=False)
+                else:
+                    model.compile(fullgraph=fullgraph, dynamic=False)
 
     def apply_toggles(self, pipe: Any, toggles: tuple[str, ...], attention: str | None) -> None:
         """Per-test options that ``reset_toggles`` undoes."""
