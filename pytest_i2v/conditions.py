@@ -20,12 +20,17 @@ THROTTLE_BITS: Mapping[int, str] = {
     0x8: "hw-slowdown",    # HW slowdown (thermal or power brake, asserted by the board)
     0x20: "thermal",       # SW thermal slowdown
     0x40: "thermal",       # HW thermal slowdown
-    0x80: "power",         # HW power brake (external power supply signal)
+    0x80: "power-brake",   # HW power brake (external power supply signal)
     0x200: "board-limit",  # board limit (the older throttle-reasons query only)
     0x400: "reliability",  # reliability (likewise)
 }
-# A repeat whose SM clock is further than this from the run's median ran on another clock.
+# Without a known base clock: a repeat whose SM clock is further than this from the run's median ran on
+# another clock. With one: a repeat more than this below the base (or locked) clock was held back.
 CLOCK_TOLERANCE = 0.03
+# Datacenter boards sit at their software power cap under sustained load and boost above their base
+# clock as power allows: a power cap with the clock at or above the base (or locked) clock is the board
+# working as designed, not a slowdown of the work.
+NORMAL_AT_BASE_CLOCK = frozenset({"power"})
 # A slowdown is excused as throttling only with at least this many stable repeats to judge by.
 MIN_STABLE_REPEATS = 2
 
@@ -81,6 +86,7 @@ class RunConditions:
     median_sm_clock_mhz: float | None  # over every repeat: the clock under the run's median time
     locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks: the clock the GPU was held at
     reference_sm_clock_mhz: float | None = None  # what "off the median" is measured from (see assess)
+    base_sm_clock_mhz: float | None = None  # NVML's default applications clock: the board's base clock
 
     @property
     def marked(self) -> tuple[bool, ...]:
@@ -112,6 +118,7 @@ class RunConditions:
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary, "median_sm_clock_mhz": self.median_sm_clock_mhz,
                 "locked_sm_clock_mhz": self.locked_sm_clock_mhz, "reference_sm_clock_mhz": self.reference_sm_clock_mhz,
+                "base_sm_clock_mhz": self.base_sm_clock_mhz,
                 "repeats": [r.to_dict() for r in self.repeats], "marks": [list(m) for m in self.marks]}
 
     @classmethod
@@ -120,7 +127,8 @@ class RunConditions:
                    marks=tuple(tuple(m) for m in data.get("marks") or ()),
                    median_sm_clock_mhz=data.get("median_sm_clock_mhz"),
                    locked_sm_clock_mhz=data.get("locked_sm_clock_mhz"),
-                   reference_sm_clock_mhz=data.get("reference_sm_clock_mhz"))
+                   reference_sm_clock_mhz=data.get("reference_sm_clock_mhz"),
+                   base_sm_clock_mhz=data.get("base_sm_clock_mhz"))
 
 
 def clock_label(conditions: Mapping[str, Any] | None) -> str | None:
@@ -141,22 +149,35 @@ def clock_label(conditions: Mapping[str, Any] | None) -> str | None:
 
 
 def assess(repeats: Sequence[RepeatConditions], locked_sm_clock_mhz: float | None = None,
-           tolerance: float = CLOCK_TOLERANCE) -> RunConditions:
-    """Mark each repeat taken under a throttle reason, or with its SM clock more than ``tolerance``
-    off the reference clock ("clock"): the median SM clock of the repeats without a throttle reason
-    where there are any, so that when most repeats ran throttled the card's own clock is the
-    reference and the stable minority is not marked for being off the throttled majority."""
+           tolerance: float = CLOCK_TOLERANCE, base_sm_clock_mhz: float | None = None) -> RunConditions:
+    """Mark each repeat the hardware held back.
+
+    With a floor (the locked clock, else the board's base clock): a repeat is marked for a throttle
+    reason, except a power cap while its clock is at or above the floor (``NORMAL_AT_BASE_CLOCK``), and
+    for a clock more than ``tolerance`` below the floor ("clock"); boost clocks above it move freely.
+    Without one (NVML gave no base clock): for every throttle reason, and for a clock more than
+    ``tolerance`` off the reference: the median SM clock of the repeats without a throttle reason where
+    there are any, so that when most repeats ran throttled the card's own clock is the reference and the
+    stable minority is not marked for being off the throttled majority."""
     clocks = [r.sm_clock_mhz for r in repeats if r.sm_clock_mhz]
+    floor = locked_sm_clock_mhz or base_sm_clock_mhz
     unthrottled = [r.sm_clock_mhz for r in repeats if r.sm_clock_mhz and not r.reasons]
     reference = float(statistics.median(unthrottled or clocks)) if clocks else None
     marks: list[tuple[str, ...]] = []
     for repeat in repeats:
-        mark = list(repeat.reasons)
-        if reference and repeat.sm_clock_mhz and abs(repeat.sm_clock_mhz / reference - 1.0) > tolerance:
-            mark.append("clock")
+        clock = repeat.sm_clock_mhz
+        if floor:
+            at_floor = clock is not None and clock >= floor
+            mark = [r for r in repeat.reasons if not (at_floor and r in NORMAL_AT_BASE_CLOCK)]
+            if clock and clock < floor * (1.0 - tolerance):
+                mark.append("clock")
+        else:
+            mark = list(repeat.reasons)
+            if reference and clock and abs(clock / reference - 1.0) > tolerance:
+                mark.append("clock")
         marks.append(tuple(mark))
     median = float(statistics.median(clocks)) if clocks else None
-    return RunConditions(tuple(repeats), tuple(marks), median, locked_sm_clock_mhz, reference)
+    return RunConditions(tuple(repeats), tuple(marks), median, locked_sm_clock_mhz, reference, base_sm_clock_mhz)
 
 
 def stable_values(values: Sequence[float | None], marked: Sequence[bool]) -> list[float]:

@@ -36,6 +36,7 @@ import importlib.metadata
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -518,7 +519,12 @@ def check_conditions(records: Sequence[Mapping[str, Any]], run_problem: str | No
     clocks = [rep["sm_clock_mhz"] for r in measured for rep in r["conditions"]["repeats"]]
     unstable = [f"{_name(r)}: {r['conditions']['summary']}" for r in measured if r["conditions"].get("summary") != "stable"]
     locked = {r["conditions"].get("locked_sm_clock_mhz") for r in measured} - {None}
-    detail = (f"SM clock {min(clocks):.0f}-{max(clocks):.0f} MHz over {len(clocks)} repeats of {len(measured)} tests"
+    # the spread calibrates what counts as normal boost movement (conditions.assess) on this board
+    spread = (max(clocks) - min(clocks)) / statistics.median(clocks) * 100.0
+    bases = {r["conditions"].get("base_sm_clock_mhz") for r in measured} - {None}
+    detail = (f"SM clock {min(clocks):.0f}-{max(clocks):.0f} MHz (spread {spread:.1f} % of the median"
+              + (f"; base clock {', '.join(f'{c:.0f}' for c in sorted(bases))} MHz" if bases else "; base clock not read")
+              + f") over {len(clocks)} repeats of {len(measured)} tests"
               + (f", locked at {', '.join(f'{c:.0f}' for c in sorted(locked))} MHz" if locked else "")
               + (f"; not stable: {'; '.join(unstable)}" if unstable else "; every test stable"))
     return CheckResult(key, title, PASS, detail)

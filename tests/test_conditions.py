@@ -84,10 +84,26 @@ def test_nothing_read_is_not_read() -> None:
 
 
 def test_run_conditions_round_trip_with_the_lock() -> None:
-    run = assess([repeat(1590.0), repeat(1590.0, ("power",))], locked_sm_clock_mhz=1590.0)
+    run = assess([repeat(1590.0), repeat(1500.0, ("power",))], locked_sm_clock_mhz=1590.0, base_sm_clock_mhz=1590.0)
     data = run.to_dict()
     assert data["summary"] == "throttled (power, 1 of 2 repeats)" and data["locked_sm_clock_mhz"] == 1590.0
+    assert data["base_sm_clock_mhz"] == 1590.0
     assert RunConditions.from_dict(data) == run
+
+
+def test_a_power_cap_at_or_above_the_base_clock_is_normal() -> None:
+    """Issue 21, defect 7: an H200 at its software power cap under sustained load, boosting between 1830
+    and 1980 MHz (7 % apart) above its 1590 MHz base clock, is working as designed: nothing is marked, so
+    a real slowdown on it cannot be excused as "unreliable". Below the base clock it is held back."""
+    boosting = [repeat(1980.0), repeat(1830.0, ("power",)), repeat(1900.0, ("power",)), repeat(1850.0, ("power",))]
+    assert assess(boosting, base_sm_clock_mhz=1590.0).summary == "stable"
+    assert assess(boosting).summary != "stable"  # without the base clock: the old, stricter rule
+    held = assess([repeat(1980.0), repeat(1200.0, ("power",))], base_sm_clock_mhz=1590.0)
+    assert held.marks == ((), ("power", "clock"))
+    hot = assess([repeat(1980.0), repeat(1900.0, ("thermal",))], base_sm_clock_mhz=1590.0)
+    assert hot.marks == ((), ("thermal",))  # a thermal slowdown is never normal
+    locked = assess([repeat(1590.0, ("power",)), repeat(1500.0)], locked_sm_clock_mhz=1590.0)
+    assert locked.marks == ((), ("clock",))  # the lock is the floor: 5.7 % under it
 
 
 # -- measure.clocks: one repeat's samples -> its conditions --------------------------------------

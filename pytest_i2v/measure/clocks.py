@@ -118,6 +118,11 @@ class NvmlClocks:
             reasons_mask=int(mask) if mask is not None else None,
         )
 
+    def base_sm_clock_mhz(self) -> float | None:
+        """The board's base clock (NVML's default applications clock), None where NVML cannot say."""
+        value = self._query("nvmlDeviceGetDefaultApplicationsClock", NVML_CLOCK_GRAPHICS)
+        return float(value) if value else None
+
     def lock(self) -> LockedClocks:
         """Lock the SM clock at the board's default applications clock: its base clock, which it holds
         under sustained load without boost variance (a boost clock would throttle back under load). The

@@ -124,13 +124,15 @@ class Measurement:
     extra: dict[str, Any] = field(default_factory=dict)
     start: MemoryLevel | None = None  # the memory level this test's measurement started from
     locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks held the SM clock here
+    base_sm_clock_mhz: float | None = None  # the board's base clock (NVML), the floor of a normal clock
 
     @property
     def conditions(self) -> RunConditions | None:
         """The GPU's conditions per repeat and the repeats to distrust; None on the CPU."""
         if all(s.conditions is None for s in self.samples):
             return None
-        return assess([s.conditions or RepeatConditions() for s in self.samples], self.locked_sm_clock_mhz)
+        return assess([s.conditions or RepeatConditions() for s in self.samples], self.locked_sm_clock_mhz,
+                      base_sm_clock_mhz=self.base_sm_clock_mhz)
 
     @property
     def predicted(self) -> bool:
@@ -304,4 +306,5 @@ class GenerationRunner:
             nvml_note=self.device.nvml_note if self.device.is_cuda else None, output_shape=shape,
             wall_s=self.device.now() - started, measured_steps=run_spec.steps, adaptive=adaptive, start=start,
             locked_sm_clock_mhz=locked.sm_clock_mhz if locked is not None else None,
+            base_sm_clock_mhz=clocks.base_sm_clock_mhz() if clocks is not None else None,
         )
