@@ -193,3 +193,20 @@ def test_adaptive_repeats_through_pytest(i2v_project: pytest.Pytester) -> None:
     i2v_project.runpytest("--i2v-target-ci", "50", "--i2v-min-repeats", "2", "--i2v-max-repeats", "4").assert_outcomes(passed=1)
 
 
+
+
+def test_flops_of_a_backend_the_counter_cannot_see_are_labelled_as_excluding_attention(tiny_pipe) -> None:
+    """Issue 21, defect 6: FlopCounterMode has formulas for aten's SDPA ops only; flash-attn, sage,
+    xformers and hub kernels are invisible to it, so their roofline is a lower bound and says so."""
+    from pytest_i2v.measure.flops import attention_is_counted
+
+    assert attention_is_counted(None) and attention_is_counted("native") and attention_is_counted("_native_math")
+    assert not attention_is_counted("flash") and not attention_is_counted("sage") and not attention_is_counted("xformers")
+    spec = i2v(width=32, height=32, frames=2, steps=2)
+    assert count_flops(tiny_pipe, spec, synthetic_portrait(64, 64)).attention_counted
+    from dataclasses import replace
+
+    flash = count_flops(tiny_pipe, replace(spec, attention="flash"), synthetic_portrait(64, 64))
+    assert not flash.attention_counted
+    assert roofline(flash, 0.01, 0.5, 400.0)["excludes_attention"] is True
+    assert roofline(FlopCount(1, 1), 0.01, 0.5, 400.0)["excludes_attention"] is False

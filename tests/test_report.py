@@ -349,3 +349,16 @@ def test_fast_mode_and_roofline_render() -> None:
     assert "412 (42 % of the fp16 peak)" in row
     others = [r for r in re.findall(r"<tr class.*?</tr>", results, re.S) if "test_resolution_sweep[256p]" not in r]
     assert not any("(predicted)" in r for r in others)
+
+
+def test_a_roofline_without_attention_says_so_in_the_report() -> None:
+    doc = document()
+    doc["records"][0]["roofline"] = {"unet_step_tflop": 4.1, "decode_tflop": 2.0, "denoise_tflops": 412.3,
+                                     "decode_tflops": 100.0, "peak_tflops": 989.4, "efficiency": 0.4167,
+                                     "peak_kind": "fp16", "excludes_attention": True}
+    html = render_html(doc)
+    results = html[html.index('<section id="results">'):html.index('<section id="charts">')]
+    rows = re.findall(r"<tr class.*?</tr>", results, re.S)
+    row = next(r for r in rows if "test_resolution_sweep[256p]" in r)
+    assert "412 (42 % of the fp16 peak), excluding attention (its backend is not counted)" in row
+    assert sum("excluding attention" in r for r in rows) == 1

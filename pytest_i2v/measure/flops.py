@@ -14,6 +14,18 @@ from pytest_i2v.marks import GenerationSpec
 class FlopCount:
     unet_step: int  # one denoising step: every denoiser call in it (I2VGen-XL batches guidance into one)
     decode: int  # the VAE decoder over all frames
+    attention_counted: bool = True  # False: the attention backend is no aten op FlopCounterMode knows
+
+
+# diffusers' backends that run through aten's SDPA ops, which FlopCounterMode has formulas for; the
+# others (flash-attn, sage, xformers, flex, hub kernels) call kernels it cannot see.
+ATEN_ATTENTION_BACKENDS = frozenset({"native", "_native_math", "_native_flash", "_native_efficient", "_native_cudnn"})
+
+
+def attention_is_counted(backend: str | None) -> bool:
+    """Whether FlopCounterMode counts the attention of a denoiser run on ``backend`` (None: the default,
+    torch's SDPA)."""
+    return backend is None or backend in ATEN_ATTENTION_BACKENDS
 
 
 def _cpu_attention_formulas() -> dict[Any, Any]:
@@ -49,7 +61,7 @@ def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
     # Every denoiser call of a step (guidance may make two; Wan 2.2's experts share one architecture).
     denoise = sum(sum(by_module.get(name, {}).values()) for name in {type(m).__name__ for m in adapter.denoisers(pipe)})
     decode = sum(by_module.get(type(adapter.vae_decoder(pipe)).__name__, {}).values())
-    return FlopCount(unet_step=int(denoise) // steps, decode=int(decode))
+    return FlopCount(unet_step=int(denoise) // steps, decode=int(decode), attention_counted=attention_is_counted(spec.attention))
 
 
 # fp32 matmuls run on TF32 tensor cores under these precisions (PyTorch's default, "highest", keeps IEEE fp32).
@@ -106,4 +118,6 @@ def roofline(flops: FlopCount | None, step_s: float | None, decode_s: float | No
         "peak_tflops": peak_tflops,
         "peak_kind": peak_kind,
         "efficiency": achieved / peak_tflops if peak_tflops else None,
+        # a lower bound then: the attention FLOPs ran in kernels the counter cannot see
+        "excludes_attention": not flops.attention_counted,
     }
