@@ -40,6 +40,8 @@ COVERED = (
     "tests/test_conditions.py::test_the_conditions_are_read_every_tenth_memory_sample_and_at_both_ends",
     "tests/test_faults.py::test_nvml_failing_mid_run_keeps_what_was_sampled",
     "tests/test_fast_and_roofline.py::test_fast_mode_on_the_tiny_model_runs_k_steps_and_keeps_the_peak",
+    "tests/test_fast_and_roofline.py::test_adaptive_repeats_stop_early_on_a_quiet_measurement",
+    "tests/test_end_to_end.py::test_resolution_sweep_suite_end_to_end",
     "tests/test_measure.py::test_stage_recorder_splits_encode_steps_decode",
     "tests/test_measure.py::test_the_host_clock_reads_real_seconds",
 )

@@ -522,9 +522,11 @@ def check_conditions(records: Sequence[Mapping[str, Any]], run_problem: str | No
     # the spread calibrates what counts as normal boost movement (conditions.assess) on this board
     spread = (max(clocks) - min(clocks)) / statistics.median(clocks) * 100.0
     bases = {r["conditions"].get("base_sm_clock_mhz") for r in measured} - {None}
+    handles = sorted({str(r.get("nvml_device")) for r in measured if r.get("nvml_device")})
     detail = (f"SM clock {min(clocks):.0f}-{max(clocks):.0f} MHz (spread {spread:.1f} % of the median"
               + (f"; base clock {', '.join(f'{c:.0f}' for c in sorted(bases))} MHz" if bases else "; base clock not read")
               + f") over {len(clocks)} repeats of {len(measured)} tests"
+              + f"; NVML device: {', '.join(handles) if handles else 'not recorded'}"
               + (f", locked at {', '.join(f'{c:.0f}' for c in sorted(locked))} MHz" if locked else "")
               + (f"; not stable: {'; '.join(unstable)}" if unstable else "; every test stable"))
     return CheckResult(key, title, PASS, detail)

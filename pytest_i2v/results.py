@@ -49,6 +49,7 @@ class GenerationRecord:
     memory_start: dict[str, Any] | None = None  # measure.memory.MemoryLevel: where the measurement started
     decision: dict[str, Any] | None = None  # outcome.Outcome: what the test comes to, decided once
     conditions: dict[str, Any] | None = None  # conditions.RunConditions: the GPU per repeat (None on the CPU)
+    nvml_device: str | None = None  # which NVML device the figures are ("UUID GPU-...", "index 0"); None: no NVML
 
     @classmethod
     def from_measurement(
@@ -78,6 +79,7 @@ class GenerationRecord:
             mode="fast" if fast else "full", fast=fast, ci_pct=measurement.ci_pct, adaptive=adaptive,
             memory_start=measurement.start.to_dict() if measurement.start else None,
             conditions=conditions.to_dict() if conditions is not None else None,
+            nvml_device=measurement.nvml_opened_by,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +92,7 @@ class GenerationRecord:
             "latency_class": self.latency_class, "budget": self.budget, "baseline_history": self.baseline_history,
             "mode": self.mode, "fast": self.fast, "ci_pct": self.ci_pct, "adaptive": self.adaptive, "roofline": self.roofline,
             "memory_start": self.memory_start, "decision": self.decision, "conditions": self.conditions,
+            "nvml_device": self.nvml_device,
         }
 
     @classmethod

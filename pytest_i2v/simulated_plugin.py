@@ -61,7 +61,8 @@ def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> An
     from pytest_i2v.models.sources import load_pipeline
     from pytest_i2v.pipelines.base import adapter_for
 
-    loaded = load_pipeline(replace(key, offload=None), work_dir, allow_pickle=allow_pickle)
+    # The real placement calls run (offload hooks and all), on the CPU the simulated card computes on.
+    loaded = load_pipeline(key, work_dir, allow_pickle=allow_pickle)
     device = RUNTIME.last_opened
     if device is None:
         return replace(loaded, key=key)
@@ -74,7 +75,6 @@ def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> An
     if fraction:
         device.set_memory_fraction(float(fraction))
     device.remove_weights()  # a reload replaces the previous pipeline's weights
-    if key.offload is None:
-        device.place_weights(loaded.pipe)
+    device.place_pipeline(loaded.pipe, key.offload)  # resident as the real placement keeps them
     device.attach(loaded.pipe, timed)  # for its lifetime
     return replace(loaded, key=key)

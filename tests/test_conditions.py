@@ -261,7 +261,8 @@ def test_throttled_repeats_are_marked_and_are_the_slow_ones(tiny_pipe: Any) -> N
     # No warm-up: generation n is repeat n. The throttled repeats run at a quarter of the card's clock,
     # timed on the virtual clock: exactly four times as long, whatever the machine does meanwhile.
     throttle = SimulatedThrottle(reasons_mask=SW_THERMAL, sm_clock_mhz=495.0, temperature_c=91.0)
-    device = gpu_device(tiny_pipe, SimulatedGpu(throttled={2: throttle, 4: throttle}), work=VirtualWork())
+    device = gpu_device(tiny_pipe, SimulatedGpu(throttled={2: throttle, 4: throttle}, boost_clocks_mhz=(1980.0,)),
+                        work=VirtualWork())
     with device.workload(tiny_pipe):
         measurement = GenerationRunner(tiny_pipe, device).measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=5)
     record = GenerationRecord.from_measurement("test_x", measurement, {"device": "cuda:0"}, None)

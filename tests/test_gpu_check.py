@@ -227,7 +227,10 @@ def test_conditions_pass_with_every_clock_and_report_throttling() -> None:
     assert result.status == PASS
     # the clock spread it saw, to calibrate what counts as normal boost movement on this board
     assert result.detail == ("SM clock 1410-1980 MHz (spread 28.8 % of the median; base clock not read) over 5 repeats "
-                             "of 2 tests; not stable: test_sweep[1024p]: throttled (thermal, 1 of 3 repeats)")
+                             "of 2 tests; NVML device: not recorded; not stable: test_sweep[1024p]: "
+                             "throttled (thermal, 1 of 3 repeats)")
+    hot["nvml_device"] = "UUID GPU-0000"
+    assert "; NVML device: UUID GPU-0000;" in check_conditions([hot]).detail
     assert check_conditions([record()]).detail.endswith("every test stable")
 
 

@@ -105,7 +105,9 @@ def test_a_capped_or_cut_down_card_of_the_same_name_is_another_machine() -> None
     full = fingerprint(SimulatedGpu())
     assert machine_changes(full, fingerprint(SimulatedGpu(power_limit_w=450.0))) == ("gpu_power_limit_w 700 -> 450",)
     assert machine_changes(full, fingerprint(SimulatedGpu(sm_count=114))) == ("gpu_sm_count 132 -> 114",)
-    assert machine_changes(full, fingerprint(SimulatedGpu(form="NVL"))) == ("gpu_form SXM -> NVL",)
+    # the form comes from the board's name, as torch and NVML report it
+    assert set(machine_changes(full, fingerprint(SimulatedGpu(name="NVIDIA H200 NVL")))) == {
+        "gpu_form SXM -> NVL", "gpu_name NVIDIA H200 -> NVIDIA H200 NVL"}
     # NVML unavailable: the power limit is unknown, and unknown is not a difference
     no_nvml = fingerprint(SimulatedGpu(nvml="unavailable"))
     assert no_nvml["gpu_power_limit_w"] is None and machine_changes(full, no_nvml) == ()

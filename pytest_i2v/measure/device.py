@@ -103,6 +103,11 @@ class Device(Protocol):
     @property
     def nvml_note(self) -> str | None: ...
 
+    @property
+    def nvml_opened_by(self) -> str | None:
+        """Which NVML device its figures come from ("UUID GPU-...", "index 0"); None without NVML."""
+        ...
+
 
 class CpuDevice:
     """The host: no allocator statistics, no NVML, nothing to synchronise."""
@@ -111,6 +116,7 @@ class CpuDevice:
     placement = "cpu"
     is_cuda = False
     nvml_note: str | None = None
+    nvml_opened_by: str | None = None
 
     def activate(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
@@ -152,18 +158,23 @@ class CpuDevice:
         return None
 
 
+def _torch_cuda() -> Any:
+    import torch
+
+    return torch.cuda
+
+
 class CudaEventClock:
     """CUDA events recorded on the device's current stream: no host sync inside the loop; read
-    once after the final synchronise."""
+    once after the final synchronise. ``cuda``: the torch.cuda to call (a stand-in in the tests)."""
 
-    def __init__(self, device: Any):
+    def __init__(self, device: Any, cuda: Any = None):
         self._device = device
+        self._cuda = cuda or _torch_cuda()
 
     def mark(self) -> Any:
-        import torch
-
-        event = torch.cuda.Event(enable_timing=True)
-        event.record(torch.cuda.current_stream(self._device))
+        event = self._cuda.Event(enable_timing=True)
+        event.record(self._cuda.current_stream(self._device))
         return event
 
     def seconds_between(self, start: Any, end: Any) -> float:
@@ -172,19 +183,22 @@ class CudaEventClock:
 
 class NvmlHandle:
     """One GPU through NVML, opened by UUID (NVML's order can differ from CUDA's), with the
-    scope of each reading. Opening never raises: a mismatch is one warning, then 'unavailable'."""
+    scope of each reading. Opening never raises: a mismatch is one warning, then 'unavailable'.
 
-    def __init__(self, nvml: Any, uuid: str | None, index: int):
+    torch prints a device's UUID bare; NVML names it ``GPU-<uuid>``, or ``MIG-<uuid>`` for a MIG
+    instance, so both are tried. NVML's indices are physical and ignore ``CUDA_VISIBLE_DEVICES``: an
+    index is used only when the UUID cannot be, nothing renumbers the devices, and never silently
+    (``note`` and ``opened_by`` say what is read and why)."""
+
+    def __init__(self, nvml: Any, uuid: str | None, index: int, visible_devices: str | None = None):
         self._nvml = nvml
         self._handle: Any = None
         self.note: str | None = None
+        self.opened_by: str | None = None  # "UUID MIG-...", "index 0": which NVML device the figures are
+        if visible_devices is None:
+            visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
             nvml.nvmlInit()
-            handle = None
-            if uuid:
-                with contextlib.suppress(Exception):
-                    handle = nvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
-            self._handle = handle if handle is not None else nvml.nvmlDeviceGetHandleByIndex(index)
         except Exception as exc:  # no driver, or a driver older than the library
             kind = type(exc).__name__
             # pynvml: NVMLError_LibRmVersionMismatch, "RM has detected an NVML/RM version mismatch."
@@ -193,6 +207,26 @@ class NvmlHandle:
             else:
                 self.note = f"NVML unavailable ({kind}): device memory not measured"
             warnings.warn(NvmlWarning(f"pytest-i2v: {self.note}"), stacklevel=2)
+            return
+        bare = uuid[4:] if uuid and uuid.startswith(("GPU-", "MIG-")) else uuid
+        for candidate in ([uuid] if uuid and uuid != bare else []) + ([f"GPU-{bare}", f"MIG-{bare}"] if bare else []):
+            with contextlib.suppress(Exception):
+                self._handle = nvml.nvmlDeviceGetHandleByUUID(candidate)
+                self.opened_by = f"UUID {candidate}"
+                return
+        why = f"no NVML device has the UUID of cuda:{index} ({uuid})" if uuid else f"torch gives no UUID for cuda:{index}"
+        if visible_devices:
+            # NVML's index N is the machine's N-th GPU, not CUDA's N-th visible one: it would read another card.
+            self.note = (f"NVML not read: {why}, and CUDA_VISIBLE_DEVICES={visible_devices} renumbers the devices, "
+                         f"so NVML's index {index} could be another GPU")
+        else:
+            try:
+                self._handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                self.opened_by = f"index {index}"
+                self.note = f"NVML opened by index {index}: {why}"
+            except Exception as exc:
+                self.note = f"NVML not read: {why}, and its index {index} failed ({type(exc).__name__})"
+        warnings.warn(NvmlWarning(f"pytest-i2v: {self.note}"), stacklevel=2)
 
     @property
     def available(self) -> bool:
@@ -222,72 +256,57 @@ class NvmlHandle:
 
 
 class CudaDevice:
-    """One CUDA device, by index: every torch.cuda call names it."""
+    """One CUDA device, by index: every torch.cuda call names it. ``nvml`` and ``cuda``: the pynvml and
+    torch.cuda to call (the simulated device's stand-ins; None: the real ones); ``placement``: where its
+    tensors go (the simulated device computes on the CPU)."""
 
     is_cuda = True
 
-    def __init__(self, index: int, nvml: Any = None):
+    def __init__(self, index: int, nvml: Any = None, cuda: Any = None, placement: str | None = None):
         import torch
 
         self.index = index
         self.name = f"cuda:{index}"
-        self.placement = self.name
+        self.placement = placement or self.name
         self._torch_device = torch.device("cuda", index)
+        self._cuda = cuda or _torch_cuda()
         self._nvml_module = nvml
         self._nvml: NvmlHandle | None = None
         self._clocks: NvmlClocks | None = None
 
     def activate(self) -> contextlib.AbstractContextManager[None]:
-        import torch
-
-        return torch.cuda.device(self.index)
+        return self._cuda.device(self.index)  # type: ignore[no-any-return]
 
     def synchronize(self) -> None:
-        import torch
-
-        torch.cuda.synchronize(self._torch_device)
+        self._cuda.synchronize(self._torch_device)
 
     def clock(self) -> Clock:
-        return CudaEventClock(self._torch_device)
+        return CudaEventClock(self._torch_device, self._cuda)
 
     def now(self) -> float:
         return time.perf_counter()
 
     def empty_cache(self) -> None:
-        import torch
-
-        with torch.cuda.device(self.index):  # empty_cache frees the current device's cache
-            torch.cuda.empty_cache()
+        with self._cuda.device(self.index):  # empty_cache frees the current device's cache
+            self._cuda.empty_cache()
 
     def reset_peak_stats(self) -> None:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats(self._torch_device)
+        self._cuda.reset_peak_memory_stats(self._torch_device)
 
     def allocated_bytes(self) -> int | None:
-        import torch
-
-        return int(torch.cuda.memory_allocated(self._torch_device))
+        return int(self._cuda.memory_allocated(self._torch_device))
 
     def reserved_bytes(self) -> int | None:
-        import torch
-
-        return int(torch.cuda.memory_reserved(self._torch_device))
+        return int(self._cuda.memory_reserved(self._torch_device))
 
     def peak_allocated_bytes(self) -> int | None:
-        import torch
-
-        return int(torch.cuda.max_memory_allocated(self._torch_device))
+        return int(self._cuda.max_memory_allocated(self._torch_device))
 
     def peak_reserved_bytes(self) -> int | None:
-        import torch
-
-        return int(torch.cuda.max_memory_reserved(self._torch_device))
+        return int(self._cuda.max_memory_reserved(self._torch_device))
 
     def info(self) -> DeviceInfo | None:
-        import torch
-
-        properties = torch.cuda.get_device_properties(self.index)
+        properties = self._cuda.get_device_properties(self.index)
         # form=None: NVML has no form-factor query for these boards; the fingerprint reads the name.
         return DeviceInfo(name=str(properties.name), total_bytes=int(properties.total_memory), index=self.index,
                           sm_count=getattr(properties, "multi_processor_count", None),
@@ -315,9 +334,7 @@ class CudaDevice:
 
     def _handle(self) -> NvmlHandle:
         if self._nvml is None:
-            import torch
-
-            uuid = getattr(torch.cuda.get_device_properties(self.index), "uuid", None)
+            uuid = getattr(self._cuda.get_device_properties(self.index), "uuid", None)
             self._nvml = NvmlHandle(self._nvml_library(), str(uuid) if uuid else None, self.index)
         return self._nvml
 
@@ -335,6 +352,10 @@ class CudaDevice:
     @property
     def nvml_note(self) -> str | None:
         return self._handle().note
+
+    @property
+    def nvml_opened_by(self) -> str | None:
+        return self._handle().opened_by
 
     @property
     def nvml(self) -> NvmlHandle:

@@ -117,6 +117,7 @@ class Measurement:
     samples: tuple[RepeatSample, ...] = ()
     oom: OomInfo | None = None
     nvml_note: str | None = None
+    nvml_opened_by: str | None = None  # which NVML device the figures come from (NvmlHandle.opened_by)
     output_shape: tuple[int, ...] | None = None
     wall_s: float = 0.0  # the whole measurement, warm-up included (what the gate costs)
     measured_steps: int | None = None  # fewer than spec.steps in fast mode
@@ -304,6 +305,7 @@ class GenerationRunner:
         return Measurement(
             spec=spec, outcome="oom" if oom else "ok", warmup=warmup, samples=tuple(samples), oom=oom,
             nvml_note=self.device.nvml_note if self.device.is_cuda else None, output_shape=shape,
+            nvml_opened_by=self.device.nvml_opened_by if self.device.is_cuda else None,
             wall_s=self.device.now() - started, measured_steps=run_spec.steps, adaptive=adaptive, start=start,
             locked_sm_clock_mhz=locked.sm_clock_mhz if locked is not None else None,
             base_sm_clock_mhz=clocks.base_sm_clock_mhz() if clocks is not None else None,

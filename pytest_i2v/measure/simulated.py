@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_i2v.measure.clocks import NVML_CLOCK_MEM, NvmlClocks
-from pytest_i2v.measure.device import Clock, CpuDevice, DeviceInfo, HostClock, NvmlReading, parse_device
+from pytest_i2v.measure.device import Clock, CpuDevice, CudaDevice, parse_device
+from pytest_i2v.measure.simulated_libs import SimulatedPynvml, SimulatedTorchCuda
 
 MiB = 2**20
 GiB = 2**30
@@ -164,24 +164,28 @@ class SimulatedThrottle:
 class SimulatedGpu:
     """The card being simulated and how its NVML behaves.
 
-    Clocks, temperature and power are a simulated card's figures, not a datasheet's. ``throttled`` drives
-    throttling: generation number -> ``SimulatedThrottle``, where generations are counted per device
-    from 1, each warm-up and repeat the runner measures being one (a test with ``warmup=1`` and five
-    repeats throttles its 2nd and 4th repeats with ``{3: ..., 5: ...}``). ``clock_lock`` says what NVML
-    answers to a clock lock: "allowed", "no-permission" (not root) or "not-supported"."""
+    Clocks, temperature and power are a simulated card's figures, not a datasheet's. Unthrottled, the
+    card boosts between ``boost_clocks_mhz`` (one per generation, in turn) above its base clock and sits
+    at its software power cap (``reasons_mask``), as a datacenter board does under sustained load.
+    ``throttled`` drives throttling: generation number -> ``SimulatedThrottle``, where generations are
+    counted per device from 1, each warm-up and repeat the runner measures being one (a test with
+    ``warmup=1`` and five repeats throttles its 2nd and 4th repeats with ``{3: ..., 5: ...}``).
+    ``clock_lock`` says what NVML answers to a clock lock: "allowed", "no-permission" (not root) or
+    "not-supported"."""
 
     name: str = "NVIDIA H200"
     total_bytes: int = 141 * 10**9
     sm_count: int = 132
     power_limit_w: float | None = 700.0  # the H200 SXM board's default limit; None: NVML cannot say
-    form: str | None = None  # "PCIe", "SXM", "NVL"; None: read from the name, as on a real card
     context_bytes: int = 512 * MiB  # the CUDA context: NVML counts it, the allocator does not
     other_process_bytes: int = 0  # neighbours: only a device-wide NVML figure sees them
     nvml: str = "process"  # "process", "device" (no per-process figures), "unavailable", "mismatch"
     oom_form: str = "allocator"
     bytes_per_element: int = 4096  # scales the tiny model's activations to GPU-like sizes
     weight_scale: int = 4  # scales the tiny model's weights likewise (activations dominate, as at 1024p)
-    sm_clock_mhz: float = 1980.0  # the clock it runs at unlocked; the CPU's compute stands for work at it
+    sm_clock_mhz: float = 1980.0  # the reference clock: the CPU's compute stands for work at it
+    boost_clocks_mhz: tuple[float, ...] = (1980.0, 1965.0, 1950.0, 1965.0)  # unthrottled, generation by generation
+    reasons_mask: int = 0x4  # unthrottled: at the software power cap (normal above the base clock)
     # GPU time each denoiser/decoder forward adds at that clock: 0 keeps the tests quick; a test of timing
     # under throttling sets it, so that the clock and not the CPU's noise decides the slow repeats.
     forward_kernel_s: float = 0.0
@@ -192,83 +196,22 @@ class SimulatedGpu:
     throttled: dict[int, SimulatedThrottle] = field(default_factory=dict)
     clock_lock: str = "allowed"
     memory_clock_lock: bool = True  # whether NVML can lock the memory clock (NotSupported otherwise)
+    # How NVML finds it: a MIG instance has a MIG- UUID; nvml_index is its physical index (NVML ignores
+    # CUDA_VISIBLE_DEVICES; None: the CUDA index); container_pid: the PID NVML reports for this process
+    # (a container's PID namespace; None: os.getpid()); process_memory_unknown: usedGpuMemory is None.
+    mig: bool = False
+    nvml_index: int | None = None
+    container_pid: int | None = None
+    process_memory_unknown: bool = False
+    reasons_query: str = "event"  # "throttle": a driver that has only the older throttle-reasons query
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SimulatedGpu:
         """From JSON (``PYTEST_I2V_SIMULATED_GPUS``): ``throttled`` maps generation numbers (as strings)
         to ``SimulatedThrottle`` fields."""
         throttled = {int(k): SimulatedThrottle(**v) for k, v in (data.get("throttled") or {}).items()}
-        return cls(**{**data, "throttled": throttled})
-
-
-class NVMLError_NoPermission(Exception):  # pynvml's name, which the lock warning shows
-    """What pynvml raises when a call needs root."""
-
-
-class NVMLError_NotSupported(Exception):
-    """What pynvml raises when the board or driver cannot do it."""
-
-
-class SimulatedNvml:
-    """The pynvml functions ``measure.clocks`` calls, answered by a simulated device (the handle is the
-    device). Reads describe the generation under way; clock locks and resets are logged."""
-
-    def __init__(self, device: SimulatedCudaDevice):
-        self._device = device
-
-    def _refuse(self, kind: str) -> None:
-        if kind == "no-permission":
-            raise NVMLError_NoPermission("Insufficient Permissions")
-        if kind == "not-supported":
-            raise NVMLError_NotSupported("Not Supported")
-
-    def nvmlDeviceGetClockInfo(self, handle: Any, clock_type: int) -> int:
-        device = self._device
-        if clock_type == NVML_CLOCK_MEM:
-            return int(device.locked_mem_clock_mhz or device.gpu.mem_clock_mhz)
-        return int(device.sm_clock_now())
-
-    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
-        throttle = self._device.throttle_now()
-        hot = throttle.temperature_c if throttle is not None else None
-        return int(hot if hot is not None else self._device.gpu.temperature_c)
-
-    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
-        throttle = self._device.throttle_now()
-        drawn = throttle.power_w if throttle is not None else None
-        return int((drawn if drawn is not None else self._device.gpu.power_w) * 1000)  # milliwatts, as NVML
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
-        limit = self._device.gpu.power_limit_w
-        if limit is None:
-            raise NVMLError_NotSupported("Not Supported")
-        return int(limit * 1000)
-
-    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
-        throttle = self._device.throttle_now()
-        return throttle.reasons_mask if throttle is not None else 0
-
-    def nvmlDeviceGetDefaultApplicationsClock(self, handle: Any, clock_type: int) -> int:
-        gpu = self._device.gpu
-        return int(gpu.mem_clock_mhz if clock_type == NVML_CLOCK_MEM else gpu.base_clock_mhz)
-
-    def nvmlDeviceSetGpuLockedClocks(self, handle: Any, low: int, high: int) -> None:
-        self._device._log("nvmlDeviceSetGpuLockedClocks")
-        self._refuse(self._device.gpu.clock_lock)
-        self._device.locked_sm_clock_mhz = float(high)
-
-    def nvmlDeviceSetMemoryLockedClocks(self, handle: Any, low: int, high: int) -> None:
-        self._device._log("nvmlDeviceSetMemoryLockedClocks")
-        self._refuse(self._device.gpu.clock_lock if self._device.gpu.memory_clock_lock else "not-supported")
-        self._device.locked_mem_clock_mhz = float(high)
-
-    def nvmlDeviceResetGpuLockedClocks(self, handle: Any) -> None:
-        self._device._log("nvmlDeviceResetGpuLockedClocks")
-        self._device.locked_sm_clock_mhz = None
-
-    def nvmlDeviceResetMemoryLockedClocks(self, handle: Any) -> None:
-        self._device._log("nvmlDeviceResetMemoryLockedClocks")
-        self._device.locked_mem_clock_mhz = None
+        boost = tuple(data["boost_clocks_mhz"]) if "boost_clocks_mhz" in data else cls.boost_clocks_mhz
+        return cls(**{**data, "throttled": throttled, "boost_clocks_mhz": boost})
 
 
 class Block:
@@ -284,41 +227,60 @@ class Block:
 
 @dataclass
 class _Allocator:
+    """torch's caching allocator, simplified: each block gets a segment rounded up to ``SEGMENT_BYTES``;
+    a freed block's segment stays reserved (cached) for reuse until ``empty_cache`` returns it, and a
+    segment that holds a live block is never returned, so reserved stays at or above allocated."""
+
     allocated: int = 0
     reserved: int = 0
+    cached: int = 0  # reserved segments with no live block
     peak_allocated: int = 0
     peak_reserved: int = 0
 
 
-class SimulatedCudaDevice:
-    """A ``Device`` whose memory the tests drive; every call is logged with the index it named."""
+SEGMENT_BYTES = 2 * MiB
+# The pipeline components whose weights a GPU would hold.
+WEIGHT_COMPONENTS = ("unet", "transformer", "transformer_2", "vae", "text_encoder", "text_encoder_2", "image_encoder")
 
-    is_cuda = True
-    placement = "cpu"
 
-    def __init__(self, index: int, gpu: SimulatedGpu, log: list[tuple[str, int]], work: VirtualWork | None = None):
-        self.index = index
+def segment(size: int) -> int:
+    return -(-size // SEGMENT_BYTES) * SEGMENT_BYTES
+
+
+class SimulatedCudaDevice(CudaDevice):
+    """One simulated card: the project's own ``CudaDevice`` over the stand-in ``torch.cuda`` and
+    ``pynvml`` (``measure.simulated_libs``), plus the card's state they answer from: the allocator
+    (driven by the workload's forwards), the clocks and events, and NVML's view of it."""
+
+    def __init__(self, index: int, gpu: SimulatedGpu, runtime: SimulatedRuntime, work: VirtualWork | None = None):
+        super().__init__(index, nvml=runtime.nvml, cuda=runtime.cuda, placement="cpu")  # it computes on the CPU
+        self.gpu = gpu
+        self.calls = runtime.calls
         self.time = VirtualTime() if work is not None else None  # None: real time (the CPU's, slowed when throttled)
         self._virtual = _VirtualWorkHooks(self.time, work, self._slowdown) if self.time is not None and work else None
-        self.name = f"cuda:{index}"
-        self.gpu = gpu
-        self.calls = log
         self.memory = _Allocator()
         self.limit_bytes = gpu.total_bytes - gpu.context_bytes
         self.weights: dict[str, Block] = {}
         self._live: list[Block] = []
         self._started: list[float] = []  # when each forward under way began (to slow it down when throttled)
+        self.pending_events: list[Any] = []  # recorded, not yet completed by a synchronise
         self.generation = 0  # generations run so far (see SimulatedGpu.throttled)
         self._next_generation = False  # peaks were reset: the next forward starts a generation
         self.locked_sm_clock_mhz: float | None = None
         self.locked_mem_clock_mhz: float | None = None
-        self._clocks: NvmlClocks | None = None
+        uuid = f"{index:08x}-5eed-4000-8000-{0x1200 + index:012x}"
+        self.cuda_uuid = uuid  # torch prints it bare
+        self.nvml_uuid = f"{'MIG' if gpu.mig else 'GPU'}-{uuid}"
+        self.nvml_index = gpu.nvml_index if gpu.nvml_index is not None else index
 
     # -- the simulated clocks -----------------------------------------------------------
     def throttle_now(self) -> SimulatedThrottle | None:
         """The throttle of the generation under way, or of the one about to start (the runner resets
         the peaks, then starts sampling NVML, then generates)."""
-        return self.gpu.throttled.get(self.generation + (1 if self._next_generation else 0))
+        return self.gpu.throttled.get(self._generation_now())
+
+    def _generation_now(self) -> int:
+        return self.generation + (1 if self._next_generation else 0)
 
     def _slowdown(self) -> float:
         return self.gpu.sm_clock_mhz / self.sm_clock_now()
@@ -337,11 +299,25 @@ class SimulatedCudaDevice:
         throttle = self.throttle_now()
         if throttle is not None:
             return throttle.sm_clock_mhz
-        return self.locked_sm_clock_mhz or self.gpu.sm_clock_mhz
+        if self.locked_sm_clock_mhz:
+            return self.locked_sm_clock_mhz
+        boost = self.gpu.boost_clocks_mhz or (self.gpu.sm_clock_mhz,)
+        return boost[max(self._generation_now() - 1, 0) % len(boost)]
+
+    def reasons_now(self) -> int:
+        throttle = self.throttle_now()
+        return throttle.reasons_mask if throttle is not None else self.gpu.reasons_mask
+
+    def complete_events(self) -> None:
+        """A synchronise returned: every event recorded before it has completed."""
+        for event in self.pending_events:
+            event.completed = True
+        self.pending_events.clear()
 
     # -- the simulated allocator ------------------------------------------------------
     def _release(self, size: int) -> None:
         self.memory.allocated -= size
+        self.memory.cached += segment(size)
 
     def allocate(self, size: int) -> Block:
         memory = self.memory
@@ -353,10 +329,23 @@ class SimulatedCudaDevice:
             self._started.clear()
             raise simulated_oom(self.gpu.oom_form, size)
         memory.allocated += size
-        memory.reserved = max(memory.reserved, memory.allocated)  # the cache grows and keeps its blocks
+        needed = segment(size)
+        reused = min(memory.cached, needed)  # a cached segment first (the cache keeps freed blocks' memory)
+        memory.cached -= reused
+        memory.reserved += needed - reused
         memory.peak_allocated = max(memory.peak_allocated, memory.allocated)
         memory.peak_reserved = max(memory.peak_reserved, memory.reserved)
         return Block(self, size)
+
+    def release_cache(self) -> None:
+        """``empty_cache``: cached segments go back; a segment that holds a live block stays reserved."""
+        self.memory.reserved -= self.memory.cached
+        self.memory.cached = 0
+
+    def reset_peaks(self) -> None:
+        self._next_generation = True
+        self.memory.peak_allocated = self.memory.allocated
+        self.memory.peak_reserved = self.memory.reserved
 
     def set_memory_fraction(self, fraction: float) -> None:
         """``torch.cuda.set_per_process_memory_fraction``: allocations past it fail."""
@@ -404,93 +393,73 @@ class SimulatedCudaDevice:
             work = elapsed + self.gpu.forward_kernel_s
             time.sleep(max(work * self.gpu.sm_clock_mhz / self.sm_clock_now() - elapsed, 0.0))
 
-    def place_weights(self, pipe: Any, components: tuple[str, ...] = (
-            "unet", "transformer", "transformer_2", "vae", "text_encoder", "text_encoder_2", "image_encoder")) -> None:
-        """Count the named components' weights as resident on the device."""
-        for name in components:
+    def place_weights(self, pipe: Any, components: tuple[str, ...] | None = None) -> None:
+        """Count the named components' weights (default: every one) as resident on the device."""
+        for name in components or WEIGHT_COMPONENTS:
             module = getattr(pipe, name, None)
             if module is not None and name not in self.weights:
                 size = sum(p.numel() * p.element_size() for p in module.parameters()) * self.gpu.weight_scale
                 self.weights[name] = self.allocate(size)
+
+    def place_pipeline(self, pipe: Any, offload: str | None) -> list[Any]:
+        """Count the weights as resident the way the placement the real call installed keeps them: all of
+        them without offload; with ``model_cpu_offload``, a hooked component from its forward until
+        another one runs; with sequential or group offload, a hooked leaf during its own forward. Only
+        modules that carry the real call's hooks (accelerate's ``_hf_hook``, diffusers'
+        ``_diffusers_hook``) are offloaded: a placement call that was skipped leaves every weight
+        resident, as it would on a GPU. Returns the hook handles."""
+        if offload is None:
+            self.place_weights(pipe)
+            return []
+        handles: list[Any] = []
+        for name in WEIGHT_COMPONENTS:
+            module = getattr(pipe, name, None)
+            if module is None:
+                continue
+            if offload == "model_cpu_offload" and getattr(module, "_hf_hook", None) is not None:
+                observed = [module.encoder, module.decoder] if name == "vae" else [module]
+                for part in observed:  # the VAE runs through encode/decode, not forward
+                    handles.append(part.register_forward_pre_hook(self._onload_component(name, module)))
+            elif offload in ("sequential_cpu_offload", "group_offload"):
+                handles += self._offload_leaves(name, module)
+            else:
+                self.place_weights(pipe, (name,))
+        return handles
+
+    def _weight_bytes(self, module: Any, recurse: bool = True) -> int:
+        return int(sum(p.numel() * p.element_size() for p in module.parameters(recurse=recurse)) * self.gpu.weight_scale)
+
+    def _onload_component(self, name: str, module: Any) -> Any:
+        def onload(*_: Any) -> None:
+            for other in [n for n in self.weights if n != name and n.startswith("offloaded:")]:
+                self.remove_weights((other,))  # accelerate's hook chain moves the previous model back
+            if f"offloaded:{name}" not in self.weights:
+                self.weights[f"offloaded:{name}"] = self.allocate(self._weight_bytes(module))
+
+        return onload
+
+    def _offload_leaves(self, name: str, module: Any) -> list[Any]:
+        handles: list[Any] = []
+        resident = 0
+        for leaf in module.modules():
+            size = self._weight_bytes(leaf, recurse=False)
+            if not size:
+                continue
+            if getattr(leaf, "_hf_hook", None) is None and getattr(leaf, "_diffusers_hook", None) is None:
+                resident += size  # not offloaded by the real call: on the device for good
+                continue
+            held: list[Block] = []
+            handles.append(leaf.register_forward_pre_hook(lambda *_, size=size, held=held: held.append(self.allocate(size))))
+            handles.append(leaf.register_forward_hook(lambda *_, held=held: held.pop().free() if held else None))
+        if resident:
+            self.weights[name] = self.allocate(resident)
+        return handles
 
     def remove_weights(self, components: tuple[str, ...] | None = None) -> None:
         for name in list(self.weights) if components is None else components:
             block = self.weights.pop(name, None)
             if block is not None:
                 block.free()
-
-    # -- the Device protocol ----------------------------------------------------------
-    def _log(self, call: str) -> None:
-        self.calls.append((call, self.index))
-
-    def activate(self) -> contextlib.AbstractContextManager[None]:
-        self._log("activate")
-        return contextlib.nullcontext()
-
-    def synchronize(self) -> None:
-        self._log("synchronize")
-
-    def clock(self) -> Clock:
-        self._log("clock")
-        # the work runs synchronously on the CPU
-        return VirtualClock(self.time) if self.time is not None else HostClock()
-
-    def empty_cache(self) -> None:
-        self._log("empty_cache")
-        self.memory.reserved = self.memory.allocated
-
-    def reset_peak_stats(self) -> None:
-        self._log("reset_peak_stats")
-        self._next_generation = True
-        self.memory.peak_allocated = self.memory.allocated
-        self.memory.peak_reserved = self.memory.reserved
-
-    def allocated_bytes(self) -> int | None:
-        self._log("allocated_bytes")
-        return self.memory.allocated
-
-    def reserved_bytes(self) -> int | None:
-        self._log("reserved_bytes")
-        return self.memory.reserved
-
-    def peak_allocated_bytes(self) -> int | None:
-        self._log("peak_allocated_bytes")
-        return self.memory.peak_allocated
-
-    def peak_reserved_bytes(self) -> int | None:
-        self._log("peak_reserved_bytes")
-        return self.memory.peak_reserved
-
-    def info(self) -> DeviceInfo | None:
-        self._log("info")
-        return DeviceInfo(name=self.gpu.name, total_bytes=self.gpu.total_bytes, index=self.index, sm_count=self.gpu.sm_count,
-                          # the power limit comes from NVML: without it, unknown (as on a real card)
-                          power_limit_w=self.gpu.power_limit_w if self.gpu.nvml in ("process", "device") else None,
-                          form=self.gpu.form)
-
-    def nvml_memory(self) -> NvmlReading:
-        mode = self.gpu.nvml
-        process = self.gpu.context_bytes + self.memory.reserved
-        if mode == "process":
-            return NvmlReading(process, "process")
-        if mode == "device":
-            return NvmlReading(process + self.gpu.other_process_bytes, "device")
-        return NvmlReading(None, "unavailable")
-
-    def nvml_clocks(self) -> NvmlClocks | None:
-        if self.gpu.nvml not in ("process", "device"):
-            return None
-        if self._clocks is None:
-            self._clocks = NvmlClocks(SimulatedNvml(self), self, self.name)
-        return self._clocks
-
-    @property
-    def nvml_note(self) -> str | None:
-        if self.gpu.nvml == "mismatch":
-            return "NVML driver/library version mismatch (NVMLError_LibRmVersionMismatch): device memory not measured"
-        if self.gpu.nvml == "unavailable":
-            return "NVML unavailable (NVMLError_LibraryNotFound): device memory not measured"
-        return None
 
 
 @dataclass
@@ -503,6 +472,12 @@ class SimulatedRuntime:
     last_opened: SimulatedCudaDevice | VirtualCpuDevice | None = None
     work: VirtualWork | None = None  # set: every device it opens, the CPU too, times on the virtual clock
     cpu: VirtualCpuDevice | None = None
+    cuda: SimulatedTorchCuda = field(init=False)  # the torch.cuda the devices call
+    nvml: SimulatedPynvml = field(init=False)  # the pynvml they call
+
+    def __post_init__(self) -> None:
+        self.cuda = SimulatedTorchCuda(self)
+        self.nvml = SimulatedPynvml(self)
 
     def cuda_count(self) -> int:
         return len(self.gpus)
@@ -516,7 +491,7 @@ class SimulatedRuntime:
             self.last_opened = self.cpu
             return self.cpu
         if index not in self.devices:
-            self.devices[index] = SimulatedCudaDevice(index, self.gpus[index], self.calls, self.work)
+            self.devices[index] = SimulatedCudaDevice(index, self.gpus[index], self, self.work)
         self.last_opened = self.devices[index]
         return self.last_opened
 

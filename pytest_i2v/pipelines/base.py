@@ -165,8 +165,9 @@ class PipelineAdapter(abc.ABC):
             pipe.enable_sequential_cpu_offload(device=device)
         elif offload == "group_offload":
             # Leaf-level groups with a CUDA stream: diffusers' recommended trade-off (transfers overlap compute).
-            pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                                      offload_type="leaf_level", use_stream=True)
+            onload = torch.device(device)
+            pipe.enable_group_offload(onload_device=onload, offload_device=torch.device("cpu"),
+                                      offload_type="leaf_level", use_stream=onload.type == "cuda")  # streams: CUDA only
         else:
             pipe.to(device)
 
