@@ -56,6 +56,29 @@ def test_stage_recorder_splits_encode_steps_decode() -> None:
     assert len(recorder.step_marks) == 4
 
 
+def test_the_loop_is_also_timed_by_a_mark_pair_of_its_own() -> None:
+    """gpu-check (c)'s reading: first denoiser call to decode start, by marks no step shares."""
+    pipe = FakePipe()
+    recorder = StageRecorder(pipe, VirtualClock(pipe.time))
+    with recorder:
+        recorder.begin()
+        pipe(steps=4, chunks=2)
+        recorder.finish()
+    times = recorder.times()
+    assert times.denoise_span_s == pytest.approx(0.04) == pytest.approx(sum(times.step_s))
+    # a step end marked before the step's work was done (a callback in the wrong place) leaves the steps
+    # short of the loop: what (c) catches and (b) cannot (the total still adds up)
+    early = StageRecorder(pipe, VirtualClock(pipe.time), callback_steps=True)
+    with early:
+        early.begin()
+        pipe.unet(torch.zeros(1))
+        early.step_end(1)
+        pipe.time.advance(0.01)  # the step's scheduler update, after its end was marked
+        pipe.vae.post_quant_conv(torch.zeros(1))
+        early.finish()
+    assert sum(early.times().step_s) == 0.0 and early.times().denoise_span_s == pytest.approx(0.01)
+
+
 def test_the_host_clock_reads_real_seconds() -> None:
     clock = HostClock()
     start = clock.mark()

@@ -63,6 +63,7 @@ class RepeatSample:
     decode_s: float | None
     peak: PeakMemory
     conditions: RepeatConditions | None = None  # the GPU under this repeat (None on the CPU)
+    denoise_span_s: float | None = None  # the loop by its own mark pair (StageTimes.denoise_span_s)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Measurement:
             # per repeat, so each repeat's stages can be checked against its own synchronised total
             "encode_samples_s": [s.encode_s for s in self.samples],
             "decode_samples_s": [s.decode_s for s in self.samples],
+            "denoise_span_samples_s": [s.denoise_span_s for s in self.samples],
         }
 
 
@@ -248,6 +250,7 @@ class GenerationRunner:
         sample = RepeatSample(
             total_s=total, encode_s=stages.encode_s, step_s=stages.step_s, decode_s=stages.decode_s,
             peak=device_peak(device, nvml, self._rss.read()), conditions=self._nvml.conditions(),
+            denoise_span_s=stages.denoise_span_s,
         )
         return sample, frames
 

@@ -22,6 +22,9 @@ class StageTimes:
     encode_s: float | None
     step_s: tuple[float, ...]
     decode_s: float | None
+    # the denoising loop timed by a mark pair of its own (first denoiser call -> decode start), shared
+    # with no step: what the steps must add up to (gpu-check (c)), an independent reading
+    denoise_span_s: float | None = None
 
     @property
     def denoise_s(self) -> float | None:
@@ -51,6 +54,7 @@ class StageRecorder:
         self.step_marks: list[Any] = []  # hook mode: each step's start; callback mode: denoising's start
         self.step_end_marks: list[Any] = []  # callback mode: each step's end
         self.decode_mark: Any = None
+        self.span_marks: list[Any] = []  # the loop's own pair: [first denoiser call, decode start or end]
 
     def __enter__(self) -> StageRecorder:
         for model in self._denoisers:
@@ -67,6 +71,8 @@ class StageRecorder:
         self._handles.clear()
 
     def _denoiser_pre_hook(self, module: Any, args: Any) -> None:
+        if not self.span_marks:
+            self.span_marks.append(self._clock.mark())
         if self._callback_steps:
             if not self.step_marks:
                 self.step_marks.append(self._clock.mark())
@@ -84,12 +90,16 @@ class StageRecorder:
     def _decode_pre_hook(self, module: Any, args: Any) -> None:
         if self.decode_mark is None and self.step_marks:
             self.decode_mark = self._clock.mark()
+            if len(self.span_marks) == 1:
+                self.span_marks.append(self._clock.mark())
 
     def begin(self) -> None:
         self.start = self._clock.mark()
 
     def finish(self) -> None:
         self.end = self._clock.mark()
+        if len(self.span_marks) == 1:  # no decode seen: the loop ran to the end
+            self.span_marks.append(self._clock.mark())
 
     @property
     def stage(self) -> str:
@@ -110,14 +120,15 @@ class StageRecorder:
         seconds = self._clock.seconds_between
         if not self.step_marks:
             return StageTimes(encode_s=None, step_s=(), decode_s=None)
+        span = seconds(*self.span_marks) if len(self.span_marks) == 2 else None
         if self._callback_steps:
             bounds = [self.step_marks[0], *self.step_end_marks]
             steps = tuple(seconds(a, b) for a, b in pairwise(bounds))
             last = bounds[-1]
             decode = seconds(last, self.end) if len(bounds) > 1 else None
-            return StageTimes(encode_s=seconds(self.start, bounds[0]), step_s=steps, decode_s=decode)
+            return StageTimes(encode_s=seconds(self.start, bounds[0]), step_s=steps, decode_s=decode, denoise_span_s=span)
         marks = self.step_marks
         ends = [*marks[1:], self.decode_mark if self.decode_mark is not None else self.end]
         steps = tuple(seconds(a, b) for a, b in zip(marks, ends, strict=True))
         decode = seconds(self.decode_mark, self.end) if self.decode_mark is not None else None
-        return StageTimes(encode_s=seconds(self.start, marks[0]), step_s=steps, decode_s=decode)
+        return StageTimes(encode_s=seconds(self.start, marks[0]), step_s=steps, decode_s=decode, denoise_span_s=span)
