@@ -115,6 +115,9 @@ class FakeNvml:
     def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
         return "gpu0"
 
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        return "gpu0"
+
     def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list:
         raise self.NVMLError("not supported in this container")
 
@@ -131,7 +134,7 @@ class NvmlOnlyDevice(CpuDevice):
     is_cuda = True
 
     def __init__(self, nvml: FakeNvml):
-        self.handle = NvmlHandle(nvml, None, 0)
+        self.handle = NvmlHandle(nvml, "GPU-0123", 0)  # found by its UUID: no index fallback note
 
     def nvml_memory(self) -> NvmlReading:
         return self.handle.read()
