@@ -172,6 +172,10 @@ import signal
 
 import pytest
 
+# A process started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+# then never raises KeyboardInterrupt: give this one Python's own handler, as a terminal would.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 @pytest.mark.i2v(resolution="256p", frames=2, steps=10)
 def test_1_done(i2v_run):
     assert i2v_run().outcome == "ok"
