@@ -86,7 +86,7 @@ class Recorder:
         warm-up pays the compile."""
         if "torch_compile" not in loaded.key.load_options:
             return
-        shape = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles, spec.attention)
+        shape = shape_key(loaded, spec)
         if needs_fresh_compile(self._compiled_shape, shape):
             import torch._dynamo
 
@@ -95,7 +95,7 @@ class Recorder:
 
     def _flops(self, loaded: LoadedPipeline, spec: GenerationSpec, image: Any) -> FlopCount | None:
         """Counted once per pipeline and generation shape, on an unmeasured one-step generation."""
-        key = (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles, spec.attention)
+        key = shape_key(loaded, spec)
         if key not in self._flop_cache:
             failed = False
             try:
@@ -109,6 +109,11 @@ class Recorder:
             if failed:  # outside the handler, so the traceback's tensors can go
                 free_device_memory(self._device)
         return self._flop_cache[key]
+
+
+def shape_key(loaded: LoadedPipeline, spec: GenerationSpec) -> tuple[Any, ...]:
+    """A pipeline and the shape of the work it is given: what FLOPs and compiled graphs depend on."""
+    return (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles, spec.attention)
 
 
 def needs_fresh_compile(last: tuple[Any, ...] | None, shape: tuple[Any, ...]) -> bool:

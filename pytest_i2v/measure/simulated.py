@@ -356,13 +356,13 @@ class SimulatedCudaDevice(CudaDevice):
         adapter names its denoisers) holds activations sized by its input; returns the hook handles
         (``handle.remove()`` detaches)."""
         handles = []
-        for model in models if models is not None else [pipe.unet, pipe.vae.decoder]:
+        listed = models if models is not None else [pipe.unet, pipe.vae.decoder]
+        for model in listed:
             # Inside the forward (its first layer), as a real allocation fails after the model's own hooks ran.
             module = getattr(model, "conv_in", model)
             handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             handles.append(model.register_forward_hook(self._post_hook))
         if self._virtual is not None:
-            listed = models if models is not None else [pipe.unet, pipe.vae.decoder]
             handles += self._virtual.attach(pipe, listed[:-1], listed[-1])
         return handles
 
