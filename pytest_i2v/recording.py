@@ -13,7 +13,7 @@ from pytest_i2v.marks import Budget, GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.flops import FlopCount, count_flops, matmul_precision_state, roofline, roofline_peak
 from pytest_i2v.measure.memory import free_device_memory
-from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, oom_form
+from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, RoundsDriver, oom_form
 from pytest_i2v.memory_options import no_effect_notes
 from pytest_i2v.models.sources import LoadedPipeline
 from pytest_i2v.pipeline_cache import PipelineCache
@@ -37,7 +37,8 @@ class Recorder:
     def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
                 progress: ProgressCallback | None = None, repeats: int | None = None,
                 warmup: int | None = None, study_spec: GenerationSpec | None = None,
-                budget: Budget | None = None) -> GenerationRecord:
+                budget: Budget | None = None, drive: RoundsDriver | None = None) -> GenerationRecord:
+        """``drive``: what runs the rounds (pytest-benchmark's, see ``benchmark_bridge``), else the plugin's loop."""
         settings = self._settings
         runner = GenerationRunner(loaded.pipe, self._device, progress)
         fast = settings.fast or spec.fast
@@ -58,6 +59,7 @@ class Recorder:
             repeats=self._plan.repeats if repeats is None else repeats,
             fast_steps=settings.fast_steps if fast else None,
             adaptive=adaptive,
+            drive=drive,
         )
         model: dict[str, Any] = {"source": loaded.key.source, "provenance": loaded.provenance,
                                  "dtype": loaded.key.dtype, "device": self._device.name}

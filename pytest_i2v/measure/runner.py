@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +24,7 @@ from pytest_i2v.measure.memory import (
     free_device_memory,
     start_level,
 )
-from pytest_i2v.measure.timing import StageRecorder
+from pytest_i2v.measure.timing import ROUND_CLOCK, StageRecorder
 from pytest_i2v.pipelines.base import adapter_for
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
@@ -206,6 +207,131 @@ def stage_recorder(pipe: Any, spec: GenerationSpec, clock: Any, on_step: Callabl
                          callback_steps=adapter.info.step_callbacks)
 
 
+class GenerationRounds:
+    """The warm-up and measured generations of one measurement as setup / target / teardown, the shape
+    of pytest-benchmark's ``pedantic``: the plugin's own loop (``run_rounds``) and pytest-benchmark's
+    run the same rounds. Whichever runs them reads ``ROUND_CLOCK`` right before and right after
+    ``target``; those two readings are the round's synchronised total, which the plugin's clocks
+    split into encode / steps / decode."""
+
+    def __init__(self, runner: GenerationRunner, spec: GenerationSpec, image: Any, warmup: int, count: int,
+                 adaptive: AdaptiveRepeats | None):
+        self.spec = spec
+        self.warmup = warmup
+        self.count = count  # measured rounds at most (adaptive repeats may stop earlier)
+        self.samples: list[RepeatSample] = []
+        self.shape: tuple[int, ...] | None = None
+        self.last_stage: tuple[str, int | None] = ("encode", None)  # where a failing round stopped
+        self._runner = runner
+        self._image = image
+        self._adaptive = adaptive
+        self._calls = 0  # setups so far: the first ``warmup`` are warm-ups
+        self._stack = ExitStack()
+        self._recorder: StageRecorder | None = None
+        self._readings: list[float] = []  # ROUND_CLOCK readings this round: before and after the generation
+        self._frames: Any = None
+
+    @property
+    def done(self) -> bool:
+        """Adaptive repeats: the median is known well enough (never during warm-up)."""
+        return self._adaptive is not None and self._adaptive.done([s.total_s for s in self.samples])
+
+    def _phase(self) -> tuple[str, int, int]:
+        if self._calls <= self.warmup:
+            return "warm-up", self._calls, self.warmup
+        return "repeat", self._calls - self.warmup, self.count
+
+    def setup(self) -> None:
+        """Before the timer: hooks in, the device idle, peaks reset, NVML sampling started, the round
+        clock this round's."""
+        self._calls += 1
+        on_step = None
+        progress = self._runner.progress
+        if progress is not None:
+            phase, index, count = self._phase()
+            steps = self.spec.steps
+
+            def on_step(step: int) -> None:
+                progress(phase, index, count, step, steps)
+
+        runner = self._runner
+        self._recorder = stage_recorder(runner.pipe, self.spec, runner.clock, on_step)
+        self._readings.clear()
+        runner.device.synchronize()
+        runner.device.reset_peak_stats()
+        runner.rss.reset()
+        runner.nvml.start()
+        try:
+            self._stack.enter_context(self._recorder)
+        except BaseException:
+            runner.nvml.stop()
+            raise
+        ROUND_CLOCK.now = self._read_clock
+
+    def _read_clock(self) -> float:
+        reading = self._runner.device.now()
+        self._readings.append(reading)
+        return reading
+
+    def target(self) -> None:
+        """The timed part, between two readings of ``ROUND_CLOCK``: one generation, returning once the
+        device has finished it."""
+        recorder = self._recorder
+        assert recorder is not None, "setup() runs before target()"
+        try:
+            recorder.begin()
+            frames = generate(self._runner.pipe, self.spec, self._image, recorder.step_end)
+            recorder.finish()
+            self._runner.device.synchronize()
+            # freed in teardown: a deallocation here would be timed
+            self._frames = frames
+        except BaseException:
+            # OOM, a failing step, Ctrl-C: hooks out, sampler thread stopped, where it happened kept
+            ROUND_CLOCK.now = None
+            self._stack.close()
+            self._runner.nvml.stop()
+            self.last_stage = (recorder.stage, recorder.current_step)
+            raise
+
+    def teardown(self) -> None:
+        """After the timer: hooks out, sampling stopped, a measured round kept as a sample."""
+        recorder, runner = self._recorder, self._runner
+        ROUND_CLOCK.now = None
+        assert recorder is not None, "setup() runs before teardown()"
+        self._stack.close()
+        nvml = runner.nvml.stop()
+        frames, self._frames = self._frames, None
+        if len(self._readings) != 2:
+            raise RuntimeError(f"a round's timer read the round clock {len(self._readings)} times, not 2 (before "
+                               "and after the generation): the timer was not pytest_i2v's ROUND_CLOCK")
+        total = self._readings[1] - self._readings[0]
+        if self._phase()[0] == "warm-up":
+            return
+        self.shape = tuple(frames.shape)
+        stages = recorder.times()
+        self.samples.append(RepeatSample(
+            total_s=total, encode_s=stages.encode_s, step_s=stages.step_s, decode_s=stages.decode_s,
+            peak=device_peak(runner.device, nvml, runner.rss.read()), conditions=runner.nvml.conditions(),
+            denoise_span_s=stages.denoise_span_s,
+        ))
+
+
+# Runs a measurement's rounds: all its warm-ups, then its measured rounds (fewer once ``done``).
+RoundsDriver = Callable[[GenerationRounds], None]
+
+
+def run_rounds(rounds: GenerationRounds) -> None:
+    """The plugin's own loop."""
+    for _ in range(rounds.warmup + rounds.count):
+        rounds.setup()
+        ROUND_CLOCK()
+        rounds.target()
+        ROUND_CLOCK()
+        rounds.teardown()
+        if rounds.done:
+            break
+
+
 class GenerationRunner:
     """Runs and measures one spec on one loaded pipeline, on one device (named in every CUDA call)."""
 
@@ -213,85 +339,39 @@ class GenerationRunner:
         self.pipe = pipe
         self.device: Device = TorchRuntime().open(device) if isinstance(device, str) else device
         self.progress = progress
-        self._clock = self.device.clock()
-        self._rss = HostRssPeak()
-        self._nvml = NvmlSampler(self.device)
-        self._last_stage: tuple[str, int | None] = ("encode", None)
-
-    def _one(self, spec: GenerationSpec, image: Any, phase: str, index: int, count: int) -> tuple[RepeatSample, Any]:
-        on_step = None
-        if self.progress is not None:
-            progress = self.progress
-
-            def on_step(step: int) -> None:
-                progress(phase, index, count, step, spec.steps)
-
-        recorder = stage_recorder(self.pipe, spec, self._clock, on_step)
-        device = self.device
-        device.synchronize()
-        device.reset_peak_stats()
-        self._rss.reset()
-        self._nvml.start()
-        try:
-            with recorder:
-                started = device.now()
-                recorder.begin()
-                frames = generate(self.pipe, spec, image, recorder.step_end)
-                recorder.finish()
-                device.synchronize()
-                total = device.now() - started
-        except BaseException:
-            # OOM, a failing step, Ctrl-C: stop the sampler thread and remember where it happened
-            self._nvml.stop()
-            self._last_stage = (recorder.stage, recorder.current_step)
-            raise
-        nvml = self._nvml.stop()
-        stages = recorder.times()
-        sample = RepeatSample(
-            total_s=total, encode_s=stages.encode_s, step_s=stages.step_s, decode_s=stages.decode_s,
-            peak=device_peak(device, nvml, self._rss.read()), conditions=self._nvml.conditions(),
-            denoise_span_s=stages.denoise_span_s,
-        )
-        return sample, frames
+        self.clock = self.device.clock()
+        self.rss = HostRssPeak()
+        self.nvml = NvmlSampler(self.device)
 
     def _memory_now(self) -> int | None:
         """Allocated device memory on a GPU, resident host memory on the CPU."""
         allocated = self.device.allocated_bytes()
-        return allocated if allocated is not None else self._rss.current()
+        return allocated if allocated is not None else self.rss.current()
 
     def measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None = None,
-                adaptive: AdaptiveRepeats | None = None) -> Measurement:
+                adaptive: AdaptiveRepeats | None = None, drive: RoundsDriver | None = None) -> Measurement:
         """``fast_steps``: run only that many denoising steps (fast mode); ``adaptive``: repeat until the
-        median is known well enough instead of exactly ``repeats`` times."""
+        median is known well enough instead of exactly ``repeats`` times; ``drive``: what runs the
+        rounds (``run_rounds`` by default; pytest-benchmark's ``pedantic`` through ``benchmark_bridge``)."""
         with self.device.activate():
-            return self._measure(spec, image, warmup, repeats, fast_steps, adaptive)
+            return self._measure(spec, image, warmup, repeats, fast_steps, adaptive, drive)
 
     def _measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None,
-                 adaptive: AdaptiveRepeats | None) -> Measurement:
-        samples: list[RepeatSample] = []
-        shape: tuple[int, ...] | None = None
+                 adaptive: AdaptiveRepeats | None, drive: RoundsDriver | None) -> Measurement:
         oom: OomInfo | None = None
         started = self.device.now()
-        self._last_stage = ("encode", None)
         run_spec = replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
         count = adaptive.maximum if adaptive else repeats
         start = start_level(self.device)
         before = self._memory_now()
+        rounds = GenerationRounds(self, run_spec, image, warmup, count, adaptive)
         try:
-            for index in range(warmup):
-                self._one(run_spec, image, "warm-up", index + 1, warmup)
-            for index in range(count):
-                sample, frames = self._one(run_spec, image, "repeat", index + 1, count)
-                shape = tuple(frames.shape)
-                del frames
-                samples.append(sample)
-                if adaptive is not None and adaptive.done([s.total_s for s in samples]):
-                    break
+            (drive or run_rounds)(rounds)
         except Exception as exc:
             form = oom_form(exc)
             if form is None:
                 raise
-            stage, step = self._last_stage
+            stage, step = rounds.last_stage
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             oom = OomInfo(stage=stage, step=step if stage == "denoise" else None, message=message,
                           allocated_bytes=self.device.allocated_bytes(), form=form)
@@ -302,6 +382,7 @@ class GenerationRunner:
             oom = replace(oom, before_bytes=before, after_free_bytes=self._memory_now())
         clocks = self.device.nvml_clocks() if self.device.is_cuda else None
         locked = clocks.locked if clocks is not None else None
+        samples, shape = rounds.samples, rounds.shape
         expected = (1, spec.frames, spec.height, spec.width, 3)
         if shape is not None and shape != expected:
             raise RuntimeError(f"the pipeline returned frames of shape {shape}, expected {expected}")

@@ -9,6 +9,7 @@ after the final synchronise; on the CPU a ``perf_counter`` reading (the work is 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -29,6 +30,24 @@ class StageTimes:
     @property
     def denoise_s(self) -> float | None:
         return float(sum(self.step_s)) if self.step_s else None
+
+
+class RoundClock:
+    """The clock of the generation under way, as a timer function: pytest-benchmark's rounds (its
+    ``timer``) and the plugin's own loop read it right before and right after one generation, and the
+    record's total is the difference of those same two readings, so both report the same time. Outside
+    a round (nothing registered) it is ``perf_counter``."""
+
+    __name__ = "pytest_i2v.round_clock"  # how pytest-benchmark's JSON names the timer
+
+    def __init__(self) -> None:
+        self.now: Callable[[], float] | None = None  # the device clock of the round under way
+
+    def __call__(self) -> float:
+        return self.now() if self.now is not None else time.perf_counter()
+
+
+ROUND_CLOCK = RoundClock()  # one per process: the rounds run one at a time
 
 
 class StageRecorder:
