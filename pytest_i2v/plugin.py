@@ -104,11 +104,16 @@ def pytest_i2v_device_runtime() -> Any:
     return TorchRuntime()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's, which reads the fixtures a test uses
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Wake up if any test uses i2v, then validate every i2v mark against its pipeline (a bad one is
     a usage error naming the test, the value and the rule)."""
     if any(uses_i2v(item) for item in items) and SETTINGS_KEY in config.stash and RUN_KEY not in config.stash:
         activate(config)
+        from pytest_i2v.benchmark_bridge import bridge_active, request_benchmark
+
+        if bridge_active(config, adaptive_repeats=config.stash[SETTINGS_KEY].target_ci_pct is not None):
+            request_benchmark(items)
     run = config.stash.get(RUN_KEY, None)
     default_pipeline = run.plan.pipeline if run is not None else DEFAULT_PIPELINE
     for item in items:
@@ -209,11 +214,15 @@ def i2v_pipeline(_i2v_loaded: Any) -> Any:
 @pytest.fixture
 def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: GenerationSpec,
             i2v_input_image: Any) -> Callable[..., GenerationRecord]:
-    """Call it to warm up, then measure the repeats; returns the GenerationRecord."""
+    """Call it to warm up, then measure the repeats; returns the GenerationRecord. With pytest-benchmark
+    active, the measured generations are its ``benchmark`` fixture's rounds (``benchmark_bridge``)."""
+    from pytest_i2v.benchmark_bridge import FIXTURE, BenchmarkRounds
+    from pytest_i2v.benchmark_info import benchmark_group
     from pytest_i2v.progress import ProgressLine
 
     run = _run(request)
     node = request.node
+    bench = BenchmarkRounds(request.getfixturevalue(FIXTURE)) if FIXTURE in node.fixturenames else None
 
     def measure_run(repeats: int | None = None, warmup: int | None = None, *, spec: GenerationSpec | None = None,
                     image: Any = None) -> GenerationRecord:
@@ -230,11 +239,14 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
             try:
                 return run.recorder.measure(node.nodeid, run_spec, _i2v_loaded, i2v_input_image if image is None else image,
                                             progress=progress if progress.enabled else None, repeats=repeats,
-                                            warmup=warmup, study_spec=study, budget=node.stash.get(BUDGET_KEY, None))
+                                            warmup=warmup, study_spec=study, budget=node.stash.get(BUDGET_KEY, None),
+                                            drive=bench.driver(benchmark_group(run_spec.to_dict())) if bench else None)
             finally:
                 progress.clear()
 
         record = run.gate.run(once, set(run.outputs.records))
+        if bench is not None:
+            bench.describe(record.to_dict())
         run.outputs.add(record)
         node.stash[RECORD_KEY] = record
         for name, value in record.user_properties():

@@ -1,0 +1,101 @@
+"""pytest-benchmark, through its public API only.
+
+When pytest-benchmark is active, an i2v test that measures (uses ``i2v_run``) asks for its
+``benchmark`` fixture at collection, so ``--benchmark-only``, ``--benchmark-skip`` and its refusal
+under xdist treat it as the benchmark it is, and carries a ``benchmark`` mark whose ``timer`` is the
+round clock (``measure.timing.ROUND_CLOCK``). Its measured generations are ``benchmark.pedantic``'s
+rounds, one loop and not two: setup and teardown run outside the timer, the target is one
+synchronised generation (``measure.runner.GenerationRounds``), so pytest-benchmark's round times
+are the record's repeat times. ``group`` and ``extra_info`` come from ``benchmark_info``.
+
+The fixture is duck-typed: anything with pytest-benchmark's public ``pedantic``, ``enabled``,
+``group`` and ``extra_info``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+from pytest_i2v.benchmark_info import extra_info
+
+if TYPE_CHECKING:
+    from pytest_i2v.measure.runner import GenerationRounds, RoundsDriver
+
+PLUGIN_NAME = "benchmark"  # pytest-benchmark's pytest11 entry point
+FIXTURE = "benchmark"
+MEASURING_FIXTURE = "i2v_run"  # the fixture whose call measures generations
+
+
+class BenchmarkFixture(Protocol):
+    """The public surface of pytest-benchmark's ``benchmark`` fixture that the bridge uses."""
+
+    group: str | None
+    extra_info: dict[str, Any]
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def pedantic(self, target: Callable[..., Any], args: tuple[Any, ...] = ..., kwargs: dict[str, Any] | None = ...,
+                 setup: Callable[[], Any] | None = ..., teardown: Callable[..., Any] | None = ...,
+                 rounds: int = ..., warmup_rounds: int = ..., iterations: int = ...) -> Any: ...
+
+
+def bridge_active(config: pytest.Config, adaptive_repeats: bool) -> bool:
+    """pytest-benchmark is loaded and the i2v repeats are a fixed number: ``pedantic`` runs a fixed
+    number of rounds, and adaptive repeats (``--i2v-target-ci``) stop early, so they keep the plugin's loop."""
+    return config.pluginmanager.hasplugin(PLUGIN_NAME) and not adaptive_repeats
+
+
+def request_benchmark(items: list[pytest.Item]) -> None:
+    """Each measuring i2v test asks for ``benchmark`` as if it named it (pytest-benchmark decides
+    ``--benchmark-only``/``-skip`` and xdist by the fixtures a test uses; parametrised tests share one
+    list of names, hence the membership test), and is timed by the round clock (a timer in the test's
+    own ``benchmark`` mark is replaced: the record and the benchmark must read the same clock)."""
+    from pytest_i2v.measure.timing import ROUND_CLOCK
+
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if not isinstance(names, list) or MEASURING_FIXTURE not in names:
+            continue
+        if FIXTURE not in names:
+            names.append(FIXTURE)
+        own = item.get_closest_marker("benchmark")
+        # prepended: the closest benchmark mark is the one pytest-benchmark reads
+        item.add_marker(pytest.mark.benchmark(**{**(own.kwargs if own else {}), "timer": ROUND_CLOCK}), append=False)
+
+
+class BenchmarkRounds:
+    """One test's benchmark. ``pedantic`` runs once per test: it runs the first measurement's rounds;
+    a re-measurement by the gate uses the plugin's loop and is counted in ``extra_info``."""
+
+    def __init__(self, fixture: BenchmarkFixture):
+        self.fixture = fixture
+        self.measurements = 0
+
+    def driver(self, group: str) -> RoundsDriver | None:
+        """What runs this measurement's rounds: pedantic the first time, the plugin's loop after."""
+        self.measurements += 1
+        if self.measurements > 1:
+            return None
+        fixture = self.fixture
+        if fixture.group is None:  # a @pytest.mark.benchmark(group=...) wins
+            fixture.group = group
+
+        def drive(rounds: GenerationRounds) -> None:
+            from pytest_i2v.measure.runner import run_rounds
+
+            if not fixture.enabled:
+                # --benchmark-disable, or xdist: pytest-benchmark runs its function once and reports
+                # nothing; the function here is the whole i2v measurement, in the plugin's loop.
+                fixture.pedantic(run_rounds, args=(rounds,))
+                return
+            fixture.pedantic(rounds.target, setup=rounds.setup, teardown=rounds.teardown,
+                             rounds=rounds.count, warmup_rounds=rounds.warmup, iterations=1)
+
+        return drive
+
+    def describe(self, record: Mapping[str, Any]) -> None:
+        """Fill ``extra_info`` from the decided record, in place: pytest-benchmark holds this dict."""
+        self.fixture.extra_info.update(extra_info(record, gate_measurements=self.measurements))
