@@ -216,10 +216,53 @@ def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
         "PYTEST_ADDOPTS": "-k 256p --i2v-repeats 1 --i2v-warmup 0",
     })
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
-    for produced in ("results.json", "report.html", "junit.xml"):
+    for produced in ("results.json", "report.html", "junit.xml", "summary.md"):
         assert (work / "out" / produced).stat().st_size > 0
+    assert summary.read_text() == ""  # the summary step says it, also after a failing gate
+    summarise = step("gpu-gate.yml", "Summarise the gate")
+    assert summarise["if"] == "always() && steps.mode.outputs.mode == 'baseline'"
+    assert _run(summarise["run"], work, {"GITHUB_STEP_SUMMARY": str(summary)}).returncode == 0
     # the cpu profile reports only: its headline says so, never "passes"
     assert "pytest-i2v: ⚠️ not enforced on the cpu profile: nothing would have failed" in summary.read_text()
+
+
+def test_the_verdict_is_one_comment_updated_in_place_or_the_summary_for_a_fork(tmp_path: Path) -> None:
+    """The comment job gathers every profile's verdict (baseline summary, A/B table, or none) into one
+    comment that the sticky-comment action edits on each push; a fork's run writes it to the summary."""
+    job = load("gpu-gate.yml")["jobs"]["comment"]
+    assert job["needs"] == "gate" and job["if"] == "always() && github.event_name == 'pull_request'"
+    assert job["permissions"] == {"pull-requests": "write"} and job["runs-on"] == "ubuntu-latest"
+    titles = [s.get("name") for s in job["steps"]]
+    post = job["steps"][titles.index("Post the verdict on the pull request")]
+    assert post["uses"].startswith("marocchino/sticky-pull-request-comment@")
+    assert post["with"] == {"header": "pytest-i2v-gpu-gate", "path": "verdict.md"}  # one comment, found by its header
+    assert "recreate" not in post["with"] and "append" not in post["with"]  # edited, never a new one
+    fork = job["steps"][titles.index("Fork pull request, verdict in the job summary")]
+    assert post["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    assert fork["if"] == "github.event.pull_request.head.repo.full_name != github.repository"
+    download = job["steps"][0]
+    assert download["with"]["pattern"] == "i2v-gate-*"
+    assert step("gpu-gate.yml", "Upload the report")["with"]["name"] == "i2v-gate-${{ matrix.profile }}"
+
+    gate = tmp_path / "gate"
+    (gate / "i2v-gate-rtx4090").mkdir(parents=True)
+    (gate / "i2v-gate-rtx4090" / "summary.md").write_text("**pytest-i2v: the gate fails: 1 regressed**\n")
+    (gate / "i2v-gate-h100-80gb" / "ab").mkdir(parents=True)
+    (gate / "i2v-gate-h100-80gb" / "ab" / "ab.md").write_text("### A/B: 0 regressed\n")
+    (gate / "i2v-gate-a100-80gb").mkdir()
+    env = {"HEAD_SHA": "0123456789abcdef", "RUN_URL": "https://example.invalid/run/1"}
+    assert _run(job["steps"][titles.index("Assemble the verdict")]["run"], tmp_path, env).returncode == 0
+    verdict = (tmp_path / "verdict.md").read_text()
+    assert verdict.startswith("## pytest-i2v GPU gate") and "Head 0123456789ab" in verdict
+    sections = re.split(r"^### Profile ", verdict, flags=re.M)[1:]
+    assert [s.splitlines()[0] for s in sections] == ["a100-80gb", "h100-80gb", "rtx4090"]
+    assert "No verdict: the job stopped before writing one" in sections[0]
+    assert "### A/B: 0 regressed" in verdict and "the gate fails: 1 regressed" in sections[2]
+    summary = tmp_path / "summary.md"
+    summary.write_text("")
+    assert _run(fork["run"], tmp_path, {"GITHUB_STEP_SUMMARY": str(summary)}).returncode == 0
+    written = summary.read_text()
+    assert written.startswith("> This pull request comes from a fork") and verdict in written
 
 
 def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
