@@ -74,6 +74,14 @@ class Device(Protocol):
 
     def clock(self) -> Clock: ...
 
+    def trace_activities(self) -> tuple[str, ...]:
+        """What torch.profiler records here: ("cpu",), or ("cpu", "cuda") where CUPTI records kernels."""
+        ...
+
+    def kernels_of(self, event: Any) -> list[tuple[str, float]]:
+        """The kernels (name, device seconds) a profiled host op launched; none on the CPU."""
+        ...
+
     def now(self) -> float:
         """Host seconds for a generation's synchronised total (``perf_counter``; a simulated device's
         virtual time)."""
@@ -126,6 +134,12 @@ class CpuDevice:
 
     def clock(self) -> Clock:
         return HostClock()
+
+    def trace_activities(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    def kernels_of(self, event: Any) -> list[tuple[str, float]]:
+        return []
 
     def now(self) -> float:
         return time.perf_counter()
@@ -255,6 +269,15 @@ class NvmlHandle:
             return NvmlReading(None, "unavailable")
 
 
+class CuptiKernels:
+    """What a real CUDA device adds to a profiler trace: the kernels CUPTI recorded for each op."""
+
+    activities = ("cpu", "cuda")
+
+    def kernels_of(self, event: Any) -> list[tuple[str, float]]:
+        return list(event.kernels)  # measure.trace linked CUPTI's records to the op that launched them
+
+
 class CudaDevice:
     """One CUDA device, by index: every torch.cuda call names it. ``nvml`` and ``cuda``: the pynvml and
     torch.cuda to call (the simulated device's stand-ins; None: the real ones); ``placement``: where its
@@ -262,7 +285,8 @@ class CudaDevice:
 
     is_cuda = True
 
-    def __init__(self, index: int, nvml: Any = None, cuda: Any = None, placement: str | None = None):
+    def __init__(self, index: int, nvml: Any = None, cuda: Any = None, placement: str | None = None,
+                 kernels: Any = None):
         import torch
 
         self.index = index
@@ -270,6 +294,7 @@ class CudaDevice:
         self.placement = placement or self.name
         self._torch_device = torch.device("cuda", index)
         self._cuda = cuda or _torch_cuda()
+        self._kernels = kernels or CuptiKernels()  # the simulated card's: measure.simulated_libs.SimulatedKernels
         self._nvml_module = nvml
         self._nvml: NvmlHandle | None = None
         self._clocks: NvmlClocks | None = None
@@ -282,6 +307,12 @@ class CudaDevice:
 
     def clock(self) -> Clock:
         return CudaEventClock(self._torch_device, self._cuda)
+
+    def trace_activities(self) -> tuple[str, ...]:
+        return tuple(self._kernels.activities)
+
+    def kernels_of(self, event: Any) -> list[tuple[str, float]]:
+        return list(self._kernels.kernels_of(event))
 
     def now(self) -> float:
         return time.perf_counter()

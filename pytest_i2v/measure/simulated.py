@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_i2v.measure.device import Clock, CpuDevice, CudaDevice, parse_device
-from pytest_i2v.measure.simulated_libs import SimulatedPynvml, SimulatedTorchCuda
+from pytest_i2v.measure.simulated_libs import SimulatedKernels, SimulatedPynvml, SimulatedTorchCuda
 
 MiB = 2**20
 GiB = 2**30
@@ -253,7 +253,8 @@ class SimulatedCudaDevice(CudaDevice):
     (driven by the workload's forwards), the clocks and events, and NVML's view of it."""
 
     def __init__(self, index: int, gpu: SimulatedGpu, runtime: SimulatedRuntime, work: VirtualWork | None = None):
-        super().__init__(index, nvml=runtime.nvml, cuda=runtime.cuda, placement="cpu")  # it computes on the CPU
+        super().__init__(index, nvml=runtime.nvml, cuda=runtime.cuda, placement="cpu",  # it computes on the CPU
+                         kernels=SimulatedKernels())
         self.gpu = gpu
         self.calls = runtime.calls
         self.time = VirtualTime() if work is not None else None  # None: real time (the CPU's, slowed when throttled)

@@ -116,8 +116,11 @@ class SimulatedTorchCuda:
         return SimulatedStream(index)
 
     def synchronize(self, device: Any = None) -> None:
+        from torch.profiler import record_function
+
         index = self.current_index if device is None else _index_of(device)
-        self.device_at(index, "synchronize").complete_events()
+        with record_function("cudaDeviceSynchronize"):  # in a profiler trace, as the CUDA runtime call shows
+            self.device_at(index, "synchronize").complete_events()
 
     def Event(self, enable_timing: bool = False) -> SimulatedEvent:
         return SimulatedEvent(self, enable_timing)
@@ -276,3 +279,29 @@ class SimulatedPynvml:
     def nvmlDeviceResetMemoryLockedClocks(self, handle: Any) -> None:
         self._log("nvmlDeviceResetMemoryLockedClocks", handle)
         handle.locked_mem_clock_mhz = None
+
+
+# ops that move no data on a GPU: views and metadata (the simulated card launches no kernel for them)
+METADATA_OPS = frozenset({
+    "aten::view", "aten::reshape", "aten::_unsafe_view", "aten::as_strided", "aten::expand", "aten::permute",
+    "aten::transpose", "aten::t", "aten::unsqueeze", "aten::squeeze", "aten::slice", "aten::select", "aten::empty",
+    "aten::empty_strided", "aten::empty_like", "aten::detach", "aten::alias", "aten::split", "aten::chunk",
+    "aten::narrow", "aten::resolve_conj", "aten::resolve_neg", "aten::lift_fresh", "aten::unbind", "aten::flatten",
+    "aten::view_as", "aten::expand_as", "aten::contiguous", "aten::to", "aten::type_as", "aten::result_type",
+})
+
+
+class SimulatedKernels:
+    """The simulated card's kernels: one per op that computes (not a view, not a wrapper of other ops),
+    named after it, its device time the op's own time on the CPU it computes on; a copy is a DtoD copy."""
+
+    activities = ("cpu",)
+
+    def kernels_of(self, event: Any) -> list[tuple[str, float]]:
+        name = str(event.name)
+        if not name.startswith("aten::") or name in METADATA_OPS or event.nested_ops:
+            return []
+        seconds = float(event.self_s)
+        if name in ("aten::copy_", "aten::_to_copy"):
+            return [("Memcpy DtoD (Device -> Device)", seconds)]
+        return [(f"sim_kernel<{name.removeprefix('aten::')}>", seconds)]

@@ -134,20 +134,29 @@ class StageRecorder:
             return None
         return len(self.step_end_marks) + 1 if self._callback_steps else len(self.step_marks)
 
+    def intervals(self) -> list[tuple[str, Any, Any]]:
+        """The generation's stages as (stage, start mark, end mark): "encode", one "step" per denoising
+        step, "decode" (absent when the pipeline returned before decoding); empty before denoising."""
+        if not self.step_marks:
+            return []
+        if self._callback_steps:
+            bounds = [self.step_marks[0], *self.step_end_marks]
+            decode_start = bounds[-1] if len(bounds) > 1 else None
+        else:
+            bounds = [*self.step_marks, self.decode_mark if self.decode_mark is not None else self.end]
+            decode_start = self.decode_mark
+        found = [("encode", self.start, bounds[0]), *(("step", a, b) for a, b in pairwise(bounds))]
+        if decode_start is not None:
+            found.append(("decode", decode_start, self.end))
+        return found
+
     def times(self) -> StageTimes:
         """Read after a device synchronise."""
         seconds = self._clock.seconds_between
-        if not self.step_marks:
+        intervals = self.intervals()
+        if not intervals:
             return StageTimes(encode_s=None, step_s=(), decode_s=None)
         span = seconds(*self.span_marks) if len(self.span_marks) == 2 else None
-        if self._callback_steps:
-            bounds = [self.step_marks[0], *self.step_end_marks]
-            steps = tuple(seconds(a, b) for a, b in pairwise(bounds))
-            last = bounds[-1]
-            decode = seconds(last, self.end) if len(bounds) > 1 else None
-            return StageTimes(encode_s=seconds(self.start, bounds[0]), step_s=steps, decode_s=decode, denoise_span_s=span)
-        marks = self.step_marks
-        ends = [*marks[1:], self.decode_mark if self.decode_mark is not None else self.end]
-        steps = tuple(seconds(a, b) for a, b in zip(marks, ends, strict=True))
-        decode = seconds(self.decode_mark, self.end) if self.decode_mark is not None else None
-        return StageTimes(encode_s=seconds(self.start, marks[0]), step_s=steps, decode_s=decode, denoise_span_s=span)
+        timed = {stage: seconds(a, b) for stage, a, b in intervals if stage != "step"}
+        steps = tuple(seconds(a, b) for stage, a, b in intervals if stage == "step")
+        return StageTimes(encode_s=timed["encode"], step_s=steps, decode_s=timed.get("decode"), denoise_span_s=span)

@@ -1,0 +1,254 @@
+"""The work a generation does, read from one profiled generation (``measure.profiling``): per stage
+(encode, one denoising step, decode) each op with its input shapes and dtypes, its call count and
+its self time; on CUDA also each kernel with its device time, host-device syncs, copies by
+direction with their bytes, and allocator calls.
+
+The digest covers only what does not vary between identical processes (names, shapes, dtypes,
+counts, bytes), never a time: unchanged code has one digest in every process. ``diff`` names the rows
+whose work changed and estimates the step-time effect from those rows alone (the unchanged rows
+cancel, so the estimate carries the noise of the changed part only), with an interval from the
+repeated profiled steps. Pure: no torch, no pytest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+STAGES = ("encode", "step", "decode")
+OP = "op"  # an aten op on the host (its self time: the CPU's work, or the launch on a GPU)
+KERNEL = "kernel"  # a device kernel (its device time)
+SYNC = "sync"  # a host-device synchronisation (cudaStreamSynchronize, cudaDeviceSynchronize, ...)
+MEMCPY = "memcpy"  # a copy; the name says the direction (HtoD, DtoH, DtoD)
+MALLOC = "malloc"  # a cudaMalloc / cudaFree: the caching allocator went to the driver
+HOST_GAP = "(host gap)"  # the step's time in no op: Python, the scheduler's host code, waits
+# The rows whose time makes a step's time: ops on the CPU (synchronous); kernels, syncs and copies on CUDA.
+TIMED_KINDS = {"cpu": (OP,), "cuda": (KERNEL, SYNC, MEMCPY, MALLOC)}
+# 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+@dataclass(frozen=True)
+class WorkRow:
+    kind: str
+    name: str
+    shapes: str = ""
+    dtypes: str = ""
+    count: int = 1  # calls per stage (per denoising step for "step")
+    time_s: float = 0.0  # median time per stage (per step): self time for ops, device time for kernels
+    samples_s: tuple[float, ...] = ()  # per profiled step (the step stage), for the interval
+    bytes: int = 0  # copies: bytes per stage (per step)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.kind, self.name, self.shapes, self.dtypes)
+
+    @property
+    def label(self) -> str:
+        detail = ", ".join(part for part in (self.shapes, self.dtypes) if part)
+        return f"{self.name} ({detail})" if detail else self.name
+
+    def to_list(self) -> list[Any]:
+        return [self.kind, self.name, self.shapes, self.dtypes, self.count, round(self.time_s, 9),
+                [round(s, 9) for s in self.samples_s], self.bytes]
+
+    @classmethod
+    def from_list(cls, data: Sequence[Any]) -> WorkRow:
+        kind, name, shapes, dtypes, count, time_s, samples, nbytes = data
+        return cls(str(kind), str(name), str(shapes), str(dtypes), int(count), float(time_s),
+                   tuple(float(s) for s in samples), int(nbytes))
+
+
+@dataclass(frozen=True)
+class StageWork:
+    rows: tuple[WorkRow, ...]
+    span_s: float  # the stage's duration (per step: the median over the profiled steps)
+    span_samples_s: tuple[float, ...] = ()  # per profiled step
+
+    def timed(self, device_kind: str) -> float:
+        kinds = TIMED_KINDS.get(device_kind, (OP,))
+        return sum(r.time_s for r in self.rows if r.kind in kinds)
+
+    def host_gap_s(self, device_kind: str) -> float:
+        """The stage's time outside every timed row (never below zero: on a GPU kernels overlap the host)."""
+        return max(0.0, self.span_s - self.timed(device_kind))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"span_s": round(self.span_s, 9), "span_samples_s": [round(s, 9) for s in self.span_samples_s],
+                "rows": [r.to_list() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageWork:
+        return cls(tuple(WorkRow.from_list(r) for r in data.get("rows") or ()), float(data.get("span_s") or 0.0),
+                   tuple(float(s) for s in data.get("span_samples_s") or ()))
+
+
+@dataclass(frozen=True)
+class WorkSignature:
+    """One generation's work. ``noise``: named sources of work that may differ between identical
+    processes, each with its cure (e.g. cuDNN's autotuner: ``torch.backends.cudnn.benchmark = False``)."""
+
+    stages: Mapping[str, StageWork]
+    device_kind: str = "cpu"  # "cpu" or "cuda"
+    profiled_steps: int = 0
+    noise: tuple[str, ...] = ()
+    digest: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            object.__setattr__(self, "digest", digest_of(self.stages))
+
+    @property
+    def step_s(self) -> float:
+        step = self.stages.get("step")
+        return step.span_s if step is not None else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "device_kind": self.device_kind, "profiled_steps": self.profiled_steps,
+                "noise": list(self.noise), "stages": {name: stage.to_dict() for name, stage in self.stages.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkSignature:
+        stages = {name: StageWork.from_dict(stage) for name, stage in (data.get("stages") or {}).items()}
+        return cls(stages, str(data.get("device_kind") or "cpu"), int(data.get("profiled_steps") or 0),
+                   tuple(data.get("noise") or ()), str(data.get("digest") or "") or digest_of(stages))
+
+
+def digest_of(stages: Mapping[str, StageWork]) -> str:
+    """A hash of the deterministic part: per stage, each row's kind, name, shapes, dtypes, count, bytes."""
+    canonical = sorted([stage, *row.key, row.count, row.bytes] for stage, work in stages.items() for row in work.rows)
+    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ChangedRow:
+    stage: str
+    row: WorkRow  # the head's row, or the base's when the head has none
+    count_base: int
+    count_head: int
+    time_base_s: float
+    time_head_s: float
+    share_of_step: float | None  # the head's time in % of the base step (the step stage), else None
+
+    @property
+    def effect_s(self) -> float:
+        return self.time_head_s - self.time_base_s
+
+    def to_dict(self) -> dict[str, Any]:
+        row = self.row
+        return {"stage": self.stage, "kind": row.kind, "op": row.name, "shapes": row.shapes, "dtypes": row.dtypes,
+                "count_base": self.count_base, "count_head": self.count_head, "time_base_s": self.time_base_s,
+                "time_head_s": self.time_head_s, "effect_s": self.effect_s, "share_of_step_pct": self.share_of_step}
+
+
+@dataclass(frozen=True)
+class WorkDiff:
+    """Base vs head: ``identical`` when the digests agree; else the changed rows, largest time effect
+    first, and the step-time effect the changed step rows explain (with its 95 % interval)."""
+
+    identical: bool
+    rows: tuple[ChangedRow, ...] = ()
+    effect_s: float = 0.0
+    effect_pct: float | None = None  # of the base step
+    interval_pct: tuple[float, float] | None = None
+    noise: tuple[str, ...] = ()  # the sources of noise either side named
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"identical": self.identical, "effect_s": self.effect_s, "effect_pct": self.effect_pct,
+                "interval_pct": list(self.interval_pct) if self.interval_pct else None, "noise": list(self.noise),
+                "rows": [r.to_dict() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkDiff:
+        rows = tuple(ChangedRow(
+            stage=r["stage"], row=WorkRow(r["kind"], r["op"], r.get("shapes", ""), r.get("dtypes", "")),
+            count_base=int(r["count_base"]), count_head=int(r["count_head"]), time_base_s=float(r["time_base_s"]),
+            time_head_s=float(r["time_head_s"]), share_of_step=r.get("share_of_step_pct")) for r in data.get("rows") or ())
+        interval = data.get("interval_pct")
+        return cls(bool(data.get("identical")), rows, float(data.get("effect_s") or 0.0), data.get("effect_pct"),
+                   (float(interval[0]), float(interval[1])) if interval else None, tuple(data.get("noise") or ()))
+
+    def summary(self) -> str:
+        """One line: "work identical", or "work changed: +4.8 % of the step est. (+3.9..+5.7), 2 ops"."""
+        if self.identical:
+            return "work identical"
+        if self.effect_pct is None:
+            return f"work changed: {len(self.rows)} row(s)"
+        interval = f" ({self.interval_pct[0]:+.1f}..{self.interval_pct[1]:+.1f})" if self.interval_pct else ""
+        return f"work changed: {self.effect_pct:+.1f} % of the step est.{interval}, {len(self.rows)} row(s)"
+
+
+def _samples(rows: Sequence[WorkRow], steps: int) -> list[float]:
+    """Per profiled step, the rows' summed time (a row without samples counts its median every step)."""
+    if steps <= 0:
+        return []
+    return [sum((r.samples_s[i] if i < len(r.samples_s) else r.time_s) for r in rows) for i in range(steps)]
+
+
+def _interval(head: list[float], base: list[float]) -> tuple[float, float] | None:
+    """95 % interval of mean(head) - mean(base) (Welch)."""
+    if len(head) < 2 or len(base) < 2:
+        return None
+    variance = statistics.variance(head) / len(head) + statistics.variance(base) / len(base)
+    df = max(1, min(len(head), len(base)) - 1)
+    half = _T95.get(df, 1.96) * math.sqrt(variance)
+    centre = statistics.fmean(head) - statistics.fmean(base)
+    return centre - half, centre + half
+
+
+def diff(base: WorkSignature, head: WorkSignature) -> WorkDiff:
+    """What changed from ``base`` to ``head``: rows present on one side only or with another count.
+    Rows with the same key and count cancel: their time differences are noise, not work."""
+    noise = tuple(dict.fromkeys((*base.noise, *head.noise)))
+    if base.digest == head.digest:
+        return WorkDiff(True, noise=noise)
+    step_base = base.step_s
+    changed: list[ChangedRow] = []
+    step_rows: tuple[list[WorkRow], list[WorkRow]] = ([], [])
+    timed = set(TIMED_KINDS.get(head.device_kind, (OP,)))
+    for stage in STAGES:
+        old = {r.key: r for r in base.stages.get(stage, StageWork((), 0.0)).rows}
+        new = {r.key: r for r in head.stages.get(stage, StageWork((), 0.0)).rows}
+        for key in sorted(set(old) | set(new)):
+            before, after = old.get(key), new.get(key)
+            if before is not None and after is not None and (before.count, before.bytes) == (after.count, after.bytes):
+                continue
+            row = after or before
+            assert row is not None
+            time_head = after.time_s if after else 0.0
+            changed.append(ChangedRow(
+                stage=stage, row=row, count_base=before.count if before else 0, count_head=after.count if after else 0,
+                time_base_s=before.time_s if before else 0.0, time_head_s=time_head,
+                share_of_step=time_head / step_base * 100.0 if stage == "step" and step_base > 0 else None))
+            if stage == "step" and row.kind in timed:
+                if before is not None:
+                    step_rows[0].append(before)
+                if after is not None:
+                    step_rows[1].append(after)
+    changed.sort(key=lambda c: (-abs(c.effect_s), c.stage, c.row.key))
+    effect = sum(r.time_s for r in step_rows[1]) - sum(r.time_s for r in step_rows[0])
+    interval = _interval(_samples(step_rows[1], head.profiled_steps), _samples(step_rows[0], base.profiled_steps))
+    effect_pct = effect / step_base * 100.0 if step_base > 0 else None
+    interval_pct = (interval[0] / step_base * 100.0, interval[1] / step_base * 100.0) if interval and step_base > 0 else None
+    return WorkDiff(False, tuple(changed), effect, effect_pct, interval_pct, noise)
+
+
+def work_verdict(work: WorkDiff | None, min_effect_pct: float) -> str | None:
+    """What the work says on its own: None (no comparison), "identical", "changed" (within the
+    minimum effect), "regressed" or "improved" (beyond it, the interval excluding no change)."""
+    if work is None:
+        return None
+    if work.identical:
+        return "identical"
+    if work.effect_pct is None:
+        return "changed"
+    low, high = work.interval_pct or (work.effect_pct, work.effect_pct)
+    if work.effect_pct > min_effect_pct and low > 0:
+        return "regressed"
+    if work.effect_pct < -min_effect_pct and high < 0:
+        return "improved"
+    return "changed"

@@ -1,0 +1,152 @@
+"""The work signature: the digest covers the work and never a time, the diff names what changed and
+estimates its effect from the changed rows alone, the trace conversion attributes self time and
+kernels, and a real profiled generation gives the same digest in fresh processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_i2v.measure.trace import trace_events
+from pytest_i2v.signature import KERNEL, OP, SYNC, StageWork, WorkRow, WorkSignature, diff, work_verdict
+
+
+def _step(*rows: WorkRow, span: float = 0.1) -> StageWork:
+    return StageWork(tuple(rows), span, (span, span, span))
+
+
+def _sig(*rows: WorkRow, span: float = 0.1, kind: str = "cpu") -> WorkSignature:
+    return WorkSignature({"encode": StageWork((WorkRow(OP, "aten::conv", "[[1]]", "float", 2, 0.01),), 0.02),
+                          "step": _step(*rows, span=span)}, kind, profiled_steps=3)
+
+
+CONV = WorkRow(OP, "aten::mkldnn_convolution", "[[2,4,8,8]]", "float", 4, 0.060, (0.060, 0.061, 0.059))
+NORM = WorkRow(OP, "aten::native_layer_norm", "[[8,64,4]]", "float", 2, 0.020, (0.020, 0.020, 0.020))
+
+
+def test_the_digest_covers_the_work_and_never_a_time() -> None:
+    base = _sig(CONV, NORM)
+    slower = _sig(replace(CONV, time_s=0.090, samples_s=(0.09, 0.09, 0.09)), NORM, span=0.13)
+    assert slower.digest == base.digest  # the same work, slower: identical
+    assert diff(base, slower).identical and work_verdict(diff(base, slower), 5.0) == "identical"
+    for changed in (replace(NORM, count=3), replace(NORM, dtypes="double"), replace(NORM, shapes="[[8,64,8]]")):
+        assert _sig(CONV, changed).digest != base.digest
+    assert WorkSignature.from_dict(json.loads(json.dumps(base.to_dict()))) == base
+
+
+def test_an_added_op_is_named_and_its_effect_estimated_from_it_alone() -> None:
+    base = _sig(CONV, NORM)
+    extra = WorkRow(OP, "aten::mul", "[[2,4,8,8],[]]", "float", 1, 0.006, (0.0059, 0.0061, 0.006))
+    # the unchanged conv ran 20 % slower in this process: noise that must cancel, not count
+    head = _sig(replace(CONV, time_s=0.072, samples_s=(0.072, 0.072, 0.072)), NORM, extra, span=0.118)
+    work = diff(base, head)
+    assert not work.identical and [r.row.name for r in work.rows] == ["aten::mul"]
+    assert work.rows[0].count_base == 0 and work.rows[0].count_head == 1
+    assert work.effect_pct == pytest.approx(6.0)  # 6 ms of the base's 100 ms step, whatever the conv did
+    assert work.interval_pct is not None and 5.0 < work.interval_pct[0] < 6.0 < work.interval_pct[1] < 7.0
+    assert work_verdict(work, 5.0) == "regressed" and work_verdict(work, 10.0) == "changed"
+    assert "work changed: +6.0 % of the step est." in work.summary()
+    removed = diff(head, base)
+    assert removed.effect_pct is not None and removed.effect_pct < 0 and work_verdict(removed, 1.0) == "improved"
+
+
+def test_a_retyped_op_is_one_row_out_and_one_in_sorted_by_effect() -> None:
+    upcast = replace(NORM, dtypes="double", time_s=0.035, samples_s=(0.035, 0.034, 0.036))
+    work = diff(_sig(CONV, NORM), _sig(CONV, upcast))
+    assert [(r.row.dtypes, r.count_base, r.count_head) for r in work.rows] == [("double", 0, 2), ("float", 2, 0)]
+    assert work.effect_pct == pytest.approx(15.0)
+    assert work.rows[0].share_of_step == pytest.approx(35.0)  # the head's row, in % of the base step
+    assert type(work).from_dict(json.loads(json.dumps(work.to_dict()))).summary() == work.summary()
+
+
+def test_on_cuda_the_kernels_and_syncs_make_the_time() -> None:
+    kernel = WorkRow(KERNEL, "sim_kernel<addmm>", count=4, time_s=0.050, samples_s=(0.05, 0.05, 0.05))
+    launch = WorkRow(OP, "aten::addmm", "[[4]]", "float", 4, 0.002, (0.002, 0.002, 0.002))
+    sync = WorkRow(SYNC, "cudaDeviceSynchronize", count=1, time_s=0.004, samples_s=(0.004, 0.004, 0.004))
+    work = diff(_sig(launch, kernel, kind="cuda"), _sig(launch, kernel, sync, kind="cuda"))
+    assert [r.row.kind for r in work.rows] == [SYNC] and work.effect_pct == pytest.approx(4.0)
+
+
+# -- the trace conversion, on recorded stand-ins for the profiler's raw events ---------------------
+@dataclass
+class Raw:
+    _name: str
+    start: int
+    duration: int
+    thread: int = 1
+    device: str = "CPU"
+    corr: int = 0
+    linked: int = 0
+    annotation: bool = False
+    _shapes: list[Any] = field(default_factory=list)
+    _dtypes: list[str] = field(default_factory=list)
+
+    def name(self) -> str: return self._name
+    def start_ns(self) -> int: return self.start
+    def duration_ns(self) -> int: return self.duration
+    def start_thread_id(self) -> int: return self.thread
+    def device_type(self) -> str: return self.device
+    def correlation_id(self) -> int: return self.corr
+    def linked_correlation_id(self) -> int: return self.linked
+    def is_user_annotation(self) -> bool: return self.annotation
+    def shapes(self) -> list[Any]: return self._shapes
+    def dtypes(self) -> list[str]: return self._dtypes
+
+
+def test_self_time_nesting_and_kernels_linked_to_the_op_that_launched_them() -> None:
+    raw = [
+        Raw("aten::linear", 0, 1000, _shapes=[[2, 8], [8, 8]], _dtypes=["float", "float"]),
+        Raw("aten::addmm", 100, 700, _shapes=[[8], [2, 8]], _dtypes=["float", "float"]),
+        Raw("cudaLaunchKernel", 200, 50, corr=7),
+        Raw("gemm_kernel", 300, 400, device="CUDA", linked=7),
+        Raw("aten::copy_", 2000, 100, _shapes=[[2, 8]], _dtypes=["c10::Half"]),
+    ]
+    events = {e.name: e for e in trace_events(raw)}
+    assert events["aten::linear"].self_s == pytest.approx(300e-9) and events["aten::linear"].nested_ops == 1
+    assert events["aten::addmm"].self_s == pytest.approx(650e-9) and events["aten::addmm"].nested_ops == 0
+    assert events["aten::addmm"].kernels == (("gemm_kernel", 400e-9),)  # the innermost op around the launch
+    assert events["aten::linear"].kernels == () and events["aten::copy_"].nbytes == 2 * 8 * 2
+    assert events["aten::linear"].shapes == "[[2,8],[8,8]]" and events["aten::linear"].dtypes == "float,float"
+
+
+# -- a real profiled generation ------------------------------------------------------------------
+DIGEST = """
+import json, sys
+from pathlib import Path
+from pytest_i2v.inputs import synthetic_portrait
+from pytest_i2v.marks import i2v
+from pytest_i2v.measure.profiling import profile_work
+from pytest_i2v.models.sources import PipelineKey, load_pipeline
+import pytest_i2v.simulated_plugin as simulated
+
+source = Path(sys.argv[1])
+pipe = load_pipeline(PipelineKey(source=str(source), dtype="fp32", device="cpu"), source.parent).pipe
+device = simulated.RUNTIME.open(sys.argv[2])
+spec = i2v(width=32, height=32, frames=2, steps=5)
+signature = profile_work(pipe, spec, synthetic_portrait(64, 64), device)
+print(json.dumps({"digest": signature.digest, "steps": signature.profiled_steps,
+                  "kinds": sorted({r.kind for s in signature.stages.values() for r in s.rows})}))
+"""
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda:0"])
+def test_unchanged_code_has_one_digest_in_fresh_processes(tiny_model_dir: Path, tmp_path: Path, device: str) -> None:
+    """Three fresh processes profile the same generation: one digest (on the simulated card, with kernel
+    and sync records)."""
+    script = tmp_path / "digest.py"
+    script.write_text(DIGEST)
+    seen = []
+    for _ in range(3):
+        completed = subprocess.run([sys.executable, str(script), str(tiny_model_dir), device], capture_output=True,
+                                   text=True, check=False, env={**__import__("os").environ, "PYTEST_I2V_SIMULATED_GPUS": ""})
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        seen.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+    assert len({s["digest"] for s in seen}) == 1 and seen[0]["steps"] == 3
+    expected = {"op"} if device == "cpu" else {"op", "kernel", "memcpy"}
+    assert expected <= set(seen[0]["kinds"])
