@@ -24,13 +24,14 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.fingerprint import machine_changes, same_machine, software_changes
 from pytest_i2v.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
 from pytest_i2v.profiles import validate_profile_name
-from pytest_i2v.storage import check_schema, write_text_atomic
+from pytest_i2v.signature import WorkSignature, from_bytes, to_bytes
+from pytest_i2v.storage import check_schema, write_bytes_atomic, write_text_atomic
 
 BASELINE_SCHEMA = "pytest-i2v/baseline"
 BASELINE_SCHEMA_VERSION = 1
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
 RUN_FIELDS = ("date", "commit", "repeats", *TIME_METRICS, "encode_s", *MEMORY_METRICS, "device_scope", "sm_clock_mhz",
-              "conditions")
+              "conditions", "work")
 # What defines a generation: a change here means the old numbers no longer apply.
 CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed",
                     "pipeline", "attention")
@@ -74,6 +75,7 @@ def run_from_record(record: Mapping[str, Any], commit: str | None, date: str | N
     if conditions.get("summary") not in (None, "stable", "not read"):
         # Kept, not refused: a re-baseline on a hot runner must still record; the reviewer sees why.
         run["conditions"] = conditions["summary"]
+    run["work"] = (record.get("signature") or {}).get("digest")  # the segment keeps the newest one's table
     return {k: _round(run[k]) for k in RUN_FIELDS if run.get(k) is not None or k in ("commit",)}
 
 
@@ -81,9 +83,13 @@ def run_from_record(record: Mapping[str, Any], commit: str | None, date: str | N
 class Segment:
     fingerprint: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
+    signature: str | None = None  # the digest of the newest accepted run's work signature: its table is a side file
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": dict(sorted(self.fingerprint.items())), "runs": self.runs}
+        data: dict[str, Any] = {"fingerprint": dict(sorted(self.fingerprint.items())), "runs": self.runs}
+        if self.signature:
+            data["signature"] = self.signature
+        return data
 
 
 @dataclass
@@ -158,7 +164,8 @@ class BaselineFile:
         entries: dict[str, BaselineEntry] = {}
         try:
             for nodeid, entry in (data.get("entries") or {}).items():
-                segments = [Segment(dict(s.get("fingerprint") or {}), [dict(r) for r in s.get("runs") or []])
+                segments = [Segment(dict(s.get("fingerprint") or {}), [dict(r) for r in s.get("runs") or []],
+                                    s.get("signature") or None)
                             for s in entry.get("segments") or []]
                 entries[nodeid] = BaselineEntry(nodeid, str(entry["config_id"]), dict(entry.get("config") or {}), segments)
         except (AttributeError, KeyError, TypeError) as exc:
@@ -194,6 +201,19 @@ def baseline_path(directory: Path, profile: str) -> Path:
     return path
 
 
+def signature_dir(path: Path) -> Path:
+    """Where a baseline file's work-signature tables live, one gzip-compressed JSON per digest
+    (``baselines/cpu.yaml`` -> ``baselines/cpu.signatures/``): kept out of the YAML, which stays short
+    enough to review; the runs name the digest."""
+    return path.with_name(f"{path.stem}.signatures")
+
+
+def read_signature(path: Path, digest: str) -> WorkSignature | None:
+    """The table of ``digest`` stored beside the baseline file ``path``; None when missing or unreadable."""
+    table = signature_dir(path) / f"{digest}.json.gz"
+    return from_bytes(table.read_bytes()) if table.is_file() else None
+
+
 def read_baseline(path: Path, profile: str | None = None) -> BaselineFile:
     """The stored file, or an empty one when there is none yet."""
     if not path.exists():
@@ -212,6 +232,7 @@ class AcceptedRun:
     config: dict[str, Any]
     fingerprint: dict[str, Any]
     run: dict[str, Any]
+    signature: WorkSignature | None = None  # the run's work signature (its table goes to a side file)
 
 
 @dataclass(frozen=True)
@@ -235,6 +256,7 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
     """Merge accepted runs into the file under its lock (read, merge, atomic write)."""
     accepted = list(accepted)
     appended, created, segmented, reset = [], [], [], []
+    tables: dict[str, WorkSignature] = {}
     with FileLock(str(path) + ".lock", timeout=120):
         # Under the lock no other writer is running: temporary files here are from killed writers.
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
@@ -272,5 +294,17 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
                                            if v is not None and target.fingerprint.get(k) is None})
             target.runs.append(item.run)
             del target.runs[:-MAX_RUNS_PER_SEGMENT]
+            if item.signature is not None:
+                target.signature = item.signature.digest
+                tables[item.signature.digest] = item.signature
+        store = signature_dir(path)
+        for digest, signature in tables.items():
+            if not (store / f"{digest}.json.gz").exists():
+                write_bytes_atomic(store / f"{digest}.json.gz", to_bytes(signature))
         write_text_atomic(path, dump_yaml(baseline.to_dict()))
+        # Tables no segment names any more (work that changed since): the history keeps only their digests.
+        referenced = {s.signature for e in baseline.entries.values() for s in e.segments if s.signature}
+        for table in store.glob("*.json.gz") if store.is_dir() else ():
+            if table.name.removesuffix(".json.gz") not in referenced:
+                table.unlink(missing_ok=True)
     return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))

@@ -17,6 +17,7 @@ from pytest_i2v.gate import (
     throttling_excuse,
 )
 from pytest_i2v.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
+from pytest_i2v.signature import WorkDiff
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -97,3 +98,20 @@ def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
 
     peak = record_peak(record)
     return delta("time_s"), delta(peak.key) if peak.key else "-"
+
+
+def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10) -> str:
+    """What changed in the work since the baseline: one line, then the changed rows, the largest time
+    effect first (op, shapes and dtypes; count and time base -> head; share of the step)."""
+    if not work or work.get("identical"):
+        return ""
+    parsed = WorkDiff.from_dict(work)
+    lines = [f"i2v work: {parsed.summary()} (minimum effect {min_effect_pct:.0f} %; the rows below changed, the rest "
+             f"of the work is identical)"]
+    for row in parsed.rows[:rows]:
+        share = f", {row.share_of_step:.1f} % of the step" if row.share_of_step is not None else ""
+        lines.append(f"  {row.stage}: {row.row.label}: count {row.count_base} -> {row.count_head}, time "
+                     f"{row.time_base_s * 1e3:.3f} -> {row.time_head_s * 1e3:.3f} ms{share}")
+    if len(parsed.rows) > rows:
+        lines.append(f"  ... and {len(parsed.rows) - rows} more row(s) in the results JSON (records[].work)")
+    return "\n".join(lines)

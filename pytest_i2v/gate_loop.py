@@ -15,10 +15,11 @@ from pytest_i2v.baseline_store import (
     UpdateSummary,
     baseline_path,
     read_baseline,
+    read_signature,
     run_from_record,
     update_baseline,
 )
-from pytest_i2v.explain import excuse_throttling, verdict_section
+from pytest_i2v.explain import excuse_throttling, verdict_section, work_section
 from pytest_i2v.fingerprint import MACHINE_KEYS, machine_changes, software_changes
 from pytest_i2v.gate import GateSettings, Noise, RegressionVerdict, judge
 from pytest_i2v.marks import Budget
@@ -26,6 +27,7 @@ from pytest_i2v.outcome import GateMode, Outcome, decide
 from pytest_i2v.plan import RunPlan
 from pytest_i2v.results import GenerationRecord
 from pytest_i2v.settings import Settings
+from pytest_i2v.signature import WorkDiff, WorkSignature, diff, work_verdict
 from pytest_i2v.study import budget_failures, fits_profile
 
 
@@ -72,18 +74,41 @@ class GateLoop:
 
     def judged(self, record: GenerationRecord, seen: set[str]) -> GenerationRecord:
         verdict = excuse_throttling(self.judge(record, seen), record.to_dict())
-        return replace(record, verdict=verdict.to_dict(), baseline_history=self._history(record))
+        return replace(record, verdict=verdict.to_dict(), baseline_history=self._history(record), work=self._work(record))
 
     def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
         verdict = record.verdict or {}
+        work = record.work or {}
         outcome = decide(record.outcome, self.budget_failures(record), verdict.get("verdict"),
                          self.gate.env_policy, self.mode, self._plan.profile.name, confirmed,
                          machine_changes=tuple(verdict.get("machine_changes") or ()),
-                         unreliable=verdict.get("unreliable"))
+                         unreliable=verdict.get("unreliable"), work=work.get("verdict"),
+                         work_summary=WorkDiff.from_dict(work).summary() if work else "")
         return replace(record, decision=outcome.to_dict())
 
+    def _work(self, record: GenerationRecord) -> dict[str, Any] | None:
+        """The work against this machine's baseline segment under the same software (other software does
+        other work: that is the environment's change, not the code's); None when there is nothing to compare."""
+        if record.signature is None or record.outcome != "ok":
+            return None
+        entry = self.baseline.entries.get(record.nodeid)
+        if entry is None or entry.config_id != record.config_id:
+            return None
+        fingerprint = record.fingerprint or {}
+        segment = entry.segment_for(fingerprint)
+        if segment is None or not segment.signature or software_changes(segment.fingerprint, fingerprint):
+            return None
+        base = read_signature(self.baseline_path, segment.signature)
+        if base is None:
+            return None
+        work = diff(base, WorkSignature.from_dict(record.signature))
+        return {**work.to_dict(), "verdict": work_verdict(work, self.gate.min_effect * 100.0)}
+
     def _flagged(self, record: GenerationRecord) -> bool:
-        """Whether the gate would fail this record, before budgets and modes (what re-measuring is for)."""
+        """Whether the gate would fail this record, before budgets and modes (what re-measuring is for).
+        A changed work signature decides on its own: re-measuring the time adds nothing to it."""
+        if (record.work or {}).get("verdict") in ("regressed", "improved", "changed"):
+            return False
         verdict = (record.verdict or {}).get("verdict")
         return self.mode == "enforce" and (verdict == "regressed" or (verdict == "env-changed" and self.gate.env_policy == "fail"))
 
@@ -157,8 +182,10 @@ class GateLoop:
         decision = Outcome.from_dict(record.decision) if record.decision else None
         if decision is not None and decision.kind == "not-enforced":
             notes.append(f"profile {self._plan.profile.name} reports only (--i2v-gate-mode enforce to fail on it)")
-        return verdict_section(RegressionVerdict.from_dict(record.verdict), record.nodeid, self._plan.profile.name,
-                               str(self.baseline_path), notes)
+        section = verdict_section(RegressionVerdict.from_dict(record.verdict), record.nodeid, self._plan.profile.name,
+                                  str(self.baseline_path), notes)
+        work = work_section(record.work, self.gate.min_effect * 100.0) if record.work else ""
+        return "\n".join(part for part in (work, section) if part)
 
     # -- the baseline file ------------------------------------------------------------------
     def accept(self, record: GenerationRecord) -> None:
@@ -166,7 +193,8 @@ class GateLoop:
         Fast-mode runs are predicted, not measured: never a baseline."""
         if record.outcome == "ok" and record.fingerprint is not None and record.mode == "full":
             self.accepted.append(AcceptedRun(record.nodeid, record.config, record.fingerprint,
-                                             run_from_record(record.to_dict(), None)))
+                                             run_from_record(record.to_dict(), None),
+                                             WorkSignature.from_dict(record.signature) if record.signature else None))
 
     def write_baselines(self, root: Path) -> UpdateSummary | None:
         if not self.accepted or not self._settings.update_baselines:

@@ -43,12 +43,15 @@ class Outcome:
 
 def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, env_policy: str, mode: GateMode,
            profile: str, confirmed: bool | None = None, machine_changes: Sequence[str] = (),
-           unreliable: str | None = None) -> Outcome:
+           unreliable: str | None = None, work: str | None = None, work_summary: str = "") -> Outcome:
     """``measured``: the record's "ok" or "oom"; ``verdict``: the gate's (after any re-measurement);
     ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured);
     ``machine_changes``: the baseline is another machine's (then the verdict is "new", never compared);
     ``unreliable``: why a "regressed" verdict is only the throttled repeats being slow
-    (``gate.throttling_excuse``; None: it is not)."""
+    (``gate.throttling_excuse``; None: it is not); ``work``: what the work signature says against the
+    baseline (``signature.work_verdict``: "regressed"/"improved" beyond the minimum effect, "changed"
+    within it, "identical"; None: not compared), ``work_summary`` its one line. Changed work decides
+    whatever the noisy total time says; identical work leaves the decision to the time."""
     if measured == "oom":
         return Outcome("out-of-memory", True, "out of memory")
     if budget_failures:
@@ -58,6 +61,15 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
     if machine_changes:
         # Checked before the verdict: another machine's numbers never make a regression or an env change.
         return Outcome("passed", False, f"{NO_MACHINE_BASELINE}: {'; '.join(machine_changes)}")
+    if work == "regressed":
+        if mode == "report":
+            return Outcome("not-enforced", False, f"would have regressed: {work_summary}; the {profile} profile reports only",
+                           would_have="regressed")
+        return Outcome("regressed", True, f"the work regressed: {work_summary}")
+    if work == "improved":
+        return Outcome("improved", False, f"the work improved: {work_summary}; re-baseline to keep the gain")
+    if work == "changed":
+        return Outcome("passed", False, f"{work_summary}, within the minimum effect")
     again = " (confirmed by re-measuring)" if confirmed else ""
     if verdict == "regressed" and unreliable:
         # Not the PR's fault, so it does not fail; not a pass either: the headline counts it. Report

@@ -52,6 +52,7 @@ class GpuProfile:
     alias_of: str | None = None  # set on the copy registered under an alias: the profile it stands for
     pipeline: str | None = None  # the pipeline of unmarked tests (None: --i2v-pipeline's default, i2vgen-xl)
     repeats: int = 5  # measured repeats per generation unless --i2v-repeats says (the study's 5)
+    signature: bool = True  # profile each test's work (signature.py) unless --i2v-signature says; CPU profiles: off
 
     def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
         """Length of the longest pattern that names this device (0 = no match).
@@ -124,6 +125,9 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
     repeats = data.get("repeats", 5)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise I2VUsageError(f"profile file {path}: repeats must be a positive integer")
+    signature = data.get("signature", device == "cuda")  # on a CPU the profiled generation costs more than the test
+    if not isinstance(signature, bool):
+        raise I2VUsageError(f"profile file {path}: signature must be true or false")
     pipeline = data.get("pipeline")
     if pipeline is not None and pipeline not in PIPELINES:
         raise I2VUsageError(f"profile file {path}: pipeline {pipeline!r} is unknown; use one of {', '.join(PIPELINES)}")
@@ -162,7 +166,7 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
         match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate,
         peak_tflops={k: float(v) for k, v in peak.items()}, memory_bandwidth_gbs=float(bandwidth) if bandwidth else None,
         datasheet=data.get("datasheet"), source=str(path), exclude=tuple(exclude), aliases=tuple(aliases),
-        pipeline=pipeline, repeats=repeats,
+        pipeline=pipeline, repeats=repeats, signature=signature,
     )
 
 

@@ -13,6 +13,7 @@ from pytest_i2v.marks import Budget, GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.flops import FlopCount, count_flops, matmul_precision_state, roofline, roofline_peak
 from pytest_i2v.measure.memory import free_device_memory
+from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, RoundsDriver, oom_form
 from pytest_i2v.memory_options import no_effect_notes
 from pytest_i2v.models.sources import LoadedPipeline
@@ -20,6 +21,7 @@ from pytest_i2v.pipeline_cache import PipelineCache
 from pytest_i2v.plan import RunPlan
 from pytest_i2v.results import GenerationRecord
 from pytest_i2v.settings import Settings
+from pytest_i2v.signature import WorkSignature
 from pytest_i2v.study import latency_class
 
 
@@ -70,6 +72,9 @@ class Recorder:
             self._pipelines.evict(loaded.key)
             notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
+        profile_work_too = settings.signature if settings.signature is not None else self._plan.profile.signature
+        if profile_work_too and measurement.outcome == "ok":
+            record = replace(record, signature=self._signature(loaded, spec, image).to_dict())
         notes += no_effect_notes(spec.pipeline, spec.memory)
         precision, allow_tf32 = matmul_precision_state()
         peak, peak_kind = roofline_peak(self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32)
@@ -94,6 +99,11 @@ class Recorder:
 
             torch._dynamo.reset()
         self._compiled_shape = shape
+
+    def _signature(self, loaded: LoadedPipeline, spec: GenerationSpec, image: Any) -> WorkSignature:
+        """One extra, untimed generation under the profiler, after the measurement (warm)."""
+        with self._device.activate():
+            return profile_work(loaded.pipe, spec, image, self._device)
 
     def _flops(self, loaded: LoadedPipeline, spec: GenerationSpec, image: Any) -> FlopCount | None:
         """Counted once per pipeline and generation shape, on an unmeasured one-step generation."""

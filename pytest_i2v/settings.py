@@ -73,6 +73,13 @@ def _update_mode(text: str) -> str | None:
     raise ValueError("use append (record this run in the history) or reset (drop this machine's old history)")
 
 
+def _on_off(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ValueError("use on or off")
+    return lowered in ("on", "true", "1", "yes")
+
+
 def _gate_mode(text: str) -> str:
     if text not in ("enforce", "report"):
         raise ValueError("use enforce (a regression fails its test) or report (verdicts only)")
@@ -212,6 +219,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "lock the GPU's SM clock (and memory clock where supported) at its default applications clock through "
                "NVML for the session, restored at its end; needs root (else one warning, and the run goes on unlocked)",
                _bool, False, is_flag=True),
+    OptionSpec("--i2v-signature", "i2v_signature", "signature",
+               "the work signature: one extra, untimed generation per test under torch.profiler (ops, shapes, dtypes, "
+               "counts per stage), compared with the baseline's: on or off (default: the profile's; on, except on CPU "
+               "profiles)", _on_off, None, "on|off"),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -248,6 +259,7 @@ class Settings:
     max_repeats: int = 15
     allow_shared_gpu: bool = False
     latency_thresholds: tuple[float, float] = (30.0, 60.0)
+    signature: bool | None = None  # None: the profile's
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}

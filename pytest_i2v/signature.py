@@ -11,6 +11,7 @@ repeated profiled steps. Pure: no torch, no pytest."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -116,6 +117,19 @@ class WorkSignature:
         stages = {name: StageWork.from_dict(stage) for name, stage in (data.get("stages") or {}).items()}
         return cls(stages, str(data.get("device_kind") or "cpu"), int(data.get("profiled_steps") or 0),
                    tuple(data.get("noise") or ()), str(data.get("digest") or "") or digest_of(stages))
+
+
+def to_bytes(signature: WorkSignature) -> bytes:
+    """A signature as a baseline keeps it (gzip-compressed JSON): its full table, for the gate's diff."""
+    return gzip.compress(json.dumps(signature.to_dict(), separators=(",", ":")).encode(), mtime=0)
+
+
+def from_bytes(data: bytes) -> WorkSignature | None:
+    """The signature ``to_bytes`` wrote, or None when it cannot be read (then nothing is compared)."""
+    try:
+        return WorkSignature.from_dict(json.loads(gzip.decompress(data)))
+    except (ValueError, TypeError, KeyError, OSError, EOFError):
+        return None
 
 
 def digest_of(stages: Mapping[str, StageWork]) -> str:

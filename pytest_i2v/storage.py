@@ -13,11 +13,16 @@ from pytest_i2v.errors import I2VUsageError
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a temporary file in the same directory, fsync, then rename over the target: a reader
     (or a process killed mid-write) sees the old file or the new one, never a partial one."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``write_text_atomic`` for bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pytest_i2v.measure.trace import trace_events
 from pytest_i2v.signature import KERNEL, OP, SYNC, StageWork, WorkRow, WorkSignature, diff, work_verdict
@@ -150,3 +151,86 @@ def test_unchanged_code_has_one_digest_in_fresh_processes(tiny_model_dir: Path, 
     assert len({s["digest"] for s in seen}) == 1 and seen[0]["steps"] == 3
     expected = {"op"} if device == "cpu" else {"op", "kernel", "memcpy"}
     assert expected <= set(seen[0]["kinds"])
+
+
+# -- the gate reads the work ---------------------------------------------------------------------------
+WORK_CONFTEST = """
+import os
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def head_change(request):
+    '''The "head" of a pull request: one more matrix product after every UNet call of one test.'''
+    if os.environ.get("ADD_OP") != request.node.name:
+        yield
+        return
+    pipe = request.getfixturevalue("i2v_pipeline")
+    weight = torch.ones(768, 768)
+
+    def extra(module, args, output):
+        torch.mm(weight, weight)  # returns None: the UNet's output stays its own
+
+    handle = pipe.unet.register_forward_hook(extra)
+    yield
+    handle.remove()
+"""
+WORK_TESTS = """
+import pytest
+
+@pytest.mark.i2v(resolution="256p", frames=2, steps=50, seed=1)
+def test_a(i2v_run):
+    i2v_run()
+
+@pytest.mark.i2v(resolution="256p", frames=2, steps=50, seed=2)
+def test_b(i2v_run):
+    i2v_run()
+"""
+# Enforced, with a 5 % minimum effect; the time runs on the virtual clock and the memory bar (host RSS, which
+# grows over in-process runs) is wide, so only the work can move.
+WORK_PROFILE = """
+name: cpu
+memory_gb: 24
+device: cpu
+model: tiny
+dtype: fp32
+scaling: {size_divisor: 8, steps_divisor: 5}
+gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048}
+"""
+
+
+def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                               virtual_time: tuple[str, ...]) -> None:
+    i2v_project.makeconftest(WORK_CONFTEST)
+    i2v_project.makepyfile(test_work=WORK_TESTS)
+    (i2v_project.path / "profiles").mkdir()
+    (i2v_project.path / "profiles" / "cpu.yaml").write_text(WORK_PROFILE)
+    args = ("--i2v-repeats", "2", "--i2v-warmup", "1", "--i2v-baseline-dir", "bl", "--i2v-profile-dir", "profiles",
+            "--i2v-json", "r.json", "-p", "no:randomly", "--i2v-signature", "on", *virtual_time)
+    monkeypatch.delenv("ADD_OP", raising=False)
+    i2v_project.runpytest(*args, "--i2v-update-baselines").assert_outcomes(passed=2)
+    stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
+    segments = [e["segments"][0] for e in stored["entries"].values()]
+    assert all(s["runs"][0]["work"] == s["signature"] for s in segments)  # each run names its work's digest
+    tables = sorted(p.name for p in (i2v_project.path / "bl" / "cpu.signatures").iterdir())
+    assert tables == sorted({f"{s['signature']}.json.gz" for s in segments})  # one table per digest, beside the YAML
+
+    monkeypatch.setenv("ADD_OP", "test_b")
+    result = i2v_project.runpytest(*args)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*i2v work: work changed: +* % of the step est.*",
+                                 "FAILED test_work.py::test_b - i2v work: work changed*"])
+    assert "  step: aten::mm ([[768,768],[768,768]], float,float): count 0 -> 1, time 0.000 -> " in result.stdout.str()
+    records = {r["nodeid"].split("::")[1]: r for r in json.loads((i2v_project.path / "r.json").read_text())["records"]}
+    assert records["test_b"]["decision"]["kind"] == "regressed" and records["test_b"]["work"]["verdict"] == "regressed"
+    assert records["test_b"]["verdict"]["verdict"] == "pass"  # the time alone saw nothing (virtual clock)
+    assert records["test_a"]["work"]["identical"] is True and records["test_a"]["decision"]["kind"] == "passed"
+
+    monkeypatch.delenv("ADD_OP")
+    for _ in range(3):  # unchanged code: the same work in every fresh run
+        result = i2v_project.runpytest(*args)
+        result.assert_outcomes(passed=2)
+        records = json.loads((i2v_project.path / "r.json").read_text())["records"]
+        assert all(r["work"]["identical"] for r in records)

@@ -74,10 +74,16 @@ def profile_work(pipe: Any, spec: GenerationSpec, image: Any, device: Device, st
         device.synchronize()
     # The raw trace (the profiler's own results, read once), not prof.events(): building those event
     # objects costs several times the generation on a small model.
-    events = trace_events(prof.profiler.kineto_results.events())
-    events = [replace(e, kernels=tuple(device.kernels_of(e))) for e in events]
+    events = trace_events(prof.profiler.kineto_results.events(), keep=_kept)
+    if device.is_cuda:
+        events = [replace(e, kernels=tuple(device.kernels_of(e))) if _kind(e) == OP else e for e in events]
     return build_signature(events, recorder.intervals(), "cuda" if device.is_cuda else "cpu",
                            noise=(CUDNN_AUTOTUNER,) if autotuner else ())
+
+
+def _kept(name: str, annotation: bool) -> bool:
+    """What the signature reads: ops, the stage marks, syncs and allocator calls (not every runtime call)."""
+    return ("::" in name and not (annotation and not name.startswith(MARK))) or name.startswith(SYNC_CALLS + MALLOC_CALLS)
 
 
 def _kind(event: TraceEvent) -> str | None:

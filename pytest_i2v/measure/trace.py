@@ -6,7 +6,7 @@ conversion runs without torch on recorded stand-ins in the tests."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,52 +35,56 @@ def _host(event: Any) -> bool:
     return str(getattr(kind, "name", kind)) == "CPU"
 
 
-def trace_events(raw: Iterable[Any]) -> list[TraceEvent]:
+def trace_events(raw: Iterable[Any], keep: Callable[[str, bool], bool] = lambda name, annotation: True) -> list[TraceEvent]:
     """Host events in start order, each with its self time and the kernels launched inside it (a kernel
-    belongs to the innermost op around its launch call)."""
+    belongs to the innermost op around its launch call). ``keep(name, is_annotation)``: which events to
+    return (every event still counts for its parent's self time)."""
     host: list[Any] = []
     device: list[Any] = []
     for event in raw:
         (host if _host(event) else device).append(event)
-    by_thread: dict[int, list[Any]] = {}
+    by_thread: dict[int, list[tuple[int, int, str, bool, Any]]] = {}
     for event in host:
-        by_thread.setdefault(event.start_thread_id(), []).append(event)
-    converted: dict[int, dict[str, Any]] = {}  # id(raw) -> fields
-    op_of_launch: dict[int, int] = {}  # a launch call's correlation id -> id(raw) of its op
+        by_thread.setdefault(event.start_thread_id(), []).append(
+            (event.start_ns(), event.duration_ns(), event.name(), event.is_user_annotation(), event))
+    nested_s: dict[int, int] = {}  # id(raw) -> the duration of the events nested in it
+    nested_ops: dict[int, int] = {}
+    kernels: dict[int, list[tuple[str, float]]] = {}
+    op_of_launch: dict[int, Any] = {}  # a launch call's correlation id -> its op's raw event
+    kept: list[tuple[int, int, str, bool, Any]] = []
     for events in by_thread.values():
-        events.sort(key=lambda e: (e.start_ns(), -e.duration_ns()))
-        stack: list[Any] = []
-        for event in events:
-            start, end = event.start_ns(), event.start_ns() + event.duration_ns()
-            while stack and stack[-1].start_ns() + stack[-1].duration_ns() < end:
+        events.sort(key=lambda e: (e[0], -e[1]))
+        stack: list[tuple[int, int, str, bool, Any]] = []  # (end, id, name, is_op, raw)
+        for start, duration, name, annotation, event in events:
+            end = start + duration
+            while stack and stack[-1][0] < end:
                 stack.pop()
-            name = event.name()
-            fields = converted[id(event)] = {"event": event, "nested_s": 0, "nested_ops": 0, "kernels": []}
+            is_op = "::" in name and not annotation
             if stack:
-                parent = converted[id(stack[-1])]
-                parent["nested_s"] += event.duration_ns()
-                if "::" in name and not event.is_user_annotation():
-                    parent["nested_ops"] += 1
-            if event.correlation_id():
-                op = next((o for o in reversed(stack) if "::" in o.name() and not o.is_user_annotation()), None)
+                parent = stack[-1][1]
+                nested_s[parent] = nested_s.get(parent, 0) + duration
+                if is_op:
+                    nested_ops[parent] = nested_ops.get(parent, 0) + 1
+            if device and not is_op and event.correlation_id():
+                op = next((entry[4] for entry in reversed(stack) if entry[3]), None)
                 if op is not None:
-                    op_of_launch[event.correlation_id()] = id(op)
-            fields["start"] = start
-            stack.append(event)
+                    op_of_launch[event.correlation_id()] = op
+            if keep(name, annotation):
+                kept.append((start, duration, name, annotation, event))
+            stack.append((end, id(event), name, is_op, event))
     for kernel in device:
         owner = op_of_launch.get(kernel.linked_correlation_id())
         if owner is not None:
-            converted[owner]["kernels"].append((str(kernel.name()), kernel.duration_ns() / 1e9))
+            kernels.setdefault(id(owner), []).append((str(kernel.name()), kernel.duration_ns() / 1e9))
     result = []
-    for fields in converted.values():
-        event = fields["event"]
+    for start, duration, name, annotation, event in sorted(kept, key=lambda e: e[0]):
+        key = id(event)
         shapes = [list(s) for s in (event.shapes() or [])]
         dtypes = [str(d) for d in (event.dtypes() or [])]
         nbytes = math.prod(shapes[0]) * DTYPE_BYTES.get(dtypes[0], 0) if shapes and shapes[0] and dtypes else 0
         result.append(TraceEvent(
-            name=str(event.name()), start_s=fields["start"] / 1e9, end_s=(fields["start"] + event.duration_ns()) / 1e9,
-            self_s=max(0, event.duration_ns() - fields["nested_s"]) / 1e9,
+            name=str(name), start_s=start / 1e9, end_s=(start + duration) / 1e9,
+            self_s=max(0, duration - nested_s.get(key, 0)) / 1e9,
             shapes=str(shapes).replace(" ", "") if any(shapes) else "", dtypes=",".join(dtypes), nbytes=nbytes,
-            annotation=bool(event.is_user_annotation()), nested_ops=fields["nested_ops"], kernels=tuple(fields["kernels"])))
-    result.sort(key=lambda e: e.start_s)
+            annotation=bool(annotation), nested_ops=nested_ops.get(key, 0), kernels=tuple(kernels.get(key, ()))))
     return result
