@@ -211,6 +211,7 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
             "--i2v-json", "r.json", "-p", "no:randomly", "--i2v-signature", "on", *virtual_time)
     monkeypatch.delenv("ADD_OP", raising=False)
     i2v_project.runpytest(*args, "--i2v-update-baselines").assert_outcomes(passed=2)
+    (i2v_project.path / "r.json").rename(i2v_project.path / "base.json")
     stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
     segments = [e["segments"][0] for e in stored["entries"].values()]
     assert all(s["runs"][0]["work"] == s["signature"] for s in segments)  # each run names its work's digest
@@ -218,7 +219,7 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
     assert tables == sorted({f"{s['signature']}.json.gz" for s in segments})  # one table per digest, beside the YAML
 
     monkeypatch.setenv("ADD_OP", "test_b")
-    result = i2v_project.runpytest(*args)
+    result = i2v_project.runpytest(*args, "--i2v-markdown", "r.md")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*i2v work: work changed: +* % of the step est.*",
                                  "FAILED test_work.py::test_b - i2v work: work changed*"])
@@ -227,6 +228,13 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
     assert records["test_b"]["decision"]["kind"] == "regressed" and records["test_b"]["work"]["verdict"] == "regressed"
     assert records["test_b"]["verdict"]["verdict"] == "pass"  # the time alone saw nothing (virtual clock)
     assert records["test_a"]["work"]["identical"] is True and records["test_a"]["decision"]["kind"] == "passed"
+    compared = subprocess.run([sys.executable, "-m", "pytest_i2v", "compare", "base.json", "r.json"], cwd=i2v_project.path,
+                              capture_output=True, text=True, check=True).stdout
+    assert "### What changed in the work" in compared and "aten::mm" in compared.split("What changed", 1)[1]
+    markdown = (i2v_project.path / "r.md").read_text()  # the pull request's comment carries the table
+    section = markdown.split("### What changed in the work", 1)[1].split("\n### ", 1)[0]
+    assert "test\\_work.py::test\\_b" in section and "test\\_a" not in section
+    assert "| step | aten::mm \\(\\[\\[768,768\\],\\[768,768\\]\\], float,float\\) | 0 → 1 |" in section
 
     monkeypatch.delenv("ADD_OP")
     for _ in range(3):  # unchanged code: the same work in every fresh run

@@ -11,6 +11,7 @@ from pytest_i2v.explain import format_value
 from pytest_i2v.gate import fingerprint_changes
 from pytest_i2v.peak import record_peak
 from pytest_i2v.report.grouping import pipeline_of
+from pytest_i2v.signature import WorkSignature, diff
 
 
 def _memory(record: Mapping[str, Any]) -> tuple[float | None, str]:
@@ -62,13 +63,16 @@ def compare_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, A
                 "outcome": f"{ra.get('outcome')} -> {rb.get('outcome')}" if ra.get("outcome") != rb.get("outcome") else ra.get("outcome"),
                 "config_changed": ra.get("config_id") != rb.get("config_id"),
             })
+            if ra.get("signature") and rb.get("signature"):  # the work, where both runs profiled it
+                work = diff(WorkSignature.from_dict(ra["signature"]), WorkSignature.from_dict(rb["signature"]))
+                row["work"] = work.to_dict()
         rows.append(row)
     return {"a": a, "b": b, "rows": rows,
             "environment_changes": fingerprint_changes(a.get("environment") or {}, b.get("environment") or {})}
 
 
 def compare_markdown(comparison: Mapping[str, Any]) -> str:
-    from pytest_i2v.report.markdown import md
+    from pytest_i2v.report.markdown import md, work_changes
 
     lines = ["| test | time A | time B | delta | step delta | peak memory A | peak memory B | delta |", "|---|---|---|---|---|---|---|---|"]
     for row in comparison["rows"]:
@@ -86,6 +90,9 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
                      f"{format_value(row['memory_key'], row['memory_b'])} | {pct(row['memory_pct'])} |")
     changes = comparison["environment_changes"]
     lines += ["", "Environment: " + ("; ".join(md(c) for c in changes) if changes else "identical")]
+    work = work_changes([{"nodeid": row["nodeid"], "work": row["work"]} for row in comparison["rows"] if row.get("work")])
+    if work:
+        lines += ["", *work]
     return "\n".join(lines)
 
 

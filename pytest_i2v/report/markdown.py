@@ -10,6 +10,7 @@ from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
 from pytest_i2v.peak import record_peak
 from pytest_i2v.report.context import build_context, clock_of, outcome_of
+from pytest_i2v.signature import WorkDiff
 
 _BANNER_MARK = {"bad": "❌", "warn": "⚠️", "good": "✅"}  # context.banner
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
@@ -42,6 +43,28 @@ def _result_row(record: Mapping[str, Any], show_clock: bool) -> str:
             f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |")
 
 
+def work_changes(records: Sequence[Mapping[str, Any]], rows: int = 8) -> list[str]:
+    """Per test whose work signature changed since the baseline: the estimate and the changed rows."""
+    lines: list[str] = []
+    for record in records:
+        work = record.get("work") or {}
+        if not work or work.get("identical"):
+            continue
+        parsed = WorkDiff.from_dict(work)
+        if not lines:
+            lines += ["### What changed in the work", ""]
+        lines += [f"**{md(record['nodeid'])}**: {md(parsed.summary())}", "",
+                  "| stage | op (shapes, dtypes) | count | time | share of the step |", "|---|---|---|---|---|"]
+        for row in parsed.rows[:rows]:
+            share = f"{row.share_of_step:.1f} %" if row.share_of_step is not None else "-"
+            lines.append(f"| {md(row.stage)} | {md(row.row.label)} | {row.count_base} → {row.count_head} | "
+                         f"{row.time_base_s * 1e3:.3f} → {row.time_head_s * 1e3:.3f} ms | {share} |")
+        if len(parsed.rows) > rows:
+            lines.append(f"| | … {len(parsed.rows) - rows} more in the results JSON | | | |")
+        lines.append("")
+    return lines
+
+
 def render_markdown(document: Mapping[str, Any]) -> str:
     context = build_context(document)
     counts = context["counts"]
@@ -68,6 +91,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
         lines += ["", "Re-baseline an intended change:", ""]
         lines += [f"    {item['command']}" for item in context["regressions"]]
         lines.append("")
+    lines += work_changes(document.get("records") or [])
     if context["unreliable"]:
         lines += ["### Unreliable (slow only under throttling)", "", "| test | SM clock, conditions | slow metrics | why |",
                   "|---|---|---|---|"]
