@@ -125,6 +125,13 @@ class BaselineEntry:
 class BaselineFile:
     profile: str
     entries: dict[str, BaselineEntry] = field(default_factory=dict)
+    path: Path | None = None  # where it was read from (its work-signature tables live beside it)
+
+    def work_of(self, segment: Segment | None) -> WorkSignature | None:
+        """The work-signature table a segment names, read from beside the file; None without one."""
+        if segment is None or not segment.signature or self.path is None:
+            return None
+        return read_signature(self.path, segment.signature)
 
     def pooled(self, fingerprint: Mapping[str, Any] | None = None) -> dict[str, Noise | None]:
         """Run-to-run noise per time metric, pooled over every entry's newest segment from the machine
@@ -217,13 +224,15 @@ def read_signature(path: Path, digest: str) -> WorkSignature | None:
 def read_baseline(path: Path, profile: str | None = None) -> BaselineFile:
     """The stored file, or an empty one when there is none yet."""
     if not path.exists():
-        return BaselineFile(profile or path.stem)
+        return BaselineFile(profile or path.stem, path=path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise I2VUsageError(f"baseline file {path} is not valid YAML ({first}); restore it from version control") from None
-    return BaselineFile.from_dict(data, str(path), profile)
+    baseline = BaselineFile.from_dict(data, str(path), profile)
+    baseline.path = path
+    return baseline
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pytest_i2v.outcome import NO_MACHINE_BASELINE
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.results import read_results
+from pytest_i2v.signature import WorkSignature, diff
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 # baseline match: no baseline for this machine. Not 1, which is also what a crash exits with: CI must
@@ -79,7 +80,7 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
     for nodeid in sorted(set(old.entries) | set(new.entries)):
         a, b = old.entries.get(nodeid), new.entries.get(nodeid)
         if a is None or b is None:
-            rows.append([nodeid, "added" if a is None else "removed", "-", "-", "-"])
+            rows.append([nodeid, "added" if a is None else "removed", "-", "-", "-", "-"])
             continue
         ra = a.current.runs if a.current else []
         rb = b.current.runs if b.current else []
@@ -95,8 +96,18 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
         status = ("config changed" if a.config_id != b.config_id else
                   "another machine" if other_machine else f"{len(ra)} -> {len(rb)} runs")
         rows.append([nodeid, status, f"{format_value('time_s', ta)} -> {format_value('time_s', tb)} ({delta})",
-                     f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})", "; ".join(changes) or "-"])
-    return markdown_table(["test", "entry", "median time", "peak memory", "environment change"], rows)
+                     f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})", "; ".join(changes) or "-",
+                     _work_change(old.work_of(a.current), new.work_of(b.current))])
+    return markdown_table(["test", "entry", "median time", "peak memory", "environment change", "work"], rows)
+
+
+def _work_change(base: WorkSignature | None, head: WorkSignature | None) -> str:
+    """One cell: the work's change between two signatures, with its largest row; "-" without both."""
+    if base is None or head is None:
+        return "-"
+    work = diff(base, head)
+    top = f"; {work.rows[0].row.label} {work.rows[0].count_base} -> {work.rows[0].count_head}" if work.rows else ""
+    return work.summary() + top
 
 
 def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
@@ -107,10 +118,10 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
     for record in document.get("records", []):
         entry = baseline.entries.get(record["nodeid"])
         if record.get("outcome") != "ok":
-            rows.append([record["nodeid"], record.get("outcome", "?"), "-", "-", "-"])
+            rows.append([record["nodeid"], record.get("outcome", "?"), "-", "-", "-", "-"])
             continue
         if entry is None or entry.current is None:
-            rows.append([record["nodeid"], "new", format_value("time_s", record.get("time_s")), "-", "-"])
+            rows.append([record["nodeid"], "new", format_value("time_s", record.get("time_s")), "-", "-", "-"])
             continue
         current = {"time_s": record.get("time_s"), "step_s": record["stages"].get("step_s"),
                    "decode_s": record["stages"].get("decode_s"), **record.get("peak_memory", {})}
@@ -128,11 +139,13 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
         memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
         shown = (f"new ({NO_MACHINE_BASELINE})" if verdict.machine_changes else
                  f"unreliable ({verdict.unreliable})" if verdict.unreliable else verdict.verdict)
+        head = WorkSignature.from_dict(record["signature"]) if record.get("signature") else None
         rows.append([record["nodeid"], shown,
                      f"{format_value('time_s', time_m.current)} ({time_m.delta_pct:+.1f} %)" if time_m and time_m.delta_pct is not None else "-",
                      f"{format_value(memory_m.metric, memory_m.current)} ({memory_m.delta_pct:+.1f} %)" if memory_m and memory_m.delta_pct is not None else "-",
-                     "; ".join(changes) or "-"])
-    return markdown_table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change"], rows)
+                     "; ".join(changes) or "-", _work_change(baseline.work_of(segment), head)])
+    return markdown_table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change", "work"],
+                          rows)
 
 
 def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tuple[bool, str]:

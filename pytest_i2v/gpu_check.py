@@ -13,6 +13,7 @@ and judges them with the pure functions below (no pytest or torch import at modu
     (c) per-step times sum to the loop's own timing         (g) model_cpu_offload lowers the allocated peak
     (d) 512p after 1024p == 512p in a fresh process     (h) (a)-(c) on a second GPU
                                                         (i) NVML read the clocks under every repeat
+    (j) the work signature is the same in a fresh process, and its timed rows account for the step
 
 ``--dry-run`` runs the same code on the CPU: the tiny model on simulated GPUs
 (``pytest_i2v.simulated_plugin``), at the cpu profile's sizes. Its memory checks are judged as on a
@@ -92,6 +93,9 @@ OFFLOAD_OPTION = "model_cpu_offload"  # what check (g) measures
 class Tolerances:
     timing_pct: float | None = 2.0  # stage sums (b, c): exact per repeat, so judged on the CPU too
     fast_pct: float | None = 2.0  # (f) None: shown, not judged (two runs on a shared CPU differ by more)
+    # (j) the step's kernels (on a GPU) against its span; None: shown, not judged (the dry run's tiny model
+    # spends most of a step in Python between short ops)
+    attribution_pct: float | None = 5.0
     memory_pct: float = 1.0
 
 
@@ -424,6 +428,37 @@ def check_same_peak(after: Mapping[str, Any] | None, fresh: Mapping[str, Any] | 
     return CheckResult(key, title, FAIL if failed else PASS, "; ".join(parts))
 
 
+SIGNATURE_TITLE = "the work signature agrees in a fresh process and accounts for the step"
+
+
+def check_signature(main: Mapping[str, Any] | None, fresh: Mapping[str, Any] | None, attribution_pct: float | None,
+                    key: str = "j") -> CheckResult:
+    """(j) the same test's work signature in this process and in a fresh one: one digest (the gate's
+    work verdict rests on it), and the step's timed rows (kernels on a GPU) add up to the step's span
+    within ``attribution_pct`` (None: shown, not judged)."""
+    from pytest_i2v.signature import WorkSignature
+
+    for record, what in ((main, "the main run"), (fresh, "the fresh-process run")):
+        if record is None or record.get("outcome") != "ok":
+            return CheckResult(key, SIGNATURE_TITLE, FAIL, f"no measured record in {what}")
+        if not record.get("signature"):
+            return CheckResult(key, SIGNATURE_TITLE, NOT_APPLICABLE, "no work signature (--i2v-signature off)")
+    assert main is not None and fresh is not None
+    a, b = WorkSignature.from_dict(main["signature"]), WorkSignature.from_dict(fresh["signature"])
+    same = a.digest == b.digest
+    step = a.stages.get("step")
+    share = step.timed(a.device_kind) / step.span_s if step is not None and step.span_s > 0 else None
+    parts = [f"digest {a.digest} vs fresh {b.digest} ({'equal' if same else 'DIFFERENT'})"]
+    if a.noise:
+        parts.append("noise named: " + "; ".join(a.noise))
+    attributed_ok = True
+    if share is not None:
+        judged = attribution_pct is not None
+        attributed_ok = not judged or abs(share - 1.0) * 100.0 <= (attribution_pct or 0.0)
+        parts.append(f"the step's timed rows are {share:.1%} of its span" + ("" if judged else " (shown, not judged)"))
+    return CheckResult(key, SIGNATURE_TITLE, PASS if same and attributed_ok else FAIL, "; ".join(parts))
+
+
 def check_oom_recovery(oom: Mapping[str, Any] | None, following: Mapping[str, Any] | None,
                        largest: str = "1024p", smallest: str = "256p", key: str = "e") -> CheckResult:
     """(e) a generation that cannot fit (memory fraction) is recorded as an OOM, and the next test passes."""
@@ -538,7 +573,7 @@ def check_conditions(records: Sequence[Mapping[str, Any]], run_problem: str | No
 
 def evaluate(plan: CheckPlan, main: RunResult, fresh: RunResult | None, oom: RunResult,
              second: RunResult | None) -> list[CheckResult]:
-    """All nine checks over the runs' results, in order (``fresh`` is None for a fixed-size pipeline:
+    """All ten checks over the runs' results, in order (``fresh`` is None for a fixed-size pipeline:
     check (d) is not applicable and its run was not made)."""
     tol = plan.tolerances
     records = list((main.document or {}).get("records", []))
@@ -587,6 +622,12 @@ def evaluate(plan: CheckPlan, main: RunResult, fresh: RunResult | None, oom: Run
     checks.append(check_second_gpu(plan.other_device, second.problem if second else None, second_records,
                                    device_total_bytes(second.document) if second else None, tol))
     checks.append(check_conditions(records, main.problem))
+    if main.problem or fresh is None or fresh.problem:
+        why = main.problem or (fresh.problem if fresh else "no fresh-process run (one size only)")
+        checks.append(CheckResult("j", SIGNATURE_TITLE, FAIL if main.problem or fresh else NOT_APPLICABLE, str(why)))
+    else:
+        checks.append(check_signature(main.record(sweep_id(plan.middle)), fresh.record(sweep_id(plan.middle)),
+                                      tol.attribution_pct))
     return checks
 
 
@@ -740,7 +781,7 @@ def plan_for(info: PipelineInfo, *, dry_run: bool, device: str, other_device: st
         return CheckPlan(dry_run=True, device=device, other_device=other_device, model=model, dtype="fp32",
                          sizes=sizes, frames=frames, steps=3, guidance=guidance, fast_steps=2, repeats=2, warmup=0,
                          offload_steps=3, oom_headroom_bytes=headroom, timeout_s=300.0,
-                         tolerances=Tolerances(fast_pct=None), simulated_gpus=simulated_gpus, pipeline=info.name,
+                         tolerances=Tolerances(fast_pct=None, attribution_pct=None), simulated_gpus=simulated_gpus, pipeline=info.name,
                          offload_supported=OFFLOAD_OPTION in info.memory_options, fixed_size=fixed,
                          size_divisor=DRY_RUN_SIZE_DIVISOR if fixed else 1)
     if info.name == DEFAULT_PIPELINE:

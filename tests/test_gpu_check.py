@@ -33,6 +33,7 @@ from pytest_i2v.gpu_check import (
     check_oom_recovery,
     check_same_peak,
     check_second_gpu,
+    check_signature,
     check_step_sum,
     evaluate,
     make_plan,
@@ -41,6 +42,7 @@ from pytest_i2v.gpu_check import (
     run_selections,
 )
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo
+from pytest_i2v.signature import StageWork, WorkRow, WorkSignature
 
 GiB = 2**30
 CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-i])\) ")
@@ -206,21 +208,42 @@ def run(name: str, records: list[dict[str, Any]] | None, returncode: int | None 
                      log="ERROR: something broke")
 
 
+def work(kernel_s: float = 0.097, span_s: float = 0.1, name: str = "gemm") -> dict[str, Any]:
+    """A work signature whose step is one kernel of ``kernel_s`` in a step of ``span_s``."""
+    step = StageWork((WorkRow("kernel", name, count=1, time_s=kernel_s, samples_s=(kernel_s,) * 3),), span_s, (span_s,) * 3)
+    return WorkSignature({"step": step}, "cuda", profiled_steps=3).to_dict()
+
+
 def good_runs() -> tuple[RunResult, RunResult, RunResult]:
     main_records = [record("test_sweep[256p]", mode="fast", time_s=20.0), record("test_full_smallest", time_s=20.1),
-                    record("test_sweep[512p]", mode="fast", time_s=40.0, roofline={"efficiency": 0.41}),
+                    record("test_sweep[512p]", mode="fast", time_s=40.0, roofline={"efficiency": 0.41}, signature=work()),
                     record("test_sweep[768p]", mode="fast"), record("test_sweep[1024p]", mode="fast", allocated=20.0,
                                                                     reserved=21.0, nvml=22.0),
                     record("test_after_largest", mode="fast"), record("test_offload", allocated=6.0, reserved=7.0, nvml=8.0)]
     oom = [record("test_oom_largest", outcome="oom", oom={"stage": "denoise", "step": 1}), record("test_after_oom")]
-    return run("main", main_records), run("fresh", [record("test_sweep[512p]", mode="fast")]), run("oom", oom, 1)
+    fresh = [record("test_sweep[512p]", mode="fast", signature=work(kernel_s=0.098))]  # other times, the same work
+    return run("main", main_records), run("fresh", fresh), run("oom", oom, 1)
 
 
-def test_evaluate_gives_nine_checks_in_order() -> None:
+def test_evaluate_gives_ten_checks_in_order() -> None:
     main_run, fresh, oom = good_runs()
     checks = evaluate(plan(), main_run, fresh, oom, None)
-    assert [c.key for c in checks] == list("abcdefghi")
-    assert [c.status for c in checks] == [PASS] * 7 + [NOT_APPLICABLE, PASS]
+    assert [c.key for c in checks] == list("abcdefghij")
+    assert [c.status for c in checks] == [PASS] * 7 + [NOT_APPLICABLE, PASS, PASS]
+
+
+# -- (j) --------------------------------------------------------------------------------------
+def test_the_signature_check_needs_one_digest_and_a_step_its_rows_account_for() -> None:
+    main, fresh = record(signature=work()), record(signature=work(kernel_s=0.096))
+    passed = check_signature(main, fresh, 5.0)
+    assert passed.status == PASS and "(equal)" in passed.detail and "97.0% of its span" in passed.detail
+    other = check_signature(main, record(signature=work(name="gemm_fallback")), 5.0)
+    assert other.status == FAIL and "(DIFFERENT)" in other.detail  # another kernel in a fresh process
+    gappy = check_signature(record(signature=work(kernel_s=0.08)), fresh, 5.0)
+    assert gappy.status == FAIL and "80.0% of its span" in gappy.detail
+    assert check_signature(record(signature=work(kernel_s=0.08)), fresh, None).status == PASS  # the dry run: shown
+    assert check_signature(record(), fresh, 5.0).status == NOT_APPLICABLE
+    assert check_signature(None, fresh, 5.0).status == FAIL
 
 
 # -- (i) --------------------------------------------------------------------------------------
@@ -252,7 +275,7 @@ def test_evaluate_fails_the_checks_of_a_run_without_results() -> None:
     _, fresh, oom = good_runs()
     checks = evaluate(plan(), run("main", None, returncode=2), fresh, oom, None)
     failed = {c.key for c in checks if c.status == FAIL}
-    assert failed == {"a", "b", "c", "d", "f", "g", "i"}
+    assert failed == {"a", "b", "c", "d", "f", "g", "i", "j"}
     assert "the main run exited 2 without a results file" in checks[0].detail and "something broke" in checks[0].detail
 
 
@@ -264,7 +287,7 @@ def test_summary_has_the_environment_the_generations_and_the_checks() -> None:
     assert "| 512p | 512x512, 16 frames, 50 steps | ok | 40.00 s (predicted) |" in text and "| 41 % |" in text
     assert "fast mode: 5 of 50 denoising steps measured" in text
     assert "- N/A (h) (a)-(c) on a second GPU: one GPU" in text
-    assert text.rstrip().endswith("gpu-check passed: 8 passed, 0 failed, 1 not applicable (fast mode, 5 of 50 steps measured)")
+    assert text.rstrip().endswith("gpu-check passed: 9 passed, 0 failed, 1 not applicable (fast mode, 5 of 50 steps measured)")
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -323,13 +346,14 @@ def test_dry_run_passes(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     lines = [line for line in completed.stdout.splitlines() if CHECK_LINE.match(line)]
-    assert [CHECK_LINE.match(line).group(2) for line in lines] == list("abcdefghi"), completed.stdout  # type: ignore[union-attr]
+    assert [CHECK_LINE.match(line).group(2) for line in lines] == list("abcdefghij"), completed.stdout  # type: ignore[union-attr]
     statuses = {CHECK_LINE.match(line).group(2): CHECK_LINE.match(line).group(1) for line in lines}  # type: ignore[union-attr]
     # The simulated memory is judged as on a GPU, and so are the stage sums (exact per repeat);
     # fast mode against a full run is shown, not judged (two runs on a shared CPU differ by more).
-    assert all(statuses[k] == PASS for k in "abcdeghi"), completed.stdout
+    # The work signature (j): one digest in the fresh process, on the simulated card's kernel records.
+    assert all(statuses[k] == PASS for k in "abcdeghij"), completed.stdout
     assert statuses["f"] == NOT_APPLICABLE, completed.stdout
-    assert completed.stdout.strip().splitlines()[-1].startswith("gpu-check passed: 8 passed, 0 failed, 1 not applicable")
+    assert completed.stdout.strip().splitlines()[-1].startswith("gpu-check passed: 9 passed, 0 failed, 1 not applicable")
     for name in ("results.json", "report.html", "gpu-check.md"):
         assert (out / name).is_file(), name
     assert len(list(out.iterdir())) <= 8
@@ -418,7 +442,7 @@ def test_offload_is_neither_run_nor_judged_for_a_pipeline_without_model_cpu_offl
     main_run = run("main", records)
     no_offload = replace(plan(), pipeline="svd", offload_supported=False)
     checks = evaluate(no_offload, main_run, fresh, oom, None)
-    assert [c.status for c in checks] == [PASS] * 6 + [NOT_APPLICABLE] * 2 + [PASS]
+    assert [c.status for c in checks] == [PASS] * 6 + [NOT_APPLICABLE] * 2 + [PASS] * 2
     assert checks[6].line == ("N/A (g) model_cpu_offload lowers the 512p allocated peak: "
                               "not applicable to svd (it does not support model_cpu_offload)")
     # Not a failure even when the main run has no results: nothing was run for it.
@@ -426,7 +450,7 @@ def test_offload_is_neither_run_nor_judged_for_a_pipeline_without_model_cpu_offl
     assert broken[6].status == NOT_APPLICABLE
     summary = render_summary(no_offload, main_run, checks, [main_run, fresh, oom])
     assert summary.startswith("# pytest-i2v gpu-check: svd\n") and "Pipeline svd, model `random` (fp16)" in summary
-    assert summary.rstrip().endswith("gpu-check passed: 7 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
+    assert summary.rstrip().endswith("gpu-check passed: 8 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
 
 
 @pytest.mark.parametrize("argv", [["gpu-check", "--dry-run", "--pipeline", "sdxl"], ["gpu-check", "--pipeline", "sdxl"]])
@@ -529,8 +553,9 @@ def test_a_fixed_size_pipeline_reports_d_not_applicable_and_judges_the_other_che
     checked = gpu_plan(PIPELINES[FIXED])
     main_run, oom = fixed_size_runs()
     checks = evaluate(checked, main_run, None, oom, None)
-    assert [c.key for c in checks] == list("abcdefghi")
-    assert [c.status for c in checks] == [PASS] * 3 + [NOT_APPLICABLE] + [PASS] * 3 + [NOT_APPLICABLE, PASS]
+    assert [c.key for c in checks] == list("abcdefghij")
+    # (j) needs the fresh-process run that a one-size pipeline does not make
+    assert [c.status for c in checks] == [PASS] * 3 + [NOT_APPLICABLE] + [PASS] * 3 + [NOT_APPLICABLE, PASS, NOT_APPLICABLE]
     assert checks[3].line == ("N/A (d) a smaller size after the largest reports the fresh-process peak: not applicable: "
                               "cogvideox-i2v generates at one size only (720x480), no smaller size to measure after it")
     assert "720x480 OOM" in checks[4].detail and "720x480" in checks[6].title
@@ -539,7 +564,7 @@ def test_a_fixed_size_pipeline_reports_d_not_applicable_and_judges_the_other_che
     assert broken[3].status == NOT_APPLICABLE and broken[0].status == FAIL
     summary = render_summary(checked, main_run, checks, [main_run, oom])
     assert "- N/A (d) a smaller size after the largest" in summary
-    assert summary.rstrip().endswith("gpu-check passed: 7 passed, 0 failed, 2 not applicable (fast mode, 5 of 50 steps measured)")
+    assert summary.rstrip().endswith("gpu-check passed: 7 passed, 0 failed, 3 not applicable (fast mode, 5 of 50 steps measured)")
 
 
 def test_without_its_fresh_run_a_ladder_pipeline_fails_d() -> None:

@@ -219,7 +219,7 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
     assert tables == sorted({f"{s['signature']}.json.gz" for s in segments})  # one table per digest, beside the YAML
 
     monkeypatch.setenv("ADD_OP", "test_b")
-    result = i2v_project.runpytest(*args, "--i2v-markdown", "r.md")
+    result = i2v_project.runpytest(*args, "--i2v-markdown", "r.md", "--i2v-report", "r.html")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*i2v work: work changed: +* % of the step est.*",
                                  "FAILED test_work.py::test_b - i2v work: work changed*"])
@@ -231,6 +231,13 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
     compared = subprocess.run([sys.executable, "-m", "pytest_i2v", "compare", "base.json", "r.json"], cwd=i2v_project.path,
                               capture_output=True, text=True, check=True).stdout
     assert "### What changed in the work" in compared and "aten::mm" in compared.split("What changed", 1)[1]
+    gate_view = subprocess.run([sys.executable, "-m", "pytest_i2v", "baseline", "diff", "bl/cpu.yaml", "r.json"],
+                               cwd=i2v_project.path, capture_output=True, text=True, check=True).stdout
+    row_b = next(line for line in gate_view.splitlines() if "test_b" in line)
+    assert "work changed: +" in row_b and "aten::mm" in row_b and "0 -> 1" in row_b
+    assert "work identical" in next(line for line in gate_view.splitlines() if "test_a" in line)
+    html = (i2v_project.path / "r.html").read_text()
+    assert '<section id="work">' in html and "<code>aten::mm ([[768,768],[768,768]], float,float)</code>" in html
     markdown = (i2v_project.path / "r.md").read_text()  # the pull request's comment carries the table
     section = markdown.split("### What changed in the work", 1)[1].split("\n### ", 1)[0]
     assert "test\\_work.py::test\\_b" in section and "test\\_a" not in section

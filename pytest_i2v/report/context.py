@@ -13,6 +13,7 @@ from pytest_i2v.memory_options import no_effect_reasons
 from pytest_i2v.outcome import SEVERITY
 from pytest_i2v.peak import record_peak
 from pytest_i2v.report.grouping import group_by_pipeline, pipeline_of, pipeline_order
+from pytest_i2v.signature import WorkDiff
 
 OUTCOME_ORDER = (*SEVERITY, "skipped")
 
@@ -146,6 +147,9 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
         "changed_keys": changed_keys,
         "regressions": regressions,
         "unreliable": unreliable,
+        # Tests whose work signature changed since the baseline: the estimate and the changed rows.
+        "work_changes": [{"nodeid": r["nodeid"], "work": WorkDiff.from_dict(r["work"])} for r in records
+                         if r.get("work") and not r["work"].get("identical")],
         # The clock column only where some record has a GPU's conditions: a CPU-only report stays as it was.
         "show_clock": any(r.get("conditions") for r in records),
         "skipped": skipped,
