@@ -109,9 +109,8 @@ def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10)
     lines = [f"i2v work: {parsed.summary()} (minimum effect {min_effect_pct:.0f} %; the rows below changed, the rest "
              f"of the work is identical)"]
     for row in parsed.rows[:rows]:
-        share = f", {row.share_of_step:.1f} % of the step" if row.share_of_step is not None else ""
-        lines.append(f"  {row.stage}: {row.row.label}: count {row.count_base} -> {row.count_head}, time "
-                     f"{row.time_base_s * 1e3:.3f} -> {row.time_head_s * 1e3:.3f} ms{share}")
+        stage, label, count, time, share = row.cells()
+        lines.append(f"  {stage}: {label}: count {count}, time {time}" + (f", {share}" if share != "-" else ""))
     if len(parsed.rows) > rows:
         lines.append(f"  ... and {len(parsed.rows) - rows} more row(s) in the results JSON (records[].work)")
     return "\n".join(lines)

@@ -61,25 +61,22 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
     if machine_changes:
         # Checked before the verdict: another machine's numbers never make a regression or an env change.
         return Outcome("passed", False, f"{NO_MACHINE_BASELINE}: {'; '.join(machine_changes)}")
-    if work == "regressed":
-        if mode == "report":
-            return Outcome("not-enforced", False, f"would have regressed: {work_summary}; the {profile} profile reports only",
-                           would_have="regressed")
-        return Outcome("regressed", True, f"the work regressed: {work_summary}")
     if work == "improved":
         return Outcome("improved", False, f"the work improved: {work_summary}; re-baseline to keep the gain")
     if work == "changed":
         return Outcome("passed", False, f"{work_summary}, within the minimum effect")
     again = " (confirmed by re-measuring)" if confirmed else ""
-    if verdict == "regressed" and unreliable:
+    if verdict == "regressed" and unreliable and work != "regressed":
         # Not the PR's fault, so it does not fail; not a pass either: the headline counts it. Report
         # mode says the same, since enforcing would not have failed it either.
         return Outcome("unreliable", False, f"{unreliable}: {STABLE_GPU_ADVICE}")
-    if verdict == "regressed":
+    if work == "regressed" or verdict == "regressed":
+        detail = f": {work_summary}" if work == "regressed" else ""
         if mode == "report":
-            return Outcome("not-enforced", False, f"would have regressed; the {profile} profile reports only",
+            return Outcome("not-enforced", False, f"would have regressed{detail}; the {profile} profile reports only",
                            would_have="regressed")
-        return Outcome("regressed", True, f"slower or hungrier than the baseline{again}")
+        return Outcome("regressed", True, f"the work regressed{detail}" if detail else
+                       f"slower or hungrier than the baseline{again}")
     if verdict == "env-changed":
         if env_policy == "fail" and mode == "report":
             return Outcome("not-enforced", False, f"the environment changed; the {profile} profile reports only",

@@ -152,6 +152,13 @@ class ChangedRow:
     def effect_s(self) -> float:
         return self.time_head_s - self.time_base_s
 
+    def cells(self, arrow: str = "->") -> tuple[str, str, str, str, str]:
+        """Stage, op (shapes, dtypes), count base -> head, time base -> head, share of the step: what every
+        "what changed" table shows."""
+        share = f"{self.share_of_step:.1f} % of the step" if self.share_of_step is not None else "-"
+        return (self.stage, self.row.label, f"{self.count_base} {arrow} {self.count_head}",
+                f"{self.time_base_s * 1e3:.3f} {arrow} {self.time_head_s * 1e3:.3f} ms", share)
+
     def to_dict(self) -> dict[str, Any]:
         row = self.row
         return {"stage": self.stage, "kind": row.kind, "op": row.name, "shapes": row.shapes, "dtypes": row.dtypes,

@@ -55,10 +55,7 @@ def work_changes(records: Sequence[Mapping[str, Any]], rows: int = 8) -> list[st
             lines += ["### What changed in the work", ""]
         lines += [f"**{md(record['nodeid'])}**: {md(parsed.summary())}", "",
                   "| stage | op (shapes, dtypes) | count | time | share of the step |", "|---|---|---|---|---|"]
-        for row in parsed.rows[:rows]:
-            share = f"{row.share_of_step:.1f} %" if row.share_of_step is not None else "-"
-            lines.append(f"| {md(row.stage)} | {md(row.row.label)} | {row.count_base} → {row.count_head} | "
-                         f"{row.time_base_s * 1e3:.3f} → {row.time_head_s * 1e3:.3f} ms | {share} |")
+        lines += ["| " + " | ".join(md(cell) for cell in row.cells("→")) + " |" for row in parsed.rows[:rows]]
         if len(parsed.rows) > rows:
             lines.append(f"| | … {len(parsed.rows) - rows} more in the results JSON | | | |")
         lines.append("")
