@@ -16,6 +16,7 @@ import yaml
 
 from pytest_i2v.measure.trace import trace_events
 from pytest_i2v.signature import KERNEL, OP, SYNC, StageWork, WorkRow, WorkSignature, diff, work_verdict
+from tests.test_outcomes import CPU_PROFILE
 
 
 def _step(*rows: WorkRow, span: float = 0.1) -> StageWork:
@@ -190,15 +191,9 @@ def test_b(i2v_run):
 """
 # Enforced, with a 5 % minimum effect; the time runs on the virtual clock and the memory bar (host RSS, which
 # grows over in-process runs) is wide, so only the work can move.
-WORK_PROFILE = """
-name: cpu
-memory_gb: 24
-device: cpu
-model: tiny
-dtype: fp32
-scaling: {size_divisor: 8, steps_divisor: 5}
-gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048}
-"""
+WORK_PROFILE = CPU_PROFILE.replace(
+    "gate: {min_effect: 1.0, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 96, confirm: 0}",
+    "gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048}")
 
 
 def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
