@@ -45,7 +45,7 @@ from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo
 from pytest_i2v.signature import StageWork, WorkRow, WorkSignature
 
 GiB = 2**30
-CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-i])\) ")
+CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-j])\) ")
 
 
 def record(name: str = "test_sweep[512p]", *, outcome: str = "ok", allocated: float = 10.0, reserved: float = 11.0,
