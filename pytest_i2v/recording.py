@@ -39,8 +39,10 @@ class Recorder:
     def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
                 progress: ProgressCallback | None = None, repeats: int | None = None,
                 warmup: int | None = None, study_spec: GenerationSpec | None = None,
-                budget: Budget | None = None, drive: RoundsDriver | None = None) -> GenerationRecord:
-        """``drive``: what runs the rounds (pytest-benchmark's, see ``benchmark_bridge``), else the plugin's loop."""
+                budget: Budget | None = None, drive: RoundsDriver | None = None,
+                signature: dict[str, Any] | None = None) -> GenerationRecord:
+        """``drive``: what runs the rounds (pytest-benchmark's, see ``benchmark_bridge``), else the plugin's loop;
+        ``signature``: the work this call already profiled (the gate's re-measurement: the work is the same)."""
         settings = self._settings
         runner = GenerationRunner(loaded.pipe, self._device, progress)
         fast = settings.fast or spec.fast
@@ -72,9 +74,9 @@ class Recorder:
             self._pipelines.evict(loaded.key)
             notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
-        profile_work_too = settings.signature if settings.signature is not None else self._plan.profile.signature
-        if profile_work_too and measurement.outcome == "ok":
-            record = replace(record, signature=self._signature(loaded, spec, image).to_dict())
+        signature_on = settings.signature if settings.signature is not None else self._plan.profile.signature
+        if signature_on and measurement.outcome == "ok":
+            record = replace(record, signature=signature or self._signature(loaded, spec, image).to_dict())
         notes += no_effect_notes(spec.pipeline, spec.memory)
         precision, allow_tf32 = matmul_precision_state()
         peak, peak_kind = roofline_peak(self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32)

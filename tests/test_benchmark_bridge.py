@@ -20,8 +20,6 @@ from tests.test_outcomes import CONFTEST as KINDS_CONFTEST
 from tests.test_outcomes import CPU_PROFILE as KINDS_PROFILE
 from tests.test_outcomes import TESTS as KINDS_TESTS
 
-pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is a dependency of pytest-i2v")
-
 SUITE = """
 import pytest
 

@@ -13,7 +13,9 @@ ops it computes on the CPU, and its stand-in ``torch.cuda.synchronize`` shows in
 
 from __future__ import annotations
 
+import bisect
 import statistics
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,7 +24,7 @@ from typing import Any
 from pytest_i2v.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.trace import TraceEvent, trace_events
-from pytest_i2v.signature import KERNEL, MALLOC, MEMCPY, OP, SYNC, StageWork, WorkRow, WorkSignature
+from pytest_i2v.signature import KERNEL, MALLOC, MEMCPY, OP, SYNC, StageWork, WorkRow, WorkSignature, digest_of
 
 PROFILED_STEPS = 5  # three middle steps: the samples of the step's time
 MARK = "i2v::mark#"
@@ -34,22 +36,23 @@ CUDNN_AUTOTUNER = ("cuDNN's autotuner (torch.backends.cudnn.benchmark = True) ma
 
 
 class AnnotationClock:
-    """A ``Clock`` whose marks are zero-length profiler annotations, read back from the trace."""
+    """A ``Clock`` whose marks are zero-length profiler annotations, found again in the trace by name;
+    each mark also keeps its host time, so ``seconds_between`` works as on the CPU."""
 
     def __init__(self) -> None:
         self.count = 0
 
-    def mark(self) -> str:
+    def mark(self) -> tuple[str, float]:
         from torch.profiler import record_function
 
         self.count += 1
         name = f"{MARK}{self.count}"
         with record_function(name):
             pass
-        return name
+        return name, time.perf_counter()
 
-    def seconds_between(self, start: Any, end: Any) -> float:
-        raise NotImplementedError("the profiled generation's marks are read from the trace")
+    def seconds_between(self, start: tuple[str, float], end: tuple[str, float]) -> float:
+        return end[1] - start[1]
 
 
 def profile_work(pipe: Any, spec: GenerationSpec, image: Any, device: Device, steps: int = PROFILED_STEPS) -> WorkSignature:
@@ -77,7 +80,8 @@ def profile_work(pipe: Any, spec: GenerationSpec, image: Any, device: Device, st
     events = trace_events(prof.profiler.kineto_results.events(), keep=_kept)
     if device.is_cuda:
         events = [replace(e, kernels=tuple(device.kernels_of(e))) if _kind(e) == OP else e for e in events]
-    return build_signature(events, recorder.intervals(), "cuda" if device.is_cuda else "cpu",
+    intervals = [(stage, start[0], end[0]) for stage, start, end in recorder.intervals()]  # the marks' names
+    return build_signature(events, intervals, "cuda" if device.is_cuda else "cpu",
                            noise=(CUDNN_AUTOTUNER,) if autotuner else ())
 
 
@@ -131,8 +135,6 @@ def build_signature(events: Sequence[TraceEvent], intervals: Sequence[tuple[str,
         stages["step"] = _step_work([found[i] for i in middle], [spans[i][2] - spans[i][1] for i in middle])
     signature = WorkSignature(stages, device_kind, len(middle), noise)
     if noise:  # kernels may differ between processes: the digest leaves them out
-        from pytest_i2v.signature import digest_of
-
         kept = {name: replace(work, rows=tuple(r for r in work.rows if r.kind != KERNEL)) for name, work in stages.items()}
         signature = replace(signature, digest=digest_of(kept))
     return signature
@@ -146,8 +148,6 @@ def _add(rows: dict[tuple[str, str, str, str], list[float]], key: tuple[str, str
 
 
 def _interval_of(start: float, spans: Sequence[tuple[str, float, float]], starts: Sequence[float]) -> int | None:
-    import bisect
-
     index = bisect.bisect_right(starts, start) - 1
     if index < 0 or start >= spans[index][2]:
         return None
