@@ -68,7 +68,7 @@ def request_benchmark(items: list[pytest.Item]) -> None:
 
 class BenchmarkRounds:
     """One test's benchmark. ``pedantic`` runs once per test: it runs the first measurement's rounds;
-    a re-measurement by the gate uses the plugin's loop and is counted in ``extra_info``."""
+    a re-measurement by the gate uses the plugin's loop, or a fresh process, and is counted in ``extra_info``."""
 
     def __init__(self, fixture: BenchmarkFixture):
         self.fixture = fixture
@@ -98,4 +98,4 @@ class BenchmarkRounds:
 
     def describe(self, record: Mapping[str, Any]) -> None:
         """Fill ``extra_info`` from the decided record, in place: pytest-benchmark holds this dict."""
-        self.fixture.extra_info.update(extra_info(record, gate_measurements=self.measurements))
+        self.fixture.extra_info.update(extra_info(record))

@@ -17,7 +17,7 @@ def benchmark_group(config: Mapping[str, Any]) -> str:
     return f"{config.get('pipeline')} {label}" + (f" ({size})" if label != size else "")
 
 
-def extra_info(record: Mapping[str, Any], gate_measurements: int = 1) -> dict[str, Any]:
+def extra_info(record: Mapping[str, Any]) -> dict[str, Any]:
     """The generation, its stages, memory in bytes, the outcome and the machine: seconds and bytes,
     None where not measured. ``gate_measurements`` > 1: the gate re-measured; the benchmark's rounds
     are the first measurement's, these figures the last one's (the record's)."""
@@ -58,7 +58,7 @@ def extra_info(record: Mapping[str, Any], gate_measurements: int = 1) -> dict[st
         "outcome": decision.get("kind", record.get("outcome")),
         "outcome_reason": decision.get("reason"),
         "verdict": (record.get("verdict") or {}).get("verdict"),
-        "gate_measurements": gate_measurements,
+        "gate_measurements": int(record.get("measurements") or 1),
         "machine": {key: fingerprint[key] for key in (*FINGERPRINT_KEYS, *CPU_MACHINE_KEYS)
                     if fingerprint.get(key) is not None},
     }

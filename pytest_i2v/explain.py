@@ -111,6 +111,6 @@ def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10)
     for row in parsed.rows[:rows]:
         stage, label, count, time, share = row.cells()
         lines.append(f"  {stage}: {label}: count {count}, time {time}" + (f", {share}" if share != "-" else ""))
-    if len(parsed.rows) > rows:
-        lines.append(f"  ... and {len(parsed.rows) - rows} more row(s) in the results JSON (records[].work)")
+    if parsed.count > rows:
+        lines.append(f"  ... and {parsed.count - rows} more row(s) (the results JSON keeps the largest, records[].work)")
     return "\n".join(lines)

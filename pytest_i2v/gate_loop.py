@@ -21,13 +21,14 @@ from pytest_i2v.baseline_store import (
 )
 from pytest_i2v.explain import excuse_throttling, verdict_section, work_section
 from pytest_i2v.fingerprint import MACHINE_KEYS, machine_changes, software_changes
+from pytest_i2v.fresh_process import FreshProcessFailed
 from pytest_i2v.gate import GateSettings, Noise, RegressionVerdict, judge
 from pytest_i2v.marks import Budget
 from pytest_i2v.outcome import GateMode, Outcome, decide
 from pytest_i2v.plan import RunPlan
 from pytest_i2v.results import GenerationRecord
 from pytest_i2v.settings import Settings
-from pytest_i2v.signature import WorkDiff, WorkSignature, diff, work_verdict
+from pytest_i2v.signature import WorkDiff, WorkSignature, diff, locate_excess, work_verdict
 from pytest_i2v.study import budget_failures, fits_profile
 
 
@@ -56,21 +57,35 @@ class GateLoop:
         self.updates: list[UpdateSummary] = []
 
     # -- one test ---------------------------------------------------------------------------
-    def run(self, measure: Callable[[], GenerationRecord], seen: set[str]) -> GenerationRecord:
-        """Measure, judge, re-measure a flagged run (a one-off stall should not block a PR), decide."""
+    def run(self, measure: Callable[[], GenerationRecord], seen: set[str],
+            fresh: Callable[[str, str | None], GenerationRecord] | None = None) -> GenerationRecord:
+        """Measure, judge, re-measure a flagged run (a one-off stall should not block a PR), decide.
+        ``fresh(nodeid, config_id)``: the same test measured in a new process (``--i2v-confirm-in fresh``),
+        the only re-measurement that can reject a slow process; ``measure`` again when there is none or it fails."""
         record = self.judged(measure(), seen)
         confirmed: bool | None = None
         for attempt in range(self.gate.confirm):
             if not self._flagged(record):
                 break
             first = record
-            record = self.judged(measure(), seen)
+            again, where = self._remeasure(first, measure, fresh)
+            # The work was profiled once, in the first process: the re-measurement is timed only.
+            record = replace(self.judged(again, seen), signature=first.signature, work=first.work)
             confirmed = self._flagged(record)
             verdict = (first.verdict or {}).get("verdict")
-            record = replace(record, notes=[*record.notes, (
-                f"re-measured ({attempt + 1}/{self.gate.confirm}) after a {verdict} verdict with median "
+            record = replace(record, measurements=attempt + 2, notes=[*record.notes, (
+                f"re-measured ({attempt + 1}/{self.gate.confirm}, {where}) after a {verdict} verdict with median "
                 f"{first.time_s:.4g} s: {'confirmed' if confirmed else 'not confirmed'}")])
         return self.decided(record, confirmed)
+
+    def _remeasure(self, first: GenerationRecord, measure: Callable[[], GenerationRecord],
+                   fresh: Callable[[str, str | None], GenerationRecord] | None) -> tuple[GenerationRecord, str]:
+        if fresh is None or self._settings.confirm_in != "fresh" or self._settings.remeasure_into is not None:
+            return measure(), "in this process"
+        try:
+            return fresh(first.nodeid, first.config_id), "in a fresh process"
+        except FreshProcessFailed as exc:
+            return measure(), f"in this process, since the fresh one failed ({exc})"
 
     def judged(self, record: GenerationRecord, seen: set[str]) -> GenerationRecord:
         verdict = excuse_throttling(self.judge(record, seen), record.to_dict())
@@ -83,7 +98,7 @@ class GateLoop:
                          self.gate.env_policy, self.mode, self._plan.profile.name, confirmed,
                          machine_changes=tuple(verdict.get("machine_changes") or ()),
                          unreliable=verdict.get("unreliable"), work=work.get("verdict"),
-                         work_summary=WorkDiff.from_dict(work).summary() if work else "")
+                         work_summary=work_line(work))
         return replace(record, decision=outcome.to_dict())
 
     def _work(self, record: GenerationRecord) -> dict[str, Any] | None:
@@ -101,8 +116,10 @@ class GateLoop:
         base = read_signature(self.baseline_path, segment.signature)
         if base is None:
             return None
-        work = diff(base, WorkSignature.from_dict(record.signature))
-        return {**work.to_dict(), "verdict": work_verdict(work, self.gate.min_effect * 100.0)}
+        head = WorkSignature.from_dict(record.signature)
+        work = diff(base, head)
+        located = {"excess": locate_excess(base, head)} if work.identical else {}
+        return {**work.to_dict(), "verdict": work_verdict(work, self.gate.min_effect * 100.0), **located}
 
     def _flagged(self, record: GenerationRecord) -> bool:
         """Whether the gate would fail this record, before budgets and modes (what re-measuring is for).
@@ -204,6 +221,15 @@ class GateLoop:
         summary = update_baseline(self.baseline_path, self._plan.profile.name, runs, mode=self._settings.update_baselines)
         self.updates.append(summary)
         return summary
+
+
+def work_line(work: Mapping[str, Any]) -> str:
+    """The work's one line for the decision: the changed work's estimate, or, for identical work, where
+    the time went (``signature.locate_excess``)."""
+    if not work:
+        return ""
+    line = WorkDiff.from_dict(work).summary()
+    return f"{line}; the excess {work['excess']}" if work.get("excess") else line
 
 
 def git_commit(root: Path) -> str | None:

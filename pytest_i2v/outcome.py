@@ -50,7 +50,8 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
     ``unreliable``: why a "regressed" verdict is only the throttled repeats being slow
     (``gate.throttling_excuse``; None: it is not); ``work``: what the work signature says against the
     baseline (``signature.work_verdict``: "regressed"/"improved" beyond the minimum effect, "changed"
-    within it, "identical"; None: not compared), ``work_summary`` its one line. Changed work decides
+    within it, "identical"; None: not compared), ``work_summary`` its one line (for identical work, where
+    the excess time sits: every op, a few ops, or the host gap). Changed work decides
     whatever the noisy total time says; identical work leaves the decision to the time."""
     if measured == "oom":
         return Outcome("out-of-memory", True, "out of memory")
@@ -75,8 +76,9 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
         if mode == "report":
             return Outcome("not-enforced", False, f"would have regressed{detail}; the {profile} profile reports only",
                            would_have="regressed")
+        located = f"; {work_summary}" if work == "identical" and work_summary else ""
         return Outcome("regressed", True, f"the work regressed{detail}" if detail else
-                       f"slower or hungrier than the baseline{again}")
+                       f"slower or hungrier than the baseline{again}{located}")
     if verdict == "env-changed":
         if env_policy == "fail" and mode == "report":
             return Outcome("not-enforced", False, f"the environment changed; the {profile} profile reports only",

@@ -250,7 +250,7 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
                 profiled.append(record.signature)
             return record
 
-        record = run.gate.run(once, set(run.outputs.records))
+        record = run.gate.run(once, set(run.outputs.records), fresh=run.remeasure_in_fresh_process)
         if bench is not None:
             bench.describe(record.to_dict())
         run.outputs.add(record)

@@ -76,7 +76,7 @@ class Recorder:
         record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
         signature_on = settings.signature if settings.signature is not None else self._plan.profile.signature
         if signature_on and measurement.outcome == "ok":
-            record = replace(record, signature=signature or self._signature(loaded, spec, image).to_dict())
+            record = replace(record, signature=signature or self._signature(loaded, spec, image).to_record())
         notes += no_effect_notes(spec.pipeline, spec.memory)
         precision, allow_tf32 = matmul_precision_state()
         peak, peak_kind = roofline_peak(self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32)

@@ -50,8 +50,9 @@ class GenerationRecord:
     decision: dict[str, Any] | None = None  # outcome.Outcome: what the test comes to, decided once
     conditions: dict[str, Any] | None = None  # conditions.RunConditions: the GPU per repeat (None on the CPU)
     nvml_device: str | None = None  # which NVML device the figures are ("UUID GPU-...", "index 0"); None: no NVML
-    signature: dict[str, Any] | None = None  # signature.WorkSignature.to_dict(): the work of one profiled generation
+    signature: dict[str, Any] | None = None  # signature.WorkSignature.to_record(): the work of one profiled generation
     work: dict[str, Any] | None = None  # signature.WorkDiff.to_dict() against the baseline, with its "verdict"
+    measurements: int = 1  # the gate's: the first, plus one per re-measurement (in this process or a fresh one)
 
     @classmethod
     def from_measurement(
@@ -95,6 +96,7 @@ class GenerationRecord:
             "mode": self.mode, "fast": self.fast, "ci_pct": self.ci_pct, "adaptive": self.adaptive, "roofline": self.roofline,
             "memory_start": self.memory_start, "decision": self.decision, "conditions": self.conditions,
             "nvml_device": self.nvml_device, "signature": self.signature, "work": self.work,
+            "measurements": self.measurements,
         }
 
     @classmethod

@@ -28,7 +28,7 @@ from pytest_i2v.pipeline_cache import PipelineCache
 from pytest_i2v.plan import RunPlan, plan_run
 from pytest_i2v.plugin import RECORD_KEY, uses_i2v
 from pytest_i2v.recording import Recorder
-from pytest_i2v.results import GenerationRecord
+from pytest_i2v.results import GenerationRecord, write_json_atomic
 from pytest_i2v.settings import Settings
 
 
@@ -49,6 +49,16 @@ class I2VRun:
         self.outputs.loads = self.pipelines.loads
         # A bad image file is a usage error before any test runs.
         self._image: Any = load_input_image(settings.input_image) if settings.input_image is not None else None
+
+    def remeasure_in_fresh_process(self, nodeid: str, config_id: str | None) -> GenerationRecord:
+        """This test again in a new pytest process with this run's options (``fresh_process``); None from
+        ``gate.run``'s point of view is never returned: a child that measured nothing raises."""
+        from pytest_i2v.fresh_process import remeasure
+
+        params = self.config.invocation_params
+        data = remeasure(params.args, [str(a) for a in self.config.args], params.dir, str(self.config.rootpath / nodeid),
+                         nodeid, config_id, self.plan.device)
+        return GenerationRecord.from_dict(data)
 
     def input_image(self) -> Any:
         if self._image is None:
@@ -97,6 +107,9 @@ class I2VRun:
             config.workeroutput["i2v_loads"] = self.pipelines.loads  # type: ignore[attr-defined]
             config.workeroutput["i2v_accepted"] = [a.nodeid for a in self.gate.accepted]  # type: ignore[attr-defined]
             config.workeroutput["i2v_skipped"] = self.outputs.skipped  # type: ignore[attr-defined]
+            return
+        if self.settings.remeasure_into is not None:  # a fresh-process re-measurement: its records, nothing else
+            write_json_atomic(self.settings.remeasure_into, {"records": [r.to_dict() for r in self.outputs.records.values()]})
             return
         # After Ctrl-C too: only tests that passed were queued, so the interrupted one is never recorded.
         self.gate.write_baselines(config.rootpath)

@@ -86,6 +86,12 @@ def _gate_mode(text: str) -> str:
     return text
 
 
+def _confirm_in(text: str) -> str:
+    if text not in ("fresh", "same"):
+        raise ValueError("use fresh or same")
+    return text
+
+
 def _env_policy(text: str) -> str:
     if text not in ("warn", "fail", "ignore"):
         raise ValueError("use warn (compare and report), fail, or ignore")
@@ -189,6 +195,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--i2v-confirm", "i2v_confirm", "confirm",
                "re-measure a test the gate flags this many times before it fails (default: the profile's, 1)",
                _non_negative_int, None, "N"),
+    OptionSpec("--i2v-confirm-in", "i2v_confirm_in", "confirm_in",
+               "where a flagged test is re-measured: fresh (a new pytest process on that test, which loads the model "
+               "again: the only re-measurement that can reject a slow process) or same (this process: cheaper, "
+               "shares its slow state) (default: fresh)", _confirm_in, "fresh", "fresh|same"),
+    OptionSpec("--i2v-remeasure-into", "i2v_remeasure_into", "remeasure_into",
+               "internal, set by the gate for its fresh-process re-measurement: measure only, write the records to "
+               "PATH and nothing else (no report, no baseline)", _text, None, "PATH", is_path=True),
     OptionSpec("--i2v-safety-margin", "i2v_safety_margin", "safety_margin_gb",
                "GB of the profile's memory kept free: a test whose vram_budget does not fit memory - margin is skipped "
                "instead of run into an OOM (default: 2, as the study advises)", _non_negative_float, 2.0, "GB"),
@@ -248,6 +261,8 @@ class Settings:
     env_policy: str | None = None
     gate_mode: str | None = None
     confirm: int | None = None
+    confirm_in: str = "fresh"
+    remeasure_into: Path | None = None
     safety_margin_gb: float = 2.0
     gpus: tuple[int, ...] | None = None
     allow_pickle: bool = False

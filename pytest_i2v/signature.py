@@ -11,6 +11,7 @@ repeated profiled steps. Pure: no torch, no pytest."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -30,6 +31,7 @@ HOST_GAP = "(host gap)"  # the step's time in no op: Python, the scheduler's hos
 # The rows whose time makes a step's time: ops on the CPU (synchronous); kernels, syncs and copies on CUDA.
 TIMED_KINDS = {"cpu": (OP,), "cuda": (KERNEL, SYNC, MEMCPY, MALLOC)}
 # 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
+KEPT_ROWS = 50  # changed rows a results record keeps, the largest time effect first
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
@@ -112,8 +114,21 @@ class WorkSignature:
         return {"digest": self.digest, "device_kind": self.device_kind, "profiled_steps": self.profiled_steps,
                 "noise": list(self.noise), "stages": {name: stage.to_dict() for name, stage in self.stages.items()}}
 
+    def to_record(self) -> dict[str, Any]:
+        """The form a results record keeps: the digest in the open, the table packed (gzip, base64), since
+        the open table is ~1,400 rows per test and made a 42-test results.json 21.6 MB."""
+        return {"digest": self.digest, "device_kind": self.device_kind, "profiled_steps": self.profiled_steps,
+                "noise": list(self.noise), "rows": sum(len(stage.rows) for stage in self.stages.values()),
+                "packed": base64.b64encode(to_bytes(self)).decode("ascii")}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkSignature:
+        """``to_dict``'s or ``to_record``'s form."""
+        if "packed" in data:
+            unpacked = from_bytes(base64.b64decode(str(data["packed"])))
+            if unpacked is None:
+                raise ValueError(f"work signature {data.get('digest')}: its packed table cannot be read")
+            return unpacked
         stages = {name: StageWork.from_dict(stage) for name, stage in (data.get("stages") or {}).items()}
         return cls(stages, str(data.get("device_kind") or "cpu"), int(data.get("profiled_steps") or 0),
                    tuple(data.get("noise") or ()), str(data.get("digest") or "") or digest_of(stages))
@@ -177,11 +192,17 @@ class WorkDiff:
     effect_pct: float | None = None  # of the base step
     interval_pct: tuple[float, float] | None = None
     noise: tuple[str, ...] = ()  # the sources of noise either side named
+    rows_total: int | None = None  # every changed row, where ``rows`` keeps only the largest (None: all kept)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, keep: int = KEPT_ROWS) -> dict[str, Any]:
+        """The largest ``keep`` rows (a dtype change touches every row: the first ones explain it)."""
         return {"identical": self.identical, "effect_s": self.effect_s, "effect_pct": self.effect_pct,
                 "interval_pct": list(self.interval_pct) if self.interval_pct else None, "noise": list(self.noise),
-                "rows": [r.to_dict() for r in self.rows]}
+                "rows": [r.to_dict() for r in self.rows[:keep]], "rows_total": self.count}
+
+    @property
+    def count(self) -> int:
+        return self.rows_total if self.rows_total is not None else len(self.rows)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkDiff:
@@ -190,17 +211,19 @@ class WorkDiff:
             count_base=int(r["count_base"]), count_head=int(r["count_head"]), time_base_s=float(r["time_base_s"]),
             time_head_s=float(r["time_head_s"]), share_of_step=r.get("share_of_step_pct")) for r in data.get("rows") or ())
         interval = data.get("interval_pct")
+        total = data.get("rows_total")
         return cls(bool(data.get("identical")), rows, float(data.get("effect_s") or 0.0), data.get("effect_pct"),
-                   (float(interval[0]), float(interval[1])) if interval else None, tuple(data.get("noise") or ()))
+                   (float(interval[0]), float(interval[1])) if interval else None, tuple(data.get("noise") or ()),
+                   int(total) if total is not None else None)
 
     def summary(self) -> str:
         """One line: "work identical", or "work changed: +4.8 % of the step est. (+3.9..+5.7), 2 ops"."""
         if self.identical:
             return "work identical"
         if self.effect_pct is None:
-            return f"work changed: {len(self.rows)} row(s)"
+            return f"work changed: {self.count} row(s)"
         interval = f" ({self.interval_pct[0]:+.1f}..{self.interval_pct[1]:+.1f})" if self.interval_pct else ""
-        return f"work changed: {self.effect_pct:+.1f} % of the step est.{interval}, {len(self.rows)} row(s)"
+        return f"work changed: {self.effect_pct:+.1f} % of the step est.{interval}, {self.count} row(s)"
 
 
 def _samples(rows: Sequence[WorkRow], steps: int) -> list[float]:
@@ -273,3 +296,45 @@ def work_verdict(work: WorkDiff | None, min_effect_pct: float) -> str | None:
     if work.effect_pct < -min_effect_pct and high < 0:
         return "improved"
     return "changed"
+
+
+FEW_OPS = 3  # "a few ops": at most this many rows carry most (CARRIED) of the excess ...
+CARRIED = 0.8
+FEW_OPS_SHARE = 0.5  # ... while they are at most this share of the base's op time (a slower machine slows
+# every op in proportion, so there the rows that carry 80 % of the excess are ~80 % of the time)
+
+
+def locate_excess(base: WorkSignature, head: WorkSignature) -> str | None:
+    """Where a profiled step that does the same work spends its extra time: in the host gap (Python, the
+    scheduler, waits), in a few ops (a library or driver change), or spread over every op (the machine:
+    a slow process, a neighbour, a clock). None when the head's step is not slower."""
+    old_step, new_step = base.stages.get("step"), head.stages.get("step")
+    if old_step is None or new_step is None or old_step.span_s <= 0:
+        return None
+    excess = new_step.span_s - old_step.span_s
+    if excess <= 0:
+        return None
+    kinds = TIMED_KINDS.get(head.device_kind, (OP,))
+    old = {r.key: r for r in old_step.rows if r.kind in kinds}
+    new = {r.key: r for r in new_step.rows if r.kind in kinds}
+    common = [key for key in new if key in old]
+    gap = new_step.host_gap_s(head.device_kind) - old_step.host_gap_s(base.device_kind)
+    per_step = f"+{excess / old_step.span_s * 100.0:.1f} % per step"
+    if gap > 0.5 * excess:
+        return f"({per_step}) is in the host gap: +{gap * 1e3:.3f} ms per step outside every op (Python, the scheduler, waits)"
+    deltas = sorted(((new[key].time_s - old[key].time_s, key) for key in common), reverse=True)
+    ratios = [new[key].time_s / old[key].time_s for key in common if old[key].time_s > 0]
+    median_ratio = statistics.median(ratios) if ratios else 1.0
+    op_excess = sum(delta for delta, _ in deltas if delta > 0)
+    carrying: list[tuple[float, tuple[str, str, str, str]]] = []
+    for delta, key in deltas:
+        if delta <= 0 or sum(d for d, _ in carrying) >= CARRIED * op_excess:
+            break
+        carrying.append((delta, key))
+    base_time = sum(old[key].time_s for key in common)
+    carried_share = sum(old[key].time_s for _, key in carrying) / base_time if base_time > 0 else 1.0
+    if carrying and len(carrying) <= FEW_OPS and carried_share <= FEW_OPS_SHARE:
+        named = ", ".join(f"{new[key].label} +{delta * 1e3:.3f} ms" for delta, key in carrying)
+        return f"({per_step}) sits in a few ops: {named} (the median op {(median_ratio - 1) * 100.0:+.0f} %)"
+    return (f"({per_step}) is spread over every op (the median op {(median_ratio - 1) * 100.0:+.0f} %): "
+            f"the machine, not the code")

@@ -229,7 +229,7 @@ def test_extra_info_and_group_read_the_record() -> None:
         "decision": {"kind": "regressed", "reason": "slower"}, "verdict": {"verdict": "regressed"},
         "fingerprint": {"gpu_name": "NVIDIA H200", "driver": "570.1", "torch": None},
     }
-    info = extra_info(record, gate_measurements=2)
+    info = extra_info({**record, "measurements": 2})
     assert info["peak_bytes"] == 9 * 2**30 and info["peak_kind"] == "NVML, this process"  # the headline peak
     assert (info["peak_reserved_bytes"], info["peak_allocated_bytes"], info["peak_host_rss_bytes"]) == (
         8 * 2**30, 7 * 2**30, None)

@@ -23,6 +23,20 @@ def pytest_i2v_environment(environment):
     environment["driver"] = os.environ.get("FAKE_DRIVER", "550.54")
 
 
+SLOW_PROCESS = []
+
+
+def slow_process():
+    '''The first process to claim the marker file runs slow throughout (a between-process fluke); no other does.'''
+    if not SLOW_PROCESS:
+        try:
+            os.close(os.open("slow-process.claim", os.O_CREAT | os.O_EXCL))
+            SLOW_PROCESS.append(True)
+        except FileExistsError:
+            SLOW_PROCESS.append(False)
+    return SLOW_PROCESS[0]
+
+
 @pytest.fixture(autouse=True)
 def inject(request):
     what, _, target = os.environ.get("INJECT", "").partition(":")
@@ -32,13 +46,14 @@ def inject(request):
     pipe = request.getfixturevalue("i2v_pipeline")
 
     def slow(module, args):
-        add_work(0.08)  # virtual seconds: the verdict follows the injection, not the machine
+        if what != "slowprocess" or slow_process():
+            add_work(0.08)  # virtual seconds: the verdict follows the injection, not the machine
 
     def hungry(module, args):
         block = torch.ones(100_000_000)  # 400 MB, touched, freed when the hook returns
         del block
 
-    handle = pipe.unet.register_forward_pre_hook(slow if what == "slow" else hungry)
+    handle = pipe.unet.register_forward_pre_hook(hungry if what == "hungry" else slow)
     yield
     handle.remove()
 """
@@ -111,7 +126,7 @@ def test_slowdown_fails_exactly_that_test_with_the_section(loop: pytest.Pytester
     result.stdout.fnmatch_lines([
         "*i2v gate: regressed (profile cpu, baseline */bl/cpu.yaml)*",
         "*per-step time: REGRESSED +*: current * vs baseline median * (1 run, pass band *); bar: +/-100% tolerance*",
-        "*note: re-measured (1/1) after a regressed verdict with median * s: confirmed*",
+        "*note: re-measured (1/1, in a fresh process) after a regressed verdict with median * s: confirmed*",
         "*re-baseline: python -m pytest test_loop.py::test_b --gpu-profile cpu --i2v-update-baselines*",
         "FAILED test_loop.py::test_b - i2v gate: regressed*",
     ])
@@ -119,6 +134,28 @@ def test_slowdown_fails_exactly_that_test_with_the_section(loop: pytest.Pytester
     assert verdicts(loop)["test_b"] == "regressed" and verdicts(loop)["test_a"] != "regressed"
     junit = (loop.path / "junit.xml").read_text()
     assert 'failures="1"' in junit  # JUnit counts the regression (pytest-benchmark's gate shows 0)
+
+
+def test_only_a_fresh_process_can_reject_a_slow_process(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """test_b's process runs slow throughout: a re-measurement in that process confirms the flag and fails the
+    unchanged code; the default re-measurement in a fresh process (which is not slow) rejects it."""
+    monkeypatch.setenv("INJECT", "slowprocess:test_b")
+    result = loop.runpytest(*ARGS, "--i2v-confirm-in", "same")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*note: re-measured (1/1, in this process) after a regressed verdict * s: confirmed*"])
+
+    (loop.path / "slow-process.claim").unlink()
+    recorded = (loop.path / "bl" / "cpu.yaml").read_bytes()
+    result = loop.runpytest(*ARGS, "--junitxml", "junit.xml", "--i2v-markdown", "r.md")
+    result.assert_outcomes(passed=2)
+    records = {r["nodeid"].split("::")[1]: r for r in json.loads((loop.path / "r.json").read_text())["records"]}
+    fresh = records["test_b"]
+    assert fresh["measurements"] == 2 and fresh["decision"]["reason"] == "flagged once, not confirmed by re-measuring"
+    assert "re-measured (1/1, in a fresh process) after a regressed verdict" in fresh["notes"][-1]
+    assert fresh["notes"][-1].endswith(": not confirmed") and records["test_a"]["measurements"] == 1
+    # the child wrote none of the parent's files: one JUnit report of two tests, the parent's Markdown
+    assert 'tests="2"' in (loop.path / "junit.xml").read_text() and "test\\_b" in (loop.path / "r.md").read_text()
+    assert (loop.path / "bl" / "cpu.yaml").read_bytes() == recorded
 
 
 def test_extra_memory_is_a_memory_regression(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,17 @@ import pytest
 import yaml
 
 from pytest_i2v.measure.trace import trace_events
-from pytest_i2v.signature import KERNEL, OP, SYNC, StageWork, WorkRow, WorkSignature, diff, work_verdict
+from pytest_i2v.signature import (
+    KERNEL,
+    OP,
+    SYNC,
+    StageWork,
+    WorkRow,
+    WorkSignature,
+    diff,
+    locate_excess,
+    work_verdict,
+)
 from tests.test_outcomes import CPU_PROFILE
 
 
@@ -65,6 +75,24 @@ def test_a_retyped_op_is_one_row_out_and_one_in_sorted_by_effect() -> None:
     assert work.effect_pct == pytest.approx(15.0)
     assert work.rows[0].share_of_step == pytest.approx(35.0)  # the head's row, in % of the base step
     assert type(work).from_dict(json.loads(json.dumps(work.to_dict()))).summary() == work.summary()
+
+
+def test_the_excess_of_identical_work_is_located_in_the_machine_a_few_ops_or_the_host_gap() -> None:
+    base = _sig(CONV, NORM, span=0.1)  # 80 ms in ops, 20 ms host gap
+    everything = _sig(replace(CONV, time_s=0.084), replace(NORM, time_s=0.028), span=0.14)
+    assert locate_excess(base, everything) == ("(+40.0 % per step) is spread over every op (the median op +40 %): "
+                                               "the machine, not the code")
+    one_op = _sig(CONV, replace(NORM, time_s=0.050), span=0.13)
+    assert locate_excess(base, one_op) == ("(+30.0 % per step) sits in a few ops: aten::native_layer_norm ([[8,64,4]], "
+                                           "float) +30.000 ms (the median op +75 %)")
+    gap = _sig(CONV, NORM, span=0.13)
+    assert locate_excess(base, gap) == ("(+30.0 % per step) is in the host gap: +30.000 ms per step outside every op "
+                                        "(Python, the scheduler, waits)")
+    assert locate_excess(base, _sig(CONV, NORM, span=0.09)) is None  # not slower: nothing to locate
+    unrelated = WorkRow(OP, "aten::add", "[[1]]", "float", 1, 0.001)
+    three = _sig(CONV, NORM, unrelated, span=0.1)
+    few = _sig(CONV, replace(NORM, time_s=0.040), replace(unrelated, time_s=0.001), span=0.12)
+    assert "sits in a few ops: aten::native_layer_norm" in (locate_excess(three, few) or "")
 
 
 def test_on_cuda_the_kernels_and_syncs_make_the_time() -> None:
@@ -158,8 +186,29 @@ def test_unchanged_code_has_one_digest_in_fresh_processes(tiny_model_dir: Path, 
 WORK_CONFTEST = """
 import os
 
+import time
+
 import pytest
 import torch
+
+from pytest_i2v.simulated_plugin import add_work
+
+
+@pytest.fixture(autouse=True)
+def host_wait(request):
+    '''The same work, and a host-side wait before every UNet call (real, so the profile sees it; virtual, so
+    the timed verdict does).'''
+    if os.environ.get("HOST_WAIT") != request.node.name:
+        yield
+        return
+
+    def wait(module, args):
+        time.sleep(0.01)
+        add_work(0.05)
+
+    handle = request.getfixturevalue("i2v_pipeline").unet.register_forward_pre_hook(wait)
+    yield
+    handle.remove()
 
 
 @pytest.fixture(autouse=True)
@@ -244,3 +293,14 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
         result.assert_outcomes(passed=2)
         records = json.loads((i2v_project.path / "r.json").read_text())["records"]
         assert all(r["work"]["identical"] for r in records)
+
+    # the same work, slower in time: the timing rule decides, after a fresh process confirms, and the reason
+    # says where the excess sits
+    monkeypatch.setenv("HOST_WAIT", "test_a")
+    result = i2v_project.runpytest(*args)
+    result.assert_outcomes(passed=1, failed=1)
+    waited = next(r for r in json.loads((i2v_project.path / "r.json").read_text())["records"] if r["nodeid"].endswith("test_a"))
+    assert waited["work"]["identical"] and waited["decision"]["kind"] == "regressed"
+    assert "re-measured (1/1, in a fresh process)" in waited["notes"][-1] and waited["notes"][-1].endswith(": confirmed")
+    assert "work identical; the excess (+" in waited["decision"]["reason"]
+    assert "% per step) is in the host gap: +" in waited["decision"]["reason"]

@@ -350,7 +350,7 @@ def test_six_outputs_agree_on_unreliable(i2v_project: pytest.Pytester, monkeypat
     document = json.loads((i2v_project.path / "r.json").read_text())
     hot = document["records"][0]
     assert hot["conditions"]["summary"] == "throttled (thermal, 3 of 5 repeats)"
-    assert any(note.startswith("re-measured (1/1) after a regressed verdict") for note in hot["notes"])
+    assert any(note.startswith("re-measured (1/1, in a fresh process) after a regressed verdict") for note in hot["notes"])
     assert document["gate"]["headline"].startswith("the gate cannot tell: 1 unreliable")
     assert f"| {md(E2E_CLOCK)} |" in (i2v_project.path / "r.md").read_text()
     assert E2E_CLOCK in (i2v_project.path / "r.html").read_text()

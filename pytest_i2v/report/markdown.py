@@ -56,8 +56,8 @@ def work_changes(records: Sequence[Mapping[str, Any]], rows: int = 8) -> list[st
         lines += [f"**{md(record['nodeid'])}**: {md(parsed.summary())}", "",
                   "| stage | op (shapes, dtypes) | count | time | share of the step |", "|---|---|---|---|---|"]
         lines += ["| " + " | ".join(md(cell) for cell in row.cells("→")) + " |" for row in parsed.rows[:rows]]
-        if len(parsed.rows) > rows:
-            lines.append(f"| | … {len(parsed.rows) - rows} more in the results JSON | | | |")
+        if parsed.count > rows:
+            lines.append(f"| | … {parsed.count - rows} more (the results JSON keeps the largest) | | | |")
         lines.append("")
     return lines
 

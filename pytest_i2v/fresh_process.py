@@ -1,0 +1,92 @@
+"""The gate's confirmation in a fresh process. Timing noise between processes is heavy-tailed (one
+process in several runs 30-40 % slow throughout), and a re-measurement in the flagged process shares
+that process's slow state: only a new process can reject it. The child is pytest again, on the one
+test, with the parent's options; it measures, writes its records to a file and nothing else (no
+report, no baseline, no re-measurement of its own), and the parent judges what it measured.
+
+Pure: no pytest, no torch (the child is a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REMEASURE_INTO = "--i2v-remeasure-into"
+# Options the child must not inherit, with whether each takes a value: what writes files (the parent
+# writes them), what spreads the one test over workers, what selects by the cache, what the child
+# is given anew, and pytest's basetemp (a shared one would be wiped by the child).
+DROPPED: Mapping[str, bool] = {
+    "--junitxml": True, "--junit-xml": True, "--basetemp": True, "--benchmark-json": True, "--benchmark-save": True,
+    "--benchmark-autosave": False, "--benchmark-histogram": False, "--html": True, "--cov": False, "--cov-report": True,
+    "-n": True, "--numprocesses": True, "--dist": True, "--maxprocesses": True, "--pdb": False, "--lf": False,
+    "--last-failed": False, "--ff": False, "--failed-first": False, "--sw": False, "--stepwise": False,
+    "--i2v-json": True, "--i2v-report": True, "--i2v-markdown": True, "--i2v-confirm": True, "--i2v-gate-mode": True,
+    "--i2v-confirm-in": True, "--i2v-signature": True, "--i2v-device": True, REMEASURE_INTO: True,
+    "--i2v-update-baselines": False,
+}
+OPTIONAL_VALUES: Mapping[str, tuple[str, ...]] = {"--i2v-update-baselines": ("append", "reset")}
+XDIST_ENVIRONMENT = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID", "PYTEST_CURRENT_TEST")
+
+
+class FreshProcessFailed(Exception):
+    """The child measured nothing for the test: its exit status and last line say why."""
+
+
+def child_args(invocation: Sequence[str], positional: Sequence[str], target: str, records_path: Path,
+               device: str) -> list[str]:
+    """The parent's arguments without its test paths and ``DROPPED``, then the one test and the child's own."""
+    args: list[str] = []
+    skip_value = False
+    paths = set(positional)
+    for index, arg in enumerate(invocation):
+        if skip_value:
+            skip_value = False
+            continue
+        name = arg.split("=", 1)[0]
+        short = arg[:2] if arg.startswith("-") and not arg.startswith("--") else None
+        if name in DROPPED or short in DROPPED:
+            takes_value = DROPPED.get(name, DROPPED.get(short or "", False))
+            attached = "=" in arg or (short is not None and len(arg) > 2)
+            following = invocation[index + 1] if index + 1 < len(invocation) else None
+            optional = OPTIONAL_VALUES.get(name, ())
+            skip_value = (takes_value and not attached) or (following is not None and following in optional)
+            continue
+        if arg in paths:
+            continue
+        args.append(arg)
+    return [*args, target, "-p", "no:cacheprovider", REMEASURE_INTO, str(records_path), "--i2v-gate-mode", "report",
+            "--i2v-confirm", "0", "--i2v-signature", "off", "--i2v-device", device]
+
+
+def remeasure(invocation: Sequence[str], positional: Sequence[str], cwd: Path, target: str, nodeid: str,
+              config_id: str | None, device: str, environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run the test in a new pytest process and return its record of this generation (``config_id``)."""
+    env = {k: v for k, v in (environment if environment is not None else os.environ).items() if k not in XDIST_ENVIRONMENT}
+    with tempfile.TemporaryDirectory(prefix="pytest-i2v-fresh-") as scratch:
+        records_path = Path(scratch) / "records.json"
+        command = [sys.executable, "-m", "pytest", *child_args(invocation, positional, target, records_path, device)]
+        completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        try:
+            records = json.loads(records_path.read_text(encoding="utf-8"))["records"]
+        except (OSError, ValueError, KeyError):
+            records = []
+    found = pick_record(records, nodeid, config_id)
+    if found is None:
+        lines = [line for line in (completed.stdout + completed.stderr).splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else "no output"
+        raise FreshProcessFailed(f"exit {completed.returncode}, no measured record for {nodeid}: {last}")
+    return found
+
+
+def pick_record(records: Sequence[Mapping[str, Any]], nodeid: str, config_id: str | None) -> dict[str, Any] | None:
+    """The child's measured record of this test and generation (a test may measure several)."""
+    for record in records:
+        if record.get("nodeid") == nodeid and record.get("config_id") == config_id and record.get("outcome") == "ok":
+            return dict(record)
+    return None
