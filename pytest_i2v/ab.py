@@ -427,6 +427,8 @@ class ABJob:
                     # the ini may send these into the working tree; keep them out of the user's files
                     "--i2v-report", str(tmp / "reports" / f"{name}.html"),
                     "--i2v-markdown", str(tmp / "reports" / f"{name}.md"),
+                    # the work signature once, in round 1 (exact: one profile per side decides a changed work)
+                    "--i2v-signature", "on" if round_index == 0 else "off",
                 ])
                 run = self._run(side, round_index, argv, revision.root / subdir, _side_env(revision.root),
                                 out / "logs" / f"{name}.log")
@@ -439,9 +441,19 @@ class ABJob:
                 self.progress(f"ab: round {round_index + 1}/{rounds} {side}: {run.wall_s:.1f} s "
                               f"(pytest exit {run.exit_code})")
                 docs[side].append(read_results(results))
-            if PARTIAL_FROM_ROUNDS <= round_index + 1 < rounds:
+            if PARTIAL_FROM_ROUNDS <= round_index + 1 < rounds or (round_index == 0 < rounds - 1 and
+                                                                  self._work_changed(docs, min_effect)):
                 self._compare_and_write(revisions, docs, rounds, min_effect, out)
         return docs
+
+    @staticmethod
+    def _work_changed(docs: Mapping[str, list[dict[str, Any]]], min_effect: float) -> bool:
+        """Whether round 1's signatures say some test's work changed: its verdict is worth writing now."""
+        from pytest_i2v import ab_stats
+
+        results = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
+                                          confidence=ab_stats.DEFAULT_CONFIDENCE)
+        return any(r.work is not None and not r.work.get("identical") for r in results)
 
     def _meta(self, revisions: Mapping[str, Revision], rounds_planned: int, min_effect: float, confidence: float,
               docs: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:

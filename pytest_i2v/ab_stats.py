@@ -38,6 +38,12 @@ Zero spread (memory figures are usually identical in every process) needs no spe
 interval is the point itself, so equal figures are unchanged and a constant shift beyond the
 minimum effect is regressed or improved. Fewer than two rounds: inconclusive.
 
+The work comes first: round 1's base and head processes each profile one generation per test
+(``--i2v-signature on``), and ``work_of_first_round`` compares the two work signatures. They are
+exact, so one round decides whether the work changed; a changed work's "work" verdict (its
+estimated effect beyond the minimum effect: regressed or improved, within it: unchanged) joins the
+test's time verdicts, and the worst decides, as for any metric.
+
 ``compare_rounds`` moderates each time metric's spread towards the spread pooled over the job's
 other tests (as the baseline gate does over a baseline file), with at most ``PRIOR_MAX_DF``
 degrees of freedom: with four rounds a test's own 3 df give t = 12.9 at 0.999, the pool brings
@@ -59,6 +65,7 @@ from scipy import stats
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gate import Noise
 from pytest_i2v.peak import record_peak
+from pytest_i2v.signature import WorkSignature, diff, work_verdict
 
 DEFAULT_ROUNDS = 16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2 % between-process noise
 DEFAULT_MIN_EFFECT = 0.05
@@ -69,6 +76,8 @@ MAX_ROUNDS_NEEDED = 10_000  # "run more rounds: ~K" is capped here (a change thi
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not-comparable")
 TIME_METRICS = ("time_s", "step_s")
 SEVERITY = ("regressed", "not-comparable", "inconclusive", "improved", "unchanged")  # worst first
+# signature.work_verdict -> the paired verdict of the "work" metric (changed within the minimum effect: unchanged)
+WORK_VERDICTS = {"regressed": "regressed", "improved": "improved", "changed": "unchanged", "identical": "unchanged"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class ABTestResult:
     pipeline: str
     verdicts: list[PairedVerdict] = field(default_factory=list)
     overall: str = "unchanged"
+    work: dict[str, Any] | None = None  # round 1's signature.WorkDiff.to_dict(), head against base, with its "verdict"
 
     @property
     def regressions(self) -> list[PairedVerdict]:
@@ -105,12 +115,12 @@ class ABTestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"nodeid": self.nodeid, "pipeline": self.pipeline, "overall": self.overall,
-                "verdicts": [v.to_dict() for v in self.verdicts]}
+                "verdicts": [v.to_dict() for v in self.verdicts], "work": self.work}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ABTestResult:
         return cls(data["nodeid"], data["pipeline"], [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
-                   data["overall"])
+                   data["overall"], data.get("work"))
 
 
 def overall_verdict(verdicts: Sequence[PairedVerdict]) -> str:
@@ -295,6 +305,7 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
                 raise I2VUsageError(f"test {nodeid} did not run on {side} ({where}); deselect it or make it exist "
                                     f"on both revisions")
     pending: list[tuple[str, str, list[PairedVerdict], dict[str, tuple[list[float], list[float]]], set[str | None]]] = []
+    works: dict[str, tuple[PairedVerdict, dict[str, Any]] | None] = {}
     for nodeid in nodeids:
         base = [r[nodeid] for r in base_rounds]
         head = [r[nodeid] for r in head_rounds]
@@ -328,18 +339,41 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
                     continue
                 series[name] = ([float(v) for v in b if v is not None], [float(v) for v in h if v is not None])
         pending.append((nodeid, pipeline, fixed, series, keys))
+        works[nodeid] = work_of_first_round(base[0], head[0], min_effect)
     # The job's pooled spread of each time metric's log-ratios, leaving the judged test out.
     diffs = {metric: {nodeid: [math.log(h) - math.log(b) for b, h in zip(*s[metric], strict=True)]
                       for nodeid, _, _, s, _ in pending if metric in s} for metric in TIME_METRICS}
     results = []
     for nodeid, pipeline, fixed, series, keys in pending:
         verdicts = list(fixed)
+        work = works[nodeid]
+        if work is not None and not fixed:
+            verdicts.append(work[0])
         for name, (base_figures, head_figures) in series.items():
             prior = _pooled([d for other, d in diffs[name].items() if other != nodeid]) if name in diffs else None
             label = next(iter(keys)) if name == "memory" else name
             verdicts.append(paired_verdict(str(label), base_figures, head_figures, min_effect, confidence, prior))
-        results.append(ABTestResult(nodeid, pipeline, verdicts, overall_verdict(verdicts)))
+        results.append(ABTestResult(nodeid, pipeline, verdicts, overall_verdict(verdicts),
+                                    work[1] if work is not None and not fixed else None))
     return results
+
+
+def work_of_first_round(base: Mapping[str, Any], head: Mapping[str, Any],
+                        min_effect: float) -> tuple[PairedVerdict, dict[str, Any]] | None:
+    """Round 1's work signatures, head against base (``signature.diff``): exact, so one round decides a
+    change of the work; its estimate's interval is the changed rows' spread over the profiled steps.
+    None when either side has no signature (``--i2v-signature off``)."""
+    if not base.get("signature") or not head.get("signature") or base.get("outcome") != "ok" or head.get("outcome") != "ok":
+        return None
+    work = diff(WorkSignature.from_dict(base["signature"]), WorkSignature.from_dict(head["signature"]))
+    verdict = work_verdict(work, min_effect * 100.0) or "identical"
+    low, high = work.interval_pct or (None, None)
+    paired = PairedVerdict(
+        "work", WORK_VERDICTS[verdict], 1.0 + work.effect_pct / 100.0 if work.effect_pct is not None else None,
+        1.0 + low / 100.0 if low is not None else None, 1.0 + high / 100.0 if high is not None else None, 1, None,
+        work.summary() + ("" if work.identical else f" (95 % interval from the profiled steps; minimum effect "
+                                                    f"{min_effect:.0%})"))
+    return paired, {**work.to_dict(), "verdict": verdict}
 
 
 def summary_counts(results: Sequence[ABTestResult]) -> dict[str, int]:

@@ -486,3 +486,63 @@ def test_ab_in_real_time_keeps_its_order_files_and_exit_code(suite_repo: Path, c
     assert order == ["base-0", "head-0", "head-1", "base-1"]
     assert code == (1 if "regressed" in overall.values() else 0)
     assert left_behind(suite_repo) == []
+
+
+# The head commit of the work test: one more matrix product after every UNet call of test_slowed; on the
+# virtual clock it costs no time at all, so only the work signature can see it.
+CONFTEST_EXTRA_OP = """\
+import pytest
+import torch
+
+
+@pytest.fixture
+def slow_unet(i2v_pipeline):
+    weight = torch.ones(768, 768)
+
+    def extra(module, args, output):
+        torch.mm(weight, weight)
+
+    handle = i2v_pipeline.unet.register_forward_hook(extra)
+    yield
+    handle.remove()
+"""
+
+
+def test_ab_decides_a_changed_work_from_round_1(suite_repo: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch, virtual_time: tuple[str, ...]) -> None:
+    """Round 1 profiles each test once per side: the added op is named, with its estimate, in ab.md before
+    round 2 starts; the job fails on it although the (virtual) time did not move; the unchanged test's work
+    is identical. Later rounds do not profile."""
+    (suite_repo / "conftest.py").write_text(CONFTEST_EXTRA_OP)
+    commit_all(suite_repo, "one more matrix product per UNet call in test_slowed")
+    seen: list[str | None] = []
+
+    def watching(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
+        if "--i2v-json" in argv:
+            markdown = Path(argv[argv.index("--i2v-json") + 1]).parent / "ab.md"
+            seen.append(markdown.read_text() if markdown.is_file() else None)
+        return REAL_RUN_LOGGED(argv, cwd, env, log)
+
+    monkeypatch.setattr(ab, "run_logged", watching)
+    code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "2", "--out", "work", "--",
+                              *virtual_time, *QUICK], capsys)
+    assert code == 1, out + err[-3000:]
+    after_round_1 = seen[2]  # what the third measuring process (round 2's first) found
+    assert seen[:2] == [None, None] and after_round_1 is not None
+    assert "partial: 1 of 2 rounds done" in after_round_1 and after_round_1.startswith("### A/B: 1 regressed")
+    work_row = next(line for line in after_round_1.splitlines()
+                    if line.startswith("| test\\_suite.py::test\\_slowed | work \\(signature, round 1\\)"))
+    assert work_row.endswith("| regressed |") and "work changed: \\+" in after_round_1
+    table = after_round_1.split("### What changed in the work", 1)[1]
+    assert "test\\_slowed" in table and "test\\_steady" not in table and "| step | aten::mm" in table
+    overall, _ = job_views(suite_repo / "work", out)
+    assert overall["test_suite.py::test_slowed"] == "regressed"
+    document = json.loads((suite_repo / "work" / "ab.json").read_text())
+    results = {r["nodeid"].split("::")[1]: r for r in document["results"]}
+    assert results["test_slowed"]["work"]["verdict"] == "regressed"
+    assert results["test_steady"]["work"]["identical"] is True
+    assert time_verdicts(suite_repo / "work")["test_suite.py::test_slowed"] == {"unchanged"}  # the clock saw nothing
+    round_2 = json.loads((suite_repo / "work" / "head-1.json").read_text())["records"]
+    assert all(r.get("signature") is None for r in round_2)  # profiled once, in round 1
+    assert '<section id="work">' in (suite_repo / "work" / "ab.html").read_text()
+    assert left_behind(suite_repo) == []

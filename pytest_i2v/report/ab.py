@@ -26,7 +26,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pytest_i2v.ab_stats import SEVERITY, ABTestResult, PairedVerdict, summary_counts
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
-from pytest_i2v.report.markdown import md
+from pytest_i2v.signature import WorkDiff
+from pytest_i2v.report.markdown import md, work_changes
 
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1
@@ -46,7 +47,7 @@ def headline(results: Sequence[ABTestResult]) -> str:
 
 
 def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    return "work (signature, round 1)" if metric == "work" else METRIC_LABELS.get(metric, metric)
 
 
 def ratio_text(verdict: PairedVerdict) -> str:
@@ -122,7 +123,10 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any])
                          f"{ratio_text(verdict)} | {_markdown_verdict(verdict)} |")
         if not result.verdicts:
             lines.append(f"| {md(result.nodeid)} | - | - | - | - | {md(result.overall)} |")
-    return "\n".join(lines) + "\n"
+    changed = work_changes([{"nodeid": r.nodeid, "work": r.work} for r in _sorted(results) if r.work])
+    if changed:
+        lines += ["", *changed]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def ab_document(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,5 +144,8 @@ def render_ab_html(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> 
     env.filters["label"] = metric_label
     env.filters["ratio"] = ratio_text
     env.filters["verdict_text"] = verdict_text
+    works = [{"nodeid": r.nodeid, "work": WorkDiff.from_dict(r.work)} for r in _sorted(results)
+             if r.work and not r.work.get("identical")]
     return env.get_template("ab.html.j2").render(results=_sorted(results), meta=meta, headline=headline(results),
-                                                 machine=_machine_text(meta), partial=partial_text(meta))
+                                                 machine=_machine_text(meta), partial=partial_text(meta),
+                                                 work_changes=works)
