@@ -26,8 +26,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pytest_i2v.ab_stats import SEVERITY, ABTestResult, PairedVerdict, summary_counts
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
-from pytest_i2v.signature import WorkDiff
 from pytest_i2v.report.markdown import md, work_changes
+from pytest_i2v.signature import WorkDiff
 
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1
