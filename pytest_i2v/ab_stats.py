@@ -365,7 +365,8 @@ def work_of_first_round(base: Mapping[str, Any], head: Mapping[str, Any],
     None when either side has no signature (``--i2v-signature off``)."""
     if not base.get("signature") or not head.get("signature") or base.get("outcome") != "ok" or head.get("outcome") != "ok":
         return None
-    work = diff(WorkSignature.from_dict(base["signature"]), WorkSignature.from_dict(head["signature"]))
+    work = diff(WorkSignature.from_dict(base["signature"]), WorkSignature.from_dict(head["signature"]),
+                (base.get("stages") or {}).get("step_s"))
     verdict = work_verdict(work, min_effect * 100.0) or "identical"
     low, high = work.interval_pct or (None, None)
     paired = PairedVerdict(

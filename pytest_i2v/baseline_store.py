@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -84,6 +85,12 @@ class Segment:
     fingerprint: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
     signature: str | None = None  # the digest of the newest accepted run's work signature: its table is a side file
+
+    @property
+    def step_s(self) -> float | None:
+        """The median timed step of the runs: what a changed work's effect is a share of."""
+        steps = [float(run["step_s"]) for run in self.runs if run.get("step_s")]
+        return statistics.median(steps) if steps else None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"fingerprint": dict(sorted(self.fingerprint.items())), "runs": self.runs}

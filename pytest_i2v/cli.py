@@ -97,15 +97,15 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
                   "another machine" if other_machine else f"{len(ra)} -> {len(rb)} runs")
         rows.append([nodeid, status, f"{format_value('time_s', ta)} -> {format_value('time_s', tb)} ({delta})",
                      f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})", "; ".join(changes) or "-",
-                     _work_change(old.work_of(a.current), new.work_of(b.current))])
+                     _work_change(old.work_of(a.current), new.work_of(b.current), a.current.step_s if a.current else None)])
     return markdown_table(["test", "entry", "median time", "peak memory", "environment change", "work"], rows)
 
 
-def _work_change(base: WorkSignature | None, head: WorkSignature | None) -> str:
+def _work_change(base: WorkSignature | None, head: WorkSignature | None, base_step_s: float | None) -> str:
     """One cell: the work's change between two signatures, with its largest row; "-" without both."""
     if base is None or head is None:
         return "-"
-    work = diff(base, head)
+    work = diff(base, head, base_step_s)
     top = f"; {work.rows[0].row.label} {work.rows[0].count_base} -> {work.rows[0].count_head}" if work.rows else ""
     return work.summary() + top
 
@@ -143,7 +143,7 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
         rows.append([record["nodeid"], shown,
                      f"{format_value('time_s', time_m.current)} ({time_m.delta_pct:+.1f} %)" if time_m and time_m.delta_pct is not None else "-",
                      f"{format_value(memory_m.metric, memory_m.current)} ({memory_m.delta_pct:+.1f} %)" if memory_m and memory_m.delta_pct is not None else "-",
-                     "; ".join(changes) or "-", _work_change(baseline.work_of(segment), head)])
+                     "; ".join(changes) or "-", _work_change(baseline.work_of(segment), head, segment.step_s if segment else None)])
     return markdown_table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change", "work"],
                           rows)
 

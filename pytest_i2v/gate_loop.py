@@ -117,7 +117,7 @@ class GateLoop:
         if base is None:
             return None
         head = WorkSignature.from_dict(record.signature)
-        work = diff(base, head)
+        work = diff(base, head, segment.step_s)
         located = {"excess": locate_excess(base, head)} if work.identical else {}
         return {**work.to_dict(), "verdict": work_verdict(work, self.gate.min_effect * 100.0), **located}
 

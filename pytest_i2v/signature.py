@@ -28,6 +28,7 @@ SYNC = "sync"  # a host-device synchronisation (cudaStreamSynchronize, cudaDevic
 MEMCPY = "memcpy"  # a copy; the name says the direction (HtoD, DtoH, DtoD)
 MALLOC = "malloc"  # a cudaMalloc / cudaFree: the caching allocator went to the driver
 HOST_GAP = "(host gap)"  # the step's time in no op: Python, the scheduler's host code, waits
+GAP = "gap"  # the kind of the host gap's row in a diff (last in the table, never in the estimate)
 # The rows whose time makes a step's time: ops on the CPU (synchronous); kernels, syncs and copies on CUDA.
 TIMED_KINDS = {"cpu": (OP,), "cuda": (KERNEL, SYNC, MEMCPY, MALLOC)}
 # 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
@@ -244,13 +245,16 @@ def _interval(head: list[float], base: list[float]) -> tuple[float, float] | Non
     return centre - half, centre + half
 
 
-def diff(base: WorkSignature, head: WorkSignature) -> WorkDiff:
+def diff(base: WorkSignature, head: WorkSignature, base_step_s: float | None = None) -> WorkDiff:
     """What changed from ``base`` to ``head``: rows present on one side only or with another count.
-    Rows with the same key and count cancel: their time differences are noise, not work."""
+    Rows with the same key and count cancel: their time differences are noise, not work.
+    ``base_step_s``: the base's timed (unprofiled) step, the effect's denominator; the profiled step is
+    longer by the profiler's per-op cost, so a share of it understates the effect (its span is the
+    fallback)."""
     noise = tuple(dict.fromkeys((*base.noise, *head.noise)))
     if base.digest == head.digest:
         return WorkDiff(True, noise=noise)
-    step_base = base.step_s
+    step_base = base_step_s if base_step_s else base.step_s
     changed: list[ChangedRow] = []
     step_rows: tuple[list[WorkRow], list[WorkRow]] = ([], [])
     timed = set(TIMED_KINDS.get(head.device_kind, (OP,)))
@@ -274,6 +278,13 @@ def diff(base: WorkSignature, head: WorkSignature) -> WorkDiff:
                 if after is not None:
                     step_rows[1].append(after)
     changed.sort(key=lambda c: (-abs(c.effect_s), c.stage, c.row.key))
+    old_step, new_step = base.stages.get("step"), head.stages.get("step")
+    if old_step is not None and new_step is not None:
+        # Shown, not added to the estimate: under the profiler each added op call also adds the profiler's
+        # own cost to the gap (benchmarks/work_signature_gate.py prints both sums).
+        gap_base, gap_head = old_step.host_gap_s(base.device_kind), new_step.host_gap_s(head.device_kind)
+        changed.append(ChangedRow("step", WorkRow(GAP, HOST_GAP), 1, 1, gap_base, gap_head,
+                                  gap_head / step_base * 100.0 if step_base > 0 else None))
     effect = sum(r.time_s for r in step_rows[1]) - sum(r.time_s for r in step_rows[0])
     interval = _interval(_samples(step_rows[1], head.profiled_steps), _samples(step_rows[0], base.profiled_steps))
     effect_pct = effect / step_base * 100.0 if step_base > 0 else None

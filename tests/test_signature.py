@@ -58,7 +58,8 @@ def test_an_added_op_is_named_and_its_effect_estimated_from_it_alone() -> None:
     # the unchanged conv ran 20 % slower in this process: noise that must cancel, not count
     head = _sig(replace(CONV, time_s=0.072, samples_s=(0.072, 0.072, 0.072)), NORM, extra, span=0.118)
     work = diff(base, head)
-    assert not work.identical and [r.row.name for r in work.rows] == ["aten::mul"]
+    assert not work.identical and [r.row.name for r in work.rows] == ["aten::mul", "(host gap)"]  # the gap: shown last
+    assert (work.rows[1].time_base_s, work.rows[1].time_head_s) == pytest.approx((0.020, 0.020))
     assert work.rows[0].count_base == 0 and work.rows[0].count_head == 1
     assert work.effect_pct == pytest.approx(6.0)  # 6 ms of the base's 100 ms step, whatever the conv did
     assert work.interval_pct is not None and 5.0 < work.interval_pct[0] < 6.0 < work.interval_pct[1] < 7.0
@@ -71,7 +72,7 @@ def test_an_added_op_is_named_and_its_effect_estimated_from_it_alone() -> None:
 def test_a_retyped_op_is_one_row_out_and_one_in_sorted_by_effect() -> None:
     upcast = replace(NORM, dtypes="double", time_s=0.035, samples_s=(0.035, 0.034, 0.036))
     work = diff(_sig(CONV, NORM), _sig(CONV, upcast))
-    assert [(r.row.dtypes, r.count_base, r.count_head) for r in work.rows] == [("double", 0, 2), ("float", 2, 0)]
+    assert [(r.row.dtypes, r.count_base, r.count_head) for r in work.rows] == [("double", 0, 2), ("float", 2, 0), ("", 1, 1)]
     assert work.effect_pct == pytest.approx(15.0)
     assert work.rows[0].share_of_step == pytest.approx(35.0)  # the head's row, in % of the base step
     assert type(work).from_dict(json.loads(json.dumps(work.to_dict()))).summary() == work.summary()
@@ -100,7 +101,7 @@ def test_on_cuda_the_kernels_and_syncs_make_the_time() -> None:
     launch = WorkRow(OP, "aten::addmm", "[[4]]", "float", 4, 0.002, (0.002, 0.002, 0.002))
     sync = WorkRow(SYNC, "cudaDeviceSynchronize", count=1, time_s=0.004, samples_s=(0.004, 0.004, 0.004))
     work = diff(_sig(launch, kernel, kind="cuda"), _sig(launch, kernel, sync, kind="cuda"))
-    assert [r.row.kind for r in work.rows] == [SYNC] and work.effect_pct == pytest.approx(4.0)
+    assert [r.row.kind for r in work.rows] == [SYNC, "gap"] and work.effect_pct == pytest.approx(4.0)
 
 
 # -- the trace conversion, on recorded stand-ins for the profiler's raw events ---------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,20 @@ class SimulatedProperties:
 class SimulatedStream:
     def __init__(self, index: int):
         self.device_index = index
+
+
+# What a synchronise costs the host here. The simulated card computes on the CPU, synchronously, so it
+# has no queue to drain; a real cudaDeviceSynchronize costs at least a host-device round trip (an
+# assumption of order 10 microseconds, not a measurement). Charging a fixed busy wait makes a sync per
+# step work with a time, as it is on a GPU (the benchmark benchmarks/work_signature_gate.py sizes it).
+SYNC_ROUND_TRIP_S = 20e-6
+
+
+def _busy_wait(seconds: float) -> None:
+    """Spin (a sleep's resolution is coarser than the wait)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 class SimulatedEvent:
@@ -121,6 +136,7 @@ class SimulatedTorchCuda:
         index = self.current_index if device is None else _index_of(device)
         with record_function("cudaDeviceSynchronize"):  # in a profiler trace, as the CUDA runtime call shows
             self.device_at(index, "synchronize").complete_events()
+            _busy_wait(SYNC_ROUND_TRIP_S)
 
     def Event(self, enable_timing: bool = False) -> SimulatedEvent:
         return SimulatedEvent(self, enable_timing)

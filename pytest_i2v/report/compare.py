@@ -64,7 +64,8 @@ def compare_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, A
                 "config_changed": ra.get("config_id") != rb.get("config_id"),
             })
             if ra.get("signature") and rb.get("signature"):  # the work, where both runs profiled it
-                work = diff(WorkSignature.from_dict(ra["signature"]), WorkSignature.from_dict(rb["signature"]))
+                work = diff(WorkSignature.from_dict(ra["signature"]), WorkSignature.from_dict(rb["signature"]),
+                            (ra.get("stages") or {}).get("step_s"))
                 row["work"] = work.to_dict()
         rows.append(row)
     return {"a": a, "b": b, "rows": rows,
