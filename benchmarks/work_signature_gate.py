@@ -183,6 +183,7 @@ PROFILE = """
 name: {name}
 memory_gb: {memory}
 device: {device}
+match: {match}
 model: tiny
 dtype: fp32
 scaling: {{size_divisor: 8, steps_divisor: 5}}
@@ -206,7 +207,7 @@ class Project:
     def profile(self, min_effect: float, tolerance: float) -> None:
         name = "h200" if self.simulated else "cpu"
         text = PROFILE.format(name=name, memory=141 if self.simulated else 24, device="cuda" if self.simulated else "cpu",
-                              min_effect=min_effect, tolerance=tolerance)
+                              match='["H200"]' if self.simulated else "[]", min_effect=min_effect, tolerance=tolerance)
         (self.root / "profiles" / f"{name}.yaml").write_text(text)
 
     def pytest(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
