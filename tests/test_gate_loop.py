@@ -150,7 +150,10 @@ def test_only_a_fresh_process_can_reject_a_slow_process(loop: pytest.Pytester, m
     result.assert_outcomes(passed=2)
     records = {r["nodeid"].split("::")[1]: r for r in json.loads((loop.path / "r.json").read_text())["records"]}
     fresh = records["test_b"]
-    assert fresh["measurements"] == 2 and fresh["decision"]["reason"] == "flagged once, not confirmed by re-measuring"
+    # passed; or improved, when the fresh child's host RSS (a new process) reads lower than the baseline's, which
+    # was recorded inside this test process: memory may improve, the time did not regress
+    assert fresh["measurements"] == 2 and fresh["decision"]["kind"] in ("passed", "improved")
+    assert fresh["verdict"]["verdict"] != "regressed" and not fresh["decision"]["fails"]
     assert "re-measured (1/1, in a fresh process) after a regressed verdict" in fresh["notes"][-1]
     assert fresh["notes"][-1].endswith(": not confirmed") and records["test_a"]["measurements"] == 1
     # the child wrote none of the parent's files: one JUnit report of two tests, the parent's Markdown
