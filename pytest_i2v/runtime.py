@@ -51,8 +51,8 @@ class I2VRun:
         self._image: Any = load_input_image(settings.input_image) if settings.input_image is not None else None
 
     def remeasure_in_fresh_process(self, nodeid: str, config_id: str | None) -> GenerationRecord:
-        """This test again in a new pytest process with this run's options (``fresh_process``); None from
-        ``gate.run``'s point of view is never returned: a child that measured nothing raises."""
+        """This test again in a new pytest process with this run's options (``fresh_process``); a child
+        that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures here)."""
         from pytest_i2v.fresh_process import remeasure
 
         params = self.config.invocation_params
