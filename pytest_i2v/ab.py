@@ -369,13 +369,16 @@ class ABJob:
         return self._compare_and_write(revisions, docs, rounds, min_effect, out)
 
     def _compare_and_write(self, revisions: Mapping[str, Revision], docs: Mapping[str, list[dict[str, Any]]],
-                           rounds_planned: int, min_effect: float, out: Path) -> ABOutcome:
-        """The verdicts of the rounds in ``docs`` (all of them, or those done so far), written to ``out``."""
+                           rounds_planned: int, min_effect: float, out: Path,
+                           results: list[ABTestResult] | None = None) -> ABOutcome:
+        """The verdicts of the rounds in ``docs`` (all of them, or those done so far), written to ``out``;
+        ``results``: those verdicts, when the caller has them already."""
         from pytest_i2v import ab_stats
 
+        if results is None:
+            results = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
+                                              confidence=ab_stats.DEFAULT_CONFIDENCE)
         meta = self._meta(revisions, rounds_planned, min_effect, ab_stats.DEFAULT_CONFIDENCE, docs)
-        results = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
-                                          confidence=ab_stats.DEFAULT_CONFIDENCE)
         return self._write(results, meta, out)
 
     def _collect(self, revisions: Mapping[str, Revision], subdir: Path, tmp: Path) -> list[str]:
@@ -441,19 +444,16 @@ class ABJob:
                 self.progress(f"ab: round {round_index + 1}/{rounds} {side}: {run.wall_s:.1f} s "
                               f"(pytest exit {run.exit_code})")
                 docs[side].append(read_results(results))
-            if PARTIAL_FROM_ROUNDS <= round_index + 1 < rounds or (round_index == 0 < rounds - 1 and
-                                                                  self._work_changed(docs, min_effect)):
+            if PARTIAL_FROM_ROUNDS <= round_index + 1 < rounds:
                 self._compare_and_write(revisions, docs, rounds, min_effect, out)
+            elif round_index == 0 < rounds - 1:  # a changed work is decided by round 1: show it now
+                from pytest_i2v import ab_stats
+
+                verdicts = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
+                                                   confidence=ab_stats.DEFAULT_CONFIDENCE)
+                if any(r.work is not None and not r.work.get("identical") for r in verdicts):
+                    self._compare_and_write(revisions, docs, rounds, min_effect, out, verdicts)
         return docs
-
-    @staticmethod
-    def _work_changed(docs: Mapping[str, list[dict[str, Any]]], min_effect: float) -> bool:
-        """Whether round 1's signatures say some test's work changed: its verdict is worth writing now."""
-        from pytest_i2v import ab_stats
-
-        results = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
-                                          confidence=ab_stats.DEFAULT_CONFIDENCE)
-        return any(r.work is not None and not r.work.get("identical") for r in results)
 
     def _meta(self, revisions: Mapping[str, Revision], rounds_planned: int, min_effect: float, confidence: float,
               docs: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:

@@ -339,7 +339,7 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
                     continue
                 series[name] = ([float(v) for v in b if v is not None], [float(v) for v in h if v is not None])
         pending.append((nodeid, pipeline, fixed, series, keys))
-        works[nodeid] = work_of_first_round(base[0], head[0], min_effect)
+        works[nodeid] = None if fixed else work_of_first_round(base[0], head[0], min_effect)
     # The job's pooled spread of each time metric's log-ratios, leaving the judged test out.
     diffs = {metric: {nodeid: [math.log(h) - math.log(b) for b, h in zip(*s[metric], strict=True)]
                       for nodeid, _, _, s, _ in pending if metric in s} for metric in TIME_METRICS}
@@ -347,14 +347,14 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
     for nodeid, pipeline, fixed, series, keys in pending:
         verdicts = list(fixed)
         work = works[nodeid]
-        if work is not None and not fixed:
+        if work is not None:
             verdicts.append(work[0])
         for name, (base_figures, head_figures) in series.items():
             prior = _pooled([d for other, d in diffs[name].items() if other != nodeid]) if name in diffs else None
             label = next(iter(keys)) if name == "memory" else name
             verdicts.append(paired_verdict(str(label), base_figures, head_figures, min_effect, confidence, prior))
         results.append(ABTestResult(nodeid, pipeline, verdicts, overall_verdict(verdicts),
-                                    work[1] if work is not None and not fixed else None))
+                                    work[1] if work is not None else None))
     return results
 
 

@@ -31,8 +31,8 @@ HOST_GAP = "(host gap)"  # the step's time in no op: Python, the scheduler's hos
 GAP = "gap"  # the kind of the host gap's row in a diff (last in the table, never in the estimate)
 # The rows whose time makes a step's time: ops on the CPU (synchronous); kernels, syncs and copies on CUDA.
 TIMED_KINDS = {"cpu": (OP,), "cuda": (KERNEL, SYNC, MEMCPY, MALLOC)}
-# 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
 KEPT_ROWS = 50  # changed rows a results record keeps, the largest time effect first
+# 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
@@ -338,10 +338,12 @@ def locate_excess(base: WorkSignature, head: WorkSignature) -> str | None:
     median_ratio = statistics.median(ratios) if ratios else 1.0
     op_excess = sum(delta for delta, _ in deltas if delta > 0)
     carrying: list[tuple[float, tuple[str, str, str, str]]] = []
+    carried = 0.0
     for delta, key in deltas:
-        if delta <= 0 or sum(d for d, _ in carrying) >= CARRIED * op_excess:
+        if delta <= 0 or carried >= CARRIED * op_excess:
             break
         carrying.append((delta, key))
+        carried += delta
     base_time = sum(old[key].time_s for key in common)
     carried_share = sum(old[key].time_s for _, key in carrying) / base_time if base_time > 0 else 1.0
     if carrying and len(carrying) <= FEW_OPS and carried_share <= FEW_OPS_SHARE:
