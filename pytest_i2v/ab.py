@@ -100,6 +100,9 @@ class ABOptions:
     min_effect_pct: float | None = None  # None: ab_stats.DEFAULT_MIN_EFFECT
     out: Path = Path(DEFAULT_OUT)
     pytest_args: tuple[str, ...] = ()
+    sequential: bool = True  # each test leaves once decided (ab_sequential); False: every test runs every round
+    calibrate: bool = False  # base against itself: store each test's spread (ab_calibration), compare nothing
+    baseline_dir: Path | None = None  # where the calibration is read and written (None: <repository>/baselines)
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,17 @@ def has_uncommitted_changes(repo: Path) -> bool:
 
 
 def check_options(options: ABOptions, default_rounds: int) -> tuple[int, float | None]:
+    if options.calibrate:
+        from pytest_i2v.ab_calibration import DEFAULT_CALIBRATION_ROUNDS, MIN_CALIBRATION_ROUNDS
+
+        if options.head is not None:
+            raise I2VUsageError("--calibrate runs the base against itself; drop --head (or name the revision to "
+                                "calibrate with --base)")
+        rounds = DEFAULT_CALIBRATION_ROUNDS if options.rounds is None else options.rounds
+        if rounds < MIN_CALIBRATION_ROUNDS:
+            raise I2VUsageError(f"--rounds {rounds}: a calibration needs at least {MIN_CALIBRATION_ROUNDS} A/A rounds "
+                                f"(the default {DEFAULT_CALIBRATION_ROUNDS} gives {DEFAULT_CALIBRATION_ROUNDS - 1} df)")
+        default_rounds = rounds
     rounds = default_rounds if options.rounds is None else options.rounds
     if rounds < 2:
         raise I2VUsageError(f"--rounds {rounds}: an A/B comparison needs at least 2 rounds (one ABBA pair); "
@@ -316,6 +330,12 @@ class ABJob:
         self.cwd = (cwd or Path.cwd()).resolve()
         self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
         self.runs: list[ProcessRun] = []
+        self.repo = self.cwd
+        self.priors: dict[str, Any] = {}  # nodeid -> metric -> gate.Noise: this machine's calibration
+        self.calibration_note: str | None = None
+        self.decided: dict[str, ABTestResult] = {}  # a sequential job's decided tests: they leave the later rounds
+        self.decided_after: dict[str, int] = {}
+        self.all_decided = False
 
     def _run(self, side: str, round_index: int, argv: Sequence[str], cwd: Path, env: Mapping[str, str],
              log: Path) -> ProcessRun:
@@ -331,7 +351,7 @@ class ABJob:
         from pytest_i2v import ab_stats
 
         rounds, min_effect_pct = check_options(self.options, ab_stats.DEFAULT_ROUNDS)
-        repo = repository_root(self.cwd)
+        repo = self.repo = repository_root(self.cwd)
         subdir = self.cwd.relative_to(repo.resolve())  # the user's pytest args are relative to it
         base_sha = resolve_commit(repo, self.options.base, "--base")
         dirty = has_uncommitted_changes(repo)
@@ -346,8 +366,12 @@ class ABJob:
         workspace = Workspace(repo)
         try:
             base = Revision("base", self.options.base, base_sha, workspace.add_worktree("base", base_sha))
-            head = Revision("head", self.options.head, head_sha, workspace.add_worktree("head", head_sha)) \
-                if self.options.head is not None else Revision("head", None, head_sha, repo, dirty=dirty)
+            if self.options.calibrate:  # A/A: the base against itself, from the same checkout
+                head = Revision("head", self.options.base, base_sha, base.root)
+            elif self.options.head is not None:
+                head = Revision("head", self.options.head, head_sha, workspace.add_worktree("head", head_sha))
+            else:
+                head = Revision("head", None, head_sha, repo, dirty=dirty)
             revisions = {"base": base, "head": head}
             for revision in revisions.values():
                 if not (revision.root / subdir).is_dir():
@@ -366,7 +390,25 @@ class ABJob:
             docs = self._rounds(revisions, subdir, rounds, min_effect, out, workspace.path)
         finally:
             workspace.close()
+        if self.options.calibrate:
+            self._store_calibration(docs, base_sha)
         return self._compare_and_write(revisions, docs, rounds, min_effect, out)
+
+    @property
+    def sequential(self) -> bool:
+        return self.options.sequential and not self.options.calibrate
+
+    def _results(self, docs: Mapping[str, list[dict[str, Any]]], rounds_planned: int,
+                 min_effect: float) -> list[ABTestResult]:
+        """The verdicts of the rounds so far: at this look of the sequential plan, with the calibration's
+        spreads, and the tests decided at earlier looks as they were decided."""
+        from pytest_i2v import ab_stats
+        from pytest_i2v.ab_sequential import SequentialPlan
+
+        plan = SequentialPlan(rounds_planned, 1.0 - ab_stats.DEFAULT_CONFIDENCE) if self.sequential else None
+        return ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
+                                       confidence=ab_stats.DEFAULT_CONFIDENCE, plan=plan, calibration=self.priors,
+                                       decided=self.decided)
 
     def _compare_and_write(self, revisions: Mapping[str, Revision], docs: Mapping[str, list[dict[str, Any]]],
                            rounds_planned: int, min_effect: float, out: Path,
@@ -376,10 +418,49 @@ class ABJob:
         from pytest_i2v import ab_stats
 
         if results is None:
-            results = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
-                                              confidence=ab_stats.DEFAULT_CONFIDENCE)
+            results = self._results(docs, rounds_planned, min_effect)
         meta = self._meta(revisions, rounds_planned, min_effect, ab_stats.DEFAULT_CONFIDENCE, docs)
         return self._write(results, meta, out)
+
+    def _calibration_path(self, docs: Mapping[str, list[dict[str, Any]]]) -> Path | None:
+        from pytest_i2v.baseline_store import baseline_path
+
+        profile = ((docs["base"][0].get("profile") or {}) if docs["base"] else {}).get("name")
+        if not profile:
+            return None
+        directory = self.options.baseline_dir or self.repo / "baselines"
+        return baseline_path(directory if directory.is_absolute() else self.cwd / directory, str(profile))
+
+    def _load_calibration(self, docs: Mapping[str, list[dict[str, Any]]]) -> None:
+        """After round 1 (the records name the machine): this machine's calibration, if current."""
+        from pytest_i2v.ab_calibration import choose
+        from pytest_i2v.baseline_store import read_baseline
+
+        records = docs["base"][0].get("records") or [] if docs["base"] else []
+        path = self._calibration_path(docs)
+        if not records or path is None:
+            return
+        calibration, self.calibration_note = choose(read_baseline(path).calibrations, records[0].get("fingerprint") or {})
+        if calibration is not None:
+            self.priors = calibration.priors({r["nodeid"]: r.get("config_id") for r in records})
+            self.calibration_note += f" ({len(self.priors)} of {len(records)} tests, from {path.name})"
+        self.progress(f"ab: {self.calibration_note}")
+
+    def _store_calibration(self, docs: Mapping[str, list[dict[str, Any]]], commit: str) -> None:
+        from pytest_i2v.ab_calibration import calibrate
+        from pytest_i2v.baseline_store import store_calibration
+
+        path = self._calibration_path(docs)
+        if path is None:
+            raise I2VUsageError("the A/A rounds wrote no profile name; run the calibration with --gpu-profile NAME")
+        calibration = calibrate(docs["base"], docs["head"], commit,
+                                datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        store_calibration(path, path.stem, calibration)
+        spreads = sorted(float(t["time_s"]["sd"]) for t in calibration.tests.values() if t.get("time_s"))
+        middle = f", median log-ratio sd {spreads[len(spreads) // 2]:.2%}" if spreads else ""
+        self.calibration_note = (f"calibrated {len(calibration.tests)} tests over {calibration.rounds} A/A rounds "
+                                 f"({calibration.rounds - 1} df each{middle}); stored in {path}")
+        self.progress(f"ab: {self.calibration_note}")
 
     def _collect(self, revisions: Mapping[str, Revision], subdir: Path, tmp: Path) -> list[str]:
         """The i2v tests each side selects with the user's args; both must have the same ones."""
@@ -415,6 +496,8 @@ class ABJob:
 
         docs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
         for round_index, order in enumerate(abba_order(rounds)):
+            # decided tests leave the job: node ids are rootdir-relative, as --deselect reads them
+            deselect = [arg for nodeid in self.decided for arg in ("--deselect", nodeid)]
             for side in order:
                 revision = revisions[side]
                 name = f"{side}-{round_index}"
@@ -431,7 +514,8 @@ class ABJob:
                     "--i2v-report", str(tmp / "reports" / f"{name}.html"),
                     "--i2v-markdown", str(tmp / "reports" / f"{name}.md"),
                     # the work signature once, in round 1 (exact: one profile per side decides a changed work)
-                    "--i2v-signature", "on" if round_index == 0 else "off",
+                    "--i2v-signature", "on" if round_index == 0 and not self.options.calibrate else "off",
+                    *deselect,
                 ])
                 run = self._run(side, round_index, argv, revision.root / subdir, _side_env(revision.root),
                                 out / "logs" / f"{name}.log")
@@ -444,15 +528,27 @@ class ABJob:
                 self.progress(f"ab: round {round_index + 1}/{rounds} {side}: {run.wall_s:.1f} s "
                               f"(pytest exit {run.exit_code})")
                 docs[side].append(read_results(results))
-            if PARTIAL_FROM_ROUNDS <= round_index + 1 < rounds:
-                self._compare_and_write(revisions, docs, rounds, min_effect, out)
-            elif round_index == 0 < rounds - 1:  # a changed work is decided by round 1: show it now
-                from pytest_i2v import ab_stats
+            if round_index == 0 and not self.options.calibrate:
+                self._load_calibration(docs)
+            done = round_index + 1
+            if done >= rounds:
+                break  # the caller writes the final files
+            verdicts = self._results(docs, rounds, min_effect)
+            if self.sequential:
+                from pytest_i2v.ab_sequential import is_decided
 
-                verdicts = ab_stats.compare_rounds(docs["base"], docs["head"], min_effect=min_effect,
-                                                   confidence=ab_stats.DEFAULT_CONFIDENCE)
-                if any(r.work is not None and not r.work.get("identical") for r in verdicts):
-                    self._compare_and_write(revisions, docs, rounds, min_effect, out, verdicts)
+                for result in verdicts:
+                    if is_decided(result.overall) and result.nodeid not in self.decided:
+                        self.decided[result.nodeid], self.decided_after[result.nodeid] = result, done
+                        self.progress(f"ab: {result.nodeid} decided after {done} round{'s' if done > 1 else ''}: "
+                                      f"{result.overall}")
+                self.all_decided = bool(verdicts) and len(self.decided) == len(verdicts)
+                if self.all_decided:
+                    self.progress(f"ab: every test decided after {done} of at most {rounds} rounds")
+                    break
+            # a changed work is decided by round 1: show it now; from round 2 on, every round
+            if done >= PARTIAL_FROM_ROUNDS or any(r.work is not None and not r.work.get("identical") for r in verdicts):
+                self._compare_and_write(revisions, docs, rounds, min_effect, out, verdicts)
         return docs
 
     def _meta(self, revisions: Mapping[str, Revision], rounds_planned: int, min_effect: float, confidence: float,
@@ -474,6 +570,10 @@ class ABJob:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "pytest_args": list(self.options.pytest_args),
             "conditions": unstable_conditions(docs),
+            "design": "sequential" if self.sequential else "fixed",
+            "all_decided": self.all_decided,
+            "decided_after": dict(self.decided_after),
+            "calibration": self.calibration_note,
         }
 
     def _write(self, results: list[ABTestResult], meta: dict[str, Any], out: Path) -> ABOutcome:

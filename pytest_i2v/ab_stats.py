@@ -62,6 +62,7 @@ from typing import Any
 
 from scipy import stats
 
+from pytest_i2v.ab_sequential import Look, SequentialPlan, is_decided
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gate import Noise
 from pytest_i2v.peak import record_peak
@@ -71,6 +72,7 @@ DEFAULT_ROUNDS = 16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2
 DEFAULT_MIN_EFFECT = 0.05
 DEFAULT_CONFIDENCE = 0.999
 PRIOR_MAX_DF = 8  # the most the job's pooled spread weighs against a test's own rounds
+MAX_LOG_HALF = 5.0  # an early look spends next to nothing: its interval is shown capped at e^5
 MAX_ROUNDS_NEEDED = 10_000  # "run more rounds: ~K" is capped here (a change this small is not worth it)
 
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not-comparable")
@@ -135,11 +137,14 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, df))
 
 
-def decide(mean: float, half: float, min_effect: float) -> str:
-    """The rule on the log scale (module docstring); shared with benchmarks/ab_power.py's numpy copy."""
+def decide(mean: float, half: float, min_effect: float, equivalence_half: float | None = None) -> str:
+    """The rule on the log scale (module docstring); shared with benchmarks/ab_power.py's numpy copy.
+    ``equivalence_half``: the half-width that may call it unchanged, where a sequential look tests
+    equivalence at another level than a change (default: ``half``)."""
     band = math.log1p(min_effect)
     low, high = mean - half, mean + half
-    if -band <= low and high <= band:
+    within = half if equivalence_half is None else equivalence_half
+    if abs(mean) + within <= band:
         return "unchanged"
     if low > 0 and high > band:
         return "regressed"
@@ -166,9 +171,12 @@ def _validate(min_effect: float, confidence: float) -> None:
 
 
 def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], min_effect: float = DEFAULT_MIN_EFFECT,
-                   confidence: float = DEFAULT_CONFIDENCE, prior: Noise | None = None) -> PairedVerdict:
-    """``base[i]``, ``head[i]``: round i's per-process figures (> 0). ``prior``: a pooled log-ratio
-    spread to moderate towards (its df capped at ``PRIOR_MAX_DF``)."""
+                   confidence: float = DEFAULT_CONFIDENCE, prior: Noise | None = None, look: Look | None = None,
+                   prior_cap: int | None = PRIOR_MAX_DF) -> PairedVerdict:
+    """``base[i]``, ``head[i]``: round i's per-process figures (> 0). ``prior``: a log-ratio spread to
+    moderate towards, its df capped at ``prior_cap`` (the job's pooled spread: ``PRIOR_MAX_DF``; a
+    calibration: None, its real df). ``look``: a sequential job's levels at this round
+    (``ab_sequential``), else the fixed design at ``confidence``."""
     _validate(min_effect, confidence)
     if len(base) != len(head):
         raise I2VUsageError(f"{metric}: {len(base)} base figures but {len(head)} head figures; pair them by round")
@@ -186,25 +194,38 @@ def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], mi
     variance, df = statistics.variance(diffs), n - 1
     prior_df = 0
     if prior is not None and prior.df > 0:
-        prior_df = min(prior.df, PRIOR_MAX_DF)
+        prior_df = prior.df if prior_cap is None else min(prior.df, prior_cap)
         variance = (variance * df + prior.variance * prior_df) / (df + prior_df)
     sd = math.sqrt(variance)
-    half = t_quantile(confidence, df + prior_df) * sd / math.sqrt(n)
-    verdict = decide(mean, half, min_effect)
-    low, high = math.exp(mean - half), math.exp(mean + half)
-    interval = f"{confidence:.1%} interval of head/base {low:.3f}..{high:.3f}"
+    if look is None:
+        half = equivalence_half = t_quantile(confidence, df + prior_df) * sd / math.sqrt(n)
+        level = f"{confidence:.1%}"
+    else:
+        half = look.change_factor(df + prior_df) * sd / math.sqrt(n)
+        equivalence_half = look.equivalence_factor(df + prior_df) * sd / math.sqrt(n)
+        level = f"look {n}: {1.0 - look.change_alpha:.4%}"
+    verdict = decide(mean, half, min_effect, equivalence_half)
+    low, high = math.exp(mean - min(half, MAX_LOG_HALF)), math.exp(mean + min(half, MAX_LOG_HALF))
+    interval = f"{level} interval of head/base {low:.3f}..{high:.3f}"
     needed = None
     if verdict == "unchanged":
         reason = f"{interval} lies within +/-{min_effect:.0%}"
+        if look is not None:
+            reason = (f"{look.equivalence_alpha:.2%}-per-side equivalence interval "
+                      f"{math.exp(mean - equivalence_half):.3f}..{math.exp(mean + equivalence_half):.3f} lies within "
+                      f"+/-{min_effect:.0%}")
     elif verdict == "regressed":
         reason = f"slower: {interval} lies above 1 and reaches past +{min_effect:.0%}"
     elif verdict == "improved":
         reason = f"faster/smaller: {interval} lies below 1 and reaches past -{min_effect:.0%}"
+    elif look is not None and not look.final:
+        reason = f"{interval} straddles 1 and reaches past +/-{min_effect:.0%}: undecided, the next round looks again"
     else:
         needed = _rounds_needed(mean, sd, min_effect, confidence, n, prior_df)
         reason = f"{interval} straddles 1 and reaches past +/-{min_effect:.0%}: run more rounds (~{needed} in all)"
     if prior_df:
-        reason += f"; spread moderated with the job's pooled spread ({prior_df} df)"
+        source = "the calibration" if prior_cap is None else "the job's pooled spread"
+        reason += f"; spread moderated with {source} ({prior_df} df)"
     return PairedVerdict(metric, verdict, math.exp(mean), low, high, n, needed, reason, **middle)
 
 
@@ -286,9 +307,15 @@ def _pooled(diffs: Sequence[Sequence[float]]) -> Noise | None:
 
 
 def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[Mapping[str, Any]],
-                   min_effect: float = DEFAULT_MIN_EFFECT, confidence: float = DEFAULT_CONFIDENCE) -> list[ABTestResult]:
+                   min_effect: float = DEFAULT_MIN_EFFECT, confidence: float = DEFAULT_CONFIDENCE,
+                   plan: SequentialPlan | None = None, calibration: Mapping[str, Mapping[str, Noise]] | None = None,
+                   decided: Mapping[str, ABTestResult] | None = None) -> list[ABTestResult]:
     """``base_docs[i]``/``head_docs[i]``: round i's results documents (``--i2v-json``). One result per
-    test, in base's first-round order. A test missing from a side (or a round) is a usage error."""
+    test, in base's first-round order. A test missing from a side (or a round) is a usage error, but
+    for the tests in ``decided``: a sequential job decided them at an earlier look (their result is
+    kept as it was) and ran the later rounds without them. ``plan``: judge each test at the look of
+    its own number of rounds (``ab_sequential``); ``calibration``: per test, its calibrated spread
+    per time metric, used with its real df instead of the job's pooled spread."""
     _validate(min_effect, confidence)
     if len(base_docs) != len(head_docs):
         raise I2VUsageError(f"{len(base_docs)} base rounds but {len(head_docs)} head rounds; pair every base process "
@@ -297,7 +324,10 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
         raise I2VUsageError("no rounds to compare; run at least 2 (--rounds 2)")
     base_rounds, head_rounds = _index(base_docs, "base"), _index(head_docs, "head")
     nodeids = list(dict.fromkeys(nodeid for rounds in (base_rounds, head_rounds) for r in rounds for nodeid in r))
+    decided = decided or {}
     for nodeid in nodeids:
+        if nodeid in decided:
+            continue
         for side, rounds in (("base", base_rounds), ("head", head_rounds)):
             missing = [number for number, r in enumerate(rounds, start=1) if nodeid not in r]
             if missing:
@@ -307,6 +337,8 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
     pending: list[tuple[str, str, list[PairedVerdict], dict[str, tuple[list[float], list[float]]], set[str | None]]] = []
     works: dict[str, tuple[PairedVerdict, dict[str, Any]] | None] = {}
     for nodeid in nodeids:
+        if nodeid in decided:
+            continue
         base = [r[nodeid] for r in base_rounds]
         head = [r[nodeid] for r in head_rounds]
         pipeline = _pipeline(base[0])
@@ -343,19 +375,29 @@ def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[M
     # The job's pooled spread of each time metric's log-ratios, leaving the judged test out.
     diffs = {metric: {nodeid: [math.log(h) - math.log(b) for b, h in zip(*s[metric], strict=True)]
                       for nodeid, _, _, s, _ in pending if metric in s} for metric in TIME_METRICS}
-    results = []
+    results = {nodeid: result for nodeid, result in decided.items()}
+    look = plan.look(len(base_rounds)) if plan is not None else None
     for nodeid, pipeline, fixed, series, keys in pending:
         verdicts = list(fixed)
         work = works[nodeid]
         if work is not None:
             verdicts.append(work[0])
+        calibrated = (calibration or {}).get(nodeid) or {}
         for name, (base_figures, head_figures) in series.items():
-            prior = _pooled([d for other, d in diffs[name].items() if other != nodeid]) if name in diffs else None
+            prior, cap = calibrated.get(name), None
+            if prior is None and name in diffs:
+                prior, cap = _pooled([d for other, d in diffs[name].items() if other != nodeid]), PRIOR_MAX_DF
             label = next(iter(keys)) if name == "memory" else name
-            verdicts.append(paired_verdict(str(label), base_figures, head_figures, min_effect, confidence, prior))
-        results.append(ABTestResult(nodeid, pipeline, verdicts, overall_verdict(verdicts),
-                                    work[1] if work is not None else None))
-    return results
+            verdicts.append(paired_verdict(str(label), base_figures, head_figures, min_effect, confidence, prior,
+                                           look, cap))
+        results[nodeid] = ABTestResult(nodeid, pipeline, verdicts, overall_verdict(verdicts),
+                                       work[1] if work is not None else None)
+    return [results[nodeid] for nodeid in nodeids]
+
+
+def undecided(results: Sequence[ABTestResult]) -> list[str]:
+    """The tests a sequential job still runs: those whose verdict more rounds could change."""
+    return [r.nodeid for r in results if not is_decided(r.overall)]
 
 
 def work_of_first_round(base: Mapping[str, Any], head: Mapping[str, Any],

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
+from pytest_i2v.ab_calibration import Calibration, merge
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.fingerprint import machine_changes, same_machine, software_changes
 from pytest_i2v.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
@@ -133,6 +134,7 @@ class BaselineFile:
     profile: str
     entries: dict[str, BaselineEntry] = field(default_factory=dict)
     path: Path | None = None  # where it was read from (its work-signature tables live beside it)
+    calibrations: list[Calibration] = field(default_factory=list)  # A/B calibrations, one per machine and software
 
     def work_of(self, segment: Segment | None) -> WorkSignature | None:
         """The work-signature table a segment names, read from beside the file; None without one."""
@@ -166,6 +168,7 @@ class BaselineFile:
             "schema_version": BASELINE_SCHEMA_VERSION,
             "profile": self.profile,
             "entries": {nodeid: self.entries[nodeid].to_dict() for nodeid in sorted(self.entries)},
+            **({"ab_calibration": [c.to_dict() for c in self.calibrations]} if self.calibrations else {}),
         }
 
     @classmethod
@@ -184,7 +187,8 @@ class BaselineFile:
                 entries[nodeid] = BaselineEntry(nodeid, str(entry["config_id"]), dict(entry.get("config") or {}), segments)
         except (AttributeError, KeyError, TypeError) as exc:
             raise I2VUsageError(f"{where}: malformed entry ({type(exc).__name__}: {exc}); restore it from version control") from None
-        return cls(str(stored_profile), entries)
+        calibrations = [Calibration.from_dict(block, where) for block in data.get("ab_calibration") or []]
+        return cls(str(stored_profile), entries, calibrations=calibrations)
 
 
 class _BaselineDumper(yaml.SafeDumper):
@@ -324,3 +328,12 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
             if table.name.removesuffix(".json.gz") not in referenced:
                 table.unlink(missing_ok=True)
     return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))
+
+
+def store_calibration(path: Path, profile: str, calibration: Calibration) -> None:
+    """Put an A/B calibration into the baseline file under its lock, in place of this machine's block of
+    the same software (``ab_calibration.merge``); the entries are left as they are."""
+    with FileLock(str(path) + ".lock", timeout=120):
+        baseline = read_baseline(path, profile)
+        baseline.calibrations = merge(baseline.calibrations, calibration)
+        write_text_atomic(path, dump_yaml(baseline.to_dict()))

@@ -263,7 +263,8 @@ def _cmd_ab(args: argparse.Namespace) -> str:
     if pytest_args[:1] == ["--"]:  # argparse keeps the separator on some Python versions
         pytest_args = pytest_args[1:]
     options = ABOptions(base=args.base, head=args.head, rounds=args.rounds, min_effect_pct=args.min_effect,
-                        out=Path(args.out), pytest_args=tuple(pytest_args))
+                        out=Path(args.out), pytest_args=tuple(pytest_args), sequential=not args.fixed_rounds,
+                        calibrate=args.calibrate, baseline_dir=Path(args.baseline_dir) if args.baseline_dir else None)
     try:
         outcome = run_ab(options)
     except ABProcessFailed as exc:  # the failed process's log tail, then the one error line
@@ -325,8 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--base", required=True, metavar="REF", help="the revision to compare against (branch, tag or SHA)")
     ab.add_argument("--head", metavar="REF", help="the revision to measure (default: the working tree as it is, "
                                                   "uncommitted changes included)")
-    ab.add_argument("--rounds", type=int, metavar="N", help="ABBA rounds: one process per side each (default: "
-                                                            "pytest_i2v.ab_stats.DEFAULT_ROUNDS)")
+    ab.add_argument("--rounds", type=int, metavar="N", help="the most ABBA rounds, one process per side each; a test "
+                                                            "leaves once decided (default: "
+                                                            "pytest_i2v.ab_stats.DEFAULT_ROUNDS; --calibrate: 30)")
+    ab.add_argument("--fixed-rounds", action="store_true", help="run every test for all --rounds and decide once at "
+                                                                "the end (the fixed design), not after every round")
+    ab.add_argument("--calibrate", action="store_true", help="run --base against itself and store each test's "
+                                                             "between-process spread in this machine's block of the "
+                                                             "profile's baseline file (ab_calibration); later jobs on "
+                                                             "the same machine and software use it")
+    ab.add_argument("--baseline-dir", metavar="DIR", help="where the calibration is read and written "
+                                                          "(default: <repository>/baselines)")
     ab.add_argument("--min-effect", type=float, metavar="PCT", help="the smallest change that counts, in per cent "
                                                                     "(default: pytest_i2v.ab_stats.DEFAULT_MIN_EFFECT)")
     ab.add_argument("--out", default="i2v-ab", metavar="DIR", help="directory for ab.json, ab.md, ab.html, each run's "

@@ -172,8 +172,11 @@ class FakePytest:
             return 3
         round_index = int(results.stem.split("-")[1])
         records = self.records(side, round_index) if self.records else []
+        deselected = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--deselect"}
+        records = [r for r in records if r["nodeid"] not in deselected]  # as pytest would: not run
         results.write_text(json.dumps({"schema": RESULTS_SCHEMA, "schema_version": RESULTS_SCHEMA_VERSION,
-                                       "environment": {}, "records": records, "run": results.stem}))
+                                       "environment": {}, "profile": {"name": "cpu"}, "records": records,
+                                       "run": results.stem}))
         return 0
 
     def measuring_calls(self) -> list[dict[str, Any]]:
@@ -313,7 +316,7 @@ def test_a_job_stopped_in_its_last_round_leaves_the_verdicts_of_the_rounds_done(
     and ab.html hold rounds 1-3 and say so; each complete round from the second on had rewritten them."""
     fake = FakePytest(records=steady_records, fail_at=6)  # calls 0-5: rounds 1-3; round 4 starts with head
     monkeypatch.setattr(ab, "run_logged", fake)
-    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4"], capsys)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4", "--fixed-rounds"], capsys)
     out = suite_repo / "i2v-ab"
     assert code == 3 and "INTERNALERROR> the runner's time ran out" in err
     assert error_lines(err)[-1].startswith("error: round 4 on the head side")
@@ -338,7 +341,7 @@ def test_a_complete_job_says_nothing_partial_and_one_oom_round_fails_it(
     """The final write replaces the partial files; head out of memory in 1 of 4 rounds exits 1."""
     fake = FakePytest(records=lambda side, r: steady_records(side, r, oom=("head", 2)))
     monkeypatch.setattr(ab, "run_logged", fake)
-    code, printed, _ = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4"], capsys)
+    code, printed, _ = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4", "--fixed-rounds"], capsys)
     out = suite_repo / "i2v-ab"
     assert fake.partial_seen[-1] == "partial: 3 of 4 rounds done"  # the job wrote them on its way
     assert code == 1
@@ -531,7 +534,7 @@ def test_ab_decides_a_changed_work_from_round_1(suite_repo: Path, capsys: pytest
     assert seen[:2] == [None, None] and after_round_1 is not None
     assert "partial: 1 of 2 rounds done" in after_round_1 and after_round_1.startswith("### A/B: 1 regressed")
     work_row = next(line for line in after_round_1.splitlines()
-                    if line.startswith("| test\\_suite.py::test\\_slowed | work \\(signature, round 1\\)"))
+                    if line.startswith("| test\\_suite.py::test\\_slowed (decided after 1) | work \\(signature, round 1\\)"))
     assert work_row.endswith("| regressed |") and "work changed: \\+" in after_round_1
     table = after_round_1.split("### What changed in the work", 1)[1]
     assert "test\\_slowed" in table and "test\\_steady" not in table and "| step | aten::mm" in table
@@ -541,8 +544,107 @@ def test_ab_decides_a_changed_work_from_round_1(suite_repo: Path, capsys: pytest
     results = {r["nodeid"].split("::")[1]: r for r in document["results"]}
     assert results["test_slowed"]["work"]["verdict"] == "regressed"
     assert results["test_steady"]["work"]["identical"] is True
-    assert time_verdicts(suite_repo / "work")["test_suite.py::test_slowed"] == {"unchanged"}  # the clock saw nothing
+    # decided by its work after round 1, it left the job: one round of times, no interval
+    assert time_verdicts(suite_repo / "work")["test_suite.py::test_slowed"] == {"inconclusive"}
+    assert document["meta"]["decided_after"] == {"test_suite.py::test_slowed": 1}
     round_2 = json.loads((suite_repo / "work" / "head-1.json").read_text())["records"]
+    assert [r["nodeid"] for r in round_2] == ["test_suite.py::test_steady"]
     assert all(r.get("signature") is None for r in round_2)  # profiled once, in round 1
     assert '<section id="work">' in (suite_repo / "work" / "ab.html").read_text()
     assert left_behind(suite_repo) == []
+
+
+# --- sequential stopping and the calibration ----------------------------------------------------
+NOISY = "test_suite.py::test_noisy"
+FINGERPRINT = {"cpu_model": "AMD EPYC", "cpu_isa": "avx2", "cpu_threads": 2, "torch": "2.13.0", "diffusers": "0.42.1",
+               "dtype": "fp32", "attention": None}
+
+
+def two_tests(side: str, round_index: int, torch_version: str = "2.13.0", noise: float = 0.02) -> list[dict[str, Any]]:
+    """test_steady: the same on both sides within 0.5 %; test_noisy: head +2.5 %, +-``noise`` per round:
+    too close to the 5 % band to show unchanged, too noisy to show regressed, for many rounds."""
+    on_head = side == "head"
+    wobble = {"steady": 1.0 + 0.005 * ((round_index * 7 + on_head) % 3 - 1),
+              "noisy": (1.025 * (1.0 + 2 * noise * (round_index % 3 - 1))) if on_head else 1.0}
+    return [{"nodeid": f"test_suite.py::test_{name}", "config": {"pipeline": "tiny"}, "config_id": f"cid-{name}",
+             "fingerprint": {**FINGERPRINT, "torch": torch_version}, "outcome": "ok", "time_s": 1.0 * w,
+             "stages": {"step_s": 0.1 * w}, "peak_memory": {"host_rss_bytes": 2**30}} for name, w in wobble.items()]
+
+
+def test_a_decided_test_leaves_the_job_and_the_rest_run_on(suite_repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Sequential: test_steady is shown unchanged at a look and is deselected from every later process;
+    test_noisy runs all rounds and ends inconclusive; the outputs say when each was decided, not "partial"."""
+    fake = FakePytest(tests={"base": [STEADY, NOISY], "head": [STEADY, NOISY]}, records=two_tests)
+    monkeypatch.setattr(ab, "run_logged", fake)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "10"], capsys)
+    assert code == 0, err
+    document = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())
+    after = document["meta"]["decided_after"]
+    assert set(after) == {STEADY} and 2 <= after[STEADY] < 10, err
+    runs = fake.measuring_calls()
+    assert len(runs) == 20  # test_noisy kept the job to its 10 rounds
+    for number, call in enumerate(runs):
+        deselected = [call["argv"][i + 1] for i, a in enumerate(call["argv"]) if a == "--deselect"]
+        assert deselected == ([STEADY] if number // 2 >= after[STEADY] else []), number
+    overall = {r["nodeid"]: r["overall"] for r in document["results"]}
+    assert overall == {STEADY: "unchanged", NOISY: "inconclusive"}
+    assert document["meta"]["design"] == "sequential" and not document["meta"]["all_decided"]
+    markdown = (suite_repo / "i2v-ab" / "ab.md").read_text()
+    assert f"(decided after {after[STEADY]})" in markdown and "Lan-DeMets" in markdown and "partial" not in markdown
+
+
+def test_a_job_whose_tests_are_all_decided_ends_early(suite_repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakePytest(records=lambda side, r: two_tests(side, r)[:1])
+    monkeypatch.setattr(ab, "run_logged", fake)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "16"], capsys)
+    document = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())
+    done = document["meta"]["rounds"]
+    assert code == 0 and document["meta"]["all_decided"] and done < 16 and len(fake.measuring_calls()) == 2 * done
+    assert f"every test decided after {done} of at most 16 rounds" in err
+    for name in ab.OUTPUTS:
+        assert "partial" not in (suite_repo / "i2v-ab" / name).read_text(), name
+
+
+def test_a_calibration_is_stored_then_used_until_the_software_changes(
+        suite_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """ab --calibrate runs base against base and stores each test's spread with its df in the profile's
+    baseline file; a job on the same machine and software uses it (its verdicts say so); a torch
+    upgrade makes it stale: the job says which key changed and uses its own rounds."""
+    processes = iter(range(1000))  # A/A: both sides run in the base's tree; the figures move per process
+
+    def a_a(side: str, round_index: int) -> list[dict[str, Any]]:
+        return two_tests("head" if next(processes) % 2 else "base", round_index)
+
+    fake = FakePytest(tests={"base": [STEADY, NOISY], "head": [STEADY, NOISY]}, records=a_a)
+    monkeypatch.setattr(ab, "run_logged", fake)
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--calibrate", "--rounds", "12"], capsys)
+    assert code == 0, err
+    assert {c["cwd"] for c in fake.measuring_calls()} == {fake.measuring_calls()[0]["cwd"]}  # A/A: one tree
+    stored = __import__("yaml").safe_load((suite_repo / "baselines" / "cpu.yaml").read_text())
+    block = stored["ab_calibration"][0]
+    assert block["rounds"] == 12 and block["fingerprint"]["torch"] == "2.13.0" and "dtype" not in block["fingerprint"]
+    assert block["tests"][NOISY]["time_s"]["df"] == 11 and block["tests"][NOISY]["time_s"]["sd"] > 0.03
+    assert block["tests"][STEADY]["config_id"] == "cid-steady"
+    assert "calibrated 2 tests over 12 A/A rounds (11 df each" in err
+
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4", "--fixed-rounds"], capsys)
+    meta = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())["meta"]
+    assert meta["calibration"].endswith("used as each test's spread (2 of 2 tests, from cpu.yaml)")
+    assert "A/B calibration of" in (suite_repo / "i2v-ab" / "ab.md").read_text()
+    assert "spread moderated with the calibration (11 df)" in (suite_repo / "i2v-ab" / "ab.json").read_text()
+
+    upgraded = FakePytest(tests={"base": [STEADY, NOISY], "head": [STEADY, NOISY]},
+                          records=lambda side, r: two_tests(side, r, torch_version="2.14.0"))
+    monkeypatch.setattr(ab, "run_logged", upgraded)
+    run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4", "--fixed-rounds"], capsys)
+    meta = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())["meta"]
+    assert "is stale (torch 2.13.0 -> 2.14.0)" in meta["calibration"] and "from the job's own rounds" in meta["calibration"]
+    assert "the calibration" not in (suite_repo / "i2v-ab" / "ab.json").read_text().split('"results"')[1]
+
+
+def test_calibrate_with_head_is_a_usage_error(suite_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--calibrate"], capsys)
+    assert code == 4 and error_lines(err) == [error_lines(err)[0]] and "--calibrate runs the base against itself" in err
+    assert not (suite_repo / "baselines").exists() and left_behind(suite_repo) == []

@@ -23,6 +23,7 @@ from pytest_i2v.ab_stats import (
     paired_verdict,
 )
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.gate import Noise
 from pytest_i2v.report.ab import ab_document, render_ab_html, render_ab_markdown
 from pytest_i2v.report.compare import render_compare_html
 
@@ -289,3 +290,34 @@ def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
     # a CPU job, or a stable GPU: nothing said
     assert unstable_conditions({"base": _docs()[0], "head": _docs()[1]}) == []
     assert "Hardware" not in render_ab_markdown(results, {**META, "conditions": []})
+
+
+# --- the sequential plan ----------------------------------------------------------------------
+def test_the_looks_spend_at_most_the_budget_and_next_to_nothing_early() -> None:
+    from pytest_i2v.ab_sequential import SequentialPlan
+
+    plan = SequentialPlan(max_rounds=12, alpha=0.001, gamma=0.05)
+    looks = [plan.look(k) for k in range(2, 13)]
+    assert sum(look.change_alpha for look in looks) == pytest.approx(0.001, rel=1e-9)
+    assert sum(look.equivalence_alpha for look in looks) == pytest.approx(0.05, rel=1e-9)
+    assert looks[0].change_alpha < 1e-12 < looks[-1].change_alpha  # O'Brien-Fleming: the last look gets most
+    assert looks[0].equivalence_alpha > looks[-1].equivalence_alpha / 4  # Pocock: spread out
+    assert looks[-1].final and not looks[-2].final
+    assert looks[0].change_factor(20) > 7 > looks[-1].change_factor(20) > 3.3
+
+
+def test_a_look_calls_unchanged_early_but_a_change_only_with_strong_evidence() -> None:
+    """Round 3 of at most 16: a flat test is unchanged already; a +3 % shift with 1 % noise (clear at the
+    fixed design's 99.9 %) is not called regressed this early, and stays undecided, not unchanged."""
+    from pytest_i2v.ab_sequential import SequentialPlan
+
+    look = SequentialPlan(16, 0.001).look(3)
+    flat = paired_verdict("time_s", [1.0, 1.0, 1.0], [1.001, 0.999, 1.0], look=look)
+    assert flat.verdict == "unchanged" and "equivalence interval" in flat.reason
+    calibrated = Noise(0.01**2, 29)  # a known 1 % spread, as a calibration gives it
+    shifted = paired_verdict("time_s", [1.0, 1.0, 1.0], [1.03, 1.04, 1.035], prior=calibrated, look=look, prior_cap=None)
+    fixed = paired_verdict("time_s", [1.0, 1.0, 1.0], [1.03, 1.04, 1.035], prior=calibrated, prior_cap=None)
+    assert fixed.verdict == "regressed" and "the calibration (29 df)" in fixed.reason
+    assert shifted.verdict == "inconclusive" and "the next round looks again" in shifted.reason
+    assert paired_verdict("time_s", [1.0] * 16, [1.08, 1.09, 1.085, 1.08] * 4,
+                          look=SequentialPlan(16, 0.001).look(16)).verdict == "regressed"

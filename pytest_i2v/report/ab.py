@@ -10,7 +10,11 @@
 - ``min_effect`` (float, relative), ``confidence`` (float): the decision settings used;
 - ``machine`` (str or dict): what ran it (GPU/CPU name, fingerprint);
 - ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record;
-- ``conditions`` (list of str): the process records whose GPU was not stable (``ab.unstable_conditions``).
+- ``conditions`` (list of str): the process records whose GPU was not stable (``ab.unstable_conditions``);
+- ``design`` (str): "sequential" (each test leaves once decided, ``ab_sequential``) or "fixed";
+- ``all_decided`` (bool): a sequential job that ended because every test was decided (not partial);
+- ``decided_after`` (dict): per test, the rounds after which it was decided (absent: undecided);
+- ``calibration`` (str): whether the job used an A/B calibration, or why not.
 
 Pure: no pytest, no torch, no I/O (the orchestrator writes the files atomically).
 """
@@ -23,6 +27,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from pytest_i2v.ab_sequential import SPENDING_RULE
 from pytest_i2v.ab_stats import SEVERITY, ABTestResult, PairedVerdict, summary_counts
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
@@ -32,7 +37,8 @@ from pytest_i2v.signature import WorkDiff
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1
 META_KEYS = ("base", "head", "base_commit", "head_commit", "rounds", "rounds_planned", "order", "min_effect",
-             "confidence", "machine", "created", "pytest_args", "conditions")
+             "confidence", "machine", "created", "pytest_args", "conditions", "design", "all_decided", "decided_after",
+             "calibration")
 CONDITIONS_SHOWN = 5  # the Markdown lists this many unstable runs, then counts the rest (the JSON has all)
 
 
@@ -61,7 +67,7 @@ def ratio_text(verdict: PairedVerdict) -> str:
 def partial_text(meta: Mapping[str, Any]) -> str:
     """"partial: 3 of 16 rounds done" while the job runs or after it stopped early; "" when complete."""
     done, planned = meta.get("rounds"), meta.get("rounds_planned")
-    if done is None or planned is None or done >= planned:
+    if done is None or planned is None or done >= planned or meta.get("all_decided"):
         return ""
     return f"partial: {done} of {planned} rounds done"
 
@@ -110,6 +116,12 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any])
         lines += [f"**{partial_text(meta)}**: the verdicts use these rounds only; the job is still running "
                   f"or stopped early", ""]
     lines += [_settings_line(meta), ""]
+    if meta.get("design") == "sequential":
+        ended = (f"every test decided after {meta.get('rounds')} of at most {meta.get('rounds_planned')} rounds"
+                 if meta.get("all_decided") else f"at most {meta.get('rounds_planned')} rounds")
+        lines += [f"Sequential: each test leaves the job once decided ({ended}); {md(SPENDING_RULE)}.", ""]
+    if meta.get("calibration"):
+        lines += [md(str(meta["calibration"])), ""]
     unstable = list(meta.get("conditions") or ())
     if unstable:
         more = f"; and {len(unstable) - CONDITIONS_SHOWN} more (ab.json)" if len(unstable) > CONDITIONS_SHOWN else ""
@@ -117,8 +129,9 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any])
                   f"{'; '.join(md(u) for u in unstable[:CONDITIONS_SHOWN])}{more}", ""]
     lines += ["| test | metric | base | head | ratio [low, high] | verdict |", "|---|---|---|---|---|---|"]
     for result in _sorted(results):
+        after = (meta.get("decided_after") or {}).get(result.nodeid)
         for verdict in result.verdicts:
-            lines.append(f"| {md(result.nodeid)} | {md(metric_label(verdict.metric))} | "
+            lines.append(f"| {md(result.nodeid)}{f' (decided after {after})' if after else ''} | {md(metric_label(verdict.metric))} | "
                          f"{format_value(verdict.metric, verdict.base)} | {format_value(verdict.metric, verdict.head)} | "
                          f"{ratio_text(verdict)} | {_markdown_verdict(verdict)} |")
         if not result.verdicts:
