@@ -81,6 +81,13 @@ def pytest_collection_finish(session):
         json.dump(nodeids, handle)
 '''.replace("{env}", COLLECT_ENV)
 COLLECT_PLUGIN_NAME = "_pytest_i2v_ab_collect"
+# What each A/B process measures unless the user's pytest args say otherwise (theirs come later and win):
+# between-process noise dominates (benchmarks/ab_power.py: at 2 % between and 1 % within, 1 repeat costs 68
+# GPU minutes per unchanged PR job for the same power that 3 repeats buy for 86), so one repeat after the
+# warm-up, and fast mode (per-step time measured, the total predicted; refused by the plugin where a test
+# offloads), unless --full-runs.
+PROCESS_REPEATS = ("--i2v-repeats", "1")
+PROCESS_FAST = "--i2v-fast"
 # pytest args the A/B job sets itself (or forbids): the user's would break the comparison
 FORBIDDEN_ARGS = {
     "--i2v-update-baselines": "A/B runs never write baselines; record them with a normal pytest run",
@@ -101,6 +108,7 @@ class ABOptions:
     out: Path = Path(DEFAULT_OUT)
     pytest_args: tuple[str, ...] = ()
     sequential: bool = True  # each test leaves once decided (ab_sequential); False: every test runs every round
+    full_runs: bool = False  # False: each process measures in fast mode (PROCESS_DEFAULTS); True: full generations
     calibrate: bool = False  # base against itself: store each test's spread (ab_calibration), compare nothing
     baseline_dir: Path | None = None  # where the calibration is read and written (None: <repository>/baselines)
 
@@ -394,6 +402,13 @@ class ABJob:
             self._store_calibration(docs, base_sha)
         return self._compare_and_write(revisions, docs, rounds, min_effect, out)
 
+    def _process_defaults(self) -> list[str]:
+        given = {arg.split("=", 1)[0] for arg in self.options.pytest_args}
+        defaults = [] if PROCESS_REPEATS[0] in given else list(PROCESS_REPEATS)
+        if not self.options.full_runs and PROCESS_FAST not in given:
+            defaults.append(PROCESS_FAST)
+        return defaults
+
     @property
     def sequential(self) -> bool:
         return self.options.sequential and not self.options.calibrate
@@ -442,7 +457,7 @@ class ABJob:
             return
         calibration, self.calibration_note = choose(read_baseline(path).calibrations, records[0].get("fingerprint") or {})
         if calibration is not None:
-            self.priors = calibration.priors({r["nodeid"]: r.get("config_id") for r in records})
+            self.priors = calibration.priors(records)
             self.calibration_note += f" ({len(self.priors)} of {len(records)} tests, from {path.name})"
         self.progress(f"ab: {self.calibration_note}")
 
@@ -504,6 +519,7 @@ class ABJob:
                 results = out / f"{name}.json"
                 results.unlink(missing_ok=True)  # never read a stale file from an earlier job
                 argv = _pytest_argv([
+                    *self._process_defaults(),
                     *self.options.pytest_args,
                     *_config_args(revision.root, subdir, tmp),
                     "--i2v-json", str(results),

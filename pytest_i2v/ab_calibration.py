@@ -41,12 +41,15 @@ class Calibration:
     rounds: int
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # nodeid -> {config_id, time_s: {sd, df}, ...}
 
-    def priors(self, config_ids: Mapping[str, str | None]) -> dict[str, dict[str, Noise]]:
-        """Per test of ``config_ids`` whose generation is the calibrated one: its spread per metric."""
+    def priors(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Noise]]:
+        """Per test whose generation and measurement are the calibrated ones (its config id, and fast or
+        full with as many repeats: another measurement has another spread): its spread per metric."""
         priors: dict[str, dict[str, Noise]] = {}
-        for nodeid, cid in config_ids.items():
+        for record in records:
+            nodeid = str(record.get("nodeid"))
             stored = self.tests.get(nodeid)
-            if stored is None or stored.get("config_id") != cid:
+            if stored is None or (stored.get("config_id"), stored.get("measured")) != (record.get("config_id"),
+                                                                                      measured(record)):
                 continue
             priors[nodeid] = {metric: Noise(float(stored[metric]["sd"]) ** 2, int(stored[metric]["df"]))
                               for metric in CALIBRATED_METRICS if stored.get(metric)}
@@ -80,7 +83,7 @@ def calibrate(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[Mappin
     tests: dict[str, dict[str, Any]] = {}
     for nodeid, record in first.items():
         pairs = [(_find(b, nodeid), _find(h, nodeid)) for b, h in zip(base_docs, head_docs, strict=True)]
-        entry: dict[str, Any] = {"config_id": record.get("config_id")}
+        entry: dict[str, Any] = {"config_id": record.get("config_id"), "measured": measured(record)}
         for metric in CALIBRATED_METRICS:
             ratios = [math.log(_figure(h, metric)) - math.log(_figure(b, metric)) for b, h in pairs
                       if _figure(b, metric) > 0 and _figure(h, metric) > 0]
@@ -91,6 +94,11 @@ def calibrate(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[Mappin
     fingerprints = [r.get("fingerprint") or {} for r in first.values()]
     fingerprint = machine_fingerprint(fingerprints[0] if fingerprints else {})
     return Calibration(fingerprint, date, commit, len(base_docs), tests)
+
+
+def measured(record: Mapping[str, Any]) -> str:
+    """How a record was measured, as far as its spread depends on it: "fast, 1 repeat(s)"."""
+    return f"{record.get('mode') or 'full'}, {record.get('repeats')} repeat(s)"
 
 
 def _find(document: Mapping[str, Any], nodeid: str) -> Mapping[str, Any]:

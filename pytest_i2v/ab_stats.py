@@ -201,8 +201,9 @@ def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], mi
         half = equivalence_half = t_quantile(confidence, df + prior_df) * sd / math.sqrt(n)
         level = f"{confidence:.1%}"
     else:
-        half = look.change_factor(df + prior_df) * sd / math.sqrt(n)
-        equivalence_half = look.equivalence_factor(df + prior_df) * sd / math.sqrt(n)
+        # no spread (memory figures): the point itself, even where a look spends nothing (inf x 0)
+        half = look.change_factor(df + prior_df) * sd / math.sqrt(n) if sd > 0 else 0.0
+        equivalence_half = look.equivalence_factor(df + prior_df) * sd / math.sqrt(n) if sd > 0 else 0.0
         level = f"look {n}: {1.0 - look.change_alpha:.4%}"
     verdict = decide(mean, half, min_effect, equivalence_half)
     low, high = math.exp(mean - min(half, MAX_LOG_HALF)), math.exp(mean + min(half, MAX_LOG_HALF))

@@ -263,7 +263,7 @@ def _cmd_ab(args: argparse.Namespace) -> str:
     if pytest_args[:1] == ["--"]:  # argparse keeps the separator on some Python versions
         pytest_args = pytest_args[1:]
     options = ABOptions(base=args.base, head=args.head, rounds=args.rounds, min_effect_pct=args.min_effect,
-                        out=Path(args.out), pytest_args=tuple(pytest_args), sequential=not args.fixed_rounds,
+                        out=Path(args.out), pytest_args=tuple(pytest_args), sequential=not args.fixed_rounds, full_runs=args.full_runs,
                         calibrate=args.calibrate, baseline_dir=Path(args.baseline_dir) if args.baseline_dir else None)
     try:
         outcome = run_ab(options)
@@ -331,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "pytest_i2v.ab_stats.DEFAULT_ROUNDS; --calibrate: 30)")
     ab.add_argument("--fixed-rounds", action="store_true", help="run every test for all --rounds and decide once at "
                                                                 "the end (the fixed design), not after every round")
+    ab.add_argument("--full-runs", action="store_true", help="measure full generations in each process (default: "
+                                                             "fast mode and one repeat after the warm-up, unless the "
+                                                             "pytest args set --i2v-fast or --i2v-repeats)")
     ab.add_argument("--calibrate", action="store_true", help="run --base against itself and store each test's "
                                                              "between-process spread in this machine's block of the "
                                                              "profile's baseline file (ab_calibration); later jobs on "

@@ -407,7 +407,9 @@ def test_the_job_runs_abba_each_side_on_its_own_tree(suite_repo: Path, monkeypat
         assert ("marker.txt" in call["files"]) == (call["side"] == "head")
         assert tree != suite_repo.resolve()  # --head given: a worktree, not the working tree
         argv = call["argv"]
-        assert argv[:3] == [sys.executable, "-m", "pytest"] and argv[3:5] == ["-k", "steady"]
+        # fast mode and one repeat per process come first, so that the user's args after them win
+        defaults = [] if "--collect-only" in argv else ["--i2v-repeats", "1", "--i2v-fast"]
+        assert argv[:3] == [sys.executable, "-m", "pytest"] and argv[3:5 + len(defaults)] == [*defaults, "-k", "steady"]
         assert "-p" in argv and "no:cacheprovider" in argv and "--i2v-update-baselines" not in argv
         if "--collect-only" not in argv:
             baselines = Path(argv[argv.index("--i2v-baseline-dir") + 1])
@@ -648,3 +650,31 @@ def test_calibrate_with_head_is_a_usage_error(suite_repo: Path, capsys: pytest.C
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--calibrate"], capsys)
     assert code == 4 and error_lines(err) == [error_lines(err)[0]] and "--calibrate runs the base against itself" in err
     assert not (suite_repo / "baselines").exists() and left_behind(suite_repo) == []
+
+
+def test_a_job_whose_only_test_changed_its_work_ends_after_round_1(
+        suite_repo: Path, capsys: pytest.CaptureFixture[str], virtual_time: tuple[str, ...]) -> None:
+    """The head adds work to the one selected test: round 1's signatures decide it regressed, with the
+    table in ab.md; the job ends there (2 processes of at most 8) and fails."""
+    (suite_repo / "conftest.py").write_text(CONFTEST_EXTRA_OP)
+    commit_all(suite_repo, "one more matrix product per UNet call in test_slowed")
+    code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "8", "--", *virtual_time, *QUICK,
+                              "-k", "slowed"], capsys)
+    assert code == 1, out + err[-3000:]
+    document = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())
+    assert document["meta"]["rounds"] == 1 and document["meta"]["all_decided"]
+    assert [(r["side"], r["round"]) for r in document["runs"] if r["round"] >= 0] == [("base", 0), ("head", 0)]
+    assert "every test decided after 1 of at most 8 rounds" in err
+    markdown = (suite_repo / "i2v-ab" / "ab.md").read_text()
+    assert markdown.startswith("### A/B: 1 regressed") and "### What changed in the work" in markdown
+    assert "| step | aten::mm" in markdown and "partial" not in markdown
+
+
+def test_each_process_measures_fast_with_one_repeat_unless_told_otherwise() -> None:
+    def defaults(**options: Any) -> list[str]:
+        return ab.ABJob(ab.ABOptions(base="HEAD", **options))._process_defaults()
+
+    assert defaults() == ["--i2v-repeats", "1", "--i2v-fast"]
+    assert defaults(pytest_args=("--i2v-repeats=3", "suites/")) == ["--i2v-fast"]
+    assert defaults(pytest_args=("--i2v-fast",)) == ["--i2v-repeats", "1"]
+    assert defaults(full_runs=True) == ["--i2v-repeats", "1"]
