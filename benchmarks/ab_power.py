@@ -35,8 +35,8 @@ must agree exactly):
   stopping), spread moderated by the job's pooled spread;
 - ``A/B sequential <= N``: a look after every round from the second (Lan-DeMets spending), decided
   tests leave, the job's pooled spread;
-- ``A/B sequential <= N, calibrated``: the same with each test's spread from a 30-round A/A
-  calibration (29 df; the calibration's own estimate is simulated, not taken as exact);
+- ``A/B sequential <= N, calibrated``: the same with each test's spread from the nightly 16-round A/A
+  calibration (15 df; the calibration's own estimate is simulated, not taken as exact);
 - ``baseline gate, 20-run history``: ``gate.judge`` against a stored history from other days.
 
 A test is flagged when either time metric is; power is the share of +5 % (+10 %) tests called
@@ -70,7 +70,7 @@ from pytest_i2v.gate import GateSettings, Noise, judge
 
 TARGET_FALSE, TARGET_POWER = 0.001, 0.90
 TARGET_MINUTES = {0.01: 10.0, 0.02: 30.0}  # the issue's budgets per job at 1 % and 2 % between-process noise
-CALIBRATION_ROUNDS = 30
+CALIBRATION_ROUNDS = 16  # the nightly workflow's A/A rounds (I2V_CALIBRATION_ROUNDS): 15 df per test
 GATE_FILE_TESTS = 50
 CHECK_JOBS = 6  # jobs per cell re-decided by compare_rounds itself
 STEPS = 50
@@ -188,8 +188,8 @@ def decide_look(diffs: np.ndarray, k: int, design: Design, running: np.ndarray, 
 
 def simulate_jobs(rng: np.random.Generator, jobs: int, design: Design, noise: NoiseModel, costs: Costs,
                   effects: np.ndarray, min_effect: float, confidence: float,
-                  check: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(verdict codes (jobs, tests), GPU seconds per job)."""
+                  check: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Verdict codes (jobs, tests), GPU seconds per job and rounds per job."""
     tests = len(PR_SUITE)
     base, head = job_logs(rng, jobs, tests, design.max_rounds, noise, effects)
     diffs = head - base
@@ -200,8 +200,10 @@ def simulate_jobs(rng: np.random.Generator, jobs: int, design: Design, noise: No
     running = np.ones((jobs, tests), dtype=bool)
     final = np.full((jobs, tests), 3)
     seconds = np.zeros(jobs)
+    rounds = np.zeros(jobs)
     for k in range(1, design.max_rounds + 1):
         seconds += 2 * costs.process_s(running, first_round=k == 1)
+        rounds += running.any(axis=1)
         verdict = decide_look(diffs, k, design, running, prior, min_effect, confidence)
         if design.sequential or k == design.max_rounds:
             decided = running & ((verdict != 3) if design.sequential else True)
@@ -211,7 +213,7 @@ def simulate_jobs(rng: np.random.Generator, jobs: int, design: Design, noise: No
             break
     if check:
         check_against_project(base, head, design, prior, final, min_effect, confidence)
-    return final, seconds
+    return final, seconds, rounds
 
 
 def diffs_variance(noise: NoiseModel) -> float:
@@ -299,17 +301,19 @@ def ab_row(rng: np.random.Generator, trials: int, design: Design, noise: NoiseMo
     """False alarms and power per test, and GPU minutes of an unchanged job and of a job with one +5 % test."""
     jobs = max(1, trials // len(PR_SUITE))
     tests = len(PR_SUITE)
-    null, null_s = simulate_jobs(rng, jobs, design, noise, costs, np.zeros(tests), min_effect, confidence, check=True)
+    null, null_s, null_rounds = simulate_jobs(rng, jobs, design, noise, costs, np.zeros(tests), min_effect, confidence,
+                                              check=True)
     one = np.zeros(tests)
     one[1] = 0.05  # the 512p sweep test regressed by 5 %
-    _, one_s = simulate_jobs(rng, max(1, jobs // 10), design, noise, costs, one, min_effect, confidence, check=False)
+    _, one_s, _ = simulate_jobs(rng, max(1, jobs // 10), design, noise, costs, one, min_effect, confidence, check=False)
     powers = {}
     for effect in (0.05, 0.10):
-        verdicts, _ = simulate_jobs(rng, jobs, design, noise, costs, np.full(tests, effect), min_effect, confidence,
+        verdicts, _, _ = simulate_jobs(rng, jobs, design, noise, costs, np.full(tests, effect), min_effect, confidence,
                                     check=False)
         powers[effect] = float((verdicts == 1).mean())
     return {"false_alarm": float((null == 1).mean()), "power_5": powers[0.05], "power_10": powers[0.10],
-            "gpu_minutes_unchanged": float(np.mean(null_s)) / 60, "gpu_minutes_regressed": float(np.mean(one_s)) / 60}
+            "gpu_minutes_unchanged": float(np.mean(null_s)) / 60, "gpu_minutes_regressed": float(np.mean(one_s)) / 60,
+            "rounds_unchanged": float(null_rounds.mean())}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -379,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                    f"GPU min per unchanged job" if cheapest else "no simulated A/B design meets 0.1 % / 90 %")
         if budget is not None:
             verdict += f"; the {budget:g}-minute budget is {'met' if within else 'NOT met'}"
+            if cheapest and not within:  # what it would take: the process cost at which that design fits
+                per_process = budget / (2 * cheapest["rounds_unchanged"])
+                today = float(Costs(args.load_s, args.warmup, cheapest["repeats"], args.fast_steps, args.fixed_share,
+                                    0.0).process_s(np.ones((1, len(PR_SUITE)), dtype=bool), False)[0]) / 60
+                verdict += (f"; it runs {cheapest['rounds_unchanged']:.1f} rounds on average: a process would have to "
+                            f"cost <= {per_process:.1f} GPU min (the model's: {today:.1f})")
         print(f"{'':>14}-> {between:.0%}: {verdict}")
     print(f"targets per test: false alarm <= {TARGET_FALSE:.1%}, power >= {TARGET_POWER:.0%} at +5 %; A/B decisions "
           f"checked against compare_rounds on {CHECK_JOBS} jobs per cell, the gate against judge; "

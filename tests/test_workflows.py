@@ -21,7 +21,7 @@ from pytest_i2v.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
 NAMES = ("tests.yml", "gpu-gate.yml", "rebaseline.yml", "nightly.yml")
-NUMERIC_VARIABLES = {"AB_ROUNDS", "RUNS"}  # shell variables the commands pass to integer options
+NUMERIC_VARIABLES = {"AB_ROUNDS", "RUNS", "ROUNDS"}  # shell variables the commands pass to integer options
 
 
 def load(name: str) -> dict[str, Any]:
@@ -327,3 +327,13 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
     assert meta["base_commit"] == base  # the merge's first parent, not origin/main
     assert (work / "baselines" / "cpu.yaml").read_text() != "copied from the target branch\n"  # put back
     assert len(run_git("worktree", "list").splitlines()) == 1  # the A/B worktrees are gone
+
+
+def test_the_nightly_calibration_measures_what_the_gate_compares() -> None:
+    """A calibration applies only to the same generation measured the same way: the nightly A/A rounds
+    run gpu-gate.yml's A/B selection with the same options, on the runner after the study."""
+    calibrate = commands(step("nightly.yml", "Calibrate A/B on this runner")["run"])[0]
+    compare = commands(step("gpu-gate.yml", "Run A/B against the target branch")["run"])[0]
+    assert "--calibrate" in calibrate and "--head" not in calibrate
+    assert calibrate[calibrate.index("--") + 1:] == compare[compare.index("--") + 1:]
+    assert load("nightly.yml")["jobs"]["calibrate"]["needs"] == "study"
