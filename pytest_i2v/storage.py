@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,36 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _current_umask() -> int:
+    with _UMASK_LOCK:  # os.umask both reads and sets it: set it back at once, one thread at a time
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def normal_write_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would leave: an existing file keeps its own, a new one gets
+    0o666 less the umask (0o644 under umask 022). mkstemp's temporary file is 0o600, which would
+    keep reports and baselines from other users and a web server."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_current_umask()
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """``write_text_atomic`` for bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = normal_write_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
