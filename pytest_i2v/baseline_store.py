@@ -32,8 +32,9 @@ from pytest_i2v.storage import check_schema, write_bytes_atomic, write_text_atom
 BASELINE_SCHEMA = "pytest-i2v/baseline"
 BASELINE_SCHEMA_VERSION = 1
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
+PROBE_FIELDS = ("gemm_gflops", "copy_gbs", "tiny_ops_per_ms")  # measure.probe's figures, stored as probe_<figure>
 RUN_FIELDS = ("date", "commit", "repeats", *TIME_METRICS, "encode_s", *MEMORY_METRICS, "device_scope", "sm_clock_mhz",
-              "conditions", "work")
+              "conditions", "work", *(f"probe_{name}" for name in PROBE_FIELDS))
 # What defines a generation: a change here means the old numbers no longer apply.
 CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed",
                     "pipeline", "attention")
@@ -78,6 +79,9 @@ def run_from_record(record: Mapping[str, Any], commit: str | None, date: str | N
         # Kept, not refused: a re-baseline on a hot runner must still record; the reviewer sees why.
         run["conditions"] = conditions["summary"]
     run["work"] = (record.get("signature") or {}).get("digest")  # the segment keeps the newest one's table
+    for name, value in (record.get("machine_probe") or {}).items():  # the machine's speed that session: a measurement
+        if name in PROBE_FIELDS:
+            run[f"probe_{name}"] = value
     return {k: _round(run[k]) for k in RUN_FIELDS if run.get(k) is not None or k in ("commit",)}
 
 

@@ -223,6 +223,9 @@ def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str
 
 
 # Everything collect_environment reports; other keys come from pytest_i2v_environment hooks.
+# Measurements the environment carries that are no fingerprint: the machine speed probe's figures move
+# from run to run, so as a key they would make every run an environment change.
+MEASUREMENT_KEYS = ("machine_probe",)
 _BASE_ENVIRONMENT_KEYS = frozenset({
-    "device", *FINGERPRINT_KEYS, *CPU_FINGERPRINT_KEYS, GPU_CLOCKS_KEY, "machine", "profile",
+    "device", *FINGERPRINT_KEYS, *CPU_FINGERPRINT_KEYS, GPU_CLOCKS_KEY, "machine", "profile", *MEASUREMENT_KEYS,
 })

@@ -13,6 +13,7 @@ from pytest_i2v.marks import Budget, GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.flops import FlopCount, count_flops, matmul_precision_state, roofline, roofline_peak
 from pytest_i2v.measure.memory import free_device_memory
+from pytest_i2v.measure.probe import run_probe
 from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, RoundsDriver, oom_form
 from pytest_i2v.memory_options import no_effect_notes
@@ -34,6 +35,8 @@ class Recorder:
         self._environment = environment
         self._pipelines = pipelines
         self._flop_cache: dict[Any, FlopCount | None] = {}
+        self.probe_start: dict[str, float] | None = None  # measure.probe before the first test (None: not yet / no clock)
+        self._probed = False
         self._compiled_shape: tuple[Any, ...] | None = None  # the last (pipeline, shape) compiled code ran
 
     def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
@@ -56,6 +59,10 @@ class Recorder:
         if settings.target_ci_pct is not None and repeats is None:
             adaptive = AdaptiveRepeats(settings.target_ci_pct, settings.min_repeats, settings.max_repeats)
         self._fresh_compile(loaded, spec)
+        if not self._probed:  # once per session, before the first measurement
+            self._probed = True
+            self.probe_start = run_probe(self._device)
+            self._environment["machine_probe"] = {"start": self.probe_start}
         flops = self._flops(loaded, spec, image)
         measurement = runner.measure(
             spec, image,
@@ -73,7 +80,8 @@ class Recorder:
             # An OOM mid-forward leaves offloaded modules on the GPU: reload rather than trust the placement.
             self._pipelines.evict(loaded.key)
             notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
-        record = GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s)
+        record = replace(GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s),
+                         machine_probe=self.probe_start)
         signature_on = settings.signature if settings.signature is not None else self._plan.profile.signature
         if signature_on and measurement.outcome == "ok":
             record = replace(record, signature=signature or self._signature(loaded, spec, image).to_record())
@@ -87,6 +95,12 @@ class Recorder:
             latency_class=latency_class(record.time_s, settings.latency_thresholds),
             budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
         )
+
+    def probe_end(self) -> None:
+        """The probe again at the end of a session that ran one at its start: a machine that changed speed
+        under the run (a neighbour, throttling) shows as start and end apart."""
+        if self._probed:
+            self._environment["machine_probe"] = {"start": self.probe_start, "end": run_probe(self._device)}
 
     def _fresh_compile(self, loaded: LoadedPipeline, spec: GenerationSpec) -> None:
         """A compiled pipeline (dynamic=False) keeps one static graph per shape, up to Dynamo's recompile

@@ -53,6 +53,7 @@ class GenerationRecord:
     signature: dict[str, Any] | None = None  # signature.WorkSignature.to_record(): the work of one profiled generation
     work: dict[str, Any] | None = None  # signature.WorkDiff.to_dict() against the baseline, with its "verdict"
     measurements: int = 1  # the gate's: the first, plus one per re-measurement (in this process or a fresh one)
+    machine_probe: dict[str, float] | None = None  # measure.probe: this session's machine speed, before its first test
 
     @classmethod
     def from_measurement(
@@ -96,7 +97,7 @@ class GenerationRecord:
             "mode": self.mode, "fast": self.fast, "ci_pct": self.ci_pct, "adaptive": self.adaptive, "roofline": self.roofline,
             "memory_start": self.memory_start, "decision": self.decision, "conditions": self.conditions,
             "nvml_device": self.nvml_device, "signature": self.signature, "work": self.work,
-            "measurements": self.measurements,
+            "measurements": self.measurements, "machine_probe": self.machine_probe,
         }
 
     @classmethod

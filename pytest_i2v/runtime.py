@@ -111,6 +111,7 @@ class I2VRun:
         if self.settings.remeasure_into is not None:  # a fresh-process re-measurement: its records, nothing else
             write_json_atomic(self.settings.remeasure_into, {"records": [r.to_dict() for r in self.outputs.records.values()]})
             return
+        self.recorder.probe_end()
         # After Ctrl-C too: only tests that passed were queued, so the interrupted one is never recorded.
         self.gate.write_baselines(config.rootpath)
         self.outputs.write()

@@ -57,3 +57,13 @@ def test_the_main_jobs_result_files_are_readable_by_others(tmp_path: Path, umask
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     written = [out / "results.json", out / "report.html", out / "summary.md", tmp_path / "baselines" / "cpu.yaml"]
     assert {p.name: oct(mode(p)) for p in written} == {p.name: oct(0o644) for p in written}
+    # the machine speed probe ran before the first test and at the end: in the environment, each record and
+    # the baseline run, as measurements (never fingerprint keys)
+    document = __import__("json").loads((out / "results.json").read_text())
+    probe = document["environment"]["machine_probe"]
+    assert set(probe) == {"start", "end"} and all(v > 0 for side in probe.values() for v in side.values())
+    assert document["records"][0]["machine_probe"] == probe["start"]
+    assert "machine_probe" not in document["records"][0]["fingerprint"]
+    run = __import__("yaml").safe_load((tmp_path / "baselines" / "cpu.yaml").read_text())
+    stored = next(iter(run["entries"].values()))["segments"][0]["runs"][0]
+    assert stored["probe_gemm_gflops"] == pytest.approx(probe["start"]["gemm_gflops"], rel=1e-4)

@@ -1,0 +1,67 @@
+"""The machine speed probe: fixed work on the run's device, timed, so that a slower machine can be told
+from slower code (``pytest_i2v.machine_speed`` compares the figures).
+
+Three figures, each the median of ``REPEATS`` timed repeats after one untimed one, synchronised:
+
+- ``gemm_gflops``: matrix products (compute), float32 on the CPU, float16 on CUDA;
+- ``copy_gbs``: a large tensor copy (memory bandwidth), bytes read plus written per second;
+- ``tiny_ops_per_ms``: a burst of one-element additions (launch and host overhead).
+
+About 0.5 s on the 2-core CPU default, well under 1 s on a GPU. On a simulated device under the virtual
+clock nothing advances the clock, so the probe measures nothing (None): verdicts on the virtual clock
+do not depend on the machine."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from pytest_i2v.measure.device import Device
+
+REPEATS = 5
+CPU_SIZES = {"gemm": 384, "copy_mib": 32, "tiny_ops": 400}
+CUDA_SIZES = {"gemm": 4096, "copy_mib": 512, "tiny_ops": 400}
+
+
+def _timed(device: Device, work: Callable[[], object]) -> float | None:
+    work()  # untimed: first-call paths, allocation
+    device.synchronize()
+    seconds = []
+    for _ in range(REPEATS):
+        start = device.now()
+        work()
+        device.synchronize()
+        seconds.append(device.now() - start)
+    middle = statistics.median(seconds)
+    return middle if middle > 0 else None
+
+
+def run_probe(device: Device) -> dict[str, float] | None:
+    """The probe's figures on ``device`` (higher is faster), or None where its clock does not move."""
+    import torch
+
+    on_gpu = device.is_cuda and device.placement != "cpu"  # the simulated card computes on the CPU
+    sizes = CUDA_SIZES if on_gpu else CPU_SIZES
+    dtype = torch.float16 if on_gpu else torch.float32
+    with device.activate(), torch.inference_mode():
+        n = sizes["gemm"]
+        a = torch.ones(n, n, dtype=dtype, device=device.placement)
+        b = torch.ones(n, n, dtype=dtype, device=device.placement)
+        product = torch.empty(n, n, dtype=dtype, device=device.placement)
+        gemm = _timed(device, lambda: torch.mm(a, b, out=product))
+        elements = sizes["copy_mib"] * 2**20 // 4
+        source = torch.ones(elements, dtype=torch.float32, device=device.placement)
+        target = torch.empty_like(source)
+        copy = _timed(device, lambda: target.copy_(source))
+        one = torch.ones(1, device=device.placement)
+
+        def burst() -> None:
+            value: Any = one
+            for _ in range(sizes["tiny_ops"]):
+                value = value + 1
+        tiny = _timed(device, burst)
+    if gemm is None or copy is None or tiny is None:
+        return None
+    return {"gemm_gflops": 2 * n**3 / gemm / 1e9, "copy_gbs": 2 * elements * 4 / copy / 1e9,
+            "tiny_ops_per_ms": sizes["tiny_ops"] / tiny / 1e3}
