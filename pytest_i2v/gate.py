@@ -111,6 +111,7 @@ class RegressionVerdict:
     notes: tuple[str, ...] = ()
     machine_changes: tuple[str, ...] = ()  # set: the baseline is another machine's, so nothing was compared
     unreliable: str | None = None  # set: the regression is only the throttled repeats (throttling_excuse)
+    times_not_comparable: str | None = None  # set: the machine speed probe moved, the times did not gate
 
     @property
     def regressions(self) -> list[MetricVerdict]:
@@ -123,13 +124,15 @@ class RegressionVerdict:
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "metrics": [m.to_dict() for m in self.metrics],
                 "env_changes": list(self.env_changes), "notes": list(self.notes),
-                "machine_changes": list(self.machine_changes), "unreliable": self.unreliable}
+                "machine_changes": list(self.machine_changes), "unreliable": self.unreliable,
+                "times_not_comparable": self.times_not_comparable}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RegressionVerdict:
         return cls(verdict=data["verdict"], metrics=tuple(MetricVerdict.from_dict(m) for m in data.get("metrics", [])),
                    env_changes=tuple(data.get("env_changes", [])), notes=tuple(data.get("notes", [])),
-                   machine_changes=tuple(data.get("machine_changes", [])), unreliable=data.get("unreliable"))
+                   machine_changes=tuple(data.get("machine_changes", [])), unreliable=data.get("unreliable"),
+                   times_not_comparable=data.get("times_not_comparable"))
 
 
 def _log_noise(values: Sequence[float | None]) -> Noise | None:
@@ -226,10 +229,12 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple
 
 def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], settings: GateSettings,
           pooled: Mapping[str, Noise | None] | None = None, env_changes: Sequence[str] = (),
-          machine_changes: Sequence[str] = ()) -> RegressionVerdict:
+          machine_changes: Sequence[str] = (), times_not_comparable: str | None = None) -> RegressionVerdict:
     """``history``: accepted runs of one segment (dicts of metric -> value); ``current``: this run's figures;
     ``env_changes``: software changes since the segment (judged by the env policy); ``machine_changes``:
-    the segment is another machine's (``fingerprint.machine_changes``), so it is not compared at all."""
+    the segment is another machine's (``fingerprint.machine_changes``), so it is not compared at all;
+    ``times_not_comparable``: why this run's times cannot be judged against the segment's (the machine
+    speed probe moved: ``machine_speed``): they are reported, never gating; memory is still judged."""
     pooled = pooled or {}
     if machine_changes:
         # Another CPU or GPU measures other numbers: no bar from it is honest, whatever the delta.
@@ -255,6 +260,9 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
         metrics.append(judge_memory(metric, [h.get(metric) for h in runs], current.get(metric), settings,
                                     gating=metric == gate_memory))
     metrics = [m for m in metrics if m.current is not None]
+    if times_not_comparable:
+        metrics = [replace(m, gating=False) if m.metric in TIME_METRICS else m for m in metrics]
+        notes.append(times_not_comparable)
     regressed = any(m.verdict == "regressed" and m.gating for m in metrics)
     if env_changes and settings.env_policy != "ignore":
         verdict = "env-changed"
@@ -264,7 +272,8 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
         verdict = "improved"
     else:
         verdict = "pass"
-    return RegressionVerdict(verdict, tuple(metrics), tuple(env_changes), notes=tuple(notes))
+    return RegressionVerdict(verdict, tuple(metrics), tuple(env_changes), notes=tuple(notes),
+                             times_not_comparable=times_not_comparable)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pytest_i2v.explain import excuse_throttling, verdict_section, work_section
 from pytest_i2v.fingerprint import MACHINE_KEYS, machine_changes, software_changes
 from pytest_i2v.fresh_process import FreshProcessFailed
 from pytest_i2v.gate import GateSettings, Noise, RegressionVerdict, judge
+from pytest_i2v.machine_speed import compare_speed
 from pytest_i2v.marks import Budget
 from pytest_i2v.outcome import GateMode, Outcome, decide
 from pytest_i2v.plan import RunPlan
@@ -98,7 +99,7 @@ class GateLoop:
                          self.gate.env_policy, self.mode, self._plan.profile.name, confirmed,
                          machine_changes=tuple(verdict.get("machine_changes") or ()),
                          unreliable=verdict.get("unreliable"), work=work.get("verdict"),
-                         work_summary=work_line(work))
+                         work_summary=work_line(work), times_not_comparable=verdict.get("times_not_comparable"))
         return replace(record, decision=outcome.to_dict())
 
     def _work(self, record: GenerationRecord) -> dict[str, Any] | None:
@@ -158,7 +159,9 @@ class GateLoop:
         if not segment.runs:
             return RegressionVerdict("new", notes=(f"{where} has no accepted runs for this test on this machine yet",))
         changes = software_changes(segment.fingerprint, fingerprint)
-        return judge(segment.runs, current, self.gate, self._pooled_for(fingerprint), env_changes=changes)
+        speed = compare_speed(segment.runs, record.machine_probe)
+        return judge(segment.runs, current, self.gate, self._pooled_for(fingerprint), env_changes=changes,
+                     times_not_comparable=speed.line() if speed is not None and not speed.comparable else None)
 
     def _pooled_for(self, fingerprint: Mapping[str, Any]) -> dict[str, Noise | None]:
         """The noise pooled over this machine's segments of the file (another machine's is not this one's)."""

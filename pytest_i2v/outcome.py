@@ -7,7 +7,7 @@ decides again."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 OutcomeKind = Literal["passed", "regressed", "unreliable", "improved", "over-budget", "out-of-memory", "env-changed",
@@ -31,6 +31,7 @@ class Outcome:
     fails: bool  # the test fails (and so pytest exits 1)
     reason: str  # one line: why
     would_have: str | None = None  # not enforced: the gate verdict it would have failed on
+    times_not_comparable: str | None = None  # the machine speed probe moved: why the times were not judged
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,12 +39,13 @@ class Outcome:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
         return cls(kind=data["kind"], fails=bool(data["fails"]), reason=str(data.get("reason", "")),
-                   would_have=data.get("would_have"))
+                   would_have=data.get("would_have"), times_not_comparable=data.get("times_not_comparable"))
 
 
 def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, env_policy: str, mode: GateMode,
            profile: str, confirmed: bool | None = None, machine_changes: Sequence[str] = (),
-           unreliable: str | None = None, work: str | None = None, work_summary: str = "") -> Outcome:
+           unreliable: str | None = None, work: str | None = None, work_summary: str = "",
+           times_not_comparable: str | None = None) -> Outcome:
     """``measured``: the record's "ok" or "oom"; ``verdict``: the gate's (after any re-measurement);
     ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured);
     ``machine_changes``: the baseline is another machine's (then the verdict is "new", never compared);
@@ -52,7 +54,19 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
     baseline (``signature.work_verdict``: "regressed"/"improved" beyond the minimum effect, "changed"
     within it, "identical"; None: not compared), ``work_summary`` its one line (for identical work, where
     the excess time sits: every op, a few ops, or the host gap). Changed work decides
-    whatever the noisy total time says; identical work leaves the decision to the time."""
+    whatever the noisy total time says; identical work leaves the decision to the time.
+    ``times_not_comparable``: the machine speed probe says this machine is not the baseline's speed
+    (``machine_speed``): the gate did not let the times fail (memory still could); the outcome says so."""
+    outcome = _decide(measured, budget_failures, verdict, env_policy, mode, profile, confirmed, machine_changes,
+                      unreliable, work, work_summary)
+    if times_not_comparable and outcome.kind in ("passed", "improved") and work not in ("regressed", "improved", "changed"):
+        return Outcome("passed", False, times_not_comparable, times_not_comparable=times_not_comparable)
+    return replace(outcome, times_not_comparable=times_not_comparable)
+
+
+def _decide(measured: str, budget_failures: Sequence[str], verdict: str | None, env_policy: str, mode: GateMode,
+            profile: str, confirmed: bool | None, machine_changes: Sequence[str], unreliable: str | None,
+            work: str | None, work_summary: str) -> Outcome:
     if measured == "oom":
         return Outcome("out-of-memory", True, "out of memory")
     if budget_failures:
@@ -114,6 +128,13 @@ def headline(outcomes: Sequence[Outcome], profile: str, mode: GateMode) -> tuple
     if unsure:
         where = f"not enforced on the {profile} profile" if mode == "report" else "the gate cannot tell"
         return False, f"{where}: {unsure}"
+    slower = [o.times_not_comparable for o in outcomes if o.times_not_comparable]
+    if slower:
+        # A newcomer's first run on a machine of another speed: the machine, not the code (one line, the first test's)
+        return False, (f"{'not enforced on the ' + profile + ' profile' if mode == 'report' else 'the gate passes'}: "
+                       f"{slower[0].split(':')[0]} on {len(slower)} test(s): timings not comparable with the "
+                       f"baseline, memory judged; record this machine's runs with --i2v-update-baselines=reset to "
+                       f"compare times from now on")
     if mode == "report":
         return False, f"not enforced on the {profile} profile: nothing would have failed"
     return False, "the gate passes"

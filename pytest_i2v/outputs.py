@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.gate import GateSettings
+from pytest_i2v.machine_speed import probe_moved
 from pytest_i2v.outcome import GateMode, Outcome, headline
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
 from pytest_i2v.plan import RunPlan
@@ -36,7 +37,10 @@ class Outputs:
 
     def headline(self) -> tuple[bool, str]:
         outcomes = [Outcome.from_dict(r.decision) for r in self.records.values() if r.decision]
-        return headline(outcomes, self._plan.profile.name, self._mode)
+        fails, line = headline(outcomes, self._plan.profile.name, self._mode)
+        probe = self._environment.get("machine_probe") or {}
+        moved = probe_moved(probe.get("start"), probe.get("end"))  # a neighbour or throttling during the run
+        return fails, f"{line}; also unreliable: {moved}" if moved else line
 
     def document(self) -> dict[str, Any]:
         records = list(self.records.values())

@@ -256,3 +256,35 @@ def test_the_shipped_cpu_profile_reports_and_enforces_on_request(i2v_project: py
     # enforced on request: the slowed test fails after its one re-measurement, the unchanged one passes
     result = i2v_project.runpytest(*args, "--i2v-confirm", "1", "--i2v-gate-mode", "enforce")
     result.assert_outcomes(passed=1, failed=1)
+
+
+def test_a_slower_machine_is_not_slower_code(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The baseline was recorded at machine speed 1 (its runs store the probe). The same code on a machine at 0.4x
+    the speed takes 2.5x the time (past the profile's 100 % bar): the probe reads 0.40x, no test fails or reads "would have regressed",
+    the decision and the headline name the machine; memory is still judged. On a machine of the baseline's
+    speed, the same slowdown injected into test_b's code fails test_b."""
+    stored = yaml.safe_load((loop.path / "bl" / "cpu.yaml").read_text())
+    run = stored["entries"]["test_loop.py::test_a"]["segments"][0]["runs"][0]
+    assert (run["probe_gemm_gflops"], run["probe_copy_gbs"], run["probe_tiny_ops_per_ms"]) == (100.0, 20.0, 200.0)
+    monkeypatch.setenv("PYTEST_I2V_VIRTUAL_TIME", '{"machine_speed": 0.4}')
+    result = loop.runpytest(*ARGS, "--i2v-gate-mode", "enforce")
+    result.assert_outcomes(passed=2)
+    records = json.loads((loop.path / "r.json").read_text())
+    for record in records["records"]:
+        decision = record["decision"]
+        assert decision["kind"] == "passed" and decision["reason"].startswith(
+            "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x")
+        assert decision["reason"].endswith("timings not comparable; memory still judged")
+        time_metrics = [m for m in record["verdict"]["metrics"] if m["metric"] in ("time_s", "step_s")]
+        assert {m["verdict"] for m in time_metrics} == {"regressed"} and not any(m["gating"] for m in time_metrics)
+        assert any(m["gating"] for m in record["verdict"]["metrics"] if m["metric"] == "host_rss_bytes")
+    headline = records["gate"]["headline"]
+    assert headline.startswith("the gate passes: this machine ran the probe at 0.40x the baseline machine's speed")
+    assert "--i2v-update-baselines=reset" in headline and "regressed" not in headline
+    assert records["environment"]["machine_probe"]["start"]["gemm_gflops"] == 40.0
+
+    monkeypatch.setenv("PYTEST_I2V_VIRTUAL_TIME", "1")
+    monkeypatch.setenv("INJECT", "slow:test_b")
+    result = loop.runpytest(*ARGS, "--i2v-gate-mode", "enforce")
+    result.assert_outcomes(passed=1, failed=1)
+    assert verdicts(loop)["test_b"] == "regressed"

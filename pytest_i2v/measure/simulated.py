@@ -51,6 +51,10 @@ class VirtualWork:
     denoiser_s: float = 0.010  # each UNet/transformer forward
     decoder_s: float = 0.005  # each VAE decoder forward
     per_element_s: float = 1e-9
+    # The simulated machine's speed (1: the reference): every virtual second of work takes 1 / speed, and
+    # the machine speed probe reads PROBE_AT_SPEED_1 x speed, so "a slower machine" and "slower code" can
+    # be told apart on the virtual clock (machine_speed).
+    machine_speed: float = 1.0
 
     @classmethod
     def from_env(cls, raw: str) -> VirtualWork | None:
@@ -64,14 +68,23 @@ class VirtualWork:
         return cls(**json.loads(raw))
 
 
-class VirtualTime:
-    """The deterministic seconds of one device: they move only when simulated work is done."""
+PROBE_AT_SPEED_1 = {"gemm_gflops": 100.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
 
-    def __init__(self) -> None:
+
+class VirtualTime:
+    """The deterministic seconds of one device: they move only when simulated work is done (at the
+    simulated machine's ``speed``)."""
+
+    def __init__(self, speed: float = 1.0) -> None:
         self.now = 0.0
+        self.speed = speed
 
     def advance(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
+        self.now += max(seconds, 0.0) / self.speed
+
+    def probe(self) -> dict[str, float]:
+        """What ``measure.probe`` reads on this machine (its real work would not move the virtual clock)."""
+        return {name: value * self.speed for name, value in PROBE_AT_SPEED_1.items()}
 
 
 class VirtualClock:
@@ -131,8 +144,11 @@ class VirtualCpuDevice(CpuDevice):
     """The host, timed on the virtual clock (see the module docstring): memory stays the real RSS."""
 
     def __init__(self, work: VirtualWork):
-        self.time = VirtualTime()
+        self.time = VirtualTime(work.machine_speed)
         self._hooks = _VirtualWorkHooks(self.time, work)
+
+    def simulated_probe(self) -> dict[str, float]:
+        return self.time.probe()
 
     def clock(self) -> Clock:
         return VirtualClock(self.time)
@@ -257,7 +273,7 @@ class SimulatedCudaDevice(CudaDevice):
                          kernels=SimulatedKernels())
         self.gpu = gpu
         self.calls = runtime.calls
-        self.time = VirtualTime() if work is not None else None  # None: real time (the CPU's, slowed when throttled)
+        self.time = VirtualTime(work.machine_speed) if work is not None else None  # None: real time (the CPU's)
         self._virtual = _VirtualWorkHooks(self.time, work, self._slowdown) if self.time is not None and work else None
         self.memory = _Allocator()
         self.limit_bytes = gpu.total_bytes - gpu.context_bytes
@@ -275,6 +291,11 @@ class SimulatedCudaDevice(CudaDevice):
         self.nvml_index = gpu.nvml_index if gpu.nvml_index is not None else index
 
     # -- the simulated clocks -----------------------------------------------------------
+
+    @property
+    def simulated_probe(self) -> Any:
+        """On the virtual clock, the simulated machine's probe figures; in real time None (the real probe runs)."""
+        return self.time.probe if self.time is not None else None
     def throttle_now(self) -> SimulatedThrottle | None:
         """The throttle of the generation under way, or of the one about to start (the runner resets
         the peaks, then starts sampling NVML, then generates)."""

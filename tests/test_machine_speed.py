@@ -1,0 +1,56 @@
+"""A slower machine or slower code: the probe against the baseline runs', and the gate's use of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_i2v.gate import GateSettings, judge
+from pytest_i2v.machine_speed import compare_speed, probe_moved
+from pytest_i2v.outcome import Outcome, decide, headline
+
+PROBE = {"gemm_gflops": 100.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
+RUNS = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9, **{f"probe_{k}": v * f for k, v in PROBE.items()}}
+        for f in (0.98, 1.0, 1.03)]
+
+
+def test_the_probe_names_the_speed_and_the_figure_that_moved() -> None:
+    same = compare_speed(RUNS, {**PROBE, "copy_gbs": 21.0})
+    assert same is not None and same.comparable and same.ratios["copy_gbs"] == pytest.approx(1.05)
+    slow = compare_speed(RUNS, {"gemm_gflops": 48.0, "copy_gbs": 19.0, "tiny_ops_per_ms": 190.0})
+    assert slow is not None and not slow.comparable and slow.speed == pytest.approx(0.48)
+    assert slow.line() == ("this machine ran the probe at 0.48x the baseline machine's speed (matrix products 0.48x, "
+                           "memory bandwidth 0.95x, tiny ops (launch and host overhead) 0.95x): timings not comparable; "
+                           "memory still judged")
+    assert not compare_speed(RUNS, {**PROBE, "gemm_gflops": 200.0}).comparable  # faster is not the same machine either
+    assert compare_speed([{"time_s": 1.0}], PROBE) is None  # a baseline from before the probe
+    assert compare_speed(RUNS, None) is None  # the virtual clock of a device without a simulated probe
+
+
+def test_a_probe_that_moved_during_the_run_marks_it_unreliable() -> None:
+    assert probe_moved(PROBE, {**PROBE, "copy_gbs": 19.0}) is None
+    moved = probe_moved(PROBE, {**PROBE, "gemm_gflops": 55.0})
+    assert moved is not None and moved.startswith("the machine's speed moved during the run (end against start: "
+                                                  "matrix products 0.55x")
+    assert probe_moved(PROBE, None) is None
+
+
+def test_times_that_are_not_comparable_never_gate_but_memory_does() -> None:
+    history = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9} for _ in range(3)]
+    why = "this machine ran the probe at 0.48x the baseline machine's speed (...): timings not comparable; memory still judged"
+    slower = judge(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 2e9}, GateSettings(), times_not_comparable=why)
+    assert slower.verdict == "pass" and slower.times_not_comparable == why and why in slower.notes
+    assert [m.verdict for m in slower.metrics if m.metric == "time_s"] == ["regressed"]  # reported, not gating
+    hungrier = judge(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 4e9}, GateSettings(),
+                     times_not_comparable=why)
+    assert hungrier.verdict == "regressed" and [m.metric for m in hungrier.regressions] == ["host_rss_bytes"]
+    outcome = decide("ok", [], slower.verdict, "warn", "enforce", "cpu", times_not_comparable=why)
+    assert outcome == Outcome("passed", False, why, times_not_comparable=why)
+    failing = decide("ok", [], hungrier.verdict, "warn", "enforce", "cpu", times_not_comparable=why)
+    assert failing.kind == "regressed" and failing.fails
+    # changed work is the code, whatever the machine: the work decides
+    work = decide("ok", [], slower.verdict, "warn", "enforce", "cpu", work="regressed", work_summary="work changed: +12 %",
+                  times_not_comparable=why)
+    assert work.kind == "regressed" and work.fails
+    fails, line = headline([outcome, outcome], "cpu", "report")
+    assert not fails and line.startswith("not enforced on the cpu profile: this machine ran the probe at 0.48x")
+    assert "on 2 test(s): timings not comparable with the baseline, memory judged" in line and "would have" not in line
