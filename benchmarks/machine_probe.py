@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.machine_speed import PROBE_LABELS, PROBE_TOLERANCE
+from pytest_i2v.machine_speed import FIGURE_TOLERANCE, PROBE_LABELS, PROBE_TOLERANCE, MachineSpeed
 
 CHILD = """
 import json, sys, time
@@ -65,6 +65,15 @@ def main(argv: list[str] | None = None) -> None:
         beyond = sum(abs(math.log(v / middle)) > math.log1p(PROBE_TOLERANCE) for v in first)
         print(f"| {label} | {middle:.4g} | {statistics.stdev(logs):.1%} | {math.expm1(deviation):+.1%} | "
               f"{math.expm1(drift):+.1%} | {beyond} of {len(first)} |")
+    medians = {name: statistics.median(r["start"][name] for r in runs) for name in PROBE_LABELS}
+    against_median = [MachineSpeed({n: r["start"][n] / medians[n] for n in PROBE_LABELS}) for r in runs]
+    moved = [MachineSpeed({n: r["end"][n] / r["start"][n] for n in PROBE_LABELS}) for r in runs]
+    spread = statistics.stdev(math.log(s.speed) for s in against_median)
+    print(f"the machine speed (geometric mean of the three): between processes {spread:.1%} (log sd); "
+          f"processes the gate would call another machine speed against the median (mean beyond "
+          f"{PROBE_TOLERANCE:.0%} or a figure beyond {FIGURE_TOLERANCE:.0%}): "
+          f"{sum(not s.comparable for s in against_median)} of {len(runs)}; start -> end moved by that rule: "
+          f"{sum(not s.comparable for s in moved)} of {len(runs)}")
     if args.json:
         args.json.write_text(json.dumps({"date": date.today().isoformat(), "device": args.device, "runs": runs}, indent=1) + "\n")
 

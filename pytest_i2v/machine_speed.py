@@ -23,10 +23,13 @@ from dataclasses import dataclass
 
 PROBE_LABELS = {"gemm_gflops": "matrix products", "copy_gbs": "memory bandwidth",
                 "tiny_ops_per_ms": "tiny ops (launch and host overhead)"}
-# The most a probe figure may move, either way, before two runs count as different machine speeds.
-# benchmarks/machine_probe.py measures the probe's between-process spread; this bar sits at about four
-# times the largest figure's spread there (2026-12-02, 2-core CPU: see the README's "Machine speed").
-PROBE_TOLERANCE = 0.30
+# When two runs count as different machine speeds: the geometric mean of the figures' ratios moved by
+# more than PROBE_TOLERANCE, or one figure by more than FIGURE_TOLERANCE (a machine slower at one thing
+# only). benchmarks/machine_probe.py, 20 fresh processes on the 2-core CPU (2026-12-02): each figure
+# spreads 16-20 % between processes, their geometric mean less; 1 of 20 processes lay beyond 40 % on the
+# mean, none beyond a factor 2 on one figure. A 2x slower machine (0.5) is well beyond both.
+PROBE_TOLERANCE = 0.40
+FIGURE_TOLERANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,13 @@ class MachineSpeed:
 
     @property
     def comparable(self) -> bool:
-        return all(abs(math.log(r)) <= math.log1p(self.tolerance) for r in self.ratios.values())
+        return (abs(math.log(self.speed)) <= math.log1p(self.tolerance)
+                and all(abs(math.log(r)) <= math.log1p(FIGURE_TOLERANCE) for r in self.ratios.values()))
 
     @property
     def speed(self) -> float:
-        """The figure farthest from the baseline's: the speed this run is judged to have."""
-        return max(self.ratios.values(), key=lambda r: abs(math.log(r)))
+        """The geometric mean of the figures' ratios: the speed this run is judged to have."""
+        return math.exp(statistics.fmean(math.log(r) for r in self.ratios.values()))
 
     def figures(self) -> str:
         return ", ".join(f"{PROBE_LABELS.get(name, name)} {ratio:.2f}x" for name, ratio in self.ratios.items())
