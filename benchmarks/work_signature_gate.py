@@ -316,15 +316,19 @@ def false_alarms(root: Path, runs: int) -> dict[str, dict[str, Any]]:
     for history in (1, 3):
         directory = f"bl-{history}"
         project.record_baseline(directory, history)
-        failed, walls, remeasured = 0, [], 0
+        failed, walls, remeasured, machine = 0, [], 0, 0
         for _ in range(runs):
             gate = project.gate(directory, None)
             failed += gate["exit"] != 0
             walls.append(gate["wall_s"])
             remeasured += int(gate["record"].get("measurements") or 1) > 1
+            # the machine speed probe said this run's machine was not the baseline's speed: times not gating
+            machine += bool((gate["record"].get("decision") or {}).get("times_not_comparable"))
         found[f"{history}-run history"] = {"runs": runs, "failed": failed, "re-measured in a fresh process": remeasured,
+                                           "machine speed not comparable": machine,
                                            "median wall s": statistics.median(walls)}
-        print(f"  {history}-run history: {failed} of {runs} failed ({remeasured} re-measured)", file=sys.stderr, flush=True)
+        print(f"  {history}-run history: {failed} of {runs} failed ({remeasured} re-measured, {machine} at another "
+              f"machine speed)", file=sys.stderr, flush=True)
     return found
 
 
@@ -359,10 +363,12 @@ def main() -> None:
               f"{'yes' if r['within'] else 'NO'} | {'regressed' if r['flagged'] else 'NOT FLAGGED: ' + str(r['decision'])} | "
               f"{'yes: ' + str(r['top_row']) if r['named'] else 'NO'} |")
     if alarms:
-        print("\n| history | fresh runs of unchanged code | failed | re-measured in a fresh process |")
-        print("|---|---|---|---|")
+        print("\n| history | fresh runs of unchanged code | failed | re-measured in a fresh process | "
+              "machine speed not comparable |")
+        print("|---|---|---|---|---|")
         for name, a in alarms.items():
-            print(f"| {name} | {a['runs']} | {a['failed']} | {a['re-measured in a fresh process']} |")
+            print(f"| {name} | {a['runs']} | {a['failed']} | {a['re-measured in a fresh process']} | "
+                  f"{a['machine speed not comparable']} |")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "false_alarms": alarms}, indent=2))
 

@@ -1,6 +1,7 @@
 """``python -m pytest_i2v ab``: base and head measured interleaved in one job, on one machine.
 
-    python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR] [-- pytest args]
+    python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR] [--fixed-rounds]
+        [--full-runs] [--calibrate] [--baseline-dir DIR] [-- pytest args]
 
 Why: a stored baseline comes from other days, processes and machine states; between processes the
 times move by several per cent. Running base and head alternately in the same job lets slow drift
@@ -17,6 +18,11 @@ How it runs:
   pytest_i2v and its own tests. Both get the same pytest args, hence the same profile and device.
 - The runs never read or write the project's baselines (an empty ``--i2v-baseline-dir`` per
   process; ``--i2v-update-baselines`` is refused) and write their reports into the temporary directory.
+- Sequential (the default; ``--fixed-rounds`` turns it off): after every round the job judges each test
+  at that look (``ab_sequential``: Lan-DeMets spending); a decided test leaves the job (``--deselect``
+  in the later processes) and the job ends when every test is decided or ``--rounds`` are spent. The
+  calibration (``--calibrate``: base against base, stored in the profile's baseline file) gives each
+  test its spread with its real degrees of freedom, where it matches the machine and software.
 - ``ab_stats.compare_rounds`` pairs the rounds; ``<out>/ab.json``, ``ab.md`` and ``ab.html`` are
   written, the Markdown is printed, and the exit code is 1 when a test regressed, else 0.
 - From the second round on, each completed round rewrites those three files (atomically) from the
