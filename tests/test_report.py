@@ -12,11 +12,13 @@ import pytest
 
 from pytest_i2v.cli import main
 from pytest_i2v.marks import Scaling
+from pytest_i2v.report import charts
 from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
-from pytest_i2v.report.context import build_context
+from pytest_i2v.report.context import build_context, outcome_of
 from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.report.html import render_html
 from pytest_i2v.report.markdown import md, render_markdown
+from pytest_i2v.report.overview import overview
 from pytest_i2v.study import recommend, recommend_per_pipeline
 from tests.report_fixtures import XSS, document, two_pipeline_document
 
@@ -90,6 +92,47 @@ def test_html_report_structure_and_self_containment() -> None:
     assert "python -m pytest 'suites/test_resolution_sweep.py::test_resolution_sweep[512p]' --gpu-profile h100-80gb --i2v-update-baselines" in text
     assert "published, not measured here" in text and "36.5 s" in text
     assert "full-size-random-weights" in text  # provenance in the footer
+    # the page leads with the picture: headline, overview, regressions (folded), charts, study, then the
+    # full results and the environment, both folded
+    order = [html.index(f'<section id="{s}">') for s in ("overview", "regressions", "charts", "study", "results", "environment")]
+    assert order == sorted(order) and html.index("verdict-line") < order[0] < html.index("<table")
+    assert '<details id="results-details">' in html and '<details id="environment-details">' in html
+    assert html.count('<details class="regression">') == 2
+
+
+def _metric(metric: str, baseline: float, current: float, band: tuple[float, float] | None, gating: bool = True) -> dict[str, Any]:
+    return {"metric": metric, "baseline": baseline, "current": current, "delta_pct": (current / baseline - 1) * 100,
+            "interval": list(band) if band else None, "gating": gating, "verdict": "pass"}
+
+
+def test_the_overview_puts_every_compared_test_in_one_picture_worst_first() -> None:
+    def record(name: str, kind: str, *metrics: dict[str, Any], peak: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"nodeid": f"suites/t.py::{name}", "decision": {"kind": kind}, "verdict": {"metrics": list(metrics)},
+                "peak_memory": peak or {"reserved_bytes": 2_000}}
+    records = [
+        record("fine", "passed", _metric("time_s", 10.0, 10.5, (9.0, 11.0)), _metric("reserved_bytes", 2000, 2000, (1900, 2100))),
+        record("slow", "regressed", _metric("time_s", 10.0, 12.0, (9.0, 11.0))),
+        record("slower_but_fine", "passed", _metric("time_s", 10.0, 10.9, (9.0, 11.0))),
+        record("other_machine", "passed", _metric("time_s", 10.0, 25.0, None, gating=False)),
+        record("hungry", "regressed", _metric("time_s", 10.0, 10.0, (9.0, 11.0)), _metric("reserved_bytes", 2000, 3000, (1900, 2100))),
+        record("new", "recorded"),
+        {"nodeid": "suites/t.py::oom", "decision": {"kind": "out-of-memory"}, "verdict": None},
+    ]
+    picture = overview(records, outcome_of)
+    assert [r.nodeid.split("::")[1] for r in picture.rows] == ["hungry", "slow", "other_machine", "slower_but_fine", "fine"]
+    hungry, slow = picture.rows[0], picture.rows[1]
+    assert hungry.memory is not None and hungry.memory.pct == pytest.approx(50.0)  # the headline peak's metric
+    assert slow.time.pct == pytest.approx(20.0) and slow.time.band == pytest.approx((-10.0, 10.0)) and slow.memory is None
+    assert picture.rows[2].time.gating is False and picture.rows[2].time.band is None
+    assert picture.not_drawn == (("out-of-memory", 1), ("recorded", 1))
+    assert picture.caption == "5 tests against their baseline, worst first; not drawn (nothing to compare): 1 out-of-memory, 1 recorded"
+    svg = charts.overview_chart(picture)
+    assert svg is not None
+    labels = re.findall(r">(hungry|slow|other_machine|slower_but_fine|fine)<", svg)
+    assert labels == ["hungry", "slow", "other_machine", "slower_but_fine", "fine"]  # worst at the top
+    assert charts.DECISION_COLOURS["regressed"] in svg and charts.PASSED_COLOUR in svg
+    assert "time not judged" in svg and "peak memory" in svg
+    assert charts.overview_chart(overview([records[-1]], outcome_of)) is None  # nothing compared: no picture
 
 
 def test_html_escapes_hostile_strings() -> None:
@@ -176,8 +219,8 @@ def test_two_pipelines_render_a_group_each_in_html() -> None:
     svd_table = results[results.index("<h3>svd</h3>"):]
     assert "test_svd.py" in svd_table and "test_resolution_sweep" not in svd_table
     charts = _section(html, "charts")
-    groups = re.findall(r'data-pipeline="([^"]+)">\s*<h3>([^<]+)</h3>', charts)
-    assert groups == [("i2vgen-xl", "i2vgen-xl"), ("svd", "svd")]
+    groups = re.findall(r'data-pipeline="([^"]+)"( open)?>\s*<summary><h3>([^<]+)</h3>', charts)
+    assert groups == [("i2vgen-xl", " open", "i2vgen-xl"), ("svd", "", "svd")]  # each folds; the first is open
     svd_charts = charts[charts.index('data-pipeline="svd"'):]
     assert "Time vs resolution" in svd_charts and svd_charts.count("<svg") >= 4  # its own sweep, not the other model's
     study = _section(html, "study")
@@ -307,10 +350,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
                     reason="needs Chromium (Debian package 'chromium'); .ci/run installs it")
 def test_report_in_a_real_browser(tmp_path: Path) -> None:
+    """The first screen answers "did anything get worse": the overview chart sits above every table, the
+    tables are folded, chart text is legible at 100 % zoom, and the page needs nothing from the network.
+    The screenshots (first screen, whole page) go to $I2V_SCREENSHOT_DIR for a person to look at."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
     assert CHROMIUM, "CI must have Chromium: .ci/run installs the Debian package"
     path = tmp_path / "report.html"
     path.write_text(render_html(document()))
+    shots = Path(os.environ.get("I2V_SCREENSHOT_DIR", tmp_path))
     messages: list[str] = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -322,17 +369,40 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
         page.goto(path.as_uri())
+        page.screenshot(path=str(shots / "report-first-screen.png"))
+        overview = page.eval_on_selector("#overview svg.chart", "e => e.getBoundingClientRect().bottom")
+        tables = page.eval_on_selector_all("table", """els => els.map(e => ({top: e.getBoundingClientRect().top,
+            shown: e.checkVisibility(),
+            after: !!(document.querySelector('#overview svg').compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING)}))""")
+        folded_height = page.evaluate("document.documentElement.scrollHeight")
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        open_height = page.evaluate("document.documentElement.scrollHeight")
+        small_text = page.evaluate("""() => { const small = [];
+            document.querySelectorAll('svg.chart').forEach(svg => {
+              const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+              svg.querySelectorAll('text').forEach(t => {
+                const px = parseFloat(getComputedStyle(t).fontSize) * scale;
+                if (px < 10) small.push(`${svg.getAttribute('aria-label')}: "${t.textContent}" ${px.toFixed(1)} px`); }); });
+            return small; }""")
         sizes = page.eval_on_selector_all("svg.chart", "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])")
         page.click("#results-table th:nth-child(4)")  # sort by median time
         first = page.eval_on_selector("#results-table tbody tr td code", "e => e.textContent")
-        shot = Path(os.environ.get("I2V_SCREENSHOT_DIR", tmp_path)) / "report-screenshot.png"
+        shot = shots / "report-screenshot.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert messages == []
     assert [r for r in requests if not r.startswith("file://")] == []
-    assert len(sizes) >= 6 and all(w > 100 and h > 100 for w, h in sizes)
+    assert tables and all(t["after"] for t in tables)  # the overview comes before every table ...
+    shown = [t["top"] for t in tables if t["shown"]]
+    assert all(top >= overview for top in shown)  # ... and above every table on the page
+    assert not any(t["shown"] for t in tables[-2:])  # the results and the environment start folded
+    # Folding is what keeps the page short (this fixture: 2,655 px as it opens, 4,186 px unfolded, 2026-12-03;
+    # the main job's report: see the README's "The HTML report").
+    assert folded_height < 0.7 * open_height
+    assert small_text == []
+    assert len(sizes) >= 7 and all(w > 100 and h > 100 for w, h in sizes)
     assert first.endswith("[256p]")  # the fastest first
-    assert shot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000 and (shots / "report-first-screen.png").stat().st_size > 10_000
 
 
 def test_fast_mode_and_roofline_render() -> None:
@@ -343,7 +413,7 @@ def test_fast_mode_and_roofline_render() -> None:
     fast["roofline"] = {"unet_step_tflop": 4.1, "decode_tflop": 2.0, "denoise_tflops": 412.3, "decode_tflops": 100.0,
                         "peak_tflops": 989.4, "efficiency": 0.4167, "peak_kind": "fp16"}
     html = render_html(doc)
-    results = html[html.index('<section id="results">'):html.index('<section id="charts">')]
+    results = _section(html, "results")
     row = next(r for r in re.findall(r"<tr class.*?</tr>", results, re.S) if "test_resolution_sweep[256p]" in r)
     assert "(predicted)" in row
     assert "412 (42 % of the fp16 peak)" in row
@@ -357,7 +427,7 @@ def test_a_roofline_without_attention_says_so_in_the_report() -> None:
                                      "decode_tflops": 100.0, "peak_tflops": 989.4, "efficiency": 0.4167,
                                      "peak_kind": "fp16", "excludes_attention": True}
     html = render_html(doc)
-    results = html[html.index('<section id="results">'):html.index('<section id="charts">')]
+    results = _section(html, "results")
     rows = re.findall(r"<tr class.*?</tr>", results, re.S)
     row = next(r for r in rows if "test_resolution_sweep[256p]" in r)
     assert "412 (42 % of the fp16 peak), excluding attention (its backend is not counted)" in row

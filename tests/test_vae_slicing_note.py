@@ -65,7 +65,7 @@ def test_html_report_shows_no_effect_instead_of_a_saving() -> None:
     assert "+11.1 %" in tiling  # a real option keeps its saving (of the headline peak, here reserved)
     charts = html[html.index('<section id="charts">'):html.index('<section id="study">')]
     assert "vae_slicing" not in charts.split('data-chart="Memory options"')[-1].split("</figure>")[0]
-    results = html[html.index('<section id="results">'):html.index('<section id="charts">')]
+    results = html[html.index('<section id="results">'):html.index('<section id="environment">')]
     assert "no effect for this pipeline" in results  # the note travels with the record in the results table
 
 

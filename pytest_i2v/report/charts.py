@@ -6,6 +6,7 @@ views put every test on one axis."""
 from __future__ import annotations
 
 import io
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -14,13 +15,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
 from pytest_i2v.marks import RESOLUTION_PRESETS
 from pytest_i2v.peak import record_peak
+from pytest_i2v.report.overview import Overview
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.hashsalt": "pytest-i2v"})  # text stays text; stable ids for golden comparisons
 STAGE_COLOURS = {"encode": "#8da0cb", "denoise": "#fc8d62", "decode": "#66c2a5"}
+# A decision's colour, as the report's pills show it: failures red, improvements green, what needs a
+# look (not enforced, unreliable, environment changed) amber, the rest blue.
+DECISION_COLOURS = {"out-of-memory": "#c62828", "over-budget": "#c62828", "regressed": "#c62828", "improved": "#2e7d32",
+                    "unreliable": "#b26a00", "env-changed": "#b26a00", "not-enforced": "#b26a00"}
+PASSED_COLOUR = "#1565c0"
+MIN_TEXT_PT = 8  # the smallest chart text: 10.7 px at 100 % zoom, where a chart is drawn at its own size
 
 
 def _svg(fig: Any, title: str) -> str:
@@ -30,6 +39,12 @@ def _svg(fig: Any, title: str) -> str:
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]  # drop the XML prolog and doctype: it is inlined in HTML
     return svg.replace("<svg ", f'<svg role="img" aria-label="{_attr(title)}" class="chart" ', 1)
+
+
+def width_px(svg: str) -> float:
+    """The chart's own width in CSS pixels (matplotlib writes points: 1 pt = 4/3 px)."""
+    found = re.search(r'<svg [^>]*?width="([0-9.]+)pt"', svg)
+    return float(found.group(1)) * 4 / 3 if found else 0.0
 
 
 def _attr(text: str) -> str:
@@ -44,6 +59,40 @@ def _label(record: Mapping[str, Any]) -> str:
 def _peak_gb(record: Mapping[str, Any]) -> tuple[float | None, str]:
     peak = record_peak(record)
     return peak.gb, peak.label
+
+
+def overview_chart(picture: Overview) -> str | None:
+    """Every test's change against its baseline (``report.overview``): the median time as a dot in its
+    pass band (the grey bar), the headline peak as a square, coloured by the decision; worst at the top.
+    A hollow dot is a time reported and not judged (timings not comparable, a report-only metric)."""
+    rows = picture.rows
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8.6, 1.1 + 0.19 * len(rows)))
+    for index, row in enumerate(rows):
+        colour = DECISION_COLOURS.get(row.kind, PASSED_COLOUR)
+        if row.time.band:
+            ax.plot(row.time.band, (index, index), color="#d9d9d9", linewidth=5, solid_capstyle="butt", zorder=1)
+        if row.memory is not None:
+            ax.scatter(row.memory.pct, index, s=26, marker="s", facecolors="none", edgecolors=colour, linewidths=1.2, zorder=2)
+        ax.scatter(row.time.pct, index, s=30, marker="o", color=colour, zorder=3,
+                   facecolors=colour if row.time.gating else "white", edgecolors=colour, linewidths=1.2)
+    ax.axvline(0.0, color="#666", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [row.nodeid.split("::", 1)[-1][:56] for row in rows], fontsize=MIN_TEXT_PT)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    # The scale at the top as well: the first screen shows the worst rows and what they are measured in.
+    ax.tick_params(axis="x", labelsize=MIN_TEXT_PT + 1, top=True, labeltop=True)
+    ax.set_xlabel("change against the baseline median (%)", fontsize=MIN_TEXT_PT + 1)
+    kinds = list(dict.fromkeys(row.kind for row in rows))
+    handles = [Line2D([], [], marker="o", linestyle="", color=DECISION_COLOURS.get(k, PASSED_COLOUR), label=k) for k in kinds]
+    if any(not row.time.gating for row in rows):
+        handles.append(Line2D([], [], marker="o", linestyle="", color="#666", markerfacecolor="white", label="time not judged"))
+    if any(row.memory is not None for row in rows):
+        handles.append(Line2D([], [], marker="s", linestyle="", color="#666", markerfacecolor="none", label="peak memory"))
+    handles.append(Line2D([], [], color="#d9d9d9", linewidth=5, label="median time's pass band"))
+    ax.legend(handles=handles, fontsize=MIN_TEXT_PT + 1, loc="lower left", bbox_to_anchor=(0.0, 1.0 + 0.45 / fig.get_figheight()),
+              ncol=min(len(handles), 4), frameon=False, borderaxespad=0.2)
+    return _svg(fig, "Every test against its baseline")
 
 
 def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -68,11 +117,11 @@ def time_vs_resolution(records: Sequence[Mapping[str, Any]], thresholds: Sequenc
     if max(times) >= thresholds[0] / 3:  # the patience lines only where they are on the data's scale
         for value, name in zip(thresholds, ("good", "acceptable"), strict=False):
             ax.axhline(value, color="#999", linestyle=":", linewidth=1)
-            ax.annotate(f"{name} < {value:g} s", (0, value), textcoords="offset points", xytext=(2, 2), fontsize=7, color="#666")
+            ax.annotate(f"{name} < {value:g} s", (0, value), textcoords="offset points", xytext=(2, 2), fontsize=MIN_TEXT_PT, color="#666")
     else:
         ax.set_ylim(bottom=0)
         ax.annotate(f"latency classes at {thresholds[0]:g} s / {thresholds[1]:g} s are off this scale",
-                    (0.01, 0.95), xycoords="axes fraction", fontsize=7, color="#666")
+                    (0.01, 0.95), xycoords="axes fraction", fontsize=MIN_TEXT_PT, color="#666")
     ax.set_xlabel("resolution (16 frames, study steps)")
     ax.set_ylabel("seconds")
     ax.set_title("Generation time vs resolution")
@@ -95,11 +144,11 @@ def memory_vs_resolution(records: Sequence[Mapping[str, Any]], profile_memory_gb
     elif profile_memory_gb:
         ax.set_ylim(bottom=0, top=max(peaks) * 1.3)
         ax.annotate(f"profile memory {profile_memory_gb:g} GB (- {margin_gb:g} GB margin) is off this scale",
-                    (0.01, 0.95), xycoords="axes fraction", fontsize=7, color="#d62728")
+                    (0.01, 0.95), xycoords="axes fraction", fontsize=MIN_TEXT_PT, color="#d62728")
     ax.set_xlabel("resolution (16 frames)")
     ax.set_ylabel("GB")
     ax.set_title("Peak memory vs resolution")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=MIN_TEXT_PT, loc="best")
     return _svg(fig, "Peak memory vs resolution")
 
 
@@ -133,7 +182,7 @@ def stage_breakdown(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST_
     ax.invert_yaxis()
     ax.set_xlabel("seconds (medians)")
     ax.set_title(_shown("Stage breakdown per test", len(ok), len(all_ok)))
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    ax.legend(fontsize=MIN_TEXT_PT, ncol=3, loc="lower right")
     return _svg(fig, "Stage breakdown per test")
 
 
@@ -154,7 +203,7 @@ def step_traces(records: Sequence[Mapping[str, Any]], limit: int = 40) -> str | 
     ax.set_yscale("log")
     ax.set_title("Per-step time trace")
     if len(ok) <= 12:
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize=MIN_TEXT_PT, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig, "Per-step time trace")
 
 
@@ -183,7 +232,7 @@ def baseline_history(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST
     ax.invert_yaxis()
     ax.set_xlabel("time / baseline median")
     ax.set_title(_shown("Baseline history (last runs) and this run", len(with_history), len(all_with_history)))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=MIN_TEXT_PT, loc="lower right")
     return _svg(fig, "Baseline history")
 
 
@@ -238,7 +287,7 @@ def memory_options_chart(rows: Sequence[Mapping[str, Any]]) -> str | None:
     for row in points:
         ax.scatter(row["time_added_pct"], row["memory_saved_pct"], color="#1f77b4")
         ax.annotate(row["option"], (row["time_added_pct"], row["memory_saved_pct"]), textcoords="offset points",
-                    xytext=(4, 3), fontsize=7)
+                    xytext=(4, 3), fontsize=MIN_TEXT_PT)
     ax.axhline(0, color="#999", linewidth=0.8)
     ax.axvline(0, color="#999", linewidth=0.8)
     ax.set_xlabel("time added vs plain run (%)")

@@ -13,6 +13,7 @@ from pytest_i2v.memory_options import no_effect_reasons
 from pytest_i2v.outcome import SEVERITY
 from pytest_i2v.peak import record_peak
 from pytest_i2v.report.grouping import group_by_pipeline, pipeline_of, pipeline_order
+from pytest_i2v.report.overview import overview
 from pytest_i2v.signature import WorkDiff
 
 OUTCOME_ORDER = (*SEVERITY, "skipped")
@@ -144,6 +145,9 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
         "mode": gate.get("mode"),
         "profile": profile,
         "environment": env,
+        # The environment table shows the keys with a value, and every key that changed since the baseline.
+        "environment_rows": [(key, value) for key, value in env.items() if value not in (None, "", [], {}) or key in changed_keys],
+        "overview": overview(records, outcome_of),
         "changed_keys": changed_keys,
         "regressions": regressions,
         "unreliable": unreliable,

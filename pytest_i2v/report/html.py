@@ -26,8 +26,11 @@ def _environment() -> Environment:
     return env
 
 
+WIDE_PX = 540  # a chart wider than a grid column at 1,280 px spans the grid: never scaled below its own size
+
+
 def build_charts(context: Mapping[str, Any], records: list[Mapping[str, Any]] | None = None,
-                 memory_options: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+                 memory_options: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The charts of ``records`` (all the context's by default): one pipeline's, when a report holds several."""
     records = context["records"] if records is None else records
     memory_options = context["memory_options"] if memory_options is None else memory_options
@@ -42,11 +45,12 @@ def build_charts(context: Mapping[str, Any], records: list[Mapping[str, Any]] | 
         ("Precision", charts.precision_chart(records)),
         ("Memory options", charts.memory_options_chart(memory_options)),
     ]
-    return [(title, svg) for title, svg in candidates if svg]
+    return [{"title": title, "svg": svg, "wide": charts.width_px(svg) > WIDE_PX} for title, svg in candidates if svg]
 
 
 def render_html(document: Mapping[str, Any]) -> str:
     context = build_context(document)
+    context["overview_svg"] = charts.overview_chart(context["overview"])
     # Two models' times on one axis compare nothing: with several pipelines, each gets its own charts.
     if context["multi_pipeline"]:
         for group in context["pipeline_groups"]:

@@ -1,0 +1,86 @@
+"""The report's first picture: every test's change against its baseline, worst first.
+
+One row per test the gate compared: the median time's change and its pass band, and the headline
+peak's change (``pytest_i2v.peak``), each in per cent of the baseline median, with the decision
+(``outcome.decide``) that colours it. Tests with nothing to compare (recorded as new, out of memory)
+are counted beside the chart, not drawn."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_i2v.outcome import SEVERITY
+from pytest_i2v.peak import record_peak
+
+TIME_METRIC = "time_s"  # the test's headline time: the median generation
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric against its baseline, in per cent of the baseline median."""
+
+    pct: float
+    band: tuple[float, float] | None  # the pass band; None where the metric had no band
+    gating: bool  # False: reported, not judged (timings not comparable, a report-only metric)
+
+    @classmethod
+    def of(cls, metric: Mapping[str, Any] | None) -> Change | None:
+        if not metric or metric.get("delta_pct") is None:
+            return None
+        baseline, interval = metric.get("baseline"), metric.get("interval")
+        band = None
+        if baseline and interval:
+            band = ((interval[0] / baseline - 1.0) * 100.0, (interval[1] / baseline - 1.0) * 100.0)
+        return cls(float(metric["delta_pct"]), band, bool(metric.get("gating", True)))
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    nodeid: str
+    kind: str  # the decision's kind
+    time: Change
+    memory: Change | None  # the headline peak's metric; None where the gate did not compare it
+
+    @property
+    def worst_pct(self) -> float:
+        return max(self.time.pct, self.memory.pct if self.memory else self.time.pct)
+
+
+@dataclass(frozen=True)
+class Overview:
+    rows: tuple[OverviewRow, ...]  # worst first: by the decision's severity, then by the larger change
+    not_drawn: tuple[tuple[str, int], ...]  # (decision kind, tests) with nothing to compare, severest first
+
+    @property
+    def caption(self) -> str:
+        drawn = f"{len(self.rows)} test{'s' if len(self.rows) != 1 else ''} against {'their' if len(self.rows) != 1 else 'its'} baseline, worst first"
+        if not self.not_drawn:
+            return drawn
+        return f"{drawn}; not drawn (nothing to compare): " + ", ".join(f"{count} {kind}" for kind, count in self.not_drawn)
+
+
+RANK: dict[str, int] = {kind: index for index, kind in enumerate(SEVERITY)}
+
+
+def _severity(kind: str) -> int:
+    return RANK.get(kind, len(RANK))
+
+
+def overview(records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[str, Any]], str]) -> Overview:
+    """``kind_of(record)``: the record's decision kind (``report.context.outcome_of``)."""
+    rows: list[OverviewRow] = []
+    not_drawn: Counter[str] = Counter()
+    for record in records:
+        kind = kind_of(record)
+        metrics = {m["metric"]: m for m in (record.get("verdict") or {}).get("metrics") or []}
+        time = Change.of(metrics.get(TIME_METRIC))
+        if time is None:
+            not_drawn[kind] += 1
+            continue
+        peak_key = record_peak(record).key
+        rows.append(OverviewRow(str(record["nodeid"]), kind, time, Change.of(metrics.get(peak_key)) if peak_key else None))
+    rows.sort(key=lambda r: (_severity(r.kind), -r.worst_pct))
+    return Overview(tuple(rows), tuple(sorted(not_drawn.items(), key=lambda item: _severity(item[0]))))
