@@ -23,18 +23,13 @@ from pytest_i2v.marks import (
     vram_budget,
 )
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, marker_help_line
-from pytest_i2v.settings import OPTIONS, Settings, resolve_settings
+from pytest_i2v.settings import OPTIONS, resolve_settings
+from pytest_i2v.stash import BUDGET_KEY, RECORD_KEY, RUN_KEY, SETTINGS_KEY, SPEC_KEY, uses_i2v
 
 if TYPE_CHECKING:
     from pytest_i2v.results import GenerationRecord
     from pytest_i2v.runtime import I2VRun
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
-RUN_KEY = pytest.StashKey["I2VRun"]()
-SPEC_KEY = pytest.StashKey[GenerationSpec]()
-BUDGET_KEY = pytest.StashKey[Budget]()
-RECORD_KEY = pytest.StashKey["GenerationRecord"]()
-I2V_FIXTURES = frozenset({"i2v_run", "i2v_pipeline", "i2v_spec", "i2v_input_image", "i2v_profile"})
 MARKER_HELP = (
     marker_help(i2v, "describe a generation measured by the i2v_run fixture; unset sizes, frames, steps, guidance and "
                      "fps are the pipeline's native ones; " + marker_help_line() + "."),
@@ -133,12 +128,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 )
         except I2VUsageError as exc:
             raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
-
-
-def uses_i2v(item: pytest.Item) -> bool:
-    """A test wakes the plugin when it carries an i2v mark or asks for an i2v fixture."""
-    return any(item.get_closest_marker(m) for m in ("i2v", "vram_budget", "time_budget")) or \
-        bool(I2V_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
 def activate(config: pytest.Config) -> I2VRun:

@@ -26,10 +26,10 @@ from pytest_i2v.outputs import Outputs
 from pytest_i2v.peak import record_peak
 from pytest_i2v.pipeline_cache import PipelineCache
 from pytest_i2v.plan import RunPlan, plan_run
-from pytest_i2v.plugin import RECORD_KEY, uses_i2v
 from pytest_i2v.recording import Recorder
 from pytest_i2v.results import GenerationRecord, write_json_atomic
 from pytest_i2v.settings import Settings
+from pytest_i2v.stash import RECORD_KEY, uses_i2v
 
 
 class I2VRun:
@@ -153,7 +153,7 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
     """Resolve the plan, open the device, read the baseline: the first time torch is imported."""
     import os
 
-    from pytest_i2v.fingerprint import collect_environment
+    from pytest_i2v.measure.environment import collect_environment
     from pytest_i2v.profiles import load_profiles
 
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the plugin never phones home

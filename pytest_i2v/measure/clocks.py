@@ -12,12 +12,19 @@ import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pytest_i2v.conditions import RepeatConditions, throttle_reasons
 
-if TYPE_CHECKING:
-    from pytest_i2v.measure.device import Device
+
+class ClockedDevice(Protocol):
+    """What ``lock_clocks`` needs of a ``measure.device.Device`` (named here, so this module does not
+    import the device module that imports it)."""
+
+    name: str
+    is_cuda: bool
+
+    def nvml_clocks(self) -> NvmlClocks | None: ...
 
 # NVML's enums (nvmlClockType_t, nvmlTemperatureSensors_t): stable across NVML versions, named here so
 # a stand-in module need not define them.
@@ -161,7 +168,7 @@ class NvmlClocks:
                     f"({type(exc).__name__}); reset them with `sudo nvidia-smi {flag}`"), stacklevel=2)
 
 
-def lock_clocks(device: Device) -> NvmlClocks | None:
+def lock_clocks(device: ClockedDevice) -> NvmlClocks | None:
     """``--i2v-lock-clocks``: lock ``device``'s clocks; returns what to restore at the end of the session
     (None: nothing was locked, and one ``ClockLockWarning`` said why)."""
     if not device.is_cuda:
