@@ -163,8 +163,8 @@ def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tu
 
 
 def _this_machine(device: str) -> dict[str, Any]:
-    from pytest_i2v.fingerprint import collect_environment
     from pytest_i2v.measure.device import TorchRuntime
+    from pytest_i2v.measure.environment import collect_environment
 
     runtime = TorchRuntime()
     name = device if device != "auto" else "cuda:0" if runtime.cuda_count() else "cpu"

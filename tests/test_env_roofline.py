@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.fingerprint import collect_environment
+from pytest_i2v.measure.environment import collect_environment
 from pytest_i2v.measure.flops import FlopCount, matmul_precision_state, peak_key_for, roofline, roofline_peak
 from pytest_i2v.profiles import load_profiles, pick_profile
 

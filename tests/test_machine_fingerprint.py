@@ -16,7 +16,6 @@ from pytest_i2v.cli import diff_baselines, diff_results
 from pytest_i2v.fingerprint import (
     MACHINE_KEYS,
     SOFTWARE_KEYS,
-    collect_environment,
     fingerprint_for,
     gpu_form_from_name,
     machine_changes,
@@ -25,6 +24,7 @@ from pytest_i2v.fingerprint import (
     software_changes,
 )
 from pytest_i2v.gate import GateSettings, judge
+from pytest_i2v.measure.environment import collect_environment
 from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
 from pytest_i2v.outcome import NO_MACHINE_BASELINE, decide
 
