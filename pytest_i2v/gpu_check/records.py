@@ -1,0 +1,97 @@
+"""The names gpu-check gives its tests, files and statuses, and small helpers over the results
+records that the plan, the checks and the summary read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MiB = 2**20
+
+
+GiB = 2**30
+PASS, FAIL, NOT_APPLICABLE = "PASS", "FAIL", "N/A"
+USAGE_ERROR = 4  # pytest's exit code for usage errors (a child's bad --i2v-* value is ours too)
+
+# The temporary test module and its tests; the runs select them by node id, in the order given.
+SUITE_FILE = "test_gpu_check_suite.py"
+SWEEP = "test_sweep"
+FULL = "test_full_smallest"  # (f): the smallest size measured in full, next to its fast twin
+AFTER_LARGEST = "test_after_largest"  # (d): the middle size right after the largest
+OFFLOAD = "test_offload"  # (g)
+OOM = "test_oom_largest"  # (e): the largest size under a memory fraction
+AFTER_OOM = "test_after_oom"  # (e): the smallest size with the fraction lifted
+
+# Output files, all in --out (at most 8; everything else stays in a temporary directory).
+RESULTS_FILE, REPORT_FILE, SUMMARY_FILE, LOG_FILE = "results.json", "report.html", "gpu-check.md", "gpu-check.log"
+EXTRA_RESULTS = {"fresh": "results-fresh.json", "oom": "results-oom.json", "second": "results-second-gpu.json"}
+
+SIMULATED_H200 = {"name": "NVIDIA H200", "total_bytes": 141_000_000_000}
+
+# The GPU sizes of a pipeline other than I2VGen-XL: these fractions of its native width and height,
+# smallest first (the study's presets are I2VGen-XL's own: 1/2 to 2x its native 512p).
+LADDER_FRACTIONS = ((1, 2), (2, 3), (5, 6), (1, 1))
+# The dry run's sizes (the cpu profile's /8 scaling of the presets): the tiny models stay fast at these.
+DRY_RUN_PIXELS = (32, 64, 96, 128)
+DRY_RUN_MIN_FRAMES = 3  # enough frames for the temporal layers to do something
+# A fixed-size pipeline's dry run: its marks name the fixed size (the collection-time rule) and a profile
+# written for the run scales them by the cpu profile's size divisor (720x480 -> 80x48), steps unscaled.
+DRY_RUN_SIZE_DIVISOR = 8
+DRY_RUN_PROFILE = "gpu-check-dry-run"  # the profile's name and file stem, in the run's temporary directory
+PROFILE_DIR = "profiles"
+# The published checkpoints' dtypes: the UNets ship fp16; the video transformers bf16 (fp16 overflows in them).
+GPU_DTYPES = {"i2vgen-xl": "fp16", "svd": "fp16"}
+OFFLOAD_OPTION = "model_cpu_offload"  # what check (g) measures
+
+
+# -- small helpers over records ------------------------------------------------------------------
+def records_by_test(document: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """``test_sweep[512p]`` -> record (the node id without its file)."""
+    if document is None:
+        return {}
+    return {str(r["nodeid"]).split("::")[-1]: r for r in document.get("records", [])}
+
+
+def sweep_id(label: str) -> str:
+    return f"{SWEEP}[{label}]"
+
+
+def last_error(log: str) -> str:
+    """The line of a pytest log that says most about why it stopped."""
+    lines = [line.rstrip() for line in log.splitlines() if line.strip()]
+    for prefix in ("ERROR:", "E   ", "error:"):
+        found = [line for line in lines if line.startswith(prefix)]
+        if found:
+            return " ".join(found[-1].split())[:300]
+    return lines[-1].strip()[:300] if lines else "no output"
+
+
+def fmt_bytes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / GiB:.2f} GiB" if abs(value) >= GiB else f"{value / MiB:.1f} MiB"
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if value >= 1 else f"{value * 1000:.1f} ms"
+
+
+def pct(a: float, b: float) -> float:
+    """How far ``a`` is from ``b``, in % of ``b``."""
+    return (a / b - 1.0) * 100.0
+
+
+def record_name(record: Mapping[str, Any]) -> str:
+    return str(record.get("nodeid", "?")).split("::")[-1]
+
+
+def ok_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in records if r.get("outcome") == "ok"]
+
+
+def device_total_bytes(document: Mapping[str, Any] | None) -> int | None:
+    """The GPU's memory as the results' environment gives it (GiB, rounded to 0.01)."""
+    gib = (document or {}).get("environment", {}).get("gpu_memory_gib")
+    return int(float(gib) * GiB) if gib else None
