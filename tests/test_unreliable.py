@@ -315,6 +315,9 @@ def fake_gpu(request, monkeypatch):
     measure = run.recorder.measure
     slow = SLOW if request.node.name in os.environ.get("THROTTLED", "").split(",") else ()
     monkeypatch.setattr(run.recorder, "measure", lambda *args, **kwargs: hot_gpu(measure(*args, **kwargs), slow))
+    # Made-up times, so a made-up machine speed too, for the whole session (the end probe included): a real
+    # probe on a busy machine once called the run "not comparable" and hid the throttled slowdown.
+    run.device.simulated_probe = lambda: {"gemm_gflops": 100.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
 """
 
 TESTS = """
