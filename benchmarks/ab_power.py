@@ -27,7 +27,7 @@ day's offset does not enter it. The within and between values for the CPU come f
 2 %, 4 % between processes; 0, 2 %, 5 % between days) are ASSUMPTIONS, and the table shows how the
 conclusions move across them.
 
-Designs (the A/B ones with the decision code of ``pytest_i2v.ab_stats`` and ``ab_sequential``;
+Designs (the A/B ones with the decision code of ``pytest_i2v.ab.paired``, ``ab.rounds`` and ``ab.sequential``;
 a sample of jobs is re-decided by ``compare_rounds`` itself, look by look as ``ab.ABJob`` does, and
 must agree exactly):
 
@@ -64,8 +64,9 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.ab_sequential import SequentialPlan, is_decided
-from pytest_i2v.ab_stats import DEFAULT_CONFIDENCE, DEFAULT_MIN_EFFECT, PRIOR_MAX_DF, compare_rounds
+from pytest_i2v.ab.paired import DEFAULT_CONFIDENCE, DEFAULT_MIN_EFFECT, PRIOR_MAX_DF
+from pytest_i2v.ab.rounds import compare_rounds
+from pytest_i2v.ab.sequential import SequentialPlan, is_decided
 from pytest_i2v.gate import GateSettings, Noise, judge
 
 TARGET_FALSE, TARGET_POWER = 0.001, 0.90

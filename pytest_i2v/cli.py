@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "uncommitted changes included)")
     ab.add_argument("--rounds", type=int, metavar="N", help="the most ABBA rounds, one process per side each; a test "
                                                             "leaves once decided (default: "
-                                                            "pytest_i2v.ab_stats.DEFAULT_ROUNDS; --calibrate: 30)")
+                                                            "pytest_i2v.ab.paired.DEFAULT_ROUNDS; --calibrate: 30)")
     ab.add_argument("--fixed-rounds", action="store_true", help="run every test for all --rounds and decide once at "
                                                                 "the end (the fixed design), not after every round")
     ab.add_argument("--full-runs", action="store_true", help="measure full generations in each process (default: "
@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--baseline-dir", metavar="DIR", help="where the calibration is read and written "
                                                           "(default: <repository>/baselines)")
     ab.add_argument("--min-effect", type=float, metavar="PCT", help="the smallest change that counts, in per cent "
-                                                                    "(default: pytest_i2v.ab_stats.DEFAULT_MIN_EFFECT)")
+                                                                    "(default: pytest_i2v.ab.paired.DEFAULT_MIN_EFFECT)")
     ab.add_argument("--out", default="i2v-ab", metavar="DIR", help="directory for ab.json, ab.md, ab.html, each run's "
                                                                    "results and logs/ (default i2v-ab)")
     ab.add_argument("pytest_args", nargs="*", metavar="-- pytest args", help="passed unchanged to every pytest process")

@@ -1,4 +1,4 @@
-"""The A/B decision (pytest_i2v.ab_stats), its outputs (pytest_i2v.report.ab) and a quick power check."""
+"""The A/B decision (pytest_i2v.ab.paired and ab.rounds), its outputs (pytest_i2v.ab.outputs) and a quick power check."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_i2v.ab_stats import (
+from pytest_i2v.ab.outputs import ab_document, render_ab_html, render_ab_markdown
+from pytest_i2v.ab.paired import (
     DEFAULT_CONFIDENCE,
     DEFAULT_MIN_EFFECT,
     DEFAULT_ROUNDS,
     ABTestResult,
     PairedVerdict,
-    compare_rounds,
     overall_verdict,
     paired_verdict,
 )
+from pytest_i2v.ab.rounds import compare_rounds
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gate import Noise
-from pytest_i2v.report.ab import ab_document, render_ab_html, render_ab_markdown
 from pytest_i2v.report.compare import render_compare_html
 
 BASE = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.01, 1.00]
@@ -302,7 +302,7 @@ def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
 
 # --- the sequential plan ----------------------------------------------------------------------
 def test_the_looks_spend_at_most_the_budget_and_next_to_nothing_early() -> None:
-    from pytest_i2v.ab_sequential import SequentialPlan
+    from pytest_i2v.ab.sequential import SequentialPlan
 
     plan = SequentialPlan(max_rounds=12, alpha=0.001, gamma=0.05)
     looks = [plan.look(k) for k in range(2, 13)]
@@ -317,7 +317,7 @@ def test_the_looks_spend_at_most_the_budget_and_next_to_nothing_early() -> None:
 def test_a_look_calls_unchanged_early_but_a_change_only_with_strong_evidence() -> None:
     """Round 3 of at most 16: a flat test is unchanged already; a +3 % shift with 1 % noise (clear at the
     fixed design's 99.9 %) is not called regressed this early, and stays undecided, not unchanged."""
-    from pytest_i2v.ab_sequential import SequentialPlan
+    from pytest_i2v.ab.sequential import SequentialPlan
 
     look = SequentialPlan(16, 0.001).look(3)
     flat = paired_verdict("time_s", [1.0, 1.0, 1.0], [1.001, 0.999, 1.0], look=look)

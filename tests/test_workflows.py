@@ -111,7 +111,7 @@ def test_gate_has_a_mode_input_and_runs_one_of_the_two() -> None:
     assert "pull_request" in triggers
     assert step("gpu-gate.yml", "Run the gate")["if"] == "steps.mode.outputs.mode == 'baseline'"
     assert step("gpu-gate.yml", "Run A/B against the target branch")["if"] == "steps.mode.outputs.mode == 'ab'"
-    from pytest_i2v.ab_stats import DEFAULT_ROUNDS
+    from pytest_i2v.ab.paired import DEFAULT_ROUNDS
 
     assert f"'{DEFAULT_ROUNDS}'" in load("gpu-gate.yml")["jobs"]["gate"]["env"]["AB_ROUNDS"]
 

@@ -11,7 +11,7 @@
 - ``machine`` (str or dict): what ran it (GPU/CPU name, fingerprint);
 - ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record;
 - ``conditions`` (list of str): the process records whose GPU was not stable (``ab.unstable_conditions``);
-- ``design`` (str): "sequential" (each test leaves once decided, ``ab_sequential``) or "fixed";
+- ``design`` (str): "sequential" (each test leaves once decided, ``ab.sequential``) or "fixed";
 - ``all_decided`` (bool): a sequential job that ended because every test was decided (not partial);
 - ``decided_after`` (dict): per test, the rounds after which it was decided (absent: undecided);
 - ``calibration`` (str): whether the job used an A/B calibration, or why not.
@@ -27,8 +27,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pytest_i2v.ab_sequential import SPENDING_RULE
-from pytest_i2v.ab_stats import SEVERITY, ABTestResult, PairedVerdict, summary_counts
+from pytest_i2v.ab.paired import SEVERITY, ABTestResult, PairedVerdict
+from pytest_i2v.ab.rounds import summary_counts
+from pytest_i2v.ab.sequential import SPENDING_RULE
 from pytest_i2v.explain import format_value
 from pytest_i2v.gate import METRIC_LABELS
 from pytest_i2v.report.markdown import md, work_changes

@@ -1,0 +1,223 @@
+"""The rounds' results documents -> a verdict per test: the paired metrics (``ab.paired``), the
+first round's work signatures, the sequential looks (``ab.sequential``) and the calibration."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_i2v.ab.paired import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_EFFECT,
+    PRIOR_MAX_DF,
+    SEVERITY,
+    TIME_METRICS,
+    WORK_VERDICTS,
+    ABTestResult,
+    PairedVerdict,
+    overall_verdict,
+    paired_verdict,
+    validate,
+)
+from pytest_i2v.ab.sequential import SequentialPlan, is_decided
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.gate import Noise
+from pytest_i2v.peak import record_peak
+from pytest_i2v.signature import WorkSignature, diff, work_verdict
+
+# --- results documents -> per-test verdicts ---------------------------------------------------
+
+
+def _pipeline(record: Mapping[str, Any]) -> str:
+    return str((record.get("config") or {}).get("pipeline") or "unknown")
+
+
+def _index(docs: Sequence[Mapping[str, Any]], side: str) -> list[dict[str, Mapping[str, Any]]]:
+    rounds = []
+    for number, doc in enumerate(docs, start=1):
+        by_nodeid: dict[str, Mapping[str, Any]] = {}
+        for record in doc.get("records") or []:
+            if record["nodeid"] in by_nodeid:
+                raise I2VUsageError(f"test {record['nodeid']} appears twice in {side}'s round {number}; "
+                                    f"select each test once")
+            by_nodeid[record["nodeid"]] = record
+        rounds.append(by_nodeid)
+    return rounds
+
+
+def _figures(record: Mapping[str, Any]) -> dict[str, float | None]:
+    peak = record_peak(record)
+    return {"time_s": record.get("time_s"), "step_s": (record.get("stages") or {}).get("step_s"),
+            "memory": float(peak.bytes) if peak.bytes else None}
+
+
+def _outcome_verdict(base: list[Mapping[str, Any]], head: list[Mapping[str, Any]]) -> PairedVerdict | None:
+    """None when every round is ok on both sides; else the verdict on the outcomes alone.
+
+    Running out of memory is the worst regression (the generation no longer fits), and one round is
+    enough: a head that runs out of memory in some rounds where the base never does would fail a CI
+    runner some of the time, so it is regressed; the mirror is improved. When both sides run out of
+    memory in some rounds, or a round ended otherwise (failed, skipped), the figures of the rounds
+    that ran are not the same population: not comparable."""
+    n = len(base)
+    base_oom = sum(r.get("outcome") == "oom" for r in base)
+    head_oom = sum(r.get("outcome") == "oom" for r in head)
+    others = []  # rounds that ended neither ok nor out of memory
+    for side, records in (("base", base), ("head", head)):
+        bad = [str(r.get("outcome")) for r in records if r.get("outcome") not in ("ok", "oom")]
+        if bad:
+            others.append(f"{side} {'/'.join(sorted(set(bad)))} in {len(bad)} of {n} rounds")
+    if not base_oom and not head_oom and not others:
+        return None
+    if head_oom and not base_oom:
+        verdict, reason = "regressed", f"out of memory in {head_oom} of {n} head rounds, never in base"
+    elif base_oom and not head_oom:
+        verdict, reason = "improved", f"out of memory in {base_oom} of {n} base rounds, never in head"
+    elif base_oom and head_oom:
+        verdict = "not-comparable"
+        reason = (f"both sides ran out of memory in some rounds (base {base_oom} of {n}, head {head_oom} of {n}); "
+                  f"the rounds that ran are not the same population")
+    else:
+        verdict, reason = "not-comparable", ""
+    return PairedVerdict("outcome", verdict, None, None, None, n, None, "; ".join(filter(None, [reason, *others])))
+
+
+def _metric_series(records: list[Mapping[str, Any]]) -> tuple[dict[str, list[float | None]], set[str | None]]:
+    series: dict[str, list[float | None]] = {"time_s": [], "step_s": [], "memory": []}
+    keys: set[str | None] = set()
+    for record in records:
+        figures = _figures(record)
+        for name in series:
+            series[name].append(figures[name])
+        keys.add(record_peak(record).key)
+    return series, keys
+
+
+def _pooled(diffs: Sequence[Sequence[float]]) -> Noise | None:
+    total, df = 0.0, 0
+    for series in diffs:
+        if len(series) >= 2:
+            total += statistics.variance(series) * (len(series) - 1)
+            df += len(series) - 1
+    return Noise(total / df, df) if df else None
+
+
+def compare_rounds(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[Mapping[str, Any]],
+                   min_effect: float = DEFAULT_MIN_EFFECT, confidence: float = DEFAULT_CONFIDENCE,
+                   plan: SequentialPlan | None = None, calibration: Mapping[str, Mapping[str, Noise]] | None = None,
+                   decided: Mapping[str, ABTestResult] | None = None) -> list[ABTestResult]:
+    """``base_docs[i]``/``head_docs[i]``: round i's results documents (``--i2v-json``). One result per
+    test, in base's first-round order. A test missing from a side (or a round) is a usage error, but
+    for the tests in ``decided``: a sequential job decided them at an earlier look (their result is
+    kept as it was) and ran the later rounds without them. ``plan``: judge each test at the look of
+    its own number of rounds (``ab.sequential``); ``calibration``: per test, its calibrated spread
+    per time metric, used with its real df instead of the job's pooled spread."""
+    validate(min_effect, confidence)
+    if len(base_docs) != len(head_docs):
+        raise I2VUsageError(f"{len(base_docs)} base rounds but {len(head_docs)} head rounds; pair every base process "
+                            f"with a head process")
+    if not base_docs:
+        raise I2VUsageError("no rounds to compare; run at least 2 (--rounds 2)")
+    base_rounds, head_rounds = _index(base_docs, "base"), _index(head_docs, "head")
+    nodeids = list(dict.fromkeys(nodeid for rounds in (base_rounds, head_rounds) for r in rounds for nodeid in r))
+    decided = decided or {}
+    for nodeid in nodeids:
+        if nodeid in decided:
+            continue
+        for side, rounds in (("base", base_rounds), ("head", head_rounds)):
+            missing = [number for number, r in enumerate(rounds, start=1) if nodeid not in r]
+            if missing:
+                where = "any round" if len(missing) == len(rounds) else f"round {missing[0]}"
+                raise I2VUsageError(f"test {nodeid} did not run on {side} ({where}); deselect it or make it exist "
+                                    f"on both revisions")
+    pending: list[tuple[str, str, list[PairedVerdict], dict[str, tuple[list[float], list[float]]], set[str | None]]] = []
+    works: dict[str, tuple[PairedVerdict, dict[str, Any]] | None] = {}
+    for nodeid in nodeids:
+        if nodeid in decided:
+            continue
+        base = [r[nodeid] for r in base_rounds]
+        head = [r[nodeid] for r in head_rounds]
+        pipeline = _pipeline(base[0])
+        fixed: list[PairedVerdict] = []
+        pipelines = {_pipeline(r) for r in base + head}
+        outcome = _outcome_verdict(base, head)
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        keys: set[str | None] = set()
+        if len(pipelines) > 1:
+            fixed.append(PairedVerdict("pipeline", "not-comparable", None, None, None, len(base), None,
+                                       f"pipeline differs: {', '.join(sorted(pipelines))}"))
+        elif outcome is not None:
+            fixed.append(outcome)
+        else:
+            base_series, base_keys = _metric_series(base)
+            head_series, head_keys = _metric_series(head)
+            keys = base_keys | head_keys
+            for name in base_series:
+                b, h = base_series[name], head_series[name]
+                if all(v is None for v in b + h):
+                    continue  # not measured on either side (step_s in an old record): nothing to say
+                if any(v is None or v <= 0 for v in b + h):
+                    label = next(iter(keys)) if name == "memory" and len(keys) == 1 else name
+                    fixed.append(PairedVerdict(str(label), "not-comparable", None, None, None, len(b), None,
+                                               "measured in some rounds only"))
+                    continue
+                if name == "memory" and len(keys) > 1:
+                    fixed.append(PairedVerdict("memory", "not-comparable", None, None, None, len(b), None,
+                                               "peak memory measured differently: " + " vs ".join(sorted(map(str, keys)))))
+                    continue
+                series[name] = ([float(v) for v in b if v is not None], [float(v) for v in h if v is not None])
+        pending.append((nodeid, pipeline, fixed, series, keys))
+        works[nodeid] = None if fixed else work_of_first_round(base[0], head[0], min_effect)
+    # The job's pooled spread of each time metric's log-ratios, leaving the judged test out.
+    diffs = {metric: {nodeid: [math.log(h) - math.log(b) for b, h in zip(*s[metric], strict=True)]
+                      for nodeid, _, _, s, _ in pending if metric in s} for metric in TIME_METRICS}
+    results = {nodeid: result for nodeid, result in decided.items()}
+    look = plan.look(len(base_rounds)) if plan is not None else None
+    for nodeid, pipeline, fixed, series, keys in pending:
+        verdicts = list(fixed)
+        work = works[nodeid]
+        if work is not None:
+            verdicts.append(work[0])
+        calibrated = (calibration or {}).get(nodeid) or {}
+        for name, (base_figures, head_figures) in series.items():
+            prior, cap = calibrated.get(name), None
+            if prior is None and name in diffs:
+                prior, cap = _pooled([d for other, d in diffs[name].items() if other != nodeid]), PRIOR_MAX_DF
+            label = next(iter(keys)) if name == "memory" else name
+            verdicts.append(paired_verdict(str(label), base_figures, head_figures, min_effect, confidence, prior,
+                                           look, cap))
+        results[nodeid] = ABTestResult(nodeid, pipeline, verdicts, overall_verdict(verdicts),
+                                       work[1] if work is not None else None)
+    return [results[nodeid] for nodeid in nodeids]
+
+
+def undecided(results: Sequence[ABTestResult]) -> list[str]:
+    """The tests a sequential job still runs: those whose verdict more rounds could change."""
+    return [r.nodeid for r in results if not is_decided(r.overall)]
+
+
+def work_of_first_round(base: Mapping[str, Any], head: Mapping[str, Any],
+                        min_effect: float) -> tuple[PairedVerdict, dict[str, Any]] | None:
+    """Round 1's work signatures, head against base (``signature.diff``): exact, so one round decides a
+    change of the work; its estimate's interval is the changed rows' spread over the profiled steps.
+    None when either side has no signature (``--i2v-signature off``)."""
+    if not base.get("signature") or not head.get("signature") or base.get("outcome") != "ok" or head.get("outcome") != "ok":
+        return None
+    work = diff(WorkSignature.from_dict(base["signature"]), WorkSignature.from_dict(head["signature"]),
+                (base.get("stages") or {}).get("step_s"))
+    verdict = work_verdict(work, min_effect * 100.0) or "identical"
+    low, high = work.interval_pct or (None, None)
+    paired = PairedVerdict(
+        "work", WORK_VERDICTS[verdict], 1.0 + work.effect_pct / 100.0 if work.effect_pct is not None else None,
+        1.0 + low / 100.0 if low is not None else None, 1.0 + high / 100.0 if high is not None else None, 1, None,
+        work.summary() + ("" if work.identical else f" (95 % interval from the profiled steps; minimum effect "
+                                                    f"{min_effect:.0%})"))
+    return paired, {**work.to_dict(), "verdict": verdict}
+
+
+def summary_counts(results: Sequence[ABTestResult]) -> dict[str, int]:
+    """Tests per overall verdict, in severity order (every verdict present, zeros included)."""
+    return {name: sum(r.overall == name for r in results) for name in SEVERITY}
+
