@@ -1,5 +1,55 @@
-"""pytest-i2v: a pytest plugin that measures image-to-video diffusion (I2VGen-XL) generations."""
+"""pytest-i2v: a pytest plugin that measures image-to-video diffusion (I2VGen-XL) generations.
+
+The public API is what this module exports (``__all__``, listed in the README's "Public API"):
+what tests and conftests import. Everything else may move without notice. The names load on
+first use, so ``import pytest_i2v`` (which pytest does for every run, through the plugin's entry
+point) imports neither torch nor matplotlib."""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# name -> the module that defines it
+_PUBLIC = {
+    "GenerationRecord": "pytest_i2v.results",  # one measured generation, as hooks and the results JSON see it
+    "GenerationSpec": "pytest_i2v.marks",  # what an i2v mark describes
+    "Budget": "pytest_i2v.marks",
+    "i2v": "pytest_i2v.marks",  # the mark's signature, callable: i2v(resolution="512p", ...) -> GenerationSpec
+    "vram_budget": "pytest_i2v.marks",
+    "time_budget": "pytest_i2v.marks",
+    "Study": "pytest_i2v.study",  # the study's scaled generations, as the suites use it
+    "pick_resolution": "pytest_i2v.study",
+    "synthetic_portrait": "pytest_i2v.inputs",  # the default input image
+    "hookspecs": "pytest_i2v.hookspecs",  # the hooks a conftest can implement (a module)
+}
+__all__ = [
+    "Budget",
+    "GenerationRecord",
+    "GenerationSpec",
+    "Study",
+    "__version__",
+    "hookspecs",
+    "i2v",
+    "pick_resolution",
+    "synthetic_portrait",
+    "time_budget",
+    "vram_budget",
+]  # _PUBLIC's names (a test keeps the two equal)
+
+if TYPE_CHECKING:
+    from pytest_i2v import hookspecs
+    from pytest_i2v.inputs import synthetic_portrait
+    from pytest_i2v.marks import Budget, GenerationSpec, i2v, time_budget, vram_budget
+    from pytest_i2v.results import GenerationRecord
+    from pytest_i2v.study import Study, pick_resolution
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_i2v' has no attribute {name!r}")
+    value = importlib.import_module(module)
+    return value if name == "hookspecs" else getattr(value, name)

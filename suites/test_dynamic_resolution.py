@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v as make_spec
-from pytest_i2v.study import Study, pick_resolution
+from pytest_i2v import Study, pick_resolution, synthetic_portrait
+from pytest_i2v import i2v as make_spec
 
 STUDY = Study.load(Path(__file__).with_name("study.yaml"))
 

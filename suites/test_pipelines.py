@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_i2v.study import Study
+from pytest_i2v import Study
 
 STUDY = Study.load(Path(__file__).with_name("study.yaml"))
 
