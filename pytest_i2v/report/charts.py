@@ -224,7 +224,7 @@ def baseline_history(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST
         past_y += [index] * len(history)
         now_x.append(record["time_s"] / median)
         verdict = str((record.get("verdict") or {}).get("verdict"))
-        colours.append({"regressed": "#d62728", "improved": "#2ca02c"}.get(verdict, "#1f77b4"))
+        colours.append(DECISION_COLOURS.get(verdict, PASSED_COLOUR))  # the report's one palette
     ax.scatter(past_x, past_y, s=10, color="#999", label="accepted runs")
     ax.scatter(now_x, range(len(with_history)), s=30, marker="D", c=colours, label="this run")
     ax.axvline(1.0, color="#666", linewidth=0.8)
