@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.runner import GenerationRunner
 from pytest_i2v.models.sources import PipelineKey, load_pipeline
 

@@ -1,6 +1,6 @@
 """How often the gate cries wolf, and how often it catches a real slowdown.
 
-Drives the project's own decision code (pytest_i2v.gate.judge_time, with the noise pooled over
+Drives the project's own decision code (pytest_i2v.verdict.gate.judge_time, with the noise pooled over
 a PR's metrics exactly as the plugin pools it over a baseline file, and the one re-measurement
 of a flagged test) with simulated runs: log-normal noise inside a run (each run's figure is the
 median of its repeats) and between runs (machine state, clocks, co-tenants). The re-measurement
@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.gate import FixedPercentRule, GateSettings, judge_time, pooled_noise
+from pytest_i2v.verdict.gate import FixedPercentRule, GateSettings, judge_time, pooled_noise
 
 METRICS_PER_PR = 50
 EFFECTS = (0.05, 0.10, 0.20)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.baseline_store import AcceptedRun, read_baseline, run_from_record, update_baseline
+from pytest_i2v.verdict.baseline_store import AcceptedRun, read_baseline, run_from_record, update_baseline
 
 CONFIG = {"width": 64, "height": 64, "frames": 16, "steps": 10, "guidance": 9.0, "fps": 8, "dtype": "fp32",
           "memory": [], "source": "tiny", "prompt": "p", "seed": 0}

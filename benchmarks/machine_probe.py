@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.machine_speed import FIGURE_TOLERANCE, PROBE_LABELS, PROBE_TOLERANCE, MachineSpeed
+from pytest_i2v.verdict.machine_speed import FIGURE_TOLERANCE, PROBE_LABELS, PROBE_TOLERANCE, MachineSpeed
 
 CHILD = """
 import json, sys, time

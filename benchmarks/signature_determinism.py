@@ -24,8 +24,8 @@ import json, sys, time
 from dataclasses import replace
 from pathlib import Path
 import pytest_i2v.simulated_plugin as simulated
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.measure.runner import generate
 from pytest_i2v.models.sources import PipelineKey, load_pipeline

@@ -14,15 +14,15 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _PUBLIC = {
-    "GenerationRecord": "pytest_i2v.results",  # one measured generation, as hooks and the results JSON see it
-    "GenerationSpec": "pytest_i2v.marks",  # what an i2v mark describes
-    "Budget": "pytest_i2v.marks",
-    "i2v": "pytest_i2v.marks",  # the mark's signature, callable: i2v(resolution="512p", ...) -> GenerationSpec
-    "vram_budget": "pytest_i2v.marks",
-    "time_budget": "pytest_i2v.marks",
+    "GenerationRecord": "pytest_i2v.generation.results",  # one measured generation, as hooks and the results JSON see it
+    "GenerationSpec": "pytest_i2v.generation.marks",  # what an i2v mark describes
+    "Budget": "pytest_i2v.generation.marks",
+    "i2v": "pytest_i2v.generation.marks",  # the mark's signature, callable: i2v(resolution="512p", ...) -> GenerationSpec
+    "vram_budget": "pytest_i2v.generation.marks",
+    "time_budget": "pytest_i2v.generation.marks",
     "Study": "pytest_i2v.study",  # the study's scaled generations, as the suites use it
     "pick_resolution": "pytest_i2v.study",
-    "synthetic_portrait": "pytest_i2v.inputs",  # the default input image
+    "synthetic_portrait": "pytest_i2v.generation.inputs",  # the default input image
     "hookspecs": "pytest_i2v.hookspecs",  # the hooks a conftest can implement (a module)
 }
 __all__ = [
@@ -41,9 +41,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pytest_i2v import hookspecs
-    from pytest_i2v.inputs import synthetic_portrait
-    from pytest_i2v.marks import Budget, GenerationSpec, i2v, time_budget, vram_budget
-    from pytest_i2v.results import GenerationRecord
+    from pytest_i2v.generation.inputs import synthetic_portrait
+    from pytest_i2v.generation.marks import Budget, GenerationSpec, i2v, time_budget, vram_budget
+    from pytest_i2v.generation.results import GenerationRecord
     from pytest_i2v.study import Study, pick_resolution
 
 

@@ -19,16 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_i2v.baseline_store import BaselineFile, baseline_path, read_baseline
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.explain import excuse_throttling, format_value
-from pytest_i2v.fingerprint import machine_changes, software_changes
-from pytest_i2v.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
-from pytest_i2v.outcome import NO_MACHINE_BASELINE
+from pytest_i2v.generation.results import read_results
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
-from pytest_i2v.results import read_results
-from pytest_i2v.signature import WorkSignature, diff
+from pytest_i2v.verdict.baseline_store import BaselineFile, baseline_path, read_baseline
+from pytest_i2v.verdict.explain import excuse_throttling, format_value
+from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
+from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
+from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE
+from pytest_i2v.verdict.signature import WorkSignature, diff
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 # baseline match: no baseline for this machine. Not 1, which is also what a crash exits with: CI must
@@ -42,7 +42,7 @@ def _median(runs: list[dict[str, Any]], metric: str) -> float | None:
 
 
 def _memory_metric(runs: list[dict[str, Any]]) -> str:
-    from pytest_i2v.peak import headline_peak
+    from pytest_i2v.verdict.peak import headline_peak
 
     return headline_peak(runs[-1] if runs else {}).key or "host_rss_bytes"
 
@@ -193,7 +193,7 @@ def _cmd_baseline(args: argparse.Namespace) -> str:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> str:
-    from pytest_i2v.marks import Scaling
+    from pytest_i2v.generation.marks import Scaling
     from pytest_i2v.report.grouping import group_by_pipeline
     from pytest_i2v.study import format_recommendation, recommend_per_pipeline
 

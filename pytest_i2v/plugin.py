@@ -11,7 +11,7 @@ import pytest
 
 from pytest_i2v import hookspecs
 from pytest_i2v.errors import I2VUsageError, ModelSourceError, OptionUnavailable
-from pytest_i2v.marks import (
+from pytest_i2v.generation.marks import (
     CUDA_ONLY_MEMORY_OPTIONS,
     Budget,
     GenerationSpec,
@@ -23,12 +23,12 @@ from pytest_i2v.marks import (
     vram_budget,
 )
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, marker_help_line
-from pytest_i2v.settings import OPTIONS, resolve_settings
-from pytest_i2v.stash import BUDGET_KEY, RECORD_KEY, RUN_KEY, SETTINGS_KEY, SPEC_KEY, uses_i2v
+from pytest_i2v.session.settings import OPTIONS, resolve_settings
+from pytest_i2v.session.stash import BUDGET_KEY, RECORD_KEY, RUN_KEY, SETTINGS_KEY, SPEC_KEY, uses_i2v
 
 if TYPE_CHECKING:
-    from pytest_i2v.results import GenerationRecord
-    from pytest_i2v.runtime import I2VRun
+    from pytest_i2v.generation.results import GenerationRecord
+    from pytest_i2v.session.runtime import I2VRun
 
 MARKER_HELP = (
     marker_help(i2v, "describe a generation measured by the i2v_run fixture; unset sizes, frames, steps, guidance and "
@@ -105,7 +105,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     a usage error naming the test, the value and the rule)."""
     if any(uses_i2v(item) for item in items) and SETTINGS_KEY in config.stash and RUN_KEY not in config.stash:
         activate(config)
-        from pytest_i2v.benchmark_bridge import bridge_active, request_benchmark
+        from pytest_i2v.session.benchmark_bridge import bridge_active, request_benchmark
 
         if bridge_active(config, adaptive_repeats=config.stash[SETTINGS_KEY].target_ci_pct is not None):
             request_benchmark(items)
@@ -132,7 +132,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def activate(config: pytest.Config) -> I2VRun:
     """Build the run (torch, the device, profiles, the baseline) and register its hooks."""
-    from pytest_i2v.runtime import build_run
+    from pytest_i2v.session.runtime import build_run
 
     settings = config.stash[SETTINGS_KEY]
     run = build_run(config, settings)
@@ -205,9 +205,9 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
             i2v_input_image: Any) -> Callable[..., GenerationRecord]:
     """Call it to warm up, then measure the repeats; returns the GenerationRecord. With pytest-benchmark
     active, the measured generations are its ``benchmark`` fixture's rounds (``benchmark_bridge``)."""
-    from pytest_i2v.benchmark_bridge import FIXTURE, BenchmarkRounds
-    from pytest_i2v.benchmark_info import benchmark_group
-    from pytest_i2v.progress import ProgressLine
+    from pytest_i2v.session.benchmark_bridge import FIXTURE, BenchmarkRounds
+    from pytest_i2v.session.benchmark_info import benchmark_group
+    from pytest_i2v.session.progress import ProgressLine
 
     run = _run(request)
     node = request.node

@@ -1,8 +1,10 @@
-"""What every file pytest-i2v writes or reads shares: atomic writes and schema checks."""
+"""What every file pytest-i2v writes or reads shares: atomic writes, schema checks and safe profile names
+(a profile name is also the name of its baseline file)."""
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -10,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
+
+_PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -63,3 +67,12 @@ def check_schema(document: Any, schema: str, version: int, where: str, kind: str
     if not isinstance(found, int) or found > version:
         raise I2VUsageError(f"{where} has {kind} schema_version {found!r}, newer than this plugin reads ({version}); "
                             f"upgrade pytest-i2v")
+
+
+def validate_profile_name(name: str) -> str:
+    """Profile names become file names: refuse anything that could leave the directory."""
+    if not _PROFILE_NAME_RE.match(name) or ".." in name:
+        raise I2VUsageError(
+            f"profile name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.' (no '/' or '..')"
+        )
+    return name

@@ -65,8 +65,8 @@ def tiny_pipe(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
 def warm_imports(tiny_pipe) -> None:  # type: ignore[no-untyped-def]
     """Run one generation in this process first: pytester's in-process runs drop the modules a run
     imported, and torch refuses to import some of its operator libraries twice."""
-    from pytest_i2v.inputs import synthetic_portrait
-    from pytest_i2v.marks import i2v
+    from pytest_i2v.generation.inputs import synthetic_portrait
+    from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import GenerationRunner
 
     GenerationRunner(tiny_pipe, "cpu").measure(i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64), 0, 1)

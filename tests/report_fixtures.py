@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_i2v.outcome import Outcome, decide, headline
+from pytest_i2v.verdict.outcome import Outcome, decide, headline
 
 XSS = '<script>alert("x")</script>'
 

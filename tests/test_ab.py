@@ -17,7 +17,7 @@ from pytest_i2v import ab
 from pytest_i2v.ab import workspace
 from pytest_i2v.ab.outputs import metric_label
 from pytest_i2v.cli import main as cli_main
-from pytest_i2v.results import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
+from pytest_i2v.generation.results import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_RUN_LOGGED = workspace.run_logged

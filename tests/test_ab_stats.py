@@ -23,8 +23,8 @@ from pytest_i2v.ab.paired import (
 )
 from pytest_i2v.ab.rounds import compare_rounds
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.gate import Noise
 from pytest_i2v.report.compare import render_compare_html
+from pytest_i2v.verdict.gate import Noise
 
 BASE = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.01, 1.00]
 JITTER = [1.0, 0.995, 1.004, 0.998, 1.003, 1.0, 0.997, 1.002]  # +-0.5 % per round
@@ -332,7 +332,7 @@ def test_a_look_calls_unchanged_early_but_a_change_only_with_strong_evidence() -
 
 
 def test_a_calibration_applies_only_to_the_same_generation_measured_the_same_way() -> None:
-    from pytest_i2v.ab_calibration import calibrate
+    from pytest_i2v.verdict.ab_calibration import calibrate
 
     def doc(scale: float, mode: str = "fast") -> dict[str, Any]:
         return {"records": [{"nodeid": "t", "config_id": "c1", "mode": mode, "repeats": 1, "outcome": "ok",

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_i2v.baseline_store import (
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.verdict.baseline_store import (
     MAX_RUNS_PER_SEGMENT,
     AcceptedRun,
     BaselineFile,
@@ -21,7 +22,6 @@ from pytest_i2v.baseline_store import (
     run_from_record,
     update_baseline,
 )
-from pytest_i2v.errors import I2VUsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "baseline.yaml"
 CONFIG = {"width": 64, "height": 64, "frames": 16, "steps": 10, "guidance": 9.0, "fps": 8, "dtype": "fp32",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import pytest_i2v
-from pytest_i2v.benchmark_info import benchmark_group, extra_info
+from pytest_i2v.session.benchmark_info import benchmark_group, extra_info
 from tests.test_outcomes import CONFTEST as KINDS_CONFTEST
 from tests.test_outcomes import CPU_PROFILE as KINDS_PROFILE
 from tests.test_outcomes import TESTS as KINDS_TESTS

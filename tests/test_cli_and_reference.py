@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_i2v.baseline_store import update_baseline
 from pytest_i2v.cli import main
-from pytest_i2v.reference import SHIPPED_REFERENCE, compare_published, load_reference
+from pytest_i2v.study.reference import SHIPPED_REFERENCE, compare_published, load_reference
+from pytest_i2v.verdict.baseline_store import update_baseline
 from tests.report_fixtures import document, two_pipeline_document
 from tests.test_baseline_store import CONFIG, accepted
 

@@ -11,16 +11,18 @@ from typing import Any
 import pynvml
 import pytest
 
-from pytest_i2v.conditions import RepeatConditions, RunConditions, assess, throttle_reasons
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import i2v
+from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.measure import clocks
 from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_conditions
-from pytest_i2v.measure.device import CpuDevice, NvmlReading
+from pytest_i2v.measure.device import CpuDevice
 from pytest_i2v.measure.memory import CONDITIONS_EVERY_N_SAMPLES, NvmlSampler
+from pytest_i2v.measure.nvml import NvmlReading
 from pytest_i2v.measure.runner import GenerationRunner
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedThrottle, VirtualWork
-from pytest_i2v.results import GenerationRecord
+from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedThrottle
+from pytest_i2v.measure.virtual_time import VirtualWork
+from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess, throttle_reasons
 from tests.test_gpu_path import gpu_device
 
 SW_THERMAL, HW_THERMAL, SW_POWER = 0x20, 0x40, 0x4

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.flops import FlopCount, count_flops, roofline
 from pytest_i2v.measure.memory import PeakMemory
 from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, Measurement, RepeatSample, median_ci_pct
-from pytest_i2v.measure.simulated import VirtualCpuDevice, VirtualWork
+from pytest_i2v.measure.virtual_time import VirtualCpuDevice, VirtualWork
 
 
 def sample(total: float, encode: float, steps: list[float], decode: float) -> RepeatSample:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_i2v.measure.device import CpuDevice, NvmlHandle, NvmlReading, NvmlWarning
+from pytest_i2v.measure.device import CpuDevice
 from pytest_i2v.measure.memory import NvmlSampler
+from pytest_i2v.measure.nvml import NvmlHandle, NvmlReading, NvmlWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_i2v.fresh_process import FreshProcessFailed, child_args, pick_record
-from pytest_i2v.results import GenerationRecord
+from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.session.fresh_process import FreshProcessFailed, child_args, pick_record
 from tests.test_unreliable import SLOW_MIDDLE, baseline_dir, gate_loop, record  # noqa: F401  (a fixture)
 
 

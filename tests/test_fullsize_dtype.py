@@ -79,8 +79,8 @@ from pathlib import Path
 
 import torch
 
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.runner import generate
 from pytest_i2v.models.sources import TORCH_DTYPES, PipelineKey, load_pipeline
 

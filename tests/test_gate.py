@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pytest_i2v.gate import (
+from pytest_i2v.verdict.gate import (
     FixedPercentRule,
     GateSettings,
     Noise,

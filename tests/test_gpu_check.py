@@ -16,7 +16,6 @@ import pytest
 
 from pytest_i2v import gpu_check
 from pytest_i2v.cli import main
-from pytest_i2v.conditions import RepeatConditions, assess
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gpu_check import (
     FAIL,
@@ -42,7 +41,8 @@ from pytest_i2v.gpu_check import (
     run_selections,
 )
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo
-from pytest_i2v.signature import StageWork, WorkRow, WorkSignature
+from pytest_i2v.verdict.conditions import RepeatConditions, assess
+from pytest_i2v.verdict.signature import StageWork, WorkRow, WorkSignature
 
 GiB = 2**30
 CHECK_LINE = re.compile(r"^(PASS|FAIL|N/A) \(([a-j])\) ")
@@ -509,7 +509,7 @@ def test_a_fixed_size_pipelines_gpu_plan_is_its_one_size_and_skips_the_fresh_run
 
 
 def test_a_fixed_size_pipelines_dry_run_marks_the_fixed_size_and_a_profile_scales_it(tmp_path: Path) -> None:
-    from pytest_i2v.marks import Scaling, i2v
+    from pytest_i2v.generation.marks import Scaling, i2v
     from pytest_i2v.profiles import _profile_from_yaml, load_profiles
 
     dry = make_plan(dry_run=True, pipeline=FIXED)

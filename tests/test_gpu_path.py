@@ -15,15 +15,17 @@ import pytest
 import torch
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.gate import GateSettings, judge
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v
-from pytest_i2v.measure.device import NvmlHandle, NvmlWarning, parse_device
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import i2v
+from pytest_i2v.measure.device import parse_device
+from pytest_i2v.measure.nvml import NvmlHandle, NvmlWarning
 from pytest_i2v.measure.runner import GenerationRunner, oom_form
-from pytest_i2v.measure.simulated import GiB, SimulatedCudaDevice, SimulatedGpu, SimulatedRuntime, VirtualWork, segment
-from pytest_i2v.plan import plan_run
+from pytest_i2v.measure.simulated import GiB, SimulatedCudaDevice, SimulatedGpu, SimulatedRuntime, segment
+from pytest_i2v.measure.virtual_time import VirtualWork
 from pytest_i2v.profiles import load_profiles
-from pytest_i2v.settings import Settings
+from pytest_i2v.session.plan import plan_run
+from pytest_i2v.session.settings import Settings
+from pytest_i2v.verdict.gate import GateSettings, judge
 
 SMALL = i2v(width=32, height=32, frames=2, steps=2)
 LARGE = i2v(width=96, height=96, frames=2, steps=2)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.gpus import check_workers, parse_gpu_list, worker_device
+from pytest_i2v.session.gpus import check_workers, parse_gpu_list, worker_device
 
 
 def test_each_worker_gets_its_own_gpu() -> None:

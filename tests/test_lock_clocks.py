@@ -10,12 +10,12 @@ from typing import Any, cast
 
 import pytest
 
-from pytest_i2v.fingerprint import GPU_CLOCKS_KEY, fingerprint_for, software_changes
 from pytest_i2v.measure import clocks
 from pytest_i2v.measure.clocks import ClockLockWarning, LockedClocks, NvmlClocks, lock_clocks
 from pytest_i2v.measure.device import CpuDevice
 from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
-from pytest_i2v.settings import Settings, resolve_settings
+from pytest_i2v.session.settings import Settings, resolve_settings
+from pytest_i2v.verdict.fingerprint import GPU_CLOCKS_KEY, fingerprint_for, software_changes
 
 
 class NVMLError_NoPermission(Exception):  # pynvml's name
@@ -270,7 +270,7 @@ class FakeConfig:
 @pytest.mark.parametrize(("config", "locks"), [(FakeConfig(), True), (FakeConfig(numprocesses=2, worker=True), True),
                                                (FakeConfig(numprocesses=2), False)])
 def test_the_process_that_measures_locks_and_registers_the_restore(config: FakeConfig, locks: bool) -> None:
-    from pytest_i2v.runtime import _lock_clocks
+    from pytest_i2v.session.runtime import _lock_clocks
 
     device = simulated_device()
     locked = _lock_clocks(cast(pytest.Config, config), Settings(lock_clocks=True), device)

@@ -11,9 +11,18 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_i2v.baseline_store import AcceptedRun, BaselineEntry, BaselineFile, Segment, read_baseline, update_baseline
 from pytest_i2v.cli import diff_baselines, diff_results
-from pytest_i2v.fingerprint import (
+from pytest_i2v.measure.environment import collect_environment
+from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
+from pytest_i2v.verdict.baseline_store import (
+    AcceptedRun,
+    BaselineEntry,
+    BaselineFile,
+    Segment,
+    read_baseline,
+    update_baseline,
+)
+from pytest_i2v.verdict.fingerprint import (
     MACHINE_KEYS,
     SOFTWARE_KEYS,
     fingerprint_for,
@@ -23,10 +32,8 @@ from pytest_i2v.fingerprint import (
     parse_physical_cores,
     software_changes,
 )
-from pytest_i2v.gate import GateSettings, judge
-from pytest_i2v.measure.environment import collect_environment
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
-from pytest_i2v.outcome import NO_MACHINE_BASELINE, decide
+from pytest_i2v.verdict.gate import GateSettings, judge
+from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE, decide
 
 
 def cpuinfo(flags: str, cores: list[tuple[int, int]], model: str = "AMD EPYC") -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_i2v.gate import GateSettings, judge
-from pytest_i2v.machine_speed import compare_speed, probe_moved
-from pytest_i2v.outcome import Outcome, decide, headline
+from pytest_i2v.verdict.gate import GateSettings, judge
+from pytest_i2v.verdict.machine_speed import compare_speed, probe_moved
+from pytest_i2v.verdict.outcome import Outcome, decide, headline
 
 PROBE = {"gemm_gflops": 100.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
 RUNS = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9, **{f"probe_{k}": v * f for k, v in PROBE.items()}}

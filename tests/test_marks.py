@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.marks import GenerationSpec, Scaling, call_marker, i2v, marker_help
+from pytest_i2v.generation.marks import GenerationSpec, Scaling, call_marker, i2v, marker_help
 
 
 def test_preset_resolution_is_square_with_study_defaults() -> None:

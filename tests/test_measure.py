@@ -7,8 +7,8 @@ import torch
 
 from pytest_i2v.measure.device import CpuDevice, HostClock, TorchRuntime
 from pytest_i2v.measure.memory import HostRssPeak, NvmlSampler, PeakMemory, start_level
-from pytest_i2v.measure.simulated import VirtualClock, VirtualTime
 from pytest_i2v.measure.timing import StageRecorder
+from pytest_i2v.measure.virtual_time import VirtualClock, VirtualTime
 
 
 class FakeVae(torch.nn.Module):

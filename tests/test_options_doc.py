@@ -1,4 +1,4 @@
-"""The README's options table agrees with ``pytest_i2v.settings.OPTIONS``: one row per option, the same
+"""The README's options table agrees with ``pytest_i2v.session.settings.OPTIONS``: one row per option, the same
 flag, metavar, ini key and default, and no row for an option that does not exist.
 
 The table sits between ``<!-- options:start -->`` and ``<!-- options:end -->`` in README.md. Its
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_i2v.settings import OPTIONS, OptionSpec
+from pytest_i2v.session.settings import OPTIONS, OptionSpec
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- options:start -->", "<!-- options:end -->"

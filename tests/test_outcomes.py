@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_i2v.outcome import OUTCOME_KINDS, Outcome, decide, headline
 from pytest_i2v.report.markdown import md
+from pytest_i2v.verdict.outcome import OUTCOME_KINDS, Outcome, decide, headline
 
 # -- the decision itself (plain unit tests) ------------------------------------------------------
 

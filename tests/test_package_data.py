@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 _PROBE = """
 import json, sys
 import pytest_i2v
-from pytest_i2v.reference import SHIPPED_REFERENCE, compare_published, load_reference, shipped_reference
+from pytest_i2v.study.reference import SHIPPED_REFERENCE, compare_published, load_reference, shipped_reference
 from pytest_i2v.models.fullsize import _config
 from pytest_i2v.profiles import load_profiles
 assert SHIPPED_REFERENCE.is_file()

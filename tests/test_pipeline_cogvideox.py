@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import GenerationSpec, i2v
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import GenerationSpec, i2v
 from pytest_i2v.measure.runner import generate
 from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES

@@ -36,8 +36,8 @@ def warm(warm_imports: None, tmp_path_factory: pytest.TempPathFactory) -> None:
     """One generation per pipeline in this process first, before pytester snapshots the imported
     modules (module scope): its in-process runs drop the modules a run imported, and torch and
     transformers refuse to import some of theirs twice."""
-    from pytest_i2v.inputs import synthetic_portrait
-    from pytest_i2v.marks import i2v
+    from pytest_i2v.generation.inputs import synthetic_portrait
+    from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import generate
     from pytest_i2v.models.sources import PipelineKey, load_pipeline
 
@@ -240,8 +240,8 @@ def test_torch_compile_compiles_the_repeated_blocks_and_runs(tmp_path: Path) -> 
 
     import torch._dynamo
 
-    from pytest_i2v.inputs import synthetic_portrait
-    from pytest_i2v.marks import i2v
+    from pytest_i2v.generation.inputs import synthetic_portrait
+    from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import GenerationRunner
     from pytest_i2v.models.sources import PipelineKey, load_pipeline
 
@@ -264,8 +264,8 @@ def test_layerwise_fp8_with_torch_compile_runs_on_the_tiny_wan(tmp_path: Path) -
 
     import torch
 
-    from pytest_i2v.inputs import synthetic_portrait
-    from pytest_i2v.marks import i2v
+    from pytest_i2v.generation.inputs import synthetic_portrait
+    from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import GenerationRunner
     from pytest_i2v.models.sources import PipelineKey, load_pipeline
 
@@ -288,7 +288,7 @@ def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(monkeyp
     import torch._dynamo
 
     from pytest_i2v.pipelines.base import adapter_for
-    from pytest_i2v.recording import needs_fresh_compile
+    from pytest_i2v.session.recording import needs_fresh_compile
 
     graphs: list[list[object]] = []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.marks import Scaling, i2v
+from pytest_i2v.generation.marks import Scaling, i2v
 from pytest_i2v.pipelines import (
     PIPELINES,
     Constraints,

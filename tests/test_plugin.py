@@ -190,7 +190,7 @@ def test_fixtures_give_profile_spec_image_and_pipeline(i2v_project: pytest.Pytes
 
 
 def test_user_input_image_from_ini(i2v_project: pytest.Pytester) -> None:
-    from pytest_i2v.inputs import synthetic_portrait
+    from pytest_i2v.generation.inputs import synthetic_portrait
 
     synthetic_portrait(100, 60).save(i2v_project.path / "me.png")
     i2v_project.makeini("[pytest]\ni2v_repeats = 1\ni2v_warmup = 0\ni2v_input_image = me.png\n")

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.profiles import load_profiles, pick_profile, validate_profile_name
+from pytest_i2v.profiles import load_profiles, pick_profile
+from pytest_i2v.storage import validate_profile_name
 
 REQUIRED = {"rtx4090", "rtx3060-12gb", "rtx4070-12gb", "rtx4080-16gb", "l4", "a10g", "a100-40gb", "a100-80gb",
             "h100-sxm", "h100-pcie", "h100-nvl", "h100-80gb", "h200", "h200-nvl", "cpu"}

@@ -4,7 +4,7 @@ import contextlib
 from types import SimpleNamespace
 from typing import Any
 
-from pytest_i2v.progress import ProgressLine
+from pytest_i2v.session.progress import ProgressLine
 
 
 class FakeReporter:

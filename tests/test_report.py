@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_i2v.cli import main
-from pytest_i2v.marks import Scaling
+from pytest_i2v.generation.marks import Scaling
 from pytest_i2v.report import charts
 from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
 from pytest_i2v.report.context import build_context, outcome_of

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.inputs import load_input_image, synthetic_portrait
-from pytest_i2v.marks import i2v
+from pytest_i2v.generation.inputs import load_input_image, synthetic_portrait
+from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.runner import GenerationRunner, generate
 
 SPEC = i2v(width=32, height=32, frames=4, steps=3)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pytest_i2v.measure.trace import trace_events
-from pytest_i2v.signature import (
+from pytest_i2v.verdict.signature import (
     KERNEL,
     OP,
     SYNC,
@@ -150,8 +150,8 @@ def test_self_time_nesting_and_kernels_linked_to_the_op_that_launched_them() -> 
 DIGEST = """
 import json, sys
 from pathlib import Path
-from pytest_i2v.inputs import synthetic_portrait
-from pytest_i2v.marks import i2v
+from pytest_i2v.generation.inputs import synthetic_portrait
+from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.models.sources import PipelineKey, load_pipeline
 import pytest_i2v.simulated_plugin as simulated

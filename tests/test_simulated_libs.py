@@ -9,10 +9,12 @@ from typing import Any
 import pynvml
 import pytest
 
-from pytest_i2v.measure.device import CudaDevice, NvmlHandle, NvmlWarning
+from pytest_i2v.measure.device import CudaDevice
 from pytest_i2v.measure.memory import NvmlSampler
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime, VirtualWork
+from pytest_i2v.measure.nvml import NvmlHandle, NvmlWarning
+from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
 from pytest_i2v.measure.simulated_libs import SimulatedEvent
+from pytest_i2v.measure.virtual_time import VirtualWork
 
 
 def opened(*gpus: SimulatedGpu, work: VirtualWork | None = None) -> tuple[SimulatedRuntime, list[Any]]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.marks import Scaling, time_budget, vram_budget
+from pytest_i2v.generation.marks import Scaling, time_budget, vram_budget
 from pytest_i2v.study import (
     Study,
     budget_failures,

@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
-from pytest_i2v.baseline_store import AcceptedRun, baseline_path, config_id, run_from_record, update_baseline
-from pytest_i2v.conditions import RepeatConditions, assess
-from pytest_i2v.gate import MEMORY_METRICS
-from pytest_i2v.gate_loop import GateLoop
-from pytest_i2v.outcome import OUTCOME_KINDS, SEVERITY, Outcome, decide, headline
-from pytest_i2v.plan import RunPlan
+from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.html import render_html
 from pytest_i2v.report.markdown import md, render_markdown
-from pytest_i2v.results import GenerationRecord
-from pytest_i2v.settings import Settings
+from pytest_i2v.session.gate_loop import GateLoop
+from pytest_i2v.session.plan import RunPlan
+from pytest_i2v.session.settings import Settings
+from pytest_i2v.verdict.baseline_store import AcceptedRun, baseline_path, config_id, run_from_record, update_baseline
+from pytest_i2v.verdict.conditions import RepeatConditions, assess
+from pytest_i2v.verdict.gate import MEMORY_METRICS
+from pytest_i2v.verdict.outcome import OUTCOME_KINDS, SEVERITY, Outcome, decide, headline
 from tests import report_fixtures, test_outcomes
 from tests.test_outcomes import check_agreement
 
@@ -163,8 +163,8 @@ def test_without_two_stable_repeats_a_slowdown_still_regresses(baseline_dir: Pat
 
 
 def test_baseline_diff_says_unreliable_where_the_gate_does(baseline_dir: Path) -> None:
-    from pytest_i2v.baseline_store import read_baseline
     from pytest_i2v.cli import diff_results
+    from pytest_i2v.verdict.baseline_store import read_baseline
 
     baseline = read_baseline(baseline_path(baseline_dir, PROFILE), PROFILE)
     hot = throttled(record(SLOW_MIDDLE), marked=(1, 2, 3)).to_dict()
@@ -289,8 +289,8 @@ import statistics
 
 import pytest
 
-from pytest_i2v.conditions import RepeatConditions, assess
-from pytest_i2v.stash import RUN_KEY
+from pytest_i2v.verdict.conditions import RepeatConditions, assess
+from pytest_i2v.session.stash import RUN_KEY
 
 SLOW = (0, 2, 4)  # of 5 repeats: the median is slow, repeats 1 and 3 are not
 

@@ -7,7 +7,7 @@ import inspect
 import re
 from typing import Any
 
-from pytest_i2v.memory_options import NO_EFFECT, no_effect_notes, no_effect_options
+from pytest_i2v.generation.memory_options import NO_EFFECT, no_effect_notes, no_effect_options
 from pytest_i2v.report.context import build_context
 from pytest_i2v.report.html import render_html
 from tests.report_fixtures import document, record

@@ -118,8 +118,8 @@ def test_gate_has_a_mode_input_and_runs_one_of_the_two() -> None:
 
 def _this_machines_baseline(path: Path, isa: str | None = None) -> None:
     """A one-test baseline for ``path``'s profile with this machine's fingerprint (``isa``: another CPU's flags)."""
-    from pytest_i2v.baseline_store import AcceptedRun, update_baseline
     from pytest_i2v.measure.environment import collect_environment
+    from pytest_i2v.verdict.baseline_store import AcceptedRun, update_baseline
 
     environment = collect_environment("cpu")
     if isa is not None:
@@ -173,9 +173,9 @@ def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(tmp_path: Path,
 
 
 def test_a_baseline_that_covers_some_tests_only_is_no_match(tmp_path: Path) -> None:
-    from pytest_i2v.baseline_store import AcceptedRun, read_baseline, update_baseline
     from pytest_i2v.cli import match
     from pytest_i2v.measure.environment import collect_environment
+    from pytest_i2v.verdict.baseline_store import AcceptedRun, read_baseline, update_baseline
 
     path = tmp_path / "cpu.yaml"
     here = collect_environment("cpu")

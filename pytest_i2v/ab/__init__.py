@@ -44,7 +44,7 @@ directory deleted. Nothing is written to ``--out`` before the collection pass ag
 The package: ``workspace`` (options, worktrees, processes, the collection pass), ``job`` (the rounds),
 ``paired`` (one metric's paired verdict), ``rounds`` (the rounds' documents -> per-test verdicts),
 ``sequential`` (the looks' error spending), ``outputs`` (ab.json, ab.md, ab.html). The calibration
-is stored with the baselines (``pytest_i2v.ab_calibration``).
+is stored with the baselines (``pytest_i2v.verdict.ab_calibration``).
 """
 
 from __future__ import annotations

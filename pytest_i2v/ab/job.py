@@ -159,7 +159,7 @@ class ABJob:
         return self._write(results, meta, out)
 
     def _calibration_path(self, docs: Mapping[str, list[dict[str, Any]]]) -> Path | None:
-        from pytest_i2v.baseline_store import baseline_path
+        from pytest_i2v.verdict.baseline_store import baseline_path
 
         profile = ((docs["base"][0].get("profile") or {}) if docs["base"] else {}).get("name")
         if not profile:
@@ -169,8 +169,8 @@ class ABJob:
 
     def _load_calibration(self, docs: Mapping[str, list[dict[str, Any]]]) -> None:
         """After round 1 (the records name the machine): this machine's calibration, if current."""
-        from pytest_i2v.ab_calibration import choose
-        from pytest_i2v.baseline_store import read_baseline
+        from pytest_i2v.verdict.ab_calibration import choose
+        from pytest_i2v.verdict.baseline_store import read_baseline
 
         records = docs["base"][0].get("records") or [] if docs["base"] else []
         path = self._calibration_path(docs)
@@ -183,8 +183,8 @@ class ABJob:
         self.progress(f"ab: {self.calibration_note}")
 
     def _store_calibration(self, docs: Mapping[str, list[dict[str, Any]]], commit: str) -> None:
-        from pytest_i2v.ab_calibration import calibrate
-        from pytest_i2v.baseline_store import store_calibration
+        from pytest_i2v.verdict.ab_calibration import calibrate
+        from pytest_i2v.verdict.baseline_store import store_calibration
 
         path = self._calibration_path(docs)
         if path is None:
@@ -228,7 +228,7 @@ class ABJob:
                 tmp: Path) -> dict[str, list[dict[str, Any]]]:
         """Every round's results documents per side. After each complete round from
         ``PARTIAL_FROM_ROUNDS`` on, but the last (the caller writes the final files), the partial files."""
-        from pytest_i2v.results import read_results
+        from pytest_i2v.generation.results import read_results
 
         docs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
         for round_index, order in enumerate(abba_order(rounds)):

@@ -30,10 +30,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pytest_i2v.ab.paired import SEVERITY, ABTestResult, PairedVerdict
 from pytest_i2v.ab.rounds import summary_counts
 from pytest_i2v.ab.sequential import SPENDING_RULE
-from pytest_i2v.explain import format_value
-from pytest_i2v.gate import METRIC_LABELS
 from pytest_i2v.report.markdown import md, work_changes
-from pytest_i2v.signature import WorkDiff
+from pytest_i2v.verdict.explain import format_value
+from pytest_i2v.verdict.gate import METRIC_LABELS
+from pytest_i2v.verdict.signature import WorkDiff
 
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1

@@ -192,7 +192,7 @@ def has_uncommitted_changes(repo: Path) -> bool:
 
 def check_options(options: ABOptions, default_rounds: int) -> tuple[int, float | None]:
     if options.calibrate:
-        from pytest_i2v.ab_calibration import DEFAULT_CALIBRATION_ROUNDS, MIN_CALIBRATION_ROUNDS
+        from pytest_i2v.verdict.ab_calibration import DEFAULT_CALIBRATION_ROUNDS, MIN_CALIBRATION_ROUNDS
 
         if options.head is not None:
             raise I2VUsageError("--calibrate runs the base against itself; drop --head (or name the revision to "

@@ -187,7 +187,7 @@ def check_signature(main: Mapping[str, Any] | None, fresh: Mapping[str, Any] | N
     """(j) the same test's work signature in this process and in a fresh one: one digest (the gate's
     work verdict rests on it), and the step's timed rows (kernels on a GPU) add up to the step's span
     within ``attribution_pct`` (None: shown, not judged)."""
-    from pytest_i2v.signature import WorkSignature
+    from pytest_i2v.verdict.signature import WorkSignature
 
     for record, what in ((main, "the main run"), (fresh, "the fresh-process run")):
         if record is None or record.get("outcome") != "ok":

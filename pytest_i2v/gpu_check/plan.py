@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.generation.marks import RESOLUTION_PRESETS
 from pytest_i2v.gpu_check.records import (
     DRY_RUN_MIN_FRAMES,
     DRY_RUN_PIXELS,
@@ -22,7 +23,6 @@ from pytest_i2v.gpu_check.records import (
     last_error,
     records_by_test,
 )
-from pytest_i2v.marks import RESOLUTION_PRESETS
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo, pipeline_of_directory
 
 
@@ -107,7 +107,7 @@ class CheckPlan:
         """The size a mark of ``width x height`` runs at: scaled by the run's profile as the plugin scales it."""
         if self.size_divisor == 1:
             return width, height
-        from pytest_i2v.marks import Scaling
+        from pytest_i2v.generation.marks import Scaling
 
         scaling, multiple = Scaling(size_divisor=self.size_divisor), PIPELINES[self.pipeline].constraints.size_multiple
         return scaling.size(width, multiple), scaling.size(height, multiple)

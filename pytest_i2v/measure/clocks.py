@@ -3,7 +3,7 @@ throttle reasons) and, for ``--i2v-lock-clocks``, lock the clocks for the sessio
 
 ``NvmlClocks`` takes the NVML module and a device handle, so a fake module tests it on the CPU (the
 simulated device hands it one too). A failing NVML call is a missing figure, never an error: reading
-the conditions must not break a measurement. What the readings come to is ``pytest_i2v.conditions``'s
+the conditions must not break a measurement. What the readings come to is ``pytest_i2v.verdict.conditions``'s
 to decide; this module only reads and reduces them. No torch here."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pytest_i2v.conditions import RepeatConditions, throttle_reasons
+from pytest_i2v.verdict.conditions import RepeatConditions, throttle_reasons
 
 
 class ClockedDevice(Protocol):

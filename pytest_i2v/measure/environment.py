@@ -1,6 +1,6 @@
 """The environment of a run, read from the machine: versions (torch, CUDA, cuDNN, the driver through
 NVML, diffusers, transformers), the GPU as the device describes itself, the processor from
-/proc/cpuinfo. The keys and what a change of each means are ``pytest_i2v.fingerprint``'s (pure);
+/proc/cpuinfo. The keys and what a change of each means are ``pytest_i2v.verdict.fingerprint``'s (pure);
 reading them needs torch and NVML, so it lives here, with the measurement."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from importlib import metadata
 from typing import Any
 
 import pytest_i2v
-from pytest_i2v.fingerprint import (
+from pytest_i2v.measure.device import DeviceInfo
+from pytest_i2v.verdict.fingerprint import (
     GPU_CLOCKS_KEY,
     gpu_form_from_name,
     parse_cpu_isa,
     parse_cpu_model,
     parse_physical_cores,
 )
-from pytest_i2v.measure.device import DeviceInfo
 
 
 def _version(distribution: str) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 
 
 @dataclass(frozen=True)

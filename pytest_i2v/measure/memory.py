@@ -14,9 +14,9 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pytest_i2v.conditions import RepeatConditions
 from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_conditions
 from pytest_i2v.measure.device import Device
+from pytest_i2v.verdict.conditions import RepeatConditions
 
 NVML_SAMPLE_PERIOD_S = 0.01
 # The conditions take six NVML calls a sample; clocks and throttle states last far longer than 10 ms,

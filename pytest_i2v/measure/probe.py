@@ -1,5 +1,5 @@
 """The machine speed probe: fixed work on the run's device, timed, so that a slower machine can be told
-from slower code (``pytest_i2v.machine_speed`` compares the figures).
+from slower code (``pytest_i2v.verdict.machine_speed`` compares the figures).
 
 Three figures, each from ``REPEATS`` timed repeats after one untimed one, synchronised (the median of
 the fastest ``FASTEST``):

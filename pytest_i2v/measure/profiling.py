@@ -1,4 +1,4 @@
-"""One profiled generation -> its ``WorkSignature`` (``pytest_i2v.signature``), with ``torch.profiler``.
+"""One profiled generation -> its ``WorkSignature`` (``pytest_i2v.verdict.signature``), with ``torch.profiler``.
 
 The generation is never timed: it runs after the measurement, with a few denoising steps. The
 stage boundaries come from the same hooks that split the timed generations (``StageRecorder``),
@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.trace import TraceEvent, trace_events
-from pytest_i2v.signature import KERNEL, MALLOC, MEMCPY, OP, SYNC, StageWork, WorkRow, WorkSignature, digest_of
+from pytest_i2v.verdict.signature import KERNEL, MALLOC, MEMCPY, OP, SYNC, StageWork, WorkRow, WorkSignature, digest_of
 
 PROFILED_STEPS = 7  # five middle steps: the samples of the step's time (three gave t = 4.3 at 95 %, five 2.8)
 MARK = "i2v::mark#"

@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from scipy import stats
 
-from pytest_i2v.conditions import RepeatConditions, RunConditions, assess
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.device import Device, TorchRuntime
 from pytest_i2v.measure.memory import (
     HostRssPeak,
@@ -26,6 +25,7 @@ from pytest_i2v.measure.memory import (
 )
 from pytest_i2v.measure.timing import ROUND_CLOCK, StageRecorder
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
 ProgressCallback = Callable[[str, int, int, int, int], None]

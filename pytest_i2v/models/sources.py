@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
-from pytest_i2v.marks import OFFLOAD_MEMORY_OPTIONS
+from pytest_i2v.generation.marks import OFFLOAD_MEMORY_OPTIONS
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
 from pytest_i2v.pipelines.base import adapter_for
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_i2v.errors import I2VUsageError, OptionUnavailable
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines import PIPELINES, PipelineInfo
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.models.compat import alias_clip_text_model
 from pytest_i2v.pipelines.base import PipelineAdapter
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import CONFIG_ROOT, PipelineAdapter, building, cast_floating, read_config
 
 CONFIG_DIR = CONFIG_ROOT / "svd"

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import CONFIG_ROOT, PipelineAdapter, building, read_config
 from pytest_i2v.pipelines.tokenizers import t5_tokenizer
 

@@ -17,9 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
-from pytest_i2v.marks import RESOLUTION_PRESETS
-from pytest_i2v.peak import record_peak
+from pytest_i2v.generation.marks import RESOLUTION_PRESETS
 from pytest_i2v.report.overview import Overview
+from pytest_i2v.verdict.peak import record_peak
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.hashsalt": "pytest-i2v"})  # text stays text; stable ids for golden comparisons

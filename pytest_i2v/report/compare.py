@@ -7,11 +7,11 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pytest_i2v.explain import format_value
-from pytest_i2v.gate import fingerprint_changes
-from pytest_i2v.peak import record_peak
 from pytest_i2v.report.grouping import pipeline_of
-from pytest_i2v.signature import WorkSignature, diff
+from pytest_i2v.verdict.explain import format_value
+from pytest_i2v.verdict.gate import fingerprint_changes
+from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.verdict.signature import WorkSignature, diff
 
 
 def _memory(record: Mapping[str, Any]) -> tuple[float | None, str]:

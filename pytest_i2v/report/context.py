@@ -7,14 +7,14 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_i2v.conditions import clock_label
-from pytest_i2v.explain import rebaseline_command
-from pytest_i2v.memory_options import no_effect_reasons
-from pytest_i2v.outcome import SEVERITY
-from pytest_i2v.peak import record_peak
+from pytest_i2v.generation.memory_options import no_effect_reasons
 from pytest_i2v.report.grouping import group_by_pipeline, pipeline_of, pipeline_order
 from pytest_i2v.report.overview import overview
-from pytest_i2v.signature import WorkDiff
+from pytest_i2v.verdict.conditions import clock_label
+from pytest_i2v.verdict.explain import rebaseline_command
+from pytest_i2v.verdict.outcome import SEVERITY
+from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.verdict.signature import WorkDiff
 
 OUTCOME_ORDER = (*SEVERITY, "skipped")
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pytest_i2v.explain import format_value
-from pytest_i2v.gate import METRIC_LABELS
-from pytest_i2v.memory_options import no_effect_options
+from pytest_i2v.generation.memory_options import no_effect_options
 from pytest_i2v.report import charts
 from pytest_i2v.report.context import build_context, clock_of, outcome_of
+from pytest_i2v.verdict.explain import format_value
+from pytest_i2v.verdict.gate import METRIC_LABELS
 
 
 def _environment() -> Environment:

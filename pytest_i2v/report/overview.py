@@ -1,7 +1,7 @@
 """The report's first picture: every test's change against its baseline, worst first.
 
 One row per test the gate compared: the median time's change and its pass band, and the headline
-peak's change (``pytest_i2v.peak``), each in per cent of the baseline median, with the decision
+peak's change (``pytest_i2v.verdict.peak``), each in per cent of the baseline median, with the decision
 (``outcome.decide``) that colours it. Tests with nothing to compare (recorded as new, out of memory)
 are counted beside the chart, not drawn."""
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_i2v.outcome import SEVERITY
-from pytest_i2v.peak import record_peak
+from pytest_i2v.verdict.outcome import SEVERITY
+from pytest_i2v.verdict.peak import record_peak
 
 TIME_METRIC = "time_s"  # the test's headline time: the median generation
 

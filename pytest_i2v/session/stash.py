@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_i2v.marks import Budget, GenerationSpec
-from pytest_i2v.settings import Settings
+from pytest_i2v.generation.marks import Budget, GenerationSpec
+from pytest_i2v.session.settings import Settings
 
 if TYPE_CHECKING:  # named in the keys' quoted types only: importing them would wake torch and the gate
-    from pytest_i2v.results import GenerationRecord  # noqa: F401
-    from pytest_i2v.runtime import I2VRun  # noqa: F401
+    from pytest_i2v.generation.results import GenerationRecord  # noqa: F401
+    from pytest_i2v.session.runtime import I2VRun  # noqa: F401
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUN_KEY = pytest.StashKey["I2VRun"]()

@@ -21,13 +21,12 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
-from pytest_i2v.ab_calibration import Calibration, merge
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.fingerprint import machine_changes, same_machine, software_changes
-from pytest_i2v.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
-from pytest_i2v.profiles import validate_profile_name
-from pytest_i2v.signature import WorkSignature, from_bytes, to_bytes
-from pytest_i2v.storage import check_schema, write_bytes_atomic, write_text_atomic
+from pytest_i2v.storage import check_schema, validate_profile_name, write_bytes_atomic, write_text_atomic
+from pytest_i2v.verdict.ab_calibration import Calibration, merge
+from pytest_i2v.verdict.fingerprint import machine_changes, same_machine, software_changes
+from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
+from pytest_i2v.verdict.signature import WorkSignature, from_bytes, to_bytes
 
 BASELINE_SCHEMA = "pytest-i2v/baseline"
 BASELINE_SCHEMA_VERSION = 1

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.fingerprint import same_machine, software_changes
-from pytest_i2v.gate import Noise
+from pytest_i2v.verdict.fingerprint import same_machine, software_changes
+from pytest_i2v.verdict.gate import Noise
 
 CALIBRATED_METRICS = ("time_s", "step_s")  # the A/B time metrics (ab_stats.TIME_METRICS)
 PER_TEST_KEYS = ("dtype", "attention")  # fingerprint keys a test has of its own: its config id covers them

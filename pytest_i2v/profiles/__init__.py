@@ -7,7 +7,6 @@ matching the detected GPU, or ``cpu`` when there is none.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,15 +15,15 @@ from typing import Any
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.gate import GateSettings
-from pytest_i2v.marks import DTYPES, Scaling
+from pytest_i2v.generation.marks import DTYPES, Scaling
 from pytest_i2v.pipelines import PIPELINES
+from pytest_i2v.storage import validate_profile_name
+from pytest_i2v.verdict.gate import GateSettings
 
 PROFILE_SCHEMA_VERSION = 1
-SHIPPED_PROFILE_DIR = Path(__file__).parent / "profiles"
+SHIPPED_PROFILE_DIR = Path(__file__).parent
 # Marketed GB vs the GiB torch/NVML report, minus driver-reserved memory.
 MEMORY_MATCH_TOLERANCE = 0.15
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # peak_tflops keys: the dtypes, plus "tf32" (fp32 matmuls on tensor cores; see measure.flops.peak_key_for).
 PEAK_KEYS = (*DTYPES, "tf32")
 
@@ -80,15 +79,6 @@ class GpuProfile:
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs, "datasheet": self.datasheet,
             "alias_of": self.alias_of, "pipeline": self.pipeline, "repeats": self.repeats,
         }
-
-
-def validate_profile_name(name: str) -> str:
-    """Profile names become file names: refuse anything that could leave the directory."""
-    if not _NAME_RE.match(name) or ".." in name:
-        raise I2VUsageError(
-            f"profile name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.' (no '/' or '..')"
-        )
-    return name
 
 
 def _profile_from_yaml(path: Path) -> GpuProfile:

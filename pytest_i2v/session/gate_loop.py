@@ -10,7 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pytest_i2v.baseline_store import (
+from pytest_i2v.generation.marks import Budget
+from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.session.fresh_process import FreshProcessFailed
+from pytest_i2v.session.plan import RunPlan
+from pytest_i2v.session.settings import Settings
+from pytest_i2v.study import budget_failures, fits_profile
+from pytest_i2v.verdict.baseline_store import (
     AcceptedRun,
     UpdateSummary,
     baseline_path,
@@ -19,18 +25,12 @@ from pytest_i2v.baseline_store import (
     run_from_record,
     update_baseline,
 )
-from pytest_i2v.explain import excuse_throttling, verdict_section, work_section
-from pytest_i2v.fingerprint import MACHINE_KEYS, machine_changes, software_changes
-from pytest_i2v.fresh_process import FreshProcessFailed
-from pytest_i2v.gate import GateSettings, Noise, RegressionVerdict, judge
-from pytest_i2v.machine_speed import compare_speed
-from pytest_i2v.marks import Budget
-from pytest_i2v.outcome import GateMode, Outcome, decide
-from pytest_i2v.plan import RunPlan
-from pytest_i2v.results import GenerationRecord
-from pytest_i2v.settings import Settings
-from pytest_i2v.signature import WorkDiff, WorkSignature, diff, locate_excess, work_verdict
-from pytest_i2v.study import budget_failures, fits_profile
+from pytest_i2v.verdict.explain import excuse_throttling, verdict_section, work_section
+from pytest_i2v.verdict.fingerprint import MACHINE_KEYS, machine_changes, software_changes
+from pytest_i2v.verdict.gate import GateSettings, Noise, RegressionVerdict, judge
+from pytest_i2v.verdict.machine_speed import compare_speed
+from pytest_i2v.verdict.outcome import GateMode, Outcome, decide
+from pytest_i2v.verdict.signature import WorkDiff, WorkSignature, diff, locate_excess, work_verdict
 
 
 def gate_settings(plan: RunPlan, settings: Settings) -> GateSettings:

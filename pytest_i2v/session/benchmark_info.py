@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_i2v.fingerprint import CPU_MACHINE_KEYS, FINGERPRINT_KEYS
-from pytest_i2v.peak import LABELS, record_peak
+from pytest_i2v.verdict.fingerprint import CPU_MACHINE_KEYS, FINGERPRINT_KEYS
+from pytest_i2v.verdict.peak import LABELS, record_peak
 
 
 def benchmark_group(config: Mapping[str, Any]) -> str:

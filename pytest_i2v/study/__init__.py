@@ -12,9 +12,9 @@ import numpy as np
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.marks import RESOLUTION_PRESETS, Scaling
-from pytest_i2v.peak import record_peak
+from pytest_i2v.generation.marks import RESOLUTION_PRESETS, Scaling
 from pytest_i2v.report.grouping import group_by_pipeline
+from pytest_i2v.verdict.peak import record_peak
 
 # The study's user-patience thresholds (20 testers): < 30 s 85 % satisfied, 30-60 s 60 %, > 60 s 25 %.
 DEFAULT_LATENCY_THRESHOLDS_S = (30.0, 60.0)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from pytest_i2v.benchmark_info import extra_info
+from pytest_i2v.session.benchmark_info import extra_info
 
 if TYPE_CHECKING:
     from pytest_i2v.measure.runner import GenerationRounds, RoundsDriver

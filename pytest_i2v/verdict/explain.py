@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from pytest_i2v.conditions import RunConditions
-from pytest_i2v.gate import (
+from pytest_i2v.verdict.conditions import RunConditions
+from pytest_i2v.verdict.gate import (
     METRIC_LABELS,
     MetricVerdict,
     RegressionVerdict,
@@ -16,8 +16,8 @@ from pytest_i2v.gate import (
     per_repeat,
     throttling_excuse,
 )
-from pytest_i2v.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
-from pytest_i2v.signature import WorkDiff
+from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
+from pytest_i2v.verdict.signature import WorkDiff
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -84,7 +84,7 @@ def verdict_section(verdict: RegressionVerdict, nodeid: str, profile: str, basel
 
 def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
     """(time delta, headline-peak delta) against the baseline, for the terminal table."""
-    from pytest_i2v.peak import record_peak
+    from pytest_i2v.verdict.peak import record_peak
 
     verdict = record.get("verdict") or {}
     metrics = {m["metric"]: m for m in verdict.get("metrics", [])}

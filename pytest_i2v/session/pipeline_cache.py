@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import OptionUnavailable
-from pytest_i2v.marks import GenerationSpec
+from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, reset_toggles

@@ -12,7 +12,7 @@ from pytest_i2v.measure.device import DeviceInfo, DeviceRuntime, parse_device
 from pytest_i2v.models.sources import check_model_source
 from pytest_i2v.pipelines import parse_model_sources, session_pipeline, source_for
 from pytest_i2v.profiles import GpuProfile, pick_profile
-from pytest_i2v.settings import Settings
+from pytest_i2v.session.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_i2v.gate import GateSettings
-from pytest_i2v.machine_speed import probe_moved
-from pytest_i2v.outcome import GateMode, Outcome, headline
+from pytest_i2v.generation.results import GenerationRecord, build_document, write_json_atomic
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
-from pytest_i2v.plan import RunPlan
 from pytest_i2v.report.grouping import pipeline_of
-from pytest_i2v.results import GenerationRecord, build_document, write_json_atomic
-from pytest_i2v.settings import Settings
+from pytest_i2v.session.plan import RunPlan
+from pytest_i2v.session.settings import Settings
 from pytest_i2v.study import recommend_per_pipeline
+from pytest_i2v.verdict.gate import GateSettings
+from pytest_i2v.verdict.machine_speed import probe_moved
+from pytest_i2v.verdict.outcome import GateMode, Outcome, headline
 
 
 class Outputs:
@@ -89,7 +89,7 @@ class Outputs:
 
 
 def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from pytest_i2v.reference import compare_published, shipped_reference
+    from pytest_i2v.study.reference import compare_published, shipped_reference
 
     reference = shipped_reference()
     return compare_published(records, reference) if reference is not None else None

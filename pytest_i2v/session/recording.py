@@ -7,23 +7,23 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pytest_i2v.baseline_store import config_id
-from pytest_i2v.fingerprint import fingerprint_for
-from pytest_i2v.marks import Budget, GenerationSpec
+from pytest_i2v.generation.marks import Budget, GenerationSpec
+from pytest_i2v.generation.memory_options import no_effect_notes
+from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.flops import FlopCount, count_flops, matmul_precision_state, roofline, roofline_peak
 from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.measure.probe import run_probe
 from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, RoundsDriver, oom_form
-from pytest_i2v.memory_options import no_effect_notes
 from pytest_i2v.models.sources import LoadedPipeline
-from pytest_i2v.pipeline_cache import PipelineCache
-from pytest_i2v.plan import RunPlan
-from pytest_i2v.results import GenerationRecord
-from pytest_i2v.settings import Settings
-from pytest_i2v.signature import WorkSignature
+from pytest_i2v.session.pipeline_cache import PipelineCache
+from pytest_i2v.session.plan import RunPlan
+from pytest_i2v.session.settings import Settings
 from pytest_i2v.study import latency_class
+from pytest_i2v.verdict.baseline_store import config_id
+from pytest_i2v.verdict.fingerprint import fingerprint_for
+from pytest_i2v.verdict.signature import WorkSignature
 
 
 class Recorder:

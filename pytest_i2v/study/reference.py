@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.peak import record_peak
+from pytest_i2v.verdict.peak import record_peak
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.marks import DTYPES
+from pytest_i2v.generation.marks import DTYPES
 
 
 def _positive_int(text: str) -> int:
@@ -119,7 +119,7 @@ def _thresholds(text: str) -> tuple[float, float]:
 
 
 def _gpus(text: str) -> tuple[int, ...]:
-    from pytest_i2v.gpus import parse_gpu_list
+    from pytest_i2v.session.gpus import parse_gpu_list
 
     return parse_gpu_list(text)
 

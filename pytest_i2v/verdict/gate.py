@@ -26,9 +26,9 @@ from typing import Any
 
 from scipy import stats
 
-from pytest_i2v.conditions import RunConditions, stable_values, throttled_explain_slowness
-from pytest_i2v.outcome import NO_MACHINE_BASELINE
-from pytest_i2v.peak import headline_peak
+from pytest_i2v.verdict.conditions import RunConditions, stable_values, throttled_explain_slowness
+from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE
+from pytest_i2v.verdict.peak import headline_peak
 
 TIME_METRICS = ("time_s", "step_s", "decode_s")
 MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")

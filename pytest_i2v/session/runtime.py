@@ -14,22 +14,22 @@ from typing import Any
 
 import pytest
 
-from pytest_i2v.conditions import clock_label
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.explain import short_deltas
-from pytest_i2v.gate_loop import GateLoop
-from pytest_i2v.inputs import load_input_image, synthetic_portrait
+from pytest_i2v.generation.inputs import load_input_image, synthetic_portrait
+from pytest_i2v.generation.results import GenerationRecord, write_json_atomic
 from pytest_i2v.measure.clocks import LockedClocks, lock_clocks
 from pytest_i2v.measure.device import Device, DeviceRuntime
-from pytest_i2v.outcome import Outcome
-from pytest_i2v.outputs import Outputs
-from pytest_i2v.peak import record_peak
-from pytest_i2v.pipeline_cache import PipelineCache
-from pytest_i2v.plan import RunPlan, plan_run
-from pytest_i2v.recording import Recorder
-from pytest_i2v.results import GenerationRecord, write_json_atomic
-from pytest_i2v.settings import Settings
-from pytest_i2v.stash import RECORD_KEY, uses_i2v
+from pytest_i2v.session.gate_loop import GateLoop
+from pytest_i2v.session.outputs import Outputs
+from pytest_i2v.session.pipeline_cache import PipelineCache
+from pytest_i2v.session.plan import RunPlan, plan_run
+from pytest_i2v.session.recording import Recorder
+from pytest_i2v.session.settings import Settings
+from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
+from pytest_i2v.verdict.conditions import clock_label
+from pytest_i2v.verdict.explain import short_deltas
+from pytest_i2v.verdict.outcome import Outcome
+from pytest_i2v.verdict.peak import record_peak
 
 
 class I2VRun:
@@ -53,7 +53,7 @@ class I2VRun:
     def remeasure_in_fresh_process(self, nodeid: str, config_id: str | None) -> GenerationRecord:
         """This test again in a new pytest process with this run's options (``fresh_process``); a child
         that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures here)."""
-        from pytest_i2v.fresh_process import remeasure
+        from pytest_i2v.session.fresh_process import remeasure
 
         params = self.config.invocation_params
         data = remeasure(params.args, [str(a) for a in self.config.args], params.dir, str(self.config.rootpath / nodeid),
@@ -190,7 +190,7 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRuntime) -> str | None:
     """Under pytest-xdist on CUDA: each worker gets its own GPU; too many workers is refused."""
-    from pytest_i2v.gpus import check_workers, worker_device
+    from pytest_i2v.session.gpus import check_workers, worker_device
 
     if settings.device == "cpu":
         return None
