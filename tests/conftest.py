@@ -42,12 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def alone_on_the_real_clock(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Under pytest-xdist, a reader-writer lock shared by the workers: every test holds it shared, a
     ``real_clock`` test holds it alone, so no other test runs on the cores while it times its work."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock (the tests still pass serially with -n 0)
-        worker = None
-    if worker is None:
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is None or not hasattr(request.config, "workerinput"):
         yield
         return
     lock_path = tmp_path_factory.getbasetemp().parent / "real-clock.lock"  # the workers' common parent
@@ -118,6 +117,14 @@ def warm_imports(tiny_pipe) -> None:  # type: ignore[no-untyped-def]
     # matplotlib cannot be imported twice in one process either (the report's charts)
     import pytest_i2v.report.charts
     import pytest_i2v.report.html  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def not_an_xdist_worker_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pytest run that a test starts (pytester, a subprocess) is a session of its own, not a pytest-xdist
+    worker: pytest-benchmark (and anything else that reads the environment) must not see the worker's variables."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.real_clock  # its verdicts or comparisons read real seconds: it runs alone
 def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "suites", tmp_path / "suites", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "results.json"

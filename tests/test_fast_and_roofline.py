@@ -166,7 +166,8 @@ def test_fast_mode_through_pytest(i2v_project: pytest.Pytester) -> None:
             assert i2v_run().mode == "fast"
         """
     )
-    result = i2v_project.runpytest("--i2v-fast", "--i2v-fast-steps", "3", "--i2v-json", "r.json", "--i2v-repeats", "2")
+    result = i2v_project.runpytest("--i2v-fast", "--i2v-fast-steps", "3", "--i2v-json", "r.json", "--i2v-repeats", "2",
+                                   "--i2v-roofline", "on")
     result.assert_outcomes(passed=2)
     records = json.loads((i2v_project.path / "r.json").read_text())["records"]
     for record in records:
@@ -174,6 +175,28 @@ def test_fast_mode_through_pytest(i2v_project: pytest.Pytester) -> None:
         assert len(record["stages"]["step_samples_s"][0]) == 3
         assert record["time_s"] > record["fast"]["measured_time_s"]  # 10 steps predicted from 3 measured
     result.stdout.fnmatch_lines(["*predicted from 3 of 10 steps*"])
+
+
+def test_the_cpu_profile_counts_no_flops_unless_told(i2v_project: pytest.Pytester) -> None:
+    """The CPU profile has no datasheet peak and its FLOP count costs as much as a measured generation:
+    off by default (no roofline, which only the count makes), on with --i2v-roofline on; GPU profiles: on."""
+    i2v_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.i2v(resolution="256p", frames=2, steps=10)
+        def test_gen(i2v_run):
+            assert i2v_run().outcome == "ok"
+        """
+    )
+    i2v_project.runpytest("--i2v-json", "off.json", "--i2v-repeats", "1").assert_outcomes(passed=1)
+    assert json.loads((i2v_project.path / "off.json").read_text())["records"][0]["roofline"] is None
+    i2v_project.runpytest("--i2v-json", "on.json", "--i2v-repeats", "1", "--i2v-roofline", "on").assert_outcomes(passed=1)
+    assert json.loads((i2v_project.path / "on.json").read_text())["records"][0]["roofline"]["unet_step_tflop"] > 0
+    from pytest_i2v.profiles import load_profiles
+
+    profiles = load_profiles()
+    assert profiles["cpu"].roofline is False and all(p.roofline for p in profiles.values() if p.device == "cuda")
 
 
 def test_fast_mode_conflicts_with_updating_baselines(i2v_project: pytest.Pytester) -> None:

@@ -69,7 +69,8 @@ def test_pipeline_end_to_end_through_the_plugin(name: str, warm: None, i2v_proje
             assert i2v_run().outcome == "ok"
         """
     )
-    result = i2v_project.runpytest("--i2v-json", "first.json", "--i2v-update-baselines", "--i2v-repeats", "2")
+    result = i2v_project.runpytest("--i2v-json", "first.json", "--i2v-update-baselines", "--i2v-repeats", "2",
+                                   "--i2v-roofline", "on")
     result.assert_outcomes(passed=1)
     record = json.loads(Path(i2v_project.path, "first.json").read_text())["records"][0]
     assert record["config"]["pipeline"] == name

@@ -248,6 +248,7 @@ WORK_PROFILE = CPU_PROFILE.replace(
     "gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048}")
 
 
+@pytest.mark.real_clock  # its verdicts or comparisons read real seconds: it runs alone
 def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                                                virtual_time: tuple[str, ...]) -> None:
     i2v_project.makeconftest(WORK_CONFTEST)

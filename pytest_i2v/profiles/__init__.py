@@ -52,6 +52,7 @@ class GpuProfile:
     pipeline: str | None = None  # the pipeline of unmarked tests (None: --i2v-pipeline's default, i2vgen-xl)
     repeats: int = 5  # measured repeats per generation unless --i2v-repeats says (the study's 5)
     signature: bool = True  # profile each test's work (signature.py) unless --i2v-signature says; CPU profiles: off
+    roofline: bool = True  # count FLOPs for the roofline unless --i2v-roofline says; CPU profiles: off
 
     def match_length(self, device_name: str | None, device_memory_gb: float | None = None) -> int:
         """Length of the longest pattern that names this device (0 = no match).
@@ -118,6 +119,10 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
     signature = data.get("signature", device == "cuda")  # on a CPU the profiled generation costs more than the test
     if not isinstance(signature, bool):
         raise I2VUsageError(f"profile file {path}: signature must be true or false")
+    # On a CPU there is no datasheet peak to compare with, and the FLOP counter's generation costs as much as a measured one.
+    roofline = data.get("roofline", device == "cuda")
+    if not isinstance(roofline, bool):
+        raise I2VUsageError(f"profile file {path}: roofline must be true or false")
     pipeline = data.get("pipeline")
     if pipeline is not None and pipeline not in PIPELINES:
         raise I2VUsageError(f"profile file {path}: pipeline {pipeline!r} is unknown; use one of {', '.join(PIPELINES)}")
@@ -156,7 +161,7 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
         match=tuple(match), model=model, dtype=dtype, scaling=scaling, gate=gate,
         peak_tflops={k: float(v) for k, v in peak.items()}, memory_bandwidth_gbs=float(bandwidth) if bandwidth else None,
         datasheet=data.get("datasheet"), source=str(path), exclude=tuple(exclude), aliases=tuple(aliases),
-        pipeline=pipeline, repeats=repeats, signature=signature,
+        pipeline=pipeline, repeats=repeats, signature=signature, roofline=roofline,
     )
 
 

@@ -63,7 +63,7 @@ class Recorder:
             self._probed = True
             self.probe_start = run_probe(self._device)
             self._environment["machine_probe"] = {"start": self.probe_start}
-        flops = self._flops(loaded, spec, image)
+        flops = self._flops(loaded, spec, image) if self._roofline_on() else None
         measurement = runner.measure(
             spec, image,
             warmup=settings.warmup if warmup is None else warmup,
@@ -95,6 +95,10 @@ class Recorder:
             latency_class=latency_class(record.time_s, settings.latency_thresholds),
             budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
         )
+
+    def _roofline_on(self) -> bool:
+        """--i2v-roofline if given, else the profile's (off on CPU profiles)."""
+        return self._settings.roofline if self._settings.roofline is not None else self._plan.profile.roofline
 
     def probe_end(self) -> None:
         """The probe again at the end of a session that ran one at its start: a machine that changed speed

@@ -236,6 +236,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "the work signature: one extra, untimed generation per test under torch.profiler (ops, shapes, dtypes, "
                "counts per stage), compared with the baseline's: on or off (default: the profile's; on, except on CPU "
                "profiles)", _on_off, None, "on|off"),
+    OptionSpec("--i2v-roofline", "i2v_roofline", "roofline",
+               "the roofline: count the FLOPs of one step and of the decode once per generation shape (an unmeasured "
+               "one-step generation under torch's FLOP counter) and report the achieved TFLOP/s against the profile's "
+               "peak: on or off (default: the profile's; on, except on CPU profiles)", _on_off, None, "on|off"),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
 )
@@ -275,6 +279,7 @@ class Settings:
     allow_shared_gpu: bool = False
     latency_thresholds: tuple[float, float] = (30.0, 60.0)
     signature: bool | None = None  # None: the profile's
+    roofline: bool | None = None  # None: the profile's
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
