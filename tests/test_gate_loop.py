@@ -162,8 +162,12 @@ def test_only_a_fresh_process_can_reject_a_slow_process(loop: pytest.Pytester, m
 
 
 def test_extra_memory_is_a_memory_regression(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host RSS is the whole process's: both runs are fresh processes with a baseline of their own, so what
+    earlier tests left in this process (a pytest-xdist worker runs them in any order) cannot hide the 400 MB."""
+    fresh = (*ARGS, "--i2v-baseline-dir", "bl-fresh")
+    loop.runpytest_subprocess(*fresh, "--i2v-update-baselines").assert_outcomes(passed=2)
     monkeypatch.setenv("INJECT", "hungry:test_a")
-    result = loop.runpytest(*ARGS)
+    result = loop.runpytest_subprocess(*fresh)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*peak host RSS: REGRESSED +*bar: +5% + 96 MiB over the baseline*"])
     assert verdicts(loop)["test_a"] == "regressed"

@@ -200,8 +200,11 @@ def _sandbox(tmp_path: Path) -> Path:
 
 
 def _run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # A step runs with the machine's own thread count (the shipped cpu baseline's fingerprint has it), not
+    # the one torch thread a pytest-xdist worker gives its processes (tests/conftest.py), unless ``env`` says.
+    inherited = {name: value for name, value in os.environ.items() if name != "OMP_NUM_THREADS"}
     return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, timeout=900, check=False)
+                          env={**inherited, "HF_HUB_OFFLINE": "1", **env}, timeout=900, check=False)
 
 
 def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
