@@ -199,10 +199,11 @@ def _sandbox(tmp_path: Path) -> Path:
     return work
 
 
-def _run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    # A step runs with the machine's own thread count (the shipped cpu baseline's fingerprint has it), not
-    # the one torch thread a pytest-xdist worker gives its processes (tests/conftest.py), unless ``env`` says.
-    inherited = {name: value for name, value in os.environ.items() if name != "OMP_NUM_THREADS"}
+def _run(script: str, cwd: Path, env: dict[str, str], machine_threads: bool = False) -> subprocess.CompletedProcess[str]:
+    """``machine_threads``: the step runs with the machine's own torch thread count, as the shipped cpu
+    baseline was recorded (its fingerprint has it), not the one thread a pytest-xdist worker gives the
+    processes it starts (tests/conftest.py); a baseline written by this process has the worker's."""
+    inherited = {name: value for name, value in os.environ.items() if not (machine_threads and name == "OMP_NUM_THREADS")}
     return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=cwd, capture_output=True, text=True,
                           env={**inherited, "HF_HUB_OFFLINE": "1", **env}, timeout=900, check=False)
 
@@ -276,7 +277,7 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
            "GITHUB_RUN_ID": "1", "GITHUB_STEP_SUMMARY": str(summary),
            "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0"}
     for title in ("Record new baseline runs", "Describe the change"):
-        completed = _run(step("rebaseline.yml", title)["run"], work, env)
+        completed = _run(step("rebaseline.yml", title)["run"], work, env, machine_threads=True)
         assert completed.returncode == 0, title + completed.stdout[-3000:] + completed.stderr[-2000:]
     body = (work / "out" / "pr-body.md").read_text()
     assert body.startswith("Re-baseline `cpu`: driver 550 -> 560")
