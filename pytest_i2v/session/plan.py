@@ -27,6 +27,8 @@ class RunPlan:
     pipeline: str = "i2vgen-xl"  # the pipeline of tests whose mark names none
     model_sources: tuple[tuple[str, str], ...] = ()  # --i2v-model NAME=SOURCE entries
     repeats: int = 5  # --i2v-repeats, else the profile's
+    signature: bool = True  # --i2v-signature, else the profile's: profile each test's work once
+    roofline: bool = True  # --i2v-roofline, else the profile's: count FLOPs once per generation shape
 
     def source_for(self, pipeline: str) -> str:
         """The model source ``pipeline`` loads from (see pipelines.source_for)."""
@@ -74,4 +76,6 @@ def plan_run(settings: Settings, profiles: dict[str, GpuProfile], runtime: Devic
     sources = tuple((name, check_model_source(source, settings.allow_pickle)) for name, source in per_pipeline.items())
     pipeline = session_pipeline(settings.pipeline, bare, profile.pipeline)
     return RunPlan(profile=profile, device=device, dtype=dtype, model=model, gpu=info if device != "cpu" else None,
-                   pipeline=pipeline, model_sources=sources, repeats=settings.repeats or profile.repeats)
+                   pipeline=pipeline, model_sources=sources, repeats=settings.repeats or profile.repeats,
+                   signature=profile.signature if settings.signature is None else settings.signature,
+                   roofline=profile.roofline if settings.roofline is None else settings.roofline)

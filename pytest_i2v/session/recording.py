@@ -63,7 +63,7 @@ class Recorder:
             self._probed = True
             self.probe_start = run_probe(self._device)
             self._environment["machine_probe"] = {"start": self.probe_start}
-        flops = self._flops(loaded, spec, image) if self._roofline_on() else None
+        flops = self._flops(loaded, spec, image) if self._plan.roofline else None
         measurement = runner.measure(
             spec, image,
             warmup=settings.warmup if warmup is None else warmup,
@@ -82,8 +82,7 @@ class Recorder:
             notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
         record = replace(GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s),
                          machine_probe=self.probe_start)
-        signature_on = settings.signature if settings.signature is not None else self._plan.profile.signature
-        if signature_on and measurement.outcome == "ok":
+        if self._plan.signature and measurement.outcome == "ok":
             record = replace(record, signature=signature or self._signature(loaded, spec, image).to_record())
         notes += no_effect_notes(spec.pipeline, spec.memory)
         precision, allow_tf32 = matmul_precision_state()
@@ -95,10 +94,6 @@ class Recorder:
             latency_class=latency_class(record.time_s, settings.latency_thresholds),
             budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
         )
-
-    def _roofline_on(self) -> bool:
-        """--i2v-roofline if given, else the profile's (off on CPU profiles)."""
-        return self._settings.roofline if self._settings.roofline is not None else self._plan.profile.roofline
 
     def probe_end(self) -> None:
         """The probe again at the end of a session that ran one at its start: a machine that changed speed
