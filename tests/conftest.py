@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 # Two workers (pytest-xdist) on a machine with two cores or more, unless the command line says otherwise:
-# `-n 0` runs every test in this process. The tests that time work on the real clock and assert on it
-# are marked `real_clock` and run alone (``alone_on_the_real_clock``), so a neighbour never slows them.
+# `-n 0` runs every test in this process. No test bets on the real clock beside a neighbour: a verdict
+# runs on the virtual clock, and a real-time assertion has a margin a loaded core cannot close.
 WORKERS = 2
 
 
@@ -37,31 +36,6 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         option.numprocesses = WORKERS
         if option.dist == "no":
             option.dist = "worksteal"  # the long end-to-end tests vary 1-70 s: idle workers take from busy ones
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "real_clock: times work on the real clock and asserts on it; runs alone under pytest-xdist")
-
-
-@pytest.fixture(autouse=True)
-def alone_on_the_real_clock(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Under pytest-xdist, a reader-writer lock shared by the workers: every test holds it shared, a
-    ``real_clock`` test holds it alone, so no other test runs on the cores while it times its work."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock (the tests still pass serially with -n 0)
-        fcntl = None  # type: ignore[assignment]
-    if fcntl is None or not hasattr(request.config, "workerinput"):
-        yield
-        return
-    lock_path = tmp_path_factory.getbasetemp().parent / "real-clock.lock"  # the workers' common parent
-    with open(lock_path, "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX if request.node.get_closest_marker("real_clock") else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class NetworkAccessError(RuntimeError):

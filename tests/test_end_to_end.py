@@ -1,4 +1,4 @@
-"""The README's main job in a subprocess, and results from pytest-xdist workers merged into one file."""
+"""The README's main job in a subprocess, and pytest-xdist workers' results merged into one set of outputs."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from tests.test_report import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.real_clock  # its verdicts or comparisons read real seconds: it runs alone
 def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "suites", tmp_path / "suites", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "results.json"
@@ -43,7 +45,9 @@ def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
     assert fastest_step("1024p") > fastest_step("256p")
 
 
-def test_xdist_workers_results_end_up_in_one_file(i2v_project: pytest.Pytester) -> None:
+def test_under_xdist_one_session_writes_one_json_one_report_and_the_baselines_once(i2v_project: pytest.Pytester) -> None:
+    """Two workers: the controller writes every output once, from all the workers' results (one run
+    of four tests for what used to be three runs: a worker process costs seconds of imports)."""
     pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
     i2v_project.makepyfile(
         """
@@ -55,8 +59,16 @@ def test_xdist_workers_results_end_up_in_one_file(i2v_project: pytest.Pytester) 
             assert i2v_run().outcome == "ok"
         """
     )
-    result = i2v_project.runpytest("-n", "2", "--i2v-json", "r.json")
+    result = i2v_project.runpytest("-n", "2", "--i2v-json", "r.json", "--i2v-report", "r.html",
+                                   "--i2v-baseline-dir", "bl", "--i2v-update-baselines")
     result.assert_outcomes(passed=4)
     document = json.loads((i2v_project.path / "r.json").read_text())
     assert sorted(r["nodeid"].split("[")[1] for r in document["records"]) == ["0]", "1]", "2]", "3]"]
     assert len(document["pipelines"]) == 2  # one load per worker
+    written = [line for line in result.stdout.lines if line.startswith("i2v results written to")]
+    assert sorted(line.rsplit("/", 1)[-1].rsplit(" ", 1)[-1] for line in written) == ["r.html", "r.json"]  # once each
+    assert parse((i2v_project.path / "r.html").read_text()).rows["results-table"] == 4
+    assert result.stdout.str().count("i2v baselines written") == 1
+    stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
+    assert len(stored["entries"]) == 4
+    assert all(len(e["segments"][0]["runs"]) == 1 for e in stored["entries"].values())

@@ -158,29 +158,31 @@ import pytest_i2v.simulated_plugin as simulated
 
 source = Path(sys.argv[1])
 pipe = load_pipeline(PipelineKey(source=str(source), dtype="fp32", device="cpu"), source.parent).pipe
-device = simulated.RUNTIME.open(sys.argv[2])
 spec = i2v(width=32, height=32, frames=2, steps=5)
-signature = profile_work(pipe, spec, synthetic_portrait(64, 64), device)
-print(json.dumps({"digest": signature.digest, "steps": signature.profiled_steps,
-                  "kinds": sorted({r.kind for s in signature.stages.values() for r in s.rows})}))
+for name in sys.argv[2:]:
+    signature = profile_work(pipe, spec, synthetic_portrait(64, 64), simulated.RUNTIME.open(name))
+    print(json.dumps({"device": name, "digest": signature.digest, "steps": signature.profiled_steps,
+                      "kinds": sorted({r.kind for s in signature.stages.values() for r in s.rows})}))
 """
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda:0"])
-def test_unchanged_code_has_one_digest_in_fresh_processes(tiny_model_dir: Path, tmp_path: Path, device: str) -> None:
-    """Three fresh processes profile the same generation: one digest (on the simulated card, with kernel
-    and sync records)."""
+def test_unchanged_code_has_one_digest_in_fresh_processes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Fresh processes profile the same generation: one digest per device, on the CPU and on the simulated
+    card (with kernel and sync records); the two devices' digests differ. Each process profiles both."""
     script = tmp_path / "digest.py"
     script.write_text(DIGEST)
-    seen = []
-    for _ in range(3):
-        completed = subprocess.run([sys.executable, str(script), str(tiny_model_dir), device], capture_output=True,
+    seen: dict[str, list[dict[str, Any]]] = {"cpu": [], "cuda:0": []}
+    for _ in range(2):
+        completed = subprocess.run([sys.executable, str(script), str(tiny_model_dir), *seen], capture_output=True,
                                    text=True, check=False, env={**__import__("os").environ, "PYTEST_I2V_SIMULATED_GPUS": ""})
         assert completed.returncode == 0, completed.stderr[-2000:]
-        seen.append(json.loads(completed.stdout.strip().splitlines()[-1]))
-    assert len({s["digest"] for s in seen}) == 1 and seen[0]["steps"] == 3
-    expected = {"op"} if device == "cpu" else {"op", "kernel", "memcpy"}
-    assert expected <= set(seen[0]["kinds"])
+        for line in completed.stdout.strip().splitlines()[-2:]:
+            found = json.loads(line)
+            seen[found["device"]].append(found)
+    for device, expected in (("cpu", {"op"}), ("cuda:0", {"op", "kernel", "memcpy"})):
+        assert len(seen[device]) == 2 and len({s["digest"] for s in seen[device]}) == 1, device
+        assert seen[device][0]["steps"] == 3 and expected <= set(seen[device][0]["kinds"]), device
+    assert seen["cpu"][0]["digest"] != seen["cuda:0"][0]["digest"]
 
 
 # -- the gate reads the work ---------------------------------------------------------------------------
@@ -233,11 +235,11 @@ def head_change(request):
 WORK_TESTS = """
 import pytest
 
-@pytest.mark.i2v(resolution="256p", frames=2, steps=50, seed=1)
+@pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=1)
 def test_a(i2v_run):
     i2v_run()
 
-@pytest.mark.i2v(resolution="256p", frames=2, steps=50, seed=2)
+@pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=2)
 def test_b(i2v_run):
     i2v_run()
 """
@@ -248,7 +250,6 @@ WORK_PROFILE = CPU_PROFILE.replace(
     "gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048}")
 
 
-@pytest.mark.real_clock  # its verdicts or comparisons read real seconds: it runs alone
 def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                                                virtual_time: tuple[str, ...]) -> None:
     i2v_project.makeconftest(WORK_CONFTEST)
