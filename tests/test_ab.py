@@ -45,6 +45,11 @@ def test_slowed(slow_unet, i2v_run):
     assert i2v_run().outcome == "ok"
 
 
+@pytest.mark.i2v(width=256, height=256, frames=2, steps=50)
+def test_extra_op(extra_op, i2v_run):
+    assert i2v_run().outcome == "ok"
+
+
 def test_plain_unit():
     assert 1 + 1 == 2
 """
@@ -55,6 +60,11 @@ import pytest
 
 @pytest.fixture
 def slow_unet():
+    yield
+
+
+@pytest.fixture
+def extra_op():
     yield
 """
 
@@ -70,6 +80,23 @@ from pytest_i2v.simulated_plugin import add_work
 @pytest.fixture
 def slow_unet(i2v_pipeline):
     handle = i2v_pipeline.unet.register_forward_pre_hook(lambda module, args: add_work(0.02))
+    yield
+    handle.remove()
+"""
+# ... and one more matrix product after every UNet call of test_extra_op: on the virtual clock it costs
+# no time at all, so only the work signature can see it.
+CONFTEST_HEAD = CONFTEST_SLOW + """
+import torch
+
+
+@pytest.fixture
+def extra_op(i2v_pipeline):
+    weight = torch.ones(768, 768)
+
+    def extra(module, args, output):
+        torch.mm(weight, weight)
+
+    handle = i2v_pipeline.unet.register_forward_hook(extra)
     yield
     handle.remove()
 """
@@ -298,6 +325,8 @@ def test_a_failing_process_stops_the_job_with_its_log_tail(suite_repo: Path, mon
 
 
 STEADY = "test_suite.py::test_steady"
+SLOWED = "test_suite.py::test_slowed"
+EXTRA_OP = "test_suite.py::test_extra_op"
 
 
 def steady_records(side: str, round_index: int, oom: tuple[str, int] | None = None) -> list[dict[str, Any]]:
@@ -430,7 +459,7 @@ def test_the_job_runs_abba_each_side_on_its_own_tree(suite_repo: Path, monkeypat
 
 # --- done when: the tiny suite end to end ----------------------------------------------------
 # Each process measures fewer repeats than the suite's 5: the verdicts here come from the virtual
-# clock, and the real-time job asserts only what does not depend on the machine's speed.
+# clock. The real-time job (the workflow's A/B step) asserts only what does not depend on the machine's speed.
 QUICK = ("--i2v-repeats", "2", "--i2v-warmup", "0")
 
 
@@ -442,7 +471,8 @@ def job_views(out: Path, printed: str) -> tuple[dict[str, str], list[str]]:
     markdown = (out / "ab.md").read_text()
     assert markdown.strip() in printed
     for result in document["results"]:
-        rows = [line.replace("\\", "") for line in markdown.splitlines() if line.startswith(f"| {result['nodeid']}".replace("_", "\\_"))]
+        unescaped = [line.replace("\\", "") for line in markdown.splitlines()]
+        rows = [line for line in unescaped if line.startswith(f"| {result['nodeid']} ")]
         assert [row.rstrip(" |").rsplit("| ", 1)[1].split(":")[0] for row in rows] == [v["verdict"] for v in result["verdicts"]]
     counts = {verdict: sum(1 for v in overall.values() if v == verdict) for verdict in set(overall.values())}
     assert markdown.startswith(f"### A/B: {counts.get('regressed', 0)} regressed")
@@ -458,69 +488,16 @@ def time_verdicts(out: Path) -> dict[str, set[str]]:
 
 
 def test_ab_end_to_end_on_the_tiny_suite(suite_repo: Path, capsys: pytest.CaptureFixture[str],
-                                         virtual_time: tuple[str, ...]) -> None:
-    """On the virtual clock: a head commit adds 20 ms to each UNet call of test_slowed only: exit 1,
-    that test, only that one, regressed, by exactly the work added; the unchanged test_steady reads
-    unchanged in the same job (an A/A comparison). The real-time A/A job is the next test."""
-    (suite_repo / "conftest.py").write_text(CONFTEST_SLOW)
-    commit_all(suite_repo, "20 ms more per UNet call in test_slowed")
-    code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "2", "--out", "slowed", "--",
-                              *virtual_time, *QUICK], capsys)
-    assert code == 1, out + err[-3000:]
-    overall, order = job_views(suite_repo / "slowed", out)
-    assert set(overall) == {"test_suite.py::test_steady", "test_suite.py::test_slowed"}  # the plain test is no i2v test
-    assert overall["test_suite.py::test_slowed"] == "regressed" and overall["test_suite.py::test_steady"] != "regressed", out
-    # the times are exact; the memory figure is the real host RSS, so only the time verdicts are exact
-    assert time_verdicts(suite_repo / "slowed") == {"test_suite.py::test_steady": {"unchanged"},
-                                                    "test_suite.py::test_slowed": {"regressed"}}, out
-    document = json.loads((suite_repo / "slowed" / "ab.json").read_text())
-    slowed = next(t for t in document["results"] if t["nodeid"] == "test_suite.py::test_slowed")
-    step = next(v for v in slowed["verdicts"] if v["metric"] == "step_s")
-    assert step["head"] - step["base"] == pytest.approx(0.02, rel=1e-6)  # exactly the injected work per step
-    assert order == ["base-0", "head-0", "head-1", "base-1"]
-    assert left_behind(suite_repo) == []
-
-
-def test_ab_in_real_time_keeps_its_order_files_and_exit_code(suite_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Real processes on the real clock (base against the working tree), asserting nothing that depends
-    on the machine's speed: the processes ran in ABBA order, the files agree with each other and with
-    what was printed, the exit code follows the verdicts the files contain, nothing is left behind."""
-    code, out, err = run_cli(["ab", "--base", "HEAD", "--rounds", "2", "--", *QUICK], capsys)
-    assert code in (0, 1), out + err[-3000:]
-    overall, order = job_views(suite_repo / "i2v-ab", out)
-    assert set(overall) == {"test_suite.py::test_steady", "test_suite.py::test_slowed"}
-    assert order == ["base-0", "head-0", "head-1", "base-1"]
-    assert code == (1 if "regressed" in overall.values() else 0)
-    assert left_behind(suite_repo) == []
-
-
-# The head commit of the work test: one more matrix product after every UNet call of test_slowed; on the
-# virtual clock it costs no time at all, so only the work signature can see it.
-CONFTEST_EXTRA_OP = """\
-import pytest
-import torch
-
-
-@pytest.fixture
-def slow_unet(i2v_pipeline):
-    weight = torch.ones(768, 768)
-
-    def extra(module, args, output):
-        torch.mm(weight, weight)
-
-    handle = i2v_pipeline.unet.register_forward_hook(extra)
-    yield
-    handle.remove()
-"""
-
-
-def test_ab_decides_a_changed_work_from_round_1(suite_repo: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch, virtual_time: tuple[str, ...]) -> None:
-    """Round 1 profiles each test once per side: the added op is named, with its estimate, in ab.md before
-    round 2 starts; the job fails on it although the (virtual) time did not move; the unchanged test's work
-    is identical. Later rounds do not profile."""
-    (suite_repo / "conftest.py").write_text(CONFTEST_EXTRA_OP)
-    commit_all(suite_repo, "one more matrix product per UNet call in test_slowed")
+                                         monkeypatch: pytest.MonkeyPatch, virtual_time: tuple[str, ...]) -> None:
+    """On the virtual clock, one job: a head commit adds 20 ms to each UNet call of test_slowed and one
+    more matrix product after each UNet call of test_extra_op. Exit 1. test_slowed regressed in time, by
+    exactly the work added, its work identical; test_extra_op regressed in its work from round 1 (the op is
+    named, with its estimate, in ab.md before round 2 starts), although its (virtual) time did not move,
+    and left the job; the unchanged test_steady reads unchanged in the same job (an A/A comparison), its
+    work identical. Later rounds do not profile. The real-time A/B job is the workflow's
+    (tests/test_workflows.py::test_the_ab_step_runs_on_the_cpu)."""
+    (suite_repo / "conftest.py").write_text(CONFTEST_HEAD)
+    commit_all(suite_repo, "20 ms more per UNet call in test_slowed, one more matrix product in test_extra_op")
     seen: list[str | None] = []
 
     def watching(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
@@ -530,30 +507,38 @@ def test_ab_decides_a_changed_work_from_round_1(suite_repo: Path, capsys: pytest
         return REAL_RUN_LOGGED(argv, cwd, env, log)
 
     monkeypatch.setattr(workspace, "run_logged", watching)
-    code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "2", "--out", "work", "--",
+    code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "2", "--out", "slowed", "--",
                               *virtual_time, *QUICK], capsys)
     assert code == 1, out + err[-3000:]
+    overall, order = job_views(suite_repo / "slowed", out)
+    assert set(overall) == {STEADY, SLOWED, EXTRA_OP}  # the plain test is no i2v test
+    assert overall[SLOWED] == "regressed" and overall[EXTRA_OP] == "regressed" and overall[STEADY] != "regressed", out
+    # the times are exact; the memory figure is the real host RSS, so only the time verdicts are exact.
+    # Decided by its work after round 1, test_extra_op left the job: one round of times, no interval.
+    assert time_verdicts(suite_repo / "slowed") == {STEADY: {"unchanged"}, SLOWED: {"regressed"},
+                                                    EXTRA_OP: {"inconclusive"}}, out
+    document = json.loads((suite_repo / "slowed" / "ab.json").read_text())
+    results = {r["nodeid"]: r for r in document["results"]}
+    step = next(v for v in results[SLOWED]["verdicts"] if v["metric"] == "step_s")
+    assert step["head"] - step["base"] == pytest.approx(0.02, rel=1e-6)  # exactly the injected work per step
+    assert order == ["base-0", "head-0", "head-1", "base-1"]
+    # the work: round 1 decided test_extra_op, and said so before round 2 started
     after_round_1 = seen[2]  # what the third measuring process (round 2's first) found
     assert seen[:2] == [None, None] and after_round_1 is not None
     assert "partial: 1 of 2 rounds done" in after_round_1 and after_round_1.startswith("### A/B: 1 regressed")
     work_row = next(line for line in after_round_1.splitlines()
-                    if line.startswith("| test\\_suite.py::test\\_slowed (decided after 1) | work \\(signature, round 1\\)"))
+                    if line.startswith("| test\\_suite.py::test\\_extra\\_op (decided after 1) | work \\(signature, round 1\\)"))
     assert work_row.endswith("| regressed |") and "work changed: \\+" in after_round_1
     table = after_round_1.split("### What changed in the work", 1)[1]
-    assert "test\\_slowed" in table and "test\\_steady" not in table and "| step | aten::mm" in table
-    overall, _ = job_views(suite_repo / "work", out)
-    assert overall["test_suite.py::test_slowed"] == "regressed"
-    document = json.loads((suite_repo / "work" / "ab.json").read_text())
-    results = {r["nodeid"].split("::")[1]: r for r in document["results"]}
-    assert results["test_slowed"]["work"]["verdict"] == "regressed"
-    assert results["test_steady"]["work"]["identical"] is True
-    # decided by its work after round 1, it left the job: one round of times, no interval
-    assert time_verdicts(suite_repo / "work")["test_suite.py::test_slowed"] == {"inconclusive"}
-    assert document["meta"]["decided_after"] == {"test_suite.py::test_slowed": 1}
-    round_2 = json.loads((suite_repo / "work" / "head-1.json").read_text())["records"]
-    assert [r["nodeid"] for r in round_2] == ["test_suite.py::test_steady"]
+    assert "test\\_extra\\_op" in table and "test\\_steady" not in table and "test\\_slowed" not in table
+    assert "| step | aten::mm" in table
+    assert results[EXTRA_OP]["work"]["verdict"] == "regressed"
+    assert results[STEADY]["work"]["identical"] is True and results[SLOWED]["work"]["identical"] is True
+    assert document["meta"]["decided_after"] == {EXTRA_OP: 1}
+    round_2 = json.loads((suite_repo / "slowed" / "head-1.json").read_text())["records"]
+    assert [r["nodeid"] for r in round_2] == [STEADY, SLOWED]
     assert all(r.get("signature") is None for r in round_2)  # profiled once, in round 1
-    assert '<section id="work">' in (suite_repo / "work" / "ab.html").read_text()
+    assert '<section id="work">' in (suite_repo / "slowed" / "ab.html").read_text()
     assert left_behind(suite_repo) == []
 
 
@@ -657,10 +642,10 @@ def test_a_job_whose_only_test_changed_its_work_ends_after_round_1(
         suite_repo: Path, capsys: pytest.CaptureFixture[str], virtual_time: tuple[str, ...]) -> None:
     """The head adds work to the one selected test: round 1's signatures decide it regressed, with the
     table in ab.md; the job ends there (2 processes of at most 8) and fails."""
-    (suite_repo / "conftest.py").write_text(CONFTEST_EXTRA_OP)
-    commit_all(suite_repo, "one more matrix product per UNet call in test_slowed")
+    (suite_repo / "conftest.py").write_text(CONFTEST_HEAD)
+    commit_all(suite_repo, "one more matrix product per UNet call in test_extra_op")
     code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "8", "--", *virtual_time, *QUICK,
-                              "-k", "slowed"], capsys)
+                              "-k", "extra_op"], capsys)
     assert code == 1, out + err[-3000:]
     document = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())
     assert document["meta"]["rounds"] == 1 and document["meta"]["all_decided"]

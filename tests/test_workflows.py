@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pytest_i2v.cli import build_parser
+from tests.test_ab import job_views  # the A/B files agree with each other and with what was printed
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -292,8 +293,12 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
 def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
     """The A/B step as a pull request runs it: the checkout is the merge commit, its first parent the
     base (origin/main has moved on since), the target's baselines copied in (then put back), two
-    ABBA rounds of one sweep test."""
+    ABBA rounds of one sweep test. It is also the suite's A/B job in real processes on the real clock,
+    so it asserts nothing that depends on the machine's speed beyond the A/A verdict: the processes ran
+    in ABBA order, the files agree with each other and with what was printed, nothing is left behind."""
     work = _sandbox(tmp_path)
+    temp = tmp_path / "tmp"  # where the job keeps its worktrees: none is left afterwards
+    temp.mkdir()
     git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "-c", "commit.gpgsign=false"]
 
     def run_git(*argv: str) -> str:
@@ -319,8 +324,13 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
         "PROFILE": "cpu", "I2V_MODEL": "tiny", "BASE_REF": "main", "AB_ROUNDS": "2", "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_EVENT_NAME": "pull_request",
         "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0", "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(temp),
     })
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    overall, order = job_views(work / "out" / "ab", completed.stdout)  # ab.json, ab.md and stdout agree
+    assert order == ["base-0", "head-0", "head-1", "base-1"]
+    assert set(overall.values()) <= {"unchanged", "improved", "inconclusive"}  # the exit code 0 says it too
+    assert [p.name for p in temp.iterdir() if p.name.startswith("i2v-ab-")] == []  # (torch keeps a cache there too)
     assert summary.read_text() == ""  # the summary step says it, also after a step stopped at its limit
     assert _run(step("gpu-gate.yml", "Summarise A/B")["run"], work, {"GITHUB_STEP_SUMMARY": str(summary)}).returncode == 0
     assert step("gpu-gate.yml", "Summarise A/B")["if"] == "always() && steps.mode.outputs.mode == 'ab'"
