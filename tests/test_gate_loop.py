@@ -225,25 +225,6 @@ def test_failed_or_oom_runs_are_never_recorded(i2v_project: pytest.Pytester) -> 
     assert list(stored["entries"]) == ["test_failed_or_oom_runs_are_never_recorded.py::test_ok"]
 
 
-def test_update_baselines_under_xdist_writes_once(i2v_project: pytest.Pytester) -> None:
-    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
-    i2v_project.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(4)])
-        def test_gen(n, i2v_run):
-            i2v_run()
-        """
-    )
-    result = i2v_project.runpytest("-n", "2", "--i2v-baseline-dir", "bl", "--i2v-update-baselines")
-    result.assert_outcomes(passed=4)
-    assert result.stdout.str().count("i2v baselines written") == 1
-    stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
-    assert len(stored["entries"]) == 4
-    assert all(len(e["segments"][0]["runs"]) == 1 for e in stored["entries"].values())
-
-
 def test_the_shipped_cpu_profile_reports_and_enforces_on_request(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                                                   virtual_time: tuple[str, ...]) -> None:
     monkeypatch.delenv("FAKE_DRIVER", raising=False)

@@ -319,23 +319,6 @@ def test_plugin_writes_html_and_markdown(i2v_project: pytest.Pytester) -> None:
     assert "| test\\_plugin\\_writes\\_html\\_and\\_markdown.py::test\\_gen\\[256p\\] |" in (i2v_project.path / "out/s.md").read_text()
 
 
-def test_xdist_controller_writes_the_merged_report(i2v_project: pytest.Pytester) -> None:
-    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
-    i2v_project.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(3)])
-        def test_gen(n, i2v_run):
-            i2v_run()
-        """
-    )
-    result = i2v_project.runpytest("-n", "2", "--i2v-report", "r.html")
-    result.assert_outcomes(passed=3)
-    assert result.stdout.str().count("i2v results written to") == 1
-    assert parse((i2v_project.path / "r.html").read_text()).rows["results-table"] == 3
-
-
 def test_render_time_of_a_large_report_is_reported(tmp_path: Path) -> None:
     """Not a timed test (CI machines are noisy): it proves 200 results render; benchmarks/report_render.py times it."""
     doc = document()
