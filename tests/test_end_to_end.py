@@ -47,19 +47,20 @@ def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
 
 def test_under_xdist_one_session_writes_one_json_one_report_and_the_baselines_once(i2v_project: pytest.Pytester) -> None:
     """Two workers: the controller writes every output once, from all the workers' results (one run
-    of four tests for what used to be three runs: a worker process costs seconds of imports)."""
+    of four tests for what used to be four runs: a worker process costs seconds of imports). On the CPU
+    there is no GPU to split: the workers given --i2v-gpus share the CPU, and the profile is the cpu one."""
     pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
     i2v_project.makepyfile(
         """
         import pytest
 
         @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(4)])
-        def test_gen(n, i2v_run, i2v_spec):
-            assert i2v_spec.seed == n
+        def test_gen(n, i2v_run, i2v_spec, i2v_profile):
+            assert i2v_spec.seed == n and i2v_profile.name == "cpu"
             assert i2v_run().outcome == "ok"
         """
     )
-    result = i2v_project.runpytest("-n", "2", "--i2v-json", "r.json", "--i2v-report", "r.html",
+    result = i2v_project.runpytest("-n", "2", "--i2v-gpus", "0,1", "--i2v-json", "r.json", "--i2v-report", "r.html",
                                    "--i2v-baseline-dir", "bl", "--i2v-update-baselines")
     result.assert_outcomes(passed=4)
     document = json.loads((i2v_project.path / "r.json").read_text())

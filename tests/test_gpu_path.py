@@ -125,8 +125,7 @@ def test_a_bad_device_index_is_one_usage_line(name: str, count: int, message: st
 def test_a_bad_device_index_exits_4(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTEST_I2V_SIMULATED_GPUS", json.dumps([{"name": "NVIDIA H200"}]))
     i2v_project.makepyfile("def test_x(i2v_spec):\n    pass\n")
-    result = i2v_project.runpytest_subprocess("-p", "pytest_i2v.simulated_plugin", "--i2v-device", "cuda:3",
-                                              "--i2v-model", "tiny")
+    result = i2v_project.runpytest("-p", "pytest_i2v.simulated_plugin", "--i2v-device", "cuda:3", "--i2v-model", "tiny")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "this machine has 1 CUDA device(s)" in result.stderr.str()
 
@@ -279,8 +278,8 @@ def test_2_offload_fast(i2v_run):
 def test_offload_oom_reloads_and_fast_mode_is_refused(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTEST_I2V_SIMULATED_GPUS", json.dumps([{"name": "NVIDIA H200"}]))
     i2v_project.makepyfile(test_offload=OFFLOAD_TESTS)
-    result = i2v_project.runpytest_subprocess("-p", "pytest_i2v.simulated_plugin", "--i2v-model", "tiny",
-                                              "--i2v-dtype", "fp32", "--i2v-json", "out.json", "--i2v-fast-steps", "2")
+    result = i2v_project.runpytest("-p", "pytest_i2v.simulated_plugin", "--i2v-model", "tiny",
+                                   "--i2v-dtype", "fp32", "--i2v-json", "out.json", "--i2v-fast-steps", "2")
     result.assert_outcomes(passed=1, failed=1)  # the OOM fails its test; the session goes on
     document = json.loads(Path(i2v_project.path, "out.json").read_text())
     records = {r["nodeid"].split("::")[1]: r for r in document["records"]}
