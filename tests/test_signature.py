@@ -235,11 +235,11 @@ def head_change(request):
 WORK_TESTS = """
 import pytest
 
-@pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=1)
+@pytest.mark.i2v(resolution="256p", frames=2, steps=50, seed=1)
 def test_a(i2v_run):
     i2v_run()
 
-@pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=2)
+@pytest.mark.i2v(resolution="256p", frames=2, steps=50, seed=2)
 def test_b(i2v_run):
     i2v_run()
 """
