@@ -535,6 +535,7 @@ def test_ab_end_to_end_on_the_tiny_suite(suite_repo: Path, capsys: pytest.Captur
     assert results[EXTRA_OP]["work"]["verdict"] == "regressed"
     assert results[STEADY]["work"]["identical"] is True and results[SLOWED]["work"]["identical"] is True
     assert document["meta"]["decided_after"] == {EXTRA_OP: 1}
+    assert document["meta"]["rounds"] == 2 and not document["meta"]["all_decided"]  # two tests kept it to its rounds
     round_2 = json.loads((suite_repo / "slowed" / "head-1.json").read_text())["records"]
     assert [r["nodeid"] for r in round_2] == [STEADY, SLOWED]
     assert all(r.get("signature") is None for r in round_2)  # profiled once, in round 1

@@ -70,6 +70,8 @@ def test_under_xdist_one_session_writes_one_json_one_report_and_the_baselines_on
     assert sorted(line.rsplit("/", 1)[-1].rsplit(" ", 1)[-1] for line in written) == ["r.html", "r.json"]  # once each
     assert parse((i2v_project.path / "r.html").read_text()).rows["results-table"] == 4
     assert result.stdout.str().count("i2v baselines written") == 1
+    result.stdout.fnmatch_lines(["i2v baselines written: *cpu.yaml: 4 run(s) recorded, new entries: 4"])  # every worker's
+    assert all(r["outcome"] == "ok" for r in document["records"])
     stored = yaml.safe_load((i2v_project.path / "bl" / "cpu.yaml").read_text())
-    assert len(stored["entries"]) == 4
+    assert len(stored["entries"]) == 4 and set(stored["entries"]) == {r["nodeid"] for r in document["records"]}
     assert all(len(e["segments"][0]["runs"]) == 1 for e in stored["entries"].values())

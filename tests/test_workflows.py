@@ -329,6 +329,7 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
     overall, order = job_views(work / "out" / "ab", completed.stdout)  # ab.json, ab.md and stdout agree
     assert order == ["base-0", "head-0", "head-1", "base-1"]
+    assert set(overall) == {"suites/test_resolution_sweep.py::test_resolution_sweep[256p]"}  # what -k selected
     assert set(overall.values()) <= {"unchanged", "improved", "inconclusive"}  # the exit code 0 says it too
     assert [p.name for p in temp.iterdir() if p.name.startswith("i2v-ab-")] == []  # (torch keeps a cache there too)
     assert summary.read_text() == ""  # the summary step says it, also after a step stopped at its limit
@@ -336,6 +337,7 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
     assert step("gpu-gate.yml", "Summarise A/B")["if"] == "always() && steps.mode.outputs.mode == 'ab'"
     written = (work / "out" / "ab" / "ab.md").read_text()
     assert "### A/B: 0 regressed" in written and r"resolution\_sweep\[256p\]" in written  # Markdown-escaped
+    assert "partial" not in written  # the final write replaced the rounds' partial files
     assert written in summary.read_text()
     meta = json.loads((work / "out" / "ab" / "ab.json").read_text())["meta"]
     assert meta["base_commit"] == base  # the merge's first parent, not origin/main
