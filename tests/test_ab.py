@@ -470,8 +470,8 @@ def job_views(out: Path, printed: str) -> tuple[dict[str, str], list[str]]:
     overall = {t["nodeid"]: t["overall"] for t in document["results"]}
     markdown = (out / "ab.md").read_text()
     assert markdown.strip() in printed
+    unescaped = [line.replace("\\", "") for line in markdown.splitlines()]
     for result in document["results"]:
-        unescaped = [line.replace("\\", "") for line in markdown.splitlines()]
         rows = [line for line in unescaped if line.startswith(f"| {result['nodeid']} ")]
         assert [row.rstrip(" |").rsplit("| ", 1)[1].split(":")[0] for row in rows] == [v["verdict"] for v in result["verdicts"]]
     counts = {verdict: sum(1 for v in overall.values() if v == verdict) for verdict in set(overall.values())}

@@ -28,8 +28,8 @@ def test_bad_gpu_lists(text: str) -> None:
 
 
 def test_a_bad_gpu_list_is_a_usage_error(i2v_project: pytest.Pytester) -> None:
-    """(On the CPU, xdist workers given --i2v-gpus just share the CPU: tests/test_end_to_end.py's
-    pytest-xdist run passes --i2v-gpus 0,1.)"""
+    """One usage line. (That the workers given a valid list share the CPU is asserted by
+    tests/test_end_to_end.py's pytest-xdist run, which passes --i2v-gpus 0,1.)"""
     i2v_project.makepyfile("def test_a(i2v_profile):\n    assert i2v_profile.name == 'cpu'\n")
     result = i2v_project.runpytest("--i2v-gpus", "x")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_i2v.ab.workspace import TEMP_PREFIX
 from pytest_i2v.cli import build_parser
 from tests.test_ab import job_views  # the A/B files agree with each other and with what was printed
 
@@ -331,7 +332,7 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
     assert order == ["base-0", "head-0", "head-1", "base-1"]
     assert set(overall) == {"suites/test_resolution_sweep.py::test_resolution_sweep[256p]"}  # what -k selected
     assert set(overall.values()) <= {"unchanged", "improved", "inconclusive"}  # the exit code 0 says it too
-    assert [p.name for p in temp.iterdir() if p.name.startswith("i2v-ab-")] == []  # (torch keeps a cache there too)
+    assert [p.name for p in temp.iterdir() if p.name.startswith(TEMP_PREFIX)] == []  # (torch keeps a cache there too)
     assert summary.read_text() == ""  # the summary step says it, also after a step stopped at its limit
     assert _run(step("gpu-gate.yml", "Summarise A/B")["run"], work, {"GITHUB_STEP_SUMMARY": str(summary)}).returncode == 0
     assert step("gpu-gate.yml", "Summarise A/B")["if"] == "always() && steps.mode.outputs.mode == 'ab'"

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the statistics import scipy: only when the rounds are done
 SIDES = ("base", "head")
 DEFAULT_OUT = "i2v-ab"
 LOG_TAIL_LINES = 25
+TEMP_PREFIX = "i2v-ab-"  # the job's temporary directory (its worktrees), under the system's temp dir
 OUTPUTS = ("ab.json", "ab.md", "ab.html")  # the comparison, rewritten after each round from the second on
 PARTIAL_FROM_ROUNDS = 2  # fewer rounds give no interval: nothing worth writing yet
 # pytest's exit codes that still mean "the tests ran": 0 all passed, 1 some failed
@@ -220,7 +221,7 @@ class Workspace:
 
     def __init__(self, repo: Path):
         self.repo = repo
-        self.path = Path(tempfile.mkdtemp(prefix="i2v-ab-"))
+        self.path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
         self.worktrees: list[Path] = []
 
     def add_worktree(self, name: str, sha: str) -> Path:
