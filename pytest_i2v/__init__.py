@@ -1,4 +1,5 @@
-"""pytest-i2v: a pytest plugin that measures image-to-video diffusion (I2VGen-XL) generations.
+"""pytest-i2v: a pytest plugin that measures image-to-video diffusion generations: I2VGen-XL,
+Stable Video Diffusion, Wan 2.1/2.2 I2V, LTX-Video, CogVideoX-I2V and HunyuanVideo-I2V.
 
 The public API is what this module exports (``__all__``, listed in the README's "Public API"):
 what tests and conftests import. Everything else may move without notice. The names load on
@@ -24,16 +25,25 @@ _PUBLIC = {
     "pick_resolution": "pytest_i2v.study",
     "synthetic_portrait": "pytest_i2v.generation.inputs",  # the default input image
     "hookspecs": "pytest_i2v.hookspecs",  # the hooks a conftest can implement (a module)
+    # what the loading hooks receive and return, and what a load's checks find
+    "PipelineKey": "pytest_i2v.models.sources",
+    "LoadedPipeline": "pytest_i2v.models.sources",
+    "AppliedOption": "pytest_i2v.models.applied",
+    "save_tiny_model": "pytest_i2v.models.tiny_model",  # a tiny random model directory for CPU runs
 }
 __all__ = [
+    "AppliedOption",
     "Budget",
     "GenerationRecord",
     "GenerationSpec",
+    "LoadedPipeline",
+    "PipelineKey",
     "Study",
     "__version__",
     "hookspecs",
     "i2v",
     "pick_resolution",
+    "save_tiny_model",
     "synthetic_portrait",
     "time_budget",
     "vram_budget",
@@ -44,6 +54,9 @@ if TYPE_CHECKING:
     from pytest_i2v.generation.inputs import synthetic_portrait
     from pytest_i2v.generation.marks import Budget, GenerationSpec, i2v, time_budget, vram_budget
     from pytest_i2v.generation.results import GenerationRecord
+    from pytest_i2v.models.applied import AppliedOption
+    from pytest_i2v.models.sources import LoadedPipeline, PipelineKey
+    from pytest_i2v.models.tiny_model import save_tiny_model
     from pytest_i2v.study import Study, pick_resolution
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.results import read_results
+from pytest_i2v.pipelines import pipeline_names
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.verdict.baseline_store import BaselineFile, baseline_path, read_baseline
@@ -192,6 +193,14 @@ def _cmd_baseline(args: argparse.Namespace) -> str:
     return diff_baselines(old, _baseline_from_arg(new_arg, directory))
 
 
+def _cmd_tiny_model(args: argparse.Namespace) -> str:
+    from pytest_i2v.models.tiny_model import save_tiny_model
+
+    directory = save_tiny_model(args.pipeline, args.directory)
+    return (f"wrote a tiny random {args.pipeline} model to {directory}; run your tests on it with "
+            f"--i2v-model {directory} (or ini i2v_model = {directory})")
+
+
 def _cmd_recommend(args: argparse.Namespace) -> str:
     from pytest_i2v.generation.marks import Scaling
     from pytest_i2v.report.grouping import group_by_pipeline
@@ -346,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "results and logs/ (default i2v-ab)")
     ab.add_argument("pytest_args", nargs="*", metavar="-- pytest args", help="passed unchanged to every pytest process")
     ab.set_defaults(handler=_cmd_ab)
+    tiny = commands.add_parser("tiny-model", help="write a tiny random model directory of a supported "
+                                                  "pipeline, for CPU runs of your tests")
+    tiny.add_argument("pipeline", help="the pipeline, e.g. wan2.1-i2v (one of: "
+                                       f"{', '.join(pipeline_names())})")
+    tiny.add_argument("directory", help="where to write it (a new or empty directory)")
+    tiny.set_defaults(handler=_cmd_tiny_model)
     return parser
 
 

@@ -84,11 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool) -> Any:
+def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool, wrap: Any) -> Any:
     """Default pipeline factory: the model source named in the key."""
     from pytest_i2v.models.sources import load_pipeline
 
-    return load_pipeline(key, work_dir, allow_pickle=allow_pickle)
+    return load_pipeline(key, work_dir, allow_pickle=allow_pickle, wrap=wrap)
 
 
 @pytest.hookimpl(trylast=True)
@@ -183,12 +183,18 @@ def _i2v_loaded(request: pytest.FixtureRequest, i2v_spec: GenerationSpec) -> Gen
     unfit = run.gate.unfit_budget(request.node.stash.get(BUDGET_KEY, None))
     if unfit:
         pytest.skip(unfit)
+    failure: str | None = None
+    unavailable: str | None = None
     try:
         loaded = run.pipelines.prepare(i2v_spec)
     except ModelSourceError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)  # failed outside the except: a chained copy would print the line twice
     except OptionUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable = str(exc)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    if unavailable is not None:
+        pytest.skip(unavailable)
     yield loaded
     run.pipelines.release(loaded)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
 from pytest_i2v.generation.marks import OFFLOAD_MEMORY_OPTIONS
+from pytest_i2v.models.applied import AppliedOption, OptionNotApplied, refusal, verify_load
+from pytest_i2v.models.pipeline_class import import_pipeline_class
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
 from pytest_i2v.pipelines.base import adapter_for
 
@@ -21,6 +24,8 @@ TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.flo
 BUILTIN_SOURCES = ("tiny", "random")
 # What the numbers mean, recorded with every result.
 PROVENANCE = {"tiny": "tiny-random-weights", "random": "full-size-random-weights"}
+# save_tiny_model's file in the directory it writes: loaded from there, it is still tiny and random.
+TINY_MARKER = "pytest-i2v-tiny-model.txt"
 
 
 @dataclass(frozen=True)
@@ -33,18 +38,31 @@ class PipelineKey:
     offload: str | None = None
     pipeline: str = DEFAULT_PIPELINE
     load_options: tuple[str, ...] = ()  # layerwise_fp8, torch_compile: applied at load, not undoable
+    pipeline_class: str | None = None  # a user's own "module:Class" (None: the diffusers class)
 
     def describe(self) -> str:
         options = "".join(f", {o}" for o in (self.offload, *self.load_options) if o)
-        return f"{self.pipeline}: {self.source} ({self.dtype}, {self.device}{options})"
+        own = f" as {self.pipeline_class}" if self.pipeline_class else ""
+        return f"{self.pipeline}: {self.source}{own} ({self.dtype}, {self.device}{options})"
+
+
+HOOK_LOADER = "the pytest_i2v_load_pipeline hook"
+PLUGIN_LOADER = "pytest-i2v's loader"
 
 
 @dataclass
 class LoadedPipeline:
+    """What a load returns (the ``pytest_i2v_load_pipeline`` hook builds one too)."""
+
     key: PipelineKey
     pipe: Any
     load_s: float
     provenance: str
+    loaded_by: str = HOOK_LOADER
+    applied: tuple[AppliedOption, ...] = ()  # the key's options as read off the modules
+
+# ``pytest_i2v_wrap_pipeline``: the loaded pipeline, wrapped or replaced (before any option).
+Wrap = Callable[[Any, PipelineKey], Any]
 
 
 def _looks_like_path(source: str) -> bool:
@@ -95,11 +113,13 @@ def _has_fp16_variant(source: str) -> bool:
 
 
 def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: bool = False,
-                         pipeline: str = DEFAULT_PIPELINE) -> Any:
-    """The real loading path: ``<PipelineClass>.from_pretrained`` (safetensors, fp16 variant where present)."""
+                         pipeline: str = DEFAULT_PIPELINE, own_class: str | None = None) -> Any:
+    """The real loading path: ``<PipelineClass>.from_pretrained`` (safetensors, fp16 variant where
+    present); ``own_class``: a user's ``module:Class`` instead of the diffusers class."""
     from diffusers.pipelines import pipeline_utils
 
-    pipeline_class = adapter_for(pipeline).pipeline_class()
+    pipeline_class = (import_pipeline_class(own_class) if own_class
+                      else adapter_for(pipeline).pipeline_class())
     info = PIPELINES[pipeline]
 
     # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.
@@ -138,19 +158,31 @@ def build_device_for(key: PipelineKey) -> str:
     return "cpu" if key.offload in OFFLOAD_MEMORY_OPTIONS else key.device
 
 
-def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False) -> LoadedPipeline:
+def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
+                  wrap: Wrap | None = None) -> LoadedPipeline:
+    """Load through the key's class, let ``wrap`` wrap it, then apply the options and placement."""
     start = time.perf_counter()
     adapter = adapter_for(key.pipeline)
+    own = key.pipeline_class
     if key.source == "tiny":
-        pipe = load_from_pretrained(str(adapter.save_tiny(work_dir)), key.dtype, key.device, pipeline=key.pipeline)
+        pipe = load_from_pretrained(str(adapter.save_tiny(work_dir)), key.dtype, key.device,
+                                    pipeline=key.pipeline, own_class=own)
         adapter.tune_tiny(pipe)
         provenance = PROVENANCE["tiny"]
     elif key.source == "random":
         pipe = adapter.build_fullsize(build_device_for(key), TORCH_DTYPES[key.dtype], work_dir)
+        if own:  # the same random modules, in the user's class
+            pipe = import_pipeline_class(own)(**pipe.components)
         provenance = PROVENANCE["random"]
     else:
-        pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle, pipeline=key.pipeline)
+        pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle,
+                                    pipeline=key.pipeline, own_class=own)
         provenance = "real-weights"
+        if (Path(key.source) / TINY_MARKER).is_file():
+            adapter.tune_tiny(pipe)
+            provenance = PROVENANCE["tiny"]
+    if wrap is not None:
+        pipe = wrap(pipe, key)
     adapter.after_load(pipe)
     pipe.set_progress_bar_config(disable=True)
     adapter.apply_load_options(pipe, key.load_options, TORCH_DTYPES[key.dtype])
@@ -158,7 +190,22 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False) 
     # Only a CUDA build can synchronise (CPU-only torch raises even for a "cuda:N" key).
     if key.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize(key.device)
-    return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start, provenance=provenance)
+    return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start, provenance=provenance,
+                          loaded_by=PLUGIN_LOADER)
+
+
+def checked_load(loaded: LoadedPipeline) -> LoadedPipeline:
+    """Every load, whoever loaded it: the progress bar off (harmless to repeat), then each option
+    the key asks for read off the modules; one that is not there raises ``OptionNotApplied``."""
+    key = loaded.key
+    if callable(getattr(loaded.pipe, "set_progress_bar_config", None)):
+        loaded.pipe.set_progress_bar_config(disable=True)
+    checks = verify_load(loaded.pipe, adapter_for(key.pipeline), key.load_options, key.offload,
+                         key.device)
+    problem = refusal(checks, loaded.loaded_by)
+    if problem is not None:
+        raise OptionNotApplied(problem)
+    return replace(loaded, applied=checks)
 
 
 def apply_toggles(pipe: Any, toggles: tuple[str, ...], pipeline: str = DEFAULT_PIPELINE, attention: str | None = None) -> None:

@@ -256,6 +256,52 @@ def parse_model_sources(text: str) -> tuple[str | None, dict[str, str]]:
     return default, per_pipeline
 
 
+def parse_pipeline_classes(text: str) -> tuple[str | None, dict[str, str]]:
+    """``i2v_pipeline_class``: a user's own pipeline class as ``module:Class``, per pipeline as
+    ``NAME=module:Class`` entries separated by commas, optionally after one bare class (whose
+    pipeline is the supported class it derives from). Returns (the bare class or None, {pipeline:
+    class})."""
+    origin = "i2v_pipeline_class"
+    bare: str | None = None
+    per_pipeline: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, sep, target = part.rpartition("=")
+        target = target.strip()
+        module, colon, attribute = target.partition(":")
+        if not module.strip() or not colon or not attribute.strip():
+            raise I2VUsageError(f"{part!r} is not [NAME=]module:Class; write e.g. "
+                                f"wan2.1-i2v=acme.pipelines:AcmeWanI2VPipeline")
+        if not sep:
+            if bare is not None:
+                raise I2VUsageError(f"{origin} {text!r}: two classes without a pipeline name; "
+                                    f"name the second one, e.g. svd={part}")
+            bare = target
+            continue
+        check_pipeline_name(name.strip(), origin=f"{origin} entry")
+        per_pipeline[name.strip()] = target
+    return bare, per_pipeline
+
+
+def class_of_directory(path: Path) -> str | None:
+    """The ``_class_name`` a diffusers directory's model_index.json names (None when unreadable)."""
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def pipeline_of_class_names(names: list[str], index: dict[str, Any] | None = None) -> str | None:
+    """The pipeline of the first of ``names`` (a class and its bases, in MRO order) that the
+    registry knows; the model_index hints tell pipelines of one class apart."""
+    for name in names:
+        found = pipeline_from_model_index({**(index or {}), "_class_name": name})
+        if found is not None:
+            return found
+    return None
+
+
 def pipeline_of_source(source: str) -> str | None:
     """The pipeline a directory's model_index.json or a known hub id belongs to (None for builtins)."""
     if source in BUILTIN_SOURCES:

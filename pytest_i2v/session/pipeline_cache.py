@@ -10,7 +10,13 @@ from pytest_i2v.errors import OptionUnavailable
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.memory import free_device_memory
-from pytest_i2v.models.sources import LoadedPipeline, PipelineKey, apply_toggles, reset_toggles
+from pytest_i2v.models.sources import (
+    LoadedPipeline,
+    PipelineKey,
+    apply_toggles,
+    checked_load,
+    reset_toggles,
+)
 from pytest_i2v.pipelines import PIPELINES, unsupported_reason
 
 Loader = Callable[[PipelineKey, Path], LoadedPipeline]
@@ -18,8 +24,9 @@ Loader = Callable[[PipelineKey, Path], LoadedPipeline]
 
 class PipelineCache:
     def __init__(self, loader: Loader, device: Device, source_for: Callable[[str], str], default_dtype: str,
-                 work_dir: Path):
+                 work_dir: Path, class_for: Callable[[str], str | None] = lambda pipeline: None):
         self._loader = loader
+        self._class_for = class_for
         self._device = device
         self._source_for = source_for
         self._default_dtype = default_dtype
@@ -30,7 +37,7 @@ class PipelineCache:
     def key_for(self, spec: GenerationSpec) -> PipelineKey:
         return PipelineKey(source=self._source_for(spec.pipeline), dtype=spec.dtype or self._default_dtype,
                            device=self._device.placement, offload=spec.offload, pipeline=spec.pipeline,
-                           load_options=spec.load_options)
+                           load_options=spec.load_options, pipeline_class=self._class_for(spec.pipeline))
 
     @staticmethod
     def unsupported(spec: GenerationSpec) -> str | None:
@@ -48,9 +55,12 @@ class PipelineCache:
                 self._pipelines.clear()
                 free_device_memory(self._device)
             with self._device.activate():
-                loaded = self._loader(key, self._work_dir)
+                # whoever loaded it, the record says what the modules show of each option
+                loaded = checked_load(self._loader(key, self._work_dir))
             self._pipelines[key] = loaded
-            self.loads.append({"key": key.describe(), "load_s": loaded.load_s, "provenance": loaded.provenance})
+            self.loads.append({"key": key.describe(), "load_s": loaded.load_s, "provenance": loaded.provenance,
+                               "loaded_by": loaded.loaded_by,
+                               "applied_options": [c.to_dict() for c in loaded.applied]})
         return self._pipelines[key]
 
     def prepare(self, spec: GenerationSpec) -> LoadedPipeline:

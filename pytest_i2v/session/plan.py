@@ -5,12 +5,21 @@ usage error naming the culprit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.measure.device import DeviceInfo, DeviceRuntime, parse_device
+from pytest_i2v.models.pipeline_class import PipelineClasses, resolve_pipeline_classes
 from pytest_i2v.models.sources import check_model_source
-from pytest_i2v.pipelines import parse_model_sources, session_pipeline, source_for
+from pytest_i2v.pipelines import (
+    PIPELINES,
+    class_of_directory,
+    parse_model_sources,
+    pipeline_of_source,
+    session_pipeline,
+    source_for,
+)
 from pytest_i2v.profiles import GpuProfile, pick_profile
 from pytest_i2v.session.settings import Settings
 
@@ -29,11 +38,17 @@ class RunPlan:
     repeats: int = 5  # --i2v-repeats, else the profile's
     signature: bool = True  # --i2v-signature, else the profile's: profile each test's work once
     roofline: bool = True  # --i2v-roofline, else the profile's: count FLOPs once per generation shape
+    # --i2v-pipeline-class: users' own classes
+    pipeline_classes: PipelineClasses = field(default_factory=PipelineClasses)
 
     def source_for(self, pipeline: str) -> str:
         """The model source ``pipeline`` loads from (see pipelines.source_for)."""
         return source_for(pipeline, self.pipeline, self.model, dict(self.model_sources), self.profile.model,
                           self.profile.pipeline)
+
+    def pipeline_class_for(self, pipeline: str) -> str | None:
+        """The user's ``module:Class`` that loads ``pipeline`` (None: the diffusers class)."""
+        return self.pipeline_classes.target_for(pipeline)
 
     def describe(self) -> list[str]:
         gpu = f" ({self.gpu.name}, {self.gpu.total_bytes / 2**30:.1f} GiB)" if self.gpu else ""
@@ -74,8 +89,30 @@ def plan_run(settings: Settings, profiles: dict[str, GpuProfile], runtime: Devic
     bare, per_pipeline = parse_model_sources(settings.model) if settings.model else (None, {})
     model = check_model_source(bare or profile.model, settings.allow_pickle)
     sources = tuple((name, check_model_source(source, settings.allow_pickle)) for name, source in per_pipeline.items())
-    pipeline = session_pipeline(settings.pipeline, bare, profile.pipeline)
+    classes = resolve_pipeline_classes(settings.pipeline_class)
+    pipeline = settings.pipeline or _owner_of_own_class(model if bare else None, classes)
+    pipeline = session_pipeline(pipeline, bare, profile.pipeline)
     return RunPlan(profile=profile, device=device, dtype=dtype, model=model, gpu=info if device != "cpu" else None,
                    pipeline=pipeline, model_sources=sources, repeats=settings.repeats or profile.repeats,
                    signature=profile.signature if settings.signature is None else settings.signature,
-                   roofline=profile.roofline if settings.roofline is None else settings.roofline)
+                   roofline=profile.roofline if settings.roofline is None else settings.roofline,
+                   pipeline_classes=classes)
+
+
+def _owner_of_own_class(source: str | None, classes: PipelineClasses) -> str | None:
+    """The pipeline of a model directory whose model_index.json names a class the registry does
+    not know: the one ``i2v_pipeline_class`` maps it to, else a usage error naming the class (a
+    guess would load it as I2VGen-XL and fail at setup)."""
+    if source is None or not Path(source).is_dir() or pipeline_of_source(source) is not None:
+        return None
+    class_name = class_of_directory(Path(source))
+    if class_name is None:
+        return None
+    mapped = classes.pipeline_of_class_name(class_name)
+    if mapped is not None:
+        return mapped
+    raise I2VUsageError(
+        f"--i2v-model {source}: model_index.json names the pipeline class {class_name}, which "
+        f"pytest-i2v does not know; map it to the supported pipeline it derives from with ini "
+        f"i2v_pipeline_class = NAME=your.module:{class_name} (NAME: {', '.join(PIPELINES)}), or "
+        f"load it as that pipeline's diffusers class with --i2v-pipeline NAME")

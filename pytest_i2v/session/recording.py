@@ -73,7 +73,11 @@ class Recorder:
             drive=drive,
         )
         model: dict[str, Any] = {"source": loaded.key.source, "provenance": loaded.provenance,
-                                 "dtype": loaded.key.dtype, "device": self._device.name}
+                                 "dtype": loaded.key.dtype, "device": self._device.name,
+                                 "loaded_by": loaded.loaded_by,
+                                 "applied_options": [c.to_dict() for c in loaded.applied]}
+        if loaded.key.pipeline_class:
+            model["pipeline_class"] = loaded.key.pipeline_class
         if study_spec is not None and study_spec != spec:
             model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
         if measurement.outcome == "oom" and spec.offload:

@@ -41,8 +41,9 @@ class I2VRun:
         self.device = device
         self.work_dir = Path(tempfile.mkdtemp(prefix="pytest-i2v-"))
         self.pipelines = PipelineCache(
-            lambda key, path: config.hook.pytest_i2v_load_pipeline(key=key, work_dir=path, allow_pickle=settings.allow_pickle),
-            device, plan.source_for, plan.dtype, self.work_dir)
+            lambda key, path: config.hook.pytest_i2v_load_pipeline(
+                key=key, work_dir=path, allow_pickle=settings.allow_pickle, wrap=self._wrap),
+            device, plan.source_for, plan.dtype, self.work_dir, plan.pipeline_class_for)
         self.recorder = Recorder(settings, plan, device, environment, self.pipelines)
         self.gate = GateLoop(settings, plan, baseline_dir)
         self.outputs = Outputs(settings, plan, environment, self.gate.gate, self.gate.mode, self.gate.baseline_path)
@@ -59,6 +60,11 @@ class I2VRun:
         data = remeasure(params.args, [str(a) for a in self.config.args], params.dir, str(self.config.rootpath / nodeid),
                          nodeid, config_id, self.plan.device)
         return GenerationRecord.from_dict(data)
+
+    def _wrap(self, pipe: Any, key: Any) -> Any:
+        """The conftest's ``pytest_i2v_wrap_pipeline``, else the pipeline as loaded."""
+        wrapped = self.config.hook.pytest_i2v_wrap_pipeline(pipe=pipe, key=key)
+        return pipe if wrapped is None else wrapped
 
     def input_image(self) -> Any:
         if self._image is None:

@@ -49,6 +49,13 @@ def _model(text: str) -> str:
     return text.strip()
 
 
+def _pipeline_class(text: str) -> str:
+    from pytest_i2v.pipelines import parse_pipeline_classes
+
+    parse_pipeline_classes(text.strip())  # a malformed entry is a usage error at configure
+    return text.strip()
+
+
 def _device(text: str) -> str:
     if text != "cpu" and text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
         raise ValueError("use cpu, cuda or cuda:N")
@@ -157,6 +164,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "pipeline of tests whose i2v mark names none: i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, "
                "cogvideox-i2v or hunyuanvideo-i2v (default: the --i2v-model directory's, else the profile's, else i2vgen-xl)",
                _pipeline, None, "NAME"),
+    OptionSpec("--i2v-pipeline-class", "i2v_pipeline_class", "pipeline_class",
+               "your own pipeline class, loaded with its from_pretrained and given every memory "
+               "option, compile and placement the plugin applies: module:Class (its pipeline: the "
+               "supported class it derives from) or NAME=module:Class entries; a model_index.json "
+               "naming the class maps to that pipeline", _pipeline_class, None, "[NAME=]MODULE:CLASS"),
     OptionSpec("--i2v-device", "i2v_device", "device", "device to run on: cpu, cuda or cuda:N (default: the profile's, cuda when available)",
                _device, None, "DEVICE"),
     OptionSpec("--i2v-dtype", "i2v_dtype", "dtype", "weights dtype: fp16, bf16 or fp32 (default: the profile's; a mark's dtype wins)",
@@ -185,6 +197,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "record this run's passing results as accepted baseline runs: append (the bare flag) or reset "
                "(drop this machine's old history of the tests that ran); the gate reports but does not fail",
                _update_mode, None, "append|reset", const="append"),
+    OptionSpec("--i2v-force-baselines", "i2v_force_baselines", "force_baselines",
+               "with --i2v-update-baselines: record runs flagged unreliable or measured while the "
+               "machine-speed probe moved, which are otherwise left out (and the summary says so)",
+               _bool, False, is_flag=True),
     OptionSpec("--i2v-env-policy", "i2v_env_policy", "env_policy",
                "when the environment differs from the baseline's (driver, CUDA, torch...): warn (compare and report, "
                "do not fail; default), fail, or ignore (gate as usual)", _env_policy, None, "warn|fail|ignore"),
@@ -250,6 +266,7 @@ class Settings:
     gpu_profile: str = "auto"
     model: str | None = None
     pipeline: str | None = None
+    pipeline_class: str | None = None  # --i2v-pipeline-class: [NAME=]module:Class entries
     device: str | None = None
     dtype: str | None = None
     repeats: int | None = None  # None: the profile's
@@ -262,6 +279,7 @@ class Settings:
     input_image: Path | None = None
     baseline_dir: Path | None = None
     update_baselines: str | None = None
+    force_baselines: bool = False  # --i2v-force-baselines: record unreliable runs too
     env_policy: str | None = None
     gate_mode: str | None = None
     confirm: int | None = None
