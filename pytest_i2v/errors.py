@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class I2VUsageError(ValueError):
     """Bad input from the user: one line naming the culprit and the fix (pytest exits with 4)."""
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Each problem on its own line (one here; ``I2VUsageProblems`` holds several)."""
+        return (str(self),)
+
+
+class I2VUsageProblems(I2VUsageError):
+    """Several problems of one input found together (a mark's bad size and bad frames), so one run
+    names them all; as text they join with "; ", and the plugin prints one line each."""
+
+    def __init__(self, problems: Sequence[str]):
+        self._problems = tuple(problems)
+        super().__init__("; ".join(self._problems))
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self._problems
+
+    def __reduce__(self) -> tuple[type[I2VUsageProblems], tuple[tuple[str, ...]]]:
+        return type(self), (self._problems,)  # pickled whole (its args are the joined text)
 
 
 class ModelSourceError(RuntimeError):

@@ -101,8 +101,9 @@ def pytest_i2v_device_runtime() -> Any:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's, which reads the fixtures a test uses
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Wake up if any test uses i2v, then validate every i2v mark against its pipeline (a bad one is
-    a usage error naming the test, the value and the rule)."""
+    """Wake up if any test uses i2v, then validate every i2v mark against its pipeline: the bad ones
+    of the whole session are one usage error, a line per problem naming the test, the value, the
+    rule and the fix."""
     if any(uses_i2v(item) for item in items) and SETTINGS_KEY in config.stash and RUN_KEY not in config.stash:
         activate(config)
         from pytest_i2v.session.benchmark_bridge import bridge_active, request_benchmark
@@ -111,23 +112,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             request_benchmark(items)
     run = config.stash.get(RUN_KEY, None)
     default_pipeline = run.plan.pipeline if run is not None else DEFAULT_PIPELINE
+    problems: list[str] = []
     for item in items:
-        try:
-            mark = item.get_closest_marker("i2v")  # the closest wins: function over class over module
-            if mark is not None:
-                spec = item.stash[SPEC_KEY] = mark_spec(mark.args, mark.kwargs, default_pipeline)
-                if spec.attention is not None:
-                    from pytest_i2v.pipelines.base import check_attention_backend
+        problems.extend(f"{item.nodeid}: {line}" for line in _mark_problems(item, default_pipeline))
+    if problems:
+        raise pytest.UsageError(*problems)  # pytest prints "ERROR: " before each
 
-                    check_attention_backend(spec.attention)
-            vram, seconds = item.get_closest_marker("vram_budget"), item.get_closest_marker("time_budget")
-            if vram is not None or seconds is not None:
-                item.stash[BUDGET_KEY] = Budget(
-                    vram_gb=call_marker(vram_budget, vram.args, vram.kwargs) if vram else None,
-                    time_s=call_marker(time_budget, seconds.args, seconds.kwargs) if seconds else None,
-                )
+
+def _mark_problems(item: pytest.Item, default_pipeline: str) -> list[str]:
+    """Check an item's i2v and budget marks and stash what they say; returns the problems found."""
+    problems: list[str] = []
+    mark = item.get_closest_marker("i2v")  # the closest wins: function over class over module
+    if mark is not None:
+        try:
+            spec = item.stash[SPEC_KEY] = mark_spec(mark.args, mark.kwargs, default_pipeline)
+            if spec.attention is not None:
+                from pytest_i2v.pipelines.base import check_attention_backend
+
+                check_attention_backend(spec.attention)
         except I2VUsageError as exc:
-            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+            problems.extend(exc.problems)
+    limits: dict[str, float | None] = {}
+    for name, check in (("vram_budget", vram_budget), ("time_budget", time_budget)):
+        budget = item.get_closest_marker(name)
+        try:
+            limits[name] = call_marker(check, budget.args, budget.kwargs) if budget else None
+        except I2VUsageError as exc:
+            problems.extend(exc.problems)
+    if not problems and any(value is not None for value in limits.values()):
+        item.stash[BUDGET_KEY] = Budget(vram_gb=limits["vram_budget"], time_s=limits["time_budget"])
+    return problems
 
 
 def activate(config: pytest.Config) -> I2VRun:

@@ -53,7 +53,8 @@ CASES = [
     ("mark-frames-wrong-type", {}, mark_test('i2v(resolution="256p", frames="16")'), [],
      "test_case.py::test_gen: frames='16' must be an integer >= 1"),
     ("mark-size-not-multiple-of-8", {}, mark_test("i2v(width=250, height=256)"), [],
-     "test_case.py::test_gen: width=250 must be a multiple of 8*try 248"),
+     "test_case.py::test_gen: width=250 is not a multiple of 8 (try 248 or 256): i2vgen-xl needs "
+     "sizes divisible by 8, frames >= 1"),
     ("mark-zero-frames", {}, mark_test("i2v(frames=0)"), [], "test_case.py::test_gen: frames=0 must be >= 1"),
     ("mark-negative-steps", {}, mark_test("i2v(steps=-5)"), [], "test_case.py::test_gen: steps=-5 must be >= 1"),
     ("mark-unknown-memory-option", {}, mark_test('i2v(memory=["gradient_checkpointing"])'), [],

@@ -102,7 +102,7 @@ def test_call_maps_guidance_to_the_maximum_and_keeps_the_minimum_default() -> No
 def test_invalid_frames_and_sizes_are_usage_errors() -> None:
     with pytest.raises(I2VUsageError, match=r"frames=1 breaks frames >= 2"):
         i2v(pipeline=NAME, frames=1)
-    with pytest.raises(I2VUsageError, match=r"width=100 must be a multiple of 8"):
+    with pytest.raises(I2VUsageError, match=r"width=100 is not a multiple of 8 \(try 96 or 104\)"):
         i2v(pipeline=NAME, width=100, height=64)
 
 

@@ -118,7 +118,8 @@ def test_cli_overrides_ini(i2v_project: pytest.Pytester) -> None:
     ("mark", "message"),
     [
         ('resolution="480p"', "*test_bad.py::test_bad: resolution='480p' is not a preset*"),
-        ("width=500, height=512", "*test_bad.py::test_bad: width=500 must be a multiple of 8*"),
+        ("width=500, height=512",
+         "*test_bad.py::test_bad: width=500 is not a multiple of 8 (try 496 or 504)*"),
         ("frames=0", "*test_bad.py::test_bad: frames=0 must be >= 1*"),
         ('memory=["gradient_checkpointing"]', "*memory option 'gradient_checkpointing' is unknown*"),
         ("frame=16", "*test_bad.py::test_bad: @pytest.mark.i2v: got an unexpected keyword argument 'frame'; see pytest --markers*"),

@@ -12,13 +12,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.errors import I2VUsageError, I2VUsageProblems
 from pytest_i2v.pipelines import (
     DEFAULT_PIPELINE,
     LOAD_OPTIONS,
     OFFLOAD_OPTIONS,
     PIPELINES,
     TOGGLE_OPTIONS,
+    VAE_SCALE,
+    Constraints,
+    PipelineInfo,
     check_pipeline_name,
 )
 
@@ -140,19 +143,15 @@ class GenerationSpec:
         return cls(**fields)
 
 
-def _require_int(name: str, value: Any, minimum: int = 1) -> int:
+def _int_problem(name: str, value: Any, generic: int, minimum: int) -> str | None:
+    """A value that is no integer, or below ``generic`` (what every pipeline needs); the message
+    names ``minimum``, the smallest value the mark's pipeline accepts (values above ``generic``
+    are the pipeline's rules to check)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise I2VUsageError(f"{name}={value!r} must be an integer >= {minimum}")
-    if value < minimum:
-        raise I2VUsageError(f"{name}={value!r} must be >= {minimum}")
-    return value
-
-
-def _require_size(name: str, value: Any) -> int:
-    size = _require_int(name, value, minimum=8)
-    if size % 8:
-        raise I2VUsageError(f"{name}={size!r} must be a multiple of 8 (the VAE downsamples by 8); try {size // 8 * 8 or 8}")
-    return size
+        return f"{name}={value!r} must be an integer >= {minimum}"
+    if value < generic:
+        return f"{name}={value!r} must be >= {minimum}"
+    return None
 
 
 def i2v(
@@ -172,63 +171,114 @@ def i2v(
     attention: str | None = None,
 ) -> GenerationSpec:
     """Describe one generation; unset sizes, frames, steps, guidance and fps are the pipeline's native
-    ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8)."""
-    info = check_pipeline_name(DEFAULT_PIPELINE if pipeline is None else pipeline)
-    native = info.native
+    ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8).
+
+    A bad mark raises one ``I2VUsageProblems`` naming every problem, each with a fix that keeps all
+    of the pipeline's rules (a Wan width of 830: "try 816 or 832", multiples of 16 and of 8)."""
+    problems: list[str] = []
+    try:
+        name = DEFAULT_PIPELINE if pipeline is None else pipeline
+        info: PipelineInfo | None = check_pipeline_name(name)
+    except I2VUsageError as exc:  # the rest is still checked, but against no pipeline's rules
+        info = None
+        problems.append(str(exc))
+    native = (info or PIPELINES[DEFAULT_PIPELINE]).native
+    sized = True
     if resolution is not None:
+        unsized = []
         if width is not None or height is not None:
-            raise I2VUsageError(f"give resolution={resolution!r} or width/height, not both")
-        if resolution not in RESOLUTION_PRESETS:
-            raise I2VUsageError(f"resolution={resolution!r} is not a preset; use one of {', '.join(RESOLUTION_PRESETS)} or width=/height=")
-        width = height = RESOLUTION_PRESETS[resolution]
+            unsized.append(f"give resolution={resolution!r} or width/height, not both")
+        if not isinstance(resolution, str) or resolution not in RESOLUTION_PRESETS:
+            unsized.append(f"resolution={resolution!r} is not a preset; use one of "
+                           f"{', '.join(RESOLUTION_PRESETS)} or width=/height=")
+        problems.extend(unsized)
+        sized = not unsized
+        if sized:
+            width = height = RESOLUTION_PRESETS[resolution]
     elif width is None and height is None:
         resolution, width, height = native.resolution, native.width, native.height
     elif width is None or height is None:
-        raise I2VUsageError("give both width= and height= (or a resolution preset such as '512p')")
+        problems.append("give both width= and height= (or a resolution preset such as '512p')")
+        sized = False
     frames = native.frames if frames is None else frames
     steps = native.steps if steps is None else steps
     guidance = native.guidance if guidance is None else guidance
     fps = native.fps if fps is None else fps
-    _require_size("width", width)
-    _require_size("height", height)
-    _require_int("frames", frames)
-    _require_int("steps", steps)
-    _require_int("fps", fps)
-    _require_int("seed", seed, minimum=0)
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
-        raise I2VUsageError(f"guidance={guidance!r} must be a finite number >= 0")
+    sizes = {"width": width, "height": height} if sized else {}
+    problems.extend(_shape_problems(info, {**sizes, "frames": frames, "steps": steps}))
+    for name, value, minimum in (("fps", fps, 1), ("seed", seed, 0)):
+        problems.extend(filter(None, [_int_problem(name, value, minimum, minimum)]))
+    if (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+            or not math.isfinite(guidance) or guidance < 0):
+        problems.append(f"guidance={guidance!r} must be a finite number >= 0")
     if dtype is not None and dtype not in DTYPES:
-        raise I2VUsageError(f"dtype={dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+        problems.append(f"dtype={dtype!r} is unknown; use one of {', '.join(DTYPES)}")
     if not isinstance(fast, bool):
-        raise I2VUsageError(f"fast={fast!r} must be True or False")
+        problems.append(f"fast={fast!r} must be True or False")
     if not isinstance(prompt, str) or not prompt:
-        raise I2VUsageError(f"prompt={prompt!r} must be a non-empty string")
+        problems.append(f"prompt={prompt!r} must be a non-empty string")
     if attention is not None and (not isinstance(attention, str) or not attention):
-        raise I2VUsageError(f"attention={attention!r} must name a diffusers attention backend, e.g. 'native' or 'flash'")
-    options = (memory,) if isinstance(memory, str) else tuple(memory)
-    for option in options:
-        if option not in MEMORY_OPTIONS:
-            raise I2VUsageError(f"memory option {option!r} is unknown; use any of {', '.join(MEMORY_OPTIONS)}")
-    offloads = [o for o in options if o in OFFLOAD_MEMORY_OPTIONS]
-    if len(offloads) > 1:
-        raise I2VUsageError(f"memory options {' and '.join(offloads)} exclude each other; pick one")
-    hooked = [o for o in offloads if o in COMPILE_EXCLUDES]
-    if "torch_compile" in options and hooked:
-        raise I2VUsageError(f"memory options torch_compile and {hooked[0]} cannot be combined: {hooked[0]}'s hooks run "
-                            f"inside the compiled blocks, where Dynamo cannot follow them; measure them in separate "
-                            f"tests, or pair torch_compile with model_cpu_offload")
-    broken = info.constraints.violation(width, height, frames, steps)
-    if broken is not None:
-        rules = info.constraints
-        steps_rule = f" and steps >= {rules.min_steps}" if rules.min_steps > 1 else ""
-        sizes = (f"{rules.fixed_size[0]}x{rules.fixed_size[1]}" if rules.fixed_size
-                 else f"sizes divisible by {rules.size_multiple}")
-        raise I2VUsageError(f"{broken}: {info.name} needs {sizes}, {rules.frames_rule()}{steps_rule}")
+        problems.append(f"attention={attention!r} must name a diffusers attention backend, "
+                        f"e.g. 'native' or 'flash'")
+    problems.extend(_memory_problems(memory))
+    if problems:
+        raise I2VUsageProblems(problems)
+    assert isinstance(width, int) and isinstance(height, int)  # checked above
     return GenerationSpec(
         width=width, height=height, frames=frames, steps=steps, guidance=float(guidance), fps=fps,
-        dtype=dtype, memory=options, prompt=prompt, seed=seed, resolution=resolution, fast=fast,
-        pipeline=info.name, attention=attention,
+        dtype=dtype, memory=_memory_options(memory), prompt=prompt, seed=seed,
+        resolution=resolution, fast=fast, pipeline=DEFAULT_PIPELINE if info is None else info.name,
+        attention=attention,
     )
+
+
+# What every pipeline needs of these values (the VAE downsamples sizes by 8; one frame, one step).
+_GENERIC_MINIMUMS = {"width": VAE_SCALE, "height": VAE_SCALE, "frames": 1, "steps": 1}
+
+
+def _shape_problems(info: PipelineInfo | None, values: Mapping[str, Any]) -> list[str]:
+    """The problems of the sizes, frames and steps given, in that order, each with suggestions that
+    keep all of the pipeline's rules and, for a rule of the pipeline's, what the pipeline needs."""
+    rules = info.constraints if info is not None else Constraints()
+    tail = f": {rules.describe(info.name)}" if info is not None else ""
+    smallest = {"width": rules.min_size, "height": rules.min_size, "frames": rules.smallest_frames,
+                "steps": rules.min_steps}
+    valid: dict[str, int | None] = dict.fromkeys(_GENERIC_MINIMUMS)
+    found: dict[str, list[str]] = {name: [] for name in _GENERIC_MINIMUMS}
+    for name, value in values.items():
+        generic, minimum = _GENERIC_MINIMUMS[name], smallest[name]
+        problem = _int_problem(name, value, generic, minimum)
+        if problem is None:
+            valid[name] = value
+        else:
+            found[name].append(problem + (tail if minimum > generic else ""))
+    if info is not None:  # an unknown pipeline's rules are unknown: no suggestion a rule may break
+        broken = rules.problems(valid["width"], valid["height"], valid["frames"], valid["steps"])
+        for problem in broken:  # under the value it names ("width=.., height=..": width's)
+            found[problem.partition("=")[0]].append(f"{problem}{tail}")
+    return [problem for problems in found.values() for problem in problems]
+
+
+def _memory_options(memory: Any) -> tuple[Any, ...]:
+    return (memory,) if isinstance(memory, str) else tuple(memory)
+
+
+def _memory_problems(memory: Any) -> list[str]:
+    if not isinstance(memory, (str, list, tuple)):
+        return [f"memory={memory!r} must be an option name or a list of them, e.g. ['vae_tiling']"]
+    options = _memory_options(memory)
+    problems = [f"memory option {option!r} is unknown; use any of {', '.join(MEMORY_OPTIONS)}"
+                for option in options if option not in MEMORY_OPTIONS]
+    offloads = [o for o in options if o in OFFLOAD_MEMORY_OPTIONS]
+    if len(offloads) > 1:
+        problems.append(f"memory options {' and '.join(offloads)} exclude each other; pick one")
+    hooked = [o for o in offloads if o in COMPILE_EXCLUDES]
+    if "torch_compile" in options and hooked:
+        problems.append(f"memory options torch_compile and {hooked[0]} cannot be combined: "
+                        f"{hooked[0]}'s hooks run inside the compiled blocks, where Dynamo cannot "
+                        f"follow them; measure them in separate tests, or pair torch_compile with "
+                        f"model_cpu_offload")
+    return problems
 
 
 def mark_spec(args: tuple[Any, ...], kwargs: Mapping[str, Any], default_pipeline: str) -> GenerationSpec:

@@ -8,6 +8,7 @@ that builds, loads and calls a pipeline lives in one adapter module per pipeline
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from pytest_i2v.errors import I2VUsageError
 
 DEFAULT_PIPELINE = "i2vgen-xl"
+VAE_SCALE = 8  # every pipeline's VAE downsamples sizes by 8: a size is a multiple of 8 at least
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,23 @@ class Constraints:
         k = -(-(frames - self.frames_offset) // self.frames_step)
         return max(k, 0) * self.frames_step + self.frames_offset
 
+    @property
+    def min_size(self) -> int:
+        """What every size must be a multiple of: the VAE's 8 and the pipeline's own multiple."""
+        return math.lcm(VAE_SCALE, self.size_multiple)
+
+    @property
+    def smallest_frames(self) -> int:
+        return self.round_up_frames(self.min_frames)
+
+    def nearest_sizes(self, pixels: int) -> tuple[int, ...]:
+        """The valid sizes around ``pixels`` (multiples of ``min_size``): at or just below it and
+        just above it (only the smallest valid size when ``pixels`` is below it)."""
+        below = pixels // self.min_size * self.min_size
+        if below < self.min_size:
+            return (self.min_size,)
+        return below, below + self.min_size
+
     def round_size(self, pixels: int) -> int:
         """Down to a multiple (never below one multiple): how a profile's scaling keeps sizes valid."""
         return max(self.size_multiple, pixels // self.size_multiple * self.size_multiple)
@@ -63,23 +82,41 @@ class Constraints:
     def round_steps(self, steps: int) -> int:
         return max(self.min_steps, steps)
 
-    def violation(self, width: int, height: int, frames: int, steps: int = 50) -> str | None:
-        """The first rule a generation breaks, as "value: rule (try ...)", or None."""
-        if self.fixed_size is not None and (width, height) != self.fixed_size:
-            fixed_width, fixed_height = self.fixed_size
-            return (f"width={width}, height={height} is not the model's only size {fixed_width}x{fixed_height} "
-                    f"(its learned positional embeddings exist for that size alone)")
-        for name, size in (("width", width), ("height", height)):
-            if size % self.size_multiple:
-                lower = self.round_size(size)
-                return (f"{name}={size} is not a multiple of {self.size_multiple} "
-                        f"(try {lower} or {lower + self.size_multiple})")
-        if not self.frames_ok(frames):
+    def problems(self, width: int | None, height: int | None, frames: int | None,
+                 steps: int | None = 50) -> tuple[str, ...]:
+        """Every rule a generation breaks, each as "value: rule (try ...)" whose suggestions keep
+        every other rule too (sizes: multiples of ``min_size``); a value of None is not checked."""
+        found: list[str] = []
+        fixed = self.fixed_size
+        if fixed is not None and None not in (width, height) and (width, height) != fixed:
+            found.append(f"width={width}, height={height} is not the model's only size "
+                         f"{fixed[0]}x{fixed[1]} (its learned positional embeddings exist for that "
+                         f"size alone)")
+        elif fixed is None:
+            for name, size in (("width", width), ("height", height)):
+                if size is not None and (size < self.min_size or size % self.min_size):
+                    suggestions = " or ".join(str(n) for n in self.nearest_sizes(size))
+                    found.append(f"{name}={size} is not a multiple of {self.min_size} "
+                                 f"(try {suggestions})")
+        if frames is not None and not self.frames_ok(frames):
             suggestions = " or ".join(str(n) for n in self.nearest_frames(frames))
-            return f"frames={frames} breaks {self.frames_rule()} (try {suggestions})"
-        if steps < self.min_steps:
-            return f"steps={steps} breaks steps >= {self.min_steps}"
-        return None
+            found.append(f"frames={frames} breaks {self.frames_rule()} (try {suggestions})")
+        if steps is not None and steps < self.min_steps:
+            found.append(f"steps={steps} breaks steps >= {self.min_steps}")
+        return tuple(found)
+
+    def violation(self, width: int, height: int, frames: int, steps: int = 50) -> str | None:
+        """The first rule a generation breaks (see ``problems``), or None."""
+        found = self.problems(width, height, frames, steps)
+        return found[0] if found else None
+
+    def describe(self, name: str) -> str:
+        """What the pipeline ``name`` needs, the tail of a mark's problem: "wan2.1-i2v needs sizes
+        divisible by 16, frames = 4k+1"."""
+        steps_rule = f" and steps >= {self.min_steps}" if self.min_steps > 1 else ""
+        sizes = (f"{self.fixed_size[0]}x{self.fixed_size[1]}" if self.fixed_size
+                 else f"sizes divisible by {self.min_size}")
+        return f"{name} needs {sizes}, {self.frames_rule()}{steps_rule}"
 
 
 @dataclass(frozen=True)
