@@ -76,3 +76,18 @@ def validate_profile_name(name: str) -> str:
             f"profile name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.' (no '/' or '..')"
         )
     return name
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why files cannot be created in ``directory`` (or, while it does not exist, in the nearest
+    folder above it that does), found by creating and removing one; None when they can."""
+    existing = directory
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pytest-i2v-write-check.", dir=existing)
+    except OSError as exc:
+        return f"{existing}: {exc.strerror or type(exc).__name__}"
+    os.close(fd)
+    os.unlink(probe)
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class GateLoop:
         self._pooled: dict[tuple[Any, ...], dict[str, Noise | None]] = {}  # per machine (fingerprint.MACHINE_KEYS)
         self.accepted: list[AcceptedRun] = []
         self.updates: list[UpdateSummary] = []
+        self.doubtful: dict[str, str] = {}  # nodeid -> why its run's timings are doubtful
+        self.left_out: list[LeftOut] = []  # accepted runs not recorded, and why
+        self.write_error: str | None = None  # the baseline write failed: why (the results are kept)
 
     # -- one test ---------------------------------------------------------------------------
     def run(self, measure: Callable[[], GenerationRecord], seen: set[str],
@@ -212,18 +215,65 @@ class GateLoop:
         """Queue a passing run for the baseline (written once, at the end of the session).
         Fast-mode runs are predicted, not measured: never a baseline."""
         if record.outcome == "ok" and record.fingerprint is not None and record.mode == "full":
+            verdict = record.verdict or {}
+            # Another speed than the old runs' is no doubt when they are being reset (a new machine).
+            resetting = self._settings.update_baselines == "reset"
+            other_speed = None if resetting else verdict.get("times_not_comparable")
+            doubt = verdict.get("unreliable") or other_speed
+            if doubt:
+                self.doubtful[record.nodeid] = str(doubt)
             self.accepted.append(AcceptedRun(record.nodeid, record.config, record.fingerprint,
                                              run_from_record(record.to_dict(), None),
                                              WorkSignature.from_dict(record.signature) if record.signature else None))
 
-    def write_baselines(self, root: Path) -> UpdateSummary | None:
+    def write_baselines(self, root: Path, probe_moved: str | None = None) -> UpdateSummary | None:
+        """Record the accepted runs, less those whose timings are doubtful (flagged unreliable, or
+        measured at another machine speed than the baseline's, or the machine's speed moved during
+        the session) unless --i2v-force-baselines; a write that fails is reported, never raised."""
         if not self.accepted or not self._settings.update_baselines:
             return None
+        runs = self.accepted
+        if not self._settings.force_baselines:
+            self.left_out = [LeftOut(a.nodeid, probe_moved or self.doubtful[a.nodeid])
+                             for a in runs if probe_moved or a.nodeid in self.doubtful]
+            skipped = {left.nodeid for left in self.left_out}
+            runs = [a for a in runs if a.nodeid not in skipped]
+        if not runs:
+            return None
         commit = git_commit(root)
-        runs = [replace(a, run={**a.run, "commit": commit}) for a in self.accepted]
-        summary = update_baseline(self.baseline_path, self._plan.profile.name, runs, mode=self._settings.update_baselines)
+        runs = [replace(a, run={**a.run, "commit": commit}) for a in runs]
+        try:
+            summary = update_baseline(self.baseline_path, self._plan.profile.name, runs,
+                                      mode=self._settings.update_baselines)
+        except (OSError, TimeoutError) as exc:  # filelock's Timeout is a TimeoutError
+            self.write_error = (f"{self.baseline_path}: {exc.strerror or exc}" if isinstance(exc, OSError)
+                                else f"{self.baseline_path}: {exc}")
+            return None
         self.updates.append(summary)
         return summary
+
+    def baseline_lines(self) -> list[str]:
+        """What the terminal says about the baselines: written, left out, or failed."""
+        lines = [f"i2v baselines written: {summary.describe()}" for summary in self.updates]
+        if self.left_out:
+            reasons = sorted({left.reason for left in self.left_out})
+            lines.append(f"i2v baselines: {len(self.left_out)} run(s) not recorded, their timings are "
+                         f"doubtful ({'; '.join(reasons)}); rerun on a quiet machine, start this "
+                         f"machine's history afresh with --i2v-update-baselines=reset if its speed "
+                         f"changed for good, or pass --i2v-force-baselines to record them anyway")
+            lines += [f"  not recorded: {left.nodeid}" for left in self.left_out]
+        if self.write_error:
+            lines.append(f"i2v baselines NOT written: {self.write_error}; the results files above "
+                         f"hold this run's measurements")
+        return lines
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """An accepted run the baseline did not get."""
+
+    nodeid: str
+    reason: str
 
 
 def work_line(work: Mapping[str, Any]) -> str:

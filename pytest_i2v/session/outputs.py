@@ -38,9 +38,13 @@ class Outputs:
     def headline(self) -> tuple[bool, str]:
         outcomes = [Outcome.from_dict(r.decision) for r in self.records.values() if r.decision]
         fails, line = headline(outcomes, self._plan.profile.name, self._mode)
-        probe = self._environment.get("machine_probe") or {}
-        moved = probe_moved(probe.get("start"), probe.get("end"))  # a neighbour or throttling during the run
+        moved = self.probe_moved()
         return fails, f"{line}; also unreliable: {moved}" if moved else line
+
+    def probe_moved(self) -> str | None:
+        """The line saying the machine's speed changed during the run (a neighbour, throttling)."""
+        probe = self._environment.get("machine_probe") or {}
+        return probe_moved(probe.get("start"), probe.get("end"))
 
     def document(self) -> dict[str, Any]:
         records = list(self.records.values())

@@ -118,9 +118,10 @@ class I2VRun:
             write_json_atomic(self.settings.remeasure_into, {"records": [r.to_dict() for r in self.outputs.records.values()]})
             return
         self.recorder.probe_end()
-        # After Ctrl-C too: only tests that passed were queued, so the interrupted one is never recorded.
-        self.gate.write_baselines(config.rootpath)
+        # The measurements first: whatever happens to the baselines, the run's results are kept.
         self.outputs.write()
+        # After Ctrl-C too: only tests that passed were queued, so the interrupted one is never recorded.
+        self.gate.write_baselines(config.rootpath, self.outputs.probe_moved())
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """A short table of the measured generations and the files written. Never raises."""
@@ -134,8 +135,8 @@ class I2VRun:
                 terminalreporter.write_line(f"{record.nodeid}: {describe(record)} | time {time_delta}, "
                                             f"memory {memory_delta} | {kind}")
             terminalreporter.write_line(f"i2v: {self.outputs.headline()[1]}")
-            for summary in self.gate.updates:
-                terminalreporter.write_line(f"i2v baselines written: {summary.describe()}")
+            for line in self.gate.baseline_lines():
+                terminalreporter.write_line(line)
             for path in self.outputs.written:
                 terminalreporter.write_line(f"i2v results written to {path}")
         except Exception as exc:  # a summary must never turn a run red
@@ -173,9 +174,24 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
         config.hook.pytest_i2v_environment(environment=environment)
         inipath = config.inipath
         baseline_dir = settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
+        _check_baselines_writable(settings, baseline_dir)
         return I2VRun(config, settings, plan, device, environment, baseline_dir)
     except I2VUsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _check_baselines_writable(settings: Settings, baseline_dir: Path) -> None:
+    """Updating baselines into a directory that cannot be written: found before anything is
+    measured, not after the whole run at its end."""
+    from pytest_i2v.storage import unwritable_reason
+
+    if not settings.update_baselines or settings.remeasure_into is not None:
+        return
+    reason = unwritable_reason(baseline_dir)
+    if reason is not None:
+        raise I2VUsageError(f"--i2v-update-baselines: cannot write the baselines directory "
+                            f"{baseline_dir} ({reason}); make it writable or pass "
+                            f"--i2v-baseline-dir DIR (nothing was measured)")
 
 
 def _lock_clocks(config: pytest.Config, settings: Settings, device: Device) -> LockedClocks | None:
