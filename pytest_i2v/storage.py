@@ -69,6 +69,48 @@ def check_schema(document: Any, schema: str, version: int, where: str, kind: str
                             f"upgrade pytest-i2v")
 
 
+def read_yaml(path: Path, kind: str, fix: str) -> Any:
+    """The document of a YAML file of ours (a ``kind`` such as "baseline file"); a file that cannot
+    be read or parsed is one usage error that points at the place, as editors and CI logs link it:
+    ``path:line:column: <kind> is not valid YAML: <problem>; <fix>`` (lines and columns from 1)."""
+    import yaml  # here: most users of this module only write JSON
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise I2VUsageError(f"{path}: {kind} cannot be read ({reason}); {fix}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = _place(path, data[:exc.start].decode("utf-8", "replace"))
+        raise I2VUsageError(f"{where}: {kind} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                            f"{fix}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context or type(exc).__name__
+        if exc.problem and exc.context and exc.context_mark and exc.context_mark != mark:
+            start = exc.context_mark
+            problem += f" ({exc.context} at {start.line + 1}:{start.column + 1})"
+        raise I2VUsageError(f"{where}: {kind} is not valid YAML: {problem}; {fix}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character)
+        where = _place(path, text[:exc.position])
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise I2VUsageError(f"{where}: {kind} is not valid YAML: character {character!r}: "
+                            f"{exc.reason}; {fix}") from None
+    except yaml.YAMLError as exc:  # any other: still one line
+        raise I2VUsageError(f"{path}: {kind} is not valid YAML ({type(exc).__name__}); "
+                            f"{fix}") from None
+
+
+def _place(path: Path, before: str) -> str:
+    """``path:line:column`` of the character that follows the text ``before``."""
+    return f"{path}:{before.count(chr(10)) + 1}:{len(before) - before.rfind(chr(10))}"
+
+
 def validate_profile_name(name: str) -> str:
     """Profile names become file names: refuse anything that could leave the directory."""
     if not _PROFILE_NAME_RE.match(name) or ".." in name:

@@ -32,7 +32,9 @@ PROFILE = "name: {name}\nmemory_gb: {memory}\ndevice: cuda\nmatch: ['X']\nmodel:
 # (id, files to create {relative path: text}, test file text, command-line args, expected message)
 CASES = [
     ("corrupt-baseline-yaml", {"baselines/cpu.yaml": "entries: [unclosed\n"}, GOOD_TEST, [],
-     "baseline file */baselines/cpu.yaml is not valid YAML*restore it from version control"),
+     "*/baselines/cpu.yaml:2:1: baseline file is not valid YAML: expected ',' or ']', but got "
+     "'<stream end>' (while parsing a flow sequence at 1:10); fix the file (or restore it from "
+     "version control), or delete it to re-record"),
     ("baseline-newer-schema", {"baselines/cpu.yaml": BASELINE_HEADER.format(version=9, profile="cpu")}, GOOD_TEST, [],
      "*baseline schema_version 9, newer than this plugin reads (1); upgrade pytest-i2v"),
     ("baseline-other-profile", {"baselines/cpu.yaml": BASELINE_HEADER.format(version=1, profile="rtx4090")}, GOOD_TEST, [],
@@ -46,7 +48,8 @@ CASES = [
     ("profile-negative-memory", {"profiles/mine.yaml": PROFILE.format(name="mine", memory=-8)}, GOOD_TEST,
      ["--i2v-profile-dir", "profiles"], "profile file */mine.yaml: memory_gb must be a positive number of GB, got -8"),
     ("profile-corrupt-yaml", {"profiles/mine.yaml": "name: [mine\n"}, GOOD_TEST, ["--i2v-profile-dir", "profiles"],
-     "profile file */mine.yaml is not valid YAML*"),
+     "*/profiles/mine.yaml:2:1: profile file is not valid YAML: expected ',' or ']', but got "
+     "'<stream end>' (while parsing a flow sequence at 1:7); fix the file or remove it"),
     ("profile-dir-missing", {}, GOOD_TEST, ["--i2v-profile-dir", "nope"], "--i2v-profile-dir */nope is not a directory*"),
     ("profile-mismatch", {}, GOOD_TEST, ["--gpu-profile", "a100-80gb"],
      "--gpu-profile a100-80gb expects a 80 GB GPU named like 'A100' but this machine has no GPU*"),

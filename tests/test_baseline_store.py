@@ -103,7 +103,9 @@ def test_config_id_is_stable_and_sensitive() -> None:
         ("schema: something-else\n", "not a pytest-i2v baseline file"),
         ("schema: pytest-i2v/baseline\nschema_version: 1\nprofile: rtx4090\n", "holds baselines for profile 'rtx4090', not 'cpu'"),
         ("entries: [unclosed\n", "not valid YAML"),
-        ("schema: pytest-i2v/baseline\nschema_version: 1\nprofile: cpu\nentries:\n  t::a: {segments: []}\n", "malformed entry"),
+        ("schema: pytest-i2v/baseline\nschema_version: 1\nprofile: cpu\n"
+         "entries:\n  t::a: {segments: []}\n",
+         r"entries\['t::a'\]\.config_id: expected the test's config id"),
         ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
     ],
 )

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import DTYPES, Scaling
 from pytest_i2v.pipelines import PIPELINES
-from pytest_i2v.storage import validate_profile_name
+from pytest_i2v.storage import read_yaml, validate_profile_name
 from pytest_i2v.verdict.gate import GateSettings
 
 PROFILE_SCHEMA_VERSION = 1
@@ -83,10 +81,7 @@ class GpuProfile:
 
 
 def _profile_from_yaml(path: Path) -> GpuProfile:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise I2VUsageError(f"profile file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix or remove it") from None
+    data = read_yaml(path, "profile file", "fix the file or remove it")
     if not isinstance(data, dict):
         raise I2VUsageError(f"profile file {path} must hold a mapping (name, memory_gb, device, match, model, dtype)")
     version = data.get("schema_version", PROFILE_SCHEMA_VERSION)
@@ -129,15 +124,24 @@ def _profile_from_yaml(path: Path) -> GpuProfile:
     scaling_data = data.get("scaling") or {}
     try:
         scaling = Scaling.from_dict(scaling_data)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):  # AttributeError: not a mapping
         raise I2VUsageError(f"profile file {path}: scaling must map size_divisor/steps_divisor/frames_divisor/min_size to integers") from None
     if scaling.size_divisor < 1 or scaling.steps_divisor < 1 or scaling.frames_divisor < 1:
         raise I2VUsageError(f"profile file {path}: scaling divisors must be >= 1")
     gate_data = data.get("gate") or {}
+    if not isinstance(gate_data, Mapping):
+        raise I2VUsageError(f"profile file {path}: gate must map gate settings (min_effect, "
+                            f"tolerance, alpha, ...) to values, got {gate_data!r}")
     try:
         gate = GateSettings.from_mapping(gate_data)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise I2VUsageError(f"profile file {path}: gate: {exc}") from None
+    except (TypeError, ValueError) as exc:  # unknown settings (our text), or a bad memory_abs_mib
+        reason = str(exc) if str(exc).startswith("unknown gate setting") else (
+            f"memory_abs_mib must be a number of MiB, got {gate_data.get('memory_abs_mib')!r}")
+        raise I2VUsageError(f"profile file {path}: gate: {reason}") from None
+    numbers = (gate.min_effect, gate.tolerance, gate.alpha, gate.min_history)
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers):
+        raise I2VUsageError(f"profile file {path}: gate: min_effect, tolerance, alpha and "
+                            f"min_history must be numbers, got {', '.join(map(repr, numbers))}")
     if gate.min_effect < 0 or gate.tolerance < 0 or not 0 < gate.alpha < 0.5 or gate.min_history < 2:
         raise I2VUsageError(f"profile file {path}: gate needs min_effect, tolerance >= 0, 0 < alpha < 0.5, min_history >= 2")
     peak = data.get("peak_tflops") or {}

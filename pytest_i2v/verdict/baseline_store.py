@@ -22,7 +22,13 @@ import yaml
 from filelock import FileLock
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.storage import check_schema, validate_profile_name, write_bytes_atomic, write_text_atomic
+from pytest_i2v.storage import (
+    check_schema,
+    read_yaml,
+    validate_profile_name,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from pytest_i2v.verdict.ab_calibration import Calibration, merge
 from pytest_i2v.verdict.fingerprint import machine_changes, same_machine, software_changes
 from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
@@ -181,17 +187,107 @@ class BaselineFile:
         if profile is not None and stored_profile != profile:
             raise I2VUsageError(f"{where} holds baselines for profile {stored_profile!r}, not {profile!r}; "
                                 f"rename or move it, or pass --gpu-profile {stored_profile}")
-        entries: dict[str, BaselineEntry] = {}
-        try:
-            for nodeid, entry in (data.get("entries") or {}).items():
-                segments = [Segment(dict(s.get("fingerprint") or {}), [dict(r) for r in s.get("runs") or []],
-                                    s.get("signature") or None)
-                            for s in entry.get("segments") or []]
-                entries[nodeid] = BaselineEntry(nodeid, str(entry["config_id"]), dict(entry.get("config") or {}), segments)
-        except (AttributeError, KeyError, TypeError) as exc:
-            raise I2VUsageError(f"{where}: malformed entry ({type(exc).__name__}: {exc}); restore it from version control") from None
-        calibrations = [Calibration.from_dict(block, where) for block in data.get("ab_calibration") or []]
+        stored = _mapping(data.get("entries"), "entries", where, ENTRIES_SHAPE)
+        entries = {nodeid: _entry(nodeid, entry, where) for nodeid, entry in stored.items()}
+        blocks = _sequence(data.get("ab_calibration"), "ab_calibration", where,
+                           "a list of calibration blocks")
+        calibrations = [_calibration(block, f"ab_calibration[{index}]", where)
+                        for index, block in enumerate(blocks)]
         return cls(str(stored_profile), entries, calibrations=calibrations)
+
+
+# What each part of a baseline file holds, as its problems say: "path: entries['t::a']: expected
+# a mapping with ...; got 1"
+ENTRIES_SHAPE = "a mapping of test node ids to entries"
+ENTRY_SHAPE = "a mapping with config_id, config and segments"
+SEGMENT_SHAPE = "a mapping with fingerprint, runs and signature"
+MALFORMED_FIX = "fix it or restore the file from version control"
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _malformed(where: str, place: str, expected: str, value: Any) -> I2VUsageError:
+    return I2VUsageError(f"{where}: {place}: expected {expected}; got {_got(value)}; "
+                         f"{MALFORMED_FIX}")
+
+
+def _mapping(value: Any, place: str, where: str, expected: str) -> Mapping[Any, Any]:
+    """A mapping part of the file (a missing or empty one is an empty mapping)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _malformed(where, place, expected, value)
+    return value
+
+
+def _sequence(value: Any, place: str, where: str, expected: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _malformed(where, place, expected, value)
+    return value
+
+
+def _entry(nodeid: Any, entry: Any, where: str) -> BaselineEntry:
+    if not isinstance(nodeid, str):
+        keys = f"{ENTRIES_SHAPE} (keys such as 'tests/test_x.py::test_a')"
+        raise _malformed(where, "entries", keys, nodeid)
+    place = f"entries[{nodeid!r}]"
+    if not isinstance(entry, Mapping):
+        raise _malformed(where, place, ENTRY_SHAPE, entry)
+    cid = entry.get("config_id")
+    if isinstance(cid, bool) or not isinstance(cid, (str, int)):
+        raise _malformed(where, f"{place}.config_id", "the test's config id (12 hex digits)", cid)
+    config = _mapping(entry.get("config"), f"{place}.config", where,
+                      "a mapping of generation settings")
+    segments = []
+    for index, segment in enumerate(_sequence(entry.get("segments"), f"{place}.segments", where,
+                                              f"a list of segments, each {SEGMENT_SHAPE}")):
+        segments.append(_segment(segment, f"{place}.segments[{index}]", where))
+    return BaselineEntry(nodeid, str(cid), dict(config), segments)
+
+
+def _segment(segment: Any, place: str, where: str) -> Segment:
+    if not isinstance(segment, Mapping):
+        raise _malformed(where, place, SEGMENT_SHAPE, segment)
+    fingerprint = _mapping(segment.get("fingerprint"), f"{place}.fingerprint", where,
+                           "a mapping of environment keys")
+    runs = _sequence(segment.get("runs"), f"{place}.runs", where, "a list of runs")
+    for index, run in enumerate(runs):
+        _mapping(run, f"{place}.runs[{index}]", where, "a mapping of a run's figures")
+    signature = segment.get("signature")
+    if signature is not None and not isinstance(signature, str):
+        raise _malformed(where, f"{place}.signature", "a work-signature digest", signature)
+    return Segment(dict(fingerprint), [dict(run or {}) for run in runs], signature or None)
+
+
+def _calibration(block: Any, place: str, where: str) -> Calibration:
+    """An A/B calibration block, checked here so that a malformed one is named by its place."""
+    fix = "delete the block and run python -m pytest_i2v ab --calibrate again"
+    if not isinstance(block, Mapping):
+        raise I2VUsageError(f"{where}: {place}: expected a mapping with fingerprint, date, rounds "
+                            f"and tests; got {_got(block)}; {fix}")
+    fingerprint, tests, rounds = block.get("fingerprint"), block.get("tests"), block.get("rounds")
+    broken = [
+        (key, expected) for key, ok, expected in (
+            ("fingerprint", fingerprint is None or isinstance(fingerprint, Mapping),
+             "a mapping of environment keys"),
+            ("date", block.get("date") is not None, "the calibration's date"),
+            ("rounds", isinstance(rounds, int) and not isinstance(rounds, bool),
+             "a whole number of rounds"),
+            ("tests", tests is None or (isinstance(tests, Mapping)
+                                        and all(isinstance(v, Mapping) for v in tests.values())),
+             "a mapping of test node ids to their figures"),
+        ) if not ok
+    ]
+    if broken:
+        key, expected = broken[0]
+        raise I2VUsageError(f"{where}: {place}.{key}: expected {expected}; "
+                            f"got {_got(block.get(key))}; {fix}")
+    return Calibration.from_dict(block, f"{where}: {place}")
 
 
 class _BaselineDumper(yaml.SafeDumper):
@@ -235,15 +331,16 @@ def read_signature(path: Path, digest: str) -> WorkSignature | None:
     return from_bytes(table.read_bytes()) if table.is_file() else None
 
 
+YAML_FIX = "fix the file (or restore it from version control), or delete it to re-record"
+
+
 def read_baseline(path: Path, profile: str | None = None) -> BaselineFile:
-    """The stored file, or an empty one when there is none yet."""
+    """The stored file, or an empty one when there is none yet. A bad one is one usage error that
+    names its place: ``path:line:column`` for YAML, ``path: entries['t::a'].segments[0]`` for a
+    malformed part."""
     if not path.exists():
         return BaselineFile(profile or path.stem, path=path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise I2VUsageError(f"baseline file {path} is not valid YAML ({first}); restore it from version control") from None
+    data = read_yaml(path, "baseline file", YAML_FIX)
     baseline = BaselineFile.from_dict(data, str(path), profile)
     baseline.path = path
     return baseline
