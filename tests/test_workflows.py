@@ -22,7 +22,7 @@ from tests.test_ab import job_views  # the A/B files agree with each other and w
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
-NAMES = ("tests.yml", "gpu-gate.yml", "rebaseline.yml", "nightly.yml")
+NAMES = ("tests.yml", "gpu-gate.yml", "rebaseline.yml", "nightly.yml", "i2v-gate.yml")
 NUMERIC_VARIABLES = {"AB_ROUNDS", "RUNS", "ROUNDS"}  # shell variables the commands pass to integer options
 
 
@@ -283,9 +283,10 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
         assert completed.returncode == 0, title + completed.stdout[-3000:] + completed.stderr[-2000:]
     body = (work / "out" / "pr-body.md").read_text()
     assert body.startswith("Re-baseline `cpu`: driver 550 -> 560")
-    # Two runs recorded: appended to the shipped cpu baseline's N on the machine that measured it, or a
-    # new segment of 2 runs on any other; `baseline diff` then says "another machine" (it never
-    # subtracts two machines' figures: tests/test_machine_fingerprint.py) and `baseline show` the counts.
+    # Two runs recorded: appended to the shipped cpu baseline's N on the machine that measured
+    # it, or a new segment of 2 runs on any other; `baseline diff` then says "another machine"
+    # (it never subtracts two machines' figures: tests/test_machine_fingerprint.py) and
+    # `baseline show` the counts.
     from pytest_i2v.verdict.baseline_store import read_baseline
 
     nodeid = "suites/test_resolution_sweep.py::test_resolution_sweep[256p]"
@@ -294,11 +295,12 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
     assert shipped.current is not None and recorded.current is not None
     before, row = len(shipped.current.runs), re.escape(f"| {nodeid} |")
     assert before >= 3
-    if len(recorded.segments) == len(shipped.segments):  # this machine measured the shipped baseline
+    if len(recorded.segments) == len(shipped.segments):  # this machine measured the shipped one
         assert len(recorded.current.runs) == before + 2
         assert re.search(rf"{row} {before} -> {before + 2} runs \|", body), body
     else:
-        assert len(recorded.segments) == len(shipped.segments) + 1 and len(recorded.current.runs) == 2
+        assert len(recorded.segments) == len(shipped.segments) + 1
+        assert len(recorded.current.runs) == 2
         assert re.search(rf"{row} another machine \|", body), body
         assert re.search(rf"{row} [^|]+ \| {len(recorded.segments)} \| 2 \|", body), body
 
@@ -366,3 +368,119 @@ def test_the_nightly_calibration_measures_what_the_gate_compares() -> None:
     assert "--calibrate" in calibrate and "--head" not in calibrate
     assert calibrate[calibrate.index("--") + 1:] == compare[compare.index("--") + 1:]
     assert load("nightly.yml")["jobs"]["calibrate"]["needs"] == "study"
+
+
+# -- the reusable gate for a user's repository (i2v-gate.yml) ---------------------------------
+GATE_ENV = {"PROFILE", "TEST_PATH", "I2V_MODEL", "PYTEST_ARGS", "BASELINE_DIR", "BASE_REF",
+            "REQUESTED", "AB_ROUNDS", "ENFORCE"}
+# the runner's environment: the one kind of step not run here
+INSTALL_STEPS_IN_ORDER = ("Install torch", "Install the project and pytest-i2v")
+
+
+def test_the_reusable_gate_wires_in_nothing_of_this_repository() -> None:
+    text = (WORKFLOWS / "i2v-gate.yml").read_text()
+    workflow: dict[Any, Any] = load("i2v-gate.yml")
+    triggers = workflow[True] if True in workflow else workflow["on"]
+    assert list(triggers) == ["workflow_call"]
+    for wired in ("suites/", "sweep or precision", "ali-vilab", "rtx4090", "a100-80gb", "h100-80gb",
+                  "[test]", "/opt/hf-cache"):
+        assert wired not in text.split("\njobs:")[1], wired
+    job = workflow["jobs"]["gate"]
+    assert set(job["env"]) == GATE_ENV
+    assert job["runs-on"] == "${{ fromJSON(format(inputs.runner_labels, matrix.profile)) }}"
+    assert job["strategy"]["matrix"]["profile"] == "${{ fromJSON(inputs.profiles) }}"
+
+
+def _new_repository(tmp_path: Path, base_has_tests: bool) -> Path:
+    """A user's repository as python -m pytest_i2v init leaves it: no baselines/ anywhere; the base
+    commit on main (with or without the test path), the pull request's head checked out on top."""
+    work = tmp_path / "repo"
+    work.mkdir()
+    init = subprocess.run([sys.executable, "-m", "pytest_i2v", "init", "--pipeline", "i2vgen-xl",
+                           "--model", "tiny", "--size", "256x256", "--frames", "8", "--steps", "10",
+                           "--dir", str(work)], capture_output=True, text=True, check=False)
+    assert init.returncode == 0, init.stdout + init.stderr
+    (work / ".gitignore").write_text(".venv/\nout/\ni2v-results/\n")
+    python = work / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci",
+           "-c", "commit.gpgsign=false"]
+
+    def run_git(*argv: str) -> None:
+        subprocess.run([*git, *argv], cwd=work, check=True, capture_output=True, text=True)
+
+    (work / "README.md").write_text("a user's project\n")
+    run_git("init", "-q", "-b", "main")
+    run_git("add", *(["-A"] if base_has_tests else ["README.md", ".gitignore"]))
+    run_git("commit", "-qm", "base")
+    run_git("update-ref", "refs/remotes/origin/main", "HEAD")
+    run_git("checkout", "-qb", "pr")
+    (work / "README.md").write_text("a user's project, with an i2v gate\n")
+    run_git("add", "-A")
+    run_git("commit", "-qm", "the pull request")
+    assert not (work / "baselines").exists()
+    return work
+
+
+@pytest.mark.parametrize("base_has_tests", [False, True], ids=["record-only", "ab"])
+def test_the_reusable_gate_takes_the_first_pull_request_path(tmp_path: Path,
+                                                             base_has_tests: bool) -> None:
+    """The gate job's steps (all but the installs) on a new repository written by init: the base
+    has no baselines/, so the job compares with A/B where the base has the tests, else records
+    only; it goes green and its summary says which path and why."""
+    work = _new_repository(tmp_path, base_has_tests)
+    job = load("i2v-gate.yml")["jobs"]["gate"]
+    runs = [s for s in job["steps"] if "run" in s]
+    assert [s["name"] for s in runs] == ["Use the model cache", *INSTALL_STEPS_IN_ORDER,
+                                         "Choose the path", "Run the tests",
+                                         "Run A/B against the base", "Summarise"]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    summary, output, github_env = tmp_path / "summary.md", tmp_path / "output", tmp_path / "env"
+    for path in (summary, output, github_env):
+        path.write_text("")
+    env = {"PROFILE": "cpu", "TEST_PATH": "tests/", "I2V_MODEL": "", "BASELINE_DIR": "baselines",
+           "BASE_REF": "main", "REQUESTED": "auto", "AB_ROUNDS": "2", "ENFORCE": "true",
+           "PYTEST_ARGS": "--i2v-repeats 1 --i2v-warmup 0", "GITHUB_EVENT_NAME": "pull_request",
+           "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
+           "GITHUB_ENV": str(github_env), "IN_HF_HOME": "", "OFFLINE": "false",
+           "OMP_NUM_THREADS": "1", "TMPDIR": str(temp)}
+    assert set(job["env"]) <= set(env)
+    completed = _run(step("i2v-gate.yml", "Use the model cache")["run"], work, env)
+    assert completed.returncode == 0 and github_env.read_text() == "", completed.stderr
+    completed = _run(step("i2v-gate.yml", "Choose the path")["run"], work, env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    expected = "ab" if base_has_tests else "record"
+    assert outputs["mode"] == expected
+    path_line = summary.read_text()
+    assert path_line.startswith("**pytest-i2v on `cpu`: ")
+    assert "first pull request: `main` has no `baselines/` yet" in path_line
+    assert ("A/B: the base" if base_has_tests else "record only: every test is new") in path_line
+    if base_has_tests:
+        gate = step("i2v-gate.yml", "Run A/B against the base")
+        completed = _run(gate["run"], work, {**env, "BASE": outputs["base"]})
+    else:
+        gate = step("i2v-gate.yml", "Run the tests")
+        completed = _run(gate["run"], work, {**env, "BASELINES": outputs["baselines"]})
+    assert gate["if"].count(f"steps.plan.outputs.mode == '{expected}'") == 1
+    assert gate["continue-on-error"] == "${{ !inputs.enforce }}"
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    assert _run(step("i2v-gate.yml", "Summarise")["run"], work, env).returncode == 0
+    written = summary.read_text()
+    assert written.startswith(path_line) and written.count(path_line.strip()) == 1
+    verdict = (work / "out" / "verdict.md").read_text()
+    assert verdict.startswith(path_line.strip())
+    nodeid = "tests/test_i2v.py::test_i2v"
+    if base_has_tests:
+        overall, _order = job_views(work / "out" / "ab", completed.stdout)
+        assert set(overall) == {nodeid}
+        assert set(overall.values()) <= {"unchanged", "improved", "inconclusive"}
+        assert "### A/B: 0 regressed" in written
+    else:
+        records = json.loads((work / "out" / "results.json").read_text())["records"]
+        assert [(r["nodeid"], r["outcome"]) for r in records] == [(nodeid, "ok")]
+        assert (work / "out" / "summary.md").read_text() in written
+    assert not (work / "baselines").exists()  # the gate records nothing in the checkout
