@@ -106,3 +106,58 @@ def test_installed_wheel_runs_recommend(site: Path, tmp_path: Path) -> None:
     completed = _run(site, tmp_path, "-m", "pytest_i2v", "recommend", str(results))
     assert completed.returncode == 0, completed.stderr
     assert "1024" in completed.stdout, completed.stdout
+
+
+OWN_PIPELINE = """from diffusers import WanImageToVideoPipeline
+
+
+class AcmeWanI2VPipeline(WanImageToVideoPipeline):
+    '''The team's own pipeline class.'''
+"""
+REPLACING_LOADER = """from acme.pipelines import AcmeWanI2VPipeline
+from pytest_i2v import LoadedPipeline
+
+
+def pytest_i2v_load_pipeline(key, work_dir):
+    return LoadedPipeline(key, AcmeWanI2VPipeline.from_pretrained(key.source), 0.0, "real-weights")
+"""
+
+
+def test_a_users_repository_from_the_wheel(site: Path, tmp_path: Path) -> None:
+    """The issue's "done when", outside this checkout: a tiny Wan directory whose model_index names
+    the team's class, ``init``, then the starter test at 832x480, 81 frames with layerwise fp8 on the
+    CPU default through that class: applied and verified in the record. The same class through a
+    loader hook that skips fp8: refused in one line."""
+    repo = tmp_path / "acme-video"
+    (repo / "acme").mkdir(parents=True)
+    (repo / "acme" / "__init__.py").write_text("")
+    (repo / "acme" / "pipelines.py").write_text(OWN_PIPELINE)
+    made = _run(site, repo, "-m", "pytest_i2v", "tiny-model", "wan2.1-i2v", "models/wan")
+    assert made.returncode == 0, made.stderr
+    index_file = repo / "models" / "wan" / "model_index.json"
+    index_file.write_text(json.dumps({**json.loads(index_file.read_text()), "_class_name": "AcmeWanI2VPipeline"}))
+    init = _run(site, repo, "-m", "pytest_i2v", "init", "--pipeline", "wan2.1-i2v", "--model", "models/wan",
+                "--pipeline-class", "acme.pipelines:AcmeWanI2VPipeline", "--size", "832x480", "--frames", "81",
+                "--memory", "layerwise_fp8")
+    assert init.returncode == 0, init.stderr
+    assert "memory=('layerwise_fp8',)" in (repo / "tests" / "test_i2v.py").read_text()
+
+    run = _run(site, repo, "-m", "pytest", "-p", "no:cacheprovider", "-q")
+    assert run.returncode == 0, run.stdout + run.stderr
+    document = json.loads((repo / "i2v-results" / "results.json").read_text())
+    (record,) = document["records"]
+    config = record["config"]
+    assert (config["width"], config["height"], config["frames"]) == (96, 48, 21)  # the cpu profile's scaling
+    assert config["pipeline_class"] == "acme.pipelines:AcmeWanI2VPipeline" and config["memory"] == ["layerwise_fp8"]
+    fp8 = next(a for a in config["applied_options"] if a["option"] == "layerwise_fp8")
+    assert fp8["verified"] and "float8_e4m3fn" in fp8["evidence"], fp8
+    assert config["loaded_by"] == "pytest-i2v's loader"
+
+    (repo / "conftest.py").write_text(REPLACING_LOADER)
+    refused = _run(site, repo, "-m", "pytest", "-p", "no:cacheprovider", "-q")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    line = ("layerwise_fp8 was asked for but not applied by the pytest_i2v_load_pipeline hook (transformer "
+            "weights float32); let the plugin load and apply it: set ini i2v_pipeline_class = "
+            "NAME=module:Class for your class, or wrap the loaded pipeline in pytest_i2v_wrap_pipeline(pipe, "
+            "key) instead of replacing the loader")
+    assert refused.stdout.splitlines().count(line) == 1, refused.stdout
