@@ -1,7 +1,7 @@
 """pytest-i2v: a pytest plugin that measures image-to-video diffusion generations: I2VGen-XL,
 Stable Video Diffusion, Wan 2.1/2.2 I2V, LTX-Video, CogVideoX-I2V and HunyuanVideo-I2V.
 
-The public API is what this module exports (``__all__``, listed in the README's "Public API"):
+The public API is what this module exports (``__all__``, listed in docs/project/public-api.md):
 what tests and conftests import. Everything else may move without notice. The names load on
 first use, so ``import pytest_i2v`` (which pytest does for every run, through the plugin's entry
 point) imports neither torch nor matplotlib."""

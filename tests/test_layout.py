@@ -1,4 +1,4 @@
-"""The layout is the architecture (README "Layout"), kept by tests as well as by ``.importlinter``: few
+"""The layout is the architecture (docs/project/layout.md), kept by tests as well as by ``.importlinter``: few
 modules at the top, none too long to read, and no import circle between any two modules."""
 
 from __future__ import annotations

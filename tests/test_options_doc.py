@@ -1,9 +1,9 @@
-"""The README's options table agrees with ``pytest_i2v.session.settings.OPTIONS``: one row per option, the same
+"""The docs' options page (docs/options.md) agrees with ``pytest_i2v.session.settings.OPTIONS``: one row per option, the same
 flag, metavar, ini key and default, and no row for an option that does not exist.
 
-The table sits between ``<!-- options:start -->`` and ``<!-- options:end -->`` in README.md. Its
+The table sits between ``<!-- options:start -->`` and ``<!-- options:end -->`` in docs/options.md. Its
 option, ini key and literal defaults are generated from ``OPTIONS``; the prose (the meaning column, and
-the words for a default that is ``None``, i.e. decided at run time) is the README's own and is kept.
+the words for a default that is ``None``, i.e. decided at run time) is the page's own and is kept.
 After adding, removing or changing an option, regenerate the table and review the diff:
 
     I2V_REGOLD=1 python -m pytest tests/test_options_doc.py
@@ -21,7 +21,7 @@ import pytest
 
 from pytest_i2v.session.settings import OPTIONS, OptionSpec
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+OPTIONS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "options.md"
 START, END = "<!-- options:start -->", "<!-- options:end -->"
 HEADER = "| option | ini key | default | meaning |\n|---|---|---|---|"
 
@@ -64,10 +64,10 @@ def _help_default(spec: OptionSpec) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def readme_table(text: str) -> tuple[int, int, dict[str, list[str]]]:
+def page_table(text: str) -> tuple[int, int, dict[str, list[str]]]:
     """Where the table's body lies in ``text`` and its rows by flag."""
     start, end = text.find(START), text.find(END)
-    assert 0 <= start < end, f"README.md needs the markers {START} ... {END} around the options table"
+    assert 0 <= start < end, f"docs/options.md needs the markers {START} ... {END} around the options table"
     body = text[start + len(START):end].strip()
     assert body.startswith(HEADER), "the options table's header changed"
     rows: dict[str, list[str]] = {}
@@ -82,7 +82,7 @@ def readme_table(text: str) -> tuple[int, int, dict[str, list[str]]]:
 
 
 def generate_table(existing: dict[str, list[str]]) -> str:
-    """The table from OPTIONS, keeping the README's meaning and run-time-default words per flag."""
+    """The table from OPTIONS, keeping the page's meaning and run-time-default words per flag."""
     specs = {spec.flag: spec for spec in OPTIONS}
     order = [flag for flag in existing if flag in specs] + [spec.flag for spec in OPTIONS if spec.flag not in existing]
     lines = [HEADER]
@@ -99,27 +99,27 @@ def generate_table(existing: dict[str, list[str]]) -> str:
 
 
 def test_readme_options_table_matches_the_registered_options() -> None:
-    text = README.read_text(encoding="utf-8")
-    body_start, body_end, rows = readme_table(text)
+    text = OPTIONS_PAGE.read_text(encoding="utf-8")
+    body_start, body_end, rows = page_table(text)
     expected = generate_table(rows)
     if os.environ.get("I2V_REGOLD") == "1":
-        README.write_text(f"{text[:body_start]}\n{expected}\n{text[body_end:]}", encoding="utf-8")
-        rows = readme_table(README.read_text(encoding="utf-8"))[2]
+        OPTIONS_PAGE.write_text(f"{text[:body_start]}\n{expected}\n{text[body_end:]}", encoding="utf-8")
+        rows = page_table(OPTIONS_PAGE.read_text(encoding="utf-8"))[2]
     specs = {spec.flag: spec for spec in OPTIONS}
-    assert sorted(set(rows) - set(specs)) == [], "README lists options that do not exist"
-    assert sorted(set(specs) - set(rows)) == [], "README misses options (regenerate: see this module's docstring)"
+    assert sorted(set(rows) - set(specs)) == [], "docs/options.md lists options that do not exist"
+    assert sorted(set(specs) - set(rows)) == [], "docs/options.md misses options (regenerate: see this module's docstring)"
     for flag, cells in rows.items():
         spec = specs[flag]
         assert cells[0] == option_cell(spec), flag
         assert cells[1] == f"`{spec.ini}`", flag
         literal = literal_default(spec)
         if literal is not None:
-            assert cells[2] == literal, f"{flag}: README default {cells[2]!r}, OptionSpec.default {spec.default!r}"
+            assert cells[2] == literal, f"{flag}: docs default {cells[2]!r}, OptionSpec.default {spec.default!r}"
         else:
-            # Decided at run time: the README says how, in words, and must not claim a fixed value.
+            # Decided at run time: the page says how, in words, and must not claim a fixed value.
             assert not re.fullmatch(r"`?[\w.,/-]+`?", cells[2]) or cells[2] in ("none", "off"), (
-                f"{flag}: OptionSpec.default is None (decided at run time) but README says {cells[2]!r}")
-    assert readme_table(README.read_text(encoding="utf-8"))[2] == rows
+                f"{flag}: OptionSpec.default is None (decided at run time) but the page says {cells[2]!r}")
+    assert page_table(OPTIONS_PAGE.read_text(encoding="utf-8"))[2] == rows
 
 
 @pytest.mark.parametrize("spec", [s for s in OPTIONS if s.default is not None and not s.is_flag], ids=lambda s: s.flag)
