@@ -109,7 +109,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from pytest_i2v.session.benchmark_bridge import bridge_active, request_benchmark
 
         if bridge_active(config, adaptive_repeats=config.stash[SETTINGS_KEY].target_ci_pct is not None):
-            request_benchmark(items)
+            request_benchmark(items, config, config.stash[SETTINGS_KEY].benchmark_tables)
     run = config.stash.get(RUN_KEY, None)
     default_pipeline = run.plan.pipeline if run is not None else DEFAULT_PIPELINE
     problems: list[str] = []

@@ -9,11 +9,17 @@ synchronised generation (``measure.runner.GenerationRounds``), so pytest-benchma
 are the record's repeat times. ``group`` and ``extra_info`` come from ``benchmark_info``.
 
 The fixture is duck-typed: anything with pytest-benchmark's public ``pedantic``, ``enabled``,
-``group`` and ``extra_info``."""
+``group`` and ``extra_info``.
+
+Its tables (``--i2v-benchmark-tables``): ``auto`` leaves out the tests the bridge gave a
+benchmark unless a ``--benchmark-*`` option asks for pytest-benchmark's output (a test that names
+``benchmark`` itself keeps its table); ``off`` leaves out every measuring i2v test; ``on`` shows
+them all. Only the display is filtered, through its ``pytest_benchmark_group_stats`` hook: its
+JSON, its storage and its ``--benchmark-compare-fail`` see every benchmark."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -48,22 +54,77 @@ def bridge_active(config: pytest.Config, adaptive_repeats: bool) -> bool:
     return config.pluginmanager.hasplugin(PLUGIN_NAME) and not adaptive_repeats
 
 
-def request_benchmark(items: list[pytest.Item]) -> None:
+def request_benchmark(items: list[pytest.Item], config: pytest.Config | None = None,
+                      tables: str = "on") -> None:
     """Each measuring i2v test asks for ``benchmark`` as if it named it (pytest-benchmark decides
     ``--benchmark-only``/``-skip`` and xdist by the fixtures a test uses; parametrised tests share one
     list of names, hence the membership test), and is timed by the round clock (a timer in the test's
-    own ``benchmark`` mark is replaced: the record and the benchmark must read the same clock)."""
+    own ``benchmark`` mark is replaced: the record and the benchmark must read the same clock).
+    ``tables`` (``--i2v-benchmark-tables``): the tests whose tables it leaves out are hidden from
+    pytest-benchmark's display by a ``HiddenTables`` registered on ``config``."""
     from pytest_i2v.measure.timing import ROUND_CLOCK
 
+    measuring: set[str] = set()
+    bridged: set[str] = set()
+    appended: set[int] = set()  # the fixture-name lists the bridge extended (shared by parameters)
     for item in items:
         names = getattr(item, "fixturenames", None)
         if not isinstance(names, list) or MEASURING_FIXTURE not in names:
             continue
+        measuring.add(item.nodeid)
         if FIXTURE not in names:
             names.append(FIXTURE)
+            appended.add(id(names))
+        if id(names) in appended:
+            bridged.add(item.nodeid)
         own = item.get_closest_marker("benchmark")
         # prepended: the closest benchmark mark is the one pytest-benchmark reads
         item.add_marker(pytest.mark.benchmark(**{**(own.kwargs if own else {}), "timer": ROUND_CLOCK}), append=False)
+    if config is not None:
+        hidden = hidden_tables(config, tables, measuring, bridged)
+        if hidden:
+            config.pluginmanager.register(HiddenTables(hidden), HIDDEN_TABLES_PLUGIN)
+
+
+HIDDEN_TABLES_PLUGIN = "i2v-benchmark-tables"
+
+
+def benchmark_options_given(config: pytest.Config) -> bool:
+    """A ``--benchmark-*`` option on the command line, in the ini's ``addopts`` or in
+    ``PYTEST_ADDOPTS``: the user asked pytest-benchmark for something and expects its tables."""
+    import os
+    import shlex
+
+    args = [*config.invocation_params.args, *config.getini("addopts"),
+            *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    return any(str(arg).startswith("--benchmark-") for arg in args)
+
+
+def hidden_tables(config: pytest.Config, tables: str, measuring: set[str],
+                  bridged: set[str]) -> frozenset[str]:
+    """The node ids whose pytest-benchmark tables are left out. With ``--benchmark-compare-fail``
+    none: pytest-benchmark judges the comparison only when it has a table to display."""
+    if tables == "on" or config.getoption("benchmark_compare_fail", None):
+        return frozenset()
+    if tables == "off":
+        return frozenset(measuring)
+    return frozenset() if benchmark_options_given(config) else frozenset(bridged)
+
+
+class HiddenTables:
+    """Leaves the given tests out of pytest-benchmark's tables through its public grouping hook,
+    which feeds only the display; a group left empty is dropped, so nothing of it is printed."""
+
+    def __init__(self, nodeids: frozenset[str]):
+        self.nodeids = nodeids
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_benchmark_group_stats(self, config: pytest.Config, benchmarks: list[dict[str, Any]],
+                                     group_by: str) -> Generator[None, Any, Any]:
+        groups = yield
+        kept = [(name, [bench for bench in group if bench.get("fullname") not in self.nodeids])
+                for name, group in groups or ()]
+        return [(name, group) for name, group in kept if group]
 
 
 class BenchmarkRounds:

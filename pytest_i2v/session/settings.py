@@ -87,6 +87,13 @@ def _on_off(text: str) -> bool:
     return lowered in ("on", "true", "1", "yes")
 
 
+def _benchmark_tables(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in ("on", "off", "auto"):
+        raise ValueError("use on, off or auto")
+    return lowered
+
+
 def _gate_mode(text: str) -> str:
     if text not in ("enforce", "report"):
         raise ValueError("use enforce (a regression fails its test) or report (verdicts only)")
@@ -258,6 +265,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "peak: on or off (default: the profile's; on, except on CPU profiles)", _on_off, None, "on|off"),
     OptionSpec("--i2v-input-image", "i2v_input_image", "input_image",
                "conditioning image file (default: a deterministic 768x768 synthetic portrait)", _text, None, "PATH", is_path=True),
+    OptionSpec("--i2v-benchmark-tables", "i2v_benchmark_tables", "benchmark_tables",
+               "pytest-benchmark's tables for the i2v tests, printed before the i2v results: "
+               "on, off (its JSON and storage still get every test), or auto: shown when a "
+               "--benchmark-* option is given, and for a test that asks for benchmark itself "
+               "(default: auto)",
+               _benchmark_tables, "auto", "on|off|auto"),
 )
 
 
@@ -298,6 +311,7 @@ class Settings:
     latency_thresholds: tuple[float, float] = (30.0, 60.0)
     signature: bool | None = None  # None: the profile's
     roofline: bool | None = None  # None: the profile's
+    benchmark_tables: str = "auto"  # --i2v-benchmark-tables: on, off or auto (benchmark_bridge)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
