@@ -56,7 +56,7 @@ def test_example_from_the_readme_runs_and_writes_json(i2v_project: pytest.Pytest
     assert record["nodeid"] == "test_example_from_the_readme_runs_and_writes_json.py::test_small"
     config = record["config"]
     assert (config["width"], config["height"], config["frames"], config["steps"]) == (32, 32, 2, 2)
-    assert config["study"] == {"width": 256, "height": 256, "steps": 10}
+    assert config["study"] == {"width": 256, "height": 256, "frames": 2, "steps": 10}
     assert config["source"] == "tiny" and config["provenance"] == "tiny-random-weights" and config["dtype"] == "fp32"
     assert record["outcome"] == "ok" and record["repeats"] == 1
     assert record["time_s"] == record["time_samples_s"][0] > 0
@@ -269,7 +269,8 @@ def test_terminal_summary_lists_results_and_the_json_path(i2v_project: pytest.Py
     )
     result = i2v_project.runpytest("--i2v-json", "r.json")
     result.stdout.fnmatch_lines(["*- i2v results (profile cpu) -*",
-                                 "*::test_one: median * s over 1 repeats (good), * frames/s, step * ms, peak * MiB (peak host RSS) | time -, memory - | passed",
+                                 "*::test_one: 32x32, 2 frames, 2 steps (marked 256x256, 2 frames, 10 steps) | median * s over 1 "
+                                 "repeats (good), * frames/s, step * ms, peak * MiB (peak host RSS) | time -, memory - | passed",
                                  "i2v results written to */r.json"])
 
 

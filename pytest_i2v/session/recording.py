@@ -79,7 +79,8 @@ class Recorder:
         if loaded.key.pipeline_class:
             model["pipeline_class"] = loaded.key.pipeline_class
         if study_spec is not None and study_spec != spec:
-            model["study"] = {"width": study_spec.width, "height": study_spec.height, "steps": study_spec.steps}
+            model["study"] = {"width": study_spec.width, "height": study_spec.height,
+                              "frames": study_spec.frames, "steps": study_spec.steps}
         if measurement.outcome == "oom" and spec.offload:
             # An OOM mid-forward leaves offloaded modules on the GPU: reload rather than trust the placement.
             self._pipelines.evict(loaded.key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,17 @@ class I2VRun:
         # After Ctrl-C too: only tests that passed were queued, so the interrupted one is never recorded.
         self.gate.write_baselines(config.rootpath, self.outputs.probe_moved())
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """A short table of the measured generations and the files written. Never raises."""
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Generator[None, Any, Any]:
+        """A short table of the measured generations, the baselines and files written, and the
+        verdict: after every other summary (pytest's own, pytest-benchmark's tables), so the verdict
+        is the last thing printed before pytest's closing line. Never raises."""
+        try:
+            return (yield)
+        finally:
+            self._write_summary(terminalreporter)
+
+    def _write_summary(self, terminalreporter: Any) -> None:
         if not self.outputs.records:
             return
         try:
@@ -134,11 +143,11 @@ class I2VRun:
                 time_delta, memory_delta = short_deltas(record.to_dict())
                 terminalreporter.write_line(f"{record.nodeid}: {describe(record)} | time {time_delta}, "
                                             f"memory {memory_delta} | {kind}")
-            terminalreporter.write_line(f"i2v: {self.outputs.headline()[1]}")
             for line in self.gate.baseline_lines():
                 terminalreporter.write_line(line)
             for path in self.outputs.written:
                 terminalreporter.write_line(f"i2v results written to {path}")
+            terminalreporter.write_line(f"i2v: {self.outputs.headline()[1]}")
         except Exception as exc:  # a summary must never turn a run red
             terminalreporter.write_line(f"i2v summary unavailable: {type(exc).__name__}: {exc}")
 
@@ -228,15 +237,32 @@ def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRun
     return None
 
 
+def ran_size(config: Mapping[str, Any]) -> str:
+    """What a generation ran, and what its mark asked for where the profile scaled it:
+    ``96x48, 21 frames, 8 steps (marked 832x480, 81 frames, 40 steps)``."""
+    def size(c: Mapping[str, Any]) -> str:
+        frames = f", {c['frames']} frames" if c.get("frames") is not None else ""
+        return f"{c.get('width')}x{c.get('height')}{frames}, {c.get('steps')} steps"
+
+    study = config.get("study")
+    ran = size(config)
+    if not study:
+        return ran
+    marked = size(study)  # a record from before the study's frames were kept: no frames
+    return ran if marked == ran else f"{ran} (marked {marked})"
+
+
 def describe(record: GenerationRecord) -> str:
+    size = ran_size(record.config)
     if record.outcome != "ok" or record.time_s is None:
-        return f"outcome {record.outcome}"
+        return f"{size} | outcome {record.outcome}"
     peak = record_peak(record.to_dict())
     memory = f"{peak.bytes / 2**20:.0f} MiB" if peak.bytes is not None else "-"
     predicted = f" predicted from {record.fast['measured_steps']} of {record.fast['steps']} steps" if record.fast else ""
     step = record.stages.get("step_s")
     clock = clock_label(record.conditions)
-    return (f"median {record.time_s:.3f} s{predicted} over {record.repeats} repeats ({record.latency_class})"
+    return (f"{size} | median {record.time_s:.3f} s{predicted} over {record.repeats} repeats "
+            f"({record.latency_class})"
             f"{f', SM clock {clock}' if clock else ''}, "
             f"{record.gen_fps or 0:.2f} frames/s, step {(step or 0) * 1000:.1f} ms, peak {memory} ({peak.label})")
 
