@@ -157,7 +157,7 @@ def test_markdown_cannot_break_tables_or_inject_html() -> None:
     assert md("line\nbreak") == "line break"
     text = render_markdown(document())
     evil = next(line for line in text.splitlines() if "test\\_evil" in line and line.startswith("| suites"))
-    assert evil.count(" | ") == 5  # six cells: the payload's | did not add one
+    assert evil.count(" | ") == 8  # nine cells: the payload's | did not add one
     assert "<script>" not in text
 
 
@@ -206,7 +206,7 @@ def test_two_pipelines_render_a_group_each_in_markdown() -> None:
     first, second = text[i2vgen:svd], text[svd:text.index("### Recommendation matrix")]
     assert "test\\_resolution\\_sweep\\[256p\\]" in first and "test\\_svd" not in first
     assert second.count("| suites/test\\_svd.py::") == 4 and "test\\_resolution\\_sweep" not in second
-    assert all(line.count(" | ") == 5 for line in (first + second).splitlines() if line.startswith("| suites"))  # no pipeline column
+    assert all(line.count(" | ") == 8 for line in (first + second).splitlines() if line.startswith("| suites"))  # no pipeline column
     assert text.index("### Recommendation matrix (i2vgen-xl)") < text.index("### Recommendation matrix (svd)")
 
 

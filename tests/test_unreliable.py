@@ -240,10 +240,10 @@ CLOCK = "1410 MHz, throttled (thermal, 3 of 5 repeats)"
 def test_markdown_shows_the_clock_beside_the_time() -> None:
     document, rec = document_with_conditions()
     text = render_markdown(document)
-    assert "| test | time | SM clock | step | peak memory | latency | outcome |" in text
-    assert f"| {md(rec['nodeid'])} | 9.10 s | {md(CLOCK)} | " in text
+    assert "| test | time | Δ time | SM clock | step | Δ step | peak memory | Δ peak | latency | outcome |" in text
+    assert f"| {md(rec['nodeid'])} | 9.10 s | +30.0 % | {md(CLOCK)} | " in text
     # the other records have no conditions: an empty cell, not a made-up clock
-    assert f"| {md(document['records'][2]['nodeid'])} | 33.60 s | - | " in text
+    assert f"| {md(document['records'][2]['nodeid'])} | 33.60 s | +0.0 % | - | " in text
     assert "### Unreliable (slow only under throttling)" in text
     assert re.search(rf"\| {re.escape(md(rec['nodeid']))} \|.*\| unreliable \|$", text, re.M)
     assert f"| {md(rec['nodeid'])} | {md(CLOCK)} | {md('total time +30.0 %')} | {md('the slow repeats ran throttled')}" in text
@@ -357,7 +357,7 @@ def test_six_outputs_agree_on_unreliable(i2v_project: pytest.Pytester, monkeypat
     assert document["gate"]["headline"].startswith("the gate cannot tell: 1 unreliable")
     assert f"| {md(E2E_CLOCK)} |" in (i2v_project.path / "r.md").read_text()
     assert E2E_CLOCK in (i2v_project.path / "r.html").read_text()
-    result.stdout.fnmatch_lines([f"*test_regresses: median * over 5 repeats (*), SM clock {E2E_CLOCK}, *"])  # the terminal
+    result.stdout.fnmatch_lines([f"*test_regresses: * | median * over 5 repeats (*), SM clock {E2E_CLOCK}, *"])  # the terminal
 
     result = i2v_project.runpytest(*ARGS, "--i2v-gate-mode", "report")
     check_agreement(i2v_project, result, {"test_regresses": "unreliable", "test_steady": "passed"})

@@ -34,12 +34,35 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+NO_CHANGE = "n/a"  # a results cell's change against a baseline there is none of
+CHANGE_NOTE = ("Δ: the change of the median against the baseline's; n/a: no baseline to compare "
+               "(new, another machine, not measured); not judged: reported, not gated.")
+
+
+def change_vs_baseline(record: Mapping[str, Any], metric: str | None) -> str:
+    """The verdict's change of ``metric`` against its baseline (``+12.3 %``), "not judged" beside a
+    change that cannot fail the test, ``n/a`` where there is no baseline figure to compare."""
+    for item in (record.get("verdict") or {}).get("metrics") or []:
+        if item.get("metric") != metric:
+            continue
+        if any(item.get(key) is None for key in ("delta_pct", "baseline", "current")):
+            return NO_CHANGE
+        judged = "" if item.get("gating", True) else " (not judged)"
+        return f"{item['delta_pct']:+.1f} %{judged}"
+    return NO_CHANGE
+
+
 def _result_row(record: Mapping[str, Any], show_clock: bool) -> str:
+    """A results row; the changes are the plugin's own figures, written as they are."""
     peak = record_peak(record)
     clock = f"{md(clock_of(record))} | " if show_clock else ""  # beside the time: a throttled GPU is slower
-    return (f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | {clock}"
+    peak_metric = peak.key or "host_rss_bytes"
+    return (f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
+            f"{change_vs_baseline(record, 'time_s')} | {clock}"
             f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
-            f"{md(format_value(peak.key or 'host_rss_bytes', peak.bytes))} ({md(peak.label)}) | "
+            f"{change_vs_baseline(record, 'step_s')} | "
+            f"{md(format_value(peak_metric, peak.bytes))} ({md(peak.label)}) | "
+            f"{change_vs_baseline(record, peak.key)} | "
             f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |")
 
 
@@ -107,9 +130,11 @@ def render_markdown(document: Mapping[str, Any]) -> str:
         if name is not None:
             lines += ["", f"#### {md(name)}"]
         clock = ["SM clock"] if context["show_clock"] else []
-        header = ["test", "time", *clock, "step", "peak memory", "latency", "outcome"]
+        header = ["test", "time", "Δ time", *clock, "step", "Δ step", "peak memory", "Δ peak",
+                  "latency", "outcome"]
         lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += [_result_row(record, context["show_clock"]) for record in records]
+    lines += ["", CHANGE_NOTE]
     for name, recommendation in context["recommendations"].items():
         heading = f"### Recommendation matrix ({md(name)})" if context["multi_pipeline"] else "### Recommendation matrix"
         lines += ["", heading, "",
