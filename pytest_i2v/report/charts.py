@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS
 from pytest_i2v.report.overview import Overview
@@ -186,24 +187,51 @@ def stage_breakdown(records: Sequence[Mapping[str, Any]], limit: int = PER_TEST_
     return _svg(fig, "Stage breakdown per test")
 
 
-def step_traces(records: Sequence[Mapping[str, Any]], limit: int = 40) -> str | None:
+TRACE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # matplotlib's tab10
+TRACE_DASHES = ("-", "--", ":", "-.")  # with the colours: 40 lines, no two drawn alike
+
+
+def trace_style(index: int) -> tuple[str, str]:
+    """The colour and the line style of the index-th trace: every colour, then the next dash."""
+    colours, dashes = len(TRACE_COLOURS), len(TRACE_DASHES)
+    return TRACE_COLOURS[index % colours], TRACE_DASHES[index // colours % dashes]
+
+
+def step_traces(records: Sequence[Mapping[str, Any]],
+                limit: int = len(TRACE_COLOURS) * len(TRACE_DASHES)) -> str | None:
     """Per-step time through the schedule, per test (median over repeats at each step index):
-    a rising trace is throttling, a high first step is warm-up leaking into the measurement."""
-    ok = [r for r in records if r.get("outcome") == "ok" and r.get("stages", {}).get("step_samples_s")][:limit]
-    if not ok:
+    a rising trace is throttling, a high first step is warm-up leaking into the measurement.
+    Every line is in the legend, named by its test with its median step, slowest first, and drawn
+    unlike the others (a colour and a dash each); beyond ``limit`` the changed and slowest tests are
+    drawn, and the title says so."""
+    all_ok = [r for r in records
+              if r.get("outcome") == "ok" and r.get("stages", {}).get("step_samples_s")]
+    if not all_ok:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    ok = _most_interesting(all_ok, limit) if len(all_ok) > limit else all_ok
+    columns = 1 if len(ok) <= 20 else 2
+    traces = []
     for record in ok:
         runs = [run for run in record["stages"]["step_samples_s"] if run]
         length = min(len(run) for run in runs)
         trace = [statistics.median(run[i] for run in runs) * 1000 for i in range(length)]
-        ax.plot(range(1, length + 1), trace, linewidth=1, label=_label(record))
+        traces.append((record, trace))
+    traces.sort(key=lambda pair: -statistics.median(pair[1]))  # the legend in the lines' order
+    rows = -(-len(ok) // columns)
+    fig, ax = plt.subplots(figsize=(6.5, max(3.2, 0.6 + 0.16 * rows)))  # as tall as the legend
+    for index, (record, trace) in enumerate(traces):
+        colour, dash = trace_style(index)
+        ax.plot(range(1, len(trace) + 1), trace, linewidth=1.2, color=colour, linestyle=dash,
+                label=f"{_label(record)} ({statistics.median(trace):.3g} ms)")
     ax.set_xlabel("denoising step")
     ax.set_ylabel("ms per step (median over repeats)")
     ax.set_yscale("log")
-    ax.set_title("Per-step time trace")
-    if len(ok) <= 12:
-        ax.legend(fontsize=MIN_TEXT_PT, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_title(_shown("Per-step time trace", len(ok), len(all_ok)))
+    ax.legend(fontsize=MIN_TEXT_PT, loc="upper left", bbox_to_anchor=(1.0, 1.0), ncol=columns,
+              title="test (median step)", title_fontsize=MIN_TEXT_PT, frameon=False)
     return _svg(fig, "Per-step time trace")
 
 
