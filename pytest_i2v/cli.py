@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.results import read_results
-from pytest_i2v.pipelines import pipeline_names
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.verdict.baseline_store import BaselineFile, baseline_path, read_baseline
@@ -194,14 +194,6 @@ def _cmd_baseline(args: argparse.Namespace) -> str:
     return diff_baselines(old, _baseline_from_arg(new_arg, directory))
 
 
-def _cmd_tiny_model(args: argparse.Namespace) -> str:
-    from pytest_i2v.models.tiny_model import save_tiny_model
-
-    directory = save_tiny_model(args.pipeline, args.directory)
-    return (f"wrote a tiny random {args.pipeline} model to {directory}; run your tests on it with "
-            f"--i2v-model {directory} (or ini i2v_model = {directory})")
-
-
 def _cmd_recommend(args: argparse.Namespace) -> str:
     from pytest_i2v.generation.marks import Scaling
     from pytest_i2v.report.grouping import group_by_pipeline
@@ -290,46 +282,6 @@ def _cmd_ab(args: argparse.Namespace) -> str:
     return ""
 
 
-def _cmd_init(args: argparse.Namespace) -> str:
-    from pytest_i2v.starter import InitOptions, init_report, plan_starter, write_starter
-
-    starter = plan_starter(InitOptions(
-        pipeline=args.pipeline, model=args.model, pipeline_class=args.pipeline_class,
-        size=args.size, frames=args.frames, steps=args.steps, memory=args.memory,
-        profiles=args.profiles, vram_budget=args.vram_budget, time_budget=args.time_budget,
-        directory=Path(args.dir), workflow_ref=args.workflow_ref,
-        torch_index_url=args.torch_index_url, runner_labels=args.runner_labels))
-    return init_report(starter, write_starter(starter))
-
-
-def _add_init(commands: Any) -> None:
-    init = commands.add_parser(
-        "init", help="write a starter for your repository: conftest.py, pytest.ini, "
-                     "tests/test_i2v.py, .github/workflows/i2v.yml (never overwrites)")
-    for flag, metavar, text in (
-        ("--pipeline", "NAME", "required: the test's pipeline (i2vgen-xl, svd, wan2.1-i2v, ...)"),
-        ("--model", "SOURCE", "ini i2v_model: a local diffusers directory, a hub id, tiny or "
-                              "random (default: each profile's)"),
-        ("--pipeline-class", "module:Class", "ini i2v_pipeline_class: your own pipeline class"),
-        ("--size", "WxH", "the test's size (default: the pipeline's native one)"),
-        ("--frames", "N", "the test's frames (default: native)"),
-        ("--steps", "N", "the test's denoising steps (default: native)"),
-        ("--memory", "a,b", "the mark's memory options, e.g. vae_tiling"),
-        ("--profiles", "a,b", "GPU profiles the workflow gates on (default cpu)"),
-        ("--vram-budget", "GB", "add @pytest.mark.vram_budget(GB)"),
-        ("--time-budget", "SECONDS", "add @pytest.mark.time_budget(SECONDS)"),
-        ("--dir", "PATH", "the repository root to write in (default .)"),
-        ("--workflow-ref", "OWNER/REPO@REF", "the pytest-i2v repository whose i2v-gate.yml is "
-                                             "called (default: OWNER/pytest-i2v@v<version>)"),
-        ("--torch-index-url", "URL", "the workflow's torch build (default: the CPU build for "
-                                     "cpu, CUDA 12.8 for GPU profiles)"),
-        ("--runner-labels", "JSON", "the workflow's runs-on, {0}: the profile (default: "
-                                    "ubuntu-latest for cpu, else self-hosted gpu-{0})"),
-    ):
-        init.add_argument(flag, metavar=metavar, help=text.replace("%", "%%"))
-    init.set_defaults(handler=_cmd_init, profiles="cpu", dir=".")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -396,13 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "results and logs/ (default i2v-ab)")
     ab.add_argument("pytest_args", nargs="*", metavar="-- pytest args", help="passed unchanged to every pytest process")
     ab.set_defaults(handler=_cmd_ab)
-    _add_init(commands)
-    tiny = commands.add_parser("tiny-model", help="write a tiny random model directory of a supported "
-                                                  "pipeline, for CPU runs of your tests")
-    tiny.add_argument("pipeline", help="the pipeline, e.g. wan2.1-i2v (one of: "
-                                       f"{', '.join(pipeline_names())})")
-    tiny.add_argument("directory", help="where to write it (a new or empty directory)")
-    tiny.set_defaults(handler=_cmd_tiny_model)
+    add_start_commands(commands)
     return parser
 
 

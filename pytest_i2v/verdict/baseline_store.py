@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 from filelock import FileLock
 
 from pytest_i2v.errors import I2VUsageError
@@ -33,6 +32,16 @@ from pytest_i2v.verdict.ab_calibration import Calibration, merge
 from pytest_i2v.verdict.fingerprint import machine_changes, same_machine, software_changes
 from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
 from pytest_i2v.verdict.signature import WorkSignature, from_bytes, to_bytes
+from pytest_i2v.verdict.yaml_shapes import (
+    ENTRIES_SHAPE,
+    ENTRY_SHAPE,
+    SEGMENT_SHAPE,
+    describe_value,
+    dump_yaml,
+    malformed,
+    mapping_part,
+    sequence_part,
+)
 
 BASELINE_SCHEMA = "pytest-i2v/baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -187,64 +196,29 @@ class BaselineFile:
         if profile is not None and stored_profile != profile:
             raise I2VUsageError(f"{where} holds baselines for profile {stored_profile!r}, not {profile!r}; "
                                 f"rename or move it, or pass --gpu-profile {stored_profile}")
-        stored = _mapping(data.get("entries"), "entries", where, ENTRIES_SHAPE)
+        stored = mapping_part(data.get("entries"), "entries", where, ENTRIES_SHAPE)
         entries = {nodeid: _entry(nodeid, entry, where) for nodeid, entry in stored.items()}
-        blocks = _sequence(data.get("ab_calibration"), "ab_calibration", where,
+        blocks = sequence_part(data.get("ab_calibration"), "ab_calibration", where,
                            "a list of calibration blocks")
         calibrations = [_calibration(block, f"ab_calibration[{index}]", where)
                         for index, block in enumerate(blocks)]
         return cls(str(stored_profile), entries, calibrations=calibrations)
 
 
-# What each part of a baseline file holds, as its problems say: "path: entries['t::a']: expected
-# a mapping with ...; got 1"
-ENTRIES_SHAPE = "a mapping of test node ids to entries"
-ENTRY_SHAPE = "a mapping with config_id, config and segments"
-SEGMENT_SHAPE = "a mapping with fingerprint, runs and signature"
-MALFORMED_FIX = "fix it or restore the file from version control"
-
-
-def _got(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _malformed(where: str, place: str, expected: str, value: Any) -> I2VUsageError:
-    return I2VUsageError(f"{where}: {place}: expected {expected}; got {_got(value)}; "
-                         f"{MALFORMED_FIX}")
-
-
-def _mapping(value: Any, place: str, where: str, expected: str) -> Mapping[Any, Any]:
-    """A mapping part of the file (a missing or empty one is an empty mapping)."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _malformed(where, place, expected, value)
-    return value
-
-
-def _sequence(value: Any, place: str, where: str, expected: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _malformed(where, place, expected, value)
-    return value
-
-
 def _entry(nodeid: Any, entry: Any, where: str) -> BaselineEntry:
     if not isinstance(nodeid, str):
         keys = f"{ENTRIES_SHAPE} (keys such as 'tests/test_x.py::test_a')"
-        raise _malformed(where, "entries", keys, nodeid)
+        raise malformed(where, "entries", keys, nodeid)
     place = f"entries[{nodeid!r}]"
     if not isinstance(entry, Mapping):
-        raise _malformed(where, place, ENTRY_SHAPE, entry)
+        raise malformed(where, place, ENTRY_SHAPE, entry)
     cid = entry.get("config_id")
     if isinstance(cid, bool) or not isinstance(cid, (str, int)):
-        raise _malformed(where, f"{place}.config_id", "the test's config id (12 hex digits)", cid)
-    config = _mapping(entry.get("config"), f"{place}.config", where,
+        raise malformed(where, f"{place}.config_id", "the test's config id (12 hex digits)", cid)
+    config = mapping_part(entry.get("config"), f"{place}.config", where,
                       "a mapping of generation settings")
     segments = []
-    for index, segment in enumerate(_sequence(entry.get("segments"), f"{place}.segments", where,
+    for index, segment in enumerate(sequence_part(entry.get("segments"), f"{place}.segments", where,
                                               f"a list of segments, each {SEGMENT_SHAPE}")):
         segments.append(_segment(segment, f"{place}.segments[{index}]", where))
     return BaselineEntry(nodeid, str(cid), dict(config), segments)
@@ -252,15 +226,15 @@ def _entry(nodeid: Any, entry: Any, where: str) -> BaselineEntry:
 
 def _segment(segment: Any, place: str, where: str) -> Segment:
     if not isinstance(segment, Mapping):
-        raise _malformed(where, place, SEGMENT_SHAPE, segment)
-    fingerprint = _mapping(segment.get("fingerprint"), f"{place}.fingerprint", where,
+        raise malformed(where, place, SEGMENT_SHAPE, segment)
+    fingerprint = mapping_part(segment.get("fingerprint"), f"{place}.fingerprint", where,
                            "a mapping of environment keys")
-    runs = _sequence(segment.get("runs"), f"{place}.runs", where, "a list of runs")
+    runs = sequence_part(segment.get("runs"), f"{place}.runs", where, "a list of runs")
     for index, run in enumerate(runs):
-        _mapping(run, f"{place}.runs[{index}]", where, "a mapping of a run's figures")
+        mapping_part(run, f"{place}.runs[{index}]", where, "a mapping of a run's figures")
     signature = segment.get("signature")
     if signature is not None and not isinstance(signature, str):
-        raise _malformed(where, f"{place}.signature", "a work-signature digest", signature)
+        raise malformed(where, f"{place}.signature", "a work-signature digest", signature)
     return Segment(dict(fingerprint), [dict(run or {}) for run in runs], signature or None)
 
 
@@ -269,7 +243,7 @@ def _calibration(block: Any, place: str, where: str) -> Calibration:
     fix = "delete the block and run python -m pytest_i2v ab --calibrate again"
     if not isinstance(block, Mapping):
         raise I2VUsageError(f"{where}: {place}: expected a mapping with fingerprint, date, rounds "
-                            f"and tests; got {_got(block)}; {fix}")
+                            f"and tests; got {describe_value(block)}; {fix}")
     fingerprint, tests, rounds = block.get("fingerprint"), block.get("tests"), block.get("rounds")
     broken = [
         (key, expected) for key, ok, expected in (
@@ -286,28 +260,8 @@ def _calibration(block: Any, place: str, where: str) -> Calibration:
     if broken:
         key, expected = broken[0]
         raise I2VUsageError(f"{where}: {place}.{key}: expected {expected}; "
-                            f"got {_got(block.get(key))}; {fix}")
+                            f"got {describe_value(block.get(key))}; {fix}")
     return Calibration.from_dict(block, f"{where}: {place}")
-
-
-class _BaselineDumper(yaml.SafeDumper):
-    """Runs (flat mappings of figures) one per line: a re-baseline shows as added lines in a diff."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True  # no &id001 anchors: every entry reads on its own
-
-
-def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> Any:
-    flow = bool(data) and all(not isinstance(v, (dict, list)) for v in data.values()) and "date" in data
-    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
-
-
-_BaselineDumper.add_representer(dict, _represent_dict)
-
-
-def dump_yaml(document: Mapping[str, Any]) -> str:
-    header = "# pytest-i2v baselines: measured runs only. Update with --i2v-update-baselines; review the diff.\n"
-    return header + yaml.dump(dict(document), Dumper=_BaselineDumper, sort_keys=False, width=200, allow_unicode=True)
 
 
 def baseline_path(directory: Path, profile: str) -> Path:
