@@ -23,7 +23,7 @@ PLACEMENT = "placement"
 
 
 class OptionNotApplied(ModelSourceError):
-    """A load-time option or placement the loaded pipeline does not have (the test fails at setup)."""
+    """A load-time option or placement the loaded pipeline does not have (fails at setup)."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,11 @@ def _check_offload(offload: str, denoisers: list[tuple[str, Any]]) -> AppliedOpt
         hooked = [name for name, model in denoisers if _has_accelerate_hook(model)]
         what = "accelerate offload hook"
     elif offload == "sequential_cpu_offload":
-        hooked = [name for name, model in denoisers
-                  if any(_has_accelerate_hook(m) for m in model.modules())]
+        hooked = [
+            name
+            for name, model in denoisers
+            if any(_has_accelerate_hook(m) for m in model.modules())
+        ]
         what = "accelerate hooks on its layers"
     else:
         hooked = [name for name, model in denoisers if _group_offloaded(model)]
@@ -94,8 +97,11 @@ def _check_offload(offload: str, denoisers: list[tuple[str, Any]]) -> AppliedOpt
     names = [name for name, _ in denoisers]
     verified = bool(names) and len(hooked) == len(names)
     missing = [n for n in names if n not in hooked]
-    evidence = (f"{', '.join(hooked)}: {what}" if verified
-                else f"no {what} on {', '.join(missing) or 'any denoiser'}")
+    evidence = (
+        f"{', '.join(hooked)}: {what}"
+        if verified
+        else f"no {what} on {', '.join(missing) or 'any denoiser'}"
+    )
     return AppliedOption(offload, verified, evidence)
 
 
@@ -115,8 +121,13 @@ def _check_progress_bar(pipe: Any) -> AppliedOption:
     return AppliedOption(PROGRESS_BAR_OFF, verified, f"progress bar config {config}")
 
 
-def verify_load(pipe: Any, adapter: PipelineAdapter, load_options: Iterable[str],
-                offload: str | None, device: str) -> tuple[AppliedOption, ...]:
+def verify_load(
+    pipe: Any,
+    adapter: PipelineAdapter,
+    load_options: Iterable[str],
+    offload: str | None,
+    device: str,
+) -> tuple[AppliedOption, ...]:
     """Each option the key asks for, checked on the loaded modules (placement: the device, or the
     offload's hooks; never both, an offload moves weights between the two)."""
     denoisers = _named_denoisers(pipe, adapter)
@@ -135,13 +146,17 @@ def verify_load(pipe: Any, adapter: PipelineAdapter, load_options: Iterable[str]
 
 
 def refusal(checks: Iterable[AppliedOption], loaded_by: str) -> str | None:
-    """One line naming the first option the load did not apply and the fix, or None when all hold."""
+    """One line naming the first option the load did not apply and the fix; None: all hold."""
     missing = [c for c in checks if not c.verified]
     if not missing:
         return None
     first = missing[0]
-    others = f" (also not applied: {', '.join(c.option for c in missing[1:])})" if missing[1:] else ""
-    return (f"{first.option} was asked for but not applied by {loaded_by} ({first.evidence}){others}; "
-            f"let the plugin load and apply it: set ini i2v_pipeline_class = NAME=module:Class for "
-            f"your class, or wrap the loaded pipeline in pytest_i2v_wrap_pipeline(pipe, key) "
-            f"instead of replacing the loader")
+    others = (
+        f" (also not applied: {', '.join(c.option for c in missing[1:])})" if missing[1:] else ""
+    )
+    return (
+        f"{first.option} was asked for but not applied by {loaded_by} ({first.evidence}){others}; "
+        f"let the plugin load and apply it: set ini i2v_pipeline_class = NAME=module:Class for "
+        f"your class, or wrap the loaded pipeline in pytest_i2v_wrap_pipeline(pipe, key) "
+        f"instead of replacing the loader"
+    )

@@ -20,15 +20,19 @@ def import_pipeline_class(target: str) -> Any:
     try:
         module = importlib.import_module(module_name.strip())
     except Exception as exc:  # the user's module: any error in it is theirs to see in one line
-        raise I2VUsageError(f"{ORIGIN} {target}: cannot import {module_name.strip()} "
-                            f"({type(exc).__name__}: {exc}); install your package or add its "
-                            f"folder to pytest's pythonpath ini") from None
+        raise I2VUsageError(
+            f"{ORIGIN} {target}: cannot import {module_name.strip()} "
+            f"({type(exc).__name__}: {exc}); install your package or add its "
+            f"folder to pytest's pythonpath ini"
+        ) from None
     found: Any = module
     for part in attribute.strip().split("."):
         found = getattr(found, part, None)
     if not isinstance(found, type) or not callable(getattr(found, "from_pretrained", None)):
-        raise I2VUsageError(f"{ORIGIN} {target}: {module_name.strip()} has no pipeline class "
-                            f"{attribute.strip()} (a class with from_pretrained)")
+        raise I2VUsageError(
+            f"{ORIGIN} {target}: {module_name.strip()} has no pipeline class "
+            f"{attribute.strip()} (a class with from_pretrained)"
+        )
     return found
 
 
@@ -59,7 +63,8 @@ def resolve_pipeline_classes(text: str | None) -> PipelineClasses:
         if owner is None:
             raise I2VUsageError(
                 f"{ORIGIN} {bare}: {cls.__name__} derives from no supported diffusers pipeline "
-                f"class; name its pipeline, e.g. wan2.1-i2v={bare} (one of {', '.join(PIPELINES)})")
+                f"class; name its pipeline, e.g. wan2.1-i2v={bare} (one of {', '.join(PIPELINES)})"
+            )
         entries.setdefault(owner, bare)
     names = []
     for pipeline, target in entries.items():

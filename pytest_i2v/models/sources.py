@@ -190,8 +190,8 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
     # Only a CUDA build can synchronise (CPU-only torch raises even for a "cuda:N" key).
     if key.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize(key.device)
-    return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start, provenance=provenance,
-                          loaded_by=PLUGIN_LOADER)
+    return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start,
+                          provenance=provenance, loaded_by=PLUGIN_LOADER)
 
 
 def checked_load(loaded: LoadedPipeline) -> LoadedPipeline:

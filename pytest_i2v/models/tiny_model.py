@@ -22,8 +22,10 @@ def save_tiny_model(pipeline: str, directory: str | os.PathLike[str]) -> Path:
     check_pipeline_name(pipeline, origin="pipeline")
     target = Path(directory).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise I2VUsageError(f"{target}: exists and is not an empty directory; choose a new path "
-                            f"(nothing was written)")
+        raise I2VUsageError(
+            f"{target}: exists and is not an empty directory; choose a new path "
+            f"(nothing was written)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:

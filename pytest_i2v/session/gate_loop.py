@@ -216,7 +216,7 @@ class GateLoop:
         Fast-mode runs are predicted, not measured: never a baseline."""
         if record.outcome == "ok" and record.fingerprint is not None and record.mode == "full":
             verdict = record.verdict or {}
-            # Another speed than the old runs' is no doubt when they are being reset (a new machine).
+            # Another speed than the old runs' is no doubt when they are reset (a new machine).
             resetting = self._settings.update_baselines == "reset"
             other_speed = None if resetting else verdict.get("times_not_comparable")
             doubt = verdict.get("unreliable") or other_speed
@@ -246,8 +246,8 @@ class GateLoop:
             summary = update_baseline(self.baseline_path, self._plan.profile.name, runs,
                                       mode=self._settings.update_baselines)
         except (OSError, TimeoutError) as exc:  # filelock's Timeout is a TimeoutError
-            self.write_error = (f"{self.baseline_path}: {exc.strerror or exc}" if isinstance(exc, OSError)
-                                else f"{self.baseline_path}: {exc}")
+            why = exc.strerror or exc if isinstance(exc, OSError) else exc
+            self.write_error = f"{self.baseline_path}: {why}"
             return None
         self.updates.append(summary)
         return summary
@@ -257,10 +257,11 @@ class GateLoop:
         lines = [f"i2v baselines written: {summary.describe()}" for summary in self.updates]
         if self.left_out:
             reasons = sorted({left.reason for left in self.left_out})
-            lines.append(f"i2v baselines: {len(self.left_out)} run(s) not recorded, their timings are "
-                         f"doubtful ({'; '.join(reasons)}); rerun on a quiet machine, start this "
-                         f"machine's history afresh with --i2v-update-baselines=reset if its speed "
-                         f"changed for good, or pass --i2v-force-baselines to record them anyway")
+            lines.append(f"i2v baselines: {len(self.left_out)} run(s) not recorded, their timings "
+                         f"are doubtful ({'; '.join(reasons)}); rerun on a quiet machine, start "
+                         f"this machine's history afresh with --i2v-update-baselines=reset if its "
+                         f"speed changed for good, or pass --i2v-force-baselines to record them "
+                         f"anyway")
             lines += [f"  not recorded: {left.nodeid}" for left in self.left_out]
         if self.write_error:
             lines.append(f"i2v baselines NOT written: {self.write_error}; the results files above "

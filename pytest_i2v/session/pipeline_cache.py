@@ -1,4 +1,5 @@
-"""Loaded pipelines, one per (pipeline, source, dtype, placement, load-time options), shared by the tests that need them."""
+"""Loaded pipelines, one per (pipeline, source, dtype, placement, load-time options, class),
+shared by the tests that need them."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ Loader = Callable[[PipelineKey, Path], LoadedPipeline]
 
 
 class PipelineCache:
-    def __init__(self, loader: Loader, device: Device, source_for: Callable[[str], str], default_dtype: str,
-                 work_dir: Path, class_for: Callable[[str], str | None] = lambda pipeline: None):
+    def __init__(
+        self,
+        loader: Loader,
+        device: Device,
+        source_for: Callable[[str], str],
+        default_dtype: str,
+        work_dir: Path,
+        class_for: Callable[[str], str | None] = lambda pipeline: None,
+    ):
         self._loader = loader
         self._class_for = class_for
         self._device = device
@@ -35,18 +43,30 @@ class PipelineCache:
         self.loads: list[dict[str, Any]] = []  # each load, for the results document
 
     def key_for(self, spec: GenerationSpec) -> PipelineKey:
-        return PipelineKey(source=self._source_for(spec.pipeline), dtype=spec.dtype or self._default_dtype,
-                           device=self._device.placement, offload=spec.offload, pipeline=spec.pipeline,
-                           load_options=spec.load_options, pipeline_class=self._class_for(spec.pipeline))
+        return PipelineKey(
+            source=self._source_for(spec.pipeline),
+            dtype=spec.dtype or self._default_dtype,
+            device=self._device.placement,
+            offload=spec.offload,
+            pipeline=spec.pipeline,
+            load_options=spec.load_options,
+            pipeline_class=self._class_for(spec.pipeline),
+        )
 
     @staticmethod
     def unsupported(spec: GenerationSpec) -> str | None:
-        """Why ``spec`` cannot run here: a pipeline the installed diffusers lacks, or an option its pipeline lacks."""
+        """Why ``spec`` cannot run here: a pipeline the installed diffusers lacks, or an option
+        its pipeline lacks."""
         import diffusers
 
         info = PIPELINES[spec.pipeline]
-        return unsupported_reason(info, spec.memory, spec.attention, diffusers.__version__,
-                                  hasattr(diffusers, info.pipeline_class))
+        return unsupported_reason(
+            info,
+            spec.memory,
+            spec.attention,
+            diffusers.__version__,
+            hasattr(diffusers, info.pipeline_class),
+        )
 
     def get(self, key: PipelineKey) -> LoadedPipeline:
         if key not in self._pipelines:
@@ -58,19 +78,27 @@ class PipelineCache:
                 # whoever loaded it, the record says what the modules show of each option
                 loaded = checked_load(self._loader(key, self._work_dir))
             self._pipelines[key] = loaded
-            self.loads.append({"key": key.describe(), "load_s": loaded.load_s, "provenance": loaded.provenance,
-                               "loaded_by": loaded.loaded_by,
-                               "applied_options": [c.to_dict() for c in loaded.applied]})
+            self.loads.append(
+                {
+                    "key": key.describe(),
+                    "load_s": loaded.load_s,
+                    "provenance": loaded.provenance,
+                    "loaded_by": loaded.loaded_by,
+                    "applied_options": [c.to_dict() for c in loaded.applied],
+                }
+            )
         return self._pipelines[key]
 
     def prepare(self, spec: GenerationSpec) -> LoadedPipeline:
-        """The pipeline for ``spec`` with its per-test memory toggles applied (``release`` undoes them)."""
+        """The pipeline for ``spec`` with its per-test toggles applied (``release`` undoes them)."""
         loaded = self.get(self.key_for(spec))
         reset_toggles(loaded.pipe, spec.pipeline)
         try:
             apply_toggles(loaded.pipe, spec.toggles, spec.pipeline, spec.attention)
         except OptionUnavailable:
-            reset_toggles(loaded.pipe, spec.pipeline)  # the shared pipeline stays as the next test expects
+            reset_toggles(
+                loaded.pipe, spec.pipeline
+            )  # the shared pipeline stays as the next test expects
             raise
         return loaded
 

@@ -120,7 +120,7 @@ class I2VRun:
         self.recorder.probe_end()
         # The measurements first: whatever happens to the baselines, the run's results are kept.
         self.outputs.write()
-        # After Ctrl-C too: only tests that passed were queued, so the interrupted one is never recorded.
+        # After Ctrl-C too: only passed tests were queued, so the interrupted one is never recorded.
         self.gate.write_baselines(config.rootpath, self.outputs.probe_moved())
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -175,7 +175,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "your own pipeline class, loaded with its from_pretrained and given every memory "
                "option, compile and placement the plugin applies: module:Class (its pipeline: the "
                "supported class it derives from) or NAME=module:Class entries; a model_index.json "
-               "naming the class maps to that pipeline", _pipeline_class, None, "[NAME=]MODULE:CLASS"),
+               "naming the class maps to that pipeline", _pipeline_class, None,
+               "[NAME=]MODULE:CLASS"),
     OptionSpec("--i2v-device", "i2v_device", "device", "device to run on: cpu, cuda or cuda:N (default: the profile's, cuda when available)",
                _device, None, "DEVICE"),
     OptionSpec("--i2v-dtype", "i2v_dtype", "dtype", "weights dtype: fp16, bf16 or fp32 (default: the profile's; a mark's dtype wins)",

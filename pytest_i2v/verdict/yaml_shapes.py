@@ -25,8 +25,9 @@ def describe_value(value: Any) -> str:
 
 
 def malformed(where: str, place: str, expected: str, value: Any) -> I2VUsageError:
-    return I2VUsageError(f"{where}: {place}: expected {expected}; got {describe_value(value)}; "
-                         f"{MALFORMED_FIX}")
+    return I2VUsageError(
+        f"{where}: {place}: expected {expected}; got {describe_value(value)}; {MALFORMED_FIX}"
+    )
 
 
 def mapping_part(value: Any, place: str, where: str, expected: str) -> Mapping[Any, Any]:
@@ -47,14 +48,18 @@ def sequence_part(value: Any, place: str, where: str, expected: str) -> list[Any
 
 
 class _BaselineDumper(yaml.SafeDumper):
-    """Runs (flat mappings of figures) one per line: a re-baseline shows as added lines in a diff."""
+    """Runs (flat mappings of figures) one per line: a re-baseline reads as added lines."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True  # no &id001 anchors: every entry reads on its own
 
 
 def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> Any:
-    flow = bool(data) and all(not isinstance(v, (dict, list)) for v in data.values()) and "date" in data
+    flow = (
+        bool(data)
+        and all(not isinstance(v, (dict, list)) for v in data.values())
+        and "date" in data
+    )
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
 
@@ -62,5 +67,10 @@ _BaselineDumper.add_representer(dict, _represent_dict)
 
 
 def dump_yaml(document: Mapping[str, Any]) -> str:
-    header = "# pytest-i2v baselines: measured runs only. Update with --i2v-update-baselines; review the diff.\n"
-    return header + yaml.dump(dict(document), Dumper=_BaselineDumper, sort_keys=False, width=200, allow_unicode=True)
+    header = (
+        "# pytest-i2v baselines: measured runs only. "
+        "Update with --i2v-update-baselines; review the diff.\n"
+    )
+    return header + yaml.dump(
+        dict(document), Dumper=_BaselineDumper, sort_keys=False, width=200, allow_unicode=True
+    )
