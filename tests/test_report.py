@@ -380,7 +380,7 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
     assert all(top >= overview for top in shown)  # ... and above every table on the page
     assert not any(t["shown"] for t in tables[-2:])  # the results and the environment start folded
     # Folding is what keeps the page short (this fixture: 2,655 px as it opens, 4,186 px unfolded, 2026-12-03;
-    # the main job's report: see the README's "The HTML report").
+    # the main job's report: see docs/guide/report.md).
     assert folded_height < 0.7 * open_height
     assert small_text == []
     assert len(sizes) >= 7 and all(w > 100 and h > 100 for w, h in sizes)
