@@ -127,8 +127,9 @@ class GateLoop:
 
     def _flagged(self, record: GenerationRecord) -> bool:
         """Whether the gate would fail this record, before budgets and modes (what re-measuring is for).
-        A changed work signature decides on its own: re-measuring the time adds nothing to it."""
-        if (record.work or {}).get("verdict") in ("regressed", "improved", "changed"):
+        A work regression fails on its own: re-measuring the time adds nothing to it. Changed or
+        improved work does not excuse a slow time, so that time is re-measured like any other."""
+        if (record.work or {}).get("verdict") == "regressed":
             return False
         verdict = (record.verdict or {}).get("verdict")
         return self.mode == "enforce" and (verdict == "regressed" or (verdict == "env-changed" and self.gate.env_policy == "fail"))

@@ -53,8 +53,10 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
     (``gate.throttling_excuse``; None: it is not); ``work``: what the work signature says against the
     baseline (``signature.work_verdict``: "regressed"/"improved" beyond the minimum effect, "changed"
     within it, "identical"; None: not compared), ``work_summary`` its one line (for identical work, where
-    the excess time sits: every op, a few ops, or the host gap). Changed work decides
-    whatever the noisy total time says; identical work leaves the decision to the time.
+    the excess time sits: every op, a few ops, or the host gap). A work regression fails on
+    its own; a gating time or memory regression fails whatever the work says (changed work is
+    named beside it, it explains a time but excuses nothing); improved work with no regression is
+    "improved"; changed work within the minimum effect leaves the decision to the time.
     ``times_not_comparable``: the machine speed probe says this machine is not the baseline's speed
     (``machine_speed``): the gate did not let the times fail (memory still could); the outcome says so."""
     outcome = _decide(measured, budget_failures, verdict, env_policy, mode, profile, confirmed, machine_changes,
@@ -76,23 +78,15 @@ def _decide(measured: str, budget_failures: Sequence[str], verdict: str | None, 
     if machine_changes:
         # Checked before the verdict: another machine's numbers never make a regression or an env change.
         return Outcome("passed", False, f"{NO_MACHINE_BASELINE}: {'; '.join(machine_changes)}")
-    if work == "improved":
-        return Outcome("improved", False, f"the work improved: {work_summary}; re-baseline to keep the gain")
-    if work == "changed":
-        return Outcome("passed", False, f"{work_summary}, within the minimum effect")
     again = " (confirmed by re-measuring)" if confirmed else ""
     if verdict == "regressed" and unreliable and work != "regressed":
         # Not the PR's fault, so it does not fail; not a pass either: the headline counts it. Report
         # mode says the same, since enforcing would not have failed it either.
         return Outcome("unreliable", False, f"{unreliable}: {STABLE_GPU_ADVICE}")
     if work == "regressed" or verdict == "regressed":
-        detail = f": {work_summary}" if work == "regressed" else ""
-        if mode == "report":
-            return Outcome("not-enforced", False, f"would have regressed{detail}; the {profile} profile reports only",
-                           would_have="regressed")
-        located = f"; {work_summary}" if work == "identical" and work_summary else ""
-        return Outcome("regressed", True, f"the work regressed{detail}" if detail else
-                       f"slower or hungrier than the baseline{again}{located}")
+        # Any gating regression fails, whatever the work says: changed work explains a time, it
+        # never excuses one (the timing rule and its re-measurement decided it) nor a memory peak.
+        return _regressed(work, work_summary, mode, profile, again)
     if verdict == "env-changed":
         if env_policy == "fail" and mode == "report":
             return Outcome("not-enforced", False, f"the environment changed; the {profile} profile reports only",
@@ -100,8 +94,14 @@ def _decide(measured: str, budget_failures: Sequence[str], verdict: str | None, 
         fails = env_policy == "fail"
         policy = "fails under --i2v-env-policy fail" if fails else f"not compared for a verdict (--i2v-env-policy {env_policy})"
         return Outcome("env-changed", fails, f"the environment differs from the baseline's: {policy}")
+    if work == "improved":
+        return Outcome("improved", False, f"the work improved: {work_summary}; re-baseline to keep the gain")
     if verdict == "improved":
-        return Outcome("improved", False, "faster or leaner than the baseline: re-baseline to keep the gain")
+        changed = f"; {work_summary}" if work == "changed" else ""
+        return Outcome("improved", False,
+                       f"faster or leaner than the baseline{changed}: re-baseline to keep the gain")
+    if work == "changed":
+        return Outcome("passed", False, f"{work_summary}, within the minimum effect")
     if confirmed is False:
         return Outcome("passed", False, "flagged once, not confirmed by re-measuring")
     return Outcome("passed", False, "no baseline yet" if verdict == "new" else "within the baseline's bar")
@@ -143,3 +143,17 @@ def headline(outcomes: Sequence[Outcome], profile: str, mode: GateMode) -> tuple
 def _would(outcomes: Sequence[Outcome]) -> str:
     kinds = [o.would_have for o in outcomes if o.kind == "not-enforced" and o.would_have]
     return ", ".join(f"{kinds.count(k)} {'would have regressed' if k == 'regressed' else k}" for k in sorted(set(kinds)))
+
+
+def _regressed(work: str | None, work_summary: str, mode: GateMode, profile: str,
+               again: str) -> Outcome:
+    """A work regression, or a gating time or memory regression (with the work's line beside it)."""
+    detail = f": {work_summary}" if work == "regressed" else ""
+    if mode == "report":
+        return Outcome("not-enforced", False,
+                       f"would have regressed{detail}; the {profile} profile reports only",
+                       would_have="regressed")
+    if detail:
+        return Outcome("regressed", True, f"the work regressed{detail}")
+    beside = f"; {work_summary}" if work_summary and work != "regressed" else ""
+    return Outcome("regressed", True, f"slower or hungrier than the baseline{again}{beside}")
