@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.measure.profiling import MARK, build_signature
+from pytest_i2v.measure.trace import TraceEvent
 from pytest_i2v.verdict.gate import GateSettings, judge
 from pytest_i2v.verdict.outcome import decide
+from pytest_i2v.verdict.signature import KERNEL, WorkSignature, diff, work_verdict
 from tests.test_unreliable import baseline_dir, gate_loop, record  # noqa: F401  (a fixture)
 
 CHANGED = "work changed: +0.3 % of the step est., 2 row(s)"
@@ -77,3 +80,33 @@ def test_changed_work_and_a_slow_time_is_re_measured(baseline_dir: Path) -> None
     assert loop._flagged(first)
     again = loop.decided(replace(loop.judged(measure(), set()), work=changed), confirmed=False)
     assert again.decision is not None and again.decision["kind"] == "passed"
+
+
+# -- D2: on CUDA a re-shaped op's kernels reach the estimate ---------------------------------------
+def _cuda_step(shape: str, kernel_s: float) -> WorkSignature:
+    """One profiled step on CUDA: an ``aten::mm`` of ``shape`` launching one GEMM kernel of
+    ``kernel_s``, and ten small kernels of another op that does not change."""
+    events = [TraceEvent(f"{MARK}1", 0.0, 0.0, 0.0, annotation=True),
+              TraceEvent("aten::mm", 0.001, 0.00101, 1e-5, shape, "c10::Half,c10::Half",
+                         kernels=(("ampere_fp16_s16816gemm_fp16_128x128", kernel_s),)),
+              TraceEvent("aten::add", 0.002, 0.00201, 1e-5, "[[64],[64]]", "float",
+                         kernels=(("elementwise_kernel", 0.001),) * 10),
+              TraceEvent(f"{MARK}2", 0.02, 0.02, 0.0, annotation=True)]
+    return build_signature(events, [("step", f"{MARK}1", f"{MARK}2")], "cuda")
+
+
+def test_a_re_shaped_op_on_cuda_moves_the_estimate_by_its_kernels_time() -> None:
+    base = _cuda_step("[[1024,1024],[1024,1024]]", 0.002)
+    head = _cuda_step("[[2048,1024],[1024,1024]]", 0.004)  # twice the rows: 2 ms more per step
+    work = diff(base, head, base_step_s=0.012)
+    assert not work.identical
+    assert work.effect_pct == pytest.approx(2.0 / 12.0 * 100.0)
+    kernels = {(r.row.name, r.row.shapes, r.count_base, r.count_head) for r in work.rows
+               if r.row.kind == KERNEL}
+    assert kernels == {("ampere_fp16_s16816gemm_fp16_128x128", "[[1024,1024],[1024,1024]]", 1, 0),
+                       ("ampere_fp16_s16816gemm_fp16_128x128", "[[2048,1024],[1024,1024]]", 0, 1)}
+    assert work_verdict(work, 5.0) == "regressed"
+
+
+def test_the_same_kernels_under_the_same_shapes_are_identical_work() -> None:
+    assert diff(_cuda_step("[[8,8]]", 0.002), _cuda_step("[[8,8]]", 0.0025)).identical

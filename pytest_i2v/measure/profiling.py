@@ -123,7 +123,10 @@ def build_signature(events: Sequence[TraceEvent], intervals: Sequence[tuple[str,
              event.self_s, 0)
         for kernel, seconds in event.kernels:
             is_copy = kernel.startswith(("Memcpy", "Memset"))
-            _add(rows, (MEMCPY if is_copy else KERNEL, kernel, "", ""), seconds, event.nbytes if is_copy else 0)
+            # A kernel is keyed by its launching op's shapes and dtypes: on CUDA only kernels are
+            # timed into the estimate, so a re-shaped op must change its kernel's row too.
+            key = (MEMCPY, kernel, "", "") if is_copy else (KERNEL, kernel, event.shapes, event.dtypes)
+            _add(rows, key, seconds, event.nbytes if is_copy else 0)
     stages: dict[str, StageWork] = {}
     for stage in ("encode", "decode"):
         index = next((i for i, (s, _, _) in enumerate(spans) if s == stage), None)

@@ -1,7 +1,8 @@
 """The work a generation does, read from one profiled generation (``measure.profiling``): per stage
 (encode, one denoising step, decode) each op with its input shapes and dtypes, its call count and
-its self time; on CUDA also each kernel with its device time, host-device syncs, copies by
-direction with their bytes, and allocator calls.
+its self time; on CUDA also each kernel with its device time (keyed by the shapes and dtypes of
+the op that launched it), host-device syncs, copies by direction with their bytes, and
+allocator calls.
 
 The digest covers only what does not vary between identical processes (names, shapes, dtypes,
 counts, bytes), never a time: unchanged code has one digest in every process. ``diff`` names the rows
