@@ -12,11 +12,19 @@ from pathlib import Path
 import pytest
 
 from pytest_i2v.generation.results import GenerationRecord
-from pytest_i2v.measure.profiling import MARK, build_signature
+from pytest_i2v.measure.profiling import CUDNN_AUTOTUNER, MARK, build_signature
 from pytest_i2v.measure.trace import TraceEvent
 from pytest_i2v.verdict.gate import GateSettings, judge
 from pytest_i2v.verdict.outcome import decide
-from pytest_i2v.verdict.signature import KERNEL, WorkSignature, diff, work_verdict
+from pytest_i2v.verdict.signature import (
+    KERNEL,
+    OP,
+    StageWork,
+    WorkRow,
+    WorkSignature,
+    diff,
+    work_verdict,
+)
 from tests.test_unreliable import baseline_dir, gate_loop, record  # noqa: F401  (a fixture)
 
 CHANGED = "work changed: +0.3 % of the step est., 2 row(s)"
@@ -110,3 +118,24 @@ def test_a_re_shaped_op_on_cuda_moves_the_estimate_by_its_kernels_time() -> None
 
 def test_the_same_kernels_under_the_same_shapes_are_identical_work() -> None:
     assert diff(_cuda_step("[[8,8]]", 0.002), _cuda_step("[[8,8]]", 0.0025)).identical
+
+
+# -- D3: cuDNN's autotuner on one side only does not make identical work "changed" ----------------
+def test_identical_work_with_the_autotuner_on_one_side_is_identical() -> None:
+    rows = (WorkRow(OP, "aten::conv2d", "[[1,4,64,64]]", "float", 1, 1e-5, (1e-5,) * 5),
+            WorkRow(KERNEL, "cudnn_conv_kernel_a", "[[1,4,64,64]]", "float", 1, 0.002, (0.002,) * 5))
+    stages = {"step": StageWork(rows, 0.01, (0.01,) * 5)}
+    plain = WorkSignature(stages, "cuda", 5)
+    events = [TraceEvent(f"{MARK}1", 0.0, 0.0, 0.0, annotation=True),
+              TraceEvent("aten::conv2d", 0.001, 0.00101, 1e-5, "[[1,4,64,64]]", "float",
+                         kernels=(("cudnn_conv_kernel_b", 0.0021),)),  # the autotuner's pick
+              TraceEvent(f"{MARK}2", 0.01, 0.01, 0.0, annotation=True)]
+    tuned = build_signature(events, [("step", f"{MARK}1", f"{MARK}2")], "cuda",
+                            noise=(CUDNN_AUTOTUNER,))
+    assert plain.digest != tuned.digest  # each side's own digest stays as it was
+    for base, head in ((plain, tuned), (tuned, plain)):
+        work = diff(base, head, 0.01)
+        assert work.identical and work_verdict(work, 5.0) == "identical"
+    other_op = WorkSignature({"step": StageWork((replace(rows[0], shapes="[[2,4,64,64]]"),), 0.01)},
+                             "cuda", 5)
+    assert not diff(other_op, tuned, 0.01).identical  # the ops still count

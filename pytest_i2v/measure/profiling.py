@@ -24,7 +24,18 @@ from typing import Any
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.trace import TraceEvent, trace_events
-from pytest_i2v.verdict.signature import KERNEL, MALLOC, MEMCPY, OP, SYNC, StageWork, WorkRow, WorkSignature, digest_of
+from pytest_i2v.verdict.signature import (
+    KERNEL,
+    MALLOC,
+    MEMCPY,
+    OP,
+    SYNC,
+    StageWork,
+    WorkRow,
+    WorkSignature,
+    digest_of,
+    without_kernels,
+)
 
 PROFILED_STEPS = 7  # five middle steps: the samples of the step's time (three gave t = 4.3 at 95 %, five 2.8)
 MARK = "i2v::mark#"
@@ -138,8 +149,7 @@ def build_signature(events: Sequence[TraceEvent], intervals: Sequence[tuple[str,
         stages["step"] = _step_work([found[i] for i in middle], [spans[i][2] - spans[i][1] for i in middle])
     signature = WorkSignature(stages, device_kind, len(middle), noise)
     if noise:  # kernels may differ between processes: the digest leaves them out
-        kept = {name: replace(work, rows=tuple(r for r in work.rows if r.kind != KERNEL)) for name, work in stages.items()}
-        signature = replace(signature, digest=digest_of(kept))
+        signature = replace(signature, digest=digest_of(without_kernels(stages)))
     return signature
 
 

@@ -155,6 +155,24 @@ def digest_of(stages: Mapping[str, StageWork]) -> str:
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
+def without_kernels(stages: Mapping[str, StageWork]) -> dict[str, StageWork]:
+    """The stages less their kernel rows: the part of the work a named noise source (cuDNN's
+    autotuner) cannot change between identical processes."""
+    return {name: StageWork(tuple(r for r in work.rows if r.kind != KERNEL), work.span_s,
+                            work.span_samples_s) for name, work in stages.items()}
+
+
+def same_work(base: WorkSignature, head: WorkSignature) -> bool:
+    """Whether two signatures record the same work. Where either side names a noise source its
+    kernels may differ between identical processes, so both are compared without them (one side
+    with the autotuner on and the other off never share a full digest)."""
+    if base.digest == head.digest:
+        return True
+    if not (base.noise or head.noise):
+        return False
+    return digest_of(without_kernels(base.stages)) == digest_of(without_kernels(head.stages))
+
+
 @dataclass(frozen=True)
 class ChangedRow:
     stage: str
@@ -253,7 +271,7 @@ def diff(base: WorkSignature, head: WorkSignature, base_step_s: float | None = N
     longer by the profiler's per-op cost, so a share of it understates the effect (its span is the
     fallback)."""
     noise = tuple(dict.fromkeys((*base.noise, *head.noise)))
-    if base.digest == head.digest:
+    if same_work(base, head):
         return WorkDiff(True, noise=noise)
     step_base = base_step_s if base_step_s else base.step_s
     changed: list[ChangedRow] = []
