@@ -1,7 +1,7 @@
 """How often the gate cries wolf, and how often it catches a real slowdown.
 
-Drives the project's own decision code (pytest_i2v.verdict.gate.judge_time, with the noise pooled over
-a PR's metrics exactly as the plugin pools it over a baseline file, and the one re-measurement
+Drives the project's own decision code (pytest_i2v.verdict.gate.judge_time, with the noise prior fitted over
+a PR's metrics as the plugin fits it over a baseline file, and the one re-measurement
 of a flagged test) with simulated runs: log-normal noise inside a run (each run's figure is the
 median of its repeats) and between runs (machine state, clocks, co-tenants). The re-measurement
 happens in the same job, so it shares that job's between-run offset: the conservative model.
@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.verdict.gate import FixedPercentRule, GateSettings, judge_time, pooled_noise
+from pytest_i2v.verdict.gate import FixedPercentRule, GateSettings, judge_time, prior_from
 
 METRICS_PER_PR = 50
 EFFECTS = (0.05, 0.10, 0.20)
@@ -47,7 +47,7 @@ def simulate(rng: np.random.Generator, within: float, between: float, history_ru
     for _ in range(prs):
         histories = [[run_figure(rng, rng.normal(0, between), within, repeats, 0.0) for _ in range(history_runs)]
                      for _ in range(METRICS_PER_PR)]
-        pooled = pooled_noise(histories)
+        pooled = prior_from(histories)
 
         def gate_flags(history: list[float], effect: float) -> bool:
             offset = rng.normal(0, between)  # this PR's job

@@ -135,7 +135,7 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
             verdict = judge(entry.current.runs, current, gate, machine_changes=changes)
         else:
             changes = software_changes(segment.fingerprint, fingerprint)
-            verdict = excuse_throttling(judge(segment.runs, current, gate, baseline.pooled(fingerprint), changes), record)
+            verdict = excuse_throttling(judge(segment.runs, current, gate, baseline.pooled(fingerprint, record["nodeid"]), changes), record)
         by_metric = {m.metric: m for m in verdict.metrics}
         time_m = by_metric.get("time_s")
         memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)

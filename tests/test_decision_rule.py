@@ -6,6 +6,10 @@ time to the timing rule and its re-measurement."""
 
 from __future__ import annotations
 
+import math
+import random
+import re
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +18,14 @@ import pytest
 from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.measure.profiling import CUDNN_AUTOTUNER, MARK, build_signature
 from pytest_i2v.measure.trace import TraceEvent
-from pytest_i2v.verdict.gate import GateSettings, judge
+from pytest_i2v.session.gate_loop import GateLoop
+from pytest_i2v.verdict.baseline_store import (
+    AcceptedRun,
+    baseline_path,
+    run_from_record,
+    update_baseline,
+)
+from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, judge, judge_time, prior_from
 from pytest_i2v.verdict.outcome import decide
 from pytest_i2v.verdict.signature import (
     KERNEL,
@@ -25,7 +36,15 @@ from pytest_i2v.verdict.signature import (
     diff,
     work_verdict,
 )
-from tests.test_unreliable import baseline_dir, gate_loop, record  # noqa: F401  (a fixture)
+from tests.test_unreliable import (  # noqa: F401  (baseline_dir: a fixture)
+    CONFIG,
+    FINGERPRINT,
+    NODEID,
+    PROFILE,
+    baseline_dir,
+    gate_loop,
+    record,
+)
 
 CHANGED = "work changed: +0.3 % of the step est., 2 row(s)"
 GIB = 2**30
@@ -139,3 +158,63 @@ def test_identical_work_with_the_autotuner_on_one_side_is_identical() -> None:
     other_op = WorkSignature({"step": StageWork((replace(rows[0], shapes="[[2,4,64,64]]"),), 0.01)},
                              "cuda", 5)
     assert not diff(other_op, tuned, 0.01).identical  # the ops still count
+
+
+# -- D4 and D5: the prior a test borrows is the other tests' ---------------------------------------
+def _baseline_file(directory: Path, histories: dict[str, list[float]]) -> None:
+    runs = [AcceptedRun(nodeid, dict(CONFIG), dict(FINGERPRINT),
+                        run_from_record(replace(record([t] * 5), nodeid=nodeid).to_dict(), None))
+            for nodeid, totals in histories.items() for t in totals]
+    update_baseline(baseline_path(directory, PROFILE), PROFILE, runs)
+
+
+def _time_bar(loop: GateLoop, nodeid: str, total: float = 1.0) -> MetricVerdict:
+    verdict = loop.judge(replace(record([total] * 5), nodeid=nodeid))
+    return next(m for m in verdict.metrics if m.metric == "time_s")
+
+
+def test_a_one_entry_file_borrows_no_prior_from_its_own_runs(tmp_path: Path) -> None:
+    """D4: the judged entry's own runs were pooled into its prior and counted twice."""
+    history = [1.0, 1.02, 0.99, 1.01, 0.98]
+    _baseline_file(tmp_path, {NODEID: history})
+    loop = gate_loop(tmp_path)
+    own_only = judge_time("time_s", history, 1.0, loop.gate, None)
+    assert _time_bar(loop, NODEID).interval == pytest.approx(own_only.interval)
+
+
+def test_the_prior_leaves_the_judged_entry_out(tmp_path: Path) -> None:
+    quiet = [[1.0, 1.01, 0.99, 1.005, 0.995], [1.0, 0.99, 1.01, 1.0, 0.998],
+             [1.0, 1.012, 0.992, 1.003, 0.997]]
+    histories = {f"suite/t.py::test_{i}": h for i, h in enumerate(quiet)}
+    histories[NODEID] = [1.0, 1.3, 0.8, 1.1, 0.9]
+    _baseline_file(tmp_path, histories)
+    loop = gate_loop(tmp_path)
+    without = gate_loop(tmp_path)
+    without.baseline.entries = {k: v for k, v in without.baseline.entries.items() if k != NODEID}
+    first = "suite/t.py::test_0"
+    assert loop.baseline.pooled(FINGERPRINT, leave_out=first) != loop.baseline.pooled(FINGERPRINT)
+    # test_0's prior is the same whether or not the noisy entry's own runs are in the file, less
+    # test_0's own: what the other entries say, never itself
+    others = {k: v for k, v in histories.items() if k != first}
+    assert loop.baseline.pooled(FINGERPRINT, leave_out=first)["time_s"] == prior_from(others.values())
+
+
+def test_a_noisy_test_among_quiet_ones_keeps_a_bar_its_own_noise_needs(tmp_path: Path) -> None:
+    """D5: a 4 % test among 40 at 1 % got the quiet ones' spread at df 168 (a +3.6 % bar: false
+    alarms on 13 % of its runs); the spread of the quiet ones' variances says they are alike, and
+    the noisy one's own variance lies far outside it: it is not moderated towards them."""
+    rng = random.Random(2)
+    histories = {f"suite/t.py::test_{i}": [math.exp(rng.gauss(0, 0.01)) for _ in range(5)]
+                 for i in range(40)}
+    noisy = [math.exp(x) for x in (0.0, 0.045, -0.04, 0.03, -0.035)]  # sd 4 %
+    histories[NODEID] = noisy
+    _baseline_file(tmp_path, histories)
+    loop = gate_loop(tmp_path)
+    bar = _time_bar(loop, NODEID)
+    own_sd = statistics.stdev(math.log(t) for t in noisy)
+    centre = statistics.fmean(math.log(t) for t in noisy)
+    assert bar.interval is not None and math.log(bar.interval[1]) - centre > 2.5 * own_sd
+    quiet = _time_bar(loop, "suite/t.py::test_0")  # a quiet test keeps the tight, well-founded bar
+    assert quiet.interval is not None and quiet.interval[1] / quiet.baseline < 1.06
+    # more weight than its own runs and the declared prior give it (4 + 4): the others' spread
+    assert int(re.search(r"df (\d+)", quiet.threshold).group(1)) > 8  # type: ignore[union-attr]

@@ -5,17 +5,19 @@ import math
 import pytest
 
 from pytest_i2v.verdict.gate import (
+    MIN_PRIOR_ENTRIES,
     FixedPercentRule,
     GateSettings,
     Noise,
     RegressionVerdict,
     fails,
     fingerprint_changes,
+    fit_prior,
     judge,
     judge_memory,
     judge_time,
-    pooled_noise,
     prior_for,
+    prior_from,
 )
 
 SETTINGS = GateSettings()
@@ -74,13 +76,21 @@ def test_interval_matches_the_formula() -> None:
     assert m.interval[1] == pytest.approx(math.exp(mean + half))
 
 
-def test_pooled_noise_weights_by_degrees_of_freedom() -> None:
-    pooled = pooled_noise([[1.0, math.e], [1.0, 1.0, 1.0], [5.0]])
-    assert pooled.df == 1 + 2
-    assert pooled.variance == pytest.approx(0.5 / 3)
-    assert pooled_noise([[1.0]]) is None
+def test_the_prior_is_fitted_from_the_spread_of_the_entries_variances() -> None:
+    """limma's fitFDist: alike variances give the cap's df; spread ones a small df; fewer than
+    MIN_PRIOR_ENTRIES entries no prior at all (the declared one is used)."""
+    alike = fit_prior([Noise(0.0001, 4)] * 10, 200)
+    # its variance is the log variances' mean corrected for chi-square's skew (E log s2 < log s0^2)
+    assert alike is not None and alike.df == 200 and 0.0001 < alike.variance < 0.00015
+    spread = fit_prior([Noise(v, 4) for v in (0.00001, 0.0001, 0.001, 0.00003, 0.0003)], 200)
+    assert spread is not None and spread.df < 4
+    assert fit_prior([Noise(0.0001, 4)] * (MIN_PRIOR_ENTRIES - 1), 200) is None
+    assert prior_from([[1.0]] * 10) is None  # one run each: no spread to fit
     assert prior_for(SETTINGS, Noise(0.001, 10_000)).df == SETTINGS.max_pooled_df
-    assert prior_for(SETTINGS, Noise(0.001, 2)) == Noise(SETTINGS.prior_noise**2, SETTINGS.prior_df)
+    assert prior_for(SETTINGS, None) == Noise(SETTINGS.prior_noise**2, SETTINGS.prior_df)
+    # an entry far noisier than the fitted prior keeps its own noise, borrowing no df
+    assert prior_for(SETTINGS, Noise(0.0001, 200), Noise(0.01, 4)) == Noise(0.01, 0)
+    assert prior_for(SETTINGS, Noise(0.0001, 200), Noise(0.00012, 4)) == Noise(0.0001, 200)
 
 
 def test_memory_tolerance() -> None:

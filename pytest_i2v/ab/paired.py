@@ -192,7 +192,7 @@ def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], mi
     variance, df = statistics.variance(diffs), n - 1
     prior_df = 0
     if prior is not None and prior.df > 0:
-        prior_df = prior.df if prior_cap is None else min(prior.df, prior_cap)
+        prior_df = round(prior.df if prior_cap is None else min(prior.df, prior_cap))
         variance = (variance * df + prior.variance * prior_df) / (df + prior_df)
     sd = math.sqrt(variance)
     if look is None:

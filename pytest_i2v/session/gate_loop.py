@@ -26,7 +26,7 @@ from pytest_i2v.verdict.baseline_store import (
     update_baseline,
 )
 from pytest_i2v.verdict.explain import excuse_throttling, verdict_section, work_section
-from pytest_i2v.verdict.fingerprint import MACHINE_KEYS, machine_changes, software_changes
+from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, Noise, RegressionVerdict, judge
 from pytest_i2v.verdict.machine_speed import compare_speed
 from pytest_i2v.verdict.outcome import GateMode, Outcome, decide
@@ -53,7 +53,6 @@ class GateLoop:
         self.mode: GateMode = "update" if settings.update_baselines else "enforce" if self.gate.enforce else "report"
         self.baseline_path = baseline_path(baseline_dir, plan.profile.name)
         self.baseline = read_baseline(self.baseline_path, plan.profile.name)
-        self._pooled: dict[tuple[Any, ...], dict[str, Noise | None]] = {}  # per machine (fingerprint.MACHINE_KEYS)
         self.accepted: list[AcceptedRun] = []
         self.updates: list[UpdateSummary] = []
         self.doubtful: dict[str, str] = {}  # nodeid -> why its run's timings are doubtful
@@ -164,15 +163,12 @@ class GateLoop:
             return RegressionVerdict("new", notes=(f"{where} has no accepted runs for this test on this machine yet",))
         changes = software_changes(segment.fingerprint, fingerprint)
         speed = compare_speed(segment.runs, record.machine_probe)
-        return judge(segment.runs, current, self.gate, self._pooled_for(fingerprint), env_changes=changes,
+        return judge(segment.runs, current, self.gate, self._pooled_for(fingerprint, record.nodeid), env_changes=changes,
                      times_not_comparable=speed.line() if speed is not None and not speed.comparable else None)
 
-    def _pooled_for(self, fingerprint: Mapping[str, Any]) -> dict[str, Noise | None]:
-        """The noise pooled over this machine's segments of the file (another machine's is not this one's)."""
-        machine = tuple(fingerprint.get(key) for key in MACHINE_KEYS)
-        if machine not in self._pooled:
-            self._pooled[machine] = self.baseline.pooled(fingerprint)
-        return self._pooled[machine]
+    def _pooled_for(self, fingerprint: Mapping[str, Any], nodeid: str) -> dict[str, Noise | None]:
+        """The noise prior over this machine's segments of the file's other entries."""
+        return self.baseline.pooled(fingerprint, leave_out=nodeid)
 
     def _history(self, record: GenerationRecord) -> list[float] | None:
         entry = self.baseline.entries.get(record.nodeid)

@@ -30,7 +30,7 @@ from pytest_i2v.storage import (
 )
 from pytest_i2v.verdict.ab_calibration import Calibration, merge
 from pytest_i2v.verdict.fingerprint import machine_changes, same_machine, software_changes
-from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS, Noise, pooled_noise
+from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS, Noise, prior_from
 from pytest_i2v.verdict.signature import WorkSignature, from_bytes, to_bytes
 from pytest_i2v.verdict.yaml_shapes import (
     ENTRIES_SHAPE,
@@ -160,12 +160,16 @@ class BaselineFile:
             return None
         return read_signature(self.path, segment.signature)
 
-    def pooled(self, fingerprint: Mapping[str, Any] | None = None) -> dict[str, Noise | None]:
-        """Run-to-run noise per time metric, pooled over every entry's newest segment from the machine
-        of ``fingerprint`` (another machine's noise is not this one's); without one, the newest segments."""
-        segments = [e.current if fingerprint is None else e.segment_for(fingerprint) for e in self.entries.values()]
+    def pooled(self, fingerprint: Mapping[str, Any] | None = None,
+               leave_out: str | None = None) -> dict[str, Noise | None]:
+        """The run-to-run noise prior per time metric (``gate.prior_from``), fitted over every entry's
+        segment from the machine of ``fingerprint`` (another machine's noise is not this one's;
+        without one, the newest segments) except ``leave_out``: the judged test never counts its
+        own runs twice."""
+        segments = [e.current if fingerprint is None else e.segment_for(fingerprint)
+                    for nodeid, e in self.entries.items() if nodeid != leave_out]
         return {
-            metric: pooled_noise([[r.get(metric) for r in s.runs] for s in segments if s is not None])
+            metric: prior_from([[r.get(metric) for r in s.runs] for s in segments if s is not None])
             for metric in TIME_METRICS
         }
 

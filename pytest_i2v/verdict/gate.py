@@ -6,9 +6,10 @@ interval for one new run (it contains run-to-run noise, not only the noise insid
 
     upper = mean(log history) + t(1 - alpha, df) * s * sqrt(1 + 1/n)
 
-where ``s`` is the entry's own spread moderated towards the spread pooled over every entry of
-the baseline file (empirical Bayes, as limma does for few replicates): a test with three runs
-borrows the machine's noise level instead of trusting three numbers. A change must also exceed
+where ``s`` is the entry's own spread moderated towards a prior fitted over the file's other
+entries (empirical Bayes, limma's ``fitFDist``: its df says how alike their spreads are): a test
+with three runs borrows the machine's noise level instead of trusting three numbers, never its
+own runs twice, and a test far noisier than the others keeps its own. A change must also exceed
 the minimum effect size (default 5 %), so a very quiet history cannot flag a 1 % blip. With less
 history the profile's fixed tolerance applies. Memory is nearly deterministic: peak allocated
 may exceed the baseline by ``memory_rel`` + ``memory_abs`` at most.
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from scipy import stats
+from scipy import optimize, special, stats
 
 from pytest_i2v.verdict.conditions import RunConditions, stable_values, throttled_explain_slowness
 from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE
@@ -48,7 +49,7 @@ class GateSettings:
     min_history: int = 3  # runs needed before the interval rule is used
     prior_noise: float = 0.02  # log-scale run-to-run noise assumed before any history is pooled
     prior_df: int = 4  # how much that assumption weighs (degrees of freedom)
-    max_pooled_df: int = 200  # cap on what the pooled file-wide noise weighs against an entry's own
+    max_pooled_df: int = 200  # cap on the df of the prior fitted over the file's other entries
     memory_rel: float = 0.03  # peak allocated may grow by this much ...
     memory_abs_bytes: int = 64 * 2**20  # ... plus this
     env_policy: str = "warn"
@@ -75,7 +76,7 @@ class Noise:
     """A log-scale spread with its degrees of freedom."""
 
     variance: float
-    df: int
+    df: float  # a fitted prior's df need not be whole
 
 
 @dataclass(frozen=True)
@@ -135,22 +136,66 @@ class RegressionVerdict:
                    times_not_comparable=data.get("times_not_comparable"))
 
 
-def _log_noise(values: Sequence[float | None]) -> Noise | None:
-    logs = [math.log(v) for v in values if v and v > 0]
+def entry_noise(values: Sequence[float | None]) -> Noise | None:
+    """One entry's log-scale spread (finite, positive values only), None under two values."""
+    logs = [math.log(v) for v in values if v is not None and math.isfinite(v) and v > 0]
     if len(logs) < 2:
         return None
     return Noise(statistics.variance(logs), len(logs) - 1)
 
 
-def pooled_noise(histories: Iterable[Sequence[float | None]]) -> Noise | None:
-    """Spread pooled over many entries' histories of one metric (each contributes n - 1 df)."""
-    total, df = 0.0, 0
-    for history in histories:
-        noise = _log_noise(history)
-        if noise is not None:
-            total += noise.variance * noise.df
-            df += noise.df
-    return Noise(total / df, df) if df else None
+MIN_PRIOR_ENTRIES = 3  # other entries needed before their spread is a prior (fewer: the declared one)
+REFIT_P = 0.01  # the fit leaves out entries whose spread is this improbable under it (limma's robust fit)
+OUTLIER_P = 0.2  # a judged entry whose spread is this improbable under the prior keeps its own noise
+PRIOR_DF_LIMIT = 1e6  # the fit's df when the variances spread no more than their own df explain
+
+
+def fit_prior(noises: Sequence[Noise], max_df: float) -> Noise | None:
+    """The prior of the entries' variances, as limma's ``fitFDist`` estimates it (Smyth 2004): the
+    log variances' mean gives the prior variance, and their spread beyond what each entry's own
+    degrees of freedom explain gives the prior's df (entries that differ in noise: a small df, so
+    each keeps its own; alike: a large one, capped at ``max_df``). Entries far noisier than the
+    fit (``is_outlier`` at REFIT_P) are left out and the fit repeated, as limma's robust fit down-weights
+    them: one noisy test must not take the others' tight bars. None under MIN_PRIOR_ENTRIES."""
+    usable = [n for n in noises if n.df > 0 and n.variance > 0]
+    prior = _fit_f(usable)
+    for _ in range(3):
+        if prior is None:
+            return None
+        kept = [n for n in usable if not is_outlier(n, prior, REFIT_P)]
+        if len(kept) == len(usable):
+            break
+        usable, prior = kept, _fit_f(kept)
+    return None if prior is None else Noise(prior.variance, min(prior.df, max_df))
+
+
+def is_outlier(own: Noise, prior: Noise, p: float = OUTLIER_P) -> bool:
+    """Whether an entry's spread is beyond the prior's upper ``p`` tail (an F test)."""
+    return bool(stats.f.sf(own.variance / prior.variance, own.df, prior.df) < p)
+
+
+def _fit_f(noises: Sequence[Noise]) -> Noise | None:
+    if len(noises) < MIN_PRIOR_ENTRIES:
+        return None
+    half = [n.df / 2.0 for n in noises]
+    logs = [math.log(n.variance) - float(special.digamma(h)) + math.log(h)
+            for n, h in zip(noises, half, strict=True)]
+    centre = statistics.fmean(logs)
+    excess = statistics.variance(logs) - statistics.fmean(float(special.polygamma(1, h)) for h in half)
+    if excess <= float(special.polygamma(1, PRIOR_DF_LIMIT / 2.0)):
+        return Noise(math.exp(centre), PRIOR_DF_LIMIT)  # alike: as good as known
+    d0 = 2.0 * _trigamma_inverse(excess)
+    return Noise(math.exp(centre + float(special.digamma(d0 / 2.0)) - math.log(d0 / 2.0)), d0)
+
+
+def _trigamma_inverse(value: float) -> float:
+    """x with trigamma(x) = value (trigamma falls from +inf to 0 on x > 0)."""
+    return float(optimize.brentq(lambda x: float(special.polygamma(1, x)) - value, 1e-8, 1e9))
+
+
+def prior_from(histories: Iterable[Sequence[float | None]], max_df: float = 200.0) -> Noise | None:
+    """The prior fitted over other entries' histories of one metric (``fit_prior``)."""
+    return fit_prior([n for n in (entry_noise(h) for h in histories) if n is not None], max_df)
 
 
 def _moderated(history_noise: Noise | None, prior: Noise) -> Noise:
@@ -160,10 +205,17 @@ def _moderated(history_noise: Noise | None, prior: Noise) -> Noise:
     return Noise((prior.variance * prior.df + history_noise.variance * history_noise.df) / df, df)
 
 
-def prior_for(settings: GateSettings, pooled: Noise | None) -> Noise:
-    if pooled is not None and pooled.df >= settings.prior_df:
-        return Noise(pooled.variance, min(pooled.df, settings.max_pooled_df))
-    return Noise(settings.prior_noise**2, settings.prior_df)
+def prior_for(settings: GateSettings, fitted: Noise | None, own: Noise | None = None) -> Noise:
+    """The prior an entry is moderated towards: the one fitted over the file's other entries (none:
+    the profile's declared prior). An entry whose own spread is beyond the fit (an F test at
+    OUTLIER_P: a noisy test among quiet ones is not one of them) keeps its own noise alone, df 0
+    from the prior: borrowing the quiet tests' spread gave it a bar it broke 5-24 % of the time."""
+    if fitted is None:
+        return Noise(settings.prior_noise**2, settings.prior_df)
+    prior = Noise(fitted.variance, min(fitted.df, settings.max_pooled_df))
+    if own is not None and own.variance > 0 and is_outlier(own, prior):
+        return Noise(own.variance, 0)
+    return prior
 
 
 def _pct(current: float, baseline: float) -> float:
@@ -189,12 +241,13 @@ def judge_time(metric: str, history: Sequence[float | None], current: float | No
         logs = [math.log(h) for h in runs]
         n = len(logs)
         centre = statistics.fmean(logs)
-        noise = _moderated(_log_noise(runs), prior_for(settings, pooled))
+        own = entry_noise(runs)
+        noise = _moderated(own, prior_for(settings, pooled, own))
         half = stats.t.ppf(1.0 - settings.alpha, noise.df) * math.sqrt(noise.variance * (1.0 + 1.0 / n))
         up, down = max(half, effect), -max(half, effect)
         rule = "prediction-interval"
         threshold = (f"one-sided {1 - settings.alpha:.1%} prediction interval from {n} runs "
-                     f"(+{math.expm1(half):.1%}, df {noise.df}) and the {settings.min_effect:.0%} minimum effect")
+                     f"(+{math.expm1(half):.1%}, df {noise.df:.0f}) and the {settings.min_effect:.0%} minimum effect")
     interval = (math.exp(centre + down), math.exp(centre + up))
     value = math.log(current)
     verdict = "regressed" if value > centre + up else "improved" if value < centre + down else "pass"
