@@ -3,9 +3,14 @@ when it measures nothing (the end-to-end proof is tests/test_gate_loop.py's slow
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.session import fresh_process
 from pytest_i2v.session.fresh_process import FreshProcessFailed, child_args, pick_record
 from tests.test_unreliable import SLOW_MIDDLE, baseline_dir, gate_loop, record  # noqa: F401  (a fixture)
 
@@ -20,7 +25,7 @@ def test_the_child_keeps_the_measurement_options_and_drops_what_writes_or_spread
     assert args[:8] == ["--gpu-profile", "cpu", "--i2v-repeats", "5", "-p", "pytest_i2v.simulated_plugin", "-k", "256p"]
     assert args[8:] == ["/repo/suites/test_study.py::test_x[256p]", "-p", "no:cacheprovider", "--i2v-remeasure-into",
                         "/tmp/rec.json", "--i2v-gate-mode", "report", "--i2v-confirm", "0", "--i2v-signature", "off",
-                        "--i2v-device", "cuda:1"]
+                        "--i2v-device", "cuda:1", "-o", "i2v_lock_clocks=false"]
     # the bare update flag drops alone; the next option is kept
     assert child_args(["--i2v-update-baselines", "--i2v-warmup", "2"], [], "t", Path("r"), "cpu")[:2] == [
         "--i2v-warmup", "2"]
@@ -62,3 +67,29 @@ def test_a_child_that_measured_nothing_falls_back_to_this_process_and_says_so(ba
     assert len(measured) == 1 and rejected.notes[-1].endswith("in a fresh process) after a regressed verdict "
                                                               f"with median {slow.time_s:.4g} s: not confirmed")
     assert (rejected.decision or {})["kind"] == "passed"
+
+
+def test_the_child_never_locks_or_restores_the_clocks_the_parent_holds(monkeypatch: Any,
+                                                                        tmp_path: Path) -> None:
+    """D6: a child that inherited --i2v-lock-clocks restored the clocks at its exit, so the parent's
+    later tests ran unlocked while labelled locked. The flag is dropped, an ini key is overridden, and
+    the parent's lock reaches the child as a label only."""
+    args = child_args(["--i2v-lock-clocks", "--i2v-warmup", "2"], [], "t", Path("r"), "cuda:0")
+    assert "--i2v-lock-clocks" not in args and args[:2] == ["--i2v-warmup", "2"]
+    assert args[args.index("-o") + 1] == "i2v_lock_clocks=false"
+    seen: dict[str, Any] = {}
+
+    def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        seen.update(kwargs["env"])
+        return subprocess.CompletedProcess(command, 1, "", "")
+
+    monkeypatch.setattr(fresh_process.subprocess, "run", run)
+    with pytest.raises(FreshProcessFailed):
+        fresh_process.remeasure(["--i2v-lock-clocks"], [], tmp_path, "t", "t", None, "cuda:0",
+                                environment={"PATH": "/bin"}, held_clocks="1590,2619")
+    assert seen[fresh_process.HELD_CLOCKS_ENV] == "1590,2619"
+    seen.clear()
+    with pytest.raises(FreshProcessFailed):  # nothing held: nothing claimed
+        fresh_process.remeasure([], [], tmp_path, "t", "t", None, "cuda:0",
+                                environment={"PATH": "/bin", fresh_process.HELD_CLOCKS_ENV: "stale"})
+    assert fresh_process.HELD_CLOCKS_ENV not in seen

@@ -282,3 +282,21 @@ def test_the_process_that_measures_locks_and_registers_the_restore(config: FakeC
     config.cleanups[0]()
     assert device.locked_sm_clock_mhz is None and device.locked_mem_clock_mhz is None
     assert _lock_clocks(cast(pytest.Config, config), Settings(), simulated_device()) is None  # the option is off
+
+
+def test_a_fresh_process_child_adopts_the_parents_lock_and_never_touches_the_clocks(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """D6: the child re-measures under the clocks its parent holds; a child that locked and restored
+    them would leave the parent's later tests unlocked while labelled locked."""
+    from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV
+    from pytest_i2v.session.runtime import _lock_clocks
+
+    config, device = FakeConfig(), simulated_device()
+    child = Settings(lock_clocks=True, remeasure_into=tmp_path / "records.json")
+    monkeypatch.setenv(HELD_CLOCKS_ENV, LockedClocks(1590.0, 2619.0).encoded())
+    assert _lock_clocks(cast(pytest.Config, config), child, device) == LockedClocks(1590.0, 2619.0)
+    assert device.calls == [] and config.cleanups == []
+    monkeypatch.setenv(HELD_CLOCKS_ENV, LockedClocks(1590.0).encoded())
+    assert _lock_clocks(cast(pytest.Config, config), child, device) == LockedClocks(1590.0)
+    monkeypatch.delenv(HELD_CLOCKS_ENV)
+    assert _lock_clocks(cast(pytest.Config, config), child, device) is None and device.calls == []

@@ -67,6 +67,20 @@ class LockedClocks:
         memory = f", memory {self.mem_clock_mhz:.0f} MHz" if self.mem_clock_mhz is not None else ""
         return f"locked {self.sm_clock_mhz:.0f} MHz{memory}"
 
+    def encoded(self) -> str:
+        """``SM,MEM`` in MHz (MEM empty when unlocked): how a parent tells its child what it holds."""
+        memory = f"{self.mem_clock_mhz:g}" if self.mem_clock_mhz is not None else ""
+        return f"{self.sm_clock_mhz:g},{memory}"
+
+    @classmethod
+    def decoded(cls, text: str) -> LockedClocks | None:
+        """``encoded``'s inverse; None for text it did not write."""
+        sm, _, memory = text.partition(",")
+        try:
+            return cls(float(sm), float(memory) if memory else None)
+        except ValueError:
+            return None
+
 
 def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 REMEASURE_INTO = "--i2v-remeasure-into"
+# The clocks the parent holds locked, for the child's label (``LockedClocks.encoded``): the child
+# must not lock them itself, since its restore at exit would unlock the parent's later tests.
+HELD_CLOCKS_ENV = "PYTEST_I2V_HELD_CLOCKS"
 # Options the child must not inherit, with whether each takes a value: what writes files (the parent
 # writes them), what spreads the one test over workers, what selects by the cache, what the child
 # is given anew, and pytest's basetemp (a shared one would be wiped by the child).
@@ -28,7 +31,7 @@ DROPPED: Mapping[str, bool] = {
     "--last-failed": False, "--ff": False, "--failed-first": False, "--sw": False, "--stepwise": False,
     "--i2v-json": True, "--i2v-report": True, "--i2v-markdown": True, "--i2v-confirm": True, "--i2v-gate-mode": True,
     "--i2v-confirm-in": True, "--i2v-signature": True, "--i2v-device": True, REMEASURE_INTO: True,
-    "--i2v-update-baselines": False,
+    "--i2v-update-baselines": False, "--i2v-lock-clocks": False,
 }
 OPTIONAL_VALUES: Mapping[str, tuple[str, ...]] = {"--i2v-update-baselines": ("append", "reset")}
 XDIST_ENVIRONMENT = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID", "PYTEST_CURRENT_TEST")
@@ -61,13 +64,19 @@ def child_args(invocation: Sequence[str], positional: Sequence[str], target: str
             continue
         args.append(arg)
     return [*args, target, "-p", "no:cacheprovider", REMEASURE_INTO, str(records_path), "--i2v-gate-mode", "report",
-            "--i2v-confirm", "0", "--i2v-signature", "off", "--i2v-device", device]
+            "--i2v-confirm", "0", "--i2v-signature", "off", "--i2v-device", device,
+            "-o", "i2v_lock_clocks=false"]  # an ini key would lock them too
 
 
 def remeasure(invocation: Sequence[str], positional: Sequence[str], cwd: Path, target: str, nodeid: str,
-              config_id: str | None, device: str, environment: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Run the test in a new pytest process and return its record of this generation (``config_id``)."""
-    env = {k: v for k, v in (environment if environment is not None else os.environ).items() if k not in XDIST_ENVIRONMENT}
+              config_id: str | None, device: str, environment: Mapping[str, str] | None = None,
+              held_clocks: str | None = None) -> dict[str, Any]:
+    """Run the test in a new pytest process and return its record of this generation (``config_id``);
+    ``held_clocks``: the clocks this process holds locked, encoded, which the child labels and leaves alone."""
+    env = {k: v for k, v in (environment if environment is not None else os.environ).items()
+           if k not in XDIST_ENVIRONMENT and k != HELD_CLOCKS_ENV}
+    if held_clocks is not None:
+        env[HELD_CLOCKS_ENV] = held_clocks
     with tempfile.TemporaryDirectory(prefix="pytest-i2v-fresh-") as scratch:
         records_path = Path(scratch) / "records.json"
         command = [sys.executable, "-m", "pytest", *child_args(invocation, positional, target, records_path, device)]

@@ -34,8 +34,10 @@ from pytest_i2v.verdict.peak import record_peak
 
 class I2VRun:
     def __init__(self, config: pytest.Config, settings: Settings, plan: RunPlan, device: Device,
-                 environment: dict[str, Any], baseline_dir: Path):
+                 environment: dict[str, Any], baseline_dir: Path,
+                 locked_clocks: LockedClocks | None = None):
         self.config = config
+        self.locked_clocks = locked_clocks  # what a fresh-process child is told this process holds
         self.settings = settings
         self.plan = plan
         self.device = device
@@ -58,7 +60,8 @@ class I2VRun:
 
         params = self.config.invocation_params
         data = remeasure(params.args, [str(a) for a in self.config.args], params.dir, str(self.config.rootpath / nodeid),
-                         nodeid, config_id, self.plan.device)
+                         nodeid, config_id, self.plan.device,
+                         held_clocks=self.locked_clocks.encoded() if self.locked_clocks else None)
         return GenerationRecord.from_dict(data)
 
     def _wrap(self, pipe: Any, key: Any) -> Any:
@@ -184,7 +187,7 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
         inipath = config.inipath
         baseline_dir = settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
         _check_baselines_writable(settings, baseline_dir)
-        return I2VRun(config, settings, plan, device, environment, baseline_dir)
+        return I2VRun(config, settings, plan, device, environment, baseline_dir, locked)
     except I2VUsageError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -205,7 +208,15 @@ def _check_baselines_writable(settings: Settings, baseline_dir: Path) -> None:
 
 def _lock_clocks(config: pytest.Config, settings: Settings, device: Device) -> LockedClocks | None:
     """--i2v-lock-clocks, in the process that measures (an xdist worker, not the controller): lock the
-    device's clocks and restore them when pytest unconfigures, which it does after a failure or Ctrl-C too."""
+    device's clocks and restore them when pytest unconfigures, which it does after a failure or Ctrl-C too.
+    A fresh-process child adopts what its parent holds and never locks or restores."""
+    import os
+
+    from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV
+
+    if settings.remeasure_into is not None:
+        held = os.environ.get(HELD_CLOCKS_ENV)
+        return LockedClocks.decoded(held) if held else None
     if not settings.lock_clocks or _is_xdist_controller(config):
         return None
     clocks = lock_clocks(device)
