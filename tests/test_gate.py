@@ -153,3 +153,28 @@ def test_report_only_profiles_never_fail() -> None:
     settings = GateSettings(enforce=False)
     verdict = judge([{"time_s": 1.0}] * 5, {"time_s": 9.0}, settings)
     assert verdict.verdict == "regressed" and not fails(verdict, settings)
+
+
+def test_the_minimum_effect_floors_a_bar_the_noise_makes_narrow() -> None:
+    """A quiet history with a confident prior puts the interval's bar under 1 %; a +3 % change is
+    still within the 5 % minimum effect, and +6 % is past it."""
+    quiet = [10.0, 10.001, 9.999, 10.0, 10.0]
+    confident = Noise(1e-6, 200)
+    assert judge_time("time_s", quiet, 10.3, SETTINGS, confident).verdict == "pass"
+    assert judge_time("time_s", quiet, 9.7, SETTINGS, confident).verdict == "pass"
+    assert judge_time("time_s", quiet, 10.6, SETTINGS, confident).verdict == "regressed"
+
+
+def test_a_nan_figure_is_not_measured_and_a_nan_in_history_is_left_out() -> None:
+    nan = float("nan")
+    for verdict in (judge_time("time_s", HISTORY, nan, SETTINGS),
+                    judge_memory("host_rss_bytes", [2e9] * 3, nan, SETTINGS, gating=True)):
+        assert verdict.verdict == "pass" and not verdict.gating and verdict.threshold == "not measured (NaN)"
+    with_nan = judge_time("time_s", [*HISTORY, nan], 12.0, SETTINGS)
+    assert with_nan.verdict == "regressed" and with_nan.runs == 5 and with_nan.baseline == 10.0
+    hungry = judge_memory("host_rss_bytes", [2e9, nan, 2e9], 4e9, SETTINGS, gating=True)
+    assert hungry.verdict == "regressed" and hungry.baseline == 2e9 and hungry.runs == 2
+    history = [{"time_s": t, "host_rss_bytes": 2e9} for t in HISTORY]
+    verdict = judge(history, {"time_s": nan, "host_rss_bytes": 2e9}, SETTINGS)
+    assert verdict.verdict == "pass" and any("total time was not measured (NaN)" in n for n in verdict.notes)
+    assert RegressionVerdict.from_dict(verdict.to_dict()).notes == verdict.notes

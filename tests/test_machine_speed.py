@@ -57,3 +57,15 @@ def test_times_that_are_not_comparable_never_gate_but_memory_does() -> None:
     fails, line = headline([outcome, outcome], "cpu", "report")
     assert not fails and line.startswith("not enforced on the cpu profile: this machine ran the probe at 0.48x")
     assert "on 2 test(s): timings not comparable with the baseline, memory judged" in line and "would have" not in line
+
+
+def test_a_leaner_peak_on_a_machine_of_another_speed_is_still_improved() -> None:
+    """Memory is judged whatever the probe says, so its improvement stands (before, the wrapper
+    that says why the times were not judged turned it into "passed")."""
+    history = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9} for _ in range(3)]
+    why = "timings not comparable; memory still judged"
+    leaner = judge(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 1e9}, GateSettings(),
+                   times_not_comparable=why)
+    assert leaner.verdict == "improved"
+    outcome = decide("ok", [], leaner.verdict, "warn", "enforce", "cpu", times_not_comparable=why)
+    assert outcome.kind == "improved" and not outcome.fails and outcome.times_not_comparable == why

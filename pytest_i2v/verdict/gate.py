@@ -218,15 +218,27 @@ def prior_for(settings: GateSettings, fitted: Noise | None, own: Noise | None = 
     return prior
 
 
+def _measured(value: float | None) -> bool:
+    """A figure the rule can use: a NaN or an infinity is a broken measurement, never a pass."""
+    return value is not None and math.isfinite(value)
+
+
+def _not_measured(value: float | None) -> str:
+    if value is None or math.isfinite(value):
+        return "not measured"
+    return f"not measured ({'NaN' if math.isnan(value) else 'infinite'})"
+
+
 def _pct(current: float, baseline: float) -> float:
     return (current / baseline - 1.0) * 100.0
 
 
 def judge_time(metric: str, history: Sequence[float | None], current: float | None, settings: GateSettings,
                pooled: Noise | None = None) -> MetricVerdict:
-    runs = [h for h in history if h is not None and h > 0]
-    if current is None or current <= 0:
-        return MetricVerdict(metric, "pass", current, None, len(runs), None, None, "none", "not measured", False)
+    runs = [h for h in history if _measured(h) and h > 0]
+    if current is None or current <= 0 or not _measured(current):
+        return MetricVerdict(metric, "pass", current, None, len(runs), None, None, "none",
+                             _not_measured(current), False)
     if not runs:
         return MetricVerdict(metric, "new", current, None, 0, None, None, "none", "no baseline yet", True)
     baseline = float(statistics.median(runs))
@@ -256,9 +268,10 @@ def judge_time(metric: str, history: Sequence[float | None], current: float | No
 
 def judge_memory(metric: str, history: Sequence[float | None], current: float | None, settings: GateSettings,
                  gating: bool) -> MetricVerdict:
-    runs = [h for h in history if h is not None]
-    if current is None:
-        return MetricVerdict(metric, "pass", None, None, len(runs), None, None, "none", "not measured", False)
+    runs = [h for h in history if _measured(h)]
+    if current is None or not _measured(current):
+        return MetricVerdict(metric, "pass", current, None, len(runs), None, None, "none",
+                             _not_measured(current), False)
     if not runs:
         return MetricVerdict(metric, "new", current, None, 0, None, None, "none", "no baseline yet", gating)
     baseline = float(statistics.median(runs))
@@ -312,7 +325,10 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
                              f"of another scope (this run: {scope or 'unknown'})")
         metrics.append(judge_memory(metric, [h.get(metric) for h in runs], current.get(metric), settings,
                                     gating=metric == gate_memory))
-    metrics = [m for m in metrics if m.current is not None]
+    broken = [m for m in metrics if m.current is not None and not _measured(m.current)]
+    notes.extend(f"{METRIC_LABELS.get(m.metric, m.metric)} was {m.threshold}: not judged "
+                 f"(a broken measurement; the test's log says why)" for m in broken)
+    metrics = [m for m in metrics if m.current is not None and _measured(m.current)]
     if times_not_comparable:
         metrics = [replace(m, gating=False) if m.metric in TIME_METRICS else m for m in metrics]
         notes.append(times_not_comparable)

@@ -61,7 +61,9 @@ def decide(measured: str, budget_failures: Sequence[str], verdict: str | None, e
     (``machine_speed``): the gate did not let the times fail (memory still could); the outcome says so."""
     outcome = _decide(measured, budget_failures, verdict, env_policy, mode, profile, confirmed, machine_changes,
                       unreliable, work, work_summary)
-    if times_not_comparable and outcome.kind in ("passed", "improved") and work not in ("regressed", "improved", "changed"):
+    if times_not_comparable and outcome.kind == "passed" and work not in ("regressed", "improved", "changed"):
+        # Only a pass is explained by the probe: memory is judged whatever it says, so a leaner peak
+        # stays "improved".
         return Outcome("passed", False, times_not_comparable, times_not_comparable=times_not_comparable)
     return replace(outcome, times_not_comparable=times_not_comparable)
 
