@@ -346,3 +346,12 @@ def test_a_calibration_applies_only_to_the_same_generation_measured_the_same_way
     assert same["t"]["time_s"].df == 3 and same["t"]["time_s"].variance == pytest.approx(stored["time_s"]["sd"] ** 2)
     assert calibration.priors(doc(1.0, mode="full")["records"]) == {}  # full runs have another spread
     assert calibration.priors([{**doc(1.0)["records"][0], "config_id": "c2"}]) == {}  # another generation
+
+
+def test_the_pooled_spread_leaves_the_judged_test_out() -> None:
+    """Each test's prior is the other tests' spread: with two tests of 4 rounds each, 3 df (its
+    own rounds would make it 6, and a test would vouch for its own noise)."""
+    results = compare_rounds(*_docs(slow=1.02, rounds=4))
+    for result in results:
+        time_verdict = next(v for v in result.verdicts if v.metric == "time_s")
+        assert "spread moderated with the job's pooled spread (3 df)" in time_verdict.reason

@@ -309,3 +309,31 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
     assert "re-measured (1/1, in a fresh process)" in waited["notes"][-1] and waited["notes"][-1].endswith(": confirmed")
     assert "work identical; the excess (+" in waited["decision"]["reason"]
     assert "% per step) is in the host gap: +" in waited["decision"]["reason"]
+
+
+def test_the_count_and_the_estimate_are_the_changed_work_alone() -> None:
+    """The host gap's row is shown, not counted; the estimate is the difference of the per-step
+    means its interval is centred on (a median estimate could sit outside its own interval)."""
+    skewed = WorkRow(OP, "aten::mul", "[[2,4,8,8],[]]", "float", 1, 0.004, (0.004, 0.004, 0.010))
+    work = diff(_sig(CONV, NORM), _sig(CONV, NORM, skewed, span=0.106))
+    assert work.count == 1 and work.summary().endswith(", 1 row(s)")
+    assert type(work).from_dict(json.loads(json.dumps(work.to_dict()))).count == 1
+    assert work.effect_pct == pytest.approx(6.0)  # the mean of 4, 4 and 10 ms in a 100 ms step
+    assert work.interval_pct is not None
+    assert sum(work.interval_pct) / 2 == pytest.approx(work.effect_pct)
+
+
+def test_a_copy_that_moves_more_bytes_is_changed_work() -> None:
+    copy = WorkRow(OP, "aten::copy_", "[[2,4,8,8],[2,4,8,8]]", "float", 2, 0.004, (0.004,) * 3, 2048)
+    work = diff(_sig(CONV, copy), _sig(CONV, replace(copy, bytes=4096)))
+    rows = [(r.row.name, r.row.bytes) for r in work.rows]
+    assert not work.identical and rows[0] == ("aten::copy_", 4096)
+
+
+def test_the_interval_counts_the_spread_of_both_sides() -> None:
+    """Welch: var(head)/n + var(base)/m. A removed op whose base steps vary gives an interval as
+    wide as the base's spread, though the head (without it) has none."""
+    varied = WorkRow(OP, "aten::mul", "[[2,4,8,8],[]]", "float", 1, 0.006, (0.004, 0.006, 0.008))
+    work = diff(_sig(CONV, NORM, varied), _sig(CONV, NORM, span=0.094))
+    half = 4.303 * (0.002**2 / 3) ** 0.5 / 0.1 * 100  # t(0.975, 2 df) * sd / sqrt(3), in % of the step
+    assert work.interval_pct == pytest.approx((-6.0 - half, -6.0 + half))

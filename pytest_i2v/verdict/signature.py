@@ -34,7 +34,13 @@ GAP = "gap"  # the kind of the host gap's row in a diff (last in the table, neve
 TIMED_KINDS = {"cpu": (OP,), "cuda": (KERNEL, SYNC, MEMCPY, MALLOC)}
 KEPT_ROWS = 50  # changed rows a results record keeps, the largest time effect first
 # 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+        10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def _t95(df: int) -> float:
+    """The table's quantile at the largest df it holds not above ``df`` (conservative between rows)."""
+    return _T95[max(k for k in _T95 if k <= df)] if df < 60 else 1.96
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,10 @@ class WorkDiff:
 
     @property
     def count(self) -> int:
-        return self.rows_total if self.rows_total is not None else len(self.rows)
+        """The changed rows, the host gap's row left out (it is shown beside them, not work)."""
+        if self.rows_total is not None:
+            return self.rows_total
+        return sum(1 for r in self.rows if r.row.kind != GAP)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkDiff:
@@ -253,13 +262,18 @@ def _samples(rows: Sequence[WorkRow], steps: int) -> list[float]:
     return [sum((r.samples_s[i] if i < len(r.samples_s) else r.time_s) for r in rows) for i in range(steps)]
 
 
+def _mean_or(samples: list[float], rows: Sequence[WorkRow]) -> float:
+    """The rows' mean time per profiled step; their summed medians where no step was sampled."""
+    return statistics.fmean(samples) if samples else sum(r.time_s for r in rows)
+
+
 def _interval(head: list[float], base: list[float]) -> tuple[float, float] | None:
     """95 % interval of mean(head) - mean(base) (Welch)."""
     if len(head) < 2 or len(base) < 2:
         return None
     variance = statistics.variance(head) / len(head) + statistics.variance(base) / len(base)
     df = max(1, min(len(head), len(base)) - 1)
-    half = _T95.get(df, 1.96) * math.sqrt(variance)
+    half = _t95(df) * math.sqrt(variance)
     centre = statistics.fmean(head) - statistics.fmean(base)
     return centre - half, centre + half
 
@@ -304,8 +318,11 @@ def diff(base: WorkSignature, head: WorkSignature, base_step_s: float | None = N
         gap_base, gap_head = old_step.host_gap_s(base.device_kind), new_step.host_gap_s(head.device_kind)
         changed.append(ChangedRow("step", WorkRow(GAP, HOST_GAP), 1, 1, gap_base, gap_head,
                                   gap_head / step_base * 100.0 if step_base > 0 else None))
-    effect = sum(r.time_s for r in step_rows[1]) - sum(r.time_s for r in step_rows[0])
-    interval = _interval(_samples(step_rows[1], head.profiled_steps), _samples(step_rows[0], base.profiled_steps))
+    head_samples = _samples(step_rows[1], head.profiled_steps)
+    base_samples = _samples(step_rows[0], base.profiled_steps)
+    # The estimate is what its interval is centred on: the difference of the per-step means.
+    effect = _mean_or(head_samples, step_rows[1]) - _mean_or(base_samples, step_rows[0])
+    interval = _interval(head_samples, base_samples)
     effect_pct = effect / step_base * 100.0 if step_base > 0 else None
     interval_pct = (interval[0] / step_base * 100.0, interval[1] / step_base * 100.0) if interval and step_base > 0 else None
     return WorkDiff(False, tuple(changed), effect, effect_pct, interval_pct, noise)
