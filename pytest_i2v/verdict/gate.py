@@ -218,11 +218,6 @@ def prior_for(settings: GateSettings, fitted: Noise | None, own: Noise | None = 
     return prior
 
 
-def _measured(value: float | None) -> bool:
-    """A figure the rule can use: a NaN or an infinity is a broken measurement, never a pass."""
-    return value is not None and math.isfinite(value)
-
-
 def _not_measured(value: float | None) -> str:
     if value is None or math.isfinite(value):
         return "not measured"
@@ -235,8 +230,8 @@ def _pct(current: float, baseline: float) -> float:
 
 def judge_time(metric: str, history: Sequence[float | None], current: float | None, settings: GateSettings,
                pooled: Noise | None = None) -> MetricVerdict:
-    runs = [h for h in history if _measured(h) and h > 0]
-    if current is None or current <= 0 or not _measured(current):
+    runs = [h for h in history if h is not None and math.isfinite(h) and h > 0]
+    if current is None or not math.isfinite(current) or current <= 0:
         return MetricVerdict(metric, "pass", current, None, len(runs), None, None, "none",
                              _not_measured(current), False)
     if not runs:
@@ -268,8 +263,8 @@ def judge_time(metric: str, history: Sequence[float | None], current: float | No
 
 def judge_memory(metric: str, history: Sequence[float | None], current: float | None, settings: GateSettings,
                  gating: bool) -> MetricVerdict:
-    runs = [h for h in history if _measured(h)]
-    if current is None or not _measured(current):
+    runs = [h for h in history if h is not None and math.isfinite(h)]
+    if current is None or not math.isfinite(current):
         return MetricVerdict(metric, "pass", current, None, len(runs), None, None, "none",
                              _not_measured(current), False)
     if not runs:
@@ -325,10 +320,11 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
                              f"of another scope (this run: {scope or 'unknown'})")
         metrics.append(judge_memory(metric, [h.get(metric) for h in runs], current.get(metric), settings,
                                     gating=metric == gate_memory))
-    broken = [m for m in metrics if m.current is not None and not _measured(m.current)]
+    # A NaN or an infinity is a broken measurement: named, never a pass nor a fail.
+    broken = [m for m in metrics if m.current is not None and not math.isfinite(m.current)]
     notes.extend(f"{METRIC_LABELS.get(m.metric, m.metric)} was {m.threshold}: not judged "
                  f"(a broken measurement; the test's log says why)" for m in broken)
-    metrics = [m for m in metrics if m.current is not None and _measured(m.current)]
+    metrics = [m for m in metrics if m.current is not None and math.isfinite(m.current)]
     if times_not_comparable:
         metrics = [replace(m, gating=False) if m.metric in TIME_METRICS else m for m in metrics]
         notes.append(times_not_comparable)
