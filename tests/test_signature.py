@@ -272,6 +272,8 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(i2v_project: pyt
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*i2v work: work changed: +* % of the step est.*",
                                  "FAILED test_work.py::test_b - i2v work: work changed*"])
+    result.stdout.fnmatch_lines(["test_work.py::test_b: * | regressed | work changed +* % est. "
+                                 "(beyond 5 %): aten::mm +1*"])  # the results table names it too
     assert "  step: aten::mm ([[768,768],[768,768]], float,float): count 0 -> 1, time 0.000 -> " in result.stdout.str()
     records = {r["nodeid"].split("::")[1]: r for r in json.loads((i2v_project.path / "r.json").read_text())["records"]}
     assert records["test_b"]["decision"]["kind"] == "regressed" and records["test_b"]["work"]["verdict"] == "regressed"
@@ -337,3 +339,20 @@ def test_the_interval_counts_the_spread_of_both_sides() -> None:
     work = diff(_sig(CONV, NORM, varied), _sig(CONV, NORM, span=0.094))
     half = 4.303 * (0.002**2 / 3) ** 0.5 / 0.1 * 100  # t(0.975, 2 df) * sd / sqrt(3), in % of the step
     assert work.interval_pct == pytest.approx((-6.0 - half, -6.0 + half))
+
+
+def test_the_terminal_line_says_the_work_changed_even_when_the_test_passed() -> None:
+    from pytest_i2v.verdict.explain import work_note
+
+    tanh = WorkRow(OP, "aten::tanh", "[[2,4,8,8]]", "float", 100, 0.002, (0.002,) * 3)
+    mm = WorkRow(OP, "aten::mm", "[[8,8],[8,8]]", "float", 100, 0.006, (0.006,) * 3)
+    work = diff(_sig(CONV, NORM), _sig(CONV, NORM, mm, tanh, span=0.108))
+    within = {**work.to_dict(), "verdict": work_verdict(work, 10.0)}
+    assert work_note(within, 10.0) == "work changed +8.0 % est. (within 10 %): aten::mm +100, aten::tanh +100"
+    beyond = {**work.to_dict(), "verdict": work_verdict(work, 5.0)}
+    assert work_note(beyond, 5.0).startswith("work changed +8.0 % est. (beyond 5 %): aten::mm +100")
+    assert work_note(diff(_sig(CONV), _sig(CONV)).to_dict(), 5.0) == ""  # identical work: nothing to say
+    assert work_note(None, 5.0) == ""
+    upcast = diff(_sig(CONV, NORM), _sig(CONV, replace(NORM, dtypes="double")))
+    assert work_note(upcast.to_dict(), 5.0).endswith(": aten::native_layer_norm (double) +2, "
+                                                     "aten::native_layer_norm (float) -2")

@@ -27,7 +27,7 @@ from pytest_i2v.session.recording import Recorder
 from pytest_i2v.session.settings import Settings
 from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
 from pytest_i2v.verdict.conditions import clock_label
-from pytest_i2v.verdict.explain import short_deltas
+from pytest_i2v.verdict.explain import short_deltas, work_note
 from pytest_i2v.verdict.outcome import Outcome
 from pytest_i2v.verdict.peak import record_peak
 
@@ -144,8 +144,9 @@ class I2VRun:
             for record in self.outputs.records.values():
                 kind = (record.decision or {}).get("kind", "-")
                 time_delta, memory_delta = short_deltas(record.to_dict())
+                note = work_note(record.work, self.gate.gate.min_effect * 100.0)
                 terminalreporter.write_line(f"{record.nodeid}: {describe(record)} | time {time_delta}, "
-                                            f"memory {memory_delta} | {kind}")
+                                            f"memory {memory_delta} | {kind}" + (f" | {note}" if note else ""))
             for line in self.gate.baseline_lines():
                 terminalreporter.write_line(line)
             for path in self.outputs.written:

@@ -17,7 +17,7 @@ from pytest_i2v.verdict.gate import (
     throttling_excuse,
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
-from pytest_i2v.verdict.signature import WorkDiff
+from pytest_i2v.verdict.signature import GAP, ChangedRow, WorkDiff
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -98,6 +98,30 @@ def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
 
     peak = record_peak(record)
     return delta("time_s"), delta(peak.key) if peak.key else "-"
+
+
+def work_note(work: Mapping[str, Any] | None, min_effect_pct: float, names: int = 3) -> str:
+    """The terminal line's word on changed work, whatever the outcome (a pass within the minimum
+    effect still changed the work): "work changed +8.1 % est. (within 10 %): aten::mm +100, ...".
+    "" for identical work or none compared."""
+    if not work or work.get("identical"):
+        return ""
+    parsed = WorkDiff.from_dict(work)
+    beyond = work.get("verdict") in ("regressed", "improved")
+    estimate = f" {parsed.effect_pct:+.1f} % est." if parsed.effect_pct is not None else ""
+    shown = [r for r in parsed.rows if r.row.kind != GAP][:names]
+    repeated = {r.row.name for r in shown if sum(o.row.name == r.row.name for o in shown) > 1}
+
+    def name(changed: ChangedRow) -> str:  # a re-typed op is two rows of one name: the dtype tells them apart
+        row = changed.row
+        label = f"{row.name} ({row.dtypes or row.shapes})" if row.name in repeated else row.name
+        moved = changed.count_head - changed.count_base
+        return f"{label} {moved:+d}" if moved else f"{label} (bytes {row.bytes})"
+
+    more = f", {parsed.count - len(shown)} more" if parsed.count > len(shown) else ""
+    within = "beyond" if beyond else "within"
+    return (f"work changed{estimate} ({within} {min_effect_pct:.0f} %): "
+            f"{', '.join(name(r) for r in shown)}{more}")
 
 
 def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10) -> str:
