@@ -415,3 +415,24 @@ def test_a_roofline_without_attention_says_so_in_the_report() -> None:
     row = next(r for r in rows if "test_resolution_sweep[256p]" in r)
     assert "412 (42 % of the fp16 peak), excluding attention (its backend is not counted)" in row
     assert sum("excluding attention" in r for r in rows) == 1
+
+
+def test_the_pills_count_what_the_banner_says() -> None:
+    """"not enforced" is the run's mode, the not-enforced outcome is "would have failed"; a run whose
+    machine speed moved is unreliable as a whole, which a pill says beside the banner's clause."""
+    doc = document()
+    moved = "the machine's speed moved during the run (end against start: matrix products 0.60x)"
+    doc["gate"] = {"mode": "report", "fails": False, "unreliable_run": moved,
+                   "headline": f"not enforced on the cpu profile: nothing would have failed; also "
+                               f"unreliable: {moved}"}
+    context = build_context(doc)
+    pills = {p.kind: p for p in context["pills"]}
+    assert pills["not-enforced"].text == "would have failed: 0"
+    assert pills["unreliable-run"].text == "whole run unreliable: machine speed moved"
+    assert pills["unreliable-run"].title == moved
+    assert context["banner"] == "warn"
+    text = " ".join(parse(render_html(doc)).text)
+    assert "would have failed: 0" in text and "whole run unreliable: machine speed moved" in text
+    assert "not-enforced: 0" not in text
+    quiet = document()
+    assert "unreliable-run" not in {p.kind for p in build_context(quiet)["pills"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_i2v.generation.memory_options import no_effect_reasons
@@ -17,6 +18,25 @@ from pytest_i2v.verdict.peak import record_peak
 from pytest_i2v.verdict.signature import WorkDiff
 
 OUTCOME_ORDER = (*SEVERITY, "skipped")
+# A pill's words where the outcome's name would read as something else: the banner's "not enforced"
+# is the run's mode, while the not-enforced outcome counts the tests that would have failed.
+PILL_LABELS = {"not-enforced": "would have failed"}
+RUN_UNRELIABLE = "unreliable-run"  # the pill of a run whose machine speed moved (not one test's outcome)
+
+
+@dataclass(frozen=True)
+class Pill:
+    kind: str  # the CSS class: an outcome kind, or RUN_UNRELIABLE
+    text: str
+    title: str = ""
+
+
+def pills(kinds: Mapping[str, int], run_unreliable: str | None) -> list[Pill]:
+    """The counts under the banner, worded as the banner words them (``outcome.headline``)."""
+    shown = [Pill(kind, f"{PILL_LABELS.get(kind, kind)}: {kinds.get(kind, 0)}") for kind in OUTCOME_ORDER]
+    if run_unreliable:
+        shown.append(Pill(RUN_UNRELIABLE, "whole run unreliable: machine speed moved", run_unreliable))
+    return shown
 
 
 def outcome_of(record: Mapping[str, Any]) -> str:
@@ -32,11 +52,11 @@ def clock_of(record: Mapping[str, Any]) -> str:
     return clock_label(record.get("conditions")) or "-"
 
 
-def banner(failed: bool, mode: str | None, unreliable: int) -> str:
+def banner(failed: bool, mode: str | None, unreliable: int, run_unreliable: bool = False) -> str:
     """"bad", "warn" or "good": how the headline is shown (HTML class, Markdown emoji)."""
     if failed:
         return "bad"
-    return "warn" if mode == "report" or unreliable else "good"
+    return "warn" if mode == "report" or unreliable or run_unreliable else "good"
 
 
 def peak_figure(record: Mapping[str, Any]) -> tuple[int | None, str]:
@@ -138,9 +158,11 @@ def build_context(document: Mapping[str, Any], skipped: list[dict[str, Any]] | N
         "document": document,
         "records": records,
         "counts": {k: kinds.get(k, 0) for k in OUTCOME_ORDER},
+        "pills": pills(kinds, gate.get("unreliable_run")),
         "failed": failed,
         # The headline's colour: a report-only run or an unreliable measurement is never shown as a pass.
-        "banner": banner(failed, gate.get("mode"), kinds.get("unreliable", 0)),
+        "banner": banner(failed, gate.get("mode"), kinds.get("unreliable", 0),
+                         bool(gate.get("unreliable_run"))),
         "headline": gate.get("headline") or "",
         "mode": gate.get("mode"),
         "profile": profile,

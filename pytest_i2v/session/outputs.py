@@ -53,7 +53,8 @@ class Outputs:
         return build_document(self._environment, self._plan.profile.to_dict(), self._settings.to_dict(), records,
                               self.loads,
                               extra={"baseline": {"path": str(self._baseline_path), "gate": self._gate.to_dict()},
-                                     "gate": {"mode": self._mode, "fails": fails, "headline": line},
+                                     "gate": {"mode": self._mode, "fails": fails, "headline": line,
+                                              "unreliable_run": self.probe_moved()},
                                      # The published figures are I2VGen-XL's: another model's run is no match.
                                      "published_reference": _published([r for r in dicts if pipeline_of(r) == DEFAULT_PIPELINE]),
                                      "recommendations": self._recommendations(dicts),
