@@ -144,19 +144,18 @@ def entry_noise(values: Sequence[float | None]) -> Noise | None:
     return Noise(statistics.variance(logs), len(logs) - 1)
 
 
-MIN_PRIOR_ENTRIES = 3  # other entries needed before their spread is a prior (fewer: the declared one)
-REFIT_P = 0.01  # the fit leaves out entries whose spread is this improbable under it (limma's robust fit)
-OUTLIER_P = 0.2  # a judged entry whose spread is this improbable under the prior keeps its own noise
+MIN_PRIOR_ENTRIES = 3  # other entries needed for a fitted prior (fewer: the declared one)
+REFIT_P = 0.01  # the fit leaves out entries this improbable under it (limma's robust fit)
+OUTLIER_P = 0.2  # a judged entry this improbable under the prior keeps its own noise
 PRIOR_DF_LIMIT = 1e6  # the fit's df when the variances spread no more than their own df explain
 
 
 def fit_prior(noises: Sequence[Noise], max_df: float) -> Noise | None:
-    """The prior of the entries' variances, as limma's ``fitFDist`` estimates it (Smyth 2004): the
-    log variances' mean gives the prior variance, and their spread beyond what each entry's own
-    degrees of freedom explain gives the prior's df (entries that differ in noise: a small df, so
-    each keeps its own; alike: a large one, capped at ``max_df``). Entries far noisier than the
-    fit (``is_outlier`` at REFIT_P) are left out and the fit repeated, as limma's robust fit down-weights
-    them: one noisy test must not take the others' tight bars. None under MIN_PRIOR_ENTRIES."""
+    """The entries' variances' prior, as limma's ``fitFDist`` (Smyth 2004): the log variances'
+    mean gives its variance, their spread beyond their own df gives its df (unlike entries: small,
+    so each keeps its own; alike: large, capped at ``max_df``). Entries far noisier than the fit
+    (``is_outlier`` at REFIT_P) are left out and the fit repeated, as limma's robust fit does: one
+    noisy test must not take the others' tight bars. None under MIN_PRIOR_ENTRIES."""
     usable = [n for n in noises if n.df > 0 and n.variance > 0]
     prior = _fit_f(usable)
     for _ in range(3):
@@ -181,7 +180,7 @@ def _fit_f(noises: Sequence[Noise]) -> Noise | None:
     logs = [math.log(n.variance) - float(special.digamma(h)) + math.log(h)
             for n, h in zip(noises, half, strict=True)]
     centre = statistics.fmean(logs)
-    excess = statistics.variance(logs) - statistics.fmean(float(special.polygamma(1, h)) for h in half)
+    excess = statistics.variance(logs) - float(special.polygamma(1, half).mean())
     if excess <= float(special.polygamma(1, PRIOR_DF_LIMIT / 2.0)):
         return Noise(math.exp(centre), PRIOR_DF_LIMIT)  # alike: as good as known
     d0 = 2.0 * _trigamma_inverse(excess)
@@ -206,10 +205,9 @@ def _moderated(history_noise: Noise | None, prior: Noise) -> Noise:
 
 
 def prior_for(settings: GateSettings, fitted: Noise | None, own: Noise | None = None) -> Noise:
-    """The prior an entry is moderated towards: the one fitted over the file's other entries (none:
-    the profile's declared prior). An entry whose own spread is beyond the fit (an F test at
-    OUTLIER_P: a noisy test among quiet ones is not one of them) keeps its own noise alone, df 0
-    from the prior: borrowing the quiet tests' spread gave it a bar it broke 5-24 % of the time."""
+    """The prior fitted over the file's other entries (none: the profile's declared one). An entry
+    beyond it (F test at OUTLIER_P) keeps its own noise alone: borrowing the quiet tests' spread
+    gave a noisy test a bar it broke 5-24 % of the time."""
     if fitted is None:
         return Noise(settings.prior_noise**2, settings.prior_df)
     prior = Noise(fitted.variance, min(fitted.df, settings.max_pooled_df))
@@ -320,10 +318,8 @@ def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], sett
                              f"of another scope (this run: {scope or 'unknown'})")
         metrics.append(judge_memory(metric, [h.get(metric) for h in runs], current.get(metric), settings,
                                     gating=metric == gate_memory))
-    # A NaN or an infinity is a broken measurement: named, never a pass nor a fail.
     broken = [m for m in metrics if m.current is not None and not math.isfinite(m.current)]
-    notes.extend(f"{METRIC_LABELS.get(m.metric, m.metric)} was {m.threshold}: not judged "
-                 f"(a broken measurement; the test's log says why)" for m in broken)
+    notes.extend(f"{METRIC_LABELS.get(m.metric, m.metric)} was {m.threshold}: not judged" for m in broken)
     metrics = [m for m in metrics if m.current is not None and math.isfinite(m.current)]
     if times_not_comparable:
         metrics = [replace(m, gating=False) if m.metric in TIME_METRICS else m for m in metrics]
