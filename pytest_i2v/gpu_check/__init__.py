@@ -104,23 +104,38 @@ def _cuda_count(dry_run: bool, simulated: Sequence[Mapping[str, Any]]) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        raise I2VUsageError(f"gpu-check needs a CUDA device (torch {torch.__version__} has none here); "
-                            f"run with --dry-run to exercise it on the CPU")
+        raise I2VUsageError(
+            f"gpu-check needs a CUDA device (torch {torch.__version__} has none here); "
+            f"run with --dry-run to exercise it on the CPU"
+        )
     return int(torch.cuda.device_count())
 
 
-def make_plan(dry_run: bool = False, device: str = "cuda:0", model: str | None = None,
-              pipeline: str = DEFAULT_PIPELINE) -> CheckPlan:
+def make_plan(
+    dry_run: bool = False,
+    device: str = "cuda:0",
+    model: str | None = None,
+    pipeline: str = DEFAULT_PIPELINE,
+) -> CheckPlan:
     """The runs' sizes and settings; a bad --pipeline, --device or --model, or no CUDA, is one usage line."""
     info = pipeline_info(pipeline)  # first: a typo is reported on a machine without CUDA too
-    simulated: tuple[Mapping[str, Any], ...] = (dict(SIMULATED_H200), dict(SIMULATED_H200)) if dry_run else ()
+    simulated: tuple[Mapping[str, Any], ...] = (
+        (dict(SIMULATED_H200), dict(SIMULATED_H200)) if dry_run else ()
+    )
     count = _cuda_count(dry_run, simulated)
     device = parse_device(device, count)
     other = None
     if count > 1:
         other = "cuda:1" if device != "cuda:1" else "cuda:0"
     source = model_source(model, dry_run, info.name)
-    return plan_for(info, dry_run=dry_run, device=device, other_device=other, model=source, simulated_gpus=simulated)
+    return plan_for(
+        info,
+        dry_run=dry_run,
+        device=device,
+        other_device=other,
+        model=source,
+        simulated_gpus=simulated,
+    )
 
 
 @dataclass(frozen=True)
@@ -150,36 +165,61 @@ def run_gpu_check(plan: CheckPlan, out: Path) -> GpuCheckReport:
         (workdir / SUITE_FILE).write_text(suite_source(plan), encoding="utf-8")
         if plan.size_divisor > 1:
             (workdir / PROFILE_DIR).mkdir()
-            (workdir / PROFILE_DIR / f"{DRY_RUN_PROFILE}.yaml").write_text(dry_run_profile_yaml(plan), encoding="utf-8")
+            (workdir / PROFILE_DIR / f"{DRY_RUN_PROFILE}.yaml").write_text(
+                dry_run_profile_yaml(plan), encoding="utf-8"
+            )
         (workdir / "pytest.ini").write_text(
-            "[pytest]\nfilterwarnings =\n    ignore:.*I2VGenXLPipeline has been deprecated.*\n", encoding="utf-8")
+            "[pytest]\nfilterwarnings =\n    ignore:.*I2VGenXLPipeline has been deprecated.*\n",
+            encoding="utf-8",
+        )
         for index, (name, (device, tests)) in enumerate(selections.items(), start=1):
-            _progress(f"[{index}/{len(selections)}] {name} run: {len(tests)} test{'s' if len(tests) > 1 else ''} "
-                      f"on {device} ...")
+            _progress(
+                f"[{index}/{len(selections)}] {name} run: {len(tests)} test{'s' if len(tests) > 1 else ''} "
+                f"on {device} ..."
+            )
             result = run_pytest(plan, workdir, name, device, tests)
-            _progress(f"[{index}/{len(selections)}] {name} run: pytest exit {result.returncode} after {result.seconds:.0f} s")
+            _progress(
+                f"[{index}/{len(selections)}] {name} run: pytest exit {result.returncode} after {result.seconds:.0f} s"
+            )
             results[name] = result
-        report_html = (workdir / "main.html").read_text(encoding="utf-8") if (workdir / "main.html").is_file() else None
+        report_html = (
+            (workdir / "main.html").read_text(encoding="utf-8")
+            if (workdir / "main.html").is_file()
+            else None
+        )
     runs = tuple(results.values())
-    checks = evaluate(plan, results["main"], results.get("fresh"), results["oom"], results.get("second"))
+    checks = evaluate(
+        plan, results["main"], results.get("fresh"), results["oom"], results.get("second")
+    )
     write_outputs(out, plan, results, report_html, checks)
     return GpuCheckReport(plan=plan, checks=tuple(checks), runs=runs, out=out)
 
 
-def write_outputs(out: Path, plan: CheckPlan, results: Mapping[str, RunResult], report_html: str | None,
-                  checks: Sequence[CheckResult]) -> None:
+def write_outputs(
+    out: Path,
+    plan: CheckPlan,
+    results: Mapping[str, RunResult],
+    report_html: str | None,
+    checks: Sequence[CheckResult],
+) -> None:
     """At most 7 files, each written atomically; a file this run did not produce is removed, so
     nothing stale from an earlier check is left next to this one's summary."""
     out.mkdir(parents=True, exist_ok=True)
     main = results["main"]
     files: dict[str, str | None] = {
-        RESULTS_FILE: json.dumps(main.document, indent=2) + "\n" if main.document is not None else None,
+        RESULTS_FILE: json.dumps(main.document, indent=2) + "\n"
+        if main.document is not None
+        else None,
         REPORT_FILE: report_html,
     }
     for name, filename in EXTRA_RESULTS.items():
         run = results.get(name)
-        files[filename] = json.dumps(run.document, indent=2) + "\n" if run and run.document is not None else None
-    files[LOG_FILE] = "".join(f"===== {r.name} run: {' '.join(r.command)}\n{r.log}\n" for r in results.values())
+        files[filename] = (
+            json.dumps(run.document, indent=2) + "\n" if run and run.document is not None else None
+        )
+    files[LOG_FILE] = "".join(
+        f"===== {r.name} run: {' '.join(r.command)}\n{r.log}\n" for r in results.values()
+    )
     files[SUMMARY_FILE] = render_summary(plan, main, checks, list(results.values()))
     for filename, text in files.items():
         if text is None:
@@ -188,14 +228,20 @@ def write_outputs(out: Path, plan: CheckPlan, results: Mapping[str, RunResult], 
             write_text_atomic(out / filename, text)
 
 
-def main(out: str, device: str, dry_run: bool, model: str | None, pipeline: str | None = None) -> int:
+def main(
+    out: str, device: str, dry_run: bool, model: str | None, pipeline: str | None = None
+) -> int:
     """The CLI's entry: prints one line per check and a final line; 1 when a check failed."""
-    plan = make_plan(dry_run=dry_run, device=device, model=model, pipeline=pipeline or DEFAULT_PIPELINE)
+    plan = make_plan(
+        dry_run=dry_run, device=device, model=model, pipeline=pipeline or DEFAULT_PIPELINE
+    )
     report = run_gpu_check(plan, Path(out))
     for check in report.checks:
         print(check.line)
-    print(f"{final_line(report.checks, plan)} for pipeline {plan.pipeline}; {RESULTS_FILE}, {REPORT_FILE} and "
-          f"{SUMMARY_FILE} in {report.out}")
+    print(
+        f"{final_line(report.checks, plan)} for pipeline {plan.pipeline}; {RESULTS_FILE}, {REPORT_FILE} and "
+        f"{SUMMARY_FILE} in {report.out}"
+    )
     return 1 if report.failed else 0
 
 

@@ -29,7 +29,9 @@ from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo, pipe
 @dataclass(frozen=True)
 class Tolerances:
     timing_pct: float | None = 2.0  # stage sums (b, c): exact per repeat, so judged on the CPU too
-    fast_pct: float | None = 2.0  # (f) None: shown, not judged (two runs on a shared CPU differ by more)
+    fast_pct: float | None = (
+        2.0  # (f) None: shown, not judged (two runs on a shared CPU differ by more)
+    )
     # (j) the step's kernels (on a GPU) against its span; None: shown, not judged (the dry run's tiny model
     # spends most of a step in Python between short ops)
     attribution_pct: float | None = 5.0
@@ -60,7 +62,9 @@ class CheckPlan:
     tolerances: Tolerances = field(default_factory=Tolerances)
     simulated_gpus: tuple[Mapping[str, Any], ...] = ()  # dry run: PYTEST_I2V_SIMULATED_GPUS
     pipeline: str = DEFAULT_PIPELINE
-    offload_supported: bool = True  # the pipeline supports model_cpu_offload; else (g) is not applicable
+    offload_supported: bool = (
+        True  # the pipeline supports model_cpu_offload; else (g) is not applicable
+    )
     fixed_size: bool = False  # the model accepts one size only: one rung, and (d) is not applicable
     # > 1: the marks' sizes are scaled by a profile written for the run (a fixed-size pipeline's dry run)
     size_divisor: int = 1
@@ -77,8 +81,10 @@ class CheckPlan:
     @property
     def uses_presets(self) -> bool:
         """The marks name the study's presets (I2VGen-XL on a GPU) rather than width and height."""
-        return not self.dry_run and all(RESOLUTION_PRESETS.get(label) == width == height
-                                        for label, width, height in self.dimensions)
+        return not self.dry_run and all(
+            RESOLUTION_PRESETS.get(label) == width == height
+            for label, width, height in self.dimensions
+        )
 
     @property
     def smallest(self) -> str:
@@ -109,20 +115,36 @@ class CheckPlan:
             return width, height
         from pytest_i2v.generation.marks import Scaling
 
-        scaling, multiple = Scaling(size_divisor=self.size_divisor), PIPELINES[self.pipeline].constraints.size_multiple
+        scaling, multiple = (
+            Scaling(size_divisor=self.size_divisor),
+            PIPELINES[self.pipeline].constraints.size_multiple,
+        )
         return scaling.size(width, multiple), scaling.size(height, multiple)
 
     def describe_mode(self) -> str:
-        mode = (f"fast mode: {self.fast_steps} of {self.steps} denoising steps measured per repeat, the totals "
-                f"predicted (the full run of check (f) excepted); {self.repeats} repeats after {self.warmup} warm-up")
+        mode = (
+            f"fast mode: {self.fast_steps} of {self.steps} denoising steps measured per repeat, the totals "
+            f"predicted (the full run of check (f) excepted); {self.repeats} repeats after {self.warmup} warm-up"
+        )
         if self.dry_run:
-            sizes = "the cpu profile's sizes" if self.pipeline == DEFAULT_PIPELINE else f"sizes {', '.join(self.labels)}"
+            sizes = (
+                "the cpu profile's sizes"
+                if self.pipeline == DEFAULT_PIPELINE
+                else f"sizes {', '.join(self.labels)}"
+            )
             if self.size_divisor > 1:
-                shown = ", ".join("{}x{}".format(*self.run_size(width, height)) for _, width, height in self.dimensions)
-                sizes = (f"size{'s' if len(self.sizes) > 1 else ''} {', '.join(self.labels)} on the marks, run at "
-                         f"{shown} (the profile scales sizes /{self.size_divisor})")
-            mode = (f"DRY RUN on the CPU: model {self.model}, simulated GPUs, {sizes}; the fast-mode "
-                    f"check (f) shown, not judged (CPU noise); " + mode)
+                shown = ", ".join(
+                    "{}x{}".format(*self.run_size(width, height))
+                    for _, width, height in self.dimensions
+                )
+                sizes = (
+                    f"size{'s' if len(self.sizes) > 1 else ''} {', '.join(self.labels)} on the marks, run at "
+                    f"{shown} (the profile scales sizes /{self.size_divisor})"
+                )
+            mode = (
+                f"DRY RUN on the CPU: model {self.model}, simulated GPUs, {sizes}; the fast-mode "
+                f"check (f) shown, not judged (CPU noise); " + mode
+            )
         return mode
 
 
@@ -167,17 +189,23 @@ def parse_device(name: str, count: int) -> str:
     if name == "cuda":
         name = "cuda:0"
     if not (name.startswith("cuda:") and name[5:].isdigit()):
-        raise I2VUsageError(f"--device {name!r}: gpu-check checks a CUDA device; use cuda or cuda:N "
-                            f"(--dry-run for the CPU)")
+        raise I2VUsageError(
+            f"--device {name!r}: gpu-check checks a CUDA device; use cuda or cuda:N "
+            f"(--dry-run for the CPU)"
+        )
     if int(name[5:]) >= count:
-        raise I2VUsageError(f"--device {name}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1}); "
-                            f"pick one of those")
+        raise I2VUsageError(
+            f"--device {name}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1}); "
+            f"pick one of those"
+        )
     return name
 
 
 def pipeline_info(name: str) -> PipelineInfo:
     if name not in PIPELINES:
-        raise I2VUsageError(f"--pipeline {name!r}: not a known pipeline; use one of {', '.join(PIPELINES)}")
+        raise I2VUsageError(
+            f"--pipeline {name!r}: not a known pipeline; use one of {', '.join(PIPELINES)}"
+        )
     return PIPELINES[name]
 
 
@@ -188,13 +216,17 @@ def model_source(model: str | None, dry_run: bool, pipeline: str = DEFAULT_PIPEL
         return model
     path = Path(model).expanduser()
     if not path.is_dir():
-        raise I2VUsageError(f"--model {model!r}: use random, tiny or a local diffusers directory ({path} is not a directory)")
+        raise I2VUsageError(
+            f"--model {model!r}: use random, tiny or a local diffusers directory ({path} is not a directory)"
+        )
     # Another pipeline's directory would not be loaded for these marks (the plugin would fall back on
     # the hub checkpoint or the profile's model): say so rather than measure something else.
     owner = pipeline_of_directory(path)
     if owner is not None and owner != pipeline:
-        raise I2VUsageError(f"--model {model!r} holds a {owner} pipeline (model_index.json), not {pipeline}; "
-                            f"pass --pipeline {owner}")
+        raise I2VUsageError(
+            f"--model {model!r} holds a {owner} pipeline (model_index.json), not {pipeline}; "
+            f"pass --pipeline {owner}"
+        )
     return str(path.resolve())
 
 
@@ -227,8 +259,15 @@ def dry_run_frames(info: PipelineInfo) -> int:
     return info.constraints.round_up_frames(max(DRY_RUN_MIN_FRAMES, info.constraints.min_frames))
 
 
-def plan_for(info: PipelineInfo, *, dry_run: bool, device: str, other_device: str | None, model: str,
-             simulated_gpus: tuple[Mapping[str, Any], ...] = ()) -> CheckPlan:
+def plan_for(
+    info: PipelineInfo,
+    *,
+    dry_run: bool,
+    device: str,
+    other_device: str | None,
+    model: str,
+    simulated_gpus: tuple[Mapping[str, Any], ...] = (),
+) -> CheckPlan:
     """The runs' sizes and settings for one pipeline (pure: the device and model are checked already)."""
     sizes: tuple[tuple[str, int] | tuple[str, int, int], ...]
     fixed = info.constraints.fixed_size is not None
@@ -236,30 +275,85 @@ def plan_for(info: PipelineInfo, *, dry_run: bool, device: str, other_device: st
         # The cpu profile's scaling of the study (/8: 32..128 pixels), few frames, 3 steps, no warm-up (the
         # checks judged here are memory figures, which a warm-up does not change): about a minute on 2 cores.
         if info.name == DEFAULT_PIPELINE:
-            sizes, frames, guidance = tuple((label, pixels // 8) for label, pixels in RESOLUTION_PRESETS.items()), 4, 9.0
+            sizes, frames, guidance = (
+                tuple((label, pixels // 8) for label, pixels in RESOLUTION_PRESETS.items()),
+                4,
+                9.0,
+            )
             headroom = 8 * MiB
         else:
-            sizes, frames, guidance = dry_run_sizes(info), dry_run_frames(info), info.native.guidance
+            sizes, frames, guidance = (
+                dry_run_sizes(info),
+                dry_run_frames(info),
+                info.native.guidance,
+            )
             # The tiny transformers' simulated activations are a few KiB (LTX-Video packs its latents into
             # 128-channel tokens), so any headroom at all would let the induced OOM run finish.
             headroom = 0
-        return CheckPlan(dry_run=True, device=device, other_device=other_device, model=model, dtype="fp32",
-                         sizes=sizes, frames=frames, steps=3, guidance=guidance, fast_steps=2, repeats=2, warmup=0,
-                         offload_steps=3, oom_headroom_bytes=headroom, timeout_s=300.0,
-                         tolerances=Tolerances(fast_pct=None, attribution_pct=None), simulated_gpus=simulated_gpus, pipeline=info.name,
-                         offload_supported=OFFLOAD_OPTION in info.memory_options, fixed_size=fixed,
-                         size_divisor=DRY_RUN_SIZE_DIVISOR if fixed else 1)
+        return CheckPlan(
+            dry_run=True,
+            device=device,
+            other_device=other_device,
+            model=model,
+            dtype="fp32",
+            sizes=sizes,
+            frames=frames,
+            steps=3,
+            guidance=guidance,
+            fast_steps=2,
+            repeats=2,
+            warmup=0,
+            offload_steps=3,
+            oom_headroom_bytes=headroom,
+            timeout_s=300.0,
+            tolerances=Tolerances(fast_pct=None, attribution_pct=None),
+            simulated_gpus=simulated_gpus,
+            pipeline=info.name,
+            offload_supported=OFFLOAD_OPTION in info.memory_options,
+            fixed_size=fixed,
+            size_divisor=DRY_RUN_SIZE_DIVISOR if fixed else 1,
+        )
     if info.name == DEFAULT_PIPELINE:
         # The study's generation; fast mode keeps the four sizes within the budget (8 minutes on a 4090).
-        return CheckPlan(dry_run=False, device=device, other_device=other_device, model=model, dtype="fp16",
-                         sizes=tuple(RESOLUTION_PRESETS.items()), frames=16, steps=50, guidance=9.0, fast_steps=5,
-                         repeats=2, warmup=1, offload_steps=10, oom_headroom_bytes=GiB, timeout_s=600.0,
-                         pipeline=info.name, offload_supported=OFFLOAD_OPTION in info.memory_options)
+        return CheckPlan(
+            dry_run=False,
+            device=device,
+            other_device=other_device,
+            model=model,
+            dtype="fp16",
+            sizes=tuple(RESOLUTION_PRESETS.items()),
+            frames=16,
+            steps=50,
+            guidance=9.0,
+            fast_steps=5,
+            repeats=2,
+            warmup=1,
+            offload_steps=10,
+            oom_headroom_bytes=GiB,
+            timeout_s=600.0,
+            pipeline=info.name,
+            offload_supported=OFFLOAD_OPTION in info.memory_options,
+        )
     # The pipeline's native generation, up to its native size. The timeout guards against a hang, not a
     # budget: the largest pipelines' native runs (HunyuanVideo's 1280x720x129) take many minutes each.
     native = info.native
-    return CheckPlan(dry_run=False, device=device, other_device=other_device, model=model,
-                     dtype=GPU_DTYPES.get(info.name, "bf16"), sizes=size_ladder(info), frames=native.frames,
-                     steps=native.steps, guidance=native.guidance, fast_steps=min(5, native.steps), repeats=2, warmup=1,
-                     offload_steps=min(10, native.steps), oom_headroom_bytes=GiB, timeout_s=3600.0,
-                     pipeline=info.name, offload_supported=OFFLOAD_OPTION in info.memory_options, fixed_size=fixed)
+    return CheckPlan(
+        dry_run=False,
+        device=device,
+        other_device=other_device,
+        model=model,
+        dtype=GPU_DTYPES.get(info.name, "bf16"),
+        sizes=size_ladder(info),
+        frames=native.frames,
+        steps=native.steps,
+        guidance=native.guidance,
+        fast_steps=min(5, native.steps),
+        repeats=2,
+        warmup=1,
+        offload_steps=min(10, native.steps),
+        oom_headroom_bytes=GiB,
+        timeout_s=3600.0,
+        pipeline=info.name,
+        offload_supported=OFFLOAD_OPTION in info.memory_options,
+        fixed_size=fixed,
+    )

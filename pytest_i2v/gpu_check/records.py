@@ -23,8 +23,17 @@ OOM = "test_oom_largest"  # (e): the largest size under a memory fraction
 AFTER_OOM = "test_after_oom"  # (e): the smallest size with the fraction lifted
 
 # Output files, all in --out (at most 8; everything else stays in a temporary directory).
-RESULTS_FILE, REPORT_FILE, SUMMARY_FILE, LOG_FILE = "results.json", "report.html", "gpu-check.md", "gpu-check.log"
-EXTRA_RESULTS = {"fresh": "results-fresh.json", "oom": "results-oom.json", "second": "results-second-gpu.json"}
+RESULTS_FILE, REPORT_FILE, SUMMARY_FILE, LOG_FILE = (
+    "results.json",
+    "report.html",
+    "gpu-check.md",
+    "gpu-check.log",
+)
+EXTRA_RESULTS = {
+    "fresh": "results-fresh.json",
+    "oom": "results-oom.json",
+    "second": "results-second-gpu.json",
+}
 
 SIMULATED_H200 = {"name": "NVIDIA H200", "total_bytes": 141_000_000_000}
 
@@ -37,7 +46,9 @@ DRY_RUN_MIN_FRAMES = 3  # enough frames for the temporal layers to do something
 # A fixed-size pipeline's dry run: its marks name the fixed size (the collection-time rule) and a profile
 # written for the run scales them by the cpu profile's size divisor (720x480 -> 80x48), steps unscaled.
 DRY_RUN_SIZE_DIVISOR = 8
-DRY_RUN_PROFILE = "gpu-check-dry-run"  # the profile's name and file stem, in the run's temporary directory
+DRY_RUN_PROFILE = (
+    "gpu-check-dry-run"  # the profile's name and file stem, in the run's temporary directory
+)
 PROFILE_DIR = "profiles"
 # The published checkpoints' dtypes: the UNets ship fp16; the video transformers bf16 (fp16 overflows in them).
 GPU_DTYPES = {"i2vgen-xl": "fp16", "svd": "fp16"}

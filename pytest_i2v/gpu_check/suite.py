@@ -118,11 +118,23 @@ def test_after_oom(i2v_run):
 
 
 def suite_source(plan: CheckPlan) -> str:
-    config = {"sizes": [list(s) for s in plan.dimensions], "presets": plan.uses_presets, "simulated": plan.dry_run,
-              "pipeline": plan.pipeline, "offload": plan.offload_supported, "after_largest": not plan.fixed_size,
-              "smallest": plan.smallest, "middle": plan.middle, "largest": plan.largest, "frames": plan.frames,
-              "steps": plan.steps, "guidance": plan.guidance, "offload_steps": plan.offload_steps,
-              "oom_headroom_bytes": plan.oom_headroom_bytes, "device_index": plan.device_index}
+    config = {
+        "sizes": [list(s) for s in plan.dimensions],
+        "presets": plan.uses_presets,
+        "simulated": plan.dry_run,
+        "pipeline": plan.pipeline,
+        "offload": plan.offload_supported,
+        "after_largest": not plan.fixed_size,
+        "smallest": plan.smallest,
+        "middle": plan.middle,
+        "largest": plan.largest,
+        "frames": plan.frames,
+        "steps": plan.steps,
+        "guidance": plan.guidance,
+        "offload_steps": plan.offload_steps,
+        "oom_headroom_bytes": plan.oom_headroom_bytes,
+        "device_index": plan.device_index,
+    }
     return SUITE_TEMPLATE.format(config=json.dumps(config))
 
 
@@ -147,7 +159,9 @@ def plugin_args() -> list[str]:
     """``-p pytest_i2v.plugin`` only when the entry point does not load it (passing it twice is an error)."""
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         return ["-p", "pytest_i2v.plugin"]
-    registered = any(ep.value == "pytest_i2v.plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
+    registered = any(
+        ep.value == "pytest_i2v.plugin" for ep in importlib.metadata.entry_points(group="pytest11")
+    )
     return [] if registered else ["-p", "pytest_i2v.plugin"]
 
 
@@ -158,29 +172,67 @@ def dry_run_profile_yaml(plan: CheckPlan) -> str:
 
     from pytest_i2v.profiles import load_profiles, pick_profile
 
-    gpu: Mapping[str, Any] = plan.simulated_gpus[plan.device_index] if plan.simulated_gpus else SIMULATED_H200
-    picked = pick_profile("auto", load_profiles(), str(gpu["name"]), float(gpu["total_bytes"]) / GiB)
+    gpu: Mapping[str, Any] = (
+        plan.simulated_gpus[plan.device_index] if plan.simulated_gpus else SIMULATED_H200
+    )
+    picked = pick_profile(
+        "auto", load_profiles(), str(gpu["name"]), float(gpu["total_bytes"]) / GiB
+    )
     data = yaml.safe_load(Path(picked.source).read_text(encoding="utf-8"))
     data.pop("aliases", None)
-    data.update(name=DRY_RUN_PROFILE, scaling={"size_divisor": plan.size_divisor, "steps_divisor": 1},
-                description=f"{picked.description}, sizes /{plan.size_divisor} (written by gpu-check --dry-run)")
+    data.update(
+        name=DRY_RUN_PROFILE,
+        scaling={"size_divisor": plan.size_divisor, "steps_divisor": 1},
+        description=f"{picked.description}, sizes /{plan.size_divisor} (written by gpu-check --dry-run)",
+    )
     return str(yaml.safe_dump(data, sort_keys=False))
 
 
-def pytest_command(plan: CheckPlan, workdir: Path, name: str, device: str, tests: Sequence[str]) -> list[str]:
+def pytest_command(
+    plan: CheckPlan, workdir: Path, name: str, device: str, tests: Sequence[str]
+) -> list[str]:
     command = [sys.executable, "-m", "pytest", *plugin_args()]
     if plan.dry_run:
         command += ["-p", "pytest_i2v.simulated_plugin"]
     profile = ["--gpu-profile", "auto"]
     if plan.size_divisor > 1:
-        profile = ["--i2v-profile-dir", str(workdir / PROFILE_DIR), "--gpu-profile", DRY_RUN_PROFILE]
+        profile = [
+            "--i2v-profile-dir",
+            str(workdir / PROFILE_DIR),
+            "--gpu-profile",
+            DRY_RUN_PROFILE,
+        ]
     command += [
-        "-c", str(workdir / "pytest.ini"), "--rootdir", str(workdir), "-p", "no:cacheprovider", "-p", "no:benchmark",
-        "-q", "-rA",
-        "--i2v-json", str(workdir / f"{name}.json"), *profile, "--i2v-allow-profile-mismatch",
-        "--i2v-device", device, "--i2v-pipeline", plan.pipeline, "--i2v-model", plan.model, "--i2v-dtype", plan.dtype,
-        "--i2v-repeats", str(plan.repeats), "--i2v-warmup", str(plan.warmup), "--i2v-fast-steps", str(plan.fast_steps),
-        "--i2v-baseline-dir", str(workdir / "baselines"),  # never the user's baselines: every verdict is "new"
+        "-c",
+        str(workdir / "pytest.ini"),
+        "--rootdir",
+        str(workdir),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:benchmark",
+        "-q",
+        "-rA",
+        "--i2v-json",
+        str(workdir / f"{name}.json"),
+        *profile,
+        "--i2v-allow-profile-mismatch",
+        "--i2v-device",
+        device,
+        "--i2v-pipeline",
+        plan.pipeline,
+        "--i2v-model",
+        plan.model,
+        "--i2v-dtype",
+        plan.dtype,
+        "--i2v-repeats",
+        str(plan.repeats),
+        "--i2v-warmup",
+        str(plan.warmup),
+        "--i2v-fast-steps",
+        str(plan.fast_steps),
+        "--i2v-baseline-dir",
+        str(workdir / "baselines"),  # never the user's baselines: every verdict is "new"
     ]
     if name == "main":
         command += ["--i2v-report", str(workdir / "main.html")]
@@ -189,7 +241,11 @@ def pytest_command(plan: CheckPlan, workdir: Path, name: str, device: str, tests
 
 def child_environment(plan: CheckPlan) -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("PYTEST_ADDOPTS", "PYTEST_I2V_SIMULATED_MEMORY_FRACTION", "PYTEST_I2V_SIMULATED_GPUS"):
+    for name in (
+        "PYTEST_ADDOPTS",
+        "PYTEST_I2V_SIMULATED_MEMORY_FRACTION",
+        "PYTEST_I2V_SIMULATED_GPUS",
+    ):
         env.pop(name, None)  # the runs are configured here, not by the caller's environment
     if plan.dry_run:
         env["PYTEST_I2V_SIMULATED_GPUS"] = json.dumps(list(plan.simulated_gpus))
@@ -203,17 +259,30 @@ def child_environment(plan: CheckPlan) -> dict[str, str]:
     return env
 
 
-def run_pytest(plan: CheckPlan, workdir: Path, name: str, device: str, tests: Sequence[str]) -> RunResult:
+def run_pytest(
+    plan: CheckPlan, workdir: Path, name: str, device: str, tests: Sequence[str]
+) -> RunResult:
     command = pytest_command(plan, workdir, name, device, tests)
     started = time.perf_counter()
     returncode: int | None
     try:
-        completed = subprocess.run(command, cwd=workdir, env=child_environment(plan), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, timeout=plan.timeout_s, check=False)
+        completed = subprocess.run(
+            command,
+            cwd=workdir,
+            env=child_environment(plan),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=plan.timeout_s,
+            check=False,
+        )
         returncode, log = completed.returncode, completed.stdout
     except subprocess.TimeoutExpired as exc:
         output = exc.stdout
-        returncode, log = None, output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+        returncode, log = (
+            None,
+            output.decode(errors="replace") if isinstance(output, bytes) else (output or ""),
+        )
     seconds = time.perf_counter() - started
     if returncode == USAGE_ERROR and name == "main":
         # Nothing ran (an unknown GPU, a model directory diffusers cannot read): the user's to fix.
@@ -223,4 +292,11 @@ def run_pytest(plan: CheckPlan, workdir: Path, name: str, device: str, tests: Se
     document = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     # The temporary directory is gone once the check ends: show where it stood, not its name.
     shown = [a.replace(str(workdir), "<tmp>") for a in command]
-    return RunResult(name=name, command=tuple(shown), returncode=returncode, seconds=seconds, document=document, log=log)
+    return RunResult(
+        name=name,
+        command=tuple(shown),
+        returncode=returncode,
+        seconds=seconds,
+        document=document,
+        log=log,
+    )

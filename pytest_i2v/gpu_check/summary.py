@@ -23,21 +23,41 @@ from pytest_i2v.report.markdown import markdown_table
 # -- the report ----------------------------------------------------------------------------------
 def _row_label(test: str, plan: CheckPlan) -> str:
     if test.startswith(SWEEP + "["):
-        return test[len(SWEEP) + 1:-1]
-    return {FULL: f"{plan.smallest} full run (f)", AFTER_LARGEST: f"{plan.middle} after {plan.largest} (d)",
-            OFFLOAD: f"{plan.middle} model_cpu_offload (g)"}.get(test, test)
+        return test[len(SWEEP) + 1 : -1]
+    return {
+        FULL: f"{plan.smallest} full run (f)",
+        AFTER_LARGEST: f"{plan.middle} after {plan.largest} (d)",
+        OFFLOAD: f"{plan.middle} model_cpu_offload (g)",
+    }.get(test, test)
 
 
-def render_summary(plan: CheckPlan, main: RunResult, checks: Sequence[CheckResult], runs: Sequence[RunResult]) -> str:
+def render_summary(
+    plan: CheckPlan, main: RunResult, checks: Sequence[CheckResult], runs: Sequence[RunResult]
+) -> str:
     """gpu-check.md: the environment, one row per generation of the main run, one line per check."""
     env = (main.document or {}).get("environment", {})
     lines = [f"# pytest-i2v gpu-check: {plan.pipeline}", ""]
-    lines.append(markdown_table(["GPU", "memory", "driver", "CUDA", "torch", "diffusers"], [[
-        str(env.get("gpu_name") or "-"), f"{env['gpu_memory_gib']:.1f} GiB" if env.get("gpu_memory_gib") else "-",
-        str(env.get("driver") or "-"), str(env.get("cuda") or "-"), str(env.get("torch") or "-"),
-        str(env.get("diffusers") or "-")]]))
-    lines += ["", f"Pipeline {plan.pipeline}, model `{plan.model}` ({plan.dtype}) on {plan.device}; "
-                  f"{plan.describe_mode()}.", ""]
+    lines.append(
+        markdown_table(
+            ["GPU", "memory", "driver", "CUDA", "torch", "diffusers"],
+            [
+                [
+                    str(env.get("gpu_name") or "-"),
+                    f"{env['gpu_memory_gib']:.1f} GiB" if env.get("gpu_memory_gib") else "-",
+                    str(env.get("driver") or "-"),
+                    str(env.get("cuda") or "-"),
+                    str(env.get("torch") or "-"),
+                    str(env.get("diffusers") or "-"),
+                ]
+            ],
+        )
+    )
+    lines += [
+        "",
+        f"Pipeline {plan.pipeline}, model `{plan.model}` ({plan.dtype}) on {plan.device}; "
+        f"{plan.describe_mode()}.",
+        "",
+    ]
     rows: list[list[str]] = []
     for test, record in records_by_test(main.document).items():
         config = record.get("config") or {}
@@ -46,15 +66,42 @@ def render_summary(plan: CheckPlan, main: RunResult, checks: Sequence[CheckResul
         roof = record.get("roofline") or {}
         efficiency = roof.get("efficiency")
         size = f"{config.get('width')}x{config.get('height')}, {config.get('frames')} frames, {config.get('steps')} steps"
-        time_text = fmt_seconds(record.get("time_s")) + (" (predicted)" if record.get("mode") == "fast" else "")
-        nvml = fmt_bytes(peak.get("device_bytes")) + (f" ({peak.get('device_scope')})" if peak.get("device_scope") else "")
-        rows.append([_row_label(test, plan), size, str(record.get("outcome")),
-                     time_text if record.get("outcome") == "ok" else "-", fmt_seconds(stages.get("step_s")),
-                     fmt_bytes(peak.get("allocated_bytes")), fmt_bytes(peak.get("reserved_bytes")), nvml,
-                     f"{efficiency * 100:.3g} %" if isinstance(efficiency, (int, float)) else "-"])
+        time_text = fmt_seconds(record.get("time_s")) + (
+            " (predicted)" if record.get("mode") == "fast" else ""
+        )
+        nvml = fmt_bytes(peak.get("device_bytes")) + (
+            f" ({peak.get('device_scope')})" if peak.get("device_scope") else ""
+        )
+        rows.append(
+            [
+                _row_label(test, plan),
+                size,
+                str(record.get("outcome")),
+                time_text if record.get("outcome") == "ok" else "-",
+                fmt_seconds(stages.get("step_s")),
+                fmt_bytes(peak.get("allocated_bytes")),
+                fmt_bytes(peak.get("reserved_bytes")),
+                nvml,
+                f"{efficiency * 100:.3g} %" if isinstance(efficiency, (int, float)) else "-",
+            ]
+        )
     if rows:
-        lines.append(markdown_table(["generation", "config", "outcome", "time", "step", "peak allocated", "peak reserved",
-                             "peak NVML (scope)", "% of peak FLOP/s"], rows))
+        lines.append(
+            markdown_table(
+                [
+                    "generation",
+                    "config",
+                    "outcome",
+                    "time",
+                    "step",
+                    "peak allocated",
+                    "peak reserved",
+                    "peak NVML (scope)",
+                    "% of peak FLOP/s",
+                ],
+                rows,
+            )
+        )
     else:
         lines.append(f"No results from the main run: {main.problem}")
     lines += ["", "## Checks", ""]
@@ -68,8 +115,17 @@ def render_summary(plan: CheckPlan, main: RunResult, checks: Sequence[CheckResul
 
 
 def final_line(checks: Sequence[CheckResult], plan: CheckPlan) -> str:
-    counts = {status: sum(1 for c in checks if c.status == status) for status in (PASS, FAIL, NOT_APPLICABLE)}
+    counts = {
+        status: sum(1 for c in checks if c.status == status)
+        for status in (PASS, FAIL, NOT_APPLICABLE)
+    }
     verdict = "FAILED" if counts[FAIL] else "passed"
-    mode = "dry run" if plan.dry_run else f"fast mode, {plan.fast_steps} of {plan.steps} steps measured"
-    return (f"gpu-check {verdict}: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[NOT_APPLICABLE]} not applicable "
-            f"({mode})")
+    mode = (
+        "dry run"
+        if plan.dry_run
+        else f"fast mode, {plan.fast_steps} of {plan.steps} steps measured"
+    )
+    return (
+        f"gpu-check {verdict}: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[NOT_APPLICABLE]} not applicable "
+        f"({mode})"
+    )

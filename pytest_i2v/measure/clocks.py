@@ -26,6 +26,7 @@ class ClockedDevice(Protocol):
 
     def nvml_clocks(self) -> NvmlClocks | None: ...
 
+
 # NVML's enums (nvmlClockType_t, nvmlTemperatureSensors_t): stable across NVML versions, named here so
 # a stand-in module need not define them.
 NVML_CLOCK_GRAPHICS = 0
@@ -33,7 +34,10 @@ NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
 NVML_TEMPERATURE_GPU = 0
 # The reasons query was renamed in NVML 12.x ("clocks event"); drivers before it have only the old name.
-REASONS_QUERIES = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+REASONS_QUERIES = (
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+)
 
 
 class ClockLockWarning(UserWarning):
@@ -93,15 +97,21 @@ def _largest(values: list[float]) -> float | None:
 def repeat_conditions(readings: Sequence[ConditionsReading]) -> RepeatConditions:
     """One repeat's samples -> its conditions: the median SM and memory clocks, the hottest temperature,
     the highest draw, the power limit, and every throttle reason seen in any sample."""
+
     def present(name: str) -> list[float]:
         return [float(v) for r in readings if (v := getattr(r, name)) is not None]
 
     mask = 0
     for reading in readings:
         mask |= reading.reasons_mask or 0
-    return RepeatConditions(sm_clock_mhz=_median(present("sm_clock_mhz")), mem_clock_mhz=_median(present("mem_clock_mhz")),
-                            temperature_c=_largest(present("temperature_c")), power_w=_largest(present("power_w")),
-                            power_limit_w=_largest(present("power_limit_w")), reasons=throttle_reasons(mask))
+    return RepeatConditions(
+        sm_clock_mhz=_median(present("sm_clock_mhz")),
+        mem_clock_mhz=_median(present("mem_clock_mhz")),
+        temperature_c=_largest(present("temperature_c")),
+        power_w=_largest(present("power_w")),
+        power_limit_w=_largest(present("power_limit_w")),
+        reasons=throttle_reasons(mask),
+    )
 
 
 class NvmlClocks:
@@ -122,6 +132,7 @@ class NvmlClocks:
 
     def read(self) -> ConditionsReading:
         """A sample of the conditions now. Never raises."""
+
         def number(value: Any, scale: float = 1.0) -> float | None:
             return float(value) / scale if value is not None else None
 
@@ -134,7 +145,9 @@ class NvmlClocks:
             sm_clock_mhz=number(self._query("nvmlDeviceGetClockInfo", NVML_CLOCK_SM)),
             mem_clock_mhz=number(self._query("nvmlDeviceGetClockInfo", NVML_CLOCK_MEM)),
             temperature_c=number(self._query("nvmlDeviceGetTemperature", NVML_TEMPERATURE_GPU)),
-            power_w=number(self._query("nvmlDeviceGetPowerUsage"), 1000.0),  # NVML reports milliwatts
+            power_w=number(
+                self._query("nvmlDeviceGetPowerUsage"), 1000.0
+            ),  # NVML reports milliwatts
             power_limit_w=number(self._query("nvmlDeviceGetEnforcedPowerLimit"), 1000.0),
             reasons_mask=int(mask) if mask is not None else None,
         )
@@ -177,22 +190,36 @@ class NvmlClocks:
                 getattr(self._nvml, reset)(self._handle)
             except Exception as exc:
                 flag = "-rgc" if reset == "nvmlDeviceResetGpuLockedClocks" else "-rmc"
-                warnings.warn(ClockLockWarning(
-                    f"pytest-i2v: --i2v-lock-clocks: could not restore the clocks of {self.name} "
-                    f"({type(exc).__name__}); reset them with `sudo nvidia-smi {flag}`"), stacklevel=2)
+                warnings.warn(
+                    ClockLockWarning(
+                        f"pytest-i2v: --i2v-lock-clocks: could not restore the clocks of {self.name} "
+                        f"({type(exc).__name__}); reset them with `sudo nvidia-smi {flag}`"
+                    ),
+                    stacklevel=2,
+                )
 
 
 def lock_clocks(device: ClockedDevice) -> NvmlClocks | None:
     """``--i2v-lock-clocks``: lock ``device``'s clocks; returns what to restore at the end of the session
     (None: nothing was locked, and one ``ClockLockWarning`` said why)."""
     if not device.is_cuda:
-        warnings.warn(ClockLockWarning(f"pytest-i2v: --i2v-lock-clocks: {device.name} has no GPU clock to lock; "
-                                       f"ignored (use --i2v-device cuda)"), stacklevel=2)
+        warnings.warn(
+            ClockLockWarning(
+                f"pytest-i2v: --i2v-lock-clocks: {device.name} has no GPU clock to lock; "
+                f"ignored (use --i2v-device cuda)"
+            ),
+            stacklevel=2,
+        )
         return None
     clocks = device.nvml_clocks()
     if clocks is None:
-        warnings.warn(ClockLockWarning(f"pytest-i2v: --i2v-lock-clocks: NVML is unavailable on {device.name}, so its "
-                                       f"clocks run unlocked; lock them beforehand with `sudo nvidia-smi -lgc`"), stacklevel=2)
+        warnings.warn(
+            ClockLockWarning(
+                f"pytest-i2v: --i2v-lock-clocks: NVML is unavailable on {device.name}, so its "
+                f"clocks run unlocked; lock them beforehand with `sudo nvidia-smi -lgc`"
+            ),
+            stacklevel=2,
+        )
         return None
     try:
         clocks.lock()
@@ -200,11 +227,18 @@ def lock_clocks(device: ClockedDevice) -> NvmlClocks | None:
         clocks.restore()  # nothing is held, or at most a half-made lock
         kind = type(exc).__name__
         # NotSupported: no default applications clock to lock at (GeForce boards), which root cannot fix.
-        fix = ("this board reports no default applications clock; lock them beforehand at a clock of your choice "
-               "with `sudo nvidia-smi -lgc MHZ,MHZ`" if "NotSupported" in kind else
-               "run as root, or lock them beforehand with `sudo nvidia-smi -lgc`")
-        warnings.warn(ClockLockWarning(
-            f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of {device.name} ({kind}), "
-            f"so they run unlocked; {fix}"), stacklevel=2)
+        fix = (
+            "this board reports no default applications clock; lock them beforehand at a clock of your choice "
+            "with `sudo nvidia-smi -lgc MHZ,MHZ`"
+            if "NotSupported" in kind
+            else "run as root, or lock them beforehand with `sudo nvidia-smi -lgc`"
+        )
+        warnings.warn(
+            ClockLockWarning(
+                f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of {device.name} ({kind}), "
+                f"so they run unlocked; {fix}"
+            ),
+            stacklevel=2,
+        )
         return None
     return clocks

@@ -26,8 +26,12 @@ class DeviceInfo:
     total_bytes: int
     index: int | None = None
     sm_count: int | None = None  # streaming multiprocessors (a cut-down board has fewer)
-    power_limit_w: float | None = None  # the enforced power limit: a capped card is a slower machine
-    form: str | None = None  # "PCIe", "SXM", "NVL"; None: read from the name (fingerprint.gpu_form_from_name)
+    power_limit_w: float | None = (
+        None  # the enforced power limit: a capped card is a slower machine
+    )
+    form: str | None = (
+        None  # "PCIe", "SXM", "NVL"; None: read from the name (fingerprint.gpu_form_from_name)
+    )
 
 
 class Clock(Protocol):
@@ -186,7 +190,9 @@ class CuptiKernels:
     activities = ("cpu", "cuda")
 
     def kernels_of(self, event: Any) -> list[tuple[str, float]]:
-        return list(event.kernels)  # measure.trace linked CUPTI's records to the op that launched them
+        return list(
+            event.kernels
+        )  # measure.trace linked CUPTI's records to the op that launched them
 
 
 class CudaDevice:
@@ -196,8 +202,14 @@ class CudaDevice:
 
     is_cuda = True
 
-    def __init__(self, index: int, nvml: Any = None, cuda: Any = None, placement: str | None = None,
-                 kernels: Any = None):
+    def __init__(
+        self,
+        index: int,
+        nvml: Any = None,
+        cuda: Any = None,
+        placement: str | None = None,
+        kernels: Any = None,
+    ):
         import torch
 
         self.index = index
@@ -205,7 +217,9 @@ class CudaDevice:
         self.placement = placement or self.name
         self._torch_device = torch.device("cuda", index)
         self._cuda = cuda or _torch_cuda()
-        self._kernels = kernels or CuptiKernels()  # the simulated card's: measure.simulated_libs.SimulatedKernels
+        self._kernels = (
+            kernels or CuptiKernels()
+        )  # the simulated card's: measure.simulated_libs.SimulatedKernels
         self._nvml_module = nvml
         self._nvml: NvmlHandle | None = None
         self._clocks: NvmlClocks | None = None
@@ -250,9 +264,13 @@ class CudaDevice:
     def info(self) -> DeviceInfo | None:
         properties = self._cuda.get_device_properties(self.index)
         # form=None: NVML has no form-factor query for these boards; the fingerprint reads the name.
-        return DeviceInfo(name=str(properties.name), total_bytes=int(properties.total_memory), index=self.index,
-                          sm_count=getattr(properties, "multi_processor_count", None),
-                          power_limit_w=self._power_limit_w())
+        return DeviceInfo(
+            name=str(properties.name),
+            total_bytes=int(properties.total_memory),
+            index=self.index,
+            sm_count=getattr(properties, "multi_processor_count", None),
+            power_limit_w=self._power_limit_w(),
+        )
 
     def _power_limit_w(self) -> float | None:
         """NVML's enforced power limit (what the board is held to), else the management limit, in W;
@@ -262,8 +280,12 @@ class CudaDevice:
             return None
         nvml = self._nvml_library()
         for query in ("nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetPowerManagementLimit"):
-            with contextlib.suppress(Exception):  # not supported on this board or driver: try the next
-                return float(getattr(nvml, query)(handle.handle)) / 1000.0  # NVML reports milliwatts
+            with contextlib.suppress(
+                Exception
+            ):  # not supported on this board or driver: try the next
+                return (
+                    float(getattr(nvml, query)(handle.handle)) / 1000.0
+                )  # NVML reports milliwatts
         return None
 
     def _nvml_library(self) -> Any:
@@ -313,10 +335,14 @@ def parse_device(name: str, cuda_count: int) -> tuple[str, int | None]:
         raise I2VUsageError(f"--i2v-device {name!r}: use cpu, cuda or cuda:N")
     index = int(name[5:]) if name.startswith("cuda:") else 0
     if cuda_count == 0:
-        raise I2VUsageError(f"--i2v-device {name}: CUDA is not available here; use --i2v-device cpu")
+        raise I2VUsageError(
+            f"--i2v-device {name}: CUDA is not available here; use --i2v-device cpu"
+        )
     if index >= cuda_count:
-        raise I2VUsageError(f"--i2v-device {name}: this machine has {cuda_count} CUDA device(s) "
-                            f"(cuda:0 to cuda:{cuda_count - 1}); pick one of those")
+        raise I2VUsageError(
+            f"--i2v-device {name}: this machine has {cuda_count} CUDA device(s) "
+            f"(cuda:0 to cuda:{cuda_count - 1}); pick one of those"
+        )
     return "cuda", index
 
 

@@ -59,15 +59,21 @@ def _read_cpuinfo() -> str | None:
         return None
 
 
-def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str | None = None,
-                        gpu_clocks: str | None = None) -> dict[str, Any]:
+def collect_environment(
+    device: str,
+    gpu: DeviceInfo | None = None,
+    cpuinfo: str | None = None,
+    gpu_clocks: str | None = None,
+) -> dict[str, Any]:
     """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU;
     ``cpuinfo``: the text of /proc/cpuinfo (read here when not given); ``gpu_clocks``: the clocks
     --i2v-lock-clocks holds (``LockedClocks.label``), None when not locked (the key is then absent)."""
     import torch
 
     cpuinfo = cpuinfo if cpuinfo is not None else _read_cpuinfo()
-    gpu_name, gpu_memory_gib = (gpu.name, gpu.total_bytes / 2**30) if gpu is not None else (None, None)
+    gpu_name, gpu_memory_gib = (
+        (gpu.name, gpu.total_bytes / 2**30) if gpu is not None else (None, None)
+    )
     power_limit = gpu.power_limit_w if gpu is not None else None
     locked = {GPU_CLOCKS_KEY: gpu_clocks} if gpu_clocks is not None else {}
     return {
@@ -75,7 +81,9 @@ def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str
         "gpu_name": gpu_name,
         "gpu_memory_gib": round(gpu_memory_gib, 2) if gpu_memory_gib else None,
         "gpu_sm_count": gpu.sm_count if gpu is not None else None,
-        "gpu_power_limit_w": round(power_limit) if power_limit else None,  # whole watts: limits are set in W
+        "gpu_power_limit_w": round(power_limit)
+        if power_limit
+        else None,  # whole watts: limits are set in W
         "gpu_form": (gpu.form or gpu_form_from_name(gpu.name)) if gpu is not None else None,
         "driver": _driver_version() if gpu_name else None,
         "cuda": torch.version.cuda,
@@ -85,9 +93,12 @@ def collect_environment(device: str, gpu: DeviceInfo | None = None, cpuinfo: str
         "transformers": _version("transformers"),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu_model": (parse_cpu_model(cpuinfo) if cpuinfo else None) or platform.processor() or None,
+        "cpu_model": (parse_cpu_model(cpuinfo) if cpuinfo else None)
+        or platform.processor()
+        or None,
         "cpu_isa": parse_cpu_isa(cpuinfo) if cpuinfo else None,
-        "cpu_physical_cores": (parse_physical_cores(cpuinfo) if cpuinfo else None) or os.cpu_count(),
+        "cpu_physical_cores": (parse_physical_cores(cpuinfo) if cpuinfo else None)
+        or os.cpu_count(),
         "cpu_threads": torch.get_num_threads(),
         "plugin": pytest_i2v.__version__,
         **locked,

@@ -12,14 +12,20 @@ from pytest_i2v.generation.marks import GenerationSpec
 
 @dataclass(frozen=True)
 class FlopCount:
-    unet_step: int  # one denoising step: every denoiser call in it (I2VGen-XL batches guidance into one)
+    unet_step: (
+        int  # one denoising step: every denoiser call in it (I2VGen-XL batches guidance into one)
+    )
     decode: int  # the VAE decoder over all frames
-    attention_counted: bool = True  # False: the attention backend is no aten op FlopCounterMode knows
+    attention_counted: bool = (
+        True  # False: the attention backend is no aten op FlopCounterMode knows
+    )
 
 
 # diffusers' backends that run through aten's SDPA ops, which FlopCounterMode has formulas for; the
 # others (flash-attn, sage, xformers, flex, hub kernels) call kernels it cannot see.
-ATEN_ATTENTION_BACKENDS = frozenset({"native", "_native_math", "_native_flash", "_native_efficient", "_native_cudnn"})
+ATEN_ATTENTION_BACKENDS = frozenset(
+    {"native", "_native_math", "_native_flash", "_native_efficient", "_native_cudnn"}
+)
 
 
 def attention_is_counted(backend: str | None) -> bool:
@@ -34,7 +40,14 @@ def _cpu_attention_formulas() -> dict[Any, Any]:
     import torch
     from torch.utils import flop_counter
 
-    def cpu_sdpa(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    def cpu_sdpa(
+        query_shape: Any,
+        key_shape: Any,
+        value_shape: Any,
+        *args: Any,
+        out_shape: Any = None,
+        **kwargs: Any,
+    ) -> int:
         return int(flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape))
 
     op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
@@ -59,9 +72,16 @@ def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
     by_module = counter.get_flop_counts()
     adapter = adapter_for(spec.pipeline)
     # Every denoiser call of a step (guidance may make two; Wan 2.2's experts share one architecture).
-    denoise = sum(sum(by_module.get(name, {}).values()) for name in {type(m).__name__ for m in adapter.denoisers(pipe)})
+    denoise = sum(
+        sum(by_module.get(name, {}).values())
+        for name in {type(m).__name__ for m in adapter.denoisers(pipe)}
+    )
     decode = sum(by_module.get(type(adapter.vae_decoder(pipe)).__name__, {}).values())
-    return FlopCount(unet_step=int(denoise) // steps, decode=int(decode), attention_counted=attention_is_counted(spec.attention))
+    return FlopCount(
+        unet_step=int(denoise) // steps,
+        decode=int(decode),
+        attention_counted=attention_is_counted(spec.attention),
+    )
 
 
 # fp32 matmuls run on TF32 tensor cores under these precisions (PyTorch's default, "highest", keeps IEEE fp32).
@@ -93,8 +113,9 @@ def matmul_precision_state() -> tuple[str, bool]:
     return precision, allow
 
 
-def roofline_peak(peak_tflops: Mapping[str, float], dtype: str, float32_matmul_precision: str,
-                  allow_tf32: bool) -> tuple[float | None, str]:
+def roofline_peak(
+    peak_tflops: Mapping[str, float], dtype: str, float32_matmul_precision: str, allow_tf32: bool
+) -> tuple[float | None, str]:
     """(peak, its key) for a run: the TF32 peak for fp32 with TF32 on, falling back to the plain
     fp32 figure where a profile publishes none."""
     key = peak_key_for(dtype, float32_matmul_precision, allow_tf32)
@@ -103,8 +124,13 @@ def roofline_peak(peak_tflops: Mapping[str, float], dtype: str, float32_matmul_p
     return peak_tflops.get(key), key
 
 
-def roofline(flops: FlopCount | None, step_s: float | None, decode_s: float | None,
-             peak_tflops: float | None, peak_kind: str | None = None) -> dict[str, Any] | None:
+def roofline(
+    flops: FlopCount | None,
+    step_s: float | None,
+    decode_s: float | None,
+    peak_tflops: float | None,
+    peak_kind: str | None = None,
+) -> dict[str, Any] | None:
     """Achieved throughput of the denoising loop (and the decode) against the GPU's datasheet peak;
     ``peak_kind``: the ``peak_tflops`` key it came from (fp16, bf16, fp32 or tf32)."""
     if flops is None or not step_s:

@@ -46,8 +46,13 @@ class PeakMemory:
 
         scopes = {p.device_scope for p in peaks if p.device_scope is not None}
         scope = scopes.pop() if len(scopes) == 1 else ("mixed" if scopes else None)
-        return PeakMemory(allocated_bytes=largest("allocated_bytes"), reserved_bytes=largest("reserved_bytes"),
-                          device_bytes=largest("device_bytes"), host_rss_bytes=largest("host_rss_bytes"), device_scope=scope)
+        return PeakMemory(
+            allocated_bytes=largest("allocated_bytes"),
+            reserved_bytes=largest("reserved_bytes"),
+            device_bytes=largest("device_bytes"),
+            host_rss_bytes=largest("host_rss_bytes"),
+            device_scope=scope,
+        )
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,13 @@ def start_level(device: Device) -> MemoryLevel:
     free_device_memory(device)
     device.reset_peak_stats()
     reading = device.nvml_memory()
-    return MemoryLevel(device.allocated_bytes(), device.reserved_bytes(), reading.used_bytes,
-                       reading.scope if device.is_cuda else None, HostRssPeak.current())
+    return MemoryLevel(
+        device.allocated_bytes(),
+        device.reserved_bytes(),
+        reading.used_bytes,
+        reading.scope if device.is_cuda else None,
+        HostRssPeak.current(),
+    )
 
 
 class NvmlSampler:
@@ -169,11 +179,15 @@ class NvmlSampler:
         if conditions and self._clocks is not None:
             try:
                 self._readings.append(self._clocks.read())
-            except Exception:  # read() does not raise; a stand-in might, and must not stop the measurement
+            except (
+                Exception
+            ):  # read() does not raise; a stand-in might, and must not stop the measurement
                 pass
         try:
             reading = self._device.nvml_memory()
-        except Exception:  # a failing NVML must never stop a measurement (the device keeps the note)
+        except (
+            Exception
+        ):  # a failing NVML must never stop a measurement (the device keeps the note)
             return
         if reading.used_bytes is None:
             return
@@ -218,4 +232,6 @@ class NvmlSampler:
 
 
 def device_peak(device: Device, nvml: tuple[int | None, str | None], rss: int) -> PeakMemory:
-    return PeakMemory(device.peak_allocated_bytes(), device.peak_reserved_bytes(), nvml[0], rss, nvml[1])
+    return PeakMemory(
+        device.peak_allocated_bytes(), device.peak_reserved_bytes(), nvml[0], rss, nvml[1]
+    )

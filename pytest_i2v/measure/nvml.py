@@ -37,7 +37,9 @@ class NvmlHandle:
         self._nvml = nvml
         self._handle: Any = None
         self.note: str | None = None
-        self.opened_by: str | None = None  # "UUID MIG-...", "index 0": which NVML device the figures are
+        self.opened_by: str | None = (
+            None  # "UUID MIG-...", "index 0": which NVML device the figures are
+        )
         if visible_devices is None:
             visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
@@ -46,29 +48,41 @@ class NvmlHandle:
             kind = type(exc).__name__
             # pynvml: NVMLError_LibRmVersionMismatch, "RM has detected an NVML/RM version mismatch."
             if "VersionMismatch" in kind or "version mismatch" in str(exc).lower():
-                self.note = f"NVML driver/library version mismatch ({kind}): device memory not measured"
+                self.note = (
+                    f"NVML driver/library version mismatch ({kind}): device memory not measured"
+                )
             else:
                 self.note = f"NVML unavailable ({kind}): device memory not measured"
             warnings.warn(NvmlWarning(f"pytest-i2v: {self.note}"), stacklevel=2)
             return
         bare = uuid[4:] if uuid and uuid.startswith(("GPU-", "MIG-")) else uuid
-        for candidate in ([uuid] if uuid and uuid != bare else []) + ([f"GPU-{bare}", f"MIG-{bare}"] if bare else []):
+        for candidate in ([uuid] if uuid and uuid != bare else []) + (
+            [f"GPU-{bare}", f"MIG-{bare}"] if bare else []
+        ):
             with contextlib.suppress(Exception):
                 self._handle = nvml.nvmlDeviceGetHandleByUUID(candidate)
                 self.opened_by = f"UUID {candidate}"
                 return
-        why = f"no NVML device has the UUID of cuda:{index} ({uuid})" if uuid else f"torch gives no UUID for cuda:{index}"
+        why = (
+            f"no NVML device has the UUID of cuda:{index} ({uuid})"
+            if uuid
+            else f"torch gives no UUID for cuda:{index}"
+        )
         if visible_devices:
             # NVML's index N is the machine's N-th GPU, not CUDA's N-th visible one: it would read another card.
-            self.note = (f"NVML not read: {why}, and CUDA_VISIBLE_DEVICES={visible_devices} renumbers the devices, "
-                         f"so NVML's index {index} could be another GPU")
+            self.note = (
+                f"NVML not read: {why}, and CUDA_VISIBLE_DEVICES={visible_devices} renumbers the devices, "
+                f"so NVML's index {index} could be another GPU"
+            )
         else:
             try:
                 self._handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 self.opened_by = f"index {index}"
                 self.note = f"NVML opened by index {index}: {why}"
             except Exception as exc:
-                self.note = f"NVML not read: {why}, and its index {index} failed ({type(exc).__name__})"
+                self.note = (
+                    f"NVML not read: {why}, and its index {index} failed ({type(exc).__name__})"
+                )
         warnings.warn(NvmlWarning(f"pytest-i2v: {self.note}"), stacklevel=2)
 
     @property

@@ -48,7 +48,9 @@ def _timed(device: Device, work: Callable[[], object]) -> float | None:
 def run_probe(device: Device) -> dict[str, float] | None:
     """The probe's figures on ``device`` (higher is faster), or None where its clock does not move."""
     simulated = getattr(device, "simulated_probe", None)
-    if callable(simulated):  # a simulated device on the virtual clock: its machine's figures (measure.simulated)
+    if callable(
+        simulated
+    ):  # a simulated device on the virtual clock: its machine's figures (measure.simulated)
         figures: dict[str, float] = simulated()
         return figures
     import torch
@@ -66,6 +68,7 @@ def run_probe(device: Device) -> dict[str, float] | None:
         def products() -> None:
             for _ in range(inner):
                 torch.mm(a, b, out=product)
+
         gemm = _timed(device, products)
         elements = sizes["copy_mib"] * 2**20 // 4
         source = torch.ones(elements, dtype=torch.float32, device=device.placement)
@@ -77,8 +80,12 @@ def run_probe(device: Device) -> dict[str, float] | None:
             value: Any = one
             for _ in range(sizes["tiny_ops"]):
                 value = value + 1
+
         tiny = _timed(device, burst)
     if gemm is None or copy is None or tiny is None:
         return None
-    return {"gemm_gflops": 2 * n**3 * inner / gemm / 1e9, "copy_gbs": 2 * elements * 4 / copy / 1e9,
-            "tiny_ops_per_ms": sizes["tiny_ops"] / tiny / 1e3}
+    return {
+        "gemm_gflops": 2 * n**3 * inner / gemm / 1e9,
+        "copy_gbs": 2 * elements * 4 / copy / 1e9,
+        "tiny_ops_per_ms": sizes["tiny_ops"] / tiny / 1e3,
+    }

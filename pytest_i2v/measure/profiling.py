@@ -37,13 +37,22 @@ from pytest_i2v.verdict.signature import (
     without_kernels,
 )
 
-PROFILED_STEPS = 7  # five middle steps: the samples of the step's time (three gave t = 4.3 at 95 %, five 2.8)
+PROFILED_STEPS = (
+    7  # five middle steps: the samples of the step's time (three gave t = 4.3 at 95 %, five 2.8)
+)
 MARK = "i2v::mark#"
 # CUDA runtime calls that are work of their own in a signature (by the name the trace gives them).
-SYNC_CALLS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cudaStreamWaitEvent")
+SYNC_CALLS = (
+    "cudaDeviceSynchronize",
+    "cudaStreamSynchronize",
+    "cudaEventSynchronize",
+    "cudaStreamWaitEvent",
+)
 MALLOC_CALLS = ("cudaMalloc", "cudaFree", "cudaMallocAsync", "cudaFreeAsync")
-CUDNN_AUTOTUNER = ("cuDNN's autotuner (torch.backends.cudnn.benchmark = True) may pick other convolution kernels in "
-                   "another process: kernels are left out of the digest; set it to False for a deterministic one")
+CUDNN_AUTOTUNER = (
+    "cuDNN's autotuner (torch.backends.cudnn.benchmark = True) may pick other convolution kernels in "
+    "another process: kernels are left out of the digest; set it to False for a deterministic one"
+)
 
 
 class AnnotationClock:
@@ -66,7 +75,9 @@ class AnnotationClock:
         return end[1] - start[1]
 
 
-def profile_work(pipe: Any, spec: GenerationSpec, image: Any, device: Device, steps: int = PROFILED_STEPS) -> WorkSignature:
+def profile_work(
+    pipe: Any, spec: GenerationSpec, image: Any, device: Device, steps: int = PROFILED_STEPS
+) -> WorkSignature:
     """Run one generation of ``spec`` with at most ``steps`` denoising steps under the profiler."""
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -78,8 +89,13 @@ def profile_work(pipe: Any, spec: GenerationSpec, image: Any, device: Device, st
     run_spec = replace(spec, steps=rules.round_steps(max(rules.min_steps, min(spec.steps, steps))))
     clock = AnnotationClock()
     recorder = stage_recorder(pipe, run_spec, clock, None)
-    activities = [ProfilerActivity.CUDA if a == "cuda" else ProfilerActivity.CPU for a in device.trace_activities()]
-    autotuner = bool(device.is_cuda and torch.backends.cudnn.is_available() and torch.backends.cudnn.benchmark)
+    activities = [
+        ProfilerActivity.CUDA if a == "cuda" else ProfilerActivity.CPU
+        for a in device.trace_activities()
+    ]
+    autotuner = bool(
+        device.is_cuda and torch.backends.cudnn.is_available() and torch.backends.cudnn.benchmark
+    )
     device.synchronize()
     with profile(activities=activities, record_shapes=True) as prof, recorder:
         recorder.begin()
@@ -90,15 +106,25 @@ def profile_work(pipe: Any, spec: GenerationSpec, image: Any, device: Device, st
     # objects costs several times the generation on a small model.
     events = trace_events(prof.profiler.kineto_results.events(), keep=_kept)
     if device.is_cuda:
-        events = [replace(e, kernels=tuple(device.kernels_of(e))) if _kind(e) == OP else e for e in events]
-    intervals = [(stage, start[0], end[0]) for stage, start, end in recorder.intervals()]  # the marks' names
-    return build_signature(events, intervals, "cuda" if device.is_cuda else "cpu",
-                           noise=(CUDNN_AUTOTUNER,) if autotuner else ())
+        events = [
+            replace(e, kernels=tuple(device.kernels_of(e))) if _kind(e) == OP else e for e in events
+        ]
+    intervals = [
+        (stage, start[0], end[0]) for stage, start, end in recorder.intervals()
+    ]  # the marks' names
+    return build_signature(
+        events,
+        intervals,
+        "cuda" if device.is_cuda else "cpu",
+        noise=(CUDNN_AUTOTUNER,) if autotuner else (),
+    )
 
 
 def _kept(name: str, annotation: bool) -> bool:
     """What the signature reads: ops, the stage marks, syncs and allocator calls (not every runtime call)."""
-    return ("::" in name and not (annotation and not name.startswith(MARK))) or name.startswith(SYNC_CALLS + MALLOC_CALLS)
+    return ("::" in name and not (annotation and not name.startswith(MARK))) or name.startswith(
+        SYNC_CALLS + MALLOC_CALLS
+    )
 
 
 def _kind(event: TraceEvent) -> str | None:
@@ -111,8 +137,12 @@ def _kind(event: TraceEvent) -> str | None:
     return OP
 
 
-def build_signature(events: Sequence[TraceEvent], intervals: Sequence[tuple[str, Any, Any]], device_kind: str,
-                    noise: tuple[str, ...] = ()) -> WorkSignature:
+def build_signature(
+    events: Sequence[TraceEvent],
+    intervals: Sequence[tuple[str, Any, Any]],
+    device_kind: str,
+    noise: tuple[str, ...] = (),
+) -> WorkSignature:
     """Attribute each event to the stage interval it starts in and aggregate per stage; the step's rows
     come from the middle steps (count: the most common per step; time: the median per step)."""
     marks = {e.name: e.start_s for e in events if e.name.startswith(MARK)}
@@ -130,52 +160,91 @@ def build_signature(events: Sequence[TraceEvent], intervals: Sequence[tuple[str,
         if index is None:
             continue
         rows = found[index]
-        _add(rows, (kind, event.name, event.shapes if kind == OP else "", event.dtypes if kind == OP else ""),
-             event.self_s, 0)
+        _add(
+            rows,
+            (
+                kind,
+                event.name,
+                event.shapes if kind == OP else "",
+                event.dtypes if kind == OP else "",
+            ),
+            event.self_s,
+            0,
+        )
         for kernel, seconds in event.kernels:
             is_copy = kernel.startswith(("Memcpy", "Memset"))
             # A kernel is keyed by its launching op's shapes and dtypes: on CUDA only kernels are
             # timed into the estimate, so a re-shaped op must change its kernel's row too.
-            key = (MEMCPY, kernel, "", "") if is_copy else (KERNEL, kernel, event.shapes, event.dtypes)
+            key = (
+                (MEMCPY, kernel, "", "")
+                if is_copy
+                else (KERNEL, kernel, event.shapes, event.dtypes)
+            )
             _add(rows, key, seconds, event.nbytes if is_copy else 0)
     stages: dict[str, StageWork] = {}
     for stage in ("encode", "decode"):
         index = next((i for i, (s, _, _) in enumerate(spans) if s == stage), None)
         if index is not None:
-            stage_rows = tuple(WorkRow(k[0], k[1], k[2], k[3], int(v[0]), v[1], (), int(v[2]))
-                               for k, v in sorted(found[index].items()))
+            stage_rows = tuple(
+                WorkRow(k[0], k[1], k[2], k[3], int(v[0]), v[1], (), int(v[2]))
+                for k, v in sorted(found[index].items())
+            )
             stages[stage] = StageWork(stage_rows, spans[index][2] - spans[index][1])
     if middle:
-        stages["step"] = _step_work([found[i] for i in middle], [spans[i][2] - spans[i][1] for i in middle])
+        stages["step"] = _step_work(
+            [found[i] for i in middle], [spans[i][2] - spans[i][1] for i in middle]
+        )
     signature = WorkSignature(stages, device_kind, len(middle), noise)
     if noise:  # kernels may differ between processes: the digest leaves them out
         signature = replace(signature, digest=digest_of(without_kernels(stages)))
     return signature
 
 
-def _add(rows: dict[tuple[str, str, str, str], list[float]], key: tuple[str, str, str, str], seconds: float, nbytes: int) -> None:
+def _add(
+    rows: dict[tuple[str, str, str, str], list[float]],
+    key: tuple[str, str, str, str],
+    seconds: float,
+    nbytes: int,
+) -> None:
     entry = rows.setdefault(key, [0, 0.0, 0])
     entry[0] += 1
     entry[1] += seconds
     entry[2] += nbytes
 
 
-def _interval_of(start: float, spans: Sequence[tuple[str, float, float]], starts: Sequence[float]) -> int | None:
+def _interval_of(
+    start: float, spans: Sequence[tuple[str, float, float]], starts: Sequence[float]
+) -> int | None:
     index = bisect.bisect_right(starts, start) - 1
     if index < 0 or start >= spans[index][2]:
         return None
     return index
 
 
-def _step_work(steps: Sequence[dict[tuple[str, str, str, str], list[float]]], spans: Sequence[float]) -> StageWork:
+def _step_work(
+    steps: Sequence[dict[tuple[str, str, str, str], list[float]]], spans: Sequence[float]
+) -> StageWork:
     keys = sorted(set().union(*steps))
     rows = []
     for key in keys:
         counts = Counter(int(step[key][0]) if key in step else 0 for step in steps)
-        count = max(counts.items(), key=lambda item: (item[1], -item[0]))[0]  # the most common; ties: the fewer
+        count = max(counts.items(), key=lambda item: (item[1], -item[0]))[
+            0
+        ]  # the most common; ties: the fewer
         if count == 0:
             continue
         samples = tuple(step[key][1] if key in step else 0.0 for step in steps)
         nbytes = int(statistics.median(step[key][2] if key in step else 0 for step in steps))
-        rows.append(WorkRow(key[0], key[1], key[2], key[3], count, float(statistics.median(samples)), samples, nbytes))
+        rows.append(
+            WorkRow(
+                key[0],
+                key[1],
+                key[2],
+                key[3],
+                count,
+                float(statistics.median(samples)),
+                samples,
+                nbytes,
+            )
+        )
     return StageWork(tuple(rows), float(statistics.median(spans)), tuple(spans))

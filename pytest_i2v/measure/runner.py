@@ -78,8 +78,15 @@ class OomInfo:
     form: str = "allocator"  # see oom_form
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "step": self.step, "message": self.message, "allocated_bytes": self.allocated_bytes,
-                "before_bytes": self.before_bytes, "after_free_bytes": self.after_free_bytes, "form": self.form}
+        return {
+            "stage": self.stage,
+            "step": self.step,
+            "message": self.message,
+            "allocated_bytes": self.allocated_bytes,
+            "before_bytes": self.before_bytes,
+            "after_free_bytes": self.after_free_bytes,
+            "form": self.form,
+        }
 
 
 def _median(values: list[float]) -> float | None:
@@ -92,7 +99,9 @@ def median_ci_pct(times: list[float]) -> float | None:
     if len(times) < 2 or min(times) <= 0:
         return None
     logs = [math.log(t) for t in times]
-    half = stats.t.ppf(0.975, len(logs) - 1) * 1.2533 * statistics.stdev(logs) / math.sqrt(len(logs))
+    half = (
+        stats.t.ppf(0.975, len(logs) - 1) * 1.2533 * statistics.stdev(logs) / math.sqrt(len(logs))
+    )
     return (math.exp(half) - math.exp(-half)) * 100.0
 
 
@@ -119,7 +128,9 @@ class Measurement:
     samples: tuple[RepeatSample, ...] = ()
     oom: OomInfo | None = None
     nvml_note: str | None = None
-    nvml_opened_by: str | None = None  # which NVML device the figures come from (NvmlHandle.opened_by)
+    nvml_opened_by: str | None = (
+        None  # which NVML device the figures come from (NvmlHandle.opened_by)
+    )
     output_shape: tuple[int, ...] | None = None
     wall_s: float = 0.0  # the whole measurement, warm-up included (what the gate costs)
     measured_steps: int | None = None  # fewer than spec.steps in fast mode
@@ -127,15 +138,20 @@ class Measurement:
     extra: dict[str, Any] = field(default_factory=dict)
     start: MemoryLevel | None = None  # the memory level this test's measurement started from
     locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks held the SM clock here
-    base_sm_clock_mhz: float | None = None  # the board's base clock (NVML), the floor of a normal clock
+    base_sm_clock_mhz: float | None = (
+        None  # the board's base clock (NVML), the floor of a normal clock
+    )
 
     @property
     def conditions(self) -> RunConditions | None:
         """The GPU's conditions per repeat and the repeats to distrust; None on the CPU."""
         if all(s.conditions is None for s in self.samples):
             return None
-        return assess([s.conditions or RepeatConditions() for s in self.samples], self.locked_sm_clock_mhz,
-                      base_sm_clock_mhz=self.base_sm_clock_mhz)
+        return assess(
+            [s.conditions or RepeatConditions() for s in self.samples],
+            self.locked_sm_clock_mhz,
+            base_sm_clock_mhz=self.base_sm_clock_mhz,
+        )
 
     @property
     def predicted(self) -> bool:
@@ -145,7 +161,11 @@ class Measurement:
     def _total(self, sample: RepeatSample) -> float:
         if not self.predicted or not sample.step_s:
             return sample.total_s
-        return (sample.encode_s or 0.0) + self.spec.steps * float(statistics.median(sample.step_s)) + (sample.decode_s or 0.0)
+        return (
+            (sample.encode_s or 0.0)
+            + self.spec.steps * float(statistics.median(sample.step_s))
+            + (sample.decode_s or 0.0)
+        )
 
     @property
     def time_samples_s(self) -> list[float]:
@@ -195,16 +215,26 @@ class Measurement:
         }
 
 
-def generate(pipe: Any, spec: GenerationSpec, image: Any, step_end: Callable[[int], None] | None = None) -> Any:
+def generate(
+    pipe: Any, spec: GenerationSpec, image: Any, step_end: Callable[[int], None] | None = None
+) -> Any:
     """One generation of ``spec`` through its pipeline's adapter (reproducible inputs, numpy frames)."""
     return adapter_for(spec.pipeline).generate(pipe, spec, image, step_end)
 
 
-def stage_recorder(pipe: Any, spec: GenerationSpec, clock: Any, on_step: Callable[[int], None] | None) -> StageRecorder:
+def stage_recorder(
+    pipe: Any, spec: GenerationSpec, clock: Any, on_step: Callable[[int], None] | None
+) -> StageRecorder:
     """Hooks on the pipeline's denoiser(s) and VAE decoder; step ends from callbacks where it has them."""
     adapter = adapter_for(spec.pipeline)
-    return StageRecorder(pipe, clock, on_step, denoisers=adapter.denoisers(pipe), decoder=adapter.vae_decoder(pipe),
-                         callback_steps=adapter.info.step_callbacks)
+    return StageRecorder(
+        pipe,
+        clock,
+        on_step,
+        denoisers=adapter.denoisers(pipe),
+        decoder=adapter.vae_decoder(pipe),
+        callback_steps=adapter.info.step_callbacks,
+    )
 
 
 class GenerationRounds:
@@ -214,8 +244,15 @@ class GenerationRounds:
     ``target``; those two readings are the round's synchronised total, which the plugin's clocks
     split into encode / steps / decode."""
 
-    def __init__(self, runner: GenerationRunner, spec: GenerationSpec, image: Any, warmup: int, count: int,
-                 adaptive: AdaptiveRepeats | None):
+    def __init__(
+        self,
+        runner: GenerationRunner,
+        spec: GenerationSpec,
+        image: Any,
+        warmup: int,
+        count: int,
+        adaptive: AdaptiveRepeats | None,
+    ):
         self.spec = spec
         self.warmup = warmup
         self.count = count  # measured rounds at most (adaptive repeats may stop earlier)
@@ -228,7 +265,9 @@ class GenerationRounds:
         self._calls = 0  # setups so far: the first ``warmup`` are warm-ups
         self._stack = ExitStack()
         self._recorder: StageRecorder | None = None
-        self._readings: list[float] = []  # ROUND_CLOCK readings this round: before and after the generation
+        self._readings: list[
+            float
+        ] = []  # ROUND_CLOCK readings this round: before and after the generation
         self._frames: Any = None
 
     @property
@@ -302,18 +341,26 @@ class GenerationRounds:
         nvml = runner.nvml.stop()
         frames, self._frames = self._frames, None
         if len(self._readings) != 2:
-            raise RuntimeError(f"a round's timer read the round clock {len(self._readings)} times, not 2 (before "
-                               "and after the generation): the timer was not pytest_i2v's ROUND_CLOCK")
+            raise RuntimeError(
+                f"a round's timer read the round clock {len(self._readings)} times, not 2 (before "
+                "and after the generation): the timer was not pytest_i2v's ROUND_CLOCK"
+            )
         total = self._readings[1] - self._readings[0]
         if self._phase()[0] == "warm-up":
             return
         self.shape = tuple(frames.shape)
         stages = recorder.times()
-        self.samples.append(RepeatSample(
-            total_s=total, encode_s=stages.encode_s, step_s=stages.step_s, decode_s=stages.decode_s,
-            peak=device_peak(runner.device, nvml, runner.rss.read()), conditions=runner.nvml.conditions(),
-            denoise_span_s=stages.denoise_span_s,
-        ))
+        self.samples.append(
+            RepeatSample(
+                total_s=total,
+                encode_s=stages.encode_s,
+                step_s=stages.step_s,
+                decode_s=stages.decode_s,
+                peak=device_peak(runner.device, nvml, runner.rss.read()),
+                conditions=runner.nvml.conditions(),
+                denoise_span_s=stages.denoise_span_s,
+            )
+        )
 
 
 # Runs a measurement's rounds: all its warm-ups, then its measured rounds (fewer once ``done``).
@@ -348,19 +395,37 @@ class GenerationRunner:
         allocated = self.device.allocated_bytes()
         return allocated if allocated is not None else self.rss.current()
 
-    def measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None = None,
-                adaptive: AdaptiveRepeats | None = None, drive: RoundsDriver | None = None) -> Measurement:
+    def measure(
+        self,
+        spec: GenerationSpec,
+        image: Any,
+        warmup: int,
+        repeats: int,
+        fast_steps: int | None = None,
+        adaptive: AdaptiveRepeats | None = None,
+        drive: RoundsDriver | None = None,
+    ) -> Measurement:
         """``fast_steps``: run only that many denoising steps (fast mode); ``adaptive``: repeat until the
         median is known well enough instead of exactly ``repeats`` times; ``drive``: what runs the
         rounds (``run_rounds`` by default; pytest-benchmark's ``pedantic`` through ``benchmark_bridge``)."""
         with self.device.activate():
             return self._measure(spec, image, warmup, repeats, fast_steps, adaptive, drive)
 
-    def _measure(self, spec: GenerationSpec, image: Any, warmup: int, repeats: int, fast_steps: int | None,
-                 adaptive: AdaptiveRepeats | None, drive: RoundsDriver | None) -> Measurement:
+    def _measure(
+        self,
+        spec: GenerationSpec,
+        image: Any,
+        warmup: int,
+        repeats: int,
+        fast_steps: int | None,
+        adaptive: AdaptiveRepeats | None,
+        drive: RoundsDriver | None,
+    ) -> Measurement:
         oom: OomInfo | None = None
         started = self.device.now()
-        run_spec = replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
+        run_spec = (
+            replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
+        )
         count = adaptive.maximum if adaptive else repeats
         start = start_level(self.device)
         before = self._memory_now()
@@ -373,8 +438,13 @@ class GenerationRunner:
                 raise
             stage, step = rounds.last_stage
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            oom = OomInfo(stage=stage, step=step if stage == "denoise" else None, message=message,
-                          allocated_bytes=self.device.allocated_bytes(), form=form)
+            oom = OomInfo(
+                stage=stage,
+                step=step if stage == "denoise" else None,
+                message=message,
+                allocated_bytes=self.device.allocated_bytes(),
+                form=form,
+            )
         if oom is not None:
             # Outside the except block: the exception, its traceback and the tensors its frames hold
             # are gone, so this frees them too (inside the block it could not).
@@ -385,12 +455,22 @@ class GenerationRunner:
         samples, shape = rounds.samples, rounds.shape
         expected = (1, spec.frames, spec.height, spec.width, 3)
         if shape is not None and shape != expected:
-            raise RuntimeError(f"the pipeline returned frames of shape {shape}, expected {expected}")
+            raise RuntimeError(
+                f"the pipeline returned frames of shape {shape}, expected {expected}"
+            )
         return Measurement(
-            spec=spec, outcome="oom" if oom else "ok", warmup=warmup, samples=tuple(samples), oom=oom,
-            nvml_note=self.device.nvml_note if self.device.is_cuda else None, output_shape=shape,
+            spec=spec,
+            outcome="oom" if oom else "ok",
+            warmup=warmup,
+            samples=tuple(samples),
+            oom=oom,
+            nvml_note=self.device.nvml_note if self.device.is_cuda else None,
+            output_shape=shape,
             nvml_opened_by=self.device.nvml_opened_by if self.device.is_cuda else None,
-            wall_s=self.device.now() - started, measured_steps=run_spec.steps, adaptive=adaptive, start=start,
+            wall_s=self.device.now() - started,
+            measured_steps=run_spec.steps,
+            adaptive=adaptive,
+            start=start,
             locked_sm_clock_mhz=locked.sm_clock_mhz if locked is not None else None,
             base_sm_clock_mhz=clocks.base_sm_clock_mhz() if clocks is not None else None,
         )

@@ -22,7 +22,13 @@ from typing import Any
 
 from pytest_i2v.measure.device import CpuDevice, CudaDevice, parse_device
 from pytest_i2v.measure.simulated_libs import SimulatedKernels, SimulatedPynvml, SimulatedTorchCuda
-from pytest_i2v.measure.virtual_time import VirtualCpuDevice, VirtualTime, VirtualWork, VirtualWorkHooks, input_elements
+from pytest_i2v.measure.virtual_time import (
+    VirtualCpuDevice,
+    VirtualTime,
+    VirtualWork,
+    VirtualWorkHooks,
+    input_elements,
+)
 
 MiB = 2**20
 GiB = 2**30
@@ -32,10 +38,14 @@ def simulated_oom(form: str, wanted: int) -> BaseException:
     import torch
 
     if form == "cublas":
-        return RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return RuntimeError(
+            "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+        )
     if form == "cudnn":
         return RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")
-    return torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {wanted / MiB:.2f} MiB (simulated)")
+    return torch.cuda.OutOfMemoryError(
+        f"CUDA out of memory. Tried to allocate {wanted / MiB:.2f} MiB (simulated)"
+    )
 
 
 @dataclass(frozen=True)
@@ -72,20 +82,31 @@ class SimulatedGpu:
     nvml: str = "process"  # "process", "device" (no per-process figures), "unavailable", "mismatch"
     oom_form: str = "allocator"
     bytes_per_element: int = 4096  # scales the tiny model's activations to GPU-like sizes
-    weight_scale: int = 4  # scales the tiny model's weights likewise (activations dominate, as at 1024p)
+    weight_scale: int = (
+        4  # scales the tiny model's weights likewise (activations dominate, as at 1024p)
+    )
     sm_clock_mhz: float = 1980.0  # the reference clock: the CPU's compute stands for work at it
-    boost_clocks_mhz: tuple[float, ...] = (1980.0, 1965.0, 1950.0, 1965.0)  # unthrottled, generation by generation
+    boost_clocks_mhz: tuple[float, ...] = (
+        1980.0,
+        1965.0,
+        1950.0,
+        1965.0,
+    )  # unthrottled, generation by generation
     reasons_mask: int = 0x4  # unthrottled: at the software power cap (normal above the base clock)
     # GPU time each denoiser/decoder forward adds at that clock: 0 keeps the tests quick; a test of timing
     # under throttling sets it, so that the clock and not the CPU's noise decides the slow repeats.
     forward_kernel_s: float = 0.0
-    base_clock_mhz: float = 1590.0  # NVML's default applications clock: what --i2v-lock-clocks locks at
+    base_clock_mhz: float = (
+        1590.0  # NVML's default applications clock: what --i2v-lock-clocks locks at
+    )
     mem_clock_mhz: float = 2619.0
     temperature_c: float = 45.0
     power_w: float = 350.0
     throttled: dict[int, SimulatedThrottle] = field(default_factory=dict)
     clock_lock: str = "allowed"
-    memory_clock_lock: bool = True  # whether NVML can lock the memory clock (NotSupported otherwise)
+    memory_clock_lock: bool = (
+        True  # whether NVML can lock the memory clock (NotSupported otherwise)
+    )
     # How NVML finds it: a MIG instance has a MIG- UUID; nvml_index is its physical index (NVML ignores
     # CUDA_VISIBLE_DEVICES; None: the CUDA index); container_pid: the PID NVML reports for this process
     # (a container's PID namespace; None: os.getpid()); process_memory_unknown: usedGpuMemory is None.
@@ -93,14 +114,20 @@ class SimulatedGpu:
     nvml_index: int | None = None
     container_pid: int | None = None
     process_memory_unknown: bool = False
-    reasons_query: str = "event"  # "throttle": a driver that has only the older throttle-reasons query
+    reasons_query: str = (
+        "event"  # "throttle": a driver that has only the older throttle-reasons query
+    )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SimulatedGpu:
         """From JSON (``PYTEST_I2V_SIMULATED_GPUS``): ``throttled`` maps generation numbers (as strings)
         to ``SimulatedThrottle`` fields."""
-        throttled = {int(k): SimulatedThrottle(**v) for k, v in (data.get("throttled") or {}).items()}
-        boost = tuple(data["boost_clocks_mhz"]) if "boost_clocks_mhz" in data else cls.boost_clocks_mhz
+        throttled = {
+            int(k): SimulatedThrottle(**v) for k, v in (data.get("throttled") or {}).items()
+        }
+        boost = (
+            tuple(data["boost_clocks_mhz"]) if "boost_clocks_mhz" in data else cls.boost_clocks_mhz
+        )
         return cls(**{**data, "throttled": throttled, "boost_clocks_mhz": boost})
 
 
@@ -130,7 +157,15 @@ class _Allocator:
 
 SEGMENT_BYTES = 2 * MiB
 # The pipeline components whose weights a GPU would hold.
-WEIGHT_COMPONENTS = ("unet", "transformer", "transformer_2", "vae", "text_encoder", "text_encoder_2", "image_encoder")
+WEIGHT_COMPONENTS = (
+    "unet",
+    "transformer",
+    "transformer_2",
+    "vae",
+    "text_encoder",
+    "text_encoder_2",
+    "image_encoder",
+)
 
 
 def segment(size: int) -> int:
@@ -142,18 +177,37 @@ class SimulatedCudaDevice(CudaDevice):
     ``pynvml`` (``measure.simulated_libs``), plus the card's state they answer from: the allocator
     (driven by the workload's forwards), the clocks and events, and NVML's view of it."""
 
-    def __init__(self, index: int, gpu: SimulatedGpu, runtime: SimulatedRuntime, work: VirtualWork | None = None):
-        super().__init__(index, nvml=runtime.nvml, cuda=runtime.cuda, placement="cpu",  # it computes on the CPU
-                         kernels=SimulatedKernels())
+    def __init__(
+        self,
+        index: int,
+        gpu: SimulatedGpu,
+        runtime: SimulatedRuntime,
+        work: VirtualWork | None = None,
+    ):
+        super().__init__(
+            index,
+            nvml=runtime.nvml,
+            cuda=runtime.cuda,
+            placement="cpu",  # it computes on the CPU
+            kernels=SimulatedKernels(),
+        )
         self.gpu = gpu
         self.calls = runtime.calls
-        self.time = VirtualTime(work.machine_speed) if work is not None else None  # None: real time (the CPU's)
-        self._virtual = VirtualWorkHooks(self.time, work, self._slowdown) if self.time is not None and work else None
+        self.time = (
+            VirtualTime(work.machine_speed) if work is not None else None
+        )  # None: real time (the CPU's)
+        self._virtual = (
+            VirtualWorkHooks(self.time, work, self._slowdown)
+            if self.time is not None and work
+            else None
+        )
         self.memory = _Allocator()
         self.limit_bytes = gpu.total_bytes - gpu.context_bytes
         self.weights: dict[str, Block] = {}
         self._live: list[Block] = []
-        self._started: list[float] = []  # when each forward under way began (to slow it down when throttled)
+        self._started: list[
+            float
+        ] = []  # when each forward under way began (to slow it down when throttled)
         self.pending_events: list[Any] = []  # recorded, not yet completed by a synchronise
         self.generation = 0  # generations run so far (see SimulatedGpu.throttled)
         self._next_generation = False  # peaks were reset: the next forward starts a generation
@@ -170,6 +224,7 @@ class SimulatedCudaDevice(CudaDevice):
     def simulated_probe(self) -> Any:
         """On the virtual clock, the simulated machine's probe figures; in real time None (the real probe runs)."""
         return self.time.probe if self.time is not None else None
+
     def throttle_now(self) -> SimulatedThrottle | None:
         """The throttle of the generation under way, or of the one about to start (the runner resets
         the peaks, then starts sampling NVML, then generates)."""
@@ -226,7 +281,9 @@ class SimulatedCudaDevice(CudaDevice):
             raise simulated_oom(self.gpu.oom_form, size)
         memory.allocated += size
         needed = segment(size)
-        reused = min(memory.cached, needed)  # a cached segment first (the cache keeps freed blocks' memory)
+        reused = min(
+            memory.cached, needed
+        )  # a cached segment first (the cache keeps freed blocks' memory)
         memory.cached -= reused
         memory.reserved += needed - reused
         memory.peak_allocated = max(memory.peak_allocated, memory.allocated)
@@ -294,7 +351,10 @@ class SimulatedCudaDevice(CudaDevice):
         for name in components or WEIGHT_COMPONENTS:
             module = getattr(pipe, name, None)
             if module is not None and name not in self.weights:
-                size = sum(p.numel() * p.element_size() for p in module.parameters()) * self.gpu.weight_scale
+                size = (
+                    sum(p.numel() * p.element_size() for p in module.parameters())
+                    * self.gpu.weight_scale
+                )
                 self.weights[name] = self.allocate(size)
 
     def place_pipeline(self, pipe: Any, offload: str | None) -> list[Any]:
@@ -315,7 +375,9 @@ class SimulatedCudaDevice(CudaDevice):
             if offload == "model_cpu_offload" and getattr(module, "_hf_hook", None) is not None:
                 observed = [module.encoder, module.decoder] if name == "vae" else [module]
                 for part in observed:  # the VAE runs through encode/decode, not forward
-                    handles.append(part.register_forward_pre_hook(self._onload_component(name, module)))
+                    handles.append(
+                        part.register_forward_pre_hook(self._onload_component(name, module))
+                    )
             elif offload in ("sequential_cpu_offload", "group_offload"):
                 handles += self._offload_leaves(name, module)
             else:
@@ -323,12 +385,17 @@ class SimulatedCudaDevice(CudaDevice):
         return handles
 
     def _weight_bytes(self, module: Any, recurse: bool = True) -> int:
-        return int(sum(p.numel() * p.element_size() for p in module.parameters(recurse=recurse)) * self.gpu.weight_scale)
+        return int(
+            sum(p.numel() * p.element_size() for p in module.parameters(recurse=recurse))
+            * self.gpu.weight_scale
+        )
 
     def _onload_component(self, name: str, module: Any) -> Any:
         def onload(*_: Any) -> None:
             for other in [n for n in self.weights if n != name and n.startswith("offloaded:")]:
-                self.remove_weights((other,))  # accelerate's hook chain moves the previous model back
+                self.remove_weights(
+                    (other,)
+                )  # accelerate's hook chain moves the previous model back
             if f"offloaded:{name}" not in self.weights:
                 self.weights[f"offloaded:{name}"] = self.allocate(self._weight_bytes(module))
 
@@ -341,12 +408,23 @@ class SimulatedCudaDevice(CudaDevice):
             size = self._weight_bytes(leaf, recurse=False)
             if not size:
                 continue
-            if getattr(leaf, "_hf_hook", None) is None and getattr(leaf, "_diffusers_hook", None) is None:
+            if (
+                getattr(leaf, "_hf_hook", None) is None
+                and getattr(leaf, "_diffusers_hook", None) is None
+            ):
                 resident += size  # not offloaded by the real call: on the device for good
                 continue
             held: list[Block] = []
-            handles.append(leaf.register_forward_pre_hook(lambda *_, size=size, held=held: held.append(self.allocate(size))))
-            handles.append(leaf.register_forward_hook(lambda *_, held=held: held.pop().free() if held else None))
+            handles.append(
+                leaf.register_forward_pre_hook(
+                    lambda *_, size=size, held=held: held.append(self.allocate(size))
+                )
+            )
+            handles.append(
+                leaf.register_forward_hook(
+                    lambda *_, held=held: held.pop().free() if held else None
+                )
+            )
         if resident:
             self.weights[name] = self.allocate(resident)
         return handles
@@ -366,7 +444,9 @@ class SimulatedRuntime:
     calls: list[tuple[str, int]] = field(default_factory=list)
     devices: dict[int, SimulatedCudaDevice] = field(default_factory=dict)
     last_opened: SimulatedCudaDevice | VirtualCpuDevice | None = None
-    work: VirtualWork | None = None  # set: every device it opens, the CPU too, times on the virtual clock
+    work: VirtualWork | None = (
+        None  # set: every device it opens, the CPU too, times on the virtual clock
+    )
     cpu: VirtualCpuDevice | None = None
     cuda: SimulatedTorchCuda = field(init=False)  # the torch.cuda the devices call
     nvml: SimulatedPynvml = field(init=False)  # the pynvml they call
@@ -390,4 +470,3 @@ class SimulatedRuntime:
             self.devices[index] = SimulatedCudaDevice(index, self.gpus[index], self, self.work)
         self.last_opened = self.devices[index]
         return self.last_opened
-

@@ -82,7 +82,9 @@ class SimulatedEvent:
         self.completed = False
 
     def record(self, stream: Any = None) -> None:
-        index = stream.device_index if isinstance(stream, SimulatedStream) else self._cuda.current_index
+        index = (
+            stream.device_index if isinstance(stream, SimulatedStream) else self._cuda.current_index
+        )
         device = self._cuda.device_at(index, "Event.record")
         self.index, self.time, self.completed = index, device.now(), False
         device.pending_events.append(self)
@@ -92,7 +94,9 @@ class SimulatedEvent:
         if not (self.enable_timing and end.enable_timing):
             raise RuntimeError("Both events must be created with argument 'enable_timing=True'.")
         if not (self.completed and end.completed) or self.time is None or end.time is None:
-            raise RuntimeError("CUDA error: device not ready")  # what elapsed_time says before a synchronise
+            raise RuntimeError(
+                "CUDA error: device not ready"
+            )  # what elapsed_time says before a synchronise
         return (end.time - self.time) * 1000.0
 
 
@@ -134,7 +138,9 @@ class SimulatedTorchCuda:
         from torch.profiler import record_function
 
         index = self.current_index if device is None else _index_of(device)
-        with record_function("cudaDeviceSynchronize"):  # in a profiler trace, as the CUDA runtime call shows
+        with record_function(
+            "cudaDeviceSynchronize"
+        ):  # in a profiler trace, as the CUDA runtime call shows
             self.device_at(index, "synchronize").complete_events()
             _busy_wait(SYNC_ROUND_TRIP_S)
 
@@ -298,13 +304,41 @@ class SimulatedPynvml:
 
 
 # ops that move no data on a GPU: views and metadata (the simulated card launches no kernel for them)
-METADATA_OPS = frozenset({
-    "aten::view", "aten::reshape", "aten::_unsafe_view", "aten::as_strided", "aten::expand", "aten::permute",
-    "aten::transpose", "aten::t", "aten::unsqueeze", "aten::squeeze", "aten::slice", "aten::select", "aten::empty",
-    "aten::empty_strided", "aten::empty_like", "aten::detach", "aten::alias", "aten::split", "aten::chunk",
-    "aten::narrow", "aten::resolve_conj", "aten::resolve_neg", "aten::lift_fresh", "aten::unbind", "aten::flatten",
-    "aten::view_as", "aten::expand_as", "aten::contiguous", "aten::to", "aten::type_as", "aten::result_type",
-})
+METADATA_OPS = frozenset(
+    {
+        "aten::view",
+        "aten::reshape",
+        "aten::_unsafe_view",
+        "aten::as_strided",
+        "aten::expand",
+        "aten::permute",
+        "aten::transpose",
+        "aten::t",
+        "aten::unsqueeze",
+        "aten::squeeze",
+        "aten::slice",
+        "aten::select",
+        "aten::empty",
+        "aten::empty_strided",
+        "aten::empty_like",
+        "aten::detach",
+        "aten::alias",
+        "aten::split",
+        "aten::chunk",
+        "aten::narrow",
+        "aten::resolve_conj",
+        "aten::resolve_neg",
+        "aten::lift_fresh",
+        "aten::unbind",
+        "aten::flatten",
+        "aten::view_as",
+        "aten::expand_as",
+        "aten::contiguous",
+        "aten::to",
+        "aten::type_as",
+        "aten::result_type",
+    }
+)
 
 
 class SimulatedKernels:

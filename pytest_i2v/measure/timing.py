@@ -59,8 +59,15 @@ class StageRecorder:
     first step and ``step_end`` (called from ``callback_on_step_end``) ends each one; decoding is
     what follows the last step. Either way encode + steps + decode is the whole call."""
 
-    def __init__(self, pipe: Any, clock: Clock, on_step: Callable[[int], None] | None = None,
-                 denoisers: list[Any] | None = None, decoder: Any = None, callback_steps: bool = False):
+    def __init__(
+        self,
+        pipe: Any,
+        clock: Clock,
+        on_step: Callable[[int], None] | None = None,
+        denoisers: list[Any] | None = None,
+        decoder: Any = None,
+        callback_steps: bool = False,
+    ):
         self._pipe = pipe
         self._clock = clock
         self._on_step = on_step
@@ -70,10 +77,14 @@ class StageRecorder:
         self._handles: list[Any] = []
         self.start: Any = None
         self.end: Any = None
-        self.step_marks: list[Any] = []  # hook mode: each step's start; callback mode: denoising's start
+        self.step_marks: list[
+            Any
+        ] = []  # hook mode: each step's start; callback mode: denoising's start
         self.step_end_marks: list[Any] = []  # callback mode: each step's end
         self.decode_mark: Any = None
-        self.span_marks: list[Any] = []  # the loop's own pair: [first denoiser call, decode start or end]
+        self.span_marks: list[
+            Any
+        ] = []  # the loop's own pair: [first denoiser call, decode start or end]
 
     def __enter__(self) -> StageRecorder:
         for model in self._denoisers:
@@ -143,7 +154,10 @@ class StageRecorder:
             bounds = [self.step_marks[0], *self.step_end_marks]
             decode_start = bounds[-1] if len(bounds) > 1 else None
         else:
-            bounds = [*self.step_marks, self.decode_mark if self.decode_mark is not None else self.end]
+            bounds = [
+                *self.step_marks,
+                self.decode_mark if self.decode_mark is not None else self.end,
+            ]
             decode_start = self.decode_mark
         found = [("encode", self.start, bounds[0]), *(("step", a, b) for a, b in pairwise(bounds))]
         if decode_start is not None:
@@ -159,4 +173,9 @@ class StageRecorder:
         span = seconds(*self.span_marks) if len(self.span_marks) == 2 else None
         timed = {stage: seconds(a, b) for stage, a, b in intervals if stage != "step"}
         steps = tuple(seconds(a, b) for stage, a, b in intervals if stage == "step")
-        return StageTimes(encode_s=timed["encode"], step_s=steps, decode_s=timed.get("decode"), denoise_span_s=span)
+        return StageTimes(
+            encode_s=timed["encode"],
+            step_s=steps,
+            decode_s=timed.get("decode"),
+            denoise_span_s=span,
+        )

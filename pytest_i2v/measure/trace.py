@@ -10,8 +10,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-DTYPE_BYTES = {"float": 4, "double": 8, "c10::Half": 2, "c10::BFloat16": 2, "Half": 2, "BFloat16": 2, "long int": 8,
-               "int": 4, "short int": 2, "signed char": 1, "unsigned char": 1, "bool": 1, "c10::Float8_e4m3fn": 1}
+DTYPE_BYTES = {
+    "float": 4,
+    "double": 8,
+    "c10::Half": 2,
+    "c10::BFloat16": 2,
+    "Half": 2,
+    "BFloat16": 2,
+    "long int": 8,
+    "int": 4,
+    "short int": 2,
+    "signed char": 1,
+    "unsigned char": 1,
+    "bool": 1,
+    "c10::Float8_e4m3fn": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -35,7 +48,9 @@ def _host(event: Any) -> bool:
     return str(getattr(kind, "name", kind)) == "CPU"
 
 
-def trace_events(raw: Iterable[Any], keep: Callable[[str, bool], bool] = lambda name, annotation: True) -> list[TraceEvent]:
+def trace_events(
+    raw: Iterable[Any], keep: Callable[[str, bool], bool] = lambda name, annotation: True
+) -> list[TraceEvent]:
     """Host events in start order, each with its self time and the kernels launched inside it (a kernel
     belongs to the innermost op around its launch call). ``keep(name, is_annotation)``: which events to
     return (every event still counts for its parent's self time)."""
@@ -46,7 +61,8 @@ def trace_events(raw: Iterable[Any], keep: Callable[[str, bool], bool] = lambda 
     by_thread: dict[int, list[tuple[int, int, str, bool, Any]]] = {}
     for event in host:
         by_thread.setdefault(event.start_thread_id(), []).append(
-            (event.start_ns(), event.duration_ns(), event.name(), event.is_user_annotation(), event))
+            (event.start_ns(), event.duration_ns(), event.name(), event.is_user_annotation(), event)
+        )
     nested_s: dict[int, int] = {}  # id(raw) -> the duration of the events nested in it
     nested_ops: dict[int, int] = {}
     kernels: dict[int, list[tuple[str, float]]] = {}
@@ -75,16 +91,31 @@ def trace_events(raw: Iterable[Any], keep: Callable[[str, bool], bool] = lambda 
     for kernel in device:
         owner = op_of_launch.get(kernel.linked_correlation_id())
         if owner is not None:
-            kernels.setdefault(id(owner), []).append((str(kernel.name()), kernel.duration_ns() / 1e9))
+            kernels.setdefault(id(owner), []).append(
+                (str(kernel.name()), kernel.duration_ns() / 1e9)
+            )
     result = []
     for start, duration, name, annotation, event in sorted(kept, key=lambda e: e[0]):
         key = id(event)
         shapes = [list(s) for s in (event.shapes() or [])]
         dtypes = [str(d) for d in (event.dtypes() or [])]
-        nbytes = math.prod(shapes[0]) * DTYPE_BYTES.get(dtypes[0], 0) if shapes and shapes[0] and dtypes else 0
-        result.append(TraceEvent(
-            name=str(name), start_s=start / 1e9, end_s=(start + duration) / 1e9,
-            self_s=max(0, duration - nested_s.get(key, 0)) / 1e9,
-            shapes=str(shapes).replace(" ", "") if any(shapes) else "", dtypes=",".join(dtypes), nbytes=nbytes,
-            annotation=bool(annotation), nested_ops=nested_ops.get(key, 0), kernels=tuple(kernels.get(key, ()))))
+        nbytes = (
+            math.prod(shapes[0]) * DTYPE_BYTES.get(dtypes[0], 0)
+            if shapes and shapes[0] and dtypes
+            else 0
+        )
+        result.append(
+            TraceEvent(
+                name=str(name),
+                start_s=start / 1e9,
+                end_s=(start + duration) / 1e9,
+                self_s=max(0, duration - nested_s.get(key, 0)) / 1e9,
+                shapes=str(shapes).replace(" ", "") if any(shapes) else "",
+                dtypes=",".join(dtypes),
+                nbytes=nbytes,
+                annotation=bool(annotation),
+                nested_ops=nested_ops.get(key, 0),
+                kernels=tuple(kernels.get(key, ())),
+            )
+        )
     return result

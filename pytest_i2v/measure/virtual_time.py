@@ -80,9 +80,15 @@ def input_elements(args: Any, kwargs: dict[str, Any]) -> int:
 def _encoders(pipe: Any) -> list[Any]:
     """The modules that encode a prompt or an image, whichever the pipeline has."""
     vae = getattr(pipe, "vae", None)
-    found = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2", "image_encoder")]
+    found = [
+        getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2", "image_encoder")
+    ]
     found.append(getattr(vae, "encoder", None))
-    return [module for module in found if module is not None and hasattr(module, "register_forward_hook")]
+    return [
+        module
+        for module in found
+        if module is not None and hasattr(module, "register_forward_hook")
+    ]
 
 
 class VirtualWorkHooks:
@@ -91,15 +97,23 @@ class VirtualWorkHooks:
     def __init__(self, time: VirtualTime, work: VirtualWork, slowdown: Any = lambda: 1.0):
         self.time = time
         self.work = work
-        self._slowdown = slowdown  # the clock ratio now (a throttled card does the same work slower)
+        self._slowdown = (
+            slowdown  # the clock ratio now (a throttled card does the same work slower)
+        )
 
     def attach(self, pipe: Any, denoisers: list[Any], decoder: Any) -> list[Any]:
         handles = []
         for model in _encoders(pipe):
-            handles.append(model.register_forward_hook(self._cost(self.work.encoder_s), with_kwargs=True))
+            handles.append(
+                model.register_forward_hook(self._cost(self.work.encoder_s), with_kwargs=True)
+            )
         for model in denoisers:
-            handles.append(model.register_forward_hook(self._cost(self.work.denoiser_s), with_kwargs=True))
-        handles.append(decoder.register_forward_hook(self._cost(self.work.decoder_s), with_kwargs=True))
+            handles.append(
+                model.register_forward_hook(self._cost(self.work.denoiser_s), with_kwargs=True)
+            )
+        handles.append(
+            decoder.register_forward_hook(self._cost(self.work.decoder_s), with_kwargs=True)
+        )
         return handles
 
     def _cost(self, fixed_s: float) -> Any:
