@@ -14,31 +14,44 @@ from typing import Any
 
 import pytest
 
-from pytest_i2v import gpu_check
 from pytest_i2v.cli import main
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.gpu_check import (
-    FAIL,
-    NOT_APPLICABLE,
-    PASS,
-    CheckPlan,
-    RunResult,
-    Tolerances,
-    check_conditions,
-    check_event_total,
-    check_fast_prediction,
+from pytest_i2v.gpu_check.checks import evaluate
+from pytest_i2v.gpu_check.command import make_plan
+from pytest_i2v.gpu_check.device_checks import check_conditions, check_second_gpu
+from pytest_i2v.gpu_check.memory_checks import (
     check_memory_order,
     check_offload_peak,
     check_oom_recovery,
     check_same_peak,
-    check_second_gpu,
-    check_signature,
-    check_step_sum,
-    evaluate,
-    make_plan,
-    plan_for,
-    render_summary,
+)
+from pytest_i2v.gpu_check.plan import CheckPlan, RunResult, Tolerances, plan_for
+from pytest_i2v.gpu_check.records import (
+    AFTER_LARGEST,
+    DRY_RUN_PROFILE,
+    DRY_RUN_SIZE_DIVISOR,
+    FAIL,
+    FULL,
+    NOT_APPLICABLE,
+    OFFLOAD,
+    PASS,
+    PROFILE_DIR,
+    SUITE_FILE,
+    SWEEP,
+)
+from pytest_i2v.gpu_check.signature_check import check_signature
+from pytest_i2v.gpu_check.suite import (
+    dry_run_profile_yaml,
+    plugin_args,
+    pytest_command,
     run_selections,
+    suite_source,
+)
+from pytest_i2v.gpu_check.summary import render_summary
+from pytest_i2v.gpu_check.timing_checks import (
+    check_event_total,
+    check_fast_prediction,
+    check_step_sum,
 )
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
@@ -292,8 +305,8 @@ def test_summary_has_the_environment_the_generations_and_the_checks() -> None:
 
 # -- the command -------------------------------------------------------------------------------
 def test_the_generated_suite_is_valid_python() -> None:
-    ast.parse(gpu_check.suite_source(plan()))
-    ast.parse(gpu_check.suite_source(make_plan(dry_run=True)))
+    ast.parse(suite_source(plan()))
+    ast.parse(suite_source(make_plan(dry_run=True)))
 
 
 def test_the_dry_run_plan_uses_the_cpu_profiles_sizes_and_two_simulated_gpus() -> None:
@@ -305,9 +318,9 @@ def test_the_dry_run_plan_uses_the_cpu_profiles_sizes_and_two_simulated_gpus() -
 
 def test_the_plugin_is_passed_with_p_only_when_it_is_not_autoloaded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    assert gpu_check.plugin_args() == []  # installed here: the entry point loads it, -p would register it twice
+    assert plugin_args() == []  # installed here: the entry point loads it, -p would register it twice
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    assert gpu_check.plugin_args() == ["-p", "pytest_i2v.plugin"]
+    assert plugin_args() == ["-p", "pytest_i2v.plugin"]
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -416,10 +429,10 @@ def test_a_pipelines_dry_run_plan_keeps_the_small_sizes_and_the_fewest_frames(na
 def test_the_generated_suite_and_the_runs_name_the_pipeline(tmp_path: Path) -> None:
     svd = make_plan(dry_run=True, pipeline="svd")
     suite: dict[str, Any] = {}
-    exec(compile(gpu_check.suite_source(svd), gpu_check.SUITE_FILE, "exec"), suite)
+    exec(compile(suite_source(svd), SUITE_FILE, "exec"), suite)
     assert suite["test_full_smallest"].pytestmark[0].kwargs["pipeline"] == "svd"
     assert {(m.kwargs["width"], m.kwargs["height"]) for m in suite["test_after_largest"].pytestmark} == {(96, 96)}
-    command = gpu_check.pytest_command(svd, tmp_path, "main", "cuda:0", [gpu_check.FULL])
+    command = pytest_command(svd, tmp_path, "main", "cuda:0", [FULL])
     assert command[command.index("--i2v-pipeline") + 1] == "svd"
 
 
@@ -431,9 +444,9 @@ def without_offload(name: str) -> PipelineInfo:
 def test_offload_is_neither_run_nor_judged_for_a_pipeline_without_model_cpu_offload() -> None:
     checked = gpu_plan(without_offload("svd"))
     assert not checked.offload_supported and gpu_plan(PIPELINES["svd"]).offload_supported
-    assert gpu_check.OFFLOAD not in run_selections(checked)["main"][1]
+    assert OFFLOAD not in run_selections(checked)["main"][1]
     suite: dict[str, Any] = {}
-    exec(compile(gpu_check.suite_source(checked), gpu_check.SUITE_FILE, "exec"), suite)
+    exec(compile(suite_source(checked), SUITE_FILE, "exec"), suite)
     assert "test_offload" not in suite and "test_sweep" in suite
 
     main_run, fresh, oom = good_runs()
@@ -473,7 +486,7 @@ def test_a_model_directory_of_another_pipeline_is_a_usage_error(tmp_path: Path, 
 def suite_marks(checked: CheckPlan) -> dict[str, list[dict[str, Any]]]:
     """The generated suite's tests -> their i2v marks' arguments."""
     suite: dict[str, Any] = {}
-    exec(compile(gpu_check.suite_source(checked), gpu_check.SUITE_FILE, "exec"), suite)
+    exec(compile(suite_source(checked), SUITE_FILE, "exec"), suite)
     found: dict[str, list[dict[str, Any]]] = {}
     for name, test in suite.items():
         if not name.startswith("test_"):
@@ -495,9 +508,9 @@ def test_a_fixed_size_pipelines_gpu_plan_is_its_one_size_and_skips_the_fresh_run
     assert checked.one_size_reason == "cogvideox-i2v generates at one size only (720x480)"
     runs = run_selections(checked)
     assert list(runs) == ["main", "oom"]  # no fresh-process run: it serves (d) only
-    assert runs["main"][1] == ["test_sweep[720x480]", gpu_check.FULL, gpu_check.OFFLOAD]
+    assert runs["main"][1] == ["test_sweep[720x480]", FULL, OFFLOAD]
     marks = suite_marks(checked)
-    assert gpu_check.AFTER_LARGEST not in marks and gpu_check.OFFLOAD in marks and len(marks[gpu_check.SWEEP]) == 1
+    assert AFTER_LARGEST not in marks and OFFLOAD in marks and len(marks[SWEEP]) == 1
     # The GPU marks ask for the fixed size itself, which the collection-time rule accepts.
     assert {(m["width"], m["height"]) for test in marks.values() for m in test} == {(720, 480)}
     assert info.constraints.violation(720, 480, checked.frames) is None
@@ -505,7 +518,7 @@ def test_a_fixed_size_pipelines_gpu_plan_is_its_one_size_and_skips_the_fresh_run
     ladder = gpu_plan(PIPELINES["wan2.1-i2v"])
     assert not ladder.fixed_size and ladder.one_size_reason is None and len(ladder.labels) == 4
     assert list(run_selections(ladder)) == ["main", "fresh", "oom"]
-    assert gpu_check.AFTER_LARGEST in run_selections(ladder)["main"][1]
+    assert AFTER_LARGEST in run_selections(ladder)["main"][1]
 
 
 def test_a_fixed_size_pipelines_dry_run_marks_the_fixed_size_and_a_profile_scales_it(tmp_path: Path) -> None:
@@ -515,7 +528,7 @@ def test_a_fixed_size_pipelines_dry_run_marks_the_fixed_size_and_a_profile_scale
     dry = make_plan(dry_run=True, pipeline=FIXED)
     assert dry.labels == ("720x480",) and dry.fixed_size and dry.frames == 9 and dry.steps == 3
     # The cpu profile's size scaling: the marks name 720x480, the tiny model runs at 80x48.
-    assert dry.size_divisor == load_profiles()["cpu"].scaling.size_divisor == gpu_check.DRY_RUN_SIZE_DIVISOR
+    assert dry.size_divisor == load_profiles()["cpu"].scaling.size_divisor == DRY_RUN_SIZE_DIVISOR
     spec = i2v(pipeline=FIXED, width=720, height=480, frames=dry.frames, steps=dry.steps)  # accepted at collection
     assert dry.run_size(720, 480) == (80, 48)
     scaled = spec.scaled(Scaling(size_divisor=dry.size_divisor))
@@ -524,21 +537,21 @@ def test_a_fixed_size_pipelines_dry_run_marks_the_fixed_size_and_a_profile_scale
         i2v(pipeline=FIXED, width=80, height=48, frames=dry.frames)
     assert "size 720x480 on the marks, run at 80x48 (the profile scales sizes /8)" in dry.describe_mode()
     marks = suite_marks(dry)
-    assert len(marks[gpu_check.SWEEP]) == 1 and gpu_check.AFTER_LARGEST not in marks
+    assert len(marks[SWEEP]) == 1 and AFTER_LARGEST not in marks
     assert {(m["width"], m["height"]) for test in marks.values() for m in test} == {(720, 480)}
 
-    command = gpu_check.pytest_command(dry, tmp_path, "main", "cuda:0", [gpu_check.FULL])
-    assert command[command.index("--gpu-profile") + 1] == gpu_check.DRY_RUN_PROFILE
-    assert command[command.index("--i2v-profile-dir") + 1] == str(tmp_path / gpu_check.PROFILE_DIR)
-    path = tmp_path / f"{gpu_check.DRY_RUN_PROFILE}.yaml"
-    path.write_text(gpu_check.dry_run_profile_yaml(dry), encoding="utf-8")
+    command = pytest_command(dry, tmp_path, "main", "cuda:0", [FULL])
+    assert command[command.index("--gpu-profile") + 1] == DRY_RUN_PROFILE
+    assert command[command.index("--i2v-profile-dir") + 1] == str(tmp_path / PROFILE_DIR)
+    path = tmp_path / f"{DRY_RUN_PROFILE}.yaml"
+    path.write_text(dry_run_profile_yaml(dry), encoding="utf-8")
     profile = _profile_from_yaml(path)
     assert profile.device == "cuda" and profile.matches("NVIDIA H200", 131.3)
     assert profile.scaling == Scaling(size_divisor=8, steps_divisor=1)
     # The other pipelines' dry runs keep explicit small pixels under the auto-picked profile.
     svd = make_plan(dry_run=True, pipeline="svd")
     assert svd.size_divisor == 1 and not svd.fixed_size
-    other = gpu_check.pytest_command(svd, tmp_path, "main", "cuda:0", [gpu_check.FULL])
+    other = pytest_command(svd, tmp_path, "main", "cuda:0", [FULL])
     assert other[other.index("--gpu-profile") + 1] == "auto" and "--i2v-profile-dir" not in other
 
 
