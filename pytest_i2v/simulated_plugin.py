@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
+from pytest_i2v.measure.simulated import SimulatedRuntime
+from pytest_i2v.measure.simulated_gpu import SimulatedGpu
 from pytest_i2v.measure.virtual_time import VirtualCpuDevice, VirtualWork
 
 ENV_GPUS = "PYTEST_I2V_SIMULATED_GPUS"

@@ -20,7 +20,7 @@ from pytest_i2v.measure.device import CpuDevice
 from pytest_i2v.measure.memory import CONDITIONS_EVERY_N_SAMPLES, NvmlSampler
 from pytest_i2v.measure.nvml import NvmlReading
 from pytest_i2v.measure.runner import GenerationRunner
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedThrottle
+from pytest_i2v.measure.simulated_gpu import SimulatedGpu, SimulatedThrottle
 from pytest_i2v.measure.virtual_time import VirtualWork
 from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess, throttle_reasons
 from tests.test_gpu_path import gpu_device

@@ -20,7 +20,9 @@ from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.device import parse_device
 from pytest_i2v.measure.nvml import NvmlHandle, NvmlWarning
 from pytest_i2v.measure.runner import GenerationRunner, oom_form
-from pytest_i2v.measure.simulated import GiB, SimulatedCudaDevice, SimulatedGpu, SimulatedRuntime, segment
+from pytest_i2v.measure.simulated import SimulatedCudaDevice, SimulatedRuntime
+from pytest_i2v.measure.simulated_gpu import SimulatedGpu
+from pytest_i2v.measure.simulated_memory import GiB, segment
 from pytest_i2v.measure.virtual_time import VirtualWork
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.session.plan import plan_run

@@ -13,7 +13,8 @@ import pytest
 from pytest_i2v.measure import clocks
 from pytest_i2v.measure.clocks import ClockLockWarning, LockedClocks, NvmlClocks, lock_clocks
 from pytest_i2v.measure.device import CpuDevice
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
+from pytest_i2v.measure.simulated import SimulatedRuntime
+from pytest_i2v.measure.simulated_gpu import SimulatedGpu
 from pytest_i2v.session.settings import Settings, resolve_settings
 from pytest_i2v.verdict.fingerprint import GPU_CLOCKS_KEY, fingerprint_for, software_changes
 

@@ -13,7 +13,8 @@ import yaml
 
 from pytest_i2v.cli import diff_baselines, diff_results
 from pytest_i2v.measure.environment import collect_environment
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
+from pytest_i2v.measure.simulated import SimulatedRuntime
+from pytest_i2v.measure.simulated_gpu import SimulatedGpu
 from pytest_i2v.verdict.baseline_store import (
     AcceptedRun,
     BaselineEntry,

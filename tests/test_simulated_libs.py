@@ -12,7 +12,8 @@ import pytest
 from pytest_i2v.measure.device import CudaDevice
 from pytest_i2v.measure.memory import NvmlSampler
 from pytest_i2v.measure.nvml import NvmlHandle, NvmlWarning
-from pytest_i2v.measure.simulated import SimulatedGpu, SimulatedRuntime
+from pytest_i2v.measure.simulated import SimulatedRuntime
+from pytest_i2v.measure.simulated_gpu import SimulatedGpu
 from pytest_i2v.measure.simulated_libs import SimulatedEvent
 from pytest_i2v.measure.virtual_time import VirtualWork
 

@@ -9,19 +9,22 @@ reasons come from a ``SimulatedNvml`` that the real reading and locking code (``
 calls; a throttled generation reads throttled and runs slower. Used by the tests and
 ``gpu-check --dry-run``; a measurement run never uses it.
 
-Virtual time (deterministic seconds instead of the CPU's): ``measure.virtual_time``."""
+The card's description: ``measure.simulated_gpu``; the allocator's arithmetic:
+``measure.simulated_memory``; the stand-in libraries: ``measure.simulated_libs``; virtual time
+(deterministic seconds instead of the CPU's): ``measure.virtual_time``."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_i2v.measure.device import CpuDevice, CudaDevice, parse_device
+from pytest_i2v.measure.simulated_gpu import SimulatedGpu, SimulatedThrottle
 from pytest_i2v.measure.simulated_libs import SimulatedKernels, SimulatedPynvml, SimulatedTorchCuda
+from pytest_i2v.measure.simulated_memory import Block, SimulatedAllocator, simulated_oom
 from pytest_i2v.measure.virtual_time import (
     VirtualCpuDevice,
     VirtualTime,
@@ -30,132 +33,6 @@ from pytest_i2v.measure.virtual_time import (
     input_elements,
 )
 
-MiB = 2**20
-GiB = 2**30
-
-
-def simulated_oom(form: str, wanted: int) -> BaseException:
-    import torch
-
-    if form == "cublas":
-        return RuntimeError(
-            "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
-        )
-    if form == "cudnn":
-        return RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")
-    return torch.cuda.OutOfMemoryError(
-        f"CUDA out of memory. Tried to allocate {wanted / MiB:.2f} MiB (simulated)"
-    )
-
-
-@dataclass(frozen=True)
-class SimulatedThrottle:
-    """How a throttled generation runs: NVML's reasons bitmask (0x20: SW thermal slowdown, 0x4: SW power
-    cap; see ``conditions.THROTTLE_BITS``), the SM clock it drops to, and what NVML reads meanwhile. Its
-    denoiser and decoder forwards take ``card clock / sm_clock_mhz`` times as long."""
-
-    reasons_mask: int = 0x20
-    sm_clock_mhz: float = 990.0
-    temperature_c: float | None = 90.0  # None: the card's nominal reading
-    power_w: float | None = None
-
-
-@dataclass
-class SimulatedGpu:
-    """The card being simulated and how its NVML behaves.
-
-    Clocks, temperature and power are a simulated card's figures, not a datasheet's. Unthrottled, the
-    card boosts between ``boost_clocks_mhz`` (one per generation, in turn) above its base clock and sits
-    at its software power cap (``reasons_mask``), as a datacenter board does under sustained load.
-    ``throttled`` drives throttling: generation number -> ``SimulatedThrottle``, where generations are
-    counted per device from 1, each warm-up and repeat the runner measures being one (a test with
-    ``warmup=1`` and five repeats throttles its 2nd and 4th repeats with ``{3: ..., 5: ...}``).
-    ``clock_lock`` says what NVML answers to a clock lock: "allowed", "no-permission" (not root) or
-    "not-supported"."""
-
-    name: str = "NVIDIA H200"
-    total_bytes: int = 141 * 10**9
-    sm_count: int = 132
-    power_limit_w: float | None = 700.0  # the H200 SXM board's default limit; None: NVML cannot say
-    context_bytes: int = 512 * MiB  # the CUDA context: NVML counts it, the allocator does not
-    other_process_bytes: int = 0  # neighbours: only a device-wide NVML figure sees them
-    nvml: str = "process"  # "process", "device" (no per-process figures), "unavailable", "mismatch"
-    oom_form: str = "allocator"
-    bytes_per_element: int = 4096  # scales the tiny model's activations to GPU-like sizes
-    weight_scale: int = (
-        4  # scales the tiny model's weights likewise (activations dominate, as at 1024p)
-    )
-    sm_clock_mhz: float = 1980.0  # the reference clock: the CPU's compute stands for work at it
-    boost_clocks_mhz: tuple[float, ...] = (
-        1980.0,
-        1965.0,
-        1950.0,
-        1965.0,
-    )  # unthrottled, generation by generation
-    reasons_mask: int = 0x4  # unthrottled: at the software power cap (normal above the base clock)
-    # GPU time each denoiser/decoder forward adds at that clock: 0 keeps the tests quick; a test of timing
-    # under throttling sets it, so that the clock and not the CPU's noise decides the slow repeats.
-    forward_kernel_s: float = 0.0
-    base_clock_mhz: float = (
-        1590.0  # NVML's default applications clock: what --i2v-lock-clocks locks at
-    )
-    mem_clock_mhz: float = 2619.0
-    temperature_c: float = 45.0
-    power_w: float = 350.0
-    throttled: dict[int, SimulatedThrottle] = field(default_factory=dict)
-    clock_lock: str = "allowed"
-    memory_clock_lock: bool = (
-        True  # whether NVML can lock the memory clock (NotSupported otherwise)
-    )
-    # How NVML finds it: a MIG instance has a MIG- UUID; nvml_index is its physical index (NVML ignores
-    # CUDA_VISIBLE_DEVICES; None: the CUDA index); container_pid: the PID NVML reports for this process
-    # (a container's PID namespace; None: os.getpid()); process_memory_unknown: usedGpuMemory is None.
-    mig: bool = False
-    nvml_index: int | None = None
-    container_pid: int | None = None
-    process_memory_unknown: bool = False
-    reasons_query: str = (
-        "event"  # "throttle": a driver that has only the older throttle-reasons query
-    )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SimulatedGpu:
-        """From JSON (``PYTEST_I2V_SIMULATED_GPUS``): ``throttled`` maps generation numbers (as strings)
-        to ``SimulatedThrottle`` fields."""
-        throttled = {
-            int(k): SimulatedThrottle(**v) for k, v in (data.get("throttled") or {}).items()
-        }
-        boost = (
-            tuple(data["boost_clocks_mhz"]) if "boost_clocks_mhz" in data else cls.boost_clocks_mhz
-        )
-        return cls(**{**data, "throttled": throttled, "boost_clocks_mhz": boost})
-
-
-class Block:
-    """Simulated device memory owned by a Python object: freed when the object is collected."""
-
-    def __init__(self, device: SimulatedCudaDevice, size: int):
-        self.size = size
-        self._finalizer = weakref.finalize(self, device._release, size)
-
-    def free(self) -> None:
-        self._finalizer()
-
-
-@dataclass
-class _Allocator:
-    """torch's caching allocator, simplified: each block gets a segment rounded up to ``SEGMENT_BYTES``;
-    a freed block's segment stays reserved (cached) for reuse until ``empty_cache`` returns it, and a
-    segment that holds a live block is never returned, so reserved stays at or above allocated."""
-
-    allocated: int = 0
-    reserved: int = 0
-    cached: int = 0  # reserved segments with no live block
-    peak_allocated: int = 0
-    peak_reserved: int = 0
-
-
-SEGMENT_BYTES = 2 * MiB
 # The pipeline components whose weights a GPU would hold.
 WEIGHT_COMPONENTS = (
     "unet",
@@ -166,10 +43,6 @@ WEIGHT_COMPONENTS = (
     "text_encoder_2",
     "image_encoder",
 )
-
-
-def segment(size: int) -> int:
-    return -(-size // SEGMENT_BYTES) * SEGMENT_BYTES
 
 
 class SimulatedCudaDevice(CudaDevice):
@@ -193,21 +66,19 @@ class SimulatedCudaDevice(CudaDevice):
         )
         self.gpu = gpu
         self.calls = runtime.calls
-        self.time = (
-            VirtualTime(work.machine_speed) if work is not None else None
-        )  # None: real time (the CPU's)
+        # None: real time (the CPU's)
+        self.time = VirtualTime(work.machine_speed) if work is not None else None
         self._virtual = (
             VirtualWorkHooks(self.time, work, self._slowdown)
             if self.time is not None and work
             else None
         )
-        self.memory = _Allocator()
+        self.memory = SimulatedAllocator()
         self.limit_bytes = gpu.total_bytes - gpu.context_bytes
         self.weights: dict[str, Block] = {}
         self._live: list[Block] = []
-        self._started: list[
-            float
-        ] = []  # when each forward under way began (to slow it down when throttled)
+        # when each forward under way began (to slow it down when throttled)
+        self._started: list[float] = []
         self.pending_events: list[Any] = []  # recorded, not yet completed by a synchronise
         self.generation = 0  # generations run so far (see SimulatedGpu.throttled)
         self._next_generation = False  # peaks were reset: the next forward starts a generation
@@ -222,7 +93,8 @@ class SimulatedCudaDevice(CudaDevice):
 
     @property
     def simulated_probe(self) -> Any:
-        """On the virtual clock, the simulated machine's probe figures; in real time None (the real probe runs)."""
+        """On the virtual clock, the simulated machine's probe figures; in real time None (the real
+        probe runs)."""
         return self.time.probe if self.time is not None else None
 
     def throttle_now(self) -> SimulatedThrottle | None:
@@ -267,51 +139,40 @@ class SimulatedCudaDevice(CudaDevice):
 
     # -- the simulated allocator ------------------------------------------------------
     def _release(self, size: int) -> None:
-        self.memory.allocated -= size
-        self.memory.cached += segment(size)
+        self.memory.give_back(size)
 
     def allocate(self, size: int) -> Block:
-        memory = self.memory
-        if memory.allocated + size > self.limit_bytes:
-            # The frames of this call hold the blocks that were live: as with real tensors, they stay
-            # allocated until the traceback is dropped.
+        if self.memory.allocated + size > self.limit_bytes:
+            # The frames of this call hold the blocks that were live: as with real tensors, they
+            # stay allocated until the traceback is dropped.
             pending = list(self._live)  # noqa: F841 (kept alive by this frame, as tensors are)
             self._live.clear()
             self._started.clear()
             raise simulated_oom(self.gpu.oom_form, size)
-        memory.allocated += size
-        needed = segment(size)
-        reused = min(
-            memory.cached, needed
-        )  # a cached segment first (the cache keeps freed blocks' memory)
-        memory.cached -= reused
-        memory.reserved += needed - reused
-        memory.peak_allocated = max(memory.peak_allocated, memory.allocated)
-        memory.peak_reserved = max(memory.peak_reserved, memory.reserved)
-        return Block(self, size)
+        self.memory.take(size)
+        return Block(self._release, size)
 
     def release_cache(self) -> None:
-        """``empty_cache``: cached segments go back; a segment that holds a live block stays reserved."""
-        self.memory.reserved -= self.memory.cached
-        self.memory.cached = 0
+        """``empty_cache``: cached segments go back; a segment that holds a live block stays."""
+        self.memory.empty_cache()
 
     def reset_peaks(self) -> None:
         self._next_generation = True
-        self.memory.peak_allocated = self.memory.allocated
-        self.memory.peak_reserved = self.memory.reserved
+        self.memory.reset_peaks()
 
     def set_memory_fraction(self, fraction: float) -> None:
         """``torch.cuda.set_per_process_memory_fraction``: allocations past it fail."""
         self.limit_bytes = int(self.gpu.total_bytes * fraction)
 
     def attach(self, pipe: Any, models: list[Any] | None = None) -> list[Any]:
-        """From now on, each forward of ``models`` (default: the UNet and the VAE decoder; a pipeline's
-        adapter names its denoisers) holds activations sized by its input; returns the hook handles
-        (``handle.remove()`` detaches)."""
+        """From now on, each forward of ``models`` (default: the UNet and the VAE decoder; a
+        pipeline's adapter names its denoisers) holds activations sized by its input; returns the
+        hook handles (``handle.remove()`` detaches)."""
         handles = []
         listed = models if models is not None else [pipe.unet, pipe.vae.decoder]
         for model in listed:
-            # Inside the forward (its first layer), as a real allocation fails after the model's own hooks ran.
+            # Inside the forward (its first layer), as a real allocation fails after the model's own
+            # hooks ran.
             module = getattr(model, "conv_in", model)
             handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             handles.append(model.register_forward_hook(self._post_hook))
@@ -340,8 +201,8 @@ class SimulatedCudaDevice(CudaDevice):
         if self._live:
             self._live.pop().free()
         if self._started and self.time is None:
-            # A forward's work is its CPU time plus the simulated kernel time, both at the card's clock; at a
-            # lower clock the same work takes proportionally longer.
+            # A forward's work is its CPU time plus the simulated kernel time, both at the card's
+            # clock; at a lower clock the same work takes proportionally longer.
             elapsed = time.perf_counter() - self._started.pop()
             work = elapsed + self.gpu.forward_kernel_s
             time.sleep(max(work * self.gpu.sm_clock_mhz / self.sm_clock_now() - elapsed, 0.0))
@@ -351,19 +212,15 @@ class SimulatedCudaDevice(CudaDevice):
         for name in components or WEIGHT_COMPONENTS:
             module = getattr(pipe, name, None)
             if module is not None and name not in self.weights:
-                size = (
-                    sum(p.numel() * p.element_size() for p in module.parameters())
-                    * self.gpu.weight_scale
-                )
-                self.weights[name] = self.allocate(size)
+                self.weights[name] = self.allocate(self._weight_bytes(module))
 
     def place_pipeline(self, pipe: Any, offload: str | None) -> list[Any]:
-        """Count the weights as resident the way the placement the real call installed keeps them: all of
-        them without offload; with ``model_cpu_offload``, a hooked component from its forward until
-        another one runs; with sequential or group offload, a hooked leaf during its own forward. Only
-        modules that carry the real call's hooks (accelerate's ``_hf_hook``, diffusers'
-        ``_diffusers_hook``) are offloaded: a placement call that was skipped leaves every weight
-        resident, as it would on a GPU. Returns the hook handles."""
+        """Count the weights as resident the way the placement the real call installed keeps them:
+        all of them without offload; with ``model_cpu_offload``, a hooked component from its forward
+        until another one runs; with sequential or group offload, a hooked leaf during its own
+        forward. Only modules that carry the real call's hooks (accelerate's ``_hf_hook``,
+        diffusers' ``_diffusers_hook``) are offloaded: a placement call that was skipped leaves
+        every weight resident, as it would on a GPU. Returns the hook handles."""
         if offload is None:
             self.place_weights(pipe)
             return []
@@ -393,9 +250,8 @@ class SimulatedCudaDevice(CudaDevice):
     def _onload_component(self, name: str, module: Any) -> Any:
         def onload(*_: Any) -> None:
             for other in [n for n in self.weights if n != name and n.startswith("offloaded:")]:
-                self.remove_weights(
-                    (other,)
-                )  # accelerate's hook chain moves the previous model back
+                # accelerate's hook chain moves the previous model back
+                self.remove_weights((other,))
             if f"offloaded:{name}" not in self.weights:
                 self.weights[f"offloaded:{name}"] = self.allocate(self._weight_bytes(module))
 
@@ -444,9 +300,8 @@ class SimulatedRuntime:
     calls: list[tuple[str, int]] = field(default_factory=list)
     devices: dict[int, SimulatedCudaDevice] = field(default_factory=dict)
     last_opened: SimulatedCudaDevice | VirtualCpuDevice | None = None
-    work: VirtualWork | None = (
-        None  # set: every device it opens, the CPU too, times on the virtual clock
-    )
+    # set: every device it opens, the CPU too, times on the virtual clock
+    work: VirtualWork | None = None
     cpu: VirtualCpuDevice | None = None
     cuda: SimulatedTorchCuda = field(init=False)  # the torch.cuda the devices call
     nvml: SimulatedPynvml = field(init=False)  # the pynvml they call
