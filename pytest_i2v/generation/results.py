@@ -13,7 +13,7 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.storage import check_schema, write_text_atomic
 
 if TYPE_CHECKING:  # the review CLI reads results without torch
-    from pytest_i2v.measure.runner import Measurement
+    from pytest_i2v.measure.measurement import Measurement
 
 RESULTS_SCHEMA = "pytest-i2v/results"
 RESULTS_SCHEMA_VERSION = 1

@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
-from scipy import stats
 
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.device import Device, TorchRuntime
+
+# session/recording.py imports AdaptiveRepeats from here (the measure() parameter it builds):
+# re-exported, by the redundant alias, until that import names measure.measurement.
+from pytest_i2v.measure.measurement import AdaptiveRepeats as AdaptiveRepeats
+from pytest_i2v.measure.measurement import Measurement, OomInfo, RepeatSample
 from pytest_i2v.measure.memory import (
     HostRssPeak,
-    MemoryLevel,
     NvmlSampler,
-    PeakMemory,
     device_peak,
     free_device_memory,
     start_level,
 )
 from pytest_i2v.measure.timing import ROUND_CLOCK, StageRecorder
 from pytest_i2v.pipelines.base import adapter_for
-from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
 ProgressCallback = Callable[[str, int, int, int, int], None]
 
-# Allocation failures that do not arrive as torch.cuda.OutOfMemoryError: cuBLAS and cuDNN failing to
-# get workspace, and the driver's own "out of memory" (a RuntimeError, or torch.AcceleratorError).
+# Allocation failures that do not arrive as torch.cuda.OutOfMemoryError: cuBLAS and cuDNN failing
+# to get workspace, and the driver's own "out of memory" (a RuntimeError or torch.AcceleratorError).
 _OOM_MESSAGES = (
     ("CUBLAS_STATUS_ALLOC_FAILED", "cublas"),
     ("CUDNN_STATUS_ALLOC_FAILED", "cudnn"),
@@ -56,176 +55,19 @@ def oom_form(exc: BaseException) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class RepeatSample:
-    total_s: float
-    encode_s: float | None
-    step_s: tuple[float, ...]
-    decode_s: float | None
-    peak: PeakMemory
-    conditions: RepeatConditions | None = None  # the GPU under this repeat (None on the CPU)
-    denoise_span_s: float | None = None  # the loop by its own mark pair (StageTimes.denoise_span_s)
-
-
-@dataclass(frozen=True)
-class OomInfo:
-    stage: str  # "encode", "denoise" or "decode"
-    step: int | None  # the denoising step (1-based) when the stage is "denoise"
-    message: str
-    allocated_bytes: int | None  # allocator state at the moment of the error
-    before_bytes: int | None = None  # allocated (GPU) or RSS (CPU) before the measurement
-    after_free_bytes: int | None = None  # the same once caches were freed: back near "before"
-    form: str = "allocator"  # see oom_form
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "step": self.step,
-            "message": self.message,
-            "allocated_bytes": self.allocated_bytes,
-            "before_bytes": self.before_bytes,
-            "after_free_bytes": self.after_free_bytes,
-            "form": self.form,
-        }
-
-
-def _median(values: list[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
-
-
-def median_ci_pct(times: list[float]) -> float | None:
-    """Full width of the 95 % confidence interval of the median, in % of the median: the
-    log-scale spread with the median's asymptotic efficiency (sd * 1.2533 / sqrt(n))."""
-    if len(times) < 2 or min(times) <= 0:
-        return None
-    logs = [math.log(t) for t in times]
-    half = (
-        stats.t.ppf(0.975, len(logs) - 1) * 1.2533 * statistics.stdev(logs) / math.sqrt(len(logs))
-    )
-    return (math.exp(half) - math.exp(-half)) * 100.0
-
-
-@dataclass(frozen=True)
-class AdaptiveRepeats:
-    """Repeat until the median is known to ``target_pct`` (95 % CI width), within [minimum, maximum]."""
-
-    target_pct: float
-    minimum: int = 3
-    maximum: int = 15
-
-    def done(self, times: list[float]) -> bool:
-        if len(times) < max(self.minimum, 2):
-            return False
-        width = median_ci_pct(times)
-        return len(times) >= self.maximum or (width is not None and width <= self.target_pct)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    spec: GenerationSpec
-    outcome: str  # "ok" or "oom"
-    warmup: int
-    samples: tuple[RepeatSample, ...] = ()
-    oom: OomInfo | None = None
-    nvml_note: str | None = None
-    nvml_opened_by: str | None = (
-        None  # which NVML device the figures come from (NvmlHandle.opened_by)
-    )
-    output_shape: tuple[int, ...] | None = None
-    wall_s: float = 0.0  # the whole measurement, warm-up included (what the gate costs)
-    measured_steps: int | None = None  # fewer than spec.steps in fast mode
-    adaptive: AdaptiveRepeats | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    start: MemoryLevel | None = None  # the memory level this test's measurement started from
-    locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks held the SM clock here
-    base_sm_clock_mhz: float | None = (
-        None  # the board's base clock (NVML), the floor of a normal clock
-    )
-
-    @property
-    def conditions(self) -> RunConditions | None:
-        """The GPU's conditions per repeat and the repeats to distrust; None on the CPU."""
-        if all(s.conditions is None for s in self.samples):
-            return None
-        return assess(
-            [s.conditions or RepeatConditions() for s in self.samples],
-            self.locked_sm_clock_mhz,
-            base_sm_clock_mhz=self.base_sm_clock_mhz,
-        )
-
-    @property
-    def predicted(self) -> bool:
-        """Fast mode: the total is encode + N x median step + decode, predicted from K measured steps."""
-        return self.measured_steps is not None and self.measured_steps < self.spec.steps
-
-    def _total(self, sample: RepeatSample) -> float:
-        if not self.predicted or not sample.step_s:
-            return sample.total_s
-        return (
-            (sample.encode_s or 0.0)
-            + self.spec.steps * float(statistics.median(sample.step_s))
-            + (sample.decode_s or 0.0)
-        )
-
-    @property
-    def time_samples_s(self) -> list[float]:
-        """Per repeat: the synchronised total, or in fast mode the predicted total."""
-        return [self._total(s) for s in self.samples]
-
-    @property
-    def measured_time_s(self) -> float | None:
-        return _median([s.total_s for s in self.samples])
-
-    @property
-    def time_s(self) -> float | None:
-        return _median(self.time_samples_s)
-
-    @property
-    def ci_pct(self) -> float | None:
-        return median_ci_pct(self.time_samples_s)
-
-    @property
-    def gen_fps(self) -> float | None:
-        # The study's definition: frames produced per second of generation (not playback fps).
-        time_s = self.time_s
-        return self.spec.frames / time_s if time_s else None
-
-    @property
-    def step_s(self) -> float | None:
-        return _median([step for s in self.samples for step in s.step_s])
-
-    @property
-    def peak(self) -> PeakMemory:
-        return PeakMemory.max_of([s.peak for s in self.samples])
-
-    def stages_dict(self) -> dict[str, Any]:
-        measured_denoise = _median([sum(s.step_s) for s in self.samples if s.step_s])
-        step = self.step_s
-        return {
-            "encode_s": _median([s.encode_s for s in self.samples if s.encode_s is not None]),
-            # fast mode: N x the median measured step (predicted); else the measured loop
-            "denoise_s": self.spec.steps * step if self.predicted and step else measured_denoise,
-            "step_s": self.step_s,
-            "step_samples_s": [list(s.step_s) for s in self.samples],
-            "decode_s": _median([s.decode_s for s in self.samples if s.decode_s is not None]),
-            # per repeat, so each repeat's stages can be checked against its own synchronised total
-            "encode_samples_s": [s.encode_s for s in self.samples],
-            "decode_samples_s": [s.decode_s for s in self.samples],
-            "denoise_span_samples_s": [s.denoise_span_s for s in self.samples],
-        }
-
-
 def generate(
     pipe: Any, spec: GenerationSpec, image: Any, step_end: Callable[[int], None] | None = None
 ) -> Any:
-    """One generation of ``spec`` through its pipeline's adapter (reproducible inputs, numpy frames)."""
+    """One generation of ``spec`` through its pipeline's adapter (reproducible inputs, numpy
+    frames)."""
     return adapter_for(spec.pipeline).generate(pipe, spec, image, step_end)
 
 
 def stage_recorder(
     pipe: Any, spec: GenerationSpec, clock: Any, on_step: Callable[[int], None] | None
 ) -> StageRecorder:
-    """Hooks on the pipeline's denoiser(s) and VAE decoder; step ends from callbacks where it has them."""
+    """Hooks on the pipeline's denoiser(s) and VAE decoder; step ends from callbacks where it has
+    them."""
     adapter = adapter_for(spec.pipeline)
     return StageRecorder(
         pipe,
@@ -238,11 +80,11 @@ def stage_recorder(
 
 
 class GenerationRounds:
-    """The warm-up and measured generations of one measurement as setup / target / teardown, the shape
-    of pytest-benchmark's ``pedantic``: the plugin's own loop (``run_rounds``) and pytest-benchmark's
-    run the same rounds. Whichever runs them reads ``ROUND_CLOCK`` right before and right after
-    ``target``; those two readings are the round's synchronised total, which the plugin's clocks
-    split into encode / steps / decode."""
+    """The warm-up and measured generations of one measurement as setup / target / teardown, the
+    shape of pytest-benchmark's ``pedantic``: the plugin's own loop (``run_rounds``) and
+    pytest-benchmark's run the same rounds. Whichever runs them reads ``ROUND_CLOCK`` right before
+    and right after ``target``; those two readings are the round's synchronised total, which the
+    plugin's clocks split into encode / steps / decode."""
 
     def __init__(
         self,
@@ -281,8 +123,8 @@ class GenerationRounds:
         return "repeat", self._calls - self.warmup, self.count
 
     def setup(self) -> None:
-        """Before the timer: hooks in, the device idle, peaks reset, NVML sampling started, the round
-        clock this round's."""
+        """Before the timer: hooks in, the device idle, peaks reset, NVML sampling started, the
+        round clock this round's."""
         self._calls += 1
         on_step = None
         progress = self._runner.progress
@@ -313,8 +155,8 @@ class GenerationRounds:
         return reading
 
     def target(self) -> None:
-        """The timed part, between two readings of ``ROUND_CLOCK``: one generation, returning once the
-        device has finished it."""
+        """The timed part, between two readings of ``ROUND_CLOCK``: one generation, returning once
+        the device has finished it."""
         recorder = self._recorder
         assert recorder is not None, "setup() runs before target()"
         try:
@@ -380,7 +222,8 @@ def run_rounds(rounds: GenerationRounds) -> None:
 
 
 class GenerationRunner:
-    """Runs and measures one spec on one loaded pipeline, on one device (named in every CUDA call)."""
+    """Runs and measures one spec on one loaded pipeline, on one device (named in every CUDA
+    call)."""
 
     def __init__(self, pipe: Any, device: Device | str, progress: ProgressCallback | None = None):
         self.pipe = pipe
@@ -405,9 +248,10 @@ class GenerationRunner:
         adaptive: AdaptiveRepeats | None = None,
         drive: RoundsDriver | None = None,
     ) -> Measurement:
-        """``fast_steps``: run only that many denoising steps (fast mode); ``adaptive``: repeat until the
-        median is known well enough instead of exactly ``repeats`` times; ``drive``: what runs the
-        rounds (``run_rounds`` by default; pytest-benchmark's ``pedantic`` through ``benchmark_bridge``)."""
+        """``fast_steps``: run only that many denoising steps (fast mode); ``adaptive``: repeat
+        until the median is known well enough instead of exactly ``repeats`` times; ``drive``: what
+        runs the rounds (``run_rounds`` by default; pytest-benchmark's ``pedantic`` through
+        ``benchmark_bridge``)."""
         with self.device.activate():
             return self._measure(spec, image, warmup, repeats, fast_steps, adaptive, drive)
 
@@ -421,7 +265,6 @@ class GenerationRunner:
         adaptive: AdaptiveRepeats | None,
         drive: RoundsDriver | None,
     ) -> Measurement:
-        oom: OomInfo | None = None
         started = self.device.now()
         run_spec = (
             replace(spec, steps=fast_steps) if fast_steps and fast_steps < spec.steps else spec
@@ -430,24 +273,10 @@ class GenerationRunner:
         start = start_level(self.device)
         before = self._memory_now()
         rounds = GenerationRounds(self, run_spec, image, warmup, count, adaptive)
-        try:
-            (drive or run_rounds)(rounds)
-        except Exception as exc:
-            form = oom_form(exc)
-            if form is None:
-                raise
-            stage, step = rounds.last_stage
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            oom = OomInfo(
-                stage=stage,
-                step=step if stage == "denoise" else None,
-                message=message,
-                allocated_bytes=self.device.allocated_bytes(),
-                form=form,
-            )
+        oom = self._drive(rounds, drive)
         if oom is not None:
-            # Outside the except block: the exception, its traceback and the tensors its frames hold
-            # are gone, so this frees them too (inside the block it could not).
+            # Outside the except block: the exception, its traceback and the tensors its frames
+            # hold are gone, so this frees them too (inside the block it could not).
             free_device_memory(self.device)
             oom = replace(oom, before_bytes=before, after_free_bytes=self._memory_now())
         clocks = self.device.nvml_clocks() if self.device.is_cuda else None
@@ -474,3 +303,23 @@ class GenerationRunner:
             locked_sm_clock_mhz=locked.sm_clock_mhz if locked is not None else None,
             base_sm_clock_mhz=clocks.base_sm_clock_mhz() if clocks is not None else None,
         )
+
+    def _drive(self, rounds: GenerationRounds, drive: RoundsDriver | None) -> OomInfo | None:
+        """Runs the rounds (``run_rounds`` unless ``drive`` is given); an out-of-memory error ends
+        them as an ``OomInfo`` of where it happened, any other error propagates."""
+        try:
+            (drive or run_rounds)(rounds)
+        except Exception as exc:
+            form = oom_form(exc)
+            if form is None:
+                raise
+            stage, step = rounds.last_stage
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return OomInfo(
+                stage=stage,
+                step=step if stage == "denoise" else None,
+                message=message,
+                allocated_bytes=self.device.allocated_bytes(),
+                form=form,
+            )
+        return None
