@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.generation.marks import RESOLUTION_PRESETS
+from pytest_i2v.generation.marks import RESOLUTION_PRESETS, Scaling
 from pytest_i2v.gpu_check.records import (
     DRY_RUN_MIN_FRAMES,
     DRY_RUN_PIXELS,
@@ -23,6 +23,7 @@ from pytest_i2v.gpu_check.records import (
     last_error,
     records_by_test,
 )
+from pytest_i2v.measure.device import split_device
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo, pipeline_of_directory
 
 
@@ -100,7 +101,10 @@ class CheckPlan:
 
     @property
     def device_index(self) -> int:
-        return int(self.device.split(":")[1])
+        device = split_device(self.device)
+        if device is None or device.cuda_index is None:
+            raise ValueError(f"not a CUDA device: {self.device!r} (parse_device checks it)")
+        return device.cuda_index
 
     @property
     def one_size_reason(self) -> str | None:
@@ -113,8 +117,6 @@ class CheckPlan:
         """The size a mark of ``width x height`` runs at: scaled by the run's profile as the plugin scales it."""
         if self.size_divisor == 1:
             return width, height
-        from pytest_i2v.generation.marks import Scaling
-
         scaling, multiple = (
             Scaling(size_divisor=self.size_divisor),
             PIPELINES[self.pipeline].constraints.size_multiple,
@@ -186,17 +188,19 @@ class RunResult:
 
 # -- the plan --------------------------------------------------------------------------------------
 def parse_device(name: str, count: int) -> str:
+    """``--device``: ``cuda`` or ``cuda:N`` of this machine's ``count``; ``cuda`` means ``cuda:0``."""
     if name == "cuda":
         name = "cuda:0"
-    if not (name.startswith("cuda:") and name[5:].isdigit()):
+    device = split_device(name)
+    if device is None or device.cuda_index is None:
         raise I2VUsageError(
             f"--device {name!r}: gpu-check checks a CUDA device; use cuda or cuda:N "
             f"(--dry-run for the CPU)"
         )
-    if int(name[5:]) >= count:
+    if device.cuda_index >= count:
         raise I2VUsageError(
-            f"--device {name}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1}); "
-            f"pick one of those"
+            f"--device {name}: this machine has {count} CUDA device(s) "
+            f"(cuda:0 to cuda:{count - 1}); pick one of those"
         )
     return name
 

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_i2v.measure.device import split_device
+
 # NVML's clock types (nvmlClockType_t), as measure.clocks names them
 NVML_CLOCK_MEM = 2
 
@@ -35,7 +37,10 @@ def _index_of(device: Any) -> int:
     if isinstance(device, int):
         return device
     if isinstance(device, str):
-        return int(device.split(":")[1]) if ":" in device else 0
+        parsed = split_device(device)
+        if parsed is None:
+            raise ValueError(f"not a device string: {device!r}")
+        return parsed.cuda_index if parsed.cuda_index is not None else 0
     index = getattr(device, "index", None)
     return int(index) if index is not None else 0
 
