@@ -9,7 +9,7 @@ check (d), and an induced OOM must not take the checking process down), reads th
 and judges them with pure functions (no pytest or torch import at module level):
 
     (a) allocator peak <= NVML peak <= device total   (f) fast mode predicts a full run
-    (b) CUDA-event stage total vs synchronised total  (g) model_cpu_offload lowers the allocated peak
+    (b) CUDA-event stage total vs synchronised total  (g) model_cpu_offload lowers allocated peak
     (c) per-step times sum to the loop's own timing   (h) (a)-(c) on a second GPU
     (d) 512p after 1024p == 512p in a fresh process   (i) NVML read the clocks under every repeat
     (e) an induced OOM is recorded, the next test passes

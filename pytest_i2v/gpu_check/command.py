@@ -45,7 +45,9 @@ from pytest_i2v.pipelines import DEFAULT_PIPELINE
 from pytest_i2v.storage import write_text_atomic
 
 
-# -- the plan for this machine (its CUDA devices: the one place gpu-check's parent process imports torch)
+# -- the plan for this machine ------------------------------------------------------------------
+# torch is imported inside _cuda_count, the one place gpu-check's parent process needs it (the CUDA
+# devices): the dry run and the checks stay torch-free.
 def _cuda_count(dry_run: bool, simulated: Sequence[Mapping[str, Any]]) -> int:
     if dry_run:
         return len(simulated)
@@ -65,7 +67,8 @@ def make_plan(
     model: str | None = None,
     pipeline: str = DEFAULT_PIPELINE,
 ) -> CheckPlan:
-    """The runs' sizes and settings; a bad --pipeline, --device or --model, or no CUDA, is one usage line."""
+    """The runs' sizes and settings; a bad --pipeline, --device or --model, or no CUDA, is one usage
+    line."""
     info = pipeline_info(pipeline)  # first: a typo is reported on a machine without CUDA too
     simulated: tuple[Mapping[str, Any], ...] = (
         (dict(SIMULATED_H200), dict(SIMULATED_H200)) if dry_run else ()
@@ -121,14 +124,10 @@ def run_gpu_check(plan: CheckPlan, out: Path) -> GpuCheckReport:
             encoding="utf-8",
         )
         for index, (name, (device, tests)) in enumerate(selections.items(), start=1):
-            _progress(
-                f"[{index}/{len(selections)}] {name} run: {len(tests)} test{'s' if len(tests) > 1 else ''} "
-                f"on {device} ..."
-            )
+            step = f"[{index}/{len(selections)}] {name} run"
+            _progress(f"{step}: {len(tests)} test{'s' if len(tests) > 1 else ''} on {device} ...")
             result = run_pytest(plan, workdir, name, device, tests)
-            _progress(
-                f"[{index}/{len(selections)}] {name} run: pytest exit {result.returncode} after {result.seconds:.0f} s"
-            )
+            _progress(f"{step}: pytest exit {result.returncode} after {result.seconds:.0f} s")
             results[name] = result
         report_html = (
             (workdir / "main.html").read_text(encoding="utf-8")
@@ -187,7 +186,7 @@ def main(
     for check in report.checks:
         print(check.line)
     print(
-        f"{final_line(report.checks, plan)} for pipeline {plan.pipeline}; {RESULTS_FILE}, {REPORT_FILE} and "
-        f"{SUMMARY_FILE} in {report.out}"
+        f"{final_line(report.checks, plan)} for pipeline {plan.pipeline}; {RESULTS_FILE}, "
+        f"{REPORT_FILE} and {SUMMARY_FILE} in {report.out}"
     )
     return 1 if report.failed else 0

@@ -58,7 +58,8 @@ def check_conditions(
     records: Sequence[Mapping[str, Any]], run_problem: str | None = None, key: str = "i"
 ) -> CheckResult:
     """(i) every measured repeat has its SM clock from NVML (the conditions the gate's "unreliable"
-    rests on); throttled or clock-drifting repeats are reported, not failed: they are the card's state."""
+    rests on); throttled or clock-drifting repeats are reported, not failed: they are the card's
+    state."""
     title = "NVML read the clocks under every repeat"
     if run_problem is not None:
         return CheckResult(key, title, FAIL, run_problem)

@@ -25,7 +25,8 @@ def check_memory_order(
     records: Sequence[Mapping[str, Any]], total_bytes: int | None, key: str = "a"
 ) -> CheckResult:
     """(a) allocated <= reserved <= NVML peak <= device total, per record. A process-scope NVML
-    figure is this process (allocator cache + CUDA context); a device-scope one is the whole card."""
+    figure is this process (allocator cache + CUDA context); a device-scope one is the whole
+    card."""
     title = "allocator peak <= NVML peak <= device total"
     ok = ok_records(records)
     if not ok:
@@ -126,25 +127,28 @@ def check_oom_recovery(
     smallest: str = "256p",
     key: str = "e",
 ) -> CheckResult:
-    """(e) a generation that cannot fit (memory fraction) is recorded as an OOM, and the next test passes."""
+    """(e) a generation that cannot fit (memory fraction) is recorded as an OOM, and the next test
+    passes."""
     title = "an induced OOM is recorded as OOM and the next test passes"
     if oom is None:
         return CheckResult(
             key, title, FAIL, f"no record of the {largest} run under the memory fraction"
         )
     if oom.get("outcome") != "oom":
+        peak = oom.get("peak_memory") or {}
         return CheckResult(
             key,
             title,
             FAIL,
             f"the {largest} run under the memory fraction ended {oom.get('outcome')!r}, "
-            f"not 'oom' (peak allocated {fmt_bytes((oom.get('peak_memory') or {}).get('allocated_bytes'))})",
+            f"not 'oom' (peak allocated {fmt_bytes(peak.get('allocated_bytes'))})",
         )
     info = oom.get("oom") or {}
     where = f"step {info.get('step')}" if info.get("step") else str(info.get("stage"))
     detail = f"{largest} OOM during {where} ({info.get('form', 'allocator')} form)"
     if info.get("before_bytes") is not None and info.get("after_free_bytes") is not None:
-        detail += f", allocated {fmt_bytes(info['before_bytes'])} before, {fmt_bytes(info['after_free_bytes'])} after freeing"
+        before, after = fmt_bytes(info["before_bytes"]), fmt_bytes(info["after_free_bytes"])
+        detail += f", allocated {before} before, {after} after freeing"
     if following is None:
         return CheckResult(key, title, FAIL, f"{detail}; no record of the {smallest} test after it")
     if following.get("outcome") != "ok":
@@ -156,7 +160,8 @@ def check_oom_recovery(
         )
     start = following.get("memory_start") or {}
     if start.get("allocated_bytes") is not None:
-        detail += f"; the {smallest} test after it started at {fmt_bytes(start['allocated_bytes'])} allocated"
+        started = fmt_bytes(start["allocated_bytes"])
+        detail += f"; the {smallest} test after it started at {started} allocated"
     return CheckResult(key, title, PASS, f"{detail}; the {smallest} test after it passed")
 
 

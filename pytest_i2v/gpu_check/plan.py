@@ -33,8 +33,8 @@ class Tolerances:
     fast_pct: float | None = (
         2.0  # (f) None: shown, not judged (two runs on a shared CPU differ by more)
     )
-    # (j) the step's kernels (on a GPU) against its span; None: shown, not judged (the dry run's tiny model
-    # spends most of a step in Python between short ops)
+    # (j) the step's kernels (on a GPU) against its span; None: shown, not judged (the dry run's
+    # tiny model spends most of a step in Python between short ops)
     attribution_pct: float | None = 5.0
     memory_pct: float = 1.0
 
@@ -42,14 +42,15 @@ class Tolerances:
 @dataclass(frozen=True)
 class CheckPlan:
     """What one gpu-check runs: the study's sizes on a GPU, the cpu profile's on the dry run (for
-    another pipeline: a ladder up to its native size, and the dry run's sizes rounded to its multiple)."""
+    another pipeline: a ladder up to its native size, and the dry run's sizes rounded to its
+    multiple)."""
 
     dry_run: bool
     device: str  # "cuda:N"
     other_device: str | None  # (h): a second GPU, when the machine has one
     model: str
     dtype: str
-    # (label, pixels) for a square size, (label, width, height) otherwise: the four sizes, smallest first
+    # the four sizes, smallest first: (label, pixels) if square, else (label, width, height)
     sizes: tuple[tuple[str, int] | tuple[str, int, int], ...]
     frames: int
     steps: int
@@ -67,7 +68,7 @@ class CheckPlan:
         True  # the pipeline supports model_cpu_offload; else (g) is not applicable
     )
     fixed_size: bool = False  # the model accepts one size only: one rung, and (d) is not applicable
-    # > 1: the marks' sizes are scaled by a profile written for the run (a fixed-size pipeline's dry run)
+    # > 1: a profile written for the run scales the marks' sizes (a fixed-size pipeline's dry run)
     size_divisor: int = 1
 
     @property
@@ -108,13 +109,15 @@ class CheckPlan:
 
     @property
     def one_size_reason(self) -> str | None:
-        """Why checks that compare sizes are not applicable (the pipeline generates at one size), or None."""
+        """Why checks that compare sizes are not applicable (the pipeline generates at one size), or
+        None."""
         if not self.fixed_size:
             return None
         return f"{self.pipeline} generates at one size only ({self.largest})"
 
     def run_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size a mark of ``width x height`` runs at: scaled by the run's profile as the plugin scales it."""
+        """The size a mark of ``width x height`` runs at: scaled by the run's profile as the plugin
+        scales it."""
         if self.size_divisor == 1:
             return width, height
         scaling, multiple = (
@@ -125,8 +128,9 @@ class CheckPlan:
 
     def describe_mode(self) -> str:
         mode = (
-            f"fast mode: {self.fast_steps} of {self.steps} denoising steps measured per repeat, the totals "
-            f"predicted (the full run of check (f) excepted); {self.repeats} repeats after {self.warmup} warm-up"
+            f"fast mode: {self.fast_steps} of {self.steps} denoising steps measured per repeat, "
+            f"the totals predicted (the full run of check (f) excepted); {self.repeats} repeats "
+            f"after {self.warmup} warm-up"
         )
         if self.dry_run:
             sizes = (
@@ -139,9 +143,10 @@ class CheckPlan:
                     "{}x{}".format(*self.run_size(width, height))
                     for _, width, height in self.dimensions
                 )
+                plural = "s" if len(self.sizes) > 1 else ""
                 sizes = (
-                    f"size{'s' if len(self.sizes) > 1 else ''} {', '.join(self.labels)} on the marks, run at "
-                    f"{shown} (the profile scales sizes /{self.size_divisor})"
+                    f"size{plural} {', '.join(self.labels)} on the marks, run at {shown} "
+                    f"(the profile scales sizes /{self.size_divisor})"
                 )
             mode = (
                 f"DRY RUN on the CPU: model {self.model}, simulated GPUs, {sizes}; the fast-mode "
@@ -180,7 +185,10 @@ class RunResult:
             return None
         if self.returncode is None:
             return f"the {self.name} run timed out after {self.seconds:.0f} s (see {LOG_FILE})"
-        return f"the {self.name} run exited {self.returncode} without a results file (see {LOG_FILE}): {last_error(self.log)}"
+        return (
+            f"the {self.name} run exited {self.returncode} without a results file "
+            f"(see {LOG_FILE}): {last_error(self.log)}"
+        )
 
     def record(self, test: str) -> Mapping[str, Any] | None:
         return records_by_test(self.document).get(test) if self.document is not None else None
@@ -188,7 +196,8 @@ class RunResult:
 
 # -- the plan --------------------------------------------------------------------------------------
 def parse_device(name: str, count: int) -> str:
-    """``--device``: ``cuda`` or ``cuda:N`` of this machine's ``count``; ``cuda`` means ``cuda:0``."""
+    """``--device``: ``cuda`` or ``cuda:N`` of this machine's ``count``; ``cuda`` means
+    ``cuda:0``."""
     if name == "cuda":
         name = "cuda:0"
     device = split_device(name)
@@ -221,10 +230,11 @@ def model_source(model: str | None, dry_run: bool, pipeline: str = DEFAULT_PIPEL
     path = Path(model).expanduser()
     if not path.is_dir():
         raise I2VUsageError(
-            f"--model {model!r}: use random, tiny or a local diffusers directory ({path} is not a directory)"
+            f"--model {model!r}: use random, tiny or a local diffusers directory "
+            f"({path} is not a directory)"
         )
-    # Another pipeline's directory would not be loaded for these marks (the plugin would fall back on
-    # the hub checkpoint or the profile's model): say so rather than measure something else.
+    # Another pipeline's directory would not be loaded for these marks (the plugin would fall back
+    # on the hub checkpoint or the profile's model): say so rather than measure something else.
     owner = pipeline_of_directory(path)
     if owner is not None and owner != pipeline:
         raise I2VUsageError(
@@ -236,8 +246,8 @@ def model_source(model: str | None, dry_run: bool, pipeline: str = DEFAULT_PIPEL
 
 def size_ladder(info: PipelineInfo) -> tuple[tuple[str, int, int], ...]:
     """About 1/2, 2/3, 5/6 and 1x the native width and height, each rounded down to a size the
-    pipeline accepts; labelled ``WIDTHxHEIGHT``, smallest first (a rung that rounds onto another is kept once).
-    A pipeline whose model accepts one size only has that one rung."""
+    pipeline accepts; labelled ``WIDTHxHEIGHT``, smallest first (a rung that rounds onto another is
+    kept once). A pipeline whose model accepts one size only has that one rung."""
     if info.constraints.fixed_size is not None:
         width, height = info.constraints.fixed_size
         return ((f"{width}x{height}", width, height),)
@@ -250,8 +260,9 @@ def size_ladder(info: PipelineInfo) -> tuple[tuple[str, int, int], ...]:
 
 
 def dry_run_sizes(info: PipelineInfo) -> tuple[tuple[str, int, int], ...]:
-    """The dry run's square sizes rounded to the pipeline's size multiple, labelled ``WIDTHxHEIGHT``; for a
-    pipeline whose model accepts one size only, that size (which the run's profile scales down)."""
+    """The dry run's square sizes rounded to the pipeline's size multiple, labelled
+    ``WIDTHxHEIGHT``; for a pipeline whose model accepts one size only, that size (which the run's
+    profile scales down)."""
     if info.constraints.fixed_size is not None:
         return size_ladder(info)
     sizes = dict.fromkeys(info.constraints.round_size(pixels) for pixels in DRY_RUN_PIXELS)
@@ -259,7 +270,8 @@ def dry_run_sizes(info: PipelineInfo) -> tuple[tuple[str, int, int], ...]:
 
 
 def dry_run_frames(info: PipelineInfo) -> int:
-    """The smallest valid frame count of at least DRY_RUN_MIN_FRAMES (3, 5 or 9 for the 1, 4k+1, 8k+1 rules)."""
+    """The smallest valid frame count of at least DRY_RUN_MIN_FRAMES (3, 5 or 9 for the 1, 4k+1,
+    8k+1 rules)."""
     return info.constraints.round_up_frames(max(DRY_RUN_MIN_FRAMES, info.constraints.min_frames))
 
 
@@ -272,12 +284,14 @@ def plan_for(
     model: str,
     simulated_gpus: tuple[Mapping[str, Any], ...] = (),
 ) -> CheckPlan:
-    """The runs' sizes and settings for one pipeline (pure: the device and model are checked already)."""
+    """The runs' sizes and settings for one pipeline (pure: the device and model are checked
+    already)."""
     sizes: tuple[tuple[str, int] | tuple[str, int, int], ...]
     fixed = info.constraints.fixed_size is not None
     if dry_run:
-        # The cpu profile's scaling of the study (/8: 32..128 pixels), few frames, 3 steps, no warm-up (the
-        # checks judged here are memory figures, which a warm-up does not change): about a minute on 2 cores.
+        # The cpu profile's scaling of the study (/8: 32..128 pixels), few frames, 3 steps, no
+        # warm-up (the checks judged here are memory figures, which a warm-up does not change):
+        # about a minute on 2 cores.
         if info.name == DEFAULT_PIPELINE:
             sizes, frames, guidance = (
                 tuple((label, pixels // 8) for label, pixels in RESOLUTION_PRESETS.items()),
@@ -291,8 +305,8 @@ def plan_for(
                 dry_run_frames(info),
                 info.native.guidance,
             )
-            # The tiny transformers' simulated activations are a few KiB (LTX-Video packs its latents into
-            # 128-channel tokens), so any headroom at all would let the induced OOM run finish.
+            # The tiny transformers' simulated activations are a few KiB (LTX-Video packs its
+            # latents into 128-channel tokens): any headroom would let the induced OOM run finish.
             headroom = 0
         return CheckPlan(
             dry_run=True,
@@ -318,7 +332,7 @@ def plan_for(
             size_divisor=DRY_RUN_SIZE_DIVISOR if fixed else 1,
         )
     if info.name == DEFAULT_PIPELINE:
-        # The study's generation; fast mode keeps the four sizes within the budget (8 minutes on a 4090).
+        # The study's generation; fast mode keeps the four sizes within 8 minutes on a 4090.
         return CheckPlan(
             dry_run=False,
             device=device,
@@ -338,8 +352,9 @@ def plan_for(
             pipeline=info.name,
             offload_supported=OFFLOAD_OPTION in info.memory_options,
         )
-    # The pipeline's native generation, up to its native size. The timeout guards against a hang, not a
-    # budget: the largest pipelines' native runs (HunyuanVideo's 1280x720x129) take many minutes each.
+    # The pipeline's native generation, up to its native size. The timeout guards against a hang,
+    # not a budget: the largest pipelines' native runs (HunyuanVideo's 1280x720x129) take many
+    # minutes each.
     native = info.native
     return CheckPlan(
         dry_run=False,

@@ -40,17 +40,19 @@ SIMULATED_H200 = {"name": "NVIDIA H200", "total_bytes": 141_000_000_000}
 # The GPU sizes of a pipeline other than I2VGen-XL: these fractions of its native width and height,
 # smallest first (the study's presets are I2VGen-XL's own: 1/2 to 2x its native 512p).
 LADDER_FRACTIONS = ((1, 2), (2, 3), (5, 6), (1, 1))
-# The dry run's sizes (the cpu profile's /8 scaling of the presets): the tiny models stay fast at these.
+# The dry run's sizes (the cpu profile's /8 scaling of the presets), where the tiny models are fast.
 DRY_RUN_PIXELS = (32, 64, 96, 128)
 DRY_RUN_MIN_FRAMES = 3  # enough frames for the temporal layers to do something
-# A fixed-size pipeline's dry run: its marks name the fixed size (the collection-time rule) and a profile
-# written for the run scales them by the cpu profile's size divisor (720x480 -> 80x48), steps unscaled.
+# A fixed-size pipeline's dry run: its marks name the fixed size (the collection-time rule) and a
+# profile written for the run scales them by the cpu profile's size divisor (720x480 -> 80x48),
+# steps unscaled.
 DRY_RUN_SIZE_DIVISOR = 8
 DRY_RUN_PROFILE = (
     "gpu-check-dry-run"  # the profile's name and file stem, in the run's temporary directory
 )
 PROFILE_DIR = "profiles"
-# The published checkpoints' dtypes: the UNets ship fp16; the video transformers bf16 (fp16 overflows in them).
+# The published checkpoints' dtypes: the UNets ship fp16; the video transformers bf16 (fp16
+# overflows in them).
 GPU_DTYPES = {"i2vgen-xl": "fp16", "svd": "fp16"}
 OFFLOAD_OPTION = "model_cpu_offload"  # what check (g) measures
 

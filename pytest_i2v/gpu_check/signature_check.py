@@ -20,8 +20,8 @@ def check_signature(
     key: str = "j",
 ) -> CheckResult:
     """(j) the same test's work signature in this process and in a fresh one: one digest (the gate's
-    work verdict rests on it), and the step's timed rows (kernels on a GPU) add up to the step's span
-    within ``attribution_pct`` (None: shown, not judged)."""
+    work verdict rests on it), and the step's timed rows (kernels on a GPU) add up to the step's
+    span within ``attribution_pct`` (None: shown, not judged)."""
     for record, what in ((main, "the main run"), (fresh, "the fresh-process run")):
         if record is None or record.get("outcome") != "ok":
             return CheckResult(key, SIGNATURE_TITLE, FAIL, f"no measured record in {what}")

@@ -31,8 +31,9 @@ from pytest_i2v.gpu_check.records import (
     sweep_id,
 )
 
-# -- the temporary test module and the pytest subprocesses -----------------------------------------
-SUITE_TEMPLATE = '''"""Written by `python -m pytest_i2v gpu-check`; each of its runs selects tests by node id."""
+# -- the temporary test module and the pytest subprocesses ------------------------------------
+SUITE_TEMPLATE = '''"""Written by `python -m pytest_i2v gpu-check`; each of its runs selects tests
+by node id."""
 
 import contextlib
 import json
@@ -73,14 +74,18 @@ def memory_limit(headroom):
     index = CONFIG["device_index"]
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(index).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_allocated(index) + headroom) / total), index)
+    limit = (torch.cuda.memory_allocated(index) + headroom) / total
+    torch.cuda.set_per_process_memory_fraction(min(1.0, limit), index)
     try:
         yield
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, index)
 
 
-@pytest.mark.parametrize("label", [pytest.param(label, marks=pytest.mark.i2v(**spec(label)), id=label) for label in SIZES])
+@pytest.mark.parametrize(
+    "label",
+    [pytest.param(label, marks=pytest.mark.i2v(**spec(label)), id=label) for label in SIZES],
+)
 def test_sweep(label, i2v_run):
     assert i2v_run().outcome == "ok"
 
@@ -98,7 +103,9 @@ if CONFIG["after_largest"]:  # (d) only where the pipeline generates at more tha
 
 
 if CONFIG["offload"]:  # (g) only where the pipeline supports model_cpu_offload
-    @pytest.mark.i2v(**spec(MIDDLE, fast=False, steps=CONFIG["offload_steps"], memory=("model_cpu_offload",)))
+    @pytest.mark.i2v(
+        **spec(MIDDLE, fast=False, steps=CONFIG["offload_steps"], memory=("model_cpu_offload",))
+    )
     def test_offload(i2v_run):
         assert i2v_run(repeats=1, warmup=0).outcome == "ok"
 
@@ -108,7 +115,9 @@ def test_oom_largest(i2v_pipeline, i2v_run):
     # i2v_pipeline first: the limit is set with the weights already on the device.
     with memory_limit(CONFIG["oom_headroom_bytes"]):
         record = i2v_run(repeats=1, warmup=0)
-    assert record.outcome == "oom", f"{{LARGEST}} fitted under the memory limit ({{record.outcome}})"
+    assert record.outcome == "oom", (
+        f"{{LARGEST}} fitted under the memory limit ({{record.outcome}})"
+    )
 
 
 @pytest.mark.i2v(**spec(SMALLEST))
@@ -156,7 +165,8 @@ def run_selections(plan: CheckPlan) -> dict[str, tuple[str, list[str]]]:
 
 
 def plugin_args() -> list[str]:
-    """``-p pytest_i2v.plugin`` only when the entry point does not load it (passing it twice is an error)."""
+    """``-p pytest_i2v.plugin`` only when the entry point does not load it (passing it twice is an
+    error)."""
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         return ["-p", "pytest_i2v.plugin"]
     registered = any(
@@ -167,7 +177,8 @@ def plugin_args() -> list[str]:
 
 def dry_run_profile_yaml(plan: CheckPlan) -> str:
     """The profile a scaled dry run selects: the one ``auto`` picks for the simulated GPU, renamed,
-    with the marks' sizes divided by ``plan.size_divisor`` (steps unscaled: the plan's are few already)."""
+    with the marks' sizes divided by ``plan.size_divisor`` (steps unscaled: the plan's are few
+    already)."""
     import yaml
 
     from pytest_i2v.profiles import load_profiles, pick_profile
@@ -183,7 +194,9 @@ def dry_run_profile_yaml(plan: CheckPlan) -> str:
     data.update(
         name=DRY_RUN_PROFILE,
         scaling={"size_divisor": plan.size_divisor, "steps_divisor": 1},
-        description=f"{picked.description}, sizes /{plan.size_divisor} (written by gpu-check --dry-run)",
+        description=(
+            f"{picked.description}, sizes /{plan.size_divisor} (written by gpu-check --dry-run)"
+        ),
     )
     return str(yaml.safe_dump(data, sort_keys=False))
 

@@ -65,7 +65,10 @@ def render_summary(
         stages = record.get("stages") or {}
         roof = record.get("roofline") or {}
         efficiency = roof.get("efficiency")
-        size = f"{config.get('width')}x{config.get('height')}, {config.get('frames')} frames, {config.get('steps')} steps"
+        size = (
+            f"{config.get('width')}x{config.get('height')}, {config.get('frames')} frames, "
+            f"{config.get('steps')} steps"
+        )
         time_text = fmt_seconds(record.get("time_s")) + (
             " (predicted)" if record.get("mode") == "fast" else ""
         )
@@ -126,6 +129,6 @@ def final_line(checks: Sequence[CheckResult], plan: CheckPlan) -> str:
         else f"fast mode, {plan.fast_steps} of {plan.steps} steps measured"
     )
     return (
-        f"gpu-check {verdict}: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[NOT_APPLICABLE]} not applicable "
-        f"({mode})"
+        f"gpu-check {verdict}: {counts[PASS]} passed, {counts[FAIL]} failed, "
+        f"{counts[NOT_APPLICABLE]} not applicable ({mode})"
     )

@@ -89,8 +89,8 @@ def _judge_worst(
 def _repeats(
     records: Sequence[Mapping[str, Any]], missing: list[str]
 ) -> Iterator[tuple[str, int, float, list[float], float, float]]:
-    """(test, repeat number, synchronised total, step times, encode, decode) of every repeat; a record
-    without per-repeat stage timings is listed in ``missing``."""
+    """(test, repeat number, synchronised total, step times, encode, decode) of every repeat; a
+    record without per-repeat stage timings is listed in ``missing``."""
     for record in ok_records(records):
         samples = _timing_samples(record)
         if samples is None:
@@ -126,9 +126,9 @@ def check_event_total(
 def check_step_sum(
     records: Sequence[Mapping[str, Any]], tolerance_pct: float | None, key: str = "c"
 ) -> CheckResult:
-    """(c) the per-step times sum to the denoising loop as its own mark pair times it (first denoiser
-    call to decode start: events no step shares), per repeat. Not total - encode - decode: that holds
-    whenever (b) does, so it could not fail on its own."""
+    """(c) the per-step times sum to the denoising loop as its own mark pair times it (first
+    denoiser call to decode start: events no step shares), per repeat. Not total - encode - decode:
+    that holds whenever (b) does, so it could not fail on its own."""
     bar = f"{tolerance_pct:g} %" if tolerance_pct is not None else "2 %"
     title = f"per-step times sum to the denoising loop's own timing within {bar}, per repeat"
     deviations: list[tuple[float, str]] = []
@@ -182,8 +182,9 @@ def check_fast_prediction(
         )
     measured = (fast.get("fast") or {}).get("measured_steps")
     delta = pct(float(fast["time_s"]), float(full["time_s"]))
+    steps = (fast.get("config") or {}).get("steps")
     figures = (
-        f"predicted {fmt_seconds(fast['time_s'])} from {measured} of {(fast.get('config') or {}).get('steps')} steps "
+        f"predicted {fmt_seconds(fast['time_s'])} from {measured} of {steps} steps "
         f"vs full {fmt_seconds(full['time_s'])} ({delta:+.2f} %)"
     )
     if tolerance_pct is None:

@@ -3,8 +3,9 @@ throttle reasons) and, for ``--i2v-lock-clocks``, lock the clocks for the sessio
 
 ``NvmlClocks`` takes the NVML module and a device handle, so a fake module tests it on the CPU (the
 simulated device hands it one too). A failing NVML call is a missing figure, never an error: reading
-the conditions must not break a measurement. What the readings come to is ``pytest_i2v.verdict.conditions``'s
-to decide; this module only reads and reduces them. No torch here."""
+the conditions must not break a measurement. What the readings come to is
+``pytest_i2v.verdict.conditions``'s to decide; this module only reads and reduces them. No torch
+here."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from pytest_i2v.verdict.conditions import RepeatConditions, throttle_reasons
 
 
 class ClockedDevice(Protocol):
-    """What ``lock_clocks`` needs of a ``measure.device.Device`` (named here, so this module does not
-    import the device module that imports it)."""
+    """What ``lock_clocks`` needs of a ``measure.device.Device`` (named here, so this module does
+    not import the device module that imports it)."""
 
     name: str
     is_cuda: bool
@@ -27,13 +28,13 @@ class ClockedDevice(Protocol):
     def nvml_clocks(self) -> NvmlClocks | None: ...
 
 
-# NVML's enums (nvmlClockType_t, nvmlTemperatureSensors_t): stable across NVML versions, named here so
-# a stand-in module need not define them.
+# NVML's enums (nvmlClockType_t, nvmlTemperatureSensors_t): stable across NVML versions, named here
+# so a stand-in module need not define them.
 NVML_CLOCK_GRAPHICS = 0
 NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
 NVML_TEMPERATURE_GPU = 0
-# The reasons query was renamed in NVML 12.x ("clocks event"); drivers before it have only the old name.
+# The reasons query was renamed in NVML 12.x ("clocks event"); older drivers have only the old name.
 REASONS_QUERIES = (
     "nvmlDeviceGetCurrentClocksEventReasons",
     "nvmlDeviceGetCurrentClocksThrottleReasons",
@@ -41,8 +42,8 @@ REASONS_QUERIES = (
 
 
 class ClockLockWarning(UserWarning):
-    """--i2v-lock-clocks could not lock the GPU clocks (no permission, not supported, no GPU): the run
-    goes on unlocked."""
+    """--i2v-lock-clocks could not lock the GPU clocks (no permission, not supported, no GPU): the
+    run goes on unlocked."""
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,22 @@ class ConditionsReading:
 
 @dataclass(frozen=True)
 class LockedClocks:
-    """The clocks --i2v-lock-clocks holds the GPU at; ``mem_clock_mhz`` None: the memory clock could not
-    be locked (most HBM boards do not support it) and runs as the driver sets it."""
+    """The clocks --i2v-lock-clocks holds the GPU at; ``mem_clock_mhz`` None: the memory clock could
+    not be locked (most HBM boards do not support it) and runs as the driver sets it."""
 
     sm_clock_mhz: float
     mem_clock_mhz: float | None = None
 
     @property
     def label(self) -> str:
-        """How the fingerprint names the lock: ``locked <SM clock> MHz``, with the memory clock when it is locked too."""
+        """How the fingerprint names the lock: ``locked <SM clock> MHz``, with the memory clock when
+        it is locked too."""
         memory = f", memory {self.mem_clock_mhz:.0f} MHz" if self.mem_clock_mhz is not None else ""
         return f"locked {self.sm_clock_mhz:.0f} MHz{memory}"
 
     def encoded(self) -> str:
-        """``SM,MEM`` in MHz (MEM empty when unlocked): how a parent tells its child what it holds."""
+        """``SM,MEM`` in MHz (MEM empty when unlocked): how a parent tells its child what it
+        holds."""
         memory = f"{self.mem_clock_mhz:g}" if self.mem_clock_mhz is not None else ""
         return f"{self.sm_clock_mhz:g},{memory}"
 
@@ -95,8 +98,8 @@ def _largest(values: list[float]) -> float | None:
 
 
 def repeat_conditions(readings: Sequence[ConditionsReading]) -> RepeatConditions:
-    """One repeat's samples -> its conditions: the median SM and memory clocks, the hottest temperature,
-    the highest draw, the power limit, and every throttle reason seen in any sample."""
+    """One repeat's samples -> its conditions: the median SM and memory clocks, the hottest
+    temperature, the highest draw, the power limit, and every throttle reason seen in any sample."""
 
     def present(name: str) -> list[float]:
         return [float(v) for r in readings if (v := getattr(r, name)) is not None]
@@ -115,7 +118,8 @@ def repeat_conditions(readings: Sequence[ConditionsReading]) -> RepeatConditions
 
 
 class NvmlClocks:
-    """Clock and conditions calls on one GPU, through ``nvml`` (pynvml or a stand-in) and its handle."""
+    """Clock and conditions calls on one GPU, through ``nvml`` (pynvml or a stand-in) and its
+    handle."""
 
     def __init__(self, nvml: Any, handle: Any, name: str = "the GPU"):
         self._nvml = nvml
@@ -153,15 +157,16 @@ class NvmlClocks:
         )
 
     def base_sm_clock_mhz(self) -> float | None:
-        """The board's base clock (NVML's default applications clock), None where NVML cannot say."""
+        """The board's base clock (NVML's default applications clock), None where NVML cannot
+        say."""
         value = self._query("nvmlDeviceGetDefaultApplicationsClock", NVML_CLOCK_GRAPHICS)
         return float(value) if value else None
 
     def lock(self) -> LockedClocks:
-        """Lock the SM clock at the board's default applications clock: its base clock, which it holds
-        under sustained load without boost variance (a boost clock would throttle back under load). The
-        memory clock likewise where the board supports it. Raises the NVML error when the SM clock
-        cannot be locked (no permission, not supported)."""
+        """Lock the SM clock at the board's default applications clock: its base clock, which it
+        holds under sustained load without boost variance (a boost clock would throttle back under
+        load). The memory clock likewise where the board supports it. Raises the NVML error when the
+        SM clock cannot be locked (no permission, not supported)."""
         nvml, handle = self._nvml, self._handle
         sm = int(nvml.nvmlDeviceGetDefaultApplicationsClock(handle, NVML_CLOCK_GRAPHICS))
         nvml.nvmlDeviceSetGpuLockedClocks(handle, sm, sm)
@@ -177,8 +182,8 @@ class NvmlClocks:
         return self.locked
 
     def restore(self) -> None:
-        """Hand the clocks back to the driver (a no-op when nothing was locked); a reset that fails is one
-        warning with the command that does it by hand."""
+        """Hand the clocks back to the driver (a no-op when nothing was locked); a reset that fails
+        is one warning with the command that does it by hand."""
         locked, self.locked = self.locked, None
         if locked is None:
             return
@@ -192,16 +197,17 @@ class NvmlClocks:
                 flag = "-rgc" if reset == "nvmlDeviceResetGpuLockedClocks" else "-rmc"
                 warnings.warn(
                     ClockLockWarning(
-                        f"pytest-i2v: --i2v-lock-clocks: could not restore the clocks of {self.name} "
-                        f"({type(exc).__name__}); reset them with `sudo nvidia-smi {flag}`"
+                        f"pytest-i2v: --i2v-lock-clocks: could not restore the clocks of "
+                        f"{self.name} ({type(exc).__name__}); reset them with "
+                        f"`sudo nvidia-smi {flag}`"
                     ),
                     stacklevel=2,
                 )
 
 
 def lock_clocks(device: ClockedDevice) -> NvmlClocks | None:
-    """``--i2v-lock-clocks``: lock ``device``'s clocks; returns what to restore at the end of the session
-    (None: nothing was locked, and one ``ClockLockWarning`` said why)."""
+    """``--i2v-lock-clocks``: lock ``device``'s clocks; returns what to restore at the end of the
+    session (None: nothing was locked, and one ``ClockLockWarning`` said why)."""
     if not device.is_cuda:
         warnings.warn(
             ClockLockWarning(
@@ -226,17 +232,17 @@ def lock_clocks(device: ClockedDevice) -> NvmlClocks | None:
     except Exception as exc:
         clocks.restore()  # nothing is held, or at most a half-made lock
         kind = type(exc).__name__
-        # NotSupported: no default applications clock to lock at (GeForce boards), which root cannot fix.
+        # NotSupported: no default applications clock to lock at (GeForce boards): root cannot help.
         fix = (
-            "this board reports no default applications clock; lock them beforehand at a clock of your choice "
-            "with `sudo nvidia-smi -lgc MHZ,MHZ`"
+            "this board reports no default applications clock; lock them beforehand at a clock of "
+            "your choice with `sudo nvidia-smi -lgc MHZ,MHZ`"
             if "NotSupported" in kind
             else "run as root, or lock them beforehand with `sudo nvidia-smi -lgc`"
         )
         warnings.warn(
             ClockLockWarning(
-                f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of {device.name} ({kind}), "
-                f"so they run unlocked; {fix}"
+                f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of {device.name} "
+                f"({kind}), so they run unlocked; {fix}"
             ),
             stacklevel=2,
         )

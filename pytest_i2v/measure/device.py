@@ -64,7 +64,8 @@ class Device(Protocol):
     def clock(self) -> Clock: ...
 
     def trace_activities(self) -> tuple[str, ...]:
-        """What torch.profiler records here: ("cpu",), or ("cpu", "cuda") where CUPTI records kernels."""
+        """What torch.profiler records here: ("cpu",), or ("cpu", "cuda") where CUPTI records
+        kernels."""
         ...
 
     def kernels_of(self, event: Any) -> list[tuple[str, float]]:
@@ -72,8 +73,8 @@ class Device(Protocol):
         ...
 
     def now(self) -> float:
-        """Host seconds for a generation's synchronised total (``perf_counter``; a simulated device's
-        virtual time)."""
+        """Host seconds for a generation's synchronised total (``perf_counter``; a simulated
+        device's virtual time)."""
         ...
 
     def empty_cache(self) -> None: ...
@@ -102,7 +103,8 @@ class Device(Protocol):
 
     @property
     def nvml_opened_by(self) -> str | None:
-        """Which NVML device its figures come from ("UUID GPU-...", "index 0"); None without NVML."""
+        """Which NVML device its figures come from ("UUID GPU-...", "index 0"); None without
+        NVML."""
         ...
 
 
@@ -196,9 +198,9 @@ class CuptiKernels:
 
 
 class CudaDevice:
-    """One CUDA device, by index: every torch.cuda call names it. ``nvml`` and ``cuda``: the pynvml and
-    torch.cuda to call (the simulated device's stand-ins; None: the real ones); ``placement``: where its
-    tensors go (the simulated device computes on the CPU)."""
+    """One CUDA device, by index: every torch.cuda call names it. ``nvml`` and ``cuda``: the pynvml
+    and torch.cuda to call (the simulated device's stand-ins; None: the real ones); ``placement``:
+    where its tensors go (the simulated device computes on the CPU)."""
 
     is_cuda = True
 

@@ -1,7 +1,7 @@
 """The environment of a run, read from the machine: versions (torch, CUDA, cuDNN, the driver through
 NVML, diffusers, transformers), the GPU as the device describes itself, the processor from
-/proc/cpuinfo. The keys and what a change of each means are ``pytest_i2v.verdict.fingerprint``'s (pure);
-reading them needs torch and NVML, so it lives here, with the measurement."""
+/proc/cpuinfo. The keys and what a change of each means are ``pytest_i2v.verdict.fingerprint``'s
+(pure); reading them needs torch and NVML, so it lives here, with the measurement."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def collect_environment(
 ) -> dict[str, Any]:
     """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU;
     ``cpuinfo``: the text of /proc/cpuinfo (read here when not given); ``gpu_clocks``: the clocks
-    --i2v-lock-clocks holds (``LockedClocks.label``), None when not locked (the key is then absent)."""
+    --i2v-lock-clocks holds (``LockedClocks.label``), None when not locked (the key is then
+    absent)."""
     import torch
 
     cpuinfo = cpuinfo if cpuinfo is not None else _read_cpuinfo()

@@ -29,8 +29,8 @@ ATEN_ATTENTION_BACKENDS = frozenset(
 
 
 def attention_is_counted(backend: str | None) -> bool:
-    """Whether FlopCounterMode counts the attention of a denoiser run on ``backend`` (None: the default,
-    torch's SDPA)."""
+    """Whether FlopCounterMode counts the attention of a denoiser run on ``backend`` (None: the
+    default, torch's SDPA)."""
     return backend is None or backend in ATEN_ATTENTION_BACKENDS
 
 
@@ -57,8 +57,8 @@ def _cpu_attention_formulas() -> dict[Any, Any]:
 
 
 def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
-    """Counted on an unmeasured generation of as few steps as the pipeline allows (one, or LTX-Video's
-    two), divided per step."""
+    """Counted on an unmeasured generation of as few steps as the pipeline allows (one, or
+    LTX-Video's two), divided per step."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from pytest_i2v.measure.runner import generate
@@ -71,7 +71,8 @@ def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
         generate(pipe, replace(spec, steps=steps), image)
     by_module = counter.get_flop_counts()
     adapter = adapter_for(spec.pipeline)
-    # Every denoiser call of a step (guidance may make two; Wan 2.2's experts share one architecture).
+    # Every denoiser call of a step (guidance may make two; Wan 2.2's experts share one
+    # architecture).
     denoise = sum(
         sum(by_module.get(name, {}).values())
         for name in {type(m).__name__ for m in adapter.denoisers(pipe)}
@@ -84,12 +85,13 @@ def count_flops(pipe: Any, spec: GenerationSpec, image: Any) -> FlopCount:
     )
 
 
-# fp32 matmuls run on TF32 tensor cores under these precisions (PyTorch's default, "highest", keeps IEEE fp32).
+# fp32 matmuls run on TF32 tensor cores under these precisions (the default, "highest", keeps fp32).
 TF32_MATMUL_PRECISIONS = ("high", "medium")
 
 
 def peak_key_for(dtype: str, float32_matmul_precision: str, allow_tf32: bool) -> str:
-    """The ``peak_tflops`` key that bounds a run: "tf32" for fp32 with TF32 matmuls on, else the dtype."""
+    """The ``peak_tflops`` key that bounds a run: "tf32" for fp32 with TF32 matmuls on, else the
+    dtype."""
     if dtype == "fp32" and (allow_tf32 or float32_matmul_precision in TF32_MATMUL_PRECISIONS):
         return "tf32"
     return dtype

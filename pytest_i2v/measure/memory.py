@@ -19,8 +19,8 @@ from pytest_i2v.measure.device import Device
 from pytest_i2v.verdict.conditions import RepeatConditions
 
 NVML_SAMPLE_PERIOD_S = 0.01
-# The conditions take six NVML calls a sample; clocks and throttle states last far longer than 10 ms,
-# so every 10th memory sample reads them (and the first and last of each repeat always do).
+# The conditions take six NVML calls a sample; clocks and throttle states last far longer than 10
+# ms, so every 10th memory sample reads them (and the first and last of each repeat always do).
 CONDITIONS_EVERY_N_SAMPLES = 10
 MEMORY_FIELDS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
 
@@ -141,7 +141,8 @@ class HostRssPeak:
 
 def start_level(device: Device) -> MemoryLevel:
     """Free what the previous test left (its cache, its traceback), reset the peak counters and read
-    where this test starts. Without it, a 1024p test's reserved and NVML peaks reappear in the next."""
+    where this test starts. Without it, a 1024p test's reserved and NVML peaks reappear in the
+    next."""
     drop_failed_test_references()
     free_device_memory(device)
     device.reset_peak_stats()

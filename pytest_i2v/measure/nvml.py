@@ -1,5 +1,6 @@
 """NVML, the driver's view of a GPU: opened by UUID, each memory reading with its scope (this
-process, the whole device, or nothing), and one warning instead of an error when it cannot be used."""
+process, the whole device, or nothing), and one warning instead of an error when it cannot be
+used."""
 
 from __future__ import annotations
 
@@ -69,10 +70,11 @@ class NvmlHandle:
             else f"torch gives no UUID for cuda:{index}"
         )
         if visible_devices:
-            # NVML's index N is the machine's N-th GPU, not CUDA's N-th visible one: it would read another card.
+            # NVML's index N is the machine's N-th GPU, not CUDA's N-th visible one: it would read
+            # another card.
             self.note = (
-                f"NVML not read: {why}, and CUDA_VISIBLE_DEVICES={visible_devices} renumbers the devices, "
-                f"so NVML's index {index} could be another GPU"
+                f"NVML not read: {why}, and CUDA_VISIBLE_DEVICES={visible_devices} renumbers the "
+                f"devices, so NVML's index {index} could be another GPU"
             )
         else:
             try:

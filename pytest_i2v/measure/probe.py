@@ -1,18 +1,17 @@
-"""The machine speed probe: fixed work on the run's device, timed, so that a slower machine can be told
-from slower code (``pytest_i2v.verdict.machine_speed`` compares the figures).
+"""The machine speed probe: fixed work on the run's device, timed, so that a slower machine can be
+told from slower code (``pytest_i2v.verdict.machine_speed`` compares the figures).
 
-Three figures, each from ``REPEATS`` timed repeats after one untimed one, synchronised (the median of
-the fastest ``FASTEST``):
+Three figures, each from ``REPEATS`` timed repeats after one untimed one, synchronised (the median
+of the fastest ``FASTEST``):
 
 - ``gemm_gflops``: matrix products (compute), float32 on the CPU, float16 on CUDA;
 - ``copy_gbs``: a large tensor copy (memory bandwidth), bytes read plus written per second;
 - ``tiny_ops_per_ms``: a burst of one-element additions (launch and host overhead).
 
-About 0.6 s on the 2-core CPU default once torch is loaded (``benchmarks/machine_probe.py``), less on
-a GPU. A simulated device on the
-virtual clock reads its simulated machine's figures (``measure.simulated``: real work would not move
-its clock), so verdicts there never depend on the real machine; a device whose clock does not move
-gives None."""
+About 0.6 s on the 2-core CPU default once torch is loaded (``benchmarks/machine_probe.py``), less
+on a GPU. A simulated device on the virtual clock reads its simulated machine's figures
+(``measure.simulated``: real work would not move its clock), so verdicts there never depend on the
+real machine; a device whose clock does not move gives None."""
 
 from __future__ import annotations
 
@@ -25,7 +24,8 @@ from pytest_i2v.measure.device import Device
 REPEATS = 15
 FASTEST = 5  # the figure: the median of the fastest five
 # Each repeat about 10-20 ms on the 2-core CPU (gemm: `inner` products of n x n): long enough that a
-# timer tick or a context switch is a small part of it, short enough for the whole probe to stay < 1 s.
+# timer tick or a context switch is a small part of it, short enough for the whole probe to stay
+# under 1 s.
 CPU_SIZES = {"gemm": 512, "inner": 6, "copy_mib": 64, "tiny_ops": 4000}
 CUDA_SIZES = {"gemm": 4096, "inner": 4, "copy_mib": 1024, "tiny_ops": 4000}
 
@@ -46,7 +46,8 @@ def _timed(device: Device, work: Callable[[], object]) -> float | None:
 
 
 def run_probe(device: Device) -> dict[str, float] | None:
-    """The probe's figures on ``device`` (higher is faster), or None where its clock does not move."""
+    """The probe's figures on ``device`` (higher is faster), or None where its clock does not
+    move."""
     simulated = getattr(device, "simulated_probe", None)
     if callable(
         simulated

@@ -1,14 +1,15 @@
-"""One profiled generation -> its ``WorkSignature`` (``pytest_i2v.verdict.signature``), with ``torch.profiler``.
+"""One profiled generation -> its ``WorkSignature`` (``pytest_i2v.verdict.signature``), with
+``torch.profiler``.
 
-The generation is never timed: it runs after the measurement, with a few denoising steps. The
-stage boundaries come from the same hooks that split the timed generations (``StageRecorder``),
-marked here as zero-length profiler annotations, so each op falls in the stage, and the step, that
-launched it. Steps after the first and before the last are the step's samples (the first and the
-last carry the loop's set-up and hand-over to the decoder).
+The generation is never timed: it runs after the measurement, with a few denoising steps. The stage
+boundaries come from the same hooks that split the timed generations (``StageRecorder``), marked
+here as zero-length profiler annotations, so each op falls in the stage, and the step, that launched
+it. Steps after the first and before the last are the step's samples (the first and the last carry
+the loop's set-up and hand-over to the decoder).
 
-The device supplies what only it knows (``Device.trace_activities`` and ``Device.kernels_of``):
-on CUDA the kernels CUPTI recorded for each op; on the simulated card, kernel records made from the
-ops it computes on the CPU, and its stand-in ``torch.cuda.synchronize`` shows in the trace as a
+The device supplies what only it knows (``Device.trace_activities`` and ``Device.kernels_of``): on
+CUDA the kernels CUPTI recorded for each op; on the simulated card, kernel records made from the ops
+it computes on the CPU, and its stand-in ``torch.cuda.synchronize`` shows in the trace as a
 ``cudaDeviceSynchronize``, so the CUDA fields are tested without a GPU."""
 
 from __future__ import annotations
@@ -50,14 +51,15 @@ SYNC_CALLS = (
 )
 MALLOC_CALLS = ("cudaMalloc", "cudaFree", "cudaMallocAsync", "cudaFreeAsync")
 CUDNN_AUTOTUNER = (
-    "cuDNN's autotuner (torch.backends.cudnn.benchmark = True) may pick other convolution kernels in "
-    "another process: kernels are left out of the digest; set it to False for a deterministic one"
+    "cuDNN's autotuner (torch.backends.cudnn.benchmark = True) may pick other convolution kernels "
+    "in another process: kernels are left out of the digest; set it to False for a deterministic "
+    "one"
 )
 
 
 class AnnotationClock:
-    """A ``Clock`` whose marks are zero-length profiler annotations, found again in the trace by name;
-    each mark also keeps its host time, so ``seconds_between`` works as on the CPU."""
+    """A ``Clock`` whose marks are zero-length profiler annotations, found again in the trace by
+    name; each mark also keeps its host time, so ``seconds_between`` works as on the CPU."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -121,7 +123,8 @@ def profile_work(
 
 
 def _kept(name: str, annotation: bool) -> bool:
-    """What the signature reads: ops, the stage marks, syncs and allocator calls (not every runtime call)."""
+    """What the signature reads: ops, the stage marks, syncs and allocator calls (not every runtime
+    call)."""
     return ("::" in name and not (annotation and not name.startswith(MARK))) or name.startswith(
         SYNC_CALLS + MALLOC_CALLS
     )
@@ -143,8 +146,8 @@ def build_signature(
     device_kind: str,
     noise: tuple[str, ...] = (),
 ) -> WorkSignature:
-    """Attribute each event to the stage interval it starts in and aggregate per stage; the step's rows
-    come from the middle steps (count: the most common per step; time: the median per step)."""
+    """Attribute each event to the stage interval it starts in and aggregate per stage; the step's
+    rows come from the middle steps (count: the most common per step; time: the median per step)."""
     marks = {e.name: e.start_s for e in events if e.name.startswith(MARK)}
     spans = [(stage, marks[a], marks[b]) for stage, a, b in intervals if a in marks and b in marks]
     step_indices = [i for i, (stage, _, _) in enumerate(spans) if stage == "step"]

@@ -6,11 +6,12 @@ swapped device index, a missing synchronise, a wrong NVML lookup) fails them. Th
 real APIs' rules where the project depends on them:
 
 - every ``torch.cuda`` call is logged with the device index it was *given* (not the one it meant);
-- an event's ``elapsed_time`` raises, as CUDA's does, until a synchronise of its device has completed
-  it; ``empty_cache`` frees the *current* device's cache (``torch.cuda.device(i)`` sets it);
-- NVML answers as pynvml does: UUID lookups by ``GPU-``/``MIG-`` strings, physical indices that ignore
-  ``CUDA_VISIBLE_DEVICES``, ``usedGpuMemory`` that may be ``None``, container PIDs that are not
-  ``os.getpid()``, the older throttle-reasons query, and errors that are pynvml's own classes.
+- an event's ``elapsed_time`` raises, as CUDA's does, until a synchronise of its device has
+  completed it; ``empty_cache`` frees the *current* device's cache (``torch.cuda.device(i)`` sets
+  it);
+- NVML answers as pynvml does: UUID lookups by ``GPU-``/``MIG-`` strings, physical indices that
+  ignore ``CUDA_VISIBLE_DEVICES``, ``usedGpuMemory`` that may be ``None``, container PIDs that are
+  not ``os.getpid()``, the older throttle-reasons query, and errors that are pynvml's own classes.
 
 Each device's state (allocator, clocks, events) lives on the ``SimulatedCudaDevice`` the runtime
 opened for that index; these objects only route calls to it. No pytest here."""
@@ -31,7 +32,8 @@ NVML_CLOCK_MEM = 2
 
 
 def _index_of(device: Any) -> int:
-    """The index a torch.cuda call was given: an int, a ``torch.device``, "cuda:N" or None (current)."""
+    """The index a torch.cuda call was given: an int, a ``torch.device``, "cuda:N" or None
+    (current)."""
     if device is None:
         return 0
     if isinstance(device, int):
@@ -61,10 +63,11 @@ class SimulatedStream:
         self.device_index = index
 
 
-# What a synchronise costs the host here. The simulated card computes on the CPU, synchronously, so it
-# has no queue to drain; a real cudaDeviceSynchronize costs at least a host-device round trip (an
-# assumption of order 10 microseconds, not a measurement). Charging a fixed busy wait makes a sync per
-# step work with a time, as it is on a GPU (the benchmark benchmarks/work_signature_gate.py sizes it).
+# What a synchronise costs the host here. The simulated card computes on the CPU, synchronously, so
+# it has no queue to drain; a real cudaDeviceSynchronize costs at least a host-device round trip (an
+# assumption of order 10 microseconds, not a measurement). Charging a fixed busy wait makes a sync
+# per step work with a time, as it is on a GPU (the benchmark benchmarks/work_signature_gate.py
+# sizes it).
 SYNC_ROUND_TRIP_S = 20e-6
 
 
@@ -76,8 +79,8 @@ def _busy_wait(seconds: float) -> None:
 
 
 class SimulatedEvent:
-    """``torch.cuda.Event(enable_timing=True)``: records the device's time on ``record``, and is complete
-    only once a synchronise of that device has returned after it."""
+    """``torch.cuda.Event(enable_timing=True)``: records the device's time on ``record``, and is
+    complete only once a synchronise of that device has returned after it."""
 
     def __init__(self, cuda: SimulatedTorchCuda, enable_timing: bool = False):
         self._cuda = cuda
@@ -106,8 +109,8 @@ class SimulatedEvent:
 
 
 class SimulatedTorchCuda:
-    """The ``torch.cuda`` functions ``CudaDevice`` and ``CudaEventClock`` call, routed by index to the
-    runtime's simulated devices and logged as ``(function, index given)``."""
+    """The ``torch.cuda`` functions ``CudaDevice`` and ``CudaEventClock`` call, routed by index to
+    the runtime's simulated devices and logged as ``(function, index given)``."""
 
     def __init__(self, runtime: Any):
         self._runtime = runtime
@@ -201,8 +204,8 @@ class SimulatedMemoryInfo:
 
 
 class SimulatedPynvml:
-    """The pynvml functions the project calls, answered by the runtime's simulated devices (a handle is
-    the device). Only devices the runtime has opened exist for NVML, at their physical index."""
+    """The pynvml functions the project calls, answered by the runtime's simulated devices (a handle
+    is the device). Only devices the runtime has opened exist for NVML, at their physical index."""
 
     def __init__(self, runtime: Any):
         self._runtime = runtime
@@ -308,7 +311,7 @@ class SimulatedPynvml:
         handle.locked_mem_clock_mhz = None
 
 
-# ops that move no data on a GPU: views and metadata (the simulated card launches no kernel for them)
+# ops that move no data on a GPU, views and metadata: the simulated card launches no kernel for them
 METADATA_OPS = frozenset(
     {
         "aten::view",
@@ -347,8 +350,9 @@ METADATA_OPS = frozenset(
 
 
 class SimulatedKernels:
-    """The simulated card's kernels: one per op that computes (not a view, not a wrapper of other ops),
-    named after it, its device time the op's own time on the CPU it computes on; a copy is a DtoD copy."""
+    """The simulated card's kernels: one per op that computes (not a view, not a wrapper of other
+    ops), named after it, its device time the op's own time on the CPU it computes on; a copy is a
+    DtoD copy."""
 
     activities = ("cpu",)
 

@@ -23,8 +23,8 @@ class StageTimes:
     encode_s: float | None
     step_s: tuple[float, ...]
     decode_s: float | None
-    # the denoising loop timed by a mark pair of its own (first denoiser call -> decode start), shared
-    # with no step: what the steps must add up to (gpu-check (c)), an independent reading
+    # the denoising loop timed by a mark pair of its own (first denoiser call -> decode start),
+    # shared with no step: what the steps must add up to (gpu-check (c)), an independent reading
     denoise_span_s: float | None = None
 
     @property
@@ -34,9 +34,9 @@ class StageTimes:
 
 class RoundClock:
     """The clock of the generation under way, as a timer function: pytest-benchmark's rounds (its
-    ``timer``) and the plugin's own loop read it right before and right after one generation, and the
-    record's total is the difference of those same two readings, so both report the same time. Outside
-    a round (nothing registered) it is ``perf_counter``."""
+    ``timer``) and the plugin's own loop read it right before and right after one generation, and
+    the record's total is the difference of those same two readings, so both report the same time.
+    Outside a round (nothing registered) it is ``perf_counter``."""
 
     __name__ = "pytest_i2v.round_clock"  # how pytest-benchmark's JSON names the timer
 
@@ -112,7 +112,8 @@ class StageRecorder:
             self._on_step(len(self.step_marks))
 
     def step_end(self, step: int) -> None:
-        """``callback_on_step_end``: step ``step`` (1-based) has finished, scheduler update included."""
+        """``callback_on_step_end``: step ``step`` (1-based) has finished, scheduler update
+        included."""
         self.step_end_marks.append(self._clock.mark())
         if self._on_step is not None:
             self._on_step(step)
@@ -146,8 +147,9 @@ class StageRecorder:
         return len(self.step_end_marks) + 1 if self._callback_steps else len(self.step_marks)
 
     def intervals(self) -> list[tuple[str, Any, Any]]:
-        """The generation's stages as (stage, start mark, end mark): "encode", one "step" per denoising
-        step, "decode" (absent when the pipeline returned before decoding); empty before denoising."""
+        """The generation's stages as (stage, start mark, end mark): "encode", one "step" per
+        denoising step, "decode" (absent when the pipeline returned before decoding); empty before
+        denoising."""
         if not self.step_marks:
             return []
         if self._callback_steps:

@@ -51,9 +51,9 @@ def _host(event: Any) -> bool:
 def trace_events(
     raw: Iterable[Any], keep: Callable[[str, bool], bool] = lambda name, annotation: True
 ) -> list[TraceEvent]:
-    """Host events in start order, each with its self time and the kernels launched inside it (a kernel
-    belongs to the innermost op around its launch call). ``keep(name, is_annotation)``: which events to
-    return (every event still counts for its parent's self time)."""
+    """Host events in start order, each with its self time and the kernels launched inside it (a
+    kernel belongs to the innermost op around its launch call). ``keep(name, is_annotation)``: which
+    events to return (every event still counts for its parent's self time)."""
     host: list[Any] = []
     device: list[Any] = []
     for event in raw:

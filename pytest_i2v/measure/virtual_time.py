@@ -22,9 +22,9 @@ class VirtualWork:
     denoiser_s: float = 0.010  # each UNet/transformer forward
     decoder_s: float = 0.005  # each VAE decoder forward
     per_element_s: float = 1e-9
-    # The simulated machine's speed (1: the reference): every virtual second of work takes 1 / speed, and
-    # the machine speed probe reads PROBE_AT_SPEED_1 x speed, so "a slower machine" and "slower code" can
-    # be told apart on the virtual clock (machine_speed).
+    # The simulated machine's speed (1: the reference): every virtual second of work takes 1 /
+    # speed, and the machine speed probe reads PROBE_AT_SPEED_1 x speed, so "a slower machine" and
+    # "slower code" can be told apart on the virtual clock (machine_speed).
     machine_speed: float = 1.0
 
     @classmethod
@@ -54,7 +54,8 @@ class VirtualTime:
         self.now += max(seconds, 0.0) / self.speed
 
     def probe(self) -> dict[str, float]:
-        """What ``measure.probe`` reads on this machine (its real work would not move the virtual clock)."""
+        """What ``measure.probe`` reads on this machine (its real work would not move the virtual
+        clock)."""
         return {name: value * self.speed for name, value in PROBE_AT_SPEED_1.items()}
 
 
@@ -92,7 +93,8 @@ def _encoders(pipe: Any) -> list[Any]:
 
 
 class VirtualWorkHooks:
-    """Advances a ``VirtualTime`` on each forward of a pipeline's encoders, denoisers and decoder."""
+    """Advances a ``VirtualTime`` on each forward of a pipeline's encoders, denoisers and
+    decoder."""
 
     def __init__(self, time: VirtualTime, work: VirtualWork, slowdown: Any = lambda: 1.0):
         self.time = time
@@ -117,7 +119,7 @@ class VirtualWorkHooks:
         return handles
 
     def _cost(self, fixed_s: float) -> Any:
-        # After the forward: the stage recorder's pre-hook has marked the start of this call's stage.
+        # After the forward: the stage recorder's pre-hook has marked where this call's stage began.
         def advance(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
             seconds = fixed_s + input_elements(args, kwargs) * self.work.per_element_s
             self.time.advance(seconds * self._slowdown())
@@ -126,7 +128,8 @@ class VirtualWorkHooks:
 
 
 class VirtualCpuDevice(CpuDevice):
-    """The host, timed on the virtual clock (see the module docstring): memory stays the real RSS."""
+    """The host, timed on the virtual clock (see the module docstring): memory stays the real
+    RSS."""
 
     def __init__(self, work: VirtualWork):
         self.time = VirtualTime(work.machine_speed)
