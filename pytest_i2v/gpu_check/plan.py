@@ -286,75 +286,96 @@ def plan_for(
 ) -> CheckPlan:
     """The runs' sizes and settings for one pipeline (pure: the device and model are checked
     already)."""
+    if dry_run:
+        return _dry_run_plan(info, device, other_device, model, simulated_gpus)
+    if info.name == DEFAULT_PIPELINE:
+        return _study_plan(info, device, other_device, model)
+    return _native_plan(info, device, other_device, model)
+
+
+def _dry_run_plan(
+    info: PipelineInfo,
+    device: str,
+    other_device: str | None,
+    model: str,
+    simulated_gpus: tuple[Mapping[str, Any], ...],
+) -> CheckPlan:
+    """The dry run: the cpu profile's scaling of the study (/8: 32..128 pixels), few frames, 3
+    steps, no warm-up (the checks judged here are memory figures, which a warm-up does not change):
+    about a minute on 2 cores."""
     sizes: tuple[tuple[str, int] | tuple[str, int, int], ...]
     fixed = info.constraints.fixed_size is not None
-    if dry_run:
-        # The cpu profile's scaling of the study (/8: 32..128 pixels), few frames, 3 steps, no
-        # warm-up (the checks judged here are memory figures, which a warm-up does not change):
-        # about a minute on 2 cores.
-        if info.name == DEFAULT_PIPELINE:
-            sizes, frames, guidance = (
-                tuple((label, pixels // 8) for label, pixels in RESOLUTION_PRESETS.items()),
-                4,
-                9.0,
-            )
-            headroom = 8 * MiB
-        else:
-            sizes, frames, guidance = (
-                dry_run_sizes(info),
-                dry_run_frames(info),
-                info.native.guidance,
-            )
-            # The tiny transformers' simulated activations are a few KiB (LTX-Video packs its
-            # latents into 128-channel tokens): any headroom would let the induced OOM run finish.
-            headroom = 0
-        return CheckPlan(
-            dry_run=True,
-            device=device,
-            other_device=other_device,
-            model=model,
-            dtype="fp32",
-            sizes=sizes,
-            frames=frames,
-            steps=3,
-            guidance=guidance,
-            fast_steps=2,
-            repeats=2,
-            warmup=0,
-            offload_steps=3,
-            oom_headroom_bytes=headroom,
-            timeout_s=300.0,
-            tolerances=Tolerances(fast_pct=None, attribution_pct=None),
-            simulated_gpus=simulated_gpus,
-            pipeline=info.name,
-            offload_supported=OFFLOAD_OPTION in info.memory_options,
-            fixed_size=fixed,
-            size_divisor=DRY_RUN_SIZE_DIVISOR if fixed else 1,
-        )
     if info.name == DEFAULT_PIPELINE:
-        # The study's generation; fast mode keeps the four sizes within 8 minutes on a 4090.
-        return CheckPlan(
-            dry_run=False,
-            device=device,
-            other_device=other_device,
-            model=model,
-            dtype="fp16",
-            sizes=tuple(RESOLUTION_PRESETS.items()),
-            frames=16,
-            steps=50,
-            guidance=9.0,
-            fast_steps=5,
-            repeats=2,
-            warmup=1,
-            offload_steps=10,
-            oom_headroom_bytes=GiB,
-            timeout_s=600.0,
-            pipeline=info.name,
-            offload_supported=OFFLOAD_OPTION in info.memory_options,
+        sizes, frames, guidance = (
+            tuple((label, pixels // 8) for label, pixels in RESOLUTION_PRESETS.items()),
+            4,
+            9.0,
         )
-    # The pipeline's native generation, up to its native size. The timeout guards against a hang,
-    # not a budget: the largest pipelines' native runs (HunyuanVideo's 1280x720x129) take many
-    # minutes each.
+        headroom = 8 * MiB
+    else:
+        sizes, frames, guidance = (
+            dry_run_sizes(info),
+            dry_run_frames(info),
+            info.native.guidance,
+        )
+        # The tiny transformers' simulated activations are a few KiB (LTX-Video packs its
+        # latents into 128-channel tokens): any headroom would let the induced OOM run finish.
+        headroom = 0
+    return CheckPlan(
+        dry_run=True,
+        device=device,
+        other_device=other_device,
+        model=model,
+        dtype="fp32",
+        sizes=sizes,
+        frames=frames,
+        steps=3,
+        guidance=guidance,
+        fast_steps=2,
+        repeats=2,
+        warmup=0,
+        offload_steps=3,
+        oom_headroom_bytes=headroom,
+        timeout_s=300.0,
+        tolerances=Tolerances(fast_pct=None, attribution_pct=None),
+        simulated_gpus=simulated_gpus,
+        pipeline=info.name,
+        offload_supported=OFFLOAD_OPTION in info.memory_options,
+        fixed_size=fixed,
+        size_divisor=DRY_RUN_SIZE_DIVISOR if fixed else 1,
+    )
+
+
+def _study_plan(info: PipelineInfo, device: str, other_device: str | None, model: str) -> CheckPlan:
+    """I2VGen-XL on a GPU: the study's generation; fast mode keeps the four sizes within 8 minutes
+    on a 4090."""
+    return CheckPlan(
+        dry_run=False,
+        device=device,
+        other_device=other_device,
+        model=model,
+        dtype="fp16",
+        sizes=tuple(RESOLUTION_PRESETS.items()),
+        frames=16,
+        steps=50,
+        guidance=9.0,
+        fast_steps=5,
+        repeats=2,
+        warmup=1,
+        offload_steps=10,
+        oom_headroom_bytes=GiB,
+        timeout_s=600.0,
+        pipeline=info.name,
+        offload_supported=OFFLOAD_OPTION in info.memory_options,
+    )
+
+
+def _native_plan(
+    info: PipelineInfo, device: str, other_device: str | None, model: str
+) -> CheckPlan:
+    """Another pipeline on a GPU: its native generation, up to its native size. The timeout guards
+    against a hang, not a budget: the largest pipelines' native runs (HunyuanVideo's 1280x720x129)
+    take many minutes each."""
     native = info.native
     return CheckPlan(
         dry_run=False,
@@ -374,5 +395,5 @@ def plan_for(
         timeout_s=3600.0,
         pipeline=info.name,
         offload_supported=OFFLOAD_OPTION in info.memory_options,
-        fixed_size=fixed,
+        fixed_size=info.constraints.fixed_size is not None,
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pytest_i2v.gpu_check.plan import CheckPlan, CheckResult, RunResult
 from pytest_i2v.gpu_check.records import (
@@ -35,76 +36,19 @@ def render_summary(
     plan: CheckPlan, main: RunResult, checks: Sequence[CheckResult], runs: Sequence[RunResult]
 ) -> str:
     """gpu-check.md: the environment, one row per generation of the main run, one line per check."""
-    env = (main.document or {}).get("environment", {})
-    lines = [f"# pytest-i2v gpu-check: {plan.pipeline}", ""]
-    lines.append(
-        markdown_table(
-            ["GPU", "memory", "driver", "CUDA", "torch", "diffusers"],
-            [
-                [
-                    str(env.get("gpu_name") or "-"),
-                    f"{env['gpu_memory_gib']:.1f} GiB" if env.get("gpu_memory_gib") else "-",
-                    str(env.get("driver") or "-"),
-                    str(env.get("cuda") or "-"),
-                    str(env.get("torch") or "-"),
-                    str(env.get("diffusers") or "-"),
-                ]
-            ],
-        )
-    )
+    lines = [f"# pytest-i2v gpu-check: {plan.pipeline}", "", _environment_table(main)]
     lines += [
         "",
         f"Pipeline {plan.pipeline}, model `{plan.model}` ({plan.dtype}) on {plan.device}; "
         f"{plan.describe_mode()}.",
         "",
     ]
-    rows: list[list[str]] = []
-    for test, record in records_by_test(main.document).items():
-        config = record.get("config") or {}
-        peak = record.get("peak_memory") or {}
-        stages = record.get("stages") or {}
-        roof = record.get("roofline") or {}
-        efficiency = roof.get("efficiency")
-        size = (
-            f"{config.get('width')}x{config.get('height')}, {config.get('frames')} frames, "
-            f"{config.get('steps')} steps"
-        )
-        time_text = fmt_seconds(record.get("time_s")) + (
-            " (predicted)" if record.get("mode") == "fast" else ""
-        )
-        nvml = fmt_bytes(peak.get("device_bytes")) + (
-            f" ({peak.get('device_scope')})" if peak.get("device_scope") else ""
-        )
-        rows.append(
-            [
-                _row_label(test, plan),
-                size,
-                str(record.get("outcome")),
-                time_text if record.get("outcome") == "ok" else "-",
-                fmt_seconds(stages.get("step_s")),
-                fmt_bytes(peak.get("allocated_bytes")),
-                fmt_bytes(peak.get("reserved_bytes")),
-                nvml,
-                f"{efficiency * 100:.3g} %" if isinstance(efficiency, (int, float)) else "-",
-            ]
-        )
+    rows = [
+        _generation_row(test, record, plan)
+        for test, record in records_by_test(main.document).items()
+    ]
     if rows:
-        lines.append(
-            markdown_table(
-                [
-                    "generation",
-                    "config",
-                    "outcome",
-                    "time",
-                    "step",
-                    "peak allocated",
-                    "peak reserved",
-                    "peak NVML (scope)",
-                    "% of peak FLOP/s",
-                ],
-                rows,
-            )
-        )
+        lines.append(markdown_table(_GENERATION_COLUMNS, rows))
     else:
         lines.append(f"No results from the main run: {main.problem}")
     lines += ["", "## Checks", ""]
@@ -115,6 +59,66 @@ def render_summary(
         lines.append(f"- {run.name}: {ended} after {run.seconds:.0f} s: `{' '.join(run.command)}`")
     lines += ["", final_line(checks, plan), ""]
     return "\n".join(lines)
+
+
+def _environment_table(main: RunResult) -> str:
+    """The machine the main run measured on, as its results' environment names it."""
+    env = (main.document or {}).get("environment", {})
+    return markdown_table(
+        ["GPU", "memory", "driver", "CUDA", "torch", "diffusers"],
+        [
+            [
+                str(env.get("gpu_name") or "-"),
+                f"{env['gpu_memory_gib']:.1f} GiB" if env.get("gpu_memory_gib") else "-",
+                str(env.get("driver") or "-"),
+                str(env.get("cuda") or "-"),
+                str(env.get("torch") or "-"),
+                str(env.get("diffusers") or "-"),
+            ]
+        ],
+    )
+
+
+_GENERATION_COLUMNS = [
+    "generation",
+    "config",
+    "outcome",
+    "time",
+    "step",
+    "peak allocated",
+    "peak reserved",
+    "peak NVML (scope)",
+    "% of peak FLOP/s",
+]
+
+
+def _generation_row(test: str, record: Mapping[str, Any], plan: CheckPlan) -> list[str]:
+    """One generation of the main run, in ``_GENERATION_COLUMNS``."""
+    config = record.get("config") or {}
+    peak = record.get("peak_memory") or {}
+    stages = record.get("stages") or {}
+    efficiency = (record.get("roofline") or {}).get("efficiency")
+    size = (
+        f"{config.get('width')}x{config.get('height')}, {config.get('frames')} frames, "
+        f"{config.get('steps')} steps"
+    )
+    time_text = fmt_seconds(record.get("time_s")) + (
+        " (predicted)" if record.get("mode") == "fast" else ""
+    )
+    nvml = fmt_bytes(peak.get("device_bytes")) + (
+        f" ({peak.get('device_scope')})" if peak.get("device_scope") else ""
+    )
+    return [
+        _row_label(test, plan),
+        size,
+        str(record.get("outcome")),
+        time_text if record.get("outcome") == "ok" else "-",
+        fmt_seconds(stages.get("step_s")),
+        fmt_bytes(peak.get("allocated_bytes")),
+        fmt_bytes(peak.get("reserved_bytes")),
+        nvml,
+        f"{efficiency * 100:.3g} %" if isinstance(efficiency, (int, float)) else "-",
+    ]
 
 
 def final_line(checks: Sequence[CheckResult], plan: CheckPlan) -> str:

@@ -152,8 +152,32 @@ def build_signature(
     spans = [(stage, marks[a], marks[b]) for stage, a, b in intervals if a in marks and b in marks]
     step_indices = [i for i, (stage, _, _) in enumerate(spans) if stage == "step"]
     middle = step_indices[1:-1] or step_indices
-    # per interval: row key -> [count, seconds, bytes]
-    found: dict[int, dict[tuple[str, str, str, str], list[float]]] = defaultdict(dict)
+    found = _rows_by_interval(events, spans)
+    stages: dict[str, StageWork] = {}
+    for stage in ("encode", "decode"):
+        index = next((i for i, (s, _, _) in enumerate(spans) if s == stage), None)
+        if index is not None:
+            stage_rows = tuple(
+                WorkRow(k[0], k[1], k[2], k[3], int(v[0]), v[1], (), int(v[2]))
+                for k, v in sorted(found[index].items())
+            )
+            stages[stage] = StageWork(stage_rows, spans[index][2] - spans[index][1])
+    if middle:
+        stages["step"] = _step_work(
+            [found[i] for i in middle], [spans[i][2] - spans[i][1] for i in middle]
+        )
+    signature = WorkSignature(stages, device_kind, len(middle), noise)
+    if noise:  # kernels may differ between processes: the digest leaves them out
+        signature = replace(signature, digest=digest_of(without_kernels(stages)))
+    return signature
+
+
+def _rows_by_interval(
+    events: Sequence[TraceEvent], spans: Sequence[tuple[str, float, float]]
+) -> defaultdict[int, dict[tuple[str, str, str, str], list[float]]]:
+    """Per interval (its index in ``spans``): row key -> [count, seconds, bytes] of the ops and
+    kernels whose events start in it; an interval with none reads as no rows."""
+    found: defaultdict[int, dict[tuple[str, str, str, str], list[float]]] = defaultdict(dict)
     starts = [start for _, start, _ in spans]
     for event in sorted(events, key=lambda e: e.start_s):
         kind = _kind(event)
@@ -184,23 +208,7 @@ def build_signature(
                 else (KERNEL, kernel, event.shapes, event.dtypes)
             )
             _add(rows, key, seconds, event.nbytes if is_copy else 0)
-    stages: dict[str, StageWork] = {}
-    for stage in ("encode", "decode"):
-        index = next((i for i, (s, _, _) in enumerate(spans) if s == stage), None)
-        if index is not None:
-            stage_rows = tuple(
-                WorkRow(k[0], k[1], k[2], k[3], int(v[0]), v[1], (), int(v[2]))
-                for k, v in sorted(found[index].items())
-            )
-            stages[stage] = StageWork(stage_rows, spans[index][2] - spans[index][1])
-    if middle:
-        stages["step"] = _step_work(
-            [found[i] for i in middle], [spans[i][2] - spans[i][1] for i in middle]
-        )
-    signature = WorkSignature(stages, device_kind, len(middle), noise)
-    if noise:  # kernels may differ between processes: the digest leaves them out
-        signature = replace(signature, digest=digest_of(without_kernels(stages)))
-    return signature
+    return found
 
 
 def _add(

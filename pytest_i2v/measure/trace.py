@@ -6,8 +6,8 @@ conversion runs without torch on recorded stand-ins in the tests."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 DTYPE_BYTES = {
@@ -48,6 +48,10 @@ def _host(event: Any) -> bool:
     return str(getattr(kind, "name", kind)) == "CPU"
 
 
+# One host event as the nesting walk reads it: (start ns, duration ns, name, is annotation, raw).
+_HostEntry = tuple[int, int, str, bool, Any]
+
+
 def trace_events(
     raw: Iterable[Any], keep: Callable[[str, bool], bool] = lambda name, annotation: True
 ) -> list[TraceEvent]:
@@ -58,17 +62,44 @@ def trace_events(
     device: list[Any] = []
     for event in raw:
         (host if _host(event) else device).append(event)
-    by_thread: dict[int, list[tuple[int, int, str, bool, Any]]] = {}
+    nesting = _Nesting(link_launches=bool(device))
+    for events in _by_thread(host).values():
+        nesting.walk(events, keep)
+    kernels: dict[int, list[tuple[str, float]]] = {}
+    for kernel in device:
+        owner = nesting.op_of_launch.get(kernel.linked_correlation_id())
+        if owner is not None:
+            kernels.setdefault(id(owner), []).append(
+                (str(kernel.name()), kernel.duration_ns() / 1e9)
+            )
+    return [
+        _trace_event(entry, nesting, kernels.get(id(entry[4]), []))
+        for entry in sorted(nesting.kept, key=lambda e: e[0])
+    ]
+
+
+def _by_thread(host: Sequence[Any]) -> dict[int, list[_HostEntry]]:
+    by_thread: dict[int, list[_HostEntry]] = {}
     for event in host:
         by_thread.setdefault(event.start_thread_id(), []).append(
             (event.start_ns(), event.duration_ns(), event.name(), event.is_user_annotation(), event)
         )
-    nested_s: dict[int, int] = {}  # id(raw) -> the duration of the events nested in it
-    nested_ops: dict[int, int] = {}
-    kernels: dict[int, list[tuple[str, float]]] = {}
-    op_of_launch: dict[int, Any] = {}  # a launch call's correlation id -> its op's raw event
-    kept: list[tuple[int, int, str, bool, Any]] = []
-    for events in by_thread.values():
+    return by_thread
+
+
+@dataclass
+class _Nesting:
+    """What the walk over each thread's events finds: the time and the ops nested in each event,
+    the op around each kernel launch call (where the trace has kernels), and the events to keep."""
+
+    link_launches: bool
+    nested_s: dict[int, int] = field(default_factory=dict)  # id(raw) -> nested events' duration
+    nested_ops: dict[int, int] = field(default_factory=dict)
+    op_of_launch: dict[int, Any] = field(default_factory=dict)  # correlation id -> op's raw event
+    kept: list[_HostEntry] = field(default_factory=list)
+
+    def walk(self, events: list[_HostEntry], keep: Callable[[str, bool], bool]) -> None:
+        """One thread's events, outermost first at equal starts."""
         events.sort(key=lambda e: (e[0], -e[1]))
         stack: list[tuple[int, int, str, bool, Any]] = []  # (end, id, name, is_op, raw)
         for start, duration, name, annotation, event in events:
@@ -78,44 +109,39 @@ def trace_events(
             is_op = "::" in name and not annotation
             if stack:
                 parent = stack[-1][1]
-                nested_s[parent] = nested_s.get(parent, 0) + duration
+                self.nested_s[parent] = self.nested_s.get(parent, 0) + duration
                 if is_op:
-                    nested_ops[parent] = nested_ops.get(parent, 0) + 1
-            if device and not is_op and event.correlation_id():
+                    self.nested_ops[parent] = self.nested_ops.get(parent, 0) + 1
+            if self.link_launches and not is_op and event.correlation_id():
                 op = next((entry[4] for entry in reversed(stack) if entry[3]), None)
                 if op is not None:
-                    op_of_launch[event.correlation_id()] = op
+                    self.op_of_launch[event.correlation_id()] = op
             if keep(name, annotation):
-                kept.append((start, duration, name, annotation, event))
+                self.kept.append((start, duration, name, annotation, event))
             stack.append((end, id(event), name, is_op, event))
-    for kernel in device:
-        owner = op_of_launch.get(kernel.linked_correlation_id())
-        if owner is not None:
-            kernels.setdefault(id(owner), []).append(
-                (str(kernel.name()), kernel.duration_ns() / 1e9)
-            )
-    result = []
-    for start, duration, name, annotation, event in sorted(kept, key=lambda e: e[0]):
-        key = id(event)
-        shapes = [list(s) for s in (event.shapes() or [])]
-        dtypes = [str(d) for d in (event.dtypes() or [])]
-        nbytes = (
-            math.prod(shapes[0]) * DTYPE_BYTES.get(dtypes[0], 0)
-            if shapes and shapes[0] and dtypes
-            else 0
-        )
-        result.append(
-            TraceEvent(
-                name=str(name),
-                start_s=start / 1e9,
-                end_s=(start + duration) / 1e9,
-                self_s=max(0, duration - nested_s.get(key, 0)) / 1e9,
-                shapes=str(shapes).replace(" ", "") if any(shapes) else "",
-                dtypes=",".join(dtypes),
-                nbytes=nbytes,
-                annotation=bool(annotation),
-                nested_ops=nested_ops.get(key, 0),
-                kernels=tuple(kernels.get(key, ())),
-            )
-        )
-    return result
+
+
+def _trace_event(
+    entry: _HostEntry, nesting: _Nesting, kernels: list[tuple[str, float]]
+) -> TraceEvent:
+    start, duration, name, annotation, event = entry
+    key = id(event)
+    shapes = [list(s) for s in (event.shapes() or [])]
+    dtypes = [str(d) for d in (event.dtypes() or [])]
+    nbytes = (
+        math.prod(shapes[0]) * DTYPE_BYTES.get(dtypes[0], 0)
+        if shapes and shapes[0] and dtypes
+        else 0
+    )
+    return TraceEvent(
+        name=str(name),
+        start_s=start / 1e9,
+        end_s=(start + duration) / 1e9,
+        self_s=max(0, duration - nesting.nested_s.get(key, 0)) / 1e9,
+        shapes=str(shapes).replace(" ", "") if any(shapes) else "",
+        dtypes=",".join(dtypes),
+        nbytes=nbytes,
+        annotation=bool(annotation),
+        nested_ops=nesting.nested_ops.get(key, 0),
+        kernels=tuple(kernels),
+    )
