@@ -71,8 +71,14 @@ class Scaling:
     def describe(self) -> str:
         if self.is_identity:
             return "none (the study's sizes and steps)"
-        sizes = ", ".join(f"{k}->{self.size(v)}x{self.size(v)}" for k, v in RESOLUTION_PRESETS.items())
-        frames = f"; frames /{self.frames_divisor} (16->{self.frames(16)})" if self.frames_divisor > 1 else ""
+        sizes = ", ".join(
+            f"{k}->{self.size(v)}x{self.size(v)}" for k, v in RESOLUTION_PRESETS.items()
+        )
+        frames = (
+            f"; frames /{self.frames_divisor} (16->{self.frames(16)})"
+            if self.frames_divisor > 1
+            else ""
+        )
         return f"sizes /{self.size_divisor} ({sizes}); steps /{self.steps_divisor} (50->{self.steps(50)}){frames}"
 
     def to_dict(self) -> dict[str, int]:
@@ -189,8 +195,10 @@ def i2v(
         if width is not None or height is not None:
             unsized.append(f"give resolution={resolution!r} or width/height, not both")
         if not isinstance(resolution, str) or resolution not in RESOLUTION_PRESETS:
-            unsized.append(f"resolution={resolution!r} is not a preset; use one of "
-                           f"{', '.join(RESOLUTION_PRESETS)} or width=/height=")
+            unsized.append(
+                f"resolution={resolution!r} is not a preset; use one of "
+                f"{', '.join(RESOLUTION_PRESETS)} or width=/height="
+            )
         problems.extend(unsized)
         sized = not unsized
         if sized:
@@ -208,8 +216,12 @@ def i2v(
     problems.extend(_shape_problems(info, {**sizes, "frames": frames, "steps": steps}))
     for name, value, minimum in (("fps", fps, 1), ("seed", seed, 0)):
         problems.extend(filter(None, [_int_problem(name, value, minimum, minimum)]))
-    if (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
-            or not math.isfinite(guidance) or guidance < 0):
+    if (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, (int, float))
+        or not math.isfinite(guidance)
+        or guidance < 0
+    ):
         problems.append(f"guidance={guidance!r} must be a finite number >= 0")
     if dtype is not None and dtype not in DTYPES:
         problems.append(f"dtype={dtype!r} is unknown; use one of {', '.join(DTYPES)}")
@@ -218,16 +230,28 @@ def i2v(
     if not isinstance(prompt, str) or not prompt:
         problems.append(f"prompt={prompt!r} must be a non-empty string")
     if attention is not None and (not isinstance(attention, str) or not attention):
-        problems.append(f"attention={attention!r} must name a diffusers attention backend, "
-                        f"e.g. 'native' or 'flash'")
+        problems.append(
+            f"attention={attention!r} must name a diffusers attention backend, "
+            f"e.g. 'native' or 'flash'"
+        )
     problems.extend(_memory_problems(memory))
     if problems:
         raise I2VUsageProblems(problems)
     assert isinstance(width, int) and isinstance(height, int)  # checked above
     return GenerationSpec(
-        width=width, height=height, frames=frames, steps=steps, guidance=float(guidance), fps=fps,
-        dtype=dtype, memory=_memory_options(memory), prompt=prompt, seed=seed,
-        resolution=resolution, fast=fast, pipeline=DEFAULT_PIPELINE if info is None else info.name,
+        width=width,
+        height=height,
+        frames=frames,
+        steps=steps,
+        guidance=float(guidance),
+        fps=fps,
+        dtype=dtype,
+        memory=_memory_options(memory),
+        prompt=prompt,
+        seed=seed,
+        resolution=resolution,
+        fast=fast,
+        pipeline=DEFAULT_PIPELINE if info is None else info.name,
         attention=attention,
     )
 
@@ -241,8 +265,12 @@ def _shape_problems(info: PipelineInfo | None, values: Mapping[str, Any]) -> lis
     keep all of the pipeline's rules and, for a rule of the pipeline's, what the pipeline needs."""
     rules = info.constraints if info is not None else Constraints()
     tail = f": {rules.describe(info.name)}" if info is not None else ""
-    smallest = {"width": rules.min_size, "height": rules.min_size, "frames": rules.smallest_frames,
-                "steps": rules.min_steps}
+    smallest = {
+        "width": rules.min_size,
+        "height": rules.min_size,
+        "frames": rules.smallest_frames,
+        "steps": rules.min_steps,
+    }
     valid: dict[str, int | None] = dict.fromkeys(_GENERIC_MINIMUMS)
     found: dict[str, list[str]] = {name: [] for name in _GENERIC_MINIMUMS}
     for name, value in values.items():
@@ -267,21 +295,28 @@ def _memory_problems(memory: Any) -> list[str]:
     if not isinstance(memory, (str, list, tuple)):
         return [f"memory={memory!r} must be an option name or a list of them, e.g. ['vae_tiling']"]
     options = _memory_options(memory)
-    problems = [f"memory option {option!r} is unknown; use any of {', '.join(MEMORY_OPTIONS)}"
-                for option in options if option not in MEMORY_OPTIONS]
+    problems = [
+        f"memory option {option!r} is unknown; use any of {', '.join(MEMORY_OPTIONS)}"
+        for option in options
+        if option not in MEMORY_OPTIONS
+    ]
     offloads = [o for o in options if o in OFFLOAD_MEMORY_OPTIONS]
     if len(offloads) > 1:
         problems.append(f"memory options {' and '.join(offloads)} exclude each other; pick one")
     hooked = [o for o in offloads if o in COMPILE_EXCLUDES]
     if "torch_compile" in options and hooked:
-        problems.append(f"memory options torch_compile and {hooked[0]} cannot be combined: "
-                        f"{hooked[0]}'s hooks run inside the compiled blocks, where Dynamo cannot "
-                        f"follow them; measure them in separate tests, or pair torch_compile with "
-                        f"model_cpu_offload")
+        problems.append(
+            f"memory options torch_compile and {hooked[0]} cannot be combined: "
+            f"{hooked[0]}'s hooks run inside the compiled blocks, where Dynamo cannot "
+            f"follow them; measure them in separate tests, or pair torch_compile with "
+            f"model_cpu_offload"
+        )
     return problems
 
 
-def mark_spec(args: tuple[Any, ...], kwargs: Mapping[str, Any], default_pipeline: str) -> GenerationSpec:
+def mark_spec(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], default_pipeline: str
+) -> GenerationSpec:
     """The spec of an ``i2v`` mark, with the session's default pipeline where the mark names none."""
     if kwargs.get("pipeline") is None:
         kwargs = {**kwargs, "pipeline": default_pipeline}
@@ -293,7 +328,11 @@ def marker_help(func: Any, summary: str) -> str:
     """The ``--markers`` line, generated from the marker function's signature."""
     params = []
     for param in inspect.signature(func).parameters.values():
-        text = f"{param.name}: {param.annotation}" if param.annotation is not param.empty else param.name
+        text = (
+            f"{param.name}: {param.annotation}"
+            if param.annotation is not param.empty
+            else param.name
+        )
         if param.default is not param.empty:
             text += f" = {param.default!r}"
         params.append(text)
@@ -305,7 +344,9 @@ def call_marker(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
     try:
         inspect.signature(func).bind(*args, **kwargs)
     except TypeError as exc:
-        raise I2VUsageError(f"@pytest.mark.{func.__name__}: {exc}; see pytest --markers for its arguments") from None
+        raise I2VUsageError(
+            f"@pytest.mark.{func.__name__}: {exc}; see pytest --markers for its arguments"
+        ) from None
     return func(*args, **kwargs)
 
 
@@ -318,7 +359,12 @@ class Budget:
 
 
 def _require_positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise I2VUsageError(f"{name}({value!r}): the budget must be a positive number")
     return float(value)
 

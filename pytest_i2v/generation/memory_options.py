@@ -15,15 +15,21 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     # VAE slicing decodes a batch one latent at a time; I2VGenXLPipeline.decode_latents already
     # hands the VAE one frame per call (its decode_chunk_size defaults to 1), and its only encode
     # is the single conditioning image.
-    ("i2vgen-xl", "vae_slicing"):
-        f"{NO_EFFECT_MARK}: I2VGen-XL already decodes one frame at a time (decode_chunk_size=1)",
+    (
+        "i2vgen-xl",
+        "vae_slicing",
+    ): f"{NO_EFFECT_MARK}: I2VGen-XL already decodes one frame at a time (decode_chunk_size=1)",
 }
 
 
 def no_effect_notes(pipeline: str, memory_options: tuple[str, ...]) -> list[str]:
     """One record note per option that does nothing for ``pipeline``: "OPTION: reason"."""
     key = pipeline.lower()
-    return [f"{option}: {NO_EFFECT[(key, option)]}" for option in memory_options if (key, option) in NO_EFFECT]
+    return [
+        f"{option}: {NO_EFFECT[(key, option)]}"
+        for option in memory_options
+        if (key, option) in NO_EFFECT
+    ]
 
 
 def no_effect_reasons(notes: Iterable[str]) -> dict[str, str]:

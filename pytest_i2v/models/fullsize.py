@@ -33,14 +33,21 @@ def build_fullsize_modules(device: str | torch.device, dtype: torch.dtype) -> di
     """UNet, VAE, text and image encoders initialised directly on ``device`` in ``dtype``
     (``device="meta"`` builds shapes only, which is how tests count parameters)."""
     from diffusers import AutoencoderKL, I2VGenXLUNet
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     with building(device, dtype):
         modules: dict[str, torch.nn.Module] = {
             "unet": I2VGenXLUNet.from_config(_config("unet")),
             "vae": AutoencoderKL.from_config(_config("vae")),
             "text_encoder": CLIPTextModel(CLIPTextConfig(**_config("text_encoder"))),
-            "image_encoder": CLIPVisionModelWithProjection(CLIPVisionConfig(**_config("image_encoder"))),
+            "image_encoder": CLIPVisionModelWithProjection(
+                CLIPVisionConfig(**_config("image_encoder"))
+            ),
         }
     # A library release that still picks a dtype of its own for a submodule is overruled.
     return cast_floating(modules, dtype)
@@ -56,6 +63,10 @@ def build_fullsize_pipeline(device: str, dtype: torch.dtype, work_dir: Path) -> 
     return I2VGenXLPipeline(
         **modules,
         scheduler=DDIMScheduler.from_config(_config("scheduler", "scheduler_config.json")),
-        tokenizer=load_byte_level_clip_tokenizer(work_dir / "tokenizer-fullsize", model_max_length=77),
-        feature_extractor=CLIPImageProcessor(**_config("feature_extractor", "preprocessor_config.json")),
+        tokenizer=load_byte_level_clip_tokenizer(
+            work_dir / "tokenizer-fullsize", model_max_length=77
+        ),
+        feature_extractor=CLIPImageProcessor(
+            **_config("feature_extractor", "preprocessor_config.json")
+        ),
     )

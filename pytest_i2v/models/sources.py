@@ -37,7 +37,9 @@ class PipelineKey:
     device: str
     offload: str | None = None
     pipeline: str = DEFAULT_PIPELINE
-    load_options: tuple[str, ...] = ()  # layerwise_fp8, torch_compile: applied at load, not undoable
+    load_options: tuple[
+        str, ...
+    ] = ()  # layerwise_fp8, torch_compile: applied at load, not undoable
     pipeline_class: str | None = None  # a user's own "module:Class" (None: the diffusers class)
 
     def describe(self) -> str:
@@ -60,6 +62,7 @@ class LoadedPipeline:
     provenance: str
     loaded_by: str = HOOK_LOADER
     applied: tuple[AppliedOption, ...] = ()  # the key's options as read off the modules
+
 
 # ``pytest_i2v_wrap_pipeline``: the loaded pipeline, wrapped or replaced (before any option).
 Wrap = Callable[[Any, PipelineKey], Any]
@@ -89,8 +92,13 @@ def check_model_source(source: str, allow_pickle: bool = False) -> str:
                 f"point it at the folder that holds model_index.json"
             )
         # A component (unet/, vae/, ...) whose weights exist only as pickle would be unpickled on load.
-        pickled = [p for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.is_file()
-                   and not any(q.suffix == ".safetensors" for q in p.parent.iterdir())]
+        pickled = [
+            p
+            for p in path.rglob("*")
+            if p.suffix in PICKLE_SUFFIXES
+            and p.is_file()
+            and not any(q.suffix == ".safetensors" for q in p.parent.iterdir())
+        ]
         if pickled and not allow_pickle:
             raise I2VUsageError(
                 f"--i2v-model {source}: only pickle weights for {pickled[0].parent.name} ({pickled[0].name}), which can run "
@@ -112,20 +120,30 @@ def _has_fp16_variant(source: str) -> bool:
     return True  # the hub checkpoint ships an fp16 variant; a missing one falls back below
 
 
-def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: bool = False,
-                         pipeline: str = DEFAULT_PIPELINE, own_class: str | None = None) -> Any:
+def load_from_pretrained(
+    source: str,
+    dtype: str,
+    device: str,
+    allow_pickle: bool = False,
+    pipeline: str = DEFAULT_PIPELINE,
+    own_class: str | None = None,
+) -> Any:
     """The real loading path: ``<PipelineClass>.from_pretrained`` (safetensors, fp16 variant where
     present); ``own_class``: a user's ``module:Class`` instead of the diffusers class."""
     from diffusers.pipelines import pipeline_utils
 
-    pipeline_class = (import_pipeline_class(own_class) if own_class
-                      else adapter_for(pipeline).pipeline_class())
+    pipeline_class = (
+        import_pipeline_class(own_class) if own_class else adapter_for(pipeline).pipeline_class()
+    )
     info = PIPELINES[pipeline]
 
     # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.
     dtype_kwarg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
     # safetensors only; with the opt-in, safetensors where present and pickle otherwise (None)
-    kwargs: dict[str, Any] = {dtype_kwarg: TORCH_DTYPES[dtype], "use_safetensors": None if allow_pickle else True}
+    kwargs: dict[str, Any] = {
+        dtype_kwarg: TORCH_DTYPES[dtype],
+        "use_safetensors": None if allow_pickle else True,
+    }
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or Path(source).is_dir()
     if offline:
         kwargs["local_files_only"] = True
@@ -138,9 +156,13 @@ def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: boo
                 raise
             pipe = pipeline_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
-        where = f"the local directory {source}" if Path(source).is_dir() else (
-            f"the hub id {source} in the local cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
-            + (" with HF_HUB_OFFLINE set" if offline else "")
+        where = (
+            f"the local directory {source}"
+            if Path(source).is_dir()
+            else (
+                f"the hub id {source} in the local cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
+                + (" with HF_HUB_OFFLINE set" if offline else "")
+            )
         )
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSourceError(
@@ -158,15 +180,21 @@ def build_device_for(key: PipelineKey) -> str:
     return "cpu" if key.offload in OFFLOAD_MEMORY_OPTIONS else key.device
 
 
-def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
-                  wrap: Wrap | None = None) -> LoadedPipeline:
+def load_pipeline(
+    key: PipelineKey, work_dir: Path, allow_pickle: bool = False, wrap: Wrap | None = None
+) -> LoadedPipeline:
     """Load through the key's class, let ``wrap`` wrap it, then apply the options and placement."""
     start = time.perf_counter()
     adapter = adapter_for(key.pipeline)
     own = key.pipeline_class
     if key.source == "tiny":
-        pipe = load_from_pretrained(str(adapter.save_tiny(work_dir)), key.dtype, key.device,
-                                    pipeline=key.pipeline, own_class=own)
+        pipe = load_from_pretrained(
+            str(adapter.save_tiny(work_dir)),
+            key.dtype,
+            key.device,
+            pipeline=key.pipeline,
+            own_class=own,
+        )
         adapter.tune_tiny(pipe)
         provenance = PROVENANCE["tiny"]
     elif key.source == "random":
@@ -175,8 +203,14 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
             pipe = import_pipeline_class(own)(**pipe.components)
         provenance = PROVENANCE["random"]
     else:
-        pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle,
-                                    pipeline=key.pipeline, own_class=own)
+        pipe = load_from_pretrained(
+            key.source,
+            key.dtype,
+            key.device,
+            allow_pickle=allow_pickle,
+            pipeline=key.pipeline,
+            own_class=own,
+        )
         provenance = "real-weights"
         if (Path(key.source) / TINY_MARKER).is_file():
             adapter.tune_tiny(pipe)
@@ -190,8 +224,13 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
     # Only a CUDA build can synchronise (CPU-only torch raises even for a "cuda:N" key).
     if key.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize(key.device)
-    return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start,
-                          provenance=provenance, loaded_by=PLUGIN_LOADER)
+    return LoadedPipeline(
+        key=key,
+        pipe=pipe,
+        load_s=time.perf_counter() - start,
+        provenance=provenance,
+        loaded_by=PLUGIN_LOADER,
+    )
 
 
 def checked_load(loaded: LoadedPipeline) -> LoadedPipeline:
@@ -200,15 +239,21 @@ def checked_load(loaded: LoadedPipeline) -> LoadedPipeline:
     key = loaded.key
     if callable(getattr(loaded.pipe, "set_progress_bar_config", None)):
         loaded.pipe.set_progress_bar_config(disable=True)
-    checks = verify_load(loaded.pipe, adapter_for(key.pipeline), key.load_options, key.offload,
-                         key.device)
+    checks = verify_load(
+        loaded.pipe, adapter_for(key.pipeline), key.load_options, key.offload, key.device
+    )
     problem = refusal(checks, loaded.loaded_by)
     if problem is not None:
         raise OptionNotApplied(problem)
     return replace(loaded, applied=checks)
 
 
-def apply_toggles(pipe: Any, toggles: tuple[str, ...], pipeline: str = DEFAULT_PIPELINE, attention: str | None = None) -> None:
+def apply_toggles(
+    pipe: Any,
+    toggles: tuple[str, ...],
+    pipeline: str = DEFAULT_PIPELINE,
+    attention: str | None = None,
+) -> None:
     """Per-test memory options that do not need a reload; ``reset_toggles`` undoes them."""
     adapter_for(pipeline).apply_toggles(pipe, toggles, attention)
 

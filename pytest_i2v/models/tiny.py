@@ -26,35 +26,74 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
     # Fixed seeds: the same tiny weights in every session, so CPU baselines compare like with like.
     torch.manual_seed(0)
     unet = I2VGenXLUNet(
-        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        cross_attention_dim=text_dim, attention_head_dim=4, num_attention_heads=None, norm_num_groups=2,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=text_dim,
+        attention_head_dim=4,
+        num_attention_heads=None,
+        norm_num_groups=2,
     )
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8), in_channels=3, out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        latent_channels=4, sample_size=32, norm_num_groups=2,
+        block_out_channels=(8, 8, 8, 8),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        latent_channels=4,
+        sample_size=32,
+        norm_num_groups=2,
     )
     torch.manual_seed(0)
     # transformers 5 declares config fields through huggingface_hub's @strict dataclass, which mypy
     # does not read: it sees only PreTrainedConfig's arguments (4.x spelled them out, hence unused-ignore).
-    text_encoder = CLIPTextModel(CLIPTextConfig(  # type: ignore[call-arg, unused-ignore]
-        bos_token_id=0, eos_token_id=2, hidden_size=text_dim, intermediate_size=16, layer_norm_eps=1e-05,
-        num_attention_heads=2, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, hidden_act="gelu", projection_dim=32,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(  # type: ignore[call-arg, unused-ignore]
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=text_dim,
+            intermediate_size=16,
+            layer_norm_eps=1e-05,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            pad_token_id=1,
+            vocab_size=1000,
+            hidden_act="gelu",
+            projection_dim=32,
+        )
+    )
     torch.manual_seed(0)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(  # type: ignore[call-arg, unused-ignore]
-        hidden_size=4, projection_dim=text_dim, num_hidden_layers=2, num_attention_heads=2,
-        image_size=32, intermediate_size=16, patch_size=1,
-    ))
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(  # type: ignore[call-arg, unused-ignore]
+            hidden_size=4,
+            projection_dim=text_dim,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            intermediate_size=16,
+            patch_size=1,
+        )
+    )
     scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
     )
     return I2VGenXLPipeline(
-        unet=unet, vae=vae, scheduler=scheduler, text_encoder=text_encoder,
+        unet=unet,
+        vae=vae,
+        scheduler=scheduler,
+        text_encoder=text_encoder,
         tokenizer=load_byte_level_clip_tokenizer(work_dir / "tokenizer-src"),
-        image_encoder=image_encoder, feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+        image_encoder=image_encoder,
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
     )
 
 

@@ -13,7 +13,11 @@ _MERGES = ("t h", "th e</w>", "a n", "i n")
 
 def _bytes_to_unicode() -> list[str]:
     """GPT-2/CLIP byte -> printable unicode table (the algorithm transformers' CLIP tokenizer uses)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     extra = 0
     for byte in range(256):
@@ -38,7 +42,9 @@ def write_byte_level_clip_tokenizer(directory: Path) -> Path:
     vocab["<|endoftext|>"] = len(vocab)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(_MERGES) + "\n", encoding="utf-8")
+    (directory / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(_MERGES) + "\n", encoding="utf-8"
+    )
     return directory
 
 
@@ -51,4 +57,6 @@ def load_byte_level_clip_tokenizer(directory: Path, model_max_length: int = 77):
     with warnings.catch_warnings():
         # tokenizers >= 0.22 deprecates building BPE from vocab/merges files, which is what we ship.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return CLIPTokenizer.from_pretrained(str(directory), model_max_length=model_max_length, local_files_only=True)
+        return CLIPTokenizer.from_pretrained(
+            str(directory), model_max_length=model_max_length, local_files_only=True
+        )

@@ -45,7 +45,9 @@ class Constraints:
         """The valid frame counts around ``frames``: at or just below it and just above it (only the
         smallest valid count when ``frames`` is below it)."""
         smallest = self.round_up_frames(self.min_frames)
-        below = (frames - self.frames_offset) // self.frames_step * self.frames_step + self.frames_offset
+        below = (
+            frames - self.frames_offset
+        ) // self.frames_step * self.frames_step + self.frames_offset
         if below < smallest:
             return (smallest,)
         return below, below + self.frames_step
@@ -82,22 +84,26 @@ class Constraints:
     def round_steps(self, steps: int) -> int:
         return max(self.min_steps, steps)
 
-    def problems(self, width: int | None, height: int | None, frames: int | None,
-                 steps: int | None = 50) -> tuple[str, ...]:
+    def problems(
+        self, width: int | None, height: int | None, frames: int | None, steps: int | None = 50
+    ) -> tuple[str, ...]:
         """Every rule a generation breaks, each as "value: rule (try ...)" whose suggestions keep
         every other rule too (sizes: multiples of ``min_size``); a value of None is not checked."""
         found: list[str] = []
         fixed = self.fixed_size
         if fixed is not None and None not in (width, height) and (width, height) != fixed:
-            found.append(f"width={width}, height={height} is not the model's only size "
-                         f"{fixed[0]}x{fixed[1]} (its learned positional embeddings exist for that "
-                         f"size alone)")
+            found.append(
+                f"width={width}, height={height} is not the model's only size "
+                f"{fixed[0]}x{fixed[1]} (its learned positional embeddings exist for that "
+                f"size alone)"
+            )
         elif fixed is None:
             for name, size in (("width", width), ("height", height)):
                 if size is not None and (size < self.min_size or size % self.min_size):
                     suggestions = " or ".join(str(n) for n in self.nearest_sizes(size))
-                    found.append(f"{name}={size} is not a multiple of {self.min_size} "
-                                 f"(try {suggestions})")
+                    found.append(
+                        f"{name}={size} is not a multiple of {self.min_size} (try {suggestions})"
+                    )
         if frames is not None and not self.frames_ok(frames):
             suggestions = " or ".join(str(n) for n in self.nearest_frames(frames))
             found.append(f"frames={frames} breaks {self.frames_rule()} (try {suggestions})")
@@ -114,8 +120,11 @@ class Constraints:
         """What the pipeline ``name`` needs, the tail of a mark's problem: "wan2.1-i2v needs sizes
         divisible by 16, frames = 4k+1"."""
         steps_rule = f" and steps >= {self.min_steps}" if self.min_steps > 1 else ""
-        sizes = (f"{self.fixed_size[0]}x{self.fixed_size[1]}" if self.fixed_size
-                 else f"sizes divisible by {self.min_size}")
+        sizes = (
+            f"{self.fixed_size[0]}x{self.fixed_size[1]}"
+            if self.fixed_size
+            else f"sizes divisible by {self.min_size}"
+        )
         return f"{name} needs {sizes}, {self.frames_rule()}{steps_rule}"
 
 
@@ -133,7 +142,14 @@ class Native:
 
 
 # Options every adapter understands; each adapter lists the subset its pipeline supports.
-TOGGLE_OPTIONS = ("vae_slicing", "vae_tiling", "forward_chunking", "attention_slicing", "sdpa", "eager_attention")
+TOGGLE_OPTIONS = (
+    "vae_slicing",
+    "vae_tiling",
+    "forward_chunking",
+    "attention_slicing",
+    "sdpa",
+    "eager_attention",
+)
 OFFLOAD_OPTIONS = ("model_cpu_offload", "sequential_cpu_offload", "group_offload")
 # Applied at load time and not undoable (weights recast, modules compiled): part of the pipeline's cache key.
 LOAD_OPTIONS = ("layerwise_fp8", "torch_compile")
@@ -153,72 +169,139 @@ class PipelineInfo:
     attention_backends: bool = True  # denoiser.set_attention_backend(...)
     uses_prompt: bool = True
     uses_fps: bool = False
-    model_index_hint: dict[str, Any] = field(default_factory=dict)  # model_index.json keys that tell pipelines of one class apart
+    model_index_hint: dict[str, Any] = field(
+        default_factory=dict
+    )  # model_index.json keys that tell pipelines of one class apart
     # Other pipeline classes whose checkpoints this pipeline loads (LTX-Video's hub repo names LTXPipeline).
     also_loads: tuple[str, ...] = ()
     description: str = ""
 
 
-_COMMON = frozenset({"model_cpu_offload", "sequential_cpu_offload", "group_offload", "layerwise_fp8", "torch_compile",
-                     "vae_slicing", "vae_tiling"})
+_COMMON = frozenset(
+    {
+        "model_cpu_offload",
+        "sequential_cpu_offload",
+        "group_offload",
+        "layerwise_fp8",
+        "torch_compile",
+        "vae_slicing",
+        "vae_tiling",
+    }
+)
 
-PIPELINES: dict[str, PipelineInfo] = {p.name: p for p in (
-    PipelineInfo(
-        name="i2vgen-xl", pipeline_class="I2VGenXLPipeline", module="i2vgen_xl", hub_id="ali-vilab/i2vgen-xl",
-        native=Native(512, 512, 16, 50, 9.0, 8, resolution="512p"), constraints=Constraints(size_multiple=8),
-        memory_options=frozenset({"model_cpu_offload", "sequential_cpu_offload", "group_offload", "layerwise_fp8",
-                                  "torch_compile", *TOGGLE_OPTIONS}),
-        min_diffusers="0.26.0", step_callbacks=False, attention_backends=False, uses_fps=True,
-        description="I2VGen-XL (deprecated upstream; UNet 1.4 B)"),
-    PipelineInfo(
-        name="svd", pipeline_class="StableVideoDiffusionPipeline", module="svd",
-        hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
-        native=Native(1024, 576, 25, 25, 3.0, 7),
-        # The pipeline checks multiples of 8; the UNet forwards skip sizes to its upsamplers, so odd latents work.
-        # One frame fails: its guidance ramp is [min_guidance_scale] = 1.0, which turns guidance off after the
-        # image latents were already doubled for it.
-        constraints=Constraints(size_multiple=8, min_frames=2),
-        memory_options=(_COMMON - {"vae_tiling", "vae_slicing"}) | {"forward_chunking"},
-        min_diffusers="0.24.0", attention_backends=False, uses_prompt=False, uses_fps=True,
-        description="Stable Video Diffusion img2vid-xt (UNet 1.5 B)"),
-    PipelineInfo(
-        name="wan2.1-i2v", pipeline_class="WanImageToVideoPipeline", module="wan",
-        hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-        native=Native(832, 480, 81, 40, 5.0, 16), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
-        memory_options=_COMMON, min_diffusers="0.33.0", model_index_hint={"transformer_2": None},
-        description="Wan 2.1 I2V 14B (480P; the transformer is 16.4 B with its image cross-attention)"),
-    PipelineInfo(
-        name="wan2.2-i2v", pipeline_class="WanImageToVideoPipeline", module="wan",
-        hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-        native=Native(832, 480, 81, 40, 3.5, 16), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
-        memory_options=_COMMON, min_diffusers="0.35.0", model_index_hint={"transformer_2": "WanTransformer3DModel"},
-        description="Wan 2.2 I2V A14B (two 14.3 B experts)"),
-    PipelineInfo(
-        name="ltx-video", pipeline_class="LTXImageToVideoPipeline", module="ltx_video", hub_id="Lightricks/LTX-Video",
-        native=Native(768, 512, 121, 50, 3.0, 24),
-        constraints=Constraints(size_multiple=32, frames_step=8, frames_offset=1, min_steps=2),
-        memory_options=_COMMON, min_diffusers="0.32.0", uses_fps=True, also_loads=("LTXPipeline",),
-        description="LTX-Video 0.9.1 (transformer 1.9 B)"),
-    PipelineInfo(
-        name="cogvideox-i2v", pipeline_class="CogVideoXImageToVideoPipeline", module="cogvideox",
-        hub_id="THUDM/CogVideoX-5b-I2V",
-        # Frames 8k+1: the VAE decodes latent frames in pairs (after a first odd one), so an even number
-        # of latent frames L comes back as 4L frames, not the 4(L-1)+1 asked for (5 frames -> 8).
-        # Its learned positional embeddings fix the size at 720x480 (on marks here; on the loaded model at
-        # generation, see cogvideox.py); its attention processor calls SDPA itself, so set_attention_backend
-        # would change nothing.
-        native=Native(720, 480, 49, 50, 6.0, 8),
-        constraints=Constraints(size_multiple=16, frames_step=8, frames_offset=1, fixed_size=(720, 480)),
-        memory_options=_COMMON, min_diffusers="0.30.3", attention_backends=False,
-        description="CogVideoX-5B-I2V (transformer 5.6 B; 720x480 only)"),
-    PipelineInfo(
-        name="hunyuanvideo-i2v", pipeline_class="HunyuanVideoImageToVideoPipeline", module="hunyuan_video",
-        hub_id="hunyuanvideo-community/HunyuanVideo-I2V",
-        # guidance 6.0 is the checkpoint's embedded guidance (README --embedded-cfg-scale 6.0; diffusers example)
-        native=Native(1280, 720, 129, 50, 6.0, 24), constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
-        memory_options=_COMMON, min_diffusers="0.33.0",
-        description="HunyuanVideo-I2V (13 B, token_replace, embedded guidance)"),
-)}
+PIPELINES: dict[str, PipelineInfo] = {
+    p.name: p
+    for p in (
+        PipelineInfo(
+            name="i2vgen-xl",
+            pipeline_class="I2VGenXLPipeline",
+            module="i2vgen_xl",
+            hub_id="ali-vilab/i2vgen-xl",
+            native=Native(512, 512, 16, 50, 9.0, 8, resolution="512p"),
+            constraints=Constraints(size_multiple=8),
+            memory_options=frozenset(
+                {
+                    "model_cpu_offload",
+                    "sequential_cpu_offload",
+                    "group_offload",
+                    "layerwise_fp8",
+                    "torch_compile",
+                    *TOGGLE_OPTIONS,
+                }
+            ),
+            min_diffusers="0.26.0",
+            step_callbacks=False,
+            attention_backends=False,
+            uses_fps=True,
+            description="I2VGen-XL (deprecated upstream; UNet 1.4 B)",
+        ),
+        PipelineInfo(
+            name="svd",
+            pipeline_class="StableVideoDiffusionPipeline",
+            module="svd",
+            hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
+            native=Native(1024, 576, 25, 25, 3.0, 7),
+            # The pipeline checks multiples of 8; the UNet forwards skip sizes to its upsamplers, so odd latents work.
+            # One frame fails: its guidance ramp is [min_guidance_scale] = 1.0, which turns guidance off after the
+            # image latents were already doubled for it.
+            constraints=Constraints(size_multiple=8, min_frames=2),
+            memory_options=(_COMMON - {"vae_tiling", "vae_slicing"}) | {"forward_chunking"},
+            min_diffusers="0.24.0",
+            attention_backends=False,
+            uses_prompt=False,
+            uses_fps=True,
+            description="Stable Video Diffusion img2vid-xt (UNet 1.5 B)",
+        ),
+        PipelineInfo(
+            name="wan2.1-i2v",
+            pipeline_class="WanImageToVideoPipeline",
+            module="wan",
+            hub_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+            native=Native(832, 480, 81, 40, 5.0, 16),
+            constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+            memory_options=_COMMON,
+            min_diffusers="0.33.0",
+            model_index_hint={"transformer_2": None},
+            description="Wan 2.1 I2V 14B (480P; the transformer is 16.4 B with its image cross-attention)",
+        ),
+        PipelineInfo(
+            name="wan2.2-i2v",
+            pipeline_class="WanImageToVideoPipeline",
+            module="wan",
+            hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            native=Native(832, 480, 81, 40, 3.5, 16),
+            constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+            memory_options=_COMMON,
+            min_diffusers="0.35.0",
+            model_index_hint={"transformer_2": "WanTransformer3DModel"},
+            description="Wan 2.2 I2V A14B (two 14.3 B experts)",
+        ),
+        PipelineInfo(
+            name="ltx-video",
+            pipeline_class="LTXImageToVideoPipeline",
+            module="ltx_video",
+            hub_id="Lightricks/LTX-Video",
+            native=Native(768, 512, 121, 50, 3.0, 24),
+            constraints=Constraints(size_multiple=32, frames_step=8, frames_offset=1, min_steps=2),
+            memory_options=_COMMON,
+            min_diffusers="0.32.0",
+            uses_fps=True,
+            also_loads=("LTXPipeline",),
+            description="LTX-Video 0.9.1 (transformer 1.9 B)",
+        ),
+        PipelineInfo(
+            name="cogvideox-i2v",
+            pipeline_class="CogVideoXImageToVideoPipeline",
+            module="cogvideox",
+            hub_id="THUDM/CogVideoX-5b-I2V",
+            # Frames 8k+1: the VAE decodes latent frames in pairs (after a first odd one), so an even number
+            # of latent frames L comes back as 4L frames, not the 4(L-1)+1 asked for (5 frames -> 8).
+            # Its learned positional embeddings fix the size at 720x480 (on marks here; on the loaded model at
+            # generation, see cogvideox.py); its attention processor calls SDPA itself, so set_attention_backend
+            # would change nothing.
+            native=Native(720, 480, 49, 50, 6.0, 8),
+            constraints=Constraints(
+                size_multiple=16, frames_step=8, frames_offset=1, fixed_size=(720, 480)
+            ),
+            memory_options=_COMMON,
+            min_diffusers="0.30.3",
+            attention_backends=False,
+            description="CogVideoX-5B-I2V (transformer 5.6 B; 720x480 only)",
+        ),
+        PipelineInfo(
+            name="hunyuanvideo-i2v",
+            pipeline_class="HunyuanVideoImageToVideoPipeline",
+            module="hunyuan_video",
+            hub_id="hunyuanvideo-community/HunyuanVideo-I2V",
+            # guidance 6.0 is the checkpoint's embedded guidance (README --embedded-cfg-scale 6.0; diffusers example)
+            native=Native(1280, 720, 129, 50, 6.0, 24),
+            constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
+            memory_options=_COMMON,
+            min_diffusers="0.33.0",
+            description="HunyuanVideo-I2V (13 B, token_replace, embedded guidance)",
+        ),
+    )
+}
 
 
 def pipeline_names() -> list[str]:
@@ -227,7 +310,9 @@ def pipeline_names() -> list[str]:
 
 def check_pipeline_name(name: str, origin: str = "pipeline") -> PipelineInfo:
     if not isinstance(name, str) or name not in PIPELINES:
-        raise I2VUsageError(f"{origin}={name!r} is not a known pipeline; use one of {', '.join(PIPELINES)}")
+        raise I2VUsageError(
+            f"{origin}={name!r} is not a known pipeline; use one of {', '.join(PIPELINES)}"
+        )
     return PIPELINES[name]
 
 
@@ -235,9 +320,15 @@ def pipeline_from_model_index(index: dict[str, Any]) -> str | None:
     """The pipeline a diffusers ``model_index.json`` describes (its ``_class_name``, then the hint
     keys that tell pipelines of one class apart, e.g. Wan 2.2's second expert), or None."""
     class_name = index.get("_class_name")
-    candidates = [p for p in PIPELINES.values() if class_name == p.pipeline_class or class_name in p.also_loads]
+    candidates = [
+        p
+        for p in PIPELINES.values()
+        if class_name == p.pipeline_class or class_name in p.also_loads
+    ]
     for info in candidates:
-        matches = all(_component_class(index.get(key)) == want for key, want in info.model_index_hint.items())
+        matches = all(
+            _component_class(index.get(key)) == want for key, want in info.model_index_hint.items()
+        )
         if matches:
             return info.name
     return candidates[0].name if candidates else None
@@ -278,12 +369,16 @@ def parse_model_sources(text: str) -> tuple[str | None, dict[str, str]]:
     per_pipeline: dict[str, str] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
-            raise I2VUsageError(f"--i2v-model {text!r}: an empty entry; separate NAME=SOURCE entries with single commas")
+            raise I2VUsageError(
+                f"--i2v-model {text!r}: an empty entry; separate NAME=SOURCE entries with single commas"
+            )
         name, sep, source = part.partition("=")
         if not sep:
             if default is not None:
-                raise I2VUsageError(f"--i2v-model {text!r}: two sources without a pipeline name ({default}, {part}); "
-                                    f"name the second one, e.g. svd={part}")
+                raise I2VUsageError(
+                    f"--i2v-model {text!r}: two sources without a pipeline name ({default}, {part}); "
+                    f"name the second one, e.g. svd={part}"
+                )
             default = part
             continue
         check_pipeline_name(name.strip(), origin="--i2v-model entry")
@@ -306,12 +401,16 @@ def parse_pipeline_classes(text: str) -> tuple[str | None, dict[str, str]]:
         target = target.strip()
         module, colon, attribute = target.partition(":")
         if not module.strip() or not colon or not attribute.strip():
-            raise I2VUsageError(f"{part!r} is not [NAME=]module:Class; write e.g. "
-                                f"wan2.1-i2v=acme.pipelines:AcmeWanI2VPipeline")
+            raise I2VUsageError(
+                f"{part!r} is not [NAME=]module:Class; write e.g. "
+                f"wan2.1-i2v=acme.pipelines:AcmeWanI2VPipeline"
+            )
         if not sep:
             if bare is not None:
-                raise I2VUsageError(f"{origin} {text!r}: two classes without a pipeline name; "
-                                    f"name the second one, e.g. svd={part}")
+                raise I2VUsageError(
+                    f"{origin} {text!r}: two classes without a pipeline name; "
+                    f"name the second one, e.g. svd={part}"
+                )
             bare = target
             continue
         check_pipeline_name(name.strip(), origin=f"{origin} entry")
@@ -349,7 +448,9 @@ def pipeline_of_source(source: str) -> str | None:
     return pipeline_of_hub_id(source)
 
 
-def session_pipeline(option: str | None, default_source: str | None, profile_pipeline: str | None) -> str:
+def session_pipeline(
+    option: str | None, default_source: str | None, profile_pipeline: str | None
+) -> str:
     """The pipeline of unmarked tests: ``--i2v-pipeline``/ini, else the one a ``--i2v-model``
     directory or known hub id is, else the profile's, else I2VGen-XL."""
     if option is not None:
@@ -358,15 +459,24 @@ def session_pipeline(option: str | None, default_source: str | None, profile_pip
     return owner or profile_pipeline or DEFAULT_PIPELINE
 
 
-def source_for(pipeline: str, session: str, default: str | None, per_pipeline: dict[str, str], profile_model: str,
-               profile_pipeline: str | None = None) -> str:
+def source_for(
+    pipeline: str,
+    session: str,
+    default: str | None,
+    per_pipeline: dict[str, str],
+    profile_model: str,
+    profile_pipeline: str | None = None,
+) -> str:
     """The model source a pipeline loads from: its own ``NAME=SOURCE`` entry; else the bare source
     when it is a builtin or belongs to this pipeline (a source we cannot place belongs to the
     session's pipeline); else the profile's model likewise (a profile's model is its own pipeline's,
     I2VGen-XL's unless it says); else the pipeline's published hub id."""
     if pipeline in per_pipeline:
         return per_pipeline[pipeline]
-    for candidate, unknown_owner in ((default, session), (profile_model, profile_pipeline or DEFAULT_PIPELINE)):
+    for candidate, unknown_owner in (
+        (default, session),
+        (profile_model, profile_pipeline or DEFAULT_PIPELINE),
+    ):
         if candidate is None:
             continue
         owner = pipeline_of_source(candidate) or unknown_owner
@@ -383,13 +493,26 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def unsupported_reason(info: PipelineInfo, memory: tuple[str, ...], attention: str | None,
-                       diffusers_version: str | None, has_class: bool) -> str | None:
+def unsupported_reason(
+    info: PipelineInfo,
+    memory: tuple[str, ...],
+    attention: str | None,
+    diffusers_version: str | None,
+    has_class: bool,
+) -> str | None:
     """Why a generation cannot run on this pipeline here (a skip reason that names the pipeline), or None."""
-    if diffusers_version is None or not has_class or _version_tuple(diffusers_version) < _version_tuple(info.min_diffusers):
-        installed = f"installed: {diffusers_version}" if diffusers_version else "diffusers is not installed"
-        return (f"pipeline {info.name} needs diffusers >= {info.min_diffusers} with {info.pipeline_class} ({installed}); "
-                f"pip install -U diffusers")
+    if (
+        diffusers_version is None
+        or not has_class
+        or _version_tuple(diffusers_version) < _version_tuple(info.min_diffusers)
+    ):
+        installed = (
+            f"installed: {diffusers_version}" if diffusers_version else "diffusers is not installed"
+        )
+        return (
+            f"pipeline {info.name} needs diffusers >= {info.min_diffusers} with {info.pipeline_class} ({installed}); "
+            f"pip install -U diffusers"
+        )
     missing = [m for m in memory if m not in info.memory_options]
     if missing:
         return f"memory option {', '.join(missing)} is not supported by pipeline {info.name}"

@@ -39,9 +39,13 @@ CONFIG_ROOT: Traversable = files("pytest_i2v") / "pipelines" / "configs"
 FP8_STORAGE = torch.float8_e4m3fn
 
 
-def read_config(directory: Traversable, component: str, filename: str = "config.json") -> dict[str, Any]:
+def read_config(
+    directory: Traversable, component: str, filename: str = "config.json"
+) -> dict[str, Any]:
     """A shipped component config without its dtype keys."""
-    data: dict[str, Any] = json.loads((directory / component / filename).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(
+        (directory / component / filename).read_text(encoding="utf-8")
+    )
     for key in _DTYPE_KEYS:
         data.pop(key, None)
     return data
@@ -71,7 +75,9 @@ def cast_floating(modules: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]
     and keep their dtype either way."""
     for name, module in modules.items():
         if isinstance(module, torch.nn.Module) and any(
-                t.is_floating_point() and t.dtype != dtype for t in (*module.parameters(), *module.buffers())):
+            t.is_floating_point() and t.dtype != dtype
+            for t in (*module.parameters(), *module.buffers())
+        ):
             modules[name] = module.to(dtype)
     return modules
 
@@ -113,9 +119,13 @@ class PipelineAdapter(abc.ABC):
         """The full-size architecture with random weights from the shipped configs (``device="meta"``:
         shapes only, for parameter counts)."""
 
-    def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16) -> list[Any]:
+    def fullsize_denoisers(
+        self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16
+    ) -> list[Any]:
         """The full-size denoiser(s) alone (what a model card's parameter count describes)."""
-        with tempfile.TemporaryDirectory(prefix="pytest-i2v-") as work_dir:  # the offline tokenizers are written there
+        with tempfile.TemporaryDirectory(
+            prefix="pytest-i2v-"
+        ) as work_dir:  # the offline tokenizers are written there
             return self.denoisers(self.build_fullsize(device, dtype, Path(work_dir)))
 
     def after_load(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
@@ -135,7 +145,9 @@ class PipelineAdapter(abc.ABC):
         return pipe.vae.decoder
 
     @abc.abstractmethod
-    def call_kwargs(self, spec: GenerationSpec, image: Any, generator: torch.Generator) -> dict[str, Any]:
+    def call_kwargs(
+        self, spec: GenerationSpec, image: Any, generator: torch.Generator
+    ) -> dict[str, Any]:
         """The pipeline's own arguments for ``spec`` (never ``output_type`` or callbacks)."""
 
     def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
@@ -149,7 +161,10 @@ class PipelineAdapter(abc.ABC):
         generator = torch.Generator("cpu").manual_seed(spec.seed)
         kwargs = self.call_kwargs(spec, image, generator)
         if step_end is not None and self.info.step_callbacks:
-            def callback(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+
+            def callback(
+                pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
+            ) -> dict[str, Any]:
                 step_end(step + 1)
                 return callback_kwargs
 
@@ -166,8 +181,12 @@ class PipelineAdapter(abc.ABC):
         elif offload == "group_offload":
             # Leaf-level groups with a CUDA stream: diffusers' recommended trade-off (transfers overlap compute).
             onload = torch.device(device)
-            pipe.enable_group_offload(onload_device=onload, offload_device=torch.device("cpu"),
-                                      offload_type="leaf_level", use_stream=onload.type == "cuda")  # streams: CUDA only
+            pipe.enable_group_offload(
+                onload_device=onload,
+                offload_device=torch.device("cpu"),
+                offload_type="leaf_level",
+                use_stream=onload.type == "cuda",
+            )  # streams: CUDA only
         else:
             pipe.to(device)
 
@@ -207,10 +226,15 @@ class PipelineAdapter(abc.ABC):
             for model in self.denoisers(pipe):
                 try:
                     model.set_attention_backend(attention)
-                except (RuntimeError, ImportError) as exc:  # e.g. flash-attn or sageattention not installed
+                except (
+                    RuntimeError,
+                    ImportError,
+                ) as exc:  # e.g. flash-attn or sageattention not installed
                     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise OptionUnavailable(f"attention={attention!r} is not usable for pipeline {self.name} "
-                                            f"here: {reason}") from None
+                    raise OptionUnavailable(
+                        f"attention={attention!r} is not usable for pipeline {self.name} "
+                        f"here: {reason}"
+                    ) from None
 
     def reset_toggles(self, pipe: Any) -> None:
         vae = pipe.vae
@@ -218,7 +242,9 @@ class PipelineAdapter(abc.ABC):
             if hasattr(vae, method):
                 getattr(vae, method)()
         for model in self.denoisers(pipe):
-            if "forward_chunking" in self.info.memory_options and hasattr(model, "disable_forward_chunking"):
+            if "forward_chunking" in self.info.memory_options and hasattr(
+                model, "disable_forward_chunking"
+            ):
                 model.disable_forward_chunking()
             if self.info.attention_backends and hasattr(model, "reset_attention_backend"):
                 model.reset_attention_backend()
@@ -253,7 +279,9 @@ def check_attention_backend(name: str) -> None:
 
     known = [backend.value for backend in AttentionBackendName]
     if name not in known:
-        raise I2VUsageError(f"attention={name!r} is not a diffusers attention backend; use one of {', '.join(known)}")
+        raise I2VUsageError(
+            f"attention={name!r} is not a diffusers attention backend; use one of {', '.join(known)}"
+        )
 
 
 def adapter_for(name: str) -> PipelineAdapter:

@@ -33,7 +33,9 @@ class I2VGenXLAdapter(PipelineAdapter):
 
         return fullsize.build_fullsize_pipeline(str(device), dtype, work_dir)
 
-    def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.float16) -> list[Any]:
+    def fullsize_denoisers(
+        self, device: str | torch.device = "meta", dtype: torch.dtype = torch.float16
+    ) -> list[Any]:
         from pytest_i2v.models.fullsize import build_fullsize_modules
 
         return [build_fullsize_modules(device, dtype)["unet"]]
@@ -41,10 +43,20 @@ class I2VGenXLAdapter(PipelineAdapter):
     def after_load(self, pipe: Any) -> None:
         alias_clip_text_model(pipe)
 
-    def call_kwargs(self, spec: GenerationSpec, image: Any, generator: torch.Generator) -> dict[str, Any]:
-        return {"prompt": spec.prompt, "image": image, "height": spec.height, "width": spec.width,
-                "num_frames": spec.frames, "num_inference_steps": spec.steps, "guidance_scale": spec.guidance,
-                "target_fps": spec.fps, "generator": generator}
+    def call_kwargs(
+        self, spec: GenerationSpec, image: Any, generator: torch.Generator
+    ) -> dict[str, Any]:
+        return {
+            "prompt": spec.prompt,
+            "image": image,
+            "height": spec.height,
+            "width": spec.width,
+            "num_frames": spec.frames,
+            "num_inference_steps": spec.steps,
+            "guidance_scale": spec.guidance,
+            "target_fps": spec.fps,
+            "generator": generator,
+        }
 
     def apply_toggles(self, pipe: Any, toggles: tuple[str, ...], attention: str | None) -> None:
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
@@ -55,7 +67,9 @@ class I2VGenXLAdapter(PipelineAdapter):
                 # I2VGenXLUNet has no set_attention_slice of its own; its Attention blocks do.
                 # "auto" as diffusers means it: half the heads per slice.
                 for module in pipe.unet.modules():
-                    if hasattr(module, "set_attention_slice") and hasattr(module, "sliceable_head_dim"):
+                    if hasattr(module, "set_attention_slice") and hasattr(
+                        module, "sliceable_head_dim"
+                    ):
                         module.set_attention_slice(max(1, module.sliceable_head_dim // 2))
             elif toggle == "sdpa":
                 pipe.unet.set_attn_processor(AttnProcessor2_0())

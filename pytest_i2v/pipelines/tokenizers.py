@@ -19,10 +19,18 @@ _WORDS = (
 ).split()
 
 
-def build_word_level_tokenizer(directory: Path, special_tokens: Mapping[str, int], model_max_length: int,
-                               pad_token: str, eos_token: str | None, unk_token: str, bos_token: str | None = None,
-                               append_eos: bool = True, padding_side: str = "right",
-                               extra: Mapping[str, Any] | None = None) -> Any:
+def build_word_level_tokenizer(
+    directory: Path,
+    special_tokens: Mapping[str, int],
+    model_max_length: int,
+    pad_token: str,
+    eos_token: str | None,
+    unk_token: str,
+    bos_token: str | None = None,
+    append_eos: bool = True,
+    padding_side: str = "right",
+    extra: Mapping[str, Any] | None = None,
+) -> Any:
     """A ``PreTrainedTokenizerFast`` saved under ``directory`` and loaded back.
 
     ``special_tokens``: token -> id (ids the model's config expects, e.g. T5's pad 0, eos 1, unk 2);
@@ -49,10 +57,18 @@ def build_word_level_tokenizer(directory: Path, special_tokens: Mapping[str, int
     if eos_token is not None and append_eos:
         single, pair = f"$A {eos_token}", f"$A $B {eos_token}"
         post_specials.append((eos_token, vocab[eos_token]))
-    tokenizer.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=post_specials)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=single, pair=pair, special_tokens=post_specials
+    )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, model_max_length=model_max_length, pad_token=pad_token, eos_token=eos_token,
-        unk_token=unk_token, bos_token=bos_token, padding_side=padding_side, **dict(extra or {}),
+        tokenizer_object=tokenizer,
+        model_max_length=model_max_length,
+        pad_token=pad_token,
+        eos_token=eos_token,
+        unk_token=unk_token,
+        bos_token=bos_token,
+        padding_side=padding_side,
+        **dict(extra or {}),
     )
     directory.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(directory))
@@ -61,5 +77,11 @@ def build_word_level_tokenizer(directory: Path, special_tokens: Mapping[str, int
 
 def t5_tokenizer(directory: Path, model_max_length: int) -> Any:
     """T5/UMT5 conventions: pad 0, eos 1, unk 2, eos appended, right padding."""
-    return build_word_level_tokenizer(directory, {"<pad>": 0, "</s>": 1, "<unk>": 2}, model_max_length,
-                                      pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    return build_word_level_tokenizer(
+        directory,
+        {"<pad>": 0, "</s>": 1, "<unk>": 2},
+        model_max_length,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
