@@ -13,14 +13,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError, I2VUsageProblems
-from pytest_i2v.pipelines import (
+from pytest_i2v.pipelines.constraints import VAE_SCALE, Constraints
+from pytest_i2v.pipelines.registry import (
     DEFAULT_PIPELINE,
     LOAD_OPTIONS,
     OFFLOAD_OPTIONS,
     PIPELINES,
     TOGGLE_OPTIONS,
-    VAE_SCALE,
-    Constraints,
     PipelineInfo,
     check_pipeline_name,
 )

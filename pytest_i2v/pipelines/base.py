@@ -22,7 +22,7 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError, OptionUnavailable
 from pytest_i2v.generation.marks import GenerationSpec
-from pytest_i2v.pipelines import PIPELINES, PipelineInfo
+from pytest_i2v.pipelines.registry import PIPELINES, PipelineInfo
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

@@ -29,6 +29,7 @@ from pytest_i2v.pipelines.base import (
     cast_floating,
     read_config,
 )
+from pytest_i2v.pipelines.tokenizers import PROMPT_WORDS, load_byte_level_clip_tokenizer
 
 NAME = "hunyuanvideo-i2v"
 CONFIG_DIR = CONFIG_ROOT / NAME
@@ -108,10 +109,8 @@ def _template_words() -> list[str]:
         DEFAULT_PROMPT_TEMPLATE,
     )
 
-    from pytest_i2v.pipelines.tokenizers import _WORDS
-
     text = re.sub(r"<\|[a-z_]+\|>|<image>", " ", str(DEFAULT_PROMPT_TEMPLATE["template"]).lower())
-    found = re.findall(r"\w+|[^\w\s]+", text) + list(_WORDS)
+    found = re.findall(r"\w+|[^\w\s]+", text) + list(PROMPT_WORDS)
     return list(dict.fromkeys(found))
 
 
@@ -166,8 +165,6 @@ def build_llama_tokenizer(
 
 
 def _clip_tokenizer(directory: Path) -> Any:
-    from pytest_i2v.models.tokenizer import load_byte_level_clip_tokenizer
-
     return load_byte_level_clip_tokenizer(directory, CLIP_MAX_LENGTH)
 
 

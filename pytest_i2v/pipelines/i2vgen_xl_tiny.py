@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from pytest_i2v.pipelines.tokenizers import load_byte_level_clip_tokenizer
+
 
 def build_tiny_pipeline(work_dir: Path) -> Any:
     from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline, I2VGenXLUNet
@@ -19,8 +21,6 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
         CLIPVisionConfig,
         CLIPVisionModelWithProjection,
     )
-
-    from pytest_i2v.models.tokenizer import load_byte_level_clip_tokenizer
 
     text_dim = 4
     # Fixed seeds: the same tiny weights in every session, so CPU baselines compare like with like.

@@ -1,6 +1,6 @@
-"""Resolve ``--i2v-model`` and load the pipeline: hub id / local directory (the real
-``from_pretrained`` path), ``random`` (full-size, random weights) or ``tiny`` (built, saved,
-loaded back through ``from_pretrained``). Also applies and undoes per-test memory toggles."""
+"""Load the pipeline a key names: hub id / local directory (the real ``from_pretrained`` path),
+``random`` (full-size, random weights) or ``tiny`` (built, saved, loaded back through
+``from_pretrained``); then check what the load applied, whoever loaded it."""
 
 from __future__ import annotations
 
@@ -13,15 +13,19 @@ from typing import Any
 
 import torch
 
-from pytest_i2v.errors import I2VUsageError, ModelSourceError
+from pytest_i2v.errors import ModelSourceError
 from pytest_i2v.generation.marks import OFFLOAD_MEMORY_OPTIONS
-from pytest_i2v.models.applied import AppliedOption, OptionNotApplied, refusal, verify_load
-from pytest_i2v.models.pipeline_class import import_pipeline_class
-from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
+from pytest_i2v.pipelines.applied_options import (
+    AppliedOption,
+    OptionNotApplied,
+    refusal,
+    verify_load,
+)
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.pipelines.pipeline_class import import_pipeline_class
+from pytest_i2v.pipelines.registry import DEFAULT_PIPELINE, PIPELINES
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-BUILTIN_SOURCES = ("tiny", "random")
 # What the numbers mean, recorded with every result.
 PROVENANCE = {"tiny": "tiny-random-weights", "random": "full-size-random-weights"}
 # save_tiny_model's file in the directory it writes: loaded from there, it is still tiny and random.
@@ -37,9 +41,8 @@ class PipelineKey:
     device: str
     offload: str | None = None
     pipeline: str = DEFAULT_PIPELINE
-    load_options: tuple[
-        str, ...
-    ] = ()  # layerwise_fp8, torch_compile: applied at load, not undoable
+    # layerwise_fp8, torch_compile: applied at load, not undoable
+    load_options: tuple[str, ...] = ()
     pipeline_class: str | None = None  # a user's own "module:Class" (None: the diffusers class)
 
     def describe(self) -> str:
@@ -66,51 +69,6 @@ class LoadedPipeline:
 
 # ``pytest_i2v_wrap_pipeline``: the loaded pipeline, wrapped or replaced (before any option).
 Wrap = Callable[[Any, PipelineKey], Any]
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or (os.sep in source and Path(source).exists())
-
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-def check_model_source(source: str, allow_pickle: bool = False) -> str:
-    """Validate a source early (at configure time), so a typo is a usage error, not a test error."""
-    if source in BUILTIN_SOURCES:
-        return source
-    path = Path(source).expanduser()
-    if _looks_like_path(source) or path.exists():
-        if not path.is_dir():
-            raise I2VUsageError(
-                f"--i2v-model {source}: no such directory; point it at a diffusers I2VGen-XL directory "
-                f"(huggingface-cli download ali-vilab/i2vgen-xl --local-dir DIR) or use 'random' / 'tiny'"
-            )
-        if not (path / "model_index.json").is_file():
-            raise I2VUsageError(
-                f"--i2v-model {source}: not a diffusers pipeline directory (no model_index.json); "
-                f"point it at the folder that holds model_index.json"
-            )
-        # A component (unet/, vae/, ...) whose weights exist only as pickle would be unpickled on load.
-        pickled = [
-            p
-            for p in path.rglob("*")
-            if p.suffix in PICKLE_SUFFIXES
-            and p.is_file()
-            and not any(q.suffix == ".safetensors" for q in p.parent.iterdir())
-        ]
-        if pickled and not allow_pickle:
-            raise I2VUsageError(
-                f"--i2v-model {source}: only pickle weights for {pickled[0].parent.name} ({pickled[0].name}), which can run "
-                f"code when loaded; "
-                f"convert them to safetensors, or pass --i2v-allow-pickle if you trust the files"
-            )
-        return str(path)
-    if source.count("/") != 1:
-        raise I2VUsageError(
-            f"--i2v-model {source!r} is neither a local directory, a hub id (owner/name), 'random' nor 'tiny'"
-        )
-    return source
 
 
 def _has_fp16_variant(source: str) -> bool:
@@ -246,17 +204,3 @@ def checked_load(loaded: LoadedPipeline) -> LoadedPipeline:
     if problem is not None:
         raise OptionNotApplied(problem)
     return replace(loaded, applied=checks)
-
-
-def apply_toggles(
-    pipe: Any,
-    toggles: tuple[str, ...],
-    pipeline: str = DEFAULT_PIPELINE,
-    attention: str | None = None,
-) -> None:
-    """Per-test memory options that do not need a reload; ``reset_toggles`` undoes them."""
-    adapter_for(pipeline).apply_toggles(pipe, toggles, attention)
-
-
-def reset_toggles(pipe: Any, pipeline: str = DEFAULT_PIPELINE) -> None:
-    adapter_for(pipeline).reset_toggles(pipe)

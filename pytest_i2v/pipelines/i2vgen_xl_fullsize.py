@@ -4,23 +4,16 @@ match the real model at any resolution without a download (UNet 1.42 B, 2.49 B p
 
 from __future__ import annotations
 
-import sys
-from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from pytest_i2v.pipelines.base import building, cast_floating, read_config
+from pytest_i2v.pipelines.base import CONFIG_ROOT, building, cast_floating, read_config
+from pytest_i2v.pipelines.tokenizers import load_byte_level_clip_tokenizer
 
-if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from importlib.resources.abc import Traversable
-    else:  # Python 3.10
-        from importlib.abc import Traversable
-
-# Package data, read through importlib.resources, so a non-editable install (or a zipped one) finds it.
-CONFIG_DIR: Traversable = files("pytest_i2v") / "models" / "configs" / "i2vgen-xl"
+# Package data (see base.CONFIG_ROOT), so a non-editable or zipped install finds it.
+CONFIG_DIR = CONFIG_ROOT / "i2vgen-xl"
 
 
 def _config(component: str, filename: str = "config.json") -> dict[str, Any]:
@@ -56,8 +49,6 @@ def build_fullsize_modules(device: str | torch.device, dtype: torch.dtype) -> di
 def build_fullsize_pipeline(device: str, dtype: torch.dtype, work_dir: Path) -> Any:
     from diffusers import DDIMScheduler, I2VGenXLPipeline
     from transformers import CLIPImageProcessor
-
-    from pytest_i2v.models.tokenizer import load_byte_level_clip_tokenizer
 
     modules = build_fullsize_modules(device, dtype)
     return I2VGenXLPipeline(
