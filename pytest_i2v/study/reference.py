@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         from importlib.abc import Traversable
 
 REFERENCE_SCHEMA = "pytest-i2v/published-reference"
-# Package data, read through importlib.resources, so a non-editable install (or a zipped one) finds it.
+# Package data, read through importlib.resources, so a non-editable or zipped install finds it.
 SHIPPED_REFERENCE: Traversable = files("pytest_i2v") / "data" / "rtx4090-published.yaml"
 
 
@@ -42,7 +42,8 @@ def load_reference(path: Path | Traversable) -> dict[str, Any]:
         or data.get("provenance") != "published"
     ):
         raise I2VUsageError(
-            f"{path} is not a published reference (schema {REFERENCE_SCHEMA!r}, provenance: published)"
+            f"{path} is not a published reference "
+            f"(schema {REFERENCE_SCHEMA!r}, provenance: published)"
         )
     return data
 
