@@ -1,4 +1,5 @@
-"""The conditioning image: deterministic by default (the study used a 768x768 portrait), or a user file."""
+"""The conditioning image: deterministic by default (the study used a 768x768 portrait), or a user
+file."""
 
 from __future__ import annotations
 
@@ -45,5 +46,6 @@ def load_input_image(path: Path) -> Image.Image:
             return rgb
     except (UnidentifiedImageError, OSError) as exc:
         raise I2VUsageError(
-            f"i2v_input_image {path}: not an image Pillow can read ({type(exc).__name__}); give a PNG or JPEG"
+            f"i2v_input_image {path}: not an image Pillow can read ({type(exc).__name__}); "
+            "give a PNG or JPEG"
         ) from None

@@ -36,8 +36,9 @@ LOAD_MEMORY_OPTIONS = LOAD_OPTIONS
 MEMORY_OPTIONS = OFFLOAD_MEMORY_OPTIONS + LOAD_MEMORY_OPTIONS + TOGGLE_MEMORY_OPTIONS
 # Options that only make sense with a CUDA device (they move weights between host and GPU).
 CUDA_ONLY_MEMORY_OPTIONS = frozenset(OFFLOAD_MEMORY_OPTIONS)
-# Offloads whose hooks live inside the denoiser's blocks (diffusers marks group offload's onload with
-# torch.compiler.disable, accelerate's hooks likewise): compiled blocks around them cannot be traced.
+# Offloads whose hooks live inside the denoiser's blocks (diffusers marks group offload's onload
+# with torch.compiler.disable, accelerate's hooks likewise): compiled blocks around them cannot be
+# traced.
 COMPILE_EXCLUDES = frozenset({"sequential_cpu_offload", "group_offload"})
 DEFAULT_PROMPT = "A person slowly turning head to the right"  # the study's prompt
 
@@ -56,7 +57,8 @@ class Scaling:
         return self.size_divisor == 1 and self.steps_divisor == 1 and self.frames_divisor == 1
 
     def size(self, pixels: int, multiple: int = 8) -> int:
-        # Keep sizes multiples of the pipeline's size rule (8, the VAE's scale factor, at least) after dividing.
+        # Keep sizes multiples of the pipeline's size rule (8, the VAE's scale factor, at least)
+        # after dividing.
         return max(self.min_size, multiple, (pixels // self.size_divisor) // multiple * multiple)
 
     def steps(self, steps: int) -> int:
@@ -78,7 +80,8 @@ class Scaling:
             if self.frames_divisor > 1
             else ""
         )
-        return f"sizes /{self.size_divisor} ({sizes}); steps /{self.steps_divisor} (50->{self.steps(50)}){frames}"
+        steps = f"steps /{self.steps_divisor} (50->{self.steps(50)})"
+        return f"sizes /{self.size_divisor} ({sizes}); {steps}{frames}"
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -175,8 +178,8 @@ def i2v(
     pipeline: str | None = None,
     attention: str | None = None,
 ) -> GenerationSpec:
-    """Describe one generation; unset sizes, frames, steps, guidance and fps are the pipeline's native
-    ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8).
+    """Describe one generation; unset sizes, frames, steps, guidance and fps are the pipeline's
+    native ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8).
 
     A bad mark raises one ``I2VUsageProblems`` naming every problem, each with a fix that keeps all
     of the pipeline's rules (a Wan width of 830: "try 816 or 832", multiples of 16 and of 8)."""
@@ -316,7 +319,8 @@ def _memory_problems(memory: Any) -> list[str]:
 def mark_spec(
     args: tuple[Any, ...], kwargs: Mapping[str, Any], default_pipeline: str
 ) -> GenerationSpec:
-    """The spec of an ``i2v`` mark, with the session's default pipeline where the mark names none."""
+    """The spec of an ``i2v`` mark, with the session's default pipeline where the mark names
+    none."""
     if kwargs.get("pipeline") is None:
         kwargs = {**kwargs, "pipeline": default_pipeline}
     spec: GenerationSpec = call_marker(i2v, args, kwargs)
@@ -369,7 +373,8 @@ def _require_positive_number(name: str, value: Any) -> float:
 
 
 def vram_budget(gb: float) -> float:
-    """Fail when the peak memory exceeds ``gb`` GB; skip before running when it cannot fit the profile."""
+    """Fail when the peak memory exceeds ``gb`` GB; skip before running when it cannot fit the
+    profile."""
     return _require_positive_number("vram_budget", gb)
 
 

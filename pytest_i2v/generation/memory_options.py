@@ -33,7 +33,8 @@ def no_effect_notes(pipeline: str, memory_options: tuple[str, ...]) -> list[str]
 
 
 def no_effect_reasons(notes: Iterable[str]) -> dict[str, str]:
-    """Option -> reason, for the options a record's notes (from ``no_effect_notes``) declare without effect."""
+    """Option -> reason, for the options a record's notes (from ``no_effect_notes``) declare without
+    effect."""
     found: dict[str, str] = {}
     for note in notes:
         option, _, reason = note.partition(": ")

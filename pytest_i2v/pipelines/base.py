@@ -63,7 +63,8 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 @contextlib.contextmanager
 def building(device: str | torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """Build modules straight on ``device`` (``meta``: shapes only) in ``dtype``, with fixed seeds."""
+    """Build modules straight on ``device`` (``meta``: shapes only) in ``dtype``, with fixed
+    seeds."""
     torch.manual_seed(0)
     with torch.device(device), default_dtype(dtype):
         yield
@@ -87,7 +88,8 @@ def parameter_count(module: torch.nn.Module) -> int:
 
 
 class PipelineAdapter(abc.ABC):
-    """Subclasses set ``name`` and implement ``build_tiny``, ``build_fullsize`` and ``call_kwargs``."""
+    """Subclasses set ``name`` and implement ``build_tiny``, ``build_fullsize`` and
+    ``call_kwargs``."""
 
     name: str = ""
     # diffusers' process-wide attention backend before this test's attention= (apply_toggles)
@@ -105,7 +107,8 @@ class PipelineAdapter(abc.ABC):
 
     @abc.abstractmethod
     def build_tiny(self, work_dir: Path) -> Any:
-        """A tiny random pipeline on the CPU (well under 1 s per 64x64, few-frame, 2-step generation)."""
+        """A tiny random pipeline on the CPU (well under 1 s per 64x64, few-frame, 2-step
+        generation)."""
 
     def save_tiny(self, work_dir: Path) -> Path:
         """Build the tiny pipeline and ``save_pretrained`` it; returns the diffusers directory."""
@@ -116,8 +119,8 @@ class PipelineAdapter(abc.ABC):
 
     @abc.abstractmethod
     def build_fullsize(self, device: str | torch.device, dtype: torch.dtype, work_dir: Path) -> Any:
-        """The full-size architecture with random weights from the shipped configs (``device="meta"``:
-        shapes only, for parameter counts)."""
+        """The full-size architecture with random weights from the shipped configs
+        (``device="meta"``: shapes only, for parameter counts)."""
 
     def fullsize_denoisers(
         self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16
@@ -132,12 +135,14 @@ class PipelineAdapter(abc.ABC):
         """Guarded compatibility fixes for the installed libraries (none by default)."""
 
     def tune_tiny(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
-        """Runtime switches for the tiny model only, where a real-size default costs the CPU far more
-        than it saves (none by default; the full-size and real models keep diffusers' defaults)."""
+        """Runtime switches for the tiny model only, where a real-size default costs the CPU far
+        more than it saves (none by default; the full-size and real models keep diffusers'
+        defaults)."""
 
     # ------------------------------------------------------------------ calling and timing
     def denoisers(self, pipe: Any) -> list[Any]:
-        """The denoising model(s), in call order (Wan 2.2: the high-noise expert, then the low-noise one)."""
+        """The denoising model(s), in call order (Wan 2.2: the high-noise expert, then the low-noise
+        one)."""
         found = [getattr(pipe, attr, None) for attr in ("transformer", "transformer_2", "unet")]
         return [m for m in found if m is not None]
 
@@ -153,10 +158,10 @@ class PipelineAdapter(abc.ABC):
     def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
         """One generation with reproducible inputs; returns frames as (1, F, H, W, 3) numpy.
 
-        ``generator=`` alone is not enough: ``vae.encode(...).latent_dist.sample()`` ignores it in some
-        pipelines, so the global torch RNG is seeded too. ``step_end(step)`` is called at the end of
-        every denoising step through ``callback_on_step_end`` (one call per step, whatever the number
-        of denoiser calls)."""
+        ``generator=`` alone is not enough: ``vae.encode(...).latent_dist.sample()`` ignores it in
+        some pipelines, so the global torch RNG is seeded too. ``step_end(step)`` is called at the
+        end of every denoising step through ``callback_on_step_end`` (one call per step, whatever
+        the number of denoiser calls)."""
         torch.manual_seed(spec.seed)
         generator = torch.Generator("cpu").manual_seed(spec.seed)
         kwargs = self.call_kwargs(spec, image, generator)
@@ -173,13 +178,15 @@ class PipelineAdapter(abc.ABC):
 
     # ------------------------------------------------------------------ memory options
     def place(self, pipe: Any, offload: str | None, device: str) -> None:
-        """Offload hooks that move each component to ``device`` when it runs, or the whole pipeline on it."""
+        """Offload hooks that move each component to ``device`` when it runs, or the whole pipeline
+        on it."""
         if offload == "model_cpu_offload":
             pipe.enable_model_cpu_offload(device=device)
         elif offload == "sequential_cpu_offload":
             pipe.enable_sequential_cpu_offload(device=device)
         elif offload == "group_offload":
-            # Leaf-level groups with a CUDA stream: diffusers' recommended trade-off (transfers overlap compute).
+            # Leaf-level groups with a CUDA stream: diffusers' recommended trade-off (transfers
+            # overlap compute).
             onload = torch.device(device)
             pipe.enable_group_offload(
                 onload_device=onload,
@@ -274,13 +281,15 @@ def _restore_attention_backend(backend: Any) -> None:
 
 
 def check_attention_backend(name: str) -> None:
-    """A mark's ``attention=``: one of the installed diffusers' backend names (a usage error otherwise)."""
+    """A mark's ``attention=``: one of the installed diffusers' backend names (a usage error
+    otherwise)."""
     from diffusers.models.attention_dispatch import AttentionBackendName
 
     known = [backend.value for backend in AttentionBackendName]
     if name not in known:
         raise I2VUsageError(
-            f"attention={name!r} is not a diffusers attention backend; use one of {', '.join(known)}"
+            f"attention={name!r} is not a diffusers attention backend; use one of "
+            f"{', '.join(known)}"
         )
 
 

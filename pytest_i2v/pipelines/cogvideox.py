@@ -1,26 +1,26 @@
-"""CogVideoX-5B-I2V (``CogVideoXImageToVideoPipeline``): an expert transformer over T5-XXL text tokens
-and the 3D causal VAE's latents (the conditioning image's latent is concatenated on the channels,
-hence ``in_channels`` 32). Its 5.57 B parameters are 11 % above the model card's rounded "5B"; the
-checkpoint (11.25 GB of bf16 = 5.625 B values, the parameters plus a 54.6 M learned positional
-embedding diffusers keeps as a buffer) is the precise published size (see SOURCES.md).
+"""CogVideoX-5B-I2V (``CogVideoXImageToVideoPipeline``): an expert transformer over T5-XXL text
+tokens and the 3D causal VAE's latents (the conditioning image's latent is concatenated on the
+channels, hence ``in_channels`` 32). Its 5.57 B parameters are 11 % above the model card's rounded
+"5B"; the checkpoint (11.25 GB of bf16 = 5.625 B values, the parameters plus a 54.6 M learned
+positional embedding diffusers keeps as a buffer) is the precise published size (see SOURCES.md).
 
 Two things set it apart from the other video pipelines here:
 
 * The 1.0 I2V transformer adds *learned* positional embeddings sized for 720x480
-  (``use_learned_positional_embeddings``), and diffusers raises a bare ``ValueError`` from inside the
-  first denoising step at any other size. ``generate`` checks the loaded transformer first and turns
-  that into an ``I2VUsageError`` naming the size and the rule (the registry's ``Constraints`` can only
-  say "multiple of 16"). The tiny pipeline uses rotary embeddings alone, as the 1.0 T2V 5B does, so it
-  runs at any size the constraints allow.
+  (``use_learned_positional_embeddings``), and diffusers raises a bare ``ValueError`` from inside
+  the first denoising step at any other size. ``generate`` checks the loaded transformer first and
+  turns that into an ``I2VUsageError`` naming the size and the rule (the registry's ``Constraints``
+  can only say "multiple of 16"). The tiny pipeline uses rotary embeddings alone, as the 1.0 T2V 5B
+  does, so it runs at any size the constraints allow.
 * The VAE decodes every frame of the video at the end, its memory peak; ``vae_tiling`` bounds it by
   tiles of the config's ``sample_height/2 x sample_width/2``. ``vae_slicing`` slices the batch only,
   so with one video per prompt it changes nothing (frames are already decoded two latent frames at
   a time): it is kept because the model card enables it and it must not break.
 
 The checkpoint ships ``CogVideoXDDIMScheduler`` (model_index.json); THUDM's demo swaps in
-``CogVideoXDPMScheduler`` with ``use_dynamic_cfg=True``. The benchmark keeps the shipped scheduler and
-the pipeline's default ``use_dynamic_cfg=False``: both schedulers have order 1 and make one transformer
-call (CFG batched) per step, so per-step times are the same either way."""
+``CogVideoXDPMScheduler`` with ``use_dynamic_cfg=True``. The benchmark keeps the shipped scheduler
+and the pipeline's default ``use_dynamic_cfg=False``: both schedulers have order 1 and make one
+transformer call (CFG batched) per step, so per-step times are the same either way."""
 
 from __future__ import annotations
 
@@ -57,9 +57,9 @@ def fixed_size_violation(
     if (width, height) == (want_width, want_height):
         return None
     return (
-        f"width={width}, height={height}: {NAME}'s transformer has learned positional embeddings for "
-        f"{want_width}x{want_height} only (CogVideoX-5B-I2V 1.0 generates at exactly that size); "
-        f"use width={want_width}, height={want_height}"
+        f"width={width}, height={height}: {NAME}'s transformer has learned positional "
+        f"embeddings for {want_width}x{want_height} only (CogVideoX-5B-I2V 1.0 generates at "
+        f"exactly that size); use width={want_width}, height={want_height}"
     )
 
 
@@ -78,7 +78,8 @@ class CogVideoXI2VAdapter(PipelineAdapter):
 
         torch.manual_seed(0)
         transformer = CogVideoXTransformer3DModel(
-            # RoPE needs attention_head_dim divisible by 16 (diffusers' own fast test uses the same numbers)
+            # RoPE needs attention_head_dim divisible by 16 (diffusers' own fast test uses the same
+            # numbers)
             num_attention_heads=2,
             attention_head_dim=16,
             in_channels=8,
@@ -96,9 +97,10 @@ class CogVideoXI2VAdapter(PipelineAdapter):
             use_learned_positional_embeddings=False,
         )
         torch.manual_seed(0)
-        # Four blocks: the real 8x spatial and 4x temporal compression. Sample 96x80 (h x w): tiles of
-        # 48x40 pixels, so vae_tiling really tiles at the tiny sizes, with overlaps that fall on whole
-        # latents as the real 480x720's 240x360 tiles do (other tile sizes give mismatched latents).
+        # Four blocks: the real 8x spatial and 4x temporal compression. Sample 96x80 (h x w): tiles
+        # of 48x40 pixels, so vae_tiling really tiles at the tiny sizes, with overlaps that fall on
+        # whole latents as the real 480x720's 240x360 tiles do (other tile sizes give mismatched
+        # latents).
         vae = AutoencoderKLCogVideoX(
             in_channels=3,
             out_channels=3,
@@ -114,8 +116,8 @@ class CogVideoXI2VAdapter(PipelineAdapter):
             scaling_factor=0.7,
         )
         torch.manual_seed(0)
-        # T5 v1.1's gated-GELU layout at width 16 (= the transformer's text_embed_dim); the vocabulary
-        # only has to hold the offline tokenizer's ids.
+        # T5 v1.1's gated-GELU layout at width 16 (= the transformer's text_embed_dim); the
+        # vocabulary only has to hold the offline tokenizer's ids.
         tiny_t5: dict[str, Any] = {
             "vocab_size": 128,
             "d_model": 16,
@@ -163,14 +165,16 @@ class CogVideoXI2VAdapter(PipelineAdapter):
         scheduler = CogVideoXDDIMScheduler.from_config(
             read_config(configs, "scheduler", "scheduler_config.json")
         )
-        # T5's real vocabulary cannot be downloaded; any ids below vocab_size do, at the real length.
+        # T5's real vocabulary cannot be downloaded; any ids below vocab_size do, at the real
+        # length.
         tokenizer = t5_tokenizer(work_dir / "cogvideox-i2v-tokenizer", MAX_TEXT_TOKENS)
         return CogVideoXImageToVideoPipeline(tokenizer=tokenizer, scheduler=scheduler, **modules)
 
     def fullsize_denoisers(
         self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16
     ) -> list[Any]:
-        # The transformer alone: no 4.8 B-parameter T5 and no tokenizer directory for a parameter count.
+        # The transformer alone: no 4.8 B-parameter T5 and no tokenizer directory for a parameter
+        # count.
         from diffusers import CogVideoXTransformer3DModel
 
         with building(device, dtype):
@@ -184,8 +188,8 @@ class CogVideoXI2VAdapter(PipelineAdapter):
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
     ) -> dict[str, Any]:
-        # No fps argument (the model is trained on 8 fps video), no negative prompt and the pipeline's
-        # default use_dynamic_cfg=False and max_sequence_length=226.
+        # No fps argument (the model is trained on 8 fps video), no negative prompt and the
+        # pipeline's default use_dynamic_cfg=False and max_sequence_length=226.
         return {
             "prompt": spec.prompt,
             "image": image,

@@ -66,7 +66,8 @@ class Constraints:
         return below, below + self.min_size
 
     def round_size(self, pixels: int) -> int:
-        """Down to a multiple (never below one multiple): how a profile's scaling keeps sizes valid."""
+        """Down to a multiple (never below one multiple): how a profile's scaling keeps sizes
+        valid."""
         return max(self.size_multiple, pixels // self.size_multiple * self.size_multiple)
 
     def round_frames(self, frames: int) -> int:

@@ -1,5 +1,6 @@
 """HunyuanVideo-I2V (``HunyuanVideoImageToVideoPipeline``): a 13 B dual-/single-stream transformer
-conditioned by a Llava-Llama-3-8B text encoder (which also sees the image) and a CLIP-L text encoder.
+conditioned by a Llava-Llama-3-8B text encoder (which also sees the image) and a CLIP-L text
+encoder.
 
 The published checkpoint (``hunyuanvideo-community/HunyuanVideo-I2V``) is the "token_replace"
 variant: 16 input channels, the image latent replaces the first latent frame, and guidance is
@@ -33,7 +34,8 @@ from pytest_i2v.pipelines.tokenizers import PROMPT_WORDS, load_byte_level_clip_t
 
 NAME = "hunyuanvideo-i2v"
 CONFIG_DIR = CONFIG_ROOT / NAME
-# The pipeline pads the Llama prompt to max_sequence_length (256, its default) + the template's crop_start.
+# The pipeline pads the Llama prompt to max_sequence_length (256, its default) + the template's
+# crop_start.
 LLAMA_MAX_LENGTH = 256 + 103
 CLIP_MAX_LENGTH = 77
 
@@ -69,9 +71,9 @@ class LlamaTokenIds:
 
 
 def fullsize_token_ids(text_encoder_config: dict[str, Any]) -> LlamaTokenIds:
-    """Llama 3's ids (begin/end of text from the config; the header, eot and newline ids are Llama 3's
-    own, 128002 is a reserved id standing in for unk, which Llama 3 lacks); <image> and pad from the
-    Llava config, which the pipeline reads them from."""
+    """Llama 3's ids (begin/end of text from the config; the header, eot and newline ids are Llama
+    3's own, 128002 is a reserved id standing in for unk, which Llama 3 lacks); <image> and pad from
+    the Llava config, which the pipeline reads them from."""
     text = text_encoder_config["text_config"]
     return LlamaTokenIds(
         begin_of_text=text["bos_token_id"],
@@ -127,7 +129,8 @@ def build_llama_tokenizer(
     specials = ids.specials()
     if max(specials.values()) >= vocab_size:
         raise ValueError(
-            f"special token ids {specials} must stay below the text encoder's vocab_size {vocab_size}"
+            f"special token ids {specials} must stay below the text encoder's vocab_size "
+            f"{vocab_size}"
         )
     taken = set(specials.values())
     free_ids = (i for i in range(vocab_size) if i not in taken)
@@ -202,9 +205,10 @@ class HunyuanVideoI2VAdapter(PipelineAdapter):
         pipe.vae.use_framewise_decoding = False
 
     def build_tiny(self, work_dir: Path) -> Any:
-        """diffusers' fast-test sizes (tests/pipelines/hunyuan_video/test_hunyuan_image2video.py), with
-        the real token_replace conditioning and a 48 px / patch-2 vision tower: 24 x 24 = 576 image
-        features, the count the default template reserves, so the default template runs unchanged."""
+        """diffusers' fast-test sizes (tests/pipelines/hunyuan_video/test_hunyuan_image2video.py),
+        with the real token_replace conditioning and a 48 px / patch-2 vision tower: 24 x 24 = 576
+        image features, the count the default template reserves, so the default template runs
+        unchanged."""
         from diffusers import (
             AutoencoderKLHunyuanVideo,
             FlowMatchEulerDiscreteScheduler,

@@ -17,8 +17,9 @@ CONFIG_DIR = CONFIG_ROOT / "i2vgen-xl"
 
 
 def _config(component: str, filename: str = "config.json") -> dict[str, Any]:
-    # The shipped encoder configs record the checkpoint's dtype (torch_dtype: float16); read_config drops
-    # it, so the requested dtype decides (an fp16 image encoder in an fp32 pipeline fails in _encode_image).
+    # The shipped encoder configs record the checkpoint's dtype (torch_dtype: float16); read_config
+    # drops it, so the requested dtype decides (an fp16 image encoder in an fp32 pipeline fails in
+    # _encode_image).
     return read_config(CONFIG_DIR, component, filename)
 
 

@@ -51,7 +51,8 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
     )
     torch.manual_seed(0)
     # transformers 5 declares config fields through huggingface_hub's @strict dataclass, which mypy
-    # does not read: it sees only PreTrainedConfig's arguments (4.x spelled them out, hence unused-ignore).
+    # does not read: it sees only PreTrainedConfig's arguments (4.x spelled them out, hence
+    # unused-ignore).
     text_encoder = CLIPTextModel(
         CLIPTextConfig(  # type: ignore[call-arg, unused-ignore]
             bos_token_id=0,

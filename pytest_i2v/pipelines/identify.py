@@ -70,7 +70,8 @@ def pipeline_of_class_names(names: list[str], index: dict[str, Any] | None = Non
 
 
 def pipeline_of_source(source: str) -> str | None:
-    """The pipeline a directory's model_index.json or a known hub id belongs to (None for builtins)."""
+    """The pipeline a directory's model_index.json or a known hub id belongs to (None for
+    builtins)."""
     if source in BUILTIN_SOURCES:
         return None
     path = Path(source).expanduser()

@@ -95,7 +95,8 @@ def load_from_pretrained(
     )
     info = PIPELINES[pipeline]
 
-    # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.
+    # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older ones know only
+    # torch_dtype.
     dtype_kwarg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
     # safetensors only; with the opt-in, safetensors where present and pickle otherwise (None)
     kwargs: dict[str, Any] = {
@@ -118,15 +119,18 @@ def load_from_pretrained(
             f"the local directory {source}"
             if Path(source).is_dir()
             else (
-                f"the hub id {source} in the local cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
+                f"the hub id {source} in the local cache "
+                f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
                 + (" with HF_HUB_OFFLINE set" if offline else "")
             )
         )
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        download = source if not Path(source).is_dir() else info.hub_id
         raise ModelSourceError(
-            f"could not load {info.pipeline_class} ({info.name}) from {where}: {first_line}. Download it once "
-            f"(huggingface-cli download {source if not Path(source).is_dir() else info.hub_id} --local-dir DIR) "
-            f"and pass --i2v-model DIR, or use --i2v-model random for the full-size architecture with random weights"
+            f"could not load {info.pipeline_class} ({info.name}) from {where}: {first_line}. "
+            f"Download it once (huggingface-cli download {download} --local-dir DIR) "
+            "and pass --i2v-model DIR, or use --i2v-model random for the full-size architecture "
+            "with random weights"
         ) from None
     return pipe
 

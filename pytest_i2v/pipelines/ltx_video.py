@@ -74,7 +74,8 @@ class LTXVideoAdapter(PipelineAdapter):
             decoder_causal=False,
         )
         torch.manual_seed(0)
-        # transformers 5's typed config signatures do not list these keyword arguments (older ones do).
+        # transformers 5's typed config signatures do not list these keyword arguments (older ones
+        # do).
         text_encoder = T5EncoderModel(
             T5Config(  # type: ignore[call-arg, unused-ignore]
                 vocab_size=1000,

@@ -41,7 +41,8 @@ TOGGLE_OPTIONS = (
     "eager_attention",
 )
 OFFLOAD_OPTIONS = ("model_cpu_offload", "sequential_cpu_offload", "group_offload")
-# Applied at load time and not undoable (weights recast, modules compiled): part of the pipeline's cache key.
+# Applied at load time and not undoable (weights recast, modules compiled): part of the pipeline's
+# cache key.
 LOAD_OPTIONS = ("layerwise_fp8", "torch_compile")
 
 
@@ -62,7 +63,8 @@ class PipelineInfo:
     model_index_hint: dict[str, Any] = field(
         default_factory=dict
     )  # model_index.json keys that tell pipelines of one class apart
-    # Other pipeline classes whose checkpoints this pipeline loads (LTX-Video's hub repo names LTXPipeline).
+    # Other pipeline classes whose checkpoints this pipeline loads (LTX-Video's hub repo names
+    # LTXPipeline).
     also_loads: tuple[str, ...] = ()
     description: str = ""
 
@@ -111,9 +113,9 @@ PIPELINES: dict[str, PipelineInfo] = {
             module="svd",
             hub_id="stabilityai/stable-video-diffusion-img2vid-xt",
             native=Native(1024, 576, 25, 25, 3.0, 7),
-            # The pipeline checks multiples of 8; the UNet forwards skip sizes to its upsamplers, so odd latents work.
-            # One frame fails: its guidance ramp is [min_guidance_scale] = 1.0, which turns guidance off after the
-            # image latents were already doubled for it.
+            # The pipeline checks multiples of 8; the UNet forwards skip sizes to its upsamplers, so
+            # odd latents work. One frame fails: its guidance ramp is [min_guidance_scale] = 1.0,
+            # which turns guidance off after the image latents were already doubled for it.
             constraints=Constraints(size_multiple=8, min_frames=2),
             memory_options=(_COMMON - {"vae_tiling", "vae_slicing"}) | {"forward_chunking"},
             min_diffusers="0.24.0",
@@ -132,7 +134,9 @@ PIPELINES: dict[str, PipelineInfo] = {
             memory_options=_COMMON,
             min_diffusers="0.33.0",
             model_index_hint={"transformer_2": None},
-            description="Wan 2.1 I2V 14B (480P; the transformer is 16.4 B with its image cross-attention)",
+            description=(
+                "Wan 2.1 I2V 14B (480P; the transformer is 16.4 B with its image cross-attention)"
+            ),
         ),
         PipelineInfo(
             name="wan2.2-i2v",
@@ -164,11 +168,11 @@ PIPELINES: dict[str, PipelineInfo] = {
             pipeline_class="CogVideoXImageToVideoPipeline",
             module="cogvideox",
             hub_id="THUDM/CogVideoX-5b-I2V",
-            # Frames 8k+1: the VAE decodes latent frames in pairs (after a first odd one), so an even number
-            # of latent frames L comes back as 4L frames, not the 4(L-1)+1 asked for (5 frames -> 8).
-            # Its learned positional embeddings fix the size at 720x480 (on marks here; on the loaded model at
-            # generation, see cogvideox.py); its attention processor calls SDPA itself, so set_attention_backend
-            # would change nothing.
+            # Frames 8k+1: the VAE decodes latent frames in pairs (after a first odd one), so an
+            # even number of latent frames L comes back as 4L frames, not the 4(L-1)+1 asked for (5
+            # frames -> 8). Its learned positional embeddings fix the size at 720x480 (on marks
+            # here; on the loaded model at generation, see cogvideox.py); its attention processor
+            # calls SDPA itself, so set_attention_backend would change nothing.
             native=Native(720, 480, 49, 50, 6.0, 8),
             constraints=Constraints(
                 size_multiple=16, frames_step=8, frames_offset=1, fixed_size=(720, 480)
@@ -183,7 +187,8 @@ PIPELINES: dict[str, PipelineInfo] = {
             pipeline_class="HunyuanVideoImageToVideoPipeline",
             module="hunyuan_video",
             hub_id="hunyuanvideo-community/HunyuanVideo-I2V",
-            # guidance 6.0 is the checkpoint's embedded guidance (README --embedded-cfg-scale 6.0; diffusers example)
+            # guidance 6.0 is the checkpoint's embedded guidance (README --embedded-cfg-scale 6.0;
+            # diffusers example)
             native=Native(1280, 720, 129, 50, 6.0, 24),
             constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
             memory_options=_COMMON,
@@ -207,4 +212,7 @@ def check_pipeline_name(name: str, origin: str = "pipeline") -> PipelineInfo:
 
 
 def marker_help_line() -> str:
-    return f"pipeline names: {', '.join(PIPELINES)} (default {DEFAULT_PIPELINE}; --i2v-pipeline / ini i2v_pipeline)"
+    return (
+        f"pipeline names: {', '.join(PIPELINES)} "
+        f"(default {DEFAULT_PIPELINE}; --i2v-pipeline / ini i2v_pipeline)"
+    )

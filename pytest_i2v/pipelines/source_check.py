@@ -26,15 +26,16 @@ def check_model_source(source: str, allow_pickle: bool = False) -> str:
     if _looks_like_path(source) or path.exists():
         if not path.is_dir():
             raise I2VUsageError(
-                f"--i2v-model {source}: no such directory; point it at a diffusers I2VGen-XL directory "
-                f"(huggingface-cli download ali-vilab/i2vgen-xl --local-dir DIR) or use 'random' / 'tiny'"
+                f"--i2v-model {source}: no such directory; point it at a diffusers I2VGen-XL "
+                "directory (huggingface-cli download ali-vilab/i2vgen-xl --local-dir DIR) "
+                "or use 'random' / 'tiny'"
             )
         if not (path / "model_index.json").is_file():
             raise I2VUsageError(
                 f"--i2v-model {source}: not a diffusers pipeline directory (no model_index.json); "
                 f"point it at the folder that holds model_index.json"
             )
-        # A component (unet/, vae/, ...) whose weights exist only as pickle would be unpickled on load.
+        # A component (unet/, vae/, ...) whose weights exist only as pickle would be unpickled.
         pickled = [
             p
             for p in path.rglob("*")
@@ -44,13 +45,14 @@ def check_model_source(source: str, allow_pickle: bool = False) -> str:
         ]
         if pickled and not allow_pickle:
             raise I2VUsageError(
-                f"--i2v-model {source}: only pickle weights for {pickled[0].parent.name} ({pickled[0].name}), which can run "
-                f"code when loaded; "
+                f"--i2v-model {source}: only pickle weights for {pickled[0].parent.name} "
+                f"({pickled[0].name}), which can run code when loaded; "
                 f"convert them to safetensors, or pass --i2v-allow-pickle if you trust the files"
             )
         return str(path)
     if source.count("/") != 1:
         raise I2VUsageError(
-            f"--i2v-model {source!r} is neither a local directory, a hub id (owner/name), 'random' nor 'tiny'"
+            f"--i2v-model {source!r} is neither a local directory, a hub id (owner/name), "
+            "'random' nor 'tiny'"
         )
     return source

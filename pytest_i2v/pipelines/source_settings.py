@@ -22,14 +22,15 @@ def parse_model_sources(text: str) -> tuple[str | None, dict[str, str]]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             raise I2VUsageError(
-                f"--i2v-model {text!r}: an empty entry; separate NAME=SOURCE entries with single commas"
+                f"--i2v-model {text!r}: an empty entry; separate NAME=SOURCE entries "
+                "with single commas"
             )
         name, sep, source = part.partition("=")
         if not sep:
             if default is not None:
                 raise I2VUsageError(
-                    f"--i2v-model {text!r}: two sources without a pipeline name ({default}, {part}); "
-                    f"name the second one, e.g. svd={part}"
+                    f"--i2v-model {text!r}: two sources without a pipeline name "
+                    f"({default}, {part}); name the second one, e.g. svd={part}"
                 )
             default = part
             continue

@@ -21,7 +21,8 @@ def unsupported_reason(
     diffusers_version: str | None,
     has_class: bool,
 ) -> str | None:
-    """Why a generation cannot run on this pipeline here (a skip reason that names the pipeline), or None."""
+    """Why a generation cannot run on this pipeline here (a skip reason that names the pipeline), or
+    None."""
     if (
         diffusers_version is None
         or not has_class
@@ -31,12 +32,16 @@ def unsupported_reason(
             f"installed: {diffusers_version}" if diffusers_version else "diffusers is not installed"
         )
         return (
-            f"pipeline {info.name} needs diffusers >= {info.min_diffusers} with {info.pipeline_class} ({installed}); "
+            f"pipeline {info.name} needs diffusers >= {info.min_diffusers} with "
+            f"{info.pipeline_class} ({installed}); "
             f"pip install -U diffusers"
         )
     missing = [m for m in memory if m not in info.memory_options]
     if missing:
         return f"memory option {', '.join(missing)} is not supported by pipeline {info.name}"
     if attention is not None and not info.attention_backends:
-        return f"attention={attention!r}: pipeline {info.name}'s denoiser has no set_attention_backend (use memory sdpa/eager_attention)"
+        return (
+            f"attention={attention!r}: pipeline {info.name}'s denoiser has no "
+            f"set_attention_backend (use memory sdpa/eager_attention)"
+        )
     return None

@@ -33,7 +33,8 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
 
     def build_tiny(self, work_dir: Path) -> Any:
         """The real block layout (four UNet levels, four VAE levels: latents 1/8 of the image) with
-        32 channels everywhere; the CLIP encoder keeps the 224-pixel input the pipeline resizes to."""
+        32 channels everywhere; the CLIP encoder keeps the 224-pixel input the pipeline resizes
+        to."""
         from diffusers import (
             AutoencoderKLTemporalDecoder,
             EulerDiscreteScheduler,
@@ -67,7 +68,8 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
             sample_size=64,
         )
         torch.manual_seed(0)
-        # transformers 5's typed config signatures do not list these keyword arguments (older ones do).
+        # transformers 5's typed config signatures do not list these keyword arguments (older ones
+        # do).
         image_encoder = CLIPVisionModelWithProjection(
             CLIPVisionConfig(  # type: ignore[call-arg, unused-ignore]
                 hidden_size=32,
@@ -109,8 +111,9 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
                     CLIPVisionConfig(**read_config(CONFIG_DIR, "image_encoder"))
                 ),
             }
-        # diffusers' AlphaBlender makes its mix_factor with the legacy torch.Tensor([...]) constructor,
-        # which ignores the device context: 38 scalars land on the CPU whatever the device says.
+        # diffusers' AlphaBlender makes its mix_factor with the legacy torch.Tensor([...])
+        # constructor, which ignores the device context: 38 scalars land on the CPU whatever the
+        # device says.
         target = torch.device(device)
         for name, module in modules.items():
             if any(t.device != target for t in (*module.parameters(), *module.buffers())):
@@ -140,7 +143,8 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
     ) -> dict[str, Any]:
-        # No prompt: SVD is conditioned on the image alone. min_guidance_scale stays at its default (1.0).
+        # No prompt: SVD is conditioned on the image alone. min_guidance_scale stays at its default
+        # (1.0).
         return {
             "image": image,
             "height": spec.height,

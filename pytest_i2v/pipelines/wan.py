@@ -78,7 +78,8 @@ class WanImageToVideoAdapter(PipelineAdapter):
 
     # ------------------------------------------------------------------ building
     def boundary_ratio(self) -> float | None:
-        """Where the experts hand over (from the shipped model_index.json); None for one transformer."""
+        """Where the experts hand over (from the shipped model_index.json); None for one
+        transformer."""
         if not self.two_experts:
             return None
         index = json.loads((self.config_dir / "model_index.json").read_text(encoding="utf-8"))
@@ -134,7 +135,8 @@ class WanImageToVideoAdapter(PipelineAdapter):
     def fullsize_denoisers(
         self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16
     ) -> list[Any]:
-        # The transformers alone: the 5.7 B UMT5 encoder and the tokenizer files are not needed for a count.
+        # The transformers alone: the 5.7 B UMT5 encoder and the tokenizer files are not needed for
+        # a count.
         transformers = self._fullsize_transformers(device, dtype)
         return [transformers[role] for role in self._transformer_roles()]
 
