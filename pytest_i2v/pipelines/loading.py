@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from pytest_i2v.errors import ModelSourceError
-from pytest_i2v.generation.marks import OFFLOAD_MEMORY_OPTIONS
+from pytest_i2v.generation.memory_options import OFFLOAD_MEMORY_OPTIONS
 from pytest_i2v.pipelines.applied_options import (
     AppliedOption,
     OptionNotApplied,
