@@ -63,58 +63,64 @@ def fixed_size_violation(
     )
 
 
+def _tiny_transformer() -> Any:
+    from diffusers import CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    return CogVideoXTransformer3DModel(
+        # RoPE needs attention_head_dim divisible by 16 (as in diffusers' own fast test)
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=8,
+        out_channels=4,
+        time_embed_dim=2,
+        text_embed_dim=16,
+        num_layers=1,
+        sample_width=8,
+        sample_height=8,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=MAX_TEXT_TOKENS,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=False,
+    )
+
+
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKLCogVideoX
+
+    torch.manual_seed(0)
+    # Four blocks: the real 8x spatial and 4x temporal compression. Sample 96x80 (h x w): tiles
+    # of 48x40 pixels, so vae_tiling really tiles at the tiny sizes, with overlaps that fall on
+    # whole latents as the real 480x720's 240x360 tiles do (other tile sizes give mismatched
+    # latents).
+    return AutoencoderKLCogVideoX(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(4, 4, 4, 4),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+        sample_height=96,
+        sample_width=80,
+        scaling_factor=0.7,
+    )
+
+
 class CogVideoXI2VAdapter(PipelineAdapter):
     name = NAME
 
     # ------------------------------------------------------------------ building
     def build_tiny(self, work_dir: Path) -> Any:
-        from diffusers import (
-            AutoencoderKLCogVideoX,
-            CogVideoXDDIMScheduler,
-            CogVideoXImageToVideoPipeline,
-            CogVideoXTransformer3DModel,
-        )
+        from diffusers import CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline
         from transformers import T5Config, T5EncoderModel
 
-        torch.manual_seed(0)
-        transformer = CogVideoXTransformer3DModel(
-            # RoPE needs attention_head_dim divisible by 16 (diffusers' own fast test uses the same
-            # numbers)
-            num_attention_heads=2,
-            attention_head_dim=16,
-            in_channels=8,
-            out_channels=4,
-            time_embed_dim=2,
-            text_embed_dim=16,
-            num_layers=1,
-            sample_width=8,
-            sample_height=8,
-            sample_frames=9,
-            patch_size=2,
-            temporal_compression_ratio=4,
-            max_text_seq_length=MAX_TEXT_TOKENS,
-            use_rotary_positional_embeddings=True,
-            use_learned_positional_embeddings=False,
-        )
-        torch.manual_seed(0)
-        # Four blocks: the real 8x spatial and 4x temporal compression. Sample 96x80 (h x w): tiles
-        # of 48x40 pixels, so vae_tiling really tiles at the tiny sizes, with overlaps that fall on
-        # whole latents as the real 480x720's 240x360 tiles do (other tile sizes give mismatched
-        # latents).
-        vae = AutoencoderKLCogVideoX(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("CogVideoXDownBlock3D",) * 4,
-            up_block_types=("CogVideoXUpBlock3D",) * 4,
-            block_out_channels=(4, 4, 4, 4),
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=2,
-            temporal_compression_ratio=4,
-            sample_height=96,
-            sample_width=80,
-            scaling_factor=0.7,
-        )
+        transformer = _tiny_transformer()
+        vae = _tiny_vae()
         torch.manual_seed(0)
         # T5 v1.1's gated-GELU layout at width 16 (= the transformer's text_embed_dim); the
         # vocabulary only has to hold the offline tokenizer's ids.

@@ -11,21 +11,19 @@ import torch
 
 from pytest_i2v.pipelines.tokenizers import load_byte_level_clip_tokenizer
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
 
-def build_tiny_pipeline(work_dir: Path) -> Any:
-    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline, I2VGenXLUNet
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+# The text embedding width: the UNet's cross-attention and the image encoder's projection.
+TEXT_DIM = 4
+# Each component is built after torch.manual_seed(0): the same tiny weights in every session, so
+# CPU baselines compare like with like.
 
-    text_dim = 4
-    # Fixed seeds: the same tiny weights in every session, so CPU baselines compare like with like.
+
+def _tiny_unet() -> Any:
+    from diffusers import I2VGenXLUNet
+
     torch.manual_seed(0)
-    unet = I2VGenXLUNet(
+    return I2VGenXLUNet(
         block_out_channels=(4, 8),
         layers_per_block=1,
         sample_size=32,
@@ -33,13 +31,18 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
         out_channels=4,
         down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
         up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        cross_attention_dim=text_dim,
+        cross_attention_dim=TEXT_DIM,
         attention_head_dim=4,
         num_attention_heads=None,
         norm_num_groups=2,
     )
+
+
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKL
+
     torch.manual_seed(0)
-    vae = AutoencoderKL(
+    return AutoencoderKL(
         block_out_channels=(8, 8, 8, 8),
         in_channels=3,
         out_channels=3,
@@ -49,15 +52,20 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
         sample_size=32,
         norm_num_groups=2,
     )
+
+
+def _tiny_text_encoder() -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     torch.manual_seed(0)
     # transformers 5 declares config fields through huggingface_hub's @strict dataclass, which mypy
     # does not read: it sees only PreTrainedConfig's arguments (4.x spelled them out, hence
     # unused-ignore).
-    text_encoder = CLIPTextModel(
+    return CLIPTextModel(
         CLIPTextConfig(  # type: ignore[call-arg, unused-ignore]
             bos_token_id=0,
             eos_token_id=2,
-            hidden_size=text_dim,
+            hidden_size=TEXT_DIM,
             intermediate_size=16,
             layer_norm_eps=1e-05,
             num_attention_heads=2,
@@ -68,11 +76,16 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
             projection_dim=32,
         )
     )
+
+
+def _tiny_image_encoder() -> Any:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
     torch.manual_seed(0)
-    image_encoder = CLIPVisionModelWithProjection(
+    return CLIPVisionModelWithProjection(
         CLIPVisionConfig(  # type: ignore[call-arg, unused-ignore]
             hidden_size=4,
-            projection_dim=text_dim,
+            projection_dim=TEXT_DIM,
             num_hidden_layers=2,
             num_attention_heads=2,
             image_size=32,
@@ -80,6 +93,16 @@ def build_tiny_pipeline(work_dir: Path) -> Any:
             patch_size=1,
         )
     )
+
+
+def build_tiny_pipeline(work_dir: Path) -> Any:
+    from diffusers import DDIMScheduler, I2VGenXLPipeline
+    from transformers import CLIPImageProcessor
+
+    unet = _tiny_unet()
+    vae = _tiny_vae()
+    text_encoder = _tiny_text_encoder()
+    image_encoder = _tiny_image_encoder()
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,

@@ -26,6 +26,31 @@ CONFIG_DIR = CONFIG_ROOT / "ltx-video"
 MAX_SEQUENCE_LENGTH = 128
 
 
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKLLTXVideo
+
+    torch.manual_seed(0)
+    return AutoencoderKLLTXVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True, False),
+        decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4,
+        upsample_factor=(1,) * 4,
+        timestep_conditioning=False,
+        patch_size=4,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+
+
 class LTXVideoAdapter(PipelineAdapter):
     name = "ltx-video"
 
@@ -33,7 +58,6 @@ class LTXVideoAdapter(PipelineAdapter):
         """The real compression (patch 4 and three spatio-temporal scalings: 32x spatial, 8x
         temporal), so the tiny pipeline obeys the real size and frame rules, with 8 channels."""
         from diffusers import (
-            AutoencoderKLLTXVideo,
             FlowMatchEulerDiscreteScheduler,
             LTXImageToVideoPipeline,
             LTXVideoTransformer3DModel,
@@ -53,26 +77,7 @@ class LTXVideoAdapter(PipelineAdapter):
             num_layers=1,
             caption_channels=text_dim,
         )
-        torch.manual_seed(0)
-        vae = AutoencoderKLLTXVideo(
-            in_channels=3,
-            out_channels=3,
-            latent_channels=8,
-            block_out_channels=(8, 8, 8, 8),
-            decoder_block_out_channels=(8, 8, 8, 8),
-            layers_per_block=(1, 1, 1, 1, 1),
-            decoder_layers_per_block=(1, 1, 1, 1, 1),
-            spatio_temporal_scaling=(True, True, True, False),
-            decoder_spatio_temporal_scaling=(True, True, True, False),
-            decoder_inject_noise=(False,) * 5,
-            upsample_residual=(False,) * 4,
-            upsample_factor=(1,) * 4,
-            timestep_conditioning=False,
-            patch_size=4,
-            patch_size_t=1,
-            encoder_causal=True,
-            decoder_causal=False,
-        )
+        vae = _tiny_vae()
         torch.manual_seed(0)
         # transformers 5's typed config signatures do not list these keyword arguments (older ones
         # do).

@@ -28,6 +28,19 @@ CONFIG_DIR = CONFIG_ROOT / "svd"
 DECODE_CHUNK_SIZE = 8
 
 
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(0)
+    return AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=64,
+    )
+
+
 class StableVideoDiffusionAdapter(PipelineAdapter):
     name = "svd"
 
@@ -36,7 +49,6 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
         32 channels everywhere; the CLIP encoder keeps the 224-pixel input the pipeline resizes
         to."""
         from diffusers import (
-            AutoencoderKLTemporalDecoder,
             EulerDiscreteScheduler,
             StableVideoDiffusionPipeline,
             UNetSpatioTemporalConditionModel,
@@ -59,14 +71,7 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
             # fps, motion bucket and noise augmentation: three added time ids
             projection_class_embeddings_input_dim=3 * time_embed_dim,
         )
-        torch.manual_seed(0)
-        vae = AutoencoderKLTemporalDecoder(
-            block_out_channels=(32, 32, 32, 32),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            layers_per_block=1,
-            latent_channels=4,
-            sample_size=64,
-        )
+        vae = _tiny_vae()
         torch.manual_seed(0)
         # transformers 5's typed config signatures do not list these keyword arguments (older ones
         # do).
