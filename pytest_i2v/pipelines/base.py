@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     else:  # Python 3.10
         from importlib.abc import Traversable
 
+# diffusers is imported inside the methods that need it: adapter_for imports an adapter module
+# without loading diffusers until a pipeline is built, loaded or checked.
+
 # Published configs record the checkpoint's dtype, and transformers builds (parts of) a model in
 # it whatever the default dtype says; the requested dtype decides, so these keys are dropped.
 _DTYPE_KEYS = ("torch_dtype", "dtype")

@@ -40,6 +40,8 @@ from pytest_i2v.pipelines.base import (
 )
 from pytest_i2v.pipelines.tokenizers import t5_tokenizer
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
+
 NAME = "cogvideox-i2v"
 # The transformer's text length and the pipeline's ``max_sequence_length`` default.
 MAX_TEXT_TOKENS = 226

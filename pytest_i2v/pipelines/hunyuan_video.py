@@ -34,6 +34,8 @@ from pytest_i2v.pipelines.hunyuan_video_tokenizer import (
 )
 from pytest_i2v.pipelines.tokenizers import load_byte_level_clip_tokenizer
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
+
 NAME = "hunyuanvideo-i2v"
 CONFIG_DIR = CONFIG_ROOT / NAME
 CLIP_MAX_LENGTH = 77

@@ -16,6 +16,8 @@ from pytest_i2v.pipelines.base import PipelineAdapter
 from pytest_i2v.pipelines.i2vgen_xl_compat import alias_clip_text_model
 from pytest_i2v.pipelines.i2vgen_xl_tiny import build_tiny_pipeline, save_tiny_pipeline
 
+# diffusers is imported inside the toggle methods: importing the adapter stays cheap.
+
 
 class I2VGenXLAdapter(PipelineAdapter):
     name = "i2vgen-xl"

@@ -12,6 +12,8 @@ import torch
 from pytest_i2v.pipelines.base import CONFIG_ROOT, building, cast_floating, read_config
 from pytest_i2v.pipelines.tokenizers import load_byte_level_clip_tokenizer
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
+
 # Package data (see base.CONFIG_ROOT), so a non-editable or zipped install finds it.
 CONFIG_DIR = CONFIG_ROOT / "i2vgen-xl"
 

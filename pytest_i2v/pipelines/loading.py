@@ -25,6 +25,9 @@ from pytest_i2v.pipelines.base import adapter_for
 from pytest_i2v.pipelines.pipeline_class import import_pipeline_class
 from pytest_i2v.pipelines.registry import DEFAULT_PIPELINE, PIPELINES
 
+# diffusers is imported inside load_from_pretrained: the session imports this module for its key
+# and record types, which need no diffusers.
+
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 # What the numbers mean, recorded with every result.
 PROVENANCE = {"tiny": "tiny-random-weights", "random": "full-size-random-weights"}

@@ -21,6 +21,8 @@ from pytest_i2v.pipelines.base import (
 )
 from pytest_i2v.pipelines.tokenizers import t5_tokenizer
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
+
 CONFIG_DIR = CONFIG_ROOT / "ltx-video"
 # The pipeline's max_sequence_length default and the converted checkpoint's tokenizer length.
 MAX_SEQUENCE_LENGTH = 128

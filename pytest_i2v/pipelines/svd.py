@@ -21,6 +21,8 @@ from pytest_i2v.pipelines.base import (
     read_config,
 )
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
+
 CONFIG_DIR = CONFIG_ROOT / "svd"
 # The pipeline's docstring example for img2vid-xt decodes 8 frames at a time; its default (None)
 # decodes all frames at once, which at 1024x576x25 is the peak of the whole generation. The

@@ -25,6 +25,8 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import CONFIG_ROOT, PipelineAdapter, building, read_config
 from pytest_i2v.pipelines.tokenizers import t5_tokenizer
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
+
 # The UMT5 sequence length the pipeline pads every prompt to (its ``max_sequence_length`` default);
 # the 2.1 attention processor also hard-codes 512 text tokens to split image from text context.
 TEXT_SEQUENCE_LENGTH = 512
