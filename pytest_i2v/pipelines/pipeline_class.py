@@ -1,6 +1,7 @@
-"""A user's own pipeline class (``--i2v-pipeline-class`` / ini ``i2v_pipeline_class``): imported
-once at configure, so a typo is a usage error before anything is measured, and placed on the
-supported pipeline it derives from (its adapter calls, times and checks it)."""
+"""A user's own pipeline class (``--i2v-pipeline-class`` / ini ``i2v_pipeline_class``): the
+setting parsed, each class imported once at configure, so a typo is a usage error before anything
+is measured, and placed on the supported pipeline it derives from (its adapter calls, times and
+checks it)."""
 
 from __future__ import annotations
 
