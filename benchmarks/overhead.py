@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.runner import GenerationRunner, generate
-from pytest_i2v.models.sources import PipelineKey, load_pipeline
+from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.measure.runner import generate
-from pytest_i2v.models.sources import PipelineKey, load_pipeline
+from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
 source, device_name, size = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 pipe = load_pipeline(PipelineKey(source=str(source), dtype="fp32", device="cpu"), source.parent).pipe
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=20)
     parser.add_argument("--size", type=int, default=64, help="generation width and height (default: 64)")
     args = parser.parse_args()
-    from pytest_i2v.models.tiny import save_tiny_pipeline
+    from pytest_i2v.pipelines.i2vgen_xl_tiny import save_tiny_pipeline
 
     with tempfile.TemporaryDirectory(prefix="signature-determinism-") as work:
         source = save_tiny_pipeline(Path(work))

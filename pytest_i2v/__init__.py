@@ -26,10 +26,10 @@ _PUBLIC = {
     "synthetic_portrait": "pytest_i2v.generation.inputs",  # the default input image
     "hookspecs": "pytest_i2v.hookspecs",  # the hooks a conftest can implement (a module)
     # what the loading hooks receive and return, and what a load's checks find
-    "PipelineKey": "pytest_i2v.models.sources",
-    "LoadedPipeline": "pytest_i2v.models.sources",
-    "AppliedOption": "pytest_i2v.models.applied",
-    "save_tiny_model": "pytest_i2v.models.tiny_model",  # a tiny random model directory for CPU runs
+    "PipelineKey": "pytest_i2v.pipelines.loading",
+    "LoadedPipeline": "pytest_i2v.pipelines.loading",
+    "AppliedOption": "pytest_i2v.pipelines.applied_options",
+    "save_tiny_model": "pytest_i2v.pipelines.tiny_model",  # a tiny random model directory for CPU runs
 }
 __all__ = [
     "AppliedOption",
@@ -54,9 +54,9 @@ if TYPE_CHECKING:
     from pytest_i2v.generation.inputs import synthetic_portrait
     from pytest_i2v.generation.marks import Budget, GenerationSpec, i2v, time_budget, vram_budget
     from pytest_i2v.generation.results import GenerationRecord
-    from pytest_i2v.models.applied import AppliedOption
-    from pytest_i2v.models.sources import LoadedPipeline, PipelineKey
-    from pytest_i2v.models.tiny_model import save_tiny_model
+    from pytest_i2v.pipelines.applied_options import AppliedOption
+    from pytest_i2v.pipelines.loading import LoadedPipeline, PipelineKey
+    from pytest_i2v.pipelines.tiny_model import save_tiny_model
     from pytest_i2v.study import Study, pick_resolution
 
 

@@ -11,7 +11,7 @@ from pytest_i2v.pipelines import pipeline_names
 
 
 def _cmd_tiny_model(args: argparse.Namespace) -> str:
-    from pytest_i2v.models.tiny_model import save_tiny_model
+    from pytest_i2v.pipelines.tiny_model import save_tiny_model
 
     directory = save_tiny_model(args.pipeline, args.directory)
     return (

@@ -86,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool, wrap: Any) -> Any:
     """Default pipeline factory: the model source named in the key."""
-    from pytest_i2v.models.sources import load_pipeline
+    from pytest_i2v.pipelines.loading import load_pipeline
 
     return load_pipeline(key, work_dir, allow_pickle=allow_pickle, wrap=wrap)
 

@@ -60,8 +60,8 @@ def pytest_i2v_device_runtime() -> Any:
 @pytest.hookimpl(tryfirst=True)
 def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool, wrap: Any) -> Any:
     """Load on the CPU, then count the weights on the simulated device and start its workload."""
-    from pytest_i2v.models.sources import load_pipeline
     from pytest_i2v.pipelines.base import adapter_for
+    from pytest_i2v.pipelines.loading import load_pipeline
 
     # The real placement calls run (offload hooks and all), on the CPU the simulated card computes on.
     loaded = load_pipeline(key, work_dir, allow_pickle=allow_pickle, wrap=wrap)

@@ -73,14 +73,14 @@ def no_network() -> object:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny I2VGen-XL saved with save_pretrained, built once for the test session."""
-    from pytest_i2v.models.tiny import save_tiny_pipeline
+    from pytest_i2v.pipelines.i2vgen_xl_tiny import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
-    from pytest_i2v.models.sources import PipelineKey, load_pipeline
+    from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
     return load_pipeline(PipelineKey(source=str(tiny_model_dir), dtype="fp32", device="cpu"), tiny_model_dir.parent).pipe
 

@@ -12,8 +12,8 @@ from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.measurement import Measurement
 from pytest_i2v.measure.runner import GenerationRunner
-from pytest_i2v.models.sources import PipelineKey, load_pipeline
 from pytest_i2v.pipelines import PIPELINES
+from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
 
 def require_pipeline(name: str) -> Any:

@@ -221,8 +221,9 @@ def test_package_never_uses_unsafe_loaders() -> None:
 
 def test_pickle_weights_need_an_explicit_opt_in(tmp_path: Path) -> None:
     from pytest_i2v.errors import I2VUsageError
-    from pytest_i2v.models.sources import PipelineKey, check_model_source, load_pipeline
-    from pytest_i2v.models.tiny import build_tiny_pipeline
+    from pytest_i2v.pipelines.i2vgen_xl_tiny import build_tiny_pipeline
+    from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
+    from pytest_i2v.pipelines.source_check import check_model_source
 
     directory = tmp_path / "pickled"
     build_tiny_pipeline(tmp_path).save_pretrained(str(directory), safe_serialization=False)

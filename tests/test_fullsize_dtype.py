@@ -13,7 +13,7 @@ from unittest.mock import MagicMock
 import pytest
 import torch
 
-from pytest_i2v.models.sources import TORCH_DTYPES, PipelineKey, load_pipeline
+from pytest_i2v.pipelines.loading import TORCH_DTYPES, PipelineKey, load_pipeline
 
 COMPONENTS = ("unet", "vae", "text_encoder", "image_encoder")
 
@@ -29,7 +29,7 @@ def _wrong_dtypes(module: torch.nn.Module, dtype: torch.dtype) -> list[str]:
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
 def test_every_fullsize_component_is_built_in_the_requested_dtype(dtype: str) -> None:
-    from pytest_i2v.models.fullsize import build_fullsize_modules
+    from pytest_i2v.pipelines.i2vgen_xl_fullsize import build_fullsize_modules
 
     modules = build_fullsize_modules("meta", TORCH_DTYPES[dtype])
     assert set(modules) == set(COMPONENTS)
@@ -41,8 +41,8 @@ def test_every_fullsize_component_is_built_in_the_requested_dtype(dtype: str) ->
 def test_a_config_dtype_that_slips_through_is_still_overruled(monkeypatch: pytest.MonkeyPatch) -> None:
     """The second guard: with the config's ``torch_dtype: float16`` kept, the image encoder
     comes out partly fp16 from transformers, and the build casts it to the requested dtype."""
-    import pytest_i2v.models.fullsize as fullsize
     import pytest_i2v.pipelines.base as base
+    import pytest_i2v.pipelines.i2vgen_xl_fullsize as fullsize
 
     monkeypatch.setattr(base, "_DTYPE_KEYS", ())  # read_config, shared by every pipeline, keeps them
     modules = fullsize.build_fullsize_modules("meta", torch.float32)
@@ -51,7 +51,7 @@ def test_a_config_dtype_that_slips_through_is_still_overruled(monkeypatch: pytes
 
 
 def test_building_leaves_the_default_dtype_alone() -> None:
-    from pytest_i2v.models.fullsize import build_fullsize_modules
+    from pytest_i2v.pipelines.i2vgen_xl_fullsize import build_fullsize_modules
 
     before = torch.get_default_dtype()
     build_fullsize_modules("meta", torch.bfloat16)
@@ -60,7 +60,7 @@ def test_building_leaves_the_default_dtype_alone() -> None:
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
 def test_fullsize_pipeline_components_all_have_the_requested_dtype(dtype: str, tmp_path: Path) -> None:
-    from pytest_i2v.models.fullsize import build_fullsize_pipeline
+    from pytest_i2v.pipelines.i2vgen_xl_fullsize import build_fullsize_pipeline
 
     pipe = build_fullsize_pipeline("meta", TORCH_DTYPES[dtype], tmp_path)
     for name in COMPONENTS:
@@ -82,7 +82,7 @@ import torch
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.runner import generate
-from pytest_i2v.models.sources import TORCH_DTYPES, PipelineKey, load_pipeline
+from pytest_i2v.pipelines.loading import TORCH_DTYPES, PipelineKey, load_pipeline
 
 dtype, work = sys.argv[1], Path(sys.argv[2])
 loaded = load_pipeline(PipelineKey(source="random", dtype=dtype, device="cpu"), work)
@@ -109,7 +109,7 @@ def test_random_fullsize_generates_in_requested_dtype(dtype: str, tmp_path: Path
 # --- Defect 8: offload keys build on the CPU, then place the model as the option says ----------
 
 def test_build_device_for_offload_keys_is_the_cpu() -> None:
-    from pytest_i2v.models.sources import build_device_for
+    from pytest_i2v.pipelines.loading import build_device_for
 
     assert build_device_for(PipelineKey("random", "fp16", "cuda:1", offload="model_cpu_offload")) == "cpu"
     assert build_device_for(PipelineKey("random", "fp16", "cuda:1", offload="sequential_cpu_offload")) == "cpu"
@@ -120,7 +120,7 @@ def test_build_device_for_offload_keys_is_the_cpu() -> None:
 @pytest.fixture
 def fake_build(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Replace the 2.5 B-parameter build with a recording fake pipe."""
-    import pytest_i2v.models.fullsize as fullsize
+    import pytest_i2v.pipelines.i2vgen_xl_fullsize as fullsize
 
     record: dict[str, Any] = {}
 

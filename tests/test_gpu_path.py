@@ -310,8 +310,8 @@ def offload_peak(tmp_path: Path, offload: str | None, pipeline: str = "i2vgen-xl
     load_pipeline (the adapter's real placement call) and the simulated card's residency rule."""
     from dataclasses import replace as replace_spec
 
-    from pytest_i2v.models.sources import PipelineKey, load_pipeline
     from pytest_i2v.pipelines.base import adapter_for
+    from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
     loaded = load_pipeline(PipelineKey("tiny", "fp32", "cpu", offload=offload, pipeline=pipeline), tmp_path / str(offload))
     device: SimulatedCudaDevice = SimulatedRuntime().open("cuda:0")

@@ -7,15 +7,10 @@ import pytest
 import torch
 
 from pytest_i2v.errors import I2VUsageError, ModelSourceError
-from pytest_i2v.models.compat import alias_clip_text_model
-from pytest_i2v.models.sources import (
-    PipelineKey,
-    apply_toggles,
-    check_model_source,
-    load_from_pretrained,
-    load_pipeline,
-    reset_toggles,
-)
+from pytest_i2v.pipelines.i2vgen_xl_compat import alias_clip_text_model
+from pytest_i2v.pipelines.loading import PipelineKey, load_from_pretrained, load_pipeline
+from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
+from pytest_i2v.pipelines.source_check import check_model_source
 
 
 def test_tiny_pipeline_round_trips_through_save_and_from_pretrained(tiny_model_dir: Path, tiny_pipe) -> None:
@@ -36,7 +31,7 @@ def test_load_pipeline_records_time_and_provenance(tmp_path: Path) -> None:
 
 
 def test_fullsize_random_architecture_matches_the_real_model() -> None:
-    from pytest_i2v.models.fullsize import build_fullsize_modules
+    from pytest_i2v.pipelines.i2vgen_xl_fullsize import build_fullsize_modules
 
     modules = build_fullsize_modules("meta", torch.float16)
     count = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}

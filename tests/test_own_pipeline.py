@@ -15,9 +15,9 @@ import torch
 
 from pytest_i2v import AppliedOption, save_tiny_model
 from pytest_i2v.cli import main
-from pytest_i2v.models.applied import refusal, verify_load
-from pytest_i2v.models.sources import TINY_MARKER
+from pytest_i2v.pipelines.applied_options import refusal, verify_load
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.pipelines.loading import TINY_MARKER
 
 OWN_CLASS = "AcmeWanI2VPipeline"
 FP8_TEST = """

@@ -25,7 +25,7 @@ _PROBE = """
 import json, sys
 import pytest_i2v
 from pytest_i2v.study.reference import SHIPPED_REFERENCE, compare_published, load_reference, shipped_reference
-from pytest_i2v.models.fullsize import _config
+from pytest_i2v.pipelines.i2vgen_xl_fullsize import _config
 from pytest_i2v.profiles import load_profiles
 assert SHIPPED_REFERENCE.is_file()
 reference = shipped_reference()
@@ -71,7 +71,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert "pytest_i2v/data/rtx4090-published.yaml" in names
-    assert "pytest_i2v/models/configs/i2vgen-xl/unet/config.json" in names
+    assert "pytest_i2v/pipelines/configs/i2vgen-xl/unet/config.json" in names
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True, timeout=120)
     return target

@@ -14,9 +14,10 @@ from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import GenerationSpec, i2v
 from pytest_i2v.measure.measurement import Measurement
 from pytest_i2v.measure.runner import GenerationRunner
-from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count
+from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
+from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
 from tests.pipeline_support import require_pipeline
 
 NAME = "hunyuanvideo-i2v"

@@ -13,9 +13,10 @@ import torch
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
-from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count
+from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
+from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
 from tests.pipeline_support import assert_timed_step_by_step, load_tiny, require_pipeline
 from tests.pipeline_support import measure_once as _measure
 

@@ -17,9 +17,10 @@ import torch
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
-from pytest_i2v.models.sources import PipelineKey, apply_toggles, load_pipeline, reset_toggles
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.pipelines.base import CONFIG_ROOT, adapter_for, parameter_count
+from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
+from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
 from tests.pipeline_support import measure_once as _measure
 
 NAMES = ("wan2.1-i2v", "wan2.2-i2v")

@@ -39,7 +39,7 @@ def warm(warm_imports: None, tmp_path_factory: pytest.TempPathFactory) -> None:
     from pytest_i2v.generation.inputs import synthetic_portrait
     from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import generate
-    from pytest_i2v.models.sources import PipelineKey, load_pipeline
+    from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
     for name in NEW_PIPELINES:
         loaded = load_pipeline(PipelineKey("tiny", "fp32", "cpu", pipeline=name), tmp_path_factory.mktemp(name))
@@ -244,7 +244,7 @@ def test_torch_compile_compiles_the_repeated_blocks_and_runs(tmp_path: Path) -> 
     from pytest_i2v.generation.inputs import synthetic_portrait
     from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import GenerationRunner
-    from pytest_i2v.models.sources import PipelineKey, load_pipeline
+    from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
     loaded = load_pipeline(PipelineKey("tiny", "fp32", "cpu", pipeline="ltx-video", load_options=("torch_compile",)),
                            tmp_path)
@@ -268,7 +268,7 @@ def test_layerwise_fp8_with_torch_compile_runs_on_the_tiny_wan(tmp_path: Path) -
     from pytest_i2v.generation.inputs import synthetic_portrait
     from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import GenerationRunner
-    from pytest_i2v.models.sources import PipelineKey, load_pipeline
+    from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
     key = PipelineKey("tiny", "fp32", "cpu", pipeline="wan2.1-i2v", load_options=("torch_compile", "layerwise_fp8"))
     loaded = load_pipeline(key, tmp_path)

@@ -13,12 +13,12 @@ from pytest_i2v.pipelines import (
     PIPELINES,
     Constraints,
     parse_model_sources,
-    pipeline_from_model_index,
     pipeline_of_directory,
     session_pipeline,
     source_for,
     unsupported_reason,
 )
+from pytest_i2v.pipelines.identify import pipeline_from_model_index
 from pytest_i2v.profiles import load_profiles
 
 

@@ -278,7 +278,7 @@ def test_custom_pipeline_factory_hook(i2v_project: pytest.Pytester) -> None:
     i2v_project.makeconftest(
         """
         import pytest
-        from pytest_i2v.models.sources import load_pipeline
+        from pytest_i2v.pipelines.loading import load_pipeline
 
         CALLS = []
 

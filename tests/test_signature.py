@@ -153,7 +153,7 @@ from pathlib import Path
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.profiling import profile_work
-from pytest_i2v.models.sources import PipelineKey, load_pipeline
+from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 import pytest_i2v.simulated_plugin as simulated
 
 source = Path(sys.argv[1])

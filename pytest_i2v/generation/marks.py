@@ -13,14 +13,18 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError, I2VUsageProblems
-from pytest_i2v.pipelines import (
+from pytest_i2v.generation.memory_options import (
+    LOAD_MEMORY_OPTIONS,
+    OFFLOAD_MEMORY_OPTIONS,
+    TOGGLE_MEMORY_OPTIONS,
+    memory_options_of,
+    memory_problems,
+)
+from pytest_i2v.pipelines.constraints import VAE_SCALE, Constraints
+from pytest_i2v.pipelines.registry import (
     DEFAULT_PIPELINE,
-    LOAD_OPTIONS,
-    OFFLOAD_OPTIONS,
     PIPELINES,
-    TOGGLE_OPTIONS,
-    VAE_SCALE,
-    Constraints,
+    Native,
     PipelineInfo,
     check_pipeline_name,
 )
@@ -28,18 +32,8 @@ from pytest_i2v.pipelines import (
 # The study's square presets (the article's 256p/512p/768p/1024p are W = H).
 RESOLUTION_PRESETS: dict[str, int] = {"256p": 256, "512p": 512, "768p": 768, "1024p": 1024}
 DTYPES = ("fp16", "bf16", "fp32")
-# Toggles applied to a loaded pipeline per test and undone afterwards.
-TOGGLE_MEMORY_OPTIONS = TOGGLE_OPTIONS
-# Offload changes where weights live, so an offloaded pipeline is a separate cached pipeline.
-OFFLOAD_MEMORY_OPTIONS = OFFLOAD_OPTIONS
-# Recast or compiled weights cannot be undone: also a separate cached pipeline.
-LOAD_MEMORY_OPTIONS = LOAD_OPTIONS
-MEMORY_OPTIONS = OFFLOAD_MEMORY_OPTIONS + LOAD_MEMORY_OPTIONS + TOGGLE_MEMORY_OPTIONS
 # Options that only make sense with a CUDA device (they move weights between host and GPU).
 CUDA_ONLY_MEMORY_OPTIONS = frozenset(OFFLOAD_MEMORY_OPTIONS)
-# Offloads whose hooks live inside the denoiser's blocks (diffusers marks group offload's onload with
-# torch.compiler.disable, accelerate's hooks likewise): compiled blocks around them cannot be traced.
-COMPILE_EXCLUDES = frozenset({"sequential_cpu_offload", "group_offload"})
 DEFAULT_PROMPT = "A person slowly turning head to the right"  # the study's prompt
 
 
@@ -57,7 +51,8 @@ class Scaling:
         return self.size_divisor == 1 and self.steps_divisor == 1 and self.frames_divisor == 1
 
     def size(self, pixels: int, multiple: int = 8) -> int:
-        # Keep sizes multiples of the pipeline's size rule (8, the VAE's scale factor, at least) after dividing.
+        # Keep sizes multiples of the pipeline's size rule (8, the VAE's scale factor, at least)
+        # after dividing.
         return max(self.min_size, multiple, (pixels // self.size_divisor) // multiple * multiple)
 
     def steps(self, steps: int) -> int:
@@ -71,9 +66,16 @@ class Scaling:
     def describe(self) -> str:
         if self.is_identity:
             return "none (the study's sizes and steps)"
-        sizes = ", ".join(f"{k}->{self.size(v)}x{self.size(v)}" for k, v in RESOLUTION_PRESETS.items())
-        frames = f"; frames /{self.frames_divisor} (16->{self.frames(16)})" if self.frames_divisor > 1 else ""
-        return f"sizes /{self.size_divisor} ({sizes}); steps /{self.steps_divisor} (50->{self.steps(50)}){frames}"
+        sizes = ", ".join(
+            f"{k}->{self.size(v)}x{self.size(v)}" for k, v in RESOLUTION_PRESETS.items()
+        )
+        frames = (
+            f"; frames /{self.frames_divisor} (16->{self.frames(16)})"
+            if self.frames_divisor > 1
+            else ""
+        )
+        steps = f"steps /{self.steps_divisor} (50->{self.steps(50)})"
+        return f"sizes /{self.size_divisor} ({sizes}); {steps}{frames}"
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -154,6 +156,80 @@ def _int_problem(name: str, value: Any, generic: int, minimum: int) -> str | Non
     return None
 
 
+def _pipeline_info(pipeline: str | None, problems: list[str]) -> PipelineInfo | None:
+    """The mark's pipeline; None, with the problem noted, when it is unknown (the rest is still
+    checked, but against no pipeline's rules)."""
+    try:
+        return check_pipeline_name(DEFAULT_PIPELINE if pipeline is None else pipeline)
+    except I2VUsageError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _size(
+    resolution: str | None,
+    width: int | None,
+    height: int | None,
+    native: Native,
+    problems: list[str],
+) -> tuple[str | None, int | None, int | None, bool]:
+    """(resolution, width, height, sized): a preset's size, the given one or the native one;
+    ``sized`` is False when the mark's size arguments are a problem (noted in ``problems``)."""
+    if resolution is not None:
+        unsized = []
+        if width is not None or height is not None:
+            unsized.append(f"give resolution={resolution!r} or width/height, not both")
+        if not isinstance(resolution, str) or resolution not in RESOLUTION_PRESETS:
+            unsized.append(
+                f"resolution={resolution!r} is not a preset; use one of "
+                f"{', '.join(RESOLUTION_PRESETS)} or width=/height="
+            )
+        problems.extend(unsized)
+        if unsized:
+            return resolution, width, height, False
+        return resolution, RESOLUTION_PRESETS[resolution], RESOLUTION_PRESETS[resolution], True
+    if width is None and height is None:
+        return native.resolution, native.width, native.height, True
+    if width is None or height is None:
+        problems.append("give both width= and height= (or a resolution preset such as '512p')")
+        return resolution, width, height, False
+    return resolution, width, height, True
+
+
+def _setting_problems(
+    fps: Any,
+    seed: Any,
+    guidance: Any,
+    dtype: Any,
+    fast: Any,
+    prompt: Any,
+    attention: Any,
+) -> list[str]:
+    """The problems of the mark's other settings, in signature order."""
+    problems: list[str] = []
+    for name, value, minimum in (("fps", fps, 1), ("seed", seed, 0)):
+        problems.extend(filter(None, [_int_problem(name, value, minimum, minimum)]))
+    if (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, (int, float))
+        or not math.isfinite(guidance)
+        or guidance < 0
+    ):
+        problems.append(f"guidance={guidance!r} must be a finite number >= 0")
+    if dtype is not None and dtype not in DTYPES:
+        problems.append(f"dtype={dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+    if not isinstance(fast, bool):
+        problems.append(f"fast={fast!r} must be True or False")
+    if not isinstance(prompt, str) or not prompt:
+        problems.append(f"prompt={prompt!r} must be a non-empty string")
+    if attention is not None and (not isinstance(attention, str) or not attention):
+        problems.append(
+            f"attention={attention!r} must name a diffusers attention backend, "
+            f"e.g. 'native' or 'flash'"
+        )
+    return problems
+
+
 def i2v(
     resolution: str | None = None,
     width: int | None = None,
@@ -170,64 +246,40 @@ def i2v(
     pipeline: str | None = None,
     attention: str | None = None,
 ) -> GenerationSpec:
-    """Describe one generation; unset sizes, frames, steps, guidance and fps are the pipeline's native
-    ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8).
+    """Describe one generation; unset sizes, frames, steps, guidance and fps are the pipeline's
+    native ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8).
 
     A bad mark raises one ``I2VUsageProblems`` naming every problem, each with a fix that keeps all
     of the pipeline's rules (a Wan width of 830: "try 816 or 832", multiples of 16 and of 8)."""
     problems: list[str] = []
-    try:
-        name = DEFAULT_PIPELINE if pipeline is None else pipeline
-        info: PipelineInfo | None = check_pipeline_name(name)
-    except I2VUsageError as exc:  # the rest is still checked, but against no pipeline's rules
-        info = None
-        problems.append(str(exc))
+    info = _pipeline_info(pipeline, problems)
     native = (info or PIPELINES[DEFAULT_PIPELINE]).native
-    sized = True
-    if resolution is not None:
-        unsized = []
-        if width is not None or height is not None:
-            unsized.append(f"give resolution={resolution!r} or width/height, not both")
-        if not isinstance(resolution, str) or resolution not in RESOLUTION_PRESETS:
-            unsized.append(f"resolution={resolution!r} is not a preset; use one of "
-                           f"{', '.join(RESOLUTION_PRESETS)} or width=/height=")
-        problems.extend(unsized)
-        sized = not unsized
-        if sized:
-            width = height = RESOLUTION_PRESETS[resolution]
-    elif width is None and height is None:
-        resolution, width, height = native.resolution, native.width, native.height
-    elif width is None or height is None:
-        problems.append("give both width= and height= (or a resolution preset such as '512p')")
-        sized = False
+    resolution, width, height, sized = _size(resolution, width, height, native, problems)
     frames = native.frames if frames is None else frames
     steps = native.steps if steps is None else steps
     guidance = native.guidance if guidance is None else guidance
     fps = native.fps if fps is None else fps
     sizes = {"width": width, "height": height} if sized else {}
     problems.extend(_shape_problems(info, {**sizes, "frames": frames, "steps": steps}))
-    for name, value, minimum in (("fps", fps, 1), ("seed", seed, 0)):
-        problems.extend(filter(None, [_int_problem(name, value, minimum, minimum)]))
-    if (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
-            or not math.isfinite(guidance) or guidance < 0):
-        problems.append(f"guidance={guidance!r} must be a finite number >= 0")
-    if dtype is not None and dtype not in DTYPES:
-        problems.append(f"dtype={dtype!r} is unknown; use one of {', '.join(DTYPES)}")
-    if not isinstance(fast, bool):
-        problems.append(f"fast={fast!r} must be True or False")
-    if not isinstance(prompt, str) or not prompt:
-        problems.append(f"prompt={prompt!r} must be a non-empty string")
-    if attention is not None and (not isinstance(attention, str) or not attention):
-        problems.append(f"attention={attention!r} must name a diffusers attention backend, "
-                        f"e.g. 'native' or 'flash'")
-    problems.extend(_memory_problems(memory))
+    problems.extend(_setting_problems(fps, seed, guidance, dtype, fast, prompt, attention))
+    problems.extend(memory_problems(memory))
     if problems:
         raise I2VUsageProblems(problems)
     assert isinstance(width, int) and isinstance(height, int)  # checked above
     return GenerationSpec(
-        width=width, height=height, frames=frames, steps=steps, guidance=float(guidance), fps=fps,
-        dtype=dtype, memory=_memory_options(memory), prompt=prompt, seed=seed,
-        resolution=resolution, fast=fast, pipeline=DEFAULT_PIPELINE if info is None else info.name,
+        width=width,
+        height=height,
+        frames=frames,
+        steps=steps,
+        guidance=float(guidance),
+        fps=fps,
+        dtype=dtype,
+        memory=memory_options_of(memory),
+        prompt=prompt,
+        seed=seed,
+        resolution=resolution,
+        fast=fast,
+        pipeline=DEFAULT_PIPELINE if info is None else info.name,
         attention=attention,
     )
 
@@ -241,8 +293,12 @@ def _shape_problems(info: PipelineInfo | None, values: Mapping[str, Any]) -> lis
     keep all of the pipeline's rules and, for a rule of the pipeline's, what the pipeline needs."""
     rules = info.constraints if info is not None else Constraints()
     tail = f": {rules.describe(info.name)}" if info is not None else ""
-    smallest = {"width": rules.min_size, "height": rules.min_size, "frames": rules.smallest_frames,
-                "steps": rules.min_steps}
+    smallest = {
+        "width": rules.min_size,
+        "height": rules.min_size,
+        "frames": rules.smallest_frames,
+        "steps": rules.min_steps,
+    }
     valid: dict[str, int | None] = dict.fromkeys(_GENERIC_MINIMUMS)
     found: dict[str, list[str]] = {name: [] for name in _GENERIC_MINIMUMS}
     for name, value in values.items():
@@ -259,30 +315,11 @@ def _shape_problems(info: PipelineInfo | None, values: Mapping[str, Any]) -> lis
     return [problem for problems in found.values() for problem in problems]
 
 
-def _memory_options(memory: Any) -> tuple[Any, ...]:
-    return (memory,) if isinstance(memory, str) else tuple(memory)
-
-
-def _memory_problems(memory: Any) -> list[str]:
-    if not isinstance(memory, (str, list, tuple)):
-        return [f"memory={memory!r} must be an option name or a list of them, e.g. ['vae_tiling']"]
-    options = _memory_options(memory)
-    problems = [f"memory option {option!r} is unknown; use any of {', '.join(MEMORY_OPTIONS)}"
-                for option in options if option not in MEMORY_OPTIONS]
-    offloads = [o for o in options if o in OFFLOAD_MEMORY_OPTIONS]
-    if len(offloads) > 1:
-        problems.append(f"memory options {' and '.join(offloads)} exclude each other; pick one")
-    hooked = [o for o in offloads if o in COMPILE_EXCLUDES]
-    if "torch_compile" in options and hooked:
-        problems.append(f"memory options torch_compile and {hooked[0]} cannot be combined: "
-                        f"{hooked[0]}'s hooks run inside the compiled blocks, where Dynamo cannot "
-                        f"follow them; measure them in separate tests, or pair torch_compile with "
-                        f"model_cpu_offload")
-    return problems
-
-
-def mark_spec(args: tuple[Any, ...], kwargs: Mapping[str, Any], default_pipeline: str) -> GenerationSpec:
-    """The spec of an ``i2v`` mark, with the session's default pipeline where the mark names none."""
+def mark_spec(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], default_pipeline: str
+) -> GenerationSpec:
+    """The spec of an ``i2v`` mark, with the session's default pipeline where the mark names
+    none."""
     if kwargs.get("pipeline") is None:
         kwargs = {**kwargs, "pipeline": default_pipeline}
     spec: GenerationSpec = call_marker(i2v, args, kwargs)
@@ -293,7 +330,11 @@ def marker_help(func: Any, summary: str) -> str:
     """The ``--markers`` line, generated from the marker function's signature."""
     params = []
     for param in inspect.signature(func).parameters.values():
-        text = f"{param.name}: {param.annotation}" if param.annotation is not param.empty else param.name
+        text = (
+            f"{param.name}: {param.annotation}"
+            if param.annotation is not param.empty
+            else param.name
+        )
         if param.default is not param.empty:
             text += f" = {param.default!r}"
         params.append(text)
@@ -305,7 +346,9 @@ def call_marker(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
     try:
         inspect.signature(func).bind(*args, **kwargs)
     except TypeError as exc:
-        raise I2VUsageError(f"@pytest.mark.{func.__name__}: {exc}; see pytest --markers for its arguments") from None
+        raise I2VUsageError(
+            f"@pytest.mark.{func.__name__}: {exc}; see pytest --markers for its arguments"
+        ) from None
     return func(*args, **kwargs)
 
 
@@ -318,13 +361,19 @@ class Budget:
 
 
 def _require_positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise I2VUsageError(f"{name}({value!r}): the budget must be a positive number")
     return float(value)
 
 
 def vram_budget(gb: float) -> float:
-    """Fail when the peak memory exceeds ``gb`` GB; skip before running when it cannot fit the profile."""
+    """Fail when the peak memory exceeds ``gb`` GB; skip before running when it cannot fit the
+    profile."""
     return _require_positive_number("vram_budget", gb)
 
 

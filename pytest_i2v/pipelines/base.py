@@ -22,13 +22,16 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError, OptionUnavailable
 from pytest_i2v.generation.marks import GenerationSpec
-from pytest_i2v.pipelines import PIPELINES, PipelineInfo
+from pytest_i2v.pipelines.registry import PIPELINES, PipelineInfo
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
         from importlib.resources.abc import Traversable
     else:  # Python 3.10
         from importlib.abc import Traversable
+
+# diffusers is imported inside the methods that need it: adapter_for imports an adapter module
+# without loading diffusers until a pipeline is built, loaded or checked.
 
 # Published configs record the checkpoint's dtype, and transformers builds (parts of) a model in
 # it whatever the default dtype says; the requested dtype decides, so these keys are dropped.
@@ -39,9 +42,13 @@ CONFIG_ROOT: Traversable = files("pytest_i2v") / "pipelines" / "configs"
 FP8_STORAGE = torch.float8_e4m3fn
 
 
-def read_config(directory: Traversable, component: str, filename: str = "config.json") -> dict[str, Any]:
+def read_config(
+    directory: Traversable, component: str, filename: str = "config.json"
+) -> dict[str, Any]:
     """A shipped component config without its dtype keys."""
-    data: dict[str, Any] = json.loads((directory / component / filename).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(
+        (directory / component / filename).read_text(encoding="utf-8")
+    )
     for key in _DTYPE_KEYS:
         data.pop(key, None)
     return data
@@ -59,7 +66,8 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 @contextlib.contextmanager
 def building(device: str | torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """Build modules straight on ``device`` (``meta``: shapes only) in ``dtype``, with fixed seeds."""
+    """Build modules straight on ``device`` (``meta``: shapes only) in ``dtype``, with fixed
+    seeds."""
     torch.manual_seed(0)
     with torch.device(device), default_dtype(dtype):
         yield
@@ -71,7 +79,9 @@ def cast_floating(modules: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]
     and keep their dtype either way."""
     for name, module in modules.items():
         if isinstance(module, torch.nn.Module) and any(
-                t.is_floating_point() and t.dtype != dtype for t in (*module.parameters(), *module.buffers())):
+            t.is_floating_point() and t.dtype != dtype
+            for t in (*module.parameters(), *module.buffers())
+        ):
             modules[name] = module.to(dtype)
     return modules
 
@@ -81,7 +91,8 @@ def parameter_count(module: torch.nn.Module) -> int:
 
 
 class PipelineAdapter(abc.ABC):
-    """Subclasses set ``name`` and implement ``build_tiny``, ``build_fullsize`` and ``call_kwargs``."""
+    """Subclasses set ``name`` and implement ``build_tiny``, ``build_fullsize`` and
+    ``call_kwargs``."""
 
     name: str = ""
     # diffusers' process-wide attention backend before this test's attention= (apply_toggles)
@@ -99,7 +110,8 @@ class PipelineAdapter(abc.ABC):
 
     @abc.abstractmethod
     def build_tiny(self, work_dir: Path) -> Any:
-        """A tiny random pipeline on the CPU (well under 1 s per 64x64, few-frame, 2-step generation)."""
+        """A tiny random pipeline on the CPU (well under 1 s per 64x64, few-frame, 2-step
+        generation)."""
 
     def save_tiny(self, work_dir: Path) -> Path:
         """Build the tiny pipeline and ``save_pretrained`` it; returns the diffusers directory."""
@@ -110,24 +122,30 @@ class PipelineAdapter(abc.ABC):
 
     @abc.abstractmethod
     def build_fullsize(self, device: str | torch.device, dtype: torch.dtype, work_dir: Path) -> Any:
-        """The full-size architecture with random weights from the shipped configs (``device="meta"``:
-        shapes only, for parameter counts)."""
+        """The full-size architecture with random weights from the shipped configs
+        (``device="meta"``: shapes only, for parameter counts)."""
 
-    def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16) -> list[Any]:
+    def fullsize_denoisers(
+        self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16
+    ) -> list[Any]:
         """The full-size denoiser(s) alone (what a model card's parameter count describes)."""
-        with tempfile.TemporaryDirectory(prefix="pytest-i2v-") as work_dir:  # the offline tokenizers are written there
+        with tempfile.TemporaryDirectory(
+            prefix="pytest-i2v-"
+        ) as work_dir:  # the offline tokenizers are written there
             return self.denoisers(self.build_fullsize(device, dtype, Path(work_dir)))
 
     def after_load(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
         """Guarded compatibility fixes for the installed libraries (none by default)."""
 
     def tune_tiny(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
-        """Runtime switches for the tiny model only, where a real-size default costs the CPU far more
-        than it saves (none by default; the full-size and real models keep diffusers' defaults)."""
+        """Runtime switches for the tiny model only, where a real-size default costs the CPU far
+        more than it saves (none by default; the full-size and real models keep diffusers'
+        defaults)."""
 
     # ------------------------------------------------------------------ calling and timing
     def denoisers(self, pipe: Any) -> list[Any]:
-        """The denoising model(s), in call order (Wan 2.2: the high-noise expert, then the low-noise one)."""
+        """The denoising model(s), in call order (Wan 2.2: the high-noise expert, then the low-noise
+        one)."""
         found = [getattr(pipe, attr, None) for attr in ("transformer", "transformer_2", "unet")]
         return [m for m in found if m is not None]
 
@@ -135,21 +153,26 @@ class PipelineAdapter(abc.ABC):
         return pipe.vae.decoder
 
     @abc.abstractmethod
-    def call_kwargs(self, spec: GenerationSpec, image: Any, generator: torch.Generator) -> dict[str, Any]:
+    def call_kwargs(
+        self, spec: GenerationSpec, image: Any, generator: torch.Generator
+    ) -> dict[str, Any]:
         """The pipeline's own arguments for ``spec`` (never ``output_type`` or callbacks)."""
 
     def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
         """One generation with reproducible inputs; returns frames as (1, F, H, W, 3) numpy.
 
-        ``generator=`` alone is not enough: ``vae.encode(...).latent_dist.sample()`` ignores it in some
-        pipelines, so the global torch RNG is seeded too. ``step_end(step)`` is called at the end of
-        every denoising step through ``callback_on_step_end`` (one call per step, whatever the number
-        of denoiser calls)."""
+        ``generator=`` alone is not enough: ``vae.encode(...).latent_dist.sample()`` ignores it in
+        some pipelines, so the global torch RNG is seeded too. ``step_end(step)`` is called at the
+        end of every denoising step through ``callback_on_step_end`` (one call per step, whatever
+        the number of denoiser calls)."""
         torch.manual_seed(spec.seed)
         generator = torch.Generator("cpu").manual_seed(spec.seed)
         kwargs = self.call_kwargs(spec, image, generator)
         if step_end is not None and self.info.step_callbacks:
-            def callback(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+
+            def callback(
+                pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
+            ) -> dict[str, Any]:
                 step_end(step + 1)
                 return callback_kwargs
 
@@ -158,16 +181,22 @@ class PipelineAdapter(abc.ABC):
 
     # ------------------------------------------------------------------ memory options
     def place(self, pipe: Any, offload: str | None, device: str) -> None:
-        """Offload hooks that move each component to ``device`` when it runs, or the whole pipeline on it."""
+        """Offload hooks that move each component to ``device`` when it runs, or the whole pipeline
+        on it."""
         if offload == "model_cpu_offload":
             pipe.enable_model_cpu_offload(device=device)
         elif offload == "sequential_cpu_offload":
             pipe.enable_sequential_cpu_offload(device=device)
         elif offload == "group_offload":
-            # Leaf-level groups with a CUDA stream: diffusers' recommended trade-off (transfers overlap compute).
+            # Leaf-level groups with a CUDA stream: diffusers' recommended trade-off (transfers
+            # overlap compute).
             onload = torch.device(device)
-            pipe.enable_group_offload(onload_device=onload, offload_device=torch.device("cpu"),
-                                      offload_type="leaf_level", use_stream=onload.type == "cuda")  # streams: CUDA only
+            pipe.enable_group_offload(
+                onload_device=onload,
+                offload_device=torch.device("cpu"),
+                offload_type="leaf_level",
+                use_stream=onload.type == "cuda",
+            )  # streams: CUDA only
         else:
             pipe.to(device)
 
@@ -207,10 +236,15 @@ class PipelineAdapter(abc.ABC):
             for model in self.denoisers(pipe):
                 try:
                     model.set_attention_backend(attention)
-                except (RuntimeError, ImportError) as exc:  # e.g. flash-attn or sageattention not installed
+                except (
+                    RuntimeError,
+                    ImportError,
+                ) as exc:  # e.g. flash-attn or sageattention not installed
                     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise OptionUnavailable(f"attention={attention!r} is not usable for pipeline {self.name} "
-                                            f"here: {reason}") from None
+                    raise OptionUnavailable(
+                        f"attention={attention!r} is not usable for pipeline {self.name} "
+                        f"here: {reason}"
+                    ) from None
 
     def reset_toggles(self, pipe: Any) -> None:
         vae = pipe.vae
@@ -218,7 +252,9 @@ class PipelineAdapter(abc.ABC):
             if hasattr(vae, method):
                 getattr(vae, method)()
         for model in self.denoisers(pipe):
-            if "forward_chunking" in self.info.memory_options and hasattr(model, "disable_forward_chunking"):
+            if "forward_chunking" in self.info.memory_options and hasattr(
+                model, "disable_forward_chunking"
+            ):
                 model.disable_forward_chunking()
             if self.info.attention_backends and hasattr(model, "reset_attention_backend"):
                 model.reset_attention_backend()
@@ -248,12 +284,16 @@ def _restore_attention_backend(backend: Any) -> None:
 
 
 def check_attention_backend(name: str) -> None:
-    """A mark's ``attention=``: one of the installed diffusers' backend names (a usage error otherwise)."""
+    """A mark's ``attention=``: one of the installed diffusers' backend names (a usage error
+    otherwise)."""
     from diffusers.models.attention_dispatch import AttentionBackendName
 
     known = [backend.value for backend in AttentionBackendName]
     if name not in known:
-        raise I2VUsageError(f"attention={name!r} is not a diffusers attention backend; use one of {', '.join(known)}")
+        raise I2VUsageError(
+            f"attention={name!r} is not a diffusers attention backend; use one of "
+            f"{', '.join(known)}"
+        )
 
 
 def adapter_for(name: str) -> PipelineAdapter:

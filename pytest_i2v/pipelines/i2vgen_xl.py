@@ -1,6 +1,7 @@
 """I2VGen-XL (``I2VGenXLPipeline``): the study's pipeline. Deprecated upstream and without step
 callbacks, so its steps are timed from UNet forward hooks (classifier-free guidance is batched into
-one UNet call per step). The model builders live in ``pytest_i2v.models``."""
+one UNet call per step). Its model builders live beside it: ``i2vgen_xl_tiny``,
+``i2vgen_xl_fullsize`` (from ``configs/i2vgen-xl``) and ``i2vgen_xl_compat``."""
 
 from __future__ import annotations
 
@@ -10,41 +11,49 @@ from typing import Any
 import torch
 
 from pytest_i2v.generation.marks import GenerationSpec
-from pytest_i2v.models.compat import alias_clip_text_model
+from pytest_i2v.pipelines import i2vgen_xl_fullsize
 from pytest_i2v.pipelines.base import PipelineAdapter
+from pytest_i2v.pipelines.i2vgen_xl_compat import alias_clip_text_model
+from pytest_i2v.pipelines.i2vgen_xl_tiny import build_tiny_pipeline, save_tiny_pipeline
+
+# diffusers is imported inside the toggle methods: importing the adapter stays cheap.
 
 
 class I2VGenXLAdapter(PipelineAdapter):
     name = "i2vgen-xl"
 
     def build_tiny(self, work_dir: Path) -> Any:
-        from pytest_i2v.models.tiny import build_tiny_pipeline
-
         return build_tiny_pipeline(work_dir)
 
     def save_tiny(self, work_dir: Path) -> Path:
-        from pytest_i2v.models.tiny import save_tiny_pipeline
-
         return save_tiny_pipeline(work_dir)
 
     def build_fullsize(self, device: str | torch.device, dtype: torch.dtype, work_dir: Path) -> Any:
         # Looked up on the module at call time, so tests can replace the 2.5 B-parameter build.
-        from pytest_i2v.models import fullsize
+        return i2vgen_xl_fullsize.build_fullsize_pipeline(str(device), dtype, work_dir)
 
-        return fullsize.build_fullsize_pipeline(str(device), dtype, work_dir)
-
-    def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.float16) -> list[Any]:
-        from pytest_i2v.models.fullsize import build_fullsize_modules
-
-        return [build_fullsize_modules(device, dtype)["unet"]]
+    def fullsize_denoisers(
+        self, device: str | torch.device = "meta", dtype: torch.dtype = torch.float16
+    ) -> list[Any]:
+        return [i2vgen_xl_fullsize.build_fullsize_modules(device, dtype)["unet"]]
 
     def after_load(self, pipe: Any) -> None:
         alias_clip_text_model(pipe)
 
-    def call_kwargs(self, spec: GenerationSpec, image: Any, generator: torch.Generator) -> dict[str, Any]:
-        return {"prompt": spec.prompt, "image": image, "height": spec.height, "width": spec.width,
-                "num_frames": spec.frames, "num_inference_steps": spec.steps, "guidance_scale": spec.guidance,
-                "target_fps": spec.fps, "generator": generator}
+    def call_kwargs(
+        self, spec: GenerationSpec, image: Any, generator: torch.Generator
+    ) -> dict[str, Any]:
+        return {
+            "prompt": spec.prompt,
+            "image": image,
+            "height": spec.height,
+            "width": spec.width,
+            "num_frames": spec.frames,
+            "num_inference_steps": spec.steps,
+            "guidance_scale": spec.guidance,
+            "target_fps": spec.fps,
+            "generator": generator,
+        }
 
     def apply_toggles(self, pipe: Any, toggles: tuple[str, ...], attention: str | None) -> None:
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
@@ -55,7 +64,9 @@ class I2VGenXLAdapter(PipelineAdapter):
                 # I2VGenXLUNet has no set_attention_slice of its own; its Attention blocks do.
                 # "auto" as diffusers means it: half the heads per slice.
                 for module in pipe.unet.modules():
-                    if hasattr(module, "set_attention_slice") and hasattr(module, "sliceable_head_dim"):
+                    if hasattr(module, "set_attention_slice") and hasattr(
+                        module, "sliceable_head_dim"
+                    ):
                         module.set_attention_slice(max(1, module.sliceable_head_dim // 2))
             elif toggle == "sdpa":
                 pipe.unet.set_attn_processor(AttnProcessor2_0())

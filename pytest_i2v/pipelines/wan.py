@@ -25,6 +25,8 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import CONFIG_ROOT, PipelineAdapter, building, read_config
 from pytest_i2v.pipelines.tokenizers import t5_tokenizer
 
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
+
 # The UMT5 sequence length the pipeline pads every prompt to (its ``max_sequence_length`` default);
 # the 2.1 attention processor also hard-codes 512 text tokens to split image from text context.
 TEXT_SEQUENCE_LENGTH = 512
@@ -38,13 +40,30 @@ _TINY_TEXT_DIM = 16
 _TINY_IMAGE_DIM = 8
 _TINY_VOCAB = 128  # above every id the offline word-level tokenizer hands out
 _TINY_TEXT_ENCODER: dict[str, Any] = {
-    "vocab_size": _TINY_VOCAB, "d_model": _TINY_TEXT_DIM, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads": 2,
-    "relative_attention_num_buckets": 8, "relative_attention_max_distance": 32, "feed_forward_proj": "gated-gelu",
-    "is_encoder_decoder": False, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0}
+    "vocab_size": _TINY_VOCAB,
+    "d_model": _TINY_TEXT_DIM,
+    "d_kv": 8,
+    "d_ff": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "relative_attention_num_buckets": 8,
+    "relative_attention_max_distance": 32,
+    "feed_forward_proj": "gated-gelu",
+    "is_encoder_decoder": False,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+}
 # 32-pixel input in 8-pixel patches: 16 image tokens (the real ViT-H/14 gives 257).
 _TINY_IMAGE_ENCODER: dict[str, Any] = {
-    "hidden_size": _TINY_IMAGE_DIM, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-    "image_size": 32, "patch_size": 8, "projection_dim": _TINY_IMAGE_DIM}
+    "hidden_size": _TINY_IMAGE_DIM,
+    "intermediate_size": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+    "projection_dim": _TINY_IMAGE_DIM,
+}
 
 
 class WanImageToVideoAdapter(PipelineAdapter):
@@ -61,7 +80,8 @@ class WanImageToVideoAdapter(PipelineAdapter):
 
     # ------------------------------------------------------------------ building
     def boundary_ratio(self) -> float | None:
-        """Where the experts hand over (from the shipped model_index.json); None for one transformer."""
+        """Where the experts hand over (from the shipped model_index.json); None for one
+        transformer."""
         if not self.two_experts:
             return None
         index = json.loads((self.config_dir / "model_index.json").read_text(encoding="utf-8"))
@@ -70,13 +90,17 @@ class WanImageToVideoAdapter(PipelineAdapter):
     def _transformer_roles(self) -> tuple[str, ...]:
         return ("transformer", "transformer_2") if self.two_experts else ("transformer",)
 
-    def _fullsize_transformers(self, device: str | torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    def _fullsize_transformers(
+        self, device: str | torch.device, dtype: torch.dtype
+    ) -> dict[str, Any]:
         from diffusers import WanTransformer3DModel
 
         transformers: dict[str, Any] = {}
         for role in self._transformer_roles():
             with building(device, dtype):
-                transformers[role] = WanTransformer3DModel.from_config(read_config(self.config_dir, role))
+                transformers[role] = WanTransformer3DModel.from_config(
+                    read_config(self.config_dir, role)
+                )
         return transformers
 
     def build_fullsize(self, device: str | torch.device, dtype: torch.dtype, work_dir: Path) -> Any:
@@ -88,23 +112,33 @@ class WanImageToVideoAdapter(PipelineAdapter):
             components["vae"] = AutoencoderKLWan.from_config(read_config(self.config_dir, "vae"))
         with building(device, dtype):
             components["text_encoder"] = UMT5EncoderModel(  # type: ignore[no-untyped-call, unused-ignore]
-                UMT5Config(**read_config(self.config_dir, "text_encoder")))
+                UMT5Config(**read_config(self.config_dir, "text_encoder"))
+            )
         components["scheduler"] = UniPCMultistepScheduler.from_config(
-            read_config(self.config_dir, "scheduler", "scheduler_config.json"))
-        components["tokenizer"] = t5_tokenizer(work_dir / f"tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH)
+            read_config(self.config_dir, "scheduler", "scheduler_config.json")
+        )
+        components["tokenizer"] = t5_tokenizer(
+            work_dir / f"tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH
+        )
         if not self.two_experts:
             from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
             with building(device, dtype):
                 components["image_encoder"] = CLIPVisionModel(
-                    CLIPVisionConfig(**read_config(self.config_dir, "image_encoder")))
-            processor_config = read_config(self.config_dir, "image_processor", "preprocessor_config.json")
+                    CLIPVisionConfig(**read_config(self.config_dir, "image_encoder"))
+                )
+            processor_config = read_config(
+                self.config_dir, "image_processor", "preprocessor_config.json"
+            )
             processor_config.pop("image_processor_type", None)
             components["image_processor"] = CLIPImageProcessor(**processor_config)
         return self.pipeline_class()(**components, boundary_ratio=self.boundary_ratio())
 
-    def fullsize_denoisers(self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16) -> list[Any]:
-        # The transformers alone: the 5.7 B UMT5 encoder and the tokenizer files are not needed for a count.
+    def fullsize_denoisers(
+        self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16
+    ) -> list[Any]:
+        # The transformers alone: the 5.7 B UMT5 encoder and the tokenizer files are not needed for
+        # a count.
         transformers = self._fullsize_transformers(device, dtype)
         return [transformers[role] for role in self._transformer_roles()]
 
@@ -113,39 +147,70 @@ class WanImageToVideoAdapter(PipelineAdapter):
         from transformers import UMT5Config, UMT5EncoderModel
 
         components: dict[str, Any] = {}
-        image_kwargs: dict[str, Any] = {} if self.two_experts else {
-            "image_dim": _TINY_IMAGE_DIM, "added_kv_proj_dim": _TINY_HEADS * _TINY_HEAD_DIM}
+        image_kwargs: dict[str, Any] = (
+            {}
+            if self.two_experts
+            else {"image_dim": _TINY_IMAGE_DIM, "added_kv_proj_dim": _TINY_HEADS * _TINY_HEAD_DIM}
+        )
         for role in self._transformer_roles():
             torch.manual_seed(0)
             components[role] = WanTransformer3DModel(
-                patch_size=(1, 2, 2), num_attention_heads=_TINY_HEADS, attention_head_dim=_TINY_HEAD_DIM,
-                in_channels=36, out_channels=16, text_dim=_TINY_TEXT_DIM, freq_dim=32, ffn_dim=32, num_layers=2,
-                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32, **image_kwargs)
+                patch_size=(1, 2, 2),
+                num_attention_heads=_TINY_HEADS,
+                attention_head_dim=_TINY_HEAD_DIM,
+                in_channels=36,
+                out_channels=16,
+                text_dim=_TINY_TEXT_DIM,
+                freq_dim=32,
+                ffn_dim=32,
+                num_layers=2,
+                cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads",
+                rope_max_seq_len=32,
+                **image_kwargs,
+            )
         torch.manual_seed(0)
         # z_dim 16 keeps the published latents_mean/std (16 values) valid.
-        components["vae"] = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                                             temperal_downsample=[False, True, True])
+        components["vae"] = AutoencoderKLWan(
+            base_dim=3,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+        )
         torch.manual_seed(0)
         components["text_encoder"] = UMT5EncoderModel(UMT5Config(**_TINY_TEXT_ENCODER))  # type: ignore[no-untyped-call, unused-ignore]
         torch.manual_seed(0)
         components["scheduler"] = UniPCMultistepScheduler.from_config(
-            read_config(self.config_dir, "scheduler", "scheduler_config.json"))
-        components["tokenizer"] = t5_tokenizer(work_dir / f"tiny-tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH)
+            read_config(self.config_dir, "scheduler", "scheduler_config.json")
+        )
+        components["tokenizer"] = t5_tokenizer(
+            work_dir / f"tiny-tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH
+        )
         if not self.two_experts:
             from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
             torch.manual_seed(0)
             components["image_encoder"] = CLIPVisionModel(CLIPVisionConfig(**_TINY_IMAGE_ENCODER))
-            components["image_processor"] = CLIPImageProcessor(size={"shortest_edge": 32},
-                                                               crop_size={"height": 32, "width": 32})
+            components["image_processor"] = CLIPImageProcessor(
+                size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+            )
         return self.pipeline_class()(**components, boundary_ratio=self.boundary_ratio())
 
     # ------------------------------------------------------------------ calling
-    def call_kwargs(self, spec: GenerationSpec, image: Any, generator: torch.Generator) -> dict[str, Any]:
+    def call_kwargs(
+        self, spec: GenerationSpec, image: Any, generator: torch.Generator
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "prompt": spec.prompt, "image": image, "height": spec.height, "width": spec.width,
-            "num_frames": spec.frames, "num_inference_steps": spec.steps, "guidance_scale": spec.guidance,
-            "generator": generator}
+            "prompt": spec.prompt,
+            "image": image,
+            "height": spec.height,
+            "width": spec.width,
+            "num_frames": spec.frames,
+            "num_inference_steps": spec.steps,
+            "guidance_scale": spec.guidance,
+            "generator": generator,
+        }
         if self.two_experts:
             # One guidance value for both experts: the official Wan 2.2 I2V config uses (3.5, 3.5),
             # and the pipeline itself falls back to guidance_scale when guidance_scale_2 is None.

@@ -11,14 +11,9 @@ from pytest_i2v.errors import OptionUnavailable
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.memory import free_device_memory
-from pytest_i2v.models.sources import (
-    LoadedPipeline,
-    PipelineKey,
-    apply_toggles,
-    checked_load,
-    reset_toggles,
-)
 from pytest_i2v.pipelines import PIPELINES, unsupported_reason
+from pytest_i2v.pipelines.loading import LoadedPipeline, PipelineKey, checked_load
+from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
 
 Loader = Callable[[PipelineKey, Path], LoadedPipeline]
 

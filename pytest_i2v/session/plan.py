@@ -10,8 +10,6 @@ from pathlib import Path
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.measure.device import DeviceInfo, DeviceRuntime, parse_device
-from pytest_i2v.models.pipeline_class import PipelineClasses, resolve_pipeline_classes
-from pytest_i2v.models.sources import check_model_source
 from pytest_i2v.pipelines import (
     PIPELINES,
     class_of_directory,
@@ -20,6 +18,8 @@ from pytest_i2v.pipelines import (
     session_pipeline,
     source_for,
 )
+from pytest_i2v.pipelines.pipeline_class import PipelineClasses, resolve_pipeline_classes
+from pytest_i2v.pipelines.source_check import check_model_source
 from pytest_i2v.profiles import GpuProfile, pick_profile
 from pytest_i2v.session.settings import Settings
 

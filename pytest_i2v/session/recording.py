@@ -16,7 +16,7 @@ from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.measure.probe import run_probe
 from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, RoundsDriver, oom_form
-from pytest_i2v.models.sources import LoadedPipeline
+from pytest_i2v.pipelines.loading import LoadedPipeline
 from pytest_i2v.session.pipeline_cache import PipelineCache
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings

@@ -4,28 +4,24 @@ match the real model at any resolution without a download (UNet 1.42 B, 2.49 B p
 
 from __future__ import annotations
 
-import sys
-from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from pytest_i2v.pipelines.base import building, cast_floating, read_config
+from pytest_i2v.pipelines.base import CONFIG_ROOT, building, cast_floating, read_config
+from pytest_i2v.pipelines.tokenizers import load_byte_level_clip_tokenizer
 
-if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from importlib.resources.abc import Traversable
-    else:  # Python 3.10
-        from importlib.abc import Traversable
+# diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
 
-# Package data, read through importlib.resources, so a non-editable install (or a zipped one) finds it.
-CONFIG_DIR: Traversable = files("pytest_i2v") / "models" / "configs" / "i2vgen-xl"
+# Package data (see base.CONFIG_ROOT), so a non-editable or zipped install finds it.
+CONFIG_DIR = CONFIG_ROOT / "i2vgen-xl"
 
 
 def _config(component: str, filename: str = "config.json") -> dict[str, Any]:
-    # The shipped encoder configs record the checkpoint's dtype (torch_dtype: float16); read_config drops
-    # it, so the requested dtype decides (an fp16 image encoder in an fp32 pipeline fails in _encode_image).
+    # The shipped encoder configs record the checkpoint's dtype (torch_dtype: float16); read_config
+    # drops it, so the requested dtype decides (an fp16 image encoder in an fp32 pipeline fails in
+    # _encode_image).
     return read_config(CONFIG_DIR, component, filename)
 
 
@@ -33,14 +29,21 @@ def build_fullsize_modules(device: str | torch.device, dtype: torch.dtype) -> di
     """UNet, VAE, text and image encoders initialised directly on ``device`` in ``dtype``
     (``device="meta"`` builds shapes only, which is how tests count parameters)."""
     from diffusers import AutoencoderKL, I2VGenXLUNet
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     with building(device, dtype):
         modules: dict[str, torch.nn.Module] = {
             "unet": I2VGenXLUNet.from_config(_config("unet")),
             "vae": AutoencoderKL.from_config(_config("vae")),
             "text_encoder": CLIPTextModel(CLIPTextConfig(**_config("text_encoder"))),
-            "image_encoder": CLIPVisionModelWithProjection(CLIPVisionConfig(**_config("image_encoder"))),
+            "image_encoder": CLIPVisionModelWithProjection(
+                CLIPVisionConfig(**_config("image_encoder"))
+            ),
         }
     # A library release that still picks a dtype of its own for a submodule is overruled.
     return cast_floating(modules, dtype)
@@ -50,12 +53,14 @@ def build_fullsize_pipeline(device: str, dtype: torch.dtype, work_dir: Path) -> 
     from diffusers import DDIMScheduler, I2VGenXLPipeline
     from transformers import CLIPImageProcessor
 
-    from pytest_i2v.models.tokenizer import load_byte_level_clip_tokenizer
-
     modules = build_fullsize_modules(device, dtype)
     return I2VGenXLPipeline(
         **modules,
         scheduler=DDIMScheduler.from_config(_config("scheduler", "scheduler_config.json")),
-        tokenizer=load_byte_level_clip_tokenizer(work_dir / "tokenizer-fullsize", model_max_length=77),
-        feature_extractor=CLIPImageProcessor(**_config("feature_extractor", "preprocessor_config.json")),
+        tokenizer=load_byte_level_clip_tokenizer(
+            work_dir / "tokenizer-fullsize", model_max_length=77
+        ),
+        feature_extractor=CLIPImageProcessor(
+            **_config("feature_extractor", "preprocessor_config.json")
+        ),
     )

@@ -1,6 +1,7 @@
-"""A user's own pipeline class (``--i2v-pipeline-class`` / ini ``i2v_pipeline_class``): imported
-once at configure, so a typo is a usage error before anything is measured, and placed on the
-supported pipeline it derives from (its adapter calls, times and checks it)."""
+"""A user's own pipeline class (``--i2v-pipeline-class`` / ini ``i2v_pipeline_class``): the
+setting parsed, each class imported once at configure, so a typo is a usage error before anything
+is measured, and placed on the supported pipeline it derives from (its adapter calls, times and
+checks it)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,39 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.pipelines import PIPELINES, parse_pipeline_classes, pipeline_of_class_names
+from pytest_i2v.pipelines.identify import pipeline_of_class_names
+from pytest_i2v.pipelines.registry import PIPELINES, check_pipeline_name
 
 ORIGIN = "i2v_pipeline_class"
+
+
+def parse_pipeline_classes(text: str) -> tuple[str | None, dict[str, str]]:
+    """``i2v_pipeline_class``: a user's own pipeline class as ``module:Class``, per pipeline as
+    ``NAME=module:Class`` entries separated by commas, optionally after one bare class (whose
+    pipeline is the supported class it derives from). Returns (the bare class or None, {pipeline:
+    class})."""
+    bare: str | None = None
+    per_pipeline: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, sep, target = part.rpartition("=")
+        target = target.strip()
+        module, colon, attribute = target.partition(":")
+        if not module.strip() or not colon or not attribute.strip():
+            raise I2VUsageError(
+                f"{part!r} is not [NAME=]module:Class; write e.g. "
+                f"wan2.1-i2v=acme.pipelines:AcmeWanI2VPipeline"
+            )
+        if not sep:
+            if bare is not None:
+                raise I2VUsageError(
+                    f"{ORIGIN} {text!r}: two classes without a pipeline name; "
+                    f"name the second one, e.g. svd={part}"
+                )
+            bare = target
+            continue
+        check_pipeline_name(name.strip(), origin=f"{ORIGIN} entry")
+        per_pipeline[name.strip()] = target
+    return bare, per_pipeline
 
 
 def import_pipeline_class(target: str) -> Any:

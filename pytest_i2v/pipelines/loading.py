@@ -1,6 +1,6 @@
-"""Resolve ``--i2v-model`` and load the pipeline: hub id / local directory (the real
-``from_pretrained`` path), ``random`` (full-size, random weights) or ``tiny`` (built, saved,
-loaded back through ``from_pretrained``). Also applies and undoes per-test memory toggles."""
+"""Load the pipeline a key names: hub id / local directory (the real ``from_pretrained`` path),
+``random`` (full-size, random weights) or ``tiny`` (built, saved, loaded back through
+``from_pretrained``); then check what the load applied, whoever loaded it."""
 
 from __future__ import annotations
 
@@ -13,15 +13,22 @@ from typing import Any
 
 import torch
 
-from pytest_i2v.errors import I2VUsageError, ModelSourceError
-from pytest_i2v.generation.marks import OFFLOAD_MEMORY_OPTIONS
-from pytest_i2v.models.applied import AppliedOption, OptionNotApplied, refusal, verify_load
-from pytest_i2v.models.pipeline_class import import_pipeline_class
-from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
+from pytest_i2v.errors import ModelSourceError
+from pytest_i2v.generation.memory_options import OFFLOAD_MEMORY_OPTIONS
+from pytest_i2v.pipelines.applied_options import (
+    AppliedOption,
+    OptionNotApplied,
+    refusal,
+    verify_load,
+)
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.pipelines.pipeline_class import import_pipeline_class
+from pytest_i2v.pipelines.registry import DEFAULT_PIPELINE, PIPELINES
+
+# diffusers is imported inside load_from_pretrained: the session imports this module for its key
+# and record types, which need no diffusers.
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-BUILTIN_SOURCES = ("tiny", "random")
 # What the numbers mean, recorded with every result.
 PROVENANCE = {"tiny": "tiny-random-weights", "random": "full-size-random-weights"}
 # save_tiny_model's file in the directory it writes: loaded from there, it is still tiny and random.
@@ -37,7 +44,8 @@ class PipelineKey:
     device: str
     offload: str | None = None
     pipeline: str = DEFAULT_PIPELINE
-    load_options: tuple[str, ...] = ()  # layerwise_fp8, torch_compile: applied at load, not undoable
+    # layerwise_fp8, torch_compile: applied at load, not undoable
+    load_options: tuple[str, ...] = ()
     pipeline_class: str | None = None  # a user's own "module:Class" (None: the diffusers class)
 
     def describe(self) -> str:
@@ -61,48 +69,9 @@ class LoadedPipeline:
     loaded_by: str = HOOK_LOADER
     applied: tuple[AppliedOption, ...] = ()  # the key's options as read off the modules
 
+
 # ``pytest_i2v_wrap_pipeline``: the loaded pipeline, wrapped or replaced (before any option).
 Wrap = Callable[[Any, PipelineKey], Any]
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or (os.sep in source and Path(source).exists())
-
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-def check_model_source(source: str, allow_pickle: bool = False) -> str:
-    """Validate a source early (at configure time), so a typo is a usage error, not a test error."""
-    if source in BUILTIN_SOURCES:
-        return source
-    path = Path(source).expanduser()
-    if _looks_like_path(source) or path.exists():
-        if not path.is_dir():
-            raise I2VUsageError(
-                f"--i2v-model {source}: no such directory; point it at a diffusers I2VGen-XL directory "
-                f"(huggingface-cli download ali-vilab/i2vgen-xl --local-dir DIR) or use 'random' / 'tiny'"
-            )
-        if not (path / "model_index.json").is_file():
-            raise I2VUsageError(
-                f"--i2v-model {source}: not a diffusers pipeline directory (no model_index.json); "
-                f"point it at the folder that holds model_index.json"
-            )
-        # A component (unet/, vae/, ...) whose weights exist only as pickle would be unpickled on load.
-        pickled = [p for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.is_file()
-                   and not any(q.suffix == ".safetensors" for q in p.parent.iterdir())]
-        if pickled and not allow_pickle:
-            raise I2VUsageError(
-                f"--i2v-model {source}: only pickle weights for {pickled[0].parent.name} ({pickled[0].name}), which can run "
-                f"code when loaded; "
-                f"convert them to safetensors, or pass --i2v-allow-pickle if you trust the files"
-            )
-        return str(path)
-    if source.count("/") != 1:
-        raise I2VUsageError(
-            f"--i2v-model {source!r} is neither a local directory, a hub id (owner/name), 'random' nor 'tiny'"
-        )
-    return source
 
 
 def _has_fp16_variant(source: str) -> bool:
@@ -112,20 +81,31 @@ def _has_fp16_variant(source: str) -> bool:
     return True  # the hub checkpoint ships an fp16 variant; a missing one falls back below
 
 
-def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: bool = False,
-                         pipeline: str = DEFAULT_PIPELINE, own_class: str | None = None) -> Any:
+def load_from_pretrained(
+    source: str,
+    dtype: str,
+    device: str,
+    allow_pickle: bool = False,
+    pipeline: str = DEFAULT_PIPELINE,
+    own_class: str | None = None,
+) -> Any:
     """The real loading path: ``<PipelineClass>.from_pretrained`` (safetensors, fp16 variant where
     present); ``own_class``: a user's ``module:Class`` instead of the diffusers class."""
     from diffusers.pipelines import pipeline_utils
 
-    pipeline_class = (import_pipeline_class(own_class) if own_class
-                      else adapter_for(pipeline).pipeline_class())
+    pipeline_class = (
+        import_pipeline_class(own_class) if own_class else adapter_for(pipeline).pipeline_class()
+    )
     info = PIPELINES[pipeline]
 
-    # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older releases know only torch_dtype.
+    # diffusers >= 0.41 renamed torch_dtype to dtype (the old name warns); older ones know only
+    # torch_dtype.
     dtype_kwarg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
     # safetensors only; with the opt-in, safetensors where present and pickle otherwise (None)
-    kwargs: dict[str, Any] = {dtype_kwarg: TORCH_DTYPES[dtype], "use_safetensors": None if allow_pickle else True}
+    kwargs: dict[str, Any] = {
+        dtype_kwarg: TORCH_DTYPES[dtype],
+        "use_safetensors": None if allow_pickle else True,
+    }
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or Path(source).is_dir()
     if offline:
         kwargs["local_files_only"] = True
@@ -138,15 +118,22 @@ def load_from_pretrained(source: str, dtype: str, device: str, allow_pickle: boo
                 raise
             pipe = pipeline_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
-        where = f"the local directory {source}" if Path(source).is_dir() else (
-            f"the hub id {source} in the local cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
-            + (" with HF_HUB_OFFLINE set" if offline else "")
+        where = (
+            f"the local directory {source}"
+            if Path(source).is_dir()
+            else (
+                f"the hub id {source} in the local cache "
+                f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')})"
+                + (" with HF_HUB_OFFLINE set" if offline else "")
+            )
         )
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        download = source if not Path(source).is_dir() else info.hub_id
         raise ModelSourceError(
-            f"could not load {info.pipeline_class} ({info.name}) from {where}: {first_line}. Download it once "
-            f"(huggingface-cli download {source if not Path(source).is_dir() else info.hub_id} --local-dir DIR) "
-            f"and pass --i2v-model DIR, or use --i2v-model random for the full-size architecture with random weights"
+            f"could not load {info.pipeline_class} ({info.name}) from {where}: {first_line}. "
+            f"Download it once (huggingface-cli download {download} --local-dir DIR) "
+            "and pass --i2v-model DIR, or use --i2v-model random for the full-size architecture "
+            "with random weights"
         ) from None
     return pipe
 
@@ -158,15 +145,21 @@ def build_device_for(key: PipelineKey) -> str:
     return "cpu" if key.offload in OFFLOAD_MEMORY_OPTIONS else key.device
 
 
-def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
-                  wrap: Wrap | None = None) -> LoadedPipeline:
+def load_pipeline(
+    key: PipelineKey, work_dir: Path, allow_pickle: bool = False, wrap: Wrap | None = None
+) -> LoadedPipeline:
     """Load through the key's class, let ``wrap`` wrap it, then apply the options and placement."""
     start = time.perf_counter()
     adapter = adapter_for(key.pipeline)
     own = key.pipeline_class
     if key.source == "tiny":
-        pipe = load_from_pretrained(str(adapter.save_tiny(work_dir)), key.dtype, key.device,
-                                    pipeline=key.pipeline, own_class=own)
+        pipe = load_from_pretrained(
+            str(adapter.save_tiny(work_dir)),
+            key.dtype,
+            key.device,
+            pipeline=key.pipeline,
+            own_class=own,
+        )
         adapter.tune_tiny(pipe)
         provenance = PROVENANCE["tiny"]
     elif key.source == "random":
@@ -175,8 +168,14 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
             pipe = import_pipeline_class(own)(**pipe.components)
         provenance = PROVENANCE["random"]
     else:
-        pipe = load_from_pretrained(key.source, key.dtype, key.device, allow_pickle=allow_pickle,
-                                    pipeline=key.pipeline, own_class=own)
+        pipe = load_from_pretrained(
+            key.source,
+            key.dtype,
+            key.device,
+            allow_pickle=allow_pickle,
+            pipeline=key.pipeline,
+            own_class=own,
+        )
         provenance = "real-weights"
         if (Path(key.source) / TINY_MARKER).is_file():
             adapter.tune_tiny(pipe)
@@ -190,8 +189,13 @@ def load_pipeline(key: PipelineKey, work_dir: Path, allow_pickle: bool = False,
     # Only a CUDA build can synchronise (CPU-only torch raises even for a "cuda:N" key).
     if key.device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize(key.device)
-    return LoadedPipeline(key=key, pipe=pipe, load_s=time.perf_counter() - start,
-                          provenance=provenance, loaded_by=PLUGIN_LOADER)
+    return LoadedPipeline(
+        key=key,
+        pipe=pipe,
+        load_s=time.perf_counter() - start,
+        provenance=provenance,
+        loaded_by=PLUGIN_LOADER,
+    )
 
 
 def checked_load(loaded: LoadedPipeline) -> LoadedPipeline:
@@ -200,18 +204,10 @@ def checked_load(loaded: LoadedPipeline) -> LoadedPipeline:
     key = loaded.key
     if callable(getattr(loaded.pipe, "set_progress_bar_config", None)):
         loaded.pipe.set_progress_bar_config(disable=True)
-    checks = verify_load(loaded.pipe, adapter_for(key.pipeline), key.load_options, key.offload,
-                         key.device)
+    checks = verify_load(
+        loaded.pipe, adapter_for(key.pipeline), key.load_options, key.offload, key.device
+    )
     problem = refusal(checks, loaded.loaded_by)
     if problem is not None:
         raise OptionNotApplied(problem)
     return replace(loaded, applied=checks)
-
-
-def apply_toggles(pipe: Any, toggles: tuple[str, ...], pipeline: str = DEFAULT_PIPELINE, attention: str | None = None) -> None:
-    """Per-test memory options that do not need a reload; ``reset_toggles`` undoes them."""
-    adapter_for(pipeline).apply_toggles(pipe, toggles, attention)
-
-
-def reset_toggles(pipe: Any, pipeline: str = DEFAULT_PIPELINE) -> None:
-    adapter_for(pipeline).reset_toggles(pipe)

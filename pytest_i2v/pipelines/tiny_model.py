@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.models.sources import TINY_MARKER
-from pytest_i2v.pipelines import check_pipeline_name
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.pipelines.loading import TINY_MARKER
+from pytest_i2v.pipelines.registry import check_pipeline_name
 
 
 def save_tiny_model(pipeline: str, directory: str | os.PathLike[str]) -> Path:

@@ -1,1 +1,0 @@
-"""Model sources for I2VGen-XL: a hub id or local directory, full-size random weights, or a tiny model."""

@@ -1,0 +1,260 @@
+"""The recommendation matrix, computed from measurements (never written by hand): per GPU memory
+class, the largest resolution and the most frames that fit, with the expected time and latency
+class, from cost models fitted on the plain runs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.generation.marks import RESOLUTION_PRESETS, Scaling
+from pytest_i2v.report.grouping import group_by_pipeline
+from pytest_i2v.study.cost_model import CostModel, fit_cost
+from pytest_i2v.study.latency import DEFAULT_LATENCY_THRESHOLDS_S, latency_class
+from pytest_i2v.study.resolution import DEFAULT_SAFETY_MARGIN_GB
+from pytest_i2v.verdict.peak import record_peak
+
+DEFAULT_MEMORY_CLASSES_GB = (8, 12, 16, 24, 40, 48, 80)
+FRAMES_OPTIONS = (8, 16, 24, 32)  # the frame counts a cell may recommend
+CLIP_FRAMES = 16  # the study's clip length: a cell holds at least this many frames where it can
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    memory_gb: float
+    resolution: str | None
+    frames: int | None
+    peak_gb: float | None
+    time_s: float | None
+    latency: str | None
+    measured: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Fits:
+    """The fitted cost models, and the total time of a generation at the run's steps."""
+
+    peak_gb: CostModel
+    step_s: CostModel
+    encode_decode_s: CostModel
+    run_steps: int
+
+    def total_s(self, pixels: float, frames: float) -> float:
+        return self.encode_decode_s(pixels, frames) + self.run_steps * self.step_s(pixels, frames)
+
+
+def _peak_bytes(record: Mapping[str, Any]) -> tuple[float | None, str]:
+    peak = record_peak(record)
+    return (float(peak.bytes) if peak.bytes is not None else None), peak.key or "none"
+
+
+def _plain_runs(records: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], str]:
+    """The successful runs without memory options, of the most common dtype and with a peak."""
+    plain = [
+        r
+        for r in records
+        if r.get("outcome") == "ok" and not r["config"].get("memory") and r.get("time_s")
+    ]
+    if not plain:
+        raise I2VUsageError(
+            "no successful plain (no memory options) results to fit; run the resolution sweep first"
+        )
+    dtypes = sorted(
+        {r["config"]["dtype"] for r in plain},
+        key=lambda d: -sum(r["config"]["dtype"] == d for r in plain),
+    )
+    kept = [r for r in plain if r["config"]["dtype"] == dtypes[0] and _peak_bytes(r)[0] is not None]
+    return kept, dtypes[0]
+
+
+def _pixels_frames(record: Mapping[str, Any]) -> tuple[float, float]:
+    config = record["config"]
+    return float(config["width"] * config["height"]), float(config["frames"])
+
+
+def _fit(
+    plain: Sequence[Mapping[str, Any]], points: Sequence[tuple[float, float]], run_steps: int
+) -> _Fits:
+    peaks_gb = [(_peak_bytes(r)[0] or 0.0) / 1e9 for r in plain]
+    return _Fits(
+        peak_gb=fit_cost(points, peaks_gb, ("1", "pixels*frames")),
+        step_s=fit_cost(
+            points,
+            [r["stages"]["step_s"] for r in plain],
+            ("1", "pixels*frames", "pixels^2*frames"),
+        ),
+        encode_decode_s=fit_cost(
+            points,
+            [r["stages"]["encode_s"] + r["stages"]["decode_s"] for r in plain],
+            ("1", "pixels*frames"),
+        ),
+        run_steps=run_steps,
+    )
+
+
+def _cell(
+    memory: float,
+    fits: _Fits,
+    scaling: Scaling,
+    margin_gb: float,
+    thresholds: Sequence[float],
+    measured: Collection[tuple[Any, Any]],
+) -> MatrixCell:
+    """The largest resolution that fits ``memory - margin`` with at least ``CLIP_FRAMES``
+    frames, and the most frames it holds; below that, the largest with fewer frames."""
+    order = list(RESOLUTION_PRESETS)
+    fitting = []
+    for label, size in RESOLUTION_PRESETS.items():
+        side = scaling.size(size)
+        for frames in FRAMES_OPTIONS:
+            peak = fits.peak_gb(float(side * side), frames)
+            if peak <= memory - margin_gb:
+                at_least_a_clip = frames >= CLIP_FRAMES
+                fitting.append(
+                    (at_least_a_clip, order.index(label), frames, label, peak, float(side * side))
+                )
+    if not fitting:
+        return MatrixCell(memory, None, None, None, None, None, False)
+    _, _, frames, label, peak, pixels = max(fitting)
+    t = fits.total_s(pixels, frames)
+    return MatrixCell(
+        memory,
+        label,
+        frames,
+        round(peak, 2),
+        round(t, 3),
+        latency_class(t, thresholds),
+        (label, frames) in measured,
+    )
+
+
+def recommend(
+    records: Iterable[Mapping[str, Any]],
+    scaling: Scaling,
+    steps: int = 50,
+    memory_classes_gb: Sequence[float] = DEFAULT_MEMORY_CLASSES_GB,
+    margin_gb: float = DEFAULT_SAFETY_MARGIN_GB,
+    thresholds: Sequence[float] = DEFAULT_LATENCY_THRESHOLDS_S,
+) -> dict[str, Any]:
+    """Fit the peak and the time as cost models of pixels and frames on plain runs (no memory
+    options) of one dtype, then, per memory class, the largest resolution that fits
+    (class - margin) with at least ``CLIP_FRAMES`` frames (the study's clip length), and the most
+    frames it holds; below that, the largest resolution with fewer frames. Each cell carries its
+    expected time at ``steps`` steps and whether that exact generation was measured."""
+    plain, dtype = _plain_runs(records)
+    points = [_pixels_frames(r) for r in plain]
+    kinds = {_peak_bytes(r)[1] for r in plain}
+    if len(set(points)) < 2:
+        raise I2VUsageError(
+            "the results hold fewer than two different sizes x frames; run the resolution sweep"
+        )
+    fits = _fit(plain, points, scaling.steps(steps))
+    total_errors = [
+        abs(fits.total_s(*pt) / r["time_s"] - 1) * 100
+        for pt, r in zip(points, plain, strict=True)
+        if r["config"]["steps"] == fits.run_steps
+    ]
+    measured = {
+        (r["config"].get("resolution"), r["config"]["frames"])
+        for r in plain
+        if (r["config"].get("study") or {}).get("steps", r["config"]["steps"]) == steps
+    }
+    cells = [
+        _cell(memory, fits, scaling, margin_gb, thresholds, measured)
+        for memory in memory_classes_gb
+    ]
+    tiny = plain[0]["config"].get("provenance") == "tiny-random-weights"
+    return {
+        "memory_figure": "/".join(sorted(kinds)),
+        "dtype": dtype,
+        "steps": steps,
+        "run_steps": fits.run_steps,
+        "margin_gb": margin_gb,
+        "fits": {
+            "peak_gb": fits.peak_gb.to_dict(),
+            "step_s": fits.step_s.to_dict(),
+            "encode_decode_s": fits.encode_decode_s.to_dict(),
+            "total_s_max_error_pct": max(total_errors) if total_errors else None,
+        },
+        "cells": [c.to_dict() for c in cells],
+        "note": "fitted on the tiny model (scaled study): shows the method, not what a GPU will do"
+        if tiny
+        else None,
+    }
+
+
+def recommend_per_pipeline(
+    records: Iterable[Mapping[str, Any]],
+    scaling: Scaling,
+    steps: int = 50,
+    memory_classes_gb: Sequence[float] = DEFAULT_MEMORY_CLASSES_GB,
+    margin_gb: float = DEFAULT_SAFETY_MARGIN_GB,
+    thresholds: Sequence[float] = DEFAULT_LATENCY_THRESHOLDS_S,
+    unfitted: dict[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """One ``recommend`` matrix per pipeline, each fitted on that pipeline's records only (two
+    models' costs have nothing in common). A pipeline whose records cannot be fitted (too few
+    sizes, no plain runs) is left out, and why goes into ``unfitted`` when one is given."""
+    matrices: dict[str, dict[str, Any]] = {}
+    for pipeline, group in group_by_pipeline(records).items():
+        try:
+            matrices[pipeline] = recommend(
+                group,
+                scaling,
+                steps=steps,
+                memory_classes_gb=memory_classes_gb,
+                margin_gb=margin_gb,
+                thresholds=thresholds,
+            )
+        except (I2VUsageError, ValueError) as exc:
+            if unfitted is not None:
+                unfitted[pipeline] = str(exc)
+    return matrices
+
+
+def _fit_line(name: str, fit: Mapping[str, Any]) -> str:
+    return (
+        f"  {name} = {fit['model']}   "
+        f"(max fit error {fit['max_error_pct']:.1f} % over {fit['points']} points)"
+    )
+
+
+def _cell_row(cell: Mapping[str, Any]) -> str:
+    if cell["resolution"] is None:
+        return f"| {cell['memory_gb']:g} GB | nothing fits | - | - | - | - | - |"
+    how = "measured" if cell["measured"] else "extrapolated"
+    return (
+        f"| {cell['memory_gb']:g} GB | {cell['resolution']} | {cell['frames']} | "
+        f"{cell['peak_gb']:.2f} | {cell['time_s']:.1f} s | {cell['latency']} | {how} |"
+    )
+
+
+def format_recommendation(matrix: Mapping[str, Any]) -> str:
+    fits = matrix["fits"]
+    lines = [
+        f"Recommendation matrix ({matrix['dtype']}, {matrix['steps']} study steps = "
+        f"{matrix['run_steps']} run steps, margin {matrix['margin_gb']:g} GB, "
+        f"memory figure: {matrix['memory_figure']})",
+        _fit_line("peak GB", fits["peak_gb"]),
+        _fit_line("step s ", fits["step_s"]),
+    ]
+    if fits.get("total_s_max_error_pct") is not None:
+        lines.append(
+            "  total time predicted for the measured configs: "
+            f"max error {fits['total_s_max_error_pct']:.1f} %"
+        )
+    lines.append("")
+    lines.append(
+        "| GPU memory | resolution | frames | peak (GB) | expected time | latency | cell |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
+    lines.extend(_cell_row(cell) for cell in matrix["cells"])
+    if matrix.get("note"):
+        lines.append("")
+        lines.append(f"note: {matrix['note']}")
+    return "\n".join(lines)
