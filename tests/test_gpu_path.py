@@ -17,7 +17,7 @@ import torch
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
-from pytest_i2v.measure.device import parse_device
+from pytest_i2v.measure.device_name import parse_device
 from pytest_i2v.measure.nvml import NvmlHandle, NvmlWarning
 from pytest_i2v.measure.runner import GenerationRunner, oom_form
 from pytest_i2v.measure.simulated import SimulatedCudaDevice, SimulatedRuntime

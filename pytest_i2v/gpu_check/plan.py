@@ -23,7 +23,7 @@ from pytest_i2v.gpu_check.records import (
     last_error,
     records_by_test,
 )
-from pytest_i2v.measure.device import split_device
+from pytest_i2v.measure.device_name import split_device
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo, pipeline_of_directory
 
 

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_i2v.measure.device import CpuDevice, CudaDevice, parse_device
+from pytest_i2v.measure.device import CpuDevice, CudaDevice
+from pytest_i2v.measure.device_name import parse_device
 from pytest_i2v.measure.simulated_gpu import SimulatedGpu, SimulatedThrottle
 from pytest_i2v.measure.simulated_libs import SimulatedKernels, SimulatedPynvml, SimulatedTorchCuda
 from pytest_i2v.measure.simulated_memory import Block, SimulatedAllocator, simulated_oom

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_i2v.measure.device import split_device
+from pytest_i2v.measure.device_name import split_device
 
 # NVML's clock types (nvmlClockType_t), as measure.clocks names them
 NVML_CLOCK_MEM = 2

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.measure.device import DeviceInfo, DeviceRuntime, parse_device
+from pytest_i2v.measure.device import DeviceInfo, DeviceRuntime
+from pytest_i2v.measure.device_name import parse_device
 from pytest_i2v.pipelines import (
     PIPELINES,
     class_of_directory,
