@@ -43,9 +43,17 @@ class BenchmarkFixture(Protocol):
     @property
     def enabled(self) -> bool: ...
 
-    def pedantic(self, target: Callable[..., Any], args: tuple[Any, ...] = ..., kwargs: dict[str, Any] | None = ...,
-                 setup: Callable[[], Any] | None = ..., teardown: Callable[..., Any] | None = ...,
-                 rounds: int = ..., warmup_rounds: int = ..., iterations: int = ...) -> Any: ...
+    def pedantic(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...] = ...,
+        kwargs: dict[str, Any] | None = ...,
+        setup: Callable[[], Any] | None = ...,
+        teardown: Callable[..., Any] | None = ...,
+        rounds: int = ...,
+        warmup_rounds: int = ...,
+        iterations: int = ...,
+    ) -> Any: ...
 
 
 def bridge_active(config: pytest.Config, adaptive_repeats: bool) -> bool:
@@ -54,8 +62,9 @@ def bridge_active(config: pytest.Config, adaptive_repeats: bool) -> bool:
     return config.pluginmanager.hasplugin(PLUGIN_NAME) and not adaptive_repeats
 
 
-def request_benchmark(items: list[pytest.Item], config: pytest.Config | None = None,
-                      tables: str = "on") -> None:
+def request_benchmark(
+    items: list[pytest.Item], config: pytest.Config | None = None, tables: str = "on"
+) -> None:
     """Each measuring i2v test asks for ``benchmark`` as if it named it (pytest-benchmark decides
     ``--benchmark-only``/``-skip`` and xdist by the fixtures a test uses; parametrised tests share one
     list of names, hence the membership test), and is timed by the round clock (a timer in the test's
@@ -79,7 +88,10 @@ def request_benchmark(items: list[pytest.Item], config: pytest.Config | None = N
             bridged.add(item.nodeid)
         own = item.get_closest_marker("benchmark")
         # prepended: the closest benchmark mark is the one pytest-benchmark reads
-        item.add_marker(pytest.mark.benchmark(**{**(own.kwargs if own else {}), "timer": ROUND_CLOCK}), append=False)
+        item.add_marker(
+            pytest.mark.benchmark(**{**(own.kwargs if own else {}), "timer": ROUND_CLOCK}),
+            append=False,
+        )
     if config is not None:
         hidden = hidden_tables(config, tables, measuring, bridged)
         if hidden:
@@ -95,13 +107,17 @@ def benchmark_options_given(config: pytest.Config) -> bool:
     import os
     import shlex
 
-    args = [*config.invocation_params.args, *config.getini("addopts"),
-            *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    args = [
+        *config.invocation_params.args,
+        *config.getini("addopts"),
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+    ]
     return any(str(arg).startswith("--benchmark-") for arg in args)
 
 
-def hidden_tables(config: pytest.Config, tables: str, measuring: set[str],
-                  bridged: set[str]) -> frozenset[str]:
+def hidden_tables(
+    config: pytest.Config, tables: str, measuring: set[str], bridged: set[str]
+) -> frozenset[str]:
     """The node ids whose pytest-benchmark tables are left out. With ``--benchmark-compare-fail``
     none: pytest-benchmark judges the comparison only when it has a table to display."""
     if tables == "on" or config.getoption("benchmark_compare_fail", None):
@@ -119,11 +135,14 @@ class HiddenTables:
         self.nodeids = nodeids
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_benchmark_group_stats(self, config: pytest.Config, benchmarks: list[dict[str, Any]],
-                                     group_by: str) -> Generator[None, Any, Any]:
+    def pytest_benchmark_group_stats(
+        self, config: pytest.Config, benchmarks: list[dict[str, Any]], group_by: str
+    ) -> Generator[None, Any, Any]:
         groups = yield
-        kept = [(name, [bench for bench in group if bench.get("fullname") not in self.nodeids])
-                for name, group in groups or ()]
+        kept = [
+            (name, [bench for bench in group if bench.get("fullname") not in self.nodeids])
+            for name, group in groups or ()
+        ]
         return [(name, group) for name, group in kept if group]
 
 
@@ -152,8 +171,14 @@ class BenchmarkRounds:
                 # nothing; the function here is the whole i2v measurement, in the plugin's loop.
                 fixture.pedantic(run_rounds, args=(rounds,))
                 return
-            fixture.pedantic(rounds.target, setup=rounds.setup, teardown=rounds.teardown,
-                             rounds=rounds.count, warmup_rounds=rounds.warmup, iterations=1)
+            fixture.pedantic(
+                rounds.target,
+                setup=rounds.setup,
+                teardown=rounds.teardown,
+                rounds=rounds.count,
+                warmup_rounds=rounds.warmup,
+                iterations=1,
+            )
 
         return drive
 

@@ -59,6 +59,9 @@ def extra_info(record: Mapping[str, Any]) -> dict[str, Any]:
         "outcome_reason": decision.get("reason"),
         "verdict": (record.get("verdict") or {}).get("verdict"),
         "gate_measurements": int(record.get("measurements") or 1),
-        "machine": {key: fingerprint[key] for key in (*FINGERPRINT_KEYS, *CPU_MACHINE_KEYS)
-                    if fingerprint.get(key) is not None},
+        "machine": {
+            key: fingerprint[key]
+            for key in (*FINGERPRINT_KEYS, *CPU_MACHINE_KEYS)
+            if fingerprint.get(key) is not None
+        },
     }

@@ -25,24 +25,59 @@ HELD_CLOCKS_ENV = "PYTEST_I2V_HELD_CLOCKS"
 # writes them), what spreads the one test over workers, what selects by the cache, what the child
 # is given anew, and pytest's basetemp (a shared one would be wiped by the child).
 DROPPED: Mapping[str, bool] = {
-    "--junitxml": True, "--junit-xml": True, "--basetemp": True, "--benchmark-json": True, "--benchmark-save": True,
-    "--benchmark-autosave": False, "--benchmark-histogram": False, "--html": True, "--cov": False, "--cov-report": True,
-    "-n": True, "--numprocesses": True, "--dist": True, "--maxprocesses": True, "--pdb": False, "--lf": False,
-    "--last-failed": False, "--ff": False, "--failed-first": False, "--sw": False, "--stepwise": False,
-    "--i2v-json": True, "--i2v-report": True, "--i2v-markdown": True, "--i2v-confirm": True, "--i2v-gate-mode": True,
-    "--i2v-confirm-in": True, "--i2v-signature": True, "--i2v-device": True, REMEASURE_INTO: True,
-    "--i2v-update-baselines": False, "--i2v-lock-clocks": False,
+    "--junitxml": True,
+    "--junit-xml": True,
+    "--basetemp": True,
+    "--benchmark-json": True,
+    "--benchmark-save": True,
+    "--benchmark-autosave": False,
+    "--benchmark-histogram": False,
+    "--html": True,
+    "--cov": False,
+    "--cov-report": True,
+    "-n": True,
+    "--numprocesses": True,
+    "--dist": True,
+    "--maxprocesses": True,
+    "--pdb": False,
+    "--lf": False,
+    "--last-failed": False,
+    "--ff": False,
+    "--failed-first": False,
+    "--sw": False,
+    "--stepwise": False,
+    "--i2v-json": True,
+    "--i2v-report": True,
+    "--i2v-markdown": True,
+    "--i2v-confirm": True,
+    "--i2v-gate-mode": True,
+    "--i2v-confirm-in": True,
+    "--i2v-signature": True,
+    "--i2v-device": True,
+    REMEASURE_INTO: True,
+    "--i2v-update-baselines": False,
+    "--i2v-lock-clocks": False,
 }
 OPTIONAL_VALUES: Mapping[str, tuple[str, ...]] = {"--i2v-update-baselines": ("append", "reset")}
-XDIST_ENVIRONMENT = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID", "PYTEST_CURRENT_TEST")
+XDIST_ENVIRONMENT = (
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_XDIST_TESTRUNUID",
+    "PYTEST_CURRENT_TEST",
+)
 
 
 class FreshProcessFailed(Exception):
     """The child measured nothing for the test: its exit status and last line say why."""
 
 
-def child_args(invocation: Sequence[str], positional: Sequence[str], target: str, records_path: Path,
-               device: str) -> list[str]:
+def child_args(
+    invocation: Sequence[str],
+    positional: Sequence[str],
+    target: str,
+    records_path: Path,
+    device: str,
+) -> list[str]:
     """The parent's arguments without its test paths and ``DROPPED``, then the one test and the child's own."""
     args: list[str] = []
     skip_value = False
@@ -58,44 +93,89 @@ def child_args(invocation: Sequence[str], positional: Sequence[str], target: str
             attached = "=" in arg or (short is not None and len(arg) > 2)
             following = invocation[index + 1] if index + 1 < len(invocation) else None
             optional = OPTIONAL_VALUES.get(name, ())
-            skip_value = (takes_value and not attached) or (following is not None and following in optional)
+            skip_value = (takes_value and not attached) or (
+                following is not None and following in optional
+            )
             continue
         if arg in paths:
             continue
         args.append(arg)
-    return [*args, target, "-p", "no:cacheprovider", REMEASURE_INTO, str(records_path), "--i2v-gate-mode", "report",
-            "--i2v-confirm", "0", "--i2v-signature", "off", "--i2v-device", device,
-            "-o", "i2v_lock_clocks=false"]  # an ini key would lock them too
+    return [
+        *args,
+        target,
+        "-p",
+        "no:cacheprovider",
+        REMEASURE_INTO,
+        str(records_path),
+        "--i2v-gate-mode",
+        "report",
+        "--i2v-confirm",
+        "0",
+        "--i2v-signature",
+        "off",
+        "--i2v-device",
+        device,
+        "-o",
+        "i2v_lock_clocks=false",
+    ]  # an ini key would lock them too
 
 
-def remeasure(invocation: Sequence[str], positional: Sequence[str], cwd: Path, target: str, nodeid: str,
-              config_id: str | None, device: str, environment: Mapping[str, str] | None = None,
-              held_clocks: str | None = None) -> dict[str, Any]:
+def remeasure(
+    invocation: Sequence[str],
+    positional: Sequence[str],
+    cwd: Path,
+    target: str,
+    nodeid: str,
+    config_id: str | None,
+    device: str,
+    environment: Mapping[str, str] | None = None,
+    held_clocks: str | None = None,
+) -> dict[str, Any]:
     """Run the test in a new pytest process and return its record of this generation (``config_id``);
     ``held_clocks``: the clocks this process holds locked, encoded, which the child labels and leaves alone."""
-    env = {k: v for k, v in (environment if environment is not None else os.environ).items()
-           if k not in XDIST_ENVIRONMENT and k != HELD_CLOCKS_ENV}
+    env = {
+        k: v
+        for k, v in (environment if environment is not None else os.environ).items()
+        if k not in XDIST_ENVIRONMENT and k != HELD_CLOCKS_ENV
+    }
     if held_clocks is not None:
         env[HELD_CLOCKS_ENV] = held_clocks
     with tempfile.TemporaryDirectory(prefix="pytest-i2v-fresh-") as scratch:
         records_path = Path(scratch) / "records.json"
-        command = [sys.executable, "-m", "pytest", *child_args(invocation, positional, target, records_path, device)]
-        completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *child_args(invocation, positional, target, records_path, device),
+        ]
+        completed = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
         try:
             records = json.loads(records_path.read_text(encoding="utf-8"))["records"]
         except (OSError, ValueError, KeyError):
             records = []
     found = pick_record(records, nodeid, config_id)
     if found is None:
-        lines = [line for line in (completed.stdout + completed.stderr).splitlines() if line.strip()]
+        lines = [
+            line for line in (completed.stdout + completed.stderr).splitlines() if line.strip()
+        ]
         last = lines[-1].strip() if lines else "no output"
-        raise FreshProcessFailed(f"exit {completed.returncode}, no measured record for {nodeid}: {last}")
+        raise FreshProcessFailed(
+            f"exit {completed.returncode}, no measured record for {nodeid}: {last}"
+        )
     return found
 
 
-def pick_record(records: Sequence[Mapping[str, Any]], nodeid: str, config_id: str | None) -> dict[str, Any] | None:
+def pick_record(
+    records: Sequence[Mapping[str, Any]], nodeid: str, config_id: str | None
+) -> dict[str, Any] | None:
     """The child's measured record of this test and generation (a test may measure several)."""
     for record in records:
-        if record.get("nodeid") == nodeid and record.get("config_id") == config_id and record.get("outcome") == "ok":
+        if (
+            record.get("nodeid") == nodeid
+            and record.get("config_id") == config_id
+            and record.get("outcome") == "ok"
+        ):
             return dict(record)
     return None

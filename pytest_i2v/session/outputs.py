@@ -19,8 +19,15 @@ from pytest_i2v.verdict.outcome import GateMode, Outcome, headline
 
 
 class Outputs:
-    def __init__(self, settings: Settings, plan: RunPlan, environment: dict[str, Any], gate: GateSettings,
-                 mode: GateMode, baseline_path: Path):
+    def __init__(
+        self,
+        settings: Settings,
+        plan: RunPlan,
+        environment: dict[str, Any],
+        gate: GateSettings,
+        mode: GateMode,
+        baseline_path: Path,
+    ):
         self._settings = settings
         self._plan = plan
         self._environment = environment
@@ -50,15 +57,28 @@ class Outputs:
         records = list(self.records.values())
         dicts = [r.to_dict() for r in records]
         fails, line = self.headline()
-        return build_document(self._environment, self._plan.profile.to_dict(), self._settings.to_dict(), records,
-                              self.loads,
-                              extra={"baseline": {"path": str(self._baseline_path), "gate": self._gate.to_dict()},
-                                     "gate": {"mode": self._mode, "fails": fails, "headline": line,
-                                              "unreliable_run": self.probe_moved()},
-                                     # The published figures are I2VGen-XL's: another model's run is no match.
-                                     "published_reference": _published([r for r in dicts if pipeline_of(r) == DEFAULT_PIPELINE]),
-                                     "recommendations": self._recommendations(dicts),
-                                     "skipped": self.skipped})
+        return build_document(
+            self._environment,
+            self._plan.profile.to_dict(),
+            self._settings.to_dict(),
+            records,
+            self.loads,
+            extra={
+                "baseline": {"path": str(self._baseline_path), "gate": self._gate.to_dict()},
+                "gate": {
+                    "mode": self._mode,
+                    "fails": fails,
+                    "headline": line,
+                    "unreliable_run": self.probe_moved(),
+                },
+                # The published figures are I2VGen-XL's: another model's run is no match.
+                "published_reference": _published(
+                    [r for r in dicts if pipeline_of(r) == DEFAULT_PIPELINE]
+                ),
+                "recommendations": self._recommendations(dicts),
+                "skipped": self.skipped,
+            },
+        )
 
     def write(self) -> None:
         """The JSON, HTML and Markdown outputs that were asked for."""
@@ -79,7 +99,11 @@ class Outputs:
             from pytest_i2v.storage import write_text_atomic
 
             path = settings.markdown_path
-            if path.exists() and path.stat().st_size and str(path) == os.environ.get("GITHUB_STEP_SUMMARY"):
+            if (
+                path.exists()
+                and path.stat().st_size
+                and str(path) == os.environ.get("GITHUB_STEP_SUMMARY")
+            ):
                 with open(path, "a", encoding="utf-8") as handle:  # the step summary is shared
                     handle.write(render_markdown(document))
             else:
@@ -89,8 +113,12 @@ class Outputs:
     def _recommendations(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """A matrix per pipeline from this run's own measurements, for each pipeline whose records
         span at least two sizes (the others have none: too little to fit)."""
-        return recommend_per_pipeline(records, self._plan.profile.scaling, margin_gb=self._settings.safety_margin_gb,
-                                      thresholds=self._settings.latency_thresholds)
+        return recommend_per_pipeline(
+            records,
+            self._plan.profile.scaling,
+            margin_gb=self._settings.safety_margin_gb,
+            thresholds=self._settings.latency_thresholds,
+        )
 
 
 def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:

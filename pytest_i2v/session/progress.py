@@ -19,8 +19,12 @@ class ProgressLine:
         self._started = time.perf_counter()
         self._last = 0.0
         self._shown = False
-        self.enabled = bool(self._reporter and self._reporter.isatty and config.get_verbosity() >= 0
-                            and not hasattr(config, "workerinput"))
+        self.enabled = bool(
+            self._reporter
+            and self._reporter.isatty
+            and config.get_verbosity() >= 0
+            and not hasattr(config, "workerinput")
+        )
 
     def __call__(self, phase: str, repeat: int, repeats: int, step: int, steps: int) -> None:
         now = time.perf_counter()

@@ -11,11 +11,23 @@ from pytest_i2v.generation.marks import Budget, GenerationSpec
 from pytest_i2v.generation.memory_options import no_effect_notes
 from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.measure.device import Device
-from pytest_i2v.measure.flops import FlopCount, count_flops, matmul_precision_state, roofline, roofline_peak
+from pytest_i2v.measure.flops import (
+    FlopCount,
+    count_flops,
+    matmul_precision_state,
+    roofline,
+    roofline_peak,
+)
 from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.measure.probe import run_probe
 from pytest_i2v.measure.profiling import profile_work
-from pytest_i2v.measure.runner import AdaptiveRepeats, GenerationRunner, ProgressCallback, RoundsDriver, oom_form
+from pytest_i2v.measure.runner import (
+    AdaptiveRepeats,
+    GenerationRunner,
+    ProgressCallback,
+    RoundsDriver,
+    oom_form,
+)
 from pytest_i2v.pipelines.loading import LoadedPipeline
 from pytest_i2v.session.pipeline_cache import PipelineCache
 from pytest_i2v.session.plan import RunPlan
@@ -27,23 +39,42 @@ from pytest_i2v.verdict.signature import WorkSignature
 
 
 class Recorder:
-    def __init__(self, settings: Settings, plan: RunPlan, device: Device, environment: dict[str, Any],
-                 pipelines: PipelineCache):
+    def __init__(
+        self,
+        settings: Settings,
+        plan: RunPlan,
+        device: Device,
+        environment: dict[str, Any],
+        pipelines: PipelineCache,
+    ):
         self._settings = settings
         self._plan = plan
         self._device = device
         self._environment = environment
         self._pipelines = pipelines
         self._flop_cache: dict[Any, FlopCount | None] = {}
-        self.probe_start: dict[str, float] | None = None  # measure.probe before the first test (None: not yet / no clock)
+        self.probe_start: dict[str, float] | None = (
+            None  # measure.probe before the first test (None: not yet / no clock)
+        )
         self._probed = False
-        self._compiled_shape: tuple[Any, ...] | None = None  # the last (pipeline, shape) compiled code ran
+        self._compiled_shape: tuple[Any, ...] | None = (
+            None  # the last (pipeline, shape) compiled code ran
+        )
 
-    def measure(self, nodeid: str, spec: GenerationSpec, loaded: LoadedPipeline, image: Any,
-                progress: ProgressCallback | None = None, repeats: int | None = None,
-                warmup: int | None = None, study_spec: GenerationSpec | None = None,
-                budget: Budget | None = None, drive: RoundsDriver | None = None,
-                signature: dict[str, Any] | None = None) -> GenerationRecord:
+    def measure(
+        self,
+        nodeid: str,
+        spec: GenerationSpec,
+        loaded: LoadedPipeline,
+        image: Any,
+        progress: ProgressCallback | None = None,
+        repeats: int | None = None,
+        warmup: int | None = None,
+        study_spec: GenerationSpec | None = None,
+        budget: Budget | None = None,
+        drive: RoundsDriver | None = None,
+        signature: dict[str, Any] | None = None,
+    ) -> GenerationRecord:
         """``drive``: what runs the rounds (pytest-benchmark's, see ``benchmark_bridge``), else the plugin's loop;
         ``signature``: the work this call already profiled (the gate's re-measurement: the work is the same)."""
         settings = self._settings
@@ -53,11 +84,15 @@ class Recorder:
         if fast and spec.offload:
             # The first and last steps carry the offload transfers: K sampled steps would not extrapolate.
             fast = False
-            notes.append(f"fast mode refused for {spec.offload}: its first and last steps carry the module transfers, "
-                         f"so a few sampled steps do not predict the run; measured in full")
+            notes.append(
+                f"fast mode refused for {spec.offload}: its first and last steps carry the module transfers, "
+                f"so a few sampled steps do not predict the run; measured in full"
+            )
         adaptive = None
         if settings.target_ci_pct is not None and repeats is None:
-            adaptive = AdaptiveRepeats(settings.target_ci_pct, settings.min_repeats, settings.max_repeats)
+            adaptive = AdaptiveRepeats(
+                settings.target_ci_pct, settings.min_repeats, settings.max_repeats
+            )
         self._fresh_compile(loaded, spec)
         if not self._probed:  # once per session, before the first measurement
             self._probed = True
@@ -65,37 +100,62 @@ class Recorder:
             self._environment["machine_probe"] = {"start": self.probe_start}
         flops = self._flops(loaded, spec, image) if self._plan.roofline else None
         measurement = runner.measure(
-            spec, image,
+            spec,
+            image,
             warmup=settings.warmup if warmup is None else warmup,
             repeats=self._plan.repeats if repeats is None else repeats,
             fast_steps=settings.fast_steps if fast else None,
             adaptive=adaptive,
             drive=drive,
         )
-        model: dict[str, Any] = {"source": loaded.key.source, "provenance": loaded.provenance,
-                                 "dtype": loaded.key.dtype, "device": self._device.name,
-                                 "loaded_by": loaded.loaded_by,
-                                 "applied_options": [c.to_dict() for c in loaded.applied]}
+        model: dict[str, Any] = {
+            "source": loaded.key.source,
+            "provenance": loaded.provenance,
+            "dtype": loaded.key.dtype,
+            "device": self._device.name,
+            "loaded_by": loaded.loaded_by,
+            "applied_options": [c.to_dict() for c in loaded.applied],
+        }
         if loaded.key.pipeline_class:
             model["pipeline_class"] = loaded.key.pipeline_class
         if study_spec is not None and study_spec != spec:
-            model["study"] = {"width": study_spec.width, "height": study_spec.height,
-                              "frames": study_spec.frames, "steps": study_spec.steps}
+            model["study"] = {
+                "width": study_spec.width,
+                "height": study_spec.height,
+                "frames": study_spec.frames,
+                "steps": study_spec.steps,
+            }
         if measurement.outcome == "oom" and spec.offload:
             # An OOM mid-forward leaves offloaded modules on the GPU: reload rather than trust the placement.
             self._pipelines.evict(loaded.key)
-            notes.append(f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU")
-        record = replace(GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s),
-                         machine_probe=self.probe_start)
+            notes.append(
+                f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU"
+            )
+        record = replace(
+            GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s),
+            machine_probe=self.probe_start,
+        )
         if self._plan.signature and measurement.outcome == "ok":
-            record = replace(record, signature=signature or self._signature(loaded, spec, image).to_record())
+            record = replace(
+                record, signature=signature or self._signature(loaded, spec, image).to_record()
+            )
         notes += no_effect_notes(spec.pipeline, spec.memory)
         precision, allow_tf32 = matmul_precision_state()
-        peak, peak_kind = roofline_peak(self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32)
+        peak, peak_kind = roofline_peak(
+            self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32
+        )
         return replace(
-            record, notes=[*record.notes, *notes],
-            roofline=roofline(flops, record.stages.get("step_s"), record.stages.get("decode_s"), peak, peak_kind=peak_kind),
-            config_id=config_id(record.config), fingerprint=fingerprint_for(self._environment, record.config),
+            record,
+            notes=[*record.notes, *notes],
+            roofline=roofline(
+                flops,
+                record.stages.get("step_s"),
+                record.stages.get("decode_s"),
+                peak,
+                peak_kind=peak_kind,
+            ),
+            config_id=config_id(record.config),
+            fingerprint=fingerprint_for(self._environment, record.config),
             latency_class=latency_class(record.time_s, settings.latency_thresholds),
             budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
         )
@@ -104,7 +164,10 @@ class Recorder:
         """The probe again at the end of a session that ran one at its start: a machine that changed speed
         under the run (a neighbour, throttling) shows as start and end apart."""
         if self._probed:
-            self._environment["machine_probe"] = {"start": self.probe_start, "end": run_probe(self._device)}
+            self._environment["machine_probe"] = {
+                "start": self.probe_start,
+                "end": run_probe(self._device),
+            }
 
     def _fresh_compile(self, loaded: LoadedPipeline, spec: GenerationSpec) -> None:
         """A compiled pipeline (dynamic=False) keeps one static graph per shape, up to Dynamo's recompile
@@ -145,7 +208,15 @@ class Recorder:
 
 def shape_key(loaded: LoadedPipeline, spec: GenerationSpec) -> tuple[Any, ...]:
     """A pipeline and the shape of the work it is given: what FLOPs and compiled graphs depend on."""
-    return (loaded.key, spec.width, spec.height, spec.frames, spec.guidance > 1.0, spec.toggles, spec.attention)
+    return (
+        loaded.key,
+        spec.width,
+        spec.height,
+        spec.frames,
+        spec.guidance > 1.0,
+        spec.toggles,
+        spec.attention,
+    )
 
 
 def needs_fresh_compile(last: tuple[Any, ...] | None, shape: tuple[Any, ...]) -> bool:

@@ -33,9 +33,16 @@ from pytest_i2v.verdict.peak import record_peak
 
 
 class I2VRun:
-    def __init__(self, config: pytest.Config, settings: Settings, plan: RunPlan, device: Device,
-                 environment: dict[str, Any], baseline_dir: Path,
-                 locked_clocks: LockedClocks | None = None):
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        plan: RunPlan,
+        device: Device,
+        environment: dict[str, Any],
+        baseline_dir: Path,
+        locked_clocks: LockedClocks | None = None,
+    ):
         self.config = config
         self.locked_clocks = locked_clocks  # what a fresh-process child is told this process holds
         self.settings = settings
@@ -44,14 +51,24 @@ class I2VRun:
         self.work_dir = Path(tempfile.mkdtemp(prefix="pytest-i2v-"))
         self.pipelines = PipelineCache(
             lambda key, path: config.hook.pytest_i2v_load_pipeline(
-                key=key, work_dir=path, allow_pickle=settings.allow_pickle, wrap=self._wrap),
-            device, plan.source_for, plan.dtype, self.work_dir, plan.pipeline_class_for)
+                key=key, work_dir=path, allow_pickle=settings.allow_pickle, wrap=self._wrap
+            ),
+            device,
+            plan.source_for,
+            plan.dtype,
+            self.work_dir,
+            plan.pipeline_class_for,
+        )
         self.recorder = Recorder(settings, plan, device, environment, self.pipelines)
         self.gate = GateLoop(settings, plan, baseline_dir)
-        self.outputs = Outputs(settings, plan, environment, self.gate.gate, self.gate.mode, self.gate.baseline_path)
+        self.outputs = Outputs(
+            settings, plan, environment, self.gate.gate, self.gate.mode, self.gate.baseline_path
+        )
         self.outputs.loads = self.pipelines.loads
         # A bad image file is a usage error before any test runs.
-        self._image: Any = load_input_image(settings.input_image) if settings.input_image is not None else None
+        self._image: Any = (
+            load_input_image(settings.input_image) if settings.input_image is not None else None
+        )
 
     def remeasure_in_fresh_process(self, nodeid: str, config_id: str | None) -> GenerationRecord:
         """This test again in a new pytest process with this run's options (``fresh_process``); a child
@@ -59,9 +76,16 @@ class I2VRun:
         from pytest_i2v.session.fresh_process import remeasure
 
         params = self.config.invocation_params
-        data = remeasure(params.args, [str(a) for a in self.config.args], params.dir, str(self.config.rootpath / nodeid),
-                         nodeid, config_id, self.plan.device,
-                         held_clocks=self.locked_clocks.encoded() if self.locked_clocks else None)
+        data = remeasure(
+            params.args,
+            [str(a) for a in self.config.args],
+            params.dir,
+            str(self.config.rootpath / nodeid),
+            nodeid,
+            config_id,
+            self.plan.device,
+            held_clocks=self.locked_clocks.encoded() if self.locked_clocks else None,
+        )
         return GenerationRecord.from_dict(data)
 
     def _wrap(self, pipe: Any, key: Any) -> Any:
@@ -80,7 +104,9 @@ class I2VRun:
         return self.plan.describe()
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, Any]:
         """Fail the test whose outcome fails (never the summary); queue recorded runs for the baseline."""
         report = yield
         if call.excinfo is not None and uses_i2v(item):
@@ -89,8 +115,12 @@ class I2VRun:
             # The report holds the formatted text; the frames would keep the failed test's tensors alive.
             release_traceback(call.excinfo.tb)
         if report.skipped and item.get_closest_marker("i2v") is not None:
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-            self.outputs.skipped.append({"nodeid": item.nodeid, "reason": reason.removeprefix("Skipped: ")})
+            reason = (
+                report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            )
+            self.outputs.skipped.append(
+                {"nodeid": item.nodeid, "reason": reason.removeprefix("Skipped: ")}
+            )
         record = item.stash.get(RECORD_KEY, None)
         if record is None or report.when != "call" or record.decision is None:
             return report
@@ -112,13 +142,20 @@ class I2VRun:
             return
         config = session.config
         if hasattr(config, "workerinput"):
-            config.workeroutput["i2v_records"] = [r.to_dict() for r in self.outputs.records.values()]  # type: ignore[attr-defined]
+            config.workeroutput["i2v_records"] = [
+                r.to_dict() for r in self.outputs.records.values()
+            ]  # type: ignore[attr-defined]
             config.workeroutput["i2v_loads"] = self.pipelines.loads  # type: ignore[attr-defined]
             config.workeroutput["i2v_accepted"] = [a.nodeid for a in self.gate.accepted]  # type: ignore[attr-defined]
             config.workeroutput["i2v_skipped"] = self.outputs.skipped  # type: ignore[attr-defined]
             return
-        if self.settings.remeasure_into is not None:  # a fresh-process re-measurement: its records, nothing else
-            write_json_atomic(self.settings.remeasure_into, {"records": [r.to_dict() for r in self.outputs.records.values()]})
+        if (
+            self.settings.remeasure_into is not None
+        ):  # a fresh-process re-measurement: its records, nothing else
+            write_json_atomic(
+                self.settings.remeasure_into,
+                {"records": [r.to_dict() for r in self.outputs.records.values()]},
+            )
             return
         self.recorder.probe_end()
         # The measurements first: whatever happens to the baselines, the run's results are kept.
@@ -145,8 +182,10 @@ class I2VRun:
                 kind = (record.decision or {}).get("kind", "-")
                 time_delta, memory_delta = short_deltas(record.to_dict())
                 note = work_note(record.work, self.gate.gate.min_effect * 100.0)
-                terminalreporter.write_line(f"{record.nodeid}: {describe(record)} | time {time_delta}, "
-                                            f"memory {memory_delta} | {kind}" + (f" | {note}" if note else ""))
+                terminalreporter.write_line(
+                    f"{record.nodeid}: {describe(record)} | time {time_delta}, "
+                    f"memory {memory_delta} | {kind}" + (f" | {note}" if note else "")
+                )
             for line in self.gate.baseline_lines():
                 terminalreporter.write_line(line)
             for path in self.outputs.written:
@@ -179,14 +218,23 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the plugin never phones home
     runtime: DeviceRuntime = config.hook.pytest_i2v_device_runtime()
     try:
-        plan = plan_run(settings, load_profiles(settings.profile_dir), runtime, _worker_device(config, settings, runtime))
+        plan = plan_run(
+            settings,
+            load_profiles(settings.profile_dir),
+            runtime,
+            _worker_device(config, settings, runtime),
+        )
         device = runtime.open(plan.device)
         locked = _lock_clocks(config, settings, device)
-        environment = collect_environment(plan.device, plan.gpu, gpu_clocks=locked.label if locked else None)
+        environment = collect_environment(
+            plan.device, plan.gpu, gpu_clocks=locked.label if locked else None
+        )
         environment["profile"] = plan.profile.name
         config.hook.pytest_i2v_environment(environment=environment)
         inipath = config.inipath
-        baseline_dir = settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
+        baseline_dir = (
+            settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
+        )
         _check_baselines_writable(settings, baseline_dir)
         return I2VRun(config, settings, plan, device, environment, baseline_dir, locked)
     except I2VUsageError as exc:
@@ -202,9 +250,11 @@ def _check_baselines_writable(settings: Settings, baseline_dir: Path) -> None:
         return
     reason = unwritable_reason(baseline_dir)
     if reason is not None:
-        raise I2VUsageError(f"--i2v-update-baselines: cannot write the baselines directory "
-                            f"{baseline_dir} ({reason}); make it writable or pass "
-                            f"--i2v-baseline-dir DIR (nothing was measured)")
+        raise I2VUsageError(
+            f"--i2v-update-baselines: cannot write the baselines directory "
+            f"{baseline_dir} ({reason}); make it writable or pass "
+            f"--i2v-baseline-dir DIR (nothing was measured)"
+        )
 
 
 def _lock_clocks(config: pytest.Config, settings: Settings, device: Device) -> LockedClocks | None:
@@ -252,6 +302,7 @@ def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRun
 def ran_size(config: Mapping[str, Any]) -> str:
     """What a generation ran, and what its mark asked for where the profile scaled it:
     ``96x48, 21 frames, 8 steps (marked 832x480, 81 frames, 40 steps)``."""
+
     def size(c: Mapping[str, Any]) -> str:
         frames = f", {c['frames']} frames" if c.get("frames") is not None else ""
         return f"{c.get('width')}x{c.get('height')}{frames}, {c.get('steps')} steps"
@@ -270,13 +321,19 @@ def describe(record: GenerationRecord) -> str:
         return f"{size} | outcome {record.outcome}"
     peak = record_peak(record.to_dict())
     memory = f"{peak.bytes / 2**20:.0f} MiB" if peak.bytes is not None else "-"
-    predicted = f" predicted from {record.fast['measured_steps']} of {record.fast['steps']} steps" if record.fast else ""
+    predicted = (
+        f" predicted from {record.fast['measured_steps']} of {record.fast['steps']} steps"
+        if record.fast
+        else ""
+    )
     step = record.stages.get("step_s")
     clock = clock_label(record.conditions)
-    return (f"{size} | median {record.time_s:.3f} s{predicted} over {record.repeats} repeats "
-            f"({record.latency_class})"
-            f"{f', SM clock {clock}' if clock else ''}, "
-            f"{record.gen_fps or 0:.2f} frames/s, step {(step or 0) * 1000:.1f} ms, peak {memory} ({peak.label})")
+    return (
+        f"{size} | median {record.time_s:.3f} s{predicted} over {record.repeats} repeats "
+        f"({record.latency_class})"
+        f"{f', SM clock {clock}' if clock else ''}, "
+        f"{record.gen_fps or 0:.2f} frames/s, step {(step or 0) * 1000:.1f} ms, peak {memory} ({peak.label})"
+    )
 
 
 def failure_text(record: GenerationRecord, outcome: Outcome, section: str) -> str:
@@ -285,8 +342,10 @@ def failure_text(record: GenerationRecord, outcome: Outcome, section: str) -> st
         where = f"step {oom.get('step')}" if oom.get("step") else oom.get("stage")
         allocated = oom.get("allocated_bytes")
         memory = f", {allocated / 2**30:.2f} GiB allocated" if allocated else ""
-        return (f"i2v: out of memory during {where} ({record.config['width']}x{record.config['height']}, "
-                f"{record.config['frames']} frames{memory}): {oom.get('message')}. Memory was freed; the session goes on.")
+        return (
+            f"i2v: out of memory during {where} ({record.config['width']}x{record.config['height']}, "
+            f"{record.config['frames']} frames{memory}): {oom.get('message')}. Memory was freed; the session goes on."
+        )
     if outcome.kind == "over-budget":
         return "\n".join(f"i2v: {line}" for line in outcome.reason.split("; "))
     return section or f"i2v: {outcome.kind}: {outcome.reason}"

@@ -12,7 +12,9 @@ import pytest
 from pytest_i2v.generation.marks import Budget, GenerationSpec
 from pytest_i2v.session.settings import Settings
 
-if TYPE_CHECKING:  # named in the keys' quoted types only: importing them would wake torch and the gate
+if (
+    TYPE_CHECKING
+):  # named in the keys' quoted types only: importing them would wake torch and the gate
     from pytest_i2v.generation.results import GenerationRecord  # noqa: F401
     from pytest_i2v.session.runtime import I2VRun  # noqa: F401
 
@@ -26,5 +28,6 @@ I2V_FIXTURES = frozenset({"i2v_run", "i2v_pipeline", "i2v_spec", "i2v_input_imag
 
 def uses_i2v(item: pytest.Item) -> bool:
     """A test wakes the plugin when it carries an i2v mark or asks for an i2v fixture."""
-    return any(item.get_closest_marker(m) for m in ("i2v", "vram_budget", "time_budget")) or \
-        bool(I2V_FIXTURES & set(getattr(item, "fixturenames", ())))
+    return any(item.get_closest_marker(m) for m in ("i2v", "vram_budget", "time_budget")) or bool(
+        I2V_FIXTURES & set(getattr(item, "fixturenames", ()))
+    )
