@@ -23,7 +23,8 @@ from pytest_i2v.generation.marks import (
     vram_budget,
 )
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, marker_help_line
-from pytest_i2v.session.settings import OPTIONS, resolve_settings
+from pytest_i2v.session.options import OPTIONS
+from pytest_i2v.session.settings import resolve_settings
 from pytest_i2v.session.stash import BUDGET_KEY, RECORD_KEY, RUN_KEY, SETTINGS_KEY, SPEC_KEY, uses_i2v
 
 if TYPE_CHECKING:

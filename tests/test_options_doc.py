@@ -1,4 +1,4 @@
-"""The docs' options page (docs/options.md) agrees with ``pytest_i2v.session.settings.OPTIONS``: one row per option, the same
+"""The docs' options page (docs/options.md) agrees with ``pytest_i2v.session.options.OPTIONS``: one row per option, the same
 flag, metavar, ini key and default, and no row for an option that does not exist.
 
 The table sits between ``<!-- options:start -->`` and ``<!-- options:end -->`` in docs/options.md. Its
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_i2v.session.settings import OPTIONS, OptionSpec
+from pytest_i2v.session.options import OPTIONS, OptionSpec
 
 OPTIONS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "options.md"
 START, END = "<!-- options:start -->", "<!-- options:end -->"

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.session.settings import OPTIONS, Settings, resolve_settings
+from pytest_i2v.session.options import OPTIONS
+from pytest_i2v.session.settings import Settings, resolve_settings
 
 
 def resolve(cli: dict[str, Any] | None = None, ini: dict[str, Any] | None = None, here: Path = Path("/run")) -> Settings:

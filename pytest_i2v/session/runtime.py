@@ -142,12 +142,11 @@ class I2VRun:
             return
         config = session.config
         if hasattr(config, "workerinput"):
-            config.workeroutput["i2v_records"] = [
-                r.to_dict() for r in self.outputs.records.values()
-            ]  # type: ignore[attr-defined]
-            config.workeroutput["i2v_loads"] = self.pipelines.loads  # type: ignore[attr-defined]
-            config.workeroutput["i2v_accepted"] = [a.nodeid for a in self.gate.accepted]  # type: ignore[attr-defined]
-            config.workeroutput["i2v_skipped"] = self.outputs.skipped  # type: ignore[attr-defined]
+            worker_output = config.workeroutput  # type: ignore[attr-defined]
+            worker_output["i2v_records"] = [r.to_dict() for r in self.outputs.records.values()]
+            worker_output["i2v_loads"] = self.pipelines.loads
+            worker_output["i2v_accepted"] = [a.nodeid for a in self.gate.accepted]
+            worker_output["i2v_skipped"] = self.outputs.skipped
             return
         if (
             self.settings.remeasure_into is not None
