@@ -37,7 +37,7 @@ must agree exactly):
   tests leave, the job's pooled spread;
 - ``A/B sequential <= N, calibrated``: the same with each test's spread from the nightly 16-round A/A
   calibration (15 df; the calibration's own estimate is simulated, not taken as exact);
-- ``baseline gate, 20-run history``: ``gate.judge`` against a stored history from other days.
+- ``baseline gate, 20-run history``: ``gate.judge_metrics`` against a stored history from other days.
 
 A test is flagged when either time metric is; power is the share of +5 % (+10 %) tests called
 regressed; the false alarm rate, the share of unchanged tests called regressed. A work change is
@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytest_i2v.ab.paired import DEFAULT_CONFIDENCE, DEFAULT_MIN_EFFECT, PRIOR_MAX_DF
 from pytest_i2v.ab.rounds import compare_rounds
 from pytest_i2v.ab.sequential import SequentialPlan, is_decided
-from pytest_i2v.verdict.gate import GateSettings, Noise, judge
+from pytest_i2v.verdict.gate import GateSettings, Noise, judge_metrics
 
 TARGET_FALSE, TARGET_POWER = 0.001, 0.90
 TARGET_MINUTES = {0.01: 10.0, 0.02: 30.0}  # the budgets per job at 1 % and 2 % between-process noise
@@ -294,7 +294,7 @@ def check_gate_sample(history: np.ndarray, current: np.ndarray, settings: GateSe
         runs: list[dict[str, Any]] = [{name: float(math.exp(history[0, test, r, m])) for m, name in enumerate(metrics)}
                                       for r in range(history.shape[2])]
         now = {name: float(math.exp(current[0, test, m])) for m, name in enumerate(metrics)}
-        assert (judge(runs, now, settings, pooled).verdict == "regressed") == bool(flags[0, test].any()), test
+        assert (judge_metrics(runs, now, settings, pooled).verdict == "regressed") == bool(flags[0, test].any()), test
 
 
 def ab_row(rng: np.random.Generator, trials: int, design: Design, noise: NoiseModel, costs: Costs, min_effect: float,

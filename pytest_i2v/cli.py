@@ -22,15 +22,16 @@ from typing import Any
 
 from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.generation.results import read_results
+from pytest_i2v.generation.results import GenerationRecord, read_results
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.verdict.baseline_store import BaselineFile, baseline_path, read_baseline
-from pytest_i2v.verdict.explain import excuse_throttling, format_value
-from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
-from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, fingerprint_changes, judge
-from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE
-from pytest_i2v.verdict.signature import WorkSignature, diff
+from pytest_i2v.verdict.explain import format_value
+from pytest_i2v.verdict.fingerprint import machine_changes
+from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, fingerprint_changes
+from pytest_i2v.verdict.judgement import GateContext, judge
+from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode, decide
+from pytest_i2v.verdict.signature import WorkDiff, WorkSignature, diff
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 # baseline match: no baseline for this machine. Not 1, which is also what a crash exits with: CI must
@@ -103,51 +104,71 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
     return markdown_table(["test", "entry", "median time", "peak memory", "environment change", "work"], rows)
 
 
-def _work_change(base: WorkSignature | None, head: WorkSignature | None, base_step_s: float | None) -> str:
+def _work_change(
+    base: WorkSignature | None, head: WorkSignature | None, base_step_s: float | None
+) -> str:
     """One cell: the work's change between two signatures, with its largest row; "-" without both."""
     if base is None or head is None:
         return "-"
-    work = diff(base, head, base_step_s)
-    top = f"; {work.rows[0].row.label} {work.rows[0].count_base} -> {work.rows[0].count_head}" if work.rows else ""
-    return work.summary() + top
+    return _work_cell(diff(base, head, base_step_s))
+
+
+def _work_cell(work: WorkDiff) -> str:
+    top = work.rows[0] if work.rows else None
+    largest = f"; {top.row.label} {top.count_base} -> {top.count_head}" if top else ""
+    return work.summary() + largest
+
+
+def _gate_of(baseline: BaselineFile, document: dict[str, Any]) -> GateContext:
+    """The gate the results were measured under (their document says), else the profile's."""
+    profiles = load_profiles()
+    gate = profiles[baseline.profile].gate if baseline.profile in profiles else GateSettings()
+    stored = (document.get("baseline") or {}).get("gate")
+    if isinstance(stored, dict):
+        gate = GateSettings.from_mapping(stored, gate)
+    stored_mode = (document.get("gate") or {}).get("mode")
+    mode: GateMode = "enforce" if gate.enforce else "report"
+    for known in GATE_MODES:
+        if stored_mode == known:
+            mode = known
+    return GateContext(baseline, gate, mode, baseline.profile)
 
 
 def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
-    """What the gate would say about a results file against a baseline."""
-    rows = []
-    profiles = load_profiles()
-    gate = profiles[baseline.profile].gate if baseline.profile in profiles else GateSettings()
-    for record in document.get("records", []):
-        entry = baseline.entries.get(record["nodeid"])
-        if record.get("outcome") != "ok":
-            rows.append([record["nodeid"], record.get("outcome", "?"), "-", "-", "-", "-"])
-            continue
-        if entry is None or entry.current is None:
-            rows.append([record["nodeid"], "new", format_value("time_s", record.get("time_s")), "-", "-", "-"])
-            continue
-        current = {"time_s": record.get("time_s"), "step_s": record["stages"].get("step_s"),
-                   "decode_s": record["stages"].get("decode_s"), **record.get("peak_memory", {})}
-        fingerprint = record.get("fingerprint") or {}
-        segment = entry.segment_for(fingerprint)  # as the gate does: this machine's newest segment
-        verdict: RegressionVerdict
-        if segment is None:
-            changes = machine_changes(entry.current.fingerprint, fingerprint)
-            verdict = judge(entry.current.runs, current, gate, machine_changes=changes)
-        else:
-            changes = software_changes(segment.fingerprint, fingerprint)
-            verdict = excuse_throttling(judge(segment.runs, current, gate, baseline.pooled(fingerprint, record["nodeid"]), changes), record)
-        by_metric = {m.metric: m for m in verdict.metrics}
-        time_m = by_metric.get("time_s")
-        memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
-        shown = (f"new ({NO_MACHINE_BASELINE})" if verdict.machine_changes else
-                 f"unreliable ({verdict.unreliable})" if verdict.unreliable else verdict.verdict)
-        head = WorkSignature.from_dict(record["signature"]) if record.get("signature") else None
-        rows.append([record["nodeid"], shown,
-                     f"{format_value('time_s', time_m.current)} ({time_m.delta_pct:+.1f} %)" if time_m and time_m.delta_pct is not None else "-",
-                     f"{format_value(memory_m.metric, memory_m.current)} ({memory_m.delta_pct:+.1f} %)" if memory_m and memory_m.delta_pct is not None else "-",
-                     "; ".join(changes) or "-", _work_change(baseline.work_of(segment), head, segment.step_s if segment else None)])
-    return markdown_table(["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)", "environment change", "work"],
-                          rows)
+    """What the gate would say about a results file against a baseline: the same judgement and
+    the same decision as the plugin's (``verdict.judgement``, ``outcome.decide``)."""
+    context = _gate_of(baseline, document)
+    rows = [_result_row(GenerationRecord.from_partial(data), context) for data in document.get("records", [])]
+    header = ["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)",
+              "environment change", "work", "outcome"]
+    return markdown_table(header, rows)
+
+
+def _result_row(record: GenerationRecord, context: GateContext) -> list[str]:
+    judgement = judge(record, context)
+    outcome = decide(judgement.inputs(record.outcome, context))
+    decided = f"{outcome.kind}{' (fails)' if outcome.fails else ''}"
+    if record.outcome != "ok":
+        return [record.nodeid, record.outcome, "-", "-", "-", "-", decided]
+    verdict = judgement.verdict
+    shown = (
+        f"new ({NO_MACHINE_BASELINE})" if verdict.machine_changes
+        else f"unreliable ({verdict.unreliable})" if verdict.unreliable
+        else verdict.verdict
+    )
+    time_m = next((m for m in verdict.metrics if m.metric == "time_s"), None)
+    memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
+    changes = verdict.env_changes or verdict.machine_changes
+    work = _work_cell(WorkDiff.from_dict(judgement.work)) if judgement.work else "-"
+    return [record.nodeid, shown, _against(time_m), _against(memory_m),
+            "; ".join(changes) or "-", work, decided]
+
+
+def _against(metric: MetricVerdict | None) -> str:
+    """A metric's figure and its change against the baseline ("-" when not compared)."""
+    if metric is None or metric.delta_pct is None:
+        return "-"
+    return f"{format_value(metric.metric, metric.current)} ({metric.delta_pct:+.1f} %)"
 
 
 def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tuple[bool, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_i2v.verdict.outcome import Outcome, decide, headline
+from pytest_i2v.verdict.outcome import DecisionInputs, Outcome, decide, headline
 
 XSS = '<script>alert("x")</script>'
 
@@ -31,7 +31,7 @@ def record(nodeid: str, resolution: str | None, size: int, frames: int, time_s: 
         "latency_class": "good" if time_s < 30 else "acceptable" if time_s <= 60 else "too-slow",
         "baseline_history": [time_s / 1.2] * 5 if verdict == "regressed" else [time_s * 0.99, time_s, time_s * 1.01],
         "config_id": "abc", "fingerprint": {}, "budget": None,
-        "decision": decide(outcome, [], None if outcome == "oom" else verdict, "warn", "enforce", "h100-80gb").to_dict(),
+        "decision": decide(DecisionInputs(outcome, [], None if outcome == "oom" else verdict, "warn", "enforce", "h100-80gb")).to_dict(),
     }
     if pipeline is not None:
         result["config"]["pipeline"] = pipeline

@@ -10,22 +10,29 @@ from pytest_i2v.verdict.gate import (
     GateSettings,
     Noise,
     RegressionVerdict,
-    fails,
     fingerprint_changes,
     fit_prior,
-    judge,
     judge_memory,
+    judge_metrics,
     judge_time,
     prior_for,
     prior_from,
 )
+from pytest_i2v.verdict.outcome import DecisionInputs, decide
 
 SETTINGS = GateSettings()
+
+
+def fails(verdict: RegressionVerdict, settings: GateSettings) -> bool:
+    """Whether the one decision fails a test on ``verdict`` alone (measured, within its budgets)."""
+    mode = "enforce" if settings.enforce else "report"
+    inputs = DecisionInputs("ok", (), verdict.verdict, settings.env_policy, mode, "test-profile")
+    return decide(inputs).fails
 HISTORY = [10.0, 10.2, 9.9, 10.1, 10.0]
 
 
 def test_no_history_is_new() -> None:
-    assert judge([], {"time_s": 1.0}, SETTINGS).verdict == "new"
+    assert judge_metrics([], {"time_s": 1.0}, SETTINGS).verdict == "new"
     assert judge_time("time_s", [], 1.0, SETTINGS).verdict == "new"
 
 
@@ -106,12 +113,12 @@ def test_memory_tolerance() -> None:
 def test_test_verdict_combines_metrics_and_gates_only_gating_memory() -> None:
     history = [{"time_s": 10.0, "step_s": 0.2, "decode_s": 1.0, "allocated_bytes": 2**30, "reserved_bytes": 2**30}] * 4
     current = {"time_s": 10.0, "step_s": 0.2, "decode_s": 1.0, "allocated_bytes": 3 * 2**30, "reserved_bytes": 2**30}
-    verdict = judge(history, current, SETTINGS)
+    verdict = judge_metrics(history, current, SETTINGS)
     assert verdict.verdict == "pass"  # allocated grew, but only the headline peak (here reserved) gates
-    hungry = judge(history, {**current, "reserved_bytes": 3 * 2**30}, SETTINGS)
+    hungry = judge_metrics(history, {**current, "reserved_bytes": 3 * 2**30}, SETTINGS)
     assert hungry.verdict == "regressed" and [m.metric for m in hungry.regressions] == ["reserved_bytes"]
     assert {m.metric for m in verdict.metrics} == {"time_s", "step_s", "decode_s", "allocated_bytes", "reserved_bytes"}
-    slow = judge(history, {**current, "step_s": 0.3}, SETTINGS)
+    slow = judge_metrics(history, {**current, "step_s": 0.3}, SETTINGS)
     assert slow.verdict == "regressed" and [m.metric for m in slow.regressions] == ["step_s"]
     assert fails(slow, SETTINGS)
     assert RegressionVerdict.from_dict(slow.to_dict()) == slow
@@ -119,7 +126,7 @@ def test_test_verdict_combines_metrics_and_gates_only_gating_memory() -> None:
 
 def test_cpu_gates_on_host_rss_when_there_is_no_allocator() -> None:
     history = [{"time_s": 1.0, "host_rss_bytes": 500 * 2**20}] * 3
-    verdict = judge(history, {"time_s": 1.0, "host_rss_bytes": 800 * 2**20}, SETTINGS)
+    verdict = judge_metrics(history, {"time_s": 1.0, "host_rss_bytes": 800 * 2**20}, SETTINGS)
     assert verdict.verdict == "regressed" and verdict.regressions[0].metric == "host_rss_bytes"
 
 
@@ -128,7 +135,7 @@ def test_cpu_gates_on_host_rss_when_there_is_no_allocator() -> None:
 def test_environment_policy(policy: str, verdict: str, fail: bool) -> None:
     settings = GateSettings(env_policy=policy)
     history = [{"time_s": 10.0}] * 5
-    result = judge(history, {"time_s": 20.0}, settings, env_changes=("driver 550.54 -> 560.35",))
+    result = judge_metrics(history, {"time_s": 20.0}, settings, env_changes=("driver 550.54 -> 560.35",))
     assert result.verdict == verdict and fails(result, settings) is fail
     assert result.env_changes == ("driver 550.54 -> 560.35",)
 
@@ -151,7 +158,7 @@ def test_fixed_percent_rule_is_what_pytest_benchmark_does() -> None:
 
 def test_report_only_profiles_never_fail() -> None:
     settings = GateSettings(enforce=False)
-    verdict = judge([{"time_s": 1.0}] * 5, {"time_s": 9.0}, settings)
+    verdict = judge_metrics([{"time_s": 1.0}] * 5, {"time_s": 9.0}, settings)
     assert verdict.verdict == "regressed" and not fails(verdict, settings)
 
 
@@ -175,6 +182,6 @@ def test_a_nan_figure_is_not_measured_and_a_nan_in_history_is_left_out() -> None
     hungry = judge_memory("host_rss_bytes", [2e9, nan, 2e9], 4e9, SETTINGS, gating=True)
     assert hungry.verdict == "regressed" and hungry.baseline == 2e9 and hungry.runs == 2
     history = [{"time_s": t, "host_rss_bytes": 2e9} for t in HISTORY]
-    verdict = judge(history, {"time_s": nan, "host_rss_bytes": 2e9}, SETTINGS)
+    verdict = judge_metrics(history, {"time_s": nan, "host_rss_bytes": 2e9}, SETTINGS)
     assert verdict.verdict == "pass" and any("total time was not measured (NaN)" in n for n in verdict.notes)
     assert RegressionVerdict.from_dict(verdict.to_dict()).notes == verdict.notes

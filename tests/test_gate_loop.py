@@ -273,3 +273,25 @@ def test_a_slower_machine_is_not_slower_code(loop: pytest.Pytester, monkeypatch:
     result = loop.runpytest(*ARGS, "--i2v-gate-mode", "enforce")
     result.assert_outcomes(passed=1, failed=1)
     assert verdicts(loop)["test_b"] == "regressed"
+
+
+@pytest.mark.parametrize("inject", ["", "slow:test_b"], ids=["unchanged", "slowdown"])
+def test_baseline_diff_decides_what_the_gate_decided(loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                     inject: str) -> None:
+    """The review CLI and the plugin go through one judgement and one decision: ``baseline diff``
+    of the run's results against its baseline comes to every test's recorded outcome."""
+    from pytest_i2v.cli import diff_results
+    from pytest_i2v.verdict.baseline_store import read_baseline
+
+    if inject:
+        monkeypatch.setenv("INJECT", inject)
+    loop.runpytest(*ARGS)
+    document = json.loads((loop.path / "r.json").read_text())
+    table = diff_results(read_baseline(loop.path / "bl" / "cpu.yaml", "cpu"), document)
+    kinds = set()
+    for record in document["records"]:
+        row = next(line for line in table.splitlines() if line.startswith(f"| {record['nodeid']} |"))
+        decision = record["decision"]
+        kinds.add(decision["kind"])
+        assert row.endswith(f"| {decision['kind']}{' (fails)' if decision['fails'] else ''} |"), row
+    assert ("regressed" in kinds) == bool(inject)

@@ -27,7 +27,7 @@ from pytest_i2v.measure.virtual_time import VirtualWork
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.session.plan import plan_run
 from pytest_i2v.session.settings import Settings
-from pytest_i2v.verdict.gate import GateSettings, judge
+from pytest_i2v.verdict.gate import GateSettings, judge_metrics
 
 SMALL = i2v(width=32, height=32, frames=2, steps=2)
 LARGE = i2v(width=96, height=96, frames=2, steps=2)
@@ -190,11 +190,11 @@ def test_the_nvml_scope_is_recorded(tiny_pipe: Any, mode: str, scope: str) -> No
 def test_the_gate_never_compares_nvml_figures_of_different_scopes() -> None:
     history = [{"time_s": 1.0, "device_bytes": 10 * GiB, "device_scope": "process"} for _ in range(5)]
     current = {"time_s": 1.0, "device_bytes": 20 * GiB, "device_scope": "device"}
-    verdict = judge(history, current, GateSettings())
+    verdict = judge_metrics(history, current, GateSettings())
     device = next(m for m in verdict.metrics if m.metric == "device_bytes")
     assert device.verdict == "new" and verdict.verdict == "pass"
     assert any("another scope" in note for note in verdict.notes)
-    same = judge(history, {**current, "device_scope": "process"}, GateSettings(memory_abs_bytes=0))
+    same = judge_metrics(history, {**current, "device_scope": "process"}, GateSettings(memory_abs_bytes=0))
     assert next(m for m in same.metrics if m.metric == "device_bytes").verdict == "regressed"
 
 

@@ -33,8 +33,8 @@ from pytest_i2v.verdict.fingerprint import (
     parse_physical_cores,
     software_changes,
 )
-from pytest_i2v.verdict.gate import GateSettings, judge
-from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE, decide
+from pytest_i2v.verdict.gate import GateSettings, judge_metrics
+from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE, DecisionInputs, decide
 
 
 def cpuinfo(flags: str, cores: list[tuple[int, int]], model: str = "AMD EPYC") -> str:
@@ -143,17 +143,17 @@ def stored(isa: str) -> dict[str, Any]:
 def test_a_baseline_from_a_cpu_with_other_isa_flags_is_new_not_regressed() -> None:
     settings = GateSettings()
     # the control: the same history on the same machine is a regression
-    assert judge(HISTORY, SLOWER, settings).verdict == "regressed"
+    assert judge_metrics(HISTORY, SLOWER, settings).verdict == "regressed"
     changes = machine_changes(stored("avx2"), stored("avx2 avx512_bf16 avx512f"))
-    verdict = judge(HISTORY, SLOWER, settings, machine_changes=changes)
+    verdict = judge_metrics(HISTORY, SLOWER, settings, machine_changes=changes)
     assert verdict.verdict == "new" and not verdict.metrics and not verdict.regressions
     assert verdict.machine_changes == ("cpu_isa avx2 -> avx2 avx512_bf16 avx512f",)
     assert NO_MACHINE_BASELINE in verdict.notes[0]
-    outcome = decide("ok", [], verdict.verdict, "fail", "enforce", "cpu", machine_changes=verdict.machine_changes)
+    outcome = decide(DecisionInputs("ok", [], verdict.verdict, "fail", "enforce", "cpu", machine_changes=verdict.machine_changes))
     assert (outcome.kind, outcome.fails) == ("passed", False)
     assert outcome.reason.startswith("no baseline for this machine, recorded as new")
     # whatever else changed too, another machine is never env-changed
-    both = judge(HISTORY, SLOWER, settings, env_changes=("torch 2.12 -> 2.13",), machine_changes=changes)
+    both = judge_metrics(HISTORY, SLOWER, settings, env_changes=("torch 2.12 -> 2.13",), machine_changes=changes)
     assert both.verdict == "new"
 
 
@@ -167,9 +167,9 @@ def test_software_changes_still_follow_the_env_policy(policy: str, verdict: str,
     assert machine_changes(old, new) == ()
     changes = software_changes(old, new)
     assert changes == ("torch 2.13.0 -> 2.14.0",)
-    result = judge(HISTORY, SLOWER, GateSettings(env_policy=policy), env_changes=changes)
+    result = judge_metrics(HISTORY, SLOWER, GateSettings(env_policy=policy), env_changes=changes)
     assert result.verdict == verdict
-    outcome = decide("ok", [], result.verdict, policy, "enforce", "cpu")
+    outcome = decide(DecisionInputs("ok", [], result.verdict, policy, "enforce", "cpu"))
     assert (outcome.kind, outcome.fails) == (kind, fails)
 
 
@@ -180,7 +180,7 @@ def test_an_old_segment_without_the_new_keys_still_compares() -> None:
            "driver": None, "dtype": "fp32", "attention": "sdpa"}
     current = stored("avx2 avx512f")
     assert machine_changes(old, current) == () and software_changes(old, current) == ()
-    assert judge(HISTORY, SLOWER, GateSettings(), env_changes=software_changes(old, current)).verdict == "regressed"
+    assert judge_metrics(HISTORY, SLOWER, GateSettings(), env_changes=software_changes(old, current)).verdict == "regressed"
     entry = BaselineEntry("t.py::test_a", "abc", {}, [Segment(old, list(HISTORY))])
     assert entry.segment_for(current) is entry.segments[0]
     # a known key that differs still tells the machines apart

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_i2v.verdict.gate import GateSettings, judge
+from pytest_i2v.verdict.gate import GateSettings, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed, probe_moved
-from pytest_i2v.verdict.outcome import Outcome, decide, headline
+from pytest_i2v.verdict.outcome import DecisionInputs, Outcome, decide, headline
 
 PROBE = {"gemm_gflops": 100.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
 RUNS = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9, **{f"probe_{k}": v * f for k, v in PROBE.items()}}
@@ -40,19 +40,19 @@ def test_a_probe_that_moved_during_the_run_marks_it_unreliable() -> None:
 def test_times_that_are_not_comparable_never_gate_but_memory_does() -> None:
     history = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9} for _ in range(3)]
     why = "this machine ran the probe at 0.48x the baseline machine's speed (...): timings not comparable; memory still judged"
-    slower = judge(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 2e9}, GateSettings(), times_not_comparable=why)
+    slower = judge_metrics(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 2e9}, GateSettings(), times_not_comparable=why)
     assert slower.verdict == "pass" and slower.times_not_comparable == why and why in slower.notes
     assert [m.verdict for m in slower.metrics if m.metric == "time_s"] == ["regressed"]  # reported, not gating
-    hungrier = judge(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 4e9}, GateSettings(),
+    hungrier = judge_metrics(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 4e9}, GateSettings(),
                      times_not_comparable=why)
     assert hungrier.verdict == "regressed" and [m.metric for m in hungrier.regressions] == ["host_rss_bytes"]
-    outcome = decide("ok", [], slower.verdict, "warn", "enforce", "cpu", times_not_comparable=why)
+    outcome = decide(DecisionInputs("ok", [], slower.verdict, "warn", "enforce", "cpu", times_not_comparable=why))
     assert outcome == Outcome("passed", False, why, times_not_comparable=why)
-    failing = decide("ok", [], hungrier.verdict, "warn", "enforce", "cpu", times_not_comparable=why)
+    failing = decide(DecisionInputs("ok", [], hungrier.verdict, "warn", "enforce", "cpu", times_not_comparable=why))
     assert failing.kind == "regressed" and failing.fails
     # changed work is the code, whatever the machine: the work decides
-    work = decide("ok", [], slower.verdict, "warn", "enforce", "cpu", work="regressed", work_summary="work changed: +12 %",
-                  times_not_comparable=why)
+    work = decide(DecisionInputs("ok", [], slower.verdict, "warn", "enforce", "cpu", work="regressed", work_summary="work changed: +12 %",
+                  times_not_comparable=why))
     assert work.kind == "regressed" and work.fails
     fails, line = headline([outcome, outcome], "cpu", "report")
     assert not fails and line.startswith("not enforced on the cpu profile: this machine ran the probe at 0.48x")
@@ -64,8 +64,8 @@ def test_a_leaner_peak_on_a_machine_of_another_speed_is_still_improved() -> None
     that says why the times were not judged turned it into "passed")."""
     history = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9} for _ in range(3)]
     why = "timings not comparable; memory still judged"
-    leaner = judge(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 1e9}, GateSettings(),
+    leaner = judge_metrics(history, {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 1e9}, GateSettings(),
                    times_not_comparable=why)
     assert leaner.verdict == "improved"
-    outcome = decide("ok", [], leaner.verdict, "warn", "enforce", "cpu", times_not_comparable=why)
+    outcome = decide(DecisionInputs("ok", [], leaner.verdict, "warn", "enforce", "cpu", times_not_comparable=why))
     assert outcome.kind == "improved" and not outcome.fails and outcome.times_not_comparable == why

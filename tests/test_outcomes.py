@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pytest_i2v.report.markdown import md
-from pytest_i2v.verdict.outcome import OUTCOME_KINDS, Outcome, decide, headline
+from pytest_i2v.verdict.outcome import OUTCOME_KINDS, DecisionInputs, Outcome, decide, headline
 
 # -- the decision itself (plain unit tests) ------------------------------------------------------
 
@@ -30,27 +30,27 @@ from pytest_i2v.verdict.outcome import OUTCOME_KINDS, Outcome, decide, headline
     (("ok", [], "regressed", "warn", "update"), "recorded", False),
 ])
 def test_decide(args: tuple, kind: str, fails: bool) -> None:  # type: ignore[type-arg]
-    outcome = decide(*args, profile="cpu")
+    outcome = decide(DecisionInputs(*args, profile="cpu"))
     assert (outcome.kind, outcome.fails) == (kind, fails)
     assert Outcome.from_dict(outcome.to_dict()) == outcome
 
 
 def test_every_kind_is_reachable() -> None:
-    reached = {decide("oom", [], None, "warn", "enforce", "p").kind, decide("ok", ["x"], None, "warn", "enforce", "p").kind}
+    reached = {decide(DecisionInputs("oom", [], None, "warn", "enforce", "p")).kind, decide(DecisionInputs("ok", ["x"], None, "warn", "enforce", "p")).kind}
     for verdict in ("pass", "regressed", "improved", "env-changed"):
         for mode in ("enforce", "report", "update"):
-            reached.add(decide("ok", [], verdict, "fail", mode, "p").kind)  # type: ignore[arg-type]
+            reached.add(decide(DecisionInputs("ok", [], verdict, "fail", mode, "p")).kind)  # type: ignore[arg-type]
     # a regression that only the throttled repeats show (gate.throttling_excuse)
-    reached.add(decide("ok", [], "regressed", "warn", "enforce", "p", unreliable="the slow repeats ran throttled").kind)
+    reached.add(decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable="the slow repeats ran throttled")).kind)
     assert reached == set(OUTCOME_KINDS)
 
 
 def test_a_report_only_headline_cannot_be_read_as_a_pass() -> None:
-    outcomes = [decide("ok", [], "regressed", "warn", "report", "cpu")] * 2 + [decide("ok", [], "pass", "warn", "report", "cpu")]
+    outcomes = [decide(DecisionInputs("ok", [], "regressed", "warn", "report", "cpu"))] * 2 + [decide(DecisionInputs("ok", [], "pass", "warn", "report", "cpu"))]
     fails, line = headline(outcomes, "cpu", "report")
     assert not fails and line == "not enforced on the cpu profile: 2 would have failed (2 would have regressed)"
     assert "pass" not in line
-    assert headline([decide("oom", [], None, "warn", "enforce", "cpu")], "cpu", "enforce") == (True, "the gate fails: 1 out-of-memory")
+    assert headline([decide(DecisionInputs("oom", [], None, "warn", "enforce", "cpu"))], "cpu", "enforce") == (True, "the gate fails: 1 out-of-memory")
 
 
 # -- the six outputs, through the plugin ----------------------------------------------------------

@@ -8,7 +8,6 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import Scaling, time_budget, vram_budget
 from pytest_i2v.study import (
     Study,
-    budget_failures,
     fits_profile,
     format_recommendation,
     latency_class,
@@ -18,6 +17,7 @@ from pytest_i2v.study import (
     recommend_per_pipeline,
 )
 from pytest_i2v.study.cost_model import fit_cost
+from pytest_i2v.verdict.budget import budget_failures
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_PEAKS = {"256p": 9.4, "512p": 13.6, "768p": 17.9, "1024p": 21.3}

@@ -24,7 +24,7 @@ from pytest_i2v.session.settings import Settings
 from pytest_i2v.verdict.baseline_store import AcceptedRun, baseline_path, config_id, run_from_record, update_baseline
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
 from pytest_i2v.verdict.gate import MEMORY_METRICS
-from pytest_i2v.verdict.outcome import OUTCOME_KINDS, SEVERITY, Outcome, decide, headline
+from pytest_i2v.verdict.outcome import OUTCOME_KINDS, SEVERITY, DecisionInputs, Outcome, decide, headline
 from tests import report_fixtures, test_outcomes
 from tests.test_outcomes import check_agreement
 
@@ -179,7 +179,7 @@ def test_a_cpu_record_without_conditions_is_judged_as_before(baseline_dir: Path)
     decided, measurements = run(loop, record(SLOW_MIDDLE))
     assert decided.conditions is None and measurements == 2
     assert (decided.verdict or {})["unreliable"] is None
-    assert decided.decision == decide("ok", [], "regressed", "warn", "enforce", PROFILE, confirmed=True).to_dict()
+    assert decided.decision == decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", PROFILE, confirmed=True)).to_dict()
 
 
 def test_report_mode_says_unreliable_not_not_enforced(baseline_dir: Path) -> None:
@@ -196,25 +196,25 @@ def test_report_mode_says_unreliable_not_not_enforced(baseline_dir: Path) -> Non
 
 def test_decide_only_excuses_a_time_regression() -> None:
     line = "the slow repeats ran throttled (power, 3 of 5 repeats)"
-    assert decide("ok", [], "regressed", "warn", "enforce", "p", unreliable=line).kind == "unreliable"
-    assert decide("ok", [], "pass", "warn", "enforce", "p", unreliable=line).kind == "passed"
-    assert decide("oom", [], None, "warn", "enforce", "p", unreliable=line).kind == "out-of-memory"
-    assert decide("ok", ["time budget 1 s exceeded"], "regressed", "warn", "enforce", "p", unreliable=line).kind == "over-budget"
-    assert decide("ok", [], "regressed", "warn", "update", "p", unreliable=line).kind == "recorded"
+    assert decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable=line)).kind == "unreliable"
+    assert decide(DecisionInputs("ok", [], "pass", "warn", "enforce", "p", unreliable=line)).kind == "passed"
+    assert decide(DecisionInputs("oom", [], None, "warn", "enforce", "p", unreliable=line)).kind == "out-of-memory"
+    assert decide(DecisionInputs("ok", ["time budget 1 s exceeded"], "regressed", "warn", "enforce", "p", unreliable=line)).kind == "over-budget"
+    assert decide(DecisionInputs("ok", [], "regressed", "warn", "update", "p", unreliable=line)).kind == "recorded"
     assert "unreliable" in OUTCOME_KINDS and SEVERITY.index("regressed") < SEVERITY.index("unreliable") < SEVERITY.index("passed")
 
 
 def test_the_headline_counts_unreliable_beside_failures_and_would_haves() -> None:
-    unreliable = decide("ok", [], "regressed", "warn", "enforce", "p", unreliable="x")
-    regressed = decide("ok", [], "regressed", "warn", "enforce", "p")
+    unreliable = decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable="x"))
+    regressed = decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p"))
     fails, line = headline([regressed, unreliable], "p", "enforce")
     assert fails and line == ("the gate fails: 1 regressed; also 1 unreliable (slow only in throttled repeats: "
                               "re-run on a stable GPU (--i2v-lock-clocks))")
-    would = decide("ok", [], "regressed", "warn", "report", "p")
+    would = decide(DecisionInputs("ok", [], "regressed", "warn", "report", "p"))
     assert headline([would, unreliable], "p", "report")[1] == (
         "not enforced on the p profile: 1 would have failed (1 would have regressed); also 1 unreliable "
         "(slow only in throttled repeats: re-run on a stable GPU (--i2v-lock-clocks))")
-    assert "passes" not in headline([unreliable, decide("ok", [], "pass", "warn", "enforce", "p")], "p", "enforce")[1]
+    assert "passes" not in headline([unreliable, decide(DecisionInputs("ok", [], "pass", "warn", "enforce", "p"))], "p", "enforce")[1]
 
 
 # -- the reports: the clock beside the time --------------------------------------------------------
@@ -227,8 +227,8 @@ def document_with_conditions() -> tuple[dict[str, Any], dict[str, Any]]:
     rec["conditions"] = assess([STABLE, THERMAL, THERMAL, THERMAL, STABLE]).to_dict()
     rec["verdict"]["verdict"] = rec["verdict"]["metrics"][0]["verdict"] = "regressed"
     rec["verdict"]["metrics"][0]["delta_pct"] = 30.0
-    rec["decision"] = decide("ok", [], "regressed", "warn", "enforce", "h100-80gb",
-                             unreliable="the slow repeats ran throttled (thermal, 3 of 5 repeats)").to_dict()
+    rec["decision"] = decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "h100-80gb",
+                             unreliable="the slow repeats ran throttled (thermal, 3 of 5 repeats)")).to_dict()
     fails, line = headline([Outcome.from_dict(r["decision"]) for r in document["records"]], "h100-80gb", "enforce")
     document["gate"] = {"mode": "enforce", "fails": fails, "headline": line}
     return document, rec

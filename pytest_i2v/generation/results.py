@@ -173,6 +173,16 @@ class GenerationRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationRecord:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})  # type: ignore[arg-type]
 
+    @classmethod
+    def from_partial(cls, data: Mapping[str, Any]) -> GenerationRecord:
+        """A record of an older or hand-written results document: the measured fields it leaves
+        out take their empty values (the review CLI judges it as the plugin would)."""
+        empty: dict[str, Any] = {
+            "config": {}, "outcome": "ok", "repeats": 0, "warmup": 0, "time_s": None,
+            "time_samples_s": [], "gen_fps": None, "stages": {}, "peak_memory": {}, "load_s": None,
+        }
+        return cls.from_dict({**empty, **{k: v for k, v in data.items() if v is not None}})
+
     def user_properties(self) -> list[tuple[str, Any]]:
         """The key figures for JUnit XML (``record_property``-style)."""
         props: list[tuple[str, Any]] = [

@@ -1,9 +1,9 @@
 """The study's conclusions as code: latency classes (``latency``), the dynamic-resolution rule
-(``resolution``), budget checks (``budgets``), the study file (``study_file``), and a
+(``resolution``), whether a budget fits a profile (``budgets``), the study file (``study_file``), and a
 recommendation matrix computed from measurements, never written by hand (``cost_model``,
 ``recommendation``); ``reference`` compares with the article's published figures."""
 
-from pytest_i2v.study.budgets import budget_failures, fits_profile
+from pytest_i2v.study.budgets import fits_profile
 from pytest_i2v.study.latency import latency_class, parse_thresholds
 from pytest_i2v.study.recommendation import (
     format_recommendation,
@@ -15,7 +15,6 @@ from pytest_i2v.study.study_file import Study
 
 __all__ = [
     "Study",
-    "budget_failures",
     "fits_profile",
     "format_recommendation",
     "latency_class",

@@ -1,40 +1,7 @@
-"""A test's declared budgets checked against its record: the headline peak against the VRAM
-budget, the median time against the time budget, and whether a VRAM budget fits the profile at
-all (so nothing is run into an out-of-memory)."""
+"""Whether a test's VRAM budget fits the profile at all (so nothing is run into an
+out-of-memory). The budgets themselves are checked with the decision, in ``verdict.budget``."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
-
-from pytest_i2v.verdict.peak import record_peak
-
-
-def budget_peak(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    """The figure a VRAM budget is checked against: the headline peak (``peak.headline_peak``)."""
-    peak = record_peak(record)
-    return (float(peak.bytes) if peak.bytes is not None else None), peak.label
-
-
-def budget_failures(
-    record: Mapping[str, Any], vram_gb: float | None, time_s: float | None
-) -> list[str]:
-    failures = []
-    if vram_gb is not None:
-        peak, label = budget_peak(record)
-        if peak is not None and peak / 1e9 > vram_gb:
-            over = peak / 1e9 - vram_gb
-            failures.append(
-                f"VRAM budget {vram_gb:g} GB exceeded: measured {peak / 1e9:.2f} GB ({label}), "
-                f"over by {over:.2f} GB (+{over / vram_gb:.1%})"
-            )
-    if time_s is not None and record.get("time_s") is not None and record["time_s"] > time_s:
-        over = record["time_s"] - time_s
-        failures.append(
-            f"time budget {time_s:g} s exceeded: median {record['time_s']:.3f} s, "
-            f"over by {over:.3f} s (+{over / time_s:.1%})"
-        )
-    return failures
 
 
 def fits_profile(vram_gb: float, profile_memory_gb: float, margin_gb: float) -> str | None:

@@ -1,6 +1,8 @@
 """The decision: from measurements and their history to a verdict per test, and text that says why.
 
-``gate`` (the regression rule), ``outcome`` (what a test comes to, decided once), ``explain``,
+``judgement`` (one test against its baseline: the one path to the decision's inputs), ``gate``
+(the regression rule), ``outcome`` (what a test comes to, decided once), ``budget`` (the declared
+budgets), ``explain``,
 ``peak`` (the one memory figure of a test), ``signature`` (the work a generation does),
 ``fingerprint`` (the environment's keys), ``conditions`` (clocks and throttling per repeat),
 ``machine_speed`` (a slower machine or slower code), ``baseline_store`` (the per-GPU YAML) and

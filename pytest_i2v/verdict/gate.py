@@ -286,7 +286,7 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple
     return tuple(changes)
 
 
-def judge(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], settings: GateSettings,
+def judge_metrics(history: Sequence[Mapping[str, Any]], current: Mapping[str, Any], settings: GateSettings,
           pooled: Mapping[str, Noise | None] | None = None, env_changes: Sequence[str] = (),
           machine_changes: Sequence[str] = (), times_not_comparable: str | None = None) -> RegressionVerdict:
     """``history``: accepted runs of one segment (dicts of metric -> value); ``current``: this run's figures;
@@ -375,18 +375,6 @@ def throttling_excuse(verdict: RegressionVerdict, per_repeat: Mapping[str, Seque
             return None
         within.append((m.metric, float(statistics.median(stable_values(values, marked))), m.interval[1]))
     return ThrottlingExcuse(conditions.summary, len(marked) - sum(marked), tuple(within))
-
-
-def fails(verdict: RegressionVerdict, settings: GateSettings) -> bool:
-    """Whether a verdict fails its test: a regression, or an environment change under policy ``fail``
-    (never on a report-only profile)."""
-    if not settings.enforce:
-        return False
-    if verdict.verdict == "regressed":
-        return True
-    if verdict.verdict == "env-changed":
-        return settings.env_policy == "fail"
-    return False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,232 @@
+"""One test judged against its baseline: the one path from a record to the decision's inputs.
+
+``judge`` reads a results record and the baseline file and returns a ``Judgement``: the time and
+memory verdict (``gate.judge_metrics``, throttling excused by ``explain.excuse_throttling``), the
+work against the baseline's signature, the history the charts draw and the budgets' failures.
+``Judgement.inputs`` is everything ``outcome.decide`` reads. The plugin's gate loop and the
+review CLI's ``baseline diff`` both come here, so they cannot disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.verdict.baseline_store import BaselineEntry, BaselineFile, Segment
+from pytest_i2v.verdict.budget import budget_failures
+from pytest_i2v.verdict.explain import excuse_throttling
+from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
+from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
+from pytest_i2v.verdict.machine_speed import compare_speed
+from pytest_i2v.verdict.outcome import DecisionInputs, GateMode
+from pytest_i2v.verdict.signature import WorkDiff, WorkSignature, diff, locate_excess, work_verdict
+
+HISTORY_RUNS = 10  # the baseline's last accepted times a record carries for its trend chart
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What a test is judged against: the baseline file, the gate's settings and mode."""
+
+    baseline: BaselineFile
+    gate: GateSettings
+    mode: GateMode
+    profile: str
+
+    @property
+    def where(self) -> str:
+        """The baseline file's name, for the notes."""
+        return self.baseline.path.name if self.baseline.path else f"{self.profile}.yaml"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A test's verdict against its baseline, before the decision.
+
+    ``work``: ``WorkDiff.to_dict()`` with its ``verdict`` (and, for identical work, where the
+    excess time sits), None when not compared; ``history``: this machine's last accepted times."""
+
+    verdict: RegressionVerdict
+    work: dict[str, Any] | None = None
+    history: list[float] | None = None
+    budget_failures: tuple[str, ...] = field(default=())
+
+    def inputs(
+        self, measured: str, context: GateContext, confirmed: bool | None = None
+    ) -> DecisionInputs:
+        """What ``outcome.decide`` reads: ``measured`` is the record's "ok" or "oom"."""
+        work = self.work or {}
+        return DecisionInputs(
+            measured,
+            self.budget_failures,
+            self.verdict.verdict,
+            context.gate.env_policy,
+            context.mode,
+            context.profile,
+            confirmed,
+            machine_changes=self.verdict.machine_changes,
+            unreliable=self.verdict.unreliable,
+            work=work.get("verdict"),
+            work_summary=work_line(work),
+            times_not_comparable=self.verdict.times_not_comparable,
+        )
+
+    def onto(self, record: GenerationRecord) -> GenerationRecord:
+        """``record`` carrying this judgement (its verdict, work and history)."""
+        return replace(
+            record, verdict=self.verdict.to_dict(), work=self.work, baseline_history=self.history
+        )
+
+    @classmethod
+    def of_record(cls, record: GenerationRecord) -> Judgement:
+        """The judgement a judged record carries (``onto``'s inverse)."""
+        verdict = RegressionVerdict.from_dict(record.verdict or {"verdict": "new"})
+        return cls(verdict, record.work, record.baseline_history, record_budget_failures(record))
+
+
+def judge(
+    record: GenerationRecord, context: GateContext, seen: frozenset[str] = frozenset()
+) -> Judgement:
+    """``record`` against ``context``'s baseline. ``seen``: the tests already measured this
+    session (a renamed test's old id among them is no candidate for its config)."""
+    verdict = excuse_throttling(judge_verdict(record, context, seen), record.to_dict())
+    return Judgement(
+        verdict,
+        _work(record, context),
+        _history(record, context.baseline),
+        record_budget_failures(record),
+    )
+
+
+def judge_verdict(
+    record: GenerationRecord, context: GateContext, seen: frozenset[str] = frozenset()
+) -> RegressionVerdict:
+    """The time and memory verdict, before any throttling excuse."""
+    if record.outcome == "oom":
+        return RegressionVerdict("oom")
+    entry = context.baseline.entries.get(record.nodeid)
+    if entry is None:
+        return _no_entry(record, context, seen)
+    if record.config_id is not None and entry.config_id != record.config_id:
+        changed = sorted(k for k in entry.config if entry.config.get(k) != record.config.get(k))
+        return RegressionVerdict(
+            "new",
+            notes=(
+                f"the generation config changed since the baseline ({', '.join(changed) or 'config'})"
+                "; not compared: re-baseline with --i2v-update-baselines",
+            ),
+        )
+    if entry.current is None or not entry.current.runs:
+        return RegressionVerdict(
+            "new", notes=(f"{context.where} has no accepted runs for this test yet",)
+        )
+    return _against_entry(record, entry, context)
+
+
+def _no_entry(
+    record: GenerationRecord, context: GateContext, seen: frozenset[str]
+) -> RegressionVerdict:
+    where = context.where
+    same_config = [
+        nodeid
+        for nodeid in context.baseline.find_by_config(record.config_id or "")
+        if nodeid not in seen
+    ]
+    note = f"no baseline for this test in {where}; record one with --i2v-update-baselines"
+    if same_config:
+        note = (
+            f"no baseline under this test id, but {where} has the same generation config under "
+            f"{same_config[0]} (renamed test?); re-baseline to carry it over"
+        )
+    return RegressionVerdict("new", notes=(note,))
+
+
+def _against_entry(
+    record: GenerationRecord, entry: BaselineEntry, context: GateContext
+) -> RegressionVerdict:
+    fingerprint = record.fingerprint or {}
+    current = current_metrics(record)
+    segment = entry.segment_for(fingerprint)
+    newest = entry.current
+    if segment is None and newest is not None:
+        # Every segment is another machine's: judge_metrics says "new" and compares nothing.
+        changes = machine_changes(newest.fingerprint, fingerprint)
+        return judge_metrics(newest.runs, current, context.gate, machine_changes=changes)
+    if segment is None or not segment.runs:
+        return RegressionVerdict(
+            "new",
+            notes=(f"{context.where} has no accepted runs for this test on this machine yet",),
+        )
+    speed = compare_speed(segment.runs, record.machine_probe)
+    return judge_metrics(
+        segment.runs,
+        current,
+        context.gate,
+        context.baseline.pooled(fingerprint, leave_out=record.nodeid),
+        env_changes=software_changes(segment.fingerprint, fingerprint),
+        times_not_comparable=speed.line() if speed is not None and not speed.comparable else None,
+    )
+
+
+def current_metrics(record: GenerationRecord) -> dict[str, Any]:
+    """The figures of ``record`` the gate judges: the total, a step, the decode, the peaks."""
+    return {
+        "time_s": record.time_s,
+        "step_s": record.stages.get("step_s"),
+        "decode_s": record.stages.get("decode_s"),
+        **record.peak_memory,
+    }
+
+
+def _comparable_segment(record: GenerationRecord, baseline: BaselineFile) -> Segment | None:
+    """This machine's segment of the test's entry under the same config, or None."""
+    entry = baseline.entries.get(record.nodeid)
+    if entry is None or (record.config_id is not None and entry.config_id != record.config_id):
+        return None
+    return entry.segment_for(record.fingerprint or {})  # another machine's history is no trend
+
+
+def _work(record: GenerationRecord, context: GateContext) -> dict[str, Any] | None:
+    """The work against this machine's baseline segment under the same software (other software
+    does other work: that is the environment's change, not the code's); None when there is
+    nothing to compare."""
+    if record.signature is None or record.outcome != "ok":
+        return None
+    segment = _comparable_segment(record, context.baseline)
+    fingerprint = record.fingerprint or {}
+    if segment is None or software_changes(segment.fingerprint, fingerprint):
+        return None
+    base = context.baseline.work_of(segment)
+    if base is None:
+        return None
+    head = WorkSignature.from_dict(record.signature)
+    work = diff(base, head, segment.step_s)
+    located = {"excess": locate_excess(base, head)} if work.identical else {}
+    effect_pct = context.gate.min_effect * 100.0
+    return {**work.to_dict(), "verdict": work_verdict(work, effect_pct), **located}
+
+
+def _history(record: GenerationRecord, baseline: BaselineFile) -> list[float] | None:
+    segment = _comparable_segment(record, baseline)
+    if segment is None:
+        return None
+    times = [run["time_s"] for run in segment.runs[-HISTORY_RUNS:] if run.get("time_s")]
+    return times or None
+
+
+def record_budget_failures(record: GenerationRecord) -> tuple[str, ...]:
+    """The declared budgets ``record`` exceeded (none for a run that did not finish)."""
+    if not record.budget or record.outcome != "ok":
+        return ()
+    vram_gb, time_s = record.budget.get("vram_gb"), record.budget.get("time_s")
+    return tuple(budget_failures(record.to_dict(), vram_gb, time_s))
+
+
+def work_line(work: Mapping[str, Any]) -> str:
+    """The work's one line for the decision: the changed work's estimate, or, for identical work,
+    where the time went (``signature.locate_excess``)."""
+    if not work:
+        return ""
+    line = WorkDiff.from_dict(work).summary()
+    return f"{line}; the excess {work['excess']}" if work.get("excess") else line
