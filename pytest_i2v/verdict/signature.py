@@ -34,8 +34,22 @@ GAP = "gap"  # the kind of the host gap's row in a diff (last in the table, neve
 TIMED_KINDS = {"cpu": (OP,), "cuda": (KERNEL, SYNC, MEMCPY, MALLOC)}
 KEPT_ROWS = 50  # changed rows a results record keeps, the largest time effect first
 # 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-        10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+_T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+}
 
 
 def _t95(df: int) -> float:
@@ -50,7 +64,9 @@ class WorkRow:
     shapes: str = ""
     dtypes: str = ""
     count: int = 1  # calls per stage (per denoising step for "step")
-    time_s: float = 0.0  # median time per stage (per step): self time for ops, device time for kernels
+    time_s: float = (
+        0.0  # median time per stage (per step): self time for ops, device time for kernels
+    )
     samples_s: tuple[float, ...] = ()  # per profiled step (the step stage), for the interval
     bytes: int = 0  # copies: bytes per stage (per step)
 
@@ -64,14 +80,30 @@ class WorkRow:
         return f"{self.name} ({detail})" if detail else self.name
 
     def to_list(self) -> list[Any]:
-        return [self.kind, self.name, self.shapes, self.dtypes, self.count, round(self.time_s, 9),
-                [round(s, 9) for s in self.samples_s], self.bytes]
+        return [
+            self.kind,
+            self.name,
+            self.shapes,
+            self.dtypes,
+            self.count,
+            round(self.time_s, 9),
+            [round(s, 9) for s in self.samples_s],
+            self.bytes,
+        ]
 
     @classmethod
     def from_list(cls, data: Sequence[Any]) -> WorkRow:
         kind, name, shapes, dtypes, count, time_s, samples, nbytes = data
-        return cls(str(kind), str(name), str(shapes), str(dtypes), int(count), float(time_s),
-                   tuple(float(s) for s in samples), int(nbytes))
+        return cls(
+            str(kind),
+            str(name),
+            str(shapes),
+            str(dtypes),
+            int(count),
+            float(time_s),
+            tuple(float(s) for s in samples),
+            int(nbytes),
+        )
 
 
 @dataclass(frozen=True)
@@ -89,13 +121,19 @@ class StageWork:
         return max(0.0, self.span_s - self.timed(device_kind))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"span_s": round(self.span_s, 9), "span_samples_s": [round(s, 9) for s in self.span_samples_s],
-                "rows": [r.to_list() for r in self.rows]}
+        return {
+            "span_s": round(self.span_s, 9),
+            "span_samples_s": [round(s, 9) for s in self.span_samples_s],
+            "rows": [r.to_list() for r in self.rows],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageWork:
-        return cls(tuple(WorkRow.from_list(r) for r in data.get("rows") or ()), float(data.get("span_s") or 0.0),
-                   tuple(float(s) for s in data.get("span_samples_s") or ()))
+        return cls(
+            tuple(WorkRow.from_list(r) for r in data.get("rows") or ()),
+            float(data.get("span_s") or 0.0),
+            tuple(float(s) for s in data.get("span_samples_s") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -119,15 +157,25 @@ class WorkSignature:
         return step.span_s if step is not None else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"digest": self.digest, "device_kind": self.device_kind, "profiled_steps": self.profiled_steps,
-                "noise": list(self.noise), "stages": {name: stage.to_dict() for name, stage in self.stages.items()}}
+        return {
+            "digest": self.digest,
+            "device_kind": self.device_kind,
+            "profiled_steps": self.profiled_steps,
+            "noise": list(self.noise),
+            "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
+        }
 
     def to_record(self) -> dict[str, Any]:
         """The form a results record keeps: the digest in the open, the table packed (gzip, base64), since
         the open table is ~1,400 rows per test and made a 42-test results.json 21.6 MB."""
-        return {"digest": self.digest, "device_kind": self.device_kind, "profiled_steps": self.profiled_steps,
-                "noise": list(self.noise), "rows": sum(len(stage.rows) for stage in self.stages.values()),
-                "packed": base64.b64encode(to_bytes(self)).decode("ascii")}
+        return {
+            "digest": self.digest,
+            "device_kind": self.device_kind,
+            "profiled_steps": self.profiled_steps,
+            "noise": list(self.noise),
+            "rows": sum(len(stage.rows) for stage in self.stages.values()),
+            "packed": base64.b64encode(to_bytes(self)).decode("ascii"),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkSignature:
@@ -135,11 +183,20 @@ class WorkSignature:
         if "packed" in data:
             unpacked = from_bytes(base64.b64decode(str(data["packed"])))
             if unpacked is None:
-                raise ValueError(f"work signature {data.get('digest')}: its packed table cannot be read")
+                raise ValueError(
+                    f"work signature {data.get('digest')}: its packed table cannot be read"
+                )
             return unpacked
-        stages = {name: StageWork.from_dict(stage) for name, stage in (data.get("stages") or {}).items()}
-        return cls(stages, str(data.get("device_kind") or "cpu"), int(data.get("profiled_steps") or 0),
-                   tuple(data.get("noise") or ()), str(data.get("digest") or "") or digest_of(stages))
+        stages = {
+            name: StageWork.from_dict(stage) for name, stage in (data.get("stages") or {}).items()
+        }
+        return cls(
+            stages,
+            str(data.get("device_kind") or "cpu"),
+            int(data.get("profiled_steps") or 0),
+            tuple(data.get("noise") or ()),
+            str(data.get("digest") or "") or digest_of(stages),
+        )
 
 
 def to_bytes(signature: WorkSignature) -> bytes:
@@ -157,15 +214,23 @@ def from_bytes(data: bytes) -> WorkSignature | None:
 
 def digest_of(stages: Mapping[str, StageWork]) -> str:
     """A hash of the deterministic part: per stage, each row's kind, name, shapes, dtypes, count, bytes."""
-    canonical = sorted([stage, *row.key, row.count, row.bytes] for stage, work in stages.items() for row in work.rows)
+    canonical = sorted(
+        [stage, *row.key, row.count, row.bytes]
+        for stage, work in stages.items()
+        for row in work.rows
+    )
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def without_kernels(stages: Mapping[str, StageWork]) -> dict[str, StageWork]:
     """The stages less their kernel rows: the part of the work a named noise source (cuDNN's
     autotuner) cannot change between identical processes."""
-    return {name: StageWork(tuple(r for r in work.rows if r.kind != KERNEL), work.span_s,
-                            work.span_samples_s) for name, work in stages.items()}
+    return {
+        name: StageWork(
+            tuple(r for r in work.rows if r.kind != KERNEL), work.span_s, work.span_samples_s
+        )
+        for name, work in stages.items()
+    }
 
 
 def same_work(base: WorkSignature, head: WorkSignature) -> bool:
@@ -197,14 +262,29 @@ class ChangedRow:
         """Stage, op (shapes, dtypes), count base -> head, time base -> head, share of the step: what every
         "what changed" table shows."""
         share = f"{self.share_of_step:.1f} % of the step" if self.share_of_step is not None else "-"
-        return (self.stage, self.row.label, f"{self.count_base} {arrow} {self.count_head}",
-                f"{self.time_base_s * 1e3:.3f} {arrow} {self.time_head_s * 1e3:.3f} ms", share)
+        return (
+            self.stage,
+            self.row.label,
+            f"{self.count_base} {arrow} {self.count_head}",
+            f"{self.time_base_s * 1e3:.3f} {arrow} {self.time_head_s * 1e3:.3f} ms",
+            share,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         row = self.row
-        return {"stage": self.stage, "kind": row.kind, "op": row.name, "shapes": row.shapes, "dtypes": row.dtypes,
-                "count_base": self.count_base, "count_head": self.count_head, "time_base_s": self.time_base_s,
-                "time_head_s": self.time_head_s, "effect_s": self.effect_s, "share_of_step_pct": self.share_of_step}
+        return {
+            "stage": self.stage,
+            "kind": row.kind,
+            "op": row.name,
+            "shapes": row.shapes,
+            "dtypes": row.dtypes,
+            "count_base": self.count_base,
+            "count_head": self.count_head,
+            "time_base_s": self.time_base_s,
+            "time_head_s": self.time_head_s,
+            "effect_s": self.effect_s,
+            "share_of_step_pct": self.share_of_step,
+        }
 
 
 @dataclass(frozen=True)
@@ -218,13 +298,21 @@ class WorkDiff:
     effect_pct: float | None = None  # of the base step
     interval_pct: tuple[float, float] | None = None
     noise: tuple[str, ...] = ()  # the sources of noise either side named
-    rows_total: int | None = None  # every changed row, where ``rows`` keeps only the largest (None: all kept)
+    rows_total: int | None = (
+        None  # every changed row, where ``rows`` keeps only the largest (None: all kept)
+    )
 
     def to_dict(self, keep: int = KEPT_ROWS) -> dict[str, Any]:
         """The largest ``keep`` rows (a dtype change touches every row: the first ones explain it)."""
-        return {"identical": self.identical, "effect_s": self.effect_s, "effect_pct": self.effect_pct,
-                "interval_pct": list(self.interval_pct) if self.interval_pct else None, "noise": list(self.noise),
-                "rows": [r.to_dict() for r in self.rows[:keep]], "rows_total": self.count}
+        return {
+            "identical": self.identical,
+            "effect_s": self.effect_s,
+            "effect_pct": self.effect_pct,
+            "interval_pct": list(self.interval_pct) if self.interval_pct else None,
+            "noise": list(self.noise),
+            "rows": [r.to_dict() for r in self.rows[:keep]],
+            "rows_total": self.count,
+        }
 
     @property
     def count(self) -> int:
@@ -235,15 +323,29 @@ class WorkDiff:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkDiff:
-        rows = tuple(ChangedRow(
-            stage=r["stage"], row=WorkRow(r["kind"], r["op"], r.get("shapes", ""), r.get("dtypes", "")),
-            count_base=int(r["count_base"]), count_head=int(r["count_head"]), time_base_s=float(r["time_base_s"]),
-            time_head_s=float(r["time_head_s"]), share_of_step=r.get("share_of_step_pct")) for r in data.get("rows") or ())
+        rows = tuple(
+            ChangedRow(
+                stage=r["stage"],
+                row=WorkRow(r["kind"], r["op"], r.get("shapes", ""), r.get("dtypes", "")),
+                count_base=int(r["count_base"]),
+                count_head=int(r["count_head"]),
+                time_base_s=float(r["time_base_s"]),
+                time_head_s=float(r["time_head_s"]),
+                share_of_step=r.get("share_of_step_pct"),
+            )
+            for r in data.get("rows") or ()
+        )
         interval = data.get("interval_pct")
         total = data.get("rows_total")
-        return cls(bool(data.get("identical")), rows, float(data.get("effect_s") or 0.0), data.get("effect_pct"),
-                   (float(interval[0]), float(interval[1])) if interval else None, tuple(data.get("noise") or ()),
-                   int(total) if total is not None else None)
+        return cls(
+            bool(data.get("identical")),
+            rows,
+            float(data.get("effect_s") or 0.0),
+            data.get("effect_pct"),
+            (float(interval[0]), float(interval[1])) if interval else None,
+            tuple(data.get("noise") or ()),
+            int(total) if total is not None else None,
+        )
 
     def summary(self) -> str:
         """One line: "work identical", or "work changed: +4.8 % of the step est. (+3.9..+5.7), 2 ops"."""
@@ -251,7 +353,11 @@ class WorkDiff:
             return "work identical"
         if self.effect_pct is None:
             return f"work changed: {self.count} row(s)"
-        interval = f" ({self.interval_pct[0]:+.1f}..{self.interval_pct[1]:+.1f})" if self.interval_pct else ""
+        interval = (
+            f" ({self.interval_pct[0]:+.1f}..{self.interval_pct[1]:+.1f})"
+            if self.interval_pct
+            else ""
+        )
         return f"work changed: {self.effect_pct:+.1f} % of the step est.{interval}, {self.count} row(s)"
 
 
@@ -259,7 +365,10 @@ def _samples(rows: Sequence[WorkRow], steps: int) -> list[float]:
     """Per profiled step, the rows' summed time (a row without samples counts its median every step)."""
     if steps <= 0:
         return []
-    return [sum((r.samples_s[i] if i < len(r.samples_s) else r.time_s) for r in rows) for i in range(steps)]
+    return [
+        sum((r.samples_s[i] if i < len(r.samples_s) else r.time_s) for r in rows)
+        for i in range(steps)
+    ]
 
 
 def _mean_or(samples: list[float], rows: Sequence[WorkRow]) -> float:
@@ -296,15 +405,28 @@ def diff(base: WorkSignature, head: WorkSignature, base_step_s: float | None = N
         new = {r.key: r for r in head.stages.get(stage, StageWork((), 0.0)).rows}
         for key in sorted(set(old) | set(new)):
             before, after = old.get(key), new.get(key)
-            if before is not None and after is not None and (before.count, before.bytes) == (after.count, after.bytes):
+            if (
+                before is not None
+                and after is not None
+                and (before.count, before.bytes) == (after.count, after.bytes)
+            ):
                 continue
             row = after or before
             assert row is not None
             time_head = after.time_s if after else 0.0
-            changed.append(ChangedRow(
-                stage=stage, row=row, count_base=before.count if before else 0, count_head=after.count if after else 0,
-                time_base_s=before.time_s if before else 0.0, time_head_s=time_head,
-                share_of_step=time_head / step_base * 100.0 if stage == "step" and step_base > 0 else None))
+            changed.append(
+                ChangedRow(
+                    stage=stage,
+                    row=row,
+                    count_base=before.count if before else 0,
+                    count_head=after.count if after else 0,
+                    time_base_s=before.time_s if before else 0.0,
+                    time_head_s=time_head,
+                    share_of_step=time_head / step_base * 100.0
+                    if stage == "step" and step_base > 0
+                    else None,
+                )
+            )
             if stage == "step" and row.kind in timed:
                 if before is not None:
                     step_rows[0].append(before)
@@ -315,16 +437,32 @@ def diff(base: WorkSignature, head: WorkSignature, base_step_s: float | None = N
     if old_step is not None and new_step is not None:
         # Shown, not added to the estimate: under the profiler each added op call also adds the profiler's
         # own cost to the gap (benchmarks/work_signature_gate.py prints both sums).
-        gap_base, gap_head = old_step.host_gap_s(base.device_kind), new_step.host_gap_s(head.device_kind)
-        changed.append(ChangedRow("step", WorkRow(GAP, HOST_GAP), 1, 1, gap_base, gap_head,
-                                  gap_head / step_base * 100.0 if step_base > 0 else None))
+        gap_base, gap_head = (
+            old_step.host_gap_s(base.device_kind),
+            new_step.host_gap_s(head.device_kind),
+        )
+        changed.append(
+            ChangedRow(
+                "step",
+                WorkRow(GAP, HOST_GAP),
+                1,
+                1,
+                gap_base,
+                gap_head,
+                gap_head / step_base * 100.0 if step_base > 0 else None,
+            )
+        )
     head_samples = _samples(step_rows[1], head.profiled_steps)
     base_samples = _samples(step_rows[0], base.profiled_steps)
     # The estimate is what its interval is centred on: the difference of the per-step means.
     effect = _mean_or(head_samples, step_rows[1]) - _mean_or(base_samples, step_rows[0])
     interval = _interval(head_samples, base_samples)
     effect_pct = effect / step_base * 100.0 if step_base > 0 else None
-    interval_pct = (interval[0] / step_base * 100.0, interval[1] / step_base * 100.0) if interval and step_base > 0 else None
+    interval_pct = (
+        (interval[0] / step_base * 100.0, interval[1] / step_base * 100.0)
+        if interval and step_base > 0
+        else None
+    )
     return WorkDiff(False, tuple(changed), effect, effect_pct, interval_pct, noise)
 
 
@@ -347,7 +485,9 @@ def work_verdict(work: WorkDiff | None, min_effect_pct: float) -> str | None:
 
 FEW_OPS = 3  # "a few ops": at most this many rows carry most (CARRIED) of the excess ...
 CARRIED = 0.8
-FEW_OPS_SHARE = 0.5  # ... while they are at most this share of the base's op time (a slower machine slows
+FEW_OPS_SHARE = (
+    0.5  # ... while they are at most this share of the base's op time (a slower machine slows
+)
 # every op in proportion, so there the rows that carry 80 % of the excess are ~80 % of the time)
 
 
@@ -381,9 +521,13 @@ def locate_excess(base: WorkSignature, head: WorkSignature) -> str | None:
         carrying.append((delta, key))
         carried += delta
     base_time = sum(old[key].time_s for key in common)
-    carried_share = sum(old[key].time_s for _, key in carrying) / base_time if base_time > 0 else 1.0
+    carried_share = (
+        sum(old[key].time_s for _, key in carrying) / base_time if base_time > 0 else 1.0
+    )
     if carrying and len(carrying) <= FEW_OPS and carried_share <= FEW_OPS_SHARE:
         named = ", ".join(f"{new[key].label} +{delta * 1e3:.3f} ms" for delta, key in carrying)
         return f"({per_step}) sits in a few ops: {named} (the median op {(median_ratio - 1) * 100.0:+.0f} %)"
-    return (f"({per_step}) is spread over every op (the median op {(median_ratio - 1) * 100.0:+.0f} %): "
-            f"the machine, not the code")
+    return (
+        f"({per_step}) is spread over every op (the median op {(median_ratio - 1) * 100.0:+.0f} %): "
+        f"the machine, not the code"
+    )
