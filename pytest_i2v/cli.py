@@ -31,7 +31,8 @@ from pytest_i2v.verdict.fingerprint import machine_changes
 from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, fingerprint_changes
 from pytest_i2v.verdict.judgement import GateContext, judge
 from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode, decide
-from pytest_i2v.verdict.signature import WorkDiff, WorkSignature, diff
+from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.verdict.work_diff import WorkDiff, diff
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 # baseline match: no baseline for this machine. Not 1, which is also what a crash exits with: CI must

@@ -17,7 +17,7 @@ from pytest_i2v.verdict.gate import (
     throttling_excuse,
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
-from pytest_i2v.verdict.signature import GAP, ChangedRow, WorkDiff
+from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff
 
 
 def format_value(metric: str, value: float | None) -> str:

@@ -20,7 +20,8 @@ from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed
 from pytest_i2v.verdict.outcome import DecisionInputs, GateMode
-from pytest_i2v.verdict.signature import WorkDiff, WorkSignature, diff, locate_excess, work_verdict
+from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.verdict.work_diff import WorkDiff, diff, locate_excess, work_verdict
 
 HISTORY_RUNS = 10  # the baseline's last accepted times a record carries for its trend chart
 

@@ -10,7 +10,7 @@ still judged), and says which figure moved. A probe that moved between the start
 session (a neighbour started, the card throttled) marks the run's timings unreliable.
 
 With the work signature: work unchanged and the probe slower is the machine; work changed is the code
-(``signature.work_verdict`` decides that test whatever the probe says).
+(``work_diff.work_verdict`` decides that test whatever the probe says).
 
 Pure: no pytest, no torch, no I/O."""
 
