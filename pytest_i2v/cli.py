@@ -25,7 +25,8 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.results import GenerationRecord, read_results
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
-from pytest_i2v.verdict.baseline_store import BaselineFile, baseline_path, read_baseline
+from pytest_i2v.verdict.baseline_records import BaselineFile
+from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.fingerprint import machine_changes
 from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, fingerprint_changes

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_i2v.generation.results import GenerationRecord
-from pytest_i2v.verdict.baseline_store import BaselineEntry, BaselineFile, Segment
+from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Segment
 from pytest_i2v.verdict.budget import budget_failures
 from pytest_i2v.verdict.explain import excuse_throttling
 from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
