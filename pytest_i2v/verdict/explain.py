@@ -17,6 +17,7 @@ from pytest_i2v.verdict.gate import (
     throttling_excuse,
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
+from pytest_i2v.verdict.peak import record_peak
 from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff
 
 
@@ -100,8 +101,6 @@ def verdict_section(
 
 def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
     """(time delta, headline-peak delta) against the baseline, for the terminal table."""
-    from pytest_i2v.verdict.peak import record_peak
-
     verdict = record.get("verdict") or {}
     metrics = {m["metric"]: m for m in verdict.get("metrics", [])}
 
