@@ -25,13 +25,15 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.results import GenerationRecord, read_results
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.report.markdown import markdown_table
-from pytest_i2v.verdict.baseline_store import BaselineFile, baseline_path, read_baseline
+from pytest_i2v.verdict.baseline_records import BaselineFile
+from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.fingerprint import machine_changes
 from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, fingerprint_changes
 from pytest_i2v.verdict.judgement import GateContext, judge
 from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode, decide
-from pytest_i2v.verdict.signature import WorkDiff, WorkSignature, diff
+from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.verdict.work_diff import WorkDiff, diff
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 # baseline match: no baseline for this machine. Not 1, which is also what a crash exits with: CI must

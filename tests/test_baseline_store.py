@@ -11,17 +11,16 @@ import pytest
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.verdict.baseline_records import BaselineFile, config_id
 from pytest_i2v.verdict.baseline_store import (
     MAX_RUNS_PER_SEGMENT,
     AcceptedRun,
-    BaselineFile,
     baseline_path,
-    config_id,
-    dump_yaml,
     read_baseline,
     run_from_record,
     update_baseline,
 )
+from pytest_i2v.verdict.yaml_shapes import dump_yaml
 
 GOLDEN = Path(__file__).parent / "golden" / "baseline.yaml"
 CONFIG = {"width": 64, "height": 64, "frames": 16, "steps": 10, "guidance": 9.0, "fps": 8, "dtype": "fp32",

@@ -33,9 +33,8 @@ from pytest_i2v.verdict.signature import (
     StageWork,
     WorkRow,
     WorkSignature,
-    diff,
-    work_verdict,
 )
+from pytest_i2v.verdict.work_diff import diff, work_verdict
 from tests.test_unreliable import (  # noqa: F401  (baseline_dir: a fixture)
     CONFIG,
     FINGERPRINT,

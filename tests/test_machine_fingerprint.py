@@ -15,11 +15,9 @@ from pytest_i2v.cli import diff_baselines, diff_results
 from pytest_i2v.measure.environment import collect_environment
 from pytest_i2v.measure.simulated import SimulatedRuntime
 from pytest_i2v.measure.simulated_gpu import SimulatedGpu
+from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Segment
 from pytest_i2v.verdict.baseline_store import (
     AcceptedRun,
-    BaselineEntry,
-    BaselineFile,
-    Segment,
     read_baseline,
     update_baseline,
 )

@@ -22,10 +22,8 @@ from pytest_i2v.verdict.signature import (
     StageWork,
     WorkRow,
     WorkSignature,
-    diff,
-    locate_excess,
-    work_verdict,
 )
+from pytest_i2v.verdict.work_diff import diff, locate_excess, work_verdict
 from tests.test_outcomes import CPU_PROFILE
 
 

@@ -21,7 +21,8 @@ from pytest_i2v.report.markdown import md, render_markdown
 from pytest_i2v.session.gate_loop import GateLoop
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
-from pytest_i2v.verdict.baseline_store import AcceptedRun, baseline_path, config_id, run_from_record, update_baseline
+from pytest_i2v.verdict.baseline_records import config_id
+from pytest_i2v.verdict.baseline_store import AcceptedRun, baseline_path, run_from_record, update_baseline
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
 from pytest_i2v.verdict.gate import MEMORY_METRICS
 from pytest_i2v.verdict.outcome import OUTCOME_KINDS, SEVERITY, DecisionInputs, Outcome, decide, headline

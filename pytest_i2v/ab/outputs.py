@@ -33,7 +33,7 @@ from pytest_i2v.ab.sequential import SPENDING_RULE
 from pytest_i2v.report.markdown import md, work_changes
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
-from pytest_i2v.verdict.signature import WorkDiff
+from pytest_i2v.verdict.work_diff import WorkDiff
 
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1

@@ -11,7 +11,8 @@ from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import fingerprint_changes
 from pytest_i2v.verdict.peak import record_peak
-from pytest_i2v.verdict.signature import WorkSignature, diff
+from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.verdict.work_diff import diff
 
 
 def _memory(record: Mapping[str, Any]) -> tuple[float | None, str]:

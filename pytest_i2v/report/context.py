@@ -15,7 +15,7 @@ from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import rebaseline_command
 from pytest_i2v.verdict.outcome import SEVERITY
 from pytest_i2v.verdict.peak import record_peak
-from pytest_i2v.verdict.signature import WorkDiff
+from pytest_i2v.verdict.work_diff import WorkDiff
 
 OUTCOME_ORDER = (*SEVERITY, "skipped")
 # A pill's words where the outcome's name would read as something else: the banner's "not enforced"

@@ -10,7 +10,7 @@ from pytest_i2v.report.context import build_context, clock_of, outcome_of
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
 from pytest_i2v.verdict.peak import record_peak
-from pytest_i2v.verdict.signature import WorkDiff
+from pytest_i2v.verdict.work_diff import WorkDiff
 
 _BANNER_MARK = {"bad": "❌", "warn": "⚠️", "good": "✅"}  # context.banner
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")

@@ -33,7 +33,7 @@ from pytest_i2v.session.pipeline_cache import PipelineCache
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
 from pytest_i2v.study import latency_class
-from pytest_i2v.verdict.baseline_store import config_id
+from pytest_i2v.verdict.baseline_records import config_id
 from pytest_i2v.verdict.fingerprint import fingerprint_for
 from pytest_i2v.verdict.signature import WorkSignature
 

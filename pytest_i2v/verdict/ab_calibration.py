@@ -28,9 +28,14 @@ from pytest_i2v.verdict.fingerprint import same_machine, software_changes
 from pytest_i2v.verdict.gate import Noise
 
 CALIBRATED_METRICS = ("time_s", "step_s")  # the A/B time metrics (ab_stats.TIME_METRICS)
-PER_TEST_KEYS = ("dtype", "attention")  # fingerprint keys a test has of its own: its config id covers them
+PER_TEST_KEYS = (
+    "dtype",
+    "attention",
+)  # fingerprint keys a test has of its own: its config id covers them
 MIN_CALIBRATION_ROUNDS = 3
-DEFAULT_CALIBRATION_ROUNDS = 30  # 29 df: the t factor at 99.9 % is 3.7, against 12.9 with a 4-round job's own 3
+DEFAULT_CALIBRATION_ROUNDS = (
+    30  # 29 df: the t factor at 99.9 % is 3.7, against 12.9 with a 4-round job's own 3
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,9 @@ class Calibration:
     date: str
     commit: str | None
     rounds: int
-    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # nodeid -> {config_id, time_s: {sd, df}, ...}
+    tests: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # nodeid -> {config_id, time_s: {sd, df}, ...}
 
     def priors(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Noise]]:
         """Per test whose generation and measurement are the calibrated ones (its config id, and fast or
@@ -48,47 +55,78 @@ class Calibration:
         for record in records:
             nodeid = str(record.get("nodeid"))
             stored = self.tests.get(nodeid)
-            if stored is None or (stored.get("config_id"), stored.get("measured")) != (record.get("config_id"),
-                                                                                      measured(record)):
+            if stored is None or (stored.get("config_id"), stored.get("measured")) != (
+                record.get("config_id"),
+                measured(record),
+            ):
                 continue
-            priors[nodeid] = {metric: Noise(float(stored[metric]["sd"]) ** 2, int(stored[metric]["df"]))
-                              for metric in CALIBRATED_METRICS if stored.get(metric)}
+            priors[nodeid] = {
+                metric: Noise(float(stored[metric]["sd"]) ** 2, int(stored[metric]["df"]))
+                for metric in CALIBRATED_METRICS
+                if stored.get(metric)
+            }
         return priors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": dict(sorted(self.fingerprint.items())), "date": self.date, "commit": self.commit,
-                "rounds": self.rounds, "tests": {nodeid: self.tests[nodeid] for nodeid in sorted(self.tests)}}
+        return {
+            "fingerprint": dict(sorted(self.fingerprint.items())),
+            "date": self.date,
+            "commit": self.commit,
+            "rounds": self.rounds,
+            "tests": {nodeid: self.tests[nodeid] for nodeid in sorted(self.tests)},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Calibration:
         try:
-            return cls(dict(data.get("fingerprint") or {}), str(data["date"]), data.get("commit"), int(data["rounds"]),
-                       {str(k): dict(v) for k, v in (data.get("tests") or {}).items()})
+            return cls(
+                dict(data.get("fingerprint") or {}),
+                str(data["date"]),
+                data.get("commit"),
+                int(data["rounds"]),
+                {str(k): dict(v) for k, v in (data.get("tests") or {}).items()},
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise I2VUsageError(f"{where}: malformed ab_calibration block ({type(exc).__name__}: {exc}); "
-                                f"delete it and run python -m pytest_i2v ab --calibrate again") from None
+            raise I2VUsageError(
+                f"{where}: malformed ab_calibration block ({type(exc).__name__}: {exc}); "
+                f"delete it and run python -m pytest_i2v ab --calibrate again"
+            ) from None
 
 
 def machine_fingerprint(record_fingerprint: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record_fingerprint.items() if k not in PER_TEST_KEYS}
 
 
-def calibrate(base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[Mapping[str, Any]], commit: str | None,
-              date: str) -> Calibration:
+def calibrate(
+    base_docs: Sequence[Mapping[str, Any]],
+    head_docs: Sequence[Mapping[str, Any]],
+    commit: str | None,
+    date: str,
+) -> Calibration:
     """The spread of each test's paired log-ratios over A/A rounds (both sides the same code)."""
     if len(base_docs) != len(head_docs) or len(base_docs) < MIN_CALIBRATION_ROUNDS:
-        raise I2VUsageError(f"a calibration needs at least {MIN_CALIBRATION_ROUNDS} complete rounds "
-                            f"(got {min(len(base_docs), len(head_docs))}); pass --rounds 30 for 29 df")
+        raise I2VUsageError(
+            f"a calibration needs at least {MIN_CALIBRATION_ROUNDS} complete rounds "
+            f"(got {min(len(base_docs), len(head_docs))}); pass --rounds 30 for 29 df"
+        )
     first = {r["nodeid"]: r for r in base_docs[0].get("records") or []}
     tests: dict[str, dict[str, Any]] = {}
     for nodeid, record in first.items():
-        pairs = [(_find(b, nodeid), _find(h, nodeid)) for b, h in zip(base_docs, head_docs, strict=True)]
+        pairs = [
+            (_find(b, nodeid), _find(h, nodeid)) for b, h in zip(base_docs, head_docs, strict=True)
+        ]
         entry: dict[str, Any] = {"config_id": record.get("config_id"), "measured": measured(record)}
         for metric in CALIBRATED_METRICS:
-            ratios = [math.log(_figure(h, metric)) - math.log(_figure(b, metric)) for b, h in pairs
-                      if _figure(b, metric) > 0 and _figure(h, metric) > 0]
+            ratios = [
+                math.log(_figure(h, metric)) - math.log(_figure(b, metric))
+                for b, h in pairs
+                if _figure(b, metric) > 0 and _figure(h, metric) > 0
+            ]
             if len(ratios) == len(pairs) >= 2:
-                entry[metric] = {"sd": float(f"{statistics.stdev(ratios):.5g}"), "df": len(ratios) - 1}
+                entry[metric] = {
+                    "sd": float(f"{statistics.stdev(ratios):.5g}"),
+                    "df": len(ratios) - 1,
+                }
         if any(metric in entry for metric in CALIBRATED_METRICS):
             tests[nodeid] = entry
     fingerprints = [r.get("fingerprint") or {} for r in first.values()]
@@ -112,24 +150,39 @@ def _figure(record: Mapping[str, Any], metric: str) -> float:
     return float(value) if value else 0.0
 
 
-def choose(calibrations: Sequence[Calibration], record_fingerprint: Mapping[str, Any]) -> tuple[Calibration | None, str]:
+def choose(
+    calibrations: Sequence[Calibration], record_fingerprint: Mapping[str, Any]
+) -> tuple[Calibration | None, str]:
     """This machine's newest calibration with the same software, and one line saying what the job
     uses: the calibration, or why not (none for this machine; stale, with the keys that changed)."""
     fingerprint = machine_fingerprint(record_fingerprint)
     mine = [c for c in calibrations if same_machine(c.fingerprint, fingerprint)]
     if not mine:
-        return None, "no A/B calibration for this machine: the spread comes from the job's own rounds"
+        return (
+            None,
+            "no A/B calibration for this machine: the spread comes from the job's own rounds",
+        )
     newest = max(mine, key=lambda c: c.date)
     changed = software_changes(newest.fingerprint, fingerprint)
     if changed:
-        return None, (f"the A/B calibration of {newest.date[:10]} is stale ({'; '.join(changed[:3])}): the spread "
-                      f"comes from the job's own rounds; run python -m pytest_i2v ab --calibrate to refresh it")
-    return newest, (f"A/B calibration of {newest.date[:10]} ({newest.rounds} A/A rounds, "
-                    f"{newest.rounds - 1} df per test) used as each test's spread")
+        return None, (
+            f"the A/B calibration of {newest.date[:10]} is stale ({'; '.join(changed[:3])}): the spread "
+            f"comes from the job's own rounds; run python -m pytest_i2v ab --calibrate to refresh it"
+        )
+    return newest, (
+        f"A/B calibration of {newest.date[:10]} ({newest.rounds} A/A rounds, "
+        f"{newest.rounds - 1} df per test) used as each test's spread"
+    )
 
 
 def merge(calibrations: Sequence[Calibration], new: Calibration) -> list[Calibration]:
     """The stored blocks with ``new`` in place of this machine's block of the same software."""
-    kept = [c for c in calibrations
-            if not (same_machine(c.fingerprint, new.fingerprint) and not software_changes(c.fingerprint, new.fingerprint))]
+    kept = [
+        c
+        for c in calibrations
+        if not (
+            same_machine(c.fingerprint, new.fingerprint)
+            and not software_changes(c.fingerprint, new.fingerprint)
+        )
+    ]
     return [*kept, new]

@@ -9,11 +9,8 @@ re-reads the file under the lock and merges, so concurrent writers never lose an
 
 from __future__ import annotations
 
-import hashlib
-import json
-import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,46 +19,43 @@ from filelock import FileLock
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.storage import (
-    check_schema,
     read_yaml,
     validate_profile_name,
     write_bytes_atomic,
     write_text_atomic,
 )
 from pytest_i2v.verdict.ab_calibration import Calibration, merge
-from pytest_i2v.verdict.fingerprint import machine_changes, same_machine, software_changes
-from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS, Noise, prior_from
-from pytest_i2v.verdict.signature import WorkSignature, from_bytes, to_bytes
-from pytest_i2v.verdict.yaml_shapes import (
-    ENTRIES_SHAPE,
-    ENTRY_SHAPE,
-    SEGMENT_SHAPE,
-    describe_value,
-    dump_yaml,
-    malformed,
-    mapping_part,
-    sequence_part,
+from pytest_i2v.verdict.baseline_records import (
+    BaselineEntry,
+    BaselineFile,
+    Segment,
+    config_id,
+    signature_dir,
 )
+from pytest_i2v.verdict.fingerprint import same_machine
+from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS
+from pytest_i2v.verdict.signature import WorkSignature, to_bytes
+from pytest_i2v.verdict.yaml_shapes import dump_yaml
 
-BASELINE_SCHEMA = "pytest-i2v/baseline"
-BASELINE_SCHEMA_VERSION = 1
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
-PROBE_FIELDS = ("gemm_gflops", "copy_gbs", "tiny_ops_per_ms")  # measure.probe's figures, stored as probe_<figure>
-RUN_FIELDS = ("date", "commit", "repeats", *TIME_METRICS, "encode_s", *MEMORY_METRICS, "device_scope", "sm_clock_mhz",
-              "conditions", "work", *(f"probe_{name}" for name in PROBE_FIELDS))
-# What defines a generation: a change here means the old numbers no longer apply.
-CONFIG_ID_FIELDS = ("width", "height", "frames", "steps", "guidance", "fps", "dtype", "memory", "source", "prompt", "seed",
-                    "pipeline", "attention")
-# Fields added after baselines existed, with the value every older record implies: left out of the
-# id at that value, so an I2VGen-XL baseline written before pipelines existed keeps its id.
-CONFIG_ID_IMPLIED = {"pipeline": "i2vgen-xl", "attention": None}
-
-
-def config_id(config: Mapping[str, Any]) -> str:
-    fields = {k: config.get(k, CONFIG_ID_IMPLIED.get(k)) for k in CONFIG_ID_FIELDS}
-    fields = {k: v for k, v in fields.items() if not (k in CONFIG_ID_IMPLIED and v == CONFIG_ID_IMPLIED[k])}
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+PROBE_FIELDS = (
+    "gemm_gflops",
+    "copy_gbs",
+    "tiny_ops_per_ms",
+)  # measure.probe's figures, stored as probe_<figure>
+RUN_FIELDS = (
+    "date",
+    "commit",
+    "repeats",
+    *TIME_METRICS,
+    "encode_s",
+    *MEMORY_METRICS,
+    "device_scope",
+    "sm_clock_mhz",
+    "conditions",
+    "work",
+    *(f"probe_{name}" for name in PROBE_FIELDS),
+)
 
 
 def _round(value: Any) -> Any:
@@ -70,7 +64,9 @@ def _round(value: Any) -> Any:
     return value
 
 
-def run_from_record(record: Mapping[str, Any], commit: str | None, date: str | None = None) -> dict[str, Any]:
+def run_from_record(
+    record: Mapping[str, Any], commit: str | None, date: str | None = None
+) -> dict[str, Any]:
     """The figures of one accepted run, as stored in a history."""
     stages = record.get("stages") or {}
     peak = record.get("peak_memory") or {}
@@ -86,186 +82,25 @@ def run_from_record(record: Mapping[str, Any], commit: str | None, date: str | N
     for metric in MEMORY_METRICS:
         run[metric] = peak.get(metric)
     if peak.get("device_bytes") is not None:
-        run["device_scope"] = peak.get("device_scope")  # NVML figures of different scopes are never compared
-    conditions = record.get("conditions") or {}  # a GPU's: the clock under the time, and any throttling
+        run["device_scope"] = peak.get(
+            "device_scope"
+        )  # NVML figures of different scopes are never compared
+    conditions = (
+        record.get("conditions") or {}
+    )  # a GPU's: the clock under the time, and any throttling
     run["sm_clock_mhz"] = conditions.get("median_sm_clock_mhz")
     if conditions.get("summary") not in (None, "stable", "not read"):
         # Kept, not refused: a re-baseline on a hot runner must still record; the reviewer sees why.
         run["conditions"] = conditions["summary"]
-    run["work"] = (record.get("signature") or {}).get("digest")  # the segment keeps the newest one's table
-    for name, value in (record.get("machine_probe") or {}).items():  # the machine's speed that session: a measurement
+    run["work"] = (record.get("signature") or {}).get(
+        "digest"
+    )  # the segment keeps the newest one's table
+    for name, value in (
+        record.get("machine_probe") or {}
+    ).items():  # the machine's speed that session: a measurement
         if name in PROBE_FIELDS:
             run[f"probe_{name}"] = value
     return {k: _round(run[k]) for k in RUN_FIELDS if run.get(k) is not None or k in ("commit",)}
-
-
-@dataclass
-class Segment:
-    fingerprint: dict[str, Any]
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    signature: str | None = None  # the digest of the newest accepted run's work signature: its table is a side file
-
-    @property
-    def step_s(self) -> float | None:
-        """The median timed step of the runs: what a changed work's effect is a share of."""
-        steps = [float(run["step_s"]) for run in self.runs if run.get("step_s")]
-        return statistics.median(steps) if steps else None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"fingerprint": dict(sorted(self.fingerprint.items())), "runs": self.runs}
-        if self.signature:
-            data["signature"] = self.signature
-        return data
-
-
-@dataclass
-class BaselineEntry:
-    nodeid: str
-    config_id: str
-    config: dict[str, Any]
-    segments: list[Segment] = field(default_factory=list)
-
-    @property
-    def current(self) -> Segment | None:
-        return self.segments[-1] if self.segments else None
-
-    def segment_for(self, fingerprint: Mapping[str, Any]) -> Segment | None:
-        """The newest segment measured on this machine, None if every one is another machine's.
-        A machine key a segment lacks (written before the key existed) is unknown and matches."""
-        return next((s for s in reversed(self.segments) if same_machine(s.fingerprint, fingerprint)), None)
-
-    def segment_to_extend(self, fingerprint: Mapping[str, Any]) -> Segment | None:
-        """Where an accepted run with this fingerprint goes: this machine's newest segment if its
-        software is the same too, else None (a new segment)."""
-        segment = self.segment_for(fingerprint)
-        if segment is None or software_changes(segment.fingerprint, fingerprint):
-            return None
-        return segment
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config_id": self.config_id, "config": {k: self.config.get(k) for k in CONFIG_ID_FIELDS if k in self.config},
-                "segments": [s.to_dict() for s in self.segments]}
-
-
-@dataclass
-class BaselineFile:
-    profile: str
-    entries: dict[str, BaselineEntry] = field(default_factory=dict)
-    path: Path | None = None  # where it was read from (its work-signature tables live beside it)
-    calibrations: list[Calibration] = field(default_factory=list)  # A/B calibrations, one per machine and software
-
-    def work_of(self, segment: Segment | None) -> WorkSignature | None:
-        """The work-signature table a segment names, read from beside the file; None without one."""
-        if segment is None or not segment.signature or self.path is None:
-            return None
-        return read_signature(self.path, segment.signature)
-
-    def pooled(self, fingerprint: Mapping[str, Any] | None = None,
-               leave_out: str | None = None) -> dict[str, Noise | None]:
-        """The run-to-run noise prior per time metric (``gate.prior_from``), fitted over every entry's
-        segment from the machine of ``fingerprint`` (another machine's noise is not this one's;
-        without one, the newest segments) except ``leave_out``: the judged test never counts its
-        own runs twice."""
-        segments = [e.current if fingerprint is None else e.segment_for(fingerprint)
-                    for nodeid, e in self.entries.items() if nodeid != leave_out]
-        return {
-            metric: prior_from([[r.get(metric) for r in s.runs] for s in segments if s is not None])
-            for metric in TIME_METRICS
-        }
-
-    def machine_coverage(self, environment: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]]:
-        """(the tests with runs measured on the machine of ``environment``, and how the newest
-        segment's machine differs when none has any): what CI's gate reads to choose its mode."""
-        covered = [nodeid for nodeid, entry in sorted(self.entries.items())
-                   if (segment := entry.segment_for(environment)) is not None and segment.runs]
-        newest = [e.current.fingerprint for e in self.entries.values() if e.current]
-        return covered, (() if covered or not newest else machine_changes(newest[0], environment))
-
-    def find_by_config(self, cid: str) -> list[str]:
-        return [nodeid for nodeid, entry in self.entries.items() if entry.config_id == cid]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": BASELINE_SCHEMA,
-            "schema_version": BASELINE_SCHEMA_VERSION,
-            "profile": self.profile,
-            "entries": {nodeid: self.entries[nodeid].to_dict() for nodeid in sorted(self.entries)},
-            **({"ab_calibration": [c.to_dict() for c in self.calibrations]} if self.calibrations else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str, profile: str | None = None) -> BaselineFile:
-        check_schema(data, BASELINE_SCHEMA, BASELINE_SCHEMA_VERSION, where, "baseline")
-        stored_profile = data.get("profile")
-        if profile is not None and stored_profile != profile:
-            raise I2VUsageError(f"{where} holds baselines for profile {stored_profile!r}, not {profile!r}; "
-                                f"rename or move it, or pass --gpu-profile {stored_profile}")
-        stored = mapping_part(data.get("entries"), "entries", where, ENTRIES_SHAPE)
-        entries = {nodeid: _entry(nodeid, entry, where) for nodeid, entry in stored.items()}
-        blocks = sequence_part(data.get("ab_calibration"), "ab_calibration", where,
-                           "a list of calibration blocks")
-        calibrations = [_calibration(block, f"ab_calibration[{index}]", where)
-                        for index, block in enumerate(blocks)]
-        return cls(str(stored_profile), entries, calibrations=calibrations)
-
-
-def _entry(nodeid: Any, entry: Any, where: str) -> BaselineEntry:
-    if not isinstance(nodeid, str):
-        keys = f"{ENTRIES_SHAPE} (keys such as 'tests/test_x.py::test_a')"
-        raise malformed(where, "entries", keys, nodeid)
-    place = f"entries[{nodeid!r}]"
-    if not isinstance(entry, Mapping):
-        raise malformed(where, place, ENTRY_SHAPE, entry)
-    cid = entry.get("config_id")
-    if isinstance(cid, bool) or not isinstance(cid, (str, int)):
-        raise malformed(where, f"{place}.config_id", "the test's config id (12 hex digits)", cid)
-    config = mapping_part(entry.get("config"), f"{place}.config", where,
-                      "a mapping of generation settings")
-    segments = []
-    for index, segment in enumerate(sequence_part(entry.get("segments"), f"{place}.segments", where,
-                                              f"a list of segments, each {SEGMENT_SHAPE}")):
-        segments.append(_segment(segment, f"{place}.segments[{index}]", where))
-    return BaselineEntry(nodeid, str(cid), dict(config), segments)
-
-
-def _segment(segment: Any, place: str, where: str) -> Segment:
-    if not isinstance(segment, Mapping):
-        raise malformed(where, place, SEGMENT_SHAPE, segment)
-    fingerprint = mapping_part(segment.get("fingerprint"), f"{place}.fingerprint", where,
-                           "a mapping of environment keys")
-    runs = sequence_part(segment.get("runs"), f"{place}.runs", where, "a list of runs")
-    for index, run in enumerate(runs):
-        mapping_part(run, f"{place}.runs[{index}]", where, "a mapping of a run's figures")
-    signature = segment.get("signature")
-    if signature is not None and not isinstance(signature, str):
-        raise malformed(where, f"{place}.signature", "a work-signature digest", signature)
-    return Segment(dict(fingerprint), [dict(run or {}) for run in runs], signature or None)
-
-
-def _calibration(block: Any, place: str, where: str) -> Calibration:
-    """An A/B calibration block, checked here so that a malformed one is named by its place."""
-    fix = "delete the block and run python -m pytest_i2v ab --calibrate again"
-    if not isinstance(block, Mapping):
-        raise I2VUsageError(f"{where}: {place}: expected a mapping with fingerprint, date, rounds "
-                            f"and tests; got {describe_value(block)}; {fix}")
-    fingerprint, tests, rounds = block.get("fingerprint"), block.get("tests"), block.get("rounds")
-    broken = [
-        (key, expected) for key, ok, expected in (
-            ("fingerprint", fingerprint is None or isinstance(fingerprint, Mapping),
-             "a mapping of environment keys"),
-            ("date", block.get("date") is not None, "the calibration's date"),
-            ("rounds", isinstance(rounds, int) and not isinstance(rounds, bool),
-             "a whole number of rounds"),
-            ("tests", tests is None or (isinstance(tests, Mapping)
-                                        and all(isinstance(v, Mapping) for v in tests.values())),
-             "a mapping of test node ids to their figures"),
-        ) if not ok
-    ]
-    if broken:
-        key, expected = broken[0]
-        raise I2VUsageError(f"{where}: {place}.{key}: expected {expected}; "
-                            f"got {describe_value(block.get(key))}; {fix}")
-    return Calibration.from_dict(block, f"{where}: {place}")
 
 
 def baseline_path(directory: Path, profile: str) -> Path:
@@ -274,19 +109,6 @@ def baseline_path(directory: Path, profile: str) -> Path:
     if path.parent != directory.resolve():
         raise I2VUsageError(f"baseline for profile {profile!r} would leave {directory}")
     return path
-
-
-def signature_dir(path: Path) -> Path:
-    """Where a baseline file's work-signature tables live, one gzip-compressed JSON per digest
-    (``baselines/cpu.yaml`` -> ``baselines/cpu.signatures/``): kept out of the YAML, which stays short
-    enough to review; the runs name the digest."""
-    return path.with_name(f"{path.stem}.signatures")
-
-
-def read_signature(path: Path, digest: str) -> WorkSignature | None:
-    """The table of ``digest`` stored beside the baseline file ``path``; None when missing or unreadable."""
-    table = signature_dir(path) / f"{digest}.json.gz"
-    return from_bytes(table.read_bytes()) if table.is_file() else None
 
 
 YAML_FIX = "fix the file (or restore it from version control), or delete it to re-record"
@@ -310,7 +132,9 @@ class AcceptedRun:
     config: dict[str, Any]
     fingerprint: dict[str, Any]
     run: dict[str, Any]
-    signature: WorkSignature | None = None  # the run's work signature (its table goes to a side file)
+    signature: WorkSignature | None = (
+        None  # the run's work signature (its table goes to a side file)
+    )
 
 
 @dataclass(frozen=True)
@@ -323,14 +147,19 @@ class UpdateSummary:
 
     def describe(self) -> str:
         parts = [f"{len(self.appended) + len(self.created)} run(s) recorded"]
-        for label, items in (("new entries", self.created), ("new fingerprint segments", self.new_segments),
-                             ("history reset", self.reset)):
+        for label, items in (
+            ("new entries", self.created),
+            ("new fingerprint segments", self.new_segments),
+            ("history reset", self.reset),
+        ):
             if items:
                 parts.append(f"{label}: {len(items)}")
         return f"{self.path}: " + ", ".join(parts)
 
 
-def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], mode: str = "append") -> UpdateSummary:
+def update_baseline(
+    path: Path, profile: str, accepted: Iterable[AcceptedRun], mode: str = "append"
+) -> UpdateSummary:
     """Merge accepted runs into the file under its lock (read, merge, atomic write)."""
     accepted = list(accepted)
     appended, created, segmented, reset = [], [], [], []
@@ -340,7 +169,9 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
         baseline = read_baseline(path, profile)
-        reset_here: set[str] = set()  # reset once per test and call: its later runs append to the new history
+        reset_here: set[str] = (
+            set()
+        )  # reset once per test and call: its later runs append to the new history
         for item in accepted:
             cid = config_id(item.config)
             entry = baseline.entries.get(item.nodeid)
@@ -349,7 +180,9 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
                 # Only this machine's history: other machines' segments in the same profile file stay.
                 reset_here.add(item.nodeid)
                 reset.append(item.nodeid)
-                entry.segments = [s for s in entry.segments if not same_machine(s.fingerprint, item.fingerprint)]
+                entry.segments = [
+                    s for s in entry.segments if not same_machine(s.fingerprint, item.fingerprint)
+                ]
             fresh = entry is None or entry.config_id != cid
             if entry is None or fresh:
                 if entry is not None:
@@ -368,23 +201,20 @@ def update_baseline(path: Path, profile: str, accepted: Iterable[AcceptedRun], m
                 entry.segments.append(target)
             else:
                 # Machine keys the segment lacked (an older baseline) are now known: pin it to this machine.
-                target.fingerprint.update({k: v for k, v in item.fingerprint.items()
-                                           if v is not None and target.fingerprint.get(k) is None})
+                target.fingerprint.update(
+                    {
+                        k: v
+                        for k, v in item.fingerprint.items()
+                        if v is not None and target.fingerprint.get(k) is None
+                    }
+                )
             target.runs.append(item.run)
             del target.runs[:-MAX_RUNS_PER_SEGMENT]
             if item.signature is not None:
                 target.signature = item.signature.digest
                 tables[item.signature.digest] = item.signature
-        store = signature_dir(path)
-        for digest, signature in tables.items():
-            if not (store / f"{digest}.json.gz").exists():
-                write_bytes_atomic(store / f"{digest}.json.gz", to_bytes(signature))
         write_text_atomic(path, dump_yaml(baseline.to_dict()))
-        # Tables no segment names any more (work that changed since): the history keeps only their digests.
-        referenced = {s.signature for e in baseline.entries.values() for s in e.segments if s.signature}
-        for table in store.glob("*.json.gz") if store.is_dir() else ():
-            if table.name.removesuffix(".json.gz") not in referenced:
-                table.unlink(missing_ok=True)
+        _sweep_tables(path, baseline, tables)
     return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))
 
 
@@ -395,3 +225,16 @@ def store_calibration(path: Path, profile: str, calibration: Calibration) -> Non
         baseline = read_baseline(path, profile)
         baseline.calibrations = merge(baseline.calibrations, calibration)
         write_text_atomic(path, dump_yaml(baseline.to_dict()))
+
+
+def _sweep_tables(path: Path, baseline: BaselineFile, tables: Mapping[str, WorkSignature]) -> None:
+    """Write the new work-signature tables beside the file and drop the ones no segment names any
+    more (work that changed since: the history keeps only their digests). Called under the lock."""
+    store = signature_dir(path)
+    for digest, signature in tables.items():
+        if not (store / f"{digest}.json.gz").exists():
+            write_bytes_atomic(store / f"{digest}.json.gz", to_bytes(signature))
+    referenced = {s.signature for e in baseline.entries.values() for s in e.segments if s.signature}
+    for table in store.glob("*.json.gz") if store.is_dir() else ():
+        if table.name.removesuffix(".json.gz") not in referenced:
+            table.unlink(missing_ok=True)

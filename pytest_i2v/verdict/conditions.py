@@ -16,11 +16,11 @@ from typing import Any
 # application clocks (0x2), sync boost (0x10) and display clocks (0x100) are settings or idling, not
 # a slowdown of the work being measured, and are ignored.
 THROTTLE_BITS: Mapping[int, str] = {
-    0x4: "power",          # SW power cap: the board is at its power limit
-    0x8: "hw-slowdown",    # HW slowdown (thermal or power brake, asserted by the board)
-    0x20: "thermal",       # SW thermal slowdown
-    0x40: "thermal",       # HW thermal slowdown
-    0x80: "power-brake",   # HW power brake (external power supply signal)
+    0x4: "power",  # SW power cap: the board is at its power limit
+    0x8: "hw-slowdown",  # HW slowdown (thermal or power brake, asserted by the board)
+    0x20: "thermal",  # SW thermal slowdown
+    0x40: "thermal",  # HW thermal slowdown
+    0x80: "power-brake",  # HW power brake (external power supply signal)
     0x200: "board-limit",  # board limit (the older throttle-reasons query only)
     0x400: "reliability",  # reliability (likewise)
 }
@@ -60,15 +60,25 @@ class RepeatConditions:
     reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sm_clock_mhz": self.sm_clock_mhz, "mem_clock_mhz": self.mem_clock_mhz,
-                "temperature_c": self.temperature_c, "power_w": self.power_w, "power_limit_w": self.power_limit_w,
-                "reasons": list(self.reasons)}
+        return {
+            "sm_clock_mhz": self.sm_clock_mhz,
+            "mem_clock_mhz": self.mem_clock_mhz,
+            "temperature_c": self.temperature_c,
+            "power_w": self.power_w,
+            "power_limit_w": self.power_limit_w,
+            "reasons": list(self.reasons),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RepeatConditions:
-        return cls(sm_clock_mhz=data.get("sm_clock_mhz"), mem_clock_mhz=data.get("mem_clock_mhz"),
-                   temperature_c=data.get("temperature_c"), power_w=data.get("power_w"),
-                   power_limit_w=data.get("power_limit_w"), reasons=tuple(data.get("reasons") or ()))
+        return cls(
+            sm_clock_mhz=data.get("sm_clock_mhz"),
+            mem_clock_mhz=data.get("mem_clock_mhz"),
+            temperature_c=data.get("temperature_c"),
+            power_w=data.get("power_w"),
+            power_limit_w=data.get("power_limit_w"),
+            reasons=tuple(data.get("reasons") or ()),
+        )
 
     @property
     def read(self) -> bool:
@@ -85,8 +95,12 @@ class RunConditions:
     marks: tuple[tuple[str, ...], ...]
     median_sm_clock_mhz: float | None  # over every repeat: the clock under the run's median time
     locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks: the clock the GPU was held at
-    reference_sm_clock_mhz: float | None = None  # what "off the median" is measured from (see assess)
-    base_sm_clock_mhz: float | None = None  # NVML's default applications clock: the board's base clock
+    reference_sm_clock_mhz: float | None = (
+        None  # what "off the median" is measured from (see assess)
+    )
+    base_sm_clock_mhz: float | None = (
+        None  # NVML's default applications clock: the board's base clock
+    )
 
     @property
     def marked(self) -> tuple[bool, ...]:
@@ -116,19 +130,26 @@ class RunConditions:
         return f"clock off the median ({of})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary, "median_sm_clock_mhz": self.median_sm_clock_mhz,
-                "locked_sm_clock_mhz": self.locked_sm_clock_mhz, "reference_sm_clock_mhz": self.reference_sm_clock_mhz,
-                "base_sm_clock_mhz": self.base_sm_clock_mhz,
-                "repeats": [r.to_dict() for r in self.repeats], "marks": [list(m) for m in self.marks]}
+        return {
+            "summary": self.summary,
+            "median_sm_clock_mhz": self.median_sm_clock_mhz,
+            "locked_sm_clock_mhz": self.locked_sm_clock_mhz,
+            "reference_sm_clock_mhz": self.reference_sm_clock_mhz,
+            "base_sm_clock_mhz": self.base_sm_clock_mhz,
+            "repeats": [r.to_dict() for r in self.repeats],
+            "marks": [list(m) for m in self.marks],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConditions:
-        return cls(repeats=tuple(RepeatConditions.from_dict(r) for r in data.get("repeats") or ()),
-                   marks=tuple(tuple(m) for m in data.get("marks") or ()),
-                   median_sm_clock_mhz=data.get("median_sm_clock_mhz"),
-                   locked_sm_clock_mhz=data.get("locked_sm_clock_mhz"),
-                   reference_sm_clock_mhz=data.get("reference_sm_clock_mhz"),
-                   base_sm_clock_mhz=data.get("base_sm_clock_mhz"))
+        return cls(
+            repeats=tuple(RepeatConditions.from_dict(r) for r in data.get("repeats") or ()),
+            marks=tuple(tuple(m) for m in data.get("marks") or ()),
+            median_sm_clock_mhz=data.get("median_sm_clock_mhz"),
+            locked_sm_clock_mhz=data.get("locked_sm_clock_mhz"),
+            reference_sm_clock_mhz=data.get("reference_sm_clock_mhz"),
+            base_sm_clock_mhz=data.get("base_sm_clock_mhz"),
+        )
 
 
 def clock_label(conditions: Mapping[str, Any] | None) -> str | None:
@@ -148,8 +169,12 @@ def clock_label(conditions: Mapping[str, Any] | None) -> str | None:
     return ", ".join(parts) or None
 
 
-def assess(repeats: Sequence[RepeatConditions], locked_sm_clock_mhz: float | None = None,
-           tolerance: float = CLOCK_TOLERANCE, base_sm_clock_mhz: float | None = None) -> RunConditions:
+def assess(
+    repeats: Sequence[RepeatConditions],
+    locked_sm_clock_mhz: float | None = None,
+    tolerance: float = CLOCK_TOLERANCE,
+    base_sm_clock_mhz: float | None = None,
+) -> RunConditions:
     """Mark each repeat the hardware held back.
 
     With a floor (the locked clock, else the board's base clock): a repeat is marked for a throttle
@@ -177,7 +202,9 @@ def assess(repeats: Sequence[RepeatConditions], locked_sm_clock_mhz: float | Non
                 mark.append("clock")
         marks.append(tuple(mark))
     median = float(statistics.median(clocks)) if clocks else None
-    return RunConditions(tuple(repeats), tuple(marks), median, locked_sm_clock_mhz, reference, base_sm_clock_mhz)
+    return RunConditions(
+        tuple(repeats), tuple(marks), median, locked_sm_clock_mhz, reference, base_sm_clock_mhz
+    )
 
 
 def stable_values(values: Sequence[float | None], marked: Sequence[bool]) -> list[float]:
@@ -185,7 +212,9 @@ def stable_values(values: Sequence[float | None], marked: Sequence[bool]) -> lis
     return [v for v, m in zip(values, marked, strict=True) if not m and v is not None]
 
 
-def throttled_explain_slowness(values: Sequence[float | None], marked: Sequence[bool], bar: float) -> bool:
+def throttled_explain_slowness(
+    values: Sequence[float | None], marked: Sequence[bool], bar: float
+) -> bool:
     """Whether a run over the gate's ``bar`` is slow only because of its marked repeats: at least
     ``MIN_STABLE_REPEATS`` repeats are unmarked, and judged alone they are under the bar. With fewer,
     nothing stable shows what the change costs: a change that throttles every repeat (more power

@@ -17,7 +17,8 @@ from pytest_i2v.verdict.gate import (
     throttling_excuse,
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
-from pytest_i2v.verdict.signature import GAP, ChangedRow, WorkDiff
+from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -38,15 +39,19 @@ def metric_line(m: MetricVerdict) -> str:
     if m.interval:
         interval = f", pass band {format_value(m.metric, m.interval[0])} .. {format_value(m.metric, m.interval[1])}"
     delta = f"{m.delta_pct:+.1f} %" if m.delta_pct is not None else "n/a"
-    return (f"{METRIC_LABELS.get(m.metric, m.metric)}: {m.verdict.upper()} {delta}: current {format_value(m.metric, m.current)} "
-            f"vs baseline median {format_value(m.metric, m.baseline)} ({m.runs} run{'s' if m.runs != 1 else ''}{interval}); "
-            f"bar: {m.threshold}")
+    return (
+        f"{METRIC_LABELS.get(m.metric, m.metric)}: {m.verdict.upper()} {delta}: current {format_value(m.metric, m.current)} "
+        f"vs baseline median {format_value(m.metric, m.baseline)} ({m.runs} run{'s' if m.runs != 1 else ''}{interval}); "
+        f"bar: {m.threshold}"
+    )
 
 
 def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> RegressionVerdict:
     """``verdict`` with ``unreliable`` set where ``gate.throttling_excuse`` excuses it, for a results
     record (``GenerationRecord.to_dict()``): the gate and ``baseline diff`` both ask here."""
-    conditions = RunConditions.from_dict(record["conditions"]) if record.get("conditions") else None  # CPU: None
+    conditions = (
+        RunConditions.from_dict(record["conditions"]) if record.get("conditions") else None
+    )  # CPU: None
     excuse = throttling_excuse(verdict, per_repeat(record), conditions)
     return replace(verdict, unreliable=unreliable_line(excuse)) if excuse is not None else verdict
 
@@ -54,19 +59,29 @@ def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> 
 def unreliable_line(excuse: ThrottlingExcuse) -> str:
     """One line: which repeats were slow and under what conditions, and the stable ones against the bar."""
     ran = excuse.summary if excuse.summary.startswith("throttled") else f"with the {excuse.summary}"
-    figures = ", ".join(f"{METRIC_LABELS.get(metric, metric)} median {format_value(metric, median)} "
-                        f"under the bar {format_value(metric, bar)}" for metric, median, bar in excuse.within)
+    figures = ", ".join(
+        f"{METRIC_LABELS.get(metric, metric)} median {format_value(metric, median)} "
+        f"under the bar {format_value(metric, bar)}"
+        for metric, median, bar in excuse.within
+    )
     n = excuse.stable_repeats
     stable = f"the {n} stable repeat{'s are' if n != 1 else ' is'}"
     return f"the slow repeats ran {ran}; {stable} within the bar ({figures})"
 
 
-def verdict_section(verdict: RegressionVerdict, nodeid: str, profile: str, baseline_file: str,
-                    notes: list[str] | tuple[str, ...] = ()) -> str:
+def verdict_section(
+    verdict: RegressionVerdict,
+    nodeid: str,
+    profile: str,
+    baseline_file: str,
+    notes: list[str] | tuple[str, ...] = (),
+) -> str:
     # A regression excused by throttling is named for what it is, not "regressed".
     shown_verdict = f"unreliable ({UNRELIABLE_MEANING})" if verdict.unreliable else verdict.verdict
     lines = [f"i2v gate: {shown_verdict} (profile {profile}, baseline {baseline_file})"]
-    shown = [m for m in verdict.metrics if m.verdict in ("regressed", "improved")] or list(verdict.metrics)
+    shown = [m for m in verdict.metrics if m.verdict in ("regressed", "improved")] or list(
+        verdict.metrics
+    )
     for metric in shown:
         lines.append("  " + metric_line(metric) + ("" if metric.gating else " [reported only]"))
     if verdict.env_changes:
@@ -78,14 +93,14 @@ def verdict_section(verdict: RegressionVerdict, nodeid: str, profile: str, basel
         # A throttled run is no baseline either: re-baselining from it would hide the next real regression.
         lines.append(f"  {STABLE_GPU_ADVICE}; do not re-baseline from this run")
     elif verdict.verdict in ("regressed", "env-changed", "new"):
-        lines.append(f"  if this change is intended, re-baseline: {rebaseline_command(nodeid, profile)}")
+        lines.append(
+            f"  if this change is intended, re-baseline: {rebaseline_command(nodeid, profile)}"
+        )
     return "\n".join(lines)
 
 
 def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
     """(time delta, headline-peak delta) against the baseline, for the terminal table."""
-    from pytest_i2v.verdict.peak import record_peak
-
     verdict = record.get("verdict") or {}
     metrics = {m["metric"]: m for m in verdict.get("metrics", [])}
 
@@ -112,7 +127,9 @@ def work_note(work: Mapping[str, Any] | None, min_effect_pct: float, names: int 
     shown = [r for r in parsed.rows if r.row.kind != GAP][:names]
     repeated = {r.row.name for r in shown if sum(o.row.name == r.row.name for o in shown) > 1}
 
-    def name(changed: ChangedRow) -> str:  # a re-typed op is two rows of one name: the dtype tells them apart
+    def name(
+        changed: ChangedRow,
+    ) -> str:  # a re-typed op is two rows of one name: the dtype tells them apart
         row = changed.row
         label = f"{row.name} ({row.dtypes or row.shapes})" if row.name in repeated else row.name
         moved = changed.count_head - changed.count_base
@@ -120,8 +137,10 @@ def work_note(work: Mapping[str, Any] | None, min_effect_pct: float, names: int 
 
     more = f", {parsed.count - len(shown)} more" if parsed.count > len(shown) else ""
     within = "beyond" if beyond else "within"
-    return (f"work changed{estimate} ({within} {min_effect_pct:.0f} %): "
-            f"{', '.join(name(r) for r in shown)}{more}")
+    return (
+        f"work changed{estimate} ({within} {min_effect_pct:.0f} %): "
+        f"{', '.join(name(r) for r in shown)}{more}"
+    )
 
 
 def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10) -> str:
@@ -130,11 +149,18 @@ def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10)
     if not work or work.get("identical"):
         return ""
     parsed = WorkDiff.from_dict(work)
-    lines = [f"i2v work: {parsed.summary()} (minimum effect {min_effect_pct:.0f} %; the rows below changed, the rest "
-             f"of the work is identical)"]
+    lines = [
+        f"i2v work: {parsed.summary()} (minimum effect {min_effect_pct:.0f} %; the rows below changed, the rest "
+        f"of the work is identical)"
+    ]
     for row in parsed.rows[:rows]:
         stage, label, count, time, share = row.cells()
-        lines.append(f"  {stage}: {label}: count {count}, time {time}" + (f", {share}" if share != "-" else ""))
+        lines.append(
+            f"  {stage}: {label}: count {count}, time {time}"
+            + (f", {share}" if share != "-" else "")
+        )
     if parsed.count > rows:
-        lines.append(f"  ... and {parsed.count - rows} more row(s) (the results JSON keeps the largest, records[].work)")
+        lines.append(
+            f"  ... and {parsed.count - rows} more row(s) (the results JSON keeps the largest, records[].work)"
+        )
     return "\n".join(lines)

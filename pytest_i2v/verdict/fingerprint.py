@@ -29,7 +29,16 @@ GPU_MACHINE_KEYS = ("gpu_name", "gpu_memory_gib", "gpu_sm_count", "gpu_power_lim
 CPU_MACHINE_KEYS = ("cpu_model", "cpu_isa", "cpu_physical_cores", "cpu_threads")
 MACHINE_KEYS = GPU_MACHINE_KEYS + CPU_MACHINE_KEYS
 # What ran on it: a change is judged by the env policy (warn | fail | ignore).
-SOFTWARE_KEYS = ("driver", "cuda", "cudnn", "torch", "diffusers", "transformers", "python", "plugin")
+SOFTWARE_KEYS = (
+    "driver",
+    "cuda",
+    "cudnn",
+    "torch",
+    "diffusers",
+    "transformers",
+    "python",
+    "plugin",
+)
 
 # --i2v-lock-clocks: "locked <SM clock> MHz". A software key present only when the clocks were locked, so a
 # locked run against an unlocked baseline is an environment change, and runs without the lock (every
@@ -61,7 +70,9 @@ def _cpuinfo_blocks(text: str) -> list[dict[str, str]]:
 
 
 def parse_cpu_model(text: str) -> str | None:
-    return next((block["model name"] for block in _cpuinfo_blocks(text) if block.get("model name")), None)
+    return next(
+        (block["model name"] for block in _cpuinfo_blocks(text) if block.get("model name")), None
+    )
 
 
 def parse_cpu_isa(text: str) -> str | None:
@@ -79,7 +90,11 @@ def parse_cpu_isa(text: str) -> str | None:
 def parse_physical_cores(text: str) -> int | None:
     """Distinct (physical id, core id) pairs: hyper-threads share a core. None when the text
     names no cores (some VMs and non-x86 kernels)."""
-    cores = {(block.get("physical id", "0"), block["core id"]) for block in _cpuinfo_blocks(text) if "core id" in block}
+    cores = {
+        (block.get("physical id", "0"), block["core id"])
+        for block in _cpuinfo_blocks(text)
+        if "core id" in block
+    }
     return len(cores) or None
 
 
@@ -106,15 +121,20 @@ def gpu_form_from_name(name: str | None) -> str | None:
 def machine_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
     """Machine keys known on both sides that differ (``cpu_isa avx2 -> avx2 avx512f``). A key
     missing or None on either side is unknown, and unknown is not a difference."""
-    return tuple(f"{key} {old[key]} -> {new[key]}" for key in MACHINE_KEYS
-                 if old.get(key) is not None and new.get(key) is not None and old[key] != new[key])
+    return tuple(
+        f"{key} {old[key]} -> {new[key]}"
+        for key in MACHINE_KEYS
+        if old.get(key) is not None and new.get(key) is not None and old[key] != new[key]
+    )
 
 
 def software_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
     """Every other fingerprint key that differs (libraries, dtype, attention, hook-added keys),
     as today: a key added or removed counts."""
-    return fingerprint_changes({k: v for k, v in old.items() if k not in MACHINE_KEYS},
-                               {k: v for k, v in new.items() if k not in MACHINE_KEYS})
+    return fingerprint_changes(
+        {k: v for k, v in old.items() if k not in MACHINE_KEYS},
+        {k: v for k, v in new.items() if k not in MACHINE_KEYS},
+    )
 
 
 def same_machine(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -141,7 +161,9 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
         fingerprint[GPU_CLOCKS_KEY] = environment[GPU_CLOCKS_KEY]
     fingerprint["dtype"] = config.get("dtype")
     # a diffusers attention backend named by the mark (attention=...), else the one the memory options imply
-    fingerprint["attention"] = config.get("attention") or attention_backend(config.get("memory") or ())
+    fingerprint["attention"] = config.get("attention") or attention_backend(
+        config.get("memory") or ()
+    )
     return fingerprint
 
 
@@ -149,6 +171,14 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
 # Measurements the environment carries that are no fingerprint: the machine speed probe's figures move
 # from run to run, so as a key they would make every run an environment change.
 MEASUREMENT_KEYS = ("machine_probe",)
-_BASE_ENVIRONMENT_KEYS = frozenset({
-    "device", *FINGERPRINT_KEYS, *CPU_FINGERPRINT_KEYS, GPU_CLOCKS_KEY, "machine", "profile", *MEASUREMENT_KEYS,
-})
+_BASE_ENVIRONMENT_KEYS = frozenset(
+    {
+        "device",
+        *FINGERPRINT_KEYS,
+        *CPU_FINGERPRINT_KEYS,
+        GPU_CLOCKS_KEY,
+        "machine",
+        "profile",
+        *MEASUREMENT_KEYS,
+    }
+)

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_i2v.generation.results import GenerationRecord
-from pytest_i2v.verdict.baseline_store import BaselineEntry, BaselineFile, Segment
+from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Segment
 from pytest_i2v.verdict.budget import budget_failures
 from pytest_i2v.verdict.explain import excuse_throttling
 from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed
 from pytest_i2v.verdict.outcome import DecisionInputs, GateMode
-from pytest_i2v.verdict.signature import WorkDiff, WorkSignature, diff, locate_excess, work_verdict
+from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.verdict.work_diff import WorkDiff, diff, locate_excess, work_verdict
 
 HISTORY_RUNS = 10  # the baseline's last accepted times a record carries for its trend chart
 

@@ -10,7 +10,7 @@ still judged), and says which figure moved. A probe that moved between the start
 session (a neighbour started, the card throttled) marks the run's timings unreliable.
 
 With the work signature: work unchanged and the probe slower is the machine; work changed is the code
-(``signature.work_verdict`` decides that test whatever the probe says).
+(``work_diff.work_verdict`` decides that test whatever the probe says).
 
 Pure: no pytest, no torch, no I/O."""
 
@@ -21,8 +21,11 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-PROBE_LABELS = {"gemm_gflops": "matrix products", "copy_gbs": "memory bandwidth",
-                "tiny_ops_per_ms": "tiny ops (launch and host overhead)"}
+PROBE_LABELS = {
+    "gemm_gflops": "matrix products",
+    "copy_gbs": "memory bandwidth",
+    "tiny_ops_per_ms": "tiny ops (launch and host overhead)",
+}
 # When two runs count as different machine speeds: the geometric mean of the figures' ratios moved by
 # more than PROBE_TOLERANCE, or one figure by more than FIGURE_TOLERANCE (a machine slower at one thing
 # only). benchmarks/machine_probe.py, 20 fresh processes on the 2-core CPU (2026-12-02): each figure
@@ -39,8 +42,9 @@ class MachineSpeed:
 
     @property
     def comparable(self) -> bool:
-        return (abs(math.log(self.speed)) <= math.log1p(self.tolerance)
-                and all(abs(math.log(r)) <= math.log1p(FIGURE_TOLERANCE) for r in self.ratios.values()))
+        return abs(math.log(self.speed)) <= math.log1p(self.tolerance) and all(
+            abs(math.log(r)) <= math.log1p(FIGURE_TOLERANCE) for r in self.ratios.values()
+        )
 
     @property
     def speed(self) -> float:
@@ -48,41 +52,61 @@ class MachineSpeed:
         return math.exp(statistics.fmean(math.log(r) for r in self.ratios.values()))
 
     def figures(self) -> str:
-        return ", ".join(f"{PROBE_LABELS.get(name, name)} {ratio:.2f}x" for name, ratio in self.ratios.items())
+        return ", ".join(
+            f"{PROBE_LABELS.get(name, name)} {ratio:.2f}x" for name, ratio in self.ratios.items()
+        )
 
     def line(self) -> str:
         """One line for the decision and the headline."""
-        return (f"this machine ran the probe at {self.speed:.2f}x the baseline machine's speed ({self.figures()}): "
-                f"{NOT_COMPARABLE}")
+        return (
+            f"this machine ran the probe at {self.speed:.2f}x the baseline machine's speed ({self.figures()}): "
+            f"{NOT_COMPARABLE}"
+        )
 
 
 NOT_COMPARABLE = "timings not comparable; memory still judged"
 
 
 def _figures(probe: Mapping[str, float | None] | None) -> dict[str, float]:
-    return {name: float(value) for name, value in (probe or {}).items() if name in PROBE_LABELS and value and value > 0}
+    return {
+        name: float(value)
+        for name, value in (probe or {}).items()
+        if name in PROBE_LABELS and value and value > 0
+    }
 
 
-def compare_speed(runs: Sequence[Mapping[str, object]], probe: Mapping[str, float | None] | None,
-                  tolerance: float = PROBE_TOLERANCE) -> MachineSpeed | None:
+def compare_speed(
+    runs: Sequence[Mapping[str, object]],
+    probe: Mapping[str, float | None] | None,
+    tolerance: float = PROBE_TOLERANCE,
+) -> MachineSpeed | None:
     """This run's probe against the median of the baseline runs that stored one (``probe_<figure>``);
     None where either side has none (a baseline older than the probe, the virtual clock)."""
     current = _figures(probe)
     ratios = {}
     for name, value in current.items():
-        stored = [float(v) for run in runs if isinstance(v := run.get(f"probe_{name}"), (int, float)) and v > 0]
+        stored = [
+            float(v)
+            for run in runs
+            if isinstance(v := run.get(f"probe_{name}"), (int, float)) and v > 0
+        ]
         if stored:
             ratios[name] = value / statistics.median(stored)
     return MachineSpeed(ratios, tolerance) if ratios else None
 
 
-def probe_moved(start: Mapping[str, float | None] | None, end: Mapping[str, float | None] | None,
-                tolerance: float = PROBE_TOLERANCE) -> str | None:
+def probe_moved(
+    start: Mapping[str, float | None] | None,
+    end: Mapping[str, float | None] | None,
+    tolerance: float = PROBE_TOLERANCE,
+) -> str | None:
     """One line when the machine's speed changed during the session, else None."""
     first, last = _figures(start), _figures(end)
     ratios = {name: last[name] / first[name] for name in first if name in last}
     speed = MachineSpeed(ratios, tolerance)
     if not ratios or speed.comparable:
         return None
-    return (f"the machine's speed moved during the run (end against start: {speed.figures()}): a neighbour or "
-            f"throttling; this run's timings are unreliable")
+    return (
+        f"the machine's speed moved during the run (end against start: {speed.figures()}): a neighbour or "
+        f"throttling; this run's timings are unreliable"
+    )

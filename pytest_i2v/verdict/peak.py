@@ -18,10 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-LABELS = {"device_bytes": "NVML, this process", "reserved_bytes": "peak reserved",
-          "allocated_bytes": "peak allocated", "host_rss_bytes": "peak host RSS"}
-SCOPES = {"device_bytes": "process", "reserved_bytes": "allocator", "allocated_bytes": "allocator",
-          "host_rss_bytes": "host"}
+LABELS = {
+    "device_bytes": "NVML, this process",
+    "reserved_bytes": "peak reserved",
+    "allocated_bytes": "peak allocated",
+    "host_rss_bytes": "peak host RSS",
+}
+SCOPES = {
+    "device_bytes": "process",
+    "reserved_bytes": "allocator",
+    "allocated_bytes": "allocator",
+    "host_rss_bytes": "host",
+}
 
 
 @dataclass(frozen=True)
