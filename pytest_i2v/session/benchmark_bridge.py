@@ -58,7 +58,8 @@ class BenchmarkFixture(Protocol):
 
 def bridge_active(config: pytest.Config, adaptive_repeats: bool) -> bool:
     """pytest-benchmark is loaded and the i2v repeats are a fixed number: ``pedantic`` runs a fixed
-    number of rounds, and adaptive repeats (``--i2v-target-ci``) stop early, so they keep the plugin's loop."""
+    number of rounds, and adaptive repeats (``--i2v-target-ci``) stop early, so they keep the
+    plugin's loop."""
     return config.pluginmanager.hasplugin(PLUGIN_NAME) and not adaptive_repeats
 
 
@@ -66,9 +67,10 @@ def request_benchmark(
     items: list[pytest.Item], config: pytest.Config | None = None, tables: str = "on"
 ) -> None:
     """Each measuring i2v test asks for ``benchmark`` as if it named it (pytest-benchmark decides
-    ``--benchmark-only``/``-skip`` and xdist by the fixtures a test uses; parametrised tests share one
-    list of names, hence the membership test), and is timed by the round clock (a timer in the test's
-    own ``benchmark`` mark is replaced: the record and the benchmark must read the same clock).
+    ``--benchmark-only``/``-skip`` and xdist by the fixtures a test uses; parametrised tests share
+    one list of names, hence the membership test), and is timed by the round clock (a timer in the
+    test's own ``benchmark`` mark is replaced: the record and the benchmark must read the same
+    clock).
     ``tables`` (``--i2v-benchmark-tables``): the tests whose tables it leaves out are hidden from
     pytest-benchmark's display by a ``HiddenTables`` registered on ``config``."""
     from pytest_i2v.measure.timing import ROUND_CLOCK
@@ -147,8 +149,9 @@ class HiddenTables:
 
 
 class BenchmarkRounds:
-    """One test's benchmark. ``pedantic`` runs once per test: it runs the first measurement's rounds;
-    a re-measurement by the gate uses the plugin's loop, or a fresh process, and is counted in ``extra_info``."""
+    """One test's benchmark. ``pedantic`` runs once per test: it runs the first measurement's
+    rounds; a re-measurement by the gate uses the plugin's loop, or a fresh process, and is counted
+    in ``extra_info``."""
 
     def __init__(self, fixture: BenchmarkFixture):
         self.fixture = fixture
@@ -183,5 +186,6 @@ class BenchmarkRounds:
         return drive
 
     def describe(self, record: Mapping[str, Any]) -> None:
-        """Fill ``extra_info`` from the decided record, in place: pytest-benchmark holds this dict."""
+        """Fill ``extra_info`` from the decided record, in place: pytest-benchmark holds this
+        dict."""
         self.fixture.extra_info.update(extra_info(record))

@@ -78,7 +78,8 @@ def child_args(
     records_path: Path,
     device: str,
 ) -> list[str]:
-    """The parent's arguments without its test paths and ``DROPPED``, then the one test and the child's own."""
+    """The parent's arguments without its test paths and ``DROPPED``, then the one test and the
+    child's own."""
     args: list[str] = []
     skip_value = False
     paths = set(positional)
@@ -131,8 +132,9 @@ def remeasure(
     environment: Mapping[str, str] | None = None,
     held_clocks: str | None = None,
 ) -> dict[str, Any]:
-    """Run the test in a new pytest process and return its record of this generation (``config_id``);
-    ``held_clocks``: the clocks this process holds locked, encoded, which the child labels and leaves alone."""
+    """Run the test in a new pytest process and return its record of this generation
+    (``config_id``); ``held_clocks``: the clocks this process holds locked, encoded, which the
+    child labels and leaves alone."""
     env = {
         k: v
         for k, v in (environment if environment is not None else os.environ).items()

@@ -71,8 +71,9 @@ class I2VRun:
         )
 
     def remeasure_in_fresh_process(self, nodeid: str, config_id: str | None) -> GenerationRecord:
-        """This test again in a new pytest process with this run's options (``fresh_process``); a child
-        that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures here)."""
+        """This test again in a new pytest process with this run's options (``fresh_process``); a
+        child that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures
+        here)."""
         from pytest_i2v.session.fresh_process import remeasure
 
         params = self.config.invocation_params
@@ -107,12 +108,14 @@ class I2VRun:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, Any, Any]:
-        """Fail the test whose outcome fails (never the summary); queue recorded runs for the baseline."""
+        """Fail the test whose outcome fails (never the summary); queue recorded runs for the
+        baseline."""
         report = yield
         if call.excinfo is not None and uses_i2v(item):
             from pytest_i2v.measure.memory import release_traceback
 
-            # The report holds the formatted text; the frames would keep the failed test's tensors alive.
+            # The report holds the formatted text; the frames would keep the failed test's
+            # tensors alive.
             release_traceback(call.excinfo.tb)
         if report.skipped and item.get_closest_marker("i2v") is not None:
             reason = (
@@ -148,9 +151,8 @@ class I2VRun:
             worker_output["i2v_accepted"] = [a.nodeid for a in self.gate.accepted]
             worker_output["i2v_skipped"] = self.outputs.skipped
             return
-        if (
-            self.settings.remeasure_into is not None
-        ):  # a fresh-process re-measurement: its records, nothing else
+        if self.settings.remeasure_into is not None:
+            # A fresh-process re-measurement: its records, nothing else.
             write_json_atomic(
                 self.settings.remeasure_into,
                 {"records": [r.to_dict() for r in self.outputs.records.values()]},
@@ -257,9 +259,9 @@ def _check_baselines_writable(settings: Settings, baseline_dir: Path) -> None:
 
 
 def _lock_clocks(config: pytest.Config, settings: Settings, device: Device) -> LockedClocks | None:
-    """--i2v-lock-clocks, in the process that measures (an xdist worker, not the controller): lock the
-    device's clocks and restore them when pytest unconfigures, which it does after a failure or Ctrl-C too.
-    A fresh-process child adopts what its parent holds and never locks or restores."""
+    """--i2v-lock-clocks, in the process that measures (an xdist worker, not the controller): lock
+    the device's clocks and restore them when pytest unconfigures, which it does after a failure or
+    Ctrl-C too. A fresh-process child adopts what its parent holds and never locks or restores."""
     import os
 
     from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV
@@ -325,13 +327,13 @@ def describe(record: GenerationRecord) -> str:
         if record.fast
         else ""
     )
-    step = record.stages.get("step_s")
+    step_ms = (record.stages.get("step_s") or 0) * 1000
     clock = clock_label(record.conditions)
     return (
         f"{size} | median {record.time_s:.3f} s{predicted} over {record.repeats} repeats "
         f"({record.latency_class})"
         f"{f', SM clock {clock}' if clock else ''}, "
-        f"{record.gen_fps or 0:.2f} frames/s, step {(step or 0) * 1000:.1f} ms, peak {memory} ({peak.label})"
+        f"{record.gen_fps or 0:.2f} frames/s, step {step_ms:.1f} ms, peak {memory} ({peak.label})"
     )
 
 
@@ -341,9 +343,11 @@ def failure_text(record: GenerationRecord, outcome: Outcome, section: str) -> st
         where = f"step {oom.get('step')}" if oom.get("step") else oom.get("stage")
         allocated = oom.get("allocated_bytes")
         memory = f", {allocated / 2**30:.2f} GiB allocated" if allocated else ""
+        config = record.config
         return (
-            f"i2v: out of memory during {where} ({record.config['width']}x{record.config['height']}, "
-            f"{record.config['frames']} frames{memory}): {oom.get('message')}. Memory was freed; the session goes on."
+            f"i2v: out of memory during {where} ({config['width']}x{config['height']}, "
+            f"{config['frames']} frames{memory}): {oom.get('message')}. "
+            "Memory was freed; the session goes on."
         )
     if outcome.kind == "over-budget":
         return "\n".join(f"i2v: {line}" for line in outcome.reason.split("; "))
