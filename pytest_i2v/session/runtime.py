@@ -74,17 +74,20 @@ class I2VRun:
         """This test again in a new pytest process with this run's options (``fresh_process``); a
         child that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures
         here)."""
-        from pytest_i2v.session.fresh_process import remeasure
+        from pytest_i2v.session.fresh_process import ChildProcess, remeasure
 
         params = self.config.invocation_params
-        data = remeasure(
+        child = ChildProcess(
             params.args,
             [str(a) for a in self.config.args],
             params.dir,
             str(self.config.rootpath / nodeid),
+            self.plan.device,
+        )
+        data = remeasure(
+            child,
             nodeid,
             config_id,
-            self.plan.device,
             held_clocks=self.locked_clocks.encoded() if self.locked_clocks else None,
         )
         return GenerationRecord.from_dict(data)
