@@ -19,15 +19,16 @@ JSON, its storage and its ``--benchmark-compare-fail`` see every benchmark."""
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections.abc import Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pytest
 
+from pytest_i2v.measure.runner import GenerationRounds, RoundsDriver, run_rounds
+from pytest_i2v.measure.timing import ROUND_CLOCK
 from pytest_i2v.session.benchmark_info import extra_info
-
-if TYPE_CHECKING:
-    from pytest_i2v.measure.runner import GenerationRounds, RoundsDriver
 
 PLUGIN_NAME = "benchmark"  # pytest-benchmark's pytest11 entry point
 FIXTURE = "benchmark"
@@ -43,6 +44,8 @@ class BenchmarkFixture(Protocol):
     @property
     def enabled(self) -> bool: ...
 
+    # pytest-benchmark's own signature, parameter for parameter (its public API, not ours to
+    # shorten): any real fixture must match it.
     def pedantic(
         self,
         target: Callable[..., Any],
@@ -73,8 +76,6 @@ def request_benchmark(
     clock).
     ``tables`` (``--i2v-benchmark-tables``): the tests whose tables it leaves out are hidden from
     pytest-benchmark's display by a ``HiddenTables`` registered on ``config``."""
-    from pytest_i2v.measure.timing import ROUND_CLOCK
-
     measuring: set[str] = set()
     bridged: set[str] = set()
     appended: set[int] = set()  # the fixture-name lists the bridge extended (shared by parameters)
@@ -106,9 +107,6 @@ HIDDEN_TABLES_PLUGIN = "i2v-benchmark-tables"
 def benchmark_options_given(config: pytest.Config) -> bool:
     """A ``--benchmark-*`` option on the command line, in the ini's ``addopts`` or in
     ``PYTEST_ADDOPTS``: the user asked pytest-benchmark for something and expects its tables."""
-    import os
-    import shlex
-
     args = [
         *config.invocation_params.args,
         *config.getini("addopts"),
@@ -167,8 +165,6 @@ class BenchmarkRounds:
             fixture.group = group
 
         def drive(rounds: GenerationRounds) -> None:
-            from pytest_i2v.measure.runner import run_rounds
-
             if not fixture.enabled:
                 # --benchmark-disable, or xdist: pytest-benchmark runs its function once and reports
                 # nothing; the function here is the whole i2v measurement, in the plugin's loop.

@@ -6,6 +6,7 @@ recorder, the gate loop and the outputs; its hooks report what they decided."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Generator, Mapping
@@ -19,13 +20,19 @@ from pytest_i2v.generation.inputs import load_input_image, synthetic_portrait
 from pytest_i2v.generation.results import GenerationRecord, write_json_atomic
 from pytest_i2v.measure.clocks import LockedClocks, lock_clocks
 from pytest_i2v.measure.device import Device, DeviceRuntime
+from pytest_i2v.measure.environment import collect_environment
+from pytest_i2v.measure.memory import release_traceback
+from pytest_i2v.profiles import load_profiles
+from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV, ChildProcess, remeasure
 from pytest_i2v.session.gate_loop import GateLoop
+from pytest_i2v.session.gpus import check_workers, worker_device
 from pytest_i2v.session.outputs import Outputs
 from pytest_i2v.session.pipeline_cache import PipelineCache
 from pytest_i2v.session.plan import RunPlan, plan_run
 from pytest_i2v.session.recording import Recorder
 from pytest_i2v.session.settings import Settings
 from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
+from pytest_i2v.storage import unwritable_reason
 from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import short_deltas, work_note
 from pytest_i2v.verdict.outcome import Outcome
@@ -74,8 +81,6 @@ class I2VRun:
         """This test again in a new pytest process with this run's options (``fresh_process``); a
         child that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures
         here)."""
-        from pytest_i2v.session.fresh_process import ChildProcess, remeasure
-
         params = self.config.invocation_params
         child = ChildProcess(
             params.args,
@@ -115,8 +120,6 @@ class I2VRun:
         baseline."""
         report = yield
         if call.excinfo is not None and uses_i2v(item):
-            from pytest_i2v.measure.memory import release_traceback
-
             # The report holds the formatted text; the frames would keep the failed test's
             # tensors alive.
             release_traceback(call.excinfo.tb)
@@ -214,11 +217,6 @@ class I2VRun:
 
 def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
     """Resolve the plan, open the device, read the baseline: the first time torch is imported."""
-    import os
-
-    from pytest_i2v.measure.environment import collect_environment
-    from pytest_i2v.profiles import load_profiles
-
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the plugin never phones home
     runtime: DeviceRuntime = config.hook.pytest_i2v_device_runtime()
     try:
@@ -248,8 +246,6 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
 def _check_baselines_writable(settings: Settings, baseline_dir: Path) -> None:
     """Updating baselines into a directory that cannot be written: found before anything is
     measured, not after the whole run at its end."""
-    from pytest_i2v.storage import unwritable_reason
-
     if not settings.update_baselines or settings.remeasure_into is not None:
         return
     reason = unwritable_reason(baseline_dir)
@@ -265,10 +261,6 @@ def _lock_clocks(config: pytest.Config, settings: Settings, device: Device) -> L
     """--i2v-lock-clocks, in the process that measures (an xdist worker, not the controller): lock
     the device's clocks and restore them when pytest unconfigures, which it does after a failure or
     Ctrl-C too. A fresh-process child adopts what its parent holds and never locks or restores."""
-    import os
-
-    from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV
-
     if settings.remeasure_into is not None:
         held = os.environ.get(HELD_CLOCKS_ENV)
         return LockedClocks.decoded(held) if held else None
@@ -287,8 +279,6 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRuntime) -> str | None:
     """Under pytest-xdist on CUDA: each worker gets its own GPU; too many workers is refused."""
-    from pytest_i2v.session.gpus import check_workers, worker_device
-
     if settings.device == "cpu":
         return None
     if runtime.cuda_count() == 0:
