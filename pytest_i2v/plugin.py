@@ -229,6 +229,7 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
     from pytest_i2v.session.benchmark_bridge import FIXTURE, BenchmarkRounds
     from pytest_i2v.session.benchmark_info import benchmark_group
     from pytest_i2v.session.progress import ProgressLine
+    from pytest_i2v.session.recording import MeasureRequest
 
     run = _run(request)
     node = request.node
@@ -248,12 +249,12 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
 
         def once() -> GenerationRecord:
             try:
-                record = run.recorder.measure(
+                record = run.recorder.measure(MeasureRequest(
                     node.nodeid, run_spec, _i2v_loaded, i2v_input_image if image is None else image,
                     progress=progress if progress.enabled else None, repeats=repeats, warmup=warmup, study_spec=study,
                     budget=node.stash.get(BUDGET_KEY, None),
                     drive=bench.driver(benchmark_group(run_spec.to_dict())) if bench else None,
-                    signature=profiled[0] if profiled else None)
+                    signature=profiled[0] if profiled else None))
             finally:
                 progress.clear()
             if record.signature and not profiled:

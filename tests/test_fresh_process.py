@@ -11,7 +11,7 @@ import pytest
 
 from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.session import fresh_process
-from pytest_i2v.session.fresh_process import FreshProcessFailed, child_args, pick_record
+from pytest_i2v.session.fresh_process import ChildProcess, FreshProcessFailed, child_args, pick_record
 from tests.test_unreliable import SLOW_MIDDLE, baseline_dir, gate_loop, record  # noqa: F401  (a fixture)
 
 
@@ -85,11 +85,11 @@ def test_the_child_never_locks_or_restores_the_clocks_the_parent_holds(monkeypat
 
     monkeypatch.setattr(fresh_process.subprocess, "run", run)
     with pytest.raises(FreshProcessFailed):
-        fresh_process.remeasure(["--i2v-lock-clocks"], [], tmp_path, "t", "t", None, "cuda:0",
+        fresh_process.remeasure(ChildProcess(["--i2v-lock-clocks"], [], tmp_path, "t", "cuda:0"), "t", None,
                                 environment={"PATH": "/bin"}, held_clocks="1590,2619")
     assert seen[fresh_process.HELD_CLOCKS_ENV] == "1590,2619"
     seen.clear()
     with pytest.raises(FreshProcessFailed):  # nothing held: nothing claimed
-        fresh_process.remeasure([], [], tmp_path, "t", "t", None, "cuda:0",
+        fresh_process.remeasure(ChildProcess([], [], tmp_path, "t", "cuda:0"), "t", None,
                                 environment={"PATH": "/bin", fresh_process.HELD_CLOCKS_ENV: "stale"})
     assert fresh_process.HELD_CLOCKS_ENV not in seen

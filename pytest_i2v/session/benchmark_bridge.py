@@ -19,15 +19,16 @@ JSON, its storage and its ``--benchmark-compare-fail`` see every benchmark."""
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections.abc import Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pytest
 
+from pytest_i2v.measure.runner import GenerationRounds, RoundsDriver, run_rounds
+from pytest_i2v.measure.timing import ROUND_CLOCK
 from pytest_i2v.session.benchmark_info import extra_info
-
-if TYPE_CHECKING:
-    from pytest_i2v.measure.runner import GenerationRounds, RoundsDriver
 
 PLUGIN_NAME = "benchmark"  # pytest-benchmark's pytest11 entry point
 FIXTURE = "benchmark"
@@ -43,6 +44,8 @@ class BenchmarkFixture(Protocol):
     @property
     def enabled(self) -> bool: ...
 
+    # pytest-benchmark's own signature, parameter for parameter (its public API, not ours to
+    # shorten): any real fixture must match it.
     def pedantic(
         self,
         target: Callable[..., Any],
@@ -58,7 +61,8 @@ class BenchmarkFixture(Protocol):
 
 def bridge_active(config: pytest.Config, adaptive_repeats: bool) -> bool:
     """pytest-benchmark is loaded and the i2v repeats are a fixed number: ``pedantic`` runs a fixed
-    number of rounds, and adaptive repeats (``--i2v-target-ci``) stop early, so they keep the plugin's loop."""
+    number of rounds, and adaptive repeats (``--i2v-target-ci``) stop early, so they keep the
+    plugin's loop."""
     return config.pluginmanager.hasplugin(PLUGIN_NAME) and not adaptive_repeats
 
 
@@ -66,13 +70,12 @@ def request_benchmark(
     items: list[pytest.Item], config: pytest.Config | None = None, tables: str = "on"
 ) -> None:
     """Each measuring i2v test asks for ``benchmark`` as if it named it (pytest-benchmark decides
-    ``--benchmark-only``/``-skip`` and xdist by the fixtures a test uses; parametrised tests share one
-    list of names, hence the membership test), and is timed by the round clock (a timer in the test's
-    own ``benchmark`` mark is replaced: the record and the benchmark must read the same clock).
+    ``--benchmark-only``/``-skip`` and xdist by the fixtures a test uses; parametrised tests share
+    one list of names, hence the membership test), and is timed by the round clock (a timer in the
+    test's own ``benchmark`` mark is replaced: the record and the benchmark must read the same
+    clock).
     ``tables`` (``--i2v-benchmark-tables``): the tests whose tables it leaves out are hidden from
     pytest-benchmark's display by a ``HiddenTables`` registered on ``config``."""
-    from pytest_i2v.measure.timing import ROUND_CLOCK
-
     measuring: set[str] = set()
     bridged: set[str] = set()
     appended: set[int] = set()  # the fixture-name lists the bridge extended (shared by parameters)
@@ -104,9 +107,6 @@ HIDDEN_TABLES_PLUGIN = "i2v-benchmark-tables"
 def benchmark_options_given(config: pytest.Config) -> bool:
     """A ``--benchmark-*`` option on the command line, in the ini's ``addopts`` or in
     ``PYTEST_ADDOPTS``: the user asked pytest-benchmark for something and expects its tables."""
-    import os
-    import shlex
-
     args = [
         *config.invocation_params.args,
         *config.getini("addopts"),
@@ -147,8 +147,9 @@ class HiddenTables:
 
 
 class BenchmarkRounds:
-    """One test's benchmark. ``pedantic`` runs once per test: it runs the first measurement's rounds;
-    a re-measurement by the gate uses the plugin's loop, or a fresh process, and is counted in ``extra_info``."""
+    """One test's benchmark. ``pedantic`` runs once per test: it runs the first measurement's
+    rounds; a re-measurement by the gate uses the plugin's loop, or a fresh process, and is counted
+    in ``extra_info``."""
 
     def __init__(self, fixture: BenchmarkFixture):
         self.fixture = fixture
@@ -164,8 +165,6 @@ class BenchmarkRounds:
             fixture.group = group
 
         def drive(rounds: GenerationRounds) -> None:
-            from pytest_i2v.measure.runner import run_rounds
-
             if not fixture.enabled:
                 # --benchmark-disable, or xdist: pytest-benchmark runs its function once and reports
                 # nothing; the function here is the whole i2v measurement, in the plugin's loop.
@@ -183,5 +182,6 @@ class BenchmarkRounds:
         return drive
 
     def describe(self, record: Mapping[str, Any]) -> None:
-        """Fill ``extra_info`` from the decided record, in place: pytest-benchmark holds this dict."""
+        """Fill ``extra_info`` from the decided record, in place: pytest-benchmark holds this
+        dict."""
         self.fixture.extra_info.update(extra_info(record))

@@ -1,5 +1,6 @@
 """What an i2v test tells pytest-benchmark's JSON consumers beyond its round times: the group it
-belongs to and its ``extra_info``. Pure: read from a results record (``GenerationRecord.to_dict()``)."""
+belongs to and its ``extra_info``. Pure: read from a results record
+(``GenerationRecord.to_dict()``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pytest_i2v.verdict.peak import LABELS, record_peak
 
 
 def benchmark_group(config: Mapping[str, Any]) -> str:
-    """The pipeline and the resolution, with the size a profile scaled it to: ``i2vgen-xl 512p (64x64)``."""
+    """The pipeline and the resolution, with the size a profile scaled it to:
+    ``i2vgen-xl 512p (64x64)``."""
     size = f"{config.get('width')}x{config.get('height')}"
     label = config.get("resolution") or size
     return f"{config.get('pipeline')} {label}" + (f" ({size})" if label != size else "")

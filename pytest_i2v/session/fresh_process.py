@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,19 @@ class FreshProcessFailed(Exception):
     """The child measured nothing for the test: its exit status and last line say why."""
 
 
+@dataclass(frozen=True)
+class ChildProcess:
+    """How the child is started: the parent's arguments (``invocation_params.args``) and test
+    paths (``config.args``), the directory it was started in, the one test to run and the device
+    to measure on."""
+
+    invocation: Sequence[str]
+    positional: Sequence[str]
+    cwd: Path
+    target: str
+    device: str
+
+
 def child_args(
     invocation: Sequence[str],
     positional: Sequence[str],
@@ -78,7 +92,8 @@ def child_args(
     records_path: Path,
     device: str,
 ) -> list[str]:
-    """The parent's arguments without its test paths and ``DROPPED``, then the one test and the child's own."""
+    """The parent's arguments without its test paths and ``DROPPED``, then the one test and the
+    child's own."""
     args: list[str] = []
     skip_value = False
     paths = set(positional)
@@ -121,18 +136,15 @@ def child_args(
 
 
 def remeasure(
-    invocation: Sequence[str],
-    positional: Sequence[str],
-    cwd: Path,
-    target: str,
+    child: ChildProcess,
     nodeid: str,
     config_id: str | None,
-    device: str,
     environment: Mapping[str, str] | None = None,
     held_clocks: str | None = None,
 ) -> dict[str, Any]:
-    """Run the test in a new pytest process and return its record of this generation (``config_id``);
-    ``held_clocks``: the clocks this process holds locked, encoded, which the child labels and leaves alone."""
+    """Run the test in a new pytest process and return its record of this generation
+    (``config_id``); ``held_clocks``: the clocks this process holds locked, encoded, which the
+    child labels and leaves alone."""
     env = {
         k: v
         for k, v in (environment if environment is not None else os.environ).items()
@@ -146,10 +158,12 @@ def remeasure(
             sys.executable,
             "-m",
             "pytest",
-            *child_args(invocation, positional, target, records_path, device),
+            *child_args(
+                child.invocation, child.positional, child.target, records_path, child.device
+            ),
         ]
         completed = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+            command, cwd=child.cwd, env=env, capture_output=True, text=True, check=False
         )
         try:
             records = json.loads(records_path.read_text(encoding="utf-8"))["records"]

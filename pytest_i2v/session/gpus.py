@@ -16,12 +16,14 @@ def parse_gpu_list(text: str) -> tuple[int, ...]:
 
 
 def check_workers(workers: int, gpus: tuple[int, ...], allow_shared: bool) -> None:
-    """Two generations on one GPU add up their VRAM (the study saw it crash): refuse unless forced."""
+    """Two generations on one GPU add up their VRAM (the study saw it crash): refuse unless
+    forced."""
     if workers > len(gpus) and not allow_shared:
+        listed = ",".join(map(str, gpus))
         raise I2VUsageError(
-            f"{workers} xdist workers for {len(gpus)} GPU(s) ({','.join(map(str, gpus))}): two workers on one GPU add up "
-            f"their VRAM and skew each other's times; use -n {len(gpus)}, list more GPUs with --i2v-gpus, "
-            f"or pass --i2v-allow-shared-gpu"
+            f"{workers} xdist workers for {len(gpus)} GPU(s) ({listed}): two workers on one GPU "
+            f"add up their VRAM and skew each other's times; use -n {len(gpus)}, list more GPUs "
+            f"with --i2v-gpus, or pass --i2v-allow-shared-gpu"
         )
 
 

@@ -10,12 +10,18 @@ from typing import Any
 from pytest_i2v.generation.results import GenerationRecord, build_document, write_json_atomic
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
 from pytest_i2v.report.grouping import pipeline_of
+from pytest_i2v.report.markdown import render_markdown
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
+from pytest_i2v.storage import write_text_atomic
 from pytest_i2v.study import recommend_per_pipeline
+from pytest_i2v.study.reference import compare_published, shipped_reference
 from pytest_i2v.verdict.gate import GateSettings
 from pytest_i2v.verdict.machine_speed import probe_moved
 from pytest_i2v.verdict.outcome import GateMode, Outcome, headline
+
+# The HTML report is imported inside write(): it loads matplotlib and jinja2, and only a run
+# given --i2v-report needs them.
 
 
 class Outputs:
@@ -95,9 +101,6 @@ class Outputs:
             write_html(settings.report_path, document)
             self.written.append(settings.report_path)
         if settings.markdown_path is not None:
-            from pytest_i2v.report.markdown import render_markdown
-            from pytest_i2v.storage import write_text_atomic
-
             path = settings.markdown_path
             if (
                 path.exists()
@@ -122,7 +125,5 @@ class Outputs:
 
 
 def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from pytest_i2v.study.reference import compare_published, shipped_reference
-
     reference = shipped_reference()
     return compare_published(records, reference) if reference is not None else None

@@ -15,6 +15,9 @@ from pytest_i2v.pipelines import PIPELINES, unsupported_reason
 from pytest_i2v.pipelines.loading import LoadedPipeline, PipelineKey, checked_load
 from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
 
+# diffusers is imported inside unsupported(): it takes seconds to import, and only a test that
+# loads a pipeline needs it.
+
 Loader = Callable[[PipelineKey, Path], LoadedPipeline]
 
 

@@ -61,13 +61,14 @@ class RunPlan:
 
     def describe(self) -> list[str]:
         gpu = f" ({self.gpu.name}, {self.gpu.total_bytes / 2**30:.1f} GiB)" if self.gpu else ""
+        profile = self.profile
         lines = [
-            f"i2v: profile {self.profile.name} ({self.profile.description}), device {self.device}{gpu}, "
+            f"i2v: profile {profile.name} ({profile.description}), device {self.device}{gpu}, "
             f"pipeline {self.pipeline}, model {self.source_for(self.pipeline)}, dtype {self.dtype}"
         ]
-        if not self.profile.scaling.is_identity:
+        if not profile.scaling.is_identity:
             lines.append(
-                f"i2v: {self.profile.name} profile scales the study down: {self.profile.scaling.describe()}"
+                f"i2v: {profile.name} profile scales the study down: {profile.scaling.describe()}"
             )
         return lines
 
@@ -103,7 +104,8 @@ def plan_run(
         dtype = "fp32"  # a GPU profile forced onto the CPU: its fp16 default is impractical there
     if dtype == "fp16" and device == "cpu":
         raise I2VUsageError(
-            "--i2v-dtype fp16 on the CPU: many fp16 kernels are missing or very slow there; use fp32 or bf16"
+            "--i2v-dtype fp16 on the CPU: many fp16 kernels are missing or very slow there; "
+            "use fp32 or bf16"
         )
     bare, per_pipeline = parse_model_sources(settings.model) if settings.model else (None, {})
     model = check_model_source(bare or profile.model, settings.allow_pickle)

@@ -1,4 +1,5 @@
-"""A one-line progress display (repeat r/R, step i/N, elapsed) on a terminal while a generation runs."""
+"""A one-line progress display (repeat r/R, step i/N, elapsed) on a terminal while a generation
+runs."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ class ProgressLine:
         if now - self._last < self.MIN_INTERVAL_S and step != steps:
             return
         self._last = now
-        line = f"i2v {self._nodeid}: {phase} {repeat}/{repeats}, step {step}/{steps}, {now - self._started:.0f}s"
+        elapsed = f"{now - self._started:.0f}s"
+        line = f"i2v {self._nodeid}: {phase} {repeat}/{repeats}, step {step}/{steps}, {elapsed}"
         if self._capture is None or self._reporter is None:
             return
         with self._capture.global_and_fixture_disabled():

@@ -4,7 +4,7 @@ latency class, budget). The gate's verdict and the outcome are added by ``gate_l
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_i2v.generation.marks import Budget, GenerationSpec
@@ -18,11 +18,11 @@ from pytest_i2v.measure.flops import (
     roofline,
     roofline_peak,
 )
+from pytest_i2v.measure.measurement import AdaptiveRepeats, Measurement
 from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.measure.probe import run_probe
 from pytest_i2v.measure.profiling import profile_work
 from pytest_i2v.measure.runner import (
-    AdaptiveRepeats,
     GenerationRunner,
     ProgressCallback,
     RoundsDriver,
@@ -36,6 +36,28 @@ from pytest_i2v.study import latency_class
 from pytest_i2v.verdict.baseline_records import config_id
 from pytest_i2v.verdict.fingerprint import fingerprint_for
 from pytest_i2v.verdict.signature import WorkSignature
+
+# torch._dynamo is imported inside _fresh_compile: it loads some 800 modules, and only compiled
+# pipelines need it.
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    """One generation to measure and how: what ``Recorder.measure`` is asked."""
+
+    nodeid: str
+    spec: GenerationSpec
+    loaded: LoadedPipeline
+    image: Any
+    progress: ProgressCallback | None = None
+    repeats: int | None = None  # None: the plan's
+    warmup: int | None = None  # None: the settings'
+    study_spec: GenerationSpec | None = None  # the generation before the profile scaled it
+    budget: Budget | None = None
+    # What runs the rounds (pytest-benchmark's, see ``benchmark_bridge``); None: the plugin's loop.
+    drive: RoundsDriver | None = None
+    # The work an earlier call profiled (the gate's re-measurement: the work is the same).
+    signature: dict[str, Any] | None = None
 
 
 class Recorder:
@@ -53,96 +75,94 @@ class Recorder:
         self._environment = environment
         self._pipelines = pipelines
         self._flop_cache: dict[Any, FlopCount | None] = {}
-        self.probe_start: dict[str, float] | None = (
-            None  # measure.probe before the first test (None: not yet / no clock)
-        )
+        # measure.probe before the first test (None: not yet / no clock)
+        self.probe_start: dict[str, float] | None = None
         self._probed = False
-        self._compiled_shape: tuple[Any, ...] | None = (
-            None  # the last (pipeline, shape) compiled code ran
-        )
+        # the last (pipeline, shape) compiled code ran
+        self._compiled_shape: tuple[Any, ...] | None = None
 
-    def measure(
-        self,
-        nodeid: str,
-        spec: GenerationSpec,
-        loaded: LoadedPipeline,
-        image: Any,
-        progress: ProgressCallback | None = None,
-        repeats: int | None = None,
-        warmup: int | None = None,
-        study_spec: GenerationSpec | None = None,
-        budget: Budget | None = None,
-        drive: RoundsDriver | None = None,
-        signature: dict[str, Any] | None = None,
-    ) -> GenerationRecord:
-        """``drive``: what runs the rounds (pytest-benchmark's, see ``benchmark_bridge``), else the plugin's loop;
-        ``signature``: the work this call already profiled (the gate's re-measurement: the work is the same)."""
-        settings = self._settings
-        runner = GenerationRunner(loaded.pipe, self._device, progress)
-        fast = settings.fast or spec.fast
-        notes: list[str] = []
-        if fast and spec.offload:
-            # The first and last steps carry the offload transfers: K sampled steps would not extrapolate.
-            fast = False
-            notes.append(
-                f"fast mode refused for {spec.offload}: its first and last steps carry the module transfers, "
-                f"so a few sampled steps do not predict the run; measured in full"
-            )
-        adaptive = None
-        if settings.target_ci_pct is not None and repeats is None:
-            adaptive = AdaptiveRepeats(
-                settings.target_ci_pct, settings.min_repeats, settings.max_repeats
-            )
+    def measure(self, request: MeasureRequest) -> GenerationRecord:
+        """Measure ``request``'s generation and return its record, verdict not yet added."""
+        spec, loaded = request.spec, request.loaded
+        fast, notes = self._fast_mode(spec)
         self._fresh_compile(loaded, spec)
-        if not self._probed:  # once per session, before the first measurement
-            self._probed = True
-            self.probe_start = run_probe(self._device)
-            self._environment["machine_probe"] = {"start": self.probe_start}
-        flops = self._flops(loaded, spec, image) if self._plan.roofline else None
-        measurement = runner.measure(
-            spec,
-            image,
-            warmup=settings.warmup if warmup is None else warmup,
-            repeats=self._plan.repeats if repeats is None else repeats,
-            fast_steps=settings.fast_steps if fast else None,
-            adaptive=adaptive,
-            drive=drive,
-        )
-        model: dict[str, Any] = {
-            "source": loaded.key.source,
-            "provenance": loaded.provenance,
-            "dtype": loaded.key.dtype,
-            "device": self._device.name,
-            "loaded_by": loaded.loaded_by,
-            "applied_options": [c.to_dict() for c in loaded.applied],
-        }
-        if loaded.key.pipeline_class:
-            model["pipeline_class"] = loaded.key.pipeline_class
-        if study_spec is not None and study_spec != spec:
-            model["study"] = {
-                "width": study_spec.width,
-                "height": study_spec.height,
-                "frames": study_spec.frames,
-                "steps": study_spec.steps,
-            }
+        self._probe_once()
+        flops = self._flops(loaded, spec, request.image) if self._plan.roofline else None
+        measurement = self._run(request, fast)
+        model = model_description(loaded, self._device.name, spec, request.study_spec)
         if measurement.outcome == "oom" and spec.offload:
-            # An OOM mid-forward leaves offloaded modules on the GPU: reload rather than trust the placement.
+            # An OOM mid-forward leaves offloaded modules on the GPU: reload rather than trust
+            # the placement.
             self._pipelines.evict(loaded.key)
             notes.append(
-                f"the {spec.offload} pipeline was reloaded after the OOM: modules could have stayed on the GPU"
+                f"the {spec.offload} pipeline was reloaded after the OOM: modules could have "
+                f"stayed on the GPU"
             )
         record = replace(
-            GenerationRecord.from_measurement(nodeid, measurement, model, loaded.load_s),
+            GenerationRecord.from_measurement(request.nodeid, measurement, model, loaded.load_s),
             machine_probe=self.probe_start,
         )
         if self._plan.signature and measurement.outcome == "ok":
-            record = replace(
-                record, signature=signature or self._signature(loaded, spec, image).to_record()
+            signature = (
+                request.signature or self._signature(loaded, spec, request.image).to_record()
             )
+            record = replace(record, signature=signature)
         notes += no_effect_notes(spec.pipeline, spec.memory)
+        return self._annotated(record, notes, flops, loaded.key.dtype, request.budget)
+
+    def _fast_mode(self, spec: GenerationSpec) -> tuple[bool, list[str]]:
+        """Whether to sample a few steps (``--i2v-fast`` or the mark's), and why not where
+        refused."""
+        fast = self._settings.fast or spec.fast
+        if fast and spec.offload:
+            # The first and last steps carry the offload transfers: K sampled steps would not
+            # extrapolate.
+            return False, [
+                f"fast mode refused for {spec.offload}: its first and last steps carry the module "
+                f"transfers, so a few sampled steps do not predict the run; measured in full"
+            ]
+        return fast, []
+
+    def _probe_once(self) -> None:
+        """The machine probe, once per session, before the first measurement."""
+        if not self._probed:
+            self._probed = True
+            self.probe_start = run_probe(self._device)
+            self._environment["machine_probe"] = {"start": self.probe_start}
+
+    def _run(self, request: MeasureRequest, fast: bool) -> Measurement:
+        """The warm-up and the timed repeats: a fixed number, or adaptive (``--i2v-target-ci``)
+        where the call names none."""
+        settings = self._settings
+        adaptive = None
+        if settings.target_ci_pct is not None and request.repeats is None:
+            adaptive = AdaptiveRepeats(
+                settings.target_ci_pct, settings.min_repeats, settings.max_repeats
+            )
+        runner = GenerationRunner(request.loaded.pipe, self._device, request.progress)
+        return runner.measure(
+            request.spec,
+            request.image,
+            warmup=settings.warmup if request.warmup is None else request.warmup,
+            repeats=self._plan.repeats if request.repeats is None else request.repeats,
+            fast_steps=settings.fast_steps if fast else None,
+            adaptive=adaptive,
+            drive=request.drive,
+        )
+
+    def _annotated(
+        self,
+        record: GenerationRecord,
+        notes: list[str],
+        flops: FlopCount | None,
+        dtype: str,
+        budget: Budget | None,
+    ) -> GenerationRecord:
+        """What the record carries besides the figures: notes, roofline, ids, latency class,
+        budget."""
         precision, allow_tf32 = matmul_precision_state()
         peak, peak_kind = roofline_peak(
-            self._plan.profile.peak_tflops, loaded.key.dtype, precision, allow_tf32
+            self._plan.profile.peak_tflops, dtype, precision, allow_tf32
         )
         return replace(
             record,
@@ -156,13 +176,13 @@ class Recorder:
             ),
             config_id=config_id(record.config),
             fingerprint=fingerprint_for(self._environment, record.config),
-            latency_class=latency_class(record.time_s, settings.latency_thresholds),
+            latency_class=latency_class(record.time_s, self._settings.latency_thresholds),
             budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
         )
 
     def probe_end(self) -> None:
-        """The probe again at the end of a session that ran one at its start: a machine that changed speed
-        under the run (a neighbour, throttling) shows as start and end apart."""
+        """The probe again at the end of a session that ran one at its start: a machine that
+        changed speed under the run (a neighbour, throttling) shows as start and end apart."""
         if self._probed:
             self._environment["machine_probe"] = {
                 "start": self.probe_start,
@@ -170,10 +190,10 @@ class Recorder:
             }
 
     def _fresh_compile(self, loaded: LoadedPipeline, spec: GenerationSpec) -> None:
-        """A compiled pipeline (dynamic=False) keeps one static graph per shape, up to Dynamo's recompile
-        limit, past which it silently runs eager. So that no test's kernels depend on what ran before
-        it, a test of another shape than the last compiled one starts from an empty Dynamo cache; its
-        warm-up pays the compile."""
+        """A compiled pipeline (dynamic=False) keeps one static graph per shape, up to Dynamo's
+        recompile limit, past which it silently runs eager. So that no test's kernels depend on
+        what ran before it, a test of another shape than the last compiled one starts from an
+        empty Dynamo cache; its warm-up pays the compile."""
         if "torch_compile" not in loaded.key.load_options:
             return
         shape = shape_key(loaded, spec)
@@ -207,7 +227,8 @@ class Recorder:
 
 
 def shape_key(loaded: LoadedPipeline, spec: GenerationSpec) -> tuple[Any, ...]:
-    """A pipeline and the shape of the work it is given: what FLOPs and compiled graphs depend on."""
+    """A pipeline and the shape of the work it is given: what FLOPs and compiled graphs depend
+    on."""
     return (
         loaded.key,
         spec.width,
@@ -220,6 +241,34 @@ def shape_key(loaded: LoadedPipeline, spec: GenerationSpec) -> tuple[Any, ...]:
 
 
 def needs_fresh_compile(last: tuple[Any, ...] | None, shape: tuple[Any, ...]) -> bool:
-    """Whether compiled code must be dropped before running ``shape``: compiled code of another shape (or
-    pipeline) ran last. The first compiled test compiles from scratch anyway."""
+    """Whether compiled code must be dropped before running ``shape``: compiled code of another
+    shape (or pipeline) ran last. The first compiled test compiles from scratch anyway."""
     return last is not None and last != shape
+
+
+def model_description(
+    loaded: LoadedPipeline,
+    device_name: str,
+    spec: GenerationSpec,
+    study_spec: GenerationSpec | None,
+) -> dict[str, Any]:
+    """The record's ``model``: what was loaded, how and where, and the study's generation where
+    the profile scaled the one that ran."""
+    model: dict[str, Any] = {
+        "source": loaded.key.source,
+        "provenance": loaded.provenance,
+        "dtype": loaded.key.dtype,
+        "device": device_name,
+        "loaded_by": loaded.loaded_by,
+        "applied_options": [c.to_dict() for c in loaded.applied],
+    }
+    if loaded.key.pipeline_class:
+        model["pipeline_class"] = loaded.key.pipeline_class
+    if study_spec is not None and study_spec != spec:
+        model["study"] = {
+            "width": study_spec.width,
+            "height": study_spec.height,
+            "frames": study_spec.frames,
+            "steps": study_spec.steps,
+        }
+    return model

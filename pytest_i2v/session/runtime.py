@@ -6,6 +6,7 @@ recorder, the gate loop and the outputs; its hooks report what they decided."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Generator, Mapping
@@ -19,13 +20,20 @@ from pytest_i2v.generation.inputs import load_input_image, synthetic_portrait
 from pytest_i2v.generation.results import GenerationRecord, write_json_atomic
 from pytest_i2v.measure.clocks import LockedClocks, lock_clocks
 from pytest_i2v.measure.device import Device, DeviceRuntime
+from pytest_i2v.measure.environment import collect_environment
+from pytest_i2v.measure.memory import release_traceback
+from pytest_i2v.profiles import load_profiles
+from pytest_i2v.session import fresh_process
+from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV, ChildProcess
 from pytest_i2v.session.gate_loop import GateLoop
+from pytest_i2v.session.gpus import check_workers, worker_device
 from pytest_i2v.session.outputs import Outputs
 from pytest_i2v.session.pipeline_cache import PipelineCache
 from pytest_i2v.session.plan import RunPlan, plan_run
 from pytest_i2v.session.recording import Recorder
 from pytest_i2v.session.settings import Settings
 from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
+from pytest_i2v.storage import unwritable_reason
 from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import short_deltas, work_note
 from pytest_i2v.verdict.outcome import Outcome
@@ -71,19 +79,22 @@ class I2VRun:
         )
 
     def remeasure_in_fresh_process(self, nodeid: str, config_id: str | None) -> GenerationRecord:
-        """This test again in a new pytest process with this run's options (``fresh_process``); a child
-        that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures here)."""
-        from pytest_i2v.session.fresh_process import remeasure
-
+        """This test again in a new pytest process with this run's options (``fresh_process``); a
+        child that measured nothing raises ``FreshProcessFailed`` (the gate then re-measures
+        here)."""
         params = self.config.invocation_params
-        data = remeasure(
+        child = ChildProcess(
             params.args,
             [str(a) for a in self.config.args],
             params.dir,
             str(self.config.rootpath / nodeid),
+            self.plan.device,
+        )
+        # Looked up on the module at each call: benchmarks/main_job_split.py patches it to time it.
+        data = fresh_process.remeasure(
+            child,
             nodeid,
             config_id,
-            self.plan.device,
             held_clocks=self.locked_clocks.encoded() if self.locked_clocks else None,
         )
         return GenerationRecord.from_dict(data)
@@ -107,12 +118,12 @@ class I2VRun:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, Any, Any]:
-        """Fail the test whose outcome fails (never the summary); queue recorded runs for the baseline."""
+        """Fail the test whose outcome fails (never the summary); queue recorded runs for the
+        baseline."""
         report = yield
         if call.excinfo is not None and uses_i2v(item):
-            from pytest_i2v.measure.memory import release_traceback
-
-            # The report holds the formatted text; the frames would keep the failed test's tensors alive.
+            # The report holds the formatted text; the frames would keep the failed test's
+            # tensors alive.
             release_traceback(call.excinfo.tb)
         if report.skipped and item.get_closest_marker("i2v") is not None:
             reason = (
@@ -148,9 +159,8 @@ class I2VRun:
             worker_output["i2v_accepted"] = [a.nodeid for a in self.gate.accepted]
             worker_output["i2v_skipped"] = self.outputs.skipped
             return
-        if (
-            self.settings.remeasure_into is not None
-        ):  # a fresh-process re-measurement: its records, nothing else
+        if self.settings.remeasure_into is not None:
+            # A fresh-process re-measurement: its records, nothing else.
             write_json_atomic(
                 self.settings.remeasure_into,
                 {"records": [r.to_dict() for r in self.outputs.records.values()]},
@@ -209,11 +219,6 @@ class I2VRun:
 
 def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
     """Resolve the plan, open the device, read the baseline: the first time torch is imported."""
-    import os
-
-    from pytest_i2v.measure.environment import collect_environment
-    from pytest_i2v.profiles import load_profiles
-
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the plugin never phones home
     runtime: DeviceRuntime = config.hook.pytest_i2v_device_runtime()
     try:
@@ -243,8 +248,6 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
 def _check_baselines_writable(settings: Settings, baseline_dir: Path) -> None:
     """Updating baselines into a directory that cannot be written: found before anything is
     measured, not after the whole run at its end."""
-    from pytest_i2v.storage import unwritable_reason
-
     if not settings.update_baselines or settings.remeasure_into is not None:
         return
     reason = unwritable_reason(baseline_dir)
@@ -257,13 +260,9 @@ def _check_baselines_writable(settings: Settings, baseline_dir: Path) -> None:
 
 
 def _lock_clocks(config: pytest.Config, settings: Settings, device: Device) -> LockedClocks | None:
-    """--i2v-lock-clocks, in the process that measures (an xdist worker, not the controller): lock the
-    device's clocks and restore them when pytest unconfigures, which it does after a failure or Ctrl-C too.
-    A fresh-process child adopts what its parent holds and never locks or restores."""
-    import os
-
-    from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV
-
+    """--i2v-lock-clocks, in the process that measures (an xdist worker, not the controller): lock
+    the device's clocks and restore them when pytest unconfigures, which it does after a failure or
+    Ctrl-C too. A fresh-process child adopts what its parent holds and never locks or restores."""
     if settings.remeasure_into is not None:
         held = os.environ.get(HELD_CLOCKS_ENV)
         return LockedClocks.decoded(held) if held else None
@@ -282,8 +281,6 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRuntime) -> str | None:
     """Under pytest-xdist on CUDA: each worker gets its own GPU; too many workers is refused."""
-    from pytest_i2v.session.gpus import check_workers, worker_device
-
     if settings.device == "cpu":
         return None
     if runtime.cuda_count() == 0:
@@ -325,13 +322,13 @@ def describe(record: GenerationRecord) -> str:
         if record.fast
         else ""
     )
-    step = record.stages.get("step_s")
+    step_ms = (record.stages.get("step_s") or 0) * 1000
     clock = clock_label(record.conditions)
     return (
         f"{size} | median {record.time_s:.3f} s{predicted} over {record.repeats} repeats "
         f"({record.latency_class})"
         f"{f', SM clock {clock}' if clock else ''}, "
-        f"{record.gen_fps or 0:.2f} frames/s, step {(step or 0) * 1000:.1f} ms, peak {memory} ({peak.label})"
+        f"{record.gen_fps or 0:.2f} frames/s, step {step_ms:.1f} ms, peak {memory} ({peak.label})"
     )
 
 
@@ -341,9 +338,11 @@ def failure_text(record: GenerationRecord, outcome: Outcome, section: str) -> st
         where = f"step {oom.get('step')}" if oom.get("step") else oom.get("stage")
         allocated = oom.get("allocated_bytes")
         memory = f", {allocated / 2**30:.2f} GiB allocated" if allocated else ""
+        config = record.config
         return (
-            f"i2v: out of memory during {where} ({record.config['width']}x{record.config['height']}, "
-            f"{record.config['frames']} frames{memory}): {oom.get('message')}. Memory was freed; the session goes on."
+            f"i2v: out of memory during {where} ({config['width']}x{config['height']}, "
+            f"{config['frames']} frames{memory}): {oom.get('message')}. "
+            "Memory was freed; the session goes on."
         )
     if outcome.kind == "over-budget":
         return "\n".join(f"i2v: {line}" for line in outcome.reason.split("; "))

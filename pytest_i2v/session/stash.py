@@ -12,9 +12,8 @@ import pytest
 from pytest_i2v.generation.marks import Budget, GenerationSpec
 from pytest_i2v.session.settings import Settings
 
-if (
-    TYPE_CHECKING
-):  # named in the keys' quoted types only: importing them would wake torch and the gate
+# Named in the keys' quoted types only: importing them would wake torch and the gate.
+if TYPE_CHECKING:
     from pytest_i2v.generation.results import GenerationRecord  # noqa: F401
     from pytest_i2v.session.runtime import I2VRun  # noqa: F401
 
