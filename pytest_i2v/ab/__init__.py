@@ -63,5 +63,17 @@ from pytest_i2v.ab.workspace import (
     unstable_conditions,
 )
 
-__all__ = ["COLLECT_ENV", "DEFAULT_OUT", "OUTPUTS", "SIDES", "ABJob", "ABOptions", "ABOutcome", "ABProcessFailed",
-           "ProcessRun", "abba_order", "run_ab", "unstable_conditions"]
+__all__ = [
+    "COLLECT_ENV",
+    "DEFAULT_OUT",
+    "OUTPUTS",
+    "SIDES",
+    "ABJob",
+    "ABOptions",
+    "ABOutcome",
+    "ABProcessFailed",
+    "ProcessRun",
+    "abba_order",
+    "run_ab",
+    "unstable_conditions",
+]

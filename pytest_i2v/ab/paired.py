@@ -66,18 +66,27 @@ from pytest_i2v.ab.sequential import Look
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.gate import Noise
 
-DEFAULT_ROUNDS = 16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2 % between-process noise
+DEFAULT_ROUNDS = (
+    16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2 % between-process noise
+)
 DEFAULT_MIN_EFFECT = 0.05
 DEFAULT_CONFIDENCE = 0.999
 PRIOR_MAX_DF = 8  # the most the job's pooled spread weighs against a test's own rounds
 MAX_LOG_HALF = 5.0  # an early look spends next to nothing: its interval is shown capped at e^5
-MAX_ROUNDS_NEEDED = 10_000  # "run more rounds: ~K" is capped here (a change this small is not worth it)
+MAX_ROUNDS_NEEDED = (
+    10_000  # "run more rounds: ~K" is capped here (a change this small is not worth it)
+)
 
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not-comparable")
 TIME_METRICS = ("time_s", "step_s")
 SEVERITY = ("regressed", "not-comparable", "inconclusive", "improved", "unchanged")  # worst first
 # signature.work_verdict -> the paired verdict of the "work" metric (changed within the minimum effect: unchanged)
-WORK_VERDICTS = {"regressed": "regressed", "improved": "improved", "changed": "unchanged", "identical": "unchanged"}
+WORK_VERDICTS = {
+    "regressed": "regressed",
+    "improved": "improved",
+    "changed": "unchanged",
+    "identical": "unchanged",
+}
 
 
 @dataclass(frozen=True)
@@ -107,20 +116,32 @@ class ABTestResult:
     pipeline: str
     verdicts: list[PairedVerdict] = field(default_factory=list)
     overall: str = "unchanged"
-    work: dict[str, Any] | None = None  # round 1's signature.WorkDiff.to_dict(), head against base, with its "verdict"
+    work: dict[str, Any] | None = (
+        None  # round 1's signature.WorkDiff.to_dict(), head against base, with its "verdict"
+    )
 
     @property
     def regressions(self) -> list[PairedVerdict]:
         return [v for v in self.verdicts if v.verdict == "regressed"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nodeid": self.nodeid, "pipeline": self.pipeline, "overall": self.overall,
-                "verdicts": [v.to_dict() for v in self.verdicts], "work": self.work}
+        return {
+            "nodeid": self.nodeid,
+            "pipeline": self.pipeline,
+            "overall": self.overall,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "work": self.work,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ABTestResult:
-        return cls(data["nodeid"], data["pipeline"], [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
-                   data["overall"], data.get("work"))
+        return cls(
+            data["nodeid"],
+            data["pipeline"],
+            [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
+            data["overall"],
+            data.get("work"),
+        )
 
 
 def overall_verdict(verdicts: Sequence[PairedVerdict]) -> str:
@@ -135,7 +156,9 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, df))
 
 
-def decide(mean: float, half: float, min_effect: float, equivalence_half: float | None = None) -> str:
+def decide(
+    mean: float, half: float, min_effect: float, equivalence_half: float | None = None
+) -> str:
     """The rule on the log scale (module docstring); shared with benchmarks/ab_power.py's numpy copy.
     ``equivalence_half``: the half-width that may call it unchanged, where a sequential look tests
     equivalence at another level than a change (default: ``half``)."""
@@ -151,7 +174,9 @@ def decide(mean: float, half: float, min_effect: float, equivalence_half: float 
     return "inconclusive"
 
 
-def _rounds_needed(mean: float, sd: float, min_effect: float, confidence: float, rounds: int, prior_df: int) -> int:
+def _rounds_needed(
+    mean: float, sd: float, min_effect: float, confidence: float, rounds: int, prior_df: int
+) -> int:
     """Total rounds at which an interval of this spread clears 0 or fits inside the band."""
     band = math.log1p(min_effect)
     target = max(abs(mean), band - abs(mean))  # either way decides it; the easier one comes first
@@ -165,28 +190,51 @@ def validate(min_effect: float, confidence: float) -> None:
     if not min_effect > 0:
         raise I2VUsageError(f"minimum effect {min_effect} must be > 0 (e.g. 0.05 for 5 %)")
     if not 0 < confidence < 1:
-        raise I2VUsageError(f"confidence {confidence} must lie strictly between 0 and 1 (e.g. 0.999)")
+        raise I2VUsageError(
+            f"confidence {confidence} must lie strictly between 0 and 1 (e.g. 0.999)"
+        )
 
 
-def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], min_effect: float = DEFAULT_MIN_EFFECT,
-                   confidence: float = DEFAULT_CONFIDENCE, prior: Noise | None = None, look: Look | None = None,
-                   prior_cap: int | None = PRIOR_MAX_DF) -> PairedVerdict:
+def paired_verdict(
+    metric: str,
+    base: Sequence[float],
+    head: Sequence[float],
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    confidence: float = DEFAULT_CONFIDENCE,
+    prior: Noise | None = None,
+    look: Look | None = None,
+    prior_cap: int | None = PRIOR_MAX_DF,
+) -> PairedVerdict:
     """``base[i]``, ``head[i]``: round i's per-process figures (> 0). ``prior``: a log-ratio spread to
     moderate towards, its df capped at ``prior_cap`` (the job's pooled spread: ``PRIOR_MAX_DF``; a
     calibration: None, its real df). ``look``: a sequential job's levels at this round
     (``ab.sequential``), else the fixed design at ``confidence``."""
     validate(min_effect, confidence)
     if len(base) != len(head):
-        raise I2VUsageError(f"{metric}: {len(base)} base figures but {len(head)} head figures; pair them by round")
+        raise I2VUsageError(
+            f"{metric}: {len(base)} base figures but {len(head)} head figures; pair them by round"
+        )
     bad = [v for v in (*base, *head) if not v > 0]
     if bad:
         raise I2VUsageError(f"{metric}: figures must be > 0 to take ratios (got {bad[0]!r})")
     n = len(base)
-    middle = {"base": float(statistics.median(base)) if n else None, "head": float(statistics.median(head)) if n else None}
+    middle = {
+        "base": float(statistics.median(base)) if n else None,
+        "head": float(statistics.median(head)) if n else None,
+    }
     if n < 2:
         ratio = head[0] / base[0] if n else None
-        return PairedVerdict(metric, "inconclusive", ratio, None, None, n, max(DEFAULT_ROUNDS, 2),
-                             f"{n} round{'s' if n != 1 else ''}: at least 2 are needed for an interval", **middle)
+        return PairedVerdict(
+            metric,
+            "inconclusive",
+            ratio,
+            None,
+            None,
+            n,
+            max(DEFAULT_ROUNDS, 2),
+            f"{n} round{'s' if n != 1 else ''}: at least 2 are needed for an interval",
+            **middle,
+        )
     diffs = [math.log(h) - math.log(b) for b, h in zip(base, head, strict=True)]
     mean = statistics.fmean(diffs)
     variance, df = statistics.variance(diffs), n - 1
@@ -201,7 +249,9 @@ def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], mi
     else:
         # no spread (memory figures): the point itself, even where a look spends nothing (inf x 0)
         half = look.change_factor(df + prior_df) * sd / math.sqrt(n) if sd > 0 else 0.0
-        equivalence_half = look.equivalence_factor(df + prior_df) * sd / math.sqrt(n) if sd > 0 else 0.0
+        equivalence_half = (
+            look.equivalence_factor(df + prior_df) * sd / math.sqrt(n) if sd > 0 else 0.0
+        )
         level = f"look {n}: {1.0 - look.change_alpha:.4%}"
     verdict = decide(mean, half, min_effect, equivalence_half)
     low, high = math.exp(mean - min(half, MAX_LOG_HALF)), math.exp(mean + min(half, MAX_LOG_HALF))
@@ -210,9 +260,11 @@ def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], mi
     if verdict == "unchanged":
         reason = f"{interval} lies within +/-{min_effect:.0%}"
         if look is not None:
-            reason = (f"{look.equivalence_alpha:.2%}-per-side equivalence interval "
-                      f"{math.exp(mean - equivalence_half):.3f}..{math.exp(mean + equivalence_half):.3f} lies within "
-                      f"+/-{min_effect:.0%}")
+            reason = (
+                f"{look.equivalence_alpha:.2%}-per-side equivalence interval "
+                f"{math.exp(mean - equivalence_half):.3f}..{math.exp(mean + equivalence_half):.3f} lies within "
+                f"+/-{min_effect:.0%}"
+            )
     elif verdict == "regressed":
         reason = f"slower: {interval} lies above 1 and reaches past +{min_effect:.0%}"
     elif verdict == "improved":
@@ -226,5 +278,3 @@ def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], mi
         source = "the calibration" if prior_cap is None else "the job's pooled spread"
         reason += f"; spread moderated with {source} ({prior_df} df)"
     return PairedVerdict(metric, verdict, math.exp(mean), low, high, n, needed, reason, **middle)
-
-

@@ -22,8 +22,14 @@ if TYPE_CHECKING:  # the statistics import scipy: only when the rounds are done
 SIDES = ("base", "head")
 DEFAULT_OUT = "i2v-ab"
 LOG_TAIL_LINES = 25
-TEMP_PREFIX = "i2v-ab-"  # the job's temporary directory (its worktrees), under the system's temp dir
-OUTPUTS = ("ab.json", "ab.md", "ab.html")  # the comparison, rewritten after each round from the second on
+TEMP_PREFIX = (
+    "i2v-ab-"  # the job's temporary directory (its worktrees), under the system's temp dir
+)
+OUTPUTS = (
+    "ab.json",
+    "ab.md",
+    "ab.html",
+)  # the comparison, rewritten after each round from the second on
 PARTIAL_FROM_ROUNDS = 2  # fewer rounds give no interval: nothing worth writing yet
 # pytest's exit codes that still mean "the tests ran": 0 all passed, 1 some failed
 RAN_EXIT_CODES = (0, 1)
@@ -69,10 +75,16 @@ class ABOptions:
     min_effect_pct: float | None = None  # None: ab_stats.DEFAULT_MIN_EFFECT
     out: Path = Path(DEFAULT_OUT)
     pytest_args: tuple[str, ...] = ()
-    sequential: bool = True  # each test leaves once decided (ab_sequential); False: every test runs every round
+    sequential: bool = (
+        True  # each test leaves once decided (ab_sequential); False: every test runs every round
+    )
     full_runs: bool = False  # False: each process measures in fast mode (PROCESS_DEFAULTS); True: full generations
-    calibrate: bool = False  # base against itself: store each test's spread (ab_calibration), compare nothing
-    baseline_dir: Path | None = None  # where the calibration is read and written (None: <repository>/baselines)
+    calibrate: bool = (
+        False  # base against itself: store each test's spread (ab_calibration), compare nothing
+    )
+    baseline_dir: Path | None = (
+        None  # where the calibration is read and written (None: <repository>/baselines)
+    )
 
 
 @dataclass(frozen=True)
@@ -124,7 +136,9 @@ def machine_name(environment: Mapping[str, Any]) -> str:
     """The device under the numbers, from a results document's environment (its fingerprint)."""
     if environment.get("gpu_name"):
         return str(environment["gpu_name"])
-    name = str(environment.get("cpu_model") or platform.processor() or platform.machine() or "unknown CPU")
+    name = str(
+        environment.get("cpu_model") or platform.processor() or platform.machine() or "unknown CPU"
+    )
     if environment.get("cpu_threads"):
         name += f", {environment['cpu_threads']} torch threads"
     return name
@@ -140,7 +154,9 @@ def unstable_conditions(docs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list
             for record in document.get("records", []):
                 summary = (record.get("conditions") or {}).get("summary")
                 if summary not in (None, "stable", "not read"):
-                    lines.append(f"{side} round {round_index + 1}: {record.get('nodeid')}: {summary}")
+                    lines.append(
+                        f"{side} round {round_index + 1}: {record.get('nodeid')}: {summary}"
+                    )
     return lines
 
 
@@ -152,8 +168,15 @@ def abba_order(rounds: int) -> list[tuple[str, str]]:
 def run_logged(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
     """The real process runner: stdout and stderr together into the log file."""
     with log.open("w", encoding="utf-8") as handle:
-        return subprocess.run(list(argv), cwd=cwd, env=dict(env), stdout=handle, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, check=False).returncode
+        return subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        ).returncode
 
 
 def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -171,15 +194,19 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def repository_root(cwd: Path) -> Path:
     done = _git(cwd, "rev-parse", "--show-toplevel")
     if done.returncode != 0:
-        raise I2VUsageError(f"{cwd} is not inside a git repository; run ab from the repository to compare")
+        raise I2VUsageError(
+            f"{cwd} is not inside a git repository; run ab from the repository to compare"
+        )
     return Path(done.stdout.strip())
 
 
 def resolve_commit(repo: Path, ref: str, flag: str) -> str:
     done = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if done.returncode != 0 or not done.stdout.strip():
-        raise I2VUsageError(f"{flag} {ref!r} is not a commit in {repo}; use a branch, tag or SHA "
-                            f"(fetch it first in a shallow clone: git fetch origin {ref})")
+        raise I2VUsageError(
+            f"{flag} {ref!r} is not a commit in {repo}; use a branch, tag or SHA "
+            f"(fetch it first in a shallow clone: git fetch origin {ref})"
+        )
     return done.stdout.strip()
 
 
@@ -193,22 +220,33 @@ def has_uncommitted_changes(repo: Path) -> bool:
 
 def check_options(options: ABOptions, default_rounds: int) -> tuple[int, float | None]:
     if options.calibrate:
-        from pytest_i2v.verdict.ab_calibration import DEFAULT_CALIBRATION_ROUNDS, MIN_CALIBRATION_ROUNDS
+        from pytest_i2v.verdict.ab_calibration import (
+            DEFAULT_CALIBRATION_ROUNDS,
+            MIN_CALIBRATION_ROUNDS,
+        )
 
         if options.head is not None:
-            raise I2VUsageError("--calibrate runs the base against itself; drop --head (or name the revision to "
-                                "calibrate with --base)")
+            raise I2VUsageError(
+                "--calibrate runs the base against itself; drop --head (or name the revision to "
+                "calibrate with --base)"
+            )
         rounds = DEFAULT_CALIBRATION_ROUNDS if options.rounds is None else options.rounds
         if rounds < MIN_CALIBRATION_ROUNDS:
-            raise I2VUsageError(f"--rounds {rounds}: a calibration needs at least {MIN_CALIBRATION_ROUNDS} A/A rounds "
-                                f"(the default {DEFAULT_CALIBRATION_ROUNDS} gives {DEFAULT_CALIBRATION_ROUNDS - 1} df)")
+            raise I2VUsageError(
+                f"--rounds {rounds}: a calibration needs at least {MIN_CALIBRATION_ROUNDS} A/A rounds "
+                f"(the default {DEFAULT_CALIBRATION_ROUNDS} gives {DEFAULT_CALIBRATION_ROUNDS - 1} df)"
+            )
         default_rounds = rounds
     rounds = default_rounds if options.rounds is None else options.rounds
     if rounds < 2:
-        raise I2VUsageError(f"--rounds {rounds}: an A/B comparison needs at least 2 rounds (one ABBA pair); "
-                            f"the default is {default_rounds}")
+        raise I2VUsageError(
+            f"--rounds {rounds}: an A/B comparison needs at least 2 rounds (one ABBA pair); "
+            f"the default is {default_rounds}"
+        )
     if options.min_effect_pct is not None and not 0 < options.min_effect_pct < 100:
-        raise I2VUsageError(f"--min-effect {options.min_effect_pct}: use a percentage between 0 and 100, e.g. 3")
+        raise I2VUsageError(
+            f"--min-effect {options.min_effect_pct}: use a percentage between 0 and 100, e.g. 3"
+        )
     for arg in options.pytest_args:
         flag = arg.split("=", 1)[0]
         if flag in FORBIDDEN_ARGS:
@@ -229,7 +267,9 @@ class Workspace:
         self.worktrees.append(path)  # before git creates it: an interrupted add is cleaned up too
         done = _git(self.repo, "worktree", "add", "--detach", str(path), sha)
         if done.returncode != 0:
-            raise I2VUsageError(f"git worktree add {sha[:12]} failed: {done.stderr.strip().splitlines()[-1:]}")
+            raise I2VUsageError(
+                f"git worktree add {sha[:12]} failed: {done.stderr.strip().splitlines()[-1:]}"
+            )
         return path
 
     def close(self) -> None:
@@ -240,7 +280,9 @@ class Workspace:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def side_env(root: Path, extra_paths: Sequence[Path] = (), extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def side_env(
+    root: Path, extra_paths: Sequence[Path] = (), extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """This side's tree first on the import path: its pytest_i2v, its conftest helpers."""
     env = dict(os.environ)
     paths = [str(root), *(str(p) for p in extra_paths)]
@@ -256,8 +298,13 @@ def pytest_argv(args: Sequence[str]) -> list[str]:
 
 
 # Where pytest reads its configuration from (its rootdir/inifile rules), with the section it needs.
-PYTEST_CONFIG_FILES = (("pytest.ini", ""), (".pytest.ini", ""), ("pyproject.toml", "[tool.pytest"),
-                       ("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]"))
+PYTEST_CONFIG_FILES = (
+    ("pytest.ini", ""),
+    (".pytest.ini", ""),
+    ("pyproject.toml", "[tool.pytest"),
+    ("tox.ini", "[pytest]"),
+    ("setup.cfg", "[tool:pytest]"),
+)
 
 
 def has_pytest_config(root: Path, subdir: Path) -> bool:
@@ -265,7 +312,9 @@ def has_pytest_config(root: Path, subdir: Path) -> bool:
     for directory in [root / subdir, *(root / subdir).parents]:
         for name, section in PYTEST_CONFIG_FILES:
             path = directory / name
-            if path.is_file() and (not section or section in path.read_text(encoding="utf-8", errors="replace")):
+            if path.is_file() and (
+                not section or section in path.read_text(encoding="utf-8", errors="replace")
+            ):
                 return True
         if directory == root:
             break
@@ -287,6 +336,6 @@ def config_args(root: Path, subdir: Path, tmp: Path) -> list[str]:
 
 def process_failed(run: ProcessRun, what: str, kept: str = "") -> ABProcessFailed:
     code = 4 if run.exit_code == 4 else 3  # the pytest args were bad (4), or something broke (3)
-    return ABProcessFailed(f"{what}: pytest exited with {run.exit_code}; see {run.log}{kept}", code, log_tail(run.log))
-
-
+    return ABProcessFailed(
+        f"{what}: pytest exited with {run.exit_code}; see {run.log}{kept}", code, log_tail(run.log)
+    )
