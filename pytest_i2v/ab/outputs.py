@@ -2,7 +2,8 @@
 
 ``meta`` is a plain dict; every key is optional except where noted:
 
-- ``base``, ``head`` (str, required): the refs as the user named them (``HEAD~1``, ``working tree``);
+- ``base``, ``head`` (str, required): the refs as the user named them (``HEAD~1``,
+  ``working tree``);
 - ``base_commit``, ``head_commit`` (str): the resolved commits;
 - ``rounds`` (int): rounds run; ``order`` (str): the process order, e.g. ``"ABBA"``;
 - ``rounds_planned`` (int): the rounds the job was asked for; more than ``rounds`` while it runs
@@ -10,7 +11,8 @@
 - ``min_effect`` (float, relative), ``confidence`` (float): the decision settings used;
 - ``machine`` (str or dict): what ran it (GPU/CPU name, fingerprint);
 - ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record;
-- ``conditions`` (list of str): the process records whose GPU was not stable (``ab.unstable_conditions``);
+- ``conditions`` (list of str): the process records whose GPU was not stable
+  (``ab.meta.unstable_conditions``);
 - ``design`` (str): "sequential" (each test leaves once decided, ``ab.sequential``) or "fixed";
 - ``all_decided`` (bool): a sequential job that ended because every test was decided (not partial);
 - ``decided_after`` (dict): per test, the rounds after which it was decided (absent: undecided);
@@ -62,7 +64,8 @@ CONDITIONS_SHOWN = (
 
 
 def _sorted(results: Sequence[ABTestResult]) -> list[ABTestResult]:
-    """Regressions first, then not-comparable, inconclusive, improved, unchanged; stable within each."""
+    """Regressions first, then not-comparable, inconclusive, improved, unchanged; stable within
+    each."""
     return sorted(
         results, key=lambda r: SEVERITY.index(r.overall) if r.overall in SEVERITY else len(SEVERITY)
     )
@@ -88,7 +91,8 @@ def ratio_text(verdict: PairedVerdict) -> str:
 
 
 def partial_text(meta: Mapping[str, Any]) -> str:
-    """ "partial: 3 of 16 rounds done" while the job runs or after it stopped early; "" when complete."""
+    """ "partial: 3 of 16 rounds done" while the job runs or after it stopped early; "" when
+    complete."""
     done, planned = meta.get("rounds"), meta.get("rounds_planned")
     if done is None or planned is None or done >= planned or meta.get("all_decided"):
         return ""
@@ -134,19 +138,21 @@ def _markdown_verdict(verdict: PairedVerdict) -> str:
     return verdict_text(verdict)  # our own words only ("run more rounds: ~K" keeps its tilde)
 
 
-def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
-    """A PR comment: the headline, the settings, then one row per test and metric, regressions first."""
-    lines = [f"### {headline(results)}", ""]
+def _about_the_job(meta: Mapping[str, Any]) -> list[str]:
+    """The paragraphs above the table: partial or not, the settings, the design, the calibration
+    and the unstable runs."""
+    lines: list[str] = []
     if partial_text(meta):
         lines += [
-            f"**{partial_text(meta)}**: the verdicts use these rounds only; the job is still running "
-            f"or stopped early",
+            f"**{partial_text(meta)}**: the verdicts use these rounds only; the job is still "
+            f"running or stopped early",
             "",
         ]
     lines += [_settings_line(meta), ""]
     if meta.get("design") == "sequential":
         ended = (
-            f"every test decided after {meta.get('rounds')} of at most {meta.get('rounds_planned')} rounds"
+            f"every test decided after {meta.get('rounds')} of at most "
+            f"{meta.get('rounds_planned')} rounds"
             if meta.get("all_decided")
             else f"at most {meta.get('rounds_planned')} rounds"
         )
@@ -168,6 +174,22 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any])
             f"{'; '.join(md(u) for u in unstable[:CONDITIONS_SHOWN])}{more}",
             "",
         ]
+    return lines
+
+
+def _table_row(result: ABTestResult, verdict: PairedVerdict, after: int | None) -> str:
+    test = md(result.nodeid) + (f" (decided after {after})" if after else "")
+    base, head = (format_value(verdict.metric, figure) for figure in (verdict.base, verdict.head))
+    return (
+        f"| {test} | {md(metric_label(verdict.metric))} | {base} | {head} | "
+        f"{ratio_text(verdict)} | {_markdown_verdict(verdict)} |"
+    )
+
+
+def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
+    """A PR comment: the headline, the settings, then one row per test and metric, regressions
+    first."""
+    lines = [f"### {headline(results)}", "", *_about_the_job(meta)]
     lines += [
         "| test | metric | base | head | ratio [low, high] | verdict |",
         "|---|---|---|---|---|---|",
@@ -175,11 +197,7 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any])
     for result in _sorted(results):
         after = (meta.get("decided_after") or {}).get(result.nodeid)
         for verdict in result.verdicts:
-            lines.append(
-                f"| {md(result.nodeid)}{f' (decided after {after})' if after else ''} | {md(metric_label(verdict.metric))} | "
-                f"{format_value(verdict.metric, verdict.base)} | {format_value(verdict.metric, verdict.head)} | "
-                f"{ratio_text(verdict)} | {_markdown_verdict(verdict)} |"
-            )
+            lines.append(_table_row(result, verdict, after))
         if not result.verdicts:
             lines.append(f"| {md(result.nodeid)} | - | - | - | - | {md(result.overall)} |")
     changed = work_changes(
@@ -204,7 +222,8 @@ def ab_document(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> dic
 
 
 def render_ab_html(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
-    """The compare page's A/B variant (``templates/ab.html.j2``: same look, autoescaped, no network)."""
+    """The compare page's A/B variant (``templates/ab.html.j2``: same look, autoescaped, no
+    network)."""
     env = Environment(
         loader=PackageLoader("pytest_i2v.report", "templates"),
         autoescape=select_autoescape(default=True),

@@ -11,10 +11,11 @@ boundaries for clinical trials", Biometrika 70(3):659-663, 1983), with informati
 ``t = rounds / max_rounds``:
 
 - **regressed / improved** (the false alarm): the O'Brien-Fleming-type function
-  ``alpha(t) = 2 - 2 * Phi(z(1 - alpha / 2) / sqrt(t))``: next to nothing on the early looks, most of
-  it on the last, so a job that runs to the end is almost as strict as the fixed design;
+  ``alpha(t) = 2 - 2 * Phi(z(1 - alpha / 2) / sqrt(t))``: next to nothing on the early looks,
+  most of it on the last, so a job that runs to the end is almost as strict as the fixed design;
 - **unchanged** (equivalence: a miss of a real change): the Pocock-type function
-  ``gamma(t) = gamma * ln(1 + (e - 1) * t)``, spread evenly, so that an unchanged test can leave early.
+  ``gamma(t) = gamma * ln(1 + (e - 1) * t)``, spread evenly, so that an unchanged test can leave
+  early.
 
 Each look tests at the increment it spends, ``alpha(t_k) - alpha(t_(k-1))``: by the union bound the
 chance of any false alarm over all looks is at most ``alpha`` (a Bonferroni split of the spent
@@ -83,9 +84,9 @@ class Look:
 
 @dataclass(frozen=True)
 class SequentialPlan:
-    """``max_rounds`` looks at most; ``alpha``: the two-sided false-alarm budget of one metric over every
-    look (1 - the fixed design's confidence); ``gamma``: the one-sided miss budget of the equivalence
-    call at the minimum effect."""
+    """``max_rounds`` looks at most; ``alpha``: the two-sided false-alarm budget of one metric over
+    every look (1 - the fixed design's confidence); ``gamma``: the one-sided miss budget of the
+    equivalence call at the minimum effect."""
 
     max_rounds: int
     alpha: float
