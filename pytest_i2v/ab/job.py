@@ -17,6 +17,7 @@ from typing import Any
 from pytest_i2v.ab import paired, processes, rounds
 from pytest_i2v.ab.collection import collect_tests
 from pytest_i2v.ab.machine_calibration import (
+    Priors,
     calibration_path,
     load_calibration,
     store_ab_calibration,
@@ -91,8 +92,7 @@ class ABJob:
         self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
         self.runs: list[ProcessRun] = []
         self.repo = self.cwd
-        # nodeid -> metric -> gate.Noise: this machine's calibration
-        self.priors: dict[str, Any] = {}
+        self.priors: Priors = {}  # this machine's calibration, where it is current
         self.calibration_note: str | None = None
         # a sequential job's decided tests: they leave the later rounds
         self.decided: dict[str, ABTestResult] = {}
