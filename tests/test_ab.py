@@ -14,13 +14,16 @@ from typing import Any
 import pytest
 
 from pytest_i2v import ab
-from pytest_i2v.ab import workspace
+from pytest_i2v.ab import processes as ab_processes
+from pytest_i2v.ab.collection import COLLECT_ENV
+from pytest_i2v.ab.job import OUTPUTS
+from pytest_i2v.ab.meta import abba_order
 from pytest_i2v.ab.outputs import metric_label
 from pytest_i2v.cli import main as cli_main
 from pytest_i2v.generation.results import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_RUN_LOGGED = workspace.run_logged
+REAL_RUN_LOGGED = ab_processes.run_logged
 
 PYTEST_INI = """\
 [pytest]
@@ -187,7 +190,7 @@ class FakePytest:
                            "baselines_exist": baselines is not None and Path(baselines).exists()})
         log.write_text(f"fake pytest on the {side} side\n")
         if "--collect-only" in argv:
-            Path(env[ab.COLLECT_ENV]).write_text(json.dumps(self.tests.get(side, ["test_suite.py::test_steady"])))
+            Path(env[COLLECT_ENV]).write_text(json.dumps(self.tests.get(side, ["test_suite.py::test_steady"])))
             return 0
         if self.interrupt_at is not None and len(self.measuring_calls()) > self.interrupt_at:
             raise KeyboardInterrupt
@@ -234,7 +237,7 @@ def test_head_with_a_dirty_tree_is_a_usage_error(suite_repo: Path, capsys: pytes
 def test_without_head_a_dirty_tree_is_the_head(suite_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (suite_repo / "conftest.py").write_text(CONFTEST_SLOW)
     fake = FakePytest()
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     monkeypatch.setattr("pytest_i2v.ab.rounds.compare_rounds", lambda base, head, **kw: [])
     outcome = ab.run_ab(ab.ABOptions(base="HEAD", rounds=2))
     assert outcome.meta["head"] == "working tree (uncommitted changes included)"
@@ -285,7 +288,7 @@ def test_a_repository_without_a_pytest_config_compares_the_same_node_ids(
     def real_collection(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
         return REAL_RUN_LOGGED(argv, cwd, env, log) if "--collect-only" in argv else fake(argv, cwd, env, log)
 
-    monkeypatch.setattr(workspace, "run_logged", real_collection)
+    monkeypatch.setattr(ab_processes, "run_logged", real_collection)
     code, _, err = run_cli(["ab", "--base", "HEAD", "--rounds", "2", "--", "test_user.py", "--gpu-profile", "cpu"], capsys)
     assert code == 0, err
     assert "exists on the" not in err
@@ -305,14 +308,14 @@ def test_a_failing_process_stops_the_job_with_its_log_tail(suite_repo: Path, mon
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     def internal_error(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> int:
         if "--collect-only" in argv:
-            Path(env[ab.COLLECT_ENV]).write_text(json.dumps(["test_suite.py::test_steady"]))
+            Path(env[COLLECT_ENV]).write_text(json.dumps(["test_suite.py::test_steady"]))
             return 0
         log.write_text("INTERNALERROR> something broke\n")
         return 3
 
-    monkeypatch.setattr(workspace, "run_logged", internal_error)
+    monkeypatch.setattr(ab_processes, "run_logged", internal_error)
     (suite_repo / "i2v-ab").mkdir()
-    for name in ab.OUTPUTS:  # a complete earlier job's: it must not pass for this job's verdict
+    for name in OUTPUTS:  # a complete earlier job's: it must not pass for this job's verdict
         (suite_repo / "i2v-ab" / name).write_text("### A/B: 0 regressed, 1 unchanged\n")
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "2"], capsys)
     assert code == 3
@@ -321,7 +324,7 @@ def test_a_failing_process_stops_the_job_with_its_log_tail(suite_repo: Path, mon
     assert "verdicts" not in err  # no round was complete: no partial files to point at
     assert left_behind(suite_repo) == []
     assert (suite_repo / "i2v-ab" / "logs" / "base-0.log").is_file()
-    assert [name for name in ab.OUTPUTS if (suite_repo / "i2v-ab" / name).exists()] == []
+    assert [name for name in OUTPUTS if (suite_repo / "i2v-ab" / name).exists()] == []
 
 
 STEADY = "test_suite.py::test_steady"
@@ -345,7 +348,7 @@ def test_a_job_stopped_in_its_last_round_leaves_the_verdicts_of_the_rounds_done(
     """A process fails in round 4 of 4 (as a job killed at its time limit would stop): ab.md, ab.json
     and ab.html hold rounds 1-3 and say so; each complete round from the second on had rewritten them."""
     fake = FakePytest(records=steady_records, fail_at=6)  # calls 0-5: rounds 1-3; round 4 starts with head
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4", "--fixed-rounds"], capsys)
     out = suite_repo / "i2v-ab"
     assert code == 3 and "INTERNALERROR> the runner's time ran out" in err
@@ -370,7 +373,7 @@ def test_a_complete_job_says_nothing_partial_and_one_oom_round_fails_it(
         suite_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The final write replaces the partial files; head out of memory in 1 of 4 rounds exits 1."""
     fake = FakePytest(records=lambda side, r: steady_records(side, r, oom=("head", 2)))
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     code, printed, _ = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4", "--fixed-rounds"], capsys)
     out = suite_repo / "i2v-ab"
     assert fake.partial_seen[-1] == "partial: 3 of 4 rounds done"  # the job wrote them on its way
@@ -378,7 +381,7 @@ def test_a_complete_job_says_nothing_partial_and_one_oom_round_fails_it(
     markdown = (out / "ab.md").read_text()
     assert markdown.strip() in printed and markdown.startswith("### A/B: 1 regressed")
     assert "regressed: out of memory in 1 of 4 head rounds, never in base" in markdown
-    for name in ab.OUTPUTS:
+    for name in OUTPUTS:
         assert "partial" not in (out / name).read_text(), name
     document = json.loads((out / "ab.json").read_text())
     assert (document["meta"]["rounds"], document["meta"]["rounds_planned"]) == (4, 4)
@@ -392,14 +395,14 @@ def test_a_complete_job_says_nothing_partial_and_one_oom_round_fails_it(
 def test_ctrl_c_removes_the_worktrees(suite_repo: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str], interrupt_at: int) -> None:
     fake = FakePytest(interrupt_at=interrupt_at)
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     with pytest.raises(KeyboardInterrupt):
         ab.run_ab(ab.ABOptions(base="HEAD", head="HEAD", rounds=4))
     assert len(fake.measuring_calls()) == interrupt_at + 1  # it was running when interrupted
     assert left_behind(suite_repo) == []
     # the command line says so in one line
     fake = FakePytest(interrupt_at=interrupt_at)
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4"], capsys)
     assert code == 130 and error_lines(err) == ["error: interrupted; the A/B worktrees and temporary files were removed"]
     assert left_behind(suite_repo) == []
@@ -409,7 +412,7 @@ def test_ctrl_c_removes_the_worktrees(suite_repo: Path, monkeypatch: pytest.Monk
 
 
 def test_abba_order() -> None:
-    assert ab.abba_order(4) == [("base", "head"), ("head", "base"), ("base", "head"), ("head", "base")]
+    assert abba_order(4) == [("base", "head"), ("head", "base"), ("base", "head"), ("head", "base")]
 
 
 def test_the_job_runs_abba_each_side_on_its_own_tree(suite_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -417,7 +420,7 @@ def test_the_job_runs_abba_each_side_on_its_own_tree(suite_repo: Path, monkeypat
     (suite_repo / "marker.txt").write_text("head\n")
     commit_all(suite_repo, "head")
     fake = FakePytest()
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     compared: dict[str, list[str]] = {}
 
     def compare_rounds(base: list[dict[str, Any]], head: list[dict[str, Any]], **kwargs: Any) -> list[Any]:
@@ -506,7 +509,7 @@ def test_ab_end_to_end_on_the_tiny_suite(suite_repo: Path, capsys: pytest.Captur
             seen.append(markdown.read_text() if markdown.is_file() else None)
         return REAL_RUN_LOGGED(argv, cwd, env, log)
 
-    monkeypatch.setattr(workspace, "run_logged", watching)
+    monkeypatch.setattr(ab_processes, "run_logged", watching)
     code, out, err = run_cli(["ab", "--base", "HEAD~1", "--head", "HEAD", "--rounds", "2", "--out", "slowed", "--",
                               *virtual_time, *QUICK], capsys)
     assert code == 1, out + err[-3000:]
@@ -565,7 +568,7 @@ def test_a_decided_test_leaves_the_job_and_the_rest_run_on(suite_repo: Path, mon
     """Sequential: test_steady is shown unchanged at a look and is deselected from every later process;
     test_noisy runs all rounds and ends inconclusive; the outputs say when each was decided, not "partial"."""
     fake = FakePytest(tests={"base": [STEADY, NOISY], "head": [STEADY, NOISY]}, records=two_tests)
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "10"], capsys)
     assert code == 0, err
     document = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())
@@ -586,13 +589,13 @@ def test_a_decided_test_leaves_the_job_and_the_rest_run_on(suite_repo: Path, mon
 def test_a_job_whose_tests_are_all_decided_ends_early(suite_repo: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakePytest(records=lambda side, r: two_tests(side, r)[:1])
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "16"], capsys)
     document = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())
     done = document["meta"]["rounds"]
     assert code == 0 and document["meta"]["all_decided"] and done < 16 and len(fake.measuring_calls()) == 2 * done
     assert f"every test decided after {done} of at most 16 rounds" in err
-    for name in ab.OUTPUTS:
+    for name in OUTPUTS:
         assert "partial" not in (suite_repo / "i2v-ab" / name).read_text(), name
 
 
@@ -607,7 +610,7 @@ def test_a_calibration_is_stored_then_used_until_the_software_changes(
         return two_tests("head" if next(processes) % 2 else "base", round_index)
 
     fake = FakePytest(tests={"base": [STEADY, NOISY], "head": [STEADY, NOISY]}, records=a_a)
-    monkeypatch.setattr(workspace, "run_logged", fake)
+    monkeypatch.setattr(ab_processes, "run_logged", fake)
     code, _, err = run_cli(["ab", "--base", "HEAD", "--calibrate", "--rounds", "12"], capsys)
     assert code == 0, err
     assert {c["cwd"] for c in fake.measuring_calls()} == {fake.measuring_calls()[0]["cwd"]}  # A/A: one tree
@@ -626,7 +629,7 @@ def test_a_calibration_is_stored_then_used_until_the_software_changes(
 
     upgraded = FakePytest(tests={"base": [STEADY, NOISY], "head": [STEADY, NOISY]},
                           records=lambda side, r: two_tests(side, r, torch_version="2.14.0"))
-    monkeypatch.setattr(workspace, "run_logged", upgraded)
+    monkeypatch.setattr(ab_processes, "run_logged", upgraded)
     run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "4", "--fixed-rounds"], capsys)
     meta = json.loads((suite_repo / "i2v-ab" / "ab.json").read_text())["meta"]
     assert "is stale (torch 2.13.0 -> 2.14.0)" in meta["calibration"] and "from the job's own rounds" in meta["calibration"]

@@ -276,7 +276,7 @@ def test_quick_power_of_the_default_design() -> None:
 
 
 def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
-    from pytest_i2v.ab import unstable_conditions
+    from pytest_i2v.ab.meta import unstable_conditions
 
     base_docs, head_docs = _docs(slow=1.0, rounds=8)
     base_docs[1]["records"][0]["conditions"] = {"summary": "throttled (thermal, 2 of 5 repeats)"}

@@ -2,7 +2,8 @@
 
 ``meta`` is a plain dict; every key is optional except where noted:
 
-- ``base``, ``head`` (str, required): the refs as the user named them (``HEAD~1``, ``working tree``);
+- ``base``, ``head`` (str, required): the refs as the user named them (``HEAD~1``,
+  ``working tree``);
 - ``base_commit``, ``head_commit`` (str): the resolved commits;
 - ``rounds`` (int): rounds run; ``order`` (str): the process order, e.g. ``"ABBA"``;
 - ``rounds_planned`` (int): the rounds the job was asked for; more than ``rounds`` while it runs
@@ -10,7 +11,8 @@
 - ``min_effect`` (float, relative), ``confidence`` (float): the decision settings used;
 - ``machine`` (str or dict): what ran it (GPU/CPU name, fingerprint);
 - ``created`` (str, ISO time), ``pytest_args`` (list of str): for the record;
-- ``conditions`` (list of str): the process records whose GPU was not stable (``ab.unstable_conditions``);
+- ``conditions`` (list of str): the process records whose GPU was not stable
+  (``ab.meta.unstable_conditions``);
 - ``design`` (str): "sequential" (each test leaves once decided, ``ab.sequential``) or "fixed";
 - ``all_decided`` (bool): a sequential job that ended because every test was decided (not partial);
 - ``decided_after`` (dict): per test, the rounds after which it was decided (absent: undecided);
@@ -37,20 +39,43 @@ from pytest_i2v.verdict.work_diff import WorkDiff
 
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1
-META_KEYS = ("base", "head", "base_commit", "head_commit", "rounds", "rounds_planned", "order", "min_effect",
-             "confidence", "machine", "created", "pytest_args", "conditions", "design", "all_decided", "decided_after",
-             "calibration")
-CONDITIONS_SHOWN = 5  # the Markdown lists this many unstable runs, then counts the rest (the JSON has all)
+META_KEYS = (
+    "base",
+    "head",
+    "base_commit",
+    "head_commit",
+    "rounds",
+    "rounds_planned",
+    "order",
+    "min_effect",
+    "confidence",
+    "machine",
+    "created",
+    "pytest_args",
+    "conditions",
+    "design",
+    "all_decided",
+    "decided_after",
+    "calibration",
+)
+CONDITIONS_SHOWN = (
+    5  # the Markdown lists this many unstable runs, then counts the rest (the JSON has all)
+)
 
 
 def _sorted(results: Sequence[ABTestResult]) -> list[ABTestResult]:
-    """Regressions first, then not-comparable, inconclusive, improved, unchanged; stable within each."""
-    return sorted(results, key=lambda r: SEVERITY.index(r.overall) if r.overall in SEVERITY else len(SEVERITY))
+    """Regressions first, then not-comparable, inconclusive, improved, unchanged; stable within
+    each."""
+    return sorted(
+        results, key=lambda r: SEVERITY.index(r.overall) if r.overall in SEVERITY else len(SEVERITY)
+    )
 
 
 def headline(results: Sequence[ABTestResult]) -> str:
     counts = summary_counts(results)
-    return "A/B: " + ", ".join(f"{count} {name}" for name, count in counts.items() if count or name == "regressed")
+    return "A/B: " + ", ".join(
+        f"{count} {name}" for name, count in counts.items() if count or name == "regressed"
+    )
 
 
 def metric_label(metric: str) -> str:
@@ -66,7 +91,8 @@ def ratio_text(verdict: PairedVerdict) -> str:
 
 
 def partial_text(meta: Mapping[str, Any]) -> str:
-    """"partial: 3 of 16 rounds done" while the job runs or after it stopped early; "" when complete."""
+    """ "partial: 3 of 16 rounds done" while the job runs or after it stopped early; "" when
+    complete."""
     done, planned = meta.get("rounds"), meta.get("rounds_planned")
     if done is None or planned is None or done >= planned or meta.get("all_decided"):
         return ""
@@ -86,7 +112,9 @@ def verdict_text(verdict: PairedVerdict) -> str:
 def _settings_line(meta: Mapping[str, Any]) -> str:
     parts = [f"base {md(meta['base'])}", f"head {md(meta['head'])}"]
     if meta.get("rounds") is not None:
-        parts.append(f"{meta['rounds']} rounds" + (f" ({md(meta['order'])})" if meta.get("order") else ""))
+        parts.append(
+            f"{meta['rounds']} rounds" + (f" ({md(meta['order'])})" if meta.get("order") else "")
+        )
     if meta.get("min_effect") is not None:
         parts.append(f"min effect {float(meta['min_effect']):.0%}")
     if meta.get("confidence") is not None:
@@ -110,34 +138,71 @@ def _markdown_verdict(verdict: PairedVerdict) -> str:
     return verdict_text(verdict)  # our own words only ("run more rounds: ~K" keeps its tilde)
 
 
-def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
-    """A PR comment: the headline, the settings, then one row per test and metric, regressions first."""
-    lines = [f"### {headline(results)}", ""]
+def _about_the_job(meta: Mapping[str, Any]) -> list[str]:
+    """The paragraphs above the table: partial or not, the settings, the design, the calibration
+    and the unstable runs."""
+    lines: list[str] = []
     if partial_text(meta):
-        lines += [f"**{partial_text(meta)}**: the verdicts use these rounds only; the job is still running "
-                  f"or stopped early", ""]
+        lines += [
+            f"**{partial_text(meta)}**: the verdicts use these rounds only; the job is still "
+            f"running or stopped early",
+            "",
+        ]
     lines += [_settings_line(meta), ""]
     if meta.get("design") == "sequential":
-        ended = (f"every test decided after {meta.get('rounds')} of at most {meta.get('rounds_planned')} rounds"
-                 if meta.get("all_decided") else f"at most {meta.get('rounds_planned')} rounds")
-        lines += [f"Sequential: each test leaves the job once decided ({ended}); {md(SPENDING_RULE)}.", ""]
+        ended = (
+            f"every test decided after {meta.get('rounds')} of at most "
+            f"{meta.get('rounds_planned')} rounds"
+            if meta.get("all_decided")
+            else f"at most {meta.get('rounds_planned')} rounds"
+        )
+        lines += [
+            f"Sequential: each test leaves the job once decided ({ended}); {md(SPENDING_RULE)}.",
+            "",
+        ]
     if meta.get("calibration"):
         lines += [md(str(meta["calibration"])), ""]
     unstable = list(meta.get("conditions") or ())
     if unstable:
-        more = f"; and {len(unstable) - CONDITIONS_SHOWN} more (ab.json)" if len(unstable) > CONDITIONS_SHOWN else ""
-        lines += [f"Hardware not stable under {len(unstable)} measured run(s): "
-                  f"{'; '.join(md(u) for u in unstable[:CONDITIONS_SHOWN])}{more}", ""]
-    lines += ["| test | metric | base | head | ratio [low, high] | verdict |", "|---|---|---|---|---|---|"]
+        more = (
+            f"; and {len(unstable) - CONDITIONS_SHOWN} more (ab.json)"
+            if len(unstable) > CONDITIONS_SHOWN
+            else ""
+        )
+        lines += [
+            f"Hardware not stable under {len(unstable)} measured run(s): "
+            f"{'; '.join(md(u) for u in unstable[:CONDITIONS_SHOWN])}{more}",
+            "",
+        ]
+    return lines
+
+
+def _table_row(result: ABTestResult, verdict: PairedVerdict, after: int | None) -> str:
+    test = md(result.nodeid) + (f" (decided after {after})" if after else "")
+    base, head = (format_value(verdict.metric, figure) for figure in (verdict.base, verdict.head))
+    return (
+        f"| {test} | {md(metric_label(verdict.metric))} | {base} | {head} | "
+        f"{ratio_text(verdict)} | {_markdown_verdict(verdict)} |"
+    )
+
+
+def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
+    """A PR comment: the headline, the settings, then one row per test and metric, regressions
+    first."""
+    lines = [f"### {headline(results)}", "", *_about_the_job(meta)]
+    lines += [
+        "| test | metric | base | head | ratio [low, high] | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for result in _sorted(results):
         after = (meta.get("decided_after") or {}).get(result.nodeid)
         for verdict in result.verdicts:
-            lines.append(f"| {md(result.nodeid)}{f' (decided after {after})' if after else ''} | {md(metric_label(verdict.metric))} | "
-                         f"{format_value(verdict.metric, verdict.base)} | {format_value(verdict.metric, verdict.head)} | "
-                         f"{ratio_text(verdict)} | {_markdown_verdict(verdict)} |")
+            lines.append(_table_row(result, verdict, after))
         if not result.verdicts:
             lines.append(f"| {md(result.nodeid)} | - | - | - | - | {md(result.overall)} |")
-    changed = work_changes([{"nodeid": r.nodeid, "work": r.work} for r in _sorted(results) if r.work])
+    changed = work_changes(
+        [{"nodeid": r.nodeid, "work": r.work} for r in _sorted(results) if r.work]
+    )
     if changed:
         lines += ["", *changed]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -147,19 +212,36 @@ def ab_document(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> dic
     """The JSON document (schema ``pytest-i2v/ab`` version 1)."""
     known = {key: meta.get(key) for key in META_KEYS}
     known["created"] = known["created"] or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return {"schema": AB_SCHEMA, "schema_version": AB_SCHEMA_VERSION, "meta": known,
-            "summary": summary_counts(results), "results": [r.to_dict() for r in results]}
+    return {
+        "schema": AB_SCHEMA,
+        "schema_version": AB_SCHEMA_VERSION,
+        "meta": known,
+        "summary": summary_counts(results),
+        "results": [r.to_dict() for r in results],
+    }
 
 
 def render_ab_html(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
-    """The compare page's A/B variant (``templates/ab.html.j2``: same look, autoescaped, no network)."""
-    env = Environment(loader=PackageLoader("pytest_i2v.report", "templates"), autoescape=select_autoescape(default=True))
+    """The compare page's A/B variant (``templates/ab.html.j2``: same look, autoescaped, no
+    network)."""
+    env = Environment(
+        loader=PackageLoader("pytest_i2v.report", "templates"),
+        autoescape=select_autoescape(default=True),
+    )
     env.filters["value"] = lambda v, metric: format_value(metric, v)
     env.filters["label"] = metric_label
     env.filters["ratio"] = ratio_text
     env.filters["verdict_text"] = verdict_text
-    works = [{"nodeid": r.nodeid, "work": WorkDiff.from_dict(r.work)} for r in _sorted(results)
-             if r.work and not r.work.get("identical")]
-    return env.get_template("ab.html.j2").render(results=_sorted(results), meta=meta, headline=headline(results),
-                                                 machine=_machine_text(meta), partial=partial_text(meta),
-                                                 work_changes=works)
+    works = [
+        {"nodeid": r.nodeid, "work": WorkDiff.from_dict(r.work)}
+        for r in _sorted(results)
+        if r.work and not r.work.get("identical")
+    ]
+    return env.get_template("ab.html.j2").render(
+        results=_sorted(results),
+        meta=meta,
+        headline=headline(results),
+        machine=_machine_text(meta),
+        partial=partial_text(meta),
+        work_changes=works,
+    )

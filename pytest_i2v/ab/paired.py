@@ -66,23 +66,34 @@ from pytest_i2v.ab.sequential import Look
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.gate import Noise
 
-DEFAULT_ROUNDS = 16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2 % between-process noise
+DEFAULT_ROUNDS = (
+    16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2 % between-process noise
+)
 DEFAULT_MIN_EFFECT = 0.05
 DEFAULT_CONFIDENCE = 0.999
 PRIOR_MAX_DF = 8  # the most the job's pooled spread weighs against a test's own rounds
 MAX_LOG_HALF = 5.0  # an early look spends next to nothing: its interval is shown capped at e^5
-MAX_ROUNDS_NEEDED = 10_000  # "run more rounds: ~K" is capped here (a change this small is not worth it)
+MAX_ROUNDS_NEEDED = (
+    10_000  # "run more rounds: ~K" is capped here (a change this small is not worth it)
+)
 
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not-comparable")
 TIME_METRICS = ("time_s", "step_s")
 SEVERITY = ("regressed", "not-comparable", "inconclusive", "improved", "unchanged")  # worst first
-# signature.work_verdict -> the paired verdict of the "work" metric (changed within the minimum effect: unchanged)
-WORK_VERDICTS = {"regressed": "regressed", "improved": "improved", "changed": "unchanged", "identical": "unchanged"}
+# signature.work_verdict -> the paired verdict of the "work" metric (changed within the minimum
+# effect: unchanged)
+WORK_VERDICTS = {
+    "regressed": "regressed",
+    "improved": "improved",
+    "changed": "unchanged",
+    "identical": "unchanged",
+}
 
 
 @dataclass(frozen=True)
 class PairedVerdict:
-    metric: str  # time_s, step_s, the headline peak's key (host_rss_bytes, reserved_bytes, ...) or "outcome"
+    # time_s, step_s, the headline peak's key (host_rss_bytes, reserved_bytes, ...) or "outcome"
+    metric: str
     verdict: str  # one of VERDICTS
     ratio: float | None  # head / base: the geometric mean of the paired ratios
     low: float | None  # the ratio's confidence interval
@@ -107,25 +118,38 @@ class ABTestResult:
     pipeline: str
     verdicts: list[PairedVerdict] = field(default_factory=list)
     overall: str = "unchanged"
-    work: dict[str, Any] | None = None  # round 1's signature.WorkDiff.to_dict(), head against base, with its "verdict"
+    work: dict[str, Any] | None = (
+        None  # round 1's signature.WorkDiff.to_dict(), head against base, with its "verdict"
+    )
 
     @property
     def regressions(self) -> list[PairedVerdict]:
         return [v for v in self.verdicts if v.verdict == "regressed"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nodeid": self.nodeid, "pipeline": self.pipeline, "overall": self.overall,
-                "verdicts": [v.to_dict() for v in self.verdicts], "work": self.work}
+        return {
+            "nodeid": self.nodeid,
+            "pipeline": self.pipeline,
+            "overall": self.overall,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "work": self.work,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ABTestResult:
-        return cls(data["nodeid"], data["pipeline"], [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
-                   data["overall"], data.get("work"))
+        return cls(
+            data["nodeid"],
+            data["pipeline"],
+            [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
+            data["overall"],
+            data.get("work"),
+        )
 
 
 def overall_verdict(verdicts: Sequence[PairedVerdict]) -> str:
-    """The test's verdict: regressed if any metric regressed, else not-comparable, else inconclusive,
-    else improved, else unchanged (a regression is never hidden behind another metric's gain)."""
+    """The test's verdict: regressed if any metric regressed, else not-comparable, else
+    inconclusive, else improved, else unchanged (a regression is never hidden behind another
+    metric's gain)."""
     found = {v.verdict for v in verdicts}
     return next((name for name in SEVERITY if name in found), "unchanged")
 
@@ -135,10 +159,12 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, df))
 
 
-def decide(mean: float, half: float, min_effect: float, equivalence_half: float | None = None) -> str:
-    """The rule on the log scale (module docstring); shared with benchmarks/ab_power.py's numpy copy.
-    ``equivalence_half``: the half-width that may call it unchanged, where a sequential look tests
-    equivalence at another level than a change (default: ``half``)."""
+def decide(
+    mean: float, half: float, min_effect: float, equivalence_half: float | None = None
+) -> str:
+    """The rule on the log scale (module docstring); shared with benchmarks/ab_power.py's numpy
+    copy. ``equivalence_half``: the half-width that may call it unchanged, where a sequential look
+    tests equivalence at another level than a change (default: ``half``)."""
     band = math.log1p(min_effect)
     low, high = mean - half, mean + half
     within = half if equivalence_half is None else equivalence_half
@@ -151,12 +177,39 @@ def decide(mean: float, half: float, min_effect: float, equivalence_half: float 
     return "inconclusive"
 
 
-def _rounds_needed(mean: float, sd: float, min_effect: float, confidence: float, rounds: int, prior_df: int) -> int:
+@dataclass(frozen=True)
+class Decision:
+    """The decision settings: the minimum effect that matters (a fraction, > 0) and the fixed
+    design's two-sided confidence."""
+
+    min_effect: float = DEFAULT_MIN_EFFECT
+    confidence: float = DEFAULT_CONFIDENCE
+
+    def __post_init__(self) -> None:
+        validate(self.min_effect, self.confidence)
+
+
+@dataclass(frozen=True)
+class _LogInterval:
+    """One metric's paired log-ratios, summed up: their mean and the interval's half-widths."""
+
+    mean: float
+    sd: float  # moderated towards the prior, where there is one
+    rounds: int
+    prior_df: int  # 0: no prior
+    half: float  # the change call's half-width
+    equivalence_half: float  # the unchanged call's (the same in the fixed design)
+    level: str  # how the interval is named in the reason
+
+
+def _rounds_needed(interval: _LogInterval, decision: Decision) -> int:
     """Total rounds at which an interval of this spread clears 0 or fits inside the band."""
-    band = math.log1p(min_effect)
-    target = max(abs(mean), band - abs(mean))  # either way decides it; the easier one comes first
-    for n in range(rounds + 1, MAX_ROUNDS_NEEDED + 1):
-        if t_quantile(confidence, n - 1 + prior_df) * sd / math.sqrt(n) <= target:
+    band = math.log1p(decision.min_effect)
+    mean = abs(interval.mean)
+    target = max(mean, band - mean)  # either way decides it; the easier one comes first
+    for n in range(interval.rounds + 1, MAX_ROUNDS_NEEDED + 1):
+        t = t_quantile(decision.confidence, n - 1 + interval.prior_df)
+        if t * interval.sd / math.sqrt(n) <= target:
             return n
     return MAX_ROUNDS_NEEDED
 
@@ -165,30 +218,29 @@ def validate(min_effect: float, confidence: float) -> None:
     if not min_effect > 0:
         raise I2VUsageError(f"minimum effect {min_effect} must be > 0 (e.g. 0.05 for 5 %)")
     if not 0 < confidence < 1:
-        raise I2VUsageError(f"confidence {confidence} must lie strictly between 0 and 1 (e.g. 0.999)")
+        raise I2VUsageError(
+            f"confidence {confidence} must lie strictly between 0 and 1 (e.g. 0.999)"
+        )
 
 
-def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], min_effect: float = DEFAULT_MIN_EFFECT,
-                   confidence: float = DEFAULT_CONFIDENCE, prior: Noise | None = None, look: Look | None = None,
-                   prior_cap: int | None = PRIOR_MAX_DF) -> PairedVerdict:
-    """``base[i]``, ``head[i]``: round i's per-process figures (> 0). ``prior``: a log-ratio spread to
-    moderate towards, its df capped at ``prior_cap`` (the job's pooled spread: ``PRIOR_MAX_DF``; a
-    calibration: None, its real df). ``look``: a sequential job's levels at this round
-    (``ab.sequential``), else the fixed design at ``confidence``."""
-    validate(min_effect, confidence)
+def _check_figures(metric: str, base: Sequence[float], head: Sequence[float]) -> None:
     if len(base) != len(head):
-        raise I2VUsageError(f"{metric}: {len(base)} base figures but {len(head)} head figures; pair them by round")
+        raise I2VUsageError(
+            f"{metric}: {len(base)} base figures but {len(head)} head figures; pair them by round"
+        )
     bad = [v for v in (*base, *head) if not v > 0]
     if bad:
         raise I2VUsageError(f"{metric}: figures must be > 0 to take ratios (got {bad[0]!r})")
-    n = len(base)
-    middle = {"base": float(statistics.median(base)) if n else None, "head": float(statistics.median(head)) if n else None}
-    if n < 2:
-        ratio = head[0] / base[0] if n else None
-        return PairedVerdict(metric, "inconclusive", ratio, None, None, n, max(DEFAULT_ROUNDS, 2),
-                             f"{n} round{'s' if n != 1 else ''}: at least 2 are needed for an interval", **middle)
-    diffs = [math.log(h) - math.log(b) for b, h in zip(base, head, strict=True)]
-    mean = statistics.fmean(diffs)
+
+
+def _log_interval(
+    diffs: Sequence[float],
+    decision: Decision,
+    prior: Noise | None,
+    look: Look | None,
+    prior_cap: int | None,
+) -> _LogInterval:
+    n = len(diffs)
     variance, df = statistics.variance(diffs), n - 1
     prior_df = 0
     if prior is not None and prior.df > 0:
@@ -196,35 +248,80 @@ def paired_verdict(metric: str, base: Sequence[float], head: Sequence[float], mi
         variance = (variance * df + prior.variance * prior_df) / (df + prior_df)
     sd = math.sqrt(variance)
     if look is None:
-        half = equivalence_half = t_quantile(confidence, df + prior_df) * sd / math.sqrt(n)
-        level = f"{confidence:.1%}"
+        half = t_quantile(decision.confidence, df + prior_df) * sd / math.sqrt(n)
+        equivalence_half, level = half, f"{decision.confidence:.1%}"
     else:
         # no spread (memory figures): the point itself, even where a look spends nothing (inf x 0)
         half = look.change_factor(df + prior_df) * sd / math.sqrt(n) if sd > 0 else 0.0
-        equivalence_half = look.equivalence_factor(df + prior_df) * sd / math.sqrt(n) if sd > 0 else 0.0
+        factor = look.equivalence_factor(df + prior_df)
+        equivalence_half = factor * sd / math.sqrt(n) if sd > 0 else 0.0
         level = f"look {n}: {1.0 - look.change_alpha:.4%}"
-    verdict = decide(mean, half, min_effect, equivalence_half)
-    low, high = math.exp(mean - min(half, MAX_LOG_HALF)), math.exp(mean + min(half, MAX_LOG_HALF))
-    interval = f"{level} interval of head/base {low:.3f}..{high:.3f}"
-    needed = None
+    mean = statistics.fmean(diffs)
+    return _LogInterval(mean, sd, n, prior_df, half, equivalence_half, level)
+
+
+def _reason(
+    verdict: str, interval: _LogInterval, decision: Decision, look: Look | None
+) -> tuple[str, int | None]:
+    """The verdict's one line, and the rounds needed where more rounds would decide it."""
+    mean, half, effect = interval.mean, min(interval.half, MAX_LOG_HALF), decision.min_effect
+    low, high = math.exp(mean - half), math.exp(mean + half)
+    text = f"{interval.level} interval of head/base {low:.3f}..{high:.3f}"
+    past = f"reaches past +/-{effect:.0%}"
+    if verdict == "unchanged" and look is not None:
+        within = interval.equivalence_half
+        return (
+            f"{look.equivalence_alpha:.2%}-per-side equivalence interval "
+            f"{math.exp(mean - within):.3f}..{math.exp(mean + within):.3f} lies within "
+            f"+/-{effect:.0%}",
+            None,
+        )
     if verdict == "unchanged":
-        reason = f"{interval} lies within +/-{min_effect:.0%}"
-        if look is not None:
-            reason = (f"{look.equivalence_alpha:.2%}-per-side equivalence interval "
-                      f"{math.exp(mean - equivalence_half):.3f}..{math.exp(mean + equivalence_half):.3f} lies within "
-                      f"+/-{min_effect:.0%}")
-    elif verdict == "regressed":
-        reason = f"slower: {interval} lies above 1 and reaches past +{min_effect:.0%}"
-    elif verdict == "improved":
-        reason = f"faster/smaller: {interval} lies below 1 and reaches past -{min_effect:.0%}"
-    elif look is not None and not look.final:
-        reason = f"{interval} straddles 1 and reaches past +/-{min_effect:.0%}: undecided, the next round looks again"
-    else:
-        needed = _rounds_needed(mean, sd, min_effect, confidence, n, prior_df)
-        reason = f"{interval} straddles 1 and reaches past +/-{min_effect:.0%}: run more rounds (~{needed} in all)"
-    if prior_df:
+        return f"{text} lies within +/-{effect:.0%}", None
+    if verdict == "regressed":
+        return f"slower: {text} lies above 1 and reaches past +{effect:.0%}", None
+    if verdict == "improved":
+        return f"faster/smaller: {text} lies below 1 and reaches past -{effect:.0%}", None
+    if look is not None and not look.final:
+        return f"{text} straddles 1 and {past}: undecided, the next round looks again", None
+    needed = _rounds_needed(interval, decision)
+    return f"{text} straddles 1 and {past}: run more rounds (~{needed} in all)", needed
+
+
+def paired_verdict(
+    metric: str,
+    base: Sequence[float],
+    head: Sequence[float],
+    decision: Decision = Decision(),
+    prior: Noise | None = None,
+    look: Look | None = None,
+    prior_cap: int | None = PRIOR_MAX_DF,
+) -> PairedVerdict:
+    """``base[i]``, ``head[i]``: round i's per-process figures (> 0). ``prior``: a log-ratio spread
+    to moderate towards, its df capped at ``prior_cap`` (the job's pooled spread:
+    ``PRIOR_MAX_DF``; a calibration: None, its real df). ``look``: a sequential job's levels at
+    this round (``ab.sequential``), else the fixed design at ``decision.confidence``."""
+    _check_figures(metric, base, head)
+    n = len(base)
+    middle = {
+        "base": float(statistics.median(base)) if n else None,
+        "head": float(statistics.median(head)) if n else None,
+    }
+    if n < 2:
+        ratio = head[0] / base[0] if n else None
+        reason = f"{n} round{'s' if n != 1 else ''}: at least 2 are needed for an interval"
+        at_least = max(DEFAULT_ROUNDS, 2)
+        return PairedVerdict(
+            metric, "inconclusive", ratio, None, None, n, at_least, reason, **middle
+        )
+    diffs = [math.log(h) - math.log(b) for b, h in zip(base, head, strict=True)]
+    interval = _log_interval(diffs, decision, prior, look, prior_cap)
+    mean, half = interval.mean, interval.half
+    verdict = decide(mean, half, decision.min_effect, interval.equivalence_half)
+    low = math.exp(mean - min(half, MAX_LOG_HALF))
+    high = math.exp(mean + min(half, MAX_LOG_HALF))
+    reason, needed = _reason(verdict, interval, decision, look)
+    if interval.prior_df:
         source = "the calibration" if prior_cap is None else "the job's pooled spread"
-        reason += f"; spread moderated with {source} ({prior_df} df)"
+        reason += f"; spread moderated with {source} ({interval.prior_df} df)"
     return PairedVerdict(metric, verdict, math.exp(mean), low, high, n, needed, reason, **middle)
-
-

@@ -11,10 +11,11 @@ boundaries for clinical trials", Biometrika 70(3):659-663, 1983), with informati
 ``t = rounds / max_rounds``:
 
 - **regressed / improved** (the false alarm): the O'Brien-Fleming-type function
-  ``alpha(t) = 2 - 2 * Phi(z(1 - alpha / 2) / sqrt(t))``: next to nothing on the early looks, most of
-  it on the last, so a job that runs to the end is almost as strict as the fixed design;
+  ``alpha(t) = 2 - 2 * Phi(z(1 - alpha / 2) / sqrt(t))``: next to nothing on the early looks,
+  most of it on the last, so a job that runs to the end is almost as strict as the fixed design;
 - **unchanged** (equivalence: a miss of a real change): the Pocock-type function
-  ``gamma(t) = gamma * ln(1 + (e - 1) * t)``, spread evenly, so that an unchanged test can leave early.
+  ``gamma(t) = gamma * ln(1 + (e - 1) * t)``, spread evenly, so that an unchanged test can leave
+  early.
 
 Each look tests at the increment it spends, ``alpha(t_k) - alpha(t_(k-1))``: by the union bound the
 chance of any false alarm over all looks is at most ``alpha`` (a Bonferroni split of the spent
@@ -31,9 +32,13 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-DEFAULT_EQUIVALENCE_MISS = 0.05  # gamma: the chance of calling a change of exactly the minimum effect unchanged
-SPENDING_RULE = ("Lan-DeMets alpha spending (Biometrika 70(3):659-663, 1983): O'Brien-Fleming-type for "
-                 "regressed/improved, Pocock-type for unchanged; each look at its increment (union bound)")
+DEFAULT_EQUIVALENCE_MISS = (
+    0.05  # gamma: the chance of calling a change of exactly the minimum effect unchanged
+)
+SPENDING_RULE = (
+    "Lan-DeMets alpha spending (Biometrika 70(3):659-663, 1983): O'Brien-Fleming-type for "
+    "regressed/improved, Pocock-type for unchanged; each look at its increment (union bound)"
+)
 
 
 def obrien_fleming_spent(alpha: float, fraction: float) -> float:
@@ -41,7 +46,9 @@ def obrien_fleming_spent(alpha: float, fraction: float) -> float:
     if fraction <= 0:
         return 0.0
     z = float(stats.norm.ppf(1.0 - alpha / 2.0))
-    return float(2.0 * stats.norm.sf(z / math.sqrt(min(fraction, 1.0))))  # sf: the early looks' tiny tails stay exact
+    return float(
+        2.0 * stats.norm.sf(z / math.sqrt(min(fraction, 1.0)))
+    )  # sf: the early looks' tiny tails stay exact
 
 
 def pocock_spent(gamma: float, fraction: float) -> float:
@@ -63,17 +70,23 @@ class Look:
 
     def change_factor(self, df: int) -> float:
         """The t factor of the change interval (inf when this look spends nothing)."""
-        return float(stats.t.isf(self.change_alpha / 2.0, df)) if self.change_alpha > 0 else math.inf
+        return (
+            float(stats.t.isf(self.change_alpha / 2.0, df)) if self.change_alpha > 0 else math.inf
+        )
 
     def equivalence_factor(self, df: int) -> float:
-        return float(stats.t.isf(self.equivalence_alpha, df)) if self.equivalence_alpha > 0 else math.inf
+        return (
+            float(stats.t.isf(self.equivalence_alpha, df))
+            if self.equivalence_alpha > 0
+            else math.inf
+        )
 
 
 @dataclass(frozen=True)
 class SequentialPlan:
-    """``max_rounds`` looks at most; ``alpha``: the two-sided false-alarm budget of one metric over every
-    look (1 - the fixed design's confidence); ``gamma``: the one-sided miss budget of the equivalence
-    call at the minimum effect."""
+    """``max_rounds`` looks at most; ``alpha``: the two-sided false-alarm budget of one metric over
+    every look (1 - the fixed design's confidence); ``gamma``: the one-sided miss budget of the
+    equivalence call at the minimum effect."""
 
     max_rounds: int
     alpha: float
@@ -92,7 +105,12 @@ class SequentialPlan:
         return Look(rounds, max(change, 0.0), max(equivalence, 0.0), rounds >= self.max_rounds)
 
 
-DECIDED = ("regressed", "improved", "unchanged", "not-comparable")  # more rounds would not change these
+DECIDED = (
+    "regressed",
+    "improved",
+    "unchanged",
+    "not-comparable",
+)  # more rounds would not change these
 
 
 def is_decided(overall: str) -> bool:
