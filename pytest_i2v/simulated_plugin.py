@@ -35,7 +35,9 @@ ENV_VIRTUAL_TIME = "PYTEST_I2V_VIRTUAL_TIME"
 def runtime_from_env() -> SimulatedRuntime:
     raw = os.environ.get(ENV_GPUS, "")
     gpus = [SimulatedGpu.from_dict(g) for g in json.loads(raw)] if raw.strip() else [SimulatedGpu()]
-    return SimulatedRuntime(gpus=gpus, work=VirtualWork.from_env(os.environ.get(ENV_VIRTUAL_TIME, "")))
+    return SimulatedRuntime(
+        gpus=gpus, work=VirtualWork.from_env(os.environ.get(ENV_VIRTUAL_TIME, ""))
+    )
 
 
 RUNTIME = runtime_from_env()

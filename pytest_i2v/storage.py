@@ -65,8 +65,10 @@ def check_schema(document: Any, schema: str, version: int, where: str, kind: str
         raise I2VUsageError(f"{where} is not a pytest-i2v {kind} file (schema {schema!r} missing)")
     found = document.get("schema_version")
     if not isinstance(found, int) or found > version:
-        raise I2VUsageError(f"{where} has {kind} schema_version {found!r}, newer than this plugin reads ({version}); "
-                            f"upgrade pytest-i2v")
+        raise I2VUsageError(
+            f"{where} has {kind} schema_version {found!r}, newer than this plugin reads ({version}); "
+            f"upgrade pytest-i2v"
+        )
 
 
 def read_yaml(path: Path, kind: str, fix: str) -> Any:
@@ -83,9 +85,10 @@ def read_yaml(path: Path, kind: str, fix: str) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        where = _place(path, data[:exc.start].decode("utf-8", "replace"))
-        raise I2VUsageError(f"{where}: {kind} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                            f"{fix}") from None
+        where = _place(path, data[: exc.start].decode("utf-8", "replace"))
+        raise I2VUsageError(
+            f"{where}: {kind} is not UTF-8 text (byte 0x{data[exc.start]:02x}); {fix}"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -97,13 +100,15 @@ def read_yaml(path: Path, kind: str, fix: str) -> Any:
             problem += f" ({exc.context} at {start.line + 1}:{start.column + 1})"
         raise I2VUsageError(f"{where}: {kind} is not valid YAML: {problem}; {fix}") from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character)
-        where = _place(path, text[:exc.position])
+        where = _place(path, text[: exc.position])
         character = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        raise I2VUsageError(f"{where}: {kind} is not valid YAML: character {character!r}: "
-                            f"{exc.reason}; {fix}") from None
+        raise I2VUsageError(
+            f"{where}: {kind} is not valid YAML: character {character!r}: {exc.reason}; {fix}"
+        ) from None
     except yaml.YAMLError as exc:  # any other: still one line
-        raise I2VUsageError(f"{path}: {kind} is not valid YAML ({type(exc).__name__}); "
-                            f"{fix}") from None
+        raise I2VUsageError(
+            f"{path}: {kind} is not valid YAML ({type(exc).__name__}); {fix}"
+        ) from None
 
 
 def _place(path: Path, before: str) -> str:

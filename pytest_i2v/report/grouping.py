@@ -23,7 +23,9 @@ def pipeline_of(record: Mapping[str, Any]) -> str:
 def pipeline_order(names: Iterable[str]) -> list[str]:
     """The registry's order first, then names it does not know, in the order they came."""
     seen = list(dict.fromkeys(names))
-    return [name for name in PIPELINES if name in seen] + [name for name in seen if name not in PIPELINES]
+    return [name for name in PIPELINES if name in seen] + [
+        name for name in seen if name not in PIPELINES
+    ]
 
 
 def group_by_pipeline(records: Iterable[RecordT]) -> dict[str, list[RecordT]]:

@@ -16,8 +16,11 @@ from pytest_i2v.verdict.gate import METRIC_LABELS
 
 
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("pytest_i2v.report", "templates"),
-                      autoescape=select_autoescape(["html", "j2"], default=True), keep_trailing_newline=True)
+    env = Environment(
+        loader=PackageLoader("pytest_i2v.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default=True),
+        keep_trailing_newline=True,
+    )
     env.filters["value"] = lambda v, metric: format_value(metric, v)
     env.filters["metric_label"] = lambda m: METRIC_LABELS.get(m, m)
     env.filters["verdict"] = outcome_of
@@ -29,15 +32,21 @@ def _environment() -> Environment:
 WIDE_PX = 540  # a chart wider than a grid column at 1,280 px spans the grid: never scaled below its own size
 
 
-def build_charts(context: Mapping[str, Any], records: list[Mapping[str, Any]] | None = None,
-                 memory_options: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def build_charts(
+    context: Mapping[str, Any],
+    records: list[Mapping[str, Any]] | None = None,
+    memory_options: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The charts of ``records`` (all the context's by default): one pipeline's, when a report holds several."""
     records = context["records"] if records is None else records
     memory_options = context["memory_options"] if memory_options is None else memory_options
     profile = context["profile"]
     candidates = [
         ("Time vs resolution", charts.time_vs_resolution(records, context["thresholds"])),
-        ("Peak memory vs resolution", charts.memory_vs_resolution(records, profile.get("memory_gb"), context["margin_gb"])),
+        (
+            "Peak memory vs resolution",
+            charts.memory_vs_resolution(records, profile.get("memory_gb"), context["margin_gb"]),
+        ),
         ("Stage breakdown", charts.stage_breakdown(records)),
         ("Per-step time trace", charts.step_traces(records)),
         ("Baseline history", charts.baseline_history(records)),
@@ -45,7 +54,11 @@ def build_charts(context: Mapping[str, Any], records: list[Mapping[str, Any]] | 
         ("Precision", charts.precision_chart(records)),
         ("Memory options", charts.memory_options_chart(memory_options)),
     ]
-    return [{"title": title, "svg": svg, "wide": charts.width_px(svg) > WIDE_PX} for title, svg in candidates if svg]
+    return [
+        {"title": title, "svg": svg, "wide": charts.width_px(svg) > WIDE_PX}
+        for title, svg in candidates
+        if svg
+    ]
 
 
 def render_html(document: Mapping[str, Any]) -> str:
@@ -55,7 +68,9 @@ def render_html(document: Mapping[str, Any]) -> str:
     if context["multi_pipeline"]:
         for group in context["pipeline_groups"]:
             group["charts"] = build_charts(context, group["records"], group["memory_options"])
-        context["charts"] = [chart for group in context["pipeline_groups"] for chart in group["charts"]]
+        context["charts"] = [
+            chart for group in context["pipeline_groups"] for chart in group["charts"]
+        ]
     else:
         context["charts"] = build_charts(context)
     return _environment().get_template("report.html.j2").render(**context)

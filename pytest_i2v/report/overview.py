@@ -51,15 +51,21 @@ class OverviewRow:
 
 @dataclass(frozen=True)
 class Overview:
-    rows: tuple[OverviewRow, ...]  # worst first: by the decision's severity, then by the larger change
-    not_drawn: tuple[tuple[str, int], ...]  # (decision kind, tests) with nothing to compare, severest first
+    rows: tuple[
+        OverviewRow, ...
+    ]  # worst first: by the decision's severity, then by the larger change
+    not_drawn: tuple[
+        tuple[str, int], ...
+    ]  # (decision kind, tests) with nothing to compare, severest first
 
     @property
     def caption(self) -> str:
         drawn = f"{len(self.rows)} test{'s' if len(self.rows) != 1 else ''} against {'their' if len(self.rows) != 1 else 'its'} baseline, worst first"
         if not self.not_drawn:
             return drawn
-        return f"{drawn}; not drawn (nothing to compare): " + ", ".join(f"{count} {kind}" for kind, count in self.not_drawn)
+        return f"{drawn}; not drawn (nothing to compare): " + ", ".join(
+            f"{count} {kind}" for kind, count in self.not_drawn
+        )
 
 
 RANK: dict[str, int] = {kind: index for index, kind in enumerate(SEVERITY)}
@@ -69,7 +75,9 @@ def _severity(kind: str) -> int:
     return RANK.get(kind, len(RANK))
 
 
-def overview(records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[str, Any]], str]) -> Overview:
+def overview(
+    records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[str, Any]], str]
+) -> Overview:
     """``kind_of(record)``: the record's decision kind (``report.context.outcome_of``)."""
     rows: list[OverviewRow] = []
     not_drawn: Counter[str] = Counter()
@@ -81,6 +89,15 @@ def overview(records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[st
             not_drawn[kind] += 1
             continue
         peak_key = record_peak(record).key
-        rows.append(OverviewRow(str(record["nodeid"]), kind, time, Change.of(metrics.get(peak_key)) if peak_key else None))
+        rows.append(
+            OverviewRow(
+                str(record["nodeid"]),
+                kind,
+                time,
+                Change.of(metrics.get(peak_key)) if peak_key else None,
+            )
+        )
     rows.sort(key=lambda r: (_severity(r.kind), -r.worst_pct))
-    return Overview(tuple(rows), tuple(sorted(not_drawn.items(), key=lambda item: _severity(item[0]))))
+    return Overview(
+        tuple(rows), tuple(sorted(not_drawn.items(), key=lambda item: _severity(item[0])))
+    )
