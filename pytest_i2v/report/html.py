@@ -9,7 +9,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.generation.memory_options import no_effect_options
-from pytest_i2v.report import charts
+from pytest_i2v.report import per_test_charts, study_charts
+from pytest_i2v.report.chart_style import width_px
 from pytest_i2v.report.context import build_context, clock_of, outcome_of
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
@@ -42,20 +43,20 @@ def build_charts(
     memory_options = context["memory_options"] if memory_options is None else memory_options
     profile = context["profile"]
     candidates = [
-        ("Time vs resolution", charts.time_vs_resolution(records, context["thresholds"])),
+        ("Time vs resolution", study_charts.time_vs_resolution(records, context["thresholds"])),
         (
             "Peak memory vs resolution",
-            charts.memory_vs_resolution(records, profile.get("memory_gb"), context["margin_gb"]),
+            study_charts.memory_vs_resolution(records, profile.get("memory_gb"), context["margin_gb"]),
         ),
-        ("Stage breakdown", charts.stage_breakdown(records)),
-        ("Per-step time trace", charts.step_traces(records)),
-        ("Baseline history", charts.baseline_history(records)),
-        ("Frames trade-off", charts.frames_tradeoff(records)),
-        ("Precision", charts.precision_chart(records)),
-        ("Memory options", charts.memory_options_chart(memory_options)),
+        ("Stage breakdown", per_test_charts.stage_breakdown(records)),
+        ("Per-step time trace", per_test_charts.step_traces(records)),
+        ("Baseline history", per_test_charts.baseline_history(records)),
+        ("Frames trade-off", study_charts.frames_tradeoff(records)),
+        ("Precision", study_charts.precision_chart(records)),
+        ("Memory options", study_charts.memory_options_chart(memory_options)),
     ]
     return [
-        {"title": title, "svg": svg, "wide": charts.width_px(svg) > WIDE_PX}
+        {"title": title, "svg": svg, "wide": width_px(svg) > WIDE_PX}
         for title, svg in candidates
         if svg
     ]
@@ -63,7 +64,7 @@ def build_charts(
 
 def render_html(document: Mapping[str, Any]) -> str:
     context = build_context(document)
-    context["overview_svg"] = charts.overview_chart(context["overview"])
+    context["overview_svg"] = per_test_charts.overview_chart(context["overview"])
     # Two models' times on one axis compare nothing: with several pipelines, each gets its own charts.
     if context["multi_pipeline"]:
         for group in context["pipeline_groups"]:
