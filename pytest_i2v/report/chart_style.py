@@ -51,7 +51,8 @@ def new_chart(width_in: float, height_in: float) -> tuple[Any, Any]:
 
 
 def to_svg(fig: Any, title: str) -> str:
-    """The figure as an inline ``<svg>`` named by ``title`` for screen readers; closes the figure."""
+    """The figure as an inline ``<svg>`` named by ``title`` for screen readers; closes the
+    figure."""
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)

@@ -8,6 +8,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.report.grouping import pipeline_of
+from pytest_i2v.report.markdown import md, work_changes
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import fingerprint_changes
 from pytest_i2v.verdict.peak import record_peak
@@ -105,8 +106,6 @@ def compare_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, A
 
 
 def compare_markdown(comparison: Mapping[str, Any]) -> str:
-    from pytest_i2v.report.markdown import md, work_changes
-
     lines = [
         "| test | time A | time B | delta | step delta | peak memory A | peak memory B | delta |",
         "|---|---|---|---|---|---|---|---|",
@@ -116,21 +115,25 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
             lines.append(f"| {md(row['nodeid'])} | only in {row['only'].upper()} | | | | | | |")
             continue
         if row["not_comparable"]:
-            pipeline_a, pipeline_b = (
-                md(name) for name in row["pipelines"]
-            )  # the names escaped, the words kept readable
+            # The names escaped, the words kept readable.
+            pipeline_a, pipeline_b = (md(name) for name in row["pipelines"])
             lines.append(
-                f"| {md(row['nodeid'])} | not comparable (pipeline {pipeline_a} vs {pipeline_b}) | | | | | | |"
+                f"| {md(row['nodeid'])} | not comparable (pipeline {pipeline_a} vs {pipeline_b}) "
+                "| | | | | | |"
             )
             continue
 
         def pct(value: float | None) -> str:
             return f"{value:+.1f} %" if value is not None else "-"
 
+        time_a, time_b = (format_value("time_s", row[key]) for key in ("time_a", "time_b"))
+        memory_a, memory_b = (
+            format_value(row["memory_key"], row[k]) for k in ("memory_a", "memory_b")
+        )
         lines.append(
-            f"| {md(row['nodeid'])} | {format_value('time_s', row['time_a'])} | {format_value('time_s', row['time_b'])} | "
-            f"{pct(row['time_pct'])} | {pct(row['step_pct'])} | {format_value(row['memory_key'], row['memory_a'])} | "
-            f"{format_value(row['memory_key'], row['memory_b'])} | {pct(row['memory_pct'])} |"
+            f"| {md(row['nodeid'])} | {time_a} | {time_b} | "
+            f"{pct(row['time_pct'])} | {pct(row['step_pct'])} | {memory_a} | "
+            f"{memory_b} | {pct(row['memory_pct'])} |"
         )
     changes = comparison["environment_changes"]
     lines += ["", "Environment: " + ("; ".join(md(c) for c in changes) if changes else "identical")]

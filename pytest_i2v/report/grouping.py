@@ -15,7 +15,8 @@ RecordT = TypeVar("RecordT", bound=Mapping[str, Any])
 
 
 def pipeline_of(record: Mapping[str, Any]) -> str:
-    """The record's pipeline; records from before pipelines were recorded are I2VGen-XL's (the only one then)."""
+    """The record's pipeline; records from before pipelines were recorded are I2VGen-XL's (the only
+    one then)."""
     config = record.get("config") or {}
     return str(config.get("pipeline") or DEFAULT_PIPELINE)
 
@@ -29,7 +30,8 @@ def pipeline_order(names: Iterable[str]) -> list[str]:
 
 
 def group_by_pipeline(records: Iterable[RecordT]) -> dict[str, list[RecordT]]:
-    """The records of each pipeline, in run order within a pipeline; pipelines in ``pipeline_order``."""
+    """The records of each pipeline, in run order within a pipeline; pipelines in
+    ``pipeline_order``."""
     groups: dict[str, list[RecordT]] = {}
     for record in records:
         groups.setdefault(pipeline_of(record), []).append(record)

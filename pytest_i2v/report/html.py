@@ -12,6 +12,7 @@ from pytest_i2v.generation.memory_options import no_effect_options
 from pytest_i2v.report import per_test_charts, study_charts
 from pytest_i2v.report.chart_style import width_px
 from pytest_i2v.report.context import build_context, clock_of, outcome_of
+from pytest_i2v.storage import write_text_atomic
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
 
@@ -30,7 +31,8 @@ def _environment() -> Environment:
     return env
 
 
-WIDE_PX = 540  # a chart wider than a grid column at 1,280 px spans the grid: never scaled below its own size
+# A chart wider than a grid column at 1,280 px spans the grid: never scaled below its own size.
+WIDE_PX = 540
 
 
 def build_charts(
@@ -38,7 +40,8 @@ def build_charts(
     records: list[Mapping[str, Any]] | None = None,
     memory_options: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The charts of ``records`` (all the context's by default): one pipeline's, when a report holds several."""
+    """The charts of ``records`` (all the context's by default): one pipeline's, when a report
+    holds several."""
     records = context["records"] if records is None else records
     memory_options = context["memory_options"] if memory_options is None else memory_options
     profile = context["profile"]
@@ -46,7 +49,9 @@ def build_charts(
         ("Time vs resolution", study_charts.time_vs_resolution(records, context["thresholds"])),
         (
             "Peak memory vs resolution",
-            study_charts.memory_vs_resolution(records, profile.get("memory_gb"), context["margin_gb"]),
+            study_charts.memory_vs_resolution(
+                records, profile.get("memory_gb"), context["margin_gb"]
+            ),
         ),
         ("Stage breakdown", per_test_charts.stage_breakdown(records)),
         ("Per-step time trace", per_test_charts.step_traces(records)),
@@ -65,7 +70,8 @@ def build_charts(
 def render_html(document: Mapping[str, Any]) -> str:
     context = build_context(document)
     context["overview_svg"] = per_test_charts.overview_chart(context["overview"])
-    # Two models' times on one axis compare nothing: with several pipelines, each gets its own charts.
+    # Two models' times on one axis compare nothing: with several pipelines, each gets its own
+    # charts.
     if context["multi_pipeline"]:
         for group in context["pipeline_groups"]:
             group["charts"] = build_charts(context, group["records"], group["memory_options"])
@@ -78,6 +84,4 @@ def render_html(document: Mapping[str, Any]) -> str:
 
 
 def write_html(path: Path, document: Mapping[str, Any]) -> None:
-    from pytest_i2v.storage import write_text_atomic
-
     write_text_atomic(path, render_html(document))

@@ -1,9 +1,9 @@
 """The report's first picture: every test's change against its baseline, worst first.
 
 One row per test the gate compared: the median time's change and its pass band, and the headline
-peak's change (``pytest_i2v.verdict.peak``), each in per cent of the baseline median, with the decision
-(``outcome.decide``) that colours it. Tests with nothing to compare (recorded as new, out of memory)
-are counted beside the chart, not drawn."""
+peak's change (``pytest_i2v.verdict.peak``), each in per cent of the baseline median, with the
+decision (``outcome.decide``) that colours it. Tests with nothing to compare (recorded as new, out
+of memory) are counted beside the chart, not drawn."""
 
 from __future__ import annotations
 
@@ -51,16 +51,17 @@ class OverviewRow:
 
 @dataclass(frozen=True)
 class Overview:
-    rows: tuple[
-        OverviewRow, ...
-    ]  # worst first: by the decision's severity, then by the larger change
-    not_drawn: tuple[
-        tuple[str, int], ...
-    ]  # (decision kind, tests) with nothing to compare, severest first
+    rows: tuple[OverviewRow, ...]  # worst first: by the decision's severity, then the larger change
+    # (decision kind, tests) with nothing to compare, severest first
+    not_drawn: tuple[tuple[str, int], ...]
 
     @property
     def caption(self) -> str:
-        drawn = f"{len(self.rows)} test{'s' if len(self.rows) != 1 else ''} against {'their' if len(self.rows) != 1 else 'its'} baseline, worst first"
+        several = len(self.rows) != 1
+        drawn = (
+            f"{len(self.rows)} test{'s' if several else ''} against "
+            f"{'their' if several else 'its'} baseline, worst first"
+        )
         if not self.not_drawn:
             return drawn
         return f"{drawn}; not drawn (nothing to compare): " + ", ".join(

@@ -20,58 +20,49 @@ from pytest_i2v.report.chart_style import (
     row_label,
     to_svg,
 )
-from pytest_i2v.report.overview import Overview
+from pytest_i2v.report.overview import Overview, OverviewRow
+
+PASS_BAND_GREY = "#d9d9d9"
 
 
-def overview_chart(picture: Overview) -> str | None:
-    """Every test's change against its baseline (``report.overview``): the median time as a dot in its
-    pass band (the grey bar), the headline peak as a square, coloured by the decision; worst at the top.
-    A hollow dot is a time reported and not judged (timings not comparable, a report-only metric)."""
-    rows = picture.rows
-    if not rows:
-        return None
-    fig, ax = new_chart(8.6, 1.1 + 0.19 * len(rows))
-    for index, row in enumerate(rows):
-        colour = DECISION_COLOURS.get(row.kind, PASSED_COLOUR)
-        if row.time.band:
-            ax.plot(
-                row.time.band,
-                (index, index),
-                color="#d9d9d9",
-                linewidth=5,
-                solid_capstyle="butt",
-                zorder=1,
-            )
-        if row.memory is not None:
-            ax.scatter(
-                row.memory.pct,
-                index,
-                s=26,
-                marker="s",
-                facecolors="none",
-                edgecolors=colour,
-                linewidths=1.2,
-                zorder=2,
-            )
+def _draw_overview_row(ax: Any, index: int, row: OverviewRow) -> None:
+    """One test's pass band (grey bar), headline peak (square) and median time (dot)."""
+    colour = DECISION_COLOURS.get(row.kind, PASSED_COLOUR)
+    if row.time.band:
+        ax.plot(
+            row.time.band,
+            (index, index),
+            color=PASS_BAND_GREY,
+            linewidth=5,
+            solid_capstyle="butt",
+            zorder=1,
+        )
+    if row.memory is not None:
         ax.scatter(
-            row.time.pct,
+            row.memory.pct,
             index,
-            s=30,
-            marker="o",
-            color=colour,
-            zorder=3,
-            facecolors=colour if row.time.gating else "white",
+            s=26,
+            marker="s",
+            facecolors="none",
             edgecolors=colour,
             linewidths=1.2,
+            zorder=2,
         )
-    ax.axvline(0.0, color="#666", linewidth=0.8)
-    ax.set_yticks(
-        range(len(rows)), [row.nodeid.split("::", 1)[-1][:56] for row in rows], fontsize=MIN_TEXT_PT
+    ax.scatter(
+        row.time.pct,
+        index,
+        s=30,
+        marker="o",
+        color=colour,
+        zorder=3,
+        facecolors=colour if row.time.gating else "white",
+        edgecolors=colour,
+        linewidths=1.2,
     )
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    # The scale at the top as well: the first screen shows the worst rows and what they are measured in.
-    ax.tick_params(axis="x", labelsize=MIN_TEXT_PT + 1, top=True, labeltop=True)
-    ax.set_xlabel("change against the baseline median (%)", fontsize=MIN_TEXT_PT + 1)
+
+
+def _overview_legend(rows: Sequence[OverviewRow]) -> list[Line2D]:
+    """A marker per decision shown, then the hollow dot, the square and the band where drawn."""
     kinds = list(dict.fromkeys(row.kind for row in rows))
     handles = [
         Line2D(
@@ -103,7 +94,33 @@ def overview_chart(picture: Overview) -> str | None:
                 label="peak memory",
             )
         )
-    handles.append(Line2D([], [], color="#d9d9d9", linewidth=5, label="median time's pass band"))
+    handles.append(
+        Line2D([], [], color=PASS_BAND_GREY, linewidth=5, label="median time's pass band")
+    )
+    return handles
+
+
+def overview_chart(picture: Overview) -> str | None:
+    """Every test's change against its baseline (``report.overview``): the median time as a dot in
+    its pass band (the grey bar), the headline peak as a square, coloured by the decision; worst at
+    the top. A hollow dot is a time reported and not judged (timings not comparable, a report-only
+    metric)."""
+    rows = picture.rows
+    if not rows:
+        return None
+    fig, ax = new_chart(8.6, 1.1 + 0.19 * len(rows))
+    for index, row in enumerate(rows):
+        _draw_overview_row(ax, index, row)
+    ax.axvline(0.0, color="#666", linewidth=0.8)
+    ax.set_yticks(
+        range(len(rows)), [row.nodeid.split("::", 1)[-1][:56] for row in rows], fontsize=MIN_TEXT_PT
+    )
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    # The scale at the top as well: the first screen shows the worst rows and what they are
+    # measured in.
+    ax.tick_params(axis="x", labelsize=MIN_TEXT_PT + 1, top=True, labeltop=True)
+    ax.set_xlabel("change against the baseline median (%)", fontsize=MIN_TEXT_PT + 1)
+    handles = _overview_legend(rows)
     ax.legend(
         handles=handles,
         fontsize=MIN_TEXT_PT + 1,

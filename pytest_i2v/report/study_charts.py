@@ -11,7 +11,8 @@ from pytest_i2v.report.chart_style import MIN_TEXT_PT, new_chart, peak_gb, to_sv
 
 
 def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Plain runs at the preset resolutions with the study's clip (one per resolution, first wins)."""
+    """Plain runs at the preset resolutions with the study's clip (one per resolution, first
+    wins)."""
     seen: dict[str, Mapping[str, Any]] = {}
     for record in records:
         config = record["config"]
@@ -91,7 +92,8 @@ def memory_vs_resolution(
     elif profile_memory_gb:
         ax.set_ylim(bottom=0, top=max(peaks) * 1.3)
         ax.annotate(
-            f"profile memory {profile_memory_gb:g} GB (- {margin_gb:g} GB margin) is off this scale",
+            f"profile memory {profile_memory_gb:g} GB (- {margin_gb:g} GB margin) "
+            "is off this scale",
             (0.01, 0.95),
             xycoords="axes fraction",
             fontsize=MIN_TEXT_PT,
