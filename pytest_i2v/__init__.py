@@ -15,10 +15,12 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _PUBLIC = {
-    "GenerationRecord": "pytest_i2v.generation.results",  # one measured generation, as hooks and the results JSON see it
+    # one measured generation, as hooks and the results JSON see it
+    "GenerationRecord": "pytest_i2v.generation.results",
     "GenerationSpec": "pytest_i2v.generation.marks",  # what an i2v mark describes
     "Budget": "pytest_i2v.generation.marks",
-    "i2v": "pytest_i2v.generation.marks",  # the mark's signature, callable: i2v(resolution="512p", ...) -> GenerationSpec
+    # the mark's signature, callable: i2v(resolution="512p", ...) -> GenerationSpec
+    "i2v": "pytest_i2v.generation.marks",
     "vram_budget": "pytest_i2v.generation.marks",
     "time_budget": "pytest_i2v.generation.marks",
     "Study": "pytest_i2v.study",  # the study's scaled generations, as the suites use it
@@ -29,7 +31,8 @@ _PUBLIC = {
     "PipelineKey": "pytest_i2v.pipelines.loading",
     "LoadedPipeline": "pytest_i2v.pipelines.loading",
     "AppliedOption": "pytest_i2v.pipelines.applied_options",
-    "save_tiny_model": "pytest_i2v.pipelines.tiny_model",  # a tiny random model directory for CPU runs
+    # a tiny random model directory for CPU runs
+    "save_tiny_model": "pytest_i2v.pipelines.tiny_model",
 }
 __all__ = [
     "AppliedOption",

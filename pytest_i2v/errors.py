@@ -1,4 +1,5 @@
-"""Errors raised by the pure modules; the plugin turns ``I2VUsageError`` into ``pytest.UsageError``."""
+"""Errors raised by the pure modules; the plugin turns ``I2VUsageError`` into
+``pytest.UsageError``."""
 
 from __future__ import annotations
 

@@ -43,4 +43,5 @@ def pytest_i2v_environment(environment: dict[str, Any]) -> None:
 def pytest_i2v_device_runtime() -> Any:
     """Return the ``DeviceRuntime`` that opens devices (``pytest_i2v.measure.device``).
 
-    The plugin's default is the real machine through torch.cuda; the tests return a simulated one."""
+    The plugin's default is the real machine through torch.cuda; the tests return a simulated
+    one."""

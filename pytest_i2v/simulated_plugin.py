@@ -27,6 +27,8 @@ from pytest_i2v.measure.simulated import SimulatedRuntime
 from pytest_i2v.measure.simulated_gpu import SimulatedGpu
 from pytest_i2v.measure.virtual_time import VirtualCpuDevice, VirtualWork
 
+# The pipeline loaders (torch, diffusers) are imported inside the hook that loads a pipeline:
+# ``-p pytest_i2v.simulated_plugin`` must stay cheap for runs that never load one.
 ENV_GPUS = "PYTEST_I2V_SIMULATED_GPUS"
 ENV_MEMORY_FRACTION = "PYTEST_I2V_SIMULATED_MEMORY_FRACTION"
 ENV_VIRTUAL_TIME = "PYTEST_I2V_VIRTUAL_TIME"
@@ -35,7 +37,9 @@ ENV_VIRTUAL_TIME = "PYTEST_I2V_VIRTUAL_TIME"
 def runtime_from_env() -> SimulatedRuntime:
     raw = os.environ.get(ENV_GPUS, "")
     gpus = [SimulatedGpu.from_dict(g) for g in json.loads(raw)] if raw.strip() else [SimulatedGpu()]
-    return SimulatedRuntime(gpus=gpus, work=VirtualWork.from_env(os.environ.get(ENV_VIRTUAL_TIME, "")))
+    return SimulatedRuntime(
+        gpus=gpus, work=VirtualWork.from_env(os.environ.get(ENV_VIRTUAL_TIME, ""))
+    )
 
 
 RUNTIME = runtime_from_env()
@@ -63,7 +67,8 @@ def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool, wrap:
     from pytest_i2v.pipelines.base import adapter_for
     from pytest_i2v.pipelines.loading import load_pipeline
 
-    # The real placement calls run (offload hooks and all), on the CPU the simulated card computes on.
+    # The real placement calls run (offload hooks and all), on the CPU the simulated card computes
+    # on.
     loaded = load_pipeline(key, work_dir, allow_pickle=allow_pickle, wrap=wrap)
     device = RUNTIME.last_opened
     if device is None:

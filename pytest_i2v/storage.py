@@ -1,5 +1,5 @@
-"""What every file pytest-i2v writes or reads shares: atomic writes, schema checks and safe profile names
-(a profile name is also the name of its baseline file)."""
+"""What every file pytest-i2v writes or reads shares: atomic writes, schema checks and safe profile
+names (a profile name is also the name of its baseline file)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 
+# yaml is imported inside read_yaml: every pytest run imports this module, and most of its users
+# only write JSON.
 _PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -33,9 +35,9 @@ def _current_umask() -> int:
 
 
 def normal_write_mode(path: Path) -> int:
-    """The mode a plain ``open(path, "w")`` would leave: an existing file keeps its own, a new one gets
-    0o666 less the umask (0o644 under umask 022). mkstemp's temporary file is 0o600, which would
-    keep reports and baselines from other users and a web server."""
+    """The mode a plain ``open(path, "w")`` would leave: an existing file keeps its own, a new one
+    gets 0o666 less the umask (0o644 under umask 022). mkstemp's temporary file is 0o600, which
+    would keep reports and baselines from other users and a web server."""
     try:
         return stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
@@ -65,15 +67,17 @@ def check_schema(document: Any, schema: str, version: int, where: str, kind: str
         raise I2VUsageError(f"{where} is not a pytest-i2v {kind} file (schema {schema!r} missing)")
     found = document.get("schema_version")
     if not isinstance(found, int) or found > version:
-        raise I2VUsageError(f"{where} has {kind} schema_version {found!r}, newer than this plugin reads ({version}); "
-                            f"upgrade pytest-i2v")
+        raise I2VUsageError(
+            f"{where} has {kind} schema_version {found!r}, newer than this plugin reads "
+            f"({version}); upgrade pytest-i2v"
+        )
 
 
 def read_yaml(path: Path, kind: str, fix: str) -> Any:
     """The document of a YAML file of ours (a ``kind`` such as "baseline file"); a file that cannot
     be read or parsed is one usage error that points at the place, as editors and CI logs link it:
     ``path:line:column: <kind> is not valid YAML: <problem>; <fix>`` (lines and columns from 1)."""
-    import yaml  # here: most users of this module only write JSON
+    import yaml
 
     try:
         data = path.read_bytes()
@@ -83,9 +87,10 @@ def read_yaml(path: Path, kind: str, fix: str) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        where = _place(path, data[:exc.start].decode("utf-8", "replace"))
-        raise I2VUsageError(f"{where}: {kind} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                            f"{fix}") from None
+        where = _place(path, data[: exc.start].decode("utf-8", "replace"))
+        raise I2VUsageError(
+            f"{where}: {kind} is not UTF-8 text (byte 0x{data[exc.start]:02x}); {fix}"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -97,13 +102,15 @@ def read_yaml(path: Path, kind: str, fix: str) -> Any:
             problem += f" ({exc.context} at {start.line + 1}:{start.column + 1})"
         raise I2VUsageError(f"{where}: {kind} is not valid YAML: {problem}; {fix}") from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character)
-        where = _place(path, text[:exc.position])
+        where = _place(path, text[: exc.position])
         character = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        raise I2VUsageError(f"{where}: {kind} is not valid YAML: character {character!r}: "
-                            f"{exc.reason}; {fix}") from None
+        raise I2VUsageError(
+            f"{where}: {kind} is not valid YAML: character {character!r}: {exc.reason}; {fix}"
+        ) from None
     except yaml.YAMLError as exc:  # any other: still one line
-        raise I2VUsageError(f"{path}: {kind} is not valid YAML ({type(exc).__name__}); "
-                            f"{fix}") from None
+        raise I2VUsageError(
+            f"{path}: {kind} is not valid YAML ({type(exc).__name__}); {fix}"
+        ) from None
 
 
 def _place(path: Path, before: str) -> str:
@@ -115,7 +122,8 @@ def validate_profile_name(name: str) -> str:
     """Profile names become file names: refuse anything that could leave the directory."""
     if not _PROFILE_NAME_RE.match(name) or ".." in name:
         raise I2VUsageError(
-            f"profile name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.' (no '/' or '..')"
+            f"profile name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.' "
+            "(no '/' or '..')"
         )
     return name
 

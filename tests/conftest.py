@@ -95,7 +95,7 @@ def warm_imports(tiny_pipe) -> None:  # type: ignore[no-untyped-def]
 
     GenerationRunner(tiny_pipe, "cpu").measure(i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64), 0, 1)
     # matplotlib cannot be imported twice in one process either (the report's charts)
-    import pytest_i2v.report.charts
+    import pytest_i2v.report.chart_style
     import pytest_i2v.report.html  # noqa: F401
 
 

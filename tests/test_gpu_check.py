@@ -523,7 +523,7 @@ def test_a_fixed_size_pipelines_gpu_plan_is_its_one_size_and_skips_the_fresh_run
 
 def test_a_fixed_size_pipelines_dry_run_marks_the_fixed_size_and_a_profile_scales_it(tmp_path: Path) -> None:
     from pytest_i2v.generation.marks import Scaling, i2v
-    from pytest_i2v.profiles import _profile_from_yaml, load_profiles
+    from pytest_i2v.profiles.loading import _profile_from_yaml, load_profiles
 
     dry = make_plan(dry_run=True, pipeline=FIXED)
     assert dry.labels == ("720x480",) and dry.fixed_size and dry.frames == 9 and dry.steps == 3

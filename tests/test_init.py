@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pytest_i2v.cli import USAGE_ERROR, main
-from pytest_i2v.starter import FILES
+from pytest_i2v.starter.plan import FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 

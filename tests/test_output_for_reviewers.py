@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_i2v.report import charts
+from pytest_i2v.report import per_test_charts
 from pytest_i2v.report.markdown import NO_CHANGE, change_vs_baseline, render_markdown
 from pytest_i2v.session.runtime import ran_size
 from tests.report_fixtures import document, record
@@ -242,7 +242,7 @@ def test_the_per_step_trace_names_every_line_in_its_legend() -> None:
         record(f"suites/test_t.py::test_trace[{i}]", "256p", 256, 16, 5.0 + i, 2**30)
         for i in range(21)
     ]
-    svg = charts.step_traces(records)
+    svg = per_test_charts.step_traces(records)
     assert svg is not None
     labels = re.findall(r">(test_trace\[\d+\]) \(([0-9.]+) ms\)<", svg)
     assert sorted(name for name, _ in labels) == sorted(f"test_trace[{i}]" for i in range(21))
@@ -250,7 +250,7 @@ def test_the_per_step_trace_names_every_line_in_its_legend() -> None:
         (float(ms) for _, ms in labels), reverse=True
     )  # slowest first
     assert ">test (median step)<" in svg
-    styles = [charts.trace_style(i) for i in range(40)]
+    styles = [per_test_charts.trace_style(i) for i in range(40)]
     assert len(set(styles)) == 40  # no two of the drawn lines alike
 
 
@@ -259,7 +259,7 @@ def test_the_per_step_trace_says_when_it_draws_a_selection() -> None:
         record(f"suites/test_t.py::test_trace[{i}]", "256p", 256, 16, 5.0 + i, 2**30)
         for i in range(45)
     ]
-    svg = charts.step_traces(records)
+    svg = per_test_charts.step_traces(records)
     assert svg is not None and "Per-step time trace (40 of 45: changed and slowest first)" in svg
     assert len(re.findall(r">test_trace\[\d+\] \(", svg)) == 40
 

@@ -12,7 +12,7 @@ import pytest
 
 from pytest_i2v.cli import main
 from pytest_i2v.generation.marks import Scaling
-from pytest_i2v.report import charts
+from pytest_i2v.report import chart_style, per_test_charts
 from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
 from pytest_i2v.report.context import build_context, outcome_of
 from pytest_i2v.report.grouping import pipeline_of
@@ -126,13 +126,13 @@ def test_the_overview_puts_every_compared_test_in_one_picture_worst_first() -> N
     assert picture.rows[2].time.gating is False and picture.rows[2].time.band is None
     assert picture.not_drawn == (("out-of-memory", 1), ("recorded", 1))
     assert picture.caption == "5 tests against their baseline, worst first; not drawn (nothing to compare): 1 out-of-memory, 1 recorded"
-    svg = charts.overview_chart(picture)
+    svg = per_test_charts.overview_chart(picture)
     assert svg is not None
     labels = re.findall(r">(hungry|slow|other_machine|slower_but_fine|fine)<", svg)
     assert labels == ["hungry", "slow", "other_machine", "slower_but_fine", "fine"]  # worst at the top
-    assert charts.DECISION_COLOURS["regressed"] in svg and charts.PASSED_COLOUR in svg
+    assert chart_style.DECISION_COLOURS["regressed"] in svg and chart_style.PASSED_COLOUR in svg
     assert "time not judged" in svg and "peak memory" in svg
-    assert charts.overview_chart(overview([records[-1]], outcome_of)) is None  # nothing compared: no picture
+    assert per_test_charts.overview_chart(overview([records[-1]], outcome_of)) is None  # nothing compared: no picture
 
 
 def test_html_escapes_hostile_strings() -> None:

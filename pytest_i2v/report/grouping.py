@@ -15,7 +15,8 @@ RecordT = TypeVar("RecordT", bound=Mapping[str, Any])
 
 
 def pipeline_of(record: Mapping[str, Any]) -> str:
-    """The record's pipeline; records from before pipelines were recorded are I2VGen-XL's (the only one then)."""
+    """The record's pipeline; records from before pipelines were recorded are I2VGen-XL's (the only
+    one then)."""
     config = record.get("config") or {}
     return str(config.get("pipeline") or DEFAULT_PIPELINE)
 
@@ -23,11 +24,14 @@ def pipeline_of(record: Mapping[str, Any]) -> str:
 def pipeline_order(names: Iterable[str]) -> list[str]:
     """The registry's order first, then names it does not know, in the order they came."""
     seen = list(dict.fromkeys(names))
-    return [name for name in PIPELINES if name in seen] + [name for name in seen if name not in PIPELINES]
+    return [name for name in PIPELINES if name in seen] + [
+        name for name in seen if name not in PIPELINES
+    ]
 
 
 def group_by_pipeline(records: Iterable[RecordT]) -> dict[str, list[RecordT]]:
-    """The records of each pipeline, in run order within a pipeline; pipelines in ``pipeline_order``."""
+    """The records of each pipeline, in run order within a pipeline; pipelines in
+    ``pipeline_order``."""
     groups: dict[str, list[RecordT]] = {}
     for record in records:
         groups.setdefault(pipeline_of(record), []).append(record)

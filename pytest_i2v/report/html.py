@@ -9,15 +9,20 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.generation.memory_options import no_effect_options
-from pytest_i2v.report import charts
+from pytest_i2v.report import per_test_charts, study_charts
+from pytest_i2v.report.chart_style import width_px
 from pytest_i2v.report.context import build_context, clock_of, outcome_of
+from pytest_i2v.storage import write_text_atomic
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
 
 
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("pytest_i2v.report", "templates"),
-                      autoescape=select_autoescape(["html", "j2"], default=True), keep_trailing_newline=True)
+    env = Environment(
+        loader=PackageLoader("pytest_i2v.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default=True),
+        keep_trailing_newline=True,
+    )
     env.filters["value"] = lambda v, metric: format_value(metric, v)
     env.filters["metric_label"] = lambda m: METRIC_LABELS.get(m, m)
     env.filters["verdict"] = outcome_of
@@ -26,42 +31,57 @@ def _environment() -> Environment:
     return env
 
 
-WIDE_PX = 540  # a chart wider than a grid column at 1,280 px spans the grid: never scaled below its own size
+# A chart wider than a grid column at 1,280 px spans the grid: never scaled below its own size.
+WIDE_PX = 540
 
 
-def build_charts(context: Mapping[str, Any], records: list[Mapping[str, Any]] | None = None,
-                 memory_options: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The charts of ``records`` (all the context's by default): one pipeline's, when a report holds several."""
+def build_charts(
+    context: Mapping[str, Any],
+    records: list[Mapping[str, Any]] | None = None,
+    memory_options: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The charts of ``records`` (all the context's by default): one pipeline's, when a report
+    holds several."""
     records = context["records"] if records is None else records
     memory_options = context["memory_options"] if memory_options is None else memory_options
     profile = context["profile"]
     candidates = [
-        ("Time vs resolution", charts.time_vs_resolution(records, context["thresholds"])),
-        ("Peak memory vs resolution", charts.memory_vs_resolution(records, profile.get("memory_gb"), context["margin_gb"])),
-        ("Stage breakdown", charts.stage_breakdown(records)),
-        ("Per-step time trace", charts.step_traces(records)),
-        ("Baseline history", charts.baseline_history(records)),
-        ("Frames trade-off", charts.frames_tradeoff(records)),
-        ("Precision", charts.precision_chart(records)),
-        ("Memory options", charts.memory_options_chart(memory_options)),
+        ("Time vs resolution", study_charts.time_vs_resolution(records, context["thresholds"])),
+        (
+            "Peak memory vs resolution",
+            study_charts.memory_vs_resolution(
+                records, profile.get("memory_gb"), context["margin_gb"]
+            ),
+        ),
+        ("Stage breakdown", per_test_charts.stage_breakdown(records)),
+        ("Per-step time trace", per_test_charts.step_traces(records)),
+        ("Baseline history", per_test_charts.baseline_history(records)),
+        ("Frames trade-off", study_charts.frames_tradeoff(records)),
+        ("Precision", study_charts.precision_chart(records)),
+        ("Memory options", study_charts.memory_options_chart(memory_options)),
     ]
-    return [{"title": title, "svg": svg, "wide": charts.width_px(svg) > WIDE_PX} for title, svg in candidates if svg]
+    return [
+        {"title": title, "svg": svg, "wide": width_px(svg) > WIDE_PX}
+        for title, svg in candidates
+        if svg
+    ]
 
 
 def render_html(document: Mapping[str, Any]) -> str:
     context = build_context(document)
-    context["overview_svg"] = charts.overview_chart(context["overview"])
-    # Two models' times on one axis compare nothing: with several pipelines, each gets its own charts.
+    context["overview_svg"] = per_test_charts.overview_chart(context["overview"])
+    # Two models' times on one axis compare nothing: with several pipelines, each gets its own
+    # charts.
     if context["multi_pipeline"]:
         for group in context["pipeline_groups"]:
             group["charts"] = build_charts(context, group["records"], group["memory_options"])
-        context["charts"] = [chart for group in context["pipeline_groups"] for chart in group["charts"]]
+        context["charts"] = [
+            chart for group in context["pipeline_groups"] for chart in group["charts"]
+        ]
     else:
         context["charts"] = build_charts(context)
     return _environment().get_template("report.html.j2").render(**context)
 
 
 def write_html(path: Path, document: Mapping[str, Any]) -> None:
-    from pytest_i2v.storage import write_text_atomic
-
     write_text_atomic(path, render_html(document))

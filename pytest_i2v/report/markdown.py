@@ -26,6 +26,7 @@ def md(text: Any) -> str:
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain Markdown table: readable in a terminal, pastes into a pull request as is."""
+
     def escape(cell: str) -> str:
         return str(cell).replace("|", "\\|").replace("\n", " ")
 
@@ -35,8 +36,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 NO_CHANGE = "n/a"  # a results cell's change against a baseline there is none of
-CHANGE_NOTE = ("Δ: the change of the median against the baseline's; n/a: no baseline to compare "
-               "(new, another machine, not measured); not judged: reported, not gated.")
+CHANGE_NOTE = (
+    "Δ: the change of the median against the baseline's; n/a: no baseline to compare "
+    "(new, another machine, not measured); not judged: reported, not gated."
+)
 
 
 def change_vs_baseline(record: Mapping[str, Any], metric: str | None) -> str:
@@ -55,19 +58,23 @@ def change_vs_baseline(record: Mapping[str, Any], metric: str | None) -> str:
 def _result_row(record: Mapping[str, Any], show_clock: bool) -> str:
     """A results row; the changes are the plugin's own figures, written as they are."""
     peak = record_peak(record)
-    clock = f"{md(clock_of(record))} | " if show_clock else ""  # beside the time: a throttled GPU is slower
+    # The clock beside the time: a throttled GPU is slower.
+    clock = f"{md(clock_of(record))} | " if show_clock else ""
     peak_metric = peak.key or "host_rss_bytes"
-    return (f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
-            f"{change_vs_baseline(record, 'time_s')} | {clock}"
-            f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
-            f"{change_vs_baseline(record, 'step_s')} | "
-            f"{md(format_value(peak_metric, peak.bytes))} ({md(peak.label)}) | "
-            f"{change_vs_baseline(record, peak.key)} | "
-            f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |")
+    return (
+        f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
+        f"{change_vs_baseline(record, 'time_s')} | {clock}"
+        f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
+        f"{change_vs_baseline(record, 'step_s')} | "
+        f"{md(format_value(peak_metric, peak.bytes))} ({md(peak.label)}) | "
+        f"{change_vs_baseline(record, peak.key)} | "
+        f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |"
+    )
 
 
 def work_changes(records: Sequence[Mapping[str, Any]], rows: int = 8) -> list[str]:
-    """Per test whose work signature changed since the baseline: the estimate and the changed rows."""
+    """Per test whose work signature changed since the baseline: the estimate and the changed
+    rows."""
     lines: list[str] = []
     for record in records:
         work = record.get("work") or {}
@@ -76,74 +83,176 @@ def work_changes(records: Sequence[Mapping[str, Any]], rows: int = 8) -> list[st
         parsed = WorkDiff.from_dict(work)
         if not lines:
             lines += ["### What changed in the work", ""]
-        lines += [f"**{md(record['nodeid'])}**: {md(parsed.summary())}", "",
-                  "| stage | op (shapes, dtypes) | count | time | share of the step |", "|---|---|---|---|---|"]
-        lines += ["| " + " | ".join(md(cell) for cell in row.cells("→")) + " |" for row in parsed.rows[:rows]]
+        lines += [
+            f"**{md(record['nodeid'])}**: {md(parsed.summary())}",
+            "",
+            "| stage | op (shapes, dtypes) | count | time | share of the step |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            "| " + " | ".join(md(cell) for cell in row.cells("→")) + " |"
+            for row in parsed.rows[:rows]
+        ]
         if parsed.count > rows:
-            lines.append(f"| | … {parsed.count - rows} more (the results JSON keeps the largest) | | | |")
+            lines.append(
+                f"| | … {parsed.count - rows} more (the results JSON keeps the largest) | | | |"
+            )
         lines.append("")
     return lines
 
 
-def render_markdown(document: Mapping[str, Any]) -> str:
-    context = build_context(document)
-    counts = context["counts"]
+def _metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def _headline_lines(context: Mapping[str, Any]) -> list[str]:
     profile = context["profile"].get("name", "?")
-    env = context["environment"]
-    device = env.get("gpu_name") or "CPU"
-    # The headline was decided with the outcomes (outcome.headline): a report-only run never reads as a pass.
+    device = context["environment"].get("gpu_name") or "CPU"
+    # The headline was decided with the outcomes (outcome.headline): a report-only run never reads
+    # as a pass.
     headline = md(context["headline"] or "no gate decision")
     status = f"{_BANNER_MARK[context['banner']]} {headline}"
-    summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
-    lines = [f"## pytest-i2v: {status} ({md(profile)} on {md(device)})", "", f"**{summary or 'no results'}**", ""]
-    if context["regressions"]:
-        lines += ["### Regressions", "", "| test | metric | baseline | current | delta | bar |", "|---|---|---|---|---|---|"]
-        for item in context["regressions"]:
-            record = item["record"]
-            if not item["metrics"]:
-                reason = "; ".join(item["env_changes"]) or item["reason"] or item["kind"]
-                lines.append(f"| {md(record['nodeid'])} | {md(reason)} | - | - | - | - |")
-            for m in item["metrics"]:
-                delta = f"{m['delta_pct']:+.1f} %" if m.get("delta_pct") is not None else "-"
-                lines.append(f"| {md(record['nodeid'])} | {md(METRIC_LABELS.get(m['metric'], m['metric']))} | "
-                             f"{md(format_value(m['metric'], m['baseline']))} ({m['runs']} runs) | "
-                             f"{md(format_value(m['metric'], m['current']))} | {delta} | {md(m['threshold'])} |")
-        lines += ["", "Re-baseline an intended change:", ""]
-        lines += [f"    {item['command']}" for item in context["regressions"]]
-        lines.append("")
-    lines += work_changes(document.get("records") or [])
-    if context["unreliable"]:
-        lines += ["### Unreliable (slow only under throttling)", "", "| test | SM clock, conditions | slow metrics | why |",
-                  "|---|---|---|---|"]
-        for item in context["unreliable"]:
-            slow = ", ".join(f"{METRIC_LABELS.get(m['metric'], m['metric'])} {m['delta_pct']:+.1f} %"
-                             if m.get("delta_pct") is not None else METRIC_LABELS.get(m["metric"], m["metric"])
-                             for m in item["metrics"]) or "-"
-            lines.append(f"| {md(item['record']['nodeid'])} | {md(item['clock'])} | {md(slow)} | {md(item['reason'])} |")
-        lines.append("")
+    summary = ", ".join(f"{count} {name}" for name, count in context["counts"].items() if count)
+    return [
+        f"## pytest-i2v: {status} ({md(profile)} on {md(device)})",
+        "",
+        f"**{summary or 'no results'}**",
+        "",
+    ]
+
+
+def _regression_lines(regressions: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each regressed metric against its baseline, then the commands that re-baseline."""
+    if not regressions:
+        return []
+    lines = [
+        "### Regressions",
+        "",
+        "| test | metric | baseline | current | delta | bar |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in regressions:
+        nodeid = md(item["record"]["nodeid"])
+        if not item["metrics"]:
+            reason = "; ".join(item["env_changes"]) or item["reason"] or item["kind"]
+            lines.append(f"| {nodeid} | {md(reason)} | - | - | - | - |")
+        for m in item["metrics"]:
+            delta = f"{m['delta_pct']:+.1f} %" if m.get("delta_pct") is not None else "-"
+            baseline = md(format_value(m["metric"], m["baseline"]))
+            current = md(format_value(m["metric"], m["current"]))
+            lines.append(
+                f"| {nodeid} | {md(_metric_label(m['metric']))} | {baseline} ({m['runs']} runs) | "
+                f"{current} | {delta} | {md(m['threshold'])} |"
+            )
+    lines += ["", "Re-baseline an intended change:", ""]
+    lines += [f"    {item['command']}" for item in regressions]
+    lines.append("")
+    return lines
+
+
+def _unreliable_lines(unreliable: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not unreliable:
+        return []
+    lines = [
+        "### Unreliable (slow only under throttling)",
+        "",
+        "| test | SM clock, conditions | slow metrics | why |",
+        "|---|---|---|---|",
+    ]
+    for item in unreliable:
+        slow = (
+            ", ".join(
+                f"{_metric_label(m['metric'])} {m['delta_pct']:+.1f} %"
+                if m.get("delta_pct") is not None
+                else _metric_label(m["metric"])
+                for m in item["metrics"]
+            )
+            or "-"
+        )
+        lines.append(
+            f"| {md(item['record']['nodeid'])} | {md(item['clock'])} | {md(slow)} "
+            f"| {md(item['reason'])} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _results_lines(context: Mapping[str, Any]) -> list[str]:
     groups = context["pipeline_groups"]
     # One pipeline: today's single table, the pipeline named in its heading. Several: a table each.
-    results_heading = f"### Results ({md(groups[0]['name'])})" if len(groups) == 1 else "### Results"
-    lines += [results_heading]
-    tables = [(g["name"], g["records"]) for g in groups if g["records"]] if context["multi_pipeline"] else [(None, context["records"])]
+    heading = f"### Results ({md(groups[0]['name'])})" if len(groups) == 1 else "### Results"
+    lines = [heading]
+    tables = (
+        [(g["name"], g["records"]) for g in groups if g["records"]]
+        if context["multi_pipeline"]
+        else [(None, context["records"])]
+    )
+    clock = ["SM clock"] if context["show_clock"] else []
+    header = [
+        "test",
+        "time",
+        "Δ time",
+        *clock,
+        "step",
+        "Δ step",
+        "peak memory",
+        "Δ peak",
+        "latency",
+        "outcome",
+    ]
     for name, records in tables:
         if name is not None:
             lines += ["", f"#### {md(name)}"]
-        clock = ["SM clock"] if context["show_clock"] else []
-        header = ["test", "time", "Δ time", *clock, "step", "Δ step", "peak memory", "Δ peak",
-                  "latency", "outcome"]
         lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += [_result_row(record, context["show_clock"]) for record in records]
-    lines += ["", CHANGE_NOTE]
+    return [*lines, "", CHANGE_NOTE]
+
+
+def _recommendation_lines(context: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
     for name, recommendation in context["recommendations"].items():
-        heading = f"### Recommendation matrix ({md(name)})" if context["multi_pipeline"] else "### Recommendation matrix"
-        lines += ["", heading, "",
-                  f"Fitted on these measurements: peak max error {recommendation['fits']['peak_gb']['max_error_pct']:.1f} %, "
-                  f"step max error {recommendation['fits']['step_s']['max_error_pct']:.1f} %.", "",
-                  "| GPU memory | resolution | frames | expected time | cell |", "|---|---|---|---|---|"]
+        heading = (
+            f"### Recommendation matrix ({md(name)})"
+            if context["multi_pipeline"]
+            else "### Recommendation matrix"
+        )
+        fits = recommendation["fits"]
+        lines += [
+            "",
+            heading,
+            "",
+            f"Fitted on these measurements: peak max error "
+            f"{fits['peak_gb']['max_error_pct']:.1f} %, "
+            f"step max error {fits['step_s']['max_error_pct']:.1f} %.",
+            "",
+            "| GPU memory | resolution | frames | expected time | cell |",
+            "|---|---|---|---|---|",
+        ]
         for cell in recommendation["cells"]:
-            lines.append(f"| {cell['memory_gb']:g} GB | {md(cell['resolution'] or 'nothing fits')} | {cell['frames'] or '-'} | "
-                         f"{md(format_value('time_s', cell['time_s']))} | {'measured' if cell['measured'] else 'extrapolated'} |")
-    lines += ["", f"<sub>pytest-i2v {md(env.get('plugin'))} · torch {md(env.get('torch'))} · diffusers "
-                  f"{md(env.get('diffusers'))} · {md(', '.join(context['provenance']))}</sub>", ""]
+            resolution = md(cell["resolution"] or "nothing fits")
+            kind = "measured" if cell["measured"] else "extrapolated"
+            lines.append(
+                f"| {cell['memory_gb']:g} GB | {resolution} | {cell['frames'] or '-'} | "
+                f"{md(format_value('time_s', cell['time_s']))} | {kind} |"
+            )
+    return lines
+
+
+def render_markdown(document: Mapping[str, Any]) -> str:
+    """The whole summary: headline, regressions, work changes, unreliable tests, results tables,
+    recommendation matrices and the versions it was measured with."""
+    context = build_context(document)
+    env = context["environment"]
+    lines = [
+        *_headline_lines(context),
+        *_regression_lines(context["regressions"]),
+        *work_changes(document.get("records") or []),
+        *_unreliable_lines(context["unreliable"]),
+        *_results_lines(context),
+        *_recommendation_lines(context),
+        "",
+        f"<sub>pytest-i2v {md(env.get('plugin'))} · torch {md(env.get('torch'))} · diffusers "
+        f"{md(env.get('diffusers'))} · {md(', '.join(context['provenance']))}</sub>",
+        "",
+    ]
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """The report's first picture: every test's change against its baseline, worst first.
 
 One row per test the gate compared: the median time's change and its pass band, and the headline
-peak's change (``pytest_i2v.verdict.peak``), each in per cent of the baseline median, with the decision
-(``outcome.decide``) that colours it. Tests with nothing to compare (recorded as new, out of memory)
-are counted beside the chart, not drawn."""
+peak's change (``pytest_i2v.verdict.peak``), each in per cent of the baseline median, with the
+decision (``outcome.decide``) that colours it. Tests with nothing to compare (recorded as new, out
+of memory) are counted beside the chart, not drawn."""
 
 from __future__ import annotations
 
@@ -51,15 +51,22 @@ class OverviewRow:
 
 @dataclass(frozen=True)
 class Overview:
-    rows: tuple[OverviewRow, ...]  # worst first: by the decision's severity, then by the larger change
-    not_drawn: tuple[tuple[str, int], ...]  # (decision kind, tests) with nothing to compare, severest first
+    rows: tuple[OverviewRow, ...]  # worst first: by the decision's severity, then the larger change
+    # (decision kind, tests) with nothing to compare, severest first
+    not_drawn: tuple[tuple[str, int], ...]
 
     @property
     def caption(self) -> str:
-        drawn = f"{len(self.rows)} test{'s' if len(self.rows) != 1 else ''} against {'their' if len(self.rows) != 1 else 'its'} baseline, worst first"
+        several = len(self.rows) != 1
+        drawn = (
+            f"{len(self.rows)} test{'s' if several else ''} against "
+            f"{'their' if several else 'its'} baseline, worst first"
+        )
         if not self.not_drawn:
             return drawn
-        return f"{drawn}; not drawn (nothing to compare): " + ", ".join(f"{count} {kind}" for kind, count in self.not_drawn)
+        return f"{drawn}; not drawn (nothing to compare): " + ", ".join(
+            f"{count} {kind}" for kind, count in self.not_drawn
+        )
 
 
 RANK: dict[str, int] = {kind: index for index, kind in enumerate(SEVERITY)}
@@ -69,7 +76,9 @@ def _severity(kind: str) -> int:
     return RANK.get(kind, len(RANK))
 
 
-def overview(records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[str, Any]], str]) -> Overview:
+def overview(
+    records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[str, Any]], str]
+) -> Overview:
     """``kind_of(record)``: the record's decision kind (``report.context.outcome_of``)."""
     rows: list[OverviewRow] = []
     not_drawn: Counter[str] = Counter()
@@ -81,6 +90,15 @@ def overview(records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[st
             not_drawn[kind] += 1
             continue
         peak_key = record_peak(record).key
-        rows.append(OverviewRow(str(record["nodeid"]), kind, time, Change.of(metrics.get(peak_key)) if peak_key else None))
+        rows.append(
+            OverviewRow(
+                str(record["nodeid"]),
+                kind,
+                time,
+                Change.of(metrics.get(peak_key)) if peak_key else None,
+            )
+        )
     rows.sort(key=lambda r: (_severity(r.kind), -r.worst_pct))
-    return Overview(tuple(rows), tuple(sorted(not_drawn.items(), key=lambda item: _severity(item[0]))))
+    return Overview(
+        tuple(rows), tuple(sorted(not_drawn.items(), key=lambda item: _severity(item[0])))
+    )

@@ -1,21 +1,15 @@
-"""``python -m pytest_i2v init``: a starter for a user's own repository, as pure logic.
-
-It writes ``conftest.py``, ``pytest.ini``, ``tests/test_i2v.py`` (one measured generation) and
-``.github/workflows/i2v.yml`` (a caller of the reusable ``i2v-gate.yml``) from the templates in
-``starter_templates/``. Every input is checked against the registry (pipelines, GPU profiles) and
-the i2v mark's own validation before anything is written, and nothing that exists is overwritten:
-all four files are written, or none. No torch and no pytest here."""
+"""``init``'s flags: each parsed and checked against the registry (pipelines, GPU profiles) and
+the i2v mark's own validation, so that a bad one is one usage error naming the flag."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_i2v import __version__
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import i2v, time_budget, vram_budget
 from pytest_i2v.pipelines import (
@@ -27,25 +21,8 @@ from pytest_i2v.pipelines import (
 )
 from pytest_i2v.profiles import load_profiles
 
-TEMPLATES = Path(__file__).parent / "starter_templates"
-# relative path written -> its template
-FILES = {
-    "conftest.py": "conftest.py.tmpl",
-    "pytest.ini": "pytest.ini.tmpl",
-    "tests/test_i2v.py": "test_i2v.py.tmpl",
-    ".github/workflows/i2v.yml": "i2v.yml.tmpl",
-}
-GATE_WORKFLOW = ".github/workflows/i2v-gate.yml"
 DEFAULT_OWNER = "OWNER"  # a placeholder the printed next steps ask to replace
-CPU_TORCH = "https://download.pytorch.org/whl/cpu"
-CUDA_TORCH = "https://download.pytorch.org/whl/cu128"
 GPU_RUNNER = ["self-hosted", "linux", "gpu-{0}"]
-# Config files whose pytest section a new pytest.ini would shadow (pytest reads the first it finds).
-_OTHER_CONFIGS = {
-    "pyproject.toml": "[tool.pytest.ini_options]",
-    "tox.ini": "[pytest]",
-    "setup.cfg": "[tool:pytest]",
-}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _CLASS = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _REF = re.compile(r"^([A-Za-z0-9][\w.-]*)/([A-Za-z0-9][\w.-]*)@([\w./-]+)$")
@@ -76,14 +53,6 @@ class InitOptions:
     workflow_ref: str | None = None
     torch_index_url: str | None = None
     runner_labels: str | None = None
-
-
-@dataclass(frozen=True)
-class Starter:
-    directory: Path
-    files: dict[str, str]  # relative path -> text
-    notes: tuple[str, ...]  # what to do next, one line each
-    profiles: tuple[str, ...]
 
 
 def _integer(flag: str, text: str | None) -> int | None:
@@ -181,8 +150,6 @@ def _profiles(text: str) -> tuple[str, ...]:
 
 def _workflow(ref: str | None) -> tuple[str, str, str]:
     """(owner, repository, ref) of the pytest-i2v repository whose reusable workflow is called."""
-    from pytest_i2v import __version__
-
     text = ref or f"{DEFAULT_OWNER}/pytest-i2v@v{__version__}"
     found = _REF.match(text)
     if not found:
@@ -221,17 +188,27 @@ def _mark_error(exc: I2VUsageError, info: PipelineInfo) -> I2VUsageError:
     )
 
 
-def _render(template: str, values: dict[str, str]) -> str:
-    text = (TEMPLATES / template).read_text(encoding="utf-8")
-    for key, value in values.items():
-        text = text.replace(f"@@{key}@@", value)
-    if "@@" in text:
-        raise AssertionError(f"{template}: a placeholder left unfilled")
-    return text
+@dataclass(frozen=True)
+class CheckedFlags:
+    """``init``'s flags, each parsed and checked against the registry and the i2v mark."""
+
+    info: PipelineInfo
+    width: int
+    height: int
+    frames: int
+    steps: int
+    memory: tuple[str, ...]
+    model: str | None
+    vram_budget: float | None
+    time_budget: float | None
+    profiles: tuple[str, ...]
+    owner: str
+    repository: str
+    ref: str
+    labels: str
 
 
-def plan_starter(options: InitOptions) -> Starter:
-    """Every file of the starter, after every check; writes nothing."""
+def check_flags(options: InitOptions) -> CheckedFlags:
     info = _pipeline(options.pipeline)
     width, height = _size(options.size, info)
     frames = _integer("--frames", options.frames) or info.native.frames
@@ -259,121 +236,19 @@ def plan_starter(options: InitOptions) -> Starter:
     profiles = _profiles(options.profiles)
     owner, repository, ref = _workflow(options.workflow_ref)
     labels = _labels(options.runner_labels, profiles)
-    directory = options.directory
-    for name, section in _OTHER_CONFIGS.items():
-        config = directory / name
-        if config.is_file() and section in config.read_text(encoding="utf-8", errors="replace"):
-            raise I2VUsageError(
-                f"{config} has a {section} section, which a new pytest.ini would shadow; move its "
-                f"settings into pytest.ini, or run init with --dir in an empty directory"
-            )
-
-    budgets = "".join(
-        f"@pytest.mark.{mark}({value:g})\n"
-        for mark, value in (("vram_budget", vram), ("time_budget", seconds))
-        if value is not None
+    return CheckedFlags(
+        info=info,
+        width=width,
+        height=height,
+        frames=frames,
+        steps=steps,
+        memory=memory,
+        model=model,
+        vram_budget=vram,
+        time_budget=seconds,
+        profiles=profiles,
+        owner=owner,
+        repository=repository,
+        ref=ref,
+        labels=labels,
     )
-    model_line = (
-        f"i2v_model = {model}"
-        if model
-        else f"# i2v_model = {info.hub_id}  (unset: each profile's: cpu's tiny, "
-        f"the published checkpoint on GPUs)"
-    )
-    classes = (
-        f"i2v_pipeline_class = {info.name}={options.pipeline_class}\n"
-        if options.pipeline_class
-        else ""
-    )
-    installable = any(
-        (directory / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")
-    )
-    plugin = f"git+https://github.com/{owner}/{repository}@{ref}"
-    cpu_only = all(load_profiles()[p].device == "cpu" for p in profiles)
-    values = {
-        "PIPELINE": info.name,
-        "WIDTH": str(width),
-        "HEIGHT": str(height),
-        "FRAMES": str(frames),
-        "STEPS": str(steps),
-        "MEMORY": repr(memory),
-        "BUDGET_MARKS": budgets,
-        "MODEL_LINE": model_line,
-        "CLASS_LINES": classes,
-        "WORKFLOW": f"{owner}/{repository}/{GATE_WORKFLOW}@{ref}",
-        "INSTALL": f". {plugin}" if installable else plugin,
-        "PROFILES": json.dumps(list(profiles)),
-        "TORCH_INDEX_URL": options.torch_index_url or (CPU_TORCH if cpu_only else CUDA_TORCH),
-        "RUNNER_LABELS": labels,
-        "MODEL_INPUT": f"      model: {json.dumps(model)}\n" if model else "",
-    }
-    files = {path: _render(template, values) for path, template in FILES.items()}
-    notes = [f"cd {directory}"] if directory != Path(".") else []
-    notes.append(f"python -m pytest tests/test_i2v.py --gpu-profile {profiles[0]}   # measure it")
-    notes.append(
-        f"python -m pytest tests/test_i2v.py --gpu-profile {profiles[0]} --i2v-update-baselines   "
-        f"# on the runner: record baselines/, then commit them"
-    )
-    if owner == DEFAULT_OWNER:
-        notes.append(
-            f"edit .github/workflows/i2v.yml: replace {DEFAULT_OWNER} with the owner of the "
-            f"pytest-i2v repository (or rerun init with --workflow-ref OWNER/REPO@REF)"
-        )
-    if not cpu_only:
-        notes.append(
-            "GPU runners: self-hosted, labelled as runner_labels says, a CUDA torch build "
-            "(torch_index_url): docs/ci-for-your-repository.md"
-        )
-    notes.append(
-        "git add conftest.py pytest.ini tests/test_i2v.py .github/workflows/i2v.yml && git commit; "
-        "the pull request runs the gate"
-    )
-    return Starter(directory, files, tuple(notes), profiles)
-
-
-def write_starter(starter: Starter) -> list[Path]:
-    """Write every file or none: a file that exists (or appears meanwhile) is never overwritten."""
-    targets = [starter.directory / path for path in starter.files]
-    existing = [str(t) for t in targets if t.exists() or t.is_symlink()]
-    if existing:
-        raise I2VUsageError(
-            f"refusing to overwrite {', '.join(existing)}; move them away (nothing was written), "
-            f"or run init with --dir elsewhere"
-        )
-    written: list[Path] = []
-    try:
-        for target, text in zip(targets, starter.files.values(), strict=True):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _create_atomic(target, text)
-            written.append(target)
-    except OSError as exc:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise I2VUsageError(
-            f"could not write {exc.filename or 'the starter'}: {exc.strerror or exc}; "
-            f"nothing was written"
-        ) from None
-    return written
-
-
-def _create_atomic(target: Path, text: str) -> None:
-    """A complete file at ``target`` or none: written aside, then linked in (which fails where the
-    name exists, as a rename would not)."""
-    descriptor, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.link(temporary, target)
-    finally:
-        os.unlink(temporary)
-
-
-def init_report(starter: Starter, written: list[Path]) -> str:
-    lines = [f"wrote {len(written)} files in {starter.directory}:"]
-    lines += [f"  {path}" for path in starter.files]
-    lines += ["next:"] + [f"  {note}" for note in starter.notes]
-    return "\n".join(lines)

@@ -1,0 +1,192 @@
+"""The study's sweep charts as inline SVG: time and peak memory across resolutions and frame
+counts, precision at 512p, and what each memory option saves and costs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pytest_i2v.generation.marks import RESOLUTION_PRESETS
+from pytest_i2v.report.chart_style import MIN_TEXT_PT, new_chart, peak_gb, to_svg
+
+
+def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Plain runs at the preset resolutions with the study's clip (one per resolution, first
+    wins)."""
+    seen: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        config = record["config"]
+        if (
+            record.get("outcome") == "ok"
+            and config.get("resolution") in RESOLUTION_PRESETS
+            and not config.get("memory")
+            and config.get("frames") == 16
+            and (config.get("study") or config).get("steps", config["steps"]) == 50
+        ):
+            seen.setdefault(config["resolution"], record)
+    return [seen[r] for r in RESOLUTION_PRESETS if r in seen]
+
+
+def time_vs_resolution(
+    records: Sequence[Mapping[str, Any]], thresholds: Sequence[float]
+) -> str | None:
+    sweep = sweep_records(records)
+    if len(sweep) < 2:
+        return None
+    fig, ax = new_chart(5.2, 3.0)
+    labels = [r["config"]["resolution"] for r in sweep]
+    times = [r["time_s"] for r in sweep]
+    ax.plot(labels, times, marker="o", color="#fc8d62", label="median time")
+    if (
+        max(times) >= thresholds[0] / 3
+    ):  # the patience lines only where they are on the data's scale
+        for value, name in zip(thresholds, ("good", "acceptable"), strict=False):
+            ax.axhline(value, color="#999", linestyle=":", linewidth=1)
+            ax.annotate(
+                f"{name} < {value:g} s",
+                (0, value),
+                textcoords="offset points",
+                xytext=(2, 2),
+                fontsize=MIN_TEXT_PT,
+                color="#666",
+            )
+    else:
+        ax.set_ylim(bottom=0)
+        ax.annotate(
+            f"latency classes at {thresholds[0]:g} s / {thresholds[1]:g} s are off this scale",
+            (0.01, 0.95),
+            xycoords="axes fraction",
+            fontsize=MIN_TEXT_PT,
+            color="#666",
+        )
+    ax.set_xlabel("resolution (16 frames, study steps)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Generation time vs resolution")
+    return to_svg(fig, "Generation time vs resolution")
+
+
+def memory_vs_resolution(
+    records: Sequence[Mapping[str, Any]], profile_memory_gb: float | None, margin_gb: float
+) -> str | None:
+    sweep = [r for r in sweep_records(records) if peak_gb(r)[0] is not None]
+    if len(sweep) < 2:
+        return None
+    fig, ax = new_chart(5.2, 3.0)
+    labels = [r["config"]["resolution"] for r in sweep]
+    peaks = [peak_gb(r)[0] or 0.0 for r in sweep]
+    ax.plot(labels, peaks, marker="s", color="#8da0cb", label=f"peak ({peak_gb(sweep[0])[1]})")
+    if profile_memory_gb and max(peaks) >= (profile_memory_gb - margin_gb) / 4:
+        ax.axhline(
+            profile_memory_gb,
+            color="#d62728",
+            linewidth=1,
+            label=f"profile memory {profile_memory_gb:g} GB",
+        )
+        ax.axhline(
+            profile_memory_gb - margin_gb,
+            color="#d62728",
+            linestyle="--",
+            linewidth=1,
+            label=f"minus {margin_gb:g} GB safety margin",
+        )
+    elif profile_memory_gb:
+        ax.set_ylim(bottom=0, top=max(peaks) * 1.3)
+        ax.annotate(
+            f"profile memory {profile_memory_gb:g} GB (- {margin_gb:g} GB margin) "
+            "is off this scale",
+            (0.01, 0.95),
+            xycoords="axes fraction",
+            fontsize=MIN_TEXT_PT,
+            color="#d62728",
+        )
+    ax.set_xlabel("resolution (16 frames)")
+    ax.set_ylabel("GB")
+    ax.set_title("Peak memory vs resolution")
+    ax.legend(fontsize=MIN_TEXT_PT, loc="best")
+    return to_svg(fig, "Peak memory vs resolution")
+
+
+def frames_tradeoff(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """Time and peak memory against the number of frames at one resolution (the frames sweep)."""
+    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    for record in records:
+        config = record["config"]
+        if record.get("outcome") == "ok" and not config.get("memory"):
+            groups.setdefault((config["width"], config["steps"]), []).append(record)
+    best = max(groups.values(), key=lambda g: len({r["config"]["frames"] for r in g}), default=[])
+    by_frames = {r["config"]["frames"]: r for r in best}
+    if len(by_frames) < 3:
+        return None
+    frames = sorted(by_frames)
+    fig, ax = new_chart(5.2, 3.0)
+    ax.plot(
+        frames,
+        [by_frames[f]["time_s"] for f in frames],
+        marker="o",
+        color="#fc8d62",
+        label="median time (s)",
+    )
+    ax.set_xlabel("frames")
+    ax.set_ylabel("seconds")
+    peaks = [peak_gb(by_frames[f])[0] or 0.0 for f in frames]
+    if all(peak_gb(by_frames[f])[0] is not None for f in frames):
+        twin = ax.twinx()
+        twin.plot(frames, peaks, marker="s", color="#8da0cb", label="peak (GB)")
+        twin.set_ylabel("GB")
+    label = (
+        by_frames[frames[0]]["config"].get("resolution")
+        or f"{by_frames[frames[0]]['config']['width']}px"
+    )
+    ax.set_title(f"Frames trade-off at {label}")
+    return to_svg(fig, "Frames trade-off")
+
+
+def precision_chart(records: Sequence[Mapping[str, Any]]) -> str | None:
+    by_dtype: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        config = record["config"]
+        if (
+            record.get("outcome") == "ok"
+            and config.get("resolution") == "512p"
+            and not config.get("memory")
+        ):
+            by_dtype.setdefault(config["dtype"], record)
+    if len(by_dtype) < 2:
+        return None
+    dtypes = [d for d in ("fp32", "bf16", "fp16") if d in by_dtype]
+    fig, ax = new_chart(4.5, 2.6)
+    ax.bar(
+        dtypes,
+        [by_dtype[d]["time_s"] for d in dtypes],
+        color=["#8da0cb", "#66c2a5", "#fc8d62"][: len(dtypes)],
+    )
+    ax.set_ylabel("median seconds")
+    ax.set_title("Precision at 512p")
+    return to_svg(fig, "Precision at 512p")
+
+
+def memory_options_chart(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Memory saved vs time added, each option against the plain run."""
+    points = [
+        r
+        for r in rows
+        if r.get("memory_saved_pct") is not None and r.get("time_added_pct") is not None
+    ]
+    if not points:
+        return None
+    fig, ax = new_chart(5.2, 3.2)
+    for row in points:
+        ax.scatter(row["time_added_pct"], row["memory_saved_pct"], color="#1f77b4")
+        ax.annotate(
+            row["option"],
+            (row["time_added_pct"], row["memory_saved_pct"]),
+            textcoords="offset points",
+            xytext=(4, 3),
+            fontsize=MIN_TEXT_PT,
+        )
+    ax.axhline(0, color="#999", linewidth=0.8)
+    ax.axvline(0, color="#999", linewidth=0.8)
+    ax.set_xlabel("time added vs plain run (%)")
+    ax.set_ylabel("memory saved vs plain run (%)")
+    ax.set_title("Memory options: memory saved vs time added")
+    return to_svg(fig, "Memory options")
