@@ -25,16 +25,29 @@ from pytest_i2v.generation.marks import (
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, marker_help_line
 from pytest_i2v.session.options import OPTIONS
 from pytest_i2v.session.settings import resolve_settings
-from pytest_i2v.session.stash import BUDGET_KEY, RECORD_KEY, RUN_KEY, SETTINGS_KEY, SPEC_KEY, uses_i2v
+from pytest_i2v.session.stash import (
+    BUDGET_KEY,
+    RECORD_KEY,
+    RUN_KEY,
+    SETTINGS_KEY,
+    SPEC_KEY,
+    uses_i2v,
+)
 
 if TYPE_CHECKING:
     from pytest_i2v.generation.results import GenerationRecord
     from pytest_i2v.session.runtime import I2VRun
 
 MARKER_HELP = (
-    marker_help(i2v, "describe a generation measured by the i2v_run fixture; unset sizes, frames, steps, guidance and "
-                     "fps are the pipeline's native ones; " + marker_help_line() + "."),
-    marker_help(vram_budget, "fail when the peak memory exceeds gb GB; skip when it cannot fit the profile minus the safety margin."),
+    marker_help(
+        i2v,
+        "describe a generation measured by the i2v_run fixture; unset sizes, frames, steps, guidance and "
+        "fps are the pipeline's native ones; " + marker_help_line() + ".",
+    ),
+    marker_help(
+        vram_budget,
+        "fail when the peak memory exceeds gb GB; skip when it cannot fit the profile minus the safety margin.",
+    ),
     marker_help(time_budget, "fail when the median generation time exceeds seconds."),
 )
 
@@ -53,11 +66,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(spec.flag, action="store_true", default=None, dest=spec.dest, help=text)
             parser.addini(spec.ini, spec.help, type="bool", default=False)
         elif spec.const is not None:
-            group.addoption(spec.flag, action="store", nargs="?", const=spec.const, default=None, dest=spec.dest,
-                            metavar=spec.metavar, help=text)
+            group.addoption(
+                spec.flag,
+                action="store",
+                nargs="?",
+                const=spec.const,
+                default=None,
+                dest=spec.dest,
+                metavar=spec.metavar,
+                help=text,
+            )
             parser.addini(spec.ini, spec.help, default=None)
         else:
-            group.addoption(spec.flag, action="store", default=None, dest=spec.dest, metavar=spec.metavar, help=text)
+            group.addoption(
+                spec.flag,
+                action="store",
+                default=None,
+                dest=spec.dest,
+                metavar=spec.metavar,
+                help=text,
+            )
             parser.addini(spec.ini, spec.help, default=None)
 
 
@@ -70,8 +98,10 @@ def pytest_configure(config: pytest.Config) -> None:
     inipath = config.inipath
     try:
         settings = resolve_settings(
-            lambda dest: config.getoption(dest), lambda key: config.getini(key),
-            invocation_dir=config.invocation_params.dir, ini_dir=inipath.parent if inipath else config.rootpath,
+            lambda dest: config.getoption(dest),
+            lambda key: config.getini(key),
+            invocation_dir=config.invocation_params.dir,
+            ini_dir=inipath.parent if inipath else config.rootpath,
         )
         if settings.gpu_profile != "auto":
             from pytest_i2v.profiles import check_profile_name
@@ -105,11 +135,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Wake up if any test uses i2v, then validate every i2v mark against its pipeline: the bad ones
     of the whole session are one usage error, a line per problem naming the test, the value, the
     rule and the fix."""
-    if any(uses_i2v(item) for item in items) and SETTINGS_KEY in config.stash and RUN_KEY not in config.stash:
+    if (
+        any(uses_i2v(item) for item in items)
+        and SETTINGS_KEY in config.stash
+        and RUN_KEY not in config.stash
+    ):
         activate(config)
         from pytest_i2v.session.benchmark_bridge import bridge_active, request_benchmark
 
-        if bridge_active(config, adaptive_repeats=config.stash[SETTINGS_KEY].target_ci_pct is not None):
+        if bridge_active(
+            config, adaptive_repeats=config.stash[SETTINGS_KEY].target_ci_pct is not None
+        ):
             request_benchmark(items, config, config.stash[SETTINGS_KEY].benchmark_tables)
     run = config.stash.get(RUN_KEY, None)
     default_pipeline = run.plan.pipeline if run is not None else DEFAULT_PIPELINE
@@ -175,7 +211,9 @@ def i2v_profile(request: pytest.FixtureRequest) -> Any:
 def i2v_spec(request: pytest.FixtureRequest) -> GenerationSpec:
     """This test's generation as it will run (its i2v mark, scaled by the profile)."""
     run = _run(request)
-    return (request.node.stash.get(SPEC_KEY, None) or i2v(pipeline=run.plan.pipeline)).scaled(run.plan.profile.scaling)
+    return (request.node.stash.get(SPEC_KEY, None) or i2v(pipeline=run.plan.pipeline)).scaled(
+        run.plan.profile.scaling
+    )
 
 
 @pytest.fixture
@@ -185,13 +223,19 @@ def i2v_input_image(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def _i2v_loaded(request: pytest.FixtureRequest, i2v_spec: GenerationSpec) -> Generator[Any, None, None]:
+def _i2v_loaded(
+    request: pytest.FixtureRequest, i2v_spec: GenerationSpec
+) -> Generator[Any, None, None]:
     run = _run(request)
     needs_cuda = sorted(set(i2v_spec.memory) & CUDA_ONLY_MEMORY_OPTIONS)
     if needs_cuda and not run.device.is_cuda:
-        pytest.skip(f"memory option {', '.join(needs_cuda)} needs a CUDA device (this run is on {run.plan.device})")
+        pytest.skip(
+            f"memory option {', '.join(needs_cuda)} needs a CUDA device (this run is on {run.plan.device})"
+        )
     if i2v_spec.dtype == "fp16" and run.plan.device == "cpu":
-        pytest.skip("fp16 on the CPU: many fp16 kernels are missing or very slow there, so its time would say nothing")
+        pytest.skip(
+            "fp16 on the CPU: many fp16 kernels are missing or very slow there, so its time would say nothing"
+        )
     unsupported = run.pipelines.unsupported(i2v_spec)
     if unsupported:
         pytest.skip(unsupported)
@@ -222,8 +266,9 @@ def i2v_pipeline(_i2v_loaded: Any) -> Any:
 
 
 @pytest.fixture
-def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: GenerationSpec,
-            i2v_input_image: Any) -> Callable[..., GenerationRecord]:
+def i2v_run(
+    request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: GenerationSpec, i2v_input_image: Any
+) -> Callable[..., GenerationRecord]:
     """Call it to warm up, then measure the repeats; returns the GenerationRecord. With pytest-benchmark
     active, the measured generations are its ``benchmark`` fixture's rounds (``benchmark_bridge``)."""
     from pytest_i2v.session.benchmark_bridge import FIXTURE, BenchmarkRounds
@@ -233,28 +278,48 @@ def i2v_run(request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: Generati
 
     run = _run(request)
     node = request.node
-    bench = BenchmarkRounds(request.getfixturevalue(FIXTURE)) if FIXTURE in node.fixturenames else None
+    bench = (
+        BenchmarkRounds(request.getfixturevalue(FIXTURE)) if FIXTURE in node.fixturenames else None
+    )
 
-    def measure_run(repeats: int | None = None, warmup: int | None = None, *, spec: GenerationSpec | None = None,
-                    image: Any = None) -> GenerationRecord:
+    def measure_run(
+        repeats: int | None = None,
+        warmup: int | None = None,
+        *,
+        spec: GenerationSpec | None = None,
+        image: Any = None,
+    ) -> GenerationRecord:
         """``spec``: a generation decided at run time (e.g. from the input image), instead of the mark's;
         it must share the mark's dtype and offload mode (the loaded pipeline)."""
         run_spec, study = i2v_spec, node.stash.get(SPEC_KEY, None)
         if spec is not None:
             run_spec, study = spec.scaled(run.plan.profile.scaling), spec
             if run.pipelines.key_for(run_spec) != _i2v_loaded.key:
-                raise ValueError("i2v_run(spec=...) needs the same dtype and offload mode as the test's i2v mark")
+                raise ValueError(
+                    "i2v_run(spec=...) needs the same dtype and offload mode as the test's i2v mark"
+                )
         progress = ProgressLine(request.config, node.nodeid)
-        profiled: list[dict[str, Any]] = []  # the first measurement's work signature, reused when the gate re-measures
+        profiled: list[
+            dict[str, Any]
+        ] = []  # the first measurement's work signature, reused when the gate re-measures
 
         def once() -> GenerationRecord:
             try:
-                record = run.recorder.measure(MeasureRequest(
-                    node.nodeid, run_spec, _i2v_loaded, i2v_input_image if image is None else image,
-                    progress=progress if progress.enabled else None, repeats=repeats, warmup=warmup, study_spec=study,
-                    budget=node.stash.get(BUDGET_KEY, None),
-                    drive=bench.driver(benchmark_group(run_spec.to_dict())) if bench else None,
-                    signature=profiled[0] if profiled else None))
+                record = run.recorder.measure(
+                    MeasureRequest(
+                        node.nodeid,
+                        run_spec,
+                        _i2v_loaded,
+                        i2v_input_image if image is None else image,
+                        progress=progress if progress.enabled else None,
+                        repeats=repeats,
+                        warmup=warmup,
+                        study_spec=study,
+                        budget=node.stash.get(BUDGET_KEY, None),
+                        drive=bench.driver(benchmark_group(run_spec.to_dict())) if bench else None,
+                        signature=profiled[0] if profiled else None,
+                    )
+                )
             finally:
                 progress.clear()
             if record.signature and not profiled:

@@ -80,7 +80,7 @@ MAX_ROUNDS_NEEDED = (
 VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not-comparable")
 TIME_METRICS = ("time_s", "step_s")
 SEVERITY = ("regressed", "not-comparable", "inconclusive", "improved", "unchanged")  # worst first
-# signature.work_verdict -> the paired verdict of the "work" metric (changed within the minimum
+# work_diff.work_verdict -> the paired verdict of the "work" metric (changed within the minimum
 # effect: unchanged)
 WORK_VERDICTS = {
     "regressed": "regressed",
@@ -119,7 +119,7 @@ class ABTestResult:
     verdicts: list[PairedVerdict] = field(default_factory=list)
     overall: str = "unchanged"
     work: dict[str, Any] | None = (
-        None  # round 1's signature.WorkDiff.to_dict(), head against base, with its "verdict"
+        None  # round 1's work_diff.WorkDiff.to_dict(), head against base, with its "verdict"
     )
 
     @property

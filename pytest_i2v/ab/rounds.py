@@ -307,7 +307,7 @@ def undecided(results: Sequence[ABTestResult]) -> list[str]:
 def work_of_first_round(
     base: Mapping[str, Any], head: Mapping[str, Any], min_effect: float
 ) -> tuple[PairedVerdict, dict[str, Any]] | None:
-    """Round 1's work signatures, head against base (``signature.diff``): exact, so one round
+    """Round 1's work signatures, head against base (``work_diff.diff``): exact, so one round
     decides a change of the work; its estimate's interval is the changed rows' spread over the
     profiled steps. None when either side has no signature (``--i2v-signature off``)."""
     if (

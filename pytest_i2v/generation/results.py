@@ -70,7 +70,7 @@ class GenerationRecord:
         None  # signature.WorkSignature.to_record(): the work of one profiled generation
     )
     work: dict[str, Any] | None = (
-        None  # signature.WorkDiff.to_dict() against the baseline, with its "verdict"
+        None  # work_diff.WorkDiff.to_dict() against the baseline, with its "verdict"
     )
     measurements: int = (
         1  # the gate's: the first, plus one per re-measurement (in this process or a fresh one)

@@ -226,7 +226,7 @@ def record_budget_failures(record: GenerationRecord) -> tuple[str, ...]:
 
 def work_line(work: Mapping[str, Any]) -> str:
     """The work's one line for the decision: the changed work's estimate, or, for identical work,
-    where the time went (``signature.locate_excess``)."""
+    where the time went (``work_diff.locate_excess``)."""
     if not work:
         return ""
     line = WorkDiff.from_dict(work).summary()
