@@ -67,7 +67,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytest_i2v.ab.paired import DEFAULT_CONFIDENCE, DEFAULT_MIN_EFFECT, PRIOR_MAX_DF
 from pytest_i2v.ab.rounds import compare_rounds
 from pytest_i2v.ab.sequential import SequentialPlan, is_decided
-from pytest_i2v.verdict.gate import GateSettings, Noise, judge_metrics
+from pytest_i2v.verdict.gate import GateSettings, judge_metrics
+from pytest_i2v.verdict.noise_prior import Noise
 
 TARGET_FALSE, TARGET_POWER = 0.001, 0.90
 TARGET_MINUTES = {0.01: 10.0, 0.02: 30.0}  # the budgets per job at 1 % and 2 % between-process noise

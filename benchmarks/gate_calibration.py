@@ -1,7 +1,7 @@
 """Does the gate's bar keep its stated false-alarm rate for every test, whatever its own noise?
 
 Drives ``pytest_i2v.verdict.gate.judge_time`` with the prior the plugin gives a test (fitted over
-the baseline file's *other* entries, ``gate.prior_from``), under the null (no change), one
+the baseline file's *other* entries, ``noise_prior.prior_from``), under the null (no change), one
 measurement per trial and no re-measurement, with the minimum effect off so that the interval
 alone is measured. Side by side, the rule before issue 35: the noise pooled over every entry,
 the judged one included, weighing its summed df (capped at 200).
@@ -25,7 +25,8 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.verdict.gate import GateSettings, Noise, entry_noise, judge_time, prior_from
+from pytest_i2v.verdict.gate import GateSettings, judge_time
+from pytest_i2v.verdict.noise_prior import Noise, entry_noise, prior_from
 
 QUIET = 0.01
 QUIET_ENTRIES = 40

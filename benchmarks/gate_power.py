@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.verdict.gate import FixedPercentRule, GateSettings, judge_time, prior_from
+from pytest_i2v.verdict.gate import FixedPercentRule, GateSettings, judge_time
+from pytest_i2v.verdict.noise_prior import prior_from
 
 METRICS_PER_PR = 50
 EFFECTS = (0.05, 0.10, 0.20)

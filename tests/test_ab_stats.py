@@ -24,7 +24,7 @@ from pytest_i2v.ab.paired import (
 from pytest_i2v.ab.rounds import compare_rounds
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.report.compare import render_compare_html
-from pytest_i2v.verdict.gate import Noise
+from pytest_i2v.verdict.noise_prior import Noise
 
 BASE = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.01, 1.00]
 JITTER = [1.0, 0.995, 1.004, 0.998, 1.003, 1.0, 0.997, 1.002]  # +-0.5 % per round

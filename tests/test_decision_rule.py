@@ -25,7 +25,8 @@ from pytest_i2v.verdict.baseline_store import (
     run_from_record,
     update_baseline,
 )
-from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, judge_metrics, judge_time, prior_from
+from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, judge_metrics, judge_time
+from pytest_i2v.verdict.noise_prior import prior_from
 from pytest_i2v.verdict.outcome import DecisionInputs, decide
 from pytest_i2v.verdict.signature import (
     KERNEL,

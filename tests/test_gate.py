@@ -5,19 +5,16 @@ import math
 import pytest
 
 from pytest_i2v.verdict.gate import (
-    MIN_PRIOR_ENTRIES,
     FixedPercentRule,
     GateSettings,
-    Noise,
     RegressionVerdict,
     fingerprint_changes,
-    fit_prior,
     judge_memory,
     judge_metrics,
     judge_time,
     prior_for,
-    prior_from,
 )
+from pytest_i2v.verdict.noise_prior import MIN_PRIOR_ENTRIES, Noise, fit_prior, prior_from
 from pytest_i2v.verdict.outcome import DecisionInputs, decide
 
 SETTINGS = GateSettings()

@@ -40,7 +40,7 @@ def test_every_kind_is_reachable() -> None:
     for verdict in ("pass", "regressed", "improved", "env-changed"):
         for mode in ("enforce", "report", "update"):
             reached.add(decide(DecisionInputs("ok", [], verdict, "fail", mode, "p")).kind)  # type: ignore[arg-type]
-    # a regression that only the throttled repeats show (gate.throttling_excuse)
+    # a regression that only the throttled repeats show (throttling.throttling_excuse)
     reached.add(decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable="the slow repeats ran throttled")).kind)
     assert reached == set(OUTCOME_KINDS)
 

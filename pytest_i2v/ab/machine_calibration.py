@@ -11,7 +11,7 @@ from typing import Any
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.ab_calibration import calibrate, choose
 from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline, store_calibration
-from pytest_i2v.verdict.gate import Noise
+from pytest_i2v.verdict.noise_prior import Noise
 
 Docs = Mapping[str, list[dict[str, Any]]]  # side -> the rounds' results documents
 Priors = dict[str, dict[str, Noise]]  # nodeid -> metric -> the calibrated spread

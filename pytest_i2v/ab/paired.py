@@ -64,7 +64,7 @@ from scipy import stats
 
 from pytest_i2v.ab.sequential import Look
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.verdict.gate import Noise
+from pytest_i2v.verdict.noise_prior import Noise
 
 DEFAULT_ROUNDS = (
     16  # benchmarks/ab_power.py: meets 0.1 % / 90 % at +5 % with 2 % between-process noise

@@ -24,7 +24,7 @@ from pytest_i2v.ab.paired import (
 )
 from pytest_i2v.ab.sequential import Look, SequentialPlan, is_decided
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.verdict.gate import Noise
+from pytest_i2v.verdict.noise_prior import Noise
 from pytest_i2v.verdict.peak import record_peak
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import diff, work_verdict

@@ -25,7 +25,7 @@ from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.fingerprint import same_machine, software_changes
-from pytest_i2v.verdict.gate import Noise
+from pytest_i2v.verdict.noise_prior import Noise
 
 CALIBRATED_METRICS = ("time_s", "step_s")  # the A/B time metrics (ab.paired.TIME_METRICS)
 PER_TEST_KEYS = (

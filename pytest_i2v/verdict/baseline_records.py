@@ -18,7 +18,8 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.storage import check_schema
 from pytest_i2v.verdict.ab_calibration import Calibration
 from pytest_i2v.verdict.fingerprint import machine_changes, same_machine, software_changes
-from pytest_i2v.verdict.gate import TIME_METRICS, Noise, prior_from
+from pytest_i2v.verdict.gate import TIME_METRICS
+from pytest_i2v.verdict.noise_prior import Noise, prior_from
 from pytest_i2v.verdict.signature import WorkSignature, from_bytes
 from pytest_i2v.verdict.yaml_shapes import (
     ENTRIES_SHAPE,
@@ -140,7 +141,7 @@ class BaselineFile:
     def pooled(
         self, fingerprint: Mapping[str, Any] | None = None, leave_out: str | None = None
     ) -> dict[str, Noise | None]:
-        """The run-to-run noise prior per time metric (``gate.prior_from``), fitted over every entry's
+        """The run-to-run noise prior per time metric (``noise_prior.prior_from``), fitted over every entry's
         segment from the machine of ``fingerprint`` (another machine's noise is not this one's;
         without one, the newest segments) except ``leave_out``: the judged test never counts its
         own runs twice."""

@@ -12,12 +12,10 @@ from pytest_i2v.verdict.gate import (
     METRIC_LABELS,
     MetricVerdict,
     RegressionVerdict,
-    ThrottlingExcuse,
-    per_repeat,
-    throttling_excuse,
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
 from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.verdict.throttling import ThrottlingExcuse, per_repeat, throttling_excuse
 from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff
 
 
@@ -47,7 +45,7 @@ def metric_line(m: MetricVerdict) -> str:
 
 
 def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> RegressionVerdict:
-    """``verdict`` with ``unreliable`` set where ``gate.throttling_excuse`` excuses it, for a results
+    """``verdict`` with ``unreliable`` set where ``throttling.throttling_excuse`` excuses it, for a results
     record (``GenerationRecord.to_dict()``): the gate and ``baseline diff`` both ask here."""
     conditions = (
         RunConditions.from_dict(record["conditions"]) if record.get("conditions") else None
