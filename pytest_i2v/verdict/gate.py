@@ -320,21 +320,42 @@ def judge_metrics(
         return RegressionVerdict(
             "new", notes=("no baseline yet: passes; record one with --i2v-update-baselines",)
         )
-    metrics: list[MetricVerdict] = []
-    for metric in TIME_METRICS:
-        metrics.append(
-            judge_time(
-                metric,
-                [h.get(metric) for h in history],
-                current.get(metric),
-                settings,
-                pooled.get(metric),
-            )
-        )
-    # Peak allocated gates on a GPU; on the CPU (no allocator figures) the host RSS peak does.
-    # The one memory figure that stands for a test (peak.py).
-    gate_memory = headline_peak(current).key
+    metrics = [
+        judge_time(m, [h.get(m) for h in history], current.get(m), settings, pooled.get(m))
+        for m in TIME_METRICS
+    ]
     notes: list[str] = []
+    metrics += _judge_memories(history, current, settings, notes)
+    broken = [m for m in metrics if m.current is not None and not math.isfinite(m.current)]
+    notes.extend(
+        f"{METRIC_LABELS.get(m.metric, m.metric)} was {m.threshold}: not judged" for m in broken
+    )
+    metrics = [m for m in metrics if m.current is not None and math.isfinite(m.current)]
+    if times_not_comparable:
+        metrics = [replace(m, gating=False) if m.metric in TIME_METRICS else m for m in metrics]
+        notes.append(times_not_comparable)
+    verdict = _combined(metrics, bool(env_changes) and settings.env_policy != "ignore")
+    return RegressionVerdict(
+        verdict,
+        tuple(metrics),
+        tuple(env_changes),
+        notes=tuple(notes),
+        times_not_comparable=times_not_comparable,
+    )
+
+
+def _judge_memories(
+    history: Sequence[Mapping[str, Any]],
+    current: Mapping[str, Any],
+    settings: GateSettings,
+    notes: list[str],
+) -> list[MetricVerdict]:
+    """Each memory metric against the history; only the headline peak gates. Appends to
+    ``notes`` the NVML runs left out for their other scope."""
+    # Peak allocated gates on a GPU; on the CPU (no allocator figures) the host RSS peak does:
+    # the one memory figure that stands for a test (peak.py).
+    gate_memory = headline_peak(current).key
+    verdicts = []
     for metric in MEMORY_METRICS:
         runs = list(history)
         if metric == "device_bytes" and current.get(metric) is not None:
@@ -344,42 +365,24 @@ def judge_metrics(
             if len(runs) < len(history):
                 notes.append(
                     f"NVML device memory not compared with {len(history) - len(runs)} "
-                    "baseline run(s) "
-                    f"of another scope (this run: {scope or 'unknown'})"
+                    f"baseline run(s) of another scope (this run: {scope or 'unknown'})"
                 )
-        metrics.append(
-            judge_memory(
-                metric,
-                [h.get(metric) for h in runs],
-                current.get(metric),
-                settings,
-                gating=metric == gate_memory,
-            )
-        )
-    broken = [m for m in metrics if m.current is not None and not math.isfinite(m.current)]
-    notes.extend(
-        f"{METRIC_LABELS.get(m.metric, m.metric)} was {m.threshold}: not judged" for m in broken
-    )
-    metrics = [m for m in metrics if m.current is not None and math.isfinite(m.current)]
-    if times_not_comparable:
-        metrics = [replace(m, gating=False) if m.metric in TIME_METRICS else m for m in metrics]
-        notes.append(times_not_comparable)
-    regressed = any(m.verdict == "regressed" and m.gating for m in metrics)
-    if env_changes and settings.env_policy != "ignore":
-        verdict = "env-changed"
-    elif regressed:
-        verdict = "regressed"
-    elif any(m.verdict == "improved" and m.gating for m in metrics):
-        verdict = "improved"
-    else:
-        verdict = "pass"
-    return RegressionVerdict(
-        verdict,
-        tuple(metrics),
-        tuple(env_changes),
-        notes=tuple(notes),
-        times_not_comparable=times_not_comparable,
-    )
+        values = [h.get(metric) for h in runs]
+        gating = metric == gate_memory
+        verdicts.append(judge_memory(metric, values, current.get(metric), settings, gating))
+    return verdicts
+
+
+def _combined(metrics: Sequence[MetricVerdict], env_changed: bool) -> str:
+    """The test's verdict from its metrics': a changed environment first, then any gating
+    regression, then any gating improvement."""
+    if env_changed:
+        return "env-changed"
+    if any(m.verdict == "regressed" and m.gating for m in metrics):
+        return "regressed"
+    if any(m.verdict == "improved" and m.gating for m in metrics):
+        return "improved"
+    return "pass"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 OutcomeKind = Literal[
     "passed",
@@ -22,18 +22,8 @@ OutcomeKind = Literal[
     "recorded",
 ]
 GateMode = Literal["enforce", "report", "update"]
-GATE_MODES: tuple[GateMode, ...] = ("enforce", "report", "update")
-OUTCOME_KINDS: tuple[OutcomeKind, ...] = (
-    "passed",
-    "regressed",
-    "unreliable",
-    "improved",
-    "over-budget",
-    "out-of-memory",
-    "env-changed",
-    "not-enforced",
-    "recorded",
-)
+GATE_MODES: tuple[GateMode, ...] = get_args(GateMode)
+OUTCOME_KINDS: tuple[OutcomeKind, ...] = get_args(OutcomeKind)
 # Worst first: the order of the report's and the summary's lists.
 SEVERITY: tuple[OutcomeKind, ...] = (
     "out-of-memory",
