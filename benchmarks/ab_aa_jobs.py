@@ -87,14 +87,37 @@ def make_repo(root: Path) -> Path:
 def run_job(repo: Path, out: Path, base: str, head: str, rounds: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest_i2v", "ab", "--base", base, "--head", head, "--rounds",
-                           str(rounds), "--out", str(out)], cwd=repo, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_i2v",
+            "ab",
+            "--base",
+            base,
+            "--head",
+            head,
+            "--rounds",
+            str(rounds),
+            "--out",
+            str(out),
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode not in (0, 1):
         raise SystemExit(f"ab exited with {done.returncode}:\n{done.stderr[-3000:]}")
     document = json.loads((out / "ab.json").read_text())
-    return {"exit": done.returncode, "rounds": document["meta"]["rounds"], "wall_s": time.perf_counter() - started,
-            "overall": {r["nodeid"]: r["overall"] for r in document["results"]},
-            "markdown": (out / "ab.md").read_text()}
+    return {
+        "exit": done.returncode,
+        "rounds": document["meta"]["rounds"],
+        "wall_s": time.perf_counter() - started,
+        "overall": {r["nodeid"]: r["overall"] for r in document["results"]},
+        "markdown": (out / "ab.md").read_text(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,10 +132,22 @@ def main(argv: list[str] | None = None) -> None:
         jobs = []
         for index in range(args.jobs):
             jobs.append(run_job(repo, Path(tmp) / f"aa-{index}", "HEAD", "HEAD", args.max_rounds))
-            print(f"A/A job {index + 1}/{args.jobs}: {jobs[-1]['overall']} after {jobs[-1]['rounds']} rounds "
-                  f"({jobs[-1]['wall_s']:.0f} s)", file=sys.stderr)
+            print(
+                f"A/A job {index + 1}/{args.jobs}: {jobs[-1]['overall']} after {jobs[-1]['rounds']} rounds "
+                f"({jobs[-1]['wall_s']:.0f} s)",
+                file=sys.stderr,
+            )
         (repo / "conftest.py").write_text(CONFTEST_MORE_WORK)
-        git(repo, "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-qam", "more work per UNet call")
+        git(
+            repo,
+            "-c",
+            "user.email=b@example.com",
+            "-c",
+            "user.name=bench",
+            "commit",
+            "-qam",
+            "more work per UNet call",
+        )
         changed = run_job(repo, Path(tmp) / "changed", "HEAD~1", "HEAD", args.max_rounds)
     regressed = sum(any(v == "regressed" for v in job["overall"].values()) for job in jobs)
     verdicts: dict[str, int] = {}
@@ -120,18 +155,33 @@ def main(argv: list[str] | None = None) -> None:
         for verdict in job["overall"].values():
             verdicts[verdict] = verdicts.get(verdict, 0) + 1
     work_line = next((line for line in changed["markdown"].splitlines() if "| step |" in line), "")
-    print(f"\nA/B end to end on the CPU, {date.today().isoformat()}, {time.perf_counter() - started:.0f} s")
+    print(
+        f"\nA/B end to end on the CPU, {date.today().isoformat()}, {time.perf_counter() - started:.0f} s"
+    )
     print(f"| job | jobs | regressed | verdicts | rounds run (of at most {args.max_rounds}) |")
     print("|---|---|---|---|---|")
-    print(f"| A/A (unchanged code) | {len(jobs)} | {regressed} | {verdicts} | "
-          f"{sorted(job['rounds'] for job in jobs)} |")
-    print(f"| head +work in one test | 1 | {int(changed['exit'] == 1)} | {changed['overall']} | [{changed['rounds']}] |")
+    print(
+        f"| A/A (unchanged code) | {len(jobs)} | {regressed} | {verdicts} | "
+        f"{sorted(job['rounds'] for job in jobs)} |"
+    )
+    print(
+        f"| head +work in one test | 1 | {int(changed['exit'] == 1)} | {changed['overall']} | [{changed['rounds']}] |"
+    )
     print(f"the changed job's table, first row: {work_line}")
     if args.json:
-        args.json.write_text(json.dumps({"date": date.today().isoformat(), "max_rounds": args.max_rounds,
-                                         "aa_jobs": [{k: v for k, v in j.items() if k != "markdown"} for j in jobs],
-                                         "changed": {k: v for k, v in changed.items() if k != "markdown"},
-                                         "changed_table_row": work_line}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": date.today().isoformat(),
+                    "max_rounds": args.max_rounds,
+                    "aa_jobs": [{k: v for k, v in j.items() if k != "markdown"} for j in jobs],
+                    "changed": {k: v for k, v in changed.items() if k != "markdown"},
+                    "changed_table_row": work_line,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

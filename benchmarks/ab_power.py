@@ -71,15 +71,26 @@ from pytest_i2v.verdict.gate import GateSettings, judge_metrics
 from pytest_i2v.verdict.noise_prior import Noise
 
 TARGET_FALSE, TARGET_POWER = 0.001, 0.90
-TARGET_MINUTES = {0.01: 10.0, 0.02: 30.0}  # the issue's budgets per job at 1 % and 2 % between-process noise
-CALIBRATION_ROUNDS = 16  # the nightly workflow's A/A rounds (I2V_CALIBRATION_ROUNDS): 15 df per test
+TARGET_MINUTES = {
+    0.01: 10.0,
+    0.02: 30.0,
+}  # the issue's budgets per job at 1 % and 2 % between-process noise
+CALIBRATION_ROUNDS = (
+    16  # the nightly workflow's A/A rounds (I2V_CALIBRATION_ROUNDS): 15 df per test
+)
 GATE_FILE_TESTS = 50
 CHECK_JOBS = 6  # jobs per cell re-decided by compare_rounds itself
 STEPS = 50
 # (test, published full-run seconds on an RTX 4090, the pipeline it loads)
-PR_SUITE = (("sweep 256p", 18.2, "fp16"), ("sweep 512p", 36.5, "fp16"), ("sweep 768p", 67.3, "fp16"),
-            ("sweep 1024p", 112.6, "fp16"), ("precision fp32", 36.5, "fp32"), ("precision fp16", 31.2, "fp16"),
-            ("precision bf16", 36.5, "bf16"))
+PR_SUITE = (
+    ("sweep 256p", 18.2, "fp16"),
+    ("sweep 512p", 36.5, "fp16"),
+    ("sweep 768p", 67.3, "fp16"),
+    ("sweep 1024p", 112.6, "fp16"),
+    ("precision fp32", 36.5, "fp32"),
+    ("precision fp16", 31.2, "fp16"),
+    ("precision bf16", 36.5, "bf16"),
+)
 
 
 @dataclass(frozen=True)
@@ -112,25 +123,41 @@ class Costs:
         """Seconds of one process per job, from the mask (jobs, tests) of the tests it runs."""
         tests = np.array([self.test_s(full, first_round) for _, full, _ in PR_SUITE])
         pipelines = sorted({p for _, _, p in PR_SUITE})
-        needs = np.stack([running[:, [i for i, (_, _, p) in enumerate(PR_SUITE) if p == name]].any(axis=1)
-                          for name in pipelines], axis=1)
+        needs = np.stack(
+            [
+                running[:, [i for i, (_, _, p) in enumerate(PR_SUITE) if p == name]].any(axis=1)
+                for name in pipelines
+            ],
+            axis=1,
+        )
         return np.asarray(running @ tests + self.load_s * needs.sum(axis=1))
 
 
-def process_figures(rng: np.random.Generator, shape: tuple[int, ...], noise: NoiseModel) -> np.ndarray:
+def process_figures(
+    rng: np.random.Generator, shape: tuple[int, ...], noise: NoiseModel
+) -> np.ndarray:
     """The within-process part of a process's figure per time metric: log of the median of its repeats."""
     samples = rng.normal(0.0, noise.within, (*shape, 2, noise.repeats))
     return np.asarray(np.median(samples, axis=-1))
 
 
-def job_logs(rng: np.random.Generator, jobs: int, tests: int, rounds: int, noise: NoiseModel,
-             effects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def job_logs(
+    rng: np.random.Generator,
+    jobs: int,
+    tests: int,
+    rounds: int,
+    noise: NoiseModel,
+    effects: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """log figures (jobs, tests, rounds, 2) of base and head, ABBA, the job's drift shared by its tests."""
     position = np.linspace(0.0, 1.0, 2 * rounds)
     drift = rng.normal(0.0, noise.job_drift, (jobs, 1)) * position + np.cumsum(
-        rng.normal(0.0, noise.job_drift / 2 / math.sqrt(2 * rounds), (jobs, 2 * rounds)), axis=1)
+        rng.normal(0.0, noise.job_drift / 2 / math.sqrt(2 * rounds), (jobs, 2 * rounds)), axis=1
+    )
     offsets = rng.normal(0.0, noise.between, (jobs, tests, 2 * rounds, 1))
-    logs = offsets + drift[:, None, :, None] + process_figures(rng, (jobs, tests, 2 * rounds), noise)
+    logs = (
+        offsets + drift[:, None, :, None] + process_figures(rng, (jobs, tests, 2 * rounds), noise)
+    )
     first, second = logs[:, :, 0::2], logs[:, :, 1::2]
     base_first = (np.arange(rounds) % 2 == 0)[None, None, :, None]
     base = np.where(base_first, first, second)
@@ -146,8 +173,15 @@ class Design:
     calibrated: bool
 
 
-def decide_look(diffs: np.ndarray, k: int, design: Design, running: np.ndarray, prior_var: np.ndarray | None,
-                min_effect: float, confidence: float) -> np.ndarray:
+def decide_look(
+    diffs: np.ndarray,
+    k: int,
+    design: Design,
+    running: np.ndarray,
+    prior_var: np.ndarray | None,
+    min_effect: float,
+    confidence: float,
+) -> np.ndarray:
     """The numpy copy of compare_rounds at ``k`` rounds: each test's overall verdict code
     (0 unchanged, 1 regressed, 2 improved, 3 inconclusive) from its two time metrics. ``running``:
     the tests still in the job (the pooled spread comes from them, as compare_rounds pools its pending
@@ -162,18 +196,30 @@ def decide_look(diffs: np.ndarray, k: int, design: Design, running: np.ndarray, 
     else:  # leave-one-out pool over the other running tests, capped at PRIOR_MAX_DF
         weights = running[:, :, None] * df
         others_df = weights.sum(axis=1, keepdims=True) - weights
-        others_var = np.divide((variance * weights).sum(axis=1, keepdims=True) - variance * weights, others_df,
-                               out=np.zeros_like(variance), where=others_df > 0)
+        others_var = np.divide(
+            (variance * weights).sum(axis=1, keepdims=True) - variance * weights,
+            others_df,
+            out=np.zeros_like(variance),
+            where=others_df > 0,
+        )
         prior_df = np.minimum(others_df, PRIOR_MAX_DF)
-        variance = np.divide(variance * df + others_var * prior_df, df + prior_df, out=variance.copy(),
-                             where=(df + prior_df) > 0)
+        variance = np.divide(
+            variance * df + others_var * prior_df,
+            df + prior_df,
+            out=variance.copy(),
+            where=(df + prior_df) > 0,
+        )
         total_df = df + prior_df
     se = np.sqrt(variance / k)
     band = math.log1p(min_effect)
     if design.sequential:
         look = SequentialPlan(design.max_rounds, 1.0 - confidence).look(k)
-        change_t = stats.t.isf(look.change_alpha / 2.0, total_df) if look.change_alpha > 0 else np.inf
-        equivalence_t = stats.t.isf(look.equivalence_alpha, total_df) if look.equivalence_alpha > 0 else np.inf
+        change_t = (
+            stats.t.isf(look.change_alpha / 2.0, total_df) if look.change_alpha > 0 else np.inf
+        )
+        equivalence_t = (
+            stats.t.isf(look.equivalence_alpha, total_df) if look.equivalence_alpha > 0 else np.inf
+        )
     else:
         change_t = equivalence_t = stats.t.isf((1.0 - confidence) / 2.0, total_df)
     half, equivalence_half = change_t * se, equivalence_t * se
@@ -185,12 +231,24 @@ def decide_look(diffs: np.ndarray, k: int, design: Design, running: np.ndarray, 
     if k < 2:
         metric = np.full_like(metric, 3)
     # overall: regressed if any, else inconclusive if any, else improved if any, else unchanged
-    return np.where((metric == 1).any(-1), 1, np.where((metric == 3).any(-1), 3, np.where((metric == 2).any(-1), 2, 0)))
+    return np.where(
+        (metric == 1).any(-1),
+        1,
+        np.where((metric == 3).any(-1), 3, np.where((metric == 2).any(-1), 2, 0)),
+    )
 
 
-def simulate_jobs(rng: np.random.Generator, jobs: int, design: Design, noise: NoiseModel, costs: Costs,
-                  effects: np.ndarray, min_effect: float, confidence: float,
-                  check: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate_jobs(
+    rng: np.random.Generator,
+    jobs: int,
+    design: Design,
+    noise: NoiseModel,
+    costs: Costs,
+    effects: np.ndarray,
+    min_effect: float,
+    confidence: float,
+    check: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Verdict codes (jobs, tests), GPU seconds per job and rounds per job."""
     tests = len(PR_SUITE)
     base, head = job_logs(rng, jobs, tests, design.max_rounds, noise, effects)
@@ -198,7 +256,11 @@ def simulate_jobs(rng: np.random.Generator, jobs: int, design: Design, noise: No
     prior = None
     if design.calibrated:  # the calibration's own estimate: sigma_d^2 x chi2(29) / 29
         true_var = diffs_variance(noise)
-        prior = true_var * rng.chisquare(CALIBRATION_ROUNDS - 1, (jobs, tests, 2)) / (CALIBRATION_ROUNDS - 1)
+        prior = (
+            true_var
+            * rng.chisquare(CALIBRATION_ROUNDS - 1, (jobs, tests, 2))
+            / (CALIBRATION_ROUNDS - 1)
+        )
     running = np.ones((jobs, tests), dtype=bool)
     final = np.full((jobs, tests), 3)
     seconds = np.zeros(jobs)
@@ -220,35 +282,77 @@ def simulate_jobs(rng: np.random.Generator, jobs: int, design: Design, noise: No
 
 def diffs_variance(noise: NoiseModel) -> float:
     """The variance of one round's log-ratio: two process offsets and two medians of the within noise."""
-    samples = np.median(np.random.default_rng(1).normal(0.0, noise.within, (200_000, noise.repeats)), axis=1)
+    samples = np.median(
+        np.random.default_rng(1).normal(0.0, noise.within, (200_000, noise.repeats)), axis=1
+    )
     return float(2 * noise.between**2 + 2 * samples.var())
 
 
-def check_against_project(base: np.ndarray, head: np.ndarray, design: Design, prior: np.ndarray | None,
-                          final: np.ndarray, min_effect: float, confidence: float) -> None:
+def check_against_project(
+    base: np.ndarray,
+    head: np.ndarray,
+    design: Design,
+    prior: np.ndarray | None,
+    final: np.ndarray,
+    min_effect: float,
+    confidence: float,
+) -> None:
     """The first jobs, re-decided with compare_rounds as ab.ABJob runs it: look after each round, decided
     tests frozen and dropped from the later rounds' documents. Must agree with the numpy copy."""
     names = {0: "unchanged", 1: "regressed", 2: "improved", 3: "inconclusive"}
     plan = SequentialPlan(design.max_rounds, 1.0 - confidence) if design.sequential else None
     for job in range(min(CHECK_JOBS, base.shape[0])):
-        calibration = None if prior is None else {
-            f"t{t}": {m: Noise(float(prior[job, t, i]), CALIBRATION_ROUNDS - 1) for i, m in enumerate(("time_s", "step_s"))}
-            for t in range(base.shape[1])}
+        calibration = (
+            None
+            if prior is None
+            else {
+                f"t{t}": {
+                    m: Noise(float(prior[job, t, i]), CALIBRATION_ROUNDS - 1)
+                    for i, m in enumerate(("time_s", "step_s"))
+                }
+                for t in range(base.shape[1])
+            }
+        )
         decided: dict[str, Any] = {}
         docs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
         results = []
         for k in range(design.max_rounds):
             for side, logs in (("base", base), ("head", head)):
-                docs[side].append({"records": [
-                    {"nodeid": f"t{t}", "config": {"pipeline": "sim"}, "outcome": "ok",
-                     "time_s": float(math.exp(logs[job, t, k, 0])), "stages": {"step_s": float(math.exp(logs[job, t, k, 1]))},
-                     "peak_memory": {"host_rss_bytes": 2**30}} for t in range(base.shape[1]) if f"t{t}" not in decided]})
+                docs[side].append(
+                    {
+                        "records": [
+                            {
+                                "nodeid": f"t{t}",
+                                "config": {"pipeline": "sim"},
+                                "outcome": "ok",
+                                "time_s": float(math.exp(logs[job, t, k, 0])),
+                                "stages": {"step_s": float(math.exp(logs[job, t, k, 1]))},
+                                "peak_memory": {"host_rss_bytes": 2**30},
+                            }
+                            for t in range(base.shape[1])
+                            if f"t{t}" not in decided
+                        ]
+                    }
+                )
             if k + 1 < design.max_rounds and plan is None:
                 continue
-            results = compare_rounds(docs["base"], docs["head"], min_effect, confidence, plan=plan,
-                                     calibration=calibration, decided=decided)
+            results = compare_rounds(
+                docs["base"],
+                docs["head"],
+                min_effect,
+                confidence,
+                plan=plan,
+                calibration=calibration,
+                decided=decided,
+            )
             if plan is not None:
-                decided.update({r.nodeid: r for r in results if is_decided(r.overall) and r.nodeid not in decided})
+                decided.update(
+                    {
+                        r.nodeid: r
+                        for r in results
+                        if is_decided(r.overall) and r.nodeid not in decided
+                    }
+                )
                 if len(decided) == base.shape[1]:
                     break
         mine = [names[int(v)] for v in final[job]]
@@ -256,19 +360,39 @@ def check_against_project(base: np.ndarray, head: np.ndarray, design: Design, pr
         assert mine == theirs, (design, job, mine, theirs)
 
 
-def gate_rates(rng: np.random.Generator, trials: int, noise: NoiseModel, settings: GateSettings,
-               history_runs: int = 20) -> dict[float, float]:
+def gate_rates(
+    rng: np.random.Generator,
+    trials: int,
+    noise: NoiseModel,
+    settings: GateSettings,
+    history_runs: int = 20,
+) -> dict[float, float]:
     """Share of tests the baseline gate fails (flagged, then flagged again on a fresh re-measurement),
     the history from other days (day drift), today's run at today's level."""
     rates = {}
     for effect in (0.0, 0.05, 0.10):
         files = max(1, trials // GATE_FILE_TESTS)
         shape = (files, GATE_FILE_TESTS)
-        history = (rng.normal(0.0, noise.day_drift, (*shape, history_runs, 1))
-                   + rng.normal(0.0, noise.between, (*shape, history_runs, 1)) + process_figures(rng, (*shape, history_runs), noise))
+        history = (
+            rng.normal(0.0, noise.day_drift, (*shape, history_runs, 1))
+            + rng.normal(0.0, noise.between, (*shape, history_runs, 1))
+            + process_figures(rng, (*shape, history_runs), noise)
+        )
         today = rng.normal(0.0, noise.day_drift, (*shape, 1)) + math.log1p(effect)
-        first = gate_flags(history, today + rng.normal(0.0, noise.between, (*shape, 1)) + process_figures(rng, shape, noise), settings)
-        again = gate_flags(history, today + rng.normal(0.0, noise.between, (*shape, 1)) + process_figures(rng, shape, noise), settings)
+        first = gate_flags(
+            history,
+            today
+            + rng.normal(0.0, noise.between, (*shape, 1))
+            + process_figures(rng, shape, noise),
+            settings,
+        )
+        again = gate_flags(
+            history,
+            today
+            + rng.normal(0.0, noise.between, (*shape, 1))
+            + process_figures(rng, shape, noise),
+            settings,
+        )
         check_gate_sample(history, today + process_figures(rng, shape, noise), settings)
         rates[effect] = float((first.any(axis=-1) & again.any(axis=-1)).mean())
     return rates
@@ -283,118 +407,264 @@ def gate_flags(history: np.ndarray, current: np.ndarray, settings: GateSettings)
     df = pooled_df + runs - 1
     variance = (pooled_var * pooled_df + own * (runs - 1)) / df
     half = stats.t.ppf(1.0 - settings.alpha, df) * np.sqrt(variance * (1.0 + 1.0 / runs))
-    return np.asarray(current > history.mean(axis=2) + np.maximum(half, math.log1p(settings.min_effect)))
+    return np.asarray(
+        current > history.mean(axis=2) + np.maximum(half, math.log1p(settings.min_effect))
+    )
 
 
 def check_gate_sample(history: np.ndarray, current: np.ndarray, settings: GateSettings) -> None:
     flags = gate_flags(history, current, settings)
     metrics = ("time_s", "step_s")
-    pooled = {name: Noise(float(history[0, :, :, m].var(axis=1, ddof=1).mean()), history.shape[1] * (history.shape[2] - 1))
-              for m, name in enumerate(metrics)}
+    pooled = {
+        name: Noise(
+            float(history[0, :, :, m].var(axis=1, ddof=1).mean()),
+            history.shape[1] * (history.shape[2] - 1),
+        )
+        for m, name in enumerate(metrics)
+    }
     for test in range(min(30, history.shape[1])):
-        runs: list[dict[str, Any]] = [{name: float(math.exp(history[0, test, r, m])) for m, name in enumerate(metrics)}
-                                      for r in range(history.shape[2])]
+        runs: list[dict[str, Any]] = [
+            {name: float(math.exp(history[0, test, r, m])) for m, name in enumerate(metrics)}
+            for r in range(history.shape[2])
+        ]
         now = {name: float(math.exp(current[0, test, m])) for m, name in enumerate(metrics)}
-        assert (judge_metrics(runs, now, settings, pooled).verdict == "regressed") == bool(flags[0, test].any()), test
+        assert (judge_metrics(runs, now, settings, pooled).verdict == "regressed") == bool(
+            flags[0, test].any()
+        ), test
 
 
-def ab_row(rng: np.random.Generator, trials: int, design: Design, noise: NoiseModel, costs: Costs, min_effect: float,
-           confidence: float) -> dict[str, float]:
+def ab_row(
+    rng: np.random.Generator,
+    trials: int,
+    design: Design,
+    noise: NoiseModel,
+    costs: Costs,
+    min_effect: float,
+    confidence: float,
+) -> dict[str, float]:
     """False alarms and power per test, and GPU minutes of an unchanged job and of a job with one +5 % test."""
     jobs = max(1, trials // len(PR_SUITE))
     tests = len(PR_SUITE)
-    null, null_s, null_rounds = simulate_jobs(rng, jobs, design, noise, costs, np.zeros(tests), min_effect, confidence,
-                                              check=True)
+    null, null_s, null_rounds = simulate_jobs(
+        rng, jobs, design, noise, costs, np.zeros(tests), min_effect, confidence, check=True
+    )
     one = np.zeros(tests)
     one[1] = 0.05  # the 512p sweep test regressed by 5 %
-    _, one_s, _ = simulate_jobs(rng, max(1, jobs // 10), design, noise, costs, one, min_effect, confidence, check=False)
+    _, one_s, _ = simulate_jobs(
+        rng, max(1, jobs // 10), design, noise, costs, one, min_effect, confidence, check=False
+    )
     powers = {}
     for effect in (0.05, 0.10):
-        verdicts, _, _ = simulate_jobs(rng, jobs, design, noise, costs, np.full(tests, effect), min_effect, confidence,
-                                    check=False)
+        verdicts, _, _ = simulate_jobs(
+            rng,
+            jobs,
+            design,
+            noise,
+            costs,
+            np.full(tests, effect),
+            min_effect,
+            confidence,
+            check=False,
+        )
         powers[effect] = float((verdicts == 1).mean())
-    return {"false_alarm": float((null == 1).mean()), "power_5": powers[0.05], "power_10": powers[0.10],
-            "gpu_minutes_unchanged": float(np.mean(null_s)) / 60, "gpu_minutes_regressed": float(np.mean(one_s)) / 60,
-            "rounds_unchanged": float(null_rounds.mean())}
+    return {
+        "false_alarm": float((null == 1).mean()),
+        "power_5": powers[0.05],
+        "power_10": powers[0.10],
+        "gpu_minutes_unchanged": float(np.mean(null_s)) / 60,
+        "gpu_minutes_regressed": float(np.mean(one_s)) / 60,
+        "rounds_unchanged": float(null_rounds.mean()),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="the A/B mode's cost, false alarms and power on the PR suite")
-    parser.add_argument("--trials", type=int, default=20_000, help="simulated tests per cell (20,000 resolves 0.1 %%)")
+    parser = argparse.ArgumentParser(
+        description="the A/B mode's cost, false alarms and power on the PR suite"
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=20_000,
+        help="simulated tests per cell (20,000 resolves 0.1 %%)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--between", type=float, nargs="+", default=[0.01, 0.02, 0.04, 0.07],
-                        help="log sd of a process's offset (GPU: assumptions; 0.07: the CPU, measured)")
-    parser.add_argument("--day-drift", type=float, nargs="+", default=[0.0, 0.02, 0.05],
-                        help="log sd between days (the baseline gate's history): assumptions")
-    parser.add_argument("--within", type=float, default=0.01, help="log sd of one repeat in a process (GPU: assumption)")
-    parser.add_argument("--job-drift", type=float, default=0.02, help="slow drift over one job (ABBA cancels it)")
-    parser.add_argument("--repeats", type=int, nargs="+", default=[1, 3], help="measured repeats per A/B process")
+    parser.add_argument(
+        "--between",
+        type=float,
+        nargs="+",
+        default=[0.01, 0.02, 0.04, 0.07],
+        help="log sd of a process's offset (GPU: assumptions; 0.07: the CPU, measured)",
+    )
+    parser.add_argument(
+        "--day-drift",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.02, 0.05],
+        help="log sd between days (the baseline gate's history): assumptions",
+    )
+    parser.add_argument(
+        "--within",
+        type=float,
+        default=0.01,
+        help="log sd of one repeat in a process (GPU: assumption)",
+    )
+    parser.add_argument(
+        "--job-drift", type=float, default=0.02, help="slow drift over one job (ABBA cancels it)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, nargs="+", default=[1, 3], help="measured repeats per A/B process"
+    )
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--rounds", type=int, nargs="+", default=[8, 12, 16, 24], help="the most rounds per job")
+    parser.add_argument(
+        "--rounds", type=int, nargs="+", default=[8, 12, 16, 24], help="the most rounds per job"
+    )
     parser.add_argument("--fast-steps", type=int, default=5)
-    parser.add_argument("--load-s", type=float, default=30.0, help="seconds to load one pipeline (ASSUMPTION)")
-    parser.add_argument("--fixed-share", type=float, default=0.10,
-                        help="encode + decode share of a full run (ASSUMPTION)")
-    parser.add_argument("--profile-cost", type=float, default=2.0,
-                        help="a profiled fast generation in fast generations (ASSUMPTION; measured ~1.8-2x on the CPU)")
+    parser.add_argument(
+        "--load-s", type=float, default=30.0, help="seconds to load one pipeline (ASSUMPTION)"
+    )
+    parser.add_argument(
+        "--fixed-share",
+        type=float,
+        default=0.10,
+        help="encode + decode share of a full run (ASSUMPTION)",
+    )
+    parser.add_argument(
+        "--profile-cost",
+        type=float,
+        default=2.0,
+        help="a profiled fast generation in fast generations (ASSUMPTION; measured ~1.8-2x on the CPU)",
+    )
     parser.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT)
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     parser.add_argument("--json", type=Path, help="write one object per row here")
-    parser.add_argument("--quick", action="store_true", help="2,000 trials, 2 % noise, 1 repeat: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 trials, 2 % noise, 1 repeat: a smoke run"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.trials, args.between, args.repeats, args.rounds, args.day_drift = 2_000, [0.02], [1], [12], [0.02]
+        args.trials, args.between, args.repeats, args.rounds, args.day_drift = (
+            2_000,
+            [0.02],
+            [1],
+            [12],
+            [0.02],
+        )
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    print(f"PR suite: {len(PR_SUITE)} tests in fast mode (K = {args.fast_steps}); {args.trials} simulated tests per "
-          f"cell, seed {args.seed}; within {args.within:.0%} per repeat, job drift {args.job_drift:.0%}; load "
-          f"{args.load_s:g} s per pipeline, encode+decode {args.fixed_share:.0%} of a run, profiling {args.profile_cost:g}x "
-          f"(assumptions); RTX 4090 generation times published")
-    header = (f"{'between':>7} {'day':>5}  {'design':<44}{'GPU min (unchanged)':>20}{'(one +5 %)':>11}"
-              f"{'false alarm':>13}{'power +5%':>10}{'power +10%':>11}  target")
+    print(
+        f"PR suite: {len(PR_SUITE)} tests in fast mode (K = {args.fast_steps}); {args.trials} simulated tests per "
+        f"cell, seed {args.seed}; within {args.within:.0%} per repeat, job drift {args.job_drift:.0%}; load "
+        f"{args.load_s:g} s per pipeline, encode+decode {args.fixed_share:.0%} of a run, profiling {args.profile_cost:g}x "
+        f"(assumptions); RTX 4090 generation times published"
+    )
+    header = (
+        f"{'between':>7} {'day':>5}  {'design':<44}{'GPU min (unchanged)':>20}{'(one +5 %)':>11}"
+        f"{'false alarm':>13}{'power +5%':>10}{'power +10%':>11}  target"
+    )
     print(header)
     print("-" * len(header))
     for between in args.between:
         for repeats in args.repeats:
             noise = NoiseModel(args.within, between, args.job_drift, 0.0, repeats)
-            costs = Costs(args.load_s, args.warmup, repeats, args.fast_steps, args.fixed_share, args.profile_cost)
-            designs = [Design(f"A/B fixed {n}, {repeats} repeat(s)", n, False, False) for n in args.rounds[-1:]]
-            designs += [Design(f"A/B sequential <= {n}, {repeats} repeat(s)", n, True, False) for n in args.rounds]
-            designs += [Design(f"A/B sequential <= {n}, calibrated, {repeats} repeat(s)", n, True, True)
-                        for n in args.rounds]
+            costs = Costs(
+                args.load_s,
+                args.warmup,
+                repeats,
+                args.fast_steps,
+                args.fixed_share,
+                args.profile_cost,
+            )
+            designs = [
+                Design(f"A/B fixed {n}, {repeats} repeat(s)", n, False, False)
+                for n in args.rounds[-1:]
+            ]
+            designs += [
+                Design(f"A/B sequential <= {n}, {repeats} repeat(s)", n, True, False)
+                for n in args.rounds
+            ]
+            designs += [
+                Design(f"A/B sequential <= {n}, calibrated, {repeats} repeat(s)", n, True, True)
+                for n in args.rounds
+            ]
             for design in designs:
-                found = ab_row(rng, args.trials, design, noise, costs, args.min_effect, args.confidence)
-                rows.append({"design": design.name, "suite": "pr", "between_noise": between, "day_drift": None,
-                             "repeats": repeats, **found})
+                found = ab_row(
+                    rng, args.trials, design, noise, costs, args.min_effect, args.confidence
+                )
+                rows.append(
+                    {
+                        "design": design.name,
+                        "suite": "pr",
+                        "between_noise": between,
+                        "day_drift": None,
+                        "repeats": repeats,
+                        **found,
+                    }
+                )
                 _print(rows[-1])
         for day in args.day_drift:
             noise = NoiseModel(args.within, between, args.job_drift, day, 5)
             rates = gate_rates(rng, args.trials, noise, GateSettings())
             costs = Costs(args.load_s, args.warmup, 5, args.fast_steps, args.fixed_share, 0.0)
             minutes = float(costs.process_s(np.ones((1, len(PR_SUITE)), dtype=bool), False)[0]) / 60
-            rows.append({"design": "baseline gate, 20-run history, 5 repeats", "suite": "pr", "between_noise": between,
-                         "day_drift": day, "repeats": 5, "false_alarm": rates[0.0], "power_5": rates[0.05],
-                         "power_10": rates[0.10], "gpu_minutes_unchanged": minutes, "gpu_minutes_regressed": minutes})
+            rows.append(
+                {
+                    "design": "baseline gate, 20-run history, 5 repeats",
+                    "suite": "pr",
+                    "between_noise": between,
+                    "day_drift": day,
+                    "repeats": 5,
+                    "false_alarm": rates[0.0],
+                    "power_5": rates[0.05],
+                    "power_10": rates[0.10],
+                    "gpu_minutes_unchanged": minutes,
+                    "gpu_minutes_regressed": minutes,
+                }
+            )
             _print(rows[-1])
-        best = [r for r in rows if r["between_noise"] == between and r["design"].startswith("A/B") and _meets(r)]
+        best = [
+            r
+            for r in rows
+            if r["between_noise"] == between and r["design"].startswith("A/B") and _meets(r)
+        ]
         budget = TARGET_MINUTES.get(between)
         within = [r for r in best if budget is None or r["gpu_minutes_unchanged"] <= budget]
         cheapest = min(best, key=lambda r: r["gpu_minutes_unchanged"]) if best else None
-        verdict = (f"cheapest design meeting 0.1 % / 90 %: {cheapest['design']} at {cheapest['gpu_minutes_unchanged']:.0f} "
-                   f"GPU min per unchanged job" if cheapest else "no simulated A/B design meets 0.1 % / 90 %")
+        verdict = (
+            f"cheapest design meeting 0.1 % / 90 %: {cheapest['design']} at {cheapest['gpu_minutes_unchanged']:.0f} "
+            f"GPU min per unchanged job"
+            if cheapest
+            else "no simulated A/B design meets 0.1 % / 90 %"
+        )
         if budget is not None:
             verdict += f"; the {budget:g}-minute budget is {'met' if within else 'NOT met'}"
-            if cheapest and not within:  # what it would take: the process cost at which that design fits
+            if (
+                cheapest and not within
+            ):  # what it would take: the process cost at which that design fits
                 per_process = budget / (2 * cheapest["rounds_unchanged"])
-                today = float(Costs(args.load_s, args.warmup, cheapest["repeats"], args.fast_steps, args.fixed_share,
-                                    0.0).process_s(np.ones((1, len(PR_SUITE)), dtype=bool), False)[0]) / 60
-                verdict += (f"; it runs {cheapest['rounds_unchanged']:.1f} rounds on average: a process would have to "
-                            f"cost <= {per_process:.1f} GPU min (the model's: {today:.1f})")
+                today = (
+                    float(
+                        Costs(
+                            args.load_s,
+                            args.warmup,
+                            cheapest["repeats"],
+                            args.fast_steps,
+                            args.fixed_share,
+                            0.0,
+                        ).process_s(np.ones((1, len(PR_SUITE)), dtype=bool), False)[0]
+                    )
+                    / 60
+                )
+                verdict += (
+                    f"; it runs {cheapest['rounds_unchanged']:.1f} rounds on average: a process would have to "
+                    f"cost <= {per_process:.1f} GPU min (the model's: {today:.1f})"
+                )
         print(f"{'':>14}-> {between:.0%}: {verdict}")
-    print(f"targets per test: false alarm <= {TARGET_FALSE:.1%}, power >= {TARGET_POWER:.0%} at +5 %; A/B decisions "
-          f"checked against compare_rounds on {CHECK_JOBS} jobs per cell, the gate against judge; "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"targets per test: false alarm <= {TARGET_FALSE:.1%}, power >= {TARGET_POWER:.0%} at +5 %; A/B decisions "
+        f"checked against compare_rounds on {CHECK_JOBS} jobs per cell, the gate against judge; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
@@ -405,9 +675,11 @@ def _meets(row: dict[str, Any]) -> bool:
 
 def _print(row: dict[str, Any]) -> None:
     day = f"{row['day_drift']:.0%}" if row["day_drift"] is not None else "-"
-    print(f"{row['between_noise']:>7.0%} {day:>5}  {row['design']:<44}{row['gpu_minutes_unchanged']:>20.1f}"
-          f"{row['gpu_minutes_regressed']:>11.1f}{row['false_alarm']:>13.3%}{row['power_5']:>10.1%}"
-          f"{row['power_10']:>11.1%}  {'meets' if _meets(row) else '-'}")
+    print(
+        f"{row['between_noise']:>7.0%} {day:>5}  {row['design']:<44}{row['gpu_minutes_unchanged']:>20.1f}"
+        f"{row['gpu_minutes_regressed']:>11.1f}{row['false_alarm']:>13.3%}{row['power_5']:>10.1%}"
+        f"{row['power_10']:>11.1%}  {'meets' if _meets(row) else '-'}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 96, 128], help="square output sizes")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[32, 64, 96, 128], help="square output sizes"
+    )
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--fast-steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="fast/full pairs per config, interleaved")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="fast/full pairs per config, interleaved"
+    )
     args = parser.parse_args(argv)
 
     rows = []
@@ -50,27 +54,48 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         loaded = load_pipeline(PipelineKey(args.model, args.dtype, args.device), Path(work))
         runner = GenerationRunner(loaded.pipe, args.device)
         image = synthetic_portrait()
-        print(f"model {args.model} ({loaded.provenance}), device {args.device}, {args.dtype}, {args.frames} frames, "
-              f"{args.steps} steps, fast mode measures {args.fast_steps} steps; {args.repeats} repeats, 1 warm-up, "
-              f"{args.rounds} interleaved rounds")
+        print(
+            f"model {args.model} ({loaded.provenance}), device {args.device}, {args.dtype}, {args.frames} frames, "
+            f"{args.steps} steps, fast mode measures {args.fast_steps} steps; {args.repeats} repeats, 1 warm-up, "
+            f"{args.rounds} interleaved rounds"
+        )
         # Warm the process up first (kernel caches, allocator pools, lazy imports): the first
         # measurement of a fresh process is slower and would bias whichever mode ran first.
         for size in args.sizes:
-            runner.measure(i2v(width=size, height=size, frames=args.frames, steps=args.fast_steps), image, warmup=1, repeats=1)
-        header = (f"{'config':<16}{'full total':>12}{'fast predicted':>16}{'error':>9}{'same-run error':>16}{'peak diff':>14}"
-                  f"{'time fast/full':>16}")
+            runner.measure(
+                i2v(width=size, height=size, frames=args.frames, steps=args.fast_steps),
+                image,
+                warmup=1,
+                repeats=1,
+            )
+        header = (
+            f"{'config':<16}{'full total':>12}{'fast predicted':>16}{'error':>9}{'same-run error':>16}{'peak diff':>14}"
+            f"{'time fast/full':>16}"
+        )
         print(header)
         print("-" * len(header))
         for size in args.sizes:
             spec = i2v(width=size, height=size, frames=args.frames, steps=args.steps)
-            full_totals, fast_totals, full_wall, fast_wall, peak_diffs, same_run = [], [], 0.0, 0.0, [], []
+            full_totals, fast_totals, full_wall, fast_wall, peak_diffs, same_run = (
+                [],
+                [],
+                0.0,
+                0.0,
+                [],
+                [],
+            )
             label = "-"
             for index in range(args.rounds):
                 order = ("full", "fast") if index % 2 == 0 else ("fast", "full")
                 results = {}
                 for mode in order:
-                    results[mode] = runner.measure(spec, image, warmup=1, repeats=args.repeats,
-                                                   fast_steps=args.fast_steps if mode == "fast" else None)
+                    results[mode] = runner.measure(
+                        spec,
+                        image,
+                        warmup=1,
+                        repeats=args.repeats,
+                        fast_steps=args.fast_steps if mode == "fast" else None,
+                    )
                 full, fast = results["full"], results["fast"]
                 full_totals.append(full.time_s)
                 for sample in full.samples:
@@ -89,11 +114,24 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             peak_diff = max(peak_diffs, key=abs) if peak_diffs else None
             ratio = fast_wall / full_wall
             same = sorted(same_run)[len(same_run) // 2] * 100
-            rows.append({"size": size, "full_s": full_total, "fast_s": fast_total, "error_pct": error,
-                         "same_run_error_pct": same, "peak_diff_bytes": peak_diff, "time_ratio": ratio})
+            rows.append(
+                {
+                    "size": size,
+                    "full_s": full_total,
+                    "fast_s": fast_total,
+                    "error_pct": error,
+                    "same_run_error_pct": same,
+                    "peak_diff_bytes": peak_diff,
+                    "time_ratio": ratio,
+                }
+            )
             diff = f"{peak_diff / 2**20:+.1f} MiB" if peak_diff is not None else "-"
-            print(f"{f'{size}x{size}':<16}{full_total:>11.3f}s{fast_total:>15.3f}s{error:>+8.2f}%{same:>+15.2f}%{diff:>14}{ratio:>16.3f}")
-        print(f"peak figure: {label}; targets: |error| <= 2 %, peak diff within allocator noise, time ratio <= 0.2 at 50 steps")
+            print(
+                f"{f'{size}x{size}':<16}{full_total:>11.3f}s{fast_total:>15.3f}s{error:>+8.2f}%{same:>+15.2f}%{diff:>14}{ratio:>16.3f}"
+            )
+        print(
+            f"peak figure: {label}; targets: |error| <= 2 %, peak diff within allocator noise, time ratio <= 0.2 at 50 steps"
+        )
     return rows
 
 

@@ -64,11 +64,29 @@ def case_name(case: ET.Element) -> str:
 
 def one_run(tests: list[str], junit: Path) -> dict[str, bool]:
     """One fresh pytest process over ``tests``: test id (parametrised ids folded) -> passed."""
-    subprocess.run([sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                    f"--junitxml={junit}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *tests,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            f"--junitxml={junit}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
     outcomes: dict[str, bool] = {}
     if not junit.is_file():
-        return {test: False for test in tests}  # the process died before writing: every test counts as failed
+        return {
+            test: False for test in tests
+        }  # the process died before writing: every test counts as failed
     for case in ET.parse(junit).iter("testcase"):
         name = case_name(case).split("[")[0]
         failed = any(child.tag in ("failure", "error") for child in case)
@@ -77,15 +95,22 @@ def one_run(tests: list[str], junit: Path) -> dict[str, bool]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--neighbours", type=int, default=1, help="CPU-bound processes beside the tests")
+    parser.add_argument(
+        "--neighbours", type=int, default=1, help="CPU-bound processes beside the tests"
+    )
     parser.add_argument("-k", default="", help="only the covered tests whose id contains this")
     args = parser.parse_args()
     tests = [t for t in COVERED if args.k in t]
     failures: Counter[str] = Counter()
     context = multiprocessing.get_context("spawn")
-    neighbours = [context.Process(target=spin, args=(6 * 3600.0,), daemon=True) for _ in range(args.neighbours)]
+    neighbours = [
+        context.Process(target=spin, args=(6 * 3600.0,), daemon=True)
+        for _ in range(args.neighbours)
+    ]
     for neighbour in neighbours:
         neighbour.start()
     started = time.monotonic()
@@ -95,17 +120,24 @@ def main() -> int:
                 run_started = time.monotonic()
                 outcomes = one_run(tests, Path(scratch) / f"run-{run}.xml")
                 failures.update(test for test, passed in outcomes.items() if not passed)
-                print(f"run {run + 1}/{args.runs}: {sum(not p for p in outcomes.values())} failed "
-                      f"({time.monotonic() - run_started:.0f} s)", flush=True)
+                print(
+                    f"run {run + 1}/{args.runs}: {sum(not p for p in outcomes.values())} failed "
+                    f"({time.monotonic() - run_started:.0f} s)",
+                    flush=True,
+                )
     finally:
         for neighbour in neighbours:
             neighbour.terminate()
-    print(f"\n{args.runs} runs beside {args.neighbours} CPU-bound neighbour(s), {time.monotonic() - started:.0f} s")
+    print(
+        f"\n{args.runs} runs beside {args.neighbours} CPU-bound neighbour(s), {time.monotonic() - started:.0f} s"
+    )
     print(f"{'failures':>8}  test")
     for test in tests:
         print(f"{failures[test]:>8}  {test}")
     total = sum(failures.values())
-    print(f"target: 0 failures in every row; {'met' if total == 0 else f'NOT met ({total} failures)'}")
+    print(
+        f"target: 0 failures in every row; {'met' if total == 0 else f'NOT met ({total} failures)'}"
+    )
     return 0 if total == 0 else 1
 
 

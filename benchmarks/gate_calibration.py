@@ -40,7 +40,9 @@ def old_pooled(histories: list[list[float]]) -> Noise | None:
     return Noise(sum(n.variance * n.df for n in noises) / df, df) if df else None
 
 
-def old_flags(history: list[float], current: float, settings: GateSettings, pooled: Noise | None) -> bool:
+def old_flags(
+    history: list[float], current: float, settings: GateSettings, pooled: Noise | None
+) -> bool:
     """The old bar (a one-sided prediction interval, its prior the pooled noise capped at 200 df)."""
     logs = [math.log(h) for h in history]
     own = entry_noise(history)
@@ -59,21 +61,28 @@ def draw(rng: random.Random, sd: float, n: int) -> list[float]:
 
 
 def one_entry(rng: random.Random, trials: int, settings: GateSettings) -> None:
-    print("1. a one-entry file at 3 % noise: false alarms per measurement "
-          f"(alpha {settings.alpha:.2%}, minimum effect off)")
+    print(
+        "1. a one-entry file at 3 % noise: false alarms per measurement "
+        f"(alpha {settings.alpha:.2%}, minimum effect off)"
+    )
     print(f"   {'runs':>4}  {'now':>8}  {'before':>8}")
     for n in (3, 5, 10):
         now = before = 0
         for _ in range(trials):
             history, current = draw(rng, 0.03, n), math.exp(rng.gauss(0.0, 0.03))
-            now += judge_time("time_s", history, current, settings, prior_from([])).verdict == "regressed"
+            now += (
+                judge_time("time_s", history, current, settings, prior_from([])).verdict
+                == "regressed"
+            )
             before += old_flags(history, current, settings, old_pooled([history]))
         print(f"   {n:>4}  {now / trials:>8.3%}  {before / trials:>8.3%}")
 
 
 def among_quiet(rng: random.Random, trials: int, settings: GateSettings) -> None:
-    print(f"2. one test among {QUIET_ENTRIES} at {QUIET:.0%} noise, 5 runs each: false alarms per "
-          f"measurement (alpha {settings.alpha:.2%}, minimum effect off); files redrawn every 500")
+    print(
+        f"2. one test among {QUIET_ENTRIES} at {QUIET:.0%} noise, 5 runs each: false alarms per "
+        f"measurement (alpha {settings.alpha:.2%}, minimum effect off); files redrawn every 500"
+    )
     print(f"   {'noise':>5}  {'now':>8}  {'before':>8}  {'median bar now':>14}")
     for level in LEVELS:
         now = before = 0
@@ -88,14 +97,18 @@ def among_quiet(rng: random.Random, trials: int, settings: GateSettings) -> None
             verdict = judge_time("time_s", history, current, settings, prior)
             now += verdict.verdict == "regressed"
             if verdict.interval is not None and verdict.baseline:
-                bars.append(verdict.interval[1] / math.exp(statistics.fmean(map(math.log, history))))
+                bars.append(
+                    verdict.interval[1] / math.exp(statistics.fmean(map(math.log, history)))
+                )
             before += old_flags(history, current, settings, old_pooled([*quiet, history]))
         bar = statistics.median(bars) - 1.0
         print(f"   {level:>5.1%}  {now / trials:>8.3%}  {before / trials:>8.3%}  {bar:>+14.1%}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()

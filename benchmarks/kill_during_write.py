@@ -17,19 +17,47 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.verdict.baseline_store import AcceptedRun, read_baseline, run_from_record, update_baseline
+from pytest_i2v.verdict.baseline_store import (
+    AcceptedRun,
+    read_baseline,
+    run_from_record,
+    update_baseline,
+)
 
-CONFIG = {"width": 64, "height": 64, "frames": 16, "steps": 10, "guidance": 9.0, "fps": 8, "dtype": "fp32",
-          "memory": [], "source": "tiny", "prompt": "p", "seed": 0}
+CONFIG = {
+    "width": 64,
+    "height": 64,
+    "frames": 16,
+    "steps": 10,
+    "guidance": 9.0,
+    "fps": 8,
+    "dtype": "fp32",
+    "memory": [],
+    "source": "tiny",
+    "prompt": "p",
+    "seed": 0,
+}
 
 
 def accepted(nodeid: str, time_s: float) -> AcceptedRun:
-    record = {"repeats": 5, "time_s": time_s, "stages": {"step_s": time_s / 10}, "peak_memory": {"host_rss_bytes": 1}}
-    return AcceptedRun(nodeid, CONFIG, {"torch": "x"}, run_from_record(record, "abc", date="2026-11-25T00:00:00+00:00"))
+    record = {
+        "repeats": 5,
+        "time_s": time_s,
+        "stages": {"step_s": time_s / 10},
+        "peak_memory": {"host_rss_bytes": 1},
+    }
+    return AcceptedRun(
+        nodeid,
+        CONFIG,
+        {"torch": "x"},
+        run_from_record(record, "abc", date="2026-11-25T00:00:00+00:00"),
+    )
 
 
 def writer(path: str, entries: int, version: int) -> None:
-    update_baseline(Path(path), "cpu", [accepted(f"t::{n}", float(version)) for n in range(entries)])
+    update_baseline(
+        Path(path), "cpu", [accepted(f"t::{n}", float(version)) for n in range(entries)]
+    )
 
 
 def main() -> None:
@@ -60,9 +88,15 @@ def main() -> None:
         try:
             baseline = read_baseline(path, "cpu")
             newest = {e.current.runs[-1]["time_s"] for e in baseline.entries.values()}
-            if len(baseline.entries) != args.entries or len(newest) != 1 or newest.pop() not in (version, float(trial)):
+            if (
+                len(baseline.entries) != args.entries
+                or len(newest) != 1
+                or newest.pop() not in (version, float(trial))
+            ):
                 corrupt += 1  # missing entries, or a mix of old and new
-                print(f"trial {trial}: inconsistent: {len(baseline.entries)} entries, newest runs {sorted(newest)[:5]}")
+                print(
+                    f"trial {trial}: inconsistent: {len(baseline.entries)} entries, newest runs {sorted(newest)[:5]}"
+                )
             elif baseline.entries["t::0"].current.runs[-1]["time_s"] == version:
                 killed_mid_write += 1
             else:
@@ -72,9 +106,11 @@ def main() -> None:
             corrupt += 1
             print(f"trial {trial}: unreadable: {type(exc).__name__}: {exc}")
     leftovers = len([p for p in work.iterdir() if p.name.endswith(".tmp")])
-    print(f"{args.trials} trials: {corrupt} corrupt, {killed_mid_write} left the old version, {completed} the new one; "
-          f"{leftovers} temporary files left behind by killed writers (never read); one write takes "
-          f"{durations[0] * 1000:.0f} ms for {args.entries} entries")
+    print(
+        f"{args.trials} trials: {corrupt} corrupt, {killed_mid_write} left the old version, {completed} the new one; "
+        f"{leftovers} temporary files left behind by killed writers (never read); one write takes "
+        f"{durations[0] * 1000:.0f} ms for {args.entries} entries"
+    )
     sys.exit(1 if corrupt else 0)
 
 

@@ -27,9 +27,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("start-up (imports, plugins, collection)", "pipeline loading", "machine speed probe", "FLOP counting",
-         "signature (profiled generation)", "warm-up generations", "measured generations",
-         "rounds' harness (sync, memory, NVML)", "fresh-process re-measurement", "report (JSON, HTML, Markdown)")
+PARTS = (
+    "start-up (imports, plugins, collection)",
+    "pipeline loading",
+    "machine speed probe",
+    "FLOP counting",
+    "signature (profiled generation)",
+    "warm-up generations",
+    "measured generations",
+    "rounds' harness (sync, memory, NVML)",
+    "fresh-process re-measurement",
+    "report (JSON, HTML, Markdown)",
+)
 GENERATIONS = ("warm-up generations", "measured generations")
 
 _start = time.perf_counter()
@@ -84,7 +93,9 @@ def pytest_collection_finish(session: Any) -> None:
 def pytest_unconfigure(config: Any) -> None:
     out = os.environ.get("MAIN_JOB_SPLIT_OUT")
     if out:
-        Path(out).write_text(json.dumps({"wall_s": time.perf_counter() - _start, "parts": _spent}), encoding="utf-8")
+        Path(out).write_text(
+            json.dumps({"wall_s": time.perf_counter() - _start, "parts": _spent}), encoding="utf-8"
+        )
 
 
 def main() -> int:
@@ -94,27 +105,63 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "split.json"
-        env = {**os.environ, "MAIN_JOB_SPLIT_OUT": str(out),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "MAIN_JOB_SPLIT_OUT": str(out),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")])
+            ),
+        }
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-q", "-p", "main_job_split", *args.pytest_args],
-                              cwd=ROOT, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "suites/",
+                "-q",
+                "-p",
+                "main_job_split",
+                *args.pytest_args,
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         process_s = time.perf_counter() - started
         print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:])
         measured = json.loads(out.read_text(encoding="utf-8"))
     wall, parts = measured["wall_s"], measured["parts"]
     rest = wall - sum(parts.values())
-    rows = [(name, parts.get(name, 0.0)) for name in PARTS] + [("the rest (pytest, fixtures, gate, records)", rest)]
-    print(f"\nmain job: {process_s:.1f} s for the process, {wall:.1f} s from the plugin's import to its end")
+    rows = [(name, parts.get(name, 0.0)) for name in PARTS] + [
+        ("the rest (pytest, fixtures, gate, records)", rest)
+    ]
+    print(
+        f"\nmain job: {process_s:.1f} s for the process, {wall:.1f} s from the plugin's import to its end"
+    )
     for name, seconds in rows:
         print(f"  {name:<45} {seconds:7.1f} s  {100 * seconds / wall:5.1f} %")
     generations = sum(parts.get(name, 0.0) for name in GENERATIONS)
-    print(f"  {'harness (all but the generations)':<45} {wall - generations:7.1f} s  {100 * (wall - generations) / wall:5.1f} %")
+    print(
+        f"  {'harness (all but the generations)':<45} {wall - generations:7.1f} s  {100 * (wall - generations) / wall:5.1f} %"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "process_s": process_s, "wall_s": wall,
-                                         "parts_s": dict(rows), "harness_share": (wall - generations) / wall,
-                                         "pytest_summary": done.stdout.strip().splitlines()[-1:]}, indent=2) + "\n",
-                             encoding="utf-8")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "process_s": process_s,
+                    "wall_s": wall,
+                    "parts_s": dict(rows),
+                    "harness_share": (wall - generations) / wall,
+                    "pytest_summary": done.stdout.strip().splitlines()[-1:],
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     return done.returncode
 
 

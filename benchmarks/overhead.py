@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32")
-    parser.add_argument("--size", type=int, default=64, help="square output size (64 = the cpu profile's 512p)")
+    parser.add_argument(
+        "--size", type=int, default=64, help="square output size (64 = the cpu profile's 512p)"
+    )
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--fast-steps", type=int, default=5)
@@ -42,11 +44,22 @@ def main() -> None:
         image = synthetic_portrait()
         runner = GenerationRunner(loaded.pipe, args.device)
         device = runner.device
-        nvml = "sampling every 10 ms" if device.is_cuda and device.nvml_memory().used_bytes else "unavailable"
-        print(f"model {args.model} ({loaded.provenance}), device {args.device}, {args.size}x{args.size}, "
-              f"{args.frames} frames, {args.steps} steps, {args.rounds} interleaved rounds, NVML: {nvml}")
+        nvml = (
+            "sampling every 10 ms"
+            if device.is_cuda and device.nvml_memory().used_bytes
+            else "unavailable"
+        )
+        print(
+            f"model {args.model} ({loaded.provenance}), device {args.device}, {args.size}x{args.size}, "
+            f"{args.frames} frames, {args.steps} steps, {args.rounds} interleaved rounds, NVML: {nvml}"
+        )
         for mode, fast_steps in (("full", None), ("fast", args.fast_steps)):
-            bare_spec = i2v(width=args.size, height=args.size, frames=args.frames, steps=fast_steps or args.steps)
+            bare_spec = i2v(
+                width=args.size,
+                height=args.size,
+                frames=args.frames,
+                steps=fast_steps or args.steps,
+            )
 
             def bare() -> float:
                 device.synchronize()
@@ -70,9 +83,11 @@ def main() -> None:
                     (bare_s if func is bare else harness_s).append(func())
             paired = statistics.median(h / b for h, b in zip(harness_s, bare_s, strict=True))
             steps = fast_steps or args.steps
-            print(f"{mode:<5} ({steps:>2} steps): bare call {statistics.median(bare_s) * 1000:8.1f} ms, measured repeat "
-                  f"{statistics.median(harness_s) * 1000:8.1f} ms, overhead (median of paired ratios) {(paired - 1) * 100:+.2f} %"
-                  f"   target <= 1 %")
+            print(
+                f"{mode:<5} ({steps:>2} steps): bare call {statistics.median(bare_s) * 1000:8.1f} ms, measured repeat "
+                f"{statistics.median(harness_s) * 1000:8.1f} ms, overhead (median of paired ratios) {(paired - 1) * 100:+.2f} %"
+                f"   target <= 1 %"
+            )
 
 
 if __name__ == "__main__":

@@ -48,13 +48,21 @@ def child_env() -> dict[str, str]:
 def run_once(argv: list[str], cwd: Path) -> tuple[float, float]:
     """One child: its wall time (s) and peak RSS (MB), read from the child's own rusage."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen, so it does not wait again
+    proc.returncode = os.waitstatus_to_exitcode(
+        status
+    )  # reaped here: tell Popen, so it does not wait again
     if proc.returncode != 0:
-        shown = subprocess.run(argv, cwd=cwd, env=child_env(), capture_output=True, text=True, check=False)
-        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{shown.stdout}{shown.stderr}")
+        shown = subprocess.run(
+            argv, cwd=cwd, env=child_env(), capture_output=True, text=True, check=False
+        )
+        raise SystemExit(
+            f"{' '.join(argv)} exited {proc.returncode}:\n{shown.stdout}{shown.stderr}"
+        )
     # ru_maxrss: kilobytes on Linux, bytes on macOS.
     rss_bytes = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
     return wall, rss_bytes / 1e6
@@ -62,8 +70,14 @@ def run_once(argv: list[str], cwd: Path) -> tuple[float, float]:
 
 def imported(argv: list[str], cwd: Path) -> tuple[set[str], dict[str, int]]:
     """The modules the child imported, and per top-level package its cumulative import time (us)."""
-    completed = subprocess.run([sys.executable, "-X", "importtime", *argv[1:]], cwd=cwd, env=child_env(),
-                               capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv[1:]],
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     modules: set[str] = set()
     packages: dict[str, int] = {}
     for line in completed.stderr.splitlines():
@@ -77,7 +91,9 @@ def imported(argv: list[str], cwd: Path) -> tuple[set[str], dict[str, int]]:
 
 def registered(argv: list[str], cwd: Path) -> bool:
     """Whether pytest registered the plugin (``-VV`` lists third-party plugins by distribution)."""
-    completed = subprocess.run([*argv, "-VV"], cwd=cwd, env=child_env(), capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        [*argv, "-VV"], cwd=cwd, env=child_env(), capture_output=True, text=True, check=False
+    )
     return "pytest-i2v" in completed.stdout + completed.stderr
 
 
@@ -92,7 +108,10 @@ def measure(runs: int) -> dict[str, Any]:
         for _ in range(runs):
             active.append(run_once(active_argv, project))
             disabled.append(run_once(disabled_argv, project))
-        (on_modules, on), (_, off) = imported(active_argv, project), imported(disabled_argv, project)
+        (on_modules, on), (_, off) = (
+            imported(active_argv, project),
+            imported(disabled_argv, project),
+        )
         loaded = registered(active_argv, project)
     return {
         "runs": runs,
@@ -102,7 +121,9 @@ def measure(runs: int) -> dict[str, Any]:
         "disabled_mb": statistics.median(m for _, m in disabled),
         "plugin_loaded": loaded,
         "torch_imported": any(m == "torch" or m.startswith("torch.") for m in on_modules),
-        "extra_imports": sorted(((k, v) for k, v in on.items() if k not in off), key=lambda kv: -kv[1]),
+        "extra_imports": sorted(
+            ((k, v) for k, v in on.items() if k not in off), key=lambda kv: -kv[1]
+        ),
     }
 
 
@@ -116,7 +137,9 @@ def format_result(r: dict[str, Any]) -> str:
         f"medians of {r['runs']} interleaved runs each; {'within' if ok else 'OVER'} target",
     ]
     if not r["plugin_loaded"]:
-        lines.append("warning: pytest did not register pytest-i2v in the active run (is the package installed?)")
+        lines.append(
+            "warning: pytest did not register pytest-i2v in the active run (is the package installed?)"
+        )
     if r["extra_imports"]:
         heaviest = ", ".join(f"{name} {us / 1000:.0f} ms" for name, us in r["extra_imports"][:8])
         lines.append(f"imported only with the plugin (cumulative import time): {heaviest}")
@@ -125,7 +148,9 @@ def format_result(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10, help="measured runs of each variant (default 10)")
+    parser.add_argument(
+        "--runs", type=int, default=10, help="measured runs of each variant (default 10)"
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")

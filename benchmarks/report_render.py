@@ -26,7 +26,10 @@ def main() -> None:
     args = parser.parse_args()
     doc = document()
     base = doc["records"]
-    doc["records"] = [dict(base[i % len(base)], nodeid=f"{base[i % len(base)]['nodeid']}-{i}") for i in range(args.records)]
+    doc["records"] = [
+        dict(base[i % len(base)], nodeid=f"{base[i % len(base)]['nodeid']}-{i}")
+        for i in range(args.records)
+    ]
     render_html(doc)  # warm-up: imports, template compilation, font cache
     html_times, md_times = [], []
     for _ in range(args.rounds):
@@ -36,8 +39,10 @@ def main() -> None:
         started = time.perf_counter()
         render_markdown(doc)
         md_times.append(time.perf_counter() - started)
-    print(f"{args.records} results: HTML {statistics.median(html_times):.2f} s (median of {args.rounds}, "
-          f"{len(html) / 1e6:.1f} MB), Markdown {statistics.median(md_times) * 1000:.0f} ms; target HTML <= 3 s")
+    print(
+        f"{args.records} results: HTML {statistics.median(html_times):.2f} s (median of {args.rounds}, "
+        f"{len(html) / 1e6:.1f} MB), Markdown {statistics.median(md_times) * 1000:.0f} ms; target HTML <= 3 s"
+    )
 
 
 if __name__ == "__main__":

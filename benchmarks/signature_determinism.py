@@ -48,9 +48,13 @@ print(json.dumps({"digest": signature.digest, "rows": rows, "profiled_s": profil
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--processes", type=int, default=20)
-    parser.add_argument("--size", type=int, default=64, help="generation width and height (default: 64)")
+    parser.add_argument(
+        "--size", type=int, default=64, help="generation width and height (default: 64)"
+    )
     args = parser.parse_args()
     from pytest_i2v.pipelines.i2vgen_xl_tiny import save_tiny_pipeline
 
@@ -61,17 +65,24 @@ def main() -> None:
         for device in ("cpu", "cuda:0"):
             seen = []
             for index in range(args.processes):
-                completed = subprocess.run([sys.executable, str(script), str(source), device, str(args.size)],
-                                           capture_output=True, text=True, check=False)
+                completed = subprocess.run(
+                    [sys.executable, str(script), str(source), device, str(args.size)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if completed.returncode != 0:
                     sys.exit(f"process {index + 1} on {device} failed:\n{completed.stderr[-2000:]}")
                 seen.append(json.loads(completed.stdout.strip().splitlines()[-1]))
             digests = {s["digest"] for s in seen}
             ratio = statistics.median(s["profiled_s"] / s["plain_s"] for s in seen)
-            print(f"{device}: {len(digests)} distinct digest(s) in {len(seen)} fresh processes "
-                  f"({seen[0]['rows']} rows); profiled call {statistics.median(s['profiled_s'] for s in seen):.2f} s, "
-                  f"unprofiled 5-step generation {statistics.median(s['plain_s'] for s in seen):.2f} s, "
-                  f"ratio {ratio:.1f}x (medians)", flush=True)
+            print(
+                f"{device}: {len(digests)} distinct digest(s) in {len(seen)} fresh processes "
+                f"({seen[0]['rows']} rows); profiled call {statistics.median(s['profiled_s'] for s in seen):.2f} s, "
+                f"unprofiled 5-step generation {statistics.median(s['plain_s'] for s in seen):.2f} s, "
+                f"ratio {ratio:.1f}x (medians)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,13 @@ LEVELS = (0.02, 0.05, 0.10)
 KINDS = ("op", "upcast", "cfg-split", "bigger", "sync")
 TOLERANCE_PP = 1.5
 # What each kind's table must name: a row whose label contains this.
-NAMED = {"op": "aten::mm", "upcast": "double", "cfg-split": "mm", "bigger": "mm", "sync": "cudaDeviceSynchronize"}
+NAMED = {
+    "op": "aten::mm",
+    "upcast": "double",
+    "cfg-split": "mm",
+    "bigger": "mm",
+    "sync": "cudaDeviceSynchronize",
+}
 
 CONFTEST = r'''
 import json
@@ -156,7 +162,7 @@ def interleave(pipe, spec, image, kind, sizes, rounds, out):
     out.write_text(json.dumps(found))
 '''
 
-SUITE = '''
+SUITE = """
 import os
 from pathlib import Path
 
@@ -177,7 +183,7 @@ def test_interleaved(i2v_pipeline, i2v_spec, i2v_input_image):
     kind, _, sizes = os.environ["INTERLEAVE"].partition(":")
     interleave(i2v_pipeline, i2v_spec, i2v_input_image, kind, [int(k) for k in sizes.split(",")], int(os.environ["ROUNDS"]),
                Path(os.environ["INTERLEAVE_OUT"]))
-'''
+"""
 
 PROFILE = """
 name: {name}
@@ -206,36 +212,83 @@ class Project:
 
     def profile(self, min_effect: float, tolerance: float) -> None:
         name = "h200" if self.simulated else "cpu"
-        text = PROFILE.format(name=name, memory=141 if self.simulated else 24, device="cuda" if self.simulated else "cpu",
-                              match='["H200"]' if self.simulated else "[]", min_effect=min_effect, tolerance=tolerance)
+        text = PROFILE.format(
+            name=name,
+            memory=141 if self.simulated else 24,
+            device="cuda" if self.simulated else "cpu",
+            match='["H200"]' if self.simulated else "[]",
+            min_effect=min_effect,
+            tolerance=tolerance,
+        )
         (self.root / "profiles" / f"{name}.yaml").write_text(text)
 
-    def pytest(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def pytest(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         name = "h200" if self.simulated else "cpu"
-        base = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--gpu-profile", name,
-                "--i2v-profile-dir", "profiles", "--i2v-allow-profile-mismatch", "--i2v-repeats", "3", "--i2v-warmup", "1"]
+        base = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "--gpu-profile",
+            name,
+            "--i2v-profile-dir",
+            "profiles",
+            "--i2v-allow-profile-mismatch",
+            "--i2v-repeats",
+            "3",
+            "--i2v-warmup",
+            "1",
+        ]
         if self.simulated:
             base += ["-p", "pytest_i2v.simulated_plugin"]
         environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         if self.simulated:
             environment["PYTEST_I2V_SIMULATED_GPUS"] = '[{"name": "NVIDIA H200"}]'
-        return subprocess.run([*base, *args], cwd=self.root, env=environment, capture_output=True, text=True, check=False)
+        return subprocess.run(
+            [*base, *args],
+            cwd=self.root,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     def record_baseline(self, directory: str, runs: int = 1) -> None:
         for _ in range(runs):
-            done = self.pytest("test_suite.py::test_target", "--i2v-baseline-dir", directory, "--i2v-update-baselines")
+            done = self.pytest(
+                "test_suite.py::test_target",
+                "--i2v-baseline-dir",
+                directory,
+                "--i2v-update-baselines",
+            )
             if done.returncode != 0:
-                raise SystemExit(f"recording the baseline failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+                raise SystemExit(
+                    f"recording the baseline failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+                )
 
     def gate(self, directory: str, inject: str | None) -> dict[str, Any]:
         out = self.root / "gate.json"
         out.unlink(missing_ok=True)
         started = time.perf_counter()
-        done = self.pytest("test_suite.py::test_target", "--i2v-baseline-dir", directory, "--i2v-json", str(out),
-                           env={"INJECT": inject} if inject else {})
+        done = self.pytest(
+            "test_suite.py::test_target",
+            "--i2v-baseline-dir",
+            directory,
+            "--i2v-json",
+            str(out),
+            env={"INJECT": inject} if inject else {},
+        )
         wall = time.perf_counter() - started
         if not out.is_file():
-            raise SystemExit(f"the gate run wrote nothing:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+            raise SystemExit(
+                f"the gate run wrote nothing:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+            )
         record = json.loads(out.read_text())["records"][0]
         return {"exit": done.returncode, "record": record, "wall_s": wall}
 
@@ -245,17 +298,30 @@ class Project:
 
         name = "h200" if self.simulated else "cpu"
         stored = yaml.safe_load((self.root / directory / f"{name}.yaml").read_text())
-        runs = [run for entry in stored["entries"].values() for seg in entry["segments"] for run in seg["runs"]]
+        runs = [
+            run
+            for entry in stored["entries"].values()
+            for seg in entry["segments"]
+            for run in seg["runs"]
+        ]
         return float(statistics.median(run["step_s"] for run in runs))
 
     def interleaved(self, kind: str, sizes: list[int], rounds: int) -> dict[int, float]:
         """Per knob size, the change's cost per step in % of the baseline's step, from interleaved pairs of
         generations (paired per round: the machine's drift cancels pair by pair; the median pair)."""
         out = self.root / "interleaved.json"
-        done = self.pytest("test_suite.py::test_interleaved", env={
-            "INTERLEAVE": f"{kind}:{','.join(map(str, sizes))}", "ROUNDS": str(rounds), "INTERLEAVE_OUT": str(out)})
+        done = self.pytest(
+            "test_suite.py::test_interleaved",
+            env={
+                "INTERLEAVE": f"{kind}:{','.join(map(str, sizes))}",
+                "ROUNDS": str(rounds),
+                "INTERLEAVE_OUT": str(out),
+            },
+        )
         if done.returncode != 0:
-            raise SystemExit(f"the interleaved measurement failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+            raise SystemExit(
+                f"the interleaved measurement failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+            )
         step = self.base_step_s("bl")
         found = {}
         for k, data in json.loads(out.read_text()).items():
@@ -264,14 +330,23 @@ class Project:
         return found
 
 
-PROBES = {"op": [8, 16, 32, 64], "sync": [16, 32, 64, 128], "upcast": [16, 32, 64, 128],
-          "cfg-split": [16, 32, 64, 128], "bigger": [16, 32, 64, 128]}
+PROBES = {
+    "op": [8, 16, 32, 64],
+    "sync": [16, 32, 64, 128],
+    "upcast": [16, 32, 64, 128],
+    "cfg-split": [16, 32, 64, 128],
+    "bigger": [16, 32, 64, 128],
+}
 
 
 def calibrate(project: Project, kind: str, rounds: int) -> dict[float, int]:
     """The knob per level, interpolated on the effects measured at the probe sizes in one process."""
     curve = sorted(project.interleaved(kind, PROBES[kind], max(10, rounds // 3)).items())
-    print(f"  {kind} calibration: " + ", ".join(f"k={k}: {e:+.2f} %" for k, e in curve), file=sys.stderr, flush=True)
+    print(
+        f"  {kind} calibration: " + ", ".join(f"k={k}: {e:+.2f} %" for k, e in curve),
+        file=sys.stderr,
+        flush=True,
+    )
     chosen = {}
     for level in LEVELS:
         target = level * 100.0
@@ -293,25 +368,47 @@ def run_kind(project: Project, kind: str, rounds: int) -> list[dict[str, Any]]:
         measured = project.interleaved(kind, [k], rounds)[k]
         estimate = work.get("effect_pct")
         gap = next((r for r in work.get("rows") or [] if r.get("kind") == "gap"), None)
-        gap_pct = gap["effect_s"] / work["effect_s"] * estimate if gap and estimate and work.get("effect_s") else None
-        named = any(NAMED[kind] in f"{r.get('op')} {r.get('dtypes')}" for r in (work.get("rows") or [])[:3])
+        gap_pct = (
+            gap["effect_s"] / work["effect_s"] * estimate
+            if gap and estimate and work.get("effect_s")
+            else None
+        )
+        named = any(
+            NAMED[kind] in f"{r.get('op')} {r.get('dtypes')}" for r in (work.get("rows") or [])[:3]
+        )
         decision = (record.get("decision") or {}).get("kind")
-        rows.append({
-            "kind": kind, "target_pct": level * 100.0, "k": k, "measured_pct": measured, "estimate_pct": estimate,
-            "interval_pct": work.get("interval_pct"), "with_gap_pct": estimate + gap_pct if gap_pct is not None else None, "decision": decision, "exit": gate["exit"], "named": named,
-            "top_row": (work.get("rows") or [{}])[0].get("op"),
-            "within": estimate is not None and abs(estimate - measured) <= TOLERANCE_PP,
-            "flagged": decision == "regressed" and gate["exit"] == 1,
-        })
-        print(f"  {kind} k={k}: measured {measured:+.2f} %, estimate {estimate if estimate is None else f'{estimate:+.2f}'} %,"
-              f" {decision}, top row {rows[-1]['top_row']}", file=sys.stderr, flush=True)
+        rows.append(
+            {
+                "kind": kind,
+                "target_pct": level * 100.0,
+                "k": k,
+                "measured_pct": measured,
+                "estimate_pct": estimate,
+                "interval_pct": work.get("interval_pct"),
+                "with_gap_pct": estimate + gap_pct if gap_pct is not None else None,
+                "decision": decision,
+                "exit": gate["exit"],
+                "named": named,
+                "top_row": (work.get("rows") or [{}])[0].get("op"),
+                "within": estimate is not None and abs(estimate - measured) <= TOLERANCE_PP,
+                "flagged": decision == "regressed" and gate["exit"] == 1,
+            }
+        )
+        print(
+            f"  {kind} k={k}: measured {measured:+.2f} %, estimate {estimate if estimate is None else f'{estimate:+.2f}'} %,"
+            f" {decision}, top row {rows[-1]['top_row']}",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
 def false_alarms(root: Path, runs: int) -> dict[str, dict[str, Any]]:
     """Unchanged code, ``runs`` fresh gate runs against a one-run and a three-run history."""
     project = Project(root, simulated=False)
-    project.profile(0.10, 0.10)  # enforced at 10 %: the bars under which 1 of 6 fresh runs failed before
+    project.profile(
+        0.10, 0.10
+    )  # enforced at 10 %: the bars under which 1 of 6 fresh runs failed before
     found: dict[str, dict[str, Any]] = {}
     for history in (1, 3):
         directory = f"bl-{history}"
@@ -324,20 +421,37 @@ def false_alarms(root: Path, runs: int) -> dict[str, dict[str, Any]]:
             remeasured += int(gate["record"].get("measurements") or 1) > 1
             # the machine speed probe said this run's machine was not the baseline's speed: times not gating
             machine += bool((gate["record"].get("decision") or {}).get("times_not_comparable"))
-        found[f"{history}-run history"] = {"runs": runs, "failed": failed, "re-measured in a fresh process": remeasured,
-                                           "machine speed not comparable": machine,
-                                           "median wall s": statistics.median(walls)}
-        print(f"  {history}-run history: {failed} of {runs} failed ({remeasured} re-measured, {machine} at another "
-              f"machine speed)", file=sys.stderr, flush=True)
+        found[f"{history}-run history"] = {
+            "runs": runs,
+            "failed": failed,
+            "re-measured in a fresh process": remeasured,
+            "machine speed not comparable": machine,
+            "median wall s": statistics.median(walls),
+        }
+        print(
+            f"  {history}-run history: {failed} of {runs} failed ({remeasured} re-measured, {machine} at another "
+            f"machine speed)",
+            file=sys.stderr,
+            flush=True,
+        )
     return found
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=60, help="interleaved pairs per effect measurement (default 60)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=60,
+        help="interleaved pairs per effect measurement (default 60)",
+    )
     parser.add_argument("--false-alarm-runs", type=int, default=20)
     parser.add_argument("--kinds", default=",".join(KINDS))
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON to FILE")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the rows as JSON to FILE"
+    )
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     started = time.perf_counter()
@@ -351,24 +465,38 @@ def main() -> None:
             project.record_baseline("bl")
             for kind in chosen:
                 rows += run_kind(project, kind, args.rounds)
-        alarms = false_alarms(Path(work) / "alarms", args.false_alarm_runs) if args.false_alarm_runs else {}
-    print(f"\nwork signature gate, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s")
-    print("| change | target | k | measured (interleaved) | estimate (signature) | with the host gap | within ±1.5 pp "
-          "| one gate run | named |")
+        alarms = (
+            false_alarms(Path(work) / "alarms", args.false_alarm_runs)
+            if args.false_alarm_runs
+            else {}
+        )
+    print(
+        f"\nwork signature gate, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s"
+    )
+    print(
+        "| change | target | k | measured (interleaved) | estimate (signature) | with the host gap | within ±1.5 pp "
+        "| one gate run | named |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         estimate = "-" if r["estimate_pct"] is None else f"{r['estimate_pct']:+.2f} %"
         with_gap = "-" if r["with_gap_pct"] is None else f"{r['with_gap_pct']:+.2f} %"
-        print(f"| {r['kind']} | +{r['target_pct']:.0f} % | {r['k']} | {r['measured_pct']:+.2f} % | {estimate} | {with_gap} | "
-              f"{'yes' if r['within'] else 'NO'} | {'regressed' if r['flagged'] else 'NOT FLAGGED: ' + str(r['decision'])} | "
-              f"{'yes: ' + str(r['top_row']) if r['named'] else 'NO'} |")
+        print(
+            f"| {r['kind']} | +{r['target_pct']:.0f} % | {r['k']} | {r['measured_pct']:+.2f} % | {estimate} | {with_gap} | "
+            f"{'yes' if r['within'] else 'NO'} | {'regressed' if r['flagged'] else 'NOT FLAGGED: ' + str(r['decision'])} | "
+            f"{'yes: ' + str(r['top_row']) if r['named'] else 'NO'} |"
+        )
     if alarms:
-        print("\n| history | fresh runs of unchanged code | failed | re-measured in a fresh process | "
-              "machine speed not comparable |")
+        print(
+            "\n| history | fresh runs of unchanged code | failed | re-measured in a fresh process | "
+            "machine speed not comparable |"
+        )
         print("|---|---|---|---|---|")
         for name, a in alarms.items():
-            print(f"| {name} | {a['runs']} | {a['failed']} | {a['re-measured in a fresh process']} | "
-                  f"{a['machine speed not comparable']} |")
+            print(
+                f"| {name} | {a['runs']} | {a['failed']} | {a['re-measured in a fresh process']} | "
+                f"{a['machine speed not comparable']} |"
+            )
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "false_alarms": alarms}, indent=2))
 

@@ -1,14 +1,14 @@
 """``python -m pytest_i2v``: review baselines and results outside a test run.
 
-    python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
-    python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
-    python -m pytest_i2v baseline match PROFILE|FILE [--device cuda:N]  (exit 0: runs from this machine; 10: not)
-    python -m pytest_i2v recommend results.json [--pipeline NAME]  (a recommendation matrix per pipeline, with its fit error)
-    python -m pytest_i2v report results.json -o report.html
-    python -m pytest_i2v compare a.json b.json [-o comparison.html]
-    python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run] [--model random|tiny|DIR] [--pipeline NAME]
-    python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR] [-- pytest args]
-    python -m pytest_i2v init --pipeline NAME [--model SOURCE] [--size WxH] [--profiles a,b] ...
+python -m pytest_i2v baseline show PROFILE|FILE [--dir baselines]
+python -m pytest_i2v baseline diff OLD NEW       (two baseline files, or a baseline and a results JSON)
+python -m pytest_i2v baseline match PROFILE|FILE [--device cuda:N]  (exit 0: runs from this machine; 10: not)
+python -m pytest_i2v recommend results.json [--pipeline NAME]  (a recommendation matrix per pipeline, with its fit error)
+python -m pytest_i2v report results.json -o report.html
+python -m pytest_i2v compare a.json b.json [-o comparison.html]
+python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run] [--model random|tiny|DIR] [--pipeline NAME]
+python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR] [-- pytest args]
+python -m pytest_i2v init --pipeline NAME [--model SOURCE] [--size WxH] [--profiles a,b] ...
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def _baseline_from_arg(arg: str, directory: Path) -> BaselineFile:
         return read_baseline(path)
     path = baseline_path(directory, arg)
     if not path.is_file():
-        raise I2VUsageError(f"no baseline for profile {arg!r} in {directory} ({path.name} missing); "
-                            f"record one with pytest --gpu-profile {arg} --i2v-update-baselines")
+        raise I2VUsageError(
+            f"no baseline for profile {arg!r} in {directory} ({path.name} missing); "
+            f"record one with pytest --gpu-profile {arg} --i2v-update-baselines"
+        )
     return read_baseline(path, arg)
 
 
@@ -71,12 +73,30 @@ def show(baseline: BaselineFile) -> str:
         runs = entry.current.runs if entry.current else []
         memory = _memory_metric(runs)
         fp = entry.current.fingerprint if entry.current else {}
-        rows.append([nodeid, f"{entry.config.get('width')}x{entry.config.get('height')}x{entry.config.get('frames')}f "
-                     f"{entry.config.get('steps')} steps", str(len(entry.segments)), str(len(runs)),
-                     format_value("time_s", _median(runs, "time_s")), format_value("step_s", _median(runs, "step_s")),
-                     format_value(memory, _median(runs, memory)),
-                     ", ".join(f"{k} {fp[k]}" for k in ("gpu_name", "driver", "torch") if fp.get(k)) or "-"])
-    header = ["test", "config", "segments", "runs", "median time", "median step", "peak memory", "environment"]
+        rows.append(
+            [
+                nodeid,
+                f"{entry.config.get('width')}x{entry.config.get('height')}x{entry.config.get('frames')}f "
+                f"{entry.config.get('steps')} steps",
+                str(len(entry.segments)),
+                str(len(runs)),
+                format_value("time_s", _median(runs, "time_s")),
+                format_value("step_s", _median(runs, "step_s")),
+                format_value(memory, _median(runs, memory)),
+                ", ".join(f"{k} {fp[k]}" for k in ("gpu_name", "driver", "torch") if fp.get(k))
+                or "-",
+            ]
+        )
+    header = [
+        "test",
+        "config",
+        "segments",
+        "runs",
+        "median time",
+        "median step",
+        "peak memory",
+        "environment",
+    ]
     return f"profile {baseline.profile}: {len(rows)} entries\n\n" + markdown_table(header, rows)
 
 
@@ -92,18 +112,39 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
         ta, tb = _median(ra, "time_s"), _median(rb, "time_s")
         metric = _memory_metric(rb)
         ma, mb = _median(ra, metric), _median(rb, metric)
-        fa, fb = a.current.fingerprint if a.current else {}, b.current.fingerprint if b.current else {}
+        fa, fb = (
+            a.current.fingerprint if a.current else {},
+            b.current.fingerprint if b.current else {},
+        )
         other_machine = machine_changes(fa, fb)
         changes = fingerprint_changes(fa, fb)
         # Another machine's figures are shown, never subtracted: the difference would be the machine's.
         delta = f"{(tb / ta - 1) * 100:+.1f} %" if ta and tb and not other_machine else "-"
         mdelta = f"{(mb / ma - 1) * 100:+.1f} %" if ma and mb and not other_machine else "-"
-        status = ("config changed" if a.config_id != b.config_id else
-                  "another machine" if other_machine else f"{len(ra)} -> {len(rb)} runs")
-        rows.append([nodeid, status, f"{format_value('time_s', ta)} -> {format_value('time_s', tb)} ({delta})",
-                     f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})", "; ".join(changes) or "-",
-                     _work_change(old.work_of(a.current), new.work_of(b.current), a.current.step_s if a.current else None)])
-    return markdown_table(["test", "entry", "median time", "peak memory", "environment change", "work"], rows)
+        status = (
+            "config changed"
+            if a.config_id != b.config_id
+            else "another machine"
+            if other_machine
+            else f"{len(ra)} -> {len(rb)} runs"
+        )
+        rows.append(
+            [
+                nodeid,
+                status,
+                f"{format_value('time_s', ta)} -> {format_value('time_s', tb)} ({delta})",
+                f"{format_value(metric, ma)} -> {format_value(metric, mb)} ({mdelta})",
+                "; ".join(changes) or "-",
+                _work_change(
+                    old.work_of(a.current),
+                    new.work_of(b.current),
+                    a.current.step_s if a.current else None,
+                ),
+            ]
+        )
+    return markdown_table(
+        ["test", "entry", "median time", "peak memory", "environment change", "work"], rows
+    )
 
 
 def _work_change(
@@ -140,9 +181,19 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
     """What the gate would say about a results file against a baseline: the same judgement and
     the same decision as the plugin's (``verdict.judgement``, ``outcome.decide``)."""
     context = _gate_of(baseline, document)
-    rows = [_result_row(GenerationRecord.from_partial(data), context) for data in document.get("records", [])]
-    header = ["test", "verdict", "time (vs baseline)", "peak memory (vs baseline)",
-              "environment change", "work", "outcome"]
+    rows = [
+        _result_row(GenerationRecord.from_partial(data), context)
+        for data in document.get("records", [])
+    ]
+    header = [
+        "test",
+        "verdict",
+        "time (vs baseline)",
+        "peak memory (vs baseline)",
+        "environment change",
+        "work",
+        "outcome",
+    ]
     return markdown_table(header, rows)
 
 
@@ -154,16 +205,25 @@ def _result_row(record: GenerationRecord, context: GateContext) -> list[str]:
         return [record.nodeid, record.outcome, "-", "-", "-", "-", decided]
     verdict = judgement.verdict
     shown = (
-        f"new ({NO_MACHINE_BASELINE})" if verdict.machine_changes
-        else f"unreliable ({verdict.unreliable})" if verdict.unreliable
+        f"new ({NO_MACHINE_BASELINE})"
+        if verdict.machine_changes
+        else f"unreliable ({verdict.unreliable})"
+        if verdict.unreliable
         else verdict.verdict
     )
     time_m = next((m for m in verdict.metrics if m.metric == "time_s"), None)
     memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
     changes = verdict.env_changes or verdict.machine_changes
     work = _work_cell(WorkDiff.from_dict(judgement.work)) if judgement.work else "-"
-    return [record.nodeid, shown, _against(time_m), _against(memory_m),
-            "; ".join(changes) or "-", work, decided]
+    return [
+        record.nodeid,
+        shown,
+        _against(time_m),
+        _against(memory_m),
+        "; ".join(changes) or "-",
+        work,
+        decided,
+    ]
 
 
 def _against(metric: MetricVerdict | None) -> str:
@@ -182,7 +242,10 @@ def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tu
         return True, f"{where}: all {total} tests have runs from this machine: gate on the baseline"
     ab = "compare base and head with python -m pytest_i2v ab instead"
     if covered:
-        return False, f"{where}: only {len(covered)} of {total} tests have runs from this machine; {ab}"
+        return (
+            False,
+            f"{where}: only {len(covered)} of {total} tests have runs from this machine; {ab}",
+        )
     why = f" ({'; '.join(differences)})" if differences else ""
     return False, f"{where}: no runs from this machine{why}; {ab}"
 
@@ -201,16 +264,25 @@ def _cmd_baseline(args: argparse.Namespace) -> str:
     if args.action == "show":
         return show(_baseline_from_arg(args.target, directory))
     if args.action == "match":
-        path = Path(args.target) if Path(args.target).suffix in (".yaml", ".yml") else baseline_path(directory, args.target)
+        path = (
+            Path(args.target)
+            if Path(args.target).suffix in (".yaml", ".yml")
+            else baseline_path(directory, args.target)
+        )
         if path.is_file():
             matched, line = match(read_baseline(path), str(path), _this_machine(args.device))
         else:  # a missing file is an answer here (no baseline matches), not a usage error
-            matched, line = False, f"{path}: no baseline file; compare base and head with python -m pytest_i2v ab instead"
+            matched, line = (
+                False,
+                f"{path}: no baseline file; compare base and head with python -m pytest_i2v ab instead",
+            )
         print(line)
         raise SystemExit(0 if matched else NO_MATCH)
     old_arg, new_arg = args.target, args.other
     if new_arg is None:
-        raise I2VUsageError("baseline diff needs two arguments: OLD NEW (baseline files/profiles, or a baseline and a results JSON)")
+        raise I2VUsageError(
+            "baseline diff needs two arguments: OLD NEW (baseline files/profiles, or a baseline and a results JSON)"
+        )
     old = _baseline_from_arg(old_arg, directory)
     if new_arg.endswith(".json"):
         return diff_results(old, read_results(Path(new_arg)))
@@ -226,25 +298,41 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
     try:
         classes = [float(c) for c in args.memory_classes.split(",")]
     except ValueError:
-        raise I2VUsageError(f"--memory-classes {args.memory_classes!r}: use comma-separated GB, e.g. 8,12,16,24") from None
+        raise I2VUsageError(
+            f"--memory-classes {args.memory_classes!r}: use comma-separated GB, e.g. 8,12,16,24"
+        ) from None
     scaling = Scaling.from_dict((document.get("profile") or {}).get("scaling") or {})
     thresholds = tuple((document.get("settings") or {}).get("latency_thresholds") or (30.0, 60.0))
     records = group_by_pipeline(document.get("records", []))
     if args.pipeline is not None:
         if args.pipeline not in records:
-            raise I2VUsageError(f"--pipeline {args.pipeline!r}: no results for it in {args.results}; "
-                                f"pipelines present: {', '.join(records) or 'none'}")
+            raise I2VUsageError(
+                f"--pipeline {args.pipeline!r}: no results for it in {args.results}; "
+                f"pipelines present: {', '.join(records) or 'none'}"
+            )
         records = {args.pipeline: records[args.pipeline]}
     unfitted: dict[str, str] = {}
-    matrices = recommend_per_pipeline([r for group in records.values() for r in group], scaling, steps=args.steps,
-                                      memory_classes_gb=classes, margin_gb=args.margin, thresholds=thresholds,
-                                      unfitted=unfitted)
+    matrices = recommend_per_pipeline(
+        [r for group in records.values() for r in group],
+        scaling,
+        steps=args.steps,
+        memory_classes_gb=classes,
+        margin_gb=args.margin,
+        thresholds=thresholds,
+        unfitted=unfitted,
+    )
     if not matrices:  # nothing to show: the reason is a usage error, as it was with one pipeline
         reasons = [f"{name}: {why}" if len(records) > 1 else why for name, why in unfitted.items()]
-        raise I2VUsageError("; ".join(reasons) or "no results to fit; run the resolution sweep first")
+        raise I2VUsageError(
+            "; ".join(reasons) or "no results to fit; run the resolution sweep first"
+        )
     sections = []
     for name in records:  # one matrix per pipeline: never fitted across two models
-        body = format_recommendation(matrices[name]) if name in matrices else f"not fitted: {unfitted[name]}"
+        body = (
+            format_recommendation(matrices[name])
+            if name in matrices
+            else f"not fitted: {unfitted[name]}"
+        )
         sections.append(f"## {name}\n\n{body}")
     return "\n\n".join(sections)
 
@@ -268,7 +356,9 @@ def _cmd_compare(args: argparse.Namespace) -> str:
     comparison = compare_documents(read_results(Path(args.a)), read_results(Path(args.b)))
     if args.output:
         write_text_atomic(Path(args.output), render_compare_html(comparison, args.a, args.b))
-    return compare_markdown(comparison) + (f"\n\ncomparison written to {args.output}" if args.output else "")
+    return compare_markdown(comparison) + (
+        f"\n\ncomparison written to {args.output}" if args.output else ""
+    )
 
 
 def _cmd_gpu_check(args: argparse.Namespace) -> str:
@@ -287,9 +377,18 @@ def _cmd_ab(args: argparse.Namespace) -> str:
     pytest_args = list(args.pytest_args)
     if pytest_args[:1] == ["--"]:  # argparse keeps the separator on some Python versions
         pytest_args = pytest_args[1:]
-    options = ABOptions(base=args.base, head=args.head, rounds=args.rounds, min_effect_pct=args.min_effect,
-                        out=Path(args.out), pytest_args=tuple(pytest_args), sequential=not args.fixed_rounds, full_runs=args.full_runs,
-                        calibrate=args.calibrate, baseline_dir=Path(args.baseline_dir) if args.baseline_dir else None)
+    options = ABOptions(
+        base=args.base,
+        head=args.head,
+        rounds=args.rounds,
+        min_effect_pct=args.min_effect,
+        out=Path(args.out),
+        pytest_args=tuple(pytest_args),
+        sequential=not args.fixed_rounds,
+        full_runs=args.full_runs,
+        calibrate=args.calibrate,
+        baseline_dir=Path(args.baseline_dir) if args.baseline_dir else None,
+    )
     try:
         outcome = run_ab(options)
     except ABProcessFailed as exc:  # the failed process's log tail, then the one error line
@@ -297,7 +396,10 @@ def _cmd_ab(args: argparse.Namespace) -> str:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
-        print("error: interrupted; the A/B worktrees and temporary files were removed", file=sys.stderr)
+        print(
+            "error: interrupted; the A/B worktrees and temporary files were removed",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     print(outcome.markdown)
     if outcome.exit_code:  # a regression fails the job, as a failed test would
@@ -306,70 +408,169 @@ def _cmd_ab(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons")
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     baseline = commands.add_parser("baseline", help="print or compare per-profile baselines")
-    baseline.add_argument("action", choices=("show", "diff", "match"),
-                          help="match: exit 0 when every test of the baseline has runs from this machine, 10 "
-                               "when not (CI picks the A/B mode then)")
-    baseline.add_argument("target", help="a profile name (looked up in --dir) or a baseline YAML file")
-    baseline.add_argument("other", nargs="?", help="diff: the newer baseline (profile or YAML) or a results JSON")
-    baseline.add_argument("--dir", default="baselines", help="baseline directory (default: baselines)")
-    baseline.add_argument("--device", default="auto", help="match: the device whose machine to look for "
-                                                           "(default: cuda:0 where there is one, else cpu)")
+    baseline.add_argument(
+        "action",
+        choices=("show", "diff", "match"),
+        help="match: exit 0 when every test of the baseline has runs from this machine, 10 "
+        "when not (CI picks the A/B mode then)",
+    )
+    baseline.add_argument(
+        "target", help="a profile name (looked up in --dir) or a baseline YAML file"
+    )
+    baseline.add_argument(
+        "other", nargs="?", help="diff: the newer baseline (profile or YAML) or a results JSON"
+    )
+    baseline.add_argument(
+        "--dir", default="baselines", help="baseline directory (default: baselines)"
+    )
+    baseline.add_argument(
+        "--device",
+        default="auto",
+        help="match: the device whose machine to look for "
+        "(default: cuda:0 where there is one, else cpu)",
+    )
     baseline.set_defaults(handler=_cmd_baseline)
-    rec = commands.add_parser("recommend", help="the recommendation matrix fitted on a results JSON")
+    rec = commands.add_parser(
+        "recommend", help="the recommendation matrix fitted on a results JSON"
+    )
     rec.add_argument("results", help="a results JSON written by --i2v-json")
-    rec.add_argument("--memory-classes", default="8,12,16,24,40,48,80", help="GPU memory classes in GB")
-    rec.add_argument("--steps", type=int, default=50, help="study steps to predict the time for (default 50)")
-    rec.add_argument("--margin", type=float, default=2.0, help="GB kept free (default 2, as the study advises)")
-    rec.add_argument("--pipeline", metavar="NAME", help="only this pipeline's matrix (default: one per pipeline in the results)")
+    rec.add_argument(
+        "--memory-classes", default="8,12,16,24,40,48,80", help="GPU memory classes in GB"
+    )
+    rec.add_argument(
+        "--steps", type=int, default=50, help="study steps to predict the time for (default 50)"
+    )
+    rec.add_argument(
+        "--margin", type=float, default=2.0, help="GB kept free (default 2, as the study advises)"
+    )
+    rec.add_argument(
+        "--pipeline",
+        metavar="NAME",
+        help="only this pipeline's matrix (default: one per pipeline in the results)",
+    )
     rec.set_defaults(handler=_cmd_recommend)
-    report = commands.add_parser("report", help="render the HTML (and Markdown) report from a results JSON")
+    report = commands.add_parser(
+        "report", help="render the HTML (and Markdown) report from a results JSON"
+    )
     report.add_argument("results", help="a results JSON written by --i2v-json")
-    report.add_argument("-o", "--output", default="i2v-report.html", help="HTML file to write (default i2v-report.html)")
+    report.add_argument(
+        "-o",
+        "--output",
+        default="i2v-report.html",
+        help="HTML file to write (default i2v-report.html)",
+    )
     report.add_argument("--markdown", help="also write the Markdown summary here")
     report.set_defaults(handler=_cmd_report)
-    compare = commands.add_parser("compare", help="the difference between two results JSONs (branches, drivers, GPUs)")
+    compare = commands.add_parser(
+        "compare", help="the difference between two results JSONs (branches, drivers, GPUs)"
+    )
     compare.add_argument("a", help="results JSON A (e.g. the target branch)")
     compare.add_argument("b", help="results JSON B (e.g. the pull request)")
     compare.add_argument("-o", "--output", help="also write an HTML comparison here")
     compare.set_defaults(handler=_cmd_compare)
-    gpu = commands.add_parser("gpu-check", help="run the study on this GPU through the plugin and cross-check the "
-                                                "measurements (about 8 minutes; --dry-run: the CPU, about a minute)")
-    gpu.add_argument("--out", default="gpu-check-out", help="directory for results.json, report.html and gpu-check.md "
-                                                            "(default gpu-check-out)")
+    gpu = commands.add_parser(
+        "gpu-check",
+        help="run the study on this GPU through the plugin and cross-check the "
+        "measurements (about 8 minutes; --dry-run: the CPU, about a minute)",
+    )
+    gpu.add_argument(
+        "--out",
+        default="gpu-check-out",
+        help="directory for results.json, report.html and gpu-check.md (default gpu-check-out)",
+    )
     gpu.add_argument("--device", default="cuda:0", help="the CUDA device to check (default cuda:0)")
-    gpu.add_argument("--dry-run", action="store_true", help="the same runs and checks on the CPU: tiny model, simulated GPUs")
-    gpu.add_argument("--model", help="random (full-size random weights, the default), tiny (the --dry-run default) "
-                                     "or a local diffusers directory")
-    gpu.add_argument("--pipeline", metavar="NAME", help="the pipeline to check (default i2vgen-xl): sizes up to its "
-                                                        "native one, its native frames, steps and guidance")
+    gpu.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="the same runs and checks on the CPU: tiny model, simulated GPUs",
+    )
+    gpu.add_argument(
+        "--model",
+        help="random (full-size random weights, the default), tiny (the --dry-run default) "
+        "or a local diffusers directory",
+    )
+    gpu.add_argument(
+        "--pipeline",
+        metavar="NAME",
+        help="the pipeline to check (default i2vgen-xl): sizes up to its "
+        "native one, its native frames, steps and guidance",
+    )
     gpu.set_defaults(handler=_cmd_gpu_check)
-    ab = commands.add_parser("ab", help="compare two revisions measured interleaved (ABBA) in one job on this machine; "
-                                        "exit 1 when a test regressed")
-    ab.add_argument("--base", required=True, metavar="REF", help="the revision to compare against (branch, tag or SHA)")
-    ab.add_argument("--head", metavar="REF", help="the revision to measure (default: the working tree as it is, "
-                                                  "uncommitted changes included)")
-    ab.add_argument("--rounds", type=int, metavar="N", help="the most ABBA rounds, one process per side each; a test "
-                                                            "leaves once decided (default: "
-                                                            "pytest_i2v.ab.paired.DEFAULT_ROUNDS; --calibrate: 30)")
-    ab.add_argument("--fixed-rounds", action="store_true", help="run every test for all --rounds and decide once at "
-                                                                "the end (the fixed design), not after every round")
-    ab.add_argument("--full-runs", action="store_true", help="measure full generations in each process (default: "
-                                                             "fast mode and one repeat after the warm-up, unless the "
-                                                             "pytest args set --i2v-fast or --i2v-repeats)")
-    ab.add_argument("--calibrate", action="store_true", help="run --base against itself and store each test's "
-                                                             "between-process spread in this machine's block of the "
-                                                             "profile's baseline file (ab_calibration); later jobs on "
-                                                             "the same machine and software use it")
-    ab.add_argument("--baseline-dir", metavar="DIR", help="where the calibration is read and written "
-                                                          "(default: <repository>/baselines)")
-    ab.add_argument("--min-effect", type=float, metavar="PCT", help="the smallest change that counts, in per cent "
-                                                                    "(default: pytest_i2v.ab.paired.DEFAULT_MIN_EFFECT)")
-    ab.add_argument("--out", default="i2v-ab", metavar="DIR", help="directory for ab.json, ab.md, ab.html, each run's "
-                                                                   "results and logs/ (default i2v-ab)")
-    ab.add_argument("pytest_args", nargs="*", metavar="-- pytest args", help="passed unchanged to every pytest process")
+    ab = commands.add_parser(
+        "ab",
+        help="compare two revisions measured interleaved (ABBA) in one job on this machine; "
+        "exit 1 when a test regressed",
+    )
+    ab.add_argument(
+        "--base",
+        required=True,
+        metavar="REF",
+        help="the revision to compare against (branch, tag or SHA)",
+    )
+    ab.add_argument(
+        "--head",
+        metavar="REF",
+        help="the revision to measure (default: the working tree as it is, "
+        "uncommitted changes included)",
+    )
+    ab.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="the most ABBA rounds, one process per side each; a test "
+        "leaves once decided (default: "
+        "pytest_i2v.ab.paired.DEFAULT_ROUNDS; --calibrate: 30)",
+    )
+    ab.add_argument(
+        "--fixed-rounds",
+        action="store_true",
+        help="run every test for all --rounds and decide once at "
+        "the end (the fixed design), not after every round",
+    )
+    ab.add_argument(
+        "--full-runs",
+        action="store_true",
+        help="measure full generations in each process (default: "
+        "fast mode and one repeat after the warm-up, unless the "
+        "pytest args set --i2v-fast or --i2v-repeats)",
+    )
+    ab.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="run --base against itself and store each test's "
+        "between-process spread in this machine's block of the "
+        "profile's baseline file (ab_calibration); later jobs on "
+        "the same machine and software use it",
+    )
+    ab.add_argument(
+        "--baseline-dir",
+        metavar="DIR",
+        help="where the calibration is read and written (default: <repository>/baselines)",
+    )
+    ab.add_argument(
+        "--min-effect",
+        type=float,
+        metavar="PCT",
+        help="the smallest change that counts, in per cent "
+        "(default: pytest_i2v.ab.paired.DEFAULT_MIN_EFFECT)",
+    )
+    ab.add_argument(
+        "--out",
+        default="i2v-ab",
+        metavar="DIR",
+        help="directory for ab.json, ab.md, ab.html, each run's results and logs/ (default i2v-ab)",
+    )
+    ab.add_argument(
+        "pytest_args",
+        nargs="*",
+        metavar="-- pytest args",
+        help="passed unchanged to every pytest process",
+    )
     ab.set_defaults(handler=_cmd_ab)
     add_start_commands(commands)
     return parser

@@ -15,4 +15,3 @@ SUITE_MARKERS = {
 def pytest_configure(config):
     for name, text in SUITE_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-

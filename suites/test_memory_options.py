@@ -18,9 +18,16 @@ pytestmark = pytest.mark.memory_options
 
 @pytest.mark.parametrize(
     "option",
-    [pytest.param(o, marks=pytest.mark.i2v(**STUDY.defaults, resolution=CONFIG["resolution"],
-                                           memory=[] if o == "none" else [o]), id=o)
-     for o in CONFIG["options"]],
+    [
+        pytest.param(
+            o,
+            marks=pytest.mark.i2v(
+                **STUDY.defaults, resolution=CONFIG["resolution"], memory=[] if o == "none" else [o]
+            ),
+            id=o,
+        )
+        for o in CONFIG["options"]
+    ],
 )
 def test_memory_option(option, i2v_run):
     result = i2v_run()

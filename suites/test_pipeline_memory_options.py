@@ -15,8 +15,16 @@ pytestmark = pytest.mark.pipeline_memory_options
 
 @pytest.mark.parametrize(
     ("pipeline", "option"),
-    [pytest.param(p, o, marks=pytest.mark.i2v(pipeline=p, memory=[] if o == "none" else [o]), id=f"{p}-{o}")
-     for p in CONFIG.get("pipelines", []) for o in CONFIG.get("options", [])],
+    [
+        pytest.param(
+            p,
+            o,
+            marks=pytest.mark.i2v(pipeline=p, memory=[] if o == "none" else [o]),
+            id=f"{p}-{o}",
+        )
+        for p in CONFIG.get("pipelines", [])
+        for o in CONFIG.get("options", [])
+    ],
 )
 def test_pipeline_memory_option(pipeline, option, i2v_run):
     result = i2v_run()

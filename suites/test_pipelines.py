@@ -20,7 +20,9 @@ def _case(name: str, entry: dict):
     return pytest.param(entry["pipeline"], marks=marks, id=name)
 
 
-@pytest.mark.parametrize("pipeline", [_case(name, entry) for name, entry in STUDY.pipelines.items()])
+@pytest.mark.parametrize(
+    "pipeline", [_case(name, entry) for name, entry in STUDY.pipelines.items()]
+)
 def test_pipeline_native(pipeline, i2v_run):
     result = i2v_run()
     assert result.outcome == "ok"

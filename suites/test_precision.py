@@ -15,8 +15,14 @@ pytestmark = pytest.mark.precision
 
 @pytest.mark.parametrize(
     "dtype",
-    [pytest.param(d, marks=pytest.mark.i2v(**STUDY.defaults, resolution=CONFIG["resolution"], dtype=d), id=d)
-     for d in CONFIG["dtypes"]],
+    [
+        pytest.param(
+            d,
+            marks=pytest.mark.i2v(**STUDY.defaults, resolution=CONFIG["resolution"], dtype=d),
+            id=d,
+        )
+        for d in CONFIG["dtypes"]
+    ],
 )
 def test_precision(dtype, i2v_run, i2v_pipeline):
     result = i2v_run()

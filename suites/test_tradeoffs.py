@@ -22,8 +22,15 @@ def _budget():
 
 @pytest.mark.parametrize(
     "frames, steps",
-    [pytest.param(c["frames"], c["steps"], marks=[pytest.mark.i2v(**{**BASE, **c}), *_budget()],
-                  id=f"{c['frames']}f-{c['steps']}steps") for c in CONFIG["combos"]],
+    [
+        pytest.param(
+            c["frames"],
+            c["steps"],
+            marks=[pytest.mark.i2v(**{**BASE, **c}), *_budget()],
+            id=f"{c['frames']}f-{c['steps']}steps",
+        )
+        for c in CONFIG["combos"]
+    ],
 )
 def test_frames_steps_combo(frames, steps, i2v_run, i2v_spec):
     result = i2v_run()
@@ -33,7 +40,10 @@ def test_frames_steps_combo(frames, steps, i2v_run, i2v_spec):
 
 @pytest.mark.parametrize(
     "frames",
-    [pytest.param(f, marks=pytest.mark.i2v(**{**BASE, "frames": f}), id=f"{f}f") for f in CONFIG["frames_sweep"]],
+    [
+        pytest.param(f, marks=pytest.mark.i2v(**{**BASE, "frames": f}), id=f"{f}f")
+        for f in CONFIG["frames_sweep"]
+    ],
 )
 def test_frames_sweep(frames, i2v_run, i2v_spec):
     result = i2v_run()

@@ -30,7 +30,11 @@ WORKERS = 2
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Distribute over ``WORKERS`` processes by default (before pytest-xdist reads its options)."""
     option = config.option
-    if getattr(option, "numprocesses", 0) is not None or hasattr(config, "workerinput") or option.usepdb:
+    if (
+        getattr(option, "numprocesses", 0) is not None
+        or hasattr(config, "workerinput")
+        or option.usepdb
+    ):
         return  # no pytest-xdist, an explicit -n, a worker, or --pdb
     if (os.cpu_count() or 1) >= WORKERS and not option.collectonly:
         option.numprocesses = WORKERS
@@ -82,7 +86,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_pipe(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
-    return load_pipeline(PipelineKey(source=str(tiny_model_dir), dtype="fp32", device="cpu"), tiny_model_dir.parent).pipe
+    return load_pipeline(
+        PipelineKey(source=str(tiny_model_dir), dtype="fp32", device="cpu"), tiny_model_dir.parent
+    ).pipe
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +99,9 @@ def warm_imports(tiny_pipe) -> None:  # type: ignore[no-untyped-def]
     from pytest_i2v.generation.marks import i2v
     from pytest_i2v.measure.runner import GenerationRunner
 
-    GenerationRunner(tiny_pipe, "cpu").measure(i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64), 0, 1)
+    GenerationRunner(tiny_pipe, "cpu").measure(
+        i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64), 0, 1
+    )
     # matplotlib cannot be imported twice in one process either (the report's charts)
     import pytest_i2v.report.chart_style
     import pytest_i2v.report.html  # noqa: F401

@@ -20,19 +20,25 @@ def require_pipeline(name: str) -> Any:
     """The diffusers module, or a module-level skip naming the class this diffusers lacks."""
     diffusers = pytest.importorskip("diffusers")
     if not hasattr(diffusers, PIPELINES[name].pipeline_class):
-        pytest.skip(f"this diffusers has no {PIPELINES[name].pipeline_class}", allow_module_level=True)
+        pytest.skip(
+            f"this diffusers has no {PIPELINES[name].pipeline_class}", allow_module_level=True
+        )
     return diffusers
 
 
 def load_tiny(name: str, work_dir: Path, load_options: tuple[str, ...] = ()) -> Any:
     """The tiny pipeline built, saved and loaded back (load_pipeline with source "tiny")."""
-    key = PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=name, load_options=load_options)
+    key = PipelineKey(
+        source="tiny", dtype="fp32", device="cpu", pipeline=name, load_options=load_options
+    )
     return load_pipeline(key, work_dir).pipe
 
 
 def measure_once(pipe: Any, spec: GenerationSpec) -> Measurement:
     """One measured generation, no warm-up."""
-    return GenerationRunner(pipe, "cpu").measure(spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1)
+    return GenerationRunner(pipe, "cpu").measure(
+        spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1
+    )
 
 
 def assert_timed_step_by_step(result: Measurement, spec: GenerationSpec) -> None:

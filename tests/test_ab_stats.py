@@ -73,7 +73,9 @@ def test_zero_variance_memory() -> None:
     assert paired_verdict("reserved_bytes", same, same).verdict == "unchanged"
     assert paired_verdict("reserved_bytes", same, [4.4e9] * 4).verdict == "regressed"
     assert paired_verdict("reserved_bytes", same, [3.6e9] * 4).verdict == "improved"
-    assert paired_verdict("reserved_bytes", same, [4.04e9] * 4).verdict == "unchanged"  # +1 %: within 5 %
+    assert (
+        paired_verdict("reserved_bytes", same, [4.04e9] * 4).verdict == "unchanged"
+    )  # +1 %: within 5 %
 
 
 def test_one_round_is_inconclusive() -> None:
@@ -87,22 +89,47 @@ def test_verdict_round_trips() -> None:
     assert PairedVerdict.from_dict(json.loads(json.dumps(verdict.to_dict()))) == verdict
 
 
-def _record(nodeid: str, time_s: float, step_s: float, memory: int = 2**30, outcome: str = "ok",
-            pipeline: str = "i2vgen-xl") -> dict[str, Any]:
-    return {"nodeid": nodeid, "config": {"pipeline": pipeline}, "outcome": outcome,
-            "time_s": time_s if outcome == "ok" else None, "stages": {"step_s": step_s if outcome == "ok" else None},
-            "peak_memory": {"host_rss_bytes": memory}}
+def _record(
+    nodeid: str,
+    time_s: float,
+    step_s: float,
+    memory: int = 2**30,
+    outcome: str = "ok",
+    pipeline: str = "i2vgen-xl",
+) -> dict[str, Any]:
+    return {
+        "nodeid": nodeid,
+        "config": {"pipeline": pipeline},
+        "outcome": outcome,
+        "time_s": time_s if outcome == "ok" else None,
+        "stages": {"step_s": step_s if outcome == "ok" else None},
+        "peak_memory": {"host_rss_bytes": memory},
+    }
 
 
-def _docs(slow: float = 1.0, rounds: int = 6, drop: str | None = None, oom_head: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _docs(
+    slow: float = 1.0, rounds: int = 6, drop: str | None = None, oom_head: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     base_docs, head_docs = [], []
     for r in range(rounds):
         wobble = JITTER[r % len(JITTER)]
-        base_docs.append({"records": [_record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
-                                      _record("tests/a.py::test_slow", 2.0 / wobble, 0.2 / wobble)]})
-        head = [_record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
-                _record("tests/a.py::test_slow", 2.0 * slow, 0.2 * slow,
-                        outcome="oom" if oom_head == "tests/a.py::test_slow" else "ok")]
+        base_docs.append(
+            {
+                "records": [
+                    _record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
+                    _record("tests/a.py::test_slow", 2.0 / wobble, 0.2 / wobble),
+                ]
+            }
+        )
+        head = [
+            _record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
+            _record(
+                "tests/a.py::test_slow",
+                2.0 * slow,
+                0.2 * slow,
+                outcome="oom" if oom_head == "tests/a.py::test_slow" else "ok",
+            ),
+        ]
         head_docs.append({"records": [rec for rec in head if rec["nodeid"] != drop]})
     return base_docs, head_docs
 
@@ -113,7 +140,11 @@ def test_compare_rounds_names_only_the_regressed_test() -> None:
     assert by_id["tests/a.py::test_slow"].overall == "regressed"
     assert by_id["tests/a.py::test_fast"].overall == "unchanged"
     slow_metrics = {v.metric: v.verdict for v in by_id["tests/a.py::test_slow"].verdicts}
-    assert slow_metrics == {"time_s": "regressed", "step_s": "regressed", "host_rss_bytes": "unchanged"}
+    assert slow_metrics == {
+        "time_s": "regressed",
+        "step_s": "regressed",
+        "host_rss_bytes": "unchanged",
+    }
 
 
 def test_missing_test_is_a_usage_error_naming_test_and_side() -> None:
@@ -121,8 +152,12 @@ def test_missing_test_is_a_usage_error_naming_test_and_side() -> None:
         compare_rounds(*_docs(drop="tests/a.py::test_slow"))
 
 
-def _set_outcome(docs: list[dict[str, Any]], rounds: list[int], outcome: str,
-                 nodeid: str = "tests/a.py::test_slow") -> None:
+def _set_outcome(
+    docs: list[dict[str, Any]],
+    rounds: list[int],
+    outcome: str,
+    nodeid: str = "tests/a.py::test_slow",
+) -> None:
     """``nodeid``'s record in each of ``rounds`` (0-based) ends with ``outcome`` instead of ok."""
     for round_index in rounds:
         records = docs[round_index]["records"]
@@ -137,7 +172,9 @@ def _slow(base_docs: list[dict[str, Any]], head_docs: list[dict[str, Any]]) -> A
 def test_head_oom_in_every_round_is_a_regression() -> None:
     result = _slow(*_docs(oom_head="tests/a.py::test_slow"))
     assert result.overall == "regressed"
-    assert [v.reason for v in result.verdicts] == ["out of memory in 6 of 6 head rounds, never in base"]
+    assert [v.reason for v in result.verdicts] == [
+        "out of memory in 6 of 6 head rounds, never in base"
+    ]
 
 
 def test_head_oom_in_one_round_of_six_is_a_regression_that_fails_the_job() -> None:
@@ -148,7 +185,8 @@ def test_head_oom_in_one_round_of_six_is_a_regression_that_fails_the_job() -> No
     slow = {r.nodeid: r for r in results}["tests/a.py::test_slow"]
     assert slow.overall == "regressed"
     assert [(v.metric, v.verdict, v.reason) for v in slow.verdicts] == [
-        ("outcome", "regressed", "out of memory in 1 of 6 head rounds, never in base")]
+        ("outcome", "regressed", "out of memory in 1 of 6 head rounds, never in base")
+    ]
     assert {r.nodeid: r.overall for r in results}["tests/a.py::test_fast"] == "unchanged"
     markdown = render_ab_markdown(results, META)
     assert markdown.startswith("### A/B: 1 regressed")
@@ -163,7 +201,9 @@ def test_base_oom_in_some_rounds_head_never_is_an_improvement() -> None:
     _set_outcome(base_docs, [0, 4], "oom")
     result = _slow(base_docs, head_docs)
     assert result.overall == "improved"
-    assert [v.reason for v in result.verdicts] == ["out of memory in 2 of 6 base rounds, never in head"]
+    assert [v.reason for v in result.verdicts] == [
+        "out of memory in 2 of 6 base rounds, never in head"
+    ]
 
 
 def test_oom_on_both_sides_or_another_failure_is_not_comparable() -> None:
@@ -172,39 +212,56 @@ def test_oom_on_both_sides_or_another_failure_is_not_comparable() -> None:
     _set_outcome(head_docs, [2, 5], "oom")
     result = _slow(base_docs, head_docs)
     assert result.overall == "not-comparable"
-    assert result.verdicts[0].reason.startswith("both sides ran out of memory in some rounds (base 1 of 6, head 2 of 6)")
+    assert result.verdicts[0].reason.startswith(
+        "both sides ran out of memory in some rounds (base 1 of 6, head 2 of 6)"
+    )
     assert "not comparable: both sides ran out of memory" in render_ab_markdown([result], META)
     # not out of memory: the rounds that ran are not the same population, whichever side
     base_docs, head_docs = _docs()
     _set_outcome(head_docs, [0], "failed")
     result = _slow(base_docs, head_docs)
-    assert (result.overall, result.verdicts[0].reason) == ("not-comparable", "head failed in 1 of 6 rounds")
+    assert (result.overall, result.verdicts[0].reason) == (
+        "not-comparable",
+        "head failed in 1 of 6 rounds",
+    )
     # head out of memory is a regression even when the base also failed a round otherwise; both are named
     _set_outcome(head_docs, [1], "oom")
     _set_outcome(base_docs, [2], "failed")
     result = _slow(base_docs, head_docs)
     assert (result.overall, result.verdicts[0].reason) == (
-        "regressed", "out of memory in 1 of 6 head rounds, never in base; base failed in 1 of 6 rounds; "
-                     "head failed in 1 of 6 rounds")
+        "regressed",
+        "out of memory in 1 of 6 head rounds, never in base; base failed in 1 of 6 rounds; "
+        "head failed in 1 of 6 rounds",
+    )
 
 
 def _v(verdict: str) -> PairedVerdict:
     return PairedVerdict("time_s", verdict, None, None, None, 4, None, "")
 
 
-@pytest.mark.parametrize(("verdicts", "overall"), [
-    (["unchanged", "improved", "regressed"], "regressed"),
-    (["improved", "inconclusive"], "inconclusive"),
-    (["improved", "unchanged"], "improved"),
-    (["unchanged", "unchanged"], "unchanged"),
-    (["inconclusive", "not-comparable"], "not-comparable"),
-])
+@pytest.mark.parametrize(
+    ("verdicts", "overall"),
+    [
+        (["unchanged", "improved", "regressed"], "regressed"),
+        (["improved", "inconclusive"], "inconclusive"),
+        (["improved", "unchanged"], "improved"),
+        (["unchanged", "unchanged"], "unchanged"),
+        (["inconclusive", "not-comparable"], "not-comparable"),
+    ],
+)
 def test_overall_rule(verdicts: list[str], overall: str) -> None:
     assert overall_verdict([_v(v) for v in verdicts]) == overall
 
 
-META = {"base": "HEAD~1", "head": "HEAD", "rounds": 6, "order": "ABBA", "min_effect": DEFAULT_MIN_EFFECT,
-        "confidence": DEFAULT_CONFIDENCE, "machine": "CPU test box"}
+META = {
+    "base": "HEAD~1",
+    "head": "HEAD",
+    "rounds": 6,
+    "order": "ABBA",
+    "min_effect": DEFAULT_MIN_EFFECT,
+    "confidence": DEFAULT_CONFIDENCE,
+    "machine": "CPU test box",
+}
 
 
 def test_markdown_headline_and_regressions_first() -> None:
@@ -212,8 +269,12 @@ def test_markdown_headline_and_regressions_first() -> None:
     assert text.startswith("### A/B: 1 regressed")
     rows = [line for line in text.splitlines() if line.startswith("| tests")]
     assert "test\\_slow" in rows[0] and rows[0].endswith("| regressed |")
-    inconclusive = ABTestResult("t::x", "svd", [PairedVerdict("time_s", "inconclusive", 1.01, 0.9, 1.1, 4, 23, "r")],
-                                "inconclusive")
+    inconclusive = ABTestResult(
+        "t::x",
+        "svd",
+        [PairedVerdict("time_s", "inconclusive", 1.01, 0.9, 1.1, 4, 23, "r")],
+        "inconclusive",
+    )
     assert "run more rounds: ~23" in render_ab_markdown([inconclusive], META)
 
 
@@ -221,7 +282,9 @@ def test_json_document_schema() -> None:
     results = compare_rounds(*_docs(slow=1.4))
     document = json.loads(json.dumps(ab_document(results, META)))
     assert document["schema"] == "pytest-i2v/ab" and document["schema_version"] == 1
-    assert {"base", "head", "rounds", "order", "min_effect", "confidence", "machine"} <= set(document["meta"])
+    assert {"base", "head", "rounds", "order", "min_effect", "confidence", "machine"} <= set(
+        document["meta"]
+    )
     assert document["summary"]["regressed"] == 1
     assert [ABTestResult.from_dict(r) for r in document["results"]] == results
 
@@ -237,10 +300,20 @@ def test_html_names_the_regression_and_escapes_a_hostile_nodeid() -> None:
     assert 'class="regressed"' in page and "tests/a.py::test_slow" in page
     assert "http://" not in page and "https://" not in page  # self-contained
     # the compare page extended: its layout and styles, the paired table as the body
-    compare_page = render_compare_html({"a": {"environment": {}, "profile": {}}, "b": {"environment": {}, "profile": {}},
-                                        "environment_changes": [], "rows": []}, "a.json", "b.json")
-    style = compare_page[compare_page.index("<style>"):compare_page.index("</style>")]
-    assert style in page and "<title>pytest-i2v A/B: HEAD~1 vs &lt;b&gt;evil&lt;/b&gt;</title>" in page
+    compare_page = render_compare_html(
+        {
+            "a": {"environment": {}, "profile": {}},
+            "b": {"environment": {}, "profile": {}},
+            "environment_changes": [],
+            "rows": [],
+        },
+        "a.json",
+        "b.json",
+    )
+    style = compare_page[compare_page.index("<style>") : compare_page.index("</style>")]
+    assert (
+        style in page and "<title>pytest-i2v A/B: HEAD~1 vs &lt;b&gt;evil&lt;/b&gt;</title>" in page
+    )
     markdown = render_ab_markdown(compare_rounds(base_docs, head_docs), META)
     assert "<script>" not in markdown
 
@@ -262,16 +335,45 @@ def test_quick_power_of_the_default_design() -> None:
     power = _power_module()
     rng = np.random.default_rng(1)
     noise = power.NoiseModel(within=0.01, between=0.02, job_drift=0.02, day_drift=0.0, repeats=1)
-    costs = power.Costs(load_s=30.0, warmup=1, repeats=1, fast_steps=5, fixed_share=0.1, profile_cost=2.0)
-    own = power.ab_row(rng, 2000, power.Design("seq", DEFAULT_ROUNDS, True, False), noise, costs, DEFAULT_MIN_EFFECT,
-                       DEFAULT_CONFIDENCE)
-    calibrated = power.ab_row(rng, 2000, power.Design("cal", DEFAULT_ROUNDS, True, True), noise, costs,
-                              DEFAULT_MIN_EFFECT, DEFAULT_CONFIDENCE)
-    fixed = power.ab_row(rng, 2000, power.Design("fixed", DEFAULT_ROUNDS, False, False), noise, costs,
-                         DEFAULT_MIN_EFFECT, DEFAULT_CONFIDENCE)
+    costs = power.Costs(
+        load_s=30.0, warmup=1, repeats=1, fast_steps=5, fixed_share=0.1, profile_cost=2.0
+    )
+    own = power.ab_row(
+        rng,
+        2000,
+        power.Design("seq", DEFAULT_ROUNDS, True, False),
+        noise,
+        costs,
+        DEFAULT_MIN_EFFECT,
+        DEFAULT_CONFIDENCE,
+    )
+    calibrated = power.ab_row(
+        rng,
+        2000,
+        power.Design("cal", DEFAULT_ROUNDS, True, True),
+        noise,
+        costs,
+        DEFAULT_MIN_EFFECT,
+        DEFAULT_CONFIDENCE,
+    )
+    fixed = power.ab_row(
+        rng,
+        2000,
+        power.Design("fixed", DEFAULT_ROUNDS, False, False),
+        noise,
+        costs,
+        DEFAULT_MIN_EFFECT,
+        DEFAULT_CONFIDENCE,
+    )
     for row in (own, calibrated, fixed):
-        assert row["false_alarm"] <= 0.004 and row["power_10"] >= 0.95  # 2,000 trials resolve a few per mille
-    assert calibrated["gpu_minutes_unchanged"] < own["gpu_minutes_unchanged"] < 0.6 * fixed["gpu_minutes_unchanged"]
+        assert (
+            row["false_alarm"] <= 0.004 and row["power_10"] >= 0.95
+        )  # 2,000 trials resolve a few per mille
+    assert (
+        calibrated["gpu_minutes_unchanged"]
+        < own["gpu_minutes_unchanged"]
+        < 0.6 * fixed["gpu_minutes_unchanged"]
+    )
     assert calibrated["power_5"] >= 0.9
 
 
@@ -283,14 +385,22 @@ def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
     head_docs[0]["records"][1]["conditions"] = {"summary": "stable"}
     head_docs[2]["records"][1]["conditions"] = {"summary": "not read"}
     for round_index in range(3, 8):
-        head_docs[round_index]["records"][1]["conditions"] = {"summary": "clock off the median (1 of 5 repeats)"}
+        head_docs[round_index]["records"][1]["conditions"] = {
+            "summary": "clock off the median (1 of 5 repeats)"
+        }
     lines = unstable_conditions({"base": base_docs, "head": head_docs})
     assert lines[0] == "base round 2: tests/a.py::test_fast: throttled (thermal, 2 of 5 repeats)"
-    assert lines[1:] == [f"head round {r}: tests/a.py::test_slow: clock off the median (1 of 5 repeats)" for r in range(4, 9)]
+    assert lines[1:] == [
+        f"head round {r}: tests/a.py::test_slow: clock off the median (1 of 5 repeats)"
+        for r in range(4, 9)
+    ]
     results = compare_rounds(base_docs, head_docs)
     meta = {**META, "conditions": lines}
     markdown = render_ab_markdown(results, meta)
-    assert "Hardware not stable under 6 measured run(s): base round 2: tests/a.py::test\\_fast: throttled" in markdown
+    assert (
+        "Hardware not stable under 6 measured run(s): base round 2: tests/a.py::test\\_fast: throttled"
+        in markdown
+    )
     assert markdown.count("clock off the median") == 4 and "; and 1 more (ab.json)" in markdown
     page = render_ab_html(results, meta)
     assert page.count("<li>") == 6 and "head round 8: tests/a.py::test_slow" in page
@@ -308,7 +418,9 @@ def test_the_looks_spend_at_most_the_budget_and_next_to_nothing_early() -> None:
     looks = [plan.look(k) for k in range(2, 13)]
     assert sum(look.change_alpha for look in looks) == pytest.approx(0.001, rel=1e-9)
     assert sum(look.equivalence_alpha for look in looks) == pytest.approx(0.05, rel=1e-9)
-    assert looks[0].change_alpha < 1e-12 < looks[-1].change_alpha  # O'Brien-Fleming: the last look gets most
+    assert (
+        looks[0].change_alpha < 1e-12 < looks[-1].change_alpha
+    )  # O'Brien-Fleming: the last look gets most
     assert looks[0].equivalence_alpha > looks[-1].equivalence_alpha / 4  # Pocock: spread out
     assert looks[-1].final and not looks[-2].final
     assert looks[0].change_factor(20) > 7 > looks[-1].change_factor(20) > 3.3
@@ -323,29 +435,62 @@ def test_a_look_calls_unchanged_early_but_a_change_only_with_strong_evidence() -
     flat = paired_verdict("time_s", [1.0, 1.0, 1.0], [1.001, 0.999, 1.0], look=look)
     assert flat.verdict == "unchanged" and "equivalence interval" in flat.reason
     calibrated = Noise(0.01**2, 29)  # a known 1 % spread, as a calibration gives it
-    shifted = paired_verdict("time_s", [1.0, 1.0, 1.0], [1.03, 1.04, 1.035], prior=calibrated, look=look, prior_cap=None)
-    fixed = paired_verdict("time_s", [1.0, 1.0, 1.0], [1.03, 1.04, 1.035], prior=calibrated, prior_cap=None)
+    shifted = paired_verdict(
+        "time_s", [1.0, 1.0, 1.0], [1.03, 1.04, 1.035], prior=calibrated, look=look, prior_cap=None
+    )
+    fixed = paired_verdict(
+        "time_s", [1.0, 1.0, 1.0], [1.03, 1.04, 1.035], prior=calibrated, prior_cap=None
+    )
     assert fixed.verdict == "regressed" and "the calibration (29 df)" in fixed.reason
     assert shifted.verdict == "inconclusive" and "the next round looks again" in shifted.reason
-    assert paired_verdict("time_s", [1.0] * 16, [1.08, 1.09, 1.085, 1.08] * 4,
-                          look=SequentialPlan(16, 0.001).look(16)).verdict == "regressed"
+    assert (
+        paired_verdict(
+            "time_s",
+            [1.0] * 16,
+            [1.08, 1.09, 1.085, 1.08] * 4,
+            look=SequentialPlan(16, 0.001).look(16),
+        ).verdict
+        == "regressed"
+    )
 
 
 def test_a_calibration_applies_only_to_the_same_generation_measured_the_same_way() -> None:
     from pytest_i2v.verdict.ab_calibration import calibrate
 
     def doc(scale: float, mode: str = "fast") -> dict[str, Any]:
-        return {"records": [{"nodeid": "t", "config_id": "c1", "mode": mode, "repeats": 1, "outcome": "ok",
-                             "time_s": scale, "stages": {"step_s": scale / 10}, "fingerprint": {"torch": "2.13"}}]}
+        return {
+            "records": [
+                {
+                    "nodeid": "t",
+                    "config_id": "c1",
+                    "mode": mode,
+                    "repeats": 1,
+                    "outcome": "ok",
+                    "time_s": scale,
+                    "stages": {"step_s": scale / 10},
+                    "fingerprint": {"torch": "2.13"},
+                }
+            ]
+        }
 
-    calibration = calibrate([doc(1.0), doc(1.0), doc(1.0), doc(1.0)], [doc(1.02), doc(0.98), doc(1.01), doc(0.99)],
-                            "abc", "2026-12-02T00:00:00+00:00")
+    calibration = calibrate(
+        [doc(1.0), doc(1.0), doc(1.0), doc(1.0)],
+        [doc(1.02), doc(0.98), doc(1.01), doc(0.99)],
+        "abc",
+        "2026-12-02T00:00:00+00:00",
+    )
     stored = calibration.tests["t"]
     assert stored["time_s"]["df"] == 3 and stored["measured"] == "fast, 1 repeat(s)"
     same = calibration.priors(doc(1.0)["records"])
-    assert same["t"]["time_s"].df == 3 and same["t"]["time_s"].variance == pytest.approx(stored["time_s"]["sd"] ** 2)
-    assert calibration.priors(doc(1.0, mode="full")["records"]) == {}  # full runs have another spread
-    assert calibration.priors([{**doc(1.0)["records"][0], "config_id": "c2"}]) == {}  # another generation
+    assert same["t"]["time_s"].df == 3 and same["t"]["time_s"].variance == pytest.approx(
+        stored["time_s"]["sd"] ** 2
+    )
+    assert (
+        calibration.priors(doc(1.0, mode="full")["records"]) == {}
+    )  # full runs have another spread
+    assert (
+        calibration.priors([{**doc(1.0)["records"][0], "config_id": "c2"}]) == {}
+    )  # another generation
 
 
 def test_the_pooled_spread_leaves_the_judged_test_out() -> None:

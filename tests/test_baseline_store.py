@@ -23,38 +23,85 @@ from pytest_i2v.verdict.baseline_store import (
 from pytest_i2v.verdict.yaml_shapes import dump_yaml
 
 GOLDEN = Path(__file__).parent / "golden" / "baseline.yaml"
-CONFIG = {"width": 64, "height": 64, "frames": 16, "steps": 10, "guidance": 9.0, "fps": 8, "dtype": "fp32",
-          "memory": [], "source": "tiny", "prompt": "p", "seed": 0}
+CONFIG = {
+    "width": 64,
+    "height": 64,
+    "frames": 16,
+    "steps": 10,
+    "guidance": 9.0,
+    "fps": 8,
+    "dtype": "fp32",
+    "memory": [],
+    "source": "tiny",
+    "prompt": "p",
+    "seed": 0,
+}
 FINGERPRINT = {"driver": "550.54", "torch": "2.13.0", "dtype": "fp32", "attention": "sdpa"}
 
 
 def record(time_s: float = 0.5, rss: int = 500 * 2**20) -> dict:
-    return {"repeats": 5, "time_s": time_s, "stages": {"step_s": time_s / 20, "decode_s": 0.1234567, "encode_s": 0.01},
-            "peak_memory": {"allocated_bytes": None, "reserved_bytes": None, "device_bytes": None, "host_rss_bytes": rss}}
+    return {
+        "repeats": 5,
+        "time_s": time_s,
+        "stages": {"step_s": time_s / 20, "decode_s": 0.1234567, "encode_s": 0.01},
+        "peak_memory": {
+            "allocated_bytes": None,
+            "reserved_bytes": None,
+            "device_bytes": None,
+            "host_rss_bytes": rss,
+        },
+    }
 
 
-def accepted(nodeid: str, time_s: float = 0.5, fingerprint: dict | None = None, date: str = "2026-11-25T00:00:00+00:00",
-             config: dict | None = None) -> AcceptedRun:
-    return AcceptedRun(nodeid, dict(config or CONFIG), dict(fingerprint or FINGERPRINT),
-                       run_from_record(record(time_s), "abc123", date=date))
+def accepted(
+    nodeid: str,
+    time_s: float = 0.5,
+    fingerprint: dict | None = None,
+    date: str = "2026-11-25T00:00:00+00:00",
+    config: dict | None = None,
+) -> AcceptedRun:
+    return AcceptedRun(
+        nodeid,
+        dict(config or CONFIG),
+        dict(fingerprint or FINGERPRINT),
+        run_from_record(record(time_s), "abc123", date=date),
+    )
 
 
 def test_run_figures_are_rounded_and_ordered() -> None:
     run = run_from_record(record(0.123456789), "abc", date="d")
-    assert list(run) == ["date", "commit", "repeats", "time_s", "step_s", "decode_s", "encode_s", "host_rss_bytes"]
+    assert list(run) == [
+        "date",
+        "commit",
+        "repeats",
+        "time_s",
+        "step_s",
+        "decode_s",
+        "encode_s",
+        "host_rss_bytes",
+    ]
     assert run["time_s"] == 0.12346 and run["decode_s"] == 0.12346
 
 
 def test_round_trip_and_golden_file(tmp_path: Path) -> None:
     path = tmp_path / "cpu.yaml"
-    update_baseline(path, "cpu", [accepted("suites/t.py::test_b"), accepted("suites/t.py::test_a", 0.25)])
-    update_baseline(path, "cpu", [accepted("suites/t.py::test_a", 0.26, date="2026-11-26T00:00:00+00:00")])
+    update_baseline(
+        path, "cpu", [accepted("suites/t.py::test_b"), accepted("suites/t.py::test_a", 0.25)]
+    )
+    update_baseline(
+        path, "cpu", [accepted("suites/t.py::test_a", 0.26, date="2026-11-26T00:00:00+00:00")]
+    )
     text = path.read_text()
     if os.environ.get("I2V_REGOLD"):
         GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "the stored format changed: review, then regenerate with I2V_REGOLD=1"
+    assert text == GOLDEN.read_text(), (
+        "the stored format changed: review, then regenerate with I2V_REGOLD=1"
+    )
     baseline = read_baseline(path, "cpu")
-    assert list(baseline.entries) == ["suites/t.py::test_a", "suites/t.py::test_b"]  # sorted: stable diffs
+    assert list(baseline.entries) == [
+        "suites/t.py::test_a",
+        "suites/t.py::test_b",
+    ]  # sorted: stable diffs
     entry = baseline.entries["suites/t.py::test_a"]
     assert [r["time_s"] for r in entry.current.runs] == [0.25, 0.26]
     assert BaselineFile.from_dict(yaml.safe_load(text), "x").to_dict() == baseline.to_dict()
@@ -63,7 +110,9 @@ def test_round_trip_and_golden_file(tmp_path: Path) -> None:
 def test_new_fingerprint_starts_a_new_segment(tmp_path: Path) -> None:
     path = tmp_path / "cpu.yaml"
     update_baseline(path, "cpu", [accepted("t::a")])
-    summary = update_baseline(path, "cpu", [accepted("t::a", fingerprint={**FINGERPRINT, "driver": "560.35"})])
+    summary = update_baseline(
+        path, "cpu", [accepted("t::a", fingerprint={**FINGERPRINT, "driver": "560.35"})]
+    )
     entry = read_baseline(path).entries["t::a"]
     assert len(entry.segments) == 2 and entry.current.fingerprint["driver"] == "560.35"
     assert len(entry.current.runs) == 1
@@ -77,7 +126,9 @@ def test_changed_config_replaces_the_entry_and_reset_drops_history(tmp_path: Pat
     entry = read_baseline(path).entries["t::a"]
     assert entry.config["frames"] == 8 and len(entry.current.runs) == 1
     update_baseline(path, "cpu", [accepted("t::a", config={**CONFIG, "frames": 8})])
-    summary = update_baseline(path, "cpu", [accepted("t::a", config={**CONFIG, "frames": 8})], mode="reset")
+    summary = update_baseline(
+        path, "cpu", [accepted("t::a", config={**CONFIG, "frames": 8})], mode="reset"
+    )
     assert len(read_baseline(path).entries["t::a"].current.runs) == 1 and summary.reset == ("t::a",)
 
 
@@ -86,25 +137,37 @@ def test_history_is_capped(tmp_path: Path) -> None:
     for index in range(MAX_RUNS_PER_SEGMENT + 5):
         update_baseline(path, "cpu", [accepted("t::a", 1.0 + index)])
     runs = read_baseline(path).entries["t::a"].current.runs
-    assert len(runs) == MAX_RUNS_PER_SEGMENT and runs[-1]["time_s"] == 1.0 + MAX_RUNS_PER_SEGMENT + 4
+    assert (
+        len(runs) == MAX_RUNS_PER_SEGMENT and runs[-1]["time_s"] == 1.0 + MAX_RUNS_PER_SEGMENT + 4
+    )
 
 
 def test_config_id_is_stable_and_sensitive() -> None:
     assert config_id(CONFIG) == config_id(dict(reversed(list(CONFIG.items()))))
     assert config_id(CONFIG) != config_id({**CONFIG, "steps": 11})
-    assert config_id(CONFIG) == config_id({**CONFIG, "provenance": "other", "study": {}})  # not part of the generation
+    assert config_id(CONFIG) == config_id(
+        {**CONFIG, "provenance": "other", "study": {}}
+    )  # not part of the generation
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("schema: pytest-i2v/baseline\nschema_version: 2\nprofile: cpu\n", "schema_version 2, newer than this plugin reads"),
+        (
+            "schema: pytest-i2v/baseline\nschema_version: 2\nprofile: cpu\n",
+            "schema_version 2, newer than this plugin reads",
+        ),
         ("schema: something-else\n", "not a pytest-i2v baseline file"),
-        ("schema: pytest-i2v/baseline\nschema_version: 1\nprofile: rtx4090\n", "holds baselines for profile 'rtx4090', not 'cpu'"),
+        (
+            "schema: pytest-i2v/baseline\nschema_version: 1\nprofile: rtx4090\n",
+            "holds baselines for profile 'rtx4090', not 'cpu'",
+        ),
         ("entries: [unclosed\n", "not valid YAML"),
-        ("schema: pytest-i2v/baseline\nschema_version: 1\nprofile: cpu\n"
-         "entries:\n  t::a: {segments: []}\n",
-         r"entries\['t::a'\]\.config_id: expected the test's config id"),
+        (
+            "schema: pytest-i2v/baseline\nschema_version: 1\nprofile: cpu\n"
+            "entries:\n  t::a: {segments: []}\n",
+            r"entries\['t::a'\]\.config_id: expected the test's config id",
+        ),
         ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
     ],
 )
@@ -123,7 +186,11 @@ def test_baseline_path_stays_in_its_directory(tmp_path: Path) -> None:
 
 def _writer(path: str, worker: int, count: int) -> None:
     for index in range(count):
-        update_baseline(Path(path), "cpu", [accepted(f"t::w{worker}"), accepted("t::shared", 1.0 + worker + index / 100)])
+        update_baseline(
+            Path(path),
+            "cpu",
+            [accepted(f"t::w{worker}"), accepted("t::shared", 1.0 + worker + index / 100)],
+        )
 
 
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
@@ -161,7 +228,9 @@ def test_killed_writer_leaves_old_or_new_file(tmp_path: Path) -> None:
         process.join()
         baseline = read_baseline(path, "cpu")  # parses: never a partial file
         assert "t::seed" in baseline.entries
-    update_baseline(path, "cpu", [accepted("t::after")])  # the next writer clears what killed writers left
+    update_baseline(
+        path, "cpu", [accepted("t::after")]
+    )  # the next writer clears what killed writers left
     assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 

@@ -30,28 +30,52 @@ GPU_IDLE, APPLICATIONS_CLOCKS, SYNC_BOOST, DISPLAY_CLOCKS = 0x1, 0x2, 0x10, 0x10
 
 
 def repeat(sm: float = 1980.0, reasons: tuple[str, ...] = ()) -> RepeatConditions:
-    return RepeatConditions(sm_clock_mhz=sm, mem_clock_mhz=2619.0, temperature_c=60.0, power_w=400.0,
-                            power_limit_w=700.0, reasons=reasons)
+    return RepeatConditions(
+        sm_clock_mhz=sm,
+        mem_clock_mhz=2619.0,
+        temperature_c=60.0,
+        power_w=400.0,
+        power_limit_w=700.0,
+        reasons=reasons,
+    )
 
 
 # -- conditions.py: reasons, marks, summary ----------------------------------------------------
-@pytest.mark.parametrize(("mask", "reasons"), [
-    (None, ()), (0, ()),
-    (SW_THERMAL | HW_THERMAL, ("thermal",)),  # two bits, one reason, named once
-    (SW_THERMAL | SW_POWER, ("power", "thermal")),
-    (0x8, ("hw-slowdown",)),
-    (GPU_IDLE | APPLICATIONS_CLOCKS | SYNC_BOOST | DISPLAY_CLOCKS, ()),  # settings and idling: not a slowdown
-    (GPU_IDLE | SW_THERMAL, ("thermal",)),
-    (pynvml.nvmlClocksThrottleReasonBoardLimit | pynvml.nvmlClocksThrottleReasonReliability,
-     ("board-limit", "reliability")),  # the older query's extra reasons
-])
-def test_throttle_reasons_names_only_the_bits_that_slow_the_work(mask: int | None, reasons: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("mask", "reasons"),
+    [
+        (None, ()),
+        (0, ()),
+        (SW_THERMAL | HW_THERMAL, ("thermal",)),  # two bits, one reason, named once
+        (SW_THERMAL | SW_POWER, ("power", "thermal")),
+        (0x8, ("hw-slowdown",)),
+        (
+            GPU_IDLE | APPLICATIONS_CLOCKS | SYNC_BOOST | DISPLAY_CLOCKS,
+            (),
+        ),  # settings and idling: not a slowdown
+        (GPU_IDLE | SW_THERMAL, ("thermal",)),
+        (
+            pynvml.nvmlClocksThrottleReasonBoardLimit | pynvml.nvmlClocksThrottleReasonReliability,
+            ("board-limit", "reliability"),
+        ),  # the older query's extra reasons
+    ],
+)
+def test_throttle_reasons_names_only_the_bits_that_slow_the_work(
+    mask: int | None, reasons: tuple[str, ...]
+) -> None:
     assert throttle_reasons(mask) == reasons
 
 
 def test_three_thermal_repeats_of_five_are_throttled() -> None:
-    run = assess([repeat(), repeat(reasons=("thermal",)), repeat(reasons=("thermal",)), repeat(),
-                  repeat(reasons=("thermal",))])
+    run = assess(
+        [
+            repeat(),
+            repeat(reasons=("thermal",)),
+            repeat(reasons=("thermal",)),
+            repeat(),
+            repeat(reasons=("thermal",)),
+        ]
+    )
     assert run.summary == "throttled (thermal, 3 of 5 repeats)"
     assert run.marked == (False, True, True, False, True) and not run.stable
 
@@ -66,9 +90,18 @@ def test_a_four_percent_clock_drop_is_marked_and_two_percent_is_not() -> None:
 def test_a_throttled_majority_does_not_mark_the_stable_minority() -> None:
     """The reference clock is the unthrottled repeats' median: three repeats thermally throttled to
     1400 MHz do not make the two at the card's 1980 MHz "off the median"."""
-    run = assess([repeat(), repeat(1400.0, ("thermal",)), repeat(1400.0, ("thermal",)), repeat(),
-                  repeat(1400.0, ("thermal",))])
-    assert run.reference_sm_clock_mhz == 1980.0 and run.median_sm_clock_mhz == 1400.0  # the clock beside the time
+    run = assess(
+        [
+            repeat(),
+            repeat(1400.0, ("thermal",)),
+            repeat(1400.0, ("thermal",)),
+            repeat(),
+            repeat(1400.0, ("thermal",)),
+        ]
+    )
+    assert (
+        run.reference_sm_clock_mhz == 1980.0 and run.median_sm_clock_mhz == 1400.0
+    )  # the clock beside the time
     assert run.marks == ((), ("thermal", "clock"), ("thermal", "clock"), (), ("thermal", "clock"))
     assert run.summary == "throttled (thermal, 3 of 5 repeats)"
     # with every repeat throttled there is no card clock to refer to: the repeats' own median
@@ -86,9 +119,16 @@ def test_nothing_read_is_not_read() -> None:
 
 
 def test_run_conditions_round_trip_with_the_lock() -> None:
-    run = assess([repeat(1590.0), repeat(1500.0, ("power",))], locked_sm_clock_mhz=1590.0, base_sm_clock_mhz=1590.0)
+    run = assess(
+        [repeat(1590.0), repeat(1500.0, ("power",))],
+        locked_sm_clock_mhz=1590.0,
+        base_sm_clock_mhz=1590.0,
+    )
     data = run.to_dict()
-    assert data["summary"] == "throttled (power, 1 of 2 repeats)" and data["locked_sm_clock_mhz"] == 1590.0
+    assert (
+        data["summary"] == "throttled (power, 1 of 2 repeats)"
+        and data["locked_sm_clock_mhz"] == 1590.0
+    )
     assert data["base_sm_clock_mhz"] == 1590.0
     assert RunConditions.from_dict(data) == run
 
@@ -97,7 +137,12 @@ def test_a_power_cap_at_or_above_the_base_clock_is_normal() -> None:
     """Issue 21, defect 7: an H200 at its software power cap under sustained load, boosting between 1830
     and 1980 MHz (7 % apart) above its 1590 MHz base clock, is working as designed: nothing is marked, so
     a real slowdown on it cannot be excused as "unreliable". Below the base clock it is held back."""
-    boosting = [repeat(1980.0), repeat(1830.0, ("power",)), repeat(1900.0, ("power",)), repeat(1850.0, ("power",))]
+    boosting = [
+        repeat(1980.0),
+        repeat(1830.0, ("power",)),
+        repeat(1900.0, ("power",)),
+        repeat(1850.0, ("power",)),
+    ]
     assert assess(boosting, base_sm_clock_mhz=1590.0).summary == "stable"
     assert assess(boosting).summary != "stable"  # without the base clock: the old, stricter rule
     held = assess([repeat(1980.0), repeat(1200.0, ("power",))], base_sm_clock_mhz=1590.0)
@@ -117,8 +162,14 @@ def test_a_repeats_samples_reduce_to_median_clocks_hottest_and_every_reason() ->
         ConditionsReading(None, None, None, None, None, None),  # a sample NVML failed
     ]
     conditions = repeat_conditions(readings)
-    assert conditions == RepeatConditions(sm_clock_mhz=1970.0, mem_clock_mhz=2619.0, temperature_c=88.0, power_w=690.0,
-                                          power_limit_w=700.0, reasons=("power", "thermal"))
+    assert conditions == RepeatConditions(
+        sm_clock_mhz=1970.0,
+        mem_clock_mhz=2619.0,
+        temperature_c=88.0,
+        power_w=690.0,
+        power_limit_w=700.0,
+        reasons=("power", "thermal"),
+    )
     assert repeat_conditions([]) == RepeatConditions() and not RepeatConditions().read
 
 
@@ -137,7 +188,10 @@ class FakeNvml:
         self.calls: list[str] = []
 
     def __getattribute__(self, name: str) -> Any:
-        if name == "nvmlDeviceGetCurrentClocksEventReasons" and object.__getattribute__(self, "reasons_api") == "throttle-only":
+        if (
+            name == "nvmlDeviceGetCurrentClocksEventReasons"
+            and object.__getattribute__(self, "reasons_api") == "throttle-only"
+        ):
             raise AttributeError(name)  # a pynvml from before the rename
         return object.__getattribute__(self, name)
 
@@ -148,7 +202,12 @@ class FakeNvml:
         return value
 
     def nvmlDeviceGetClockInfo(self, handle: Any, clock_type: int) -> int:
-        return int(self._answer("nvmlDeviceGetClockInfo", {clocks.NVML_CLOCK_SM: 1755, clocks.NVML_CLOCK_MEM: 2619}[clock_type]))
+        return int(
+            self._answer(
+                "nvmlDeviceGetClockInfo",
+                {clocks.NVML_CLOCK_SM: 1755, clocks.NVML_CLOCK_MEM: 2619}[clock_type],
+            )
+        )
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
         assert sensor == clocks.NVML_TEMPERATURE_GPU
@@ -163,7 +222,9 @@ class FakeNvml:
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
         if self.reasons_api == "event-not-in-driver":
             self.calls.append("nvmlDeviceGetCurrentClocksEventReasons")
-            raise NVMLError_FunctionNotFound("Function Not Found")  # the library has it, the driver does not
+            raise NVMLError_FunctionNotFound(
+                "Function Not Found"
+            )  # the library has it, the driver does not
         return int(self._answer("nvmlDeviceGetCurrentClocksEventReasons", self.mask))
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: Any) -> int:
@@ -171,16 +232,31 @@ class FakeNvml:
 
 
 def test_nvml_enum_values_are_pynvmls() -> None:
-    assert (clocks.NVML_CLOCK_GRAPHICS, clocks.NVML_CLOCK_SM, clocks.NVML_CLOCK_MEM, clocks.NVML_TEMPERATURE_GPU) == (
-        pynvml.NVML_CLOCK_GRAPHICS, pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_MEM, pynvml.NVML_TEMPERATURE_GPU)
+    assert (
+        clocks.NVML_CLOCK_GRAPHICS,
+        clocks.NVML_CLOCK_SM,
+        clocks.NVML_CLOCK_MEM,
+        clocks.NVML_TEMPERATURE_GPU,
+    ) == (
+        pynvml.NVML_CLOCK_GRAPHICS,
+        pynvml.NVML_CLOCK_SM,
+        pynvml.NVML_CLOCK_MEM,
+        pynvml.NVML_TEMPERATURE_GPU,
+    )
     assert all(hasattr(pynvml, query) for query in clocks.REASONS_QUERIES)
 
 
 def test_a_reading_has_every_figure_in_its_unit() -> None:
     nvml = FakeNvml()
     reading = NvmlClocks(nvml, "handle").read()
-    assert reading == ConditionsReading(sm_clock_mhz=1755.0, mem_clock_mhz=2619.0, temperature_c=83.0, power_w=612.345,
-                                        power_limit_w=700.0, reasons_mask=SW_THERMAL)
+    assert reading == ConditionsReading(
+        sm_clock_mhz=1755.0,
+        mem_clock_mhz=2619.0,
+        temperature_c=83.0,
+        power_w=612.345,
+        power_limit_w=700.0,
+        reasons_mask=SW_THERMAL,
+    )
     assert "nvmlDeviceGetCurrentClocksThrottleReasons" not in nvml.calls  # the new name answered
 
 
@@ -237,7 +313,9 @@ def test_the_conditions_are_read_every_tenth_memory_sample_and_at_both_ends() ->
     device = CountingDevice()
     sampler = NvmlSampler(device)
     sampler.start()
-    deadline = time.monotonic() + 30.0  # about 35 samples in 0.35 s; a loaded machine samples less often
+    deadline = (
+        time.monotonic() + 30.0
+    )  # about 35 samples in 0.35 s; a loaded machine samples less often
     while device.memory_samples < 35 and time.monotonic() < deadline:
         time.sleep(0.01)
     sampler.stop()
@@ -245,7 +323,9 @@ def test_the_conditions_are_read_every_tenth_memory_sample_and_at_both_ends() ->
     assert device.memory_samples >= 12  # the thread ran (a loaded machine samples less often)
     # start and stop read them once each; the thread every 10th tick
     assert condition_samples == 2 + (device.memory_samples - 2) // CONDITIONS_EVERY_N_SAMPLES
-    assert sampler.conditions() == RepeatConditions(1755.0, 2619.0, 83.0, 612.345, 700.0, ("thermal",))
+    assert sampler.conditions() == RepeatConditions(
+        1755.0, 2619.0, 83.0, 612.345, 700.0, ("thermal",)
+    )
 
 
 def test_the_cpu_has_no_conditions() -> None:
@@ -263,30 +343,47 @@ def test_throttled_repeats_are_marked_and_are_the_slow_ones(tiny_pipe: Any) -> N
     # No warm-up: generation n is repeat n. The throttled repeats run at a quarter of the card's clock,
     # timed on the virtual clock: exactly four times as long, whatever the machine does meanwhile.
     throttle = SimulatedThrottle(reasons_mask=SW_THERMAL, sm_clock_mhz=495.0, temperature_c=91.0)
-    device = gpu_device(tiny_pipe, SimulatedGpu(throttled={2: throttle, 4: throttle}, boost_clocks_mhz=(1980.0,)),
-                        work=VirtualWork())
+    device = gpu_device(
+        tiny_pipe,
+        SimulatedGpu(throttled={2: throttle, 4: throttle}, boost_clocks_mhz=(1980.0,)),
+        work=VirtualWork(),
+    )
     with device.workload(tiny_pipe):
-        measurement = GenerationRunner(tiny_pipe, device).measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=5)
+        measurement = GenerationRunner(tiny_pipe, device).measure(
+            SPEC, synthetic_portrait(64, 64), warmup=0, repeats=5
+        )
     record = GenerationRecord.from_measurement("test_x", measurement, {"device": "cuda:0"}, None)
     conditions = record.conditions
     assert conditions is not None and conditions["summary"] == "throttled (thermal, 2 of 5 repeats)"
     assert [bool(m) for m in conditions["marks"]] == [False, True, False, True, False]
-    assert [r["sm_clock_mhz"] for r in conditions["repeats"]] == [1980.0, 495.0, 1980.0, 495.0, 1980.0]
+    assert [r["sm_clock_mhz"] for r in conditions["repeats"]] == [
+        1980.0,
+        495.0,
+        1980.0,
+        495.0,
+        1980.0,
+    ]
     assert [r["temperature_c"] for r in conditions["repeats"]] == [45.0, 91.0, 45.0, 91.0, 45.0]
     assert conditions["median_sm_clock_mhz"] == 1980.0 and conditions["locked_sm_clock_mhz"] is None
     times = record.time_samples_s
     throttled, stable = [times[1], times[3]], [times[0], times[2], times[4]]
     assert min(throttled) > statistics.median(stable), times
-    assert throttled == pytest.approx([4 * times[0]] * 2) and stable == pytest.approx([times[0]] * 3), times
+    assert throttled == pytest.approx([4 * times[0]] * 2) and stable == pytest.approx(
+        [times[0]] * 3
+    ), times
     # the per-step times the report shows beside the clocks follow them too
     steps = record.stages["step_samples_s"]
-    assert min(min(steps[1]), min(steps[3])) > statistics.median([min(steps[0]), min(steps[2]), min(steps[4])]), steps
+    assert min(min(steps[1]), min(steps[3])) > statistics.median(
+        [min(steps[0]), min(steps[2]), min(steps[4])]
+    ), steps
     assert ("i2v_conditions", "throttled (thermal, 2 of 5 repeats)") in record.user_properties()
     assert GenerationRecord.from_dict(record.to_dict()).conditions == conditions
 
 
 def test_a_cpu_measurement_has_no_conditions(tiny_pipe: Any) -> None:
-    measurement = GenerationRunner(tiny_pipe, CpuDevice()).measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1)
+    measurement = GenerationRunner(tiny_pipe, CpuDevice()).measure(
+        SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1
+    )
     record = GenerationRecord.from_measurement("test_x", measurement, {"device": "cpu"}, None)
     assert measurement.conditions is None and record.conditions is None
     assert all(name != "i2v_conditions" for name, _ in record.user_properties())

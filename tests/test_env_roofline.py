@@ -11,13 +11,21 @@ import torch
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.measure.environment import collect_environment
-from pytest_i2v.measure.flops import FlopCount, matmul_precision_state, peak_key_for, roofline, roofline_peak
+from pytest_i2v.measure.flops import (
+    FlopCount,
+    matmul_precision_state,
+    peak_key_for,
+    roofline,
+    roofline_peak,
+)
 from pytest_i2v.profiles import load_profiles, pick_profile
 
 # ---------------------------------------------------------------------------- defect 10 (a): cuDNN
 
 
-def test_collect_environment_survives_a_cudnn_version_that_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_collect_environment_survives_a_cudnn_version_that_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken() -> int:
         raise RuntimeError("cuDNN version incompatibility")
 
@@ -83,7 +91,11 @@ def test_matmul_precision_state_never_raises(monkeypatch: pytest.MonkeyPatch) ->
 def test_roofline_records_the_peak_it_used() -> None:
     flops = FlopCount(unet_step=int(2e12), decode=int(1e12))
     result = roofline(flops, 0.01, 0.5, 400.0, peak_kind="tf32")
-    assert result is not None and result["peak_kind"] == "tf32" and result["efficiency"] == pytest.approx(0.5)
+    assert (
+        result is not None
+        and result["peak_kind"] == "tf32"
+        and result["efficiency"] == pytest.approx(0.5)
+    )
     legacy = roofline(flops, 0.01, 0.5, 400.0)  # the old positional call still works
     assert legacy is not None and legacy["peak_kind"] is None
 
@@ -93,30 +105,53 @@ def test_roofline_peak_uses_tf32_when_on_and_falls_back_to_fp32() -> None:
     assert roofline_peak(peaks, "fp32", "high", False) == (156.0, "tf32")
     assert roofline_peak(peaks, "fp32", "highest", False) == (19.5, "fp32")
     assert roofline_peak(peaks, "fp16", "high", True) == (312.0, "fp16")
-    assert roofline_peak({"fp32": 30.0}, "fp32", "high", True) == (30.0, "fp32")  # no published TF32 figure
+    assert roofline_peak({"fp32": 30.0}, "fp32", "high", True) == (
+        30.0,
+        "fp32",
+    )  # no published TF32 figure
     assert roofline_peak({}, "fp32", "high", True) == (None, "fp32")
 
 
 def test_profiles_tf32_peaks_are_published_and_above_plain_fp32() -> None:
     profiles = load_profiles()
-    with_tf32 = {name: p for name, p in profiles.items() if "tf32" in p.peak_tflops and "fp32" in p.peak_tflops}
-    assert {"a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h100-nvl", "h200", "h200-nvl", "l4", "rtx4090"} <= set(with_tf32)
+    with_tf32 = {
+        name: p
+        for name, p in profiles.items()
+        if "tf32" in p.peak_tflops and "fp32" in p.peak_tflops
+    }
+    assert {
+        "a100-40gb",
+        "a100-80gb",
+        "h100-sxm",
+        "h100-pcie",
+        "h100-nvl",
+        "h200",
+        "h200-nvl",
+        "l4",
+        "rtx4090",
+    } <= set(with_tf32)
     for name, profile in with_tf32.items():
         # Ada/Ampere GeForce cards: dense TF32 tensor throughput equals their FP32 CUDA-core rate
         # (the whitepapers list 82.6 and 82.6 for the 4090); data-center cards are far above.
         assert profile.peak_tflops["tf32"] >= profile.peak_tflops["fp32"], name
         if not name.startswith("rtx"):
             assert profile.peak_tflops["tf32"] > profile.peak_tflops["fp32"], name
-        assert profile.peak_tflops["tf32"] <= profile.peak_tflops["fp16"], name  # half the FP16 rate or less
+        assert profile.peak_tflops["tf32"] <= profile.peak_tflops["fp16"], (
+            name
+        )  # half the FP16 rate or less
     assert profiles["a100-80gb"].peak_tflops["tf32"] == pytest.approx(156.0)
     assert profiles["h100-sxm"].peak_tflops["tf32"] == pytest.approx(494.7)
 
 
 def test_a_tf32_peak_key_is_valid_in_a_user_profile(tmp_path: Path) -> None:
     directory = tmp_path
-    (directory / "x.yaml").write_text("name: x\nmemory_gb: 8\nmatch: ['X']\npeak_tflops: {fp32: 10, tf32: 20}\n")
+    (directory / "x.yaml").write_text(
+        "name: x\nmemory_gb: 8\nmatch: ['X']\npeak_tflops: {fp32: 10, tf32: 20}\n"
+    )
     assert load_profiles(directory)["x"].peak_tflops["tf32"] == 20.0
-    (directory / "x.yaml").write_text("name: x\nmemory_gb: 8\nmatch: ['X']\npeak_tflops: {fp8: 10}\n")
+    (directory / "x.yaml").write_text(
+        "name: x\nmemory_gb: 8\nmatch: ['X']\npeak_tflops: {fp8: 10}\n"
+    )
     with pytest.raises(I2VUsageError, match="peak_tflops must map fp16/bf16/fp32/tf32"):
         load_profiles(directory)
 
@@ -144,17 +179,25 @@ def test_form_factors_carry_their_own_peaks() -> None:
     assert sxm.peak_tflops["fp16"] == pytest.approx(989.4)
     assert pcie.peak_tflops["fp16"] == pytest.approx(756.5)
     assert nvl.peak_tflops["fp16"] == pytest.approx(835.5)
-    assert sxm.memory_bandwidth_gbs == 3350 and pcie.memory_bandwidth_gbs == 2000 and nvl.memory_bandwidth_gbs == 3900
+    assert (
+        sxm.memory_bandwidth_gbs == 3350
+        and pcie.memory_bandwidth_gbs == 2000
+        and nvl.memory_bandwidth_gbs == 3900
+    )
     assert profiles["h200"].peak_tflops["fp16"] != profiles["h200-nvl"].peak_tflops["fp16"]
 
 
 def test_h100_80gb_stays_an_alias_of_the_sxm_profile() -> None:
     profiles = load_profiles()
     alias = pick_profile("h100-80gb", profiles, "NVIDIA H100 80GB HBM3", 79.2)
-    assert alias.name == "h100-80gb"  # baselines/h100-80gb.yaml and the gpu-h100-80gb runners keep working
+    assert (
+        alias.name == "h100-80gb"
+    )  # baselines/h100-80gb.yaml and the gpu-h100-80gb runners keep working
     assert alias.alias_of == "h100-sxm" and alias.peak_tflops == profiles["h100-sxm"].peak_tflops
     with pytest.raises(I2VUsageError, match="--gpu-profile h100-80gb expects"):
-        pick_profile("h100-80gb", profiles, "NVIDIA H100 PCIe", 79.2)  # it no longer passes for a PCIe card
+        pick_profile(
+            "h100-80gb", profiles, "NVIDIA H100 PCIe", 79.2
+        )  # it no longer passes for a PCIe card
 
 
 def test_an_explicit_sxm_profile_refuses_the_nvl_card() -> None:

@@ -23,35 +23,72 @@ def test_a(i2v_run):
     assert i2v_run().outcome == "ok"
 """
 # i2v_project's ini forces doubtful runs into the baseline: the rule under test here needs it off.
-ARGS = ("--i2v-baseline-dir", "bl", "--i2v-json", "r.json", "-p", "no:randomly", "-o", "i2v_force_baselines=false")
+ARGS = (
+    "--i2v-baseline-dir",
+    "bl",
+    "--i2v-json",
+    "r.json",
+    "-p",
+    "no:randomly",
+    "-o",
+    "i2v_force_baselines=false",
+)
 
 
 def _unwritable_line(directory: Path, reason: str) -> str:
-    return (f"ERROR: --i2v-update-baselines: cannot write the baselines directory {directory} ({reason}); "
-            f"make it writable or pass --i2v-baseline-dir DIR (nothing was measured)")
+    return (
+        f"ERROR: --i2v-update-baselines: cannot write the baselines directory {directory} ({reason}); "
+        f"make it writable or pass --i2v-baseline-dir DIR (nothing was measured)"
+    )
 
 
 def _can_mount_read_only() -> bool:
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False) if shutil.which("unshare") else None
+    probe = (
+        subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+        if shutil.which("unshare")
+        else None
+    )
     return probe is not None and probe.returncode == 0
 
 
-@pytest.mark.skipif(not _can_mount_read_only(), reason="needs unshare -m (root) for a read-only bind mount; "
-                                                       "test_a_baselines_path_under_a_file_is_refused covers the check")
-def test_a_read_only_baselines_directory_is_refused_before_measuring(i2v_project: pytest.Pytester) -> None:
+@pytest.mark.skipif(
+    not _can_mount_read_only(),
+    reason="needs unshare -m (root) for a read-only bind mount; "
+    "test_a_baselines_path_under_a_file_is_refused covers the check",
+)
+def test_a_read_only_baselines_directory_is_refused_before_measuring(
+    i2v_project: pytest.Pytester,
+) -> None:
     """The issue's case: a read-only file system under --i2v-update-baselines. Before: an 85-line
     traceback after the whole run, exit 1, no results.json. Now: one line, exit 4, nothing written."""
     i2v_project.makepyfile(TEST)
     baselines = i2v_project.path / "bl"
     baselines.mkdir()
     (baselines / "cpu.yaml").write_text("keep: me\n")
-    pytest_cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", *ARGS, "--i2v-update-baselines"]
+    pytest_cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "0",
+        *ARGS,
+        "--i2v-update-baselines",
+    ]
     script = f'mount --bind "{baselines}" "{baselines}" && mount -o remount,bind,ro "{baselines}" "{baselines}" && exec "$@"'
-    completed = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *pytest_cmd], cwd=i2v_project.path,
-                               capture_output=True, text=True, timeout=300, check=False)
+    completed = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", *pytest_cmd],
+        cwd=i2v_project.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert completed.returncode == 4, completed.stdout + completed.stderr
     assert [line for line in completed.stderr.splitlines() if line] == [
-        _unwritable_line(baselines, f"{baselines}: Read-only file system")]
+        _unwritable_line(baselines, f"{baselines}: Read-only file system")
+    ]
     assert not (i2v_project.path / "r.json").exists()
     assert (baselines / "cpu.yaml").read_text() == "keep: me\n"
 
@@ -59,31 +96,43 @@ def test_a_read_only_baselines_directory_is_refused_before_measuring(i2v_project
 def test_a_baselines_path_under_a_file_is_refused(i2v_project: pytest.Pytester) -> None:
     i2v_project.makepyfile(TEST)
     (i2v_project.path / "taken").write_text("a file, not a folder\n")
-    result = i2v_project.runpytest("--i2v-baseline-dir", "taken/bl", "--i2v-json", "r.json", "--i2v-update-baselines")
+    result = i2v_project.runpytest(
+        "--i2v-baseline-dir", "taken/bl", "--i2v-json", "r.json", "--i2v-update-baselines"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     taken = i2v_project.path / "taken"
     assert [line for line in result.errlines if line] == [
-        _unwritable_line(taken / "bl", f"{taken}: Not a directory")]
+        _unwritable_line(taken / "bl", f"{taken}: Not a directory")
+    ]
     assert not (i2v_project.path / "r.json").exists()
 
 
-def test_a_baseline_write_that_fails_at_the_end_keeps_the_results(i2v_project: pytest.Pytester) -> None:
+def test_a_baseline_write_that_fails_at_the_end_keeps_the_results(
+    i2v_project: pytest.Pytester,
+) -> None:
     """The directory was writable when checked and is gone by the end (another job replaced it with a
     file): the results are written first, the baseline failure is one line, the run stays green."""
-    i2v_project.makepyfile(TEST + """
+    i2v_project.makepyfile(
+        TEST
+        + """
 
 def test_z_replaces_the_baselines_folder():
     import shutil
     shutil.rmtree("bl", ignore_errors=True)
     open("bl", "w").close()
-""")
+"""
+    )
     (i2v_project.path / "bl").mkdir()
     result = i2v_project.runpytest(*ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=2)
     records = json.loads((i2v_project.path / "r.json").read_text())["records"]
-    assert [r["nodeid"] for r in records] == ["test_a_baseline_write_that_fails_at_the_end_keeps_the_results.py::test_a"]
+    assert [r["nodeid"] for r in records] == [
+        "test_a_baseline_write_that_fails_at_the_end_keeps_the_results.py::test_a"
+    ]
     lines = [line for line in result.outlines if line.startswith("i2v baselines")]
-    assert len(lines) == 1 and lines[0].startswith(f"i2v baselines NOT written: {i2v_project.path / 'bl' / 'cpu.yaml'}: ")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"i2v baselines NOT written: {i2v_project.path / 'bl' / 'cpu.yaml'}: "
+    )
     assert lines[0].endswith("; the results files above hold this run's measurements")
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
@@ -100,24 +149,35 @@ def recorded(i2v_project: pytest.Pytester, virtual_time: tuple[str, ...]) -> pyt
 
 def _runs(pytester: pytest.Pytester) -> int:
     stored = yaml.safe_load((pytester.path / "bl" / "cpu.yaml").read_text())
-    return sum(len(segment["runs"]) for entry in stored["entries"].values() for segment in entry["segments"])
+    return sum(
+        len(segment["runs"])
+        for entry in stored["entries"].values()
+        for segment in entry["segments"]
+    )
 
 
-LEFT_OUT = ("i2v baselines: 1 run(s) not recorded, their timings are doubtful ({why}); rerun on a quiet machine, "
-            "start this machine's history afresh with --i2v-update-baselines=reset if its speed changed for "
-            "good, or pass --i2v-force-baselines to record them anyway")
+LEFT_OUT = (
+    "i2v baselines: 1 run(s) not recorded, their timings are doubtful ({why}); rerun on a quiet machine, "
+    "start this machine's history afresh with --i2v-update-baselines=reset if its speed changed for "
+    "good, or pass --i2v-force-baselines to record them anyway"
+)
 
 
-def test_a_run_at_another_machine_speed_is_not_recorded_unless_forced(recorded: pytest.Pytester,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_at_another_machine_speed_is_not_recorded_unless_forced(
+    recorded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A neighbour's load: the probe reads 0.40x the baseline machine's speed and the test takes 2.5x
     as long. Appending it would poison the baseline (the next quiet run reads "improved -60 %")."""
     monkeypatch.setenv("PYTEST_I2V_VIRTUAL_TIME", '{"machine_speed": 0.4}')
     result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=1)
-    why = ("this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x, memory "
-           "bandwidth 0.40x, tiny ops (launch and host overhead) 0.40x): timings not comparable; memory still judged")
-    nodeid = next(line for line in result.outlines if line.startswith("  not recorded: ")).split(": ", 1)[1]
+    why = (
+        "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x, memory "
+        "bandwidth 0.40x, tiny ops (launch and host overhead) 0.40x): timings not comparable; memory still judged"
+    )
+    nodeid = next(line for line in result.outlines if line.startswith("  not recorded: ")).split(
+        ": ", 1
+    )[1]
     assert nodeid.endswith("::test_a")
     assert LEFT_OUT.format(why=why) in result.outlines
     assert _runs(recorded) == 1
@@ -129,23 +189,32 @@ def test_a_run_at_another_machine_speed_is_not_recorded_unless_forced(recorded: 
     assert _runs(recorded) == 1 and "not recorded" not in result.stdout.str()
 
     monkeypatch.setenv("PYTEST_I2V_VIRTUAL_TIME", "1")
-    result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines", "--i2v-force-baselines")
+    result = recorded.runpytest(
+        *ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines", "--i2v-force-baselines"
+    )
     result.stdout.fnmatch_lines(["i2v baselines written: *cpu.yaml: 1 run(s) recorded*"])
     assert _runs(recorded) == 2
 
 
-def test_a_run_whose_machine_slowed_during_the_session_is_not_recorded(recorded: pytest.Pytester) -> None:
+def test_a_run_whose_machine_slowed_during_the_session_is_not_recorded(
+    recorded: pytest.Pytester,
+) -> None:
     """The probe at the end reads half the speed of the probe at the start: a neighbour arrived."""
-    recorded.makepyfile(TEST + """
+    recorded.makepyfile(
+        TEST
+        + """
 
 def test_z_a_neighbour_arrives():
     from pytest_i2v.simulated_plugin import RUNTIME
     RUNTIME.last_opened.time.speed = 0.5
-""")
+"""
+    )
     result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=2)
-    why = ("the machine's speed moved during the run (end against start: matrix products 0.50x, memory bandwidth "
-           "0.50x, tiny ops (launch and host overhead) 0.50x): a neighbour or throttling; this run's timings are "
-           "unreliable")
+    why = (
+        "the machine's speed moved during the run (end against start: matrix products 0.50x, memory bandwidth "
+        "0.50x, tiny ops (launch and host overhead) 0.50x): a neighbour or throttling; this run's timings are "
+        "unreliable"
+    )
     assert LEFT_OUT.format(why=why) in result.outlines
     assert _runs(recorded) == 1

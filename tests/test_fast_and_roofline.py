@@ -20,24 +20,39 @@ from pytest_i2v.measure.virtual_time import VirtualCpuDevice, VirtualWork
 
 
 def sample(total: float, encode: float, steps: list[float], decode: float) -> RepeatSample:
-    return RepeatSample(total_s=total, encode_s=encode, step_s=tuple(steps), decode_s=decode, peak=PeakMemory())
+    return RepeatSample(
+        total_s=total, encode_s=encode, step_s=tuple(steps), decode_s=decode, peak=PeakMemory()
+    )
 
 
 def test_fast_mode_predicts_encode_plus_n_median_steps_plus_decode() -> None:
     spec = i2v(width=64, height=64, frames=8, steps=50)
-    m = Measurement(spec=spec, outcome="ok", warmup=0, measured_steps=5,
-                    samples=(sample(1.5, 0.2, [0.2, 0.21, 0.19, 0.2, 0.5], 0.3),))
+    m = Measurement(
+        spec=spec,
+        outcome="ok",
+        warmup=0,
+        measured_steps=5,
+        samples=(sample(1.5, 0.2, [0.2, 0.21, 0.19, 0.2, 0.5], 0.3),),
+    )
     assert m.predicted
     assert m.time_s == pytest.approx(0.2 + 50 * 0.2 + 0.3)  # the median step, not the 0.5 s outlier
     assert m.measured_time_s == 1.5
     assert m.stages_dict()["denoise_s"] == pytest.approx(50 * 0.2)
     assert m.gen_fps == pytest.approx(8 / m.time_s)
-    full = Measurement(spec=spec, outcome="ok", warmup=0, measured_steps=50, samples=(sample(11.0, 0.2, [0.2] * 50, 0.3),))
+    full = Measurement(
+        spec=spec,
+        outcome="ok",
+        warmup=0,
+        measured_steps=50,
+        samples=(sample(11.0, 0.2, [0.2] * 50, 0.3),),
+    )
     assert not full.predicted and full.time_s == 11.0
 
 
 def test_fast_mode_on_the_tiny_model_runs_k_steps_and_keeps_the_peak(tiny_pipe) -> None:
-    device = VirtualCpuDevice(VirtualWork())  # the cost is compared on the virtual clock, not the machine's
+    device = VirtualCpuDevice(
+        VirtualWork()
+    )  # the cost is compared on the virtual clock, not the machine's
     handles = device.attach(tiny_pipe, [tiny_pipe.unet, tiny_pipe.vae.decoder])
     try:
         runner = GenerationRunner(tiny_pipe, device)
@@ -53,7 +68,9 @@ def test_fast_mode_on_the_tiny_model_runs_k_steps_and_keeps_the_peak(tiny_pipe) 
     # the peak does not depend on the number of steps (checked here on host RSS; on a GPU on the allocator)
     assert abs(fast.peak.host_rss_bytes - full.peak.host_rss_bytes) < 32 * 2**20
     assert fast.wall_s < full.wall_s
-    assert fast.time_s == pytest.approx(full.time_s)  # 4 measured steps predict the 20-step total exactly here
+    assert fast.time_s == pytest.approx(
+        full.time_s
+    )  # 4 measured steps predict the 20-step total exactly here
 
 
 def test_median_ci_and_adaptive_repeats() -> None:
@@ -70,18 +87,32 @@ def test_median_ci_and_adaptive_repeats() -> None:
 
 
 def test_adaptive_repeats_stop_early_on_a_quiet_measurement(tiny_pipe) -> None:
-    device = VirtualCpuDevice(VirtualWork())  # quiet for sure: the virtual clock, not a loaded machine's
+    device = VirtualCpuDevice(
+        VirtualWork()
+    )  # quiet for sure: the virtual clock, not a loaded machine's
     handles = device.attach(tiny_pipe, [tiny_pipe.unet, tiny_pipe.vae.decoder])
     try:
-        m = GenerationRunner(tiny_pipe, device).measure(i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64),
-                                                        warmup=1, repeats=99, adaptive=AdaptiveRepeats(target_pct=1000.0, minimum=3, maximum=8))
+        m = GenerationRunner(tiny_pipe, device).measure(
+            i2v(width=32, height=32, frames=2, steps=2),
+            synthetic_portrait(64, 64),
+            warmup=1,
+            repeats=99,
+            adaptive=AdaptiveRepeats(target_pct=1000.0, minimum=3, maximum=8),
+        )
     finally:
         for handle in handles:
             handle.remove()
     assert len(m.samples) == 3  # a 1000 % target is met as soon as the minimum is
-    runner = GenerationRunner(tiny_pipe, "cpu")  # real times are never exactly equal: the target stays out of reach
-    m = runner.measure(i2v(width=32, height=32, frames=2, steps=2), synthetic_portrait(64, 64), warmup=0, repeats=99,
-                       adaptive=AdaptiveRepeats(target_pct=1e-9, minimum=2, maximum=4))
+    runner = GenerationRunner(
+        tiny_pipe, "cpu"
+    )  # real times are never exactly equal: the target stays out of reach
+    m = runner.measure(
+        i2v(width=32, height=32, frames=2, steps=2),
+        synthetic_portrait(64, 64),
+        warmup=0,
+        repeats=99,
+        adaptive=AdaptiveRepeats(target_pct=1e-9, minimum=2, maximum=4),
+    )
     assert len(m.samples) == 4  # an unreachable target stops at the maximum
 
 
@@ -126,14 +157,23 @@ class ToyPipe:
 def test_flop_count_matches_a_hand_calculation() -> None:
     flops = count_flops(ToyPipe(), i2v(width=8, height=8, frames=1, steps=50), image=None)
     linear = 2 * 4 * 16 * 32  # 2 * batch * in * out
-    conv = 2 * (8 * 8) * 8 * (3 * 3 * 3)  # 2 * output pixels * out channels * (in channels * kernel)
-    attention = 2 * (2 * 1 * 2 * 10 * 6 * 4)  # Q K^T and A V: 2 * batch * heads * queries * keys * head dim each
+    conv = (
+        2 * (8 * 8) * 8 * (3 * 3 * 3)
+    )  # 2 * output pixels * out channels * (in channels * kernel)
+    attention = 2 * (
+        2 * 1 * 2 * 10 * 6 * 4
+    )  # Q K^T and A V: 2 * batch * heads * queries * keys * head dim each
     assert flops.unet_step == linear + conv + attention  # one step, whatever the schedule length
     assert flops.decode == 2 * 5 * 8 * 8
 
 
 def test_roofline_against_the_datasheet_peak() -> None:
-    result = roofline(FlopCount(unet_step=int(2e12), decode=int(1e12)), step_s=0.01, decode_s=0.5, peak_tflops=400.0)
+    result = roofline(
+        FlopCount(unet_step=int(2e12), decode=int(1e12)),
+        step_s=0.01,
+        decode_s=0.5,
+        peak_tflops=400.0,
+    )
     assert result["denoise_tflops"] == pytest.approx(200.0)
     assert result["efficiency"] == pytest.approx(0.5)
     assert result["decode_tflops"] == pytest.approx(2.0)
@@ -167,14 +207,25 @@ def test_fast_mode_through_pytest(i2v_project: pytest.Pytester) -> None:
             assert i2v_run().mode == "fast"
         """
     )
-    result = i2v_project.runpytest("--i2v-fast", "--i2v-fast-steps", "3", "--i2v-json", "r.json", "--i2v-repeats", "2",
-                                   "--i2v-roofline", "on")
+    result = i2v_project.runpytest(
+        "--i2v-fast",
+        "--i2v-fast-steps",
+        "3",
+        "--i2v-json",
+        "r.json",
+        "--i2v-repeats",
+        "2",
+        "--i2v-roofline",
+        "on",
+    )
     result.assert_outcomes(passed=2)
     records = json.loads((i2v_project.path / "r.json").read_text())["records"]
     for record in records:
         assert record["fast"]["predicted"] is True and record["fast"]["steps"] == 10
         assert len(record["stages"]["step_samples_s"][0]) == 3
-        assert record["time_s"] > record["fast"]["measured_time_s"]  # 10 steps predicted from 3 measured
+        assert (
+            record["time_s"] > record["fast"]["measured_time_s"]
+        )  # 10 steps predicted from 3 measured
     result.stdout.fnmatch_lines(["*predicted from 3 of 10 steps*"])
 
 
@@ -192,19 +243,30 @@ def test_the_cpu_profile_counts_no_flops_unless_told(i2v_project: pytest.Pyteste
     )
     i2v_project.runpytest("--i2v-json", "off.json", "--i2v-repeats", "1").assert_outcomes(passed=1)
     assert json.loads((i2v_project.path / "off.json").read_text())["records"][0]["roofline"] is None
-    i2v_project.runpytest("--i2v-json", "on.json", "--i2v-repeats", "1", "--i2v-roofline", "on").assert_outcomes(passed=1)
-    assert json.loads((i2v_project.path / "on.json").read_text())["records"][0]["roofline"]["unet_step_tflop"] > 0
+    i2v_project.runpytest(
+        "--i2v-json", "on.json", "--i2v-repeats", "1", "--i2v-roofline", "on"
+    ).assert_outcomes(passed=1)
+    assert (
+        json.loads((i2v_project.path / "on.json").read_text())["records"][0]["roofline"][
+            "unet_step_tflop"
+        ]
+        > 0
+    )
     from pytest_i2v.profiles import load_profiles
 
     profiles = load_profiles()
-    assert profiles["cpu"].roofline is False and all(p.roofline for p in profiles.values() if p.device == "cuda")
+    assert profiles["cpu"].roofline is False and all(
+        p.roofline for p in profiles.values() if p.device == "cuda"
+    )
 
 
 def test_fast_mode_conflicts_with_updating_baselines(i2v_project: pytest.Pytester) -> None:
     i2v_project.makepyfile("def test_nothing(): pass")
     result = i2v_project.runpytest("--i2v-fast", "--i2v-update-baselines")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --i2v-update-baselines with --i2v-fast: baselines hold measured runs*"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --i2v-update-baselines with --i2v-fast: baselines hold measured runs*"]
+    )
 
 
 def test_adaptive_repeats_through_pytest(i2v_project: pytest.Pytester) -> None:
@@ -220,18 +282,28 @@ def test_adaptive_repeats_through_pytest(i2v_project: pytest.Pytester) -> None:
             assert result.adaptive["stopped"] in ("converged", "max-repeats")
         """
     )
-    i2v_project.runpytest("--i2v-target-ci", "50", "--i2v-min-repeats", "2", "--i2v-max-repeats", "4").assert_outcomes(passed=1)
+    i2v_project.runpytest(
+        "--i2v-target-ci", "50", "--i2v-min-repeats", "2", "--i2v-max-repeats", "4"
+    ).assert_outcomes(passed=1)
 
 
-
-
-def test_flops_of_a_backend_the_counter_cannot_see_are_labelled_as_excluding_attention(tiny_pipe) -> None:
+def test_flops_of_a_backend_the_counter_cannot_see_are_labelled_as_excluding_attention(
+    tiny_pipe,
+) -> None:
     """Issue 21, defect 6: FlopCounterMode has formulas for aten's SDPA ops only; flash-attn, sage,
     xformers and hub kernels are invisible to it, so their roofline is a lower bound and says so."""
     from pytest_i2v.measure.flops import attention_is_counted
 
-    assert attention_is_counted(None) and attention_is_counted("native") and attention_is_counted("_native_math")
-    assert not attention_is_counted("flash") and not attention_is_counted("sage") and not attention_is_counted("xformers")
+    assert (
+        attention_is_counted(None)
+        and attention_is_counted("native")
+        and attention_is_counted("_native_math")
+    )
+    assert (
+        not attention_is_counted("flash")
+        and not attention_is_counted("sage")
+        and not attention_is_counted("xformers")
+    )
     spec = i2v(width=32, height=32, frames=2, steps=2)
     assert count_flops(tiny_pipe, spec, synthetic_portrait(64, 64)).attention_counted
     from dataclasses import replace

@@ -52,22 +52,35 @@ def test_zz_next(i2v_run):
 """
 
 
-def test_oom_at_each_stage_then_the_next_test_passes_with_memory_back(i2v_project: pytest.Pytester) -> None:
+def test_oom_at_each_stage_then_the_next_test_passes_with_memory_back(
+    i2v_project: pytest.Pytester,
+) -> None:
     i2v_project.makeconftest(OOM_CONFTEST)
     i2v_project.makepyfile(test_oom=OOM_TESTS)
     result = i2v_project.runpytest("--i2v-json", "r.json", "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=3)
-    records = {r["nodeid"].split("::")[1]: r for r in json.loads((i2v_project.path / "r.json").read_text())["records"]}
+    records = {
+        r["nodeid"].split("::")[1]: r
+        for r in json.loads((i2v_project.path / "r.json").read_text())["records"]
+    }
     for stage in ("encode", "denoise", "decode"):
         oom = records[f"test_oom[{stage}]"]["oom"]
         assert records[f"test_oom[{stage}]"]["outcome"] == "oom" and oom["stage"] == stage
         # host memory after freeing is back near its level before the measurement (the 200 MB block is gone)
         assert oom["after_free_bytes"] - oom["before_bytes"] < 64 * 2**20, oom
     assert records["test_zz_next"]["outcome"] == "ok"
-    result.stdout.fnmatch_lines(["*out of memory during encode*", "*out of memory during step *", "*out of memory during decode*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*out of memory during encode*",
+            "*out of memory during step *",
+            "*out of memory during decode*",
+        ]
+    )
 
 
-def test_a_failing_step_fails_that_test_with_the_original_exception(i2v_project: pytest.Pytester) -> None:
+def test_a_failing_step_fails_that_test_with_the_original_exception(
+    i2v_project: pytest.Pytester,
+) -> None:
     i2v_project.makepyfile(
         """
         import pytest
@@ -149,14 +162,18 @@ def test_nvml_failing_mid_run_keeps_what_was_sampled() -> None:
     while device.handle.note is None and time.monotonic() < deadline:
         time.sleep(0.01)
     peak, scope = sampler.stop()
-    assert peak == 3000 and scope == "device"  # the samples before the failure; no per-process figures here
+    assert (
+        peak == 3000 and scope == "device"
+    )  # the samples before the failure; no per-process figures here
     assert device.handle.note == "NVML failed mid-run (NVMLError): later samples are missing"
     sampler.start()  # later repeats go on without NVML
     assert sampler.stop() == (None, "unavailable")
 
 
 def test_nvml_missing_is_a_warning_not_an_error() -> None:
-    with pytest.warns(NvmlWarning, match=r"NVML unavailable \(NVMLError\): device memory not measured"):
+    with pytest.warns(
+        NvmlWarning, match=r"NVML unavailable \(NVMLError\): device memory not measured"
+    ):
         device = NvmlOnlyDevice(FakeNvml(missing=True))
     assert not device.handle.available
     sampler = NvmlSampler(device)
@@ -198,11 +215,30 @@ def test_ctrl_c_keeps_results_so_far_and_records_no_interrupted_baseline(tmp_pat
     (tmp_path / "test_interrupt.py").write_text(INTERRUPT_TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\ni2v_repeats = 2\ni2v_warmup = 0\n")
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "test_interrupt.py", "-p", "no:cacheprovider", "--i2v-baseline-dir", "bl",
-         "--i2v-update-baselines", "--i2v-json", "r.json", "--i2v-report", "r.html"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "test_interrupt.py",
+            "-p",
+            "no:cacheprovider",
+            "--i2v-baseline-dir",
+            "bl",
+            "--i2v-update-baselines",
+            "--i2v-json",
+            "r.json",
+            "--i2v-report",
+            "r.html",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
-    assert completed.returncode == pytest.ExitCode.INTERRUPTED, completed.stdout[-2000:] + completed.stderr[-2000:]
+    assert completed.returncode == pytest.ExitCode.INTERRUPTED, (
+        completed.stdout[-2000:] + completed.stderr[-2000:]
+    )
     assert "KeyboardInterrupt" in completed.stdout and "INTERNALERROR" not in completed.stdout
     records = json.loads((tmp_path / "r.json").read_text())["records"]
     assert [r["nodeid"] for r in records] == ["test_interrupt.py::test_1_done"]
@@ -216,7 +252,9 @@ def test_package_never_uses_unsafe_loaders() -> None:
     for path in (ROOT / "pytest_i2v").rglob("*.py"):
         text = path.read_text()
         assert "import pickle" not in text and "torch.load(" not in text, path
-        assert "yaml.load(" not in text and "yaml.unsafe_load" not in text and "FullLoader" not in text, path
+        assert (
+            "yaml.load(" not in text and "yaml.unsafe_load" not in text and "FullLoader" not in text
+        ), path
 
 
 def test_pickle_weights_need_an_explicit_opt_in(tmp_path: Path) -> None:
@@ -228,7 +266,9 @@ def test_pickle_weights_need_an_explicit_opt_in(tmp_path: Path) -> None:
     directory = tmp_path / "pickled"
     build_tiny_pipeline(tmp_path).save_pretrained(str(directory), safe_serialization=False)
     assert list(directory.glob("unet/*.bin")) and not list(directory.glob("unet/*.safetensors"))
-    with pytest.raises(I2VUsageError, match=r"only pickle weights for \w+ \(.*\.bin\).*--i2v-allow-pickle"):
+    with pytest.raises(
+        I2VUsageError, match=r"only pickle weights for \w+ \(.*\.bin\).*--i2v-allow-pickle"
+    ):
         check_model_source(str(directory))
     assert check_model_source(str(directory), allow_pickle=True) == str(directory)
     loaded = load_pipeline(PipelineKey(str(directory), "fp32", "cpu"), tmp_path, allow_pickle=True)
@@ -245,7 +285,19 @@ def test_the_socket_guard_blocks_the_network() -> None:
 
 
 def test_kill_during_write_benchmark_runs(tmp_path: Path) -> None:
-    completed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kill_during_write.py"), "--trials", "5",
-                                "--dir", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "kill_during_write.py"),
+            "--trials",
+            "5",
+            "--dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "5 trials: 0 corrupt" in completed.stdout

@@ -22,8 +22,11 @@ def _wrong_dtypes(module: torch.nn.Module, dtype: torch.dtype) -> list[str]:
     """Names of parameters and floating buffers that are not in ``dtype`` (integer buffers,
     such as CLIP's position ids, are not weights and keep their integer dtype)."""
     wrong = [f"{name}: {p.dtype}" for name, p in module.named_parameters() if p.dtype != dtype]
-    wrong += [f"{name}: {b.dtype}" for name, b in module.named_buffers()
-              if b.is_floating_point() and b.dtype != dtype]
+    wrong += [
+        f"{name}: {b.dtype}"
+        for name, b in module.named_buffers()
+        if b.is_floating_point() and b.dtype != dtype
+    ]
     return wrong
 
 
@@ -38,13 +41,17 @@ def test_every_fullsize_component_is_built_in_the_requested_dtype(dtype: str) ->
         assert not wrong, f"{name} has {len(wrong)} tensors not in {dtype}, e.g. {wrong[:3]}"
 
 
-def test_a_config_dtype_that_slips_through_is_still_overruled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_config_dtype_that_slips_through_is_still_overruled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The second guard: with the config's ``torch_dtype: float16`` kept, the image encoder
     comes out partly fp16 from transformers, and the build casts it to the requested dtype."""
     import pytest_i2v.pipelines.base as base
     import pytest_i2v.pipelines.i2vgen_xl_fullsize as fullsize
 
-    monkeypatch.setattr(base, "_DTYPE_KEYS", ())  # read_config, shared by every pipeline, keeps them
+    monkeypatch.setattr(
+        base, "_DTYPE_KEYS", ()
+    )  # read_config, shared by every pipeline, keeps them
     modules = fullsize.build_fullsize_modules("meta", torch.float32)
     for name, module in modules.items():
         assert not _wrong_dtypes(module, torch.float32), name
@@ -59,7 +66,9 @@ def test_building_leaves_the_default_dtype_alone() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
-def test_fullsize_pipeline_components_all_have_the_requested_dtype(dtype: str, tmp_path: Path) -> None:
+def test_fullsize_pipeline_components_all_have_the_requested_dtype(
+    dtype: str, tmp_path: Path
+) -> None:
     from pytest_i2v.pipelines.i2vgen_xl_fullsize import build_fullsize_pipeline
 
     pipe = build_fullsize_pipeline("meta", TORCH_DTYPES[dtype], tmp_path)
@@ -100,19 +109,31 @@ print("frames", tuple(frames.shape))
 def test_random_fullsize_generates_in_requested_dtype(dtype: str, tmp_path: Path) -> None:
     """``--i2v-model random --i2v-dtype fp32`` (and bf16) runs a real generation on the CPU;
     it used to fail in ``_encode_image`` with ``Half != float`` (an fp16 image encoder)."""
-    completed = subprocess.run([sys.executable, "-c", GENERATE, dtype, str(tmp_path)], capture_output=True, text=True,
-                               timeout=900, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-c", GENERATE, dtype, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "frames (1, 4, 64, 64, 3)" in completed.stdout
 
 
 # --- Defect 8: offload keys build on the CPU, then place the model as the option says ----------
 
+
 def test_build_device_for_offload_keys_is_the_cpu() -> None:
     from pytest_i2v.pipelines.loading import build_device_for
 
-    assert build_device_for(PipelineKey("random", "fp16", "cuda:1", offload="model_cpu_offload")) == "cpu"
-    assert build_device_for(PipelineKey("random", "fp16", "cuda:1", offload="sequential_cpu_offload")) == "cpu"
+    assert (
+        build_device_for(PipelineKey("random", "fp16", "cuda:1", offload="model_cpu_offload"))
+        == "cpu"
+    )
+    assert (
+        build_device_for(PipelineKey("random", "fp16", "cuda:1", offload="sequential_cpu_offload"))
+        == "cpu"
+    )
     assert build_device_for(PipelineKey("random", "fp16", "cuda:1")) == "cuda:1"
     assert build_device_for(PipelineKey("random", "fp32", "cpu")) == "cpu"
 
@@ -133,13 +154,19 @@ def fake_build(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return record
 
 
-@pytest.mark.parametrize("offload, method", [
-    ("model_cpu_offload", "enable_model_cpu_offload"),
-    ("sequential_cpu_offload", "enable_sequential_cpu_offload"),
-])
+@pytest.mark.parametrize(
+    "offload, method",
+    [
+        ("model_cpu_offload", "enable_model_cpu_offload"),
+        ("sequential_cpu_offload", "enable_sequential_cpu_offload"),
+    ],
+)
 def test_random_offload_key_builds_on_cpu_then_offloads_to_the_device(
-        offload: str, method: str, fake_build: dict[str, Any], tmp_path: Path) -> None:
-    loaded = load_pipeline(PipelineKey(source="random", dtype="fp16", device="cuda:1", offload=offload), tmp_path)
+    offload: str, method: str, fake_build: dict[str, Any], tmp_path: Path
+) -> None:
+    loaded = load_pipeline(
+        PipelineKey(source="random", dtype="fp16", device="cuda:1", offload=offload), tmp_path
+    )
     assert fake_build["device"] == "cpu"
     assert fake_build["dtype"] == torch.float16
     pipe = fake_build["pipe"]
@@ -150,7 +177,9 @@ def test_random_offload_key_builds_on_cpu_then_offloads_to_the_device(
     pipe.to.assert_not_called()
 
 
-def test_random_key_without_offload_builds_on_the_device(fake_build: dict[str, Any], tmp_path: Path) -> None:
+def test_random_key_without_offload_builds_on_the_device(
+    fake_build: dict[str, Any], tmp_path: Path
+) -> None:
     load_pipeline(PipelineKey(source="random", dtype="fp16", device="cuda:1"), tmp_path)
     assert fake_build["device"] == "cuda:1"
     pipe = fake_build["pipe"]

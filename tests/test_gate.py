@@ -25,6 +25,8 @@ def fails(verdict: RegressionVerdict, settings: GateSettings) -> bool:
     mode = "enforce" if settings.enforce else "report"
     inputs = DecisionInputs("ok", (), verdict.verdict, settings.env_policy, mode, "test-profile")
     return decide(inputs).fails
+
+
 HISTORY = [10.0, 10.2, 9.9, 10.1, 10.0]
 
 
@@ -49,7 +51,9 @@ def test_clear_slowdown_regresses_and_speedup_improves() -> None:
 def test_zero_variance_history_still_needs_the_minimum_effect() -> None:
     flat = [10.0] * 6
     assert judge_time("time_s", flat, 10.3, SETTINGS).verdict == "pass"  # +3 % < 5 % minimum effect
-    assert judge_time("time_s", flat, 10.8, SETTINGS).verdict == "regressed"  # +8 %: past the band the prior noise allows
+    assert (
+        judge_time("time_s", flat, 10.8, SETTINGS).verdict == "regressed"
+    )  # +8 %: past the band the prior noise allows
 
 
 def test_one_run_uses_the_profile_tolerance() -> None:
@@ -103,18 +107,48 @@ def test_memory_tolerance() -> None:
     bad = judge_memory("allocated_bytes", base, 8 * 2**30 * 1.05, SETTINGS, gating=True)
     assert ok.verdict == "pass" and bad.verdict == "regressed" and bad.rule == "memory-tolerance"
     # small models: the 64 MiB absolute part dominates
-    assert judge_memory("allocated_bytes", [100 * 2**20], 150 * 2**20, SETTINGS, gating=True).verdict == "pass"
-    assert judge_memory("reserved_bytes", base, 10 * 2**30, SETTINGS, gating=False).rule == "report-only"
+    assert (
+        judge_memory("allocated_bytes", [100 * 2**20], 150 * 2**20, SETTINGS, gating=True).verdict
+        == "pass"
+    )
+    assert (
+        judge_memory("reserved_bytes", base, 10 * 2**30, SETTINGS, gating=False).rule
+        == "report-only"
+    )
 
 
 def test_test_verdict_combines_metrics_and_gates_only_gating_memory() -> None:
-    history = [{"time_s": 10.0, "step_s": 0.2, "decode_s": 1.0, "allocated_bytes": 2**30, "reserved_bytes": 2**30}] * 4
-    current = {"time_s": 10.0, "step_s": 0.2, "decode_s": 1.0, "allocated_bytes": 3 * 2**30, "reserved_bytes": 2**30}
+    history = [
+        {
+            "time_s": 10.0,
+            "step_s": 0.2,
+            "decode_s": 1.0,
+            "allocated_bytes": 2**30,
+            "reserved_bytes": 2**30,
+        }
+    ] * 4
+    current = {
+        "time_s": 10.0,
+        "step_s": 0.2,
+        "decode_s": 1.0,
+        "allocated_bytes": 3 * 2**30,
+        "reserved_bytes": 2**30,
+    }
     verdict = judge_metrics(history, current, SETTINGS)
-    assert verdict.verdict == "pass"  # allocated grew, but only the headline peak (here reserved) gates
+    assert (
+        verdict.verdict == "pass"
+    )  # allocated grew, but only the headline peak (here reserved) gates
     hungry = judge_metrics(history, {**current, "reserved_bytes": 3 * 2**30}, SETTINGS)
-    assert hungry.verdict == "regressed" and [m.metric for m in hungry.regressions] == ["reserved_bytes"]
-    assert {m.metric for m in verdict.metrics} == {"time_s", "step_s", "decode_s", "allocated_bytes", "reserved_bytes"}
+    assert hungry.verdict == "regressed" and [m.metric for m in hungry.regressions] == [
+        "reserved_bytes"
+    ]
+    assert {m.metric for m in verdict.metrics} == {
+        "time_s",
+        "step_s",
+        "decode_s",
+        "allocated_bytes",
+        "reserved_bytes",
+    }
     slow = judge_metrics(history, {**current, "step_s": 0.3}, SETTINGS)
     assert slow.verdict == "regressed" and [m.metric for m in slow.regressions] == ["step_s"]
     assert fails(slow, SETTINGS)
@@ -127,19 +161,24 @@ def test_cpu_gates_on_host_rss_when_there_is_no_allocator() -> None:
     assert verdict.verdict == "regressed" and verdict.regressions[0].metric == "host_rss_bytes"
 
 
-@pytest.mark.parametrize(("policy", "verdict", "fail"), [("warn", "env-changed", False), ("fail", "env-changed", True),
-                                                         ("ignore", "regressed", True)])
+@pytest.mark.parametrize(
+    ("policy", "verdict", "fail"),
+    [("warn", "env-changed", False), ("fail", "env-changed", True), ("ignore", "regressed", True)],
+)
 def test_environment_policy(policy: str, verdict: str, fail: bool) -> None:
     settings = GateSettings(env_policy=policy)
     history = [{"time_s": 10.0}] * 5
-    result = judge_metrics(history, {"time_s": 20.0}, settings, env_changes=("driver 550.54 -> 560.35",))
+    result = judge_metrics(
+        history, {"time_s": 20.0}, settings, env_changes=("driver 550.54 -> 560.35",)
+    )
     assert result.verdict == verdict and fails(result, settings) is fail
     assert result.env_changes == ("driver 550.54 -> 560.35",)
 
 
 def test_fingerprint_changes_name_old_and_new() -> None:
-    assert fingerprint_changes({"driver": "550.54", "torch": "2.4"}, {"driver": "560.35", "torch": "2.4"}) == (
-        "driver 550.54 -> 560.35",)
+    assert fingerprint_changes(
+        {"driver": "550.54", "torch": "2.4"}, {"driver": "560.35", "torch": "2.4"}
+    ) == ("driver 550.54 -> 560.35",)
 
 
 def test_gate_settings_from_profile_mapping() -> None:
@@ -150,7 +189,9 @@ def test_gate_settings_from_profile_mapping() -> None:
 
 
 def test_fixed_percent_rule_is_what_pytest_benchmark_does() -> None:
-    assert FixedPercentRule(5).regressed(1.0, 1.051) and not FixedPercentRule(5).regressed(1.0, 1.049)
+    assert FixedPercentRule(5).regressed(1.0, 1.051) and not FixedPercentRule(5).regressed(
+        1.0, 1.049
+    )
 
 
 def test_report_only_profiles_never_fail() -> None:
@@ -171,14 +212,22 @@ def test_the_minimum_effect_floors_a_bar_the_noise_makes_narrow() -> None:
 
 def test_a_nan_figure_is_not_measured_and_a_nan_in_history_is_left_out() -> None:
     nan = float("nan")
-    for verdict in (judge_time("time_s", HISTORY, nan, SETTINGS),
-                    judge_memory("host_rss_bytes", [2e9] * 3, nan, SETTINGS, gating=True)):
-        assert verdict.verdict == "pass" and not verdict.gating and verdict.threshold == "not measured (NaN)"
+    for verdict in (
+        judge_time("time_s", HISTORY, nan, SETTINGS),
+        judge_memory("host_rss_bytes", [2e9] * 3, nan, SETTINGS, gating=True),
+    ):
+        assert (
+            verdict.verdict == "pass"
+            and not verdict.gating
+            and verdict.threshold == "not measured (NaN)"
+        )
     with_nan = judge_time("time_s", [*HISTORY, nan], 12.0, SETTINGS)
     assert with_nan.verdict == "regressed" and with_nan.runs == 5 and with_nan.baseline == 10.0
     hungry = judge_memory("host_rss_bytes", [2e9, nan, 2e9], 4e9, SETTINGS, gating=True)
     assert hungry.verdict == "regressed" and hungry.baseline == 2e9 and hungry.runs == 2
     history = [{"time_s": t, "host_rss_bytes": 2e9} for t in HISTORY]
     verdict = judge_metrics(history, {"time_s": nan, "host_rss_bytes": 2e9}, SETTINGS)
-    assert verdict.verdict == "pass" and any("total time was not measured (NaN)" in n for n in verdict.notes)
+    assert verdict.verdict == "pass" and any(
+        "total time was not measured (NaN)" in n for n in verdict.notes
+    )
     assert RegressionVerdict.from_dict(verdict.to_dict()).notes == verdict.notes

@@ -16,17 +16,30 @@ def test_the_top_level_holds_few_modules_beside_its_subpackages() -> None:
     modules = sorted(path.name for path in PACKAGE.glob("*.py"))
     assert len(modules) <= MAX_TOP_LEVEL_MODULES, modules
     subpackages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
-    assert {"session", "verdict", "generation", "measure", "report", "ab", "gpu_check"} <= subpackages
+    assert {
+        "session",
+        "verdict",
+        "generation",
+        "measure",
+        "report",
+        "ab",
+        "gpu_check",
+    } <= subpackages
 
 
 def test_every_subpackage_says_what_it_is_for() -> None:
     for init in PACKAGE.glob("*/__init__.py"):
-        assert init.read_text(encoding="utf-8").lstrip().startswith('"""'), f"{init} has no docstring"
+        assert init.read_text(encoding="utf-8").lstrip().startswith('"""'), (
+            f"{init} has no docstring"
+        )
 
 
 def test_no_module_is_over_the_line_limit() -> None:
-    long = {str(path.relative_to(PACKAGE)): n for path in PACKAGE.rglob("*.py")
-            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    long = {
+        str(path.relative_to(PACKAGE)): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
     assert long == {}
 
 
@@ -82,5 +95,7 @@ def test_no_two_modules_import_each_other_even_through_others() -> None:
     (as in ``.importlinter``): they never run."""
     grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter, in the test extra")
     graph = grimp.build_graph("pytest_i2v", exclude_type_checking_imports=True)
-    edges = {module: set(graph.find_modules_directly_imported_by(module)) for module in graph.modules}
+    edges = {
+        module: set(graph.find_modules_directly_imported_by(module)) for module in graph.modules
+    }
     assert strongly_connected(edges) == []

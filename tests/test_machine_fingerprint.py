@@ -39,8 +39,10 @@ def cpuinfo(flags: str, cores: list[tuple[int, int]], model: str = "AMD EPYC") -
     """/proc/cpuinfo text: one block per logical CPU, (physical id, core id) each."""
     blocks = []
     for number, (package, core) in enumerate(cores):
-        blocks.append(f"processor\t: {number}\nvendor_id\t: AuthenticAMD\nmodel name\t: {model}\n"
-                      f"physical id\t: {package}\ncore id\t\t: {core}\nflags\t\t: fpu sse2 {flags} rdrand\n")
+        blocks.append(
+            f"processor\t: {number}\nvendor_id\t: AuthenticAMD\nmodel name\t: {model}\n"
+            f"physical id\t: {package}\ncore id\t\t: {core}\nflags\t\t: fpu sse2 {flags} rdrand\n"
+        )
     return "\n".join(blocks)
 
 
@@ -89,15 +91,27 @@ def test_the_cpu_fingerprint_holds_every_machine_key() -> None:
     assert fingerprint["cpu_isa"] == "avx2" and fingerprint["cpu_physical_cores"] == 3
     assert isinstance(fingerprint["cpu_threads"], int)
     assert set(MACHINE_KEYS) <= set(fingerprint) and set(SOFTWARE_KEYS) <= set(fingerprint)
-    assert "machine" not in fingerprint and "device" not in fingerprint  # not hook-added "extra" keys
+    assert (
+        "machine" not in fingerprint and "device" not in fingerprint
+    )  # not hook-added "extra" keys
 
 
 # -- the GPU half, on the simulated device -----------------------------------------------------------
 def test_gpu_fields_of_the_simulated_device_reach_the_fingerprint() -> None:
-    runtime = SimulatedRuntime(gpus=[SimulatedGpu(), SimulatedGpu(name="NVIDIA H100 PCIe", sm_count=114,
-                                                                  power_limit_w=350.0, total_bytes=80 * 10**9)])
-    h200 = fingerprint_for(collect_environment("cuda:0", runtime.open("cuda:0").info()), {"dtype": "bf16"})
-    pcie = fingerprint_for(collect_environment("cuda:1", runtime.open("cuda:1").info()), {"dtype": "bf16"})
+    runtime = SimulatedRuntime(
+        gpus=[
+            SimulatedGpu(),
+            SimulatedGpu(
+                name="NVIDIA H100 PCIe", sm_count=114, power_limit_w=350.0, total_bytes=80 * 10**9
+            ),
+        ]
+    )
+    h200 = fingerprint_for(
+        collect_environment("cuda:0", runtime.open("cuda:0").info()), {"dtype": "bf16"}
+    )
+    pcie = fingerprint_for(
+        collect_environment("cuda:1", runtime.open("cuda:1").info()), {"dtype": "bf16"}
+    )
     assert (h200["gpu_sm_count"], h200["gpu_power_limit_w"], h200["gpu_form"]) == (132, 700, "SXM")
     assert (pcie["gpu_sm_count"], pcie["gpu_power_limit_w"], pcie["gpu_form"]) == (114, 350, "PCIe")
     assert "cpu_isa" not in h200  # a GPU's fingerprint is the GPU's
@@ -109,33 +123,61 @@ def test_a_capped_or_cut_down_card_of_the_same_name_is_another_machine() -> None
         return fingerprint_for(collect_environment("cuda:0", info), {"dtype": "bf16"})
 
     full = fingerprint(SimulatedGpu())
-    assert machine_changes(full, fingerprint(SimulatedGpu(power_limit_w=450.0))) == ("gpu_power_limit_w 700 -> 450",)
-    assert machine_changes(full, fingerprint(SimulatedGpu(sm_count=114))) == ("gpu_sm_count 132 -> 114",)
+    assert machine_changes(full, fingerprint(SimulatedGpu(power_limit_w=450.0))) == (
+        "gpu_power_limit_w 700 -> 450",
+    )
+    assert machine_changes(full, fingerprint(SimulatedGpu(sm_count=114))) == (
+        "gpu_sm_count 132 -> 114",
+    )
     # the form comes from the board's name, as torch and NVML report it
     assert set(machine_changes(full, fingerprint(SimulatedGpu(name="NVIDIA H200 NVL")))) == {
-        "gpu_form SXM -> NVL", "gpu_name NVIDIA H200 -> NVIDIA H200 NVL"}
+        "gpu_form SXM -> NVL",
+        "gpu_name NVIDIA H200 -> NVIDIA H200 NVL",
+    }
     # NVML unavailable: the power limit is unknown, and unknown is not a difference
     no_nvml = fingerprint(SimulatedGpu(nvml="unavailable"))
     assert no_nvml["gpu_power_limit_w"] is None and machine_changes(full, no_nvml) == ()
 
 
-@pytest.mark.parametrize(("name", "form"), [
-    ("NVIDIA H100 PCIe", "PCIe"), ("NVIDIA H100 NVL", "NVL"), ("NVIDIA H200 NVL", "NVL"),
-    ("NVIDIA H100 80GB HBM3", "SXM"), ("NVIDIA H200", "SXM"), ("Tesla V100-SXM2-16GB", "SXM"),
-    ("NVIDIA A100-SXM4-80GB", "SXM"), ("NVIDIA A100 80GB PCIe", "PCIe"), ("NVIDIA GeForce RTX 4090", None),
-])
+@pytest.mark.parametrize(
+    ("name", "form"),
+    [
+        ("NVIDIA H100 PCIe", "PCIe"),
+        ("NVIDIA H100 NVL", "NVL"),
+        ("NVIDIA H200 NVL", "NVL"),
+        ("NVIDIA H100 80GB HBM3", "SXM"),
+        ("NVIDIA H200", "SXM"),
+        ("Tesla V100-SXM2-16GB", "SXM"),
+        ("NVIDIA A100-SXM4-80GB", "SXM"),
+        ("NVIDIA A100 80GB PCIe", "PCIe"),
+        ("NVIDIA GeForce RTX 4090", None),
+    ],
+)
 def test_the_form_factor_from_the_board_name(name: str, form: str | None) -> None:
     assert gpu_form_from_name(name) == form
 
 
 # -- the gate ----------------------------------------------------------------------------------------
-HISTORY = [{"time_s": 10.0, "step_s": 1.0}, {"time_s": 10.2, "step_s": 1.02}, {"time_s": 9.9, "step_s": 0.99}]
+HISTORY = [
+    {"time_s": 10.0, "step_s": 1.0},
+    {"time_s": 10.2, "step_s": 1.02},
+    {"time_s": 9.9, "step_s": 0.99},
+]
 SLOWER = {"time_s": 40.0, "step_s": 4.0}  # +300 %
 
 
 def stored(isa: str) -> dict[str, Any]:
-    return {"cpu_model": "AMD EPYC", "cpu_isa": isa, "cpu_physical_cores": 2, "cpu_threads": 2, "gpu_name": None,
-            "torch": "2.13.0", "driver": None, "dtype": "fp32", "attention": "sdpa"}
+    return {
+        "cpu_model": "AMD EPYC",
+        "cpu_isa": isa,
+        "cpu_physical_cores": 2,
+        "cpu_threads": 2,
+        "gpu_name": None,
+        "torch": "2.13.0",
+        "driver": None,
+        "dtype": "fp32",
+        "attention": "sdpa",
+    }
 
 
 def test_a_baseline_from_a_cpu_with_other_isa_flags_is_new_not_regressed() -> None:
@@ -147,20 +189,37 @@ def test_a_baseline_from_a_cpu_with_other_isa_flags_is_new_not_regressed() -> No
     assert verdict.verdict == "new" and not verdict.metrics and not verdict.regressions
     assert verdict.machine_changes == ("cpu_isa avx2 -> avx2 avx512_bf16 avx512f",)
     assert NO_MACHINE_BASELINE in verdict.notes[0]
-    outcome = decide(DecisionInputs("ok", [], verdict.verdict, "fail", "enforce", "cpu", machine_changes=verdict.machine_changes))
+    outcome = decide(
+        DecisionInputs(
+            "ok",
+            [],
+            verdict.verdict,
+            "fail",
+            "enforce",
+            "cpu",
+            machine_changes=verdict.machine_changes,
+        )
+    )
     assert (outcome.kind, outcome.fails) == ("passed", False)
     assert outcome.reason.startswith("no baseline for this machine, recorded as new")
     # whatever else changed too, another machine is never env-changed
-    both = judge_metrics(HISTORY, SLOWER, settings, env_changes=("torch 2.12 -> 2.13",), machine_changes=changes)
+    both = judge_metrics(
+        HISTORY, SLOWER, settings, env_changes=("torch 2.12 -> 2.13",), machine_changes=changes
+    )
     assert both.verdict == "new"
 
 
-@pytest.mark.parametrize(("policy", "verdict", "kind", "fails"), [
-    ("warn", "env-changed", "env-changed", False),
-    ("fail", "env-changed", "env-changed", True),
-    ("ignore", "regressed", "regressed", True),
-])
-def test_software_changes_still_follow_the_env_policy(policy: str, verdict: str, kind: str, fails: bool) -> None:
+@pytest.mark.parametrize(
+    ("policy", "verdict", "kind", "fails"),
+    [
+        ("warn", "env-changed", "env-changed", False),
+        ("fail", "env-changed", "env-changed", True),
+        ("ignore", "regressed", "regressed", True),
+    ],
+)
+def test_software_changes_still_follow_the_env_policy(
+    policy: str, verdict: str, kind: str, fails: bool
+) -> None:
     old, new = stored("avx2"), {**stored("avx2"), "torch": "2.14.0"}
     assert machine_changes(old, new) == ()
     changes = software_changes(old, new)
@@ -174,11 +233,24 @@ def test_software_changes_still_follow_the_env_policy(policy: str, verdict: str,
 def test_an_old_segment_without_the_new_keys_still_compares() -> None:
     """The rule: a machine key missing from a stored segment (or None) is unknown, and unknown
     does not make a machine different; new keys are not software changes either."""
-    old = {"cpu_model": "AMD EPYC", "cpu_threads": 2, "gpu_name": None, "gpu_memory_gib": None, "torch": "2.13.0",
-           "driver": None, "dtype": "fp32", "attention": "sdpa"}
+    old = {
+        "cpu_model": "AMD EPYC",
+        "cpu_threads": 2,
+        "gpu_name": None,
+        "gpu_memory_gib": None,
+        "torch": "2.13.0",
+        "driver": None,
+        "dtype": "fp32",
+        "attention": "sdpa",
+    }
     current = stored("avx2 avx512f")
     assert machine_changes(old, current) == () and software_changes(old, current) == ()
-    assert judge_metrics(HISTORY, SLOWER, GateSettings(), env_changes=software_changes(old, current)).verdict == "regressed"
+    assert (
+        judge_metrics(
+            HISTORY, SLOWER, GateSettings(), env_changes=software_changes(old, current)
+        ).verdict
+        == "regressed"
+    )
     entry = BaselineEntry("t.py::test_a", "abc", {}, [Segment(old, list(HISTORY))])
     assert entry.segment_for(current) is entry.segments[0]
     # a known key that differs still tells the machines apart
@@ -187,7 +259,12 @@ def test_an_old_segment_without_the_new_keys_still_compares() -> None:
 
 def test_the_gate_reads_the_newest_segment_of_this_machine() -> None:
     avx2, avx512 = stored("avx2"), stored("avx2 avx512_bf16 avx512f")
-    entry = BaselineEntry("t.py::test_a", "abc", {}, [Segment(avx2, [{"time_s": 1.0}]), Segment(avx512, [{"time_s": 2.0}])])
+    entry = BaselineEntry(
+        "t.py::test_a",
+        "abc",
+        {},
+        [Segment(avx2, [{"time_s": 1.0}]), Segment(avx512, [{"time_s": 2.0}])],
+    )
     assert entry.segment_for(avx2) is entry.segments[0]  # a runner of the other kind recorded last
     assert entry.segment_for(avx512) is entry.segments[1]
     assert entry.segment_for(stored("avx2 avx512f amx_tile")) is None
@@ -195,31 +272,69 @@ def test_the_gate_reads_the_newest_segment_of_this_machine() -> None:
 
 def test_the_pooled_noise_comes_from_this_machines_segments_only() -> None:
     quiet, noisy = stored("avx2"), stored("avx2 avx512_bf16 avx512f")
-    entries = {f"t.py::test_{i}": BaselineEntry(f"t.py::test_{i}", "abc", {}, [
-        Segment(quiet, [{"time_s": 1.0}, {"time_s": 1.01}, {"time_s": 0.99}]),
-        Segment(noisy, [{"time_s": 1.0}, {"time_s": 2.0}, {"time_s": 0.5}]),  # recorded last: the "current"
-    ]) for i in range(3)}
+    entries = {
+        f"t.py::test_{i}": BaselineEntry(
+            f"t.py::test_{i}",
+            "abc",
+            {},
+            [
+                Segment(quiet, [{"time_s": 1.0}, {"time_s": 1.01}, {"time_s": 0.99}]),
+                Segment(
+                    noisy, [{"time_s": 1.0}, {"time_s": 2.0}, {"time_s": 0.5}]
+                ),  # recorded last: the "current"
+            ],
+        )
+        for i in range(3)
+    }
     baseline = BaselineFile("cpu", entries)
     on_quiet, on_noisy = baseline.pooled(quiet)["time_s"], baseline.pooled(noisy)["time_s"]
     assert on_quiet is not None and on_noisy is not None
-    assert on_quiet.variance < 0.001 < on_noisy.variance  # the quiet machine does not borrow the other's noise
-    assert baseline.pooled()["time_s"] == on_noisy  # without a fingerprint: the newest segments, as before
-    assert baseline.pooled(stored("avx2 amx_tile"))["time_s"] is None  # a third machine has no history
+    assert (
+        on_quiet.variance < 0.001 < on_noisy.variance
+    )  # the quiet machine does not borrow the other's noise
+    assert (
+        baseline.pooled()["time_s"] == on_noisy
+    )  # without a fingerprint: the newest segments, as before
+    assert (
+        baseline.pooled(stored("avx2 amx_tile"))["time_s"] is None
+    )  # a third machine has no history
 
 
 def test_baseline_diff_against_results_reads_this_machines_segment(tmp_path: Path) -> None:
     avx2, avx512 = stored("avx2"), stored("avx2 avx512_bf16 avx512f")
     path = tmp_path / "cpu.yaml"
     config = {"width": 64, "steps": 2, "dtype": "fp32"}
-    update_baseline(path, "cpu", [AcceptedRun("t.py::test_a", config, avx2, {"time_s": t, "commit": None})
-                                  for t in (1.0, 1.01, 0.99)])
-    update_baseline(path, "cpu", [AcceptedRun("t.py::test_a", config, avx512, {"time_s": t, "commit": None})
-                                  for t in (4.0, 4.04, 3.96)])  # a faster-to-regress history, last
+    update_baseline(
+        path,
+        "cpu",
+        [
+            AcceptedRun("t.py::test_a", config, avx2, {"time_s": t, "commit": None})
+            for t in (1.0, 1.01, 0.99)
+        ],
+    )
+    update_baseline(
+        path,
+        "cpu",
+        [
+            AcceptedRun("t.py::test_a", config, avx512, {"time_s": t, "commit": None})
+            for t in (4.0, 4.04, 3.96)
+        ],
+    )  # a faster-to-regress history, last
     baseline = read_baseline(path, "cpu")
 
     def results(fingerprint: dict[str, Any], time_s: float) -> dict[str, Any]:
-        return {"records": [{"nodeid": "t.py::test_a", "outcome": "ok", "time_s": time_s, "stages": {},
-                             "peak_memory": {}, "fingerprint": fingerprint}]}
+        return {
+            "records": [
+                {
+                    "nodeid": "t.py::test_a",
+                    "outcome": "ok",
+                    "time_s": time_s,
+                    "stages": {},
+                    "peak_memory": {},
+                    "fingerprint": fingerprint,
+                }
+            ]
+        }
 
     # on the avx2 machine, 4.0 s is judged against the avx2 runs (1.0 s), not the newest segment
     assert "| t.py::test_a | regressed |" in diff_results(baseline, results(avx2, 4.0))
@@ -231,20 +346,33 @@ def test_baseline_diff_against_results_reads_this_machines_segment(tmp_path: Pat
 def test_baseline_diff_of_two_files_never_subtracts_two_machines(tmp_path: Path) -> None:
     config = {"width": 64, "steps": 2, "dtype": "fp32"}
     files = {}
-    for name, fingerprint, time_s in (("old", stored("avx2"), 1.0), ("same", stored("avx2"), 1.5),
-                                      ("other", stored("avx2 avx512f"), 3.0)):
-        update_baseline(tmp_path / f"{name}.yaml", "cpu", [AcceptedRun("t.py::test_a", config, fingerprint,
-                                                                        {"time_s": time_s, "commit": None})])
+    for name, fingerprint, time_s in (
+        ("old", stored("avx2"), 1.0),
+        ("same", stored("avx2"), 1.5),
+        ("other", stored("avx2 avx512f"), 3.0),
+    ):
+        update_baseline(
+            tmp_path / f"{name}.yaml",
+            "cpu",
+            [AcceptedRun("t.py::test_a", config, fingerprint, {"time_s": time_s, "commit": None})],
+        )
         files[name] = read_baseline(tmp_path / f"{name}.yaml", "cpu")
     assert "(+50.0 %)" in diff_baselines(files["old"], files["same"])
     table = diff_baselines(files["old"], files["other"])
-    assert "| t.py::test_a | another machine | 1.00 s -> 3.00 s (-) |" in table and "cpu_isa avx2 -> avx2 avx512f" in table
+    assert (
+        "| t.py::test_a | another machine | 1.00 s -> 3.00 s (-) |" in table
+        and "cpu_isa avx2 -> avx2 avx512f" in table
+    )
 
 
 # -- the baseline store --------------------------------------------------------------------------------
 def accepted(fingerprint: dict[str, Any], time_s: float) -> AcceptedRun:
-    return AcceptedRun("t.py::test_a", {"width": 64, "steps": 2, "dtype": "fp32"}, fingerprint,
-                       {"date": "2026-01-01T00:00:00+00:00", "commit": None, "time_s": time_s})
+    return AcceptedRun(
+        "t.py::test_a",
+        {"width": 64, "steps": 2, "dtype": "fp32"},
+        fingerprint,
+        {"date": "2026-01-01T00:00:00+00:00", "commit": None, "time_s": time_s},
+    )
 
 
 def test_accepted_runs_of_another_machine_start_its_own_segment(tmp_path: Path) -> None:
@@ -266,7 +394,9 @@ def test_an_old_segment_is_extended_and_pinned_to_this_machine(tmp_path: Path) -
     assert summary.new_segments == ()
     entry = read_baseline(path, "cpu").entries["t.py::test_a"]
     assert len(entry.segments) == 1 and len(entry.segments[0].runs) == 2
-    assert entry.segments[0].fingerprint["cpu_isa"] == "avx2"  # now known: another CPU no longer matches
+    assert (
+        entry.segments[0].fingerprint["cpu_isa"] == "avx2"
+    )  # now known: another CPU no longer matches
     assert entry.segment_for(stored("avx2 avx512f")) is None
 
 
@@ -278,8 +408,18 @@ import pytest
 def test_a(i2v_run):
     assert i2v_run().outcome == "ok"
 """
-ARGS = ("--i2v-baseline-dir", "bl", "--i2v-json", "r.json", "-p", "no:randomly", "--i2v-gate-mode", "enforce",
-        "--i2v-env-policy", "fail")
+ARGS = (
+    "--i2v-baseline-dir",
+    "bl",
+    "--i2v-json",
+    "r.json",
+    "-p",
+    "no:randomly",
+    "--i2v-gate-mode",
+    "enforce",
+    "--i2v-env-policy",
+    "fail",
+)
 
 
 def test_a_baseline_from_another_cpu_is_new_end_to_end(i2v_project: pytest.Pytester) -> None:
@@ -303,7 +443,9 @@ def test_a_baseline_from_another_cpu_is_new_end_to_end(i2v_project: pytest.Pytes
     record = json.loads((i2v_project.path / "r.json").read_text())["records"][0]
     assert record["verdict"]["verdict"] == "new"
     assert record["decision"]["kind"] == "passed"
-    assert record["decision"]["reason"].startswith("no baseline for this machine, recorded as new: cpu_isa")
+    assert record["decision"]["reason"].startswith(
+        "no baseline for this machine, recorded as new: cpu_isa"
+    )
 
     # accepting this run starts this machine's segment beside the other one's
     i2v_project.runpytest(*ARGS, "--i2v-update-baselines").assert_outcomes(passed=1)
@@ -311,12 +453,16 @@ def test_a_baseline_from_another_cpu_is_new_end_to_end(i2v_project: pytest.Pytes
     assert len(segments) == 2 and segments[0]["fingerprint"]["cpu_isa"].endswith("(another cpu)")
 
 
-def test_a_reset_drops_only_this_machines_history_and_keeps_all_its_new_runs(tmp_path: Path) -> None:
+def test_a_reset_drops_only_this_machines_history_and_keeps_all_its_new_runs(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "cpu.yaml"
     avx2, avx512 = stored("avx2"), stored("avx2 avx512_bf16 avx512f")
     update_baseline(path, "cpu", [accepted(avx2, 1.0), accepted(avx2, 1.1)])
     update_baseline(path, "cpu", [accepted(avx512, 2.0)])
-    summary = update_baseline(path, "cpu", [accepted(avx2, 3.0), accepted(avx2, 3.1), accepted(avx2, 3.2)], mode="reset")
+    summary = update_baseline(
+        path, "cpu", [accepted(avx2, 3.0), accepted(avx2, 3.1), accepted(avx2, 3.2)], mode="reset"
+    )
     assert summary.reset == ("t.py::test_a",)
     entry = read_baseline(path, "cpu").entries["t.py::test_a"]
     # the other machine's segment stays; this machine's history is the three new runs, not the last one

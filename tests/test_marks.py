@@ -8,12 +8,21 @@ from pytest_i2v.generation.marks import GenerationSpec, Scaling, call_marker, i2
 
 def test_preset_resolution_is_square_with_study_defaults() -> None:
     spec = i2v(resolution="768p")
-    assert (spec.width, spec.height, spec.frames, spec.steps, spec.guidance, spec.fps) == (768, 768, 16, 50, 9.0, 8)
+    assert (spec.width, spec.height, spec.frames, spec.steps, spec.guidance, spec.fps) == (
+        768,
+        768,
+        16,
+        50,
+        9.0,
+        8,
+    )
     assert spec.label == "768p"
 
 
 def test_explicit_size_and_options() -> None:
-    spec = i2v(width=1280, height=704, frames=8, memory=["vae_tiling", "model_cpu_offload"], dtype="bf16")
+    spec = i2v(
+        width=1280, height=704, frames=8, memory=["vae_tiling", "model_cpu_offload"], dtype="bf16"
+    )
     assert spec.label == "1280x704"
     assert spec.offload == "model_cpu_offload"
     assert spec.toggles == ("vae_tiling",)
@@ -37,7 +46,10 @@ def test_no_size_defaults_to_512p() -> None:
         ({"guidance": "high"}, "guidance='high'"),
         ({"guidance": float("nan")}, "finite"),
         ({"dtype": "int8"}, "dtype='int8' is unknown"),
-        ({"memory": ["gradient_checkpointing"]}, "memory option 'gradient_checkpointing' is unknown"),
+        (
+            {"memory": ["gradient_checkpointing"]},
+            "memory option 'gradient_checkpointing' is unknown",
+        ),
         ({"memory": ["model_cpu_offload", "sequential_cpu_offload"]}, "exclude each other"),
         ({"prompt": ""}, "prompt"),
     ],
@@ -69,14 +81,21 @@ def test_spec_round_trips_through_dict() -> None:
 
 def test_marker_help_comes_from_the_signature() -> None:
     text = marker_help(i2v, "x")
-    assert text.startswith("i2v(resolution: 'str | None' = None") or text.startswith("i2v(resolution: str | None = None")
+    assert text.startswith("i2v(resolution: 'str | None' = None") or text.startswith(
+        "i2v(resolution: str | None = None"
+    )
     assert "frames" in text and "memory" in text
 
 
 @pytest.mark.parametrize("offload", ["group_offload", "sequential_cpu_offload"])
 def test_torch_compile_with_hooks_inside_the_blocks_is_one_usage_line(offload: str) -> None:
     """Issue 21, defect 1: those offloads' hooks cannot be traced inside compiled blocks."""
-    with pytest.raises(I2VUsageError, match=rf"^memory options torch_compile and {offload} cannot be combined: .*"
-                                            r"pair torch_compile with model_cpu_offload$"):
+    with pytest.raises(
+        I2VUsageError,
+        match=rf"^memory options torch_compile and {offload} cannot be combined: .*"
+        r"pair torch_compile with model_cpu_offload$",
+    ):
         i2v(pipeline="wan2.1-i2v", memory=("torch_compile", offload))
-    i2v(pipeline="wan2.1-i2v", memory=("torch_compile", "model_cpu_offload"))  # hooks around the model: fine
+    i2v(
+        pipeline="wan2.1-i2v", memory=("torch_compile", "model_cpu_offload")
+    )  # hooks around the model: fine

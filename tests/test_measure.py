@@ -99,7 +99,11 @@ def test_cpu_guards_do_not_raise() -> None:
     device.empty_cache()
     device.reset_peak_stats()
     assert isinstance(device.clock(), HostClock)
-    assert (device.peak_allocated_bytes(), device.peak_reserved_bytes(), device.allocated_bytes()) == (None, None, None)
+    assert (
+        device.peak_allocated_bytes(),
+        device.peak_reserved_bytes(),
+        device.allocated_bytes(),
+    ) == (None, None, None)
     assert device.nvml_memory().scope == "unavailable"
     sampler = NvmlSampler(device)
     sampler.start()
@@ -121,8 +125,10 @@ def test_host_rss_peak_sees_a_large_allocation() -> None:
 def test_peak_memory_max_of_ignores_missing_values() -> None:
     merged = PeakMemory.max_of([PeakMemory(1, None, None, 5), PeakMemory(3, None, None, 2)])
     assert merged == PeakMemory(3, None, None, 5)
-    scoped = PeakMemory.max_of([PeakMemory(None, None, 7, None, "process"), PeakMemory(None, None, 9, None, "device")])
-    assert scoped.device_bytes == 9 and scoped.device_scope == "mixed"  # never compared with either scope
+    scoped = PeakMemory.max_of(
+        [PeakMemory(None, None, 7, None, "process"), PeakMemory(None, None, 9, None, "device")]
+    )
+    assert (
+        scoped.device_bytes == 9 and scoped.device_scope == "mixed"
+    )  # never compared with either scope
     assert PeakMemory.max_of([]) == PeakMemory()
-
-

@@ -13,7 +13,9 @@ from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
 from pytest_i2v.pipelines.source_check import check_model_source
 
 
-def test_tiny_pipeline_round_trips_through_save_and_from_pretrained(tiny_model_dir: Path, tiny_pipe) -> None:
+def test_tiny_pipeline_round_trips_through_save_and_from_pretrained(
+    tiny_model_dir: Path, tiny_pipe
+) -> None:
     from diffusers import I2VGenXLPipeline
 
     assert (tiny_model_dir / "model_index.json").is_file()
@@ -76,7 +78,10 @@ def test_missing_hub_model_offline_is_one_clear_line(monkeypatch: pytest.MonkeyP
         load_from_pretrained("nobody-here/no-such-model", "fp32", "cpu")
     message = str(raised.value)
     assert "\n" not in message
-    assert "hub id nobody-here/no-such-model in the local cache" in message and "--i2v-model random" in message
+    assert (
+        "hub id nobody-here/no-such-model in the local cache" in message
+        and "--i2v-model random" in message
+    )
 
 
 def test_toggles_apply_and_reset(tiny_pipe) -> None:
@@ -86,4 +91,6 @@ def test_toggles_apply_and_reset(tiny_pipe) -> None:
     assert processors == {"AttnProcessor"}
     reset_toggles(tiny_pipe)
     assert not tiny_pipe.vae.use_slicing and not tiny_pipe.vae.use_tiling
-    assert {type(p).__name__ for p in tiny_pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
+    assert {type(p).__name__ for p in tiny_pipe.unet.attn_processors.values()} == {
+        "AttnProcessor2_0"
+    }

@@ -67,11 +67,13 @@ def _help_default(spec: OptionSpec) -> str | None:
 def page_table(text: str) -> tuple[int, int, dict[str, list[str]]]:
     """Where the table's body lies in ``text`` and its rows by flag."""
     start, end = text.find(START), text.find(END)
-    assert 0 <= start < end, f"docs/options.md needs the markers {START} ... {END} around the options table"
-    body = text[start + len(START):end].strip()
+    assert 0 <= start < end, (
+        f"docs/options.md needs the markers {START} ... {END} around the options table"
+    )
+    body = text[start + len(START) : end].strip()
     assert body.startswith(HEADER), "the options table's header changed"
     rows: dict[str, list[str]] = {}
-    for line in body[len(HEADER):].strip().splitlines():
+    for line in body[len(HEADER) :].strip().splitlines():
         cells = _cells(line)
         assert len(cells) == 4, f"not a 4-column row: {line}"
         match = re.match(r"`(--[\w-]+)", cells[0])
@@ -84,7 +86,9 @@ def page_table(text: str) -> tuple[int, int, dict[str, list[str]]]:
 def generate_table(existing: dict[str, list[str]]) -> str:
     """The table from OPTIONS, keeping the page's meaning and run-time-default words per flag."""
     specs = {spec.flag: spec for spec in OPTIONS}
-    order = [flag for flag in existing if flag in specs] + [spec.flag for spec in OPTIONS if spec.flag not in existing]
+    order = [flag for flag in existing if flag in specs] + [
+        spec.flag for spec in OPTIONS if spec.flag not in existing
+    ]
     lines = [HEADER]
     for flag in order:
         spec = specs[flag]
@@ -103,37 +107,50 @@ def test_readme_options_table_matches_the_registered_options() -> None:
     body_start, body_end, rows = page_table(text)
     expected = generate_table(rows)
     if os.environ.get("I2V_REGOLD") == "1":
-        OPTIONS_PAGE.write_text(f"{text[:body_start]}\n{expected}\n{text[body_end:]}", encoding="utf-8")
+        OPTIONS_PAGE.write_text(
+            f"{text[:body_start]}\n{expected}\n{text[body_end:]}", encoding="utf-8"
+        )
         rows = page_table(OPTIONS_PAGE.read_text(encoding="utf-8"))[2]
     specs = {spec.flag: spec for spec in OPTIONS}
     assert sorted(set(rows) - set(specs)) == [], "docs/options.md lists options that do not exist"
-    assert sorted(set(specs) - set(rows)) == [], "docs/options.md misses options (regenerate: see this module's docstring)"
+    assert sorted(set(specs) - set(rows)) == [], (
+        "docs/options.md misses options (regenerate: see this module's docstring)"
+    )
     for flag, cells in rows.items():
         spec = specs[flag]
         assert cells[0] == option_cell(spec), flag
         assert cells[1] == f"`{spec.ini}`", flag
         literal = literal_default(spec)
         if literal is not None:
-            assert cells[2] == literal, f"{flag}: docs default {cells[2]!r}, OptionSpec.default {spec.default!r}"
+            assert cells[2] == literal, (
+                f"{flag}: docs default {cells[2]!r}, OptionSpec.default {spec.default!r}"
+            )
         else:
             # Decided at run time: the page says how, in words, and must not claim a fixed value.
             assert not re.fullmatch(r"`?[\w.,/-]+`?", cells[2]) or cells[2] in ("none", "off"), (
-                f"{flag}: OptionSpec.default is None (decided at run time) but the page says {cells[2]!r}")
+                f"{flag}: OptionSpec.default is None (decided at run time) but the page says {cells[2]!r}"
+            )
     assert page_table(OPTIONS_PAGE.read_text(encoding="utf-8"))[2] == rows
 
 
-@pytest.mark.parametrize("spec", [s for s in OPTIONS if s.default is not None and not s.is_flag], ids=lambda s: s.flag)
+@pytest.mark.parametrize(
+    "spec", [s for s in OPTIONS if s.default is not None and not s.is_flag], ids=lambda s: s.flag
+)
 def test_help_text_names_the_fixed_default(spec: OptionSpec) -> None:
     """``--help`` says "(default: ...)" in words; for a fixed default it must be OptionSpec.default."""
     said = _help_default(spec)
     literal = (literal_default(spec) or "").strip("`")
     assert said is not None and re.match(rf"{re.escape(literal)}\b", said), (
-        f"{spec.flag}: help says default {said!r}, OptionSpec.default is {spec.default!r}")
+        f"{spec.flag}: help says default {said!r}, OptionSpec.default is {spec.default!r}"
+    )
 
 
 @pytest.mark.parametrize("spec", [s for s in OPTIONS if s.default is None], ids=lambda s: s.flag)
 def test_help_text_claims_no_fixed_default_for_a_run_time_one(spec: OptionSpec) -> None:
     """A None default is decided at run time (profile, GPU, ini file): the help says so, not a bare value."""
     said = _help_default(spec)
-    assert said is None or not re.fullmatch(r"[\w.,/-]+", said.split(",")[0].split(";")[0].strip()) \
-        or said.startswith(("off", "none")), f"{spec.flag}: help says default {said!r}, OptionSpec.default is None"
+    assert (
+        said is None
+        or not re.fullmatch(r"[\w.,/-]+", said.split(",")[0].split(";")[0].strip())
+        or said.startswith(("off", "none"))
+    ), f"{spec.flag}: help says default {said!r}, OptionSpec.default is None"

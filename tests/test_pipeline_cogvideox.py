@@ -51,7 +51,6 @@ def tiny_pipe(work_dir: Path) -> Any:
     return load_tiny(NAME, work_dir)
 
 
-
 def test_fullsize_transformer_parameter_count_matches_the_checkpoint() -> None:
     """The transformer built from the shipped config has the published size within 2 %.
 
@@ -66,13 +65,19 @@ def test_fullsize_transformer_parameter_count_matches_the_checkpoint() -> None:
     (transformer,) = adapter_for(NAME).fullsize_denoisers("meta", torch.bfloat16)
     assert type(transformer).__name__ == "CogVideoXTransformer3DModel"
     count = parameter_count(transformer)
-    assert abs(count - published) / published < 0.02, f"{count:,} parameters vs {published:,.0f} published"
+    assert abs(count - published) / published < 0.02, (
+        f"{count:,} parameters vs {published:,.0f} published"
+    )
     stored = sum(t.numel() for t in transformer.state_dict().values())
     assert stored - count == 54_607_872  # (226 text + 13 * 30 * 45 video tokens) x 3072
-    assert abs(stored - published) / published < 0.001, f"{stored:,} stored values vs {published:,.0f}"
+    assert abs(stored - published) / published < 0.001, (
+        f"{stored:,} stored values vs {published:,.0f}"
+    )
 
 
-def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tmp_path: Path) -> None:
+def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(
+    tmp_path: Path,
+) -> None:
     index = json.loads((CONFIG_ROOT / NAME / "model_index.json").read_text(encoding="utf-8"))
     pipe = adapter_for(NAME).build_fullsize("meta", torch.bfloat16, tmp_path)
     assert type(pipe).__name__ == index["_class_name"] == PIPELINES[NAME].pipeline_class
@@ -84,7 +89,9 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tm
         assert type(getattr(pipe, component)).__name__ == class_name, component
     for component in ("transformer", "vae", "text_encoder"):
         module = getattr(pipe, component)
-        assert all(p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()), component
+        assert all(
+            p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()
+        ), component
     # The 1.0 I2V architecture: image latents concatenated on the channels, no ofs embedding, no
     # temporal patching (1.5 has both), learned positional embeddings for 60x90 latents.
     config = pipe.transformer.config
@@ -94,7 +101,9 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tm
     assert pipe.text_encoder.config.d_model == config.text_embed_dim == 4096
     # T5-XXL's encoder: 4.76 B parameters, the hub's 9.52 GB of bf16 text_encoder shards.
     assert abs(parameter_count(pipe.text_encoder) - 9.52e9 / 2) / 4.76e9 < 0.01
-    ids = pipe.tokenizer("A person slowly turning head to the right", padding="max_length", max_length=226).input_ids
+    ids = pipe.tokenizer(
+        "A person slowly turning head to the right", padding="max_length", max_length=226
+    ).input_ids
     assert len(ids) == pipe.tokenizer.model_max_length == config.max_text_seq_length == 226
     assert max(ids) < pipe.text_encoder.config.vocab_size
 
@@ -102,12 +111,24 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tm
 def test_registry_entry_matches_the_model_card() -> None:
     info = PIPELINES[NAME]
     native = info.native
-    assert (native.width, native.height, native.frames, native.steps, native.guidance, native.fps) == (720, 480, 49, 50, 6.0, 8)
-    assert info.constraints.frames_ok(native.frames) and info.constraints.violation(720, 480, 49) is None
+    assert (
+        native.width,
+        native.height,
+        native.frames,
+        native.steps,
+        native.guidance,
+        native.fps,
+    ) == (720, 480, 49, 50, 6.0, 8)
+    assert (
+        info.constraints.frames_ok(native.frames)
+        and info.constraints.violation(720, 480, 49) is None
+    )
     assert info.min_diffusers == "0.30.3" and not info.uses_fps and info.step_callbacks
     # CogVideoXAttnProcessor2_0 calls SDPA itself: a backend set on the transformer would be ignored.
     assert not info.attention_backends
-    assert "forward_chunking" not in info.memory_options  # the transformer has no enable_forward_chunking
+    assert (
+        "forward_chunking" not in info.memory_options
+    )  # the transformer has no enable_forward_chunking
     assert not hasattr(diffusers.CogVideoXTransformer3DModel, "enable_forward_chunking")
 
 
@@ -119,7 +140,10 @@ def test_tiny_generation_is_timed_step_by_step(tiny_pipe: Any) -> None:
 def test_tiny_pipeline_has_the_real_compression_and_scheduler(tiny_pipe: Any) -> None:
     """So the tiny pipeline obeys the same size and frame rules and takes the same steps as the real one."""
     assert (tiny_pipe.vae_scale_factor_spatial, tiny_pipe.vae_scale_factor_temporal) == (8, 4)
-    assert tiny_pipe.transformer.config.patch_size == 2 and tiny_pipe.transformer.config.patch_size_t is None
+    assert (
+        tiny_pipe.transformer.config.patch_size == 2
+        and tiny_pipe.transformer.config.patch_size_t is None
+    )
     shipped = read_config(CONFIG_ROOT / NAME, "scheduler", "scheduler_config.json")
     assert type(tiny_pipe.scheduler).__name__ == shipped["_class_name"] == "CogVideoXDDIMScheduler"
     assert tiny_pipe.scheduler.config.snr_shift_scale == shipped["snr_shift_scale"] == 1.0
@@ -144,7 +168,9 @@ def test_one_step_callback_per_step_with_the_dpm_scheduler(dpm_scheduler: Any) -
     spec = _small(steps=steps)
     ended: list[int] = []
     calls = [0]
-    hook = dpm_scheduler.transformer.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    hook = dpm_scheduler.transformer.register_forward_pre_hook(
+        lambda *_: calls.__setitem__(0, calls[0] + 1)
+    )
     try:
         generate(dpm_scheduler, spec, synthetic_portrait(spec.width, spec.height), ended.append)
     finally:
@@ -160,24 +186,40 @@ def test_call_keeps_the_pipeline_defaults() -> None:
     the pipeline's defaults (False / 226): the demo's dynamic CFG changes only the guidance weight."""
     spec = _small(guidance=4.5)
     kwargs = adapter_for(NAME).call_kwargs(spec, object(), torch.Generator())
-    assert kwargs["guidance_scale"] == 4.5 and kwargs["num_frames"] == 9 and kwargs["num_inference_steps"] == 2
+    assert (
+        kwargs["guidance_scale"] == 4.5
+        and kwargs["num_frames"] == 9
+        and kwargs["num_inference_steps"] == 2
+    )
     assert kwargs["prompt"] == spec.prompt and (kwargs["height"], kwargs["width"]) == (64, 64)
     assert not {"negative_prompt", "use_dynamic_cfg", "max_sequence_length", "fps"} & set(kwargs)
     defaults = inspect.signature(diffusers.CogVideoXImageToVideoPipeline.__call__).parameters
-    assert defaults["use_dynamic_cfg"].default is False and defaults["max_sequence_length"].default == 226
+    assert (
+        defaults["use_dynamic_cfg"].default is False
+        and defaults["max_sequence_length"].default == 226
+    )
 
 
 def test_invalid_frames_and_sizes_are_usage_errors() -> None:
     with pytest.raises(I2VUsageError, match=r"frames=5 breaks frames = 8k\+1 \(try 1 or 9\)"):
         i2v(pipeline=NAME, frames=5)
-    with pytest.raises(I2VUsageError, match=r"width=1280, height=720 is not the model's only size 720x480"):
+    with pytest.raises(
+        I2VUsageError, match=r"width=1280, height=720 is not the model's only size 720x480"
+    ):
         i2v(pipeline=NAME, width=1280, height=720)
 
 
 def test_an_even_latent_frame_count_decodes_to_the_wrong_length(tiny_pipe: Any) -> None:
     """Why frames are 8k+1 and not 4k+1: 5 frames are 2 latent frames, which the VAE decodes to 8."""
-    frames = tiny_pipe(image=synthetic_portrait(32, 32), prompt="a cat", height=32, width=32, num_frames=5,
-                       num_inference_steps=1, output_type="np").frames
+    frames = tiny_pipe(
+        image=synthetic_portrait(32, 32),
+        prompt="a cat",
+        height=32,
+        width=32,
+        num_frames=5,
+        num_inference_steps=1,
+        output_type="np",
+    ).frames
     assert frames.shape[1] == 8
 
 
@@ -187,16 +229,21 @@ def test_the_real_transformer_refuses_other_sizes_as_a_usage_error(tiny_pipe: An
     I2VUsageError before diffusers' ValueError from inside the first step."""
     from pytest_i2v.pipelines.cogvideox import fixed_size_violation
 
-    full = SimpleNamespace(**read_config(CONFIG_ROOT / NAME, "transformer"))  # the shipped config's values
+    full = SimpleNamespace(
+        **read_config(CONFIG_ROOT / NAME, "transformer")
+    )  # the shipped config's values
     assert fixed_size_violation(full, 8, 720, 480) is None
     message = fixed_size_violation(full, 8, 1280, 720)
     assert message is not None and "width=1280, height=720" in message and "720x480 only" in message
-    assert fixed_size_violation(tiny_pipe.transformer.config, 8, 80, 48) is None  # RoPE alone: any size
+    assert (
+        fixed_size_violation(tiny_pipe.transformer.config, 8, 80, 48) is None
+    )  # RoPE alone: any size
 
     shipped = tiny_pipe.transformer
     torch.manual_seed(0)
     tiny_pipe.transformer = diffusers.CogVideoXTransformer3DModel.from_config(
-        shipped.config, use_learned_positional_embeddings=True)  # sample 8x8 latents: 64x64 pixels
+        shipped.config, use_learned_positional_embeddings=True
+    )  # sample 8x8 latents: 64x64 pixels
     try:
         with pytest.raises(I2VUsageError, match=r"width=80, height=48: .* 64x64 only"):
             _measure(tiny_pipe, _small(width=80, height=48))
@@ -206,14 +253,24 @@ def test_the_real_transformer_refuses_other_sizes_as_a_usage_error(tiny_pipe: An
 
 
 def test_layerwise_fp8_runs(work_dir: Path) -> None:
-    pipe = load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME,
-                                     load_options=("layerwise_fp8",)), work_dir).pipe
+    pipe = load_pipeline(
+        PipelineKey(
+            source="tiny",
+            dtype="fp32",
+            device="cpu",
+            pipeline=NAME,
+            load_options=("layerwise_fp8",),
+        ),
+        work_dir,
+    ).pipe
     assert any(p.dtype == torch.float8_e4m3fn for p in pipe.transformer.parameters())
     assert _measure(pipe, _small(memory="layerwise_fp8")).outcome == "ok"
 
 
 @pytest.mark.parametrize("toggle", ["vae_slicing", "vae_tiling"])
-def test_vae_toggles_run_and_are_undone(tiny_pipe: Any, toggle: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vae_toggles_run_and_are_undone(
+    tiny_pipe: Any, toggle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     flag = {"vae_slicing": "use_slicing", "vae_tiling": "use_tiling"}[toggle]
     assert toggle in PIPELINES[NAME].memory_options
     tiled: list[int] = []

@@ -33,12 +33,16 @@ def small_spec() -> GenerationSpec:
 
 @pytest.fixture(scope="module")
 def tiny_pipe(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME),
-                         tmp_path_factory.mktemp("hunyuan-tiny")).pipe
+    return load_pipeline(
+        PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME),
+        tmp_path_factory.mktemp("hunyuan-tiny"),
+    ).pipe
 
 
 def measure(pipe: Any, spec: GenerationSpec) -> Measurement:
-    return GenerationRunner(pipe, "cpu").measure(spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1)
+    return GenerationRunner(pipe, "cpu").measure(
+        spec, synthetic_portrait(spec.width, spec.height), warmup=0, repeats=1
+    )
 
 
 def test_fullsize_transformer_matches_published_size() -> None:
@@ -50,7 +54,10 @@ def test_fullsize_transformer_matches_published_size() -> None:
     (transformer,) = adapter_for(NAME).fullsize_denoisers("meta", torch.bfloat16)
     count = parameter_count(transformer)
     assert abs(count - PUBLISHED_TRANSFORMER_PARAMS) / PUBLISHED_TRANSFORMER_PARAMS < 0.02, count
-    assert transformer.config.image_condition_type == "token_replace" and transformer.config.guidance_embeds
+    assert (
+        transformer.config.image_condition_type == "token_replace"
+        and transformer.config.guidance_embeds
+    )
 
 
 def test_fullsize_components_build_on_meta_with_model_index_classes(tmp_path: Path) -> None:
@@ -59,7 +66,9 @@ def test_fullsize_components_build_on_meta_with_model_index_classes(tmp_path: Pa
     assert index["_class_name"] == type(pipe).__name__ == PIPELINES[NAME].pipeline_class
     from transformers import PreTrainedTokenizerBase
 
-    for component, (_library, class_name) in ((k, v) for k, v in index.items() if not k.startswith("_")):
+    for component, (_library, class_name) in (
+        (k, v) for k, v in index.items() if not k.startswith("_")
+    ):
         built = pipe.components[component]
         names = {cls.__name__ for cls in type(built).__mro__}
         if component.startswith("tokenizer"):
@@ -68,7 +77,11 @@ def test_fullsize_components_build_on_meta_with_model_index_classes(tmp_path: Pa
             assert component == "tokenizer" or class_name in names, (component, names)
         else:
             # transformers may hand back its PIL-backend subclass of CLIPImageProcessor without torchvision.
-            assert class_name in names or f"{class_name}Pil" in names, (component, class_name, names)
+            assert class_name in names or f"{class_name}Pil" in names, (
+                component,
+                class_name,
+                names,
+            )
         if isinstance(built, torch.nn.Module):
             assert all(p.device.type == "meta" for p in built.parameters()), component
     # The Llava-Llama-3-8B text encoder: 8.03 B Llama 3 + CLIP ViT-L/336 + projector.
@@ -78,11 +91,15 @@ def test_fullsize_components_build_on_meta_with_model_index_classes(tmp_path: Pa
 def test_fullsize_tokenizer_keeps_template_positions(tmp_path: Path) -> None:
     """What the default prompt template relies on: <image> at image_emb_start (5), three
     <|end_header_id|>, padding with the Llava pad id, every id inside the vocabulary."""
-    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import DEFAULT_PROMPT_TEMPLATE
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import (
+        DEFAULT_PROMPT_TEMPLATE,
+    )
 
     pipe = adapter_for(NAME).build_fullsize("meta", torch.bfloat16, tmp_path)
     config = pipe.text_encoder.config
-    text = str(DEFAULT_PROMPT_TEMPLATE["template"]).format("A person slowly turning head to the right")
+    text = str(DEFAULT_PROMPT_TEMPLATE["template"]).format(
+        "A person slowly turning head to the right"
+    )
     ids = pipe.tokenizer(text, padding="max_length", max_length=256 + 103).input_ids
     assert len(ids) == 359 and max(ids) < config.text_config.vocab_size
     assert ids.index(config.image_token_index) == DEFAULT_PROMPT_TEMPLATE["image_emb_start"]
@@ -117,7 +134,13 @@ def test_invalid_size_rejected() -> None:
 
 def test_native_settings_are_the_published_ones() -> None:
     native = PIPELINES[NAME].native
-    assert (native.width, native.height, native.frames, native.steps, native.guidance) == (1280, 720, 129, 50, 6.0)
+    assert (native.width, native.height, native.frames, native.steps, native.guidance) == (
+        1280,
+        720,
+        129,
+        50,
+        6.0,
+    )
 
 
 @pytest.mark.parametrize("toggle", ["vae_slicing", "vae_tiling"])
@@ -132,8 +155,16 @@ def test_vae_toggles_run(tiny_pipe: Any, toggle: str) -> None:
 
 def test_layerwise_fp8_runs(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert "layerwise_fp8" in PIPELINES[NAME].memory_options
-    pipe = load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME,
-                                     load_options=("layerwise_fp8",)), tmp_path_factory.mktemp("hunyuan-fp8")).pipe
+    pipe = load_pipeline(
+        PipelineKey(
+            source="tiny",
+            dtype="fp32",
+            device="cpu",
+            pipeline=NAME,
+            load_options=("layerwise_fp8",),
+        ),
+        tmp_path_factory.mktemp("hunyuan-fp8"),
+    ).pipe
     assert pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
     assert measure(pipe, small_spec()).outcome == "ok"
 

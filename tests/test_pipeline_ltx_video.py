@@ -35,7 +35,6 @@ def tiny_pipe(work_dir: Path) -> Any:
     return load_tiny(NAME, work_dir)
 
 
-
 def test_fullsize_transformer_parameter_count_matches_the_published_size() -> None:
     """The transformer built from the shipped config has the published size within 2 %.
 
@@ -48,11 +47,15 @@ def test_fullsize_transformer_parameter_count_matches_the_published_size() -> No
     published = 1.9e9
     (transformer,) = adapter_for(NAME).fullsize_denoisers("meta", torch.bfloat16)
     count = parameter_count(transformer)
-    assert abs(count - published) / published < 0.02, f"{count:,} parameters vs {published:,.0f} published"
+    assert abs(count - published) / published < 0.02, (
+        f"{count:,} parameters vs {published:,.0f} published"
+    )
     assert type(transformer).__name__ == "LTXVideoTransformer3DModel"
 
 
-def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tmp_path: Path) -> None:
+def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(
+    tmp_path: Path,
+) -> None:
     index = json.loads((CONFIG_ROOT / NAME / "model_index.json").read_text(encoding="utf-8"))
     pipe = adapter_for(NAME).build_fullsize("meta", torch.bfloat16, tmp_path)
     assert type(pipe).__name__ == PIPELINES[NAME].pipeline_class
@@ -64,12 +67,19 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tm
         assert type(getattr(pipe, component)).__name__ == class_name, component
     for component in ("transformer", "vae", "text_encoder"):
         module = getattr(pipe, component)
-        assert all(p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()), component
+        assert all(
+            p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()
+        ), component
     # The real VAE packs 32x32x8 pixels into one latent; T5-XXL feeds the transformer's caption projection.
     assert (pipe.vae_spatial_compression_ratio, pipe.vae_temporal_compression_ratio) == (32, 8)
     assert pipe.text_encoder.config.d_model == pipe.transformer.config.caption_channels == 4096
-    ids = pipe.tokenizer("A person slowly turning head to the right", padding="max_length", max_length=128).input_ids
-    assert len(ids) == pipe.tokenizer_max_length == 128 and max(ids) < pipe.text_encoder.config.vocab_size
+    ids = pipe.tokenizer(
+        "A person slowly turning head to the right", padding="max_length", max_length=128
+    ).input_ids
+    assert (
+        len(ids) == pipe.tokenizer_max_length == 128
+        and max(ids) < pipe.text_encoder.config.vocab_size
+    )
 
 
 def test_tiny_generation_is_timed_step_by_step(tiny_pipe: Any) -> None:
@@ -79,14 +89,19 @@ def test_tiny_generation_is_timed_step_by_step(tiny_pipe: Any) -> None:
 
 def test_tiny_pipeline_has_the_real_compression(tiny_pipe: Any) -> None:
     """So the tiny pipeline obeys the same size and frame rules as the real one."""
-    assert (tiny_pipe.vae_spatial_compression_ratio, tiny_pipe.vae_temporal_compression_ratio) == (32, 8)
+    assert (tiny_pipe.vae_spatial_compression_ratio, tiny_pipe.vae_temporal_compression_ratio) == (
+        32,
+        8,
+    )
     assert tiny_pipe.tokenizer_max_length == 128
 
 
 def test_call_maps_fps_to_frame_rate() -> None:
     spec = i2v(pipeline=NAME, guidance=4.0, fps=25, **SMALL)
     kwargs = adapter_for(NAME).call_kwargs(spec, object(), torch.Generator())
-    assert kwargs["frame_rate"] == 25 and kwargs["guidance_scale"] == 4.0 and kwargs["num_frames"] == 9
+    assert (
+        kwargs["frame_rate"] == 25 and kwargs["guidance_scale"] == 4.0 and kwargs["num_frames"] == 9
+    )
     assert kwargs["prompt"] == spec.prompt and "negative_prompt" not in kwargs
 
 
@@ -98,8 +113,16 @@ def test_invalid_frames_and_sizes_are_usage_errors() -> None:
 
 
 def test_layerwise_fp8_runs(work_dir: Path) -> None:
-    pipe = load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME,
-                                     load_options=("layerwise_fp8",)), work_dir).pipe
+    pipe = load_pipeline(
+        PipelineKey(
+            source="tiny",
+            dtype="fp32",
+            device="cpu",
+            pipeline=NAME,
+            load_options=("layerwise_fp8",),
+        ),
+        work_dir,
+    ).pipe
     assert any(p.dtype == torch.float8_e4m3fn for p in pipe.transformer.parameters())
     assert _measure(pipe, i2v(pipeline=NAME, memory="layerwise_fp8", **SMALL)).outcome == "ok"
 

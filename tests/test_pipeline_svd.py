@@ -37,7 +37,6 @@ def tiny_pipe(work_dir: Path) -> Any:
     return load_tiny(NAME, work_dir)
 
 
-
 def test_fullsize_unet_parameter_count_matches_the_published_checkpoint() -> None:
     """The UNet built from the shipped configs has the published size within 2 %.
 
@@ -50,11 +49,15 @@ def test_fullsize_unet_parameter_count_matches_the_published_checkpoint() -> Non
     published = 1.5e9
     (unet,) = adapter_for(NAME).fullsize_denoisers("meta", torch.float16)
     count = parameter_count(unet)
-    assert abs(count - published) / published < 0.02, f"{count:,} parameters vs {published:,.0f} published"
+    assert abs(count - published) / published < 0.02, (
+        f"{count:,} parameters vs {published:,.0f} published"
+    )
     assert type(unet).__name__ == "UNetSpatioTemporalConditionModel"
 
 
-def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tmp_path: Path) -> None:
+def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(
+    tmp_path: Path,
+) -> None:
     index = json.loads((CONFIG_ROOT / NAME / "model_index.json").read_text(encoding="utf-8"))
     pipe = adapter_for(NAME).build_fullsize("meta", torch.bfloat16, tmp_path)
     assert type(pipe).__name__ == index["_class_name"] == PIPELINES[NAME].pipeline_class
@@ -62,10 +65,14 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(tm
     assert set(components) == set(pipe.components)
     for component, (_library, class_name) in components.items():
         # transformers 5 without torchvision answers CLIPImageProcessor with its PIL backend.
-        assert type(getattr(pipe, component)).__name__ in (class_name, f"{class_name}Pil"), component
+        assert type(getattr(pipe, component)).__name__ in (class_name, f"{class_name}Pil"), (
+            component
+        )
     for component in ("unet", "vae", "image_encoder"):
         module = getattr(pipe, component)
-        assert all(p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()), component
+        assert all(
+            p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()
+        ), component
     # The real VAE downsamples by 8 and the image encoder is ViT-H/14 projecting to the UNet's cross-attention.
     assert pipe.vae_scale_factor == 8
     assert pipe.image_encoder.config.projection_dim == pipe.unet.config.cross_attention_dim == 1024
@@ -108,20 +115,33 @@ def test_invalid_frames_and_sizes_are_usage_errors() -> None:
 
 
 def test_layerwise_fp8_runs(work_dir: Path) -> None:
-    pipe = load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=NAME,
-                                     load_options=("layerwise_fp8",)), work_dir).pipe
+    pipe = load_pipeline(
+        PipelineKey(
+            source="tiny",
+            dtype="fp32",
+            device="cpu",
+            pipeline=NAME,
+            load_options=("layerwise_fp8",),
+        ),
+        work_dir,
+    ).pipe
     assert any(p.dtype == torch.float8_e4m3fn for p in pipe.unet.parameters())
     assert _measure(pipe, i2v(pipeline=NAME, memory="layerwise_fp8", **SMALL)).outcome == "ok"
 
 
 def test_forward_chunking_runs_and_is_undone(tiny_pipe: Any) -> None:
     def chunk_sizes() -> set[Any]:
-        return {m._chunk_size for m in tiny_pipe.unet.modules() if hasattr(m, "set_chunk_feed_forward")}
+        return {
+            m._chunk_size for m in tiny_pipe.unet.modules() if hasattr(m, "set_chunk_feed_forward")
+        }
 
     apply_toggles(tiny_pipe, ("forward_chunking",), pipeline=NAME)
     try:
         assert chunk_sizes() == {1}
-        assert _measure(tiny_pipe, i2v(pipeline=NAME, memory="forward_chunking", **SMALL)).outcome == "ok"
+        assert (
+            _measure(tiny_pipe, i2v(pipeline=NAME, memory="forward_chunking", **SMALL)).outcome
+            == "ok"
+        )
     finally:
         reset_toggles(tiny_pipe, pipeline=NAME)
     assert chunk_sizes() == {None}

@@ -38,9 +38,12 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_pipes(work_dir: Path) -> dict[str, Any]:
-    return {name: load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=name), work_dir).pipe
-            for name in NAMES}
-
+    return {
+        name: load_pipeline(
+            PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=name), work_dir
+        ).pipe
+        for name in NAMES
+    }
 
 
 def _within(count: int, published: float) -> float:
@@ -82,7 +85,9 @@ def test_wan22_experts_parameter_counts_match_the_published_checkpoint() -> None
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(name: str, work_dir: Path) -> None:
+def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(
+    name: str, work_dir: Path
+) -> None:
     pipe = adapter_for(name).build_fullsize("meta", torch.bfloat16, work_dir / f"fullsize-{name}")
     index = json.loads((CONFIG_ROOT / name / "model_index.json").read_text(encoding="utf-8"))
     assert type(pipe).__name__ == index["_class_name"]
@@ -98,7 +103,9 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(na
             # an offline word-level stand-in for the UMT5 SentencePiece vocabulary: only the length matters
             assert component.model_max_length == 512
         else:
-            assert isinstance(component, getattr(importlib.import_module(library), class_name)), role
+            assert isinstance(component, getattr(importlib.import_module(library), class_name)), (
+                role
+            )
         if isinstance(component, torch.nn.Module):
             assert all(p.device.type == "meta" for p in component.parameters()), role
     assert pipe.config.boundary_ratio == index.get("boundary_ratio")
@@ -112,8 +119,10 @@ def test_tiny_pipeline_measures_one_time_per_step(name: str, tiny_pipes: dict[st
     assert spec.guidance > 1.0  # classifier-free guidance on: two transformer calls per step
     calls: Counter[str] = Counter()
     denoisers = adapter_for(name).denoisers(pipe)
-    handles = [model.register_forward_hook(lambda module, args, output, role=role: calls.update([role]))
-               for role, model in zip(("transformer", "transformer_2"), denoisers, strict=False)]
+    handles = [
+        model.register_forward_hook(lambda module, args, output, role=role: calls.update([role]))
+        for role, model in zip(("transformer", "transformer_2"), denoisers, strict=False)
+    ]
     try:
         measurement = _measure(pipe, spec)
     finally:
@@ -124,13 +133,18 @@ def test_tiny_pipeline_measures_one_time_per_step(name: str, tiny_pipes: dict[st
     assert len(sample.step_s) == spec.steps
     assert sum(calls.values()) == 2 * spec.steps
     assert sample.encode_s is not None and sample.decode_s is not None
-    assert sample.encode_s + sum(sample.step_s) + sample.decode_s == pytest.approx(sample.total_s, rel=0.02)
+    assert sample.encode_s + sum(sample.step_s) + sample.decode_s == pytest.approx(
+        sample.total_s, rel=0.02
+    )
     assert measurement.output_shape == (1, spec.frames, spec.height, spec.width, 3)
     if name == "wan2.2-i2v":
         boundary = pipe.config.boundary_ratio * pipe.scheduler.config.num_train_timesteps
         high_noise_steps = sum(int(t >= boundary) for t in pipe.scheduler.timesteps)
         assert 0 < high_noise_steps < spec.steps
-        assert calls == {"transformer": 2 * high_noise_steps, "transformer_2": 2 * (spec.steps - high_noise_steps)}
+        assert calls == {
+            "transformer": 2 * high_noise_steps,
+            "transformer_2": 2 * (spec.steps - high_noise_steps),
+        }
     else:
         assert len(denoisers) == 1
 
@@ -138,11 +152,14 @@ def test_tiny_pipeline_measures_one_time_per_step(name: str, tiny_pipes: dict[st
 def test_wan22_guidance_applies_to_both_experts() -> None:
     spec = i2v(pipeline="wan2.2-i2v", **SMALL)
     assert spec.guidance == 3.5
-    kwargs = adapter_for("wan2.2-i2v").call_kwargs(spec, synthetic_portrait(32, 32), torch.Generator())
+    kwargs = adapter_for("wan2.2-i2v").call_kwargs(
+        spec, synthetic_portrait(32, 32), torch.Generator()
+    )
     assert kwargs["guidance_scale"] == kwargs["guidance_scale_2"] == 3.5
     # 2.1 has no second expert; its pipeline refuses guidance_scale_2
     assert "guidance_scale_2" not in adapter_for("wan2.1-i2v").call_kwargs(
-        i2v(pipeline="wan2.1-i2v", **SMALL), synthetic_portrait(32, 32), torch.Generator())
+        i2v(pipeline="wan2.1-i2v", **SMALL), synthetic_portrait(32, 32), torch.Generator()
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -157,7 +174,9 @@ def test_invalid_frames_and_sizes_are_refused(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("toggle", ["vae_tiling", "vae_slicing"])
-def test_vae_toggles_run_the_tiny_pipeline(name: str, toggle: str, tiny_pipes: dict[str, Any]) -> None:
+def test_vae_toggles_run_the_tiny_pipeline(
+    name: str, toggle: str, tiny_pipes: dict[str, Any]
+) -> None:
     assert toggle in PIPELINES[name].memory_options
     pipe = tiny_pipes[name]
     apply_toggles(pipe, (toggle,), pipeline=name)
@@ -170,10 +189,20 @@ def test_vae_toggles_run_the_tiny_pipeline(name: str, toggle: str, tiny_pipes: d
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_layerwise_fp8_runs_the_tiny_pipeline(name: str, work_dir: Path, tiny_pipes: dict[str, Any]) -> None:
+def test_layerwise_fp8_runs_the_tiny_pipeline(
+    name: str, work_dir: Path, tiny_pipes: dict[str, Any]
+) -> None:
     assert "layerwise_fp8" in PIPELINES[name].memory_options
-    pipe = load_pipeline(PipelineKey(source="tiny", dtype="fp32", device="cpu", pipeline=name,
-                                     load_options=("layerwise_fp8",)), work_dir).pipe
+    pipe = load_pipeline(
+        PipelineKey(
+            source="tiny",
+            dtype="fp32",
+            device="cpu",
+            pipeline=name,
+            load_options=("layerwise_fp8",),
+        ),
+        work_dir,
+    ).pipe
     for denoiser in adapter_for(name).denoisers(pipe):
         assert any(p.dtype == torch.float8_e4m3fn for p in denoiser.parameters())
     assert _measure(pipe, i2v(pipeline=name, steps=2, **SMALL)).outcome == "ok"

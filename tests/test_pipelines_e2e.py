@@ -42,7 +42,9 @@ def warm(warm_imports: None, tmp_path_factory: pytest.TempPathFactory) -> None:
     from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
     for name in NEW_PIPELINES:
-        loaded = load_pipeline(PipelineKey("tiny", "fp32", "cpu", pipeline=name), tmp_path_factory.mktemp(name))
+        loaded = load_pipeline(
+            PipelineKey("tiny", "fp32", "cpu", pipeline=name), tmp_path_factory.mktemp(name)
+        )
         spec = i2v(pipeline=name, **_mark_kwargs(CASES[name]["mark"])).scaled(_cpu_scaling())
         generate(loaded.pipe, spec, synthetic_portrait(64, 64))
 
@@ -58,7 +60,9 @@ def _cpu_scaling() -> Any:
 
 
 @pytest.mark.parametrize("name", [*NEW_PIPELINES, "i2vgen-xl"])
-def test_pipeline_end_to_end_through_the_plugin(name: str, warm: None, i2v_project: pytest.Pytester) -> None:
+def test_pipeline_end_to_end_through_the_plugin(
+    name: str, warm: None, i2v_project: pytest.Pytester
+) -> None:
     i2v_project.makepyfile(
         test_gen=f"""
         import pytest
@@ -69,8 +73,15 @@ def test_pipeline_end_to_end_through_the_plugin(name: str, warm: None, i2v_proje
             assert i2v_run().outcome == "ok"
         """
     )
-    result = i2v_project.runpytest("--i2v-json", "first.json", "--i2v-update-baselines", "--i2v-repeats", "2",
-                                   "--i2v-roofline", "on")
+    result = i2v_project.runpytest(
+        "--i2v-json",
+        "first.json",
+        "--i2v-update-baselines",
+        "--i2v-repeats",
+        "2",
+        "--i2v-roofline",
+        "on",
+    )
     result.assert_outcomes(passed=1)
     record = json.loads(Path(i2v_project.path, "first.json").read_text())["records"][0]
     assert record["config"]["pipeline"] == name
@@ -78,9 +89,15 @@ def test_pipeline_end_to_end_through_the_plugin(name: str, warm: None, i2v_proje
     assert record["roofline"]["unet_step_tflop"] > 0 and record["roofline"]["decode_tflop"] > 0
     steps = record["config"]["steps"]
     stages = record["stages"]
-    assert [len(s) for s in stages["step_samples_s"]] == [steps] * 2  # one time per step, whatever the denoiser calls
+    assert [len(s) for s in stages["step_samples_s"]] == [
+        steps
+    ] * 2  # one time per step, whatever the denoiser calls
     for repeat, total in enumerate(record["time_samples_s"]):
-        parts = stages["encode_samples_s"][repeat] + sum(stages["step_samples_s"][repeat]) + stages["decode_samples_s"][repeat]
+        parts = (
+            stages["encode_samples_s"][repeat]
+            + sum(stages["step_samples_s"][repeat])
+            + stages["decode_samples_s"][repeat]
+        )
         assert parts == pytest.approx(total, rel=0.02)
 
     # The baseline was written under this pipeline's config and is found again by the next run.
@@ -92,11 +109,15 @@ def test_pipeline_end_to_end_through_the_plugin(name: str, warm: None, i2v_proje
     result.assert_outcomes(passed=1)
     second = json.loads(Path(i2v_project.path, "second.json").read_text())["records"][0]
     assert second["config_id"] == record["config_id"]
-    assert second["verdict"]["verdict"] != "new"  # compared with the stored run, not recorded as a first one
+    assert (
+        second["verdict"]["verdict"] != "new"
+    )  # compared with the stored run, not recorded as a first one
 
 
 @pytest.mark.parametrize("name", NEW_PIPELINES)
-def test_a_mark_that_breaks_the_models_rule_is_one_usage_error(name: str, i2v_project: pytest.Pytester) -> None:
+def test_a_mark_that_breaks_the_models_rule_is_one_usage_error(
+    name: str, i2v_project: pytest.Pytester
+) -> None:
     i2v_project.makepyfile(
         test_bad=f"""
         import pytest
@@ -117,7 +138,9 @@ def test_a_mark_that_breaks_the_models_rule_is_one_usage_error(name: str, i2v_pr
     assert not Path(i2v_project.path, "baselines").exists()
 
 
-def test_an_unknown_pipeline_is_a_usage_error_listing_the_names(i2v_project: pytest.Pytester) -> None:
+def test_an_unknown_pipeline_is_a_usage_error_listing_the_names(
+    i2v_project: pytest.Pytester,
+) -> None:
     i2v_project.makepyfile(
         test_bad="""
         import pytest
@@ -129,14 +152,22 @@ def test_an_unknown_pipeline_is_a_usage_error_listing_the_names(i2v_project: pyt
     )
     result = i2v_project.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_bad: pipeline='sora' is not a known pipeline; use one of "
-                                 "i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, cogvideox-i2v, hunyuanvideo-i2v"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: test_bad.py::test_bad: pipeline='sora' is not a known pipeline; use one of "
+            "i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, cogvideox-i2v, hunyuanvideo-i2v"
+        ]
+    )
     result = i2v_project.runpytest("--i2v-pipeline", "sora")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --i2v-pipeline = 'sora': unknown pipeline; use one of i2vgen-xl, svd, *"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --i2v-pipeline = 'sora': unknown pipeline; use one of i2vgen-xl, svd, *"]
+    )
 
 
-def test_the_default_pipeline_comes_from_the_option(warm: None, i2v_project: pytest.Pytester) -> None:
+def test_the_default_pipeline_comes_from_the_option(
+    warm: None, i2v_project: pytest.Pytester
+) -> None:
     i2v_project.makepyfile(
         test_default="""
         import pytest
@@ -151,7 +182,9 @@ def test_the_default_pipeline_comes_from_the_option(warm: None, i2v_project: pyt
     result.stdout.fnmatch_lines(["i2v: profile cpu *pipeline wan2.1-i2v, model tiny*"])
 
 
-def test_a_model_directory_picks_its_pipeline(warm: None, i2v_project: pytest.Pytester, tmp_path: Path) -> None:
+def test_a_model_directory_picks_its_pipeline(
+    warm: None, i2v_project: pytest.Pytester, tmp_path: Path
+) -> None:
     from pytest_i2v.pipelines.base import adapter_for
 
     directory = adapter_for("svd").save_tiny(tmp_path)
@@ -211,10 +244,12 @@ def test_attention_backends_run_skip_or_refuse(warm: None, i2v_project: pytest.P
     )
     result = i2v_project.runpytest("-rs", "--i2v-pipeline", "wan2.1-i2v", "-p", "no:randomly")
     result.assert_outcomes(passed=4, skipped=2)
-    result.stdout.fnmatch_lines_random([
-        "*attention='flash' is not usable for pipeline wan2.1-i2v here: *flash-attn*",
-        "*attention='native': pipeline i2vgen-xl's denoiser has no set_attention_backend*",
-    ])
+    result.stdout.fnmatch_lines_random(
+        [
+            "*attention='flash' is not usable for pipeline wan2.1-i2v here: *flash-attn*",
+            "*attention='native': pipeline i2vgen-xl's denoiser has no set_attention_backend*",
+        ]
+    )
 
 
 def test_an_unknown_attention_backend_is_a_usage_error(i2v_project: pytest.Pytester) -> None:
@@ -229,8 +264,12 @@ def test_an_unknown_attention_backend_is_a_usage_error(i2v_project: pytest.Pytes
     )
     result = i2v_project.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: test_bad.py::test_bad: attention='fastest' is not a diffusers attention "
-                                 "backend; use one of flash, *"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: test_bad.py::test_bad: attention='fastest' is not a diffusers attention "
+            "backend; use one of flash, *"
+        ]
+    )
 
 
 def test_torch_compile_compiles_the_repeated_blocks_and_runs(tmp_path: Path) -> None:
@@ -246,13 +285,18 @@ def test_torch_compile_compiles_the_repeated_blocks_and_runs(tmp_path: Path) -> 
     from pytest_i2v.measure.runner import GenerationRunner
     from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
-    loaded = load_pipeline(PipelineKey("tiny", "fp32", "cpu", pipeline="ltx-video", load_options=("torch_compile",)),
-                           tmp_path)
+    loaded = load_pipeline(
+        PipelineKey("tiny", "fp32", "cpu", pipeline="ltx-video", load_options=("torch_compile",)),
+        tmp_path,
+    )
     blocks = loaded.pipe.transformer.transformer_blocks
     assert all(block._compiled_call_impl is not None for block in blocks)
     torch._dynamo.reset()
     spec = replace(i2v(pipeline="ltx-video"), width=64, height=64, frames=9, steps=2)
-    assert GenerationRunner(loaded.pipe, "cpu").measure(spec, synthetic_portrait(64, 64), 1, 1).outcome == "ok"
+    assert (
+        GenerationRunner(loaded.pipe, "cpu").measure(spec, synthetic_portrait(64, 64), 1, 1).outcome
+        == "ok"
+    )
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
     assert loaded.key.describe() == "ltx-video: tiny (fp32, cpu, torch_compile)"
 
@@ -270,16 +314,27 @@ def test_layerwise_fp8_with_torch_compile_runs_on_the_tiny_wan(tmp_path: Path) -
     from pytest_i2v.measure.runner import GenerationRunner
     from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
-    key = PipelineKey("tiny", "fp32", "cpu", pipeline="wan2.1-i2v", load_options=("torch_compile", "layerwise_fp8"))
+    key = PipelineKey(
+        "tiny",
+        "fp32",
+        "cpu",
+        pipeline="wan2.1-i2v",
+        load_options=("torch_compile", "layerwise_fp8"),
+    )
     loaded = load_pipeline(key, tmp_path)
     transformer = loaded.pipe.transformer
     assert all(block._compiled_call_impl is not None for block in transformer.blocks)
     assert transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn  # stored in fp8
     spec = replace(i2v(pipeline="wan2.1-i2v"), width=64, height=64, frames=5, steps=2)
-    assert GenerationRunner(loaded.pipe, "cpu").measure(spec, synthetic_portrait(64, 64), 1, 1).outcome == "ok"
+    assert (
+        GenerationRunner(loaded.pipe, "cpu").measure(spec, synthetic_portrait(64, 64), 1, 1).outcome
+        == "ok"
+    )
 
 
-def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Issue 21, defect 3: the project's compile call, with a backend that records each graph's inputs.
     Without dynamic=False the second shape compiled with symbolic sizes (automatic dynamic shapes): a
     test's kernels depended on the shapes before it. Now the second shape's graph is static, as alone."""
@@ -294,11 +349,17 @@ def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(monkeyp
     graphs: list[list[object]] = []
 
     def recording_backend(gm: torch.fx.GraphModule, inputs: list[object]) -> object:
-        graphs.append([type(i).__name__ if isinstance(i, torch.SymInt) else tuple(i.shape) for i in inputs])  # type: ignore[attr-defined]
+        graphs.append(
+            [type(i).__name__ if isinstance(i, torch.SymInt) else tuple(i.shape) for i in inputs]
+        )  # type: ignore[attr-defined]
         return gm.forward
 
     original = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: original(self, backend=recording_backend, **kw))
+    monkeypatch.setattr(
+        torch.nn.Module,
+        "compile",
+        lambda self, **kw: original(self, backend=recording_backend, **kw),
+    )
 
     class Denoiser(torch.nn.Module):
         def __init__(self) -> None:
@@ -315,7 +376,12 @@ def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(monkeyp
         pipe.transformer(torch.randn(2, 8))
         pipe.transformer(torch.randn(3, 8))  # a later test's shape
     torch._dynamo.reset()
-    assert graphs == [[(8, 8), (8,), (2, 8)], [(8, 8), (8,), (3, 8)]]  # no SymInt: static, as when run alone
+    assert graphs == [
+        [(8, 8), (8,), (2, 8)],
+        [(8, 8), (8,), (3, 8)],
+    ]  # no SymInt: static, as when run alone
     # and the plugin drops compiled code between shapes (the recompile limit would fall back to eager)
-    assert not needs_fresh_compile(None, ("p", 64)) and not needs_fresh_compile(("p", 64), ("p", 64))
+    assert not needs_fresh_compile(None, ("p", 64)) and not needs_fresh_compile(
+        ("p", 64), ("p", 64)
+    )
     assert needs_fresh_compile(("p", 64), ("p", 128))

@@ -8,8 +8,23 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.profiles import load_profiles, pick_profile
 from pytest_i2v.storage import validate_profile_name
 
-REQUIRED = {"rtx4090", "rtx3060-12gb", "rtx4070-12gb", "rtx4080-16gb", "l4", "a10g", "a100-40gb", "a100-80gb",
-            "h100-sxm", "h100-pcie", "h100-nvl", "h100-80gb", "h200", "h200-nvl", "cpu"}
+REQUIRED = {
+    "rtx4090",
+    "rtx3060-12gb",
+    "rtx4070-12gb",
+    "rtx4080-16gb",
+    "l4",
+    "a10g",
+    "a100-40gb",
+    "a100-80gb",
+    "h100-sxm",
+    "h100-pcie",
+    "h100-nvl",
+    "h100-80gb",
+    "h200",
+    "h200-nvl",
+    "cpu",
+}
 
 
 def test_shipped_profiles_are_all_there_and_valid() -> None:
@@ -33,24 +48,33 @@ def test_shipped_profiles_are_all_there_and_valid() -> None:
         ("NVIDIA H200", 139.8, "h200"),
     ],
 )
-def test_auto_picks_the_profile_of_the_detected_gpu(name: str | None, memory_gib: float | None, expected: str) -> None:
+def test_auto_picks_the_profile_of_the_detected_gpu(
+    name: str | None, memory_gib: float | None, expected: str
+) -> None:
     assert pick_profile("auto", load_profiles(), name, memory_gib).name == expected
 
 
 def test_auto_with_an_unknown_gpu_says_how_to_add_a_profile() -> None:
-    with pytest.raises(I2VUsageError, match="no GPU profile matches the detected GPU 'NVIDIA L40S'"):
+    with pytest.raises(
+        I2VUsageError, match="no GPU profile matches the detected GPU 'NVIDIA L40S'"
+    ):
         pick_profile("auto", load_profiles(), "NVIDIA L40S", 44.5)
 
 
 def test_mismatch_is_a_usage_error_unless_allowed() -> None:
     profiles = load_profiles()
-    with pytest.raises(I2VUsageError, match=r"--gpu-profile rtx4090 expects a 24 GB GPU .* has no GPU.*--i2v-allow-profile-mismatch"):
+    with pytest.raises(
+        I2VUsageError,
+        match=r"--gpu-profile rtx4090 expects a 24 GB GPU .* has no GPU.*--i2v-allow-profile-mismatch",
+    ):
         pick_profile("rtx4090", profiles, None)
     assert pick_profile("rtx4090", profiles, None, allow_mismatch=True).name == "rtx4090"
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(I2VUsageError, match="unknown GPU profile 'rtx9090'; known profiles: a100-40gb, a100-80gb"):
+    with pytest.raises(
+        I2VUsageError, match="unknown GPU profile 'rtx9090'; known profiles: a100-40gb, a100-80gb"
+    ):
         pick_profile("rtx9090", load_profiles(), None)
 
 

@@ -25,7 +25,9 @@ class FakeCapture:
 
 def fake_config(reporter: FakeReporter) -> Any:
     plugins = {"terminalreporter": reporter, "capturemanager": FakeCapture()}
-    return SimpleNamespace(pluginmanager=SimpleNamespace(get_plugin=plugins.get), get_verbosity=lambda: 0)
+    return SimpleNamespace(
+        pluginmanager=SimpleNamespace(get_plugin=plugins.get), get_verbosity=lambda: 0
+    )
 
 
 def test_progress_is_one_rewritten_line_throttled_and_cleared() -> None:

@@ -42,9 +42,15 @@ def test_generation_is_reproducible_with_the_same_seed(tiny_pipe) -> None:
     ("module", "stage", "step"),
     [("text_encoder", "encode", None), ("unet", "denoise", 2), ("decoder", "decode", None)],
 )
-def test_oom_at_each_stage_is_a_result(tiny_pipe, module: str, stage: str, step: int | None) -> None:
+def test_oom_at_each_stage_is_a_result(
+    tiny_pipe, module: str, stage: str, step: int | None
+) -> None:
     # Raise from inside the model (a submodule), as a real OOM would, after the stage's own hooks ran.
-    target = {"text_encoder": tiny_pipe.text_encoder, "unet": tiny_pipe.unet.conv_in, "decoder": tiny_pipe.vae.decoder.conv_in}[module]
+    target = {
+        "text_encoder": tiny_pipe.text_encoder,
+        "unet": tiny_pipe.unet.conv_in,
+        "decoder": tiny_pipe.vae.decoder.conv_in,
+    }[module]
     calls = {"n": 0}
 
     def explode(*_: object) -> None:
@@ -54,14 +60,18 @@ def test_oom_at_each_stage_is_a_result(tiny_pipe, module: str, stage: str, step:
 
     handle = target.register_forward_pre_hook(explode)
     try:
-        measurement = GenerationRunner(tiny_pipe, "cpu").measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=2)
+        measurement = GenerationRunner(tiny_pipe, "cpu").measure(
+            SPEC, synthetic_portrait(64, 64), warmup=0, repeats=2
+        )
     finally:
         handle.remove()
     assert measurement.outcome == "oom"
     assert measurement.oom.stage == stage and measurement.oom.step == step
     assert "Tried to allocate" in measurement.oom.message
     # the pipeline still works afterwards
-    again = GenerationRunner(tiny_pipe, "cpu").measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1)
+    again = GenerationRunner(tiny_pipe, "cpu").measure(
+        SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1
+    )
     assert again.outcome == "ok"
 
 
@@ -71,7 +81,9 @@ def test_host_memory_error_counts_as_oom(tiny_pipe) -> None:
 
     handle = tiny_pipe.unet.register_forward_pre_hook(explode)
     try:
-        measurement = GenerationRunner(tiny_pipe, "cpu").measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1)
+        measurement = GenerationRunner(tiny_pipe, "cpu").measure(
+            SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1
+        )
     finally:
         handle.remove()
     assert measurement.outcome == "oom" and measurement.oom.message == "MemoryError"
@@ -84,7 +96,9 @@ def test_other_errors_propagate(tiny_pipe) -> None:
     handle = tiny_pipe.unet.register_forward_pre_hook(explode)
     try:
         with pytest.raises(ValueError, match="boom in a step"):
-            GenerationRunner(tiny_pipe, "cpu").measure(SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1)
+            GenerationRunner(tiny_pipe, "cpu").measure(
+                SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1
+            )
     finally:
         handle.remove()
 

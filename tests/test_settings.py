@@ -10,7 +10,9 @@ from pytest_i2v.session.options import OPTIONS
 from pytest_i2v.session.settings import Settings, resolve_settings
 
 
-def resolve(cli: dict[str, Any] | None = None, ini: dict[str, Any] | None = None, here: Path = Path("/run")) -> Settings:
+def resolve(
+    cli: dict[str, Any] | None = None, ini: dict[str, Any] | None = None, here: Path = Path("/run")
+) -> Settings:
     cli, ini = cli or {}, ini or {}
     return resolve_settings(cli.get, ini.get, invocation_dir=here, ini_dir=Path("/proj"))
 
@@ -18,7 +20,12 @@ def resolve(cli: dict[str, Any] | None = None, ini: dict[str, Any] | None = None
 def test_defaults_follow_the_study() -> None:
     settings = resolve()
     # repeats: None = the profile's (5, the study's, unless a profile says otherwise; see test_profiles)
-    assert (settings.gpu_profile, settings.repeats, settings.warmup, settings.json_path) == ("auto", None, 1, None)
+    assert (settings.gpu_profile, settings.repeats, settings.warmup, settings.json_path) == (
+        "auto",
+        None,
+        1,
+        None,
+    )
 
 
 def test_cli_wins_over_ini_and_ini_over_default() -> None:

@@ -18,7 +18,9 @@ from pytest_i2v.measure.simulated_libs import SimulatedEvent
 from pytest_i2v.measure.virtual_time import VirtualWork
 
 
-def opened(*gpus: SimulatedGpu, work: VirtualWork | None = None) -> tuple[SimulatedRuntime, list[Any]]:
+def opened(
+    *gpus: SimulatedGpu, work: VirtualWork | None = None
+) -> tuple[SimulatedRuntime, list[Any]]:
     runtime = SimulatedRuntime(gpus=list(gpus), work=work)
     return runtime, [runtime.open(f"cuda:{i}") for i in range(len(gpus))]
 
@@ -73,45 +75,67 @@ def test_nvml_finds_a_mig_instance_by_its_mig_uuid() -> None:
     assert ("nvmlDeviceGetHandleByIndex", 0) not in runtime.calls
 
 
-def test_nvml_never_reads_by_index_when_cuda_visible_devices_renumbers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nvml_never_reads_by_index_when_cuda_visible_devices_renumbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """NVML's index 1 is the machine's second GPU, not CUDA's second visible one."""
     _, (device,) = opened(SimulatedGpu())
     device.nvml_uuid = "GPU-not-the-one-torch-names"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    with pytest.warns(NvmlWarning, match=r"NVML not read: no NVML device has the UUID of cuda:0 .* "
-                                         r"CUDA_VISIBLE_DEVICES=2,3 renumbers the devices"):
+    with pytest.warns(
+        NvmlWarning,
+        match=r"NVML not read: no NVML device has the UUID of cuda:0 .* "
+        r"CUDA_VISIBLE_DEVICES=2,3 renumbers the devices",
+    ):
         handle = device.nvml
     assert not handle.available and handle.read().scope == "unavailable"
-    assert device.nvml_note is not None and "CUDA_VISIBLE_DEVICES" in device.nvml_note  # into the record's notes
+    assert (
+        device.nvml_note is not None and "CUDA_VISIBLE_DEVICES" in device.nvml_note
+    )  # into the record's notes
 
 
 def test_an_index_fallback_is_said_in_one_warning_and_the_note() -> None:
     _, (device,) = opened(SimulatedGpu())
     device.nvml_uuid = "GPU-unknown"
-    with pytest.warns(NvmlWarning, match=r"NVML opened by index 0: no NVML device has the UUID of cuda:0"):
+    with pytest.warns(
+        NvmlWarning, match=r"NVML opened by index 0: no NVML device has the UUID of cuda:0"
+    ):
         handle = NvmlHandle(device._nvml_library(), device.cuda_uuid, 0, visible_devices="")
     assert handle.available and handle.opened_by == "index 0"
 
 
-@pytest.mark.parametrize(("gpu", "scope"), [
-    (SimulatedGpu(), "process"),
-    (SimulatedGpu(container_pid=4242), "device"),  # a container's PID namespace: not this process's entry
-    (SimulatedGpu(process_memory_unknown=True), "device"),  # usedGpuMemory None
-    (SimulatedGpu(nvml="device"), "device"),  # no per-process accounting
-])
-def test_the_per_process_figure_is_used_only_when_it_is_this_process(gpu: SimulatedGpu, scope: str) -> None:
+@pytest.mark.parametrize(
+    ("gpu", "scope"),
+    [
+        (SimulatedGpu(), "process"),
+        (
+            SimulatedGpu(container_pid=4242),
+            "device",
+        ),  # a container's PID namespace: not this process's entry
+        (SimulatedGpu(process_memory_unknown=True), "device"),  # usedGpuMemory None
+        (SimulatedGpu(nvml="device"), "device"),  # no per-process accounting
+    ],
+)
+def test_the_per_process_figure_is_used_only_when_it_is_this_process(
+    gpu: SimulatedGpu, scope: str
+) -> None:
     _, (device,) = opened(gpu)
     block = device.allocate(100 * 2**20)
     reading = device.nvml_memory()
     assert reading.scope == scope
-    assert reading.used_bytes == device.gpu.context_bytes + device.memory.reserved + device.gpu.other_process_bytes
+    assert (
+        reading.used_bytes
+        == device.gpu.context_bytes + device.memory.reserved + device.gpu.other_process_bytes
+    )
     del block
 
 
 def test_the_older_throttle_reasons_query_is_used_where_the_new_one_is_missing() -> None:
     _, (device,) = opened(SimulatedGpu(reasons_query="throttle"))
     clocks = device.nvml_clocks()
-    assert clocks is not None and clocks.read().reasons_mask == 0x4  # the power cap, through the old name
+    assert (
+        clocks is not None and clocks.read().reasons_mask == 0x4
+    )  # the power cap, through the old name
 
 
 def test_nvml_errors_are_pynvmls_own_classes() -> None:
@@ -145,4 +169,7 @@ def test_the_simulated_card_boosts_and_sits_at_its_power_cap() -> None:
 def test_the_real_cuda_device_class_runs_here() -> None:
     _, (device,) = opened(SimulatedGpu())
     assert isinstance(device, CudaDevice) and type(device).synchronize is CudaDevice.synchronize
-    assert type(device).clock is CudaDevice.clock and type(device).nvml_memory is CudaDevice.nvml_memory
+    assert (
+        type(device).clock is CudaDevice.clock
+        and type(device).nvml_memory is CudaDevice.nvml_memory
+    )

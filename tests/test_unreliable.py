@@ -22,21 +22,47 @@ from pytest_i2v.session.gate_loop import GateLoop
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
 from pytest_i2v.verdict.baseline_records import config_id
-from pytest_i2v.verdict.baseline_store import AcceptedRun, baseline_path, run_from_record, update_baseline
+from pytest_i2v.verdict.baseline_store import (
+    AcceptedRun,
+    baseline_path,
+    run_from_record,
+    update_baseline,
+)
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
 from pytest_i2v.verdict.gate import MEMORY_METRICS
-from pytest_i2v.verdict.outcome import OUTCOME_KINDS, SEVERITY, DecisionInputs, Outcome, decide, headline
+from pytest_i2v.verdict.outcome import (
+    OUTCOME_KINDS,
+    SEVERITY,
+    DecisionInputs,
+    Outcome,
+    decide,
+    headline,
+)
 from tests import report_fixtures, test_outcomes
 from tests.test_outcomes import check_agreement
 
 PROFILE = "h100-sxm"
 NODEID = "suite/test_gen.py::test_gen"
-CONFIG = {"pipeline": "i2vgen-xl", "width": 512, "height": 512, "frames": 16, "steps": 10, "guidance": 9.0,
-          "fps": 8, "dtype": "fp16", "memory": [], "prompt": "p", "seed": 0, "resolution": "512p"}
+CONFIG = {
+    "pipeline": "i2vgen-xl",
+    "width": 512,
+    "height": 512,
+    "frames": 16,
+    "steps": 10,
+    "guidance": 9.0,
+    "fps": 8,
+    "dtype": "fp16",
+    "memory": [],
+    "prompt": "p",
+    "seed": 0,
+    "resolution": "512p",
+}
 FINGERPRINT = {"gpu_name": "NVIDIA H100 80GB HBM3", "driver": "560.35", "torch": "2.11.0"}
 STEPS = 10
 GIB = 2**30
-THERMAL = RepeatConditions(sm_clock_mhz=1410.0, reasons=("thermal",))  # the card held back to 1410 MHz
+THERMAL = RepeatConditions(
+    sm_clock_mhz=1410.0, reasons=("thermal",)
+)  # the card held back to 1410 MHz
 STABLE = RepeatConditions(sm_clock_mhz=1980.0)
 
 
@@ -45,13 +71,32 @@ def record(totals: Sequence[float], allocated_gib: float = 8.0) -> GenerationRec
     steps = [[(total - 0.2) / STEPS] * STEPS for total in totals]
     time_s = float(statistics.median(totals))
     return GenerationRecord(
-        nodeid=NODEID, config=dict(CONFIG), outcome="ok", repeats=len(totals), warmup=1, time_s=time_s,
-        time_samples_s=list(totals), gen_fps=16 / time_s,
-        stages={"encode_s": 0.1, "step_s": float(statistics.median(s for run in steps for s in run)), "step_samples_s": steps,
-                "decode_s": 0.1, "encode_samples_s": [0.1] * len(totals), "decode_samples_s": [0.1] * len(totals)},
-        peak_memory={"allocated_bytes": int(allocated_gib * GIB), "reserved_bytes": int(allocated_gib * GIB) + GIB,
-                     "device_bytes": None, "host_rss_bytes": 3 * GIB},
-        load_s=None, config_id=config_id(CONFIG), fingerprint=dict(FINGERPRINT))
+        nodeid=NODEID,
+        config=dict(CONFIG),
+        outcome="ok",
+        repeats=len(totals),
+        warmup=1,
+        time_s=time_s,
+        time_samples_s=list(totals),
+        gen_fps=16 / time_s,
+        stages={
+            "encode_s": 0.1,
+            "step_s": float(statistics.median(s for run in steps for s in run)),
+            "step_samples_s": steps,
+            "decode_s": 0.1,
+            "encode_samples_s": [0.1] * len(totals),
+            "decode_samples_s": [0.1] * len(totals),
+        },
+        peak_memory={
+            "allocated_bytes": int(allocated_gib * GIB),
+            "reserved_bytes": int(allocated_gib * GIB) + GIB,
+            "device_bytes": None,
+            "host_rss_bytes": 3 * GIB,
+        },
+        load_s=None,
+        config_id=config_id(CONFIG),
+        fingerprint=dict(FINGERPRINT),
+    )
 
 
 def throttled(rec: GenerationRecord, marked: Sequence[int]) -> GenerationRecord:
@@ -66,8 +111,15 @@ SLOW_MIDDLE = (1.0, 1.5, 1.5, 1.5, 1.01)
 
 @pytest.fixture
 def baseline_dir(tmp_path: Path) -> Path:
-    runs = [AcceptedRun(NODEID, dict(CONFIG), dict(FINGERPRINT), run_from_record(record([t] * 5).to_dict(), None))
-            for t in (0.99, 1.0, 1.01, 1.0, 1.005)]
+    runs = [
+        AcceptedRun(
+            NODEID,
+            dict(CONFIG),
+            dict(FINGERPRINT),
+            run_from_record(record([t] * 5).to_dict(), None),
+        )
+        for t in (0.99, 1.0, 1.01, 1.0, 1.005)
+    ]
     update_baseline(baseline_path(tmp_path, PROFILE), PROFILE, runs)
     return tmp_path
 
@@ -96,39 +148,58 @@ def test_a_baseline_run_keeps_the_clock_and_says_when_it_ran_throttled() -> None
     """Accepted all the same (a re-baseline on a hot runner must record), but the stored run says so,
     and the re-baseline PR shows it to the reviewer."""
     stored = run_from_record(throttled(record(list(SLOW_MIDDLE)), marked=(1, 2, 3)).to_dict(), None)
-    assert stored["sm_clock_mhz"] == 1410.0 and stored["conditions"] == "throttled (thermal, 3 of 5 repeats)"
+    assert (
+        stored["sm_clock_mhz"] == 1410.0
+        and stored["conditions"] == "throttled (thermal, 3 of 5 repeats)"
+    )
     steady = run_from_record(throttled(record([1.0] * 5), marked=()).to_dict(), None)
     assert steady["sm_clock_mhz"] == 1980.0 and "conditions" not in steady
-    assert "sm_clock_mhz" not in run_from_record(record([1.0] * 5).to_dict(), None)  # the CPU: nothing to say
+    assert "sm_clock_mhz" not in run_from_record(
+        record([1.0] * 5).to_dict(), None
+    )  # the CPU: nothing to say
 
 
 # -- the decision ----------------------------------------------------------------------------------
 
 
-def test_a_regression_only_in_throttled_repeats_is_unreliable_and_does_not_fail(baseline_dir: Path) -> None:
+def test_a_regression_only_in_throttled_repeats_is_unreliable_and_does_not_fail(
+    baseline_dir: Path,
+) -> None:
     loop = gate_loop(baseline_dir)
     decided, measurements = run(loop, throttled(record(SLOW_MIDDLE), marked=(1, 2, 3)))
     assert measurements == 2  # flagged, so re-measured first, as any regression
     assert decided.verdict is not None and decided.verdict["verdict"] == "regressed"
-    assert {m["metric"] for m in decided.verdict["metrics"] if m["verdict"] == "regressed"} == {"time_s", "step_s"}
+    assert {m["metric"] for m in decided.verdict["metrics"] if m["verdict"] == "regressed"} == {
+        "time_s",
+        "step_s",
+    }
     outcome = Outcome.from_dict(decided.decision or {})
     assert (outcome.kind, outcome.fails) == ("unreliable", False)
-    assert outcome.reason.startswith("the slow repeats ran throttled (thermal, 3 of 5 repeats); "
-                                     "the 2 stable repeats are within the bar (total time median 1.00 s under the bar ")
+    assert outcome.reason.startswith(
+        "the slow repeats ran throttled (thermal, 3 of 5 repeats); "
+        "the 2 stable repeats are within the bar (total time median 1.00 s under the bar "
+    )
     assert outcome.reason.endswith("re-run on a stable GPU (--i2v-lock-clocks)")
     assert decided.verdict["unreliable"] in outcome.reason
     fails, line = headline([outcome], PROFILE, "enforce")
     assert not fails
-    assert line == ("the gate cannot tell: 1 unreliable (slow only in throttled repeats: "
-                    "re-run on a stable GPU (--i2v-lock-clocks))")
+    assert line == (
+        "the gate cannot tell: 1 unreliable (slow only in throttled repeats: "
+        "re-run on a stable GPU (--i2v-lock-clocks))"
+    )
 
 
 def test_the_explain_section_says_why_and_what_to_do(baseline_dir: Path) -> None:
     loop = gate_loop(baseline_dir)
     decided, _ = run(loop, throttled(record(SLOW_MIDDLE), marked=(1, 2, 3)))
     section = loop.explain(decided)
-    assert section.startswith("i2v gate: unreliable (slow only in throttled repeats) (profile h100-sxm")
-    assert "  unreliable: the slow repeats ran throttled (thermal, 3 of 5 repeats); the 2 stable repeats" in section
+    assert section.startswith(
+        "i2v gate: unreliable (slow only in throttled repeats) (profile h100-sxm"
+    )
+    assert (
+        "  unreliable: the slow repeats ran throttled (thermal, 3 of 5 repeats); the 2 stable repeats"
+        in section
+    )
     assert re.search(r"total time median 1\.00 s under the bar 1\.\d\d s", section)
     assert re.search(r"per-step time median 80\.\d ms under the bar \d+\.\d ms", section)
     assert "re-run on a stable GPU (--i2v-lock-clocks); do not re-baseline from this run" in section
@@ -143,19 +214,30 @@ def test_the_same_slowdown_on_a_stable_gpu_regresses(baseline_dir: Path) -> None
 
 def test_slow_stable_repeats_beside_throttled_ones_still_regress(baseline_dir: Path) -> None:
     # Repeats 0, 3 and 4 ran stable and are slow too: the throttling is not why the run is slow.
-    decided, _ = run(gate_loop(baseline_dir), throttled(record((1.5, 1.6, 1.6, 1.5, 1.0)), marked=(1, 2)))
+    decided, _ = run(
+        gate_loop(baseline_dir), throttled(record((1.5, 1.6, 1.6, 1.5, 1.0)), marked=(1, 2))
+    )
     assert kind(decided) == "regressed" and Outcome.from_dict(decided.decision or {}).fails
 
 
 def test_a_memory_regression_is_never_excused_by_throttling(baseline_dir: Path) -> None:
-    decided, _ = run(gate_loop(baseline_dir), throttled(record(SLOW_MIDDLE, allocated_gib=12.0), marked=(1, 2, 3)))
-    regressed = {m["metric"] for m in (decided.verdict or {})["metrics"] if m["verdict"] == "regressed" and m["gating"]}
+    decided, _ = run(
+        gate_loop(baseline_dir),
+        throttled(record(SLOW_MIDDLE, allocated_gib=12.0), marked=(1, 2, 3)),
+    )
+    regressed = {
+        m["metric"]
+        for m in (decided.verdict or {})["metrics"]
+        if m["verdict"] == "regressed" and m["gating"]
+    }
     assert regressed & set(MEMORY_METRICS)  # the headline peak (peak.py) gates
     assert kind(decided) == "regressed"
 
 
 @pytest.mark.parametrize("marked", [range(5), range(4)], ids=["every repeat", "all but one"])
-def test_without_two_stable_repeats_a_slowdown_still_regresses(baseline_dir: Path, marked: range) -> None:
+def test_without_two_stable_repeats_a_slowdown_still_regresses(
+    baseline_dir: Path, marked: range
+) -> None:
     """Nothing stable shows what the change costs: a change that makes every repeat draw more power and
     hit the cap is still the change's, and one stable repeat is not a measurement."""
     decided, _ = run(gate_loop(baseline_dir), throttled(record((1.5,) * 5), marked=marked))
@@ -170,8 +252,10 @@ def test_baseline_diff_says_unreliable_where_the_gate_does(baseline_dir: Path) -
     baseline = read_baseline(baseline_path(baseline_dir, PROFILE), PROFILE)
     hot = throttled(record(SLOW_MIDDLE), marked=(1, 2, 3)).to_dict()
     steady_but_slow = throttled(record((1.5, 1.6, 1.6, 1.5, 1.0)), marked=(1, 2)).to_dict()
-    assert f"| {NODEID} | unreliable (the slow repeats ran throttled (thermal, 3 of 5 repeats);" in diff_results(
-        baseline, {"records": [hot]})
+    assert (
+        f"| {NODEID} | unreliable (the slow repeats ran throttled (thermal, 3 of 5 repeats);"
+        in diff_results(baseline, {"records": [hot]})
+    )
     assert f"| {NODEID} | regressed |" in diff_results(baseline, {"records": [steady_but_slow]})
 
 
@@ -180,7 +264,12 @@ def test_a_cpu_record_without_conditions_is_judged_as_before(baseline_dir: Path)
     decided, measurements = run(loop, record(SLOW_MIDDLE))
     assert decided.conditions is None and measurements == 2
     assert (decided.verdict or {})["unreliable"] is None
-    assert decided.decision == decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", PROFILE, confirmed=True)).to_dict()
+    assert (
+        decided.decision
+        == decide(
+            DecisionInputs("ok", [], "regressed", "warn", "enforce", PROFILE, confirmed=True)
+        ).to_dict()
+    )
 
 
 def test_report_mode_says_unreliable_not_not_enforced(baseline_dir: Path) -> None:
@@ -189,33 +278,74 @@ def test_report_mode_says_unreliable_not_not_enforced(baseline_dir: Path) -> Non
     assert measurements == 1  # report mode never re-measures
     assert kind(decided) == "unreliable"
     assert headline([Outcome.from_dict(decided.decision or {})], PROFILE, "report") == (
-        False, "not enforced on the h100-sxm profile: 1 unreliable (slow only in throttled repeats: "
-               "re-run on a stable GPU (--i2v-lock-clocks))")
+        False,
+        "not enforced on the h100-sxm profile: 1 unreliable (slow only in throttled repeats: "
+        "re-run on a stable GPU (--i2v-lock-clocks))",
+    )
     cpu, _ = run(gate_loop(baseline_dir, mode="report"), record(SLOW_MIDDLE))
     assert kind(cpu) == "not-enforced"
 
 
 def test_decide_only_excuses_a_time_regression() -> None:
     line = "the slow repeats ran throttled (power, 3 of 5 repeats)"
-    assert decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable=line)).kind == "unreliable"
-    assert decide(DecisionInputs("ok", [], "pass", "warn", "enforce", "p", unreliable=line)).kind == "passed"
-    assert decide(DecisionInputs("oom", [], None, "warn", "enforce", "p", unreliable=line)).kind == "out-of-memory"
-    assert decide(DecisionInputs("ok", ["time budget 1 s exceeded"], "regressed", "warn", "enforce", "p", unreliable=line)).kind == "over-budget"
-    assert decide(DecisionInputs("ok", [], "regressed", "warn", "update", "p", unreliable=line)).kind == "recorded"
-    assert "unreliable" in OUTCOME_KINDS and SEVERITY.index("regressed") < SEVERITY.index("unreliable") < SEVERITY.index("passed")
+    assert (
+        decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable=line)).kind
+        == "unreliable"
+    )
+    assert (
+        decide(DecisionInputs("ok", [], "pass", "warn", "enforce", "p", unreliable=line)).kind
+        == "passed"
+    )
+    assert (
+        decide(DecisionInputs("oom", [], None, "warn", "enforce", "p", unreliable=line)).kind
+        == "out-of-memory"
+    )
+    assert (
+        decide(
+            DecisionInputs(
+                "ok",
+                ["time budget 1 s exceeded"],
+                "regressed",
+                "warn",
+                "enforce",
+                "p",
+                unreliable=line,
+            )
+        ).kind
+        == "over-budget"
+    )
+    assert (
+        decide(DecisionInputs("ok", [], "regressed", "warn", "update", "p", unreliable=line)).kind
+        == "recorded"
+    )
+    assert "unreliable" in OUTCOME_KINDS and SEVERITY.index("regressed") < SEVERITY.index(
+        "unreliable"
+    ) < SEVERITY.index("passed")
 
 
 def test_the_headline_counts_unreliable_beside_failures_and_would_haves() -> None:
-    unreliable = decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable="x"))
+    unreliable = decide(
+        DecisionInputs("ok", [], "regressed", "warn", "enforce", "p", unreliable="x")
+    )
     regressed = decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "p"))
     fails, line = headline([regressed, unreliable], "p", "enforce")
-    assert fails and line == ("the gate fails: 1 regressed; also 1 unreliable (slow only in throttled repeats: "
-                              "re-run on a stable GPU (--i2v-lock-clocks))")
+    assert fails and line == (
+        "the gate fails: 1 regressed; also 1 unreliable (slow only in throttled repeats: "
+        "re-run on a stable GPU (--i2v-lock-clocks))"
+    )
     would = decide(DecisionInputs("ok", [], "regressed", "warn", "report", "p"))
     assert headline([would, unreliable], "p", "report")[1] == (
         "not enforced on the p profile: 1 would have failed (1 would have regressed); also 1 unreliable "
-        "(slow only in throttled repeats: re-run on a stable GPU (--i2v-lock-clocks))")
-    assert "passes" not in headline([unreliable, decide(DecisionInputs("ok", [], "pass", "warn", "enforce", "p"))], "p", "enforce")[1]
+        "(slow only in throttled repeats: re-run on a stable GPU (--i2v-lock-clocks))"
+    )
+    assert (
+        "passes"
+        not in headline(
+            [unreliable, decide(DecisionInputs("ok", [], "pass", "warn", "enforce", "p"))],
+            "p",
+            "enforce",
+        )[1]
+    )
 
 
 # -- the reports: the clock beside the time --------------------------------------------------------
@@ -228,9 +358,20 @@ def document_with_conditions() -> tuple[dict[str, Any], dict[str, Any]]:
     rec["conditions"] = assess([STABLE, THERMAL, THERMAL, THERMAL, STABLE]).to_dict()
     rec["verdict"]["verdict"] = rec["verdict"]["metrics"][0]["verdict"] = "regressed"
     rec["verdict"]["metrics"][0]["delta_pct"] = 30.0
-    rec["decision"] = decide(DecisionInputs("ok", [], "regressed", "warn", "enforce", "h100-80gb",
-                             unreliable="the slow repeats ran throttled (thermal, 3 of 5 repeats)")).to_dict()
-    fails, line = headline([Outcome.from_dict(r["decision"]) for r in document["records"]], "h100-80gb", "enforce")
+    rec["decision"] = decide(
+        DecisionInputs(
+            "ok",
+            [],
+            "regressed",
+            "warn",
+            "enforce",
+            "h100-80gb",
+            unreliable="the slow repeats ran throttled (thermal, 3 of 5 repeats)",
+        )
+    ).to_dict()
+    fails, line = headline(
+        [Outcome.from_dict(r["decision"]) for r in document["records"]], "h100-80gb", "enforce"
+    )
     document["gate"] = {"mode": "enforce", "fails": fails, "headline": line}
     return document, rec
 
@@ -241,13 +382,19 @@ CLOCK = "1410 MHz, throttled (thermal, 3 of 5 repeats)"
 def test_markdown_shows_the_clock_beside_the_time() -> None:
     document, rec = document_with_conditions()
     text = render_markdown(document)
-    assert "| test | time | Δ time | SM clock | step | Δ step | peak memory | Δ peak | latency | outcome |" in text
+    assert (
+        "| test | time | Δ time | SM clock | step | Δ step | peak memory | Δ peak | latency | outcome |"
+        in text
+    )
     assert f"| {md(rec['nodeid'])} | 9.10 s | +30.0 % | {md(CLOCK)} | " in text
     # the other records have no conditions: an empty cell, not a made-up clock
     assert f"| {md(document['records'][2]['nodeid'])} | 33.60 s | +0.0 % | - | " in text
     assert "### Unreliable (slow only under throttling)" in text
     assert re.search(rf"\| {re.escape(md(rec['nodeid']))} \|.*\| unreliable \|$", text, re.M)
-    assert f"| {md(rec['nodeid'])} | {md(CLOCK)} | {md('total time +30.0 %')} | {md('the slow repeats ran throttled')}" in text
+    assert (
+        f"| {md(rec['nodeid'])} | {md(CLOCK)} | {md('total time +30.0 %')} | {md('the slow repeats ran throttled')}"
+        in text
+    )
     assert md("also 1 unreliable (slow only in throttled repeats") in text  # the headline
 
 
@@ -255,10 +402,16 @@ def test_html_shows_the_clock_beside_the_time() -> None:
     document, rec = document_with_conditions()
     html = render_html(document)
     assert '<th class="sortable">median time</th><th class="sortable">SM clock</th>' in html
-    row = re.search(rf'<tr class="unreliable" data-verdict="unreliable">\s*<td><code>{re.escape(rec["nodeid"])}</code>.*?</tr>',
-                    html, re.S)
+    row = re.search(
+        rf'<tr class="unreliable" data-verdict="unreliable">\s*<td><code>{re.escape(rec["nodeid"])}</code>.*?</tr>',
+        html,
+        re.S,
+    )
     assert row is not None
-    assert re.search(rf'>9\.10 s</td>\s*<td class="clock" data-sort="1410\.0">{re.escape(CLOCK)}</td>', row.group(0))
+    assert re.search(
+        rf'>9\.10 s</td>\s*<td class="clock" data-sort="1410\.0">{re.escape(CLOCK)}</td>',
+        row.group(0),
+    )
     assert 'data-verdict="unreliable">unreliable: 1</span>' in html
     assert '<section id="unreliable">' in html
 
@@ -266,7 +419,9 @@ def test_html_shows_the_clock_beside_the_time() -> None:
 def test_an_unreliable_run_is_never_shown_as_a_pass() -> None:
     document, rec = document_with_conditions()
     document["records"] = [rec, document["records"][2]]  # unreliable and passed: nothing fails
-    fails, line = headline([Outcome.from_dict(r["decision"]) for r in document["records"]], "h100-80gb", "enforce")
+    fails, line = headline(
+        [Outcome.from_dict(r["decision"]) for r in document["records"]], "h100-80gb", "enforce"
+    )
     document["gate"] = {"mode": "enforce", "fails": fails, "headline": line}
     assert not fails and line.startswith("the gate cannot tell: 1 unreliable")
     assert render_markdown(document).startswith(f"## pytest-i2v: ⚠️ {md(line)}")
@@ -340,7 +495,9 @@ ARGS = ("--i2v-repeats", "5", *test_outcomes.ARGS[2:])
 E2E_CLOCK = "1410 MHz, throttled (thermal, 3 of 5 repeats)"
 
 
-def test_six_outputs_agree_on_unreliable(i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_six_outputs_agree_on_unreliable(
+    i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     i2v_project.makeconftest(CONFTEST)
     i2v_project.makepyfile(test_kinds=TESTS)
     (i2v_project.path / "profiles").mkdir()
@@ -354,11 +511,16 @@ def test_six_outputs_agree_on_unreliable(i2v_project: pytest.Pytester, monkeypat
     document = json.loads((i2v_project.path / "r.json").read_text())
     hot = document["records"][0]
     assert hot["conditions"]["summary"] == "throttled (thermal, 3 of 5 repeats)"
-    assert any(note.startswith("re-measured (1/1, in a fresh process) after a regressed verdict") for note in hot["notes"])
+    assert any(
+        note.startswith("re-measured (1/1, in a fresh process) after a regressed verdict")
+        for note in hot["notes"]
+    )
     assert document["gate"]["headline"].startswith("the gate cannot tell: 1 unreliable")
     assert f"| {md(E2E_CLOCK)} |" in (i2v_project.path / "r.md").read_text()
     assert E2E_CLOCK in (i2v_project.path / "r.html").read_text()
-    result.stdout.fnmatch_lines([f"*test_regresses: * | median * over 5 repeats (*), SM clock {E2E_CLOCK}, *"])  # the terminal
+    result.stdout.fnmatch_lines(
+        [f"*test_regresses: * | median * over 5 repeats (*), SM clock {E2E_CLOCK}, *"]
+    )  # the terminal
 
     result = i2v_project.runpytest(*ARGS, "--i2v-gate-mode", "report")
     check_agreement(i2v_project, result, {"test_regresses": "unreliable", "test_steady": "passed"})

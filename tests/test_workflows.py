@@ -23,7 +23,11 @@ from tests.test_ab import job_views  # the A/B files agree with each other and w
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
 NAMES = ("tests.yml", "gpu-gate.yml", "rebaseline.yml", "nightly.yml", "i2v-gate.yml")
-NUMERIC_VARIABLES = {"AB_ROUNDS", "RUNS", "ROUNDS"}  # shell variables the commands pass to integer options
+NUMERIC_VARIABLES = {
+    "AB_ROUNDS",
+    "RUNS",
+    "ROUNDS",
+}  # shell variables the commands pass to integer options
 
 
 def load(name: str) -> dict[str, Any]:
@@ -44,8 +48,14 @@ def commands(script: str) -> list[list[str]]:
     found = []
     for line in joined.splitlines():
         line = line.split(" || ")[0].split(" | ")[0].split(" > ")[0].strip()
-        if re.search(r"python -m (pytest|pytest_i2v)\b", line) and not line.startswith(("#", "echo")):
-            line = re.sub(r'"\$(\w+)"', lambda m: '"1"' if m.group(1) in NUMERIC_VARIABLES else f'"X{m.group(1)}"', line)
+        if re.search(r"python -m (pytest|pytest_i2v)\b", line) and not line.startswith(
+            ("#", "echo")
+        ):
+            line = re.sub(
+                r'"\$(\w+)"',
+                lambda m: '"1"' if m.group(1) in NUMERIC_VARIABLES else f'"X{m.group(1)}"',
+                line,
+            )
             found.append(shlex.split(line.replace('"$', '"X').replace("$(", "(")))
     return found
 
@@ -56,16 +66,27 @@ def test_all_workflows_exist() -> None:
 
 def test_workflows_pass_actionlint() -> None:
     actionlint = shutil.which("actionlint") or str(Path(sys.executable).with_name("actionlint"))
-    assert Path(actionlint).exists(), "actionlint comes with the test extra (pip install -e '.[test]')"
-    completed = subprocess.run([actionlint, *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))],
-                               capture_output=True, text=True, check=False)
+    assert Path(actionlint).exists(), (
+        "actionlint comes with the test extra (pip install -e '.[test]')"
+    )
+    completed = subprocess.run(
+        [actionlint, *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
 @pytest.fixture(scope="module")
 def pytest_help() -> str:
-    return subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, check=True,
-                          cwd=ROOT).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -75,14 +96,18 @@ def test_every_pytest_option_in_the_workflows_exists(name: str, pytest_help: str
     assert lines, f"{name} runs no python -m pytest / pytest_i2v command"
     for argv in lines:
         module = argv[argv.index("-m") + 1]
-        rest = argv[argv.index("-m") + 2:]
+        rest = argv[argv.index("-m") + 2 :]
         if module == "pytest_i2v":
-            build_parser().parse_args(rest)  # exits (and fails the test) on an unknown command or option
+            build_parser().parse_args(
+                rest
+            )  # exits (and fails the test) on an unknown command or option
             continue
         for token in rest:
             if token.startswith("--"):
                 flag = token.split("=", 1)[0]
-                assert re.search(rf"(^|[\s,]){re.escape(flag)}([=\s,]|$)", pytest_help, re.M), f"{name}: unknown option {flag}"
+                assert re.search(rf"(^|[\s,]){re.escape(flag)}([=\s,]|$)", pytest_help, re.M), (
+                    f"{name}: unknown option {flag}"
+                )
 
 
 def test_tests_workflow_runs_the_readme_commands() -> None:
@@ -99,7 +124,10 @@ def test_gate_runs_one_job_per_profile_on_gpu_runners() -> None:
     job = load("gpu-gate.yml")["jobs"]["gate"]
     assert job["runs-on"] == ["self-hosted", "linux", "gpu-${{ matrix.profile }}"]
     assert set(job["strategy"]["matrix"]["profile"]) >= {"rtx4090", "a100-80gb", "h100-80gb"}
-    assert step("gpu-gate.yml", "Run the gate")["timeout-minutes"] <= 60 and job["env"]["HF_HUB_OFFLINE"] == "1"
+    assert (
+        step("gpu-gate.yml", "Run the gate")["timeout-minutes"] <= 60
+        and job["env"]["HF_HUB_OFFLINE"] == "1"
+    )
     ab = step("gpu-gate.yml", "Run A/B against the target branch")
     assert ab["timeout-minutes"] < job["timeout-minutes"] <= 180
     assert load("gpu-gate.yml")["concurrency"]["cancel-in-progress"] is True
@@ -112,7 +140,10 @@ def test_gate_has_a_mode_input_and_runs_one_of_the_two() -> None:
     assert mode["options"] == ["auto", "baseline", "ab"] and mode["default"] == "auto"
     assert "pull_request" in triggers
     assert step("gpu-gate.yml", "Run the gate")["if"] == "steps.mode.outputs.mode == 'baseline'"
-    assert step("gpu-gate.yml", "Run A/B against the target branch")["if"] == "steps.mode.outputs.mode == 'ab'"
+    assert (
+        step("gpu-gate.yml", "Run A/B against the target branch")["if"]
+        == "steps.mode.outputs.mode == 'ab'"
+    )
     from pytest_i2v.ab.paired import DEFAULT_ROUNDS
 
     assert f"'{DEFAULT_ROUNDS}'" in load("gpu-gate.yml")["jobs"]["gate"]["env"]["AB_ROUNDS"]
@@ -126,52 +157,90 @@ def _this_machines_baseline(path: Path, isa: str | None = None) -> None:
     environment = collect_environment("cpu")
     if isa is not None:
         environment["cpu_isa"] = isa
-    update_baseline(path, path.stem, [AcceptedRun("suites/t.py::test_a", {"width": 64}, environment,
-                                                  {"time_s": 1.0, "commit": None})])
+    update_baseline(
+        path,
+        path.stem,
+        [
+            AcceptedRun(
+                "suites/t.py::test_a", {"width": 64}, environment, {"time_s": 1.0, "commit": None}
+            )
+        ],
+    )
 
 
-@pytest.mark.parametrize(("requested", "baseline", "expected"), [
-    ("auto", "this machine", "baseline"),
-    ("auto", "another cpu", "ab"),
-    ("auto", "none", "ab"),
-    ("ab", "this machine", "ab"),
-    ("baseline", "none", "baseline"),
-])
-def test_the_gate_chooses_its_mode_per_runner(tmp_path: Path, requested: str, baseline: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("requested", "baseline", "expected"),
+    [
+        ("auto", "this machine", "baseline"),
+        ("auto", "another cpu", "ab"),
+        ("auto", "none", "ab"),
+        ("ab", "this machine", "ab"),
+        ("baseline", "none", "baseline"),
+    ],
+)
+def test_the_gate_chooses_its_mode_per_runner(
+    tmp_path: Path, requested: str, baseline: str, expected: str
+) -> None:
     work = _sandbox(tmp_path)
     path = work / "baselines" / "cpu.yaml"
     path.unlink()
     if baseline != "none":
-        _this_machines_baseline(path, None if baseline == "this machine" else "avx512_bf16 amx_tile")
+        _this_machines_baseline(
+            path, None if baseline == "this machine" else "avx512_bf16 amx_tile"
+        )
     output, summary = tmp_path / "output", tmp_path / "summary.md"
-    completed = _run(step("gpu-gate.yml", "Choose the mode")["run"], work, {
-        "PROFILE": "cpu", "REQUESTED": requested, "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)})
+    completed = _run(
+        step("gpu-gate.yml", "Choose the mode")["run"],
+        work,
+        {
+            "PROFILE": "cpu",
+            "REQUESTED": requested,
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+        },
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert output.read_text() == f"mode={expected}\n"
     assert summary.read_text() == f"pytest-i2v gate mode on cpu: {expected}\n"
     if requested == "auto":  # the one line saying why
-        assert ("all 1 tests have runs from this machine: gate on the baseline" if expected == "baseline"
-                else "python -m pytest_i2v ab instead") in completed.stdout
+        assert (
+            "all 1 tests have runs from this machine: gate on the baseline"
+            if expected == "baseline"
+            else "python -m pytest_i2v ab instead"
+        ) in completed.stdout
     if baseline == "another cpu":
         assert "cpu_isa" in completed.stdout
 
 
 @pytest.mark.parametrize(("break_it", "code"), [("unreadable", 4), ("crash", 1)])
-def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(tmp_path: Path, break_it: str, code: int) -> None:
+def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(
+    tmp_path: Path, break_it: str, code: int
+) -> None:
     work = _sandbox(tmp_path)
-    env = {"PROFILE": "cpu", "REQUESTED": "auto", "GITHUB_OUTPUT": str(tmp_path / "output"),
-           "GITHUB_STEP_SUMMARY": str(tmp_path / "s")}
+    env = {
+        "PROFILE": "cpu",
+        "REQUESTED": "auto",
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+    }
     if break_it == "unreadable":
-        (work / "baselines" / "cpu.yaml").write_text("schema: something-else\n")  # a usage error: exit 4
+        (work / "baselines" / "cpu.yaml").write_text(
+            "schema: something-else\n"
+        )  # a usage error: exit 4
     else:  # torch or NVML failing while the machine is read: a traceback, exit 1
         (work / "sitecustomize.py").write_text(
             "import pytest_i2v.cli\n"
             "def _broken(device):\n    raise RuntimeError('NVML: GPU is lost')\n"
-            "pytest_i2v.cli._this_machine = _broken\n")
+            "pytest_i2v.cli._this_machine = _broken\n"
+        )
         env["PYTHONPATH"] = str(work)
     completed = _run(step("gpu-gate.yml", "Choose the mode")["run"], work, env)
-    assert completed.returncode == code and not (tmp_path / "output").exists(), completed.stdout + completed.stderr
-    assert ("RuntimeError: NVML: GPU is lost" if break_it == "crash" else "error: ") in completed.stderr
+    assert completed.returncode == code and not (tmp_path / "output").exists(), (
+        completed.stdout + completed.stderr
+    )
+    assert (
+        "RuntimeError: NVML: GPU is lost" if break_it == "crash" else "error: "
+    ) in completed.stderr
 
 
 def test_a_baseline_that_covers_some_tests_only_is_no_match(tmp_path: Path) -> None:
@@ -182,17 +251,27 @@ def test_a_baseline_that_covers_some_tests_only_is_no_match(tmp_path: Path) -> N
     path = tmp_path / "cpu.yaml"
     here = collect_environment("cpu")
     other = {**here, "cpu_isa": "avx512_bf16 amx_tile"}
-    update_baseline(path, "cpu", [AcceptedRun("t.py::test_a", {"width": 64}, here, {"time_s": 1.0, "commit": None}),
-                                  AcceptedRun("t.py::test_b", {"width": 96}, other, {"time_s": 1.0, "commit": None})])
+    update_baseline(
+        path,
+        "cpu",
+        [
+            AcceptedRun("t.py::test_a", {"width": 64}, here, {"time_s": 1.0, "commit": None}),
+            AcceptedRun("t.py::test_b", {"width": 96}, other, {"time_s": 1.0, "commit": None}),
+        ],
+    )
     matched, line = match(read_baseline(path, "cpu"), "cpu.yaml", here)
-    assert not matched and line.startswith("cpu.yaml: only 1 of 2 tests have runs from this machine;")
+    assert not matched and line.startswith(
+        "cpu.yaml: only 1 of 2 tests have runs from this machine;"
+    )
 
 
 def _sandbox(tmp_path: Path) -> Path:
     """A copy of what the workflow steps touch, with .venv/bin/python running this interpreter."""
     work = tmp_path / "repo"
     for part in ("suites", "baselines"):
-        shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__", "*.lock"))
+        shutil.copytree(
+            ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__", "*.lock")
+        )
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
     python = work / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
@@ -201,13 +280,26 @@ def _sandbox(tmp_path: Path) -> Path:
     return work
 
 
-def _run(script: str, cwd: Path, env: dict[str, str], machine_threads: bool = False) -> subprocess.CompletedProcess[str]:
+def _run(
+    script: str, cwd: Path, env: dict[str, str], machine_threads: bool = False
+) -> subprocess.CompletedProcess[str]:
     """``machine_threads``: the step runs with the machine's own torch thread count, as the shipped cpu
     baseline was recorded (its fingerprint has it), not the one thread a pytest-xdist worker gives the
     processes it starts (tests/conftest.py); a baseline written by this process has the worker's."""
-    inherited = {name: value for name, value in os.environ.items() if not (machine_threads and name == "OMP_NUM_THREADS")}
-    return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=cwd, capture_output=True, text=True,
-                          env={**inherited, "HF_HUB_OFFLINE": "1", **env}, timeout=900, check=False)
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not (machine_threads and name == "OMP_NUM_THREADS")
+    }
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**inherited, "HF_HUB_OFFLINE": "1", **env},
+        timeout=900,
+        check=False,
+    )
 
 
 def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
@@ -217,10 +309,16 @@ def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
     (work / "baselines" / "cpu.yaml").unlink()
     summary = tmp_path / "step-summary.md"
     summary.write_text("")
-    completed = _run(step("gpu-gate.yml", "Run the gate")["run"], work, {
-        "PROFILE": "cpu", "I2V_MODEL": "tiny", "GITHUB_STEP_SUMMARY": str(summary),
-        "PYTEST_ADDOPTS": "-k 256p --i2v-repeats 1 --i2v-warmup 0",
-    })
+    completed = _run(
+        step("gpu-gate.yml", "Run the gate")["run"],
+        work,
+        {
+            "PROFILE": "cpu",
+            "I2V_MODEL": "tiny",
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "PYTEST_ADDOPTS": "-k 256p --i2v-repeats 1 --i2v-warmup 0",
+        },
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
     for produced in ("results.json", "report.html", "junit.xml", "summary.md"):
         assert (work / "out" / produced).stat().st_size > 0
@@ -229,10 +327,15 @@ def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
     assert summarise["if"] == "always() && steps.mode.outputs.mode == 'baseline'"
     assert _run(summarise["run"], work, {"GITHUB_STEP_SUMMARY": str(summary)}).returncode == 0
     # the cpu profile reports only: its headline says so, never "passes"
-    assert "pytest-i2v: ⚠️ not enforced on the cpu profile: nothing would have failed" in summary.read_text()
+    assert (
+        "pytest-i2v: ⚠️ not enforced on the cpu profile: nothing would have failed"
+        in summary.read_text()
+    )
 
 
-def test_the_verdict_is_one_comment_updated_in_place_or_the_summary_for_a_fork(tmp_path: Path) -> None:
+def test_the_verdict_is_one_comment_updated_in_place_or_the_summary_for_a_fork(
+    tmp_path: Path,
+) -> None:
     """The comment job gathers every profile's verdict (baseline summary, A/B table, or none) into one
     comment that the sticky-comment action edits on each push; a fork's run writes it to the summary."""
     job = load("gpu-gate.yml")["jobs"]["comment"]
@@ -241,23 +344,36 @@ def test_the_verdict_is_one_comment_updated_in_place_or_the_summary_for_a_fork(t
     titles = [s.get("name") for s in job["steps"]]
     post = job["steps"][titles.index("Post the verdict on the pull request")]
     assert post["uses"].startswith("marocchino/sticky-pull-request-comment@")
-    assert post["with"] == {"header": "pytest-i2v-gpu-gate", "path": "verdict.md"}  # one comment, found by its header
-    assert "recreate" not in post["with"] and "append" not in post["with"]  # edited, never a new one
+    assert post["with"] == {
+        "header": "pytest-i2v-gpu-gate",
+        "path": "verdict.md",
+    }  # one comment, found by its header
+    assert (
+        "recreate" not in post["with"] and "append" not in post["with"]
+    )  # edited, never a new one
     fork = job["steps"][titles.index("Fork pull request, verdict in the job summary")]
     assert post["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     assert fork["if"] == "github.event.pull_request.head.repo.full_name != github.repository"
     download = job["steps"][0]
     assert download["with"]["pattern"] == "i2v-gate-*"
-    assert step("gpu-gate.yml", "Upload the report")["with"]["name"] == "i2v-gate-${{ matrix.profile }}"
+    assert (
+        step("gpu-gate.yml", "Upload the report")["with"]["name"]
+        == "i2v-gate-${{ matrix.profile }}"
+    )
 
     gate = tmp_path / "gate"
     (gate / "i2v-gate-rtx4090").mkdir(parents=True)
-    (gate / "i2v-gate-rtx4090" / "summary.md").write_text("**pytest-i2v: the gate fails: 1 regressed**\n")
+    (gate / "i2v-gate-rtx4090" / "summary.md").write_text(
+        "**pytest-i2v: the gate fails: 1 regressed**\n"
+    )
     (gate / "i2v-gate-h100-80gb" / "ab").mkdir(parents=True)
     (gate / "i2v-gate-h100-80gb" / "ab" / "ab.md").write_text("### A/B: 0 regressed\n")
     (gate / "i2v-gate-a100-80gb").mkdir()
     env = {"HEAD_SHA": "0123456789abcdef", "RUN_URL": "https://example.invalid/run/1"}
-    assert _run(job["steps"][titles.index("Assemble the verdict")]["run"], tmp_path, env).returncode == 0
+    assert (
+        _run(job["steps"][titles.index("Assemble the verdict")]["run"], tmp_path, env).returncode
+        == 0
+    )
     verdict = (tmp_path / "verdict.md").read_text()
     assert verdict.startswith("## pytest-i2v GPU gate") and "Head 0123456789ab" in verdict
     sections = re.split(r"^### Profile ", verdict, flags=re.M)[1:]
@@ -275,14 +391,23 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
     work = _sandbox(tmp_path)
     summary = tmp_path / "step-summary.md"
     summary.write_text("")
-    env = {"PROFILE": "cpu", "I2V_MODEL": "tiny", "RUNS": "2", "MODE": "append", "REASON": "driver 550 -> 560",
-           "GITHUB_RUN_ID": "1", "GITHUB_STEP_SUMMARY": str(summary),
-           # forced: a neighbour's load on this shared CPU would leave the runs out as doubtful, which
-           # tests/test_failure_paths.py checks; here the steps' files are the point
-           "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0 --i2v-force-baselines"}
+    env = {
+        "PROFILE": "cpu",
+        "I2V_MODEL": "tiny",
+        "RUNS": "2",
+        "MODE": "append",
+        "REASON": "driver 550 -> 560",
+        "GITHUB_RUN_ID": "1",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        # forced: a neighbour's load on this shared CPU would leave the runs out as doubtful, which
+        # tests/test_failure_paths.py checks; here the steps' files are the point
+        "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0 --i2v-force-baselines",
+    }
     for title in ("Record new baseline runs", "Describe the change"):
         completed = _run(step("rebaseline.yml", title)["run"], work, env, machine_threads=True)
-        assert completed.returncode == 0, title + completed.stdout[-3000:] + completed.stderr[-2000:]
+        assert completed.returncode == 0, (
+            title + completed.stdout[-3000:] + completed.stderr[-2000:]
+        )
     body = (work / "out" / "pr-body.md").read_text()
     assert body.startswith("Re-baseline `cpu`: driver 550 -> 560")
     # Two runs recorded: appended to the shipped cpu baseline's N on the machine that measured
@@ -316,10 +441,20 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
     work = _sandbox(tmp_path)
     temp = tmp_path / "tmp"  # where the job keeps its worktrees: none is left afterwards
     temp.mkdir()
-    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "-c", "commit.gpgsign=false"]
+    git = [
+        "git",
+        "-c",
+        "user.email=ci@example.com",
+        "-c",
+        "user.name=ci",
+        "-c",
+        "commit.gpgsign=false",
+    ]
 
     def run_git(*argv: str) -> str:
-        return subprocess.run([*git, *argv], cwd=work, check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            [*git, *argv], cwd=work, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     run_git("init", "-q", "-b", "main")
     run_git("add", "-A")
@@ -330,35 +465,73 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
     run_git("add", "-A")
     run_git("commit", "-qm", "the change")
     run_git("checkout", "-q", "--detach", base)
-    run_git("merge", "-q", "--no-ff", "-m", "merge pr", "pr")  # the merge commit actions/checkout gives
+    run_git(
+        "merge", "-q", "--no-ff", "-m", "merge pr", "pr"
+    )  # the merge commit actions/checkout gives
     run_git("commit", "-q", "--allow-empty", "-m", "main moved on")
     run_git("update-ref", "refs/remotes/origin/main", "HEAD")
     run_git("reset", "-q", "--hard", "HEAD~1")
-    (work / "baselines" / "cpu.yaml").write_text("copied from the target branch\n")  # dirty, as after that step
+    (work / "baselines" / "cpu.yaml").write_text(
+        "copied from the target branch\n"
+    )  # dirty, as after that step
     summary = tmp_path / "step-summary.md"
     summary.write_text("")
-    completed = _run(step("gpu-gate.yml", "Run A/B against the target branch")["run"], work, {
-        "PROFILE": "cpu", "I2V_MODEL": "tiny", "BASE_REF": "main", "AB_ROUNDS": "2", "GITHUB_STEP_SUMMARY": str(summary),
-        "GITHUB_EVENT_NAME": "pull_request",
-        "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0", "OMP_NUM_THREADS": "1",
-        "TMPDIR": str(temp),
-    })
+    completed = _run(
+        step("gpu-gate.yml", "Run A/B against the target branch")["run"],
+        work,
+        {
+            "PROFILE": "cpu",
+            "I2V_MODEL": "tiny",
+            "BASE_REF": "main",
+            "AB_ROUNDS": "2",
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "GITHUB_EVENT_NAME": "pull_request",
+            "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0",
+            "OMP_NUM_THREADS": "1",
+            "TMPDIR": str(temp),
+        },
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
-    overall, order = job_views(work / "out" / "ab", completed.stdout)  # ab.json, ab.md and stdout agree
+    overall, order = job_views(
+        work / "out" / "ab", completed.stdout
+    )  # ab.json, ab.md and stdout agree
     assert order == ["base-0", "head-0", "head-1", "base-1"]
-    assert set(overall) == {"suites/test_resolution_sweep.py::test_resolution_sweep[256p]"}  # what -k selected
-    assert set(overall.values()) <= {"unchanged", "improved", "inconclusive"}  # the exit code 0 says it too
-    assert [p.name for p in temp.iterdir() if p.name.startswith(TEMP_PREFIX)] == []  # (torch keeps a cache there too)
-    assert summary.read_text() == ""  # the summary step says it, also after a step stopped at its limit
-    assert _run(step("gpu-gate.yml", "Summarise A/B")["run"], work, {"GITHUB_STEP_SUMMARY": str(summary)}).returncode == 0
-    assert step("gpu-gate.yml", "Summarise A/B")["if"] == "always() && steps.mode.outputs.mode == 'ab'"
+    assert set(overall) == {
+        "suites/test_resolution_sweep.py::test_resolution_sweep[256p]"
+    }  # what -k selected
+    assert set(overall.values()) <= {
+        "unchanged",
+        "improved",
+        "inconclusive",
+    }  # the exit code 0 says it too
+    assert [
+        p.name for p in temp.iterdir() if p.name.startswith(TEMP_PREFIX)
+    ] == []  # (torch keeps a cache there too)
+    assert (
+        summary.read_text() == ""
+    )  # the summary step says it, also after a step stopped at its limit
+    assert (
+        _run(
+            step("gpu-gate.yml", "Summarise A/B")["run"],
+            work,
+            {"GITHUB_STEP_SUMMARY": str(summary)},
+        ).returncode
+        == 0
+    )
+    assert (
+        step("gpu-gate.yml", "Summarise A/B")["if"] == "always() && steps.mode.outputs.mode == 'ab'"
+    )
     written = (work / "out" / "ab" / "ab.md").read_text()
-    assert "### A/B: 0 regressed" in written and r"resolution\_sweep\[256p\]" in written  # Markdown-escaped
+    assert (
+        "### A/B: 0 regressed" in written and r"resolution\_sweep\[256p\]" in written
+    )  # Markdown-escaped
     assert "partial" not in written  # the final write replaced the rounds' partial files
     assert written in summary.read_text()
     meta = json.loads((work / "out" / "ab" / "ab.json").read_text())["meta"]
     assert meta["base_commit"] == base  # the merge's first parent, not origin/main
-    assert (work / "baselines" / "cpu.yaml").read_text() != "copied from the target branch\n"  # put back
+    assert (
+        work / "baselines" / "cpu.yaml"
+    ).read_text() != "copied from the target branch\n"  # put back
     assert len(run_git("worktree", "list").splitlines()) == 1  # the A/B worktrees are gone
 
 
@@ -368,13 +541,22 @@ def test_the_nightly_calibration_measures_what_the_gate_compares() -> None:
     calibrate = commands(step("nightly.yml", "Calibrate A/B on this runner")["run"])[0]
     compare = commands(step("gpu-gate.yml", "Run A/B against the target branch")["run"])[0]
     assert "--calibrate" in calibrate and "--head" not in calibrate
-    assert calibrate[calibrate.index("--") + 1:] == compare[compare.index("--") + 1:]
+    assert calibrate[calibrate.index("--") + 1 :] == compare[compare.index("--") + 1 :]
     assert load("nightly.yml")["jobs"]["calibrate"]["needs"] == "study"
 
 
 # -- the reusable gate for a user's repository (i2v-gate.yml) ---------------------------------
-GATE_ENV = {"PROFILE", "TEST_PATH", "I2V_MODEL", "PYTEST_ARGS", "BASELINE_DIR", "BASE_REF",
-            "REQUESTED", "AB_ROUNDS", "ENFORCE"}
+GATE_ENV = {
+    "PROFILE",
+    "TEST_PATH",
+    "I2V_MODEL",
+    "PYTEST_ARGS",
+    "BASELINE_DIR",
+    "BASE_REF",
+    "REQUESTED",
+    "AB_ROUNDS",
+    "ENFORCE",
+}
 # the runner's environment: the one kind of step not run here
 INSTALL_STEPS_IN_ORDER = ("Install torch", "Install the project and pytest-i2v")
 
@@ -384,8 +566,16 @@ def test_the_reusable_gate_wires_in_nothing_of_this_repository() -> None:
     workflow: dict[Any, Any] = load("i2v-gate.yml")
     triggers = workflow[True] if True in workflow else workflow["on"]
     assert list(triggers) == ["workflow_call"]
-    for wired in ("suites/", "sweep or precision", "ali-vilab", "rtx4090", "a100-80gb", "h100-80gb",
-                  "[test]", "/opt/hf-cache"):
+    for wired in (
+        "suites/",
+        "sweep or precision",
+        "ali-vilab",
+        "rtx4090",
+        "a100-80gb",
+        "h100-80gb",
+        "[test]",
+        "/opt/hf-cache",
+    ):
         assert wired not in text.split("\njobs:")[1], wired
     job = workflow["jobs"]["gate"]
     assert set(job["env"]) == GATE_ENV
@@ -398,17 +588,44 @@ def _new_repository(tmp_path: Path, base_has_tests: bool) -> Path:
     commit on main (with or without the test path), the pull request's head checked out on top."""
     work = tmp_path / "repo"
     work.mkdir()
-    init = subprocess.run([sys.executable, "-m", "pytest_i2v", "init", "--pipeline", "i2vgen-xl",
-                           "--model", "tiny", "--size", "256x256", "--frames", "8", "--steps", "10",
-                           "--dir", str(work)], capture_output=True, text=True, check=False)
+    init = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_i2v",
+            "init",
+            "--pipeline",
+            "i2vgen-xl",
+            "--model",
+            "tiny",
+            "--size",
+            "256x256",
+            "--frames",
+            "8",
+            "--steps",
+            "10",
+            "--dir",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     (work / ".gitignore").write_text(".venv/\nout/\ni2v-results/\n")
     python = work / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
-    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci",
-           "-c", "commit.gpgsign=false"]
+    git = [
+        "git",
+        "-c",
+        "user.email=ci@example.com",
+        "-c",
+        "user.name=ci",
+        "-c",
+        "commit.gpgsign=false",
+    ]
 
     def run_git(*argv: str) -> None:
         subprocess.run([*git, *argv], cwd=work, check=True, capture_output=True, text=True)
@@ -427,28 +644,47 @@ def _new_repository(tmp_path: Path, base_has_tests: bool) -> Path:
 
 
 @pytest.mark.parametrize("base_has_tests", [False, True], ids=["record-only", "ab"])
-def test_the_reusable_gate_takes_the_first_pull_request_path(tmp_path: Path,
-                                                             base_has_tests: bool) -> None:
+def test_the_reusable_gate_takes_the_first_pull_request_path(
+    tmp_path: Path, base_has_tests: bool
+) -> None:
     """The gate job's steps (all but the installs) on a new repository written by init: the base
     has no baselines/, so the job compares with A/B where the base has the tests, else records
     only; it goes green and its summary says which path and why."""
     work = _new_repository(tmp_path, base_has_tests)
     job = load("i2v-gate.yml")["jobs"]["gate"]
     runs = [s for s in job["steps"] if "run" in s]
-    assert [s["name"] for s in runs] == ["Use the model cache", *INSTALL_STEPS_IN_ORDER,
-                                         "Choose the path", "Run the tests",
-                                         "Run A/B against the base", "Summarise"]
+    assert [s["name"] for s in runs] == [
+        "Use the model cache",
+        *INSTALL_STEPS_IN_ORDER,
+        "Choose the path",
+        "Run the tests",
+        "Run A/B against the base",
+        "Summarise",
+    ]
     temp = tmp_path / "tmp"
     temp.mkdir()
     summary, output, github_env = tmp_path / "summary.md", tmp_path / "output", tmp_path / "env"
     for path in (summary, output, github_env):
         path.write_text("")
-    env = {"PROFILE": "cpu", "TEST_PATH": "tests/", "I2V_MODEL": "", "BASELINE_DIR": "baselines",
-           "BASE_REF": "main", "REQUESTED": "auto", "AB_ROUNDS": "2", "ENFORCE": "true",
-           "PYTEST_ARGS": "--i2v-repeats 1 --i2v-warmup 0", "GITHUB_EVENT_NAME": "pull_request",
-           "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
-           "GITHUB_ENV": str(github_env), "IN_HF_HOME": "", "OFFLINE": "false",
-           "OMP_NUM_THREADS": "1", "TMPDIR": str(temp)}
+    env = {
+        "PROFILE": "cpu",
+        "TEST_PATH": "tests/",
+        "I2V_MODEL": "",
+        "BASELINE_DIR": "baselines",
+        "BASE_REF": "main",
+        "REQUESTED": "auto",
+        "AB_ROUNDS": "2",
+        "ENFORCE": "true",
+        "PYTEST_ARGS": "--i2v-repeats 1 --i2v-warmup 0",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_ENV": str(github_env),
+        "IN_HF_HOME": "",
+        "OFFLINE": "false",
+        "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(temp),
+    }
     assert set(job["env"]) <= set(env)
     completed = _run(step("i2v-gate.yml", "Use the model cache")["run"], work, env)
     assert completed.returncode == 0 and github_env.read_text() == "", completed.stderr

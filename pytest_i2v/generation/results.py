@@ -178,8 +178,16 @@ class GenerationRecord:
         """A record of an older or hand-written results document: the measured fields it leaves
         out take their empty values (the review CLI judges it as the plugin would)."""
         empty: dict[str, Any] = {
-            "config": {}, "outcome": "ok", "repeats": 0, "warmup": 0, "time_s": None,
-            "time_samples_s": [], "gen_fps": None, "stages": {}, "peak_memory": {}, "load_s": None,
+            "config": {},
+            "outcome": "ok",
+            "repeats": 0,
+            "warmup": 0,
+            "time_s": None,
+            "time_samples_s": [],
+            "gen_fps": None,
+            "stages": {},
+            "peak_memory": {},
+            "load_s": None,
         }
         return cls.from_dict({**empty, **{k: v for k, v in data.items() if v is not None}})
 
