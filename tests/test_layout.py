@@ -1,5 +1,6 @@
-"""The layout is the architecture (docs/project/layout.md), kept by tests as well as by ``.importlinter``: few
-modules at the top, none too long to read, and no import circle between any two modules."""
+"""The layout is the architecture (docs/project/layout.md), kept by tests as well as by
+``.importlinter``: few modules at the top, none too long to read, and no import circle
+between any two modules."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""``--i2v-lock-clocks``: the NVML lock and its restore (a stand-in module), the one-line warnings where
-it cannot lock, the restore after a failing test and after Ctrl-C (a pytester run on the simulated
-device), and the lock in the record and in the fingerprint."""
+"""``--i2v-lock-clocks``: the NVML lock and its restore (a stand-in module), the one-line warnings
+where it cannot lock, the restore after a failing test and after Ctrl-C (a pytester run on the
+simulated device), and the lock in the record and in the fingerprint."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ class NVMLError_NotSupported(Exception):
 
 
 class LockingNvml:
-    """The pynvml lock calls, recorded; ``refuse`` makes the SM lock fail, ``memory`` says whether the
-    board can lock its memory clock, ``reset_fails`` makes the reset fail."""
+    """The pynvml lock calls, recorded; ``refuse`` makes the SM lock fail, ``memory`` says whether
+    the board can lock its memory clock, ``reset_fails`` makes the reset fail."""
 
     def __init__(
         self, refuse: type[Exception] | None = None, memory: bool = True, reset_fails: bool = False

@@ -1,6 +1,7 @@
-"""A fingerprint that tells machines apart: the CPU's kernel ISA flags and physical cores, the GPU's
-SM count, power limit and form. A baseline from another machine is "new", never a regression;
-software changes keep following the env policy; baselines written before these keys still compare."""
+"""A fingerprint that tells machines apart: the CPU's kernel ISA flags and physical cores, the
+GPU's SM count, power limit and form. A baseline from another machine is "new", never a
+regression; software changes keep following the env policy; baselines written before these
+keys still compare."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ ZEN4 = cpuinfo("avx avx2 avx512f avx512_bf16 avx512vl fma", [(0, 0), (0, 1)])
 SAPPHIRE_RAPIDS = cpuinfo("avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", [(0, 0)])
 
 
-# -- /proc/cpuinfo -----------------------------------------------------------------------------------
+# -- /proc/cpuinfo ---------------------------------------------------------------------------------
 def test_isa_flags_keep_only_the_kernel_relevant_ones_sorted() -> None:
     assert parse_cpu_isa(ZEN3) == "avx2"
     assert parse_cpu_isa(ZEN4) == "avx2 avx512_bf16 avx512f"
@@ -96,7 +97,7 @@ def test_the_cpu_fingerprint_holds_every_machine_key() -> None:
     )  # not hook-added "extra" keys
 
 
-# -- the GPU half, on the simulated device -----------------------------------------------------------
+# -- the GPU half, on the simulated device ---------------------------------------------------------
 def test_gpu_fields_of_the_simulated_device_reach_the_fingerprint() -> None:
     runtime = SimulatedRuntime(
         gpus=[
@@ -157,7 +158,7 @@ def test_the_form_factor_from_the_board_name(name: str, form: str | None) -> Non
     assert gpu_form_from_name(name) == form
 
 
-# -- the gate ----------------------------------------------------------------------------------------
+# -- the gate --------------------------------------------------------------------------------------
 HISTORY = [
     {"time_s": 10.0, "step_s": 1.0},
     {"time_s": 10.2, "step_s": 1.02},
@@ -365,7 +366,7 @@ def test_baseline_diff_of_two_files_never_subtracts_two_machines(tmp_path: Path)
     )
 
 
-# -- the baseline store --------------------------------------------------------------------------------
+# -- the baseline store ----------------------------------------------------------------------------
 def accepted(fingerprint: dict[str, Any], time_s: float) -> AcceptedRun:
     return AcceptedRun(
         "t.py::test_a",
@@ -400,7 +401,7 @@ def test_an_old_segment_is_extended_and_pinned_to_this_machine(tmp_path: Path) -
     assert entry.segment_for(stored("avx2 avx512f")) is None
 
 
-# -- end to end: a stored baseline from a CPU with other ISA flags ----------------------------------------
+# -- end to end: a stored baseline from a CPU with other ISA flags ---------------------------------
 TESTS = """
 import pytest
 
@@ -465,5 +466,6 @@ def test_a_reset_drops_only_this_machines_history_and_keeps_all_its_new_runs(
     )
     assert summary.reset == ("t.py::test_a",)
     entry = read_baseline(path, "cpu").entries["t.py::test_a"]
-    # the other machine's segment stays; this machine's history is the three new runs, not the last one
+    # the other machine's segment stays; this machine's history is the three new
+    # runs, not the last one
     assert [[r["time_s"] for r in s.runs] for s in entry.segments] == [[2.0], [3.0, 3.1, 3.2]]

@@ -1,4 +1,5 @@
-"""A slower machine or slower code: the probe against the baseline runs', and the gate's use of it."""
+"""A slower machine or slower code: the probe against the baseline runs', and the
+gate's use of it."""
 
 from __future__ import annotations
 

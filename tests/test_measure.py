@@ -19,7 +19,8 @@ class FakeVae(torch.nn.Module):
 
 
 class FakePipe:
-    """Calls a 'UNet' per step and a 'decoder' per frame chunk, each taking known virtual seconds."""
+    """Calls a 'UNet' per step and a 'decoder' per frame chunk, each taking
+    known virtual seconds."""
 
     def __init__(self, time: VirtualTime | None = None) -> None:
         self.unet = torch.nn.Identity()
@@ -66,8 +67,8 @@ def test_the_loop_is_also_timed_by_a_mark_pair_of_its_own() -> None:
         recorder.finish()
     times = recorder.times()
     assert times.denoise_span_s == pytest.approx(0.04) == pytest.approx(sum(times.step_s))
-    # a step end marked before the step's work was done (a callback in the wrong place) leaves the steps
-    # short of the loop: what (c) catches and (b) cannot (the total still adds up)
+    # a step end marked before the step's work was done (a callback in the wrong place) leaves the
+    # steps short of the loop: what (c) catches and (b) cannot (the total still adds up)
     early = StageRecorder(pipe, VirtualClock(pipe.time), callback_steps=True)
     with early:
         early.begin()

@@ -1,14 +1,16 @@
-"""The docs' options page (docs/options.md) agrees with ``pytest_i2v.session.options.OPTIONS``: one row per option, the same
-flag, metavar, ini key and default, and no row for an option that does not exist.
+"""The docs' options page (docs/options.md) agrees with
+``pytest_i2v.session.options.OPTIONS``: one row per option, the same flag, metavar, ini key
+and default, and no row for an option that does not exist.
 
-The table sits between ``<!-- options:start -->`` and ``<!-- options:end -->`` in docs/options.md. Its
-option, ini key and literal defaults are generated from ``OPTIONS``; the prose (the meaning column, and
-the words for a default that is ``None``, i.e. decided at run time) is the page's own and is kept.
-After adding, removing or changing an option, regenerate the table and review the diff:
+The table sits between ``<!-- options:start -->`` and ``<!-- options:end -->`` in docs/options.md.
+Its option, ini key and literal defaults are generated from ``OPTIONS``; the prose (the meaning
+column, and the words for a default that is ``None``, i.e. decided at run time) is the page's own
+and is kept. After adding, removing or changing an option, regenerate the table and review the diff:
 
     I2V_REGOLD=1 python -m pytest tests/test_options_doc.py
 
-(a new option gets its help text as its meaning; a removed one loses its row; rows keep their order).
+(a new option gets its help text as its meaning; a removed one loses its row;
+rows keep their order).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def option_cell(spec: OptionSpec) -> str:
 
 
 def _help_default(spec: OptionSpec) -> str | None:
-    """What the help text says the default is, in its own words: ``(default: X)`` or ``default: X``."""
+    """What the help text says the default is, in its own words: ``(default: X)``
+    or ``default: X``."""
     match = re.search(r"default: ([^)]*)", spec.help)
     return match.group(1).strip() if match else None
 
@@ -137,7 +140,8 @@ def test_readme_options_table_matches_the_registered_options() -> None:
     "spec", [s for s in OPTIONS if s.default is not None and not s.is_flag], ids=lambda s: s.flag
 )
 def test_help_text_names_the_fixed_default(spec: OptionSpec) -> None:
-    """``--help`` says "(default: ...)" in words; for a fixed default it must be OptionSpec.default."""
+    """``--help`` says "(default: ...)" in words; for a fixed default it must be
+    OptionSpec.default."""
     said = _help_default(spec)
     literal = (literal_default(spec) or "").strip("`")
     assert said is not None and re.match(rf"{re.escape(literal)}\b", said), (
@@ -147,7 +151,8 @@ def test_help_text_names_the_fixed_default(spec: OptionSpec) -> None:
 
 @pytest.mark.parametrize("spec", [s for s in OPTIONS if s.default is None], ids=lambda s: s.flag)
 def test_help_text_claims_no_fixed_default_for_a_run_time_one(spec: OptionSpec) -> None:
-    """A None default is decided at run time (profile, GPU, ini file): the help says so, not a bare value."""
+    """A None default is decided at run time (profile, GPU, ini file): the help says so,
+    not a bare value."""
     said = _help_default(spec)
     assert (
         said is None

@@ -102,7 +102,8 @@ def test_own_class_loads_with_fp8_applied_and_verified(
 def test_wrap_hook_keeps_the_options(
     pytester: pytest.Pytester, tiny_wan: Path, warm_imports: None
 ) -> None:
-    """pytest_i2v_wrap_pipeline returns the user's class around the loaded modules: fp8 still applied."""
+    """pytest_i2v_wrap_pipeline returns the user's class around the loaded modules:
+    fp8 still applied."""
     _project(pytester, tiny_wan, "acme_wrap", "i2v_pipeline = wan2.1-i2v")
     pytester.makeconftest("""
         from acme_wrap.pipelines import AcmeWanI2VPipeline

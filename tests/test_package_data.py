@@ -1,9 +1,10 @@
 """A non-editable install finds its data: the published reference, the model configs, the profiles.
 
-The wheel is built from a copy of the package (not in the repository: an in-tree build would leave
-``build/`` and ``*.egg-info`` there) with ``--no-build-isolation --no-index``, so it runs offline with
-the setuptools already installed. It is installed with ``pip install --target`` and run from a temporary
-working directory with ``PYTHONPATH`` set to that target, so the repository's source cannot be imported.
+The wheel is built from a copy of the package (not in the repository: an in-tree build would
+leave ``build/`` and ``*.egg-info`` there) with ``--no-build-isolation --no-index``, so it runs
+offline with the setuptools already installed. It is installed with ``pip install --target`` and
+run from a temporary working directory with ``PYTHONPATH`` set to that target, so the
+repository's source cannot be imported.
 """
 
 from __future__ import annotations
@@ -204,8 +205,8 @@ def pytest_i2v_load_pipeline(key, work_dir):
 
 def test_a_users_repository_from_the_wheel(site: Path, tmp_path: Path) -> None:
     """The issue's "done when", outside this checkout: a tiny Wan directory whose model_index names
-    the team's class, ``init``, then the starter test at 832x480, 81 frames with layerwise fp8 on the
-    CPU default through that class: applied and verified in the record. The same class through a
+    the team's class, ``init``, then the starter test at 832x480, 81 frames with layerwise fp8 on
+    the CPU default through that class: applied and verified in the record. The same class through a
     loader hook that skips fp8: refused in one line."""
     repo = tmp_path / "acme-video"
     (repo / "acme").mkdir(parents=True)

@@ -34,8 +34,9 @@ SMALL = {"width": 64, "height": 64, "frames": 9, "steps": 2}
 
 
 def _small(**overrides: Any) -> GenerationSpec:
-    """A tiny-model generation: the mark is the real model's (720x480 only), the size a scaled one,
-    as the cpu profile's scaling produces (the tiny transformer has no learned positional embeddings)."""
+    """A tiny-model generation: the mark is the real model's (720x480 only), the size a
+    scaled one, as the cpu profile's scaling produces (the tiny transformer has no learned
+    positional embeddings)."""
     values = {**SMALL, **overrides}
     width, height = values.pop("width"), values.pop("height")
     return replace(i2v(pipeline=NAME, **values), width=width, height=height)
@@ -57,7 +58,8 @@ def test_fullsize_transformer_parameter_count_matches_the_checkpoint() -> None:
     The model card (https://huggingface.co/THUDM/CogVideoX-5b-I2V) and the paper (arXiv 2408.06072)
     only say "5B"; the architecture has 5.57 B parameters, 11 % above that rounded name. The precise
     published figure is the checkpoint: its transformer shards are 4.99 + 4.99 + 1.27 = 11.25 GB in
-    bf16 (https://huggingface.co/THUDM/CogVideoX-5b-I2V/tree/70c4b01b7e1eba10070aa0fa1b404e07ee0c8d2a/transformer),
+    bf16
+    (https://huggingface.co/THUDM/CogVideoX-5b-I2V/tree/70c4b01b7e1eba10070aa0fa1b404e07ee0c8d2a/transformer),
     5.625 B values at 2 bytes. Those values include the 54.6 M learned positional embedding that
     diffusers keeps as a buffer, so the parameters alone are 1 % below it and parameters plus
     persistent buffers match it to the shards' rounding (3 significant digits)."""
@@ -124,7 +126,8 @@ def test_registry_entry_matches_the_model_card() -> None:
         and info.constraints.violation(720, 480, 49) is None
     )
     assert info.min_diffusers == "0.30.3" and not info.uses_fps and info.step_callbacks
-    # CogVideoXAttnProcessor2_0 calls SDPA itself: a backend set on the transformer would be ignored.
+    # CogVideoXAttnProcessor2_0 calls SDPA itself: a backend set on the
+    # transformer would be ignored.
     assert not info.attention_backends
     assert (
         "forward_chunking" not in info.memory_options
@@ -138,7 +141,8 @@ def test_tiny_generation_is_timed_step_by_step(tiny_pipe: Any) -> None:
 
 
 def test_tiny_pipeline_has_the_real_compression_and_scheduler(tiny_pipe: Any) -> None:
-    """So the tiny pipeline obeys the same size and frame rules and takes the same steps as the real one."""
+    """So the tiny pipeline obeys the same size and frame rules and takes the same
+    steps as the real one."""
     assert (tiny_pipe.vae_scale_factor_spatial, tiny_pipe.vae_scale_factor_temporal) == (8, 4)
     assert (
         tiny_pipe.transformer.config.patch_size == 2
@@ -151,7 +155,8 @@ def test_tiny_pipeline_has_the_real_compression_and_scheduler(tiny_pipe: Any) ->
 
 @pytest.fixture
 def dpm_scheduler(tiny_pipe: Any) -> Iterator[Any]:
-    """The tiny pipeline with THUDM's recommended CogVideoXDPMScheduler, the shipped one put back after."""
+    """The tiny pipeline with THUDM's recommended CogVideoXDPMScheduler, the shipped
+    one put back after."""
     shipped = tiny_pipe.scheduler
     tiny_pipe.scheduler = diffusers.CogVideoXDPMScheduler.from_config(shipped.config)
     try:
@@ -182,8 +187,9 @@ def test_one_step_callback_per_step_with_the_dpm_scheduler(dpm_scheduler: Any) -
 
 
 def test_call_keeps_the_pipeline_defaults() -> None:
-    """No fps argument, no negative prompt, and ``use_dynamic_cfg`` / ``max_sequence_length`` left at
-    the pipeline's defaults (False / 226): the demo's dynamic CFG changes only the guidance weight."""
+    """No fps argument, no negative prompt, and ``use_dynamic_cfg`` /
+    ``max_sequence_length`` left at the pipeline's defaults (False / 226): the demo's
+    dynamic CFG changes only the guidance weight."""
     spec = _small(guidance=4.5)
     kwargs = adapter_for(NAME).call_kwargs(spec, object(), torch.Generator())
     assert (
@@ -210,7 +216,8 @@ def test_invalid_frames_and_sizes_are_usage_errors() -> None:
 
 
 def test_an_even_latent_frame_count_decodes_to_the_wrong_length(tiny_pipe: Any) -> None:
-    """Why frames are 8k+1 and not 4k+1: 5 frames are 2 latent frames, which the VAE decodes to 8."""
+    """Why frames are 8k+1 and not 4k+1: 5 frames are 2 latent frames, which the
+    VAE decodes to 8."""
     frames = tiny_pipe(
         image=synthetic_portrait(32, 32),
         prompt="a cat",

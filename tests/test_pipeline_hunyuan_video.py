@@ -1,4 +1,5 @@
-"""HunyuanVideo-I2V adapter: published architecture, offline tokenizer, tiny generation, constraints, memory options."""
+"""HunyuanVideo-I2V adapter: published architecture, offline tokenizer, tiny generation,
+constraints, memory options."""
 
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def measure(pipe: Any, spec: GenerationSpec) -> Measurement:
 
 
 def test_fullsize_transformer_matches_published_size() -> None:
-    """The HunyuanVideo-I2V transformer (the token_replace "HYVideo-T/2-I2V-16ch" config of diffusers'
-    scripts/convert_hunyuan_video_to_diffusers.py) has "13B" parameters: HunyuanVideo paper,
-    https://arxiv.org/abs/2412.03603 ("over 13 billion parameters"), and the diffusers docs,
+    """The HunyuanVideo-I2V transformer (the token_replace "HYVideo-T/2-I2V-16ch" config of
+    diffusers' scripts/convert_hunyuan_video_to_diffusers.py) has "13B" parameters: HunyuanVideo
+    paper, https://arxiv.org/abs/2412.03603 ("over 13 billion parameters"), and the diffusers docs,
     https://huggingface.co/docs/diffusers/api/pipelines/hunyuan_video ("a 13B parameter diffusion
     transformer"). The shipped config builds 12.82 B, 1.4 % under the rounded figure."""
     (transformer,) = adapter_for(NAME).fullsize_denoisers("meta", torch.bfloat16)
@@ -76,7 +77,8 @@ def test_fullsize_components_build_on_meta_with_model_index_classes(tmp_path: Pa
             assert isinstance(built, PreTrainedTokenizerBase), component
             assert component == "tokenizer" or class_name in names, (component, names)
         else:
-            # transformers may hand back its PIL-backend subclass of CLIPImageProcessor without torchvision.
+            # transformers may hand back its PIL-backend subclass of CLIPImageProcessor
+            # without torchvision.
             assert class_name in names or f"{class_name}Pil" in names, (
                 component,
                 class_name,

@@ -1,4 +1,5 @@
-"""LTX-Video 0.9.1 image-to-video: full-size configs, the tiny pipeline, constraints, memory options."""
+"""LTX-Video 0.9.1 image-to-video: full-size configs, the tiny pipeline,
+constraints, memory options."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from tests.pipeline_support import measure_once as _measure
 NAME = "ltx-video"
 diffusers = require_pipeline(NAME)
 
-# Smallest valid generation: 2x2 latent tokens (sizes multiples of 32), 2 latent frames (8k+1), 2 steps.
+# Smallest valid generation: 2x2 latent tokens (sizes multiples of 32), 2 latent
+# frames (8k+1), 2 steps.
 SMALL = {"width": 64, "height": 64, "frames": 9, "steps": 2}
 
 
@@ -38,12 +40,13 @@ def tiny_pipe(work_dir: Path) -> Any:
 def test_fullsize_transformer_parameter_count_matches_the_published_size() -> None:
     """The transformer built from the shipped config has the published size within 2 %.
 
-    The checkpoint is named "2B" (ltx-video-2b-v0.9.1.safetensors, https://huggingface.co/Lightricks/LTX-Video);
-    the architecture (28 blocks of width 2048) has 1.92 B parameters, 3.8 % below that rounded name.
-    The precise published figure is 1.9 B, the size given for the first release's model with the
-    LTX-Video technical report (arXiv 2501.00103, https://arxiv.org/abs/2501.00103), as summarized by
-    https://aiwiki.ai/wiki/ltx_video ("a 1.9-billion-parameter base model", citing the report). The config is diffusers' class
-    default, which scripts/convert_ltx_to_diffusers.py builds for 0.9.0 and 0.9.1 (and 0.9.5 keeps)."""
+    The checkpoint is named "2B" (ltx-video-2b-v0.9.1.safetensors,
+    https://huggingface.co/Lightricks/LTX-Video); the architecture (28 blocks of width 2048) has
+    1.92 B parameters, 3.8 % below that rounded name. The precise published figure is 1.9 B, the
+    size given for the first release's model with the LTX-Video technical report (arXiv 2501.00103,
+    https://arxiv.org/abs/2501.00103), as summarized by https://aiwiki.ai/wiki/ltx_video ("a
+    1.9-billion-parameter base model", citing the report). The config is diffusers' class default,
+    which scripts/convert_ltx_to_diffusers.py builds for 0.9.0 and 0.9.1 (and 0.9.5 keeps)."""
     published = 1.9e9
     (transformer,) = adapter_for(NAME).fullsize_denoisers("meta", torch.bfloat16)
     count = parameter_count(transformer)
@@ -70,7 +73,8 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(
         assert all(
             p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()
         ), component
-    # The real VAE packs 32x32x8 pixels into one latent; T5-XXL feeds the transformer's caption projection.
+    # The real VAE packs 32x32x8 pixels into one latent; T5-XXL feeds the
+    # transformer's caption projection.
     assert (pipe.vae_spatial_compression_ratio, pipe.vae_temporal_compression_ratio) == (32, 8)
     assert pipe.text_encoder.config.d_model == pipe.transformer.config.caption_channels == 4096
     ids = pipe.tokenizer(

@@ -1,4 +1,5 @@
-"""Stable Video Diffusion img2vid-xt: full-size configs, the tiny pipeline, constraints, memory options."""
+"""Stable Video Diffusion img2vid-xt: full-size configs, the tiny pipeline,
+constraints, memory options."""
 
 from __future__ import annotations
 
@@ -40,12 +41,15 @@ def tiny_pipe(work_dir: Path) -> Any:
 def test_fullsize_unet_parameter_count_matches_the_published_checkpoint() -> None:
     """The UNet built from the shipped configs has the published size within 2 %.
 
-    Published: a "1.5B" UNet (img2vid-xt; e.g. https://localmodel-run.pages.dev/model/stable-video-diffusion,
-    which cites https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt). The build gives
-    1.5246 B, 1.6 % above that rounded figure. (The fp16 UNet checkpoint's file size would be the
-    precise figure; the hub's file listing could not be read offline, so it is not used here.)
-    Architecture: VideoUNet in https://github.com/Stability-AI/generative-models/blob/main/configs/inference/svd.yaml
-    (model_channels 320, channel_mult [1, 2, 4, 4], num_head_channels 64, context_dim 1024, adm_in_channels 768)."""
+    Published: a "1.5B" UNet (img2vid-xt; e.g.
+    https://localmodel-run.pages.dev/model/stable-video-diffusion, which cites
+    https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt). The build gives 1.5246 B,
+    1.6 % above that rounded figure. (The fp16 UNet checkpoint's file size would be the precise
+    figure; the hub's file listing could not be read offline, so it is not used here.) Architecture:
+    VideoUNet in
+    https://github.com/Stability-AI/generative-models/blob/main/configs/inference/svd.yaml
+    (model_channels 320, channel_mult [1, 2, 4, 4], num_head_channels 64, context_dim 1024,
+    adm_in_channels 768)."""
     published = 1.5e9
     (unet,) = adapter_for(NAME).fullsize_denoisers("meta", torch.float16)
     count = parameter_count(unet)
@@ -73,7 +77,8 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(
         assert all(
             p.device.type == "meta" and p.dtype == torch.bfloat16 for p in module.parameters()
         ), component
-    # The real VAE downsamples by 8 and the image encoder is ViT-H/14 projecting to the UNet's cross-attention.
+    # The real VAE downsamples by 8 and the image encoder is ViT-H/14 projecting to the
+    # UNet's cross-attention.
     assert pipe.vae_scale_factor == 8
     assert pipe.image_encoder.config.projection_dim == pipe.unet.config.cross_attention_dim == 1024
 

@@ -53,10 +53,10 @@ def _within(count: int, published: float) -> float:
 def test_wan21_transformer_parameter_count_matches_the_published_checkpoint() -> None:
     """Wan2.1-I2V-14B-480P's transformer: 16.39 B parameters.
 
-    The "14B" in the name (https://huggingface.co/Wan-AI/Wan2.1-I2V-14B-480P, arXiv 2503.20314) is the
-    T2V backbone's rounded size; the I2V model adds image K/V projections in all 40 blocks and the
-    image embedder (+2.1 B), 17 % above 14 B, so the most precise published figure is used instead:
-    16.4 B, both the Hub's count for the direct GGUF conversion
+    The "14B" in the name (https://huggingface.co/Wan-AI/Wan2.1-I2V-14B-480P, arXiv 2503.20314) is
+    the T2V backbone's rounded size; the I2V model adds image K/V projections in all 40 blocks and
+    the image embedder (+2.1 B), 17 % above 14 B, so the most precise published figure is used
+    instead: 16.4 B, both the Hub's count for the direct GGUF conversion
     (https://huggingface.co/city96/Wan2.1-I2V-14B-480P-gguf, "Model size 16.4B params") and the
     repackaged 16-bit checkpoint's size, 32.8 GB / 2 bytes per parameter
     (https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/diffusion_models/
@@ -74,8 +74,10 @@ def test_wan22_experts_parameter_counts_match_the_published_checkpoint() -> None
     "27B" in total; 14 B is rounded (14.29 B is 2.1 % above it) and 27 B undercounts two experts, so
     the most precise published figure is used: 14.3 B per expert, the repackaged 16-bit expert
     checkpoints' size, 28.6 GB / 2 bytes per parameter (https://huggingface.co/Comfy-Org/
-    Wan_2.2_ComfyUI_Repackaged, split_files/diffusion_models/wan2.2_i2v_high_noise_14B_fp16.safetensors
-    and ..._low_noise_14B_fp16.safetensors; the fp8_scaled files are 14.3 GB at 1 byte per parameter)."""
+    Wan_2.2_ComfyUI_Repackaged,
+    split_files/diffusion_models/wan2.2_i2v_high_noise_14B_fp16.safetensors and
+    ..._low_noise_14B_fp16.safetensors; the fp8_scaled files are 14.3 GB at 1 byte per
+    parameter)."""
     experts = adapter_for("wan2.2-i2v").fullsize_denoisers("meta", torch.bfloat16)
     assert len(experts) == 2
     for expert in experts:
@@ -100,7 +102,8 @@ def test_every_fullsize_component_builds_on_meta_with_the_model_index_classes(
         if class_name is None:
             assert component is None, role
         elif role == "tokenizer":
-            # an offline word-level stand-in for the UMT5 SentencePiece vocabulary: only the length matters
+            # an offline word-level stand-in for the UMT5 SentencePiece vocabulary:
+            # only the length matters
             assert component.model_max_length == 512
         else:
             assert isinstance(component, getattr(importlib.import_module(library), class_name)), (

@@ -302,9 +302,10 @@ def test_torch_compile_compiles_the_repeated_blocks_and_runs(tmp_path: Path) -> 
 
 
 def test_layerwise_fp8_with_torch_compile_runs_on_the_tiny_wan(tmp_path: Path) -> None:
-    """Issue 21, defect 1: the mark's order (compile first) used to compile with fullgraph=True and then
-    add the casting hooks, whose nn.Parameter inside forward made Dynamo raise Unsupported in the
-    warm-up. Casting first and compiling without fullgraph runs (about a minute of inductor on 2 cores)."""
+    """Issue 21, defect 1: the mark's order (compile first) used to compile with fullgraph=True
+    and then add the casting hooks, whose nn.Parameter inside forward made Dynamo raise
+    Unsupported in the warm-up. Casting first and compiling without fullgraph runs (about a minute
+    of inductor on 2 cores)."""
     from dataclasses import replace
 
     import torch
@@ -335,9 +336,10 @@ def test_layerwise_fp8_with_torch_compile_runs_on_the_tiny_wan(tmp_path: Path) -
 def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Issue 21, defect 3: the project's compile call, with a backend that records each graph's inputs.
-    Without dynamic=False the second shape compiled with symbolic sizes (automatic dynamic shapes): a
-    test's kernels depended on the shapes before it. Now the second shape's graph is static, as alone."""
+    """Issue 21, defect 3: the project's compile call, with a backend that records each graph's
+    inputs. Without dynamic=False the second shape compiled with symbolic sizes (automatic dynamic
+    shapes): a test's kernels depended on the shapes before it. Now the second shape's graph is
+    static, as alone."""
     from types import SimpleNamespace
 
     import torch
@@ -380,7 +382,8 @@ def test_compiled_denoisers_get_static_shape_kernels_whatever_ran_before(
         [(8, 8), (8,), (2, 8)],
         [(8, 8), (8,), (3, 8)],
     ]  # no SymInt: static, as when run alone
-    # and the plugin drops compiled code between shapes (the recompile limit would fall back to eager)
+    # and the plugin drops compiled code between shapes (the recompile limit
+    # would fall back to eager)
     assert not needs_fresh_compile(None, ("p", 64)) and not needs_fresh_compile(
         ("p", 64), ("p", 64)
     )

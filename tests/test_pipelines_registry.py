@@ -114,7 +114,8 @@ def test_model_sources_per_pipeline() -> None:
     ):
         with pytest.raises(I2VUsageError, match=message):
             parse_model_sources(bad)
-    # builtins apply to every pipeline; a known hub id to its own; others load their published hub id
+    # builtins apply to every pipeline; a known hub id to its own; others load
+    # their published hub id
     assert source_for("svd", "i2vgen-xl", "tiny", {}, "tiny") == "tiny"
     assert (
         source_for("svd", "i2vgen-xl", None, {}, "ali-vilab/i2vgen-xl")

@@ -1,4 +1,5 @@
-"""What users import is re-exported from ``pytest_i2v``, loads on first use, and the docs' Public API page lists it."""
+"""What users import is re-exported from ``pytest_i2v``, loads on first use, and the docs' Public
+API page lists it."""
 
 from __future__ import annotations
 

@@ -111,8 +111,8 @@ def test_html_report_structure_and_self_containment() -> None:
     )
     assert "published, not measured here" in text and "36.5 s" in text
     assert "full-size-random-weights" in text  # provenance in the footer
-    # the page leads with the picture: headline, overview, regressions (folded), charts, study, then the
-    # full results and the environment, both folded
+    # the page leads with the picture: headline, overview, regressions (folded), charts, study, then
+    # the full results and the environment, both folded
     order = [
         html.index(f'<section id="{s}">')
         for s in ("overview", "regressions", "charts", "study", "results", "environment")
@@ -330,7 +330,8 @@ def test_memory_options_compare_with_the_plain_run_of_their_own_pipeline() -> No
     # svd's forward_chunking ran at 768 where only I2VGen-XL has a plain run: no base, no row.
     assert set(rows) == {"vae_tiling", "model_cpu_offload"}
     assert rows["model_cpu_offload"]["pipeline"] == "svd"
-    # 1 GiB + 1 GiB reserved vs svd's plain 4 + 1 GiB: 60 % saved (I2VGen-XL's plain 512 would say 78 %).
+    # 1 GiB + 1 GiB reserved vs svd's plain 4 + 1 GiB: 60 % saved (I2VGen-XL's plain
+    # 512 would say 78 %).
     assert rows["model_cpu_offload"]["memory_saved_pct"] == pytest.approx(60.0)
     assert rows["model_cpu_offload"]["time_added_pct"] == pytest.approx(50.0)
     # I2VGen-XL's vae_tiling keeps its own base although svd has a plain run of the same shape.
@@ -442,7 +443,8 @@ def test_plugin_writes_html_and_markdown(i2v_project: pytest.Pytester) -> None:
 
 
 def test_render_time_of_a_large_report_is_reported(tmp_path: Path) -> None:
-    """Not a timed test (CI machines are noisy): it proves 200 results render; benchmarks/report_render.py times it."""
+    """Not a timed test (CI machines are noisy): it proves 200 results render;
+    benchmarks/report_render.py times it."""
     doc = document()
     doc["records"] = [
         dict(r, nodeid=f"{r['nodeid']}-{i}") for i in range(34) for r in doc["records"]
@@ -459,9 +461,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
     reason="needs Chromium (Debian package 'chromium'); .ci/run installs it",
 )
 def test_report_in_a_real_browser(tmp_path: Path) -> None:
-    """The first screen answers "did anything get worse": the overview chart sits above every table, the
-    tables are folded, chart text is legible at 100 % zoom, and the page needs nothing from the network.
-    The screenshots (first screen, whole page) go to $I2V_SCREENSHOT_DIR for a person to look at."""
+    """The first screen answers "did anything get worse": the overview chart sits above every
+    table, the tables are folded, chart text is legible at 100 % zoom, and the page needs nothing
+    from the network. The screenshots (first screen, whole page) go to $I2V_SCREENSHOT_DIR for a
+    person to look at."""
     playwright = pytest.importorskip(
         "playwright.sync_api", reason="playwright is in the test extra"
     )
@@ -529,8 +532,8 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
     shown = [t["top"] for t in tables if t["shown"]]
     assert all(top >= overview for top in shown)  # ... and above every table on the page
     assert not any(t["shown"] for t in tables[-2:])  # the results and the environment start folded
-    # Folding is what keeps the page short (this fixture: 2,655 px as it opens, 4,186 px unfolded, 2026-12-03;
-    # the main job's report: see docs/guide/report.md).
+    # Folding is what keeps the page short (this fixture: 2,655 px as it opens, 4,186 px unfolded,
+    # 2026-12-03; the main job's report: see docs/guide/report.md).
     assert folded_height < 0.7 * open_height
     assert small_text == []
     assert len(sizes) >= 7 and all(w > 100 and h > 100 for w, h in sizes)
@@ -598,8 +601,9 @@ def test_a_roofline_without_attention_says_so_in_the_report() -> None:
 
 
 def test_the_pills_count_what_the_banner_says() -> None:
-    """ "not enforced" is the run's mode, the not-enforced outcome is "would have failed"; a run whose
-    machine speed moved is unreliable as a whole, which a pill says beside the banner's clause."""
+    """ "not enforced" is the run's mode, the not-enforced outcome is "would have
+    failed"; a run whose machine speed moved is unreliable as a whole, which a pill says
+    beside the banner's clause."""
     doc = document()
     moved = "the machine's speed moved during the run (end against start: matrix products 0.60x)"
     doc["gate"] = {

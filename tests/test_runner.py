@@ -45,7 +45,8 @@ def test_generation_is_reproducible_with_the_same_seed(tiny_pipe) -> None:
 def test_oom_at_each_stage_is_a_result(
     tiny_pipe, module: str, stage: str, step: int | None
 ) -> None:
-    # Raise from inside the model (a submodule), as a real OOM would, after the stage's own hooks ran.
+    # Raise from inside the model (a submodule), as a real OOM would, after the
+    # stage's own hooks ran.
     target = {
         "text_encoder": tiny_pipe.text_encoder,
         "unet": tiny_pipe.unet.conv_in,

@@ -19,7 +19,8 @@ def resolve(
 
 def test_defaults_follow_the_study() -> None:
     settings = resolve()
-    # repeats: None = the profile's (5, the study's, unless a profile says otherwise; see test_profiles)
+    # repeats: None = the profile's (5, the study's, unless a profile says
+    # otherwise; see test_profiles)
     assert (settings.gpu_profile, settings.repeats, settings.warmup, settings.json_path) == (
         "auto",
         None,

@@ -243,8 +243,9 @@ for name in sys.argv[2:]:
 def test_unchanged_code_has_one_digest_in_fresh_processes(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """Fresh processes profile the same generation: one digest per device, on the CPU and on the simulated
-    card (with kernel and sync records); the two devices' digests differ. Each process profiles both."""
+    """Fresh processes profile the same generation: one digest per device, on the CPU and on
+    the simulated card (with kernel and sync records); the two devices' digests differ. Each
+    process profiles both."""
     script = tmp_path / "digest.py"
     script.write_text(DIGEST)
     seen: dict[str, list[dict[str, Any]]] = {"cpu": [], "cuda:0": []}
@@ -266,7 +267,7 @@ def test_unchanged_code_has_one_digest_in_fresh_processes(
     assert seen["cpu"][0]["digest"] != seen["cuda:0"][0]["digest"]
 
 
-# -- the gate reads the work ---------------------------------------------------------------------------
+# -- the gate reads the work -----------------------------------------------------------------------
 WORK_CONFTEST = """
 import os
 
@@ -324,8 +325,8 @@ def test_a(i2v_run):
 def test_b(i2v_run):
     i2v_run()
 """
-# Enforced, with a 5 % minimum effect; the time runs on the virtual clock and the memory bar (host RSS, which
-# grows over in-process runs) is wide, so only the work can move.
+# Enforced, with a 5 % minimum effect; the time runs on the virtual clock and the memory bar (host
+# RSS, which grows over in-process runs) is wide, so only the work can move.
 WORK_PROFILE = CPU_PROFILE.replace(
     "gate: {min_effect: 1.0, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 96, confirm: 0}",
     "gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048}",
@@ -443,8 +444,8 @@ def test_an_added_op_fails_its_test_in_one_run_and_names_the_op(
         records = json.loads((i2v_project.path / "r.json").read_text())["records"]
         assert all(r["work"]["identical"] for r in records)
 
-    # the same work, slower in time: the timing rule decides, after a fresh process confirms, and the reason
-    # says where the excess sits
+    # the same work, slower in time: the timing rule decides, after a fresh process confirms, and
+    # the reason says where the excess sits
     monkeypatch.setenv("HOST_WAIT", "test_a")
     result = i2v_project.runpytest(*args)
     result.assert_outcomes(passed=1, failed=1)

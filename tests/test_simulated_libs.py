@@ -1,5 +1,6 @@
-"""The project's own CUDA and NVML code (CudaDevice, CudaEventClock, NvmlHandle, NvmlClocks) against the
-simulated torch.cuda and pynvml, which keep the real APIs' rules (``measure.simulated_libs``)."""
+"""The project's own CUDA and NVML code (CudaDevice, CudaEventClock, NvmlHandle, NvmlClocks) against
+the simulated torch.cuda and pynvml, which keep the real APIs' rules
+(``measure.simulated_libs``)."""
 
 from __future__ import annotations
 
@@ -149,8 +150,8 @@ def test_nvml_errors_are_pynvmls_own_classes() -> None:
 
 
 def test_the_simulated_card_boosts_and_sits_at_its_power_cap() -> None:
-    """Clocks that move and a power cap that is on, as a datacenter board under load: the real sampler
-    reads them, and the run is stable (defect 7's rule)."""
+    """Clocks that move and a power cap that is on, as a datacenter board under load: the real
+    sampler reads them, and the run is stable (defect 7's rule)."""
     _, (device,) = opened(SimulatedGpu())
     sampler = NvmlSampler(device)
     clocks = []

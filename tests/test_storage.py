@@ -1,5 +1,5 @@
-"""Atomic writes leave the mode a plain write would: reports, JSON, Markdown and baselines readable by
-others under the usual umask."""
+"""Atomic writes leave the mode a plain write would: reports, JSON, Markdown and baselines readable
+by others under the usual umask."""
 
 from __future__ import annotations
 
@@ -87,8 +87,8 @@ def test_the_main_jobs_result_files_are_readable_by_others(tmp_path: Path, umask
         tmp_path / "baselines" / "cpu.yaml",
     ]
     assert {p.name: oct(mode(p)) for p in written} == {p.name: oct(0o644) for p in written}
-    # the machine speed probe ran before the first test and at the end: in the environment, each record and
-    # the baseline run, as measurements (never fingerprint keys)
+    # the machine speed probe ran before the first test and at the end: in the environment, each
+    # record and the baseline run, as measurements (never fingerprint keys)
     document = __import__("json").loads((out / "results.json").read_text())
     probe = document["environment"]["machine_probe"]
     assert set(probe) == {"start", "end"} and all(

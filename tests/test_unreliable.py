@@ -67,7 +67,8 @@ STABLE = RepeatConditions(sm_clock_mhz=1980.0)
 
 
 def record(totals: Sequence[float], allocated_gib: float = 8.0) -> GenerationRecord:
-    """A measured record from its repeats' totals: each repeat's steps and decode consistent with its total."""
+    """A measured record from its repeats' totals: each repeat's steps and decode
+    consistent with its total."""
     steps = [[(total - 0.2) / STEPS] * STEPS for total in totals]
     time_s = float(statistics.median(totals))
     return GenerationRecord(
@@ -145,8 +146,8 @@ def kind(rec: GenerationRecord) -> str:
 
 
 def test_a_baseline_run_keeps_the_clock_and_says_when_it_ran_throttled() -> None:
-    """Accepted all the same (a re-baseline on a hot runner must record), but the stored run says so,
-    and the re-baseline PR shows it to the reviewer."""
+    """Accepted all the same (a re-baseline on a hot runner must record), but the stored run says
+    so, and the re-baseline PR shows it to the reviewer."""
     stored = run_from_record(throttled(record(list(SLOW_MIDDLE)), marked=(1, 2, 3)).to_dict(), None)
     assert (
         stored["sm_clock_mhz"] == 1410.0
@@ -238,8 +239,8 @@ def test_a_memory_regression_is_never_excused_by_throttling(baseline_dir: Path) 
 def test_without_two_stable_repeats_a_slowdown_still_regresses(
     baseline_dir: Path, marked: range
 ) -> None:
-    """Nothing stable shows what the change costs: a change that makes every repeat draw more power and
-    hit the cap is still the change's, and one stable repeat is not a measurement."""
+    """Nothing stable shows what the change costs: a change that makes every repeat draw more power
+    and hit the cap is still the change's, and one stable repeat is not a measurement."""
     decided, _ = run(gate_loop(baseline_dir), throttled(record((1.5,) * 5), marked=marked))
     assert kind(decided) == "regressed" and Outcome.from_dict(decided.decision or {}).fails
     assert (decided.verdict or {})["unreliable"] is None
@@ -435,9 +436,10 @@ def test_cpu_only_reports_have_no_clock_column() -> None:
 
 
 # -- end to end: the six outputs agree -------------------------------------------------------------
-# A fake GPU: each measurement's repeats get fixed times, and the slow ones the thermal throttling
-# measure.device would report on a hot card. The times are fixed, not slept: what is tested is the
-# plugin's path from the decision to every output, which must not hang on this shared machine's noise.
+# A fake GPU: each measurement's repeats get fixed times, and the slow ones the thermal
+# throttling measure.device would report on a hot card. The times are fixed, not slept: what is
+# tested is the plugin's path from the decision to every output, which must not hang on this
+# shared machine's noise.
 CONFTEST = """
 import dataclasses
 import os

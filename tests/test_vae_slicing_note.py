@@ -37,7 +37,8 @@ def test_notes_round_trip_to_the_options() -> None:
 
 
 def test_diffusers_still_decodes_one_frame_at_a_time() -> None:
-    """The table's claim, checked against the installed diffusers: if its default changes, so must the table."""
+    """The table's claim, checked against the installed diffusers: if its default changes,
+    so must the table."""
     import diffusers
 
     call = diffusers.I2VGenXLPipeline.__call__

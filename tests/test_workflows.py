@@ -150,7 +150,8 @@ def test_gate_has_a_mode_input_and_runs_one_of_the_two() -> None:
 
 
 def _this_machines_baseline(path: Path, isa: str | None = None) -> None:
-    """A one-test baseline for ``path``'s profile with this machine's fingerprint (``isa``: another CPU's flags)."""
+    """A one-test baseline for ``path``'s profile with this machine's fingerprint (``isa``:
+    another CPU's flags)."""
     from pytest_i2v.measure.environment import collect_environment
     from pytest_i2v.verdict.baseline_store import AcceptedRun, update_baseline
 
@@ -283,9 +284,10 @@ def _sandbox(tmp_path: Path) -> Path:
 def _run(
     script: str, cwd: Path, env: dict[str, str], machine_threads: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """``machine_threads``: the step runs with the machine's own torch thread count, as the shipped cpu
-    baseline was recorded (its fingerprint has it), not the one thread a pytest-xdist worker gives the
-    processes it starts (tests/conftest.py); a baseline written by this process has the worker's."""
+    """``machine_threads``: the step runs with the machine's own torch thread count, as the
+    shipped cpu baseline was recorded (its fingerprint has it), not the one thread a pytest-xdist
+    worker gives the processes it starts (tests/conftest.py); a baseline written by this process
+    has the worker's."""
     inherited = {
         name: value
         for name, value in os.environ.items()
@@ -336,8 +338,9 @@ def test_gate_step_runs_on_the_cpu(tmp_path: Path) -> None:
 def test_the_verdict_is_one_comment_updated_in_place_or_the_summary_for_a_fork(
     tmp_path: Path,
 ) -> None:
-    """The comment job gathers every profile's verdict (baseline summary, A/B table, or none) into one
-    comment that the sticky-comment action edits on each push; a fork's run writes it to the summary."""
+    """The comment job gathers every profile's verdict (baseline summary, A/B table, or none)
+    into one comment that the sticky-comment action edits on each push; a fork's run writes
+    it to the summary."""
     job = load("gpu-gate.yml")["jobs"]["comment"]
     assert job["needs"] == "gate" and job["if"] == "always() && github.event_name == 'pull_request'"
     assert job["permissions"] == {"pull-requests": "write"} and job["runs-on"] == "ubuntu-latest"
@@ -433,11 +436,12 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
 
 
 def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
-    """The A/B step as a pull request runs it: the checkout is the merge commit, its first parent the
-    base (origin/main has moved on since), the target's baselines copied in (then put back), two
-    ABBA rounds of one sweep test. It is also the suite's A/B job in real processes on the real clock,
-    so it asserts nothing that depends on the machine's speed beyond the A/A verdict: the processes ran
-    in ABBA order, the files agree with each other and with what was printed, nothing is left behind."""
+    """The A/B step as a pull request runs it: the checkout is the merge commit, its first parent
+    the base (origin/main has moved on since), the target's baselines copied in (then put back),
+    two ABBA rounds of one sweep test. It is also the suite's A/B job in real processes on the
+    real clock, so it asserts nothing that depends on the machine's speed beyond the A/A verdict:
+    the processes ran in ABBA order, the files agree with each other and with what was printed,
+    nothing is left behind."""
     work = _sandbox(tmp_path)
     temp = tmp_path / "tmp"  # where the job keeps its worktrees: none is left afterwards
     temp.mkdir()
@@ -536,8 +540,8 @@ def test_the_ab_step_runs_on_the_cpu(tmp_path: Path) -> None:
 
 
 def test_the_nightly_calibration_measures_what_the_gate_compares() -> None:
-    """A calibration applies only to the same generation measured the same way: the nightly A/A rounds
-    run gpu-gate.yml's A/B selection with the same options, on the runner after the study."""
+    """A calibration applies only to the same generation measured the same way: the nightly A/A
+    rounds run gpu-gate.yml's A/B selection with the same options, on the runner after the study."""
     calibrate = commands(step("nightly.yml", "Calibrate A/B on this runner")["run"])[0]
     compare = commands(step("gpu-gate.yml", "Run A/B against the target branch")["run"])[0]
     assert "--calibrate" in calibrate and "--head" not in calibrate
