@@ -95,8 +95,8 @@ def test_a_failed_restore_is_one_warning_with_the_command() -> None:
     with pytest.warns(ClockLockWarning) as caught:
         control.restore()
     assert [str(w.message) for w in caught] == [
-        "pytest-i2v: --i2v-lock-clocks: could not restore the clocks of cuda:0 (NVMLError_NoPermission); "
-        "reset them with `sudo nvidia-smi -rgc`"
+        "pytest-i2v: --i2v-lock-clocks: could not restore the clocks of cuda:0 "
+        "(NVMLError_NoPermission); reset them with `sudo nvidia-smi -rgc`"
     ]
 
 
@@ -127,7 +127,8 @@ def test_a_refused_lock_is_one_warning_and_leaves_the_clocks_alone(
     with pytest.warns(ClockLockWarning) as caught:
         assert lock_clocks(device) is None
     assert [str(w.message) for w in caught] == [
-        f"pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of cuda:0 ({error}), so they run unlocked; {fix}"
+        "pytest-i2v: --i2v-lock-clocks: NVML refused to lock the clocks of cuda:0 "
+        f"({error}), so they run unlocked; {fix}"
     ]
     assert device.locked_sm_clock_mhz is None and device.nvml_clocks().locked is None
 
@@ -136,7 +137,8 @@ def test_the_cpu_has_no_clock_to_lock() -> None:
     with pytest.warns(ClockLockWarning) as caught:
         assert lock_clocks(CpuDevice()) is None
     assert [str(w.message) for w in caught] == [
-        "pytest-i2v: --i2v-lock-clocks: cpu has no GPU clock to lock; ignored (use --i2v-device cuda)"
+        "pytest-i2v: --i2v-lock-clocks: cpu has no GPU clock to lock; "
+        "ignored (use --i2v-device cuda)"
     ]
 
 
@@ -200,7 +202,9 @@ import json
 
 from pytest_i2v.simulated_plugin import RUNTIME
 
-atexit.register(lambda: open("device_calls.json", "w").write(json.dumps([name for name, _ in RUNTIME.calls])))
+atexit.register(
+    lambda: open("device_calls.json", "w").write(json.dumps([name for name, _ in RUNTIME.calls]))
+)
 """
 SESSION_TESTS = """
 import pytest

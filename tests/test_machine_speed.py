@@ -32,8 +32,8 @@ def test_the_probe_names_the_speed_and_the_figure_that_moved() -> None:
     )
     assert slow.line() == (
         "this machine ran the probe at 0.51x the baseline machine's speed (matrix products 0.48x, "
-        "memory bandwidth 0.50x, tiny ops (launch and host overhead) 0.55x): timings not comparable; "
-        "memory still judged"
+        "memory bandwidth 0.50x, tiny ops (launch and host overhead) 0.55x): "
+        "timings not comparable; memory still judged"
     )
     noisy = compare_speed(
         RUNS, {"gemm_gflops": 60.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
@@ -64,7 +64,10 @@ def test_a_probe_that_moved_during_the_run_marks_it_unreliable() -> None:
 
 def test_times_that_are_not_comparable_never_gate_but_memory_does() -> None:
     history = [{"time_s": 10.0, "step_s": 0.2, "host_rss_bytes": 2e9} for _ in range(3)]
-    why = "this machine ran the probe at 0.48x the baseline machine's speed (...): timings not comparable; memory still judged"
+    why = (
+        "this machine ran the probe at 0.48x the baseline machine's speed (...): "
+        "timings not comparable; memory still judged"
+    )
     slower = judge_metrics(
         history,
         {"time_s": 21.0, "step_s": 0.42, "host_rss_bytes": 2e9},

@@ -131,7 +131,8 @@ def test_readme_options_table_matches_the_registered_options() -> None:
         else:
             # Decided at run time: the page says how, in words, and must not claim a fixed value.
             assert not re.fullmatch(r"`?[\w.,/-]+`?", cells[2]) or cells[2] in ("none", "off"), (
-                f"{flag}: OptionSpec.default is None (decided at run time) but the page says {cells[2]!r}"
+                f"{flag}: OptionSpec.default is None (decided at run time) "
+                f"but the page says {cells[2]!r}"
             )
     assert page_table(OPTIONS_PAGE.read_text(encoding="utf-8"))[2] == rows
 

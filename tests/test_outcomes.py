@@ -144,7 +144,8 @@ device: cpu
 model: tiny
 dtype: fp32
 scaling: {size_divisor: 8, steps_divisor: 5}
-gate: {min_effect: 1.0, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 96, confirm: 0}
+gate: {min_effect: 1.0, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 96, \
+confirm: 0}
 """
 ARGS = (
     "--i2v-repeats",

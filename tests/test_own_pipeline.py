@@ -131,7 +131,8 @@ def test_a_loader_hook_that_skips_fp8_is_refused_in_one_line(
         from pytest_i2v import LoadedPipeline
 
         def pytest_i2v_load_pipeline(key, work_dir):
-            return LoadedPipeline(key, AcmeWanI2VPipeline.from_pretrained(key.source), 0.0, "real-weights")
+            pipe = AcmeWanI2VPipeline.from_pretrained(key.source)
+            return LoadedPipeline(key, pipe, 0.0, "real-weights")
         """)
     pytester.makepyfile(FP8_TEST.format(expected=OWN_CLASS))
     result = pytester.runpytest()
@@ -155,8 +156,9 @@ def test_an_unknown_model_index_class_is_named_with_the_fix(
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert result.errlines == [
-        f"ERROR: --i2v-model models/wan: model_index.json names the pipeline class {OWN_CLASS}, which "
-        f"pytest-i2v does not know; map it to the supported pipeline it derives from with ini "
+        "ERROR: --i2v-model models/wan: model_index.json names the pipeline class "
+        f"{OWN_CLASS}, which pytest-i2v does not know; map it to the supported pipeline it "
+        "derives from with ini "
         f"i2v_pipeline_class = NAME=your.module:{OWN_CLASS} (NAME: i2vgen-xl, svd, wan2.1-i2v, "
         f"wan2.2-i2v, ltx-video, cogvideox-i2v, hunyuanvideo-i2v), or load it as that pipeline's "
         f"diffusers class with --i2v-pipeline NAME",
@@ -173,24 +175,24 @@ KNOWN = "i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, cogvideox-i2v, hunyu
     [
         (
             "acme_bad.pipelines:Missing",
-            "i2v_pipeline_class acme_bad.pipelines:Missing: acme_bad.pipelines has no pipeline class Missing "
-            "(a class with from_pretrained)",
+            "i2v_pipeline_class acme_bad.pipelines:Missing: acme_bad.pipelines has no pipeline "
+            "class Missing (a class with from_pretrained)",
         ),
         (
             "acme_bad.nowhere:AcmeWanI2VPipeline",
-            "i2v_pipeline_class acme_bad.nowhere:AcmeWanI2VPipeline: cannot import acme_bad.nowhere "
-            "(ModuleNotFoundError: No module named 'acme_bad.nowhere'); install your package or add its folder "
-            "to pytest's pythonpath ini",
+            "i2v_pipeline_class acme_bad.nowhere:AcmeWanI2VPipeline: cannot import "
+            "acme_bad.nowhere (ModuleNotFoundError: No module named 'acme_bad.nowhere'); "
+            "install your package or add its folder to pytest's pythonpath ini",
         ),
         (
             "acme_bad.pipelines",
-            "ini i2v_pipeline_class = 'acme_bad.pipelines': 'acme_bad.pipelines' is not [NAME=]module:Class; "
-            "write e.g. wan2.1-i2v=acme.pipelines:AcmeWanI2VPipeline",
+            "ini i2v_pipeline_class = 'acme_bad.pipelines': 'acme_bad.pipelines' is not "
+            "[NAME=]module:Class; write e.g. wan2.1-i2v=acme.pipelines:AcmeWanI2VPipeline",
         ),
         (
             "wan9=acme_bad.pipelines:AcmeWanI2VPipeline",
-            "ini i2v_pipeline_class = 'wan9=acme_bad.pipelines:AcmeWanI2VPipeline': i2v_pipeline_class "
-            f"entry='wan9' is not a known pipeline; use one of {KNOWN}",
+            "ini i2v_pipeline_class = 'wan9=acme_bad.pipelines:AcmeWanI2VPipeline': "
+            f"i2v_pipeline_class entry='wan9' is not a known pipeline; use one of {KNOWN}",
         ),
     ],
 )
@@ -210,14 +212,18 @@ def test_a_bare_class_must_derive_from_a_supported_one(
 ) -> None:
     _project(pytester, tiny_wan, "acme_base", "i2v_pipeline_class = acme_base.other:Plain")
     (pytester.path / "acme_base" / "other.py").write_text(
-        "class Plain:\n    @classmethod\n    def from_pretrained(cls, source):\n        return cls()\n"
+        "class Plain:\n"
+        "    @classmethod\n"
+        "    def from_pretrained(cls, source):\n"
+        "        return cls()\n"
     )
     pytester.makepyfile(FP8_TEST.format(expected=OWN_CLASS))
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in result.errlines if line] == [
-        "ERROR: i2v_pipeline_class acme_base.other:Plain: Plain derives from no supported diffusers pipeline "
-        f"class; name its pipeline, e.g. wan2.1-i2v=acme_base.other:Plain (one of {KNOWN})"
+        "ERROR: i2v_pipeline_class acme_base.other:Plain: Plain derives from no supported "
+        "diffusers pipeline class; name its pipeline, e.g. wan2.1-i2v=acme_base.other:Plain "
+        f"(one of {KNOWN})"
     ]
 
 

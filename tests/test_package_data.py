@@ -25,7 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 _PROBE = """
 import json, sys
 import pytest_i2v
-from pytest_i2v.study.reference import SHIPPED_REFERENCE, compare_published, load_reference, shipped_reference
+from pytest_i2v.study.reference import (
+    SHIPPED_REFERENCE,
+    compare_published,
+    load_reference,
+    shipped_reference,
+)
 from pytest_i2v.pipelines.i2vgen_xl_fullsize import _config
 from pytest_i2v.profiles import load_profiles
 assert SHIPPED_REFERENCE.is_file()
@@ -261,9 +266,9 @@ def test_a_users_repository_from_the_wheel(site: Path, tmp_path: Path) -> None:
     refused = _run(site, repo, "-m", "pytest", "-p", "no:cacheprovider", "-q")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     line = (
-        "layerwise_fp8 was asked for but not applied by the pytest_i2v_load_pipeline hook (transformer "
-        "weights float32); let the plugin load and apply it: set ini i2v_pipeline_class = "
-        "NAME=module:Class for your class, or wrap the loaded pipeline in pytest_i2v_wrap_pipeline(pipe, "
-        "key) instead of replacing the loader"
+        "layerwise_fp8 was asked for but not applied by the pytest_i2v_load_pipeline hook "
+        "(transformer weights float32); let the plugin load and apply it: set ini "
+        "i2v_pipeline_class = NAME=module:Class for your class, or wrap the loaded pipeline in "
+        "pytest_i2v_wrap_pipeline(pipe, key) instead of replacing the loader"
     )
     assert refused.stdout.splitlines().count(line) == 1, refused.stdout

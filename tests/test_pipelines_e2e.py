@@ -207,12 +207,15 @@ def test_attention_backends_run_skip_or_refuse(warm: None, i2v_project: pytest.P
         test_attention="""
         import pytest
 
-        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10, attention="native")
+        WAN = dict(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10)
+
+        @pytest.mark.i2v(**WAN, attention="native")
         def test_native(i2v_run):
             record = i2v_run()
-            assert record.config["attention"] == "native" and record.fingerprint["attention"] == "native"
+            assert record.config["attention"] == "native"
+            assert record.fingerprint["attention"] == "native"
 
-        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10, attention="flash")
+        @pytest.mark.i2v(**WAN, attention="flash")
         def test_flash(i2v_run):
             i2v_run()  # flash-attn is not installed here: skipped with the reason
 
@@ -223,23 +226,27 @@ def test_attention_backends_run_skip_or_refuse(warm: None, i2v_project: pytest.P
         def test_after(i2v_pipeline):
             pass
 
-        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10, attention="_native_math")
+        @pytest.mark.i2v(**WAN, attention="_native_math")
         def test_math(i2v_run):
             from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
             i2v_run()
-            assert _AttentionBackendRegistry.get_active_backend()[0].value == "_native_math"  # during the test
+            # during the test
+            assert _AttentionBackendRegistry.get_active_backend()[0].value == "_native_math"
 
-        @pytest.mark.i2v(pipeline="wan2.1-i2v", width=256, height=256, frames=5, steps=10)
+        @pytest.mark.i2v(**WAN)
         def test_default_after_math(i2v_pipeline, i2v_run):
             from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
             record = i2v_run()
             # diffusers' process-wide backend is the default again, as this test's record says
             assert _AttentionBackendRegistry.get_active_backend()[0].value == "native"
-            processors = [m.processor for m in i2v_pipeline.transformer.modules() if hasattr(m, "processor")]
-            assert processors and all(getattr(p, "_attention_backend", None) is None for p in processors)
-            assert record.config.get("attention") is None and record.fingerprint["attention"] == "sdpa"
+            modules = i2v_pipeline.transformer.modules()
+            processors = [m.processor for m in modules if hasattr(m, "processor")]
+            assert processors
+            assert all(getattr(p, "_attention_backend", None) is None for p in processors)
+            assert record.config.get("attention") is None
+            assert record.fingerprint["attention"] == "sdpa"
         """
     )
     result = i2v_project.runpytest("-rs", "--i2v-pipeline", "wan2.1-i2v", "-p", "no:randomly")

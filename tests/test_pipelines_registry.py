@@ -168,7 +168,8 @@ def test_what_cannot_run_here_is_a_reason_naming_the_pipeline() -> None:
     wan = PIPELINES["wan2.2-i2v"]
     assert unsupported_reason(wan, (), None, "0.42.1", True) is None
     assert unsupported_reason(wan, (), None, "0.34.0", True) == (
-        "pipeline wan2.2-i2v needs diffusers >= 0.35.0 with WanImageToVideoPipeline (installed: 0.34.0); pip install -U diffusers"
+        "pipeline wan2.2-i2v needs diffusers >= 0.35.0 with WanImageToVideoPipeline "
+        "(installed: 0.34.0); pip install -U diffusers"
     )
     assert (
         unsupported_reason(wan, (), None, "0.42.1", False) is not None
@@ -188,7 +189,10 @@ def test_profiles_set_their_repeats() -> None:
 
 
 def test_a_bad_profile_repeats_or_pipeline_is_a_usage_error(tmp_path: Path) -> None:
-    base = "schema_version: 1\nname: mine\nmemory_gb: 24\ndevice: cpu\nmatch: []\nmodel: tiny\ndtype: fp32\n"
+    base = (
+        "schema_version: 1\nname: mine\nmemory_gb: 24\ndevice: cpu\nmatch: []\n"
+        "model: tiny\ndtype: fp32\n"
+    )
     (tmp_path / "mine.yaml").write_text(base + "repeats: 0\n", encoding="utf-8")
     with pytest.raises(I2VUsageError, match="repeats must be a positive integer"):
         load_profiles(tmp_path)

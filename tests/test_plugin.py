@@ -26,9 +26,10 @@ def test_markers_text_comes_from_the_mark_signature(pytester: pytest.Pytester) -
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(
         [
-            "@pytest.mark.i2v(resolution: *frames: *= None*pipeline: *= None*unset sizes, frames, steps, guidance and fps are "
-            "the pipeline's native ones; pipeline names: i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, "
-            "cogvideox-i2v, hunyuanvideo-i2v (default i2vgen-xl*"
+            "@pytest.mark.i2v(resolution: *frames: *= None*pipeline: *= None*unset sizes, "
+            "frames, steps, guidance and fps are the pipeline's native ones; pipeline names: "
+            "i2vgen-xl, svd, wan2.1-i2v, wan2.2-i2v, ltx-video, cogvideox-i2v, hunyuanvideo-i2v "
+            "(default i2vgen-xl*"
         ]
     )
 
@@ -39,8 +40,8 @@ def test_header_names_profile_model_and_scaling(i2v_project: pytest.Pytester) ->
     result.stdout.fnmatch_lines(
         [
             "i2v: profile cpu (*), device cpu, pipeline i2vgen-xl, model tiny, dtype fp32",
-            "i2v: cpu profile scales the study down: sizes /8 (256p->32x32*1024p->128x128); steps /5 (50->10); "
-            "frames /4 (16->4)",
+            "i2v: cpu profile scales the study down: sizes /8 (256p->32x32*1024p->128x128); "
+            "steps /5 (50->10); frames /4 (16->4)",
         ]
     )
 
@@ -164,7 +165,8 @@ def test_cli_overrides_ini(i2v_project: pytest.Pytester) -> None:
         ),
         (
             "frame=16",
-            "*test_bad.py::test_bad: @pytest.mark.i2v: got an unexpected keyword argument 'frame'; see pytest --markers*",
+            "*test_bad.py::test_bad: @pytest.mark.i2v: got an unexpected keyword argument "
+            "'frame'; see pytest --markers*",
         ),
     ],
 )
@@ -193,7 +195,8 @@ def test_bad_marks_are_usage_errors_naming_the_test(
         (["--gpu-profile", "rtx9090"], "ERROR: unknown GPU profile 'rtx9090'; known profiles: *"),
         (
             ["--gpu-profile", "rtx4090"],
-            "ERROR: --gpu-profile rtx4090 expects a 24 GB GPU named like 'RTX 4090' but this machine has no GPU*",
+            "ERROR: --gpu-profile rtx4090 expects a 24 GB GPU named like 'RTX 4090' "
+            "but this machine has no GPU*",
         ),
         (["--i2v-device", "cuda"], "ERROR: --i2v-device cuda: CUDA is not available here*"),
         (["--i2v-dtype", "fp16"], "ERROR: --i2v-dtype fp16 on the CPU: *use fp32 or bf16"),
@@ -241,7 +244,8 @@ def test_fixtures_give_profile_spec_image_and_pipeline(i2v_project: pytest.Pytes
         @pytest.mark.i2v(resolution="768p", frames=4)
         def test_fixtures(i2v_profile, i2v_spec, i2v_input_image, i2v_pipeline):
             assert i2v_profile.name == "cpu"
-            assert (i2v_spec.width, i2v_spec.steps, i2v_spec.frames) == (96, 10, 2)  # frames /4, never below 2
+            # frames /4, never below 2
+            assert (i2v_spec.width, i2v_spec.steps, i2v_spec.frames) == (96, 10, 2)
             assert i2v_input_image.size == (768, 768)
             assert type(i2v_pipeline).__name__ == "I2VGenXLPipeline"
         """
@@ -282,14 +286,17 @@ def test_oom_fails_that_test_and_the_session_goes_on(i2v_project: pytest.Pyteste
         """
         import pytest, torch
 
+        OOM = "CUDA out of memory. Tried to allocate 9.00 GiB"
+
         @pytest.fixture
         def oom_on_step_2(i2v_pipeline):
             calls = {"n": 0}
             def explode(*_):
                 calls["n"] += 1
-                # call 1: step 1; call 2: step 2 (the CPU profile counts no FLOPs: no unmeasured generation first)
+                # call 1: step 1; call 2: step 2 (the CPU profile counts no FLOPs: no unmeasured
+                # generation first)
                 if calls["n"] == 2:
-                    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+                    raise torch.cuda.OutOfMemoryError(OOM)
             handle = i2v_pipeline.unet.conv_in.register_forward_pre_hook(explode)
             yield
             handle.remove()
@@ -313,7 +320,8 @@ def test_oom_fails_that_test_and_the_session_goes_on(i2v_project: pytest.Pyteste
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*i2v: out of memory during step 2 (32x32, 2 frames): CUDA out of memory. Tried to allocate 9.00 GiB. Memory was freed; the session goes on.*"
+            "*i2v: out of memory during step 2 (32x32, 2 frames): CUDA out of memory. "
+            "Tried to allocate 9.00 GiB. Memory was freed; the session goes on.*"
         ]
     )
     records = {
@@ -342,8 +350,9 @@ def test_terminal_summary_lists_results_and_the_json_path(i2v_project: pytest.Py
     result.stdout.fnmatch_lines(
         [
             "*- i2v results (profile cpu) -*",
-            "*::test_one: 32x32, 2 frames, 2 steps (marked 256x256, 2 frames, 10 steps) | median * s over 1 "
-            "repeats (good), * frames/s, step * ms, peak * MiB (peak host RSS) | time -, memory - | passed",
+            "*::test_one: 32x32, 2 frames, 2 steps (marked 256x256, 2 frames, 10 steps) | "
+            "median * s over 1 repeats (good), * frames/s, step * ms, peak * MiB (peak host RSS) | "
+            "time -, memory - | passed",
             "i2v results written to */r.json",
         ]
     )

@@ -65,7 +65,10 @@ def test_mismatch_is_a_usage_error_unless_allowed() -> None:
     profiles = load_profiles()
     with pytest.raises(
         I2VUsageError,
-        match=r"--gpu-profile rtx4090 expects a 24 GB GPU .* has no GPU.*--i2v-allow-profile-mismatch",
+        match=(
+            r"--gpu-profile rtx4090 expects a 24 GB GPU .* has no GPU"
+            r".*--i2v-allow-profile-mismatch"
+        ),
     ):
         pick_profile("rtx4090", profiles, None)
     assert pick_profile("rtx4090", profiles, None, allow_mismatch=True).name == "rtx4090"
@@ -86,7 +89,8 @@ def test_profile_names_cannot_escape_their_directory(name: str) -> None:
 
 def test_user_profile_dir_adds_and_overrides(tmp_path: Path) -> None:
     (tmp_path / "rtx5090.yaml").write_text(
-        "name: rtx5090\nmemory_gb: 32\ndevice: cuda\nmatch: ['RTX 5090']\nmodel: ali-vilab/i2vgen-xl\ndtype: bf16\n"
+        "name: rtx5090\nmemory_gb: 32\ndevice: cuda\nmatch: ['RTX 5090']\n"
+        "model: ali-vilab/i2vgen-xl\ndtype: bf16\n"
     )
     profiles = load_profiles(tmp_path)
     assert profiles["rtx5090"].dtype == "bf16"

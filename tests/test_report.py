@@ -106,8 +106,8 @@ def test_html_report_structure_and_self_containment() -> None:
         and "skipped: 1" in text
     )
     assert (
-        "python -m pytest 'suites/test_resolution_sweep.py::test_resolution_sweep[512p]' --gpu-profile h100-80gb --i2v-update-baselines"
-        in text
+        "python -m pytest 'suites/test_resolution_sweep.py::test_resolution_sweep[512p]' "
+        "--gpu-profile h100-80gb --i2v-update-baselines" in text
     )
     assert "published, not measured here" in text and "36.5 s" in text
     assert "full-size-random-weights" in text  # provenance in the footer
@@ -191,7 +191,8 @@ def test_the_overview_puts_every_compared_test_in_one_picture_worst_first() -> N
     assert picture.not_drawn == (("out-of-memory", 1), ("recorded", 1))
     assert (
         picture.caption
-        == "5 tests against their baseline, worst first; not drawn (nothing to compare): 1 out-of-memory, 1 recorded"
+        == "5 tests against their baseline, worst first; not drawn (nothing to compare): "
+        "1 out-of-memory, 1 recorded"
     )
     svg = per_test_charts.overview_chart(picture)
     assert svg is not None
@@ -418,7 +419,13 @@ def test_plugin_writes_html_and_markdown(i2v_project: pytest.Pytester) -> None:
         """
         import pytest
 
-        @pytest.mark.parametrize("r", [pytest.param(r, marks=pytest.mark.i2v(resolution=r, frames=2, steps=10)) for r in ("256p", "512p")])
+        @pytest.mark.parametrize(
+            "r",
+            [
+                pytest.param(r, marks=pytest.mark.i2v(resolution=r, frames=2, steps=10))
+                for r in ("256p", "512p")
+            ],
+        )
         def test_gen(r, i2v_run):
             i2v_run()
         """
@@ -505,7 +512,8 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
             "table",
             """els => els.map(e => ({top: e.getBoundingClientRect().top,
             shown: e.checkVisibility(),
-            after: !!(document.querySelector('#overview svg').compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING)}))""",
+            after: !!(document.querySelector('#overview svg').compareDocumentPosition(e)
+              & Node.DOCUMENT_POSITION_FOLLOWING)}))""",
         )
         folded_height = page.evaluate("document.documentElement.scrollHeight")
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
@@ -515,11 +523,15 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
               const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
               svg.querySelectorAll('text').forEach(t => {
                 const px = parseFloat(getComputedStyle(t).fontSize) * scale;
-                if (px < 10) small.push(`${svg.getAttribute('aria-label')}: "${t.textContent}" ${px.toFixed(1)} px`); }); });
+                if (px < 10) {
+                  const label = svg.getAttribute('aria-label');
+                  small.push(`${label}: "${t.textContent}" ${px.toFixed(1)} px`);
+                } }); });
             return small; }""")
         sizes = page.eval_on_selector_all(
             "svg.chart",
-            "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])",
+            "els => els.map(e => [e.getBoundingClientRect().width, "
+            "e.getBoundingClientRect().height])",
         )
         page.click("#results-table th:nth-child(4)")  # sort by median time
         first = page.eval_on_selector("#results-table tbody tr td code", "e => e.textContent")

@@ -231,12 +231,14 @@ from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 import pytest_i2v.simulated_plugin as simulated
 
 source = Path(sys.argv[1])
-pipe = load_pipeline(PipelineKey(source=str(source), dtype="fp32", device="cpu"), source.parent).pipe
+key = PipelineKey(source=str(source), dtype="fp32", device="cpu")
+pipe = load_pipeline(key, source.parent).pipe
 spec = i2v(width=32, height=32, frames=2, steps=5)
 for name in sys.argv[2:]:
     signature = profile_work(pipe, spec, synthetic_portrait(64, 64), simulated.RUNTIME.open(name))
+    kinds = sorted({r.kind for s in signature.stages.values() for r in s.rows})
     print(json.dumps({"device": name, "digest": signature.digest, "steps": signature.profiled_steps,
-                      "kinds": sorted({r.kind for s in signature.stages.values() for r in s.rows})}))
+                      "kinds": kinds}))
 """
 
 
@@ -281,9 +283,10 @@ from pytest_i2v.simulated_plugin import add_work
 
 @pytest.fixture(autouse=True)
 def host_wait(request):
-    '''The same work, and a host-side wait before every UNet call (real, so the profile sees it; virtual, so
-    the timed verdict does). The real wait is 0.2 s and only under the profiler: an unchanged step on a
-    loaded 2-core CI machine was once measured 43 ms slower than its baseline, so a 10 ms wait could hide.'''
+    '''The same work, and a host-side wait before every UNet call (real, so the profile sees it;
+    virtual, so the timed verdict does). The real wait is 0.2 s and only under the profiler: an
+    unchanged step on a loaded 2-core CI machine was once measured 43 ms slower than its baseline,
+    so a 10 ms wait could hide.'''
     if os.environ.get("HOST_WAIT") != request.node.name:
         yield
         return
@@ -328,8 +331,10 @@ def test_b(i2v_run):
 # Enforced, with a 5 % minimum effect; the time runs on the virtual clock and the memory bar (host
 # RSS, which grows over in-process runs) is wide, so only the work can move.
 WORK_PROFILE = CPU_PROFILE.replace(
-    "gate: {min_effect: 1.0, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 96, confirm: 0}",
-    "gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048}",
+    "gate: {min_effect: 1.0, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, "
+    "memory_abs_mib: 96, confirm: 0}",
+    "gate: {enforce: true, min_effect: 0.05, tolerance: 1.0, prior_noise: 0.08, memory_rel: 0.05, "
+    "memory_abs_mib: 2048}",
 )
 
 

@@ -198,8 +198,8 @@ def test_the_explain_section_says_why_and_what_to_do(baseline_dir: Path) -> None
         "i2v gate: unreliable (slow only in throttled repeats) (profile h100-sxm"
     )
     assert (
-        "  unreliable: the slow repeats ran throttled (thermal, 3 of 5 repeats); the 2 stable repeats"
-        in section
+        "  unreliable: the slow repeats ran throttled (thermal, 3 of 5 repeats); "
+        "the 2 stable repeats" in section
     )
     assert re.search(r"total time median 1\.00 s under the bar 1\.\d\d s", section)
     assert re.search(r"per-step time median 80\.\d ms under the bar \d+\.\d ms", section)
@@ -336,8 +336,9 @@ def test_the_headline_counts_unreliable_beside_failures_and_would_haves() -> Non
     )
     would = decide(DecisionInputs("ok", [], "regressed", "warn", "report", "p"))
     assert headline([would, unreliable], "p", "report")[1] == (
-        "not enforced on the p profile: 1 would have failed (1 would have regressed); also 1 unreliable "
-        "(slow only in throttled repeats: re-run on a stable GPU (--i2v-lock-clocks))"
+        "not enforced on the p profile: 1 would have failed (1 would have regressed); "
+        "also 1 unreliable (slow only in throttled repeats: "
+        "re-run on a stable GPU (--i2v-lock-clocks))"
     )
     assert (
         "passes"
@@ -384,8 +385,8 @@ def test_markdown_shows_the_clock_beside_the_time() -> None:
     document, rec = document_with_conditions()
     text = render_markdown(document)
     assert (
-        "| test | time | Δ time | SM clock | step | Δ step | peak memory | Δ peak | latency | outcome |"
-        in text
+        "| test | time | Δ time | SM clock | step | Δ step | peak memory | Δ peak | latency "
+        "| outcome |" in text
     )
     assert f"| {md(rec['nodeid'])} | 9.10 s | +30.0 % | {md(CLOCK)} | " in text
     # the other records have no conditions: an empty cell, not a made-up clock
@@ -393,8 +394,8 @@ def test_markdown_shows_the_clock_beside_the_time() -> None:
     assert "### Unreliable (slow only under throttling)" in text
     assert re.search(rf"\| {re.escape(md(rec['nodeid']))} \|.*\| unreliable \|$", text, re.M)
     assert (
-        f"| {md(rec['nodeid'])} | {md(CLOCK)} | {md('total time +30.0 %')} | {md('the slow repeats ran throttled')}"
-        in text
+        f"| {md(rec['nodeid'])} | {md(CLOCK)} | {md('total time +30.0 %')} | "
+        f"{md('the slow repeats ran throttled')}" in text
     )
     assert md("also 1 unreliable (slow only in throttled repeats") in text  # the headline
 
@@ -404,7 +405,8 @@ def test_html_shows_the_clock_beside_the_time() -> None:
     html = render_html(document)
     assert '<th class="sortable">median time</th><th class="sortable">SM clock</th>' in html
     row = re.search(
-        rf'<tr class="unreliable" data-verdict="unreliable">\s*<td><code>{re.escape(rec["nodeid"])}</code>.*?</tr>',
+        r'<tr class="unreliable" data-verdict="unreliable">\s*'
+        rf"<td><code>{re.escape(rec['nodeid'])}</code>.*?</tr>",
         html,
         re.S,
     )
@@ -461,9 +463,10 @@ def hot_gpu(record, slow):
     stages = {**record.stages, "encode_s": 0.01, "decode_s": 0.01, "step_samples_s": step_samples,
               "step_s": statistics.median(s for run in step_samples for s in run),
               "encode_samples_s": [0.01] * len(totals), "decode_samples_s": [0.01] * len(totals)}
-    repeats = [RepeatConditions(1410.0, reasons=("thermal",)) if i in slow else RepeatConditions(1980.0)
-               for i in range(record.repeats)]
-    return dataclasses.replace(record, time_s=time_s, time_samples_s=totals, gen_fps=record.config["frames"] / time_s,
+    hot, cool = RepeatConditions(1410.0, reasons=("thermal",)), RepeatConditions(1980.0)
+    repeats = [hot if i in slow else cool for i in range(record.repeats)]
+    gen_fps = record.config["frames"] / time_s
+    return dataclasses.replace(record, time_s=time_s, time_samples_s=totals, gen_fps=gen_fps,
                                stages=stages, conditions=assess(repeats).to_dict())
 
 
@@ -472,10 +475,14 @@ def fake_gpu(request, monkeypatch):
     run = request.config.stash[RUN_KEY]
     measure = run.recorder.measure
     slow = SLOW if request.node.name in os.environ.get("THROTTLED", "").split(",") else ()
-    monkeypatch.setattr(run.recorder, "measure", lambda *args, **kwargs: hot_gpu(measure(*args, **kwargs), slow))
-    # Made-up times, so a made-up machine speed too, for the whole session (the end probe included): a real
-    # probe on a busy machine once called the run "not comparable" and hid the throttled slowdown.
-    run.device.simulated_probe = lambda: {"gemm_gflops": 100.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
+    monkeypatch.setattr(
+        run.recorder, "measure", lambda *args, **kwargs: hot_gpu(measure(*args, **kwargs), slow)
+    )
+    # Made-up times, so a made-up machine speed too, for the whole session (the end probe
+    # included): a real probe on a busy machine once called the run "not comparable" and hid the
+    # throttled slowdown.
+    probe = {"gemm_gflops": 100.0, "copy_gbs": 20.0, "tiny_ops_per_ms": 200.0}
+    run.device.simulated_probe = lambda: probe
 """
 
 TESTS = """

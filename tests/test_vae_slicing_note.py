@@ -18,10 +18,12 @@ SLICING_ID = "suites/test_memory_options.py::test_memory_option[vae_slicing]"
 
 def test_the_table_names_vae_slicing_for_i2vgen_xl() -> None:
     assert NO_EFFECT[("i2vgen-xl", "vae_slicing")] == (
-        "no effect for this pipeline: I2VGen-XL already decodes one frame at a time (decode_chunk_size=1)"
+        "no effect for this pipeline: I2VGen-XL already decodes one frame at a time "
+        "(decode_chunk_size=1)"
     )
     assert no_effect_notes("i2vgen-xl", ("vae_slicing",)) == [
-        "vae_slicing: no effect for this pipeline: I2VGen-XL already decodes one frame at a time (decode_chunk_size=1)"
+        "vae_slicing: no effect for this pipeline: I2VGen-XL already decodes one frame at a time "
+        "(decode_chunk_size=1)"
     ]
     assert no_effect_notes("i2vgen-xl", ("vae_tiling", "attention_slicing")) == []
     assert no_effect_notes("i2vgen-xl", ()) == []

@@ -404,7 +404,9 @@ def test_rebaseline_steps_run_on_the_cpu(tmp_path: Path) -> None:
         "GITHUB_STEP_SUMMARY": str(summary),
         # forced: a neighbour's load on this shared CPU would leave the runs out as doubtful, which
         # tests/test_failure_paths.py checks; here the steps' files are the point
-        "PYTEST_ADDOPTS": "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0 --i2v-force-baselines",
+        "PYTEST_ADDOPTS": (
+            "-k 'sweep and 256p' --i2v-repeats 1 --i2v-warmup 0 --i2v-force-baselines"
+        ),
     }
     for title in ("Record new baseline runs", "Describe the change"):
         completed = _run(step("rebaseline.yml", title)["run"], work, env, machine_threads=True)
