@@ -152,8 +152,8 @@ def test_recommendation_matrix_is_computed_from_measurements() -> None:
     matrix = recommend(records, Scaling(), memory_classes_gb=(8, 12, 24, 40))
     cells = {c["memory_gb"]: c for c in matrix["cells"]}
     assert matrix["fits"]["peak_gb"]["max_error_pct"] < 1e-3
-    # 12 GB - 2 margin = 10 GB: 5 + 1e-6 * px * frames <= 10 -> px * frames <=
-    # 5e6: 512p x 16 (4.2e6)
+    # 12 GB - 2 margin = 10 GB: 5 + 1e-6 * px * frames <= 10 -> px * frames <= 5e6:
+    # 512p x 16 (4.2e6)
     assert (cells[12]["resolution"], cells[12]["frames"]) == ("512p", 16)
     assert cells[12]["measured"] is True
     # 1024p x 32 frames needs 38.6 GB > 40 - 2; x 24 frames 30.2 GB fits
