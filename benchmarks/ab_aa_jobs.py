@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         for index in range(args.jobs):
             jobs.append(run_job(repo, Path(tmp) / f"aa-{index}", "HEAD", "HEAD", args.max_rounds))
             print(
-                f"A/A job {index + 1}/{args.jobs}: {jobs[-1]['overall']} after {jobs[-1]['rounds']} rounds "
+                f"A/A job {index + 1}/{args.jobs}: {jobs[-1]['overall']} "
+                f"after {jobs[-1]['rounds']} rounds "
                 f"({jobs[-1]['wall_s']:.0f} s)",
                 file=sys.stderr,
             )
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
             verdicts[verdict] = verdicts.get(verdict, 0) + 1
     work_line = next((line for line in changed["markdown"].splitlines() if "| step |" in line), "")
     print(
-        f"\nA/B end to end on the CPU, {date.today().isoformat()}, {time.perf_counter() - started:.0f} s"
+        f"\nA/B end to end on the CPU, {date.today().isoformat()}, "
+        f"{time.perf_counter() - started:.0f} s"
     )
     print(f"| job | jobs | regressed | verdicts | rounds run (of at most {args.max_rounds}) |")
     print("|---|---|---|---|---|")
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{sorted(job['rounds'] for job in jobs)} |"
     )
     print(
-        f"| head +work in one test | 1 | {int(changed['exit'] == 1)} | {changed['overall']} | [{changed['rounds']}] |"
+        f"| head +work in one test | 1 | {int(changed['exit'] == 1)} | {changed['overall']} "
+        f"| [{changed['rounds']}] |"
     )
     print(f"the changed job's table, first row: {work_line}")
     if args.json:

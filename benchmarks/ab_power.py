@@ -1,5 +1,5 @@
-"""What an A/B job costs a pull request, and what it catches: whole jobs simulated with the project's
-own decision code, next to the baseline gate.
+"""What an A/B job costs a pull request, and what it catches: whole jobs simulated with the
+project's own decision code, next to the baseline gate.
 
 The suite is the PR suite of ``.github/workflows/gpu-gate.yml``: ``-m "sweep or precision"
 --i2v-fast``, i.e. the resolution sweep (256p, 512p, 768p, 1024p; the profile's fp16) and the
@@ -27,22 +27,24 @@ day's offset does not enter it. The within and between values for the CPU come f
 2 %, 4 % between processes; 0, 2 %, 5 % between days) are ASSUMPTIONS, and the table shows how the
 conclusions move across them.
 
-Designs (the A/B ones with the decision code of ``pytest_i2v.ab.paired``, ``ab.rounds`` and ``ab.sequential``;
-a sample of jobs is re-decided by ``compare_rounds`` itself, look by look as ``ab.ABJob`` does, and
-must agree exactly):
+Designs (the A/B ones with the decision code of ``pytest_i2v.ab.paired``, ``ab.rounds`` and
+``ab.sequential``; a sample of jobs is re-decided by ``compare_rounds`` itself, look by look as
+``ab.ABJob`` does, and must agree exactly):
 
 - ``A/B fixed N``: every test runs N rounds, decided once at the end (the design before sequential
   stopping), spread moderated by the job's pooled spread;
 - ``A/B sequential <= N``: a look after every round from the second (Lan-DeMets spending), decided
   tests leave, the job's pooled spread;
-- ``A/B sequential <= N, calibrated``: the same with each test's spread from the nightly 16-round A/A
-  calibration (15 df; the calibration's own estimate is simulated, not taken as exact);
-- ``baseline gate, 20-run history``: ``gate.judge_metrics`` against a stored history from other days.
+- ``A/B sequential <= N, calibrated``: the same with each test's spread from the nightly 16-round
+  A/A calibration (15 df; the calibration's own estimate is simulated, not taken as exact);
+- ``baseline gate, 20-run history``: ``gate.judge_metrics`` against a stored history from other
+  days.
 
 A test is flagged when either time metric is; power is the share of +5 % (+10 %) tests called
 regressed; the false alarm rate, the share of unchanged tests called regressed. A work change is
 seen by round 1's signature whatever the noise (``benchmarks/work_signature_gate.py``); the powers
-here are for time-only changes (a driver, a library, host overhead), the case the timed rounds exist for.
+here are for time-only changes (a driver, a library, host overhead), the case the timed rounds
+exist for.
 
     python benchmarks/ab_power.py [--trials 20000] [--seed 0] [--json FILE] [--quick]
 """
@@ -136,7 +138,8 @@ class Costs:
 def process_figures(
     rng: np.random.Generator, shape: tuple[int, ...], noise: NoiseModel
 ) -> np.ndarray:
-    """The within-process part of a process's figure per time metric: log of the median of its repeats."""
+    """The within-process part of a process's figure per time metric: log of the median of its
+    repeats."""
     samples = rng.normal(0.0, noise.within, (*shape, 2, noise.repeats))
     return np.asarray(np.median(samples, axis=-1))
 
@@ -149,7 +152,8 @@ def job_logs(
     noise: NoiseModel,
     effects: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """log figures (jobs, tests, rounds, 2) of base and head, ABBA, the job's drift shared by its tests."""
+    """log figures (jobs, tests, rounds, 2) of base and head, ABBA, the job's drift shared by its
+    tests."""
     position = np.linspace(0.0, 1.0, 2 * rounds)
     drift = rng.normal(0.0, noise.job_drift, (jobs, 1)) * position + np.cumsum(
         rng.normal(0.0, noise.job_drift / 2 / math.sqrt(2 * rounds), (jobs, 2 * rounds)), axis=1
@@ -184,8 +188,9 @@ def decide_look(
 ) -> np.ndarray:
     """The numpy copy of compare_rounds at ``k`` rounds: each test's overall verdict code
     (0 unchanged, 1 regressed, 2 improved, 3 inconclusive) from its two time metrics. ``running``:
-    the tests still in the job (the pooled spread comes from them, as compare_rounds pools its pending
-    tests); ``prior_var``: (jobs, tests, 2) calibrated variances with CALIBRATION_ROUNDS - 1 df."""
+    the tests still in the job (the pooled spread comes from them, as compare_rounds pools its
+    pending tests); ``prior_var``: (jobs, tests, 2) calibrated variances with CALIBRATION_ROUNDS - 1
+    df."""
     d = diffs[:, :, :k]
     mean, df = d.mean(axis=2), k - 1
     variance = d.var(axis=2, ddof=1) if k > 1 else np.zeros_like(mean)
@@ -281,7 +286,8 @@ def simulate_jobs(
 
 
 def diffs_variance(noise: NoiseModel) -> float:
-    """The variance of one round's log-ratio: two process offsets and two medians of the within noise."""
+    """The variance of one round's log-ratio: two process offsets and two medians of the within
+    noise."""
     samples = np.median(
         np.random.default_rng(1).normal(0.0, noise.within, (200_000, noise.repeats)), axis=1
     )
@@ -297,8 +303,9 @@ def check_against_project(
     min_effect: float,
     confidence: float,
 ) -> None:
-    """The first jobs, re-decided with compare_rounds as ab.ABJob runs it: look after each round, decided
-    tests frozen and dropped from the later rounds' documents. Must agree with the numpy copy."""
+    """The first jobs, re-decided with compare_rounds as ab.ABJob runs it: look after each round,
+    decided tests frozen and dropped from the later rounds' documents. Must agree with the numpy
+    copy."""
     names = {0: "unchanged", 1: "regressed", 2: "improved", 3: "inconclusive"}
     plan = SequentialPlan(design.max_rounds, 1.0 - confidence) if design.sequential else None
     for job in range(min(CHECK_JOBS, base.shape[0])):
@@ -367,8 +374,8 @@ def gate_rates(
     settings: GateSettings,
     history_runs: int = 20,
 ) -> dict[float, float]:
-    """Share of tests the baseline gate fails (flagged, then flagged again on a fresh re-measurement),
-    the history from other days (day drift), today's run at today's level."""
+    """Share of tests the baseline gate fails (flagged, then flagged again on a fresh
+    re-measurement), the history from other days (day drift), today's run at today's level."""
     rates = {}
     for effect in (0.0, 0.05, 0.10):
         files = max(1, trials // GATE_FILE_TESTS)
@@ -399,7 +406,8 @@ def gate_rates(
 
 
 def gate_flags(history: np.ndarray, current: np.ndarray, settings: GateSettings) -> np.ndarray:
-    """The numpy copy of gate.judge_time's interval rule, the spread pooled over the file's tests."""
+    """The numpy copy of gate.judge_time's interval rule, the spread pooled over the file's
+    tests."""
     runs = history.shape[2]
     own = history.var(axis=2, ddof=1)
     pooled_var = own.mean(axis=1, keepdims=True)
@@ -442,7 +450,8 @@ def ab_row(
     min_effect: float,
     confidence: float,
 ) -> dict[str, float]:
-    """False alarms and power per test, and GPU minutes of an unchanged job and of a job with one +5 % test."""
+    """False alarms and power per test, and GPU minutes of an unchanged job and of a job with one
+    +5 % test."""
     jobs = max(1, trials // len(PR_SUITE))
     tests = len(PR_SUITE)
     null, null_s, null_rounds = simulate_jobs(
@@ -532,7 +541,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--profile-cost",
         type=float,
         default=2.0,
-        help="a profiled fast generation in fast generations (ASSUMPTION; measured ~1.8-2x on the CPU)",
+        help=(
+            "a profiled fast generation in fast generations "
+            "(ASSUMPTION; measured ~1.8-2x on the CPU)"
+        ),
     )
     parser.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT)
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
@@ -553,9 +565,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     print(
-        f"PR suite: {len(PR_SUITE)} tests in fast mode (K = {args.fast_steps}); {args.trials} simulated tests per "
-        f"cell, seed {args.seed}; within {args.within:.0%} per repeat, job drift {args.job_drift:.0%}; load "
-        f"{args.load_s:g} s per pipeline, encode+decode {args.fixed_share:.0%} of a run, profiling {args.profile_cost:g}x "
+        f"PR suite: {len(PR_SUITE)} tests in fast mode (K = {args.fast_steps}); "
+        f"{args.trials} simulated tests per "
+        f"cell, seed {args.seed}; within {args.within:.0%} per repeat, "
+        f"job drift {args.job_drift:.0%}; load "
+        f"{args.load_s:g} s per pipeline, encode+decode {args.fixed_share:.0%} of a run, "
+        f"profiling {args.profile_cost:g}x "
         f"(assumptions); RTX 4090 generation times published"
     )
     header = (
@@ -631,7 +646,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         within = [r for r in best if budget is None or r["gpu_minutes_unchanged"] <= budget]
         cheapest = min(best, key=lambda r: r["gpu_minutes_unchanged"]) if best else None
         verdict = (
-            f"cheapest design meeting 0.1 % / 90 %: {cheapest['design']} at {cheapest['gpu_minutes_unchanged']:.0f} "
+            f"cheapest design meeting 0.1 % / 90 %: {cheapest['design']} "
+            f"at {cheapest['gpu_minutes_unchanged']:.0f} "
             f"GPU min per unchanged job"
             if cheapest
             else "no simulated A/B design meets 0.1 % / 90 %"
@@ -656,12 +672,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                     / 60
                 )
                 verdict += (
-                    f"; it runs {cheapest['rounds_unchanged']:.1f} rounds on average: a process would have to "
+                    f"; it runs {cheapest['rounds_unchanged']:.1f} rounds on average: "
+                    f"a process would have to "
                     f"cost <= {per_process:.1f} GPU min (the model's: {today:.1f})"
                 )
         print(f"{'':>14}-> {between:.0%}: {verdict}")
     print(
-        f"targets per test: false alarm <= {TARGET_FALSE:.1%}, power >= {TARGET_POWER:.0%} at +5 %; A/B decisions "
+        f"targets per test: false alarm <= {TARGET_FALSE:.1%}, "
+        f"power >= {TARGET_POWER:.0%} at +5 %; A/B decisions "
         f"checked against compare_rounds on {CHECK_JOBS} jobs per cell, the gate against judge; "
         f"{time.perf_counter() - started:.0f} s"
     )
@@ -676,7 +694,8 @@ def _meets(row: dict[str, Any]) -> bool:
 def _print(row: dict[str, Any]) -> None:
     day = f"{row['day_drift']:.0%}" if row["day_drift"] is not None else "-"
     print(
-        f"{row['between_noise']:>7.0%} {day:>5}  {row['design']:<44}{row['gpu_minutes_unchanged']:>20.1f}"
+        f"{row['between_noise']:>7.0%} {day:>5}  {row['design']:<44}"
+        f"{row['gpu_minutes_unchanged']:>20.1f}"
         f"{row['gpu_minutes_regressed']:>11.1f}{row['false_alarm']:>13.3%}{row['power_5']:>10.1%}"
         f"{row['power_10']:>11.1%}  {'meets' if _meets(row) else '-'}"
     )

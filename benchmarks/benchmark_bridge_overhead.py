@@ -1,16 +1,19 @@
-"""What pytest-benchmark active costs the main job: ``python -m pytest suites/`` with pytest-benchmark
-off (``-p no:benchmark``) and on (``--benchmark-json``, its table, its machine info), in fresh
-processes, interleaved in pairs (off/on, then on/off, ...) after one unmeasured warm-up pair, so that
-the machine's drift hits both alike. Each process writes its results to a temporary folder.
+r"""What pytest-benchmark active costs the main job: ``python -m pytest suites/`` with
+pytest-benchmark off (``-p no:benchmark``) and on (``--benchmark-json``, its table, its machine
+info), in fresh processes, interleaved in pairs (off/on, then on/off, ...) after one unmeasured
+warm-up pair, so that the machine's drift hits both alike. Each process writes its results to a
+temporary folder.
 
 Prints, per pair, the wall time of each and their ratio (on / off), then the median ratio, with the
 same for the time the i2v measurements themselves took (the sum of the records' ``wall_s``), which
 the bridge could slow down, and for the rest (import, load, writing, pytest-benchmark's own output).
 
-    python benchmarks/benchmark_bridge_overhead.py [--pairs 4] [-- <extra pytest args, e.g. -m sweep>]
+    python benchmarks/benchmark_bridge_overhead.py [--pairs 4] \
+        [-- <extra pytest args, e.g. -m sweep>]
 
-Target: median wall-time ratio <= 1.05. Between processes the CPU machines vary by about 7 % (and one
-process in several runs 30-40 % slow throughout), so read the median over pairs, not one pair."""
+Target: median wall-time ratio <= 1.05. Between processes the CPU machines vary by about 7 % (and
+one process in several runs 30-40 % slow throughout), so read the median over pairs, not one
+pair."""
 
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ def run_once(mode: str, extra: list[str]) -> tuple[float, float]:
         wall = time.perf_counter() - start
         if completed.returncode not in (0, 1):
             sys.exit(
-                f"{mode} run failed ({completed.returncode}):\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}"
+                f"{mode} run failed ({completed.returncode}):\n"
+                f"{completed.stdout[-2000:]}{completed.stderr[-2000:]}"
             )
         records = json.loads(Path(out, "r.json").read_text())["records"]
         if (
@@ -90,14 +94,16 @@ def main() -> None:
             )
         )
         print(
-            f"pair {pair + 1} ({'/'.join(order)}): off {off_wall:.1f} s, on {on_wall:.1f} s, ratio {rows[-1][2]:.3f}; "
+            f"pair {pair + 1} ({'/'.join(order)}): off {off_wall:.1f} s, on {on_wall:.1f} s, "
+            f"ratio {rows[-1][2]:.3f}; "
             f"measurements {rows[-1][3]:.3f}; the rest {rows[-1][4]:.3f}",
             flush=True,
         )
     wall = statistics.median(r[2] for r in rows)
     print(
         f"median ratio on/off over {len(rows)} pairs: wall {wall:.3f}, measurements "
-        f"{statistics.median(r[3] for r in rows):.3f}, the rest {statistics.median(r[4] for r in rows):.3f} "
+        f"{statistics.median(r[3] for r in rows):.3f}, "
+        f"the rest {statistics.median(r[4] for r in rows):.3f} "
         f"(target wall <= {TARGET:.2f}: {'met' if wall <= TARGET else 'NOT met'})"
     )
 

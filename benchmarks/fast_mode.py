@@ -1,14 +1,17 @@
-"""Fast mode against the full measurement: each config both ways, interleaved, same process.
+r"""Fast mode against the full measurement: each config both ways, interleaved, same process.
 
 Prints per config: the predicted total (fast) vs the measured total (full) and the prediction
 error; the same prediction made from the first K steps of each full run against that run's own
-total (the model's error without run-to-run noise); the peak-memory difference (allocator peak on a GPU, host RSS peak on the CPU), and the
-ratio of device time spent measuring (warm-up included) fast / full.
+total (the model's error without run-to-run noise); the peak-memory difference (allocator peak on
+a GPU, host RSS peak on the CPU), and the ratio of device time spent measuring (warm-up included)
+fast / full.
 
-    python benchmarks/fast_mode.py                          # tiny model on the CPU, cpu-profile sizes, 50 steps
-    python benchmarks/fast_mode.py --model random --device cuda --dtype fp16 --sizes 256 512 768 1024
+    python benchmarks/fast_mode.py  # tiny model on the CPU, cpu-profile sizes, 50 steps
+    python benchmarks/fast_mode.py --model random --device cuda --dtype fp16 \
+        --sizes 256 512 768 1024
 
-Targets: error <= 2 %, memory identical within allocator noise, time ratio <= 0.2 for 50-step configs."""
+Targets: error <= 2 %, memory identical within allocator noise, time ratio <= 0.2 for 50-step
+configs."""
 
 from __future__ import annotations
 
@@ -55,8 +58,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         runner = GenerationRunner(loaded.pipe, args.device)
         image = synthetic_portrait()
         print(
-            f"model {args.model} ({loaded.provenance}), device {args.device}, {args.dtype}, {args.frames} frames, "
-            f"{args.steps} steps, fast mode measures {args.fast_steps} steps; {args.repeats} repeats, 1 warm-up, "
+            f"model {args.model} ({loaded.provenance}), device {args.device}, {args.dtype}, "
+            f"{args.frames} frames, "
+            f"{args.steps} steps, fast mode measures {args.fast_steps} steps; "
+            f"{args.repeats} repeats, 1 warm-up, "
             f"{args.rounds} interleaved rounds"
         )
         # Warm the process up first (kernel caches, allocator pools, lazy imports): the first
@@ -69,7 +74,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
                 repeats=1,
             )
         header = (
-            f"{'config':<16}{'full total':>12}{'fast predicted':>16}{'error':>9}{'same-run error':>16}{'peak diff':>14}"
+            f"{'config':<16}{'full total':>12}{'fast predicted':>16}{'error':>9}"
+            f"{'same-run error':>16}{'peak diff':>14}"
             f"{'time fast/full':>16}"
         )
         print(header)
@@ -127,10 +133,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             )
             diff = f"{peak_diff / 2**20:+.1f} MiB" if peak_diff is not None else "-"
             print(
-                f"{f'{size}x{size}':<16}{full_total:>11.3f}s{fast_total:>15.3f}s{error:>+8.2f}%{same:>+15.2f}%{diff:>14}{ratio:>16.3f}"
+                f"{f'{size}x{size}':<16}{full_total:>11.3f}s{fast_total:>15.3f}s{error:>+8.2f}%"
+                f"{same:>+15.2f}%{diff:>14}{ratio:>16.3f}"
             )
         print(
-            f"peak figure: {label}; targets: |error| <= 2 %, peak diff within allocator noise, time ratio <= 0.2 at 50 steps"
+            f"peak figure: {label}; targets: |error| <= 2 %, peak diff within allocator noise, "
+            f"time ratio <= 0.2 at 50 steps"
         )
     return rows
 

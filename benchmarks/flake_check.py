@@ -129,7 +129,8 @@ def main() -> int:
         for neighbour in neighbours:
             neighbour.terminate()
     print(
-        f"\n{args.runs} runs beside {args.neighbours} CPU-bound neighbour(s), {time.monotonic() - started:.0f} s"
+        f"\n{args.runs} runs beside {args.neighbours} CPU-bound neighbour(s), "
+        f"{time.monotonic() - started:.0f} s"
     )
     print(f"{'failures':>8}  test")
     for test in tests:

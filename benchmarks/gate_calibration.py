@@ -43,7 +43,8 @@ def old_pooled(histories: list[list[float]]) -> Noise | None:
 def old_flags(
     history: list[float], current: float, settings: GateSettings, pooled: Noise | None
 ) -> bool:
-    """The old bar (a one-sided prediction interval, its prior the pooled noise capped at 200 df)."""
+    """The old bar (a one-sided prediction interval, its prior the pooled noise capped at 200
+    df)."""
     logs = [math.log(h) for h in history]
     own = entry_noise(history)
     if pooled is not None and pooled.df >= settings.prior_df:

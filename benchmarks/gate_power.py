@@ -1,7 +1,7 @@
 """How often the gate cries wolf, and how often it catches a real slowdown.
 
-Drives the project's own decision code (pytest_i2v.verdict.gate.judge_time, with the noise prior fitted over
-a PR's metrics as the plugin fits it over a baseline file, and the one re-measurement
+Drives the project's own decision code (pytest_i2v.verdict.gate.judge_time, with the noise prior
+fitted over a PR's metrics as the plugin fits it over a baseline file, and the one re-measurement
 of a flagged test) with simulated runs: log-normal noise inside a run (each run's figure is the
 median of its repeats) and between runs (machine state, clocks, co-tenants). The re-measurement
 happens in the same job, so it shares that job's between-run offset: the conservative model.
@@ -71,8 +71,8 @@ def simulate(
                 history,
                 run_figure(rng, offset, within, repeats, effect),
                 settings,
-                pooled,
-            )  # noqa: B023 (called only in this iteration)
+                pooled,  # noqa: B023 (called only in this iteration)
+            )
             if first.verdict != "regressed":
                 return False
             again = judge_time(
@@ -80,8 +80,8 @@ def simulate(
                 history,
                 run_figure(rng, offset, within, repeats, effect),
                 settings,
-                pooled,
-            )  # noqa: B023 (called only in this iteration)
+                pooled,  # noqa: B023 (called only in this iteration)
+            )
             return again.verdict == "regressed"
 
         def fixed_flags(history: list[float], effect: float) -> bool:
@@ -135,11 +135,13 @@ def main() -> None:
     settings = GateSettings()
     print(
         f"{args.prs} simulated PRs x {METRICS_PER_PR} time metrics per noise level, "
-        f"{args.repeats} repeats per run; gate defaults: alpha {settings.alpha}, min effect {settings.min_effect:.0%}, "
+        f"{args.repeats} repeats per run; gate defaults: alpha {settings.alpha}, "
+        f"min effect {settings.min_effect:.0%}, "
         f"confirm {settings.confirm}"
     )
     header = (
-        f"{'noise within/between':<22}{'history':>8}  {'rule':<26}{'false fail/metric':>18}{'false fail/PR':>15}"
+        f"{'noise within/between':<22}{'history':>8}  {'rule':<26}"
+        f"{'false fail/metric':>18}{'false fail/PR':>15}"
         + "".join(f"{'power +' + format(e, '.0%'):>12}" for e in EFFECTS)
     )
     print(header)
@@ -154,11 +156,13 @@ def main() -> None:
             for name, key in rows:
                 shown = history if key == "gate" else 1
                 print(
-                    f"{label:<22}{shown:>8}  {name:<26}{r[key + '_metric']:>18.3%}{r[key + '_pr']:>15.1%}"
+                    f"{label:<22}{shown:>8}  {name:<26}"
+                    f"{r[key + '_metric']:>18.3%}{r[key + '_pr']:>15.1%}"
                     + "".join(f"{r[f'{key}_{e}']:>12.1%}" for e in EFFECTS)
                 )
     print(
-        "targets: <= 0.1 % false failures per metric; >= 90 % power at +10 % with 2 % between-run noise"
+        "targets: <= 0.1 % false failures per metric; "
+        ">= 90 % power at +10 % with 2 % between-run noise"
     )
 
 

@@ -95,7 +95,8 @@ def main() -> None:
             ):
                 corrupt += 1  # missing entries, or a mix of old and new
                 print(
-                    f"trial {trial}: inconsistent: {len(baseline.entries)} entries, newest runs {sorted(newest)[:5]}"
+                    f"trial {trial}: inconsistent: {len(baseline.entries)} entries, "
+                    f"newest runs {sorted(newest)[:5]}"
                 )
             elif baseline.entries["t::0"].current.runs[-1]["time_s"] == version:
                 killed_mid_write += 1
@@ -107,7 +108,8 @@ def main() -> None:
             print(f"trial {trial}: unreadable: {type(exc).__name__}: {exc}")
     leftovers = len([p for p in work.iterdir() if p.name.endswith(".tmp")])
     print(
-        f"{args.trials} trials: {corrupt} corrupt, {killed_mid_write} left the old version, {completed} the new one; "
+        f"{args.trials} trials: {corrupt} corrupt, {killed_mid_write} left the old version, "
+        f"{completed} the new one; "
         f"{leftovers} temporary files left behind by killed writers (never read); one write takes "
         f"{durations[0] * 1000:.0f} ms for {args.entries} entries"
     )

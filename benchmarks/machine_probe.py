@@ -1,10 +1,11 @@
-"""The machine speed probe's own noise: ``measure.probe.run_probe`` in fresh processes on this machine.
+"""The machine speed probe's own noise: measure.probe.run_probe in fresh processes on this machine.
 
 Each process imports torch, runs the probe once (as a session does before its first test) and again
 (as it does at the end), and prints its figures. Printed per figure: the between-process spread
 (log-scale standard deviation of the first probes), the largest deviation of a first probe from the
-median, and the largest start-to-end change inside a process, against ``machine_speed.PROBE_TOLERANCE``
-(the bar at which two runs count as different machine speeds). Raw figures with ``--json``.
+median, and the largest start-to-end change inside a process, against
+``machine_speed.PROBE_TOLERANCE`` (the bar at which two runs count as different machine speeds).
+Raw figures with ``--json``.
 
     python benchmarks/machine_probe.py [--processes 20] [--device cpu] [--json FILE]
 """
@@ -61,8 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     print(
-        f"machine speed probe, {date.today().isoformat()}, {args.processes} fresh processes on {args.device}, "
-        f"{time.perf_counter() - started:.0f} s; probe {statistics.median(r['seconds'] for r in runs):.2f} s "
+        f"machine speed probe, {date.today().isoformat()}, "
+        f"{args.processes} fresh processes on {args.device}, "
+        f"{time.perf_counter() - started:.0f} s; "
+        f"probe {statistics.median(r['seconds'] for r in runs):.2f} s "
         f"(median, torch loaded); tolerance {PROBE_TOLERANCE:.0%}"
     )
     print(
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         drift = max(abs(math.log(r["end"][name] / r["start"][name])) for r in runs)
         beyond = sum(abs(math.log(v / middle)) > math.log1p(PROBE_TOLERANCE) for v in first)
         print(
-            f"| {label} | {middle:.4g} | {statistics.stdev(logs):.1%} | {math.expm1(deviation):+.1%} | "
+            f"| {label} | {middle:.4g} | {statistics.stdev(logs):.1%} | "
+            f"{math.expm1(deviation):+.1%} | "
             f"{math.expm1(drift):+.1%} | {beyond} of {len(first)} |"
         )
     medians = {name: statistics.median(r["start"][name] for r in runs) for name in PROBE_LABELS}
@@ -88,10 +92,12 @@ def main(argv: list[str] | None = None) -> None:
     moved = [MachineSpeed({n: r["end"][n] / r["start"][n] for n in PROBE_LABELS}) for r in runs]
     spread = statistics.stdev(math.log(s.speed) for s in against_median)
     print(
-        f"the machine speed (geometric mean of the three): between processes {spread:.1%} (log sd); "
+        f"the machine speed (geometric mean of the three): "
+        f"between processes {spread:.1%} (log sd); "
         f"processes the gate would call another machine speed against the median (mean beyond "
         f"{PROBE_TOLERANCE:.0%} or a figure beyond {FIGURE_TOLERANCE:.0%}): "
-        f"{sum(not s.comparable for s in against_median)} of {len(runs)}; start -> end moved by that rule: "
+        f"{sum(not s.comparable for s in against_median)} of {len(runs)}; "
+        f"start -> end moved by that rule: "
         f"{sum(not s.comparable for s in moved)} of {len(runs)}"
     )
     if args.json:

@@ -138,13 +138,16 @@ def main() -> int:
         ("the rest (pytest, fixtures, gate, records)", rest)
     ]
     print(
-        f"\nmain job: {process_s:.1f} s for the process, {wall:.1f} s from the plugin's import to its end"
+        f"\nmain job: {process_s:.1f} s for the process, "
+        f"{wall:.1f} s from the plugin's import to its end"
     )
     for name, seconds in rows:
         print(f"  {name:<45} {seconds:7.1f} s  {100 * seconds / wall:5.1f} %")
     generations = sum(parts.get(name, 0.0) for name in GENERATIONS)
+    harness_s = wall - generations
     print(
-        f"  {'harness (all but the generations)':<45} {wall - generations:7.1f} s  {100 * (wall - generations) / wall:5.1f} %"
+        f"  {'harness (all but the generations)':<45} {harness_s:7.1f} s  "
+        f"{100 * harness_s / wall:5.1f} %"
     )
     if args.json:
         args.json.write_text(

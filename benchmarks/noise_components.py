@@ -1,4 +1,4 @@
-"""The noise components the A/B cost model simulates, measured: within a process (repeat to repeat)
+r"""The noise components the A/B cost model simulates, measured: within a process (repeat to repeat)
 and between fresh processes (each process's own offset), per test and time metric, on this machine.
 
 Runs ``--processes`` fresh pytest processes one after another, each measuring the same tests of the
@@ -14,7 +14,8 @@ Between days is not measured here (one session is one day); ``benchmarks/ab_powe
 conclusions across assumed day drifts. The raw figures (every process's repeats) are written with
 ``--json`` so that the summary can be recomputed.
 
-    python benchmarks/noise_components.py [--processes 20] [--repeats 5] [--threads N] [--json FILE] [-- pytest selection]
+    python benchmarks/noise_components.py [--processes 20] [--repeats 5] [--threads N] \
+        [--json FILE] [-- pytest selection]
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def run_process(
 
 
 def components(processes: list[dict[str, list[float]]]) -> dict[str, float]:
-    """Within, between (log sd) and the slow-process share, for one test and metric over processes."""
+    """Within, between (log sd) and the slow-process share, for one test and metric over
+    processes."""
     logs = [[math.log(v) for v in repeats if v > 0] for repeats in processes]
     logs = [values for values in logs if len(values) >= 2]
     means = [statistics.fmean(values) for values in logs]
@@ -127,11 +129,13 @@ def main(argv: list[str] | None = None) -> None:
             )
     summary: dict[str, dict[str, dict[str, float]]] = {}
     print(
-        f"\nnoise components, {date.today().isoformat()}, {args.processes} fresh processes x {args.repeats} repeats, "
+        f"\nnoise components, {date.today().isoformat()}, "
+        f"{args.processes} fresh processes x {args.repeats} repeats, "
         f"{time.perf_counter() - started:.0f} s"
     )
     print(
-        "| test | metric | within a process (log sd) | between processes (log sd) | processes > +20 % |"
+        "| test | metric | within a process (log sd) | between processes (log sd) "
+        "| processes > +20 % |"
     )
     print("|---|---|---|---|---|")
     for nodeid in raw[0]:
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             found = components([process[nodeid][metric] for process in raw if nodeid in process])
             summary.setdefault(nodeid, {})[metric] = found
             print(
-                f"| {nodeid} | {metric} | {found['within']:.2%} | {found['between']:.2%} | {found['slow_share']:.0%} |"
+                f"| {nodeid} | {metric} | {found['within']:.2%} | {found['between']:.2%} "
+                f"| {found['slow_share']:.0%} |"
             )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

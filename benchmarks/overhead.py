@@ -50,8 +50,10 @@ def main() -> None:
             else "unavailable"
         )
         print(
-            f"model {args.model} ({loaded.provenance}), device {args.device}, {args.size}x{args.size}, "
-            f"{args.frames} frames, {args.steps} steps, {args.rounds} interleaved rounds, NVML: {nvml}"
+            f"model {args.model} ({loaded.provenance}), device {args.device}, "
+            f"{args.size}x{args.size}, "
+            f"{args.frames} frames, {args.steps} steps, {args.rounds} interleaved rounds, "
+            f"NVML: {nvml}"
         )
         for mode, fast_steps in (("full", None), ("fast", args.fast_steps)):
             bare_spec = i2v(
@@ -84,8 +86,10 @@ def main() -> None:
             paired = statistics.median(h / b for h, b in zip(harness_s, bare_s, strict=True))
             steps = fast_steps or args.steps
             print(
-                f"{mode:<5} ({steps:>2} steps): bare call {statistics.median(bare_s) * 1000:8.1f} ms, measured repeat "
-                f"{statistics.median(harness_s) * 1000:8.1f} ms, overhead (median of paired ratios) {(paired - 1) * 100:+.2f} %"
+                f"{mode:<5} ({steps:>2} steps): "
+                f"bare call {statistics.median(bare_s) * 1000:8.1f} ms, measured repeat "
+                f"{statistics.median(harness_s) * 1000:8.1f} ms, "
+                f"overhead (median of paired ratios) {(paired - 1) * 100:+.2f} %"
                 f"   target <= 1 %"
             )
 

@@ -1,11 +1,12 @@
-"""What the installed plugin costs a project that does not use it: pytest's start-up with and without it.
+"""What the installed plugin costs a project not using it: pytest's start-up with and without it.
 
 Runs a one-test project (``test_one.py`` with ``assert 1 + 1 == 2`` and an empty ``pytest.ini``) as
-``python -m pytest -q -p no:cacheprovider``, with the plugin active (autoloaded through its ``pytest11``
-entry point) and with ``-p no:i2v``, interleaved (ABAB..., after one unmeasured warm-up pair) so that
-load drift hits both alike. Prints the median wall time and the median peak RSS (``ru_maxrss`` from
-``os.wait4``) of each, their difference, and whether the active run imported torch (one more run under
-``-X importtime``), with the heaviest packages it imported that the ``-p no:i2v`` run did not.
+``python -m pytest -q -p no:cacheprovider``, with the plugin active (autoloaded through its
+``pytest11`` entry point) and with ``-p no:i2v``, interleaved (ABAB..., after one unmeasured warm-up
+pair) so that load drift hits both alike. Prints the median wall time and the median peak RSS
+(``ru_maxrss`` from ``os.wait4``) of each, their difference, and whether the active run imported
+torch (one more run under ``-X importtime``), with the heaviest packages it imported that the
+``-p no:i2v`` run did not.
 
     python benchmarks/plugin_startup.py [--runs 10]
 
@@ -28,8 +29,8 @@ TARGET_MS, TARGET_MB = 50.0, 5.0
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 DISABLED = ["-p", "no:i2v"]
 # "import time: self [us] | cumulative | <indent>module", one line per module, in import order. Only
-# import statements are timed: a module loaded by importlib.import_module (as pytest loads entry-point
-# plugins) has no line of its own, but whatever it imports does.
+# import statements are timed: a module loaded by importlib.import_module (as pytest loads
+# entry-point plugins) has no line of its own, but whatever it imports does.
 IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
 
 
@@ -131,14 +132,17 @@ def format_result(r: dict[str, Any]) -> str:
     d_ms, d_mb = r["active_ms"] - r["disabled_ms"], r["active_mb"] - r["disabled_mb"]
     ok = d_ms <= TARGET_MS and d_mb <= TARGET_MB and not r["torch_imported"]
     lines = [
-        f"plugin active: {r['active_ms']:.0f} ms, {r['active_mb']:.1f} MB; -p no:i2v: {r['disabled_ms']:.0f} ms, "
+        f"plugin active: {r['active_ms']:.0f} ms, {r['active_mb']:.1f} MB; "
+        f"-p no:i2v: {r['disabled_ms']:.0f} ms, "
         f"{r['disabled_mb']:.1f} MB; difference: {d_ms:+.0f} ms, {d_mb:+.1f} MB "
-        f"(target <= +{TARGET_MS:.0f} ms, +{TARGET_MB:.0f} MB); torch imported: {'yes' if r['torch_imported'] else 'no'}",
+        f"(target <= +{TARGET_MS:.0f} ms, +{TARGET_MB:.0f} MB); "
+        f"torch imported: {'yes' if r['torch_imported'] else 'no'}",
         f"medians of {r['runs']} interleaved runs each; {'within' if ok else 'OVER'} target",
     ]
     if not r["plugin_loaded"]:
         lines.append(
-            "warning: pytest did not register pytest-i2v in the active run (is the package installed?)"
+            "warning: pytest did not register pytest-i2v in the active run "
+            "(is the package installed?)"
         )
     if r["extra_imports"]:
         heaviest = ", ".join(f"{name} {us / 1000:.0f} ms" for name, us in r["extra_imports"][:8])

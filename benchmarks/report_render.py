@@ -1,4 +1,4 @@
-"""Render time of the HTML report with many results (target: 200 results in <= 3 s on the CI machine).
+"""Render time of the HTML report, many results (target: 200 results in <= 3 s on the CI machine).
 
     python benchmarks/report_render.py [--records 200] [--rounds 5]
 
@@ -40,8 +40,10 @@ def main() -> None:
         render_markdown(doc)
         md_times.append(time.perf_counter() - started)
     print(
-        f"{args.records} results: HTML {statistics.median(html_times):.2f} s (median of {args.rounds}, "
-        f"{len(html) / 1e6:.1f} MB), Markdown {statistics.median(md_times) * 1000:.0f} ms; target HTML <= 3 s"
+        f"{args.records} results: HTML {statistics.median(html_times):.2f} s "
+        f"(median of {args.rounds}, "
+        f"{len(html) / 1e6:.1f} MB), Markdown {statistics.median(md_times) * 1000:.0f} ms; "
+        f"target HTML <= 3 s"
     )
 
 

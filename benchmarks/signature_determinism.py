@@ -31,7 +31,8 @@ from pytest_i2v.measure.runner import generate
 from pytest_i2v.pipelines.loading import PipelineKey, load_pipeline
 
 source, device_name, size = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-pipe = load_pipeline(PipelineKey(source=str(source), dtype="fp32", device="cpu"), source.parent).pipe
+key = PipelineKey(source=str(source), dtype="fp32", device="cpu")
+pipe = load_pipeline(key, source.parent).pipe
 device = simulated.RUNTIME.open(device_name)
 spec = i2v(width=size, height=size, frames=4, steps=10)
 image = synthetic_portrait(128, 128)
@@ -43,7 +44,8 @@ started = time.perf_counter()
 signature = profile_work(pipe, spec, image, device)
 profiled = time.perf_counter() - started
 rows = sum(len(stage.rows) for stage in signature.stages.values())
-print(json.dumps({"digest": signature.digest, "rows": rows, "profiled_s": profiled, "plain_s": plain}))
+result = {"digest": signature.digest, "rows": rows, "profiled_s": profiled, "plain_s": plain}
+print(json.dumps(result))
 """
 
 
@@ -78,8 +80,10 @@ def main() -> None:
             ratio = statistics.median(s["profiled_s"] / s["plain_s"] for s in seen)
             print(
                 f"{device}: {len(digests)} distinct digest(s) in {len(seen)} fresh processes "
-                f"({seen[0]['rows']} rows); profiled call {statistics.median(s['profiled_s'] for s in seen):.2f} s, "
-                f"unprofiled 5-step generation {statistics.median(s['plain_s'] for s in seen):.2f} s, "
+                f"({seen[0]['rows']} rows); "
+                f"profiled call {statistics.median(s['profiled_s'] for s in seen):.2f} s, "
+                f"unprofiled 5-step generation "
+                f"{statistics.median(s['plain_s'] for s in seen):.2f} s, "
                 f"ratio {ratio:.1f}x (medians)",
                 flush=True,
             )

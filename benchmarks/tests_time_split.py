@@ -1,7 +1,8 @@
-"""Where the tests' time goes: ``python -m pytest tests/`` with this file as a plugin in every worker,
-split per test into the CPU its worker spent in process and the CPU of the processes it started
-(pytester subprocesses, A/B jobs, the workflow steps, gpu-check, fresh-process re-measurements), and
-what one fresh process spends importing torch, diffusers and transformers before it measures anything.
+"""Where the tests' time goes: ``python -m pytest tests/`` with this file as a plugin in every
+worker, split per test into the CPU its worker spent in process and the CPU of the processes it
+started (pytester subprocesses, A/B jobs, the workflow steps, gpu-check, fresh-process
+re-measurements), and what one fresh process spends importing torch, diffusers and transformers
+before it measures anything.
 
     python benchmarks/tests_time_split.py [--json FILE] [--top N] [-- extra pytest args]
 
@@ -29,7 +30,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ENV_OUT = "TESTS_TIME_SPLIT_OUT"
 IMPORTS = (
-    "import time; t = time.perf_counter(); import pytest_i2v.plugin, torch, diffusers, transformers; "
+    "import time; t = time.perf_counter(); "
+    "import pytest_i2v.plugin, torch, diffusers, transformers; "
     "diffusers.I2VGenXLPipeline; transformers.CLIPTextModel; print(time.perf_counter() - t)"
 )
 
@@ -62,7 +64,7 @@ def _write(nodeid: str, started: float, own: float, children: float) -> None:
         out.write(json.dumps(line) + "\n")
 
 
-# -- the driver --------------------------------------------------------------------------------------
+# -- the driver ------------------------------------------------------------------------------------
 def import_seconds(runs: int = 3) -> list[float]:
     """What a fresh process spends importing the plugin's heavy dependencies, ``runs`` times."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -137,20 +139,26 @@ def main() -> int:
         ],
     }
     print(
-        f"\n{len(tests)} tests in {wall:.1f} s wall on {cores} cores (pytest exit {completed.returncode})"
+        f"\n{len(tests)} tests in {wall:.1f} s wall on {cores} cores "
+        f"(pytest exit {completed.returncode})"
     )
     print(
-        f"CPU: {in_process:.1f} s in the workers' own processes + {child:.1f} s in the processes the tests started"
-        f" = {in_process + child:.1f} s; the floor on {cores} cores is {(in_process + child) / cores:.1f} s"
+        f"CPU: {in_process:.1f} s in the workers' own processes + "
+        f"{child:.1f} s in the processes the tests started"
+        f" = {in_process + child:.1f} s; "
+        f"the floor on {cores} cores is {(in_process + child) / cores:.1f} s"
     )
     print(
-        f"{len(with_children)} tests start processes (more than 1 s of child CPU); a fresh process spends "
-        f"{statistics.median(imports):.1f} s (median of {', '.join(f'{s:.1f}' for s in imports)}) on its imports"
+        f"{len(with_children)} tests start processes (more than 1 s of child CPU); "
+        f"a fresh process spends "
+        f"{statistics.median(imports):.1f} s "
+        f"(median of {', '.join(f'{s:.1f}' for s in imports)}) on its imports"
     )
     print(f"\nthe {options.top} most expensive tests (CPU s: in process + children):")
     for t in split["top"]:
         print(
-            f"  {t['in_process_cpu_s'] + t['child_cpu_s']:6.1f} = {t['in_process_cpu_s']:5.1f} + {t['child_cpu_s']:5.1f}"
+            f"  {t['in_process_cpu_s'] + t['child_cpu_s']:6.1f} = "
+            f"{t['in_process_cpu_s']:5.1f} + {t['child_cpu_s']:5.1f}"
             f"  {t['nodeid']}"
         )
     if options.json:

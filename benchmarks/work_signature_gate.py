@@ -9,23 +9,25 @@ sized by a knob ``k`` (``INJECT=kind:k``):
 - ``op``: k extra 128x128 matrix products after the UNet call;
 - ``upcast``: the first k Linear layers of the UNet run in float64 (weights and input);
 - ``cfg-split``: the first k Linear layers run their batch as two half-batch calls;
-- ``bigger``: the first k Linear layers run on an input twice as long (zero-padded, the output cut back);
+- ``bigger``: the first k Linear layers run on an input twice as long (zero-padded, the output cut
+  back);
 - ``sync``: k host-device synchronisations per UNet call (on the simulated H200: each costs
   ``measure.simulated_libs.SYNC_ROUND_TRIP_S``, an assumption).
 
-For each kind the knob is calibrated to about +2 %, +5 % and +10 % of the step. Each level then gets:
-one run of the baseline gate (a fresh pytest process) against the one-run baseline, which must
-fail the test as regressed (the +2 % level: beyond the 1 % minimum effect) with the injected op in the
-table; and the effect measured by ``--rounds`` interleaved pairs of generations (with and without the
-injection, in one process, the order alternating): the estimate must lie within 1.5 percentage points.
+For each kind the knob is calibrated to about +2 %, +5 % and +10 % of the step. Each level then
+gets: one run of the baseline gate (a fresh pytest process) against the one-run baseline, which must
+fail the test as regressed (the +2 % level: beyond the 1 % minimum effect) with the injected op in
+the table; and the effect measured by ``--rounds`` interleaved pairs of generations (with and
+without the injection, in one process, the order alternating): the estimate must lie within 1.5
+percentage points.
 
 False alarms: ``--false-alarm-runs`` fresh gate runs of unchanged code against a one-run and a
-three-run history (enforced, 10 % minimum effect and tolerance: the bars under which 1 of 6 fresh runs
-of unchanged code failed before; one re-measurement, in a fresh process): the number that failed
-(target 0).
+three-run history (enforced, 10 % minimum effect and tolerance: the bars under which 1 of 6 fresh
+runs of unchanged code failed before; one re-measurement, in a fresh process): the number that
+failed (target 0).
 
-    python benchmarks/work_signature_gate.py [--rounds 60] [--false-alarm-runs 20] [--kinds op,upcast,...]
-        [--json FILE]"""
+    python benchmarks/work_signature_gate.py [--rounds 60] [--false-alarm-runs 20]
+        [--kinds op,upcast,...] [--json FILE]"""
 
 from __future__ import annotations
 
@@ -82,7 +84,8 @@ def install(pipe, kind, k):
         undo.append(handle.remove)
     elif kind == "sync":
         synchronize = torch.cuda.synchronize
-        if not torch.cuda.is_available():  # the simulated card's (as the plugin's own code calls it there)
+        # the simulated card's (as the plugin's own code calls it there)
+        if not torch.cuda.is_available():
             from pytest_i2v.simulated_plugin import RUNTIME
 
             synchronize = RUNTIME.cuda.synchronize
@@ -97,7 +100,8 @@ def install(pipe, kind, k):
         for layer in _linears(unet, k):
             original = layer.forward
             if kind == "upcast":
-                weight, bias = layer.weight.data, layer.bias.data if layer.bias is not None else None
+                weight = layer.weight.data
+                bias = layer.bias.data if layer.bias is not None else None
                 wide_w, wide_b = weight.double(), bias.double() if bias is not None else None
 
                 def forward(x, wide_w=wide_w, wide_b=wide_b):
@@ -136,7 +140,8 @@ def inject(request):
 
 
 def interleave(pipe, spec, image, kind, sizes, rounds, out):
-    """Per knob size: pairs of generations with and without the change, the order alternating (per-step seconds)."""
+    """Per knob size: pairs of generations with and without the change, the order alternating
+    (per-step seconds)."""
     def timed():
         if pipe.device.type == "cuda":
             torch.cuda.synchronize()
@@ -181,8 +186,15 @@ def test_interleaved(i2v_pipeline, i2v_spec, i2v_input_image):
     from conftest import interleave
 
     kind, _, sizes = os.environ["INTERLEAVE"].partition(":")
-    interleave(i2v_pipeline, i2v_spec, i2v_input_image, kind, [int(k) for k in sizes.split(",")], int(os.environ["ROUNDS"]),
-               Path(os.environ["INTERLEAVE_OUT"]))
+    interleave(
+        i2v_pipeline,
+        i2v_spec,
+        i2v_input_image,
+        kind,
+        [int(k) for k in sizes.split(",")],
+        int(os.environ["ROUNDS"]),
+        Path(os.environ["INTERLEAVE_OUT"]),
+    )
 """
 
 PROFILE = """
@@ -194,7 +206,8 @@ model: tiny
 dtype: fp32
 scaling: {{size_divisor: 8, steps_divisor: 5}}
 signature: true
-gate: {{enforce: true, min_effect: {min_effect}, tolerance: {tolerance}, prior_noise: 0.08, memory_rel: 0.05, memory_abs_mib: 2048, confirm: 1}}
+gate: {{enforce: true, min_effect: {min_effect}, tolerance: {tolerance}, prior_noise: 0.08,
+  memory_rel: 0.05, memory_abs_mib: 2048, confirm: 1}}
 """
 
 
@@ -307,8 +320,9 @@ class Project:
         return float(statistics.median(run["step_s"] for run in runs))
 
     def interleaved(self, kind: str, sizes: list[int], rounds: int) -> dict[int, float]:
-        """Per knob size, the change's cost per step in % of the baseline's step, from interleaved pairs of
-        generations (paired per round: the machine's drift cancels pair by pair; the median pair)."""
+        """Per knob size, the change's cost per step in % of the baseline's step, from interleaved
+        pairs of generations (paired per round: the machine's drift cancels pair by pair; the median
+        pair)."""
         out = self.root / "interleaved.json"
         done = self.pytest(
             "test_suite.py::test_interleaved",
@@ -340,7 +354,8 @@ PROBES = {
 
 
 def calibrate(project: Project, kind: str, rounds: int) -> dict[float, int]:
-    """The knob per level, interpolated on the effects measured at the probe sizes in one process."""
+    """The knob per level, interpolated on the effects measured at the probe sizes in one
+    process."""
     curve = sorted(project.interleaved(kind, PROBES[kind], max(10, rounds // 3)).items())
     print(
         f"  {kind} calibration: " + ", ".join(f"k={k}: {e:+.2f} %" for k, e in curve),
@@ -395,7 +410,8 @@ def run_kind(project: Project, kind: str, rounds: int) -> list[dict[str, Any]]:
             }
         )
         print(
-            f"  {kind} k={k}: measured {measured:+.2f} %, estimate {estimate if estimate is None else f'{estimate:+.2f}'} %,"
+            f"  {kind} k={k}: measured {measured:+.2f} %, "
+            f"estimate {estimate if estimate is None else f'{estimate:+.2f}'} %,"
             f" {decision}, top row {rows[-1]['top_row']}",
             file=sys.stderr,
             flush=True,
@@ -419,7 +435,8 @@ def false_alarms(root: Path, runs: int) -> dict[str, dict[str, Any]]:
             failed += gate["exit"] != 0
             walls.append(gate["wall_s"])
             remeasured += int(gate["record"].get("measurements") or 1) > 1
-            # the machine speed probe said this run's machine was not the baseline's speed: times not gating
+            # the machine speed probe said this run's machine was not the baseline's speed:
+            # times not gating
             machine += bool((gate["record"].get("decision") or {}).get("times_not_comparable"))
         found[f"{history}-run history"] = {
             "runs": runs,
@@ -429,7 +446,8 @@ def false_alarms(root: Path, runs: int) -> dict[str, dict[str, Any]]:
             "median wall s": statistics.median(walls),
         }
         print(
-            f"  {history}-run history: {failed} of {runs} failed ({remeasured} re-measured, {machine} at another "
+            f"  {history}-run history: {failed} of {runs} failed "
+            f"({remeasured} re-measured, {machine} at another "
             f"machine speed)",
             file=sys.stderr,
             flush=True,
@@ -474,7 +492,8 @@ def main() -> None:
         f"\nwork signature gate, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s"
     )
     print(
-        "| change | target | k | measured (interleaved) | estimate (signature) | with the host gap | within ±1.5 pp "
+        "| change | target | k | measured (interleaved) | estimate (signature) "
+        "| with the host gap | within ±1.5 pp "
         "| one gate run | named |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
@@ -482,13 +501,16 @@ def main() -> None:
         estimate = "-" if r["estimate_pct"] is None else f"{r['estimate_pct']:+.2f} %"
         with_gap = "-" if r["with_gap_pct"] is None else f"{r['with_gap_pct']:+.2f} %"
         print(
-            f"| {r['kind']} | +{r['target_pct']:.0f} % | {r['k']} | {r['measured_pct']:+.2f} % | {estimate} | {with_gap} | "
-            f"{'yes' if r['within'] else 'NO'} | {'regressed' if r['flagged'] else 'NOT FLAGGED: ' + str(r['decision'])} | "
+            f"| {r['kind']} | +{r['target_pct']:.0f} % | {r['k']} | {r['measured_pct']:+.2f} % "
+            f"| {estimate} | {with_gap} | "
+            f"{'yes' if r['within'] else 'NO'} | "
+            f"{'regressed' if r['flagged'] else 'NOT FLAGGED: ' + str(r['decision'])} | "
             f"{'yes: ' + str(r['top_row']) if r['named'] else 'NO'} |"
         )
     if alarms:
         print(
-            "\n| history | fresh runs of unchanged code | failed | re-measured in a fresh process | "
+            "\n| history | fresh runs of unchanged code | failed "
+            "| re-measured in a fresh process | "
             "machine speed not comparable |"
         )
         print("|---|---|---|---|---|")

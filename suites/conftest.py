@@ -1,5 +1,5 @@
-"""The study's suites: select them with -m (sweep, tradeoffs, precision, memory_options, dynamic_resolution,
-pipelines, pipeline_memory_options)."""
+"""The study's suites: select them with -m (sweep, tradeoffs, precision, memory_options,
+dynamic_resolution, pipelines, pipeline_memory_options)."""
 
 SUITE_MARKERS = {
     "sweep": "the study's resolution sweep (256p-1024p)",
@@ -7,8 +7,12 @@ SUITE_MARKERS = {
     "precision": "fp32 vs fp16 vs bf16 at 512p",
     "memory_options": "memory-saving options at 768p, each against the plain run",
     "dynamic_resolution": "output resolution picked from the input image size and the memory",
-    "pipelines": "SVD, Wan 2.1/2.2, LTX-Video, CogVideoX and HunyuanVideo-I2V at their native settings",
-    "pipeline_memory_options": "the large pipelines' memory-saving options, each against its plain run",
+    "pipelines": (
+        "SVD, Wan 2.1/2.2, LTX-Video, CogVideoX and HunyuanVideo-I2V at their native settings"
+    ),
+    "pipeline_memory_options": (
+        "the large pipelines' memory-saving options, each against its plain run"
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""The study's main table: 256p, 512p, 768p and 1024p at 16 frames, 50 steps, guidance 9.0, fps 8."""
+"""The study's main table: 256p, 512p, 768p and 1024p at 16 frames, 50 steps, guidance 9.0,
+fps 8."""
 
 from pathlib import Path
 

@@ -48,6 +48,7 @@ def test_frames_steps_combo(frames, steps, i2v_run, i2v_spec):
 def test_frames_sweep(frames, i2v_run, i2v_spec):
     result = i2v_run()
     assert result.outcome == "ok"
-    # the frames generated: the study's count, or the profile's scaled one (the cpu profile divides by 4)
+    # the frames generated: the study's count, or the profile's scaled one (the cpu profile divides
+    # by 4)
     assert result.config["frames"] == i2v_spec.frames
     assert result.gen_fps == pytest.approx(i2v_spec.frames / result.time_s)
