@@ -365,7 +365,7 @@ def test_baseline_diff_decides_what_the_gate_decided(
 ) -> None:
     """The review CLI and the plugin go through one judgement and one decision: ``baseline diff``
     of the run's results against its baseline comes to every test's recorded outcome."""
-    from pytest_i2v.cli import diff_results
+    from pytest_i2v.cli_baseline import diff_results
     from pytest_i2v.verdict.baseline_store import read_baseline
 
     if inject:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_i2v.cli import diff_baselines, diff_results
+from pytest_i2v.cli_baseline import diff_baselines, diff_results
 from pytest_i2v.measure.environment import collect_environment
 from pytest_i2v.measure.simulated import SimulatedRuntime
 from pytest_i2v.measure.simulated_gpu import SimulatedGpu

@@ -247,7 +247,7 @@ def test_without_two_stable_repeats_a_slowdown_still_regresses(
 
 
 def test_baseline_diff_says_unreliable_where_the_gate_does(baseline_dir: Path) -> None:
-    from pytest_i2v.cli import diff_results
+    from pytest_i2v.cli_baseline import diff_results
     from pytest_i2v.verdict.baseline_store import read_baseline
 
     baseline = read_baseline(baseline_path(baseline_dir, PROFILE), PROFILE)

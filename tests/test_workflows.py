@@ -230,9 +230,9 @@ def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(
         )  # a usage error: exit 4
     else:  # torch or NVML failing while the machine is read: a traceback, exit 1
         (work / "sitecustomize.py").write_text(
-            "import pytest_i2v.cli\n"
+            "import pytest_i2v.cli_baseline\n"
             "def _broken(device):\n    raise RuntimeError('NVML: GPU is lost')\n"
-            "pytest_i2v.cli._this_machine = _broken\n"
+            "pytest_i2v.cli_baseline._this_machine = _broken\n"
         )
         env["PYTHONPATH"] = str(work)
     completed = _run(step("gpu-gate.yml", "Choose the mode")["run"], work, env)
@@ -245,7 +245,7 @@ def test_the_mode_step_stops_on_an_error_rather_than_choosing_ab(
 
 
 def test_a_baseline_that_covers_some_tests_only_is_no_match(tmp_path: Path) -> None:
-    from pytest_i2v.cli import match
+    from pytest_i2v.cli_baseline import match
     from pytest_i2v.measure.environment import collect_environment
     from pytest_i2v.verdict.baseline_store import AcceptedRun, read_baseline, update_baseline
 
