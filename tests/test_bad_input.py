@@ -354,7 +354,8 @@ CASES = [
 
 
 def _snapshot(root: Path) -> set[str]:
-    # pytest's cache is its own, made at startup (and pytest-benchmark's .benchmarks, where installed)
+    # pytest's cache is its own, made at startup (and pytest-benchmark's .benchmarks, where
+    # installed)
     ignored = {"__pycache__", ".pytest_cache", ".benchmarks"}
     return {
         str(p.relative_to(root))

@@ -60,7 +60,8 @@ def test_a_read_only_baselines_directory_is_refused_before_measuring(
     i2v_project: pytest.Pytester,
 ) -> None:
     """The issue's case: a read-only file system under --i2v-update-baselines. Before: an 85-line
-    traceback after the whole run, exit 1, no results.json. Now: one line, exit 4, nothing written."""
+    traceback after the whole run, exit 1, no results.json. Now: one line, exit 4, nothing
+    written."""
     i2v_project.makepyfile(TEST)
     baselines = i2v_project.path / "bl"
     baselines.mkdir()
@@ -110,8 +111,9 @@ def test_a_baselines_path_under_a_file_is_refused(i2v_project: pytest.Pytester) 
 def test_a_baseline_write_that_fails_at_the_end_keeps_the_results(
     i2v_project: pytest.Pytester,
 ) -> None:
-    """The directory was writable when checked and is gone by the end (another job replaced it with a
-    file): the results are written first, the baseline failure is one line, the run stays green."""
+    """The directory was writable when checked and is gone by the end (another job replaced it with
+    a file): the results are written first, the baseline failure is one line, the run stays
+    green."""
     i2v_project.makepyfile(
         TEST
         + """
@@ -139,7 +141,8 @@ def test_z_replaces_the_baselines_folder():
 
 @pytest.fixture
 def recorded(i2v_project: pytest.Pytester, virtual_time: tuple[str, ...]) -> pytest.Pytester:
-    """A baseline of test_a recorded on the virtual clock at machine speed 1 (its run stores the probe)."""
+    """A baseline of test_a recorded on the virtual clock at machine speed 1 (its run stores the
+    probe)."""
     i2v_project.makepyfile(TEST)
     result = i2v_project.runpytest(*ARGS, *virtual_time, "--i2v-update-baselines")
     result.assert_outcomes(passed=1)
@@ -166,8 +169,9 @@ LEFT_OUT = (
 def test_a_run_at_another_machine_speed_is_not_recorded_unless_forced(
     recorded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A neighbour's load: the probe reads 0.40x the baseline machine's speed and the test takes 2.5x
-    as long. Appending it would poison the baseline (the next quiet run reads "improved -60 %")."""
+    """A neighbour's load: the probe reads 0.40x the baseline machine's speed and the test takes
+    2.5x as long. Appending it would poison the baseline (the next quiet run reads
+    "improved -60 %")."""
     monkeypatch.setenv("PYTEST_I2V_VIRTUAL_TIME", '{"machine_speed": 0.4}')
     result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=1)

@@ -66,7 +66,8 @@ def test_oom_at_each_stage_then_the_next_test_passes_with_memory_back(
     for stage in ("encode", "denoise", "decode"):
         oom = records[f"test_oom[{stage}]"]["oom"]
         assert records[f"test_oom[{stage}]"]["outcome"] == "oom" and oom["stage"] == stage
-        # host memory after freeing is back near its level before the measurement (the 200 MB block is gone)
+        # host memory after freeing is back near its level before the measurement (the 200 MB block
+        # is gone)
         assert oom["after_free_bytes"] - oom["before_bytes"] < 64 * 2**20, oom
     assert records["test_zz_next"]["outcome"] == "ok"
     result.stdout.fnmatch_lines(
@@ -111,7 +112,8 @@ def test_a_failing_step_fails_that_test_with_the_original_exception(
 
 
 class FakeNvml:
-    """A pynvml stand-in that works for ``fail_after`` samples, then fails (a driver reset mid-run)."""
+    """A pynvml stand-in that works for ``fail_after`` samples, then fails (a driver reset
+    mid-run)."""
 
     class NVMLError(Exception):
         pass

@@ -82,8 +82,8 @@ def test_a_small_test_after_a_large_one_reports_its_own_peaks(tiny_pipe: Any) ->
         assert getattr(after.peak, field) == pytest.approx(getattr(fresh.peak, field), rel=0.01), (
             field
         )
-    # the level the test started from is recorded, and it is the weights alone (the cache was freed):
-    # their segments stay reserved, each rounded up as the caching allocator rounds it
+    # the level the test started from is recorded, and it is the weights alone (the cache was
+    # freed): their segments stay reserved, each rounded up as the caching allocator rounds it
     weights = sum(block.size for block in device.weights.values())
     segments = sum(segment(block.size) for block in device.weights.values())
     assert (
@@ -101,8 +101,8 @@ def test_a_small_test_after_a_large_one_reports_its_own_peaks(tiny_pipe: Any) ->
 
 # -- defect 2 and 5: the run's device, never GPU 0 ---------------------------------------------
 def test_every_call_names_the_runs_device(tiny_pipe: Any) -> None:
-    """Two cards open; the project's CudaDevice, CudaEventClock and NvmlHandle measure on cuda:1, and
-    every torch.cuda and pynvml call is logged with the index it was given."""
+    """Two cards open; the project's CudaDevice, CudaEventClock and NvmlHandle measure on cuda:1,
+    and every torch.cuda and pynvml call is logged with the index it was given."""
     device = gpu_device(tiny_pipe, index=1)
     runtime_of(device).open("cuda:0").place_weights(tiny_pipe)  # the card a wrong index would read
     device.calls.clear()
@@ -266,7 +266,8 @@ def test_the_gate_never_compares_nvml_figures_of_different_scopes() -> None:
 
 
 class MismatchedNvml:
-    """nvmlInit fails as pynvml itself fails on a driver older than the library: its own error class."""
+    """nvmlInit fails as pynvml itself fails on a driver older than the library: its own error
+    class."""
 
     def nvmlInit(self) -> None:
         import pynvml
@@ -405,7 +406,7 @@ def test_the_report_shows_the_nvml_scope() -> None:
     assert "(whole device)" in html and "(this process)" in html
 
 
-# -- issue 21: the offload paths run their real placement calls on the simulated device -------------
+# -- issue 21: the offload paths run their real placement calls on the simulated device ------------
 def offload_peak(
     tmp_path: Path, offload: str | None, pipeline: str = "i2vgen-xl"
 ) -> tuple[int, int]:
@@ -457,8 +458,8 @@ SEQUENTIAL_ON_THE_CPU = pytest.mark.xfail(
 def test_offload_runs_the_real_placement_call_and_lowers_the_peak(
     tmp_path: Path, offload: str, pipeline: str
 ) -> None:
-    """gpu-check (g)'s premise on the simulated card: the weights stay off the device only because the
-    real enable_* call hooked the modules (skip the call and every weight is resident again)."""
+    """gpu-check (g)'s premise on the simulated card: the weights stay off the device only because
+    the real enable_* call hooked the modules (skip the call and every weight is resident again)."""
     plain_peak, plain_resident = offload_peak(tmp_path, None, pipeline)
     peak, resident = offload_peak(tmp_path, offload, pipeline)
     assert resident < plain_resident  # nothing, or only unhooked leaves, before the first forward
