@@ -40,7 +40,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if (os.cpu_count() or 1) >= WORKERS and not option.collectonly:
         option.numprocesses = WORKERS
         if option.dist == "no":
-            option.dist = "worksteal"  # the long end-to-end tests vary 1-70 s: idle workers take from busy ones
+            # the long end-to-end tests vary 1-70 s: idle workers take from busy ones
+            option.dist = "worksteal"
 
 
 class NetworkAccessError(RuntimeError):

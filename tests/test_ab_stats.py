@@ -401,8 +401,8 @@ def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
     meta = {**META, "conditions": lines}
     markdown = render_ab_markdown(results, meta)
     assert (
-        "Hardware not stable under 6 measured run(s): base round 2: tests/a.py::test\\_fast: throttled"
-        in markdown
+        "Hardware not stable under 6 measured run(s): base round 2: "
+        "tests/a.py::test\\_fast: throttled" in markdown
     )
     assert markdown.count("clock off the median") == 4 and "; and 1 more (ab.json)" in markdown
     page = render_ab_html(results, meta)

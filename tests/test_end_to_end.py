@@ -77,7 +77,15 @@ def test_under_xdist_one_session_writes_one_json_one_report_and_the_baselines_on
         """
         import pytest
 
-        @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(4)])
+        @pytest.mark.parametrize(
+            "n",
+            [
+                pytest.param(
+                    n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)
+                )
+                for n in range(4)
+            ],
+        )
         def test_gen(n, i2v_run, i2v_spec, i2v_profile):
             assert i2v_spec.seed == n and i2v_profile.name == "cpu"
             assert i2v_run().outcome == "ok"

@@ -37,8 +37,8 @@ ARGS = (
 
 def _unwritable_line(directory: Path, reason: str) -> str:
     return (
-        f"ERROR: --i2v-update-baselines: cannot write the baselines directory {directory} ({reason}); "
-        f"make it writable or pass --i2v-baseline-dir DIR (nothing was measured)"
+        f"ERROR: --i2v-update-baselines: cannot write the baselines directory {directory} "
+        f"({reason}); make it writable or pass --i2v-baseline-dir DIR (nothing was measured)"
     )
 
 
@@ -77,7 +77,10 @@ def test_a_read_only_baselines_directory_is_refused_before_measuring(
         *ARGS,
         "--i2v-update-baselines",
     ]
-    script = f'mount --bind "{baselines}" "{baselines}" && mount -o remount,bind,ro "{baselines}" "{baselines}" && exec "$@"'
+    script = (
+        f'mount --bind "{baselines}" "{baselines}" && '
+        f'mount -o remount,bind,ro "{baselines}" "{baselines}" && exec "$@"'
+    )
     completed = subprocess.run(
         ["unshare", "-m", "sh", "-c", script, "sh", *pytest_cmd],
         cwd=i2v_project.path,
@@ -160,9 +163,10 @@ def _runs(pytester: pytest.Pytester) -> int:
 
 
 LEFT_OUT = (
-    "i2v baselines: 1 run(s) not recorded, their timings are doubtful ({why}); rerun on a quiet machine, "
-    "start this machine's history afresh with --i2v-update-baselines=reset if its speed changed for "
-    "good, or pass --i2v-force-baselines to record them anyway"
+    "i2v baselines: 1 run(s) not recorded, their timings are doubtful ({why}); "
+    "rerun on a quiet machine, start this machine's history afresh with "
+    "--i2v-update-baselines=reset if its speed changed for good, "
+    "or pass --i2v-force-baselines to record them anyway"
 )
 
 
@@ -176,8 +180,9 @@ def test_a_run_at_another_machine_speed_is_not_recorded_unless_forced(
     result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=1)
     why = (
-        "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x, memory "
-        "bandwidth 0.40x, tiny ops (launch and host overhead) 0.40x): timings not comparable; memory still judged"
+        "this machine ran the probe at 0.40x the baseline machine's speed "
+        "(matrix products 0.40x, memory bandwidth 0.40x, "
+        "tiny ops (launch and host overhead) 0.40x): timings not comparable; memory still judged"
     )
     nodeid = next(line for line in result.outlines if line.startswith("  not recorded: ")).split(
         ": ", 1
@@ -216,9 +221,9 @@ def test_z_a_neighbour_arrives():
     result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=2)
     why = (
-        "the machine's speed moved during the run (end against start: matrix products 0.50x, memory bandwidth "
-        "0.50x, tiny ops (launch and host overhead) 0.50x): a neighbour or throttling; this run's timings are "
-        "unreliable"
+        "the machine's speed moved during the run (end against start: matrix products 0.50x, "
+        "memory bandwidth 0.50x, tiny ops (launch and host overhead) 0.50x): "
+        "a neighbour or throttling; this run's timings are unreliable"
     )
     assert LEFT_OUT.format(why=why) in result.outlines
     assert _runs(recorded) == 1

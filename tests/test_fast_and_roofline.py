@@ -201,7 +201,8 @@ def test_fast_mode_through_pytest(i2v_project: pytest.Pytester) -> None:
         def test_cli_fast(i2v_run):
             result = i2v_run()
             assert result.mode == "fast" and result.fast["measured_steps"] == 3
-            assert result.roofline["unet_step_tflop"] > 0 and result.roofline["efficiency"] is None  # no CPU peak
+            roofline = result.roofline
+            assert roofline["unet_step_tflop"] > 0 and roofline["efficiency"] is None  # no CPU peak
 
         @pytest.mark.i2v(resolution="256p", frames=2, steps=50, fast=True, seed=1)
         def test_mark_fast(i2v_run):
