@@ -23,13 +23,18 @@ import os
 import pytest
 import torch
 
-TARGETS = {"encode": lambda p: p.text_encoder, "denoise": lambda p: p.unet.conv_in, "decode": lambda p: p.vae.decoder.conv_in}
+TARGETS = {
+    "encode": lambda p: p.text_encoder,
+    "denoise": lambda p: p.unet.conv_in,
+    "decode": lambda p: p.vae.decoder.conv_in,
+}
 
 
 @pytest.fixture
 def oom_in(i2v_pipeline, request):
     stage = request.param
-    # the CPU profile counts no FLOPs (roofline: false), so the first call is already the measured generation's
+    # the CPU profile counts no FLOPs (roofline: false), so the first call is already the
+    # measured generation's
     def explode(*_):
         block = torch.ones(50_000_000)  # 200 MB held at the moment of the error, like a real OOM
         raise torch.cuda.OutOfMemoryError(f"CUDA out of memory during {stage} (injected)")

@@ -102,8 +102,8 @@ def test_the_record_of_this_generation_is_picked() -> None:
 
 
 def test_a_child_that_measured_nothing_falls_back_to_this_process_and_says_so(
-    baseline_dir: Path,
-) -> None:  # noqa: F811
+    baseline_dir: Path,  # noqa: F811
+) -> None:
     loop = gate_loop(baseline_dir)
     slow = record(list(SLOW_MIDDLE))
     measured: list[None] = []

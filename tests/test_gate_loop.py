@@ -27,7 +27,8 @@ SLOW_PROCESS = []
 
 
 def slow_process():
-    '''The first process to claim the marker file runs slow throughout (a between-process fluke); no other does.'''
+    '''The first process to claim the marker file runs slow throughout (a between-process fluke);
+    no other does.'''
     if not SLOW_PROCESS:
         try:
             os.close(os.open("slow-process.claim", os.O_CREAT | os.O_EXCL))
@@ -149,9 +150,12 @@ def test_slowdown_fails_exactly_that_test_with_the_section(
     result.stdout.fnmatch_lines(
         [
             "*i2v gate: regressed (profile cpu, baseline */bl/cpu.yaml)*",
-            "*per-step time: REGRESSED +*: current * vs baseline median * (1 run, pass band *); bar: +/-100% tolerance*",
-            "*note: re-measured (1/1, in a fresh process) after a regressed verdict with median * s: confirmed*",
-            "*re-baseline: python -m pytest test_loop.py::test_b --gpu-profile cpu --i2v-update-baselines*",
+            "*per-step time: REGRESSED +*: current * vs baseline median * (1 run, pass band *); "
+            "bar: +/-100% tolerance*",
+            "*note: re-measured (1/1, in a fresh process) after a regressed verdict "
+            "with median * s: confirmed*",
+            "*re-baseline: python -m pytest test_loop.py::test_b --gpu-profile cpu "
+            "--i2v-update-baselines*",
             "FAILED test_loop.py::test_b - i2v gate: regressed*",
         ]
     )
@@ -337,11 +341,12 @@ def test_a_slower_machine_is_not_slower_code(
     result = loop.runpytest(*ARGS, "--i2v-gate-mode", "enforce")
     result.assert_outcomes(passed=2)
     records = json.loads((loop.path / "r.json").read_text())
+    slower_machine = (
+        "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x"
+    )
     for record in records["records"]:
         decision = record["decision"]
-        assert decision["kind"] == "passed" and decision["reason"].startswith(
-            "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x"
-        )
+        assert decision["kind"] == "passed" and decision["reason"].startswith(slower_machine)
         assert decision["reason"].endswith("timings not comparable; memory still judged")
         time_metrics = [
             m for m in record["verdict"]["metrics"] if m["metric"] in ("time_s", "step_s")

@@ -524,7 +524,10 @@ def test_without_cuda_it_says_to_use_the_dry_run(capsys: pytest.CaptureFixture[s
 
 
 def test_the_checks_do_not_import_torch_or_pytest() -> None:
-    code = "import sys, pytest_i2v.gpu_check; print(sorted(m for m in ('torch', 'pytest') if m in sys.modules))"
+    code = (
+        "import sys, pytest_i2v.gpu_check; "
+        "print(sorted(m for m in ('torch', 'pytest') if m in sys.modules))"
+    )
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )

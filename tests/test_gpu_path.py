@@ -153,7 +153,8 @@ def test_auto_profile_comes_from_the_device_used() -> None:
         (
             "cuda:2",
             2,
-            r"--i2v-device cuda:2: this machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\); pick one of those",
+            r"--i2v-device cuda:2: this machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\); "
+            r"pick one of those",
         ),
         ("cuda:0", 0, r"--i2v-device cuda:0: CUDA is not available here; use --i2v-device cpu"),
     ],
@@ -441,8 +442,8 @@ def offload_peak(
 SEQUENTIAL_ON_THE_CPU = pytest.mark.xfail(
     strict=True,
     raises=TypeError,
-    reason="accelerate 1.15's post_forward (set_module_tensor_to_device to 'meta') raises TypeError under torch 2.13 "
-    "on the CPU; strict: this test says so when an upgrade fixes it",
+    reason="accelerate 1.15's post_forward (set_module_tensor_to_device to 'meta') raises "
+    "TypeError under torch 2.13 on the CPU; strict: this test says so when an upgrade fixes it",
 )
 
 
