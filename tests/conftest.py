@@ -9,8 +9,8 @@ import pytest
 pytest_plugins = ["pytester"]
 
 # Two workers on two cores: one torch thread each. torch's OpenMP threads spin while they wait, and
-# four of them on two cores ran one test three times slower (178 s against 59 s alone). Set before any
-# test module imports torch; the processes the tests start inherit it.
+# four of them on two cores ran one test three times slower (178 s against 59 s alone). Set before
+# any test module imports torch; the processes the tests start inherit it.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -20,9 +20,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-# Two workers (pytest-xdist) on a machine with two cores or more, unless the command line says otherwise:
-# `-n 0` runs every test in this process. No test bets on the real clock beside a neighbour: a verdict
-# runs on the virtual clock, and a real-time assertion has a margin a loaded core cannot close.
+# Two workers (pytest-xdist) on a machine with two cores or more, unless the command line says
+# otherwise: `-n 0` runs every test in this process. No test bets on the real clock beside a
+# neighbour: a verdict runs on the virtual clock, and a real-time assertion has a margin a loaded
+# core cannot close.
 WORKERS = 2
 
 
@@ -39,7 +40,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if (os.cpu_count() or 1) >= WORKERS and not option.collectonly:
         option.numprocesses = WORKERS
         if option.dist == "no":
-            option.dist = "worksteal"  # the long end-to-end tests vary 1-70 s: idle workers take from busy ones
+            # the long end-to-end tests vary 1-70 s: idle workers take from busy ones
+            option.dist = "worksteal"
 
 
 class NetworkAccessError(RuntimeError):
@@ -109,8 +111,9 @@ def warm_imports(tiny_pipe) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def not_an_xdist_worker_inside(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pytest run that a test starts (pytester, a subprocess) is a session of its own, not a pytest-xdist
-    worker: pytest-benchmark (and anything else that reads the environment) must not see the worker's variables."""
+    """A pytest run that a test starts (pytester, a subprocess) is a session of its own, not a
+    pytest-xdist worker: pytest-benchmark (and anything else that reads the environment) must not
+    see the worker's variables."""
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
 

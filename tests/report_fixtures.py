@@ -23,7 +23,8 @@ def record(
     steps: int = 50,
     pipeline: str | None = "i2vgen-xl",
 ) -> dict[str, Any]:
-    """One result; ``pipeline=None`` leaves the key out, as records written before pipelines were named."""
+    """One result; ``pipeline=None`` leaves the key out, as records written before pipelines were
+    named."""
     metrics = [
         {
             "metric": "time_s",

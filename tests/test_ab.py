@@ -72,8 +72,8 @@ def extra_op():
 """
 
 # The head commit of the done-when test: 20 ms more per UNet call, for test_slowed only. On the
-# virtual clock (tests/conftest.py's virtual_time) that is exactly 20 ms per call; in real time it is
-# a sleep, whose share of a process depends on the machine's speed that day.
+# virtual clock (tests/conftest.py's virtual_time) that is exactly 20 ms per call; in real time it
+# is a sleep, whose share of a process depends on the machine's speed that day.
 CONFTEST_SLOW = """\
 import pytest
 
@@ -86,8 +86,8 @@ def slow_unet(i2v_pipeline):
     yield
     handle.remove()
 """
-# ... and one more matrix product after every UNet call of test_extra_op: on the virtual clock it costs
-# no time at all, so only the work signature can see it.
+# ... and one more matrix product after every UNet call of test_extra_op: on the virtual clock it
+# costs no time at all, so only the work signature can see it.
 CONFTEST_HEAD = (
     CONFTEST_SLOW
     + """
@@ -156,7 +156,8 @@ def suite_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
     )
     # One torch thread per process: on a shared 2-core machine two threads that wait for each other
-    # made each time swing several-fold under load (measured: 7x and 3x spreads), one thread kept 2 %.
+    # made each time swing several-fold under load (measured: 7x and 3x spreads), one thread kept
+    # 2 %.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.chdir(repo)
     return repo
@@ -186,9 +187,9 @@ Records = Callable[[str, int], list[dict[str, Any]]]
 
 
 class FakePytest:
-    """Stands in for the pytest processes: lists the tests when collecting, writes a results document
-    when measuring (``records``: none by default), and records what it was asked to run and which
-    "partial" line ``ab.md`` had when it started. ``fail_at``: that measuring call exits 3."""
+    """Stands in for the pytest processes: lists the tests when collecting, writes a results
+    document when measuring (``records``: none by default), and records what it was asked to run and
+    which "partial" line ``ab.md`` had when it started. ``fail_at``: that measuring call exits 3."""
 
     def __init__(
         self,
@@ -312,7 +313,8 @@ def test_without_head_a_dirty_tree_is_the_head(
 def test_a_test_on_one_side_only_is_named(
     suite_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The real collection pass: head adds an i2v test the base lacks (a new plain test does not count)."""
+    """The real collection pass: head adds an i2v test the base lacks (a new plain test does not
+    count)."""
     (suite_repo / "test_suite.py").write_text(
         SUITE
         + """
@@ -339,9 +341,9 @@ def test_new_plain():
 def test_a_repository_without_a_pytest_config_compares_the_same_node_ids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No pytest.ini / [tool.pytest.ini_options] in the repository, which sits below a directory that has
-    one (a user's checkout inside another project): both sides pick the same rootdir, their tree, so the
-    real collection pass finds the same node ids and the job runs."""
+    """No pytest.ini / [tool.pytest.ini_options] in the repository, which sits below a directory
+    that has one (a user's checkout inside another project): both sides pick the same rootdir, their
+    tree, so the real collection pass finds the same node ids and the job runs."""
     outer = tmp_path / "outer"
     repo = outer / "repo"
     repo.mkdir(parents=True)
@@ -447,8 +449,9 @@ def steady_records(
 def test_a_job_stopped_in_its_last_round_leaves_the_verdicts_of_the_rounds_done(
     suite_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A process fails in round 4 of 4 (as a job killed at its time limit would stop): ab.md, ab.json
-    and ab.html hold rounds 1-3 and say so; each complete round from the second on had rewritten them."""
+    """A process fails in round 4 of 4 (as a job killed at its time limit would stop): ab.md,
+    ab.json and ab.html hold rounds 1-3 and say so; each complete round from the second on had
+    rewritten them."""
     fake = FakePytest(
         records=steady_records, fail_at=6
     )  # calls 0-5: rounds 1-3; round 4 starts with head
@@ -617,13 +620,14 @@ def test_the_job_runs_abba_each_side_on_its_own_tree(
 
 # --- done when: the tiny suite end to end ----------------------------------------------------
 # Each process measures fewer repeats than the suite's 5: the verdicts here come from the virtual
-# clock. The real-time job (the workflow's A/B step) asserts only what does not depend on the machine's speed.
+# clock. The real-time job (the workflow's A/B step) asserts only what does not depend on the
+# machine's speed.
 QUICK = ("--i2v-repeats", "2", "--i2v-warmup", "0")
 
 
 def job_views(out: Path, printed: str) -> tuple[dict[str, str], list[str]]:
-    """The job's verdict per test as ab.json says it, after checking that ab.md says the same and was
-    printed; and the (side, round) order of its measuring processes."""
+    """The job's verdict per test as ab.json says it, after checking that ab.md says the same and
+    was printed; and the (side, round) order of its measuring processes."""
     document = json.loads((out / "ab.json").read_text())
     overall = {t["nodeid"]: t["overall"] for t in document["results"]}
     markdown = (out / "ab.md").read_text()
@@ -658,13 +662,13 @@ def test_ab_end_to_end_on_the_tiny_suite(
     monkeypatch: pytest.MonkeyPatch,
     virtual_time: tuple[str, ...],
 ) -> None:
-    """On the virtual clock, one job: a head commit adds 20 ms to each UNet call of test_slowed and one
-    more matrix product after each UNet call of test_extra_op. Exit 1. test_slowed regressed in time, by
-    exactly the work added, its work identical; test_extra_op regressed in its work from round 1 (the op is
-    named, with its estimate, in ab.md before round 2 starts), although its (virtual) time did not move,
-    and left the job; the unchanged test_steady reads unchanged in the same job (an A/A comparison), its
-    work identical. Later rounds do not profile. The real-time A/B job is the workflow's
-    (tests/test_workflows.py::test_the_ab_step_runs_on_the_cpu)."""
+    """On the virtual clock, one job: a head commit adds 20 ms to each UNet call of test_slowed and
+    one more matrix product after each UNet call of test_extra_op. Exit 1. test_slowed regressed in
+    time, by exactly the work added, its work identical; test_extra_op regressed in its work from
+    round 1 (the op is named, with its estimate, in ab.md before round 2 starts), although its
+    (virtual) time did not move, and left the job; the unchanged test_steady reads unchanged in the
+    same job (an A/A comparison), its work identical. Later rounds do not profile. The real-time A/B
+    job is the workflow's (tests/test_workflows.py::test_the_ab_step_runs_on_the_cpu)."""
     (suite_repo / "conftest.py").write_text(CONFTEST_HEAD)
     commit_all(
         suite_repo,
@@ -704,8 +708,9 @@ def test_ab_end_to_end_on_the_tiny_suite(
         and overall[EXTRA_OP] == "regressed"
         and overall[STEADY] != "regressed"
     ), out
-    # the times are exact; the memory figure is the real host RSS, so only the time verdicts are exact.
-    # Decided by its work after round 1, test_extra_op left the job: one round of times, no interval.
+    # the times are exact; the memory figure is the real host RSS, so only the time verdicts are
+    # exact. Decided by its work after round 1, test_extra_op left the job: one round of times, no
+    # interval.
     assert time_verdicts(suite_repo / "slowed") == {
         STEADY: {"unchanged"},
         SLOWED: {"regressed"},
@@ -771,8 +776,9 @@ FINGERPRINT = {
 def two_tests(
     side: str, round_index: int, torch_version: str = "2.13.0", noise: float = 0.02
 ) -> list[dict[str, Any]]:
-    """test_steady: the same on both sides within 0.5 %; test_noisy: head +2.5 %, +-``noise`` per round:
-    too close to the 5 % band to show unchanged, too noisy to show regressed, for many rounds."""
+    """test_steady: the same on both sides within 0.5 %; test_noisy: head +2.5 %, +-``noise`` per
+    round: too close to the 5 % band to show unchanged, too noisy to show regressed, for many
+    rounds."""
     on_head = side == "head"
     wobble = {
         "steady": 1.0 + 0.005 * ((round_index * 7 + on_head) % 3 - 1),
@@ -796,8 +802,9 @@ def two_tests(
 def test_a_decided_test_leaves_the_job_and_the_rest_run_on(
     suite_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Sequential: test_steady is shown unchanged at a look and is deselected from every later process;
-    test_noisy runs all rounds and ends inconclusive; the outputs say when each was decided, not "partial"."""
+    """Sequential: test_steady is shown unchanged at a look and is deselected from every later
+    process; test_noisy runs all rounds and ends inconclusive; the outputs say when each was
+    decided, not "partial"."""
     fake = FakePytest(tests={"base": [STEADY, NOISY], "head": [STEADY, NOISY]}, records=two_tests)
     monkeypatch.setattr(ab_processes, "run_logged", fake)
     code, _, err = run_cli(["ab", "--base", "HEAD", "--head", "HEAD", "--rounds", "10"], capsys)
@@ -843,9 +850,9 @@ def test_a_job_whose_tests_are_all_decided_ends_early(
 def test_a_calibration_is_stored_then_used_until_the_software_changes(
     suite_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """ab --calibrate runs base against base and stores each test's spread with its df in the profile's
-    baseline file; a job on the same machine and software uses it (its verdicts say so); a torch
-    upgrade makes it stale: the job says which key changed and uses its own rounds."""
+    """ab --calibrate runs base against base and stores each test's spread with its df in the
+    profile's baseline file; a job on the same machine and software uses it (its verdicts say so); a
+    torch upgrade makes it stale: the job says which key changed and uses its own rounds."""
     processes = iter(
         range(1000)
     )  # A/A: both sides run in the base's tree; the figures move per process
@@ -916,8 +923,8 @@ def test_calibrate_with_head_is_a_usage_error(
 def test_a_job_whose_only_test_changed_its_work_ends_after_round_1(
     suite_repo: Path, capsys: pytest.CaptureFixture[str], virtual_time: tuple[str, ...]
 ) -> None:
-    """The head adds work to the one selected test: round 1's signatures decide it regressed, with the
-    table in ab.md; the job ends there (2 processes of at most 8) and fails."""
+    """The head adds work to the one selected test: round 1's signatures decide it regressed, with
+    the table in ab.md; the job ends there (2 processes of at most 8) and fails."""
     (suite_repo / "conftest.py").write_text(CONFTEST_HEAD)
     commit_all(suite_repo, "one more matrix product per UNet call in test_extra_op")
     code, out, err = run_cli(

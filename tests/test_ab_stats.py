@@ -1,4 +1,5 @@
-"""The A/B decision (pytest_i2v.ab.paired and ab.rounds), its outputs (pytest_i2v.ab.outputs) and a quick power check."""
+"""The A/B decision (pytest_i2v.ab.paired and ab.rounds), its outputs (pytest_i2v.ab.outputs) and a
+quick power check."""
 
 from __future__ import annotations
 
@@ -224,7 +225,8 @@ def test_oom_on_both_sides_or_another_failure_is_not_comparable() -> None:
         "not-comparable",
         "head failed in 1 of 6 rounds",
     )
-    # head out of memory is a regression even when the base also failed a round otherwise; both are named
+    # head out of memory is a regression even when the base also failed a round otherwise; both are
+    # named
     _set_outcome(head_docs, [1], "oom")
     _set_outcome(base_docs, [2], "failed")
     result = _slow(base_docs, head_docs)
@@ -329,9 +331,10 @@ def _power_module() -> Any:
 
 
 def test_quick_power_of_the_default_design() -> None:
-    """The cost model's default sequential design on the PR suite at 2 % between-process noise, 2,000
-    simulated tests: few false alarms, most +10 % caught, and every job re-decided by compare_rounds
-    itself agrees (the numpy copy is the project's rule); a calibration makes the unchanged job cheaper."""
+    """The cost model's default sequential design on the PR suite at 2 % between-process noise,
+    2,000 simulated tests: few false alarms, most +10 % caught, and every job re-decided by
+    compare_rounds itself agrees (the numpy copy is the project's rule); a calibration makes the
+    unchanged job cheaper."""
     power = _power_module()
     rng = np.random.default_rng(1)
     noise = power.NoiseModel(within=0.01, between=0.02, job_drift=0.02, day_drift=0.0, repeats=1)
@@ -398,8 +401,8 @@ def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
     meta = {**META, "conditions": lines}
     markdown = render_ab_markdown(results, meta)
     assert (
-        "Hardware not stable under 6 measured run(s): base round 2: tests/a.py::test\\_fast: throttled"
-        in markdown
+        "Hardware not stable under 6 measured run(s): base round 2: "
+        "tests/a.py::test\\_fast: throttled" in markdown
     )
     assert markdown.count("clock off the median") == 4 and "; and 1 more (ab.json)" in markdown
     page = render_ab_html(results, meta)
@@ -427,8 +430,9 @@ def test_the_looks_spend_at_most_the_budget_and_next_to_nothing_early() -> None:
 
 
 def test_a_look_calls_unchanged_early_but_a_change_only_with_strong_evidence() -> None:
-    """Round 3 of at most 16: a flat test is unchanged already; a +3 % shift with 1 % noise (clear at the
-    fixed design's 99.9 %) is not called regressed this early, and stays undecided, not unchanged."""
+    """Round 3 of at most 16: a flat test is unchanged already; a +3 % shift with 1 % noise (clear
+    at the fixed design's 99.9 %) is not called regressed this early, and stays undecided, not
+    unchanged."""
     from pytest_i2v.ab.sequential import SequentialPlan
 
     look = SequentialPlan(16, 0.001).look(3)

@@ -29,7 +29,10 @@ def test_gen(i2v_run):
 BASELINE_HEADER = (
     "schema: pytest-i2v/baseline\nschema_version: {version}\nprofile: {profile}\nentries: {{}}\n"
 )
-PROFILE = "name: {name}\nmemory_gb: {memory}\ndevice: cuda\nmatch: ['X']\nmodel: ali-vilab/i2vgen-xl\ndtype: fp16\n"
+PROFILE = (
+    "name: {name}\nmemory_gb: {memory}\ndevice: cuda\nmatch: ['X']\n"
+    "model: ali-vilab/i2vgen-xl\ndtype: fp16\n"
+)
 
 # (id, files to create {relative path: text}, test file text, command-line args, expected message)
 CASES = [
@@ -118,7 +121,8 @@ CASES = [
         {},
         GOOD_TEST,
         ["--gpu-profile", "a100-80gb"],
-        "--gpu-profile a100-80gb expects a 80 GB GPU named like 'A100' but this machine has no GPU*",
+        "--gpu-profile a100-80gb expects a 80 GB GPU named like 'A100' "
+        "but this machine has no GPU*",
     ),
     (
         "mark-frames-wrong-type",
@@ -132,8 +136,8 @@ CASES = [
         {},
         mark_test("i2v(width=250, height=256)"),
         [],
-        "test_case.py::test_gen: width=250 is not a multiple of 8 (try 248 or 256): i2vgen-xl needs "
-        "sizes divisible by 8, frames >= 1",
+        "test_case.py::test_gen: width=250 is not a multiple of 8 (try 248 or 256): "
+        "i2vgen-xl needs sizes divisible by 8, frames >= 1",
     ),
     (
         "mark-zero-frames",
@@ -285,7 +289,8 @@ CASES = [
         {},
         GOOD_TEST,
         ["--i2v-fast", "--i2v-update-baselines"],
-        "--i2v-update-baselines with --i2v-fast: baselines hold measured runs*re-baseline without --i2v-fast",
+        "--i2v-update-baselines with --i2v-fast: baselines hold measured runs"
+        "*re-baseline without --i2v-fast",
     ),
     (
         "update-mode-unknown",
@@ -354,7 +359,8 @@ CASES = [
 
 
 def _snapshot(root: Path) -> set[str]:
-    # pytest's cache is its own, made at startup (and pytest-benchmark's .benchmarks, where installed)
+    # pytest's cache is its own, made at startup (and pytest-benchmark's .benchmarks, where
+    # installed)
     ignored = {"__pycache__", ".pytest_cache", ".benchmarks"}
     return {
         str(p.relative_to(root))

@@ -177,8 +177,8 @@ def _baseline_runs(path: Path) -> dict[str, list[dict[str, Any]]]:
 def test_results_baselines_and_verdicts_are_the_same_with_and_without_pytest_benchmark(
     i2v_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, virtual_time: tuple[str, ...]
 ) -> None:
-    """Every outcome kind (recorded, regressed and re-measured, improved, over budget, out of memory),
-    once with pytest-benchmark off and once with it on, on the virtual clock."""
+    """Every outcome kind (recorded, regressed and re-measured, improved, over budget, out of
+    memory), once with pytest-benchmark off and once with it on, on the virtual clock."""
     i2v_project.makeconftest(KINDS_CONFTEST)
     i2v_project.makepyfile(test_kinds=KINDS_TESTS)
     (i2v_project.path / "profiles").mkdir()
@@ -276,7 +276,8 @@ def test_pytest_benchmark_options_behave_as_its_users_expect(
 
 
 def _private_names(package: Path) -> set[str]:
-    """Every private attribute name pytest-benchmark's own code uses (``self._mode``, ``config._benchmarksession``)."""
+    """Every private attribute name pytest-benchmark's own code uses (``self._mode``,
+    ``config._benchmarksession``)."""
     names = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -290,8 +291,9 @@ def _private_names(package: Path) -> set[str]:
 
 
 def test_the_package_reaches_for_no_private_attribute_of_pytest_benchmark() -> None:
-    """Outside ``self``, no attribute or ``getattr`` name of pytest_i2v is one of pytest-benchmark's private
-    names, and nothing imports pytest-benchmark's modules: the fixture is the whole interface."""
+    """Outside ``self``, no attribute or ``getattr`` name of pytest_i2v is one of pytest-benchmark's
+    private names, and nothing imports pytest-benchmark's modules: the fixture is the whole
+    interface."""
     import pytest_benchmark
 
     private = _private_names(Path(pytest_benchmark.__file__).parent)

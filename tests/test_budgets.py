@@ -35,7 +35,8 @@ def test_tight_budgets_fail_with_the_figures(i2v_project: pytest.Pytester) -> No
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*i2v: VRAM budget 0.01 GB exceeded: measured * GB (peak host RSS), over by * GB (+*%)*",
+            "*i2v: VRAM budget 0.01 GB exceeded: measured * GB (peak host RSS), "
+            "over by * GB (+*%)*",
             "*i2v: time budget 1e-06 s exceeded: median * s, over by * s (+*%)*",
         ]
     )
@@ -53,8 +54,8 @@ def test_budget_that_cannot_fit_the_profile_is_skipped_before_running(
     # A profile that runs the generation as marked (no scaling): there the budget's size decides.
     i2v_project.mkdir("profiles")
     i2v_project.path.joinpath("profiles", "cpu-unscaled.yaml").write_text(
-        "schema_version: 1\nname: cpu-unscaled\ndescription: the CPU, sizes as marked\nmemory_gb: 24\n"
-        "device: cpu\nmatch: []\nmodel: tiny\ndtype: fp32\n",
+        "schema_version: 1\nname: cpu-unscaled\ndescription: the CPU, sizes as marked\n"
+        "memory_gb: 24\ndevice: cpu\nmatch: []\nmodel: tiny\ndtype: fp32\n",
         encoding="utf-8",
     )
     i2v_project.makepyfile(

@@ -102,7 +102,8 @@ def test_cli_usage_errors_exit_4(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # "../x" must not exist (an existing path is read as a baseline file): run from an empty directory
+    # "../x" must not exist (an existing path is read as a baseline file): run from an empty
+    # directory
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     assert main([*argv, "--dir", str(tmp_path)]) == 4
@@ -218,7 +219,8 @@ def test_published_reference_is_labelled_and_only_informs() -> None:
 
 
 def test_no_repository_baseline_holds_unmeasured_numbers() -> None:
-    """Every file under baselines/ (outside reference/) is a measured baseline, never a published figure."""
+    """Every file under baselines/ (outside reference/) is a measured baseline, never a published
+    figure."""
     root = Path(__file__).resolve().parents[1] / "baselines"
     import yaml
 

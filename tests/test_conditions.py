@@ -134,9 +134,10 @@ def test_run_conditions_round_trip_with_the_lock() -> None:
 
 
 def test_a_power_cap_at_or_above_the_base_clock_is_normal() -> None:
-    """Issue 21, defect 7: an H200 at its software power cap under sustained load, boosting between 1830
-    and 1980 MHz (7 % apart) above its 1590 MHz base clock, is working as designed: nothing is marked, so
-    a real slowdown on it cannot be excused as "unreliable". Below the base clock it is held back."""
+    """Issue 21, defect 7: an H200 at its software power cap under sustained load, boosting between
+    1830 and 1980 MHz (7 % apart) above its 1590 MHz base clock, is working as designed: nothing is
+    marked, so a real slowdown on it cannot be excused as "unreliable". Below the base clock it is
+    held back."""
     boosting = [
         repeat(1980.0),
         repeat(1830.0, ("power",)),
@@ -179,7 +180,8 @@ class NVMLError_FunctionNotFound(Exception):  # pynvml's name
 
 
 class FakeNvml:
-    """The pynvml calls the conditions are read with; ``reasons_api`` picks which reasons query exists."""
+    """The pynvml calls the conditions are read with; ``reasons_api`` picks which reasons query
+    exists."""
 
     def __init__(self, reasons_api: str = "event", mask: int = SW_THERMAL, fail: bool = False):
         self.reasons_api = reasons_api
@@ -335,13 +337,14 @@ def test_the_cpu_has_no_conditions() -> None:
     assert CpuDevice().nvml_clocks() is None and sampler.conditions() is None
 
 
-# -- end to end on the simulated device -------------------------------------------------------------
+# -- end to end on the simulated device ------------------------------------------------------------
 SPEC = i2v(width=32, height=32, frames=2, steps=2)
 
 
 def test_throttled_repeats_are_marked_and_are_the_slow_ones(tiny_pipe: Any) -> None:
-    # No warm-up: generation n is repeat n. The throttled repeats run at a quarter of the card's clock,
-    # timed on the virtual clock: exactly four times as long, whatever the machine does meanwhile.
+    # No warm-up: generation n is repeat n. The throttled repeats run at a quarter of the card's
+    # clock, timed on the virtual clock: exactly four times as long, whatever the machine does
+    # meanwhile.
     throttle = SimulatedThrottle(reasons_mask=SW_THERMAL, sm_clock_mhz=495.0, temperature_c=91.0)
     device = gpu_device(
         tiny_pipe,

@@ -1,5 +1,5 @@
-"""A good pytest citizen: installed, the plugin costs nothing until an i2v test is collected, and the
-review CLI reads results without torch."""
+"""A good pytest citizen: installed, the plugin costs nothing until an i2v test is collected, and
+the review CLI reads results without torch."""
 
 from __future__ import annotations
 

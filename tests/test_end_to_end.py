@@ -1,4 +1,5 @@
-"""The README's main job in a subprocess, and pytest-xdist workers' results merged into one set of outputs."""
+"""The README's main job in a subprocess, and pytest-xdist workers' results merged into one set of
+outputs."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
         )
         assert record["peak_memory"]["host_rss_bytes"] > 0
 
-    # Bigger frames cost more per step (the measurement sees the work, not just overhead). The fastest
-    # step of each, the least disturbed by another process on the 2 cores, says it even when a
-    # repeat of the small one was held up.
+    # Bigger frames cost more per step (the measurement sees the work, not just overhead). The
+    # fastest step of each, the least disturbed by another process on the 2 cores, says it even when
+    # a repeat of the small one was held up.
     def fastest_step(label: str) -> float:
         return min(min(steps) for steps in records[label]["stages"]["step_samples_s"])
 
@@ -68,14 +69,23 @@ def test_under_xdist_one_session_writes_one_json_one_report_and_the_baselines_on
     i2v_project: pytest.Pytester,
 ) -> None:
     """Two workers: the controller writes every output once, from all the workers' results (one run
-    of four tests for what used to be four runs: a worker process costs seconds of imports). On the CPU
-    there is no GPU to split: the workers given --i2v-gpus share the CPU, and the profile is the cpu one."""
+    of four tests for what used to be four runs: a worker process costs seconds of imports). On the
+    CPU there is no GPU to split: the workers given --i2v-gpus share the CPU, and the profile is the
+    cpu one."""
     pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
     i2v_project.makepyfile(
         """
         import pytest
 
-        @pytest.mark.parametrize("n", [pytest.param(n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)) for n in range(4)])
+        @pytest.mark.parametrize(
+            "n",
+            [
+                pytest.param(
+                    n, marks=pytest.mark.i2v(resolution="256p", frames=2, steps=10, seed=n)
+                )
+                for n in range(4)
+            ],
+        )
         def test_gen(n, i2v_run, i2v_spec, i2v_profile):
             assert i2v_spec.seed == n and i2v_profile.name == "cpu"
             assert i2v_run().outcome == "ok"

@@ -156,7 +156,7 @@ def test_a_tf32_peak_key_is_valid_in_a_user_profile(tmp_path: Path) -> None:
         load_profiles(directory)
 
 
-# ---------------------------------------------------------------------------- defect 10 (c): SXM vs PCIe vs NVL
+# ---------------------------------------------------------------- defect 10 (c): SXM vs PCIe vs NVL
 
 
 @pytest.mark.parametrize(

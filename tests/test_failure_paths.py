@@ -37,8 +37,8 @@ ARGS = (
 
 def _unwritable_line(directory: Path, reason: str) -> str:
     return (
-        f"ERROR: --i2v-update-baselines: cannot write the baselines directory {directory} ({reason}); "
-        f"make it writable or pass --i2v-baseline-dir DIR (nothing was measured)"
+        f"ERROR: --i2v-update-baselines: cannot write the baselines directory {directory} "
+        f"({reason}); make it writable or pass --i2v-baseline-dir DIR (nothing was measured)"
     )
 
 
@@ -60,7 +60,8 @@ def test_a_read_only_baselines_directory_is_refused_before_measuring(
     i2v_project: pytest.Pytester,
 ) -> None:
     """The issue's case: a read-only file system under --i2v-update-baselines. Before: an 85-line
-    traceback after the whole run, exit 1, no results.json. Now: one line, exit 4, nothing written."""
+    traceback after the whole run, exit 1, no results.json. Now: one line, exit 4, nothing
+    written."""
     i2v_project.makepyfile(TEST)
     baselines = i2v_project.path / "bl"
     baselines.mkdir()
@@ -76,7 +77,10 @@ def test_a_read_only_baselines_directory_is_refused_before_measuring(
         *ARGS,
         "--i2v-update-baselines",
     ]
-    script = f'mount --bind "{baselines}" "{baselines}" && mount -o remount,bind,ro "{baselines}" "{baselines}" && exec "$@"'
+    script = (
+        f'mount --bind "{baselines}" "{baselines}" && '
+        f'mount -o remount,bind,ro "{baselines}" "{baselines}" && exec "$@"'
+    )
     completed = subprocess.run(
         ["unshare", "-m", "sh", "-c", script, "sh", *pytest_cmd],
         cwd=i2v_project.path,
@@ -110,8 +114,9 @@ def test_a_baselines_path_under_a_file_is_refused(i2v_project: pytest.Pytester) 
 def test_a_baseline_write_that_fails_at_the_end_keeps_the_results(
     i2v_project: pytest.Pytester,
 ) -> None:
-    """The directory was writable when checked and is gone by the end (another job replaced it with a
-    file): the results are written first, the baseline failure is one line, the run stays green."""
+    """The directory was writable when checked and is gone by the end (another job replaced it with
+    a file): the results are written first, the baseline failure is one line, the run stays
+    green."""
     i2v_project.makepyfile(
         TEST
         + """
@@ -139,7 +144,8 @@ def test_z_replaces_the_baselines_folder():
 
 @pytest.fixture
 def recorded(i2v_project: pytest.Pytester, virtual_time: tuple[str, ...]) -> pytest.Pytester:
-    """A baseline of test_a recorded on the virtual clock at machine speed 1 (its run stores the probe)."""
+    """A baseline of test_a recorded on the virtual clock at machine speed 1 (its run stores the
+    probe)."""
     i2v_project.makepyfile(TEST)
     result = i2v_project.runpytest(*ARGS, *virtual_time, "--i2v-update-baselines")
     result.assert_outcomes(passed=1)
@@ -157,23 +163,26 @@ def _runs(pytester: pytest.Pytester) -> int:
 
 
 LEFT_OUT = (
-    "i2v baselines: 1 run(s) not recorded, their timings are doubtful ({why}); rerun on a quiet machine, "
-    "start this machine's history afresh with --i2v-update-baselines=reset if its speed changed for "
-    "good, or pass --i2v-force-baselines to record them anyway"
+    "i2v baselines: 1 run(s) not recorded, their timings are doubtful ({why}); "
+    "rerun on a quiet machine, start this machine's history afresh with "
+    "--i2v-update-baselines=reset if its speed changed for good, "
+    "or pass --i2v-force-baselines to record them anyway"
 )
 
 
 def test_a_run_at_another_machine_speed_is_not_recorded_unless_forced(
     recorded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A neighbour's load: the probe reads 0.40x the baseline machine's speed and the test takes 2.5x
-    as long. Appending it would poison the baseline (the next quiet run reads "improved -60 %")."""
+    """A neighbour's load: the probe reads 0.40x the baseline machine's speed and the test takes
+    2.5x as long. Appending it would poison the baseline (the next quiet run reads
+    "improved -60 %")."""
     monkeypatch.setenv("PYTEST_I2V_VIRTUAL_TIME", '{"machine_speed": 0.4}')
     result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=1)
     why = (
-        "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x, memory "
-        "bandwidth 0.40x, tiny ops (launch and host overhead) 0.40x): timings not comparable; memory still judged"
+        "this machine ran the probe at 0.40x the baseline machine's speed "
+        "(matrix products 0.40x, memory bandwidth 0.40x, "
+        "tiny ops (launch and host overhead) 0.40x): timings not comparable; memory still judged"
     )
     nodeid = next(line for line in result.outlines if line.startswith("  not recorded: ")).split(
         ": ", 1
@@ -212,9 +221,9 @@ def test_z_a_neighbour_arrives():
     result = recorded.runpytest(*ARGS, *VIRTUAL_TIME_ARGS, "--i2v-update-baselines")
     result.assert_outcomes(passed=2)
     why = (
-        "the machine's speed moved during the run (end against start: matrix products 0.50x, memory bandwidth "
-        "0.50x, tiny ops (launch and host overhead) 0.50x): a neighbour or throttling; this run's timings are "
-        "unreliable"
+        "the machine's speed moved during the run (end against start: matrix products 0.50x, "
+        "memory bandwidth 0.50x, tiny ops (launch and host overhead) 0.50x): "
+        "a neighbour or throttling; this run's timings are unreliable"
     )
     assert LEFT_OUT.format(why=why) in result.outlines
     assert _runs(recorded) == 1

@@ -65,7 +65,8 @@ def test_fast_mode_on_the_tiny_model_runs_k_steps_and_keeps_the_peak(tiny_pipe) 
         for handle in handles:
             handle.remove()
     assert all(len(s.step_s) == 20 for s in full.samples)
-    # the peak does not depend on the number of steps (checked here on host RSS; on a GPU on the allocator)
+    # the peak does not depend on the number of steps (checked here on host RSS; on a GPU on the
+    # allocator)
     assert abs(fast.peak.host_rss_bytes - full.peak.host_rss_bytes) < 32 * 2**20
     assert fast.wall_s < full.wall_s
     assert fast.time_s == pytest.approx(
@@ -200,7 +201,8 @@ def test_fast_mode_through_pytest(i2v_project: pytest.Pytester) -> None:
         def test_cli_fast(i2v_run):
             result = i2v_run()
             assert result.mode == "fast" and result.fast["measured_steps"] == 3
-            assert result.roofline["unet_step_tflop"] > 0 and result.roofline["efficiency"] is None  # no CPU peak
+            roofline = result.roofline
+            assert roofline["unet_step_tflop"] > 0 and roofline["efficiency"] is None  # no CPU peak
 
         @pytest.mark.i2v(resolution="256p", frames=2, steps=50, fast=True, seed=1)
         def test_mark_fast(i2v_run):
@@ -230,8 +232,9 @@ def test_fast_mode_through_pytest(i2v_project: pytest.Pytester) -> None:
 
 
 def test_the_cpu_profile_counts_no_flops_unless_told(i2v_project: pytest.Pytester) -> None:
-    """The CPU profile has no datasheet peak and its FLOP count costs as much as a measured generation:
-    off by default (no roofline, which only the count makes), on with --i2v-roofline on; GPU profiles: on."""
+    """The CPU profile has no datasheet peak and its FLOP count costs as much as a measured
+    generation: off by default (no roofline, which only the count makes), on with --i2v-roofline on;
+    GPU profiles: on."""
     i2v_project.makepyfile(
         """
         import pytest

@@ -23,13 +23,18 @@ import os
 import pytest
 import torch
 
-TARGETS = {"encode": lambda p: p.text_encoder, "denoise": lambda p: p.unet.conv_in, "decode": lambda p: p.vae.decoder.conv_in}
+TARGETS = {
+    "encode": lambda p: p.text_encoder,
+    "denoise": lambda p: p.unet.conv_in,
+    "decode": lambda p: p.vae.decoder.conv_in,
+}
 
 
 @pytest.fixture
 def oom_in(i2v_pipeline, request):
     stage = request.param
-    # the CPU profile counts no FLOPs (roofline: false), so the first call is already the measured generation's
+    # the CPU profile counts no FLOPs (roofline: false), so the first call is already the
+    # measured generation's
     def explode(*_):
         block = torch.ones(50_000_000)  # 200 MB held at the moment of the error, like a real OOM
         raise torch.cuda.OutOfMemoryError(f"CUDA out of memory during {stage} (injected)")
@@ -66,7 +71,8 @@ def test_oom_at_each_stage_then_the_next_test_passes_with_memory_back(
     for stage in ("encode", "denoise", "decode"):
         oom = records[f"test_oom[{stage}]"]["oom"]
         assert records[f"test_oom[{stage}]"]["outcome"] == "oom" and oom["stage"] == stage
-        # host memory after freeing is back near its level before the measurement (the 200 MB block is gone)
+        # host memory after freeing is back near its level before the measurement (the 200 MB block
+        # is gone)
         assert oom["after_free_bytes"] - oom["before_bytes"] < 64 * 2**20, oom
     assert records["test_zz_next"]["outcome"] == "ok"
     result.stdout.fnmatch_lines(
@@ -111,7 +117,8 @@ def test_a_failing_step_fails_that_test_with_the_original_exception(
 
 
 class FakeNvml:
-    """A pynvml stand-in that works for ``fail_after`` samples, then fails (a driver reset mid-run)."""
+    """A pynvml stand-in that works for ``fail_after`` samples, then fails (a driver reset
+    mid-run)."""
 
     class NVMLError(Exception):
         pass

@@ -1,5 +1,6 @@
-"""The gate's fresh-process re-measurement: what the child is given, what comes back, and the fallback
-when it measures nothing (the end-to-end proof is tests/test_gate_loop.py's slow-process test)."""
+"""The gate's fresh-process re-measurement: what the child is given, what comes back, and the
+fallback when it measures nothing (the end-to-end proof is tests/test_gate_loop.py's slow-process
+test)."""
 
 from __future__ import annotations
 
@@ -101,8 +102,8 @@ def test_the_record_of_this_generation_is_picked() -> None:
 
 
 def test_a_child_that_measured_nothing_falls_back_to_this_process_and_says_so(
-    baseline_dir: Path,
-) -> None:  # noqa: F811
+    baseline_dir: Path,  # noqa: F811
+) -> None:
     loop = gate_loop(baseline_dir)
     slow = record(list(SLOW_MIDDLE))
     measured: list[None] = []
@@ -140,8 +141,8 @@ def test_the_child_never_locks_or_restores_the_clocks_the_parent_holds(
     monkeypatch: Any, tmp_path: Path
 ) -> None:
     """D6: a child that inherited --i2v-lock-clocks restored the clocks at its exit, so the parent's
-    later tests ran unlocked while labelled locked. The flag is dropped, an ini key is overridden, and
-    the parent's lock reaches the child as a label only."""
+    later tests ran unlocked while labelled locked. The flag is dropped, an ini key is overridden,
+    and the parent's lock reaches the child as a label only."""
     args = child_args(["--i2v-lock-clocks", "--i2v-warmup", "2"], [], "t", Path("r"), "cuda:0")
     assert "--i2v-lock-clocks" not in args and args[:2] == ["--i2v-warmup", "2"]
     assert args[args.index("-o") + 1] == "i2v_lock_clocks=false"

@@ -100,7 +100,8 @@ for name in ("unet", "vae", "text_encoder", "image_encoder"):
     wrong = [n for n, t in [*module.named_parameters(), *module.named_buffers()]
              if t.is_floating_point() and t.dtype != TORCH_DTYPES[dtype]]
     assert not wrong, f"pipe.{name} has {len(wrong)} tensors not in {dtype}, e.g. {wrong[:3]}"
-frames = generate(loaded.pipe, i2v(width=64, height=64, frames=4, steps=2), synthetic_portrait(64, 64))
+spec = i2v(width=64, height=64, frames=4, steps=2)
+frames = generate(loaded.pipe, spec, synthetic_portrait(64, 64))
 print("frames", tuple(frames.shape))
 """
 

@@ -60,7 +60,8 @@ def test_one_run_uses_the_profile_tolerance() -> None:
     m = judge_time("time_s", [10.0], 10.9, SETTINGS)
     assert m.rule == "tolerance" and m.verdict == "pass" and "tolerance" in m.threshold
     assert judge_time("time_s", [10.0], 11.2, SETTINGS).verdict == "regressed"
-    # asv's Mann-Whitney rule cannot flag anything with <= 6 samples; this rule flags with 1 history run
+    # asv's Mann-Whitney rule cannot flag anything with <= 6 samples; this rule flags with 1 history
+    # run
     assert judge_time("time_s", [10.0, 10.1], 13.0, SETTINGS).verdict == "regressed"
 
 

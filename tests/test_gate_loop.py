@@ -27,7 +27,8 @@ SLOW_PROCESS = []
 
 
 def slow_process():
-    '''The first process to claim the marker file runs slow throughout (a between-process fluke); no other does.'''
+    '''The first process to claim the marker file runs slow throughout (a between-process fluke);
+    no other does.'''
     if not SLOW_PROCESS:
         try:
             os.close(os.open("slow-process.claim", os.O_CREAT | os.O_EXCL))
@@ -89,7 +90,8 @@ ARGS = (
     "profiles",
     *VIRTUAL_TIME_ARGS,
 )
-# The shipped cpu profile with wider bars: the memory figure (host RSS) is real and shares the machine.
+# The shipped cpu profile with wider bars: the memory figure (host RSS) is real and shares the
+# machine.
 CPU_PROFILE = """
 name: cpu
 memory_gb: 24
@@ -148,9 +150,12 @@ def test_slowdown_fails_exactly_that_test_with_the_section(
     result.stdout.fnmatch_lines(
         [
             "*i2v gate: regressed (profile cpu, baseline */bl/cpu.yaml)*",
-            "*per-step time: REGRESSED +*: current * vs baseline median * (1 run, pass band *); bar: +/-100% tolerance*",
-            "*note: re-measured (1/1, in a fresh process) after a regressed verdict with median * s: confirmed*",
-            "*re-baseline: python -m pytest test_loop.py::test_b --gpu-profile cpu --i2v-update-baselines*",
+            "*per-step time: REGRESSED +*: current * vs baseline median * (1 run, pass band *); "
+            "bar: +/-100% tolerance*",
+            "*note: re-measured (1/1, in a fresh process) after a regressed verdict "
+            "with median * s: confirmed*",
+            "*re-baseline: python -m pytest test_loop.py::test_b --gpu-profile cpu "
+            "--i2v-update-baselines*",
             "FAILED test_loop.py::test_b - i2v gate: regressed*",
         ]
     )
@@ -163,8 +168,9 @@ def test_slowdown_fails_exactly_that_test_with_the_section(
 def test_only_a_fresh_process_can_reject_a_slow_process(
     loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """test_b's process runs slow throughout: a re-measurement in that process confirms the flag and fails the
-    unchanged code; the default re-measurement in a fresh process (which is not slow) rejects it."""
+    """test_b's process runs slow throughout: a re-measurement in that process confirms the flag and
+    fails the unchanged code; the default re-measurement in a fresh process (which is not slow)
+    rejects it."""
     monkeypatch.setenv("INJECT", "slowprocess:test_b")
     result = loop.runpytest(*ARGS, "--i2v-confirm-in", "same")
     result.assert_outcomes(passed=1, failed=1)
@@ -181,13 +187,15 @@ def test_only_a_fresh_process_can_reject_a_slow_process(
         for r in json.loads((loop.path / "r.json").read_text())["records"]
     }
     fresh = records["test_b"]
-    # passed; or improved, when the fresh child's host RSS (a new process) reads lower than the baseline's, which
-    # was recorded inside this test process: memory may improve, the time did not regress
+    # passed; or improved, when the fresh child's host RSS (a new process) reads lower than the
+    # baseline's, which was recorded inside this test process: memory may improve, the time did not
+    # regress
     assert fresh["measurements"] == 2 and fresh["decision"]["kind"] in ("passed", "improved")
     assert fresh["verdict"]["verdict"] != "regressed" and not fresh["decision"]["fails"]
     assert "re-measured (1/1, in a fresh process) after a regressed verdict" in fresh["notes"][-1]
     assert fresh["notes"][-1].endswith(": not confirmed") and records["test_a"]["measurements"] == 1
-    # the child wrote none of the parent's files: one JUnit report of two tests, the parent's Markdown
+    # the child wrote none of the parent's files: one JUnit report of two tests, the parent's
+    # Markdown
     assert (
         'tests="2"' in (loop.path / "junit.xml").read_text()
         and "test\\_b" in (loop.path / "r.md").read_text()
@@ -198,8 +206,9 @@ def test_only_a_fresh_process_can_reject_a_slow_process(
 def test_extra_memory_is_a_memory_regression(
     loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Host RSS is the whole process's: both runs are fresh processes with a baseline of their own, so what
-    earlier tests left in this process (a pytest-xdist worker runs them in any order) cannot hide the 400 MB."""
+    """Host RSS is the whole process's: both runs are fresh processes with a baseline of their own,
+    so what earlier tests left in this process (a pytest-xdist worker runs them in any order) cannot
+    hide the 400 MB."""
     fresh = (*ARGS, "--i2v-baseline-dir", "bl-fresh")
     loop.runpytest_subprocess(*fresh, "--i2v-update-baselines").assert_outcomes(passed=2)
     monkeypatch.setenv("INJECT", "hungry:test_a")
@@ -307,7 +316,8 @@ def test_the_shipped_cpu_profile_reports_and_enforces_on_request(
     result.stdout.fnmatch_lines(
         ["*note: profile cpu reports only (--i2v-gate-mode enforce to fail on it)*"]
     )
-    # enforced on request: the slowed test fails after its one re-measurement, the unchanged one passes
+    # enforced on request: the slowed test fails after its one re-measurement, the unchanged one
+    # passes
     result = i2v_project.runpytest(*args, "--i2v-confirm", "1", "--i2v-gate-mode", "enforce")
     result.assert_outcomes(passed=1, failed=1)
 
@@ -315,10 +325,11 @@ def test_the_shipped_cpu_profile_reports_and_enforces_on_request(
 def test_a_slower_machine_is_not_slower_code(
     loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The baseline was recorded at machine speed 1 (its runs store the probe). The same code on a machine at 0.4x
-    the speed takes 2.5x the time (past the profile's 100 % bar): the probe reads 0.40x, no test fails or reads "would have regressed",
-    the decision and the headline name the machine; memory is still judged. On a machine of the baseline's
-    speed, the same slowdown injected into test_b's code fails test_b."""
+    """The baseline was recorded at machine speed 1 (its runs store the probe). The same code on a
+    machine at 0.4x the speed takes 2.5x the time (past the profile's 100 % bar): the probe reads
+    0.40x, no test fails or reads "would have regressed", the decision and the headline name the
+    machine; memory is still judged. On a machine of the baseline's speed, the same slowdown
+    injected into test_b's code fails test_b."""
     stored = yaml.safe_load((loop.path / "bl" / "cpu.yaml").read_text())
     run = stored["entries"]["test_loop.py::test_a"]["segments"][0]["runs"][0]
     assert (run["probe_gemm_gflops"], run["probe_copy_gbs"], run["probe_tiny_ops_per_ms"]) == (
@@ -330,11 +341,12 @@ def test_a_slower_machine_is_not_slower_code(
     result = loop.runpytest(*ARGS, "--i2v-gate-mode", "enforce")
     result.assert_outcomes(passed=2)
     records = json.loads((loop.path / "r.json").read_text())
+    slower_machine = (
+        "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x"
+    )
     for record in records["records"]:
         decision = record["decision"]
-        assert decision["kind"] == "passed" and decision["reason"].startswith(
-            "this machine ran the probe at 0.40x the baseline machine's speed (matrix products 0.40x"
-        )
+        assert decision["kind"] == "passed" and decision["reason"].startswith(slower_machine)
         assert decision["reason"].endswith("timings not comparable; memory still judged")
         time_metrics = [
             m for m in record["verdict"]["metrics"] if m["metric"] in ("time_s", "step_s")

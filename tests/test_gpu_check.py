@@ -1,6 +1,6 @@
-"""``python -m pytest_i2v gpu-check``: the pure checks on hand-made records (a pass and a fail each),
-the command's bad input, one end-to-end dry run on the simulated GPUs, and the plans of the other
-pipelines (``--pipeline``; their dry runs are not run here, to spare CI time)."""
+"""``python -m pytest_i2v gpu-check``: the pure checks on hand-made records (a pass and a fail
+each), the command's bad input, one end-to-end dry run on the simulated GPUs, and the plans of the
+other pipelines (``--pipeline``; their dry runs are not run here, to spare CI time)."""
 
 from __future__ import annotations
 
@@ -81,8 +81,8 @@ def record(
     **extra: Any,
 ) -> dict[str, Any]:
     """A results record as the plugin writes it; memory in GiB, times in seconds; ``clocks``: each
-    repeat's SM clock (default 1980 MHz each), an entry None where NVML read none; ``spans``: each repeat's
-    denoising loop by its own marks (default: the sum of the steps)."""
+    repeat's SM clock (default 1980 MHz each), an entry None where NVML read none; ``spans``: each
+    repeat's denoising loop by its own marks (default: the sum of the steps)."""
     clocks = clocks if clocks is not None else (1980.0,) * len(totals)
     extra.setdefault(
         "conditions", assess([RepeatConditions(sm_clock_mhz=c) for c in clocks]).to_dict()
@@ -524,7 +524,10 @@ def test_without_cuda_it_says_to_use_the_dry_run(capsys: pytest.CaptureFixture[s
 
 
 def test_the_checks_do_not_import_torch_or_pytest() -> None:
-    code = "import sys, pytest_i2v.gpu_check; print(sorted(m for m in ('torch', 'pytest') if m in sys.modules))"
+    code = (
+        "import sys, pytest_i2v.gpu_check; "
+        "print(sorted(m for m in ('torch', 'pytest') if m in sys.modules))"
+    )
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
@@ -548,7 +551,8 @@ def test_dry_run_passes(tmp_path: Path) -> None:
     statuses = {CHECK_LINE.match(line).group(2): CHECK_LINE.match(line).group(1) for line in lines}  # type: ignore[union-attr]
     # The simulated memory is judged as on a GPU, and so are the stage sums (exact per repeat);
     # fast mode against a full run is shown, not judged (two runs on a shared CPU differ by more).
-    # The work signature (j): one digest in the fresh process, on the simulated card's kernel records.
+    # The work signature (j): one digest in the fresh process, on the simulated card's kernel
+    # records.
     assert all(statuses[k] == PASS for k in "abcdeghij"), completed.stdout
     assert statuses["f"] == NOT_APPLICABLE, completed.stdout
     assert (
@@ -565,7 +569,8 @@ def test_dry_run_passes(tmp_path: Path) -> None:
 
 # -- --pipeline: another adapter's plan ------------------------------------------------------------
 OTHER_PIPELINES = [name for name in PIPELINES if name != DEFAULT_PIPELINE]
-# Pipelines whose model accepts any size the constraints allow (a ladder of sizes; cogvideox-i2v has one).
+# Pipelines whose model accepts any size the constraints allow (a ladder of sizes; cogvideox-i2v has
+# one).
 LADDER_PIPELINES = [
     name for name in OTHER_PIPELINES if PIPELINES[name].constraints.fixed_size is None
 ]

@@ -82,8 +82,8 @@ def test_a_small_test_after_a_large_one_reports_its_own_peaks(tiny_pipe: Any) ->
         assert getattr(after.peak, field) == pytest.approx(getattr(fresh.peak, field), rel=0.01), (
             field
         )
-    # the level the test started from is recorded, and it is the weights alone (the cache was freed):
-    # their segments stay reserved, each rounded up as the caching allocator rounds it
+    # the level the test started from is recorded, and it is the weights alone (the cache was
+    # freed): their segments stay reserved, each rounded up as the caching allocator rounds it
     weights = sum(block.size for block in device.weights.values())
     segments = sum(segment(block.size) for block in device.weights.values())
     assert (
@@ -101,8 +101,8 @@ def test_a_small_test_after_a_large_one_reports_its_own_peaks(tiny_pipe: Any) ->
 
 # -- defect 2 and 5: the run's device, never GPU 0 ---------------------------------------------
 def test_every_call_names_the_runs_device(tiny_pipe: Any) -> None:
-    """Two cards open; the project's CudaDevice, CudaEventClock and NvmlHandle measure on cuda:1, and
-    every torch.cuda and pynvml call is logged with the index it was given."""
+    """Two cards open; the project's CudaDevice, CudaEventClock and NvmlHandle measure on cuda:1,
+    and every torch.cuda and pynvml call is logged with the index it was given."""
     device = gpu_device(tiny_pipe, index=1)
     runtime_of(device).open("cuda:0").place_weights(tiny_pipe)  # the card a wrong index would read
     device.calls.clear()
@@ -153,7 +153,8 @@ def test_auto_profile_comes_from_the_device_used() -> None:
         (
             "cuda:2",
             2,
-            r"--i2v-device cuda:2: this machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\); pick one of those",
+            r"--i2v-device cuda:2: this machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\); "
+            r"pick one of those",
         ),
         ("cuda:0", 0, r"--i2v-device cuda:0: CUDA is not available here; use --i2v-device cpu"),
     ],
@@ -266,7 +267,8 @@ def test_the_gate_never_compares_nvml_figures_of_different_scopes() -> None:
 
 
 class MismatchedNvml:
-    """nvmlInit fails as pynvml itself fails on a driver older than the library: its own error class."""
+    """nvmlInit fails as pynvml itself fails on a driver older than the library: its own error
+    class."""
 
     def nvmlInit(self) -> None:
         import pynvml
@@ -405,7 +407,7 @@ def test_the_report_shows_the_nvml_scope() -> None:
     assert "(whole device)" in html and "(this process)" in html
 
 
-# -- issue 21: the offload paths run their real placement calls on the simulated device -------------
+# -- issue 21: the offload paths run their real placement calls on the simulated device ------------
 def offload_peak(
     tmp_path: Path, offload: str | None, pipeline: str = "i2vgen-xl"
 ) -> tuple[int, int]:
@@ -440,8 +442,8 @@ def offload_peak(
 SEQUENTIAL_ON_THE_CPU = pytest.mark.xfail(
     strict=True,
     raises=TypeError,
-    reason="accelerate 1.15's post_forward (set_module_tensor_to_device to 'meta') raises TypeError under torch 2.13 "
-    "on the CPU; strict: this test says so when an upgrade fixes it",
+    reason="accelerate 1.15's post_forward (set_module_tensor_to_device to 'meta') raises "
+    "TypeError under torch 2.13 on the CPU; strict: this test says so when an upgrade fixes it",
 )
 
 
@@ -457,8 +459,8 @@ SEQUENTIAL_ON_THE_CPU = pytest.mark.xfail(
 def test_offload_runs_the_real_placement_call_and_lowers_the_peak(
     tmp_path: Path, offload: str, pipeline: str
 ) -> None:
-    """gpu-check (g)'s premise on the simulated card: the weights stay off the device only because the
-    real enable_* call hooked the modules (skip the call and every weight is resident again)."""
+    """gpu-check (g)'s premise on the simulated card: the weights stay off the device only because
+    the real enable_* call hooked the modules (skip the call and every weight is resident again)."""
     plain_peak, plain_resident = offload_peak(tmp_path, None, pipeline)
     peak, resident = offload_peak(tmp_path, offload, pipeline)
     assert resident < plain_resident  # nothing, or only unhooked leaves, before the first forward
