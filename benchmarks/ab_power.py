@@ -550,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     parser.add_argument("--json", type=Path, help="write one object per row here")
     parser.add_argument(
-        "--quick", action="store_true", help="2,000 trials, 2 % noise, 1 repeat: a smoke run"
+        "--quick", action="store_true", help="2,000 trials, 2 %% noise, 1 repeat: a smoke run"
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -1,6 +1,6 @@
 """The study's conclusions as code: latency classes (``latency``), the dynamic-resolution rule
-(``resolution``), whether a budget fits a profile (``budgets``), the study file (``study_file``), and a
-recommendation matrix computed from measurements, never written by hand (``cost_model``,
+(``resolution``), whether a budget fits a profile (``budgets``), the study file (``study_file``),
+and a recommendation matrix computed from measurements, never written by hand (``cost_model``,
 ``recommendation``); ``reference`` compares with the article's published figures."""
 
 from pytest_i2v.study.budgets import fits_profile

@@ -9,4 +9,5 @@ budgets), ``explain``,
 ``ab_calibration`` (A/B noise stored with the baselines).
 
 Pure: no torch, no pytest, so the review CLI, A/B and the report decide exactly as the plugin
-does. It imports only the specs (``generation``) and the foundations; everything else may import it."""
+does. It imports only the specs (``generation``) and the foundations; everything else may import
+it."""

@@ -114,7 +114,8 @@ def judge_verdict(
         return RegressionVerdict(
             "new",
             notes=(
-                f"the generation config changed since the baseline ({', '.join(changed) or 'config'})"
+                "the generation config changed since the baseline "
+                f"({', '.join(changed) or 'config'})"
                 "; not compared: re-baseline with --i2v-update-baselines",
             ),
         )

@@ -76,10 +76,10 @@ class DecisionInputs:
     ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured);
     ``machine_changes``: the baseline is another machine's (then the verdict is "new", never
     compared); ``unreliable``: why a "regressed" verdict is only the throttled repeats being slow
-    (``throttling.throttling_excuse``; None: it is not); ``work``: what the work signature says against
-    the baseline (``work_diff.work_verdict``: "regressed"/"improved" beyond the minimum effect,
-    "changed" within it, "identical"; None: not compared), ``work_summary`` its one line (for
-    identical work, where the excess time sits); ``times_not_comparable``: the machine speed probe
+    (``throttling.throttling_excuse``; None: it is not); ``work``: what the work signature says
+    against the baseline (``work_diff.work_verdict``: "regressed"/"improved" beyond the minimum
+    effect, "changed" within it, "identical"; None: not compared), ``work_summary`` its one line
+    (for identical work, where the excess time sits); ``times_not_comparable``: the machine speed probe
     says this machine is not the baseline's speed (``machine_speed``)."""
 
     measured: str
