@@ -41,12 +41,14 @@ if TYPE_CHECKING:
 MARKER_HELP = (
     marker_help(
         i2v,
-        "describe a generation measured by the i2v_run fixture; unset sizes, frames, steps, guidance and "
+        "describe a generation measured by the i2v_run fixture; unset sizes, frames, steps, "
+        "guidance and "
         "fps are the pipeline's native ones; " + marker_help_line() + ".",
     ),
     marker_help(
         vram_budget,
-        "fail when the peak memory exceeds gb GB; skip when it cannot fit the profile minus the safety margin.",
+        "fail when the peak memory exceeds gb GB; skip when it cannot fit the profile minus the "
+        "safety margin.",
     ),
     marker_help(time_budget, "fail when the median generation time exceeds seconds."),
 )
@@ -90,7 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the markers and resolve the settings (pure and cheap: bad values are usage errors)."""
+    """Register the markers and resolve the settings (pure and cheap: bad values are usage
+    errors)."""
     for line in MARKER_HELP:
         config.addinivalue_line("markers", line)
     if getattr(config.option, "help", False) or getattr(config.option, "markers", False):
@@ -218,7 +221,8 @@ def i2v_spec(request: pytest.FixtureRequest) -> GenerationSpec:
 
 @pytest.fixture
 def i2v_input_image(request: pytest.FixtureRequest) -> Any:
-    """The conditioning image (deterministic synthetic portrait, or i2v_input_image from the ini)."""
+    """The conditioning image (deterministic synthetic portrait, or i2v_input_image from the
+    ini)."""
     return _run(request).input_image()
 
 
@@ -230,11 +234,13 @@ def _i2v_loaded(
     needs_cuda = sorted(set(i2v_spec.memory) & CUDA_ONLY_MEMORY_OPTIONS)
     if needs_cuda and not run.device.is_cuda:
         pytest.skip(
-            f"memory option {', '.join(needs_cuda)} needs a CUDA device (this run is on {run.plan.device})"
+            f"memory option {', '.join(needs_cuda)} needs a CUDA device (this run is on "
+            f"{run.plan.device})"
         )
     if i2v_spec.dtype == "fp16" and run.plan.device == "cpu":
         pytest.skip(
-            "fp16 on the CPU: many fp16 kernels are missing or very slow there, so its time would say nothing"
+            "fp16 on the CPU: many fp16 kernels are missing or very slow there, so its time would "
+            "say nothing"
         )
     unsupported = run.pipelines.unsupported(i2v_spec)
     if unsupported:
@@ -260,8 +266,8 @@ def _i2v_loaded(
 
 @pytest.fixture
 def i2v_pipeline(_i2v_loaded: Any) -> Any:
-    """The loaded diffusers pipeline for this test's config (loaded once per session per pipeline, source,
-    dtype, placement and load-time options)."""
+    """The loaded diffusers pipeline for this test's config (loaded once per session per pipeline,
+    source, dtype, placement and load-time options)."""
     return _i2v_loaded.pipe
 
 
@@ -269,8 +275,9 @@ def i2v_pipeline(_i2v_loaded: Any) -> Any:
 def i2v_run(
     request: pytest.FixtureRequest, _i2v_loaded: Any, i2v_spec: GenerationSpec, i2v_input_image: Any
 ) -> Callable[..., GenerationRecord]:
-    """Call it to warm up, then measure the repeats; returns the GenerationRecord. With pytest-benchmark
-    active, the measured generations are its ``benchmark`` fixture's rounds (``benchmark_bridge``)."""
+    """Call it to warm up, then measure the repeats; returns the GenerationRecord. With
+    pytest-benchmark active, the measured generations are its ``benchmark`` fixture's rounds
+    (``benchmark_bridge``)."""
     from pytest_i2v.session.benchmark_bridge import FIXTURE, BenchmarkRounds
     from pytest_i2v.session.benchmark_info import benchmark_group
     from pytest_i2v.session.progress import ProgressLine
@@ -289,8 +296,8 @@ def i2v_run(
         spec: GenerationSpec | None = None,
         image: Any = None,
     ) -> GenerationRecord:
-        """``spec``: a generation decided at run time (e.g. from the input image), instead of the mark's;
-        it must share the mark's dtype and offload mode (the loaded pipeline)."""
+        """``spec``: a generation decided at run time (e.g. from the input image), instead of the
+        mark's; it must share the mark's dtype and offload mode (the loaded pipeline)."""
         run_spec, study = i2v_spec, node.stash.get(SPEC_KEY, None)
         if spec is not None:
             run_spec, study = spec.scaled(run.plan.profile.scaling), spec

@@ -66,8 +66,9 @@ class GateLoop:
         fresh: Callable[[str, str | None], GenerationRecord] | None = None,
     ) -> GenerationRecord:
         """Measure, judge, re-measure a flagged run (a one-off stall should not block a PR), decide.
-        ``fresh(nodeid, config_id)``: the same test measured in a new process (``--i2v-confirm-in fresh``),
-        the only re-measurement that can reject a slow process; ``measure`` again when there is none or it fails."""
+        ``fresh(nodeid, config_id)``: the same test measured in a new process (``--i2v-confirm-in
+        fresh``), the only re-measurement that can reject a slow process; ``measure`` again when
+        there is none or it fails."""
         record = self.judged(measure(), seen)
         confirmed: bool | None = None
         for attempt in range(self.gate.confirm):
@@ -85,7 +86,8 @@ class GateLoop:
                 notes=[
                     *record.notes,
                     (
-                        f"re-measured ({attempt + 1}/{self.gate.confirm}, {where}) after a {verdict} verdict with median "
+                        f"re-measured ({attempt + 1}/{self.gate.confirm}, {where}) after a "
+                        f"{verdict} verdict with median "
                         f"{first.time_s:.4g} s: {'confirmed' if confirmed else 'not confirmed'}"
                     ),
                 ],
@@ -136,8 +138,9 @@ class GateLoop:
         if budget is None or budget.vram_gb is None:
             return None
         if not self._plan.profile.scaling.is_identity:
-            # A budget describes the generation as marked; a scaling profile (cpu) measures a smaller
-            # one, so the budget's size is no reason to skip it there (exceeding it still fails).
+            # A budget describes the generation as marked; a scaling profile (cpu) measures a
+            # smaller one, so the budget's size is no reason to skip it there (exceeding it still
+            # fails).
             return None
         return fits_profile(
             budget.vram_gb, self._plan.profile.memory_gb, self._settings.safety_margin_gb
@@ -151,7 +154,8 @@ class GateLoop:
         decision = Outcome.from_dict(record.decision) if record.decision else None
         if decision is not None and decision.kind == "not-enforced":
             notes.append(
-                f"profile {self._plan.profile.name} reports only (--i2v-gate-mode enforce to fail on it)"
+                f"profile {self._plan.profile.name} reports only (--i2v-gate-mode enforce to fail "
+                "on it)"
             )
         section = verdict_section(
             RegressionVerdict.from_dict(record.verdict),

@@ -49,8 +49,9 @@ class Calibration:
     )  # nodeid -> {config_id, time_s: {sd, df}, ...}
 
     def priors(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Noise]]:
-        """Per test whose generation and measurement are the calibrated ones (its config id, and fast or
-        full with as many repeats: another measurement has another spread): its spread per metric."""
+        """Per test whose generation and measurement are the calibrated ones (its config id, and
+        fast or full with as many repeats: another measurement has another spread): its spread per
+        metric."""
         priors: dict[str, dict[str, Noise]] = {}
         for record in records:
             nodeid = str(record.get("nodeid"))
@@ -166,8 +167,10 @@ def choose(
     changed = software_changes(newest.fingerprint, fingerprint)
     if changed:
         return None, (
-            f"the A/B calibration of {newest.date[:10]} is stale ({'; '.join(changed[:3])}): the spread "
-            f"comes from the job's own rounds; run python -m pytest_i2v ab --calibrate to refresh it"
+            f"the A/B calibration of {newest.date[:10]} is stale ({'; '.join(changed[:3])}): the "
+            "spread "
+            "comes from the job's own rounds; run python -m pytest_i2v ab --calibrate to refresh "
+            "it"
         )
     return newest, (
         f"A/B calibration of {newest.date[:10]} ({newest.rounds} A/A rounds, "

@@ -141,10 +141,10 @@ class BaselineFile:
     def pooled(
         self, fingerprint: Mapping[str, Any] | None = None, leave_out: str | None = None
     ) -> dict[str, Noise | None]:
-        """The run-to-run noise prior per time metric (``noise_prior.prior_from``), fitted over every entry's
-        segment from the machine of ``fingerprint`` (another machine's noise is not this one's;
-        without one, the newest segments) except ``leave_out``: the judged test never counts its
-        own runs twice."""
+        """The run-to-run noise prior per time metric (``noise_prior.prior_from``), fitted over
+        every entry's segment from the machine of ``fingerprint`` (another machine's noise is not
+        this one's; without one, the newest segments) except ``leave_out``: the judged test never
+        counts its own runs twice."""
         segments = [
             e.current if fingerprint is None else e.segment_for(fingerprint)
             for nodeid, e in self.entries.items()
@@ -292,12 +292,13 @@ def _calibration(block: Any, place: str, where: str) -> Calibration:
 
 def signature_dir(path: Path) -> Path:
     """Where a baseline file's work-signature tables live, one gzip-compressed JSON per digest
-    (``baselines/cpu.yaml`` -> ``baselines/cpu.signatures/``): kept out of the YAML, which stays short
-    enough to review; the runs name the digest."""
+    (``baselines/cpu.yaml`` -> ``baselines/cpu.signatures/``): kept out of the YAML, which stays
+    short enough to review; the runs name the digest."""
     return path.with_name(f"{path.stem}.signatures")
 
 
 def read_signature(path: Path, digest: str) -> WorkSignature | None:
-    """The table of ``digest`` stored beside the baseline file ``path``; None when missing or unreadable."""
+    """The table of ``digest`` stored beside the baseline file ``path``; None when missing or
+    unreadable."""
     table = signature_dir(path) / f"{digest}.json.gz"
     return from_bytes(table.read_bytes()) if table.is_file() else None

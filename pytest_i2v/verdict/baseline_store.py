@@ -177,7 +177,8 @@ def update_baseline(
             entry = baseline.entries.get(item.nodeid)
             resetting = mode == "reset" and item.nodeid not in reset_here
             if entry is not None and entry.config_id == cid and resetting:
-                # Only this machine's history: other machines' segments in the same profile file stay.
+                # Only this machine's history: other machines' segments in the same profile file
+                # stay.
                 reset_here.add(item.nodeid)
                 reset.append(item.nodeid)
                 entry.segments = [
@@ -200,7 +201,8 @@ def update_baseline(
                 target = Segment(dict(item.fingerprint))
                 entry.segments.append(target)
             else:
-                # Machine keys the segment lacked (an older baseline) are now known: pin it to this machine.
+                # Machine keys the segment lacked (an older baseline) are now known: pin it to this
+                # machine.
                 target.fingerprint.update(
                     {
                         k: v
@@ -219,8 +221,8 @@ def update_baseline(
 
 
 def store_calibration(path: Path, profile: str, calibration: Calibration) -> None:
-    """Put an A/B calibration into the baseline file under its lock, in place of this machine's block of
-    the same software (``ab_calibration.merge``); the entries are left as they are."""
+    """Put an A/B calibration into the baseline file under its lock, in place of this machine's
+    block of the same software (``ab_calibration.merge``); the entries are left as they are."""
     with FileLock(str(path) + ".lock", timeout=120):
         baseline = read_baseline(path, profile)
         baseline.calibrations = merge(baseline.calibrations, calibration)

@@ -2,8 +2,8 @@
 reasons, and what they come to for a run ("stable" or "throttled (thermal, 3 of 5 repeats)").
 
 Pure: no torch, no NVML, no pytest. ``measure.device`` reads a ``RepeatConditions`` per repeat;
-``assess`` marks the repeats to distrust; ``gate_loop`` asks ``throttled_explain_slowness`` whether a
-regression is only the throttled repeats being slow (then the gate says "unreliable")."""
+``assess`` marks the repeats to distrust; ``gate_loop`` asks ``throttled_explain_slowness`` whether
+a regression is only the throttled repeats being slow (then the gate says "unreliable")."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# NVML's clocks-event (formerly "throttle") reason bits that mean the card was held back. Idle (0x1),
-# application clocks (0x2), sync boost (0x10) and display clocks (0x100) are settings or idling, not
-# a slowdown of the work being measured, and are ignored.
+# NVML's clocks-event (formerly "throttle") reason bits that mean the card was held back. Idle
+# (0x1), application clocks (0x2), sync boost (0x10) and display clocks (0x100) are settings or
+# idling, not a slowdown of the work being measured, and are ignored.
 THROTTLE_BITS: Mapping[int, str] = {
     0x4: "power",  # SW power cap: the board is at its power limit
     0x8: "hw-slowdown",  # HW slowdown (thermal or power brake, asserted by the board)
@@ -24,12 +24,13 @@ THROTTLE_BITS: Mapping[int, str] = {
     0x200: "board-limit",  # board limit (the older throttle-reasons query only)
     0x400: "reliability",  # reliability (likewise)
 }
-# Without a known base clock: a repeat whose SM clock is further than this from the run's median ran on
-# another clock. With one: a repeat more than this below the base (or locked) clock was held back.
+# Without a known base clock: a repeat whose SM clock is further than this from the run's median ran
+# on another clock. With one: a repeat more than this below the base (or locked) clock was held
+# back.
 CLOCK_TOLERANCE = 0.03
 # Datacenter boards sit at their software power cap under sustained load and boost above their base
-# clock as power allows: a power cap with the clock at or above the base (or locked) clock is the board
-# working as designed, not a slowdown of the work.
+# clock as power allows: a power cap with the clock at or above the base (or locked) clock is the
+# board working as designed, not a slowdown of the work.
 NORMAL_AT_BASE_CLOCK = frozenset({"power"})
 # A slowdown is excused as throttling only with at least this many stable repeats to judge by.
 MIN_STABLE_REPEATS = 2
@@ -178,12 +179,12 @@ def assess(
     """Mark each repeat the hardware held back.
 
     With a floor (the locked clock, else the board's base clock): a repeat is marked for a throttle
-    reason, except a power cap while its clock is at or above the floor (``NORMAL_AT_BASE_CLOCK``), and
-    for a clock more than ``tolerance`` below the floor ("clock"); boost clocks above it move freely.
-    Without one (NVML gave no base clock): for every throttle reason, and for a clock more than
-    ``tolerance`` off the reference: the median SM clock of the repeats without a throttle reason where
-    there are any, so that when most repeats ran throttled the card's own clock is the reference and the
-    stable minority is not marked for being off the throttled majority."""
+    reason, except a power cap while its clock is at or above the floor (``NORMAL_AT_BASE_CLOCK``),
+    and for a clock more than ``tolerance`` below the floor ("clock"); boost clocks above it move
+    freely. Without one (NVML gave no base clock): for every throttle reason, and for a clock more
+    than ``tolerance`` off the reference: the median SM clock of the repeats without a throttle
+    reason where there are any, so that when most repeats ran throttled the card's own clock is the
+    reference and the stable minority is not marked for being off the throttled majority."""
     clocks = [r.sm_clock_mhz for r in repeats if r.sm_clock_mhz]
     floor = locked_sm_clock_mhz or base_sm_clock_mhz
     unthrottled = [r.sm_clock_mhz for r in repeats if r.sm_clock_mhz and not r.reasons]
@@ -208,7 +209,8 @@ def assess(
 
 
 def stable_values(values: Sequence[float | None], marked: Sequence[bool]) -> list[float]:
-    """The values of the repeats that were not marked (``values`` and ``marked`` align by repeat)."""
+    """The values of the repeats that were not marked (``values`` and ``marked`` align by
+    repeat)."""
     return [v for v, m in zip(values, marked, strict=True) if not m and v is not None]
 
 
@@ -216,9 +218,10 @@ def throttled_explain_slowness(
     values: Sequence[float | None], marked: Sequence[bool], bar: float
 ) -> bool:
     """Whether a run over the gate's ``bar`` is slow only because of its marked repeats: at least
-    ``MIN_STABLE_REPEATS`` repeats are unmarked, and judged alone they are under the bar. With fewer,
-    nothing stable shows what the change costs: a change that throttles every repeat (more power
-    drawn, a power cap reached) is still the change's, and one stable repeat is not a measurement."""
+    ``MIN_STABLE_REPEATS`` repeats are unmarked, and judged alone they are under the bar. With
+    fewer, nothing stable shows what the change costs: a change that throttles every repeat (more
+    power drawn, a power cap reached) is still the change's, and one stable repeat is not a
+    measurement."""
     if len(values) != len(marked) or not any(marked):
         return False
     stable = stable_values(values, marked)

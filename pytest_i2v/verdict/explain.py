@@ -35,18 +35,24 @@ def rebaseline_command(nodeid: str, profile: str, mode: str = "") -> str:
 def metric_line(m: MetricVerdict) -> str:
     interval = ""
     if m.interval:
-        interval = f", pass band {format_value(m.metric, m.interval[0])} .. {format_value(m.metric, m.interval[1])}"
+        interval = (
+            f", pass band {format_value(m.metric, m.interval[0])} .. "
+            f"{format_value(m.metric, m.interval[1])}"
+        )
     delta = f"{m.delta_pct:+.1f} %" if m.delta_pct is not None else "n/a"
     return (
-        f"{METRIC_LABELS.get(m.metric, m.metric)}: {m.verdict.upper()} {delta}: current {format_value(m.metric, m.current)} "
-        f"vs baseline median {format_value(m.metric, m.baseline)} ({m.runs} run{'s' if m.runs != 1 else ''}{interval}); "
+        f"{METRIC_LABELS.get(m.metric, m.metric)}: {m.verdict.upper()} {delta}: current "
+        f"{format_value(m.metric, m.current)} "
+        f"vs baseline median {format_value(m.metric, m.baseline)} ({m.runs} "
+        f"run{'s' if m.runs != 1 else ''}{interval}); "
         f"bar: {m.threshold}"
     )
 
 
 def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> RegressionVerdict:
-    """``verdict`` with ``unreliable`` set where ``throttling.throttling_excuse`` excuses it, for a results
-    record (``GenerationRecord.to_dict()``): the gate and ``baseline diff`` both ask here."""
+    """``verdict`` with ``unreliable`` set where ``throttling.throttling_excuse`` excuses it, for a
+    results record (``GenerationRecord.to_dict()``): the gate and ``baseline diff`` both ask
+    here."""
     conditions = (
         RunConditions.from_dict(record["conditions"]) if record.get("conditions") else None
     )  # CPU: None
@@ -55,7 +61,8 @@ def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> 
 
 
 def unreliable_line(excuse: ThrottlingExcuse) -> str:
-    """One line: which repeats were slow and under what conditions, and the stable ones against the bar."""
+    """One line: which repeats were slow and under what conditions, and the stable ones against the
+    bar."""
     ran = excuse.summary if excuse.summary.startswith("throttled") else f"with the {excuse.summary}"
     figures = ", ".join(
         f"{METRIC_LABELS.get(metric, metric)} median {format_value(metric, median)} "
@@ -88,7 +95,8 @@ def verdict_section(
         lines.append(f"  note: {note}")
     if verdict.unreliable:
         lines.append(f"  unreliable: {verdict.unreliable}")
-        # A throttled run is no baseline either: re-baselining from it would hide the next real regression.
+        # A throttled run is no baseline either: re-baselining from it would hide the next real
+        # regression.
         lines.append(f"  {STABLE_GPU_ADVICE}; do not re-baseline from this run")
     elif verdict.verdict in ("regressed", "env-changed", "new"):
         lines.append(
@@ -142,13 +150,14 @@ def work_note(work: Mapping[str, Any] | None, min_effect_pct: float, names: int 
 
 
 def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10) -> str:
-    """What changed in the work since the baseline: one line, then the changed rows, the largest time
-    effect first (op, shapes and dtypes; count and time base -> head; share of the step)."""
+    """What changed in the work since the baseline: one line, then the changed rows, the largest
+    time effect first (op, shapes and dtypes; count and time base -> head; share of the step)."""
     if not work or work.get("identical"):
         return ""
     parsed = WorkDiff.from_dict(work)
     lines = [
-        f"i2v work: {parsed.summary()} (minimum effect {min_effect_pct:.0f} %; the rows below changed, the rest "
+        f"i2v work: {parsed.summary()} (minimum effect {min_effect_pct:.0f} %; the rows below "
+        "changed, the rest "
         f"of the work is identical)"
     ]
     for row in parsed.rows[:rows]:
@@ -159,6 +168,7 @@ def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10)
         )
     if parsed.count > rows:
         lines.append(
-            f"  ... and {parsed.count - rows} more row(s) (the results JSON keeps the largest, records[].work)"
+            f"  ... and {parsed.count - rows} more row(s) (the results JSON keeps the largest, "
+            "records[].work)"
         )
     return "\n".join(lines)

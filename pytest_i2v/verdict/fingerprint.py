@@ -40,9 +40,9 @@ SOFTWARE_KEYS = (
     "plugin",
 )
 
-# --i2v-lock-clocks: "locked <SM clock> MHz". A software key present only when the clocks were locked, so a
-# locked run against an unlocked baseline is an environment change, and runs without the lock (every
-# baseline written before it existed) compare as before.
+# --i2v-lock-clocks: "locked <SM clock> MHz". A software key present only when the clocks were
+# locked, so a locked run against an unlocked baseline is an environment change, and runs without
+# the lock (every baseline written before it existed) compare as before.
 GPU_CLOCKS_KEY = "gpu_clocks"
 
 # Keys of the environment that decide whether two runs are comparable.
@@ -160,16 +160,18 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
     if environment.get(GPU_CLOCKS_KEY) is not None:
         fingerprint[GPU_CLOCKS_KEY] = environment[GPU_CLOCKS_KEY]
     fingerprint["dtype"] = config.get("dtype")
-    # a diffusers attention backend named by the mark (attention=...), else the one the memory options imply
+    # a diffusers attention backend named by the mark (attention=...), else the one the memory
+    # options imply
     fingerprint["attention"] = config.get("attention") or attention_backend(
         config.get("memory") or ()
     )
     return fingerprint
 
 
-# Everything measure.environment.collect_environment reports; other keys come from pytest_i2v_environment hooks.
-# Measurements the environment carries that are no fingerprint: the machine speed probe's figures move
-# from run to run, so as a key they would make every run an environment change.
+# Everything measure.environment.collect_environment reports; other keys come from
+# pytest_i2v_environment hooks. Measurements the environment carries that are no fingerprint: the
+# machine speed probe's figures move from run to run, so as a key they would make every run an
+# environment change.
 MEASUREMENT_KEYS = ("machine_probe",)
 _BASE_ENVIRONMENT_KEYS = frozenset(
     {

@@ -1,16 +1,16 @@
-"""A slower machine or slower code? The machine speed probe's figures (``measure.probe``) of this run
-against those stored with the baseline runs of the same machine segment.
+"""A slower machine or slower code? The machine speed probe's figures (``measure.probe``) of this
+run against those stored with the baseline runs of the same machine segment.
 
 The fingerprint cannot see speed: cloud machines with the same CPU name and flags differ by 2x, and
-so do GPUs with the same name (clocks, power limits, cooling, neighbours). The probe runs fixed work,
-so its figures move with the machine and never with the code under test. When this run's probe lies
-outside ``PROBE_TOLERANCE`` of the baseline runs' median on any figure, the timings are not compared
-as if the machine were the same: the gate reports them but does not let them fail a test (memory is
-still judged), and says which figure moved. A probe that moved between the start and the end of the
-session (a neighbour started, the card throttled) marks the run's timings unreliable.
+so do GPUs with the same name (clocks, power limits, cooling, neighbours). The probe runs fixed
+work, so its figures move with the machine and never with the code under test. When this run's probe
+lies outside ``PROBE_TOLERANCE`` of the baseline runs' median on any figure, the timings are not
+compared as if the machine were the same: the gate reports them but does not let them fail a test
+(memory is still judged), and says which figure moved. A probe that moved between the start and the
+end of the session (a neighbour started, the card throttled) marks the run's timings unreliable.
 
-With the work signature: work unchanged and the probe slower is the machine; work changed is the code
-(``work_diff.work_verdict`` decides that test whatever the probe says).
+With the work signature: work unchanged and the probe slower is the machine; work changed is the
+code (``work_diff.work_verdict`` decides that test whatever the probe says).
 
 Pure: no pytest, no torch, no I/O."""
 
@@ -26,11 +26,12 @@ PROBE_LABELS = {
     "copy_gbs": "memory bandwidth",
     "tiny_ops_per_ms": "tiny ops (launch and host overhead)",
 }
-# When two runs count as different machine speeds: the geometric mean of the figures' ratios moved by
-# more than PROBE_TOLERANCE, or one figure by more than FIGURE_TOLERANCE (a machine slower at one thing
-# only). benchmarks/machine_probe.py, 20 fresh processes on the 2-core CPU (2026-12-02): each figure
-# spreads 16-20 % between processes, their geometric mean less; 1 of 20 processes lay beyond 40 % on the
-# mean, none beyond a factor 2 on one figure. A 2x slower machine (0.5) is well beyond both.
+# When two runs count as different machine speeds: the geometric mean of the figures' ratios moved
+# by more than PROBE_TOLERANCE, or one figure by more than FIGURE_TOLERANCE (a machine slower at one
+# thing only). benchmarks/machine_probe.py, 20 fresh processes on the 2-core CPU (2026-12-02): each
+# figure spreads 16-20 % between processes, their geometric mean less; 1 of 20 processes lay beyond
+# 40 % on the mean, none beyond a factor 2 on one figure. A 2x slower machine (0.5) is well beyond
+# both.
 PROBE_TOLERANCE = 0.40
 FIGURE_TOLERANCE = 1.0
 
@@ -59,7 +60,8 @@ class MachineSpeed:
     def line(self) -> str:
         """One line for the decision and the headline."""
         return (
-            f"this machine ran the probe at {self.speed:.2f}x the baseline machine's speed ({self.figures()}): "
+            f"this machine ran the probe at {self.speed:.2f}x the baseline machine's speed "
+            f"({self.figures()}): "
             f"{NOT_COMPARABLE}"
         )
 
@@ -80,7 +82,8 @@ def compare_speed(
     probe: Mapping[str, float | None] | None,
     tolerance: float = PROBE_TOLERANCE,
 ) -> MachineSpeed | None:
-    """This run's probe against the median of the baseline runs that stored one (``probe_<figure>``);
+    """This run's probe against the median of the baseline runs that stored one
+    (``probe_<figure>``);
     None where either side has none (a baseline older than the probe, the virtual clock)."""
     current = _figures(probe)
     ratios = {}
@@ -107,6 +110,7 @@ def probe_moved(
     if not ratios or speed.comparable:
         return None
     return (
-        f"the machine's speed moved during the run (end against start: {speed.figures()}): a neighbour or "
+        f"the machine's speed moved during the run (end against start: {speed.figures()}): a "
+        "neighbour or "
         f"throttling; this run's timings are unreliable"
     )

@@ -79,8 +79,8 @@ class DecisionInputs:
     (``throttling.throttling_excuse``; None: it is not); ``work``: what the work signature says
     against the baseline (``work_diff.work_verdict``: "regressed"/"improved" beyond the minimum
     effect, "changed" within it, "identical"; None: not compared), ``work_summary`` its one line
-    (for identical work, where the excess time sits); ``times_not_comparable``: the machine speed probe
-    says this machine is not the baseline's speed (``machine_speed``)."""
+    (for identical work, where the excess time sits); ``times_not_comparable``: the machine speed
+    probe says this machine is not the baseline's speed (``machine_speed``)."""
 
     measured: str
     budget_failures: Sequence[str]

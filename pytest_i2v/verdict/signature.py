@@ -88,7 +88,8 @@ class StageWork:
         return sum(r.time_s for r in self.rows if r.kind in kinds)
 
     def host_gap_s(self, device_kind: str) -> float:
-        """The stage's time outside every timed row (never below zero: on a GPU kernels overlap the host)."""
+        """The stage's time outside every timed row (never below zero: on a GPU kernels overlap the
+        host)."""
         return max(0.0, self.span_s - self.timed(device_kind))
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,7 +111,8 @@ class StageWork:
 @dataclass(frozen=True)
 class WorkSignature:
     """One generation's work. ``noise``: named sources of work that may differ between identical
-    processes, each with its cure (e.g. cuDNN's autotuner: ``torch.backends.cudnn.benchmark = False``)."""
+    processes, each with its cure (e.g. cuDNN's autotuner: ``torch.backends.cudnn.benchmark =
+    False``)."""
 
     stages: Mapping[str, StageWork]
     device_kind: str = "cpu"  # "cpu" or "cuda"
@@ -137,8 +139,8 @@ class WorkSignature:
         }
 
     def to_record(self) -> dict[str, Any]:
-        """The form a results record keeps: the digest in the open, the table packed (gzip, base64), since
-        the open table is ~1,400 rows per test and made a 42-test results.json 21.6 MB."""
+        """The form a results record keeps: the digest in the open, the table packed (gzip, base64),
+        since the open table is ~1,400 rows per test and made a 42-test results.json 21.6 MB."""
         return {
             "digest": self.digest,
             "device_kind": self.device_kind,
@@ -171,12 +173,14 @@ class WorkSignature:
 
 
 def to_bytes(signature: WorkSignature) -> bytes:
-    """A signature as a baseline keeps it (gzip-compressed JSON): its full table, for the gate's diff."""
+    """A signature as a baseline keeps it (gzip-compressed JSON): its full table, for the gate's
+    diff."""
     return gzip.compress(json.dumps(signature.to_dict(), separators=(",", ":")).encode(), mtime=0)
 
 
 def from_bytes(data: bytes) -> WorkSignature | None:
-    """The signature ``to_bytes`` wrote, or None when it cannot be read (then nothing is compared)."""
+    """The signature ``to_bytes`` wrote, or None when it cannot be read (then nothing is
+    compared)."""
     try:
         return WorkSignature.from_dict(json.loads(gzip.decompress(data)))
     except (ValueError, TypeError, KeyError, OSError, EOFError):
@@ -184,7 +188,8 @@ def from_bytes(data: bytes) -> WorkSignature | None:
 
 
 def digest_of(stages: Mapping[str, StageWork]) -> str:
-    """A hash of the deterministic part: per stage, each row's kind, name, shapes, dtypes, count, bytes."""
+    """A hash of the deterministic part: per stage, each row's kind, name, shapes, dtypes, count,
+    bytes."""
     canonical = sorted(
         [stage, *row.key, row.count, row.bytes]
         for stage, work in stages.items()

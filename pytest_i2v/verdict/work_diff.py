@@ -1,6 +1,6 @@
 """Two works compared: ``diff`` names the rows whose work changed between a base and a head
-signature (``signature.WorkSignature``) and estimates the step-time effect from those rows alone (the
-unchanged rows cancel, so the estimate carries the noise of the changed part only), with an
+signature (``signature.WorkSignature``) and estimates the step-time effect from those rows alone
+(the unchanged rows cancel, so the estimate carries the noise of the changed part only), with an
 interval from the repeated profiled steps; ``work_verdict`` reads that estimate, and
 ``locate_excess`` says where a step that does the same work spends its extra time.
 Pure: no torch, no pytest."""
@@ -27,7 +27,8 @@ KEPT_ROWS = 50  # changed rows a results record keeps, the largest time effect f
 HOST_GAP = "(host gap)"  # the step's time in no op: Python, the scheduler's host code, waits
 GAP = "gap"  # the kind of the host gap's row in a diff (last in the table, never in the estimate)
 
-# 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays import-light).
+# 95 % two-sided t quantiles by degrees of freedom (scipy would do, but this module stays
+# import-light).
 _T95 = {
     1: 12.706,
     2: 4.303,
@@ -47,7 +48,8 @@ _T95 = {
 
 
 def _t95(df: int) -> float:
-    """The table's quantile at the largest df it holds not above ``df`` (conservative between rows)."""
+    """The table's quantile at the largest df it holds not above ``df`` (conservative between
+    rows)."""
     return _T95[max(k for k in _T95 if k <= df)] if df < 60 else 1.96
 
 
@@ -66,7 +68,8 @@ class ChangedRow:
         return self.time_head_s - self.time_base_s
 
     def cells(self, arrow: str = "->") -> tuple[str, str, str, str, str]:
-        """Stage, op (shapes, dtypes), count base -> head, time base -> head, share of the step: what every
+        """Stage, op (shapes, dtypes), count base -> head, time base -> head, share of the step:
+        what every
         "what changed" table shows."""
         share = f"{self.share_of_step:.1f} % of the step" if self.share_of_step is not None else "-"
         return (
@@ -96,8 +99,9 @@ class ChangedRow:
 
 @dataclass(frozen=True)
 class WorkDiff:
-    """Base vs head: ``identical`` when the digests agree; else the changed rows, largest time effect
-    first, and the step-time effect the changed step rows explain (with its 95 % interval)."""
+    """Base vs head: ``identical`` when the digests agree; else the changed rows, largest time
+    effect first, and the step-time effect the changed step rows explain (with its 95 %
+    interval)."""
 
     identical: bool
     rows: tuple[ChangedRow, ...] = ()
@@ -110,7 +114,8 @@ class WorkDiff:
     )
 
     def to_dict(self, keep: int = KEPT_ROWS) -> dict[str, Any]:
-        """The largest ``keep`` rows (a dtype change touches every row: the first ones explain it)."""
+        """The largest ``keep`` rows (a dtype change touches every row: the first ones explain
+        it)."""
         return {
             "identical": self.identical,
             "effect_s": self.effect_s,
@@ -155,7 +160,8 @@ class WorkDiff:
         )
 
     def summary(self) -> str:
-        """One line: "work identical", or "work changed: +4.8 % of the step est. (+3.9..+5.7), 2 ops"."""
+        """One line: "work identical", or "work changed: +4.8 % of the step est. (+3.9..+5.7), 2
+        ops"."""
         if self.identical:
             return "work identical"
         if self.effect_pct is None:
@@ -165,11 +171,15 @@ class WorkDiff:
             if self.interval_pct
             else ""
         )
-        return f"work changed: {self.effect_pct:+.1f} % of the step est.{interval}, {self.count} row(s)"
+        return (
+            f"work changed: {self.effect_pct:+.1f} % of the step est.{interval}, {self.count} "
+            "row(s)"
+        )
 
 
 def _samples(rows: Sequence[WorkRow], steps: int) -> list[float]:
-    """Per profiled step, the rows' summed time (a row without samples counts its median every step)."""
+    """Per profiled step, the rows' summed time (a row without samples counts its median every
+    step)."""
     if steps <= 0:
         return []
     return [
@@ -304,9 +314,9 @@ FEW_OPS_SHARE = 0.5
 
 
 def locate_excess(base: WorkSignature, head: WorkSignature) -> str | None:
-    """Where a profiled step that does the same work spends its extra time: in the host gap (Python, the
-    scheduler, waits), in a few ops (a library or driver change), or spread over every op (the machine:
-    a slow process, a neighbour, a clock). None when the head's step is not slower."""
+    """Where a profiled step that does the same work spends its extra time: in the host gap (Python,
+    the scheduler, waits), in a few ops (a library or driver change), or spread over every op (the
+    machine: a slow process, a neighbour, a clock). None when the head's step is not slower."""
     old_step, new_step = base.stages.get("step"), head.stages.get("step")
     if old_step is None or new_step is None or old_step.span_s <= 0:
         return None
@@ -320,7 +330,10 @@ def locate_excess(base: WorkSignature, head: WorkSignature) -> str | None:
     gap = new_step.host_gap_s(head.device_kind) - old_step.host_gap_s(base.device_kind)
     per_step = f"+{excess / old_step.span_s * 100.0:.1f} % per step"
     if gap > 0.5 * excess:
-        return f"({per_step}) is in the host gap: +{gap * 1e3:.3f} ms per step outside every op (Python, the scheduler, waits)"
+        return (
+            f"({per_step}) is in the host gap: +{gap * 1e3:.3f} ms per step outside every op "
+            "(Python, the scheduler, waits)"
+        )
     deltas = sorted(((new[key].time_s - old[key].time_s, key) for key in common), reverse=True)
     ratios = [new[key].time_s / old[key].time_s for key in common if old[key].time_s > 0]
     median_ratio = statistics.median(ratios) if ratios else 1.0
@@ -338,8 +351,12 @@ def locate_excess(base: WorkSignature, head: WorkSignature) -> str | None:
     )
     if carrying and len(carrying) <= FEW_OPS and carried_share <= FEW_OPS_SHARE:
         named = ", ".join(f"{new[key].label} +{delta * 1e3:.3f} ms" for delta, key in carrying)
-        return f"({per_step}) sits in a few ops: {named} (the median op {(median_ratio - 1) * 100.0:+.0f} %)"
+        return (
+            f"({per_step}) sits in a few ops: {named} (the median op "
+            f"{(median_ratio - 1) * 100.0:+.0f} %)"
+        )
     return (
-        f"({per_step}) is spread over every op (the median op {(median_ratio - 1) * 100.0:+.0f} %): "
+        f"({per_step}) is spread over every op (the median op {(median_ratio - 1) * 100.0:+.0f} "
+        "%): "
         f"the machine, not the code"
     )
