@@ -22,6 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_i2v.cli_baseline import run_baseline_command
 from pytest_i2v.cli_start import add_start_commands
@@ -149,11 +150,25 @@ def _cmd_ab(args: argparse.Namespace) -> str:
     return ""
 
 
+# argparse's subcommand registry (argparse._SubParsersAction is private, hence the alias).
+Subcommands = Any
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_i2v", description="pytest-i2v: baselines, reports, comparisons"
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_baseline(commands)
+    _add_recommend(commands)
+    _add_report_and_compare(commands)
+    _add_gpu_check(commands)
+    _add_ab(commands)
+    add_start_commands(commands)
+    return parser
+
+
+def _add_baseline(commands: Subcommands) -> None:
     baseline = commands.add_parser("baseline", help="print or compare per-profile baselines")
     baseline.add_argument(
         "action",
@@ -177,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: cuda:0 where there is one, else cpu)",
     )
     baseline.set_defaults(handler=run_baseline_command)
+
+
+def _add_recommend(commands: Subcommands) -> None:
     rec = commands.add_parser(
         "recommend", help="the recommendation matrix fitted on a results JSON"
     )
@@ -196,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this pipeline's matrix (default: one per pipeline in the results)",
     )
     rec.set_defaults(handler=_cmd_recommend)
+
+
+def _add_report_and_compare(commands: Subcommands) -> None:
     report = commands.add_parser(
         "report", help="render the HTML (and Markdown) report from a results JSON"
     )
@@ -215,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", help="results JSON B (e.g. the pull request)")
     compare.add_argument("-o", "--output", help="also write an HTML comparison here")
     compare.set_defaults(handler=_cmd_compare)
+
+
+def _add_gpu_check(commands: Subcommands) -> None:
     gpu = commands.add_parser(
         "gpu-check",
         help="run the study on this GPU through the plugin and cross-check the "
@@ -243,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
         "native one, its native frames, steps and guidance",
     )
     gpu.set_defaults(handler=_cmd_gpu_check)
+
+
+def _add_ab(commands: Subcommands) -> None:
     ab = commands.add_parser(
         "ab",
         help="compare two revisions measured interleaved (ABBA) in one job on this machine; "
@@ -260,6 +287,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="the revision to measure (default: the working tree as it is, "
         "uncommitted changes included)",
     )
+    _add_ab_design(ab)
+    ab.add_argument(
+        "--min-effect",
+        type=float,
+        metavar="PCT",
+        help="the smallest change that counts, in per cent "
+        "(default: pytest_i2v.ab.paired.DEFAULT_MIN_EFFECT)",
+    )
+    ab.add_argument(
+        "--out",
+        default="i2v-ab",
+        metavar="DIR",
+        help="directory for ab.json, ab.md, ab.html, each run's results and logs/ (default i2v-ab)",
+    )
+    ab.add_argument(
+        "pytest_args",
+        nargs="*",
+        metavar="-- pytest args",
+        help="passed unchanged to every pytest process",
+    )
+    ab.set_defaults(handler=_cmd_ab)
+
+
+def _add_ab_design(ab: argparse.ArgumentParser) -> None:
+    """How many rounds, decided when, measured how, calibrated from what."""
     ab.add_argument(
         "--rounds",
         type=int,
@@ -294,28 +346,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the calibration is read and written (default: <repository>/baselines)",
     )
-    ab.add_argument(
-        "--min-effect",
-        type=float,
-        metavar="PCT",
-        help="the smallest change that counts, in per cent "
-        "(default: pytest_i2v.ab.paired.DEFAULT_MIN_EFFECT)",
-    )
-    ab.add_argument(
-        "--out",
-        default="i2v-ab",
-        metavar="DIR",
-        help="directory for ab.json, ab.md, ab.html, each run's results and logs/ (default i2v-ab)",
-    )
-    ab.add_argument(
-        "pytest_args",
-        nargs="*",
-        metavar="-- pytest args",
-        help="passed unchanged to every pytest process",
-    )
-    ab.set_defaults(handler=_cmd_ab)
-    add_start_commands(commands)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
