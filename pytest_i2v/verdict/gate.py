@@ -164,10 +164,12 @@ def prior_for(settings: GateSettings, fitted: Noise | None, own: Noise | None = 
     return prior
 
 
-def _not_measured(value: float | None) -> str:
-    if value is None or math.isfinite(value):
-        return "not measured"
-    return f"not measured ({'NaN' if math.isnan(value) else 'infinite'})"
+def _not_measured(metric: str, value: float | None, runs: int) -> MetricVerdict:
+    """A metric with no usable current figure: shown, never gating (the outcome says why)."""
+    why = "not measured"
+    if value is not None and not math.isfinite(value):
+        why = f"not measured ({'NaN' if math.isnan(value) else 'infinite'})"
+    return MetricVerdict(metric, "pass", value, None, runs, None, None, "none", why, False)
 
 
 def _pct(current: float, baseline: float) -> float:
@@ -183,50 +185,15 @@ def judge_time(
 ) -> MetricVerdict:
     runs = [h for h in history if h is not None and math.isfinite(h) and h > 0]
     if current is None or not math.isfinite(current) or current <= 0:
-        return MetricVerdict(
-            metric,
-            "pass",
-            current,
-            None,
-            len(runs),
-            None,
-            None,
-            "none",
-            _not_measured(current),
-            False,
-        )
+        return _not_measured(metric, current, len(runs))
     if not runs:
         return MetricVerdict(
             metric, "new", current, None, 0, None, None, "none", "no baseline yet", True
         )
     baseline = float(statistics.median(runs))
     delta = _pct(current, baseline)
-    effect = math.log1p(settings.min_effect)
-    if len(runs) < settings.min_history:
-        up, down = math.log1p(settings.tolerance), -math.log1p(settings.tolerance)
-        centre = math.log(baseline)
-        rule = "tolerance"
-        plural = "s" if len(runs) != 1 else ""
-        threshold = (
-            f"+/-{settings.tolerance:.0%} tolerance ({len(runs)} run{plural} < "
-            f"{settings.min_history} for the interval rule)"
-        )
-    else:
-        logs = [math.log(h) for h in runs]
-        n = len(logs)
-        centre = statistics.fmean(logs)
-        own = entry_noise(runs)
-        noise = moderated(own, prior_for(settings, pooled, own))
-        half = stats.t.ppf(1.0 - settings.alpha, noise.df) * math.sqrt(
-            noise.variance * (1.0 + 1.0 / n)
-        )
-        up, down = max(half, effect), -max(half, effect)
-        rule = "prediction-interval"
-        threshold = (
-            f"one-sided {1 - settings.alpha:.1%} prediction interval from {n} runs "
-            f"(+{math.expm1(half):.1%}, df {noise.df:.0f}) and the "
-            f"{settings.min_effect:.0%} minimum effect"
-        )
+    centre, half_width, rule, threshold = _time_band(runs, settings, pooled)
+    up, down = half_width, -half_width
     interval = (math.exp(centre + down), math.exp(centre + up))
     value = math.log(current)
     verdict = (
@@ -234,6 +201,40 @@ def judge_time(
     )
     return MetricVerdict(
         metric, verdict, current, baseline, len(runs), interval, delta, rule, threshold, True
+    )
+
+
+def _time_band(
+    runs: list[float], settings: GateSettings, pooled: Noise | None
+) -> tuple[float, float, str, str]:
+    """The pass band around the history in log space: (centre, half-width, rule, threshold)."""
+    if len(runs) < settings.min_history:
+        plural = "s" if len(runs) != 1 else ""
+        threshold = (
+            f"+/-{settings.tolerance:.0%} tolerance ({len(runs)} run{plural} < "
+            f"{settings.min_history} for the interval rule)"
+        )
+        return (
+            math.log(statistics.median(runs)),
+            math.log1p(settings.tolerance),
+            "tolerance",
+            threshold,
+        )
+    logs = [math.log(h) for h in runs]
+    n = len(logs)
+    own = entry_noise(runs)
+    noise = moderated(own, prior_for(settings, pooled, own))
+    half = stats.t.ppf(1.0 - settings.alpha, noise.df) * math.sqrt(noise.variance * (1.0 + 1.0 / n))
+    threshold = (
+        f"one-sided {1 - settings.alpha:.1%} prediction interval from {n} runs "
+        f"(+{math.expm1(half):.1%}, df {noise.df:.0f}) and the "
+        f"{settings.min_effect:.0%} minimum effect"
+    )
+    return (
+        statistics.fmean(logs),
+        max(half, math.log1p(settings.min_effect)),
+        "prediction-interval",
+        threshold,
     )
 
 
@@ -246,18 +247,7 @@ def judge_memory(
 ) -> MetricVerdict:
     runs = [h for h in history if h is not None and math.isfinite(h)]
     if current is None or not math.isfinite(current):
-        return MetricVerdict(
-            metric,
-            "pass",
-            current,
-            None,
-            len(runs),
-            None,
-            None,
-            "none",
-            _not_measured(current),
-            False,
-        )
+        return _not_measured(metric, current, len(runs))
     if not runs:
         return MetricVerdict(
             metric, "new", current, None, 0, None, None, "none", "no baseline yet", gating
