@@ -73,6 +73,8 @@ def test_the_main_jobs_result_files_are_readable_by_others(tmp_path: Path, umask
             "--i2v-baseline-dir",
             str(tmp_path / "baselines"),
             "--i2v-update-baselines",
+            # file modes are the point: a loaded machine's probe must not skip the write
+            "--i2v-force-baselines",
         ],
         cwd=ROOT,
         capture_output=True,

@@ -169,9 +169,8 @@ def update_baseline(
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
         baseline = read_baseline(path, profile)
-        reset_here: set[str] = (
-            set()
-        )  # reset once per test and call: its later runs append to the new history
+        # Reset once per test and call: its later runs append to the new history.
+        reset_here: set[str] = set()
         for item in accepted:
             cid = config_id(item.config)
             entry = baseline.entries.get(item.nodeid)
@@ -201,15 +200,7 @@ def update_baseline(
                 target = Segment(dict(item.fingerprint))
                 entry.segments.append(target)
             else:
-                # Machine keys the segment lacked (an older baseline) are now known: pin it to this
-                # machine.
-                target.fingerprint.update(
-                    {
-                        k: v
-                        for k, v in item.fingerprint.items()
-                        if v is not None and target.fingerprint.get(k) is None
-                    }
-                )
+                _pin_to_machine(target, item.fingerprint)
             target.runs.append(item.run)
             del target.runs[:-MAX_RUNS_PER_SEGMENT]
             if item.signature is not None:
@@ -218,6 +209,17 @@ def update_baseline(
         write_text_atomic(path, dump_yaml(baseline.to_dict()))
         _sweep_tables(path, baseline, tables)
     return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))
+
+
+def _pin_to_machine(segment: Segment, fingerprint: Mapping[str, Any]) -> None:
+    """Machine keys the segment lacked (an older baseline) are now known: pin it to this machine."""
+    segment.fingerprint.update(
+        {
+            key: value
+            for key, value in fingerprint.items()
+            if value is not None and segment.fingerprint.get(key) is None
+        }
+    )
 
 
 def store_calibration(path: Path, profile: str, calibration: Calibration) -> None:
