@@ -36,6 +36,7 @@ from pytest_i2v.session.stash import (
 
 if TYPE_CHECKING:
     from pytest_i2v.generation.results import GenerationRecord
+    from pytest_i2v.session.benchmark_bridge import BenchmarkRounds
     from pytest_i2v.session.runtime import I2VRun
 
 MARKER_HELP = (
@@ -278,16 +279,13 @@ def i2v_run(
     """Call it to warm up, then measure the repeats; returns the GenerationRecord. With
     pytest-benchmark active, the measured generations are its ``benchmark`` fixture's rounds
     (``benchmark_bridge``)."""
-    from pytest_i2v.session.benchmark_bridge import FIXTURE, BenchmarkRounds
     from pytest_i2v.session.benchmark_info import benchmark_group
     from pytest_i2v.session.progress import ProgressLine
     from pytest_i2v.session.recording import MeasureRequest
 
     run = _run(request)
     node = request.node
-    bench = (
-        BenchmarkRounds(request.getfixturevalue(FIXTURE)) if FIXTURE in node.fixturenames else None
-    )
+    bench = _benchmark_rounds(request)
 
     def measure_run(
         repeats: int | None = None,
@@ -300,15 +298,10 @@ def i2v_run(
         mark's; it must share the mark's dtype and offload mode (the loaded pipeline)."""
         run_spec, study = i2v_spec, node.stash.get(SPEC_KEY, None)
         if spec is not None:
-            run_spec, study = spec.scaled(run.plan.profile.scaling), spec
-            if run.pipelines.key_for(run_spec) != _i2v_loaded.key:
-                raise ValueError(
-                    "i2v_run(spec=...) needs the same dtype and offload mode as the test's i2v mark"
-                )
+            run_spec, study = _run_time_spec(run, spec, _i2v_loaded.key), spec
         progress = ProgressLine(request.config, node.nodeid)
-        profiled: list[
-            dict[str, Any]
-        ] = []  # the first measurement's work signature, reused when the gate re-measures
+        # The first measurement's work signature, reused when the gate re-measures.
+        profiled: list[dict[str, Any]] = []
 
         def once() -> GenerationRecord:
             try:
@@ -336,13 +329,38 @@ def i2v_run(
         record = run.gate.run(once, set(run.outputs.records), fresh=run.remeasure_in_fresh_process)
         if bench is not None:
             bench.describe(record.to_dict())
-        run.outputs.add(record)
-        node.stash[RECORD_KEY] = record
-        for name, value in record.user_properties():
-            node.user_properties.append((name, value))
+        _publish(run, node, record)
         return record
 
     return measure_run
+
+
+def _benchmark_rounds(request: pytest.FixtureRequest) -> BenchmarkRounds | None:
+    """pytest-benchmark's fixture as the measured rounds, when the test asks for it."""
+    from pytest_i2v.session.benchmark_bridge import FIXTURE, BenchmarkRounds
+
+    if FIXTURE not in request.node.fixturenames:
+        return None
+    return BenchmarkRounds(request.getfixturevalue(FIXTURE))
+
+
+def _run_time_spec(run: I2VRun, spec: GenerationSpec, loaded_key: Any) -> GenerationSpec:
+    """A spec passed to ``i2v_run`` at run time, scaled to the profile; it must fit the pipeline
+    already loaded for the test's mark."""
+    run_spec = spec.scaled(run.plan.profile.scaling)
+    if run.pipelines.key_for(run_spec) != loaded_key:
+        raise ValueError(
+            "i2v_run(spec=...) needs the same dtype and offload mode as the test's i2v mark"
+        )
+    return run_spec
+
+
+def _publish(run: I2VRun, node: pytest.Item, record: GenerationRecord) -> None:
+    """The record goes to the run's outputs, the node's stash and its JUnit properties."""
+    run.outputs.add(record)
+    node.stash[RECORD_KEY] = record
+    for name, value in record.user_properties():
+        node.user_properties.append((name, value))
 
 
 class XdistController:
