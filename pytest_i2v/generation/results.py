@@ -171,7 +171,8 @@ class GenerationRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationRecord:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})  # type: ignore[arg-type]
+        known: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
 
     @classmethod
     def from_partial(cls, data: Mapping[str, Any]) -> GenerationRecord:

@@ -134,10 +134,10 @@ class PipelineAdapter(abc.ABC):
         ) as work_dir:  # the offline tokenizers are written there
             return self.denoisers(self.build_fullsize(device, dtype, Path(work_dir)))
 
-    def after_load(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
+    def after_load(self, pipe: Any) -> None:  # noqa: B027 (optional hook)
         """Guarded compatibility fixes for the installed libraries (none by default)."""
 
-    def tune_tiny(self, pipe: Any) -> None:  # noqa: B027 (an optional hook: most pipelines need none)
+    def tune_tiny(self, pipe: Any) -> None:  # noqa: B027 (optional hook)
         """Runtime switches for the tiny model only, where a real-size default costs the CPU far
         more than it saves (none by default; the full-size and real models keep diffusers'
         defaults)."""

@@ -111,9 +111,9 @@ class WanImageToVideoAdapter(PipelineAdapter):
         with building(device, dtype):
             components["vae"] = AutoencoderKLWan.from_config(read_config(self.config_dir, "vae"))
         with building(device, dtype):
-            components["text_encoder"] = UMT5EncoderModel(  # type: ignore[no-untyped-call, unused-ignore]
-                UMT5Config(**read_config(self.config_dir, "text_encoder"))
-            )
+            config = UMT5Config(**read_config(self.config_dir, "text_encoder"))
+            encoder = UMT5EncoderModel(config)  # type: ignore[no-untyped-call, unused-ignore]
+            components["text_encoder"] = encoder
         components["scheduler"] = UniPCMultistepScheduler.from_config(
             read_config(self.config_dir, "scheduler", "scheduler_config.json")
         )
@@ -179,7 +179,9 @@ class WanImageToVideoAdapter(PipelineAdapter):
             temperal_downsample=[False, True, True],
         )
         torch.manual_seed(0)
-        components["text_encoder"] = UMT5EncoderModel(UMT5Config(**_TINY_TEXT_ENCODER))  # type: ignore[no-untyped-call, unused-ignore]
+        tiny_config = UMT5Config(**_TINY_TEXT_ENCODER)
+        encoder = UMT5EncoderModel(tiny_config)  # type: ignore[no-untyped-call, unused-ignore]
+        components["text_encoder"] = encoder
         torch.manual_seed(0)
         components["scheduler"] = UniPCMultistepScheduler.from_config(
             read_config(self.config_dir, "scheduler", "scheduler_config.json")
