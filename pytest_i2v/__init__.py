@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it
 _PUBLIC = {
     # one measured generation, as hooks and the results JSON see it
-    "GenerationRecord": "pytest_i2v.generation.results",
+    "GenerationRecord": "pytest_i2v.record.record",
     "GenerationSpec": "pytest_i2v.generation.marks",  # what an i2v mark describes
     "Budget": "pytest_i2v.generation.marks",
     # the mark's signature, callable: i2v(resolution="512p", ...) -> GenerationSpec
@@ -56,10 +56,10 @@ if TYPE_CHECKING:
     from pytest_i2v import hookspecs
     from pytest_i2v.generation.inputs import synthetic_portrait
     from pytest_i2v.generation.marks import Budget, GenerationSpec, i2v, time_budget, vram_budget
-    from pytest_i2v.generation.results import GenerationRecord
     from pytest_i2v.pipelines.applied_options import AppliedOption
     from pytest_i2v.pipelines.loading import LoadedPipeline, PipelineKey
     from pytest_i2v.pipelines.tiny_model import save_tiny_model
+    from pytest_i2v.record.record import GenerationRecord
     from pytest_i2v.study import Study, pick_resolution
 
 

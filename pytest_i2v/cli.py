@@ -27,7 +27,7 @@ from typing import Any
 from pytest_i2v.cli_baseline import run_baseline_command
 from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.generation.results import read_results
+from pytest_i2v.record.document import read_results
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 

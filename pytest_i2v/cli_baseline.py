@@ -1,7 +1,7 @@
 """``python -m pytest_i2v baseline show|diff|match``: review baselines outside a test run.
 
 ``diff`` against a results JSON judges each record as the plugin's gate does
-(``verdict.judgement.judge`` and ``outcome.decide``), so the two never disagree.
+(``record.judgement.judge`` and ``outcome.decide``), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.generation.results import GenerationRecord, read_results
 from pytest_i2v.profiles import load_profiles
+from pytest_i2v.record.document import read_results
+from pytest_i2v.record.judgement import GateContext, judge
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.markdown import markdown_table
 from pytest_i2v.verdict.baseline_records import BaselineFile
 from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.fingerprint import machine_changes
 from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, fingerprint_changes
-from pytest_i2v.verdict.judgement import GateContext, judge
 from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode, decide
 from pytest_i2v.verdict.peak import headline_peak
 from pytest_i2v.verdict.signature import WorkSignature
@@ -172,7 +173,7 @@ def _gate_of(baseline: BaselineFile, document: dict[str, Any]) -> GateContext:
 
 def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
     """What the gate would say about a results file against a baseline: the same judgement and
-    the same decision as the plugin's (``verdict.judgement``, ``outcome.decide``)."""
+    the same decision as the plugin's (``record.judgement``, ``outcome.decide``)."""
     context = _gate_of(baseline, document)
     rows = [
         _result_row(GenerationRecord.from_partial(data), context)
@@ -207,7 +208,7 @@ def _result_row(record: GenerationRecord, context: GateContext) -> list[str]:
     time_m = next((m for m in verdict.metrics if m.metric == "time_s"), None)
     memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
     changes = verdict.env_changes or verdict.machine_changes
-    work = _work_cell(WorkDiff.from_dict(judgement.work)) if judgement.work else "-"
+    work = _work_cell(judgement.work.diff) if judgement.work else "-"
     return [
         record.nodeid,
         shown,

@@ -35,7 +35,8 @@ from pytest_i2v.session.stash import (
 )
 
 if TYPE_CHECKING:
-    from pytest_i2v.generation.results import GenerationRecord
+    from pytest_i2v.record.parts import SignatureRecord
+    from pytest_i2v.record.record import GenerationRecord
     from pytest_i2v.session.benchmark_bridge import BenchmarkRounds
     from pytest_i2v.session.runtime import I2VRun
 
@@ -301,7 +302,7 @@ def i2v_run(
             run_spec, study = _run_time_spec(run, spec, _i2v_loaded.key), spec
         progress = ProgressLine(request.config, node.nodeid)
         # The first measurement's work signature, reused when the gate re-measures.
-        profiled: list[dict[str, Any]] = []
+        profiled: list[SignatureRecord] = []
 
         def once() -> GenerationRecord:
             try:

@@ -27,4 +27,4 @@ def test_pipeline_native(pipeline, i2v_run):
     result = i2v_run()
     assert result.outcome == "ok"
     assert result.config["pipeline"] == pipeline
-    assert len(result.stages["step_samples_s"][0]) == result.config["steps"]
+    assert len(result.stages.step_samples_s[0]) == result.config["steps"]

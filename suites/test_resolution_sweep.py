@@ -23,4 +23,4 @@ def _case(resolution: str):
 def test_resolution_sweep(resolution, i2v_run):
     result = i2v_run()
     assert result.outcome == "ok"
-    assert result.stages["step_s"] > 0
+    assert result.stages.step_s and result.stages.step_s > 0

@@ -35,7 +35,7 @@ def _budget():
 def test_frames_steps_combo(frames, steps, i2v_run, i2v_spec):
     result = i2v_run()
     assert result.outcome == "ok"
-    assert len(result.stages["step_samples_s"][0]) == i2v_spec.steps
+    assert len(result.stages.step_samples_s[0]) == i2v_spec.steps
 
 
 @pytest.mark.parametrize(

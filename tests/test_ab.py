@@ -20,7 +20,7 @@ from pytest_i2v.ab.job import OUTPUTS
 from pytest_i2v.ab.meta import abba_order
 from pytest_i2v.ab.outputs import metric_label
 from pytest_i2v.cli import main as cli_main
-from pytest_i2v.generation.results import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
+from pytest_i2v.record.document import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_RUN_LOGGED = ab_processes.run_logged

@@ -13,7 +13,6 @@ import pytest
 
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
-from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.measure import clocks
 from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_conditions
 from pytest_i2v.measure.device import CpuDevice
@@ -22,6 +21,8 @@ from pytest_i2v.measure.nvml import NvmlReading
 from pytest_i2v.measure.runner import GenerationRunner
 from pytest_i2v.measure.simulated_gpu import SimulatedGpu, SimulatedThrottle
 from pytest_i2v.measure.virtual_time import VirtualWork
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.session.recording import record_of
 from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess, throttle_reasons
 from tests.test_gpu_path import gpu_device
 
@@ -355,19 +356,19 @@ def test_throttled_repeats_are_marked_and_are_the_slow_ones(tiny_pipe: Any) -> N
         measurement = GenerationRunner(tiny_pipe, device).measure(
             SPEC, synthetic_portrait(64, 64), warmup=0, repeats=5
         )
-    record = GenerationRecord.from_measurement("test_x", measurement, {"device": "cuda:0"}, None)
+    record = record_of("test_x", measurement, {"device": "cuda:0"}, None)
     conditions = record.conditions
-    assert conditions is not None and conditions["summary"] == "throttled (thermal, 2 of 5 repeats)"
-    assert [bool(m) for m in conditions["marks"]] == [False, True, False, True, False]
-    assert [r["sm_clock_mhz"] for r in conditions["repeats"]] == [
+    assert conditions is not None and conditions.summary == "throttled (thermal, 2 of 5 repeats)"
+    assert [bool(m) for m in conditions.marks] == [False, True, False, True, False]
+    assert [r.sm_clock_mhz for r in conditions.repeats] == [
         1980.0,
         495.0,
         1980.0,
         495.0,
         1980.0,
     ]
-    assert [r["temperature_c"] for r in conditions["repeats"]] == [45.0, 91.0, 45.0, 91.0, 45.0]
-    assert conditions["median_sm_clock_mhz"] == 1980.0 and conditions["locked_sm_clock_mhz"] is None
+    assert [r.temperature_c for r in conditions.repeats] == [45.0, 91.0, 45.0, 91.0, 45.0]
+    assert conditions.median_sm_clock_mhz == 1980.0 and conditions.locked_sm_clock_mhz is None
     times = record.time_samples_s
     throttled, stable = [times[1], times[3]], [times[0], times[2], times[4]]
     assert min(throttled) > statistics.median(stable), times
@@ -375,7 +376,7 @@ def test_throttled_repeats_are_marked_and_are_the_slow_ones(tiny_pipe: Any) -> N
         [times[0]] * 3
     ), times
     # the per-step times the report shows beside the clocks follow them too
-    steps = record.stages["step_samples_s"]
+    steps = record.stages.step_samples_s
     assert min(min(steps[1]), min(steps[3])) > statistics.median(
         [min(steps[0]), min(steps[2]), min(steps[4])]
     ), steps
@@ -387,6 +388,6 @@ def test_a_cpu_measurement_has_no_conditions(tiny_pipe: Any) -> None:
     measurement = GenerationRunner(tiny_pipe, CpuDevice()).measure(
         SPEC, synthetic_portrait(64, 64), warmup=0, repeats=1
     )
-    record = GenerationRecord.from_measurement("test_x", measurement, {"device": "cpu"}, None)
+    record = record_of("test_x", measurement, {"device": "cpu"}, None)
     assert measurement.conditions is None and record.conditions is None
     assert all(name != "i2v_conditions" for name, _ in record.user_properties())

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.measure.profiling import CUDNN_AUTOTUNER, MARK, build_signature
 from pytest_i2v.measure.trace import TraceEvent
+from pytest_i2v.record.parts import WorkComparison
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.gate_loop import GateLoop
 from pytest_i2v.verdict.baseline_store import (
     AcceptedRun,
@@ -140,20 +141,22 @@ def test_changed_work_and_a_slow_time_is_re_measured(baseline_dir: Path) -> None
         return quiet
 
     judged = loop.judged(slow, set())
-    changed = {
-        "identical": False,
-        "effect_s": 0.0,
-        "effect_pct": 0.3,
-        "interval_pct": [0.1, 0.5],
-        "noise": [],
-        "rows": [],
-        "rows_total": 2,
-        "verdict": "changed",
-    }
+    changed = WorkComparison.from_dict(
+        {
+            "identical": False,
+            "effect_s": 0.0,
+            "effect_pct": 0.3,
+            "interval_pct": [0.1, 0.5],
+            "noise": [],
+            "rows": [],
+            "rows_total": 2,
+            "verdict": "changed",
+        }
+    )
     first = replace(judged, work=changed)
     assert loop.flagged(first)
     again = loop.decided(replace(loop.judged(measure(), set()), work=changed), confirmed=False)
-    assert again.decision is not None and again.decision["kind"] == "passed"
+    assert again.decision is not None and again.decision.kind == "passed"
 
 
 # -- D2: on CUDA a re-shaped op's kernels reach the estimate ---------------------------------------

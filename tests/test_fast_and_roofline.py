@@ -15,6 +15,7 @@ from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.flops import FlopCount, count_flops, roofline
 from pytest_i2v.measure.measurement import AdaptiveRepeats, Measurement, RepeatSample, median_ci_pct
 from pytest_i2v.measure.memory import PeakMemory
+from pytest_i2v.record.parts import Roofline
 from pytest_i2v.measure.runner import GenerationRunner
 from pytest_i2v.measure.virtual_time import VirtualCpuDevice, VirtualWork
 
@@ -37,7 +38,7 @@ def test_fast_mode_predicts_encode_plus_n_median_steps_plus_decode() -> None:
     assert m.predicted
     assert m.time_s == pytest.approx(0.2 + 50 * 0.2 + 0.3)  # the median step, not the 0.5 s outlier
     assert m.measured_time_s == 1.5
-    assert m.stages_dict()["denoise_s"] == pytest.approx(50 * 0.2)
+    assert m.stages.denoise_s == pytest.approx(50 * 0.2)
     assert m.gen_fps == pytest.approx(8 / m.time_s)
     full = Measurement(
         spec=spec,
@@ -168,6 +169,11 @@ def test_flop_count_matches_a_hand_calculation() -> None:
     assert flops.decode == 2 * 5 * 8 * 8
 
 
+def _field(result: Roofline | None, name: str) -> object:
+    assert result is not None
+    return getattr(result, name)
+
+
 def test_roofline_against_the_datasheet_peak() -> None:
     result = roofline(
         FlopCount(unet_step=int(2e12), decode=int(1e12)),
@@ -175,11 +181,12 @@ def test_roofline_against_the_datasheet_peak() -> None:
         decode_s=0.5,
         peak_tflops=400.0,
     )
-    assert result["denoise_tflops"] == pytest.approx(200.0)
-    assert result["efficiency"] == pytest.approx(0.5)
-    assert result["decode_tflops"] == pytest.approx(2.0)
+    assert result is not None
+    assert result.denoise_tflops == pytest.approx(200.0)
+    assert result.efficiency == pytest.approx(0.5)
+    assert result.decode_tflops == pytest.approx(2.0)
     assert roofline(None, 0.01, 0.5, 400.0) is None
-    assert roofline(FlopCount(1, 1), 0.01, 0.5, None)["efficiency"] is None
+    assert _field(roofline(FlopCount(1, 1), 0.01, 0.5, None), "efficiency") is None
 
 
 def test_profiles_carry_published_peaks() -> None:
@@ -200,9 +207,9 @@ def test_fast_mode_through_pytest(i2v_project: pytest.Pytester) -> None:
         @pytest.mark.i2v(resolution="256p", frames=2, steps=50)
         def test_cli_fast(i2v_run):
             result = i2v_run()
-            assert result.mode == "fast" and result.fast["measured_steps"] == 3
+            assert result.mode == "fast" and result.fast.measured_steps == 3
             roofline = result.roofline
-            assert roofline["unet_step_tflop"] > 0 and roofline["efficiency"] is None  # no CPU peak
+            assert roofline.unet_step_tflop > 0 and roofline.efficiency is None  # no CPU peak
 
         @pytest.mark.i2v(resolution="256p", frames=2, steps=50, fast=True, seed=1)
         def test_mark_fast(i2v_run):
@@ -281,8 +288,8 @@ def test_adaptive_repeats_through_pytest(i2v_project: pytest.Pytester) -> None:
         def test_adaptive(i2v_run):
             result = i2v_run()
             assert 2 <= result.repeats <= 4
-            assert result.adaptive["repeats_needed"] == result.repeats
-            assert result.adaptive["stopped"] in ("converged", "max-repeats")
+            assert result.adaptive.repeats_needed == result.repeats
+            assert result.adaptive.stopped in ("converged", "max-repeats")
         """
     )
     i2v_project.runpytest(
@@ -313,5 +320,5 @@ def test_flops_of_a_backend_the_counter_cannot_see_are_labelled_as_excluding_att
 
     flash = count_flops(tiny_pipe, replace(spec, attention="flash"), synthetic_portrait(64, 64))
     assert not flash.attention_counted
-    assert roofline(flash, 0.01, 0.5, 400.0)["excludes_attention"] is True
-    assert roofline(FlopCount(1, 1), 0.01, 0.5, 400.0)["excludes_attention"] is False
+    assert _field(roofline(flash, 0.01, 0.5, 400.0), "excludes_attention") is True
+    assert _field(roofline(FlopCount(1, 1), 0.01, 0.5, 400.0), "excludes_attention") is False

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session import fresh_process
 from pytest_i2v.session.fresh_process import (
     ChildProcess,
@@ -134,7 +134,7 @@ def test_a_child_that_measured_nothing_falls_back_to_this_process_and_says_so(
         "in a fresh process) after a regressed verdict "
         f"with median {slow.time_s:.4g} s: not confirmed"
     )
-    assert (rejected.decision or {})["kind"] == "passed"
+    assert rejected.decision is not None and rejected.decision.kind == "passed"
 
 
 def test_the_child_never_locks_or_restores_the_clocks_the_parent_holds(

@@ -30,7 +30,7 @@ def test_every_public_name_is_the_object_its_module_defines() -> None:
 def test_importing_the_package_loads_no_torch_and_no_public_module_until_asked() -> None:
     code = (
         "import sys, pytest_i2v; "
-        "heavy = ('torch', 'matplotlib', 'pytest_i2v.study', 'pytest_i2v.generation.results'); "
+        "heavy = ('torch', 'matplotlib', 'pytest_i2v.study', 'pytest_i2v.record.record'); "
         "print(sorted(m for m in heavy if m in sys.modules)); pytest_i2v.Study; "
         "print('pytest_i2v.study' in sys.modules)"
     )

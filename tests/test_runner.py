@@ -19,8 +19,8 @@ def test_measure_reports_every_step_and_stage(tiny_pipe) -> None:
     assert measurement.outcome == "ok"
     assert len(measurement.samples) == 2
     assert all(len(s.step_s) == 3 for s in measurement.samples)
-    stages = measurement.stages_dict()
-    assert stages["encode_s"] > 0 and stages["decode_s"] > 0
+    stages = measurement.stages
+    assert stages.encode_s and stages.encode_s > 0 and stages.decode_s and stages.decode_s > 0
     # the stages account for the whole synchronised total (hooks see every part of the call)
     for s in measurement.samples:
         assert s.encode_s + sum(s.step_s) + s.decode_s == pytest.approx(s.total_s, rel=0.05)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.profiles import load_profiles
+from pytest_i2v.record.parts import PeakMemory, Stages
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.html import render_html
 from pytest_i2v.report.markdown import md, render_markdown
 from pytest_i2v.session.gate_loop import GateLoop
@@ -29,7 +30,7 @@ from pytest_i2v.verdict.baseline_store import (
     update_baseline,
 )
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
-from pytest_i2v.verdict.gate import MEMORY_METRICS
+from pytest_i2v.verdict.gate import MEMORY_METRICS, RegressionVerdict
 from pytest_i2v.verdict.outcome import (
     OUTCOME_KINDS,
     SEVERITY,
@@ -80,20 +81,20 @@ def record(totals: Sequence[float], allocated_gib: float = 8.0) -> GenerationRec
         time_s=time_s,
         time_samples_s=list(totals),
         gen_fps=16 / time_s,
-        stages={
-            "encode_s": 0.1,
-            "step_s": float(statistics.median(s for run in steps for s in run)),
-            "step_samples_s": steps,
-            "decode_s": 0.1,
-            "encode_samples_s": [0.1] * len(totals),
-            "decode_samples_s": [0.1] * len(totals),
-        },
-        peak_memory={
-            "allocated_bytes": int(allocated_gib * GIB),
-            "reserved_bytes": int(allocated_gib * GIB) + GIB,
-            "device_bytes": None,
-            "host_rss_bytes": 3 * GIB,
-        },
+        stages=Stages(
+            encode_s=0.1,
+            step_s=float(statistics.median(s for run in steps for s in run)),
+            step_samples_s=steps,
+            decode_s=0.1,
+            encode_samples_s=[0.1] * len(totals),
+            decode_samples_s=[0.1] * len(totals),
+        ),
+        peak_memory=PeakMemory(
+            allocated_bytes=int(allocated_gib * GIB),
+            reserved_bytes=int(allocated_gib * GIB) + GIB,
+            device_bytes=None,
+            host_rss_bytes=3 * GIB,
+        ),
         load_s=None,
         config_id=config_id(CONFIG),
         fingerprint=dict(FINGERPRINT),
@@ -103,7 +104,7 @@ def record(totals: Sequence[float], allocated_gib: float = 8.0) -> GenerationRec
 def throttled(rec: GenerationRecord, marked: Sequence[int]) -> GenerationRecord:
     """The record as the GPU measured it: the ``marked`` repeats under thermal throttling."""
     conditions = assess([THERMAL if i in marked else STABLE for i in range(rec.repeats)])
-    return replace(rec, conditions=conditions.to_dict())
+    return replace(rec, conditions=conditions)
 
 
 # Three of five repeats 50 % slower than the baseline's 1 s: the median regresses.
@@ -141,8 +142,18 @@ def run(loop: GateLoop, rec: GenerationRecord) -> tuple[GenerationRecord, int]:
     return loop.run(measure, set()), len(calls)
 
 
+def decision(rec: GenerationRecord) -> Outcome:
+    assert rec.decision is not None
+    return rec.decision
+
+
+def verdict(rec: GenerationRecord) -> RegressionVerdict:
+    assert rec.verdict is not None
+    return rec.verdict
+
+
 def kind(rec: GenerationRecord) -> str:
-    return Outcome.from_dict(rec.decision or {}).kind
+    return decision(rec).kind
 
 
 def test_a_baseline_run_keeps_the_clock_and_says_when_it_ran_throttled() -> None:
@@ -169,19 +180,19 @@ def test_a_regression_only_in_throttled_repeats_is_unreliable_and_does_not_fail(
     loop = gate_loop(baseline_dir)
     decided, measurements = run(loop, throttled(record(SLOW_MIDDLE), marked=(1, 2, 3)))
     assert measurements == 2  # flagged, so re-measured first, as any regression
-    assert decided.verdict is not None and decided.verdict["verdict"] == "regressed"
-    assert {m["metric"] for m in decided.verdict["metrics"] if m["verdict"] == "regressed"} == {
+    assert verdict(decided).verdict == "regressed"
+    assert {m.metric for m in verdict(decided).metrics if m.verdict == "regressed"} == {
         "time_s",
         "step_s",
     }
-    outcome = Outcome.from_dict(decided.decision or {})
+    outcome = decision(decided)
     assert (outcome.kind, outcome.fails) == ("unreliable", False)
     assert outcome.reason.startswith(
         "the slow repeats ran throttled (thermal, 3 of 5 repeats); "
         "the 2 stable repeats are within the bar (total time median 1.00 s under the bar "
     )
     assert outcome.reason.endswith("re-run on a stable GPU (--i2v-lock-clocks)")
-    assert decided.verdict["unreliable"] in outcome.reason
+    assert verdict(decided).unreliable in outcome.reason
     fails, line = headline([outcome], PROFILE, "enforce")
     assert not fails
     assert line == (
@@ -209,7 +220,7 @@ def test_the_explain_section_says_why_and_what_to_do(baseline_dir: Path) -> None
 
 def test_the_same_slowdown_on_a_stable_gpu_regresses(baseline_dir: Path) -> None:
     decided, _ = run(gate_loop(baseline_dir), throttled(record(SLOW_MIDDLE), marked=()))
-    assert (kind(decided), (decided.verdict or {}).get("unreliable")) == ("regressed", None)
+    assert (kind(decided), verdict(decided).unreliable) == ("regressed", None)
     assert "unreliable" not in gate_loop(baseline_dir).explain(decided)
 
 
@@ -218,7 +229,7 @@ def test_slow_stable_repeats_beside_throttled_ones_still_regress(baseline_dir: P
     decided, _ = run(
         gate_loop(baseline_dir), throttled(record((1.5, 1.6, 1.6, 1.5, 1.0)), marked=(1, 2))
     )
-    assert kind(decided) == "regressed" and Outcome.from_dict(decided.decision or {}).fails
+    assert kind(decided) == "regressed" and decision(decided).fails
 
 
 def test_a_memory_regression_is_never_excused_by_throttling(baseline_dir: Path) -> None:
@@ -227,9 +238,7 @@ def test_a_memory_regression_is_never_excused_by_throttling(baseline_dir: Path) 
         throttled(record(SLOW_MIDDLE, allocated_gib=12.0), marked=(1, 2, 3)),
     )
     regressed = {
-        m["metric"]
-        for m in (decided.verdict or {})["metrics"]
-        if m["verdict"] == "regressed" and m["gating"]
+        m.metric for m in verdict(decided).metrics if m.verdict == "regressed" and m.gating
     }
     assert regressed & set(MEMORY_METRICS)  # the headline peak (peak.py) gates
     assert kind(decided) == "regressed"
@@ -242,8 +251,8 @@ def test_without_two_stable_repeats_a_slowdown_still_regresses(
     """Nothing stable shows what the change costs: a change that makes every repeat draw more power
     and hit the cap is still the change's, and one stable repeat is not a measurement."""
     decided, _ = run(gate_loop(baseline_dir), throttled(record((1.5,) * 5), marked=marked))
-    assert kind(decided) == "regressed" and Outcome.from_dict(decided.decision or {}).fails
-    assert (decided.verdict or {})["unreliable"] is None
+    assert kind(decided) == "regressed" and decision(decided).fails
+    assert verdict(decided).unreliable is None
 
 
 def test_baseline_diff_says_unreliable_where_the_gate_does(baseline_dir: Path) -> None:
@@ -264,12 +273,9 @@ def test_a_cpu_record_without_conditions_is_judged_as_before(baseline_dir: Path)
     loop = gate_loop(baseline_dir)
     decided, measurements = run(loop, record(SLOW_MIDDLE))
     assert decided.conditions is None and measurements == 2
-    assert (decided.verdict or {})["unreliable"] is None
-    assert (
-        decided.decision
-        == decide(
-            DecisionInputs("ok", [], "regressed", "warn", "enforce", PROFILE, confirmed=True)
-        ).to_dict()
+    assert verdict(decided).unreliable is None
+    assert decided.decision == decide(
+        DecisionInputs("ok", [], "regressed", "warn", "enforce", PROFILE, confirmed=True)
     )
 
 
@@ -278,7 +284,7 @@ def test_report_mode_says_unreliable_not_not_enforced(baseline_dir: Path) -> Non
     decided, measurements = run(loop, throttled(record(SLOW_MIDDLE), marked=(1, 2, 3)))
     assert measurements == 1  # report mode never re-measures
     assert kind(decided) == "unreliable"
-    assert headline([Outcome.from_dict(decided.decision or {})], PROFILE, "report") == (
+    assert headline([decision(decided)], PROFILE, "report") == (
         False,
         "not enforced on the h100-sxm profile: 1 unreliable (slow only in throttled repeats: "
         "re-run on a stable GPU (--i2v-lock-clocks))",
@@ -460,14 +466,15 @@ def hot_gpu(record, slow):
     totals = [1.0 if i in slow else 0.1 for i in range(record.repeats)]
     step_samples = [[(total - 0.02) / steps] * steps for total in totals]
     time_s = statistics.median(totals)
-    stages = {**record.stages, "encode_s": 0.01, "decode_s": 0.01, "step_samples_s": step_samples,
-              "step_s": statistics.median(s for run in step_samples for s in run),
-              "encode_samples_s": [0.01] * len(totals), "decode_samples_s": [0.01] * len(totals)}
+    stages = dataclasses.replace(
+        record.stages, encode_s=0.01, decode_s=0.01, step_samples_s=step_samples,
+        step_s=statistics.median(s for run in step_samples for s in run),
+        encode_samples_s=[0.01] * len(totals), decode_samples_s=[0.01] * len(totals))
     hot, cool = RepeatConditions(1410.0, reasons=("thermal",)), RepeatConditions(1980.0)
     repeats = [hot if i in slow else cool for i in range(record.repeats)]
     gen_fps = record.config["frames"] / time_s
     return dataclasses.replace(record, time_s=time_s, time_samples_s=totals, gen_fps=gen_fps,
-                               stages=stages, conditions=assess(repeats).to_dict())
+                               stages=stages, conditions=assess(repeats))
 
 
 @pytest.fixture(autouse=True)

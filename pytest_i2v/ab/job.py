@@ -46,7 +46,7 @@ from pytest_i2v.ab.workspace import (
     resolve_commit,
 )
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.generation.results import read_results
+from pytest_i2v.record.document import read_results
 from pytest_i2v.storage import write_text_atomic
 
 OUTPUTS = ("ab.json", "ab.md", "ab.html")  # the comparison, rewritten after each round from the 2nd

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_i2v.generation.marks import GenerationSpec
+from pytest_i2v.record.parts import Roofline
 
 
 @dataclass(frozen=True)
@@ -132,20 +133,19 @@ def roofline(
     decode_s: float | None,
     peak_tflops: float | None,
     peak_kind: str | None = None,
-) -> dict[str, Any] | None:
+) -> Roofline | None:
     """Achieved throughput of the denoising loop (and the decode) against the GPU's datasheet peak;
     ``peak_kind``: the ``peak_tflops`` key it came from (fp16, bf16, fp32 or tf32)."""
     if flops is None or not step_s:
         return None
     achieved = flops.unet_step / step_s / 1e12
-    return {
-        "unet_step_tflop": flops.unet_step / 1e12,
-        "decode_tflop": flops.decode / 1e12,
-        "denoise_tflops": achieved,
-        "decode_tflops": flops.decode / decode_s / 1e12 if decode_s else None,
-        "peak_tflops": peak_tflops,
-        "peak_kind": peak_kind,
-        "efficiency": achieved / peak_tflops if peak_tflops else None,
-        # a lower bound then: the attention FLOPs ran in kernels the counter cannot see
-        "excludes_attention": not flops.attention_counted,
-    }
+    return Roofline(
+        unet_step_tflop=flops.unet_step / 1e12,
+        decode_tflop=flops.decode / 1e12,
+        denoise_tflops=achieved,
+        decode_tflops=flops.decode / decode_s / 1e12 if decode_s else None,
+        peak_tflops=peak_tflops,
+        peak_kind=peak_kind,
+        efficiency=achieved / peak_tflops if peak_tflops else None,
+        excludes_attention=not flops.attention_counted,
+    )

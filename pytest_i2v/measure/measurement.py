@@ -12,7 +12,7 @@ from typing import Any
 from scipy import stats
 
 from pytest_i2v.generation.marks import GenerationSpec
-from pytest_i2v.measure.memory import MemoryLevel, PeakMemory
+from pytest_i2v.record.parts import MemoryLevel, OomInfo, PeakMemory, Stages
 from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess
 
 
@@ -25,28 +25,6 @@ class RepeatSample:
     peak: PeakMemory
     conditions: RepeatConditions | None = None  # the GPU under this repeat (None on the CPU)
     denoise_span_s: float | None = None  # the loop by its own mark pair (StageTimes.denoise_span_s)
-
-
-@dataclass(frozen=True)
-class OomInfo:
-    stage: str  # "encode", "denoise" or "decode"
-    step: int | None  # the denoising step (1-based) when the stage is "denoise"
-    message: str
-    allocated_bytes: int | None  # allocator state at the moment of the error
-    before_bytes: int | None = None  # allocated (GPU) or RSS (CPU) before the measurement
-    after_free_bytes: int | None = None  # the same once caches were freed: back near "before"
-    form: str = "allocator"  # see oom_form
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "step": self.step,
-            "message": self.message,
-            "allocated_bytes": self.allocated_bytes,
-            "before_bytes": self.before_bytes,
-            "after_free_bytes": self.after_free_bytes,
-            "form": self.form,
-        }
 
 
 def _median(values: list[float]) -> float | None:
@@ -158,18 +136,18 @@ class Measurement:
     def peak(self) -> PeakMemory:
         return PeakMemory.max_of([s.peak for s in self.samples])
 
-    def stages_dict(self) -> dict[str, Any]:
+    @property
+    def stages(self) -> Stages:
         measured_denoise = _median([sum(s.step_s) for s in self.samples if s.step_s])
         step = self.step_s
-        return {
-            "encode_s": _median([s.encode_s for s in self.samples if s.encode_s is not None]),
+        return Stages(
+            encode_s=_median([s.encode_s for s in self.samples if s.encode_s is not None]),
             # fast mode: N x the median measured step (predicted); else the measured loop
-            "denoise_s": self.spec.steps * step if self.predicted and step else measured_denoise,
-            "step_s": self.step_s,
-            "step_samples_s": [list(s.step_s) for s in self.samples],
-            "decode_s": _median([s.decode_s for s in self.samples if s.decode_s is not None]),
-            # per repeat, so each repeat's stages can be checked against its own synchronised total
-            "encode_samples_s": [s.encode_s for s in self.samples],
-            "decode_samples_s": [s.decode_s for s in self.samples],
-            "denoise_span_samples_s": [s.denoise_span_s for s in self.samples],
-        }
+            denoise_s=self.spec.steps * step if self.predicted and step else measured_denoise,
+            step_s=step,
+            step_samples_s=[list(s.step_s) for s in self.samples],
+            decode_s=_median([s.decode_s for s in self.samples if s.decode_s is not None]),
+            encode_samples_s=[s.encode_s for s in self.samples],
+            decode_samples_s=[s.decode_s for s in self.samples],
+            denoise_span_samples_s=[s.denoise_span_s for s in self.samples],
+        )

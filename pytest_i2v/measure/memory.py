@@ -11,62 +11,17 @@ import re
 import resource
 import sys
 import threading
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from pytest_i2v.measure.clocks import ConditionsReading, NvmlClocks, repeat_conditions
 from pytest_i2v.measure.device import Device
+from pytest_i2v.record.parts import MemoryLevel, PeakMemory
 from pytest_i2v.verdict.conditions import RepeatConditions
 
 NVML_SAMPLE_PERIOD_S = 0.01
 # The conditions take six NVML calls a sample; clocks and throttle states last far longer than 10
 # ms, so every 10th memory sample reads them (and the first and last of each repeat always do).
 CONDITIONS_EVERY_N_SAMPLES = 10
-MEMORY_FIELDS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
-
-
-@dataclass(frozen=True)
-class PeakMemory:
-    allocated_bytes: int | None = None  # torch allocator max_memory_allocated
-    reserved_bytes: int | None = None  # torch allocator max_memory_reserved
-    device_bytes: int | None = None  # NVML; what it covers is in device_scope
-    host_rss_bytes: int | None = None  # host resident-set high-water mark
-    # "process" (this process), "device" (the whole GPU, other processes included) or "unavailable";
-    # figures of different scopes are never compared.
-    device_scope: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @staticmethod
-    def max_of(peaks: list[PeakMemory]) -> PeakMemory:
-        def largest(name: str) -> int | None:
-            values = [getattr(p, name) for p in peaks if getattr(p, name) is not None]
-            return max(values) if values else None
-
-        scopes = {p.device_scope for p in peaks if p.device_scope is not None}
-        scope = scopes.pop() if len(scopes) == 1 else ("mixed" if scopes else None)
-        return PeakMemory(
-            allocated_bytes=largest("allocated_bytes"),
-            reserved_bytes=largest("reserved_bytes"),
-            device_bytes=largest("device_bytes"),
-            host_rss_bytes=largest("host_rss_bytes"),
-            device_scope=scope,
-        )
-
-
-@dataclass(frozen=True)
-class MemoryLevel:
-    """Where a test's measurement started, after the cache was freed and the peaks reset."""
-
-    allocated_bytes: int | None
-    reserved_bytes: int | None
-    device_bytes: int | None
-    device_scope: str | None
-    host_rss_bytes: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def drop_failed_test_references() -> None:

@@ -15,7 +15,7 @@ from pytest_i2v.measure.device import Device, TorchRuntime
 # session/recording.py imports AdaptiveRepeats from here (the measure() parameter it builds):
 # re-exported, by the redundant alias, until that import names measure.measurement.
 from pytest_i2v.measure.measurement import AdaptiveRepeats as AdaptiveRepeats
-from pytest_i2v.measure.measurement import Measurement, OomInfo, RepeatSample
+from pytest_i2v.measure.measurement import Measurement, RepeatSample
 from pytest_i2v.measure.memory import (
     HostRssPeak,
     NvmlSampler,
@@ -25,6 +25,7 @@ from pytest_i2v.measure.memory import (
 )
 from pytest_i2v.measure.timing import ROUND_CLOCK, StageRecorder
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.record.parts import OomInfo
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
 ProgressCallback = Callable[[str, int, int, int, int], None]

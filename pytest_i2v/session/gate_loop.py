@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_i2v.generation.marks import Budget
-from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.record.judgement import GateContext, Judgement, judge, judge_verdict
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.fresh_process import FreshProcessFailed
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
@@ -25,9 +26,7 @@ from pytest_i2v.verdict.baseline_store import (
 )
 from pytest_i2v.verdict.explain import verdict_section, work_section
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict
-from pytest_i2v.verdict.judgement import GateContext, Judgement, judge, judge_verdict
-from pytest_i2v.verdict.outcome import GateMode, Outcome, decide, needs_confirmation
-from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.verdict.outcome import GateMode, decide, needs_confirmation
 
 
 def gate_settings(plan: RunPlan, settings: Settings) -> GateSettings:
@@ -79,7 +78,7 @@ class GateLoop:
             # The work was profiled once, in the first process: the re-measurement is timed only.
             record = replace(self.judged(again, seen), signature=first.signature, work=first.work)
             confirmed = self.flagged(record)
-            verdict = (first.verdict or {}).get("verdict")
+            verdict = first.verdict.verdict if first.verdict else None
             record = replace(
                 record,
                 measurements=attempt + 2,
@@ -117,13 +116,13 @@ class GateLoop:
         return GateContext(self.baseline, self.gate, self.mode, self._plan.profile.name)
 
     def judged(self, record: GenerationRecord, seen: set[str]) -> GenerationRecord:
-        """``record`` carrying its judgement (``verdict.judgement.judge``)."""
+        """``record`` carrying its judgement (``record.judgement.judge``)."""
         return judge(record, self.context, frozenset(seen)).onto(record)
 
     def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
         """A judged ``record`` carrying its decision (``outcome.decide``, decided once)."""
         inputs = Judgement.of_record(record).inputs(record.outcome, self.context, confirmed)
-        return replace(record, decision=decide(inputs).to_dict())
+        return replace(record, decision=decide(inputs))
 
     def flagged(self, record: GenerationRecord) -> bool:
         """Whether a judged ``record`` is re-measured before it may fail."""
@@ -151,20 +150,21 @@ class GateLoop:
         if record.verdict is None or record.outcome != "ok":
             return ""
         notes = list(record.notes)
-        decision = Outcome.from_dict(record.decision) if record.decision else None
+        decision = record.decision
         if decision is not None and decision.kind == "not-enforced":
             notes.append(
                 f"profile {self._plan.profile.name} reports only (--i2v-gate-mode enforce to fail "
                 "on it)"
             )
         section = verdict_section(
-            RegressionVerdict.from_dict(record.verdict),
+            record.verdict,
             record.nodeid,
             self._plan.profile.name,
             str(self.baseline_path),
             notes,
         )
-        work = work_section(record.work, self.gate.min_effect * 100.0) if record.work else ""
+        min_effect_pct = self.gate.min_effect * 100.0
+        work = work_section(record.work.to_dict(), min_effect_pct) if record.work else ""
         return "\n".join(part for part in (work, section) if part)
 
     # -- the baseline file ------------------------------------------------------------------
@@ -172,11 +172,11 @@ class GateLoop:
         """Queue a passing run for the baseline (written once, at the end of the session).
         Fast-mode runs are predicted, not measured: never a baseline."""
         if record.outcome == "ok" and record.fingerprint is not None and record.mode == "full":
-            verdict = record.verdict or {}
+            verdict = record.verdict or RegressionVerdict("new")
             # Another speed than the old runs' is no doubt when they are reset (a new machine).
             resetting = self._settings.update_baselines == "reset"
-            other_speed = None if resetting else verdict.get("times_not_comparable")
-            doubt = verdict.get("unreliable") or other_speed
+            other_speed = None if resetting else verdict.times_not_comparable
+            doubt = verdict.unreliable or other_speed
             if doubt:
                 self.doubtful[record.nodeid] = str(doubt)
             self.accepted.append(
@@ -185,7 +185,7 @@ class GateLoop:
                     record.config,
                     record.fingerprint,
                     run_from_record(record.to_dict(), None),
-                    WorkSignature.from_dict(record.signature) if record.signature else None,
+                    record.signature.work() if record.signature else None,
                 )
             )
 

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_i2v.generation.results import GenerationRecord, build_document, write_json_atomic
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
+from pytest_i2v.record.document import build_document, write_json_atomic
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.report.markdown import render_markdown
 from pytest_i2v.session.plan import RunPlan
@@ -18,7 +19,7 @@ from pytest_i2v.study import recommend_per_pipeline
 from pytest_i2v.study.reference import compare_published, shipped_reference
 from pytest_i2v.verdict.gate import GateSettings
 from pytest_i2v.verdict.machine_speed import probe_moved
-from pytest_i2v.verdict.outcome import GateMode, Outcome, headline
+from pytest_i2v.verdict.outcome import GateMode, headline
 
 # The HTML report is imported inside write(): it loads matplotlib and jinja2, and only a run
 # given --i2v-report needs them.
@@ -49,7 +50,7 @@ class Outputs:
         self.records[record.nodeid] = record
 
     def headline(self) -> tuple[bool, str]:
-        outcomes = [Outcome.from_dict(r.decision) for r in self.records.values() if r.decision]
+        outcomes = [r.decision for r in self.records.values() if r.decision]
         fails, line = headline(outcomes, self._plan.profile.name, self._mode)
         moved = self.probe_moved()
         return fails, f"{line}; also unreliable: {moved}" if moved else line

@@ -9,7 +9,6 @@ from typing import Any
 
 from pytest_i2v.generation.marks import Budget, GenerationSpec
 from pytest_i2v.generation.memory_options import no_effect_notes
-from pytest_i2v.generation.results import GenerationRecord
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.flops import (
     FlopCount,
@@ -29,6 +28,8 @@ from pytest_i2v.measure.runner import (
     oom_form,
 )
 from pytest_i2v.pipelines.loading import LoadedPipeline
+from pytest_i2v.record.parts import AdaptiveRecord, DeclaredBudget, FastMode, SignatureRecord
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.pipeline_cache import PipelineCache
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
@@ -57,7 +58,7 @@ class MeasureRequest:
     # What runs the rounds (pytest-benchmark's, see ``benchmark_bridge``); None: the plugin's loop.
     drive: RoundsDriver | None = None
     # The work an earlier call profiled (the gate's re-measurement: the work is the same).
-    signature: dict[str, Any] | None = None
+    signature: SignatureRecord | None = None
 
 
 class Recorder:
@@ -99,12 +100,12 @@ class Recorder:
                 f"stayed on the GPU"
             )
         record = replace(
-            GenerationRecord.from_measurement(request.nodeid, measurement, model, loaded.load_s),
+            record_of(request.nodeid, measurement, model, loaded.load_s),
             machine_probe=self.probe_start,
         )
         if self._plan.signature and measurement.outcome == "ok":
-            signature = (
-                request.signature or self._signature(loaded, spec, request.image).to_record()
+            signature = request.signature or SignatureRecord.of(
+                self._signature(loaded, spec, request.image)
             )
             record = replace(record, signature=signature)
         notes += no_effect_notes(spec.pipeline, spec.memory)
@@ -168,16 +169,12 @@ class Recorder:
             record,
             notes=[*record.notes, *notes],
             roofline=roofline(
-                flops,
-                record.stages.get("step_s"),
-                record.stages.get("decode_s"),
-                peak,
-                peak_kind=peak_kind,
+                flops, record.stages.step_s, record.stages.decode_s, peak, peak_kind=peak_kind
             ),
             config_id=config_id(record.config),
             fingerprint=fingerprint_for(self._environment, record.config),
             latency_class=latency_class(record.time_s, self._settings.latency_thresholds),
-            budget={"vram_gb": budget.vram_gb, "time_s": budget.time_s} if budget else None,
+            budget=DeclaredBudget(budget.vram_gb, budget.time_s) if budget else None,
         )
 
     def probe_end(self) -> None:
@@ -272,3 +269,59 @@ def model_description(
             "steps": study_spec.steps,
         }
     return model
+
+
+def record_of(
+    nodeid: str, measurement: Measurement, model: dict[str, Any], load_s: float | None
+) -> GenerationRecord:
+    """The record of one measurement, before its verdict: ``model`` is the model actually used
+    (source, provenance, dtype, device)."""
+    config = {**measurement.spec.to_dict(), **model}
+    return GenerationRecord(
+        nodeid=nodeid,
+        config=config,
+        outcome=measurement.outcome,
+        repeats=len(measurement.samples),
+        warmup=measurement.warmup,
+        time_s=measurement.time_s,
+        time_samples_s=measurement.time_samples_s,
+        gen_fps=measurement.gen_fps,
+        stages=measurement.stages,
+        peak_memory=measurement.peak,
+        load_s=load_s,
+        oom=measurement.oom,
+        notes=[measurement.nvml_note] if measurement.nvml_note else [],
+        wall_s=measurement.wall_s,
+        mode="fast" if measurement.predicted else "full",
+        fast=_fast_mode_of(measurement),
+        ci_pct=measurement.ci_pct,
+        adaptive=_adaptive_of(measurement),
+        memory_start=measurement.start,
+        conditions=measurement.conditions,
+        nvml_device=measurement.nvml_opened_by,
+    )
+
+
+def _fast_mode_of(measurement: Measurement) -> FastMode | None:
+    if not measurement.predicted:
+        return None
+    return FastMode(
+        measured_steps=measurement.measured_steps,
+        steps=measurement.spec.steps,
+        measured_time_s=measurement.measured_time_s,
+        measured_time_samples_s=[s.total_s for s in measurement.samples],
+    )
+
+
+def _adaptive_of(measurement: Measurement) -> AdaptiveRecord | None:
+    adaptive = measurement.adaptive
+    if adaptive is None:
+        return None
+    converged = (measurement.ci_pct or 1e9) <= adaptive.target_pct
+    return AdaptiveRecord(
+        target_ci_pct=adaptive.target_pct,
+        min_repeats=adaptive.minimum,
+        max_repeats=adaptive.maximum,
+        repeats_needed=len(measurement.samples),
+        stopped="converged" if converged else "max-repeats",
+    )

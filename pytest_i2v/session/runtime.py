@@ -17,12 +17,13 @@ import pytest
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.inputs import load_input_image, synthetic_portrait
-from pytest_i2v.generation.results import GenerationRecord, write_json_atomic
 from pytest_i2v.measure.clocks import LockedClocks, lock_clocks
 from pytest_i2v.measure.device import Device, DeviceRuntime
 from pytest_i2v.measure.environment import collect_environment
 from pytest_i2v.measure.memory import release_traceback
 from pytest_i2v.profiles import load_profiles
+from pytest_i2v.record.document import write_json_atomic
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session import fresh_process
 from pytest_i2v.session.fresh_process import HELD_CLOCKS_ENV, ChildProcess
 from pytest_i2v.session.gate_loop import GateLoop
@@ -135,7 +136,7 @@ class I2VRun:
         record = item.stash.get(RECORD_KEY, None)
         if record is None or report.when != "call" or record.decision is None:
             return report
-        outcome = Outcome.from_dict(record.decision)
+        outcome = record.decision
         report.sections.append(("i2v", f"{describe(record)} -> {outcome.kind}: {outcome.reason}"))
         section = self.gate.explain(record)
         if section:
@@ -188,9 +189,10 @@ class I2VRun:
         try:
             terminalreporter.write_sep("-", f"i2v results (profile {self.plan.profile.name})")
             for record in self.outputs.records.values():
-                kind = (record.decision or {}).get("kind", "-")
+                kind = record.decision.kind if record.decision else "-"
                 time_delta, memory_delta = short_deltas(record.to_dict())
-                note = work_note(record.work, self.gate.gate.min_effect * 100.0)
+                work = record.work.to_dict() if record.work else None
+                note = work_note(work, self.gate.gate.min_effect * 100.0)
                 terminalreporter.write_line(
                     f"{record.nodeid}: {describe(record)} | time {time_delta}, "
                     f"memory {memory_delta} | {kind}" + (f" | {note}" if note else "")
@@ -318,12 +320,12 @@ def describe(record: GenerationRecord) -> str:
     peak = record_peak(record.to_dict())
     memory = f"{peak.bytes / 2**20:.0f} MiB" if peak.bytes is not None else "-"
     predicted = (
-        f" predicted from {record.fast['measured_steps']} of {record.fast['steps']} steps"
+        f" predicted from {record.fast.measured_steps} of {record.fast.steps} steps"
         if record.fast
         else ""
     )
-    step_ms = (record.stages.get("step_s") or 0) * 1000
-    clock = clock_label(record.conditions)
+    step_ms = (record.stages.step_s or 0) * 1000
+    clock = clock_label(record.conditions.to_dict() if record.conditions else None)
     return (
         f"{size} | median {record.time_s:.3f} s{predicted} over {record.repeats} repeats "
         f"({record.latency_class})"
@@ -334,14 +336,15 @@ def describe(record: GenerationRecord) -> str:
 
 def failure_text(record: GenerationRecord, outcome: Outcome, section: str) -> str:
     if outcome.kind == "out-of-memory":
-        oom = record.oom or {}
-        where = f"step {oom.get('step')}" if oom.get("step") else oom.get("stage")
-        allocated = oom.get("allocated_bytes")
+        oom = record.oom
+        assert oom is not None  # an out-of-memory outcome is decided from the record's error
+        where = f"step {oom.step}" if oom.step else oom.stage
+        allocated = oom.allocated_bytes
         memory = f", {allocated / 2**30:.2f} GiB allocated" if allocated else ""
         config = record.config
         return (
             f"i2v: out of memory during {where} ({config['width']}x{config['height']}, "
-            f"{config['frames']} frames{memory}): {oom.get('message')}. "
+            f"{config['frames']} frames{memory}): {oom.message}. "
             "Memory was freed; the session goes on."
         )
     if outcome.kind == "over-budget":

@@ -14,7 +14,7 @@ from pytest_i2v.session.settings import Settings
 
 # Named in the keys' quoted types only: importing them would wake torch and the gate.
 if TYPE_CHECKING:
-    from pytest_i2v.generation.results import GenerationRecord  # noqa: F401
+    from pytest_i2v.record.record import GenerationRecord  # noqa: F401
     from pytest_i2v.session.runtime import I2VRun  # noqa: F401
 
 SETTINGS_KEY = pytest.StashKey[Settings]()

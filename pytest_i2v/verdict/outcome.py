@@ -70,7 +70,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class DecisionInputs:
-    """Everything the one decision reads, named (``verdict.judgement`` builds it for a test).
+    """Everything the one decision reads, named (``record.judgement`` builds it for a test).
 
     ``measured``: the record's "ok" or "oom"; ``verdict``: the gate's (after any re-measurement);
     ``confirmed``: whether re-measuring confirmed a flag (None: nothing was re-measured);

@@ -8,11 +8,11 @@ review CLI's ``baseline diff`` both come here, so they cannot disagree."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from pytest_i2v.generation.results import GenerationRecord
+from pytest_i2v.metrics import DECODE_S, MEMORY_METRICS, STEP_S, TIME_S
+from pytest_i2v.record.parts import WorkComparison
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Segment
 from pytest_i2v.verdict.budget import budget_failures
 from pytest_i2v.verdict.explain import excuse_throttling
@@ -20,7 +20,6 @@ from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed
 from pytest_i2v.verdict.outcome import DecisionInputs, GateMode
-from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff, locate_excess, work_verdict
 
 HISTORY_RUNS = 10  # the baseline's last accepted times a record carries for its trend chart
@@ -45,11 +44,10 @@ class GateContext:
 class Judgement:
     """A test's verdict against its baseline, before the decision.
 
-    ``work``: ``WorkDiff.to_dict()`` with its ``verdict`` (and, for identical work, where the
-    excess time sits), None when not compared; ``history``: this machine's last accepted times."""
+    ``work``: None when not compared; ``history``: this machine's last accepted times."""
 
     verdict: RegressionVerdict
-    work: dict[str, Any] | None = None
+    work: WorkComparison | None = None
     history: list[float] | None = None
     budget_failures: tuple[str, ...] = field(default=())
 
@@ -57,7 +55,7 @@ class Judgement:
         self, measured: str, context: GateContext, confirmed: bool | None = None
     ) -> DecisionInputs:
         """What ``outcome.decide`` reads: ``measured`` is the record's "ok" or "oom"."""
-        work = self.work or {}
+        work = self.work
         return DecisionInputs(
             measured,
             self.budget_failures,
@@ -68,21 +66,19 @@ class Judgement:
             confirmed,
             machine_changes=self.verdict.machine_changes,
             unreliable=self.verdict.unreliable,
-            work=work.get("verdict"),
+            work=work.verdict if work else None,
             work_summary=work_line(work),
             times_not_comparable=self.verdict.times_not_comparable,
         )
 
     def onto(self, record: GenerationRecord) -> GenerationRecord:
         """``record`` carrying this judgement (its verdict, work and history)."""
-        return replace(
-            record, verdict=self.verdict.to_dict(), work=self.work, baseline_history=self.history
-        )
+        return replace(record, verdict=self.verdict, work=self.work, baseline_history=self.history)
 
     @classmethod
     def of_record(cls, record: GenerationRecord) -> Judgement:
         """The judgement a judged record carries (``onto``'s inverse)."""
-        verdict = RegressionVerdict.from_dict(record.verdict or {"verdict": "new"})
+        verdict = record.verdict or RegressionVerdict("new")
         return cls(verdict, record.work, record.baseline_history, record_budget_failures(record))
 
 
@@ -171,13 +167,16 @@ def _against_entry(
     )
 
 
-def current_metrics(record: GenerationRecord) -> dict[str, Any]:
-    """The figures of ``record`` the gate judges: the total, a step, the decode, the peaks."""
+def current_metrics(record: GenerationRecord) -> dict[str, float | int | str | None]:
+    """The figures of ``record`` the gate judges: the total, a step, the decode, the peaks (with
+    the device figure's scope, which decides whether two peaks compare)."""
+    peak = record.peak_memory
     return {
-        "time_s": record.time_s,
-        "step_s": record.stages.get("step_s"),
-        "decode_s": record.stages.get("decode_s"),
-        **record.peak_memory,
+        TIME_S: record.time_s,
+        STEP_S: record.stages.step_s,
+        DECODE_S: record.stages.decode_s,
+        **{metric: record.peak(metric) for metric in MEMORY_METRICS},
+        "device_scope": peak.device_scope,
     }
 
 
@@ -189,7 +188,7 @@ def _comparable_segment(record: GenerationRecord, baseline: BaselineFile) -> Seg
     return entry.segment_for(record.fingerprint or {})  # another machine's history is no trend
 
 
-def _work(record: GenerationRecord, context: GateContext) -> dict[str, Any] | None:
+def _work(record: GenerationRecord, context: GateContext) -> WorkComparison | None:
     """The work against this machine's baseline segment under the same software (other software
     does other work: that is the environment's change, not the code's); None when there is
     nothing to compare."""
@@ -202,18 +201,21 @@ def _work(record: GenerationRecord, context: GateContext) -> dict[str, Any] | No
     base = context.baseline.work_of(segment)
     if base is None:
         return None
-    head = WorkSignature.from_dict(record.signature)
+    head = record.signature.work()
     work = diff(base, head, segment.step_s)
-    located = {"excess": locate_excess(base, head)} if work.identical else {}
-    effect_pct = context.gate.min_effect * 100.0
-    return {**work.to_dict(), "verdict": work_verdict(work, effect_pct), **located}
+    excess = locate_excess(base, head) if work.identical else None
+    verdict = work_verdict(work, context.gate.min_effect * 100.0)
+    assert verdict is not None  # only no diff at all has no verdict
+    # kept as the results JSON keeps it: the largest rows (a round trip of the record is exact)
+    kept = WorkDiff.from_dict(work.to_dict())
+    return WorkComparison(kept, verdict or "identical", excess)
 
 
 def _history(record: GenerationRecord, baseline: BaselineFile) -> list[float] | None:
     segment = _comparable_segment(record, baseline)
     if segment is None:
         return None
-    times = [run["time_s"] for run in segment.runs[-HISTORY_RUNS:] if run.get("time_s")]
+    times = [run[TIME_S] for run in segment.runs[-HISTORY_RUNS:] if run.get(TIME_S)]
     return times or None
 
 
@@ -221,14 +223,14 @@ def record_budget_failures(record: GenerationRecord) -> tuple[str, ...]:
     """The declared budgets ``record`` exceeded (none for a run that did not finish)."""
     if not record.budget or record.outcome != "ok":
         return ()
-    vram_gb, time_s = record.budget.get("vram_gb"), record.budget.get("time_s")
-    return tuple(budget_failures(record.to_dict(), vram_gb, time_s))
+    budget = record.budget
+    return tuple(budget_failures(record.to_dict(), budget.vram_gb, budget.time_s))
 
 
-def work_line(work: Mapping[str, Any]) -> str:
+def work_line(work: WorkComparison | None) -> str:
     """The work's one line for the decision: the changed work's estimate, or, for identical work,
     where the time went (``work_diff.locate_excess``)."""
-    if not work:
+    if work is None:
         return ""
-    line = WorkDiff.from_dict(work).summary()
-    return f"{line}; the excess {work['excess']}" if work.get("excess") else line
+    line = work.diff.summary()
+    return f"{line}; the excess {work.excess}" if work.excess else line

@@ -1,0 +1,173 @@
+"""The typed parts of a results record: times by stage, peak memory, where memory started, an
+out-of-memory error, fast mode, adaptive repeats, the roofline, the declared budget, the packed
+work signature and the work compared with the baseline.
+
+Each part's fields are its JSON keys (``record.serialise`` writes them generically), so a field's
+name is a schema field: metric names come from ``pytest_i2v.metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.verdict.work_diff import WorkDiff
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Per-stage times in seconds: medians over the repeats, and each repeat's own figures."""
+
+    encode_s: float | None = None
+    # fast mode: N x the median measured step (predicted); else the measured loop
+    denoise_s: float | None = None
+    step_s: float | None = None
+    step_samples_s: list[list[float]] = field(default_factory=list)
+    decode_s: float | None = None
+    # per repeat, so each repeat's stages can be checked against its own synchronised total
+    encode_samples_s: list[float | None] = field(default_factory=list)
+    decode_samples_s: list[float | None] = field(default_factory=list)
+    denoise_span_samples_s: list[float | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PeakMemory:
+    allocated_bytes: int | None = None  # torch allocator max_memory_allocated
+    reserved_bytes: int | None = None  # torch allocator max_memory_reserved
+    device_bytes: int | None = None  # NVML; what it covers is in device_scope
+    host_rss_bytes: int | None = None  # host resident-set high-water mark
+    # "process" (this process), "device" (the whole GPU, other processes included) or "unavailable";
+    # figures of different scopes are never compared.
+    device_scope: str | None = None
+
+    @staticmethod
+    def max_of(peaks: list[PeakMemory]) -> PeakMemory:
+        def largest(name: str) -> int | None:
+            values = [getattr(p, name) for p in peaks if getattr(p, name) is not None]
+            return max(values) if values else None
+
+        scopes = {p.device_scope for p in peaks if p.device_scope is not None}
+        scope = scopes.pop() if len(scopes) == 1 else ("mixed" if scopes else None)
+        return PeakMemory(
+            allocated_bytes=largest("allocated_bytes"),
+            reserved_bytes=largest("reserved_bytes"),
+            device_bytes=largest("device_bytes"),
+            host_rss_bytes=largest("host_rss_bytes"),
+            device_scope=scope,
+        )
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    """Where a test's measurement started, after the cache was freed and the peaks reset."""
+
+    allocated_bytes: int | None
+    reserved_bytes: int | None
+    device_bytes: int | None
+    device_scope: str | None
+    host_rss_bytes: int | None
+
+
+@dataclass(frozen=True)
+class OomInfo:
+    stage: str  # "encode", "denoise" or "decode"
+    step: int | None  # the denoising step (1-based) when the stage is "denoise"
+    message: str
+    allocated_bytes: int | None  # allocator state at the moment of the error
+    before_bytes: int | None = None  # allocated (GPU) or RSS (CPU) before the measurement
+    after_free_bytes: int | None = None  # the same once caches were freed: back near "before"
+    form: str = "allocator"  # see oom_form
+
+
+@dataclass(frozen=True)
+class FastMode:
+    """``--i2v-fast``: the total is predicted from ``measured_steps`` of ``steps``."""
+
+    measured_steps: int | None
+    steps: int
+    measured_time_s: float | None
+    measured_time_samples_s: list[float]
+    predicted: bool = True
+
+
+@dataclass(frozen=True)
+class AdaptiveRecord:
+    """Adaptive repeats (``--i2v-target-ci``): the target, the repeats needed, how it stopped."""
+
+    target_ci_pct: float
+    min_repeats: int
+    max_repeats: int
+    repeats_needed: int
+    stopped: str  # "converged" or "max-repeats"
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Achieved TFLOP/s of the denoising loop (and the decode) against the datasheet peak."""
+
+    unet_step_tflop: float
+    decode_tflop: float
+    denoise_tflops: float
+    decode_tflops: float | None
+    peak_tflops: float | None
+    peak_kind: str | None  # the profile's peak_tflops key: fp16, bf16, fp32 or tf32
+    efficiency: float | None
+    # a lower bound then: the attention FLOPs ran in kernels the counter cannot see
+    excludes_attention: bool
+
+
+@dataclass(frozen=True)
+class DeclaredBudget:
+    """The budgets the test's mark declares (``vram_gb``, ``time_s``), either may be None."""
+
+    vram_gb: float | None = None
+    time_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    """``WorkSignature.to_record()``: the digest in the open, the op table packed."""
+
+    digest: str
+    device_kind: str
+    profiled_steps: int
+    noise: list[str]
+    rows: int
+    packed: str
+
+    @classmethod
+    def of(cls, signature: WorkSignature) -> SignatureRecord:
+        packed = signature.to_record()
+        return cls(
+            digest=str(packed["digest"]),
+            device_kind=str(packed["device_kind"]),
+            profiled_steps=int(packed["profiled_steps"]),
+            noise=list(packed["noise"]),
+            rows=int(packed["rows"]),
+            packed=str(packed["packed"]),
+        )
+
+    def work(self) -> WorkSignature:
+        """The signature itself, its table unpacked."""
+        return WorkSignature.from_dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class WorkComparison:
+    """The work against the baseline's: the diff, its verdict ("identical", "changed",
+    "improved", "regressed") and, for identical work, where the excess time sits."""
+
+    diff: WorkDiff
+    verdict: str
+    excess: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as the report and the explanations read it: the diff's keys (its largest rows),
+        the verdict, the excess."""
+        excess = {"excess": self.excess} if self.excess else {}
+        return {**self.diff.to_dict(), "verdict": self.verdict, **excess}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkComparison:
+        return cls(WorkDiff.from_dict(data), str(data.get("verdict")), data.get("excess"))

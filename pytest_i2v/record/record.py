@@ -1,0 +1,147 @@
+"""One record per measured test (``GenerationRecord``), typed part by part and serialised
+generically by cattrs: the dataclasses' fields are the JSON keys, no field is listed twice."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cattrs
+
+from pytest_i2v.metrics import (
+    ALLOCATED_BYTES,
+    DEVICE_BYTES,
+    HOST_RSS_BYTES,
+    RESERVED_BYTES,
+    STEP_S,
+)
+from pytest_i2v.record.parts import (
+    AdaptiveRecord,
+    DeclaredBudget,
+    FastMode,
+    MemoryLevel,
+    OomInfo,
+    PeakMemory,
+    Roofline,
+    SignatureRecord,
+    Stages,
+    WorkComparison,
+)
+from pytest_i2v.verdict.conditions import RunConditions
+from pytest_i2v.verdict.gate import RegressionVerdict
+from pytest_i2v.verdict.outcome import Outcome
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    nodeid: str
+    # the generation config (GenerationSpec.to_dict) and the model actually used: source,
+    # provenance, dtype, device
+    config: dict[str, Any]
+    outcome: str  # what was measured: "ok" or "oom" (the decision is ``decision``)
+    repeats: int
+    warmup: int
+    time_s: float | None
+    time_samples_s: list[float]
+    gen_fps: float | None
+    stages: Stages
+    peak_memory: PeakMemory
+    load_s: float | None
+    oom: OomInfo | None = None
+    notes: list[str] = field(default_factory=list)
+    wall_s: float | None = None
+    config_id: str | None = None
+    fingerprint: dict[str, Any] | None = None  # fingerprint.fingerprint_for: machine and software
+    verdict: RegressionVerdict | None = None
+    latency_class: str | None = None  # good / acceptable / too-slow (the study's thresholds)
+    budget: DeclaredBudget | None = None
+    baseline_history: list[float] | None = None  # the baseline's last accepted total times
+    mode: str = "full"  # "fast": time_s and gen_fps are predicted from measured steps
+    fast: FastMode | None = None
+    ci_pct: float | None = None  # 95 % CI width of the median time, % of the median
+    adaptive: AdaptiveRecord | None = None
+    roofline: Roofline | None = None
+    memory_start: MemoryLevel | None = None  # where the measurement started
+    decision: Outcome | None = None  # what the test comes to, decided once
+    conditions: RunConditions | None = None  # the GPU per repeat (None on the CPU)
+    # which NVML device the figures are ("UUID GPU-...", "index 0"); None: no NVML
+    nvml_device: str | None = None
+    signature: SignatureRecord | None = None  # the work of one profiled generation
+    work: WorkComparison | None = None  # against the baseline's signature
+    # the gate's: the first, plus one per re-measurement (in this process or a fresh one)
+    measurements: int = 1
+    machine_probe: dict[str, float] | None = None  # this session's machine speed
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = CONVERTER.unstructure(self)
+        return document
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationRecord:
+        """A record as ``to_dict`` wrote it; a key it does not know is left out."""
+        return CONVERTER.structure(dict(data), cls)
+
+    @classmethod
+    def from_partial(cls, data: Mapping[str, Any]) -> GenerationRecord:
+        """A record of an older or hand-written results document: the measured fields it leaves
+        out take their empty values (the review CLI judges it as the plugin would)."""
+        given = {k: v for k, v in data.items() if v is not None}
+        return cls.from_dict({**EMPTY_MEASUREMENT, **given})
+
+    def peak(self, metric: str) -> int | None:
+        """One peak by its metric name (``pytest_i2v.metrics``)."""
+        value: int | None = getattr(self.peak_memory, metric)
+        return value
+
+    @property
+    def kind(self) -> str:
+        """The decision's outcome kind, or what was measured before one was decided."""
+        return self.decision.kind if self.decision else self.outcome
+
+    def user_properties(self) -> list[tuple[str, Any]]:
+        """The key figures for JUnit XML (``record_property``-style)."""
+        props: list[tuple[str, Any]] = [("i2v_outcome", self.kind), ("i2v_measured", self.outcome)]
+        if self.verdict:
+            props.append(("i2v_verdict", self.verdict.verdict))
+        if self.conditions:
+            props.append(("i2v_conditions", self.conditions.summary))
+        figures: list[tuple[str, float | int | None]] = [
+            ("i2v_time_s", self.time_s),
+            ("i2v_gen_fps", self.gen_fps),
+            (f"i2v_{STEP_S}", self.stages.step_s),
+        ]
+        for metric in (ALLOCATED_BYTES, RESERVED_BYTES, DEVICE_BYTES, HOST_RSS_BYTES):
+            figures.append((f"i2v_peak_{metric}", self.peak(metric)))
+        for name, value in figures:
+            if value is not None:
+                props.append((name, round(value, 6) if isinstance(value, float) else value))
+        return props
+
+
+# What a record of an older results document leaves out of its measurement (``from_partial``).
+EMPTY_MEASUREMENT: dict[str, Any] = {
+    "config": {},
+    "outcome": "ok",
+    "repeats": 0,
+    "warmup": 0,
+    "time_s": None,
+    "time_samples_s": [],
+    "gen_fps": None,
+    "stages": {},
+    "peak_memory": {},
+    "load_s": None,
+}
+
+
+def _converter() -> cattrs.Converter:
+    """The parts with a JSON form of their own (the verdict's classes) keep it; the rest is
+    generic."""
+    converter = cattrs.Converter()
+    for own in (RegressionVerdict, Outcome, RunConditions, WorkComparison):
+        converter.register_unstructure_hook(own, lambda value: value.to_dict())
+        converter.register_structure_hook(own, lambda data, cls: cls.from_dict(data))
+    return converter
+
+
+CONVERTER = _converter()
