@@ -15,9 +15,9 @@ from pytest_i2v.generation.marks import i2v
 from pytest_i2v.measure.flops import FlopCount, count_flops, roofline
 from pytest_i2v.measure.measurement import AdaptiveRepeats, Measurement, RepeatSample, median_ci_pct
 from pytest_i2v.measure.memory import PeakMemory
-from pytest_i2v.record.parts import Roofline
 from pytest_i2v.measure.runner import GenerationRunner
 from pytest_i2v.measure.virtual_time import VirtualCpuDevice, VirtualWork
+from pytest_i2v.record.parts import Roofline
 
 
 def sample(total: float, encode: float, steps: list[float], decode: float) -> RepeatSample:
