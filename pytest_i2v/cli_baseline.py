@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.metrics import HOST_RSS_BYTES, STEP_S, TIME_S
 from pytest_i2v.profiles import load_profiles
 from pytest_i2v.record.document import read_results
 from pytest_i2v.record.judgement import GateContext, judge
@@ -40,7 +41,7 @@ def _median(runs: list[dict[str, Any]], metric: str) -> float | None:
 
 
 def _memory_metric(runs: list[dict[str, Any]]) -> str:
-    return headline_peak(runs[-1] if runs else {}).key or "host_rss_bytes"
+    return headline_peak(runs[-1] if runs else {}).key or HOST_RSS_BYTES
 
 
 def _baseline_from_arg(arg: str, directory: Path) -> BaselineFile:
@@ -72,8 +73,8 @@ def show(baseline: BaselineFile) -> str:
                 f"{entry.config.get('steps')} steps",
                 str(len(entry.segments)),
                 str(len(runs)),
-                format_value("time_s", _median(runs, "time_s")),
-                format_value("step_s", _median(runs, "step_s")),
+                format_value(TIME_S, _median(runs, TIME_S)),
+                format_value(STEP_S, _median(runs, STEP_S)),
                 format_value(memory, _median(runs, memory)),
                 ", ".join(f"{k} {fp[k]}" for k in ("gpu_name", "driver", "torch") if fp.get(k))
                 or "-",
@@ -101,7 +102,7 @@ def diff_baselines(old: BaselineFile, new: BaselineFile) -> str:
             continue
         ra = a.current.runs if a.current else []
         rb = b.current.runs if b.current else []
-        ta, tb = _median(ra, "time_s"), _median(rb, "time_s")
+        ta, tb = _median(ra, TIME_S), _median(rb, TIME_S)
         metric = _memory_metric(rb)
         ma, mb = _median(ra, metric), _median(rb, metric)
         fa, fb = (
@@ -205,7 +206,7 @@ def _result_row(record: GenerationRecord, context: GateContext) -> list[str]:
         if verdict.unreliable
         else verdict.verdict
     )
-    time_m = next((m for m in verdict.metrics if m.metric == "time_s"), None)
+    time_m = next((m for m in verdict.metrics if m.metric == TIME_S), None)
     memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
     changes = verdict.env_changes or verdict.machine_changes
     work = _work_cell(judgement.work.diff) if judgement.work else "-"

@@ -329,7 +329,7 @@ def i2v_run(
 
         record = run.gate.run(once, set(run.outputs.records), fresh=run.remeasure_in_fresh_process)
         if bench is not None:
-            bench.describe(record.to_dict())
+            bench.describe(record)
         _publish(run, node, record)
         return record
 

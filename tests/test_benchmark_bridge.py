@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import pytest_i2v
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.benchmark_info import benchmark_group, extra_info
 from tests.test_outcomes import CONFTEST as KINDS_CONFTEST
 from tests.test_outcomes import CPU_PROFILE as KINDS_PROFILE
@@ -333,6 +334,7 @@ def test_the_package_reaches_for_no_private_attribute_of_pytest_benchmark() -> N
 
 def test_extra_info_and_group_read_the_record() -> None:
     record = {
+        "nodeid": "tests/test_svd.py::test_svd",
         "config": {
             "pipeline": "svd",
             "width": 1024,
@@ -344,7 +346,12 @@ def test_extra_info_and_group_read_the_record() -> None:
             "resolution": None,
         },
         "mode": "fast",
-        "fast": {"measured_steps": 5},
+        "fast": {
+            "measured_steps": 5,
+            "steps": 25,
+            "measured_time_s": 0.5,
+            "measured_time_samples_s": [0.5],
+        },
         "time_s": 2.5,
         "gen_fps": 5.6,
         "repeats": 5,
@@ -355,11 +362,11 @@ def test_extra_info_and_group_read_the_record() -> None:
             "reserved_bytes": 8 * 2**30,
             "allocated_bytes": 7 * 2**30,
         },
-        "decision": {"kind": "regressed", "reason": "slower"},
+        "decision": {"kind": "regressed", "fails": True, "reason": "slower"},
         "verdict": {"verdict": "regressed"},
         "fingerprint": {"gpu_name": "NVIDIA H200", "driver": "570.1", "torch": None},
     }
-    info = extra_info({**record, "measurements": 2})
+    info = extra_info(GenerationRecord.from_partial({**record, "measurements": 2}))
     assert (
         info["peak_bytes"] == 9 * 2**30 and info["peak_kind"] == "NVML, this process"
     )  # the headline peak

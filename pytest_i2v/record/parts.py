@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_i2v.metrics import ALLOCATED_BYTES, DEVICE_BYTES, HOST_RSS_BYTES, RESERVED_BYTES
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff
 
@@ -50,10 +51,10 @@ class PeakMemory:
         scopes = {p.device_scope for p in peaks if p.device_scope is not None}
         scope = scopes.pop() if len(scopes) == 1 else ("mixed" if scopes else None)
         return PeakMemory(
-            allocated_bytes=largest("allocated_bytes"),
-            reserved_bytes=largest("reserved_bytes"),
-            device_bytes=largest("device_bytes"),
-            host_rss_bytes=largest("host_rss_bytes"),
+            allocated_bytes=largest(ALLOCATED_BYTES),
+            reserved_bytes=largest(RESERVED_BYTES),
+            device_bytes=largest(DEVICE_BYTES),
+            host_rss_bytes=largest(HOST_RSS_BYTES),
             device_scope=scope,
         )
 

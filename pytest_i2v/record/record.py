@@ -15,6 +15,7 @@ from pytest_i2v.metrics import (
     HOST_RSS_BYTES,
     RESERVED_BYTES,
     STEP_S,
+    TIME_S,
 )
 from pytest_i2v.record.parts import (
     AdaptiveRecord,
@@ -125,7 +126,7 @@ EMPTY_MEASUREMENT: dict[str, Any] = {
     "outcome": "ok",
     "repeats": 0,
     "warmup": 0,
-    "time_s": None,
+    TIME_S: None,
     "time_samples_s": [],
     "gen_fps": None,
     "stages": {},

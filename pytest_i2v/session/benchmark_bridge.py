@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import pytest
 
 from pytest_i2v.measure.runner import GenerationRounds, RoundsDriver, run_rounds
 from pytest_i2v.measure.timing import ROUND_CLOCK
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.benchmark_info import extra_info
 
 PLUGIN_NAME = "benchmark"  # pytest-benchmark's pytest11 entry point
@@ -181,7 +182,7 @@ class BenchmarkRounds:
 
         return drive
 
-    def describe(self, record: Mapping[str, Any]) -> None:
+    def describe(self, record: GenerationRecord) -> None:
         """Fill ``extra_info`` from the decided record, in place: pytest-benchmark holds this
         dict."""
         self.fixture.extra_info.update(extra_info(record))

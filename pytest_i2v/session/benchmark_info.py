@@ -1,12 +1,13 @@
 """What an i2v test tells pytest-benchmark's JSON consumers beyond its round times: the group it
-belongs to and its ``extra_info``. Pure: read from a results record
-(``GenerationRecord.to_dict()``)."""
+belongs to and its ``extra_info``. Pure: read from a results record."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_i2v.metrics import DECODE_S, DENOISE_S, ENCODE_S, STEP_S, TIME_S
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.fingerprint import CPU_MACHINE_KEYS, FINGERPRINT_KEYS
 from pytest_i2v.verdict.peak import LABELS, record_peak
 
@@ -19,17 +20,14 @@ def benchmark_group(config: Mapping[str, Any]) -> str:
     return f"{config.get('pipeline')} {label}" + (f" ({size})" if label != size else "")
 
 
-def extra_info(record: Mapping[str, Any]) -> dict[str, Any]:
+def extra_info(record: GenerationRecord) -> dict[str, Any]:
     """The generation, its stages, memory in bytes, the outcome and the machine: seconds and bytes,
     None where not measured. ``gate_measurements`` > 1: the gate re-measured; the benchmark's rounds
-    are the first measurement's, these figures the last one's (the record's)."""
-    config = record.get("config") or {}
-    stages = record.get("stages") or {}
-    peak_memory = record.get("peak_memory") or {}
-    peak = record_peak(record)
-    decision = record.get("decision") or {}
-    fingerprint = record.get("fingerprint") or {}
-    fast = record.get("fast") or {}
+    are the first measurement's, these figures the last one's (the record's). A JSON document:
+    pytest-benchmark writes it as it is."""
+    config, stages, decision = record.config, record.stages, record.decision
+    peak = record_peak(record.to_dict())
+    fingerprint = record.fingerprint or {}
     return {
         "pipeline": config.get("pipeline"),
         "resolution": config.get("resolution") or f"{config.get('width')}x{config.get('height')}",
@@ -43,24 +41,24 @@ def extra_info(record: Mapping[str, Any]) -> dict[str, Any]:
         "memory_options": list(config.get("memory") or []),
         "attention": config.get("attention"),
         "device": config.get("device"),
-        "mode": record.get("mode"),
+        "mode": record.mode,
         # fast mode: each round ran measured_steps steps; time_s is the full run predicted from them
-        "measured_steps": fast.get("measured_steps", config.get("steps")),
-        "repeats": record.get("repeats"),
-        "warmup": record.get("warmup"),
-        "time_s": record.get("time_s"),
-        "encode_s": stages.get("encode_s"),
-        "denoise_s": stages.get("denoise_s"),
-        "step_s": stages.get("step_s"),
-        "decode_s": stages.get("decode_s"),
-        "gen_fps": record.get("gen_fps"),
+        "measured_steps": record.fast.measured_steps if record.fast else config.get("steps"),
+        "repeats": record.repeats,
+        "warmup": record.warmup,
+        TIME_S: record.time_s,
+        ENCODE_S: stages.encode_s,
+        DENOISE_S: stages.denoise_s,
+        STEP_S: stages.step_s,
+        DECODE_S: stages.decode_s,
+        "gen_fps": record.gen_fps,
         "peak_bytes": peak.bytes,
         "peak_kind": peak.label,
-        **{f"peak_{key}": peak_memory.get(key) for key in LABELS},
-        "outcome": decision.get("kind", record.get("outcome")),
-        "outcome_reason": decision.get("reason"),
-        "verdict": (record.get("verdict") or {}).get("verdict"),
-        "gate_measurements": int(record.get("measurements") or 1),
+        **{f"peak_{metric}": record.peak(metric) for metric in LABELS},
+        "outcome": record.kind,
+        "outcome_reason": decision.reason if decision else None,
+        "verdict": record.verdict.verdict if record.verdict else None,
+        "gate_measurements": record.measurements,
         "machine": {
             key: fingerprint[key]
             for key in (*FINGERPRINT_KEYS, *CPU_MACHINE_KEYS)
