@@ -21,6 +21,7 @@ from pytest_i2v.ab.meta import abba_order
 from pytest_i2v.ab.outputs import metric_label
 from pytest_i2v.cli import main as cli_main
 from pytest_i2v.record.document import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
+from pytest_i2v.record.record import GenerationRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_RUN_LOGGED = ab_processes.run_logged
@@ -260,7 +261,8 @@ class FakePytest:
                     "schema_version": RESULTS_SCHEMA_VERSION,
                     "environment": {},
                     "profile": {"name": "cpu"},
-                    "records": records,
+                    # complete records, as the plugin writes them
+                    "records": [GenerationRecord.from_partial(r).to_dict() for r in records],
                     "run": results.stem,
                 }
             )

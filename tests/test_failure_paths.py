@@ -190,6 +190,13 @@ def test_a_run_at_another_machine_speed_is_not_recorded_unless_forced(
     )[1]
     assert nodeid.endswith("::test_a")
     assert LEFT_OUT.format(why=why) in result.outlines
+    # the closing line and the results document count what was written, not what was attempted
+    headline = (
+        "baselines recorded (0 of 1 runs: 1 left out, timings doubtful); the gate was not applied"
+    )
+    assert result.outlines[-2] == f"i2v: {headline}", result.outlines[-3:]
+    document = json.loads((recorded.path / "r.json").read_text())
+    assert document["gate"]["headline"] == headline
     assert _runs(recorded) == 1
     assert (recorded.path / "r.json").is_file()  # the run's measurements are kept either way
 
@@ -227,4 +234,11 @@ def test_z_a_neighbour_arrives():
         "a neighbour or throttling; this run's timings are unreliable"
     )
     assert LEFT_OUT.format(why=why) in result.outlines
+    # the closing line and the results document count what was written, not what was attempted
+    headline = (
+        "baselines recorded (0 of 1 runs: 1 left out, timings doubtful); the gate was not applied"
+    )
+    assert result.outlines[-2] == f"i2v: {headline}", result.outlines[-3:]
+    document = json.loads((recorded.path / "r.json").read_text())
+    assert document["gate"]["headline"] == headline
     assert _runs(recorded) == 1

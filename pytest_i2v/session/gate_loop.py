@@ -189,21 +189,28 @@ class GateLoop:
                 )
             )
 
+    def leave_out(self, probe_moved: str | None) -> int:
+        """Decide which accepted runs the baseline will not get (``left_out``), before anything is
+        written, so that the results document counts what is recorded; how many."""
+        if self._settings.force_baselines or not self._settings.update_baselines:
+            self.left_out = []
+        else:
+            self.left_out = [
+                LeftOut(a.nodeid, probe_moved or self.doubtful[a.nodeid])
+                for a in self.accepted
+                if probe_moved or a.nodeid in self.doubtful
+            ]
+        return len(self.left_out)
+
     def write_baselines(self, root: Path, probe_moved: str | None = None) -> UpdateSummary | None:
         """Record the accepted runs, less those whose timings are doubtful (flagged unreliable, or
         measured at another machine speed than the baseline's, or the machine's speed moved during
         the session) unless --i2v-force-baselines; a write that fails is reported, never raised."""
         if not self.accepted or not self._settings.update_baselines:
             return None
-        runs = self.accepted
-        if not self._settings.force_baselines:
-            self.left_out = [
-                LeftOut(a.nodeid, probe_moved or self.doubtful[a.nodeid])
-                for a in runs
-                if probe_moved or a.nodeid in self.doubtful
-            ]
-            skipped = {left.nodeid for left in self.left_out}
-            runs = [a for a in runs if a.nodeid not in skipped]
+        self.leave_out(probe_moved)
+        skipped = {left.nodeid for left in self.left_out}
+        runs = [a for a in self.accepted if a.nodeid not in skipped]
         if not runs:
             return None
         commit = git_commit(root)

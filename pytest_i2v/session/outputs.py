@@ -45,13 +45,14 @@ class Outputs:
         self.skipped: list[dict[str, str]] = []
         self.loads: list[dict[str, Any]] = []
         self.written: list[Path] = []
+        self.left_out = 0  # recorded runs the baseline will not get (GateLoop.leave_out)
 
     def add(self, record: GenerationRecord) -> None:
         self.records[record.nodeid] = record
 
     def headline(self) -> tuple[bool, str]:
         outcomes = [r.decision for r in self.records.values() if r.decision]
-        fails, line = headline(outcomes, self._plan.profile.name, self._mode)
+        fails, line = headline(outcomes, self._plan.profile.name, self._mode, self.left_out)
         moved = self.probe_moved()
         return fails, f"{line}; also unreliable: {moved}" if moved else line
 

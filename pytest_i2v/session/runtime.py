@@ -168,6 +168,7 @@ class I2VRun:
             )
             return
         self.recorder.probe_end()
+        self.outputs.left_out = self.gate.leave_out(self.outputs.probe_moved())
         # The measurements first: whatever happens to the baselines, the run's results are kept.
         self.outputs.write()
         # After Ctrl-C too: only passed tests were queued, so the interrupted one is never recorded.

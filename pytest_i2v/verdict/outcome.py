@@ -196,9 +196,12 @@ def _not_failing(inputs: DecisionInputs) -> Outcome:
     )
 
 
-def headline(outcomes: Sequence[Outcome], profile: str, mode: GateMode) -> tuple[bool, str]:
+def headline(
+    outcomes: Sequence[Outcome], profile: str, mode: GateMode, left_out: int = 0
+) -> tuple[bool, str]:
     """(fails, one line) for a whole run, worded so that neither a report-only run nor one with
-    unreliable (throttled) measurements can be read as a pass."""
+    unreliable (throttled) measurements can be read as a pass. ``left_out``: the recorded runs
+    the baseline will not get (their timings doubtful)."""
     counts = {kind: sum(1 for o in outcomes if o.kind == kind) for kind in OUTCOME_KINDS}
     failing = sum(1 for o in outcomes if o.fails)
     would = sum(1 for o in outcomes if o.kind == "not-enforced")
@@ -220,7 +223,13 @@ def headline(outcomes: Sequence[Outcome], profile: str, mode: GateMode) -> tuple
             + (f"; also {unsure}" if unsure else "")
         )
     if mode == "update":
-        return False, f"baselines recorded ({counts['recorded']} runs); the gate was not applied"
+        recorded = counts["recorded"]
+        runs = (
+            f"{recorded - left_out} of {recorded} runs: {left_out} left out, timings doubtful"
+            if left_out
+            else f"{recorded} runs"
+        )
+        return False, f"baselines recorded ({runs}); the gate was not applied"
     if not outcomes:
         return False, "no measured generations"
     if unsure:
