@@ -72,7 +72,7 @@ class StagesDoc(TypedDict, total=False):
     step_samples_s: list[list[float]] | None  # per repeat, per step
     encode_samples_s: list[float | None] | None
     decode_samples_s: list[float | None] | None
-    denoise_span_samples_s: list[float] | None  # the loop's own mark pair, per repeat
+    denoise_span_samples_s: list[float | None] | None  # the loop's own mark pair, per repeat
 
 
 class FastDoc(TypedDict, total=False):

@@ -135,11 +135,12 @@ def check_step_sum(
     missing: list[str] = []
     for record in ok_records(records):
         stages = record.get("stages") or {}
-        steps, spans = (
+        steps, recorded = (
             stages.get("step_samples_s") or [],
             stages.get("denoise_span_samples_s") or [],
         )
-        if not steps or len(steps) != len(spans) or any(not span for span in spans):
+        spans = [span for span in recorded if span]
+        if not steps or len(steps) != len(recorded) or len(spans) != len(recorded):
             missing.append(f"{record_name(record)} lacks the loop's own timing")
             continue
         for index, (repeat, span) in enumerate(zip(steps, spans, strict=True)):
