@@ -1,6 +1,6 @@
 """A round's results document (``--i2v-json``) as the A/B job reads it: TypedDicts of the loaded
 JSON's shape (every key optional: an older or failed run writes fewer), and ``RoundRecord``, one
-test's record parsed once for the verdicts."""
+test's record parsed once for the verdicts (its work signature stays packed until compared)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from pytest_i2v.verdict.peak import HeadlinePeak, record_peak
-from pytest_i2v.verdict.signature import WorkSignature
 
 
 class EnvironmentDoc(TypedDict, total=False):
@@ -34,6 +33,17 @@ class ConditionsDoc(TypedDict, total=False):
     summary: str | None  # "stable", "not read", or what was not stable
 
 
+class SignatureDoc(TypedDict, total=False):
+    """``WorkSignature.to_record()``: the digest in the open, the op table packed."""
+
+    digest: str
+    device_kind: str
+    profiled_steps: int
+    noise: list[str]
+    rows: int
+    packed: str
+
+
 class RecordDoc(TypedDict, total=False):
     nodeid: str
     outcome: str
@@ -42,7 +52,7 @@ class RecordDoc(TypedDict, total=False):
     stages: StagesDoc | None
     conditions: ConditionsDoc | None
     fingerprint: Mapping[str, Any] | None  # what ab_calibration.choose matches on
-    signature: Mapping[str, Any] | None  # WorkSignature.to_record(), round 1 only
+    signature: SignatureDoc | None  # round 1 only (--i2v-signature on)
 
 
 class ResultsDocument(TypedDict, total=False):
@@ -61,12 +71,10 @@ class RoundRecord:
     time_s: float | None
     step_s: float | None
     peak: HeadlinePeak  # the headline peak memory
-    # round 1's work (--i2v-signature on) of a generation that ran, else None
-    signature: WorkSignature | None
+    signature: SignatureDoc | None  # round 1 only; parsed where two are compared
 
     @classmethod
     def from_dict(cls, record: RecordDoc) -> RoundRecord:
-        signature = record.get("signature") if record.get("outcome") == "ok" else None
         return cls(
             nodeid=record["nodeid"],
             pipeline=str((record.get("config") or {}).get("pipeline") or "unknown"),
@@ -74,5 +82,5 @@ class RoundRecord:
             time_s=record.get("time_s"),
             step_s=(record.get("stages") or {}).get("step_s"),
             peak=record_peak(record),
-            signature=WorkSignature.from_dict(signature) if signature else None,
+            signature=record.get("signature"),
         )

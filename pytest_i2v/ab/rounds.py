@@ -26,6 +26,7 @@ from pytest_i2v.ab.results_doc import ResultsDocument, RoundRecord
 from pytest_i2v.ab.sequential import Look, SequentialPlan, is_decided
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.noise_prior import Noise
+from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff, work_verdict
 
 # --- results documents -> per-test verdicts ---------------------------------------------------
@@ -313,14 +314,13 @@ def work_of_first_round(
     """Round 1's work signatures, head against base (``work_diff.diff``): exact, so one round
     decides a change of the work; its estimate's interval is the changed rows' spread over the
     profiled steps. None when either side has no signature (``--i2v-signature off``)."""
-    if (
-        base.signature is None
-        or head.signature is None
-        or base.outcome != "ok"
-        or head.outcome != "ok"
-    ):
+    if not base.signature or not head.signature or base.outcome != "ok" or head.outcome != "ok":
         return None
-    work = diff(base.signature, head.signature, base.step_s)
+    work = diff(
+        WorkSignature.from_dict(base.signature),
+        WorkSignature.from_dict(head.signature),
+        base.step_s,
+    )
     verdict = work_verdict(work, min_effect * 100.0) or "identical"
     low, high = work.interval_pct or (None, None)
     paired = PairedVerdict(

@@ -4,8 +4,8 @@ over their records."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from collections.abc import Sequence
+from typing import TypedDict
 
 MiB = 2**20
 
@@ -115,6 +115,17 @@ class ConditionsDoc(TypedDict, total=False):
     base_sm_clock_mhz: float | None
 
 
+class SignatureDoc(TypedDict, total=False):
+    """``WorkSignature.to_record()``: the digest in the open, the op table packed."""
+
+    digest: str
+    device_kind: str
+    profiled_steps: int
+    noise: list[str]
+    rows: int
+    packed: str
+
+
 class ResultRecord(TypedDict, total=False):
     nodeid: str
     outcome: str
@@ -130,7 +141,7 @@ class ResultRecord(TypedDict, total=False):
     roofline: RooflineDoc | None
     conditions: ConditionsDoc | None
     nvml_device: str | None
-    signature: Mapping[str, Any] | None  # WorkSignature.from_dict reads it
+    signature: SignatureDoc | None  # WorkSignature.from_dict reads it
 
 
 class EnvironmentDoc(TypedDict, total=False):
