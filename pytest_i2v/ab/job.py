@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from pytest_i2v.ab import paired, processes, rounds
 from pytest_i2v.ab.collection import collect_tests
@@ -24,7 +24,13 @@ from pytest_i2v.ab.machine_calibration import (
 )
 from pytest_i2v.ab.meta import SIDES, abba_order, machine_name, order_text, unstable_conditions
 from pytest_i2v.ab.options import ABOptions, check_options
-from pytest_i2v.ab.outputs import ab_document, render_ab_html, render_ab_markdown
+from pytest_i2v.ab.outputs import (
+    ABMeta,
+    MachineMeta,
+    ab_document,
+    render_ab_html,
+    render_ab_markdown,
+)
 from pytest_i2v.ab.paired import ABTestResult
 from pytest_i2v.ab.processes import (
     PROCESS_FAST,
@@ -37,6 +43,7 @@ from pytest_i2v.ab.processes import (
     pytest_argv,
     side_env,
 )
+from pytest_i2v.ab.results_doc import EnvironmentDoc, ResultsDocument
 from pytest_i2v.ab.sequential import SequentialPlan, is_decided
 from pytest_i2v.ab.workspace import (
     Revision,
@@ -52,7 +59,8 @@ from pytest_i2v.storage import write_text_atomic
 OUTPUTS = ("ab.json", "ab.md", "ab.html")  # the comparison, rewritten after each round from the 2nd
 PARTIAL_FROM_ROUNDS = 2  # fewer rounds give no interval: nothing worth writing yet
 
-Docs = dict[str, list[dict[str, Any]]]  # side -> the rounds' results documents so far
+Docs = dict[str, list[ResultsDocument]]  # side -> the rounds' results documents so far
+Listing = dict[str, str | int | float | None]  # one process in ab.json's "runs"
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class ABOutcome:
     markdown: str
     exit_code: int  # 1: a test regressed
     results: list[ABTestResult]
-    meta: dict[str, Any]
+    meta: ABMeta
     runs: list[ProcessRun] = field(default_factory=list)
 
 
@@ -250,7 +258,7 @@ class ABJob:
             *deselect,
         ])  # fmt: skip
 
-    def _run_side(self, job: Rounds, side: str, round_index: int) -> dict[str, Any]:
+    def _run_side(self, job: Rounds, side: str, round_index: int) -> ResultsDocument:
         """One side's process of this round; its results document."""
         revision = job.revisions[side]
         name = f"{side}-{round_index}"
@@ -275,7 +283,8 @@ class ABJob:
             f"ab: round {round_index + 1}/{job.planned} {side}: {run.wall_s:.1f} s "
             f"(pytest exit {run.exit_code})"
         )
-        return read_results(results)
+        # the JSON as the plugin wrote it: the TypedDict only names the keys the job reads
+        return cast(ResultsDocument, read_results(results))
 
     def _load_calibration(self, docs: Docs) -> None:
         path = calibration_path(docs, self.options.baseline_dir, self.repo, self.cwd)
@@ -321,12 +330,13 @@ class ABJob:
                 self._compare_and_write(job, docs, verdicts)
         return docs
 
-    def _meta(self, job: Rounds, docs: Docs) -> dict[str, Any]:
+    def _meta(self, job: Rounds, docs: Docs) -> ABMeta:
         """``ab.outputs``' meta: what was compared, how, and on what; ``rounds`` counts those in
         ``docs``."""
-        environment = dict((docs["base"][0].get("environment") or {}) if docs["base"] else {})
+        first: EnvironmentDoc = (docs["base"][0].get("environment") or {}) if docs["base"] else {}
+        environment = first.copy()
         done = len(docs["base"])
-        machine = {
+        machine: MachineMeta = {
             "name": machine_name(environment),
             "host": platform.node(),
             "environment": environment,
@@ -351,7 +361,7 @@ class ABJob:
             "calibration": self.calibration_note,
         }
 
-    def _runs_listing(self) -> list[dict[str, Any]]:
+    def _runs_listing(self) -> list[Listing]:
         """Every process of the job, in the order they ran: the files behind the verdicts."""
         return [
             {
@@ -365,7 +375,7 @@ class ABJob:
             for r in self.runs
         ]
 
-    def _write(self, results: list[ABTestResult], meta: dict[str, Any], out: Path) -> ABOutcome:
+    def _write(self, results: list[ABTestResult], meta: ABMeta, out: Path) -> ABOutcome:
         markdown = render_ab_markdown(results, meta)
         document = ab_document(results, meta)
         document["runs"] = self._runs_listing()

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
+from pytest_i2v.ab.results_doc import ResultsDocument
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.ab_calibration import calibrate, choose
 from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline, store_calibration
 from pytest_i2v.verdict.noise_prior import Noise
 
-Docs = Mapping[str, list[dict[str, Any]]]  # side -> the rounds' results documents
+Docs = Mapping[str, list[ResultsDocument]]  # side -> the rounds' results documents
 Priors = dict[str, dict[str, Noise]]  # nodeid -> metric -> the calibrated spread
 
 

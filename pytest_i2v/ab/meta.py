@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+from pytest_i2v.ab.results_doc import EnvironmentDoc, ResultsDocument
 
 SIDES = ("base", "head")
 
@@ -23,7 +24,7 @@ def order_text(rounds: int) -> str:
     )
 
 
-def machine_name(environment: Mapping[str, Any]) -> str:
+def machine_name(environment: EnvironmentDoc) -> str:
     """The device under the numbers, from a results document's environment (its fingerprint)."""
     if environment.get("gpu_name"):
         return str(environment["gpu_name"])
@@ -35,7 +36,7 @@ def machine_name(environment: Mapping[str, Any]) -> str:
     return name
 
 
-def unstable_conditions(docs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+def unstable_conditions(docs: Mapping[str, Sequence[ResultsDocument]]) -> list[str]:
     """Each process record whose GPU was not stable under its repeats, as ``base round 2: <test>:
     throttled (thermal, 2 of 5 repeats)``: the hardware under the numbers, for the summary. The
     paired statistics already carry what it did to the times; this says why a spread is wide."""

@@ -1,6 +1,6 @@
 """The A/B outputs: a Markdown PR comment, the JSON document and the HTML comparison page.
 
-``meta`` is a plain dict; every key is optional except where noted:
+``meta`` is a plain dict (``ABMeta`` gives its shape); every key is optional except where noted:
 
 - ``base``, ``head`` (str, required): the refs as the user named them (``HEAD~1``,
   ``working tree``);
@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypedDict
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.ab.paired import SEVERITY, ABTestResult, PairedVerdict
+from pytest_i2v.ab.results_doc import EnvironmentDoc
 from pytest_i2v.ab.rounds import summary_counts
 from pytest_i2v.ab.sequential import SPENDING_RULE
 from pytest_i2v.report.markdown import md, work_changes
@@ -58,6 +59,39 @@ META_KEYS = (
     "decided_after",
     "calibration",
 )
+
+
+class MachineMeta(TypedDict):
+    name: str  # ab.meta.machine_name
+    host: str
+    environment: EnvironmentDoc  # the first base round's, as its results document has it
+
+
+class _Sides(TypedDict):
+    base: str
+    head: str
+
+
+class ABMeta(_Sides, total=False):
+    """``meta`` (the module docstring says what each key holds); ``base`` and ``head`` required."""
+
+    base_commit: str
+    head_commit: str
+    rounds: int
+    rounds_planned: int
+    order: str
+    min_effect: float
+    confidence: float
+    machine: str | MachineMeta
+    created: str
+    pytest_args: list[str]
+    conditions: list[str]
+    design: str
+    all_decided: bool
+    decided_after: dict[str, int]
+    calibration: str | None
+
+
 CONDITIONS_SHOWN = (
     5  # the Markdown lists this many unstable runs, then counts the rest (the JSON has all)
 )
@@ -90,7 +124,7 @@ def ratio_text(verdict: PairedVerdict) -> str:
     return f"{verdict.ratio:.3f} [{verdict.low:.3f}, {verdict.high:.3f}]"
 
 
-def partial_text(meta: Mapping[str, Any]) -> str:
+def partial_text(meta: ABMeta) -> str:
     """ "partial: 3 of 16 rounds done" while the job runs or after it stopped early; "" when
     complete."""
     done, planned = meta.get("rounds"), meta.get("rounds_planned")
@@ -109,7 +143,7 @@ def verdict_text(verdict: PairedVerdict) -> str:
     return verdict.verdict
 
 
-def _settings_line(meta: Mapping[str, Any]) -> str:
+def _settings_line(meta: ABMeta) -> str:
     parts = [f"base {md(meta['base'])}", f"head {md(meta['head'])}"]
     if meta.get("rounds") is not None:
         parts.append(
@@ -125,7 +159,7 @@ def _settings_line(meta: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _machine_text(meta: Mapping[str, Any]) -> str:
+def _machine_text(meta: ABMeta) -> str:
     machine = meta.get("machine")
     if isinstance(machine, Mapping):
         return str(machine.get("name") or machine)
@@ -138,7 +172,7 @@ def _markdown_verdict(verdict: PairedVerdict) -> str:
     return verdict_text(verdict)  # our own words only ("run more rounds: ~K" keeps its tilde)
 
 
-def _about_the_job(meta: Mapping[str, Any]) -> list[str]:
+def _about_the_job(meta: ABMeta) -> list[str]:
     """The paragraphs above the table: partial or not, the settings, the design, the calibration
     and the unstable runs."""
     lines: list[str] = []
@@ -186,7 +220,7 @@ def _table_row(result: ABTestResult, verdict: PairedVerdict, after: int | None) 
     )
 
 
-def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
+def render_ab_markdown(results: Sequence[ABTestResult], meta: ABMeta) -> str:
     """A PR comment: the headline, the settings, then one row per test and metric, regressions
     first."""
     lines = [f"### {headline(results)}", "", *_about_the_job(meta)]
@@ -208,7 +242,7 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: Mapping[str, Any])
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def ab_document(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> dict[str, Any]:
+def ab_document(results: Sequence[ABTestResult], meta: ABMeta) -> dict[str, Any]:
     """The JSON document (schema ``pytest-i2v/ab`` version 1)."""
     known = {key: meta.get(key) for key in META_KEYS}
     known["created"] = known["created"] or datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -221,7 +255,7 @@ def ab_document(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> dic
     }
 
 
-def render_ab_html(results: Sequence[ABTestResult], meta: Mapping[str, Any]) -> str:
+def render_ab_html(results: Sequence[ABTestResult], meta: ABMeta) -> str:
     """The compare page's A/B variant (``templates/ab.html.j2``: same look, autoescaped, no
     network)."""
     env = Environment(

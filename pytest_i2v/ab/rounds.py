@@ -22,47 +22,40 @@ from pytest_i2v.ab.paired import (
     overall_verdict,
     paired_verdict,
 )
+from pytest_i2v.ab.results_doc import ResultsDocument, RoundRecord
 from pytest_i2v.ab.sequential import Look, SequentialPlan, is_decided
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.noise_prior import Noise
-from pytest_i2v.verdict.peak import record_peak
 from pytest_i2v.verdict.signature import WorkSignature
-from pytest_i2v.verdict.work_diff import diff, work_verdict
+from pytest_i2v.verdict.work_diff import WorkDiff, diff, work_verdict
 
 # --- results documents -> per-test verdicts ---------------------------------------------------
 
 
-def _pipeline(record: Mapping[str, Any]) -> str:
-    return str((record.get("config") or {}).get("pipeline") or "unknown")
-
-
-def _index(docs: Sequence[Mapping[str, Any]], side: str) -> list[dict[str, Mapping[str, Any]]]:
+def _index(docs: Sequence[ResultsDocument], side: str) -> list[dict[str, RoundRecord]]:
     rounds = []
     for number, doc in enumerate(docs, start=1):
-        by_nodeid: dict[str, Mapping[str, Any]] = {}
+        by_nodeid: dict[str, RoundRecord] = {}
         for record in doc.get("records") or []:
             if record["nodeid"] in by_nodeid:
                 raise I2VUsageError(
                     f"test {record['nodeid']} appears twice in {side}'s round {number}; "
                     f"select each test once"
                 )
-            by_nodeid[record["nodeid"]] = record
+            by_nodeid[record["nodeid"]] = RoundRecord.from_dict(record)
         rounds.append(by_nodeid)
     return rounds
 
 
-def _figures(record: Mapping[str, Any]) -> dict[str, float | None]:
-    peak = record_peak(record)
+def _figures(record: RoundRecord) -> dict[str, float | None]:
     return {
-        "time_s": record.get("time_s"),
-        "step_s": (record.get("stages") or {}).get("step_s"),
-        "memory": float(peak.bytes) if peak.bytes else None,
+        "time_s": record.time_s,
+        "step_s": record.step_s,
+        "memory": float(record.peak.bytes) if record.peak.bytes else None,
     }
 
 
-def _outcome_verdict(
-    base: list[Mapping[str, Any]], head: list[Mapping[str, Any]]
-) -> PairedVerdict | None:
+def _outcome_verdict(base: list[RoundRecord], head: list[RoundRecord]) -> PairedVerdict | None:
     """None when every round is ok on both sides; else the verdict on the outcomes alone.
 
     Running out of memory is the worst regression (the generation no longer fits), and one round is
@@ -71,11 +64,11 @@ def _outcome_verdict(
     memory in some rounds, or a round ended otherwise (failed, skipped), the figures of the rounds
     that ran are not the same population: not comparable."""
     n = len(base)
-    base_oom = sum(r.get("outcome") == "oom" for r in base)
-    head_oom = sum(r.get("outcome") == "oom" for r in head)
+    base_oom = sum(r.outcome == "oom" for r in base)
+    head_oom = sum(r.outcome == "oom" for r in head)
     others = []  # rounds that ended neither ok nor out of memory
     for side, records in (("base", base), ("head", head)):
-        bad = [str(r.get("outcome")) for r in records if r.get("outcome") not in ("ok", "oom")]
+        bad = [str(r.outcome) for r in records if r.outcome not in ("ok", "oom")]
         if bad:
             others.append(f"{side} {'/'.join(sorted(set(bad)))} in {len(bad)} of {n} rounds")
     if not base_oom and not head_oom and not others:
@@ -105,7 +98,7 @@ def _outcome_verdict(
 
 
 def _metric_series(
-    records: list[Mapping[str, Any]],
+    records: list[RoundRecord],
 ) -> tuple[dict[str, list[float | None]], set[str | None]]:
     series: dict[str, list[float | None]] = {"time_s": [], "step_s": [], "memory": []}
     keys: set[str | None] = set()
@@ -113,7 +106,7 @@ def _metric_series(
         figures = _figures(record)
         for name in series:
             series[name].append(figures[name])
-        keys.add(record_peak(record).key)
+        keys.add(record.peak.key)
     return series, keys
 
 
@@ -124,6 +117,19 @@ def _pooled(diffs: Sequence[Sequence[float]]) -> Noise | None:
             total += statistics.variance(series) * (len(series) - 1)
             df += len(series) - 1
     return Noise(total / df, df) if df else None
+
+
+@dataclass(frozen=True)
+class FirstRoundWork:
+    """Round 1's work signatures compared: the "work" metric's verdict and the diff behind it."""
+
+    verdict: PairedVerdict
+    diff: WorkDiff
+    work_verdict: str  # work_diff.work_verdict's, "identical" where it has none
+
+    def to_dict(self) -> dict[str, Any]:
+        """``ABTestResult.work``: the diff's document with its verdict."""
+        return {**self.diff.to_dict(), "verdict": self.work_verdict}
 
 
 Series = dict[str, tuple[list[float], list[float]]]  # metric -> (base's, head's) per-round figures
@@ -138,7 +144,7 @@ class _Prepared:
     fixed: list[PairedVerdict]  # decided without the statistics (not comparable, out of memory)
     series: Series  # the metrics to judge
     keys: set[str | None]  # the peak memory's keys (one: comparable)
-    work: tuple[PairedVerdict, dict[str, Any]] | None  # round 1's work verdict
+    work: FirstRoundWork | None
 
 
 def _not_comparable(metric: str, rounds: int, reason: str) -> PairedVerdict:
@@ -146,8 +152,8 @@ def _not_comparable(metric: str, rounds: int, reason: str) -> PairedVerdict:
 
 
 def _indexed_rounds(
-    base_docs: Sequence[Mapping[str, Any]], head_docs: Sequence[Mapping[str, Any]]
-) -> tuple[list[dict[str, Mapping[str, Any]]], list[dict[str, Mapping[str, Any]]]]:
+    base_docs: Sequence[ResultsDocument], head_docs: Sequence[ResultsDocument]
+) -> tuple[list[dict[str, RoundRecord]], list[dict[str, RoundRecord]]]:
     if len(base_docs) != len(head_docs):
         raise I2VUsageError(
             f"{len(base_docs)} base rounds but {len(head_docs)} head rounds; pair every base "
@@ -158,9 +164,7 @@ def _indexed_rounds(
     return _index(base_docs, "base"), _index(head_docs, "head")
 
 
-def _check_every_round(
-    nodeid: str, sides: Mapping[str, list[dict[str, Mapping[str, Any]]]]
-) -> None:
+def _check_every_round(nodeid: str, sides: Mapping[str, list[dict[str, RoundRecord]]]) -> None:
     for side, rounds in sides.items():
         missing = [number for number, r in enumerate(rounds, start=1) if nodeid not in r]
         if missing:
@@ -172,7 +176,7 @@ def _check_every_round(
 
 
 def _series(
-    base: list[Mapping[str, Any]], head: list[Mapping[str, Any]]
+    base: list[RoundRecord], head: list[RoundRecord]
 ) -> tuple[list[PairedVerdict], Series, set[str | None]]:
     """The metrics measured in every round on both sides; a verdict for each one that is not."""
     base_series, base_keys = _metric_series(base)
@@ -201,9 +205,9 @@ def _series(
 
 
 def _prepare(
-    nodeid: str, base: list[Mapping[str, Any]], head: list[Mapping[str, Any]], min_effect: float
+    nodeid: str, base: list[RoundRecord], head: list[RoundRecord], min_effect: float
 ) -> _Prepared:
-    pipelines = {_pipeline(r) for r in base + head}
+    pipelines = {r.pipeline for r in base + head}
     outcome = _outcome_verdict(base, head)
     fixed: list[PairedVerdict] = []
     series: Series = {}
@@ -216,7 +220,7 @@ def _prepare(
     else:
         fixed, series, keys = _series(base, head)
     work = None if fixed else work_of_first_round(base[0], head[0], min_effect)
-    return _Prepared(nodeid, _pipeline(base[0]), fixed, series, keys, work)
+    return _Prepared(nodeid, base[0].pipeline, fixed, series, keys, work)
 
 
 def _log_ratios(tests: Sequence[_Prepared]) -> dict[str, dict[str, list[float]]]:
@@ -244,7 +248,7 @@ def _judge(
     with the judged test left out."""
     verdicts = list(test.fixed)
     if test.work is not None:
-        verdicts.append(test.work[0])
+        verdicts.append(test.work.verdict)
     for name, (base_figures, head_figures) in test.series.items():
         prior, cap = calibrated.get(name), None
         if prior is None and name in log_ratios:
@@ -254,13 +258,13 @@ def _judge(
         verdicts.append(
             paired_verdict(label, base_figures, head_figures, decision, prior, look, cap)
         )
-    work = test.work[1] if test.work is not None else None
+    work = test.work.to_dict() if test.work is not None else None
     return ABTestResult(test.nodeid, test.pipeline, verdicts, overall_verdict(verdicts), work)
 
 
 def compare_rounds(
-    base_docs: Sequence[Mapping[str, Any]],
-    head_docs: Sequence[Mapping[str, Any]],
+    base_docs: Sequence[ResultsDocument],
+    head_docs: Sequence[ResultsDocument],
     min_effect: float = DEFAULT_MIN_EFFECT,
     confidence: float = DEFAULT_CONFIDENCE,
     plan: SequentialPlan | None = None,
@@ -305,22 +309,17 @@ def undecided(results: Sequence[ABTestResult]) -> list[str]:
 
 
 def work_of_first_round(
-    base: Mapping[str, Any], head: Mapping[str, Any], min_effect: float
-) -> tuple[PairedVerdict, dict[str, Any]] | None:
+    base: RoundRecord, head: RoundRecord, min_effect: float
+) -> FirstRoundWork | None:
     """Round 1's work signatures, head against base (``work_diff.diff``): exact, so one round
     decides a change of the work; its estimate's interval is the changed rows' spread over the
     profiled steps. None when either side has no signature (``--i2v-signature off``)."""
-    if (
-        not base.get("signature")
-        or not head.get("signature")
-        or base.get("outcome") != "ok"
-        or head.get("outcome") != "ok"
-    ):
+    if not base.signature or not head.signature or base.outcome != "ok" or head.outcome != "ok":
         return None
     work = diff(
-        WorkSignature.from_dict(base["signature"]),
-        WorkSignature.from_dict(head["signature"]),
-        (base.get("stages") or {}).get("step_s"),
+        WorkSignature.from_dict(base.signature),
+        WorkSignature.from_dict(head.signature),
+        base.step_s,
     )
     verdict = work_verdict(work, min_effect * 100.0) or "identical"
     low, high = work.interval_pct or (None, None)
@@ -339,7 +338,7 @@ def work_of_first_round(
             else f" (95 % interval from the profiled steps; minimum effect {min_effect:.0%})"
         ),
     )
-    return paired, {**work.to_dict(), "verdict": verdict}
+    return FirstRoundWork(paired, work, verdict)
 
 
 def summary_counts(results: Sequence[ABTestResult]) -> dict[str, int]:

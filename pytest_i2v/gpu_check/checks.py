@@ -7,9 +7,6 @@ for it (a fixed-size pipeline's (d), a pipeline without model_cpu_offload's (g))
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pytest_i2v.gpu_check.device_checks import check_conditions, check_second_gpu
 from pytest_i2v.gpu_check.memory_checks import (
     check_memory_order,
@@ -27,6 +24,7 @@ from pytest_i2v.gpu_check.records import (
     OFFLOAD,
     OFFLOAD_OPTION,
     OOM,
+    ResultRecord,
     device_total_bytes,
     sweep_id,
 )
@@ -68,7 +66,7 @@ def evaluate(
     ]
 
 
-def _records(run: RunResult) -> list[Mapping[str, Any]]:
+def _records(run: RunResult) -> list[ResultRecord]:
     return list((run.document or {}).get("records", []))
 
 

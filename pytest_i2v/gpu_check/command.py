@@ -9,7 +9,6 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gpu_check.checks import evaluate
@@ -33,6 +32,7 @@ from pytest_i2v.gpu_check.records import (
     SIMULATED_H200,
     SUITE_FILE,
     SUMMARY_FILE,
+    SimulatedGpu,
 )
 from pytest_i2v.gpu_check.suite import (
     dry_run_profile_yaml,
@@ -48,7 +48,7 @@ from pytest_i2v.storage import write_text_atomic
 # -- the plan for this machine ------------------------------------------------------------------
 # torch is imported inside _cuda_count, the one place gpu-check's parent process needs it (the CUDA
 # devices): the dry run and the checks stay torch-free.
-def _cuda_count(dry_run: bool, simulated: Sequence[Mapping[str, Any]]) -> int:
+def _cuda_count(dry_run: bool, simulated: Sequence[SimulatedGpu]) -> int:
     if dry_run:
         return len(simulated)
     import torch
@@ -70,8 +70,8 @@ def make_plan(
     """The runs' sizes and settings; a bad --pipeline, --device or --model, or no CUDA, is one usage
     line."""
     info = pipeline_info(pipeline)  # first: a typo is reported on a machine without CUDA too
-    simulated: tuple[Mapping[str, Any], ...] = (
-        (dict(SIMULATED_H200), dict(SIMULATED_H200)) if dry_run else ()
+    simulated: tuple[SimulatedGpu, ...] = (
+        (SIMULATED_H200.copy(), SIMULATED_H200.copy()) if dry_run else ()
     )
     count = _cuda_count(dry_run, simulated)
     device = parse_device(device, count)

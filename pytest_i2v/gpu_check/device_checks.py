@@ -4,19 +4,26 @@ timing checks again on a second GPU, (i) NVML read the clocks under every repeat
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pytest_i2v.gpu_check.memory_checks import check_memory_order
 from pytest_i2v.gpu_check.plan import CheckResult, Tolerances
-from pytest_i2v.gpu_check.records import FAIL, NOT_APPLICABLE, PASS, ok_records, record_name
+from pytest_i2v.gpu_check.records import (
+    FAIL,
+    NOT_APPLICABLE,
+    PASS,
+    ConditionsDoc,
+    ResultRecord,
+    ok_records,
+    record_name,
+)
 from pytest_i2v.gpu_check.timing_checks import check_event_total, check_step_sum
 
 
 def check_second_gpu(
     device: str | None,
     run_problem: str | None,
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[ResultRecord],
     total_bytes: int | None,
     tolerances: Tolerances,
     key: str = "h",
@@ -54,8 +61,14 @@ def check_second_gpu(
     )
 
 
+def _every_clock_read(conditions: ConditionsDoc | None) -> bool:
+    if not conditions:
+        return False
+    return all(rep.get("sm_clock_mhz") is not None for rep in conditions.get("repeats") or [{}])
+
+
 def check_conditions(
-    records: Sequence[Mapping[str, Any]], run_problem: str | None = None, key: str = "i"
+    records: Sequence[ResultRecord], run_problem: str | None = None, key: str = "i"
 ) -> CheckResult:
     """(i) every measured repeat has its SM clock from NVML (the conditions the gate's "unreliable"
     rests on); throttled or clock-drifting repeats are reported, not failed: they are the card's
@@ -66,24 +79,22 @@ def check_conditions(
     measured = ok_records(records)
     if not measured:
         return CheckResult(key, title, NOT_APPLICABLE, "no measured generation")
-    unread = [
-        record_name(r)
-        for r in measured
-        if not r.get("conditions")
-        or any(rep.get("sm_clock_mhz") is None for rep in r["conditions"].get("repeats") or [{}])
-    ]
+    unread = [record_name(r) for r in measured if not _every_clock_read(r.get("conditions"))]
     if unread:
         return CheckResult(key, title, FAIL, f"no SM clock from NVML for: {', '.join(unread)}")
-    clocks = [rep["sm_clock_mhz"] for r in measured for rep in r["conditions"]["repeats"]]
-    unstable = [
-        f"{record_name(r)}: {r['conditions']['summary']}"
-        for r in measured
-        if r["conditions"].get("summary") != "stable"
+    # from here on every record has its conditions, and every repeat its clock
+    conditions = [(record_name(r), r.get("conditions") or {}) for r in measured]
+    clocks = [
+        clock
+        for _, c in conditions
+        for rep in c.get("repeats") or []
+        if (clock := rep.get("sm_clock_mhz")) is not None
     ]
-    locked = {r["conditions"].get("locked_sm_clock_mhz") for r in measured} - {None}
+    unstable = [f"{name}: {c['summary']}" for name, c in conditions if c.get("summary") != "stable"]
+    locked = {v for _, c in conditions if (v := c.get("locked_sm_clock_mhz")) is not None}
     # the spread calibrates what counts as normal boost movement (conditions.assess) on this board
     spread = (max(clocks) - min(clocks)) / statistics.median(clocks) * 100.0
-    bases = {r["conditions"].get("base_sm_clock_mhz") for r in measured} - {None}
+    bases = {v for _, c in conditions if (v := c.get("base_sm_clock_mhz")) is not None}
     handles = sorted({str(r.get("nvml_device")) for r in measured if r.get("nvml_device")})
     detail = (
         f"SM clock {min(clocks):.0f}-{max(clocks):.0f} MHz (spread {spread:.1f} % of the median"

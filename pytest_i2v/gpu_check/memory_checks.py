@@ -5,8 +5,7 @@ model_cpu_offload lowers the allocated peak."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pytest_i2v.gpu_check.plan import CheckResult
 from pytest_i2v.gpu_check.records import (
@@ -14,6 +13,7 @@ from pytest_i2v.gpu_check.records import (
     NOT_APPLICABLE,
     PASS,
     GiB,
+    ResultRecord,
     fmt_bytes,
     ok_records,
     pct,
@@ -22,7 +22,7 @@ from pytest_i2v.gpu_check.records import (
 
 
 def check_memory_order(
-    records: Sequence[Mapping[str, Any]], total_bytes: int | None, key: str = "a"
+    records: Sequence[ResultRecord], total_bytes: int | None, key: str = "a"
 ) -> CheckResult:
     """(a) allocated <= reserved <= NVML peak <= device total, per record. A process-scope NVML
     figure is this process (allocator cache + CUDA context); a device-scope one is the whole
@@ -83,8 +83,8 @@ def check_memory_order(
 
 
 def check_same_peak(
-    after: Mapping[str, Any] | None,
-    fresh: Mapping[str, Any] | None,
+    after: ResultRecord | None,
+    fresh: ResultRecord | None,
     tolerance_pct: float,
     middle: str = "512p",
     largest: str = "1024p",
@@ -104,12 +104,11 @@ def check_same_peak(
     assert after is not None and fresh is not None
     parts: list[str] = []
     failed = False
-    for name in ("allocated_bytes", "reserved_bytes"):
-        a, f = (
-            (after.get("peak_memory") or {}).get(name),
-            (fresh.get("peak_memory") or {}).get(name),
-        )
-        label = name.removesuffix("_bytes")
+    after_peak, fresh_peak = after.get("peak_memory") or {}, fresh.get("peak_memory") or {}
+    for label, a, f in (
+        ("allocated", after_peak.get("allocated_bytes"), fresh_peak.get("allocated_bytes")),
+        ("reserved", after_peak.get("reserved_bytes"), fresh_peak.get("reserved_bytes")),
+    ):
         if a is None or f is None:
             return CheckResult(
                 key, title, NOT_APPLICABLE, f"no {label} peak recorded (not a CUDA run?)"
@@ -121,8 +120,8 @@ def check_same_peak(
 
 
 def check_oom_recovery(
-    oom: Mapping[str, Any] | None,
-    following: Mapping[str, Any] | None,
+    oom: ResultRecord | None,
+    following: ResultRecord | None,
     largest: str = "1024p",
     smallest: str = "256p",
     key: str = "e",
@@ -166,8 +165,8 @@ def check_oom_recovery(
 
 
 def check_offload_peak(
-    offload: Mapping[str, Any] | None,
-    plain: Mapping[str, Any] | None,
+    offload: ResultRecord | None,
+    plain: ResultRecord | None,
     label: str = "512p",
     key: str = "g",
 ) -> CheckResult:

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS, Scaling
@@ -20,6 +18,9 @@ from pytest_i2v.gpu_check.records import (
     OFFLOAD_OPTION,
     GiB,
     MiB,
+    ResultRecord,
+    ResultsDocument,
+    SimulatedGpu,
     last_error,
     records_by_test,
 )
@@ -62,7 +63,7 @@ class CheckPlan:
     oom_headroom_bytes: int  # (e): the memory limit is the loaded weights plus this
     timeout_s: float  # per pytest subprocess
     tolerances: Tolerances = field(default_factory=Tolerances)
-    simulated_gpus: tuple[Mapping[str, Any], ...] = ()  # dry run: PYTEST_I2V_SIMULATED_GPUS
+    simulated_gpus: tuple[SimulatedGpu, ...] = ()  # dry run: PYTEST_I2V_SIMULATED_GPUS
     pipeline: str = DEFAULT_PIPELINE
     offload_supported: bool = (
         True  # the pipeline supports model_cpu_offload; else (g) is not applicable
@@ -175,7 +176,7 @@ class RunResult:
     command: tuple[str, ...]
     returncode: int | None  # None: killed at the timeout
     seconds: float
-    document: Mapping[str, Any] | None
+    document: ResultsDocument | None
     log: str = ""
 
     @property
@@ -190,7 +191,7 @@ class RunResult:
             f"(see {LOG_FILE}): {last_error(self.log)}"
         )
 
-    def record(self, test: str) -> Mapping[str, Any] | None:
+    def record(self, test: str) -> ResultRecord | None:
         return records_by_test(self.document).get(test) if self.document is not None else None
 
 
@@ -282,7 +283,7 @@ def plan_for(
     device: str,
     other_device: str | None,
     model: str,
-    simulated_gpus: tuple[Mapping[str, Any], ...] = (),
+    simulated_gpus: tuple[SimulatedGpu, ...] = (),
 ) -> CheckPlan:
     """The runs' sizes and settings for one pipeline (pure: the device and model are checked
     already)."""
@@ -298,7 +299,7 @@ def _dry_run_plan(
     device: str,
     other_device: str | None,
     model: str,
-    simulated_gpus: tuple[Mapping[str, Any], ...],
+    simulated_gpus: tuple[SimulatedGpu, ...],
 ) -> CheckPlan:
     """The dry run: the cpu profile's scaling of the study (/8: 32..128 pixels), few frames, 3
     steps, no warm-up (the checks judged here are memory figures, which a warm-up does not change):

@@ -1,10 +1,11 @@
-"""The names gpu-check gives its tests, files and statuses, and small helpers over the results
-records that the plan, the checks and the summary read."""
+"""The names gpu-check gives its tests, files and statuses, the shape of the results documents the
+plan, the checks and the summary read (TypedDicts: the loaded JSON as it is), and small helpers
+over their records."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TypedDict
 
 MiB = 2**20
 
@@ -35,7 +36,7 @@ EXTRA_RESULTS = {
     "second": "results-second-gpu.json",
 }
 
-SIMULATED_H200 = {"name": "NVIDIA H200", "total_bytes": 141_000_000_000}
+SIMULATED_H200: SimulatedGpu = {"name": "NVIDIA H200", "total_bytes": 141_000_000_000}
 
 # The GPU sizes of a pipeline other than I2VGen-XL: these fractions of its native width and height,
 # smallest first (the study's presets are I2VGen-XL's own: 1/2 to 2x its native 512p).
@@ -57,8 +58,115 @@ GPU_DTYPES = {"i2vgen-xl": "fp16", "svd": "fp16"}
 OFFLOAD_OPTION = "model_cpu_offload"  # what check (g) measures
 
 
+# -- the results document's shape, as far as the checks and the summary read it -----------------
+# (``GenerationRecord.to_dict()``; every key optional: a failed run writes fewer)
+class PeakMemoryDoc(TypedDict, total=False):
+    allocated_bytes: int | None
+    reserved_bytes: int | None
+    device_bytes: int | None  # NVML
+    device_scope: str | None  # "process", "device" or why NVML was unavailable
+
+
+class StagesDoc(TypedDict, total=False):
+    step_s: float | None  # the median step
+    step_samples_s: list[list[float]] | None  # per repeat, per step
+    encode_samples_s: list[float | None] | None
+    decode_samples_s: list[float | None] | None
+    denoise_span_samples_s: list[float | None] | None  # the loop's own mark pair, per repeat
+
+
+class FastDoc(TypedDict, total=False):
+    measured_steps: int | None
+    measured_time_samples_s: list[float] | None
+
+
+class ConfigDoc(TypedDict, total=False):
+    device: str | None
+    width: int | None
+    height: int | None
+    frames: int | None
+    steps: int | None
+
+
+class OomDoc(TypedDict, total=False):
+    step: int | None
+    stage: str | None
+    form: str
+    before_bytes: int | None
+    after_free_bytes: int | None
+
+
+class MemoryStartDoc(TypedDict, total=False):
+    allocated_bytes: int | None
+
+
+class RooflineDoc(TypedDict, total=False):
+    efficiency: float | None
+
+
+class RepeatConditionsDoc(TypedDict, total=False):
+    sm_clock_mhz: float | None
+
+
+class ConditionsDoc(TypedDict, total=False):
+    summary: str
+    repeats: list[RepeatConditionsDoc] | None
+    locked_sm_clock_mhz: float | None
+    base_sm_clock_mhz: float | None
+
+
+class SignatureDoc(TypedDict, total=False):
+    """``WorkSignature.to_record()``: the digest in the open, the op table packed."""
+
+    digest: str
+    device_kind: str
+    profiled_steps: int
+    noise: list[str]
+    rows: int
+    packed: str
+
+
+class ResultRecord(TypedDict, total=False):
+    nodeid: str
+    outcome: str
+    mode: str  # "fast" or "full"
+    time_s: float | None
+    time_samples_s: list[float] | None
+    config: ConfigDoc | None
+    stages: StagesDoc | None
+    peak_memory: PeakMemoryDoc | None
+    fast: FastDoc | None
+    oom: OomDoc | None
+    memory_start: MemoryStartDoc | None
+    roofline: RooflineDoc | None
+    conditions: ConditionsDoc | None
+    nvml_device: str | None
+    signature: SignatureDoc | None  # WorkSignature.from_dict reads it
+
+
+class EnvironmentDoc(TypedDict, total=False):
+    gpu_name: str | None
+    gpu_memory_gib: float | None
+    driver: str | None
+    cuda: str | None
+    torch: str | None
+    diffusers: str | None
+
+
+class ResultsDocument(TypedDict, total=False):
+    records: list[ResultRecord]
+    environment: EnvironmentDoc
+
+
+class SimulatedGpu(TypedDict):
+    """One entry of PYTEST_I2V_SIMULATED_GPUS."""
+
+    name: str
+    total_bytes: int
+
+
 # -- small helpers over records ------------------------------------------------------------------
-def records_by_test(document: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+def records_by_test(document: ResultsDocument | None) -> dict[str, ResultRecord]:
     """``test_sweep[512p]`` -> record (the node id without its file)."""
     if document is None:
         return {}
@@ -96,15 +204,15 @@ def pct(a: float, b: float) -> float:
     return (a / b - 1.0) * 100.0
 
 
-def record_name(record: Mapping[str, Any]) -> str:
+def record_name(record: ResultRecord) -> str:
     return str(record.get("nodeid", "?")).split("::")[-1]
 
 
-def ok_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def ok_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
     return [r for r in records if r.get("outcome") == "ok"]
 
 
-def device_total_bytes(document: Mapping[str, Any] | None) -> int | None:
+def device_total_bytes(document: ResultsDocument | None) -> int | None:
     """The GPU's memory as the results' environment gives it (GiB, rounded to 0.01)."""
     gib = (document or {}).get("environment", {}).get("gpu_memory_gib")
     return int(float(gib) * GiB) if gib else None

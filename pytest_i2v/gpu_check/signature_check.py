@@ -3,19 +3,16 @@ fresh process, and its timed rows account for the step."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pytest_i2v.gpu_check.plan import CheckResult
-from pytest_i2v.gpu_check.records import FAIL, NOT_APPLICABLE, PASS
+from pytest_i2v.gpu_check.records import FAIL, NOT_APPLICABLE, PASS, ResultRecord
 from pytest_i2v.verdict.signature import WorkSignature
 
 SIGNATURE_TITLE = "the work signature agrees in a fresh process and accounts for the step"
 
 
 def check_signature(
-    main: Mapping[str, Any] | None,
-    fresh: Mapping[str, Any] | None,
+    main: ResultRecord | None,
+    fresh: ResultRecord | None,
     attribution_pct: float | None,
     key: str = "j",
 ) -> CheckResult:
@@ -30,7 +27,9 @@ def check_signature(
                 key, SIGNATURE_TITLE, NOT_APPLICABLE, "no work signature (--i2v-signature off)"
             )
     assert main is not None and fresh is not None
-    a, b = WorkSignature.from_dict(main["signature"]), WorkSignature.from_dict(fresh["signature"])
+    main_signature, fresh_signature = main.get("signature"), fresh.get("signature")
+    assert main_signature and fresh_signature  # both there, from the loop above
+    a, b = WorkSignature.from_dict(main_signature), WorkSignature.from_dict(fresh_signature)
     same = a.digest == b.digest
     step = a.stages.get("step")
     share = (

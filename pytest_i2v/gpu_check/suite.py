@@ -9,9 +9,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gpu_check.plan import CheckPlan, RunResult
@@ -27,6 +26,7 @@ from pytest_i2v.gpu_check.records import (
     SUITE_FILE,
     USAGE_ERROR,
     GiB,
+    SimulatedGpu,
     last_error,
     sweep_id,
 )
@@ -183,7 +183,7 @@ def dry_run_profile_yaml(plan: CheckPlan) -> str:
 
     from pytest_i2v.profiles import load_profiles, pick_profile
 
-    gpu: Mapping[str, Any] = (
+    gpu: SimulatedGpu = (
         plan.simulated_gpus[plan.device_index] if plan.simulated_gpus else SIMULATED_H200
     )
     picked = pick_profile(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pytest_i2v.gpu_check.plan import CheckPlan, CheckResult, RunResult
 from pytest_i2v.gpu_check.records import (
@@ -14,6 +13,7 @@ from pytest_i2v.gpu_check.records import (
     OFFLOAD,
     PASS,
     SWEEP,
+    ResultRecord,
     fmt_bytes,
     fmt_seconds,
     records_by_test,
@@ -92,7 +92,7 @@ _GENERATION_COLUMNS = [
 ]
 
 
-def _generation_row(test: str, record: Mapping[str, Any], plan: CheckPlan) -> list[str]:
+def _generation_row(test: str, record: ResultRecord, plan: CheckPlan) -> list[str]:
     """One generation of the main run, in ``_GENERATION_COLUMNS``."""
     config = record.get("config") or {}
     peak = record.get("peak_memory") or {}

@@ -4,14 +4,14 @@ full run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 from pytest_i2v.gpu_check.plan import CheckResult
 from pytest_i2v.gpu_check.records import (
     FAIL,
     NOT_APPLICABLE,
     PASS,
+    ResultRecord,
     fmt_seconds,
     ok_records,
     pct,
@@ -20,7 +20,7 @@ from pytest_i2v.gpu_check.records import (
 
 
 def _timing_samples(
-    record: Mapping[str, Any],
+    record: ResultRecord,
 ) -> tuple[list[float], list[list[float]], list[float], list[float]] | None:
     """(synchronised totals, per-repeat step times, per-repeat encode, per-repeat decode) of one
     record, or None. In fast mode the synchronised totals are the measured (shortened) runs."""
@@ -46,8 +46,8 @@ def _timing_samples(
     return (
         [float(t) for t in totals],
         [[float(s) for s in repeat] for repeat in steps],
-        [float(e) for e in encode],
-        [float(d) for d in decode],
+        [float(e) for e in encode if e is not None],  # none is, from the check above
+        [float(d) for d in decode if d is not None],
     )
 
 
@@ -87,7 +87,7 @@ def _judge_worst(
 
 
 def _repeats(
-    records: Sequence[Mapping[str, Any]], missing: list[str]
+    records: Sequence[ResultRecord], missing: list[str]
 ) -> Iterator[tuple[str, int, float, list[float], float, float]]:
     """(test, repeat number, synchronised total, step times, encode, decode) of every repeat; a
     record without per-repeat stage timings is listed in ``missing``."""
@@ -104,7 +104,7 @@ def _repeats(
 
 
 def check_event_total(
-    records: Sequence[Mapping[str, Any]], tolerance_pct: float | None, key: str = "b"
+    records: Sequence[ResultRecord], tolerance_pct: float | None, key: str = "b"
 ) -> CheckResult:
     """(b) encode + sum(steps) + decode (device-clock marks) against the repeat's total measured
     with perf_counter around a synchronise, repeat by repeat."""
@@ -124,7 +124,7 @@ def check_event_total(
 
 
 def check_step_sum(
-    records: Sequence[Mapping[str, Any]], tolerance_pct: float | None, key: str = "c"
+    records: Sequence[ResultRecord], tolerance_pct: float | None, key: str = "c"
 ) -> CheckResult:
     """(c) the per-step times sum to the denoising loop as its own mark pair times it (first
     denoiser call to decode start: events no step shares), per repeat. Not total - encode - decode:
@@ -135,11 +135,12 @@ def check_step_sum(
     missing: list[str] = []
     for record in ok_records(records):
         stages = record.get("stages") or {}
-        steps, spans = (
+        steps, recorded = (
             stages.get("step_samples_s") or [],
             stages.get("denoise_span_samples_s") or [],
         )
-        if not steps or len(steps) != len(spans) or any(not span for span in spans):
+        spans = [span for span in recorded if span]
+        if not steps or len(steps) != len(recorded) or len(spans) != len(recorded):
             missing.append(f"{record_name(record)} lacks the loop's own timing")
             continue
         for index, (repeat, span) in enumerate(zip(steps, spans, strict=True)):
@@ -156,8 +157,8 @@ def check_step_sum(
 
 
 def check_fast_prediction(
-    fast: Mapping[str, Any] | None,
-    full: Mapping[str, Any] | None,
+    fast: ResultRecord | None,
+    full: ResultRecord | None,
     tolerance_pct: float | None,
     label: str = "256p",
     key: str = "f",
@@ -180,12 +181,14 @@ def check_fast_prediction(
             FAIL,
             f"expected a fast and a full record, got {fast.get('mode')} and {full.get('mode')}",
         )
+    fast_s, full_s = fast.get("time_s"), full.get("time_s")
+    assert fast_s and full_s  # both ran ok with a time, from the loop above
     measured = (fast.get("fast") or {}).get("measured_steps")
-    delta = pct(float(fast["time_s"]), float(full["time_s"]))
+    delta = pct(float(fast_s), float(full_s))
     steps = (fast.get("config") or {}).get("steps")
     figures = (
-        f"predicted {fmt_seconds(fast['time_s'])} from {measured} of {steps} steps "
-        f"vs full {fmt_seconds(full['time_s'])} ({delta:+.2f} %)"
+        f"predicted {fmt_seconds(fast_s)} from {measured} of {steps} steps "
+        f"vs full {fmt_seconds(full_s)} ({delta:+.2f} %)"
     )
     if tolerance_pct is None:
         return CheckResult(
