@@ -29,6 +29,10 @@ from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.document import read_results
 
+# Each command imports what it runs inside its own function: the report loads matplotlib and
+# jinja2, A/B and gpu-check their process machinery, so `--help` and `baseline show` start in a
+# fraction of a second and never import torch.
+
 USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 
 

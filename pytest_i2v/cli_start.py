@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.pipelines import pipeline_names
+from pytest_i2v.starter import InitOptions, init_report, plan_starter, write_starter
+
+# The tiny model's builder is imported inside _cmd_tiny_model: it loads torch and diffusers
+# (seconds), which `init` never needs.
 
 
 def _cmd_tiny_model(args: argparse.Namespace) -> str:
@@ -21,8 +25,6 @@ def _cmd_tiny_model(args: argparse.Namespace) -> str:
 
 
 def _cmd_init(args: argparse.Namespace) -> str:
-    from pytest_i2v.starter import InitOptions, init_report, plan_starter, write_starter
-
     starter = plan_starter(
         InitOptions(
             pipeline=args.pipeline,

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from pytest_i2v.session.benchmark_bridge import BenchmarkRounds
     from pytest_i2v.session.runtime import I2VRun
 
+# Dormant: every pytest run imports this module, i2v tests or not, so the session's machinery
+# (torch, diffusers, the runtime, pytest-benchmark's bridge) is imported inside the hook or fixture
+# that first needs it; tests/test_dormant.py keeps a run without i2v tests free of them.
+
 MARKER_HELP = (
     marker_help(
         i2v,

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.gpu_check.plan import CheckPlan, RunResult
 from pytest_i2v.gpu_check.records import (
@@ -30,6 +32,7 @@ from pytest_i2v.gpu_check.records import (
     last_error,
     sweep_id,
 )
+from pytest_i2v.profiles import load_profiles, pick_profile
 
 # -- the temporary test module and the pytest subprocesses ------------------------------------
 SUITE_TEMPLATE = '''"""Written by `python -m pytest_i2v gpu-check`; each of its runs selects tests
@@ -179,10 +182,6 @@ def dry_run_profile_yaml(plan: CheckPlan) -> str:
     """The profile a scaled dry run selects: the one ``auto`` picks for the simulated GPU, renamed,
     with the marks' sizes divided by ``plan.size_divisor`` (steps unscaled: the plan's are few
     already)."""
-    import yaml
-
-    from pytest_i2v.profiles import load_profiles, pick_profile
-
     gpu: SimulatedGpu = (
         plan.simulated_gpus[plan.device_index] if plan.simulated_gpus else SIMULATED_H200
     )
