@@ -34,6 +34,7 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import (
     CONFIG_ROOT,
     PipelineAdapter,
+    PipelineCallKwargs,
     building,
     cast_floating,
     read_config,
@@ -195,7 +196,7 @@ class CogVideoXI2VAdapter(PipelineAdapter):
     # ------------------------------------------------------------------ calling
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         # No fps argument (the model is trained on 8 fps video), no negative prompt and the
         # pipeline's default use_dynamic_cfg=False and max_sequence_length=226.
         return {

@@ -20,6 +20,7 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import (
     CONFIG_ROOT,
     PipelineAdapter,
+    PipelineCallKwargs,
     building,
     cast_floating,
     read_config,
@@ -253,7 +254,7 @@ class HunyuanVideoI2VAdapter(PipelineAdapter):
 
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         # guidance_scale is the embedded guidance of the checkpoint (guidance_embeds=True): one
         # transformer call per step. true_cfg_scale stays at the pipeline default (1.0, no negative
         # prompt), as in the diffusers example for this checkpoint.

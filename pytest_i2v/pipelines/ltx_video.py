@@ -15,6 +15,7 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import (
     CONFIG_ROOT,
     PipelineAdapter,
+    PipelineCallKwargs,
     building,
     cast_floating,
     read_config,
@@ -149,7 +150,7 @@ class LTXVideoAdapter(PipelineAdapter):
 
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         return {
             "image": image,
             "prompt": spec.prompt,

@@ -22,7 +22,13 @@ from typing import Any
 import torch
 
 from pytest_i2v.generation.marks import GenerationSpec
-from pytest_i2v.pipelines.base import CONFIG_ROOT, PipelineAdapter, building, read_config
+from pytest_i2v.pipelines.base import (
+    CONFIG_ROOT,
+    PipelineAdapter,
+    PipelineCallKwargs,
+    building,
+    read_config,
+)
 from pytest_i2v.pipelines.tokenizers import t5_tokenizer
 
 # diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
@@ -202,8 +208,8 @@ class WanImageToVideoAdapter(PipelineAdapter):
     # ------------------------------------------------------------------ calling
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
+    ) -> PipelineCallKwargs:
+        kwargs: PipelineCallKwargs = {
             "prompt": spec.prompt,
             "image": image,
             "height": spec.height,
