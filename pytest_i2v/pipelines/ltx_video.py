@@ -112,12 +112,12 @@ class LTXVideoAdapter(PipelineAdapter):
 
     def build_fullsize_modules(
         self, device: str | torch.device, dtype: torch.dtype, with_text_encoder: bool = True
-    ) -> dict[str, Any]:
+    ) -> dict[str, torch.nn.Module]:
         from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
         from transformers import T5Config, T5EncoderModel
 
         with building(device, dtype):
-            modules: dict[str, Any] = {
+            modules: dict[str, torch.nn.Module] = {
                 "transformer": LTXVideoTransformer3DModel.from_config(
                     read_config(CONFIG_DIR, "transformer")
                 ),

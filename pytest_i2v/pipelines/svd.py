@@ -105,12 +105,12 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
 
     def build_fullsize_modules(
         self, device: str | torch.device, dtype: torch.dtype
-    ) -> dict[str, Any]:
+    ) -> dict[str, torch.nn.Module]:
         from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
         with building(device, dtype):
-            modules: dict[str, Any] = {
+            modules: dict[str, torch.nn.Module] = {
                 "unet": UNetSpatioTemporalConditionModel.from_config(
                     read_config(CONFIG_DIR, "unet")
                 ),
