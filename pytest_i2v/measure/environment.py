@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-from typing import Any
 
 import pytest_i2v
 from pytest_i2v.measure.device import DeviceInfo
@@ -64,7 +63,7 @@ def collect_environment(
     gpu: DeviceInfo | None = None,
     cpuinfo: str | None = None,
     gpu_clocks: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, str | int | float | None]:
     """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU;
     ``cpuinfo``: the text of /proc/cpuinfo (read here when not given); ``gpu_clocks``: the clocks
     --i2v-lock-clocks holds (``LockedClocks.label``), None when not locked (the key is then

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from scipy import stats
 
@@ -73,7 +72,6 @@ class Measurement:
     wall_s: float = 0.0  # the whole measurement, warm-up included (what the gate costs)
     measured_steps: int | None = None  # fewer than spec.steps in fast mode
     adaptive: AdaptiveRepeats | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     start: MemoryLevel | None = None  # the memory level this test's measurement started from
     locked_sm_clock_mhz: float | None = None  # --i2v-lock-clocks held the SM clock here
     # the board's base clock (NVML), the floor of a normal clock

@@ -10,7 +10,7 @@ setup with one line (``OptionNotApplied``), never a measurement labelled with wh
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,8 +37,8 @@ class AppliedOption:
     verified: bool
     evidence: str  # what was read, e.g. "transformer weights float32, float8_e4m3fn"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, str | bool]:
+        return {"option": self.option, "verified": self.verified, "evidence": self.evidence}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -13,10 +13,10 @@ import importlib
 import json
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 
@@ -45,13 +45,10 @@ FP8_STORAGE = torch.float8_e4m3fn
 def read_config(
     directory: Traversable, component: str, filename: str = "config.json"
 ) -> dict[str, Any]:
-    """A shipped component config without its dtype keys."""
-    data: dict[str, Any] = json.loads(
-        (directory / component / filename).read_text(encoding="utf-8")
-    )
-    for key in _DTYPE_KEYS:
-        data.pop(key, None)
-    return data
+    """A shipped component config without its dtype keys (the JSON document as the library's
+    ``from_config`` and config classes take it)."""
+    data = json.loads((directory / component / filename).read_text(encoding="utf-8"))
+    return {key: value for key, value in data.items() if key not in _DTYPE_KEYS}
 
 
 @contextlib.contextmanager
@@ -73,17 +70,44 @@ def building(device: str | torch.device, dtype: torch.dtype) -> Iterator[None]:
         yield
 
 
-def cast_floating(modules: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+def cast_floating(
+    modules: dict[str, torch.nn.Module], dtype: torch.dtype
+) -> dict[str, torch.nn.Module]:
     """Overrule a library that still picks a dtype of its own for a submodule. Only then: diffusers
     warns on every ``.to(dtype)`` of a model; integer buffers (CLIP's position ids) are not weights
     and keep their dtype either way."""
     for name, module in modules.items():
-        if isinstance(module, torch.nn.Module) and any(
+        if any(
             t.is_floating_point() and t.dtype != dtype
             for t in (*module.parameters(), *module.buffers())
         ):
             modules[name] = module.to(dtype)
     return modules
+
+
+# diffusers hands a step-end callback the tensors it names in callback_on_step_end_tensor_inputs.
+StepEndCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+class PipelineCallKwargs(TypedDict, total=False):
+    """The keyword arguments of one pipeline call; each adapter sets those its pipeline takes."""
+
+    image: Any  # the conditioning image as the caller hands it over (a PIL image or a tensor)
+    prompt: str
+    height: int
+    width: int
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    guidance_scale_2: float  # Wan 2.2's low-noise expert
+    max_guidance_scale: float  # SVD's ramp ends there
+    fps: int  # SVD's micro-conditioning
+    target_fps: int  # I2VGen-XL
+    frame_rate: int  # LTX-Video
+    decode_chunk_size: int
+    max_sequence_length: int
+    generator: torch.Generator
+    callback_on_step_end: StepEndCallback
 
 
 def parameter_count(module: torch.nn.Module) -> int:
@@ -155,7 +179,7 @@ class PipelineAdapter(abc.ABC):
     @abc.abstractmethod
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         """The pipeline's own arguments for ``spec`` (never ``output_type`` or callbacks)."""
 
     def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
@@ -171,8 +195,8 @@ class PipelineAdapter(abc.ABC):
         if step_end is not None and self.info.step_callbacks:
 
             def callback(
-                pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
-            ) -> dict[str, Any]:
+                pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, torch.Tensor]
+            ) -> dict[str, torch.Tensor]:
                 step_end(step + 1)
                 return callback_kwargs
 

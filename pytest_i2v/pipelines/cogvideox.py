@@ -34,6 +34,7 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import (
     CONFIG_ROOT,
     PipelineAdapter,
+    PipelineCallKwargs,
     building,
     cast_floating,
     read_config,
@@ -126,7 +127,7 @@ class CogVideoXI2VAdapter(PipelineAdapter):
         torch.manual_seed(0)
         # T5 v1.1's gated-GELU layout at width 16 (= the transformer's text_embed_dim); the
         # vocabulary only has to hold the offline tokenizer's ids.
-        tiny_t5: dict[str, Any] = {
+        tiny_t5: dict[str, int | str] = {
             "vocab_size": 128,
             "d_model": 16,
             "d_kv": 8,
@@ -138,7 +139,7 @@ class CogVideoXI2VAdapter(PipelineAdapter):
             "pad_token_id": 0,
             "eos_token_id": 1,
         }
-        text_encoder = T5EncoderModel(T5Config(**tiny_t5))
+        text_encoder = T5EncoderModel(T5Config.from_dict(tiny_t5))
         tokenizer = t5_tokenizer(work_dir / "tiny-cogvideox-i2v-tokenizer", MAX_TEXT_TOKENS)
         scheduler = CogVideoXDDIMScheduler.from_config(
             read_config(CONFIG_ROOT / NAME, "scheduler", "scheduler_config.json")
@@ -162,7 +163,7 @@ class CogVideoXI2VAdapter(PipelineAdapter):
 
         configs = CONFIG_ROOT / NAME
         with building(device, dtype):
-            modules: dict[str, Any] = {
+            modules: dict[str, torch.nn.Module] = {
                 "transformer": CogVideoXTransformer3DModel.from_config(
                     read_config(configs, "transformer")
                 ),
@@ -195,7 +196,7 @@ class CogVideoXI2VAdapter(PipelineAdapter):
     # ------------------------------------------------------------------ calling
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         # No fps argument (the model is trained on 8 fps video), no negative prompt and the
         # pipeline's default use_dynamic_cfg=False and max_sequence_length=226.
         return {

@@ -20,6 +20,7 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import (
     CONFIG_ROOT,
     PipelineAdapter,
+    PipelineCallKwargs,
     building,
     cast_floating,
     read_config,
@@ -45,10 +46,13 @@ def _clip_tokenizer(directory: Path) -> Any:
     return load_byte_level_clip_tokenizer(directory, CLIP_MAX_LENGTH)
 
 
-def _image_processor(size: int, config: dict[str, Any] | None = None) -> Any:
+def _image_processor(size: int | None) -> Any:
+    """``size``: the tiny vision tower's input; None: the published processor (its shipped
+    config)."""
     from transformers import CLIPImageProcessor
 
-    if config is not None:
+    if size is None:
+        config = read_config(CONFIG_DIR, "image_processor", "preprocessor_config.json")
         return CLIPImageProcessor(
             **{k: v for k, v in config.items() if k != "image_processor_type"}
         )
@@ -112,10 +116,15 @@ def _tiny_vae() -> Any:
     )
 
 
-def _tiny_text_encoder_configs(ids: LlamaTokenIds) -> tuple[dict[str, Any], dict[str, Any]]:
+# A tiny config as the transformers config classes' from_dict takes it (Llava nests its two).
+_TinyConfig = dict[str, int | str]
+
+
+def _tiny_text_encoder_configs(
+    ids: LlamaTokenIds,
+) -> tuple[dict[str, int | _TinyConfig], _TinyConfig]:
     """The tiny Llava (a Llama text model with a CLIP vision tower) and CLIP text configs."""
-    # Plain dicts: transformers 5's config classes take these as **kwargs.
-    text_config: dict[str, Any] = {
+    text_config: _TinyConfig = {
         "model_type": "llama",
         "bos_token_id": ids.begin_of_text,
         "eos_token_id": ids.end_of_text,
@@ -127,7 +136,7 @@ def _tiny_text_encoder_configs(ids: LlamaTokenIds) -> tuple[dict[str, Any], dict
         "pad_token_id": ids.pad,
         "vocab_size": TINY_LLAMA_VOCAB,
     }
-    vision_config: dict[str, Any] = {
+    vision_config: _TinyConfig = {
         "model_type": "clip_vision_model",
         "hidden_size": 8,
         "intermediate_size": 37,
@@ -137,13 +146,13 @@ def _tiny_text_encoder_configs(ids: LlamaTokenIds) -> tuple[dict[str, Any], dict
         "image_size": 48,
         "patch_size": 2,
     }
-    llava_config: dict[str, Any] = {
+    llava_config: dict[str, int | _TinyConfig] = {
         "vision_config": vision_config,
         "text_config": text_config,
         "pad_token_id": ids.pad,
         "image_token_index": ids.image,
     }
-    clip_config: dict[str, Any] = {
+    clip_config: _TinyConfig = {
         "bos_token_id": 0,
         "eos_token_id": 2,
         "hidden_size": 8,
@@ -187,9 +196,9 @@ class HunyuanVideoI2VAdapter(PipelineAdapter):
         ids = TINY_TOKEN_IDS
         llava_config, clip_config = _tiny_text_encoder_configs(ids)
         torch.manual_seed(0)
-        text_encoder = LlavaForConditionalGeneration(LlavaConfig(**llava_config))
+        text_encoder = LlavaForConditionalGeneration(LlavaConfig.from_dict(llava_config))
         torch.manual_seed(0)
-        text_encoder_2 = CLIPTextModel(CLIPTextConfig(**clip_config))
+        text_encoder_2 = CLIPTextModel(CLIPTextConfig.from_dict(clip_config))
         return self._assemble(
             text_encoder=text_encoder,
             tokenizer=build_llama_tokenizer(
@@ -237,9 +246,7 @@ class HunyuanVideoI2VAdapter(PipelineAdapter):
             scheduler=FlowMatchEulerDiscreteScheduler.from_config(
                 read_config(CONFIG_DIR, "scheduler", "scheduler_config.json")
             ),
-            image_processor=_image_processor(
-                0, read_config(CONFIG_DIR, "image_processor", "preprocessor_config.json")
-            ),
+            image_processor=_image_processor(None),
         )
 
     def fullsize_denoisers(
@@ -253,7 +260,7 @@ class HunyuanVideoI2VAdapter(PipelineAdapter):
 
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         # guidance_scale is the embedded guidance of the checkpoint (guidance_embeds=True): one
         # transformer call per step. true_cfg_scale stays at the pipeline default (1.0, no negative
         # prompt), as in the diffusers example for this checkpoint.

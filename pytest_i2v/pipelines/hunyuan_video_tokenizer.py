@@ -10,6 +10,7 @@ tokens into the transformer."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ class LlamaTokenIds:
         }
 
 
-def fullsize_token_ids(text_encoder_config: dict[str, Any]) -> LlamaTokenIds:
+def fullsize_token_ids(text_encoder_config: Mapping[str, Any]) -> LlamaTokenIds:
     """Llama 3's ids (begin/end of text from the config; the header, eot and newline ids are Llama
     3's own, 128002 is a reserved id standing in for unk, which Llama 3 lacks); <image> and pad from
     the Llava config, which the pipeline reads them from."""

@@ -12,7 +12,7 @@ import torch
 
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines import i2vgen_xl_fullsize
-from pytest_i2v.pipelines.base import PipelineAdapter
+from pytest_i2v.pipelines.base import PipelineAdapter, PipelineCallKwargs
 from pytest_i2v.pipelines.i2vgen_xl_compat import alias_clip_text_model
 from pytest_i2v.pipelines.i2vgen_xl_tiny import build_tiny_pipeline, save_tiny_pipeline
 
@@ -42,7 +42,7 @@ class I2VGenXLAdapter(PipelineAdapter):
 
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         return {
             "prompt": spec.prompt,
             "image": image,

@@ -25,7 +25,9 @@ def _config(component: str, filename: str = "config.json") -> dict[str, Any]:
     return read_config(CONFIG_DIR, component, filename)
 
 
-def build_fullsize_modules(device: str | torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def build_fullsize_modules(
+    device: str | torch.device, dtype: torch.dtype
+) -> dict[str, torch.nn.Module]:
     """UNet, VAE, text and image encoders initialised directly on ``device`` in ``dtype``
     (``device="meta"`` builds shapes only, which is how tests count parameters)."""
     from diffusers import AutoencoderKL, I2VGenXLUNet

@@ -5,28 +5,19 @@ bases."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_i2v.pipelines.registry import BUILTIN_SOURCES, PIPELINES
 
 
-def pipeline_from_model_index(index: dict[str, Any]) -> str | None:
+def pipeline_from_model_index(index: Mapping[str, Any]) -> str | None:
     """The pipeline a diffusers ``model_index.json`` describes (its ``_class_name``, then the hint
     keys that tell pipelines of one class apart, e.g. Wan 2.2's second expert), or None."""
     class_name = index.get("_class_name")
-    candidates = [
-        p
-        for p in PIPELINES.values()
-        if class_name == p.pipeline_class or class_name in p.also_loads
-    ]
-    for info in candidates:
-        matches = all(
-            _component_class(index.get(key)) == want for key, want in info.model_index_hint.items()
-        )
-        if matches:
-            return info.name
-    return candidates[0].name if candidates else None
+    components = {key: _component_class(entry) for key, entry in index.items()}
+    return _pipeline_of_class(class_name if isinstance(class_name, str) else None, components)
 
 
 def _component_class(entry: Any) -> str | None:
@@ -34,6 +25,19 @@ def _component_class(entry: Any) -> str | None:
     if isinstance(entry, list) and len(entry) == 2:
         return entry[1] if isinstance(entry[1], str) else None
     return None
+
+
+def _pipeline_of_class(class_name: str | None, components: Mapping[str, str | None]) -> str | None:
+    """``components``: each model_index key's class name (None: absent or not a component)."""
+    candidates = [
+        p
+        for p in PIPELINES.values()
+        if class_name == p.pipeline_class or class_name in p.also_loads
+    ]
+    for info in candidates:
+        if all(components.get(key) == want for key, want in info.model_index_hint.items()):
+            return info.name
+    return candidates[0].name if candidates else None
 
 
 def pipeline_of_directory(path: Path) -> str | None:
@@ -59,11 +63,14 @@ def class_of_directory(path: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def pipeline_of_class_names(names: list[str], index: dict[str, Any] | None = None) -> str | None:
+def pipeline_of_class_names(
+    names: list[str], components: Mapping[str, str | None] | None = None
+) -> str | None:
     """The pipeline of the first of ``names`` (a class and its bases, in MRO order) that the
-    registry knows; the model_index hints tell pipelines of one class apart."""
+    registry knows; ``components`` (a model_index's component classes) tell pipelines of one class
+    apart."""
     for name in names:
-        found = pipeline_from_model_index({**(index or {}), "_class_name": name})
+        found = _pipeline_of_class(name, components or {})
         if found is not None:
             return found
     return None

@@ -102,7 +102,7 @@ def load_from_pretrained(
     # torch_dtype.
     dtype_kwarg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
     # safetensors only; with the opt-in, safetensors where present and pickle otherwise (None)
-    kwargs: dict[str, Any] = {
+    kwargs: dict[str, torch.dtype | bool | None] = {
         dtype_kwarg: TORCH_DTYPES[dtype],
         "use_safetensors": None if allow_pickle else True,
     }

@@ -15,6 +15,7 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import (
     CONFIG_ROOT,
     PipelineAdapter,
+    PipelineCallKwargs,
     building,
     cast_floating,
     read_config,
@@ -111,12 +112,12 @@ class LTXVideoAdapter(PipelineAdapter):
 
     def build_fullsize_modules(
         self, device: str | torch.device, dtype: torch.dtype, with_text_encoder: bool = True
-    ) -> dict[str, Any]:
+    ) -> dict[str, torch.nn.Module]:
         from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
         from transformers import T5Config, T5EncoderModel
 
         with building(device, dtype):
-            modules: dict[str, Any] = {
+            modules: dict[str, torch.nn.Module] = {
                 "transformer": LTXVideoTransformer3DModel.from_config(
                     read_config(CONFIG_DIR, "transformer")
                 ),
@@ -149,7 +150,7 @@ class LTXVideoAdapter(PipelineAdapter):
 
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         return {
             "image": image,
             "prompt": spec.prompt,

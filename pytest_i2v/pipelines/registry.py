@@ -8,7 +8,6 @@ that builds, loads and calls a pipeline lives in one adapter module per pipeline
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.pipelines.constraints import Constraints
@@ -60,9 +59,9 @@ class PipelineInfo:
     attention_backends: bool = True  # denoiser.set_attention_backend(...)
     uses_prompt: bool = True
     uses_fps: bool = False
-    model_index_hint: dict[str, Any] = field(
-        default_factory=dict
-    )  # model_index.json keys that tell pipelines of one class apart
+    # model_index.json keys that tell pipelines of one class apart: component -> its class name
+    # (None: the component is absent)
+    model_index_hint: dict[str, str | None] = field(default_factory=dict)
     # Other pipeline classes whose checkpoints this pipeline loads (LTX-Video's hub repo names
     # LTXPipeline).
     also_loads: tuple[str, ...] = ()

@@ -16,6 +16,7 @@ from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.pipelines.base import (
     CONFIG_ROOT,
     PipelineAdapter,
+    PipelineCallKwargs,
     building,
     cast_floating,
     read_config,
@@ -104,12 +105,12 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
 
     def build_fullsize_modules(
         self, device: str | torch.device, dtype: torch.dtype
-    ) -> dict[str, Any]:
+    ) -> dict[str, torch.nn.Module]:
         from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
         with building(device, dtype):
-            modules: dict[str, Any] = {
+            modules: dict[str, torch.nn.Module] = {
                 "unet": UNetSpatioTemporalConditionModel.from_config(
                     read_config(CONFIG_DIR, "unet")
                 ),
@@ -149,7 +150,7 @@ class StableVideoDiffusionAdapter(PipelineAdapter):
 
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
+    ) -> PipelineCallKwargs:
         # No prompt: SVD is conditioned on the image alone. min_guidance_scale stays at its default
         # (1.0).
         return {

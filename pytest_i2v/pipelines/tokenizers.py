@@ -98,7 +98,7 @@ class WordLevelConventions:
     bos_token: str | None = None
     append_eos: bool = True
     padding_side: str = "right"
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, str | int | bool] = field(default_factory=dict)
 
     def templates(self, vocab: Mapping[str, int]) -> tuple[str, str, list[tuple[str, int]]]:
         """The post-processor's single and pair templates and the specials they name."""

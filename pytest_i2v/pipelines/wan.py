@@ -22,7 +22,13 @@ from typing import Any
 import torch
 
 from pytest_i2v.generation.marks import GenerationSpec
-from pytest_i2v.pipelines.base import CONFIG_ROOT, PipelineAdapter, building, read_config
+from pytest_i2v.pipelines.base import (
+    CONFIG_ROOT,
+    PipelineAdapter,
+    PipelineCallKwargs,
+    building,
+    read_config,
+)
 from pytest_i2v.pipelines.tokenizers import t5_tokenizer
 
 # diffusers and transformers are imported inside the builders: importing the adapter stays cheap.
@@ -39,7 +45,7 @@ _TINY_HEAD_DIM = 12  # divisible into the 3 rotary axes the way the real 128 is
 _TINY_TEXT_DIM = 16
 _TINY_IMAGE_DIM = 8
 _TINY_VOCAB = 128  # above every id the offline word-level tokenizer hands out
-_TINY_TEXT_ENCODER: dict[str, Any] = {
+_TINY_TEXT_ENCODER: dict[str, int | str | bool] = {
     "vocab_size": _TINY_VOCAB,
     "d_model": _TINY_TEXT_DIM,
     "d_kv": 8,
@@ -55,7 +61,7 @@ _TINY_TEXT_ENCODER: dict[str, Any] = {
     "decoder_start_token_id": 0,
 }
 # 32-pixel input in 8-pixel patches: 16 image tokens (the real ViT-H/14 gives 257).
-_TINY_IMAGE_ENCODER: dict[str, Any] = {
+_TINY_IMAGE_ENCODER: dict[str, int] = {
     "hidden_size": _TINY_IMAGE_DIM,
     "intermediate_size": 16,
     "num_hidden_layers": 2,
@@ -64,6 +70,44 @@ _TINY_IMAGE_ENCODER: dict[str, Any] = {
     "patch_size": 8,
     "projection_dim": _TINY_IMAGE_DIM,
 }
+
+
+def _tiny_transformer(image_branch: bool) -> Any:
+    """``image_branch``: Wan 2.1's added image K/V projections (Wan 2.2 has none: the model's
+    defaults, None)."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=_TINY_HEADS,
+        attention_head_dim=_TINY_HEAD_DIM,
+        in_channels=36,
+        out_channels=16,
+        text_dim=_TINY_TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        image_dim=_TINY_IMAGE_DIM if image_branch else None,
+        added_kv_proj_dim=_TINY_HEADS * _TINY_HEAD_DIM if image_branch else None,
+    )
+
+
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    # z_dim 16 keeps the published latents_mean/std (16 values) valid.
+    return AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
 
 
 class WanImageToVideoAdapter(PipelineAdapter):
@@ -92,10 +136,10 @@ class WanImageToVideoAdapter(PipelineAdapter):
 
     def _fullsize_transformers(
         self, device: str | torch.device, dtype: torch.dtype
-    ) -> dict[str, Any]:
+    ) -> dict[str, torch.nn.Module]:
         from diffusers import WanTransformer3DModel
 
-        transformers: dict[str, Any] = {}
+        transformers: dict[str, torch.nn.Module] = {}
         for role in self._transformer_roles():
             with building(device, dtype):
                 transformers[role] = WanTransformer3DModel.from_config(
@@ -107,32 +151,37 @@ class WanImageToVideoAdapter(PipelineAdapter):
         from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
         from transformers import UMT5Config, UMT5EncoderModel
 
-        components: dict[str, Any] = self._fullsize_transformers(device, dtype)
+        modules = self._fullsize_transformers(device, dtype)
         with building(device, dtype):
-            components["vae"] = AutoencoderKLWan.from_config(read_config(self.config_dir, "vae"))
+            modules["vae"] = AutoencoderKLWan.from_config(read_config(self.config_dir, "vae"))
         with building(device, dtype):
             config = UMT5Config(**read_config(self.config_dir, "text_encoder"))
             encoder = UMT5EncoderModel(config)  # type: ignore[no-untyped-call, unused-ignore]
-            components["text_encoder"] = encoder
-        components["scheduler"] = UniPCMultistepScheduler.from_config(
+            modules["text_encoder"] = encoder
+        scheduler = UniPCMultistepScheduler.from_config(
             read_config(self.config_dir, "scheduler", "scheduler_config.json")
         )
-        components["tokenizer"] = t5_tokenizer(
-            work_dir / f"tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH
-        )
+        tokenizer = t5_tokenizer(work_dir / f"tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH)
+        image_processor = None  # Wan 2.2 has no image encoder (the pipeline's default None)
         if not self.two_experts:
             from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
             with building(device, dtype):
-                components["image_encoder"] = CLIPVisionModel(
+                modules["image_encoder"] = CLIPVisionModel(
                     CLIPVisionConfig(**read_config(self.config_dir, "image_encoder"))
                 )
             processor_config = read_config(
                 self.config_dir, "image_processor", "preprocessor_config.json"
             )
             processor_config.pop("image_processor_type", None)
-            components["image_processor"] = CLIPImageProcessor(**processor_config)
-        return self.pipeline_class()(**components, boundary_ratio=self.boundary_ratio())
+            image_processor = CLIPImageProcessor(**processor_config)
+        return self.pipeline_class()(
+            **modules,
+            scheduler=scheduler,
+            tokenizer=tokenizer,
+            image_processor=image_processor,
+            boundary_ratio=self.boundary_ratio(),
+        )
 
     def fullsize_denoisers(
         self, device: str | torch.device = "meta", dtype: torch.dtype = torch.bfloat16
@@ -143,67 +192,47 @@ class WanImageToVideoAdapter(PipelineAdapter):
         return [transformers[role] for role in self._transformer_roles()]
 
     def build_tiny(self, work_dir: Path) -> Any:
-        from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+        from diffusers import UniPCMultistepScheduler
         from transformers import UMT5Config, UMT5EncoderModel
 
-        components: dict[str, Any] = {}
-        image_kwargs: dict[str, Any] = (
-            {}
-            if self.two_experts
-            else {"image_dim": _TINY_IMAGE_DIM, "added_kv_proj_dim": _TINY_HEADS * _TINY_HEAD_DIM}
-        )
-        for role in self._transformer_roles():
-            torch.manual_seed(0)
-            components[role] = WanTransformer3DModel(
-                patch_size=(1, 2, 2),
-                num_attention_heads=_TINY_HEADS,
-                attention_head_dim=_TINY_HEAD_DIM,
-                in_channels=36,
-                out_channels=16,
-                text_dim=_TINY_TEXT_DIM,
-                freq_dim=32,
-                ffn_dim=32,
-                num_layers=2,
-                cross_attn_norm=True,
-                qk_norm="rms_norm_across_heads",
-                rope_max_seq_len=32,
-                **image_kwargs,
-            )
+        modules: dict[str, torch.nn.Module] = {
+            role: _tiny_transformer(image_branch=not self.two_experts)
+            for role in self._transformer_roles()
+        }
+        modules["vae"] = _tiny_vae()
         torch.manual_seed(0)
-        # z_dim 16 keeps the published latents_mean/std (16 values) valid.
-        components["vae"] = AutoencoderKLWan(
-            base_dim=3,
-            z_dim=16,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-        )
-        torch.manual_seed(0)
-        tiny_config = UMT5Config(**_TINY_TEXT_ENCODER)
+        tiny_config = UMT5Config.from_dict(_TINY_TEXT_ENCODER)
         encoder = UMT5EncoderModel(tiny_config)  # type: ignore[no-untyped-call, unused-ignore]
-        components["text_encoder"] = encoder
+        modules["text_encoder"] = encoder
         torch.manual_seed(0)
-        components["scheduler"] = UniPCMultistepScheduler.from_config(
+        scheduler = UniPCMultistepScheduler.from_config(
             read_config(self.config_dir, "scheduler", "scheduler_config.json")
         )
-        components["tokenizer"] = t5_tokenizer(
-            work_dir / f"tiny-tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH
-        )
+        tokenizer = t5_tokenizer(work_dir / f"tiny-tokenizer-{self.name}", TEXT_SEQUENCE_LENGTH)
+        image_processor = None  # Wan 2.2 has no image encoder (the pipeline's default None)
         if not self.two_experts:
             from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
             torch.manual_seed(0)
-            components["image_encoder"] = CLIPVisionModel(CLIPVisionConfig(**_TINY_IMAGE_ENCODER))
-            components["image_processor"] = CLIPImageProcessor(
+            modules["image_encoder"] = CLIPVisionModel(
+                CLIPVisionConfig.from_dict(_TINY_IMAGE_ENCODER)
+            )
+            image_processor = CLIPImageProcessor(
                 size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
             )
-        return self.pipeline_class()(**components, boundary_ratio=self.boundary_ratio())
+        return self.pipeline_class()(
+            **modules,
+            scheduler=scheduler,
+            tokenizer=tokenizer,
+            image_processor=image_processor,
+            boundary_ratio=self.boundary_ratio(),
+        )
 
     # ------------------------------------------------------------------ calling
     def call_kwargs(
         self, spec: GenerationSpec, image: Any, generator: torch.Generator
-    ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
+    ) -> PipelineCallKwargs:
+        kwargs: PipelineCallKwargs = {
             "prompt": spec.prompt,
             "image": image,
             "height": spec.height,
