@@ -93,11 +93,11 @@ def test_roofline_records_the_peak_it_used() -> None:
     result = roofline(flops, 0.01, 0.5, 400.0, peak_kind="tf32")
     assert (
         result is not None
-        and result["peak_kind"] == "tf32"
-        and result["efficiency"] == pytest.approx(0.5)
+        and result.peak_kind == "tf32"
+        and result.efficiency == pytest.approx(0.5)
     )
     legacy = roofline(flops, 0.01, 0.5, 400.0)  # the old positional call still works
-    assert legacy is not None and legacy["peak_kind"] is None
+    assert legacy is not None and legacy.peak_kind is None
 
 
 def test_roofline_peak_uses_tf32_when_on_and_falls_back_to_fp32() -> None:
