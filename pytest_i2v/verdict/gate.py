@@ -23,7 +23,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from scipy import stats
 
@@ -34,6 +34,9 @@ from pytest_i2v.verdict.peak import headline_peak
 TIME_METRICS = ("time_s", "step_s", "decode_s")
 MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
 DEVICE_SCOPES = ("process", "device")  # comparable NVML scopes ("mixed" and "unavailable" are not)
+# A YAML/JSON scalar: what a fingerprint key or a baseline run's field holds (a figure, a date, a
+# commit, an NVML scope).
+Scalar = str | int | float | bool | None
 METRIC_LABELS = {
     "time_s": "total time",
     "step_s": "per-step time",
@@ -62,7 +65,7 @@ class GateSettings:
     confirm: int = 1  # re-measurements a flagged test gets before it fails
     enforce: bool = True  # False: verdicts are computed and reported, but never fail a test
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, float | int | str | bool]:
         return asdict(self)
 
     @classmethod
@@ -79,6 +82,25 @@ class GateSettings:
         return replace(base, **known)
 
 
+class MetricVerdictDoc(TypedDict):
+    """A ``MetricVerdict`` in a results record (``records[].verdict.metrics[]``)."""
+
+    metric: str
+    verdict: str
+    current: float | None
+    baseline: float | None
+    runs: int
+    interval: list[float] | None
+    delta_pct: float | None
+    rule: str
+    threshold: str
+    gating: bool
+
+
+# What a results record's verdict holds: the verdict and notes, the metrics, the lists of changes.
+VerdictField = str | list[MetricVerdictDoc] | list[str] | None
+
+
 @dataclass(frozen=True)
 class MetricVerdict:
     metric: str
@@ -92,16 +114,35 @@ class MetricVerdict:
     threshold: str  # the bar that was (or would have been) crossed, in words
     gating: bool  # whether this metric can fail the test
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["interval"] = list(self.interval) if self.interval else None
-        return data
+    def to_dict(self) -> MetricVerdictDoc:
+        return {
+            "metric": self.metric,
+            "verdict": self.verdict,
+            "current": self.current,
+            "baseline": self.baseline,
+            "runs": self.runs,
+            "interval": list(self.interval) if self.interval else None,
+            "delta_pct": self.delta_pct,
+            "rule": self.rule,
+            "threshold": self.threshold,
+            "gating": self.gating,
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MetricVerdict:
-        values = dict(data)
-        values["interval"] = tuple(values["interval"]) if values.get("interval") else None
-        return cls(**values)
+    def from_dict(cls, data: MetricVerdictDoc) -> MetricVerdict:
+        interval = data.get("interval")
+        return cls(
+            data["metric"],
+            data["verdict"],
+            data["current"],
+            data["baseline"],
+            data["runs"],
+            (interval[0], interval[1]) if interval else None,
+            data["delta_pct"],
+            data["rule"],
+            data["threshold"],
+            data["gating"],
+        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +169,7 @@ class RegressionVerdict:
     def improvements(self) -> list[MetricVerdict]:
         return [m for m in self.metrics if m.verdict == "improved"]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, VerdictField]:
         return {
             "verdict": self.verdict,
             "metrics": [m.to_dict() for m in self.metrics],
@@ -274,7 +315,7 @@ def judge_memory(
     )
 
 
-def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+def fingerprint_changes(old: Mapping[str, Scalar], new: Mapping[str, Scalar]) -> tuple[str, ...]:
     """What changed between two environment fingerprints, as ``key old -> new``."""
     changes = []
     for key in sorted(set(old) | set(new)):
@@ -284,8 +325,8 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple
 
 
 def judge_metrics(
-    history: Sequence[Mapping[str, Any]],
-    current: Mapping[str, Any],
+    history: Sequence[Mapping[str, Scalar]],
+    current: Mapping[str, Scalar],
     settings: GateSettings,
     pooled: Mapping[str, Noise | None] | None = None,
     env_changes: Sequence[str] = (),
@@ -311,7 +352,7 @@ def judge_metrics(
             "new", notes=("no baseline yet: passes; record one with --i2v-update-baselines",)
         )
     metrics = [
-        judge_time(m, [h.get(m) for h in history], current.get(m), settings, pooled.get(m))
+        judge_time(m, _figures(history, m), _figure(current.get(m)), settings, pooled.get(m))
         for m in TIME_METRICS
     ]
     notes: list[str] = []
@@ -335,8 +376,8 @@ def judge_metrics(
 
 
 def _judge_memories(
-    history: Sequence[Mapping[str, Any]],
-    current: Mapping[str, Any],
+    history: Sequence[Mapping[str, Scalar]],
+    current: Mapping[str, Scalar],
     settings: GateSettings,
     notes: list[str],
 ) -> list[MetricVerdict]:
@@ -357,10 +398,20 @@ def _judge_memories(
                     f"NVML device memory not compared with {len(history) - len(runs)} "
                     f"baseline run(s) of another scope (this run: {scope or 'unknown'})"
                 )
-        values = [h.get(metric) for h in runs]
         gating = metric == gate_memory
-        verdicts.append(judge_memory(metric, values, current.get(metric), settings, gating))
+        figure = _figure(current.get(metric))
+        verdicts.append(judge_memory(metric, _figures(runs, metric), figure, settings, gating))
     return verdicts
+
+
+def _figure(value: Scalar) -> float | None:
+    """A stored figure as the rules read it: a number as it is (an int stays an int), anything
+    else (missing, a word) not measured."""
+    return value if isinstance(value, (int, float)) else None
+
+
+def _figures(runs: Sequence[Mapping[str, Scalar]], metric: str) -> list[float | None]:
+    return [_figure(run.get(metric)) for run in runs]
 
 
 def _combined(metrics: Sequence[MetricVerdict], env_changed: bool) -> str:
