@@ -5,11 +5,14 @@ pytest."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
+
+if TYPE_CHECKING:  # the file's shape is the records' (a layer above): no import at run time
+    from pytest_i2v.verdict.baseline_records import BaselineFileDoc
 
 # What each part of a baseline file holds, as its problems say: "path: entries['t::a']: expected
 # a mapping with ...; got 1"
@@ -66,7 +69,7 @@ def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> Any:
 _BaselineDumper.add_representer(dict, _represent_dict)
 
 
-def dump_yaml(document: Mapping[str, Any]) -> str:
+def dump_yaml(document: BaselineFileDoc) -> str:
     header = (
         "# pytest-i2v baselines: measured runs only. "
         "Update with --i2v-update-baselines; review the diff.\n"
