@@ -25,8 +25,8 @@ from typing import Any, Literal, TypedDict
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.fingerprint import same_machine, software_changes
-from pytest_i2v.verdict.gate import Scalar
 from pytest_i2v.verdict.noise_prior import Noise
+from pytest_i2v.verdict.yaml_shapes import Scalar
 
 CalibratedMetric = Literal["time_s", "step_s"]
 CALIBRATED_METRICS: tuple[CalibratedMetric, ...] = (

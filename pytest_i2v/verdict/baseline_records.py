@@ -23,13 +23,14 @@ from pytest_i2v.verdict.fingerprint import (
     same_machine,
     software_changes,
 )
-from pytest_i2v.verdict.gate import TIME_METRICS, Scalar
+from pytest_i2v.verdict.gate import TIME_METRICS
 from pytest_i2v.verdict.noise_prior import Noise, prior_from
 from pytest_i2v.verdict.signature import WorkSignature, from_bytes
 from pytest_i2v.verdict.yaml_shapes import (
     ENTRIES_SHAPE,
     ENTRY_SHAPE,
     SEGMENT_SHAPE,
+    Scalar,
     describe_value,
     malformed,
     mapping_part,

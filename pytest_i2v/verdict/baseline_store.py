@@ -33,9 +33,9 @@ from pytest_i2v.verdict.baseline_records import (
     signature_dir,
 )
 from pytest_i2v.verdict.fingerprint import ConfigValue, same_machine
-from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS, Scalar
+from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS
 from pytest_i2v.verdict.signature import WorkSignature, to_bytes
-from pytest_i2v.verdict.yaml_shapes import dump_yaml
+from pytest_i2v.verdict.yaml_shapes import Scalar, dump_yaml
 
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
 PROBE_FIELDS = (

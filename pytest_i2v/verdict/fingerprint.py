@@ -16,7 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_i2v.verdict.gate import Scalar, fingerprint_changes
+from pytest_i2v.verdict.gate import fingerprint_changes
+from pytest_i2v.verdict.yaml_shapes import Scalar
 
 # x86 ISA extensions that change which kernels torch (oneDNN, FBGEMM, its vectorised ops) runs:
 # two CPUs that both say "AMD EPYC" can differ here, and their timings do.

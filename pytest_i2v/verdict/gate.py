@@ -23,20 +23,18 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, TypedDict
+from typing import Any
 
 from scipy import stats
 
 from pytest_i2v.verdict.noise_prior import Noise, entry_noise, is_outlier, moderated
 from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE
 from pytest_i2v.verdict.peak import headline_peak
+from pytest_i2v.verdict.yaml_shapes import Scalar, figure
 
 TIME_METRICS = ("time_s", "step_s", "decode_s")
 MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
 DEVICE_SCOPES = ("process", "device")  # comparable NVML scopes ("mixed" and "unavailable" are not)
-# A YAML/JSON scalar: what a fingerprint key or a baseline run's field holds (a figure, a date, a
-# commit, an NVML scope).
-Scalar = str | int | float | bool | None
 METRIC_LABELS = {
     "time_s": "total time",
     "step_s": "per-step time",
@@ -82,23 +80,10 @@ class GateSettings:
         return replace(base, **known)
 
 
-class MetricVerdictDoc(TypedDict):
-    """A ``MetricVerdict`` in a results record (``records[].verdict.metrics[]``)."""
-
-    metric: str
-    verdict: str
-    current: float | None
-    baseline: float | None
-    runs: int
-    interval: list[float] | None
-    delta_pct: float | None
-    rule: str
-    threshold: str
-    gating: bool
-
-
+# What a metric's verdict holds in a results record: words, figures, the pass band, the gating.
+MetricField = str | float | list[float] | None
 # What a results record's verdict holds: the verdict and notes, the metrics, the lists of changes.
-VerdictField = str | list[MetricVerdictDoc] | list[str] | None
+VerdictField = str | list[dict[str, MetricField]] | list[str] | None
 
 
 @dataclass(frozen=True)
@@ -114,35 +99,17 @@ class MetricVerdict:
     threshold: str  # the bar that was (or would have been) crossed, in words
     gating: bool  # whether this metric can fail the test
 
-    def to_dict(self) -> MetricVerdictDoc:
-        return {
-            "metric": self.metric,
-            "verdict": self.verdict,
-            "current": self.current,
-            "baseline": self.baseline,
-            "runs": self.runs,
-            "interval": list(self.interval) if self.interval else None,
-            "delta_pct": self.delta_pct,
-            "rule": self.rule,
-            "threshold": self.threshold,
-            "gating": self.gating,
-        }
+    def to_dict(self) -> dict[str, MetricField]:
+        data = asdict(self)
+        data["interval"] = list(self.interval) if self.interval else None
+        return data
 
     @classmethod
-    def from_dict(cls, data: MetricVerdictDoc) -> MetricVerdict:
-        interval = data.get("interval")
-        return cls(
-            data["metric"],
-            data["verdict"],
-            data["current"],
-            data["baseline"],
-            data["runs"],
-            (interval[0], interval[1]) if interval else None,
-            data["delta_pct"],
-            data["rule"],
-            data["threshold"],
-            data["gating"],
-        )
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricVerdict:
+        """A part of ``RegressionVerdict.from_dict``'s document."""
+        values = dict(data)
+        values["interval"] = tuple(values["interval"]) if values.get("interval") else None
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -151,15 +118,12 @@ class RegressionVerdict:
     metrics: tuple[MetricVerdict, ...] = ()
     env_changes: tuple[str, ...] = ()  # "driver 550.54 -> 560.35"
     notes: tuple[str, ...] = ()
-    machine_changes: tuple[
-        str, ...
-    ] = ()  # set: the baseline is another machine's, so nothing was compared
-    unreliable: str | None = (
-        None  # set: the regression is only the throttled repeats (throttling_excuse)
-    )
-    times_not_comparable: str | None = (
-        None  # set: the machine speed probe moved, the times did not gate
-    )
+    # set: the baseline is another machine's, so nothing was compared
+    machine_changes: tuple[str, ...] = ()
+    # set: the regression is only the throttled repeats (throttling_excuse)
+    unreliable: str | None = None
+    # set: the machine speed probe moved, the times did not gate
+    times_not_comparable: str | None = None
 
     @property
     def regressions(self) -> list[MetricVerdict]:
@@ -352,7 +316,7 @@ def judge_metrics(
             "new", notes=("no baseline yet: passes; record one with --i2v-update-baselines",)
         )
     metrics = [
-        judge_time(m, _figures(history, m), _figure(current.get(m)), settings, pooled.get(m))
+        judge_time(m, _figures(history, m), figure(current.get(m)), settings, pooled.get(m))
         for m in TIME_METRICS
     ]
     notes: list[str] = []
@@ -399,19 +363,13 @@ def _judge_memories(
                     f"baseline run(s) of another scope (this run: {scope or 'unknown'})"
                 )
         gating = metric == gate_memory
-        figure = _figure(current.get(metric))
-        verdicts.append(judge_memory(metric, _figures(runs, metric), figure, settings, gating))
+        value = figure(current.get(metric))
+        verdicts.append(judge_memory(metric, _figures(runs, metric), value, settings, gating))
     return verdicts
 
 
-def _figure(value: Scalar) -> float | None:
-    """A stored figure as the rules read it: a number as it is (an int stays an int), anything
-    else (missing, a word) not measured."""
-    return value if isinstance(value, (int, float)) else None
-
-
 def _figures(runs: Sequence[Mapping[str, Scalar]], metric: str) -> list[float | None]:
-    return [_figure(run.get(metric)) for run in runs]
+    return [figure(run.get(metric)) for run in runs]
 
 
 def _combined(metrics: Sequence[MetricVerdict], env_changed: bool) -> str:
