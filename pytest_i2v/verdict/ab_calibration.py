@@ -21,13 +21,18 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.verdict.fingerprint import same_machine, software_changes
 from pytest_i2v.verdict.noise_prior import Noise
+from pytest_i2v.verdict.yaml_shapes import Scalar
 
-CALIBRATED_METRICS = ("time_s", "step_s")  # the A/B time metrics (ab.paired.TIME_METRICS)
+CalibratedMetric = Literal["time_s", "step_s"]
+CALIBRATED_METRICS: tuple[CalibratedMetric, ...] = (
+    "time_s",
+    "step_s",
+)  # the A/B time metrics (ab.paired.TIME_METRICS)
 PER_TEST_KEYS = (
     "dtype",
     "attention",
@@ -38,15 +43,42 @@ DEFAULT_CALIBRATION_ROUNDS = (
 )
 
 
-@dataclass(frozen=True)
-class Calibration:
-    fingerprint: dict[str, Any]
+class SpreadDoc(TypedDict):
+    """A calibrated test's spread of one metric: the log-ratio's standard deviation, its df."""
+
+    sd: float
+    df: int
+
+
+class CalibratedTestDoc(TypedDict, total=False):
+    """A calibrated test (``tests[nodeid]``): its config id, how it was measured (``measured``), a
+    spread per metric where every round measured it."""
+
+    config_id: str | None
+    measured: str
+    time_s: SpreadDoc
+    step_s: SpreadDoc
+
+
+class CalibrationDoc(TypedDict):
+    """A calibration block in the baseline YAML (``ab_calibration[]``)."""
+
+    fingerprint: dict[str, Scalar]
     date: str
     commit: str | None
     rounds: int
-    tests: dict[str, dict[str, Any]] = field(
+    tests: dict[str, CalibratedTestDoc]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    fingerprint: dict[str, Scalar]
+    date: str
+    commit: str | None
+    rounds: int
+    tests: dict[str, CalibratedTestDoc] = field(
         default_factory=dict
-    )  # nodeid -> {config_id, time_s: {sd, df}, ...}
+    )  # nodeid -> {config_id, measured, time_s: {sd, df}, ...}
 
     def priors(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Noise]]:
         """Per test whose generation and measurement are the calibrated ones (its config id, and
@@ -58,17 +90,17 @@ class Calibration:
             stored = self.tests.get(nodeid)
             if stored is None or (stored.get("config_id"), stored.get("measured")) != (
                 record.get("config_id"),
-                measured(record),
+                measured(record.get("mode"), record.get("repeats")),
             ):
                 continue
             priors[nodeid] = {
-                metric: Noise(float(stored[metric]["sd"]) ** 2, int(stored[metric]["df"]))
+                metric: Noise(float(spread["sd"]) ** 2, int(spread["df"]))
                 for metric in CALIBRATED_METRICS
-                if stored.get(metric)
+                if (spread := stored.get(metric))
             }
         return priors
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CalibrationDoc:
         return {
             "fingerprint": dict(sorted(self.fingerprint.items())),
             "date": self.date,
@@ -85,7 +117,8 @@ class Calibration:
                 str(data["date"]),
                 data.get("commit"),
                 int(data["rounds"]),
-                {str(k): dict(v) for k, v in (data.get("tests") or {}).items()},
+                # each test is a mapping: baseline_records._calibration checked it
+                {str(k): v for k, v in (data.get("tests") or {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise I2VUsageError(
@@ -94,7 +127,7 @@ class Calibration:
             ) from None
 
 
-def machine_fingerprint(record_fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+def machine_fingerprint(record_fingerprint: Mapping[str, Scalar]) -> dict[str, Scalar]:
     return {k: v for k, v in record_fingerprint.items() if k not in PER_TEST_KEYS}
 
 
@@ -111,18 +144,20 @@ def calibrate(
             f"(got {min(len(base_docs), len(head_docs))}); pass --rounds 30 for 29 df"
         )
     first = {r["nodeid"]: r for r in base_docs[0].get("records") or []}
-    tests: dict[str, dict[str, Any]] = {}
+    base_rounds = [_round_figures(doc) for doc in base_docs]
+    head_rounds = [_round_figures(doc) for doc in head_docs]
+    tests: dict[str, CalibratedTestDoc] = {}
     for nodeid, record in first.items():
-        pairs = [
-            (_find(b, nodeid), _find(h, nodeid)) for b, h in zip(base_docs, head_docs, strict=True)
-        ]
-        entry: dict[str, Any] = {"config_id": record.get("config_id"), "measured": measured(record)}
+        entry: CalibratedTestDoc = {
+            "config_id": record.get("config_id"),
+            "measured": measured(record.get("mode"), record.get("repeats")),
+        }
         for metric in CALIBRATED_METRICS:
-            ratios = [
-                math.log(_figure(h, metric)) - math.log(_figure(b, metric))
-                for b, h in pairs
-                if _figure(b, metric) > 0 and _figure(h, metric) > 0
+            pairs = [
+                (b.get(nodeid, {}).get(metric, 0.0), h.get(nodeid, {}).get(metric, 0.0))
+                for b, h in zip(base_rounds, head_rounds, strict=True)
             ]
+            ratios = [math.log(h) - math.log(b) for b, h in pairs if b > 0 and h > 0]
             if len(ratios) == len(pairs) >= 2:
                 entry[metric] = {
                     "sd": float(f"{statistics.stdev(ratios):.5g}"),
@@ -135,24 +170,32 @@ def calibrate(
     return Calibration(fingerprint, date, commit, len(base_docs), tests)
 
 
-def measured(record: Mapping[str, Any]) -> str:
+def measured(mode: str | None, repeats: int | None) -> str:
     """How a record was measured, as far as its spread depends on it: "fast, 1 repeat(s)"."""
-    return f"{record.get('mode') or 'full'}, {record.get('repeats')} repeat(s)"
+    return f"{mode or 'full'}, {repeats} repeat(s)"
 
 
-def _find(document: Mapping[str, Any], nodeid: str) -> Mapping[str, Any]:
-    return next((r for r in document.get("records") or [] if r.get("nodeid") == nodeid), {})
-
-
-def _figure(record: Mapping[str, Any], metric: str) -> float:
-    if record.get("outcome") != "ok":
-        return 0.0
-    value = record.get(metric) if metric == "time_s" else (record.get("stages") or {}).get(metric)
-    return float(value) if value else 0.0
+def _round_figures(document: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per test of one round's results document (its first record of the id), each calibrated
+    metric's figure: 0.0 where the test did not pass or the figure is missing."""
+    figures: dict[str, dict[str, float]] = {}
+    for record in document.get("records") or []:
+        if record.get("nodeid") in figures:
+            continue
+        ok = record.get("outcome") == "ok"
+        stages = record.get("stages") or {}
+        values = {
+            metric: record.get(metric) if metric == "time_s" else stages.get(metric)
+            for metric in CALIBRATED_METRICS
+        }
+        figures[record.get("nodeid")] = {
+            metric: float(value) if ok and value else 0.0 for metric, value in values.items()
+        }
+    return figures
 
 
 def choose(
-    calibrations: Sequence[Calibration], record_fingerprint: Mapping[str, Any]
+    calibrations: Sequence[Calibration], record_fingerprint: Mapping[str, Scalar]
 ) -> tuple[Calibration | None, str]:
     """This machine's newest calibration with the same software, and one line saying what the job
     uses: the calibration, or why not (none for this machine; stale, with the keys that changed)."""

@@ -9,15 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.storage import check_schema
-from pytest_i2v.verdict.ab_calibration import Calibration
-from pytest_i2v.verdict.fingerprint import machine_changes, same_machine, software_changes
+from pytest_i2v.verdict.ab_calibration import Calibration, CalibrationDoc
+from pytest_i2v.verdict.fingerprint import (
+    ConfigValue,
+    machine_changes,
+    same_machine,
+    software_changes,
+)
 from pytest_i2v.verdict.gate import TIME_METRICS
 from pytest_i2v.verdict.noise_prior import Noise, prior_from
 from pytest_i2v.verdict.signature import WorkSignature, from_bytes
@@ -25,6 +30,7 @@ from pytest_i2v.verdict.yaml_shapes import (
     ENTRIES_SHAPE,
     ENTRY_SHAPE,
     SEGMENT_SHAPE,
+    Scalar,
     describe_value,
     malformed,
     mapping_part,
@@ -54,7 +60,33 @@ CONFIG_ID_FIELDS = (
 CONFIG_ID_IMPLIED = {"pipeline": "i2vgen-xl", "attention": None}
 
 
-def config_id(config: Mapping[str, Any]) -> str:
+class SegmentDoc(TypedDict, total=False):
+    """A ``Segment`` in the baseline YAML (``entries[nodeid].segments[]``)."""
+
+    fingerprint: dict[str, Scalar]
+    runs: Sequence[Mapping[str, Scalar]]  # flat: figures, the date, the commit, the NVML scope
+    signature: str
+
+
+class BaselineEntryDoc(TypedDict):
+    """A ``BaselineEntry`` in the baseline YAML (``entries[nodeid]``)."""
+
+    config_id: str
+    config: dict[str, ConfigValue]
+    segments: list[SegmentDoc]
+
+
+class BaselineFileDoc(TypedDict, total=False):
+    """The baseline YAML, as ``BaselineFile.to_dict`` writes it."""
+
+    schema: str
+    schema_version: int
+    profile: str
+    entries: dict[str, BaselineEntryDoc]
+    ab_calibration: list[CalibrationDoc]
+
+
+def config_id(config: Mapping[str, ConfigValue]) -> str:
     fields = {k: config.get(k, CONFIG_ID_IMPLIED.get(k)) for k in CONFIG_ID_FIELDS}
     fields = {
         k: v
@@ -67,7 +99,8 @@ def config_id(config: Mapping[str, Any]) -> str:
 
 @dataclass
 class Segment:
-    fingerprint: dict[str, Any]
+    fingerprint: dict[str, Scalar]
+    # Kept as parsed: the judgement and the review CLI read a run's figures by name.
     runs: list[dict[str, Any]] = field(default_factory=list)
     signature: str | None = (
         None  # the digest of the newest accepted run's work signature: its table is a side file
@@ -79,8 +112,8 @@ class Segment:
         steps = [float(run["step_s"]) for run in self.runs if run.get("step_s")]
         return statistics.median(steps) if steps else None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+    def to_dict(self) -> SegmentDoc:
+        data: SegmentDoc = {
             "fingerprint": dict(sorted(self.fingerprint.items())),
             "runs": self.runs,
         }
@@ -93,21 +126,21 @@ class Segment:
 class BaselineEntry:
     nodeid: str
     config_id: str
-    config: dict[str, Any]
+    config: dict[str, ConfigValue]
     segments: list[Segment] = field(default_factory=list)
 
     @property
     def current(self) -> Segment | None:
         return self.segments[-1] if self.segments else None
 
-    def segment_for(self, fingerprint: Mapping[str, Any]) -> Segment | None:
+    def segment_for(self, fingerprint: Mapping[str, Scalar]) -> Segment | None:
         """The newest segment measured on this machine, None if every one is another machine's.
         A machine key a segment lacks (written before the key existed) is unknown and matches."""
         return next(
             (s for s in reversed(self.segments) if same_machine(s.fingerprint, fingerprint)), None
         )
 
-    def segment_to_extend(self, fingerprint: Mapping[str, Any]) -> Segment | None:
+    def segment_to_extend(self, fingerprint: Mapping[str, Scalar]) -> Segment | None:
         """Where an accepted run with this fingerprint goes: this machine's newest segment if its
         software is the same too, else None (a new segment)."""
         segment = self.segment_for(fingerprint)
@@ -115,7 +148,7 @@ class BaselineEntry:
             return None
         return segment
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> BaselineEntryDoc:
         return {
             "config_id": self.config_id,
             "config": {k: self.config.get(k) for k in CONFIG_ID_FIELDS if k in self.config},
@@ -139,7 +172,7 @@ class BaselineFile:
         return read_signature(self.path, segment.signature)
 
     def pooled(
-        self, fingerprint: Mapping[str, Any] | None = None, leave_out: str | None = None
+        self, fingerprint: Mapping[str, Scalar] | None = None, leave_out: str | None = None
     ) -> dict[str, Noise | None]:
         """The run-to-run noise prior per time metric (``noise_prior.prior_from``), fitted over
         every entry's segment from the machine of ``fingerprint`` (another machine's noise is not
@@ -169,18 +202,16 @@ class BaselineFile:
     def find_by_config(self, cid: str) -> list[str]:
         return [nodeid for nodeid, entry in self.entries.items() if entry.config_id == cid]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self) -> BaselineFileDoc:
+        data: BaselineFileDoc = {
             "schema": BASELINE_SCHEMA,
             "schema_version": BASELINE_SCHEMA_VERSION,
             "profile": self.profile,
             "entries": {nodeid: self.entries[nodeid].to_dict() for nodeid in sorted(self.entries)},
-            **(
-                {"ab_calibration": [c.to_dict() for c in self.calibrations]}
-                if self.calibrations
-                else {}
-            ),
         }
+        if self.calibrations:
+            data["ab_calibration"] = [c.to_dict() for c in self.calibrations]
+        return data
 
     @classmethod
     def from_dict(

@@ -32,10 +32,10 @@ from pytest_i2v.verdict.baseline_records import (
     config_id,
     signature_dir,
 )
-from pytest_i2v.verdict.fingerprint import same_machine
+from pytest_i2v.verdict.fingerprint import ConfigValue, same_machine
 from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS
 from pytest_i2v.verdict.signature import WorkSignature, to_bytes
-from pytest_i2v.verdict.yaml_shapes import dump_yaml
+from pytest_i2v.verdict.yaml_shapes import Scalar, dump_yaml
 
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
 PROBE_FIELDS = (
@@ -58,7 +58,7 @@ RUN_FIELDS = (
 )
 
 
-def _round(value: Any) -> Any:
+def _round(value: Scalar) -> Scalar:
     if isinstance(value, float):
         return float(f"{value:.5g}")  # 5 significant digits: finer than any noise we can see
     return value
@@ -66,11 +66,11 @@ def _round(value: Any) -> Any:
 
 def run_from_record(
     record: Mapping[str, Any], commit: str | None, date: str | None = None
-) -> dict[str, Any]:
+) -> dict[str, Scalar]:
     """The figures of one accepted run, as stored in a history."""
     stages = record.get("stages") or {}
     peak = record.get("peak_memory") or {}
-    run: dict[str, Any] = {
+    run: dict[str, Scalar] = {
         "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": commit,
         "repeats": record.get("repeats"),
@@ -129,9 +129,9 @@ def read_baseline(path: Path, profile: str | None = None) -> BaselineFile:
 @dataclass(frozen=True)
 class AcceptedRun:
     nodeid: str
-    config: dict[str, Any]
-    fingerprint: dict[str, Any]
-    run: dict[str, Any]
+    config: Mapping[str, ConfigValue]
+    fingerprint: dict[str, Scalar]
+    run: dict[str, Scalar]
     signature: WorkSignature | None = (
         None  # the run's work signature (its table goes to a side file)
     )
@@ -211,7 +211,7 @@ def update_baseline(
     return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))
 
 
-def _pin_to_machine(segment: Segment, fingerprint: Mapping[str, Any]) -> None:
+def _pin_to_machine(segment: Segment, fingerprint: Mapping[str, Scalar]) -> None:
     """Machine keys the segment lacked (an older baseline) are now known: pin it to this machine."""
     segment.fingerprint.update(
         {

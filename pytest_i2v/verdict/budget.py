@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.verdict.peak import PeakField, headline_peak
 
 
-def budget_peak(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    """The figure a VRAM budget is checked against: the headline peak (``peak.headline_peak``)."""
-    peak = record_peak(record)
+def budget_peak(peak_memory: Mapping[str, PeakField] | None) -> tuple[float | None, str]:
+    """The figure a VRAM budget is checked against: the headline peak (``peak.headline_peak``) of
+    a record's ``peak_memory``."""
+    peak = headline_peak(peak_memory)
     return (float(peak.bytes) if peak.bytes is not None else None), peak.label
 
 
@@ -21,7 +22,7 @@ def budget_failures(
 ) -> list[str]:
     failures = []
     if vram_gb is not None:
-        peak, label = budget_peak(record)
+        peak, label = budget_peak(record.get("peak_memory"))
         if peak is not None and peak / 1e9 > vram_gb:
             over = peak / 1e9 - vram_gb
             failures.append(

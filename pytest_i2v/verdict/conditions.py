@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 # NVML's clocks-event (formerly "throttle") reason bits that mean the card was held back. Idle
 # (0x1), application clocks (0x2), sync boost (0x10) and display clocks (0x100) are settings or
@@ -47,6 +47,21 @@ def throttle_reasons(mask: int | None) -> tuple[str, ...]:
     return tuple(names)
 
 
+class RepeatConditionsDoc(TypedDict, total=False):
+    """A ``RepeatConditions`` in a results record (``records[].conditions.repeats[]``)."""
+
+    sm_clock_mhz: float | None
+    mem_clock_mhz: float | None
+    temperature_c: float | None
+    power_w: float | None
+    power_limit_w: float | None
+    reasons: list[str]
+
+
+# What a results record's conditions hold: the summary, the clocks, the repeats and their marks.
+RunConditionsField = str | float | None | list[RepeatConditionsDoc] | list[list[str]]
+
+
 @dataclass(frozen=True)
 class RepeatConditions:
     """What NVML said during one repeat: the SM and memory clocks (median of the samples), the
@@ -60,7 +75,7 @@ class RepeatConditions:
     power_limit_w: float | None = None
     reasons: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RepeatConditionsDoc:
         return {
             "sm_clock_mhz": self.sm_clock_mhz,
             "mem_clock_mhz": self.mem_clock_mhz,
@@ -71,7 +86,7 @@ class RepeatConditions:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RepeatConditions:
+    def from_dict(cls, data: RepeatConditionsDoc) -> RepeatConditions:
         return cls(
             sm_clock_mhz=data.get("sm_clock_mhz"),
             mem_clock_mhz=data.get("mem_clock_mhz"),
@@ -130,7 +145,7 @@ class RunConditions:
             return f"throttled ({', '.join(reasons)}, {of})"
         return f"clock off the median ({of})"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, RunConditionsField]:
         return {
             "summary": self.summary,
             "median_sm_clock_mhz": self.median_sm_clock_mhz,
@@ -153,7 +168,7 @@ class RunConditions:
         )
 
 
-def clock_label(conditions: Mapping[str, Any] | None) -> str | None:
+def clock_label(conditions: Mapping[str, RunConditionsField] | None) -> str | None:
     """What the report and the terminal print beside the time: the median SM clock over the run, the
     lock, and the conditions when they were not stable ("1410 MHz, throttled (thermal, 2 of 5
     repeats)"); None for a record without conditions (the CPU)."""

@@ -16,7 +16,7 @@ from pytest_i2v.verdict.gate import (
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
 from pytest_i2v.verdict.peak import record_peak
 from pytest_i2v.verdict.throttling import ThrottlingExcuse, per_repeat, throttling_excuse
-from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff
+from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff, WorkField
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -56,7 +56,13 @@ def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> 
     conditions = (
         RunConditions.from_dict(record["conditions"]) if record.get("conditions") else None
     )  # CPU: None
-    excuse = throttling_excuse(verdict, per_repeat(record), conditions)
+    stages = record.get("stages") or {}
+    repeats = per_repeat(
+        record.get("time_samples_s") or [],
+        stages.get("step_samples_s") or [],
+        stages.get("decode_samples_s") or [],
+    )
+    excuse = throttling_excuse(verdict, repeats, conditions)
     return replace(verdict, unreliable=unreliable_line(excuse)) if excuse is not None else verdict
 
 
@@ -121,7 +127,7 @@ def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
     return delta("time_s"), delta(peak.key) if peak.key else "-"
 
 
-def work_note(work: Mapping[str, Any] | None, min_effect_pct: float, names: int = 3) -> str:
+def work_note(work: Mapping[str, WorkField] | None, min_effect_pct: float, names: int = 3) -> str:
     """The terminal line's word on changed work, whatever the outcome (a pass within the minimum
     effect still changed the work): "work changed +8.1 % est. (within 10 %): aten::mm +100, ...".
     "" for identical work or none compared."""
@@ -149,7 +155,7 @@ def work_note(work: Mapping[str, Any] | None, min_effect_pct: float, names: int 
     )
 
 
-def work_section(work: Mapping[str, Any], min_effect_pct: float, rows: int = 10) -> str:
+def work_section(work: Mapping[str, WorkField], min_effect_pct: float, rows: int = 10) -> str:
     """What changed in the work since the baseline: one line, then the changed rows, the largest
     time effect first (op, shapes and dtypes; count and time base -> head; share of the step)."""
     if not work or work.get("identical"):

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_i2v.verdict.gate import fingerprint_changes
+from pytest_i2v.verdict.yaml_shapes import Scalar
 
 # x86 ISA extensions that change which kernels torch (oneDNN, FBGEMM, its vectorised ops) runs:
 # two CPUs that both say "AMD EPYC" can differ here, and their timings do.
@@ -44,6 +45,9 @@ SOFTWARE_KEYS = (
 # locked, so a locked run against an unlocked baseline is an environment change, and runs without
 # the lock (every baseline written before it existed) compare as before.
 GPU_CLOCKS_KEY = "gpu_clocks"
+
+# A generation setting as a test's config holds it: a size, a count, a word, the memory options.
+ConfigValue = Scalar | list[str]
 
 # Keys of the environment that decide whether two runs are comparable.
 FINGERPRINT_KEYS = GPU_MACHINE_KEYS + SOFTWARE_KEYS
@@ -118,7 +122,7 @@ def gpu_form_from_name(name: str | None) -> str | None:
 
 
 # -- machine vs software --------------------------------------------------------------------
-def machine_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+def machine_changes(old: Mapping[str, Scalar], new: Mapping[str, Scalar]) -> tuple[str, ...]:
     """Machine keys known on both sides that differ (``cpu_isa avx2 -> avx2 avx512f``). A key
     missing or None on either side is unknown, and unknown is not a difference."""
     return tuple(
@@ -128,7 +132,7 @@ def machine_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str
     )
 
 
-def software_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+def software_changes(old: Mapping[str, Scalar], new: Mapping[str, Scalar]) -> tuple[str, ...]:
     """Every other fingerprint key that differs (libraries, dtype, attention, hook-added keys),
     as today: a key added or removed counts."""
     return fingerprint_changes(
@@ -137,7 +141,7 @@ def software_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[st
     )
 
 
-def same_machine(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+def same_machine(old: Mapping[str, Scalar], new: Mapping[str, Scalar]) -> bool:
     return not machine_changes(old, new)
 
 
@@ -149,9 +153,13 @@ def attention_backend(memory_options: list[str] | tuple[str, ...]) -> str:
     return "sdpa"
 
 
-def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def fingerprint_for(
+    environment: Mapping[str, Any], config: Mapping[str, ConfigValue]
+) -> dict[str, Scalar]:
     """The environment fingerprint of one measured test: the machine and libraries, plus the
-    dtype and attention backend it ran with. Keys added through the environment hook count too."""
+    dtype and attention backend it ran with. Keys added through the environment hook count too.
+    ``environment``: the document ``measure.environment`` collects (with the probe's figures and
+    the hooks' keys), where it becomes fingerprint keys."""
     keys = list(FINGERPRINT_KEYS)
     if environment.get("gpu_name") is None:
         keys += CPU_FINGERPRINT_KEYS  # on the CPU the processor is the "GPU"
@@ -159,13 +167,19 @@ def fingerprint_for(environment: dict[str, Any], config: dict[str, Any]) -> dict
     fingerprint = {key: environment.get(key) for key in keys + extra}
     if environment.get(GPU_CLOCKS_KEY) is not None:
         fingerprint[GPU_CLOCKS_KEY] = environment[GPU_CLOCKS_KEY]
-    fingerprint["dtype"] = config.get("dtype")
+    fingerprint["dtype"] = _setting(config.get("dtype"))
     # a diffusers attention backend named by the mark (attention=...), else the one the memory
     # options imply
-    fingerprint["attention"] = config.get("attention") or attention_backend(
-        config.get("memory") or ()
+    memory = config.get("memory") or ()
+    fingerprint["attention"] = _setting(config.get("attention")) or attention_backend(
+        memory if isinstance(memory, (list, tuple)) else ()
     )
     return fingerprint
+
+
+def _setting(value: ConfigValue) -> Scalar:
+    """A config setting as a fingerprint key holds it: a list is no key's value."""
+    return None if isinstance(value, list) else value
 
 
 # Everything measure.environment.collect_environment reports; other keys come from

@@ -30,6 +30,7 @@ from scipy import stats
 from pytest_i2v.verdict.noise_prior import Noise, entry_noise, is_outlier, moderated
 from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE
 from pytest_i2v.verdict.peak import headline_peak
+from pytest_i2v.verdict.yaml_shapes import Scalar, figure
 
 TIME_METRICS = ("time_s", "step_s", "decode_s")
 MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")
@@ -62,7 +63,7 @@ class GateSettings:
     confirm: int = 1  # re-measurements a flagged test gets before it fails
     enforce: bool = True  # False: verdicts are computed and reported, but never fail a test
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, float | int | str | bool]:
         return asdict(self)
 
     @classmethod
@@ -79,6 +80,12 @@ class GateSettings:
         return replace(base, **known)
 
 
+# What a metric's verdict holds in a results record: words, figures, the pass band, the gating.
+MetricField = str | float | list[float] | None
+# What a results record's verdict holds: the verdict and notes, the metrics, the lists of changes.
+VerdictField = str | list[dict[str, MetricField]] | list[str] | None
+
+
 @dataclass(frozen=True)
 class MetricVerdict:
     metric: str
@@ -92,13 +99,14 @@ class MetricVerdict:
     threshold: str  # the bar that was (or would have been) crossed, in words
     gating: bool  # whether this metric can fail the test
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, MetricField]:
         data = asdict(self)
         data["interval"] = list(self.interval) if self.interval else None
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricVerdict:
+        """A part of ``RegressionVerdict.from_dict``'s document."""
         values = dict(data)
         values["interval"] = tuple(values["interval"]) if values.get("interval") else None
         return cls(**values)
@@ -110,15 +118,12 @@ class RegressionVerdict:
     metrics: tuple[MetricVerdict, ...] = ()
     env_changes: tuple[str, ...] = ()  # "driver 550.54 -> 560.35"
     notes: tuple[str, ...] = ()
-    machine_changes: tuple[
-        str, ...
-    ] = ()  # set: the baseline is another machine's, so nothing was compared
-    unreliable: str | None = (
-        None  # set: the regression is only the throttled repeats (throttling_excuse)
-    )
-    times_not_comparable: str | None = (
-        None  # set: the machine speed probe moved, the times did not gate
-    )
+    # set: the baseline is another machine's, so nothing was compared
+    machine_changes: tuple[str, ...] = ()
+    # set: the regression is only the throttled repeats (throttling_excuse)
+    unreliable: str | None = None
+    # set: the machine speed probe moved, the times did not gate
+    times_not_comparable: str | None = None
 
     @property
     def regressions(self) -> list[MetricVerdict]:
@@ -128,7 +133,7 @@ class RegressionVerdict:
     def improvements(self) -> list[MetricVerdict]:
         return [m for m in self.metrics if m.verdict == "improved"]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, VerdictField]:
         return {
             "verdict": self.verdict,
             "metrics": [m.to_dict() for m in self.metrics],
@@ -274,7 +279,7 @@ def judge_memory(
     )
 
 
-def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+def fingerprint_changes(old: Mapping[str, Scalar], new: Mapping[str, Scalar]) -> tuple[str, ...]:
     """What changed between two environment fingerprints, as ``key old -> new``."""
     changes = []
     for key in sorted(set(old) | set(new)):
@@ -284,8 +289,8 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple
 
 
 def judge_metrics(
-    history: Sequence[Mapping[str, Any]],
-    current: Mapping[str, Any],
+    history: Sequence[Mapping[str, Scalar]],
+    current: Mapping[str, Scalar],
     settings: GateSettings,
     pooled: Mapping[str, Noise | None] | None = None,
     env_changes: Sequence[str] = (),
@@ -311,7 +316,7 @@ def judge_metrics(
             "new", notes=("no baseline yet: passes; record one with --i2v-update-baselines",)
         )
     metrics = [
-        judge_time(m, [h.get(m) for h in history], current.get(m), settings, pooled.get(m))
+        judge_time(m, _figures(history, m), figure(current.get(m)), settings, pooled.get(m))
         for m in TIME_METRICS
     ]
     notes: list[str] = []
@@ -335,8 +340,8 @@ def judge_metrics(
 
 
 def _judge_memories(
-    history: Sequence[Mapping[str, Any]],
-    current: Mapping[str, Any],
+    history: Sequence[Mapping[str, Scalar]],
+    current: Mapping[str, Scalar],
     settings: GateSettings,
     notes: list[str],
 ) -> list[MetricVerdict]:
@@ -357,10 +362,14 @@ def _judge_memories(
                     f"NVML device memory not compared with {len(history) - len(runs)} "
                     f"baseline run(s) of another scope (this run: {scope or 'unknown'})"
                 )
-        values = [h.get(metric) for h in runs]
         gating = metric == gate_memory
-        verdicts.append(judge_memory(metric, values, current.get(metric), settings, gating))
+        value = figure(current.get(metric))
+        verdicts.append(judge_memory(metric, _figures(runs, metric), value, settings, gating))
     return verdicts
+
+
+def _figures(runs: Sequence[Mapping[str, Scalar]], metric: str) -> list[float | None]:
+    return [figure(run.get(metric)) for run in runs]
 
 
 def _combined(metrics: Sequence[MetricVerdict], env_changed: bool) -> str:

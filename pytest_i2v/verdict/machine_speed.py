@@ -21,6 +21,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pytest_i2v.verdict.yaml_shapes import Scalar
+
 PROBE_LABELS = {
     "gemm_gflops": "matrix products",
     "copy_gbs": "memory bandwidth",
@@ -78,7 +80,7 @@ def _figures(probe: Mapping[str, float | None] | None) -> dict[str, float]:
 
 
 def compare_speed(
-    runs: Sequence[Mapping[str, object]],
+    runs: Sequence[Mapping[str, Scalar]],
     probe: Mapping[str, float | None] | None,
     tolerance: float = PROBE_TOLERANCE,
 ) -> MachineSpeed | None:

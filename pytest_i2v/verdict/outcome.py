@@ -54,7 +54,7 @@ class Outcome:
         None  # the machine speed probe moved: why the times were not judged
     )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str | bool | None]:
         return asdict(self)
 
     @classmethod

@@ -32,6 +32,10 @@ SCOPES = {
 }
 
 
+# A peak_memory field: a byte count, or the NVML figure's scope ("process", "device")
+PeakField = int | float | str | None
+
+
 @dataclass(frozen=True)
 class HeadlinePeak:
     bytes: int | None
@@ -44,7 +48,7 @@ class HeadlinePeak:
         return self.bytes / 1e9 if self.bytes is not None else None
 
 
-def headline_peak(peak_memory: Mapping[str, Any] | None) -> HeadlinePeak:
+def headline_peak(peak_memory: Mapping[str, PeakField] | None) -> HeadlinePeak:
     peak = peak_memory or {}
     candidates = ["reserved_bytes", "allocated_bytes", "host_rss_bytes"]
     if peak.get("device_scope") == "process":

@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 STAGES = ("encode", "step", "decode")
 OP = "op"  # an aten op on the host (its self time: the CPU's work, or the launch on a GPU)
@@ -27,6 +27,29 @@ MALLOC = "malloc"  # a cudaMalloc / cudaFree: the caching allocator went to the 
 # The rows whose time makes a step's time: ops on the CPU (synchronous); kernels, syncs and
 # copies on CUDA.
 TIMED_KINDS = {"cpu": (OP,), "cuda": (KERNEL, SYNC, MEMCPY, MALLOC)}
+
+
+# A work row as a list (``WorkRow.to_list``): kind, name, shapes, dtypes, count, time, samples,
+# bytes
+WorkRowList = list[str | int | float | list[float]]
+
+
+class StageWorkDoc(TypedDict, total=False):
+    """A ``StageWork`` in a signature's JSON (``to_bytes``)."""
+
+    span_s: float
+    span_samples_s: list[float]
+    rows: list[WorkRowList]
+
+
+class WorkSignatureDoc(TypedDict):
+    """``WorkSignature.to_dict()``: the full table, as a baseline's side file keeps it."""
+
+    digest: str
+    device_kind: str
+    profiled_steps: int
+    noise: list[str]
+    stages: dict[str, StageWorkDoc]
 
 
 @dataclass(frozen=True)
@@ -50,7 +73,7 @@ class WorkRow:
         detail = ", ".join(part for part in (self.shapes, self.dtypes) if part)
         return f"{self.name} ({detail})" if detail else self.name
 
-    def to_list(self) -> list[Any]:
+    def to_list(self) -> WorkRowList:
         return [
             self.kind,
             self.name,
@@ -92,7 +115,7 @@ class StageWork:
         host)."""
         return max(0.0, self.span_s - self.timed(device_kind))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> StageWorkDoc:
         return {
             "span_s": round(self.span_s, 9),
             "span_samples_s": [round(s, 9) for s in self.span_samples_s],
@@ -100,7 +123,7 @@ class StageWork:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StageWork:
+    def from_dict(cls, data: StageWorkDoc) -> StageWork:
         return cls(
             tuple(WorkRow.from_list(r) for r in data.get("rows") or ()),
             float(data.get("span_s") or 0.0),
@@ -129,7 +152,7 @@ class WorkSignature:
         step = self.stages.get("step")
         return step.span_s if step is not None else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> WorkSignatureDoc:
         return {
             "digest": self.digest,
             "device_kind": self.device_kind,
@@ -138,7 +161,7 @@ class WorkSignature:
             "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
         }
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> dict[str, str | int | list[str]]:
         """The form a results record keeps: the digest in the open, the table packed (gzip, base64),
         since the open table is ~1,400 rows per test and made a 42-test results.json 21.6 MB."""
         return {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_i2v.verdict.conditions import RunConditions, stable_values, throttled_explain_slowness
 from pytest_i2v.verdict.gate import TIME_METRICS, RegressionVerdict
@@ -25,16 +24,18 @@ class ThrottlingExcuse:
     within: tuple[tuple[str, float, float], ...]
 
 
-def per_repeat(record: Mapping[str, Any]) -> dict[str, list[float | None]]:
-    """Each time metric per repeat of a results record, as the gate judges it over the run: the
-    total, the median step (step_s is the median of the steps), the decode."""
-    stages = record.get("stages") or {}
+def per_repeat(
+    time_samples_s: Sequence[float | None],
+    step_samples_s: Sequence[Sequence[float]],
+    decode_samples_s: Sequence[float | None],
+) -> dict[str, list[float | None]]:
+    """Each time metric per repeat of a results record (its ``time_samples_s`` and its stages'
+    ``step_samples_s`` and ``decode_samples_s``), as the gate judges it over the run: the total,
+    the median step (step_s is the median of the steps), the decode."""
     return {
-        "time_s": list(record.get("time_samples_s") or []),
-        "step_s": [
-            float(statistics.median(s)) if s else None for s in stages.get("step_samples_s") or []
-        ],
-        "decode_s": list(stages.get("decode_samples_s") or []),
+        "time_s": list(time_samples_s),
+        "step_s": [float(statistics.median(s)) if s else None for s in step_samples_s],
+        "decode_s": list(decode_samples_s),
     }
 
 

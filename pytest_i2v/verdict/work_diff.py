@@ -11,7 +11,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from pytest_i2v.verdict.signature import (
     OP,
@@ -53,6 +53,39 @@ def _t95(df: int) -> float:
     return _T95[max(k for k in _T95 if k <= df)] if df < 60 else 1.96
 
 
+class ChangedRowDoc(TypedDict):
+    """A ``ChangedRow`` in a results record (``records[].work.rows[]``)."""
+
+    stage: str
+    kind: str
+    op: str
+    shapes: str
+    dtypes: str
+    count_base: int
+    count_head: int
+    time_base_s: float
+    time_head_s: float
+    effect_s: float
+    share_of_step_pct: float | None
+
+
+class WorkDiffDoc(TypedDict):
+    """``WorkDiff.to_dict()``: a results record's ``work``, before the judgement adds its
+    ``verdict`` (and, for identical work, where the ``excess`` time sits)."""
+
+    identical: bool
+    effect_s: float
+    effect_pct: float | None
+    interval_pct: list[float] | None
+    noise: list[str]
+    rows: list[ChangedRowDoc]
+    rows_total: int
+
+
+# What a judged work holds: ``WorkDiffDoc``'s values, its verdict and the excess's line.
+WorkField = bool | float | str | list[float] | list[str] | list[ChangedRowDoc] | None
+
+
 @dataclass(frozen=True)
 class ChangedRow:
     stage: str
@@ -80,7 +113,7 @@ class ChangedRow:
             share,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ChangedRowDoc:
         row = self.row
         return {
             "stage": self.stage,
@@ -113,7 +146,7 @@ class WorkDiff:
         None  # every changed row, where ``rows`` keeps only the largest (None: all kept)
     )
 
-    def to_dict(self, keep: int = KEPT_ROWS) -> dict[str, Any]:
+    def to_dict(self, keep: int = KEPT_ROWS) -> WorkDiffDoc:
         """The largest ``keep`` rows (a dtype change touches every row: the first ones explain
         it)."""
         return {

@@ -1,15 +1,18 @@
-"""The shapes of a baseline file's parts, named in its problems, and the YAML it is written as
-(one run per line, so that a re-baseline reads as added lines in a diff). Pure: no torch, no
-pytest."""
+"""The shapes of a baseline file's parts, named in its problems, the scalar its fingerprints and
+runs hold, and the YAML it is written as (one run per line, so that a re-baseline reads as added
+lines in a diff). Pure: no torch, no pytest."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
+
+if TYPE_CHECKING:  # the file's shape is the records' (a layer above): no import at run time
+    from pytest_i2v.verdict.baseline_records import BaselineFileDoc
 
 # What each part of a baseline file holds, as its problems say: "path: entries['t::a']: expected
 # a mapping with ...; got 1"
@@ -17,6 +20,15 @@ ENTRIES_SHAPE = "a mapping of test node ids to entries"
 ENTRY_SHAPE = "a mapping with config_id, config and segments"
 SEGMENT_SHAPE = "a mapping with fingerprint, runs and signature"
 MALFORMED_FIX = "fix it or restore the file from version control"
+# A YAML/JSON scalar: what a fingerprint key or a baseline run's field holds (a figure, a date, a
+# commit, an NVML scope).
+Scalar = str | int | float | bool | None
+
+
+def figure(value: Scalar) -> float | None:
+    """A stored figure as the gate reads it: a number as it is (an int stays an int), anything
+    else (missing, a word) not measured."""
+    return value if isinstance(value, (int, float)) else None
 
 
 def describe_value(value: Any) -> str:
@@ -66,7 +78,7 @@ def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> Any:
 _BaselineDumper.add_representer(dict, _represent_dict)
 
 
-def dump_yaml(document: Mapping[str, Any]) -> str:
+def dump_yaml(document: BaselineFileDoc) -> str:
     header = (
         "# pytest-i2v baselines: measured runs only. "
         "Update with --i2v-update-baselines; review the diff.\n"
