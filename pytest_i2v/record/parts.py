@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import cattrs
+
 from pytest_i2v.metrics import ALLOCATED_BYTES, DEVICE_BYTES, HOST_RSS_BYTES, RESERVED_BYTES
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff
@@ -139,15 +141,7 @@ class SignatureRecord:
 
     @classmethod
     def of(cls, signature: WorkSignature) -> SignatureRecord:
-        packed = signature.to_record()
-        return cls(
-            digest=str(packed["digest"]),
-            device_kind=str(packed["device_kind"]),
-            profiled_steps=int(packed["profiled_steps"]),
-            noise=list(packed["noise"]),
-            rows=int(packed["rows"]),
-            packed=str(packed["packed"]),
-        )
+        return cattrs.structure(signature.to_record(), cls)
 
     def work(self) -> WorkSignature:
         """The signature itself, its table unpacked."""
