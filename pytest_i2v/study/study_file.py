@@ -5,26 +5,87 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
 
 
+class MarkArguments(TypedDict, total=False):
+    """Arguments of an ``i2v`` mark, as the study file spells them (see ``generation.marks.i2v``);
+    the mark checks them when the suites apply it."""
+
+    resolution: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float
+    fps: int
+    dtype: str
+    memory: list[str] | str
+    prompt: str
+    seed: int
+    fast: bool
+    pipeline: str
+    attention: str
+
+
+class PipelineCase(MarkArguments, total=False):
+    """A pipeline at its native settings: its mark arguments and its declared VRAM budget."""
+
+    vram_gb: float
+
+
+class TradeoffsSection(TypedDict):
+    resolution: str
+    combos: list[MarkArguments]  # frames and steps, over the defaults
+    frames_sweep: list[int]
+
+
+class PrecisionSection(TypedDict):
+    resolution: str
+    dtypes: list[str]
+
+
+class MemoryOptionsSection(TypedDict):
+    resolution: str
+    options: list[str]  # "none" is the plain run
+
+
+class InputImage(TypedDict):
+    name: str
+    width: int
+    height: int
+
+
+class DynamicResolutionSection(TypedDict):
+    inputs: list[InputImage]
+
+
+class PipelineMemoryOptionsSection(TypedDict, total=False):
+    pipelines: list[str]
+    options: list[str]
+
+
 @dataclass(frozen=True)
 class Study:
-    defaults: dict[str, Any]
+    # The sections hold what the file says: the suites read them, and the marks they build check
+    # every value, so the types below describe the file rather than vouch for it.
+    defaults: MarkArguments
     resolution_sweep: list[str]
     vram_budgets_gb: dict[str, float]
-    tradeoffs: dict[str, Any]
-    precision: dict[str, Any]
-    memory_options: dict[str, Any]
-    dynamic_resolution: dict[str, Any]
+    tradeoffs: TradeoffsSection
+    precision: PrecisionSection
+    memory_options: MemoryOptionsSection
+    dynamic_resolution: DynamicResolutionSection
     # The newer pipelines at their native settings ({case: mark arguments + vram_gb}) and their
     # memory-options suite; optional, so a study file from before pipelines still loads.
-    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pipeline_memory_options: dict[str, Any] = field(default_factory=dict)
+    pipelines: dict[str, PipelineCase] = field(default_factory=dict)
+    pipeline_memory_options: PipelineMemoryOptionsSection = field(
+        default_factory=PipelineMemoryOptionsSection
+    )
 
     @classmethod
     def load(cls, path: Path) -> Study:
@@ -36,17 +97,22 @@ class Study:
             ) from None
         try:
             return cls(
-                defaults=dict(data["defaults"]),
+                defaults=cast(MarkArguments, dict(data["defaults"])),
                 resolution_sweep=list(data["resolution_sweep"]["resolutions"]),
                 vram_budgets_gb={
                     str(k): float(v) for k, v in (data.get("vram_budgets_gb") or {}).items()
                 },
-                tradeoffs=dict(data["tradeoffs"]),
-                precision=dict(data["precision"]),
-                memory_options=dict(data["memory_options"]),
-                dynamic_resolution=dict(data["dynamic_resolution"]),
-                pipelines={str(k): dict(v) for k, v in (data.get("pipelines") or {}).items()},
-                pipeline_memory_options=dict(data.get("pipeline_memory_options") or {}),
+                tradeoffs=cast(TradeoffsSection, dict(data["tradeoffs"])),
+                precision=cast(PrecisionSection, dict(data["precision"])),
+                memory_options=cast(MemoryOptionsSection, dict(data["memory_options"])),
+                dynamic_resolution=cast(DynamicResolutionSection, dict(data["dynamic_resolution"])),
+                pipelines={
+                    str(k): cast(PipelineCase, dict(v))
+                    for k, v in (data.get("pipelines") or {}).items()
+                },
+                pipeline_memory_options=cast(
+                    PipelineMemoryOptionsSection, dict(data.get("pipeline_memory_options") or {})
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise I2VUsageError(f"study file {path}: missing or malformed section {exc}") from None
