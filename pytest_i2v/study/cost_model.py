@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -18,6 +18,16 @@ _TERMS: dict[str, Callable[[float, float], float]] = {
     "pixels*frames": lambda pixels, frames: pixels * frames,
     "pixels^2*frames": lambda pixels, frames: pixels * pixels * frames,
 }
+
+
+class CostModelDict(TypedDict):
+    """A fitted model as the results document holds it."""
+
+    model: str  # the formula, as ``CostModel.describe`` writes it
+    terms: list[str]
+    coefficients: list[float]
+    max_error_pct: float
+    points: int
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ class CostModel:
             for t, c in zip(self.terms, self.coefficients, strict=True)
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CostModelDict:
         return {
             "model": self.describe(),
             "terms": list(self.terms),
