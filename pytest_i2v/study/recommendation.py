@@ -5,20 +5,51 @@ class, from cost models fitted on the plain runs."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS, Scaling
 from pytest_i2v.report.grouping import group_by_pipeline
-from pytest_i2v.study.cost_model import CostModel, fit_cost
+from pytest_i2v.study.cost_model import CostModel, CostModelDict, fit_cost
 from pytest_i2v.study.latency import DEFAULT_LATENCY_THRESHOLDS_S, latency_class
 from pytest_i2v.study.resolution import DEFAULT_SAFETY_MARGIN_GB
-from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.verdict.peak import HeadlinePeak, record_peak
 
 DEFAULT_MEMORY_CLASSES_GB = (8, 12, 16, 24, 40, 48, 80)
 FRAMES_OPTIONS = (8, 16, 24, 32)  # the frame counts a cell may recommend
 CLIP_FRAMES = 16  # the study's clip length: a cell holds at least this many frames where it can
+TINY_PROVENANCE = "tiny-random-weights"
+
+
+class MatrixCellDict(TypedDict):
+    memory_gb: float
+    resolution: str | None
+    frames: int | None
+    peak_gb: float | None
+    time_s: float | None
+    latency: str | None
+    measured: bool
+
+
+class FitsDict(TypedDict):
+    peak_gb: CostModelDict
+    step_s: CostModelDict
+    encode_decode_s: CostModelDict
+    total_s_max_error_pct: float | None
+
+
+class Recommendation(TypedDict):
+    """A recommendation matrix as the results document holds it (``recommendations``)."""
+
+    memory_figure: str  # the headline peak figures fitted, e.g. "device_bytes"
+    dtype: str
+    steps: int  # the study's steps
+    run_steps: int  # the steps the runs took (scaled on the cpu profile)
+    margin_gb: float
+    fits: FitsDict
+    cells: list[MatrixCellDict]
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -31,8 +62,16 @@ class MatrixCell:
     latency: str | None
     measured: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> MatrixCellDict:
+        return {
+            "memory_gb": self.memory_gb,
+            "resolution": self.resolution,
+            "frames": self.frames,
+            "peak_gb": self.peak_gb,
+            "time_s": self.time_s,
+            "latency": self.latency,
+            "measured": self.measured,
+        }
 
 
 @dataclass(frozen=True)
@@ -48,13 +87,43 @@ class _Fits:
         return self.encode_decode_s(pixels, frames) + self.run_steps * self.step_s(pixels, frames)
 
 
-def _peak_bytes(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    peak = record_peak(record)
-    return (float(peak.bytes) if peak.bytes is not None else None), peak.key or "none"
+@dataclass(frozen=True)
+class _PlainRun:
+    """A successful run without memory options, with a peak: what the fits read of its record."""
+
+    point: tuple[float, float]  # pixels, frames: where the cost models are fitted
+    steps: int  # the steps it ran
+    study_steps: int  # the study's steps it stands for (``config.study.steps``)
+    resolution: str | None
+    time_s: float
+    step_s: float
+    encode_decode_s: float
+    peak_bytes: float
+    peak_key: str  # the peak_memory field of the headline peak
+    tiny: bool  # the tiny model's run: shows the method only
 
 
-def _plain_runs(records: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], str]:
-    """The successful runs without memory options, of the most common dtype and with a peak."""
+def _plain_run(
+    record: Mapping[str, Any], peak: HeadlinePeak, point: tuple[float, float]
+) -> _PlainRun:
+    config, stages = record["config"], record["stages"]
+    return _PlainRun(
+        point=point,
+        steps=config["steps"],
+        study_steps=(config.get("study") or {}).get("steps", config["steps"]),
+        resolution=config.get("resolution"),
+        time_s=record["time_s"],
+        step_s=stages["step_s"],
+        encode_decode_s=stages["encode_s"] + stages["decode_s"],
+        peak_bytes=float(peak.bytes or 0),
+        peak_key=peak.key or "none",
+        tiny=config.get("provenance") == TINY_PROVENANCE,
+    )
+
+
+def _plain_runs(records: Iterable[Mapping[str, Any]]) -> tuple[list[_PlainRun], str]:
+    """The successful runs without memory options, of the most common dtype and with a peak, read
+    from their records; at least two different sizes x frames, or nothing can be fitted."""
     plain = [
         r
         for r in records
@@ -68,30 +137,29 @@ def _plain_runs(records: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str,
         {r["config"]["dtype"] for r in plain},
         key=lambda d: -sum(r["config"]["dtype"] == d for r in plain),
     )
-    kept = [r for r in plain if r["config"]["dtype"] == dtypes[0] and _peak_bytes(r)[0] is not None]
-    return kept, dtypes[0]
+    peaks = [(r, record_peak(r)) for r in plain if r["config"]["dtype"] == dtypes[0]]
+    kept = [(r, peak) for r, peak in peaks if peak.bytes is not None]
+    configs = [r["config"] for r, _ in kept]
+    points = [(float(c["width"] * c["height"]), float(c["frames"])) for c in configs]
+    if len(set(points)) < 2:  # before reading the stages, as a fit that cannot be made says
+        raise I2VUsageError(
+            "the results hold fewer than two different sizes x frames; run the resolution sweep"
+        )
+    runs = [_plain_run(r, peak, pt) for (r, peak), pt in zip(kept, points, strict=True)]
+    return runs, dtypes[0]
 
 
-def _pixels_frames(record: Mapping[str, Any]) -> tuple[float, float]:
-    config = record["config"]
-    return float(config["width"] * config["height"]), float(config["frames"])
-
-
-def _fit(
-    plain: Sequence[Mapping[str, Any]], points: Sequence[tuple[float, float]], run_steps: int
-) -> _Fits:
-    peaks_gb = [(_peak_bytes(r)[0] or 0.0) / 1e9 for r in plain]
+def _fit(plain: Sequence[_PlainRun], run_steps: int) -> _Fits:
+    points = [run.point for run in plain]
     return _Fits(
-        peak_gb=fit_cost(points, peaks_gb, ("1", "pixels*frames")),
+        peak_gb=fit_cost(points, [run.peak_bytes / 1e9 for run in plain], ("1", "pixels*frames")),
         step_s=fit_cost(
             points,
-            [r["stages"]["step_s"] for r in plain],
+            [run.step_s for run in plain],
             ("1", "pixels*frames", "pixels^2*frames"),
         ),
         encode_decode_s=fit_cost(
-            points,
-            [r["stages"]["encode_s"] + r["stages"]["decode_s"] for r in plain],
-            ("1", "pixels*frames"),
+            points, [run.encode_decode_s for run in plain], ("1", "pixels*frames")
         ),
         run_steps=run_steps,
     )
@@ -103,7 +171,7 @@ def _cell(
     scaling: Scaling,
     margin_gb: float,
     thresholds: Sequence[float],
-    measured: Collection[tuple[Any, Any]],
+    measured: Collection[tuple[str | None, float]],
 ) -> MatrixCell:
     """The largest resolution that fits ``memory - margin`` with at least ``CLIP_FRAMES``
     frames, and the most frames it holds; below that, the largest with fewer frames."""
@@ -140,37 +208,26 @@ def recommend(
     memory_classes_gb: Sequence[float] = DEFAULT_MEMORY_CLASSES_GB,
     margin_gb: float = DEFAULT_SAFETY_MARGIN_GB,
     thresholds: Sequence[float] = DEFAULT_LATENCY_THRESHOLDS_S,
-) -> dict[str, Any]:
+) -> Recommendation:
     """Fit the peak and the time as cost models of pixels and frames on plain runs (no memory
     options) of one dtype, then, per memory class, the largest resolution that fits
     (class - margin) with at least ``CLIP_FRAMES`` frames (the study's clip length), and the most
     frames it holds; below that, the largest resolution with fewer frames. Each cell carries its
     expected time at ``steps`` steps and whether that exact generation was measured."""
     plain, dtype = _plain_runs(records)
-    points = [_pixels_frames(r) for r in plain]
-    kinds = {_peak_bytes(r)[1] for r in plain}
-    if len(set(points)) < 2:
-        raise I2VUsageError(
-            "the results hold fewer than two different sizes x frames; run the resolution sweep"
-        )
-    fits = _fit(plain, points, scaling.steps(steps))
+    fits = _fit(plain, scaling.steps(steps))
     total_errors = [
-        abs(fits.total_s(*pt) / r["time_s"] - 1) * 100
-        for pt, r in zip(points, plain, strict=True)
-        if r["config"]["steps"] == fits.run_steps
+        abs(fits.total_s(*run.point) / run.time_s - 1) * 100
+        for run in plain
+        if run.steps == fits.run_steps
     ]
-    measured = {
-        (r["config"].get("resolution"), r["config"]["frames"])
-        for r in plain
-        if (r["config"].get("study") or {}).get("steps", r["config"]["steps"]) == steps
-    }
+    measured = {(run.resolution, run.point[1]) for run in plain if run.study_steps == steps}
     cells = [
         _cell(memory, fits, scaling, margin_gb, thresholds, measured)
         for memory in memory_classes_gb
     ]
-    tiny = plain[0]["config"].get("provenance") == "tiny-random-weights"
     return {
-        "memory_figure": "/".join(sorted(kinds)),
+        "memory_figure": "/".join(sorted({run.peak_key for run in plain})),
         "dtype": dtype,
         "steps": steps,
         "run_steps": fits.run_steps,
@@ -183,7 +240,7 @@ def recommend(
         },
         "cells": [c.to_dict() for c in cells],
         "note": "fitted on the tiny model (scaled study): shows the method, not what a GPU will do"
-        if tiny
+        if plain[0].tiny
         else None,
     }
 
@@ -199,8 +256,10 @@ def recommend_per_pipeline(
 ) -> dict[str, dict[str, Any]]:
     """One ``recommend`` matrix per pipeline, each fitted on that pipeline's records only (two
     models' costs have nothing in common). A pipeline whose records cannot be fitted (too few
-    sizes, no plain runs) is left out, and why goes into ``unfitted`` when one is given."""
-    matrices: dict[str, dict[str, Any]] = {}
+    sizes, no plain runs) is left out, and why goes into ``unfitted`` when one is given.
+
+    Plain dicts: they go into the results document as they are."""
+    matrices: dict[str, Recommendation] = {}
     for pipeline, group in group_by_pipeline(records).items():
         try:
             matrices[pipeline] = recommend(
@@ -214,17 +273,17 @@ def recommend_per_pipeline(
         except (I2VUsageError, ValueError) as exc:
             if unfitted is not None:
                 unfitted[pipeline] = str(exc)
-    return matrices
+    return {pipeline: dict(matrix) for pipeline, matrix in matrices.items()}
 
 
-def _fit_line(name: str, fit: Mapping[str, Any]) -> str:
+def _fit_line(name: str, fit: CostModelDict) -> str:
     return (
         f"  {name} = {fit['model']}   "
         f"(max fit error {fit['max_error_pct']:.1f} % over {fit['points']} points)"
     )
 
 
-def _cell_row(cell: Mapping[str, Any]) -> str:
+def _cell_row(cell: MatrixCellDict) -> str:
     if cell["resolution"] is None:
         return f"| {cell['memory_gb']:g} GB | nothing fits | - | - | - | - | - |"
     how = "measured" if cell["measured"] else "extrapolated"
@@ -235,6 +294,7 @@ def _cell_row(cell: Mapping[str, Any]) -> str:
 
 
 def format_recommendation(matrix: Mapping[str, Any]) -> str:
+    """The matrix as text: one from ``recommend`` or read back from a results document."""
     fits = matrix["fits"]
     lines = [
         f"Recommendation matrix ({matrix['dtype']}, {matrix['steps']} study steps = "
