@@ -19,7 +19,6 @@ from pytest_i2v.verdict.peak import HeadlinePeak, record_peak
 DEFAULT_MEMORY_CLASSES_GB = (8, 12, 16, 24, 40, 48, 80)
 FRAMES_OPTIONS = (8, 16, 24, 32)  # the frame counts a cell may recommend
 CLIP_FRAMES = 16  # the study's clip length: a cell holds at least this many frames where it can
-TINY_PROVENANCE = "tiny-random-weights"
 
 
 class MatrixCellDict(TypedDict):
@@ -117,7 +116,7 @@ def _plain_run(
         encode_decode_s=stages["encode_s"] + stages["decode_s"],
         peak_bytes=float(peak.bytes or 0),
         peak_key=peak.key or "none",
-        tiny=config.get("provenance") == TINY_PROVENANCE,
+        tiny=config.get("provenance") == "tiny-random-weights",
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import yaml
 
@@ -23,13 +24,106 @@ REFERENCE_SCHEMA = "pytest-i2v/published-reference"
 # Package data, read through importlib.resources, so a non-editable or zipped install finds it.
 SHIPPED_REFERENCE: Traversable = files("pytest_i2v") / "data" / "rtx4090-published.yaml"
 
+# A generation's shape as the study names it: width, height, frames, steps, guidance.
+Shape = tuple[int | None, int | None, int | None, int | None, float | None]
 
-def shipped_reference() -> dict[str, Any]:
+
+class _PublishedGeneration(TypedDict):
+    label: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float
+
+
+class PublishedRow(_PublishedGeneration, total=False):
+    """One published figure: the generation, and what the article measured of it."""
+
+    dtype: str  # absent: the article did not say
+    time_s: float
+    gen_fps: float
+    peak_vram_gb: float
+
+
+class PublishedReference(TypedDict, total=False):
+    """The reference file's shape (``data/rtx4090-published.yaml``)."""
+
+    schema: str
+    schema_version: int
+    provenance: str
+    source: str
+    hardware: dict[str, str]
+    method: str
+    precision: str
+    rows: list[PublishedRow]
+
+
+class MeasuredFigures(TypedDict):
+    nodeid: str | None
+    time_s: float | None
+    provenance: str | None
+    peak_gb: float | None
+    time_ratio: float | None  # measured / published time
+
+
+class ComparisonRow(TypedDict):
+    label: str
+    published_time_s: float | None
+    published_peak_vram_gb: float | None
+    measured: MeasuredFigures | None
+
+
+@dataclass(frozen=True)
+class _MeasuredRun:
+    """What the comparison reads of a successful record."""
+
+    shape: Shape
+    dtype: str | None
+    plain: bool  # no memory options
+    nodeid: str | None
+    time_s: float | None
+    provenance: str | None
+    peak_bytes: int | None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> _MeasuredRun:
+        config = record["config"]
+        study = config.get("study") or {}  # a scaled run: the study's shape it stands for
+        return cls(
+            shape=(
+                study.get("width", config.get("width")),
+                study.get("height", config.get("height")),
+                config.get("frames"),
+                study.get("steps", config.get("steps")),
+                config.get("guidance"),
+            ),
+            dtype=config.get("dtype"),
+            plain=not config.get("memory"),
+            nodeid=record.get("nodeid"),
+            time_s=record.get("time_s"),
+            provenance=config.get("provenance"),
+            peak_bytes=record_peak(record).bytes,
+        )
+
+    def figures(self, published_time_s: float | None) -> MeasuredFigures:
+        return {
+            "nodeid": self.nodeid,
+            "time_s": self.time_s,
+            "provenance": self.provenance,
+            "peak_gb": self.peak_bytes / 1e9 if self.peak_bytes else None,
+            "time_ratio": self.time_s / published_time_s
+            if self.time_s and published_time_s
+            else None,
+        }
+
+
+def shipped_reference() -> PublishedReference:
     """The published RTX 4090 figures that ship with the package."""
     return load_reference(SHIPPED_REFERENCE)
 
 
-def load_reference(path: Path | Traversable) -> dict[str, Any]:
+def load_reference(path: Path | Traversable) -> PublishedReference:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -45,57 +139,42 @@ def load_reference(path: Path | Traversable) -> dict[str, Any]:
             f"{path} is not a published reference "
             f"(schema {REFERENCE_SCHEMA!r}, provenance: published)"
         )
-    return data
+    # Only ever read for information, next to the results: its rows are taken as the file says.
+    return cast(PublishedReference, data)
 
 
-def _study_shape(config: Mapping[str, Any]) -> tuple[Any, ...]:
-    study = config.get("study") or {}
-    return (
-        study.get("width", config.get("width")),
-        study.get("height", config.get("height")),
-        config.get("frames"),
-        study.get("steps", config.get("steps")),
-        config.get("guidance"),
+def _comparison_row(row: PublishedRow, runs: list[_MeasuredRun]) -> ComparisonRow:
+    """The published figure, with the first plain run of the same generation (and dtype, where the
+    article names one)."""
+    shape = (row["width"], row["height"], row["frames"], row["steps"], row["guidance"])
+    match = next(
+        (
+            run
+            for run in runs
+            if run.shape == shape
+            and (row.get("dtype") is None or run.dtype == row.get("dtype"))
+            and run.plain
+        ),
+        None,
     )
+    return {
+        "label": row["label"],
+        "published_time_s": row.get("time_s"),
+        "published_peak_vram_gb": row.get("peak_vram_gb"),
+        "measured": match.figures(row.get("time_s")) if match is not None else None,
+    }
 
 
 def compare_published(
-    records: Iterable[Mapping[str, Any]], reference: Mapping[str, Any]
+    records: Iterable[Mapping[str, Any]], reference: PublishedReference
 ) -> dict[str, Any]:
     """Rows pairing each published figure with a measured record of the same generation.
 
-    Never a verdict: the published numbers come from another machine, software stack and app."""
-    rows = []
-    records = [r for r in records if r.get("outcome") == "ok"]
-    for ref in reference.get("rows", []):
-        shape = (ref["width"], ref["height"], ref["frames"], ref["steps"], ref["guidance"])
-        matches = [
-            r
-            for r in records
-            if _study_shape(r["config"]) == shape
-            and (ref.get("dtype") is None or r["config"].get("dtype") == ref["dtype"])
-            and not r["config"].get("memory")
-        ]
-        row: dict[str, Any] = {
-            "label": ref["label"],
-            "published_time_s": ref.get("time_s"),
-            "published_peak_vram_gb": ref.get("peak_vram_gb"),
-            "measured": None,
-        }
-        if matches:
-            record = matches[0]
-            measured_peak = record_peak(record).bytes
-            row["measured"] = {
-                "nodeid": record["nodeid"],
-                "time_s": record.get("time_s"),
-                "provenance": record["config"].get("provenance"),
-                "peak_gb": measured_peak / 1e9 if measured_peak else None,
-                "time_ratio": record["time_s"] / ref["time_s"]
-                if record.get("time_s") and ref.get("time_s")
-                else None,
-            }
-        rows.append(row)
-    comparable = [r for r in records if r["config"].get("provenance") != "tiny-random-weights"]
+    Never a verdict: the published numbers come from another machine, software stack and app.
+    A plain dict: it goes into the results document as it is."""
+    runs = [_MeasuredRun.from_record(r) for r in records if r.get("outcome") == "ok"]
+    rows = [_comparison_row(row, runs) for row in reference.get("rows", [])]
+    comparable = [run for run in runs if run.provenance != "tiny-random-weights"]
     note = (
         None
         if comparable
