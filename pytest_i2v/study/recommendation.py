@@ -14,7 +14,7 @@ from pytest_i2v.report.grouping import group_by_pipeline
 from pytest_i2v.study.cost_model import CostModel, CostModelDict, fit_cost
 from pytest_i2v.study.latency import DEFAULT_LATENCY_THRESHOLDS_S, latency_class
 from pytest_i2v.study.resolution import DEFAULT_SAFETY_MARGIN_GB
-from pytest_i2v.verdict.peak import HeadlinePeak, record_peak
+from pytest_i2v.verdict.peak import record_peak
 
 DEFAULT_MEMORY_CLASSES_GB = (8, 12, 16, 24, 40, 48, 80)
 FRAMES_OPTIONS = (8, 16, 24, 32)  # the frame counts a cell may recommend
@@ -103,7 +103,7 @@ class _PlainRun:
 
 
 def _plain_run(
-    record: Mapping[str, Any], peak: HeadlinePeak, point: tuple[float, float]
+    record: Mapping[str, Any], peak_bytes: float, peak_key: str, point: tuple[float, float]
 ) -> _PlainRun:
     config, stages = record["config"], record["stages"]
     return _PlainRun(
@@ -114,8 +114,8 @@ def _plain_run(
         time_s=record["time_s"],
         step_s=stages["step_s"],
         encode_decode_s=stages["encode_s"] + stages["decode_s"],
-        peak_bytes=float(peak.bytes or 0),
-        peak_key=peak.key or "none",
+        peak_bytes=peak_bytes,
+        peak_key=peak_key,
         tiny=config.get("provenance") == "tiny-random-weights",
     )
 
@@ -137,14 +137,18 @@ def _plain_runs(records: Iterable[Mapping[str, Any]]) -> tuple[list[_PlainRun], 
         key=lambda d: -sum(r["config"]["dtype"] == d for r in plain),
     )
     peaks = [(r, record_peak(r)) for r in plain if r["config"]["dtype"] == dtypes[0]]
-    kept = [(r, peak) for r, peak in peaks if peak.bytes is not None]
-    configs = [r["config"] for r, _ in kept]
+    kept = [(r, float(p.bytes), p.key or "none") for r, p in peaks if p.bytes is not None]
+    configs = [r["config"] for r, _, _ in kept]
     points = [(float(c["width"] * c["height"]), float(c["frames"])) for c in configs]
-    if len(set(points)) < 2:  # before reading the stages, as a fit that cannot be made says
+    # Checked before the stages are read: too few sizes is the reason, whatever else is missing.
+    if len(set(points)) < 2:
         raise I2VUsageError(
             "the results hold fewer than two different sizes x frames; run the resolution sweep"
         )
-    runs = [_plain_run(r, peak, pt) for (r, peak), pt in zip(kept, points, strict=True)]
+    runs = [
+        _plain_run(record, peak_bytes, peak_key, point)
+        for (record, peak_bytes, peak_key), point in zip(kept, points, strict=True)
+    ]
     return runs, dtypes[0]
 
 
