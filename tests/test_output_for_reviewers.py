@@ -186,6 +186,7 @@ def _metric(
         "current": current,
         "delta_pct": delta,
         "runs": 5,
+        "rule": "tolerance",
         "threshold": "-",
         "gating": gating,
     }

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_i2v.cli import main
 from pytest_i2v.generation.marks import Scaling
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report import chart_style, per_test_charts
 from pytest_i2v.report.compare import compare_documents, compare_markdown, render_compare_html
 from pytest_i2v.report.context import build_context, outcome_of
@@ -137,19 +138,24 @@ def _metric(
         "interval": list(band) if band else None,
         "gating": gating,
         "verdict": "pass",
+        "runs": 5,
+        "rule": "prediction-interval",
+        "threshold": "-",
     }
 
 
 def test_the_overview_puts_every_compared_test_in_one_picture_worst_first() -> None:
     def record(
         name: str, kind: str, *metrics: dict[str, Any], peak: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return {
-            "nodeid": f"suites/t.py::{name}",
-            "decision": {"kind": kind},
-            "verdict": {"metrics": list(metrics)},
-            "peak_memory": peak or {"reserved_bytes": 2_000},
-        }
+    ) -> GenerationRecord:
+        return GenerationRecord.from_partial(
+            {
+                "nodeid": f"suites/t.py::{name}",
+                "decision": {"kind": kind, "fails": False},
+                "verdict": {"verdict": "pass", "metrics": list(metrics)},
+                "peak_memory": peak or {"reserved_bytes": 2_000},
+            }
+        )
 
     records = [
         record(
@@ -168,7 +174,9 @@ def test_the_overview_puts_every_compared_test_in_one_picture_worst_first() -> N
             _metric("reserved_bytes", 2000, 3000, (1900, 2100)),
         ),
         record("new", "recorded"),
-        {"nodeid": "suites/t.py::oom", "decision": {"kind": "out-of-memory"}, "verdict": None},
+        GenerationRecord.from_partial(
+            {"nodeid": "suites/t.py::oom", "decision": {"kind": "out-of-memory", "fails": True}}
+        ),
     ]
     picture = overview(records, outcome_of)
     assert [r.nodeid.split("::")[1] for r in picture.rows] == [
@@ -574,6 +582,7 @@ def test_fast_mode_and_roofline_render() -> None:
         "peak_tflops": 989.4,
         "efficiency": 0.4167,
         "peak_kind": "fp16",
+        "excludes_attention": False,
     }
     html = render_html(doc)
     results = _section(html, "results")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import matplotlib
@@ -16,7 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.report.figures import headline_of
 
 plt.rcParams.update(
     {
@@ -73,12 +73,11 @@ def _attr(text: str) -> str:
     )
 
 
-def row_label(record: Mapping[str, Any]) -> str:
+def row_label(record: GenerationRecord) -> str:
     """A test's name on a chart axis: its node id past the file, cut to fit."""
-    nodeid = str(record["nodeid"])
-    return nodeid.split("::", 1)[-1][:48]
+    return record.nodeid.split("::", 1)[-1][:48]
 
 
-def peak_gb(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    peak = record_peak(record)
+def peak_gb(record: GenerationRecord) -> tuple[float | None, str]:
+    peak = headline_of(record)
     return peak.gb, peak.label

@@ -3,43 +3,98 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from pytest_i2v.metrics import HOST_RSS_BYTES, TIME_S
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.report.figures import headline_of
 from pytest_i2v.report.grouping import pipeline_of
-from pytest_i2v.report.markdown import md, work_changes
+from pytest_i2v.report.markdown import md, work_change_lines
+from pytest_i2v.report.results import ResultsView
+from pytest_i2v.report.rows import WorkChange
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import fingerprint_changes
-from pytest_i2v.verdict.peak import record_peak
-from pytest_i2v.verdict.signature import WorkSignature
-from pytest_i2v.verdict.work_diff import diff
+from pytest_i2v.verdict.work_diff import WorkDiff, diff
 
 
-def _memory(record: Mapping[str, Any]) -> tuple[float | None, str]:
-    peak = record_peak(record)
-    return peak.bytes, peak.key or "host_rss_bytes"
+@dataclass(frozen=True)
+class DocumentHeading:
+    """What the comparison page says of each document, as it prints it."""
+
+    gpu_name: str | None
+    profile_name: str  # "" where the profile has no name
+    created: str
+
+
+class _RowKeys(TypedDict):
+    nodeid: str
+    only: str | None  # "a" or "b": the test ran in one document only
+    pipeline: str
+    not_comparable: str | None  # why there is no delta (the pipelines differ)
+
+
+class ComparisonRow(_RowKeys, total=False):
+    """One test in both documents (or in one): its figures in each and the change. The figures
+    only where both ran it on the same pipeline; ``work`` only where both profiled it."""
+
+    pipelines: tuple[str, str]
+    time_a: float | None
+    time_b: float | None
+    time_pct: float | None
+    step_a: float | None
+    step_b: float | None
+    step_pct: float | None
+    memory_a: float | None
+    memory_b: float | None
+    memory_pct: float | None
+    memory_key: str
+    outcome: str
+    config_changed: bool
+    work: WorkDiff  # as the results JSON keeps it: the largest rows
+
+
+class Comparison(TypedDict):
+    """The comparison page's variables (``compare.html.j2``)."""
+
+    a: DocumentHeading
+    b: DocumentHeading
+    rows: list[ComparisonRow]
+    environment_changes: tuple[str, ...]
+
+
+def _heading(view: ResultsView) -> DocumentHeading:
+    gpu_name = view.shown_environment.get("gpu_name")
+    return DocumentHeading(gpu_name, view.profile_name(""), view.created)
+
+
+def _memory(record: GenerationRecord) -> tuple[float | None, str]:
+    peak = headline_of(record)
+    return peak.bytes, peak.key or HOST_RSS_BYTES
 
 
 def _pct(a: float | None, b: float | None) -> float | None:
     return (b / a - 1) * 100 if a and b else None
 
 
-def _pair(
-    records_a: list[Mapping[str, Any]], records_b: list[Mapping[str, Any]]
-) -> list[tuple[str, Any, Any]]:
+Pair = tuple[str, GenerationRecord | None, GenerationRecord | None]
+
+
+def _pair(records_a: list[GenerationRecord], records_b: list[GenerationRecord]) -> list[Pair]:
     """(nodeid, record in A or None, record in B or None), A's order first, then B's leftovers.
 
     Records pair by nodeid and pipeline. A nodeid still unpaired on both sides ran on another
     pipeline in each document (e.g. ``--i2v-pipeline`` changed): it comes as one pair whose
     pipelines differ, so the comparison can say so instead of calling the test added and removed."""
-    by_key_b = {(r["nodeid"], pipeline_of(r)): r for r in records_b}
-    pairs: list[tuple[str, Any, Any]] = []
+    by_key_b = {(r.nodeid, pipeline_of(r)): r for r in records_b}
+    pairs: list[Pair] = []
     for record in records_a:
         pairs.append(
-            (record["nodeid"], record, by_key_b.pop((record["nodeid"], pipeline_of(record)), None))
+            (record.nodeid, record, by_key_b.pop((record.nodeid, pipeline_of(record)), None))
         )
-    unpaired_b: dict[str, list[Mapping[str, Any]]] = {}
+    unpaired_b: dict[str, list[GenerationRecord]] = {}
     for (nodeid, _), record in by_key_b.items():
         unpaired_b.setdefault(nodeid, []).append(record)
     for index, (nodeid, ra, rb) in enumerate(pairs):
@@ -51,62 +106,55 @@ def _pair(
     return pairs
 
 
-def compare_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    rows = []
-    for nodeid, ra, rb in _pair(list(a.get("records", [])), list(b.get("records", []))):
-        row: dict[str, Any] = {
-            "nodeid": nodeid,
-            "only": "a" if rb is None else "b" if ra is None else None,
-            "pipeline": pipeline_of(ra if ra is not None else rb),
-            "not_comparable": None,
-        }
-        if ra is not None and rb is not None and pipeline_of(ra) != pipeline_of(rb):
-            # Two models' times differ by design: a delta would read as a regression or a win.
-            row["pipelines"] = (pipeline_of(ra), pipeline_of(rb))
-            row["not_comparable"] = "not comparable (pipeline {} vs {})".format(*row["pipelines"])
-        elif ra is not None and rb is not None:
-            ma, key = _memory(ra)
-            mb, _ = _memory(rb)
-            row.update(
-                {
-                    "time_a": ra.get("time_s"),
-                    "time_b": rb.get("time_s"),
-                    "time_pct": _pct(ra.get("time_s"), rb.get("time_s")),
-                    "step_a": (ra.get("stages") or {}).get("step_s"),
-                    "step_b": (rb.get("stages") or {}).get("step_s"),
-                    "step_pct": _pct(
-                        (ra.get("stages") or {}).get("step_s"),
-                        (rb.get("stages") or {}).get("step_s"),
-                    ),
-                    "memory_a": ma,
-                    "memory_b": mb,
-                    "memory_pct": _pct(ma, mb),
-                    "memory_key": key,
-                    "outcome": f"{ra.get('outcome')} -> {rb.get('outcome')}"
-                    if ra.get("outcome") != rb.get("outcome")
-                    else ra.get("outcome"),
-                    "config_changed": ra.get("config_id") != rb.get("config_id"),
-                }
-            )
-            if ra.get("signature") and rb.get("signature"):  # the work, where both runs profiled it
-                work = diff(
-                    WorkSignature.from_dict(ra["signature"]),
-                    WorkSignature.from_dict(rb["signature"]),
-                    (ra.get("stages") or {}).get("step_s"),
-                )
-                row["work"] = work.to_dict()
-        rows.append(row)
+def _compared(row: ComparisonRow, ra: GenerationRecord, rb: GenerationRecord) -> None:
+    """``row``'s figures of a test both documents ran on the same pipeline."""
+    ma, key = _memory(ra)
+    mb, _ = _memory(rb)
+    step_a, step_b = ra.stages.step_s, rb.stages.step_s
+    row["time_a"], row["time_b"] = ra.time_s, rb.time_s
+    row["time_pct"] = _pct(ra.time_s, rb.time_s)
+    row["step_a"], row["step_b"] = step_a, step_b
+    row["step_pct"] = _pct(step_a, step_b)
+    row["memory_a"], row["memory_b"] = ma, mb
+    row["memory_pct"] = _pct(ma, mb)
+    row["memory_key"] = key
+    row["outcome"] = f"{ra.outcome} -> {rb.outcome}" if ra.outcome != rb.outcome else ra.outcome
+    row["config_changed"] = ra.config_id != rb.config_id
+    if ra.signature and rb.signature:  # the work, where both runs profiled it
+        work = diff(ra.signature.work(), rb.signature.work(), step_a)
+        row["work"] = WorkDiff.from_dict(work.to_dict())
+
+
+def _row(nodeid: str, ra: GenerationRecord | None, rb: GenerationRecord | None) -> ComparisonRow:
+    either = ra if ra is not None else rb
+    assert either is not None  # a pair has a record on one side at least
+    row: ComparisonRow = {
+        "nodeid": nodeid,
+        "only": "a" if rb is None else "b" if ra is None else None,
+        "pipeline": pipeline_of(either),
+        "not_comparable": None,
+    }
+    if ra is not None and rb is not None and pipeline_of(ra) != pipeline_of(rb):
+        # Two models' times differ by design: a delta would read as a regression or a win.
+        row["pipelines"] = (pipeline_of(ra), pipeline_of(rb))
+        row["not_comparable"] = "not comparable (pipeline {} vs {})".format(*row["pipelines"])
+    elif ra is not None and rb is not None:
+        _compared(row, ra, rb)
+    return row
+
+
+def compare_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
+    view_a, view_b = ResultsView.from_dict(a), ResultsView.from_dict(b)
+    rows = [_row(*pair) for pair in _pair(view_a.records, view_b.records)]
     return {
-        "a": a,
-        "b": b,
+        "a": _heading(view_a),
+        "b": _heading(view_b),
         "rows": rows,
-        "environment_changes": fingerprint_changes(
-            a.get("environment") or {}, b.get("environment") or {}
-        ),
+        "environment_changes": fingerprint_changes(view_a.environment, view_b.environment),
     }
 
 
-def compare_markdown(comparison: Mapping[str, Any]) -> str:
+def compare_markdown(comparison: Comparison) -> str:
     lines = [
         "| test | time A | time B | delta | step delta | peak memory A | peak memory B | delta |",
         "|---|---|---|---|---|---|---|---|",
@@ -127,9 +175,9 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
         def pct(value: float | None) -> str:
             return f"{value:+.1f} %" if value is not None else "-"
 
-        time_a, time_b = (format_value("time_s", row[key]) for key in ("time_a", "time_b"))
+        time_a, time_b = (format_value(TIME_S, row[key]) for key in ("time_a", "time_b"))
         memory_a, memory_b = (
-            format_value(row["memory_key"], row[k]) for k in ("memory_a", "memory_b")
+            format_value(row["memory_key"], row[key]) for key in ("memory_a", "memory_b")
         )
         lines.append(
             f"| {md(row['nodeid'])} | {time_a} | {time_b} | "
@@ -138,19 +186,15 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
         )
     changes = comparison["environment_changes"]
     lines += ["", "Environment: " + ("; ".join(md(c) for c in changes) if changes else "identical")]
-    work = work_changes(
-        [
-            {"nodeid": row["nodeid"], "work": row["work"]}
-            for row in comparison["rows"]
-            if row.get("work")
-        ]
+    work = work_change_lines(
+        [WorkChange(row["nodeid"], row["work"]) for row in comparison["rows"] if "work" in row]
     )
     if work:
         lines += ["", *work]
     return "\n".join(lines)
 
 
-def render_compare_html(comparison: Mapping[str, Any], label_a: str, label_b: str) -> str:
+def render_compare_html(comparison: Comparison, label_a: str, label_b: str) -> str:
     env = Environment(
         loader=PackageLoader("pytest_i2v.report", "templates"),
         autoescape=select_autoescape(default=True),

@@ -10,14 +10,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
+from pytest_i2v.record.record import GenerationRecord
 
-RecordT = TypeVar("RecordT", bound=Mapping[str, Any])
+# A record typed, or as a results document holds it (the study and the CLI read plain documents).
+RecordT = TypeVar("RecordT", bound="GenerationRecord | Mapping[str, Any]")
 
 
-def pipeline_of(record: Mapping[str, Any]) -> str:
+def pipeline_of(record: GenerationRecord | Mapping[str, Any]) -> str:
     """The record's pipeline; records from before pipelines were recorded are I2VGen-XL's (the only
     one then)."""
-    config = record.get("config") or {}
+    config = record.config if isinstance(record, GenerationRecord) else record.get("config") or {}
     return str(config.get("pipeline") or DEFAULT_PIPELINE)
 
 

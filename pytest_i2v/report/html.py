@@ -9,9 +9,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.generation.memory_options import no_effect_options
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report import per_test_charts, study_charts
 from pytest_i2v.report.chart_style import width_px
-from pytest_i2v.report.context import build_context, clock_of, outcome_of
+from pytest_i2v.report.context import ReportContext, build_context, clock_of, outcome_of
+from pytest_i2v.report.rows import Chart, MemoryOptionRow
 from pytest_i2v.storage import write_text_atomic
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
@@ -36,21 +38,20 @@ WIDE_PX = 540
 
 
 def build_charts(
-    context: Mapping[str, Any],
-    records: list[Mapping[str, Any]] | None = None,
-    memory_options: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
+    context: ReportContext,
+    records: list[GenerationRecord] | None = None,
+    memory_options: list[MemoryOptionRow] | None = None,
+) -> list[Chart]:
     """The charts of ``records`` (all the context's by default): one pipeline's, when a report
     holds several."""
     records = context["records"] if records is None else records
     memory_options = context["memory_options"] if memory_options is None else memory_options
-    profile = context["profile"]
     candidates = [
         ("Time vs resolution", study_charts.time_vs_resolution(records, context["thresholds"])),
         (
             "Peak memory vs resolution",
             study_charts.memory_vs_resolution(
-                records, profile.get("memory_gb"), context["margin_gb"]
+                records, context["profile_memory_gb"], context["margin_gb"]
             ),
         ),
         ("Stage breakdown", per_test_charts.stage_breakdown(records)),
@@ -60,11 +61,7 @@ def build_charts(
         ("Precision", study_charts.precision_chart(records)),
         ("Memory options", study_charts.memory_options_chart(memory_options)),
     ]
-    return [
-        {"title": title, "svg": svg, "wide": width_px(svg) > WIDE_PX}
-        for title, svg in candidates
-        if svg
-    ]
+    return [Chart(title, svg, width_px(svg) > WIDE_PX) for title, svg in candidates if svg]
 
 
 def render_html(document: Mapping[str, Any]) -> str:

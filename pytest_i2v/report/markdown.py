@@ -6,10 +6,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_i2v.report.context import build_context, clock_of, outcome_of
+from pytest_i2v.metrics import HOST_RSS_BYTES, STEP_S, TIME_S
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.report.context import ReportContext, build_context, clock_of, outcome_of
+from pytest_i2v.report.figures import headline_of
+from pytest_i2v.report.results import Recommendation
+from pytest_i2v.report.rows import RegressionRow, UnreliableRow, WorkChange
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
-from pytest_i2v.verdict.peak import record_peak
 from pytest_i2v.verdict.work_diff import WorkDiff
 
 _BANNER_MARK = {"bad": "❌", "warn": "⚠️", "good": "✅"}  # context.banner
@@ -42,49 +46,60 @@ CHANGE_NOTE = (
 )
 
 
-def change_vs_baseline(record: Mapping[str, Any], metric: str | None) -> str:
+def change_vs_baseline(record: GenerationRecord | Mapping[str, Any], metric: str | None) -> str:
     """The verdict's change of ``metric`` against its baseline (``+12.3 %``), "not judged" beside a
-    change that cannot fail the test, ``n/a`` where there is no baseline figure to compare."""
-    for item in (record.get("verdict") or {}).get("metrics") or []:
-        if item.get("metric") != metric:
+    change that cannot fail the test, ``n/a`` where there is no baseline figure to compare. A
+    record as a results document holds it is read as the report reads it."""
+    if not isinstance(record, GenerationRecord):
+        record = GenerationRecord.from_partial(record)
+    for item in record.verdict.metrics if record.verdict else ():
+        if item.metric != metric:
             continue
-        if any(item.get(key) is None for key in ("delta_pct", "baseline", "current")):
+        if item.delta_pct is None or item.baseline is None or item.current is None:
             return NO_CHANGE
-        judged = "" if item.get("gating", True) else " (not judged)"
-        return f"{item['delta_pct']:+.1f} %{judged}"
+        judged = "" if item.gating else " (not judged)"
+        return f"{item.delta_pct:+.1f} %{judged}"
     return NO_CHANGE
 
 
-def _result_row(record: Mapping[str, Any], show_clock: bool) -> str:
+def _result_row(record: GenerationRecord, show_clock: bool) -> str:
     """A results row; the changes are the plugin's own figures, written as they are."""
-    peak = record_peak(record)
+    peak = headline_of(record)
     # The clock beside the time: a throttled GPU is slower.
     clock = f"{md(clock_of(record))} | " if show_clock else ""
-    peak_metric = peak.key or "host_rss_bytes"
+    peak_metric = peak.key or HOST_RSS_BYTES
     return (
-        f"| {md(record['nodeid'])} | {md(format_value('time_s', record.get('time_s')))} | "
-        f"{change_vs_baseline(record, 'time_s')} | {clock}"
-        f"{md(format_value('step_s', (record.get('stages') or {}).get('step_s')))} | "
-        f"{change_vs_baseline(record, 'step_s')} | "
+        f"| {md(record.nodeid)} | {md(format_value(TIME_S, record.time_s))} | "
+        f"{change_vs_baseline(record, TIME_S)} | {clock}"
+        f"{md(format_value(STEP_S, record.stages.step_s))} | "
+        f"{change_vs_baseline(record, STEP_S)} | "
         f"{md(format_value(peak_metric, peak.bytes))} ({md(peak.label)}) | "
         f"{change_vs_baseline(record, peak.key)} | "
-        f"{md(record.get('latency_class') or '-')} | {md(outcome_of(record))} |"
+        f"{md(record.latency_class or '-')} | {md(outcome_of(record))} |"
     )
 
 
 def work_changes(records: Sequence[Mapping[str, Any]], rows: int = 8) -> list[str]:
+    """``work_change_lines`` of plain ``{"nodeid", "work"}`` entries, ``work`` as
+    ``WorkDiff.to_dict`` writes it (the A/B report's)."""
+    return work_change_lines(
+        [WorkChange(r["nodeid"], WorkDiff.from_dict(r["work"])) for r in records if r.get("work")],
+        rows,
+    )
+
+
+def work_change_lines(changes: Sequence[WorkChange], rows: int = 8) -> list[str]:
     """Per test whose work signature changed since the baseline: the estimate and the changed
     rows."""
     lines: list[str] = []
-    for record in records:
-        work = record.get("work") or {}
-        if not work or work.get("identical"):
+    for change in changes:
+        parsed = change.work
+        if parsed.identical:
             continue
-        parsed = WorkDiff.from_dict(work)
         if not lines:
             lines += ["### What changed in the work", ""]
         lines += [
-            f"**{md(record['nodeid'])}**: {md(parsed.summary())}",
+            f"**{md(change.nodeid)}**: {md(parsed.summary())}",
             "",
             "| stage | op (shapes, dtypes) | count | time | share of the step |",
             "|---|---|---|---|---|",
@@ -105,8 +120,8 @@ def _metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
-def _headline_lines(context: Mapping[str, Any]) -> list[str]:
-    profile = context["profile"].get("name", "?")
+def _headline_lines(context: ReportContext) -> list[str]:
+    profile = str(context["profile"].get("name", "?"))
     device = context["environment"].get("gpu_name") or "CPU"
     # The headline was decided with the outcomes (outcome.headline): a report-only run never reads
     # as a pass.
@@ -121,7 +136,7 @@ def _headline_lines(context: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _regression_lines(regressions: Sequence[Mapping[str, Any]]) -> list[str]:
+def _regression_lines(regressions: Sequence[RegressionRow]) -> list[str]:
     """Each regressed metric against its baseline, then the commands that re-baseline."""
     if not regressions:
         return []
@@ -132,25 +147,25 @@ def _regression_lines(regressions: Sequence[Mapping[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for item in regressions:
-        nodeid = md(item["record"]["nodeid"])
-        if not item["metrics"]:
-            reason = "; ".join(item["env_changes"]) or item["reason"] or item["kind"]
+        nodeid = md(item.record.nodeid)
+        if not item.metrics:
+            reason = "; ".join(item.env_changes) or item.reason or item.kind
             lines.append(f"| {nodeid} | {md(reason)} | - | - | - | - |")
-        for m in item["metrics"]:
-            delta = f"{m['delta_pct']:+.1f} %" if m.get("delta_pct") is not None else "-"
-            baseline = md(format_value(m["metric"], m["baseline"]))
-            current = md(format_value(m["metric"], m["current"]))
+        for m in item.metrics:
+            delta = f"{m.delta_pct:+.1f} %" if m.delta_pct is not None else "-"
+            baseline = md(format_value(m.metric, m.baseline))
+            current = md(format_value(m.metric, m.current))
             lines.append(
-                f"| {nodeid} | {md(_metric_label(m['metric']))} | {baseline} ({m['runs']} runs) | "
-                f"{current} | {delta} | {md(m['threshold'])} |"
+                f"| {nodeid} | {md(_metric_label(m.metric))} | {baseline} ({m.runs} runs) | "
+                f"{current} | {delta} | {md(m.threshold)} |"
             )
     lines += ["", "Re-baseline an intended change:", ""]
-    lines += [f"    {item['command']}" for item in regressions]
+    lines += [f"    {item.command}" for item in regressions]
     lines.append("")
     return lines
 
 
-def _unreliable_lines(unreliable: Sequence[Mapping[str, Any]]) -> list[str]:
+def _unreliable_lines(unreliable: Sequence[UnreliableRow]) -> list[str]:
     if not unreliable:
         return []
     lines = [
@@ -162,27 +177,26 @@ def _unreliable_lines(unreliable: Sequence[Mapping[str, Any]]) -> list[str]:
     for item in unreliable:
         slow = (
             ", ".join(
-                f"{_metric_label(m['metric'])} {m['delta_pct']:+.1f} %"
-                if m.get("delta_pct") is not None
-                else _metric_label(m["metric"])
-                for m in item["metrics"]
+                f"{_metric_label(m.metric)} {m.delta_pct:+.1f} %"
+                if m.delta_pct is not None
+                else _metric_label(m.metric)
+                for m in item.metrics
             )
             or "-"
         )
         lines.append(
-            f"| {md(item['record']['nodeid'])} | {md(item['clock'])} | {md(slow)} "
-            f"| {md(item['reason'])} |"
+            f"| {md(item.record.nodeid)} | {md(item.clock)} | {md(slow)} | {md(item.reason)} |"
         )
     lines.append("")
     return lines
 
 
-def _results_lines(context: Mapping[str, Any]) -> list[str]:
+def _results_lines(context: ReportContext) -> list[str]:
     groups = context["pipeline_groups"]
     # One pipeline: today's single table, the pipeline named in its heading. Several: a table each.
     heading = f"### Results ({md(groups[0]['name'])})" if len(groups) == 1 else "### Results"
     lines = [heading]
-    tables = (
+    tables: list[tuple[str | None, list[GenerationRecord]]] = (
         [(g["name"], g["records"]) for g in groups if g["records"]]
         if context["multi_pipeline"]
         else [(None, context["records"])]
@@ -208,7 +222,7 @@ def _results_lines(context: Mapping[str, Any]) -> list[str]:
     return [*lines, "", CHANGE_NOTE]
 
 
-def _recommendation_lines(context: Mapping[str, Any]) -> list[str]:
+def _recommendation_lines(context: ReportContext) -> list[str]:
     lines: list[str] = []
     for name, recommendation in context["recommendations"].items():
         heading = (
@@ -216,25 +230,30 @@ def _recommendation_lines(context: Mapping[str, Any]) -> list[str]:
             if context["multi_pipeline"]
             else "### Recommendation matrix"
         )
-        fits = recommendation["fits"]
-        lines += [
-            "",
-            heading,
-            "",
-            f"Fitted on these measurements: peak max error "
-            f"{fits['peak_gb']['max_error_pct']:.1f} %, "
-            f"step max error {fits['step_s']['max_error_pct']:.1f} %.",
-            "",
-            "| GPU memory | resolution | frames | expected time | cell |",
-            "|---|---|---|---|---|",
-        ]
-        for cell in recommendation["cells"]:
-            resolution = md(cell["resolution"] or "nothing fits")
-            kind = "measured" if cell["measured"] else "extrapolated"
-            lines.append(
-                f"| {cell['memory_gb']:g} GB | {resolution} | {cell['frames'] or '-'} | "
-                f"{md(format_value('time_s', cell['time_s']))} | {kind} |"
-            )
+        lines += _matrix_lines(heading, recommendation)
+    return lines
+
+
+def _matrix_lines(heading: str, recommendation: Recommendation) -> list[str]:
+    fits = recommendation["fits"]
+    lines = [
+        "",
+        heading,
+        "",
+        f"Fitted on these measurements: peak max error "
+        f"{fits['peak_gb']['max_error_pct']:.1f} %, "
+        f"step max error {fits['step_s']['max_error_pct']:.1f} %.",
+        "",
+        "| GPU memory | resolution | frames | expected time | cell |",
+        "|---|---|---|---|---|",
+    ]
+    for cell in recommendation["cells"]:
+        resolution = md(cell["resolution"] or "nothing fits")
+        kind = "measured" if cell["measured"] else "extrapolated"
+        lines.append(
+            f"| {cell['memory_gb']:g} GB | {resolution} | {cell['frames'] or '-'} | "
+            f"{md(format_value(TIME_S, cell[TIME_S]))} | {kind} |"
+        )
     return lines
 
 
@@ -246,7 +265,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     lines = [
         *_headline_lines(context),
         *_regression_lines(context["regressions"]),
-        *work_changes(document.get("records") or []),
+        *work_change_lines(context["work_changes"]),
         *_unreliable_lines(context["unreliable"]),
         *_results_lines(context),
         *_recommendation_lines(context),

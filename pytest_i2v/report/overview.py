@@ -8,14 +8,16 @@ of memory) are counted beside the chart, not drawn."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from pytest_i2v.metrics import TIME_S
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.report.figures import headline_of
+from pytest_i2v.verdict.gate import MetricVerdict
 from pytest_i2v.verdict.outcome import SEVERITY
-from pytest_i2v.verdict.peak import record_peak
 
-TIME_METRIC = "time_s"  # the test's headline time: the median generation
+TIME_METRIC = TIME_S  # the test's headline time: the median generation
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,14 @@ class Change:
     gating: bool  # False: reported, not judged (timings not comparable, a report-only metric)
 
     @classmethod
-    def of(cls, metric: Mapping[str, Any] | None) -> Change | None:
-        if not metric or metric.get("delta_pct") is None:
+    def of(cls, metric: MetricVerdict | None) -> Change | None:
+        if metric is None or metric.delta_pct is None:
             return None
-        baseline, interval = metric.get("baseline"), metric.get("interval")
+        baseline, interval = metric.baseline, metric.interval
         band = None
         if baseline and interval:
             band = ((interval[0] / baseline - 1.0) * 100.0, (interval[1] / baseline - 1.0) * 100.0)
-        return cls(float(metric["delta_pct"]), band, bool(metric.get("gating", True)))
+        return cls(float(metric.delta_pct), band, bool(metric.gating))
 
 
 @dataclass(frozen=True)
@@ -77,22 +79,22 @@ def _severity(kind: str) -> int:
 
 
 def overview(
-    records: Sequence[Mapping[str, Any]], kind_of: Callable[[Mapping[str, Any]], str]
+    records: Sequence[GenerationRecord], kind_of: Callable[[GenerationRecord], str]
 ) -> Overview:
     """``kind_of(record)``: the record's decision kind (``report.context.outcome_of``)."""
     rows: list[OverviewRow] = []
     not_drawn: Counter[str] = Counter()
     for record in records:
         kind = kind_of(record)
-        metrics = {m["metric"]: m for m in (record.get("verdict") or {}).get("metrics") or []}
+        metrics = {m.metric: m for m in (record.verdict.metrics if record.verdict else ())}
         time = Change.of(metrics.get(TIME_METRIC))
         if time is None:
             not_drawn[kind] += 1
             continue
-        peak_key = record_peak(record).key
+        peak_key = headline_of(record).key
         rows.append(
             OverviewRow(
-                str(record["nodeid"]),
+                record.nodeid,
                 kind,
                 time,
                 Change.of(metrics.get(peak_key)) if peak_key else None,

@@ -11,6 +11,8 @@ from typing import Any
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from pytest_i2v.metrics import DECODE_S, DENOISE_S, ENCODE_S
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.chart_style import (
     DECISION_COLOURS,
     MIN_TEXT_PT,
@@ -137,15 +139,17 @@ def overview_chart(picture: Overview) -> str | None:
 PER_TEST_LIMIT = 60
 
 
-def _most_interesting(records: Sequence[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
+def _verdict_of(record: GenerationRecord) -> str:
+    """The gate's verdict; "" for a record without one."""
+    return record.verdict.verdict if record.verdict else ""
+
+
+def _most_interesting(records: Sequence[GenerationRecord], limit: int) -> list[GenerationRecord]:
     """Regressions and improvements first, then the slowest: the tests a reviewer looks at."""
     rank = {"regressed": 0, "env-changed": 1, "improved": 2}
     order = sorted(
         range(len(records)),
-        key=lambda i: (
-            rank.get(str((records[i].get("verdict") or {}).get("verdict")), 3),
-            -(records[i].get("time_s") or 0),
-        ),
+        key=lambda i: (rank.get(_verdict_of(records[i]), 3), -(records[i].time_s or 0)),
     )
     return [records[i] for i in sorted(order[:limit])]
 
@@ -154,20 +158,16 @@ def _shown(title: str, shown: int, total: int) -> str:
     return title if shown == total else f"{title} ({shown} of {total}: changed and slowest first)"
 
 
-def stage_breakdown(
-    records: Sequence[Mapping[str, Any]], limit: int = PER_TEST_LIMIT
-) -> str | None:
-    all_ok = [
-        r for r in records if r.get("outcome") == "ok" and r.get("stages", {}).get("denoise_s")
-    ]
+def stage_breakdown(records: Sequence[GenerationRecord], limit: int = PER_TEST_LIMIT) -> str | None:
+    all_ok = [r for r in records if r.outcome == "ok" and r.stages.denoise_s]
     if not all_ok:
         return None
     ok = _most_interesting(all_ok, limit)
     fig, ax = new_chart(6.5, 0.6 + 0.22 * len(ok))
     names = [row_label(r) for r in ok]
     left = [0.0] * len(ok)
-    for stage, key in (("encode", "encode_s"), ("denoise", "denoise_s"), ("decode", "decode_s")):
-        values = [r["stages"].get(key) or 0.0 for r in ok]
+    for stage, key in (("encode", ENCODE_S), ("denoise", DENOISE_S), ("decode", DECODE_S)):
+        values: list[float] = [getattr(r.stages, key) or 0.0 for r in ok]
         ax.barh(names, values, left=left, color=STAGE_COLOURS[stage], label=stage)
         left = [a + b for a, b in zip(left, values, strict=True)]
     ax.invert_yaxis()
@@ -199,23 +199,26 @@ def trace_style(index: int) -> tuple[str, str]:
 
 
 def step_traces(
-    records: Sequence[Mapping[str, Any]], limit: int = len(TRACE_COLOURS) * len(TRACE_DASHES)
+    records: Sequence[GenerationRecord | Mapping[str, Any]],
+    limit: int = len(TRACE_COLOURS) * len(TRACE_DASHES),
 ) -> str | None:
     """Per-step time through the schedule, per test (median over repeats at each step index):
     a rising trace is throttling, a high first step is warm-up leaking into the measurement.
     Every line is in the legend, named by its test with its median step, slowest first, and drawn
     unlike the others (a colour and a dash each); beyond ``limit`` the changed and slowest tests are
-    drawn, and the title says so."""
-    all_ok = [
-        r for r in records if r.get("outcome") == "ok" and r.get("stages", {}).get("step_samples_s")
+    drawn, and the title says so. A record as a results document holds it is read as the report
+    reads it."""
+    typed = [
+        r if isinstance(r, GenerationRecord) else GenerationRecord.from_partial(r) for r in records
     ]
+    all_ok = [r for r in typed if r.outcome == "ok" and r.stages.step_samples_s]
     if not all_ok:
         return None
     ok = _most_interesting(all_ok, limit) if len(all_ok) > limit else all_ok
     columns = 1 if len(ok) <= 20 else 2
     traces = []
     for record in ok:
-        runs = [run for run in record["stages"]["step_samples_s"] if run]
+        runs = [run for run in record.stages.step_samples_s if run]
         length = min(len(run) for run in runs)
         trace = [statistics.median(run[i] for run in runs) * 1000 for i in range(length)]
         traces.append((record, trace))
@@ -251,25 +254,26 @@ def step_traces(
 
 
 def baseline_history(
-    records: Sequence[Mapping[str, Any]], limit: int = PER_TEST_LIMIT
+    records: Sequence[GenerationRecord], limit: int = PER_TEST_LIMIT
 ) -> str | None:
     """Each test's accepted runs and the current run, relative to the baseline median."""
-    all_with_history = [r for r in records if r.get("baseline_history") and r.get("time_s")]
+    all_with_history = [r for r in records if r.baseline_history and r.time_s]
     if not all_with_history:
         return None
     with_history = _most_interesting(all_with_history, limit)
     fig, ax = new_chart(6.5, 0.8 + 0.22 * len(with_history))
     past_x: list[float] = []
     past_y: list[int] = []
-    now_x, colours = [], []
+    now_x: list[float] = []
+    colours: list[str] = []
     for index, record in enumerate(with_history):
-        history = record["baseline_history"]
+        history = record.baseline_history or []
         median = statistics.median(history)
         past_x += [h / median for h in history]
         past_y += [index] * len(history)
-        now_x.append(record["time_s"] / median)
-        verdict = str((record.get("verdict") or {}).get("verdict"))
-        colours.append(DECISION_COLOURS.get(verdict, PASSED_COLOUR))  # the report's one palette
+        now_x.append((record.time_s or 0.0) / median)
+        # the report's one palette
+        colours.append(DECISION_COLOURS.get(_verdict_of(record), PASSED_COLOUR))
     ax.scatter(past_x, past_y, s=10, color="#999", label="accepted runs")
     ax.scatter(now_x, range(len(with_history)), s=30, marker="D", c=colours, label="this run")
     ax.axvline(1.0, color="#666", linewidth=0.8)

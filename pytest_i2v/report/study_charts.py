@@ -3,21 +3,22 @@ counts, precision at 512p, and what each memory option saves and costs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.chart_style import MIN_TEXT_PT, new_chart, peak_gb, to_svg
+from pytest_i2v.report.rows import MemoryOptionRow
 
 
-def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def sweep_records(records: Iterable[GenerationRecord]) -> list[GenerationRecord]:
     """Plain runs at the preset resolutions with the study's clip (one per resolution, first
     wins)."""
-    seen: dict[str, Mapping[str, Any]] = {}
+    seen: dict[str, GenerationRecord] = {}
     for record in records:
-        config = record["config"]
+        config = record.config
         if (
-            record.get("outcome") == "ok"
+            record.outcome == "ok"
             and config.get("resolution") in RESOLUTION_PRESETS
             and not config.get("memory")
             and config.get("frames") == 16
@@ -28,17 +29,17 @@ def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any
 
 
 def time_vs_resolution(
-    records: Sequence[Mapping[str, Any]], thresholds: Sequence[float]
+    records: Sequence[GenerationRecord], thresholds: Sequence[float]
 ) -> str | None:
     sweep = sweep_records(records)
     if len(sweep) < 2:
         return None
     fig, ax = new_chart(5.2, 3.0)
-    labels = [r["config"]["resolution"] for r in sweep]
-    times = [r["time_s"] for r in sweep]
+    labels = [r.config["resolution"] for r in sweep]
+    times = [r.time_s for r in sweep]
     ax.plot(labels, times, marker="o", color="#fc8d62", label="median time")
     if (
-        max(times) >= thresholds[0] / 3
+        max(t or 0.0 for t in times) >= thresholds[0] / 3
     ):  # the patience lines only where they are on the data's scale
         for value, name in zip(thresholds, ("good", "acceptable"), strict=False):
             ax.axhline(value, color="#999", linestyle=":", linewidth=1)
@@ -66,13 +67,13 @@ def time_vs_resolution(
 
 
 def memory_vs_resolution(
-    records: Sequence[Mapping[str, Any]], profile_memory_gb: float | None, margin_gb: float
+    records: Sequence[GenerationRecord], profile_memory_gb: float | None, margin_gb: float
 ) -> str | None:
     sweep = [r for r in sweep_records(records) if peak_gb(r)[0] is not None]
     if len(sweep) < 2:
         return None
     fig, ax = new_chart(5.2, 3.0)
-    labels = [r["config"]["resolution"] for r in sweep]
+    labels = [r.config["resolution"] for r in sweep]
     peaks = [peak_gb(r)[0] or 0.0 for r in sweep]
     ax.plot(labels, peaks, marker="s", color="#8da0cb", label=f"peak ({peak_gb(sweep[0])[1]})")
     if profile_memory_gb and max(peaks) >= (profile_memory_gb - margin_gb) / 4:
@@ -106,22 +107,22 @@ def memory_vs_resolution(
     return to_svg(fig, "Peak memory vs resolution")
 
 
-def frames_tradeoff(records: Sequence[Mapping[str, Any]]) -> str | None:
+def frames_tradeoff(records: Sequence[GenerationRecord]) -> str | None:
     """Time and peak memory against the number of frames at one resolution (the frames sweep)."""
-    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[int, int], list[GenerationRecord]] = {}
     for record in records:
-        config = record["config"]
-        if record.get("outcome") == "ok" and not config.get("memory"):
+        config = record.config
+        if record.outcome == "ok" and not config.get("memory"):
             groups.setdefault((config["width"], config["steps"]), []).append(record)
-    best = max(groups.values(), key=lambda g: len({r["config"]["frames"] for r in g}), default=[])
-    by_frames = {r["config"]["frames"]: r for r in best}
+    best = max(groups.values(), key=lambda g: len({r.config["frames"] for r in g}), default=[])
+    by_frames: dict[int, GenerationRecord] = {r.config["frames"]: r for r in best}
     if len(by_frames) < 3:
         return None
     frames = sorted(by_frames)
     fig, ax = new_chart(5.2, 3.0)
     ax.plot(
         frames,
-        [by_frames[f]["time_s"] for f in frames],
+        [by_frames[f].time_s for f in frames],
         marker="o",
         color="#fc8d62",
         label="median time (s)",
@@ -133,20 +134,18 @@ def frames_tradeoff(records: Sequence[Mapping[str, Any]]) -> str | None:
         twin = ax.twinx()
         twin.plot(frames, peaks, marker="s", color="#8da0cb", label="peak (GB)")
         twin.set_ylabel("GB")
-    label = (
-        by_frames[frames[0]]["config"].get("resolution")
-        or f"{by_frames[frames[0]]['config']['width']}px"
-    )
+    first = by_frames[frames[0]].config
+    label = first.get("resolution") or f"{first['width']}px"
     ax.set_title(f"Frames trade-off at {label}")
     return to_svg(fig, "Frames trade-off")
 
 
-def precision_chart(records: Sequence[Mapping[str, Any]]) -> str | None:
-    by_dtype: dict[str, Mapping[str, Any]] = {}
+def precision_chart(records: Sequence[GenerationRecord]) -> str | None:
+    by_dtype: dict[str, GenerationRecord] = {}
     for record in records:
-        config = record["config"]
+        config = record.config
         if (
-            record.get("outcome") == "ok"
+            record.outcome == "ok"
             and config.get("resolution") == "512p"
             and not config.get("memory")
         ):
@@ -157,7 +156,7 @@ def precision_chart(records: Sequence[Mapping[str, Any]]) -> str | None:
     fig, ax = new_chart(4.5, 2.6)
     ax.bar(
         dtypes,
-        [by_dtype[d]["time_s"] for d in dtypes],
+        [by_dtype[d].time_s for d in dtypes],
         color=["#8da0cb", "#66c2a5", "#fc8d62"][: len(dtypes)],
     )
     ax.set_ylabel("median seconds")
@@ -165,21 +164,21 @@ def precision_chart(records: Sequence[Mapping[str, Any]]) -> str | None:
     return to_svg(fig, "Precision at 512p")
 
 
-def memory_options_chart(rows: Sequence[Mapping[str, Any]]) -> str | None:
+def memory_options_chart(rows: Sequence[MemoryOptionRow]) -> str | None:
     """Memory saved vs time added, each option against the plain run."""
     points = [
-        r
-        for r in rows
-        if r.get("memory_saved_pct") is not None and r.get("time_added_pct") is not None
+        (row["option"], row["time_added_pct"], row["memory_saved_pct"])
+        for row in rows
+        if row["memory_saved_pct"] is not None and row["time_added_pct"] is not None
     ]
     if not points:
         return None
     fig, ax = new_chart(5.2, 3.2)
-    for row in points:
-        ax.scatter(row["time_added_pct"], row["memory_saved_pct"], color="#1f77b4")
+    for option, time_added_pct, memory_saved_pct in points:
+        ax.scatter(time_added_pct, memory_saved_pct, color="#1f77b4")
         ax.annotate(
-            row["option"],
-            (row["time_added_pct"], row["memory_saved_pct"]),
+            option,
+            (time_added_pct, memory_saved_pct),
             textcoords="offset points",
             xytext=(4, 3),
             fontsize=MIN_TEXT_PT,
