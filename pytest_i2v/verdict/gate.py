@@ -23,7 +23,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from scipy import stats
 
@@ -44,6 +44,8 @@ METRIC_LABELS = {
     "device_bytes": "device peak (NVML)",
     "host_rss_bytes": "peak host RSS",
 }
+
+Value = TypeVar("Value")
 
 
 @dataclass(frozen=True)
@@ -279,8 +281,9 @@ def judge_memory(
     )
 
 
-def fingerprint_changes(old: Mapping[str, Scalar], new: Mapping[str, Scalar]) -> tuple[str, ...]:
-    """What changed between two environment fingerprints, as ``key old -> new``."""
+def fingerprint_changes(old: Mapping[str, Value], new: Mapping[str, Value]) -> tuple[str, ...]:
+    """What changed between two environment fingerprints, as ``key old -> new`` (any values that
+    compare and print: a baseline's scalars, a results document's environment)."""
     changes = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
