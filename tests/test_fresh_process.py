@@ -93,11 +93,15 @@ def test_the_child_keeps_the_measurement_options_and_drops_what_writes_or_spread
 
 def test_the_record_of_this_generation_is_picked() -> None:
     records = [
-        {"nodeid": "a", "config_id": "c1", "outcome": "ok", "time_s": 1.0},
-        {"nodeid": "a", "config_id": "c2", "outcome": "ok", "time_s": 2.0},
-        {"nodeid": "a", "config_id": "c3", "outcome": "oom"},
+        GenerationRecord.from_partial(data)
+        for data in (
+            {"nodeid": "a", "config_id": "c1", "outcome": "ok", "time_s": 1.0},
+            {"nodeid": "a", "config_id": "c2", "outcome": "ok", "time_s": 2.0},
+            {"nodeid": "a", "config_id": "c3", "outcome": "oom"},
+        )
     ]
-    assert (pick_record(records, "a", "c2") or {}).get("time_s") == 2.0
+    picked = pick_record(records, "a", "c2")
+    assert picked is not None and picked.time_s == 2.0
     assert pick_record(records, "a", "c3") is None and pick_record(records, "b", "c1") is None
 
 

@@ -16,7 +16,10 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.record.document import read_records
+from pytest_i2v.record.record import GenerationRecord
 
 REMEASURE_INTO = "--i2v-remeasure-into"
 # The clocks the parent holds locked, for the child's label (``LockedClocks.encoded``): the child
@@ -141,7 +144,7 @@ def remeasure(
     config_id: str | None,
     environment: Mapping[str, str] | None = None,
     held_clocks: str | None = None,
-) -> dict[str, Any]:
+) -> GenerationRecord:
     """Run the test in a new pytest process and return its record of this generation
     (``config_id``); ``held_clocks``: the clocks this process holds locked, encoded, which the
     child labels and leaves alone."""
@@ -165,10 +168,7 @@ def remeasure(
         completed = subprocess.run(
             command, cwd=child.cwd, env=env, capture_output=True, text=True, check=False
         )
-        try:
-            records = json.loads(records_path.read_text(encoding="utf-8"))["records"]
-        except (OSError, ValueError, KeyError):
-            records = []
+        records = _child_records(records_path)
     found = pick_record(records, nodeid, config_id)
     if found is None:
         lines = [
@@ -181,15 +181,20 @@ def remeasure(
     return found
 
 
+def _child_records(path: Path) -> list[GenerationRecord]:
+    """The records the child wrote; none where it wrote nothing readable (it failed: the caller
+    says so with the child's last line)."""
+    try:
+        return read_records(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, ValueError, I2VUsageError):
+        return []
+
+
 def pick_record(
-    records: Sequence[Mapping[str, Any]], nodeid: str, config_id: str | None
-) -> dict[str, Any] | None:
+    records: Sequence[GenerationRecord], nodeid: str, config_id: str | None
+) -> GenerationRecord | None:
     """The child's measured record of this test and generation (a test may measure several)."""
     for record in records:
-        if (
-            record.get("nodeid") == nodeid
-            and record.get("config_id") == config_id
-            and record.get("outcome") == "ok"
-        ):
-            return dict(record)
+        if record.nodeid == nodeid and record.config_id == config_id and record.outcome == "ok":
+            return record
     return None

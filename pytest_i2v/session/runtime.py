@@ -92,13 +92,12 @@ class I2VRun:
             self.plan.device,
         )
         # Looked up on the module at each call: benchmarks/main_job_split.py patches it to time it.
-        data = fresh_process.remeasure(
+        return fresh_process.remeasure(
             child,
             nodeid,
             config_id,
             held_clocks=self.locked_clocks.encoded() if self.locked_clocks else None,
         )
-        return GenerationRecord.from_dict(data)
 
     def _wrap(self, pipe: Any, key: Any) -> Any:
         """The conftest's ``pytest_i2v_wrap_pipeline``, else the pipeline as loaded."""
