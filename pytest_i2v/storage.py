@@ -8,10 +8,17 @@ import re
 import stat
 import tempfile
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from pytest_i2v.errors import I2VUsageError
+
+# A value as JSON holds it: what the results, A/B and report documents are made of (read-only
+# containers, so that a dict of str or a list of records is one).
+JsonValue: TypeAlias = (
+    "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
+)
 
 # yaml is imported inside read_yaml: every pytest run imports this module, and most of its users
 # only write JSON.

@@ -18,7 +18,7 @@ from cattrs.errors import BaseValidationError
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.record import GenerationRecord
-from pytest_i2v.storage import check_schema, write_text_atomic
+from pytest_i2v.storage import JsonValue, check_schema, write_text_atomic
 
 RESULTS_SCHEMA = "pytest-i2v/results"
 RESULTS_SCHEMA_VERSION = 2
@@ -26,13 +26,13 @@ LENIENT_VERSIONS = (1,)  # read with the missing fields filled (GenerationRecord
 
 
 def build_document(
-    environment: Mapping[str, Any],
-    profile: Mapping[str, Any],
-    settings: Mapping[str, Any],
+    environment: Mapping[str, JsonValue],
+    profile: Mapping[str, JsonValue],
+    settings: Mapping[str, JsonValue],
     records: list[GenerationRecord],
-    pipelines: list[dict[str, Any]],
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+    pipelines: list[dict[str, JsonValue]],
+    extra: Mapping[str, JsonValue] | None = None,
+) -> dict[str, JsonValue]:
     return {
         "schema": RESULTS_SCHEMA,
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -46,7 +46,7 @@ def build_document(
     }
 
 
-def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
+def write_json_atomic(path: Path, document: Mapping[str, JsonValue]) -> None:
     write_text_atomic(path, json.dumps(document, indent=2) + "\n")
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, TypedDict
 
 from pytest_i2v.record.document import read_records
 from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.storage import JsonValue
 
-# A value of the environment as JSON holds it (a probe's figures nest).
-JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
 WHERE = "the results document"  # how a record that cannot be read is named
 
 

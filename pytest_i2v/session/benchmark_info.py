@@ -8,6 +8,7 @@ from typing import Any
 
 from pytest_i2v.metrics import DECODE_S, DENOISE_S, ENCODE_S, STEP_S, TIME_S
 from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.storage import JsonValue
 from pytest_i2v.verdict.fingerprint import CPU_MACHINE_KEYS, FINGERPRINT_KEYS
 from pytest_i2v.verdict.peak import LABELS, record_peak
 
@@ -20,7 +21,7 @@ def benchmark_group(config: Mapping[str, Any]) -> str:
     return f"{config.get('pipeline')} {label}" + (f" ({size})" if label != size else "")
 
 
-def extra_info(record: GenerationRecord) -> dict[str, Any]:
+def extra_info(record: GenerationRecord) -> dict[str, JsonValue]:
     """The generation, its stages, memory in bytes, the outcome and the machine: seconds and bytes,
     None where not measured. ``gate_measurements`` > 1: the gate re-measured; the benchmark's rounds
     are the first measurement's, these figures the last one's (the record's). A JSON document:

@@ -14,7 +14,7 @@ from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.report.markdown import render_markdown
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
-from pytest_i2v.storage import write_text_atomic
+from pytest_i2v.storage import JsonValue, write_text_atomic
 from pytest_i2v.study import recommend_per_pipeline
 from pytest_i2v.study.reference import compare_published, shipped_reference
 from pytest_i2v.verdict.gate import GateSettings
@@ -43,7 +43,7 @@ class Outputs:
         self._baseline_path = baseline_path
         self.records: dict[str, GenerationRecord] = {}
         self.skipped: list[dict[str, str]] = []
-        self.loads: list[dict[str, Any]] = []
+        self.loads: list[dict[str, JsonValue]] = []
         self.written: list[Path] = []
         self.left_out = 0  # recorded runs the baseline will not get (GateLoop.leave_out)
 
@@ -61,7 +61,7 @@ class Outputs:
         probe = self._environment.get("machine_probe") or {}
         return probe_moved(probe.get("start"), probe.get("end"))
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> dict[str, JsonValue]:
         records = list(self.records.values())
         dicts = [r.to_dict() for r in records]
         fails, line = self.headline()

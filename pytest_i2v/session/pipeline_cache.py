@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pytest_i2v.errors import OptionUnavailable
 from pytest_i2v.generation.marks import GenerationSpec
@@ -14,6 +13,7 @@ from pytest_i2v.measure.memory import free_device_memory
 from pytest_i2v.pipelines import PIPELINES, unsupported_reason
 from pytest_i2v.pipelines.loading import LoadedPipeline, PipelineKey, checked_load
 from pytest_i2v.pipelines.memory_toggles import apply_toggles, reset_toggles
+from pytest_i2v.storage import JsonValue
 
 # diffusers is imported inside unsupported(): it takes seconds to import, and only a test that
 # loads a pipeline needs it.
@@ -38,7 +38,7 @@ class PipelineCache:
         self._default_dtype = default_dtype
         self._work_dir = work_dir
         self._pipelines: dict[PipelineKey, LoadedPipeline] = {}
-        self.loads: list[dict[str, Any]] = []  # each load, for the results document
+        self.loads: list[dict[str, JsonValue]] = []  # each load, for the results document
 
     def key_for(self, spec: GenerationSpec) -> PipelineKey:
         return PipelineKey(

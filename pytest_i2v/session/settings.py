@@ -12,6 +12,7 @@ from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.session.options import OPTIONS
+from pytest_i2v.storage import JsonValue
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Settings:
     roofline: bool | None = None  # None: the profile's
     benchmark_tables: str = "auto"  # --i2v-benchmark-tables: on, off or auto (benchmark_bridge)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JsonValue]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
