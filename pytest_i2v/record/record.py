@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cattrs
+from cattrs.strategies import configure_union_passthrough
 
 from pytest_i2v.metrics import (
     ALLOCATED_BYTES,
@@ -29,9 +30,11 @@ from pytest_i2v.record.parts import (
     Stages,
     WorkComparison,
 )
+from pytest_i2v.storage import JsonValue
 from pytest_i2v.verdict.conditions import RunConditions
 from pytest_i2v.verdict.gate import RegressionVerdict
 from pytest_i2v.verdict.outcome import Outcome
+from pytest_i2v.verdict.yaml_shapes import Scalar
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class GenerationRecord:
     notes: list[str] = field(default_factory=list)
     wall_s: float | None = None
     config_id: str | None = None
-    fingerprint: dict[str, Any] | None = None  # fingerprint.fingerprint_for: machine and software
+    fingerprint: dict[str, Scalar] | None = None  # fingerprint.fingerprint_for: machine, software
     verdict: RegressionVerdict | None = None
     latency_class: str | None = None  # good / acceptable / too-slow (the study's thresholds)
     budget: DeclaredBudget | None = None
@@ -121,7 +124,7 @@ class GenerationRecord:
 
 
 # What a record of an older results document leaves out of its measurement (``from_partial``).
-EMPTY_MEASUREMENT: dict[str, Any] = {
+EMPTY_MEASUREMENT: dict[str, JsonValue] = {
     "config": {},
     "outcome": "ok",
     "repeats": 0,
@@ -139,6 +142,8 @@ def _converter() -> cattrs.Converter:
     """The parts with a JSON form of their own (the verdict's classes) keep it; the rest is
     generic."""
     converter = cattrs.Converter()
+    # JSON's scalars pass as they are: a fingerprint's value is a string, a number or null
+    configure_union_passthrough(Scalar, converter)
     for own in (RegressionVerdict, Outcome, RunConditions, WorkComparison):
         converter.register_unstructure_hook(own, lambda value: value.to_dict())
         converter.register_structure_hook(own, lambda data, cls: cls.from_dict(data))
