@@ -28,7 +28,6 @@ from pytest_i2v.session.settings import resolve_settings
 from pytest_i2v.session.stash import (
     BUDGET_KEY,
     RECORD_KEY,
-    RUN_KEY,
     SETTINGS_KEY,
     SPEC_KEY,
     uses_i2v,
@@ -39,6 +38,10 @@ if TYPE_CHECKING:
     from pytest_i2v.record.record import GenerationRecord
     from pytest_i2v.session.benchmark_bridge import BenchmarkRounds
     from pytest_i2v.session.runtime import I2VRun
+
+# The run at work, once an i2v test is collected (defined here, where it is made: the runtime
+# never reads it).
+RUN_KEY = pytest.StashKey["I2VRun"]()
 
 # Dormant: every pytest run imports this module, i2v tests or not, so the session's machinery
 # (torch, diffusers, the runtime, pytest-benchmark's bridge) is imported inside the hook or fixture

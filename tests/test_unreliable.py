@@ -456,7 +456,7 @@ import statistics
 import pytest
 
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
-from pytest_i2v.session.stash import RUN_KEY
+from pytest_i2v.plugin import RUN_KEY
 
 SLOW = (0, 2, 4)  # of 5 repeats: the median is slow, repeats 1 and 3 are not
 

@@ -15,10 +15,8 @@ from pytest_i2v.session.settings import Settings
 # Named in the keys' quoted types only: importing them would wake torch and the gate.
 if TYPE_CHECKING:
     from pytest_i2v.record.record import GenerationRecord  # noqa: F401
-    from pytest_i2v.session.runtime import I2VRun  # noqa: F401
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
-RUN_KEY = pytest.StashKey["I2VRun"]()
 SPEC_KEY = pytest.StashKey[GenerationSpec]()
 BUDGET_KEY = pytest.StashKey[Budget]()
 RECORD_KEY = pytest.StashKey["GenerationRecord"]()

@@ -5,14 +5,11 @@ lines in a diff). Pure: no torch, no pytest."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
-
-if TYPE_CHECKING:  # the file's shape is the records' (a layer above): no import at run time
-    from pytest_i2v.verdict.baseline_records import BaselineFileDoc
 
 # What each part of a baseline file holds, as its problems say: "path: entries['t::a']: expected
 # a mapping with ...; got 1"
@@ -78,7 +75,8 @@ def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> Any:
 _BaselineDumper.add_representer(dict, _represent_dict)
 
 
-def dump_yaml(document: BaselineFileDoc) -> str:
+def dump_yaml(document: Mapping[str, object]) -> str:
+    """A baseline file's document as YAML (any mapping: the dumper writes what it is given)."""
     header = (
         "# pytest-i2v baselines: measured runs only. "
         "Update with --i2v-update-baselines; review the diff.\n"
