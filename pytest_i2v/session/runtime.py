@@ -190,7 +190,9 @@ class I2VRun:
             terminalreporter.write_sep("-", f"i2v results (profile {self.plan.profile.name})")
             for record in self.outputs.records.values():
                 kind = record.decision.kind if record.decision else "-"
-                time_delta, memory_delta = short_deltas(record.to_dict())
+                time_delta, memory_delta = short_deltas(
+                    record.verdict, record_peak(record.to_dict()).key
+                )
                 work = record.work.to_dict() if record.work else None
                 note = work_note(work, self.gate.gate.min_effect * 100.0)
                 terminalreporter.write_line(

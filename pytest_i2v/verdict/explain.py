@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from pytest_i2v.metrics import TIME_S
 from pytest_i2v.verdict.conditions import RunConditions
 from pytest_i2v.verdict.gate import (
     METRIC_LABELS,
@@ -14,7 +15,6 @@ from pytest_i2v.verdict.gate import (
     RegressionVerdict,
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
-from pytest_i2v.verdict.peak import record_peak
 from pytest_i2v.verdict.throttling import ThrottlingExcuse, per_repeat, throttling_excuse
 from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff, WorkField
 
@@ -111,20 +111,18 @@ def verdict_section(
     return "\n".join(lines)
 
 
-def short_deltas(record: Mapping[str, Any]) -> tuple[str, str]:
-    """(time delta, headline-peak delta) against the baseline, for the terminal table."""
-    verdict = record.get("verdict") or {}
-    metrics = {m["metric"]: m for m in verdict.get("metrics", [])}
+def short_deltas(verdict: RegressionVerdict | None, peak_key: str | None) -> tuple[str, str]:
+    """(time delta, headline-peak delta) against the baseline, for the terminal table;
+    ``peak_key``: the headline peak's metric (``peak.record_peak``)."""
+    metrics = {m.metric: m for m in verdict.metrics} if verdict else {}
 
-    def delta(*names: str) -> str:
-        for name in names:
-            m = metrics.get(name)
-            if m and m.get("delta_pct") is not None and m.get("current") is not None:
-                return f"{m['delta_pct']:+.1f}%"
+    def delta(name: str) -> str:
+        m = metrics.get(name)
+        if m and m.delta_pct is not None and m.current is not None:
+            return f"{m.delta_pct:+.1f}%"
         return "-"
 
-    peak = record_peak(record)
-    return delta("time_s"), delta(peak.key) if peak.key else "-"
+    return delta(TIME_S), delta(peak_key) if peak_key else "-"
 
 
 def work_note(work: Mapping[str, WorkField] | None, min_effect_pct: float, names: int = 3) -> str:
