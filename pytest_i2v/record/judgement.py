@@ -8,6 +8,7 @@ review CLI's ``baseline diff`` both come here, so they cannot disagree."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 
 from pytest_i2v.metrics import DECODE_S, MEMORY_METRICS, STEP_S, TIME_S
@@ -224,7 +225,8 @@ def record_budget_failures(record: GenerationRecord) -> tuple[str, ...]:
     if not record.budget or record.outcome != "ok":
         return ()
     budget = record.budget
-    return tuple(budget_failures(record.to_dict(), budget.vram_gb, budget.time_s))
+    peak_memory = dataclasses.asdict(record.peak_memory)
+    return tuple(budget_failures(peak_memory, record.time_s, budget.vram_gb, budget.time_s))
 
 
 def work_line(work: WorkComparison | None) -> str:

@@ -5,7 +5,6 @@ budget, the median time against the time budget. One of the decision's inputs
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pytest_i2v.verdict.peak import PeakField, headline_peak
 
@@ -18,21 +17,26 @@ def budget_peak(peak_memory: Mapping[str, PeakField] | None) -> tuple[float | No
 
 
 def budget_failures(
-    record: Mapping[str, Any], vram_gb: float | None, time_s: float | None
+    peak_memory: Mapping[str, PeakField] | None,
+    median_s: float | None,
+    vram_gb: float | None,
+    time_s: float | None,
 ) -> list[str]:
+    """What exceeded the declared ``vram_gb`` and ``time_s``: a record's ``peak_memory`` and its
+    median time ``median_s``."""
     failures = []
     if vram_gb is not None:
-        peak, label = budget_peak(record.get("peak_memory"))
+        peak, label = budget_peak(peak_memory)
         if peak is not None and peak / 1e9 > vram_gb:
             over = peak / 1e9 - vram_gb
             failures.append(
                 f"VRAM budget {vram_gb:g} GB exceeded: measured {peak / 1e9:.2f} GB ({label}), "
                 f"over by {over:.2f} GB (+{over / vram_gb:.1%})"
             )
-    if time_s is not None and record.get("time_s") is not None and record["time_s"] > time_s:
-        over = record["time_s"] - time_s
+    if time_s is not None and median_s is not None and median_s > time_s:
+        over = median_s - time_s
         failures.append(
-            f"time budget {time_s:g} s exceeded: median {record['time_s']:.3f} s, "
+            f"time budget {time_s:g} s exceeded: median {median_s:.3f} s, "
             f"over by {over:.3f} s (+{over / time_s:.1%})"
         )
     return failures
