@@ -21,6 +21,7 @@ from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed
 from pytest_i2v.verdict.outcome import DecisionInputs, GateMode
+from pytest_i2v.verdict.throttling import per_repeat
 from pytest_i2v.verdict.work_diff import WorkDiff, diff, locate_excess, work_verdict
 
 HISTORY_RUNS = 10  # the baseline's last accepted times a record carries for its trend chart
@@ -88,7 +89,9 @@ def judge(
 ) -> Judgement:
     """``record`` against ``context``'s baseline. ``seen``: the tests already measured this
     session (a renamed test's old id among them is no candidate for its config)."""
-    verdict = excuse_throttling(judge_verdict(record, context, seen), record.to_dict())
+    stages = record.stages
+    repeats = per_repeat(record.time_samples_s, stages.step_samples_s, stages.decode_samples_s)
+    verdict = excuse_throttling(judge_verdict(record, context, seen), record.conditions, repeats)
     return Judgement(
         verdict,
         _work(record, context),

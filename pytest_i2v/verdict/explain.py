@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from pytest_i2v.metrics import TIME_S
 from pytest_i2v.verdict.conditions import RunConditions
@@ -15,7 +14,7 @@ from pytest_i2v.verdict.gate import (
     RegressionVerdict,
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
-from pytest_i2v.verdict.throttling import ThrottlingExcuse, per_repeat, throttling_excuse
+from pytest_i2v.verdict.throttling import ThrottlingExcuse, throttling_excuse
 from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff, WorkField
 
 
@@ -49,19 +48,14 @@ def metric_line(m: MetricVerdict) -> str:
     )
 
 
-def excuse_throttling(verdict: RegressionVerdict, record: Mapping[str, Any]) -> RegressionVerdict:
+def excuse_throttling(
+    verdict: RegressionVerdict,
+    conditions: RunConditions | None,
+    repeats: dict[str, list[float | None]],
+) -> RegressionVerdict:
     """``verdict`` with ``unreliable`` set where ``throttling.throttling_excuse`` excuses it, for a
-    results record (``GenerationRecord.to_dict()``): the gate and ``baseline diff`` both ask
-    here."""
-    conditions = (
-        RunConditions.from_dict(record["conditions"]) if record.get("conditions") else None
-    )  # CPU: None
-    stages = record.get("stages") or {}
-    repeats = per_repeat(
-        record.get("time_samples_s") or [],
-        stages.get("step_samples_s") or [],
-        stages.get("decode_samples_s") or [],
-    )
+    record's GPU ``conditions`` (None on the CPU) and its time metrics per repeat
+    (``throttling.per_repeat``): the gate and ``baseline diff`` both ask here."""
     excuse = throttling_excuse(verdict, repeats, conditions)
     return replace(verdict, unreliable=unreliable_line(excuse)) if excuse is not None else verdict
 
