@@ -89,13 +89,13 @@ def test_budgets_validate_and_report() -> None:
             "device_scope": "process",
         },
     }
-    failures = budget_failures(record, vram_gb=14, time_s=1.5)
+    failures = budget_failures(record["peak_memory"], record["time_s"], vram_gb=14, time_s=1.5)
     assert (
         failures[0] == "VRAM budget 14 GB exceeded: measured 15.20 GB (NVML, this process), "
         "over by 1.20 GB (+8.6%)"
     )
     assert failures[1] == "time budget 1.5 s exceeded: median 2.000 s, over by 0.500 s (+33.3%)"
-    assert budget_failures(record, vram_gb=16, time_s=3) == []
+    assert budget_failures(record["peak_memory"], record["time_s"], vram_gb=16, time_s=3) == []
     assert fits_profile(22, 24, 2) is None
     assert (
         fits_profile(22.5, 24, 2)
