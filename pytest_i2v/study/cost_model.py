@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
 
 import numpy as np
+
+from pytest_i2v.report.results import CostFit
 
 # scipy is imported inside fit_cost: only the recommendation fits need it, and it is slow to load.
 
@@ -18,16 +19,6 @@ _TERMS: dict[str, Callable[[float, float], float]] = {
     "pixels*frames": lambda pixels, frames: pixels * frames,
     "pixels^2*frames": lambda pixels, frames: pixels * pixels * frames,
 }
-
-
-class CostModelDict(TypedDict):
-    """A fitted model as the results document holds it."""
-
-    model: str  # the formula, as ``CostModel.describe`` writes it
-    terms: list[str]
-    coefficients: list[float]
-    max_error_pct: float
-    points: int
 
 
 @dataclass(frozen=True)
@@ -55,7 +46,7 @@ class CostModel:
             for t, c in zip(self.terms, self.coefficients, strict=True)
         )
 
-    def to_dict(self) -> CostModelDict:
+    def to_dict(self) -> CostFit:
         return {
             "model": self.describe(),
             "terms": list(self.terms),

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS, Scaling
 from pytest_i2v.report.grouping import group_by_pipeline
-from pytest_i2v.study.cost_model import CostModel, CostModelDict, fit_cost
+from pytest_i2v.report.results import CostFit, Recommendation
+from pytest_i2v.report.results import MatrixCell as MatrixCellDoc
+from pytest_i2v.study.cost_model import CostModel, fit_cost
 from pytest_i2v.study.latency import DEFAULT_LATENCY_THRESHOLDS_S, latency_class
 from pytest_i2v.study.resolution import DEFAULT_SAFETY_MARGIN_GB
 from pytest_i2v.verdict.peak import record_peak
@@ -19,36 +21,6 @@ from pytest_i2v.verdict.peak import record_peak
 DEFAULT_MEMORY_CLASSES_GB = (8, 12, 16, 24, 40, 48, 80)
 FRAMES_OPTIONS = (8, 16, 24, 32)  # the frame counts a cell may recommend
 CLIP_FRAMES = 16  # the study's clip length: a cell holds at least this many frames where it can
-
-
-class MatrixCellDict(TypedDict):
-    memory_gb: float
-    resolution: str | None
-    frames: int | None
-    peak_gb: float | None
-    time_s: float | None
-    latency: str | None
-    measured: bool
-
-
-class FitsDict(TypedDict):
-    peak_gb: CostModelDict
-    step_s: CostModelDict
-    encode_decode_s: CostModelDict
-    total_s_max_error_pct: float | None
-
-
-class Recommendation(TypedDict):
-    """A recommendation matrix as the results document holds it (``recommendations``)."""
-
-    memory_figure: str  # the headline peak figures fitted, e.g. "device_bytes"
-    dtype: str
-    steps: int  # the study's steps
-    run_steps: int  # the steps the runs took (scaled on the cpu profile)
-    margin_gb: float
-    fits: FitsDict
-    cells: list[MatrixCellDict]
-    note: str | None
 
 
 @dataclass(frozen=True)
@@ -61,7 +33,7 @@ class MatrixCell:
     latency: str | None
     measured: bool
 
-    def to_dict(self) -> MatrixCellDict:
+    def to_dict(self) -> MatrixCellDoc:
         return {
             "memory_gb": self.memory_gb,
             "resolution": self.resolution,
@@ -279,14 +251,14 @@ def recommend_per_pipeline(
     return {pipeline: dict(matrix) for pipeline, matrix in matrices.items()}
 
 
-def _fit_line(name: str, fit: CostModelDict) -> str:
+def _fit_line(name: str, fit: CostFit) -> str:
     return (
         f"  {name} = {fit['model']}   "
         f"(max fit error {fit['max_error_pct']:.1f} % over {fit['points']} points)"
     )
 
 
-def _cell_row(cell: MatrixCellDict) -> str:
+def _cell_row(cell: MatrixCellDoc) -> str:
     if cell["resolution"] is None:
         return f"| {cell['memory_gb']:g} GB | nothing fits | - | - | - | - | - |"
     how = "measured" if cell["measured"] else "extrapolated"
