@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode
 from pytest_i2v.verdict.peak import headline_peak
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff
+from pytest_i2v.verdict.yaml_shapes import Scalar
 
 # The machine is read (torch, NVML) inside _this_machine only: `show` and `diff` stay cheap.
 
@@ -228,7 +230,9 @@ def _against(metric: MetricVerdict | None) -> str:
     return f"{format_value(metric.metric, metric.current)} ({metric.delta_pct:+.1f} %)"
 
 
-def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tuple[bool, str]:
+def match(
+    baseline: BaselineFile, where: str, environment: Mapping[str, Scalar]
+) -> tuple[bool, str]:
     """(whether every test of ``baseline`` has runs from this machine, one line saying so). A test
     without them would only be recorded as new: then the A/B mode is the one that compares."""
     covered, differences = baseline.machine_coverage(environment)
@@ -245,7 +249,7 @@ def match(baseline: BaselineFile, where: str, environment: dict[str, Any]) -> tu
     return False, f"{where}: no runs from this machine{why}; {ab}"
 
 
-def _this_machine(device: str) -> dict[str, Any]:
+def _this_machine(device: str) -> dict[str, str | int | float | None]:
     from pytest_i2v.measure.device import TorchRuntime
     from pytest_i2v.measure.environment import collect_environment
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:  # a sibling of storage in the layers: the alias is for the annotation only
+    from pytest_i2v.storage import Environment
 
 hookspec = pluggy.HookspecMarker("pytest")
 
@@ -33,7 +36,7 @@ def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool, wrap:
 
 
 @hookspec
-def pytest_i2v_environment(environment: dict[str, Any]) -> None:
+def pytest_i2v_environment(environment: Environment) -> None:
     """Add or change entries of the environment fingerprint in place (e.g. a container image tag).
 
     Keep it free of serial numbers and host names: it is stored in baselines."""

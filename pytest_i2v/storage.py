@@ -19,6 +19,9 @@ from pytest_i2v.errors import I2VUsageError
 JsonValue: TypeAlias = (
     "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 )
+# The session's environment: the machine and library facts (measure.environment) and the keys the
+# pytest_i2v_environment hook adds, each a JSON scalar (the results document adds the probe).
+Environment: TypeAlias = "dict[str, str | int | float | bool | None]"
 
 # yaml is imported inside read_yaml: every pytest run imports this module, and most of its users
 # only write JSON.

@@ -11,6 +11,7 @@ from importlib import metadata
 
 import pytest_i2v
 from pytest_i2v.measure.device import DeviceInfo
+from pytest_i2v.storage import Environment
 from pytest_i2v.verdict.fingerprint import (
     GPU_CLOCKS_KEY,
     gpu_form_from_name,
@@ -63,7 +64,7 @@ def collect_environment(
     gpu: DeviceInfo | None = None,
     cpuinfo: str | None = None,
     gpu_clocks: str | None = None,
-) -> dict[str, str | int | float | None]:
+) -> Environment:
     """``gpu``: the measured device as it describes itself (``Device.info()``), None on the CPU;
     ``cpuinfo``: the text of /proc/cpuinfo (read here when not given); ``gpu_clocks``: the clocks
     --i2v-lock-clocks holds (``LockedClocks.label``), None when not locked (the key is then

@@ -13,8 +13,9 @@ from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.report.markdown import render_markdown
 from pytest_i2v.session.plan import RunPlan
+from pytest_i2v.session.recording import SessionProbe
 from pytest_i2v.session.settings import Settings
-from pytest_i2v.storage import JsonValue, write_text_atomic
+from pytest_i2v.storage import Environment, JsonValue, write_text_atomic
 from pytest_i2v.study import recommend_per_pipeline
 from pytest_i2v.study.reference import compare_published, shipped_reference
 from pytest_i2v.verdict.gate import GateSettings
@@ -30,7 +31,7 @@ class Outputs:
         self,
         settings: Settings,
         plan: RunPlan,
-        environment: dict[str, Any],
+        environment: Environment,
         gate: GateSettings,
         mode: GateMode,
         baseline_path: Path,
@@ -45,6 +46,7 @@ class Outputs:
         self.skipped: list[dict[str, str]] = []
         self.loads: list[dict[str, JsonValue]] = []
         self.written: list[Path] = []
+        self.probe = SessionProbe()  # the recorder's, once its end has run
         self.left_out = 0  # recorded runs the baseline will not get (GateLoop.leave_out)
 
     def add(self, record: GenerationRecord) -> None:
@@ -58,15 +60,15 @@ class Outputs:
 
     def probe_moved(self) -> str | None:
         """The line saying the machine's speed changed during the run (a neighbour, throttling)."""
-        probe = self._environment.get("machine_probe") or {}
-        return probe_moved(probe.get("start"), probe.get("end"))
+        return probe_moved(self.probe.start, self.probe.end)
 
     def document(self) -> dict[str, JsonValue]:
         records = list(self.records.values())
         dicts = [r.to_dict() for r in records]
         fails, line = self.headline()
+        probe = self.probe.document()
         return build_document(
-            self._environment,
+            {**self._environment, "machine_probe": probe} if probe else self._environment,
             self._plan.profile.to_dict(),
             self._settings.to_dict(),
             records,

@@ -33,6 +33,7 @@ from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.pipeline_cache import PipelineCache
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.settings import Settings
+from pytest_i2v.storage import Environment, JsonValue
 from pytest_i2v.study import latency_class
 from pytest_i2v.verdict.baseline_records import config_id
 from pytest_i2v.verdict.fingerprint import fingerprint_for
@@ -61,13 +62,30 @@ class MeasureRequest:
     signature: SignatureRecord | None = None
 
 
+@dataclass(frozen=True)
+class SessionProbe:
+    """The machine probe's figures at the session's start and end (None: its clock does not
+    move, or the end has not run yet)."""
+
+    ran: bool = False
+    start: dict[str, float] | None = None
+    ended: bool = False
+    end: dict[str, float] | None = None
+
+    def document(self) -> dict[str, JsonValue] | None:
+        """As the results document's environment holds it (``machine_probe``)."""
+        if not self.ran:
+            return None
+        return {"start": self.start, "end": self.end} if self.ended else {"start": self.start}
+
+
 class Recorder:
     def __init__(
         self,
         settings: Settings,
         plan: RunPlan,
         device: Device,
-        environment: dict[str, Any],
+        environment: Environment,
         pipelines: PipelineCache,
     ):
         self._settings = settings
@@ -77,8 +95,7 @@ class Recorder:
         self._pipelines = pipelines
         self._flop_cache: dict[Any, FlopCount | None] = {}
         # measure.probe before the first test (None: not yet / no clock)
-        self.probe_start: dict[str, float] | None = None
-        self._probed = False
+        self.probe = SessionProbe()
         # the last (pipeline, shape) compiled code ran
         self._compiled_shape: tuple[Any, ...] | None = None
 
@@ -101,7 +118,7 @@ class Recorder:
             )
         record = replace(
             record_of(request.nodeid, measurement, model, loaded.load_s),
-            machine_probe=self.probe_start,
+            machine_probe=self.probe.start,
         )
         if self._plan.signature and measurement.outcome == "ok":
             signature = request.signature or SignatureRecord.of(
@@ -126,10 +143,8 @@ class Recorder:
 
     def _probe_once(self) -> None:
         """The machine probe, once per session, before the first measurement."""
-        if not self._probed:
-            self._probed = True
-            self.probe_start = run_probe(self._device)
-            self._environment["machine_probe"] = {"start": self.probe_start}
+        if not self.probe.ran:
+            self.probe = SessionProbe(ran=True, start=run_probe(self._device))
 
     def _run(self, request: MeasureRequest, fast: bool) -> Measurement:
         """The warm-up and the timed repeats: a fixed number, or adaptive (``--i2v-target-ci``)
@@ -180,11 +195,8 @@ class Recorder:
     def probe_end(self) -> None:
         """The probe again at the end of a session that ran one at its start: a machine that
         changed speed under the run (a neighbour, throttling) shows as start and end apart."""
-        if self._probed:
-            self._environment["machine_probe"] = {
-                "start": self.probe_start,
-                "end": run_probe(self._device),
-            }
+        if self.probe.ran:
+            self.probe = replace(self.probe, ended=True, end=run_probe(self._device))
 
     def _fresh_compile(self, loaded: LoadedPipeline, spec: GenerationSpec) -> None:
         """A compiled pipeline (dynamic=False) keeps one static graph per shape, up to Dynamo's

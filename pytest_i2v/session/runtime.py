@@ -34,7 +34,7 @@ from pytest_i2v.session.plan import RunPlan, plan_run
 from pytest_i2v.session.recording import Recorder
 from pytest_i2v.session.settings import Settings
 from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
-from pytest_i2v.storage import unwritable_reason
+from pytest_i2v.storage import Environment, unwritable_reason
 from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import short_deltas, work_note
 from pytest_i2v.verdict.outcome import Outcome
@@ -48,7 +48,7 @@ class I2VRun:
         settings: Settings,
         plan: RunPlan,
         device: Device,
-        environment: dict[str, Any],
+        environment: Environment,
         baseline_dir: Path,
         locked_clocks: LockedClocks | None = None,
     ):
@@ -167,6 +167,7 @@ class I2VRun:
             )
             return
         self.recorder.probe_end()
+        self.outputs.probe = self.recorder.probe
         self.outputs.left_out = self.gate.leave_out(self.outputs.probe_moved())
         # The measurements first: whatever happens to the baselines, the run's results are kept.
         self.outputs.write()

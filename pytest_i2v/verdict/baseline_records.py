@@ -188,7 +188,9 @@ class BaselineFile:
             for metric in TIME_METRICS
         }
 
-    def machine_coverage(self, environment: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]]:
+    def machine_coverage(
+        self, environment: Mapping[str, Scalar]
+    ) -> tuple[list[str], tuple[str, ...]]:
         """(the tests with runs measured on the machine of ``environment``, and how the newest
         segment's machine differs when none has any): what CI's gate reads to choose its mode."""
         covered = [

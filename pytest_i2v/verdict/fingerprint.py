@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from pytest_i2v.verdict.gate import fingerprint_changes
 from pytest_i2v.verdict.yaml_shapes import Scalar
@@ -154,7 +153,7 @@ def attention_backend(memory_options: list[str] | tuple[str, ...]) -> str:
 
 
 def fingerprint_for(
-    environment: Mapping[str, Any], config: Mapping[str, ConfigValue]
+    environment: Mapping[str, Scalar], config: Mapping[str, ConfigValue]
 ) -> dict[str, Scalar]:
     """The environment fingerprint of one measured test: the machine and libraries, plus the
     dtype and attention backend it ran with. Keys added through the environment hook count too.
