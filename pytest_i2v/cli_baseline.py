@@ -19,6 +19,7 @@ from pytest_i2v.record.document import read_results
 from pytest_i2v.record.judgement import GateContext, judge
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.markdown import markdown_table
+from pytest_i2v.storage import Scalar
 from pytest_i2v.verdict.baseline_records import BaselineFile
 from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline
 from pytest_i2v.verdict.explain import format_value
@@ -28,7 +29,6 @@ from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode
 from pytest_i2v.verdict.peak import headline_peak
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff
-from pytest_i2v.verdict.yaml_shapes import Scalar
 
 # The machine is read (torch, NVML) inside _this_machine only: `show` and `diff` stay cheap.
 

@@ -14,6 +14,9 @@ from typing import Any, TypeAlias
 
 from pytest_i2v.errors import I2VUsageError
 
+# A YAML/JSON scalar: what a fingerprint key, a baseline run's field or a generation setting holds
+# (a figure, a date, a commit, an NVML scope, a word).
+Scalar: TypeAlias = str | int | float | bool | None
 # A value as JSON holds it: what the results, A/B and report documents are made of (read-only
 # containers, so that a dict of str or a list of records is one).
 JsonValue: TypeAlias = (
@@ -21,7 +24,7 @@ JsonValue: TypeAlias = (
 )
 # The session's environment: the machine and library facts (measure.environment) and the keys the
 # pytest_i2v_environment hook adds, each a JSON scalar (the results document adds the probe).
-Environment: TypeAlias = "dict[str, str | int | float | bool | None]"
+Environment: TypeAlias = "dict[str, Scalar]"
 
 # yaml is imported inside read_yaml: every pytest run imports this module, and most of its users
 # only write JSON.

@@ -10,7 +10,7 @@ import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from pytest_i2v.errors import I2VUsageError, I2VUsageProblems
 from pytest_i2v.generation.memory_options import (
@@ -28,6 +28,7 @@ from pytest_i2v.pipelines.registry import (
     PipelineInfo,
     check_pipeline_name,
 )
+from pytest_i2v.storage import Scalar
 
 # The study's square presets (the article's 256p/512p/768p/1024p are W = H).
 RESOLUTION_PRESETS: dict[str, int] = {"256p": 256, "512p": 512, "768p": 768, "1024p": 1024}
@@ -35,6 +36,8 @@ DTYPES = ("fp16", "bf16", "fp32")
 # Options that only make sense with a CUDA device (they move weights between host and GPU).
 CUDA_ONLY_MEMORY_OPTIONS = frozenset(OFFLOAD_MEMORY_OPTIONS)
 DEFAULT_PROMPT = "A person slowly turning head to the right"  # the study's prompt
+# A generation setting as a test's config holds it: a size, a count, a word, the memory options.
+ConfigValue: TypeAlias = Scalar | list[str]
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,8 @@ class GenerationSpec:
             steps=rules.round_steps(scaling.steps(self.steps)),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+    def to_dict(self) -> dict[str, ConfigValue]:
+        data: dict[str, ConfigValue] = asdict(self)
         data["memory"] = list(self.memory)
         return data
 

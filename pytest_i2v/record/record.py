@@ -3,13 +3,14 @@ generically by cattrs: the dataclasses' fields are the JSON keys, no field is li
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 import cattrs
 from cattrs.strategies import configure_union_passthrough
 
+from pytest_i2v.generation.marks import ConfigValue
 from pytest_i2v.metrics import (
     ALLOCATED_BYTES,
     DEVICE_BYTES,
@@ -30,11 +31,10 @@ from pytest_i2v.record.parts import (
     Stages,
     WorkComparison,
 )
-from pytest_i2v.storage import JsonValue
+from pytest_i2v.storage import JsonValue, Scalar
 from pytest_i2v.verdict.conditions import RunConditions
 from pytest_i2v.verdict.gate import RegressionVerdict
 from pytest_i2v.verdict.outcome import Outcome
-from pytest_i2v.verdict.yaml_shapes import Scalar
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class GenerationRecord:
     nodeid: str
     # the generation config (GenerationSpec.to_dict) and the model actually used: source,
     # provenance, dtype, device
-    config: dict[str, Any]
+    config: dict[str, JsonValue]
     outcome: str  # what was measured: "ok" or "oom" (the decision is ``decision``)
     repeats: int
     warmup: int
@@ -98,6 +98,34 @@ class GenerationRecord:
         value: int | None = getattr(self.peak_memory, metric)
         return value
 
+    def setting(self, name: str) -> Scalar:
+        """One generation setting of the config (a size, a count, a word); None where it is absent
+        or not a scalar."""
+        value = self.config.get(name)
+        return value if value is None or isinstance(value, (str, int, float, bool)) else None
+
+    def count(self, name: str) -> int:
+        """A size or count of the config (width, height, frames, steps); 0 where absent."""
+        value = self.config.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    @property
+    def memory_options(self) -> list[str]:
+        """The memory options the mark asked for, in its order."""
+        options = self.config.get("memory")
+        return [str(o) for o in options] if isinstance(options, (list, tuple)) else []
+
+    def generation_settings(self) -> dict[str, ConfigValue]:
+        """The config's settings a baseline keys on (sizes, counts, words, the memory options):
+        its scalars and lists of words, without the loader's nested facts."""
+        settings: dict[str, ConfigValue] = {}
+        for key, value in self.config.items():
+            if value is None or isinstance(value, (str, int, float, bool)):
+                settings[key] = value
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                settings[key] = [str(v) for v in value]
+        return settings
+
     @property
     def kind(self) -> str:
         """The decision's outcome kind, or what was measured before one was decided."""
@@ -144,6 +172,10 @@ def _converter() -> cattrs.Converter:
     converter = cattrs.Converter()
     # JSON's scalars pass as they are: a fingerprint's value is a string, a number or null
     configure_union_passthrough(Scalar, converter)
+    # the config is JSON as the mark and the loader wrote it (its readers narrow each value)
+    config_type = get_type_hints(GenerationRecord, localns={"Sequence": Sequence})["config"]
+    converter.register_structure_hook_func(lambda t: t == config_type, lambda data, _: dict(data))
+    converter.register_unstructure_hook_func(lambda t: t == config_type, dict)
     for own in (RegressionVerdict, Outcome, RunConditions, WorkComparison):
         converter.register_unstructure_hook(own, lambda value: value.to_dict())
         converter.register_structure_hook(own, lambda data, cls: cls.from_dict(data))

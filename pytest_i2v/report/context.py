@@ -122,14 +122,13 @@ def peak_figure(record: GenerationRecord) -> tuple[int | None, str]:
 
 def _generation_key(record: GenerationRecord) -> tuple[str, int, int, int, int, str]:
     """The generation a record ran, on its pipeline: what a memory option's plain run shares."""
-    config = record.config
     return (
         pipeline_of(record),
-        config["width"],
-        config["height"],
-        config["frames"],
-        config["steps"],
-        config["dtype"],
+        record.count("width"),
+        record.count("height"),
+        record.count("frames"),
+        record.count("steps"),
+        str(record.setting("dtype")),
     )
 
 
@@ -139,12 +138,10 @@ def memory_option_rows(records: list[GenerationRecord]) -> list[MemoryOptionRow]
 
     Options the record's notes declare without effect for the pipeline get ``no_effect`` (the
     reason) and no saving or cost: the difference from the plain run is noise."""
-    plain = {
-        _generation_key(r): r for r in records if r.outcome == "ok" and not r.config.get("memory")
-    }
+    plain = {_generation_key(r): r for r in records if r.outcome == "ok" and not r.memory_options}
     rows: list[MemoryOptionRow] = []
     for record in records:
-        options: list[str] = record.config.get("memory") or []
+        options = record.memory_options
         base = plain.get(_generation_key(record))
         if not options or base is None or record.outcome != "ok":
             continue
@@ -329,7 +326,7 @@ def context_of(view: ResultsView, skipped: list[Skipped] | None = None) -> Repor
         "multi_pipeline": len(groups) > 1,
         "published": view.published,
         "recommendations": recommendations,
-        "provenance": sorted({r.config.get("provenance", "?") for r in records}),
+        "provenance": sorted({str(r.config.get("provenance", "?")) for r in records}),
         "thresholds": view.latency_thresholds,
         "margin_gb": view.safety_margin_gb,
         "overview_svg": None,

@@ -3,7 +3,7 @@ counts, precision at 512p, and what each memory option saves and costs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS
 from pytest_i2v.record.record import GenerationRecord
@@ -16,16 +16,23 @@ def sweep_records(records: Iterable[GenerationRecord]) -> list[GenerationRecord]
     wins)."""
     seen: dict[str, GenerationRecord] = {}
     for record in records:
-        config = record.config
+        resolution = str(record.setting("resolution"))
         if (
             record.outcome == "ok"
-            and config.get("resolution") in RESOLUTION_PRESETS
-            and not config.get("memory")
-            and config.get("frames") == 16
-            and (config.get("study") or config).get("steps", config["steps"]) == 50
+            and resolution in RESOLUTION_PRESETS
+            and not record.memory_options
+            and record.count("frames") == 16
+            and _study_steps(record) == 50
         ):
-            seen.setdefault(config["resolution"], record)
+            seen.setdefault(resolution, record)
     return [seen[r] for r in RESOLUTION_PRESETS if r in seen]
+
+
+def _study_steps(record: GenerationRecord) -> int:
+    """The steps the study asked for: a profile that scaled the clip keeps them under ``study``."""
+    study = record.config.get("study")
+    steps = study.get("steps") if isinstance(study, Mapping) else None
+    return steps if isinstance(steps, int) else record.count("steps")
 
 
 def time_vs_resolution(
@@ -111,11 +118,10 @@ def frames_tradeoff(records: Sequence[GenerationRecord]) -> str | None:
     """Time and peak memory against the number of frames at one resolution (the frames sweep)."""
     groups: dict[tuple[int, int], list[GenerationRecord]] = {}
     for record in records:
-        config = record.config
-        if record.outcome == "ok" and not config.get("memory"):
-            groups.setdefault((config["width"], config["steps"]), []).append(record)
-    best = max(groups.values(), key=lambda g: len({r.config["frames"] for r in g}), default=[])
-    by_frames: dict[int, GenerationRecord] = {r.config["frames"]: r for r in best}
+        if record.outcome == "ok" and not record.memory_options:
+            groups.setdefault((record.count("width"), record.count("steps")), []).append(record)
+    best = max(groups.values(), key=lambda g: len({r.count("frames") for r in g}), default=[])
+    by_frames: dict[int, GenerationRecord] = {r.count("frames"): r for r in best}
     if len(by_frames) < 3:
         return None
     frames = sorted(by_frames)
@@ -134,8 +140,8 @@ def frames_tradeoff(records: Sequence[GenerationRecord]) -> str | None:
         twin = ax.twinx()
         twin.plot(frames, peaks, marker="s", color="#8da0cb", label="peak (GB)")
         twin.set_ylabel("GB")
-    first = by_frames[frames[0]].config
-    label = first.get("resolution") or f"{first['width']}px"
+    first = by_frames[frames[0]]
+    label = first.setting("resolution") or f"{first.count('width')}px"
     ax.set_title(f"Frames trade-off at {label}")
     return to_svg(fig, "Frames trade-off")
 
@@ -143,13 +149,12 @@ def frames_tradeoff(records: Sequence[GenerationRecord]) -> str | None:
 def precision_chart(records: Sequence[GenerationRecord]) -> str | None:
     by_dtype: dict[str, GenerationRecord] = {}
     for record in records:
-        config = record.config
         if (
             record.outcome == "ok"
-            and config.get("resolution") == "512p"
-            and not config.get("memory")
+            and record.setting("resolution") == "512p"
+            and not record.memory_options
         ):
-            by_dtype.setdefault(config["dtype"], record)
+            by_dtype.setdefault(str(record.setting("dtype")), record)
     if len(by_dtype) < 2:
         return None
     dtypes = [d for d in ("fp32", "bf16", "fp16") if d in by_dtype]

@@ -4,7 +4,6 @@ belongs to and its ``extra_info``. Pure: read from a results record."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pytest_i2v.metrics import DECODE_S, DENOISE_S, ENCODE_S, STEP_S, TIME_S
 from pytest_i2v.record.record import GenerationRecord
@@ -13,7 +12,7 @@ from pytest_i2v.verdict.fingerprint import CPU_MACHINE_KEYS, FINGERPRINT_KEYS
 from pytest_i2v.verdict.peak import LABELS, record_peak
 
 
-def benchmark_group(config: Mapping[str, Any]) -> str:
+def benchmark_group(config: Mapping[str, JsonValue]) -> str:
     """The pipeline and the resolution, with the size a profile scaled it to:
     ``i2vgen-xl 512p (64x64)``."""
     size = f"{config.get('width')}x{config.get('height')}"
@@ -39,7 +38,7 @@ def extra_info(record: GenerationRecord) -> dict[str, JsonValue]:
         "guidance": config.get("guidance"),
         "fps": config.get("fps"),
         "dtype": config.get("dtype"),
-        "memory_options": list(config.get("memory") or []),
+        "memory_options": list(record.memory_options),
         "attention": config.get("attention"),
         "device": config.get("device"),
         "mode": record.mode,

@@ -182,7 +182,7 @@ class GateLoop:
             self.accepted.append(
                 AcceptedRun(
                     record.nodeid,
-                    record.config,
+                    record.generation_settings(),
                     record.fingerprint,
                     run_from_record(record.to_dict(), None),
                     record.signature.work() if record.signature else None,

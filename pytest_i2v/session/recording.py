@@ -186,8 +186,8 @@ class Recorder:
             roofline=roofline(
                 flops, record.stages.step_s, record.stages.decode_s, peak, peak_kind=peak_kind
             ),
-            config_id=config_id(record.config),
-            fingerprint=fingerprint_for(self._environment, record.config),
+            config_id=config_id(record.generation_settings()),
+            fingerprint=fingerprint_for(self._environment, record.generation_settings()),
             latency_class=latency_class(record.time_s, self._settings.latency_thresholds),
             budget=DeclaredBudget(budget.vram_gb, budget.time_s) if budget else None,
         )

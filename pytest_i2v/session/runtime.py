@@ -34,7 +34,7 @@ from pytest_i2v.session.plan import RunPlan, plan_run
 from pytest_i2v.session.recording import Recorder
 from pytest_i2v.session.settings import Settings
 from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
-from pytest_i2v.storage import Environment, unwritable_reason
+from pytest_i2v.storage import Environment, JsonValue, unwritable_reason
 from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import short_deltas, work_note
 from pytest_i2v.verdict.outcome import Outcome
@@ -300,17 +300,17 @@ def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRun
     return None
 
 
-def ran_size(config: Mapping[str, Any]) -> str:
+def ran_size(config: Mapping[str, JsonValue]) -> str:
     """What a generation ran, and what its mark asked for where the profile scaled it:
     ``96x48, 21 frames, 8 steps (marked 832x480, 81 frames, 40 steps)``."""
 
-    def size(c: Mapping[str, Any]) -> str:
+    def size(c: Mapping[str, JsonValue]) -> str:
         frames = f", {c['frames']} frames" if c.get("frames") is not None else ""
         return f"{c.get('width')}x{c.get('height')}{frames}, {c.get('steps')} steps"
 
     study = config.get("study")
     ran = size(config)
-    if not study:
+    if not study or not isinstance(study, Mapping):
         return ran
     marked = size(study)  # a record from before the study's frames were kept: no frames
     return ran if marked == ran else f"{ran} (marked {marked})"

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.storage import Scalar
 from pytest_i2v.verdict.fingerprint import same_machine, software_changes
 from pytest_i2v.verdict.noise_prior import Noise
-from pytest_i2v.verdict.yaml_shapes import Scalar
 
 CalibratedMetric = Literal["time_s", "step_s"]
 CALIBRATED_METRICS: tuple[CalibratedMetric, ...] = (

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.storage import check_schema
+from pytest_i2v.generation.marks import ConfigValue
+from pytest_i2v.storage import Scalar, check_schema
 from pytest_i2v.verdict.ab_calibration import Calibration, CalibrationDoc
 from pytest_i2v.verdict.fingerprint import (
-    ConfigValue,
     machine_changes,
     same_machine,
     software_changes,
@@ -30,7 +30,6 @@ from pytest_i2v.verdict.yaml_shapes import (
     ENTRIES_SHAPE,
     ENTRY_SHAPE,
     SEGMENT_SHAPE,
-    Scalar,
     describe_value,
     malformed,
     mapping_part,

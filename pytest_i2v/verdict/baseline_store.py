@@ -18,7 +18,9 @@ from typing import Any
 from filelock import FileLock
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.generation.marks import ConfigValue
 from pytest_i2v.storage import (
+    Scalar,
     read_yaml,
     validate_profile_name,
     write_bytes_atomic,
@@ -32,10 +34,10 @@ from pytest_i2v.verdict.baseline_records import (
     config_id,
     signature_dir,
 )
-from pytest_i2v.verdict.fingerprint import ConfigValue, same_machine
+from pytest_i2v.verdict.fingerprint import same_machine
 from pytest_i2v.verdict.gate import MEMORY_METRICS, TIME_METRICS
 from pytest_i2v.verdict.signature import WorkSignature, to_bytes
-from pytest_i2v.verdict.yaml_shapes import Scalar, dump_yaml
+from pytest_i2v.verdict.yaml_shapes import dump_yaml
 
 MAX_RUNS_PER_SEGMENT = 20  # older runs drop off: the bar follows slow drift, files stay short
 PROBE_FIELDS = (

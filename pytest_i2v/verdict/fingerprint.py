@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from pytest_i2v.generation.marks import ConfigValue
+from pytest_i2v.storage import Scalar
 from pytest_i2v.verdict.gate import fingerprint_changes
-from pytest_i2v.verdict.yaml_shapes import Scalar
 
 # x86 ISA extensions that change which kernels torch (oneDNN, FBGEMM, its vectorised ops) runs:
 # two CPUs that both say "AMD EPYC" can differ here, and their timings do.
@@ -44,9 +45,6 @@ SOFTWARE_KEYS = (
 # locked, so a locked run against an unlocked baseline is an environment change, and runs without
 # the lock (every baseline written before it existed) compare as before.
 GPU_CLOCKS_KEY = "gpu_clocks"
-
-# A generation setting as a test's config holds it: a size, a count, a word, the memory options.
-ConfigValue = Scalar | list[str]
 
 # Keys of the environment that decide whether two runs are comparable.
 FINGERPRINT_KEYS = GPU_MACHINE_KEYS + SOFTWARE_KEYS

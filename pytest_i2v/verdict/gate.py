@@ -27,10 +27,11 @@ from typing import Any, TypeVar
 
 from scipy import stats
 
+from pytest_i2v.storage import Scalar
 from pytest_i2v.verdict.noise_prior import Noise, entry_noise, is_outlier, moderated
 from pytest_i2v.verdict.outcome import NO_MACHINE_BASELINE
 from pytest_i2v.verdict.peak import headline_peak
-from pytest_i2v.verdict.yaml_shapes import Scalar, figure
+from pytest_i2v.verdict.yaml_shapes import figure
 
 TIME_METRICS = ("time_s", "step_s", "decode_s")
 MEMORY_METRICS = ("allocated_bytes", "reserved_bytes", "device_bytes", "host_rss_bytes")

@@ -21,7 +21,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_i2v.verdict.yaml_shapes import Scalar
+from pytest_i2v.storage import Scalar
 
 PROBE_LABELS = {
     "gemm_gflops": "matrix products",

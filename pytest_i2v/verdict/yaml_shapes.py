@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.storage import Scalar
 
 # What each part of a baseline file holds, as its problems say: "path: entries['t::a']: expected
 # a mapping with ...; got 1"
@@ -17,9 +18,6 @@ ENTRIES_SHAPE = "a mapping of test node ids to entries"
 ENTRY_SHAPE = "a mapping with config_id, config and segments"
 SEGMENT_SHAPE = "a mapping with fingerprint, runs and signature"
 MALFORMED_FIX = "fix it or restore the file from version control"
-# A YAML/JSON scalar: what a fingerprint key or a baseline run's field holds (a figure, a date, a
-# commit, an NVML scope).
-Scalar = str | int | float | bool | None
 
 
 def figure(value: Scalar) -> float | None:
