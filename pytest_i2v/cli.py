@@ -27,7 +27,7 @@ from typing import Any
 from pytest_i2v.cli_baseline import run_baseline_command
 from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.record.document import read_results
+from pytest_i2v.record.document import read_records, read_results
 
 # Each command imports what it runs inside its own function: the report loads matplotlib and
 # jinja2, A/B and gpu-check their process machinery, so `--help` and `baseline show` start in a
@@ -50,7 +50,7 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
         ) from None
     scaling = Scaling.from_dict((document.get("profile") or {}).get("scaling") or {})
     thresholds = tuple((document.get("settings") or {}).get("latency_thresholds") or (30.0, 60.0))
-    records = group_by_pipeline(document.get("records", []))
+    records = group_by_pipeline(read_records(document, args.results))
     if args.pipeline is not None:
         if args.pipeline not in records:
             raise I2VUsageError(

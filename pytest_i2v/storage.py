@@ -10,7 +10,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from pytest_i2v.errors import I2VUsageError
 
@@ -25,6 +25,13 @@ JsonValue: TypeAlias = (
 # The session's environment: the machine and library facts (measure.environment) and the keys the
 # pytest_i2v_environment hook adds, each a JSON scalar (the results document adds the probe).
 Environment: TypeAlias = "dict[str, Scalar]"
+
+
+def as_json(document: Mapping[str, object]) -> JsonValue:
+    """A TypedDict of JSON values as the JSON value it is: mypy types a TypedDict as a
+    ``Mapping[str, object]``, never as a ``Mapping[str, JsonValue]``."""
+    return cast("JsonValue", document)
+
 
 # yaml is imported inside read_yaml: every pytest run imports this module, and most of its users
 # only write JSON.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_i2v.cli import main
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.study.reference import SHIPPED_REFERENCE, compare_published, load_reference
 from pytest_i2v.verdict.baseline_store import update_baseline
 from tests.report_fixtures import document, two_pipeline_document
@@ -207,7 +208,7 @@ def test_published_reference_is_labelled_and_only_informs() -> None:
             "device_bytes": None,
         },
     }
-    comparison = compare_published([measured], reference)
+    comparison = compare_published([GenerationRecord.from_partial(measured)], reference)
     assert comparison["provenance"] == "published" and comparison["note"] is None
     row = next(r for r in comparison["rows"] if r["label"] == "768p")
     assert row["measured"]["time_ratio"] == pytest.approx(0.5) and row["measured"][
@@ -215,7 +216,7 @@ def test_published_reference_is_labelled_and_only_informs() -> None:
     ] == pytest.approx(17.0)
     assert next(r for r in comparison["rows"] if r["label"] == "256p")["measured"] is None
     tiny = dict(measured, config=dict(measured["config"], provenance="tiny-random-weights"))
-    assert compare_published([tiny], reference)["rows"] == []
+    assert compare_published([GenerationRecord.from_partial(tiny)], reference)["rows"] == []
 
 
 def test_no_repository_baseline_holds_unmeasured_numbers() -> None:

@@ -272,8 +272,12 @@ def test_report_and_compare_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "driver 560.35 -&gt; 570.10" in html and XSS not in html
 
 
+def _typed(records: list[dict[str, Any]]) -> list[GenerationRecord]:
+    return [GenerationRecord.from_partial(r) for r in records]
+
+
 def _with_recommendations(doc: dict[str, Any]) -> dict[str, Any]:
-    doc["recommendations"] = recommend_per_pipeline(doc["records"], Scaling())
+    doc["recommendations"] = recommend_per_pipeline(_typed(doc["records"]), Scaling())
     return doc
 
 
@@ -354,7 +358,9 @@ def test_a_document_from_before_pipelines_reads_as_i2vgen_xl() -> None:
     for record in doc["records"]:
         del record["config"]["pipeline"]
     del doc["recommendations"]
-    doc["recommendation"] = recommend(doc["records"], Scaling())  # the old single-matrix key
+    doc["recommendation"] = recommend(
+        _typed(doc["records"]), Scaling()
+    )  # the old single-matrix key
     assert {pipeline_of(r) for r in doc["records"]} == {"i2vgen-xl"}
     context = build_context(doc)
     assert [g["name"] for g in context["pipeline_groups"]] == ["i2vgen-xl"] and not context[

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import Scaling, time_budget, vram_budget
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.study import (
     Study,
     fits_profile,
@@ -121,26 +123,28 @@ def _record(
     steps: int = 50,
     resolution: str | None = None,
     pipeline: str | None = None,
-) -> dict:
+) -> GenerationRecord:
     pixels = size * size
-    return {
-        "outcome": "ok",
-        "time_s": 1.0 + steps * step_s,
-        "nodeid": f"t[{size}-{frames}]",
-        "config": {
-            "width": size,
-            "height": size,
-            "frames": frames,
-            "steps": steps,
-            "dtype": "fp16",
-            "memory": [],
-            "resolution": resolution,
-            "provenance": "full-size-random-weights",
-            **({"pipeline": pipeline} if pipeline else {}),
-        },
-        "stages": {"step_s": step_s, "encode_s": 0.5, "decode_s": 0.5 + 0 * pixels},
-        "peak_memory": {"device_bytes": peak_gb * 1e9, "device_scope": "process"},
-    }
+    return GenerationRecord.from_partial(
+        {
+            "outcome": "ok",
+            "time_s": 1.0 + steps * step_s,
+            "nodeid": f"t[{size}-{frames}]",
+            "config": {
+                "width": size,
+                "height": size,
+                "frames": frames,
+                "steps": steps,
+                "dtype": "fp16",
+                "memory": [],
+                "resolution": resolution,
+                "provenance": "full-size-random-weights",
+                **({"pipeline": pipeline} if pipeline else {}),
+            },
+            "stages": {"step_s": step_s, "encode_s": 0.5, "decode_s": 0.5 + 0 * pixels},
+            "peak_memory": {"device_bytes": int(peak_gb * 1e9), "device_scope": "process"},
+        }
+    )
 
 
 def test_recommendation_matrix_is_computed_from_measurements() -> None:
@@ -196,7 +200,7 @@ def test_recommendation_is_fitted_per_pipeline_never_across() -> None:
         for s in (256, 512)
     ]
     old = [
-        dict(r, config={k: v for k, v in r["config"].items() if k != "pipeline"})
+        replace(r, config={k: v for k, v in r.config.items() if k != "pipeline"})
         for r in i2vgen[:1]
     ]  # no "pipeline": I2VGen-XL
     lone = [_record(512, 16, 0.1, 10, pipeline="ltx-video")]  # one size: too few to fit

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TypedDict
 
-from pytest_i2v.verdict.peak import HeadlinePeak, record_peak
+from pytest_i2v.storage import Scalar
+from pytest_i2v.verdict.peak import HeadlinePeak, PeakField, headline_peak
 
 
 class EnvironmentDoc(TypedDict, total=False):
@@ -51,7 +52,8 @@ class RecordDoc(TypedDict, total=False):
     time_s: float | None
     stages: StagesDoc | None
     conditions: ConditionsDoc | None
-    fingerprint: Mapping[str, Any] | None  # what ab_calibration.choose matches on
+    peak_memory: Mapping[str, PeakField] | None
+    fingerprint: Mapping[str, Scalar] | None  # what ab_calibration.choose matches on
     signature: SignatureDoc | None  # round 1 only (--i2v-signature on)
 
 
@@ -81,6 +83,6 @@ class RoundRecord:
             outcome=record.get("outcome"),
             time_s=record.get("time_s"),
             step_s=(record.get("stages") or {}).get("step_s"),
-            peak=record_peak(record),
+            peak=headline_peak(record.get("peak_memory")),
             signature=record.get("signature"),
         )

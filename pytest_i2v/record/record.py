@@ -4,7 +4,7 @@ generically by cattrs: the dataclasses' fields are the JSON keys, no field is li
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, get_type_hints
 
 import cattrs
@@ -35,6 +35,7 @@ from pytest_i2v.storage import JsonValue, Scalar
 from pytest_i2v.verdict.conditions import RunConditions
 from pytest_i2v.verdict.gate import RegressionVerdict
 from pytest_i2v.verdict.outcome import Outcome
+from pytest_i2v.verdict.peak import HeadlinePeak, headline_peak
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class GenerationRecord:
         """One peak by its metric name (``pytest_i2v.metrics``)."""
         value: int | None = getattr(self.peak_memory, metric)
         return value
+
+    def headline_peak(self) -> HeadlinePeak:
+        """The one memory figure that stands for the test (``verdict.peak``)."""
+        return headline_peak(asdict(self.peak_memory))
 
     def setting(self, name: str) -> Scalar:
         """One generation setting of the config (a size, a count, a word); None where it is absent

@@ -16,7 +16,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from pytest_i2v.record.record import GenerationRecord
-from pytest_i2v.report.figures import headline_of
 
 plt.rcParams.update(
     {
@@ -79,5 +78,5 @@ def row_label(record: GenerationRecord) -> str:
 
 
 def peak_gb(record: GenerationRecord) -> tuple[float | None, str]:
-    peak = headline_of(record)
+    peak = record.headline_peak()
     return peak.gb, peak.label

@@ -10,7 +10,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.metrics import HOST_RSS_BYTES, TIME_S
 from pytest_i2v.record.record import GenerationRecord
-from pytest_i2v.report.figures import headline_of
 from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.report.markdown import md, work_change_lines
 from pytest_i2v.report.results import ResultsView
@@ -71,7 +70,7 @@ def _heading(view: ResultsView) -> DocumentHeading:
 
 
 def _memory(record: GenerationRecord) -> tuple[float | None, str]:
-    peak = headline_of(record)
+    peak = record.headline_peak()
     return peak.bytes, peak.key or HOST_RSS_BYTES
 
 

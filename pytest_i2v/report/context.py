@@ -12,7 +12,7 @@ from pytest_i2v.generation.memory_options import no_effect_reasons
 from pytest_i2v.metrics import TIME_S
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
 from pytest_i2v.record.record import GenerationRecord
-from pytest_i2v.report.figures import clock_text, headline_of
+from pytest_i2v.report.figures import clock_text
 from pytest_i2v.report.grouping import group_by_pipeline, pipeline_of, pipeline_order
 from pytest_i2v.report.overview import Overview, overview
 from pytest_i2v.report.results import (
@@ -116,7 +116,7 @@ def banner(failed: bool, mode: str | None, unreliable: int, run_unreliable: bool
 
 
 def peak_figure(record: GenerationRecord) -> tuple[int | None, str]:
-    peak = headline_of(record)
+    peak = record.headline_peak()
     return peak.bytes, peak.label
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from pytest_i2v.metrics import HOST_RSS_BYTES, STEP_S, TIME_S
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.context import ReportContext, build_context, clock_of, outcome_of
-from pytest_i2v.report.figures import headline_of
 from pytest_i2v.report.results import Recommendation
 from pytest_i2v.report.rows import RegressionRow, UnreliableRow, WorkChange
 from pytest_i2v.verdict.explain import format_value
@@ -64,7 +63,7 @@ def change_vs_baseline(record: GenerationRecord | Mapping[str, Any], metric: str
 
 def _result_row(record: GenerationRecord, show_clock: bool) -> str:
     """A results row; the changes are the plugin's own figures, written as they are."""
-    peak = headline_of(record)
+    peak = record.headline_peak()
     # The clock beside the time: a throttled GPU is slower.
     clock = f"{md(clock_of(record))} | " if show_clock else ""
     peak_metric = peak.key or HOST_RSS_BYTES

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from pytest_i2v.metrics import TIME_S
 from pytest_i2v.record.record import GenerationRecord
-from pytest_i2v.report.figures import headline_of
 from pytest_i2v.verdict.gate import MetricVerdict
 from pytest_i2v.verdict.outcome import SEVERITY
 
@@ -91,7 +90,7 @@ def overview(
         if time is None:
             not_drawn[kind] += 1
             continue
-        peak_key = headline_of(record).key
+        peak_key = record.headline_peak().key
         rows.append(
             OverviewRow(
                 record.nodeid,

@@ -9,7 +9,7 @@ from pytest_i2v.metrics import DECODE_S, DENOISE_S, ENCODE_S, STEP_S, TIME_S
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.storage import JsonValue
 from pytest_i2v.verdict.fingerprint import CPU_MACHINE_KEYS, FINGERPRINT_KEYS
-from pytest_i2v.verdict.peak import LABELS, record_peak
+from pytest_i2v.verdict.peak import LABELS
 
 
 def benchmark_group(config: Mapping[str, JsonValue]) -> str:
@@ -26,7 +26,7 @@ def extra_info(record: GenerationRecord) -> dict[str, JsonValue]:
     are the first measurement's, these figures the last one's (the record's). A JSON document:
     pytest-benchmark writes it as it is."""
     config, stages, decision = record.config, record.stages, record.decision
-    peak = record_peak(record.to_dict())
+    peak = record.headline_peak()
     fingerprint = record.fingerprint or {}
     return {
         "pipeline": config.get("pipeline"),

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
 from pytest_i2v.record.document import build_document, write_json_atomic
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.grouping import pipeline_of
 from pytest_i2v.report.markdown import render_markdown
+from pytest_i2v.report.results import Recommendation
 from pytest_i2v.session.plan import RunPlan
 from pytest_i2v.session.recording import SessionProbe
 from pytest_i2v.session.settings import Settings
-from pytest_i2v.storage import Environment, JsonValue, write_text_atomic
+from pytest_i2v.storage import Environment, JsonValue, as_json, write_text_atomic
 from pytest_i2v.study import recommend_per_pipeline
 from pytest_i2v.study.reference import compare_published, shipped_reference
 from pytest_i2v.verdict.gate import GateSettings
@@ -64,7 +64,6 @@ class Outputs:
 
     def document(self) -> dict[str, JsonValue]:
         records = list(self.records.values())
-        dicts = [r.to_dict() for r in records]
         fails, line = self.headline()
         probe = self.probe.document()
         return build_document(
@@ -83,9 +82,11 @@ class Outputs:
                 },
                 # The published figures are I2VGen-XL's: another model's run is no match.
                 "published_reference": _published(
-                    [r for r in dicts if pipeline_of(r) == DEFAULT_PIPELINE]
+                    [r for r in records if pipeline_of(r) == DEFAULT_PIPELINE]
                 ),
-                "recommendations": self._recommendations(dicts),
+                "recommendations": {
+                    name: as_json(matrix) for name, matrix in self._recommendations(records).items()
+                },
                 "skipped": self.skipped,
             },
         )
@@ -117,7 +118,7 @@ class Outputs:
                 write_text_atomic(path, render_markdown(document))
             self.written.append(path)
 
-    def _recommendations(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _recommendations(self, records: list[GenerationRecord]) -> dict[str, Recommendation]:
         """A matrix per pipeline from this run's own measurements, for each pipeline whose records
         span at least two sizes (the others have none: too little to fit)."""
         return recommend_per_pipeline(
@@ -128,6 +129,6 @@ class Outputs:
         )
 
 
-def _published(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _published(records: list[GenerationRecord]) -> JsonValue:
     reference = shipped_reference()
-    return compare_published(records, reference) if reference is not None else None
+    return as_json(compare_published(records, reference)) if reference is not None else None

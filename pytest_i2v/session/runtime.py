@@ -38,7 +38,6 @@ from pytest_i2v.storage import Environment, JsonValue, unwritable_reason
 from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import short_deltas, work_note
 from pytest_i2v.verdict.outcome import Outcome
-from pytest_i2v.verdict.peak import record_peak
 
 
 class I2VRun:
@@ -191,9 +190,7 @@ class I2VRun:
             terminalreporter.write_sep("-", f"i2v results (profile {self.plan.profile.name})")
             for record in self.outputs.records.values():
                 kind = record.decision.kind if record.decision else "-"
-                time_delta, memory_delta = short_deltas(
-                    record.verdict, record_peak(record.to_dict()).key
-                )
+                time_delta, memory_delta = short_deltas(record.verdict, record.headline_peak().key)
                 work = record.work.to_dict() if record.work else None
                 note = work_note(work, self.gate.gate.min_effect * 100.0)
                 terminalreporter.write_line(
@@ -320,7 +317,7 @@ def describe(record: GenerationRecord) -> str:
     size = ran_size(record.config)
     if record.outcome != "ok" or record.time_s is None:
         return f"{size} | outcome {record.outcome}"
-    peak = record_peak(record.to_dict())
+    peak = record.headline_peak()
     memory = f"{peak.bytes / 2**20:.0f} MiB" if peak.bytes is not None else "-"
     predicted = (
         f" predicted from {record.fast.measured_steps} of {record.fast.steps} steps"

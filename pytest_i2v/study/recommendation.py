@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS, Scaling
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.grouping import group_by_pipeline
 from pytest_i2v.report.results import CostFit, Recommendation
 from pytest_i2v.report.results import MatrixCell as MatrixCellDoc
+from pytest_i2v.storage import Scalar
 from pytest_i2v.study.cost_model import CostModel, fit_cost
 from pytest_i2v.study.latency import DEFAULT_LATENCY_THRESHOLDS_S, latency_class
 from pytest_i2v.study.resolution import DEFAULT_SAFETY_MARGIN_GB
-from pytest_i2v.verdict.peak import record_peak
 
 DEFAULT_MEMORY_CLASSES_GB = (8, 12, 16, 24, 40, 48, 80)
 FRAMES_OPTIONS = (8, 16, 24, 32)  # the frame counts a cell may recommend
@@ -75,43 +75,50 @@ class _PlainRun:
 
 
 def _plain_run(
-    record: Mapping[str, Any], peak_bytes: float, peak_key: str, point: tuple[float, float]
+    record: GenerationRecord, peak_bytes: float, peak_key: str, point: tuple[float, float]
 ) -> _PlainRun:
-    config, stages = record["config"], record["stages"]
+    stages = record.stages
+    if record.time_s is None or None in (stages.step_s, stages.encode_s, stages.decode_s):
+        raise ValueError(f"{record.nodeid}: no stage times to fit (an older or partial record)")
+    assert stages.step_s is not None and stages.encode_s is not None  # checked just above
+    assert stages.decode_s is not None
+    study = record.config.get("study")
+    study_steps = study.get("steps") if isinstance(study, Mapping) else None
     return _PlainRun(
         point=point,
-        steps=config["steps"],
-        study_steps=(config.get("study") or {}).get("steps", config["steps"]),
-        resolution=config.get("resolution"),
-        time_s=record["time_s"],
-        step_s=stages["step_s"],
-        encode_decode_s=stages["encode_s"] + stages["decode_s"],
+        steps=record.count("steps"),
+        study_steps=study_steps if isinstance(study_steps, int) else record.count("steps"),
+        resolution=_text(record.setting("resolution")),
+        time_s=record.time_s,
+        step_s=stages.step_s,
+        encode_decode_s=stages.encode_s + stages.decode_s,
         peak_bytes=peak_bytes,
         peak_key=peak_key,
-        tiny=config.get("provenance") == "tiny-random-weights",
+        tiny=record.setting("provenance") == "tiny-random-weights",
     )
 
 
-def _plain_runs(records: Iterable[Mapping[str, Any]]) -> tuple[list[_PlainRun], str]:
+def _text(value: Scalar) -> str | None:
+    return None if value is None else str(value)
+
+
+def _plain_runs(records: Iterable[GenerationRecord]) -> tuple[list[_PlainRun], str]:
     """The successful runs without memory options, of the most common dtype and with a peak, read
     from their records; at least two different sizes x frames, or nothing can be fitted."""
-    plain = [
-        r
-        for r in records
-        if r.get("outcome") == "ok" and not r["config"].get("memory") and r.get("time_s")
-    ]
+    plain = [r for r in records if r.outcome == "ok" and not r.memory_options and r.time_s]
     if not plain:
         raise I2VUsageError(
             "no successful plain (no memory options) results to fit; run the resolution sweep first"
         )
     dtypes = sorted(
-        {r["config"]["dtype"] for r in plain},
-        key=lambda d: -sum(r["config"]["dtype"] == d for r in plain),
+        {str(r.setting("dtype")) for r in plain},
+        key=lambda d: -sum(str(r.setting("dtype")) == d for r in plain),
     )
-    peaks = [(r, record_peak(r)) for r in plain if r["config"]["dtype"] == dtypes[0]]
+    peaks = [(r, r.headline_peak()) for r in plain if str(r.setting("dtype")) == dtypes[0]]
     kept = [(r, float(p.bytes), p.key or "none") for r, p in peaks if p.bytes is not None]
-    configs = [r["config"] for r, _, _ in kept]
-    points = [(float(c["width"] * c["height"]), float(c["frames"])) for c in configs]
+    points = [
+        (float(r.count("width") * r.count("height")), float(r.count("frames"))) for r, _, _ in kept
+    ]
     # Checked before the stages are read: too few sizes is the reason, whatever else is missing.
     if len(set(points)) < 2:
         raise I2VUsageError(
@@ -177,7 +184,7 @@ def _cell(
 
 
 def recommend(
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[GenerationRecord],
     scaling: Scaling,
     steps: int = 50,
     memory_classes_gb: Sequence[float] = DEFAULT_MEMORY_CLASSES_GB,
@@ -221,19 +228,19 @@ def recommend(
 
 
 def recommend_per_pipeline(
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[GenerationRecord],
     scaling: Scaling,
     steps: int = 50,
     memory_classes_gb: Sequence[float] = DEFAULT_MEMORY_CLASSES_GB,
     margin_gb: float = DEFAULT_SAFETY_MARGIN_GB,
     thresholds: Sequence[float] = DEFAULT_LATENCY_THRESHOLDS_S,
     unfitted: dict[str, str] | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Recommendation]:
     """One ``recommend`` matrix per pipeline, each fitted on that pipeline's records only (two
     models' costs have nothing in common). A pipeline whose records cannot be fitted (too few
     sizes, no plain runs) is left out, and why goes into ``unfitted`` when one is given.
 
-    Plain dicts: they go into the results document as they are."""
+    TypedDicts of the results document's shape: they go into it as they are."""
     matrices: dict[str, Recommendation] = {}
     for pipeline, group in group_by_pipeline(records).items():
         try:
@@ -248,7 +255,7 @@ def recommend_per_pipeline(
         except (I2VUsageError, ValueError) as exc:
             if unfitted is not None:
                 unfitted[pipeline] = str(exc)
-    return {pipeline: dict(matrix) for pipeline, matrix in matrices.items()}
+    return matrices
 
 
 def _fit_line(name: str, fit: CostFit) -> str:
@@ -268,7 +275,7 @@ def _cell_row(cell: MatrixCellDoc) -> str:
     )
 
 
-def format_recommendation(matrix: Mapping[str, Any]) -> str:
+def format_recommendation(matrix: Recommendation) -> str:
     """The matrix as text: one from ``recommend`` or read back from a results document."""
     fits = matrix["fits"]
     lines = [

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.verdict.peak import record_peak
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.storage import JsonValue
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -74,6 +75,21 @@ class ComparisonRow(TypedDict):
     measured: MeasuredFigures | None
 
 
+class PublishedComparison(TypedDict):
+    """The results document's ``published_reference``."""
+
+    provenance: str
+    source: str | None
+    hardware: dict[str, str] | None
+    rows: list[ComparisonRow]
+    note: str | None
+
+
+def _whole(value: JsonValue) -> int | None:
+    """A size or count as the config holds it; None where absent."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class _MeasuredRun:
     """What the comparison reads of a successful record."""
@@ -87,23 +103,26 @@ class _MeasuredRun:
     peak_bytes: int | None
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> _MeasuredRun:
-        config = record["config"]
-        study = config.get("study") or {}  # a scaled run: the study's shape it stands for
+    def from_record(cls, record: GenerationRecord) -> _MeasuredRun:
+        config = record.config
+        study = config.get("study")  # a scaled run: the study's shape it stands for
+        scaled = study if isinstance(study, Mapping) else {}
+        guidance = record.setting("guidance")
+        dtype, provenance = record.setting("dtype"), record.setting("provenance")
         return cls(
             shape=(
-                study.get("width", config.get("width")),
-                study.get("height", config.get("height")),
-                config.get("frames"),
-                study.get("steps", config.get("steps")),
-                config.get("guidance"),
+                _whole(scaled.get("width", config.get("width"))),
+                _whole(scaled.get("height", config.get("height"))),
+                _whole(config.get("frames")),
+                _whole(scaled.get("steps", config.get("steps"))),
+                float(guidance) if isinstance(guidance, (int, float)) else None,
             ),
-            dtype=config.get("dtype"),
-            plain=not config.get("memory"),
-            nodeid=record.get("nodeid"),
-            time_s=record.get("time_s"),
-            provenance=config.get("provenance"),
-            peak_bytes=record_peak(record).bytes,
+            dtype=None if dtype is None else str(dtype),
+            plain=not record.memory_options,
+            nodeid=record.nodeid,
+            time_s=record.time_s,
+            provenance=None if provenance is None else str(provenance),
+            peak_bytes=record.headline_peak().bytes,
         )
 
     def figures(self, published_time_s: float | None) -> MeasuredFigures:
@@ -166,13 +185,13 @@ def _comparison_row(row: PublishedRow, runs: list[_MeasuredRun]) -> ComparisonRo
 
 
 def compare_published(
-    records: Iterable[Mapping[str, Any]], reference: PublishedReference
-) -> dict[str, Any]:
+    records: Iterable[GenerationRecord], reference: PublishedReference
+) -> PublishedComparison:
     """Rows pairing each published figure with a measured record of the same generation.
 
     Never a verdict: the published numbers come from another machine, software stack and app.
     A plain dict: it goes into the results document as it is."""
-    runs = [_MeasuredRun.from_record(r) for r in records if r.get("outcome") == "ok"]
+    runs = [_MeasuredRun.from_record(r) for r in records if r.outcome == "ok"]
     rows = [_comparison_row(row, runs) for row in reference.get("rows", [])]
     comparable = [run for run in runs if run.provenance != "tiny-random-weights"]
     note = (

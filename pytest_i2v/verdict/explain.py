@@ -107,7 +107,7 @@ def verdict_section(
 
 def short_deltas(verdict: RegressionVerdict | None, peak_key: str | None) -> tuple[str, str]:
     """(time delta, headline-peak delta) against the baseline, for the terminal table;
-    ``peak_key``: the headline peak's metric (``peak.record_peak``)."""
+    ``peak_key``: the headline peak's metric (``peak.headline_peak``)."""
     metrics = {m.metric: m for m in verdict.metrics} if verdict else {}
 
     def delta(name: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 LABELS = {
     "device_bytes": "NVML, this process",
@@ -58,8 +57,3 @@ def headline_peak(peak_memory: Mapping[str, PeakField] | None) -> HeadlinePeak:
         if value:
             return HeadlinePeak(int(value), key, LABELS[key], SCOPES[key])
     return HeadlinePeak(None, None, "not measured", "none")
-
-
-def record_peak(record: Mapping[str, Any]) -> HeadlinePeak:
-    """The headline peak of a results record (a ``GenerationRecord.to_dict()``)."""
-    return headline_peak(record.get("peak_memory"))
