@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode
 from pytest_i2v.verdict.peak import headline_peak
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff
+from pytest_i2v.verdict.yaml_shapes import figure
 
 # The machine is read (torch, NVML) inside _this_machine only: `show` and `diff` stay cheap.
 
@@ -37,12 +38,12 @@ from pytest_i2v.verdict.work_diff import WorkDiff, diff
 NO_MATCH = 10
 
 
-def _median(runs: list[dict[str, Any]], metric: str) -> float | None:
-    values = [r[metric] for r in runs if r.get(metric) is not None]
+def _median(runs: Sequence[Mapping[str, Scalar]], metric: str) -> float | None:
+    values = [value for r in runs if (value := figure(r.get(metric))) is not None]
     return float(statistics.median(values)) if values else None
 
 
-def _memory_metric(runs: list[dict[str, Any]]) -> str:
+def _memory_metric(runs: Sequence[Mapping[str, Scalar]]) -> str:
     return headline_peak(runs[-1] if runs else {}).key or HOST_RSS_BYTES
 
 

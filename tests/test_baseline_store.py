@@ -11,13 +11,14 @@ import pytest
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.record.baseline_run import run_from_record
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.baseline_records import BaselineFile, config_id
 from pytest_i2v.verdict.baseline_store import (
     MAX_RUNS_PER_SEGMENT,
     AcceptedRun,
     baseline_path,
     read_baseline,
-    run_from_record,
     update_baseline,
 )
 from pytest_i2v.verdict.yaml_shapes import dump_yaml
@@ -39,18 +40,21 @@ CONFIG = {
 FINGERPRINT = {"driver": "550.54", "torch": "2.13.0", "dtype": "fp32", "attention": "sdpa"}
 
 
-def record(time_s: float = 0.5, rss: int = 500 * 2**20) -> dict:
-    return {
-        "repeats": 5,
-        "time_s": time_s,
-        "stages": {"step_s": time_s / 20, "decode_s": 0.1234567, "encode_s": 0.01},
-        "peak_memory": {
-            "allocated_bytes": None,
-            "reserved_bytes": None,
-            "device_bytes": None,
-            "host_rss_bytes": rss,
-        },
-    }
+def record(time_s: float = 0.5, rss: int = 500 * 2**20) -> GenerationRecord:
+    return GenerationRecord.from_partial(
+        {
+            "nodeid": "t::a",
+            "repeats": 5,
+            "time_s": time_s,
+            "stages": {"step_s": time_s / 20, "decode_s": 0.1234567, "encode_s": 0.01},
+            "peak_memory": {
+                "allocated_bytes": None,
+                "reserved_bytes": None,
+                "device_bytes": None,
+                "host_rss_bytes": rss,
+            },
+        }
+    )
 
 
 def accepted(

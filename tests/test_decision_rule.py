@@ -17,13 +17,13 @@ import pytest
 
 from pytest_i2v.measure.profiling import CUDNN_AUTOTUNER, MARK, build_signature
 from pytest_i2v.measure.trace import TraceEvent
+from pytest_i2v.record.baseline_run import run_from_record
 from pytest_i2v.record.parts import WorkComparison
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.gate_loop import GateLoop
 from pytest_i2v.verdict.baseline_store import (
     AcceptedRun,
     baseline_path,
-    run_from_record,
     update_baseline,
 )
 from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, judge_metrics, judge_time
@@ -251,7 +251,7 @@ def _baseline_file(directory: Path, histories: dict[str, list[float]]) -> None:
             nodeid,
             dict(CONFIG),
             dict(FINGERPRINT),
-            run_from_record(replace(record([t] * 5), nodeid=nodeid).to_dict(), None),
+            run_from_record(replace(record([t] * 5), nodeid=nodeid), None),
         )
         for nodeid, totals in histories.items()
         for t in totals

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_i2v.profiles import load_profiles
+from pytest_i2v.record.baseline_run import run_from_record
 from pytest_i2v.record.parts import PeakMemory, Stages
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.html import render_html
@@ -26,7 +27,6 @@ from pytest_i2v.verdict.baseline_records import config_id
 from pytest_i2v.verdict.baseline_store import (
     AcceptedRun,
     baseline_path,
-    run_from_record,
     update_baseline,
 )
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
@@ -118,7 +118,7 @@ def baseline_dir(tmp_path: Path) -> Path:
             NODEID,
             dict(CONFIG),
             dict(FINGERPRINT),
-            run_from_record(record([t] * 5).to_dict(), None),
+            run_from_record(record([t] * 5), None),
         )
         for t in (0.99, 1.0, 1.01, 1.0, 1.005)
     ]
@@ -159,16 +159,14 @@ def kind(rec: GenerationRecord) -> str:
 def test_a_baseline_run_keeps_the_clock_and_says_when_it_ran_throttled() -> None:
     """Accepted all the same (a re-baseline on a hot runner must record), but the stored run says
     so, and the re-baseline PR shows it to the reviewer."""
-    stored = run_from_record(throttled(record(list(SLOW_MIDDLE)), marked=(1, 2, 3)).to_dict(), None)
+    stored = run_from_record(throttled(record(list(SLOW_MIDDLE)), marked=(1, 2, 3)), None)
     assert (
         stored["sm_clock_mhz"] == 1410.0
         and stored["conditions"] == "throttled (thermal, 3 of 5 repeats)"
     )
-    steady = run_from_record(throttled(record([1.0] * 5), marked=()).to_dict(), None)
+    steady = run_from_record(throttled(record([1.0] * 5), marked=()), None)
     assert steady["sm_clock_mhz"] == 1980.0 and "conditions" not in steady
-    assert "sm_clock_mhz" not in run_from_record(
-        record([1.0] * 5).to_dict(), None
-    )  # the CPU: nothing to say
+    assert "sm_clock_mhz" not in run_from_record(record([1.0] * 5), None)  # the CPU: nothing to say
 
 
 # -- the decision ----------------------------------------------------------------------------------

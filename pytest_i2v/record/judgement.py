@@ -23,6 +23,7 @@ from pytest_i2v.verdict.machine_speed import compare_speed
 from pytest_i2v.verdict.outcome import DecisionInputs, GateMode
 from pytest_i2v.verdict.throttling import per_repeat
 from pytest_i2v.verdict.work_diff import WorkDiff, diff, locate_excess, work_verdict
+from pytest_i2v.verdict.yaml_shapes import figure
 
 HISTORY_RUNS = 10  # the baseline's last accepted times a record carries for its trend chart
 
@@ -219,7 +220,7 @@ def _history(record: GenerationRecord, baseline: BaselineFile) -> list[float] | 
     segment = _comparable_segment(record, baseline)
     if segment is None:
         return None
-    times = [run[TIME_S] for run in segment.runs[-HISTORY_RUNS:] if run.get(TIME_S)]
+    times = [float(t) for run in segment.runs[-HISTORY_RUNS:] if (t := figure(run.get(TIME_S)))]
     return times or None
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_i2v.generation.marks import Budget
+from pytest_i2v.record.baseline_run import run_from_record
 from pytest_i2v.record.judgement import GateContext, Judgement, judge, judge_verdict
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.fresh_process import FreshProcessFailed
@@ -21,7 +22,6 @@ from pytest_i2v.verdict.baseline_store import (
     UpdateSummary,
     baseline_path,
     read_baseline,
-    run_from_record,
     update_baseline,
 )
 from pytest_i2v.verdict.explain import verdict_section, work_section
@@ -184,7 +184,7 @@ class GateLoop:
                     record.nodeid,
                     record.generation_settings(),
                     record.fingerprint,
-                    run_from_record(record.to_dict(), None),
+                    run_from_record(record, None),
                     record.signature.work() if record.signature else None,
                 )
             )

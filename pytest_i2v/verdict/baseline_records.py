@@ -31,6 +31,7 @@ from pytest_i2v.verdict.yaml_shapes import (
     ENTRY_SHAPE,
     SEGMENT_SHAPE,
     describe_value,
+    figure,
     malformed,
     mapping_part,
     sequence_part,
@@ -99,8 +100,8 @@ def config_id(config: Mapping[str, ConfigValue]) -> str:
 @dataclass
 class Segment:
     fingerprint: dict[str, Scalar]
-    # Kept as parsed: the judgement and the review CLI read a run's figures by name.
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    # Flat, as parsed: the judgement and the review CLI read a run's figures by name.
+    runs: list[dict[str, Scalar]] = field(default_factory=list)
     signature: str | None = (
         None  # the digest of the newest accepted run's work signature: its table is a side file
     )
@@ -108,7 +109,7 @@ class Segment:
     @property
     def step_s(self) -> float | None:
         """The median timed step of the runs: what a changed work's effect is a share of."""
-        steps = [float(run["step_s"]) for run in self.runs if run.get("step_s")]
+        steps = [float(step) for run in self.runs if (step := figure(run.get("step_s")))]
         return statistics.median(steps) if steps else None
 
     def to_dict(self) -> SegmentDoc:
@@ -183,7 +184,9 @@ class BaselineFile:
             if nodeid != leave_out
         ]
         return {
-            metric: prior_from([[r.get(metric) for r in s.runs] for s in segments if s is not None])
+            metric: prior_from(
+                [[figure(r.get(metric)) for r in s.runs] for s in segments if s is not None]
+            )
             for metric in TIME_METRICS
         }
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock
 
@@ -58,51 +56,6 @@ RUN_FIELDS = (
     "work",
     *(f"probe_{name}" for name in PROBE_FIELDS),
 )
-
-
-def _round(value: Scalar) -> Scalar:
-    if isinstance(value, float):
-        return float(f"{value:.5g}")  # 5 significant digits: finer than any noise we can see
-    return value
-
-
-def run_from_record(
-    record: Mapping[str, Any], commit: str | None, date: str | None = None
-) -> dict[str, Scalar]:
-    """The figures of one accepted run, as stored in a history."""
-    stages = record.get("stages") or {}
-    peak = record.get("peak_memory") or {}
-    run: dict[str, Scalar] = {
-        "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit,
-        "repeats": record.get("repeats"),
-        "time_s": record.get("time_s"),
-        "step_s": stages.get("step_s"),
-        "decode_s": stages.get("decode_s"),
-        "encode_s": stages.get("encode_s"),
-    }
-    for metric in MEMORY_METRICS:
-        run[metric] = peak.get(metric)
-    if peak.get("device_bytes") is not None:
-        run["device_scope"] = peak.get(
-            "device_scope"
-        )  # NVML figures of different scopes are never compared
-    conditions = (
-        record.get("conditions") or {}
-    )  # a GPU's: the clock under the time, and any throttling
-    run["sm_clock_mhz"] = conditions.get("median_sm_clock_mhz")
-    if conditions.get("summary") not in (None, "stable", "not read"):
-        # Kept, not refused: a re-baseline on a hot runner must still record; the reviewer sees why.
-        run["conditions"] = conditions["summary"]
-    run["work"] = (record.get("signature") or {}).get(
-        "digest"
-    )  # the segment keeps the newest one's table
-    for name, value in (
-        record.get("machine_probe") or {}
-    ).items():  # the machine's speed that session: a measurement
-        if name in PROBE_FIELDS:
-            run[f"probe_{name}"] = value
-    return {k: _round(run[k]) for k in RUN_FIELDS if run.get(k) is not None or k in ("commit",)}
 
 
 def baseline_path(directory: Path, profile: str) -> Path:
