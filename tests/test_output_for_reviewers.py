@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report import per_test_charts
 from pytest_i2v.report.markdown import NO_CHANGE, change_vs_baseline, render_markdown
 from pytest_i2v.session.runtime import ran_size
@@ -207,9 +208,16 @@ def test_the_markdown_results_have_the_change_against_the_baseline_per_metric() 
         "env_changes": [],
         "notes": [],
     }
-    assert change_vs_baseline(judged, "host_rss_bytes") == "+200.0 % (not judged)"
+    judged_record, new_record = (
+        GenerationRecord.from_partial(judged),
+        GenerationRecord.from_partial(new),
+    )
+    assert change_vs_baseline(judged_record, "host_rss_bytes") == "+200.0 % (not judged)"
     assert (
-        change_vs_baseline(new, "time_s") == change_vs_baseline(new, "step_s") == NO_CHANGE == "n/a"
+        change_vs_baseline(new_record, "time_s")
+        == change_vs_baseline(new_record, "step_s")
+        == NO_CHANGE
+        == "n/a"
     )
     text = render_markdown(doc)
     assert (
@@ -243,7 +251,7 @@ def test_the_per_step_trace_names_every_line_in_its_legend() -> None:
         record(f"suites/test_t.py::test_trace[{i}]", "256p", 256, 16, 5.0 + i, 2**30)
         for i in range(21)
     ]
-    svg = per_test_charts.step_traces(records)
+    svg = per_test_charts.step_traces([GenerationRecord.from_partial(r) for r in records])
     assert svg is not None
     labels = re.findall(r">(test_trace\[\d+\]) \(([0-9.]+) ms\)<", svg)
     assert sorted(name for name, _ in labels) == sorted(f"test_trace[{i}]" for i in range(21))
@@ -260,7 +268,7 @@ def test_the_per_step_trace_says_when_it_draws_a_selection() -> None:
         record(f"suites/test_t.py::test_trace[{i}]", "256p", 256, 16, 5.0 + i, 2**30)
         for i in range(45)
     ]
-    svg = per_test_charts.step_traces(records)
+    svg = per_test_charts.step_traces([GenerationRecord.from_partial(r) for r in records])
     assert svg is not None and "Per-step time trace (40 of 45: changed and slowest first)" in svg
     assert len(re.findall(r">test_trace\[\d+\] \(", svg)) == 40
 

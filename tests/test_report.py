@@ -361,7 +361,7 @@ def test_a_document_from_before_pipelines_reads_as_i2vgen_xl() -> None:
     doc["recommendation"] = recommend(
         _typed(doc["records"]), Scaling()
     )  # the old single-matrix key
-    assert {pipeline_of(r) for r in doc["records"]} == {"i2vgen-xl"}
+    assert {pipeline_of(r) for r in _typed(doc["records"])} == {"i2vgen-xl"}
     context = build_context(doc)
     assert [g["name"] for g in context["pipeline_groups"]] == ["i2vgen-xl"] and not context[
         "multi_pipeline"

@@ -325,7 +325,7 @@ class ABJob:
                 if self.all_decided:
                     break
             # a changed work is decided by round 1: show it now; from round 2 on, every round
-            changed_work = any(r.work is not None and not r.work.get("identical") for r in verdicts)
+            changed_work = any(r.work is not None and not r.work.diff.identical for r in verdicts)
             if done >= PARTIAL_FROM_ROUNDS or changed_work:
                 self._compare_and_write(job, docs, verdicts)
         return docs

@@ -33,10 +33,10 @@ from pytest_i2v.ab.paired import SEVERITY, ABTestResult, PairedVerdict
 from pytest_i2v.ab.results_doc import EnvironmentDoc
 from pytest_i2v.ab.rounds import summary_counts
 from pytest_i2v.ab.sequential import SPENDING_RULE
-from pytest_i2v.report.markdown import md, work_changes
+from pytest_i2v.report.markdown import md, work_change_lines
+from pytest_i2v.report.rows import WorkChange
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
-from pytest_i2v.verdict.work_diff import WorkDiff
 
 AB_SCHEMA = "pytest-i2v/ab"
 AB_SCHEMA_VERSION = 1
@@ -234,8 +234,8 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: ABMeta) -> str:
             lines.append(_table_row(result, verdict, after))
         if not result.verdicts:
             lines.append(f"| {md(result.nodeid)} | - | - | - | - | {md(result.overall)} |")
-    changed = work_changes(
-        [{"nodeid": r.nodeid, "work": r.work} for r in _sorted(results) if r.work]
+    changed = work_change_lines(
+        [WorkChange(r.nodeid, r.work.diff) for r in _sorted(results) if r.work]
     )
     if changed:
         lines += ["", *changed]
@@ -267,9 +267,9 @@ def render_ab_html(results: Sequence[ABTestResult], meta: ABMeta) -> str:
     env.filters["ratio"] = ratio_text
     env.filters["verdict_text"] = verdict_text
     works = [
-        {"nodeid": r.nodeid, "work": WorkDiff.from_dict(r.work)}
+        {"nodeid": r.nodeid, "work": r.work.diff}
         for r in _sorted(results)
-        if r.work and not r.work.get("identical")
+        if r.work and not r.work.diff.identical
     ]
     return env.get_template("ab.html.j2").render(
         results=_sorted(results),

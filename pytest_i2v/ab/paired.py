@@ -64,6 +64,7 @@ from scipy import stats
 
 from pytest_i2v.ab.sequential import Look
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.record.parts import WorkComparison
 from pytest_i2v.verdict.noise_prior import Noise
 
 DEFAULT_ROUNDS = (
@@ -118,9 +119,7 @@ class ABTestResult:
     pipeline: str
     verdicts: list[PairedVerdict] = field(default_factory=list)
     overall: str = "unchanged"
-    work: dict[str, Any] | None = (
-        None  # round 1's work_diff.WorkDiff.to_dict(), head against base, with its "verdict"
-    )
+    work: WorkComparison | None = None  # round 1's work, head against base, with its verdict
 
     @property
     def regressions(self) -> list[PairedVerdict]:
@@ -132,7 +131,7 @@ class ABTestResult:
             "pipeline": self.pipeline,
             "overall": self.overall,
             "verdicts": [v.to_dict() for v in self.verdicts],
-            "work": self.work,
+            "work": self.work.to_dict() if self.work else None,
         }
 
     @classmethod
@@ -142,7 +141,7 @@ class ABTestResult:
             data["pipeline"],
             [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
             data["overall"],
-            data.get("work"),
+            WorkComparison.from_dict(work) if (work := data.get("work")) else None,
         )
 
 

@@ -7,7 +7,6 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_i2v.ab.paired import (
     DEFAULT_CONFIDENCE,
@@ -25,6 +24,7 @@ from pytest_i2v.ab.paired import (
 from pytest_i2v.ab.results_doc import ResultsDocument, RoundRecord
 from pytest_i2v.ab.sequential import Look, SequentialPlan, is_decided
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.record.parts import WorkComparison
 from pytest_i2v.verdict.noise_prior import Noise
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff, work_verdict
@@ -127,9 +127,9 @@ class FirstRoundWork:
     diff: WorkDiff
     work_verdict: str  # work_diff.work_verdict's, "identical" where it has none
 
-    def to_dict(self) -> dict[str, Any]:
-        """``ABTestResult.work``: the diff's document with its verdict."""
-        return {**self.diff.to_dict(), "verdict": self.work_verdict}
+    def comparison(self) -> WorkComparison:
+        """``ABTestResult.work``: the diff with its verdict."""
+        return WorkComparison(self.diff, self.work_verdict)
 
 
 Series = dict[str, tuple[list[float], list[float]]]  # metric -> (base's, head's) per-round figures
@@ -258,7 +258,7 @@ def _judge(
         verdicts.append(
             paired_verdict(label, base_figures, head_figures, decision, prior, look, cap)
         )
-    work = test.work.to_dict() if test.work is not None else None
+    work = test.work.comparison() if test.work is not None else None
     return ABTestResult(test.nodeid, test.pipeline, verdicts, overall_verdict(verdicts), work)
 
 

@@ -6,21 +6,16 @@ everywhere. Pure: no torch, no pytest (the review CLI imports it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable
 
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES
 from pytest_i2v.record.record import GenerationRecord
 
-# A record typed, or as a results document holds it (the study and the CLI read plain documents).
-RecordT = TypeVar("RecordT", bound="GenerationRecord | Mapping[str, Any]")
 
-
-def pipeline_of(record: GenerationRecord | Mapping[str, Any]) -> str:
+def pipeline_of(record: GenerationRecord) -> str:
     """The record's pipeline; records from before pipelines were recorded are I2VGen-XL's (the only
     one then)."""
-    config = record.config if isinstance(record, GenerationRecord) else record.get("config") or {}
-    return str(config.get("pipeline") or DEFAULT_PIPELINE)
+    return str(record.setting("pipeline") or DEFAULT_PIPELINE)
 
 
 def pipeline_order(names: Iterable[str]) -> list[str]:
@@ -31,10 +26,10 @@ def pipeline_order(names: Iterable[str]) -> list[str]:
     ]
 
 
-def group_by_pipeline(records: Iterable[RecordT]) -> dict[str, list[RecordT]]:
+def group_by_pipeline(records: Iterable[GenerationRecord]) -> dict[str, list[GenerationRecord]]:
     """The records of each pipeline, in run order within a pipeline; pipelines in
     ``pipeline_order``."""
-    groups: dict[str, list[RecordT]] = {}
+    groups: dict[str, list[GenerationRecord]] = {}
     for record in records:
         groups.setdefault(pipeline_of(record), []).append(record)
     return {name: groups[name] for name in pipeline_order(groups)}

@@ -13,7 +13,6 @@ from pytest_i2v.report.results import Recommendation
 from pytest_i2v.report.rows import RegressionRow, UnreliableRow, WorkChange
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
-from pytest_i2v.verdict.work_diff import WorkDiff
 
 _BANNER_MARK = {"bad": "❌", "warn": "⚠️", "good": "✅"}  # context.banner
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
@@ -45,12 +44,9 @@ CHANGE_NOTE = (
 )
 
 
-def change_vs_baseline(record: GenerationRecord | Mapping[str, Any], metric: str | None) -> str:
+def change_vs_baseline(record: GenerationRecord, metric: str | None) -> str:
     """The verdict's change of ``metric`` against its baseline (``+12.3 %``), "not judged" beside a
-    change that cannot fail the test, ``n/a`` where there is no baseline figure to compare. A
-    record as a results document holds it is read as the report reads it."""
-    if not isinstance(record, GenerationRecord):
-        record = GenerationRecord.from_partial(record)
+    change that cannot fail the test, ``n/a`` where there is no baseline figure to compare."""
     for item in record.verdict.metrics if record.verdict else ():
         if item.metric != metric:
             continue
@@ -75,15 +71,6 @@ def _result_row(record: GenerationRecord, show_clock: bool) -> str:
         f"{md(format_value(peak_metric, peak.bytes))} ({md(peak.label)}) | "
         f"{change_vs_baseline(record, peak.key)} | "
         f"{md(record.latency_class or '-')} | {md(outcome_of(record))} |"
-    )
-
-
-def work_changes(records: Sequence[Mapping[str, Any]], rows: int = 8) -> list[str]:
-    """``work_change_lines`` of plain ``{"nodeid", "work"}`` entries, ``work`` as
-    ``WorkDiff.to_dict`` writes it (the A/B report's)."""
-    return work_change_lines(
-        [WorkChange(r["nodeid"], WorkDiff.from_dict(r["work"])) for r in records if r.get("work")],
-        rows,
     )
 
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.lines import Line2D
@@ -199,19 +199,15 @@ def trace_style(index: int) -> tuple[str, str]:
 
 
 def step_traces(
-    records: Sequence[GenerationRecord | Mapping[str, Any]],
+    records: Sequence[GenerationRecord],
     limit: int = len(TRACE_COLOURS) * len(TRACE_DASHES),
 ) -> str | None:
     """Per-step time through the schedule, per test (median over repeats at each step index):
     a rising trace is throttling, a high first step is warm-up leaking into the measurement.
     Every line is in the legend, named by its test with its median step, slowest first, and drawn
     unlike the others (a colour and a dash each); beyond ``limit`` the changed and slowest tests are
-    drawn, and the title says so. A record as a results document holds it is read as the report
-    reads it."""
-    typed = [
-        r if isinstance(r, GenerationRecord) else GenerationRecord.from_partial(r) for r in records
-    ]
-    all_ok = [r for r in typed if r.outcome == "ok" and r.stages.step_samples_s]
+    drawn, and the title says so."""
+    all_ok = [r for r in records if r.outcome == "ok" and r.stages.step_samples_s]
     if not all_ok:
         return None
     ok = _most_interesting(all_ok, limit) if len(all_ok) > limit else all_ok
