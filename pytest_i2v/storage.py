@@ -27,10 +27,10 @@ JsonValue: TypeAlias = (
 Environment: TypeAlias = "dict[str, Scalar]"
 
 
-def as_json(document: Mapping[str, object]) -> JsonValue:
-    """A TypedDict of JSON values as the JSON value it is: mypy types a TypedDict as a
-    ``Mapping[str, object]``, never as a ``Mapping[str, JsonValue]``."""
-    return cast("JsonValue", document)
+def as_json(document: Mapping[str, object]) -> Mapping[str, JsonValue]:
+    """A TypedDict of JSON values as the JSON object it is: mypy reads a TypedDict's values as
+    objects, never as JSON values."""
+    return cast("Mapping[str, JsonValue]", document)
 
 
 # yaml is imported inside read_yaml: every pytest run imports this module, and most of its users

@@ -505,18 +505,18 @@ def test_the_terminal_line_says_the_work_changed_even_when_the_test_passed() -> 
     tanh = WorkRow(OP, "aten::tanh", "[[2,4,8,8]]", "float", 100, 0.002, (0.002,) * 3)
     mm = WorkRow(OP, "aten::mm", "[[8,8],[8,8]]", "float", 100, 0.006, (0.006,) * 3)
     work = diff(_sig(CONV, NORM), _sig(CONV, NORM, mm, tanh, span=0.108))
-    within = {**work.to_dict(), "verdict": work_verdict(work, 10.0)}
     assert (
-        work_note(within, 10.0)
+        work_note(work, work_verdict(work, 10.0), 10.0)
         == "work changed +8.0 % est. (within 10 %): aten::mm +100, aten::tanh +100"
     )
-    beyond = {**work.to_dict(), "verdict": work_verdict(work, 5.0)}
-    assert work_note(beyond, 5.0).startswith("work changed +8.0 % est. (beyond 5 %): aten::mm +100")
+    assert work_note(work, work_verdict(work, 5.0), 5.0).startswith(
+        "work changed +8.0 % est. (beyond 5 %): aten::mm +100"
+    )
     assert (
-        work_note(diff(_sig(CONV), _sig(CONV)).to_dict(), 5.0) == ""
+        work_note(diff(_sig(CONV), _sig(CONV)), None, 5.0) == ""
     )  # identical work: nothing to say
-    assert work_note(None, 5.0) == ""
+    assert work_note(None, None, 5.0) == ""
     upcast = diff(_sig(CONV, NORM), _sig(CONV, replace(NORM, dtypes="double")))
-    assert work_note(upcast.to_dict(), 5.0).endswith(
+    assert work_note(upcast, None, 5.0).endswith(
         ": aten::native_layer_norm (double) +2, aten::native_layer_norm (float) -2"
     )

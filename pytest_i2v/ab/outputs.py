@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -35,6 +35,7 @@ from pytest_i2v.ab.rounds import summary_counts
 from pytest_i2v.ab.sequential import SPENDING_RULE
 from pytest_i2v.report.markdown import md, work_change_lines
 from pytest_i2v.report.rows import WorkChange
+from pytest_i2v.storage import JsonValue, as_json
 from pytest_i2v.verdict.explain import format_value
 from pytest_i2v.verdict.gate import METRIC_LABELS
 
@@ -242,14 +243,14 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: ABMeta) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def ab_document(results: Sequence[ABTestResult], meta: ABMeta) -> dict[str, Any]:
+def ab_document(results: Sequence[ABTestResult], meta: ABMeta) -> dict[str, JsonValue]:
     """The JSON document (schema ``pytest-i2v/ab`` version 1)."""
     known = {key: meta.get(key) for key in META_KEYS}
     known["created"] = known["created"] or datetime.now(timezone.utc).isoformat(timespec="seconds")
     return {
         "schema": AB_SCHEMA,
         "schema_version": AB_SCHEMA_VERSION,
-        "meta": known,
+        "meta": as_json(known),
         "summary": summary_counts(results),
         "results": [r.to_dict() for r in results],
     }

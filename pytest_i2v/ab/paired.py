@@ -65,6 +65,7 @@ from scipy import stats
 from pytest_i2v.ab.sequential import Look
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.parts import WorkComparison
+from pytest_i2v.storage import JsonValue
 from pytest_i2v.verdict.noise_prior import Noise
 
 DEFAULT_ROUNDS = (
@@ -105,8 +106,9 @@ class PairedVerdict:
     base: float | None = None  # median of base's per-round figures (for the tables)
     head: float | None = None  # median of head's per-round figures
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, JsonValue]:
+        document: dict[str, JsonValue] = asdict(self)
+        return document
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PairedVerdict:
@@ -125,7 +127,7 @@ class ABTestResult:
     def regressions(self) -> list[PairedVerdict]:
         return [v for v in self.verdicts if v.verdict == "regressed"]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JsonValue]:
         return {
             "nodeid": self.nodeid,
             "pipeline": self.pipeline,

@@ -4,9 +4,9 @@ figures, and how the study runs there."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pytest_i2v.generation.marks import Scaling
+from pytest_i2v.storage import JsonValue
 from pytest_i2v.verdict.gate import GateSettings
 
 # Marketed GB vs the GiB torch/NVML report, minus driver-reserved memory.
@@ -65,7 +65,7 @@ class GpuProfile:
     def matches(self, device_name: str | None, device_memory_gb: float | None = None) -> bool:
         return self.match_length(device_name, device_memory_gb) > 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JsonValue]:
         return {
             "name": self.name,
             "description": self.description,

@@ -14,6 +14,7 @@ from typing import Any
 import cattrs
 
 from pytest_i2v.metrics import ALLOCATED_BYTES, DEVICE_BYTES, HOST_RSS_BYTES, RESERVED_BYTES
+from pytest_i2v.storage import JsonValue, as_json
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff
 
@@ -158,11 +159,11 @@ class WorkComparison:
     verdict: str
     excess: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JsonValue]:
         """Flat, as the report and the explanations read it: the diff's keys (its largest rows),
         the verdict, the excess."""
         excess = {"excess": self.excess} if self.excess else {}
-        return {**self.diff.to_dict(), "verdict": self.verdict, **excess}
+        return {**as_json(self.diff.to_dict()), "verdict": self.verdict, **excess}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkComparison:

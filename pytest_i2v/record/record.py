@@ -78,8 +78,8 @@ class GenerationRecord:
     measurements: int = 1
     machine_probe: dict[str, float] | None = None  # this session's machine speed
 
-    def to_dict(self) -> dict[str, Any]:
-        document: dict[str, Any] = CONVERTER.unstructure(self)
+    def to_dict(self) -> dict[str, JsonValue]:
+        document: dict[str, JsonValue] = CONVERTER.unstructure(self)
         return document
 
     @classmethod

@@ -164,7 +164,7 @@ class GateLoop:
             notes,
         )
         min_effect_pct = self.gate.min_effect * 100.0
-        work = work_section(record.work.to_dict(), min_effect_pct) if record.work else ""
+        work = work_section(record.work.diff, min_effect_pct) if record.work else ""
         return "\n".join(part for part in (work, section) if part)
 
     # -- the baseline file ------------------------------------------------------------------

@@ -4,6 +4,7 @@ latency class, budget). The gate's verdict and the outcome are added by ``gate_l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -260,10 +261,10 @@ def model_description(
     device_name: str,
     spec: GenerationSpec,
     study_spec: GenerationSpec | None,
-) -> dict[str, Any]:
+) -> dict[str, JsonValue]:
     """The record's ``model``: what was loaded, how and where, and the study's generation where
     the profile scaled the one that ran."""
-    model: dict[str, Any] = {
+    model: dict[str, JsonValue] = {
         "source": loaded.key.source,
         "provenance": loaded.provenance,
         "dtype": loaded.key.dtype,
@@ -284,11 +285,11 @@ def model_description(
 
 
 def record_of(
-    nodeid: str, measurement: Measurement, model: dict[str, Any], load_s: float | None
+    nodeid: str, measurement: Measurement, model: Mapping[str, JsonValue], load_s: float | None
 ) -> GenerationRecord:
     """The record of one measurement, before its verdict: ``model`` is the model actually used
     (source, provenance, dtype, device)."""
-    config = {**measurement.spec.to_dict(), **model}
+    config: dict[str, JsonValue] = {**measurement.spec.to_dict(), **model}
     return GenerationRecord(
         nodeid=nodeid,
         config=config,

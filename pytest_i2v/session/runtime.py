@@ -191,8 +191,12 @@ class I2VRun:
             for record in self.outputs.records.values():
                 kind = record.decision.kind if record.decision else "-"
                 time_delta, memory_delta = short_deltas(record.verdict, record.headline_peak().key)
-                work = record.work.to_dict() if record.work else None
-                note = work_note(work, self.gate.gate.min_effect * 100.0)
+                work = record.work
+                note = work_note(
+                    work.diff if work else None,
+                    work.verdict if work else None,
+                    self.gate.gate.min_effect * 100.0,
+                )
                 terminalreporter.write_line(
                     f"{record.nodeid}: {describe(record)} | time {time_delta}, "
                     f"memory {memory_delta} | {kind}" + (f" | {note}" if note else "")

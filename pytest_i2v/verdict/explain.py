@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
 from dataclasses import replace
 
 from pytest_i2v.metrics import TIME_S
@@ -15,7 +14,7 @@ from pytest_i2v.verdict.gate import (
 )
 from pytest_i2v.verdict.outcome import STABLE_GPU_ADVICE, UNRELIABLE_MEANING
 from pytest_i2v.verdict.throttling import ThrottlingExcuse, throttling_excuse
-from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff, WorkField
+from pytest_i2v.verdict.work_diff import GAP, ChangedRow, WorkDiff
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -119,14 +118,15 @@ def short_deltas(verdict: RegressionVerdict | None, peak_key: str | None) -> tup
     return delta(TIME_S), delta(peak_key) if peak_key else "-"
 
 
-def work_note(work: Mapping[str, WorkField] | None, min_effect_pct: float, names: int = 3) -> str:
+def work_note(
+    parsed: WorkDiff | None, verdict: str | None, min_effect_pct: float, names: int = 3
+) -> str:
     """The terminal line's word on changed work, whatever the outcome (a pass within the minimum
     effect still changed the work): "work changed +8.1 % est. (within 10 %): aten::mm +100, ...".
-    "" for identical work or none compared."""
-    if not work or work.get("identical"):
+    "" for identical work or none compared. ``verdict``: ``work_diff.work_verdict``'s."""
+    if parsed is None or parsed.identical:
         return ""
-    parsed = WorkDiff.from_dict(work)
-    beyond = work.get("verdict") in ("regressed", "improved")
+    beyond = verdict in ("regressed", "improved")
     estimate = f" {parsed.effect_pct:+.1f} % est." if parsed.effect_pct is not None else ""
     shown = [r for r in parsed.rows if r.row.kind != GAP][:names]
     repeated = {r.row.name for r in shown if sum(o.row.name == r.row.name for o in shown) > 1}
@@ -147,12 +147,11 @@ def work_note(work: Mapping[str, WorkField] | None, min_effect_pct: float, names
     )
 
 
-def work_section(work: Mapping[str, WorkField], min_effect_pct: float, rows: int = 10) -> str:
+def work_section(parsed: WorkDiff, min_effect_pct: float, rows: int = 10) -> str:
     """What changed in the work since the baseline: one line, then the changed rows, the largest
     time effect first (op, shapes and dtypes; count and time base -> head; share of the step)."""
-    if not work or work.get("identical"):
+    if parsed.identical:
         return ""
-    parsed = WorkDiff.from_dict(work)
     lines = [
         f"i2v work: {parsed.summary()} (minimum effect {min_effect_pct:.0f} %; the rows below "
         "changed, the rest "

@@ -82,10 +82,6 @@ class WorkDiffDoc(TypedDict):
     rows_total: int
 
 
-# What a judged work holds: ``WorkDiffDoc``'s values, its verdict and the excess's line.
-WorkField = bool | float | str | list[float] | list[str] | list[ChangedRowDoc] | None
-
-
 @dataclass(frozen=True)
 class ChangedRow:
     stage: str
