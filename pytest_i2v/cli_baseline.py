@@ -31,6 +31,9 @@ from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff
 from pytest_i2v.verdict.yaml_shapes import figure
 
+# measure (torch) is imported inside _this_machine: only `baseline match` reads this machine, the
+# other baseline commands run without torch.
+
 # The machine is read (torch, NVML) inside _this_machine only: `show` and `diff` stay cheap.
 
 # baseline match: no baseline for this machine. Not 1, which is also what a crash exits with: CI

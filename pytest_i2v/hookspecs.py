@@ -39,7 +39,8 @@ def pytest_i2v_load_pipeline(key: Any, work_dir: Path, allow_pickle: bool, wrap:
 def pytest_i2v_environment(environment: Environment) -> None:
     """Add or change entries of the environment fingerprint in place (e.g. a container image tag).
 
-    Keep it free of serial numbers and host names: it is stored in baselines."""
+    Each value is a string, a number, a boolean or None. Keep it free of serial numbers and host
+    names: it is stored in baselines."""
 
 
 @hookspec(firstresult=True)

@@ -37,6 +37,17 @@ PROFILE = (
 # (id, files to create {relative path: text}, test file text, command-line args, expected message)
 CASES = [
     (
+        "environment-hook-sets-a-mapping",
+        {
+            "conftest.py": "def pytest_i2v_environment(environment):\n"
+            "    environment['image'] = {'tag': 'v1'}\n"
+        },
+        GOOD_TEST,
+        [],
+        "pytest_i2v_environment: environment['image'] is a dict; set a string, a number, a "
+        "boolean or None (it is a fingerprint key)",
+    ),
+    (
         "corrupt-baseline-yaml",
         {"baselines/cpu.yaml": "entries: [unclosed\n"},
         GOOD_TEST,

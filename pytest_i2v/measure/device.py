@@ -17,6 +17,9 @@ from pytest_i2v.measure.clocks import NvmlClocks
 from pytest_i2v.measure.device_name import parse_device
 from pytest_i2v.measure.nvml import NvmlHandle, NvmlReading
 
+# torch and pynvml are imported where a device is opened or read: importing this module (the
+# runtime seam, its types) stays cheap, and pynvml may be absent.
+
 
 @dataclass(frozen=True)
 class DeviceInfo:

@@ -20,6 +20,8 @@ from pytest_i2v.verdict.fingerprint import (
     parse_physical_cores,
 )
 
+# torch and pynvml are imported where their versions and the GPU are read: pynvml may be absent.
+
 
 def _version(distribution: str) -> str | None:
     try:

@@ -10,6 +10,9 @@ from typing import Any
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.record.parts import Roofline
 
+# torch and the pipelines (diffusers) are imported where FLOPs are counted: only a run with a
+# profile's peak TFLOPS counts them.
+
 
 @dataclass(frozen=True)
 class FlopCount:

@@ -19,6 +19,8 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from pytest_i2v.measure.device import Device
 
 REPEATS = 15
@@ -54,8 +56,6 @@ def run_probe(device: Device) -> dict[str, float] | None:
     ):  # a simulated device on the virtual clock: its machine's figures (measure.simulated)
         figures: dict[str, float] = simulated()
         return figures
-    import torch
-
     on_gpu = device.is_cuda and device.placement != "cpu"  # the simulated card computes on the CPU
     sizes = CUDA_SIZES if on_gpu else CPU_SIZES
     dtype = torch.float16 if on_gpu else torch.float32

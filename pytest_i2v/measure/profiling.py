@@ -38,6 +38,9 @@ from pytest_i2v.verdict.signature import (
     without_kernels,
 )
 
+# torch.profiler and the pipelines (diffusers) are imported where a signature is taken: only a
+# run with the work signature on takes one.
+
 PROFILED_STEPS = (
     7  # five middle steps: the samples of the step's time (three gave t = 4.3 at 95 %, five 2.8)
 )

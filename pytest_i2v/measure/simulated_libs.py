@@ -27,6 +27,9 @@ from typing import Any
 
 from pytest_i2v.measure.device_name import split_device
 
+# torch.profiler and pynvml are imported inside the fakes that stand in for them: only the
+# simulated device runs these.
+
 # NVML's clock types (nvmlClockType_t), as measure.clocks names them
 NVML_CLOCK_MEM = 2
 

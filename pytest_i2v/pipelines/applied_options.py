@@ -18,6 +18,9 @@ import torch
 from pytest_i2v.errors import ModelSourceError
 from pytest_i2v.pipelines.base import FP8_STORAGE, PipelineAdapter
 
+# diffusers' group offloading is imported where it is checked: a diffusers without it cannot have
+# applied it.
+
 # diffusers' group-offload hooks are looked up inside _group_offloaded: a diffusers without them
 # cannot have applied that offload, and reading the others needs no diffusers at all.
 

@@ -241,6 +241,7 @@ def build_run(config: pytest.Config, settings: Settings) -> I2VRun:
         )
         environment["profile"] = plan.profile.name
         config.hook.pytest_i2v_environment(environment=environment)
+        _check_environment(environment)
         inipath = config.inipath
         baseline_dir = (
             settings.baseline_dir or (inipath.parent if inipath else config.rootpath) / "baselines"
@@ -299,6 +300,17 @@ def _worker_device(config: pytest.Config, settings: Settings, runtime: DeviceRun
     if isinstance(workers, int) and workers > 0:
         check_workers(workers, gpus, settings.allow_shared_gpu)
     return None
+
+
+def _check_environment(environment: Environment) -> None:
+    """A key a pytest_i2v_environment hook set to a list or a mapping would be stored in every
+    baseline's fingerprint, where only scalars compare."""
+    for key, value in environment.items():
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise I2VUsageError(
+                f"pytest_i2v_environment: environment[{key!r}] is a {type(value).__name__}; "
+                "set a string, a number, a boolean or None (it is a fingerprint key)"
+            )
 
 
 def ran_size(config: Mapping[str, JsonValue]) -> str:
