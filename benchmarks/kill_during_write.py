@@ -17,12 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_i2v.verdict.baseline_store import (
-    AcceptedRun,
-    read_baseline,
-    run_from_record,
-    update_baseline,
-)
+from pytest_i2v.record.baseline_run import run_from_record
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.verdict.baseline_store import AcceptedRun, read_baseline, update_baseline
 
 CONFIG = {
     "width": 64,
@@ -40,12 +37,15 @@ CONFIG = {
 
 
 def accepted(nodeid: str, time_s: float) -> AcceptedRun:
-    record = {
-        "repeats": 5,
-        "time_s": time_s,
-        "stages": {"step_s": time_s / 10},
-        "peak_memory": {"host_rss_bytes": 1},
-    }
+    record = GenerationRecord.from_partial(
+        {
+            "nodeid": nodeid,
+            "repeats": 5,
+            "time_s": time_s,
+            "stages": {"step_s": time_s / 10},
+            "peak_memory": {"host_rss_bytes": 1},
+        }
+    )
     return AcceptedRun(
         nodeid,
         CONFIG,
