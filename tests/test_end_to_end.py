@@ -55,6 +55,10 @@ def test_resolution_sweep_suite_end_to_end(tmp_path: Path) -> None:
             for steps in record["stages"]["step_samples_s"]
         )
         assert record["peak_memory"]["host_rss_bytes"] > 0
+        # the first measured generation's output, reduced (measure.output): 4 frames, <= 64 px
+        output = record["output"]
+        assert output["generated_shape"] == [4, size, size, 3]
+        assert output["shape"] == [4, min(size, 64), min(size, 64), 3] and output["packed"]
 
     # Bigger frames cost more per step (the measurement sees the work, not just overhead). The
     # fastest step of each, the least disturbed by another process on the 2 cores, says it even when

@@ -58,7 +58,7 @@ def test_a_version_1_document_reads_as_the_current_schema_and_round_trips(
     v1_results: Path,
 ) -> None:
     document = read_results(v1_results)
-    assert document["schema_version"] == RESULTS_SCHEMA_VERSION == 2
+    assert document["schema_version"] == RESULTS_SCHEMA_VERSION == 3
     records = read_records(document, "v1")
     assert len(records) == 42 and all(isinstance(r.stages, Stages) for r in records)
     assert all(isinstance(r.peak_memory, PeakMemory) for r in records)
@@ -66,7 +66,8 @@ def test_a_version_1_document_reads_as_the_current_schema_and_round_trips(
     assert {r.verdict.verdict for r in records if r.verdict} == {"pass"}
     assert {r.decision.kind for r in records if r.decision} == {"passed"}
     raw = json.loads(v1_results.read_text())["records"]
-    assert [r.to_dict() for r in records] == raw
+    # version 3's output is the one field version 1 could not have written
+    assert [r.to_dict() for r in records] == [{**r, "output": None} for r in raw]
 
 
 def test_every_field_of_the_record_is_written_and_read(v1_results: Path) -> None:
@@ -159,3 +160,13 @@ def test_every_typed_part_round_trips(v1_results: Path) -> None:
     back = GenerationRecord.from_dict(written)
     assert back == rich and back.to_dict() == written
     assert written["work"]["verdict"] == "changed" and written["oom"]["step"] == 3
+
+
+def test_a_version_2_document_reads_with_no_output(v1_results: Path, tmp_path: Path) -> None:
+    document = read_results(v1_results)
+    for record in document["records"]:
+        del record["output"]  # what a version 2 plugin wrote
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps({**document, "schema_version": 2}))
+    records = read_records(read_results(path), "v2")
+    assert len(records) == 42 and all(r.output is None for r in records)

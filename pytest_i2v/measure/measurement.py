@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from pytest_i2v.generation.marks import GenerationSpec
-from pytest_i2v.record.parts import MemoryLevel, OomInfo, PeakMemory, Stages
+from pytest_i2v.record.parts import MemoryLevel, OomInfo, OutputReference, PeakMemory, Stages
 from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess
 
 
@@ -69,6 +69,7 @@ class Measurement:
     # which NVML device the figures come from (NvmlHandle.opened_by)
     nvml_opened_by: str | None = None
     output_shape: tuple[int, ...] | None = None
+    output: OutputReference | None = None  # the first measured generation's, reduced
     wall_s: float = 0.0  # the whole measurement, warm-up included (what the gate costs)
     measured_steps: int | None = None  # fewer than spec.steps in fast mode
     adaptive: AdaptiveRepeats | None = None

@@ -23,9 +23,10 @@ from pytest_i2v.measure.memory import (
     free_device_memory,
     start_level,
 )
+from pytest_i2v.measure.output import reduce_output
 from pytest_i2v.measure.timing import ROUND_CLOCK, StageRecorder
 from pytest_i2v.pipelines.base import adapter_for
-from pytest_i2v.record.parts import OomInfo
+from pytest_i2v.record.parts import OomInfo, OutputReference
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
 ProgressCallback = Callable[[str, int, int, int, int], None]
@@ -112,6 +113,7 @@ class GenerationRounds:
             float
         ] = []  # ROUND_CLOCK readings this round: before and after the generation
         self._frames: Any = None
+        self.output: OutputReference | None = None  # the first measured round's, reduced
 
     @property
     def done(self) -> bool:
@@ -192,6 +194,8 @@ class GenerationRounds:
         if self._phase()[0] == "warm-up":
             return
         self.shape = tuple(frames.shape)
+        if self.output is None:  # after the timer: reducing the frames is never timed
+            self.output = reduce_output(frames)
         stages = recorder.times()
         self.samples.append(
             RepeatSample(
@@ -296,6 +300,7 @@ class GenerationRunner:
             oom=oom,
             nvml_note=self.device.nvml_note if self.device.is_cuda else None,
             output_shape=shape,
+            output=rounds.output,
             nvml_opened_by=self.device.nvml_opened_by if self.device.is_cuda else None,
             wall_s=self.device.now() - started,
             measured_steps=run_spec.steps,

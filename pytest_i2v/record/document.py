@@ -2,8 +2,10 @@
 read back, an older schema version included.
 
 Version 2 is the typed record: every record carries every field, of its type, and a record that
-does not is one usage error naming the test and the field. Version 1 documents (before the typed
-record) are read leniently: a field an older plugin did not write takes its empty value."""
+does not is one usage error naming the test and the field. Version 3 adds the record's ``output``
+(the first measured generation's, reduced: ``measure.output``); a version 2 record reads with none.
+Version 1 documents (before the typed record) are read leniently: a field an older plugin did not
+write takes its empty value."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.storage import JsonValue, check_schema, write_text_atomic
 
 RESULTS_SCHEMA = "pytest-i2v/results"
-RESULTS_SCHEMA_VERSION = 2
+RESULTS_SCHEMA_VERSION = 3
 LENIENT_VERSIONS = (1,)  # read with the missing fields filled (GenerationRecord.from_partial)
 
 

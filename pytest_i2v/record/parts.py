@@ -168,3 +168,14 @@ class WorkComparison:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkComparison:
         return cls(WorkDiff.from_dict(data), str(data.get("verdict")), data.get("excess"))
+
+
+@dataclass(frozen=True)
+class OutputReference:
+    """The output of a test's first measured generation, reduced to compare another run's with
+    (``measure.output``): some of its frames, downscaled, uint8 RGB, zlib-packed in base64."""
+
+    kept_frames: list[int]  # the generated frames' indices, first and last included
+    shape: list[int]  # (kept frames, height, width, 3) of the packed pixels
+    generated_shape: list[int]  # (frames, height, width, 3) as the pipeline returned them
+    packed: str

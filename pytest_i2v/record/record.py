@@ -25,6 +25,7 @@ from pytest_i2v.record.parts import (
     FastMode,
     MemoryLevel,
     OomInfo,
+    OutputReference,
     PeakMemory,
     Roofline,
     SignatureRecord,
@@ -77,6 +78,7 @@ class GenerationRecord:
     # the gate's: the first, plus one per re-measurement (in this process or a fresh one)
     measurements: int = 1
     machine_probe: dict[str, float] | None = None  # this session's machine speed
+    output: OutputReference | None = None  # the first measured generation's output, reduced
 
     def to_dict(self) -> dict[str, JsonValue]:
         document: dict[str, JsonValue] = CONVERTER.unstructure(self)

@@ -303,6 +303,7 @@ def record_of(
         peak_memory=measurement.peak,
         load_s=load_s,
         oom=measurement.oom,
+        output=measurement.output,
         notes=[measurement.nvml_note] if measurement.nvml_note else [],
         wall_s=measurement.wall_s,
         mode="fast" if measurement.predicted else "full",
