@@ -67,8 +67,10 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_i2v.ab.paired import DEFAULT_CONFIDENCE, DEFAULT_MIN_EFFECT, PRIOR_MAX_DF
+from pytest_i2v.ab.results_doc import RoundResults
 from pytest_i2v.ab.rounds import compare_rounds
 from pytest_i2v.ab.sequential import SequentialPlan, is_decided
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.gate import GateSettings, judge_metrics
 from pytest_i2v.verdict.noise_prior import Noise
 
@@ -321,25 +323,27 @@ def check_against_project(
             }
         )
         decided: dict[str, Any] = {}
-        docs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
+        docs: dict[str, list[RoundResults]] = {"base": [], "head": []}
         results = []
         for k in range(design.max_rounds):
             for side, logs in (("base", base), ("head", head)):
                 docs[side].append(
-                    {
-                        "records": [
-                            {
-                                "nodeid": f"t{t}",
-                                "config": {"pipeline": "sim"},
-                                "outcome": "ok",
-                                "time_s": float(math.exp(logs[job, t, k, 0])),
-                                "stages": {"step_s": float(math.exp(logs[job, t, k, 1]))},
-                                "peak_memory": {"host_rss_bytes": 2**30},
-                            }
+                    RoundResults(
+                        [
+                            GenerationRecord.from_partial(
+                                {
+                                    "nodeid": f"t{t}",
+                                    "config": {"pipeline": "sim"},
+                                    "outcome": "ok",
+                                    "time_s": float(math.exp(logs[job, t, k, 0])),
+                                    "stages": {"step_s": float(math.exp(logs[job, t, k, 1]))},
+                                    "peak_memory": {"host_rss_bytes": 2**30},
+                                }
+                            )
                             for t in range(base.shape[1])
                             if f"t{t}" not in decided
                         ]
-                    }
+                    )
                 )
             if k + 1 < design.max_rounds and plan is None:
                 continue

@@ -19,6 +19,7 @@ from pytest_i2v.ab.collection import COLLECT_ENV
 from pytest_i2v.ab.job import OUTPUTS
 from pytest_i2v.ab.meta import abba_order
 from pytest_i2v.ab.outputs import metric_label
+from pytest_i2v.ab.results_doc import RoundResults
 from pytest_i2v.cli import main as cli_main
 from pytest_i2v.record.document import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION
 from pytest_i2v.record.record import GenerationRecord
@@ -562,9 +563,11 @@ def test_the_job_runs_abba_each_side_on_its_own_tree(
     compared: dict[str, list[str]] = {}
 
     def compare_rounds(
-        base: list[dict[str, Any]], head: list[dict[str, Any]], **kwargs: Any
+        base: list[RoundResults], head: list[RoundResults], **kwargs: Any
     ) -> list[Any]:
-        compared.update(base=[d["run"] for d in base], head=[d["run"] for d in head])
+        compared.update(
+            base=[Path(d.source).stem for d in base], head=[Path(d.source).stem for d in head]
+        )
         return []
 
     monkeypatch.setattr("pytest_i2v.ab.rounds.compare_rounds", compare_rounds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,12 @@ from pytest_i2v.ab.paired import (
     overall_verdict,
     paired_verdict,
 )
+from pytest_i2v.ab.results_doc import RoundResults
 from pytest_i2v.ab.rounds import compare_rounds
 from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.compare import render_compare_html
+from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess
 from pytest_i2v.verdict.noise_prior import Noise
 
 BASE = [1.00, 1.02, 0.99, 1.01, 1.00, 0.98, 1.01, 1.00]
@@ -97,30 +101,32 @@ def _record(
     memory: int = 2**30,
     outcome: str = "ok",
     pipeline: str = "i2vgen-xl",
-) -> dict[str, Any]:
-    return {
-        "nodeid": nodeid,
-        "config": {"pipeline": pipeline},
-        "outcome": outcome,
-        "time_s": time_s if outcome == "ok" else None,
-        "stages": {"step_s": step_s if outcome == "ok" else None},
-        "peak_memory": {"host_rss_bytes": memory},
-    }
+) -> GenerationRecord:
+    return GenerationRecord.from_partial(
+        {
+            "nodeid": nodeid,
+            "config": {"pipeline": pipeline},
+            "outcome": outcome,
+            "time_s": time_s if outcome == "ok" else None,
+            "stages": {"step_s": step_s if outcome == "ok" else None},
+            "peak_memory": {"host_rss_bytes": memory},
+        }
+    )
 
 
 def _docs(
     slow: float = 1.0, rounds: int = 6, drop: str | None = None, oom_head: str | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[RoundResults], list[RoundResults]]:
     base_docs, head_docs = [], []
     for r in range(rounds):
         wobble = JITTER[r % len(JITTER)]
         base_docs.append(
-            {
-                "records": [
+            RoundResults(
+                [
                     _record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
                     _record("tests/a.py::test_slow", 2.0 / wobble, 0.2 / wobble),
                 ]
-            }
+            )
         )
         head = [
             _record("tests/a.py::test_fast", 1.0 * wobble, 0.1 * wobble),
@@ -131,7 +137,7 @@ def _docs(
                 outcome="oom" if oom_head == "tests/a.py::test_slow" else "ok",
             ),
         ]
-        head_docs.append({"records": [rec for rec in head if rec["nodeid"] != drop]})
+        head_docs.append(RoundResults([rec for rec in head if rec.nodeid != drop]))
     return base_docs, head_docs
 
 
@@ -154,19 +160,19 @@ def test_missing_test_is_a_usage_error_naming_test_and_side() -> None:
 
 
 def _set_outcome(
-    docs: list[dict[str, Any]],
+    docs: list[RoundResults],
     rounds: list[int],
     outcome: str,
     nodeid: str = "tests/a.py::test_slow",
 ) -> None:
     """``nodeid``'s record in each of ``rounds`` (0-based) ends with ``outcome`` instead of ok."""
     for round_index in rounds:
-        records = docs[round_index]["records"]
-        at = next(i for i, record in enumerate(records) if record["nodeid"] == nodeid)
+        records = docs[round_index].records
+        at = next(i for i, record in enumerate(records) if record.nodeid == nodeid)
         records[at] = _record(nodeid, 0, 0, outcome=outcome)
 
 
-def _slow(base_docs: list[dict[str, Any]], head_docs: list[dict[str, Any]]) -> ABTestResult:
+def _slow(base_docs: list[RoundResults], head_docs: list[RoundResults]) -> ABTestResult:
     return {r.nodeid: r for r in compare_rounds(base_docs, head_docs)}["tests/a.py::test_slow"]
 
 
@@ -295,7 +301,7 @@ def test_html_names_the_regression_and_escapes_a_hostile_nodeid() -> None:
     base_docs, head_docs = _docs(slow=1.4)
     hostile = "tests/a.py::test_x[<script>alert(1)</script>]"
     for doc in (*base_docs, *head_docs):
-        doc["records"].append(_record(hostile, 1.0, 0.1))
+        doc.records.append(_record(hostile, 1.0, 0.1))
     page = render_ab_html(compare_rounds(base_docs, head_docs), {**META, "head": "<b>evil</b>"})
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert "<b>evil</b>" not in page
@@ -380,17 +386,21 @@ def test_quick_power_of_the_default_design() -> None:
     assert calibrated["power_5"] >= 0.9
 
 
+def _set_conditions(doc: RoundResults, index: int, conditions: RunConditions) -> None:
+    doc.records[index] = replace(doc.records[index], conditions=conditions)
+
+
 def test_runs_on_an_unstable_gpu_are_named_in_every_output() -> None:
     from pytest_i2v.ab.meta import unstable_conditions
 
     base_docs, head_docs = _docs(slow=1.0, rounds=8)
-    base_docs[1]["records"][0]["conditions"] = {"summary": "throttled (thermal, 2 of 5 repeats)"}
-    head_docs[0]["records"][1]["conditions"] = {"summary": "stable"}
-    head_docs[2]["records"][1]["conditions"] = {"summary": "not read"}
-    for round_index in range(3, 8):
-        head_docs[round_index]["records"][1]["conditions"] = {
-            "summary": "clock off the median (1 of 5 repeats)"
-        }
+    steady = [RepeatConditions(1980.0)] * 4
+    hot = [RepeatConditions(1980.0, reasons=("thermal",))] * 2
+    _set_conditions(base_docs[1], 0, assess(hot + steady[:3]))  # throttled (thermal, 2 of 5)
+    _set_conditions(head_docs[0], 1, assess([*steady, RepeatConditions(1980.0)]))  # stable
+    _set_conditions(head_docs[2], 1, assess([RepeatConditions()] * 5))  # not read
+    for round_index in range(3, 8):  # clock off the median (1 of 5 repeats)
+        _set_conditions(head_docs[round_index], 1, assess([*steady, RepeatConditions(1800.0)]))
     lines = unstable_conditions({"base": base_docs, "head": head_docs})
     assert lines[0] == "base round 2: tests/a.py::test_fast: throttled (thermal, 2 of 5 repeats)"
     assert lines[1:] == [
@@ -459,23 +469,21 @@ def test_a_look_calls_unchanged_early_but_a_change_only_with_strong_evidence() -
 
 
 def test_a_calibration_applies_only_to_the_same_generation_measured_the_same_way() -> None:
-    from pytest_i2v.verdict.ab_calibration import calibrate
+    from pytest_i2v.ab.machine_calibration import calibration_records
+    from pytest_i2v.verdict.ab_calibration import CalibrationRecord, calibrate
 
-    def doc(scale: float, mode: str = "fast") -> dict[str, Any]:
-        return {
-            "records": [
-                {
-                    "nodeid": "t",
-                    "config_id": "c1",
-                    "mode": mode,
-                    "repeats": 1,
-                    "outcome": "ok",
-                    "time_s": scale,
-                    "stages": {"step_s": scale / 10},
-                    "fingerprint": {"torch": "2.13"},
-                }
-            ]
+    def doc(scale: float, mode: str = "fast") -> list[CalibrationRecord]:
+        record = {
+            "nodeid": "t",
+            "config_id": "c1",
+            "mode": mode,
+            "repeats": 1,
+            "outcome": "ok",
+            "time_s": scale,
+            "stages": {"step_s": scale / 10},
+            "fingerprint": {"torch": "2.13"},
         }
+        return calibration_records([GenerationRecord.from_partial(record)])
 
     calibration = calibrate(
         [doc(1.0), doc(1.0), doc(1.0), doc(1.0)],
@@ -485,16 +493,12 @@ def test_a_calibration_applies_only_to_the_same_generation_measured_the_same_way
     )
     stored = calibration.tests["t"]
     assert stored["time_s"]["df"] == 3 and stored["measured"] == "fast, 1 repeat(s)"
-    same = calibration.priors(doc(1.0)["records"])
+    same = calibration.priors(doc(1.0))
     assert same["t"]["time_s"].df == 3 and same["t"]["time_s"].variance == pytest.approx(
         stored["time_s"]["sd"] ** 2
     )
-    assert (
-        calibration.priors(doc(1.0, mode="full")["records"]) == {}
-    )  # full runs have another spread
-    assert (
-        calibration.priors([{**doc(1.0)["records"][0], "config_id": "c2"}]) == {}
-    )  # another generation
+    assert calibration.priors(doc(1.0, mode="full")) == {}  # full runs have another spread
+    assert calibration.priors([replace(doc(1.0)[0], config_id="c2")]) == {}  # another generation
 
 
 def test_the_pooled_spread_leaves_the_judged_test_out() -> None:

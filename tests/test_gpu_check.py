@@ -25,7 +25,7 @@ from pytest_i2v.gpu_check.memory_checks import (
     check_oom_recovery,
     check_same_peak,
 )
-from pytest_i2v.gpu_check.plan import CheckPlan, RunResult, Tolerances, plan_for
+from pytest_i2v.gpu_check.plan import CheckPlan, Tolerances, plan_for
 from pytest_i2v.gpu_check.records import (
     AFTER_LARGEST,
     DRY_RUN_PROFILE,
@@ -38,6 +38,7 @@ from pytest_i2v.gpu_check.records import (
     PROFILE_DIR,
     SUITE_FILE,
     SWEEP,
+    RunResult,
 )
 from pytest_i2v.gpu_check.signature_check import check_signature
 from pytest_i2v.gpu_check.suite import (
@@ -54,6 +55,8 @@ from pytest_i2v.gpu_check.timing_checks import (
     check_step_sum,
 )
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo
+from pytest_i2v.record.parts import Stages
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.conditions import RepeatConditions, assess
 from pytest_i2v.verdict.signature import StageWork, WorkRow, WorkSignature
 
@@ -79,7 +82,7 @@ def record(
     clocks: tuple[float | None, ...] | None = None,
     spans: tuple[float, ...] | None = None,
     **extra: Any,
-) -> dict[str, Any]:
+) -> GenerationRecord:
     """A results record as the plugin writes it; memory in GiB, times in seconds; ``clocks``: each
     repeat's SM clock (default 1980 MHz each), an entry None where NVML read none; ``spans``: each
     repeat's denoising loop by its own marks (default: the sum of the steps)."""
@@ -98,34 +101,66 @@ def record(
         if mode == "fast"
         else None
     )
+    return GenerationRecord.from_partial(
+        {
+            "nodeid": f"test_gpu_check_suite.py::{name}",
+            "outcome": outcome,
+            "mode": mode,
+            "fast": fast,
+            "time_s": time_s if outcome == "ok" else None,
+            "time_samples_s": [time_s] * len(totals) if mode == "fast" else list(totals),
+            "stages": {
+                "encode_s": encode,
+                "decode_s": decode,
+                "step_s": steps[0],
+                "step_samples_s": [list(steps)] * len(totals),
+                "encode_samples_s": [encode] * len(totals),
+                "decode_samples_s": [decode] * len(totals),
+                "denoise_s": sum(steps),
+                "denoise_span_samples_s": list(spans)
+                if spans is not None
+                else [sum(steps)] * len(totals),
+            },
+            "peak_memory": {
+                "allocated_bytes": int(allocated * GiB),
+                "reserved_bytes": int(reserved * GiB),
+                "device_bytes": int(nvml * GiB) if nvml is not None else None,
+                "host_rss_bytes": GiB,
+                "device_scope": scope,
+            },
+            "config": {"width": 512, "height": 512, "frames": 16, "steps": 50, "device": device},
+            **extra,
+        }
+    )
+
+
+def oom_info(stage: str, **given: Any) -> dict[str, Any]:
+    """A record's out-of-memory part: where it struck; the figures not given were not read."""
+    unread = {"step": None, "message": "CUDA out of memory", "allocated_bytes": None}
+    return {"stage": stage, **unread, **given}
+
+
+def memory_start(allocated_bytes: int) -> dict[str, Any]:
+    """Where a test's measurement started: the allocator's figure, the others not read."""
     return {
-        "nodeid": f"test_gpu_check_suite.py::{name}",
-        "outcome": outcome,
-        "mode": mode,
-        "fast": fast,
-        "time_s": time_s if outcome == "ok" else None,
-        "time_samples_s": [time_s] * len(totals) if mode == "fast" else list(totals),
-        "stages": {
-            "encode_s": encode,
-            "decode_s": decode,
-            "step_s": steps[0],
-            "step_samples_s": [list(steps)] * len(totals),
-            "encode_samples_s": [encode] * len(totals),
-            "decode_samples_s": [decode] * len(totals),
-            "denoise_s": sum(steps),
-            "denoise_span_samples_s": list(spans)
-            if spans is not None
-            else [sum(steps)] * len(totals),
-        },
-        "peak_memory": {
-            "allocated_bytes": int(allocated * GiB),
-            "reserved_bytes": int(reserved * GiB),
-            "device_bytes": int(nvml * GiB) if nvml is not None else None,
-            "host_rss_bytes": GiB,
-            "device_scope": scope,
-        },
-        "config": {"width": 512, "height": 512, "frames": 16, "steps": 50, "device": device},
-        **extra,
+        "allocated_bytes": allocated_bytes,
+        "reserved_bytes": None,
+        "device_bytes": None,
+        "device_scope": None,
+        "host_rss_bytes": None,
+    }
+
+
+def roofline(efficiency: float) -> dict[str, Any]:
+    """A roofline of ``efficiency`` (the share of the datasheet peak)."""
+    return {
+        "unet_step_tflop": 1.0,
+        "decode_tflop": 1.0,
+        "denoise_tflops": 100.0,
+        "decode_tflops": None,
+        "peak_tflops": 100.0 / efficiency,
+        "peak_kind": "fp16",
+        "efficiency": efficiency,
     }
 
 
@@ -194,8 +229,7 @@ def test_step_sum_within_two_percent_passes_and_five_fails() -> None:
 
 
 def test_timing_checks_fail_without_timings() -> None:
-    bare = record()
-    bare["stages"] = {}
+    bare = replace(record(), stages=Stages())
     assert check_step_sum([bare], 2.0).status == FAIL
 
 
@@ -217,23 +251,17 @@ def test_oom_recovery_passes_when_the_oom_is_recorded_and_the_next_test_is_ok() 
     oom = record(
         "test_oom_largest",
         outcome="oom",
-        oom={
-            "stage": "denoise",
-            "step": 3,
-            "form": "allocator",
-            "before_bytes": 5 * GiB,
-            "after_free_bytes": 5 * GiB,
-        },
+        oom=oom_info(
+            "denoise", step=3, form="allocator", before_bytes=5 * GiB, after_free_bytes=5 * GiB
+        ),
     )
-    result = check_oom_recovery(
-        oom, record("test_after_oom", memory_start={"allocated_bytes": 5 * GiB})
-    )
+    result = check_oom_recovery(oom, record("test_after_oom", memory_start=memory_start(5 * GiB)))
     assert result.status == PASS and "OOM during step 3" in result.detail
 
 
 def test_oom_recovery_fails_when_nothing_ran_out_or_the_next_test_broke() -> None:
     assert check_oom_recovery(record("test_oom_largest"), record("test_after_oom")).status == FAIL
-    oom = record("test_oom_largest", outcome="oom", oom={"stage": "encode"})
+    oom = record("test_oom_largest", outcome="oom", oom=oom_info("encode"))
     assert check_oom_recovery(oom, record("test_after_oom", outcome="oom")).status == FAIL
     assert check_oom_recovery(oom, None).status == FAIL
 
@@ -305,7 +333,7 @@ def plan() -> CheckPlan:
     )
 
 
-def run(name: str, records: list[dict[str, Any]] | None, returncode: int | None = 0) -> RunResult:
+def run(name: str, records: list[GenerationRecord] | None, returncode: int | None = 0) -> RunResult:
     document = (
         None
         if records is None
@@ -318,7 +346,8 @@ def run(name: str, records: list[dict[str, Any]] | None, returncode: int | None 
                 "torch": "2.13.0",
                 "diffusers": "0.42.1",
             },
-            "records": records,
+            "schema_version": 2,
+            "records": [r.to_dict() for r in records],
         }
     )
     return RunResult(
@@ -331,14 +360,16 @@ def run(name: str, records: list[dict[str, Any]] | None, returncode: int | None 
     )
 
 
-def work(kernel_s: float = 0.097, span_s: float = 0.1, name: str = "gemm") -> dict[str, Any]:
+def work(
+    kernel_s: float = 0.097, span_s: float = 0.1, name: str = "gemm"
+) -> dict[str, str | int | list[str]]:
     """A work signature whose step is one kernel of ``kernel_s`` in a step of ``span_s``."""
     step = StageWork(
         (WorkRow("kernel", name, count=1, time_s=kernel_s, samples_s=(kernel_s,) * 3),),
         span_s,
         (span_s,) * 3,
     )
-    return WorkSignature({"step": step}, "cuda", profiled_steps=3).to_dict()
+    return WorkSignature({"step": step}, "cuda", profiled_steps=3).to_record()
 
 
 def good_runs() -> tuple[RunResult, RunResult, RunResult]:
@@ -349,7 +380,7 @@ def good_runs() -> tuple[RunResult, RunResult, RunResult]:
             "test_sweep[512p]",
             mode="fast",
             time_s=40.0,
-            roofline={"efficiency": 0.41},
+            roofline=roofline(0.41),
             signature=work(),
         ),
         record("test_sweep[768p]", mode="fast"),
@@ -358,7 +389,7 @@ def good_runs() -> tuple[RunResult, RunResult, RunResult]:
         record("test_offload", allocated=6.0, reserved=7.0, nvml=8.0),
     ]
     oom = [
-        record("test_oom_largest", outcome="oom", oom={"stage": "denoise", "step": 1}),
+        record("test_oom_largest", outcome="oom", oom=oom_info("denoise", step=1)),
         record("test_after_oom"),
     ]
     fresh = [
@@ -399,13 +430,16 @@ def test_the_signature_check_needs_one_digest_and_a_step_its_rows_account_for() 
 # -- (i) --------------------------------------------------------------------------------------
 def test_conditions_pass_with_every_clock_and_report_throttling() -> None:
     hot = record("test_sweep[1024p]", totals=(5.0, 6.0, 5.0), clocks=(1980.0, 1410.0, 1980.0))
-    hot["conditions"] = assess(
-        [
-            RepeatConditions(1980.0),
-            RepeatConditions(1410.0, reasons=("thermal",)),
-            RepeatConditions(1980.0),
-        ]
-    ).to_dict()
+    hot = replace(
+        hot,
+        conditions=assess(
+            [
+                RepeatConditions(1980.0),
+                RepeatConditions(1410.0, reasons=("thermal",)),
+                RepeatConditions(1980.0),
+            ]
+        ),
+    )
     result = check_conditions([record(), hot, record("test_oom_largest", outcome="oom")])
     assert result.status == PASS
     # the clock spread it saw, to calibrate what counts as normal boost movement on this board
@@ -414,7 +448,7 @@ def test_conditions_pass_with_every_clock_and_report_throttling() -> None:
         "of 2 tests; NVML device: not recorded; not stable: test_sweep[1024p]: "
         "throttled (thermal, 1 of 3 repeats)"
     )
-    hot["nvml_device"] = "UUID GPU-0000"
+    hot = replace(hot, nvml_device="UUID GPU-0000")
     assert "; NVML device: UUID GPU-0000;" in check_conditions([hot]).detail
     assert check_conditions([record()]).detail.endswith("every test stable")
 
@@ -666,10 +700,7 @@ def test_offload_is_neither_run_nor_judged_for_a_pipeline_without_model_cpu_offl
     assert "test_offload" not in suite and "test_sweep" in suite
 
     main_run, fresh, oom = good_runs()
-    assert main_run.document is not None
-    records = [
-        r for r in main_run.document["records"] if not r["nodeid"].endswith("::test_offload")
-    ]
+    records = [r for r in main_run.records if not r.nodeid.endswith("::test_offload")]
     main_run = run("main", records)
     no_offload = replace(plan(), pipeline="svd", offload_supported=False)
     checks = evaluate(no_offload, main_run, fresh, oom, None)
@@ -811,7 +842,7 @@ def fixed_size_runs() -> tuple[RunResult, RunResult]:
         record("test_offload", allocated=6.0, reserved=7.0, nvml=8.0),
     ]
     oom = [
-        record("test_oom_largest", outcome="oom", oom={"stage": "denoise", "step": 1}),
+        record("test_oom_largest", outcome="oom", oom=oom_info("denoise", step=1)),
         record("test_after_oom"),
     ]
     return run("main", main_records), run("oom", oom, 1)

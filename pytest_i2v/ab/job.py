@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import cast
 
 from pytest_i2v.ab import paired, processes, rounds
 from pytest_i2v.ab.collection import collect_tests
@@ -43,7 +42,7 @@ from pytest_i2v.ab.processes import (
     pytest_argv,
     side_env,
 )
-from pytest_i2v.ab.results_doc import EnvironmentDoc, ResultsDocument
+from pytest_i2v.ab.results_doc import RoundResults
 from pytest_i2v.ab.sequential import SequentialPlan, is_decided
 from pytest_i2v.ab.workspace import (
     Revision,
@@ -53,13 +52,12 @@ from pytest_i2v.ab.workspace import (
     resolve_commit,
 )
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.record.document import read_results
 from pytest_i2v.storage import write_text_atomic
 
 OUTPUTS = ("ab.json", "ab.md", "ab.html")  # the comparison, rewritten after each round from the 2nd
 PARTIAL_FROM_ROUNDS = 2  # fewer rounds give no interval: nothing worth writing yet
 
-Docs = dict[str, list[ResultsDocument]]  # side -> the rounds' results documents so far
+Docs = dict[str, list[RoundResults]]  # side -> the rounds' results so far
 Listing = dict[str, str | int | float | None]  # one process in ab.json's "runs"
 
 
@@ -258,8 +256,8 @@ class ABJob:
             *deselect,
         ])  # fmt: skip
 
-    def _run_side(self, job: Rounds, side: str, round_index: int) -> ResultsDocument:
-        """One side's process of this round; its results document."""
+    def _run_side(self, job: Rounds, side: str, round_index: int) -> RoundResults:
+        """One side's process of this round; its results."""
         revision = job.revisions[side]
         name = f"{side}-{round_index}"
         results = job.out / f"{name}.json"
@@ -283,8 +281,7 @@ class ABJob:
             f"ab: round {round_index + 1}/{job.planned} {side}: {run.wall_s:.1f} s "
             f"(pytest exit {run.exit_code})"
         )
-        # the JSON as the plugin wrote it: the TypedDict only names the keys the job reads
-        return cast(ResultsDocument, read_results(results))
+        return RoundResults.read(results)
 
     def _load_calibration(self, docs: Docs) -> None:
         path = calibration_path(docs, self.options.baseline_dir, self.repo, self.cwd)
@@ -333,8 +330,7 @@ class ABJob:
     def _meta(self, job: Rounds, docs: Docs) -> ABMeta:
         """``ab.outputs``' meta: what was compared, how, and on what; ``rounds`` counts those in
         ``docs``."""
-        first: EnvironmentDoc = (docs["base"][0].get("environment") or {}) if docs["base"] else {}
-        environment = first.copy()
+        environment = dict(docs["base"][0].environment) if docs["base"] else {}
         done = len(docs["base"])
         machine: MachineMeta = {
             "name": machine_name(environment),

@@ -3,23 +3,24 @@ file holds it, this machine's spreads read after round 1, and an A/A job's sprea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pytest_i2v.ab.results_doc import ResultsDocument
+from pytest_i2v.ab.results_doc import RoundResults
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.verdict.ab_calibration import calibrate, choose
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.verdict.ab_calibration import CalibrationRecord, calibrate, choose
 from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline, store_calibration
 from pytest_i2v.verdict.noise_prior import Noise
 
-Docs = Mapping[str, list[ResultsDocument]]  # side -> the rounds' results documents
+Docs = Mapping[str, list[RoundResults]]  # side -> the rounds' results
 Priors = dict[str, dict[str, Noise]]  # nodeid -> metric -> the calibrated spread
 
 
 def calibration_path(docs: Docs, baseline_dir: Path | None, repo: Path, cwd: Path) -> Path | None:
     """The baseline file of the profile round 1 ran under (None: no profile named)."""
-    profile = ((docs["base"][0].get("profile") or {}) if docs["base"] else {}).get("name")
+    profile = docs["base"][0].profile if docs["base"] else None
     if not profile:
         return None
     directory = baseline_dir or repo / "baselines"
@@ -29,14 +30,14 @@ def calibration_path(docs: Docs, baseline_dir: Path | None, repo: Path, cwd: Pat
 def load_calibration(docs: Docs, path: Path | None) -> tuple[Priors, str] | None:
     """After round 1 (the records name the machine): this machine's spreads if its calibration is
     current (else none), with a line that says which; None when there is nothing to look up."""
-    records = docs["base"][0].get("records") or [] if docs["base"] else []
+    records = docs["base"][0].records if docs["base"] else []
     if not records or path is None:
         return None
-    fingerprint = records[0].get("fingerprint") or {}
+    fingerprint = records[0].fingerprint or {}
     calibration, note = choose(read_baseline(path).calibrations, fingerprint)
     if calibration is None:
         return {}, note
-    priors = calibration.priors(records)
+    priors = calibration.priors(calibration_records(records))
     return priors, note + f" ({len(priors)} of {len(records)} tests, from {path.name})"
 
 
@@ -47,7 +48,9 @@ def store_ab_calibration(docs: Docs, path: Path | None, commit: str) -> str:
             "the A/A rounds wrote no profile name; run the calibration with --gpu-profile NAME"
         )
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    calibration = calibrate(docs["base"], docs["head"], commit, created)
+    base = [calibration_records(d.records) for d in docs["base"]]
+    head = [calibration_records(d.records) for d in docs["head"]]
+    calibration = calibrate(base, head, commit, created)
     store_calibration(path, path.stem, calibration)
     spreads = sorted(
         float(t["time_s"]["sd"]) for t in calibration.tests.values() if t.get("time_s")
@@ -57,3 +60,20 @@ def store_ab_calibration(docs: Docs, path: Path | None, commit: str) -> str:
         f"calibrated {len(calibration.tests)} tests over {calibration.rounds} A/A rounds "
         f"({calibration.rounds - 1} df each{middle}); stored in {path}"
     )
+
+
+def calibration_records(records: Sequence[GenerationRecord]) -> list[CalibrationRecord]:
+    """What the calibration reads of each record (it sits below the record: plain values)."""
+    return [
+        CalibrationRecord(
+            nodeid=r.nodeid,
+            config_id=r.config_id,
+            mode=r.mode,
+            repeats=r.repeats,
+            outcome=r.outcome,
+            time_s=r.time_s,
+            step_s=r.stages.step_s,
+            fingerprint=r.fingerprint,
+        )
+        for r in records
+    ]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping, Sequence
 
-from pytest_i2v.ab.results_doc import EnvironmentDoc, ResultsDocument
+from pytest_i2v.ab.results_doc import RoundResults
+from pytest_i2v.storage import JsonValue
 
 SIDES = ("base", "head")
 
@@ -24,7 +25,7 @@ def order_text(rounds: int) -> str:
     )
 
 
-def machine_name(environment: EnvironmentDoc) -> str:
+def machine_name(environment: Mapping[str, JsonValue]) -> str:
     """The device under the numbers, from a results document's environment (its fingerprint)."""
     if environment.get("gpu_name"):
         return str(environment["gpu_name"])
@@ -36,17 +37,15 @@ def machine_name(environment: EnvironmentDoc) -> str:
     return name
 
 
-def unstable_conditions(docs: Mapping[str, Sequence[ResultsDocument]]) -> list[str]:
+def unstable_conditions(docs: Mapping[str, Sequence[RoundResults]]) -> list[str]:
     """Each process record whose GPU was not stable under its repeats, as ``base round 2: <test>:
     throttled (thermal, 2 of 5 repeats)``: the hardware under the numbers, for the summary. The
     paired statistics already carry what it did to the times; this says why a spread is wide."""
     lines = []
     for side in SIDES:
         for round_index, document in enumerate(docs.get(side, ())):
-            for record in document.get("records", []):
-                summary = (record.get("conditions") or {}).get("summary")
+            for record in document.records:
+                summary = record.conditions.summary if record.conditions else None
                 if summary not in (None, "stable", "not read"):
-                    lines.append(
-                        f"{side} round {round_index + 1}: {record.get('nodeid')}: {summary}"
-                    )
+                    lines.append(f"{side} round {round_index + 1}: {record.nodeid}: {summary}")
     return lines

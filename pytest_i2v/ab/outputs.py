@@ -30,7 +30,6 @@ from typing import TypedDict
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pytest_i2v.ab.paired import SEVERITY, ABTestResult, PairedVerdict
-from pytest_i2v.ab.results_doc import EnvironmentDoc
 from pytest_i2v.ab.rounds import summary_counts
 from pytest_i2v.ab.sequential import SPENDING_RULE
 from pytest_i2v.report.markdown import md, work_change_lines
@@ -65,7 +64,7 @@ META_KEYS = (
 class MachineMeta(TypedDict):
     name: str  # ab.meta.machine_name
     host: str
-    environment: EnvironmentDoc  # the first base round's, as its results document has it
+    environment: Mapping[str, JsonValue]  # the first base round's, as its results document has it
 
 
 class _Sides(TypedDict):

@@ -1,88 +1,41 @@
-"""A round's results document (``--i2v-json``) as the A/B job reads it: TypedDicts of the loaded
-JSON's shape (every key optional: an older or failed run writes fewer), and ``RoundRecord``, one
-test's record parsed once for the verdicts (its work signature stays packed until compared)."""
+"""A round's results document (``--i2v-json``) as the A/B job reads it: ``RoundResults``, its typed
+records (``record.document.read_records``: a base older than the typed record wrote schema version
+1, read leniently), the environment it ran in and the profile it ran under."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TypedDict
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from pytest_i2v.storage import Scalar
-from pytest_i2v.verdict.peak import HeadlinePeak, PeakField, headline_peak
-
-
-class EnvironmentDoc(TypedDict, total=False):
-    gpu_name: str | None
-    cpu_model: str | None
-    cpu_threads: int | None
-
-
-class ProfileDoc(TypedDict, total=False):
-    name: str | None
-
-
-class ConfigDoc(TypedDict, total=False):
-    pipeline: str | None
-
-
-class StagesDoc(TypedDict, total=False):
-    step_s: float | None
-
-
-class ConditionsDoc(TypedDict, total=False):
-    summary: str | None  # "stable", "not read", or what was not stable
-
-
-class SignatureDoc(TypedDict, total=False):
-    """``WorkSignature.to_record()``: the digest in the open, the op table packed."""
-
-    digest: str
-    device_kind: str
-    profiled_steps: int
-    noise: list[str]
-    rows: int
-    packed: str
-
-
-class RecordDoc(TypedDict, total=False):
-    nodeid: str
-    outcome: str
-    config: ConfigDoc | None
-    time_s: float | None
-    stages: StagesDoc | None
-    conditions: ConditionsDoc | None
-    peak_memory: Mapping[str, PeakField] | None
-    fingerprint: Mapping[str, Scalar] | None  # what ab_calibration.choose matches on
-    signature: SignatureDoc | None  # round 1 only (--i2v-signature on)
-
-
-class ResultsDocument(TypedDict, total=False):
-    records: list[RecordDoc]
-    environment: EnvironmentDoc | None
-    profile: ProfileDoc | None
+from pytest_i2v.record.document import read_records, read_results
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.storage import JsonValue
 
 
 @dataclass(frozen=True)
-class RoundRecord:
-    """One test's figures and outcome in one round's process."""
+class RoundResults:
+    """One side's process of one round: its records, in the order the tests ran."""
 
-    nodeid: str
-    pipeline: str  # "unknown" where the config names none
-    outcome: str | None
-    time_s: float | None
-    step_s: float | None
-    peak: HeadlinePeak  # the headline peak memory
-    signature: SignatureDoc | None  # round 1 only; parsed where two are compared
+    records: list[GenerationRecord]
+    # the machine and library facts, as the document has them (ab.json copies the first base's)
+    environment: Mapping[str, JsonValue] = field(default_factory=dict)
+    profile: str | None = None  # the profile's name: its baseline file holds the calibration
+    source: str = ""  # the file it was read from
 
     @classmethod
-    def from_dict(cls, record: RecordDoc) -> RoundRecord:
+    def read(cls, path: Path) -> RoundResults:
+        """The results file a process wrote (one usage error where it cannot be read)."""
+        return cls.of(read_results(path), str(path))
+
+    @classmethod
+    def of(cls, document: Mapping[str, JsonValue], where: str) -> RoundResults:
+        """A loaded results document whose schema was checked."""
+        environment, profile = document.get("environment"), document.get("profile")
+        name = profile.get("name") if isinstance(profile, Mapping) else None
         return cls(
-            nodeid=record["nodeid"],
-            pipeline=str((record.get("config") or {}).get("pipeline") or "unknown"),
-            outcome=record.get("outcome"),
-            time_s=record.get("time_s"),
-            step_s=(record.get("stages") or {}).get("step_s"),
-            peak=headline_peak(record.get("peak_memory")),
-            signature=record.get("signature"),
+            records=read_records(document, where),
+            environment=environment if isinstance(environment, Mapping) else {},
+            profile=str(name) if name else None,
+            source=where,
         )

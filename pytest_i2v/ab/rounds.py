@@ -21,41 +21,51 @@ from pytest_i2v.ab.paired import (
     overall_verdict,
     paired_verdict,
 )
-from pytest_i2v.ab.results_doc import ResultsDocument, RoundRecord
+from pytest_i2v.ab.results_doc import RoundResults
 from pytest_i2v.ab.sequential import Look, SequentialPlan, is_decided
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.parts import WorkComparison
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.noise_prior import Noise
-from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff, diff, work_verdict
 
 # --- results documents -> per-test verdicts ---------------------------------------------------
 
 
-def _index(docs: Sequence[ResultsDocument], side: str) -> list[dict[str, RoundRecord]]:
+Indexed = list[dict[str, GenerationRecord]]  # per round, its records by node id
+
+
+def _index(docs: Sequence[RoundResults], side: str) -> Indexed:
     rounds = []
     for number, doc in enumerate(docs, start=1):
-        by_nodeid: dict[str, RoundRecord] = {}
-        for record in doc.get("records") or []:
-            if record["nodeid"] in by_nodeid:
+        by_nodeid: dict[str, GenerationRecord] = {}
+        for record in doc.records:
+            if record.nodeid in by_nodeid:
                 raise I2VUsageError(
-                    f"test {record['nodeid']} appears twice in {side}'s round {number}; "
+                    f"test {record.nodeid} appears twice in {side}'s round {number}; "
                     f"select each test once"
                 )
-            by_nodeid[record["nodeid"]] = RoundRecord.from_dict(record)
+            by_nodeid[record.nodeid] = record
         rounds.append(by_nodeid)
     return rounds
 
 
-def _figures(record: RoundRecord) -> dict[str, float | None]:
+def _pipeline(record: GenerationRecord) -> str:
+    return str(record.setting("pipeline") or "unknown")
+
+
+def _figures(record: GenerationRecord) -> dict[str, float | None]:
+    peak = record.headline_peak()
     return {
         "time_s": record.time_s,
-        "step_s": record.step_s,
-        "memory": float(record.peak.bytes) if record.peak.bytes else None,
+        "step_s": record.stages.step_s,
+        "memory": float(peak.bytes) if peak.bytes else None,
     }
 
 
-def _outcome_verdict(base: list[RoundRecord], head: list[RoundRecord]) -> PairedVerdict | None:
+def _outcome_verdict(
+    base: list[GenerationRecord], head: list[GenerationRecord]
+) -> PairedVerdict | None:
     """None when every round is ok on both sides; else the verdict on the outcomes alone.
 
     Running out of memory is the worst regression (the generation no longer fits), and one round is
@@ -98,7 +108,7 @@ def _outcome_verdict(base: list[RoundRecord], head: list[RoundRecord]) -> Paired
 
 
 def _metric_series(
-    records: list[RoundRecord],
+    records: list[GenerationRecord],
 ) -> tuple[dict[str, list[float | None]], set[str | None]]:
     series: dict[str, list[float | None]] = {"time_s": [], "step_s": [], "memory": []}
     keys: set[str | None] = set()
@@ -106,7 +116,7 @@ def _metric_series(
         figures = _figures(record)
         for name in series:
             series[name].append(figures[name])
-        keys.add(record.peak.key)
+        keys.add(record.headline_peak().key)
     return series, keys
 
 
@@ -152,8 +162,8 @@ def _not_comparable(metric: str, rounds: int, reason: str) -> PairedVerdict:
 
 
 def _indexed_rounds(
-    base_docs: Sequence[ResultsDocument], head_docs: Sequence[ResultsDocument]
-) -> tuple[list[dict[str, RoundRecord]], list[dict[str, RoundRecord]]]:
+    base_docs: Sequence[RoundResults], head_docs: Sequence[RoundResults]
+) -> tuple[Indexed, Indexed]:
     if len(base_docs) != len(head_docs):
         raise I2VUsageError(
             f"{len(base_docs)} base rounds but {len(head_docs)} head rounds; pair every base "
@@ -164,7 +174,7 @@ def _indexed_rounds(
     return _index(base_docs, "base"), _index(head_docs, "head")
 
 
-def _check_every_round(nodeid: str, sides: Mapping[str, list[dict[str, RoundRecord]]]) -> None:
+def _check_every_round(nodeid: str, sides: Mapping[str, Indexed]) -> None:
     for side, rounds in sides.items():
         missing = [number for number, r in enumerate(rounds, start=1) if nodeid not in r]
         if missing:
@@ -176,7 +186,7 @@ def _check_every_round(nodeid: str, sides: Mapping[str, list[dict[str, RoundReco
 
 
 def _series(
-    base: list[RoundRecord], head: list[RoundRecord]
+    base: list[GenerationRecord], head: list[GenerationRecord]
 ) -> tuple[list[PairedVerdict], Series, set[str | None]]:
     """The metrics measured in every round on both sides; a verdict for each one that is not."""
     base_series, base_keys = _metric_series(base)
@@ -205,9 +215,9 @@ def _series(
 
 
 def _prepare(
-    nodeid: str, base: list[RoundRecord], head: list[RoundRecord], min_effect: float
+    nodeid: str, base: list[GenerationRecord], head: list[GenerationRecord], min_effect: float
 ) -> _Prepared:
-    pipelines = {r.pipeline for r in base + head}
+    pipelines = {_pipeline(r) for r in base + head}
     outcome = _outcome_verdict(base, head)
     fixed: list[PairedVerdict] = []
     series: Series = {}
@@ -220,7 +230,7 @@ def _prepare(
     else:
         fixed, series, keys = _series(base, head)
     work = None if fixed else work_of_first_round(base[0], head[0], min_effect)
-    return _Prepared(nodeid, base[0].pipeline, fixed, series, keys, work)
+    return _Prepared(nodeid, _pipeline(base[0]), fixed, series, keys, work)
 
 
 def _log_ratios(tests: Sequence[_Prepared]) -> dict[str, dict[str, list[float]]]:
@@ -263,15 +273,15 @@ def _judge(
 
 
 def compare_rounds(
-    base_docs: Sequence[ResultsDocument],
-    head_docs: Sequence[ResultsDocument],
+    base_docs: Sequence[RoundResults],
+    head_docs: Sequence[RoundResults],
     min_effect: float = DEFAULT_MIN_EFFECT,
     confidence: float = DEFAULT_CONFIDENCE,
     plan: SequentialPlan | None = None,
     calibration: Mapping[str, Mapping[str, Noise]] | None = None,
     decided: Mapping[str, ABTestResult] | None = None,
 ) -> list[ABTestResult]:
-    """``base_docs[i]``/``head_docs[i]``: round i's results documents (``--i2v-json``). One result
+    """``base_docs[i]``/``head_docs[i]``: round i's results (``--i2v-json``). One result
     per test, in base's first-round order. A test missing from a side (or a round) is a usage
     error, but for the tests in ``decided``: a sequential job decided them at an earlier look
     (their result is kept as it was) and ran the later rounds without them. ``plan``: judge each
@@ -309,18 +319,14 @@ def undecided(results: Sequence[ABTestResult]) -> list[str]:
 
 
 def work_of_first_round(
-    base: RoundRecord, head: RoundRecord, min_effect: float
+    base: GenerationRecord, head: GenerationRecord, min_effect: float
 ) -> FirstRoundWork | None:
     """Round 1's work signatures, head against base (``work_diff.diff``): exact, so one round
     decides a change of the work; its estimate's interval is the changed rows' spread over the
     profiled steps. None when either side has no signature (``--i2v-signature off``)."""
     if not base.signature or not head.signature or base.outcome != "ok" or head.outcome != "ok":
         return None
-    work = diff(
-        WorkSignature.from_dict(base.signature),
-        WorkSignature.from_dict(head.signature),
-        base.step_s,
-    )
+    work = diff(base.signature.work(), head.signature.work(), base.stages.step_s)
     verdict = work_verdict(work, min_effect * 100.0) or "identical"
     low, high = work.interval_pct or (None, None)
     paired = PairedVerdict(

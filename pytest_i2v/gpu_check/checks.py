@@ -14,7 +14,7 @@ from pytest_i2v.gpu_check.memory_checks import (
     check_oom_recovery,
     check_same_peak,
 )
-from pytest_i2v.gpu_check.plan import CheckPlan, CheckResult, RunResult
+from pytest_i2v.gpu_check.plan import CheckPlan, CheckResult
 from pytest_i2v.gpu_check.records import (
     AFTER_LARGEST,
     AFTER_OOM,
@@ -24,7 +24,7 @@ from pytest_i2v.gpu_check.records import (
     OFFLOAD,
     OFFLOAD_OPTION,
     OOM,
-    ResultRecord,
+    RunResult,
     device_total_bytes,
     sweep_id,
 )
@@ -61,13 +61,9 @@ def evaluate(
         _fast_prediction(plan, main),
         _offload_peak(plan, main),
         _second_gpu(plan, second),
-        check_conditions(_records(main), main.problem),
+        check_conditions(main.records, main.problem),
         _signature(plan, main, fresh),
     ]
-
-
-def _records(run: RunResult) -> list[ResultRecord]:
-    return list((run.document or {}).get("records", []))
 
 
 def _main_run_failed(main: RunResult, key: str) -> CheckResult:
@@ -79,9 +75,9 @@ def _main_run_checks(plan: CheckPlan, main: RunResult) -> list[CheckResult]:
     """(a), (b) and (c) on the main run's records."""
     if main.problem:
         return [_main_run_failed(main, key) for key in ("a", "b", "c")]
-    records, timing_pct = _records(main), plan.tolerances.timing_pct
+    records, timing_pct = main.records, plan.tolerances.timing_pct
     return [
-        check_memory_order(records, device_total_bytes(main.document)),
+        check_memory_order(records, device_total_bytes(main.environment)),
         check_event_total(records, timing_pct),
         check_step_sum(records, timing_pct),
     ]
@@ -150,8 +146,8 @@ def _second_gpu(plan: CheckPlan, second: RunResult | None) -> CheckResult:
     return check_second_gpu(
         plan.other_device,
         second.problem if second else None,
-        _records(second) if second else [],
-        device_total_bytes(second.document) if second else None,
+        second.records if second else [],
+        device_total_bytes(second.environment) if second else None,
         plan.tolerances,
     )
 

@@ -15,7 +15,6 @@ from pytest_i2v.gpu_check.checks import evaluate
 from pytest_i2v.gpu_check.plan import (
     CheckPlan,
     CheckResult,
-    RunResult,
     model_source,
     parse_device,
     pipeline_info,
@@ -32,6 +31,7 @@ from pytest_i2v.gpu_check.records import (
     SIMULATED_H200,
     SUITE_FILE,
     SUMMARY_FILE,
+    RunResult,
     SimulatedGpu,
 )
 from pytest_i2v.gpu_check.suite import (

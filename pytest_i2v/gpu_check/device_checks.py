@@ -12,18 +12,18 @@ from pytest_i2v.gpu_check.records import (
     FAIL,
     NOT_APPLICABLE,
     PASS,
-    ConditionsDoc,
-    ResultRecord,
     ok_records,
     record_name,
 )
 from pytest_i2v.gpu_check.timing_checks import check_event_total, check_step_sum
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.verdict.conditions import RunConditions
 
 
 def check_second_gpu(
     device: str | None,
     run_problem: str | None,
-    records: Sequence[ResultRecord],
+    records: Sequence[GenerationRecord],
     total_bytes: int | None,
     tolerances: Tolerances,
     key: str = "h",
@@ -34,11 +34,7 @@ def check_second_gpu(
         return CheckResult(key, title, NOT_APPLICABLE, "one GPU")
     if run_problem is not None:
         return CheckResult(key, title, FAIL, run_problem)
-    wrong = [
-        record_name(r)
-        for r in records
-        if (r.get("config") or {}).get("device") not in (None, device)
-    ]
+    wrong = [record_name(r) for r in records if r.setting("device") not in (None, device)]
     if wrong:
         return CheckResult(
             key,
@@ -61,14 +57,14 @@ def check_second_gpu(
     )
 
 
-def _every_clock_read(conditions: ConditionsDoc | None) -> bool:
-    if not conditions:
+def _every_clock_read(conditions: RunConditions | None) -> bool:
+    if conditions is None or not conditions.repeats:
         return False
-    return all(rep.get("sm_clock_mhz") is not None for rep in conditions.get("repeats") or [{}])
+    return all(rep.sm_clock_mhz is not None for rep in conditions.repeats)
 
 
 def check_conditions(
-    records: Sequence[ResultRecord], run_problem: str | None = None, key: str = "i"
+    records: Sequence[GenerationRecord], run_problem: str | None = None, key: str = "i"
 ) -> CheckResult:
     """(i) every measured repeat has its SM clock from NVML (the conditions the gate's "unreliable"
     rests on); throttled or clock-drifting repeats are reported, not failed: they are the card's
@@ -79,23 +75,20 @@ def check_conditions(
     measured = ok_records(records)
     if not measured:
         return CheckResult(key, title, NOT_APPLICABLE, "no measured generation")
-    unread = [record_name(r) for r in measured if not _every_clock_read(r.get("conditions"))]
+    unread = [record_name(r) for r in measured if not _every_clock_read(r.conditions)]
     if unread:
         return CheckResult(key, title, FAIL, f"no SM clock from NVML for: {', '.join(unread)}")
     # from here on every record has its conditions, and every repeat its clock
-    conditions = [(record_name(r), r.get("conditions") or {}) for r in measured]
+    conditions = [(record_name(r), r.conditions) for r in measured if r.conditions is not None]
     clocks = [
-        clock
-        for _, c in conditions
-        for rep in c.get("repeats") or []
-        if (clock := rep.get("sm_clock_mhz")) is not None
+        clock for _, c in conditions for rep in c.repeats if (clock := rep.sm_clock_mhz) is not None
     ]
-    unstable = [f"{name}: {c['summary']}" for name, c in conditions if c.get("summary") != "stable"]
-    locked = {v for _, c in conditions if (v := c.get("locked_sm_clock_mhz")) is not None}
+    unstable = [f"{name}: {c.summary}" for name, c in conditions if c.summary != "stable"]
+    locked = {v for _, c in conditions if (v := c.locked_sm_clock_mhz) is not None}
     # the spread calibrates what counts as normal boost movement (conditions.assess) on this board
     spread = (max(clocks) - min(clocks)) / statistics.median(clocks) * 100.0
-    bases = {v for _, c in conditions if (v := c.get("base_sm_clock_mhz")) is not None}
-    handles = sorted({str(r.get("nvml_device")) for r in measured if r.get("nvml_device")})
+    bases = {v for _, c in conditions if (v := c.base_sm_clock_mhz) is not None}
+    handles = sorted({r.nvml_device for r in measured if r.nvml_device})
     detail = (
         f"SM clock {min(clocks):.0f}-{max(clocks):.0f} MHz (spread {spread:.1f} % of the median"
         + (

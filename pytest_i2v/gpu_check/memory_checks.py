@@ -13,16 +13,17 @@ from pytest_i2v.gpu_check.records import (
     NOT_APPLICABLE,
     PASS,
     GiB,
-    ResultRecord,
     fmt_bytes,
     ok_records,
     pct,
     record_name,
 )
+from pytest_i2v.record.parts import OomInfo
+from pytest_i2v.record.record import GenerationRecord
 
 
 def check_memory_order(
-    records: Sequence[ResultRecord], total_bytes: int | None, key: str = "a"
+    records: Sequence[GenerationRecord], total_bytes: int | None, key: str = "a"
 ) -> CheckResult:
     """(a) allocated <= reserved <= NVML peak <= device total, per record. A process-scope NVML
     figure is this process (allocator cache + CUDA context); a device-scope one is the whole
@@ -37,13 +38,9 @@ def check_memory_order(
     scopes: set[str] = set()
     unavailable = ""
     for record in ok:
-        peak = record.get("peak_memory") or {}
-        allocated, reserved, nvml = (
-            peak.get("allocated_bytes"),
-            peak.get("reserved_bytes"),
-            peak.get("device_bytes"),
-        )
-        scope = peak.get("device_scope")
+        peak = record.peak_memory
+        allocated, reserved, nvml = peak.allocated_bytes, peak.reserved_bytes, peak.device_bytes
+        scope = peak.device_scope
         if allocated is None:
             unavailable = f"{record_name(record)} has no allocator peak (not a CUDA run?)"
             continue
@@ -76,15 +73,15 @@ def check_memory_order(
         else "NVML scopes " + "/".join(sorted(scopes))
     )
     total = "" if total_bytes else "; device total unknown, not compared"
-    largest = max(ok, key=lambda r: (r.get("peak_memory") or {}).get("allocated_bytes") or 0)
+    largest = max(ok, key=lambda r: r.peak_memory.allocated_bytes or 0)
     shown = next((j for j in judged if j.startswith(record_name(largest) + ":")), judged[-1])
     count = f"{len(judged)} record{'s' if len(judged) != 1 else ''}"
     return CheckResult(key, title, PASS, f"{count}, {where}{total}; largest {shown}")
 
 
 def check_same_peak(
-    after: ResultRecord | None,
-    fresh: ResultRecord | None,
+    after: GenerationRecord | None,
+    fresh: GenerationRecord | None,
     tolerance_pct: float,
     middle: str = "512p",
     largest: str = "1024p",
@@ -99,15 +96,15 @@ def check_same_peak(
     ):
         if record is None:
             return CheckResult(key, title, FAIL, f"no record of {what}")
-        if record.get("outcome") != "ok":
-            return CheckResult(key, title, FAIL, f"{what} ended {record.get('outcome')}")
+        if record.outcome != "ok":
+            return CheckResult(key, title, FAIL, f"{what} ended {record.outcome}")
     assert after is not None and fresh is not None
     parts: list[str] = []
     failed = False
-    after_peak, fresh_peak = after.get("peak_memory") or {}, fresh.get("peak_memory") or {}
+    after_peak, fresh_peak = after.peak_memory, fresh.peak_memory
     for label, a, f in (
-        ("allocated", after_peak.get("allocated_bytes"), fresh_peak.get("allocated_bytes")),
-        ("reserved", after_peak.get("reserved_bytes"), fresh_peak.get("reserved_bytes")),
+        ("allocated", after_peak.allocated_bytes, fresh_peak.allocated_bytes),
+        ("reserved", after_peak.reserved_bytes, fresh_peak.reserved_bytes),
     ):
         if a is None or f is None:
             return CheckResult(
@@ -120,8 +117,8 @@ def check_same_peak(
 
 
 def check_oom_recovery(
-    oom: ResultRecord | None,
-    following: ResultRecord | None,
+    oom: GenerationRecord | None,
+    following: GenerationRecord | None,
     largest: str = "1024p",
     smallest: str = "256p",
     key: str = "e",
@@ -133,40 +130,47 @@ def check_oom_recovery(
         return CheckResult(
             key, title, FAIL, f"no record of the {largest} run under the memory fraction"
         )
-    if oom.get("outcome") != "oom":
-        peak = oom.get("peak_memory") or {}
+    if oom.outcome != "oom":
         return CheckResult(
             key,
             title,
             FAIL,
-            f"the {largest} run under the memory fraction ended {oom.get('outcome')!r}, "
-            f"not 'oom' (peak allocated {fmt_bytes(peak.get('allocated_bytes'))})",
+            f"the {largest} run under the memory fraction ended {oom.outcome!r}, "
+            f"not 'oom' (peak allocated {fmt_bytes(oom.peak_memory.allocated_bytes)})",
         )
-    info = oom.get("oom") or {}
-    where = f"step {info.get('step')}" if info.get("step") else str(info.get("stage"))
-    detail = f"{largest} OOM during {where} ({info.get('form', 'allocator')} form)"
-    if info.get("before_bytes") is not None and info.get("after_free_bytes") is not None:
-        before, after = fmt_bytes(info["before_bytes"]), fmt_bytes(info["after_free_bytes"])
-        detail += f", allocated {before} before, {after} after freeing"
+    detail = f"{largest} OOM during {_oom_detail(oom.oom)}"
     if following is None:
         return CheckResult(key, title, FAIL, f"{detail}; no record of the {smallest} test after it")
-    if following.get("outcome") != "ok":
+    if following.outcome != "ok":
         return CheckResult(
             key,
             title,
             FAIL,
-            f"{detail}; the {smallest} test after it ended {following.get('outcome')!r}",
+            f"{detail}; the {smallest} test after it ended {following.outcome!r}",
         )
-    start = following.get("memory_start") or {}
-    if start.get("allocated_bytes") is not None:
-        started = fmt_bytes(start["allocated_bytes"])
+    start = following.memory_start
+    if start is not None and start.allocated_bytes is not None:
+        started = fmt_bytes(start.allocated_bytes)
         detail += f"; the {smallest} test after it started at {started} allocated"
     return CheckResult(key, title, PASS, f"{detail}; the {smallest} test after it passed")
 
 
+def _oom_detail(info: OomInfo | None) -> str:
+    """Where the error struck and its form (a record without its details: "None" where, the
+    allocator form), with the memory before it and after freeing when both were read."""
+    if info is None:
+        return "None (allocator form)"
+    where = f"step {info.step}" if info.step else info.stage
+    detail = f"{where} ({info.form} form)"
+    if info.before_bytes is not None and info.after_free_bytes is not None:
+        before, after = fmt_bytes(info.before_bytes), fmt_bytes(info.after_free_bytes)
+        detail += f", allocated {before} before, {after} after freeing"
+    return detail
+
+
 def check_offload_peak(
-    offload: ResultRecord | None,
-    plain: ResultRecord | None,
+    offload: GenerationRecord | None,
+    plain: GenerationRecord | None,
     label: str = "512p",
     key: str = "g",
 ) -> CheckResult:
@@ -175,13 +179,10 @@ def check_offload_peak(
     for record, what in ((offload, "model_cpu_offload"), (plain, "plain")):
         if record is None:
             return CheckResult(key, title, FAIL, f"no {what} {label} record")
-        if record.get("outcome") != "ok":
-            return CheckResult(
-                key, title, FAIL, f"the {what} {label} run ended {record.get('outcome')!r}"
-            )
+        if record.outcome != "ok":
+            return CheckResult(key, title, FAIL, f"the {what} {label} run ended {record.outcome!r}")
     assert offload is not None and plain is not None
-    a = (offload.get("peak_memory") or {}).get("allocated_bytes")
-    b = (plain.get("peak_memory") or {}).get("allocated_bytes")
+    a, b = offload.peak_memory.allocated_bytes, plain.peak_memory.allocated_bytes
     if a is None or b is None:
         return CheckResult(
             key, title, NOT_APPLICABLE, "no allocated peak recorded (not a CUDA run?)"

@@ -1,5 +1,5 @@
-"""What gpu-check runs: its plan (sizes, frames, tolerances, which runs) and what it reads back
-(``RunResult``, ``CheckResult``)."""
+"""What gpu-check runs: its plan (sizes, frames, tolerances, which runs) and what a check says
+(``CheckResult``; what a run left is ``records.RunResult``)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,10 @@ from pytest_i2v.gpu_check.records import (
     DRY_RUN_SIZE_DIVISOR,
     GPU_DTYPES,
     LADDER_FRACTIONS,
-    LOG_FILE,
     OFFLOAD_OPTION,
     GiB,
     MiB,
-    ResultRecord,
-    ResultsDocument,
     SimulatedGpu,
-    last_error,
-    records_by_test,
 )
 from pytest_i2v.measure.device_name import split_device
 from pytest_i2v.pipelines import DEFAULT_PIPELINE, PIPELINES, PipelineInfo, pipeline_of_directory
@@ -166,33 +161,6 @@ class CheckResult:
     @property
     def line(self) -> str:
         return f"{self.status} ({self.key}) {self.title}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One pytest subprocess: its command, how it ended and the results document it wrote."""
-
-    name: str  # "main", "fresh", "oom", "second"
-    command: tuple[str, ...]
-    returncode: int | None  # None: killed at the timeout
-    seconds: float
-    document: ResultsDocument | None
-    log: str = ""
-
-    @property
-    def problem(self) -> str | None:
-        """Why this run has no results to check, or None."""
-        if self.document is not None:
-            return None
-        if self.returncode is None:
-            return f"the {self.name} run timed out after {self.seconds:.0f} s (see {LOG_FILE})"
-        return (
-            f"the {self.name} run exited {self.returncode} without a results file "
-            f"(see {LOG_FILE}): {last_error(self.log)}"
-        )
-
-    def record(self, test: str) -> ResultRecord | None:
-        return records_by_test(self.document).get(test) if self.document is not None else None
 
 
 # -- the plan --------------------------------------------------------------------------------------

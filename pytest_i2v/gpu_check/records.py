@@ -1,11 +1,17 @@
-"""The names gpu-check gives its tests, files and statuses, the shape of the results documents the
-plan, the checks and the summary read (TypedDicts: the loaded JSON as it is), and small helpers
-over their records."""
+"""The names gpu-check gives its tests, files and statuses, what one of its pytest runs left
+(``RunResult``: its results document and the typed records in it) and small helpers over those
+records. The runs are children of this revision, so their documents are the current schema."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TypedDict
+
+from pytest_i2v.record.document import read_records
+from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.storage import Environment, JsonValue
 
 MiB = 2**20
 
@@ -58,106 +64,6 @@ GPU_DTYPES = {"i2vgen-xl": "fp16", "svd": "fp16"}
 OFFLOAD_OPTION = "model_cpu_offload"  # what check (g) measures
 
 
-# -- the results document's shape, as far as the checks and the summary read it -----------------
-# (``GenerationRecord.to_dict()``; every key optional: a failed run writes fewer)
-class PeakMemoryDoc(TypedDict, total=False):
-    allocated_bytes: int | None
-    reserved_bytes: int | None
-    device_bytes: int | None  # NVML
-    device_scope: str | None  # "process", "device" or why NVML was unavailable
-
-
-class StagesDoc(TypedDict, total=False):
-    step_s: float | None  # the median step
-    step_samples_s: list[list[float]] | None  # per repeat, per step
-    encode_samples_s: list[float | None] | None
-    decode_samples_s: list[float | None] | None
-    denoise_span_samples_s: list[float | None] | None  # the loop's own mark pair, per repeat
-
-
-class FastDoc(TypedDict, total=False):
-    measured_steps: int | None
-    measured_time_samples_s: list[float] | None
-
-
-class ConfigDoc(TypedDict, total=False):
-    device: str | None
-    width: int | None
-    height: int | None
-    frames: int | None
-    steps: int | None
-
-
-class OomDoc(TypedDict, total=False):
-    step: int | None
-    stage: str | None
-    form: str
-    before_bytes: int | None
-    after_free_bytes: int | None
-
-
-class MemoryStartDoc(TypedDict, total=False):
-    allocated_bytes: int | None
-
-
-class RooflineDoc(TypedDict, total=False):
-    efficiency: float | None
-
-
-class RepeatConditionsDoc(TypedDict, total=False):
-    sm_clock_mhz: float | None
-
-
-class ConditionsDoc(TypedDict, total=False):
-    summary: str
-    repeats: list[RepeatConditionsDoc] | None
-    locked_sm_clock_mhz: float | None
-    base_sm_clock_mhz: float | None
-
-
-class SignatureDoc(TypedDict, total=False):
-    """``WorkSignature.to_record()``: the digest in the open, the op table packed."""
-
-    digest: str
-    device_kind: str
-    profiled_steps: int
-    noise: list[str]
-    rows: int
-    packed: str
-
-
-class ResultRecord(TypedDict, total=False):
-    nodeid: str
-    outcome: str
-    mode: str  # "fast" or "full"
-    time_s: float | None
-    time_samples_s: list[float] | None
-    config: ConfigDoc | None
-    stages: StagesDoc | None
-    peak_memory: PeakMemoryDoc | None
-    fast: FastDoc | None
-    oom: OomDoc | None
-    memory_start: MemoryStartDoc | None
-    roofline: RooflineDoc | None
-    conditions: ConditionsDoc | None
-    nvml_device: str | None
-    signature: SignatureDoc | None  # WorkSignature.from_dict reads it
-
-
-class EnvironmentDoc(TypedDict, total=False):
-    gpu_name: str | None
-    gpu_memory_gib: float | None
-    driver: str | None
-    cuda: str | None
-    torch: str | None
-    diffusers: str | None
-
-
-class ResultsDocument(TypedDict, total=False):
-    records: list[ResultRecord]
-    environment: EnvironmentDoc
-
-
 class SimulatedGpu(TypedDict):
     """One entry of PYTEST_I2V_SIMULATED_GPUS."""
 
@@ -165,12 +71,52 @@ class SimulatedGpu(TypedDict):
     total_bytes: int
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """One pytest subprocess: its command, how it ended and the results document it wrote."""
+
+    name: str  # "main", "fresh", "oom", "second"
+    command: tuple[str, ...]
+    returncode: int | None  # None: killed at the timeout
+    seconds: float
+    document: Mapping[str, JsonValue] | None  # as the run wrote it (copied to --out)
+    log: str = ""
+
+    @property
+    def problem(self) -> str | None:
+        """Why this run has no results to check, or None."""
+        if self.document is not None:
+            return None
+        if self.returncode is None:
+            return f"the {self.name} run timed out after {self.seconds:.0f} s (see {LOG_FILE})"
+        return (
+            f"the {self.name} run exited {self.returncode} without a results file "
+            f"(see {LOG_FILE}): {last_error(self.log)}"
+        )
+
+    @cached_property
+    def records(self) -> list[GenerationRecord]:
+        """The typed records of its document, read once (every check reads them); none without."""
+        if not self.document:
+            return []
+        return read_records({"records": [], **self.document}, f"the {self.name} run's results")
+
+    @property
+    def environment(self) -> Environment:
+        """Its results' environment: the machine and library facts, each a JSON scalar."""
+        found = (self.document or {}).get("environment")
+        if not isinstance(found, Mapping):
+            return {}
+        return {k: v for k, v in found.items() if v is None or isinstance(v, (str, int, float))}
+
+    def record(self, test: str) -> GenerationRecord | None:
+        return records_by_test(self.records).get(test)
+
+
 # -- small helpers over records ------------------------------------------------------------------
-def records_by_test(document: ResultsDocument | None) -> dict[str, ResultRecord]:
+def records_by_test(records: Sequence[GenerationRecord]) -> dict[str, GenerationRecord]:
     """``test_sweep[512p]`` -> record (the node id without its file)."""
-    if document is None:
-        return {}
-    return {str(r["nodeid"]).split("::")[-1]: r for r in document.get("records", [])}
+    return {record_name(r): r for r in records}
 
 
 def sweep_id(label: str) -> str:
@@ -204,15 +150,15 @@ def pct(a: float, b: float) -> float:
     return (a / b - 1.0) * 100.0
 
 
-def record_name(record: ResultRecord) -> str:
-    return str(record.get("nodeid", "?")).split("::")[-1]
+def record_name(record: GenerationRecord) -> str:
+    return record.nodeid.split("::")[-1]
 
 
-def ok_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
-    return [r for r in records if r.get("outcome") == "ok"]
+def ok_records(records: Sequence[GenerationRecord]) -> list[GenerationRecord]:
+    return [r for r in records if r.outcome == "ok"]
 
 
-def device_total_bytes(document: ResultsDocument | None) -> int | None:
+def device_total_bytes(environment: Environment) -> int | None:
     """The GPU's memory as the results' environment gives it (GiB, rounded to 0.01)."""
-    gib = (document or {}).get("environment", {}).get("gpu_memory_gib")
+    gib = environment.get("gpu_memory_gib")
     return int(float(gib) * GiB) if gib else None

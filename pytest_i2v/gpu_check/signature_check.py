@@ -4,15 +4,15 @@ fresh process, and its timed rows account for the step."""
 from __future__ import annotations
 
 from pytest_i2v.gpu_check.plan import CheckResult
-from pytest_i2v.gpu_check.records import FAIL, NOT_APPLICABLE, PASS, ResultRecord
-from pytest_i2v.verdict.signature import WorkSignature
+from pytest_i2v.gpu_check.records import FAIL, NOT_APPLICABLE, PASS
+from pytest_i2v.record.record import GenerationRecord
 
 SIGNATURE_TITLE = "the work signature agrees in a fresh process and accounts for the step"
 
 
 def check_signature(
-    main: ResultRecord | None,
-    fresh: ResultRecord | None,
+    main: GenerationRecord | None,
+    fresh: GenerationRecord | None,
     attribution_pct: float | None,
     key: str = "j",
 ) -> CheckResult:
@@ -20,16 +20,15 @@ def check_signature(
     work verdict rests on it), and the step's timed rows (kernels on a GPU) add up to the step's
     span within ``attribution_pct`` (None: shown, not judged)."""
     for record, what in ((main, "the main run"), (fresh, "the fresh-process run")):
-        if record is None or record.get("outcome") != "ok":
+        if record is None or record.outcome != "ok":
             return CheckResult(key, SIGNATURE_TITLE, FAIL, f"no measured record in {what}")
-        if not record.get("signature"):
+        if not record.signature:
             return CheckResult(
                 key, SIGNATURE_TITLE, NOT_APPLICABLE, "no work signature (--i2v-signature off)"
             )
     assert main is not None and fresh is not None
-    main_signature, fresh_signature = main.get("signature"), fresh.get("signature")
-    assert main_signature and fresh_signature  # both there, from the loop above
-    a, b = WorkSignature.from_dict(main_signature), WorkSignature.from_dict(fresh_signature)
+    assert main.signature and fresh.signature  # both there, from the loop above
+    a, b = main.signature.work(), fresh.signature.work()
     same = a.digest == b.digest
     step = a.stages.get("step")
     share = (

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.gpu_check.plan import CheckPlan, RunResult
+from pytest_i2v.gpu_check.plan import CheckPlan
 from pytest_i2v.gpu_check.records import (
     AFTER_LARGEST,
     AFTER_OOM,
@@ -28,6 +28,7 @@ from pytest_i2v.gpu_check.records import (
     SUITE_FILE,
     USAGE_ERROR,
     GiB,
+    RunResult,
     SimulatedGpu,
     last_error,
     sweep_id,

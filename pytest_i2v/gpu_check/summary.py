@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_i2v.gpu_check.plan import CheckPlan, CheckResult, RunResult
+from pytest_i2v.gpu_check.plan import CheckPlan, CheckResult
 from pytest_i2v.gpu_check.records import (
     AFTER_LARGEST,
     FAIL,
@@ -13,11 +13,12 @@ from pytest_i2v.gpu_check.records import (
     OFFLOAD,
     PASS,
     SWEEP,
-    ResultRecord,
+    RunResult,
     fmt_bytes,
     fmt_seconds,
     records_by_test,
 )
+from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.markdown import markdown_table
 
 
@@ -45,7 +46,7 @@ def render_summary(
     ]
     rows = [
         _generation_row(test, record, plan)
-        for test, record in records_by_test(main.document).items()
+        for test, record in records_by_test(main.records).items()
     ]
     if rows:
         lines.append(markdown_table(_GENERATION_COLUMNS, rows))
@@ -63,7 +64,7 @@ def render_summary(
 
 def _environment_table(main: RunResult) -> str:
     """The machine the main run measured on, as its results' environment names it."""
-    env = (main.document or {}).get("environment", {})
+    env = main.environment
     return markdown_table(
         ["GPU", "memory", "driver", "CUDA", "torch", "diffusers"],
         [
@@ -92,30 +93,24 @@ _GENERATION_COLUMNS = [
 ]
 
 
-def _generation_row(test: str, record: ResultRecord, plan: CheckPlan) -> list[str]:
+def _generation_row(test: str, record: GenerationRecord, plan: CheckPlan) -> list[str]:
     """One generation of the main run, in ``_GENERATION_COLUMNS``."""
-    config = record.get("config") or {}
-    peak = record.get("peak_memory") or {}
-    stages = record.get("stages") or {}
-    efficiency = (record.get("roofline") or {}).get("efficiency")
+    setting, peak = record.setting, record.peak_memory
+    efficiency = record.roofline.efficiency if record.roofline else None
     size = (
-        f"{config.get('width')}x{config.get('height')}, {config.get('frames')} frames, "
-        f"{config.get('steps')} steps"
+        f"{setting('width')}x{setting('height')}, {setting('frames')} frames, "
+        f"{setting('steps')} steps"
     )
-    time_text = fmt_seconds(record.get("time_s")) + (
-        " (predicted)" if record.get("mode") == "fast" else ""
-    )
-    nvml = fmt_bytes(peak.get("device_bytes")) + (
-        f" ({peak.get('device_scope')})" if peak.get("device_scope") else ""
-    )
+    time_text = fmt_seconds(record.time_s) + (" (predicted)" if record.mode == "fast" else "")
+    nvml = fmt_bytes(peak.device_bytes) + (f" ({peak.device_scope})" if peak.device_scope else "")
     return [
         _row_label(test, plan),
         size,
-        str(record.get("outcome")),
-        time_text if record.get("outcome") == "ok" else "-",
-        fmt_seconds(stages.get("step_s")),
-        fmt_bytes(peak.get("allocated_bytes")),
-        fmt_bytes(peak.get("reserved_bytes")),
+        record.outcome,
+        time_text if record.outcome == "ok" else "-",
+        fmt_seconds(record.stages.step_s),
+        fmt_bytes(peak.allocated_bytes),
+        fmt_bytes(peak.reserved_bytes),
         nvml,
         f"{efficiency * 100:.3g} %" if isinstance(efficiency, (int, float)) else "-",
     ]

@@ -11,28 +11,25 @@ from pytest_i2v.gpu_check.records import (
     FAIL,
     NOT_APPLICABLE,
     PASS,
-    ResultRecord,
     fmt_seconds,
     ok_records,
     pct,
     record_name,
 )
+from pytest_i2v.record.record import GenerationRecord
 
 
 def _timing_samples(
-    record: ResultRecord,
+    record: GenerationRecord,
 ) -> tuple[list[float], list[list[float]], list[float], list[float]] | None:
     """(synchronised totals, per-repeat step times, per-repeat encode, per-repeat decode) of one
     record, or None. In fast mode the synchronised totals are the measured (shortened) runs."""
-    stages = record.get("stages") or {}
-    fast = record.get("fast") or {}
-    totals = (
-        fast.get("measured_time_samples_s")
-        if record.get("mode") == "fast"
-        else record.get("time_samples_s")
-    )
-    steps = stages.get("step_samples_s")
-    encode, decode = stages.get("encode_samples_s"), stages.get("decode_samples_s")
+    stages, fast = record.stages, record.fast
+    if record.mode == "fast":
+        totals = fast.measured_time_samples_s if fast else []
+    else:
+        totals = record.time_samples_s
+    steps, encode, decode = stages.step_samples_s, stages.encode_samples_s, stages.decode_samples_s
     if (
         not totals
         or not steps
@@ -87,7 +84,7 @@ def _judge_worst(
 
 
 def _repeats(
-    records: Sequence[ResultRecord], missing: list[str]
+    records: Sequence[GenerationRecord], missing: list[str]
 ) -> Iterator[tuple[str, int, float, list[float], float, float]]:
     """(test, repeat number, synchronised total, step times, encode, decode) of every repeat; a
     record without per-repeat stage timings is listed in ``missing``."""
@@ -104,7 +101,7 @@ def _repeats(
 
 
 def check_event_total(
-    records: Sequence[ResultRecord], tolerance_pct: float | None, key: str = "b"
+    records: Sequence[GenerationRecord], tolerance_pct: float | None, key: str = "b"
 ) -> CheckResult:
     """(b) encode + sum(steps) + decode (device-clock marks) against the repeat's total measured
     with perf_counter around a synchronise, repeat by repeat."""
@@ -124,7 +121,7 @@ def check_event_total(
 
 
 def check_step_sum(
-    records: Sequence[ResultRecord], tolerance_pct: float | None, key: str = "c"
+    records: Sequence[GenerationRecord], tolerance_pct: float | None, key: str = "c"
 ) -> CheckResult:
     """(c) the per-step times sum to the denoising loop as its own mark pair times it (first
     denoiser call to decode start: events no step shares), per repeat. Not total - encode - decode:
@@ -134,11 +131,7 @@ def check_step_sum(
     deviations: list[tuple[float, str]] = []
     missing: list[str] = []
     for record in ok_records(records):
-        stages = record.get("stages") or {}
-        steps, recorded = (
-            stages.get("step_samples_s") or [],
-            stages.get("denoise_span_samples_s") or [],
-        )
+        steps, recorded = record.stages.step_samples_s, record.stages.denoise_span_samples_s
         spans = [span for span in recorded if span]
         if not steps or len(steps) != len(recorded) or len(spans) != len(recorded):
             missing.append(f"{record_name(record)} lacks the loop's own timing")
@@ -157,8 +150,8 @@ def check_step_sum(
 
 
 def check_fast_prediction(
-    fast: ResultRecord | None,
-    full: ResultRecord | None,
+    fast: GenerationRecord | None,
+    full: GenerationRecord | None,
     tolerance_pct: float | None,
     label: str = "256p",
     key: str = "f",
@@ -169,23 +162,21 @@ def check_fast_prediction(
     for record, what in ((fast, "fast"), (full, "full")):
         if record is None:
             return CheckResult(key, title, FAIL, f"no {what} {label} record")
-        if record.get("outcome") != "ok" or not record.get("time_s"):
-            return CheckResult(
-                key, title, FAIL, f"the {what} {label} run ended {record.get('outcome')!r}"
-            )
+        if record.outcome != "ok" or not record.time_s:
+            return CheckResult(key, title, FAIL, f"the {what} {label} run ended {record.outcome!r}")
     assert fast is not None and full is not None
-    if fast.get("mode") != "fast" or full.get("mode") != "full":
+    if fast.mode != "fast" or full.mode != "full":
         return CheckResult(
             key,
             title,
             FAIL,
-            f"expected a fast and a full record, got {fast.get('mode')} and {full.get('mode')}",
+            f"expected a fast and a full record, got {fast.mode} and {full.mode}",
         )
-    fast_s, full_s = fast.get("time_s"), full.get("time_s")
+    fast_s, full_s = fast.time_s, full.time_s
     assert fast_s and full_s  # both ran ok with a time, from the loop above
-    measured = (fast.get("fast") or {}).get("measured_steps")
+    measured = fast.fast.measured_steps if fast.fast else None
     delta = pct(float(fast_s), float(full_s))
-    steps = (fast.get("config") or {}).get("steps")
+    steps = fast.setting("steps")
     figures = (
         f"predicted {fmt_seconds(fast_s)} from {measured} of {steps} steps "
         f"vs full {fmt_seconds(full_s)} ({delta:+.2f} %)"

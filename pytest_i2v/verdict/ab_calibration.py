@@ -71,6 +71,28 @@ class CalibrationDoc(TypedDict):
 
 
 @dataclass(frozen=True)
+class CalibrationRecord:
+    """What a calibration reads of one test's record in one round (the A/B job reads the record:
+    this layer sits below it)."""
+
+    nodeid: str
+    config_id: str | None
+    mode: str | None  # "fast" or "full"
+    repeats: int | None
+    outcome: str | None
+    time_s: float | None
+    step_s: float | None
+    fingerprint: Mapping[str, Scalar] | None  # the machine and software it ran on
+
+    @property
+    def measured(self) -> str:
+        return measured(self.mode, self.repeats)
+
+    def figure(self, metric: CalibratedMetric) -> float | None:
+        return self.time_s if metric == "time_s" else self.step_s
+
+
+@dataclass(frozen=True)
 class Calibration:
     fingerprint: dict[str, Scalar]
     date: str
@@ -80,17 +102,17 @@ class Calibration:
         default_factory=dict
     )  # nodeid -> {config_id, measured, time_s: {sd, df}, ...}
 
-    def priors(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Noise]]:
+    def priors(self, records: Sequence[CalibrationRecord]) -> dict[str, dict[str, Noise]]:
         """Per test whose generation and measurement are the calibrated ones (its config id, and
         fast or full with as many repeats: another measurement has another spread): its spread per
         metric."""
         priors: dict[str, dict[str, Noise]] = {}
         for record in records:
-            nodeid = str(record.get("nodeid"))
+            nodeid = record.nodeid
             stored = self.tests.get(nodeid)
             if stored is None or (stored.get("config_id"), stored.get("measured")) != (
-                record.get("config_id"),
-                measured(record.get("mode"), record.get("repeats")),
+                record.config_id,
+                record.measured,
             ):
                 continue
             priors[nodeid] = {
@@ -132,26 +154,24 @@ def machine_fingerprint(record_fingerprint: Mapping[str, Scalar]) -> dict[str, S
 
 
 def calibrate(
-    base_docs: Sequence[Mapping[str, Any]],
-    head_docs: Sequence[Mapping[str, Any]],
+    base_records: Sequence[Sequence[CalibrationRecord]],
+    head_records: Sequence[Sequence[CalibrationRecord]],
     commit: str | None,
     date: str,
 ) -> Calibration:
-    """The spread of each test's paired log-ratios over A/A rounds (both sides the same code)."""
-    if len(base_docs) != len(head_docs) or len(base_docs) < MIN_CALIBRATION_ROUNDS:
+    """The spread of each test's paired log-ratios over A/A rounds (both sides the same code);
+    ``base_records[i]``: the records of the base's round i (``ab.machine_calibration``)."""
+    if len(base_records) != len(head_records) or len(base_records) < MIN_CALIBRATION_ROUNDS:
         raise I2VUsageError(
             f"a calibration needs at least {MIN_CALIBRATION_ROUNDS} complete rounds "
-            f"(got {min(len(base_docs), len(head_docs))}); pass --rounds 30 for 29 df"
+            f"(got {min(len(base_records), len(head_records))}); pass --rounds 30 for 29 df"
         )
-    first = {r["nodeid"]: r for r in base_docs[0].get("records") or []}
-    base_rounds = [_round_figures(doc) for doc in base_docs]
-    head_rounds = [_round_figures(doc) for doc in head_docs]
+    first = {r.nodeid: r for r in base_records[0]}
+    base_rounds = [_round_figures(records) for records in base_records]
+    head_rounds = [_round_figures(records) for records in head_records]
     tests: dict[str, CalibratedTestDoc] = {}
     for nodeid, record in first.items():
-        entry: CalibratedTestDoc = {
-            "config_id": record.get("config_id"),
-            "measured": measured(record.get("mode"), record.get("repeats")),
-        }
+        entry: CalibratedTestDoc = {"config_id": record.config_id, "measured": record.measured}
         for metric in CALIBRATED_METRICS:
             pairs = [
                 (b.get(nodeid, {}).get(metric, 0.0), h.get(nodeid, {}).get(metric, 0.0))
@@ -165,9 +185,9 @@ def calibrate(
                 }
         if any(metric in entry for metric in CALIBRATED_METRICS):
             tests[nodeid] = entry
-    fingerprints = [r.get("fingerprint") or {} for r in first.values()]
+    fingerprints = [r.fingerprint or {} for r in first.values()]
     fingerprint = machine_fingerprint(fingerprints[0] if fingerprints else {})
-    return Calibration(fingerprint, date, commit, len(base_docs), tests)
+    return Calibration(fingerprint, date, commit, len(base_records), tests)
 
 
 def measured(mode: str | None, repeats: int | None) -> str:
@@ -175,20 +195,16 @@ def measured(mode: str | None, repeats: int | None) -> str:
     return f"{mode or 'full'}, {repeats} repeat(s)"
 
 
-def _round_figures(document: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """Per test of one round's results document (its first record of the id), each calibrated
-    metric's figure: 0.0 where the test did not pass or the figure is missing."""
+def _round_figures(records: Sequence[CalibrationRecord]) -> dict[str, dict[str, float]]:
+    """Per test of one round's records (its first record of the id), each calibrated metric's
+    figure: 0.0 where the test did not pass or the figure is missing."""
     figures: dict[str, dict[str, float]] = {}
-    for record in document.get("records") or []:
-        if record.get("nodeid") in figures:
+    for record in records:
+        if record.nodeid in figures:
             continue
-        ok = record.get("outcome") == "ok"
-        stages = record.get("stages") or {}
-        values = {
-            metric: record.get(metric) if metric == "time_s" else stages.get(metric)
-            for metric in CALIBRATED_METRICS
-        }
-        figures[record.get("nodeid")] = {
+        ok = record.outcome == "ok"
+        values = {metric: record.figure(metric) for metric in CALIBRATED_METRICS}
+        figures[record.nodeid] = {
             metric: float(value) if ok and value else 0.0 for metric, value in values.items()
         }
     return figures
