@@ -10,7 +10,7 @@ random-weight models? Measured side by side in one run, per pipeline:
   every denoiser output (numerics-neutral);
 - cost: the reduction's time and its packed bytes.
 
-Each row prints the figures (``measure.fidelity``) and whether a lossless bar of PSNR >= 60 dB and
+Each row prints the figures (``record.output``) and whether a lossless bar of PSNR >= 60 dB and
 SSIM >= 0.99 holds.
 
     python benchmarks/output_sensitivity.py [--processes 20] [--pipelines i2vgen-xl,wan2.1-i2v]"""
@@ -37,10 +37,10 @@ import torch
 
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import GenerationSpec, i2v
-from pytest_i2v.measure.fidelity import compare_outputs
 from pytest_i2v.measure.output import reduce_output
 from pytest_i2v.measure.runner import generate
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.record.output import compare_outputs
 from pytest_i2v.record.parts import OutputReference
 from pytest_i2v.verdict.fidelity import FidelityBar
 

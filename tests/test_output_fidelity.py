@@ -1,5 +1,5 @@
 """A test's output, reduced (``measure.output``), and judged against a reference
-(``measure.fidelity``, ``verdict.fidelity``)."""
+(``record.output``, ``verdict.fidelity``)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ import numpy as np
 
 from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import i2v
-from pytest_i2v.measure.fidelity import compare_outputs
 from pytest_i2v.measure.output import (
     LONG_SIDE,
     MAX_FRAMES,
     kept_frame_indices,
     reduce_output,
-    unpack_output,
 )
 from pytest_i2v.measure.runner import GenerationRunner, generate
+from pytest_i2v.record.output import compare_outputs, unpack_output
 from pytest_i2v.verdict.fidelity import FidelityBar, FidelityFigures
 
 SPEC = i2v(width=32, height=32, frames=4, steps=3)

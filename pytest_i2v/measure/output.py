@@ -1,5 +1,5 @@
 """A generation's output, reduced to a small reference that another run's output is compared with
-(``measure.fidelity``): at most ``MAX_FRAMES`` frames, evenly spaced with the first and the last,
+(``record.output``): at most ``MAX_FRAMES`` frames, evenly spaced with the first and the last,
 each area-downscaled to at most ``LONG_SIDE`` pixels on its long side, as uint8 RGB.
 
 Area averaging keeps what a changed denoiser or decoder does to the picture and drops what no
@@ -46,9 +46,3 @@ def reduce_output(frames: Any) -> OutputReference:
         generated_shape=list(video.shape),
         packed=base64.b64encode(zlib.compress(array.tobytes(), 6)).decode("ascii"),
     )
-
-
-def unpack_output(reference: OutputReference) -> np.ndarray:
-    """The reference's pixels, (kept frames, height, width, 3) uint8."""
-    raw = zlib.decompress(base64.b64decode(reference.packed))
-    return np.frombuffer(raw, dtype=np.uint8).reshape(reference.shape)

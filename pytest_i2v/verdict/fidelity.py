@@ -1,5 +1,5 @@
 """Whether a generation's output held against its reference's: the figures
-(``measure.fidelity`` computes them) and the bar they are held to. Pure: no torch, no pytest."""
+(``record.output`` computes them) and the bar they are held to. Pure: no torch, no pytest."""
 
 from __future__ import annotations
 
