@@ -54,7 +54,13 @@ def inject(request):
         block = torch.ones(100_000_000)  # 400 MB, touched, freed when the hook returns
         del block
 
-    handle = pipe.unet.register_forward_pre_hook(hungry if what == "hungry" else slow)
+    def drift(module, args, output):  # the denoiser's prediction off by 20 %: another video
+        return (output[0] * 0.8, *output[1:]) if isinstance(output, tuple) else output * 0.8
+
+    if what == "drift":
+        handle = pipe.unet.register_forward_hook(drift)
+    else:
+        handle = pipe.unet.register_forward_pre_hook(hungry if what == "hungry" else slow)
     yield
     handle.remove()
 """
@@ -394,3 +400,27 @@ def test_baseline_diff_decides_what_the_gate_decided(
         kinds.add(decision["kind"])
         assert row.endswith(f"| {decision['kind']}{' (fails)' if decision['fails'] else ''} |"), row
     assert ("regressed" in kinds) == bool(inject)
+
+
+def test_an_output_that_is_not_the_baselines_is_named_on_its_line(
+    loop: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = yaml.safe_load((loop.path / "bl" / "cpu.yaml").read_text())
+    digest = stored["entries"]["test_loop.py::test_a"]["segments"][0]["output"]
+    assert (loop.path / "bl" / "cpu.outputs" / f"{digest}.json.gz").is_file()
+    unchanged = loop.runpytest(*ARGS)
+    unchanged.assert_outcomes(passed=2)
+    assert "output differs" not in unchanged.stdout.str()
+    records = json.loads((loop.path / "r.json").read_text())["records"]
+    assert [r["fidelity"]["identical"] for r in records] == [True, True]
+    # (a step cache would do: two steps here, and the last step's prediction barely moves a pixel)
+    monkeypatch.setenv("INJECT", "drift:test_a")
+    cached = loop.runpytest(*ARGS)
+    cached.assert_outcomes(passed=2)  # not judged yet: shown, never failed
+    cached.stdout.fnmatch_lines(
+        ["*::test_a: * | output differs from the baseline's: PSNR * dB*frames (not judged yet)"]
+    )
+    line_b = next(line for line in cached.outlines if "::test_b: " in line)
+    assert "output differs" not in line_b
+    records = json.loads((loop.path / "r.json").read_text())["records"]
+    assert records[0]["fidelity"]["identical"] is False and records[0]["fidelity"]["min_psnr_db"]

@@ -66,8 +66,8 @@ def test_a_version_1_document_reads_as_the_current_schema_and_round_trips(
     assert {r.verdict.verdict for r in records if r.verdict} == {"pass"}
     assert {r.decision.kind for r in records if r.decision} == {"passed"}
     raw = json.loads(v1_results.read_text())["records"]
-    # version 3's output is the one field version 1 could not have written
-    assert [r.to_dict() for r in records] == [{**r, "output": None} for r in raw]
+    # version 3's output and fidelity are the fields version 1 could not have written
+    assert [r.to_dict() for r in records] == [{**r, "output": None, "fidelity": None} for r in raw]
 
 
 def test_every_field_of_the_record_is_written_and_read(v1_results: Path) -> None:
@@ -165,8 +165,8 @@ def test_every_typed_part_round_trips(v1_results: Path) -> None:
 def test_a_version_2_document_reads_with_no_output(v1_results: Path, tmp_path: Path) -> None:
     document = read_results(v1_results)
     for record in document["records"]:
-        del record["output"]  # what a version 2 plugin wrote
+        del record["output"], record["fidelity"]  # what a version 2 plugin wrote
     path = tmp_path / "v2.json"
     path.write_text(json.dumps({**document, "schema_version": 2}))
     records = read_records(read_results(path), "v2")
-    assert len(records) == 42 and all(r.output is None for r in records)
+    assert len(records) == 42 and all(r.output is None and r.fidelity is None for r in records)

@@ -3,7 +3,8 @@ read back, an older schema version included.
 
 Version 2 is the typed record: every record carries every field, of its type, and a record that
 does not is one usage error naming the test and the field. Version 3 adds the record's ``output``
-(the first measured generation's, reduced: ``measure.output``); a version 2 record reads with none.
+(the first measured generation's, reduced: ``measure.output``) and ``fidelity`` (that output
+against the baseline's); a version 2 record reads with neither.
 Version 1 documents (before the typed record) are read leniently: a field an older plugin did not
 write takes its empty value."""
 

@@ -12,11 +12,13 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 
 from pytest_i2v.metrics import DECODE_S, MEMORY_METRICS, STEP_S, TIME_S
+from pytest_i2v.record.output import compare_outputs, read_stored_output
 from pytest_i2v.record.parts import WorkComparison
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Segment
 from pytest_i2v.verdict.budget import budget_failures
 from pytest_i2v.verdict.explain import excuse_throttling
+from pytest_i2v.verdict.fidelity import FidelityFigures
 from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed
@@ -53,6 +55,7 @@ class Judgement:
     work: WorkComparison | None = None
     history: list[float] | None = None
     budget_failures: tuple[str, ...] = field(default=())
+    fidelity: FidelityFigures | None = None  # the output against the baseline's (not gated yet)
 
     def inputs(
         self, measured: str, context: GateContext, confirmed: bool | None = None
@@ -76,13 +79,25 @@ class Judgement:
 
     def onto(self, record: GenerationRecord) -> GenerationRecord:
         """``record`` carrying this judgement (its verdict, work and history)."""
-        return replace(record, verdict=self.verdict, work=self.work, baseline_history=self.history)
+        return replace(
+            record,
+            verdict=self.verdict,
+            work=self.work,
+            baseline_history=self.history,
+            fidelity=self.fidelity,
+        )
 
     @classmethod
     def of_record(cls, record: GenerationRecord) -> Judgement:
         """The judgement a judged record carries (``onto``'s inverse)."""
         verdict = record.verdict or RegressionVerdict("new")
-        return cls(verdict, record.work, record.baseline_history, record_budget_failures(record))
+        return cls(
+            verdict,
+            record.work,
+            record.baseline_history,
+            record_budget_failures(record),
+            record.fidelity,
+        )
 
 
 def judge(
@@ -98,6 +113,7 @@ def judge(
         _work(record, context),
         _history(record, context.baseline),
         record_budget_failures(record),
+        _fidelity(record, context),
     )
 
 
@@ -214,6 +230,20 @@ def _work(record: GenerationRecord, context: GateContext) -> WorkComparison | No
     # kept as the results JSON keeps it: the largest rows (a round trip of the record is exact)
     kept = WorkDiff.from_dict(work.to_dict())
     return WorkComparison(kept, verdict or "identical", excess)
+
+
+def _fidelity(record: GenerationRecord, context: GateContext) -> FidelityFigures | None:
+    """The output against the one this machine's baseline segment keeps under the same software
+    (other software computes other numerics: the environment's change, not the code's); None
+    when there is nothing to compare."""
+    if record.output is None or record.outcome != "ok":
+        return None
+    segment = _comparable_segment(record, context.baseline)
+    if segment is None or software_changes(segment.fingerprint, record.fingerprint or {}):
+        return None
+    stored = context.baseline.output_of(segment)
+    reference = read_stored_output(stored) if stored is not None else None
+    return compare_outputs(reference, record.output) if reference is not None else None
 
 
 def _history(record: GenerationRecord, baseline: BaselineFile) -> list[float] | None:

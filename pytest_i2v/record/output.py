@@ -6,6 +6,10 @@ review CLI and A/B compare outputs without torch."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import gzip
+import hashlib
+import json
 import zlib
 from collections.abc import Callable
 from typing import cast
@@ -14,6 +18,7 @@ import numpy as np
 from skimage import metrics
 
 from pytest_i2v.record.parts import OutputReference
+from pytest_i2v.verdict.baseline_records import StoredFile
 from pytest_i2v.verdict.fidelity import FidelityFigures
 
 SSIM_WINDOW = 11  # the Gaussian window's size at sigma 1.5: smaller frames get no SSIM
@@ -73,3 +78,18 @@ def compare_outputs(reference: OutputReference, current: OutputReference) -> Fid
         mean_ssim=_ssim(base, head),
         cosine=cosine,
     )
+
+
+def stored_output(reference: OutputReference) -> StoredFile:
+    """The output as the baseline keeps it beside its file, named by a digest of its pixels."""
+    document = json.dumps(dataclasses.asdict(reference), sort_keys=True)
+    digest = hashlib.sha256(document.encode()).hexdigest()[:16]
+    return StoredFile(digest, gzip.compress(document.encode(), mtime=0))
+
+
+def read_stored_output(data: bytes) -> OutputReference | None:
+    """A stored output; None when it cannot be read (then nothing is compared)."""
+    try:
+        return OutputReference(**json.loads(gzip.decompress(data)))
+    except (OSError, ValueError, TypeError):
+        return None

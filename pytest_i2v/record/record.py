@@ -34,6 +34,7 @@ from pytest_i2v.record.parts import (
 )
 from pytest_i2v.storage import JsonValue, Scalar
 from pytest_i2v.verdict.conditions import RunConditions
+from pytest_i2v.verdict.fidelity import FidelityFigures
 from pytest_i2v.verdict.gate import RegressionVerdict
 from pytest_i2v.verdict.outcome import Outcome
 from pytest_i2v.verdict.peak import HeadlinePeak, headline_peak
@@ -79,6 +80,7 @@ class GenerationRecord:
     measurements: int = 1
     machine_probe: dict[str, float] | None = None  # this session's machine speed
     output: OutputReference | None = None  # the first measured generation's output, reduced
+    fidelity: FidelityFigures | None = None  # the output against the baseline's (not gated yet)
 
     def to_dict(self) -> dict[str, JsonValue]:
         document: dict[str, JsonValue] = CONVERTER.unstructure(self)

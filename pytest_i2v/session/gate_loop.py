@@ -12,6 +12,7 @@ from pathlib import Path
 from pytest_i2v.generation.marks import Budget
 from pytest_i2v.record.baseline_run import run_from_record
 from pytest_i2v.record.judgement import GateContext, Judgement, judge, judge_verdict
+from pytest_i2v.record.output import stored_output
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.fresh_process import FreshProcessFailed
 from pytest_i2v.session.plan import RunPlan
@@ -186,6 +187,7 @@ class GateLoop:
                     record.fingerprint,
                     run_from_record(record, None),
                     record.signature.work() if record.signature else None,
+                    stored_output(record.output) if record.output else None,
                 )
             )
 

@@ -37,6 +37,7 @@ from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
 from pytest_i2v.storage import Environment, JsonValue, unwritable_reason
 from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import short_deltas, work_note
+from pytest_i2v.verdict.fidelity import output_note
 from pytest_i2v.verdict.outcome import Outcome
 
 
@@ -192,14 +193,18 @@ class I2VRun:
                 kind = record.decision.kind if record.decision else "-"
                 time_delta, memory_delta = short_deltas(record.verdict, record.headline_peak().key)
                 work = record.work
-                note = work_note(
-                    work.diff if work else None,
-                    work.verdict if work else None,
-                    self.gate.gate.min_effect * 100.0,
+                notes = (
+                    work_note(
+                        work.diff if work else None,
+                        work.verdict if work else None,
+                        self.gate.gate.min_effect * 100.0,
+                    ),
+                    output_note(record.fidelity),
                 )
                 terminalreporter.write_line(
                     f"{record.nodeid}: {describe(record)} | time {time_delta}, "
-                    f"memory {memory_delta} | {kind}" + (f" | {note}" if note else "")
+                    f"memory {memory_delta} | {kind}"
+                    + "".join(f" | {note}" for note in notes if note)
                 )
             for line in self.gate.baseline_lines():
                 terminalreporter.write_line(line)

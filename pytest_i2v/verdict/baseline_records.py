@@ -66,6 +66,7 @@ class SegmentDoc(TypedDict, total=False):
     fingerprint: dict[str, Scalar]
     runs: Sequence[Mapping[str, Scalar]]  # flat: figures, the date, the commit, the NVML scope
     signature: str
+    output: str
 
 
 class BaselineEntryDoc(TypedDict):
@@ -105,6 +106,7 @@ class Segment:
     signature: str | None = (
         None  # the digest of the newest accepted run's work signature: its table is a side file
     )
+    output: str | None = None  # the digest of the newest accepted run's output: a side file
 
     @property
     def step_s(self) -> float | None:
@@ -119,6 +121,8 @@ class Segment:
         }
         if self.signature:
             data["signature"] = self.signature
+        if self.output:
+            data["output"] = self.output
         return data
 
 
@@ -170,6 +174,14 @@ class BaselineFile:
         if segment is None or not segment.signature or self.path is None:
             return None
         return read_signature(self.path, segment.signature)
+
+    def output_of(self, segment: Segment | None) -> bytes | None:
+        """The stored output a segment names (``record.output`` reads it), from beside the file;
+        None without one."""
+        if segment is None or not segment.output or self.path is None:
+            return None
+        stored = output_dir(self.path) / f"{segment.output}.json.gz"
+        return stored.read_bytes() if stored.is_file() else None
 
     def pooled(
         self, fingerprint: Mapping[str, Scalar] | None = None, leave_out: str | None = None
@@ -275,10 +287,13 @@ def _segment(segment: Any, place: str, where: str) -> Segment:
     runs = sequence_part(segment.get("runs"), f"{place}.runs", where, "a list of runs")
     for index, run in enumerate(runs):
         mapping_part(run, f"{place}.runs[{index}]", where, "a mapping of a run's figures")
-    signature = segment.get("signature")
+    signature, output = segment.get("signature"), segment.get("output")
     if signature is not None and not isinstance(signature, str):
         raise malformed(where, f"{place}.signature", "a work-signature digest", signature)
-    return Segment(dict(fingerprint), [dict(run or {}) for run in runs], signature or None)
+    if output is not None and not isinstance(output, str):
+        raise malformed(where, f"{place}.output", "an output digest", output)
+    runs_read = [dict(run or {}) for run in runs]
+    return Segment(dict(fingerprint), runs_read, signature or None, output or None)
 
 
 def _calibration(block: Any, place: str, where: str) -> Calibration:
@@ -330,6 +345,21 @@ def signature_dir(path: Path) -> Path:
     (``baselines/cpu.yaml`` -> ``baselines/cpu.signatures/``): kept out of the YAML, which stays
     short enough to review; the runs name the digest."""
     return path.with_name(f"{path.stem}.signatures")
+
+
+def output_dir(path: Path) -> Path:
+    """Where a baseline file's stored outputs live, one gzip-compressed JSON per digest
+    (``baselines/cpu.yaml`` -> ``baselines/cpu.outputs/``), as the work signatures' tables do."""
+    return path.with_name(f"{path.stem}.outputs")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A side file of the baseline, named by its digest: what the segment keeps of a run's output
+    (``record.output`` makes and reads its bytes; the store only keeps them)."""
+
+    digest: str
+    data: bytes
 
 
 def read_signature(path: Path, digest: str) -> WorkSignature | None:

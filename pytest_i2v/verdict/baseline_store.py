@@ -29,7 +29,9 @@ from pytest_i2v.verdict.baseline_records import (
     BaselineEntry,
     BaselineFile,
     Segment,
+    StoredFile,
     config_id,
+    output_dir,
     signature_dir,
 )
 from pytest_i2v.verdict.fingerprint import same_machine
@@ -90,6 +92,7 @@ class AcceptedRun:
     signature: WorkSignature | None = (
         None  # the run's work signature (its table goes to a side file)
     )
+    output: StoredFile | None = None  # the run's output, reduced (a side file too)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ def update_baseline(
     accepted = list(accepted)
     appended, created, segmented, reset = [], [], [], []
     tables: dict[str, WorkSignature] = {}
+    outputs: dict[str, StoredFile] = {}
     with FileLock(str(path) + ".lock", timeout=120):
         # Under the lock no other writer is running: temporary files here are from killed writers.
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
@@ -161,9 +165,26 @@ def update_baseline(
             if item.signature is not None:
                 target.signature = item.signature.digest
                 tables[item.signature.digest] = item.signature
+            if item.output is not None:
+                target.output = item.output.digest
+                outputs[item.output.digest] = item.output
         write_text_atomic(path, dump_yaml(baseline.to_dict()))
         _sweep_tables(path, baseline, tables)
+        _sweep_outputs(path, baseline, outputs)
     return UpdateSummary(path, tuple(appended), tuple(created), tuple(segmented), tuple(reset))
+
+
+def _sweep_outputs(path: Path, baseline: BaselineFile, outputs: Mapping[str, StoredFile]) -> None:
+    """Write the new outputs beside the file and drop the ones no segment names any more. Called
+    under the lock."""
+    store = output_dir(path)
+    for digest, stored in outputs.items():
+        if not (store / f"{digest}.json.gz").exists():
+            write_bytes_atomic(store / f"{digest}.json.gz", stored.data)
+    referenced = {s.output for e in baseline.entries.values() for s in e.segments if s.output}
+    for kept in store.glob("*.json.gz") if store.is_dir() else ():
+        if kept.name.removesuffix(".json.gz") not in referenced:
+            kept.unlink(missing_ok=True)
 
 
 def _pin_to_machine(segment: Segment, fingerprint: Mapping[str, Scalar]) -> None:

@@ -62,3 +62,12 @@ class FidelityBar:
             f"PSNR {psnr:.1f} dB {sign} {self.min_psnr_db:.1f} dB{ssim_text} against the "
             f"reference's output, {figures.frames} frames"
         )
+
+
+def output_note(figures: FidelityFigures | None) -> str:
+    """The terminal line's word on an output that is not the baseline's: "output differs from the
+    baseline's: PSNR 76.0 dB, ..., 5 frames (not judged yet)"; "" for the same output or none
+    compared."""
+    if figures is None or figures.identical:
+        return ""
+    return f"output differs from the baseline's: {figures.summary()} (not judged yet)"
