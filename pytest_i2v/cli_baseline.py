@@ -23,6 +23,7 @@ from pytest_i2v.storage import Scalar
 from pytest_i2v.verdict.baseline_records import BaselineFile
 from pytest_i2v.verdict.baseline_store import baseline_path, read_baseline
 from pytest_i2v.verdict.explain import format_value
+from pytest_i2v.verdict.fidelity import FidelitySettings
 from pytest_i2v.verdict.fingerprint import machine_changes
 from pytest_i2v.verdict.gate import GateSettings, MetricVerdict, fingerprint_changes
 from pytest_i2v.verdict.outcome import GATE_MODES, NO_MACHINE_BASELINE, GateMode, decide
@@ -175,17 +176,20 @@ def _gate_of(baseline: BaselineFile, document: dict[str, Any]) -> GateContext:
     for known in GATE_MODES:
         if stored_mode == known:
             mode = known
-    return GateContext(baseline, gate, mode, baseline.profile)
+    fidelity = profiles[baseline.profile].fidelity if baseline.profile in profiles else None
+    return GateContext(baseline, gate, mode, baseline.profile, fidelity or FidelitySettings())
 
 
 def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
     """What the gate would say about a results file against a baseline: the same judgement and
     the same decision as the plugin's (``record.judgement``, ``outcome.decide``)."""
     context = _gate_of(baseline, document)
-    rows = [
-        _result_row(GenerationRecord.from_partial(data), context)
-        for data in document.get("records", [])
-    ]
+    earlier: dict[str, GenerationRecord] = {}  # a sibling's output is a reference, as in a session
+    rows = []
+    for data in document.get("records", []):
+        record = GenerationRecord.from_partial(data)
+        rows.append(_result_row(record, context, earlier))
+        earlier[record.nodeid] = record
     header = [
         "test",
         "verdict",
@@ -193,17 +197,20 @@ def diff_results(baseline: BaselineFile, document: dict[str, Any]) -> str:
         "peak memory (vs baseline)",
         "environment change",
         "work",
+        "output",
         "outcome",
     ]
     return markdown_table(header, rows)
 
 
-def _result_row(record: GenerationRecord, context: GateContext) -> list[str]:
-    judgement = judge(record, context)
+def _result_row(
+    record: GenerationRecord, context: GateContext, earlier: Mapping[str, GenerationRecord]
+) -> list[str]:
+    judgement = judge(record, context, earlier)
     outcome = decide(judgement.inputs(record.outcome, context))
     decided = f"{outcome.kind}{' (fails)' if outcome.fails else ''}"
     if record.outcome != "ok":
-        return [record.nodeid, record.outcome, "-", "-", "-", "-", decided]
+        return [record.nodeid, record.outcome, "-", "-", "-", "-", "-", decided]
     verdict = judgement.verdict
     shown = (
         f"new ({NO_MACHINE_BASELINE})"
@@ -216,6 +223,7 @@ def _result_row(record: GenerationRecord, context: GateContext) -> list[str]:
     memory_m = next((m for m in verdict.metrics if m.gating and m.metric.endswith("_bytes")), None)
     changes = verdict.env_changes or verdict.machine_changes
     work = _work_cell(judgement.work.diff) if judgement.work else "-"
+    output = judgement.fidelity
     return [
         record.nodeid,
         shown,
@@ -223,6 +231,7 @@ def _result_row(record: GenerationRecord, context: GateContext) -> list[str]:
         _against(memory_m),
         "; ".join(changes) or "-",
         work,
+        f"{output.verdict}: {output.figures.summary()}" if output else "-",
         decided,
     ]
 

@@ -17,6 +17,7 @@ from pytest_i2v.generation.marks import (
     GenerationSpec,
     call_marker,
     i2v,
+    i2v_fidelity,
     mark_spec,
     marker_help,
     time_budget,
@@ -27,6 +28,7 @@ from pytest_i2v.session.options import OPTIONS
 from pytest_i2v.session.settings import resolve_settings
 from pytest_i2v.session.stash import (
     BUDGET_KEY,
+    FIDELITY_KEY,
     RECORD_KEY,
     SETTINGS_KEY,
     SPEC_KEY,
@@ -60,6 +62,11 @@ MARKER_HELP = (
         "safety margin.",
     ),
     marker_help(time_budget, "fail when the median generation time exceeds seconds."),
+    marker_help(
+        i2v_fidelity,
+        "judge the output against the sibling test `against` of this session instead of the "
+        "baseline's, with the profile's lossy bar when lossy, or with these PSNR/SSIM figures.",
+    ),
 )
 
 
@@ -190,6 +197,12 @@ def _mark_problems(item: pytest.Item, default_pipeline: str) -> list[str]:
             problems.extend(exc.problems)
     if not problems and any(value is not None for value in limits.values()):
         item.stash[BUDGET_KEY] = Budget(vram_gb=limits["vram_budget"], time_s=limits["time_budget"])
+    fidelity = item.get_closest_marker("i2v_fidelity")
+    if fidelity is not None:
+        try:
+            item.stash[FIDELITY_KEY] = call_marker(i2v_fidelity, fidelity.args, fidelity.kwargs)
+        except I2VUsageError as exc:
+            problems.extend(exc.problems)
     return problems
 
 
@@ -324,6 +337,7 @@ def i2v_run(
                         warmup=warmup,
                         study_spec=study,
                         budget=node.stash.get(BUDGET_KEY, None),
+                        fidelity=node.stash.get(FIDELITY_KEY, None),
                         drive=bench.driver(benchmark_group(run_spec.to_dict())) if bench else None,
                         signature=profiled[0] if profiled else None,
                     )
@@ -334,7 +348,7 @@ def i2v_run(
                 profiled.append(record.signature)
             return record
 
-        record = run.gate.run(once, set(run.outputs.records), fresh=run.remeasure_in_fresh_process)
+        record = run.gate.run(once, run.outputs.records, fresh=run.remeasure_in_fresh_process)
         if bench is not None:
             bench.describe(record)
         _publish(run, node, record)

@@ -140,7 +140,7 @@ def test_changed_work_and_a_slow_time_is_re_measured(baseline_dir: Path) -> None
         measured.append(quiet)
         return quiet
 
-    judged = loop.judged(slow, set())
+    judged = loop.judged(slow, {})
     changed = WorkComparison.from_dict(
         {
             "identical": False,
@@ -155,7 +155,7 @@ def test_changed_work_and_a_slow_time_is_re_measured(baseline_dir: Path) -> None
     )
     first = replace(judged, work=changed)
     assert loop.flagged(first)
-    again = loop.decided(replace(loop.judged(measure(), set()), work=changed), confirmed=False)
+    again = loop.decided(replace(loop.judged(measure(), {}), work=changed), confirmed=False)
     assert again.decision is not None and again.decision.kind == "passed"
 
 

@@ -121,7 +121,7 @@ def test_a_child_that_measured_nothing_falls_back_to_this_process_and_says_so(
         asked.append((nodeid, config_id))
         raise FreshProcessFailed("exit 4, no measured record for t: ERROR: usage")
 
-    decided = loop.run(measure, set(), fresh=fresh)
+    decided = loop.run(measure, {}, fresh=fresh)
     assert asked == [(slow.nodeid, slow.config_id)] and len(measured) == 2
     assert decided.measurements == 2
     assert decided.notes[-1].startswith(
@@ -133,7 +133,7 @@ def test_a_child_that_measured_nothing_falls_back_to_this_process_and_says_so(
         return record([1.0] * 5)
 
     measured.clear()
-    rejected = loop.run(measure, set(), fresh=fresh_and_fast)
+    rejected = loop.run(measure, {}, fresh=fresh_and_fast)
     assert len(measured) == 1 and rejected.notes[-1].endswith(
         "in a fresh process) after a regressed verdict "
         f"with median {slow.time_s:.4g} s: not confirmed"

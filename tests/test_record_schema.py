@@ -58,7 +58,7 @@ def test_a_version_1_document_reads_as_the_current_schema_and_round_trips(
     v1_results: Path,
 ) -> None:
     document = read_results(v1_results)
-    assert document["schema_version"] == RESULTS_SCHEMA_VERSION == 3
+    assert document["schema_version"] == RESULTS_SCHEMA_VERSION == 4
     records = read_records(document, "v1")
     assert len(records) == 42 and all(isinstance(r.stages, Stages) for r in records)
     assert all(isinstance(r.peak_memory, PeakMemory) for r in records)
@@ -66,8 +66,9 @@ def test_a_version_1_document_reads_as_the_current_schema_and_round_trips(
     assert {r.verdict.verdict for r in records if r.verdict} == {"pass"}
     assert {r.decision.kind for r in records if r.decision} == {"passed"}
     raw = json.loads(v1_results.read_text())["records"]
-    # version 3's output and fidelity are the fields version 1 could not have written
-    assert [r.to_dict() for r in records] == [{**r, "output": None, "fidelity": None} for r in raw]
+    # versions 3's and 4's output fields are the ones version 1 could not have written
+    unwritten = {"output": None, "output_repeat": None, "fidelity_request": None, "fidelity": None}
+    assert [r.to_dict() for r in records] == [{**r, **unwritten} for r in raw]
 
 
 def test_every_field_of_the_record_is_written_and_read(v1_results: Path) -> None:
@@ -165,8 +166,34 @@ def test_every_typed_part_round_trips(v1_results: Path) -> None:
 def test_a_version_2_document_reads_with_no_output(v1_results: Path, tmp_path: Path) -> None:
     document = read_results(v1_results)
     for record in document["records"]:
-        del record["output"], record["fidelity"]  # what a version 2 plugin wrote
+        for key in ("output", "output_repeat", "fidelity_request", "fidelity"):
+            del record[key]  # what a version 2 plugin wrote
     path = tmp_path / "v2.json"
     path.write_text(json.dumps({**document, "schema_version": 2}))
     records = read_records(read_results(path), "v2")
     assert len(records) == 42 and all(r.output is None and r.fidelity is None for r in records)
+
+
+def test_a_version_3_document_reads_without_its_unjudged_fidelity(
+    v1_results: Path, tmp_path: Path
+) -> None:
+    document = read_results(v1_results)
+    for record in document["records"]:
+        del record["output_repeat"], record["fidelity_request"]
+        # what a version 3 plugin wrote: the figures alone, never judged
+        record["fidelity"] = {
+            "frames": 2,
+            "identical": False,
+            "min_psnr_db": 40.0,
+            "mean_ssim": None,
+            "cosine": 0.99,
+            "shape_changed": False,
+        }
+    path = tmp_path / "v3.json"
+    path.write_text(json.dumps({**document, "schema_version": 3}))
+    records = read_records(read_results(path), "v3")
+    assert len(records) == 42 and all(r.fidelity is None for r in records)
+    # the same figures in a version 4 document are not a comparison: one line names the field
+    path.write_text(json.dumps({**document, "schema_version": 4}))
+    with pytest.raises(I2VUsageError, match="fidelity"):
+        read_records(read_results(path), "v4")

@@ -139,7 +139,7 @@ def run(loop: GateLoop, rec: GenerationRecord) -> tuple[GenerationRecord, int]:
         calls.append(None)
         return rec
 
-    return loop.run(measure, set()), len(calls)
+    return loop.run(measure, {}), len(calls)
 
 
 def decision(rec: GenerationRecord) -> Outcome:

@@ -18,6 +18,9 @@ TOGGLE_MEMORY_OPTIONS = TOGGLE_OPTIONS
 OFFLOAD_MEMORY_OPTIONS = OFFLOAD_OPTIONS
 # Recast or compiled weights cannot be undone: also a separate cached pipeline.
 LOAD_MEMORY_OPTIONS = LOAD_OPTIONS
+# Options that change the output by design (fp8 weights): a test with one is held to the
+# profile's lossy fidelity bar.
+LOSSY_MEMORY_OPTIONS = frozenset({"layerwise_fp8"})
 MEMORY_OPTIONS = OFFLOAD_MEMORY_OPTIONS + LOAD_MEMORY_OPTIONS + TOGGLE_MEMORY_OPTIONS
 # Offloads whose hooks live inside the denoiser's blocks (diffusers marks group offload's onload
 # with torch.compiler.disable, accelerate's hooks likewise): compiled blocks around them cannot be

@@ -13,6 +13,7 @@ from scipy import stats
 from pytest_i2v.generation.marks import GenerationSpec
 from pytest_i2v.record.parts import MemoryLevel, OomInfo, OutputReference, PeakMemory, Stages
 from pytest_i2v.verdict.conditions import RepeatConditions, RunConditions, assess
+from pytest_i2v.verdict.fidelity import FidelityFigures
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Measurement:
     nvml_opened_by: str | None = None
     output_shape: tuple[int, ...] | None = None
     output: OutputReference | None = None  # the first measured generation's, reduced
+    output_repeat: FidelityFigures | None = None  # the second one's output against the first's
     wall_s: float = 0.0  # the whole measurement, warm-up included (what the gate costs)
     measured_steps: int | None = None  # fewer than spec.steps in fast mode
     adaptive: AdaptiveRepeats | None = None

@@ -26,7 +26,9 @@ from pytest_i2v.measure.memory import (
 from pytest_i2v.measure.output import reduce_output
 from pytest_i2v.measure.timing import ROUND_CLOCK, StageRecorder
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.record.output import compare_outputs
 from pytest_i2v.record.parts import OomInfo, OutputReference
+from pytest_i2v.verdict.fidelity import FidelityFigures
 
 # (phase, repeat, repeats, step, steps) -> None; phase is "warm-up" or "repeat".
 ProgressCallback = Callable[[str, int, int, int, int], None]
@@ -114,6 +116,9 @@ class GenerationRounds:
         ] = []  # ROUND_CLOCK readings this round: before and after the generation
         self._frames: Any = None
         self.output: OutputReference | None = None  # the first measured round's, reduced
+        # the second measured round's output against the first's: this code run twice here, the
+        # noise an output comparison must see past (None: one measured round)
+        self.output_repeat: FidelityFigures | None = None
 
     @property
     def done(self) -> bool:
@@ -196,6 +201,8 @@ class GenerationRounds:
         self.shape = tuple(frames.shape)
         if self.output is None:  # after the timer: reducing the frames is never timed
             self.output = reduce_output(frames)
+        elif len(self.samples) == 1:
+            self.output_repeat = compare_outputs(self.output, reduce_output(frames))
         stages = recorder.times()
         self.samples.append(
             RepeatSample(
@@ -301,6 +308,7 @@ class GenerationRunner:
             nvml_note=self.device.nvml_note if self.device.is_cuda else None,
             output_shape=shape,
             output=rounds.output,
+            output_repeat=rounds.output_repeat,
             nvml_opened_by=self.device.nvml_opened_by if self.device.is_cuda else None,
             wall_s=self.device.now() - started,
             measured_steps=run_spec.steps,

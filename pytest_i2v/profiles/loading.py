@@ -13,6 +13,7 @@ from pytest_i2v.generation.marks import DTYPES, Scaling
 from pytest_i2v.pipelines import PIPELINES
 from pytest_i2v.profiles.profile import GpuProfile
 from pytest_i2v.storage import read_yaml, validate_profile_name
+from pytest_i2v.verdict.fidelity import FidelitySettings
 from pytest_i2v.verdict.gate import GateSettings
 
 PROFILE_SCHEMA_VERSION = 1
@@ -131,6 +132,19 @@ class _ProfileFile:
             raise I2VUsageError(f"profile file {self.path}: scaling divisors must be >= 1")
         return scaling
 
+    def check_fidelity(self) -> FidelitySettings:
+        data = self.data.get("fidelity") or {}
+        problem = "" if isinstance(data, Mapping) else "it must map lossless and lossy to bars"
+        if not problem:
+            try:
+                return FidelitySettings.from_mapping(data)
+            except ValueError as exc:
+                problem = str(exc)
+        raise I2VUsageError(
+            f"profile file {self.path}: fidelity: {problem}; e.g. fidelity: {{lossless: "
+            "{min_psnr_db: 80, min_ssim: 0.999}, lossy: {min_psnr_db: 30, min_ssim: 0.9}}"
+        )
+
     def check_gate(self) -> GateSettings:
         path = self.path
         gate_data = self.data.get("gate") or {}
@@ -208,6 +222,7 @@ class _ProfileFile:
         generation = self.check_generation(device)
         scaling = self.check_scaling()
         gate = self.check_gate()
+        fidelity = self.check_fidelity()
         peak_tflops, bandwidth = self.check_datasheet()
         exclude, aliases = self.check_other_names()
         return GpuProfile(
@@ -218,6 +233,7 @@ class _ProfileFile:
             match=tuple(match),
             scaling=scaling,
             gate=gate,
+            fidelity=fidelity,
             peak_tflops=peak_tflops,
             memory_bandwidth_gbs=bandwidth,
             datasheet=self.data.get("datasheet"),

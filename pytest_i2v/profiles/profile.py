@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from pytest_i2v.generation.marks import Scaling
 from pytest_i2v.storage import JsonValue
+from pytest_i2v.verdict.fidelity import FidelitySettings
 from pytest_i2v.verdict.gate import GateSettings
 
 # Marketed GB vs the GiB torch/NVML report, minus driver-reserved memory.
@@ -24,6 +25,8 @@ class GpuProfile:
     dtype: str
     scaling: Scaling = field(default_factory=Scaling)
     gate: GateSettings = field(default_factory=GateSettings)
+    # the bars an output is held to against its reference's (profile key ``fidelity:``)
+    fidelity: FidelitySettings = field(default_factory=FidelitySettings)
     # Published datasheet figures (dense, no sparsity), per dtype, and memory bandwidth.
     peak_tflops: dict[str, float] = field(default_factory=dict)
     memory_bandwidth_gbs: float | None = None
@@ -76,6 +79,7 @@ class GpuProfile:
             "dtype": self.dtype,
             "scaling": self.scaling.to_dict(),
             "gate": self.gate.to_dict(),
+            "fidelity": self.fidelity.to_dict(),
             "peak_tflops": self.peak_tflops,
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs,
             "datasheet": self.datasheet,

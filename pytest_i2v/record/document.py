@@ -4,7 +4,10 @@ read back, an older schema version included.
 Version 2 is the typed record: every record carries every field, of its type, and a record that
 does not is one usage error naming the test and the field. Version 3 adds the record's ``output``
 (the first measured generation's, reduced: ``measure.output``) and ``fidelity`` (that output
-against the baseline's); a version 2 record reads with neither.
+against the baseline's); a version 2 record reads with neither. Version 4 judges the output:
+``fidelity`` is the comparison with its bar and verdict, beside ``output_repeat`` (the second
+measured generation against the first) and ``fidelity_request`` (the test's mark); a version 3
+record's ``fidelity``, figures never judged, is left out.
 Version 1 documents (before the typed record) are read leniently: a field an older plugin did not
 write takes its empty value."""
 
@@ -24,8 +27,9 @@ from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.storage import JsonValue, check_schema, write_text_atomic
 
 RESULTS_SCHEMA = "pytest-i2v/results"
-RESULTS_SCHEMA_VERSION = 3
+RESULTS_SCHEMA_VERSION = 4
 LENIENT_VERSIONS = (1,)  # read with the missing fields filled (GenerationRecord.from_partial)
+UNJUDGED_FIDELITY_VERSIONS = (3,)  # their fidelity: figures of another shape, never judged
 
 
 def build_document(
@@ -72,10 +76,16 @@ def read_results(path: Path) -> dict[str, Any]:
 
 def read_records(document: Mapping[str, Any], where: str) -> list[GenerationRecord]:
     """The typed records of a results document whose schema was checked."""
-    lenient = document.get("schema_version") in LENIENT_VERSIONS
+    version = document.get("schema_version")
+    lenient = version in LENIENT_VERSIONS
     records = document.get("records")
     if not isinstance(records, list):
         raise I2VUsageError(f"{where}: its 'records' is not a list; regenerate the results file")
+    if version in UNJUDGED_FIDELITY_VERSIONS:
+        records = [
+            {k: v for k, v in r.items() if k != "fidelity"} if isinstance(r, dict) else r
+            for r in records
+        ]
     return [_record(data, lenient, where, index) for index, data in enumerate(records)]
 
 

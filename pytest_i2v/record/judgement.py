@@ -9,16 +9,17 @@ review CLI's ``baseline diff`` both come here, so they cannot disagree."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from pytest_i2v.metrics import DECODE_S, MEMORY_METRICS, STEP_S, TIME_S
 from pytest_i2v.record.output import compare_outputs, read_stored_output
-from pytest_i2v.record.parts import WorkComparison
+from pytest_i2v.record.parts import OutputComparison, OutputReference, WorkComparison
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Segment
 from pytest_i2v.verdict.budget import budget_failures
 from pytest_i2v.verdict.explain import excuse_throttling
-from pytest_i2v.verdict.fidelity import FidelityFigures
+from pytest_i2v.verdict.fidelity import FidelitySettings, bar_for, fidelity_verdict
 from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed
@@ -38,6 +39,7 @@ class GateContext:
     gate: GateSettings
     mode: GateMode
     profile: str
+    fidelity: FidelitySettings = field(default_factory=FidelitySettings)
 
     @property
     def where(self) -> str:
@@ -55,7 +57,7 @@ class Judgement:
     work: WorkComparison | None = None
     history: list[float] | None = None
     budget_failures: tuple[str, ...] = field(default=())
-    fidelity: FidelityFigures | None = None  # the output against the baseline's (not gated yet)
+    fidelity: OutputComparison | None = None  # the output against its reference's
 
     def inputs(
         self, measured: str, context: GateContext, confirmed: bool | None = None
@@ -75,6 +77,8 @@ class Judgement:
             work=work.verdict if work else None,
             work_summary=work_line(work),
             times_not_comparable=self.verdict.times_not_comparable,
+            fidelity=self.fidelity.verdict if self.fidelity else None,
+            fidelity_line=self.fidelity.line() if self.fidelity else "",
         )
 
     def onto(self, record: GenerationRecord) -> GenerationRecord:
@@ -101,10 +105,15 @@ class Judgement:
 
 
 def judge(
-    record: GenerationRecord, context: GateContext, seen: frozenset[str] = frozenset()
+    record: GenerationRecord,
+    context: GateContext,
+    earlier: Mapping[str, GenerationRecord] | None = None,
 ) -> Judgement:
-    """``record`` against ``context``'s baseline. ``seen``: the tests already measured this
-    session (a renamed test's old id among them is no candidate for its config)."""
+    """``record`` against ``context``'s baseline. ``earlier``: the tests already measured this
+    session, by node id (a renamed test's old id among them is no candidate for its config; a
+    sibling's output among them is a reference)."""
+    earlier = earlier or {}
+    seen = frozenset(earlier)
     stages = record.stages
     repeats = per_repeat(record.time_samples_s, stages.step_samples_s, stages.decode_samples_s)
     verdict = excuse_throttling(judge_verdict(record, context, seen), record.conditions, repeats)
@@ -113,7 +122,7 @@ def judge(
         _work(record, context),
         _history(record, context.baseline),
         record_budget_failures(record),
-        _fidelity(record, context),
+        _fidelity(record, context, earlier),
     )
 
 
@@ -232,18 +241,44 @@ def _work(record: GenerationRecord, context: GateContext) -> WorkComparison | No
     return WorkComparison(kept, verdict or "identical", excess)
 
 
-def _fidelity(record: GenerationRecord, context: GateContext) -> FidelityFigures | None:
-    """The output against the one this machine's baseline segment keeps under the same software
-    (other software computes other numerics: the environment's change, not the code's); None
-    when there is nothing to compare."""
+def _fidelity(
+    record: GenerationRecord, context: GateContext, earlier: Mapping[str, GenerationRecord]
+) -> OutputComparison | None:
+    """The output judged against its reference: the sibling's the mark names (this session, same
+    machine and software), else the one this machine's baseline segment keeps under the same
+    software (other software computes other numerics: the environment's change, not the code's);
+    None when there is nothing to compare."""
     if record.output is None or record.outcome != "ok":
         return None
+    request = record.fidelity_request
+    sibling = request.sibling_nodeid(record.nodeid) if request else None
+    if sibling is not None:
+        found = earlier.get(sibling)
+        reference = found.output if found is not None else None
+        against = f"{sibling.rsplit('::', 1)[-1]}'s output"
+    else:
+        reference = _baseline_output(record, context)
+        against = "the baseline's output"
+    if reference is None:
+        return None
+    figures = compare_outputs(reference, record.output)
+    bar, lossy = bar_for(context.fidelity, request, record.lossy_by_config)
+    return OutputComparison(
+        figures,
+        bar,
+        lossy,
+        against,
+        fidelity_verdict(figures, bar, record.output_repeat),
+        None if figures.identical else reference,
+    )
+
+
+def _baseline_output(record: GenerationRecord, context: GateContext) -> OutputReference | None:
     segment = _comparable_segment(record, context.baseline)
     if segment is None or software_changes(segment.fingerprint, record.fingerprint or {}):
         return None
     stored = context.baseline.output_of(segment)
-    reference = read_stored_output(stored) if stored is not None else None
-    return compare_outputs(reference, record.output) if reference is not None else None
+    return read_stored_output(stored) if stored is not None else None
 
 
 def _history(record: GenerationRecord, baseline: BaselineFile) -> list[float] | None:

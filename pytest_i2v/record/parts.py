@@ -15,6 +15,7 @@ import cattrs
 
 from pytest_i2v.metrics import ALLOCATED_BYTES, DEVICE_BYTES, HOST_RSS_BYTES, RESERVED_BYTES
 from pytest_i2v.storage import JsonValue, as_json
+from pytest_i2v.verdict.fidelity import FidelityBar, FidelityFigures, FidelityVerdict
 from pytest_i2v.verdict.signature import WorkSignature
 from pytest_i2v.verdict.work_diff import WorkDiff
 
@@ -179,3 +180,32 @@ class OutputReference:
     shape: list[int]  # (kept frames, height, width, 3) of the packed pixels
     generated_shape: list[int]  # (frames, height, width, 3) as the pipeline returned them
     packed: str
+
+
+@dataclass(frozen=True)
+class OutputComparison:
+    """A test's output judged against its reference's: the figures, the bar they were held to,
+    what the reference was (the baseline's output, or a sibling test's of this session) and the
+    verdict. ``reference``: the reference's output where the two differ (the report draws both);
+    None where they are identical."""
+
+    figures: FidelityFigures
+    bar: FidelityBar
+    lossy: bool  # held to the lossy bar (a cache, a test marked lossy)
+    against: str  # "the baseline's output" or "test_native's output"
+    verdict: FidelityVerdict
+    reference: OutputReference | None = None
+
+    def line(self) -> str:
+        """The decision's words: ``PSNR 17.9 dB < 30.0 dB, SSIM 0.61 < 0.90 against the
+        baseline's output, 8 frames`` (the lossy bar named)."""
+        bar = " (the lossy bar)" if self.lossy else ""
+        return self.bar.describe(self.figures, self.against) + bar
+
+    def note(self) -> str:
+        """The terminal line's word on the output: "" where it is the reference's exactly."""
+        if self.figures.identical:
+            return ""
+        words = {"held": "output held", "changed": "output changed"}
+        word = words.get(self.verdict, "output nondeterministic (not judged)")
+        return f"{word}: {self.line()}"

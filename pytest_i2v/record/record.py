@@ -10,7 +10,8 @@ from typing import Any, get_type_hints
 import cattrs
 from cattrs.strategies import configure_union_passthrough
 
-from pytest_i2v.generation.marks import ConfigValue
+from pytest_i2v.generation.marks import ConfigValue, FidelityRequest
+from pytest_i2v.generation.memory_options import LOSSY_MEMORY_OPTIONS
 from pytest_i2v.metrics import (
     ALLOCATED_BYTES,
     DEVICE_BYTES,
@@ -25,6 +26,7 @@ from pytest_i2v.record.parts import (
     FastMode,
     MemoryLevel,
     OomInfo,
+    OutputComparison,
     OutputReference,
     PeakMemory,
     Roofline,
@@ -80,7 +82,10 @@ class GenerationRecord:
     measurements: int = 1
     machine_probe: dict[str, float] | None = None  # this session's machine speed
     output: OutputReference | None = None  # the first measured generation's output, reduced
-    fidelity: FidelityFigures | None = None  # the output against the baseline's (not gated yet)
+    # the second measured generation's output against the first's: this code run twice here
+    output_repeat: FidelityFigures | None = None
+    fidelity_request: FidelityRequest | None = None  # the test's i2v_fidelity mark
+    fidelity: OutputComparison | None = None  # the output against its reference's, judged
 
     def to_dict(self) -> dict[str, JsonValue]:
         document: dict[str, JsonValue] = CONVERTER.unstructure(self)
@@ -134,6 +139,12 @@ class GenerationRecord:
             elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                 settings[key] = [str(v) for v in value]
         return settings
+
+    @property
+    def lossy_by_config(self) -> bool:
+        """Whether the config changes the output by design: a cache, fp8 weights."""
+        lossy_option = any(o in LOSSY_MEMORY_OPTIONS for o in self.memory_options)
+        return lossy_option or self.setting("cache") not in (None, "none")
 
     @property
     def kind(self) -> str:

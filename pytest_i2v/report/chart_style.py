@@ -32,6 +32,7 @@ STAGE_COLOURS = {"encode": "#8da0cb", "denoise": "#fc8d62", "decode": "#66c2a5"}
 DECISION_COLOURS = {
     "out-of-memory": "#c62828",
     "over-budget": "#c62828",
+    "output-changed": "#c62828",
     "regressed": "#c62828",
     "improved": "#2e7d32",
     "unreliable": "#b26a00",

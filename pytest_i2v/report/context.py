@@ -204,7 +204,14 @@ def pipeline_groups(
 
 
 # The outcomes the report lists under "Regressions": what failed, or what needs a look.
-LISTED_AS_REGRESSIONS = ("regressed", "out-of-memory", "over-budget", "env-changed", "not-enforced")
+LISTED_AS_REGRESSIONS = (
+    "regressed",
+    "output-changed",
+    "out-of-memory",
+    "over-budget",
+    "env-changed",
+    "not-enforced",
+)
 
 
 def _regressed_metrics(record: GenerationRecord) -> list[MetricVerdict]:

@@ -134,7 +134,9 @@ def _regression_lines(regressions: Sequence[RegressionRow]) -> list[str]:
     ]
     for item in regressions:
         nodeid = md(item.record.nodeid)
-        if not item.metrics:
+        output = _output_rows(item.record)
+        lines += [f"| {nodeid} | {row} |" for row in output]
+        if not item.metrics and not output:
             reason = "; ".join(item.env_changes) or item.reason or item.kind
             lines.append(f"| {nodeid} | {md(reason)} | - | - | - | - |")
         for m in item.metrics:
@@ -149,6 +151,29 @@ def _regression_lines(regressions: Sequence[RegressionRow]) -> list[str]:
     lines += [f"    {item.command}" for item in regressions]
     lines.append("")
     return lines
+
+
+def _output_rows(record: GenerationRecord) -> list[str]:
+    """An output that changed, by metric: the worst frame's PSNR and the mean SSIM against its
+    reference, each with its bar (the Markdown names the metric, the HTML draws the frames)."""
+    comparison = record.fidelity
+    if comparison is None or comparison.verdict != "changed":
+        return []
+    figures, bar = comparison.figures, comparison.bar
+    against = md(comparison.against)
+    lossy = " (lossy bar)" if comparison.lossy else ""
+    if figures.shape_changed:
+        return [f"output shape | {against} | changed | - | the same shape |"]
+    rows = [
+        f"output PSNR, worst of {figures.frames} frames | {against} | "
+        f"{figures.min_psnr_db:.1f} dB | - | >= {bar.min_psnr_db:.1f} dB{lossy} |"
+    ]
+    if figures.mean_ssim is not None:
+        rows.append(
+            f"output SSIM, mean | {against} | {figures.mean_ssim:.3f} | - | "
+            f">= {bar.min_ssim:.3f}{lossy} |"
+        )
+    return rows
 
 
 def _unreliable_lines(unreliable: Sequence[UnreliableRow]) -> list[str]:

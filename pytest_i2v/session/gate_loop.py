@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,14 +62,14 @@ class GateLoop:
     def run(
         self,
         measure: Callable[[], GenerationRecord],
-        seen: set[str],
+        earlier: Mapping[str, GenerationRecord],
         fresh: Callable[[str, str | None], GenerationRecord] | None = None,
     ) -> GenerationRecord:
         """Measure, judge, re-measure a flagged run (a one-off stall should not block a PR), decide.
         ``fresh(nodeid, config_id)``: the same test measured in a new process (``--i2v-confirm-in
         fresh``), the only re-measurement that can reject a slow process; ``measure`` again when
         there is none or it fails."""
-        record = self.judged(measure(), seen)
+        record = self.judged(measure(), earlier)
         confirmed: bool | None = None
         for attempt in range(self.gate.confirm):
             if not self.flagged(record):
@@ -77,7 +77,9 @@ class GateLoop:
             first = record
             again, where = self._remeasure(first, measure, fresh)
             # The work was profiled once, in the first process: the re-measurement is timed only.
-            record = replace(self.judged(again, seen), signature=first.signature, work=first.work)
+            record = replace(
+                self.judged(again, earlier), signature=first.signature, work=first.work
+            )
             confirmed = self.flagged(record)
             verdict = first.verdict.verdict if first.verdict else None
             record = replace(
@@ -114,11 +116,15 @@ class GateLoop:
     @property
     def context(self) -> GateContext:
         """What this session's tests are judged against."""
-        return GateContext(self.baseline, self.gate, self.mode, self._plan.profile.name)
+        profile = self._plan.profile
+        return GateContext(self.baseline, self.gate, self.mode, profile.name, profile.fidelity)
 
-    def judged(self, record: GenerationRecord, seen: set[str]) -> GenerationRecord:
-        """``record`` carrying its judgement (``record.judgement.judge``)."""
-        return judge(record, self.context, frozenset(seen)).onto(record)
+    def judged(
+        self, record: GenerationRecord, earlier: Mapping[str, GenerationRecord]
+    ) -> GenerationRecord:
+        """``record`` carrying its judgement (``record.judgement.judge``); ``earlier``: this
+        session's records so far, by node id."""
+        return judge(record, self.context, earlier).onto(record)
 
     def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
         """A judged ``record`` carrying its decision (``outcome.decide``, decided once)."""

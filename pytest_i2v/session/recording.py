@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_i2v.generation.marks import Budget, GenerationSpec
+from pytest_i2v.generation.marks import Budget, FidelityRequest, GenerationSpec
 from pytest_i2v.generation.memory_options import no_effect_notes
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.flops import (
@@ -57,6 +57,7 @@ class MeasureRequest:
     warmup: int | None = None  # None: the settings'
     study_spec: GenerationSpec | None = None  # the generation before the profile scaled it
     budget: Budget | None = None
+    fidelity: FidelityRequest | None = None  # the test's i2v_fidelity mark
     # What runs the rounds (pytest-benchmark's, see ``benchmark_bridge``); None: the plugin's loop.
     drive: RoundsDriver | None = None
     # The work an earlier call profiled (the gate's re-measurement: the work is the same).
@@ -127,7 +128,8 @@ class Recorder:
             )
             record = replace(record, signature=signature)
         notes += no_effect_notes(spec.pipeline, spec.memory)
-        return self._annotated(record, notes, flops, loaded.key.dtype, request.budget)
+        annotated = self._annotated(record, notes, flops, loaded.key.dtype, request.budget)
+        return replace(annotated, fidelity_request=request.fidelity)
 
     def _fast_mode(self, spec: GenerationSpec) -> tuple[bool, list[str]]:
         """Whether to sample a few steps (``--i2v-fast`` or the mark's), and why not where
@@ -304,6 +306,7 @@ def record_of(
         load_s=load_s,
         oom=measurement.oom,
         output=measurement.output,
+        output_repeat=measurement.output_repeat,
         notes=[measurement.nvml_note] if measurement.nvml_note else [],
         wall_s=measurement.wall_s,
         mode="fast" if measurement.predicted else "full",

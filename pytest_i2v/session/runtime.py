@@ -37,7 +37,6 @@ from pytest_i2v.session.stash import RECORD_KEY, uses_i2v
 from pytest_i2v.storage import Environment, JsonValue, unwritable_reason
 from pytest_i2v.verdict.conditions import clock_label
 from pytest_i2v.verdict.explain import short_deltas, work_note
-from pytest_i2v.verdict.fidelity import output_note
 from pytest_i2v.verdict.outcome import Outcome
 
 
@@ -199,7 +198,7 @@ class I2VRun:
                         work.verdict if work else None,
                         self.gate.gate.min_effect * 100.0,
                     ),
-                    output_note(record.fidelity),
+                    record.fidelity.note() if record.fidelity else "",
                 )
                 terminalreporter.write_line(
                     f"{record.nodeid}: {describe(record)} | time {time_delta}, "
@@ -368,6 +367,8 @@ def failure_text(record: GenerationRecord, outcome: Outcome, section: str) -> st
             f"{config['frames']} frames{memory}): {oom.message}. "
             "Memory was freed; the session goes on."
         )
+    if outcome.kind == "output-changed":
+        return f"i2v: {outcome.reason}" + (f"\n{section}" if section else "")
     if outcome.kind == "over-budget":
         return "\n".join(f"i2v: {line}" for line in outcome.reason.split("; "))
     return section or f"i2v: {outcome.kind}: {outcome.reason}"

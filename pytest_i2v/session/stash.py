@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_i2v.generation.marks import Budget, GenerationSpec
+from pytest_i2v.generation.marks import Budget, FidelityRequest, GenerationSpec
 from pytest_i2v.session.settings import Settings
 
 # Named in the keys' quoted types only: importing them would wake torch and the gate.
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SPEC_KEY = pytest.StashKey[GenerationSpec]()
 BUDGET_KEY = pytest.StashKey[Budget]()
+FIDELITY_KEY = pytest.StashKey[FidelityRequest]()
 RECORD_KEY = pytest.StashKey["GenerationRecord"]()
 I2V_FIXTURES = frozenset({"i2v_run", "i2v_pipeline", "i2v_spec", "i2v_input_image", "i2v_profile"})
 

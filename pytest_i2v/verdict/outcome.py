@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 
 OutcomeKind = Literal[
     "passed",
+    "output-changed",
     "regressed",
     "unreliable",
     "improved",
@@ -28,6 +29,7 @@ OUTCOME_KINDS: tuple[OutcomeKind, ...] = get_args(OutcomeKind)
 SEVERITY: tuple[OutcomeKind, ...] = (
     "out-of-memory",
     "over-budget",
+    "output-changed",
     "regressed",
     "unreliable",
     "env-changed",
@@ -94,15 +96,18 @@ class DecisionInputs:
     work: str | None = None
     work_summary: str = ""
     times_not_comparable: str | None = None
-    # Output fidelity (issue 36) becomes the third input here, beside the time and the work.
+    # The output against its reference (``verdict.fidelity``): "held", "changed" or
+    # "nondeterministic" (None: not compared), and the comparison's words.
+    fidelity: str | None = None
+    fidelity_line: str = ""
 
 
 def needs_confirmation(inputs: DecisionInputs) -> bool:
     """Whether the gate would fail this test before budgets and modes: what re-measuring is for.
     A work regression fails on its own (re-measuring the time adds nothing to it); changed or
     improved work does not excuse a slow time, so that time is re-measured like any other."""
-    if inputs.mode != "enforce" or inputs.work == "regressed":
-        return False
+    if inputs.mode != "enforce" or inputs.work == "regressed" or inputs.fidelity == "changed":
+        return False  # a changed output fails on its own: its time changes nothing
     return inputs.verdict == "regressed" or (
         inputs.verdict == "env-changed" and inputs.env_policy == "fail"
     )
@@ -142,6 +147,9 @@ def _decide(inputs: DecisionInputs) -> Outcome:
         # change.
         changes = "; ".join(inputs.machine_changes)
         return Outcome("passed", False, f"{NO_MACHINE_BASELINE}: {changes}")
+    if inputs.fidelity == "changed":
+        # Faster but different is not faster: whatever the time did, the video is another one.
+        return _output_changed(inputs)
     again = " (confirmed by re-measuring)" if inputs.confirmed else ""
     if verdict == "regressed" and inputs.unreliable and work != "regressed":
         # Not the PR's fault, so it does not fail; not a pass either: the headline counts it.
@@ -173,9 +181,33 @@ def _env_changed(env_policy: str, mode: GateMode, profile: str) -> Outcome:
     return Outcome("env-changed", fails, f"the environment differs from the baseline's: {policy}")
 
 
+def _output_changed(inputs: DecisionInputs) -> Outcome:
+    time = {"regressed": "slower or hungrier", "improved": "faster or leaner"}.get(
+        inputs.verdict or "", ""
+    )
+    beside = f"; the time: {time} than the baseline" if time else ""
+    reason = f"output changed: {inputs.fidelity_line}{beside}"
+    if inputs.mode == "report":
+        return Outcome(
+            "not-enforced",
+            False,
+            f"would have failed, {reason}; the {inputs.profile} profile reports only",
+            would_have="output-changed",
+        )
+    return Outcome("output-changed", True, reason)
+
+
 def _not_failing(inputs: DecisionInputs) -> Outcome:
-    """Improved, or passed: nothing regressed and the environment is the baseline's."""
+    """Improved, or passed: nothing regressed and the environment is the baseline's. "Improved"
+    only where the output held (or was not compared)."""
     verdict, work, summary = inputs.verdict, inputs.work, inputs.work_summary
+    if inputs.fidelity == "nondeterministic":
+        return Outcome(
+            "passed",
+            False,
+            f"output not judged, nondeterministic: this code's own two runs here differ beyond the "
+            f"bar; {inputs.fidelity_line}",
+        )
     if work == "improved":
         return Outcome(
             "improved", False, f"the work improved: {summary}; re-baseline to keep the gain"
