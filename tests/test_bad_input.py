@@ -113,6 +113,24 @@ CASES = [
         "profile file */mine.yaml: memory_gb must be a positive number of GB, got -8",
     ),
     (
+        "profile-fidelity-bar-out-of-range",
+        {
+            "profiles/mine.yaml": PROFILE.format(name="mine", memory=24)
+            + "fidelity: {lossy: {min_psnr_db: 30, min_ssim: 9}}\n"
+        },
+        GOOD_TEST,
+        ["--i2v-profile-dir", "profiles"],
+        "profile file */mine.yaml: fidelity: lossy: min_psnr_db must be a positive number of dB "
+        "and min_ssim a number in ?0, 1?, got 30 and 9; e.g. fidelity: {lossless: *",
+    ),
+    (
+        "profile-fidelity-unknown-part",
+        {"profiles/mine.yaml": PROFILE.format(name="mine", memory=24) + "fidelity: {exact: {}}\n"},
+        GOOD_TEST,
+        ["--i2v-profile-dir", "profiles"],
+        "profile file */mine.yaml: fidelity: unknown fidelity part(s) exact (lossless, lossy)*",
+    ),
+    (
         "profile-corrupt-yaml",
         {"profiles/mine.yaml": "name: [mine\n"},
         GOOD_TEST,
@@ -198,6 +216,20 @@ CASES = [
         mark_test('i2v(fast="yes")'),
         [],
         "test_case.py::test_gen: fast='yes' must be True or False",
+    ),
+    (
+        "fidelity-mark-ssim-out-of-range",
+        {},
+        mark_test("i2v_fidelity(min_ssim=2)"),
+        [],
+        "test_case.py::test_gen: i2v_fidelity(min_ssim=2): a number in ?0, 1?",
+    ),
+    (
+        "fidelity-mark-unknown-argument",
+        {},
+        mark_test("i2v_fidelity(psnr=30)"),
+        [],
+        "*@pytest.mark.i2v_fidelity: got an unexpected keyword argument 'psnr'*",
     ),
     (
         "vram-budget-zero",

@@ -60,6 +60,12 @@ def test_every_kind_is_reachable() -> None:
             )
         ).kind
     )
+    # an output beyond its bar (verdict.fidelity)
+    reached.add(
+        decide(
+            DecisionInputs("ok", [], "improved", "warn", "enforce", "p", fidelity="changed")
+        ).kind
+    )
     assert reached == set(OUTCOME_KINDS)
 
 
@@ -94,6 +100,16 @@ def pytest_i2v_environment(environment):
 
 @pytest.fixture(autouse=True)
 def inject(request):
+    if request.node.name in os.environ.get("DRIFT", "").split(","):
+        pipe = request.getfixturevalue("i2v_pipeline")
+
+        def drift(module, args, output):  # the prediction off by 20 %: another video
+            return (output[0] * 0.8, *output[1:]) if isinstance(output, tuple) else output * 0.8
+
+        handle = pipe.unet.register_forward_hook(drift)
+        yield
+        handle.remove()
+        return
     slow = os.environ.get("SLOW", "").split(",")
     if request.node.name not in slow and request.node.name != "test_oom":
         yield
@@ -135,6 +151,10 @@ def test_over_budget(i2v_run):
 @pytest.mark.i2v(**SMALL, seed=5)
 def test_oom(i2v_run):
     i2v_run()
+
+@pytest.mark.i2v(**SMALL, seed=6)
+def test_drifts(i2v_run):
+    i2v_run()
 """
 
 CPU_PROFILE = """
@@ -172,14 +192,23 @@ ARGS = (
 def outputs(project: pytest.Pytester, result: pytest.RunResult) -> dict[str, dict[str, str]]:
     """Each output's view: test name -> outcome kind."""
     path = project.path
-    names = ("test_regresses", "test_improves", "test_steady", "test_over_budget", "test_oom")
+    names = (
+        "test_regresses",
+        "test_improves",
+        "test_steady",
+        "test_over_budget",
+        "test_oom",
+        "test_drifts",
+    )
     document = json.loads((path / "r.json").read_text())
     views: dict[str, dict[str, str]] = {
         "json": {r["nodeid"].split("::")[1]: r["decision"]["kind"] for r in document["records"]}
     }
     views["terminal"] = {
         m.group(1): m.group(2)
-        for m in re.finditer(r"::(test_\w+): .* \| ([a-z-]+)$", result.stdout.str(), re.M)
+        for m in re.finditer(
+            r"::(test_\w+): .* \| ([a-z-]+)(?: \| output .*)?$", result.stdout.str(), re.M
+        )
     }
     junit = ET.parse(path / "junit.xml")
     views["junit"] = {
@@ -241,6 +270,7 @@ def decide_fails(kind: str) -> bool:
         "over-budget",
         "out-of-memory",
         "env-changed",
+        "output-changed",
     )  # env-changed: under policy fail here
 
 
@@ -265,10 +295,12 @@ def test_six_outputs_agree_with_the_exit_code_in_every_kind(
             "test_steady": "recorded",
             "test_over_budget": "over-budget",
             "test_oom": "out-of-memory",
+            "test_drifts": "recorded",
         },
     )
 
     monkeypatch.setenv("SLOW", "test_regresses")
+    monkeypatch.setenv("DRIFT", "test_drifts")
     result = i2v_project.runpytest(*ARGS, *virtual_time, "--i2v-gate-mode", "enforce")
     check_agreement(
         i2v_project,
@@ -279,20 +311,25 @@ def test_six_outputs_agree_with_the_exit_code_in_every_kind(
             "test_steady": "passed",
             "test_over_budget": "over-budget",
             "test_oom": "out-of-memory",
+            "test_drifts": "output-changed",
         },
     )
 
     result = i2v_project.runpytest(
-        *ARGS, *virtual_time, "--i2v-gate-mode", "report", "-k", "regresses or steady"
+        *ARGS, *virtual_time, "--i2v-gate-mode", "report", "-k", "regresses or steady or drifts"
     )
     check_agreement(
-        i2v_project, result, {"test_regresses": "not-enforced", "test_steady": "passed"}
+        i2v_project,
+        result,
+        {"test_regresses": "not-enforced", "test_steady": "passed", "test_drifts": "not-enforced"},
     )
     assert json.loads((i2v_project.path / "r.json").read_text())["gate"]["headline"] == (
-        "not enforced on the cpu profile: 1 would have failed (1 would have regressed)"
+        "not enforced on the cpu profile: 2 would have failed (1 output changed, 1 would have "
+        "regressed)"
     )
 
     monkeypatch.setenv("SLOW", "")
+    monkeypatch.setenv("DRIFT", "")
     monkeypatch.setenv("FAKE_DRIVER", "560.35")
     result = i2v_project.runpytest(
         *ARGS,
@@ -305,3 +342,49 @@ def test_six_outputs_agree_with_the_exit_code_in_every_kind(
         "steady",
     )
     check_agreement(i2v_project, result, {"test_steady": "env-changed"})
+
+
+# -- the output as the decision's third input ----------------------------------------------------
+CHANGED_LINE = "PSNR 35.0 dB < 80.0 dB against the baseline's output, 2 frames"
+
+
+@pytest.mark.parametrize(
+    ("verdict", "mode", "fidelity", "kind", "fails"),
+    [
+        ("improved", "enforce", "changed", "output-changed", True),  # faster but different
+        ("regressed", "enforce", "changed", "output-changed", True),
+        ("pass", "enforce", "changed", "output-changed", True),
+        ("pass", "report", "changed", "not-enforced", False),
+        ("pass", "update", "changed", "recorded", False),
+        ("improved", "enforce", "held", "improved", False),
+        ("improved", "enforce", "nondeterministic", "passed", False),  # improved only if held
+        ("regressed", "enforce", "nondeterministic", "regressed", True),
+        ("pass", "enforce", None, "passed", False),
+    ],
+)
+def test_the_output_is_judged_whatever_the_time_did(
+    verdict: str, mode: str, fidelity: str | None, kind: str, fails: bool
+) -> None:
+    inputs = DecisionInputs(
+        "ok",
+        [],
+        verdict,
+        "warn",
+        mode,
+        "cpu",
+        fidelity=fidelity,
+        fidelity_line=CHANGED_LINE,  # type: ignore[arg-type]
+    )
+    outcome = decide(inputs)
+    assert (outcome.kind, outcome.fails) == (kind, fails)
+    if fidelity == "changed" and mode != "update":
+        assert CHANGED_LINE in outcome.reason
+        assert ("faster" in outcome.reason) == (verdict == "improved")
+    if fidelity == "nondeterministic" and kind == "passed":
+        assert "nondeterministic" in outcome.reason and "improved" not in outcome.reason
+    if mode == "report":
+        assert outcome.would_have == "output-changed"
+    # a changed output is never re-measured: its time changes nothing
+    from pytest_i2v.verdict.outcome import needs_confirmation
+
+    assert not needs_confirmation(inputs) or fidelity != "changed"

@@ -42,6 +42,8 @@ SEVERITY: tuple[OutcomeKind, ...] = (
 NO_MACHINE_BASELINE = "no baseline for this machine, recorded as new"
 # What to do about an "unreliable" outcome: a slowdown seen only under throttling says nothing
 # of the PR.
+# How the headline names what a report-only run would have failed on.
+WOULD_HAVE_WORDS = {"regressed": "would have regressed", "output-changed": "output changed"}
 STABLE_GPU_ADVICE = "re-run on a stable GPU (--i2v-lock-clocks)"
 UNRELIABLE_MEANING = "slow only in throttled repeats"
 
@@ -287,7 +289,7 @@ def headline(
 def _would(outcomes: Sequence[Outcome]) -> str:
     kinds = [o.would_have for o in outcomes if o.kind == "not-enforced" and o.would_have]
     return ", ".join(
-        f"{kinds.count(k)} {'would have regressed' if k == 'regressed' else k}"
+        f"{kinds.count(k)} {WOULD_HAVE_WORDS.get(k, k)}"
         for k in sorted(set(kinds))
     )
 
