@@ -288,10 +288,7 @@ def headline(
 
 def _would(outcomes: Sequence[Outcome]) -> str:
     kinds = [o.would_have for o in outcomes if o.kind == "not-enforced" and o.would_have]
-    return ", ".join(
-        f"{kinds.count(k)} {WOULD_HAVE_WORDS.get(k, k)}"
-        for k in sorted(set(kinds))
-    )
+    return ", ".join(f"{kinds.count(k)} {WOULD_HAVE_WORDS.get(k, k)}" for k in sorted(set(kinds)))
 
 
 def _regressed(
