@@ -38,6 +38,7 @@ USAGE_ERROR = 4  # pytest's exit code for usage errors; the CLI uses the same
 
 def _cmd_recommend(args: argparse.Namespace) -> str:
     from pytest_i2v.generation.marks import Scaling
+    from pytest_i2v.report.frontier import format_frontier, frontier
     from pytest_i2v.report.grouping import group_by_pipeline
     from pytest_i2v.study import format_recommendation, recommend_per_pipeline
 
@@ -81,6 +82,9 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
             else f"not fitted: {unfitted[name]}"
         )
         sections.append(f"## {name}\n\n{body}")
+    points = frontier(r for group in records.values() for r in group)
+    if points:  # the caches: the fastest that keeps its bar, against the native sibling
+        sections.append(f"## speed against fidelity\n\n{format_frontier(points)}")
     return "\n\n".join(sections)
 
 

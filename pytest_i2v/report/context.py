@@ -13,6 +13,7 @@ from pytest_i2v.metrics import TIME_S
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.figures import clock_text
+from pytest_i2v.report.frontier import FrontierPoint, frontier, recommend_caches
 from pytest_i2v.report.grouping import group_by_pipeline, pipeline_of, pipeline_order
 from pytest_i2v.report.overview import Overview, overview
 from pytest_i2v.report.results import (
@@ -72,6 +73,8 @@ class ReportContext(TypedDict):
     show_clock: bool
     skipped: list[Skipped]
     memory_options: list[MemoryOptionRow]
+    frontier: list[FrontierPoint]  # each variant against its native sibling
+    cache_recommendations: dict[str, FrontierPoint | None]
     pipeline_groups: list[PipelineGroup]
     multi_pipeline: bool
     published: PublishedReference | None
@@ -80,6 +83,7 @@ class ReportContext(TypedDict):
     thresholds: list[float]
     margin_gb: float
     overview_svg: str | None  # the HTML's (``html.render_html``)
+    frontier_svg: str | None  # the HTML's speed-against-fidelity chart
     charts: list[Chart]  # the HTML's, every pipeline's
 
 
@@ -296,6 +300,7 @@ def context_of(view: ResultsView, skipped: list[Skipped] | None = None) -> Repor
     gate = view.gate
     changed_keys = changed_environment_keys(records)
     memory_options = memory_option_rows(records)
+    points = frontier(records)
     recommendations = recommendations_of(view)
     groups = pipeline_groups(records, memory_options, recommendations)
     failed = (
@@ -328,6 +333,8 @@ def context_of(view: ResultsView, skipped: list[Skipped] | None = None) -> Repor
         "show_clock": any(r.conditions for r in records),
         "skipped": skipped,
         "memory_options": memory_options,
+        "frontier": points,
+        "cache_recommendations": recommend_caches(points),
         # Sections split by pipeline when there is more than one; a single pipeline is only named.
         "pipeline_groups": groups,
         "multi_pipeline": len(groups) > 1,
@@ -337,5 +344,6 @@ def context_of(view: ResultsView, skipped: list[Skipped] | None = None) -> Repor
         "thresholds": view.latency_thresholds,
         "margin_gb": view.safety_margin_gb,
         "overview_svg": None,
+        "frontier_svg": None,
         "charts": [],
     }

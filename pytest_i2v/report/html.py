@@ -77,6 +77,7 @@ def render_html(document: Mapping[str, Any]) -> str:
         ]
     else:
         context["charts"] = build_charts(context)
+    context["frontier_svg"] = study_charts.frontier_chart(context["frontier"])
     return _environment().get_template("report.html.j2").render(**context)
 
 

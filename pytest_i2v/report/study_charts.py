@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pytest_i2v.generation.marks import RESOLUTION_PRESETS
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.chart_style import MIN_TEXT_PT, new_chart, peak_gb, to_svg
+from pytest_i2v.report.frontier import FrontierPoint
 from pytest_i2v.report.rows import MemoryOptionRow
 
 
@@ -194,3 +195,46 @@ def memory_options_chart(rows: Sequence[MemoryOptionRow]) -> str | None:
     ax.set_ylabel("memory saved vs plain run (%)")
     ax.set_title("Memory options: memory saved vs time added")
     return to_svg(fig, "Memory options")
+
+
+# Where an identical output is drawn: above any PSNR a changed output reaches (8-bit frames: one
+# level in one value is about 89 dB at 64 px).
+IDENTICAL_PSNR_DB = 100.0
+
+
+def frontier_chart(points: Sequence[FrontierPoint]) -> str | None:
+    """Speed-up against PSNR, one point per variant (cache) and pipeline, each against its native
+    sibling; the lossy bar dashed. Top right is the frontier: faster and still faithful."""
+    if not points:
+        return None
+    fig, ax = new_chart(5.6, 3.4)
+    pipelines = sorted({p.pipeline for p in points})
+    colours = dict(
+        zip(pipelines, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"), strict=False)
+    )
+    for point in points:
+        psnr = IDENTICAL_PSNR_DB if point.psnr_db is None else point.psnr_db
+        ax.scatter(
+            point.speedup,
+            psnr,
+            color=colours.get(point.pipeline, "#555"),
+            marker="o" if point.held else "x",
+            label=point.pipeline,
+        )
+        ax.annotate(
+            point.variant,
+            (point.speedup, psnr),
+            textcoords="offset points",
+            xytext=(4, 3),
+            fontsize=MIN_TEXT_PT,
+        )
+    for bar in sorted({p.bar_psnr_db for p in points}):
+        ax.axhline(bar, color="#c62828", linewidth=0.8, linestyle="--")
+    ax.axvline(1.0, color="#999", linewidth=0.8)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=False))
+    ax.legend(unique.values(), unique.keys(), fontsize=MIN_TEXT_PT, loc="lower left")
+    ax.set_xlabel("speed-up over the native sibling (x)")
+    ax.set_ylabel(f"PSNR, worst frame (dB; identical at {IDENTICAL_PSNR_DB:g})")
+    ax.set_title("Speed against fidelity (x: breaks its bar)")
+    return to_svg(fig, "Speed against fidelity")
