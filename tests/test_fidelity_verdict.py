@@ -140,3 +140,12 @@ def test_a_variant_is_judged_against_its_siblings_output_in_the_same_session(
     assert records[2]["fidelity"]["figures"]["min_psnr_db"] == pytest.approx(
         records[1]["fidelity"]["figures"]["min_psnr_db"]
     )
+
+    # the sibling deselected: the variant says its output was not judged, and passes
+    alone = i2v_project.runpytest(*args, "-k", "test_variant and not lossy")
+    alone.assert_outcomes(passed=1)
+    record = json.loads((i2v_project.path / "r.json").read_text())["records"][0]
+    assert record["fidelity"] is None
+    assert any(
+        "names test_siblings.py::test_native, which did not run" in n for n in record["notes"]
+    )

@@ -273,6 +273,22 @@ def _fidelity(
     )
 
 
+def missing_sibling(
+    record: GenerationRecord, earlier: Mapping[str, GenerationRecord]
+) -> str | None:
+    """The note for a test whose mark names a sibling that did not run before it this session
+    (deselected, later in the order, or failed before measuring); None otherwise."""
+    request = record.fidelity_request
+    sibling = request.sibling_nodeid(record.nodeid) if request else None
+    found = earlier.get(sibling) if sibling else None
+    if request is None or sibling is None or (found is not None and found.output is not None):
+        return None
+    return (
+        f"i2v_fidelity(against={request.against!r}) names {sibling}, which did not run before this "
+        "test in this session: the output was not judged (run both, the sibling first)"
+    )
+
+
 def _baseline_output(record: GenerationRecord, context: GateContext) -> OutputReference | None:
     segment = _comparable_segment(record, context.baseline)
     if segment is None or software_changes(segment.fingerprint, record.fingerprint or {}):

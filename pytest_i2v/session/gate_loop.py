@@ -11,7 +11,13 @@ from pathlib import Path
 
 from pytest_i2v.generation.marks import Budget
 from pytest_i2v.record.baseline_run import run_from_record
-from pytest_i2v.record.judgement import GateContext, Judgement, judge, judge_verdict
+from pytest_i2v.record.judgement import (
+    GateContext,
+    Judgement,
+    judge,
+    judge_verdict,
+    missing_sibling,
+)
 from pytest_i2v.record.output import stored_output
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.session.fresh_process import FreshProcessFailed
@@ -124,7 +130,9 @@ class GateLoop:
     ) -> GenerationRecord:
         """``record`` carrying its judgement (``record.judgement.judge``); ``earlier``: this
         session's records so far, by node id."""
-        return judge(record, self.context, earlier).onto(record)
+        judged = judge(record, self.context, earlier).onto(record)
+        missing = missing_sibling(record, earlier)
+        return replace(judged, notes=[*judged.notes, missing]) if missing else judged
 
     def decided(self, record: GenerationRecord, confirmed: bool | None = None) -> GenerationRecord:
         """A judged ``record`` carrying its decision (``outcome.decide``, decided once)."""
