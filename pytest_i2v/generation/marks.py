@@ -26,6 +26,7 @@ from pytest_i2v.pipelines.registry import (
     PIPELINES,
     Native,
     PipelineInfo,
+    cache_problem,
     check_pipeline_name,
 )
 from pytest_i2v.storage import Scalar
@@ -106,6 +107,7 @@ class GenerationSpec:
     fast: bool = False  # measure a few steps and predict the total (see measure.runner)
     pipeline: str = DEFAULT_PIPELINE
     attention: str | None = None  # a diffusers attention backend (denoiser.set_attention_backend)
+    cache: str | None = None  # a diffusers cache (registry.CACHES), on during the generations
 
     @property
     def label(self) -> str:
@@ -139,6 +141,9 @@ class GenerationSpec:
     def to_dict(self) -> dict[str, ConfigValue]:
         data: dict[str, ConfigValue] = asdict(self)
         data["memory"] = list(self.memory)
+        if self.cache is None:
+            # left out, so a test without a cache keeps the config its baseline stored
+            del data["cache"]
         return data
 
     @classmethod
@@ -248,9 +253,11 @@ def i2v(
     fast: bool = False,
     pipeline: str | None = None,
     attention: str | None = None,
+    cache: str | None = None,
 ) -> GenerationSpec:
     """Describe one generation; unset sizes, frames, steps, guidance and fps are the pipeline's
-    native ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8).
+    native ones (I2VGen-XL: the study's 512p, 16 frames, 50 steps, guidance 9.0, fps 8). ``cache``
+    names a diffusers cache at its defaults, on the transformer pipelines that run it.
 
     A bad mark raises one ``I2VUsageProblems`` naming every problem, each with a fix that keeps all
     of the pipeline's rules (a Wan width of 830: "try 816 or 832", multiples of 16 and of 8)."""
@@ -266,6 +273,8 @@ def i2v(
     problems.extend(_shape_problems(info, {**sizes, "frames": frames, "steps": steps}))
     problems.extend(_setting_problems(fps, seed, guidance, dtype, fast, prompt, attention))
     problems.extend(memory_problems(memory))
+    if info is not None:  # an unknown pipeline's caches are unknown
+        problems.extend(filter(None, [cache_problem(info, cache)]))
     if problems:
         raise I2VUsageProblems(problems)
     assert isinstance(width, int) and isinstance(height, int)  # checked above
@@ -284,6 +293,7 @@ def i2v(
         fast=fast,
         pipeline=DEFAULT_PIPELINE if info is None else info.name,
         attention=attention,
+        cache=cache,
     )
 
 

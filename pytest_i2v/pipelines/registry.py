@@ -44,6 +44,30 @@ OFFLOAD_OPTIONS = ("model_cpu_offload", "sequential_cpu_offload", "group_offload
 # cache key.
 LOAD_OPTIONS = ("layerwise_fp8", "torch_compile")
 
+# diffusers' caches (``diffusers.hooks``) a mark's ``cache=`` names, each at its config's defaults
+# (``pipelines.caches`` maps a name to its config). Only transformers with diffusers' CacheMixin
+# take one; each pipeline lists those that run with its pipeline loop (diffusers 0.42.1's source).
+CACHES = ("first-block", "pyramid-attention-broadcast", "faster-cache", "taylorseer-lite")
+# Configs of diffusers.hooks left out, and why: a mark naming one gets this line.
+UNSHIPPED_CACHES = {
+    "mag-cache": (
+        "MagCacheConfig needs the checkpoint's mag_ratios (its calibrate=True mode skips nothing, "
+        "it only measures them)"
+    ),
+    "sea-cache": (
+        "SeaCacheConfig needs the pipeline to pass step_index and sigma in cache_context; the I2V "
+        "pipelines pass only a name, so it would run every block (diffusers 0.42.1)"
+    ),
+    "taylorseer": (
+        "TaylorSeerCacheConfig's default patterns fullmatch '...attn' and hook none of these "
+        "transformers' attn1/attn2, so it caches nothing; use 'taylorseer-lite'"
+    ),
+}
+# Wan runs its cond and uncond calls apart and LTX packs its latents (B, S, C): FasterCache splits
+# a batched CFG of 5-D latents only. HunyuanVideo-I2V's loop sets no cache_context, which the
+# first-block and TaylorSeer hooks read.
+_TRANSFORMER_CACHES = frozenset(CACHES) - {"faster-cache"}
+
 
 @dataclass(frozen=True)
 class PipelineInfo:
@@ -66,6 +90,7 @@ class PipelineInfo:
     # LTXPipeline).
     also_loads: tuple[str, ...] = ()
     description: str = ""
+    caches: frozenset[str] = frozenset()  # the mark's cache= names this pipeline runs
 
 
 _COMMON = frozenset(
@@ -133,6 +158,7 @@ PIPELINES: dict[str, PipelineInfo] = {
             memory_options=_COMMON,
             min_diffusers="0.33.0",
             model_index_hint={"transformer_2": None},
+            caches=_TRANSFORMER_CACHES,
             description=(
                 "Wan 2.1 I2V 14B (480P; the transformer is 16.4 B with its image cross-attention)"
             ),
@@ -147,6 +173,7 @@ PIPELINES: dict[str, PipelineInfo] = {
             memory_options=_COMMON,
             min_diffusers="0.35.0",
             model_index_hint={"transformer_2": "WanTransformer3DModel"},
+            caches=_TRANSFORMER_CACHES,
             description="Wan 2.2 I2V A14B (two 14.3 B experts)",
         ),
         PipelineInfo(
@@ -160,6 +187,7 @@ PIPELINES: dict[str, PipelineInfo] = {
             min_diffusers="0.32.0",
             uses_fps=True,
             also_loads=("LTXPipeline",),
+            caches=_TRANSFORMER_CACHES,
             description="LTX-Video 0.9.1 (transformer 1.9 B)",
         ),
         PipelineInfo(
@@ -179,6 +207,7 @@ PIPELINES: dict[str, PipelineInfo] = {
             memory_options=_COMMON,
             min_diffusers="0.30.3",
             attention_backends=False,
+            caches=frozenset(CACHES),
             description="CogVideoX-5B-I2V (transformer 5.6 B; 720x480 only)",
         ),
         PipelineInfo(
@@ -192,6 +221,7 @@ PIPELINES: dict[str, PipelineInfo] = {
             constraints=Constraints(size_multiple=16, frames_step=4, frames_offset=1),
             memory_options=_COMMON,
             min_diffusers="0.33.0",
+            caches=frozenset({"pyramid-attention-broadcast"}),
             description="HunyuanVideo-I2V (13 B, token_replace, embedded guidance)",
         ),
     )
@@ -208,6 +238,28 @@ def check_pipeline_name(name: str, origin: str = "pipeline") -> PipelineInfo:
             f"{origin}={name!r} is not a known pipeline; use one of {', '.join(PIPELINES)}"
         )
     return PIPELINES[name]
+
+
+def cache_problem(info: PipelineInfo, cache: object) -> str | None:
+    """What is wrong with a mark's ``cache=`` on this pipeline (one line with the fix), or None."""
+    if cache is None:
+        return None
+    if isinstance(cache, str) and cache in UNSHIPPED_CACHES:
+        return f"cache={cache!r} is not shipped: {UNSHIPPED_CACHES[cache]}"
+    if not isinstance(cache, str) or cache not in CACHES:
+        return f"cache={cache!r} is not a known cache; use one of {', '.join(CACHES)} or None"
+    if cache in info.caches:
+        return None
+    if not info.caches:
+        hosts = ", ".join(p.name for p in PIPELINES.values() if cache in p.caches)
+        return (
+            f"cache={cache!r}: pipeline {info.name}'s denoiser has no diffusers cache support "
+            f"(a UNet, not a CacheMixin transformer); drop cache= or use a pipeline of {hosts}"
+        )
+    return (
+        f"cache={cache!r} does not run on pipeline {info.name}; use one of "
+        f"{', '.join(c for c in CACHES if c in info.caches)} or None"
+    )
 
 
 def marker_help_line() -> str:

@@ -92,7 +92,7 @@ class PipelineCache:
         loaded = self.get(self.key_for(spec))
         reset_toggles(loaded.pipe, spec.pipeline)
         try:
-            apply_toggles(loaded.pipe, spec.toggles, spec.pipeline, spec.attention)
+            apply_toggles(loaded.pipe, spec.toggles, spec.pipeline, spec.attention, spec.cache)
         except OptionUnavailable:
             reset_toggles(
                 loaded.pipe, spec.pipeline

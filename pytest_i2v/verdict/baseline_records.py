@@ -54,10 +54,11 @@ CONFIG_ID_FIELDS = (
     "seed",
     "pipeline",
     "attention",
+    "cache",
 )
 # Fields added after baselines existed, with the value every older record implies: left out of the
 # id at that value, so an I2VGen-XL baseline written before pipelines existed keeps its id.
-CONFIG_ID_IMPLIED = {"pipeline": "i2vgen-xl", "attention": None}
+CONFIG_ID_IMPLIED = {"pipeline": "i2vgen-xl", "attention": None, "cache": None}
 
 
 class SegmentDoc(TypedDict, total=False):
