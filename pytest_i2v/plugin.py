@@ -11,13 +11,13 @@ import pytest
 
 from pytest_i2v import hookspecs
 from pytest_i2v.errors import I2VUsageError, ModelSourceError, OptionUnavailable
+from pytest_i2v.generation.fidelity_mark import i2v_fidelity
 from pytest_i2v.generation.marks import (
     CUDA_ONLY_MEMORY_OPTIONS,
     Budget,
     GenerationSpec,
     call_marker,
     i2v,
-    i2v_fidelity,
     mark_spec,
     marker_help,
     time_budget,
@@ -64,8 +64,8 @@ MARKER_HELP = (
     marker_help(time_budget, "fail when the median generation time exceeds seconds."),
     marker_help(
         i2v_fidelity,
-        "judge the output against the sibling test `against` of this session instead of the "
-        "baseline's, with the profile's lossy bar when lossy, or with these PSNR/SSIM figures.",
+        "judge the output against the sibling test `against` instead of the baseline's, with the "
+        "profile's lossy bar when lossy, or with these PSNR/SSIM figures.",
     ),
 )
 
@@ -197,8 +197,7 @@ def _mark_problems(item: pytest.Item, default_pipeline: str) -> list[str]:
             problems.extend(exc.problems)
     if not problems and any(value is not None for value in limits.values()):
         item.stash[BUDGET_KEY] = Budget(vram_gb=limits["vram_budget"], time_s=limits["time_budget"])
-    fidelity = item.get_closest_marker("i2v_fidelity")
-    if fidelity is not None:
+    if (fidelity := item.get_closest_marker("i2v_fidelity")) is not None:
         try:
             item.stash[FIDELITY_KEY] = call_marker(i2v_fidelity, fidelity.args, fidelity.kwargs)
         except I2VUsageError as exc:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pytest_i2v.generation.marks import FidelityRequest, i2v_fidelity
+from pytest_i2v.generation.fidelity_mark import FidelityRequest, i2v_fidelity
 from pytest_i2v.verdict.fidelity import (
     FidelityBar,
     FidelityFigures,

@@ -60,7 +60,7 @@ def test_example_from_the_readme_runs_and_writes_json(i2v_project: pytest.Pytest
     result = i2v_project.runpytest("--i2v-json", "out/results.json", "--junitxml", "junit.xml")
     result.assert_outcomes(passed=1)
     document = json.loads((i2v_project.path / "out/results.json").read_text())
-    assert document["schema"] == "pytest-i2v/results" and document["schema_version"] == 3
+    assert document["schema"] == "pytest-i2v/results" and document["schema_version"] == 4
     env = document["environment"]
     for key in (
         "gpu_name",

@@ -10,7 +10,8 @@ from typing import Any, get_type_hints
 import cattrs
 from cattrs.strategies import configure_union_passthrough
 
-from pytest_i2v.generation.marks import ConfigValue, FidelityRequest
+from pytest_i2v.generation.fidelity_mark import FidelityRequest
+from pytest_i2v.generation.marks import ConfigValue
 from pytest_i2v.generation.memory_options import LOSSY_MEMORY_OPTIONS
 from pytest_i2v.metrics import (
     ALLOCATED_BYTES,

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_i2v.generation.marks import Budget, FidelityRequest, GenerationSpec
+from pytest_i2v.generation.fidelity_mark import FidelityRequest
+from pytest_i2v.generation.marks import Budget, GenerationSpec
 from pytest_i2v.generation.memory_options import no_effect_notes
 from pytest_i2v.measure.device import Device
 from pytest_i2v.measure.flops import (

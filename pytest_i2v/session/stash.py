@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_i2v.generation.marks import Budget, FidelityRequest, GenerationSpec
+from pytest_i2v.generation.fidelity_mark import FidelityRequest
+from pytest_i2v.generation.marks import Budget, GenerationSpec
 from pytest_i2v.session.settings import Settings
 
 # Named in the keys' quoted types only: importing them would wake torch and the gate.

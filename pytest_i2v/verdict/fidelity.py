@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from pytest_i2v.generation.marks import FidelityRequest
+from pytest_i2v.generation.fidelity_mark import FidelityRequest
 from pytest_i2v.storage import JsonValue
 
 # "held": within the bar; "changed": beyond it (the test fails as output changed);
