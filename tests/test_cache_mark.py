@@ -100,6 +100,7 @@ def test_cached(i2v_run, i2v_pipeline):
     assert record.lossy_by_config
     figures = compare_outputs(OUTPUTS["native"], record.output)
     assert not figures.identical, figures.summary()
+    assert figures.latents is not None and not figures.latents.held()  # the cache moved them
     print("FIGURES", figures.summary())
 
 
@@ -114,7 +115,8 @@ def test_after(i2v_run, i2v_pipeline):
     record = i2v_run()
     assert not i2v_pipeline.transformer.is_cache_enabled
     assert not i2v_pipeline.transformer._diffusers_hook.hooks  # no cache hook left behind
-    assert compare_outputs(OUTPUTS["native"], record.output).identical
+    after = compare_outputs(OUTPUTS["native"], record.output)
+    assert after.identical and after.latents is not None and after.latents.allclose
 """
 
 
@@ -136,6 +138,7 @@ def test_a_cached_test_runs_with_its_cache_and_leaves_the_pipeline_clean(
         OutputReference(**records[name]["output"]) for name in ("test_native", "test_cached")
     )
     assert compare_outputs(native, cached).min_psnr_db is not None
+    assert native.latents_packed and native.latents_dtype == "float32"  # kept in the record
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,8 @@ def test_code_whose_own_two_runs_differ_beyond_the_bar_is_nondeterministic_not_c
 
 def test_a_profiles_fidelity_reads_back_and_names_what_is_wrong() -> None:
     settings = FidelitySettings.from_mapping({"lossy": {"min_psnr_db": 25}})
-    assert settings.lossy == FidelityBar(25.0, 0.9) and settings.lossless.min_psnr_db == 80.0
+    assert settings.lossy == FidelityBar(25.0, 0.9, latents_rule=False)
+    assert settings.lossless.min_psnr_db == 80.0
     assert FidelitySettings.from_mapping(settings.to_dict()) == settings
     with pytest.raises(ValueError, match="lossless: unknown key"):
         FidelitySettings.from_mapping({"lossless": {"psnr": 1}})

@@ -99,6 +99,7 @@ def test_a_measurement_keeps_its_first_measured_output(tiny_pipe) -> None:
     measurement = GenerationRunner(tiny_pipe, "cpu").measure(SPEC, image, warmup=1, repeats=2)
     assert measurement.output is not None
     assert measurement.output.generated_shape == [4, 32, 32, 3]
+    assert measurement.output.latents_packed is None  # I2VGen-XL hands no latents per step
     again = reduce_output(generate(tiny_pipe, SPEC, image))
     assert compare_outputs(measurement.output, again).identical  # the same seed, the same video
 

@@ -19,6 +19,9 @@ from pytest_i2v.record.parts import OutputReference
 
 MAX_FRAMES = 8
 LONG_SIDE = 64
+# values of the final latents kept: 16 KiB as float32, every one of a tiny model's; a changed
+# denoiser moves all of them, so an even sample over the flattened tensor sees it
+LATENT_VALUES = 4096
 
 
 def kept_frame_indices(frames: int, most: int = MAX_FRAMES) -> list[int]:
@@ -28,8 +31,9 @@ def kept_frame_indices(frames: int, most: int = MAX_FRAMES) -> list[int]:
     return sorted({round(i * (frames - 1) / (most - 1)) for i in range(most)})
 
 
-def reduce_output(frames: Any) -> OutputReference:
-    """``frames``: the pipeline's ``output_type="np"`` frames, (1, F, H, W, 3) floats in [0, 1]."""
+def reduce_output(frames: Any, latents: torch.Tensor | None = None) -> OutputReference:
+    """``frames``: the pipeline's ``output_type="np"`` frames, (1, F, H, W, 3) floats in [0, 1];
+    ``latents``: the final latents before decode, where the pipeline exposes them."""
     video = np.asarray(frames, dtype=np.float32)[0]
     count, height, width, _ = video.shape
     kept = kept_frame_indices(count)
@@ -44,5 +48,24 @@ def reduce_output(frames: Any) -> OutputReference:
         kept_frames=kept,
         shape=list(array.shape),
         generated_shape=list(video.shape),
-        packed=base64.b64encode(zlib.compress(array.tobytes(), 6)).decode("ascii"),
+        packed=_pack(array.tobytes()),
+        **_latents_fields(latents),
     )
+
+
+def _pack(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data, 6)).decode("ascii")
+
+
+def _latents_fields(latents: torch.Tensor | None) -> dict[str, Any]:
+    if latents is None:
+        return {}
+    flat = latents.detach().reshape(-1)
+    picked = torch.linspace(0, flat.numel() - 1, min(LATENT_VALUES, flat.numel()))
+    values = flat[picked.round().long().to(flat.device)].to("cpu", torch.float32)
+    return {
+        "latents_dtype": str(latents.dtype).removeprefix("torch."),
+        "latents_shape": list(latents.shape),
+        "latents_nonfinite": not bool(torch.isfinite(flat).all()),
+        "latents_packed": _pack(values.numpy().tobytes()),
+    }

@@ -60,11 +60,15 @@ def oom_form(exc: BaseException) -> str | None:
 
 
 def generate(
-    pipe: Any, spec: GenerationSpec, image: Any, step_end: Callable[[int], None] | None = None
+    pipe: Any,
+    spec: GenerationSpec,
+    image: Any,
+    step_end: Callable[[int], None] | None = None,
+    latents_seen: Callable[[torch.Tensor], None] | None = None,
 ) -> Any:
     """One generation of ``spec`` through its pipeline's adapter (reproducible inputs, numpy
-    frames)."""
-    return adapter_for(spec.pipeline).generate(pipe, spec, image, step_end)
+    frames; ``latents_seen`` gets each step's latents where the pipeline has step callbacks)."""
+    return adapter_for(spec.pipeline).generate(pipe, spec, image, step_end, latents_seen)
 
 
 def stage_recorder(
@@ -115,6 +119,7 @@ class GenerationRounds:
             float
         ] = []  # ROUND_CLOCK readings this round: before and after the generation
         self._frames: Any = None
+        self._latents: torch.Tensor | None = None  # the last step's, until teardown reduces them
         self.output: OutputReference | None = None  # the first measured round's, reduced
         # the second measured round's output against the first's: this code run twice here, the
         # noise an output comparison must see past (None: one measured round)
@@ -157,6 +162,9 @@ class GenerationRounds:
             raise
         ROUND_CLOCK.now = self._read_clock
 
+    def _see_latents(self, latents: torch.Tensor) -> None:
+        self._latents = latents
+
     def _read_clock(self) -> float:
         reading = self._runner.device.now()
         self._readings.append(reading)
@@ -169,7 +177,9 @@ class GenerationRounds:
         assert recorder is not None, "setup() runs before target()"
         try:
             recorder.begin()
-            frames = generate(self._runner.pipe, self.spec, self._image, recorder.step_end)
+            frames = generate(
+                self._runner.pipe, self.spec, self._image, recorder.step_end, self._see_latents
+            )
             recorder.finish()
             self._runner.device.synchronize()
             # freed in teardown: a deallocation here would be timed
@@ -177,6 +187,7 @@ class GenerationRounds:
         except BaseException:
             # OOM, a failing step, Ctrl-C: hooks out, sampler thread stopped, where it happened kept
             ROUND_CLOCK.now = None
+            self._latents = None  # an OOM's memory goes back with the failure
             self._stack.close()
             self._runner.nvml.stop()
             self.last_stage = (recorder.stage, recorder.current_step)
@@ -190,6 +201,7 @@ class GenerationRounds:
         self._stack.close()
         nvml = runner.nvml.stop()
         frames, self._frames = self._frames, None
+        latents, self._latents = self._latents, None
         if len(self._readings) != 2:
             raise RuntimeError(
                 f"a round's timer read the round clock {len(self._readings)} times, not 2 (before "
@@ -200,9 +212,9 @@ class GenerationRounds:
             return
         self.shape = tuple(frames.shape)
         if self.output is None:  # after the timer: reducing the frames is never timed
-            self.output = reduce_output(frames)
+            self.output = reduce_output(frames, latents)
         elif len(self.samples) == 1:
-            self.output_repeat = compare_outputs(self.output, reduce_output(frames))
+            self.output_repeat = compare_outputs(self.output, reduce_output(frames, latents))
         stages = recorder.times()
         self.samples.append(
             RepeatSample(

@@ -182,22 +182,35 @@ class PipelineAdapter(abc.ABC):
     ) -> PipelineCallKwargs:
         """The pipeline's own arguments for ``spec`` (never ``output_type`` or callbacks)."""
 
-    def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
+    def generate(
+        self,
+        pipe: Any,
+        spec: GenerationSpec,
+        image: Any,
+        step_end: Any = None,
+        latents_seen: Callable[[torch.Tensor], None] | None = None,
+    ) -> Any:
         """One generation with reproducible inputs; returns frames as (1, F, H, W, 3) numpy.
 
         ``generator=`` alone is not enough: ``vae.encode(...).latent_dist.sample()`` ignores it in
         some pipelines, so the global torch RNG is seeded too. ``step_end(step)`` is called at the
         end of every denoising step through ``callback_on_step_end`` (one call per step, whatever
-        the number of denoiser calls)."""
+        the number of denoiser calls); ``latents_seen(latents)`` there too, so the last call hands
+        over the final latents before decode (a reference, no copy: nothing more is timed)."""
         torch.manual_seed(spec.seed)
         generator = torch.Generator("cpu").manual_seed(spec.seed)
         kwargs = self.call_kwargs(spec, image, generator)
-        if step_end is not None and self.info.step_callbacks:
+        wanted = step_end is not None or latents_seen is not None
+        if wanted and self.info.step_callbacks:
 
             def callback(
                 pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, torch.Tensor]
             ) -> dict[str, torch.Tensor]:
-                step_end(step + 1)
+                latents = callback_kwargs.get("latents")
+                if latents_seen is not None and latents is not None:
+                    latents_seen(latents)
+                if step_end is not None:
+                    step_end(step + 1)
                 return callback_kwargs
 
             kwargs["callback_on_step_end"] = callback

@@ -24,6 +24,7 @@ transformer call (CFG batched) per step, so per-step times are the same either w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,13 +211,20 @@ class CogVideoXI2VAdapter(PipelineAdapter):
             "generator": generator,
         }
 
-    def generate(self, pipe: Any, spec: GenerationSpec, image: Any, step_end: Any = None) -> Any:
+    def generate(
+        self,
+        pipe: Any,
+        spec: GenerationSpec,
+        image: Any,
+        step_end: Any = None,
+        latents_seen: Callable[[torch.Tensor], None] | None = None,
+    ) -> Any:
         broken = fixed_size_violation(
             pipe.transformer.config, pipe.vae_scale_factor_spatial, spec.width, spec.height
         )
         if broken is not None:
             raise I2VUsageError(broken)
-        return super().generate(pipe, spec, image, step_end)
+        return super().generate(pipe, spec, image, step_end, latents_seen)
 
 
 ADAPTERS = {NAME: CogVideoXI2VAdapter()}

@@ -19,7 +19,12 @@ from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Segment
 from pytest_i2v.verdict.budget import budget_failures
 from pytest_i2v.verdict.explain import excuse_throttling
-from pytest_i2v.verdict.fidelity import FidelitySettings, bar_for, fidelity_verdict
+from pytest_i2v.verdict.fidelity import (
+    FidelitySettings,
+    bar_for,
+    fidelity_verdict,
+    with_base,
+)
 from pytest_i2v.verdict.fingerprint import machine_changes, software_changes
 from pytest_i2v.verdict.gate import GateSettings, RegressionVerdict, judge_metrics
 from pytest_i2v.verdict.machine_speed import compare_speed
@@ -261,7 +266,7 @@ def _fidelity(
         against = "the baseline's output"
     if reference is None:
         return None
-    figures = compare_outputs(reference, record.output)
+    figures = with_base(compare_outputs(reference, record.output), record.output_repeat)
     bar, lossy = bar_for(context.fidelity, request, record.lossy_by_config)
     return OutputComparison(
         figures,

@@ -1,7 +1,9 @@
 """One test's reduced output (``measure.output`` reduces it) unpacked, and compared with its
 reference: per-frame PSNR (data range 1) and SSIM from scikit-image, with the Gaussian window of
-Wang et al. (sigma 1.5, 11 pixels), and the cosine similarity of the whole outputs. numpy only: the
-review CLI and A/B compare outputs without torch."""
+Wang et al. (sigma 1.5, 11 pixels), and the cosine similarity of the whole outputs; the final
+latents, where both kept them, by numpy's allclose, RMSE and cosine (dynamo's rule,
+``verdict.fidelity.LatentsFigures``). numpy only: the review CLI and A/B compare outputs without
+torch."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from skimage import metrics
 
 from pytest_i2v.record.parts import OutputReference
 from pytest_i2v.verdict.baseline_records import StoredFile
-from pytest_i2v.verdict.fidelity import FidelityFigures
+from pytest_i2v.verdict.fidelity import FidelityFigures, LatentsFigures
 
 SSIM_WINDOW = 11  # the Gaussian window's size at sigma 1.5: smaller frames get no SSIM
 # scikit-image's metrics carry no annotations: a number out, whatever the arrays
@@ -56,12 +58,46 @@ def _ssim(base: np.ndarray, head: np.ndarray) -> float | None:
     return float(np.mean(per_frame))
 
 
+def unpack_latents(reference: OutputReference) -> np.ndarray | None:
+    """The kept latent values, float32, or None where the pipeline exposed none."""
+    if reference.latents_packed is None:
+        return None
+    raw = zlib.decompress(base64.b64decode(reference.latents_packed))
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def compare_latents(reference: OutputReference, current: OutputReference) -> LatentsFigures | None:
+    base, head = unpack_latents(reference), unpack_latents(current)
+    if base is None or head is None:
+        return None
+    dtype = current.latents_dtype or "float32"
+    same_kind = (reference.latents_shape, reference.latents_dtype) == (
+        current.latents_shape,
+        current.latents_dtype,
+    )
+    if not same_kind or base.shape != head.shape:
+        return LatentsFigures(dtype, True, False, False, float("inf"), 0.0)
+    nonfinite_added = current.latents_nonfinite and not reference.latents_nonfinite
+    finite = np.isfinite(base) & np.isfinite(head)
+    b, h = base[finite].astype(np.float64), head[finite].astype(np.float64)
+    figures = LatentsFigures(dtype, False, nonfinite_added, False, 0.0, 1.0)
+    tolerance = figures.tolerance
+    norms = float(np.linalg.norm(b) * np.linalg.norm(h))
+    return dataclasses.replace(
+        figures,
+        allclose=bool(np.allclose(h, b, rtol=tolerance, atol=tolerance)),
+        rmse=float(np.sqrt(np.mean((h - b) ** 2))) if b.size else 0.0,
+        cosine=float(b @ h / norms) if norms else float(np.array_equal(b, h)),
+    )
+
+
 def compare_outputs(reference: OutputReference, current: OutputReference) -> FidelityFigures:
     frames = len(current.kept_frames)
+    latents = compare_latents(reference, current)
     if (reference.shape, reference.kept_frames) != (current.shape, current.kept_frames):
         return FidelityFigures(frames, False, None, None, 0.0, shape_changed=True)
     if reference.packed == current.packed:
-        return FidelityFigures(frames, True, None, None, 1.0)
+        return FidelityFigures(frames, True, None, None, 1.0, latents=latents)
     base, head = _unit(reference), _unit(current)
     psnr = [
         float(peak_signal_noise_ratio(b, h, data_range=1.0))
@@ -77,6 +113,7 @@ def compare_outputs(reference: OutputReference, current: OutputReference) -> Fid
         min_psnr_db=min(psnr),
         mean_ssim=_ssim(base, head),
         cosine=cosine,
+        latents=latents,
     )
 
 

@@ -180,6 +180,13 @@ class OutputReference:
     shape: list[int]  # (kept frames, height, width, 3) of the packed pixels
     generated_shape: list[int]  # (frames, height, width, 3) as the pipeline returned them
     packed: str
+    # the final latents before decode, where the pipeline hands them to callback_on_step_end:
+    # their dtype and shape, whether any is NaN or inf, and at most measure.output.LATENT_VALUES
+    # of them, evenly spaced over the flattened tensor, float32, zlib-packed in base64
+    latents_dtype: str | None = None
+    latents_shape: list[int] | None = None
+    latents_nonfinite: bool = False
+    latents_packed: str | None = None
 
 
 @dataclass(frozen=True)

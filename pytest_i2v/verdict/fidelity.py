@@ -16,6 +16,56 @@ from pytest_i2v.storage import JsonValue
 # eager_two_runs_differ).
 FidelityVerdict = Literal["held", "changed", "nondeterministic"]
 
+# PyTorch dynamo's accuracy rule (torch._dynamo.utils.same) on the final latents: allclose at a
+# per-dtype tolerance (dynamo's 1e-4 for float32; the half precisions' ours, about their machine
+# epsilon), else an RMSE within RMSE_MULTIPLIER times this code's own run-to-run RMSE (plus a tenth
+# of the tolerance) and a cosine similarity of at least MIN_LATENTS_COSINE. Random weights make
+# pixels saturate or collapse; the latents before decode still carry the denoiser's work.
+LATENTS_TOLERANCE = {"float32": 1e-4, "float64": 1e-7, "float16": 1e-3, "bfloat16": 1e-2}
+RMSE_MULTIPLIER = 2.0
+MIN_LATENTS_COSINE = 0.99
+
+
+@dataclass(frozen=True)
+class LatentsFigures:
+    """The final latents (before decode) against the reference's, over the values both kept."""
+
+    dtype: str
+    shape_changed: bool  # another shape or dtype: nothing else compares
+    nonfinite_added: bool  # NaN or inf where the reference had none
+    allclose: bool  # within the dtype's tolerance, value by value
+    rmse: float
+    cosine: float
+    base_rmse: float = 0.0  # this code's own second run against its first (0: identical)
+
+    @property
+    def tolerance(self) -> float:
+        return LATENTS_TOLERANCE.get(self.dtype, LATENTS_TOLERANCE["float32"])
+
+    def held(self) -> bool:
+        """dynamo's rule: allclose, else RMSE within the multiple of the base's and cosine."""
+        if self.shape_changed or self.nonfinite_added:
+            return False
+        if self.allclose:
+            return True
+        within = self.rmse <= RMSE_MULTIPLIER * self.base_rmse + self.tolerance / 10.0
+        return within and self.cosine >= MIN_LATENTS_COSINE
+
+    def summary(self) -> str:
+        """``latents cosine 0.9300 < 0.99, RMSE 4.1x the base's`` (``latents allclose``)."""
+        if self.shape_changed:
+            return "the latents' shape or dtype changed"
+        if self.nonfinite_added:
+            return "the latents have NaN or inf values the reference's have not"
+        if self.allclose:
+            return f"latents allclose at {self.tolerance:g}"
+        sign = "<" if self.cosine < MIN_LATENTS_COSINE else ">="
+        if self.base_rmse > 0:
+            rmse = f"RMSE {self.rmse / self.base_rmse:.1f}x the base's"
+        else:
+            rmse = f"RMSE {self.rmse:.2g} (the base's own runs identical)"
+        return f"latents cosine {self.cosine:.4f} {sign} {MIN_LATENTS_COSINE}, {rmse}"
+
 
 @dataclass(frozen=True)
 class FidelityFigures:
@@ -27,6 +77,7 @@ class FidelityFigures:
     mean_ssim: float | None  # SSIM averaged over the frames; None where the frames are too small
     cosine: float  # cosine similarity of the whole outputs, their means removed
     shape_changed: bool = False  # another size or frame count: nothing else compares
+    latents: LatentsFigures | None = None  # where both runs kept their final latents
 
     def summary(self) -> str:
         """``PSNR 43.4 dB, SSIM 0.998, cosine 0.9992, 8 frames`` (``identical, 8 frames``)."""
@@ -47,9 +98,15 @@ class FidelityBar:
 
     min_psnr_db: float
     min_ssim: float
+    # the lossless bar also holds the final latents to dynamo's rule (LatentsFigures.held), so a
+    # change the decoded uint8 frames hide (saturated random weights) still shows; a lossy test's
+    # latents move by design, and only its frames are held
+    latents_rule: bool = True
 
     def held(self, figures: FidelityFigures) -> bool:
         if figures.shape_changed:
+            return False
+        if self.latents_rule and figures.latents is not None and not figures.latents.held():
             return False
         if figures.identical:
             return True
@@ -57,12 +114,21 @@ class FidelityBar:
         ssim_ok = figures.mean_ssim is None or figures.mean_ssim >= self.min_ssim
         return figures.min_psnr_db >= self.min_psnr_db and ssim_ok
 
+    def _latents_text(self, figures: FidelityFigures) -> str:
+        latents = figures.latents
+        if not self.latents_rule or latents is None or latents.held():
+            return ""
+        return f", {latents.summary()}"
+
     def describe(self, figures: FidelityFigures, against: str = "the reference's output") -> str:
         """``PSNR 43.4 dB < 60.0 dB, SSIM 0.998 >= 0.999 against the reference's output, 8
         frames``."""
         if figures.shape_changed:
             return f"{figures.summary()} against {against}"
         if figures.identical:
+            latents = self._latents_text(figures)
+            if latents:
+                return f"frames identical{latents} against {against}, {figures.frames} frames"
             return figures.summary()
         psnr = figures.min_psnr_db
         sign = "<" if psnr is not None and psnr < self.min_psnr_db else ">="
@@ -73,8 +139,8 @@ class FidelityBar:
             else ""
         )
         return (
-            f"PSNR {psnr:.1f} dB {sign} {self.min_psnr_db:.1f} dB{ssim_text} against "
-            f"{against}, {figures.frames} frames"
+            f"PSNR {psnr:.1f} dB {sign} {self.min_psnr_db:.1f} dB{ssim_text}"
+            f"{self._latents_text(figures)} against {against}, {figures.frames} frames"
         )
 
 
@@ -95,7 +161,9 @@ class FidelitySettings:
     test marked lossy."""
 
     lossless: FidelityBar = field(default_factory=lambda: FidelityBar(*LOSSLESS_BAR_DEFAULT))
-    lossy: FidelityBar = field(default_factory=lambda: FidelityBar(*LOSSY_BAR_DEFAULT))
+    lossy: FidelityBar = field(
+        default_factory=lambda: FidelityBar(*LOSSY_BAR_DEFAULT, latents_rule=False)
+    )
 
     def to_dict(self) -> dict[str, JsonValue]:
         return {
@@ -131,7 +199,7 @@ def _bar(part: str, data: Mapping[str, Any], base: FidelityBar) -> FidelityBar:
             f"{part}: min_psnr_db must be a positive number of dB and min_ssim a number in [0, 1], "
             f"got {psnr!r} and {ssim!r}"
         )
-    return FidelityBar(float(psnr), float(ssim))
+    return replace(base, min_psnr_db=float(psnr), min_ssim=float(ssim))
 
 
 def _number(value: Any) -> bool:
@@ -158,8 +226,17 @@ def fidelity_verdict(
     """Held, changed, or nondeterministic: beyond the bar, but this code's own second run in the
     same process is beyond it too (``repeat``: the second measured generation against the first;
     None when only one was measured)."""
-    if bar.held(figures):
+    if bar.held(with_base(figures, repeat)):
         return "held"
-    if repeat is not None and not bar.held(repeat):
+    # the repeat is its own base: dynamo's multiplier already allows the latents this code's noise
+    if repeat is not None and not bar.held(with_base(repeat, repeat)):
         return "nondeterministic"
     return "changed"
+
+
+def with_base(figures: FidelityFigures, repeat: FidelityFigures | None) -> FidelityFigures:
+    """``figures`` with their latents' base RMSE: this code's own second run against its first
+    (``repeat``), the noise dynamo's rule allows a multiple of."""
+    if figures.latents is None or repeat is None or repeat.latents is None:
+        return figures
+    return replace(figures, latents=replace(figures.latents, base_rmse=repeat.latents.rmse))
