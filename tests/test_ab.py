@@ -742,7 +742,7 @@ def test_ab_end_to_end_on_the_tiny_suite(
         )
     )
     assert work_row.endswith("| regressed |") and "work changed: \\+" in after_round_1
-    table = after_round_1.split("### What changed in the work", 1)[1]
+    table = after_round_1.split("### What changed in the work", 1)[1].split("#### Output")[0]
     assert (
         "test\\_extra\\_op" in table
         and "test\\_steady" not in table

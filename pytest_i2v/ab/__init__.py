@@ -26,7 +26,8 @@ How it runs:
   profile's baseline file) gives each test its spread with its real degrees of freedom, where it
   matches the machine and software.
 - ``ab.rounds.compare_rounds`` pairs the rounds; ``<out>/ab.json``, ``ab.md`` and ``ab.html`` are
-  written, the Markdown is printed, and the exit code is 1 when a test regressed, else 0.
+  written, the Markdown is printed, and the exit code is 1 when a test regressed or its output
+  changed (``ab.output_check``: round 1's head output against the base's), else 0.
 - From the second round on, each completed round rewrites those three files (atomically) from the
   rounds so far, marked "partial: 3 of 16 rounds done": a job killed at a CI time limit, or stopped
   by a failed process, still leaves the verdicts of its complete rounds. The final write replaces

@@ -64,7 +64,7 @@ Listing = dict[str, str | int | float | None]  # one process in ab.json's "runs"
 @dataclass(frozen=True)
 class ABOutcome:
     markdown: str
-    exit_code: int  # 1: a test regressed
+    exit_code: int  # 1: a test regressed or its output changed
     results: list[ABTestResult]
     meta: ABMeta
     runs: list[ProcessRun] = field(default_factory=list)
@@ -378,8 +378,8 @@ class ABJob:
         write_text_atomic(out / "ab.json", json.dumps(document, indent=2) + "\n")
         write_text_atomic(out / "ab.md", markdown)
         write_text_atomic(out / "ab.html", render_ab_html(results, meta))
-        regressed = any(r.overall == "regressed" for r in results)
-        return ABOutcome(markdown, 1 if regressed else 0, results, meta, list(self.runs))
+        failed = any(r.overall in paired.FAILING for r in results)
+        return ABOutcome(markdown, 1 if failed else 0, results, meta, list(self.runs))
 
 
 def run_ab(

@@ -29,7 +29,8 @@ from typing import TypedDict
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pytest_i2v.ab.paired import SEVERITY, ABTestResult, PairedVerdict
+from pytest_i2v.ab.output_check import output_text
+from pytest_i2v.ab.paired import OUTPUT_METRIC, SEVERITY, ABTestResult, PairedVerdict
 from pytest_i2v.ab.rounds import summary_counts
 from pytest_i2v.ab.sequential import SPENDING_RULE
 from pytest_i2v.report.markdown import md, work_change_lines
@@ -113,7 +114,8 @@ def headline(results: Sequence[ABTestResult]) -> str:
 
 
 def metric_label(metric: str) -> str:
-    return "work (signature, round 1)" if metric == "work" else METRIC_LABELS.get(metric, metric)
+    labels = {"work": "work (signature, round 1)", OUTPUT_METRIC: "output (round 1 vs base's)"}
+    return labels.get(metric) or METRIC_LABELS.get(metric, metric)
 
 
 def ratio_text(verdict: PairedVerdict) -> str:
@@ -138,7 +140,7 @@ def verdict_text(verdict: PairedVerdict) -> str:
         return f"inconclusive: run more rounds: ~{verdict.rounds_needed}"
     if verdict.verdict == "not-comparable":
         return f"not comparable: {verdict.reason}"
-    if verdict.metric == "outcome":  # no figures to show (out of memory): the reason is the finding
+    if verdict.metric in ("outcome", OUTPUT_METRIC):  # no figures: the reason is the finding
         return f"{verdict.verdict}: {verdict.reason}"
     return verdict.verdict
 
@@ -167,8 +169,8 @@ def _machine_text(meta: ABMeta) -> str:
 
 
 def _markdown_verdict(verdict: PairedVerdict) -> str:
-    if verdict.verdict == "not-comparable" or verdict.metric == "outcome":
-        return md(verdict_text(verdict))  # the reason may carry pipeline names
+    if verdict.verdict == "not-comparable" or verdict.metric in ("outcome", OUTPUT_METRIC):
+        return md(verdict_text(verdict))  # the reason may carry pipeline or test names
     return verdict_text(verdict)  # our own words only ("run more rounds: ~K" keeps its tilde)
 
 
@@ -239,7 +241,14 @@ def render_ab_markdown(results: Sequence[ABTestResult], meta: ABMeta) -> str:
     )
     if changed:
         lines += ["", *changed]
+    lines += ["", *_output_lines(results)]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _output_lines(results: Sequence[ABTestResult]) -> list[str]:
+    """Every test's output, head against base (round 1; the base's round 2 gives the noise)."""
+    lines = ["#### Output: round 1's head against round 1's base", ""]
+    return lines + [f"- {md(r.nodeid)}: {md(output_text(r))}" for r in _sorted(results)]
 
 
 def ab_document(results: Sequence[ABTestResult], meta: ABMeta) -> dict[str, JsonValue]:
@@ -266,6 +275,7 @@ def render_ab_html(results: Sequence[ABTestResult], meta: ABMeta) -> str:
     env.filters["label"] = metric_label
     env.filters["ratio"] = ratio_text
     env.filters["verdict_text"] = verdict_text
+    env.filters["output_text"] = output_text
     works = [
         {"nodeid": r.nodeid, "work": r.work.diff}
         for r in _sorted(results)

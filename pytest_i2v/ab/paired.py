@@ -64,7 +64,8 @@ from scipy import stats
 
 from pytest_i2v.ab.sequential import Look
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.record.parts import WorkComparison
+from pytest_i2v.record.parts import OutputComparison, WorkComparison
+from pytest_i2v.record.record import CONVERTER
 from pytest_i2v.storage import JsonValue
 from pytest_i2v.verdict.noise_prior import Noise
 
@@ -79,9 +80,19 @@ MAX_ROUNDS_NEEDED = (
     10_000  # "run more rounds: ~K" is capped here (a change this small is not worth it)
 )
 
-VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "not-comparable")
+OUTPUT_METRIC = "output"  # round 1's head output against the base's (ab.output_check)
+OUTPUT_CHANGED = "output-changed"  # the output metric's one verdict: faster but different fails
+VERDICTS = (OUTPUT_CHANGED, "regressed", "improved", "unchanged", "inconclusive", "not-comparable")
 TIME_METRICS = ("time_s", "step_s")
-SEVERITY = ("regressed", "not-comparable", "inconclusive", "improved", "unchanged")  # worst first
+SEVERITY = (  # worst first
+    OUTPUT_CHANGED,
+    "regressed",
+    "not-comparable",
+    "inconclusive",
+    "improved",
+    "unchanged",
+)
+FAILING = (OUTPUT_CHANGED, "regressed")  # the overall verdicts that make the job exit 1
 # work_diff.work_verdict -> the paired verdict of the "work" metric (changed within the minimum
 # effect: unchanged)
 WORK_VERDICTS = {
@@ -122,28 +133,33 @@ class ABTestResult:
     verdicts: list[PairedVerdict] = field(default_factory=list)
     overall: str = "unchanged"
     work: WorkComparison | None = None  # round 1's work, head against base, with its verdict
+    output: OutputComparison | None = None  # round 1's head output against the base's
 
     @property
     def regressions(self) -> list[PairedVerdict]:
-        return [v for v in self.verdicts if v.verdict == "regressed"]
+        return [v for v in self.verdicts if v.verdict in FAILING]
 
     def to_dict(self) -> dict[str, JsonValue]:
+        output: JsonValue = CONVERTER.unstructure(self.output) if self.output else None
         return {
             "nodeid": self.nodeid,
             "pipeline": self.pipeline,
             "overall": self.overall,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "work": self.work.to_dict() if self.work else None,
+            "output": output,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ABTestResult:
+        output = data.get("output")
         return cls(
             data["nodeid"],
             data["pipeline"],
             [PairedVerdict.from_dict(v) for v in data.get("verdicts", [])],
             data["overall"],
             WorkComparison.from_dict(work) if (work := data.get("work")) else None,
+            CONVERTER.structure(output, OutputComparison) if output else None,
         )
 
 

@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pytest_i2v.ab.output_check import output_of_rounds, output_verdict
 from pytest_i2v.ab.paired import (
     DEFAULT_CONFIDENCE,
     DEFAULT_MIN_EFFECT,
@@ -24,8 +25,9 @@ from pytest_i2v.ab.paired import (
 from pytest_i2v.ab.results_doc import RoundResults
 from pytest_i2v.ab.sequential import Look, SequentialPlan, is_decided
 from pytest_i2v.errors import I2VUsageError
-from pytest_i2v.record.parts import WorkComparison
+from pytest_i2v.record.parts import OutputComparison, WorkComparison
 from pytest_i2v.record.record import GenerationRecord
+from pytest_i2v.verdict.fidelity import FidelitySettings
 from pytest_i2v.verdict.noise_prior import Noise
 from pytest_i2v.verdict.work_diff import WorkDiff, diff, work_verdict
 
@@ -155,6 +157,8 @@ class _Prepared:
     series: Series  # the metrics to judge
     keys: set[str | None]  # the peak memory's keys (one: comparable)
     work: FirstRoundWork | None
+    output: OutputComparison | None  # round 1's head output against the base's
+    output_verdict: PairedVerdict | None  # changed, or waiting for round 2 (ab.output_check)
 
 
 def _not_comparable(metric: str, rounds: int, reason: str) -> PairedVerdict:
@@ -215,7 +219,11 @@ def _series(
 
 
 def _prepare(
-    nodeid: str, base: list[GenerationRecord], head: list[GenerationRecord], min_effect: float
+    nodeid: str,
+    base: list[GenerationRecord],
+    head: list[GenerationRecord],
+    min_effect: float,
+    fidelity: FidelitySettings,
 ) -> _Prepared:
     pipelines = {_pipeline(r) for r in base + head}
     outcome = _outcome_verdict(base, head)
@@ -230,7 +238,9 @@ def _prepare(
     else:
         fixed, series, keys = _series(base, head)
     work = None if fixed else work_of_first_round(base[0], head[0], min_effect)
-    return _Prepared(nodeid, _pipeline(base[0]), fixed, series, keys, work)
+    output = None if fixed else output_of_rounds(base, head, fidelity)
+    judged = None if fixed else output_verdict(base, head, output)
+    return _Prepared(nodeid, _pipeline(base[0]), fixed, series, keys, work, output, judged)
 
 
 def _log_ratios(tests: Sequence[_Prepared]) -> dict[str, dict[str, list[float]]]:
@@ -257,6 +267,8 @@ def _judge(
     """The test's verdicts: each metric's spread from its calibration, else the job's pooled spread
     with the judged test left out."""
     verdicts = list(test.fixed)
+    if test.output_verdict is not None:
+        verdicts.append(test.output_verdict)
     if test.work is not None:
         verdicts.append(test.work.verdict)
     for name, (base_figures, head_figures) in test.series.items():
@@ -269,7 +281,9 @@ def _judge(
             paired_verdict(label, base_figures, head_figures, decision, prior, look, cap)
         )
     work = test.work.comparison() if test.work is not None else None
-    return ABTestResult(test.nodeid, test.pipeline, verdicts, overall_verdict(verdicts), work)
+    return ABTestResult(
+        test.nodeid, test.pipeline, verdicts, overall_verdict(verdicts), work, test.output
+    )
 
 
 def compare_rounds(
@@ -300,7 +314,11 @@ def compare_rounds(
         _check_every_round(nodeid, sides)
     tests = [
         _prepare(
-            nodeid, [r[nodeid] for r in base_rounds], [r[nodeid] for r in head_rounds], min_effect
+            nodeid,
+            [r[nodeid] for r in base_rounds],
+            [r[nodeid] for r in head_rounds],
+            min_effect,
+            base_docs[0].fidelity,  # the profile's bars: both sides run the same profile
         )
         for nodeid in undecided_ids
     ]

@@ -106,6 +106,7 @@ class SequentialPlan:
 
 
 DECIDED = (
+    "output-changed",  # paired.OUTPUT_CHANGED: judged once, from rounds 1 and 2
     "regressed",
     "improved",
     "unchanged",

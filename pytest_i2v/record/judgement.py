@@ -20,6 +20,7 @@ from pytest_i2v.verdict.baseline_records import BaselineEntry, BaselineFile, Seg
 from pytest_i2v.verdict.budget import budget_failures
 from pytest_i2v.verdict.explain import excuse_throttling
 from pytest_i2v.verdict.fidelity import (
+    FidelityFigures,
     FidelitySettings,
     bar_for,
     fidelity_verdict,
@@ -266,14 +267,30 @@ def _fidelity(
         against = "the baseline's output"
     if reference is None:
         return None
-    figures = with_base(compare_outputs(reference, record.output), record.output_repeat)
-    bar, lossy = bar_for(context.fidelity, request, record.lossy_by_config)
+    return compare_with(reference, record, context.fidelity, against, record.output_repeat)
+
+
+def compare_with(
+    reference: OutputReference,
+    record: GenerationRecord,
+    settings: FidelitySettings,
+    against: str,
+    repeat: FidelityFigures | None,
+) -> OutputComparison:
+    """``record``'s output judged against ``reference``: at the bar its mark and config ask for,
+    ``repeat`` being this code's own second run against its first (the noise the verdict allows;
+    the gate's is the second measured generation, A/B's the base's second process). The one
+    comparison the gate and A/B share."""
+    if record.output is None:
+        raise ValueError(f"{record.nodeid} has no output to compare")
+    figures = with_base(compare_outputs(reference, record.output), repeat)
+    bar, lossy = bar_for(settings, record.fidelity_request, record.lossy_by_config)
     return OutputComparison(
         figures,
         bar,
         lossy,
         against,
-        fidelity_verdict(figures, bar, record.output_repeat),
+        fidelity_verdict(figures, bar, repeat),
         None if figures.identical else reference,
     )
 
