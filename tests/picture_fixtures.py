@@ -53,7 +53,7 @@ def output_record(
     current: OutputReference | None,
     fidelity: OutputComparison | None = None,
 ) -> GenerationRecord:
-    base = GenerationRecord.from_dict(record(nodeid, None, SIZE, FRAMES, 2.0, 2**30))
+    base = GenerationRecord.from_dict(record(nodeid, None, SIZE, FRAMES, 45.0, 2**30))
     return dataclasses.replace(base, output=current, fidelity=fidelity)
 
 
