@@ -565,11 +565,12 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
     assert messages == []
     assert [r for r in requests if not r.startswith("file://")] == []
     assert requests == [path.as_uri()]  # the page itself, nothing else: its pictures are inline
-    # the fixture's outputs: a changed test (9 frames, an animation), a held (9), an identical (3)
-    assert len(pictures) == 22 and all(p["inline"] for p in pictures)
+    # the fixture's outputs: the heat maps' legend, a changed test (9 frames, an animation), a
+    # held (9), an identical (3)
+    assert len(pictures) == 1 + 10 + 9 + 3 and all(p["inline"] for p in pictures)
     assert all(p["natural"] == p["stated"] and p["natural"][0] > 0 for p in pictures)
     drawn = [p for p in pictures if p["drawn"]]
-    assert len(drawn) == 10  # the changed test's, open as the page opens; the rest folded
+    assert len(drawn) == 1 + 10  # the legend, the changed test's open; the rest folded
     assert all(p["drawn"] == p["stated"] for p in drawn)
     assert tables and all(t["after"] for t in tables)  # the overview comes before every table ...
     shown = [t["top"] for t in tables if t["shown"]]

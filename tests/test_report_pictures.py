@@ -5,16 +5,18 @@ folds, the size budget and its notes, and the section of the HTML page."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import re
 from html.parser import HTMLParser
 
 import numpy as np
+from matplotlib import colormaps
 from PIL import Image
 
 from pytest_i2v.measure.output import reduce_output
 from pytest_i2v.record.output import unpack_output
-from pytest_i2v.report.frames import SHOWN_LONG_SIDE, Picture, shown_frames
+from pytest_i2v.report.frames import HEAT_COLORMAP, SHOWN_LONG_SIDE, Picture, shown_frames
 from pytest_i2v.report.html import render_html
 from pytest_i2v.report.output_gallery import (
     PAGE_BUDGET_BYTES,
@@ -141,6 +143,29 @@ def test_an_output_without_a_reference_shows_its_own_frames_only() -> None:
         assert all(t.reference is None and t.difference is None for t in entry.triplets)
 
 
+def test_the_legend_runs_from_no_difference_to_the_largest_once_per_page() -> None:
+    gallery = output_gallery([changed_record(), held_record()])
+    assert gallery.legend is not None
+    bar = pixels(gallery.legend)
+    assert bar.shape[1] == SHOWN_LONG_SIDE
+    ends = colormaps[HEAT_COLORMAP]([0.0, 1.0], bytes=True)[:, :3]
+    assert np.array_equal(bar[0, [0, -1]], ends)
+    assert gallery.bytes_used == gallery.legend.bytes_used + sum(
+        e.bytes_used for e in gallery.entries
+    )
+    assert output_gallery([identical_record()]).legend is None  # no heat map, no legend
+
+
+def test_an_unreadable_output_is_a_note_and_the_report_still_renders() -> None:
+    record = changed_record()
+    assert record.output is not None
+    broken = dataclasses.replace(record.output, packed="not base64 zlib!")
+    gallery = output_gallery([dataclasses.replace(record, output=broken)])
+    (entry,) = gallery.entries
+    assert entry.left_out and entry.left_out.startswith("Left out: unreadable output")
+    assert entry.verdict == "changed" and entry.triplets == ()
+
+
 def test_a_test_without_an_output_is_counted_not_drawn() -> None:
     gallery = output_gallery([output_record("t::oom", None), changed_record()])
     assert [e.nodeid for e in gallery.entries] == ["suites/t.py::test_changed"]
@@ -167,16 +192,17 @@ def test_past_the_page_budget_every_remaining_test_is_left_out_with_a_note() -> 
     records = [changed_record(f"t::changed{i}", seed=i) for i in range(4)]
     full = output_gallery(records)
     sizes = [e.bytes_used for e in full.entries]
-    assert all(e.animation for e in full.entries) and full.bytes_used == sum(sizes)
-    budget = Budget(page_bytes=sizes[0] + sizes[1] // 2)  # one test and a half
+    assert all(e.animation for e in full.entries) and full.legend
+    # the page's budget counts the legend and every test's pictures
+    assert full.bytes_used == full.legend.bytes_used + sum(sizes)
+    budget = Budget(page_bytes=full.legend.bytes_used + sizes[0] + sizes[1] // 2)  # 1.5 tests
     gallery = output_gallery(records, budget)
     assert [e.nodeid for e in gallery.entries] == [r.nodeid for r in records]  # none dropped
     first, second, *rest = gallery.entries
     assert first == full.entries[0]
-    # the second: without its animation if that fits, else left out
-    if second.left_out is None:
-        assert second.animation is None and second.triplets
-        assert "animation left out: page image budget" in (second.note or "")
+    # the second fits without its animation (its frames are well under half its bytes)
+    assert second.left_out is None and second.animation is None and len(second.triplets) == 3
+    assert second.note == f"animation left out: {budget.page_note()}"
     for entry in [e for e in gallery.entries if e.left_out]:
         assert entry.left_out == f"Left out: {budget.page_note()}"
         assert entry.triplets == () and entry.animation is None and entry.bytes_used == 0
@@ -224,8 +250,8 @@ def test_the_html_section_draws_the_outputs_inline() -> None:
     assert len(held) == 2 and not any(h.endswith(" open>") for h in held)
     parser = Images()
     parser.feed(section)
-    # changed: 9 frames + the animation; held: 9; identical: 3 of its own
-    assert len(parser.images) == 10 + 9 + 3
+    # the legend; changed: 9 frames + the animation; held: 9; identical: 3 of its own
+    assert len(parser.images) == 1 + 10 + 9 + 3
     for image in parser.images:
         src = image["src"] or ""
         assert src.startswith(PREFIX) and image["alt"]

@@ -21,6 +21,7 @@ SHOWN_LONG_SIDE = 128
 ANIMATION_FRAME_MS = 400  # eight kept frames in about three seconds
 HEAT_COLORMAP = "magma"
 GAP_PX = 4  # between the run's and the reference's frame in the animation
+LEGEND_HEIGHT_PX = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,15 @@ def heat_map(delta: np.ndarray, top: int) -> np.ndarray:
     unit = delta.astype(np.float64) / top if top else np.zeros(delta.shape)
     rgba = colormaps[HEAT_COLORMAP](unit, bytes=True)
     return np.asarray(rgba[..., :3], dtype=np.uint8)
+
+
+def legend() -> Picture:
+    """The heat maps' colours, left (no difference) to right (the test's largest): a bar as wide
+    as a frame is drawn."""
+    ramp = np.linspace(0, 255, SHOWN_LONG_SIDE).round().astype(np.uint8)
+    colours = heat_map(np.tile(ramp, (LEGEND_HEIGHT_PX, 1)), 255)
+    alt = "heat map colours: black for no difference to pale yellow for the test's largest"
+    return Picture(_png(Image.fromarray(colours, "RGB")), SHOWN_LONG_SIDE, LEGEND_HEIGHT_PX, alt)
 
 
 def scale_text(top: int) -> str:

@@ -5,11 +5,13 @@ silently."""
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
+import zlib
 from dataclasses import dataclass
 
 from pytest_i2v.record.record import GenerationRecord
-from pytest_i2v.report.frames import OutputPictures, draw_animation, draw_frames
+from pytest_i2v.report.frames import OutputPictures, Picture, draw_animation, draw_frames, legend
 
 # The page stays one file a mail or a CI artifact viewer opens quickly: a changed test's nine
 # frames and its animation fit a test's budget at 64 px frames drawn at 128 px.
@@ -56,10 +58,12 @@ class OutputGallery:
     entries: tuple[OutputPictures, ...]
     budget: Budget
     without_output: int  # tests that kept no output (out of memory, a pipeline without one)
+    legend: Picture | None = None  # the heat maps' colours, where some test has heat maps
 
     @property
     def bytes_used(self) -> int:
-        return sum(entry.bytes_used for entry in self.entries)
+        shown = self.legend.bytes_used if self.legend else 0
+        return shown + sum(entry.bytes_used for entry in self.entries)
 
 
 def _words(record: GenerationRecord) -> OutputPictures:
@@ -86,7 +90,17 @@ def _own_frames_note(record: GenerationRecord) -> str:
 
 
 def _drawn(record: GenerationRecord) -> OutputPictures:
-    """Every picture the record's output could have, before any budget."""
+    """Every picture the record's output could have, before any budget; a note instead where the
+    output cannot be read (a damaged or hand-edited document): the report is still written."""
+    try:
+        return _pictures(record)
+    except (zlib.error, ValueError, binascii.Error) as error:
+        return dataclasses.replace(
+            _words(record), left_out=f"Left out: unreadable output ({error})"
+        )
+
+
+def _pictures(record: GenerationRecord) -> OutputPictures:
     words, current = _words(record), record.output
     assert current is not None  # output_gallery only draws records with an output
     reference = record.fidelity.reference if record.fidelity else None
@@ -149,8 +163,9 @@ def output_gallery(records: list[GenerationRecord], budget: Budget | None = None
     page's is spent, each remaining test gets a note instead of pictures (and none is drawn)."""
     budget = budget or Budget()
     shown = sorted((r for r in records if r.output is not None), key=_order)
+    heat_legend = legend() if any(r.fidelity and r.fidelity.reference for r in shown) else None
     entries: list[OutputPictures] = []
-    used = 0
+    used = heat_legend.bytes_used if heat_legend else 0
     full = False
     for record in shown:
         if full:
@@ -165,4 +180,4 @@ def output_gallery(records: list[GenerationRecord], budget: Budget | None = None
             pictures = _left_out(_words(record), budget.page_note())
         used += pictures.bytes_used
         entries.append(pictures)
-    return OutputGallery(tuple(entries), budget, len(records) - len(shown))
+    return OutputGallery(tuple(entries), budget, len(records) - len(shown), heat_legend)
