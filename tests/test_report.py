@@ -21,6 +21,7 @@ from pytest_i2v.report.html import render_html
 from pytest_i2v.report.markdown import md, render_markdown
 from pytest_i2v.report.overview import overview
 from pytest_i2v.study import recommend, recommend_per_pipeline
+from tests.picture_fixtures import document_with_outputs
 from tests.report_fixtures import XSS, document, two_pipeline_document
 
 GOLDEN_MD = Path(__file__).parent / "golden" / "summary.md"
@@ -491,7 +492,7 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
     )
     assert CHROMIUM, "CI must have Chromium: .ci/run installs the Debian package"
     path = tmp_path / "report.html"
-    path.write_text(render_html(document()))
+    path.write_text(render_html(document_with_outputs()))
     shots = Path(os.environ.get("I2V_SCREENSHOT_DIR", tmp_path))
     messages: list[str] = []
     with playwright.sync_playwright() as p:
@@ -529,6 +530,15 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
             after: !!(document.querySelector('#overview svg').compareDocumentPosition(e)
               & Node.DOCUMENT_POSITION_FOLLOWING)}))""",
         )
+        # every output picture decoded at the size the page states, the open test's drawn at it
+        pictures = page.eval_on_selector_all(
+            "#outputs img",
+            """els => els.map(e => ({natural: [e.naturalWidth, e.naturalHeight],
+            stated: [+e.getAttribute('width'), +e.getAttribute('height')],
+            drawn: e.checkVisibility() ? [e.getBoundingClientRect().width,
+              e.getBoundingClientRect().height] : null,
+            inline: e.src.startsWith('data:image/png;base64,')}))""",
+        )
         folded_height = page.evaluate("document.documentElement.scrollHeight")
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
         open_height = page.evaluate("document.documentElement.scrollHeight")
@@ -554,6 +564,14 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
         browser.close()
     assert messages == []
     assert [r for r in requests if not r.startswith("file://")] == []
+    assert requests == [path.as_uri()]  # the page itself, nothing else: its pictures are inline
+    # the fixture's outputs: the heat maps' legend, a changed test (9 frames, an animation), a
+    # held (9), an identical (3)
+    assert len(pictures) == 1 + 10 + 9 + 3 and all(p["inline"] for p in pictures)
+    assert all(p["natural"] == p["stated"] and p["natural"][0] > 0 for p in pictures)
+    drawn = [p for p in pictures if p["drawn"]]
+    assert len(drawn) == 1 + 10  # the legend, the changed test's open; the rest folded
+    assert all(p["drawn"] == p["stated"] for p in drawn)
     assert tables and all(t["after"] for t in tables)  # the overview comes before every table ...
     shown = [t["top"] for t in tables if t["shown"]]
     assert all(top >= overview for top in shown)  # ... and above every table on the page

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from pytest_i2v.generation.memory_options import no_effect_reasons
 from pytest_i2v.metrics import TIME_S
@@ -33,6 +33,9 @@ from pytest_i2v.report.rows import (
 from pytest_i2v.verdict.explain import rebaseline_command
 from pytest_i2v.verdict.gate import MetricVerdict
 from pytest_i2v.verdict.outcome import SEVERITY
+
+if TYPE_CHECKING:  # the pictures are the HTML's (html.render_html): Markdown loads no imaging
+    from pytest_i2v.report.output_gallery import OutputGallery
 
 OUTCOME_ORDER = (*SEVERITY, "skipped")
 # A pill's words where the outcome's name would read as something else: the banner's "not enforced"
@@ -85,6 +88,7 @@ class ReportContext(TypedDict):
     overview_svg: str | None  # the HTML's (``html.render_html``)
     frontier_svg: str | None  # the HTML's speed-against-fidelity chart
     charts: list[Chart]  # the HTML's, every pipeline's
+    output_gallery: OutputGallery | None  # the HTML's pictures of the outputs
 
 
 def pills(kinds: Mapping[str, int], run_unreliable: str | None) -> list[Pill]:
@@ -346,4 +350,5 @@ def context_of(view: ResultsView, skipped: list[Skipped] | None = None) -> Repor
         "overview_svg": None,
         "frontier_svg": None,
         "charts": [],
+        "output_gallery": None,
     }

@@ -13,6 +13,7 @@ from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report import per_test_charts, study_charts
 from pytest_i2v.report.chart_style import width_px
 from pytest_i2v.report.context import ReportContext, build_context, clock_of, outcome_of
+from pytest_i2v.report.output_gallery import output_gallery
 from pytest_i2v.report.rows import Chart, MemoryOptionRow
 from pytest_i2v.storage import write_text_atomic
 from pytest_i2v.verdict.explain import format_value
@@ -78,6 +79,8 @@ def render_html(document: Mapping[str, Any]) -> str:
     else:
         context["charts"] = build_charts(context)
     context["frontier_svg"] = study_charts.frontier_chart(context["frontier"])
+    # Drawn here, not in build_context: the Markdown and the terminal show no pictures.
+    context["output_gallery"] = output_gallery(context["records"])
     return _environment().get_template("report.html.j2").render(**context)
 
 
