@@ -23,6 +23,7 @@ from pytest_i2v.report.overview import overview
 from pytest_i2v.study import recommend, recommend_per_pipeline
 from tests.picture_fixtures import document_with_outputs
 from tests.report_fixtures import XSS, document, two_pipeline_document
+from tests.test_frontier import family
 
 GOLDEN_MD = Path(__file__).parent / "golden" / "summary.md"
 
@@ -478,6 +479,13 @@ def test_render_time_of_a_large_report_is_reported(tmp_path: Path) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def document_with_frontier() -> dict[str, Any]:
+    """The report fixture plus a speed-against-fidelity family (two pipelines, four variants)."""
+    doc = document()
+    doc["records"] = [*doc["records"], *family()]
+    return doc
+
+
 @pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
     reason="needs Chromium (Debian package 'chromium'); .ci/run installs it",
@@ -561,10 +569,21 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
         first = page.eval_on_selector("#results-table tbody tr td code", "e => e.textContent")
         shot = shots / "report-screenshot.png"
         page.screenshot(path=str(shot), full_page=True)
+        # the speed-against-fidelity family's frontier chart, drawn from inline SVG alone
+        frontier_page = tmp_path / "frontier.html"
+        frontier_page.write_text(render_html(document_with_frontier()))
+        page.goto(frontier_page.as_uri())
+        frontier_chart = page.eval_on_selector(
+            "#frontier svg.chart",
+            "e => [e.checkVisibility(), e.getBoundingClientRect().width, "
+            "e.getBoundingClientRect().height, e.querySelectorAll('circle, path').length]",
+        )
         browser.close()
     assert messages == []
     assert [r for r in requests if not r.startswith("file://")] == []
-    assert requests == [path.as_uri()]  # the page itself, nothing else: its pictures are inline
+    assert requests == [path.as_uri(), frontier_page.as_uri()]  # nothing else: all inline
+    shown_chart, width, height, marks = frontier_chart
+    assert shown_chart and width > 300 and height > 200 and marks >= 4  # one mark per variant
     # the fixture's outputs: the heat maps' legend, a changed test (9 frames, an animation), a
     # held (9), an identical (3)
     assert len(pictures) == 1 + 10 + 9 + 3 and all(p["inline"] for p in pictures)
