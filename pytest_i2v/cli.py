@@ -13,6 +13,7 @@ python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run]
     [--model random|tiny|DIR] [--pipeline NAME]
 python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR]
     [-- pytest args]
+python -m pytest_i2v bisect --good REF --bad REF [--rounds N] [-- pytest args]
 python -m pytest_i2v init --pipeline NAME [--model SOURCE] [--size WxH] [--profiles a,b] ...
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.cli_baseline import run_baseline_command
+from pytest_i2v.cli_bisect import add_bisect_command
 from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.document import read_records, read_results
@@ -172,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_and_compare(commands)
     _add_gpu_check(commands)
     _add_ab(commands)
+    add_bisect_command(commands)
     add_start_commands(commands)
     return parser
 
