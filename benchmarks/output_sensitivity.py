@@ -10,8 +10,10 @@ random-weight models? Measured side by side in one run, per pipeline:
   every denoiser output (numerics-neutral);
 - cost: the reduction's time and its packed bytes.
 
-Each row prints the figures (``record.output``) and whether a lossless bar of PSNR >= 60 dB and
-SSIM >= 0.99 holds.
+Each row prints the figures (``record.output``) and whether the ``cpu`` profile's lossless bar
+(its ``fidelity: lossless``, read through the profile loader) holds. On Wan 2.1 one more row: its
+transformer with diffusers' first-block cache at its defaults (``pipelines.caches``), the lossy
+change a cached test makes.
 
     python benchmarks/output_sensitivity.py [--processes 20] [--pipelines i2vgen-xl,wan2.1-i2v]"""
 
@@ -27,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,15 @@ from pytest_i2v.generation.inputs import synthetic_portrait
 from pytest_i2v.generation.marks import GenerationSpec, i2v
 from pytest_i2v.measure.output import reduce_output
 from pytest_i2v.measure.runner import generate
+from pytest_i2v.pipelines import cache_names
 from pytest_i2v.pipelines.base import adapter_for
+from pytest_i2v.pipelines.caches import disable_caches, enable_cache
+from pytest_i2v.profiles import load_profiles
 from pytest_i2v.record.output import compare_outputs
 from pytest_i2v.record.parts import OutputReference
-from pytest_i2v.verdict.fidelity import FidelityBar
 
-LOSSLESS = FidelityBar(min_psnr_db=60.0, min_ssim=0.99)
+LOSSLESS = load_profiles()["cpu"].fidelity.lossless  # the bar the main job holds unchanged code to
+CACHE = "first-block"
 # width, height, frames, steps
 SIZES = {"i2vgen-xl": (64, 64, 4, 10), "wan2.1-i2v": (64, 64, 5, 10)}
 
@@ -138,7 +143,16 @@ def _row(name: str, base: OutputReference, other: OutputReference) -> dict[str, 
     figures = compare_outputs(base, other)
     held = LOSSLESS.held(figures)
     print(f"  {name:<34} {figures.summary():<58} {'within' if held else 'OUTPUT CHANGED'}")
-    return {"change": name, "figures": figures.__dict__, "held": held}
+    return {"change": name, "figures": asdict(figures), "held": held}
+
+
+@contextmanager
+def cache_on(adapter: Any, pipe: Any, name: str) -> Iterator[None]:
+    enable_cache(adapter, pipe, name)
+    try:
+        yield
+    finally:
+        disable_caches(adapter, pipe)
 
 
 def injected(pipeline: str, work: Path) -> list[dict[str, Any]]:
@@ -163,6 +177,9 @@ def injected(pipeline: str, work: Path) -> list[dict[str, Any]]:
         rows.append(_row("no-op copy of each denoiser output", base, run()))
     with threads(1):
         rows.append(_row("torch on 1 thread instead of 2", base, run()))
+    if CACHE in cache_names(pipeline):
+        with cache_on(adapter, pipe, CACHE):
+            rows.append(_row("a cache hook at its default", base, run()))
     rows.append(_row("unchanged, after the 1-thread run", base, run()))
     frames = generate(pipe, spec, image)
     started = time.perf_counter()

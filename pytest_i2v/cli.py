@@ -71,7 +71,9 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
         thresholds=thresholds,
         unfitted=unfitted,
     )
-    if not matrices:  # nothing to show: the reason is a usage error, as it was with one pipeline
+    points = frontier(r for group in records.values() for r in group)
+    if not matrices and not points:
+        # nothing to show: the reason is a usage error, as it was with one pipeline
         reasons = [f"{name}: {why}" if len(records) > 1 else why for name, why in unfitted.items()]
         raise I2VUsageError(
             "; ".join(reasons) or "no results to fit; run the resolution sweep first"
@@ -84,7 +86,6 @@ def _cmd_recommend(args: argparse.Namespace) -> str:
             else f"not fitted: {unfitted[name]}"
         )
         sections.append(f"## {name}\n\n{body}")
-    points = frontier(r for group in records.values() for r in group)
     if points:  # the caches: the fastest that keeps its bar, against the native sibling
         sections.append(f"## speed against fidelity\n\n{format_frontier(points)}")
     return "\n\n".join(sections)

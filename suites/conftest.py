@@ -1,5 +1,5 @@
 """The study's suites: select them with -m (sweep, tradeoffs, precision, memory_options,
-dynamic_resolution, pipelines, pipeline_memory_options)."""
+dynamic_resolution, pipelines, pipeline_memory_options, speed_fidelity)."""
 
 SUITE_MARKERS = {
     "sweep": "the study's resolution sweep (256p-1024p)",
@@ -12,6 +12,9 @@ SUITE_MARKERS = {
     ),
     "pipeline_memory_options": (
         "the large pipelines' memory-saving options, each against its plain run"
+    ),
+    "speed_fidelity": (
+        "each cache a pipeline runs against its native run: speed-up and output fidelity"
     ),
 }
 

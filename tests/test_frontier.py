@@ -113,3 +113,20 @@ def test_recommend_names_the_fastest_cache_that_keeps_its_bar(
     out = capsys.readouterr().out
     assert "## speed against fidelity" in out
     assert "recommended: first-block (1.60x, within its bar)" in out
+
+
+def test_recommend_prints_the_frontier_of_a_run_without_a_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `pytest suites/ -m speed_fidelity` alone: one size per pipeline, so nothing to fit
+    doc = document()
+    doc["records"] = family()
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))
+    assert main(["recommend", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "## wan2.1-i2v\n\nnot fitted: " in out
+    assert "recommended: first-block (1.60x, within its bar)" in out
+    doc["records"] = [native(2.0)]  # neither a fit nor a point: still the usage error
+    path.write_text(json.dumps(doc))
+    assert main(["recommend", str(path)]) == 4

@@ -240,6 +240,12 @@ def check_pipeline_name(name: str, origin: str = "pipeline") -> PipelineInfo:
     return PIPELINES[name]
 
 
+def cache_names(pipeline: str) -> tuple[str, ...]:
+    """The caches ``pipeline`` runs, in ``CACHES``' order (none for an unknown name)."""
+    info = PIPELINES.get(pipeline)
+    return tuple(c for c in CACHES if info is not None and c in info.caches)
+
+
 def cache_problem(info: PipelineInfo, cache: object) -> str | None:
     """What is wrong with a mark's ``cache=`` on this pipeline (one line with the fix), or None."""
     if cache is None:
@@ -258,7 +264,7 @@ def cache_problem(info: PipelineInfo, cache: object) -> str | None:
         )
     return (
         f"cache={cache!r} does not run on pipeline {info.name}; use one of "
-        f"{', '.join(c for c in CACHES if c in info.caches)} or None"
+        f"{', '.join(cache_names(info.name))} or None"
     )
 
 

@@ -69,6 +69,10 @@ class PipelineMemoryOptionsSection(TypedDict, total=False):
     options: list[str]
 
 
+class SpeedFidelitySection(TypedDict, total=False):
+    pipelines: list[str]  # each runs natively, then with each cache it supports (the registry's)
+
+
 @dataclass(frozen=True)
 class Study:
     # The sections hold what the file says: the suites read them, and the marks they build check
@@ -86,6 +90,7 @@ class Study:
     pipeline_memory_options: PipelineMemoryOptionsSection = field(
         default_factory=PipelineMemoryOptionsSection
     )
+    speed_fidelity: SpeedFidelitySection = field(default_factory=SpeedFidelitySection)
 
     @classmethod
     def load(cls, path: Path) -> Study:
@@ -113,6 +118,7 @@ class Study:
                 pipeline_memory_options=cast(
                     PipelineMemoryOptionsSection, dict(data.get("pipeline_memory_options") or {})
                 ),
+                speed_fidelity=cast(SpeedFidelitySection, dict(data.get("speed_fidelity") or {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise I2VUsageError(f"study file {path}: missing or malformed section {exc}") from None
