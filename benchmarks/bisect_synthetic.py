@@ -1,6 +1,6 @@
 """Does ``bisect`` find the commit, and what does it cost? A synthetic repository of ``--commits``
 commits (default 32) on the tiny I2VGen-XL suite: a +20 % host-side delay per UNet call from
-commit ``--delay-at`` (default 9; 20 ms on the virtual clock, where a UNet call costs 10 ms plus
+commit ``--delay-at`` (default 9; 2 ms on the virtual clock, where a UNet call costs 10 ms, plus
 the suite's own encode and decode) and one more matrix product after each UNet call from commit
 ``--op-at`` (default 21). Two bisections, as a user runs them:
 
@@ -58,7 +58,7 @@ def changed(i2v_pipeline):
 
     def before(module, args):
         if DELAY:
-            add_work(0.02)
+            add_work(0.002)  # a UNet call costs 10 ms on the virtual clock: +20 %
 
     def after(module, args, output):
         if EXTRA_OP:
