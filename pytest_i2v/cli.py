@@ -14,6 +14,8 @@ python -m pytest_i2v gpu-check [--out DIR] [--device cuda:N] [--dry-run]
 python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] [--out DIR]
     [-- pytest args]
 python -m pytest_i2v init --pipeline NAME [--model SOURCE] [--size WxH] [--profiles a,b] ...
+python -m pytest_i2v history add results.json [--db URL] [--commit SHA]
+python -m pytest_i2v history list [--db URL]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.cli_baseline import run_baseline_command
+from pytest_i2v.cli_history import add_history_command
 from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.document import read_records, read_results
@@ -173,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gpu_check(commands)
     _add_ab(commands)
     add_start_commands(commands)
+    add_history_command(commands)
     return parser
 
 
