@@ -158,3 +158,13 @@ def test_a_bad_url_stops_the_session_before_the_tests(i2v_project: pytest.Pytest
     assert "passed" not in result.stdout.str()
     result.stderr.fnmatch_lines(["*history database URL mysql://u:***@h/d: not SQLite*"])
     assert not list(i2v_project.path.glob("*.sqlite"))
+
+
+def test_under_xdist_the_controller_adds_one_run(i2v_project: pytest.Pytester) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra")
+    i2v_project.makepyfile(test_two=TWO_TESTS)
+    result = i2v_project.runpytest("-n", "2", "--i2v-history", "sqlite:///h.sqlite")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["i2v history: added run * (2 tests) to sqlite:///h.sqlite"])
+    (run,) = open_store(f"sqlite:///{i2v_project.path / 'h.sqlite'}").runs()
+    assert run.tests == 2  # both workers' records, in one run
