@@ -4,6 +4,7 @@ names a server (CI must: .ci/run starts one). No mocks: each test has a database
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.history.schema import MIGRATIONS, results, runs
 from pytest_i2v.history.store import database_url, open_store
 from tests.history_fixtures import (  # noqa: F401
+    POSTGRES_ENV,
     postgres_url,
     results_document,
     store_url,
@@ -210,3 +212,19 @@ def test_the_first_open_of_a_database_by_two_processes(store_url: str) -> None: 
         assert process.exitcode == 0
     assert sorted(report[0][1] for report in reports) == [True, True]
     assert counts(store_url) == (2, 6)
+
+
+def test_a_server_gone_since_the_open_is_one_line(postgres_url: str) -> None:  # noqa: F811
+    """The database is dropped under the store: the add fails with the fix, and no traceback."""
+    store = open_store(postgres_url)
+    name = database_url(postgres_url).database
+    admin = create_engine(database_url(os.environ[POSTGRES_ENV]), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+    with pytest.raises(I2VUsageError) as failed:
+        store.add_run(results_document(0), where="r.json")
+    message = str(failed.value)
+    assert message.startswith(f"history database {store.url} failed while adding r.json (")
+    assert message.endswith("nothing was written: add the results file again with history add")
+    assert "\n" not in message and "i2v-ci-only" not in message

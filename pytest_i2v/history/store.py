@@ -74,10 +74,15 @@ class HistoryStore:
         rows = run_rows(document, commit, where, datetime.now(timezone.utc))
         try:
             added = self._insert(rows)
-        except IntegrityError as exc:
+        except IntegrityError as exc:  # the document's own fault (a test in it twice)
             raise I2VUsageError(
                 f"{where} cannot be added to {self.url} ({_first_line(exc)}); nothing was "
                 "written: regenerate the results file with this plugin"
+            ) from None
+        except DBAPIError as exc:  # the database's (the server went away since it was opened)
+            raise I2VUsageError(
+                f"history database {self.url} failed while adding {where} ({_first_line(exc)}); "
+                "nothing was written: add the results file again with history add"
             ) from None
         return AddResult(rows.run_id, added, len(rows.results))
 
