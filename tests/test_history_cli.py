@@ -168,3 +168,30 @@ def test_under_xdist_the_controller_adds_one_run(i2v_project: pytest.Pytester) -
     result.stdout.fnmatch_lines(["i2v history: added run * (2 tests) to sqlite:///h.sqlite"])
     (run,) = open_store(f"sqlite:///{i2v_project.path / 'h.sqlite'}").runs()
     assert run.tests == 2  # both workers' records, in one run
+
+
+def test_a_database_that_fails_at_the_end_is_a_line_not_a_red_run(
+    i2v_project: pytest.Pytester,
+) -> None:
+    """The test itself puts a directory where the SQLite file was: the session still passes and
+    writes its results file, and says the history was not written."""
+    i2v_project.makepyfile(
+        f"""
+        import os, shutil
+        import pytest
+
+        @pytest.mark.i2v({SMALL})
+        def test_one(i2v_run):
+            i2v_run()
+            for name in ("h.sqlite", "h.sqlite-wal", "h.sqlite-shm"):
+                if os.path.exists(name):
+                    os.remove(name)
+            os.mkdir("h.sqlite")
+        """
+    )
+    result = i2v_project.runpytest(
+        "--i2v-history", "sqlite:///h.sqlite", "--i2v-json", "r.json", "-p", "no:xdist"
+    )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["i2v history NOT written: history database sqlite:///h.sqlite *"])
+    assert json.loads((i2v_project.path / "r.json").read_text())["records"]

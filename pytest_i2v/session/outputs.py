@@ -103,8 +103,6 @@ class Outputs:
             return
         document = self.document()
         settings = self._settings
-        if settings.history_url is not None and self.records:
-            self.history_lines.append(add_to_history(settings.history_url, document, root))
         if settings.json_path is not None:
             write_json_atomic(settings.json_path, document)
             self.written.append(settings.json_path)
@@ -125,6 +123,9 @@ class Outputs:
             else:
                 write_text_atomic(path, render_markdown(document))
             self.written.append(path)
+        # Last: whatever the database does, the results files are written.
+        if settings.history_url is not None and self.records:
+            self.history_lines.append(add_to_history(settings.history_url, document, root))
 
     def _recommendations(self, records: list[GenerationRecord]) -> dict[str, Recommendation]:
         """A matrix per pipeline from this run's own measurements, for each pipeline whose records
