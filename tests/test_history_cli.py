@@ -142,13 +142,17 @@ def test_each_session_is_added_as_a_run(i2v_project: pytest.Pytester) -> None:
     i2v_project.makepyfile(test_two=TWO_TESTS)
     ini = next(i2v_project.path.glob("tox.ini"))
     for args in (("--i2v-history", "sqlite:///h.sqlite"), ()):
-        result = i2v_project.runpytest(*args, "-p", "no:xdist")
+        result = i2v_project.runpytest(*args, "--i2v-json", "r.json", "-p", "no:xdist")
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(["i2v history: added run * (2 tests) to sqlite:///h.sqlite"])
         ini.write_text(ini.read_text() + "\ni2v_history = sqlite:///h.sqlite\n")
-    store = open_store(f"sqlite:///{i2v_project.path / 'h.sqlite'}")
+    url = f"sqlite:///{i2v_project.path / 'h.sqlite'}"
+    store = open_store(url)
     assert [run.tests for run in store.runs()] == [2, 2]
     assert len(store.series("test_two.py::test_one", "time_s").points) == 2
+    # the session's results file is the run the session added: adding it again adds nothing
+    assert main(["history", "add", str(i2v_project.path / "r.json"), "--db", url]) == 0
+    assert [run.tests for run in store.runs()] == [2, 2]
 
 
 def test_a_bad_url_stops_the_session_before_the_tests(i2v_project: pytest.Pytester) -> None:
