@@ -15,6 +15,8 @@ python -m pytest_i2v ab --base REF [--head REF] [--rounds N] [--min-effect PCT] 
     [-- pytest args]
 python -m pytest_i2v bisect --good REF --bad REF [--rounds N] [-- pytest args]
 python -m pytest_i2v init --pipeline NAME [--model SOURCE] [--size WxH] [--profiles a,b] ...
+python -m pytest_i2v history add results.json [--db URL] [--commit SHA]
+python -m pytest_i2v history list [--db URL]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from pytest_i2v.cli_baseline import run_baseline_command
 from pytest_i2v.cli_bisect import add_bisect_command
+from pytest_i2v.cli_history import add_history_command
 from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.document import read_records, read_results
@@ -177,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ab(commands)
     add_bisect_command(commands)
     add_start_commands(commands)
+    add_history_command(commands)
     return parser
 
 

@@ -3,14 +3,13 @@ run, the outcome (decided once, by ``outcome.decide``) and the runs queued for t
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_i2v.generation.marks import Budget
 from pytest_i2v.record.baseline_run import run_from_record
+from pytest_i2v.record.commit import git_commit
 from pytest_i2v.record.judgement import (
     GateContext,
     Judgement,
@@ -272,21 +271,3 @@ class LeftOut:
 
     nodeid: str
     reason: str
-
-
-def git_commit(root: Path) -> str | None:
-    """The commit being measured: $GITHUB_SHA in Actions, else git's HEAD, else None."""
-    if os.environ.get("GITHUB_SHA"):
-        return os.environ["GITHUB_SHA"][:12]
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return completed.stdout.strip() or None if completed.returncode == 0 else None

@@ -151,6 +151,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         is_path=True,
     ),
     OptionSpec(
+        "--i2v-history",
+        "history_url",
+        "add the session's results as one run to the history database at URL: sqlite:///PATH "
+        "or postgresql://USER:PASSWORD@HOST/DB (python -m pytest_i2v history list)",
+        non_empty_text,
+        None,
+        "URL",
+    ),
+    OptionSpec(
         "--i2v-profile-dir",
         "profile_dir",
         "directory of extra GPU profile YAML files (override shipped ones of the same name)",

@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pytest_i2v.errors import I2VUsageError
+from pytest_i2v.history.store import open_store
 from pytest_i2v.pipelines import DEFAULT_PIPELINE
+from pytest_i2v.record.commit import git_commit
 from pytest_i2v.record.document import build_document, write_json_atomic
 from pytest_i2v.record.record import GenerationRecord
 from pytest_i2v.report.grouping import pipeline_of
@@ -23,7 +26,8 @@ from pytest_i2v.verdict.machine_speed import probe_moved
 from pytest_i2v.verdict.outcome import GateMode, headline
 
 # The HTML report is imported inside write(): it loads matplotlib and jinja2, and only a run
-# given --i2v-report needs them.
+# given --i2v-report needs them. The history store is imported with the outputs, which load only
+# once an i2v test runs (SQLAlchemy's import is a fraction of torch's).
 
 
 class Outputs:
@@ -46,6 +50,7 @@ class Outputs:
         self.skipped: list[dict[str, str]] = []
         self.loads: list[dict[str, JsonValue]] = []
         self.written: list[Path] = []
+        self.history_lines: list[str] = []  # what adding the run to --i2v-history came to
         self.probe = SessionProbe()  # the recorder's, once its end has run
         self.left_out = 0  # recorded runs the baseline will not get (GateLoop.leave_out)
 
@@ -91,8 +96,9 @@ class Outputs:
             },
         )
 
-    def write(self) -> None:
-        """The JSON, HTML and Markdown outputs that were asked for."""
+    def write(self, root: Path) -> None:
+        """The JSON, HTML and Markdown outputs that were asked for, and the run added to the
+        history (the commit: ``root``'s)."""
         if not self.records and not self.skipped:
             return
         document = self.document()
@@ -117,6 +123,9 @@ class Outputs:
             else:
                 write_text_atomic(path, render_markdown(document))
             self.written.append(path)
+        # Last: whatever the database does, the results files are written.
+        if settings.history_url is not None and self.records:
+            self.history_lines.append(add_to_history(settings.history_url, document, root))
 
     def _recommendations(self, records: list[GenerationRecord]) -> dict[str, Recommendation]:
         """A matrix per pipeline from this run's own measurements, for each pipeline whose records
@@ -127,6 +136,22 @@ class Outputs:
             margin_gb=self._settings.safety_margin_gb,
             thresholds=self._settings.latency_thresholds,
         )
+
+
+def add_to_history(url: str, document: dict[str, JsonValue], root: Path) -> str:
+    """The terminal's line on adding the run; a database that fails now is reported, never raised:
+    the tests ran, and the results files hold their measurements."""
+    try:
+        store = open_store(url)
+        try:
+            added = store.add_run(document, git_commit(root), where="this session's results")
+        finally:
+            store.close()
+    except I2VUsageError as exc:
+        return f"i2v history NOT written: {exc}"
+    if added.added:
+        return f"i2v history: added run {added.run_id} ({added.tests} tests) to {store.url}"
+    return f"i2v history: run {added.run_id} is already in {store.url}: nothing added"
 
 
 def _published(records: list[GenerationRecord]) -> JsonValue:

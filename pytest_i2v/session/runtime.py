@@ -169,7 +169,7 @@ class I2VRun:
         self.outputs.probe = self.recorder.probe
         self.outputs.left_out = self.gate.leave_out(self.outputs.probe_moved())
         # The measurements first: whatever happens to the baselines, the run's results are kept.
-        self.outputs.write()
+        self.outputs.write(config.rootpath)
         # After Ctrl-C too: only passed tests were queued, so the interrupted one is never recorded.
         self.gate.write_baselines(config.rootpath, self.outputs.probe_moved())
 
@@ -209,6 +209,8 @@ class I2VRun:
                 terminalreporter.write_line(line)
             for path in self.outputs.written:
                 terminalreporter.write_line(f"i2v results written to {path}")
+            for line in self.outputs.history_lines:
+                terminalreporter.write_line(line)
             terminalreporter.write_line(f"i2v: {self.outputs.headline()[1]}")
         except Exception as exc:  # a summary must never turn a run red
             terminalreporter.write_line(f"i2v summary unavailable: {type(exc).__name__}: {exc}")

@@ -28,6 +28,7 @@ class Settings:
     json_path: Path | None = None
     report_path: Path | None = None
     markdown_path: Path | None = None
+    history_url: str | None = None  # --i2v-history: the database the run is added to
     profile_dir: Path | None = None
     allow_profile_mismatch: bool = False
     input_image: Path | None = None
@@ -98,7 +99,13 @@ def resolve_settings(
 
 
 def checked(settings: Settings) -> Settings:
-    """Options that contradict each other: usage errors, whatever the tests."""
+    """Options that contradict each other, and a history database that cannot be opened: usage
+    errors, whatever the tests."""
+    if settings.history_url is not None:
+        # Imported here: SQLAlchemy loads only in the runs that asked for a history.
+        from pytest_i2v.history.store import open_store
+
+        open_store(settings.history_url).close()  # before the tests, not after them
     if settings.fast and settings.update_baselines:
         raise I2VUsageError(
             "--i2v-update-baselines with --i2v-fast: baselines hold measured runs, and fast mode "
