@@ -17,6 +17,8 @@ python -m pytest_i2v bisect --good REF --bad REF [--rounds N] [-- pytest args]
 python -m pytest_i2v init --pipeline NAME [--model SOURCE] [--size WxH] [--profiles a,b] ...
 python -m pytest_i2v history add results.json [--db URL] [--commit SHA]
 python -m pytest_i2v history list [--db URL]
+python -m pytest_i2v history changes [--db URL] [--test TEXT] [--metric NAME] [--otava DIR]
+python -m pytest_i2v history site OUT/ [--db URL]
 """
 
 from __future__ import annotations

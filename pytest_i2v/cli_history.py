@@ -1,7 +1,10 @@
 """``python -m pytest_i2v history``: the history store from the command line.
 
 history add results.json [--db URL] [--commit SHA]   add one run (idempotent)
-history list [--db URL]                              the runs, oldest first"""
+history list [--db URL]                              the runs, oldest first
+history changes [--db URL] [--test TEXT] [--metric NAME] [--otava DIR]
+                                                     change points and exact events
+history site OUT/ [--db URL]                         the static site, one page per suite file"""
 
 from __future__ import annotations
 
@@ -9,9 +12,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pytest_i2v.history.changes import SeriesChanges
+from pytest_i2v.history.findings import collect, format_findings, search
+from pytest_i2v.history.otava import OTAVA_CONFIG, otava_files
+from pytest_i2v.history.series import Series
+from pytest_i2v.history.site import build_site
 from pytest_i2v.history.store import DEFAULT_URL, HistoryStore, open_store
 from pytest_i2v.record.commit import git_commit
 from pytest_i2v.record.document import read_results
+from pytest_i2v.storage import write_text_atomic
 
 DB_HELP = (
     f"the history database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB "
@@ -36,6 +45,20 @@ def add_history_command(commands: Any) -> None:
     listing = actions.add_parser("list", help="the runs in the history, oldest first")
     listing.add_argument("--db", default=DEFAULT_URL, metavar="URL", help=DB_HELP)
     listing.set_defaults(handler=_cmd_list)
+    changes = actions.add_parser(
+        "changes", help="where each test's figures moved their level, and the exact events"
+    )
+    changes.add_argument("--db", default=DEFAULT_URL, metavar="URL", help=DB_HELP)
+    changes.add_argument("--test", metavar="TEXT", help="only the tests whose node id has TEXT")
+    changes.add_argument("--metric", metavar="NAME", help="only this metric (e.g. time_s)")
+    changes.add_argument(
+        "--otava", metavar="DIR", help="also write Apache Otava's CSV input and otava.yaml here"
+    )
+    changes.set_defaults(handler=_cmd_changes)
+    site = actions.add_parser("site", help="the history as a static site (no network)")
+    site.add_argument("out", metavar="OUT", help="the directory to write index.html and pages to")
+    site.add_argument("--db", default=DEFAULT_URL, metavar="URL", help=DB_HELP)
+    site.set_defaults(handler=_cmd_site)
 
 
 def _cmd_add(args: argparse.Namespace) -> str:
@@ -58,6 +81,41 @@ def _cmd_list(args: argparse.Namespace) -> str:
         return format_runs(store)
     finally:
         store.close()
+
+
+def _findings(args: argparse.Namespace) -> tuple[list[list[Series]], list[SeriesChanges]]:
+    store = open_store(args.db, create=False)
+    try:
+        tests = collect(store, getattr(args, "test", None), getattr(args, "metric", None))
+    finally:
+        store.close()
+    return tests, search(tests)
+
+
+def _write_all(out: Path, files: dict[str, str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        write_text_atomic(out / name, text)
+
+
+def _cmd_changes(args: argparse.Namespace) -> str:
+    tests, found = _findings(args)
+    if args.otava:
+        files = otava_files(tests)
+        _write_all(Path(args.otava), files)
+        return (
+            format_findings(found)
+            + f"\nOtava's input: {len(files) - 1} CSV file(s) and "
+            + (f"{OTAVA_CONFIG} in {args.otava}")
+        )
+    return format_findings(found)
+
+
+def _cmd_site(args: argparse.Namespace) -> str:
+    _, found = _findings(args)
+    files = build_site(found)
+    _write_all(Path(args.out), files)
+    return f"wrote the history site: {len(files)} page(s) in {args.out}/ (open index.html)"
 
 
 def format_runs(store: HistoryStore) -> str:
