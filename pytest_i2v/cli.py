@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_i2v.cli_baseline import run_baseline_command
-from pytest_i2v.cli_bisect import add_bisect_command
-from pytest_i2v.cli_history import add_history_command
+from pytest_i2v.cli_history import add_bisect_command, add_history_command
 from pytest_i2v.cli_start import add_start_commands
 from pytest_i2v.errors import I2VUsageError
 from pytest_i2v.record.document import read_records, read_results

@@ -1,4 +1,4 @@
-"""``python -m pytest_i2v bisect`` (``pytest_i2v.bisect``): the first commit whose run differs,
+"""``python -m pytest_i2v bisect`` (``pytest_i2v.ab.bisect``): the first commit whose run differs,
 by its work in about log2(n) profiled probes, or by sequential A/B jobs when only the time
 changed; the user's checkout untouched, bad refs one line and exit 4."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_i2v.bisect import first_bad
+from pytest_i2v.ab.bisect import first_bad
 from tests.test_ab import commit_all, git, left_behind, run_cli, suite_repo  # noqa: F401
 
 SUITE = """\

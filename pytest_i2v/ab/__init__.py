@@ -45,15 +45,15 @@ Whatever happens (a usage error after the worktrees exist, a failed process, Ctr
 are removed (``git worktree remove --force``, then ``git worktree prune``) and the temporary
 directory deleted. Nothing is written to ``--out`` before the collection pass agrees.
 
-The package, from the top: ``job`` (the rounds, judged after each, and the written comparison);
-``collection`` (the collection pass); ``machine_calibration`` (the job's calibration, read and
-stored); ``options`` (what the user asked for, checked); ``workspace`` (the refs and the
-worktrees); ``processes`` (each pytest process, its argv, environment and log); ``meta`` (the
-ABBA order, the machine, the unstable runs); ``outputs`` (ab.json, ab.md, ab.html); ``rounds``
-(the rounds' documents -> per-test verdicts); ``paired`` (one metric's paired verdict);
-``sequential`` (the looks' error spending). The calibration is stored with the baselines
-(``pytest_i2v.verdict.ab_calibration``).
-"""
+The package, from the top: ``bisect`` (``python -m pytest_i2v bisect``: the first commit that
+differs, on these worktrees and jobs); ``job`` (the rounds, judged after each, and the written
+comparison); ``collection`` (the collection pass); ``machine_calibration`` (the job's calibration,
+read and stored); ``options`` (what the user asked for, checked); ``workspace`` (the refs and the
+worktrees); ``processes`` (each pytest process, its argv, environment and log); ``meta`` (the ABBA
+order, the machine, the unstable runs); ``outputs`` (ab.json, ab.md, ab.html); ``output_check``
+(round 1's videos compared); ``rounds`` (the rounds' documents -> per-test verdicts); ``paired``
+(one metric's paired verdict); ``sequential`` (the looks' error spending). The calibration is
+stored with the baselines (``pytest_i2v.verdict.ab_calibration``)."""
 
 from __future__ import annotations
 

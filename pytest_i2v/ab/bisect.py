@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pytest_i2v.ab import ABOptions, run_ab
+from pytest_i2v.ab.job import run_ab
+from pytest_i2v.ab.options import ABOptions
 from pytest_i2v.ab.paired import FAILING
 from pytest_i2v.ab.processes import (
     PROCESS_FAST,
