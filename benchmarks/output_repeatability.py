@@ -58,7 +58,7 @@ DEVICES: dict[str, tuple[list[str], dict[str, str]]] = {
 NO_OUTPUT_PLUGIN = """
 import pytest_i2v.measure.runner as runner
 
-runner.reduce_output = lambda frames: None  # the output record off: nothing reduced or kept
+runner.reduce_output = lambda frames, latents=None: None  # the output record off: nothing kept
 """
 
 
@@ -150,6 +150,8 @@ def main_job_cost(runs: int) -> list[dict[str, Any]]:
                     f"report {html / 1e6:.2f} MB, exit {done.returncode}",
                     flush=True,
                 )
+                if done.returncode not in (0, 1) or size < 100_000:
+                    raise SystemExit(f"the main job did not run its tests:\n{done.stdout[-2000:]}")
     return rows
 
 
